@@ -1,0 +1,63 @@
+/**
+ * validateIR: the last gate before a snapshot is served. Translators should never produce what this
+ * rejects; when one does, the control plane keeps serving the last good snapshot.
+ */
+import type { IRSnapshot, Regex, RouteMatch, StringMatch } from './types.js';
+
+/** Problems found, as sentences; empty when the snapshot is sound. */
+export function validateIR(ir: IRSnapshot): string[] {
+  const problems: string[] = [];
+  const clusters = new Set<string>();
+  for (const c of ir.clusters) {
+    if (clusters.has(c.name)) problems.push(`cluster ${c.name} defined twice`);
+    clusters.add(c.name);
+    for (const e of c.endpoints) if (!(e.port > 0 && e.port < 65536)) problems.push(`cluster ${c.name}: endpoint ${e.address} has invalid port ${e.port}`);
+  }
+  const ports = new Set<number>();
+  for (const l of ir.listeners) {
+    if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
+    ports.add(l.port);
+    if (l.protocol === 'HTTP' && l.filterChains.length !== 1) problems.push(`listener ${l.name}: HTTP listeners have exactly one filter chain`);
+    for (const chain of l.filterChains) {
+      if (l.protocol === 'HTTPS' && (!chain.tls || chain.tls.certificates.length === 0)) problems.push(`listener ${l.name} chain ${chain.name}: HTTPS without a certificate`);
+      for (const vh of chain.virtualHosts) {
+        for (const r of vh.routes) {
+          const where = `route ${r.name}`;
+          if (r.matches.length === 0) problems.push(`${where}: no match block`);
+          for (const m of r.matches) checkMatch(m, where, problems);
+          if (r.action.kind === 'forward') {
+            if (r.action.destinations.length === 0) problems.push(`${where}: forward without destinations`);
+            for (const d of r.action.destinations) {
+              if (!clusters.has(d.cluster)) problems.push(`${where}: unknown cluster ${d.cluster}`);
+              if (!(Number.isInteger(d.weight) && d.weight > 0)) problems.push(`${where}: weight ${d.weight} is not a positive integer`);
+            }
+            const p = r.action.rewrite?.path;
+            if (p?.kind === 'regex') checkRegex(p.regex, where, problems);
+          } else if (r.action.kind === 'direct') {
+            if (!(r.action.status >= 200 && r.action.status <= 599)) problems.push(`${where}: direct response status ${r.action.status}`);
+          } else if (![301, 302, 303, 307, 308].includes(r.action.responseCode)) {
+            problems.push(`${where}: redirect code ${r.action.responseCode}`);
+          }
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+function checkMatch(m: RouteMatch, where: string, problems: string[]): void {
+  if (m.path?.kind === 'regex') checkRegex(m.path.regex, where, problems);
+  for (const s of [m.method, m.scheme, m.authority, ...m.headers.map((h) => h.match), ...m.queryParams.map((q) => q.match)]) checkString(s, where, problems);
+}
+
+function checkString(s: StringMatch | null, where: string, problems: string[]): void {
+  if (s?.kind === 'regex') checkRegex(s.regex, where, problems);
+}
+
+function checkRegex(r: Regex, where: string, problems: string[]): void {
+  try {
+    new RegExp(r.source, r.flags);
+  } catch (e) {
+    problems.push(`${where}: regex ${r.original} does not compile (${(e as Error).message})`);
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * translate(resources, options) -> { ir, diagnostics }: PURE. The same ResourceSet and options give a
+ * byte-identical snapshot, whatever order the objects arrived in.
+ */
+import type { Diagnostic } from '../lib/diagnostic.js';
+import { compareDiagnostics } from '../lib/diagnostic.js';
+import { sha256Hex, stableStringify } from '../lib/hash.js';
+import type { IRSnapshot } from '../ir/types.js';
+import { validateIR } from '../ir/validate.js';
+import type { ResourceSet } from '../resources/resource-set.js';
+import { translateIngresses } from './ingress/index.js';
+import { translateIstio } from './istio/index.js';
+import { mergeListeners } from './merge/listeners.js';
+import { TranslateContext, type TranslateOptions } from './types.js';
+
+export interface TranslateResult {
+  ir: IRSnapshot;
+  diagnostics: Diagnostic[];
+}
+
+export function translate(resources: ResourceSet, options: TranslateOptions): TranslateResult {
+  const ctx = new TranslateContext(options);
+  // Istio drafts first: on a port shared with Ingress, Istio's routes for a host are tried first.
+  const drafts = [...translateIstio(ctx, resources), ...translateIngresses(ctx, resources)];
+  const listeners = mergeListeners(ctx, drafts);
+  const clusters = ctx.clusters();
+  const version = sha256Hex(stableStringify({ listeners, clusters }), 16);
+  const ir: IRSnapshot = { version, listeners, clusters };
+  for (const problem of validateIR(ir)) {
+    ctx.diagnostics.push({ severity: 'error', reason: 'MG_INVALID_IR', object: null, field: null, file: null, line: null, message: `internal: ${problem}` });
+  }
+  return { ir, diagnostics: dedupe(ctx.diagnostics).sort(compareDiagnostics) };
+}
+
+function dedupe(list: Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>();
+  return list.filter((d) => {
+    const k = JSON.stringify(d);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+export { DEFAULT_TRANSLATE_OPTIONS } from './types.js';
+export type { TranslateOptions } from './types.js';
