@@ -235,7 +235,7 @@ export type PathRewrite =
   | { kind: 'prefix'; value: string }
   /** Replace the whole path. */
   | { kind: 'full'; value: string }
-  /** Replace every match of `regex` (unanchored, global) with `substitution` (`\1` style groups, converted to `$1`). */
+  /** Replace every match of `regex` (unanchored, global) with `substitution`, written as in Envoy/RE2: `\1` is group 1, `\\` a backslash. */
   | { kind: 'regex'; regex: Regex; substitution: string };
 
 export interface RedirectAction {

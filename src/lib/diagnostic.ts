@@ -22,6 +22,7 @@ export type DiagnosticReason =
   | 'MG_SECRET_NOT_FOUND' // a TLS Secret that does not exist
   | 'MG_SECRET_INVALID' // a Secret without usable tls.crt/tls.key
   | 'MG_DUPLICATE_HOST' // two objects claim the same host on one listener
+  | 'MG_DUPLICATE_PATH' // two Ingress paths with the same host, path and pathType (the first wins)
   | 'MG_GATEWAY_NOT_FOUND' // a VirtualService names a Gateway that does not exist or is not selected
   | 'MG_HOST_NOT_IN_GATEWAY' // a VirtualService host that no server of its gateways admits
   | 'MG_PORT_CONFLICT' // two listeners want one port with different protocols
@@ -29,6 +30,7 @@ export type DiagnosticReason =
   | 'MG_GATEWAY_NOT_SELECTED' // a Gateway whose selector does not select this proxy (info)
   | 'MG_UNSUPPORTED' // a field meshgate reads but does not implement yet (warning)
   | 'MG_UNREACHABLE_ROUTE' // a route that can never match (after a catch-all)
+  | 'MG_NOT_BOUND' // a route object that applies to no gateway of this proxy: mesh-only, or not exported to it (info)
   | 'MG_INVALID_IR'; // the snapshot failed validation (a translator bug)
 
 /** The object a diagnostic is about. */

@@ -1,7 +1,232 @@
-import type { ResourceSet } from '../../resources/resource-set.js';
-import type { ListenerDraft, TranslateContext } from '../types.js';
+/**
+ * Kubernetes Ingress (networking.k8s.io/v1) -> listener drafts, following the Kubernetes spec and
+ * ingress-nginx's behaviour where the spec leaves room.
+ *
+ * - Class: `spec.ingressClassName` (an IngressClass whose controller is ours, or named like
+ *   `--ingress-class`), else the legacy `kubernetes.io/ingress.class` annotation, else the IngressClass
+ *   marked `ingressclass.kubernetes.io/is-default-class`. With no default IngressClass at all (a plain
+ *   directory config), class-less Ingresses are served. Ingresses for another class are ignored (info).
+ * - Hosts: exact, `*.example.com` (exactly one DNS label), or no host (any host not claimed by a rule
+ *   with a host). Host rules from all Ingresses merge.
+ * - Paths (per host, across Ingresses, in creation order): longest path first; at equal length Exact
+ *   before Prefix. Prefix is element-wise. ImplementationSpecific is treated as Prefix. An identical
+ *   (path, pathType) defined twice: the earlier Ingress wins (MG_DUPLICATE_PATH).
+ * - `spec.defaultBackend` of the earliest Ingress that has one: catch-all of every host and of requests
+ *   for unknown hosts (ingress-nginx puts it at `/` of each server). With none, unmatched requests 404.
+ * - TLS: certificates from `spec.tls[].secretName`, chosen by SNI on the HTTPS listener; plain-HTTP
+ *   requests for a host with a certificate are redirected to HTTPS with 308 (ingress-nginx), unless the
+ *   Ingress says `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
+ */
+import type { Route, RouteMatch, TlsCertificate } from '../../ir/types.js';
+import type { KubeObject } from '../../resources/types.js';
+import { compareByCreation, type ResourceSet } from '../../resources/resource-set.js';
+import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../backends.js';
+import { loadTlsCertificate } from '../secrets.js';
+import { sourceOf, type ListenerDraft, type TranslateContext, type VirtualHostDraft } from '../types.js';
 
-/** Kubernetes Ingress -> listener drafts. (Being written.) */
-export function translateIngresses(_ctx: TranslateContext, _resources: ResourceSet): ListenerDraft[] {
-  return [];
+const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
+const DEFAULT_CLASS_ANNOTATION = 'ingressclass.kubernetes.io/is-default-class';
+const SSL_REDIRECT_ANNOTATION = 'nginx.ingress.kubernetes.io/ssl-redirect';
+
+interface PathEntry {
+  host: string;
+  path: string;
+  exact: boolean;
+  route: Route;
+  ingress: KubeObject;
+}
+
+export function translateIngresses(ctx: TranslateContext, resources: ResourceSet): ListenerDraft[] {
+  const ingresses = resources
+    .ofKind('Ingress')
+    .filter((ing) => isOurs(ctx, resources, ing))
+    .sort(compareByCreation);
+  if (ingresses.length === 0) return [];
+
+  const byHost = new Map<string, PathEntry[]>();
+  const certificates: TlsCertificate[] = [];
+  /** Hosts that have a usable certificate, and whether their Ingress allows the HTTPS redirect. */
+  const tlsHosts = new Map<string, boolean>();
+  let defaultRoute: Route | null = null;
+
+  for (const ing of ingresses) {
+    const spec = obj(ing.body.spec);
+    const ns = ing.metadata.namespace;
+    const base = `ingress/${ns}/${ing.metadata.name}`;
+    const rules = arr(spec.rules).map(obj);
+
+    if (spec.defaultBackend !== undefined && defaultRoute === null) {
+      const action = backendAction(ctx, resources, ing, obj(spec.defaultBackend), 'spec.defaultBackend');
+      if (action) defaultRoute = makeRoute(`${base}/default-backend`, ing, 'spec.defaultBackend', catchAll(), action);
+    }
+
+    rules.forEach((rule, ri) => {
+      const rawHost = str(rule.host);
+      const host = rawHost === undefined || rawHost === '' ? '*' : rawHost.toLowerCase();
+      const paths = arr(obj(rule.http).paths).map(obj);
+      paths.forEach((p, pi) => {
+        const field = `spec.rules[${ri}].http.paths[${pi}]`;
+        const pathType = str(p.pathType) ?? 'ImplementationSpecific';
+        let path = str(p.path) ?? (pathType === 'ImplementationSpecific' ? '/' : '');
+        if (!path.startsWith('/')) {
+          ctx.report('error', 'MG_INVALID_FIELD', ing, `${field}.path`, `path "${path}" must be an absolute path starting with "/"; this path is not served`);
+          return;
+        }
+        const exact = pathType === 'Exact';
+        if (!exact) path = trimTrailingSlashes(path);
+        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`);
+        if (!action) return;
+        const match: RouteMatch = { ...catchAll()[0], path: exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
+        const route = makeRoute(`${base}/rule/${ri}/path/${pi}`, ing, field, [match], action);
+        let list = byHost.get(host);
+        if (!list) byHost.set(host, (list = []));
+        const dup = list.find((e) => e.path === path && e.exact === exact);
+        if (dup) {
+          ctx.report('warning', 'MG_DUPLICATE_PATH', ing, `${field}.path`, `${pathType} path "${path}" for host "${host}" is already defined by Ingress ${dup.ingress.metadata.namespace}/${dup.ingress.metadata.name}, which wins`);
+          return;
+        }
+        list.push({ host, path, exact, route, ingress: ing });
+      });
+      if (!byHost.has(host)) byHost.set(host, []);
+    });
+
+    arr(spec.tls).map(obj).forEach((t, ti) => {
+      const secretName = str(t.secretName);
+      const field = `spec.tls[${ti}]`;
+      let hosts = arr(t.hosts).map(str).filter((h): h is string => !!h).map((h) => h.toLowerCase());
+      // No hosts listed: the certificate serves this Ingress's own rule hosts.
+      if (hosts.length === 0) hosts = rules.map((r) => str(r.host)?.toLowerCase()).filter((h): h is string => !!h);
+      if (!secretName) {
+        ctx.report('warning', 'MG_MISSING_FIELD', ing, `${field}.secretName`, 'TLS entry without secretName: these hosts get no certificate of their own');
+        return;
+      }
+      const cert = loadTlsCertificate(ctx, resources, { namespace: ns, name: secretName, serverNames: hosts, from: ing, field: `${field}.secretName` });
+      if (!cert) return;
+      certificates.push(cert);
+      const redirect = ing.metadata.annotations[SSL_REDIRECT_ANNOTATION] !== 'false';
+      for (const h of hosts) if (!tlsHosts.has(h)) tlsHosts.set(h, redirect);
+    });
+  }
+
+  // The default backend answers unknown hosts too.
+  if (defaultRoute && !byHost.has('*')) byHost.set('*', []);
+
+  const opts = ctx.options;
+  const httpsPortExternal = opts.portMap['443'] === opts.httpsPort ? null : opts.httpsPort;
+  const first = ingresses[0];
+  const httpHosts: VirtualHostDraft[] = [];
+  const httpsHosts: VirtualHostDraft[] = [];
+  for (const [host, entries] of [...byHost.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const routes = sortPaths(entries).map((e) => e.route);
+    if (defaultRoute) routes.push(defaultRoute);
+    const owner = entries[0]?.ingress ?? first;
+    const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
+    const redirect = certificates.length > 0 && tlsHosts.get(host) === true;
+    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal } } : vh);
+    httpsHosts.push(vh);
+  }
+
+  const source = sourceOf(first);
+  const drafts: ListenerDraft[] = [
+    {
+      address: opts.bindAddress,
+      port: opts.httpPort,
+      externalPort: externalPortOf(opts.portMap, opts.httpPort),
+      protocol: 'HTTP',
+      chains: [{ name: 'ingress-http', serverNames: [], tls: null, virtualHosts: httpHosts }],
+      source,
+    },
+  ];
+  if (certificates.length > 0) {
+    drafts.push({
+      address: opts.bindAddress,
+      port: opts.httpsPort,
+      externalPort: externalPortOf(opts.portMap, opts.httpsPort),
+      protocol: 'HTTPS',
+      chains: [{ name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: 'TLSv1.2', maxProtocolVersion: 'TLSv1.3', cipherSuites: [] }, virtualHosts: httpsHosts }],
+      source,
+    });
+  }
+  return drafts;
+}
+
+/** Whether this controller serves the Ingress; reports the ones it ignores. */
+function isOurs(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject): boolean {
+  const { ingressClass, controllerName } = ctx.options;
+  const className = str(obj(ing.body.spec).ingressClassName);
+  const classes = resources.ofKind('IngressClass');
+  const ours = (ic: KubeObject): boolean => str(obj(ic.body.spec).controller) === controllerName;
+  if (className !== undefined) {
+    const ic = classes.find((c) => c.metadata.name === className);
+    const accepted = ic ? ours(ic) : className === ingressClass;
+    if (!accepted) ctx.report('info', 'MG_INGRESS_CLASS_IGNORED', ing, 'spec.ingressClassName', `IngressClass "${className}" ${ic ? `belongs to controller "${str(obj(ic.body.spec).controller) ?? ''}"` : 'does not exist'}; meshgate serves class "${ingressClass}" and IngressClasses with controller "${controllerName}"`);
+    return accepted;
+  }
+  const annotated = ing.metadata.annotations[CLASS_ANNOTATION];
+  if (annotated !== undefined) {
+    const accepted = annotated === ingressClass || classes.some((c) => c.metadata.name === annotated && ours(c));
+    if (!accepted) ctx.report('info', 'MG_INGRESS_CLASS_IGNORED', ing, `metadata.annotations["${CLASS_ANNOTATION}"]`, `class "${annotated}" is not meshgate's ("${ingressClass}")`);
+    return accepted;
+  }
+  const defaults = classes.filter((c) => c.metadata.annotations[DEFAULT_CLASS_ANNOTATION] === 'true');
+  if (defaults.length === 0) return true;
+  const accepted = defaults.some(ours);
+  if (!accepted) ctx.report('info', 'MG_INGRESS_CLASS_IGNORED', ing, null, `no ingressClassName, and the default IngressClass "${defaults[0].metadata.name}" belongs to another controller`);
+  return accepted;
+}
+
+/** The forward action for an IngressBackend, or null (reported) when it cannot be served. */
+function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string): Route['action'] | null {
+  if (backend.resource !== undefined) {
+    ctx.report('warning', 'MG_UNSUPPORTED', ing, `${field}.resource`, 'resource backends are not supported; only service backends are served');
+    return null;
+  }
+  const svc = obj(backend.service);
+  const name = str(svc.name);
+  if (!name) {
+    ctx.report('error', 'MG_MISSING_FIELD', ing, `${field}.service.name`, 'backend has no service name');
+    return null;
+  }
+  const port = obj(svc.port);
+  const portNumber = num(port.number);
+  const portName = str(port.name);
+  const cluster = resolveCluster(ctx, resources, {
+    service: { namespace: ing.metadata.namespace, name, port: portNumber !== undefined ? { number: portNumber } : portName !== undefined ? { name: portName } : null },
+    subset: null,
+    lbPolicy: 'ROUND_ROBIN',
+    connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    from: ing,
+    field: `${field}.service`,
+  });
+  return { kind: 'forward', destinations: [{ cluster, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null };
+}
+
+function makeRoute(name: string, ing: KubeObject, field: string, matches: RouteMatch[], action: Route['action']): Route {
+  return { name, source: sourceOf(ing, field), matches, action, requestHeaders: null, responseHeaders: null };
+}
+
+function catchAll(): RouteMatch[] {
+  return [{ path: null, method: null, scheme: null, authority: null, headers: [], queryParams: [], port: null }];
+}
+
+/** Kubernetes Ingress v1: the longest path wins; at equal length Exact wins over Prefix. Stable otherwise. */
+function sortPaths(entries: PathEntry[]): PathEntry[] {
+  return entries
+    .map((e, i) => ({ e, i }))
+    .sort((a, b) => b.e.path.length - a.e.path.length || Number(b.e.exact) - Number(a.e.exact) || a.i - b.i)
+    .map(({ e }) => e);
+}
+
+/** `/foo/` and `/foo` are the same Prefix path (element-wise matching); `/` stays `/`. */
+function trimTrailingSlashes(path: string): string {
+  let p = path;
+  while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
+  return p;
+}
+
+/** The port clients use for a bind port: the `--port-map` entry that maps to it, else the port itself. */
+function externalPortOf(portMap: Record<string, number>, bindPort: number): number {
+  for (const [ext, bind] of Object.entries(portMap)) if (bind === bindPort) return Number(ext);
+  return bindPort;
 }

@@ -1,0 +1,74 @@
+/**
+ * The admin server (primary process): `/ready`, `/healthz`, `/config_dump`, `/diagnostics`, `/reloads`.
+ * Private keys never leave through it.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { IRSnapshot } from '../ir/types.js';
+import type { Controller } from '../control/controller.js';
+
+export interface AdminServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startAdminServer(controller: Controller, port: number, host = '0.0.0.0'): Promise<AdminServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'method not allowed' });
+    switch (path) {
+      case '/ready':
+      case '/healthz/ready':
+        return controller.ready ? sendText(res, 200, 'ready\n') : sendText(res, 503, 'not ready: no snapshot served yet\n');
+      case '/healthz':
+        return sendText(res, 200, 'ok\n');
+      case '/config_dump':
+        return send(res, 200, { version: controller.serving?.version ?? null, snapshot: controller.serving ? redact(controller.serving) : null, listeners: controller.lastApply });
+      case '/diagnostics':
+        return send(res, 200, { version: controller.serving?.version ?? null, diagnostics: controller.diagnostics });
+      case '/reloads':
+        return send(res, 200, { reloads: controller.reloads });
+      case '/':
+        return sendText(res, 200, 'meshgate admin\n  /ready\n  /healthz\n  /config_dump\n  /diagnostics\n  /reloads\n');
+      default:
+        return send(res, 404, { error: 'not found' });
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** The snapshot without private keys. */
+function redact(ir: IRSnapshot): IRSnapshot {
+  return {
+    ...ir,
+    listeners: ir.listeners.map((l) => ({
+      ...l,
+      filterChains: l.filterChains.map((c) => ({
+        ...c,
+        tls: c.tls ? { ...c.tls, certificates: c.tls.certificates.map((cert) => ({ ...cert, privateKey: '[redacted]' })) } : null,
+      })),
+    })),
+  };
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendText(res: http.ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+/**
+ * The meshgate command.
+ *
+ *   meshgate run --config DIR [--http-port 8080] [--https-port 8443] [--admin-port 15000]
+ *                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
+ *                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
+ *   meshgate validate DIR...      print every diagnostic; exit 1 when any is an error
+ *   meshgate translate DIR        print the IR snapshot as JSON
+ *   meshgate demo                 echo backends + examples/ (what `npm start` runs)
+ *
+ * Bad usage: a one-line error on stderr and exit code 2.
+ */
+import cluster from 'node:cluster';
+import { realpathSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { formatDiagnostic, hasErrors } from '../lib/diagnostic.js';
+import { Logger, type LogLevel } from '../lib/log.js';
+import { loadDirectory } from '../providers/file/load.js';
+import { ConfigPipeline } from '../control/pipeline.js';
+import { Controller } from '../control/controller.js';
+import { ClusterDataPlane, InProcessDataPlane, runWorker, type DataPlane } from '../control/dataplane.js';
+import { startAdminServer } from '../admin/server.js';
+import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
+import { runDemo } from './demo.js';
+
+export class UsageError extends Error {}
+
+const USAGE = `usage:
+  meshgate run --config DIR [--http-port 8080] [--https-port 8443] [--admin-port 15000]
+               [--port-map 80=8080,443=8443] [--ingress-class meshgate]
+               [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
+  meshgate validate DIR...
+  meshgate translate DIR
+  meshgate demo
+`;
+
+const TRANSLATE_FLAGS = {
+  'http-port': { type: 'string' },
+  'https-port': { type: 'string' },
+  'port-map': { type: 'string' },
+  'ingress-class': { type: 'string' },
+  'gateway-labels': { type: 'string' },
+  'bind-address': { type: 'string' },
+} as const;
+
+const RUN_FLAGS = {
+  ...TRANSLATE_FLAGS,
+  config: { type: 'string' },
+  'admin-port': { type: 'string' },
+  workers: { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
+export interface RunOptions {
+  configDir: string;
+  translate: TranslateOptions;
+  adminPort: number;
+  workers: number;
+  logLevel: LogLevel;
+}
+
+function parse<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], options: T, positionals: boolean) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: positionals });
+  } catch (e) {
+    // node:util's messages are already one line, e.g. "Unknown option '--foo'".
+    throw new UsageError((e as Error).message.split('\n')[0]);
+  }
+}
+
+function port(name: string, value: string | undefined, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > 65535) throw new UsageError(`--${name}: "${value}" is not a port number (${min}-65535)`);
+  return Number(value);
+}
+
+function portMap(value: string | undefined): Record<string, number> {
+  if (value === undefined) return { ...DEFAULT_TRANSLATE_OPTIONS.portMap };
+  const out: Record<string, number> = {};
+  if (value.trim() === '') return out;
+  for (const pair of value.split(',')) {
+    const m = /^\s*(\d+)=(\d+)\s*$/.exec(pair);
+    if (!m) throw new UsageError(`--port-map: "${pair}" is not PORT=PORT (e.g. 80=8080,443=8443)`);
+    out[String(port('port-map', m[1], 0))] = port('port-map', m[2], 0);
+  }
+  return out;
+}
+
+function labels(value: string | undefined): Record<string, string> {
+  if (value === undefined) return { ...DEFAULT_TRANSLATE_OPTIONS.gatewayLabels };
+  const out: Record<string, string> = {};
+  if (value.trim() === '') return out;
+  for (const pair of value.split(',')) {
+    const m = /^\s*([A-Za-z0-9._/-]+)=([A-Za-z0-9._-]*)\s*$/.exec(pair);
+    if (!m) throw new UsageError(`--gateway-labels: "${pair}" is not KEY=VALUE (e.g. istio=ingressgateway)`);
+    out[m[1]] = m[2];
+  }
+  return out;
+}
+
+function translateOptions(v: Record<string, string | boolean | undefined>): TranslateOptions {
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const ingressClass = str('ingress-class') ?? DEFAULT_TRANSLATE_OPTIONS.ingressClass;
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ingressClass)) throw new UsageError(`--ingress-class: "${ingressClass}" is not a valid IngressClass name`);
+  return {
+    ...DEFAULT_TRANSLATE_OPTIONS,
+    ingressClass,
+    gatewayLabels: labels(str('gateway-labels')),
+    httpPort: port('http-port', str('http-port'), DEFAULT_TRANSLATE_OPTIONS.httpPort),
+    httpsPort: port('https-port', str('https-port'), DEFAULT_TRANSLATE_OPTIONS.httpsPort),
+    portMap: portMap(str('port-map')),
+    bindAddress: str('bind-address') ?? DEFAULT_TRANSLATE_OPTIONS.bindAddress,
+  };
+}
+
+export function parseRunOptions(args: string[]): RunOptions {
+  const { values } = parse(args, RUN_FLAGS, false);
+  if (!values.config) throw new UsageError('run: --config DIR is required');
+  const workersRaw = values.workers;
+  if (workersRaw !== undefined && !/^\d+$/.test(workersRaw)) throw new UsageError(`--workers: "${workersRaw}" is not a whole number`);
+  const level = values['log-level'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level: "${level}" is not one of debug, info, warn, error`);
+  return {
+    configDir: path.resolve(values.config),
+    translate: translateOptions(values),
+    adminPort: port('admin-port', values['admin-port'], 15000, 0),
+    workers: workersRaw === undefined ? os.availableParallelism() : Number(workersRaw),
+    logLevel: level as LogLevel,
+  };
+}
+
+/** Run the gateway until SIGINT/SIGTERM. `--workers 0` serves in this process. */
+export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
+  const log = new Logger(opts.logLevel, { component: 'meshgate' });
+  const dataPlane: DataPlane = opts.workers === 0 ? new InProcessDataPlane() : new ClusterDataPlane(opts.workers, log);
+  const controller = new Controller({ configDir: opts.configDir, translate: opts.translate, dataPlane, log });
+  const admin = await startAdminServer(controller, opts.adminPort);
+  await controller.start();
+  log.info('meshgate started', { config: opts.configDir, admin: admin.port, workers: opts.workers });
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info('draining');
+      await controller.stop(5000);
+      await admin.close();
+    })());
+  return { stop, adminPort: admin.port, controller };
+}
+
+async function validate(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, TRANSLATE_FLAGS, true);
+  if (positionals.length === 0) throw new UsageError('validate: at least one DIR is required');
+  const options = translateOptions(values);
+  let failed = false;
+  for (const dir of positionals) {
+    const loaded = await loadDirectory(path.resolve(dir));
+    const result = new ConfigPipeline(options).run(loaded);
+    for (const d of result.diagnostics) process.stdout.write(`${positionals.length > 1 ? `${dir}: ` : ''}${formatDiagnostic(d)}\n`);
+    const errors = result.diagnostics.filter((d) => d.severity === 'error').length;
+    const warnings = result.diagnostics.filter((d) => d.severity === 'warning').length;
+    process.stdout.write(`${dir}: ${loaded.objects.length} objects, ${errors} errors, ${warnings} warnings\n`);
+    if (hasErrors(result.diagnostics)) failed = true;
+  }
+  return failed ? 1 : 0;
+}
+
+async function translateCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, TRANSLATE_FLAGS, true);
+  if (positionals.length !== 1) throw new UsageError('translate: exactly one DIR is required');
+  const loaded = await loadDirectory(path.resolve(positionals[0]));
+  const result = new ConfigPipeline(translateOptions(values)).run(loaded);
+  for (const d of result.diagnostics) if (d.severity !== 'info') process.stderr.write(`${formatDiagnostic(d)}\n`);
+  if (!result.snapshot) return 1;
+  const redacted = JSON.parse(JSON.stringify(result.snapshot), (k, v) => (k === 'privateKey' ? '[redacted]' : v));
+  process.stdout.write(`${JSON.stringify(redacted, null, 2)}\n`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run': {
+      const opts = parseRunOptions(rest);
+      const gw = await runGateway(opts);
+      await waitForSignal();
+      await gw.stop();
+      return 0;
+    }
+    case 'validate':
+      return validate(rest);
+    case 'translate':
+      return translateCommand(rest);
+    case 'demo':
+      return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate or demo)`);
+  }
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => resolve();
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}
+
+const isEntry = process.argv[1] !== undefined && safeRealpath(process.argv[1]) === fileURLToPath(import.meta.url);
+if (cluster.isWorker && process.env.MESHGATE_WORKER === '1') {
+  runWorker();
+} else if (isEntry) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      if (e instanceof UsageError) {
+        process.stderr.write(`meshgate: ${e.message}\n`);
+        process.exit(2);
+      }
+      process.stderr.write(`meshgate: ${(e as Error).stack ?? String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+function safeRealpath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The controller: provider -> debounce -> pipeline (check, translate, validate) -> dedupe by version
+ * -> apply to the data plane -> status (diagnostics, reload history) for the admin server and logs.
+ */
+import type { Diagnostic } from '../lib/diagnostic.js';
+import { formatDiagnostic } from '../lib/diagnostic.js';
+import type { Logger } from '../lib/log.js';
+import type { IRSnapshot } from '../ir/types.js';
+import type { ApplyResult } from '../runtime/runtime.js';
+import { loadDirectory } from '../providers/file/load.js';
+import { watchDirectory } from '../providers/file/watch.js';
+import type { TranslateOptions } from '../translate/index.js';
+import { ConfigPipeline } from './pipeline.js';
+import type { DataPlane } from './dataplane.js';
+
+export interface ReloadRecord {
+  /** ISO time the reload finished. */
+  time: string;
+  /** Version now serving after this reload. */
+  version: string | null;
+  outcome: 'applied' | 'unchanged' | 'rejected';
+  errors: number;
+  warnings: number;
+  durationMs: number;
+}
+
+export interface ControllerOptions {
+  configDir: string;
+  translate: TranslateOptions;
+  dataPlane: DataPlane;
+  log: Logger;
+  /** Watch the directory and reload on change (default true). */
+  watch?: boolean;
+}
+
+export class Controller {
+  readonly #opts: ControllerOptions;
+  readonly #pipeline: ConfigPipeline;
+  #watcher: { close(): void } | null = null;
+  #running: Promise<void> = Promise.resolve();
+  #again = false;
+  #busy = false;
+
+  /** The snapshot every runtime serves; null until the first apply. */
+  serving: IRSnapshot | null = null;
+  /** Results of the last apply, one per runtime (bound listeners, bind errors). */
+  lastApply: ApplyResult[] = [];
+  diagnostics: Diagnostic[] = [];
+  readonly reloads: ReloadRecord[] = [];
+
+  constructor(opts: ControllerOptions) {
+    this.#opts = opts;
+    this.#pipeline = new ConfigPipeline(opts.translate);
+  }
+
+  get ready(): boolean {
+    return this.serving !== null;
+  }
+
+  /** Load, translate and apply once; then watch for changes. */
+  async start(): Promise<void> {
+    await this.reload();
+    if (this.#opts.watch !== false) this.#watcher = watchDirectory(this.#opts.configDir, () => this.#schedule());
+  }
+
+  #schedule(): void {
+    if (this.#busy) {
+      this.#again = true;
+      return;
+    }
+    this.#running = this.reload();
+  }
+
+  /** One pass of the pipeline. Reloads never overlap: a change during one triggers another after it. */
+  async reload(): Promise<void> {
+    this.#busy = true;
+    try {
+      do {
+        this.#again = false;
+        await this.#reloadOnce();
+      } while (this.#again);
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  async #reloadOnce(): Promise<void> {
+    const started = performance.now();
+    const log = this.#opts.log;
+    const loaded = await loadDirectory(this.#opts.configDir);
+    const result = this.#pipeline.run(loaded);
+    this.diagnostics = result.diagnostics;
+    const errors = result.diagnostics.filter((d) => d.severity === 'error').length;
+    const warnings = result.diagnostics.filter((d) => d.severity === 'warning').length;
+    for (const d of result.diagnostics) if (d.severity !== 'info') log[d.severity === 'error' ? 'error' : 'warn'](formatDiagnostic(d), { reason: d.reason });
+    let outcome: ReloadRecord['outcome'];
+    if (!result.snapshot) {
+      outcome = 'rejected';
+      log.error('configuration rejected; the last good snapshot keeps serving', { version: this.serving?.version ?? null });
+    } else if (this.serving && result.snapshot.version === this.serving.version) {
+      outcome = 'unchanged';
+    } else {
+      this.lastApply = await this.#opts.dataPlane.apply(result.snapshot);
+      this.serving = result.snapshot;
+      outcome = 'applied';
+      for (const r of this.lastApply) for (const e of r.errors) log.error('listener failed', { error: e });
+      log.info('snapshot applied', { version: result.snapshot.version, listeners: result.snapshot.listeners.map((l) => `${l.protocol} ${l.address}:${l.port}`), clusters: result.snapshot.clusters.length, errors, warnings });
+    }
+    this.reloads.push({ time: new Date().toISOString(), version: this.serving?.version ?? null, outcome, errors, warnings, durationMs: Math.round(performance.now() - started) });
+    if (this.reloads.length > 100) this.reloads.shift();
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.#watcher?.close();
+    await this.#running.catch(() => {});
+    await this.#opts.dataPlane.close(graceMs);
+  }
+}

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { watchDirectory } from './watch.js';
+import type { DirectoryWatcher } from './watch.js';
+
+/** Resolves with the time it took for `calls()` to exceed `n`, or rejects after `ms`. */
+async function waitForCalls(calls: () => number, n: number, ms: number): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < ms) {
+    if (calls() > n) return Date.now() - start;
+    await sleep(10);
+  }
+  throw new Error(`expected more than ${n} callbacks within ${ms} ms, got ${calls()}`);
+}
+
+describe('watchDirectory', () => {
+  let dir = '';
+  let watcher: DirectoryWatcher | null = null;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'meshgate-watch-'));
+    await writeFile(path.join(dir, 'a.yaml'), 'a: 1\n');
+  });
+  afterEach(async () => {
+    watcher?.close();
+    watcher = null;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a write is seen within 1 s', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++);
+    await sleep(150); // let the starting signature settle
+    await writeFile(path.join(dir, 'a.yaml'), 'a: 2\n');
+    const took = await waitForCalls(() => calls, 0, 1000);
+    assert.ok(took < 1000, `took ${took} ms`);
+  });
+
+  test('a new file in a new sub-directory, and an atomic rename, are seen', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { debounceMs: 20 });
+    await sleep(100);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(path.join(dir, 'sub'));
+    await writeFile(path.join(dir, 'sub', 'b.yml'), 'b: 1\n');
+    await waitForCalls(() => calls, 0, 1000);
+    const before = calls;
+    await writeFile(path.join(dir, '.a.yaml.tmp'), 'a: 3\n');
+    await rename(path.join(dir, '.a.yaml.tmp'), path.join(dir, 'a.yaml'));
+    await waitForCalls(() => calls, before, 1000);
+  });
+
+  test('the poll alone finds changes (fs.watch misses events on some file systems)', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { fsWatch: false, pollMs: 100, debounceMs: 10 });
+    await sleep(100);
+    await writeFile(path.join(dir, 'c.json'), '{}');
+    await waitForCalls(() => calls, 0, 500);
+    await rm(path.join(dir, 'a.yaml'));
+    await waitForCalls(() => calls, 1, 500);
+  });
+
+  test('a burst of 20 writes yields a handful of callbacks at most', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++);
+    await sleep(150);
+    for (let i = 0; i < 20; i++) {
+      await writeFile(path.join(dir, `f${i % 5}.yaml`), `i: ${i}\n`);
+      await sleep(5);
+    }
+    await waitForCalls(() => calls, 0, 1000);
+    await sleep(1200); // a poll round too, which must not repeat what was reported
+    assert.ok(calls >= 1 && calls <= 3, `expected 1-3 callbacks, got ${calls}`);
+  });
+
+  test('changes to dotfiles and non-config files do not call back', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { pollMs: 100 });
+    await sleep(150);
+    await writeFile(path.join(dir, '.a.yaml.swp'), 'x');
+    await writeFile(path.join(dir, 'notes.txt'), 'x');
+    await sleep(400);
+    assert.equal(calls, 0);
+  });
+
+  test('close stops callbacks, even for a change already pending', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { pollMs: 50, debounceMs: 50 });
+    await sleep(100);
+    await writeFile(path.join(dir, 'a.yaml'), 'a: 5\n');
+    // A poll may legitimately have reported the write while writeFile was in flight; none may follow close.
+    watcher.close();
+    const atClose = calls;
+    await writeFile(path.join(dir, 'b.yaml'), 'b: 5\n');
+    await sleep(400);
+    assert.equal(calls, atClose, 'callbacks after close');
+    watcher.close(); // idempotent
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * The compiled snapshot: the IR turned into lookup tables and predicates the request path reads.
+ *
+ * Built by `compileSnapshot` (pure). Immutable after compile, with two documented exceptions the
+ * runtime owns: `CompiledCluster.cursor` (load-balancer position) and `CompiledEndpoint.handle`
+ * (the long-lived pool of that endpoint, attached at apply time).
+ */
+
+import type { Dispatcher } from 'undici';
+import type { HttpsRedirect, LbPolicy, TlsVersion } from '../../ir/types.js';
+import type { CompiledHeaderOps } from './header-ops.js';
+import type { PathRewriter } from './rewrite.js';
+import type { CompiledPathMatch } from './string-match.js';
+
+/** What the matcher needs to know about a request. The runtime's request context implements it. */
+export interface MatchInput {
+  /** Method as sent (case-sensitive). */
+  readonly method: string;
+  /** Path of the request target, query excluded. */
+  readonly path: string;
+  /** Downstream scheme: `http` or `https`. */
+  readonly scheme: string;
+  /** Host/:authority as sent by the client (port included if present). */
+  readonly authority: string;
+  /** The listener's externalPort. */
+  readonly port: number;
+  /** Value of a header (lowercase name); several lines joined with `,`; null when absent. */
+  header(name: string): string | null;
+  /**
+   * First value of a query parameter, raw (not percent-decoded, as Envoy matches it); `''` for a
+   * value-less `?name`; null when absent.
+   */
+  queryParam(name: string): string | null;
+}
+
+export type MatchCondition = (r: MatchInput) => boolean;
+
+export interface CompiledSnapshot {
+  version: string;
+  listeners: CompiledListener[];
+  /** Listeners by `address:port`, the key sockets survive swaps by. */
+  listenersByKey: Map<string, CompiledListener>;
+  clusters: Map<string, CompiledCluster>;
+}
+
+export interface CompiledListener {
+  /** `address:port`. */
+  key: string;
+  name: string;
+  address: string;
+  port: number;
+  externalPort: number;
+  protocol: 'HTTP' | 'HTTPS';
+  /** Downstream scheme of requests on this listener. */
+  scheme: 'http' | 'https';
+  chains: CompiledFilterChain[];
+  /** Chains by exact SNI name. */
+  chainsByServerName: Map<string, CompiledFilterChain>;
+  /** Wildcard chains (`*.example.com` as suffix `.example.com`), longest suffix first. */
+  wildcardChains: { suffix: string; chain: CompiledFilterChain }[];
+  /** The chain with `serverNames: []`, or null (then an unmatched SNI is refused). */
+  defaultChain: CompiledFilterChain | null;
+}
+
+export interface CompiledFilterChain {
+  name: string;
+  tls: CompiledTls | null;
+  virtualHosts: CompiledVirtualHost[];
+  /** Virtual hosts by exact lowercase host. */
+  hostsExact: Map<string, CompiledVirtualHost>;
+  /** Suffix wildcards, longest suffix first (ties keep IR order). */
+  hostSuffixes: { suffix: string; singleLabel: boolean; vhost: CompiledVirtualHost }[];
+  hostAny: CompiledVirtualHost | null;
+}
+
+export interface CompiledTls {
+  minVersion: TlsVersion;
+  maxVersion: TlsVersion;
+  /** OpenSSL cipher string (TLS 1.2 list plus the TLS 1.3 suites). */
+  ciphers: string;
+  certificates: CompiledCertificate[];
+  certsByName: Map<string, CompiledCertificate>;
+  /** Single-label wildcard certificates by suffix (`*.example.com` as `.example.com`). */
+  certsBySuffix: Map<string, CompiledCertificate>;
+}
+
+export interface CompiledCertificate {
+  secret: string;
+  certChain: string;
+  privateKey: string;
+  /**
+   * Content key of the SecureContext this certificate yields (key pair plus the chain's TLS
+   * settings); the runtime caches contexts by it across swaps.
+   */
+  contextKey: string;
+}
+
+export interface CompiledVirtualHost {
+  name: string;
+  httpsRedirect: HttpsRedirect | null;
+  routes: CompiledRoute[];
+}
+
+export interface CompiledRoute {
+  name: string;
+  matches: CompiledMatch[];
+  action: CompiledAction;
+  requestHeaders: CompiledHeaderOps | null;
+  responseHeaders: CompiledHeaderOps | null;
+}
+
+/** One IR RouteMatch: every condition must hold. A catch-all has no conditions. */
+export interface CompiledMatch {
+  route: CompiledRoute;
+  /** The path match, kept for prefix rewrites; null when the match has no path condition. */
+  path: CompiledPathMatch | null;
+  /** Only the non-null IR fields, cheapest first (port, path, method, scheme, authority, headers, query). */
+  conditions: MatchCondition[];
+}
+
+export type CompiledAction = CompiledForward | CompiledRedirect | CompiledDirect;
+
+export interface CompiledForward {
+  kind: 'forward';
+  destinations: CompiledDestination[];
+  /** Running sums of the weights; `cumulative[i]` = Σ weights[0..i]. */
+  cumulative: number[];
+  totalWeight: number;
+  rewritePath: PathRewriter | null;
+  rewriteAuthority: string | null;
+  /** Route timeout in ms; 0 = none. */
+  timeoutMs: number;
+}
+
+export interface CompiledDestination {
+  clusterName: string;
+  /** null when no cluster of that name is in the snapshot (answered as 503 NC). */
+  cluster: CompiledCluster | null;
+  weight: number;
+  requestHeaders: CompiledHeaderOps | null;
+  responseHeaders: CompiledHeaderOps | null;
+}
+
+export interface CompiledRedirect {
+  kind: 'redirect';
+  scheme: string | null;
+  authority: string | null;
+  port: number | 'from-protocol' | 'from-request' | null;
+  path: PathRewriter | null;
+  responseCode: number;
+}
+
+export interface CompiledDirect {
+  kind: 'direct';
+  status: number;
+  body: Buffer;
+  contentType: string;
+}
+
+export interface CompiledCluster {
+  name: string;
+  /** `missing`: 503 NC. */
+  discovery: 'eds' | 'missing';
+  lbPolicy: LbPolicy;
+  connectTimeoutMs: number;
+  /** Ready endpoints only (in IR order); empty: 503 UH. */
+  endpoints: CompiledEndpoint[];
+  /** Round-robin position. Mutable: owned by the load balancer; carried over across swaps by name. */
+  cursor: number;
+}
+
+export interface CompiledEndpoint {
+  /** `address:port`, the key of the endpoint's long-lived state. */
+  key: string;
+  address: string;
+  port: number;
+  /** `http://address:port` (IPv6 in brackets). */
+  origin: string;
+  /** Attached by the runtime at apply time; null in a freshly compiled snapshot. */
+  handle: EndpointHandle | null;
+}
+
+/** Long-lived per-endpoint state (see `state/endpoint-pools.ts`). */
+export interface EndpointHandle {
+  readonly key: string;
+  readonly dispatcher: Dispatcher;
+  /** Requests in flight to this endpoint (for LEAST_REQUEST). */
+  active: number;
+}

@@ -1,0 +1,229 @@
+/**
+ * Exchange: one downstream request and, when it is forwarded, its upstream request.
+ *
+ * One object per request plays three parts so nothing else is allocated for them: the route
+ * matcher's `MatchInput`, the state of the proxied request, and the undici dispatch handler. It
+ * uses undici's native handler callbacks (`onConnect`/`onHeaders`/`onData`/`onComplete`/`onError`):
+ * the newer controller API wraps them in an adapter that parses every response head into an
+ * object, which costs a per-request allocation and a header parse we would then undo.
+ */
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { applyHeaderOps } from '../compile/header-ops.js';
+import type { CompiledDestination, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
+import { buildDownstreamResponseHeaders } from './forward-headers.js';
+import { classifyUpstreamError, Errors, sendLocalError } from './local-reply.js';
+
+const kExchange = Symbol('meshgate.exchange');
+type TaggedResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/** Reasons passed to undici's abort; preallocated (no stack trace per request). */
+const TIMEOUT = Object.assign(new Error('meshgate: route timeout'), { code: 'MG_ERR_UPSTREAM_TIMEOUT' });
+const DOWNSTREAM_GONE = Object.assign(new Error('meshgate: downstream closed'), { code: 'MG_ERR_DOWNSTREAM_CLOSED' });
+
+const enum Phase {
+  /** Routing / waiting for the upstream response head. */
+  Waiting,
+  /** Response head written downstream; body streaming. */
+  Streaming,
+  /** Finished: completed, failed, timed out or the client went away. Later callbacks are ignored. */
+  Done,
+}
+
+export class Exchange implements MatchInput {
+  // --- MatchInput ---
+  readonly method: string;
+  readonly path: string;
+  readonly scheme: string;
+  readonly authority: string;
+  readonly port: number;
+  /** Raw query (after `?`), '' when none. */
+  readonly query: string;
+  #params: Map<string, string> | null = null;
+
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+
+  // --- proxy state ---
+  #phase = Phase.Waiting;
+  #abort: ((err?: Error) => void) | null = null;
+  #resume: (() => void) | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #endpoint: EndpointHandle | null = null;
+  #route: CompiledRoute | null = null;
+  #destination: CompiledDestination | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, method: string, path: string, query: string, scheme: string, authority: string, port: number) {
+    this.req = req;
+    this.res = res;
+    this.method = method;
+    this.path = path;
+    this.query = query;
+    this.scheme = scheme;
+    this.authority = authority;
+    this.port = port;
+  }
+
+  header(name: string): string | null {
+    const raw = this.req.rawHeaders;
+    let out: string | null = null;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i];
+      if (n.length === name.length && n.toLowerCase() === name) out = out === null ? raw[i + 1] : `${out},${raw[i + 1]}`;
+    }
+    return out;
+  }
+
+  queryParam(name: string): string | null {
+    if (this.query === '') return null;
+    const params = (this.#params ??= parseQuery(this.query));
+    return params.get(name) ?? null;
+  }
+
+  /**
+   * Sends the request to `endpoint`. `headers` are the final upstream request headers; `target`
+   * is the (possibly rewritten) path and query.
+   */
+  forward(endpoint: EndpointHandle, route: CompiledRoute, destination: CompiledDestination, target: string, headers: string[], hasBody: boolean, timeoutMs: number): void {
+    this.#endpoint = endpoint;
+    this.#route = route;
+    this.#destination = destination;
+    endpoint.active++;
+    const res = this.res as TaggedResponse;
+    res[kExchange] = this;
+    res.on('close', onResponseClose);
+    if (timeoutMs > 0) this.#timer = setTimeout(onTimeout, timeoutMs, this);
+    const opts: Dispatcher.DispatchOptions = {
+      path: target,
+      method: this.method as Dispatcher.HttpMethod,
+      headers,
+      body: hasBody ? this.req : null,
+    };
+    endpoint.dispatcher.dispatch(opts, this);
+  }
+
+  // --- undici handler ---
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    // The request may have timed out or lost its client while it waited for a connection.
+    if (this.#phase === Phase.Done) abort(DOWNSTREAM_GONE);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (this.#phase !== Phase.Waiting) return false;
+    // 1xx interim responses are not relayed (Node answers `Expect: 100-continue` itself).
+    if (statusCode < 200) return true;
+    this.#clearTimer();
+    this.#phase = Phase.Streaming;
+    this.#resume = resume;
+    let headers = buildDownstreamResponseHeaders(rawHeaders);
+    // Responses: destination-level edits first, then route-level (IR HeaderOps order).
+    const destOps = this.#destination!.responseHeaders;
+    if (destOps !== null) headers = applyHeaderOps(headers, destOps);
+    const routeOps = this.#route!.responseHeaders;
+    if (routeOps !== null) headers = applyHeaderOps(headers, routeOps);
+    const res = this.res;
+    res.writeHead(statusCode, headers);
+    res.on('drain', onResponseDrain);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#phase !== Phase.Streaming) return false;
+    // false pauses undici's socket until 'drain' calls resume: back-pressure towards the upstream.
+    return this.res.write(chunk);
+  }
+
+  onComplete(): void {
+    if (this.#phase !== Phase.Streaming) return;
+    this.#finish();
+    this.res.end();
+  }
+
+  onError(err: Error): void {
+    const phase = this.#phase;
+    if (phase === Phase.Done) return;
+    this.#finish();
+    if (phase === Phase.Streaming || this.res.headersSent) {
+      // Never present a truncated body as complete: reset the downstream connection.
+      this.res.destroy(err);
+      return;
+    }
+    const e = err === TIMEOUT ? Errors.timeout : classifyUpstreamError(err);
+    sendLocalError(this.res, e, e === Errors.badRequest);
+  }
+
+  // --- events ---
+
+  /** Route timeout (ForwardAction.timeoutMs) before the response head arrived: 504 UT. */
+  timedOut(): void {
+    this.#timer = null;
+    if (this.#phase !== Phase.Waiting) return;
+    if (this.#abort !== null) {
+      this.#abort(TIMEOUT); // undici calls onError(TIMEOUT) -> 504
+      return;
+    }
+    // Still queued for a connection: answer now; onConnect aborts later.
+    this.#finish();
+    sendLocalError(this.res, Errors.timeout);
+  }
+
+  /** The downstream response closed: finished normally, or the client went away. */
+  responseClosed(): void {
+    if (this.#phase === Phase.Done) return;
+    this.#finish();
+    if (this.#abort !== null) this.#abort(DOWNSTREAM_GONE);
+  }
+
+  drained(): void {
+    if (this.#phase === Phase.Streaming && this.#resume !== null) this.#resume();
+  }
+
+  #finish(): void {
+    this.#phase = Phase.Done;
+    this.#clearTimer();
+    if (this.#endpoint !== null) {
+      this.#endpoint.active--;
+      this.#endpoint = null;
+    }
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+}
+
+function onTimeout(x: Exchange): void {
+  x.timedOut();
+}
+
+function onResponseClose(this: TaggedResponse): void {
+  this[kExchange]?.responseClosed();
+}
+
+function onResponseDrain(this: TaggedResponse): void {
+  this[kExchange]?.drained();
+}
+
+/** Raw query parameters: first value wins; `?k` has value ''. Not percent-decoded (as Envoy). */
+function parseQuery(query: string): Map<string, string> {
+  const params = new Map<string, string>();
+  let start = 0;
+  while (start <= query.length) {
+    let end = query.indexOf('&', start);
+    if (end === -1) end = query.length;
+    if (end > start) {
+      const pair = query.slice(start, end);
+      const eq = pair.indexOf('=');
+      const name = eq === -1 ? pair : pair.slice(0, eq);
+      if (!params.has(name)) params.set(name, eq === -1 ? '' : pair.slice(eq + 1));
+    }
+    start = end + 1;
+  }
+  return params;
+}

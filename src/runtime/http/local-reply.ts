@@ -1,0 +1,97 @@
+/**
+ * Responses the gateway generates itself: errors with an Envoy response flag, redirects and direct
+ * responses. Every one carries `server: meshgate`; Node adds `date`.
+ */
+
+import type { ServerResponse } from 'node:http';
+
+/** The server header on every response, proxied or local (Envoy writes `server: istio-envoy`). */
+export const SERVER_NAME = 'meshgate';
+
+/** Header carrying the Envoy response flag on locally generated error responses. */
+export const FLAGS_HEADER = 'x-meshgate-flags';
+
+/**
+ * Envoy response flags used by meshgate (Envoy access-log `%RESPONSE_FLAGS%`):
+ * NR no route, NC no cluster, UH no healthy upstream, UF upstream connection failure,
+ * UC upstream connection termination, UT upstream request timeout, UPE upstream protocol error,
+ * DPE downstream protocol error, DC downstream connection termination.
+ */
+export type ResponseFlag = 'NR' | 'NC' | 'UH' | 'UF' | 'UC' | 'UT' | 'UPE' | 'DPE' | 'DC';
+
+/** A canned error answer: status, flag and Envoy-like body. */
+export interface LocalError {
+  readonly status: number;
+  readonly flag: ResponseFlag;
+  readonly body: Buffer;
+  readonly code: string;
+}
+
+function localError(status: number, flag: ResponseFlag, code: string, body: string): LocalError {
+  return { status, flag, code, body: Buffer.from(body) };
+}
+
+const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
+
+/** Stable codes (STYLE.md: errors carry a code, status and flag). */
+export const Errors = {
+  noRoute: localError(404, 'NR', 'MG_ERR_ROUTE_NO_MATCH', ''),
+  noCluster: localError(503, 'NC', 'MG_ERR_CLUSTER_NOT_FOUND', 'cluster not found'),
+  noHealthyUpstream: localError(503, 'UH', 'MG_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream'),
+  connectFailure: localError(503, 'UF', 'MG_ERR_UPSTREAM_CONNECT', RESET_PREFIX + 'connection failure'),
+  connectTimeout: localError(503, 'UF', 'MG_ERR_UPSTREAM_CONNECT_TIMEOUT', RESET_PREFIX + 'connection timeout'),
+  connectionTermination: localError(503, 'UC', 'MG_ERR_UPSTREAM_RESET', RESET_PREFIX + 'connection termination'),
+  protocolError: localError(502, 'UPE', 'MG_ERR_UPSTREAM_PROTOCOL', RESET_PREFIX + 'protocol error'),
+  timeout: localError(504, 'UT', 'MG_ERR_UPSTREAM_TIMEOUT', 'upstream request timeout'),
+  badRequest: localError(400, 'DPE', 'MG_ERR_BAD_REQUEST', 'bad request'),
+  tooManyHeaders: localError(431, 'DPE', 'MG_ERR_TOO_MANY_HEADERS', 'too many request headers'),
+} as const;
+
+export function sendLocalError(res: ServerResponse, e: LocalError, close = false): void {
+  if (close) res.shouldKeepAlive = false;
+  res.writeHead(e.status, [
+    'server', SERVER_NAME,
+    'content-type', 'text/plain',
+    'content-length', String(e.body.length),
+    FLAGS_HEADER, e.flag,
+  ]);
+  res.end(e.body);
+}
+
+export function sendRedirect(res: ServerResponse, status: number, location: string): void {
+  res.writeHead(status, ['server', SERVER_NAME, 'location', location, 'content-length', '0']);
+  res.end();
+}
+
+export function sendDirect(res: ServerResponse, status: number, contentType: string, body: Buffer, headers: string[] | null): void {
+  const h = ['server', SERVER_NAME, 'content-length', String(body.length)];
+  if (body.length > 0) h.push('content-type', contentType);
+  if (headers !== null) for (let i = 0; i < headers.length; i++) h.push(headers[i]);
+  res.writeHead(status, h);
+  res.end(body);
+}
+
+/**
+ * Maps an undici/socket error raised before the response headers to the answer Envoy would give.
+ */
+export function classifyUpstreamError(err: unknown): LocalError {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : '';
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return Errors.connectTimeout;
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return Errors.connectFailure;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return Errors.timeout;
+    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+      return Errors.badRequest;
+    default:
+      if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return Errors.protocolError;
+      return Errors.connectionTermination;
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * The request path: listener -> filter chain -> virtual host -> https redirect -> first matching
+ * route -> action (forward, redirect, direct).
+ *
+ * The compiled listener is captured once by the caller at the start of the request; everything
+ * below reads only that snapshot, so a swap never changes a request half way.
+ */
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { applyHeaderOps } from '../compile/header-ops.js';
+import { findRoute, normalizeHost, pickDestination, selectFilterChain, selectVirtualHost } from '../compile/lookup.js';
+import type { HttpsRedirect } from '../../ir/types.js';
+import type { CompiledForward, CompiledListener, CompiledMatch, CompiledRedirect } from '../compile/types.js';
+import { selectEndpoint } from '../upstream/load-balancer.js';
+import { Exchange } from './exchange.js';
+import { buildUpstreamRequestHeaders } from './forward-headers.js';
+import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
+
+/** What the request path needs from the runtime besides the snapshot. */
+export interface RequestEnv {
+  /** Uniform random numbers in [0, 1) for weights and load balancing. */
+  random: () => number;
+}
+
+/** Most request headers accepted; more is 431 (Envoy `max_headers_count` default 100). */
+export const MAX_REQUEST_HEADERS = 100;
+
+export function handleRequest(env: RequestEnv, listener: CompiledListener, req: IncomingMessage, res: ServerResponse): void {
+  const raw = req.rawHeaders;
+  // Node keeps at most `maxHeadersCount` (set to MAX + 1) headers: more than MAX means too many.
+  if (raw.length > MAX_REQUEST_HEADERS * 2) return sendLocalError(res, Errors.tooManyHeaders, true);
+
+  // Node accepts two Host headers; RFC 9112 §3.2 says 400.
+  let host: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i];
+    if (n.length === 4 && (n === 'host' || n === 'Host' || n.toLowerCase() === 'host')) {
+      if (host !== null) return sendLocalError(res, Errors.badRequest, true);
+      host = raw[i + 1];
+    }
+  }
+
+  // Request target: origin-form `/p?q` or absolute-form `http://a/p?q` (its authority wins over
+  // Host, RFC 9112 §3.2.2). The asterisk-form (`OPTIONS *`) is not proxied: 400, as nginx does. A
+  // fragment is never valid in a request target (hardening P-02).
+  const url = req.url ?? '/';
+  let target = url;
+  let authority = host ?? '';
+  if (url.charCodeAt(0) !== 47 /* / */) {
+    const abs = parseAbsoluteForm(url);
+    if (abs === null) return sendLocalError(res, Errors.badRequest, true);
+    authority = abs.authority;
+    target = abs.target;
+  }
+  if (target.includes('#')) return sendLocalError(res, Errors.badRequest, true);
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const query = q === -1 ? '' : target.slice(q + 1);
+
+  const chain =
+    listener.protocol === 'HTTPS'
+      ? selectFilterChain(listener, ((req.socket as TLSSocket).servername || '').toLowerCase())
+      : listener.defaultChain;
+  if (chain === null) return sendLocalError(res, Errors.noRoute);
+  const hostName = normalizeHost(authority);
+  const vhost = selectVirtualHost(chain, hostName);
+  if (vhost === null) return sendLocalError(res, Errors.noRoute);
+
+  if (vhost.httpsRedirect !== null) {
+    return sendRedirect(res, vhost.httpsRedirect.responseCode, httpsRedirectLocation(vhost.httpsRedirect, hostName, target));
+  }
+
+  const x = new Exchange(req, res, req.method ?? 'GET', path, query, listener.scheme, authority, listener.externalPort);
+  const match = findRoute(vhost, x);
+  if (match === null) return sendLocalError(res, Errors.noRoute);
+
+  const action = match.route.action;
+  switch (action.kind) {
+    case 'forward':
+      return forward(env, listener, x, match, action, target);
+    case 'redirect':
+      return sendRedirect(res, action.responseCode, redirectLocation(action, match, listener, x, hostName, authority, query));
+    case 'direct': {
+      const ops = match.route.responseHeaders;
+      return sendDirect(res, action.status, action.contentType, action.body, ops === null ? null : applyHeaderOps([], ops));
+    }
+  }
+}
+
+function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match: CompiledMatch, action: CompiledForward, target: string): void {
+  const res = x.res;
+  const dest = pickDestination(action, action.destinations.length > 1 ? env.random() : 0);
+  const cluster = dest?.cluster ?? null;
+  if (dest === null || cluster === null || cluster.discovery === 'missing') return sendLocalError(res, Errors.noCluster);
+  const endpoint = selectEndpoint(cluster, env.random);
+  if (endpoint === null || endpoint.handle === null) return sendLocalError(res, Errors.noHealthyUpstream);
+
+  let upstreamTarget = target;
+  if (action.rewritePath !== null) {
+    const rewritten = action.rewritePath(x.path, match.path);
+    upstreamTarget = x.query === '' ? rewritten : `${rewritten}?${x.query}`;
+  }
+  const route = match.route;
+  const built = buildUpstreamRequestHeaders(
+    x.req.rawHeaders,
+    action.rewriteAuthority ?? x.authority,
+    x.authority,
+    listener.scheme,
+    clientAddress(x.req.socket.remoteAddress),
+  );
+  let headers = built.headers;
+  // Requests: route-level edits first, then destination-level (IR HeaderOps order).
+  if (route.requestHeaders !== null) headers = applyHeaderOps(headers, route.requestHeaders);
+  if (dest.requestHeaders !== null) headers = applyHeaderOps(headers, dest.requestHeaders);
+  x.forward(endpoint.handle, route, dest, upstreamTarget, headers, built.hasBody, action.timeoutMs);
+}
+
+/** The client address for x-forwarded-for; IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as plain IPv4. */
+function clientAddress(addr: string | undefined): string {
+  if (addr === undefined) return '';
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
+/** `https://host[:port]/path?query` (Istio `httpsRedirect`, ingress-nginx ssl-redirect). */
+function httpsRedirectLocation(r: HttpsRedirect, hostName: string, target: string): string {
+  const port = r.port === null || r.port === 443 ? '' : `:${r.port}`;
+  return `https://${hostName}${port}${target}`;
+}
+
+/** The Location of a RedirectAction (Envoy `RedirectAction` semantics). */
+function redirectLocation(
+  a: CompiledRedirect,
+  match: CompiledMatch,
+  listener: CompiledListener,
+  x: Exchange,
+  hostName: string,
+  authority: string,
+  query: string,
+): string {
+  const scheme = a.scheme ?? x.scheme;
+  const host = a.authority ?? hostName;
+  const sentPort = portOf(authority);
+  let port: number | null;
+  if (a.port === null) {
+    // Keep the port as sent, unless the scheme changed and it was the old scheme's default.
+    port = sentPort;
+    if (port !== null && scheme !== x.scheme && port === defaultPort(x.scheme)) port = null;
+  } else if (a.port === 'from-protocol') {
+    port = null;
+  } else if (a.port === 'from-request') {
+    port = sentPort ?? listener.externalPort;
+  } else {
+    port = a.port;
+  }
+  if (port !== null && port === defaultPort(scheme)) port = null;
+  let path = x.path;
+  let q = query;
+  if (a.path !== null) {
+    path = a.path(x.path, match.path);
+    // A replacement that carries its own query replaces the request's.
+    const i = path.indexOf('?');
+    if (i !== -1) {
+      q = path.slice(i + 1);
+      path = path.slice(0, i);
+    }
+  }
+  return `${scheme}://${host}${port === null ? '' : `:${port}`}${path}${q === '' ? '' : `?${q}`}`;
+}
+
+function defaultPort(scheme: string): number {
+  return scheme === 'https' ? 443 : 80;
+}
+
+/** The port of a Host value, or null when it has none. */
+function portOf(authority: string): number | null {
+  const close = authority.lastIndexOf(']');
+  const colon = authority.lastIndexOf(':');
+  if (colon <= close) return null;
+  const n = Number(authority.slice(colon + 1));
+  return Number.isInteger(n) && n > 0 && n < 65536 ? n : null;
+}
+
+/** Splits `http://authority/path?q` into authority and origin-form target; null when malformed. */
+function parseAbsoluteForm(url: string): { authority: string; target: string } | null {
+  const sep = url.indexOf('://');
+  if (sep <= 0) return null;
+  const scheme = url.slice(0, sep).toLowerCase();
+  if (scheme !== 'http' && scheme !== 'https') return null;
+  const start = sep + 3;
+  let end = start;
+  while (end < url.length) {
+    const c = url.charCodeAt(end);
+    if (c === 47 /* / */ || c === 63 /* ? */) break;
+    end++;
+  }
+  const authority = url.slice(start, end);
+  if (authority === '' || authority.includes('@')) return null;
+  const rest = url.slice(end);
+  return { authority, target: rest === '' ? '/' : rest.charCodeAt(0) === 63 ? `/${rest}` : rest };
+}

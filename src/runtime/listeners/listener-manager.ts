@@ -1,0 +1,255 @@
+/**
+ * Sockets keyed by `address:port`, kept across snapshot swaps. A swap points each surviving
+ * listener at its new compiled listener (one reference assignment, so requests see the old or the
+ * new snapshot, never a mix); listeners that left the IR drain and close; new ones bind. A bind
+ * failure is reported, never thrown, and leaves the other listeners alone.
+ */
+
+import http from 'node:http';
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
+import type { CompiledListener, CompiledSnapshot, CompiledTls } from '../compile/types.js';
+import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
+import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
+
+/** Server settings for an edge proxy (hardening.md §3). */
+export const SERVER_OPTIONS = {
+  /** Whole request head within 10 s (slowloris). */
+  headersTimeout: 10_000,
+  /** No whole-request deadline: bodies may stream for long. */
+  requestTimeout: 0,
+  /** Idle keep-alive connections close after 60 s (Envoy's idle timeout is 1 h; nginx 75 s). */
+  keepAliveTimeout: 60_000,
+  /** Node only enforces headersTimeout at this interval; its 30 s default lets slowloris in. */
+  connectionsCheckingInterval: 1000,
+  /** 64 KiB of request head; more is 431 (Node's default clientError handler). */
+  maxHeaderSize: 64 * 1024,
+  /** HTTP/1.1 without Host: 400. */
+  requireHostHeader: true,
+} as const;
+
+/** Where one listener stands after a sync. */
+export interface ListenerStatus {
+  /** Listener name from the IR (`<address>_<port>`). */
+  name: string;
+  /** `address:port` as in the IR. */
+  key: string;
+  address: string;
+  /** Port from the IR (0 = any free port). */
+  port: number;
+  /** Port actually bound; null when binding failed. */
+  boundPort: number | null;
+  protocol: 'HTTP' | 'HTTPS';
+  state: 'listening' | 'failed';
+  /** Why binding failed; null when listening. */
+  error: string | null;
+}
+
+const kRecord = Symbol('meshgate.listener');
+type TaggedServer = (http.Server | https.Server) & { [kRecord]?: ListenerRecord };
+
+class ListenerRecord {
+  draining = false;
+  boundPort: number | null = null;
+  /** Key of the TLS settings the server's default (no-SNI) context was built from. */
+  defaultTlsKey = '';
+  constructor(
+    public compiled: CompiledListener,
+    readonly server: TaggedServer,
+    readonly env: RequestEnv,
+  ) {}
+}
+
+/** 'request' listener shared by every server: `this` is the server. */
+function onRequest(this: TaggedServer, req: IncomingMessage, res: ServerResponse): void {
+  const rec = this[kRecord]!;
+  // The one read of the snapshot this request will use to the end.
+  const listener = rec.compiled;
+  if (rec.draining) res.shouldKeepAlive = false;
+  handleRequest(rec.env, listener, req, res);
+}
+
+export class ListenerManager {
+  readonly #records = new Map<string, ListenerRecord>();
+  readonly #env: RequestEnv;
+  readonly #tls: TlsContextCache;
+
+  constructor(env: RequestEnv, tls: TlsContextCache) {
+    this.#env = env;
+    this.#tls = tls;
+  }
+
+  /** Applies the listeners of `snapshot`. Resolves when binds and unbinds have been attempted. */
+  async sync(snapshot: CompiledSnapshot, drainMs: number): Promise<ListenerStatus[]> {
+    const statuses: ListenerStatus[] = [];
+    const toOpen: CompiledListener[] = [];
+    const toClose: ListenerRecord[] = [];
+    // First every surviving listener switches to the new snapshot, synchronously.
+    for (const l of snapshot.listeners) {
+      const rec = this.#records.get(l.key);
+      if (rec !== undefined && rec.compiled.protocol === l.protocol) {
+        rec.compiled = l;
+        if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
+      } else {
+        if (rec !== undefined) toClose.push(rec);
+        toOpen.push(l);
+      }
+    }
+    for (const [key, rec] of this.#records) if (!snapshot.listenersByKey.has(key)) toClose.push(rec);
+    for (const rec of toClose) this.#records.delete(rec.compiled.key);
+    // Stop listening on replaced ports before binding them again; connections drain meanwhile.
+    const drains = toClose.map((rec) => drain(rec, drainMs));
+    const opened = await Promise.all(toOpen.map((l) => this.#open(l)));
+    void Promise.all(drains);
+    for (const l of snapshot.listeners) {
+      const rec = this.#records.get(l.key);
+      const failed = opened.find((o) => o.key === l.key && o.error !== null);
+      statuses.push({
+        name: l.name,
+        key: l.key,
+        address: l.address,
+        port: l.port,
+        boundPort: rec?.boundPort ?? null,
+        protocol: l.protocol,
+        state: rec !== undefined ? 'listening' : 'failed',
+        error: rec !== undefined ? null : failed?.error ?? 'not bound',
+      });
+    }
+    return statuses;
+  }
+
+  /** Stops accepting everywhere, lets in-flight requests finish for up to `graceMs`, then closes. */
+  async close(graceMs: number): Promise<void> {
+    const recs = [...this.#records.values()];
+    this.#records.clear();
+    await Promise.all(recs.map((rec) => drain(rec, graceMs)));
+  }
+
+  async #open(l: CompiledListener): Promise<{ key: string; error: string | null }> {
+    const server = (l.protocol === 'HTTPS' ? this.#createHttpsServer() : http.createServer({ ...SERVER_OPTIONS })) as TaggedServer;
+    // Node keeps at most maxHeadersCount headers and silently drops the rest: allow one more than
+    // the limit so the request path can see "too many" and answer 431.
+    server.maxHeadersCount = MAX_REQUEST_HEADERS + 1;
+    const rec = new ListenerRecord(l, server, this.#env);
+    server[kRecord] = rec;
+    if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
+    server.on('request', onRequest);
+    // No 'clientError' listener: Node's default answers 400, 431 (head over maxHeaderSize) or 408
+    // and closes, and never writes into a response already under way.
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: l.address, port: l.port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      server.close();
+      return { key: l.key, error: (err as Error).message };
+    }
+    // After listening, an error on the server must not crash the process.
+    server.on('error', noop);
+    rec.boundPort = (server.address() as AddressInfo).port;
+    this.#records.set(l.key, rec);
+    return { key: l.key, error: null };
+  }
+
+  #createHttpsServer(): https.Server {
+    const tlsCache = this.#tls;
+    const server: https.Server & { [kRecord]?: ListenerRecord } = https.createServer({
+      ...SERVER_OPTIONS,
+      ALPNProtocols: ['http/1.1'],
+      // The chain and its certificate are chosen per handshake from the current snapshot.
+      SNICallback(servername, cb) {
+        const rec = server[kRecord]!;
+        const sni = servername.toLowerCase();
+        const chain = selectFilterChain(rec.compiled, sni);
+        const cert = chain?.tls ? selectCertificate(chain.tls, sni) : null;
+        const ctx = cert === null ? undefined : tlsCache.get(cert);
+        if (ctx === undefined) return cb(new Error(`meshgate: no filter chain for server name "${servername}"`));
+        cb(null, ctx);
+      },
+    });
+    server.on('secureConnection', onSecureConnection);
+    return server;
+  }
+
+  /**
+   * The server's own context serves handshakes without SNI: the default chain's certificate, or
+   * none (such handshakes then fail, as the IR requires when no chain has `serverNames: []`).
+   * TLS versions and ciphers are negotiated on this context even when SNI switches the
+   * certificate, so it carries the default (or first) chain's settings; `onSecureConnection`
+   * enforces each chain's own version range.
+   */
+  #updateDefaultContext(rec: ListenerRecord): void {
+    const l = rec.compiled;
+    const chain = l.defaultChain ?? l.chains.find((c) => c.tls !== null) ?? null;
+    const tls: CompiledTls | null = chain?.tls ?? null;
+    if (tls === null) return;
+    const cert = l.defaultChain?.tls ? selectCertificate(l.defaultChain.tls, '') : null;
+    const key = `${tls.minVersion}\n${tls.maxVersion}\n${tls.ciphers}\n${cert?.contextKey ?? ''}`;
+    if (key === rec.defaultTlsKey) return;
+    rec.defaultTlsKey = key;
+    const opts = secureContextOptions(widestVersions(l, tls), cert);
+    try {
+      (rec.server as https.Server).setSecureContext(opts);
+    } catch {
+      // A bad default certificate: keep the previous context (the TLS cache reported the error).
+    }
+  }
+
+  /** The bound port of a listener (for tests and the admin API). */
+  boundPort(key: string): number | null {
+    return this.#records.get(key)?.boundPort ?? null;
+  }
+}
+
+/** The server context must admit every version some chain of the listener accepts. */
+function widestVersions(l: CompiledListener, base: CompiledTls): CompiledTls {
+  let min = base.minVersion;
+  let max = base.maxVersion;
+  for (const c of l.chains) {
+    if (c.tls === null) continue;
+    if (c.tls.minVersion < min) min = c.tls.minVersion;
+    if (c.tls.maxVersion > max) max = c.tls.maxVersion;
+  }
+  return { ...base, minVersion: min, maxVersion: max };
+}
+
+/** Refuses a connection whose negotiated version is outside its chain's range. */
+function onSecureConnection(this: TaggedServer, socket: TLSSocket): void {
+  const rec = this[kRecord];
+  if (rec === undefined) return;
+  const sni = typeof socket.servername === 'string' ? socket.servername.toLowerCase() : '';
+  const chain = selectFilterChain(rec.compiled, sni);
+  const version = socket.getProtocol();
+  if (chain === null || chain.tls === null || version === null) return void socket.destroy();
+  if (version < chain.tls.minVersion || version > chain.tls.maxVersion) socket.destroy();
+}
+
+/**
+ * Stops accepting now (the port is free for a new bind at once), closes keep-alive connections as
+ * they become idle, and after `graceMs` closes whatever is left. Resolves when every connection is
+ * gone.
+ */
+function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
+  rec.draining = true;
+  const server = rec.server;
+  return new Promise((resolve) => {
+    const idle = setInterval(() => server.closeIdleConnections(), 50);
+    const hard = setTimeout(() => server.closeAllConnections(), graceMs);
+    // The callback runs once the last connection has closed (or at once if already closed).
+    server.close(() => {
+      clearInterval(idle);
+      clearTimeout(hard);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+function noop(): void {}

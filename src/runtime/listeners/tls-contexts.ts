@@ -1,0 +1,55 @@
+/**
+ * SecureContexts cached by content (key pair + TLS settings) across swaps: an unchanged
+ * certificate keeps its context, a replaced one gets a new context that new handshakes use.
+ */
+
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { CompiledCertificate, CompiledSnapshot, CompiledTls } from '../compile/types.js';
+
+export class TlsContextCache {
+  #byKey = new Map<string, SecureContext>();
+
+  /**
+   * Builds the contexts of every certificate in the snapshot (reusing cached ones) and forgets
+   * the others. Returns one message per certificate that could not be loaded; handshakes that
+   * would need it fail.
+   */
+  prepare(snapshot: CompiledSnapshot): string[] {
+    const errors: string[] = [];
+    const next = new Map<string, SecureContext>();
+    for (const l of snapshot.listeners) {
+      for (const chain of l.chains) {
+        if (chain.tls === null) continue;
+        for (const cert of chain.tls.certificates) {
+          if (next.has(cert.contextKey)) continue;
+          const cached = this.#byKey.get(cert.contextKey);
+          if (cached !== undefined) {
+            next.set(cert.contextKey, cached);
+            continue;
+          }
+          try {
+            next.set(cert.contextKey, createSecureContext(secureContextOptions(chain.tls, cert)));
+          } catch (err) {
+            errors.push(`listener ${l.name} chain ${chain.name} certificate ${cert.secret}: ${(err as Error).message}`);
+          }
+        }
+      }
+    }
+    this.#byKey = next;
+    return errors;
+  }
+
+  get(cert: CompiledCertificate): SecureContext | undefined {
+    return this.#byKey.get(cert.contextKey);
+  }
+}
+
+export function secureContextOptions(tls: CompiledTls, cert: CompiledCertificate | null) {
+  return {
+    minVersion: tls.minVersion,
+    maxVersion: tls.maxVersion,
+    ciphers: tls.ciphers,
+    honorCipherOrder: true,
+    ...(cert === null ? {} : { cert: cert.certChain, key: cert.privateKey }),
+  };
+}

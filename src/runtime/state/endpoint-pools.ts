@@ -1,0 +1,138 @@
+/**
+ * Long-lived per-endpoint state: one undici Pool per `address:port`, reused across snapshot swaps
+ * so a reload drops no connection. Pools whose endpoint left every cluster are closed after a grace
+ * period (in-flight requests finish first: `Pool.close` waits for them).
+ */
+
+import { Pool } from 'undici';
+import type { CompiledSnapshot, EndpointHandle } from '../compile/types.js';
+
+export interface EndpointPoolOptions {
+  /** Max connections per endpoint (undici queues beyond it). Default 512. */
+  connections: number;
+  /**
+   * Idle keep-alive of upstream connections when the upstream sends no `Keep-Alive: timeout` hint,
+   * in ms. Shorter than typical application server timeouts (Node 5 s, nginx 75 s) so the gateway
+   * closes idle sockets before the upstream does and never races a request against its close.
+   * Default 4000.
+   */
+  keepAliveTimeoutMs: number;
+  /** Time an unused pool lingers before it is closed, in ms. Default 10 000. */
+  retireGraceMs: number;
+}
+
+export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, keepAliveTimeoutMs: 4000, retireGraceMs: 10_000 };
+
+class EndpointState implements EndpointHandle {
+  active = 0;
+  retireTimer: NodeJS.Timeout | null = null;
+  constructor(
+    readonly key: string,
+    readonly dispatcher: Pool,
+    readonly connectTimeoutMs: number,
+  ) {}
+}
+
+export class EndpointPools {
+  readonly #options: EndpointPoolOptions;
+  readonly #byKey = new Map<string, EndpointState>();
+  /** Pools replaced or retired, still draining, with the promise of their close. */
+  readonly #closing = new Map<Pool, Promise<void>>();
+
+  constructor(options: Partial<EndpointPoolOptions> = {}) {
+    this.#options = { ...DEFAULT_POOL_OPTIONS, ...options };
+  }
+
+  /** Number of live pools (for tests and diagnostics). */
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  /**
+   * Attaches a pool to every endpoint of the snapshot, creating the missing ones, and schedules
+   * the pools no cluster uses any more for closing. Also carries round-robin cursors over from
+   * `previous` so a reload does not send the next requests to the first endpoint again.
+   */
+  bind(snapshot: CompiledSnapshot, previous: CompiledSnapshot | null): void {
+    const used = new Set<string>();
+    for (const cluster of snapshot.clusters.values()) {
+      const prev = previous?.clusters.get(cluster.name);
+      if (prev !== undefined) cluster.cursor = prev.cursor;
+      for (const ep of cluster.endpoints) {
+        used.add(ep.key);
+        ep.handle = this.#acquire(ep.key, ep.origin, cluster.connectTimeoutMs);
+      }
+    }
+    for (const [key, state] of this.#byKey) {
+      if (!used.has(key) && state.retireTimer === null) {
+        state.retireTimer = setTimeout(retire, this.#options.retireGraceMs, this, key).unref();
+      }
+    }
+  }
+
+  #acquire(key: string, origin: string, connectTimeoutMs: number): EndpointState {
+    const existing = this.#byKey.get(key);
+    if (existing !== undefined) {
+      if (existing.retireTimer !== null) {
+        clearTimeout(existing.retireTimer);
+        existing.retireTimer = null;
+      }
+      // One pool per endpoint; a changed connect timeout needs a new pool (the old one drains).
+      if (existing.connectTimeoutMs === connectTimeoutMs) return existing;
+      this.#close(existing);
+    }
+    const pool = new Pool(origin, {
+      connections: this.#options.connections,
+      connectTimeout: connectTimeoutMs,
+      keepAliveTimeout: this.#options.keepAliveTimeoutMs,
+      // Upstream hints (`Keep-Alive: timeout=N`) are honoured minus this margin, capped below.
+      keepAliveTimeoutThreshold: 1000,
+      keepAliveMaxTimeout: 60_000,
+      // Route timeouts are enforced by the request path (ForwardAction.timeoutMs, from arrival);
+      // undici's own 300 s defaults would otherwise cut long polls and slow streams.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      pipelining: 1,
+    });
+    // A pool error outside any request (e.g. after close) must not crash the process.
+    pool.on('connectionError', noop);
+    const state = new EndpointState(key, pool, connectTimeoutMs);
+    this.#byKey.set(key, state);
+    return state;
+  }
+
+  /** Called by the retire timer. */
+  retire(key: string): void {
+    const state = this.#byKey.get(key);
+    if (state === undefined) return;
+    this.#close(state);
+  }
+
+  #close(state: EndpointState): void {
+    if (this.#byKey.get(state.key) === state) this.#byKey.delete(state.key);
+    if (state.retireTimer !== null) clearTimeout(state.retireTimer);
+    state.retireTimer = null;
+    const pool = state.dispatcher;
+    const p: Promise<void> = pool.close().catch(noop);
+    this.#closing.set(pool, p);
+    void p.then(() => this.#closing.delete(pool));
+  }
+
+  /** Closes every pool: waits up to `graceMs` for in-flight requests, then destroys. */
+  async close(graceMs: number): Promise<void> {
+    for (const s of [...this.#byKey.values()]) this.#close(s);
+    const pools = [...this.#closing.keys()];
+    const all = Promise.all([...this.#closing.values()]);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(resolve, graceMs, 'expired')));
+    const outcome = await Promise.race([all.then(() => 'done' as const), expired]);
+    clearTimeout(timer);
+    if (outcome === 'expired') await Promise.all(pools.map((p) => p.destroy().catch(noop)));
+  }
+}
+
+function retire(pools: EndpointPools, key: string): void {
+  pools.retire(key);
+}
+
+function noop(): void {}
