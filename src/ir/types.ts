@@ -66,11 +66,17 @@ export interface TlsContext {
    * the first. Each has its own key pair.
    */
   certificates: TlsCertificate[];
-  /** Lowest TLS version accepted; Istio's default is TLS 1.2. */
+  /**
+   * Lowest TLS version accepted; Istio's default is TLS 1.2. Node negotiates the version before the
+   * SNI-chosen chain is known, so the runtime enforces each chain's range right after the handshake.
+   */
   minProtocolVersion: TlsVersion;
   /** Highest TLS version accepted. */
   maxProtocolVersion: TlsVersion;
-  /** OpenSSL cipher names for TLS 1.2 (TLS 1.3 suites are not configurable); `[]` = meshgate's default list (ECDHE + AEAD only). */
+  /**
+   * OpenSSL cipher names for TLS 1.2 (TLS 1.3 suites are not configurable); `[]` = meshgate's default
+   * list (ECDHE + AEAD only). Ciphers are negotiated per listener: the listener's first chain decides.
+   */
   cipherSuites: string[];
 }
 
@@ -197,7 +203,7 @@ export interface HeaderMatch {
 
 export interface QueryParamMatch {
   name: string;
-  /** null = present with any value. `exact: ""` matches a value-less `?name`. */
+  /** null = present with any value. `exact: ""` matches a value-less `?name`. Matched against the raw (not percent-decoded) value of the first occurrence, as Envoy does. */
   match: StringMatch | null;
 }
 
@@ -205,7 +211,7 @@ export type RouteAction = ForwardAction | RedirectAction | DirectResponseAction;
 
 export interface ForwardAction {
   kind: 'forward';
-  /** Weighted destinations; weights are positive integers; a request picks one by weight/Σweights. */
+  /** Weighted destinations (never empty; validateIR checks); weights are positive integers; a request picks one by weight/Σweights. */
   destinations: RouteDestination[];
   /** Rewrite applied to the request sent upstream; null = none. */
   rewrite: Rewrite | null;
@@ -244,7 +250,11 @@ export interface RedirectAction {
   scheme: string | null;
   /** New host (without port); null = keep the request's. */
   authority: string | null;
-  /** Port: a number, `from-protocol` (80/443 default, omitted), `from-request`, or null = keep the request's port as sent. */
+  /**
+   * Port: a number; `from-protocol` (the scheme's default, omitted); `from-request` (the port in Host,
+   * else the listener's externalPort); or null = keep the port as sent (dropped when the scheme changes
+   * and it was the old scheme's default). A scheme's default port is never written in Location.
+   */
   port: number | 'from-protocol' | 'from-request' | null;
   /** New path; null = keep the request's path. Query string is kept unless the replacement carries one. */
   path: PathRewrite | null;
@@ -261,6 +271,7 @@ export interface DirectResponseAction {
   contentType: string | null;
 }
 
+/** Header edits, applied in Envoy's order: remove, then set, then add. */
 export interface HeaderOps {
   /** Overwrite (or create) these headers. Names lowercase. */
   set: HeaderValue[];
@@ -292,7 +303,7 @@ export interface Cluster {
   lbPolicy: LbPolicy;
   /** Upstream endpoints; only `ready` ones receive new requests. Sorted by address then port. */
   endpoints: Endpoint[];
-  /** Connect timeout in ms (Istio default 10 s). */
+  /** Connect timeout in ms (Istio default 10 s). Endpoints are pooled by address: an endpoint shared by clusters uses the timeout of the first cluster by name. */
   connectTimeoutMs: number;
 }
 

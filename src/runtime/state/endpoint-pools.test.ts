@@ -41,3 +41,17 @@ test('round-robin cursors carry over across swaps by cluster name', () => {
   assert.equal(b.clusters.get('a')!.cursor, 7);
   void pools.close(10);
 });
+
+test('an endpoint in two clusters with different connect timeouts gets one live pool', async () => {
+  const pools = new EndpointPools();
+  try {
+    const snap = compileSnapshot(snapshot([], [cluster('a', [{ port: 1001 }], { connectTimeoutMs: 1000 }), cluster('b', [{ port: 1001 }], { connectTimeoutMs: 2000 })]));
+    pools.bind(snap, null);
+    const a = snap.clusters.get('a')!.endpoints[0].handle!;
+    const b = snap.clusters.get('b')!.endpoints[0].handle!;
+    assert.equal(a, b);
+    assert.equal((a.dispatcher as unknown as { closed: boolean }).closed, false);
+  } finally {
+    await pools.close(100);
+  }
+});

@@ -59,8 +59,11 @@ export class EndpointPools {
       const prev = previous?.clusters.get(cluster.name);
       if (prev !== undefined) cluster.cursor = prev.cursor;
       for (const ep of cluster.endpoints) {
+        // An endpoint shared by clusters with different connect timeouts gets one pool per
+        // snapshot: the first cluster (in name order) sets the timeout.
+        const state = used.has(ep.key) ? this.#byKey.get(ep.key) : undefined;
+        ep.handle = state ?? this.#acquire(ep.key, ep.origin, cluster.connectTimeoutMs);
         used.add(ep.key);
-        ep.handle = this.#acquire(ep.key, ep.origin, cluster.connectTimeoutMs);
       }
     }
     for (const [key, state] of this.#byKey) {
