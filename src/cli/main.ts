@@ -22,6 +22,7 @@ import { Logger, type LogLevel } from '../lib/log.js';
 import { loadDirectory } from '../providers/file/load.js';
 import { ConfigPipeline } from '../control/pipeline.js';
 import { Controller } from '../control/controller.js';
+import { DirectorySource } from '../control/source.js';
 import { ClusterDataPlane, InProcessDataPlane, runWorker, type DataPlane } from '../control/dataplane.js';
 import { startAdminServer } from '../admin/server.js';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
@@ -137,7 +138,7 @@ export function parseRunOptions(args: string[]): RunOptions {
 export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
   const dataPlane: DataPlane = opts.workers === 0 ? new InProcessDataPlane() : new ClusterDataPlane(opts.workers, log);
-  const controller = new Controller({ configDir: opts.configDir, translate: opts.translate, dataPlane, log });
+  const controller = new Controller({ source: new DirectorySource(opts.configDir), translate: opts.translate, dataPlane, log });
   const admin = await startAdminServer(controller, opts.adminPort);
   await controller.start();
   log.info('meshgate started', { config: opts.configDir, admin: admin.port, workers: opts.workers });

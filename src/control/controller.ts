@@ -7,11 +7,10 @@ import { formatDiagnostic } from '../lib/diagnostic.js';
 import type { Logger } from '../lib/log.js';
 import type { IRSnapshot } from '../ir/types.js';
 import type { ApplyResult } from '../runtime/runtime.js';
-import { loadDirectory } from '../providers/file/load.js';
-import { watchDirectory } from '../providers/file/watch.js';
 import type { TranslateOptions } from '../translate/index.js';
-import { ConfigPipeline } from './pipeline.js';
+import { ConfigPipeline, type LoadedConfig } from './pipeline.js';
 import type { DataPlane } from './dataplane.js';
+import type { ConfigSource } from './source.js';
 
 export interface ReloadRecord {
   /** ISO time the reload finished. */
@@ -25,12 +24,15 @@ export interface ReloadRecord {
 }
 
 export interface ControllerOptions {
-  configDir: string;
+  /** Where objects come from: a directory, or a Kubernetes API server. */
+  source: ConfigSource;
   translate: TranslateOptions;
   dataPlane: DataPlane;
   log: Logger;
-  /** Watch the directory and reload on change (default true). */
+  /** Watch the source and reload on change (default true). */
   watch?: boolean;
+  /** Called after every reload with its diagnostics (e.g. to write them as Kubernetes Events). */
+  onDiagnostics?: (diagnostics: LoadedConfig['diagnostics']) => void;
 }
 
 export class Controller {
@@ -60,7 +62,7 @@ export class Controller {
   /** Load, translate and apply once; then watch for changes. */
   async start(): Promise<void> {
     await this.reload();
-    if (this.#opts.watch !== false) this.#watcher = watchDirectory(this.#opts.configDir, () => this.#schedule());
+    if (this.#opts.watch !== false) this.#watcher = this.#opts.source.watch(() => this.#schedule());
   }
 
   #schedule(): void {
@@ -87,9 +89,10 @@ export class Controller {
   async #reloadOnce(): Promise<void> {
     const started = performance.now();
     const log = this.#opts.log;
-    const loaded = await loadDirectory(this.#opts.configDir);
+    const loaded = await this.#opts.source.load();
     const result = this.#pipeline.run(loaded);
     this.diagnostics = result.diagnostics;
+    this.#opts.onDiagnostics?.(result.diagnostics);
     const errors = result.diagnostics.filter((d) => d.severity === 'error').length;
     const warnings = result.diagnostics.filter((d) => d.severity === 'warning').length;
     for (const d of result.diagnostics) if (d.severity !== 'info') log[d.severity === 'error' ? 'error' : 'warn'](formatDiagnostic(d), { reason: d.reason });
@@ -112,6 +115,7 @@ export class Controller {
 
   async stop(graceMs: number): Promise<void> {
     this.#watcher?.close();
+    await this.#opts.source.close?.();
     await this.#running.catch(() => {});
     await this.#opts.dataPlane.close(graceMs);
   }
