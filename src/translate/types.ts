@@ -103,6 +103,11 @@ export class TranslateContext {
     });
   }
 
+  /** Report a problem about the object a piece of IR came from (when only its SourceRef is at hand). */
+  reportAt(severity: Severity, reason: DiagnosticReason, source: SourceRef, message: string): void {
+    this.diagnostics.push({ severity, reason, object: { kind: source.kind, namespace: source.namespace, name: source.name }, field: null, file: source.file, line: source.line, message });
+  }
+
   /** Register a cluster; the first registration of a name wins (later ones are the same by construction). */
   addCluster(cluster: Cluster): void {
     if (!this.#clusters.has(cluster.name)) this.#clusters.set(cluster.name, cluster);

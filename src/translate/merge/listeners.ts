@@ -23,15 +23,7 @@ export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): 
     }
     if (entry.first.protocol !== d.protocol) {
       const f = entry.first.source;
-      ctx.diagnostics.push({
-        severity: 'error',
-        reason: 'MG_PORT_CONFLICT',
-        object: { kind: d.source.kind, namespace: d.source.namespace, name: d.source.name },
-        field: null,
-        file: d.source.file,
-        line: d.source.line,
-        message: `port ${d.port} is already served as ${entry.first.protocol} for ${f.kind}/${f.namespace}/${f.name}; this ${d.protocol} server is not served`,
-      });
+      ctx.reportAt('error', 'MG_PORT_CONFLICT', d.source, `port ${d.port} is already served as ${entry.first.protocol} for ${f.kind}/${f.namespace}/${f.name}; this ${d.protocol} server is not served`);
       continue;
     }
     entry.chains.push(...d.chains);
@@ -65,15 +57,7 @@ function mergeChain(ctx: TranslateContext, group: FilterChainDraft[], port: numb
       }
       if (!entry.owners.has(owner) && vh.source.kind !== entry.draft.source.kind) {
         const s = entry.draft.source;
-        ctx.diagnostics.push({
-          severity: 'warning',
-          reason: 'MG_DUPLICATE_HOST',
-          object: { kind: vh.source.kind, namespace: vh.source.namespace, name: vh.source.name },
-          field: null,
-          file: vh.source.file,
-          line: vh.source.line,
-          message: `host "${vh.domain}" on port ${port} is also served by ${s.kind}/${s.namespace}/${s.name}; its routes are tried first`,
-        });
+        ctx.reportAt('warning', 'MG_DUPLICATE_HOST', vh.source, `host "${vh.domain}" on port ${port} is also served by ${s.kind}/${s.namespace}/${s.name}; its routes are tried first`);
       }
       entry.owners.add(owner);
       if (!entry.draft.httpsRedirect && vh.httpsRedirect) entry.draft = { ...entry.draft, httpsRedirect: vh.httpsRedirect };
