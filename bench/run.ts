@@ -5,7 +5,7 @@
  *
  *   npm run bench -- [--duration 8] [--warmup 2] [--connections 64] [--reps 3]
  *                    [--scenario direct|meshgate|nginx[,...]] [--json] [--cpu-prof] [--node-upstream]
- *                    [--wait-quiet 30]
+ *                    [--wait-quiet 30] [--meshgate-args "--metrics off"]
  *
  * Layout (2+ CPUs with taskset): the proxy under test and every process it forks on CPU1; wrk and
  * the upstream on CPU0. The upstream is nginx `return 200` (one worker), or a node:http server in
@@ -78,6 +78,8 @@ interface Options {
   cpuProf: boolean;
   nodeUpstream: boolean;
   waitQuiet: number;
+  /** Extra `meshgate run` flags (e.g. `--metrics off`, `--access-log /tmp/x.log`), split on spaces. */
+  meshgateArgs: string[];
 }
 
 function usage(msg: string): never {
@@ -104,6 +106,7 @@ function parseOptions(argv: string[]): Options {
         'cpu-prof': { type: 'boolean', default: false },
         'node-upstream': { type: 'boolean', default: false },
         'wait-quiet': { type: 'string', default: '30' },
+        'meshgate-args': { type: 'string', default: '' },
       },
     }).values;
   } catch (e) {
@@ -131,6 +134,7 @@ function parseOptions(argv: string[]): Options {
     cpuProf: values['cpu-prof'] as boolean,
     nodeUpstream: values['node-upstream'] as boolean,
     waitQuiet: int('wait-quiet', values['wait-quiet'] as string, 0, 600),
+    meshgateArgs: (values['meshgate-args'] as string).split(' ').filter((a) => a !== ''),
   };
 }
 
@@ -271,6 +275,7 @@ async function startMeshgate(o: Options, dir: string, ports: { http: number; htt
     GATEWAY_MAIN, 'run', '--config', cfg,
     '--http-port', String(ports.http), '--https-port', String(ports.https), '--admin-port', String(ports.admin),
     '--port-map', `80=${ports.http}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn',
+    ...o.meshgateArgs,
   ];
   // Started under taskset: the cluster worker forked later inherits the affinity.
   const t = spawnTracked('meshgate', process.execPath, args, { cpu, cwd: REPO_ROOT });

@@ -6,13 +6,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { IRSnapshot } from '../ir/types.js';
 import type { Controller } from '../control/controller.js';
+import { handleObservabilityRequest, type AdminObservability } from './dashboard/routes.js';
 
 export interface AdminServer {
   port: number;
   close(): Promise<void>;
 }
 
-export async function startAdminServer(controller: Controller, port: number, host = '0.0.0.0'): Promise<AdminServer> {
+export async function startAdminServer(controller: Controller, port: number, host = '0.0.0.0', observability?: AdminObservability): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'method not allowed' });
@@ -29,8 +30,10 @@ export async function startAdminServer(controller: Controller, port: number, hos
       case '/reloads':
         return send(res, 200, { reloads: controller.reloads });
       case '/':
-        return sendText(res, 200, 'meshgate admin\n  /ready\n  /healthz\n  /config_dump\n  /diagnostics\n  /reloads\n');
+        return sendText(res, 200, 'meshgate admin\n  /ready\n  /healthz\n  /config_dump\n  /diagnostics\n  /reloads\n  /metrics\n  /dashboard\n');
       default:
+        // /metrics, /dashboard and its JSON (src/admin/dashboard/routes.ts).
+        if (observability !== undefined && handleObservabilityRequest(path, res, controller, observability)) return;
         return send(res, 404, { error: 'not found' });
     }
   });

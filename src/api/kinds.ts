@@ -9,6 +9,7 @@ import type { Diagnostic, ObjectRef } from '../lib/diagnostic.js';
 import type { KubeObject } from '../resources/types.js';
 import { parentPath } from './field-path.js';
 import * as istio from './istio/networking.js';
+import * as istioSecurity from './istio/security.js';
 import * as core from './kubernetes/core.js';
 import * as discovery from './kubernetes/discovery.js';
 import * as networking from './kubernetes/networking.js';
@@ -39,6 +40,9 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'networking.istio.io', kind: 'VirtualService', versions: ISTIO_VERSIONS, schema: istio.virtualService },
   { group: 'networking.istio.io', kind: 'DestinationRule', versions: ISTIO_VERSIONS, schema: istio.destinationRule },
   { group: 'networking.istio.io', kind: 'ServiceEntry', versions: ISTIO_VERSIONS, schema: istio.serviceEntry },
+  { group: 'networking.istio.io', kind: 'WorkloadEntry', versions: ISTIO_VERSIONS, schema: istio.workloadEntryKind },
+  { group: 'security.istio.io', kind: 'RequestAuthentication', versions: ['v1', 'v1beta1'], schema: istioSecurity.requestAuthentication },
+  { group: 'security.istio.io', kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], schema: istioSecurity.authorizationPolicy },
 ];
 
 const BY_GROUP_KIND = new Map(KINDS.map((k) => [`${k.group}/${k.kind}`, k]));

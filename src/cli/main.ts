@@ -2,7 +2,9 @@
 /**
  * The meshgate command.
  *
- *   meshgate run --config DIR [--http-port 8080] [--https-port 8443] [--admin-port 15000]
+ *   meshgate run (--config DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...
+ *                [--namespace NS] [--publish-service NS/NAME | --publish-address IP]
+ *                [--secret-label-selector a=b]) [--http-port 8080] [--https-port 8443] [--admin-port 15000]
  *                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
  *                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
  *   meshgate validate DIR...      print every diagnostic; exit 1 when any is an error
@@ -11,6 +13,7 @@
  *
  * Bad usage: a one-line error on stderr and exit code 2.
  */
+import { SECURITY_FLAGS, securityOptions } from './security-flags.js';
 import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import os from 'node:os';
@@ -27,15 +30,27 @@ import { ClusterDataPlane, InProcessDataPlane, runWorker, type DataPlane } from 
 import { startAdminServer } from '../admin/server.js';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
 import { runDemo } from './demo.js';
+import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservabilityOptions, snapshotTables } from './inspect.js';
+import type { ObservabilityOptions } from '../observability/observer.js';
+import { ControlMetrics } from '../observability/control-metrics.js';
+import { parseKubernetesOptions, wireKubernetes, type KubernetesRunOptions } from './kubernetes.js';
 
 export class UsageError extends Error {}
 
 const USAGE = `usage:
-  meshgate run --config DIR [--http-port 8080] [--https-port 8443] [--admin-port 15000]
+  meshgate run (--config DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...
+                [--namespace NS] [--publish-service NS/NAME | --publish-address IP]
+                [--secret-label-selector a=b])
+               [--http-port 8080] [--https-port 8443] [--admin-port 15000]
                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
+               [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
+               [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
+${OBSERVABILITY_USAGE}
   meshgate validate DIR...
-  meshgate translate DIR
+  meshgate translate DIR [--routes] [--clusters]
+  meshgate routes [--admin http://127.0.0.1:15000]
+  meshgate clusters [--admin http://127.0.0.1:15000]
   meshgate demo
 `;
 
@@ -46,25 +61,39 @@ const TRANSLATE_FLAGS = {
   'ingress-class': { type: 'string' },
   'gateway-labels': { type: 'string' },
   'bind-address': { type: 'string' },
+  ...SECURITY_FLAGS,
 } as const;
 
 const RUN_FLAGS = {
   ...TRANSLATE_FLAGS,
+  ...OBSERVABILITY_FLAGS,
   config: { type: 'string' },
   'admin-port': { type: 'string' },
   workers: { type: 'string' },
   'log-level': { type: 'string' },
+  kubernetes: { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+  'watch-namespace': { type: 'string', multiple: true },
+  namespace: { type: 'string' },
+  'publish-service': { type: 'string' },
+  'publish-address': { type: 'string' },
+  'secret-label-selector': { type: 'string' },
 } as const;
 
 export interface RunOptions {
+  /** `--config DIR`; '' when the config comes from Kubernetes. */
   configDir: string;
+  /** `--kubernetes` and its flags; null with --config. */
+  kubernetes: KubernetesRunOptions | null;
   translate: TranslateOptions;
   adminPort: number;
   workers: number;
   logLevel: LogLevel;
+  /** Metrics, access log and tracing (`--metrics`, `--access-log`, `--tracing-*`). */
+  observability: ObservabilityOptions;
 }
 
-function parse<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], options: T, positionals: boolean) {
+function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], options: T, positionals: boolean) {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: positionals });
   } catch (e) {
@@ -103,7 +132,7 @@ function labels(value: string | undefined): Record<string, string> {
   return out;
 }
 
-function translateOptions(v: Record<string, string | boolean | undefined>): TranslateOptions {
+function translateOptions(v: Record<string, string | boolean | string[] | undefined>): TranslateOptions {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const ingressClass = str('ingress-class') ?? DEFAULT_TRANSLATE_OPTIONS.ingressClass;
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ingressClass)) throw new UsageError(`--ingress-class: "${ingressClass}" is not a valid IngressClass name`);
@@ -115,37 +144,54 @@ function translateOptions(v: Record<string, string | boolean | undefined>): Tran
     httpsPort: port('https-port', str('https-port'), DEFAULT_TRANSLATE_OPTIONS.httpsPort),
     portMap: portMap(str('port-map')),
     bindAddress: str('bind-address') ?? DEFAULT_TRANSLATE_OPTIONS.bindAddress,
+    ...securityOptions(str, (m) => new UsageError(m)),
   };
 }
 
 export function parseRunOptions(args: string[]): RunOptions {
   const { values } = parse(args, RUN_FLAGS, false);
-  if (!values.config) throw new UsageError('run: --config DIR is required');
+  if (!values.config === !values.kubernetes) throw new UsageError('run: exactly one of --config DIR and --kubernetes is required');
+  const k8sOnly = ['kubeconfig', 'watch-namespace', 'namespace', 'publish-service', 'publish-address', 'secret-label-selector'] as const;
+  for (const k of k8sOnly) if (!values.kubernetes && values[k] !== undefined) throw new UsageError(`--${k} needs --kubernetes`);
   const workersRaw = values.workers;
   if (workersRaw !== undefined && !/^\d+$/.test(workersRaw)) throw new UsageError(`--workers: "${workersRaw}" is not a whole number`);
   const level = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level: "${level}" is not one of debug, info, warn, error`);
   return {
-    configDir: path.resolve(values.config),
+    configDir: values.config ? path.resolve(values.config) : '',
+    kubernetes: values.kubernetes
+      ? parseKubernetesOptions(values, (m) => {
+          throw new UsageError(m);
+        })
+      : null,
     translate: translateOptions(values),
     adminPort: port('admin-port', values['admin-port'], 15000, 0),
     workers: workersRaw === undefined ? os.availableParallelism() : Number(workersRaw),
     logLevel: level as LogLevel,
+    observability: parseObservabilityOptions(values, (m) => {
+      throw new UsageError(m);
+    }),
   };
 }
 
 /** Run the gateway until SIGINT/SIGTERM. `--workers 0` serves in this process. */
 export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
-  const dataPlane: DataPlane = opts.workers === 0 ? new InProcessDataPlane() : new ClusterDataPlane(opts.workers, log);
-  const controller = new Controller({ source: new DirectorySource(opts.configDir), translate: opts.translate, dataPlane, log });
-  const admin = await startAdminServer(controller, opts.adminPort);
+  const dataPlane: DataPlane = opts.workers === 0 ? new InProcessDataPlane(opts.observability) : new ClusterDataPlane(opts.workers, log, opts.observability);
+  const controlMetrics = new ControlMetrics();
+  const k8s = opts.kubernetes ? wireKubernetes(opts.kubernetes, opts.translate, log) : null;
+  const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
+  const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
+  controlMetrics.attach(controller);
+  const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() });
   await controller.start();
-  log.info('meshgate started', { config: opts.configDir, admin: admin.port, workers: opts.workers });
+  k8s?.start();
+  log.info('meshgate started', { config: source.description, admin: admin.port, workers: opts.workers });
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       log.info('draining');
+      await k8s?.stop();
       await controller.stop(5000);
       await admin.close();
     })());
@@ -170,12 +216,14 @@ async function validate(args: string[]): Promise<number> {
 }
 
 async function translateCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, TRANSLATE_FLAGS, true);
+  const { values, positionals } = parse(args, { ...TRANSLATE_FLAGS, routes: { type: 'boolean' }, clusters: { type: 'boolean' } }, true);
   if (positionals.length !== 1) throw new UsageError('translate: exactly one DIR is required');
   const loaded = await loadDirectory(path.resolve(positionals[0]));
   const result = new ConfigPipeline(translateOptions(values)).run(loaded);
   for (const d of result.diagnostics) if (d.severity !== 'info') process.stderr.write(`${formatDiagnostic(d)}\n`);
   if (!result.snapshot) return 1;
+  // --routes / --clusters: readable tables instead of the JSON (src/cli/inspect.ts).
+  if (values.routes || values.clusters) return void process.stdout.write(snapshotTables(result.snapshot, !!values.routes, !!values.clusters)), 0;
   const redacted = JSON.parse(JSON.stringify(result.snapshot), (k, v) => (k === 'privateKey' ? '[redacted]' : v));
   process.stdout.write(`${JSON.stringify(redacted, null, 2)}\n`);
   return 0;
@@ -195,6 +243,11 @@ export async function main(argv: string[]): Promise<number> {
       return validate(rest);
     case 'translate':
       return translateCommand(rest);
+    case 'routes':
+    case 'clusters':
+      return inspectCommand(command, rest, (m) => {
+        throw new UsageError(m);
+      });
     case 'demo':
       return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
     case undefined:
@@ -204,7 +257,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate or demo)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters or demo)`);
   }
 }
 

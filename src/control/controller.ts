@@ -33,6 +33,8 @@ export interface ControllerOptions {
   watch?: boolean;
   /** Called after every reload with its diagnostics (e.g. to write them as Kubernetes Events). */
   onDiagnostics?: (diagnostics: LoadedConfig['diagnostics']) => void;
+  /** Called after every reload with its record (e.g. to count reloads in metrics). */
+  onReload?: (record: ReloadRecord) => void;
 }
 
 export class Controller {
@@ -111,6 +113,7 @@ export class Controller {
     }
     this.reloads.push({ time: new Date().toISOString(), version: this.serving?.version ?? null, outcome, errors, warnings, durationMs: Math.round(performance.now() - started) });
     if (this.reloads.length > 100) this.reloads.shift();
+    this.#opts.onReload?.(this.reloads[this.reloads.length - 1]);
   }
 
   async stop(graceMs: number): Promise<void> {

@@ -6,16 +6,31 @@ import cluster, { type Worker } from 'node:cluster';
 import type { IRSnapshot } from '../ir/types.js';
 import { Runtime, type ApplyResult } from '../runtime/runtime.js';
 import type { Logger } from '../lib/log.js';
+import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
+import { clusterMetrics, observabilityEnv, workerObservability } from '../observability/process.js';
 
 export interface DataPlane {
   /** Serve `ir` everywhere; resolves when every runtime serves it. */
   apply(ir: IRSnapshot): Promise<ApplyResult[]>;
   /** Stop accepting connections, let in-flight requests finish (at most graceMs), then stop. */
   close(graceMs: number): Promise<void>;
+  /** Data-plane metrics (every runtime's, summed) in the Prometheus text format. */
+  metrics(): Promise<string>;
 }
 
 export class InProcessDataPlane implements DataPlane {
-  readonly #runtime = new Runtime();
+  readonly #obs: Observability;
+  readonly #runtime: Runtime;
+
+  constructor(observability: ObservabilityOptions = DEFAULT_OBSERVABILITY) {
+    this.#obs = createObservability(observability);
+    this.#runtime = new Runtime({ observer: this.#obs.active ? this.#obs : null });
+    this.#obs.metrics?.attach(this.#runtime);
+  }
+
+  metrics(): Promise<string> {
+    return this.#obs.registry.metrics();
+  }
 
   async apply(ir: IRSnapshot): Promise<ApplyResult[]> {
     return [await this.#runtime.apply(ir)];
@@ -23,6 +38,7 @@ export class InProcessDataPlane implements DataPlane {
 
   async close(graceMs: number): Promise<void> {
     await this.#runtime.close(graceMs);
+    await this.#obs.close();
   }
 }
 
@@ -42,15 +58,17 @@ export class ClusterDataPlane implements DataPlane {
   #latest: { seq: number; ir: IRSnapshot } | null = null;
   readonly #pending = new Map<number, { waiting: Set<number>; results: ApplyResult[]; resolve: (r: ApplyResult[]) => void }>();
   #closing = false;
+  readonly #observability: ObservabilityOptions;
 
-  constructor(count: number, log: Logger) {
+  constructor(count: number, log: Logger, observability: ObservabilityOptions = DEFAULT_OBSERVABILITY) {
     this.#log = log;
+    this.#observability = observability;
     cluster.schedulingPolicy = cluster.SCHED_NONE;
     for (let i = 0; i < count; i++) this.#fork();
   }
 
   #fork(): void {
-    const worker = cluster.fork({ MESHGATE_WORKER: '1' });
+    const worker = cluster.fork({ MESHGATE_WORKER: '1', ...observabilityEnv(this.#observability) });
     this.#workers.push(worker);
     worker.on('message', (msg: FromWorker) => this.#onMessage(worker, msg));
     worker.on('exit', (code, signal) => {
@@ -92,6 +110,10 @@ export class ClusterDataPlane implements DataPlane {
     if (worker.isConnected()) worker.send(msg);
   }
 
+  metrics(): Promise<string> {
+    return clusterMetrics();
+  }
+
   apply(ir: IRSnapshot): Promise<ApplyResult[]> {
     const seq = ++this.#seq;
     this.#latest = { seq, ir };
@@ -126,7 +148,9 @@ export class ClusterDataPlane implements DataPlane {
 
 /** The worker side: run a Runtime and obey the primary. Called from the CLI entry in a worker process. */
 export function runWorker(): void {
-  const runtime = new Runtime();
+  const obs = workerObservability();
+  const runtime = new Runtime({ observer: obs.active ? obs : null });
+  obs.metrics?.attach(runtime);
   let chain: Promise<unknown> = Promise.resolve();
   process.on('message', (msg: ToWorker) => {
     if (msg.type === 'snapshot') {
@@ -138,6 +162,7 @@ export function runWorker(): void {
     } else if (msg.type === 'shutdown') {
       chain = chain.then(async () => {
         await runtime.close(msg.graceMs);
+        await obs.close();
         process.exit(0);
       });
     }

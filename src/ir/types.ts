@@ -8,6 +8,10 @@
  * Order is decided by the translator: the data plane does first match over every list here.
  */
 
+import type { SecurityConfig } from './security.js';
+
+export type * from './security.js';
+
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
 export interface SourceRef {
   /** Kubernetes kind of the defining object, e.g. `Ingress`, `VirtualService`. */
@@ -27,6 +31,57 @@ export interface IRSnapshot {
   listeners: Listener[];
   /** Upstream clusters, sorted by name; routes refer to them by `Cluster.name`. */
   clusters: Cluster[];
+  /** Edge security for every HTTP listener: path normalization, header policy, JWT, authorization, rate limits (see `security.ts`). */
+  security: SecurityConfig;
+  /**
+   * Listeners that relay TCP connections (Istio Gateway servers with protocol TCP, and TLS
+   * passthrough), sorted by port. A port is either here or in `listeners`, never both.
+   */
+  tcpListeners: TcpListener[];
+}
+
+/**
+ * A listener that relays bytes: each connection is matched once, when it opens, against `routes`
+ * (first match) and spliced to one endpoint of the chosen cluster; either side's FIN is passed on
+ * (half-close), and either side's reset closes both. No match: the connection is closed.
+ */
+export interface TcpListener {
+  /** Stable name, `<address>_<port>`. */
+  name: string;
+  address: string;
+  /** Port the gateway binds (after `--port-map`). */
+  port: number;
+  /** Port clients use (before `--port-map`); routes' `port` conditions compare with it. */
+  externalPort: number;
+  /**
+   * `TCP`: opaque bytes (Istio protocol TCP). `TLS`: TLS passthrough (protocol TLS or HTTPS with
+   * `tls.mode: PASSTHROUGH`): the SNI is read from the ClientHello without terminating TLS, and the
+   * ClientHello is forwarded unchanged; a ClientHello without SNI matches only routes with
+   * `sniHosts: []`.
+   */
+  protocol: 'TCP' | 'TLS';
+  /** Routes in evaluation order (Gateway/VirtualService creation order, then the author's order). */
+  routes: TcpRoute[];
+}
+
+export interface TcpRoute {
+  /** Stable hierarchical name, e.g. `virtualservice/default/db/tcp/0`. */
+  name: string;
+  source: SourceRef;
+  /** The route applies when ANY of these matches (OR); never empty (a catch-all is one match with every field empty/null). */
+  matches: TcpMatch[];
+  /** Weighted destinations (never empty); a connection picks one by weight/Σweights. */
+  destinations: { cluster: string; weight: number }[];
+}
+
+/** One match block of a TCP or TLS route: every non-empty field must hold (AND). */
+export interface TcpMatch {
+  /** Lowercase SNI names, exact or `*.suffix` (any non-empty prefix); `[]` = any SNI, or none. */
+  sniHosts: string[];
+  /** The address the client connected to must be inside one of these CIDRs (`10.0.0.0/8`, `::1/128`); `[]` = any. */
+  destinationSubnets: string[];
+  /** The listener's externalPort must equal this; null = any. */
+  port: number | null;
 }
 
 /** A socket the gateway accepts connections on. */
@@ -78,6 +133,26 @@ export interface TlsContext {
    * list (ECDHE + AEAD only). Ciphers are negotiated per listener: the listener's first chain decides.
    */
   cipherSuites: string[];
+  /**
+   * Client certificates (Istio `tls.mode` MUTUAL / OPTIONAL_MUTUAL); null = none asked for (SIMPLE).
+   * Checked for the chain the SNI selected, right after the handshake; a connection that fails the
+   * check is closed before any request is read.
+   */
+  clientValidation: ClientValidation | null;
+}
+
+export interface ClientValidation {
+  /**
+   * `REQUIRED` (MUTUAL): a certificate issued by one of `caCertificates` must be presented.
+   * `OPTIONAL` (OPTIONAL_MUTUAL): none is fine; one that is presented must pass the same checks.
+   */
+  mode: 'REQUIRED' | 'OPTIONAL';
+  /** PEM bundle of the CAs client certificates must chain to (the credential's `ca.crt`/`cacert`, or the `<credentialName>-cacert` Secret). */
+  caCertificates: string;
+  /** `namespace/name` of the Secret the CAs came from. */
+  caSecret: string;
+  /** The client certificate must carry one of these SANs (DNS, URI, email or IP, as written); `[]` = any. Istio `tls.subjectAltNames`. */
+  subjectAltNames: string[];
 }
 
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
@@ -141,6 +216,33 @@ export interface Route {
   requestHeaders: HeaderOps | null;
   /** Header edits on the response sent downstream (route level, applied after destination level). */
   responseHeaders: HeaderOps | null;
+  /**
+   * CORS (Istio `corsPolicy`, Envoy CORS filter); null = none. Applies whatever the action: a
+   * preflight whose Origin is allowed is answered by the gateway; other requests from an allowed
+   * Origin get the CORS response headers added.
+   */
+  cors: CorsPolicy | null;
+}
+
+/** CORS policy of a route (Istio CorsPolicy). */
+export interface CorsPolicy {
+  /** Origins allowed; an `exact` `*` allows any. Empty = no origin is allowed (no CORS headers are ever added). */
+  allowOrigins: StringMatch[];
+  /** `access-control-allow-methods` on preflight answers, joined with `,`; [] = header omitted. */
+  allowMethods: string[];
+  /** `access-control-allow-headers` on preflight answers; [] = header omitted. */
+  allowHeaders: string[];
+  /** `access-control-expose-headers` on actual (non-preflight) responses; [] = omitted. */
+  exposeHeaders: string[];
+  /** `access-control-max-age` in seconds on preflight answers; null = omitted. */
+  maxAgeSeconds: number | null;
+  /** true: `access-control-allow-credentials: true` is sent; false: omitted (Istio: unset). */
+  allowCredentials: boolean;
+  /**
+   * What to do with a preflight whose Origin is not allowed: `forward` it upstream like any request
+   * (Istio's default, `UNSPECIFIED`/`FORWARD`), or `ignore`: answer 200 without CORS headers.
+   */
+  unmatchedPreflights: 'forward' | 'ignore';
 }
 
 /** One match block: every non-null field must hold (AND). */
@@ -217,6 +319,90 @@ export interface ForwardAction {
   rewrite: Rewrite | null;
   /** Time in ms from the request's arrival until the upstream response headers; null = none (Istio's default). Exceeded: 504 `UT`. */
   timeoutMs: number | null;
+  /**
+   * Retry policy; null = never retried (Ingress today; Istio `retries.attempts: 0`). The Istio
+   * translator writes Istio's default policy when a VirtualService route has no `retries`.
+   */
+  retries: RetryPolicy | null;
+  /** Fault injection, applied before an endpoint is chosen; null = none. */
+  fault: FaultInjection | null;
+  /** Traffic mirrors (Istio `mirror`/`mirrors`), fire-and-forget; [] = none. */
+  mirrors: Mirror[];
+}
+
+/**
+ * Conditions a retry happens on (Envoy `x-envoy-retry-on` / `x-envoy-retry-grpc-on` names):
+ * - `5xx`: any 5xx answer, a reset or connect failure, or a per-try timeout;
+ * - `gateway-error`: 502, 503, 504, a reset or connect failure, or a per-try timeout;
+ * - `reset`: no answer at all (reset, disconnect, connect failure, per-try timeout);
+ * - `reset-before-request` / `connect-failure`: the connection could not be made (nothing was sent);
+ * - `refused-stream`: an HTTP/2 REFUSED_STREAM (never happens on HTTP/1.1);
+ * - `retriable-4xx`: 409; `retriable-status-codes`: a status in `RetryPolicy.retriableStatusCodes`;
+ * - `retriable-headers`: a response header named in the request's `x-envoy-retriable-header-names`;
+ * - `envoy-ratelimited`: the answer carries `x-envoy-ratelimited`;
+ * - `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`, `unavailable`: the gRPC
+ *   status (1, 4, 13, 8, 14) in the response headers (trailers-only answers).
+ */
+export type RetryOn =
+  | '5xx'
+  | 'gateway-error'
+  | 'reset'
+  | 'reset-before-request'
+  | 'connect-failure'
+  | 'refused-stream'
+  | 'retriable-4xx'
+  | 'retriable-status-codes'
+  | 'retriable-headers'
+  | 'envoy-ratelimited'
+  | 'cancelled'
+  | 'deadline-exceeded'
+  | 'internal'
+  | 'resource-exhausted'
+  | 'unavailable';
+
+/** When and how a failed try is retried (Istio HTTPRetry, Envoy RetryPolicy). */
+export interface RetryPolicy {
+  /** Retries after the first try (Istio `attempts`); at least 1. */
+  numRetries: number;
+  /** Time in ms one try may wait for the response head; null = only the route timeout applies. Exceeded: the try counts as a timeout (retried on `5xx`, `gateway-error`, `reset`; else 504 `UT`). */
+  perTryTimeoutMs: number | null;
+  /** Conditions, sorted and without duplicates; never empty. */
+  retryOn: RetryOn[];
+  /** Statuses retried under `retriable-status-codes` (Istio: integers in `retryOn`), sorted. */
+  retriableStatusCodes: number[];
+  /** Base of the jittered exponential backoff in ms (Envoy/Istio default 25; the cap is 10x). */
+  backoffBaseMs: number;
+  /**
+   * When true (Istio `retryIgnorePreviousHosts`, default true), a retry avoids endpoints already
+   * tried when another endpoint is available.
+   */
+  ignorePreviousHosts: boolean;
+}
+
+/** Istio HTTPFaultInjection. Percentages are 0-100 (fractions allowed); absent in Istio = 0. */
+export interface FaultInjection {
+  /** Delay before the request goes upstream (flag `DI`); null = none. */
+  delay: { fixedDelayMs: number; percentage: number } | null;
+  /** Answer locally instead of going upstream (flag `FI`); null = none. Checked after the delay. */
+  abort: FaultAbort | null;
+}
+
+export type FaultAbort =
+  /** Answer with this HTTP status (200-599) and body `fault filter abort`. */
+  | { kind: 'http'; status: number; percentage: number }
+  /** Answer `200` with `content-type: application/grpc` and this `grpc-status` (trailers-only). */
+  | { kind: 'grpc'; grpcStatus: number; percentage: number };
+
+/**
+ * A mirror (Envoy request_mirror_policies): a copy of the request is sent to `cluster` with the
+ * Host/:authority suffixed `-shadow`; its answer is discarded and its errors and latency never reach
+ * the client. Bodies are mirrored only when small (see runtime `MAX_REPLAY_BODY_BYTES`).
+ */
+export interface Mirror {
+  /** Name of a Cluster in `IRSnapshot.clusters`. */
+  cluster: string;
+  /** Share of requests mirrored, 0-100 (Istio: absent = 100). */
+  percentage: number;
 }
 
 export interface RouteDestination {
@@ -299,15 +485,94 @@ export interface Cluster {
    * `missing`: the referenced Service/host does not exist (503 `NC`); a diagnostic says why.
    */
   discovery: 'eds' | 'missing';
-  /** How an endpoint is chosen for each request. */
+  /** How an endpoint is chosen for each request. meshgate's default is ROUND_ROBIN. */
   lbPolicy: LbPolicy;
   /** Upstream endpoints; only `ready` ones receive new requests. Sorted by address then port. */
   endpoints: Endpoint[];
   /** Connect timeout in ms (Istio default 10 s). Endpoints are pooled by address: an endpoint shared by clusters uses the timeout of the first cluster by name. */
   connectTimeoutMs: number;
+  /** Circuit-breaker limits and upstream connection settings; null = no limits (Istio's default) and meshgate's pool defaults. */
+  connectionPool: ConnectionPool | null;
+  /** Passive health checking; null = off (Istio's default when a DestinationRule does not set it). */
+  outlierDetection: OutlierDetection | null;
+  /**
+   * Protocol spoken to the endpoints. `HTTP2` when the Service port says so (`appProtocol` `http2`,
+   * `grpc`, `grpc-web`, `h2c`, or a port name `http2`/`grpc`/`h2c` alone or followed by `-suffix`), or
+   * when the DestinationRule sets `h2UpgradePolicy: UPGRADE`; `DO_NOT_UPGRADE` keeps `HTTP1` only for
+   * ports not declared HTTP/2. Default `HTTP1`. HTTP/2 connections are multiplexed (prior knowledge,
+   * h2c, on plaintext endpoints).
+   */
+  protocol: UpstreamProtocol;
 }
 
-export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
+export type UpstreamProtocol = 'HTTP1' | 'HTTP2';
+
+/**
+ * - ROUND_ROBIN: in turn; LEAST_REQUEST: fewer requests in flight of two random picks; RANDOM.
+ * - `consistent-hash`: a key taken from the request picks the endpoint, so the same key keeps
+ *   reaching the same endpoint while the endpoint set is unchanged; adding or removing one of N
+ *   endpoints moves about 1/N of the keys. A request without the key is balanced at random.
+ */
+export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | ConsistentHashLb;
+
+/** Istio `loadBalancer.consistentHash`. */
+export interface ConsistentHashLb {
+  kind: 'consistent-hash';
+  hashOn: HashKey;
+  /**
+   * `ring-hash`: Ketama ring with at least `minimumRingSize` entries (Istio default 1024).
+   * `maglev`: Maglev lookup table of `tableSize` entries, a prime (Envoy default 65537).
+   */
+  algorithm: { kind: 'ring-hash'; minimumRingSize: number } | { kind: 'maglev'; tableSize: number };
+}
+
+export type HashKey =
+  /** The value of this request header (lowercase name). */
+  | { kind: 'header'; name: string }
+  /**
+   * The value of this cookie. When it is absent and `ttlSeconds` is not null, the gateway makes up a
+   * value, hashes on it, and sets the cookie on the response (`Max-Age` = ttl; 0 = session cookie).
+   */
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null }
+  /** The client's IP address (the downstream peer). */
+  | { kind: 'source-ip' }
+  /** The raw value of this query parameter (first occurrence). */
+  | { kind: 'query-parameter'; name: string };
+
+/**
+ * Istio ConnectionPoolSettings. Every limit is per cluster; null = unlimited. A request over a limit
+ * is answered at once with 503, flag `UO` and `x-envoy-overloaded: true`; nothing queues without bound.
+ */
+export interface ConnectionPool {
+  /** Max requests dispatched at once (`tcp.maxConnections`: HTTP/1.1 carries one request per connection); more wait as pending. */
+  maxConnections: number | null;
+  /** Max requests waiting for a connection (`http.http1MaxPendingRequests`); more: 503 UO. */
+  maxPendingRequests: number | null;
+  /** Max requests in flight, pending included (`http.http2MaxRequests`); more: 503 UO. */
+  maxRequests: number | null;
+  /** Requests per upstream connection before it is closed (`http.maxRequestsPerConnection`); null = unlimited. */
+  maxRequestsPerConnection: number | null;
+  /** Max retries in progress at once (`http.maxRetries`); beyond it a failure is returned instead of retried. */
+  maxRetries: number | null;
+  /** Idle upstream connections are closed after this many ms (`http.idleTimeout`, else `tcp.idleTimeout`); null = meshgate's pool default (4 s, shorter than Istio's 1 h to avoid keep-alive races). */
+  idleTimeoutMs: number | null;
+}
+
+/** Istio OutlierDetection (Envoy outlier detection with consecutive-error detectors). */
+export interface OutlierDetection {
+  /** Eject an endpoint after this many consecutive 5xx or connection failures; 0 = this detector is off (Istio default 5). */
+  consecutive5xxErrors: number;
+  /** Eject after this many consecutive 502/503/504 or connection failures; 0 = off (the default). */
+  consecutiveGatewayErrors: number;
+  /** Sweep interval in ms: ejected endpoints whose time ran out come back at a sweep (default 10 000). */
+  intervalMs: number;
+  /** An ejection lasts this many ms times the number of times the endpoint was ejected (default 30 000), at most 300 s. */
+  baseEjectionTimeMs: number;
+  /** At most this % of the endpoints is ejected at once, but at least one (Envoy) (default 10). */
+  maxEjectionPercent: number;
+  /** When fewer than this % of the endpoints are healthy, ejections are ignored and all are used (default 0 = never). */
+  minHealthPercent: number;
+}
 
 export interface Endpoint {
   /** IP address (v4 or v6) or hostname. */

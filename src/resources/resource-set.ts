@@ -37,6 +37,54 @@ export class ResourceSet {
   get(kind: string, namespace: string, name: string): KubeObject | undefined {
     return this.#byKey.get(objectKey(kind, namespace, name));
   }
+
+  // Read-only indexes, built on first use (the set never changes), so translation stays linear in the
+  // number of objects: 5,000 Services must not each scan every EndpointSlice and Pod.
+  #slicesByService: Map<string, KubeObject[]> | null = null;
+  #podsByNamespace: Map<string, KubeObject[]> | null = null;
+  #podsByIp: Map<string, KubeObject> | null = null;
+
+  /** EndpointSlices labelled `kubernetes.io/service-name: <service>` in `namespace`, in canonical order. */
+  endpointSlicesOf(namespace: string, service: string): readonly KubeObject[] {
+    this.#slicesByService ??= groupBy(this.ofKind('EndpointSlice'), (s) => {
+      const svc = s.metadata.labels['kubernetes.io/service-name'];
+      return svc === undefined ? null : `${s.metadata.namespace}/${svc}`;
+    });
+    return this.#slicesByService.get(`${namespace}/${service}`) ?? [];
+  }
+
+  /** Pods in `namespace`, in canonical order. */
+  podsIn(namespace: string): readonly KubeObject[] {
+    this.#podsByNamespace ??= groupBy(this.ofKind('Pod'), (p) => p.metadata.namespace);
+    return this.#podsByNamespace.get(namespace) ?? [];
+  }
+
+  /** The first Pod (canonical order) in `namespace` whose `status.podIP` is `ip`. */
+  podByIp(namespace: string, ip: string): KubeObject | undefined {
+    if (!this.#podsByIp) {
+      this.#podsByIp = new Map();
+      for (const pod of this.ofKind('Pod')) {
+        const status = pod.body.status;
+        const podIP = typeof status === 'object' && status !== null ? (status as Record<string, unknown>).podIP : undefined;
+        if (typeof podIP !== 'string' || podIP === '') continue;
+        const key = `${pod.metadata.namespace}/${podIP}`;
+        if (!this.#podsByIp.has(key)) this.#podsByIp.set(key, pod);
+      }
+    }
+    return this.#podsByIp.get(`${namespace}/${ip}`);
+  }
+}
+
+function groupBy(objects: readonly KubeObject[], keyOf: (o: KubeObject) => string | null): Map<string, KubeObject[]> {
+  const m = new Map<string, KubeObject[]>();
+  for (const o of objects) {
+    const key = keyOf(o);
+    if (key === null) continue;
+    let list = m.get(key);
+    if (!list) m.set(key, (list = []));
+    list.push(o);
+  }
+  return m;
 }
 
 export function objectKey(kind: string, namespace: string, name: string): string {

@@ -14,9 +14,11 @@ import type { IRSnapshot } from '../ir/types.js';
 import { compileSnapshot } from './compile/compile-snapshot.js';
 import type { CompiledSnapshot } from './compile/types.js';
 import type { RequestEnv } from './http/request-handler.js';
+import type { RequestObserver } from '../observability/observer.js';
 import { ListenerManager, type ListenerStatus } from './listeners/listener-manager.js';
 import { TlsContextCache } from './listeners/tls-contexts.js';
 import { EndpointPools, type EndpointPoolOptions } from './state/endpoint-pools.js';
+import { TcpListenerManager, type TcpListenerStatus } from './tcp/tcp-listeners.js';
 
 export type { ListenerStatus } from './listeners/listener-manager.js';
 
@@ -29,6 +31,8 @@ export interface ApplyResult {
   errors: string[];
   /** Every listener of the snapshot and whether it is bound. Empty when not applied. */
   listeners: ListenerStatus[];
+  /** Every TCP / TLS passthrough listener and its bound port (absent when not applied). */
+  tcpListeners?: TcpListenerStatus[];
 }
 
 export interface RuntimeOptions {
@@ -38,6 +42,8 @@ export interface RuntimeOptions {
   pools?: Partial<EndpointPoolOptions>;
   /** How long listeners removed by a swap may finish their in-flight requests, in ms. Default 30 000. */
   listenerDrainMs?: number;
+  /** Metrics, access log and tracing (src/observability); null or absent = off. */
+  observer?: RequestObserver | null;
 }
 
 export class Runtime {
@@ -45,6 +51,7 @@ export class Runtime {
   readonly #pools: EndpointPools;
   readonly #tls = new TlsContextCache();
   readonly #listeners: ListenerManager;
+  readonly #tcp: TcpListenerManager;
   readonly #drainMs: number;
   #current: CompiledSnapshot | null = null;
   /** Applies run one at a time, in call order. */
@@ -52,15 +59,21 @@ export class Runtime {
   #closed = false;
 
   constructor(options: RuntimeOptions = {}) {
-    this.#env = { random: options.random ?? Math.random };
+    this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null };
     this.#pools = new EndpointPools(options.pools);
     this.#listeners = new ListenerManager(this.#env, this.#tls);
+    this.#tcp = new TcpListenerManager(this.#env.random);
     this.#drainMs = options.listenerDrainMs ?? 30_000;
   }
 
   /** The compiled snapshot being served; null before the first successful apply. */
   get current(): CompiledSnapshot | null {
     return this.#current;
+  }
+
+  /** Open downstream connections per listener (for metrics). */
+  connectionCounts(): Promise<{ listener: string; active: number }[]> {
+    return this.#listeners.connectionCounts();
   }
 
   /** Compiles `ir` and serves it. Never rejects for bad input: problems are in the result. */
@@ -83,7 +96,9 @@ export class Runtime {
     this.#current = compiled;
     const listeners = await this.#listeners.sync(compiled, this.#drainMs);
     for (const l of listeners) if (l.error !== null) errors.push(`listener ${l.name} (${l.key}): ${l.error}`);
-    return { version: ir.version, applied: true, errors, listeners };
+    const tcpListeners = await this.#tcp.sync(ir.tcpListeners, compiled, this.#drainMs);
+    for (const l of tcpListeners) if (l.error !== null) errors.push(`tcp listener ${l.name} (${l.key}): ${l.error}`);
+    return { version: ir.version, applied: true, errors, listeners, tcpListeners };
   }
 
   /**
@@ -93,7 +108,7 @@ export class Runtime {
   async close(graceMs: number): Promise<void> {
     await this.#queue;
     this.#closed = true;
-    await this.#listeners.close(graceMs);
+    await Promise.all([this.#listeners.close(graceMs), this.#tcp.close(graceMs)]);
     await this.#pools.close(Math.max(0, Math.min(graceMs, 1000)));
   }
 }

@@ -8,11 +8,12 @@
  *     selector, with their `status.podIP` and the Service's targetPort (what the EndpointSlice
  *     controller would have written; only Running pods, Ready condition honoured when present).
  */
-import type { Cluster, Endpoint, LbPolicy } from '../ir/types.js';
+import type { Cluster, ConnectionPool, Endpoint, LbPolicy, OutlierDetection } from '../ir/types.js';
 import type { KubeObject } from '../resources/types.js';
 import type { ResourceSet } from '../resources/resource-set.js';
 import { arr, num, obj, str, strMap } from '../lib/unknown.js';
 import type { TranslateContext } from './types.js';
+import { upstreamProtocol, type H2UpgradePolicy } from './protocol.js';
 
 export const CLUSTER_DOMAIN = 'svc.cluster.local';
 /** Istio's default connect timeout (mesh `connectTimeout`). */
@@ -37,6 +38,10 @@ export interface ClusterRequest {
   subset: SubsetRef | null;
   lbPolicy: LbPolicy;
   connectTimeoutMs: number;
+  connectionPool: ConnectionPool | null;
+  outlierDetection: OutlierDetection | null;
+  /** DestinationRule `connectionPool.http.h2UpgradePolicy`; absent = `DEFAULT` (see `upstreamProtocol`). */
+  h2UpgradePolicy?: H2UpgradePolicy;
   /** The object and field that refer to this backend, for diagnostics. */
   from: KubeObject;
   field: string;
@@ -46,6 +51,8 @@ export interface ClusterRequest {
 interface ServicePort {
   name: string;
   port: number;
+  /** `appProtocol` of the port; '' when not set. */
+  appProtocol: string;
   /** Number, or a container port name. */
   targetPort: number | string;
 }
@@ -71,7 +78,7 @@ export function resolveCluster(ctx: TranslateContext, resources: ResourceSet, re
   if (!svc) {
     const port = service.port && 'number' in service.port ? service.port.number : 0;
     ctx.report('error', 'MG_SERVICE_NOT_FOUND', req.from, req.field, `Service ${service.namespace}/${service.name} does not exist; requests to this backend get 503 (NC)`);
-    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs });
+    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: 'HTTP1' });
   }
   const ports = servicePorts(svc);
   const sp = findPort(ports, service.port);
@@ -80,7 +87,7 @@ export function resolveCluster(ctx: TranslateContext, resources: ResourceSet, re
     const have = ports.map((p) => (p.name ? `${p.port} (${p.name})` : String(p.port))).join(', ') || 'none';
     ctx.report('error', 'MG_SERVICE_PORT_NOT_FOUND', req.from, req.field, `Service ${service.namespace}/${service.name} has no port ${wanted}; it has ${have}`);
     const port = service.port && 'number' in service.port ? service.port.number : 0;
-    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs });
+    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: 'HTTP1' });
   }
   const name = clusterName(sp.port, subsetName, host);
   const existing = ctx.getCluster(name);
@@ -88,7 +95,7 @@ export function resolveCluster(ctx: TranslateContext, resources: ResourceSet, re
   let endpoints = serviceEndpoints(resources, svc, sp);
   if (subset) endpoints = endpoints.filter((e) => e.labels !== null && matchesLabels(e.labels, subset.labels));
   const ir: Endpoint[] = dedupeEndpoints(endpoints.map((e) => ({ address: e.address, port: e.port, ready: e.ready })));
-  return register(ctx, { name, service: { namespace: service.namespace, name: service.name, host, port: sp.port }, subset: subsetName, discovery: 'eds', lbPolicy: req.lbPolicy, endpoints: ir, connectTimeoutMs: req.connectTimeoutMs });
+  return register(ctx, { name, service: { namespace: service.namespace, name: service.name, host, port: sp.port }, subset: subsetName, discovery: 'eds', lbPolicy: req.lbPolicy, endpoints: ir, connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: upstreamProtocol(sp, req.h2UpgradePolicy ?? 'DEFAULT') });
 }
 
 function register(ctx: TranslateContext, cluster: Cluster): string {
@@ -104,7 +111,7 @@ export function servicePorts(svc: KubeObject): ServicePort[] {
     const port = num(po.port);
     if (port === undefined) continue;
     const tp = po.targetPort;
-    out.push({ name: str(po.name) ?? '', port, targetPort: typeof tp === 'number' || typeof tp === 'string' ? tp : port });
+    out.push({ name: str(po.name) ?? '', port, appProtocol: str(po.appProtocol) ?? '', targetPort: typeof tp === 'number' || typeof tp === 'string' ? tp : port });
   }
   return out;
 }
@@ -130,8 +137,8 @@ interface FoundEndpoint {
 
 function serviceEndpoints(resources: ResourceSet, svc: KubeObject, sp: ServicePort): FoundEndpoint[] {
   const ns = svc.metadata.namespace;
-  const podsByIp = podIndex(resources, ns);
-  const slices = resources.ofKind('EndpointSlice').filter((s) => s.metadata.namespace === ns && s.metadata.labels['kubernetes.io/service-name'] === svc.metadata.name);
+  const podsByIp = { get: (ip: string) => resources.podByIp(ns, ip) };
+  const slices = resources.endpointSlicesOf(ns, svc.metadata.name);
   if (slices.length > 0) {
     const out: FoundEndpoint[] = [];
     for (const slice of slices) {
@@ -181,8 +188,8 @@ function serviceEndpoints(resources: ResourceSet, svc: KubeObject, sp: ServicePo
   const selector = strMap(obj(svc.body.spec).selector);
   if (Object.keys(selector).length === 0) return [];
   const out: FoundEndpoint[] = [];
-  for (const pod of resources.ofKind('Pod')) {
-    if (pod.metadata.namespace !== ns || !matchesLabels(pod.metadata.labels, selector)) continue;
+  for (const pod of resources.podsIn(ns)) {
+    if (!matchesLabels(pod.metadata.labels, selector)) continue;
     const status = obj(pod.body.status);
     const ip = str(status.podIP);
     if (!ip) continue;
@@ -204,16 +211,6 @@ function containerPort(pod: KubeObject, name: string): number | undefined {
     }
   }
   return undefined;
-}
-
-function podIndex(resources: ResourceSet, ns: string): Map<string, KubeObject> {
-  const m = new Map<string, KubeObject>();
-  for (const pod of resources.ofKind('Pod')) {
-    if (pod.metadata.namespace !== ns) continue;
-    const ip = str(obj(pod.body.status).podIP);
-    if (ip && !m.has(ip)) m.set(ip, pod);
-  }
-  return m;
 }
 
 function dedupeEndpoints(eps: Endpoint[]): Endpoint[] {

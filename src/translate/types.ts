@@ -1,5 +1,5 @@
 import type { Diagnostic, DiagnosticReason, Severity } from '../lib/diagnostic.js';
-import type { Cluster, FilterChain, HttpsRedirect, Route, SourceRef, TlsContext } from '../ir/types.js';
+import type { Cluster, EscapedSlashesAction, FilterChain, HttpsRedirect, PathNormalizationMode, Route, SourceRef, TlsContext, UnderscoreHeadersAction } from '../ir/types.js';
 import type { KubeObject } from '../resources/types.js';
 
 /** How this gateway instance is configured: everything translate needs besides the resources. */
@@ -18,6 +18,14 @@ export interface TranslateOptions {
   portMap: Record<string, number>;
   /** Address listeners bind to. */
   bindAddress: string;
+  /** Namespace the gateway runs in: policies there (and in `istio-system`) apply to it (`--gateway-namespace`). */
+  gatewayNamespace: string;
+  /** Path normalization (Istio MeshConfig `pathNormalization`, `--path-normalization`); see ir/security.ts. */
+  pathNormalization: PathNormalizationMode;
+  /** Encoded `/` and `\` in paths (`--escaped-slashes`); see ir/security.ts. */
+  escapedSlashes: EscapedSlashesAction;
+  /** Header names with `_` (`--headers-with-underscores`); see ir/security.ts. */
+  headersWithUnderscores: UnderscoreHeadersAction;
 }
 
 export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = {
@@ -28,6 +36,10 @@ export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = {
   httpsPort: 8443,
   portMap: { '80': 8080, '443': 8443 },
   bindAddress: '0.0.0.0',
+  gatewayNamespace: 'istio-system',
+  pathNormalization: 'MERGE_SLASHES',
+  escapedSlashes: 'REJECT',
+  headersWithUnderscores: 'REJECT_REQUEST',
 };
 
 /**

@@ -17,7 +17,9 @@ import type {
   StringMatch,
   TlsContext,
   VirtualHost,
+  SecurityConfig,
 } from '../../src/ir/types.js';
+import { defaultSecurityConfig } from '../../src/ir/security.js';
 
 export function match(m: Partial<RouteMatch> = {}): RouteMatch {
   return { path: null, method: null, scheme: null, authority: null, headers: [], queryParams: [], port: null, ...m };
@@ -41,6 +43,9 @@ export function forward(destinations: (string | Partial<RouteDestination> & { cl
     ),
     rewrite: null,
     timeoutMs: null,
+    retries: null,
+    fault: null,
+    mirrors: [],
     ...extra,
   };
 }
@@ -53,6 +58,7 @@ export function route(name: string, action: RouteAction, matches: RouteMatch[] =
     action,
     requestHeaders: null,
     responseHeaders: null,
+    cors: null,
     ...extra,
   };
 }
@@ -102,7 +108,7 @@ export function httpsListener(port: number, filterChains: FilterChain[], extra: 
 }
 
 export function tlsContext(certificates: TlsContext['certificates'], extra: Partial<TlsContext> = {}): TlsContext {
-  return { certificates, minProtocolVersion: 'TLSv1.2', maxProtocolVersion: 'TLSv1.3', cipherSuites: [], ...extra };
+  return { certificates, minProtocolVersion: 'TLSv1.2', maxProtocolVersion: 'TLSv1.3', cipherSuites: [], clientValidation: null, ...extra };
 }
 
 export function cluster(name: string, endpoints: { port: number; address?: string; ready?: boolean }[], extra: Partial<Cluster> = {}): Cluster {
@@ -114,11 +120,14 @@ export function cluster(name: string, endpoints: { port: number; address?: strin
     lbPolicy: 'ROUND_ROBIN',
     endpoints: endpoints.map((e) => ({ address: e.address ?? '127.0.0.1', port: e.port, ready: e.ready ?? true })),
     connectTimeoutMs: 2000,
+    connectionPool: null,
+    outlierDetection: null,
+    protocol: 'HTTP1',
     ...extra,
   };
 }
 
 let versionCounter = 0;
-export function snapshot(listeners: Listener[], clusters: Cluster[] = []): IRSnapshot {
-  return { version: `test-${++versionCounter}`, listeners, clusters };
+export function snapshot(listeners: Listener[], clusters: Cluster[] = [], security: Partial<SecurityConfig> = {}): IRSnapshot {
+  return { version: `test-${++versionCounter}`, listeners, clusters, security: { ...defaultSecurityConfig(), ...security }, tcpListeners: [] };
 }

@@ -382,6 +382,9 @@ const workloadEntry = object(
   { name: 'WorkloadEntry' },
 );
 
+/** WorkloadEntry as a kind of its own (same spec as a ServiceEntry's inline endpoint). */
+export const workloadEntryKind: ObjectSchema = istioKind('WorkloadEntry', workloadEntry as ObjectSchema);
+
 const servicePort: Schema = object(
   { number: portNumber, protocol: string, name: string, targetPort: portNumber },
   { name: 'ServicePort', required: ['number', 'name'] },

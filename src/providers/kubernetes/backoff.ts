@@ -37,7 +37,8 @@ export class Sleeper {
   sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       this.#resolve = resolve;
-      this.#timer = setTimeout(() => this.wake(), ms);
+      // A retry delay never keeps the process alive by itself.
+      this.#timer = setTimeout(() => this.wake(), ms).unref();
     });
   }
 

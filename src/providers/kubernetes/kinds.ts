@@ -19,7 +19,7 @@ export interface WatchedResource {
 }
 
 const ISTIO = ['v1', 'v1beta1'] as const;
-const istio = (resource: string, kind: string): WatchedResource => ({ group: 'networking.istio.io', versions: ISTIO, resource, kind, namespaced: true, builtin: false });
+const istio = (resource: string, kind: string, group = 'networking.istio.io'): WatchedResource => ({ group, versions: ISTIO, resource, kind, namespaced: true, builtin: false });
 
 /** Every kind meshgate reads except Secret, which is watched by reference or label (see source.ts). */
 export const WATCHED: readonly WatchedResource[] = [
@@ -33,6 +33,9 @@ export const WATCHED: readonly WatchedResource[] = [
   istio('virtualservices', 'VirtualService'),
   istio('destinationrules', 'DestinationRule'),
   istio('serviceentries', 'ServiceEntry'),
+  istio('workloadentries', 'WorkloadEntry'),
+  istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
+  istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
 ];
 
 export const SECRETS: WatchedResource = { group: '', versions: ['v1'], resource: 'secrets', kind: 'Secret', namespaced: true, builtin: true };

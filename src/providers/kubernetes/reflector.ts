@@ -97,6 +97,7 @@ export class Reflector {
       try {
         if (relist) await this.#list();
         relist = false;
+        if (this.#stopped) break;
         const end = await this.#watchOnce();
         if (end === 'expired') {
           // The resourceVersion was compacted away: only a new list can say what changed.

@@ -52,6 +52,8 @@ export class KubernetesSource implements ConfigSource {
   #debounce: NodeJS.Timeout | null = null;
   #rediscover: NodeJS.Timeout | null = null;
   #closed = false;
+  /** A change arrived since the last load began (so a watcher registered late still hears of it). */
+  #dirty = false;
 
   constructor(opts: KubernetesSourceOptions) {
     this.#opts = opts;
@@ -66,6 +68,7 @@ export class KubernetesSource implements ConfigSource {
 
   async load(): Promise<LoadedConfig> {
     await this.start();
+    this.#dirty = false;
     // Referenced Secrets depend on Ingresses and Gateways: wait until a pass starts no new reflector.
     for (;;) {
       await Promise.all([...this.#allReflectors()].map((r) => r.synced));
@@ -78,6 +81,7 @@ export class KubernetesSource implements ConfigSource {
 
   watch(onChange: () => void): { close(): void } {
     this.#listeners.add(onChange);
+    if (this.#dirty) this.#changed();
     return { close: () => this.#listeners.delete(onChange) };
   }
 
@@ -86,6 +90,14 @@ export class KubernetesSource implements ConfigSource {
     for (const [key, r] of this.#reflectors) if (key.startsWith(`${kind}|`) && r.get(namespace, name)) return r.get(namespace, name);
     if (kind === 'Secret') for (const r of this.#secretReflectors.values()) if (r.get(namespace, name)) return r.get(namespace, name);
     return undefined;
+  }
+
+  /** The current copy of every object of one kind. */
+  items(kind: string): KubeObject[] {
+    const out: KubeObject[] = [];
+    for (const [key, r] of this.#reflectors) if (key.startsWith(`${kind}|`)) for (const o of r.items()) out.push(o);
+    if (kind === 'Secret') for (const r of this.#secretReflectors.values()) for (const o of r.items()) out.push(o);
+    return out;
   }
 
   /** Every reflector, for tests and the benchmark (counters, resourceVersions). */
@@ -201,6 +213,7 @@ export class KubernetesSource implements ConfigSource {
 
   /** A reflector changed: one notification per debounce window (the first event opens it). */
   #changed(): void {
+    this.#dirty = true;
     if (this.#debounce || this.#closed) return;
     this.#debounce = setTimeout(() => {
       this.#debounce = null;

@@ -117,6 +117,7 @@ describe('selectCertificate', () => {
     certificates: [cert('first'), cert('exact'), cert('wild')],
     certsByName: new Map([['a.example.com', cert('exact')]]),
     certsBySuffix: new Map([['.example.com', cert('wild')]]),
+    clientValidation: null,
   };
   for (const [sni, want] of [
     ['a.example.com', 'exact'],

@@ -17,9 +17,14 @@ import type {
   TlsContext,
   VirtualHost,
 } from '../../ir/types.js';
+import { compileCors } from '../filters/cors.js';
+import { attachRateLimits, compileSecurity, type CompiledSecurity } from '../filters/security.js';
+import { compileMirrors } from '../upstream/mirror.js';
+import { compileRetryPolicy } from '../upstream/retry-policy.js';
 import { compileHeaderOps } from './header-ops.js';
 import { compilePathRewrite } from './rewrite.js';
 import { compilePathMatch, compileStringMatch } from './string-match.js';
+import { compileClientValidation } from '../listeners/client-cert.js';
 import type {
   CompiledAction,
   CompiledCertificate,
@@ -59,7 +64,9 @@ export function listenerKey(address: string, port: number): string {
 export function compileSnapshot(ir: IRSnapshot): CompiledSnapshot {
   const clusters = new Map<string, CompiledCluster>();
   for (const c of ir.clusters) clusters.set(c.name, compileCluster(c));
-  const listeners = ir.listeners.map((l) => compileListener(l, clusters));
+  const security = compileSecurity(ir.security);
+  const listeners = ir.listeners.map((l) => compileListener(l, clusters, security));
+  attachRateLimits(security, ir, listeners);
   const listenersByKey = new Map<string, CompiledListener>();
   for (const l of listeners) listenersByKey.set(l.key, l);
   return { version: ir.version, listeners, listenersByKey, clusters };
@@ -79,10 +86,15 @@ function compileCluster(c: Cluster): CompiledCluster {
     connectTimeoutMs: c.connectTimeoutMs,
     endpoints,
     cursor: 0,
+    connectionPool: c.connectionPool,
+    outlierDetection: c.outlierDetection,
+    protocol: c.protocol,
+    state: null,
+    lbCache: null,
   };
 }
 
-function compileListener(l: Listener, clusters: Map<string, CompiledCluster>): CompiledListener {
+function compileListener(l: Listener, clusters: Map<string, CompiledCluster>, security: CompiledSecurity): CompiledListener {
   const chains = l.filterChains.map((fc) => compileFilterChain(fc, clusters));
   const chainsByServerName = new Map<string, CompiledFilterChain>();
   const wildcardChains: { suffix: string; chain: CompiledFilterChain }[] = [];
@@ -118,6 +130,7 @@ function compileListener(l: Listener, clusters: Map<string, CompiledCluster>): C
     chainsByServerName,
     wildcardChains,
     defaultChain,
+    security,
   };
 }
 
@@ -154,7 +167,7 @@ function compileFilterChain(fc: FilterChain, clusters: Map<string, CompiledClust
 function compileTls(tls: TlsContext): CompiledTls {
   const tls12 = tls.cipherSuites.length > 0 ? tls.cipherSuites : DEFAULT_TLS12_CIPHERS;
   const ciphers = [...TLS13_SUITES, ...tls12].join(':');
-  const settings = `${tls.minProtocolVersion}\n${tls.maxProtocolVersion}\n${ciphers}`;
+  const settings = `${tls.minProtocolVersion}\n${tls.maxProtocolVersion}\n${ciphers}\n${tls.clientValidation?.caCertificates ?? ''}`;
   const certificates: CompiledCertificate[] = [];
   const certsByName = new Map<string, CompiledCertificate>();
   const certsBySuffix = new Map<string, CompiledCertificate>();
@@ -175,7 +188,7 @@ function compileTls(tls: TlsContext): CompiledTls {
       }
     }
   }
-  return { minVersion: tls.minProtocolVersion, maxVersion: tls.maxProtocolVersion, ciphers, certificates, certsByName, certsBySuffix };
+  return { minVersion: tls.minProtocolVersion, maxVersion: tls.maxProtocolVersion, ciphers, certificates, certsByName, certsBySuffix, clientValidation: compileClientValidation(tls.clientValidation) };
 }
 
 function compileVirtualHost(vh: VirtualHost, clusters: Map<string, CompiledCluster>): CompiledVirtualHost {
@@ -189,6 +202,7 @@ function compileRoute(r: Route, clusters: Map<string, CompiledCluster>): Compile
     action: compileAction(r.action, clusters),
     requestHeaders: compileHeaderOps(r.requestHeaders),
     responseHeaders: compileHeaderOps(r.responseHeaders),
+    cors: r.cors === null ? null : compileCors(r.cors),
   };
   route.matches = r.matches.map((m) => compileMatch(m, route));
   return route;
@@ -269,6 +283,9 @@ function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): 
         rewritePath: a.rewrite?.path ? compilePathRewrite(a.rewrite.path) : null,
         rewriteAuthority: a.rewrite?.authority ?? null,
         timeoutMs: a.timeoutMs !== null && a.timeoutMs > 0 ? a.timeoutMs : 0,
+        retry: a.retries === null ? null : compileRetryPolicy(a.retries),
+        fault: a.fault,
+        mirrors: a.mirrors.length === 0 ? null : compileMirrors(a.mirrors, clusters),
       };
     }
     case 'redirect':

@@ -6,11 +6,18 @@
  * (the long-lived pool of that endpoint, attached at apply time).
  */
 
+import type { CompiledSecurity } from '../filters/security.js';
 import type { Dispatcher } from 'undici';
-import type { HttpsRedirect, LbPolicy, TlsVersion } from '../../ir/types.js';
+import type { ConnectionPool, FaultInjection, HttpsRedirect, LbPolicy, OutlierDetection, TlsVersion, UpstreamProtocol } from '../../ir/types.js';
+import type { CompiledCors } from '../filters/cors.js';
+import type { ClusterState } from '../state/cluster-state.js';
+import type { CompiledMirror } from '../upstream/mirror.js';
+import type { CompiledRetryPolicy } from '../upstream/retry-policy.js';
+import type { LbCache } from '../upstream/load-balancer.js';
 import type { CompiledHeaderOps } from './header-ops.js';
 import type { PathRewriter } from './rewrite.js';
 import type { CompiledPathMatch } from './string-match.js';
+import type { CompiledClientValidation } from '../listeners/client-cert.js';
 
 /** What the matcher needs to know about a request. The runtime's request context implements it. */
 export interface MatchInput {
@@ -60,6 +67,8 @@ export interface CompiledListener {
   wildcardChains: { suffix: string; chain: CompiledFilterChain }[];
   /** The chain with `serverNames: []`, or null (then an unmatched SNI is refused). */
   defaultChain: CompiledFilterChain | null;
+  /** The snapshot's edge security (shared by its listeners): normalization, JWT, authorization, rate limits. */
+  security: CompiledSecurity;
 }
 
 export interface CompiledFilterChain {
@@ -82,6 +91,8 @@ export interface CompiledTls {
   certsByName: Map<string, CompiledCertificate>;
   /** Single-label wildcard certificates by suffix (`*.example.com` as `.example.com`). */
   certsBySuffix: Map<string, CompiledCertificate>;
+  /** Client certificate policy (MUTUAL / OPTIONAL_MUTUAL); null = no client certificate asked for. */
+  clientValidation: CompiledClientValidation | null;
 }
 
 export interface CompiledCertificate {
@@ -107,6 +118,8 @@ export interface CompiledRoute {
   action: CompiledAction;
   requestHeaders: CompiledHeaderOps | null;
   responseHeaders: CompiledHeaderOps | null;
+  /** CORS policy (filters/cors.ts); null = none. */
+  cors: CompiledCors | null;
 }
 
 /** One IR RouteMatch: every condition must hold. A catch-all has no conditions. */
@@ -130,6 +143,12 @@ export interface CompiledForward {
   rewriteAuthority: string | null;
   /** Route timeout in ms; 0 = none. */
   timeoutMs: number;
+  /** Retry policy (upstream/retry-policy.ts); null = no retries. */
+  retry: CompiledRetryPolicy | null;
+  /** Fault injection as in the IR (filters/fault.ts); null = none. */
+  fault: FaultInjection | null;
+  /** Mirrors (upstream/mirror.ts); null = none. */
+  mirrors: CompiledMirror[] | null;
 }
 
 export interface CompiledDestination {
@@ -167,6 +186,19 @@ export interface CompiledCluster {
   endpoints: CompiledEndpoint[];
   /** Round-robin position. Mutable: owned by the load balancer; carried over across swaps by name. */
   cursor: number;
+  /** Circuit-breaker limits and pool settings as in the IR; null = none. */
+  connectionPool: ConnectionPool | null;
+  /** Outlier detection settings as in the IR; null = off. */
+  outlierDetection: OutlierDetection | null;
+  /** Protocol spoken to the endpoints (IR `Cluster.protocol`). */
+  protocol: UpstreamProtocol;
+  /**
+   * Long-lived state of the cluster (circuit-breaker counters, outlier ejections), kept by cluster
+   * name across swaps; attached by the runtime at apply time like `EndpointHandle`, null before.
+   */
+  state: ClusterState | null;
+  /** Derived load-balancer data (healthy subset, hash ring / Maglev table), built on first use. Mutable, owned by the load balancer. */
+  lbCache: LbCache | null;
 }
 
 export interface CompiledEndpoint {

@@ -11,9 +11,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { applyHeaderOps } from '../compile/header-ops.js';
-import type { CompiledDestination, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
+import type { CompiledDestination, CompiledEndpoint, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
+import { ResponseVerdict, type CallOwner, type UpstreamCall } from '../upstream/upstream-call.js';
 import { buildDownstreamResponseHeaders } from './forward-headers.js';
-import { classifyUpstreamError, Errors, sendLocalError } from './local-reply.js';
+import { classifyUpstreamError, Errors, sendLocalError, type LocalError } from './local-reply.js';
+import { addTrailers, endGrpcCallDeadline, isTrailersOnly, respondEnded } from './grpc.js';
+import { isHttp2 } from './h2-compat.js';
+import type { RequestRecord } from '../../observability/record.js';
+import type { AuthHeaderEdits } from '../filters/jwt.js';
 
 const kExchange = Symbol('meshgate.exchange');
 type TaggedResponse = ServerResponse & { [kExchange]?: Exchange };
@@ -31,7 +36,7 @@ const enum Phase {
   Done,
 }
 
-export class Exchange implements MatchInput {
+export class Exchange implements MatchInput, CallOwner {
   // --- MatchInput ---
   readonly method: string;
   readonly path: string;
@@ -53,6 +58,25 @@ export class Exchange implements MatchInput {
   #endpoint: EndpointHandle | null = null;
   #route: CompiledRoute | null = null;
   #destination: CompiledDestination | null = null;
+  /**
+   * The timeout is a gRPC deadline (`grpc-timeout`): it covers the whole call, not only the wait for
+   * the response head.
+   */
+  grpcDeadline = false;
+  /** What metrics, access log and tracing will read; null when observability is off. */
+  record: RequestRecord | null = null;
+  /** Upstream header edits decided by JWT authentication (filters/security.ts); null = none. */
+  authEdits: AuthHeaderEdits | null = null;
+  /** performance.now() when the upstream request was dispatched (for upstream service time). */
+  #sentAt = 0;
+  /** Retries, circuit breaking, outlier reporting (upstream/upstream-call.ts); null when the route and cluster use none. */
+  #call: UpstreamCall | null = null;
+  /** Response headers added by the gateway (CORS, a generated sticky cookie), as name/value pairs; null = none. */
+  extraResponseHeaders: string[] | null = null;
+  /** Reading and dropping the body of an answer that is being retried. */
+  #draining = false;
+  /** A sticky cookie generated for this request (consistent hash by cookie): name and value. */
+  #sticky: [string, string] | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, method: string, path: string, query: string, scheme: string, authority: string, port: number) {
     this.req = req;
@@ -81,15 +105,63 @@ export class Exchange implements MatchInput {
     return params.get(name) ?? null;
   }
 
+  // --- HashInput / CallOwner (upstream/load-balancer.ts, upstream/upstream-call.ts) ---
+
+  get clientAddress(): string {
+    const a = this.req.socket.remoteAddress ?? '';
+    return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+  }
+
+  setResponseCookie(setCookie: string, name: string, value: string): void {
+    (this.extraResponseHeaders ??= []).push('set-cookie', setCookie);
+    this.#sticky = [name, value];
+  }
+
+  stickyCookie(name: string): string | null {
+    return this.#sticky !== null && this.#sticky[0] === name ? this.#sticky[1] : null;
+  }
+
+  get waiting(): boolean {
+    return this.#phase === Phase.Waiting;
+  }
+
+  /** Sends one try of the request (UpstreamCall); the previous try, if any, is over. */
+  dispatchTo(endpoint: CompiledEndpoint, opts: Dispatcher.DispatchOptions): void {
+    const handle = endpoint.handle!;
+    if (this.#endpoint !== handle) {
+      if (this.#endpoint !== null) this.#endpoint.active--;
+      this.#endpoint = handle;
+      handle.active++;
+    }
+    this.#abort = null;
+    if (this.record !== null) {
+      this.record.upstreamHost = endpoint.key;
+      if (this.#call!.tries > 1) this.record.attempts++;
+    }
+    handle.dispatcher.dispatch(opts, this);
+  }
+
+  /** Ends the request with a local answer (circuit-breaker overflow, no endpoint left for a retry). */
+  fail(e: LocalError): void {
+    if (this.#phase !== Phase.Waiting) return;
+    this.#finish();
+    sendLocalError(this.res, e);
+  }
+
   /**
    * Sends the request to `endpoint`. `headers` are the final upstream request headers; `target`
-   * is the (possibly rewritten) path and query.
+   * is the (possibly rewritten) path and query. With `call`, the call dispatches (and retries).
    */
-  forward(endpoint: EndpointHandle, route: CompiledRoute, destination: CompiledDestination, target: string, headers: string[], hasBody: boolean, timeoutMs: number): void {
+  forward(endpoint: EndpointHandle, route: CompiledRoute, destination: CompiledDestination, target: string, headers: string[], hasBody: boolean, timeoutMs: number, call: UpstreamCall | null = null): void {
     this.#endpoint = endpoint;
     this.#route = route;
     this.#destination = destination;
     endpoint.active++;
+    if (this.record !== null) {
+      this.record.upstreamHost = endpoint.key;
+      this.record.attempts++;
+      this.#sentAt = performance.now();
+    }
     const res = this.res as TaggedResponse;
     res[kExchange] = this;
     res.on('close', onResponseClose);
@@ -100,13 +172,16 @@ export class Exchange implements MatchInput {
       headers,
       body: hasBody ? this.req : null,
     };
-    endpoint.dispatcher.dispatch(opts, this);
+    this.#call = call;
+    if (call === null) endpoint.dispatcher.dispatch(opts, this);
+    else call.begin(opts);
   }
 
   // --- undici handler ---
 
   onConnect(abort: (err?: Error) => void): void {
     this.#abort = abort;
+    if (this.#call !== null) this.#call.connected(abort);
     // The request may have timed out or lost its client while it waited for a connection.
     if (this.#phase === Phase.Done) abort(DOWNSTREAM_GONE);
   }
@@ -115,8 +190,14 @@ export class Exchange implements MatchInput {
     if (this.#phase !== Phase.Waiting) return false;
     // 1xx interim responses are not relayed (Node answers `Expect: 100-continue` itself).
     if (statusCode < 200) return true;
-    this.#clearTimer();
+    // A retriable answer is dropped (read to its end, or the try aborted) and retried.
+    if (this.#call !== null) {
+      const verdict = this.#call.onResponse(statusCode, rawHeaders);
+      if (verdict !== ResponseVerdict.Relay) return (this.#draining = verdict === ResponseVerdict.DrainThenRetry);
+    }
+    if (!this.grpcDeadline) this.#clearTimer();
     this.#phase = Phase.Streaming;
+    if (this.record !== null) this.record.upstreamServiceTime = performance.now() - this.#sentAt;
     this.#resume = resume;
     let headers = buildDownstreamResponseHeaders(rawHeaders);
     // Responses: destination-level edits first, then route-level (IR HeaderOps order).
@@ -124,30 +205,48 @@ export class Exchange implements MatchInput {
     if (destOps !== null) headers = applyHeaderOps(headers, destOps);
     const routeOps = this.#route!.responseHeaders;
     if (routeOps !== null) headers = applyHeaderOps(headers, routeOps);
+    if (this.extraResponseHeaders !== null) for (const h of this.extraResponseHeaders) headers.push(h);
     const res = this.res;
+    // gRPC trailers-only answer to an HTTP/2 client: one HEADERS frame that ends the stream.
+    if (isHttp2(this.req) && isTrailersOnly(headers) && respondEnded(res, statusCode, headers)) {
+      this.#finish();
+      return true;
+    }
     res.writeHead(statusCode, headers);
     res.on('drain', onResponseDrain);
     return true;
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.#draining) return true;
     if (this.#phase !== Phase.Streaming) return false;
+    if (this.record !== null) this.record.bytesSent += chunk.length;
     // false pauses undici's socket until 'drain' calls resume: back-pressure towards the upstream.
     return this.res.write(chunk);
   }
 
-  onComplete(): void {
+  onComplete(trailers?: unknown): void {
+    if (this.#draining) return this.#retryAfterDrain();
     if (this.#phase !== Phase.Streaming) return;
     this.#finish();
+    // Trailers (gRPC's grpc-status) reach HTTP/2 clients; HTTP/1.1 responses are not re-chunked for them.
+    if (trailers != null && isHttp2(this.req)) addTrailers(this.res, trailers);
     this.res.end();
   }
 
   onError(err: Error): void {
     const phase = this.#phase;
     if (phase === Phase.Done) return;
+    if (this.#draining && err !== TIMEOUT) return this.#retryAfterDrain();
+    this.#draining = false;
+    if (phase === Phase.Waiting && this.#call !== null && this.#call.onTryError(err)) {
+      this.#abort = null; // that try is over; a retry is scheduled
+      return;
+    }
     this.#finish();
     if (phase === Phase.Streaming || this.res.headersSent) {
       // Never present a truncated body as complete: reset the downstream connection.
+      if (this.record !== null && this.record.flags === '-') this.record.flags = 'UC';
       this.res.destroy(err);
       return;
     }
@@ -160,6 +259,14 @@ export class Exchange implements MatchInput {
   /** Route timeout (ForwardAction.timeoutMs) before the response head arrived: 504 UT. */
   timedOut(): void {
     this.#timer = null;
+    if (this.#phase === Phase.Streaming && this.grpcDeadline) {
+      // The gRPC deadline passed mid-response: DEADLINE_EXCEEDED in the trailers, upstream cancelled.
+      const abort = this.#abort;
+      this.#finish();
+      if (abort !== null) abort(TIMEOUT);
+      endGrpcCallDeadline(this.res);
+      return;
+    }
     if (this.#phase !== Phase.Waiting) return;
     if (this.#abort !== null) {
       this.#abort(TIMEOUT); // undici calls onError(TIMEOUT) -> 504
@@ -181,9 +288,16 @@ export class Exchange implements MatchInput {
     if (this.#phase === Phase.Streaming && this.#resume !== null) this.#resume();
   }
 
+  #retryAfterDrain(): void {
+    this.#draining = false;
+    this.#abort = null;
+    if (this.#phase === Phase.Waiting) this.#call!.drained();
+  }
+
   #finish(): void {
     this.#phase = Phase.Done;
     this.#clearTimer();
+    if (this.#call !== null) this.#call.finish();
     if (this.#endpoint !== null) {
       this.#endpoint.active--;
       this.#endpoint = null;

@@ -16,6 +16,8 @@ export interface DownstreamHeaders {
   headers: string[];
   /** Whether the request has a body (Content-Length or Transfer-Encoding present). */
   hasBody: boolean;
+  /** The x-request-id sent upstream (the client's, or generated), for logs and traces. */
+  requestId: string;
 }
 
 /**
@@ -42,6 +44,8 @@ export function buildUpstreamRequestHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     const value = raw[i + 1];
+    // HTTP/2 pseudo-headers (`:method`, `:path`, ...) are not headers; the upstream request gets its own.
+    if (name.charCodeAt(0) === 58 /* : */) continue;
     switch (name) {
       case 'host':
       case 'keep-alive':
@@ -79,9 +83,9 @@ export function buildUpstreamRequestHeaders(
     'x-forwarded-for', xff === null ? remoteAddress : `${xff}, ${remoteAddress}`,
     'x-forwarded-proto', scheme,
     'x-forwarded-host', originalAuthority,
-    'x-request-id', requestId !== null && REQUEST_ID.test(requestId) ? requestId : randomUUID(),
+    'x-request-id', (requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : randomUUID()),
   );
-  return { headers: out, hasBody };
+  return { headers: out, hasBody, requestId };
 }
 
 /**

@@ -3,7 +3,10 @@
  * responses. Every one carries `server: meshgate`; Node adds `date`.
  */
 
+import { markConnectionRejected } from './h1-guard.js';
 import type { ServerResponse } from 'node:http';
+import { noteLocalReply } from '../../observability/record.js';
+import { isGrpcRequest, sendGrpcLocalError } from './grpc.js';
 
 /** The server header on every response, proxied or local (Envoy writes `server: istio-envoy`). */
 export const SERVER_NAME = 'meshgate';
@@ -15,9 +18,10 @@ export const FLAGS_HEADER = 'x-meshgate-flags';
  * Envoy response flags used by meshgate (Envoy access-log `%RESPONSE_FLAGS%`):
  * NR no route, NC no cluster, UH no healthy upstream, UF upstream connection failure,
  * UC upstream connection termination, UT upstream request timeout, UPE upstream protocol error,
- * DPE downstream protocol error, DC downstream connection termination.
+ * DPE downstream protocol error, DC downstream connection termination, UO upstream overflow (circuit
+ * breaker), FI fault-injected abort, DI fault-injected delay, URX retry limit reached.
  */
-export type ResponseFlag = 'NR' | 'NC' | 'UH' | 'UF' | 'UC' | 'UT' | 'UPE' | 'DPE' | 'DC';
+export type ResponseFlag = 'NR' | 'NC' | 'UH' | 'UF' | 'UC' | 'UT' | 'UPE' | 'DPE' | 'DC' | 'UO' | 'FI' | 'DI' | 'URX';
 
 /** A canned error answer: status, flag and Envoy-like body. */
 export interface LocalError {
@@ -44,11 +48,20 @@ export const Errors = {
   protocolError: localError(502, 'UPE', 'MG_ERR_UPSTREAM_PROTOCOL', RESET_PREFIX + 'protocol error'),
   timeout: localError(504, 'UT', 'MG_ERR_UPSTREAM_TIMEOUT', 'upstream request timeout'),
   badRequest: localError(400, 'DPE', 'MG_ERR_BAD_REQUEST', 'bad request'),
+  /** A circuit-breaker limit (Cluster.connectionPool) was reached; sent with `x-envoy-overloaded: true`. */
+  overflow: localError(503, 'UO', 'MG_ERR_UPSTREAM_OVERFLOW', RESET_PREFIX + 'overflow'),
   tooManyHeaders: localError(431, 'DPE', 'MG_ERR_TOO_MANY_HEADERS', 'too many request headers'),
 } as const;
 
 export function sendLocalError(res: ServerResponse, e: LocalError, close = false): void {
-  if (close) res.shouldKeepAlive = false;
+  if (close) {
+    res.shouldKeepAlive = false;
+    markConnectionRejected(res); // requests already pipelined behind this one are never served (h1-guard.ts)
+  }
+  noteLocalReply(res, e.flag, e.body.length);
+  if (res.req !== undefined && isGrpcRequest(res.req)) return sendGrpcLocalError(res, e, SERVER_NAME, FLAGS_HEADER);
+  // Envoy marks circuit-breaker answers (merged with the list below by writeHead).
+  if (e.flag === 'UO') res.setHeader('x-envoy-overloaded', 'true');
   res.writeHead(e.status, [
     'server', SERVER_NAME,
     'content-type', 'text/plain',
@@ -59,11 +72,13 @@ export function sendLocalError(res: ServerResponse, e: LocalError, close = false
 }
 
 export function sendRedirect(res: ServerResponse, status: number, location: string): void {
+  noteLocalReply(res, null, 0);
   res.writeHead(status, ['server', SERVER_NAME, 'location', location, 'content-length', '0']);
   res.end();
 }
 
 export function sendDirect(res: ServerResponse, status: number, contentType: string, body: Buffer, headers: string[] | null): void {
+  noteLocalReply(res, null, body.length);
   const h = ['server', SERVER_NAME, 'content-length', String(body.length)];
   if (body.length > 0) h.push('content-type', contentType);
   if (headers !== null) for (let i = 0; i < headers.length; i++) h.push(headers[i]);

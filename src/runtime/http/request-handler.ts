@@ -11,16 +11,26 @@ import type { TLSSocket } from 'node:tls';
 import { applyHeaderOps } from '../compile/header-ops.js';
 import { findRoute, normalizeHost, pickDestination, selectFilterChain, selectVirtualHost } from '../compile/lookup.js';
 import type { HttpsRedirect } from '../../ir/types.js';
-import type { CompiledForward, CompiledListener, CompiledMatch, CompiledRedirect } from '../compile/types.js';
+import type { CompiledForward, CompiledListener, CompiledMatch, CompiledRedirect, CompiledVirtualHost } from '../compile/types.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
+import { injectFault, startUpstreamPolicies } from '../upstream/forward-policies.js';
+import { handleCors } from '../filters/cors.js';
 import { Exchange } from './exchange.js';
+import { admitRateLimit, applyAuthEdits, runRequestFilters, screenRequest } from '../filters/security.js';
+import type { RequestRecord } from '../../observability/record.js';
+import { h2Authority, h2HasBody, isHttp2 } from './h2-compat.js';
+import { effectiveGrpcTimeout, isGrpcRequest } from './grpc.js';
+import { forwardUpgrade, isWebSocketUpgrade } from './websocket.js';
 import { buildUpstreamRequestHeaders } from './forward-headers.js';
 import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
+import { observeForward, type RequestObserver } from '../../observability/observer.js';
 
 /** What the request path needs from the runtime besides the snapshot. */
 export interface RequestEnv {
   /** Uniform random numbers in [0, 1) for weights and load balancing. */
   random: () => number;
+  /** Metrics, access log and tracing; null when all are off (then nothing per request). */
+  observer: RequestObserver | null;
 }
 
 /** Most request headers accepted; more is 431 (Envoy `max_headers_count` default 100). */
@@ -28,8 +38,11 @@ export const MAX_REQUEST_HEADERS = 100;
 
 export function handleRequest(env: RequestEnv, listener: CompiledListener, req: IncomingMessage, res: ServerResponse): void {
   const raw = req.rawHeaders;
+  const rec = env.observer === null ? null : env.observer.begin(listener, req, res);
+  const h2 = isHttp2(req);
   // Node keeps at most `maxHeadersCount` (set to MAX + 1) headers: more than MAX means too many.
-  if (raw.length > MAX_REQUEST_HEADERS * 2) return sendLocalError(res, Errors.tooManyHeaders, true);
+  // (HTTP/2: the engine's maxHeaderListPairs already refused the stream.)
+  if (!h2 && raw.length > MAX_REQUEST_HEADERS * 2) return sendLocalError(res, Errors.tooManyHeaders, true);
 
   // Node accepts two Host headers; RFC 9112 §3.2 says 400.
   let host: string | null = null;
@@ -40,6 +53,7 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, req: 
       host = raw[i + 1];
     }
   }
+  if (h2) host = h2Authority(req, host);
 
   // Request target: origin-form `/p?q` or absolute-form `http://a/p?q` (its authority wins over
   // Host, RFC 9112 §3.2.2). The asterisk-form (`OPTIONS *`) is not proxied: 400, as nginx does. A
@@ -55,8 +69,14 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, req: 
   }
   if (target.includes('#')) return sendLocalError(res, Errors.badRequest, true);
   const q = target.indexOf('?');
-  const path = q === -1 ? target : target.slice(0, q);
+  const rawPath = q === -1 ? target : target.slice(0, q);
   const query = q === -1 ? '' : target.slice(q + 1);
+  // Edge hardening (filters/security.ts): what Node's parser lets through is refused here, and the
+  // path is normalized once; routing, authorization and the upstream all see the normalized path.
+  const screened = screenRequest(listener.security, req, rawPath);
+  if (typeof screened !== 'string') return sendLocalError(res, screened, true);
+  const path = screened;
+  if (path !== rawPath) target = query === '' ? path : `${path}?${query}`;
 
   const chain =
     listener.protocol === 'HTTPS'
@@ -72,8 +92,33 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, req: 
   }
 
   const x = new Exchange(req, res, req.method ?? 'GET', path, query, listener.scheme, authority, listener.externalPort);
+  // JWT authentication then authorization (Envoy's filter order), before the route is chosen.
+  const sec = listener.security;
+  if (sec.requestFilters !== null) return runRequestFilters(sec, x, () => routeRequest(env, listener, vhost, x, rec, target, hostName, authority, query));
+  routeRequest(env, listener, vhost, x, rec, target, hostName, authority, query);
+}
+
+/** Route lookup and action, once the request has passed the edge filters. */
+function routeRequest(
+  env: RequestEnv,
+  listener: CompiledListener,
+  vhost: CompiledVirtualHost,
+  x: Exchange,
+  rec: RequestRecord | null,
+  target: string,
+  hostName: string,
+  authority: string,
+  query: string,
+): void {
+  const res = x.res;
   const match = findRoute(vhost, x);
   if (match === null) return sendLocalError(res, Errors.noRoute);
+  if (rec !== null) {
+    rec.route = match.route;
+    x.record = rec;
+  }
+  if (listener.security.routeLimits !== null && !admitRateLimit(listener.security, match.route, x)) return;
+  if (match.route.cors !== null && handleCors(match.route.cors, x)) return;
 
   const action = match.route.action;
   switch (action.kind) {
@@ -88,12 +133,15 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, req: 
   }
 }
 
-function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match: CompiledMatch, action: CompiledForward, target: string): void {
+function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match: CompiledMatch, action: CompiledForward, target: string, faulted = false): void {
   const res = x.res;
+  // Fault injection runs before any endpoint is chosen (Envoy's fault filter precedes the router).
+  if (action.fault !== null && !faulted) return injectFault(action.fault, env.random, res, () => forward(env, listener, x, match, action, target, true));
   const dest = pickDestination(action, action.destinations.length > 1 ? env.random() : 0);
   const cluster = dest?.cluster ?? null;
+  if (x.record !== null) x.record.destination = dest;
   if (dest === null || cluster === null || cluster.discovery === 'missing') return sendLocalError(res, Errors.noCluster);
-  const endpoint = selectEndpoint(cluster, env.random);
+  const endpoint = selectEndpoint(cluster, env.random, x);
   if (endpoint === null || endpoint.handle === null) return sendLocalError(res, Errors.noHealthyUpstream);
 
   let upstreamTarget = target;
@@ -110,10 +158,22 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     clientAddress(x.req.socket.remoteAddress),
   );
   let headers = built.headers;
+  if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);
   // Requests: route-level edits first, then destination-level (IR HeaderOps order).
   if (route.requestHeaders !== null) headers = applyHeaderOps(headers, route.requestHeaders);
   if (dest.requestHeaders !== null) headers = applyHeaderOps(headers, dest.requestHeaders);
-  x.forward(endpoint.handle, route, dest, upstreamTarget, headers, built.hasBody, action.timeoutMs);
+  if (x.record !== null) headers = observeForward(env.observer!, x.record, headers, built.requestId);
+  const hasBody = isHttp2(x.req) ? h2HasBody(x.req) : built.hasBody;
+  let timeoutMs = action.timeoutMs;
+  if (isGrpcRequest(x.req)) {
+    // A gRPC call's deadline covers the whole call (streams included), as grpc-timeout means.
+    timeoutMs = effectiveGrpcTimeout(x.req, action.timeoutMs);
+    x.grpcDeadline = timeoutMs > 0;
+  }
+  // WebSocket: the upgrade is spliced to the endpoint instead of proxied as an HTTP exchange.
+  if (isWebSocketUpgrade(x.req)) return forwardUpgrade(x.req, res, endpoint, cluster.connectTimeoutMs, route, dest, upstreamTarget, headers);
+  const call = startUpstreamPolicies(env.random, x, cluster, endpoint, action, upstreamTarget, headers, hasBody, timeoutMs);
+  x.forward(endpoint.handle, route, dest, upstreamTarget, headers, hasBody, timeoutMs, call);
 }
 
 /** The client address for x-forwarded-for; IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as plain IPv4. */

@@ -5,14 +5,15 @@
  * failure is reported, never thrown, and leaves the other listeners alone.
  */
 
-import http from 'node:http';
-import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import net, { type AddressInfo } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
 import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
+import { acceptUpgrade } from '../http/websocket.js';
+import { checkClientCertificate } from './client-cert.js';
+import { createEngines, dispatchTls, SessionTracker, sniffPlaintext, type HttpEngines } from './http-front.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
 
 /** Server settings for an edge proxy (hardening.md §3). */
@@ -48,28 +49,59 @@ export interface ListenerStatus {
   error: string | null;
 }
 
+/** TLS handshakes must finish within 10 s (hardening T-04; Node's default is 120 s). */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
 const kRecord = Symbol('meshgate.listener');
-type TaggedServer = (http.Server | https.Server) & { [kRecord]?: ListenerRecord };
+/** The accepting server (`net` for plaintext, `tls` for HTTPS) or one of the two engines. */
+type TaggedServer = net.Server & { [kRecord]?: ListenerRecord };
 
 class ListenerRecord {
   draining = false;
   boundPort: number | null = null;
   /** Key of the TLS settings the server's default (no-SNI) context was built from. */
   defaultTlsKey = '';
+  readonly sessions = new SessionTracker();
+  /** Every socket the listener accepted and that is still open, whatever stage it is at (TLS handshake, protocol sniffing, engine). */
+  readonly sockets = new Set<net.Socket>();
+  readonly engines: HttpEngines;
   constructor(
     public compiled: CompiledListener,
     readonly server: TaggedServer,
     readonly env: RequestEnv,
-  ) {}
+  ) {
+    this.engines = createEngines({ ...SERVER_OPTIONS }, this.sessions);
+  }
 }
 
-/** 'request' listener shared by every server: `this` is the server. */
+/**
+ * 'request' listener shared by every engine: `this` is the engine. HTTP/2 requests come through
+ * Node's compatibility API, whose request and response objects stand in for the HTTP/1.1 ones.
+ */
 function onRequest(this: TaggedServer, req: IncomingMessage, res: ServerResponse): void {
   const rec = this[kRecord]!;
   // The one read of the snapshot this request will use to the end.
   const listener = rec.compiled;
   if (rec.draining) res.shouldKeepAlive = false;
   handleRequest(rec.env, listener, req, res);
+}
+
+/** 'connection' listener of every accepting server (for TLS, the TCP socket under the handshake). */
+function trackSocket(this: TaggedServer, socket: net.Socket): void {
+  const sockets = this[kRecord]!.sockets;
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
+}
+
+/** 'upgrade' listener of the HTTP/1.1 engine (WebSocket): the request path decides, then splices. */
+function onUpgrade(this: TaggedServer, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
+  const rec = this[kRecord]!;
+  const listener = rec.compiled;
+  acceptUpgrade(req, socket, head, (q, r) => handleRequest(rec.env, listener, q, r));
+}
+
+function onPlainConnection(this: TaggedServer, socket: net.Socket): void {
+  sniffPlaintext(socket, this[kRecord]!.engines);
 }
 
 export class ListenerManager {
@@ -121,6 +153,13 @@ export class ListenerManager {
     return statuses;
   }
 
+  /** Open downstream connections of each bound listener, by listener name. */
+  async connectionCounts(): Promise<{ listener: string; active: number }[]> {
+    const recs = [...this.#records.values()];
+    const counts = await Promise.all(recs.map((rec) => new Promise<number>((resolve) => rec.server.getConnections((err, n) => resolve(err ? 0 : n)))));
+    return recs.map((rec, i) => ({ listener: rec.compiled.name, active: counts[i] }));
+  }
+
   /** Stops accepting everywhere, lets in-flight requests finish for up to `graceMs`, then closes. */
   async close(graceMs: number): Promise<void> {
     const recs = [...this.#records.values()];
@@ -129,14 +168,22 @@ export class ListenerManager {
   }
 
   async #open(l: CompiledListener): Promise<{ key: string; error: string | null }> {
-    const server = (l.protocol === 'HTTPS' ? this.#createHttpsServer() : http.createServer({ ...SERVER_OPTIONS })) as TaggedServer;
-    // Node keeps at most maxHeadersCount headers and silently drops the rest: allow one more than
-    // the limit so the request path can see "too many" and answer 431.
-    server.maxHeadersCount = MAX_REQUEST_HEADERS + 1;
+    // Sockets are half-open capable and unbuffered, as `http.Server` makes them.
+    const server: TaggedServer =
+      l.protocol === 'HTTPS' ? this.#createTlsServer() : net.createServer({ allowHalfOpen: true, noDelay: true }, onPlainConnection);
     const rec = new ListenerRecord(l, server, this.#env);
     server[kRecord] = rec;
+    server.prependListener('connection', trackSocket);
+    const { h1, h2 } = rec.engines;
+    (h1 as TaggedServer)[kRecord] = rec;
+    (h2 as unknown as TaggedServer)[kRecord] = rec;
+    // Node keeps at most maxHeadersCount headers and silently drops the rest: allow one more than
+    // the limit so the request path can see "too many" and answer 431.
+    h1.maxHeadersCount = MAX_REQUEST_HEADERS + 1;
     if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
-    server.on('request', onRequest);
+    h1.on('request', onRequest);
+    h1.on('upgrade', onUpgrade);
+    h2.on('request', onRequest as unknown as (req: unknown, res: unknown) => void);
     // No 'clientError' listener: Node's default answers 400, 431 (head over maxHeaderSize) or 408
     // and closes, and never writes into a response already under way.
     try {
@@ -158,11 +205,16 @@ export class ListenerManager {
     return { key: l.key, error: null };
   }
 
-  #createHttpsServer(): https.Server {
+  #createTlsServer(): tls.Server {
     const tlsCache = this.#tls;
-    const server: https.Server & { [kRecord]?: ListenerRecord } = https.createServer({
-      ...SERVER_OPTIONS,
-      ALPNProtocols: ['http/1.1'],
+    const server: tls.Server & { [kRecord]?: ListenerRecord } = tls.createServer({
+      // HTTP/2 preferred, HTTP/1.1 still offered (RFC 7301: the server picks from its own order).
+      ALPNProtocols: ['h2', 'http/1.1'],
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      // Not half-open (as https.Server): a client FIN racing the end of the handshake would
+      // otherwise leave the socket in CLOSE-WAIT with no engine to close it.
+      allowHalfOpen: false,
+      noDelay: true,
       // The chain and its certificate are chosen per handshake from the current snapshot.
       SNICallback(servername, cb) {
         const rec = server[kRecord]!;
@@ -191,12 +243,20 @@ export class ListenerManager {
     const tls: CompiledTls | null = chain?.tls ?? null;
     if (tls === null) return;
     const cert = l.defaultChain?.tls ? selectCertificate(l.defaultChain.tls, '') : null;
-    const key = `${tls.minVersion}\n${tls.maxVersion}\n${tls.ciphers}\n${cert?.contextKey ?? ''}`;
+    // Client certificates: asked for on every handshake of a listener where some chain wants them
+    // (the chain is only known from the SNI; chains without a policy ignore what is sent), never
+    // refused by OpenSSL itself (the chain's policy decides in onSecureConnection). The default
+    // context trusts every client CA of the listener; each SNI context trusts its chain's.
+    const clientCas = listenerClientCas(l);
+    const server = rec.server as tls.Server & { requestCert?: boolean; rejectUnauthorized?: boolean };
+    server.requestCert = clientCas !== '';
+    server.rejectUnauthorized = false;
+    const key = `${tls.minVersion}\n${tls.maxVersion}\n${tls.ciphers}\n${cert?.contextKey ?? ''}\n${clientCas}`;
     if (key === rec.defaultTlsKey) return;
     rec.defaultTlsKey = key;
-    const opts = secureContextOptions(widestVersions(l, tls), cert);
+    const opts = { ...secureContextOptions(widestVersions(l, tls), cert), ...(clientCas === '' ? {} : { ca: clientCas }) };
     try {
-      (rec.server as https.Server).setSecureContext(opts);
+      (rec.server as tls.Server).setSecureContext(opts);
     } catch {
       // A bad default certificate: keep the previous context (the TLS cache reported the error).
     }
@@ -206,6 +266,16 @@ export class ListenerManager {
   boundPort(key: string): number | null {
     return this.#records.get(key)?.boundPort ?? null;
   }
+}
+
+/** Every client CA of the listener's chains, one PEM bundle ('' when no chain asks for client certificates). */
+function listenerClientCas(l: CompiledListener): string {
+  let out = '';
+  for (const c of l.chains) {
+    const v = c.tls?.clientValidation ?? null;
+    if (v !== null && !out.includes(v.caPem)) out += `${v.caPem}\n`;
+  }
+  return out;
 }
 
 /** The server context must admit every version some chain of the listener accepts. */
@@ -220,15 +290,21 @@ function widestVersions(l: CompiledListener, base: CompiledTls): CompiledTls {
   return { ...base, minVersion: min, maxVersion: max };
 }
 
-/** Refuses a connection whose negotiated version is outside its chain's range. */
+/**
+ * Refuses a connection whose negotiated version is outside its chain's range, then hands it to
+ * the engine ALPN chose.
+ */
 function onSecureConnection(this: TaggedServer, socket: TLSSocket): void {
   const rec = this[kRecord];
-  if (rec === undefined) return;
+  if (rec === undefined) return void socket.destroy();
   const sni = typeof socket.servername === 'string' ? socket.servername.toLowerCase() : '';
   const chain = selectFilterChain(rec.compiled, sni);
   const version = socket.getProtocol();
   if (chain === null || chain.tls === null || version === null) return void socket.destroy();
-  if (version < chain.tls.minVersion || version > chain.tls.maxVersion) socket.destroy();
+  if (version < chain.tls.minVersion || version > chain.tls.maxVersion) return void socket.destroy();
+  // MUTUAL / OPTIONAL_MUTUAL: the chain's client-certificate policy, before any request is read.
+  if (chain.tls.clientValidation !== null && checkClientCertificate(socket, chain.tls.clientValidation) !== null) return void socket.destroy();
+  dispatchTls(socket, rec.engines);
 }
 
 /**
@@ -239,16 +315,25 @@ function onSecureConnection(this: TaggedServer, socket: TLSSocket): void {
 function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
   rec.draining = true;
   const server = rec.server;
+  const { h1 } = rec.engines;
   return new Promise((resolve) => {
-    const idle = setInterval(() => server.closeIdleConnections(), 50);
-    const hard = setTimeout(() => server.closeAllConnections(), graceMs);
-    // The callback runs once the last connection has closed (or at once if already closed).
+    const idle = setInterval(() => h1.closeIdleConnections(), 50);
+    const hard = setTimeout(() => {
+      h1.closeAllConnections();
+      rec.sessions.destroyAll();
+      // Sockets no engine owns yet (handshake, sniffing) or that an engine let linger.
+      for (const s of rec.sockets) s.destroy();
+    }, graceMs);
+    // The callback runs once the last accepted connection has closed (or at once if none is open).
     server.close(() => {
       clearInterval(idle);
       clearTimeout(hard);
+      // Stops the engine's head-timeout checker (it never listened, so close() reports that).
+      h1.close(noop);
       resolve();
     });
-    server.closeIdleConnections();
+    h1.closeIdleConnections();
+    rec.sessions.closeAll();
   });
 }
 

@@ -51,5 +51,7 @@ export function secureContextOptions(tls: CompiledTls, cert: CompiledCertificate
     ciphers: tls.ciphers,
     honorCipherOrder: true,
     ...(cert === null ? {} : { cert: cert.certChain, key: cert.privateKey }),
+    // Client certificates are verified against these CAs (and their names sent in CertificateRequest).
+    ...(tls.clientValidation === null ? {} : { ca: tls.clientValidation.caPem }),
   };
 }

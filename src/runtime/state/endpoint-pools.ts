@@ -2,10 +2,16 @@
  * Long-lived per-endpoint state: one undici Pool per `address:port`, reused across snapshot swaps
  * so a reload drops no connection. Pools whose endpoint left every cluster are closed after a grace
  * period (in-flight requests finish first: `Pool.close` waits for them).
+ *
+ * Also owns the per-cluster state (circuit breakers, outlier detection: `cluster-state.ts`), bound
+ * in the same step so a snapshot is complete before any request sees it.
  */
 
 import { Pool } from 'undici';
-import type { CompiledSnapshot, EndpointHandle } from '../compile/types.js';
+import type { CompiledCluster, CompiledSnapshot, EndpointHandle } from '../compile/types.js';
+import { ClusterStates } from './cluster-state.js';
+import { upstreamProtocolOptions } from '../upstream/h2-pool.js';
+import type { UpstreamProtocol } from '../../ir/types.js';
 
 export interface EndpointPoolOptions {
   /** Max connections per endpoint (undici queues beyond it). Default 512. */
@@ -23,13 +29,33 @@ export interface EndpointPoolOptions {
 
 export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, keepAliveTimeoutMs: 4000, retireGraceMs: 10_000 };
 
+/** Pool settings that come from the cluster (connect timeout, connection pool); equal settings share a pool. */
+interface PoolSettings {
+  connectTimeoutMs: number;
+  /** undici `maxRequestsPerClient`; 0 = unlimited. */
+  maxRequestsPerConnection: number;
+  /** Idle keep-alive in ms; 0 = the pool default. */
+  idleTimeoutMs: number;
+  /** HTTP/1.1 or multiplexed HTTP/2 (`upstream/h2-pool.ts`). */
+  protocol: UpstreamProtocol;
+}
+
+function poolSettings(cluster: CompiledCluster): PoolSettings {
+  const cp = cluster.connectionPool;
+  return { connectTimeoutMs: cluster.connectTimeoutMs, maxRequestsPerConnection: cp?.maxRequestsPerConnection ?? 0, idleTimeoutMs: cp?.idleTimeoutMs ?? 0, protocol: cluster.protocol };
+}
+
+function sameSettings(a: PoolSettings, b: PoolSettings): boolean {
+  return a.connectTimeoutMs === b.connectTimeoutMs && a.maxRequestsPerConnection === b.maxRequestsPerConnection && a.idleTimeoutMs === b.idleTimeoutMs && a.protocol === b.protocol;
+}
+
 class EndpointState implements EndpointHandle {
   active = 0;
   retireTimer: NodeJS.Timeout | null = null;
   constructor(
     readonly key: string,
     readonly dispatcher: Pool,
-    readonly connectTimeoutMs: number,
+    readonly settings: PoolSettings,
   ) {}
 }
 
@@ -38,6 +64,8 @@ export class EndpointPools {
   readonly #byKey = new Map<string, EndpointState>();
   /** Pools replaced or retired, still draining, with the promise of their close. */
   readonly #closing = new Map<Pool, Promise<void>>();
+  /** Per-cluster state (circuit breakers, outlier detection), by cluster name. */
+  readonly clusters = new ClusterStates();
 
   constructor(options: Partial<EndpointPoolOptions> = {}) {
     this.#options = { ...DEFAULT_POOL_OPTIONS, ...options };
@@ -59,13 +87,14 @@ export class EndpointPools {
       const prev = previous?.clusters.get(cluster.name);
       if (prev !== undefined) cluster.cursor = prev.cursor;
       for (const ep of cluster.endpoints) {
-        // An endpoint shared by clusters with different connect timeouts gets one pool per
-        // snapshot: the first cluster (in name order) sets the timeout.
+        // An endpoint shared by clusters with different pool settings gets one pool per
+        // snapshot: the first cluster (in name order) sets them.
         const state = used.has(ep.key) ? this.#byKey.get(ep.key) : undefined;
-        ep.handle = state ?? this.#acquire(ep.key, ep.origin, cluster.connectTimeoutMs);
+        ep.handle = state ?? this.#acquire(ep.key, ep.origin, poolSettings(cluster));
         used.add(ep.key);
       }
     }
+    this.clusters.bind(snapshot);
     for (const [key, state] of this.#byKey) {
       if (!used.has(key) && state.retireTimer === null) {
         state.retireTimer = setTimeout(retire, this.#options.retireGraceMs, this, key).unref();
@@ -73,33 +102,35 @@ export class EndpointPools {
     }
   }
 
-  #acquire(key: string, origin: string, connectTimeoutMs: number): EndpointState {
+  #acquire(key: string, origin: string, settings: PoolSettings): EndpointState {
     const existing = this.#byKey.get(key);
     if (existing !== undefined) {
       if (existing.retireTimer !== null) {
         clearTimeout(existing.retireTimer);
         existing.retireTimer = null;
       }
-      // One pool per endpoint; a changed connect timeout needs a new pool (the old one drains).
-      if (existing.connectTimeoutMs === connectTimeoutMs) return existing;
+      // One pool per endpoint; changed settings need a new pool (the old one drains).
+      if (sameSettings(existing.settings, settings)) return existing;
       this.#close(existing);
     }
     const pool = new Pool(origin, {
       connections: this.#options.connections,
-      connectTimeout: connectTimeoutMs,
-      keepAliveTimeout: this.#options.keepAliveTimeoutMs,
+      connectTimeout: settings.connectTimeoutMs,
+      keepAliveTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : this.#options.keepAliveTimeoutMs,
+      ...(settings.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: settings.maxRequestsPerConnection } : {}),
       // Upstream hints (`Keep-Alive: timeout=N`) are honoured minus this margin, capped below.
       keepAliveTimeoutThreshold: 1000,
-      keepAliveMaxTimeout: 60_000,
+      keepAliveMaxTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : 60_000,
       // Route timeouts are enforced by the request path (ForwardAction.timeoutMs, from arrival);
       // undici's own 300 s defaults would otherwise cut long polls and slow streams.
       headersTimeout: 0,
       bodyTimeout: 0,
       pipelining: 1,
+      ...upstreamProtocolOptions(settings.protocol),
     });
     // A pool error outside any request (e.g. after close) must not crash the process.
     pool.on('connectionError', noop);
-    const state = new EndpointState(key, pool, connectTimeoutMs);
+    const state = new EndpointState(key, pool, settings);
     this.#byKey.set(key, state);
     return state;
   }
@@ -123,6 +154,7 @@ export class EndpointPools {
 
   /** Closes every pool: waits up to `graceMs` for in-flight requests, then destroys. */
   async close(graceMs: number): Promise<void> {
+    this.clusters.close();
     for (const s of [...this.#byKey.values()]) this.#close(s);
     const pools = [...this.#closing.keys()];
     const all = Promise.all([...this.#closing.values()]);

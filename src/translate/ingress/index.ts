@@ -23,7 +23,7 @@ import { compareByCreation, type ResourceSet } from '../../resources/resource-se
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../backends.js';
 import { loadTlsCertificate } from '../secrets.js';
-import { sourceOf, type ListenerDraft, type TranslateContext, type VirtualHostDraft } from '../types.js';
+import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
 const DEFAULT_CLASS_ANNOTATION = 'ingressclass.kubernetes.io/is-default-class';
@@ -144,11 +144,20 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       port: opts.httpsPort,
       externalPort: externalPortOf(opts.portMap, opts.httpsPort),
       protocol: 'HTTPS',
-      chains: [{ name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: 'TLSv1.2', maxProtocolVersion: 'TLSv1.3', cipherSuites: [] }, virtualHosts: httpsHosts }],
+      chains: [{ name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: 'TLSv1.2', maxProtocolVersion: 'TLSv1.3', cipherSuites: [], clientValidation: null }, virtualHosts: httpsHosts }],
       source,
     });
   }
   return drafts;
+}
+
+/**
+ * The Ingresses this controller serves, by the same class rules translateIngresses applies, in canonical
+ * order. Pure; for the Kubernetes status writer, which publishes addresses on exactly these.
+ */
+export function servedIngresses(resources: ResourceSet, options: TranslateOptions): KubeObject[] {
+  const ctx = new TranslateContext(options);
+  return resources.ofKind('Ingress').filter((ing) => isOurs(ctx, resources, ing));
 }
 
 /** Whether this controller serves the Ingress; reports the ones it ignores. */
@@ -196,14 +205,16 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     subset: null,
     lbPolicy: 'ROUND_ROBIN',
     connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    connectionPool: null,
+    outlierDetection: null,
     from: ing,
     field: `${field}.service`,
   });
-  return { kind: 'forward', destinations: [{ cluster, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null };
+  return { kind: 'forward', destinations: [{ cluster, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
 }
 
 function makeRoute(name: string, ing: KubeObject, field: string, matches: RouteMatch[], action: Route['action']): Route {
-  return { name, source: sourceOf(ing, field), matches, action, requestHeaders: null, responseHeaders: null };
+  return { name, source: sourceOf(ing, field), matches, action, requestHeaders: null, responseHeaders: null, cors: null };
 }
 
 function catchAll(): RouteMatch[] {

@@ -6,16 +6,14 @@
  * winning, no deep merge. Visibility: a DestinationRule is seen from its own namespace, and from others
  * when `exportTo` is absent, has `*`, or names that namespace.
  *
- * Read for now: `loadBalancer.simple` and `connectionPool.tcp.connectTimeout` (top level, overridden
- * by the subset's). Everything else is ignored without a diagnostic until it is implemented.
+ * The policy itself (load balancer, connection pool, outlier detection, port-level settings) is
+ * resolved per cluster by `traffic-policy.ts`.
  */
 import type { LbPolicy } from '../../ir/types.js';
 import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
-import { parseDuration } from '../../api/duration.js';
 import { arr, obj, str, strMap, type Obj } from '../../lib/unknown.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS } from '../backends.js';
 import { istioObjects, resolveServiceHost } from './objects.js';
 
 export interface Subset {
@@ -80,43 +78,4 @@ function isVisible(dr: KubeObject, namespace: string): boolean {
   const exportTo = arr(obj(dr.body.spec).exportTo).map(str);
   if (exportTo.length === 0) return true;
   return exportTo.includes('*') || exportTo.includes(namespace);
-}
-
-export interface ClusterPolicy {
-  lbPolicy: LbPolicy;
-  connectTimeoutMs: number;
-}
-
-/** Cluster settings from a merged DestinationRule, the subset's policy overriding field by field. */
-export function clusterPolicy(dr: MergedDestinationRule | null, subset: Subset | null): ClusterPolicy {
-  const top = dr?.trafficPolicy ?? null;
-  const sub = subset?.trafficPolicy ?? null;
-  return {
-    lbPolicy: lbPolicyOf(sub) ?? lbPolicyOf(top) ?? DEFAULT_LB_POLICY,
-    connectTimeoutMs: connectTimeoutOf(sub) ?? connectTimeoutOf(top) ?? DEFAULT_CONNECT_TIMEOUT_MS,
-  };
-}
-
-function lbPolicyOf(policy: Obj | null): LbPolicy | undefined {
-  if (!policy) return undefined;
-  switch (str(obj(policy.loadBalancer).simple)) {
-    case 'ROUND_ROBIN':
-      return 'ROUND_ROBIN';
-    case 'LEAST_REQUEST':
-    case 'LEAST_CONN': // deprecated alias of LEAST_REQUEST
-      return 'LEAST_REQUEST';
-    case 'RANDOM':
-      return 'RANDOM';
-    default:
-      // UNSPECIFIED, PASSTHROUGH, consistentHash, ...: not implemented yet; keep the default.
-      return undefined;
-  }
-}
-
-function connectTimeoutOf(policy: Obj | null): number | undefined {
-  if (!policy) return undefined;
-  const s = str(obj(obj(policy.connectionPool).tcp).connectTimeout);
-  if (s === undefined) return undefined;
-  const ms = parseDuration(s);
-  return ms === null || ms <= 0 ? undefined : Math.max(1, Math.round(ms));
 }

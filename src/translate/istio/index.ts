@@ -29,9 +29,10 @@ import { DestinationRuleIndex } from './destination-rules.js';
 import { intersectHosts, isIpAddress, namespaceAdmits, parseServerHost, type ServerHost } from './hosts.js';
 import { getIstioObject, istioObjects } from './objects.js';
 import { qualifyGateway, translateVirtualServiceRoutes, type TranslatedRoute } from './routes.js';
+import { clientValidationOf } from './tls.js';
 
 /** A selected Gateway. */
-interface GatewayInfo {
+export interface GatewayInfo {
   obj: KubeObject;
   /** `namespace/name`. */
   key: string;
@@ -70,7 +71,7 @@ export function translateIstio(ctx: TranslateContext, resources: ResourceSet): L
 
 // ---- 1. gateways and servers -----------------------------------------------------------------
 
-function selectGateways(ctx: TranslateContext, resources: ResourceSet): GatewayInfo[] {
+export function selectGateways(ctx: TranslateContext, resources: ResourceSet): GatewayInfo[] {
   const out: GatewayInfo[] = [];
   // Istio merges Gateways in creation order; servers on one port are taken in that order.
   for (const gw of [...istioObjects(resources, 'Gateway')].sort(compareByCreation)) {
@@ -132,15 +133,15 @@ function planServers(ctx: TranslateContext, resources: ResourceSet, g: GatewayIn
       hosts,
     };
     if (HTTP_PROTOCOLS.has(protocol)) {
-      if (protocol !== 'HTTP') {
-        // HTTP2/GRPC servers accept h2c with prior knowledge in Istio; meshgate serves HTTP/1.1 here for now.
-        ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.port.protocol`, `protocol ${protocol} is served as HTTP/1.1 for now (no cleartext HTTP/2): gRPC and h2c clients cannot connect yet`);
-      }
+      // HTTP, HTTP2 and GRPC servers are one kind of listener: every plaintext HTTP listener accepts
+      // HTTP/1.1 and HTTP/2 with prior knowledge (h2c), as Envoy's codec AUTO does.
       plans.push({ ...base, protocol: 'HTTP', httpsRedirect: tls?.httpsRedirect === true, tls: null, serverNames: [], chainName: `http.${number}` });
       continue;
     }
+    // TCP and TLS servers are relayed (istio/tcp.ts).
+    if (protocol === 'TCP' || protocol === 'TLS') continue;
     if (protocol !== 'HTTPS') {
-      ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.port.protocol`, `protocol ${protocol || '(none)'} is not supported yet (TCP, TLS and MONGO servers come later); the server is not served`);
+      ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.port.protocol`, `protocol ${protocol || '(none)'} is not supported (MONGO, MYSQL, REDIS and UDP servers are not served)`);
       continue;
     }
     if (!tls) {
@@ -149,7 +150,9 @@ function planServers(ctx: TranslateContext, resources: ResourceSet, g: GatewayIn
     }
     // The enum's zero value is PASSTHROUGH: an absent mode does not terminate TLS in Istio.
     const mode = str(tls.mode) ?? 'PASSTHROUGH';
-    if (mode !== 'SIMPLE') {
+    // TLS passthrough: relayed by SNI without terminating (istio/tcp.ts).
+    if (mode === 'PASSTHROUGH') continue;
+    if (mode !== 'SIMPLE' && mode !== 'MUTUAL' && mode !== 'OPTIONAL_MUTUAL') {
       const absent = tls.mode === undefined || tls.mode === null ? ' (tls.mode is not set, which Istio reads as PASSTHROUGH; set mode: SIMPLE to terminate TLS with credentialName)' : '';
       ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.tls.mode`, `tls.mode ${mode} is not supported yet${absent}; the server is not served`);
       continue;
@@ -157,6 +160,10 @@ function planServers(ctx: TranslateContext, resources: ResourceSet, g: GatewayIn
     const serverNames = hosts.some((h) => h.dnsName === '*') ? [] : [...new Set(hosts.map((h) => h.dnsName))].sort();
     const context = tlsContext(ctx, resources, gw, tls, `${field}.tls`, serverNames);
     if (!context) continue;
+    if (mode === 'MUTUAL' || mode === 'OPTIONAL_MUTUAL') {
+      context.clientValidation = clientValidationOf(ctx, resources, gw, tls, `${field}.tls`, mode);
+      if (context.clientValidation === null) continue;
+    }
     const label = str(server.name) || String(i);
     plans.push({ ...base, protocol: 'HTTPS', httpsRedirect: false, tls: context, serverNames, chainName: `https.${number}.${label}.${gw.metadata.name}.${gw.metadata.namespace}` });
   }
@@ -209,15 +216,15 @@ function tlsContext(ctx: TranslateContext, resources: ResourceSet, gw: KubeObjec
     maxProtocolVersion = 'TLSv1.3';
   }
   const cipherSuites = arr(tls.cipherSuites).filter((c): c is string => typeof c === 'string' && c !== '');
-  return { certificates, minProtocolVersion, maxProtocolVersion, cipherSuites };
+  return { certificates, minProtocolVersion, maxProtocolVersion, cipherSuites, clientValidation: null };
 }
 
 // ---- 2. binding ------------------------------------------------------------------------------
 
 /** Gateway key -> VirtualServices bound to it, in creation order. */
-type Bindings = Map<string, KubeObject[]>;
+export type Bindings = Map<string, KubeObject[]>;
 
-function bindVirtualServices(ctx: TranslateContext, resources: ResourceSet, gateways: GatewayInfo[]): Bindings {
+export function bindVirtualServices(ctx: TranslateContext, resources: ResourceSet, gateways: GatewayInfo[]): Bindings {
   const selected = new Map(gateways.map((g) => [g.key, g]));
   const bound: Bindings = new Map();
   // Istio merges VirtualServices of one host in creation order.
@@ -293,7 +300,7 @@ function isExportedTo(vs: KubeObject, namespace: string): boolean {
 }
 
 /** Fields read but not implemented yet: one info per field name per VirtualService. */
-const UNSUPPORTED_HTTP_FIELDS = ['retries', 'fault', 'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent', 'corsPolicy'];
+const UNSUPPORTED_HTTP_FIELDS: string[] = [];
 
 function reportUnsupported(ctx: TranslateContext, vs: KubeObject): void {
   const spec = obj(vs.body.spec);
@@ -301,9 +308,6 @@ function reportUnsupported(ctx: TranslateContext, vs: KubeObject): void {
   for (const f of UNSUPPORTED_HTTP_FIELDS) {
     const i = http.findIndex((r) => obj(r)[f] !== undefined && obj(r)[f] !== null);
     if (i >= 0) ctx.report('info', 'MG_UNSUPPORTED', vs, `spec.http[${i}].${f}`, `${f} is not implemented yet and is ignored (on every route of this VirtualService)`);
-  }
-  for (const f of ['tls', 'tcp'] as const) {
-    if (arr(spec[f]).length > 0) ctx.report('info', 'MG_UNSUPPORTED', vs, `spec.${f}`, `${f} routes are not supported yet and are ignored`);
   }
 }
 

@@ -590,18 +590,21 @@ test('headers at route and destination level, names lowercased', () => {
   assert.deepEqual(route.action.destinations[0].responseHeaders, { set: [], add: [], remove: ['server'] });
 });
 
-test('unsupported HTTPRoute fields: one info each; delegate: warning and the route is not served', () => {
+test('retries, fault, corsPolicy are translated (no MG_UNSUPPORTED); delegate: warning and the route is not served', () => {
   const { r, routes } = routesOf([
     { match: [{ uri: { prefix: '/a' } }], retries: { attempts: 3 }, corsPolicy: { allowOrigins: [{ exact: '*' }] }, ...to('web') },
-    { match: [{ uri: { prefix: '/b' } }], retries: { attempts: 1 }, fault: { abort: { httpStatus: 500 } }, ...to('web') },
+    { match: [{ uri: { prefix: '/b' } }], retries: { attempts: 1 }, fault: { abort: { httpStatus: 500, percentage: { value: 50 } } }, ...to('web') },
     { match: [{ uri: { prefix: '/d' } }], delegate: { name: 'child', namespace: 'default' } },
   ]);
-  assert.equal(r.diagnostics.filter((d) => d.reason === 'MG_UNSUPPORTED' && d.message.startsWith('retries')).length, 1);
-  diag(r, 'MG_UNSUPPORTED', 'spec.http[0].retries');
-  diag(r, 'MG_UNSUPPORTED', 'spec.http[0].corsPolicy');
-  diag(r, 'MG_UNSUPPORTED', 'spec.http[1].fault');
+  assert.deepEqual(r.diagnostics.filter((d) => d.reason === 'MG_UNSUPPORTED' && d.field !== 'spec.http[2].delegate'), []);
   assert.equal(diag(r, 'MG_UNSUPPORTED', 'spec.http[2].delegate').severity, 'warning');
   assert.equal(routes.length, 2);
+  const a0 = routes[0].action;
+  const a1 = routes[1].action;
+  assert.ok(a0.kind === 'forward' && a1.kind === 'forward');
+  assert.equal(a0.retries?.numRetries, 3);
+  assert.deepEqual(routes[0].cors?.allowOrigins, [{ kind: 'exact', value: '*', ignoreCase: false }]);
+  assert.deepEqual(a1.fault, { delay: null, abort: { kind: 'http', status: 500, percentage: 50 } });
 });
 
 // ---- servers ----------------------------------------------------------------------------------

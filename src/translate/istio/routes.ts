@@ -38,8 +38,12 @@ import { compileRe2, compileRe2Unanchored } from '../../lib/re2.js';
 import { arr, isObj, num, obj, str, strMap, type Obj } from '../../lib/unknown.js';
 import { clusterName, matchesLabels, resolveCluster, servicePorts } from '../backends.js';
 import { sourceOf, type TranslateContext } from '../types.js';
-import { clusterPolicy, type DestinationRuleIndex } from './destination-rules.js';
+import type { DestinationRuleIndex } from './destination-rules.js';
+import { resolveTrafficPolicy } from './traffic-policy.js';
+import { h2UpgradePolicyOf } from './protocol.js';
+import { translateCors, translateFault, translateMirrors, translateRetries } from './route-policies.js';
 import { resolveServiceHost } from './objects.js';
+import { serviceEntryCluster } from './service-entry.js';
 
 export interface RouteEnv {
   ctx: TranslateContext;
@@ -118,6 +122,7 @@ function translateHttpRoute(env: RouteEnv, http: Obj, index: number, field: stri
     action,
     requestHeaders: headerOps(headers.request),
     responseHeaders: headerOps(headers.response),
+    cors: translateCors(ctx, vs, http.corsPolicy, `${field}.corsPolicy`),
   };
   return { route, catchAll: m.catchAll, field };
 }
@@ -295,7 +300,15 @@ function translateAction(env: RouteEnv, http: Obj, field: string, matches: Route
     // Istio: 0s disables the timeout.
     else if (ms > 0) timeoutMs = Math.max(1, Math.round(ms));
   }
-  return { kind: 'forward', destinations, rewrite, timeoutMs };
+  return {
+    kind: 'forward',
+    destinations,
+    rewrite,
+    timeoutMs,
+    retries: translateRetries(ctx, vs, http.retries, `${field}.retries`),
+    fault: translateFault(ctx, vs, http.fault, `${field}.fault`),
+    mirrors: translateMirrors(ctx, vs, http, field, (d, f) => destinationCluster(env, d, f)),
+  };
 }
 
 function translateRedirect(ctx: TranslateContext, vs: KubeObject, r: Obj, field: string): RedirectAction | Invalid {
@@ -397,14 +410,17 @@ function translateDestinations(env: RouteEnv, dests: unknown[], field: string): 
 }
 
 /** Destination -> cluster name; every failure is reported and yields a `missing` cluster (503 NC). */
-function destinationCluster(env: RouteEnv, dest: Obj, field: string): string {
+export function destinationCluster(env: RouteEnv, dest: Obj, field: string): string {
   const { ctx, resources, vs } = env;
   const host = str(dest.host) ?? '';
   const portNumber = num(obj(dest.port).number);
   const subsetName = str(dest.subset) ?? '';
+  // A ServiceEntry host wins over reading the host as a Service name (service-entry.ts).
+  const fromEntry = serviceEntryCluster({ ctx, resources, drs: env.drs, from: vs }, host, portNumber, subsetName, field);
+  if (fromEntry !== null) return fromEntry;
   const svcName = resolveServiceHost(host, vs.metadata.namespace);
   if (!svcName) {
-    ctx.report('error', 'MG_SERVICE_NOT_FOUND', vs, `${field}.host`, `host ${JSON.stringify(host)} is not a Kubernetes Service name (name, name.namespace or name.namespace.svc.cluster.local; ServiceEntry hosts are not supported yet); requests to it get 503 (NC)`);
+    ctx.report('error', 'MG_SERVICE_NOT_FOUND', vs, `${field}.host`, `host ${JSON.stringify(host)} is neither a Kubernetes Service name (name, name.namespace or name.namespace.svc.cluster.local) nor a ServiceEntry host; requests to it get 503 (NC)`);
     return missingCluster(ctx, { namespace: '', name: host, host: host.toLowerCase(), port: portNumber ?? 0 }, subsetName);
   }
   const dr = env.drs.lookup(svcName.fqdn, vs.metadata.namespace);
@@ -425,12 +441,15 @@ function destinationCluster(env: RouteEnv, dest: Obj, field: string): string {
       return missingCluster(ctx, { namespace: svcName.namespace, name: svcName.name, host: svcName.fqdn, port }, subsetName);
     }
   }
-  const policy = clusterPolicy(dr, subset);
+  const policy = resolveTrafficPolicy(ctx, dr, subset, portNumber ?? (ports.length === 1 ? ports[0].port : 0));
   return resolveCluster(ctx, resources, {
     service: { namespace: svcName.namespace, name: svcName.name, port: portNumber !== undefined ? { number: portNumber } : null },
     subset: subset ? { name: subset.name, labels: subset.labels } : null,
     lbPolicy: policy.lbPolicy,
     connectTimeoutMs: policy.connectTimeoutMs,
+    connectionPool: policy.connectionPool,
+    outlierDetection: policy.outlierDetection,
+    h2UpgradePolicy: h2UpgradePolicyOf(dr, subset, portNumber ?? (ports.length === 1 ? ports[0].port : 0)),
     from: vs,
     field,
   });
@@ -438,8 +457,8 @@ function destinationCluster(env: RouteEnv, dest: Obj, field: string): string {
 
 function missingCluster(ctx: TranslateContext, service: { namespace: string; name: string; host: string; port: number }, subset: string): string {
   const name = clusterName(service.port, subset, service.host);
-  const policy = clusterPolicy(null, null);
-  ctx.addCluster({ name, service, subset, discovery: 'missing', lbPolicy: policy.lbPolicy, endpoints: [], connectTimeoutMs: policy.connectTimeoutMs });
+  const policy = resolveTrafficPolicy(ctx, null, null, service.port);
+  ctx.addCluster({ name, service, subset, discovery: 'missing', lbPolicy: policy.lbPolicy, endpoints: [], connectTimeoutMs: policy.connectTimeoutMs, connectionPool: null, outlierDetection: null, protocol: 'HTTP1' });
   return name;
 }
 

@@ -1,0 +1,175 @@
+/**
+ * Edge security in the IR: request hardening (path normalization, header-name policy), JWT
+ * authentication (Istio RequestAuthentication), authorization (Istio AuthorizationPolicy) and local
+ * rate limits. Plain data, like the rest of the IR; the runtime compiles it once per snapshot.
+ *
+ * Scope: everything here applies to every HTTP listener of the snapshot (Istio applies security
+ * policies per workload, and one meshgate snapshot is one gateway workload). Port-specific rules use
+ * the `destination.port` attribute.
+ */
+
+import type { SourceRef } from './types.js';
+
+/**
+ * Path normalization (Istio MeshConfig `pathNormalization`), applied once to every request before
+ * routing and authorization; the normalized path is also what is forwarded upstream.
+ * - `NONE`: the path is used as sent.
+ * - `BASE`: RFC 3986 normalization: percent-decoding of unreserved characters (`%61` -> `a`),
+ *   uppercase hex in the remaining escapes, `\` -> `/`, and `.`/`..` segments resolved.
+ * - `MERGE_SLASHES`: `BASE`, then runs of `/` merged into one. **meshgate's default.**
+ * - `DECODE_AND_MERGE_SLASHES`: `MERGE_SLASHES`, with `%2F`/`%5C` decoded first (so `/a%2Fb` is `/a/b`).
+ * In every mode a path holding `%00`, a malformed escape (`%zz`), a control character or a fragment
+ * is answered 400.
+ */
+export type PathNormalizationMode = 'NONE' | 'BASE' | 'MERGE_SLASHES' | 'DECODE_AND_MERGE_SLASHES';
+
+/**
+ * What an encoded slash or backslash (`%2F`, `%2f`, `%5C`, `%5c`) in the path does (Envoy
+ * `path_with_escaped_slashes_action`). `REJECT` (default): 400, so no policy can be bypassed through
+ * an encoding the upstream may decode differently. `DECODE`: decoded to `/` before normalization
+ * (implied by `DECODE_AND_MERGE_SLASHES`). `KEEP`: forwarded as sent (policies then see `%2F`).
+ */
+export type EscapedSlashesAction = 'REJECT' | 'DECODE' | 'KEEP';
+
+/**
+ * Request header names containing `_` (Envoy `headers_with_underscores_action`). `REJECT_REQUEST`
+ * (default, Envoy's edge advice): 400. `DROP_HEADER`: the header is removed before policies and the
+ * upstream see it. `ALLOW`: kept.
+ */
+export type UnderscoreHeadersAction = 'REJECT_REQUEST' | 'DROP_HEADER' | 'ALLOW';
+
+export interface SecurityConfig {
+  /** Default `MERGE_SLASHES` (Istio's own default is `BASE`; meshgate is stricter at the edge). */
+  pathNormalization: PathNormalizationMode;
+  /** Default `REJECT`; `DECODE_AND_MERGE_SLASHES` decodes whatever this says. */
+  escapedSlashes: EscapedSlashesAction;
+  /** Default `REJECT_REQUEST`. */
+  headersWithUnderscores: UnderscoreHeadersAction;
+  /**
+   * JWT rules of every RequestAuthentication that applies to this gateway, in canonical order
+   * (namespace, name, rule index). `[]` = no JWT processing. A request with no token passes
+   * unauthenticated; a present but invalid token is 401.
+   */
+  jwtRules: JwtRule[];
+  /**
+   * Every AuthorizationPolicy that applies to this gateway, in canonical order. Evaluated as Istio
+   * does: CUSTOM, then DENY, then ALLOW (AUDIT never changes the answer); `[]` = allow everything.
+   */
+  authorizationPolicies: AuthorizationPolicy[];
+  /** Token-bucket limits on the routes of one object (annotation `meshgate.io/local-rate-limit`). */
+  rateLimits: LocalRateLimit[];
+}
+
+/** One `jwtRules[]` entry of a RequestAuthentication. */
+export interface JwtRule {
+  /** Stable name `requestauthentication/<ns>/<name>/jwt/<i>`. */
+  name: string;
+  source: SourceRef;
+  /** Required `iss` claim. */
+  issuer: string;
+  /** Accepted `aud` values (any one); `[]` = the audience is not checked (Istio). */
+  audiences: string[];
+  /** Inline JWKS (JSON text); null when `jwksUri` is used. */
+  jwks: string | null;
+  /**
+   * JWKS URL, fetched by each data-plane process (never by translate, which is pure): on first use,
+   * every `jwksRefreshMs`, and on a token whose `kid` is unknown (at most once per cool-down). When
+   * the issuer is down the last good keys stay in use. null when `jwks` is inline.
+   */
+  jwksUri: string | null;
+  /** JWKS fetch timeout in ms (Istio `timeout`, default 5000). */
+  jwksTimeoutMs: number;
+  /**
+   * Where tokens are looked for, all explicit: Istio's default when the rule names no location is
+   * header `authorization` with prefix `Bearer ` and query parameter `access_token`.
+   * Header names lowercase.
+   */
+  fromHeaders: { name: string; prefix: string }[];
+  fromParams: string[];
+  fromCookies: string[];
+  /** Header that receives the base64url JSON payload of a verified token; null = none. */
+  outputPayloadToHeader: string | null;
+  /** Claims (string, number or boolean) copied to request headers (overwriting); header names lowercase. */
+  outputClaimToHeaders: { header: string; claim: string }[];
+  /** Keep the token in the request sent upstream (default false: the header carrying it is removed). */
+  forwardOriginalToken: boolean;
+  /** Claims split on spaces for authorization (`scope` and `permission` always are). */
+  spaceDelimitedClaims: string[];
+}
+
+/**
+ * An attribute condition of an authorization rule, the one shape for `from.source`, `to.operation`
+ * and `when` fields. It holds when the attribute matches one of `values` (if any) and none of
+ * `notValues` (if any). An absent attribute (no JWT, no client certificate) matches no value and
+ * satisfies every `notValues`.
+ */
+export interface AuthzCondition {
+  /**
+   * Attribute: `source.principal`, `source.namespace`, `source.ip`, `remote.ip`,
+   * `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`,
+   * `request.auth.claims[a][b]`, `request.headers[name]` (lowercase name), `request.host`,
+   * `request.method`, `request.path`, `destination.port`, `destination.ip`, `connection.sni`.
+   */
+  key: string;
+  /**
+   * Strings are matched as Istio does: exact, `prefix*`, `*suffix`, `*` (any non-empty value);
+   * `request.host` case-insensitively; `request.path` also with URI templates `{*}` (one segment)
+   * and `{**}` (the rest); IP attributes as addresses or CIDR blocks; ports as decimal numbers.
+   */
+  values: string[];
+  notValues: string[];
+}
+
+/** A rule matches when one `from` entry, one `to` entry and every `when` condition match. */
+export interface AuthzRule {
+  /** Each entry is a set of conditions that must all hold; `[]` = any source. */
+  from: AuthzCondition[][];
+  /** Each entry is a set of conditions that must all hold; `[]` = any operation. */
+  to: AuthzCondition[][];
+  when: AuthzCondition[];
+}
+
+export interface AuthorizationPolicy {
+  /** Stable name `authorizationpolicy/<ns>/<name>`. */
+  name: string;
+  source: SourceRef;
+  action: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+  /**
+   * CUSTOM: the `provider.name`. meshgate has no external authorization providers yet, so a CUSTOM
+   * policy denies (403) every request its rules match: it fails closed, never open.
+   */
+  provider: string | null;
+  /** The policy matches when any rule does; `[]` (no rules) never matches (an ALLOW then allows nothing). */
+  rules: AuthzRule[];
+  /** Istio annotation `istio.io/dry-run: "true"`: evaluated and logged, never enforced. */
+  dryRun: boolean;
+}
+
+/**
+ * A token bucket on every route made by one object: `maxTokens` requests at once, refilled with
+ * `tokensPerFill` every `fillIntervalMs`. Over the limit: 429 with `retry-after` and `x-ratelimit-*`.
+ */
+export interface LocalRateLimit {
+  /** Stable name `ratelimit/<kind>/<ns>/<name>`. */
+  name: string;
+  source: SourceRef;
+  /** The object whose routes are limited (kind `Ingress` or `VirtualService`). */
+  target: { kind: string; namespace: string; name: string };
+  maxTokens: number;
+  tokensPerFill: number;
+  fillIntervalMs: number;
+  /** One bucket per route (`route`), per client address (`remote-ip`), or per value of a header. */
+  key: { kind: 'route' } | { kind: 'remote-ip' } | { kind: 'header'; name: string };
+}
+
+/** The security of a snapshot with no policies and meshgate's safe defaults. */
+export function defaultSecurityConfig(): SecurityConfig {
+  return {
+    pathNormalization: 'MERGE_SLASHES',
+    escapedSlashes: 'REJECT',
+    headersWithUnderscores: 'REJECT_REQUEST',
+    jwtRules: [],
+    authorizationPolicies: [],
+    rateLimits: [],
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * RequestRecord: what one downstream request did, filled in by the request path as it goes and read
+ * once, when the response closes, by metrics, the access log and tracing.
+ *
+ * One object per request, and only when some observability is on (`RequestEnv.observer` is null
+ * otherwise and nothing here runs). The request path only assigns fields; every string is built
+ * after the response has closed, and only by the sinks that are enabled.
+ *
+ * Other parts of the data plane add fields here rather than hooks of their own: retries set
+ * `attempts` and `flags` (`URX`), circuit breaking `flags` (`UO`), HTTP/2 and gRPC `protocol` and
+ * `grpcStatus`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CompiledDestination, CompiledListener, CompiledRoute } from '../runtime/compile/types.js';
+
+export const kRecord = Symbol('meshgate.record');
+type TaggedResponse = ServerResponse & { [kRecord]?: RequestRecord };
+
+/** Where a finished record goes. */
+export interface RecordSink {
+  finish(rec: RequestRecord): void;
+}
+
+export class RequestRecord {
+  /** `performance.now()` when the request head had been read. */
+  readonly start: number;
+  readonly listener: CompiledListener;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly sink: RecordSink;
+  /** The route that matched; null before matching and when none did (`NR`). */
+  route: CompiledRoute | null = null;
+  /** The weighted destination picked; null when the request was not forwarded. */
+  destination: CompiledDestination | null = null;
+  /** `address:port` of the endpoint the (last) attempt went to; null when none was chosen. */
+  upstreamHost: string | null = null;
+  /** x-request-id sent upstream (kept from the client or generated); null when not forwarded. */
+  requestId: string | null = null;
+  /** Envoy response flags (`NR`, `UH`, `UF`, `URX,UF`...); `-` when none. */
+  flags = '-';
+  /** Envoy `%RESPONSE_CODE_DETAILS%`; null = `via_upstream` when forwarded, else derived from flags. */
+  details: string | null = null;
+  /** Response body bytes written downstream. */
+  bytesSent = 0;
+  /** ms from the upstream request to its response head; -1 when there was none. */
+  upstreamServiceTime = -1;
+  /** Upstream attempts made (retries add to it). */
+  attempts = 0;
+  /** Istio `request_protocol`: `http`, or `grpc` (set by the gRPC path). */
+  protocol = 'http';
+  /** gRPC status for `grpc_response_status`; '' when not gRPC. */
+  grpcStatus = '';
+  /** Set when the record is finished. */
+  durationMs = 0;
+  status = 0;
+  /** Opaque per-request state of the tracer (its span), when tracing is on. */
+  span: unknown = null;
+
+  constructor(listener: CompiledListener, req: IncomingMessage, res: ServerResponse, sink: RecordSink) {
+    this.start = performance.now();
+    this.listener = listener;
+    this.req = req;
+    this.res = res;
+    this.sink = sink;
+    (res as TaggedResponse)[kRecord] = this;
+    res.on('close', onResponseClose);
+  }
+
+  /** Upstream cluster name, or null when the request was not forwarded. */
+  get clusterName(): string | null {
+    return this.destination === null ? null : this.destination.clusterName;
+  }
+
+  /** Bytes of the request body: its Content-Length (chunked bodies are not counted). */
+  get bytesReceived(): number {
+    // rawHeaders, not `req.headers`: that getter builds an object of every header on first use.
+    const raw = this.req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i];
+      if (name.length === 14 && name.toLowerCase() === 'content-length') {
+        const n = Number(raw[i + 1]);
+        return Number.isFinite(n) ? n : 0;
+      }
+    }
+    return 0;
+  }
+}
+
+function onResponseClose(this: TaggedResponse): void {
+  const rec = this[kRecord];
+  if (rec === undefined) return;
+  this[kRecord] = undefined;
+  rec.durationMs = performance.now() - rec.start;
+  const res = rec.res;
+  if (res.writableFinished) {
+    rec.status = res.statusCode;
+  } else {
+    // The client went away before the response was complete (Envoy `DC`); 0 when no head was sent.
+    rec.status = res.headersSent ? res.statusCode : 0;
+    if (rec.flags === '-') rec.flags = 'DC';
+  }
+  rec.sink.finish(rec);
+}
+
+/** The record of the request `res` answers, if one is being kept. */
+export function recordOf(res: ServerResponse): RequestRecord | undefined {
+  return (res as TaggedResponse)[kRecord];
+}
+
+/** Called by the local-reply functions: the gateway answered itself with `flag` and `bytes` of body. */
+export function noteLocalReply(res: ServerResponse, flag: string | null, bytes: number): void {
+  const rec = (res as TaggedResponse)[kRecord];
+  if (rec === undefined) return;
+  if (flag !== null) rec.flags = rec.flags === '-' ? flag : `${rec.flags},${flag}`;
+  rec.bytesSent = bytes;
+}
+
+/** Envoy `%RESPONSE_CODE_DETAILS%` for a finished record. */
+export function responseDetails(rec: RequestRecord): string {
+  if (rec.details !== null) return rec.details;
+  const f = rec.flags;
+  if (f === '-') return rec.upstreamHost !== null ? 'via_upstream' : rec.route !== null ? 'direct_response' : '-';
+  if (f.includes('NR')) return 'route_not_found';
+  if (f.includes('NC')) return 'cluster_not_found';
+  if (f.includes('UH')) return 'no_healthy_upstream';
+  if (f.includes('UO')) return 'upstream_reset_before_response_started{overflow}';
+  if (f.includes('UF')) return 'upstream_reset_before_response_started{connection_failure}';
+  if (f.includes('UT')) return 'response_timeout';
+  if (f.includes('UC')) return rec.res.headersSent ? 'upstream_reset_after_response_started{connection_termination}' : 'upstream_reset_before_response_started{connection_termination}';
+  if (f.includes('UPE')) return 'upstream_reset_before_response_started{protocol_error}';
+  if (f.includes('DC')) return 'downstream_remote_disconnect';
+  if (f.includes('DPE')) return 'http1.codec_error';
+  return '-';
+}

@@ -1,0 +1,206 @@
+/**
+ * The edge security of a snapshot, compiled once (`compileSecurity`), and the three points where
+ * the request path consults it:
+ *
+ *  1. `screenRequest`, before routing: the HTTP/1 head guard (h1-guard.ts) and path normalization
+ *     (normalize.ts). The normalized path is what routing, authorization and the upstream see.
+ *  2. `runRequestFilters`, after the virtual host is chosen and before the route: JWT
+ *     authentication (jwt.ts), then authorization (rbac.ts), in Envoy's filter order. Synchronous
+ *     unless a token must be verified.
+ *  3. `admitRateLimit`, once the route is known: local rate limits (rate-limit.ts).
+ *
+ * With no policies, (2) and (3) are null and cost one comparison per request.
+ */
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { IRSnapshot, SecurityConfig, UnderscoreHeadersAction } from '../../ir/types.js';
+import type { CompiledListener, CompiledRoute } from '../compile/types.js';
+import { checkRequestHead, DROP_UNDERSCORES, dropUnderscoreHeaders, isConnectionRejected } from '../http/h1-guard.js';
+import { FLAGS_HEADER, SERVER_NAME, type LocalError } from '../http/local-reply.js';
+import { compilePathNormalizer, normalizePath, type PathNormalizer } from '../http/normalize.js';
+import { compileJwt, extractToken, verifyToken, type AuthHeaderEdits, type CompiledJwt } from './jwt.js';
+import { authorize, compileAuthz, plainIp, type AuthzAttributes, type CompiledAuthz, type JwtIdentity } from './rbac.js';
+import { compileRateLimit, rateLimitKey, sendRateLimited, type CompiledRateLimit } from './rate-limit.js';
+
+export interface CompiledSecurity {
+  normalizer: PathNormalizer;
+  underscores: UnderscoreHeadersAction;
+  /** JWT and authorization; null when the snapshot has neither. */
+  requestFilters: { jwt: CompiledJwt | null; authz: CompiledAuthz | null } | null;
+  /** Rate limit of each limited route; null when no route is limited. */
+  routeLimits: Map<CompiledRoute, CompiledRateLimit> | null;
+}
+
+export function compileSecurity(s: SecurityConfig): CompiledSecurity {
+  const jwt = compileJwt(s.jwtRules);
+  const authz = compileAuthz(s.authorizationPolicies);
+  return {
+    normalizer: compilePathNormalizer(s.pathNormalization, s.escapedSlashes),
+    underscores: s.headersWithUnderscores,
+    requestFilters: jwt === null && authz === null ? null : { jwt, authz },
+    routeLimits: null,
+  };
+}
+
+/**
+ * Attaches rate limits to the compiled routes of the objects they target. `listeners` are the
+ * compiled listeners of `ir`, in the same order (compileSnapshot keeps IR order at every level).
+ */
+export function attachRateLimits(sec: CompiledSecurity, ir: IRSnapshot, listeners: readonly CompiledListener[]): void {
+  if (ir.security.rateLimits.length === 0) return;
+  const byTarget = new Map<string, CompiledRateLimit>();
+  for (const l of ir.security.rateLimits) {
+    const k = `${l.target.kind}/${l.target.namespace}/${l.target.name}`;
+    if (!byTarget.has(k)) byTarget.set(k, compileRateLimit(l));
+  }
+  const limits = new Map<CompiledRoute, CompiledRateLimit>();
+  ir.listeners.forEach((l, li) =>
+    l.filterChains.forEach((fc, ci) =>
+      fc.virtualHosts.forEach((vh, vi) =>
+        vh.routes.forEach((r, ri) => {
+          const limit = byTarget.get(`${r.source.kind}/${r.source.namespace}/${r.source.name}`);
+          const compiled = listeners[li]?.chains[ci]?.virtualHosts[vi]?.routes[ri];
+          if (limit !== undefined && compiled !== undefined) limits.set(compiled, limit);
+        }),
+      ),
+    ),
+  );
+  sec.routeLimits = limits.size === 0 ? null : limits;
+}
+
+// ---- 1. before routing ---------------------------------------------------------------------------
+
+/** The normalized path of the request, or the error to answer (and close the connection). */
+export function screenRequest(sec: CompiledSecurity, req: IncomingMessage, path: string): string | LocalError {
+  if (isConnectionRejected(req)) return BAD_PATH;
+  const head = checkRequestHead(req, sec.underscores);
+  if (head !== null) {
+    if (head !== DROP_UNDERSCORES) return head;
+    // Dropped before anything (policies, forwarding) reads the headers.
+    req.rawHeaders = dropUnderscoreHeaders(req.rawHeaders);
+  }
+  const normalized = normalizePath(path, sec.normalizer);
+  return normalized === null ? BAD_PATH : normalized;
+}
+
+const BAD_PATH: LocalError = { status: 400, flag: 'DPE', code: 'MG_ERR_BAD_PATH', body: Buffer.from('bad request') };
+
+// ---- 2. authentication and authorization ---------------------------------------------------------
+
+/** The request as the filters see it (the Exchange implements it). */
+export interface FilterRequest {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  readonly port: number;
+  queryParam(name: string): string | null;
+  /** Upstream header edits decided by authentication; applied when the request is forwarded. */
+  authEdits: AuthHeaderEdits | null;
+}
+
+/**
+ * Runs JWT authentication and authorization. Calls `next` (synchronously when no token needs
+ * verifying) when the request may proceed; otherwise answers 401 or 403 itself.
+ */
+export function runRequestFilters(sec: CompiledSecurity, x: FilterRequest, next: () => void): void {
+  const f = sec.requestFilters!;
+  if (f.jwt === null) return authorizeThen(f.authz, x, null, next);
+  const jwt = f.jwt;
+  const found = extractToken(jwt, { headerLines: (n) => headerLines(x.req, n), queryParam: (n) => x.queryParam(n) });
+  if (found === 'ambiguous') return sendUnauthorized(x.res, 'Jwt is ambiguous (more than one token)');
+  if (found === null) {
+    // No token: unauthenticated, but a client never sets the headers authentication writes.
+    if (jwt.outputHeaders.length > 0) x.authEdits = { remove: jwt.outputHeaders, set: [] };
+    return authorizeThen(f.authz, x, null, next);
+  }
+  void verifyToken(jwt, found).then((r) => {
+    if (x.res.destroyed || x.res.headersSent) return;
+    if (!r.ok) return sendUnauthorized(x.res, r.reason);
+    x.authEdits = r.edits;
+    authorizeThen(f.authz, x, r.identity, next);
+  });
+}
+
+function authorizeThen(authz: CompiledAuthz | null, x: FilterRequest, identity: JwtIdentity | null, next: () => void): void {
+  if (authz !== null && !authorize(authz, attributesOf(x, identity)).allowed) return sendForbidden(x.res);
+  next();
+}
+
+function attributesOf(x: FilterRequest, identity: JwtIdentity | null): AuthzAttributes {
+  const socket = x.req.socket;
+  const req = x.req;
+  return {
+    method: x.method,
+    path: x.path,
+    authority: x.authority,
+    port: x.port,
+    remoteIp: plainIp(socket.remoteAddress ?? ''),
+    localIp: plainIp(socket.localAddress ?? ''),
+    sni: typeof (socket as TLSSocket).servername === 'string' ? ((socket as TLSSocket).servername as string) : '',
+    headerLines: (n) => headerLines(req, n),
+    identity,
+    peerPrincipal: null,
+  };
+}
+
+/** Every line of a request header (lowercase name). */
+export function headerLines(req: IncomingMessage, name: string): string[] {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i];
+    if (n.length === name.length && n.toLowerCase() === name) out.push(raw[i + 1]);
+  }
+  return out;
+}
+
+/** Applies authentication's edits to the upstream request headers (flat `[name, value, ...]`). */
+export function applyAuthEdits(headers: string[], e: AuthHeaderEdits): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i].toLowerCase();
+    if (e.remove.includes(n) || e.set.some((s) => s[0] === n)) continue;
+    out.push(headers[i], headers[i + 1]);
+  }
+  for (const [n, v] of e.set) out.push(n, v);
+  return out;
+}
+
+const FORBIDDEN = Buffer.from('RBAC: access denied');
+
+/** 403 as Envoy's RBAC filter answers it. */
+export function sendForbidden(res: ServerResponse): void {
+  res.writeHead(403, ['server', SERVER_NAME, 'content-type', 'text/plain', 'content-length', String(FORBIDDEN.length), FLAGS_HEADER, 'RBAC']);
+  res.end(FORBIDDEN);
+}
+
+/** 401 as Envoy's jwt_authn filter answers it (RFC 6750 `WWW-Authenticate`). */
+export function sendUnauthorized(res: ServerResponse, reason: string): void {
+  const body = Buffer.from(reason);
+  res.writeHead(401, [
+    'server', SERVER_NAME,
+    'content-type', 'text/plain',
+    'content-length', String(body.length),
+    'www-authenticate', 'Bearer realm="meshgate", error="invalid_token"',
+  ]);
+  res.end(body);
+}
+
+// ---- 3. rate limits --------------------------------------------------------------------------------
+
+/** True when the request may go on; otherwise it has been answered 429. */
+export function admitRateLimit(sec: CompiledSecurity, route: CompiledRoute, x: FilterRequest): boolean {
+  const limit = sec.routeLimits!.get(route);
+  if (limit === undefined) return true;
+  const key = rateLimitKey(limit, route.name, plainIp(x.req.socket.remoteAddress ?? ''), (n) => {
+    const lines = headerLines(x.req, n);
+    return lines.length === 0 ? null : lines.join(',');
+  });
+  const wait = limit.take(key, Date.now());
+  if (wait < 0) return true;
+  sendRateLimited(x.res, limit, wait);
+  return false;
+}

@@ -1,0 +1,85 @@
+/**
+ * Reads the server name (SNI, RFC 6066 §3) from a TLS ClientHello without terminating TLS, as
+ * Envoy's tls_inspector does. Works on the bytes received so far: `need-more` until the whole
+ * ClientHello record(s) arrived, `not-tls` for anything that is not a TLS handshake.
+ */
+
+/** Largest ClientHello accepted (hardening T-03: over 16 KiB or malformed -> close). */
+export const MAX_CLIENT_HELLO = 16 * 1024;
+
+export type ClientHelloResult = { kind: 'sni'; serverName: string } | { kind: 'no-sni' } | { kind: 'need-more' } | { kind: 'not-tls' };
+
+/**
+ * `data` is everything read from the connection so far. The ClientHello may span several TLS
+ * records (handshake fragmentation); their payloads are joined before parsing.
+ */
+export function parseClientHello(data: Buffer): ClientHelloResult {
+  // Reassemble the handshake message from consecutive handshake records (content type 22).
+  let off = 0;
+  const parts: Buffer[] = [];
+  let have = 0;
+  let needed = -1;
+  while (true) {
+    if (data.length < off + 5) return { kind: 'need-more' };
+    if (data[off] !== 22 || data[off + 1] !== 3) return { kind: 'not-tls' };
+    const len = data.readUInt16BE(off + 3);
+    if (len === 0 || len > MAX_CLIENT_HELLO) return { kind: 'not-tls' };
+    if (data.length < off + 5 + len) {
+      if (off + 5 + len > MAX_CLIENT_HELLO + 5 * 8) return { kind: 'not-tls' };
+      return { kind: 'need-more' };
+    }
+    parts.push(data.subarray(off + 5, off + 5 + len));
+    have += len;
+    off += 5 + len;
+    if (needed === -1) {
+      const first = parts[0];
+      if (first.length < 4) {
+        if (have < 4) continue;
+      }
+      const hs = parts.length === 1 ? first : Buffer.concat(parts);
+      if (hs[0] !== 1) return { kind: 'not-tls' }; // not a ClientHello
+      needed = 4 + hs.readUIntBE(1, 3);
+      if (needed > MAX_CLIENT_HELLO) return { kind: 'not-tls' };
+    }
+    if (have >= needed) break;
+  }
+  const hello = Buffer.concat(parts).subarray(4, needed);
+  return sniOf(hello);
+}
+
+function sniOf(h: Buffer): ClientHelloResult {
+  try {
+    let p = 2 + 32; // version, random
+    p += 1 + h[p]; // session id
+    p += 2 + h.readUInt16BE(p); // cipher suites
+    p += 1 + h[p]; // compression methods
+    if (p === h.length) return { kind: 'no-sni' };
+    const end = p + 2 + h.readUInt16BE(p);
+    p += 2;
+    if (end > h.length) return { kind: 'not-tls' };
+    while (p + 4 <= end) {
+      const type = h.readUInt16BE(p);
+      const len = h.readUInt16BE(p + 2);
+      p += 4;
+      if (type === 0) {
+        // server_name: list length, then entries of type 0 (host_name).
+        let q = p + 2;
+        const listEnd = p + 2 + h.readUInt16BE(p);
+        while (q + 3 <= listEnd) {
+          const nameType = h[q];
+          const nameLen = h.readUInt16BE(q + 1);
+          if (nameType === 0) {
+            const name = h.toString('latin1', q + 3, q + 3 + nameLen).toLowerCase();
+            return /^[a-z0-9.*_-]+$/.test(name) ? { kind: 'sni', serverName: name.endsWith('.') ? name.slice(0, -1) : name } : { kind: 'not-tls' };
+          }
+          q += 3 + nameLen;
+        }
+        return { kind: 'no-sni' };
+      }
+      p += len;
+    }
+    return { kind: 'no-sni' };
+  } catch {
+    return { kind: 'not-tls' };
+  }
+}

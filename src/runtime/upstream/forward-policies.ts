@@ -1,0 +1,58 @@
+/**
+ * The traffic-management steps of forwarding, called by the request handler with a line each:
+ * fault injection before an endpoint is chosen, then the UpstreamCall (retries, circuit breaking,
+ * outlier reporting) and mirrors once the upstream request is built. Routes and clusters that use
+ * none of them pay one null check each.
+ */
+
+import type { ServerResponse } from 'node:http';
+import type { FaultInjection } from '../../ir/types.js';
+import { noteLocalReply } from '../../observability/record.js';
+import type { CompiledCluster, CompiledEndpoint, CompiledForward } from '../compile/types.js';
+import { faultAbort, faultDelayMs, sendFaultAbort } from '../filters/fault.js';
+import type { Exchange } from '../http/exchange.js';
+import { sendMirrors } from './mirror.js';
+import { ReplayableBody } from './request-body.js';
+import { UpstreamCall } from './upstream-call.js';
+
+/**
+ * Applies a route's fault: waits the drawn delay (flag DI), then answers the drawn abort (flag FI)
+ * or calls `next` to forward. A client that leaves during the delay cancels it.
+ */
+export function injectFault(f: FaultInjection, random: () => number, res: ServerResponse, next: () => void): void {
+  const delay = faultDelayMs(f, random);
+  const abort = faultAbort(f, random);
+  const go = (): void => {
+    if (res.destroyed || res.writableEnded) return;
+    if (abort !== null) return sendFaultAbort(res, abort);
+    next();
+  };
+  if (delay <= 0) return go();
+  noteLocalReply(res, 'DI', 0);
+  const timer = setTimeout(go, delay);
+  res.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * Starts what the upstream request needs beyond a plain dispatch: mirrors are sent, and an
+ * UpstreamCall is returned when there is a retry policy, a body to keep for copies, connection
+ * limits or outlier detection (null otherwise: the Exchange dispatches directly).
+ */
+export function startUpstreamPolicies(
+  random: () => number,
+  x: Exchange,
+  cluster: CompiledCluster,
+  endpoint: CompiledEndpoint,
+  action: CompiledForward,
+  target: string,
+  headers: string[],
+  hasBody: boolean,
+  timeoutMs: number,
+): UpstreamCall | null {
+  const mirrors = action.mirrors;
+  const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.req) : null;
+  if (mirrors !== null) sendMirrors(mirrors, random, x.method, target, headers, body, timeoutMs);
+  const state = cluster.state;
+  if (action.retry === null && body === null && (state === null || (state.breaker.limits === null && state.outlier === null))) return null;
+  return new UpstreamCall(x, cluster, endpoint, action.retry, random, body);
+}
