@@ -20,7 +20,7 @@ export async function startAdminServer(controller: Controller, port: number, hos
     switch (path) {
       case '/ready':
       case '/healthz/ready':
-        return controller.ready ? sendText(res, 200, 'ready\n') : sendText(res, 503, 'not ready: no snapshot served yet\n');
+        return controller.ready ? sendText(res, 200, 'ready\n') : sendText(res, 503, `not ready: ${controller.notReadyReason() ?? 'starting'}\n`);
       case '/healthz':
         return sendText(res, 200, 'ok\n');
       case '/config_dump':

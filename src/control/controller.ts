@@ -57,8 +57,21 @@ export class Controller {
     this.#pipeline = new ConfigPipeline(opts.translate);
   }
 
+  /** Ready: a snapshot is served and every one of its listeners is bound in every runtime. */
   get ready(): boolean {
-    return this.serving !== null;
+    return this.serving !== null && this.notReadyReason() === null;
+  }
+
+  /** Why the gateway is not ready, or null when it is. */
+  notReadyReason(): string | null {
+    if (this.serving === null) return 'no snapshot served yet';
+    for (const r of this.lastApply) {
+      const failed = r.listeners.find((l) => l.state === 'failed');
+      if (failed) return `listener ${failed.name} is not bound: ${failed.error ?? 'unknown error'}`;
+      const tcp = r.tcpListeners?.find((l) => l.error !== null);
+      if (tcp) return `tcp listener ${tcp.name} is not bound: ${tcp.error}`;
+    }
+    return null;
   }
 
   /** Load, translate and apply once; then watch for changes. */

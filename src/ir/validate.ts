@@ -33,12 +33,26 @@ export function validateIR(ir: IRSnapshot): string[] {
             }
             const p = r.action.rewrite?.path;
             if (p?.kind === 'regex') checkRegex(p.regex, where, problems);
+            for (const m of r.action.mirrors) if (!clusters.has(m.cluster)) problems.push(`${where}: unknown mirror cluster ${m.cluster}`);
+            if (r.action.retries !== null && !(Number.isInteger(r.action.retries.numRetries) && r.action.retries.numRetries >= 1)) problems.push(`${where}: retries.numRetries ${r.action.retries.numRetries} is not a positive integer`);
           } else if (r.action.kind === 'direct') {
             if (!(r.action.status >= 200 && r.action.status <= 599)) problems.push(`${where}: direct response status ${r.action.status}`);
           } else if (![301, 302, 303, 307, 308].includes(r.action.responseCode)) {
             problems.push(`${where}: redirect code ${r.action.responseCode}`);
           }
         }
+      }
+    }
+  }
+  for (const l of ir.tcpListeners) {
+    if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
+    ports.add(l.port);
+    for (const r of l.routes) {
+      if (r.matches.length === 0) problems.push(`tcp route ${r.name}: no match block`);
+      if (r.destinations.length === 0) problems.push(`tcp route ${r.name}: no destination`);
+      for (const d of r.destinations) {
+        if (!clusters.has(d.cluster)) problems.push(`tcp route ${r.name}: unknown cluster ${d.cluster}`);
+        if (!(Number.isInteger(d.weight) && d.weight > 0)) problems.push(`tcp route ${r.name}: weight ${d.weight} is not a positive integer`);
       }
     }
   }

@@ -36,7 +36,7 @@ describe('protocols through meshgate run (Istio and Ingress YAML)', { timeout: 9
   let ws: WsEcho;
 
   before(async () => {
-    pki = makePki(['mtls.example.com', 'san.example.com', 'opt.example.com']);
+    pki = makePki(['mtls.example.com', 'san.example.com', 'opt.example.com', 'other.example.com']);
     echo = await startEchoServer({ name: 'echo' });
     grpcServer = await startGrpcEcho('grpc-upstream');
     ws = await startWsEcho('ws-upstream');
@@ -69,6 +69,7 @@ ${ca === undefined ? '' : `  ca.crt: ${b64(ca)}\n`}`;
     writeConfig(dir, 'secrets.yaml', [
       tlsSecret('mtls-cred', pki.server, pki.caA.cert),
       tlsSecret('opt-cred', pki.server),
+      tlsSecret('other-cred', pki.server, pki.caB.cert),
       `apiVersion: v1
 kind: Secret
 metadata: { name: opt-cred-cacert, namespace: istio-system }
@@ -92,6 +93,9 @@ spec:
     - port: { number: 443, name: https-opt, protocol: HTTPS }
       hosts: [opt.example.com]
       tls: { mode: OPTIONAL_MUTUAL, credentialName: opt-cred }
+    - port: { number: 443, name: https-other, protocol: HTTPS }
+      hosts: [other.example.com]
+      tls: { mode: MUTUAL, credentialName: other-cred }
     - port: { number: 80, name: grpc, protocol: GRPC }
       hosts: ["*"]
 ---
@@ -99,7 +103,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: web, namespace: default }
 spec:
-  hosts: [mtls.example.com, san.example.com, opt.example.com]
+  hosts: [mtls.example.com, san.example.com, opt.example.com, other.example.com]
   gateways: [istio-system/gw]
   http:
     - route: [{ destination: { host: echo } }]
@@ -173,6 +177,9 @@ spec:
     { desc: 'OPTIONAL_MUTUAL (CA from <name>-cacert), no certificate: 200', host: 'opt.example.com', client: null, ok: true },
     { desc: 'OPTIONAL_MUTUAL, good certificate: 200', host: 'opt.example.com', client: 'client-a', ok: true },
     { desc: 'OPTIONAL_MUTUAL, certificate from another CA: refused', host: 'opt.example.com', client: 'client-b', ok: false },
+    // Two MUTUAL servers on one port with different CAs: each trusts only its own.
+    { desc: 'MUTUAL with CA B on the same port: a CA B certificate: 200', host: 'other.example.com', client: 'client-b', ok: true },
+    { desc: 'MUTUAL with CA B on the same port: a CA A certificate is refused (no cross-server trust)', host: 'other.example.com', client: 'client-a', ok: false },
   ];
   for (const c of cases) {
     test(c.desc, async () => {

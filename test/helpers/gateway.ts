@@ -13,15 +13,31 @@ import { fileURLToPath } from 'node:url';
 
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
-/** A port free right now on 127.0.0.1 (the kernel picks it; closed before returning). */
+/**
+ * A port free right now on 127.0.0.1, for servers a test starts by number. It is drawn from below
+ * the kernel's ephemeral range (32768-60999 on Linux), so servers bound to port 0 and outgoing
+ * connections, which take ephemeral ports, cannot grab it between this call and its use; and never
+ * the same port twice in one process.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (handedOut.has(port)) continue;
+    if (await canBind(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port found in 20000-31999');
+}
+
+const handedOut = new Set<number>();
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 
@@ -54,8 +70,22 @@ export interface StartOptions {
   waitReady?: boolean;
 }
 
-/** Start `meshgate run`; Gateway port 80 maps to the HTTP port and 443 to the HTTPS port. */
+/**
+ * Start `meshgate run`; Gateway port 80 maps to the HTTP port and 443 to the HTTPS port. Ports are
+ * picked free just before the start, so another process can take one in between: a start that
+ * fails on a port already in use is retried with fresh ports.
+ */
 export async function startGateway(opts: StartOptions): Promise<GatewayProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts);
+    } catch (e) {
+      if (attempt >= 4 || !/EADDRINUSE|is not bound/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
   const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const args = [
     CLI, 'run', '--config', opts.configDir,
@@ -85,7 +115,16 @@ export async function startGateway(opts: StartOptions): Promise<GatewayProcess> 
   };
   if (opts.waitReady !== false) {
     try {
-      await waitFor(async () => (await get(`http://127.0.0.1:${adminPort}/ready`)).status === 200, 20_000, 'gateway /ready');
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        // A port taken by someone else fails the start at once (the caller retries with new ports).
+        if (proc.exitCode !== null || /EADDRINUSE/.test(out)) throw new Error('gateway exited or could not bind');
+        const r = await get(`http://127.0.0.1:${adminPort}/ready`).catch(() => null);
+        if (r?.status === 200) break;
+        if (r !== null && /is not bound/.test(r.body)) throw new Error(r.body.trim());
+        if (Date.now() > deadline) throw new Error(`timed out after 20000 ms waiting for gateway /ready${r ? ` (${r.status} ${r.body.trim()})` : ''}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     } catch (e) {
       await gw.stop();
       throw new Error(`${(e as Error).message}\n--- gateway output ---\n${out}`);

@@ -65,3 +65,62 @@ describe('slowloris', { timeout: 40_000 }, () => {
     assert.ok(worst <= limit, `a slow connection lived ${worst} ms (limit ${limit} ms)`);
   });
 });
+
+describe('connection cap per listener', { timeout: 30_000 }, () => {
+  test('connections above the cap are closed at once; established ones keep working', async () => {
+    const { EDGE_LIMITS } = await import('../../src/runtime/listeners/edge-limits.js');
+    const saved = EDGE_LIMITS.maxConnectionsPerListener;
+    EDGE_LIMITS.maxConnectionsPerListener = 10;
+    const up = await startRecordingUpstream();
+    const gw = await startRuntime(snapshot([httpListener(0, [vhost('any', ['*'], [route('all', forward(['up']))])])], [cluster('up', [{ port: up.port }])]));
+    EDGE_LIMITS.maxConnectionsPerListener = saved;
+    const sockets: net.Socket[] = [];
+    try {
+      const closed: number[] = [];
+      for (let i = 0; i < 15; i++) {
+        const s = net.connect(gw.port(), '127.0.0.1');
+        s.on('error', () => undefined);
+        s.on('close', () => closed.push(i));
+        sockets.push(s);
+        await new Promise((r) => s.once('connect', r));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(closed.length, 5, `expected the 5 connections over the cap to be closed, got ${closed.length}`);
+      const reply = await new Promise<string>((resolve) => {
+        let got = '';
+        sockets[0].on('data', (c: Buffer) => (got += c.toString()));
+        sockets[0].write('GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+        sockets[0].on('close', () => resolve(got));
+      });
+      assert.match(reply, /^HTTP\/1\.1 200/);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await gw.close();
+      await up.close();
+    }
+  });
+});
+
+describe('load shedding', { timeout: 30_000 }, () => {
+  test('above the heap threshold new requests get 503 at once; below it they are served', async () => {
+    const { OVERLOAD, sampleOverloadNow } = await import('../../src/runtime/filters/overload.js');
+    const up = await startRecordingUpstream();
+    const gw = await startRuntime(snapshot([httpListener(0, [vhost('any', ['*'], [route('all', forward(['up']))])])], [cluster('up', [{ port: up.port }])]));
+    const saved = OVERLOAD.heapFraction;
+    try {
+      OVERLOAD.heapFraction = 0;
+      sampleOverloadNow();
+      const shed = await request(gw.port(), { path: '/x', host: 'a.test', agent: false });
+      assert.equal(shed.status, 503);
+      assert.equal(up.requests.length, 0);
+      OVERLOAD.heapFraction = saved;
+      sampleOverloadNow();
+      assert.equal((await request(gw.port(), { path: '/x', host: 'a.test', agent: false })).status, 200);
+    } finally {
+      OVERLOAD.heapFraction = saved;
+      sampleOverloadNow();
+      await gw.close();
+      await up.close();
+    }
+  });
+});

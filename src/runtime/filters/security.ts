@@ -21,6 +21,7 @@ import { FLAGS_HEADER, SERVER_NAME, type LocalError } from '../http/local-reply.
 import { compilePathNormalizer, normalizePath, type PathNormalizer } from '../http/normalize.js';
 import { compileJwt, extractToken, verifyToken, type AuthHeaderEdits, type CompiledJwt } from './jwt.js';
 import { authorize, compileAuthz, plainIp, type AuthzAttributes, type CompiledAuthz, type JwtIdentity } from './rbac.js';
+import { isOverloaded, OVERLOADED } from './overload.js';
 import { compileRateLimit, rateLimitKey, sendRateLimited, type CompiledRateLimit } from './rate-limit.js';
 
 export interface CompiledSecurity {
@@ -74,6 +75,7 @@ export function attachRateLimits(sec: CompiledSecurity, ir: IRSnapshot, listener
 /** The normalized path of the request, or the error to answer (and close the connection). */
 export function screenRequest(sec: CompiledSecurity, req: IncomingMessage, path: string): string | LocalError {
   if (isConnectionRejected(req)) return BAD_PATH;
+  if (isOverloaded()) return OVERLOADED;
   const head = checkRequestHead(req, sec.underscores);
   if (head !== null) {
     if (head !== DROP_UNDERSCORES) return head;
@@ -142,8 +144,19 @@ function attributesOf(x: FilterRequest, identity: JwtIdentity | null): AuthzAttr
     sni: typeof (socket as TLSSocket).servername === 'string' ? ((socket as TLSSocket).servername as string) : '',
     headerLines: (n) => headerLines(req, n),
     identity,
-    peerPrincipal: null,
+    peerPrincipal: peerPrincipalOf(socket as TLSSocket),
   };
+}
+
+/**
+ * The SPIFFE identity of a verified client certificate, without `spiffe://` (Istio `principals`:
+ * `cluster.local/ns/x/sa/y`); null without mutual TLS or without a SPIFFE URI SAN.
+ */
+function peerPrincipalOf(socket: TLSSocket): string | null {
+  if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return null;
+  const san = socket.getPeerCertificate().subjectaltname ?? '';
+  for (const part of san.split(', ')) if (part.startsWith('URI:spiffe://')) return part.slice('URI:spiffe://'.length);
+  return null;
 }
 
 /** Every line of a request header (lowercase name). */

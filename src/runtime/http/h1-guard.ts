@@ -74,7 +74,8 @@ export function markConnectionRejected(res: ServerResponse): void {
 
 /** True when an earlier request on this connection was rejected (see markConnectionRejected). */
 export function isConnectionRejected(req: IncomingMessage): boolean {
-  return (req.socket as Socket & { [kRejected]?: true })[kRejected] === true;
+  if (req.httpVersionMajor === 2) return false;
+  return (req.socket as (Socket & { [kRejected]?: true }) | null)?.[kRejected] === true;
 }
 
 /** Removes header lines whose name holds `_` from a flat `[name, value, ...]` list. */

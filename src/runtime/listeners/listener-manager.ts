@@ -15,6 +15,7 @@ import { acceptUpgrade } from '../http/websocket.js';
 import { checkClientCertificate } from './client-cert.js';
 import { createEngines, dispatchTls, SessionTracker, sniffPlaintext, type HttpEngines } from './http-front.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
+import { EDGE_LIMITS } from './edge-limits.js';
 
 /** Server settings for an edge proxy (hardening.md §3). */
 export const SERVER_OPTIONS = {
@@ -174,6 +175,7 @@ export class ListenerManager {
     const rec = new ListenerRecord(l, server, this.#env);
     server[kRecord] = rec;
     server.prependListener('connection', trackSocket);
+    server.maxConnections = EDGE_LIMITS.maxConnectionsPerListener; // edge-limits.ts
     const { h1, h2 } = rec.engines;
     (h1 as TaggedServer)[kRecord] = rec;
     (h2 as unknown as TaggedServer)[kRecord] = rec;

@@ -659,22 +659,21 @@ test('HTTPS SIMPLE with credentialName: certificate from the Gateway namespace, 
   assert.equal(diag(r, 'MG_UNSUPPORTED', 'spec.servers[0].tls.minProtocolVersion').severity, 'warning');
 });
 
-test('HTTPS servers that are not served: PASSTHROUGH (also when mode is absent), MUTUAL, missing secret, TCP', () => {
+test('HTTPS servers: PASSTHROUGH (also when mode is absent) and TCP are relayed, MUTUAL needs a client CA, a missing secret or tls block is not served', () => {
   const s = (mode: string | undefined, port: number, cred = 'web-cert') => ({ port: { number: port, name: `p${port}`, protocol: 'HTTPS' }, hosts: ['*'], tls: { ...(mode ? { mode } : {}), credentialName: cred } });
   const r = run([
     gateway('gw', [s(undefined, 441), s('PASSTHROUGH', 442), s('MUTUAL', 443), s('SIMPLE', 444, 'nope'), { port: { number: 445, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] }, { port: { number: 446, name: 'https', protocol: 'HTTPS' }, hosts: ['*'] }]),
     tlsSecret(),
   ]);
   assert.deepEqual(r.ir.listeners, []);
-  assert.match(diag(r, 'MG_UNSUPPORTED', 'spec.servers[0].tls.mode').message, /PASSTHROUGH/);
-  diag(r, 'MG_UNSUPPORTED', 'spec.servers[1].tls.mode');
-  diag(r, 'MG_UNSUPPORTED', 'spec.servers[2].tls.mode');
+  assert.deepEqual(r.ir.tcpListeners.map((l) => [l.port, l.protocol]), [[441, 'TLS'], [442, 'TLS'], [445, 'TCP']]);
+  assert.match(diag(r, 'MG_UNSUPPORTED', 'spec.servers[0].tls').message, /PASSTHROUGH/);
+  diag(r, 'MG_SECRET_INVALID', 'spec.servers[2].tls.credentialName');
   diag(r, 'MG_SECRET_NOT_FOUND', 'spec.servers[3].tls.credentialName');
-  diag(r, 'MG_UNSUPPORTED', 'spec.servers[4].port.protocol');
   diag(r, 'MG_MISSING_FIELD', 'spec.servers[5].tls');
 });
 
-test('port map, bind address, and GRPC served as HTTP with a warning', () => {
+test('port map, bind address, and GRPC served as HTTP (h2c on every plaintext listener)', () => {
   const r = run(
     [
       gateway('gw', [
@@ -689,7 +688,7 @@ test('port map, bind address, and GRPC served as HTTP with a warning', () => {
     ['::_9090', 9090, 9090],
     ['127.0.0.1_18080', 18080, 80],
   ]);
-  diag(r, 'MG_UNSUPPORTED', 'spec.servers[1].port.protocol');
+  assert.equal(r.diagnostics.filter((d) => d.field === 'spec.servers[1].port.protocol').length, 0, 'GRPC is served without a warning');
   diag(r, 'MG_UNSUPPORTED', 'spec.servers[2].bind');
 });
 

@@ -68,13 +68,16 @@ function tcpServers(ctx: TranslateContext, g: GatewayInfo): TcpServer[] {
     const number = num(port.number);
     const protocol = (str(port.protocol) ?? '').toUpperCase();
     if (number === undefined || !Number.isInteger(number) || number < 1 || number > 65535) return;
+    // An HTTPS server without tls settings is an error reported with the HTTP servers.
+    if (protocol === 'HTTPS' && (server.tls === null || typeof server.tls !== 'object')) return;
     const tls = obj(server.tls);
     const mode = str(tls.mode) ?? 'PASSTHROUGH';
     let kind: 'TCP' | 'TLS';
     if (protocol === 'TCP') kind = 'TCP';
     else if ((protocol === 'TLS' || protocol === 'HTTPS') && mode === 'PASSTHROUGH') kind = 'TLS';
-    else if (protocol === 'TLS' || (protocol === 'HTTPS' && mode === 'AUTO_PASSTHROUGH')) {
-      ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.tls.mode`, `tls.mode ${mode} on a ${protocol} server is not supported (only PASSTHROUGH relays TLS; AUTO_PASSTHROUGH is for multi-network east-west gateways); the server is not served`);
+    else if (protocol === 'TLS') {
+      // (HTTPS servers with other modes are terminated, or reported, with the HTTP servers.)
+      ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.tls.mode`, `tls.mode ${mode} on a TLS server is not supported (only PASSTHROUGH relays TLS; AUTO_PASSTHROUGH is for multi-network east-west gateways); the server is not served`);
       return;
     } else return;
     if (protocol === 'HTTPS' && (tls.mode === undefined || tls.mode === null)) {

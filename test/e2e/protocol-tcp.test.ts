@@ -1,0 +1,206 @@
+/**
+ * TCP and TLS passthrough through the real `meshgate run` process: an Istio Gateway with a TCP
+ * server (VirtualService `tcp` routes) and a TLS PASSTHROUGH server (VirtualService `tls` routes
+ * on sniHosts). Bytes and half-close are relayed faithfully; TLS is never terminated (the client
+ * sees the backend's own certificate); an unknown SNI is closed cleanly; a ClientHello written one
+ * byte at a time is still read.
+ */
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import tls from 'node:tls';
+import { removeDir, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { within } from '../support/http-client.js';
+import { makeCerts } from '../support/tls-certs.js';
+
+/** Echoes bytes; on the client's FIN answers `bytes=<n> sha=<hex>` and then sends its own FIN. */
+async function startTcpEcho(name: string): Promise<{ port: number; close(): Promise<void> }> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    const hash = createHash('sha256');
+    let n = 0;
+    s.on('data', (c: Buffer) => {
+      hash.update(c);
+      n += c.length;
+    });
+    s.on('end', () => s.end(`${name} bytes=${n} sha=${hash.digest('hex')}`));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+/** A TLS server that says which one it is and echoes. */
+async function startTlsBackend(name: string, cert: { certChain: string; privateKey: string }): Promise<{ port: number; close(): Promise<void> }> {
+  const server = tls.createServer({ cert: cert.certChain, key: cert.privateKey }, (s) => {
+    s.write(`hello from ${name}\n`);
+    s.on('data', (c: Buffer) => s.write(c));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+const service = (name: string, port: number) => `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: default }
+spec: { ports: [{ name: tcp, port: 9000 }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${name}-0, namespace: default, labels: { kubernetes.io/service-name: ${name} } }
+addressType: IPv4
+ports: [{ name: tcp, port: ${port} }]
+endpoints: [{ addresses: [127.0.0.1] }]
+`;
+
+/** A TLS client; resolves with the certificate CN the peer showed and its first line. */
+function tlsHello(port: number, servername: string, socket?: Duplex): Promise<{ cn: string; line: string }> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ ...(socket ? { socket } : { host: '127.0.0.1', port }), servername, rejectUnauthorized: false });
+    s.setEncoding('utf8');
+    let data = '';
+    s.on('data', (d: string) => {
+      data += d;
+      if (data.includes('\n')) {
+        const cn = String(s.getPeerCertificate().subject?.CN ?? '');
+        s.destroy();
+        resolve({ cn, line: data.split('\n')[0] });
+      }
+    });
+    s.on('error', reject);
+    s.on('close', () => reject(new Error('closed before a line arrived')));
+  });
+}
+
+describe('TCP and TLS passthrough through meshgate run', { timeout: 60_000 }, () => {
+  const dir = tempDir();
+  let gw: GatewayProcess;
+  const closers: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    const echo = await startTcpEcho('echo');
+    const [ca, cb] = makeCerts(['a.example.com', 'b.example.com']);
+    const a = await startTlsBackend('a', ca);
+    const b = await startTlsBackend('b', cb);
+    closers.push(echo.close, a.close, b.close);
+    writeConfig(dir, 'all.yaml', [service('echo', echo.port), service('tls-a', a.port), service('tls-b', b.port), service('nowhere', 1)].join('---\n') + `---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: istio-system }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+    - port: { number: 80, name: tcp, protocol: TCP }
+      hosts: ["*"]
+    - port: { number: 443, name: tls, protocol: TLS }
+      hosts: ["*.example.com"]
+      tls: { mode: PASSTHROUGH }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: tcp, namespace: default }
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  tcp:
+    - match: [{ port: 80, destinationSubnets: [10.0.0.0/8] }]
+      route: [{ destination: { host: nowhere } }]
+    - match: [{ port: 80 }]
+      route: [{ destination: { host: echo } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: passthrough, namespace: default }
+spec:
+  hosts: [a.example.com, b.example.com]
+  gateways: [istio-system/gw]
+  tls:
+    - match: [{ port: 443, sniHosts: [a.example.com] }]
+      route: [{ destination: { host: tls-a } }]
+    - match: [{ port: 443, sniHosts: [b.example.com] }]
+      route: [{ destination: { host: tls-b } }]
+`);
+    gw = await startGateway({ configDir: dir, waitReady: true });
+  });
+  after(async () => {
+    await gw?.stop();
+    for (const c of closers) await c();
+    removeDir(dir);
+  });
+
+  test('TCP: 4 MiB relayed byte for byte, and the half-close: the answer sent after the client FIN arrives', async () => {
+    const payload = randomBytes(4 * 1024 * 1024);
+    const want = createHash('sha256').update(payload).digest('hex');
+    const answer = await within(20_000, new Promise<string>((resolve, reject) => {
+      const s = net.connect({ port: gw.httpPort, host: '127.0.0.1', allowHalfOpen: true });
+      let out = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (out += d));
+      s.on('end', () => {
+        s.end();
+        resolve(out);
+      });
+      s.on('error', reject);
+      s.on('connect', () => s.end(payload));
+    }), 'tcp exchange');
+    assert.equal(answer, `echo bytes=${payload.length} sha=${want}`, 'the backend saw every byte, then our FIN, and its answer came back after it');
+  });
+
+  test('TLS passthrough: the backend chosen by SNI terminates TLS itself (its own certificate is shown)', async () => {
+    const a = await within(10_000, tlsHello(gw.httpsPort, 'a.example.com'), 'sni a');
+    assert.deepEqual(a, { cn: 'a.example.com', line: 'hello from a' });
+    const b = await within(10_000, tlsHello(gw.httpsPort, 'b.example.com'), 'sni b');
+    assert.deepEqual(b, { cn: 'b.example.com', line: 'hello from b' });
+  });
+
+  test('TLS passthrough: unknown SNI is closed cleanly, nothing is sent', async () => {
+    const got = await within(10_000, new Promise<{ bytes: number; how: string }>((resolve) => {
+      const raw = net.connect(gw.httpsPort, '127.0.0.1');
+      let bytes = 0;
+      raw.on('data', (d: Buffer) => (bytes += d.length));
+      const t = tls.connect({ socket: raw, servername: 'unknown.example.com', rejectUnauthorized: false });
+      t.on('error', (e: Error & { code?: string }) => resolve({ bytes, how: e.code ?? e.message }));
+      t.on('secureConnect', () => resolve({ bytes, how: 'handshake completed' }));
+    }), 'unknown sni');
+    assert.equal(got.bytes, 0, 'the gateway writes nothing back');
+    assert.notEqual(got.how, 'handshake completed');
+  });
+
+  test('TLS passthrough: a ClientHello written one byte at a time is still routed by its SNI', async () => {
+    const raw = net.connect(gw.httpsPort, '127.0.0.1');
+    raw.setNoDelay(true);
+    const slow = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        void (async () => {
+          for (const byte of chunk) {
+            raw.write(Buffer.from([byte]));
+            await new Promise((r) => setImmediate(r));
+          }
+          cb();
+        })();
+      },
+    });
+    raw.on('data', (d: Buffer) => slow.push(d));
+    raw.on('end', () => slow.push(null));
+    await new Promise<void>((r) => raw.once('connect', () => r()));
+    try {
+      const r = await within(15_000, tlsHello(0, 'b.example.com', slow), 'split hello');
+      assert.deepEqual(r, { cn: 'b.example.com', line: 'hello from b' });
+    } finally {
+      raw.destroy();
+    }
+  });
+
+  test('openssl s_client sees the backend certificate through the gateway', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const p = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${gw.httpsPort}`, '-servername', 'a.example.com'], { timeout: 10_000 }, (_e, stdout) => resolve(stdout));
+      p.stdin?.end('Q\n');
+    });
+    assert.match(out, /subject=CN = a\.example\.com/, `expected the backend's certificate, got:\n${out.slice(0, 400)}`);
+  });
+});
