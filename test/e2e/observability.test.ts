@@ -105,7 +105,7 @@ describe('metrics and access log (text), two workers', () => {
     for (const name of ['istio_tcp_sent_bytes_total', 'istio_tcp_received_bytes_total', 'istio_tcp_connections_opened_total', 'istio_tcp_connections_closed_total']) assert.match(text, new RegExp(`# TYPE ${name} counter`));
   });
 
-  test('response flags in metrics and access log: NR, UH, UF, UT, DC, UC', async () => {
+  test('response flags in metrics and access log: NR, UH, UF,URX, UT, DC, UC', async () => {
     assert.equal((await fresh(gw.httpPort, '/ok', 'unknown.example.com')).status, 404);
     assert.equal((await fresh(gw.httpPort, '/empty', HOST)).status, 503);
     assert.equal((await fresh(gw.httpPort, '/down', HOST)).status, 503);
@@ -126,7 +126,8 @@ describe('metrics and access log (text), two workers', () => {
     const want: [string, Record<string, string>][] = [
       ['NR', { response_code: '404', destination_service: 'unknown' }],
       ['UH', { response_code: '503', destination_service: 'empty.default.svc.cluster.local' }],
-      ['UF', { response_code: '503', destination_service: 'down.default.svc.cluster.local' }],
+      // Connection refused, retried by Istio's default policy (2 retries), then given up: UF,URX.
+      ['UF,URX', { response_code: '503', destination_service: 'down.default.svc.cluster.local' }],
       ['UT', { response_code: '504', destination_service: 'web.default.svc.cluster.local' }],
       ['DC', { response_code: '0', destination_service: 'web.default.svc.cluster.local' }],
       ['UC', { response_code: '200', destination_service: 'web.default.svc.cluster.local' }],
@@ -142,7 +143,7 @@ describe('metrics and access log (text), two workers', () => {
     // [start] "METHOD PATH PROTO" CODE FLAGS DETAILS ...
     assert.match(byFlag('NR'), /^\[\d{4}-\d\d-\d\dT[\d:.]+Z\] "GET \/ok HTTP\/1\.1" 404 NR route_not_found - "-" 0 0 \d+ - "-" "-" "-" "unknown\.example\.com" "-" - - 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ - -$/);
     assert.match(byFlag('UH'), /" 503 UH no_healthy_upstream .* "obs\.example\.com" "-" outbound\|80\|\|empty\.default\.svc\.cluster\.local .* virtualservice\/default\/obs\/http\/\d+$/);
-    assert.match(byFlag('UF'), new RegExp(`" 503 UF upstream_reset_before_response_started\\{connection_failure\\} .* "127\\.0\\.0\\.1:\\d+" outbound\\|80\\|\\|down\\.default\\.svc\\.cluster\\.local `));
+    assert.match(byFlag('UF,URX'), new RegExp(`" 503 UF,URX upstream_reset_before_response_started\\{connection_failure\\} .* "127\\.0\\.0\\.1:\\d+" outbound\\|80\\|\\|down\\.default\\.svc\\.cluster\\.local `));
     assert.match(byFlag('UT'), /"GET \/delay\/3000 HTTP\/1\.1" 504 UT response_timeout /);
     assert.match(byFlag('DC'), /"GET \/wait HTTP\/1\.1" 0 DC downstream_remote_disconnect /);
     assert.match(byFlag('UC'), /"GET \/abort\/1000 HTTP\/1\.1" 200 UC /);

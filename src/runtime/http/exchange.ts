@@ -243,6 +243,7 @@ export class Exchange implements MatchInput, CallOwner {
       this.#abort = null; // that try is over; a retry is scheduled
       return;
     }
+    const retried = this.#call !== null && this.#call.tries > 1;
     this.#finish();
     if (phase === Phase.Streaming || this.res.headersSent) {
       // Never present a truncated body as complete: reset the downstream connection.
@@ -252,6 +253,8 @@ export class Exchange implements MatchInput, CallOwner {
     }
     const e = err === TIMEOUT ? Errors.timeout : classifyUpstreamError(err);
     sendLocalError(this.res, e, e === Errors.badRequest);
+    // Envoy `URX` (after the failure's own flag, as Envoy orders them: `UF,URX`): retries were spent.
+    if (retried && this.record !== null) this.record.flags = this.record.flags === '-' ? 'URX' : `${this.record.flags},URX`;
   }
 
   // --- events ---
