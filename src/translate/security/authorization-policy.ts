@@ -6,7 +6,7 @@
  * fails closed, as Istio does: in an ALLOW (or AUDIT) policy the whole rule is dropped, so it
  * allows less; in a DENY or CUSTOM policy only that condition is dropped, so the rule denies more.
  */
-import { isIP } from 'node:net';
+import { ipFamily } from '../../lib/ip.js';
 import type { AuthorizationPolicy, AuthzCondition, AuthzRule } from '../../ir/types.js';
 import type { KubeObject } from '../../resources/types.js';
 import { arr, obj, str } from '../../lib/unknown.js';
@@ -137,7 +137,7 @@ function isKnownKey(key: string): boolean {
 export function isIpBlock(v: string): boolean {
   const slash = v.indexOf('/');
   const addr = slash === -1 ? v : v.slice(0, slash);
-  const family = isIP(addr);
+  const family = ipFamily(addr);
   if (family === 0) return false;
   if (slash === -1) return true;
   const bits = v.slice(slash + 1);
