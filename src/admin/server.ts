@@ -62,6 +62,12 @@ function redact(ir: IRSnapshot): IRSnapshot {
         tls: c.tls ? { ...c.tls, certificates: c.tls.certificates.map((cert) => ({ ...cert, privateKey: '[redacted]' })) } : null,
       })),
     })),
+    // Upstream TLS client keys (Cluster.tls, MUTUAL); a key given as a file path is only a path.
+    clusters: ir.clusters.map((c) =>
+      c.tls?.clientCertificate?.privateKey.kind === 'inline'
+        ? { ...c, tls: { ...c.tls, clientCertificate: { ...c.tls.clientCertificate, privateKey: { ...c.tls.clientCertificate.privateKey, pem: '[redacted]' } } } }
+        : c,
+    ),
   };
 }
 

@@ -35,6 +35,8 @@ export const KINDS: readonly KindInfo[] = [
   { group: '', kind: 'Endpoints', versions: ['v1'], schema: core.endpoints },
   { group: '', kind: 'Pod', versions: ['v1'], schema: core.pod },
   { group: '', kind: 'Secret', versions: ['v1'], schema: core.secret },
+  // Only ConfigMap istio-system/istio (Istio MeshConfig in `data.mesh`) is used (translate/security/ext-authz.ts).
+  { group: '', kind: 'ConfigMap', versions: ['v1'], schema: core.configMap },
   { group: 'discovery.k8s.io', kind: 'EndpointSlice', versions: ['v1'], schema: discovery.endpointSlice },
   { group: 'networking.istio.io', kind: 'Gateway', versions: ISTIO_VERSIONS, schema: istio.gateway },
   { group: 'networking.istio.io', kind: 'VirtualService', versions: ISTIO_VERSIONS, schema: istio.virtualService },

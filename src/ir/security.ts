@@ -56,6 +56,12 @@ export interface SecurityConfig {
    * does: CUSTOM, then DENY, then ALLOW (AUDIT never changes the answer); `[]` = allow everything.
    */
   authorizationPolicies: AuthorizationPolicy[];
+  /**
+   * HTTP external authorization services (Istio MeshConfig `extensionProviders[].envoyExtAuthzHttp`)
+   * named by the `provider` of a CUSTOM policy above, in name order; only providers some policy uses
+   * are listed. `[]` = none.
+   */
+  extAuthzProviders: ExtAuthzHttpProvider[];
   /** Token-bucket limits on the routes of one object (annotation `meshgate.io/local-rate-limit`). */
   rateLimits: LocalRateLimit[];
 }
@@ -135,14 +141,60 @@ export interface AuthorizationPolicy {
   source: SourceRef;
   action: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
   /**
-   * CUSTOM: the `provider.name`. meshgate has no external authorization providers yet, so a CUSTOM
-   * policy denies (403) every request its rules match: it fails closed, never open.
+   * CUSTOM: the `provider.name`, the `name` of an entry of `SecurityConfig.extAuthzProviders`; a
+   * request the policy matches is checked with that service. When no such provider exists (not in
+   * MeshConfig, or not an HTTP ext-authz provider) the policy denies (403) every request it matches:
+   * it fails closed, never open. null for the other actions.
    */
   provider: string | null;
   /** The policy matches when any rule does; `[]` (no rules) never matches (an ALLOW then allows nothing). */
   rules: AuthzRule[];
   /** Istio annotation `istio.io/dry-run: "true"`: evaluated and logged, never enforced. */
   dryRun: boolean;
+}
+
+/**
+ * An HTTP external authorization service (Envoy `ext_authz` with an HTTP service; Istio
+ * `envoyExtAuthzHttp`). For each request a CUSTOM policy matches, the gateway sends a check request
+ * with the original method, `pathPrefix` + the original path (query included), no body, the headers
+ * listed below and `x-forwarded-for`/`-proto`/`-host`. A 200 answer allows (the request then still
+ * goes through DENY and ALLOW policies); any other status denies with that status, body and headers.
+ * A connection error or timeout answers `statusOnError`, or allows when `failOpen`.
+ */
+export interface ExtAuthzHttpProvider {
+  /** The MeshConfig `extensionProviders[].name` policies refer to. */
+  name: string;
+  /**
+   * The IR cluster the check requests go to (from `service` and `port`, resolved like a route
+   * destination); a missing Service gives a `discovery: 'missing'` cluster, i.e. `statusOnError`.
+   */
+  cluster: string;
+  /** Most time to wait for the whole answer, in ms (Istio `timeout`, default 600 000 = 600 s). */
+  timeoutMs: number;
+  /** Prepended to the request path in the check request (Istio `pathPrefix`); default ''. */
+  pathPrefix: string;
+  /** Allow the request when the service cannot be reached or times out (default false). */
+  failOpen: boolean;
+  /** Status answered when the service cannot be reached or times out, unless `failOpen` (default 403). */
+  statusOnError: number;
+  /**
+   * Client request headers copied into the check request: patterns `name` (exact), `prefix*`,
+   * `*suffix`, matched case-insensitively; lowercase. `host` (the original authority),
+   * `authorization` and the `x-forwarded-*` headers are always sent. Default [].
+   */
+  includeRequestHeadersInCheck: string[];
+  /** Fixed headers added to every check request (Istio `includeAdditionalHeadersInCheck`); names lowercase. */
+  includeAdditionalHeadersInCheck: { name: string; value: string }[];
+  /**
+   * Headers of a 200 answer copied (overwriting) into the request sent upstream; patterns as
+   * `includeRequestHeadersInCheck`. [] = the request goes upstream unmodified.
+   */
+  headersToUpstreamOnAllow: string[];
+  /**
+   * Headers of a denying answer copied into the response to the client; patterns as above.
+   * [] = every header of the answer except hop-by-hop ones and `host`.
+   */
+  headersToDownstreamOnDeny: string[];
 }
 
 /**
@@ -170,6 +222,7 @@ export function defaultSecurityConfig(): SecurityConfig {
     headersWithUnderscores: 'REJECT_REQUEST',
     jwtRules: [],
     authorizationPolicies: [],
+    extAuthzProviders: [],
     rateLimits: [],
   };
 }

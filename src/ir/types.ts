@@ -503,9 +503,51 @@ export interface Cluster {
    * h2c, on plaintext endpoints).
    */
   protocol: UpstreamProtocol;
+  /**
+   * TLS towards the endpoints (Istio DestinationRule `trafficPolicy.tls`, after port-level and subset
+   * precedence as for the other components); null = plaintext (mode DISABLE, or no `tls`). Endpoints
+   * are pooled by address and TLS identity: two clusters with different TLS to one address never share
+   * connections.
+   */
+  tls: UpstreamTls | null;
 }
 
 export type UpstreamProtocol = 'HTTP1' | 'HTTP2';
+
+/**
+ * Upstream TLS origination (Istio ClientTLSSettings). A handshake or certificate check that fails is
+ * an upstream connection failure: 503 `UF`, with the TLS reason in the body and in
+ * `response_code_details` (`...{connection_failure,TLS_error:...CERTIFICATE_VERIFY_FAILED...}`).
+ */
+export interface UpstreamTls {
+  /** `SIMPLE`: server-authenticated TLS. `MUTUAL`: the gateway also presents `clientCertificate`. */
+  mode: 'SIMPLE' | 'MUTUAL';
+  /**
+   * CAs the server certificate must chain to; null = the Node.js default root store. Istio
+   * `credentialName` (Secret key `ca.crt`, or `cacert`) or `caCertificates` (a file path, read by the
+   * runtime when the endpoint's pool is built: translate reads no files, so directory configs supply
+   * PEM through `credentialName`).
+   */
+  caCertificates: PemSource | null;
+  /** Client certificate and key; non-null exactly when `mode` is `MUTUAL` (Secret `tls.crt`/`tls.key`, or `clientCertificate`/`privateKey` files). */
+  clientCertificate: { certChain: PemSource; privateKey: PemSource } | null;
+  /** SNI sent in the ClientHello: DestinationRule `sni`, else the cluster's host. */
+  sni: string;
+  /**
+   * The server certificate must carry one of these SANs (DNS, URI or IP, as written); `[]` = the chain
+   * alone is verified (no name check, as Envoy without `match_subject_alt_names`).
+   */
+  subjectAltNames: string[];
+  /** When true (`insecureSkipVerify`), neither the chain nor the SANs are checked. Default false. */
+  insecureSkipVerify: boolean;
+}
+
+/** PEM material: given inline (from a Secret) or as a file the runtime reads. */
+export type PemSource =
+  /** PEM text; `secret` is the `namespace/name` it came from. */
+  | { kind: 'inline'; pem: string; secret: string }
+  /** A file path on the gateway's host (Istio's file fields); an unreadable file fails every handshake. */
+  | { kind: 'file'; path: string };
 
 /**
  * - ROUND_ROBIN: in turn; LEAST_REQUEST: fewer requests in flight of two random picks; RANDOM.

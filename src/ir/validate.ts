@@ -56,6 +56,10 @@ export function validateIR(ir: IRSnapshot): string[] {
       }
     }
   }
+  for (const p of ir.security.extAuthzProviders ?? []) {
+    if (!clusters.has(p.cluster)) problems.push(`ext-authz provider ${p.name}: unknown cluster ${p.cluster}`);
+    if (!(Number.isInteger(p.timeoutMs) && p.timeoutMs > 0)) problems.push(`ext-authz provider ${p.name}: timeoutMs ${p.timeoutMs} is not a positive integer`);
+  }
   return problems;
 }
 

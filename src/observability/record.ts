@@ -108,9 +108,10 @@ export function recordOf(res: ServerResponse): RequestRecord | undefined {
 }
 
 /** Called by the local-reply functions: the gateway answered itself with `flag` and `bytes` of body. */
-export function noteLocalReply(res: ServerResponse, flag: string | null, bytes: number): void {
+export function noteLocalReply(res: ServerResponse, flag: string | null, bytes: number, details: string | null = null): void {
   const rec = (res as TaggedResponse)[kRecord];
   if (rec === undefined) return;
+  if (details !== null) rec.details = details;
   if (flag !== null) rec.flags = rec.flags === '-' ? flag : `${rec.flags},${flag}`;
   rec.bytesSent = bytes;
 }

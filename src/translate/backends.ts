@@ -8,7 +8,7 @@
  *     selector, with their `status.podIP` and the Service's targetPort (what the EndpointSlice
  *     controller would have written; only Running pods, Ready condition honoured when present).
  */
-import type { Cluster, ConnectionPool, Endpoint, LbPolicy, OutlierDetection } from '../ir/types.js';
+import type { Cluster, ConnectionPool, Endpoint, LbPolicy, OutlierDetection, UpstreamTls } from '../ir/types.js';
 import type { KubeObject } from '../resources/types.js';
 import type { ResourceSet } from '../resources/resource-set.js';
 import { arr, num, obj, str, strMap } from '../lib/unknown.js';
@@ -42,6 +42,8 @@ export interface ClusterRequest {
   outlierDetection: OutlierDetection | null;
   /** DestinationRule `connectionPool.http.h2UpgradePolicy`; absent = `DEFAULT` (see `upstreamProtocol`). */
   h2UpgradePolicy?: H2UpgradePolicy;
+  /** Upstream TLS (DestinationRule `tls`); absent = plaintext. */
+  tls?: UpstreamTls | null;
   /** The object and field that refer to this backend, for diagnostics. */
   from: KubeObject;
   field: string;
@@ -78,7 +80,7 @@ export function resolveCluster(ctx: TranslateContext, resources: ResourceSet, re
   if (!svc) {
     const port = service.port && 'number' in service.port ? service.port.number : 0;
     ctx.report('error', 'MG_SERVICE_NOT_FOUND', req.from, req.field, `Service ${service.namespace}/${service.name} does not exist; requests to this backend get 503 (NC)`);
-    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: 'HTTP1' });
+    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: 'HTTP1', tls: req.tls ?? null });
   }
   const ports = servicePorts(svc);
   const sp = findPort(ports, service.port);
@@ -87,7 +89,7 @@ export function resolveCluster(ctx: TranslateContext, resources: ResourceSet, re
     const have = ports.map((p) => (p.name ? `${p.port} (${p.name})` : String(p.port))).join(', ') || 'none';
     ctx.report('error', 'MG_SERVICE_PORT_NOT_FOUND', req.from, req.field, `Service ${service.namespace}/${service.name} has no port ${wanted}; it has ${have}`);
     const port = service.port && 'number' in service.port ? service.port.number : 0;
-    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: 'HTTP1' });
+    return register(ctx, { name: clusterName(port, subsetName, host), service: { namespace: service.namespace, name: service.name, host, port }, subset: subsetName, discovery: 'missing', lbPolicy: req.lbPolicy, endpoints: [], connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: 'HTTP1', tls: req.tls ?? null });
   }
   const name = clusterName(sp.port, subsetName, host);
   const existing = ctx.getCluster(name);
@@ -95,7 +97,7 @@ export function resolveCluster(ctx: TranslateContext, resources: ResourceSet, re
   let endpoints = serviceEndpoints(resources, svc, sp);
   if (subset) endpoints = endpoints.filter((e) => e.labels !== null && matchesLabels(e.labels, subset.labels));
   const ir: Endpoint[] = dedupeEndpoints(endpoints.map((e) => ({ address: e.address, port: e.port, ready: e.ready })));
-  return register(ctx, { name, service: { namespace: service.namespace, name: service.name, host, port: sp.port }, subset: subsetName, discovery: 'eds', lbPolicy: req.lbPolicy, endpoints: ir, connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: upstreamProtocol(sp, req.h2UpgradePolicy ?? 'DEFAULT') });
+  return register(ctx, { name, service: { namespace: service.namespace, name: service.name, host, port: sp.port }, subset: subsetName, discovery: 'eds', lbPolicy: req.lbPolicy, endpoints: ir, connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: upstreamProtocol(sp, req.h2UpgradePolicy ?? 'DEFAULT'), tls: req.tls ?? null });
 }
 
 function register(ctx: TranslateContext, cluster: Cluster): string {

@@ -31,7 +31,7 @@ for (const api of readdirSync(root).sort()) {
       const result = new ConfigPipeline(DEFAULT_TRANSLATE_OPTIONS).run({ objects, diagnostics });
       // PEM blobs are long and say nothing to a reviewer: keep a fingerprint instead.
       const shown = JSON.parse(JSON.stringify({ diagnostics: result.diagnostics, snapshot: result.snapshot }), (k, v) =>
-        (k === 'certChain' || k === 'privateKey') && typeof v === 'string' ? `<pem sha256:${sha256Hex(v, 12)}>` : v,
+        (k === 'certChain' || k === 'privateKey' || k === 'pem') && typeof v === 'string' ? `<pem sha256:${sha256Hex(v, 12)}>` : v,
       );
       const actual = stringify(shown, { lineWidth: 0 });
       const outFile = path.join(dir, `${name}.out.yaml`);

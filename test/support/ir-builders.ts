@@ -123,6 +123,7 @@ export function cluster(name: string, endpoints: { port: number; address?: strin
     connectionPool: null,
     outlierDetection: null,
     protocol: 'HTTP1',
+    tls: null,
     ...extra,
   };
 }

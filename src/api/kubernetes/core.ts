@@ -1,5 +1,5 @@
 /**
- * Core v1 kinds meshgate reads: Service, Endpoints, Pod, Secret. Only the fields meshgate reads are
+ * Core v1 kinds meshgate reads: Service, Endpoints, Pod, Secret, ConfigMap. Only the fields meshgate reads are
  * typed; every object is `open` because clusters add many fields we never look at.
  * Mirrors k8s.io/api/core/v1/types.go (ServiceSpec, ServicePort, EndpointSubset, PodStatus, Secret).
  */
@@ -75,4 +75,10 @@ export const pod: ObjectSchema = object(
 export const secret: ObjectSchema = object(
   { metadata: objectMeta(true), type: string, data: mapOf(base64), stringData: stringMap, immutable: boolean },
   { name: 'Secret', open: true },
+);
+
+/** ConfigMap: `data` is a map of strings (meshgate reads Istio's MeshConfig ConfigMap only). */
+export const configMap: ObjectSchema = object(
+  { metadata: objectMeta(true), data: stringMap, binaryData: mapOf(base64), immutable: boolean },
+  { name: 'ConfigMap', open: true },
 );

@@ -64,7 +64,7 @@ export function listenerKey(address: string, port: number): string {
 export function compileSnapshot(ir: IRSnapshot): CompiledSnapshot {
   const clusters = new Map<string, CompiledCluster>();
   for (const c of ir.clusters) clusters.set(c.name, compileCluster(c));
-  const security = compileSecurity(ir.security);
+  const security = compileSecurity(ir.security, clusters);
   const listeners = ir.listeners.map((l) => compileListener(l, clusters, security));
   attachRateLimits(security, ir, listeners);
   const listenersByKey = new Map<string, CompiledListener>();
@@ -89,6 +89,7 @@ function compileCluster(c: Cluster): CompiledCluster {
     connectionPool: c.connectionPool,
     outlierDetection: c.outlierDetection,
     protocol: c.protocol,
+    tls: c.tls,
     state: null,
     lbCache: null,
   };

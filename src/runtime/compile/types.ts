@@ -8,7 +8,7 @@
 
 import type { CompiledSecurity } from '../filters/security.js';
 import type { Dispatcher } from 'undici';
-import type { ConnectionPool, FaultInjection, HttpsRedirect, LbPolicy, OutlierDetection, TlsVersion, UpstreamProtocol } from '../../ir/types.js';
+import type { ConnectionPool, FaultInjection, HttpsRedirect, LbPolicy, OutlierDetection, TlsVersion, UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
 import type { CompiledCors } from '../filters/cors.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { CompiledMirror } from '../upstream/mirror.js';
@@ -192,6 +192,8 @@ export interface CompiledCluster {
   outlierDetection: OutlierDetection | null;
   /** Protocol spoken to the endpoints (IR `Cluster.protocol`). */
   protocol: UpstreamProtocol;
+  /** Upstream TLS (IR `Cluster.tls`); null = plaintext. Part of the endpoint pool's identity. */
+  tls: UpstreamTls | null;
   /**
    * Long-lived state of the cluster (circuit-breaker counters, outlier ejections), kept by cluster
    * name across swaps; attached by the runtime at apply time like `EndpointHandle`, null before.

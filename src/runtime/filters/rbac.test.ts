@@ -171,3 +171,24 @@ describe('authorization engine properties', () => {
     );
   });
 });
+
+describe('CUSTOM hands the request to its provider, then DENY and ALLOW apply', () => {
+  const policies = [
+    policy('CUSTOM', [to(cond('request.path', ['/ext/*']))]),
+    policy('DENY', [to(cond('request.path', ['/ext/blocked']))]),
+  ];
+  const z = compileAuthz(policies)!;
+
+  test('a CUSTOM match names its provider', () => {
+    assert.deepEqual(authorize(z, attrs({ path: '/ext/a' })), { allowed: false, policy: 'authorizationpolicy/istio-system/custom', custom: 'ext' });
+  });
+
+  test('once the provider allowed (customDone), DENY still denies and the rest is allowed', () => {
+    assert.deepEqual(authorize(z, attrs({ path: '/ext/blocked' }), true), { allowed: false, policy: 'authorizationpolicy/istio-system/deny', custom: null });
+    assert.equal(authorize(z, attrs({ path: '/ext/a' }), true).allowed, true);
+  });
+
+  test('a request no CUSTOM rule matches never asks a provider', () => {
+    assert.deepEqual(authorize(z, attrs({ path: '/other' })), { allowed: true, policy: null });
+  });
+});

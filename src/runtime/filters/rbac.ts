@@ -2,9 +2,11 @@
  * Authorization (Istio AuthorizationPolicy semantics, Envoy RBAC): compiled once per snapshot into
  * predicates over a request's attributes.
  *
- * Decision (Istio): CUSTOM, then DENY, then ALLOW. Any matching CUSTOM policy denies (meshgate has no
- * external authorization provider, so it fails closed); any matching DENY policy denies; with no
- * ALLOW policy the request is allowed; otherwise some ALLOW policy must match. AUDIT and dry-run
+ * Decision (Istio): CUSTOM, then DENY, then ALLOW. A matching CUSTOM policy hands the request to its
+ * external authorization provider (ext-authz.ts, called by security.ts): `authorize` answers "denied,
+ * custom: <provider>", and once the provider allowed, the caller asks again with `customDone` for
+ * DENY and ALLOW. Any matching DENY policy denies; with no ALLOW policy the request is allowed;
+ * otherwise some ALLOW policy must match. AUDIT and dry-run
  * policies never change the answer. A denial is 403 `RBAC: access denied`.
  *
  * Multi-valued headers (hardening P-06, Istio I14): the upstream sees every line of a header, so a
@@ -57,6 +59,8 @@ interface CompiledRule {
 
 interface CompiledPolicy {
   name: string;
+  /** CUSTOM: the provider name; null otherwise. */
+  provider: string | null;
   rules: CompiledRule[];
 }
 
@@ -66,14 +70,19 @@ export interface CompiledAuthz {
   allow: CompiledPolicy[];
 }
 
-export type AuthzDecision = { allowed: true; policy: string | null } | { allowed: false; policy: string | null };
+/**
+ * `custom`: the provider of the matching CUSTOM policy when that is why the request is not (yet)
+ * allowed; the caller then asks that provider (and, when it allows, calls `authorize` again with
+ * `customDone`). null for every other denial.
+ */
+export type AuthzDecision = { allowed: true; policy: string | null } | { allowed: false; policy: string | null; custom: string | null };
 
 /** null when no policy would ever change an answer (no policies, or only AUDIT / dry-run ones). */
 export function compileAuthz(policies: readonly AuthorizationPolicy[]): CompiledAuthz | null {
   const out: CompiledAuthz = { custom: [], deny: [], allow: [] };
   for (const p of policies) {
     if (p.dryRun || p.action === 'AUDIT') continue;
-    const compiled: CompiledPolicy = { name: p.name, rules: p.rules.map(compileRule) };
+    const compiled: CompiledPolicy = { name: p.name, provider: p.action === 'CUSTOM' ? p.provider ?? '' : null, rules: p.rules.map(compileRule) };
     if (p.action === 'CUSTOM') out.custom.push(compiled);
     else if (p.action === 'DENY') out.deny.push(compiled);
     else out.allow.push(compiled);
@@ -81,12 +90,13 @@ export function compileAuthz(policies: readonly AuthorizationPolicy[]): Compiled
   return out.custom.length + out.deny.length + out.allow.length === 0 ? null : out;
 }
 
-export function authorize(z: CompiledAuthz, a: AuthzAttributes): AuthzDecision {
-  for (const p of z.custom) if (policyMatches(p, a, true)) return { allowed: false, policy: p.name };
-  for (const p of z.deny) if (policyMatches(p, a, true)) return { allowed: false, policy: p.name };
+/** `customDone`: CUSTOM policies were already evaluated (and their provider allowed); skip them. */
+export function authorize(z: CompiledAuthz, a: AuthzAttributes, customDone = false): AuthzDecision {
+  if (!customDone) for (const p of z.custom) if (policyMatches(p, a, true)) return { allowed: false, policy: p.name, custom: p.provider };
+  for (const p of z.deny) if (policyMatches(p, a, true)) return { allowed: false, policy: p.name, custom: null };
   if (z.allow.length === 0) return { allowed: true, policy: null };
   for (const p of z.allow) if (policyMatches(p, a, false)) return { allowed: true, policy: p.name };
-  return { allowed: false, policy: null };
+  return { allowed: false, policy: null, custom: null };
 }
 
 function policyMatches(p: CompiledPolicy, a: AuthzAttributes, deny: boolean): boolean {

@@ -5,8 +5,9 @@
  *  1. `screenRequest`, before routing: the HTTP/1 head guard (h1-guard.ts) and path normalization
  *     (normalize.ts). The normalized path is what routing, authorization and the upstream see.
  *  2. `runRequestFilters`, after the virtual host is chosen and before the route: JWT
- *     authentication (jwt.ts), then authorization (rbac.ts), in Envoy's filter order. Synchronous
- *     unless a token must be verified.
+ *     authentication (jwt.ts), then authorization (rbac.ts, with the external authorization service
+ *     of a matching CUSTOM policy: ext-authz.ts), in Envoy's filter order. Synchronous unless a
+ *     token must be verified or an external authorization service asked.
  *  3. `admitRateLimit`, once the route is known: local rate limits (rate-limit.ts).
  *
  * With no policies, (2) and (3) are null and cost one comparison per request.
@@ -15,11 +16,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { IRSnapshot, SecurityConfig, UnderscoreHeadersAction } from '../../ir/types.js';
-import type { CompiledListener, CompiledRoute } from '../compile/types.js';
+import type { CompiledCluster, CompiledListener, CompiledRoute } from '../compile/types.js';
 import { checkRequestHead, DROP_UNDERSCORES, dropUnderscoreHeaders, isConnectionRejected } from '../http/h1-guard.js';
 import { FLAGS_HEADER, SERVER_NAME, type LocalError } from '../http/local-reply.js';
 import { compilePathNormalizer, normalizePath, type PathNormalizer } from '../http/normalize.js';
 import { compileJwt, extractToken, verifyToken, type AuthHeaderEdits, type CompiledJwt } from './jwt.js';
+import { checkExtAuthz, compileExtAuthz, sendExtAuthzDenied, type CompiledExtAuthz } from './ext-authz.js';
 import { authorize, compileAuthz, plainIp, type AuthzAttributes, type CompiledAuthz, type JwtIdentity } from './rbac.js';
 import { isOverloaded, OVERLOADED } from './overload.js';
 import { compileRateLimit, rateLimitKey, sendRateLimited, type CompiledRateLimit } from './rate-limit.js';
@@ -29,17 +31,23 @@ export interface CompiledSecurity {
   underscores: UnderscoreHeadersAction;
   /** JWT and authorization; null when the snapshot has neither. */
   requestFilters: { jwt: CompiledJwt | null; authz: CompiledAuthz | null } | null;
+  /** External authorization providers of CUSTOM policies, by name (empty when none). */
+  extAuthz: Map<string, CompiledExtAuthz>;
   /** Rate limit of each limited route; null when no route is limited. */
   routeLimits: Map<CompiledRoute, CompiledRateLimit> | null;
 }
 
-export function compileSecurity(s: SecurityConfig): CompiledSecurity {
+/** `clusters`: the snapshot's compiled clusters (ext-authz providers call theirs). */
+export function compileSecurity(s: SecurityConfig, clusters: ReadonlyMap<string, CompiledCluster> = new Map()): CompiledSecurity {
   const jwt = compileJwt(s.jwtRules);
   const authz = compileAuthz(s.authorizationPolicies);
+  const extAuthz = new Map<string, CompiledExtAuthz>();
+  for (const p of s.extAuthzProviders ?? []) extAuthz.set(p.name, compileExtAuthz(p, clusters));
   return {
     normalizer: compilePathNormalizer(s.pathNormalization, s.escapedSlashes),
     underscores: s.headersWithUnderscores,
     requestFilters: jwt === null && authz === null ? null : { jwt, authz },
+    extAuthz,
     routeLimits: null,
   };
 }
@@ -98,6 +106,10 @@ export interface FilterRequest {
   readonly path: string;
   readonly authority: string;
   readonly port: number;
+  /** Downstream scheme (`http` or `https`). */
+  readonly scheme: string;
+  /** Raw query (after `?`), '' when none. */
+  readonly query: string;
   queryParam(name: string): string | null;
   /** Upstream header edits decided by authentication; applied when the request is forwarded. */
   authEdits: AuthHeaderEdits | null;
@@ -109,26 +121,50 @@ export interface FilterRequest {
  */
 export function runRequestFilters(sec: CompiledSecurity, x: FilterRequest, next: () => void): void {
   const f = sec.requestFilters!;
-  if (f.jwt === null) return authorizeThen(f.authz, x, null, next);
+  if (f.jwt === null) return authorizeThen(sec, f.authz, x, null, next);
   const jwt = f.jwt;
   const found = extractToken(jwt, { headerLines: (n) => headerLines(x.req, n), queryParam: (n) => x.queryParam(n) });
   if (found === 'ambiguous') return sendUnauthorized(x.res, 'Jwt is ambiguous (more than one token)');
   if (found === null) {
     // No token: unauthenticated, but a client never sets the headers authentication writes.
     if (jwt.outputHeaders.length > 0) x.authEdits = { remove: jwt.outputHeaders, set: [] };
-    return authorizeThen(f.authz, x, null, next);
+    return authorizeThen(sec, f.authz, x, null, next);
   }
   void verifyToken(jwt, found).then((r) => {
     if (x.res.destroyed || x.res.headersSent) return;
     if (!r.ok) return sendUnauthorized(x.res, r.reason);
     x.authEdits = r.edits;
-    authorizeThen(f.authz, x, r.identity, next);
+    authorizeThen(sec, f.authz, x, r.identity, next);
   });
 }
 
-function authorizeThen(authz: CompiledAuthz | null, x: FilterRequest, identity: JwtIdentity | null, next: () => void): void {
-  if (authz !== null && !authorize(authz, attributesOf(x, identity)).allowed) return sendForbidden(x.res);
-  next();
+function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: FilterRequest, identity: JwtIdentity | null, next: () => void): void {
+  if (authz === null) return next();
+  const attrs = attributesOf(x, identity);
+  const d = authorize(authz, attrs);
+  if (d.allowed) return next();
+  if (d.custom === null) return sendForbidden(x.res);
+  // CUSTOM (Istio): the provider decides first; when it allows, DENY and ALLOW policies still apply.
+  // A provider missing from the snapshot (translate reported it) fails closed.
+  const provider = sec.extAuthz.get(d.custom);
+  if (provider === undefined) return sendForbidden(x.res);
+  void checkExtAuthz(provider, {
+    method: x.method,
+    target: x.query === '' ? x.path : `${x.path}?${x.query}`,
+    authority: x.authority,
+    scheme: x.scheme,
+    rawHeaders: x.req.rawHeaders,
+    remoteAddress: attrs.remoteIp,
+  }).then((r) => {
+    if (x.res.destroyed || x.res.headersSent) return;
+    if (!r.allowed) return sendExtAuthzDenied(x.res, r);
+    if (!authorize(authz, attrs, true).allowed) return sendForbidden(x.res);
+    if (r.upstreamHeaders.length > 0) {
+      const prev = x.authEdits;
+      x.authEdits = { remove: prev?.remove ?? [], set: [...(prev?.set.filter((s) => !r.upstreamHeaders.some((u) => u[0] === s[0])) ?? []), ...r.upstreamHeaders] };
+    }
+    next();
+  });
 }
 
 function attributesOf(x: FilterRequest, identity: JwtIdentity | null): AuthzAttributes {

@@ -9,6 +9,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { applyHeaderOps } from '../compile/header-ops.js';
 import type { CompiledDestination, CompiledEndpoint, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
@@ -17,6 +18,7 @@ import { buildDownstreamResponseHeaders } from './forward-headers.js';
 import { classifyUpstreamError, Errors, sendLocalError, type LocalError } from './local-reply.js';
 import { addTrailers, endGrpcCallDeadline, isTrailersOnly, respondEnded } from './grpc.js';
 import { isHttp2 } from './h2-compat.js';
+import { Base64Encoder, grpcWebResponseHeaders, grpcWebTrailerFrame, type GrpcWebMode } from './grpc-web.js';
 import type { RequestRecord } from '../../observability/record.js';
 import type { AuthHeaderEdits } from '../filters/jwt.js';
 
@@ -63,6 +65,11 @@ export class Exchange implements MatchInput, CallOwner {
    * the response head.
    */
   grpcDeadline = false;
+  /** gRPC-Web request translated to gRPC (`grpc-web.ts`): 0 no, 1 binary, 2 base64 text. Set before `forward`. */
+  grpcWeb: GrpcWebMode = 0;
+  /** Body sent upstream when not the request itself (a decoded gRPC-Web text body); null = `req`. */
+  requestBody: Readable | null = null;
+  #b64: Base64Encoder | null = null;
   /** What metrics, access log and tracing will read; null when observability is off. */
   record: RequestRecord | null = null;
   /** Upstream header edits decided by JWT authentication (filters/security.ts); null = none. */
@@ -170,7 +177,7 @@ export class Exchange implements MatchInput, CallOwner {
       path: target,
       method: this.method as Dispatcher.HttpMethod,
       headers,
-      body: hasBody ? this.req : null,
+      body: hasBody ? (this.requestBody ?? this.req) : null,
     };
     this.#call = call;
     if (call === null) endpoint.dispatcher.dispatch(opts, this);
@@ -207,6 +214,17 @@ export class Exchange implements MatchInput, CallOwner {
     if (routeOps !== null) headers = applyHeaderOps(headers, routeOps);
     if (this.extraResponseHeaders !== null) for (const h of this.extraResponseHeaders) headers.push(h);
     const res = this.res;
+    if (this.grpcWeb !== 0) {
+      headers = grpcWebResponseHeaders(headers, this.req);
+      // A trailers-only answer keeps grpc-status in the headers (PROTOCOL-WEB.md allows it).
+      if (isTrailersOnly(headers)) {
+        res.writeHead(statusCode, headers);
+        res.end();
+        this.#finish();
+        return true;
+      }
+      if (this.grpcWeb === 2) this.#b64 = new Base64Encoder();
+    }
     // gRPC trailers-only answer to an HTTP/2 client: one HEADERS frame that ends the stream.
     if (isHttp2(this.req) && isTrailersOnly(headers) && respondEnded(res, statusCode, headers)) {
       this.#finish();
@@ -220,6 +238,7 @@ export class Exchange implements MatchInput, CallOwner {
   onData(chunk: Buffer): boolean {
     if (this.#draining) return true;
     if (this.#phase !== Phase.Streaming) return false;
+    if (this.#b64 !== null) chunk = this.#b64.encode(chunk);
     if (this.record !== null) this.record.bytesSent += chunk.length;
     // false pauses undici's socket until 'drain' calls resume: back-pressure towards the upstream.
     return this.res.write(chunk);
@@ -229,6 +248,14 @@ export class Exchange implements MatchInput, CallOwner {
     if (this.#draining) return this.#retryAfterDrain();
     if (this.#phase !== Phase.Streaming) return;
     this.#finish();
+    if (this.grpcWeb !== 0) {
+      // gRPC-Web: the trailers travel as the body's last frame.
+      const frame = grpcWebTrailerFrame(trailers);
+      const tail = this.#b64 !== null ? this.#b64.finish(frame) : frame;
+      if (this.record !== null) this.record.bytesSent += tail.length;
+      this.res.end(tail);
+      return;
+    }
     // Trailers (gRPC's grpc-status) reach HTTP/2 clients; HTTP/1.1 responses are not re-chunked for them.
     if (trailers != null && isHttp2(this.req)) addTrailers(this.res, trailers);
     this.res.end();

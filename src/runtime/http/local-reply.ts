@@ -29,10 +29,12 @@ export interface LocalError {
   readonly flag: ResponseFlag;
   readonly body: Buffer;
   readonly code: string;
+  /** Envoy `%RESPONSE_CODE_DETAILS%` when more precise than the flag says (TLS failures); null = derived from the flag. */
+  readonly details?: string | null;
 }
 
-function localError(status: number, flag: ResponseFlag, code: string, body: string): LocalError {
-  return { status, flag, code, body: Buffer.from(body) };
+function localError(status: number, flag: ResponseFlag, code: string, body: string, details: string | null = null): LocalError {
+  return { status, flag, code, body: Buffer.from(body), details };
 }
 
 const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
@@ -58,7 +60,7 @@ export function sendLocalError(res: ServerResponse, e: LocalError, close = false
     res.shouldKeepAlive = false;
     markConnectionRejected(res); // requests already pipelined behind this one are never served (h1-guard.ts)
   }
-  noteLocalReply(res, e.flag, e.body.length);
+  noteLocalReply(res, e.flag, e.body.length, e.details ?? null);
   if (res.req !== undefined && isGrpcRequest(res.req)) return sendGrpcLocalError(res, e, SERVER_NAME, FLAGS_HEADER);
   // Envoy marks circuit-breaker answers (merged with the list below by writeHead).
   if (e.flag === 'UO') res.setHeader('x-envoy-overloaded', 'true');
@@ -106,7 +108,38 @@ export function classifyUpstreamError(err: unknown): LocalError {
     case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
       return Errors.badRequest;
     default:
+      if (TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_SSL_')) return tlsFailure(code);
       if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return Errors.protocolError;
       return Errors.connectionTermination;
   }
+}
+
+/**
+ * Node.js codes of a server certificate that failed verification (OpenSSL X509 errors, and the name
+ * checks of `upstream/upstream-tls.ts`). Like `ERR_SSL_*` handshake failures, they are upstream
+ * connection failures (503 `UF`; retried under `connect-failure`, counted by outlier detection).
+ */
+export const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED', 'CERT_REJECTED',
+  'CERT_REVOKED', 'INVALID_CA', 'INVALID_PURPOSE', 'CERT_CHAIN_TOO_LONG', 'PATH_LENGTH_EXCEEDED', 'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID', 'MG_TLS_FILE_UNREADABLE',
+]);
+
+/** One LocalError per TLS failure code (a small, fixed set of codes), built on first use. */
+const tlsFailures = new Map<string, LocalError>();
+
+/**
+ * 503 `UF` for a TLS failure towards the upstream, worded as Envoy words it: the body says
+ * `transport failure reason: TLS_error:...CERTIFICATE_VERIFY_FAILED...`, and the access log's
+ * `response_code_details` is `upstream_reset_before_response_started{connection_failure,TLS_error:...}`.
+ */
+function tlsFailure(code: string): LocalError {
+  let e = tlsFailures.get(code);
+  if (e === undefined) {
+    const reason = TLS_VERIFY_CODES.has(code) ? `TLS_error:CERTIFICATE_VERIFY_FAILED:${code}` : `TLS_error:${code.slice('ERR_SSL_'.length)}`;
+    e = localError(503, 'UF', 'MG_ERR_UPSTREAM_TLS', `${RESET_PREFIX}connection failure, transport failure reason: ${reason}`, `upstream_reset_before_response_started{connection_failure,${reason}}`);
+    if (tlsFailures.size < 256) tlsFailures.set(code, e);
+  }
+  return e;
 }

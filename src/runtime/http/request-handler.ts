@@ -20,6 +20,7 @@ import { admitRateLimit, applyAuthEdits, runRequestFilters, screenRequest } from
 import type { RequestRecord } from '../../observability/record.js';
 import { h2Authority, h2HasBody, isHttp2 } from './h2-compat.js';
 import { effectiveGrpcTimeout, isGrpcRequest } from './grpc.js';
+import { Base64Decoder, grpcWebMode, grpcWebRequestHeaders } from './grpc-web.js';
 import { forwardUpgrade, isWebSocketUpgrade } from './websocket.js';
 import { buildUpstreamRequestHeaders } from './forward-headers.js';
 import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
@@ -164,14 +165,22 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   if (dest.requestHeaders !== null) headers = applyHeaderOps(headers, dest.requestHeaders);
   if (x.record !== null) headers = observeForward(env.observer!, x.record, headers, built.requestId);
   const hasBody = isHttp2(x.req) ? h2HasBody(x.req) : built.hasBody;
+  // gRPC-Web (browsers) goes upstream as gRPC; the answer is translated back by the Exchange.
+  const web = grpcWebMode(x.req);
+  if (web !== 0) {
+    x.grpcWeb = web;
+    headers = grpcWebRequestHeaders(headers, x.req);
+    if (web === 2 && hasBody) x.requestBody = x.req.pipe(new Base64Decoder());
+  }
   let timeoutMs = action.timeoutMs;
   if (isGrpcRequest(x.req)) {
     // A gRPC call's deadline covers the whole call (streams included), as grpc-timeout means.
     timeoutMs = effectiveGrpcTimeout(x.req, action.timeoutMs);
     x.grpcDeadline = timeoutMs > 0;
   }
-  // WebSocket: the upgrade is spliced to the endpoint instead of proxied as an HTTP exchange.
-  if (isWebSocketUpgrade(x.req)) return forwardUpgrade(x.req, res, endpoint, cluster.connectTimeoutMs, route, dest, upstreamTarget, headers);
+  // WebSocket: the upgrade is spliced to the endpoint instead of proxied as an HTTP exchange. The
+  // splice is plaintext: an upgrade to a cluster with upstream TLS is refused (503 UF), never sent in clear.
+  if (isWebSocketUpgrade(x.req)) return cluster.tls !== null ? sendLocalError(res, Errors.connectFailure, true) : forwardUpgrade(x.req, res, endpoint, cluster.connectTimeoutMs, route, dest, upstreamTarget, headers);
   const call = startUpstreamPolicies(env.random, x, cluster, endpoint, action, upstreamTarget, headers, hasBody, timeoutMs);
   x.forward(endpoint.handle, route, dest, upstreamTarget, headers, hasBody, timeoutMs, call);
 }

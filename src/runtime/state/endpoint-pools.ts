@@ -7,11 +7,12 @@
  * in the same step so a snapshot is complete before any request sees it.
  */
 
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { CompiledCluster, CompiledSnapshot, EndpointHandle } from '../compile/types.js';
 import { ClusterStates } from './cluster-state.js';
 import { upstreamProtocolOptions } from '../upstream/h2-pool.js';
-import type { UpstreamProtocol } from '../../ir/types.js';
+import type { UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
+import { tlsIdentity, upstreamTlsOptions } from '../upstream/upstream-tls.js';
 
 export interface EndpointPoolOptions {
   /** Max connections per endpoint (undici queues beyond it). Default 512. */
@@ -38,15 +39,19 @@ interface PoolSettings {
   idleTimeoutMs: number;
   /** HTTP/1.1 or multiplexed HTTP/2 (`upstream/h2-pool.ts`). */
   protocol: UpstreamProtocol;
+  /** Upstream TLS (`upstream/upstream-tls.ts`); null = plaintext. */
+  tls: UpstreamTls | null;
+  /** `tlsIdentity(tls)`: '' for plaintext. Pools are keyed by endpoint and this. */
+  tlsId: string;
 }
 
 function poolSettings(cluster: CompiledCluster): PoolSettings {
   const cp = cluster.connectionPool;
-  return { connectTimeoutMs: cluster.connectTimeoutMs, maxRequestsPerConnection: cp?.maxRequestsPerConnection ?? 0, idleTimeoutMs: cp?.idleTimeoutMs ?? 0, protocol: cluster.protocol };
+  return { connectTimeoutMs: cluster.connectTimeoutMs, maxRequestsPerConnection: cp?.maxRequestsPerConnection ?? 0, idleTimeoutMs: cp?.idleTimeoutMs ?? 0, protocol: cluster.protocol, tls: cluster.tls, tlsId: tlsIdentity(cluster.tls) };
 }
 
 function sameSettings(a: PoolSettings, b: PoolSettings): boolean {
-  return a.connectTimeoutMs === b.connectTimeoutMs && a.maxRequestsPerConnection === b.maxRequestsPerConnection && a.idleTimeoutMs === b.idleTimeoutMs && a.protocol === b.protocol;
+  return a.connectTimeoutMs === b.connectTimeoutMs && a.maxRequestsPerConnection === b.maxRequestsPerConnection && a.idleTimeoutMs === b.idleTimeoutMs && a.protocol === b.protocol && a.tlsId === b.tlsId;
 }
 
 class EndpointState implements EndpointHandle {
@@ -86,12 +91,15 @@ export class EndpointPools {
     for (const cluster of snapshot.clusters.values()) {
       const prev = previous?.clusters.get(cluster.name);
       if (prev !== undefined) cluster.cursor = prev.cursor;
+      const settings = poolSettings(cluster);
       for (const ep of cluster.endpoints) {
         // An endpoint shared by clusters with different pool settings gets one pool per
-        // snapshot: the first cluster (in name order) sets them.
-        const state = used.has(ep.key) ? this.#byKey.get(ep.key) : undefined;
-        ep.handle = state ?? this.#acquire(ep.key, ep.origin, poolSettings(cluster));
-        used.add(ep.key);
+        // snapshot: the first cluster (in name order) sets them. TLS is the exception: the
+        // TLS identity is part of the key, so differently secured clusters never share a pool.
+        const key = settings.tlsId === '' ? ep.key : `${ep.key}#tls=${settings.tlsId}`;
+        const state = used.has(key) ? this.#byKey.get(key) : undefined;
+        ep.handle = state ?? this.#acquire(key, settings.tls === null ? ep.origin : ep.origin.replace('http:', 'https:'), settings);
+        used.add(key);
       }
     }
     this.clusters.bind(snapshot);
@@ -113,7 +121,8 @@ export class EndpointPools {
       if (sameSettings(existing.settings, settings)) return existing;
       this.#close(existing);
     }
-    const pool = new Pool(origin, {
+    const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls);
+    const options: Pool.Options = {
       connections: this.#options.connections,
       connectTimeout: settings.connectTimeoutMs,
       keepAliveTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : this.#options.keepAliveTimeoutMs,
@@ -126,8 +135,10 @@ export class EndpointPools {
       headersTimeout: 0,
       bodyTimeout: 0,
       pipelining: 1,
-      ...upstreamProtocolOptions(settings.protocol),
-    });
+      ...upstreamProtocolOptions(settings.protocol, tls !== null),
+      ...(tls !== null ? { connect: tls.connect } : {}),
+    };
+    const pool = tls === null ? new Pool(origin, options) : new SniPool(origin, options, tls.servername);
     // A pool error outside any request (e.g. after close) must not crash the process.
     pool.on('connectionError', noop);
     const state = new EndpointState(key, pool, settings);
@@ -163,6 +174,22 @@ export class EndpointPools {
     const outcome = await Promise.race([all.then(() => 'done' as const), expired]);
     clearTimeout(timer);
     if (outcome === 'expired') await Promise.all(pools.map((p) => p.destroy().catch(noop)));
+  }
+}
+
+/**
+ * A pool to a TLS endpoint: every request carries the cluster's SNI. undici otherwise takes the SNI
+ * from each request's Host and reconnects whenever it changes.
+ */
+class SniPool extends Pool {
+  readonly #servername: string;
+  constructor(origin: string, options: Pool.Options, servername: string) {
+    super(origin, options);
+    this.#servername = servername;
+  }
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    (opts as { servername?: string }).servername = this.#servername;
+    return super.dispatch(opts, handler);
   }
 }
 

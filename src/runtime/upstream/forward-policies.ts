@@ -50,7 +50,7 @@ export function startUpstreamPolicies(
   timeoutMs: number,
 ): UpstreamCall | null {
   const mirrors = action.mirrors;
-  const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.req) : null;
+  const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.requestBody ?? x.req) : null;
   if (mirrors !== null) sendMirrors(mirrors, random, x.method, target, headers, body, timeoutMs);
   const state = cluster.state;
   if (action.retry === null && body === null && (state === null || (state.breaker.limits === null && state.outlier === null))) return null;

@@ -9,14 +9,13 @@
  * A try that consumed nothing (a connection that could not be made) can always be repeated.
  */
 
-import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 
 /** Bodies up to this size are kept for retries and mirrors (Envoy's per-request buffer is similar). */
 export const MAX_REPLAY_BODY_BYTES = 64 * 1024;
 
 export class ReplayableBody {
-  readonly #req: IncomingMessage;
+  readonly #req: Readable;
   readonly #limit: number;
   /** Kept chunks; null once the body went over the limit. */
   #chunks: Buffer[] | null = [];
@@ -29,7 +28,7 @@ export class ReplayableBody {
   /** The request is over: whatever still arrives is drained, not kept. */
   #released = false;
 
-  constructor(req: IncomingMessage, limit = MAX_REPLAY_BODY_BYTES) {
+  constructor(req: Readable, limit = MAX_REPLAY_BODY_BYTES) {
     this.#req = req;
     this.#limit = limit;
     req.on('data', (chunk: Buffer) => this.#data(chunk));

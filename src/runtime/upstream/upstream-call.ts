@@ -22,7 +22,7 @@
 
 import type { Dispatcher } from 'undici';
 import type { CompiledCluster, CompiledEndpoint } from '../compile/types.js';
-import { Errors, type LocalError } from '../http/local-reply.js';
+import { Errors, TLS_VERIFY_CODES, type LocalError } from '../http/local-reply.js';
 import { Admission, type SlotWaiter } from './circuit-breaker.js';
 import { selectEndpoint, type HashInput } from './load-balancer.js';
 import type { ReplayableBody } from './request-body.js';
@@ -194,7 +194,7 @@ export class UpstreamCall implements SlotWaiter {
     this.#endTry(0);
     const p = this.#retry;
     if (p === null || !this.#owner.waiting) return false;
-    const failure = err === PER_TRY_TIMEOUT ? TryFailure.PerTryTimeout : typeof code === 'string' && CONNECT_CODES.has(code) ? TryFailure.Connect : TryFailure.Reset;
+    const failure = err === PER_TRY_TIMEOUT ? TryFailure.PerTryTimeout : typeof code === 'string' && (CONNECT_CODES.has(code) || TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_SSL_')) ? TryFailure.Connect : TryFailure.Reset;
     if (!retriesFailure(p, failure) || !this.#canRetry()) return false;
     this.#scheduleRetry();
     return true;

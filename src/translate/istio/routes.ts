@@ -441,7 +441,7 @@ export function destinationCluster(env: RouteEnv, dest: Obj, field: string): str
       return missingCluster(ctx, { namespace: svcName.namespace, name: svcName.name, host: svcName.fqdn, port }, subsetName);
     }
   }
-  const policy = resolveTrafficPolicy(ctx, dr, subset, portNumber ?? (ports.length === 1 ? ports[0].port : 0));
+  const policy = resolveTrafficPolicy(ctx, dr, subset, portNumber ?? (ports.length === 1 ? ports[0].port : 0), { resources, host: svcName.fqdn });
   return resolveCluster(ctx, resources, {
     service: { namespace: svcName.namespace, name: svcName.name, port: portNumber !== undefined ? { number: portNumber } : null },
     subset: subset ? { name: subset.name, labels: subset.labels } : null,
@@ -449,6 +449,7 @@ export function destinationCluster(env: RouteEnv, dest: Obj, field: string): str
     connectTimeoutMs: policy.connectTimeoutMs,
     connectionPool: policy.connectionPool,
     outlierDetection: policy.outlierDetection,
+    tls: policy.tls,
     h2UpgradePolicy: h2UpgradePolicyOf(dr, subset, portNumber ?? (ports.length === 1 ? ports[0].port : 0)),
     from: vs,
     field,
@@ -458,7 +459,7 @@ export function destinationCluster(env: RouteEnv, dest: Obj, field: string): str
 function missingCluster(ctx: TranslateContext, service: { namespace: string; name: string; host: string; port: number }, subset: string): string {
   const name = clusterName(service.port, subset, service.host);
   const policy = resolveTrafficPolicy(ctx, null, null, service.port);
-  ctx.addCluster({ name, service, subset, discovery: 'missing', lbPolicy: policy.lbPolicy, endpoints: [], connectTimeoutMs: policy.connectTimeoutMs, connectionPool: null, outlierDetection: null, protocol: 'HTTP1' });
+  ctx.addCluster({ name, service, subset, discovery: 'missing', lbPolicy: policy.lbPolicy, endpoints: [], connectTimeoutMs: policy.connectTimeoutMs, connectionPool: null, outlierDetection: null, protocol: 'HTTP1', tls: null });
   return name;
 }
 

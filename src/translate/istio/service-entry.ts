@@ -118,7 +118,7 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
   const missing = (message: string, reason: 'MG_SERVICE_PORT_NOT_FOUND' | 'MG_SUBSET_NOT_FOUND' | 'MG_MISSING_FIELD', portNo: number): string => {
     ctx.report('error', reason, from, field, `${message}; requests to it get 503 (NC)`);
     const name = clusterName(portNo, subsetName, fqdn);
-    ctx.addCluster({ name, service: { ...service, host: fqdn, port: portNo }, subset: subsetName, discovery: 'missing', lbPolicy: 'ROUND_ROBIN', endpoints: [], connectTimeoutMs: resolveTrafficPolicy(ctx, null, null, portNo).connectTimeoutMs, connectionPool: null, outlierDetection: null, protocol: 'HTTP1' });
+    ctx.addCluster({ name, service: { ...service, host: fqdn, port: portNo }, subset: subsetName, discovery: 'missing', lbPolicy: 'ROUND_ROBIN', endpoints: [], connectTimeoutMs: resolveTrafficPolicy(ctx, null, null, portNo).connectTimeoutMs, connectionPool: null, outlierDetection: null, protocol: 'HTTP1', tls: null });
     return name;
   };
   if (port === undefined) {
@@ -163,7 +163,7 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
     found2.push({ address: fqdn, port: port.targetPort ?? port.number, labels: {} });
   }
   const endpoints: Endpoint[] = dedupe(found2.filter((e) => subsetLabels === null || matchesLabels(e.labels, subsetLabels)).map((e) => ({ address: e.address, port: e.port, ready: true })));
-  const policy = resolveTrafficPolicy(ctx, dr, subset, port.number);
+  const policy = resolveTrafficPolicy(ctx, dr, subset, port.number, { resources, host: fqdn });
   ctx.addCluster({
     name,
     service: { ...service, host: fqdn, port: port.number },
@@ -175,6 +175,7 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
     connectionPool: policy.connectionPool,
     outlierDetection: policy.outlierDetection,
     protocol: port.protocol === 'HTTP2' || port.protocol === 'GRPC' ? 'HTTP2' : 'HTTP1',
+    tls: policy.tls,
   });
   return name;
 }

@@ -11,14 +11,18 @@
  *  3. the subset's `trafficPolicy`: each component it sets replaces the one from 1-2;
  *  4. the subset's `portLevelSettings` entry for the port: wholesale again.
  * Components are never deep-merged (a subset `connectionPool.http` drops the rule's `tcp`).
- * `tls` is read by the upstream TLS code (issue 4), not here.
+ * `tls` follows the same precedence and is resolved by `upstream-tls.ts` (when the caller passes the
+ * resources and host it needs: Secrets for `credentialName`, the default SNI).
  *
  * Defaults when nothing is set: see `DEFAULT_LB_POLICY` and `DEFAULT_CONNECT_TIMEOUT_MS`; no
  * connection limits; no outlier detection. Within an `outlierDetection`, unset fields take Istio's
  * defaults (consecutive5xxErrors 5, interval 10 s, baseEjectionTime 30 s, maxEjectionPercent 10,
  * minHealthPercent 0).
  */
-import type { ConnectionPool, HashKey, LbPolicy, OutlierDetection } from '../../ir/types.js';
+import type { ConnectionPool, HashKey, LbPolicy, OutlierDetection, UpstreamTls } from '../../ir/types.js';
+import type { ResourceSet } from '../../resources/resource-set.js';
+import type { DiagnosticReason } from '../../lib/diagnostic.js';
+import { upstreamTls } from './upstream-tls.js';
 import type { KubeObject } from '../../resources/types.js';
 import { parseDuration } from '../../api/duration.js';
 import { arr, bool, isObj, num, obj, str, type Obj } from '../../lib/unknown.js';
@@ -31,6 +35,8 @@ export interface TrafficPolicy {
   connectTimeoutMs: number;
   connectionPool: ConnectionPool | null;
   outlierDetection: OutlierDetection | null;
+  /** Upstream TLS; null = plaintext (also when no `upstream` was given to `resolveTrafficPolicy`). */
+  tls: UpstreamTls | null;
 }
 
 /** Istio default `minimumRingSize` (ringHash). */
@@ -51,9 +57,10 @@ interface Components {
   loadBalancer: { value: Obj; field: string } | null;
   connectionPool: { value: Obj; field: string } | null;
   outlierDetection: { value: Obj; field: string } | null;
+  tls: { value: Obj; field: string } | null;
 }
 
-const NONE: Components = { loadBalancer: null, connectionPool: null, outlierDetection: null };
+const NONE: Components = { loadBalancer: null, connectionPool: null, outlierDetection: null, tls: null };
 
 /** Diagnostics already reported, per translation: a rule is resolved once per route that uses it. */
 const reportedByCtx = new WeakMap<TranslateContext, Set<string>>();
@@ -62,7 +69,7 @@ const reportedByCtx = new WeakMap<TranslateContext, Set<string>>();
  * The traffic policy of the cluster for `port` (the Service port) and `subset` under the merged
  * DestinationRule `dr`. Problems in the rule are reported once per translation, on the rule.
  */
-export function resolveTrafficPolicy(ctx: TranslateContext, dr: MergedDestinationRule | null, subset: Subset | null, port: number): TrafficPolicy {
+export function resolveTrafficPolicy(ctx: TranslateContext, dr: MergedDestinationRule | null, subset: Subset | null, port: number, upstream?: { resources: ResourceSet; host: string }): TrafficPolicy {
   let c: Components = NONE;
   // The merged rule's trafficPolicy comes from the first rule (by creation) that has one.
   const topRule = dr?.rules.find((r) => isObj(obj(r.body.spec).trafficPolicy)) ?? null;
@@ -74,20 +81,22 @@ export function resolveTrafficPolicy(ctx: TranslateContext, dr: MergedDestinatio
     subsetFrom = { rule: subsetRule, field: `spec.subsets[${subsetIndex}].trafficPolicy` };
     c = overlay(c, subset.trafficPolicy, subsetFrom.field, port);
   }
-  const report = (field: string, message: string): void => {
-    const rule = subsetFrom && field.startsWith(subsetFrom.field) ? subsetFrom.rule : topRule;
+  const ruleOf = (field: string): KubeObject | null => (subsetFrom && field.startsWith(subsetFrom.field) ? subsetFrom.rule : topRule);
+  const report = (field: string, message: string, severity: 'warning' | 'error' = 'warning', reason: DiagnosticReason = 'MG_INVALID_FIELD'): void => {
+    const rule = ruleOf(field);
     const key = `${rule?.metadata.namespace}/${rule?.metadata.name}/${field}`;
     let seen = reportedByCtx.get(ctx);
     if (!seen) reportedByCtx.set(ctx, (seen = new Set()));
     if (seen.has(key)) return;
     seen.add(key);
-    ctx.report('warning', 'MG_INVALID_FIELD', rule, field, message);
+    ctx.report(severity, reason, rule, field, message);
   };
   return {
     lbPolicy: c.loadBalancer ? loadBalancer(c.loadBalancer.value, c.loadBalancer.field, report) : DEFAULT_LB_POLICY,
     connectTimeoutMs: (c.connectionPool && duration(obj(c.connectionPool.value.tcp).connectTimeout, `${c.connectionPool.field}.tcp.connectTimeout`, report, false)) || DEFAULT_CONNECT_TIMEOUT_MS,
     connectionPool: c.connectionPool ? connectionPool(c.connectionPool.value, c.connectionPool.field, report) : null,
     outlierDetection: c.outlierDetection ? outlierDetection(c.outlierDetection.value, c.outlierDetection.field, report) : null,
+    tls: c.tls && upstream ? upstreamTls(upstream.resources, ruleOf(c.tls.field), c.tls.value, c.tls.field, upstream.host, report) : null,
   };
 }
 
@@ -99,6 +108,7 @@ function overlay(c: Components, policy: Obj, field: string, port: number): Compo
     loadBalancer: pick('loadBalancer', policy, field) ?? c.loadBalancer,
     connectionPool: pick('connectionPool', policy, field) ?? c.connectionPool,
     outlierDetection: pick('outlierDetection', policy, field) ?? c.outlierDetection,
+    tls: pick('tls', policy, field) ?? c.tls,
   };
   const settings = arr(policy.portLevelSettings);
   for (let i = 0; i < settings.length; i++) {
@@ -106,7 +116,7 @@ function overlay(c: Components, policy: Obj, field: string, port: number): Compo
     if (num(obj(s.port).number) !== port) continue;
     const f = `${field}.portLevelSettings[${i}]`;
     // Wholesale: unset components go back to the defaults.
-    return { loadBalancer: pick('loadBalancer', s, f), connectionPool: pick('connectionPool', s, f), outlierDetection: pick('outlierDetection', s, f) };
+    return { loadBalancer: pick('loadBalancer', s, f), connectionPool: pick('connectionPool', s, f), outlierDetection: pick('outlierDetection', s, f), tls: pick('tls', s, f) };
   }
   return out;
 }

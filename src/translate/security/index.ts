@@ -18,6 +18,7 @@ import { obj, strMap } from '../../lib/unknown.js';
 import { matchesLabels } from '../backends.js';
 import type { TranslateContext } from '../types.js';
 import { translateAuthorizationPolicy } from './authorization-policy.js';
+import { translateExtAuthzProviders } from './ext-authz.js';
 import { rateLimitAnnotationsOf } from './rate-limit.js';
 import { translateRequestAuthentication } from './request-authentication.js';
 
@@ -31,6 +32,7 @@ export function translateSecurity(ctx: TranslateContext, resources: ResourceSet)
   for (const o of policies(ctx, resources, 'RequestAuthentication')) jwtRules.push(...translateRequestAuthentication(ctx, o));
   const authorizationPolicies: AuthorizationPolicy[] = [];
   for (const o of policies(ctx, resources, 'AuthorizationPolicy')) authorizationPolicies.push(translateAuthorizationPolicy(ctx, o));
+  const extAuthzProviders = translateExtAuthzProviders(ctx, resources, authorizationPolicies);
   const rateLimits: LocalRateLimit[] = rateLimitAnnotationsOf(ctx, resources);
   return {
     pathNormalization: ctx.options.pathNormalization,
@@ -38,6 +40,7 @@ export function translateSecurity(ctx: TranslateContext, resources: ResourceSet)
     headersWithUnderscores: ctx.options.headersWithUnderscores,
     jwtRules,
     authorizationPolicies,
+    extAuthzProviders,
     rateLimits,
   };
 }

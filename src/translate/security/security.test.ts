@@ -38,7 +38,7 @@ function run(objects: KubeObject[], options: Partial<TranslateOptions> = {}) {
 describe('security translation', () => {
   test('defaults: the safe edge settings, no policies', () => {
     const s = run([]).ir.security;
-    assert.deepEqual(s, { pathNormalization: 'MERGE_SLASHES', escapedSlashes: 'REJECT', headersWithUnderscores: 'REJECT_REQUEST', jwtRules: [], authorizationPolicies: [], rateLimits: [] });
+    assert.deepEqual(s, { pathNormalization: 'MERGE_SLASHES', escapedSlashes: 'REJECT', headersWithUnderscores: 'REJECT_REQUEST', jwtRules: [], authorizationPolicies: [], extAuthzProviders: [], rateLimits: [] });
   });
 
   test('scoping: root namespace and gateway namespace apply; selectors must select the gateway; others do not', () => {
@@ -86,10 +86,11 @@ describe('security translation', () => {
     assert.equal(r.diagnostics.filter((d) => d.reason === 'MG_INVALID_FIELD').length, 2);
   });
 
-  test('CUSTOM: warned, kept, fails closed at run time', () => {
+  test('CUSTOM naming a provider MeshConfig lacks: reported, kept, fails closed at run time', () => {
     const r = run([ap('ext', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{}] })]);
     assert.equal(r.ir.security.authorizationPolicies[0].action, 'CUSTOM');
-    assert.ok(r.diagnostics.some((d) => d.reason === 'MG_UNSUPPORTED' && d.message.includes('opa')));
+    assert.deepEqual(r.ir.security.extAuthzProviders, []);
+    assert.ok(r.diagnostics.some((d) => d.reason === 'MG_INVALID_FIELD' && d.message.includes('"opa" is not defined in MeshConfig')));
   });
 
   test('RequestAuthentication: default locations made explicit, names lowercased, timeout parsed', () => {
@@ -147,5 +148,38 @@ describe('security translation', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('CUSTOM ext-authz providers from MeshConfig', () => {
+  const mesh = (text: string, name = 'istio', namespace = 'istio-system') => k({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data: { mesh: text } });
+  const custom = ap('ext', { action: 'CUSTOM', provider: { name: 'authz' }, rules: [{}] });
+  const svc = k({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'authz', namespace: 'auth' }, spec: { ports: [{ name: 'http', port: 8000 }] } });
+
+  test('defaults: timeout 600s, statusOnError 403, fail closed, no header lists', () => {
+    const r = run([custom, svc, mesh('extensionProviders:\n- name: authz\n  envoyExtAuthzHttp: {service: authz.auth.svc.cluster.local, port: 8000}\n')]);
+    assert.deepEqual(r.ir.security.extAuthzProviders, [
+      { name: 'authz', cluster: 'outbound|8000||authz.auth.svc.cluster.local', timeoutMs: 600_000, pathPrefix: '', failOpen: false, statusOnError: 403, includeRequestHeadersInCheck: [], includeAdditionalHeadersInCheck: [], headersToUpstreamOnAllow: [], headersToDownstreamOnDeny: [] },
+    ]);
+    assert.ok(r.ir.clusters.some((c) => c.name === 'outbound|8000||authz.auth.svc.cluster.local'));
+  });
+
+  test('MeshConfig in another ConfigMap is not read', () => {
+    const r = run([custom, svc, mesh('extensionProviders:\n- name: authz\n  envoyExtAuthzHttp: {service: authz.auth.svc.cluster.local, port: 8000}\n', 'istio', 'default')]);
+    assert.deepEqual(r.ir.security.extAuthzProviders, []);
+  });
+
+  test('invalid MeshConfig YAML and a bad service are reported, never thrown', () => {
+    const bad = run([custom, svc, mesh('extensionProviders: [')]);
+    assert.deepEqual(bad.ir.security.extAuthzProviders, []);
+    assert.ok(bad.diagnostics.some((d) => d.field === 'data.mesh' && d.message.includes('not valid YAML')));
+    const noNs = run([custom, svc, mesh('extensionProviders:\n- name: authz\n  envoyExtAuthzHttp: {service: authz, port: 8000}\n')]);
+    assert.deepEqual(noNs.ir.security.extAuthzProviders, []);
+    assert.ok(noNs.diagnostics.some((d) => d.field === 'data.mesh' && d.severity === 'error'));
+  });
+
+  test('the ConfigMap schema allows data as a map of strings only', () => {
+    assert.deepEqual(checkObject(mesh('x')), []);
+    assert.ok(checkObject(k({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'istio-system' }, data: { mesh: 1 } })).length > 0);
   });
 });

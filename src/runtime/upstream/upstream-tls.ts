@@ -1,0 +1,76 @@
+/**
+ * Upstream TLS origination (IR `Cluster.tls`): the TLS options of an endpoint's undici pool, and the
+ * pool's TLS identity (endpoints are pooled by address and identity, so two clusters with different
+ * TLS to one address never share a connection).
+ *
+ * Files named by the IR (Istio `caCertificates`, `clientCertificate`, `privateKey`) are read here, when
+ * the pool is built, because translate reads no files. A file that cannot be read leaves the pool
+ * with a connector that fails every connection (503 `UF`, reason `MG_TLS_FILE_UNREADABLE`), never a
+ * plaintext one; the file is read again when the pool is next rebuilt (a snapshot that changes it).
+ *
+ * Names: `sni` is sent in every ClientHello of the pool (the request's Host never replaces it, unlike
+ * undici's default). With `subjectAltNames`, the server certificate must carry one of them; without,
+ * the chain alone is verified (Envoy without `match_subject_alt_names`).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { PeerCertificate } from 'node:tls';
+import type { Pool } from 'undici';
+import type { PemSource, UpstreamTls } from '../../ir/types.js';
+
+/** Error code of a server certificate whose SANs match none of `subjectAltNames` (Node's own code for name mismatches). */
+const ALTNAME_INVALID = 'ERR_TLS_CERT_ALTNAME_INVALID';
+
+/** `''` for plaintext; otherwise a short hash of the TLS settings, part of the pool key. */
+export function tlsIdentity(tls: UpstreamTls | null): string {
+  if (tls === null) return '';
+  return createHash('sha256').update(JSON.stringify(tls)).digest('hex').slice(0, 16);
+}
+
+/** What the pool needs for `tls`: undici `connect` options (spread into `tls.connect`) and the SNI. */
+export interface UpstreamTlsOptions {
+  connect: NonNullable<Pool.Options['connect']>;
+  servername: string;
+}
+
+export function upstreamTlsOptions(tls: UpstreamTls): UpstreamTlsOptions {
+  const connect: Record<string, unknown> = { servername: tls.sni, rejectUnauthorized: !tls.insecureSkipVerify };
+  try {
+    if (tls.caCertificates !== null) connect.ca = readPem(tls.caCertificates);
+    if (tls.clientCertificate !== null) {
+      connect.cert = readPem(tls.clientCertificate.certChain);
+      connect.key = readPem(tls.clientCertificate.privateKey);
+    }
+  } catch (err) {
+    const failure = Object.assign(new Error(`MG_TLS_FILE_UNREADABLE: ${(err as Error).message}`), { code: 'MG_TLS_FILE_UNREADABLE' });
+    const failing: Pool.Options['connect'] = (_opts, callback) => callback(failure, null);
+    return { connect: failing!, servername: tls.sni };
+  }
+  if (!tls.insecureSkipVerify) {
+    const wanted = tls.subjectAltNames;
+    connect.checkServerIdentity = wanted.length === 0 ? chainOnly : (_host: string, cert: PeerCertificate): Error | undefined => checkSans(wanted, cert);
+  }
+  return { connect, servername: tls.sni };
+}
+
+function readPem(src: PemSource): string {
+  return src.kind === 'inline' ? src.pem : readFileSync(src.path, 'utf8');
+}
+
+function chainOnly(): undefined {
+  return undefined;
+}
+
+/** The certificate's SANs (`DNS:`, `URI:`, `IP Address:`) must include one of `wanted` (DNS case-insensitive; a `*.` SAN covers one label). */
+function checkSans(wanted: string[], cert: PeerCertificate): Error | undefined {
+  const sans = (cert.subjectaltname ?? '').split(', ').filter((s) => s !== '').map((s) => s.slice(s.indexOf(':') + 1));
+  for (const w of wanted) {
+    const lw = w.toLowerCase();
+    for (const san of sans) {
+      const ls = san.toLowerCase();
+      if (ls === lw) return undefined;
+      if (ls.startsWith('*.') && lw.endsWith(ls.slice(1)) && !lw.slice(0, lw.length - ls.length + 1).includes('.')) return undefined;
+    }
+  }
+  return Object.assign(new Error(`server certificate SANs [${sans.join(', ')}] match none of subjectAltNames [${wanted.join(', ')}]`), { code: ALTNAME_INVALID });
+}
