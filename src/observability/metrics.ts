@@ -197,6 +197,14 @@ export class RequestMetrics {
       group.cells.set(key, cell);
     }
     cell.count++;
+    // Retries and circuit-breaker overflows, read off the finished record (no hook in the hot path).
+    if (rec.attempts > 1 || (rec.flags !== '-' && rec.flags.includes('UO'))) {
+      const cluster = rec.clusterName;
+      if (cluster !== null) {
+        if (rec.attempts > 1) this.#countUpstream('retry', cluster, rec.attempts - 1);
+        if (rec.flags.includes('UO')) this.#countUpstream('overflow', cluster, 1);
+      }
+    }
     cell.duration.observe(rec.durationMs);
     cell.requestBytes.observe(rec.bytesReceived);
     cell.responseBytes.observe(rec.bytesSent);
@@ -215,8 +223,12 @@ export class RequestMetrics {
 
   /** Retries, circuit-breaker overflows and outlier ejections, per cluster. */
   upstreamEvent(event: UpstreamEvent, cluster: string): void {
+    this.#countUpstream(event, cluster, 1);
+  }
+
+  #countUpstream(event: UpstreamEvent, cluster: string, n: number): void {
     const key = `${event}\0${cluster}`;
-    this.#upstream.set(key, (this.#upstream.get(key) ?? 0) + 1);
+    this.#upstream.set(key, (this.#upstream.get(key) ?? 0) + n);
   }
 
   #tcpSeries(cluster: string): TcpSeries {

@@ -137,6 +137,10 @@ describe('metrics and access log (text), two workers', () => {
       return want.every(([flag, labels]) => sum(samples, 'istio_requests_total', { ...labels, response_flags: flag }) === 1);
     }, 8000, `one request counted per flag ${want.map((w) => w[0]).join(',')}`);
 
+    // The refused connection was retried twice (Istio's default policy): counted per cluster.
+    const { samples } = await metrics(gw);
+    assert.equal(sum(samples, 'meshgate_upstream_retries_total', { cluster: 'outbound|80||down.default.svc.cluster.local' }), 2);
+
     await waitFor(() => want.every(([flag]) => textLines(gw).some((l) => l.split(' ')[5] === flag)), 5000, 'a log line per flag');
     const lines = textLines(gw);
     const byFlag = (flag: string) => lines.find((l) => l.split(' ')[5] === flag)!;
