@@ -10,10 +10,9 @@ import http2 from 'node:http2';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { cluster, forward, httpListener, route, snapshot, vhost } from '../support/ir-builders.js';
-import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
+import type { RuntimeHarness } from '../support/runtime-harness.js';
 import { ResetTracker, H2_GUARD } from '../../src/runtime/listeners/h2-guard.js';
-import { startRecordingUpstream, type RecordingUpstream } from './harness.js';
+import { startCatchAllRuntime, type RecordingUpstream } from './harness.js';
 
 const SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/security/h2attack.py');
 const PY = '/usr/bin/python3';
@@ -83,18 +82,18 @@ describe('ResetTracker (rapid-reset rule)', () => {
 });
 
 describe('HTTP/2 abuse on the h2c listener', { timeout: 60_000, skip: hasH2() ? false : 'needs python3-h2 (/usr/bin/python3)' }, () => {
+  let rig: Awaited<ReturnType<typeof startCatchAllRuntime>>;
   let up: RecordingUpstream;
   let gw: RuntimeHarness;
   let port: number;
 
   before(async () => {
-    up = await startRecordingUpstream();
-    gw = await startRuntime(snapshot([httpListener(0, [vhost('any', ['*'], [route('all', forward(['up']))])])], [cluster('up', [{ port: up.port }])]));
+    rig = await startCatchAllRuntime();
+    ({ up, gw } = rig);
     port = gw.port();
   });
   after(async () => {
-    await gw?.close();
-    await up?.close();
+    await rig?.close();
   });
 
   test('rapid reset: GOAWAY ENHANCE_YOUR_CALM long before Node\'s own limit; others still served', async () => {

@@ -7,6 +7,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { cluster, forward, httpListener, route, snapshot, vhost } from '../support/ir-builders.js';
+import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
 
 export interface RecordedRequest {
   method: string;
@@ -91,4 +93,18 @@ export function sendRaw(port: number, payload: string | Buffer, waitMs = 1500): 
     });
     socket.write(typeof payload === 'string' ? Buffer.from(payload, 'latin1') : payload);
   });
+}
+
+/** A runtime on a free port that forwards every request to a fresh recording upstream. */
+export async function startCatchAllRuntime(): Promise<{ up: RecordingUpstream; gw: RuntimeHarness; close(): Promise<void> }> {
+  const up = await startRecordingUpstream();
+  const gw = await startRuntime(snapshot([httpListener(0, [vhost('any', ['*'], [route('all', forward(['up']))])])], [cluster('up', [{ port: up.port }])]));
+  return {
+    up,
+    gw,
+    close: async () => {
+      await gw.close();
+      await up.close();
+    },
+  };
 }

@@ -11,21 +11,21 @@ import { SERVER_OPTIONS } from '../../src/runtime/listeners/listener-manager.js'
 import { cluster, forward, httpListener, route, snapshot, vhost } from '../support/ir-builders.js';
 import { request } from '../support/http-client.js';
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
-import { startRecordingUpstream, type RecordingUpstream } from './harness.js';
+import { startCatchAllRuntime, startRecordingUpstream, type RecordingUpstream } from './harness.js';
 
 describe('slowloris', { timeout: 40_000 }, () => {
+  let rig: Awaited<ReturnType<typeof startCatchAllRuntime>>;
   let up: RecordingUpstream;
   let gw: RuntimeHarness;
   let port: number;
 
   before(async () => {
-    up = await startRecordingUpstream();
-    gw = await startRuntime(snapshot([httpListener(0, [vhost('any', ['*'], [route('all', forward(['up']))])])], [cluster('up', [{ port: up.port }])]));
+    rig = await startCatchAllRuntime();
+    ({ up, gw } = rig);
     port = gw.port();
   });
   after(async () => {
-    await gw?.close();
-    await up?.close();
+    await rig?.close();
   });
 
   test('trickling heads are closed within headersTimeout + 2 s; a normal client is served meanwhile', async () => {
