@@ -5,18 +5,15 @@
  * whose `data.mesh` is MeshConfig YAML. Only that ConfigMap is read; only the providers some CUSTOM
  * policy names are translated (and their service resolved to a cluster, like a route destination).
  */
-import { parse } from 'yaml';
 import type { AuthorizationPolicy, ExtAuthzHttpProvider } from '../../ir/types.js';
 import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { parseDuration } from '../../api/duration.js';
 import { arr, bool, isObj, num, obj, str } from '../../lib/unknown.js';
 import { CLUSTER_DOMAIN, DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../backends.js';
+import { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE, readMeshConfig } from '../mesh-config.js';
 import type { TranslateContext } from '../types.js';
 
-/** Istio's MeshConfig ConfigMap. */
-export const MESH_CONFIG_NAMESPACE = 'istio-system';
-export const MESH_CONFIG_NAME = 'istio';
 
 /** Istio `envoyExtAuthzHttp.timeout` default (600 s). */
 export const DEFAULT_EXT_AUTHZ_TIMEOUT_MS = 600_000;
@@ -29,8 +26,8 @@ export function translateExtAuthzProviders(ctx: TranslateContext, resources: Res
   const wanted = new Map<string, AuthorizationPolicy>();
   for (const p of policies) if (p.action === 'CUSTOM' && p.provider !== null && !wanted.has(p.provider)) wanted.set(p.provider, p);
   if (wanted.size === 0) return [];
-  const cm = resources.get('ConfigMap', MESH_CONFIG_NAMESPACE, MESH_CONFIG_NAME) ?? null;
-  const providers = cm === null ? new Map<string, Record<string, unknown>>() : extensionProviders(ctx, cm);
+  const meshConfig = readMeshConfig(ctx, resources);
+  const providers = meshConfig === null ? new Map<string, Record<string, unknown>>() : extensionProviders(meshConfig.mesh);
   const out: ExtAuthzHttpProvider[] = [];
   for (const name of [...wanted.keys()].sort()) {
     const policy = wanted.get(name)!;
@@ -45,7 +42,7 @@ export function translateExtAuthzProviders(ctx: TranslateContext, resources: Res
       ctx.report('warning', 'MG_UNSUPPORTED', from, 'spec.provider.name', `extension provider "${name}" is ${kind}; meshgate supports envoyExtAuthzHttp only; requests this CUSTOM policy matches are denied (403)`);
       continue;
     }
-    const p = translateProvider(ctx, resources, cm!, name, obj(raw.envoyExtAuthzHttp));
+    const p = translateProvider(ctx, resources, meshConfig!.from, name, obj(raw.envoyExtAuthzHttp));
     if (p !== null) out.push(p);
   }
   return out;
@@ -56,18 +53,9 @@ function policyObject(resources: ResourceSet, p: AuthorizationPolicy): KubeObjec
   return resources.get('AuthorizationPolicy', p.source.namespace, p.source.name) ?? null;
 }
 
-function extensionProviders(ctx: TranslateContext, cm: KubeObject): Map<string, Record<string, unknown>> {
+function extensionProviders(mesh: Record<string, unknown>): Map<string, Record<string, unknown>> {
   const out = new Map<string, Record<string, unknown>>();
-  const text = str(obj(cm.body.data).mesh);
-  if (text === undefined) return out;
-  let mesh: unknown;
-  try {
-    mesh = parse(text);
-  } catch (e) {
-    ctx.report('error', 'MG_INVALID_FIELD', cm, 'data.mesh', `MeshConfig is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
-    return out;
-  }
-  arr(obj(mesh).extensionProviders).forEach((raw) => {
+  arr(mesh.extensionProviders).forEach((raw) => {
     const p = obj(raw);
     const name = str(p.name);
     if (name !== undefined && !out.has(name)) out.set(name, p);

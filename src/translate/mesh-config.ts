@@ -1,0 +1,44 @@
+/**
+ * Istio MeshConfig, read the way Istio stores it: the ConfigMap `istio` in namespace `istio-system`,
+ * whose `data.mesh` is MeshConfig YAML. PURE. Several translators read parts of it (extension
+ * providers, access logging, the gateway topology); the YAML is parsed once per translation and a
+ * parse error is reported once.
+ */
+import { parse } from 'yaml';
+import { obj, str, type Obj } from '../lib/unknown.js';
+import type { ResourceSet } from '../resources/resource-set.js';
+import type { KubeObject } from '../resources/types.js';
+import type { TranslateContext } from './types.js';
+
+/** Istio's MeshConfig ConfigMap. */
+export const MESH_CONFIG_NAMESPACE = 'istio-system';
+export const MESH_CONFIG_NAME = 'istio';
+
+export interface MeshConfig {
+  /** The ConfigMap it came from (for diagnostics: field `data.mesh`). */
+  from: KubeObject;
+  /** The parsed MeshConfig (an empty object when `data.mesh` is absent). */
+  mesh: Obj;
+}
+
+const cache = new WeakMap<TranslateContext, MeshConfig | null>();
+
+/** The MeshConfig of this translation; null when the ConfigMap is absent or its YAML is broken (reported). */
+export function readMeshConfig(ctx: TranslateContext, resources: ResourceSet): MeshConfig | null {
+  if (cache.has(ctx)) return cache.get(ctx)!;
+  const cm = resources.get('ConfigMap', MESH_CONFIG_NAMESPACE, MESH_CONFIG_NAME) ?? null;
+  let out: MeshConfig | null = null;
+  if (cm !== null) {
+    const text = str(obj(cm.body.data).mesh);
+    if (text === undefined) out = { from: cm, mesh: {} };
+    else {
+      try {
+        out = { from: cm, mesh: obj(parse(text)) };
+      } catch (e) {
+        ctx.report('error', 'MG_INVALID_FIELD', cm, 'data.mesh', `MeshConfig is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+  }
+  cache.set(ctx, out);
+  return out;
+}
