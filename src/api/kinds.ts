@@ -27,6 +27,10 @@ export interface KindInfo {
 
 const ISTIO_VERSIONS = ['v1', 'v1beta1', 'v1alpha3'] as const;
 
+/** Istio's MeshConfig lives in this ConfigMap (`data.mesh`, YAML); it is the only ConfigMap meshgate reads. */
+export const MESH_CONFIG_NAMESPACE = 'istio-system';
+export const MESH_CONFIG_NAME = 'istio';
+
 /** Every (group, kind) meshgate reads. ServiceEntry is read and validated; translation may report it unsupported. */
 export const KINDS: readonly KindInfo[] = [
   { group: 'networking.k8s.io', kind: 'Ingress', versions: ['v1'], schema: networking.ingress },
@@ -35,7 +39,7 @@ export const KINDS: readonly KindInfo[] = [
   { group: '', kind: 'Endpoints', versions: ['v1'], schema: core.endpoints },
   { group: '', kind: 'Pod', versions: ['v1'], schema: core.pod },
   { group: '', kind: 'Secret', versions: ['v1'], schema: core.secret },
-  // Only ConfigMap istio-system/istio (Istio MeshConfig in `data.mesh`) is used (translate/security/ext-authz.ts).
+  // Only ConfigMap istio-system/istio (Istio MeshConfig in `data.mesh`) is used (translate/mesh-config.ts).
   { group: '', kind: 'ConfigMap', versions: ['v1'], schema: core.configMap },
   { group: 'discovery.k8s.io', kind: 'EndpointSlice', versions: ['v1'], schema: discovery.endpointSlice },
   { group: 'networking.istio.io', kind: 'Gateway', versions: ISTIO_VERSIONS, schema: istio.gateway },

@@ -10,9 +10,9 @@ import type { ResourceSet } from '../resources/resource-set.js';
 import type { KubeObject } from '../resources/types.js';
 import type { TranslateContext } from './types.js';
 
-/** Istio's MeshConfig ConfigMap. */
-export const MESH_CONFIG_NAMESPACE = 'istio-system';
-export const MESH_CONFIG_NAME = 'istio';
+import { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../api/kinds.js';
+
+export { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE };
 
 export interface MeshConfig {
   /** The ConfigMap it came from (for diagnostics: field `data.mesh`). */

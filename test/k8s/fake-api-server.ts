@@ -46,6 +46,7 @@ export const DEFAULT_RESOURCES: ResourceDef[] = [
   { group: '', versions: ['v1'], resource: 'endpoints', kind: 'Endpoints', namespaced: true },
   { group: '', versions: ['v1'], resource: 'pods', kind: 'Pod', namespaced: true, status: true },
   { group: '', versions: ['v1'], resource: 'secrets', kind: 'Secret', namespaced: true },
+  { group: '', versions: ['v1'], resource: 'configmaps', kind: 'ConfigMap', namespaced: true },
   { group: '', versions: ['v1'], resource: 'events', kind: 'Event', namespaced: true },
   { group: 'networking.k8s.io', versions: ['v1'], resource: 'ingresses', kind: 'Ingress', namespaced: true, status: true },
   { group: 'networking.k8s.io', versions: ['v1'], resource: 'ingressclasses', kind: 'IngressClass', namespaced: false },

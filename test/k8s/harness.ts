@@ -88,7 +88,7 @@ async function applyObject(client: ApiClient, o: Obj): Promise<Obj> {
   return (await client.expect('PUT', p, { ...o, metadata: { ...(o.metadata as Obj), resourceVersion: meta.resourceVersion } })) as Obj;
 }
 
-const PLURAL: Record<string, string> = { Ingress: 'ingresses', Endpoints: 'endpoints', IngressClass: 'ingressclasses', ServiceEntry: 'serviceentries', Namespace: 'namespaces' };
+const PLURAL: Record<string, string> = { Ingress: 'ingresses', Endpoints: 'endpoints', AuthorizationPolicy: 'authorizationpolicies', IngressClass: 'ingressclasses', ServiceEntry: 'serviceentries', Namespace: 'namespaces' };
 const CLUSTER_SCOPED = new Set(['Namespace', 'IngressClass']);
 
 function collectionOf(o: Obj): string {

@@ -38,6 +38,9 @@ export const WATCHED: readonly WatchedResource[] = [
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
 ];
 
+/** ConfigMaps: only Istio's MeshConfig (`MESH_CONFIG_NAMESPACE/MESH_CONFIG_NAME`) is watched, by name. */
+export const CONFIGMAPS: WatchedResource = { group: '', versions: ['v1'], resource: 'configmaps', kind: 'ConfigMap', namespaced: true, builtin: true };
+
 export const SECRETS: WatchedResource = { group: '', versions: ['v1'], resource: 'secrets', kind: 'Secret', namespaced: true, builtin: true };
 
 export function apiVersionOf(group: string, version: string): string {

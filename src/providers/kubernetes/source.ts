@@ -11,7 +11,9 @@
  * - Secrets (see secret-refs.ts): by default only those an Ingress `spec.tls` or a Gateway
  *   `credentialName` names, each watched by name with a field selector; with `secretLabelSelector`,
  *   those carrying the labels. Either way no Secret the routes do not use is read.
+ * - Istio's MeshConfig: the one ConfigMap `istio-system/istio`, watched by name in every mode.
  */
+import { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../../api/kinds.js';
 import type { Logger } from '../../lib/log.js';
 import type { LoadedConfig } from '../../control/pipeline.js';
 import type { ConfigSource } from '../../control/source.js';
@@ -19,7 +21,7 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ApiClient } from './api-client.js';
 import { Backoff, Sleeper, type BackoffOptions } from './backoff.js';
 import { discoverVersion } from './discovery.js';
-import { SECRETS, WATCHED, apiVersionOf, collectionPath, type WatchedResource } from './kinds.js';
+import { CONFIGMAPS, SECRETS, WATCHED, apiVersionOf, collectionPath, type WatchedResource } from './kinds.js';
 import { Reflector } from './reflector.js';
 import { referencedSecrets } from './secret-refs.js';
 
@@ -141,6 +143,11 @@ export class KubernetesSource implements ConfigSource {
       }
     }
     if (this.#opts.secretLabelSelector !== null) this.#startKind(SECRETS, 'v1', this.#opts.secretLabelSelector);
+    // Istio's MeshConfig, by name, whatever `watchNamespaces` says: it is one named object that
+    // configures the whole gateway (extension providers, access logging, gateway topology).
+    const mesh = this.#reflector(CONFIGMAPS, 'v1', MESH_CONFIG_NAMESPACE, { fieldSelector: `metadata.name=${MESH_CONFIG_NAME}` });
+    this.#reflectors.set(`ConfigMap|${MESH_CONFIG_NAMESPACE}`, mesh);
+    mesh.start();
   }
 
   #markMissing(r: WatchedResource): void {
