@@ -10,7 +10,7 @@ import type { CorsPolicy, FaultInjection, Mirror, Route } from '../../src/ir/typ
 import { cluster, forward, httpListener, match, route, snapshot, vhost } from '../support/ir-builders.js';
 import { request } from '../support/http-client.js';
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
-import { sleep, startBackend, type Action, type Backend, type Hit } from './traffic-support.js';
+import { refusingPort, sleep, startBackend, type Action, type Backend, type Hit } from './traffic-support.js';
 
 const open: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -180,5 +180,24 @@ describe('CORS', { timeout: 60_000 }, () => {
     const other = await request(gw.port(), { headers: { origin: 'https://evil.example.com' } });
     assert.equal(other.status, 200);
     assert.equal(other.headers['access-control-allow-origin'], undefined);
+  });
+
+  test("the gateway's own answers (direct response, redirect, 503) carry the CORS headers too", async () => {
+    const gw = await gateway(
+      [
+        route('direct', { kind: 'direct', status: 418, body: 'teapot', contentType: null }, prefix('/direct'), { cors }),
+        route('redirect', { kind: 'redirect', scheme: null, authority: null, port: null, path: { kind: 'full', value: '/moved' }, responseCode: 302 }, prefix('/redirect'), { cors }),
+        route('down', forward(['down']), prefix('/down'), { cors }),
+      ],
+      { down: await refusingPort() },
+    );
+    for (const [p, status] of [['/direct', 418], ['/redirect', 302], ['/down', 503]] as const) {
+      const r = await request(gw.port(), { path: p, headers: { origin: 'https://app.example.com' } });
+      assert.equal(r.status, status, p);
+      assert.equal(r.headers['access-control-allow-origin'], 'https://app.example.com', `${p}: allow-origin`);
+      assert.equal(r.headers['access-control-expose-headers'], 'x-trace', `${p}: expose-headers`);
+      const other = await request(gw.port(), { path: p, headers: { origin: 'https://evil.example.com' } });
+      assert.equal(other.headers['access-control-allow-origin'], undefined, `${p}: not for another origin`);
+    }
   });
 });

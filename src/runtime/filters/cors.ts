@@ -7,13 +7,14 @@
  * - A preflight from another Origin is forwarded upstream like any request (Istio's default
  *   `unmatchedPreflights: FORWARD`), or answered 200 without CORS headers (`IGNORE`).
  * - Any other request from an allowed Origin gets `access-control-allow-origin`,
- *   `-allow-credentials` and `-expose-headers` added to its response.
+ *   `-allow-credentials` and `-expose-headers` added to its response, whether proxied or answered
+ *   by the gateway (redirect, direct response, local error), as Envoy's CORS filter does.
  */
 
 import type { ServerResponse } from 'node:http';
 import type { CorsPolicy } from '../../ir/types.js';
 import { compileStringMatch } from '../compile/string-match.js';
-import { SERVER_NAME } from '../http/local-reply.js';
+import { addLocalReplyHeaders, SERVER_NAME } from '../http/local-reply.js';
 
 export interface CompiledCors {
   /** Origin tests; `anyOrigin` when an exact `*` is listed. */
@@ -86,6 +87,11 @@ export function handleCors(c: CompiledCors, x: CorsInput): boolean {
   if (origin === null) return false;
   if (x.method === 'OPTIONS' && x.header('access-control-request-method') !== null) return answerPreflight(c, origin, x.res);
   const h = corsResponseHeaders(c, origin);
-  if (h !== null) x.extraResponseHeaders = x.extraResponseHeaders === null ? h : x.extraResponseHeaders.concat(h);
+  if (h !== null) {
+    // Proxied responses read extraResponseHeaders; the gateway's own answers (redirect, direct
+    // response, 503...) read the local-reply headers.
+    x.extraResponseHeaders = x.extraResponseHeaders === null ? h : x.extraResponseHeaders.concat(h);
+    addLocalReplyHeaders(x.res, h);
+  }
   return false;
 }

@@ -69,7 +69,7 @@ function encodeGrpcMessage(message: string): string {
  * Answers a gRPC request with a trailers-only response: HTTP 200, content-type application/grpc,
  * `grpc-status` and `grpc-message` in the one HEADERS frame that ends the stream.
  */
-export function sendGrpcLocalError(res: ServerResponse, e: LocalError, serverName: string, flagsHeader: string): void {
+export function sendGrpcLocalError(res: ServerResponse, e: LocalError, serverName: string, flagsHeader: string, extra?: string[]): void {
   const status = grpcStatusOf(e);
   const message = e.body.length > 0 ? e.body.toString('utf8') : e.status === 404 ? 'route not found' : `HTTP ${e.status}`;
   const contentType = res.req !== undefined ? String(res.req.headers['content-type'] ?? 'application/grpc') : 'application/grpc';
@@ -80,6 +80,7 @@ export function sendGrpcLocalError(res: ServerResponse, e: LocalError, serverNam
     'grpc-message', encodeGrpcMessage(message),
     flagsHeader, e.flag,
   ];
+  if (extra !== undefined) for (let i = 0; i < extra.length; i++) headers.push(extra[i]);
   if (res.req !== undefined && isHttp2(res.req)) {
     const stream = (res as unknown as Http2ServerResponse).stream;
     if (stream.headersSent || stream.destroyed) return;

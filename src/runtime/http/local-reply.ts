@@ -55,27 +55,50 @@ export const Errors = {
   tooManyHeaders: localError(431, 'DPE', 'MG_ERR_TOO_MANY_HEADERS', 'too many request headers'),
 } as const;
 
+const kReplyHeaders = Symbol('meshgate.localReplyHeaders');
+type TaggedResponse = ServerResponse & { [kReplyHeaders]?: string[] };
+
+/**
+ * Headers (name/value pairs) every local reply to this request carries from now on: the CORS
+ * headers of the route that matched (Envoy's CORS filter encodes local replies too, so a browser
+ * sees the 503 or the redirect instead of a CORS error).
+ */
+export function addLocalReplyHeaders(res: ServerResponse, pairs: string[]): void {
+  const t = res as TaggedResponse;
+  t[kReplyHeaders] = t[kReplyHeaders] === undefined ? pairs : t[kReplyHeaders].concat(pairs);
+}
+
+function replyHeaders(res: ServerResponse): string[] | undefined {
+  return (res as TaggedResponse)[kReplyHeaders];
+}
+
 export function sendLocalError(res: ServerResponse, e: LocalError, close = false): void {
   if (close) {
     res.shouldKeepAlive = false;
     markConnectionRejected(res); // requests already pipelined behind this one are never served (h1-guard.ts)
   }
   noteLocalReply(res, e.flag, e.body.length, e.details ?? null);
-  if (res.req !== undefined && isGrpcRequest(res.req)) return sendGrpcLocalError(res, e, SERVER_NAME, FLAGS_HEADER);
+  const extra = replyHeaders(res);
+  if (res.req !== undefined && isGrpcRequest(res.req)) return sendGrpcLocalError(res, e, SERVER_NAME, FLAGS_HEADER, extra);
   // Envoy marks circuit-breaker answers (merged with the list below by writeHead).
   if (e.flag === 'UO') res.setHeader('x-envoy-overloaded', 'true');
-  res.writeHead(e.status, [
+  const h = [
     'server', SERVER_NAME,
     'content-type', 'text/plain',
     'content-length', String(e.body.length),
     FLAGS_HEADER, e.flag,
-  ]);
+  ];
+  if (extra !== undefined) for (let i = 0; i < extra.length; i++) h.push(extra[i]);
+  res.writeHead(e.status, h);
   res.end(e.body);
 }
 
 export function sendRedirect(res: ServerResponse, status: number, location: string): void {
   noteLocalReply(res, null, 0);
-  res.writeHead(status, ['server', SERVER_NAME, 'location', location, 'content-length', '0']);
+  const h = ['server', SERVER_NAME, 'location', location, 'content-length', '0'];
+  const extra = replyHeaders(res);
+  if (extra !== undefined) for (let i = 0; i < extra.length; i++) h.push(extra[i]);
+  res.writeHead(status, h);
   res.end();
 }
 
@@ -84,6 +107,8 @@ export function sendDirect(res: ServerResponse, status: number, contentType: str
   const h = ['server', SERVER_NAME, 'content-length', String(body.length)];
   if (body.length > 0) h.push('content-type', contentType);
   if (headers !== null) for (let i = 0; i < headers.length; i++) h.push(headers[i]);
+  const extra = replyHeaders(res);
+  if (extra !== undefined) for (let i = 0; i < extra.length; i++) h.push(extra[i]);
   res.writeHead(status, h);
   res.end(body);
 }
