@@ -116,6 +116,24 @@ describe('mirroring', { timeout: 60_000 }, () => {
     assert.deepEqual(shadow.hits.map((h) => [h.url, h.body]), [['/small', small]], 'only the small body was mirrored, byte for byte');
   });
 
+  test("copies obey the mirror cluster's circuit breaker: over its limit they are dropped, never queued", async () => {
+    const main = await backend('main');
+    const shadow = await backend('shadow', () => ({ delayMs: 1500, status: 200 }));
+    const limits = { maxConnections: 1, maxPendingRequests: 1, maxRequests: null, maxRequestsPerConnection: null, maxRetries: null, idleTimeoutMs: null };
+    const gw = await startRuntime(
+      snapshot(
+        [httpListener(0, [vhost('v', ['*'], [route('m', forward(['main'], { mirrors: [{ cluster: 'shadow', percentage: 100 }] }), [match()])])])],
+        [cluster('main', [{ port: main.port }]), cluster('shadow', [{ port: shadow.port }], { connectionPool: limits })],
+      ),
+    );
+    open.push({ close: () => gw.close(500) });
+    const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => request(gw.port(), { path: `/r${i}` })));
+    assert.deepEqual(replies.map((r) => r.status), [200, 200, 200, 200, 200, 200], 'clients never notice the mirror');
+    await sleep(2000);
+    assert.equal(main.hits.length, 6);
+    assert.equal(shadow.hits.length, 1, 'one copy holds the only slot; the other five are dropped instead of queued');
+  });
+
   test('mirror percentage: about 25% of requests are copied', async () => {
     const main = await backend('main');
     const shadow = await backend('shadow');

@@ -63,6 +63,26 @@ export class CircuitBreaker {
     return Admission.Go;
   }
 
+  /**
+   * Takes a slot only when one is free at once (no queueing): for traffic that must never wait or
+   * crowd out clients, i.e. mirror copies. false (and an overflow counted) otherwise.
+   */
+  tryTake(): boolean {
+    const l = this.limits;
+    if (l !== null) {
+      const over =
+        (l.maxRequests !== null && this.active + this.#pending.length >= l.maxRequests) ||
+        (l.maxConnections !== null && this.active >= l.maxConnections) ||
+        this.#pending.length > 0;
+      if (over) {
+        this.overflows++;
+        return false;
+      }
+    }
+    this.active++;
+    return true;
+  }
+
   /** Gives a slot back; the oldest pending request (if any, and the limits allow) gets it. */
   release(): void {
     this.active--;

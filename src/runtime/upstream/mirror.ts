@@ -8,13 +8,16 @@
  * - Bodies: a request without a body is mirrored at once; a body is mirrored only when it is at most
  *   `MAX_REPLAY_BODY_BYTES`, once it has fully arrived (the copy is sent from memory). Larger bodies
  *   are not mirrored (the copy would need an unbounded buffer or would slow the client down).
- * - Mirrors bypass the mirror cluster's circuit breaker and outlier detection: they count for
- *   nothing but the upstream's own load.
+ * - A copy takes a slot of the mirror cluster's circuit breaker (Envoy sends shadows through the
+ *   cluster's connection pool and its circuit breakers) but never waits for one: when the cluster's
+ *   limits are reached the copy is dropped (`mirrorStats.overflow`, and the breaker's overflow
+ *   count). Outlier detection does not see mirror answers.
  */
 
 import type { Dispatcher } from 'undici';
 import type { Mirror } from '../../ir/types.js';
 import type { CompiledCluster } from '../compile/types.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
 import { selectEndpoint } from './load-balancer.js';
 import type { ReplayableBody } from './request-body.js';
 
@@ -34,7 +37,7 @@ export function compileMirrors(mirrors: Mirror[], clusters: Map<string, Compiled
 const DEFAULT_MIRROR_TIMEOUT_MS = 30_000;
 
 /** Copies sent and dropped, for tests and metrics. */
-export const mirrorStats = { sent: 0, skippedBody: 0, failed: 0 };
+export const mirrorStats = { sent: 0, skippedBody: 0, failed: 0, overflow: 0 };
 
 /** The answer of a copy is drained and dropped; errors are counted and swallowed. */
 const SHADOW_HANDLER: Dispatcher.DispatchHandler = {
@@ -71,10 +74,11 @@ export function sendMirrors(
     const endpoint = selectEndpoint(m.cluster, random, null);
     if (endpoint === null || endpoint.handle === null) continue;
     const dispatcher = endpoint.handle.dispatcher;
+    const breaker = m.cluster.state?.breaker ?? null;
     const shadowHeaders = shadow(headers);
     const t = timeoutMs > 0 ? timeoutMs : DEFAULT_MIRROR_TIMEOUT_MS;
     if (body === null) {
-      dispatchCopy(dispatcher, method, target, shadowHeaders, null, t);
+      dispatchCopy(dispatcher, breaker, method, target, shadowHeaders, null, t);
       continue;
     }
     body.whenComplete((buf) => {
@@ -82,18 +86,47 @@ export function sendMirrors(
         mirrorStats.skippedBody++;
         return;
       }
-      dispatchCopy(dispatcher, method, target, shadowHeaders, buf, t);
+      dispatchCopy(dispatcher, breaker, method, target, shadowHeaders, buf, t);
     });
   }
 }
 
-function dispatchCopy(dispatcher: Dispatcher, method: string, path: string, headers: string[], body: Buffer | null, timeoutMs: number): void {
+function dispatchCopy(dispatcher: Dispatcher, breaker: CircuitBreaker | null, method: string, path: string, headers: string[], body: Buffer | null, timeoutMs: number): void {
+  let handler = SHADOW_HANDLER;
+  if (breaker !== null && breaker.limits !== null) {
+    if (!breaker.tryTake()) {
+      mirrorStats.overflow++;
+      return;
+    }
+    handler = releasingHandler(breaker);
+  }
   mirrorStats.sent++;
   try {
-    dispatcher.dispatch({ method: method as Dispatcher.HttpMethod, path, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }, SHADOW_HANDLER);
-  } catch {
-    mirrorStats.failed++;
+    dispatcher.dispatch({ method: method as Dispatcher.HttpMethod, path, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }, handler);
+  } catch (e) {
+    if (handler === SHADOW_HANDLER) mirrorStats.failed++;
+    else handler.onError!(e as Error); // counts the failure and gives the slot back
   }
+}
+
+/** SHADOW_HANDLER that also gives the circuit-breaker slot back, once, when the copy ends. */
+function releasingHandler(breaker: CircuitBreaker): Dispatcher.DispatchHandler {
+  let held = true;
+  const release = (): void => {
+    if (!held) return;
+    held = false;
+    breaker.release();
+  };
+  return {
+    ...SHADOW_HANDLER,
+    onComplete() {
+      release();
+    },
+    onError() {
+      mirrorStats.failed++;
+      release();
+    },
+  };
 }
 
 /** A copy of `headers` with the host suffixed `-shadow` (before any port). */
