@@ -124,6 +124,7 @@ describe('hostile-input corpus (runtime, loopback)', { timeout: 90_000 }, () => 
         const r = await sendRaw(port, payload);
         assert.equal(r.statuses[0], want, `${name}: expected ${want}, got ${JSON.stringify(r.text.slice(0, 120))}`);
         assert.equal(r.statuses.length, 1, `${name}: exactly one response, got ${r.statuses.join(',')}`);
+        assert.match(r.text, /\r\nserver: meshgate\r\n/i, `${name}: the refusal is the gateway's (server: meshgate), got ${JSON.stringify(r.text.slice(0, 160))}`);
         assert.ok(r.closed, `${name}: the connection must be closed after an error`);
         const completed = up.requests.filter((q) => q.complete);
         assert.equal(completed.length, 0, `${name}: the upstream must not receive a complete request, got ${JSON.stringify(completed.map((q) => q.url))}`);

@@ -55,6 +55,8 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, req: 
     }
   }
   if (h2) host = h2Authority(req, host);
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (HTTP/1.0 may omit it).
+  else if ((host === null || host === '') && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) return sendLocalError(res, Errors.badRequest, true);
 
   // Request target: origin-form `/p?q` or absolute-form `http://a/p?q` (its authority wins over
   // Host, RFC 9112 §3.2.2). The asterisk-form (`OPTIONS *`) is not proxied: 400, as nginx does. A

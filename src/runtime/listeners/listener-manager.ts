@@ -7,10 +7,12 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
+import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
 import { acceptUpgrade } from '../http/websocket.js';
 import { checkClientCertificate } from './client-cert.js';
 import { createEngines, dispatchTls, SessionTracker, sniffPlaintext, type HttpEngines } from './http-front.js';
@@ -27,10 +29,10 @@ export const SERVER_OPTIONS = {
   keepAliveTimeout: 60_000,
   /** Node only enforces headersTimeout at this interval; its 30 s default lets slowloris in. */
   connectionsCheckingInterval: 1000,
-  /** 64 KiB of request head; more is 431 (Node's default clientError handler). */
+  /** 64 KiB of request head; more is 431 (`onClientError`). */
   maxHeaderSize: 64 * 1024,
-  /** HTTP/1.1 without Host: 400. */
-  requireHostHeader: true,
+  /** HTTP/1.1 without Host is refused by the request path (400 DPE with the gateway's headers), not by Node. */
+  requireHostHeader: false,
 } as const;
 
 /** Where one listener stands after a sync. */
@@ -186,8 +188,7 @@ export class ListenerManager {
     h1.on('request', onRequest);
     h1.on('upgrade', onUpgrade);
     h2.on('request', onRequest as unknown as (req: unknown, res: unknown) => void);
-    // No 'clientError' listener: Node's default answers 400, 431 (head over maxHeaderSize) or 408
-    // and closes, and never writes into a response already under way.
+    h1.on('clientError', onClientError);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -340,3 +341,24 @@ function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
 }
 
 function noop(): void {}
+
+/**
+ * A request head the HTTP/1.1 parser refused (malformed, head over maxHeaderSize, header timeout):
+ * answered as Node's default handler does (400; 431 for a head too large; 413 for chunk extensions
+ * too large; 408 for a head that did not arrive in time), then the connection is closed; but, like
+ * every answer of the gateway, with `server: meshgate` and the response flag DPE (Envoy's
+ * downstream protocol error). Nothing is written into a response already under way.
+ */
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  const code = err.code ?? '';
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (code !== 'ECONNRESET' && socket.writable && (inFlight === undefined || inFlight === null || inFlight.headersSent !== true)) {
+    const status =
+      code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
+      : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? '413 Payload Too Large'
+      : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout'
+      : '400 Bad Request';
+    socket.write(`HTTP/1.1 ${status}\r\nserver: ${SERVER_NAME}\r\n${FLAGS_HEADER}: DPE\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  }
+  socket.destroy();
+}
