@@ -78,6 +78,9 @@ export interface CheckResult {
   diagnostics: Diagnostic[];
 }
 
+/** Diagnostics of the objects already checked (weakly held: gone with the object). */
+const checked = new WeakMap<KubeObject, Diagnostic[]>();
+
 /**
  * Keep the objects meshgate reads and that are valid. Unknown kinds: MG_UNKNOWN_KIND info, dropped.
  * Known kind at an unknown version: MG_UNKNOWN_KIND warning, dropped. Schema violations:
@@ -87,7 +90,10 @@ export function checkObjects(objects: readonly KubeObject[]): CheckResult {
   const accepted: KubeObject[] = [];
   const diagnostics: Diagnostic[] = [];
   for (const o of objects) {
-    const found = checkObject(o);
+    // KubeObjects are never changed once made: one that was checked before (a Kubernetes
+    // reflector keeps the same object until its next watch event) is not checked again.
+    let found = checked.get(o);
+    if (found === undefined) checked.set(o, (found = checkObject(o)));
     diagnostics.push(...found);
     if (!found.some((d) => d.severity === 'error' || d.reason === 'MG_UNKNOWN_KIND')) accepted.push(o);
   }
