@@ -9,7 +9,6 @@
  *        diagnostics ──────► event recorder ─┴─ write only while this replica holds the Lease
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Diagnostic } from '../lib/diagnostic.js';
 import type { Logger } from '../lib/log.js';
@@ -21,19 +20,10 @@ import type { BackoffOptions } from '../providers/kubernetes/backoff.js';
 import { EventRecorder } from '../providers/kubernetes/events.js';
 import { LeaderElector } from '../providers/kubernetes/leader.js';
 import { KubernetesSource } from '../providers/kubernetes/source.js';
-import { IngressStatusWriter, type PublishTarget } from '../providers/kubernetes/status.js';
+import { IngressStatusWriter } from '../providers/kubernetes/status.js';
+import type { KubernetesRunOptions } from './kubernetes-options.js';
 
-export interface KubernetesRunOptions {
-  /** `--kubeconfig`; null: in-cluster service account, else $KUBECONFIG / ~/.kube/config. */
-  kubeconfig: string | null;
-  /** `--watch-namespace` (repeatable); null: all namespaces. */
-  watchNamespaces: string[] | null;
-  /** `--namespace`: where the leader Lease lives. */
-  namespace: string;
-  publish: PublishTarget | null;
-  /** `--secret-label-selector`; null: read only referenced Secrets. */
-  secretLabelSelector: string | null;
-}
+export { defaultNamespace, parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
 
 /** Timings tests shorten; production uses the defaults of each component. */
 export interface KubernetesTimings {
@@ -46,48 +36,6 @@ export interface KubernetesTimings {
 }
 
 export const LEASE_NAME = 'meshgate-leader';
-const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-type Values = Record<string, string | boolean | string[] | undefined>;
-
-/** Read the Kubernetes flags; `fail` reports bad usage (and does not return). */
-export function parseKubernetesOptions(v: Values, fail: (message: string) => never): KubernetesRunOptions {
-  const one = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
-  const namespaces = Array.isArray(v['watch-namespace']) ? v['watch-namespace'].flatMap((n) => n.split(',')).map((n) => n.trim()).filter(Boolean) : [];
-  for (const ns of namespaces) if (!DNS_LABEL.test(ns)) fail(`--watch-namespace: "${ns}" is not a namespace name`);
-  const namespace = one('namespace') ?? defaultNamespace();
-  if (!DNS_LABEL.test(namespace)) fail(`--namespace: "${namespace}" is not a namespace name`);
-  const service = one('publish-service');
-  const address = one('publish-address');
-  if (service !== undefined && address !== undefined) fail('--publish-service and --publish-address cannot be used together');
-  let publish: PublishTarget | null = null;
-  if (service !== undefined) {
-    const m = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(service);
-    if (!m) fail(`--publish-service: "${service}" is not NAMESPACE/NAME`);
-    publish = { service: { namespace: m[1], name: m[2] } };
-  } else if (address !== undefined) {
-    const addresses = address.split(',').map((a) => a.trim()).filter(Boolean);
-    if (addresses.length === 0) fail('--publish-address: give at least one IP or hostname');
-    publish = { addresses };
-  }
-  const selector = one('secret-label-selector');
-  if (selector !== undefined && !/^[A-Za-z0-9._/-]+(!?=[A-Za-z0-9._-]*)?(,[A-Za-z0-9._/-]+(!?=[A-Za-z0-9._-]*)?)*$/.test(selector)) fail(`--secret-label-selector: "${selector}" is not a label selector (a=b,c)`);
-  return { kubeconfig: one('kubeconfig') ?? null, watchNamespaces: namespaces.length > 0 ? [...new Set(namespaces)] : null, namespace, publish, secretLabelSelector: selector ?? null };
-}
-
-/** The pod's own namespace (POD_NAMESPACE, else the service account's), else `meshgate-system`. */
-export function defaultNamespace(env: NodeJS.ProcessEnv = process.env, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): string {
-  if (env.POD_NAMESPACE) return env.POD_NAMESPACE.trim();
-  try {
-    const ns = read(SA_NAMESPACE_FILE).trim();
-    if (ns) return ns;
-  } catch {
-    // Not in a cluster.
-  }
-  return 'meshgate-system';
-}
-
 export interface KubernetesWiring {
   source: KubernetesSource;
   elector: LeaderElector;

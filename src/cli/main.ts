@@ -33,7 +33,7 @@ import { runDemo } from './demo.js';
 import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservabilityOptions, snapshotTables } from './inspect.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
-import { parseKubernetesOptions, wireKubernetes, type KubernetesRunOptions } from './kubernetes.js';
+import { parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
 
 export class UsageError extends Error {}
 
@@ -179,7 +179,8 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
   const dataPlane: DataPlane = opts.workers === 0 ? new InProcessDataPlane(opts.observability) : new ClusterDataPlane(opts.workers, log, opts.observability);
   const controlMetrics = new ControlMetrics();
-  const k8s = opts.kubernetes ? wireKubernetes(opts.kubernetes, opts.translate, log) : null;
+  // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
+  const k8s = opts.kubernetes ? (await import('./kubernetes.js')).wireKubernetes(opts.kubernetes, opts.translate, log) : null;
   const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
   const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
   controlMetrics.attach(controller);
