@@ -62,6 +62,10 @@ function redact(ir: IRSnapshot): IRSnapshot {
         tls: c.tls ? { ...c.tls, certificates: c.tls.certificates.map((cert) => ({ ...cert, privateKey: '[redacted]' })) } : null,
       })),
     })),
+    // TLS-terminating TCP listeners (Istio protocol TLS, SIMPLE/MUTUAL) carry key pairs too.
+    tcpListeners: ir.tcpListeners.map((l) =>
+      l.tlsChains.length === 0 ? l : { ...l, tlsChains: l.tlsChains.map((c) => ({ ...c, tls: { ...c.tls, certificates: c.tls.certificates.map((cert) => ({ ...cert, privateKey: '[redacted]' })) } })) },
+    ),
     // Upstream TLS client keys (Cluster.tls, MUTUAL); a key given as a file path is only a path.
     clusters: ir.clusters.map((c) =>
       c.tls?.clientCertificate?.privateKey.kind === 'inline'

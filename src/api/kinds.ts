@@ -10,6 +10,7 @@ import type { KubeObject } from '../resources/types.js';
 import { parentPath } from './field-path.js';
 import * as istio from './istio/networking.js';
 import * as istioSecurity from './istio/security.js';
+import * as istioTelemetry from './istio/telemetry.js';
 import * as core from './kubernetes/core.js';
 import * as discovery from './kubernetes/discovery.js';
 import * as networking from './kubernetes/networking.js';
@@ -49,6 +50,7 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'networking.istio.io', kind: 'WorkloadEntry', versions: ISTIO_VERSIONS, schema: istio.workloadEntryKind },
   { group: 'security.istio.io', kind: 'RequestAuthentication', versions: ['v1', 'v1beta1'], schema: istioSecurity.requestAuthentication },
   { group: 'security.istio.io', kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], schema: istioSecurity.authorizationPolicy },
+  { group: 'telemetry.istio.io', kind: 'Telemetry', versions: ['v1', 'v1alpha1'], schema: istioTelemetry.telemetry },
 ];
 
 const BY_GROUP_KIND = new Map(KINDS.map((k) => [`${k.group}/${k.kind}`, k]));

@@ -2,12 +2,13 @@
  * The observability side of the command line:
  *   - `run` flags for metrics, access logs and tracing (parsed into ObservabilityOptions);
  *   - `meshgate routes --admin URL` / `meshgate clusters --admin URL`: tables of a running gateway,
- *     read from its admin `/config_dump` (like `istioctl proxy-config routes|clusters`);
+ *     read from its admin `/config_dump`, and `/api/clusters` for clusters (endpoint health and
+ *     outlier ejections, which only the data plane knows) (like `istioctl proxy-config routes|clusters`);
  *   - the same tables offline, for `meshgate translate DIR --routes|--clusters`.
  */
 import { parseArgs } from 'node:util';
 import type { IRSnapshot } from '../ir/types.js';
-import { clustersTable, routesTable } from '../admin/dashboard/model.js';
+import { clusterRowsTable, clustersTable, routesTable, type ClusterRow } from '../admin/dashboard/model.js';
 import { DEFAULT_IDENTITY } from '../observability/metrics.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
 
@@ -25,7 +26,11 @@ export const OBSERVABILITY_USAGE = `               [--metrics on|off] [--access-
                [--tracing-endpoint URL] [--tracing-sampling PCT] [--workload-name meshgate]
                [--workload-namespace NS]`;
 
-/** `run`'s observability flags; `fail` throws the CLI's usage error. */
+/**
+ * `run`'s observability flags; `fail` throws the CLI's usage error. `--access-log` is the operator's
+ * default: MeshConfig (`accessLogFile`, `defaultProviders`) and Telemetry `accessLogging`, when
+ * present, decide instead (see ir/telemetry.ts).
+ */
 export function parseObservabilityOptions(v: Record<string, unknown>, fail: (message: string) => never): ObservabilityOptions {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const metrics = str('metrics') ?? 'on';
@@ -69,9 +74,27 @@ export async function inspectCommand(what: 'routes' | 'clusters', args: string[]
   const base = admin ?? 'http://127.0.0.1:15000';
   let url: URL;
   try {
-    url = new URL('/config_dump', base.includes('://') ? base : `http://${base}`);
+    url = new URL(what === 'clusters' ? '/api/clusters' : '/config_dump', base.includes('://') ? base : `http://${base}`);
   } catch {
     fail(`--admin: "${base}" is not a URL (e.g. http://127.0.0.1:15000)`);
+  }
+  if (what === 'clusters') {
+    let live: { version: string | null; time: number; clusters: ClusterRow[] };
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      live = (await res.json()) as typeof live;
+    } catch (e) {
+      process.stderr.write(`meshgate: cannot read ${url.href}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    if (live.version === null) {
+      process.stderr.write('meshgate: the gateway serves no snapshot yet\n');
+      return 1;
+    }
+    // Seconds left are counted from the gateway's clock, not ours.
+    process.stdout.write(clusterRowsTable(live.clusters, live.time));
+    return 0;
   }
   let dump: { snapshot: IRSnapshot | null };
   try {
@@ -86,7 +109,7 @@ export async function inspectCommand(what: 'routes' | 'clusters', args: string[]
     process.stderr.write('meshgate: the gateway serves no snapshot yet\n');
     return 1;
   }
-  process.stdout.write(what === 'routes' ? routesTable(dump.snapshot) : clustersTable(dump.snapshot));
+  process.stdout.write(routesTable(dump.snapshot));
   return 0;
 }
 

@@ -38,6 +38,24 @@ export type EscapedSlashesAction = 'REJECT' | 'DECODE' | 'KEEP';
  */
 export type UnderscoreHeadersAction = 'REJECT_REQUEST' | 'DROP_HEADER' | 'ALLOW';
 
+/**
+ * What the gateway does with `x-forwarded-client-cert` (XFCC; Envoy `forward_client_cert_details`,
+ * Istio ProxyConfig `gatewayTopology.forwardClientCertDetails`). "mTLS" below means a TLS connection
+ * on which the client presented a certificate the listener verified (Gateway MUTUAL/OPTIONAL_MUTUAL).
+ * - `SANITIZE`: the header is always removed.
+ * - `FORWARD_ONLY`: kept as sent on mTLS connections, removed on others.
+ * - `APPEND_FORWARD`: on mTLS connections the gateway's element is appended (`,`); removed on others.
+ * - `SANITIZE_SET`: on mTLS connections replaced by the gateway's element; removed on others.
+ *   **Istio's gateway default.**
+ * - `ALWAYS_FORWARD_ONLY`: always kept as sent, on every connection.
+ * The element is Envoy's, with the details Istio asks for (Subject, Cert, URI, DNS):
+ * `By=<URI SAN of the gateway certificate>;Hash=<hex SHA-256 of the client certificate DER>;`
+ * `Cert="<URL-encoded PEM>";Subject="<RFC 2253 subject>";URI=<URI SAN>;DNS=<DNS SAN>` (`By` once
+ * per URI SAN of the serving certificate, omitted when it has none; `URI=` kept empty when the client
+ * certificate has no URI SAN; one `URI=`/`DNS=` per SAN).
+ */
+export type ForwardClientCertDetails = 'SANITIZE' | 'FORWARD_ONLY' | 'APPEND_FORWARD' | 'SANITIZE_SET' | 'ALWAYS_FORWARD_ONLY';
+
 export interface SecurityConfig {
   /** Default `MERGE_SLASHES` (Istio's own default is `BASE`; meshgate is stricter at the edge). */
   pathNormalization: PathNormalizationMode;
@@ -64,6 +82,21 @@ export interface SecurityConfig {
   extAuthzProviders: ExtAuthzHttpProvider[];
   /** Token-bucket limits on the routes of one object (annotation `meshgate.io/local-rate-limit`). */
   rateLimits: LocalRateLimit[];
+  /**
+   * x-forwarded-client-cert handling on every HTTP listener (MeshConfig
+   * `defaultConfig.gatewayTopology.forwardClientCertDetails`). Absent = `SANITIZE_SET`, Istio's
+   * gateway default (the field is written only when MeshConfig sets it).
+   */
+  forwardClientCertDetails?: ForwardClientCertDetails;
+  /**
+   * Trusted proxies in front of the gateway (MeshConfig `defaultConfig.gatewayTopology.numTrustedProxies`,
+   * Envoy `xff_num_trusted_hops`). With N > 0 the client address is the Nth address from the right
+   * of the request's x-forwarded-for (the connection's peer when XFF has fewer, or that one is no IP);
+   * it is authorization's `remote.ip` (`remoteIpBlocks`) and the `remote-ip` key of local rate
+   * limits, while `source.ip` (`ipBlocks`) stays the peer. x-forwarded-for itself is always the
+   * client's list with the peer appended. Absent = 0.
+   */
+  numTrustedProxies?: number;
 }
 
 /** One `jwtRules[]` entry of a RequestAuthentication. */

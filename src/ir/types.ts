@@ -9,8 +9,10 @@
  */
 
 import type { SecurityConfig } from './security.js';
+import type { AccessLogging, TracingConfig } from './telemetry.js';
 
 export type * from './security.js';
+export type * from './telemetry.js';
 
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
 export interface SourceRef {
@@ -34,10 +36,15 @@ export interface IRSnapshot {
   /** Edge security for every HTTP listener: path normalization, header policy, JWT, authorization, rate limits (see `security.ts`). */
   security: SecurityConfig;
   /**
-   * Listeners that relay TCP connections (Istio Gateway servers with protocol TCP, and TLS
-   * passthrough), sorted by port. A port is either here or in `listeners`, never both.
+   * Listeners that relay TCP connections (Istio Gateway servers with protocol TCP, TLS passthrough
+   * and AUTO_PASSTHROUGH, and TLS terminated on protocol TLS servers), sorted by port. A port is
+   * either here or in `listeners`, never both.
    */
   tcpListeners: TcpListener[];
+  /** Access logs (MeshConfig and Telemetry API; see `telemetry.ts`), applied on every swap without a restart. */
+  accessLogging: AccessLogging;
+  /** Tracing from the Telemetry API (see `telemetry.ts`), on top of the `--tracing-*` flags; applied on every swap. */
+  tracing: TracingConfig;
 }
 
 /**
@@ -55,12 +62,33 @@ export interface TcpListener {
   externalPort: number;
   /**
    * `TCP`: opaque bytes (Istio protocol TCP). `TLS`: TLS passthrough (protocol TLS or HTTPS with
-   * `tls.mode: PASSTHROUGH`): the SNI is read from the ClientHello without terminating TLS, and the
-   * ClientHello is forwarded unchanged; a ClientHello without SNI matches only routes with
-   * `sniHosts: []`.
+   * `tls.mode: PASSTHROUGH` or `AUTO_PASSTHROUGH`): the SNI is read from the ClientHello without
+   * terminating TLS, and the ClientHello is forwarded unchanged (never re-encrypted: a cluster's
+   * upstream `tls` is not applied); a ClientHello without SNI matches only routes with
+   * `sniHosts: []`. `TLS_TERMINATE`: protocol TLS with `tls.mode` SIMPLE, MUTUAL or
+   * OPTIONAL_MUTUAL: the gateway terminates TLS with the chain `tlsChains` selects by SNI and relays
+   * the decrypted bytes with that chain's routes (plaintext, or TLS originated per the cluster's `tls`).
    */
-  protocol: 'TCP' | 'TLS';
-  /** Routes in evaluation order (Gateway/VirtualService creation order, then the author's order). */
+  protocol: 'TCP' | 'TLS' | 'TLS_TERMINATE';
+  /** Routes in evaluation order (Gateway/VirtualService creation order, then the author's order); `[]` for `TLS_TERMINATE` (routes are per chain). */
+  routes: TcpRoute[];
+  /**
+   * `TLS_TERMINATE` only (else `[]`): one chain per Gateway server, chosen by the handshake's SNI as
+   * HTTPS filter chains are (exact name, then the longest `*.` wildcard, then a chain with
+   * `serverNames: []`); a handshake matching no chain is refused.
+   */
+  tlsChains: TcpTlsChain[];
+}
+
+/** A TLS-terminating server of a TCP listener (Istio protocol TLS, mode SIMPLE/MUTUAL/OPTIONAL_MUTUAL). */
+export interface TcpTlsChain {
+  /** Stable name, e.g. `tls.9443.db.gw.istio-system`. */
+  name: string;
+  /** Lowercase SNI names (the server's hosts, `a.example.com` or `*.example.com`); `[]` = any. */
+  serverNames: string[];
+  /** Certificates, versions, ciphers and client validation, as for HTTPS listeners. */
+  tls: TlsContext;
+  /** The VirtualService `tcp` routes bound to this server, in evaluation order (first match). */
   routes: TcpRoute[];
 }
 
@@ -82,6 +110,12 @@ export interface TcpMatch {
   destinationSubnets: string[];
   /** The listener's externalPort must equal this; null = any. */
   port: number | null;
+  /**
+   * TLS passthrough: the ClientHello must offer one of these ALPN protocols (AUTO_PASSTHROUGH
+   * routes: Istio's mTLS ALPNs `istio`, `istio-peer-exchange`, `istio-http/1.0`, `istio-http/1.1`,
+   * `istio-h2`, so only mesh mTLS clients pass, as Istio's filter chain match). Absent = any.
+   */
+  applicationProtocols?: string[];
 }
 
 /** A socket the gateway accepts connections on. */
@@ -153,6 +187,12 @@ export interface ClientValidation {
   caSecret: string;
   /** The client certificate must carry one of these SANs (DNS, URI, email or IP, as written); `[]` = any. Istio `tls.subjectAltNames`. */
   subjectAltNames: string[];
+  /**
+   * Certificate revocation list(s) (PEM `X509 CRL`): a client certificate they revoke is refused.
+   * The CA Secret's `ca.crl` key, else Istio `tls.caCrl` (a file the runtime reads when it builds
+   * the TLS context; unreadable = every handshake of the chain fails). Absent = no revocation check.
+   */
+  caCrl?: PemSource;
 }
 
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
@@ -540,6 +580,12 @@ export interface UpstreamTls {
   subjectAltNames: string[];
   /** When true (`insecureSkipVerify`), neither the chain nor the SANs are checked. Default false. */
   insecureSkipVerify: boolean;
+  /**
+   * Certificate revocation list(s) (PEM `X509 CRL`) the server certificate is checked against: a
+   * revoked one fails the handshake (`UF`, `CERT_REVOKED`). The `credentialName` Secret's `ca.crl`,
+   * else DestinationRule `tls.caCrl` (a file, read with the other files). Absent = no revocation check.
+   */
+  caCrl?: PemSource;
 }
 
 /** PEM material: given inline (from a Secret) or as a file the runtime reads. */

@@ -47,7 +47,9 @@ export function validateIR(ir: IRSnapshot): string[] {
   for (const l of ir.tcpListeners) {
     if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
     ports.add(l.port);
-    for (const r of l.routes) {
+    if (l.protocol === 'TLS_TERMINATE' && l.tlsChains.length === 0) problems.push(`tcp listener ${l.name}: TLS_TERMINATE without a chain`);
+    for (const c of l.tlsChains) if (c.tls.certificates.length === 0) problems.push(`tcp listener ${l.name} chain ${c.name}: no certificate`);
+    for (const r of [...l.routes, ...l.tlsChains.flatMap((c) => c.routes)]) {
       if (r.matches.length === 0) problems.push(`tcp route ${r.name}: no match block`);
       if (r.destinations.length === 0) problems.push(`tcp route ${r.name}: no destination`);
       for (const d of r.destinations) {
@@ -60,6 +62,8 @@ export function validateIR(ir: IRSnapshot): string[] {
     if (!clusters.has(p.cluster)) problems.push(`ext-authz provider ${p.name}: unknown cluster ${p.cluster}`);
     if (!(Number.isInteger(p.timeoutMs) && p.timeoutMs > 0)) problems.push(`ext-authz provider ${p.name}: timeoutMs ${p.timeoutMs} is not a positive integer`);
   }
+  const hops = ir.security.numTrustedProxies;
+  if (hops !== undefined && !(Number.isInteger(hops) && hops >= 0)) problems.push(`security: numTrustedProxies ${hops} is not a non-negative integer`);
   return problems;
 }
 

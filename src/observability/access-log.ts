@@ -37,7 +37,10 @@ function address(host: string | undefined, port: number | undefined): string | n
 }
 
 /** The fields of one access-log entry, keyed as Istio's JSON encoding names them. */
-export function accessLogEntry(rec: RequestRecord, wallNow: number): Record<string, string | number | null> {
+export type LogEntry = Record<string, string | number | null>;
+
+/** The fields of one access-log entry, keyed as Istio's JSON encoding names them. */
+export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {
   const sock = rec.req.socket;
   const sni = (sock as TLSSocket).encrypted ? (sock as TLSSocket).servername || null : null;
   return {

@@ -112,8 +112,8 @@ class TcpSeries {
   constructor(readonly cluster: string) {}
 }
 
-/** Counters of upstream behaviour per cluster (filled by retries, circuit breakers, outlier detection). */
-export type UpstreamEvent = 'retry' | 'overflow' | 'ejection';
+/** Counters of upstream behaviour per cluster (filled by retries and circuit breakers; outlier ejections are read from the trackers). */
+export type UpstreamEvent = 'retry' | 'overflow';
 
 /**
  * Istio's destination labels for a cluster named `outbound|<port>|<subset>|<fqdn>` (what translate
@@ -221,7 +221,7 @@ export class RequestMetrics {
     s.received += receivedBytes;
   }
 
-  /** Retries, circuit-breaker overflows and outlier ejections, per cluster. */
+  /** Retries and circuit-breaker overflows, per cluster. */
   upstreamEvent(event: UpstreamEvent, cluster: string): void {
     this.#countUpstream(event, cluster, 1);
   }
@@ -257,8 +257,9 @@ export class RequestMetrics {
 
   /** Registers every metric on `registry` (prom-client custom metrics, built at scrape time). */
   register(registry: Registry): void {
-    const add = (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => Promise<Value[]> | Value[]) => {
-      registry.registerMetric({ name, help, type, aggregator: 'sum', get: async () => ({ name, help, type, aggregator: 'sum', values: await values() }) } as unknown as Parameters<Registry['registerMetric']>[0]);
+    // `aggregator`: how prom-client's AggregatorRegistry merges the workers' values (sum unless said).
+    const add = (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => Promise<Value[]> | Value[], aggregator: 'sum' | 'max' = 'sum') => {
+      registry.registerMetric({ name, help, type, aggregator, get: async () => ({ name, help, type, aggregator, values: await values() }) } as unknown as Parameters<Registry['registerMetric']>[0]);
     };
     add('istio_requests_total', 'Requests (Istio standard metric).', 'counter', () => this.#istioValues('count'));
     add('istio_request_duration_milliseconds', 'Request duration in ms (Istio standard metric).', 'histogram', () => this.#istioValues('duration'));
@@ -272,7 +273,13 @@ export class RequestMetrics {
     add('meshgate_route_request_duration_milliseconds', 'Request duration per route and destination cluster, in ms.', 'histogram', () => this.#routeDurations());
     add('meshgate_upstream_retries_total', 'Upstream request retries per cluster.', 'counter', () => this.#upstreamValues('retry'));
     add('meshgate_upstream_overflows_total', 'Requests refused by a circuit breaker (UO) per cluster.', 'counter', () => this.#upstreamValues('overflow'));
-    add('meshgate_outlier_ejections_total', 'Endpoints ejected by outlier detection per cluster.', 'counter', () => this.#upstreamValues('ejection'));
+    // Outlier detection runs in every worker on its own answers: ejection counts are summed, the
+    // per-endpoint state is the worst worker's (ejected in any worker = 1, the latest end).
+    add('meshgate_outlier_ejections_total', 'Endpoints ejected by outlier detection per cluster (summed over workers).', 'counter', () => this.#outlierValues('total'));
+    add('meshgate_outlier_ejected_endpoints', 'Endpoints currently ejected by outlier detection per cluster (summed over workers).', 'gauge', () => this.#outlierValues('ejected'));
+    add('meshgate_outlier_endpoint_ejected', 'Whether outlier detection ejects the endpoint now (1 when any worker does).', 'gauge', () => this.#outlierEndpointValues('ejected'), 'max');
+    add('meshgate_outlier_endpoint_ejected_until_seconds', 'When the current ejection of the endpoint ends at the latest (Unix time in seconds; 0 when not ejected).', 'gauge', () => this.#outlierEndpointValues('until'), 'max');
+    add('meshgate_outlier_endpoint_ejections_total', 'Times outlier detection ejected the endpoint (summed over workers).', 'counter', () => this.#outlierEndpointValues('times'));
     add('meshgate_upstream_connections', 'Open upstream connections per endpoint.', 'gauge', () => this.#poolValues('connected'));
     add('meshgate_upstream_pending_requests', 'Requests waiting for an upstream connection per endpoint.', 'gauge', () => this.#poolValues('pending'));
     add('meshgate_upstream_active_requests', 'Requests in flight to an upstream per endpoint.', 'gauge', () => this.#poolValues('running'));
@@ -355,6 +362,34 @@ export class RequestMetrics {
     for (const [key, value] of this.#upstream) {
       const [e, cluster] = key.split('\0');
       if (e === event) out.push({ labels: { cluster }, value });
+    }
+    return out;
+  }
+
+  /** Per cluster with outlier detection, read from the trackers at scrape time. */
+  #outlierValues(what: 'total' | 'ejected'): Value[] {
+    const snapshot = this.#runtime?.current ?? null;
+    if (snapshot === null) return [];
+    const out: Value[] = [];
+    for (const cluster of snapshot.clusters.values()) {
+      const t = cluster.state?.outlier ?? null;
+      if (t !== null) out.push({ labels: { cluster: cluster.name }, value: what === 'total' ? t.totalEjections : t.ejectedCount });
+    }
+    return out;
+  }
+
+  /** Per endpoint ever ejected (series appear at the first ejection). */
+  #outlierEndpointValues(what: 'ejected' | 'until' | 'times'): Value[] {
+    const snapshot = this.#runtime?.current ?? null;
+    if (snapshot === null) return [];
+    const out: Value[] = [];
+    for (const cluster of snapshot.clusters.values()) {
+      const t = cluster.state?.outlier ?? null;
+      if (t === null) continue;
+      for (const e of t.endpointStates()) {
+        const value = what === 'ejected' ? (e.ejected ? 1 : 0) : what === 'times' ? e.timesEjected : e.ejectedUntil === null ? 0 : e.ejectedUntil / 1000;
+        out.push({ labels: { cluster: cluster.name, endpoint: e.endpoint }, value });
+      }
     }
     return out;
   }

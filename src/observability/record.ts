@@ -50,6 +50,15 @@ export class RequestRecord {
   protocol = 'http';
   /** gRPC status for `grpc_response_status`; '' when not gRPC. */
   grpcStatus = '';
+  /**
+   * WebSocket (runtime/http/websocket.ts): the status the endpoint's answer to an upgrade was relayed
+   * with outside the response object: 101 (200 for an HTTP/2 extended CONNECT) when a tunnel was
+   * opened, else the relayed refusal; 0 when the request was no upgrade. A tunnel's record finishes
+   * when the tunnel closes, so the duration is its lifetime and `bytesSent` the bytes relayed to the client.
+   */
+  upgradeStatus = 0;
+  /** Bytes relayed from the client into a WebSocket tunnel; -1 when none was opened (then the request's Content-Length counts). */
+  tunnelBytesReceived = -1;
   /** Set when the record is finished. */
   durationMs = 0;
   status = 0;
@@ -73,6 +82,7 @@ export class RequestRecord {
 
   /** Bytes of the request body: its Content-Length (chunked bodies are not counted). */
   get bytesReceived(): number {
+    if (this.tunnelBytesReceived >= 0) return this.tunnelBytesReceived;
     // rawHeaders, not `req.headers`: that getter builds an object of every header on first use.
     const raw = this.req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
@@ -92,7 +102,10 @@ function onResponseClose(this: TaggedResponse): void {
   this[kRecord] = undefined;
   rec.durationMs = performance.now() - rec.start;
   const res = rec.res;
-  if (res.writableFinished) {
+  if (rec.upgradeStatus !== 0 && !res.headersSent) {
+    // An HTTP/1.1 upgrade answered on the raw socket (websocket.ts): the tunnel or the relayed refusal.
+    rec.status = rec.upgradeStatus;
+  } else if (res.writableFinished || rec.upgradeStatus !== 0) {
     rec.status = res.statusCode;
   } else {
     // The client went away before the response was complete (Envoy `DC`); 0 when no head was sent.

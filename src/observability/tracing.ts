@@ -2,20 +2,21 @@
  * Distributed tracing: the gateway continues the client's trace (W3C `traceparent`, or B3 as
  * `x-b3-*` headers or the single `b3` header) or starts one, makes one SERVER span per request,
  * sends the upstream request as its child in both W3C and B3 form, and exports sampled spans with
- * the OpenTelemetry SDK over OTLP/HTTP.
+ * the OpenTelemetry SDK over OTLP/HTTP (otel-tracer.ts; imported only when tracing is on, as it
+ * costs every process that loads it tens of MiB).
  *
  * Sampling follows the parent when there is one (as Envoy does); a new trace, or a B3 parent that
  * left the decision open, is sampled with `samplingPercentage` (Istio's default is 1%). The span
  * carries the request id as `guid:x-request-id`, as Envoy's spans do, so a log line, its trace and
  * the upstream's headers share one id.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Span, type SpanContext } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
-import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+// Types only: the OpenTelemetry SDK is loaded (otel-tracer.ts, dynamic import) only when tracing is on.
+import type { SpanContext } from '@opentelemetry/api';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestRecord } from './record.js';
+
+/** W3C trace flags (the values of @opentelemetry/api's TraceFlags, without loading it). */
+const TraceFlags = { NONE: 0, SAMPLED: 1 } as const;
 
 export interface TracingOptions {
   /** OTLP/HTTP traces URL, e.g. `http://otel-collector:4318/v1/traces` (a bare origin gets `/v1/traces`). */
@@ -28,6 +29,16 @@ export interface TracingOptions {
   exportDelayMs?: number;
 }
 
+/** What a snapshot may change on a running tracer (Telemetry API `tracing`). */
+export interface TracerSettings {
+  /** Percentage (0-100) of new traces sampled. */
+  samplingPercentage: number;
+  /** Spans are made and propagated but not exported. */
+  disableSpanReporting: boolean;
+  /** Extra span attributes; `environment` tags are resolved by the caller into `literal` ones. */
+  customTags: { name: string; kind: 'literal' | 'header'; value: string; defaultValue: string | null }[];
+}
+
 /** The per-request tracing hooks the observer calls. */
 export interface Tracer {
   start(rec: RequestRecord): void;
@@ -35,6 +46,8 @@ export interface Tracer {
   headers(rec: RequestRecord): string[];
   end(rec: RequestRecord): void;
   close(): Promise<void>;
+  /** Applies a snapshot's settings (optional: test tracers need not). */
+  configure?(settings: TracerSettings): void;
 }
 
 /** Trace headers the gateway replaces on the upstream request (tracestate is passed on). */
@@ -79,7 +92,7 @@ export function parseB3(h: IncomingHttpHeaders): { context: SpanContext; sampled
   return { context: { traceId, spanId, traceFlags: decision === true ? TraceFlags.SAMPLED : TraceFlags.NONE, isRemote: true }, sampled: decision };
 }
 
-function str(v: string | string[] | undefined): string | undefined {
+export function str(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
@@ -96,86 +109,4 @@ export function otlpTracesUrl(endpoint: string): string {
   const u = new URL(endpoint);
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/traces';
   return u.toString();
-}
-
-interface SpanState {
-  span: Span;
-  /** The client's span id (B3 `x-b3-parentspanid` upstream), or null for a new trace. */
-  parentSpanId: string | null;
-}
-
-export class OtelTracer implements Tracer {
-  readonly #provider: BasicTracerProvider;
-  readonly #tracer: ReturnType<BasicTracerProvider['getTracer']>;
-  readonly #ratio: number;
-
-  constructor(options: TracingOptions) {
-    this.#ratio = Math.max(0, Math.min(100, options.samplingPercentage)) / 100;
-    const exporter = new OTLPTraceExporter({ url: otlpTracesUrl(options.endpoint), timeoutMillis: 5000 });
-    this.#provider = new BasicTracerProvider({
-      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(this.#ratio) }),
-      spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: options.exportDelayMs ?? 1000, maxQueueSize: 8192, maxExportBatchSize: 512 })],
-    });
-    this.#tracer = this.#provider.getTracer('meshgate');
-  }
-
-  start(rec: RequestRecord): void {
-    const h = rec.req.headers;
-    let parent = parseTraceparent(str(h.traceparent));
-    if (parent === null) {
-      const b3 = parseB3(h);
-      if (b3 !== null) {
-        parent = b3.context;
-        // B3 without a decision: decide here, as for a new trace.
-        if (b3.sampled === null && Math.random() < this.#ratio) parent.traceFlags = TraceFlags.SAMPLED;
-      }
-    }
-    const ctx = parent === null ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
-    const span = this.#tracer.startSpan(`${rec.req.method ?? 'GET'}`, { kind: SpanKind.SERVER }, ctx);
-    rec.span = { span, parentSpanId: parent === null ? null : parent.spanId } satisfies SpanState;
-  }
-
-  headers(rec: RequestRecord): string[] {
-    const state = rec.span as SpanState | null;
-    if (state === null) return [];
-    const c = state.span.spanContext();
-    const sampled = (c.traceFlags & TraceFlags.SAMPLED) !== 0;
-    const out = ['traceparent', `00-${c.traceId}-${c.spanId}-${sampled ? '01' : '00'}`, 'x-b3-traceid', c.traceId, 'x-b3-spanid', c.spanId, 'x-b3-sampled', sampled ? '1' : '0'];
-    if (state.parentSpanId !== null) out.push('x-b3-parentspanid', state.parentSpanId);
-    return out;
-  }
-
-  end(rec: RequestRecord): void {
-    const state = rec.span as SpanState | null;
-    if (state === null) return;
-    rec.span = null;
-    const span = state.span;
-    if (!span.isRecording()) return;
-    const req = rec.req;
-    span.updateName(rec.route === null ? `${req.headers.host ?? ''}${req.url ?? ''}` : rec.route.name);
-    span.setAttributes({
-      'http.method': req.method ?? '',
-      'http.url': `${rec.listener.scheme}://${req.headers.host ?? ''}${req.url ?? ''}`,
-      'http.protocol': `HTTP/${req.httpVersion}`,
-      'http.status_code': String(rec.status),
-      'guid:x-request-id': rec.requestId ?? str(req.headers['x-request-id']) ?? '',
-      'user_agent': str(req.headers['user-agent']) ?? '',
-      'downstream_cluster': '-',
-      'response_flags': rec.flags,
-      'upstream_cluster': rec.clusterName ?? '-',
-      'upstream_cluster.name': rec.clusterName ?? '-',
-      'peer.address': req.socket.remoteAddress ?? '',
-      'component': 'proxy',
-      'node_id': 'meshgate',
-      'meshgate.route': rec.route?.name ?? '-',
-      'meshgate.upstream_host': rec.upstreamHost ?? '-',
-    });
-    if (rec.status === 0 || rec.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-    span.end();
-  }
-
-  async close(): Promise<void> {
-    await this.#provider.shutdown();
-  }
 }

@@ -19,6 +19,7 @@ import { ListenerManager, type ListenerStatus } from './listeners/listener-manag
 import { TlsContextCache } from './listeners/tls-contexts.js';
 import { EndpointPools, type EndpointPoolOptions } from './state/endpoint-pools.js';
 import { TcpListenerManager, type TcpListenerStatus } from './tcp/tcp-listeners.js';
+import { tcpObserverOf } from '../observability/tcp-record.js';
 
 export type { ListenerStatus } from './listeners/listener-manager.js';
 
@@ -62,7 +63,7 @@ export class Runtime {
     this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null };
     this.#pools = new EndpointPools(options.pools);
     this.#listeners = new ListenerManager(this.#env, this.#tls);
-    this.#tcp = new TcpListenerManager(this.#env.random);
+    this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer));
     this.#drainMs = options.listenerDrainMs ?? 30_000;
   }
 
@@ -94,6 +95,9 @@ export class Runtime {
     this.#pools.bind(compiled, this.#current);
     const errors = this.#tls.prepare(compiled);
     this.#current = compiled;
+    // Access logging of the new snapshot (files opened or closed, formats compiled); the first
+    // snapshot also waits for the tracer, loaded lazily, so no request is served untraced.
+    await this.#env.observer?.applySnapshot?.(ir);
     const listeners = await this.#listeners.sync(compiled, this.#drainMs);
     for (const l of listeners) if (l.error !== null) errors.push(`listener ${l.name} (${l.key}): ${l.error}`);
     const tcpListeners = await this.#tcp.sync(ir.tcpListeners, compiled, this.#drainMs);

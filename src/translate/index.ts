@@ -13,6 +13,9 @@ import { translateIstio } from './istio/index.js';
 import { translateIstioTcp } from './istio/tcp.js';
 import { mergeListeners } from './merge/listeners.js';
 import { translateSecurity } from './security/index.js';
+import { translateGatewayTopology } from './istio/gateway-topology.js';
+import { translateAccessLogging } from './telemetry/access-logging.js';
+import { translateTracing } from './telemetry/tracing.js';
 import { TranslateContext, type TranslateOptions } from './types.js';
 
 export interface TranslateResult {
@@ -27,12 +30,14 @@ export function translate(resources: ResourceSet, options: TranslateOptions): Tr
   const listeners = mergeListeners(ctx, drafts);
   // TCP and TLS passthrough servers, on ports no HTTP listener took.
   const tcpListeners = translateIstioTcp(ctx, resources, new Set(listeners.map((l) => l.port)));
-  const security = translateSecurity(ctx, resources);
+  const security = { ...translateSecurity(ctx, resources), ...translateGatewayTopology(ctx, resources) };
+  const accessLogging = translateAccessLogging(ctx, resources);
+  const tracing = translateTracing(ctx, resources);
   const clusters = ctx.clusters();
   // The translator builds every object with a fixed key order, so plain JSON is already canonical
   // (and native JSON.stringify is ~10x faster than a key-sorting walk on a 10k-route snapshot).
-  const version = sha256Hex(JSON.stringify({ listeners, clusters, security, tcpListeners }), 16);
-  const ir: IRSnapshot = { version, listeners, clusters, security, tcpListeners };
+  const version = sha256Hex(JSON.stringify({ listeners, clusters, security, tcpListeners, accessLogging, tracing }), 16);
+  const ir: IRSnapshot = { version, listeners, clusters, security, tcpListeners, accessLogging, tracing };
   for (const problem of validateIR(ir)) {
     ctx.diagnostics.push({ severity: 'error', reason: 'MG_INVALID_IR', object: null, field: null, file: null, line: null, message: `internal: ${problem}` });
   }

@@ -12,6 +12,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { startEchoServer } from '../../src/demo/echo-server.js';
 import { CLI, freePort, get, removeDir, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { observabilityConfig } from '../support/observability-config.js';
+import { FLAKY_CLUSTER, FLAKY_HOST, outlierConfig, startFailingServer } from '../support/outlier-config.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
@@ -27,12 +28,15 @@ describe('dashboard and route tables', () => {
   let gw: GatewayProcess;
   let browser: BrowserContext | null = null;
   const e: Record<string, Echo> = {};
+  let bad: Awaited<ReturnType<typeof startFailingServer>> | null = null;
   /** Keeps traffic flowing while the page polls, so rates are non-zero. */
   let load: NodeJS.Timeout | null = null;
 
   before(async () => {
     for (const name of ['web', 'a', 'b']) e[name] = await startEchoServer({ name });
     writeConfig(dir, 'config.yaml', observabilityConfig({ web: e.web.port, a: e.a.port, b: e.b.port, down: await freePort() }));
+    bad = await startFailingServer();
+    writeConfig(dir, 'outlier.yaml', outlierConfig({ good: e.web.port, bad: bad.port }));
     gw = await startGateway({ configDir: dir, workers: 1 });
   });
 
@@ -41,6 +45,7 @@ describe('dashboard and route tables', () => {
     await browser?.close();
     await gw?.stop();
     for (const s of Object.values(e)) await s.close();
+    await bad?.close();
     removeDir(dir);
     rmSync(profile, { recursive: true, force: true });
   });
@@ -50,6 +55,8 @@ describe('dashboard and route tables', () => {
     const base = `http://127.0.0.1:${gw.httpPort}`;
     for (let i = 0; i < 50; i++) await get(`${base}/canary`, { host });
     for (let i = 0; i < 5; i++) await get(`${base}/empty`, { host });
+    // Three 503s in a row from the failing endpoint eject it (round robin alternates, one worker).
+    for (let i = 0; i < 8; i++) await get(`${base}/`, { host: FLAKY_HOST });
     let stopLoad = false;
     load = setInterval(() => {
       if (stopLoad) return;
@@ -75,7 +82,7 @@ describe('dashboard and route tables', () => {
     }, undefined, { timeout: 15_000 });
     stopLoad = true;
 
-    const routes = await page.$$eval('tr.route-row', (rows) => rows.map((r) => ({ route: r.getAttribute('data-route'), text: r.textContent ?? '', total: r.querySelector('td.total')?.textContent ?? '' })));
+    const routes = (await page.$$eval('tr.route-row', (rows) => rows.map((r) => ({ route: r.getAttribute('data-route'), text: r.textContent ?? '', total: r.querySelector('td.total')?.textContent ?? '' })))).filter((r) => r.route?.startsWith('virtualservice/default/obs/'));
     assert.equal(routes.length, 6, `six routes expected, got ${JSON.stringify(routes.map((r) => r.route))}`);
     const canary = routes.find((r) => r.route === 'virtualservice/default/obs/http/1')!;
     assert.match(canary.text, /VirtualService\/default\/obs \(config\.yaml:\d+\)/, 'route links back to its object and file');
@@ -91,6 +98,17 @@ describe('dashboard and route tables', () => {
     const clusters = await page.$$eval('tr.cluster-row', (rows) => rows.map((r) => ({ cluster: r.getAttribute('data-cluster'), text: r.textContent ?? '' })));
     assert.ok(clusters.some((c) => c.cluster === 'outbound|80||empty.default.svc.cluster.local' && c.text.includes('not ready')));
     assert.ok(clusters.some((c) => c.cluster === 'outbound|80||web.default.svc.cluster.local' && c.text.includes('ready')));
+    // Outlier detection: the failing endpoint shows as ejected, with time left and times ejected.
+    const eps = await page.$$eval(`tr.cluster-row[data-cluster="${FLAKY_CLUSTER}"] .endpoint`, (ds) => ds.map((d) => ({ endpoint: d.getAttribute('data-endpoint'), health: d.getAttribute('data-health'), ejection: d.querySelector('.ejection')?.textContent ?? '' })));
+    const badEp = eps.find((x) => x.endpoint === `127.0.0.1:${bad!.port}`);
+    assert.ok(badEp, `failing endpoint listed: ${JSON.stringify(eps)}`);
+    assert.equal(badEp.health, 'ejected');
+    assert.match(badEp.ejection, /^ejected \d+s left · 1x$/);
+    const goodEp = eps.find((x) => x.endpoint === `127.0.0.1:${e.web.port}`);
+    assert.equal(goodEp?.health, 'healthy');
+    assert.equal(goodEp?.ejection, 'not ejected');
+    const noOd = await page.$eval('tr.cluster-row[data-cluster="outbound|80||web.default.svc.cluster.local"] .ejection', (x) => x.textContent);
+    assert.equal(noOd, 'no outlier detection');
     const listeners = await page.$eval('#listeners tbody', (b) => b.textContent ?? '');
     assert.match(listeners, /listening/);
     const reloads = await page.$eval('#reloads tbody', (b) => b.textContent ?? '');
@@ -114,15 +132,15 @@ describe('dashboard and route tables', () => {
     const lines = routes.stdout.trimEnd().split('\n');
     assert.match(lines[0], /^PORT\s+DOMAINS\s+MATCH\s+ACTION\s+ROUTE\s+SOURCE$/);
     assert.match(lines[1], /^-+\s+-+/);
-    assert.equal(lines.length, 2 + 6);
+    assert.equal(lines.length, 2 + 7, 'six obs routes and one flaky route');
     assert.match(routes.stdout, /80\/HTTP\s+obs\.example\.com\s+\/canary\*\s+-> outbound\|80\|\|a\.default\.svc\.cluster\.local 80%, outbound\|80\|\|b\.default\.svc\.cluster\.local 20%\s+virtualservice\/default\/obs\/http\/1\s+VirtualService\/default\/obs \(config\.yaml:\d+\)/);
     assert.match(routes.stdout, /\/delay\*\s+-> outbound\|80\|\|web\.default\.svc\.cluster\.local \(timeout 200ms\)/);
 
     const clusters = meshgate('clusters', '--admin', admin);
     assert.equal(clusters.code, 0, clusters.stderr);
-    assert.match(clusters.stdout, /^CLUSTER\s+SERVICE\s+SUBSET\s+LB\s+READY\s+ENDPOINTS\n/);
-    assert.match(clusters.stdout, /outbound\|80\|\|empty\.default\.svc\.cluster\.local\s+default\/empty:80\s+-\s+ROUND_ROBIN\s+0\/1\s+127\.0\.0\.1:\d+ \(not ready\)/);
-    assert.match(clusters.stdout, new RegExp(`outbound\\|80\\|\\|web\\.default\\.svc\\.cluster\\.local\\s+default/web:80\\s+-\\s+ROUND_ROBIN\\s+1/1\\s+127\\.0\\.0\\.1:${e.web.port}`));
+    assert.match(clusters.stdout, /^CLUSTER\s+SERVICE\s+SUBSET\s+LB\s+READY\s+EJECTED\s+ENDPOINTS\n/);
+    assert.match(clusters.stdout, /outbound\|80\|\|empty\.default\.svc\.cluster\.local\s+default\/empty:80\s+-\s+ROUND_ROBIN\s+0\/1\s+-\s+127\.0\.0\.1:\d+ \(not ready\)/);
+    assert.match(clusters.stdout, new RegExp(`outbound\\|80\\|\\|web\\.default\\.svc\\.cluster\\.local\\s+default/web:80\\s+-\\s+ROUND_ROBIN\\s+1/1\\s+-\\s+127\\.0\\.0\\.1:${e.web.port}`));
 
     const unreachable = meshgate('routes', '--admin', `http://127.0.0.1:${gw.httpPort + 0}/nope`);
     assert.notEqual(unreachable.code, 0);

@@ -11,6 +11,9 @@ import { ISTIO_BUCKETS } from '../../src/observability/metrics.js';
 import { parsePrometheus } from '../../src/admin/dashboard/stats.js';
 import { freePort, get, removeDir, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { observabilityConfig } from '../support/observability-config.js';
+import { FLAKY_CLUSTER, FLAKY_HOST, outlierConfig, startFailingServer } from '../support/outlier-config.js';
+import { spawnSync } from 'node:child_process';
+import { CLI } from '../helpers/gateway.js';
 
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 
@@ -341,5 +344,81 @@ describe('tracing: W3C and B3 propagation, spans over OTLP/HTTP', () => {
     assert.equal(root.attributes['guid:x-request-id'], fresh1['x-request-id'], 'span and upstream share the generated request id');
     await new Promise((r) => setTimeout(r, 1500));
     assert.ok(!collector.spans.some((s) => s.traceId === unsampledTrace), 'no span exported for an unsampled parent');
+  });
+});
+
+describe('outlier ejections: metrics, admin clusters JSON and CLI table, two workers', () => {
+  const dir = tempDir();
+  let gw: GatewayProcess;
+  let good: Echo;
+  let bad: Awaited<ReturnType<typeof startFailingServer>>;
+
+  before(async () => {
+    good = await startEchoServer({ name: 'good' });
+    bad = await startFailingServer();
+    writeConfig(dir, 'config.yaml', outlierConfig({ good: good.port, bad: bad.port }));
+    gw = await startGateway({ configDir: dir, workers: 2 });
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await good?.close();
+    await bad?.close();
+    removeDir(dir);
+  });
+
+  test('consecutive 5xx eject the failing endpoint: counter, gauges, /api/clusters, meshgate clusters', async () => {
+    const badKey = `127.0.0.1:${bad.port}`;
+    // Fresh connections reach both workers; each ejects on its own after 3 consecutive 503s.
+    await waitFor(
+      async () => {
+        for (let i = 0; i < 10; i++) await fresh(gw.httpPort, '/', FLAKY_HOST);
+        return sum((await metrics(gw)).samples, 'meshgate_outlier_endpoint_ejected', { cluster: FLAKY_CLUSTER, endpoint: badKey }) === 1;
+      },
+      15_000,
+      'the failing endpoint ejected',
+    );
+    const { samples } = await metrics(gw);
+    assert.ok(sum(samples, 'meshgate_outlier_ejections_total', { cluster: FLAKY_CLUSTER }) >= 1, 'meshgate_outlier_ejections_total counts the ejection');
+    assert.ok(sum(samples, 'meshgate_outlier_ejected_endpoints', { cluster: FLAKY_CLUSTER }) >= 1, 'meshgate_outlier_ejected_endpoints counts it now');
+    assert.ok(sum(samples, 'meshgate_outlier_endpoint_ejections_total', { cluster: FLAKY_CLUSTER, endpoint: badKey }) >= 1);
+    const until = sum(samples, 'meshgate_outlier_endpoint_ejected_until_seconds', { cluster: FLAKY_CLUSTER, endpoint: badKey });
+    assert.ok(until * 1000 > Date.now() + 30_000 && until * 1000 <= Date.now() + 61_000, `ejection ends about 60 s from now, got ${until}`);
+    assert.equal(sum(samples, 'meshgate_outlier_endpoint_ejected', { cluster: FLAKY_CLUSTER, endpoint: `127.0.0.1:${good.port}` }), 0, 'the healthy endpoint is never ejected');
+
+    // Once ejected everywhere, traffic only reaches the healthy endpoint.
+    await waitFor(
+      async () => {
+        const codes = await Promise.all(Array.from({ length: 10 }, () => fresh(gw.httpPort, '/', FLAKY_HOST).then((r) => r.status)));
+        return codes.every((c) => c === 200);
+      },
+      15_000,
+      'only 200s once both workers ejected the failing endpoint',
+    );
+
+    const res = await get(`http://127.0.0.1:${gw.adminPort}/api/clusters`);
+    assert.equal(res.status, 200);
+    const body = JSON.parse(res.body) as { clusters: { cluster: string; ejected: number; outlierDetection: boolean; endpoints: { port: number; health: string; outlier: { ejected: boolean; ejectedUntil: number | null; timesEjected: number } | null }[] }[] };
+    const flaky = body.clusters.find((c) => c.cluster === FLAKY_CLUSTER);
+    assert.ok(flaky, `no ${FLAKY_CLUSTER} in ${res.body}`);
+    assert.equal(flaky.outlierDetection, true);
+    assert.equal(flaky.ejected, 1);
+    const badRow = flaky.endpoints.find((e) => e.port === bad.port)!;
+    assert.equal(badRow.health, 'ejected');
+    assert.equal(badRow.outlier?.ejected, true);
+    assert.ok((badRow.outlier?.timesEjected ?? 0) >= 1);
+    assert.ok((badRow.outlier?.ejectedUntil ?? 0) > Date.now());
+    const goodRow = flaky.endpoints.find((e) => e.port === good.port)!;
+    assert.equal(goodRow.health, 'healthy');
+    assert.equal(goodRow.outlier, null);
+
+    const cli = spawnSync(process.execPath, [CLI, 'clusters', '--admin', `http://127.0.0.1:${gw.adminPort}`], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stdout, /^CLUSTER\s+SERVICE\s+SUBSET\s+LB\s+READY\s+EJECTED\s+ENDPOINTS\n/);
+    const line = cli.stdout.split('\n').find((l) => l.startsWith(FLAKY_CLUSTER));
+    assert.ok(line, `no ${FLAKY_CLUSTER} line in:\n${cli.stdout}`);
+    assert.match(line, /ROUND_ROBIN\s+2\/2\s+1\s+127\.0\.0\.1/, 'READY 2/2, EJECTED 1');
+    assert.match(line, new RegExp(`127\\.0\\.0\\.1:${bad.port} \\(ejected \\d+s left, \\d+x\\)`));
+    assert.match(line, new RegExp(`127\\.0\\.0\\.1:${good.port}(,|$)`));
   });
 });

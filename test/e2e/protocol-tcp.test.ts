@@ -3,7 +3,8 @@
  * server (VirtualService `tcp` routes) and a TLS PASSTHROUGH server (VirtualService `tls` routes
  * on sniHosts). Bytes and half-close are relayed faithfully; TLS is never terminated (the client
  * sees the backend's own certificate); an unknown SNI is closed cleanly; a ClientHello written one
- * byte at a time is still read.
+ * byte at a time is still read. With observability on, every connection is counted in the istio_tcp_*
+ * metrics (opened, closed, bytes both ways) and gets one access-log line with the TCP fields.
  */
 
 import assert from 'node:assert/strict';
@@ -13,7 +14,8 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { removeDir, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { parsePrometheus } from '../../src/admin/dashboard/stats.js';
+import { get, removeDir, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { within } from '../support/http-client.js';
 import { makeCerts } from '../support/tls-certs.js';
 
@@ -124,7 +126,7 @@ spec:
     - match: [{ port: 443, sniHosts: [b.example.com] }]
       route: [{ destination: { host: tls-b } }]
 `);
-    gw = await startGateway({ configDir: dir, waitReady: true });
+    gw = await startGateway({ configDir: dir, waitReady: true, args: ['--access-log', 'stdout'] });
   });
   after(async () => {
     await gw?.stop();
@@ -202,5 +204,56 @@ spec:
       p.stdin?.end('Q\n');
     });
     assert.match(out, /subject=CN = a\.example\.com/, `expected the backend's certificate, got:\n${out.slice(0, 400)}`);
+  });
+
+  test('observability: istio_tcp_* metrics with the destination labels, and one access-log line per connection', async () => {
+    const payload = randomBytes(10_000);
+    const before = gw.output().split('\n').filter((l) => l.includes('virtualservice/default/tcp/tcp/1')).length;
+    const answers: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      answers.push(await within(10_000, new Promise<string>((resolve, reject) => {
+        const s = net.connect({ port: gw.httpPort, host: '127.0.0.1', allowHalfOpen: true });
+        let out = '';
+        s.setEncoding('utf8');
+        s.on('data', (d: string) => (out += d));
+        s.on('end', () => {
+          s.end();
+          resolve(out);
+        });
+        s.on('error', reject);
+        s.on('connect', () => s.end(payload));
+      }), 'tcp exchange'));
+    }
+    const answerBytes = Buffer.byteLength(answers[0]);
+    const lines = (): string[] => gw.output().split('\n').filter((l) => l.startsWith('[') && l.includes('virtualservice/default/tcp/tcp/1'));
+    await waitFor(() => lines().length >= before + 3, 5000, 'three access-log lines');
+    // Istio's default TEXT format: the HTTP fields are "-", the code 0, then bytes received and sent.
+    const line = lines().at(-1)!;
+    assert.match(line, new RegExp(`^\\[[^\\]]+\\] "- - -" 0 - - - "-" ${payload.length} ${answerBytes} \\d+ - "-" "-" "-" "-" "127\\.0\\.0\\.1:\\d+" outbound\\|9000\\|\\|echo\\.default\\.svc\\.cluster\\.local - 127\\.0\\.0\\.1:${gw.httpPort} 127\\.0\\.0\\.1:\\d+ - virtualservice/default/tcp/tcp/1$`), line);
+
+    const labels = { destination_service: 'echo.default.svc.cluster.local', destination_service_namespace: 'default', request_protocol: 'tcp', reporter: 'source' };
+    const sum = (samples: ReturnType<typeof parsePrometheus>, name: string): number =>
+      samples.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((n, x) => n + x.value, 0);
+    let samples: ReturnType<typeof parsePrometheus> = [];
+    await waitFor(async () => {
+      samples = parsePrometheus((await get(`http://127.0.0.1:${gw.adminPort}/metrics`)).body);
+      return sum(samples, 'istio_tcp_connections_closed_total') >= 4;
+    }, 5000, 'closed connections counted');
+    // The 4 MiB test's connection plus these three, to the echo cluster.
+    assert.equal(sum(samples, 'istio_tcp_connections_opened_total'), 4);
+    assert.equal(sum(samples, 'istio_tcp_connections_closed_total'), 4);
+    assert.equal(sum(samples, 'istio_tcp_received_bytes_total'), 4 * 1024 * 1024 + 3 * payload.length);
+    assert.ok(sum(samples, 'istio_tcp_sent_bytes_total') >= 3 * answerBytes);
+  });
+
+  test('observability: an unknown SNI is logged with flag NR and its SNI', async () => {
+    await within(10_000, new Promise<void>((resolve) => {
+      const t = tls.connect({ port: gw.httpsPort, host: '127.0.0.1', servername: 'nr.example.com', rejectUnauthorized: false });
+      t.on('error', () => resolve());
+      t.on('close', () => resolve());
+    }), 'unknown sni');
+    await waitFor(() => gw.output().includes(' nr.example.com -\n'), 5000, 'the NR line');
+    const line = gw.output().split('\n').find((l) => l.includes(' nr.example.com -'))!;
+    assert.match(line, /"- - -" 0 NR /, line);
   });
 });

@@ -164,10 +164,15 @@ describe('upstream TLS end to end', { timeout: 60_000 }, () => {
     assert.equal(bad.status, 503, `expected 503 without a client certificate, got ${bad.status}: ${bad.body}`);
   });
 
-  test('a WebSocket upgrade to a TLS cluster is refused (503 UF), never spliced in plaintext', async () => {
+  test('a WebSocket upgrade to a TLS cluster goes over TLS with the cluster SNI (never in plaintext)', async () => {
+    // The HTTPS echo does not upgrade: its plain answer, relayed, shows the upgrade arrived over TLS.
+    // (Tunnels to wss backends: test/e2e/protocol-websocket.test.ts.)
     const r = await request(port, { path: '/right-ca/ws', headers: { connection: 'upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
-    assert.equal(r.status, 503, r.body);
-    assert.equal(r.headers['x-meshgate-flags'], 'UF');
+    assert.equal(r.status, 200, r.body);
+    assert.equal((JSON.parse(r.body) as { sni: string }).sni, 'api.example.com');
+    const bad = await request(port, { path: '/wrong-ca/ws', headers: { connection: 'upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+    assert.equal(bad.status, 503, bad.body);
+    assert.equal(bad.headers['x-meshgate-flags'], 'UF');
   });
 
   test('a plaintext cluster to the TLS port shares no pool with the TLS clusters (and fails)', async () => {

@@ -7,7 +7,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { cluster, exact, forward, httpListener, match, ops, route, snapshot, vhost } from '../support/ir-builders.js';
+import http2 from 'node:http2';
+import type { UpstreamTls } from '../../src/ir/types.js';
+import type { RequestObserver } from '../../src/observability/observer.js';
+import { RequestRecord } from '../../src/observability/record.js';
+import { chain, cluster, exact, forward, httpListener, httpsListener, match, ops, route, snapshot, tlsContext, vhost } from '../support/ir-builders.js';
+import { makePki, type Pki } from '../support/mtls-certs.js';
+import { freePort, get, removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { parsePrometheus } from '../../src/admin/dashboard/stats.js';
+import { makeCerts, type TestCert } from '../support/tls-certs.js';
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
 import { within } from '../support/http-client.js';
 import { open, startWsEcho, type Hello, type WsEcho } from '../support/ws-echo.js';
@@ -149,5 +157,371 @@ describe('WebSocket through the gateway', { timeout: 60_000 }, () => {
     } finally {
       setWebSocketIdleTimeout(300_000);
     }
+  });
+});
+
+/** A masked client frame (RFC 6455 §5.2): FIN, `opcode`, payload. */
+function clientFrame(opcode: number, payload: Buffer): Buffer {
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x80 | opcode, 0x80 | len]) : Buffer.from([0x80 | opcode, 0x80 | 126, len >> 8, len & 0xff]);
+  const body = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]));
+  return Buffer.concat([head, mask, body]);
+}
+
+/** Reads unmasked server frames from a byte stream. */
+class FrameReader {
+  #buf = Buffer.alloc(0);
+  #waiters: (() => void)[] = [];
+  constructor(source: NodeJS.ReadableStream) {
+    source.on('data', (c: Buffer) => {
+      this.#buf = Buffer.concat([this.#buf, c]);
+      for (const w of this.#waiters.splice(0)) w();
+    });
+  }
+  async next(): Promise<{ opcode: number; payload: Buffer }> {
+    for (;;) {
+      const b = this.#buf;
+      if (b.length >= 2) {
+        let len = b[1] & 0x7f;
+        let off = 2;
+        if (len === 126 && b.length >= 4) {
+          len = b.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127 && b.length >= 10) {
+          len = Number(b.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (len < 126 || off > 2) {
+          if (b.length >= off + len) {
+            this.#buf = b.subarray(off + len);
+            return { opcode: b[0] & 0x0f, payload: b.subarray(off, off + len) };
+          }
+        }
+      }
+      await new Promise<void>((r) => this.#waiters.push(r));
+    }
+  }
+}
+
+/** RFC 8441 extended CONNECT with node:http2: the answer's head and, on 200, a frame reader on the stream. */
+async function h2WebSocket(
+  port: number,
+  o: { authority: string; path: string; tls?: { servername: string }; headers?: Record<string, string>; protocol?: string },
+): Promise<{ session: http2.ClientHttp2Session; stream: http2.ClientHttp2Stream; status: number; headers: http2.IncomingHttpHeaders; frames: FrameReader; enabled: boolean }> {
+  const session = o.tls
+    ? http2.connect(`https://127.0.0.1:${port}`, { servername: o.tls.servername, rejectUnauthorized: false })
+    : http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  const settings = await within(5000, new Promise<http2.Settings>((r) => session.once('remoteSettings', r)), 'server SETTINGS');
+  const stream = session.request({
+    ':method': 'CONNECT',
+    ':protocol': o.protocol ?? 'websocket',
+    ':scheme': o.tls ? 'https' : 'http',
+    ':path': o.path,
+    ':authority': o.authority,
+    'sec-websocket-version': '13',
+    ...(o.headers ?? {}),
+  });
+  stream.on('error', () => {});
+  const frames = new FrameReader(stream);
+  const headers = await within(5000, new Promise<http2.IncomingHttpHeaders>((r) => stream.once('response', r)), 'CONNECT response');
+  return { session, stream, status: Number(headers[':status']), headers, frames, enabled: settings.enableConnectProtocol === true };
+}
+
+describe('WebSocket to TLS upstreams, over HTTP/2 (RFC 8441), and its request record', { timeout: 60_000 }, () => {
+  let pki: Pki;
+  const be: Record<string, WsEcho> = {};
+  let gw: RuntimeHarness;
+  let cert: TestCert;
+  const records: RequestRecord[] = [];
+
+  before(async () => {
+    pki = makePki(['ws.example.com']);
+    [cert] = makeCerts(['h2.example.com']);
+    be.plain = await startWsEcho('plain');
+    be.simple = await startWsEcho('simple', { cert: pki.server.cert, key: pki.server.key });
+    be.mutual = await startWsEcho('mutual', { cert: pki.server.cert, key: pki.server.key, ca: pki.caA.cert, requestCert: true });
+    const inline = (pem: string) => ({ kind: 'inline' as const, pem, secret: 'default/test' });
+    const tls = (extra: Partial<UpstreamTls>): UpstreamTls => ({ mode: 'SIMPLE', caCertificates: inline(pki.caA.cert), clientCertificate: null, sni: 'ws.example.com', subjectAltNames: [], insecureSkipVerify: false, ...extra });
+    const p = (value: string) => [match({ path: { kind: 'prefix', value, ignoreCase: false } })];
+    const observer: RequestObserver = {
+      begin: (listener, req, res) => new RequestRecord(listener, req, res, { finish: (rec) => records.push(rec) }),
+      upstreamTraceHeaders: () => null,
+    };
+    const routes = [
+      route('wss/simple', forward(['simple']), p('/simple')),
+      route('wss/wrong-ca', forward(['wrong-ca']), p('/wrong-ca')),
+      route('wss/mutual', forward(['mutual']), p('/mutual')),
+      route('wss/h2-cluster', forward(['h2-cluster']), p('/h2-cluster')),
+      route('wss/denied', { kind: 'direct', status: 403, body: 'denied', contentType: null }, p('/denied')),
+      route('wss/empty', forward(['empty']), p('/empty')),
+      route('wss/rewrite', forward(['plain'], { rewrite: { path: { kind: 'prefix', value: '/inner' }, authority: null } }), p('/outer'), {
+        requestHeaders: ops({ set: [{ name: 'x-route', value: 'rewrite' }] }),
+        responseHeaders: ops({ set: [{ name: 'x-resp', value: 'edited' }] }),
+      }),
+      route('wss/plain', forward(['plain']), p('/')),
+    ];
+    gw = await startRuntime(
+      snapshot(
+        [
+          httpListener(await freePort(), [vhost('ws', ['ws.example.com'], routes)]),
+          httpsListener(await freePort(), [chain('tls', [vhost('ws', ['ws.example.com'], routes)], [], tlsContext([{ secret: 'default/h2', serverNames: [], certChain: cert.certChain, privateKey: cert.privateKey }]))]),
+        ],
+        [
+          cluster('plain', [{ port: be.plain.port }]),
+          cluster('simple', [{ port: be.simple.port }], { tls: tls({}) }),
+          cluster('wrong-ca', [{ port: be.simple.port }], { tls: tls({ caCertificates: inline(pki.caB.cert) }) }),
+          cluster('mutual', [{ port: be.mutual.port }], { tls: tls({ mode: 'MUTUAL', clientCertificate: { certChain: inline(pki.clientA.cert), privateKey: inline(pki.clientA.key) } }) }),
+          cluster('h2-cluster', [{ port: be.plain.port }], { protocol: 'HTTP2' }),
+          cluster('empty', []),
+        ],
+      ),
+      { observer },
+    );
+  });
+  after(async () => {
+    await gw?.close(300);
+    await Promise.all(Object.values(be).map((b) => b.close()));
+    pki?.cleanup();
+  });
+
+  const lastRecord = async (path: string): Promise<RequestRecord> => {
+    let r: RequestRecord | undefined;
+    await within(5000, (async () => {
+      while ((r = [...records].reverse().find((x) => x.req.url === path)) === undefined) await new Promise((res) => setTimeout(res, 20));
+    })(), `the record of ${path}`);
+    return r!;
+  };
+
+  test('wss upstream (SIMPLE): the tunnel is TLS with the cluster SNI; echo both ways', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.port(0)}/simple/a`, { host: 'ws.example.com' }), 'open');
+    assert.ok('ws' in r, `expected an open WebSocket, got ${JSON.stringify(r)}`);
+    assert.equal(r.hello.name, 'simple');
+    assert.equal(r.hello.sni, 'ws.example.com');
+    r.ws.send('hi');
+    assert.equal(await within(5000, next(r.ws), 'echo'), 'simple:hi');
+    r.ws.close();
+  });
+
+  test('wss upstream (MUTUAL): the gateway presents the cluster client certificate', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.port(0)}/mutual`, { host: 'ws.example.com' }), 'open');
+    assert.ok('ws' in r, `expected an open WebSocket, got ${JSON.stringify(r)}`);
+    assert.match(r.hello.client ?? '', /spiffe:\/\/test\/client-a/);
+    r.ws.close();
+  });
+
+  test('wss upstream with the wrong CA: 503 UF with the TLS reason, as for HTTP', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.port(0)}/wrong-ca`, { host: 'ws.example.com' }), 'refusal');
+    assert.ok(!('ws' in r), 'the upgrade must be refused');
+    assert.equal(r.status, 503);
+    assert.equal(r.flags, 'UF');
+    assert.match(r.body, /transport failure reason: TLS_error:CERTIFICATE_VERIFY_FAILED/);
+  });
+
+  test('a cluster speaking HTTP/2 to its endpoints gets the upgrade as HTTP/1.1', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.port(0)}/h2-cluster`, { host: 'ws.example.com' }), 'open');
+    assert.ok('ws' in r, `expected an open WebSocket, got ${JSON.stringify(r)}`);
+    r.ws.close();
+  });
+
+  for (const mode of ['h2c', 'h2 over TLS (ALPN)'] as const) {
+    test(`${mode}: extended CONNECT is routed (rewrite, header edits), answered 200, and frames are spliced`, async () => {
+      const port = mode === 'h2c' ? gw.port(0) : gw.port(1);
+      const t = mode === 'h2c' ? undefined : { servername: 'ws.example.com' };
+      const c = await h2WebSocket(port, { authority: 'ws.example.com', path: '/outer/room?x=1', tls: t });
+      try {
+        assert.equal(c.enabled, true, 'SETTINGS_ENABLE_CONNECT_PROTOCOL is advertised');
+        assert.equal(c.status, 200, `expected 200, got ${c.status}`);
+        assert.equal(c.headers['x-resp'], 'edited', 'response header edits apply to the 200');
+        assert.equal(c.headers['sec-websocket-accept'], undefined, 'no HTTP/1.1 handshake header on HTTP/2');
+        const hello = JSON.parse(String((await within(5000, c.frames.next(), 'hello frame')).payload)) as Hello;
+        assert.equal(hello.url, '/inner/room?x=1');
+        assert.equal(hello.headers['x-route'], 'rewrite');
+        assert.equal(hello.headers['x-forwarded-proto'], mode === 'h2c' ? 'http' : 'https');
+        c.stream.write(clientFrame(1, Buffer.from('over h2')));
+        const echo = await within(5000, c.frames.next(), 'echo frame');
+        assert.equal(echo.opcode, 1);
+        assert.equal(String(echo.payload), 'plain:over h2');
+        const big = Buffer.alloc(60_000, 'z');
+        c.stream.write(clientFrame(1, big));
+        assert.equal((await within(5000, c.frames.next(), 'big echo')).payload.length, big.length + 'plain:'.length);
+      } finally {
+        c.stream.close();
+        c.session.close();
+      }
+      const rec = await lastRecord('/outer/room?x=1');
+      assert.equal(rec.status, 200, 'an HTTP/2 tunnel is logged 200, as Envoy logs it');
+      assert.equal(rec.route?.name, 'wss/rewrite');
+      assert.ok(rec.bytesReceived > 60_000, `bytes from the client counted, got ${rec.bytesReceived}`);
+      assert.ok(rec.bytesSent > 60_000, `bytes to the client counted, got ${rec.bytesSent}`);
+    });
+  }
+
+  test('h2: extended CONNECT to a TLS upstream', async () => {
+    const c = await h2WebSocket(gw.port(0), { authority: 'ws.example.com', path: '/simple' });
+    try {
+      assert.equal(c.status, 200);
+      const hello = JSON.parse(String((await within(5000, c.frames.next(), 'hello')).payload)) as Hello;
+      assert.equal(hello.name, 'simple');
+    } finally {
+      c.session.close();
+    }
+  });
+
+  const h2Refusals = [
+    { desc: 'direct response 403', path: '/denied', status: 403, flags: undefined },
+    { desc: 'no healthy upstream 503 UH', path: '/empty', status: 503, flags: 'UH' },
+    { desc: 'upstream TLS failure 503 UF', path: '/wrong-ca', status: 503, flags: 'UF' },
+    { desc: 'the backend refuses the upgrade: its 400 is relayed', path: '/reject', status: 400, flags: undefined },
+    { desc: 'the backend closes without answering: 503 UC', path: '/hangup', status: 503, flags: 'UC' },
+  ];
+  test('HTTP/1.1: the backend closes without answering the upgrade: 503 UC', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.port(0)}/hangup`, { host: 'ws.example.com' }), 'hangup');
+    assert.ok(!('ws' in r));
+    assert.equal(r.status, 503);
+    assert.equal(r.flags, 'UC');
+    const rec = await lastRecord('/hangup');
+    assert.equal(rec.flags, 'UC');
+  });
+  for (const c of h2Refusals) {
+    test(`h2: extended CONNECT answered as a local reply on the stream: ${c.desc}`, async () => {
+      const r = await h2WebSocket(gw.port(0), { authority: 'ws.example.com', path: c.path });
+      try {
+        assert.equal(r.status, c.status);
+        assert.equal(r.headers['x-meshgate-flags'], c.flags);
+      } finally {
+        r.session.close();
+      }
+    });
+  }
+
+  test('a chunked refusal is relayed with its framing (HTTP/1.1) or decoded (HTTP/2), and ends without the upstream closing', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.port(0)}/reject-chunked`, { host: 'ws.example.com' }), 'h1 refusal');
+    assert.ok(!('ws' in r));
+    assert.equal(r.status, 403);
+    assert.equal(r.body, 'nope! :(');
+    const c = await h2WebSocket(gw.port(0), { authority: 'ws.example.com', path: '/reject-chunked' });
+    try {
+      assert.equal(c.status, 403);
+      const chunks: Buffer[] = [];
+      c.stream.removeAllListeners('data');
+      await within(5000, new Promise<void>((res) => {
+        c.stream.on('data', (d: Buffer) => chunks.push(d));
+        c.stream.on('end', () => res());
+      }), 'h2 refusal body');
+      assert.equal(Buffer.concat(chunks).toString(), 'nope! :(');
+    } finally {
+      c.session.close();
+    }
+  });
+
+  test('h2: CONNECT without :protocol websocket is 405', async () => {
+    const r = await h2WebSocket(gw.port(0), { authority: 'ws.example.com', path: '/', protocol: 'connect-udp' });
+    try {
+      assert.equal(r.status, 405);
+    } finally {
+      r.session.close();
+    }
+  });
+
+  test('HTTP/1.1 tunnel record: status 101, finished when the tunnel closes, bytes both ways', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.port(0)}/record-h1`, { host: 'ws.example.com' }), 'open');
+    assert.ok('ws' in r);
+    r.ws.send(Buffer.alloc(5000, 1));
+    await within(5000, next(r.ws), 'echo');
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(records.find((x) => x.req.url === '/record-h1'), undefined, 'no record while the tunnel is open');
+    await new Promise<void>((res) => {
+      r.ws.once('close', () => res());
+      r.ws.close();
+    });
+    const rec = await lastRecord('/record-h1');
+    assert.equal(rec.status, 101);
+    assert.equal(rec.flags, '-');
+    assert.ok(rec.durationMs >= 200, `duration is the tunnel lifetime, got ${rec.durationMs} ms`);
+    assert.ok(rec.bytesReceived >= 5000, `client bytes counted, got ${rec.bytesReceived}`);
+    assert.ok(rec.bytesSent >= 5000, `upstream bytes counted, got ${rec.bytesSent}`);
+    assert.equal(rec.upstreamHost, `127.0.0.1:${be.plain.port}`);
+  });
+
+  test('record of a client that resets the HTTP/2 tunnel: DC', async () => {
+    const c = await h2WebSocket(gw.port(0), { authority: 'ws.example.com', path: '/record-reset' });
+    await within(5000, c.frames.next(), 'hello');
+    c.stream.close(http2.constants.NGHTTP2_CANCEL);
+    const rec = await lastRecord('/record-reset');
+    c.session.close();
+    assert.equal(rec.status, 200);
+    assert.equal(rec.flags, 'DC');
+  });
+});
+
+describe('WebSocket in metrics and the access log (meshgate run)', { timeout: 60_000 }, () => {
+  const dir = tempDir();
+  let gw: GatewayProcess;
+  let echo: WsEcho;
+
+  before(async () => {
+    echo = await startWsEcho('obs');
+    writeConfig(dir, 'config.yaml', [
+      serviceYaml('ws', [echo.port]),
+      `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: default }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+    - port: { number: 80, name: http, protocol: HTTP }
+      hosts: [ws.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: ws, namespace: default }
+spec:
+  hosts: [ws.example.com]
+  gateways: [gw]
+  http:
+    - route: [{ destination: { host: ws } }]
+`,
+    ].join('---\n'));
+    gw = await startGateway({ configDir: dir, workers: 1, args: ['--access-log', 'stdout'] });
+  });
+  after(async () => {
+    await gw?.stop();
+    await echo?.close();
+    removeDir(dir);
+  });
+
+  test('one istio_requests_total sample and one access-log line per WebSocket, written when it closes: 101 over HTTP/1.1, 200 over HTTP/2', async () => {
+    const r = await within(5000, open(`ws://127.0.0.1:${gw.httpPort}/chat-h1`, { host: 'ws.example.com' }), 'open');
+    assert.ok('ws' in r);
+    r.ws.send('x'.repeat(3000));
+    await within(5000, next(r.ws), 'echo');
+    await new Promise((res) => setTimeout(res, 300));
+    assert.ok(!gw.output().includes('/chat-h1'), 'no log line while the tunnel is open');
+    await new Promise<void>((res) => {
+      r.ws.once('close', () => res());
+      r.ws.close();
+    });
+    const c = await h2WebSocket(gw.httpPort, { authority: 'ws.example.com', path: '/chat-h2' });
+    await within(5000, c.frames.next(), 'hello');
+    c.stream.end();
+    c.session.close();
+    await waitFor(() => gw.output().includes('/chat-h1') && gw.output().includes('/chat-h2'), 5000, 'the two access-log lines');
+    const lines = gw.output().split('\n');
+    const h1 = lines.find((l) => l.includes('/chat-h1'))!;
+    const h2 = lines.find((l) => l.includes('/chat-h2'))!;
+    assert.match(h1, /"GET \/chat-h1 HTTP\/1\.1" 101 - /, h1);
+    assert.match(h2, /"GET \/chat-h2 HTTP\/2(?:\.0)?" 200 - /, h2);
+    // Istio TEXT format: ... "<details>" "<termination details>" "<upstream failure>" <bytes received> <bytes sent> <duration> ...
+    const m = /" (\d+) (\d+) (\d+) /.exec(h1.slice(h1.indexOf('via_upstream')));
+    assert.ok(m !== null, `bytes and duration in ${h1}`);
+    assert.ok(Number(m[1]) >= 3000 && Number(m[2]) >= 3000, `bytes each way counted: ${h1}`);
+    assert.ok(Number(m[3]) >= 300, `duration is the tunnel lifetime: ${h1}`);
+    const res = await get(`http://127.0.0.1:${gw.adminPort}/metrics`);
+    const samples = parsePrometheus(res.body).filter((s) => s.name === 'istio_requests_total' && s.labels.destination_service === 'ws.default.svc.cluster.local');
+    const count = (code: string) => samples.filter((s) => s.labels.response_code === code).reduce((n, s) => n + s.value, 0);
+    assert.equal(count('101'), 1, `one 101 sample: ${JSON.stringify(samples)}`);
+    assert.equal(count('200'), 1, `one 200 sample: ${JSON.stringify(samples)}`);
   });
 });

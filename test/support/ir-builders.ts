@@ -130,5 +130,5 @@ export function cluster(name: string, endpoints: { port: number; address?: strin
 
 let versionCounter = 0;
 export function snapshot(listeners: Listener[], clusters: Cluster[] = [], security: Partial<SecurityConfig> = {}): IRSnapshot {
-  return { version: `test-${++versionCounter}`, listeners, clusters, security: { ...defaultSecurityConfig(), ...security }, tcpListeners: [] };
+  return { version: `test-${++versionCounter}`, listeners, clusters, security: { ...defaultSecurityConfig(), ...security }, tcpListeners: [], accessLogging: { configured: false, logs: [] }, tracing: { configured: false, provider: null, endpoint: null, samplingPercentage: null, disableSpanReporting: false, customTags: [], sources: [] } };
 }

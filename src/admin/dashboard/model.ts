@@ -21,15 +21,39 @@ export interface RouteRow {
   sourceRef: SourceRef;
 }
 
+/** Outlier-detection state of one endpoint, as the data plane reports it (see `outlierStates`). */
+export interface EndpointOutlierState {
+  /** Ejected now (by at least one worker). */
+  ejected: boolean;
+  /** When the current ejection ends at the latest (epoch ms); null when not ejected. */
+  ejectedUntil: number | null;
+  /** Times ejected (summed over workers). */
+  timesEjected: number;
+}
+
+export interface EndpointRow {
+  address: string;
+  port: number;
+  ready: boolean;
+  /** `healthy`, `not ready` (the Service says so) or `ejected` (outlier detection). */
+  health: 'healthy' | 'not ready' | 'ejected';
+  /** null when outlier detection never ejected the endpoint (or the state is not known: offline tables). */
+  outlier: EndpointOutlierState | null;
+}
+
 export interface ClusterRow {
   cluster: string;
   service: string;
   subset: string;
   discovery: string;
   lbPolicy: string;
-  endpoints: { address: string; port: number; ready: boolean }[];
+  /** Whether the cluster has outlier detection (DestinationRule trafficPolicy.outlierDetection). */
+  outlierDetection: boolean;
+  endpoints: EndpointRow[];
   ready: number;
   total: number;
+  /** Endpoints ejected now. */
+  ejected: number;
 }
 
 function domain(d: DomainMatch): string {
@@ -135,17 +159,31 @@ function routeRow(listener: string, port: number, protocol: string, vhost: strin
   };
 }
 
-export function clusterRows(ir: IRSnapshot): ClusterRow[] {
-  return ir.clusters.map((c: Cluster) => ({
-    cluster: c.name,
-    service: `${c.service.namespace}/${c.service.name}:${c.service.port}`,
-    subset: c.subset,
-    discovery: c.discovery,
-    lbPolicy: typeof c.lbPolicy === 'string' ? c.lbPolicy : `${c.lbPolicy.algorithm.kind.toUpperCase()} (consistent hash)`,
-    endpoints: c.endpoints.map((e) => ({ address: e.address, port: e.port, ready: e.ready })),
-    ready: c.endpoints.filter((e) => e.ready).length,
-    total: c.endpoints.length,
-  }));
+/** Key of `outlierStates`: cluster name and `address:port` (IPv6 addresses unbracketed, as the runtime keys them). */
+export function outlierKey(cluster: string, endpoint: string): string {
+  return `${cluster}\0${endpoint}`;
+}
+
+/** Cluster rows of `ir`; `outlier` (live, from the data plane's metrics) adds each endpoint's ejection state. */
+export function clusterRows(ir: IRSnapshot, outlier: ReadonlyMap<string, EndpointOutlierState> = new Map()): ClusterRow[] {
+  return ir.clusters.map((c: Cluster) => {
+    const endpoints = c.endpoints.map((e): EndpointRow => {
+      const state = outlier.get(outlierKey(c.name, `${e.address}:${e.port}`)) ?? null;
+      return { address: e.address, port: e.port, ready: e.ready, health: !e.ready ? 'not ready' : state?.ejected === true ? 'ejected' : 'healthy', outlier: state };
+    });
+    return {
+      cluster: c.name,
+      service: `${c.service.namespace}/${c.service.name}:${c.service.port}`,
+      subset: c.subset,
+      discovery: c.discovery,
+      lbPolicy: typeof c.lbPolicy === 'string' ? c.lbPolicy : `${c.lbPolicy.algorithm.kind.toUpperCase()} (consistent hash)`,
+      outlierDetection: c.outlierDetection !== null,
+      endpoints,
+      ready: c.endpoints.filter((e) => e.ready).length,
+      total: c.endpoints.length,
+      ejected: endpoints.filter((e) => e.health === 'ejected').length,
+    };
+  });
 }
 
 /** A plain-text table: a header row, a rule, one line per row; columns padded to their widest cell. */
@@ -166,16 +204,30 @@ export function routesTable(ir: IRSnapshot): string {
   );
 }
 
+/** The clusters table; `now` (epoch ms) turns ejection ends into seconds left. */
 export function clustersTable(ir: IRSnapshot): string {
+  return clusterRowsTable(clusterRows(ir), Date.now());
+}
+
+export function clusterRowsTable(rows: ClusterRow[], now: number): string {
   return formatTable(
-    ['CLUSTER', 'SERVICE', 'SUBSET', 'LB', 'READY', 'ENDPOINTS'],
-    clusterRows(ir).map((c) => [
+    ['CLUSTER', 'SERVICE', 'SUBSET', 'LB', 'READY', 'EJECTED', 'ENDPOINTS'],
+    rows.map((c) => [
       c.cluster,
       c.service,
       c.subset === '' ? '-' : c.subset,
       c.lbPolicy,
       c.discovery === 'missing' ? 'missing' : `${c.ready}/${c.total}`,
-      c.endpoints.length === 0 ? '-' : c.endpoints.map((e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}${e.ready ? '' : ' (not ready)'}`).join(', '),
+      c.outlierDetection ? String(c.ejected) : '-',
+      c.endpoints.length === 0 ? '-' : c.endpoints.map((e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}${endpointNote(e, now)}`).join(', '),
     ]),
   );
+}
+
+function endpointNote(e: EndpointRow, now: number): string {
+  if (!e.ready) return ' (not ready)';
+  const o = e.outlier;
+  if (o === null) return '';
+  if (o.ejected) return ` (ejected${o.ejectedUntil === null ? '' : ` ${Math.max(0, Math.ceil((o.ejectedUntil - now) / 1000))}s left`}, ${o.timesEjected}x)`;
+  return ` (ejected ${o.timesEjected}x before)`;
 }

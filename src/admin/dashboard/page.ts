@@ -178,10 +178,21 @@ export const DASHBOARD_JS = String.raw`'use strict';
         el('td', { text: r.action }), el('td', { cls: 'src', text: r.source }),
       ].concat(statCells(w)).concat([splitCell(r)]));
     }));
+    // Outlier detection: ejected now (seconds left by the gateway's clock) and times ejected.
+    function ejection(c, e) {
+      var o = e.outlier;
+      if (!c.outlierDetection) return el('span', { cls: 'pill ejection muted', text: 'no outlier detection' });
+      if (!o) return el('span', { cls: 'pill ejection', text: 'not ejected' });
+      if (o.ejected) {
+        var left = o.ejectedUntil === null ? '' : ' ' + Math.max(0, Math.ceil((o.ejectedUntil - overview.time) / 1000)) + 's left';
+        return el('span', { cls: 'pill ejection bad', title: 'ejection ends at ' + (o.ejectedUntil === null ? '?' : new Date(o.ejectedUntil).toLocaleTimeString()), text: 'ejected' + left + ' · ' + o.timesEjected + 'x' });
+      }
+      return el('span', { cls: 'pill ejection', text: 'not ejected · ' + o.timesEjected + 'x before' });
+    }
     fill('clusters', overview.clusters.map(function (c) {
       var w = window_['cluster\u0000' + c.cluster] || null;
       var eps = c.discovery === 'missing' ? [el('span', { cls: 'bad', text: 'service missing' })] : c.endpoints.length === 0 ? [el('span', { cls: 'bad', text: 'no endpoints' })] :
-        c.endpoints.map(function (e) { return el('div', null, [e.address + ':' + e.port + ' ', el('span', { cls: 'pill ' + (e.ready ? 'ok' : 'bad'), text: e.ready ? 'ready' : 'not ready' }), ' ', el('span', { cls: 'pill', text: 'not ejected' })]); });
+        c.endpoints.map(function (e) { return el('div', { cls: 'endpoint', 'data-endpoint': e.address + ':' + e.port, 'data-health': e.health }, [e.address + ':' + e.port + ' ', el('span', { cls: 'pill ' + (e.ready ? 'ok' : 'bad'), text: e.ready ? 'ready' : 'not ready' }), ' ', ejection(c, e)]); });
       return el('tr', { cls: 'cluster-row', 'data-cluster': c.cluster }, [
         el('td', null, [el('code', { text: c.cluster })]), el('td', { text: c.service + (c.subset ? ' · ' + c.subset : '') }), el('td', { text: c.lbPolicy }), el('td', null, eps),
       ].concat(statCells(w)));

@@ -5,12 +5,14 @@
  *   /api/overview                 listeners, hosts and routes with their source, clusters and endpoints,
  *                                 recent diagnostics and reloads
  *   /api/stats                    per route and cluster: requests by status, latency histogram
+ *   /api/clusters                 clusters with their endpoints, health and outlier ejections (live,
+ *                                 from the workers' metrics; `meshgate clusters --admin` reads it)
  */
 import type http from 'node:http';
 import type { Controller } from '../../control/controller.js';
 import { clusterRows, routeRows } from './model.js';
 import { DASHBOARD_HTML, DASHBOARD_JS } from './page.js';
-import { routeStats } from './stats.js';
+import { outlierStates, routeStats } from './stats.js';
 
 export interface AdminObservability {
   /** Data-plane metrics (Prometheus text, summed over workers). */
@@ -39,7 +41,14 @@ export function handleObservabilityRequest(path: string, res: http.ServerRespons
       send(res, 200, 'text/javascript; charset=utf-8', DASHBOARD_JS);
       return true;
     case '/api/overview':
-      send(res, 200, 'application/json', JSON.stringify(overview(controller)));
+      void respond(res, async () => ({ type: 'application/json', body: JSON.stringify(overview(controller, outlierStates(await obs.dataPlaneMetrics()))) }));
+      return true;
+    case '/api/clusters':
+      void respond(res, async () => {
+        const ir = controller.serving;
+        const clusters = ir === null ? [] : clusterRows(ir, outlierStates(await obs.dataPlaneMetrics()));
+        return { type: 'application/json', body: `${JSON.stringify({ version: ir?.version ?? null, time: Date.now(), clusters }, null, 2)}\n` };
+      });
       return true;
     case '/api/stats':
       void respond(res, async () => ({ type: 'application/json', body: JSON.stringify({ time: Date.now(), routes: routeStats(await obs.dataPlaneMetrics()) }) }));
@@ -49,12 +58,14 @@ export function handleObservabilityRequest(path: string, res: http.ServerRespons
   }
 }
 
-function overview(controller: Controller): unknown {
+function overview(controller: Controller, outlier: ReturnType<typeof outlierStates>): unknown {
   const ir = controller.serving;
   const bound = new Map<string, { boundPort: number | null; state: string; error: string | null }>();
   for (const r of controller.lastApply) for (const l of r.listeners) if (!bound.has(l.name) || l.state !== 'listening') bound.set(l.name, { boundPort: l.boundPort, state: l.state, error: l.error });
   return {
     version: ir?.version ?? null,
+    /** The gateway's clock (epoch ms), for ejection times left. */
+    time: Date.now(),
     ready: controller.ready,
     listeners: (ir?.listeners ?? []).map((l) => ({
       name: l.name,
@@ -67,7 +78,7 @@ function overview(controller: Controller): unknown {
       ...(bound.get(l.name) ?? { boundPort: null, state: 'unknown', error: null }),
     })),
     routes: ir === null ? [] : routeRows(ir),
-    clusters: ir === null ? [] : clusterRows(ir),
+    clusters: ir === null ? [] : clusterRows(ir, outlier),
     diagnostics: controller.diagnostics.filter((d) => d.severity !== 'info').slice(0, 100),
     reloads: controller.reloads.slice(-20).reverse(),
   };

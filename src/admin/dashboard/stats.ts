@@ -4,6 +4,8 @@
  * cumulative latency histogram. The page derives rates and percentiles from two successive reads.
  */
 
+import { outlierKey, type EndpointOutlierState } from './model.js';
+
 export interface RouteStats {
   route: string;
   cluster: string;
@@ -83,4 +85,26 @@ export function quantile(buckets: [number, number][], q: number): number | null 
     prevCount = count;
   }
   return prevBound;
+}
+
+/**
+ * Outlier-detection state per endpoint from the data plane's Prometheus text
+ * (`meshgate_outlier_endpoint_*`), keyed by `outlierKey(cluster, endpoint)`.
+ */
+export function outlierStates(text: string): Map<string, EndpointOutlierState> {
+  const out = new Map<string, EndpointOutlierState>();
+  for (const s of parsePrometheus(text)) {
+    if (!s.name.startsWith('meshgate_outlier_endpoint_')) continue;
+    const { cluster, endpoint } = s.labels;
+    if (cluster === undefined || endpoint === undefined) continue;
+    const key = outlierKey(cluster, endpoint);
+    let st = out.get(key);
+    if (st === undefined) out.set(key, (st = { ejected: false, ejectedUntil: null, timesEjected: 0 }));
+    if (s.name === 'meshgate_outlier_endpoint_ejected') st.ejected = s.value > 0;
+    else if (s.name === 'meshgate_outlier_endpoint_ejected_until_seconds') st.ejectedUntil = s.value > 0 ? Math.round(s.value * 1000) : null;
+    else if (s.name === 'meshgate_outlier_endpoint_ejections_total') st.timesEjected = s.value;
+  }
+  // Metrics are scraped one by one: an end time without an ejection is stale.
+  for (const st of out.values()) if (!st.ejected) st.ejectedUntil = null;
+  return out;
 }

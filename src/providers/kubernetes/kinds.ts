@@ -36,6 +36,7 @@ export const WATCHED: readonly WatchedResource[] = [
   istio('workloadentries', 'WorkloadEntry'),
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
+  { group: 'telemetry.istio.io', versions: ['v1', 'v1alpha1'], resource: 'telemetries', kind: 'Telemetry', namespaced: true, builtin: false },
 ];
 
 /** ConfigMaps: only Istio's MeshConfig (`MESH_CONFIG_NAMESPACE/MESH_CONFIG_NAME`) is watched, by name. */

@@ -165,10 +165,12 @@ function compileFilterChain(fc: FilterChain, clusters: Map<string, CompiledClust
   return { name: fc.name, tls: fc.tls === null ? null : compileTls(fc.tls), virtualHosts, hostsExact, hostSuffixes, hostAny };
 }
 
-function compileTls(tls: TlsContext): CompiledTls {
+/** Also used for the TLS-terminating chains of TCP listeners (runtime/tcp). */
+export function compileTls(tls: TlsContext): CompiledTls {
   const tls12 = tls.cipherSuites.length > 0 ? tls.cipherSuites : DEFAULT_TLS12_CIPHERS;
   const ciphers = [...TLS13_SUITES, ...tls12].join(':');
-  const settings = `${tls.minProtocolVersion}\n${tls.maxProtocolVersion}\n${ciphers}\n${tls.clientValidation?.caCertificates ?? ''}`;
+  // The CRL is part of the context: a changed one gives new handshakes a new context.
+  const settings = `${tls.minProtocolVersion}\n${tls.maxProtocolVersion}\n${ciphers}\n${tls.clientValidation?.caCertificates ?? ''}\n${JSON.stringify(tls.clientValidation?.caCrl ?? null)}`;
   const certificates: CompiledCertificate[] = [];
   const certsByName = new Map<string, CompiledCertificate>();
   const certsBySuffix = new Map<string, CompiledCertificate>();

@@ -27,7 +27,10 @@ export interface AuthzAttributes {
   readonly authority: string;
   /** The listener's external port (Istio `destination.port` of the gateway). */
   readonly port: number;
+  /** The client address (Istio `remote.ip`): the peer, or the x-forwarded-for entry `numTrustedProxies` points at. */
   readonly remoteIp: string;
+  /** The connection's peer (Istio `source.ip`); absent = `remoteIp`. */
+  readonly sourceIp?: string;
   readonly localIp: string;
   readonly sni: string;
   /** Every line of a header (lowercase name); [] when absent. */
@@ -159,6 +162,7 @@ export function compileCondition(c: AuthzCondition): Predicate {
       return condition(anyOf(c.values, test), anyOf(c.notValues, test), (a) => [String(a.port)]);
     }
     case 'source.ip':
+      return ipCondition(c, (a) => a.sourceIp ?? a.remoteIp);
     case 'remote.ip':
       return ipCondition(c, (a) => a.remoteIp);
     case 'destination.ip':

@@ -16,12 +16,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { IRSnapshot, SecurityConfig, UnderscoreHeadersAction } from '../../ir/types.js';
+import type { ForwardClientCertDetails } from '../../ir/security.js';
 import type { CompiledCluster, CompiledListener, CompiledRoute } from '../compile/types.js';
 import { checkRequestHead, DROP_UNDERSCORES, dropUnderscoreHeaders, isConnectionRejected } from '../http/h1-guard.js';
 import { FLAGS_HEADER, SERVER_NAME, type LocalError } from '../http/local-reply.js';
 import { compilePathNormalizer, normalizePath, type PathNormalizer } from '../http/normalize.js';
 import { compileJwt, extractToken, verifyToken, type AuthHeaderEdits, type CompiledJwt } from './jwt.js';
 import { checkExtAuthz, compileExtAuthz, sendExtAuthzDenied, type CompiledExtAuthz } from './ext-authz.js';
+import { trustedClientAddress } from '../http/forward-headers.js';
 import { authorize, compileAuthz, plainIp, type AuthzAttributes, type CompiledAuthz, type JwtIdentity } from './rbac.js';
 import { isOverloaded, OVERLOADED } from './overload.js';
 import { compileRateLimit, rateLimitKey, sendRateLimited, type CompiledRateLimit } from './rate-limit.js';
@@ -35,6 +37,10 @@ export interface CompiledSecurity {
   extAuthz: Map<string, CompiledExtAuthz>;
   /** Rate limit of each limited route; null when no route is limited. */
   routeLimits: Map<CompiledRoute, CompiledRateLimit> | null;
+  /** x-forwarded-client-cert handling (IR `forwardClientCertDetails`, default `SANITIZE_SET`). */
+  xfcc: ForwardClientCertDetails;
+  /** IR `numTrustedProxies` (0 = the peer is the client). */
+  trustedHops: number;
 }
 
 /** `clusters`: the snapshot's compiled clusters (ext-authz providers call theirs). */
@@ -49,6 +55,8 @@ export function compileSecurity(s: SecurityConfig, clusters: ReadonlyMap<string,
     requestFilters: jwt === null && authz === null ? null : { jwt, authz },
     extAuthz,
     routeLimits: null,
+    xfcc: s.forwardClientCertDetails ?? 'SANITIZE_SET',
+    trustedHops: s.numTrustedProxies ?? 0,
   };
 }
 
@@ -140,7 +148,7 @@ export function runRequestFilters(sec: CompiledSecurity, x: FilterRequest, next:
 
 function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: FilterRequest, identity: JwtIdentity | null, next: () => void): void {
   if (authz === null) return next();
-  const attrs = attributesOf(x, identity);
+  const attrs = attributesOf(x, identity, sec.trustedHops);
   const d = authorize(authz, attrs);
   if (d.allowed) return next();
   if (d.custom === null) return sendForbidden(x.res);
@@ -167,15 +175,17 @@ function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: Fi
   });
 }
 
-function attributesOf(x: FilterRequest, identity: JwtIdentity | null): AuthzAttributes {
+function attributesOf(x: FilterRequest, identity: JwtIdentity | null, trustedHops: number): AuthzAttributes {
   const socket = x.req.socket;
   const req = x.req;
+  const peer = plainIp(socket.remoteAddress ?? '');
   return {
     method: x.method,
     path: x.path,
     authority: x.authority,
     port: x.port,
-    remoteIp: plainIp(socket.remoteAddress ?? ''),
+    remoteIp: trustedHops === 0 ? peer : trustedClientAddress(headerLines(req, 'x-forwarded-for'), trustedHops, peer),
+    sourceIp: peer,
     localIp: plainIp(socket.localAddress ?? ''),
     sni: typeof (socket as TLSSocket).servername === 'string' ? ((socket as TLSSocket).servername as string) : '',
     headerLines: (n) => headerLines(req, n),
@@ -244,7 +254,10 @@ export function sendUnauthorized(res: ServerResponse, reason: string): void {
 export function admitRateLimit(sec: CompiledSecurity, route: CompiledRoute, x: FilterRequest): boolean {
   const limit = sec.routeLimits!.get(route);
   if (limit === undefined) return true;
-  const key = rateLimitKey(limit, route.name, plainIp(x.req.socket.remoteAddress ?? ''), (n) => {
+  const peer = plainIp(x.req.socket.remoteAddress ?? '');
+  // The client address as authorization's remote.ip (Envoy's rate-limit `remote_address`).
+  const client = sec.trustedHops === 0 ? peer : trustedClientAddress(headerLines(x.req, 'x-forwarded-for'), sec.trustedHops, peer);
+  const key = rateLimitKey(limit, route.name, client, (n) => {
     const lines = headerLines(x.req, n);
     return lines.length === 0 ? null : lines.join(',');
   });

@@ -1,10 +1,17 @@
 /**
  * Header rewriting between downstream and upstream: hop-by-hop removal (RFC 9110 §7.6.1), the
  * gateway's forwarding headers, and the response side. Works on flat `[name, value, ...]` arrays
- * with lowercase names, the shape undici and `res.writeHead` take.
+ * with lowercase names, the shape undici and `res.writeHead` take. Also x-forwarded-client-cert
+ * (`applyForwardClientCert`, Envoy's XFCC). x-forwarded-for is the client's list with the
+ * connection's peer appended (Envoy `use_remote_address: true`, `xff_num_trusted_hops: 0`, Istio's
+ * gateway settings); with `numTrustedProxies` the client address authorization sees comes from it
+ * (`trustedClientAddress`).
  */
 
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { isIP, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { ForwardClientCertDetails } from '../../ir/security.js';
 import { SERVER_NAME } from './local-reply.js';
 
 /** A client-supplied x-request-id is kept when it is this shape (Envoy keeps any; we bound it). */
@@ -140,4 +147,114 @@ function removeConnectionTokens(headers: string[], connection: string): void {
     w += 2;
   }
   headers.length = w;
+}
+
+/** XFCC modes, as IR `SecurityConfig.forwardClientCertDetails`. */
+export type XfccMode = ForwardClientCertDetails;
+
+/** The gateway's XFCC element per mTLS connection (built once per connection, on its first request). */
+const xfccElements = new WeakMap<object, string>();
+
+/**
+ * x-forwarded-client-cert on the upstream request `headers` (lowercase names, edited in place), as
+ * Envoy's `mutateXfccRequestHeader` does for `mode` (IR `ForwardClientCertDetails`): removed,
+ * kept, replaced by or appended with the element describing the verified client certificate of
+ * `socket`. Several client XFCC lines are joined with `,` first (one header, as Envoy sees it).
+ */
+export function applyForwardClientCert(headers: string[], mode: XfccMode, socket: Socket): void {
+  if (mode === 'ALWAYS_FORWARD_ONLY') return;
+  const tls = socket as TLSSocket;
+  const mtls = mode !== 'SANITIZE' && tls.authorized === true && typeof tls.getPeerX509Certificate === 'function';
+  let element: string | null = null;
+  if (mtls) {
+    // HTTP/1.1: the TLS socket; HTTP/2: the session's socket proxy (one per connection either way).
+    element = xfccElements.get(tls) ?? null;
+    if (element === null) {
+      element = xfccElement(tls);
+      if (element !== null) xfccElements.set(tls, element);
+    }
+  }
+  // Removed unless kept (FORWARD_ONLY) or extended (APPEND_FORWARD) on an mTLS connection.
+  let previous: string | null = null;
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    if (headers[r] === 'x-forwarded-client-cert') {
+      previous = previous === null ? headers[r + 1] : `${previous},${headers[r + 1]}`;
+      continue;
+    }
+    headers[w] = headers[r];
+    headers[w + 1] = headers[r + 1];
+    w += 2;
+  }
+  headers.length = w;
+  if (element === null) return;
+  if (mode === 'FORWARD_ONLY') {
+    if (previous !== null) headers.push('x-forwarded-client-cert', previous);
+  } else if (mode === 'APPEND_FORWARD') {
+    headers.push('x-forwarded-client-cert', previous === null ? element : `${previous},${element}`);
+  } else if (mode === 'SANITIZE_SET') {
+    headers.push('x-forwarded-client-cert', element);
+  }
+}
+
+/**
+ * Envoy's XFCC element with Istio's gateway details (Subject, Cert, URI, DNS; Hash always):
+ * `By=…;Hash=…;Cert="…";Subject="…";URI=…;DNS=…`; null when no client certificate is there.
+ */
+export function xfccElement(socket: TLSSocket): string | null {
+  const peer = socket.getPeerX509Certificate();
+  if (peer === undefined) return null;
+  const parts: string[] = [];
+  const local = socket.getX509Certificate();
+  if (local !== undefined) for (const uri of sansOf(local.subjectAltName, 'URI:')) parts.push(`By=${uri}`);
+  parts.push(`Hash=${createHash('sha256').update(peer.raw).digest('hex')}`);
+  // Envoy's URL encoding of the PEM (ssl_handshaker urlEncodedPemEncodedPeerCertificate).
+  const pem = peer.toString().replace(/[\n +/=]/g, (c) => PEM_ESCAPES[c]);
+  parts.push(`Cert="${pem}"`);
+  parts.push(`Subject="${rfc2253(peer.subject)}"`);
+  const uris = sansOf(peer.subjectAltName, 'URI:');
+  if (uris.length === 0) parts.push('URI=');
+  for (const u of uris) parts.push(`URI=${u}`);
+  for (const d of sansOf(peer.subjectAltName, 'DNS:')) parts.push(`DNS=${d}`);
+  return parts.join(';');
+}
+
+const PEM_ESCAPES: Record<string, string> = { '\n': '%0A', ' ': '%20', '+': '%2B', '/': '%2F', '=': '%3D' };
+
+/** SAN values of one type from Node's `subjectAltName` text (`DNS:a, URI:b`). */
+function sansOf(text: string | undefined, prefix: string): string[] {
+  if (text === undefined || text === '') return [];
+  const out: string[] = [];
+  for (const entry of text.split(', ')) if (entry.startsWith(prefix)) out.push(entry.slice(prefix.length));
+  return out;
+}
+
+/**
+ * Node's subject (`C=US\nO=Org\nCN=name`, certificate order) in RFC 2253 form, as OpenSSL's
+ * `XN_FLAG_RFC2253` prints it for Envoy: most specific first, `,`-separated, specials escaped.
+ */
+function rfc2253(subject: string): string {
+  const rdns = subject.split('\n').filter((l) => l !== '');
+  const out: string[] = [];
+  for (let i = rdns.length - 1; i >= 0; i--) {
+    const eq = rdns[i].indexOf('=');
+    const value = rdns[i].slice(eq + 1).replace(/[,+"\\<>;]/g, (c) => `\\${c}`).replace(/^[ #]|[ ]$/g, (c) => `\\${c}`);
+    out.push(`${rdns[i].slice(0, eq)}=${value}`);
+  }
+  return out.join(',');
+}
+
+/**
+ * Envoy's trusted client address with `xff_num_trusted_hops: hops` (> 0): the `hops`-th address
+ * from the right of the client's x-forwarded-for (`lines`, joined as one list), or `peer` when the
+ * list is shorter or that entry is no IP address.
+ */
+export function trustedClientAddress(lines: string[], hops: number, peer: string): string {
+  if (lines.length === 0) return peer;
+  const list = lines.join(',').split(',');
+  const i = list.length - hops;
+  if (i < 0) return peer;
+  let a = list[i].trim();
+  if (a.startsWith('::ffff:') && a.includes('.')) a = a.slice(7);
+  return isIP(a) === 0 ? peer : a;
 }

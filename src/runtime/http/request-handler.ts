@@ -22,7 +22,7 @@ import { h2Authority, h2HasBody, isHttp2 } from './h2-compat.js';
 import { effectiveGrpcTimeout, isGrpcRequest } from './grpc.js';
 import { Base64Decoder, grpcWebMode, grpcWebRequestHeaders } from './grpc-web.js';
 import { forwardUpgrade, isWebSocketUpgrade } from './websocket.js';
-import { buildUpstreamRequestHeaders } from './forward-headers.js';
+import { applyForwardClientCert, buildUpstreamRequestHeaders } from './forward-headers.js';
 import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
 import { observeForward, type RequestObserver } from '../../observability/observer.js';
 
@@ -161,6 +161,7 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     clientAddress(x.req.socket.remoteAddress),
   );
   let headers = built.headers;
+  applyForwardClientCert(headers, listener.security.xfcc, x.req.socket);
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);
   // Requests: route-level edits first, then destination-level (IR HeaderOps order).
   if (route.requestHeaders !== null) headers = applyHeaderOps(headers, route.requestHeaders);
@@ -180,9 +181,9 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     timeoutMs = effectiveGrpcTimeout(x.req, action.timeoutMs);
     x.grpcDeadline = timeoutMs > 0;
   }
-  // WebSocket: the upgrade is spliced to the endpoint instead of proxied as an HTTP exchange. The
-  // splice is plaintext: an upgrade to a cluster with upstream TLS is refused (503 UF), never sent in clear.
-  if (isWebSocketUpgrade(x.req)) return cluster.tls !== null ? sendLocalError(res, Errors.connectFailure, true) : forwardUpgrade(x.req, res, endpoint, cluster.connectTimeoutMs, route, dest, upstreamTarget, headers);
+  // WebSocket (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT): spliced to the endpoint, over the
+  // cluster's upstream TLS when it has one, instead of proxied as an HTTP exchange.
+  if (isWebSocketUpgrade(x.req)) return forwardUpgrade(x.req, res, cluster, endpoint, route, dest, upstreamTarget, headers);
   const call = startUpstreamPolicies(env.random, x, cluster, endpoint, action, upstreamTarget, headers, hasBody, timeoutMs);
   x.forward(endpoint.handle, route, dest, upstreamTarget, headers, hasBody, timeoutMs, call);
 }

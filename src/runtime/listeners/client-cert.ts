@@ -10,7 +10,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import type { ClientValidation } from '../../ir/types.js';
+import type { ClientValidation, PemSource } from '../../ir/types.js';
 
 export interface CompiledClientValidation {
   required: boolean;
@@ -18,12 +18,14 @@ export interface CompiledClientValidation {
   caPem: string;
   cas: X509Certificate[];
   subjectAltNames: Set<string>;
+  /** Revocation list(s) handed to OpenSSL with the CAs (read by `secureContextOptions`); null = none. */
+  crl: PemSource | null;
 }
 
 export function compileClientValidation(v: ClientValidation | null): CompiledClientValidation | null {
   if (v === null) return null;
   const blocks = v.caCertificates.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return { required: v.mode === 'REQUIRED', caPem: v.caCertificates, cas: blocks.map((b) => new X509Certificate(b)), subjectAltNames: new Set(v.subjectAltNames) };
+  return { required: v.mode === 'REQUIRED', caPem: v.caCertificates, cas: blocks.map((b) => new X509Certificate(b)), subjectAltNames: new Set(v.subjectAltNames), crl: v.caCrl ?? null };
 }
 
 /** SAN entries of a certificate, as `DNS:a`, `URI:b`… split into their values. */

@@ -28,8 +28,8 @@ export const H2_OPTIONS: http2.ServerOptions = {
     maxConcurrentStreams: 100,
     /** H2-02: header block limit, as the 64 KiB of HTTP/1.1 request head. */
     maxHeaderListSize: 64 * 1024,
-    /** Extended CONNECT (RFC 8441) is not offered. */
-    enableConnectProtocol: false,
+    /** Extended CONNECT (RFC 8441): WebSocket over HTTP/2 (http/websocket.ts); plain CONNECT stays 405. */
+    enableConnectProtocol: true,
   },
   /** Header fields per block, pseudo-headers included (MAX_REQUEST_HEADERS + the four request pseudo-headers). */
   maxHeaderListPairs: 104,

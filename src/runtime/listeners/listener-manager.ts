@@ -13,7 +13,7 @@ import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
 import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
-import { acceptUpgrade } from '../http/websocket.js';
+import { acceptExtendedConnect, acceptUpgrade } from '../http/websocket.js';
 import { checkClientCertificate } from './client-cert.js';
 import { createEngines, dispatchTls, SessionTracker, sniffPlaintext, type HttpEngines } from './http-front.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
@@ -103,6 +103,13 @@ function onUpgrade(this: TaggedServer, req: IncomingMessage, socket: net.Socket,
   acceptUpgrade(req, socket, head, (q, r) => handleRequest(rec.env, listener, q, r));
 }
 
+/** 'connect' listener of the HTTP/2 engine: RFC 8441 extended CONNECT (WebSocket over HTTP/2). */
+function onExtendedConnect(this: TaggedServer, req: IncomingMessage, res: ServerResponse): void {
+  const rec = this[kRecord]!;
+  const listener = rec.compiled;
+  acceptExtendedConnect(req, res, (q, r) => handleRequest(rec.env, listener, q, r));
+}
+
 function onPlainConnection(this: TaggedServer, socket: net.Socket): void {
   sniffPlaintext(socket, this[kRecord]!.engines);
 }
@@ -188,6 +195,7 @@ export class ListenerManager {
     h1.on('request', onRequest);
     h1.on('upgrade', onUpgrade);
     h2.on('request', onRequest as unknown as (req: unknown, res: unknown) => void);
+    h2.on('connect', onExtendedConnect as unknown as (req: unknown, res: unknown) => void);
     h1.on('clientError', onClientError);
     try {
       await new Promise<void>((resolve, reject) => {

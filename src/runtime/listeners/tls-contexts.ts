@@ -3,7 +3,9 @@
  * certificate keeps its context, a replaced one gets a new context that new handshakes use.
  */
 
+import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
+import type { PemSource } from '../../ir/types.js';
 import type { CompiledCertificate, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 
 export class TlsContextCache {
@@ -53,5 +55,12 @@ export function secureContextOptions(tls: CompiledTls, cert: CompiledCertificate
     ...(cert === null ? {} : { cert: cert.certChain, key: cert.privateKey }),
     // Client certificates are verified against these CAs (and their names sent in CertificateRequest).
     ...(tls.clientValidation === null ? {} : { ca: tls.clientValidation.caPem }),
+    // Revoked client certificates are not authorized. A CRL file is read here, when the context is
+    // built; an unreadable one throws, so the chain's handshakes fail rather than skip the check.
+    ...(tls.clientValidation?.crl == null ? {} : { crl: readCrl(tls.clientValidation.crl) }),
   };
+}
+
+function readCrl(src: PemSource): string {
+  return src.kind === 'inline' ? src.pem : readFileSync(src.path, 'utf8');
 }

@@ -1,13 +1,14 @@
 /**
- * Reads the server name (SNI, RFC 6066 §3) from a TLS ClientHello without terminating TLS, as
- * Envoy's tls_inspector does. Works on the bytes received so far: `need-more` until the whole
+ * Reads the server name (SNI, RFC 6066 §3) and the offered ALPN protocols (RFC 7301) from a TLS
+ * ClientHello without terminating TLS, as Envoy's tls_inspector does. Works on the bytes received so far: `need-more` until the whole
  * ClientHello record(s) arrived, `not-tls` for anything that is not a TLS handshake.
  */
 
 /** Largest ClientHello accepted (hardening T-03: over 16 KiB or malformed -> close). */
 export const MAX_CLIENT_HELLO = 16 * 1024;
 
-export type ClientHelloResult = { kind: 'sni'; serverName: string } | { kind: 'no-sni' } | { kind: 'need-more' } | { kind: 'not-tls' };
+/** `alpn`: the protocols the client offers, in its order (`[]` without the extension). */
+export type ClientHelloResult = { kind: 'sni'; serverName: string; alpn: string[] } | { kind: 'no-sni'; alpn: string[] } | { kind: 'need-more' } | { kind: 'not-tls' };
 
 /**
  * `data` is everything read from the connection so far. The ClientHello may span several TLS
@@ -53,15 +54,17 @@ function sniOf(h: Buffer): ClientHelloResult {
     p += 1 + h[p]; // session id
     p += 2 + h.readUInt16BE(p); // cipher suites
     p += 1 + h[p]; // compression methods
-    if (p === h.length) return { kind: 'no-sni' };
+    if (p === h.length) return { kind: 'no-sni', alpn: [] };
     const end = p + 2 + h.readUInt16BE(p);
     p += 2;
     if (end > h.length) return { kind: 'not-tls' };
+    let serverName: string | null = null;
+    const alpn: string[] = [];
     while (p + 4 <= end) {
       const type = h.readUInt16BE(p);
       const len = h.readUInt16BE(p + 2);
       p += 4;
-      if (type === 0) {
+      if (type === 0 && serverName === null) {
         // server_name: list length, then entries of type 0 (host_name).
         let q = p + 2;
         const listEnd = p + 2 + h.readUInt16BE(p);
@@ -70,15 +73,26 @@ function sniOf(h: Buffer): ClientHelloResult {
           const nameLen = h.readUInt16BE(q + 1);
           if (nameType === 0) {
             const name = h.toString('latin1', q + 3, q + 3 + nameLen).toLowerCase();
-            return /^[a-z0-9.*_-]+$/.test(name) ? { kind: 'sni', serverName: name.endsWith('.') ? name.slice(0, -1) : name } : { kind: 'not-tls' };
+            if (!/^[a-z0-9.*_-]+$/.test(name)) return { kind: 'not-tls' };
+            serverName = name.endsWith('.') ? name.slice(0, -1) : name;
+            break;
           }
           q += 3 + nameLen;
         }
-        return { kind: 'no-sni' };
+      } else if (type === 16) {
+        // application_layer_protocol_negotiation: list length, then length-prefixed names.
+        let q = p + 2;
+        const listEnd = Math.min(p + 2 + h.readUInt16BE(p), p + len);
+        while (q + 1 <= listEnd) {
+          const n = h[q];
+          if (q + 1 + n > listEnd) break;
+          alpn.push(h.toString('latin1', q + 1, q + 1 + n));
+          q += 1 + n;
+        }
       }
       p += len;
     }
-    return { kind: 'no-sni' };
+    return serverName === null ? { kind: 'no-sni', alpn } : { kind: 'sni', serverName, alpn };
   } catch {
     return { kind: 'not-tls' };
   }

@@ -1,37 +1,68 @@
 /**
- * TCP listeners: Istio protocol TCP servers and TLS passthrough. Sockets are kept by
+ * TCP listeners: Istio protocol TCP servers, TLS passthrough (PASSTHROUGH, AUTO_PASSTHROUGH) and
+ * TLS termination (protocol TLS with SIMPLE / MUTUAL / OPTIONAL_MUTUAL). Sockets are kept by
  * `address:port` across swaps like HTTP listeners; each connection reads the current compiled
  * routes once, when it is matched, and keeps its upstream to the end.
  *
- * Per connection: (TLS) read the ClientHello until the SNI is known (at most `PEEK_TIMEOUT_MS`,
- * at most 16 KiB), first matching route, weighted destination, endpoint by the cluster's load
- * balancer, connect (the cluster's connect timeout), write what was read, then splice both ways.
+ * Per connection: (TLS) read the ClientHello until the SNI (and offered ALPN) is known (at most `PEEK_TIMEOUT_MS`,
+ * at most 16 KiB); (TLS_TERMINATE) the handshake, by a never-listening `tls.Server` the accepted
+ * socket is handed to: the chain and certificate are chosen by SNI from the current snapshot in
+ * `SNICallback` (a Secret replaced at run time gives new handshakes the new certificate), then the
+ * chain's TLS versions and client-certificate policy are checked as on HTTPS listeners. Then the
+ * first matching route, weighted destination, endpoint by the cluster's load balancer, connect (the
+ * cluster's connect timeout; with TLS when the cluster has upstream `tls`, except on passthrough
+ * listeners, which forward the client's own TLS), write what was read, then splice both ways.
  * A FIN from one side is passed to the other (half-close) and the socket stays open for the
- * other direction; an error or reset on either side destroys both. No route, no endpoint or a
- * failed connect: the client connection is closed (as Envoy's tcp_proxy does).
+ * other direction; an error or reset on either side destroys both. No route, no endpoint, a
+ * failed connect or upstream TLS handshake: the client connection is closed (as Envoy's tcp_proxy
+ * does). With observability on, each connection fills a TcpRecord (istio_tcp_* metrics, access log).
  */
 
 import net from 'node:net';
-import type { TcpListener } from '../../ir/types.js';
-import type { CompiledCluster, CompiledSnapshot } from '../compile/types.js';
+import tls from 'node:tls';
+import type { TcpListener, TcpRoute } from '../../ir/types.js';
+import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
+import { compileTls } from '../compile/compile-snapshot.js';
+import { selectCertificate } from '../compile/lookup.js';
+import type { CompiledCluster, CompiledSnapshot, CompiledTls } from '../compile/types.js';
+import { TLS_VERIFY_CODES } from '../http/local-reply.js';
+import { checkClientCertificate } from '../listeners/client-cert.js';
+import { secureContextOptions } from '../listeners/tls-contexts.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
+import { upstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { parseClientHello } from './client-hello.js';
 
 /** Time a TLS passthrough connection has to send its ClientHello (Envoy's listener filter timeout is 15 s). */
 export const PEEK_TIMEOUT_MS = 10_000;
 
+/** Time a terminated-TLS client has to finish its handshake (as HTTPS listeners). */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+const NO_ALPN: readonly string[] = [];
+
 interface CompiledTcpRoute {
   name: string;
-  matches: { exact: Set<string>; suffixes: string[]; anySni: boolean; subnets: net.BlockList | null; port: number | null }[];
+  matches: { exact: Set<string>; suffixes: string[]; anySni: boolean; subnets: net.BlockList | null; port: number | null; alpn: Set<string> | null }[];
   clusters: (CompiledCluster | null)[];
   cumulative: number[];
   total: number;
+}
+
+interface CompiledTcpChain {
+  name: string;
+  tls: CompiledTls;
+  routes: CompiledTcpRoute[];
 }
 
 interface CompiledTcpListener {
   key: string;
   ir: TcpListener;
   routes: CompiledTcpRoute[];
+  /** TLS_TERMINATE: chains by exact server name, by `*.` suffix (longest first), and the one with `serverNames: []`. */
+  chainsByName: Map<string, CompiledTcpChain>;
+  wildcardChains: { suffix: string; chain: CompiledTcpChain }[];
+  defaultChain: CompiledTcpChain | null;
+  chains: CompiledTcpChain[];
 }
 
 export interface TcpListenerStatus {
@@ -42,7 +73,35 @@ export interface TcpListenerStatus {
 }
 
 function compileTcpListener(l: TcpListener, clusters: Map<string, CompiledCluster>): CompiledTcpListener {
-  const routes = l.routes.map((r): CompiledTcpRoute => {
+  const chains: CompiledTcpChain[] = [];
+  const chainsByName = new Map<string, CompiledTcpChain>();
+  const wildcardChains: { suffix: string; chain: CompiledTcpChain }[] = [];
+  let defaultChain: CompiledTcpChain | null = null;
+  for (const c of l.tlsChains ?? []) {
+    const chain: CompiledTcpChain = { name: c.name, tls: compileTls(c.tls), routes: compileTcpRoutes(c.routes, clusters) };
+    chains.push(chain);
+    if (c.serverNames.length === 0) defaultChain ??= chain;
+    for (const n of c.serverNames) {
+      if (n.startsWith('*.')) wildcardChains.push({ suffix: n.slice(1), chain });
+      else if (!chainsByName.has(n)) chainsByName.set(n, chain);
+    }
+  }
+  wildcardChains.sort((a, b) => b.suffix.length - a.suffix.length);
+  return { key: `${l.address}:${l.port}`, ir: l, routes: compileTcpRoutes(l.routes, clusters), chainsByName, wildcardChains, defaultChain, chains };
+}
+
+/** The chain for a server name: exact, then the longest wildcard, then the default (as HTTPS filter chains). */
+function selectTcpChain(l: CompiledTcpListener, sni: string): CompiledTcpChain | null {
+  if (sni !== '') {
+    const exact = l.chainsByName.get(sni);
+    if (exact !== undefined) return exact;
+    for (const w of l.wildcardChains) if (sni.length > w.suffix.length && sni.endsWith(w.suffix)) return w.chain;
+  }
+  return l.defaultChain;
+}
+
+function compileTcpRoutes(irRoutes: TcpRoute[], clusters: Map<string, CompiledCluster>): CompiledTcpRoute[] {
+  return irRoutes.map((r): CompiledTcpRoute => {
     let sum = 0;
     const cumulative = r.destinations.map((d) => (sum += d.weight));
     return {
@@ -63,6 +122,7 @@ function compileTcpListener(l: TcpListener, clusters: Map<string, CompiledCluste
           anySni: m.sniHosts.length === 0,
           subnets,
           port: m.port,
+          alpn: m.applicationProtocols === undefined ? null : new Set(m.applicationProtocols),
         };
       }),
       clusters: r.destinations.map((d) => clusters.get(d.cluster) ?? null),
@@ -70,14 +130,14 @@ function compileTcpListener(l: TcpListener, clusters: Map<string, CompiledCluste
       total: sum,
     };
   });
-  return { key: `${l.address}:${l.port}`, ir: l, routes };
 }
 
 /** First route whose match holds for this connection (`sni` '' = none). */
-function findTcpRoute(l: CompiledTcpListener, sni: string, localAddress: string): CompiledTcpRoute | null {
-  for (const r of l.routes) {
+function findTcpRoute(l: CompiledTcpListener, routes: CompiledTcpRoute[], sni: string, alpn: readonly string[], localAddress: string): CompiledTcpRoute | null {
+  for (const r of routes) {
     for (const m of r.matches) {
       if (m.port !== null && m.port !== l.ir.externalPort) continue;
+      if (m.alpn !== null && !alpn.some((p) => m.alpn!.has(p))) continue;
       if (!m.anySni) {
         if (sni === '') continue;
         if (!m.exact.has(sni) && !m.suffixes.some((s) => sni.length > s.length && sni.endsWith(s))) continue;
@@ -92,26 +152,38 @@ function findTcpRoute(l: CompiledTcpListener, sni: string, localAddress: string)
   return null;
 }
 
-class TcpRecord {
+class ListenerRecord {
   boundPort: number | null = null;
   readonly sockets = new Set<net.Socket>();
+  /** TLS_TERMINATE: the handshake engine (never listens; accepted sockets are handed to it). */
+  tlsServer: tls.Server | null = null;
+  /** Settings of the tlsServer's own (no-SNI) context, to rebuild it only when they change. */
+  defaultTlsKey = '';
   constructor(
     public compiled: CompiledTcpListener,
     readonly server: net.Server,
   ) {}
 }
 
-export class TcpListenerManager {
-  readonly #records = new Map<string, TcpRecord>();
-  readonly #random: () => number;
+/** Node's options for the upstream TLS of a cluster, built once per compiled cluster (files read then). */
+const upstreamTlsByCluster = new WeakMap<CompiledCluster, ReturnType<typeof upstreamTlsOptions>>();
 
-  constructor(random: () => number) {
+export class TcpListenerManager {
+  readonly #records = new Map<string, ListenerRecord>();
+  readonly #random: () => number;
+  readonly #observer: TcpObserver | null;
+  /** SecureContexts of terminating chains by content (certificate + settings), kept across swaps while used. */
+  #contexts = new Map<string, tls.SecureContext>();
+
+  constructor(random: () => number, observer: TcpObserver | null = null) {
     this.#random = random;
+    this.#observer = observer;
   }
 
   /** Applies the TCP listeners of a snapshot; `compiled` supplies the clusters (with their pools' endpoints). */
   async sync(listeners: TcpListener[], compiled: CompiledSnapshot, drainMs: number): Promise<TcpListenerStatus[]> {
     const next = listeners.map((l) => compileTcpListener(l, compiled.clusters));
+    const contextErrors = this.#prepareContexts(next);
     const keep = new Set(next.map((l) => l.key));
     for (const [key, rec] of this.#records) {
       if (keep.has(key)) continue;
@@ -120,14 +192,16 @@ export class TcpListenerManager {
     }
     const statuses: TcpListenerStatus[] = [];
     for (const l of next) {
+      const err = contextErrors.get(l.key) ?? null;
       let rec = this.#records.get(l.key);
       if (rec !== undefined) {
         rec.compiled = l;
-        statuses.push({ name: l.ir.name, key: l.key, boundPort: rec.boundPort, error: null });
+        this.#updateTls(rec);
+        statuses.push({ name: l.ir.name, key: l.key, boundPort: rec.boundPort, error: err });
         continue;
       }
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
-      rec = new TcpRecord(l, server);
+      rec = new ListenerRecord(l, server);
       const r = rec;
       server.on('connection', (socket) => this.#onConnection(r, socket));
       try {
@@ -138,16 +212,92 @@ export class TcpListenerManager {
             resolve();
           });
         });
-      } catch (err) {
-        statuses.push({ name: l.ir.name, key: l.key, boundPort: null, error: (err as Error).message });
+      } catch (e) {
+        statuses.push({ name: l.ir.name, key: l.key, boundPort: null, error: (e as Error).message });
         continue;
       }
       server.on('error', noop);
       rec.boundPort = (server.address() as net.AddressInfo).port;
       this.#records.set(l.key, rec);
-      statuses.push({ name: l.ir.name, key: l.key, boundPort: rec.boundPort, error: null });
+      this.#updateTls(rec);
+      statuses.push({ name: l.ir.name, key: l.key, boundPort: rec.boundPort, error: err });
     }
     return statuses;
+  }
+
+  /** Builds (or reuses) the SecureContext of every certificate of every terminating chain; errors by listener key. */
+  #prepareContexts(listeners: CompiledTcpListener[]): Map<string, string> {
+    const errors = new Map<string, string>();
+    const next = new Map<string, tls.SecureContext>();
+    for (const l of listeners) {
+      for (const chain of l.chains) {
+        for (const cert of chain.tls.certificates) {
+          if (next.has(cert.contextKey)) continue;
+          const cached = this.#contexts.get(cert.contextKey);
+          if (cached !== undefined) {
+            next.set(cert.contextKey, cached);
+            continue;
+          }
+          try {
+            next.set(cert.contextKey, tls.createSecureContext(secureContextOptions(chain.tls, cert)));
+          } catch (e) {
+            errors.set(l.key, `chain ${chain.name} certificate ${cert.secret}: ${(e as Error).message}`);
+          }
+        }
+      }
+    }
+    this.#contexts = next;
+    return errors;
+  }
+
+  /**
+   * TLS_TERMINATE: the handshake engine and its own context (handshakes without SNI: the default
+   * chain's certificate; versions and ciphers admitting every chain's; the client CAs of every chain
+   * that asks for client certificates, never refused by OpenSSL itself: the chain's policy decides).
+   */
+  #updateTls(rec: ListenerRecord): void {
+    const l = rec.compiled;
+    if (l.ir.protocol !== 'TLS_TERMINATE' || l.chains.length === 0) return;
+    if (rec.tlsServer === null) {
+      const contexts = (): Map<string, tls.SecureContext> => this.#contexts;
+      const server = tls.createServer({
+        allowHalfOpen: true,
+        handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+        SNICallback(servername, cb) {
+          const sni = servername.toLowerCase();
+          const chain = selectTcpChain(rec.compiled, sni);
+          const cert = chain === null ? null : selectCertificate(chain.tls, sni);
+          const ctx = cert === null ? undefined : contexts().get(cert.contextKey);
+          if (ctx === undefined) return cb(new Error(`meshgate: no TLS chain for server name "${servername}"`));
+          cb(null, ctx);
+        },
+      });
+      server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecure(rec, socket));
+      server.on('tlsClientError', (_err, socket) => socket.destroy());
+      rec.tlsServer = server;
+    }
+    const base = (l.defaultChain ?? l.chains[0]).tls;
+    const cert = l.defaultChain === null ? null : selectCertificate(l.defaultChain.tls, '');
+    let min = base.minVersion;
+    let max = base.maxVersion;
+    let cas = '';
+    for (const c of l.chains) {
+      if (c.tls.minVersion < min) min = c.tls.minVersion;
+      if (c.tls.maxVersion > max) max = c.tls.maxVersion;
+      const v = c.tls.clientValidation;
+      if (v !== null && !cas.includes(v.caPem)) cas += `${v.caPem}\n`;
+    }
+    const server = rec.tlsServer as tls.Server & { requestCert?: boolean; rejectUnauthorized?: boolean };
+    server.requestCert = cas !== '';
+    server.rejectUnauthorized = false;
+    const key = `${min}\n${max}\n${base.ciphers}\n${cert?.contextKey ?? ''}\n${cas}`;
+    if (key === rec.defaultTlsKey) return;
+    rec.defaultTlsKey = key;
+    try {
+      server.setSecureContext({ ...secureContextOptions({ ...base, minVersion: min, maxVersion: max }, cert), ...(cas === '' ? {} : { ca: cas }) });
+    } catch {
+      // A bad default certificate: keep the previous context (prepare reported the error).
+    }
   }
 
   async close(graceMs: number): Promise<void> {
@@ -156,12 +306,20 @@ export class TcpListenerManager {
     await Promise.all(recs.map((r) => drainTcp(r, graceMs)));
   }
 
-  #onConnection(rec: TcpRecord, client: net.Socket): void {
+  #onConnection(rec: ListenerRecord, client: net.Socket): void {
     rec.sockets.add(client);
     client.once('close', () => rec.sockets.delete(client));
     client.on('error', noop);
     client.setNoDelay(true);
-    if (rec.compiled.ir.protocol === 'TCP') return this.#route(rec, client, '', Buffer.alloc(0));
+    const obs = this.#observer === null ? null : new TcpRecord(rec.compiled.ir.name, socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+    const protocol = rec.compiled.ir.protocol;
+    if (protocol === 'TCP') return this.#route(rec, rec.compiled.routes, client, '', NO_ALPN, Buffer.alloc(0), obs);
+    if (protocol === 'TLS_TERMINATE') {
+      if (rec.tlsServer === null) return void client.destroy();
+      // The handshake engine takes the socket over; routing continues in #onSecure.
+      rec.tlsServer.emit('connection', client);
+      return;
+    }
     // TLS passthrough: read until the SNI is known; nothing is written to the client meanwhile.
     let seen: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => client.destroy(), PEEK_TIMEOUT_MS);
@@ -174,7 +332,7 @@ export class TcpListenerManager {
       clearTimeout(timer);
       client.pause();
       if (r.kind === 'not-tls') return void client.destroy();
-      this.#route(rec, client, r.kind === 'sni' ? r.serverName : '', seen);
+      this.#route(rec, rec.compiled.routes, client, r.kind === 'sni' ? r.serverName : '', r.alpn, seen, obs);
     };
     const onEnd = (): void => {
       clearTimeout(timer);
@@ -184,31 +342,99 @@ export class TcpListenerManager {
     client.once('end', onEnd);
   }
 
-  #route(rec: TcpRecord, client: net.Socket, sni: string, head: Buffer): void {
+  /** A terminated handshake: the chain's version range and client-certificate policy, then its routes. */
+  #onSecure(rec: ListenerRecord, socket: tls.TLSSocket): void {
+    const sni = typeof socket.servername === 'string' ? socket.servername.toLowerCase() : '';
+    const chain = selectTcpChain(rec.compiled, sni);
+    const version = socket.getProtocol();
+    socket.on('error', noop);
+    if (chain === null || version === null) return void socket.destroy();
+    if (version < chain.tls.minVersion || version > chain.tls.maxVersion) return void socket.destroy();
+    if (chain.tls.clientValidation !== null && checkClientCertificate(socket, chain.tls.clientValidation) !== null) return void socket.destroy();
+    socket.setNoDelay(true);
+    const obs = this.#observer === null ? null : new TcpRecord(rec.compiled.ir.name, socketAddress(socket.localAddress, socket.localPort), socketAddress(socket.remoteAddress, socket.remotePort));
+    rec.sockets.add(socket);
+    socket.once('close', () => rec.sockets.delete(socket));
+    socket.pause();
+    this.#route(rec, chain.routes, socket, sni, NO_ALPN, Buffer.alloc(0), obs);
+  }
+
+  #route(rec: ListenerRecord, routes: CompiledTcpRoute[], client: net.Socket, sni: string, alpn: readonly string[], head: Buffer, obs: TcpRecord | null): void {
     const l = rec.compiled;
-    const route = findTcpRoute(l, sni, client.localAddress ?? '');
+    const observer = this.#observer;
+    if (obs !== null) {
+      obs.sni = sni;
+      client.once('close', () => {
+        obs.durationMs = performance.now() - obs.start;
+        obs.bytesReceived = client.bytesRead;
+        obs.bytesSent = client.bytesWritten;
+        if (!obs.opened) observer!.observeTcp(obs, 'open');
+        observer!.observeTcp(obs, 'close');
+      });
+    }
+    const route = findTcpRoute(l, routes, sni, alpn, client.localAddress ?? '');
     // Unknown SNI (or no route): closed cleanly, nothing sent (the client sees its handshake end).
-    if (route === null) return void client.end();
+    if (route === null) {
+      obs?.flag('NR');
+      return void client.end();
+    }
     const x = route.total * this.#random();
     let i = 0;
     while (i < route.cumulative.length - 1 && x >= route.cumulative[i]) i++;
     const cluster = route.clusters[i];
-    const endpoint = cluster === null || cluster.discovery === 'missing' ? null : selectEndpoint(cluster, this.#random);
-    if (cluster === null || endpoint === null) return void client.destroy();
+    if (obs !== null) {
+      obs.route = route.name;
+      obs.cluster = cluster?.name ?? '';
+      obs.opened = true;
+      observer!.observeTcp(obs, 'open');
+    }
+    if (cluster === null || cluster.discovery === 'missing') {
+      obs?.flag('NC');
+      return void client.destroy();
+    }
+    const endpoint = selectEndpoint(cluster, this.#random);
+    if (endpoint === null) {
+      obs?.flag('UH');
+      return void client.destroy();
+    }
+    if (obs !== null) obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
     const handle = endpoint.handle;
     if (handle !== null) handle.active++;
-    const upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true });
+    // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
+    const originate = cluster.tls !== null && l.ir.protocol !== 'TLS';
+    let upstream: net.Socket;
+    if (originate) {
+      let options = upstreamTlsByCluster.get(cluster);
+      if (options === undefined) upstreamTlsByCluster.set(cluster, (options = upstreamTlsOptions(cluster.tls!)));
+      const connect = options.connect;
+      if (typeof connect === 'function') {
+        // A TLS file that could not be read: never fall back to plaintext.
+        obs?.flag('UF', 'TLS_error:CERTIFICATE_VERIFY_FAILED:MG_TLS_FILE_UNREADABLE');
+        if (handle !== null) handle.active--;
+        return void client.destroy();
+      }
+      // allowHalfOpen is honoured by tls.connect (it builds the TLSSocket with it) though not typed.
+      const opts: tls.ConnectionOptions & { allowHalfOpen: boolean } = { ...(connect as tls.ConnectionOptions), host: endpoint.address, port: endpoint.port, allowHalfOpen: true };
+      upstream = tls.connect(opts);
+    } else {
+      upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true });
+    }
     rec.sockets.add(upstream);
     let released = false;
+    let connected = false;
     const release = (): void => {
       if (released) return;
       released = true;
       if (handle !== null) handle.active--;
     };
-    const connectTimer = setTimeout(() => upstream.destroy(), cluster.connectTimeoutMs);
+    const connectTimer = setTimeout(() => {
+      obs?.flag('UF');
+      upstream.destroy();
+    }, cluster.connectTimeoutMs);
     upstream.setNoDelay(true);
-    upstream.on('connect', () => {
+    upstream.on(originate ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer);
+      connected = true;
       if (head.length > 0) upstream.write(head);
       // Bytes both ways with back-pressure; a FIN is relayed as a FIN (end: true), never as a close.
       client.pipe(upstream);
@@ -221,10 +447,23 @@ export class TcpListenerManager {
       upstream.destroy();
       release();
     };
-    upstream.on('error', destroyBoth);
-    client.on('error', destroyBoth);
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (obs !== null) {
+        const code = err.code ?? '';
+        if (connected) obs.flag('UC');
+        else if (TLS_VERIFY_CODES.has(code)) obs.flag('UF', `TLS_error:CERTIFICATE_VERIFY_FAILED:${code}`);
+        else if (code.startsWith('ERR_SSL_')) obs.flag('UF', `TLS_error:${code.slice('ERR_SSL_'.length)}`);
+        else obs.flag('UF', code === '' ? null : code);
+      }
+      destroyBoth();
+    });
+    client.on('error', () => {
+      obs?.flag('DC');
+      destroyBoth();
+    });
     upstream.on('close', () => {
       rec.sockets.delete(upstream);
+      if (!connected) obs?.flag('UF');
       // Closed after both FINs: the client closes too once its own writes are flushed.
       if (!client.destroyed && client.writableFinished) client.destroy();
       else if (!client.writableEnded) client.destroy();
@@ -241,7 +480,7 @@ export class TcpListenerManager {
   }
 }
 
-function drainTcp(rec: TcpRecord, graceMs: number): Promise<void> {
+function drainTcp(rec: ListenerRecord, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     const hard = setTimeout(() => {
       for (const s of rec.sockets) s.destroy();

@@ -26,6 +26,19 @@ interface HostStats {
   ejections: number;
   /** When the current ejection started, or when the multiplier last changed while back. */
   since: number;
+  /** Times ejected since the endpoint was first seen (never lowered; for metrics and the admin API). */
+  total: number;
+}
+
+/** One endpoint's ejection state, for metrics and the admin API. */
+export interface OutlierEndpointState {
+  /** `address:port`. */
+  endpoint: string;
+  ejected: boolean;
+  /** When the current ejection ends at the latest (epoch ms; the sweep may return it up to one interval later); null when not ejected. */
+  ejectedUntil: number | null;
+  /** Times ejected since the endpoint was first seen by this process. */
+  timesEjected: number;
 }
 
 /** One ejection or return, for tests and the admin API. */
@@ -42,6 +55,8 @@ export class OutlierTracker {
   /** Changes whenever the set of ejected endpoints changes (load balancers cache by it). */
   gen = 0;
   ejectedCount = 0;
+  /** Ejections since this tracker started (never lowered; `meshgate_outlier_ejections_total`). */
+  totalEjections = 0;
   /** The most recent events (bounded). */
   readonly events: OutlierEvent[] = [];
   readonly #hosts = new Map<string, HostStats>();
@@ -94,7 +109,7 @@ export class OutlierTracker {
       }
       return;
     }
-    if (h === undefined) this.#hosts.set(key, (h = { consecutive5xx: 0, consecutiveGateway: 0, ejected: false, ejections: 0, since: this.#now() }));
+    if (h === undefined) this.#hosts.set(key, (h = { consecutive5xx: 0, consecutiveGateway: 0, ejected: false, ejections: 0, since: this.#now(), total: 0 }));
     if (h.ejected) return;
     const c = this.config;
     h.consecutive5xx++;
@@ -114,10 +129,27 @@ export class OutlierTracker {
     if (!allowed) return;
     h.ejected = true;
     h.ejections++;
+    h.total++;
     h.since = this.#now();
     this.ejectedCount++;
+    this.totalEjections++;
     this.gen++;
     this.#event(key, 'eject', h);
+  }
+
+  /** Endpoints ever ejected, with their state (read at scrape time, never on the request path). */
+  endpointStates(): OutlierEndpointState[] {
+    const out: OutlierEndpointState[] = [];
+    for (const [key, h] of this.#hosts) {
+      if (h.total === 0) continue;
+      out.push({ endpoint: key, ejected: h.ejected, ejectedUntil: h.ejected ? h.since + this.#ejectionMs(h) : null, timesEjected: h.total });
+    }
+    return out;
+  }
+
+  #ejectionMs(h: HostStats): number {
+    const base = this.config.baseEjectionTimeMs;
+    return Math.min(base * h.ejections, Math.max(base, MAX_EJECTION_MS));
   }
 
   /** The interval sweep: returns endpoints whose ejection time ran out; decays multipliers. */
@@ -126,7 +158,7 @@ export class OutlierTracker {
     const base = this.config.baseEjectionTimeMs;
     for (const [key, h] of this.#hosts) {
       if (h.ejected) {
-        if (now - h.since >= Math.min(base * h.ejections, Math.max(base, MAX_EJECTION_MS))) {
+        if (now - h.since >= this.#ejectionMs(h)) {
           h.ejected = false;
           h.since = now;
           this.ejectedCount--;

@@ -8,6 +8,9 @@
  * with a connector that fails every connection (503 `UF`, reason `MG_TLS_FILE_UNREADABLE`), never a
  * plaintext one; the file is read again when the pool is next rebuilt (a snapshot that changes it).
  *
+ * Revocation: with `caCrl` (a Secret's `ca.crl` or the DestinationRule's `caCrl` file), a revoked
+ * server certificate fails the handshake like any verification failure (`CERT_REVOKED`).
+ *
  * Names: `sni` is sent in every ClientHello of the pool (the request's Host never replaces it, unlike
  * undici's default). With `subjectAltNames`, the server certificate must carry one of them; without,
  * the chain alone is verified (Envoy without `match_subject_alt_names`).
@@ -37,6 +40,8 @@ export function upstreamTlsOptions(tls: UpstreamTls): UpstreamTlsOptions {
   const connect: Record<string, unknown> = { servername: tls.sni, rejectUnauthorized: !tls.insecureSkipVerify };
   try {
     if (tls.caCertificates !== null) connect.ca = readPem(tls.caCertificates);
+    // A CRL makes OpenSSL check revocation of the server certificate's chain (CERT_REVOKED).
+    if (tls.caCrl !== undefined) connect.crl = readPem(tls.caCrl);
     if (tls.clientCertificate !== null) {
       connect.cert = readPem(tls.clientCertificate.certChain);
       connect.key = readPem(tls.clientCertificate.privateKey);

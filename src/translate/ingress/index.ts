@@ -13,6 +13,8 @@
  *   (path, pathType) defined twice: the earlier Ingress wins (MG_DUPLICATE_PATH).
  * - `spec.defaultBackend` of the earliest Ingress that has one: catch-all of every host and of requests
  *   for unknown hosts (ingress-nginx puts it at `/` of each server). With none, unmatched requests 404.
+ * - Backends: `nginx.ingress.kubernetes.io/backend-protocol` (HTTP, HTTPS, GRPC, GRPCS) and the
+ *   `proxy-ssl-*` annotations set the cluster's upstream protocol and TLS (backend-protocol.ts).
  * - TLS: certificates from `spec.tls[].secretName`, chosen by SNI on the HTTPS listener; plain-HTTP
  *   requests for a host with a certificate are redirected to HTTPS with 308 (ingress-nginx), unless the
  *   Ingress says `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
@@ -21,7 +23,8 @@ import type { Route, RouteMatch, TlsCertificate } from '../../ir/types.js';
 import type { KubeObject } from '../../resources/types.js';
 import { compareByCreation, type ResourceSet } from '../../resources/resource-set.js';
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../backends.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster, serviceFqdn } from '../backends.js';
+import { BACKEND_PROTOCOL_ANNOTATION, backendSettings } from './backend-protocol.js';
 import { loadTlsCertificate } from '../secrets.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
@@ -200,7 +203,9 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
   const port = obj(svc.port);
   const portNumber = num(port.number);
   const portName = str(port.name);
+  const settings = backendSettings(ctx, resources, ing, serviceFqdn(name, ing.metadata.namespace));
   const cluster = resolveCluster(ctx, resources, {
+    ...settings,
     service: { namespace: ing.metadata.namespace, name, port: portNumber !== undefined ? { number: portNumber } : portName !== undefined ? { name: portName } : null },
     subset: null,
     lbPolicy: 'ROUND_ROBIN',
@@ -210,6 +215,12 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     from: ing,
     field: `${field}.service`,
   });
+  // Clusters are shared by Service port: a backend asking for another protocol or TLS than the
+  // cluster already has (another Ingress, a VirtualService) cannot get it.
+  const made = ctx.getCluster(cluster);
+  if (made !== undefined && made.discovery === 'eds' && (JSON.stringify(made.tls) !== JSON.stringify(settings.tls ?? null) || (settings.h2UpgradePolicy === 'UPGRADE' && made.protocol !== 'HTTP2'))) {
+    ctx.report('warning', 'MG_UNSUPPORTED', ing, `metadata.annotations["${BACKEND_PROTOCOL_ANNOTATION}"]`, `cluster ${cluster} is also used with other protocol or TLS settings, which win; this backend is reached as that cluster says`);
+  }
   return { kind: 'forward', destinations: [{ cluster, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
 }
 

@@ -178,7 +178,8 @@ const TLS_VERSIONS: Readonly<Record<string, TlsVersion | 'old' | 'auto'>> = {
   TLSV1_3: 'TLSv1.3',
 };
 
-function tlsContext(ctx: TranslateContext, resources: ResourceSet, gw: KubeObject, tls: Record<string, unknown>, field: string, serverNames: string[]): TlsContext | null {
+/** A Gateway server's TLS settings (credentialName(s), versions, ciphers); shared with TLS-terminating TCP servers (tcp.ts). */
+export function tlsContext(ctx: TranslateContext, resources: ResourceSet, gw: KubeObject, tls: Record<string, unknown>, field: string, serverNames: string[]): TlsContext | null {
   const names: { name: string; field: string }[] = [];
   const single = str(tls.credentialName);
   if (single) names.push({ name: single, field: `${field}.credentialName` });

@@ -3,37 +3,55 @@
  *  - protocol TCP: `spec.tcp` routes (match on port and destinationSubnets);
  *  - protocol TLS, or HTTPS, with `tls.mode: PASSTHROUGH` (the enum's zero value, so also an absent
  *    mode): `spec.tls` routes matched on `sniHosts` (plus port and destinationSubnets). The gateway
- *    reads the SNI from the ClientHello and never terminates TLS.
+ *    reads the SNI from the ClientHello and never terminates TLS;
+ *  - protocol TLS with `tls.mode` SIMPLE, MUTUAL or OPTIONAL_MUTUAL: TLS is terminated with the
+ *    server's credentials (as for HTTPS servers: `tlsContext`, `clientValidationOf`), one chain per
+ *    server chosen by SNI, and the decrypted bytes follow the `spec.tcp` routes (Istio gateway.go
+ *    createGatewayTCPFilterChainOpts: a non-passthrough TLS server uses buildGatewayNetworkFiltersFromTCPRoutes;
+ *    `tls` routes there only come from Gateway API TLSRoutes, which meshgate does not read);
+ *  - protocol TLS with `tls.mode: AUTO_PASSTHROUGH` (multi-network east-west gateways): no
+ *    VirtualService; one route per Service (or MESH_INTERNAL ServiceEntry host) admitted by the
+ *    server's hosts, per port (not UDP) and per DestinationRule subset, matched on the SNI
+ *    `outbound_.<port>_.<subset>_.<fqdn>` (Istio model.BuildDNSSrvSubsetKey; subset empty for the
+ *    whole service) and one of Istio's mTLS ALPNs, and relayed to that cluster without terminating
+ *    TLS. Sorted by SNI.
  * Order: servers of a port in Gateway creation then list order, VirtualServices in creation order,
  * each one's routes in the author's order (first match). A port an HTTP listener already holds
- * stays HTTP (MG_PORT_CONFLICT); two servers of one port must agree on TCP vs TLS.
- * AUTO_PASSTHROUGH (multi-network east-west routing by `outbound_.<port>_.<subset>_.<host>` SNI) and
- * TLS termination on a TLS server (mode SIMPLE/MUTUAL on protocol TLS) are not served.
+ * stays HTTP (MG_PORT_CONFLICT); two servers of one port must agree on TCP vs TLS passthrough vs
+ * TLS termination.
  */
 
-import type { TcpListener, TcpMatch, TcpRoute } from '../../ir/types.js';
+import type { TcpListener, TcpMatch, TcpRoute, TlsContext } from '../../ir/types.js';
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
+import { compareByCreation } from '../../resources/resource-set.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import type { KubeObject } from '../../resources/types.js';
 import { sourceOf, type TranslateContext } from '../types.js';
 import { DestinationRuleIndex } from './destination-rules.js';
 import { intersectHosts, namespaceAdmits, parseServerHost, type ServerHost } from './hosts.js';
-import { bindVirtualServices, selectGateways, type GatewayInfo } from './index.js';
+import { bindVirtualServices, selectGateways, tlsContext, type GatewayInfo } from './index.js';
+import { istioObjects } from './objects.js';
 import { destinationCluster } from './routes.js';
+import { clientValidationOf } from './tls.js';
+import { serviceFqdn } from '../backends.js';
 
 interface TcpServer {
   gateway: GatewayInfo;
   field: string;
-  protocol: 'TCP' | 'TLS';
+  protocol: TcpListener['protocol'];
+  /** AUTO_PASSTHROUGH: routes come from the service registry, not from VirtualServices. */
+  auto: boolean;
   port: number;
   bindPort: number;
   address: string;
   hosts: ServerHost[];
+  /** TLS_TERMINATE: the chain this server becomes. */
+  chain: { name: string; serverNames: string[]; tls: TlsContext } | null;
 }
 
 export function translateIstioTcp(ctx: TranslateContext, resources: ResourceSet, httpPorts: Set<number>): TcpListener[] {
   const gateways = selectGateways(ctx, resources);
-  const servers = gateways.flatMap((g) => tcpServers(ctx, g));
+  const servers = gateways.flatMap((g) => tcpServers(ctx, resources, g));
   if (servers.length === 0) return [];
   const bound = bindVirtualServices(ctx, resources, gateways);
   const drs = new DestinationRuleIndex(resources);
@@ -41,24 +59,40 @@ export function translateIstioTcp(ctx: TranslateContext, resources: ResourceSet,
   for (const s of servers) {
     const src = sourceOf(s.gateway.obj, s.field);
     if (httpPorts.has(s.bindPort)) {
-      ctx.reportAt('error', 'MG_PORT_CONFLICT', src, `port ${s.port} is already served as HTTP(S); this ${s.protocol} server is not served`);
+      ctx.reportAt('error', 'MG_PORT_CONFLICT', src, `port ${s.port} is already served as HTTP(S); this ${label(s.protocol)} server is not served`);
       continue;
     }
     let entry = byPort.get(s.bindPort);
     if (entry === undefined) {
-      entry = { listener: { name: `${s.address}_${s.bindPort}`, address: s.address, port: s.bindPort, externalPort: s.port, protocol: s.protocol, routes: [] }, first: s };
+      entry = { listener: { name: `${s.address}_${s.bindPort}`, address: s.address, port: s.bindPort, externalPort: s.port, protocol: s.protocol, routes: [], tlsChains: [] }, first: s };
       byPort.set(s.bindPort, entry);
     } else if (entry.listener.protocol !== s.protocol) {
       const f = entry.first;
-      ctx.reportAt('error', 'MG_PORT_CONFLICT', src, `port ${s.port} is already served as ${f.protocol} for Gateway ${f.gateway.key} ${f.field}; this ${s.protocol} server is not served`);
+      ctx.reportAt('error', 'MG_PORT_CONFLICT', src, `port ${s.port} is already served as ${label(f.protocol)} for Gateway ${f.gateway.key} ${f.field}; this ${label(s.protocol)} server is not served`);
       continue;
     }
-    for (const vs of bound.get(s.gateway.key) ?? []) entry.listener.routes.push(...vsRoutes(ctx, resources, drs, s, vs, entry.listener.routes));
+    if (s.chain !== null) {
+      const routes: TcpRoute[] = [];
+      for (const vs of bound.get(s.gateway.key) ?? []) routes.push(...vsRoutes(ctx, resources, drs, s, vs, routes));
+      entry.listener.tlsChains.push({ ...s.chain, routes });
+    } else if (s.auto) {
+      const routes = entry.listener.routes;
+      // A service admitted by two AUTO_PASSTHROUGH servers of the port keeps the first server's route.
+      const taken = new Set(routes.flatMap((e) => e.matches.flatMap((m) => m.sniHosts)));
+      for (const r of autoPassthroughRoutes(ctx, resources, drs, s)) if (!taken.has(r.matches[0].sniHosts[0])) routes.push(r);
+    } else {
+      for (const vs of bound.get(s.gateway.key) ?? []) entry.listener.routes.push(...vsRoutes(ctx, resources, drs, s, vs, entry.listener.routes));
+    }
   }
   return [...byPort.values()].map((e) => e.listener).sort((a, b) => a.port - b.port);
 }
 
-function tcpServers(ctx: TranslateContext, g: GatewayInfo): TcpServer[] {
+/** How diagnostics name a kind of TCP listener. */
+function label(p: TcpListener['protocol']): string {
+  return p === 'TLS_TERMINATE' ? 'TLS-terminating' : p;
+}
+
+function tcpServers(ctx: TranslateContext, resources: ResourceSet, g: GatewayInfo): TcpServer[] {
   const gw = g.obj;
   const out: TcpServer[] = [];
   arr(obj(gw.body.spec).servers).forEach((raw, i) => {
@@ -72,12 +106,17 @@ function tcpServers(ctx: TranslateContext, g: GatewayInfo): TcpServer[] {
     if (protocol === 'HTTPS' && (server.tls === null || typeof server.tls !== 'object')) return;
     const tls = obj(server.tls);
     const mode = str(tls.mode) ?? 'PASSTHROUGH';
-    let kind: 'TCP' | 'TLS';
+    let kind: TcpListener['protocol'];
+    let auto = false;
     if (protocol === 'TCP') kind = 'TCP';
     else if ((protocol === 'TLS' || protocol === 'HTTPS') && mode === 'PASSTHROUGH') kind = 'TLS';
+    else if (protocol === 'TLS' && mode === 'AUTO_PASSTHROUGH') {
+      kind = 'TLS';
+      auto = true;
+    } else if (protocol === 'TLS' && (mode === 'SIMPLE' || mode === 'MUTUAL' || mode === 'OPTIONAL_MUTUAL')) kind = 'TLS_TERMINATE';
     else if (protocol === 'TLS') {
       // (HTTPS servers with other modes are terminated, or reported, with the HTTP servers.)
-      ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.tls.mode`, `tls.mode ${mode} on a TLS server is not supported (only PASSTHROUGH relays TLS; AUTO_PASSTHROUGH is for multi-network east-west gateways); the server is not served`);
+      ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.tls.mode`, `tls.mode ${mode} on a TLS server is not supported (PASSTHROUGH and AUTO_PASSTHROUGH relay TLS; SIMPLE, MUTUAL and OPTIONAL_MUTUAL terminate it); the server is not served`);
       return;
     } else return;
     if (protocol === 'HTTPS' && (tls.mode === undefined || tls.mode === null)) {
@@ -85,8 +124,21 @@ function tcpServers(ctx: TranslateContext, g: GatewayInfo): TcpServer[] {
     }
     const hosts = arr(server.hosts).map(str).filter((h): h is string => h !== undefined && h !== '').map((h) => parseServerHost(h, gw.metadata.namespace));
     if (hosts.length === 0) return;
+    let chain: TcpServer['chain'] = null;
+    if (kind === 'TLS_TERMINATE') {
+      // The same TLS settings as an HTTPS server (certificates by SNI, versions, ciphers, client certificates).
+      const serverNames = hosts.some((h) => h.dnsName === '*') ? [] : [...new Set(hosts.map((h) => h.dnsName))].sort();
+      const context = tlsContext(ctx, resources, gw, tls, `${field}.tls`, serverNames);
+      if (context === null) return;
+      if (mode === 'MUTUAL' || mode === 'OPTIONAL_MUTUAL') {
+        context.clientValidation = clientValidationOf(ctx, resources, gw, tls, `${field}.tls`, mode);
+        if (context.clientValidation === null) return;
+      }
+      const chainLabel = str(server.name) || str(port.name) || String(i);
+      chain = { name: `tls.${number}.${chainLabel}.${gw.metadata.name}.${gw.metadata.namespace}`, serverNames, tls: context };
+    }
     const bind = str(server.bind);
-    out.push({ gateway: g, field, protocol: kind, port: number, bindPort: ctx.options.portMap[String(number)] ?? number, address: bind !== undefined && bind !== '' ? bind : ctx.options.bindAddress, hosts });
+    out.push({ gateway: g, field, protocol: kind, auto, port: number, bindPort: ctx.options.portMap[String(number)] ?? number, address: bind !== undefined && bind !== '' ? bind : ctx.options.bindAddress, hosts, chain });
   });
   return out;
 }
@@ -99,7 +151,8 @@ function vsRoutes(ctx: TranslateContext, resources: ResourceSet, drs: Destinatio
   // The VirtualService must be admitted by one of this server's hosts (as for HTTP).
   const admitted = vsHosts.filter((h) => s.hosts.some((sh) => namespaceAdmits(sh, ns) && intersectHosts(sh.dnsName, h) !== null));
   if (admitted.length === 0) return [];
-  const section = s.protocol === 'TCP' ? 'tcp' : 'tls';
+  // Terminated TLS is routed like TCP (Istio buildGatewayNetworkFiltersFromTCPRoutes).
+  const section = s.protocol === 'TLS' ? 'tls' : 'tcp';
   const out: TcpRoute[] = [];
   const env = { ctx, resources, drs, vs, gateways: [s.gateway.key], port: s.port };
   arr(spec[section]).forEach((raw, i) => {
@@ -128,6 +181,54 @@ function vsRoutes(ctx: TranslateContext, resources: ResourceSet, drs: Destinatio
     out.push({ name, source: sourceOf(vs, field), matches, destinations });
   });
   return out;
+}
+
+/** Istio's mTLS ALPNs (listener.go allIstioMtlsALPNs), required of AUTO_PASSTHROUGH clients. */
+const ISTIO_MTLS_ALPNS = ['istio', 'istio-peer-exchange', 'istio-http/1.0', 'istio-http/1.1', 'istio-h2'];
+
+/**
+ * AUTO_PASSTHROUGH (Istio gateway.go builtAutoPassthroughFilterChains): for every service host the
+ * server's hosts admit (namespace part honoured; MESH_EXTERNAL ServiceEntries skipped, as Istio
+ * does), every port but UDP ones, the whole service and each DestinationRule subset: a route on the
+ * SNI `outbound_.<port>_.<subset>_.<fqdn>` (lowercase: SNI is matched lowercased) with one of
+ * Istio's mTLS ALPNs, to that cluster. Sorted by SNI.
+ */
+function autoPassthroughRoutes(ctx: TranslateContext, resources: ResourceSet, drs: DestinationRuleIndex, s: TcpServer): TcpRoute[] {
+  const gw = s.gateway.obj;
+  const targets: { fqdn: string; namespace: string; ports: number[] }[] = [];
+  for (const svc of resources.ofKind('Service')) {
+    const ports = arr(obj(svc.body.spec).ports).map(obj).filter((p) => (str(p.protocol) ?? 'TCP').toUpperCase() !== 'UDP').map((p) => num(p.port)).filter((n): n is number => n !== undefined);
+    targets.push({ fqdn: serviceFqdn(svc.metadata.name, svc.metadata.namespace), namespace: svc.metadata.namespace, ports });
+  }
+  for (const se of [...istioObjects(resources, 'ServiceEntry')].sort(compareByCreation)) {
+    const spec = obj(se.body.spec);
+    if ((str(spec.location) ?? 'MESH_EXTERNAL') !== 'MESH_INTERNAL') continue;
+    const ports = arr(spec.ports).map(obj).filter((p) => (str(p.protocol) ?? '').toUpperCase() !== 'UDP').map((p) => num(p.number)).filter((n): n is number => n !== undefined);
+    for (const h of arr(spec.hosts).map(str)) {
+      if (h === undefined || h === '' || h.includes('*')) continue;
+      targets.push({ fqdn: h.toLowerCase(), namespace: se.metadata.namespace, ports });
+    }
+  }
+  const bySni = new Map<string, TcpRoute>();
+  const env = { ctx, resources, drs, vs: gw, gateways: [s.gateway.key], port: s.port };
+  for (const t of targets) {
+    if (!s.hosts.some((sh) => namespaceAdmits(sh, t.namespace) && intersectHosts(sh.dnsName, t.fqdn) === t.fqdn)) continue;
+    const subsets = ['', ...[...(drs.lookup(t.fqdn, gw.metadata.namespace)?.subsets.keys() ?? [])]];
+    for (const port of [...new Set(t.ports)]) {
+      for (const subset of subsets) {
+        const sni = `outbound_.${port}_.${subset}_.${t.fqdn}`.toLowerCase();
+        if (bySni.has(sni)) continue;
+        const cluster = destinationCluster(env, { host: t.fqdn, port: { number: port }, ...(subset === '' ? {} : { subset }) }, `${s.field}.tls`);
+        bySni.set(sni, {
+          name: `gateway/${gw.metadata.namespace}/${gw.metadata.name}/${s.field.slice('spec.'.length)}/${sni}`,
+          source: sourceOf(gw, `${s.field}.tls.mode`),
+          matches: [{ sniHosts: [sni], destinationSubnets: [], port: null, applicationProtocols: [...ISTIO_MTLS_ALPNS] }],
+          destinations: [{ cluster, weight: 100 }],
+        });
+      }
+    }
+  }
+  return [...bySni.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((e) => e[1]);
 }
 
 /**

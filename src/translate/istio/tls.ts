@@ -2,7 +2,8 @@
  * Gateway `tls.mode` MUTUAL and OPTIONAL_MUTUAL: where the CA for client certificates comes from,
  * as Istio reads it for `credentialName` ("Secure Gateways", mutual TLS): the credential Secret's own
  * `ca.crt` (or `cacert` in a generic Secret), else a Secret named `<credentialName>-cacert` in the
- * same namespace with `ca.crt` (or `cacert`).
+ * same namespace with `ca.crt` (or `cacert`). Revocation: that Secret's `ca.crl`, else `tls.caCrl`
+ * (a file path; translate reads no files, the runtime does).
  */
 
 import { X509Certificate } from 'node:crypto';
@@ -25,6 +26,9 @@ function secretValue(secret: KubeObject, key: string): string | undefined {
 function caOf(secret: KubeObject | undefined): string | undefined {
   return secret === undefined ? undefined : secretValue(secret, 'ca.crt') ?? secretValue(secret, 'cacert');
 }
+
+/** A PEM CRL block (Node has no CRL parser; OpenSSL checks the content when the TLS context is built). */
+const CRL_PEM = /-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/;
 
 /** Every certificate of a PEM bundle parses; returns the count, or an error message. */
 function checkBundle(pem: string): number | string {
@@ -73,5 +77,20 @@ export function clientValidationOf(
     return null;
   }
   const subjectAltNames = arr(tls.subjectAltNames).filter((s): s is string => typeof s === 'string' && s !== '');
-  return { mode: mode === 'MUTUAL' ? 'REQUIRED' : 'OPTIONAL', caCertificates: ca, caSecret, subjectAltNames };
+  const out: ClientValidation = { mode: mode === 'MUTUAL' ? 'REQUIRED' : 'OPTIONAL', caCertificates: ca, caSecret, subjectAltNames };
+  // Revocation: the CA Secret's `ca.crl` (Istio reads it with the CA), else the `caCrl` file.
+  const [crlNs, crlName] = caSecret.split('/');
+  const crlSecret = resources.get('Secret', crlNs, crlName);
+  const crlPem = crlSecret === undefined ? undefined : secretValue(crlSecret, 'ca.crl');
+  if (crlPem !== undefined) {
+    if (!CRL_PEM.test(crlPem)) {
+      ctx.report('error', 'MG_SECRET_INVALID', gw, `${field}.credentialName`, `Secret ${caSecret}: ca.crl holds no PEM "X509 CRL" block; the server is not served (serving it without revocation checks would be less strict than asked)`);
+      return null;
+    }
+    out.caCrl = { kind: 'inline', pem: crlPem, secret: caSecret };
+  } else {
+    const file = str(tls.caCrl);
+    if (file) out.caCrl = { kind: 'file', path: file };
+  }
+  return out;
 }

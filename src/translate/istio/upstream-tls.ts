@@ -32,6 +32,7 @@ export function upstreamTls(resources: ResourceSet, rule: KubeObject | null, tls
   let ca: PemSource | null = null;
   let cert: PemSource | null = null;
   let key: PemSource | null = null;
+  let crl: PemSource | null = null;
   const credentialName = str(tls.credentialName);
   if (credentialName && rule !== null) {
     const ns = rule.metadata.namespace;
@@ -46,6 +47,11 @@ export function upstreamTls(resources: ResourceSet, rule: KubeObject | null, tls
       ca = v('ca.crt') ?? v('cacert');
       cert = v('tls.crt') ?? v('cert');
       key = v('tls.key') ?? v('key');
+      crl = v('ca.crl');
+      if (crl !== null && crl.kind === 'inline' && !/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/.test(crl.pem)) {
+        report(`${field}.credentialName`, `Secret ${ref}: ca.crl holds no PEM "X509 CRL" block; the cluster is reached in plaintext`, 'error', 'MG_SECRET_INVALID');
+        return null;
+      }
       // Broken material is a diagnostic here, never a handshake failure to puzzle over at run time.
       const bad = checkPem(ca, cert, key);
       if (bad !== null) {
@@ -61,6 +67,7 @@ export function upstreamTls(resources: ResourceSet, rule: KubeObject | null, tls
   ca ??= file('caCertificates');
   cert ??= file('clientCertificate');
   key ??= file('privateKey');
+  crl ??= file('caCrl');
   let clientCertificate: UpstreamTls['clientCertificate'] = null;
   if (mode === 'MUTUAL') {
     if (cert === null || key === null) report(field, 'MUTUAL needs a client certificate and key (credentialName with tls.crt/tls.key, or clientCertificate/privateKey); SIMPLE is used, without a client certificate', 'error');
@@ -73,6 +80,8 @@ export function upstreamTls(resources: ResourceSet, rule: KubeObject | null, tls
     sni: str(tls.sni) || host,
     subjectAltNames: arr(tls.subjectAltNames).map(str).filter((s): s is string => typeof s === 'string' && s !== ''),
     insecureSkipVerify: bool(isBoolValue(tls.insecureSkipVerify)) === true,
+    // Absent unless set, so clusters without a CRL keep their pool identity.
+    ...(crl !== null ? { caCrl: crl } : {}),
   };
 }
 
