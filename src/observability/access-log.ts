@@ -24,10 +24,15 @@ function dash(v: string | number | null | undefined): string {
   return v === null || v === undefined || v === '' ? '-' : String(v);
 }
 
+/** A request header (lowercase `name`), repeated values joined with `,`; read from rawHeaders, since `req.headers` would build an object of every header. */
 function header(rec: RequestRecord, name: string): string | null {
-  const v = rec.req.headers[name];
-  if (v === undefined) return null;
-  return Array.isArray(v) ? v.join(',') : v;
+  const raw = rec.req.rawHeaders;
+  let out: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i];
+    if (n.length === name.length && (n === name || n.toLowerCase() === name)) out = out === null ? raw[i + 1] : `${out},${raw[i + 1]}`;
+  }
+  return out;
 }
 
 function address(host: string | undefined, port: number | undefined): string | null {
@@ -48,7 +53,8 @@ export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {
     route_name: rec.route === null ? null : rec.route.name,
     method: rec.req.method ?? null,
     path: rec.req.url ?? null,
-    protocol: `HTTP/${rec.req.httpVersion}`,
+    // Envoy's %PROTOCOL%: `HTTP/1.1`, `HTTP/1.0`, `HTTP/2` (Node says `2.0`).
+    protocol: rec.req.httpVersionMajor === 2 ? 'HTTP/2' : `HTTP/${rec.req.httpVersion}`,
     response_code: rec.status,
     response_flags: rec.flags,
     response_code_details: responseDetails(rec),
@@ -86,8 +92,10 @@ export function formatJson(e: Record<string, string | number | null>): string {
   return `${JSON.stringify(e)}\n`;
 }
 
-/** Most bytes one write carries: at most PIPE_BUF, so lines of several processes never interleave on a pipe. */
-const MAX_WRITE = 4096;
+/** Most bytes one write to a pipe or terminal carries: PIPE_BUF, so lines of several processes never interleave. */
+const MAX_WRITE_PIPE = 4096;
+/** Most bytes one write to a regular file carries (appends of one write are never interleaved on a local file). */
+const MAX_WRITE_FILE = 64 * 1024;
 
 /**
  * A non-blocking line writer: `push` appends to a buffer; one asynchronous write at a time drains
@@ -97,6 +105,8 @@ export class AccessLogWriter {
   readonly #fd: number;
   readonly #ownsFd: boolean;
   readonly #maxBuffered: number;
+  /** Bytes per write: larger batches (fewer system calls) to regular files than to pipes. */
+  readonly #maxWrite: number;
   readonly #onDrop: () => void;
   #lines: string[] = [];
   #buffered = 0;
@@ -113,6 +123,13 @@ export class AccessLogWriter {
       this.#ownsFd = true;
     }
     this.#maxBuffered = maxBufferedBytes;
+    let regular = false;
+    try {
+      regular = fs.fstatSync(this.#fd).isFile();
+    } catch {
+      // Unknown: treated as a pipe.
+    }
+    this.#maxWrite = regular ? MAX_WRITE_FILE : MAX_WRITE_PIPE;
     this.#onDrop = onDrop;
   }
 
@@ -136,7 +153,7 @@ export class AccessLogWriter {
     if (this.#writing || this.#lines.length === 0) return;
     let batch = '';
     let n = 0;
-    while (n < this.#lines.length && (n === 0 || batch.length + this.#lines[n].length <= MAX_WRITE)) batch += this.#lines[n++];
+    while (n < this.#lines.length && (n === 0 || batch.length + this.#lines[n].length <= this.#maxWrite)) batch += this.#lines[n++];
     this.#lines = n === this.#lines.length ? [] : this.#lines.slice(n);
     this.#buffered -= batch.length;
     this.#writing = true;

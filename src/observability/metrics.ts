@@ -103,13 +103,17 @@ class SeriesGroup {
   }
 }
 
-/** TCP counters of one cluster (filled by the TCP proxy). */
+/** TCP counters of one cluster and response-flags value (filled by the TCP proxy). */
 class TcpSeries {
   opened = 0;
   closed = 0;
   sent = 0;
   received = 0;
-  constructor(readonly cluster: string) {}
+  constructor(
+    readonly cluster: string,
+    /** Envoy response flags of the connections counted here (`-` when none; always `-` for `opened`). */
+    readonly flags: string,
+  ) {}
 }
 
 /** Counters of upstream behaviour per cluster (filled by retries and circuit breakers; outlier ejections are read from the trackers). */
@@ -212,10 +216,11 @@ export class RequestMetrics {
 
   /** TCP proxy hooks (istio_tcp_*). */
   tcpOpened(cluster: string): void {
-    this.#tcpSeries(cluster).opened++;
+    this.#tcpSeries(cluster, '-').opened++;
   }
-  tcpClosed(cluster: string, sentBytes: number, receivedBytes: number): void {
-    const s = this.#tcpSeries(cluster);
+  /** A TCP connection closed with `flags` (`-` or e.g. `UF`, as Istio labels `response_flags`); its bytes go to that series. */
+  tcpClosed(cluster: string, sentBytes: number, receivedBytes: number, flags = '-'): void {
+    const s = this.#tcpSeries(cluster, flags);
     s.closed++;
     s.sent += sentBytes;
     s.received += receivedBytes;
@@ -231,9 +236,10 @@ export class RequestMetrics {
     this.#upstream.set(key, (this.#upstream.get(key) ?? 0) + n);
   }
 
-  #tcpSeries(cluster: string): TcpSeries {
-    let s = this.#tcp.get(cluster);
-    if (s === undefined) this.#tcp.set(cluster, (s = new TcpSeries(cluster)));
+  #tcpSeries(cluster: string, flags: string): TcpSeries {
+    const key = `${cluster}\0${flags}`;
+    let s = this.#tcp.get(key);
+    if (s === undefined) this.#tcp.set(key, (s = new TcpSeries(cluster, flags)));
     return s;
   }
 
@@ -349,7 +355,7 @@ export class RequestMetrics {
   #tcpValues(what: 'opened' | 'closed' | 'sent' | 'received'): Value[] {
     const out: Value[] = [];
     for (const s of this.#tcp.values()) {
-      const labels = ordered({ ...this.#identity, ...destinationLabels(s.cluster), request_protocol: 'tcp', response_flags: '-', connection_security_policy: 'unknown' });
+      const labels = ordered({ ...this.#identity, ...destinationLabels(s.cluster), request_protocol: 'tcp', response_flags: s.flags, connection_security_policy: 'unknown' });
       delete labels.response_code;
       delete labels.grpc_response_status;
       out.push({ labels, value: s[what] });

@@ -266,7 +266,7 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
       this.metrics?.tcpOpened(rec.cluster);
       return;
     }
-    this.metrics?.tcpClosed(rec.cluster, rec.bytesSent, rec.bytesReceived);
+    this.metrics?.tcpClosed(rec.cluster, rec.bytesSent, rec.bytesReceived, rec.flags ?? '-');
     const logs = this.#logs;
     if (logs.length > 0) this.#write(logs, new TcpLogSubject(rec, tcpAccessLogEntry(rec)));
   }

@@ -231,7 +231,7 @@ spec:
     const line = lines().at(-1)!;
     assert.match(line, new RegExp(`^\\[[^\\]]+\\] "- - -" 0 - - - "-" ${payload.length} ${answerBytes} \\d+ - "-" "-" "-" "-" "127\\.0\\.0\\.1:\\d+" outbound\\|9000\\|\\|echo\\.default\\.svc\\.cluster\\.local - 127\\.0\\.0\\.1:${gw.httpPort} 127\\.0\\.0\\.1:\\d+ - virtualservice/default/tcp/tcp/1$`), line);
 
-    const labels = { destination_service: 'echo.default.svc.cluster.local', destination_service_namespace: 'default', request_protocol: 'tcp', reporter: 'source' };
+    const labels = { destination_service: 'echo.default.svc.cluster.local', destination_service_namespace: 'default', request_protocol: 'tcp', reporter: 'source', response_flags: '-' };
     const sum = (samples: ReturnType<typeof parsePrometheus>, name: string): number =>
       samples.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((n, x) => n + x.value, 0);
     let samples: ReturnType<typeof parsePrometheus> = [];
@@ -255,5 +255,10 @@ spec:
     await waitFor(() => gw.output().includes(' nr.example.com -\n'), 5000, 'the NR line');
     const line = gw.output().split('\n').find((l) => l.includes(' nr.example.com -'))!;
     assert.match(line, /"- - -" 0 NR /, line);
+    // Istio labels TCP series with the connection's response flags.
+    await waitFor(async () => {
+      const samples = parsePrometheus((await get(`http://127.0.0.1:${gw.adminPort}/metrics`)).body);
+      return samples.some((x) => x.name === 'istio_tcp_connections_closed_total' && x.labels.response_flags === 'NR' && x.value >= 1);
+    }, 5000, 'istio_tcp_connections_closed_total{response_flags="NR"}');
   });
 });
