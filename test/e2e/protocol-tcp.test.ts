@@ -15,7 +15,7 @@ import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { parsePrometheus } from '../../src/admin/dashboard/stats.js';
-import { get, removeDir, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { type GatewayProcess, get, removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig } from '../helpers/gateway.js';
 import { within } from '../support/http-client.js';
 import { makeCerts } from '../support/tls-certs.js';
 
@@ -46,18 +46,8 @@ async function startTlsBackend(name: string, cert: { certChain: string; privateK
   return { port: (server.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-const service = (name: string, port: number) => `apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: default }
-spec: { ports: [{ name: tcp, port: 9000 }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: ${name}-0, namespace: default, labels: { kubernetes.io/service-name: ${name} } }
-addressType: IPv4
-ports: [{ name: tcp, port: ${port} }]
-endpoints: [{ addresses: [127.0.0.1] }]
-`;
+/** A TCP Service on port 9000 with one endpoint, 127.0.0.1:`port`. */
+const service = (name: string, port: number) => serviceYaml(name, [port], { servicePort: 9000, portName: 'tcp' });
 
 /** A TLS client; resolves with the certificate CN the peer showed and its first line. */
 function tlsHello(port: number, servername: string, socket?: Duplex): Promise<{ cn: string; line: string }> {

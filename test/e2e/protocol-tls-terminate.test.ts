@@ -21,7 +21,7 @@ import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { get, removeDir, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { type GatewayProcess, get, removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig } from '../helpers/gateway.js';
 import { makePki, type Pem, type Pki } from '../support/mtls-certs.js';
 import { within } from '../support/http-client.js';
 
@@ -72,18 +72,8 @@ function revoke(pki: Pki, name: string): string {
   return readFileSync(join(d, 'crl.pem'), 'utf8');
 }
 
-const service = (name: string, port: number) => `apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: default }
-spec: { ports: [{ name: tcp, port: 9000 }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: ${name}-0, namespace: default, labels: { kubernetes.io/service-name: ${name} } }
-addressType: IPv4
-ports: [{ name: tcp, port: ${port} }]
-endpoints: [{ addresses: [127.0.0.1] }]
-`;
+/** A TCP Service on port 9000 with one endpoint, 127.0.0.1:`port`. */
+const service = (name: string, port: number) => serviceYaml(name, [port], { servicePort: 9000, portName: 'tcp' });
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
