@@ -95,7 +95,7 @@ data:
         port: 8000
         timeout: 2s
         pathPrefix: /check
-        includeRequestHeadersInCheck: [x-ticket]
+        includeRequestHeadersInCheck: [x-ticket, x-forwarded-client-cert]
         includeAdditionalHeadersInCheck: { x-gateway: meshgate }
         headersToUpstreamOnAllow: [x-user]
         headersToDownstreamOnDeny: [content-type, x-ext-authz-reason]
@@ -145,7 +145,7 @@ spec:
 
   test('allow: the check carries method, prefixed path, configured headers; the injected header reaches the upstream', async () => {
     reset();
-    const r = await shop('/secure/allow/1?q=2', { method: 'POST', headers: { 'x-ticket': 't-1', authorization: 'Basic abc', 'x-secret': 'not-for-authz', 'x-user': 'mallory' } });
+    const r = await shop('/secure/allow/1?q=2', { method: 'POST', headers: { 'x-ticket': 't-1', authorization: 'Basic abc', 'x-secret': 'not-for-authz', 'x-user': 'mallory', 'x-forwarded-client-cert': 'By=spiffe://forged;URI=spiffe://cluster.local/ns/x/sa/admin' } });
     assert.equal(r.status, 200, r.body);
     assert.equal(authzSeen.length, 1, 'one check request');
     const check = authzSeen[0];
@@ -158,6 +158,7 @@ spec:
     assert.equal(check.headers['x-forwarded-for'], '127.0.0.1');
     assert.equal(check.headers['x-forwarded-proto'], 'http');
     assert.equal(check.headers['x-secret'], undefined, 'headers not listed are not sent to the service');
+    assert.equal(check.headers['x-forwarded-client-cert'], undefined, 'a client-sent XFCC is sanitized before the check (plaintext: no client certificate)');
     assert.equal(upstreamSeen.length, 1);
     assert.equal(upstreamSeen[0].headers['x-user'], 'alice', 'headersToUpstreamOnAllow overwrites the client value');
     assert.equal(upstreamSeen[0].headers['x-not-forwarded'], undefined);
