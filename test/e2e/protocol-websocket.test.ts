@@ -47,12 +47,18 @@ describe('WebSocket through the gateway', { timeout: 60_000 }, () => {
               }),
               route('ws/denied', { kind: 'direct', status: 403, body: 'denied', contentType: null }, [match({ path: prefix('/denied') })]),
               route('ws/empty', forward(['empty']), [match({ path: prefix('/empty') })]),
+              route('ws/limited', forward(['limited']), [match({ path: prefix('/limited') })]),
               route('ws/all', forward(['a']), [match({ path: prefix('/') })]),
             ]),
             vhost('other', ['other.example.com'], [route('other/only', forward(['a']), [match({ path: { kind: 'exact', value: '/only', ignoreCase: false } })])]),
           ]),
         ],
-        [cluster('a', [{ port: be.a.port }]), cluster('b', [{ port: be.b.port }]), cluster('empty', [])],
+        [
+          cluster('a', [{ port: be.a.port }]),
+          cluster('b', [{ port: be.b.port }]),
+          cluster('empty', []),
+          cluster('limited', [{ port: be.a.port }], { connectionPool: { maxConnections: 1, maxPendingRequests: null, maxRequests: null, maxRequestsPerConnection: null, maxRetries: null, idleTimeoutMs: null } }),
+        ],
       ),
     );
     base = `ws://127.0.0.1:${gw.port()}`;
@@ -130,6 +136,22 @@ describe('WebSocket through the gateway', { timeout: 60_000 }, () => {
       assert.equal(r.flags, c.flags);
     });
   }
+
+  test("a tunnel holds a slot of the cluster's circuit breaker until it closes: over the limit, 503 UO", async () => {
+    const first = await open(`${base}/limited/1`, { host: 'ws.example.com' });
+    assert.ok('ws' in first, 'the first tunnel opens');
+    const second = await open(`${base}/limited/2`, { host: 'ws.example.com' });
+    assert.ok('status' in second && second.status === 503 && second.flags === 'UO', `the second is refused with 503 UO, got ${JSON.stringify(second)}`);
+    first.ws.close();
+    await within(5000, new Promise((resolve) => first.ws.once('close', resolve)), 'first tunnel closed');
+    let third: Awaited<ReturnType<typeof open>> = { status: 0, flags: undefined, body: '' };
+    for (let i = 0; i < 50 && !('ws' in third); i++) {
+      third = await open(`${base}/limited/3`, { host: 'ws.example.com' });
+      if (!('ws' in third)) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok('ws' in third, `the slot is given back when the tunnel closes, got ${JSON.stringify(third)}`);
+    third.ws.close();
+  });
 
   test('the backend closing the WebSocket closes the client side', async () => {
     const r = await open(`${base}/close`, { host: 'ws.example.com' });

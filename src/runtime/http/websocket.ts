@@ -148,6 +148,11 @@ export function forwardUpgrade(
   const rec = recordOf(res) ?? null;
   const client = up.socket;
   const stream = client === null ? (req as unknown as Http2ServerRequest).stream : null;
+  // A tunnel holds one of the cluster's connections for its lifetime, so it takes a slot of the
+  // cluster's circuit breaker (as Envoy counts an upgrade as a request) until it closes; it never
+  // waits as pending: at the cluster's limits the upgrade is answered 503 UO at once.
+  const breaker = cluster.state !== null && cluster.state.breaker.limits !== null ? cluster.state.breaker : null;
+  if (breaker !== null && !breaker.tryTake()) return sendLocalError(res, Errors.overflow, true);
   const handle = endpoint.handle;
   if (handle !== null) handle.active++;
   let released = false;
@@ -155,6 +160,7 @@ export function forwardUpgrade(
     if (released) return;
     released = true;
     if (handle !== null) handle.active--;
+    if (breaker !== null) breaker.release();
   };
   if (rec !== null) {
     rec.upstreamHost = endpoint.key;
