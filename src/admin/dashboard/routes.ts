@@ -23,6 +23,23 @@ export interface AdminObservability {
 
 const PROM_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
+/** How long the dashboard APIs share one scrape of the workers (the page polls two of them at once). */
+const DASHBOARD_SCRAPE_MS = 250;
+const dashboardScrapes = new WeakMap<AdminObservability, { at: number; text: Promise<string> }>();
+
+/**
+ * The data-plane metrics for the dashboard APIs: one scrape of every worker serves the requests of
+ * the next `DASHBOARD_SCRAPE_MS` (`/metrics` itself always scrapes afresh).
+ */
+function dashboardMetrics(obs: AdminObservability): Promise<string> {
+  const now = Date.now();
+  const cached = dashboardScrapes.get(obs);
+  if (cached !== undefined && now - cached.at < DASHBOARD_SCRAPE_MS) return cached.text;
+  const text = obs.dataPlaneMetrics();
+  dashboardScrapes.set(obs, { at: now, text });
+  return text;
+}
+
 /** Answers `path` when it is one of ours; returns false to let the admin server answer 404. */
 export function handleObservabilityRequest(path: string, res: http.ServerResponse, controller: Controller, obs: AdminObservability): boolean {
   switch (path) {
@@ -41,17 +58,17 @@ export function handleObservabilityRequest(path: string, res: http.ServerRespons
       send(res, 200, 'text/javascript; charset=utf-8', DASHBOARD_JS);
       return true;
     case '/api/overview':
-      void respond(res, async () => ({ type: 'application/json', body: JSON.stringify(overview(controller, outlierStates(await obs.dataPlaneMetrics()))) }));
+      void respond(res, async () => ({ type: 'application/json', body: JSON.stringify(overview(controller, outlierStates(await dashboardMetrics(obs)))) }));
       return true;
     case '/api/clusters':
       void respond(res, async () => {
         const ir = controller.serving;
-        const clusters = ir === null ? [] : clusterRows(ir, outlierStates(await obs.dataPlaneMetrics()));
+        const clusters = ir === null ? [] : clusterRows(ir, outlierStates(await dashboardMetrics(obs)));
         return { type: 'application/json', body: `${JSON.stringify({ version: ir?.version ?? null, time: Date.now(), clusters }, null, 2)}\n` };
       });
       return true;
     case '/api/stats':
-      void respond(res, async () => ({ type: 'application/json', body: JSON.stringify({ time: Date.now(), routes: routeStats(await obs.dataPlaneMetrics()) }) }));
+      void respond(res, async () => ({ type: 'application/json', body: JSON.stringify({ time: Date.now(), routes: routeStats(await dashboardMetrics(obs)) }) }));
       return true;
     default:
       return false;
