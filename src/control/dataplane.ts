@@ -156,7 +156,13 @@ export function runWorker(): void {
     if (msg.type === 'snapshot') {
       // Apply in arrival order; a later snapshot never overtakes an earlier one.
       chain = chain.then(async () => {
-        const result = await runtime.apply(msg.ir);
+        let result: ApplyResult;
+        try {
+          result = await runtime.apply(msg.ir);
+        } catch (err) {
+          // Runtime.apply reports failures in its result; should one escape, the worker says so and lives on.
+          result = { version: msg.ir.version, applied: false, errors: [`worker: ${(err as Error).message}`], listeners: [] };
+        }
         process.send?.({ type: 'applied', seq: msg.seq, result } satisfies FromWorker);
       });
     } else if (msg.type === 'shutdown') {

@@ -182,7 +182,13 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
     const load = import('./otel-tracer.js').then(
       (m) => {
         if (this.#closed || gen !== this.#tracingGen) return;
-        const t = new m.OtelTracer({ endpoint, samplingPercentage: settings.samplingPercentage, serviceName: flag?.serviceName ?? this.options.identity.workload, exportDelayMs: flag?.exportDelayMs });
+        let t: InstanceType<typeof m.OtelTracer>;
+        try {
+          t = new m.OtelTracer({ endpoint, samplingPercentage: settings.samplingPercentage, serviceName: flag?.serviceName ?? this.options.identity.workload, exportDelayMs: flag?.exportDelayMs });
+        } catch (e) {
+          process.stderr.write(`meshgate: tracing is off: exporter for ${endpoint}: ${(e as Error).message}\n`);
+          return;
+        }
         t.configure(settings);
         const prev = this.#tracer;
         this.#tracer = t;

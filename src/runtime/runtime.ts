@@ -97,7 +97,12 @@ export class Runtime {
     this.#current = compiled;
     // Access logging of the new snapshot (files opened or closed, formats compiled); the first
     // snapshot also waits for the tracer, loaded lazily, so no request is served untraced.
-    await this.#env.observer?.applySnapshot?.(ir);
+    // Observability never stops a snapshot from being served: a failure here is reported, not thrown.
+    try {
+      await this.#env.observer?.applySnapshot?.(ir);
+    } catch (err) {
+      errors.push(`observability: ${(err as Error).message}`);
+    }
     const listeners = await this.#listeners.sync(compiled, this.#drainMs);
     for (const l of listeners) if (l.error !== null) errors.push(`listener ${l.name} (${l.key}): ${l.error}`);
     const tcpListeners = await this.#tcp.sync(ir.tcpListeners, compiled, this.#drainMs);

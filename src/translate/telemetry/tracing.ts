@@ -86,8 +86,13 @@ export function translateTracing(ctx: TranslateContext, resources: ResourceSet):
         if (isObj(otel) && isObj(otel.http)) {
           const service = str(otel.service) ?? '';
           const port = num(otel.port);
-          if (service === '' || port === undefined) ctx.report('error', 'MG_MISSING_FIELD', mesh!.from, `data.mesh.extensionProviders[${idx}].opentelemetry`, `tracing provider "${chosen}" needs service and port; tracing is off`);
-          else endpoint = `http://${service}:${port}${str(otel.http.path) ?? '/v1/traces'}`;
+          const path = str(otel.http.path) ?? '/v1/traces';
+          const url = `http://${service}:${port}${path}`;
+          const field = `data.mesh.extensionProviders[${idx}].opentelemetry`;
+          if (service === '' || port === undefined) ctx.report('error', 'MG_MISSING_FIELD', mesh!.from, field, `tracing provider "${chosen}" needs service and port; tracing is off`);
+          else if (!Number.isInteger(port) || port < 1 || port > 65535) ctx.report('error', 'MG_INVALID_FIELD', mesh!.from, `${field}.port`, `tracing provider "${chosen}": port ${port} is not 1-65535; tracing is off`);
+          else if (!path.startsWith('/') || !URL.canParse(url)) ctx.report('error', 'MG_INVALID_FIELD', mesh!.from, `${field}.http.path`, `tracing provider "${chosen}": "${url}" is not a valid URL (service a host name, path starting with /); tracing is off`);
+          else endpoint = url;
         } else if (from !== null) {
           const type = isObj(otel) ? 'opentelemetry over gRPC (no http)' : (Object.keys(p).find((k) => k !== 'name') ?? 'unknown');
           ctx.report('warning', 'MG_UNSUPPORTED', from, field, `tracing provider "${chosen}" is ${type}; meshgate exports OTLP/HTTP only (opentelemetry with http); tracing is off`);
