@@ -9,15 +9,15 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ForwardClientCertDetails } from '../../src/ir/security.js';
-import type { IRSnapshot } from '../../src/ir/types.js';
-import { chain, cluster, forward, httpListener, httpsListener, route, snapshot, tlsContext, vhost } from '../support/ir-builders.js';
+import type { IRSnapshot, Route } from '../../src/ir/types.js';
+import { chain, cluster, forward, httpListener, httpsListener, match, route, snapshot, tlsContext, vhost } from '../support/ir-builders.js';
 import { makePki, type Pki } from '../support/mtls-certs.js';
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
 import { freePort } from '../helpers/gateway.js';
@@ -41,8 +41,8 @@ describe('x-forwarded-client-cert at the gateway', { timeout: 60_000 }, () => {
   const seen: (string | undefined)[] = [];
   const xffSeen: string[] = [];
 
-  const ir = (mode: ForwardClientCertDetails | undefined): IRSnapshot => {
-    const vh = [vhost('x', ['*'], [route('x', forward(['echo']))])];
+  const ir = (mode: ForwardClientCertDetails | undefined, first: Route[] = []): IRSnapshot => {
+    const vh = [vhost('x', ['*'], [...first, route('x', forward(['echo']))])];
     const ctx = (m: 'REQUIRED' | 'OPTIONAL') =>
       tlsContext([{ secret: 'default/gw', serverNames: [], certChain: gwCert.cert, privateKey: gwCert.key }], { clientValidation: { mode: m, caCertificates: pki.caA.cert, caSecret: 'default/gw-cacert', subjectAltNames: [] } });
     return snapshot(
@@ -169,6 +169,42 @@ describe('x-forwarded-client-cert at the gateway', { timeout: 60_000 }, () => {
     } finally {
       await gw.apply(base);
     }
+  });
+
+  test('routes and policies see the settled XFCC: a forged one cannot match a route (Envoy settles it before the router)', async () => {
+    // A route for requests whose XFCC claims the forged identity.
+    const forged = route('forged', { kind: 'direct', status: 418, body: 'forged identity accepted', contentType: null }, [
+      match({ headers: [{ name: 'x-forwarded-client-cert', match: { kind: 'prefix', value: 'By=spiffe://evil', ignoreCase: false }, invert: false }] }),
+    ]);
+    const status = (xfcc: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: ports.plain, path: '/', agent: false, headers: { host: 'gw.example.com', 'x-forwarded-client-cert': xfcc } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      await gw.apply(ir('SANITIZE_SET', [forged]));
+      assert.equal(await status(clientSent), 200, 'SANITIZE_SET: the forged XFCC is gone before routing');
+      await gw.apply(ir('ALWAYS_FORWARD_ONLY', [forged]));
+      assert.equal(await status(clientSent), 418, 'ALWAYS_FORWARD_ONLY keeps it, and then the route does match');
+    } finally {
+      await gw.apply(ir(undefined));
+    }
+  });
+
+  test('Subject is RFC 2253 as OpenSSL prints it: most specific first, specials escaped once', async () => {
+    const d = pki.dir;
+    const ossl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', timeout: 20_000 });
+    writeFileSync(join(d, 'client-o.ext'), 'subjectAltName=URI:spiffe://test/client-o\nextendedKeyUsage=clientAuth\n');
+    ossl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/C=US/O=Acme, Inc./CN=client-o', '-keyout', join(d, 'client-o.key'), '-out', join(d, 'client-o.csr')]);
+    ossl(['x509', '-req', '-in', join(d, 'client-o.csr'), '-CA', join(d, 'ca-a.crt'), '-CAkey', join(d, 'ca-a.key'), '-CAcreateserial', '-days', '2', '-extfile', join(d, 'client-o.ext'), '-out', join(d, 'client-o.crt')]);
+    const pem = { cert: readFileSync(join(d, 'client-o.crt'), 'utf8'), key: readFileSync(join(d, 'client-o.key'), 'utf8') };
+    await gw.apply(ir(undefined));
+    const got = await viaTls(ports.mutual, pem);
+    assert.match(got ?? '', /;Subject="CN=client-o,O=Acme\\, Inc\.,C=US";/, String(got));
   });
 
   test('HTTP/2 over the MUTUAL listener gets the same element', async () => {

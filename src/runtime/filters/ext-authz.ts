@@ -14,8 +14,7 @@
 
 import type { ExtAuthzHttpProvider } from '../../ir/types.js';
 import type { CompiledCluster } from '../compile/types.js';
-import type { Socket } from 'node:net';
-import { applyForwardClientCert, buildUpstreamRequestHeaders, type XfccMode } from '../http/forward-headers.js';
+import { buildUpstreamRequestHeaders } from '../http/forward-headers.js';
 import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { stringTest } from './rbac.js';
@@ -82,9 +81,6 @@ export interface CheckRequest {
   scheme: string;
   rawHeaders: string[];
   remoteAddress: string;
-  /** The downstream connection and the XFCC mode: the check sees x-forwarded-client-cert as the upstream would (Envoy sanitizes it before any filter runs). */
-  socket: Socket;
-  xfcc: XfccMode;
 }
 
 /** The outcome: allowed (with the headers to set upstream), or an answer to send the client. */
@@ -97,7 +93,6 @@ export async function checkExtAuthz(p: CompiledExtAuthz, r: CheckRequest): Promi
   const endpoint = p.cluster === null || p.cluster.discovery === 'missing' ? null : selectEndpoint(p.cluster, Math.random);
   if (endpoint === null || endpoint.handle === null) return onError(p);
   const built = buildUpstreamRequestHeaders(r.rawHeaders, r.authority, r.authority, r.scheme, r.remoteAddress);
-  applyForwardClientCert(built.headers, r.xfcc, r.socket);
   const headers: string[] = [];
   const h = built.headers;
   for (let i = 0; i < h.length; i += 2) {

@@ -163,8 +163,6 @@ function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: Fi
     scheme: x.scheme,
     rawHeaders: x.req.rawHeaders,
     remoteAddress: attrs.remoteIp,
-    socket: x.req.socket,
-    xfcc: sec.xfcc,
   }).then((r) => {
     if (x.res.destroyed || x.res.headersSent) return;
     if (!r.allowed) return sendExtAuthzDenied(x.res, r);

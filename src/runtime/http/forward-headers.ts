@@ -9,7 +9,9 @@
  */
 
 import { createHash, randomUUID } from 'node:crypto';
-import { isIP, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
 import { SERVER_NAME } from './local-reply.js';
@@ -155,45 +157,59 @@ export type XfccMode = ForwardClientCertDetails;
 /** The gateway's XFCC element per mTLS connection (built once per connection, on its first request). */
 const xfccElements = new WeakMap<object, string>();
 
+const XFCC = 'x-forwarded-client-cert';
+
 /**
- * x-forwarded-client-cert on the upstream request `headers` (lowercase names, edited in place), as
- * Envoy's `mutateXfccRequestHeader` does for `mode` (IR `ForwardClientCertDetails`): removed,
- * kept, replaced by or appended with the element describing the verified client certificate of
- * `socket`. Several client XFCC lines are joined with `,` first (one header, as Envoy sees it).
+ * Settles x-forwarded-client-cert on a request as it arrives, as Envoy's connection manager does
+ * (`mutateXfccRequestHeader`, before any filter or the router runs): for `mode` (IR
+ * `ForwardClientCertDetails`) the client's value is removed, kept, replaced by or appended with the
+ * element describing the verified client certificate of the connection. Several client XFCC lines
+ * are joined with `,` first (one header, as Envoy sees it). The request itself is edited (its
+ * rawHeaders, and headers), so route matching, authorization, ext-authz, the upstream request and the
+ * access log all see the one settled value. `present`: the caller's header scan saw the header.
  */
-export function applyForwardClientCert(headers: string[], mode: XfccMode, socket: Socket): void {
+export function settleForwardClientCert(req: IncomingMessage, mode: XfccMode, present: boolean): void {
   if (mode === 'ALWAYS_FORWARD_ONLY') return;
-  const tls = socket as TLSSocket;
+  // HTTP/2: the session's TLS socket (req.socket is a proxy per stream there). An HTTP/1
+  // request line claiming `HTTP/2.0` has no stream: its own socket.
+  const stream = (req as unknown as Partial<Pick<Http2ServerRequest, 'stream'>>).stream;
+  const tls = (stream?.session?.socket ?? req.socket) as TLSSocket;
   const mtls = mode !== 'SANITIZE' && tls.authorized === true && typeof tls.getPeerX509Certificate === 'function';
+  if (!present && !mtls) return;
   let element: string | null = null;
   if (mtls) {
-    // HTTP/1.1: the TLS socket; HTTP/2: the session's socket proxy (one per connection either way).
     element = xfccElements.get(tls) ?? null;
     if (element === null) {
       element = xfccElement(tls);
       if (element !== null) xfccElements.set(tls, element);
     }
   }
-  // Removed unless kept (FORWARD_ONLY) or extended (APPEND_FORWARD) on an mTLS connection.
+  // Node builds req.headers from the first N rawHeaders entries (N fixed at parse time): build it
+  // now, then edit both.
+  const headers = req.headers;
+  const raw = req.rawHeaders;
   let previous: string | null = null;
   let w = 0;
-  for (let r = 0; r < headers.length; r += 2) {
-    if (headers[r] === 'x-forwarded-client-cert') {
-      previous = previous === null ? headers[r + 1] : `${previous},${headers[r + 1]}`;
+  for (let r = 0; r < raw.length; r += 2) {
+    if (raw[r].length === XFCC.length && raw[r].toLowerCase() === XFCC) {
+      previous = previous === null ? raw[r + 1] : `${previous},${raw[r + 1]}`;
       continue;
     }
-    headers[w] = headers[r];
-    headers[w + 1] = headers[r + 1];
+    raw[w] = raw[r];
+    raw[w + 1] = raw[r + 1];
     w += 2;
   }
-  headers.length = w;
-  if (element === null) return;
-  if (mode === 'FORWARD_ONLY') {
-    if (previous !== null) headers.push('x-forwarded-client-cert', previous);
-  } else if (mode === 'APPEND_FORWARD') {
-    headers.push('x-forwarded-client-cert', previous === null ? element : `${previous},${element}`);
-  } else if (mode === 'SANITIZE_SET') {
-    headers.push('x-forwarded-client-cert', element);
+  raw.length = w;
+  let value: string | null = null;
+  if (element !== null) {
+    if (mode === 'FORWARD_ONLY') value = previous;
+    else if (mode === 'APPEND_FORWARD') value = previous === null ? element : `${previous},${element}`;
+    else if (mode === 'SANITIZE_SET') value = element;
+  }
+  if (value === null) delete headers[XFCC];
+  else {
+    raw.push(XFCC, value);
+    headers[XFCC] = value;
   }
 }
 
@@ -230,18 +246,16 @@ function sansOf(text: string | undefined, prefix: string): string[] {
 }
 
 /**
- * Node's subject (`C=US\nO=Org\nCN=name`, certificate order) in RFC 2253 form, as OpenSSL's
- * `XN_FLAG_RFC2253` prints it for Envoy: most specific first, `,`-separated, specials escaped.
+ * Node's subject (`C=US\nO=Org\nCN=name`, certificate order, values already escaped as RFC 2253
+ * wants) in RFC 2253 form, as OpenSSL's `XN_FLAG_RFC2253` prints it for Envoy: most specific
+ * first, `,`-separated.
  */
 function rfc2253(subject: string): string {
-  const rdns = subject.split('\n').filter((l) => l !== '');
-  const out: string[] = [];
-  for (let i = rdns.length - 1; i >= 0; i--) {
-    const eq = rdns[i].indexOf('=');
-    const value = rdns[i].slice(eq + 1).replace(/[,+"\\<>;]/g, (c) => `\\${c}`).replace(/^[ #]|[ ]$/g, (c) => `\\${c}`);
-    out.push(`${rdns[i].slice(0, eq)}=${value}`);
-  }
-  return out.join(',');
+  return subject
+    .split('\n')
+    .filter((l) => l !== '')
+    .reverse()
+    .join(',');
 }
 
 /**

@@ -22,7 +22,7 @@ import { h2Authority, h2HasBody, isHttp2 } from './h2-compat.js';
 import { effectiveGrpcTimeout, isGrpcRequest } from './grpc.js';
 import { Base64Decoder, grpcWebMode, grpcWebRequestHeaders } from './grpc-web.js';
 import { forwardUpgrade, isWebSocketUpgrade } from './websocket.js';
-import { applyForwardClientCert, buildUpstreamRequestHeaders } from './forward-headers.js';
+import { buildUpstreamRequestHeaders, settleForwardClientCert } from './forward-headers.js';
 import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
 import { observeForward, type RequestObserver } from '../../observability/observer.js';
 
@@ -47,13 +47,16 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, req: 
 
   // Node accepts two Host headers; RFC 9112 §3.2 says 400.
   let host: string | null = null;
+  let xfcc = false;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i];
     if (n.length === 4 && (n === 'host' || n === 'Host' || n.toLowerCase() === 'host')) {
       if (host !== null) return sendLocalError(res, Errors.badRequest, true);
       host = raw[i + 1];
-    }
+    } else if (n.length === 23 && n.toLowerCase() === 'x-forwarded-client-cert') xfcc = true;
   }
+  // XFCC is settled before anything reads the request (Envoy: in the connection manager).
+  settleForwardClientCert(req, listener.security.xfcc, xfcc);
   if (h2) host = h2Authority(req, host);
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (HTTP/1.0 may omit it).
   else if ((host === null || host === '') && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) return sendLocalError(res, Errors.badRequest, true);
@@ -161,7 +164,6 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     clientAddress(x.req.socket.remoteAddress),
   );
   let headers = built.headers;
-  applyForwardClientCert(headers, listener.security.xfcc, x.req.socket);
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);
   // Requests: route-level edits first, then destination-level (IR HeaderOps order).
   if (route.requestHeaders !== null) headers = applyHeaderOps(headers, route.requestHeaders);
