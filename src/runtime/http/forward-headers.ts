@@ -2,7 +2,7 @@
  * Header rewriting between downstream and upstream: hop-by-hop removal (RFC 9110 §7.6.1), the
  * gateway's forwarding headers, and the response side. Works on flat `[name, value, ...]` arrays
  * with lowercase names, the shape undici and `res.writeHead` take. Also x-forwarded-client-cert
- * (`applyForwardClientCert`, Envoy's XFCC). x-forwarded-for is the client's list with the
+ * (`settleForwardClientCert`, Envoy's XFCC). x-forwarded-for is the client's list with the
  * connection's peer appended (Envoy `use_remote_address: true`, `xff_num_trusted_hops: 0`, Istio's
  * gateway settings); with `numTrustedProxies` the client address authorization sees comes from it
  * (`trustedClientAddress`).
