@@ -514,7 +514,11 @@ export interface HeaderValue {
 
 /** A set of upstream endpoints the gateway balances requests over. */
 export interface Cluster {
-  /** Istio-style name: `outbound|<port>|<subset>|<fqdn>`, e.g. `outbound|80|v1|reviews.default.svc.cluster.local`. */
+  /**
+   * Istio-style name: `outbound|<port>|<subset>|<fqdn>`, e.g. `outbound|80|v1|reviews.default.svc.cluster.local`;
+   * AUTO_PASSTHROUGH SNI-DNAT clusters (only the endpoints labelled `security.istio.io/tlsMode: istio`)
+   * are named like their SNI, `outbound_.<port>_.<subset>_.<fqdn>`, as in Istio.
+   */
   name: string;
   /** The Service or host this cluster stands for. */
   service: { namespace: string; name: string; host: string; port: number };

@@ -130,7 +130,9 @@ export function destinationLabels(cluster: string): Labels {
   let namespace = 'unknown';
   if (cluster !== '') {
     const parts = cluster.split('|');
-    service = parts.length === 4 ? parts[3] : cluster;
+    // `outbound|<port>|<subset>|<fqdn>`, or an AUTO_PASSTHROUGH SNI-DNAT cluster `outbound_.<port>_.<subset>_.<fqdn>`.
+    const dnat = parts.length === 4 ? null : /^outbound_\.\d+_\.[^_]*_\.(.+)$/.exec(cluster);
+    service = parts.length === 4 ? parts[3] : dnat !== null ? dnat[1] : cluster;
     const labels = service.split('.');
     name = labels[0];
     if (labels.length >= 2 && service.endsWith('.svc.cluster.local')) namespace = labels[1];

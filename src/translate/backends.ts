@@ -124,6 +124,21 @@ function findPort(ports: ServicePort[], ref: ServiceRef['port']): ServicePort | 
   return ports.find((p) => p.name === ref.name);
 }
 
+/**
+ * `address:port` of the endpoints of Service `namespace/name` port `port` whose Pod carries every
+ * label of `labels` (e.g. Istio's `security.istio.io/tlsMode: istio`); endpoints whose Pod is
+ * unknown never qualify.
+ */
+export function labelledServiceEndpoints(resources: ResourceSet, namespace: string, name: string, port: number, labels: Record<string, string>): Set<string> {
+  const out = new Set<string>();
+  const svc = resources.get('Service', namespace, name);
+  if (svc === undefined) return out;
+  const sp = findPort(servicePorts(svc), { number: port });
+  if (sp === undefined) return out;
+  for (const e of serviceEndpoints(resources, svc, sp)) if (e.labels !== null && matchesLabels(e.labels, labels)) out.add(`${e.address}:${e.port}`);
+  return out;
+}
+
 export function matchesLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
   for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
   return true;

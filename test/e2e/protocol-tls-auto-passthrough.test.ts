@@ -60,6 +60,8 @@ function tlsHello(port: number, servername: string, ALPNProtocols: string[] = ['
   });
 }
 
+const TLS_MODE = 'security.istio.io/tlsMode';
+
 describe('AUTO_PASSTHROUGH east-west gateway through meshgate run', { timeout: 60_000 }, () => {
   const dir = tempDir();
   let gw: GatewayProcess;
@@ -70,9 +72,12 @@ describe('AUTO_PASSTHROUGH east-west gateway through meshgate run', { timeout: 6
     const v1 = await startTlsBackend('v1', cert);
     const v2 = await startTlsBackend('v2', cert);
     const hidden = await startTlsBackend('hidden', other);
-    closers.push(v1.close, v2.close, hidden.close);
+    const plain = await startTlsBackend('plain', other);
+    closers.push(v1.close, v2.close, hidden.close, plain.close);
     writeConfig(dir, 'all.yaml', [
-      serviceYaml('reviews', [v1.port, v2.port], { servicePort: 9080, portName: 'tls', podLabels: [{ app: 'reviews', version: 'v1' }, { app: 'reviews', version: 'v2' }] }),
+      // Sidecar'd workloads carry Istio's tlsMode label; only those are reachable through AUTO_PASSTHROUGH.
+      serviceYaml('reviews', [v1.port, v2.port], { servicePort: 9080, portName: 'tls', podLabels: [{ app: 'reviews', version: 'v1', [TLS_MODE]: 'istio' }, { app: 'reviews', version: 'v2', [TLS_MODE]: 'istio' }] }),
+      serviceYaml('plain', [plain.port], { servicePort: 9080, portName: 'tls', podLabels: [{ app: 'plain' }] }),
       serviceYaml('hidden', [hidden.port], { namespace: 'private', servicePort: 9080, portName: 'tls' }),
     ].join('---\n') + `---
 apiVersion: networking.istio.io/v1
@@ -121,9 +126,11 @@ spec:
     assert.deepEqual([...seen].sort(), ['hello from v1', 'hello from v2']);
   });
 
-  test('unknown SNIs are closed without a byte: another namespace, port, subset, or not the outbound_ form', async () => {
+  test('unknown SNIs are closed without a byte: another namespace, port, subset, not the outbound_ form, or a service without sidecars', async () => {
     for (const sni of [
       'outbound_.9080_._.hidden.private.svc.cluster.local',
+      // Admitted and known, but no endpoint terminates Istio mTLS (no sidecar): never reachable.
+      'outbound_.9080_._.plain.default.svc.cluster.local',
       'outbound_.9999_._.reviews.default.svc.cluster.local',
       'outbound_.9080_.v3_.reviews.default.svc.cluster.local',
       'reviews.default.svc.cluster.local',

@@ -33,7 +33,7 @@ import { bindVirtualServices, selectGateways, tlsContext, type GatewayInfo } fro
 import { istioObjects } from './objects.js';
 import { destinationCluster } from './routes.js';
 import { clientValidationOf } from './tls.js';
-import { serviceFqdn } from '../backends.js';
+import { labelledServiceEndpoints, serviceFqdn } from '../backends.js';
 
 interface TcpServer {
   gateway: GatewayInfo;
@@ -186,19 +186,28 @@ function vsRoutes(ctx: TranslateContext, resources: ResourceSet, drs: Destinatio
 /** Istio's mTLS ALPNs (listener.go allIstioMtlsALPNs), required of AUTO_PASSTHROUGH clients. */
 const ISTIO_MTLS_ALPNS = ['istio', 'istio-peer-exchange', 'istio-http/1.0', 'istio-http/1.1', 'istio-h2'];
 
+/** The label Istio puts on workloads whose sidecar terminates Istio mTLS. */
+const TLS_MODE_LABEL = 'security.istio.io/tlsMode';
+
 /**
  * AUTO_PASSTHROUGH (Istio gateway.go builtAutoPassthroughFilterChains): for every service host the
  * server's hosts admit (namespace part honoured; MESH_EXTERNAL ServiceEntries skipped, as Istio
  * does), every port but UDP ones, the whole service and each DestinationRule subset: a route on the
  * SNI `outbound_.<port>_.<subset>_.<fqdn>` (lowercase: SNI is matched lowercased) with one of
- * Istio's mTLS ALPNs, to that cluster. Sorted by SNI.
+ * Istio's mTLS ALPNs. Sorted by SNI.
+ *
+ * Each route goes to an SNI-DNAT cluster named like the SNI (as Istio names them) holding only the
+ * endpoints that terminate Istio mTLS: Pods (or WorkloadEntries, ServiceEntry endpoints) labelled
+ * `security.istio.io/tlsMode: istio`. The ALPN check alone protects nothing (a client offers what
+ * it likes); without this filter the other network could reach plaintext or non-mesh TLS workloads
+ * (Istio: "filtering out plaintext destinations in EDS"). No such endpoint: the connection closes.
  */
 function autoPassthroughRoutes(ctx: TranslateContext, resources: ResourceSet, drs: DestinationRuleIndex, s: TcpServer): TcpRoute[] {
   const gw = s.gateway.obj;
-  const targets: { fqdn: string; namespace: string; ports: number[] }[] = [];
+  const targets: { fqdn: string; namespace: string; ports: number[]; service: string | null }[] = [];
   for (const svc of resources.ofKind('Service')) {
     const ports = arr(obj(svc.body.spec).ports).map(obj).filter((p) => (str(p.protocol) ?? 'TCP').toUpperCase() !== 'UDP').map((p) => num(p.port)).filter((n): n is number => n !== undefined);
-    targets.push({ fqdn: serviceFqdn(svc.metadata.name, svc.metadata.namespace), namespace: svc.metadata.namespace, ports });
+    targets.push({ fqdn: serviceFqdn(svc.metadata.name, svc.metadata.namespace), namespace: svc.metadata.namespace, ports, service: svc.metadata.name });
   }
   for (const se of [...istioObjects(resources, 'ServiceEntry')].sort(compareByCreation)) {
     const spec = obj(se.body.spec);
@@ -206,7 +215,7 @@ function autoPassthroughRoutes(ctx: TranslateContext, resources: ResourceSet, dr
     const ports = arr(spec.ports).map(obj).filter((p) => (str(p.protocol) ?? '').toUpperCase() !== 'UDP').map((p) => num(p.number)).filter((n): n is number => n !== undefined);
     for (const h of arr(spec.hosts).map(str)) {
       if (h === undefined || h === '' || h.includes('*')) continue;
-      targets.push({ fqdn: h.toLowerCase(), namespace: se.metadata.namespace, ports });
+      targets.push({ fqdn: h.toLowerCase(), namespace: se.metadata.namespace, ports, service: null });
     }
   }
   const bySni = new Map<string, TcpRoute>();
@@ -218,7 +227,11 @@ function autoPassthroughRoutes(ctx: TranslateContext, resources: ResourceSet, dr
       for (const subset of subsets) {
         const sni = `outbound_.${port}_.${subset}_.${t.fqdn}`.toLowerCase();
         if (bySni.has(sni)) continue;
-        const cluster = destinationCluster(env, { host: t.fqdn, port: { number: port }, ...(subset === '' ? {} : { subset }) }, `${s.field}.tls`);
+        const base = ctx.getCluster(destinationCluster(env, { host: t.fqdn, port: { number: port }, ...(subset === '' ? {} : { subset }) }, `${s.field}.tls`));
+        if (base === undefined) continue;
+        const mesh = t.service !== null ? labelledServiceEndpoints(resources, t.namespace, t.service, port, { [TLS_MODE_LABEL]: 'istio' }) : meshEntryAddresses(resources, t.namespace);
+        const cluster = sni;
+        ctx.addCluster({ ...base, name: cluster, endpoints: base.endpoints.filter((e) => mesh.has(t.service !== null ? `${e.address}:${e.port}` : e.address)), tls: null });
         bySni.set(sni, {
           name: `gateway/${gw.metadata.namespace}/${gw.metadata.name}/${s.field.slice('spec.'.length)}/${sni}`,
           source: sourceOf(gw, `${s.field}.tls.mode`),
@@ -229,6 +242,25 @@ function autoPassthroughRoutes(ctx: TranslateContext, resources: ResourceSet, dr
     }
   }
   return [...bySni.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((e) => e[1]);
+}
+
+/**
+ * Addresses in `namespace` of ServiceEntry endpoints and WorkloadEntries labelled
+ * `security.istio.io/tlsMode: istio` (the mesh-capable endpoints of MESH_INTERNAL entries).
+ */
+function meshEntryAddresses(resources: ResourceSet, namespace: string): Set<string> {
+  const out = new Set<string>();
+  const add = (o: Obj): void => {
+    const address = str(o.address);
+    if (address !== undefined && str(obj(o.labels)[TLS_MODE_LABEL]) === 'istio') out.add(address);
+  };
+  for (const se of istioObjects(resources, 'ServiceEntry')) if (se.metadata.namespace === namespace) for (const e of arr(obj(se.body.spec).endpoints)) add(obj(e));
+  for (const we of istioObjects(resources, 'WorkloadEntry')) {
+    if (we.metadata.namespace !== namespace) continue;
+    const spec = obj(we.body.spec);
+    add({ address: spec.address, labels: { ...we.metadata.labels, ...obj(spec.labels) } });
+  }
+  return out;
 }
 
 /**
