@@ -55,12 +55,12 @@ data: { ca.crt: ${b64(pki.caA.cert)} }
 ---
 apiVersion: v1
 kind: Secret
-metadata: { name: other-ca, namespace: certs }
+metadata: { name: other-ca, namespace: default }
 data: { ca.crt: ${b64(pki.caB.cert)} }
 ---
 apiVersion: v1
 kind: Secret
-metadata: { name: client, namespace: certs }
+metadata: { name: client, namespace: default }
 data: { ca.crt: ${b64(pki.caA.cert)}, tls.crt: ${b64(pki.clientA.cert)}, tls.key: ${b64(pki.clientA.key)} }
 `);
     const ingress = (name: string, host: string, service: string, port: number, annotations: Record<string, string>) => `apiVersion: networking.k8s.io/v1
@@ -76,8 +76,8 @@ spec:
       ingress('grpc', 'grpc.example.com', 'grpc', 80, { [`${p}backend-protocol`]: 'GRPC' }),
       ingress('noverify', 'noverify.example.com', 'tls-noverify', 443, { [`${p}backend-protocol`]: 'HTTPS' }),
       ingress('verify', 'verify.example.com', 'tls-verify', 443, { [`${p}backend-protocol`]: 'HTTPS', [`${p}proxy-ssl-verify`]: 'on', [`${p}proxy-ssl-secret`]: 'default/backend-ca', [`${p}proxy-ssl-name`]: 'backend.internal' }),
-      ingress('wrongca', 'wrongca.example.com', 'tls-wrongca', 443, { [`${p}backend-protocol`]: 'HTTPS', [`${p}proxy-ssl-verify`]: 'on', [`${p}proxy-ssl-secret`]: 'certs/other-ca' }),
-      ingress('mutual', 'mutual.example.com', 'tls-mutual', 443, { [`${p}backend-protocol`]: 'HTTPS', [`${p}proxy-ssl-verify`]: 'on', [`${p}proxy-ssl-secret`]: 'certs/client', [`${p}proxy-ssl-name`]: 'backend.internal' }),
+      ingress('wrongca', 'wrongca.example.com', 'tls-wrongca', 443, { [`${p}backend-protocol`]: 'HTTPS', [`${p}proxy-ssl-verify`]: 'on', [`${p}proxy-ssl-secret`]: 'other-ca' }),
+      ingress('mutual', 'mutual.example.com', 'tls-mutual', 443, { [`${p}backend-protocol`]: 'HTTPS', [`${p}proxy-ssl-verify`]: 'on', [`${p}proxy-ssl-secret`]: 'default/client', [`${p}proxy-ssl-name`]: 'backend.internal' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
   });

@@ -98,10 +98,17 @@ test('Backoff: doubles, is jittered within [d/2, d], is capped, and resets', () 
   assert.equal(hi.next(), 100);
 });
 
-test('referencedSecrets: Ingress tls secretName and Gateway credentialName(s), in their namespaces', () => {
-  const ing = toKubeObject({ metadata: { name: 'i', namespace: 'a' }, spec: { tls: [{ secretName: 's1' }, { secretName: 'Bad Name' }, {}] } }, 'networking.k8s.io/v1', 'Ingress', true)!;
+test('referencedSecrets: every Secret an Ingress, Gateway or DestinationRule names, in their namespaces', () => {
+  const ing = toKubeObject({ metadata: { name: 'i', namespace: 'a', annotations: { 'nginx.ingress.kubernetes.io/proxy-ssl-secret': 'a/backend-ca' } }, spec: { tls: [{ secretName: 's1' }, { secretName: 'Bad Name' }, {}] } }, 'networking.k8s.io/v1', 'Ingress', true)!;
+  const other = toKubeObject({ metadata: { name: 'j', namespace: 'a', annotations: { 'nginx.ingress.kubernetes.io/proxy-ssl-secret': 'z/not-ours' } }, spec: {} }, 'networking.k8s.io/v1', 'Ingress', true)!;
   const gw = toKubeObject({ metadata: { name: 'g', namespace: 'b' }, spec: { servers: [{ tls: { credentialName: 'c1' } }, { tls: { credentialNames: ['c2', 'c1'] } }] } }, 'networking.istio.io/v1', 'Gateway', true)!;
-  assert.deepEqual(referencedSecrets([ing, gw]), ['a/s1', 'b/c1', 'b/c2']);
+  const dr = toKubeObject(
+    { metadata: { name: 'd', namespace: 'c' }, spec: { host: 'x', trafficPolicy: { tls: { mode: 'MUTUAL', credentialName: 'up' }, portLevelSettings: [{ port: { number: 8443 }, tls: { credentialName: 'up-port' } }] }, subsets: [{ name: 'v1', trafficPolicy: { tls: { credentialName: 'up-v1' } } }] } },
+    'networking.istio.io/v1',
+    'DestinationRule',
+    true,
+  )!;
+  assert.deepEqual(referencedSecrets([ing, other, gw, dr]), ['a/backend-ca', 'a/s1', 'b/c1', 'b/c1-cacert', 'b/c2', 'b/c2-cacert', 'c/up', 'c/up-port', 'c/up-v1']);
 });
 
 test('toKubeObject: type meta from the resource, namespace default, order from creation and uid, no managedFields', () => {

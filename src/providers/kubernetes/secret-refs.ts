@@ -1,8 +1,10 @@
 /**
  * The Secrets the routes use, read from the objects that name them, so the source can watch exactly
- * those: Ingress `spec.tls[].secretName` (in the Ingress's namespace) and Istio Gateway
- * `servers[].tls.credentialName` / `credentialNames` (in the Gateway's namespace, where meshgate
- * looks for them, see translate/istio).
+ * those, each in the namespace of the object that names it (where translate looks for it):
+ * - Ingress `spec.tls[].secretName` and the ingress-nginx annotation `proxy-ssl-secret`;
+ * - Istio Gateway `servers[].tls.credentialName` / `credentialNames`, and for each the
+ *   `<name>-cacert` Secret that may hold the client CAs (MUTUAL, OPTIONAL_MUTUAL);
+ * - DestinationRule `tls.credentialName` at rule, port and subset level (upstream TLS).
  */
 import type { KubeObject } from '../../resources/types.js';
 import { arr, obj, str } from '../../lib/unknown.js';
@@ -15,11 +17,26 @@ export function referencedSecrets(objects: Iterable<KubeObject>): string[] {
     const spec = obj(o.body.spec);
     if (o.kind === 'Ingress') {
       for (const t of arr(spec.tls)) add(out, ns, str(obj(t).secretName));
+      const proxySsl = o.metadata.annotations['nginx.ingress.kubernetes.io/proxy-ssl-secret']?.trim();
+      if (proxySsl) {
+        const slash = proxySsl.indexOf('/');
+        // Another namespace is refused by translate; only the Ingress's own namespace is read.
+        if (slash === -1) add(out, ns, proxySsl);
+        else if (proxySsl.slice(0, slash) === ns) add(out, ns, proxySsl.slice(slash + 1));
+      }
     } else if (o.kind === 'Gateway') {
       for (const s of arr(spec.servers)) {
         const tls = obj(obj(s).tls);
-        add(out, ns, str(tls.credentialName));
-        for (const n of arr(tls.credentialNames)) add(out, ns, str(n));
+        for (const n of [tls.credentialName, ...arr(tls.credentialNames)].map(str)) {
+          add(out, ns, n);
+          if (n) add(out, ns, `${n}-cacert`);
+        }
+      }
+    } else if (o.kind === 'DestinationRule') {
+      const policies = [obj(spec.trafficPolicy), ...arr(spec.subsets).map((s) => obj(obj(s).trafficPolicy))];
+      for (const p of policies) {
+        add(out, ns, str(obj(p.tls).credentialName));
+        for (const pl of arr(p.portLevelSettings)) add(out, ns, str(obj(obj(pl).tls).credentialName));
       }
     }
   }

@@ -8,8 +8,8 @@
  *   cluster-wide when that is null. IngressClass is cluster-scoped and always watched.
  * - Optional APIs (the Istio CRDs) are found by discovery; a missing one is logged once and asked for
  *   again every `rediscoverMs`, so installing Istio's CRDs later needs no restart.
- * - Secrets (see secret-refs.ts): by default only those an Ingress `spec.tls` or a Gateway
- *   `credentialName` names, each watched by name with a field selector; with `secretLabelSelector`,
+ * - Secrets (see secret-refs.ts): by default only those an Ingress, a Gateway or a DestinationRule
+ *   names, each watched by name with a field selector; with `secretLabelSelector`,
  *   those carrying the labels. Either way no Secret the routes do not use is read.
  * - Istio's MeshConfig: the one ConfigMap `istio-system/istio`, watched by name in every mode.
  */
@@ -198,7 +198,7 @@ export class KubernetesSource implements ConfigSource {
   /** Start reflectors for newly referenced Secrets, stop those no longer referenced; true if any started. */
   #reconcileSecrets(): boolean {
     if (this.#opts.secretLabelSelector !== null || this.#closed) return false;
-    const sources = ['Ingress', 'Gateway'].flatMap((kind) => [...this.#reflectors].filter(([k]) => k.startsWith(`${kind}|`)).flatMap(([, r]) => [...r.items()]));
+    const sources = ['Ingress', 'Gateway', 'DestinationRule'].flatMap((kind) => [...this.#reflectors].filter(([k]) => k.startsWith(`${kind}|`)).flatMap(([, r]) => [...r.items()]));
     const watched = this.#opts.watchNamespaces ? new Set(this.#opts.watchNamespaces) : null;
     const wanted = new Set(referencedSecrets(sources).filter((ref) => !watched || watched.has(ref.split('/')[0])));
     let started = false;

@@ -75,8 +75,12 @@ function backendTls(ctx: TranslateContext, resources: ResourceSet, ing: KubeObje
     const ns = slash === -1 ? ing.metadata.namespace : secretRef.slice(0, slash);
     const secretName = slash === -1 ? secretRef : secretRef.slice(slash + 1);
     const ref = `${ns}/${secretName}`;
-    const secret = resources.get('Secret', ns, secretName);
-    if (secret === undefined) {
+    // Like every other Secret an Ingress names, only from its own namespace: an Ingress author must
+    // not be able to present another tenant's client key (ingress-nginx: allow-cross-namespace-resources).
+    const secret = ns === ing.metadata.namespace ? resources.get('Secret', ns, secretName) : undefined;
+    if (ns !== ing.metadata.namespace) {
+      ctx.report('error', 'MG_INVALID_FIELD', ing, field('proxy-ssl-secret'), `Secret ${ref} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace Secrets are not read: the backend gets no client certificate${verify ? ' and is verified against the default CAs' : ''}`);
+    } else if (secret === undefined) {
       ctx.report('error', 'MG_SECRET_NOT_FOUND', ing, field('proxy-ssl-secret'), `Secret ${ref} does not exist; the backend gets no client certificate${verify ? ' and is verified against the default CAs' : ''}`);
     } else {
       const v = (k: string): PemSource | null => {
