@@ -4,14 +4,17 @@
  * Sources (Istio 1.2x semantics, pilot/pkg/model/telemetry.go and networking/core/accesslog.go):
  *  - Telemetry (`telemetry.istio.io/v1`, `v1alpha1`) `spec.accessLogging[]` applying to this gateway:
  *    the root namespace (`istio-system`) without selector (mesh-wide), the gateway's namespace
- *    without selector, and any of the two with a `selector.matchLabels` that selects the gateway's
- *    labels (`--gateway-labels`), from least to most specific. Within one level the oldest object
- *    (creation order) wins; the others get a warning. `targetRef(s)` name Gateway API gateways and
- *    waypoints, not this Istio gateway (warning, ignored).
- *  - Entries apply per provider: an entry sets (`disabled`, `filter`) for the providers it names, or,
- *    when it names none, for MeshConfig `defaultProviders.accessLogging`; a more specific level
- *    replaces a provider's setting. `match.mode`: a gateway is a CLIENT (Istio's
- *    ListenerClassGateway uses the client-side settings), so `SERVER` entries do not apply.
+ *    without selector, and one in the gateway's namespace whose `selector.matchLabels` selects the
+ *    gateway's labels (`--gateway-labels`), from least to most specific; an empty `matchLabels` is
+ *    namespace-wide. Within one level the oldest object (creation order) wins; the others get a
+ *    warning. `targetRef(s)` name Gateway API gateways and waypoints, not this Istio gateway
+ *    (warning, ignored).
+ *  - Merged as Istio's `mergeLogs`: the providers in scope are those named by the most specific
+ *    Telemetry that names any (else MeshConfig `defaultProviders.accessLogging`); entries, least
+ *    specific first, set (`disabled`, `filter`) for the providers they name, or, naming none, for
+ *    the providers of the entry before them (the defaults for the first). `match.mode`: a gateway
+ *    is a CLIENT (Istio's ListenerClassGateway uses the client-side settings), so `SERVER` entries
+ *    do not apply.
  *  - Providers: `envoy` (built-in: `/dev/stdout` with MeshConfig `accessLogFormat` and
  *    `accessLogEncoding`), or MeshConfig `extensionProviders[]` with `envoyFileAccessLog`
  *    (`path`, `logFormat.text` or `logFormat.labels` = JSON). Other provider types (OpenTelemetry,
@@ -51,26 +54,42 @@ export function translateAccessLogging(ctx: TranslateContext, resources: Resourc
   const m: Obj = mesh?.mesh ?? {};
   const defaults = arr(obj(m.defaultProviders).accessLogging).filter((n): n is string => typeof n === 'string');
 
+  // Istio's mergeLogs (pilot/pkg/networking/core/accesslog.go), levels least specific first:
+  // the providers in scope are those the most specific Telemetry naming any names (else MeshConfig
+  // defaultProviders); an entry naming none acts on the providers of the entry before it (starting
+  // from the defaults); later entries override a provider's disabled/filter.
+  const telemetries = telemetriesHere(ctx, resources, 'accessLogging');
+  const telemetryApplies = telemetries.length > 0;
+  let inScope: string[] = defaults;
+  for (const t of telemetries) {
+    const names = arr(obj(t.body.spec).accessLogging).flatMap((e) => arr(obj(e).providers).map((p) => str(obj(p).name) ?? '')).filter((n) => n !== '');
+    if (names.length > 0) inScope = names;
+  }
+  const inScopeSet = new Set(inScope);
   const settings = new Map<string, ProviderSetting>();
-  let telemetryApplies = false;
-  for (const t of telemetriesHere(ctx, resources, 'accessLogging')) {
+  let parent: string[] = defaults;
+  for (const t of telemetries) {
     const entries = arr(obj(t.body.spec).accessLogging);
     entries.forEach((raw, i) => {
       const e = obj(raw);
       const field = `spec.accessLogging[${i}]`;
+      const named = arr(e.providers).map((p) => str(obj(p).name) ?? '').filter((n) => n !== '');
+      const names = named.length > 0 ? named : parent;
+      parent = names;
       const mode = str(obj(e.match).mode) ?? 'CLIENT_AND_SERVER';
       if (mode === 'SERVER') {
         ctx.report('info', 'MG_NOT_BOUND', t, `${field}.match.mode`, 'match.mode SERVER applies to sidecars\' inbound traffic; a gateway uses the CLIENT settings');
         return;
       }
-      telemetryApplies = true;
-      const named = arr(e.providers).map((p) => str(obj(p).name) ?? '').filter((n) => n !== '');
-      const names = named.length > 0 ? named : defaults;
       if (names.length === 0) {
-        ctx.report('warning', 'MG_MISSING_FIELD', t, `${field}.providers`, 'no provider named and MeshConfig defaultProviders.accessLogging is empty: this entry configures no access log (name one, e.g. providers: [{name: envoy}])');
+        ctx.report('warning', 'MG_MISSING_FIELD', t, `${field}.providers`, 'no provider named, none inherited from a less specific entry, and MeshConfig defaultProviders.accessLogging is empty: this entry configures no access log (name one, e.g. providers: [{name: envoy}])');
       }
       const filter = str(obj(e.filter).expression) ?? null;
-      for (const name of names) settings.set(name, { disabled: bool(e.disabled) ?? false, filter, from: t, field });
+      for (const name of names) {
+        // A provider a more specific Telemetry no longer names is out of scope (Istio drops it).
+        if (!inScopeSet.has(name)) continue;
+        settings.set(name, { disabled: bool(e.disabled) ?? false, filter, from: t, field });
+      }
     });
   }
 
@@ -116,9 +135,15 @@ export function telemetriesHere(ctx: TranslateContext, resources: ResourceSet, s
       ctx.report('info', 'MG_NOT_BOUND', o, null, `Telemetry in namespace "${ns}" does not apply to the gateway (namespace "${ctx.options.gatewayNamespace}", root namespace "${ROOT_NAMESPACE}")`);
       continue;
     }
-    const hasSelector = isObj(spec.selector);
+    // Istio (pilot/pkg/model/telemetry.go): an empty matchLabels is namespace-wide; a selector only
+    // selects workloads of its own namespace (the gateway's namespace, which may be the root one).
+    const selector = strMap(obj(spec.selector).matchLabels);
+    const hasSelector = Object.keys(selector).length > 0;
     if (hasSelector) {
-      const selector = strMap(obj(spec.selector).matchLabels);
+      if (ns !== ctx.options.gatewayNamespace) {
+        ctx.report('info', 'MG_NOT_BOUND', o, 'spec.selector', `a Telemetry selector selects workloads of its own namespace ("${ns}") only; the gateway is in "${ctx.options.gatewayNamespace}"`);
+        continue;
+      }
       if (!matchesLabels(ctx.options.gatewayLabels, selector)) {
         ctx.report('info', 'MG_NOT_BOUND', o, 'spec.selector', 'Telemetry selector does not select this gateway');
         continue;
