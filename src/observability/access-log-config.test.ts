@@ -97,6 +97,7 @@ test('compileCel: errors say what and where', () => {
     { desc: 'unknown method', expr: "request.path.lower() == 'a'", want: /unknown method lower\(\)/ },
     { desc: 'empty', expr: ' ', want: /empty expression/ },
     { desc: 'bad character', expr: 'response.code # 1', want: /unexpected "#" at offset 14/ },
+    { desc: 'not RE2 (backreference)', expr: "request.path.matches('(a)\\\\1')", want: /invalid RE2 pattern/ },
   ];
   for (const c of cases) assert.throws(() => compileCel(c.expr), (e: unknown) => e instanceof CelError && c.want.test(e.message), c.desc);
 });

@@ -25,7 +25,7 @@ function dash(v: string | number | null | undefined): string {
 }
 
 /** A request header (lowercase `name`), repeated values joined with `,`; read from rawHeaders, since `req.headers` would build an object of every header. */
-function header(rec: RequestRecord, name: string): string | null {
+export function header(rec: RequestRecord, name: string): string | null {
   const raw = rec.req.rawHeaders;
   let out: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {

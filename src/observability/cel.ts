@@ -15,6 +15,7 @@
  * missing header, an HTTP attribute on a TCP connection) does not match; CEL's error absorption
  * applies to `&&` and `||` (`false && error` is false, `true || error` is true).
  */
+import { compileRe2Unanchored } from '../lib/re2.js';
 import type { LogSubject } from './log-format.js';
 
 type Kind = 'int' | 'double' | 'string' | 'bool' | 'null' | 'map' | 'list' | 'dyn';
@@ -481,12 +482,11 @@ function method(name: string, target: Node, args: Node[], at: number): Node {
       pattern = ERR;
     }
     if (typeof pattern !== 'string') throw new CelError(`matches() needs a literal string pattern (offset ${at})`);
-    let re: RegExp;
-    try {
-      re = new RegExp(pattern);
-    } catch (e) {
-      throw new CelError(`matches(): invalid pattern ${JSON.stringify(pattern)}: ${(e as Error).message}`);
-    }
+    // CEL's matches() is RE2 (search semantics): the project's RE2 converter refuses what RE2 does
+    // not support (backreferences, lookaround) instead of letting JavaScript read it differently.
+    const converted = compileRe2Unanchored(pattern);
+    if (!converted.ok) throw new CelError(`matches(): invalid RE2 pattern ${JSON.stringify(pattern)}: ${converted.message}`);
+    const re = new RegExp(converted.regex.source, converted.regex.flags);
     test = (a) => re.test(a);
   } else test = name === 'startsWith' ? (a, b) => a.startsWith(b) : name === 'endsWith' ? (a, b) => a.endsWith(b) : (a, b) => a.includes(b);
   return {

@@ -16,7 +16,7 @@ import type { TLSSocket } from 'node:tls';
 import type { AccessLog, AccessLogging, IRSnapshot, TracingConfig } from '../ir/types.js';
 import { Registry } from 'prom-client';
 import type { CompiledListener } from '../runtime/compile/types.js';
-import { AccessLogWriter, accessLogEntry, formatJson, formatText, type AccessLogOptions, type LogEntry } from './access-log.js';
+import { AccessLogWriter, accessLogEntry, formatJson, formatText, header, type AccessLogOptions, type LogEntry } from './access-log.js';
 import { compileCel, type CelFilter, type CelSubject } from './cel.js';
 import { parseLogFormat, renderJson, renderText, type JsonLogFormat, type LogFormat } from './log-format.js';
 import { DEFAULT_IDENTITY, RequestMetrics, type WorkloadIdentity } from './metrics.js';
@@ -339,13 +339,14 @@ class HttpLogSubject implements CelSubject {
       case ':path':
         return req.url ?? null;
       case ':authority':
-        return headerValue(req.headers.host ?? req.headers[':authority']);
+        return header(this.rec, 'host') ?? header(this.rec, ':authority');
       case ':scheme':
         return (req.socket as TLSSocket).encrypted === true ? 'https' : 'http';
       case 'x-request-id':
-        return this.rec.requestId ?? headerValue(req.headers[name]);
+        return this.rec.requestId ?? header(this.rec, name);
       default:
-        return headerValue(req.headers[name]);
+        // From rawHeaders: `req.headers` would build an object of every header per logged request.
+        return header(this.rec, name);
     }
   }
 
@@ -376,6 +377,3 @@ class TcpLogSubject implements CelSubject {
   }
 }
 
-function headerValue(v: string | string[] | undefined): string | null {
-  return v === undefined ? null : Array.isArray(v) ? v.join(',') : v;
-}
