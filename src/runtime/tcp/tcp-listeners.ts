@@ -100,8 +100,36 @@ function selectTcpChain(l: CompiledTcpListener, sni: string): CompiledTcpChain |
   return l.defaultChain;
 }
 
-function compileTcpRoutes(irRoutes: TcpRoute[], clusters: Map<string, CompiledCluster>): CompiledTcpRoute[] {
-  return irRoutes.map((r): CompiledTcpRoute => {
+/**
+ * Index of a route list by exact SNI: routes whose every match names only exact SNIs are listed
+ * under each of them; the others (wildcard or any SNI) are tried for every connection. Candidates
+ * are still tried in list order, so first match is kept; an AUTO_PASSTHROUGH listener (one exact
+ * SNI per route, thousands of routes) costs one Map lookup per connection instead of a scan.
+ */
+interface TcpRouteIndex {
+  bySni: Map<string, number[]>;
+  general: number[];
+}
+const routeIndexes = new WeakMap<CompiledTcpRoute[], TcpRouteIndex>();
+
+function indexTcpRoutes(routes: CompiledTcpRoute[]): TcpRouteIndex {
+  const bySni = new Map<string, number[]>();
+  const general: number[] = [];
+  routes.forEach((r, i) => {
+    if (!r.matches.every((m) => !m.anySni && m.suffixes.length === 0)) return void general.push(i);
+    const names = new Set<string>();
+    for (const m of r.matches) for (const n of m.exact) names.add(n);
+    for (const n of names) {
+      let list = bySni.get(n);
+      if (list === undefined) bySni.set(n, (list = []));
+      list.push(i);
+    }
+  });
+  return { bySni, general };
+}
+
+export function compileTcpRoutes(irRoutes: TcpRoute[], clusters: Map<string, CompiledCluster>): CompiledTcpRoute[] {
+  const compiled = irRoutes.map((r): CompiledTcpRoute => {
     let sum = 0;
     const cumulative = r.destinations.map((d) => (sum += d.weight));
     return {
@@ -130,11 +158,28 @@ function compileTcpRoutes(irRoutes: TcpRoute[], clusters: Map<string, CompiledCl
       total: sum,
     };
   });
+  routeIndexes.set(compiled, indexTcpRoutes(compiled));
+  return compiled;
 }
 
 /** First route whose match holds for this connection (`sni` '' = none). */
-function findTcpRoute(l: CompiledTcpListener, routes: CompiledTcpRoute[], sni: string, alpn: readonly string[], localAddress: string): CompiledTcpRoute | null {
-  for (const r of routes) {
+export function findTcpRoute(l: CompiledTcpListener, routes: CompiledTcpRoute[], sni: string, alpn: readonly string[], localAddress: string): CompiledTcpRoute | null {
+  const index = routeIndexes.get(routes);
+  if (index === undefined) return firstMatch(l, routes, routes.keys(), sni, alpn, localAddress);
+  const named = sni === '' ? undefined : index.bySni.get(sni);
+  return firstMatch(l, routes, named === undefined ? index.general.values() : mergeAscending(named, index.general), sni, alpn, localAddress);
+}
+
+/** Both ascending index lists, merged in ascending order. */
+function* mergeAscending(a: number[], b: number[]): IterableIterator<number> {
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) yield j >= b.length || (i < a.length && a[i] < b[j]) ? a[i++] : b[j++];
+}
+
+function firstMatch(l: CompiledTcpListener, routes: CompiledTcpRoute[], candidates: Iterable<number>, sni: string, alpn: readonly string[], localAddress: string): CompiledTcpRoute | null {
+  for (const k of candidates) {
+    const r = routes[k];
     for (const m of r.matches) {
       if (m.port !== null && m.port !== l.ir.externalPort) continue;
       if (m.alpn !== null && !alpn.some((p) => m.alpn!.has(p))) continue;
