@@ -125,7 +125,7 @@ describe('hot reload', () => {
     stop = true;
     await Promise.all(loops);
     agent.destroy();
-    assert.deepEqual(failures, [], `failed requests during reloads (ok: ${ok})`);
+    assert.deepEqual(failures, [], `failed requests during reloads (ok: ${ok}); gateway output:\n${gw.output().slice(-4000)}`);
     assert.ok(ok > 200, `only ${ok} requests completed`);
     const reloads = JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/reloads`)).body) as { reloads: { outcome: string }[] };
     assert.ok(reloads.reloads.filter((r) => r.outcome === 'applied').length >= 10);
