@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { watchDirectory } from './watch.js';
+import { EMPTIED_FILE_GRACE_MS, watchDirectory } from './watch.js';
 import type { DirectoryWatcher } from './watch.js';
 
 /** Resolves with the time it took for `calls()` to exceed `n`, or rejects after `ms`. */
@@ -28,6 +28,25 @@ describe('watchDirectory', () => {
     watcher?.close();
     watcher = null;
     await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a file truncated and written late (a paused writer) is reported once, with its content; an intended emptying after the grace', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { debounceMs: 20 });
+    await sleep(100);
+    const { truncate } = await import('node:fs/promises');
+    // The writer truncates, is paused for 300 ms (longer than the debounce), then writes.
+    await truncate(path.join(dir, 'a.yaml'), 0);
+    await sleep(300);
+    assert.equal(calls, 0, 'the emptied file is not reported while it may be mid-write');
+    await writeFile(path.join(dir, 'a.yaml'), 'a: 3\n');
+    await waitForCalls(() => calls, 0, 1000);
+    assert.equal(calls, 1);
+    // Emptied for good: reported after EMPTIED_FILE_GRACE_MS.
+    const t0 = Date.now();
+    await truncate(path.join(dir, 'a.yaml'), 0);
+    await waitForCalls(() => calls, 1, 3000);
+    assert.ok(Date.now() - t0 >= EMPTIED_FILE_GRACE_MS - 50, `reported after ${Date.now() - t0} ms`);
   });
 
   test('a write is seen within 1 s', async () => {

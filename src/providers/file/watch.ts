@@ -32,6 +32,14 @@ export interface DirectoryWatcher {
 /** Longest a stream of events can postpone the callback, as a multiple of debounceMs. */
 const MAX_WAIT_FACTOR = 5;
 
+/**
+ * A config file that had content and now has none is most likely being rewritten in place
+ * (truncated, then written: what most tools do without a rename), and a writer paused between the
+ * two would otherwise make the gateway drop every object of that file for a moment. Such a change is
+ * reported only once the file has stayed empty this long (an intended emptying just waits).
+ */
+export const EMPTIED_FILE_GRACE_MS = 1000;
+
 export function watchDirectory(dir: string, onChange: () => void, opts: WatchOptions = {}): DirectoryWatcher {
   const debounceMs = opts.debounceMs ?? 100;
   const pollMs = opts.pollMs ?? 1000;
@@ -42,6 +50,8 @@ export function watchDirectory(dir: string, onChange: () => void, opts: WatchOpt
   let firstPendingAt = 0;
   let scanning = false;
   let rescan = false;
+  /** When a file was first seen emptied (see EMPTIED_FILE_GRACE_MS); null when none is. */
+  let emptiedSince: number | null = null;
 
   // Take the starting signature, so the first real change is seen as a change.
   void signature(dir)
@@ -67,9 +77,19 @@ export function watchDirectory(dir: string, onChange: () => void, opts: WatchOpt
     try {
       const sig = await signature(dir);
       if (sig !== reported) {
+        if (emptiedFile(reported, sig)) {
+          const now = Date.now();
+          emptiedSince ??= now;
+          if (now - emptiedSince < EMPTIED_FILE_GRACE_MS) {
+            // Look again shortly: the writer is most likely still at work.
+            if (!closed) setTimeout(() => void scan(), Math.min(debounceMs, EMPTIED_FILE_GRACE_MS)).unref();
+            return;
+          }
+        }
+        emptiedSince = null;
         reported = sig;
         changed = true;
-      }
+      } else emptiedSince = null;
     } catch {
       // The directory may be briefly absent (replaced by a deploy tool); the next poll will look again.
     } finally {
@@ -122,6 +142,20 @@ export function watchDirectory(dir: string, onChange: () => void, opts: WatchOpt
       watcher = null;
     },
   };
+}
+
+/** True when a file of `before` with content has size 0 in `after` (signature lines `path\0ino\0mtime\0size`). */
+function emptiedFile(before: string, after: string): boolean {
+  const sizes = new Map<string, string>();
+  for (const line of before.split('\n')) {
+    const f = line.split('\u0000');
+    if (f.length === 4) sizes.set(f[0], f[3]);
+  }
+  for (const line of after.split('\n')) {
+    const f = line.split('\u0000');
+    if (f.length === 4 && f[3] === '0' && sizes.has(f[0]) && sizes.get(f[0]) !== '0') return true;
+  }
+  return false;
 }
 
 /** One string that changes whenever a config file is added, removed, replaced or written. */
