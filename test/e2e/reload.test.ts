@@ -70,7 +70,8 @@ describe('hot reload', () => {
 
   test('a broken file is reported and the last good config keeps serving', async () => {
     writeConfig(dir, 'app.yaml', vs('green'));
-    await waitFor(async () => (await who()) === 'green', 2000, 'green');
+    // The previous test left green (with /new) serving: wait for this write itself to be served.
+    await waitFor(async () => (await who()) === 'green' && (await get(url('/new'), { host: 'app.example.com' })).json?.name === 'green', 2000, 'green without /new');
     const before = JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body).version as string;
     writeConfig(dir, 'app.yaml', 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: app\n  broken: [');
     await waitFor(async () => {
