@@ -18,22 +18,7 @@ import { parsePrometheus } from '../../src/admin/dashboard/stats.js';
 import { type GatewayProcess, get, removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig } from '../helpers/gateway.js';
 import { within } from '../support/http-client.js';
 import { makeCerts } from '../support/tls-certs.js';
-
-/** Echoes bytes; on the client's FIN answers `bytes=<n> sha=<hex>` and then sends its own FIN. */
-async function startTcpEcho(name: string): Promise<{ port: number; close(): Promise<void> }> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    const hash = createHash('sha256');
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      hash.update(c);
-      n += c.length;
-    });
-    s.on('end', () => s.end(`${name} bytes=${n} sha=${hash.digest('hex')}`));
-    s.on('error', () => {});
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
+import { startSummingBackend } from '../support/tcp-backends.js';
 
 /** A TLS server that says which one it is and echoes. */
 async function startTlsBackend(name: string, cert: { certChain: string; privateKey: string }): Promise<{ port: number; close(): Promise<void> }> {
@@ -74,7 +59,7 @@ describe('TCP and TLS passthrough through meshgate run', { timeout: 60_000 }, ()
   const closers: (() => Promise<void>)[] = [];
 
   before(async () => {
-    const echo = await startTcpEcho('echo');
+    const echo = await startSummingBackend('echo');
     const [ca, cb] = makeCerts(['a.example.com', 'b.example.com']);
     const a = await startTlsBackend('a', ca);
     const b = await startTlsBackend('b', cb);

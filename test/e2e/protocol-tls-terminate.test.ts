@@ -23,42 +23,8 @@ import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { type GatewayProcess, get, removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig } from '../helpers/gateway.js';
 import { makePki, type Pem, type Pki } from '../support/mtls-certs.js';
+import { startSummingBackend } from '../support/tcp-backends.js';
 import { within } from '../support/http-client.js';
-
-interface Backend {
-  port: number;
-  close(): Promise<void>;
-}
-
-/** Counts bytes; on the client's FIN answers `<name> bytes=<n> sha=<hex>` and sends its own FIN. Plain TCP, or TLS with `cert`. */
-async function startSummingBackend(name: string, cert?: Pem): Promise<Backend> {
-  const onSocket = (s: net.Socket): void => {
-    const hash = createHash('sha256');
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      hash.update(c);
-      n += c.length;
-    });
-    s.on('end', () => s.end(`${name} bytes=${n} sha=${hash.digest('hex')}`));
-    s.on('error', () => {});
-  };
-  const server = cert === undefined ? net.createServer({ allowHalfOpen: true }, onSocket) : tls.createServer({ allowHalfOpen: true, cert: cert.cert, key: cert.key }, onSocket);
-  // Every accepted socket, so close() also ends those left half-open (a handshake the gateway abandoned).
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        for (const s of sockets) s.destroy();
-      }),
-  };
-}
 
 /** A CRL of the PKI's CA A revoking `<name>.crt` of `pki.dir` (openssl ca with a throwaway database). */
 function revoke(pki: Pki, name: string): string {
