@@ -26,7 +26,7 @@ import { loadDirectory } from '../providers/file/load.js';
 import { ConfigPipeline } from '../control/pipeline.js';
 import { Controller } from '../control/controller.js';
 import { DirectorySource } from '../control/source.js';
-import { ClusterDataPlane, InProcessDataPlane, runWorker, type DataPlane } from '../control/dataplane.js';
+import type { DataPlane } from '../control/dataplane-types.js';
 import { startAdminServer } from '../admin/server.js';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
 import { runDemo } from './demo.js';
@@ -177,7 +177,12 @@ export function parseRunOptions(args: string[]): RunOptions {
 /** Run the gateway until SIGINT/SIGTERM. `--workers 0` serves in this process. */
 export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
-  const dataPlane: DataPlane = opts.workers === 0 ? new InProcessDataPlane(opts.observability) : new ClusterDataPlane(opts.workers, log, opts.observability);
+  // Each process loads only what it runs (docs/architecture.md, lean processes): the runtime only
+  // with --workers 0; with workers, the primary forks them on src/cli/worker.ts.
+  const dataPlane: DataPlane =
+    opts.workers === 0
+      ? new (await import('../control/dataplane.js')).InProcessDataPlane(opts.observability)
+      : new (await import('../control/cluster-dataplane.js')).ClusterDataPlane(opts.workers, log, opts.observability, fileURLToPath(new URL('./worker.js', import.meta.url)));
   const controlMetrics = new ControlMetrics();
   // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
   const k8s = opts.kubernetes ? (await import('./kubernetes.js')).wireKubernetes(opts.kubernetes, opts.translate, log) : null;
@@ -272,7 +277,8 @@ function waitForSignal(): Promise<void> {
 
 const isEntry = process.argv[1] !== undefined && safeRealpath(process.argv[1]) === fileURLToPath(import.meta.url);
 if (cluster.isWorker && process.env.MESHGATE_WORKER === '1') {
-  runWorker();
+  // A worker forked on this file (an embedder's ClusterDataPlane without a worker entry).
+  void import('../control/worker.js').then((m) => m.runWorker());
 } else if (isEntry) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),

@@ -2,7 +2,7 @@
  * Metrics of the control plane (primary process): the snapshot being served, reloads by outcome
  * (rejected configs included), diagnostics by severity, data-plane workers.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from './prom.js';
 import type { Controller, ReloadRecord } from '../control/controller.js';
 
 export class ControlMetrics {

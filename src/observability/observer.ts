@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import os from 'node:os';
 import type { TLSSocket } from 'node:tls';
 import type { AccessLog, AccessLogging, IRSnapshot, TracingConfig } from '../ir/types.js';
-import { Registry } from 'prom-client';
+import { Registry } from './prom.js';
 import type { CompiledListener } from '../runtime/compile/types.js';
 import { AccessLogWriter, accessLogEntry, formatJson, formatText, header, type AccessLogOptions, type LogEntry } from './access-log.js';
 import { compileCel, type CelFilter, type CelSubject } from './cel.js';

@@ -20,6 +20,7 @@ import { TlsContextCache } from './listeners/tls-contexts.js';
 import { EndpointPools, type EndpointPoolOptions } from './state/endpoint-pools.js';
 import { TcpListenerManager, type TcpListenerStatus } from './tcp/tcp-listeners.js';
 import { tcpObserverOf } from '../observability/tcp-record.js';
+import { loadJose } from './filters/jwt.js';
 
 export type { ListenerStatus } from './listeners/listener-manager.js';
 
@@ -91,6 +92,14 @@ export class Runtime {
       compiled = compileSnapshot(ir);
     } catch (err) {
       return { version: ir.version, applied: false, errors: [`snapshot ${ir.version} does not compile: ${(err as Error).message}`], listeners: [] };
+    }
+    // `jose` is loaded only by processes that serve JWT rules, before the first request needs it.
+    if (ir.security.jwtRules.length > 0) {
+      try {
+        await loadJose();
+      } catch (err) {
+        return { version: ir.version, applied: false, errors: [`snapshot ${ir.version}: cannot load jose: ${(err as Error).message}`], listeners: [] };
+      }
     }
     this.#pools.bind(compiled, this.#current);
     const errors = this.#tls.prepare(compiled);

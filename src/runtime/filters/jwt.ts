@@ -16,9 +16,12 @@
  * every `refreshMs` in the background, refetched at once for an unknown `kid` (at most once per
  * `unknownKidCooldownMs`, so random `kid`s cannot amplify into fetches). When the issuer is down, the
  * last good keys keep serving. A JWKS body larger than `maxBytes` is refused.
+ *
+ * `jose` is imported on first use (`loadJose`; the Runtime preloads it when a snapshot has JWT rules),
+ * so a process serving no RequestAuthentication never loads it (issue 11, lean processes).
  */
 
-import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JSONWebKeySet, JWTPayload, JWTVerifyGetKey } from 'jose';
 import type { JwtRule } from '../../ir/types.js';
 import type { JwtIdentity } from './rbac.js';
 
@@ -38,6 +41,16 @@ export const JWKS_SETTINGS = {
 
 /** Clock skew accepted on `exp`/`nbf` (Envoy's default), seconds. */
 export const CLOCK_SKEW_S = 60;
+
+type Jose = typeof import('jose');
+let jose: Jose | null = null;
+let joseLoading: Promise<Jose> | null = null;
+
+/** Imports `jose` once per process; the Runtime awaits it before serving a snapshot with JWT rules. */
+export function loadJose(): Promise<Jose> {
+  if (jose !== null) return Promise.resolve(jose);
+  return (joseLoading ??= import('jose').then((m) => (jose = m)));
+}
 
 const ALWAYS_SPACE_DELIMITED = ['scope', 'permission'];
 
@@ -122,7 +135,12 @@ function inlineKeys(text: string): JWTVerifyGetKey {
   } catch {
     // translate reported it; no key verifies anything
   }
-  return createLocalJWKSet(set);
+  // The key set is built on the first verification (after `jose` is loaded), then kept.
+  let local: JWTVerifyGetKey | null = null;
+  return async (header, token) => {
+    local ??= (await loadJose()).createLocalJWKSet(set);
+    return local(header, token);
+  };
 }
 
 /**
@@ -183,6 +201,7 @@ function decodeParam(v: string): string {
 
 /** Verifies a found token against the rules whose issuer it names. Never rejects. */
 export async function verifyToken(jwt: CompiledJwt, found: FoundToken): Promise<JwtResult> {
+  const { decodeJwt, jwtVerify } = jose ?? (await loadJose());
   let iss: string | undefined;
   try {
     iss = decodeJwt(found.token).iss;
@@ -295,7 +314,7 @@ export class RemoteJwks {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * attempt));
       const set = await this.#fetchOnce();
       if (set !== null) {
-        this.#set = createLocalJWKSet(set);
+        this.#set = (await loadJose()).createLocalJWKSet(set);
         this.#fetchedAt = Date.now();
         this.#backoff = 0;
         return;

@@ -1,0 +1,119 @@
+/**
+ * The multi-process data plane: N worker processes (node:cluster) that each run a Runtime and receive
+ * every snapshot as plain data over IPC. The primary never loads the runtime: workers start from
+ * their own entry module (`src/cli/worker.ts`, given as `workerEntry`), not from the CLI's.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { IRSnapshot } from '../ir/types.js';
+import type { ApplyResult } from '../runtime/runtime.js';
+import type { Logger } from '../lib/log.js';
+import type { ObservabilityOptions } from '../observability/observer.js';
+import { clusterMetrics, observabilityEnv } from '../observability/process.js';
+import type { DataPlane, FromWorker, ToWorker } from './dataplane-types.js';
+
+
+/**
+ * Worker processes sharing the listening sockets. Connections are spread by the kernel
+ * (SCHED_NONE: every worker accepts on the shared socket), which costs the primary nothing per
+ * connection, unlike round-robin hand-off through the primary.
+ */
+export class ClusterDataPlane implements DataPlane {
+  readonly #workers: Worker[] = [];
+  readonly #log: Logger;
+  #seq = 0;
+  #latest: { seq: number; ir: IRSnapshot } | null = null;
+  readonly #pending = new Map<number, { waiting: Set<number>; results: ApplyResult[]; resolve: (r: ApplyResult[]) => void }>();
+  #closing = false;
+  readonly #observability: ObservabilityOptions;
+
+  /**
+   * `workerEntry`: the module a worker process runs (absolute path); it must call `runWorker()`.
+   * Without it, workers run the primary's own entry (`process.argv[1]`), as node:cluster does.
+   */
+  constructor(count: number, log: Logger, observability: ObservabilityOptions, workerEntry?: string) {
+    this.#log = log;
+    this.#observability = observability;
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    if (workerEntry !== undefined) cluster.setupPrimary({ exec: workerEntry });
+    for (let i = 0; i < count; i++) this.#fork();
+  }
+
+  #fork(): void {
+    const worker = cluster.fork({ MESHGATE_WORKER: '1', ...observabilityEnv(this.#observability) });
+    this.#workers.push(worker);
+    worker.on('message', (msg: FromWorker) => this.#onMessage(worker, msg));
+    worker.on('exit', (code, signal) => {
+      const idx = this.#workers.indexOf(worker);
+      if (idx >= 0) this.#workers.splice(idx, 1);
+      for (const [, p] of this.#pending) {
+        p.waiting.delete(worker.id);
+        this.#settle();
+      }
+      if (this.#closing) return;
+      this.#log.error('worker exited; starting a new one', { worker: worker.id, code, signal });
+      this.#fork();
+    });
+  }
+
+  #onMessage(worker: Worker, msg: FromWorker): void {
+    if (msg.type === 'ready') {
+      // A new (or restarted) worker gets the current snapshot at once.
+      if (this.#latest) this.#send(worker, { type: 'snapshot', seq: this.#latest.seq, ir: this.#latest.ir });
+      return;
+    }
+    if (msg.type === 'applied') {
+      const p = this.#pending.get(msg.seq);
+      if (p && p.waiting.delete(worker.id)) p.results.push(msg.result);
+      this.#settle();
+    }
+  }
+
+  #settle(): void {
+    for (const [seq, p] of this.#pending) {
+      if (p.waiting.size === 0) {
+        this.#pending.delete(seq);
+        p.resolve(p.results);
+      }
+    }
+  }
+
+  #send(worker: Worker, msg: ToWorker): void {
+    if (worker.isConnected()) worker.send(msg);
+  }
+
+  metrics(): Promise<string> {
+    return clusterMetrics();
+  }
+
+  apply(ir: IRSnapshot): Promise<ApplyResult[]> {
+    const seq = ++this.#seq;
+    this.#latest = { seq, ir };
+    return new Promise((resolve) => {
+      const waiting = new Set(this.#workers.filter((w) => w.isConnected()).map((w) => w.id));
+      this.#pending.set(seq, { waiting, results: [], resolve });
+      for (const w of this.#workers) this.#send(w, { type: 'snapshot', seq, ir });
+      this.#settle();
+    });
+  }
+
+  async close(graceMs: number): Promise<void> {
+    this.#closing = true;
+    await Promise.all(
+      this.#workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              w.process.kill('SIGKILL');
+              resolve();
+            }, graceMs + 2000);
+            w.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            this.#send(w, { type: 'shutdown', graceMs });
+          }),
+      ),
+    );
+  }
+}
+

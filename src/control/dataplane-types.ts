@@ -1,0 +1,16 @@
+/** What the controller drives: one interface for the in-process and the multi-process data planes. */
+import type { IRSnapshot } from '../ir/types.js';
+import type { ApplyResult } from '../runtime/runtime.js';
+
+export interface DataPlane {
+  /** Serve `ir` everywhere; resolves when every runtime serves it. */
+  apply(ir: IRSnapshot): Promise<ApplyResult[]>;
+  /** Stop accepting connections, let in-flight requests finish (at most graceMs), then stop. */
+  close(graceMs: number): Promise<void>;
+  /** Data-plane metrics (every runtime's, summed) in the Prometheus text format. */
+  metrics(): Promise<string>;
+}
+
+/** Messages between the primary and its workers. */
+export type ToWorker = { type: 'snapshot'; seq: number; ir: IRSnapshot } | { type: 'shutdown'; graceMs: number };
+export type FromWorker = { type: 'applied'; seq: number; result: ApplyResult } | { type: 'ready' };

@@ -1,0 +1,45 @@
+/**
+ * The worker side of the multi-process data plane: run a Runtime and obey the primary. Loaded only in
+ * worker processes (from `src/cli/worker.ts`).
+ */
+import type { ApplyResult } from '../runtime/runtime.js';
+import { Runtime } from '../runtime/runtime.js';
+import { workerObservability } from '../observability/worker.js';
+import type { FromWorker, ToWorker } from './dataplane-types.js';
+
+/** The worker side: run a Runtime and obey the primary. Called from the CLI entry in a worker process. */
+export function runWorker(): void {
+  const obs = workerObservability();
+  const runtime = new Runtime({ observer: obs.active ? obs : null });
+  obs.metrics?.attach(runtime);
+  let chain: Promise<unknown> = Promise.resolve();
+  process.on('message', (msg: ToWorker) => {
+    if (msg.type === 'snapshot') {
+      // Apply in arrival order; a later snapshot never overtakes an earlier one.
+      chain = chain.then(async () => {
+        let result: ApplyResult;
+        try {
+          result = await runtime.apply(msg.ir);
+        } catch (err) {
+          // Runtime.apply reports failures in its result; should one escape, the worker says so and lives on.
+          result = { version: msg.ir.version, applied: false, errors: [`worker: ${(err as Error).message}`], listeners: [] };
+        }
+        process.send?.({ type: 'applied', seq: msg.seq, result } satisfies FromWorker);
+      });
+    } else if (msg.type === 'shutdown') {
+      chain = chain.then(async () => {
+        await runtime.close(msg.graceMs);
+        await obs.close();
+        process.exit(0);
+      });
+    }
+  });
+  // The primary handles signals; a worker ignores SIGINT/SIGTERM sent to the whole process group.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {});
+  // Without a primary there is no one to serve snapshots or to stop us: leave.
+  process.on('disconnect', () => {
+    void runtime.close(1000).finally(() => process.exit(0));
+  });
+  process.send?.({ type: 'ready' } satisfies FromWorker);
+}
