@@ -16,10 +16,8 @@ import type { KubeObject } from '../resources/types.js';
 import { checkObjects } from '../api/kinds.js';
 import { translate, type TranslateOptions } from '../translate/index.js';
 
-export interface LoadedConfig {
-  objects: KubeObject[];
-  diagnostics: Diagnostic[];
-}
+export type { LoadedConfig } from '../providers/types.js';
+import type { LoadedConfig } from '../providers/types.js';
 
 export interface PipelineResult {
   /** The snapshot to serve, or null when this input must not replace the serving one. */

@@ -4,18 +4,9 @@
  */
 import { loadDirectory } from '../providers/file/load.js';
 import { watchDirectory } from '../providers/file/watch.js';
-import type { LoadedConfig } from './pipeline.js';
+import type { ConfigSource, LoadedConfig } from '../providers/types.js';
 
-export interface ConfigSource {
-  /** Every object as of now, with loading diagnostics. */
-  load(): Promise<LoadedConfig>;
-  /** Call `onChange` (debounced by the source) whenever `load` would return something new. */
-  watch(onChange: () => void): { close(): void };
-  /** Release connections and timers. */
-  close?(): Promise<void> | void;
-  /** For logs and the admin API: `dir:/path` or `kubernetes:https://...`. */
-  readonly description: string;
-}
+export type { ConfigSource } from '../providers/types.js';
 
 export class DirectorySource implements ConfigSource {
   readonly description: string;

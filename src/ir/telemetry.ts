@@ -30,13 +30,13 @@ export interface AccessLog {
   /** `TEXT`: one line per `format`; `JSON`: one JSON object per line with `jsonFormat` keys. */
   encoding: 'TEXT' | 'JSON';
   /**
-   * TEXT only: an Envoy format string of `%COMMAND%` operators (see observability/log-format.ts);
+   * TEXT only: an Envoy format string of `%COMMAND%` operators (see formats/log-format.ts);
    * null = Istio's default format (the TEXT line `[%START_TIME%] "%REQ(:METHOD)% ..."`).
    */
   format: string | null;
   /** JSON only: key -> Envoy format string, in the author's order; null = Istio's default keys. */
   jsonFormat: { key: string; format: string }[] | null;
-  /** A CEL expression (observability/cel.ts); a request is logged only when it is true. null = every request. */
+  /** A CEL expression (formats/cel.ts); a request is logged only when it is true. null = every request. */
   filter: string | null;
   /** The objects that configured this log (Telemetry, MeshConfig ConfigMap), most specific last. */
   sources: SourceRef[];

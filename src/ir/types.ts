@@ -8,6 +8,7 @@
  * Order is decided by the translator: the data plane does first match over every list here.
  */
 
+import type { Regex } from '../lib/re2.js';
 import type { SecurityConfig } from './security.js';
 import type { AccessLogging, TracingConfig } from './telemetry.js';
 
@@ -316,17 +317,8 @@ export type PathMatch =
   /** Full-string regular expression (RE2 subset; see `regex`). */
   | { kind: 'regex'; regex: Regex };
 
-/**
- * A regular expression with RE2 full-string semantics. `source` is the JavaScript source, already
- * anchored (`^(?:...)$`) by the translator and checked to use only what RE2 supports; `flags` are
- * JavaScript flags (`i` from a leading `(?i)`, `s`, `u`).
- */
-export interface Regex {
-  /** The expression as the user wrote it (for display). */
-  original: string;
-  source: string;
-  flags: string;
-}
+/** A regular expression with RE2 semantics, as `lib/re2.ts` converts it (defined there: lib/ imports only lib/). */
+export type { Regex } from '../lib/re2.js';
 
 export type StringMatch =
   | { kind: 'exact'; value: string; ignoreCase: boolean }

@@ -17,7 +17,17 @@
  *  - `.` in JavaScript also excludes `\r`, U+2028 and U+2029 (RE2 excludes only `\n`);
  *  - `\s` in JavaScript also matches `\v` and Unicode spaces (RE2: `[\t\n\f\r ]`).
  */
-import type { Regex } from '../ir/types.js';
+/**
+ * A regular expression with RE2 full-string semantics (IR `Regex`, re-exported by ir/types.ts).
+ * `source` is the JavaScript source, already anchored (`^(?:...)$`) by the translator and checked to
+ * use only what RE2 supports; `flags` are JavaScript flags (`i` from a leading `(?i)`, `s`, `u`).
+ */
+export interface Regex {
+  /** The expression as the user wrote it (for display). */
+  original: string;
+  source: string;
+  flags: string;
+}
 
 export type Re2Result = { ok: true; regex: Regex } | { ok: false; message: string };
 

@@ -1,8 +1,8 @@
 /** Table tests for access-log formats (Envoy operators) and CEL filters, without sockets. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CelError, compileCel, type CelSubject } from './cel.js';
-import { LogFormatError, parseLogFormat, renderJson, renderText } from './log-format.js';
+import { CelError, compileCel, type CelSubject } from '../formats/cel.js';
+import { LogFormatError, parseLogFormat, renderJson, renderText } from '../formats/log-format.js';
 
 function subject(over: Partial<CelSubject> = {}, entry: Record<string, string | number | null> = {}, headers: Record<string, string> = {}, respHeaders: Record<string, string> = {}): CelSubject {
   return {

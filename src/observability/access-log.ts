@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import type { TLSSocket } from 'node:tls';
+import type { LogEntry } from '../formats/log-format.js';
 import { responseDetails, type RequestRecord } from './record.js';
 
 export type AccessLogFormat = 'text' | 'json';
@@ -41,8 +42,7 @@ function address(host: string | undefined, port: number | undefined): string | n
   return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`;
 }
 
-/** The fields of one access-log entry, keyed as Istio's JSON encoding names them. */
-export type LogEntry = Record<string, string | number | null>;
+export type { LogEntry } from '../formats/log-format.js';
 
 /** The fields of one access-log entry, keyed as Istio's JSON encoding names them. */
 export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {

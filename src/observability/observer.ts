@@ -17,8 +17,8 @@ import type { AccessLog, AccessLogging, IRSnapshot, TracingConfig } from '../ir/
 import { Registry } from './prom.js';
 import type { CompiledListener } from '../runtime/compile/types.js';
 import { AccessLogWriter, accessLogEntry, formatJson, formatText, header, type AccessLogOptions, type LogEntry } from './access-log.js';
-import { compileCel, type CelFilter, type CelSubject } from './cel.js';
-import { parseLogFormat, renderJson, renderText, type JsonLogFormat, type LogFormat } from './log-format.js';
+import { compileCel, type CelFilter, type CelSubject } from '../formats/cel.js';
+import { parseLogFormat, renderJson, renderText, type JsonLogFormat, type LogFormat } from '../formats/log-format.js';
 import { DEFAULT_IDENTITY, RequestMetrics, type WorkloadIdentity } from './metrics.js';
 import { RequestRecord, type RecordSink } from './record.js';
 import { tcpAccessLogEntry, type TcpObserver, type TcpRecord } from './tcp-record.js';

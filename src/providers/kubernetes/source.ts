@@ -15,8 +15,7 @@
  */
 import { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../../api/kinds.js';
 import type { Logger } from '../../lib/log.js';
-import type { LoadedConfig } from '../../control/pipeline.js';
-import type { ConfigSource } from '../../control/source.js';
+import type { ConfigSource, LoadedConfig } from '../types.js';
 import type { KubeObject } from '../../resources/types.js';
 import type { ApiClient } from './api-client.js';
 import { Backoff, Sleeper, type BackoffOptions } from './backoff.js';

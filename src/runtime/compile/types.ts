@@ -6,18 +6,20 @@
  * (the long-lived pool of that endpoint, attached at apply time).
  */
 
-import type { CompiledSecurity } from '../filters/security.js';
 import type { Dispatcher } from 'undici';
 import type { ConnectionPool, FaultInjection, HttpsRedirect, LbPolicy, OutlierDetection, TlsVersion, UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
-import type { CompiledCors } from '../filters/cors.js';
-import type { ClusterState } from '../state/cluster-state.js';
-import type { CompiledMirror } from '../upstream/mirror.js';
-import type { CompiledRetryPolicy } from '../upstream/retry-policy.js';
-import type { LbCache } from '../upstream/load-balancer.js';
 import type { CompiledHeaderOps } from './header-ops.js';
 import type { PathRewriter } from './rewrite.js';
 import type { CompiledPathMatch } from './string-match.js';
-import type { CompiledClientValidation } from '../listeners/client-cert.js';
+
+/**
+ * The types of values the runtime's own modules compile or attach (edge security, CORS, retries,
+ * mirrors, client-certificate checks, cluster state, load-balancer caches). This file imports nothing
+ * from the runtime (issue 11, layer rules): `src/runtime/compiled-slots.ts` adds each member by
+ * declaration merging, so the dependency points from the runtime to this file and never back.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface RuntimeSlots {}
 
 /** What the matcher needs to know about a request. The runtime's request context implements it. */
 export interface MatchInput {
@@ -68,7 +70,7 @@ export interface CompiledListener {
   /** The chain with `serverNames: []`, or null (then an unmatched SNI is refused). */
   defaultChain: CompiledFilterChain | null;
   /** The snapshot's edge security (shared by its listeners): normalization, JWT, authorization, rate limits. */
-  security: CompiledSecurity;
+  security: RuntimeSlots['security'];
 }
 
 export interface CompiledFilterChain {
@@ -92,7 +94,7 @@ export interface CompiledTls {
   /** Single-label wildcard certificates by suffix (`*.example.com` as `.example.com`). */
   certsBySuffix: Map<string, CompiledCertificate>;
   /** Client certificate policy (MUTUAL / OPTIONAL_MUTUAL); null = no client certificate asked for. */
-  clientValidation: CompiledClientValidation | null;
+  clientValidation: RuntimeSlots['clientValidation'] | null;
 }
 
 export interface CompiledCertificate {
@@ -119,7 +121,7 @@ export interface CompiledRoute {
   requestHeaders: CompiledHeaderOps | null;
   responseHeaders: CompiledHeaderOps | null;
   /** CORS policy (filters/cors.ts); null = none. */
-  cors: CompiledCors | null;
+  cors: RuntimeSlots['cors'] | null;
 }
 
 /** One IR RouteMatch: every condition must hold. A catch-all has no conditions. */
@@ -144,11 +146,11 @@ export interface CompiledForward {
   /** Route timeout in ms; 0 = none. */
   timeoutMs: number;
   /** Retry policy (upstream/retry-policy.ts); null = no retries. */
-  retry: CompiledRetryPolicy | null;
+  retry: RuntimeSlots['retryPolicy'] | null;
   /** Fault injection as in the IR (filters/fault.ts); null = none. */
   fault: FaultInjection | null;
   /** Mirrors (upstream/mirror.ts); null = none. */
-  mirrors: CompiledMirror[] | null;
+  mirrors: RuntimeSlots['mirror'][] | null;
 }
 
 export interface CompiledDestination {
@@ -198,9 +200,9 @@ export interface CompiledCluster {
    * Long-lived state of the cluster (circuit-breaker counters, outlier ejections), kept by cluster
    * name across swaps; attached by the runtime at apply time like `EndpointHandle`, null before.
    */
-  state: ClusterState | null;
+  state: RuntimeSlots['clusterState'] | null;
   /** Derived load-balancer data (healthy subset, hash ring / Maglev table), built on first use. Mutable, owned by the load balancer. */
-  lbCache: LbCache | null;
+  lbCache: RuntimeSlots['lbCache'] | null;
 }
 
 export interface CompiledEndpoint {

@@ -28,8 +28,8 @@
  */
 import type { AccessLog, AccessLogging, SourceRef } from '../../ir/types.js';
 import { arr, bool, isObj, obj, str, strMap, type Obj } from '../../lib/unknown.js';
-import { CelError, compileCel } from '../../observability/cel.js';
-import { LogFormatError, parseLogFormat } from '../../observability/log-format.js';
+import { CelError, compileCel } from '../../formats/cel.js';
+import { LogFormatError, parseLogFormat } from '../../formats/log-format.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
 import type { KubeObject } from '../../resources/types.js';

@@ -3,12 +3,16 @@
  * text with `%COMMAND%`, `%COMMAND(ARG)%` and `%COMMAND(ARG):MAXLEN%` operators
  * (https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage).
  *
+ * In `src/formats/` (pure languages shared by translate, which reports errors with their field, and
+ * observability, which evaluates them; imports only `lib/`).
+ *
  * PURE parsing: `parseLogFormat` runs once per snapshot (translate calls it to report unknown
  * operators; the data plane to compile); the per-request part is a walk over the parsed parts,
  * reading fields of the finished record. The operators are those of Istio's default format plus
  * the common ones; any other is an error naming it.
  */
-import type { LogEntry } from './access-log.js';
+/** Istio's access-log fields of one request or connection, by name (`observability/access-log.ts` fills it). */
+export type LogEntry = Record<string, string | number | null>;
 
 /** What one log line is made from: Istio's fields, plus header lookups for HTTP (null for TCP). */
 export interface LogSubject {
