@@ -68,6 +68,10 @@ export interface StartOptions {
   args?: string[];
   /** Wait for /ready (default true). */
   waitReady?: boolean;
+  /** Extra node flags before the CLI (e.g. `--import` a module recorder); workers inherit them. */
+  nodeArgs?: string[];
+  /** Extra environment variables (added to this process's). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -88,12 +92,12 @@ export async function startGateway(opts: StartOptions): Promise<GatewayProcess> 
 async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
   const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const args = [
-    CLI, 'run', '--config', opts.configDir,
+    ...(opts.nodeArgs ?? []), CLI, 'run', '--config', opts.configDir,
     '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort),
     '--port-map', `80=${httpPort},443=${httpsPort}`, '--workers', String(opts.workers ?? 1), '--bind-address', '127.0.0.1',
     ...(opts.args ?? []),
   ];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env });
   let out = '';
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
