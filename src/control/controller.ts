@@ -117,6 +117,8 @@ export class Controller {
       log.error('configuration rejected; the last good snapshot keeps serving', { version: this.serving?.version ?? null });
     } else if (this.serving && result.snapshot.version === this.serving.version) {
       outcome = 'unchanged';
+      // Same content (the version ignores source positions): nothing to apply, but dumps show the new file:line.
+      this.serving = result.snapshot;
     } else {
       this.lastApply = await this.#opts.dataPlane.apply(result.snapshot);
       this.serving = result.snapshot;

@@ -2,6 +2,9 @@
  * Golden translation tests: every `src/translate/testdata/<api>/<case>.in.yaml` goes through the real
  * file parser, schema checks and translate; the snapshot and diagnostics must equal `<case>.out.yaml`.
  * `UPDATE_GOLDEN=1 npm test` rewrites the outputs; review the YAML diff.
+ *
+ * Outputs omit null fields and empty lists and objects (`omitEmpty`), so a new IR field that is null
+ * or empty by default does not rewrite every golden: only the cases that set it change.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,7 +36,7 @@ for (const api of readdirSync(root).sort()) {
       const shown = JSON.parse(JSON.stringify({ diagnostics: result.diagnostics, snapshot: result.snapshot }), (k, v) =>
         (k === 'certChain' || k === 'privateKey' || k === 'pem') && typeof v === 'string' ? `<pem sha256:${sha256Hex(v, 12)}>` : v,
       );
-      const actual = stringify(shown, { lineWidth: 0 });
+      const actual = stringify(omitEmpty(shown), { lineWidth: 0 });
       const outFile = path.join(dir, `${name}.out.yaml`);
       if (update || !existsSync(outFile)) {
         writeFileSync(outFile, actual);
@@ -43,4 +46,20 @@ for (const api of readdirSync(root).sort()) {
       assert.equal(actual, readFileSync(outFile, 'utf8'), `${api}/${name}: translation differs from ${name}.out.yaml (UPDATE_GOLDEN=1 to accept)`);
     });
   }
+}
+
+/**
+ * The value without object fields that are null, `[]` or `{}` (after the same pruning inside them).
+ * List elements are kept as they are (a null in a list is data); '', 0 and false are kept too.
+ */
+function omitEmpty(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(omitEmpty);
+  if (typeof v !== 'object' || v === null) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    const p = omitEmpty(x);
+    if (p === null || (Array.isArray(p) && p.length === 0) || (typeof p === 'object' && p !== null && !Array.isArray(p) && Object.keys(p).length === 0)) continue;
+    out[k] = p;
+  }
+  return out;
 }
