@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatDiagnostic, hasErrors } from '../lib/diagnostic.js';
 import { Logger, type LogLevel } from '../lib/log.js';
+import { compactHeapSoon } from '../lib/heap.js';
 import { loadDirectory } from '../providers/file/load.js';
 import { ConfigPipeline } from '../control/pipeline.js';
 import { Controller } from '../control/controller.js';
@@ -187,7 +188,11 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
   const k8s = opts.kubernetes ? (await import('./kubernetes.js')).wireKubernetes(opts.kubernetes, opts.translate, log) : null;
   const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
-  const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
+  const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => {
+    controlMetrics.reloaded(r);
+    // Idle memory after a new snapshot: one full GC once reloads settle (src/lib/heap.ts).
+    if (r.outcome === 'applied') compactHeapSoon();
+  } });
   controlMetrics.attach(controller);
   const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() });
   await controller.start();

@@ -5,6 +5,7 @@
 import type { ApplyResult } from '../runtime/runtime.js';
 import { Runtime } from '../runtime/runtime.js';
 import { workerObservability } from '../observability/worker.js';
+import { compactHeapSoon } from '../lib/heap.js';
 import type { FromWorker, ToWorker } from './dataplane-types.js';
 
 /** The worker side: run a Runtime and obey the primary. Called from the CLI entry in a worker process. */
@@ -25,6 +26,8 @@ export function runWorker(): void {
           result = { version: msg.ir.version, applied: false, errors: [`worker: ${(err as Error).message}`], listeners: [] };
         }
         process.send?.({ type: 'applied', seq: msg.seq, result } satisfies FromWorker);
+        // The IR is dropped once compiled; give its memory (and the compiler's garbage) back.
+        if (result.applied) compactHeapSoon();
       });
     } else if (msg.type === 'shutdown') {
       chain = chain.then(async () => {
