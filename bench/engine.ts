@@ -348,7 +348,7 @@ async function main(): Promise<void> {
   }
   if (rss.length > 0) {
     out.push('', '### Idle RSS (VmRSS, summed over the process tree; median of 5 samples after 3 s idle)', '', formatRssTable(rss));
-    if (nginxIdleMiB !== null) out.push(`| nginx proxy (master + 1 worker), for reference | ${f1(nginxIdleMiB)} | | | | |`);
+    if (nginxIdleMiB !== null) out.push(`| nginx proxy (master + 1 worker), for reference | ${f1(nginxIdleMiB)} | | | | | |`);
   }
   process.stdout.write(`${out.join('\n')}\n`);
 }

@@ -15,7 +15,7 @@
  *   node dist/bench/rss.js [--settle 3] [--only workers0,workers1,...] [--json]
  *                          [--meshgate-args="--metrics off"]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,6 +49,8 @@ export interface RssResult {
   name: string;
   description: string;
   totalMiB: number;
+  /** RssAnon summed: the processes' private memory, without the pages of the node binary and libraries they share. */
+  anonMiB: number;
   primaryMiB: number;
   workersMiB: number[];
   targetMiB: number | null;
@@ -114,6 +116,15 @@ function procRssMiB(pid: number): number {
   return rssBytes([pid]) / MiB;
 }
 
+function procAnonMiB(pid: number): number {
+  try {
+    const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? 0 : s[Math.floor(s.length / 2)];
@@ -142,17 +153,22 @@ export async function measureRss(c: RssCase, opts: { upstreamPort: number; decoy
     await waitFor(`${c.name}: ${expected} processes`, async () => trackedTree(gw).length >= expected, 10_000, gw);
     await sleep(Math.max(0, opts.settleS * 1000 - 1000));
     const samples = new Map<number, number[]>();
+    const anon = new Map<number, number[]>();
     for (let i = 0; i < 5; i++) {
       for (const pid of processTree(gw.pid)) {
         let list = samples.get(pid);
         if (!list) samples.set(pid, (list = []));
         list.push(procRssMiB(pid));
+        let a = anon.get(pid);
+        if (!a) anon.set(pid, (a = []));
+        a.push(procAnonMiB(pid));
       }
       await sleep(250);
     }
+    const anonMiB = [...anon.values()].reduce((sum, v) => sum + median(v), 0);
     const primaryMiB = median(samples.get(gw.pid) ?? []);
     const workersMiB = [...samples.entries()].filter(([pid]) => pid !== gw.pid).map(([, v]) => median(v));
-    return { name: c.name, description: c.description, totalMiB: primaryMiB + workersMiB.reduce((a, b) => a + b, 0), primaryMiB, workersMiB, targetMiB: c.targetMiB, startMs };
+    return { name: c.name, description: c.description, totalMiB: primaryMiB + workersMiB.reduce((a, b) => a + b, 0), anonMiB, primaryMiB, workersMiB, targetMiB: c.targetMiB, startMs };
   } finally {
     await stopTracked(gw);
     rmSync(dir, { recursive: true, force: true });
@@ -172,10 +188,10 @@ export function startUpstream(body: string): Promise<{ port: number; close: () =
 }
 
 export function formatRssTable(results: RssResult[]): string {
-  const lines = ['| configuration | idle RSS MiB (sum) | primary | workers | target | start → routing |', '|---|---|---|---|---|---|'];
+  const lines = ['| configuration | idle VmRSS MiB (sum) | primary | workers | target (VmRSS) | private (RssAnon) MiB, sum | start → routing |', '|---|---|---|---|---|---|---|'];
   for (const r of results) {
     const verdict = r.targetMiB === null ? '—' : `≤ ${r.targetMiB} ${r.totalMiB <= r.targetMiB ? '(met)' : '(not met)'}`;
-    lines.push(`| ${r.description} | ${r.totalMiB.toFixed(1)} | ${r.primaryMiB.toFixed(1)} | ${r.workersMiB.map((w) => w.toFixed(1)).join(' + ') || '—'} | ${verdict} | ${(r.startMs / 1000).toFixed(1)} s |`);
+    lines.push(`| ${r.description} | ${r.totalMiB.toFixed(1)} | ${r.primaryMiB.toFixed(1)} | ${r.workersMiB.map((w) => w.toFixed(1)).join(' + ') || '—'} | ${verdict} | ${r.anonMiB.toFixed(1)} | ${(r.startMs / 1000).toFixed(1)} s |`);
   }
   return lines.join('\n');
 }
