@@ -7,11 +7,11 @@
  */
 
 import type { CompiledSecurity } from '../filters/security.js';
-import type { Dispatcher } from 'undici';
 import type { ConnectionPool, FaultInjection, HttpsRedirect, LbPolicy, OutlierDetection, TlsVersion, UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
 import type { CompiledCors } from '../filters/cors.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { CompiledMirror } from '../upstream/mirror.js';
+import type { UpstreamClient, UpstreamFetcher } from '../upstream/client.js';
 import type { CompiledRetryPolicy } from '../upstream/retry-policy.js';
 import type { LbCache } from '../upstream/load-balancer.js';
 import type { CompiledHeaderOps } from './header-ops.js';
@@ -217,7 +217,10 @@ export interface CompiledEndpoint {
 /** Long-lived per-endpoint state (see `state/endpoint-pools.ts`). */
 export interface EndpointHandle {
   readonly key: string;
-  readonly dispatcher: Dispatcher;
+  /** The endpoint's upstream client (`upstream/client.ts`): HTTP/1.1 pool or HTTP/2 sessions. */
+  readonly dispatcher: UpstreamClient;
+  /** An undici dispatcher of the endpoint for Promise-style calls off the hot path (ext-authz), built on first use. */
+  fetcher(): UpstreamFetcher;
   /** Requests in flight to this endpoint (for LEAST_REQUEST). */
   active: number;
 }
