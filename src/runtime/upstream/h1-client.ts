@@ -597,10 +597,11 @@ function onSocketData(this: H1Connection, chunk: Buffer): void {
     return;
   }
   const err = this.parser.execute(chunk);
-  if (err !== null && this.request !== null) {
-    const r = this.request;
-    r.client.abortRequest(r, err);
-  }
+  if (err === null) return;
+  const r = this.request;
+  // Bytes after a complete answer leave the socket unusable even with no request in flight.
+  if (r !== null) r.client.abortRequest(r, err);
+  else this.socket.destroy();
 }
 
 function onSocketEnd(this: H1Connection): void {

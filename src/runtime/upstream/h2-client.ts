@@ -19,6 +19,7 @@
  */
 
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { upstreamError, type UpstreamClient, type UpstreamClientStats, type UpstreamHandler, type UpstreamRequest } from './client.js';
@@ -56,8 +57,8 @@ const enum ReqState {
 class H2Session {
   /** null while the TLS handshake (and ALPN) is under way. */
   session: ClientHttp2Session | null = null;
-  /** The TLS socket before the session exists. */
-  socket: TLSSocket | null = null;
+  /** The session's socket (TLS: before the session exists too). */
+  socket: net.Socket | null = null;
   /** Streams open. */
   active = 0;
   max = H2_MAX_CONCURRENT_STREAMS;
@@ -74,8 +75,8 @@ class H2Session {
   }
 
   destroy(): void {
-    if (this.session !== null) this.session.destroy();
-    else this.socket?.destroy();
+    this.session?.destroy();
+    this.socket?.destroy();
   }
 
   close(): void {
@@ -196,7 +197,14 @@ export class H2Client implements UpstreamClient {
     if (o.connectTimeoutMs > 0) s.timer = setTimeout(onConnectTimeout, o.connectTimeoutMs, s, o.connectTimeoutMs);
     const t = o.tls;
     if (t === null) {
-      this.#attach(s, http2.connect(this.#origin, SESSION_OPTIONS));
+      // The socket is ours (not node:http2's) so that destroying the session always closes it,
+      // even when a GOAWAY left node:http2 waiting for the server to close first.
+      const plain = net.connect({ host: o.host, port: o.port });
+      s.socket = plain;
+      plain.on('error', (err: Error) => {
+        s.error ??= err;
+      });
+      this.#attach(s, http2.connect(this.#origin, { ...SESSION_OPTIONS, createConnection: () => plain }));
       return;
     }
     // TLS first, HTTP/2 only once ALPN chose h2 (a server choosing http/1.1 gets an HTTP/1.1 pool).
@@ -217,14 +225,20 @@ export class H2Client implements UpstreamClient {
 
   #attach(s: H2Session, session: ClientHttp2Session): void {
     s.session = session;
-    session.once('connect', () => this.#connected(s));
+    // Ready once the server's SETTINGS arrived (its first frame): streams then respect its limit.
     session.on('remoteSettings', (rs) => {
       if (rs.maxConcurrentStreams !== undefined) s.max = Math.max(1, Math.min(H2_MAX_CONCURRENT_STREAMS, rs.maxConcurrentStreams));
+      if (s.connecting) {
+        this.#connected(s);
+        return;
+      }
       this.#drainQueue();
+      this.#maybeConnect();
     });
     session.on('goaway', (_code: number, lastStreamId: number) => {
       s.draining = true;
       s.goawayLastId = lastStreamId;
+      if (s.active === 0) s.destroy();
       this.#maybeConnect();
     });
     session.on('error', (err: Error) => {
@@ -264,9 +278,9 @@ export class H2Client implements UpstreamClient {
       clearTimeout(s.timer);
       s.timer = null;
     }
-    const rs = s.session!.remoteSettings;
-    if (rs.maxConcurrentStreams !== undefined) s.max = Math.max(1, Math.min(H2_MAX_CONCURRENT_STREAMS, rs.maxConcurrentStreams));
     this.#drainQueue();
+    // The server may allow fewer streams than assumed: open more sessions for the rest.
+    this.#maybeConnect();
   }
 
   #drainQueue(): void {
@@ -409,7 +423,8 @@ export class H2Client implements UpstreamClient {
     const body = r.opts.body;
     if (body !== null && !Buffer.isBuffer(body)) (body as Readable).unpipe(stream);
     if (!s.draining && s.active < s.max) this.#drainQueue();
-    if (s.draining && s.active === 0) s.close();
+    // A session the server sent GOAWAY on is dropped once our last stream on it is over.
+    if (s.draining && s.active === 0) s.destroy();
   }
 
   abortRequest(r: H2Request, err: Error): void {
