@@ -159,7 +159,12 @@ class H1Connection implements ResponseSink {
     this.socket.on('drain', this.onDrain);
   }
 
-  detachBody(): void {
+  /**
+   * Stops sending the body. `keep`: it will be sent again (a stale-connection retry), so it stays
+   * paused; otherwise what is left is read and dropped, so the downstream connection is not stuck
+   * on an unread request body.
+   */
+  detachBody(keep = false): void {
     const body = this.#body;
     if (body === null) return;
     this.#body = null;
@@ -167,8 +172,9 @@ class H1Connection implements ResponseSink {
     body.off('end', this.onBodyEnd);
     body.off('error', this.onBodyError);
     this.socket.off('drain', this.onDrain);
-    // Stop reading a body nobody sends any more (the client's stream stays usable).
-    if (!body.readableEnded) body.pause();
+    if (body.readableEnded) return;
+    if (keep) body.pause();
+    else body.resume();
   }
 
   get streamingBody(): boolean {
@@ -498,9 +504,10 @@ export class H1Client implements UpstreamClient {
     if (conn.request === null) return;
     const err = conn.error ?? parseEnd ?? upstreamError('UND_ERR_SOCKET', 'other side closed');
     conn.request = null;
-    conn.detachBody();
     this.stats.running--;
-    if (conn.served > 0 && !conn.parser.started && r.replayable) {
+    const retry = conn.served > 0 && !conn.parser.started && r.replayable;
+    conn.detachBody(retry);
+    if (retry) {
       // A kept-alive socket the upstream had closed: send the request once more elsewhere.
       r.retried = true;
       r.state = ReqState.Queued;
