@@ -5,13 +5,20 @@
  */
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
+import https from 'node:https';
+import type tls from 'node:tls';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import type { UpstreamClient, UpstreamHandler } from './client.js';
 import { send, type Outcome } from '../../../test/support/upstream-client.js';
 import { H1Client, type H1ClientOptions } from './h1-client.js';
+import { upstreamTlsConnect } from './upstream-tls.js';
+import { TLS_VERIFY_CODES } from '../http/local-reply.js';
+import type { UpstreamTls } from '../../ir/types.js';
+import { makeCerts } from '../../../test/support/tls-certs.js';
 
 function options(port: number, extra: Partial<H1ClientOptions> = {}): H1ClientOptions {
   return { host: '127.0.0.1', port, connections: 8, connectTimeoutMs: 2000, keepAliveTimeoutMs: 4000, keepAliveMaxTimeoutMs: 60_000, keepAliveTimeoutThresholdMs: 1000, maxRequestsPerConnection: 0, tls: null, ...extra };
@@ -340,6 +347,46 @@ describe('H1Client: request bodies', () => {
     const s = await rawServer(() => 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n');
     const r = await send(client(s.port), { path: '/', headers: ['host', 'x', 'x-evil', 'a\r\nx-injected: 1'] });
     assert.equal(r.error?.code, 'UND_ERR_INVALID_ARG');
+  });
+});
+
+describe('H1Client: TLS origination', () => {
+  const haveOpenssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  const skip = haveOpenssl ? false : 'needs openssl (apt-get install openssl) to make test certificates';
+
+  function tlsOf(caPem: string): UpstreamTls {
+    return { mode: 'SIMPLE', caCertificates: { kind: 'inline', pem: caPem, secret: 'default/up-ca' }, clientCertificate: null, sni: 'up.test', subjectAltNames: ['up.test'], insecureSkipVerify: false };
+  }
+
+  test('the cluster SNI is sent, the chain and SANs are verified, the TLS session is resumed on the next connection', { skip }, async () => {
+    const [cert, other] = makeCerts(['up.test', 'other.test']);
+    const snis: (string | false)[] = [];
+    const reused: boolean[] = [];
+    const server = https.createServer({ cert: cert.certChain, key: cert.privateKey }, (req, res) => res.end(`tls ${req.url}`));
+    server.on('secureConnection', (s: tls.TLSSocket) => {
+      snis.push((s as tls.TLSSocket & { servername: string | false }).servername);
+      reused.push(s.isSessionReused());
+    });
+    const port = await listen(server);
+    // One request per connection: the second one opens a new TLS connection.
+    const c = client(port, { maxRequestsPerConnection: 1, tls: upstreamTlsConnect(tlsOf(cert.certChain)) });
+    for (let i = 0; i < 3; i++) {
+      const r = await send(c, { path: `/${i}` });
+      assert.equal(r.error, null, r.error?.message);
+      assert.equal(r.body, `tls /${i}`);
+    }
+    assert.deepEqual(snis, ['up.test', 'up.test', 'up.test']);
+    assert.equal(reused[0], false);
+    assert.ok(reused.slice(1).some((x) => x), `a later connection resumed the TLS session (${reused.join(', ')})`);
+    const bad = await send(client(port, { tls: upstreamTlsConnect(tlsOf(other.certChain)) }), { path: '/' });
+    assert.ok(bad.error !== null && TLS_VERIFY_CODES.has(String(bad.error.code)), `a verification code, got ${bad.error?.code}`);
   });
 });
 

@@ -103,6 +103,8 @@ class H1Connection implements ResponseSink {
   served = 0;
   reusable = true;
   idleMs: number;
+  /** The socket keeps the event loop alive (it carries a request). */
+  refed = true;
   /** The socket timeout currently set (ms). */
   armedMs = -1;
   closed = false;
@@ -303,7 +305,13 @@ export class H1Client implements UpstreamClient {
       socket = new net.Socket();
       process.nextTick(destroyWith, socket, t.failure);
     } else {
-      socket = tls.connect({ ...t.options, host: o.host, port: o.port, ALPNProtocols: ['http/1.1'], session: this.#session });
+      try {
+        socket = tls.connect({ ...t.options, host: o.host, port: o.port, ALPNProtocols: ['http/1.1'], session: this.#session });
+      } catch (err) {
+        // Options OpenSSL refuses (a malformed PEM): the connection fails with that error.
+        socket = new net.Socket();
+        process.nextTick(destroyWith, socket, err as Error);
+      }
     }
     this.#adopt(socket, true);
   }
@@ -366,6 +374,11 @@ export class H1Client implements UpstreamClient {
       conn.armedMs = conn.idleMs;
       conn.socket.setTimeout(conn.idleMs);
     }
+    // An idle socket does not keep the process alive (as undici's).
+    if (conn.refed) {
+      conn.refed = false;
+      conn.socket.unref();
+    }
     this.#idle.push(conn);
   }
 
@@ -389,6 +402,10 @@ export class H1Client implements UpstreamClient {
 
   /** Writes `r` on `conn`: the head (with the first body bytes) in one write, then the body. */
   #send(conn: H1Connection, r: H1Request): void {
+    if (!conn.refed) {
+      conn.refed = true;
+      conn.socket.ref();
+    }
     r.state = ReqState.Active;
     r.conn = conn;
     conn.request = r;

@@ -208,7 +208,15 @@ export class H2Client implements UpstreamClient {
       return;
     }
     // TLS first, HTTP/2 only once ALPN chose h2 (a server choosing http/1.1 gets an HTTP/1.1 pool).
-    const socket = tls.connect({ ...t.options, host: o.host, port: o.port, ALPNProtocols: ['h2', 'http/1.1'], session: this.#tlsSession });
+    let socket: TLSSocket;
+    try {
+      socket = tls.connect({ ...t.options, host: o.host, port: o.port, ALPNProtocols: ['h2', 'http/1.1'], session: this.#tlsSession });
+    } catch (err) {
+      // Options OpenSSL refuses (a malformed PEM): the connection fails with that error.
+      s.error = err as Error;
+      this.#sessionClosed(s);
+      return;
+    }
     s.socket = socket;
     socket.on('session', (ticket: Buffer) => (this.#tlsSession = ticket));
     socket.on('error', (err: Error) => {
@@ -314,7 +322,7 @@ export class H2Client implements UpstreamClient {
     }
     this.#stats.pending--;
     this.#stats.running++;
-    s.active++;
+    if (s.active++ === 0) s.session!.ref();
     r.state = ReqState.Active;
     r.session = s;
     r.stream = stream;
@@ -416,7 +424,8 @@ export class H2Client implements UpstreamClient {
   #endStream(r: H2Request): void {
     r.state = ReqState.Done;
     const s = r.session!;
-    s.active--;
+    // A session without streams does not keep the process alive (as undici's).
+    if (--s.active === 0 && !s.session!.destroyed) s.session!.unref();
     this.#stats.running--;
     const stream = r.stream!;
     (stream as TaggedStream)[kRequest] = undefined;
