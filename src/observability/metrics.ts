@@ -411,8 +411,7 @@ export class RequestMetrics {
       for (const e of cluster.endpoints) {
         if (e.handle === null || seen.has(e.key)) continue;
         seen.add(e.key);
-        const stats = (e.handle.dispatcher as { stats?: Record<string, number> }).stats;
-        out.push({ labels: { endpoint: e.key }, value: stats?.[stat] ?? 0 });
+        out.push({ labels: { endpoint: e.key }, value: e.handle.dispatcher.stats[stat] });
       }
     }
     return out;

@@ -10,6 +10,7 @@ import type { ClusterState } from './state/cluster-state.js';
 import type { CompiledMirror } from './upstream/mirror.js';
 import type { CompiledRetryPolicy } from './upstream/retry-policy.js';
 import type { LbCache } from './upstream/load-balancer.js';
+import type { UpstreamClient, UpstreamFetcher } from './upstream/client.js';
 
 declare module './compile/types.js' {
   interface RuntimeSlots {
@@ -20,6 +21,8 @@ declare module './compile/types.js' {
     mirror: CompiledMirror;
     retryPolicy: CompiledRetryPolicy;
     lbCache: LbCache;
+    upstreamClient: UpstreamClient;
+    upstreamFetcher: UpstreamFetcher;
   }
 }
 

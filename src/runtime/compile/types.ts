@@ -6,7 +6,6 @@
  * (the long-lived pool of that endpoint, attached at apply time).
  */
 
-import type { Dispatcher } from 'undici';
 import type { ConnectionPool, FaultInjection, HttpsRedirect, LbPolicy, OutlierDetection, TlsVersion, UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
 import type { CompiledHeaderOps } from './header-ops.js';
 import type { PathRewriter } from './rewrite.js';
@@ -219,7 +218,10 @@ export interface CompiledEndpoint {
 /** Long-lived per-endpoint state (see `state/endpoint-pools.ts`). */
 export interface EndpointHandle {
   readonly key: string;
-  readonly dispatcher: Dispatcher;
+  /** The endpoint's upstream client (`upstream/client.ts`): HTTP/1.1 pool or HTTP/2 sessions. */
+  readonly dispatcher: RuntimeSlots['upstreamClient'];
+  /** An undici dispatcher of the endpoint for Promise-style calls off the hot path (ext-authz), built on first use. */
+  fetcher(): RuntimeSlots['upstreamFetcher'];
   /** Requests in flight to this endpoint (for LEAST_REQUEST). */
   active: number;
 }

@@ -10,9 +10,9 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { applyHeaderOps } from '../compile/header-ops.js';
 import type { CompiledDestination, CompiledEndpoint, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
+import type { UpstreamRequest } from '../upstream/client.js';
 import { ResponseVerdict, type CallOwner, type UpstreamCall } from '../upstream/upstream-call.js';
 import { buildDownstreamResponseHeaders } from './forward-headers.js';
 import { classifyUpstreamError, Errors, sendLocalError, type LocalError } from './local-reply.js';
@@ -133,7 +133,7 @@ export class Exchange implements MatchInput, CallOwner {
   }
 
   /** Sends one try of the request (UpstreamCall); the previous try, if any, is over. */
-  dispatchTo(endpoint: CompiledEndpoint, opts: Dispatcher.DispatchOptions): void {
+  dispatchTo(endpoint: CompiledEndpoint, opts: UpstreamRequest): void {
     const handle = endpoint.handle!;
     if (this.#endpoint !== handle) {
       if (this.#endpoint !== null) this.#endpoint.active--;
@@ -173,9 +173,9 @@ export class Exchange implements MatchInput, CallOwner {
     res[kExchange] = this;
     res.on('close', onResponseClose);
     if (timeoutMs > 0) this.#timer = setTimeout(onTimeout, timeoutMs, this);
-    const opts: Dispatcher.DispatchOptions = {
+    const opts: UpstreamRequest = {
       path: target,
-      method: this.method as Dispatcher.HttpMethod,
+      method: this.method,
       headers,
       body: hasBody ? (this.requestBody ?? this.req) : null,
     };

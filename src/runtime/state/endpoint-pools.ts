@@ -1,7 +1,11 @@
 /**
- * Long-lived per-endpoint state: one undici Pool per `address:port`, reused across snapshot swaps
- * so a reload drops no connection. Pools whose endpoint left every cluster are closed after a grace
- * period (in-flight requests finish first: `Pool.close` waits for them).
+ * Long-lived per-endpoint state: one upstream client per `address:port` (meshgate's HTTP/1.1 pool,
+ * `upstream/h1-client.ts`, or node:http2 sessions, `upstream/h2-client.ts`), reused across snapshot
+ * swaps so a reload drops no connection. Clients whose endpoint left every cluster are closed after
+ * a grace period (in-flight requests finish first: `close` waits for them).
+ *
+ * ext-authz checks use undici's Promise API off the hot path: each endpoint builds an undici Pool
+ * for them on first use (`fetcher()`), with the same connect, TLS and protocol settings.
  *
  * Also owns the per-cluster state (circuit breakers, outlier detection: `cluster-state.ts`), bound
  * in the same step so a snapshot is complete before any request sees it.
@@ -9,13 +13,16 @@
 
 import { Pool, type Dispatcher } from 'undici';
 import type { CompiledCluster, CompiledSnapshot, EndpointHandle } from '../compile/types.js';
+import type { UpstreamClient, UpstreamFetcher } from '../upstream/client.js';
+import { H1Client, type H1ClientOptions } from '../upstream/h1-client.js';
+import { H2Client } from '../upstream/h2-client.js';
 import { ClusterStates } from './cluster-state.js';
 import { upstreamProtocolOptions } from '../upstream/h2-pool.js';
 import type { UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
-import { tlsIdentity, upstreamTlsOptions } from '../upstream/upstream-tls.js';
+import { tlsIdentity, upstreamTlsConnect, upstreamTlsOptions } from '../upstream/upstream-tls.js';
 
 export interface EndpointPoolOptions {
-  /** Max connections per endpoint (undici queues beyond it). Default 512. */
+  /** Max connections per endpoint (requests queue beyond it). Default 512. */
   connections: number;
   /**
    * Idle keep-alive of upstream connections when the upstream sends no `Keep-Alive: timeout` hint,
@@ -33,7 +40,7 @@ export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, kee
 /** Pool settings that come from the cluster (connect timeout, connection pool); equal settings share a pool. */
 interface PoolSettings {
   connectTimeoutMs: number;
-  /** undici `maxRequestsPerClient`; 0 = unlimited. */
+  /** Requests per connection before it is closed; 0 = unlimited. */
   maxRequestsPerConnection: number;
   /** Idle keep-alive in ms; 0 = the pool default. */
   idleTimeoutMs: number;
@@ -57,18 +64,26 @@ function sameSettings(a: PoolSettings, b: PoolSettings): boolean {
 class EndpointState implements EndpointHandle {
   active = 0;
   retireTimer: NodeJS.Timeout | null = null;
+  /** The undici pool of ext-authz checks, built on first use. */
+  fetchPool: Pool | null = null;
   constructor(
     readonly key: string,
-    readonly dispatcher: Pool,
+    readonly dispatcher: UpstreamClient,
     readonly settings: PoolSettings,
+    readonly origin: string,
+    readonly options: EndpointPoolOptions,
   ) {}
+
+  fetcher(): UpstreamFetcher {
+    return (this.fetchPool ??= buildFetchPool(this.origin, this.settings, this.options));
+  }
 }
 
 export class EndpointPools {
   readonly #options: EndpointPoolOptions;
   readonly #byKey = new Map<string, EndpointState>();
-  /** Pools replaced or retired, still draining, with the promise of their close. */
-  readonly #closing = new Map<Pool, Promise<void>>();
+  /** Clients replaced or retired, still draining, with the promise of their close. */
+  readonly #closing = new Map<UpstreamClient | Pool, Promise<void>>();
   /** Per-cluster state (circuit breakers, outlier detection), by cluster name. */
   readonly clusters = new ClusterStates();
 
@@ -98,7 +113,7 @@ export class EndpointPools {
         // TLS identity is part of the key, so differently secured clusters never share a pool.
         const key = settings.tlsId === '' ? ep.key : `${ep.key}#tls=${settings.tlsId}`;
         const state = used.has(key) ? this.#byKey.get(key) : undefined;
-        ep.handle = state ?? this.#acquire(key, settings.tls === null ? ep.origin : ep.origin.replace('http:', 'https:'), settings);
+        ep.handle = state ?? this.#acquire(key, ep.address, ep.port, settings.tls === null ? ep.origin : ep.origin.replace('http:', 'https:'), settings);
         used.add(key);
       }
     }
@@ -110,38 +125,18 @@ export class EndpointPools {
     }
   }
 
-  #acquire(key: string, origin: string, settings: PoolSettings): EndpointState {
+  #acquire(key: string, host: string, port: number, origin: string, settings: PoolSettings): EndpointState {
     const existing = this.#byKey.get(key);
     if (existing !== undefined) {
       if (existing.retireTimer !== null) {
         clearTimeout(existing.retireTimer);
         existing.retireTimer = null;
       }
-      // One pool per endpoint; changed settings need a new pool (the old one drains).
+      // One client per endpoint; changed settings need a new client (the old one drains).
       if (sameSettings(existing.settings, settings)) return existing;
       this.#close(existing);
     }
-    const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls);
-    const options: Pool.Options = {
-      connections: this.#options.connections,
-      connectTimeout: settings.connectTimeoutMs,
-      keepAliveTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : this.#options.keepAliveTimeoutMs,
-      ...(settings.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: settings.maxRequestsPerConnection } : {}),
-      // Upstream hints (`Keep-Alive: timeout=N`) are honoured minus this margin, capped below.
-      keepAliveTimeoutThreshold: 1000,
-      keepAliveMaxTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : 60_000,
-      // Route timeouts are enforced by the request path (ForwardAction.timeoutMs, from arrival);
-      // undici's own 300 s defaults would otherwise cut long polls and slow streams.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      pipelining: 1,
-      ...upstreamProtocolOptions(settings.protocol, tls !== null),
-      ...(tls !== null ? { connect: tls.connect } : {}),
-    };
-    const pool = tls === null ? new Pool(origin, options) : new SniPool(origin, options, tls.servername);
-    // A pool error outside any request (e.g. after close) must not crash the process.
-    pool.on('connectionError', noop);
-    const state = new EndpointState(key, pool, settings);
+    const state = new EndpointState(key, buildClient(host, port, settings, this.#options), settings, origin, this.#options);
     this.#byKey.set(key, state);
     return state;
   }
@@ -157,13 +152,17 @@ export class EndpointPools {
     if (this.#byKey.get(state.key) === state) this.#byKey.delete(state.key);
     if (state.retireTimer !== null) clearTimeout(state.retireTimer);
     state.retireTimer = null;
-    const pool = state.dispatcher;
-    const p: Promise<void> = pool.close().catch(noop);
-    this.#closing.set(pool, p);
-    void p.then(() => this.#closing.delete(pool));
+    this.#closeClient(state.dispatcher);
+    if (state.fetchPool !== null) this.#closeClient(state.fetchPool);
   }
 
-  /** Closes every pool: waits up to `graceMs` for in-flight requests, then destroys. */
+  #closeClient(client: UpstreamClient | Pool): void {
+    const p: Promise<void> = client.close().catch(noop);
+    this.#closing.set(client, p);
+    void p.then(() => this.#closing.delete(client));
+  }
+
+  /** Closes every client: waits up to `graceMs` for in-flight requests, then destroys. */
   async close(graceMs: number): Promise<void> {
     this.clusters.close();
     for (const s of [...this.#byKey.values()]) this.#close(s);
@@ -181,6 +180,49 @@ export class EndpointPools {
  * A pool to a TLS endpoint: every request carries the cluster's SNI. undici otherwise takes the SNI
  * from each request's Host and reconnects whenever it changes.
  */
+/** meshgate's client for an endpoint: HTTP/1.1 pool or HTTP/2 sessions, TLS as the cluster says. */
+function buildClient(host: string, port: number, settings: PoolSettings, options: EndpointPoolOptions): UpstreamClient {
+  const tls = settings.tls === null ? null : upstreamTlsConnect(settings.tls);
+  const idle = settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : options.keepAliveTimeoutMs;
+  const h1: H1ClientOptions = {
+    host,
+    port,
+    connections: options.connections,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    keepAliveTimeoutMs: idle,
+    // Upstream hints (`Keep-Alive: timeout=N`) are honoured minus this margin, capped below.
+    keepAliveTimeoutThresholdMs: 1000,
+    keepAliveMaxTimeoutMs: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : 60_000,
+    maxRequestsPerConnection: settings.maxRequestsPerConnection,
+    tls,
+  };
+  if (settings.protocol !== 'HTTP2') return new H1Client(h1);
+  return new H2Client({ host, port, connections: options.connections, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: idle, tls, http1Fallback: () => new H1Client(h1) });
+}
+
+/** The undici pool of an endpoint's ext-authz checks (the settings the request path had with undici). */
+function buildFetchPool(origin: string, settings: PoolSettings, defaults: EndpointPoolOptions): Pool {
+  const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls);
+  const options: Pool.Options = {
+    connections: defaults.connections,
+    connectTimeout: settings.connectTimeoutMs,
+    keepAliveTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : defaults.keepAliveTimeoutMs,
+    ...(settings.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: settings.maxRequestsPerConnection } : {}),
+    keepAliveTimeoutThreshold: 1000,
+    keepAliveMaxTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : 60_000,
+    // The check's own timeout (AbortSignal) bounds it.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    pipelining: 1,
+    ...upstreamProtocolOptions(settings.protocol, tls !== null),
+    ...(tls !== null ? { connect: tls.connect } : {}),
+  };
+  const pool = tls === null ? new Pool(origin, options) : new SniPool(origin, options, tls.servername);
+  // A pool error outside any request (e.g. after close) must not crash the process.
+  pool.on('connectionError', noop);
+  return pool;
+}
+
 class SniPool extends Pool {
   readonly #servername: string;
   constructor(origin: string, options: Pool.Options, servername: string) {

@@ -14,12 +14,12 @@
  *   count). Outlier detection does not see mirror answers.
  */
 
-import type { Dispatcher } from 'undici';
 import type { Mirror } from '../../ir/types.js';
 import type { CompiledCluster } from '../compile/types.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import { selectEndpoint } from './load-balancer.js';
 import type { ReplayableBody } from './request-body.js';
+import type { UpstreamClient, UpstreamHandler } from './client.js';
 
 export interface CompiledMirror {
   clusterName: string;
@@ -39,20 +39,61 @@ const DEFAULT_MIRROR_TIMEOUT_MS = 30_000;
 /** Copies sent and dropped, for tests and metrics. */
 export const mirrorStats = { sent: 0, skippedBody: 0, failed: 0, overflow: 0 };
 
-/** The answer of a copy is drained and dropped; errors are counted and swallowed. */
-const SHADOW_HANDLER: Dispatcher.DispatchHandler = {
-  onConnect() {},
-  onHeaders() {
+/** Abort reason of a copy that ran out of time. */
+const MIRROR_TIMEOUT = Object.assign(new Error('meshgate: mirror timeout'), { code: 'MG_ERR_UPSTREAM_TIMEOUT' });
+
+/**
+ * One copy in flight: its answer is drained and dropped, errors are counted and swallowed, the
+ * copy is cut after its time bound, and the circuit-breaker slot (if one was taken) is given back
+ * once when it ends.
+ */
+class ShadowCopy implements UpstreamHandler {
+  #breaker: CircuitBreaker | null;
+  #abort: ((err?: Error) => void) | null = null;
+  #timer: NodeJS.Timeout | null;
+
+  constructor(breaker: CircuitBreaker | null, timeoutMs: number) {
+    this.#breaker = breaker;
+    this.#timer = setTimeout(onCopyTimeout, timeoutMs, this);
+    this.#timer.unref();
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+  }
+  onHeaders(): boolean {
     return true;
-  },
-  onData() {
+  }
+  onData(): boolean {
     return true;
-  },
-  onComplete() {},
-  onError() {
+  }
+  onComplete(): void {
+    this.#end();
+  }
+  onError(): void {
     mirrorStats.failed++;
-  },
-};
+    this.#end();
+  }
+
+  expired(): void {
+    this.#timer = null;
+    this.#abort?.(MIRROR_TIMEOUT);
+  }
+
+  #end(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    const b = this.#breaker;
+    this.#breaker = null;
+    b?.release();
+  }
+}
+
+function onCopyTimeout(c: ShadowCopy): void {
+  c.expired();
+}
 
 /**
  * Sends the copies `mirrors` call for. `headers` are the final upstream request headers (lowercase
@@ -73,12 +114,12 @@ export function sendMirrors(
     // No hash input: a mirror must not generate a sticky cookie on the client's response.
     const endpoint = selectEndpoint(m.cluster, random, null);
     if (endpoint === null || endpoint.handle === null) continue;
-    const dispatcher = endpoint.handle.dispatcher;
+    const client = endpoint.handle.dispatcher;
     const breaker = m.cluster.state?.breaker ?? null;
     const shadowHeaders = shadow(headers);
     const t = timeoutMs > 0 ? timeoutMs : DEFAULT_MIRROR_TIMEOUT_MS;
     if (body === null) {
-      dispatchCopy(dispatcher, breaker, method, target, shadowHeaders, null, t);
+      dispatchCopy(client, breaker, method, target, shadowHeaders, null, t);
       continue;
     }
     body.whenComplete((buf) => {
@@ -86,47 +127,22 @@ export function sendMirrors(
         mirrorStats.skippedBody++;
         return;
       }
-      dispatchCopy(dispatcher, breaker, method, target, shadowHeaders, buf, t);
+      dispatchCopy(client, breaker, method, target, shadowHeaders, buf, t);
     });
   }
 }
 
-function dispatchCopy(dispatcher: Dispatcher, breaker: CircuitBreaker | null, method: string, path: string, headers: string[], body: Buffer | null, timeoutMs: number): void {
-  let handler = SHADOW_HANDLER;
+function dispatchCopy(client: UpstreamClient, breaker: CircuitBreaker | null, method: string, path: string, headers: string[], body: Buffer | null, timeoutMs: number): void {
+  let held: CircuitBreaker | null = null;
   if (breaker !== null && breaker.limits !== null) {
     if (!breaker.tryTake()) {
       mirrorStats.overflow++;
       return;
     }
-    handler = releasingHandler(breaker);
+    held = breaker;
   }
   mirrorStats.sent++;
-  try {
-    dispatcher.dispatch({ method: method as Dispatcher.HttpMethod, path, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }, handler);
-  } catch (e) {
-    if (handler === SHADOW_HANDLER) mirrorStats.failed++;
-    else handler.onError!(e as Error); // counts the failure and gives the slot back
-  }
-}
-
-/** SHADOW_HANDLER that also gives the circuit-breaker slot back, once, when the copy ends. */
-function releasingHandler(breaker: CircuitBreaker): Dispatcher.DispatchHandler {
-  let held = true;
-  const release = (): void => {
-    if (!held) return;
-    held = false;
-    breaker.release();
-  };
-  return {
-    ...SHADOW_HANDLER,
-    onComplete() {
-      release();
-    },
-    onError() {
-      mirrorStats.failed++;
-      release();
-    },
-  };
+  client.dispatch({ method, path, headers, body }, new ShadowCopy(held, timeoutMs));
 }
 
 /** A copy of `headers` with the host suffixed `-shadow` (before any port). */

@@ -20,8 +20,8 @@
  *  - every answer and failure of an endpoint is reported to outlier detection.
  */
 
-import type { Dispatcher } from 'undici';
 import type { CompiledCluster, CompiledEndpoint } from '../compile/types.js';
+import type { UpstreamRequest } from './client.js';
 import { Errors, TLS_VERIFY_CODES, type LocalError } from '../http/local-reply.js';
 import { Admission, type SlotWaiter } from './circuit-breaker.js';
 import { selectEndpoint, type HashInput } from './load-balancer.js';
@@ -33,7 +33,7 @@ export interface CallOwner extends HashInput {
   /** True while no response head was relayed and the request is not finished. */
   readonly waiting: boolean;
   /** Sends a try to `endpoint` (the previous try, if any, is over). */
-  dispatchTo(endpoint: CompiledEndpoint, opts: Dispatcher.DispatchOptions): void;
+  dispatchTo(endpoint: CompiledEndpoint, opts: UpstreamRequest): void;
   /** Ends the request with a local answer. */
   fail(e: LocalError): void;
 }
@@ -80,7 +80,7 @@ export class UpstreamCall implements SlotWaiter {
   readonly #retry: CompiledRetryPolicy | null;
   readonly #random: () => number;
   readonly #body: ReplayableBody | null;
-  #opts: Dispatcher.DispatchOptions | null = null;
+  #opts: UpstreamRequest | null = null;
   #endpoint: CompiledEndpoint | null = null;
   #tries = 0;
   #tried: CompiledEndpoint[] | null = null;
@@ -109,7 +109,7 @@ export class UpstreamCall implements SlotWaiter {
   }
 
   /** First try: takes a circuit-breaker slot (or queues, or overflows), then dispatches. */
-  begin(opts: Dispatcher.DispatchOptions): void {
+  begin(opts: UpstreamRequest): void {
     this.#opts = opts;
     const breaker = this.#cluster.state?.breaker ?? null;
     if (breaker !== null) {
@@ -147,7 +147,7 @@ export class UpstreamCall implements SlotWaiter {
     this.#owner.dispatchTo(endpoint, opts);
   }
 
-  /** undici connected the try (it may be aborted from now on). */
+  /** The client took the try (it may be aborted from now on). */
   connected(abort: (err?: Error) => void): void {
     this.#abort = abort;
     if (this.#perTryExpired) abort(PER_TRY_TIMEOUT);
@@ -170,7 +170,7 @@ export class UpstreamCall implements SlotWaiter {
     if (p === null || !retriesResponse(p, status, rawHeaders, this.#headerNames(p))) return ResponseVerdict.Relay;
     if (!this.#canRetry()) return ResponseVerdict.Relay;
     if (smallBody(rawHeaders)) return ResponseVerdict.DrainThenRetry;
-    // Abort the try; undici reports RETRY_ABORT through onTryError, which schedules the retry.
+    // Abort the try; the client reports RETRY_ABORT through onTryError, which schedules the retry.
     this.#abort!(RETRY_ABORT);
     return ResponseVerdict.Retried;
   }

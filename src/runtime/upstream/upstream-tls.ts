@@ -17,7 +17,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { PeerCertificate } from 'node:tls';
+import { isIP } from 'node:net';
+import type { ConnectionOptions, PeerCertificate } from 'node:tls';
 import type { Pool } from 'undici';
 import type { PemSource, UpstreamTls } from '../../ir/types.js';
 
@@ -37,25 +38,47 @@ export interface UpstreamTlsOptions {
 }
 
 export function upstreamTlsOptions(tls: UpstreamTls): UpstreamTlsOptions {
-  const connect: Record<string, unknown> = { servername: tls.sni, rejectUnauthorized: !tls.insecureSkipVerify };
-  try {
-    if (tls.caCertificates !== null) connect.ca = readPem(tls.caCertificates);
-    // A CRL makes OpenSSL check revocation of the server certificate's chain (CERT_REVOKED).
-    if (tls.caCrl !== undefined) connect.crl = readPem(tls.caCrl);
-    if (tls.clientCertificate !== null) {
-      connect.cert = readPem(tls.clientCertificate.certChain);
-      connect.key = readPem(tls.clientCertificate.privateKey);
-    }
-  } catch (err) {
-    const failure = Object.assign(new Error(`MG_TLS_FILE_UNREADABLE: ${(err as Error).message}`), { code: 'MG_TLS_FILE_UNREADABLE' });
+  const c = upstreamTlsConnect(tls);
+  if (c.failure !== null) {
+    const failure = c.failure;
     const failing: Pool.Options['connect'] = (_opts, callback) => callback(failure, null);
     return { connect: failing!, servername: tls.sni };
   }
+  return { connect: c.options as Record<string, unknown>, servername: tls.sni };
+}
+
+/**
+ * What meshgate's own upstream clients (`h1-client.ts`, `h2-client.ts`) pass to `tls.connect` for
+ * `tls` (without host, port and ALPN), or the error every connection fails with when a file named by
+ * the IR cannot be read.
+ */
+export interface UpstreamTlsConnect {
+  options: ConnectionOptions;
+  failure: Error | null;
+  servername: string;
+}
+
+export function upstreamTlsConnect(tls: UpstreamTls): UpstreamTlsConnect {
+  const options: ConnectionOptions = { rejectUnauthorized: !tls.insecureSkipVerify };
+  // Node refuses an IP address as SNI (RFC 6066 §3); the ClientHello then carries none.
+  if (tls.sni !== '' && isIP(tls.sni) === 0) options.servername = tls.sni;
+  try {
+    if (tls.caCertificates !== null) options.ca = readPem(tls.caCertificates);
+    // A CRL makes OpenSSL check revocation of the server certificate's chain (CERT_REVOKED).
+    if (tls.caCrl !== undefined) options.crl = readPem(tls.caCrl);
+    if (tls.clientCertificate !== null) {
+      options.cert = readPem(tls.clientCertificate.certChain);
+      options.key = readPem(tls.clientCertificate.privateKey);
+    }
+  } catch (err) {
+    const failure = Object.assign(new Error(`MG_TLS_FILE_UNREADABLE: ${(err as Error).message}`), { code: 'MG_TLS_FILE_UNREADABLE' });
+    return { options, failure, servername: tls.sni };
+  }
   if (!tls.insecureSkipVerify) {
     const wanted = tls.subjectAltNames;
-    connect.checkServerIdentity = wanted.length === 0 ? chainOnly : (_host: string, cert: PeerCertificate): Error | undefined => checkSans(wanted, cert);
+    options.checkServerIdentity = wanted.length === 0 ? chainOnly : (_host: string, cert: PeerCertificate): Error | undefined => checkSans(wanted, cert);
   }
-  return { connect, servername: tls.sni };
+  return { options, failure: null, servername: tls.sni };
 }
 
 function readPem(src: PemSource): string {

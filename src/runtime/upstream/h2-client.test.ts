@@ -1,0 +1,222 @@
+/**
+ * meshgate's HTTP/2 upstream client over real node:http2 servers (h2c prior knowledge):
+ * multiplexing, trailers, the server's stream limit, GOAWAY and refused streams, idle sessions.
+ */
+
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { after, describe, test } from 'node:test';
+import type { UpstreamClient } from './client.js';
+import { H1Client } from './h1-client.js';
+import { H2Client, type H2ClientOptions } from './h2-client.js';
+import { send } from '../../../test/support/upstream-client.js';
+
+const servers: http2.Http2Server[] = [];
+const clients: UpstreamClient[] = [];
+
+after(async () => {
+  for (const c of clients) await c.destroy();
+  for (const s of servers) s.close();
+});
+
+interface Counted {
+  port: number;
+  sessions: () => number;
+}
+
+async function h2Server(onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, n: number) => void, settings: http2.Settings = {}): Promise<Counted> {
+  let sessions = 0;
+  let n = 0;
+  const server = http2.createServer({ settings });
+  server.on('session', (s) => {
+    sessions++;
+    s.on('error', () => {});
+  });
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    onStream(stream, headers, n++);
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, sessions: () => sessions };
+}
+
+function client(port: number, extra: Partial<H2ClientOptions> = {}): H2Client {
+  const c = new H2Client({
+    host: '127.0.0.1',
+    port,
+    connections: 8,
+    connectTimeoutMs: 2000,
+    idleTimeoutMs: 4000,
+    tls: null,
+    http1Fallback: () => new H1Client({ host: '127.0.0.1', port, connections: 8, connectTimeoutMs: 2000, keepAliveTimeoutMs: 4000, keepAliveMaxTimeoutMs: 60_000, keepAliveTimeoutThresholdMs: 1000, maxRequestsPerConnection: 0, tls: null }),
+    ...extra,
+  });
+  clients.push(c);
+  return c;
+}
+
+describe('H2Client', () => {
+  test('concurrent requests share one session; :authority, :path and headers arrive', async () => {
+    const seen: string[] = [];
+    const s = await h2Server((stream, headers) => {
+      seen.push(`${headers[':method']} ${headers[':authority']} ${headers[':path']} ${headers['x-a']} ${headers.connection ?? '-'}`);
+      setTimeout(() => {
+        stream.respond({ ':status': 200, 'x-b': 'c' });
+        stream.end(String(headers[':path']));
+      }, 20);
+    });
+    const c = client(s.port);
+    const all = await Promise.all(Array.from({ length: 20 }, (_, i) => send(c, { path: `/r${i}`, headers: ['host', 'svc.test:8080', 'x-a', 'v', 'connection', 'keep-alive'] })));
+    for (let i = 0; i < 20; i++) {
+      assert.equal(all[i].error, null, all[i].error?.message);
+      assert.equal(all[i].status, 200);
+      assert.equal(all[i].body, `/r${i}`);
+      assert.equal(all[i].headers['x-b'], 'c');
+    }
+    assert.equal(s.sessions(), 1, 'one multiplexed session');
+    assert.equal(seen[0], 'GET svc.test:8080 /r0 v -');
+  });
+
+  test('trailers (gRPC grpc-status) reach onComplete', async () => {
+    const s = await h2Server((stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok' }));
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    });
+    const r = await send(client(s.port), { path: '/svc/Method', method: 'POST', headers: ['host', 'x', 'content-type', 'application/grpc', 'te', 'trailers'], body: Buffer.from([0, 0, 0, 0, 0]) });
+    assert.equal(r.error, null);
+    assert.equal((r.trailers as Record<string, string>)['grpc-status'], '0');
+    assert.equal((r.trailers as Record<string, string>)['grpc-message'], 'ok');
+  });
+
+  test('a streamed request body arrives whole', async () => {
+    const s = await h2Server((stream) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (d: Buffer) => chunks.push(d));
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 });
+        stream.end(Buffer.concat(chunks));
+      });
+    });
+    const body = Readable.from([Buffer.from('one,'), Buffer.from('two,'), Buffer.from('three')]);
+    const r = await send(client(s.port), { path: '/', method: 'POST', headers: ['host', 'x'], body });
+    assert.equal(r.body, 'one,two,three');
+  });
+
+  test("the server's SETTINGS_MAX_CONCURRENT_STREAMS is honoured: more sessions open", async () => {
+    let open = 0;
+    let maxOpen = 0;
+    const perSession = new Map<unknown, number>();
+    let maxPerSession = 0;
+    const s = await h2Server(
+      (stream) => {
+        open++;
+        maxOpen = Math.max(maxOpen, open);
+        const n = (perSession.get(stream.session) ?? 0) + 1;
+        perSession.set(stream.session, n);
+        maxPerSession = Math.max(maxPerSession, n);
+        setTimeout(() => {
+          open--;
+          perSession.set(stream.session, perSession.get(stream.session)! - 1);
+          stream.respond({ ':status': 200 });
+          stream.end('x');
+        }, 150);
+      },
+      { maxConcurrentStreams: 2 },
+    );
+    const c = client(s.port);
+    const all = await Promise.all(Array.from({ length: 5 }, () => send(c, { path: '/' })));
+    assert.deepEqual(all.map((r) => r.status), [200, 200, 200, 200, 200]);
+    assert.ok(maxPerSession <= 2, `at most 2 streams per session, saw ${maxPerSession}`);
+    assert.ok(s.sessions() >= 2, `expected more sessions, got ${s.sessions()}`);
+  });
+
+  test('GOAWAY: a stream above the last stream id is sent again on a new session', async () => {
+    const s = await h2Server((stream, _h, n) => {
+      if (n === 1) {
+        // The second stream of the first session: GOAWAY saying only stream 1 was processed.
+        stream.session!.goaway(http2.constants.NGHTTP2_NO_ERROR, 1);
+        return;
+      }
+      stream.respond({ ':status': 200 });
+      stream.end(`answer ${n}`);
+    });
+    const c = client(s.port);
+    assert.equal((await send(c, { path: '/1' })).body, 'answer 0');
+    const r = await send(c, { path: '/2' });
+    assert.equal(r.error, null, `expected the refused stream to be retried, got ${r.error?.message}`);
+    assert.equal(r.body, 'answer 2');
+    assert.equal(s.sessions(), 2);
+  });
+
+  test('RST_STREAM REFUSED_STREAM is retried once; another reset is an error', async () => {
+    const s = await h2Server((stream, headers, n) => {
+      if (headers[':path'] === '/refused-once' && n === 0) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      if (headers[':path'] === '/internal') return stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    });
+    const c = client(s.port);
+    const r = await send(c, { path: '/refused-once' });
+    assert.equal(r.error, null, r.error?.message);
+    assert.equal(r.body, 'ok');
+    const bad = await send(c, { path: '/internal' });
+    assert.ok(bad.error !== null, 'an INTERNAL_ERROR reset fails the request');
+    assert.ok(['ERR_HTTP2_STREAM_ERROR', 'UND_ERR_SOCKET'].includes(String(bad.error.code)), String(bad.error.code));
+  });
+
+  test('connection refused: ECONNREFUSED', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const c = client(port);
+    const all = await Promise.all([send(c, { path: '/' }), send(c, { path: '/' })]);
+    assert.deepEqual(all.map((r) => r.error?.code), ['ECONNREFUSED', 'ECONNREFUSED']);
+  });
+
+  test('abort mid-response cancels the stream (RST_STREAM CANCEL), the session stays', async () => {
+    let reset = -1;
+    const s = await h2Server((stream, headers) => {
+      if (headers[':path'] === '/slow') {
+        stream.on('close', () => (reset = stream.rstCode ?? -1));
+        stream.respond({ ':status': 200 });
+        stream.write('part');
+        return;
+      }
+      stream.respond({ ':status': 200 });
+      stream.end('fine');
+    });
+    const c = client(s.port);
+    let abort: ((e?: Error) => void) | null = null;
+    const p = send(c, { path: '/slow' }, (a) => (abort = a));
+    await new Promise((r) => setTimeout(r, 100));
+    abort!();
+    assert.equal((await p).error?.code, 'UND_ERR_ABORTED');
+    const until = Date.now() + 3000;
+    while (reset === -1 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(reset, http2.constants.NGHTTP2_CANCEL);
+    assert.equal((await send(c, { path: '/' })).body, 'fine');
+    assert.equal(s.sessions(), 1);
+  });
+
+  test('an idle session is closed after idleTimeoutMs', async () => {
+    let closed = false;
+    const server = http2.createServer();
+    server.on('session', (sess) => sess.on('close', () => (closed = true)));
+    server.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end();
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const c = client((server.address() as net.AddressInfo).port, { idleTimeoutMs: 150 });
+    await send(c, { path: '/' });
+    const until = Date.now() + 3000;
+    while (!closed && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closed, true);
+  });
+});
