@@ -13,7 +13,7 @@ import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
 import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
-import { acceptExtendedConnect, acceptUpgrade } from '../http/websocket.js';
+import { acceptExtendedConnect, acceptUpgrade, NodeDownstream } from '../http/node-downstream.js';
 import { checkClientCertificate } from './client-cert.js';
 import { createEngines, dispatchTls, SessionTracker, sniffPlaintext, type HttpEngines } from './http-front.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
@@ -86,7 +86,7 @@ function onRequest(this: TaggedServer, req: IncomingMessage, res: ServerResponse
   // The one read of the snapshot this request will use to the end.
   const listener = rec.compiled;
   if (rec.draining) res.shouldKeepAlive = false;
-  handleRequest(rec.env, listener, req, res);
+  handleRequest(rec.env, listener, new NodeDownstream(req, res));
 }
 
 /** 'connection' listener of every accepting server (for TLS, the TCP socket under the handshake). */
@@ -100,14 +100,14 @@ function trackSocket(this: TaggedServer, socket: net.Socket): void {
 function onUpgrade(this: TaggedServer, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
   const rec = this[kRecord]!;
   const listener = rec.compiled;
-  acceptUpgrade(req, socket, head, (q, r) => handleRequest(rec.env, listener, q, r));
+  acceptUpgrade(req, socket, head, (d) => handleRequest(rec.env, listener, d));
 }
 
 /** 'connect' listener of the HTTP/2 engine: RFC 8441 extended CONNECT (WebSocket over HTTP/2). */
 function onExtendedConnect(this: TaggedServer, req: IncomingMessage, res: ServerResponse): void {
   const rec = this[kRecord]!;
   const listener = rec.compiled;
-  acceptExtendedConnect(req, res, (q, r) => handleRequest(rec.env, listener, q, r));
+  acceptExtendedConnect(req, res, (d) => handleRequest(rec.env, listener, d));
 }
 
 function onPlainConnection(this: TaggedServer, socket: net.Socket): void {
