@@ -54,7 +54,7 @@ export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {
     method: d.method,
     path: d.target,
     // Envoy's %PROTOCOL%: `HTTP/1.1`, `HTTP/1.0`, `HTTP/2` (Node says `2.0`).
-    protocol: d.versionMajor === 2 ? 'HTTP/2' : `HTTP/1.${d.versionMinor}`,
+    protocol: d.http2 ? 'HTTP/2' : `HTTP/1.${d.versionMinor}`,
     response_code: rec.status,
     response_flags: rec.flags,
     response_code_details: responseDetails(rec),

@@ -87,7 +87,7 @@ export class OtelTracer implements Tracer {
     span.setAttributes({
       'http.method': d.method,
       'http.url': `${rec.listener.scheme}://${host}${d.target}`,
-      'http.protocol': d.versionMajor === 2 ? 'HTTP/2.0' : `HTTP/1.${d.versionMinor}`,
+      'http.protocol': d.http2 ? 'HTTP/2.0' : `HTTP/1.${d.versionMinor}`,
       'http.status_code': String(rec.status),
       'guid:x-request-id': rec.requestId ?? d.header('x-request-id') ?? '',
       'user_agent': d.header('user-agent') ?? '',

@@ -20,6 +20,7 @@ import { TlsContextCache } from './listeners/tls-contexts.js';
 import { EndpointPools, type EndpointPoolOptions } from './state/endpoint-pools.js';
 import { TcpListenerManager, type TcpListenerStatus } from './tcp/tcp-listeners.js';
 import { tcpObserverOf } from '../observability/tcp-record.js';
+import { http1EngineFromEnv, type Http1EngineKind } from './listeners/http-front.js';
 
 export type { ListenerStatus } from './listeners/listener-manager.js';
 
@@ -45,6 +46,8 @@ export interface RuntimeOptions {
   listenerDrainMs?: number;
   /** Metrics, access log and tracing (src/observability); null or absent = off. */
   observer?: RequestObserver | null;
+  /** HTTP/1.1 server engine (`--http1-engine`); default from MESHGATE_HTTP1_ENGINE, else DEFAULT_HTTP1_ENGINE. */
+  http1Engine?: Http1EngineKind;
 }
 
 export class Runtime {
@@ -62,7 +65,7 @@ export class Runtime {
   constructor(options: RuntimeOptions = {}) {
     this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null };
     this.#pools = new EndpointPools(options.pools);
-    this.#listeners = new ListenerManager(this.#env, this.#tls);
+    this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv());
     this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer));
     this.#drainMs = options.listenerDrainMs ?? 30_000;
   }

@@ -50,7 +50,9 @@ export interface Downstream {
   readonly target: string;
   /** Request header lines, flat `[name, value, ...]` as received (HTTP/2: pseudo-headers included). Replaced when headers are dropped. */
   rawHeaders: string[];
-  /** 1 or 2. */
+  /** The request came on an HTTP/2 stream (an HTTP/1 request line claiming `HTTP/2.0` does not). */
+  readonly http2: boolean;
+  /** Version of the request as sent: 1 (or what an HTTP/1 request line claimed), 2 on HTTP/2. */
   readonly versionMajor: number;
   /** 0 or 1 on HTTP/1; 0 on HTTP/2. */
   readonly versionMinor: number;
@@ -144,4 +146,21 @@ export function sentHeader(d: Downstream, name: string): string | null {
     if (n.length === name.length && n.toLowerCase() === name) out = out === null ? h[i + 1] : `${out},${h[i + 1]}`;
   }
   return out;
+}
+
+/**
+ * What every engine does when a response is over: the record is finished first (it reads what
+ * was sent), then the owner (the proxy) lets go of its upstream request.
+ */
+export function closeDownstream(d: Downstream): void {
+  const rec = d.record;
+  if (rec !== null) {
+    d.record = null;
+    rec.closed(d);
+  }
+  const owner = d.owner;
+  if (owner !== null) {
+    d.owner = null;
+    owner.responseClosed();
+  }
 }

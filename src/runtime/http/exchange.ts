@@ -217,7 +217,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       if (this.grpcWeb === 2) this.#b64 = new Base64Encoder();
     }
     // gRPC trailers-only answer to an HTTP/2 client: one HEADERS frame that ends the stream.
-    if (d.versionMajor === 2 && isTrailersOnly(headers) && !d.headersSent && !d.destroyed) {
+    if (d.http2 && isTrailersOnly(headers) && !d.headersSent && !d.destroyed) {
       this.#finish();
       d.respond(statusCode, headers, null);
       return true;
@@ -248,7 +248,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       return;
     }
     // Trailers (gRPC's grpc-status) reach HTTP/2 clients; HTTP/1.1 responses are not re-chunked for them.
-    this.d.end(null, this.d.versionMajor === 2 ? trailerPairs(trailers) : null);
+    this.d.end(null, this.d.http2 ? trailerPairs(trailers) : null);
   }
 
   onError(err: Error): void {

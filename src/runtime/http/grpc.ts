@@ -86,7 +86,7 @@ export function grpcLocalErrorHeaders(d: Downstream, e: LocalError, serverName: 
  * `grpc-status: 4` in the trailers; anything else is reset (a truncated body is never complete).
  */
 export function endGrpcCallDeadline(d: Downstream): void {
-  if (d.versionMajor !== 2 || d.ended) {
+  if (!d.http2 || d.ended) {
     d.reset();
     return;
   }

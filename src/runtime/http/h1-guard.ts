@@ -32,7 +32,7 @@ export const DROP_UNDERSCORES = 1;
  * `_` must be removed (action DROP_HEADER), or the error to answer (then close the connection).
  */
 export function checkRequestHead(d: Downstream, underscores: UnderscoreHeadersAction): LocalError | typeof DROP_UNDERSCORES | null {
-  const h2 = d.versionMajor === 2;
+  const h2 = d.http2;
   if (!h2 && (d.versionMajor !== 1 || (d.versionMinor !== 0 && d.versionMinor !== 1))) return Errors.badRequest;
   const raw = d.rawHeaders;
   let drop = false;

@@ -51,7 +51,7 @@ export function sendLocalError(d: Downstream, e: LocalError, close = false): voi
   if (e.alwaysGrpc === true || isGrpcRequest(d)) {
     const h = grpcLocalErrorHeaders(d, e, SERVER_NAME);
     if (headerFlag !== null) h.push(FLAGS_HEADER, headerFlag);
-    if (d.versionMajor !== 2) h.push('content-length', '0');
+    if (!d.http2) h.push('content-length', '0');
     return sendLocalReply(d, 200, h, null, e.flag, e.details ?? null);
   }
   const fixed = e.headers;

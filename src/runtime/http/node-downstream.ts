@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
-import type { Downstream, DownstreamOwner, PendingUpgrade } from './downstream.js';
+import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from './downstream.js';
 import { SERVER_NAME } from './local-reply.js';
 
 const kDownstream = Symbol('meshgate.downstream');
@@ -50,6 +50,9 @@ export class NodeDownstream implements Downstream {
   // ---- request head ----
   get target(): string {
     return this.req.url ?? '/';
+  }
+  get http2(): boolean {
+    return this.#stream !== null;
   }
   get versionMajor(): number {
     return this.req.httpVersionMajor;
@@ -203,23 +206,6 @@ function onResponseClose(this: TaggedResponse): void {
 function onResponseDrain(this: TaggedResponse): void {
   const d = this[kDownstream];
   if (d !== undefined && d.owner !== null) d.owner.drained();
-}
-
-/**
- * What every engine does when a response is over: the record is finished first (it reads what
- * was sent), then the owner (the proxy) lets go of its upstream request.
- */
-export function closeDownstream(d: Downstream): void {
-  const rec = d.record;
-  if (rec !== null) {
-    d.record = null;
-    rec.closed(d);
-  }
-  const owner = d.owner;
-  if (owner !== null) {
-    d.owner = null;
-    owner.responseClosed();
-  }
 }
 
 const NO_BYTES = Buffer.alloc(0);

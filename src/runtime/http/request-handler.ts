@@ -38,7 +38,7 @@ export const MAX_REQUEST_HEADERS = 100;
 export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Downstream): void {
   const raw = d.rawHeaders;
   const rec = env.observer === null ? null : env.observer.begin(listener, d);
-  const h2 = d.versionMajor === 2;
+  const h2 = d.http2;
   // Engines keep at most MAX + 1 headers (node:http's `maxHeadersCount`): more than MAX means too many.
   // (HTTP/2: the engine's maxHeaderListPairs already refused the stream.)
   if (!h2 && raw.length > MAX_REQUEST_HEADERS * 2) return sendLocalError(d, Errors.tooManyHeaders, true);
@@ -171,7 +171,7 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   if (route.requestHeaders !== null) headers = applyHeaderOps(headers, route.requestHeaders);
   if (dest.requestHeaders !== null) headers = applyHeaderOps(headers, dest.requestHeaders);
   if (x.record !== null) headers = observeForward(env.observer!, x.record, headers, built.requestId);
-  const hasBody = d.versionMajor === 2 ? d.hasBody : built.hasBody;
+  const hasBody = d.http2 ? d.hasBody : built.hasBody;
   // gRPC-Web (browsers) goes upstream as gRPC; the answer is translated back by the Exchange.
   const web = grpcWebMode(d);
   if (web !== 0) {
