@@ -247,8 +247,10 @@ export class H1Connection implements H1Link, ParserHandler {
       d.keepAlive = false;
       this.#phase = Phase.Gone;
       if (hasToken(d.header('upgrade'), 'websocket')) d.upgrade = { socket: this.socket, head: NO_BYTES, stream: null };
+      // The tunnel's owner (websocket.ts) reads, writes and half-closes the socket from now on.
       this.socket.removeListener('data', onSocketData);
       this.socket.removeListener('drain', onSocketDrain);
+      this.socket.removeListener('end', onSocketEnd);
     } else if (head.expectContinue && hasBody) this.socket.write(CONTINUE);
     this.#engine.serve(d);
   }
@@ -273,7 +275,9 @@ export class H1Connection implements H1Link, ParserHandler {
   /** H1Link: the response of `d` is complete or abandoned. */
   responseDone(d: H1Downstream): void {
     if (d !== this.#current) return;
-    closeDownstream(d);
+    // As node:http's 'close' event, on a later tick: the code that ended the response may still
+    // add to its record (a retry's URX flag after the local reply).
+    process.nextTick(closeDownstream, d);
     if (this.#phase === Phase.Gone && d.upgrade === null) {
       // An upgrade request answered locally: the connection ends with the answer.
       this.#closeAfterWrite();
@@ -325,9 +329,13 @@ export class H1Connection implements H1Link, ParserHandler {
     if (d !== null && d.owner !== null) d.owner.drained();
   }
 
+  /**
+   * The client half-closed. As node:http's server (no `httpAllowHalfOpen`): the request in
+   * progress is abandoned (its upstream request aborted) and the connection closes.
+   */
   peerEnded(): void {
     this.#peerEnded = true;
-    if (this.#current === null || this.#phase === Phase.Idle || this.#phase === Phase.Head) this.socket.destroy();
+    this.socket.destroy();
   }
 
   closed(): void {

@@ -88,7 +88,7 @@ for (let c = 0x20; c <= 0x7e; c++) VALUE_CHAR[c] = 1;
 for (let c = 0x80; c <= 0xff; c++) VALUE_CHAR[c] = 1;
 
 const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
-const CHUNK_EXT = new RegExp(`^(?:[ \\t]*;[ \\t]*${TOKEN}(?:[ \\t]*=[ \\t]*(?:${TOKEN}|"(?:[\\t\\x20\\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t\\x20-\\x7e\\x80-\\xff])*"))?)+$`);
+const CHUNK_EXT = new RegExp(`^(?:;${TOKEN}(?:=(?:${TOKEN}|"(?:[\\t\\x20\\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t\\x20-\\x7e\\x80-\\xff])*"))?)+$`);
 
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
@@ -113,6 +113,8 @@ const enum State {
   Done,
   /** A refusal was raised; the connection is closing. */
   Failed,
+  /** The last message did not keep the connection: nothing may follow it (llhttp: HPE_CLOSED_CONNECTION). */
+  Closed,
 }
 
 /** Longest chunk extension accepted (Node: 16 KiB, then 413). */
@@ -171,7 +173,7 @@ export class H1Parser {
 
   /** After `onMessageComplete`: ready for the next request. */
   next(): void {
-    if (this.#state === State.Done) this.#state = State.Start;
+    if (this.#state === State.Done) this.#state = this.head.keepAlive ? State.Start : State.Closed;
   }
 
   /**
@@ -285,8 +287,9 @@ export class H1Parser {
             i++;
             continue;
           }
-          if (c === 59 /* ; */ || c === 32 || c === 9) {
-            // BWS before `;` (RFC 9112 §7.1.1), then the extension, checked whole at its CR.
+          if (c === 59 /* ; */) {
+            // The extension, checked whole at its CR. (RFC 9112 §7.1.1 allows BWS before `;`;
+            // llhttp refuses it, and so does this parser: a proxy must not read more than it does.)
             this.#state = State.ChunkExt;
             this.#ext = '';
             continue;
@@ -300,7 +303,8 @@ export class H1Parser {
           this.#ext += buf.toString('latin1', i, j);
           i = j;
           if (j === n) continue;
-          // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) (RFC 9112 §7.1.1)
+          // chunk-ext = *( ";" name [ "=" ( token / quoted-string ) ] ): RFC 9112 §7.1.1 without the
+          // BWS it allows, which llhttp refuses (a proxy must not read more than the server behind it).
           if (!CHUNK_EXT.test(this.#ext)) return this.#fail(400, 'MG_H1_BAD_CHUNK_EXT');
           this.#state = State.ChunkSizeLf;
           i++;
@@ -369,6 +373,8 @@ export class H1Parser {
           return i;
         case State.Failed:
           return n;
+        case State.Closed:
+          return this.#fail(400, 'MG_H1_DATA_AFTER_CLOSE');
       }
     }
     return i;
@@ -420,6 +426,7 @@ export class H1Parser {
     }
     if (i === t0 || i >= len) this.#fail(400, 'MG_H1_BAD_TARGET');
     const target = s.slice(t0, i);
+    if (!validTarget(method, target)) this.#fail(400, 'MG_H1_BAD_TARGET');
     i++;
     // `HTTP/1.x` then CRLF (or the end of the head).
     if (
@@ -531,6 +538,34 @@ export class H1Parser {
     h.expectContinue = minor === 1 && expect !== null && expect.toLowerCase() === '100-continue';
     h.expectOther = expect !== null && !h.expectContinue && minor === 1;
   }
+}
+
+/** Bytes llhttp refuses in an authority (absolute-form, CONNECT): `"` `#` `<` `>` `\\` `^` `` ` `` `{` `|` `}`. */
+const NOT_AUTHORITY = new Uint8Array(128);
+for (const c of '"#<>\\^`{|}') NOT_AUTHORITY[c.charCodeAt(0)] = 1;
+
+/**
+ * The request-target forms RFC 9112 §3.2 defines, as llhttp reads them (bytes 0x21-0x7E were
+ * checked already): origin-form `/...`; asterisk-form `*` alone; absolute-form `scheme://authority[/?...]`
+ * with a letters-only scheme; authority-form only for CONNECT.
+ */
+function validTarget(method: string, t: string): boolean {
+  const c0 = t.charCodeAt(0);
+  if (c0 === 47 /* / */) return true;
+  if (method === 'CONNECT') return authorityOk(t, 0, t.length);
+  if (c0 === 42 /* * */) return t.length === 1;
+  let i = 0;
+  while (i < t.length && ((t.charCodeAt(i) | 0x20) >= 97 && (t.charCodeAt(i) | 0x20) <= 122)) i++;
+  if (i === 0 || t.charCodeAt(i) !== 58 || t.charCodeAt(i + 1) !== 47 || t.charCodeAt(i + 2) !== 47) return false;
+  i += 3;
+  let end = i;
+  while (end < t.length && t.charCodeAt(end) !== 47 && t.charCodeAt(end) !== 63) end++;
+  return authorityOk(t, i, end);
+}
+
+function authorityOk(t: string, from: number, to: number): boolean {
+  for (let k = from; k < to; k++) if (NOT_AUTHORITY[t.charCodeAt(k)] === 1) return false;
+  return true;
 }
 
 /** Whether the comma-separated list `v` (lowercase) holds `token`. */
