@@ -62,7 +62,7 @@ export interface Http1Engine {
 export type Http1EngineKind = 'meshgate' | 'node';
 
 /** The engine used when neither `--http1-engine` nor MESHGATE_HTTP1_ENGINE says. */
-export const DEFAULT_HTTP1_ENGINE: Http1EngineKind = 'node';
+export const DEFAULT_HTTP1_ENGINE: Http1EngineKind = 'meshgate';
 
 /**
  * The engine MESHGATE_HTTP1_ENGINE names (`meshgate run --http1-engine` sets it, so worker

@@ -15,7 +15,7 @@ import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/req
 import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
 import { acceptExtendedConnect, acceptUpgrade, NodeDownstream } from '../http/node-downstream.js';
 import { checkClientCertificate } from './client-cert.js';
-import { createEngines, dispatchTls, NodeHttp1Engine, SessionTracker, sniffPlaintext, type Http1Engine, type Http1EngineKind, type HttpEngines } from './http-front.js';
+import { createEngines, DEFAULT_HTTP1_ENGINE, dispatchTls, NodeHttp1Engine, SessionTracker, sniffPlaintext, type Http1Engine, type Http1EngineKind, type HttpEngines } from './http-front.js';
 import http from 'node:http';
 import { H1Engine } from '../h1/engine.js';
 import type { Downstream } from '../http/downstream.js';
@@ -158,7 +158,7 @@ export class ListenerManager {
 
   readonly #http1: Http1EngineKind;
 
-  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = 'node') {
+  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE) {
     this.#env = env;
     this.#tls = tls;
     this.#http1 = http1;
