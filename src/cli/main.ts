@@ -47,6 +47,7 @@ const USAGE = `usage:
                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
+               [--http1-engine meshgate|node]
 ${OBSERVABILITY_USAGE}
   meshgate validate DIR...
   meshgate translate DIR [--routes] [--clusters]
@@ -79,6 +80,7 @@ const RUN_FLAGS = {
   'publish-service': { type: 'string' },
   'publish-address': { type: 'string' },
   'secret-label-selector': { type: 'string' },
+  'http1-engine': { type: 'string' },
 } as const;
 
 export interface RunOptions {
@@ -92,6 +94,8 @@ export interface RunOptions {
   logLevel: LogLevel;
   /** Metrics, access log and tracing (`--metrics`, `--access-log`, `--tracing-*`). */
   observability: ObservabilityOptions;
+  /** `--http1-engine meshgate|node`; null = MESHGATE_HTTP1_ENGINE or the default. */
+  http1Engine?: 'meshgate' | 'node' | null;
 }
 
 function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], options: T, positionals: boolean) {
@@ -172,12 +176,22 @@ export function parseRunOptions(args: string[]): RunOptions {
     observability: parseObservabilityOptions(values, (m) => {
       throw new UsageError(m);
     }),
+    http1Engine: http1EngineOption(values['http1-engine']),
   };
+}
+
+/** `--http1-engine`: meshgate's own HTTP/1.1 engine or node:http's (README "HTTP/1.1 engine"). */
+function http1EngineOption(v: string | undefined): 'meshgate' | 'node' | null {
+  if (v === undefined) return null;
+  if (v !== 'meshgate' && v !== 'node') throw new UsageError(`--http1-engine: "${v}" is not one of meshgate, node`);
+  return v;
 }
 
 /** Run the gateway until SIGINT/SIGTERM. `--workers 0` serves in this process. */
 export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
+  // Read by every Runtime, in this process and in the workers it forks (runtime/listeners/http-front.ts).
+  if (opts.http1Engine) process.env.MESHGATE_HTTP1_ENGINE = opts.http1Engine;
   // Each process loads only what it runs (docs/architecture.md, lean processes): the runtime only
   // with --workers 0; with workers, the primary forks them on src/cli/worker.ts.
   const dataPlane: DataPlane =

@@ -8,7 +8,6 @@
  * (`meshgate_access_log_dropped_total`), so a slow disk or a stuck pipe never stalls traffic.
  */
 import fs from 'node:fs';
-import type { TLSSocket } from 'node:tls';
 import type { LogEntry } from '../formats/log-format.js';
 import { responseDetails, type RequestRecord } from './record.js';
 
@@ -27,7 +26,7 @@ function dash(v: string | number | null | undefined): string {
 
 /** A request header (lowercase `name`), repeated values joined with `,`; read from rawHeaders, since `req.headers` would build an object of every header. */
 export function header(rec: RequestRecord, name: string): string | null {
-  const raw = rec.req.rawHeaders;
+  const raw = rec.d.rawHeaders;
   let out: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i];
@@ -36,8 +35,8 @@ export function header(rec: RequestRecord, name: string): string | null {
   return out;
 }
 
-function address(host: string | undefined, port: number | undefined): string | null {
-  if (host === undefined || port === undefined) return null;
+function address(host: string, port: number): string | null {
+  if (host === '') return null;
   const h = host.startsWith('::ffff:') && host.includes('.') ? host.slice(7) : host;
   return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`;
 }
@@ -46,15 +45,16 @@ export type { LogEntry } from '../formats/log-format.js';
 
 /** The fields of one access-log entry, keyed as Istio's JSON encoding names them. */
 export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {
-  const sock = rec.req.socket;
-  const sni = (sock as TLSSocket).encrypted ? (sock as TLSSocket).servername || null : null;
+  const d = rec.d;
+  const tls = d.tls;
+  const sni = tls !== null ? (typeof tls.servername === 'string' && tls.servername !== '' ? tls.servername : null) : null;
   return {
     start_time: new Date(wallNow - rec.durationMs).toISOString(),
     route_name: rec.route === null ? null : rec.route.name,
-    method: rec.req.method ?? null,
-    path: rec.req.url ?? null,
+    method: d.method,
+    path: d.target,
     // Envoy's %PROTOCOL%: `HTTP/1.1`, `HTTP/1.0`, `HTTP/2` (Node says `2.0`).
-    protocol: rec.req.httpVersionMajor === 2 ? 'HTTP/2' : `HTTP/${rec.req.httpVersion}`,
+    protocol: d.http2 ? 'HTTP/2' : `HTTP/1.${d.versionMinor}`,
     response_code: rec.status,
     response_flags: rec.flags,
     response_code_details: responseDetails(rec),
@@ -71,8 +71,8 @@ export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {
     upstream_host: rec.upstreamHost,
     upstream_cluster: rec.clusterName,
     upstream_local_address: null,
-    downstream_local_address: address(sock.localAddress, sock.localPort),
-    downstream_remote_address: address(sock.remoteAddress, sock.remotePort),
+    downstream_local_address: address(d.localAddress, d.localPort),
+    downstream_remote_address: address(d.remoteAddress, d.remotePort),
     requested_server_name: sni,
   };
 }

@@ -10,12 +10,11 @@
  * likewise: the snapshot's `tracing` (Telemetry) over the `--tracing-*` flags, the exporter made
  * (and the OpenTelemetry SDK imported) only when one is needed.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import os from 'node:os';
-import type { TLSSocket } from 'node:tls';
 import type { AccessLog, AccessLogging, IRSnapshot, TracingConfig } from '../ir/types.js';
 import { Registry } from './prom.js';
 import type { CompiledListener } from '../runtime/compile/types.js';
+import { sentHeader, type Downstream } from '../runtime/http/downstream.js';
 import { AccessLogWriter, accessLogEntry, formatJson, formatText, header, type AccessLogOptions, type LogEntry } from './access-log.js';
 import { compileCel, type CelFilter, type CelSubject } from '../formats/cel.js';
 import { parseLogFormat, renderJson, renderText, type JsonLogFormat, type LogFormat } from '../formats/log-format.js';
@@ -44,7 +43,7 @@ export const DEFAULT_OBSERVABILITY: ObservabilityOptions = { metrics: true, acce
 /** What the request path calls: one record per request, when observability is on. */
 export interface RequestObserver {
   /** The record of a new request; null when nothing would read it (no metrics, no log, no tracing right now). */
-  begin(listener: CompiledListener, req: IncomingMessage, res: ServerResponse): RequestRecord | null;
+  begin(listener: CompiledListener, d: Downstream): RequestRecord | null;
   /** Trace headers to add to the upstream request (`traceparent`, B3); null when not tracing. */
   upstreamTraceHeaders(rec: RequestRecord): string[] | null;
   /** A new snapshot is served (called by the runtime on every swap, off the request path); the runtime waits for a returned promise before serving it. */
@@ -248,9 +247,9 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
     }
   }
 
-  begin(listener: CompiledListener, req: IncomingMessage, res: ServerResponse): RequestRecord | null {
+  begin(listener: CompiledListener, d: Downstream): RequestRecord | null {
     if (this.metrics === null && this.#logs.length === 0 && this.#tracer === null) return null;
-    const rec = new RequestRecord(listener, req, res, this);
+    const rec = new RequestRecord(listener, d, this);
     if (this.#tracer !== null) this.#tracer.start(rec);
     return rec;
   }
@@ -327,21 +326,21 @@ class HttpLogSubject implements CelSubject {
     return this.rec.grpcStatus;
   }
   get mtls(): boolean {
-    const sock = this.rec.req.socket as TLSSocket;
-    return sock.encrypted === true && sock.authorized === true;
+    const tls = this.rec.d.tls;
+    return tls !== null && tls.authorized === true;
   }
 
   requestHeader(name: string): string | null {
-    const req = this.rec.req;
+    const d = this.rec.d;
     switch (name) {
       case ':method':
-        return req.method ?? null;
+        return d.method;
       case ':path':
-        return req.url ?? null;
+        return d.target;
       case ':authority':
         return header(this.rec, 'host') ?? header(this.rec, ':authority');
       case ':scheme':
-        return (req.socket as TLSSocket).encrypted === true ? 'https' : 'http';
+        return d.tls !== null ? 'https' : 'http';
       case 'x-request-id':
         return this.rec.requestId ?? header(this.rec, name);
       default:
@@ -350,9 +349,9 @@ class HttpLogSubject implements CelSubject {
     }
   }
 
+  /** The response header as it was sent (every engine keeps the head it wrote). */
   responseHeader(name: string): string | null {
-    const v = this.rec.res.getHeader(name);
-    return v === undefined ? null : Array.isArray(v) ? v.join(',') : String(v);
+    return sentHeader(this.rec.d, name);
   }
 }
 

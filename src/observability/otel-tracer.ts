@@ -8,7 +8,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { RequestRecord } from './record.js';
-import { otlpTracesUrl, parseB3, parseTraceparent, str, type Tracer, type TracerSettings, type TracingOptions } from './tracing.js';
+import { otlpTracesUrl, parseB3, parseTraceparent, type Tracer, type TracerSettings, type TracingOptions } from './tracing.js';
 
 interface SpanState {
   span: Span;
@@ -50,10 +50,10 @@ export class OtelTracer implements Tracer {
   }
 
   start(rec: RequestRecord): void {
-    const h = rec.req.headers;
-    let parent = parseTraceparent(str(h.traceparent));
+    const d = rec.d;
+    let parent = parseTraceparent(d.header('traceparent') ?? undefined);
     if (parent === null) {
-      const b3 = parseB3(h);
+      const b3 = parseB3({ b3: d.header('b3') ?? undefined, 'x-b3-traceid': d.header('x-b3-traceid') ?? undefined, 'x-b3-spanid': d.header('x-b3-spanid') ?? undefined, 'x-b3-sampled': d.header('x-b3-sampled') ?? undefined, 'x-b3-flags': d.header('x-b3-flags') ?? undefined });
       if (b3 !== null) {
         parent = b3.context;
         // B3 without a decision: decide here, as for a new trace.
@@ -61,7 +61,7 @@ export class OtelTracer implements Tracer {
       }
     }
     const ctx = parent === null ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
-    const span = this.#tracer.startSpan(`${rec.req.method ?? 'GET'}`, { kind: SpanKind.SERVER }, ctx);
+    const span = this.#tracer.startSpan(d.method, { kind: SpanKind.SERVER }, ctx);
     rec.span = { span, parentSpanId: parent === null ? null : parent.spanId } satisfies SpanState;
   }
 
@@ -81,27 +81,28 @@ export class OtelTracer implements Tracer {
     rec.span = null;
     const span = state.span;
     if (!span.isRecording()) return;
-    const req = rec.req;
-    span.updateName(rec.route === null ? `${req.headers.host ?? ''}${req.url ?? ''}` : rec.route.name);
+    const d = rec.d;
+    const host = d.header('host') ?? d.header(':authority') ?? '';
+    span.updateName(rec.route === null ? `${host}${d.target}` : rec.route.name);
     span.setAttributes({
-      'http.method': req.method ?? '',
-      'http.url': `${rec.listener.scheme}://${req.headers.host ?? ''}${req.url ?? ''}`,
-      'http.protocol': `HTTP/${req.httpVersion}`,
+      'http.method': d.method,
+      'http.url': `${rec.listener.scheme}://${host}${d.target}`,
+      'http.protocol': d.http2 ? 'HTTP/2.0' : `HTTP/1.${d.versionMinor}`,
       'http.status_code': String(rec.status),
-      'guid:x-request-id': rec.requestId ?? str(req.headers['x-request-id']) ?? '',
-      'user_agent': str(req.headers['user-agent']) ?? '',
+      'guid:x-request-id': rec.requestId ?? d.header('x-request-id') ?? '',
+      'user_agent': d.header('user-agent') ?? '',
       'downstream_cluster': '-',
       'response_flags': rec.flags,
       'upstream_cluster': rec.clusterName ?? '-',
       'upstream_cluster.name': rec.clusterName ?? '-',
-      'peer.address': req.socket.remoteAddress ?? '',
+      'peer.address': d.remoteAddress,
       'component': 'proxy',
       'node_id': 'meshgate',
       'meshgate.route': rec.route?.name ?? '-',
       'meshgate.upstream_host': rec.upstreamHost ?? '-',
     });
     for (const t of this.#tags) {
-      const v = t.kind === 'literal' ? t.value : (str(req.headers[t.value]) ?? t.defaultValue);
+      const v = t.kind === 'literal' ? t.value : (d.header(t.value.toLowerCase()) ?? t.defaultValue);
       if (v !== null) span.setAttribute(t.name, v);
     }
     if (rec.status === 0 || rec.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });

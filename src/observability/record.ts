@@ -10,11 +10,8 @@
  * `attempts` and `flags` (`URX`), circuit breaking `flags` (`UO`), HTTP/2 and gRPC `protocol` and
  * `grpcStatus`.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledDestination, CompiledListener, CompiledRoute } from '../runtime/compile/types.js';
-
-export const kRecord = Symbol('meshgate.record');
-type TaggedResponse = ServerResponse & { [kRecord]?: RequestRecord };
+import type { Downstream } from '../runtime/http/downstream.js';
 
 /** Where a finished record goes. */
 export interface RecordSink {
@@ -25,8 +22,8 @@ export class RequestRecord {
   /** `performance.now()` when the request head had been read. */
   readonly start: number;
   readonly listener: CompiledListener;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  /** The downstream exchange (request head, connection facts, and the head that was sent). */
+  readonly d: Downstream;
   readonly sink: RecordSink;
   /** The route that matched; null before matching and when none did (`NR`). */
   route: CompiledRoute | null = null;
@@ -65,14 +62,28 @@ export class RequestRecord {
   /** Opaque per-request state of the tracer (its span), when tracing is on. */
   span: unknown = null;
 
-  constructor(listener: CompiledListener, req: IncomingMessage, res: ServerResponse, sink: RecordSink) {
+  constructor(listener: CompiledListener, d: Downstream, sink: RecordSink) {
     this.start = performance.now();
     this.listener = listener;
-    this.req = req;
-    this.res = res;
+    this.d = d;
     this.sink = sink;
-    (res as TaggedResponse)[kRecord] = this;
-    res.on('close', onResponseClose);
+    d.record = this;
+  }
+
+  /** The response closed (the engine calls it once): the status is settled and the sinks read the record. */
+  closed(d: Downstream): void {
+    this.durationMs = performance.now() - this.start;
+    if (this.upgradeStatus !== 0 && !d.headersSent) {
+      // An HTTP/1.1 upgrade answered on the raw socket (websocket.ts): the tunnel or the relayed refusal.
+      this.status = this.upgradeStatus;
+    } else if (d.finished || this.upgradeStatus !== 0) {
+      this.status = d.status;
+    } else {
+      // The client went away before the response was complete (Envoy `DC`); 0 when no head was sent.
+      this.status = d.headersSent ? d.status : 0;
+      if (this.flags === '-') this.flags = 'DC';
+    }
+    this.sink.finish(this);
   }
 
   /** Upstream cluster name, or null when the request was not forwarded. */
@@ -84,7 +95,7 @@ export class RequestRecord {
   get bytesReceived(): number {
     if (this.tunnelBytesReceived >= 0) return this.tunnelBytesReceived;
     // rawHeaders, not `req.headers`: that getter builds an object of every header on first use.
-    const raw = this.req.rawHeaders;
+    const raw = this.d.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i];
       if (name.length === 14 && name.toLowerCase() === 'content-length') {
@@ -96,34 +107,9 @@ export class RequestRecord {
   }
 }
 
-function onResponseClose(this: TaggedResponse): void {
-  const rec = this[kRecord];
-  if (rec === undefined) return;
-  this[kRecord] = undefined;
-  rec.durationMs = performance.now() - rec.start;
-  const res = rec.res;
-  if (rec.upgradeStatus !== 0 && !res.headersSent) {
-    // An HTTP/1.1 upgrade answered on the raw socket (websocket.ts): the tunnel or the relayed refusal.
-    rec.status = rec.upgradeStatus;
-  } else if (res.writableFinished || rec.upgradeStatus !== 0) {
-    rec.status = res.statusCode;
-  } else {
-    // The client went away before the response was complete (Envoy `DC`); 0 when no head was sent.
-    rec.status = res.headersSent ? res.statusCode : 0;
-    if (rec.flags === '-') rec.flags = 'DC';
-  }
-  rec.sink.finish(rec);
-}
-
-/** The record of the request `res` answers, if one is being kept. */
-export function recordOf(res: ServerResponse): RequestRecord | undefined {
-  return (res as TaggedResponse)[kRecord];
-}
-
-/** Called by the local-reply functions: the gateway answered itself with `flag` and `bytes` of body. */
-export function noteLocalReply(res: ServerResponse, flag: string | null, bytes: number, details: string | null = null): void {
-  const rec = (res as TaggedResponse)[kRecord];
-  if (rec === undefined) return;
+/** Called by the local-reply function: the gateway answered itself with `flag`, `bytes` of body and `details`. */
+export function noteLocalReply(rec: RequestRecord | null, flag: string | null, bytes: number, details: string | null = null): void {
+  if (rec === null) return;
   if (details !== null) rec.details = details;
   if (flag !== null) rec.flags = rec.flags === '-' ? flag : `${rec.flags},${flag}`;
   rec.bytesSent = bytes;
@@ -140,7 +126,7 @@ export function responseDetails(rec: RequestRecord): string {
   if (f.includes('UO')) return 'upstream_reset_before_response_started{overflow}';
   if (f.includes('UF')) return 'upstream_reset_before_response_started{connection_failure}';
   if (f.includes('UT')) return 'response_timeout';
-  if (f.includes('UC')) return rec.res.headersSent ? 'upstream_reset_after_response_started{connection_termination}' : 'upstream_reset_before_response_started{connection_termination}';
+  if (f.includes('UC')) return rec.d.headersSent ? 'upstream_reset_after_response_started{connection_termination}' : 'upstream_reset_before_response_started{connection_termination}';
   if (f.includes('UPE')) return 'upstream_reset_before_response_started{protocol_error}';
   if (f.includes('DC')) return 'downstream_remote_disconnect';
   if (f.includes('DPE')) return 'http1.codec_error';

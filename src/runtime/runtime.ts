@@ -21,6 +21,7 @@ import { EndpointPools, type EndpointPoolOptions } from './state/endpoint-pools.
 import { TcpListenerManager, type TcpListenerStatus } from './tcp/tcp-listeners.js';
 import { tcpObserverOf } from '../observability/tcp-record.js';
 import { loadJose } from './filters/jwt.js';
+import { http1EngineFromEnv, type Http1EngineKind } from './listeners/http-front.js';
 
 export type { ListenerStatus } from './listeners/listener-manager.js';
 
@@ -46,6 +47,8 @@ export interface RuntimeOptions {
   listenerDrainMs?: number;
   /** Metrics, access log and tracing (src/observability); null or absent = off. */
   observer?: RequestObserver | null;
+  /** HTTP/1.1 server engine (`--http1-engine`); default from MESHGATE_HTTP1_ENGINE, else DEFAULT_HTTP1_ENGINE. */
+  http1Engine?: Http1EngineKind;
 }
 
 export class Runtime {
@@ -63,7 +66,7 @@ export class Runtime {
   constructor(options: RuntimeOptions = {}) {
     this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null };
     this.#pools = new EndpointPools(options.pools);
-    this.#listeners = new ListenerManager(this.#env, this.#tls);
+    this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv());
     this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer));
     this.#drainMs = options.listenerDrainMs ?? 30_000;
   }

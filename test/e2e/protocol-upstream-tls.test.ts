@@ -61,7 +61,7 @@ describe('upstream TLS end to end', { timeout: 60_000 }, () => {
     const m = [{ port: mutual.port }];
     // A minimal observer: keeps each finished request's `response_code_details`.
     const observer: RequestObserver = {
-      begin: (listener, req, res) => new RequestRecord(listener, req, res, { finish: (rec) => details.push(`${rec.status} ${responseDetails(rec)}`) }),
+      begin: (listener, d) => new RequestRecord(listener, d, { finish: (rec) => details.push(`${rec.status} ${responseDetails(rec)}`) }),
       upstreamTraceHeaders: () => null,
     };
     gw = await startRuntime(

@@ -268,7 +268,7 @@ describe('WebSocket to TLS upstreams, over HTTP/2 (RFC 8441), and its request re
     const tls = (extra: Partial<UpstreamTls>): UpstreamTls => ({ mode: 'SIMPLE', caCertificates: inline(pki.caA.cert), clientCertificate: null, sni: 'ws.example.com', subjectAltNames: [], insecureSkipVerify: false, ...extra });
     const p = (value: string) => [match({ path: { kind: 'prefix', value, ignoreCase: false } })];
     const observer: RequestObserver = {
-      begin: (listener, req, res) => new RequestRecord(listener, req, res, { finish: (rec) => records.push(rec) }),
+      begin: (listener, d) => new RequestRecord(listener, d, { finish: (rec) => records.push(rec) }),
       upstreamTraceHeaders: () => null,
     };
     const routes = [
@@ -311,7 +311,7 @@ describe('WebSocket to TLS upstreams, over HTTP/2 (RFC 8441), and its request re
   const lastRecord = async (path: string): Promise<RequestRecord> => {
     let r: RequestRecord | undefined;
     await within(5000, (async () => {
-      while ((r = [...records].reverse().find((x) => x.req.url === path)) === undefined) await new Promise((res) => setTimeout(res, 20));
+      while ((r = [...records].reverse().find((x) => x.d.target === path)) === undefined) await new Promise((res) => setTimeout(res, 20));
     })(), `the record of ${path}`);
     return r!;
   };
@@ -453,7 +453,7 @@ describe('WebSocket to TLS upstreams, over HTTP/2 (RFC 8441), and its request re
     r.ws.send(Buffer.alloc(5000, 1));
     await within(5000, next(r.ws), 'echo');
     await new Promise((res) => setTimeout(res, 200));
-    assert.equal(records.find((x) => x.req.url === '/record-h1'), undefined, 'no record while the tunnel is open');
+    assert.equal(records.find((x) => x.d.target === '/record-h1'), undefined, 'no record while the tunnel is open');
     await new Promise<void>((res) => {
       r.ws.once('close', () => res());
       r.ws.close();

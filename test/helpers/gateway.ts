@@ -89,12 +89,18 @@ export async function startGateway(opts: StartOptions): Promise<GatewayProcess> 
   }
 }
 
+/** The HTTP/1.1 engine the tests run against (MESHGATE_HTTP1_ENGINE); null = the gateway's default. */
+export const HTTP1_ENGINE: 'meshgate' | 'node' | null =
+  process.env.MESHGATE_HTTP1_ENGINE === 'meshgate' || process.env.MESHGATE_HTTP1_ENGINE === 'node' ? process.env.MESHGATE_HTTP1_ENGINE : null;
+
 async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
   const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const args = [
     ...(opts.nodeArgs ?? []), CLI, 'run', '--config', opts.configDir,
     '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort),
     '--port-map', `80=${httpPort},443=${httpsPort}`, '--workers', String(opts.workers ?? 1), '--bind-address', '127.0.0.1',
+    // MESHGATE_HTTP1_ENGINE=meshgate|node runs the suites against that HTTP/1.1 engine (README).
+    ...(HTTP1_ENGINE !== null && !(opts.args ?? []).includes('--http1-engine') ? ['--http1-engine', HTTP1_ENGINE] : []),
     ...(opts.args ?? []),
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env });

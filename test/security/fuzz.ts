@@ -12,8 +12,13 @@
  *  3. `translate`  AuthorizationPolicy / RequestAuthentication / annotated VirtualService objects
  *                  with arbitrary field values: schema check + translate never throw, and translate
  *                  is deterministic.
+ *  4. `h1diff`     meshgate's HTTP/1.1 request parser against llhttp (h1-diff.ts) on generated and
+ *                  mutated requests, fed in random chunks: when both accept, method, target, version,
+ *                  headers and body agree; meshgate never accepts what llhttp refuses.
  *
- * Run:   node dist/test/security/fuzz.js [--seed N] [--seconds S] [--target normalize|wire|translate|all]
+ * The `wire` target runs against the HTTP/1.1 engine MESHGATE_HTTP1_ENGINE names (meshgate or node).
+ *
+ * Run:   node dist/test/security/fuzz.js [--seed N] [--seconds S] [--target normalize|wire|translate|h1diff|all]
  * A failure prints the seed and the shrunk counterexample; rerun with the same seed to reproduce.
  * CI runs each target for a few seconds with a fixed seed (fuzz.test.ts).
  */
@@ -31,11 +36,12 @@ import { cluster, forward, httpListener, route, snapshot, vhost } from '../suppo
 import { startRuntime } from '../support/runtime-harness.js';
 import { DENY_ADMIN, isAdmin, upstreamReadings } from './corpus-policy.js';
 import { sendRaw, startRecordingUpstream } from './harness.js';
+import { checkDifferential, parseWithLlhttp, parseWithMeshgate } from './h1-diff.js';
 
 export interface FuzzOptions {
   seed: number;
   seconds: number;
-  target: 'normalize' | 'wire' | 'translate' | 'all';
+  target: 'normalize' | 'wire' | 'translate' | 'h1diff' | 'all';
 }
 
 const PIECES = ['admin', 'ADMIN', 'a', '.', '..', '', '%2e', '%2E%2e', '%61', '%41', '%2f', '%5C', '\\', '%00', '%25', '%252e', ';x', '%3F', '#', '?q', '%zz', '\u00e9', ' ', '%c3%a9', '{*}', 'public'];
@@ -118,6 +124,138 @@ async function wireTarget(runs: number, seed: number, deadline: number): Promise
   }
 }
 
+// ---- h1diff: the request parser against llhttp ----
+
+const DIFF_METHODS = ['GET', 'POST', 'PUT', 'HEAD', 'OPTIONS', 'DELETE', 'PATCH', 'CONNECT', 'get', 'G\u00c9T', 'FOO', 'M-SEARCH', 'PURGE', 'QUERY', ''];
+const DIFF_TARGETS = ['/', '/a?b=c', '*', 'http://gw.test/x', 'gw.test:443', '/a b', '/\x80', '/%00', '/a#f', '/\x7f', '/\t', '', '//x', '/?', "/!$&'()*+,;=:@"];
+const DIFF_VERSIONS = ['HTTP/1.1', 'HTTP/1.0', 'HTTP/1.2', 'HTTP/2.0', 'HTTP/0.9', 'http/1.1', 'HTTP/1.1 ', 'HTTP/11', ''];
+const DIFF_HEADERS = [
+  'Host: gw.test', 'Host:gw.test', 'Host:  gw.test  ', 'Host: gw.test\t', 'X-E:', 'X-E: ', 'X-A: a b', 'X-A: \x80\xff', 'X-A: a\x00b', 'X-A: a\x7fb', 'X-A: a\x01b',
+  'Content-Length: 5', 'Content-Length: 0', 'Content-Length: 05', 'Content-Length: 5 ', 'Content-Length:5', 'Content-Length: 5, 5', 'Content-Length: +5', 'Content-Length: 1e1', 'Content-Length: 99999999999999999999',
+  'Transfer-Encoding: chunked', 'Transfer-Encoding: Chunked', 'Transfer-Encoding: chunked ', 'Transfer-Encoding: gzip, chunked', 'Transfer-Encoding: chunked, gzip', 'Transfer-Encoding: xchunked', 'Transfer-Encoding: identity', 'Transfer-Encoding: ',
+  'Connection: close', 'Connection: keep-alive', 'Connection: upgrade', 'Connection: Upgrade, keep-alive', 'Upgrade: websocket', 'Upgrade: h2c', 'Expect: 100-continue',
+  'Transfer-Encoding : chunked', ' X-Fold: 1', '\tX-Fold: 1', ': empty', 'X\x80: v', 'X-\x22: v', 'X Y: v', 'X-A\r: v', 'Cookie: a=b; c=d', 'X-Long: ' + 'v'.repeat(300),
+];
+const DIFF_BODIES = [
+  '', 'hello', '5\r\nhello\r\n0\r\n\r\n', '5;ext=1\r\nhello\r\n0\r\n\r\n', '5;ext="q x"\r\nhello\r\n0\r\n\r\n', '5 ;x\r\nhello\r\n0\r\n\r\n', '5; x\r\nhello\r\n0\r\n\r\n',
+  '0\r\nTrailer: v\r\n\r\n', '0\r\n\r\n', '00005\r\nhello\r\n0\r\n\r\n', 'A\r\n0123456789\r\n0\r\n\r\n', 'a\r\n0123456789\r\n0\r\n\r\n', '5\r\nhelloX\r\n0\r\n\r\n', '5\nhello\n0\n\n',
+  '0x5\r\nhello\r\n0\r\n\r\n', '-1\r\nx\r\n', 'FFFFFFFFFFFFFFFFF\r\nx\r\n', '5\r\nhello\r\n0\r\nX: a\x00b\r\n\r\n', '5\r\nhello\r\n0\r\n bad\r\n\r\n',
+];
+
+const hostileMessage = fc.record({
+  method: fc.constantFrom(...DIFF_METHODS),
+  target: fc.constantFrom(...DIFF_TARGETS),
+  version: fc.constantFrom(...DIFF_VERSIONS),
+  headers: fc.array(fc.constantFrom(...DIFF_HEADERS), { maxLength: 5 }),
+  eol: fc.constantFrom('\r\n', '\r\n', '\r\n', '\n', '\r'),
+  sp: fc.constantFrom(' ', ' ', ' ', '  ', '\t'),
+  body: fc.constantFrom(...DIFF_BODIES),
+  lead: fc.constantFrom('', '', '\r\n', '\n'),
+});
+
+const VALID_HEADERS = ['Accept: */*', 'User-Agent: fuzz/1.0', 'X-A: a b\tc', 'X-Empty:', 'Cookie: a=b; c=d', 'Connection: keep-alive', 'Connection: close', 'X-Obs: \xe9t\xe9', 'x-lower: v', 'X-Sp:   padded   ', 'Expect: 100-continue', 'Upgrade: websocket', 'Connection: Upgrade'];
+
+/** A well-formed request with a real body framing (Content-Length or chunked, extensions, trailers). */
+const validMessage = fc
+  .record({
+    method: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'QUERY'),
+    target: fc.constantFrom('/', '/a/b?c=d&e', '/x%20y', 'http://gw.test/p?q', 'http://gw.test', '*', "/!$&'()*+,;=:@~", '/a#frag'),
+    version: fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0'),
+    headers: fc.array(fc.constantFrom(...VALID_HEADERS), { maxLength: 4 }),
+    body: fc.string({ unit: 'binary-ascii', maxLength: 40 }),
+    framing: fc.constantFrom('none', 'length', 'chunked', 'chunked'),
+    chunks: fc.array(fc.integer({ min: 1, max: 20 }), { maxLength: 3 }),
+    ext: fc.constantFrom('', '', ';a', ';a=b', ';a="q x"', ';a=1;b'),
+    trailer: fc.constantFrom('', '', 'X-T: v\r\n', 'X-T: v\r\nX-U: w\r\n'),
+    hexCase: fc.boolean(),
+  })
+  .map((v) => {
+    const headers = ['Host: gw.test', ...v.headers];
+    let body = '';
+    if (v.framing === 'length') {
+      headers.push(`Content-Length: ${v.body.length}`);
+      body = v.body;
+    } else if (v.framing === 'chunked') {
+      headers.push('Transfer-Encoding: chunked');
+      let rest = v.body;
+      for (const n of v.chunks) {
+        if (rest === '') break;
+        const piece = rest.slice(0, n);
+        rest = rest.slice(n);
+        const size = piece.length.toString(16);
+        body += `${v.hexCase ? size.toUpperCase() : size}${v.ext}\r\n${piece}\r\n`;
+      }
+      body += `0\r\n${v.trailer}\r\n`;
+    }
+    return { method: v.method, target: v.target, version: v.version, headers, eol: '\r\n', sp: ' ', body, lead: '' };
+  });
+
+const diffMessage = fc.oneof({ weight: 3, arbitrary: validMessage }, { weight: 1, arbitrary: hostileMessage });
+
+/** A byte-level mutation: replace, insert or delete at a position (a fraction of the length). */
+const diffMutation = fc.record({ at: fc.double({ min: 0, max: 1, noNaN: true }), op: fc.constantFrom('replace', 'insert', 'delete'), byte: fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(9, 10, 13, 32, 58, 59, 44)) });
+
+const diffInput = fc.record({
+  messages: fc.array(diffMessage, { minLength: 1, maxLength: 3 }),
+  mutations: fc.oneof({ weight: 2, arbitrary: fc.constant<{ at: number; op: 'replace' | 'insert' | 'delete'; byte: number }[]>([]) }, { weight: 1, arbitrary: fc.array(diffMutation, { minLength: 1, maxLength: 2 }) }),
+  splits: fc.array(fc.integer({ min: 1, max: 400 }), { maxLength: 6 }),
+});
+
+/** The bytes of a generated input. */
+export function diffBytes(d: { messages: { method: string; target: string; version: string; headers: string[]; eol: string; sp: string; body: string; lead: string }[]; mutations: { at: number; op: string; byte: number }[] }): Buffer {
+  let text = '';
+  for (const m of d.messages) {
+    text += `${m.lead}${m.method}${m.sp}${m.target}${m.version === '' ? '' : `${m.sp}${m.version}`}${m.eol}`;
+    for (const h of m.headers) text += `${h}${m.eol}`;
+    text += `${m.eol}${m.body}`;
+  }
+  const bytes = [...Buffer.from(text, 'latin1')];
+  for (const mu of d.mutations) {
+    const at = Math.min(bytes.length, Math.floor(mu.at * bytes.length));
+    if (mu.op === 'insert') bytes.splice(at, 0, mu.byte);
+    else if (at < bytes.length) {
+      if (mu.op === 'replace') bytes[at] = mu.byte;
+      else bytes.splice(at, 1);
+    }
+  }
+  return Buffer.from(bytes);
+}
+
+/** What a differential run compared: inputs where both parsers completed a message, and where only one did. */
+export interface DiffStats {
+  runs: number;
+  /** Both completed at least one message (and agreed on them). */
+  bothAccepted: number;
+  /** ...of which with a non-empty body. */
+  withBody: number;
+  /** llhttp completed a message meshgate refused (meshgate is stricter). */
+  stricter: number;
+  /** Neither completed a message. */
+  neither: number;
+}
+
+/** Runs the differential property `runs` times from `seed`. */
+export function h1DiffTarget(runs: number, seed: number): DiffStats {
+  const stats: DiffStats = { runs: 0, bothAccepted: 0, withBody: 0, stricter: 0, neither: 0 };
+  fc.assert(
+    fc.property(diffInput, (d) => {
+      const input = diffBytes(d);
+      const violation = checkDifferential(input, d.splits);
+      assert.equal(violation, null, violation ?? '');
+      stats.runs++;
+      const a = parseWithLlhttp(input).messages.filter((m) => m.complete || m.upgrade);
+      const b = parseWithMeshgate(input, d.splits).messages.filter((m) => m.complete || m.upgrade);
+      if (b.length > 0) {
+        stats.bothAccepted++;
+        if (b.some((m) => m.body !== '')) stats.withBody++;
+      } else if (a.length > 0) stats.stricter++;
+      else stats.neither++;
+    }),
+    { numRuns: runs, seed },
+  );
+  return stats;
+}
+
 function obj(body: Record<string, unknown>): KubeObject {
   const meta = body.metadata as Record<string, unknown>;
   return {
@@ -175,7 +313,7 @@ function translateTarget(runs: number, seed: number): void {
 
 /** Runs the chosen targets until each has had its share of `seconds`. */
 export async function runFuzz(o: FuzzOptions): Promise<{ target: string; runs: number }[]> {
-  const targets = o.target === 'all' ? (['normalize', 'translate', 'wire'] as const) : [o.target];
+  const targets = o.target === 'all' ? (['normalize', 'translate', 'wire', 'h1diff'] as const) : [o.target];
   const share = (o.seconds * 1000) / targets.length;
   const report: { target: string; runs: number }[] = [];
   for (const t of targets) {
@@ -190,6 +328,9 @@ export async function runFuzz(o: FuzzOptions): Promise<{ target: string; runs: n
       } else if (t === 'translate') {
         translateTarget(100, seed);
         runs += 100;
+      } else if (t === 'h1diff') {
+        h1DiffTarget(2000, seed);
+        runs += 2000;
       } else {
         await wireTarget(50, seed, until);
         runs += 50;

@@ -11,10 +11,10 @@
  *   by the gateway (redirect, direct response, local error), as Envoy's CORS filter does.
  */
 
-import type { ServerResponse } from 'node:http';
 import type { CorsPolicy } from '../../ir/types.js';
 import { compileStringMatch } from '../compile/string-match.js';
-import { addLocalReplyHeaders, SERVER_NAME } from '../http/local-reply.js';
+import type { Downstream } from '../http/downstream.js';
+import { addLocalReplyHeaders, sendLocalReply, SERVER_NAME } from '../http/local-reply.js';
 
 export interface CompiledCors {
   /** Origin tests; `anyOrigin` when an exact `*` is listed. */
@@ -51,17 +51,23 @@ export function originAllowed(c: CompiledCors, origin: string): boolean {
 /**
  * Handles a preflight; true when it was answered here, false when it must be forwarded upstream.
  */
-export function answerPreflight(c: CompiledCors, origin: string, res: ServerResponse): boolean {
+export function answerPreflight(c: CompiledCors, origin: string, d: Downstream): boolean {
   if (originAllowed(c, origin)) {
     const h = ['server', SERVER_NAME, 'access-control-allow-origin', origin, ...c.preflight, 'content-length', '0'];
-    res.writeHead(200, h);
-    res.end();
+    sendPreflight(d, h);
     return true;
   }
   if (!c.ignoreUnmatched) return false;
-  res.writeHead(200, ['server', SERVER_NAME, 'content-length', '0']);
-  res.end();
+  sendPreflight(d, ['server', SERVER_NAME, 'content-length', '0']);
   return true;
+}
+
+/** A preflight answer is a local reply of its own: the route's other local-reply headers are not added. */
+function sendPreflight(d: Downstream, h: string[]): void {
+  const saved = d.replyHeaders;
+  d.replyHeaders = null;
+  sendLocalReply(d, 200, h, null, null, null);
+  d.replyHeaders = saved;
 }
 
 /** CORS headers (pairs) for a non-preflight response to `origin`; null when the origin is not allowed. */
@@ -73,7 +79,7 @@ export function corsResponseHeaders(c: CompiledCors, origin: string): string[] |
 /** What the CORS check needs from the request (the Exchange). */
 export interface CorsInput {
   readonly method: string;
-  readonly res: ServerResponse;
+  readonly d: Downstream;
   header(name: string): string | null;
   extraResponseHeaders: string[] | null;
 }
@@ -85,13 +91,13 @@ export interface CorsInput {
 export function handleCors(c: CompiledCors, x: CorsInput): boolean {
   const origin = x.header('origin');
   if (origin === null) return false;
-  if (x.method === 'OPTIONS' && x.header('access-control-request-method') !== null) return answerPreflight(c, origin, x.res);
+  if (x.method === 'OPTIONS' && x.header('access-control-request-method') !== null) return answerPreflight(c, origin, x.d);
   const h = corsResponseHeaders(c, origin);
   if (h !== null) {
     // Proxied responses read extraResponseHeaders; the gateway's own answers (redirect, direct
     // response, 503...) read the local-reply headers.
     x.extraResponseHeaders = x.extraResponseHeaders === null ? h : x.extraResponseHeaders.concat(h);
-    addLocalReplyHeaders(x.res, h);
+    addLocalReplyHeaders(x.d, h);
   }
   return false;
 }

@@ -15,7 +15,6 @@
 import type { ExtAuthzHttpProvider } from '../../ir/types.js';
 import type { CompiledCluster } from '../compile/types.js';
 import { buildUpstreamRequestHeaders } from '../http/forward-headers.js';
-import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { stringTest } from './rbac.js';
 
@@ -145,8 +144,3 @@ function onError(p: CompiledExtAuthz): CheckResult {
 
 const EMPTY = Buffer.alloc(0);
 
-/** Answers a denial (flag `UAEX`, Envoy's "unauthorized by external service"). */
-export function sendExtAuthzDenied(res: import('node:http').ServerResponse, d: { status: number; headers: string[]; body: Buffer }): void {
-  res.writeHead(d.status, ['server', SERVER_NAME, ...d.headers, 'content-length', String(d.body.length), FLAGS_HEADER, 'UAEX']);
-  res.end(d.body);
-}

@@ -4,10 +4,10 @@
  * The route timeout starts after the delay, as in Envoy (the router only sees the request then).
  */
 
-import type { ServerResponse } from 'node:http';
 import type { FaultAbort, FaultInjection } from '../../ir/types.js';
-import { noteLocalReply } from '../../observability/record.js';
-import { sendLocalError, SERVER_NAME, FLAGS_HEADER, type LocalError } from '../http/local-reply.js';
+import type { Downstream } from '../http/downstream.js';
+import { faultAbortError, grpcFaultAbortError } from '../http/local-errors.js';
+import { sendLocalError } from '../http/local-reply.js';
 
 /** Delay (ms, 0 = none) drawn for one request. */
 export function faultDelayMs(f: FaultInjection, random: () => number): number {
@@ -23,20 +23,7 @@ export function faultAbort(f: FaultInjection, random: () => number): FaultAbort 
   return a.percentage >= 100 || random() * 100 < a.percentage ? a : null;
 }
 
-const abortErrors = new Map<number, LocalError>();
-
 /** Answers an injected abort: the status with body `fault filter abort`, or a gRPC trailers-only answer. */
-export function sendFaultAbort(res: ServerResponse, a: FaultAbort): void {
-  if (a.kind === 'grpc') {
-    noteLocalReply(res, 'FI', 0);
-    res.writeHead(200, ['server', SERVER_NAME, 'content-type', 'application/grpc', 'grpc-status', String(a.grpcStatus), 'grpc-message', 'fault filter abort', 'content-length', '0', FLAGS_HEADER, 'FI']);
-    res.end();
-    return;
-  }
-  let e = abortErrors.get(a.status);
-  if (e === undefined) {
-    e = { status: a.status, flag: 'FI', code: 'MG_ERR_FAULT_ABORT', body: Buffer.from('fault filter abort') };
-    abortErrors.set(a.status, e);
-  }
-  sendLocalError(res, e);
+export function sendFaultAbort(d: Downstream, a: FaultAbort): void {
+  sendLocalError(d, a.kind === 'grpc' ? grpcFaultAbortError(a.grpcStatus) : faultAbortError(a.status));
 }

@@ -7,7 +7,6 @@
  */
 
 import { getHeapStatistics } from 'node:v8';
-import type { LocalError } from '../http/local-reply.js';
 
 /** Mutable for tests. Envoy's edge example stops accepting requests at 98 % of the heap; meshgate sheds at 95 %. */
 export const OVERLOAD = {
@@ -38,4 +37,3 @@ export function sampleOverloadNow(): void {
   sample();
 }
 
-export const OVERLOADED: LocalError = { status: 503, flag: 'UO', code: 'MG_ERR_OVERLOADED', body: Buffer.from('envoy overloaded') };

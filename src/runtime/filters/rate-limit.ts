@@ -9,9 +9,7 @@
  * used ones are forgotten first, so random keys cannot exhaust memory.
  */
 
-import type { ServerResponse } from 'node:http';
 import type { LocalRateLimit } from '../../ir/types.js';
-import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
 
 /** Keyed buckets kept per limit. */
 export const MAX_KEYS = 10_000;
@@ -95,19 +93,3 @@ export function rateLimitKey(l: CompiledRateLimit, routeName: string, remoteIp: 
   }
 }
 
-const BODY = Buffer.from('local_rate_limited');
-
-export function sendRateLimited(res: ServerResponse, l: CompiledRateLimit, waitMs: number): void {
-  const reset = String(Math.ceil(waitMs / 1000));
-  res.writeHead(429, [
-    'server', SERVER_NAME,
-    'content-type', 'text/plain',
-    'content-length', String(BODY.length),
-    'retry-after', reset,
-    'x-ratelimit-limit', String(l.maxTokens),
-    'x-ratelimit-remaining', '0',
-    'x-ratelimit-reset', reset,
-    FLAGS_HEADER, 'RL',
-  ]);
-  res.end(BODY);
-}

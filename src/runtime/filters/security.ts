@@ -13,20 +13,21 @@
  * With no policies, (2) and (3) are null and cost one comparison per request.
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { IRSnapshot, SecurityConfig, UnderscoreHeadersAction } from '../../ir/types.js';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
 import type { CompiledCluster, CompiledListener, CompiledRoute } from '../compile/types.js';
-import { checkRequestHead, DROP_UNDERSCORES, dropUnderscoreHeaders, isConnectionRejected } from '../http/h1-guard.js';
-import { FLAGS_HEADER, SERVER_NAME, type LocalError } from '../http/local-reply.js';
+import { checkRequestHead, DROP_UNDERSCORES, dropUnderscoreHeaders } from '../http/h1-guard.js';
+import { sendLocalError } from '../http/local-reply.js';
+import { Errors, extAuthzDenied, jwtDenied, rateLimited, rbacDenied, type LocalError } from '../http/local-errors.js';
+import { headerLines, type Downstream } from '../http/downstream.js';
 import { compilePathNormalizer, normalizePath, type PathNormalizer } from '../http/normalize.js';
 import { compileJwt, extractToken, verifyToken, type AuthHeaderEdits, type CompiledJwt } from './jwt.js';
-import { checkExtAuthz, compileExtAuthz, sendExtAuthzDenied, type CompiledExtAuthz } from './ext-authz.js';
+import { checkExtAuthz, compileExtAuthz, type CompiledExtAuthz } from './ext-authz.js';
 import { trustedClientAddress } from '../http/forward-headers.js';
 import { authorize, compileAuthz, plainIp, type AuthzAttributes, type CompiledAuthz, type JwtIdentity } from './rbac.js';
-import { isOverloaded, OVERLOADED } from './overload.js';
-import { compileRateLimit, rateLimitKey, sendRateLimited, type CompiledRateLimit } from './rate-limit.js';
+import { isOverloaded } from './overload.js';
+import { compileRateLimit, rateLimitKey, type CompiledRateLimit } from './rate-limit.js';
 
 export interface CompiledSecurity {
   normalizer: PathNormalizer;
@@ -89,27 +90,24 @@ export function attachRateLimits(sec: CompiledSecurity, ir: IRSnapshot, listener
 // ---- 1. before routing ---------------------------------------------------------------------------
 
 /** The normalized path of the request, or the error to answer (and close the connection). */
-export function screenRequest(sec: CompiledSecurity, req: IncomingMessage, path: string): string | LocalError {
-  if (isConnectionRejected(req)) return BAD_PATH;
-  if (isOverloaded()) return OVERLOADED;
-  const head = checkRequestHead(req, sec.underscores);
+export function screenRequest(sec: CompiledSecurity, d: Downstream, path: string): string | LocalError {
+  if (d.connectionRejected) return Errors.badPath;
+  if (isOverloaded()) return Errors.overloaded;
+  const head = checkRequestHead(d, sec.underscores);
   if (head !== null) {
     if (head !== DROP_UNDERSCORES) return head;
     // Dropped before anything (policies, forwarding) reads the headers.
-    req.rawHeaders = dropUnderscoreHeaders(req.rawHeaders);
+    d.rawHeaders = dropUnderscoreHeaders(d.rawHeaders);
   }
   const normalized = normalizePath(path, sec.normalizer);
-  return normalized === null ? BAD_PATH : normalized;
+  return normalized === null ? Errors.badPath : normalized;
 }
-
-const BAD_PATH: LocalError = { status: 400, flag: 'DPE', code: 'MG_ERR_BAD_PATH', body: Buffer.from('bad request') };
 
 // ---- 2. authentication and authorization ---------------------------------------------------------
 
 /** The request as the filters see it (the Exchange implements it). */
 export interface FilterRequest {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly d: Downstream;
   readonly method: string;
   readonly path: string;
   readonly authority: string;
@@ -131,16 +129,16 @@ export function runRequestFilters(sec: CompiledSecurity, x: FilterRequest, next:
   const f = sec.requestFilters!;
   if (f.jwt === null) return authorizeThen(sec, f.authz, x, null, next);
   const jwt = f.jwt;
-  const found = extractToken(jwt, { headerLines: (n) => headerLines(x.req, n), queryParam: (n) => x.queryParam(n) });
-  if (found === 'ambiguous') return sendUnauthorized(x.res, 'Jwt is ambiguous (more than one token)');
+  const found = extractToken(jwt, { headerLines: (n) => headerLines(x.d, n), queryParam: (n) => x.queryParam(n) });
+  if (found === 'ambiguous') return sendLocalError(x.d, jwtDenied('Jwt is ambiguous (more than one token)'));
   if (found === null) {
     // No token: unauthenticated, but a client never sets the headers authentication writes.
     if (jwt.outputHeaders.length > 0) x.authEdits = { remove: jwt.outputHeaders, set: [] };
     return authorizeThen(sec, f.authz, x, null, next);
   }
   void verifyToken(jwt, found).then((r) => {
-    if (x.res.destroyed || x.res.headersSent) return;
-    if (!r.ok) return sendUnauthorized(x.res, r.reason);
+    if (x.d.destroyed || x.d.headersSent) return;
+    if (!r.ok) return sendLocalError(x.d, jwtDenied(r.reason));
     x.authEdits = r.edits;
     authorizeThen(sec, f.authz, x, r.identity, next);
   });
@@ -151,22 +149,23 @@ function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: Fi
   const attrs = attributesOf(x, identity, sec.trustedHops);
   const d = authorize(authz, attrs);
   if (d.allowed) return next();
-  if (d.custom === null) return sendForbidden(x.res);
+  if (d.custom === null) return sendLocalError(x.d, d.policy === null ? Errors.forbidden : rbacDenied(d.policy));
   // CUSTOM (Istio): the provider decides first; when it allows, DENY and ALLOW policies still apply.
   // A provider missing from the snapshot (translate reported it) fails closed.
   const provider = sec.extAuthz.get(d.custom);
-  if (provider === undefined) return sendForbidden(x.res);
+  if (provider === undefined) return sendLocalError(x.d, rbacDenied(d.policy));
   void checkExtAuthz(provider, {
     method: x.method,
     target: x.query === '' ? x.path : `${x.path}?${x.query}`,
     authority: x.authority,
     scheme: x.scheme,
-    rawHeaders: x.req.rawHeaders,
+    rawHeaders: x.d.rawHeaders,
     remoteAddress: attrs.remoteIp,
   }).then((r) => {
-    if (x.res.destroyed || x.res.headersSent) return;
-    if (!r.allowed) return sendExtAuthzDenied(x.res, r);
-    if (!authorize(authz, attrs, true).allowed) return sendForbidden(x.res);
+    if (x.d.destroyed || x.d.headersSent) return;
+    if (!r.allowed) return sendLocalError(x.d, extAuthzDenied(r.status, r.headers, r.body));
+    const again = authorize(authz, attrs, true);
+    if (!again.allowed) return sendLocalError(x.d, again.policy === null ? Errors.forbidden : rbacDenied(again.policy));
     if (r.upstreamHeaders.length > 0) {
       const prev = x.authEdits;
       x.authEdits = { remove: prev?.remove ?? [], set: [...(prev?.set.filter((s) => !r.upstreamHeaders.some((u) => u[0] === s[0])) ?? []), ...r.upstreamHeaders] };
@@ -176,21 +175,21 @@ function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: Fi
 }
 
 function attributesOf(x: FilterRequest, identity: JwtIdentity | null, trustedHops: number): AuthzAttributes {
-  const socket = x.req.socket;
-  const req = x.req;
-  const peer = plainIp(socket.remoteAddress ?? '');
+  const ds = x.d;
+  const tls = ds.tls;
+  const peer = plainIp(ds.remoteAddress);
   return {
     method: x.method,
     path: x.path,
     authority: x.authority,
     port: x.port,
-    remoteIp: trustedHops === 0 ? peer : trustedClientAddress(headerLines(req, 'x-forwarded-for'), trustedHops, peer),
+    remoteIp: trustedHops === 0 ? peer : trustedClientAddress(headerLines(ds, 'x-forwarded-for'), trustedHops, peer),
     sourceIp: peer,
-    localIp: plainIp(socket.localAddress ?? ''),
-    sni: typeof (socket as TLSSocket).servername === 'string' ? ((socket as TLSSocket).servername as string) : '',
-    headerLines: (n) => headerLines(req, n),
+    localIp: plainIp(ds.localAddress),
+    sni: tls !== null && typeof tls.servername === 'string' ? tls.servername : '',
+    headerLines: (n) => headerLines(ds, n),
     identity,
-    peerPrincipal: peerPrincipalOf(socket as TLSSocket),
+    peerPrincipal: tls === null ? null : peerPrincipalOf(tls),
   };
 }
 
@@ -205,17 +204,6 @@ function peerPrincipalOf(socket: TLSSocket): string | null {
   return null;
 }
 
-/** Every line of a request header (lowercase name). */
-export function headerLines(req: IncomingMessage, name: string): string[] {
-  const raw = req.rawHeaders;
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i];
-    if (n.length === name.length && n.toLowerCase() === name) out.push(raw[i + 1]);
-  }
-  return out;
-}
-
 /** Applies authentication's edits to the upstream request headers (flat `[name, value, ...]`). */
 export function applyAuthEdits(headers: string[], e: AuthHeaderEdits): string[] {
   const out: string[] = [];
@@ -228,41 +216,21 @@ export function applyAuthEdits(headers: string[], e: AuthHeaderEdits): string[] 
   return out;
 }
 
-const FORBIDDEN = Buffer.from('RBAC: access denied');
-
-/** 403 as Envoy's RBAC filter answers it. */
-export function sendForbidden(res: ServerResponse): void {
-  res.writeHead(403, ['server', SERVER_NAME, 'content-type', 'text/plain', 'content-length', String(FORBIDDEN.length), FLAGS_HEADER, 'RBAC']);
-  res.end(FORBIDDEN);
-}
-
-/** 401 as Envoy's jwt_authn filter answers it (RFC 6750 `WWW-Authenticate`). */
-export function sendUnauthorized(res: ServerResponse, reason: string): void {
-  const body = Buffer.from(reason);
-  res.writeHead(401, [
-    'server', SERVER_NAME,
-    'content-type', 'text/plain',
-    'content-length', String(body.length),
-    'www-authenticate', 'Bearer realm="meshgate", error="invalid_token"',
-  ]);
-  res.end(body);
-}
-
 // ---- 3. rate limits --------------------------------------------------------------------------------
 
 /** True when the request may go on; otherwise it has been answered 429. */
 export function admitRateLimit(sec: CompiledSecurity, route: CompiledRoute, x: FilterRequest): boolean {
   const limit = sec.routeLimits!.get(route);
   if (limit === undefined) return true;
-  const peer = plainIp(x.req.socket.remoteAddress ?? '');
+  const peer = plainIp(x.d.remoteAddress);
   // The client address as authorization's remote.ip (Envoy's rate-limit `remote_address`).
-  const client = sec.trustedHops === 0 ? peer : trustedClientAddress(headerLines(x.req, 'x-forwarded-for'), sec.trustedHops, peer);
+  const client = sec.trustedHops === 0 ? peer : trustedClientAddress(headerLines(x.d, 'x-forwarded-for'), sec.trustedHops, peer);
   const key = rateLimitKey(limit, route.name, client, (n) => {
-    const lines = headerLines(x.req, n);
+    const lines = headerLines(x.d, n);
     return lines.length === 0 ? null : lines.join(',');
   });
   const wait = limit.take(key, Date.now());
   if (wait < 0) return true;
-  sendRateLimited(x.res, limit, wait);
+  sendLocalError(x.d, rateLimited(limit.maxTokens, wait));
   return false;
 }

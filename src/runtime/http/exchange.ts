@@ -8,7 +8,6 @@
  * object, which costs a per-request allocation and a header parse we would then undo.
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { applyHeaderOps } from '../compile/header-ops.js';
 import type { CompiledDestination, CompiledEndpoint, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
@@ -16,14 +15,11 @@ import type { UpstreamRequest } from '../upstream/client.js';
 import { ResponseVerdict, type CallOwner, type UpstreamCall } from '../upstream/upstream-call.js';
 import { buildDownstreamResponseHeaders } from './forward-headers.js';
 import { classifyUpstreamError, Errors, sendLocalError, type LocalError } from './local-reply.js';
-import { addTrailers, endGrpcCallDeadline, isTrailersOnly, respondEnded } from './grpc.js';
-import { isHttp2 } from './h2-compat.js';
+import { endGrpcCallDeadline, isTrailersOnly, trailerPairs } from './grpc.js';
+import { plainAddress, type Downstream, type DownstreamOwner } from './downstream.js';
 import { Base64Encoder, grpcWebResponseHeaders, grpcWebTrailerFrame, type GrpcWebMode } from './grpc-web.js';
 import type { RequestRecord } from '../../observability/record.js';
 import type { AuthHeaderEdits } from '../filters/jwt.js';
-
-const kExchange = Symbol('meshgate.exchange');
-type TaggedResponse = ServerResponse & { [kExchange]?: Exchange };
 
 /** Reasons passed to undici's abort; preallocated (no stack trace per request). */
 const TIMEOUT = Object.assign(new Error('meshgate: route timeout'), { code: 'MG_ERR_UPSTREAM_TIMEOUT' });
@@ -38,7 +34,7 @@ const enum Phase {
   Done,
 }
 
-export class Exchange implements MatchInput, CallOwner {
+export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   // --- MatchInput ---
   readonly method: string;
   readonly path: string;
@@ -49,8 +45,8 @@ export class Exchange implements MatchInput, CallOwner {
   readonly query: string;
   #params: Map<string, string> | null = null;
 
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  /** The downstream request and its response (whatever engine carries them). */
+  readonly d: Downstream;
 
   // --- proxy state ---
   #phase = Phase.Waiting;
@@ -67,7 +63,7 @@ export class Exchange implements MatchInput, CallOwner {
   grpcDeadline = false;
   /** gRPC-Web request translated to gRPC (`grpc-web.ts`): 0 no, 1 binary, 2 base64 text. Set before `forward`. */
   grpcWeb: GrpcWebMode = 0;
-  /** Body sent upstream when not the request itself (a decoded gRPC-Web text body); null = `req`. */
+  /** Body sent upstream when not the request's own (a decoded gRPC-Web text body); null = `d.body`. */
   requestBody: Readable | null = null;
   #b64: Base64Encoder | null = null;
   /** What metrics, access log and tracing will read; null when observability is off. */
@@ -85,9 +81,8 @@ export class Exchange implements MatchInput, CallOwner {
   /** A sticky cookie generated for this request (consistent hash by cookie): name and value. */
   #sticky: [string, string] | null = null;
 
-  constructor(req: IncomingMessage, res: ServerResponse, method: string, path: string, query: string, scheme: string, authority: string, port: number) {
-    this.req = req;
-    this.res = res;
+  constructor(d: Downstream, method: string, path: string, query: string, scheme: string, authority: string, port: number) {
+    this.d = d;
     this.method = method;
     this.path = path;
     this.query = query;
@@ -97,7 +92,7 @@ export class Exchange implements MatchInput, CallOwner {
   }
 
   header(name: string): string | null {
-    const raw = this.req.rawHeaders;
+    const raw = this.d.rawHeaders;
     let out: string | null = null;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i];
@@ -115,8 +110,7 @@ export class Exchange implements MatchInput, CallOwner {
   // --- HashInput / CallOwner (upstream/load-balancer.ts, upstream/upstream-call.ts) ---
 
   get clientAddress(): string {
-    const a = this.req.socket.remoteAddress ?? '';
-    return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+    return plainAddress(this.d.remoteAddress);
   }
 
   setResponseCookie(setCookie: string, name: string, value: string): void {
@@ -152,7 +146,7 @@ export class Exchange implements MatchInput, CallOwner {
   fail(e: LocalError): void {
     if (this.#phase !== Phase.Waiting) return;
     this.#finish();
-    sendLocalError(this.res, e);
+    sendLocalError(this.d, e);
   }
 
   /**
@@ -169,15 +163,13 @@ export class Exchange implements MatchInput, CallOwner {
       this.record.attempts++;
       this.#sentAt = performance.now();
     }
-    const res = this.res as TaggedResponse;
-    res[kExchange] = this;
-    res.on('close', onResponseClose);
+    this.d.owner = this;
     if (timeoutMs > 0) this.#timer = setTimeout(onTimeout, timeoutMs, this);
     const opts: UpstreamRequest = {
       path: target,
       method: this.method,
       headers,
-      body: hasBody ? (this.requestBody ?? this.req) : null,
+      body: hasBody ? (this.requestBody ?? this.d.body) : null,
     };
     this.#call = call;
     if (call === null) endpoint.dispatcher.dispatch(opts, this);
@@ -213,25 +205,24 @@ export class Exchange implements MatchInput, CallOwner {
     const routeOps = this.#route!.responseHeaders;
     if (routeOps !== null) headers = applyHeaderOps(headers, routeOps);
     if (this.extraResponseHeaders !== null) for (const h of this.extraResponseHeaders) headers.push(h);
-    const res = this.res;
+    const d = this.d;
     if (this.grpcWeb !== 0) {
-      headers = grpcWebResponseHeaders(headers, this.req);
+      headers = grpcWebResponseHeaders(headers, d);
       // A trailers-only answer keeps grpc-status in the headers (PROTOCOL-WEB.md allows it).
       if (isTrailersOnly(headers)) {
-        res.writeHead(statusCode, headers);
-        res.end();
         this.#finish();
+        d.respond(statusCode, headers, null);
         return true;
       }
       if (this.grpcWeb === 2) this.#b64 = new Base64Encoder();
     }
     // gRPC trailers-only answer to an HTTP/2 client: one HEADERS frame that ends the stream.
-    if (isHttp2(this.req) && isTrailersOnly(headers) && respondEnded(res, statusCode, headers)) {
+    if (d.http2 && isTrailersOnly(headers) && !d.headersSent && !d.destroyed) {
       this.#finish();
+      d.respond(statusCode, headers, null);
       return true;
     }
-    res.writeHead(statusCode, headers);
-    res.on('drain', onResponseDrain);
+    d.writeHead(statusCode, headers);
     return true;
   }
 
@@ -241,7 +232,7 @@ export class Exchange implements MatchInput, CallOwner {
     if (this.#b64 !== null) chunk = this.#b64.encode(chunk);
     if (this.record !== null) this.record.bytesSent += chunk.length;
     // false pauses undici's socket until 'drain' calls resume: back-pressure towards the upstream.
-    return this.res.write(chunk);
+    return this.d.write(chunk);
   }
 
   onComplete(trailers?: unknown): void {
@@ -253,12 +244,11 @@ export class Exchange implements MatchInput, CallOwner {
       const frame = grpcWebTrailerFrame(trailers);
       const tail = this.#b64 !== null ? this.#b64.finish(frame) : frame;
       if (this.record !== null) this.record.bytesSent += tail.length;
-      this.res.end(tail);
+      this.d.end(tail);
       return;
     }
     // Trailers (gRPC's grpc-status) reach HTTP/2 clients; HTTP/1.1 responses are not re-chunked for them.
-    if (trailers != null && isHttp2(this.req)) addTrailers(this.res, trailers);
-    this.res.end();
+    this.d.end(null, this.d.http2 ? trailerPairs(trailers) : null);
   }
 
   onError(err: Error): void {
@@ -272,14 +262,14 @@ export class Exchange implements MatchInput, CallOwner {
     }
     const retried = this.#call !== null && this.#call.tries > 1;
     this.#finish();
-    if (phase === Phase.Streaming || this.res.headersSent) {
+    if (phase === Phase.Streaming || this.d.headersSent) {
       // Never present a truncated body as complete: reset the downstream connection.
       if (this.record !== null && this.record.flags === '-') this.record.flags = 'UC';
-      this.res.destroy(err);
+      this.d.reset(err);
       return;
     }
     const e = err === TIMEOUT ? Errors.timeout : classifyUpstreamError(err);
-    sendLocalError(this.res, e, e === Errors.badRequest);
+    sendLocalError(this.d, e, e === Errors.badRequest);
     // Envoy `URX` (after the failure's own flag, as Envoy orders them: `UF,URX`): retries were spent.
     if (retried && this.record !== null) this.record.flags = this.record.flags === '-' ? 'URX' : `${this.record.flags},URX`;
   }
@@ -294,7 +284,7 @@ export class Exchange implements MatchInput, CallOwner {
       const abort = this.#abort;
       this.#finish();
       if (abort !== null) abort(TIMEOUT);
-      endGrpcCallDeadline(this.res);
+      endGrpcCallDeadline(this.d);
       return;
     }
     if (this.#phase !== Phase.Waiting) return;
@@ -304,7 +294,7 @@ export class Exchange implements MatchInput, CallOwner {
     }
     // Still queued for a connection: answer now; onConnect aborts later.
     this.#finish();
-    sendLocalError(this.res, Errors.timeout);
+    sendLocalError(this.d, Errors.timeout);
   }
 
   /** The downstream response closed: finished normally, or the client went away. */
@@ -344,14 +334,6 @@ export class Exchange implements MatchInput, CallOwner {
 
 function onTimeout(x: Exchange): void {
   x.timedOut();
-}
-
-function onResponseClose(this: TaggedResponse): void {
-  this[kExchange]?.responseClosed();
-}
-
-function onResponseDrain(this: TaggedResponse): void {
-  this[kExchange]?.drained();
 }
 
 /** Raw query parameters: first value wins; `?k` has value ''. Not percent-decoded (as Envoy). */

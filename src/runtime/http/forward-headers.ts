@@ -9,12 +9,11 @@
  */
 
 import { createHash, randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
 import { SERVER_NAME } from './local-reply.js';
+import type { Downstream } from './downstream.js';
 
 /** A client-supplied x-request-id is kept when it is this shape (Envoy keeps any; we bound it). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -168,26 +167,20 @@ const XFCC = 'x-forwarded-client-cert';
  * rawHeaders, and headers), so route matching, authorization, ext-authz, the upstream request and the
  * access log all see the one settled value. `present`: the caller's header scan saw the header.
  */
-export function settleForwardClientCert(req: IncomingMessage, mode: XfccMode, present: boolean): void {
+export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: boolean): void {
   if (mode === 'ALWAYS_FORWARD_ONLY') return;
-  // HTTP/2: the session's TLS socket (req.socket is a proxy per stream there). An HTTP/1
-  // request line claiming `HTTP/2.0` has no stream: its own socket.
-  const stream = (req as unknown as Partial<Pick<Http2ServerRequest, 'stream'>>).stream;
-  const tls = (stream?.session?.socket ?? req.socket) as TLSSocket;
-  const mtls = mode !== 'SANITIZE' && tls.authorized === true && typeof tls.getPeerX509Certificate === 'function';
+  const tls = d.tls;
+  const mtls = mode !== 'SANITIZE' && tls !== null && tls.authorized === true && typeof tls.getPeerX509Certificate === 'function';
   if (!present && !mtls) return;
   let element: string | null = null;
-  if (mtls) {
+  if (mtls && tls !== null) {
     element = xfccElements.get(tls) ?? null;
     if (element === null) {
       element = xfccElement(tls);
       if (element !== null) xfccElements.set(tls, element);
     }
   }
-  // Node builds req.headers from the first N rawHeaders entries (N fixed at parse time): build it
-  // now, then edit both.
-  const headers = req.headers;
-  const raw = req.rawHeaders;
+  const raw = d.rawHeaders;
   let previous: string | null = null;
   let w = 0;
   for (let r = 0; r < raw.length; r += 2) {
@@ -206,11 +199,7 @@ export function settleForwardClientCert(req: IncomingMessage, mode: XfccMode, pr
     else if (mode === 'APPEND_FORWARD') value = previous === null ? element : `${previous},${element}`;
     else if (mode === 'SANITIZE_SET') value = element;
   }
-  if (value === null) delete headers[XFCC];
-  else {
-    raw.push(XFCC, value);
-    headers[XFCC] = value;
-  }
+  if (value !== null) raw.push(XFCC, value);
 }
 
 /**

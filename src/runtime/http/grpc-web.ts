@@ -7,20 +7,20 @@
  * `name:value\r\n` lines). A trailers-only answer keeps grpc-status in its headers.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import type { IncomingMessage } from 'node:http';
+import type { Downstream } from './downstream.js';
 
 /** 0: not gRPC-Web; 1: binary; 2: base64 (`-text`). */
 export type GrpcWebMode = 0 | 1 | 2;
 
-export function grpcWebMode(req: IncomingMessage): GrpcWebMode {
-  const ct = req.headers['content-type'];
-  if (typeof ct !== 'string' || !ct.startsWith('application/grpc-web')) return 0;
+export function grpcWebMode(d: Downstream): GrpcWebMode {
+  const ct = d.header('content-type');
+  if (ct === null || !ct.startsWith('application/grpc-web')) return 0;
   return ct.startsWith('application/grpc-web-text') ? 2 : 1;
 }
 
 /** Upstream request headers for a gRPC-Web request: gRPC content-type, `te: trailers`, no content-length (the body may change size). */
-export function grpcWebRequestHeaders(headers: string[], req: IncomingMessage): string[] {
-  const ct = String(req.headers['content-type']);
+export function grpcWebRequestHeaders(headers: string[], d: Downstream): string[] {
+  const ct = String(d.header('content-type'));
   const proto = ct.includes('+proto') ? '+proto' : '';
   const out: string[] = [];
   for (let i = 0; i < headers.length; i += 2) {
@@ -33,14 +33,14 @@ export function grpcWebRequestHeaders(headers: string[], req: IncomingMessage): 
 }
 
 /** Downstream response headers: the request's gRPC-Web content-type, no content-length (a trailer frame is appended). */
-export function grpcWebResponseHeaders(headers: string[], req: IncomingMessage): string[] {
+export function grpcWebResponseHeaders(headers: string[], d: Downstream): string[] {
   const out: string[] = [];
   for (let i = 0; i < headers.length; i += 2) {
     const n = headers[i].toLowerCase();
     if (n === 'content-type' || n === 'content-length') continue;
     out.push(headers[i], headers[i + 1]);
   }
-  out.push('content-type', String(req.headers['content-type']));
+  out.push('content-type', String(d.header('content-type')));
   return out;
 }
 

@@ -5,10 +5,8 @@
  * HTTP/2 client (grpc-status travels in trailers).
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerResponse, OutgoingHttpHeaders } from 'node:http2';
-import { isHttp2 } from './h2-compat.js';
-import type { LocalError } from './local-reply.js';
+import type { Downstream } from './downstream.js';
+import type { LocalError } from './local-errors.js';
 
 /** gRPC status codes used here (grpc/doc/statuscodes.md). */
 export const GrpcStatus = {
@@ -23,9 +21,9 @@ export const GrpcStatus = {
 } as const;
 
 /** True when the request is gRPC (or gRPC-Web): content-type `application/grpc` or `application/grpc+…`/`;…`. */
-export function isGrpcRequest(req: IncomingMessage): boolean {
-  const ct = req.headers['content-type'];
-  return typeof ct === 'string' && ct.length >= 16 && ct.startsWith('application/grpc');
+export function isGrpcRequest(d: Downstream): boolean {
+  const ct = d.header('content-type');
+  return ct !== null && ct.length >= 16 && ct.startsWith('application/grpc');
 }
 
 /**
@@ -36,6 +34,7 @@ export function isGrpcRequest(req: IncomingMessage): boolean {
  * (hardening G-01); Envoy's generic table would say UNAVAILABLE.
  */
 export function grpcStatusOf(e: LocalError): number {
+  if (e.grpcStatus !== undefined) return e.grpcStatus;
   if (e.flag === 'UT') return GrpcStatus.DEADLINE_EXCEEDED;
   switch (e.status) {
     case 400:
@@ -66,44 +65,32 @@ function encodeGrpcMessage(message: string): string {
 }
 
 /**
- * Answers a gRPC request with a trailers-only response: HTTP 200, content-type application/grpc,
- * `grpc-status` and `grpc-message` in the one HEADERS frame that ends the stream.
+ * The head of a trailers-only gRPC answer to a local error: `content-type` (gRPC-Web keeps its
+ * own), `grpc-status` and `grpc-message` (local-reply.ts sends it as the one HEADERS frame that
+ * ends an HTTP/2 stream).
  */
-export function sendGrpcLocalError(res: ServerResponse, e: LocalError, serverName: string, flagsHeader: string, extra?: string[]): void {
+export function grpcLocalErrorHeaders(d: Downstream, e: LocalError, serverName: string): string[] {
   const status = grpcStatusOf(e);
   const message = e.body.length > 0 ? e.body.toString('utf8') : e.status === 404 ? 'route not found' : `HTTP ${e.status}`;
-  const contentType = res.req !== undefined ? String(res.req.headers['content-type'] ?? 'application/grpc') : 'application/grpc';
-  const headers = [
+  const contentType = d.header('content-type') ?? 'application/grpc';
+  return [
     'server', serverName,
     'content-type', contentType.startsWith('application/grpc-web') ? contentType : 'application/grpc',
     'grpc-status', String(status),
     'grpc-message', encodeGrpcMessage(message),
-    flagsHeader, e.flag,
   ];
-  if (extra !== undefined) for (let i = 0; i < extra.length; i++) headers.push(extra[i]);
-  if (res.req !== undefined && isHttp2(res.req)) {
-    const stream = (res as unknown as Http2ServerResponse).stream;
-    if (stream.headersSent || stream.destroyed) return;
-    const obj: OutgoingHttpHeaders = { ':status': 200 };
-    for (let i = 0; i < headers.length; i += 2) obj[headers[i]] = headers[i + 1];
-    stream.respond(obj, { endStream: true });
-    return;
-  }
-  res.writeHead(200, [...headers, 'content-length', '0']);
-  res.end();
 }
 
 /**
  * Ends a gRPC response whose deadline passed after its head was sent: HTTP/2 clients get
  * `grpc-status: 4` in the trailers; anything else is reset (a truncated body is never complete).
  */
-export function endGrpcCallDeadline(res: ServerResponse): void {
-  if (res.req === undefined || !isHttp2(res.req) || res.writableEnded) {
-    res.destroy();
+export function endGrpcCallDeadline(d: Downstream): void {
+  if (!d.http2 || d.ended) {
+    d.reset();
     return;
   }
-  res.addTrailers({ 'grpc-status': String(GrpcStatus.DEADLINE_EXCEEDED), 'grpc-message': 'upstream request timeout' });
-  res.end();
+  d.end(null, ['grpc-status', String(GrpcStatus.DEADLINE_EXCEEDED), 'grpc-message', 'upstream request timeout']);
 }
 
 /** Whether a flat response header list is a gRPC trailers-only answer (it carries `grpc-status`). */
@@ -112,42 +99,28 @@ export function isTrailersOnly(headers: string[]): boolean {
   return false;
 }
 
-/** Sends a complete HEADERS frame with END_STREAM (HTTP/2 downstream only). */
-export function respondEnded(res: ServerResponse, status: number, headers: string[]): boolean {
-  const stream = (res as unknown as Http2ServerResponse).stream;
-  if (stream.headersSent || stream.destroyed) return false;
-  const obj: Record<string, string | string[] | number> = { ':status': status };
-  for (let i = 0; i < headers.length; i += 2) {
-    const prev = obj[headers[i]];
-    obj[headers[i]] = prev === undefined ? headers[i + 1] : Array.isArray(prev) ? [...prev, headers[i + 1]] : [String(prev), headers[i + 1]];
-  }
-  stream.respond(obj, { endStream: true });
-  return true;
-}
-
 /**
- * Upstream trailers for an HTTP/2 client. undici hands them over as a flat Buffer list (HTTP/1.1)
- * or a headers object (HTTP/2). Hop-by-hop and pseudo fields are never trailers.
+ * Upstream trailers as flat pairs for the downstream. The upstream client hands them over as a flat
+ * list (HTTP/1.1, Buffers or strings) or a headers object (HTTP/2). Pseudo fields are never
+ * trailers. Null when there are none.
  */
-export function addTrailers(res: ServerResponse, trailers: unknown): void {
-  if (trailers === null || trailers === undefined) return;
-  const out: Record<string, string | string[]> = {};
-  let any = false;
+export function trailerPairs(trailers: unknown): string[] | null {
+  if (trailers === null || trailers === undefined) return null;
+  const out: string[] = [];
   if (Array.isArray(trailers)) {
     for (let i = 0; i + 1 < trailers.length; i += 2) {
       const name = String(trailers[i]).toLowerCase();
       if (name.charCodeAt(0) === 58) continue;
-      out[name] = String(trailers[i + 1]);
-      any = true;
+      out.push(name, String(trailers[i + 1]));
     }
   } else if (typeof trailers === 'object') {
     for (const [name, value] of Object.entries(trailers as Record<string, unknown>)) {
       if (name.charCodeAt(0) === 58 || value === undefined) continue;
-      out[name] = Array.isArray(value) ? value.map(String) : String(value);
-      any = true;
+      if (Array.isArray(value)) for (const v of value) out.push(name, String(v));
+      else out.push(name, String(value));
     }
   }
-  if (any) res.addTrailers(out);
+  return out.length === 0 ? null : out;
 }
 
 const GRPC_TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
@@ -156,9 +129,9 @@ const GRPC_TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S:
  * The `grpc-timeout` of a request in ms (gRPC over HTTP/2: 1–8 digits and a unit H M S m u n), or
  * null when absent or malformed. A sub-millisecond deadline counts as 1 ms.
  */
-export function grpcTimeoutMs(req: IncomingMessage): number | null {
-  const v = req.headers['grpc-timeout'];
-  if (typeof v !== 'string' || v.length < 2 || v.length > 9) return null;
+export function grpcTimeoutMs(d: Downstream): number | null {
+  const v = d.header('grpc-timeout');
+  if (v === null || v.length < 2 || v.length > 9) return null;
   const unit = GRPC_TIMEOUT_UNITS[v[v.length - 1]];
   const digits = v.slice(0, -1);
   if (unit === undefined || !/^[0-9]+$/.test(digits)) return null;
@@ -166,8 +139,8 @@ export function grpcTimeoutMs(req: IncomingMessage): number | null {
 }
 
 /** The effective timeout: the client's `grpc-timeout`, capped by the route timeout when one is set (0 = none). */
-export function effectiveGrpcTimeout(req: IncomingMessage, routeTimeoutMs: number): number {
-  const t = grpcTimeoutMs(req);
+export function effectiveGrpcTimeout(d: Downstream, routeTimeoutMs: number): number {
+  const t = grpcTimeoutMs(d);
   if (t === null) return routeTimeoutMs;
   return routeTimeoutMs > 0 ? Math.min(t, routeTimeoutMs) : t;
 }

@@ -20,14 +20,9 @@
  * validates their framing itself.
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { UnderscoreHeadersAction } from '../../ir/types.js';
-import type { LocalError } from './local-reply.js';
-
-const TE_NOT_IMPLEMENTED: LocalError = { status: 501, flag: 'DPE', code: 'MG_ERR_TRANSFER_CODING', body: Buffer.from('transfer coding not implemented') };
-const BAD_REQUEST: LocalError = { status: 400, flag: 'DPE', code: 'MG_ERR_BAD_REQUEST', body: Buffer.from('bad request') };
-const UNDERSCORE: LocalError = { status: 400, flag: 'DPE', code: 'MG_ERR_HEADER_UNDERSCORE', body: Buffer.from('header name with underscore') };
+import type { Downstream } from './downstream.js';
+import { Errors, type LocalError } from './local-errors.js';
 
 /** Result of `checkRequestHead`: null = fine; DROP_UNDERSCORES = fine once such headers are dropped. */
 export const DROP_UNDERSCORES = 1;
@@ -36,46 +31,25 @@ export const DROP_UNDERSCORES = 1;
  * Checks a request head. Returns null when it is acceptable, `DROP_UNDERSCORES` when headers with
  * `_` must be removed (action DROP_HEADER), or the error to answer (then close the connection).
  */
-export function checkRequestHead(req: IncomingMessage, underscores: UnderscoreHeadersAction): LocalError | typeof DROP_UNDERSCORES | null {
-  const h2 = req.httpVersionMajor === 2 && 'stream' in req;
-  if (!h2 && (req.httpVersionMajor !== 1 || (req.httpVersionMinor !== 0 && req.httpVersionMinor !== 1))) return BAD_REQUEST;
-  const raw = req.rawHeaders;
+export function checkRequestHead(d: Downstream, underscores: UnderscoreHeadersAction): LocalError | typeof DROP_UNDERSCORES | null {
+  const h2 = d.http2;
+  if (!h2 && (d.versionMajor !== 1 || (d.versionMinor !== 0 && d.versionMinor !== 1))) return Errors.badRequest;
+  const raw = d.rawHeaders;
   let drop = false;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i];
     if (n.length === 17 && !h2 && n.toLowerCase() === 'transfer-encoding') {
-      if (req.httpVersionMinor === 0) return BAD_REQUEST;
+      if (d.versionMinor === 0) return Errors.badRequest;
       const v = raw[i + 1].trim().toLowerCase();
-      if (v === '') return BAD_REQUEST;
-      if (v !== 'chunked') return TE_NOT_IMPLEMENTED;
+      if (v === '') return Errors.badRequest;
+      if (v !== 'chunked') return Errors.transferCoding;
     }
     if (underscores !== 'ALLOW' && n.indexOf('_') !== -1) {
-      if (underscores === 'REJECT_REQUEST') return UNDERSCORE;
+      if (underscores === 'REJECT_REQUEST') return Errors.headerUnderscore;
       drop = true;
     }
   }
   return drop ? DROP_UNDERSCORES : null;
-}
-
-const kRejected = Symbol('meshgate.rejected');
-
-/**
- * Marks the HTTP/1 connection of `res` as rejected: it closes after this response, and Node has
- * maybe already parsed requests the client pipelined behind the rejected one. Those are never
- * served (hardening H1-09: after an error, nothing more on that connection reaches an upstream).
- * HTTP/2 streams are independent: nothing is marked.
- */
-export function markConnectionRejected(res: ServerResponse): void {
-  const req = res.req as IncomingMessage | undefined;
-  if (req === undefined || req.httpVersionMajor === 2) return;
-  const socket = res.socket as (Socket & { [kRejected]?: true }) | null;
-  if (socket !== null) socket[kRejected] = true;
-}
-
-/** True when an earlier request on this connection was rejected (see markConnectionRejected). */
-export function isConnectionRejected(req: IncomingMessage): boolean {
-  if (req.httpVersionMajor === 2) return false;
-  return (req.socket as (Socket & { [kRejected]?: true }) | null)?.[kRejected] === true;
 }
 
 /** Removes header lines whose name holds `_` from a flat `[name, value, ...]` list. */

@@ -6,8 +6,6 @@
  * below reads only that snapshot, so a swap never changes a request half way.
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { applyHeaderOps } from '../compile/header-ops.js';
 import { findRoute, normalizeHost, pickDestination, selectFilterChain, selectVirtualHost } from '../compile/lookup.js';
 import type { HttpsRedirect } from '../../ir/types.js';
@@ -18,10 +16,10 @@ import { handleCors } from '../filters/cors.js';
 import { Exchange } from './exchange.js';
 import { admitRateLimit, applyAuthEdits, runRequestFilters, screenRequest } from '../filters/security.js';
 import type { RequestRecord } from '../../observability/record.js';
-import { h2Authority, h2HasBody, isHttp2 } from './h2-compat.js';
+import { plainAddress, type Downstream } from './downstream.js';
 import { effectiveGrpcTimeout, isGrpcRequest } from './grpc.js';
 import { Base64Decoder, grpcWebMode, grpcWebRequestHeaders } from './grpc-web.js';
-import { forwardUpgrade, isWebSocketUpgrade } from './websocket.js';
+import { forwardUpgrade } from './websocket.js';
 import { buildUpstreamRequestHeaders, settleForwardClientCert } from './forward-headers.js';
 import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
 import { observeForward, type RequestObserver } from '../../observability/observer.js';
@@ -37,13 +35,13 @@ export interface RequestEnv {
 /** Most request headers accepted; more is 431 (Envoy `max_headers_count` default 100). */
 export const MAX_REQUEST_HEADERS = 100;
 
-export function handleRequest(env: RequestEnv, listener: CompiledListener, req: IncomingMessage, res: ServerResponse): void {
-  const raw = req.rawHeaders;
-  const rec = env.observer === null ? null : env.observer.begin(listener, req, res);
-  const h2 = isHttp2(req);
-  // Node keeps at most `maxHeadersCount` (set to MAX + 1) headers: more than MAX means too many.
+export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Downstream): void {
+  const raw = d.rawHeaders;
+  const rec = env.observer === null ? null : env.observer.begin(listener, d);
+  const h2 = d.http2;
+  // Engines keep at most MAX + 1 headers (node:http's `maxHeadersCount`): more than MAX means too many.
   // (HTTP/2: the engine's maxHeaderListPairs already refused the stream.)
-  if (!h2 && raw.length > MAX_REQUEST_HEADERS * 2) return sendLocalError(res, Errors.tooManyHeaders, true);
+  if (!h2 && raw.length > MAX_REQUEST_HEADERS * 2) return sendLocalError(d, Errors.tooManyHeaders, true);
 
   // Node accepts two Host headers; RFC 9112 §3.2 says 400.
   let host: string | null = null;
@@ -51,53 +49,57 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, req: 
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i];
     if (n.length === 4 && (n === 'host' || n === 'Host' || n.toLowerCase() === 'host')) {
-      if (host !== null) return sendLocalError(res, Errors.badRequest, true);
+      if (host !== null) return sendLocalError(d, Errors.badRequest, true);
       host = raw[i + 1];
     } else if (n.length === 23 && n.toLowerCase() === 'x-forwarded-client-cert') xfcc = true;
   }
   // XFCC is settled before anything reads the request (Envoy: in the connection manager).
-  settleForwardClientCert(req, listener.security.xfcc, xfcc);
-  if (h2) host = h2Authority(req, host);
+  settleForwardClientCert(d, listener.security.xfcc, xfcc);
+  if (h2) {
+    // `:authority` when present (RFC 9113 §8.3.1: it wins over Host).
+    const a = d.header(':authority');
+    if (a !== null && a !== '') host = a;
+  }
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (HTTP/1.0 may omit it).
-  else if ((host === null || host === '') && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) return sendLocalError(res, Errors.badRequest, true);
+  else if ((host === null || host === '') && d.versionMinor === 1 && d.versionMajor === 1) return sendLocalError(d, Errors.badRequest, true);
 
   // Request target: origin-form `/p?q` or absolute-form `http://a/p?q` (its authority wins over
   // Host, RFC 9112 §3.2.2). The asterisk-form (`OPTIONS *`) is not proxied: 400, as nginx does. A
   // fragment is never valid in a request target (hardening P-02).
-  const url = req.url ?? '/';
+  const url = d.target;
   let target = url;
   let authority = host ?? '';
   if (url.charCodeAt(0) !== 47 /* / */) {
     const abs = parseAbsoluteForm(url);
-    if (abs === null) return sendLocalError(res, Errors.badRequest, true);
+    if (abs === null) return sendLocalError(d, Errors.badRequest, true);
     authority = abs.authority;
     target = abs.target;
   }
-  if (target.includes('#')) return sendLocalError(res, Errors.badRequest, true);
+  if (target.includes('#')) return sendLocalError(d, Errors.badRequest, true);
   const q = target.indexOf('?');
   const rawPath = q === -1 ? target : target.slice(0, q);
   const query = q === -1 ? '' : target.slice(q + 1);
   // Edge hardening (filters/security.ts): what Node's parser lets through is refused here, and the
   // path is normalized once; routing, authorization and the upstream all see the normalized path.
-  const screened = screenRequest(listener.security, req, rawPath);
-  if (typeof screened !== 'string') return sendLocalError(res, screened, true);
+  const screened = screenRequest(listener.security, d, rawPath);
+  if (typeof screened !== 'string') return sendLocalError(d, screened, true);
   const path = screened;
   if (path !== rawPath) target = query === '' ? path : `${path}?${query}`;
 
   const chain =
     listener.protocol === 'HTTPS'
-      ? selectFilterChain(listener, ((req.socket as TLSSocket).servername || '').toLowerCase())
+      ? selectFilterChain(listener, (d.tls?.servername || '').toLowerCase())
       : listener.defaultChain;
-  if (chain === null) return sendLocalError(res, Errors.noRoute);
+  if (chain === null) return sendLocalError(d, Errors.noRoute);
   const hostName = normalizeHost(authority);
   const vhost = selectVirtualHost(chain, hostName);
-  if (vhost === null) return sendLocalError(res, Errors.noRoute);
+  if (vhost === null) return sendLocalError(d, Errors.noRoute);
 
   if (vhost.httpsRedirect !== null) {
-    return sendRedirect(res, vhost.httpsRedirect.responseCode, httpsRedirectLocation(vhost.httpsRedirect, hostName, target));
+    return sendRedirect(d, vhost.httpsRedirect.responseCode, httpsRedirectLocation(vhost.httpsRedirect, hostName, target));
   }
 
-  const x = new Exchange(req, res, req.method ?? 'GET', path, query, listener.scheme, authority, listener.externalPort);
+  const x = new Exchange(d, d.method, path, query, listener.scheme, authority, listener.externalPort);
   // JWT authentication then authorization (Envoy's filter order), before the route is chosen.
   const sec = listener.security;
   if (sec.requestFilters !== null) return runRequestFilters(sec, x, () => routeRequest(env, listener, vhost, x, rec, target, hostName, authority, query));
@@ -116,9 +118,9 @@ function routeRequest(
   authority: string,
   query: string,
 ): void {
-  const res = x.res;
+  const d = x.d;
   const match = findRoute(vhost, x);
-  if (match === null) return sendLocalError(res, Errors.noRoute);
+  if (match === null) return sendLocalError(d, Errors.noRoute);
   if (rec !== null) {
     rec.route = match.route;
     x.record = rec;
@@ -131,24 +133,24 @@ function routeRequest(
     case 'forward':
       return forward(env, listener, x, match, action, target);
     case 'redirect':
-      return sendRedirect(res, action.responseCode, redirectLocation(action, match, listener, x, hostName, authority, query));
+      return sendRedirect(d, action.responseCode, redirectLocation(action, match, listener, x, hostName, authority, query));
     case 'direct': {
       const ops = match.route.responseHeaders;
-      return sendDirect(res, action.status, action.contentType, action.body, ops === null ? null : applyHeaderOps([], ops));
+      return sendDirect(d, action.status, action.contentType, action.body, ops === null ? null : applyHeaderOps([], ops));
     }
   }
 }
 
 function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match: CompiledMatch, action: CompiledForward, target: string, faulted = false): void {
-  const res = x.res;
+  const d = x.d;
   // Fault injection runs before any endpoint is chosen (Envoy's fault filter precedes the router).
-  if (action.fault !== null && !faulted) return injectFault(action.fault, env.random, res, () => forward(env, listener, x, match, action, target, true));
+  if (action.fault !== null && !faulted) return injectFault(action.fault, env.random, d, () => forward(env, listener, x, match, action, target, true));
   const dest = pickDestination(action, action.destinations.length > 1 ? env.random() : 0);
   const cluster = dest?.cluster ?? null;
   if (x.record !== null) x.record.destination = dest;
-  if (dest === null || cluster === null || cluster.discovery === 'missing') return sendLocalError(res, Errors.noCluster);
+  if (dest === null || cluster === null || cluster.discovery === 'missing') return sendLocalError(d, Errors.noCluster);
   const endpoint = selectEndpoint(cluster, env.random, x);
-  if (endpoint === null || endpoint.handle === null) return sendLocalError(res, Errors.noHealthyUpstream);
+  if (endpoint === null || endpoint.handle === null) return sendLocalError(d, Errors.noHealthyUpstream);
 
   let upstreamTarget = target;
   if (action.rewritePath !== null) {
@@ -157,11 +159,11 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   }
   const route = match.route;
   const built = buildUpstreamRequestHeaders(
-    x.req.rawHeaders,
+    d.rawHeaders,
     action.rewriteAuthority ?? x.authority,
     x.authority,
     listener.scheme,
-    clientAddress(x.req.socket.remoteAddress),
+    plainAddress(d.remoteAddress),
   );
   let headers = built.headers;
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);
@@ -169,31 +171,25 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   if (route.requestHeaders !== null) headers = applyHeaderOps(headers, route.requestHeaders);
   if (dest.requestHeaders !== null) headers = applyHeaderOps(headers, dest.requestHeaders);
   if (x.record !== null) headers = observeForward(env.observer!, x.record, headers, built.requestId);
-  const hasBody = isHttp2(x.req) ? h2HasBody(x.req) : built.hasBody;
+  const hasBody = d.http2 ? d.hasBody : built.hasBody;
   // gRPC-Web (browsers) goes upstream as gRPC; the answer is translated back by the Exchange.
-  const web = grpcWebMode(x.req);
+  const web = grpcWebMode(d);
   if (web !== 0) {
     x.grpcWeb = web;
-    headers = grpcWebRequestHeaders(headers, x.req);
-    if (web === 2 && hasBody) x.requestBody = x.req.pipe(new Base64Decoder());
+    headers = grpcWebRequestHeaders(headers, d);
+    if (web === 2 && hasBody) x.requestBody = d.body.pipe(new Base64Decoder());
   }
   let timeoutMs = action.timeoutMs;
-  if (isGrpcRequest(x.req)) {
+  if (isGrpcRequest(d)) {
     // A gRPC call's deadline covers the whole call (streams included), as grpc-timeout means.
-    timeoutMs = effectiveGrpcTimeout(x.req, action.timeoutMs);
+    timeoutMs = effectiveGrpcTimeout(d, action.timeoutMs);
     x.grpcDeadline = timeoutMs > 0;
   }
   // WebSocket (HTTP/1.1 Upgrade or HTTP/2 extended CONNECT): spliced to the endpoint, over the
   // cluster's upstream TLS when it has one, instead of proxied as an HTTP exchange.
-  if (isWebSocketUpgrade(x.req)) return forwardUpgrade(x.req, res, cluster, endpoint, route, dest, upstreamTarget, headers);
+  if (d.upgrade !== null) return forwardUpgrade(d, cluster, endpoint, route, dest, upstreamTarget, headers);
   const call = startUpstreamPolicies(env.random, x, cluster, endpoint, action, upstreamTarget, headers, hasBody, timeoutMs);
   x.forward(endpoint.handle, route, dest, upstreamTarget, headers, hasBody, timeoutMs, call);
-}
-
-/** The client address for x-forwarded-for; IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as plain IPv4. */
-function clientAddress(addr: string | undefined): string {
-  if (addr === undefined) return '';
-  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
 /** `https://host[:port]/path?query` (Istio `httpsRedirect`, ingress-nginx ssl-redirect). */

@@ -32,16 +32,14 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { UpstreamTls } from '../../ir/types.js';
-import { recordOf } from '../../observability/record.js';
 import { applyHeaderOps } from '../compile/header-ops.js';
 import type { CompiledCluster, CompiledDestination, CompiledEndpoint, CompiledRoute } from '../compile/types.js';
 import { upstreamTlsOptions, type UpstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { classifyUpstreamError, Errors, sendLocalError, SERVER_NAME } from './local-reply.js';
+import type { Downstream } from './downstream.js';
 
 /** Idle time after which a tunnel is closed, in ms (Envoy's default stream idle timeout: 5 min). */
 export let WEBSOCKET_IDLE_TIMEOUT_MS = 300_000;
@@ -57,56 +55,7 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 /** HTTP/2 error code CONNECT_ERROR (RFC 9113 §7): the tunnel's TCP connection was reset or failed. */
 const H2_CONNECT_ERROR = 0xa;
 
-interface PendingUpgrade {
-  /** The HTTP/1.1 connection the upgrade came on; null for an HTTP/2 extended CONNECT stream. */
-  socket: net.Socket | null;
-  /** Bytes the HTTP/1.1 parser read past the request head. */
-  head: Buffer;
-}
-
-/** Upgrade requests on their way through the request path, by request. */
-const pending = new WeakMap<IncomingMessage, PendingUpgrade>();
-
 const NO_BYTES = Buffer.alloc(0);
-
-/**
- * The `upgrade` event of the HTTP/1.1 engine. `serve` runs the normal request path with a response
- * object written straight onto the socket.
- */
-export function acceptUpgrade(req: IncomingMessage, socket: net.Socket, head: Buffer, serve: (req: IncomingMessage, res: ServerResponse) => void): void {
-  socket.on('error', destroyQuietly);
-  const res = new http.ServerResponse(req);
-  res.assignSocket(socket);
-  // The parser has let go of this socket: after a local answer it is closed.
-  res.shouldKeepAlive = false;
-  res.once('finish', () => socket.end());
-  const value = String(req.headers.upgrade ?? '').toLowerCase();
-  if (value === 'websocket') pending.set(req, { socket, head });
-  serve(req, res);
-}
-
-/**
- * The `connect` event of the HTTP/2 engine (a CONNECT stream, seen through the compatibility API).
- * Extended CONNECT for `websocket` (RFC 8441 §4) runs the request path as a `GET`; anything else is
- * 405, as Node answers CONNECT when nobody handles it.
- */
-export function acceptExtendedConnect(req: IncomingMessage, res: ServerResponse, serve: (req: IncomingMessage, res: ServerResponse) => void): void {
-  const protocol = req.headers[':protocol'];
-  if (typeof protocol !== 'string' || protocol.toLowerCase() !== 'websocket') {
-    res.writeHead(405, ['server', SERVER_NAME, 'content-length', '0']);
-    res.end();
-    return;
-  }
-  // Envoy routes an extended CONNECT as the HTTP/1.1 upgrade it stands for (method GET).
-  (req as unknown as { method: string }).method = 'GET';
-  pending.set(req, { socket: null, head: NO_BYTES });
-  serve(req, res);
-}
-
-/** True when the request path should splice this request instead of proxying it as HTTP. */
-export function isWebSocketUpgrade(req: IncomingMessage): boolean {
-  return pending.has(req);
-}
 
 /** TLS options per IR `UpstreamTls` object (one per cluster and snapshot), built on first use. */
 const tlsOptionsCache = new WeakMap<UpstreamTls, UpstreamTlsOptions>();
@@ -133,8 +82,7 @@ function connectUpstream(cluster: CompiledCluster, endpoint: CompiledEndpoint): 
  * headers, hop-by-hop already removed), relays the answer, and splices on 101.
  */
 export function forwardUpgrade(
-  req: IncomingMessage,
-  res: ServerResponse,
+  d: Downstream,
   cluster: CompiledCluster,
   endpoint: CompiledEndpoint,
   route: CompiledRoute,
@@ -142,17 +90,17 @@ export function forwardUpgrade(
   target: string,
   headers: string[],
 ): void {
-  const up = pending.get(req);
-  if (up === undefined) return sendLocalError(res, Errors.badRequest, true);
-  pending.delete(req);
-  const rec = recordOf(res) ?? null;
+  const up = d.upgrade;
+  if (up === null) return sendLocalError(d, Errors.badRequest, true);
+  d.upgrade = null;
+  const rec = d.record;
   const client = up.socket;
-  const stream = client === null ? (req as unknown as Http2ServerRequest).stream : null;
+  const stream = up.stream;
   // A tunnel holds one of the cluster's connections for its lifetime, so it takes a slot of the
   // cluster's circuit breaker (as Envoy counts an upgrade as a request) until it closes; it never
   // waits as pending: at the cluster's limits the upgrade is answered 503 UO at once.
   const breaker = cluster.state !== null && cluster.state.breaker.limits !== null ? cluster.state.breaker : null;
-  if (breaker !== null && !breaker.tryTake()) return sendLocalError(res, Errors.overflow, true);
+  if (breaker !== null && !breaker.tryTake()) return sendLocalError(d, Errors.overflow, true);
   const handle = endpoint.handle;
   if (handle !== null) handle.active++;
   let released = false;
@@ -170,12 +118,12 @@ export function forwardUpgrade(
   const opened = connectUpstream(cluster, endpoint);
   if (opened instanceof Error) {
     release();
-    return sendLocalError(res, classifyUpstreamError(opened), true);
+    return sendLocalError(d, classifyUpstreamError(opened), true);
   }
   const upstream = opened.socket;
 
   // An HTTP/2 extended CONNECT was turned into GET by acceptExtendedConnect.
-  let head = `${req.method ?? 'GET'} ${target} HTTP/1.1\r\n`;
+  let head = `${d.method} ${target} HTTP/1.1\r\n`;
   let hasKey = false;
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i] === 'sec-websocket-key') hasKey = true;
@@ -205,10 +153,10 @@ export function forwardUpgrade(
   };
   upstream.on('error', (err) => {
     clearTimeout(connectTimer);
-    if (!answered && !res.headersSent) {
+    if (!answered && !d.headersSent) {
       answered = true;
       release();
-      sendLocalError(res, classifyUpstreamError(err), true);
+      sendLocalError(d, classifyUpstreamError(err), true);
       return;
     }
     closeBoth('UC');
@@ -224,10 +172,10 @@ export function forwardUpgrade(
   // The endpoint closed before its answer's head: 503 UC, as Envoy answers a reset before headers.
   upstream.on('close', () => {
     clearTimeout(connectTimer);
-    if (answered || res.headersSent) return;
+    if (answered || d.headersSent) return;
     answered = true;
     release();
-    if (!(client === null ? stream!.destroyed : client.destroyed)) sendLocalError(res, Errors.connectionTermination, true);
+    if (!(client === null ? stream!.destroyed : client.destroyed)) sendLocalError(d, Errors.connectionTermination, true);
   });
   upstream.on(opened.ready, () => {
     clearTimeout(connectTimer);
@@ -246,7 +194,7 @@ export function forwardUpgrade(
         upstream.destroy();
         answered = true;
         release();
-        sendLocalError(res, Errors.protocolError, true);
+        sendLocalError(d, Errors.protocolError, true);
       }
       return;
     }
@@ -259,7 +207,7 @@ export function forwardUpgrade(
     if (parsed === null) {
       upstream.destroy();
       release();
-      return sendLocalError(res, Errors.protocolError, true);
+      return sendLocalError(d, Errors.protocolError, true);
     }
     let out = parsed.headers;
     // Responses: destination-level edits first, then route-level (IR HeaderOps order).
@@ -304,26 +252,26 @@ export function forwardUpgrade(
   const relayH2 = (parsed: ParsedHead, list: string[], rest: Buffer): void => {
     const h = h2ResponseHeaders(list);
     if (parsed.status === 101) {
-      res.writeHead(200, h);
+      d.writeHead(200, h);
       if (rec !== null) rec.upgradeStatus = 200;
-      if (rest.length > 0) res.write(rest);
-      return splice(req, res, rest.length);
+      if (rest.length > 0) d.write(rest);
+      return splice(d.body, stream!, rest.length);
     }
     // Not upgraded: the answer and its body (Content-Length, chunked framing removed, or up to the
     // upstream's close) end the stream; the upstream connection is not reused.
-    res.writeHead(parsed.status, h);
+    d.writeHead(parsed.status, h);
     let ended = false;
     const done = (): void => {
       if (ended) return;
       ended = true;
       upstream.destroy();
-      res.end();
+      d.end();
       release();
     };
     const relay = (c: Buffer): void => {
       if (ended || c.length === 0) return;
       if (rec !== null) rec.bytesSent += c.length;
-      res.write(c);
+      d.write(c);
     };
     let remaining = parsed.contentLength ?? (parsed.status === 204 || parsed.status === 304 ? 0 : -1);
     let feed: (c: Buffer) => void;
@@ -368,9 +316,9 @@ export function forwardUpgrade(
     } else {
       const s = stream!;
       s.setTimeout(WEBSOCKET_IDLE_TIMEOUT_MS, idle);
-      (from as IncomingMessage).on('end', () => upstream.end());
+      from.on('end', () => upstream.end());
       s.on('close', () => closeBoth(s.rstCode !== 0 && s.rstCode !== undefined ? 'DC' : null));
-      upstream.on('end', () => res.end());
+      upstream.on('end', () => d.end());
     }
     upstream.on('close', () => closeBoth(null));
     if (rec !== null) {
@@ -498,8 +446,4 @@ class ChunkedDecoder {
 }
 
 function noop(): void {}
-
-function destroyQuietly(this: net.Socket): void {
-  this.destroy();
-}
 

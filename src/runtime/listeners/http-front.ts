@@ -1,6 +1,7 @@
 /**
  * The front end of an HTTP(S) listener: one accepting socket server and two protocol engines that
- * never listen themselves, an HTTP/1.1 `http.Server` and an HTTP/2 `http2.Http2Server`.
+ * never listen themselves: an HTTP/1.1 engine (meshgate's own, runtime/h1/, or node:http's
+ * `http.Server`: `--http1-engine`) and an HTTP/2 `http2.Http2Server`.
  *
  * - TLS listeners offer ALPN `h2` and `http/1.1` (RFC 7301); the negotiated protocol picks the
  *   engine once the handshake is done. A client that offers no ALPN speaks HTTP/1.1.
@@ -45,9 +46,62 @@ export const H2_IDLE_TIMEOUT_MS = 60_000;
 /** A plaintext connection must send its first bytes within this long (as the HTTP/1.1 head timeout). */
 const SNIFF_TIMEOUT_MS = 10_000;
 
+/** An HTTP/1.1 engine: it serves the sockets the listener hands it. */
+export interface Http1Engine {
+  /** Serve `socket`; `head`: bytes already read from it (protocol sniffing), or null. */
+  accept(socket: net.Socket, head: Buffer | null): void;
+  /** Close connections with no request in progress (drain). */
+  closeIdle(): void;
+  /** Close every connection. */
+  closeAll(): void;
+  /** The listener is gone: stop the engine's timers. */
+  close(): void;
+}
+
+/** The HTTP/1.1 engines: `meshgate` (runtime/h1/) or `node` (node:http's server). */
+export type Http1EngineKind = 'meshgate' | 'node';
+
+/** The engine used when neither `--http1-engine` nor MESHGATE_HTTP1_ENGINE says. */
+export const DEFAULT_HTTP1_ENGINE: Http1EngineKind = 'meshgate';
+
+/**
+ * The engine MESHGATE_HTTP1_ENGINE names (`meshgate run --http1-engine` sets it, so worker
+ * processes inherit the choice), else the default. An unknown value is the default.
+ */
+export function http1EngineFromEnv(): Http1EngineKind {
+  const v = process.env.MESHGATE_HTTP1_ENGINE;
+  return v === 'meshgate' || v === 'node' ? v : DEFAULT_HTTP1_ENGINE;
+}
+
+/** node:http's server as an Http1Engine (`--http1-engine node`). */
+export class NodeHttp1Engine implements Http1Engine {
+  readonly server: http.Server;
+  constructor(server: http.Server) {
+    this.server = server;
+    // A server that never listens never starts the head-timeout checker; start it (slowloris).
+    server.emit('listening');
+  }
+  accept(socket: net.Socket, head: Buffer | null): void {
+    // Handing a socket to http.Server is a `connection` event, as `net.Server` does internally; the
+    // bytes read so far go to its parser first, synchronously, so nothing can overtake them.
+    this.server.emit('connection', socket);
+    if (head !== null) socket.emit('data', head);
+  }
+  closeIdle(): void {
+    this.server.closeIdleConnections();
+  }
+  closeAll(): void {
+    this.server.closeAllConnections();
+  }
+  close(): void {
+    // Stops the engine's head-timeout checker (it never listened, so close() reports that).
+    this.server.close(noop);
+  }
+}
+
 /** The two engines behind one listener. */
 export interface HttpEngines {
-  h1: http.Server;
+  h1: Http1Engine;
   h2: http2.Http2Server;
 }
 
@@ -136,10 +190,7 @@ export function sniffPlaintext(socket: net.Socket, engines: HttpEngines): void {
       if (session === null || !feedSession(session, data)) socket.destroy();
       return;
     }
-    // The HTTP/1.1 engine consumes the native handle from now on; the bytes read so far go to its
-    // parser first, synchronously, so nothing can overtake them.
-    engines.h1.emit('connection', socket);
-    socket.emit('data', data);
+    engines.h1.accept(socket, data);
   };
   socket.on('data', onData);
   socket.on('error', onEarlyError);
@@ -150,14 +201,11 @@ export function sniffPlaintext(socket: net.Socket, engines: HttpEngines): void {
 /** Hands a TLS socket to the engine ALPN chose. */
 export function dispatchTls(socket: tls.TLSSocket, engines: HttpEngines): void {
   if (socket.alpnProtocol === 'h2') engines.h2.emit('connection', socket);
-  else engines.h1.emit('connection', socket);
+  else engines.h1.accept(socket, null);
 }
 
-/** The engines of one listener; `h1` gets Node's HTTP/1.1 server options. */
-export function createEngines(h1Options: http.ServerOptions, tracker: SessionTracker): HttpEngines {
-  const h1 = http.createServer(h1Options);
-  // A server that never listens never starts the head-timeout checker; start it (slowloris).
-  h1.emit('listening');
+/** The engines of one listener. */
+export function createEngines(h1: Http1Engine, tracker: SessionTracker): HttpEngines {
   const h2 = http2.createServer(H2_OPTIONS);
   tracker.attach(h2);
   h2.on('session', guardSession); // rapid reset and window guards (h2-guard.ts)

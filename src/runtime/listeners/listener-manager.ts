@@ -13,9 +13,12 @@ import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
 import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
-import { acceptExtendedConnect, acceptUpgrade } from '../http/websocket.js';
+import { acceptExtendedConnect, acceptUpgrade, NodeDownstream } from '../http/node-downstream.js';
 import { checkClientCertificate } from './client-cert.js';
-import { createEngines, dispatchTls, SessionTracker, sniffPlaintext, type HttpEngines } from './http-front.js';
+import { createEngines, DEFAULT_HTTP1_ENGINE, dispatchTls, NodeHttp1Engine, SessionTracker, sniffPlaintext, type Http1Engine, type Http1EngineKind, type HttpEngines } from './http-front.js';
+import http from 'node:http';
+import { H1Engine } from '../h1/engine.js';
+import type { Downstream } from '../http/downstream.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
 import { EDGE_LIMITS } from './edge-limits.js';
 
@@ -72,8 +75,42 @@ class ListenerRecord {
     public compiled: CompiledListener,
     readonly server: TaggedServer,
     readonly env: RequestEnv,
+    kind: Http1EngineKind,
   ) {
-    this.engines = createEngines({ ...SERVER_OPTIONS }, this.sessions);
+    this.engines = createEngines(kind === 'meshgate' ? this.#meshgateEngine() : this.#nodeEngine(), this.sessions);
+  }
+
+  /** Every request of meshgate's HTTP/1.1 engine, upgrades included, starts here. */
+  serve(d: Downstream): void {
+    // The one read of the snapshot this request will use to the end.
+    const listener = this.compiled;
+    if (this.draining) d.closeAfterResponse();
+    handleRequest(this.env, listener, d);
+  }
+
+  #meshgateEngine(): Http1Engine {
+    return new H1Engine(
+      {
+        headersTimeout: SERVER_OPTIONS.headersTimeout,
+        keepAliveTimeout: SERVER_OPTIONS.keepAliveTimeout,
+        maxHeaderSize: SERVER_OPTIONS.maxHeaderSize,
+        // One more than the limit, so the request path sees "too many" and answers 431.
+        maxHeadersCount: MAX_REQUEST_HEADERS + 1,
+      },
+      (d) => this.serve(d),
+    );
+  }
+
+  #nodeEngine(): Http1Engine {
+    const h1 = http.createServer({ ...SERVER_OPTIONS });
+    (h1 as TaggedServer)[kRecord] = this;
+    // Node keeps at most maxHeadersCount headers and silently drops the rest: allow one more than
+    // the limit so the request path can see "too many" and answer 431.
+    h1.maxHeadersCount = MAX_REQUEST_HEADERS + 1;
+    h1.on('request', onRequest);
+    h1.on('upgrade', onUpgrade);
+    h1.on('clientError', onClientError);
+    return new NodeHttp1Engine(h1);
   }
 }
 
@@ -86,7 +123,7 @@ function onRequest(this: TaggedServer, req: IncomingMessage, res: ServerResponse
   // The one read of the snapshot this request will use to the end.
   const listener = rec.compiled;
   if (rec.draining) res.shouldKeepAlive = false;
-  handleRequest(rec.env, listener, req, res);
+  handleRequest(rec.env, listener, new NodeDownstream(req, res));
 }
 
 /** 'connection' listener of every accepting server (for TLS, the TCP socket under the handshake). */
@@ -100,14 +137,14 @@ function trackSocket(this: TaggedServer, socket: net.Socket): void {
 function onUpgrade(this: TaggedServer, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
   const rec = this[kRecord]!;
   const listener = rec.compiled;
-  acceptUpgrade(req, socket, head, (q, r) => handleRequest(rec.env, listener, q, r));
+  acceptUpgrade(req, socket, head, (d) => handleRequest(rec.env, listener, d));
 }
 
 /** 'connect' listener of the HTTP/2 engine: RFC 8441 extended CONNECT (WebSocket over HTTP/2). */
 function onExtendedConnect(this: TaggedServer, req: IncomingMessage, res: ServerResponse): void {
   const rec = this[kRecord]!;
   const listener = rec.compiled;
-  acceptExtendedConnect(req, res, (q, r) => handleRequest(rec.env, listener, q, r));
+  acceptExtendedConnect(req, res, (d) => handleRequest(rec.env, listener, d));
 }
 
 function onPlainConnection(this: TaggedServer, socket: net.Socket): void {
@@ -119,9 +156,12 @@ export class ListenerManager {
   readonly #env: RequestEnv;
   readonly #tls: TlsContextCache;
 
-  constructor(env: RequestEnv, tls: TlsContextCache) {
+  readonly #http1: Http1EngineKind;
+
+  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE) {
     this.#env = env;
     this.#tls = tls;
+    this.#http1 = http1;
   }
 
   /** Applies the listeners of `snapshot`. Resolves when binds and unbinds have been attempted. */
@@ -181,22 +221,15 @@ export class ListenerManager {
     // Sockets are half-open capable and unbuffered, as `http.Server` makes them.
     const server: TaggedServer =
       l.protocol === 'HTTPS' ? this.#createTlsServer() : net.createServer({ allowHalfOpen: true, noDelay: true }, onPlainConnection);
-    const rec = new ListenerRecord(l, server, this.#env);
+    const rec = new ListenerRecord(l, server, this.#env, this.#http1);
     server[kRecord] = rec;
     server.prependListener('connection', trackSocket);
     server.maxConnections = EDGE_LIMITS.maxConnectionsPerListener; // edge-limits.ts
-    const { h1, h2 } = rec.engines;
-    (h1 as TaggedServer)[kRecord] = rec;
+    const { h2 } = rec.engines;
     (h2 as unknown as TaggedServer)[kRecord] = rec;
-    // Node keeps at most maxHeadersCount headers and silently drops the rest: allow one more than
-    // the limit so the request path can see "too many" and answer 431.
-    h1.maxHeadersCount = MAX_REQUEST_HEADERS + 1;
     if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
-    h1.on('request', onRequest);
-    h1.on('upgrade', onUpgrade);
     h2.on('request', onRequest as unknown as (req: unknown, res: unknown) => void);
     h2.on('connect', onExtendedConnect as unknown as (req: unknown, res: unknown) => void);
-    h1.on('clientError', onClientError);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -328,9 +361,9 @@ function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
   const server = rec.server;
   const { h1 } = rec.engines;
   return new Promise((resolve) => {
-    const idle = setInterval(() => h1.closeIdleConnections(), 50);
+    const idle = setInterval(() => h1.closeIdle(), 50);
     const hard = setTimeout(() => {
-      h1.closeAllConnections();
+      h1.closeAll();
       rec.sessions.destroyAll();
       // Sockets no engine owns yet (handshake, sniffing) or that an engine let linger.
       for (const s of rec.sockets) s.destroy();
@@ -339,11 +372,10 @@ function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
     server.close(() => {
       clearInterval(idle);
       clearTimeout(hard);
-      // Stops the engine's head-timeout checker (it never listened, so close() reports that).
-      h1.close(noop);
+      h1.close();
       resolve();
     });
-    h1.closeIdleConnections();
+    h1.closeIdle();
     rec.sessions.closeAll();
   });
 }

@@ -5,7 +5,7 @@
  * none of them pay one null check each.
  */
 
-import type { ServerResponse } from 'node:http';
+import type { Downstream } from '../http/downstream.js';
 import type { FaultInjection } from '../../ir/types.js';
 import { noteLocalReply } from '../../observability/record.js';
 import type { CompiledCluster, CompiledEndpoint, CompiledForward } from '../compile/types.js';
@@ -19,18 +19,18 @@ import { UpstreamCall } from './upstream-call.js';
  * Applies a route's fault: waits the drawn delay (flag DI), then answers the drawn abort (flag FI)
  * or calls `next` to forward. A client that leaves during the delay cancels it.
  */
-export function injectFault(f: FaultInjection, random: () => number, res: ServerResponse, next: () => void): void {
+export function injectFault(f: FaultInjection, random: () => number, d: Downstream, next: () => void): void {
   const delay = faultDelayMs(f, random);
   const abort = faultAbort(f, random);
   const go = (): void => {
-    if (res.destroyed || res.writableEnded) return;
-    if (abort !== null) return sendFaultAbort(res, abort);
+    // A client that left during the delay: nothing is sent or forwarded.
+    if (d.destroyed || d.ended) return;
+    if (abort !== null) return sendFaultAbort(d, abort);
     next();
   };
   if (delay <= 0) return go();
-  noteLocalReply(res, 'DI', 0);
-  const timer = setTimeout(go, delay);
-  res.once('close', () => clearTimeout(timer));
+  noteLocalReply(d.record, 'DI', 0);
+  setTimeout(go, delay);
 }
 
 /**
@@ -50,7 +50,7 @@ export function startUpstreamPolicies(
   timeoutMs: number,
 ): UpstreamCall | null {
   const mirrors = action.mirrors;
-  const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.requestBody ?? x.req) : null;
+  const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.requestBody ?? x.d.body) : null;
   if (mirrors !== null) sendMirrors(mirrors, random, x.method, target, headers, body, timeoutMs);
   const state = cluster.state;
   if (action.retry === null && body === null && (state === null || (state.breaker.limits === null && state.outlier === null))) return null;
