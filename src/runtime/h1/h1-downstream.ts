@@ -34,6 +34,9 @@ export class RequestBody extends Readable {
   constructor(socket: Socket) {
     super({ highWaterMark: 64 * 1024 });
     this.#socket = socket;
+    // The engine destroys a body that turns out malformed; its consumer (an upstream client) may
+    // have let go of it already (the answer came first), and an unheard 'error' would crash the worker.
+    this.on('error', noop);
   }
   override _read(): void {
     if (this.#socket.isPaused()) this.#socket.resume();
@@ -300,3 +303,5 @@ export class H1Downstream implements Downstream {
 }
 
 const ABORTED = Object.assign(new Error('meshgate: the client closed the connection before the request body was complete'), { code: 'ECONNRESET' });
+
+function noop(): void {}
