@@ -34,6 +34,7 @@ import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservab
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
 import { parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
+import { CAPTURE_USAGE, captureCommand } from '../mesh/capture/apply.js';
 
 export class UsageError extends Error {}
 
@@ -52,7 +53,7 @@ ${OBSERVABILITY_USAGE}
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
   meshgate demo
-`;
+${CAPTURE_USAGE}`;
 
 const TRANSLATE_FLAGS = {
   'http-port': { type: 'string' },
@@ -251,6 +252,10 @@ export async function main(argv: string[]): Promise<number> {
       });
     case 'demo':
       return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
+    case 'capture':
+      return captureCommand(rest, (m) => {
+        throw new UsageError(m);
+      });
     case undefined:
     case 'help':
     case '--help':

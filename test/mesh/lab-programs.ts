@@ -1,0 +1,78 @@
+/**
+ * Small Node programs the lab runs inside pods with `ip netns exec node -e`: an echo app, a one-shot
+ * TCP client, and a TPROXY-receiving test proxy. Each prints JSON lines on stdout.
+ */
+import { transparentLauncherArgv } from '../../src/mesh/capture/transparent.js';
+
+/**
+ * Echo app. ECHO_NAME names it; ECHO_LISTEN is `port` or `addr:port`, comma-separated. Per connection
+ * it reads until the client half-closes, then answers one JSON line with what it saw: its own name,
+ * the local and remote addresses and the bytes received.
+ */
+export const ECHO_APP = String.raw`
+const net = require('net');
+for (const item of process.env.ECHO_LISTEN.split(',')) {
+  const [host, port] = item.includes(':') ? item.split(':') : ['0.0.0.0', item];
+  net.createServer({ allowHalfOpen: true }, (s) => {
+    let got = '';
+    s.setEncoding('utf8');
+    s.on('data', (d) => (got += d));
+    s.on('end', () => s.end(JSON.stringify({ server: process.env.ECHO_NAME, local: s.localAddress + ':' + s.localPort, remote: s.remoteAddress, got }) + '\n'));
+    s.on('error', () => {});
+  }).listen(Number(port), host, () => console.log(JSON.stringify({ listening: item })));
+}
+`;
+
+/**
+ * One connection to TARGET (`addr:port`), optionally as AS_UID (gid too): sends "ping\n", half-closes,
+ * prints what came back, or {"error": CODE}. Bounded by 5 s.
+ */
+export const CLIENT = String.raw`
+const net = require('net');
+if (process.env.AS_UID) { process.setgid(Number(process.env.AS_UID)); process.setuid(Number(process.env.AS_UID)); }
+const [host, port] = process.env.TARGET.split(':');
+let out = '';
+const done = (text) => { process.stdout.write(text); process.exit(0); };
+const s = net.connect({ host, port: Number(port), allowHalfOpen: true });
+s.setEncoding('utf8');
+s.on('connect', () => s.end('ping\n'));
+s.on('data', (d) => (out += d));
+s.on('close', () => done(out || JSON.stringify({ error: 'EMPTY' }) + '\n'));
+s.on('error', (e) => done(JSON.stringify({ error: e.code || String(e) }) + '\n'));
+setTimeout(() => done(JSON.stringify({ error: 'TIMEOUT' }) + '\n'), 5000).unref();
+`;
+
+/**
+ * The test proxy: listens on the transparent sockets the launcher passed (127.0.0.1:15001 outbound,
+ * 127.0.0.1:15006 inbound) and logs every accepted connection as
+ * {"kind","orig","peer","uid"}, where orig is socket.localAddress:localPort, the original destination.
+ * Outbound it forwards to orig (or to VIPS[orig], a JSON map standing in for a Service), inbound to
+ * 127.0.0.1:<orig port> from 127.0.0.6, as Istio's inbound does. It writes "via KIND ORIG\n" upstream
+ * first, so the echo app shows that the connection went through it.
+ */
+export const TEST_PROXY = String.raw`
+const net = require('net');
+const fds = new Map(process.env.MESHGATE_TRANSPARENT_FDS.split(',').map((x) => { const [k, v] = x.split('='); return [k, Number(v)]; }));
+const vips = JSON.parse(process.env.VIPS || '{}');
+function serve(spec, kind) {
+  net.createServer({ allowHalfOpen: true }, (s) => {
+    const orig = s.localAddress + ':' + s.localPort;
+    console.log(JSON.stringify({ kind, orig, peer: s.remoteAddress + ':' + s.remotePort, uid: process.getuid() }));
+    const target = kind === 'outbound' ? (vips[orig] || orig) : '127.0.0.1:' + s.localPort;
+    const [host, port] = target.split(':');
+    const up = net.connect({ host, port: Number(port), allowHalfOpen: true, ...(kind === 'inbound' ? { localAddress: '127.0.0.6' } : {}) });
+    up.write('via ' + kind + ' ' + orig + '\n');
+    s.pipe(up);
+    up.pipe(s);
+    s.on('error', () => up.destroy());
+    up.on('error', () => s.destroy());
+  }).listen({ fd: fds.get(spec) }, () => console.log(JSON.stringify({ ready: spec, uid: process.getuid() })));
+}
+serve('127.0.0.1:15001', 'outbound');
+serve('127.0.0.1:15006', 'inbound');
+`;
+
+/** argv for the test proxy under the launcher, dropping to `uid`. */
+export function testProxyArgv(uid: number): string[] {
+  return transparentLauncherArgv({ listeners: ['127.0.0.1:15001', '127.0.0.1:15006'], uid, gid: uid, command: [process.execPath, '-e', TEST_PROXY] });
+}
