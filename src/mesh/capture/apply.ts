@@ -22,7 +22,7 @@ import {
   planApply,
   planClean,
   policyRouting,
-  renderRestore,
+  renderPlan,
   validateCaptureOptions,
   type CaptureOptions,
 } from './rules.js';
@@ -178,7 +178,7 @@ export function captureCommand(args: string[], fail: (message: string) => never)
       const del = (a: string[]) => a.map((x) => (x === 'add' ? 'del' : x)).join(' ');
       process.stdout.write(`# iptables-restore --noflush\n${planClean(safeSave())}# ip ${del(rule)}\n# ip ${del(route)}\n`);
     } else {
-      process.stdout.write(`# ip ${route.join(' ')}\n# ip ${rule.join(' ')}\n# iptables-restore --noflush\n${renderRestore(options)}`);
+      process.stdout.write(renderPlan(options));
     }
     return 0;
   }

@@ -186,7 +186,8 @@ export function buildCaptureRules(o: CaptureOptions): { chains: string[]; jumps:
   validateCaptureOptions(o);
   const C = CHAINS;
   const mark = `${hex(o.mark)}/0xffffffff`;
-  const chains = [C.prerouting, C.inbound, C.tproxy, C.divert, C.output, C.redirect];
+  const inboundCaptured = o.inboundPorts === '*' || o.inboundPorts.length > 0;
+  const chains = inboundCaptured ? [C.prerouting, C.inbound, C.tproxy, C.divert, C.output, C.redirect] : [C.prerouting, C.divert, C.output, C.redirect];
   const jumps = [`-A PREROUTING -p tcp -j ${C.prerouting}`, `-A OUTPUT -p tcp -j ${C.output}`];
   const r: string[] = [];
 
@@ -195,7 +196,6 @@ export function buildCaptureRules(o: CaptureOptions): { chains: string[]; jumps:
   r.push(`-A ${C.prerouting} -p tcp -m socket --transparent -j ${C.divert}`);
   // Outbound: the app's packets, marked in OUTPUT and looped through lo by the policy route.
   r.push(`-A ${C.prerouting} -i lo -p tcp -m mark --mark ${mark} -j TPROXY --on-port ${o.outboundPort} --on-ip 127.0.0.1 --tproxy-mark ${mark}`);
-  const inboundCaptured = o.inboundPorts === '*' || o.inboundPorts.length > 0;
   if (inboundCaptured) r.push(`-A ${C.prerouting} ! -i lo -p tcp -j ${C.inbound}`);
 
   r.push(`-A ${C.divert} -j MARK --set-xmark ${mark}`);
@@ -247,6 +247,12 @@ export function renderRestore(o: CaptureOptions, extra: { deletions?: string[] }
     'COMMIT',
     '',
   ].join('\n');
+}
+
+/** What `capture --dry-run` prints: the `ip` commands (as comments) and the iptables-restore input. */
+export function renderPlan(o: CaptureOptions): string {
+  const { rule, route } = policyRouting(o);
+  return `# ip ${route.join(' ')}\n# ip ${rule.join(' ')}\n# iptables-restore --noflush\n${renderRestore(o)}`;
 }
 
 /** The policy rule and route (each an `ip` argument list) that deliver marked packets locally. */
