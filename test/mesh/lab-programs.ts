@@ -25,7 +25,7 @@ for (const item of process.env.ECHO_LISTEN.split(',')) {
 
 /**
  * One connection to TARGET (`addr:port`), optionally as AS_UID (gid too): sends "ping\n", half-closes,
- * prints what came back, or {"error": CODE}. Bounded by 5 s.
+ * prints what came back, or {"error": CODE}. Bounded by CLIENT_TIMEOUT_MS (5 s).
  */
 export const CLIENT = String.raw`
 const net = require('net');
@@ -39,7 +39,7 @@ s.on('connect', () => s.end('ping\n'));
 s.on('data', (d) => (out += d));
 s.on('close', () => done(out || JSON.stringify({ error: 'EMPTY' }) + '\n'));
 s.on('error', (e) => done(JSON.stringify({ error: e.code || String(e) }) + '\n'));
-setTimeout(() => done(JSON.stringify({ error: 'TIMEOUT' }) + '\n'), 5000).unref();
+setTimeout(() => done(JSON.stringify({ error: 'TIMEOUT' }) + '\n'), Number(process.env.CLIENT_TIMEOUT_MS || 5000)).unref();
 `;
 
 /**
@@ -76,3 +76,10 @@ serve('127.0.0.1:15006', 'inbound');
 export function testProxyArgv(uid: number): string[] {
   return transparentLauncherArgv({ listeners: ['127.0.0.1:15001', '127.0.0.1:15006'], uid, gid: uid, command: [process.execPath, '-e', TEST_PROXY] });
 }
+
+/** A plain Node listener (no IP_TRANSPARENT): logs each accepted connection's local address. */
+export const PLAIN_LISTENER = String.raw`
+const [host, port] = process.env.LISTEN.split(':');
+require('net').createServer((s) => { console.log(JSON.stringify({ accepted: s.localAddress + ':' + s.localPort })); s.end('plain\n'); })
+  .listen(Number(port), host, () => console.log(JSON.stringify({ up: process.env.LISTEN })));
+`;

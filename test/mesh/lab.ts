@@ -43,7 +43,7 @@ export interface LabProcess {
   exited: Promise<number | null>;
 }
 
-/** Why the lab cannot run here, or undefined when it can (root, ip, iptables, perl). */
+/** Why the lab cannot run here, or undefined when it can (root, ip, iptables, perl, setpriv). */
 export function labSkipReason(): string | undefined {
   if (process.platform !== 'linux') return 'network-namespace lab needs Linux';
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'network-namespace lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)';
@@ -53,6 +53,7 @@ export function labSkipReason(): string | undefined {
     ['iptables-save', 'iptables'],
     ['iptables-restore', 'iptables'],
     ['perl', 'perl-base'],
+    ['setpriv', 'util-linux'],
   ] as const) {
     if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) return `network-namespace lab needs ${cmd}: apt-get install ${pkg}`;
   }
