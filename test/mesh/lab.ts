@@ -153,6 +153,13 @@ export class Lab {
       process.on('exit', () => {
         for (const l of openLabs) l.close();
       });
+      // A test run stopped by a signal (the runner's timeout) still removes its namespaces.
+      for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+        process.once(signal, () => {
+          for (const l of openLabs) l.close();
+          process.exit(code);
+        });
+      }
     }
     try {
       lab.#build(spec);
