@@ -12,14 +12,16 @@ import { transparentLauncherArgv } from '../../src/mesh/capture/transparent.js';
 export const ECHO_APP = String.raw`
 const net = require('net');
 for (const item of process.env.ECHO_LISTEN.split(',')) {
-  const [host, port] = item.includes(':') ? item.split(':') : ['0.0.0.0', item];
+  // "8080" (IPv4, 0.0.0.0), "addr:8080", or "[::]:8080" (IPv6 only).
+  const m = /^\[(.*)\]:(\d+)$/.exec(item) || /^(.*):(\d+)$/.exec(item) || [item, '0.0.0.0', item];
+  const host = m[1], port = m[2];
   net.createServer({ allowHalfOpen: true }, (s) => {
     let got = '';
     s.setEncoding('utf8');
     s.on('data', (d) => (got += d));
     s.on('end', () => s.end(JSON.stringify({ server: process.env.ECHO_NAME, local: s.localAddress + ':' + s.localPort, remote: s.remoteAddress, got }) + '\n'));
     s.on('error', () => {});
-  }).listen(Number(port), host, () => console.log(JSON.stringify({ listening: item })));
+  }).listen({ port: Number(port), host, ipv6Only: host.includes(':') }, () => console.log(JSON.stringify({ listening: item })));
 }
 `;
 
@@ -30,7 +32,8 @@ for (const item of process.env.ECHO_LISTEN.split(',')) {
 export const CLIENT = String.raw`
 const net = require('net');
 if (process.env.AS_UID) { process.setgid(Number(process.env.AS_UID)); process.setuid(Number(process.env.AS_UID)); }
-const [host, port] = process.env.TARGET.split(':');
+const t = /^\[(.*)\]:(\d+)$/.exec(process.env.TARGET) || /^(.*):(\d+)$/.exec(process.env.TARGET);
+const host = t[1], port = t[2];
 let out = '';
 const done = (text) => { process.stdout.write(text); process.exit(0); };
 const s = net.connect({ host, port: Number(port), allowHalfOpen: true });
@@ -44,7 +47,7 @@ setTimeout(() => done(JSON.stringify({ error: 'TIMEOUT' }) + '\n'), Number(proce
 
 /**
  * The test proxy: listens on the transparent sockets the launcher passed (127.0.0.1:15001 outbound,
- * 127.0.0.1:15006 inbound) and logs every accepted connection as
+ * 127.0.0.1:15006 inbound, and [::1]:15001, [::1]:15006 with IPv6) and logs every accepted connection as
  * {"kind","orig","peer","uid"}, where orig is socket.localAddress:localPort, the original destination.
  * Outbound it forwards to orig (or to VIPS[orig], a JSON map standing in for a Service), inbound to
  * 127.0.0.1:<orig port> from 127.0.0.6, as Istio's inbound does. It writes "via KIND ORIG\n" upstream
@@ -54,13 +57,16 @@ export const TEST_PROXY = String.raw`
 const net = require('net');
 const fds = new Map(process.env.MESHGATE_TRANSPARENT_FDS.split(',').map((x) => { const [k, v] = x.split('='); return [k, Number(v)]; }));
 const vips = JSON.parse(process.env.VIPS || '{}');
+const fmt = (a, p) => (a.includes(':') ? '[' + a + ']' : a) + ':' + p;
 function serve(spec, kind) {
   net.createServer({ allowHalfOpen: true }, (s) => {
-    const orig = s.localAddress + ':' + s.localPort;
-    console.log(JSON.stringify({ kind, orig, peer: s.remoteAddress + ':' + s.remotePort, uid: process.getuid() }));
-    const target = kind === 'outbound' ? (vips[orig] || orig) : '127.0.0.1:' + s.localPort;
-    const [host, port] = target.split(':');
-    const up = net.connect({ host, port: Number(port), allowHalfOpen: true, ...(kind === 'inbound' ? { localAddress: '127.0.0.6' } : {}) });
+    const orig = fmt(s.localAddress, s.localPort);
+    const v6 = s.localAddress.includes(':');
+    console.log(JSON.stringify({ kind, orig, peer: fmt(s.remoteAddress, s.remotePort), uid: process.getuid() }));
+    const target = kind === 'outbound' ? (vips[orig] || orig) : fmt(v6 ? '::1' : '127.0.0.1', s.localPort);
+    const t = /^\[(.*)\]:(\d+)$/.exec(target) || /^(.*):(\d+)$/.exec(target);
+    // Inbound goes to the app from 127.0.0.6, as Istio does (IPv6: from ::1).
+    const up = net.connect({ host: t[1], port: Number(t[2]), allowHalfOpen: true, ...(kind === 'inbound' && !v6 ? { localAddress: '127.0.0.6' } : {}) });
     up.write('via ' + kind + ' ' + orig + '\n');
     s.pipe(up);
     up.pipe(s);
@@ -68,13 +74,13 @@ function serve(spec, kind) {
     up.on('error', () => s.destroy());
   }).listen({ fd: fds.get(spec) }, () => console.log(JSON.stringify({ ready: spec, uid: process.getuid() })));
 }
-serve('127.0.0.1:15001', 'outbound');
-serve('127.0.0.1:15006', 'inbound');
+for (const spec of fds.keys()) serve(spec, spec.endsWith(':15001') ? 'outbound' : 'inbound');
 `;
 
 /** argv for the test proxy under the launcher, dropping to `uid`. */
-export function testProxyArgv(uid: number): string[] {
-  return transparentLauncherArgv({ listeners: ['127.0.0.1:15001', '127.0.0.1:15006'], uid, gid: uid, command: [process.execPath, '-e', TEST_PROXY] });
+export function testProxyArgv(uid: number, ipv6 = false): string[] {
+  const listeners = ['127.0.0.1:15001', '127.0.0.1:15006', ...(ipv6 ? ['[::1]:15001', '[::1]:15006'] : [])];
+  return transparentLauncherArgv({ listeners, uid, gid: uid, command: [process.execPath, '-e', TEST_PROXY] });
 }
 
 /** A plain Node listener (no IP_TRANSPARENT): logs each accepted connection's local address. */

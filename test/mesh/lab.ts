@@ -22,8 +22,10 @@ export interface LabPodSpec {
   name: string;
   /** The pod's address on the lab subnet, e.g. 10.250.0.2. */
   ip: string;
-  /** Extra on-link routes via eth0, e.g. a service VIP range `10.250.1.0/24`. */
+  /** Extra on-link routes via eth0, e.g. a service VIP range `10.250.1.0/24` (or an IPv6 range). */
   routes?: string[];
+  /** An IPv6 address too (dual stack), e.g. fd00:250::2; the prefix length is LabSpec.prefixLength6. */
+  ip6?: string;
 }
 
 export interface LabSpec {
@@ -31,6 +33,9 @@ export interface LabSpec {
   nodeIp: string;
   /** Prefix length of the lab subnet. */
   prefixLength: number;
+  /** The node's IPv6 address on the bridge and the IPv6 prefix length, for dual-stack labs. */
+  nodeIp6?: string;
+  prefixLength6?: number;
   pods: LabPodSpec[];
 }
 
@@ -44,7 +49,7 @@ export interface LabProcess {
 }
 
 /** Why the lab cannot run here, or undefined when it can (root, ip, iptables, perl, setpriv). */
-export function labSkipReason(): string | undefined {
+export function labSkipReason(extraIptables: string[] = []): string | undefined {
   if (process.platform !== 'linux') return 'network-namespace lab needs Linux';
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'network-namespace lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)';
   for (const [cmd, pkg] of [
@@ -54,7 +59,8 @@ export function labSkipReason(): string | undefined {
     ['iptables-restore', 'iptables'],
     ['perl', 'perl-base'],
     ['setpriv', 'util-linux'],
-  ] as const) {
+    ...extraIptables.map((c) => [c, 'iptables'] as const),
+  ]) {
     if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) return `network-namespace lab needs ${cmd}: apt-get install ${pkg}`;
   }
   return undefined;
@@ -133,7 +139,7 @@ const openLabs = new Set<Lab>();
 export class Lab {
   readonly id: string;
   readonly nodeNs: string;
-  readonly pods = new Map<string, { ns: string; ip: string }>();
+  readonly pods = new Map<string, { ns: string; ip: string; ip6?: string }>();
   readonly #procs = new Set<LabProcess>();
   #closed = false;
 
@@ -176,18 +182,21 @@ export class Lab {
     must('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
     must('ip', ['-n', node, 'link', 'add', 'br0', 'type', 'bridge']);
     must('ip', ['-n', node, 'addr', 'add', `${spec.nodeIp}/${spec.prefixLength}`, 'dev', 'br0']);
+    // nodad: the address is usable at once (no duplicate address detection wait).
+    if (spec.nodeIp6) must('ip', ['-n', node, '-6', 'addr', 'add', `${spec.nodeIp6}/${spec.prefixLength6 ?? 64}`, 'dev', 'br0', 'nodad']);
     must('ip', ['-n', node, 'link', 'set', 'br0', 'up']);
     spec.pods.forEach((pod, i) => {
       const ns = `${this.id}-${pod.name}`;
       const host = `veth${i}`;
       must('ip', ['netns', 'add', ns]);
-      this.pods.set(pod.name, { ns, ip: pod.ip });
+      this.pods.set(pod.name, { ns, ip: pod.ip, ip6: pod.ip6 });
       must('ip', ['-n', node, 'link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
       must('ip', ['-n', node, 'link', 'set', host, 'master', 'br0', 'up']);
       must('ip', ['-n', ns, 'addr', 'add', `${pod.ip}/${spec.prefixLength}`, 'dev', 'eth0']);
+      if (pod.ip6) must('ip', ['-n', ns, '-6', 'addr', 'add', `${pod.ip6}/${spec.prefixLength6 ?? 64}`, 'dev', 'eth0', 'nodad']);
       must('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
       must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      for (const r of pod.routes ?? []) must('ip', ['-n', ns, 'route', 'add', r, 'dev', 'eth0']);
+      for (const r of pod.routes ?? []) must('ip', ['-n', ns, r.includes(':') ? '-6' : '-4', 'route', 'add', r, 'dev', 'eth0']);
     });
   }
 

@@ -23,15 +23,17 @@ import {
   planClean,
   policyRouting,
   renderPlan,
+  TOOLS,
   validateCaptureOptions,
   type CaptureOptions,
+  type Family,
 } from './rules.js';
 
 export const CAPTURE_USAGE = `  meshgate capture [--proxy-uid 1337] [--proxy-gid UID] [--inbound-ports '*'|P,...]
                    [--exclude-inbound-ports 15020,15021,15090] [--exclude-outbound-ports P,...]
                    [--exclude-outbound-cidrs CIDR,...] [--include-outbound-cidrs '*'|CIDR,...]
                    [--include-outbound-ports P,...] [--outbound-port 15001] [--inbound-port 15006]
-                   [--mark 1337] [--route-table 133] [--dry-run]
+                   [--mark 1337] [--route-table 133] [--ipv6 auto|on|off] [--dry-run]
   meshgate capture --clean [--mark 1337] [--route-table 133] [--dry-run]
 `;
 
@@ -48,6 +50,7 @@ const CAPTURE_FLAGS = {
   'inbound-port': { type: 'string' },
   mark: { type: 'string' },
   'route-table': { type: 'string' },
+  ipv6: { type: 'string' },
   clean: { type: 'boolean' },
   'dry-run': { type: 'boolean' },
 } as const;
@@ -82,9 +85,16 @@ export function parseCaptureArgs(args: string[]): { options: CaptureOptions; cle
     excludeOutboundPorts: parsePortList('--exclude-outbound-ports', str('exclude-outbound-ports') ?? ''),
     mark: num('mark', d.mark),
     routeTable: num('route-table', d.routeTable),
+    ipv6: ipv6Mode(str('ipv6')),
   };
   validateCaptureOptions(options);
   return { options, clean: values.clean === true, dryRun: values['dry-run'] === true };
+}
+
+function ipv6Mode(v: string | undefined): CaptureOptions['ipv6'] {
+  if (v === undefined) return DEFAULT_CAPTURE_OPTIONS.ipv6;
+  if (v === 'auto' || v === 'on' || v === 'off') return v;
+  throw new CaptureOptionError(`--ipv6: "${v}" is not auto, on or off`);
 }
 
 /** A failure of one of the programs capture runs; the message names the command and its stderr. */
@@ -100,66 +110,107 @@ function run(cmd: string, args: string[], input?: string): string {
   return r.stdout;
 }
 
-/** `ip -4 route show table N`; a table that does not exist yet (no route ever added) is empty. */
-function showRouteTable(table: number): string {
+/** `ip -4|-6 route show table N`; a table that does not exist yet (no route ever added) is empty. */
+function showRouteTable(table: number, family: Family): string {
   try {
-    return run('ip', ['-4', 'route', 'show', 'table', String(table)]);
+    return run('ip', [TOOLS[family].ip, 'route', 'show', 'table', String(table)]);
   } catch (e) {
     if (e instanceof CaptureCommandError && /table does not exist/i.test(e.message)) return '';
     throw e;
   }
 }
 
+/** Is the program on PATH? */
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { timeout: 10_000 }).status === 0;
+}
+
+/**
+ * The families to capture: IPv4 always; IPv6 with `--ipv6 on`, or with `auto` when the namespace has
+ * a global IPv6 address (then ip6tables must be there: a dual-stack pod must not bypass the proxy).
+ */
+export function captureFamilies(o: Pick<CaptureOptions, 'ipv6'>): Family[] {
+  if (o.ipv6 === 'off') return [4];
+  if (o.ipv6 === 'on') return [4, 6];
+  let global = '';
+  try {
+    global = run('ip', ['-6', '-o', 'addr', 'show', 'scope', 'global']);
+  } catch {
+    return [4]; // IPv6 disabled in this namespace
+  }
+  return global.trim() === '' ? [4] : [4, 6];
+}
+
 export interface CaptureReport {
-  /** What was fed to iptables-restore ('' when nothing was needed). */
+  /** What was fed to iptables-restore / ip6tables-restore ('' when nothing was needed). */
   restoreInput: string;
   /** The `ip` argument lists that were run. */
   ipCommands: string[][];
+  families: Family[];
 }
 
-/** Installs capture in the current network namespace; idempotent. */
-export function applyCapture(o: CaptureOptions): CaptureReport {
+/** Installs capture in the current network namespace, per family; idempotent. */
+export function applyCapture(o: CaptureOptions, families: Family[] = captureFamilies(o)): CaptureReport {
   const ipCommands: string[][] = [];
-  const { rule, route } = policyRouting(o);
-  if (!hasLocalRoute(showRouteTable(o.routeTable))) {
-    run('ip', route);
-    ipCommands.push(route);
+  let restoreInput = '';
+  for (const family of families) {
+    const t = TOOLS[family];
+    const { rule, route } = policyRouting(o, family);
+    if (!hasLocalRoute(showRouteTable(o.routeTable, family))) {
+      run('ip', route);
+      ipCommands.push(route);
+    }
+    if (countPolicyRules(run('ip', [t.ip, 'rule', 'show']), o) === 0) {
+      run('ip', rule);
+      ipCommands.push(rule);
+    }
+    const input = planApply(o, run(t.save, []), family);
+    run(t.restore, ['--noflush'], input);
+    restoreInput += input;
+    // Read back: every chain exists and holds the rules we wrote (catches a kernel without TPROXY or
+    // xt_socket, where iptables-nft may accept rules it cannot load).
+    const after = parseIptablesSave(run(t.save, ['-t', 'mangle'])).tables.get('mangle');
+    const { chains, rules } = buildCaptureRules(o, family);
+    const missing = chains.filter((c) => !after?.chains.includes(c));
+    const got = after?.rules.filter((l) => chains.some((c) => l.startsWith(`-A ${c} `))).length ?? 0;
+    if (missing.length > 0 || got !== rules.length) {
+      throw new CaptureCommandError(`${t.save} after ${t.restore} shows ${got}/${rules.length} rules (missing chains: ${missing.join(', ') || 'none'})`);
+    }
   }
-  if (countPolicyRules(run('ip', ['-4', 'rule', 'show']), o) === 0) {
-    run('ip', rule);
-    ipCommands.push(rule);
-  }
-  const restoreInput = planApply(o, run('iptables-save', []));
-  run('iptables-restore', ['--noflush'], restoreInput);
-  // Read back: every chain exists and holds the rules we wrote (catches a kernel without TPROXY or
-  // xt_socket, where iptables-nft may accept rules it cannot load).
-  const after = parseIptablesSave(run('iptables-save', ['-t', 'mangle'])).tables.get('mangle');
-  const { chains, rules } = buildCaptureRules(o);
-  const missing = chains.filter((c) => !after?.chains.includes(c));
-  const got = after?.rules.filter((l) => chains.some((c) => l.startsWith(`-A ${c} `))).length ?? 0;
-  if (missing.length > 0 || got !== rules.length) {
-    throw new CaptureCommandError(`iptables-save after iptables-restore shows ${got}/${rules.length} rules (missing chains: ${missing.join(', ') || 'none'})`);
-  }
-  return { restoreInput, ipCommands };
+  return { restoreInput, ipCommands, families };
 }
 
-/** Removes every chain, rule, policy rule and route capture made (found by name, mark and table). */
+/**
+ * Removes every chain, rule, policy rule and route capture made (found by name, mark and table), in
+ * both families (IPv6 when ip6tables is installed and IPv6 is on in the namespace).
+ */
 export function cleanCapture(o: Pick<CaptureOptions, 'mark' | 'routeTable'>): CaptureReport {
   const ipCommands: string[][] = [];
-  const restoreInput = planClean(run('iptables-save', []));
-  if (restoreInput !== '') run('iptables-restore', ['--noflush'], restoreInput);
-  const { rule, route } = policyRouting(o);
-  const del = (args: string[]) => args.map((a) => (a === 'add' ? 'del' : a));
-  // Added once per run, but a run with another tool in between could have added it twice: bounded.
-  for (let n = countPolicyRules(run('ip', ['-4', 'rule', 'show']), o); n > 0; n--) {
-    run('ip', del(rule));
-    ipCommands.push(del(rule));
+  let restoreInput = '';
+  const families: Family[] = [4];
+  if (have(TOOLS[6].save) && ipv6Enabled()) families.push(6);
+  for (const family of families) {
+    const t = TOOLS[family];
+    const input = planClean(run(t.save, []));
+    if (input !== '') run(t.restore, ['--noflush'], input);
+    restoreInput += input;
+    const { rule, route } = policyRouting(o, family);
+    const del = (args: string[]) => args.map((a) => (a === 'add' ? 'del' : a));
+    // Added once per run, but a run with another tool in between could have added it twice: bounded.
+    for (let n = countPolicyRules(run('ip', [t.ip, 'rule', 'show']), o); n > 0; n--) {
+      run('ip', del(rule));
+      ipCommands.push(del(rule));
+    }
+    if (hasLocalRoute(showRouteTable(o.routeTable, family))) {
+      run('ip', del(route));
+      ipCommands.push(del(route));
+    }
   }
-  if (hasLocalRoute(showRouteTable(o.routeTable))) {
-    run('ip', del(route));
-    ipCommands.push(del(route));
-  }
-  return { restoreInput, ipCommands };
+  return { restoreInput, ipCommands, families };
+}
+
+function ipv6Enabled(): boolean {
+  return spawnSync('ip', ['-6', 'rule', 'show'], { timeout: 10_000 }).status === 0;
 }
 
 /** The `capture` command: exit 0 on success, 1 when a program failed; usage errors go to `fail`. */
@@ -172,13 +223,15 @@ export function captureCommand(args: string[], fail: (message: string) => never)
     throw e;
   }
   const { options, clean, dryRun } = parsed;
-  const { rule, route } = policyRouting(options);
   if (dryRun) {
     if (clean) {
-      const del = (a: string[]) => a.map((x) => (x === 'add' ? 'del' : x)).join(' ');
-      process.stdout.write(`# iptables-restore --noflush\n${planClean(safeSave())}# ip ${del(rule)}\n# ip ${del(route)}\n`);
+      for (const family of [4, 6] as const) {
+        const { rule, route } = policyRouting(options, family);
+        const del = (a: string[]) => a.map((x) => (x === 'add' ? 'del' : x)).join(' ');
+        process.stdout.write(`# ${TOOLS[family].restore} --noflush\n${planClean(safeSave(family))}# ip ${del(rule)}\n# ip ${del(route)}\n`);
+      }
     } else {
-      process.stdout.write(renderPlan(options));
+      process.stdout.write(renderPlan(options, captureFamilies(options)));
     }
     return 0;
   }
@@ -186,7 +239,7 @@ export function captureCommand(args: string[], fail: (message: string) => never)
     const report = clean ? cleanCapture(options) : applyCapture(options);
     const what = clean ? 'removed' : 'installed';
     const n = report.restoreInput.split('\n').filter((l) => l.startsWith('-')).length;
-    process.stderr.write(`meshgate capture: ${what} (${n} iptables operations, ${report.ipCommands.length} ip commands)\n`);
+    process.stderr.write(`meshgate capture: ${what} for IPv${report.families.join(' and IPv')} (${n} iptables operations, ${report.ipCommands.length} ip commands)\n`);
     return 0;
   } catch (e) {
     if (e instanceof CaptureCommandError) {
@@ -198,9 +251,9 @@ export function captureCommand(args: string[], fail: (message: string) => never)
 }
 
 /** `--clean --dry-run` wants the current state; without iptables (or root) there is nothing to show. */
-function safeSave(): string {
+function safeSave(family: Family): string {
   try {
-    return run('iptables-save', []);
+    return run(TOOLS[family].save, []);
   } catch {
     return '';
   }

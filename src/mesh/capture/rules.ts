@@ -10,7 +10,7 @@
  * destination as the accepted socket's local address (reference mesh.md §2.3, variant A, verified on
  * this machine kind). The listeners must be transparent (IP_TRANSPARENT, see transparent.ts).
  *
- * How a packet flows (IPv4, table mangle):
+ * How a packet flows (table mangle; IPv6 is the same with ip6tables, ::1 and `local ::/0`):
  *   - outbound: OUTPUT marks the app's packets with the capture mark; the policy rule
  *     `fwmark MARK lookup TABLE` with `local 0.0.0.0/0 dev lo` in TABLE loops them through `lo`, where
  *     PREROUTING hands them to the outbound listener with TPROXY;
@@ -69,9 +69,17 @@ export interface CaptureOptions {
   excludeOutboundPorts: PortRange[];
   /** The firewall mark of captured packets and the policy-routing key. Default 1337 (0x539). */
   mark: number;
-  /** The routing table holding `local 0.0.0.0/0 dev lo`. Default 133 (Istio's INBOUND_TPROXY_ROUTE_TABLE). */
+  /** The routing table holding `local 0.0.0.0/0 dev lo` (and `local ::/0`). Default 133 (Istio's INBOUND_TPROXY_ROUTE_TABLE). */
   routeTable: number;
+  /**
+   * IPv6 capture (ip6tables, `ip -6`): `on`, `off`, or `auto` (default): on when the namespace has a
+   * global IPv6 address, so a dual-stack pod cannot bypass the sidecar over IPv6.
+   */
+  ipv6: 'auto' | 'on' | 'off';
 }
+
+/** An address family of the rules: 4 (iptables, `ip -4`) or 6 (ip6tables, `ip -6`). */
+export type Family = 4 | 6;
 
 export const DEFAULT_CAPTURE_OPTIONS: CaptureOptions = {
   proxyUid: 1337,
@@ -90,6 +98,7 @@ export const DEFAULT_CAPTURE_OPTIONS: CaptureOptions = {
   excludeOutboundPorts: [],
   mark: 1337,
   routeTable: 133,
+  ipv6: 'auto',
 };
 
 /** HBONE (Istio's mTLS tunnel port) is never captured inbound, as istio-iptables does. */
@@ -120,7 +129,7 @@ export function parseInboundPorts(text: string): '*' | PortRange[] {
   return text.trim() === '*' ? '*' : parsePortList('--inbound-ports', text);
 }
 
-/** A list of IPv4 CIDRs (a bare address is /32). IPv6 entries are refused: capture is IPv4 only. */
+/** A list of IPv4 and IPv6 CIDRs (a bare address is /32 or /128), normalised to the network address. */
 export function parseCidrList(flag: string, text: string): string[] {
   const out: string[] = [];
   for (const raw of text.split(',')) {
@@ -136,21 +145,85 @@ export function parseIncludeCidrs(text: string): '*' | string[] {
   return text.trim() === '*' ? '*' : parseCidrList('--include-outbound-cidrs', text);
 }
 
+/** The family of a normalised CIDR. */
+export function cidrFamily(cidr: string): Family {
+  return cidr.includes(':') ? 6 : 4;
+}
+
 function normaliseCidr(flag: string, item: string): string {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(item);
-  if (!m) {
-    const why = item.includes(':') ? ' (IPv6 is not captured yet: IPv4 CIDRs only)' : '';
-    throw new CaptureOptionError(`${flag}: "${item}" is not an IPv4 CIDR such as 10.96.0.0/12${why}`);
+  const slash = item.indexOf('/');
+  const addr = slash < 0 ? item : item.slice(0, slash);
+  const bitsText = slash < 0 ? undefined : item.slice(slash + 1);
+  const v6 = addr.includes(':');
+  const width = v6 ? 128 : 32;
+  const value = v6 ? parseIpv6(addr) : parseIpv4(addr);
+  const bits = bitsText === undefined ? width : /^\d{1,3}$/.test(bitsText) ? Number(bitsText) : NaN;
+  if (value === undefined || !(bits >= 0 && bits <= width)) {
+    throw new CaptureOptionError(`${flag}: "${item}" is not a CIDR such as 10.96.0.0/12 or fd00::/8`);
   }
-  const octets = m.slice(1, 5).map(Number);
-  const bits = m[5] === undefined ? 32 : Number(m[5]);
-  if (octets.some((o) => o > 255) || bits > 32) throw new CaptureOptionError(`${flag}: "${item}" is not an IPv4 CIDR such as 10.96.0.0/12`);
-  // iptables-save prints the network address: 10.1.2.3/8 is shown as 10.0.0.0/8. Normalise so the
-  // rules we print are the rules iptables shows.
-  const value = ((octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]) >>> 0;
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  const net = (value & mask) >>> 0;
-  return `${[net >>> 24, (net >>> 16) & 255, (net >>> 8) & 255, net & 255].join('.')}/${bits}`;
+  // ip(6)tables-save prints the network address (10.1.2.3/8 as 10.0.0.0/8, compressed IPv6):
+  // normalise so the rules we print are the rules iptables shows.
+  const total = BigInt(width);
+  const mask = bits === 0 ? 0n : ((1n << total) - 1n) ^ ((1n << (total - BigInt(bits))) - 1n);
+  const net = value & mask;
+  return `${v6 ? formatIpv6(net) : formatIpv4(net)}/${bits}`;
+}
+
+function parseIpv4(a: string): bigint | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
+  if (!m) return undefined;
+  const o = m.slice(1, 5).map(Number);
+  if (o.some((x) => x > 255)) return undefined;
+  return BigInt(((o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3]) >>> 0);
+}
+
+function formatIpv4(v: bigint): string {
+  const n = Number(v);
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+function parseIpv6(a: string): bigint | undefined {
+  let text = a;
+  // An embedded IPv4 tail (::ffff:10.0.0.1) becomes two hex groups.
+  const v4 = /:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(text);
+  if (v4) {
+    const n = parseIpv4(v4[1]);
+    if (n === undefined) return undefined;
+    text = `${text.slice(0, -v4[1].length)}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`;
+  }
+  if (!/^[0-9a-fA-F:]+$/.test(text)) return undefined;
+  const parts = text.split('::');
+  if (parts.length > 2) return undefined;
+  const groups = (x: string) => (x === '' ? [] : x.split(':'));
+  const head = groups(parts[0]);
+  const rest = parts.length === 2 ? groups(parts[1]) : [];
+  const fill = 8 - head.length - rest.length;
+  if (parts.length === 2 ? fill < 1 : fill !== 0) return undefined;
+  const all = [...head, ...Array<string>(parts.length === 2 ? fill : 0).fill('0'), ...rest];
+  if (all.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
+  let v = 0n;
+  for (const g of all) v = (v << 16n) | BigInt(parseInt(g, 16));
+  return v;
+}
+
+/** RFC 5952 text, as inet_ntop (and so ip6tables-save) prints it: the longest run of 2+ zero groups is `::`. */
+function formatIpv6(v: bigint): string {
+  const g = Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(112 - 16 * i)) & 0xffffn));
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hexes = g.map((x) => x.toString(16));
+  if (bestLen < 2) return hexes.join(':');
+  return `${hexes.slice(0, best).join(':')}::${hexes.slice(best + bestLen).join(':')}`;
 }
 
 function portMatch(p: PortRange): string {
@@ -182,9 +255,11 @@ export function validateCaptureOptions(o: CaptureOptions): void {
  * chains yet: one `*mangle` transaction. apply.ts adds the deletions of a previous run's rules to the
  * same transaction, so re-running is atomic and idempotent.
  */
-export function buildCaptureRules(o: CaptureOptions): { chains: string[]; jumps: string[]; rules: string[] } {
+export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chains: string[]; jumps: string[]; rules: string[] } {
   validateCaptureOptions(o);
   const C = CHAINS;
+  const L = LOOPBACK[family];
+  const ofFamily = (cidrs: string[]) => cidrs.filter((c) => cidrFamily(c) === family);
   const mark = `${hex(o.mark)}/0xffffffff`;
   const inboundCaptured = o.inboundPorts === '*' || o.inboundPorts.length > 0;
   const chains = inboundCaptured ? [C.prerouting, C.inbound, C.tproxy, C.divert, C.output, C.redirect] : [C.prerouting, C.divert, C.output, C.redirect];
@@ -195,7 +270,7 @@ export function buildCaptureRules(o: CaptureOptions): { chains: string[]; jumps:
   // and accepted, so they route locally whatever their destination address.
   r.push(`-A ${C.prerouting} -p tcp -m socket --transparent -j ${C.divert}`);
   // Outbound: the app's packets, marked in OUTPUT and looped through lo by the policy route.
-  r.push(`-A ${C.prerouting} -i lo -p tcp -m mark --mark ${mark} -j TPROXY --on-port ${o.outboundPort} --on-ip 127.0.0.1 --tproxy-mark ${mark}`);
+  r.push(`-A ${C.prerouting} -i lo -p tcp -m mark --mark ${mark} -j TPROXY --on-port ${o.outboundPort} --on-ip ${L.listen} --tproxy-mark ${mark}`);
   if (inboundCaptured) r.push(`-A ${C.prerouting} ! -i lo -p tcp -j ${C.inbound}`);
 
   r.push(`-A ${C.divert} -j MARK --set-xmark ${mark}`);
@@ -214,7 +289,7 @@ export function buildCaptureRules(o: CaptureOptions): { chains: string[]; jumps:
       for (const p of o.excludeInboundPorts) r.push(`-A ${C.inbound} -p tcp ${portMatch(p)} -j RETURN`);
       for (const p of o.inboundPorts) r.push(`-A ${C.inbound} -p tcp ${portMatch(p)} -j ${C.tproxy}`);
     }
-    r.push(`-A ${C.tproxy} ! -d 127.0.0.1/32 -p tcp -j TPROXY --on-port ${o.inboundPort} --on-ip 127.0.0.1 --tproxy-mark ${mark}`);
+    r.push(`-A ${C.tproxy} ! -d ${L.host} -p tcp -j TPROXY --on-port ${o.inboundPort} --on-ip ${L.listen} --tproxy-mark ${mark}`);
   }
 
   // OUTPUT, in precedence order. Replies first: the proxy's accepted sockets were created by root.
@@ -222,21 +297,34 @@ export function buildCaptureRules(o: CaptureOptions): { chains: string[]; jumps:
   r.push(`-A ${C.output} -o lo -j RETURN`);
   r.push(`-A ${C.output} -m owner --uid-owner ${o.proxyUid} -j RETURN`);
   r.push(`-A ${C.output} -m owner --gid-owner ${o.proxyGid} -j RETURN`);
-  r.push(`-A ${C.output} -d 127.0.0.0/8 -j RETURN`);
+  r.push(`-A ${C.output} -d ${L.net} -j RETURN`);
   for (const p of o.excludeOutboundPorts) r.push(`-A ${C.output} -p tcp ${portMatch(p)} -j RETURN`);
   // `-g`: once marked, leave MESHGATE_OUTPUT (back to OUTPUT's next rule).
   for (const p of o.includeOutboundPorts) r.push(`-A ${C.output} -p tcp ${portMatch(p)} -g ${C.redirect}`);
-  for (const cidr of o.excludeOutboundCidrs) r.push(`-A ${C.output} -d ${cidr} -j RETURN`);
+  for (const cidr of ofFamily(o.excludeOutboundCidrs)) r.push(`-A ${C.output} -d ${cidr} -j RETURN`);
   if (o.includeOutboundCidrs === '*') r.push(`-A ${C.output} -g ${C.redirect}`);
-  else for (const cidr of o.includeOutboundCidrs) r.push(`-A ${C.output} -d ${cidr} -g ${C.redirect}`);
+  // A list names each family's own ranges: a family with none has no range-based capture.
+  else for (const cidr of ofFamily(o.includeOutboundCidrs)) r.push(`-A ${C.output} -d ${cidr} -g ${C.redirect}`);
   r.push(`-A ${C.redirect} -j MARK --set-xmark ${mark}`);
 
   return { chains, jumps, rules: r };
 }
 
+/** Per family: the listeners' address (TPROXY `--on-ip`), the loopback host and the loopback range. */
+export const LOOPBACK: Record<Family, { listen: string; host: string; net: string }> = {
+  4: { listen: '127.0.0.1', host: '127.0.0.1/32', net: '127.0.0.0/8' },
+  6: { listen: '::1', host: '::1/128', net: '::1/128' },
+};
+
+/** The family's tools: `iptables-save`/`iptables-restore` or the ip6tables ones, and `ip -4`/`-6`. */
+export const TOOLS: Record<Family, { save: string; restore: string; ip: string }> = {
+  4: { save: 'iptables-save', restore: 'iptables-restore', ip: '-4' },
+  6: { save: 'ip6tables-save', restore: 'ip6tables-restore', ip: '-6' },
+};
+
 /** The complete `iptables-restore --noflush` input for a fresh namespace (what `--dry-run` prints). */
-export function renderRestore(o: CaptureOptions, extra: { deletions?: string[] } = {}): string {
-  const { chains, jumps, rules } = buildCaptureRules(o);
+export function renderRestore(o: CaptureOptions, extra: { deletions?: string[] } = {}, family: Family = 4): string {
+  const { chains, jumps, rules } = buildCaptureRules(o, family);
   return [
     '*mangle',
     // Declaring a chain creates it, or flushes it when it exists (a previous run's rules).
@@ -249,17 +337,22 @@ export function renderRestore(o: CaptureOptions, extra: { deletions?: string[] }
   ].join('\n');
 }
 
-/** What `capture --dry-run` prints: the `ip` commands (as comments) and the iptables-restore input. */
-export function renderPlan(o: CaptureOptions): string {
-  const { rule, route } = policyRouting(o);
-  return `# ip ${route.join(' ')}\n# ip ${rule.join(' ')}\n# iptables-restore --noflush\n${renderRestore(o)}`;
+/** What `capture --dry-run` prints per family: the `ip` commands (as comments) and the restore input. */
+export function renderPlan(o: CaptureOptions, families: Family[] = [4]): string {
+  return families
+    .map((f) => {
+      const { rule, route } = policyRouting(o, f);
+      return `# ip ${route.join(' ')}\n# ip ${rule.join(' ')}\n# ${TOOLS[f].restore} --noflush\n${renderRestore(o, {}, f)}`;
+    })
+    .join('');
 }
 
 /** The policy rule and route (each an `ip` argument list) that deliver marked packets locally. */
-export function policyRouting(o: Pick<CaptureOptions, 'mark' | 'routeTable'>): { rule: string[]; route: string[] } {
+export function policyRouting(o: Pick<CaptureOptions, 'mark' | 'routeTable'>, family: Family = 4): { rule: string[]; route: string[] } {
+  const ip = TOOLS[family].ip;
   return {
-    rule: ['-4', 'rule', 'add', 'fwmark', hex(o.mark), 'lookup', String(o.routeTable)],
-    route: ['-4', 'route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', String(o.routeTable)],
+    rule: [ip, 'rule', 'add', 'fwmark', hex(o.mark), 'lookup', String(o.routeTable)],
+    route: [ip, 'route', 'add', 'local', family === 4 ? '0.0.0.0/0' : '::/0', 'dev', 'lo', 'table', String(o.routeTable)],
   };
 }
 
@@ -304,9 +397,9 @@ export function findOwnRules(saved: SavedTables): Map<string, { chains: string[]
  * (idempotent: the old jumps are deleted, our chains flushed and refilled, stale chains of ours in
  * other tables or with other names removed), all in one transaction per table.
  */
-export function planApply(o: CaptureOptions, saveOutput: string): string {
+export function planApply(o: CaptureOptions, saveOutput: string, family: Family = 4): string {
   const own = findOwnRules(parseIptablesSave(saveOutput));
-  const wanted = new Set<string>(buildCaptureRules(o).chains);
+  const wanted = new Set<string>(buildCaptureRules(o, family).chains);
   let text = '';
   for (const [table, found] of own) {
     if (table === 'mangle') continue;
@@ -314,7 +407,7 @@ export function planApply(o: CaptureOptions, saveOutput: string): string {
   }
   const mangle = own.get('mangle');
   const stale = (mangle?.chains ?? []).filter((c) => !wanted.has(c));
-  const body = renderRestore(o, { deletions: mangle?.deletions ?? [] });
+  const body = renderRestore(o, { deletions: mangle?.deletions ?? [] }, family);
   if (stale.length === 0) return text + body;
   // Stale chains (another version's names) must lose their references before -X: a second block.
   return text + body + ['*mangle', ...stale.map((c) => `-F ${c}`), ...stale.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
@@ -341,5 +434,5 @@ export function countPolicyRules(ipRuleShow: string, o: Pick<CaptureOptions, 'ma
 
 /** Does `ip -4 route show table N` output hold our local route? */
 export function hasLocalRoute(ipRouteShow: string): boolean {
-  return ipRouteShow.split('\n').some((l) => /^local (default|0\.0\.0\.0\/0) dev lo\b/.test(l.trim()));
+  return ipRouteShow.split('\n').some((l) => /^local (default|0\.0\.0\.0\/0|::\/0) dev lo\b/.test(l.trim()));
 }

@@ -4,8 +4,8 @@
  * TPROXY only hands a connection to a listener whose socket has IP_TRANSPARENT set (the kernel checks
  * it per packet), and setting it needs CAP_NET_ADMIN. Node 20 has no setsockopt. So, as reference
  * mesh.md §2.3 verified on this machine kind, a tiny launcher does it:
- *   1. as root, it creates each listening socket, sets SO_REUSEADDR and IP_TRANSPARENT, binds and
- *      listens;
+ *   1. as root, it creates each listening socket, sets SO_REUSEADDR and IP_TRANSPARENT (IPv6:
+ *      IPV6_TRANSPARENT and IPV6_V6ONLY), binds and listens;
  *   2. it drops to the proxy's gid and uid (so every socket the proxy opens afterwards is owned by the
  *      uid that capture exempts);
  *   3. it execs the command with the sockets left open (not close-on-exec) and their numbers in
@@ -24,20 +24,34 @@ export const TRANSPARENT_FDS_ENV = 'MESHGATE_TRANSPARENT_FDS';
 /** IP_TRANSPARENT from <linux/in.h>; SOL_IP is 0. */
 export const IP_TRANSPARENT = 19;
 
+/** IPV6_TRANSPARENT from <linux/in6.h>; SOL_IPV6 is 41. */
+export const IPV6_TRANSPARENT = 75;
+
 const LAUNCHER = String.raw`
 use strict; use warnings;
-use Socket qw(PF_INET SOCK_STREAM SOL_SOCKET SO_REUSEADDR inet_aton pack_sockaddr_in);
+use Socket qw(PF_INET PF_INET6 AF_INET6 SOCK_STREAM SOL_SOCKET SO_REUSEADDR inet_aton inet_pton pack_sockaddr_in pack_sockaddr_in6);
 use POSIX ();
 $^F = 1023;   # sockets created from here on stay open across exec
 my ($uid, $gid) = (shift @ARGV, shift @ARGV);
 my (@keep, @names);
 while (@ARGV && $ARGV[0] ne '--') {
   my $spec = shift @ARGV;
-  my ($addr, $port) = $spec =~ /^([0-9.]+):(\d+)$/ or die "launcher: bad listener $spec\n";
-  socket(my $s, PF_INET, SOCK_STREAM, 0) or die "launcher: socket: $!\n";
-  setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or die "launcher: SO_REUSEADDR: $!\n";
-  setsockopt($s, 0, ${IP_TRANSPARENT}, 1) or die "launcher: IP_TRANSPARENT on $spec: $! (needs CAP_NET_ADMIN)\n";
-  bind($s, pack_sockaddr_in($port, inet_aton($addr))) or die "launcher: bind $spec: $!\n";
+  my ($s, $addr, $port);
+  if ((($addr, $port) = $spec =~ /^\[([0-9a-fA-F:.]+)\]:(\d+)$/)) {
+    socket($s, PF_INET6, SOCK_STREAM, 0) or die "launcher: socket: $!\n";
+    setsockopt($s, 41, 26, 1) or die "launcher: IPV6_V6ONLY: $!\n";
+    setsockopt($s, 41, ${IPV6_TRANSPARENT}, 1) or die "launcher: IPV6_TRANSPARENT on $spec: $! (needs CAP_NET_ADMIN)\n";
+    my $packed = inet_pton(AF_INET6, $addr) or die "launcher: bad address $addr\n";
+    setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or die "launcher: SO_REUSEADDR: $!\n";
+    bind($s, pack_sockaddr_in6($port, $packed)) or die "launcher: bind $spec: $!\n";
+  } elsif ((($addr, $port) = $spec =~ /^([0-9.]+):(\d+)$/)) {
+    socket($s, PF_INET, SOCK_STREAM, 0) or die "launcher: socket: $!\n";
+    setsockopt($s, 0, ${IP_TRANSPARENT}, 1) or die "launcher: IP_TRANSPARENT on $spec: $! (needs CAP_NET_ADMIN)\n";
+    setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or die "launcher: SO_REUSEADDR: $!\n";
+    bind($s, pack_sockaddr_in($port, inet_aton($addr))) or die "launcher: bind $spec: $!\n";
+  } else {
+    die "launcher: bad listener $spec\n";
+  }
   listen($s, 511) or die "launcher: listen $spec: $!\n";
   push @keep, $s; push @names, "$spec=" . fileno($s);
 }
@@ -51,7 +65,7 @@ exec { $ARGV[0] } @ARGV or die "launcher: exec $ARGV[0]: $!\n";
 `;
 
 export interface TransparentLaunch {
-  /** The listeners to create, `ADDRESS:PORT` (IPv4), e.g. `127.0.0.1:15001`. */
+  /** The listeners to create, `ADDRESS:PORT` or `[IPV6]:PORT`, e.g. `127.0.0.1:15001`, `[::1]:15001`. */
   listeners: string[];
   /** Drop to this uid (and gid) before exec; -1 keeps the current one. */
   uid: number;
@@ -63,9 +77,9 @@ export interface TransparentLaunch {
 /** The argv (`perl -e ...`) that runs `command` with transparent listeners, e.g. under `ip netns exec`. */
 export function transparentLauncherArgv(l: TransparentLaunch): string[] {
   for (const spec of l.listeners) {
-    if (!/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(spec)) throw new Error(`transparent listener "${spec}" is not IPv4ADDRESS:PORT`);
+    if (!/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(spec)) throw new Error(`transparent listener "${spec}" is not ADDRESS:PORT or [IPV6]:PORT`);
   }
-  return ['perl', '-e', LAUNCHER, String(l.uid), String(l.gid), ...l.listeners, '--', ...l.command];
+  return ['perl', '-e', LAUNCHER, '--', String(l.uid), String(l.gid), ...l.listeners, '--', ...l.command];
 }
 
 /** The inherited transparent sockets (`ADDRESS:PORT` → fd) from MESHGATE_TRANSPARENT_FDS. */
