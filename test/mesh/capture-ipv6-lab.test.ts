@@ -108,6 +108,13 @@ describe('meshgate capture over IPv6 (dual stack)', { skip: skip ? `skipped: ${s
     assert.equal((await call('app', '10.250.0.3:8080')).got, 'via outbound 10.250.0.3:8080\nping\n');
   });
 
+  test('over IPv6 the proxy calling its own pod address goes to the inbound listener (hairpin)', async () => {
+    const n = proxied().length;
+    const reply = await call('app', '[fd00:250::2]:7070', 1337);
+    assert.equal(reply.got, 'via inbound [fd00:250::2]:7070\nping\n', JSON.stringify(reply));
+    assert.deepEqual(proxied().slice(n).map((e) => [e.kind, e.orig]), [['inbound', '[fd00:250::2]:7070']]);
+  });
+
   test('--ipv6 off: IPv6 rules are not installed by that run, and --clean removes both families', async () => {
     capture(['--clean']);
     capture(['--ipv6', 'off']);

@@ -146,6 +146,20 @@ describe('meshgate capture in a network-namespace lab', { skip: skip ? `skipped:
     assert.equal(proxied().length, before);
   });
 
+  test('the proxy uid calling its own pod address goes to the inbound listener (hairpin), except excluded ports', async () => {
+    const before = proxied().length;
+    const reply = await call('app', '10.250.0.2:7070', 1337);
+    assert.equal(reply.server, 'app', JSON.stringify(reply));
+    assert.equal(reply.got, 'via inbound 10.250.0.2:7070\nping\n');
+    assert.equal(reply.remote, '127.0.0.6', 'forwarded by the inbound side, not looped');
+    const seen = proxied().slice(before);
+    assert.deepEqual(seen.map((e) => [e.kind, e.orig]), [['inbound', '10.250.0.2:7070']]);
+    assert.match(seen[0].peer!, /^10\.250\.0\.2:\d+$/);
+    assert.equal((await call('app', '10.250.0.2:15021', 1337)).got, 'ping\n', '15021 is excluded from inbound capture');
+    assert.equal((await call('app', '127.0.0.1:7070', 1337)).got, 'ping\n', '127.0.0.1 is never hairpinned');
+    assert.equal(proxied().length, before + 1);
+  });
+
   test('an excluded outbound port and an excluded CIDR are not captured; other ports of the same hosts are', async () => {
     const before = proxied().length;
     const port = await call('app', '10.250.0.3:9090');

@@ -19,6 +19,9 @@
  *   - packets of connections a transparent socket already owns are marked and accepted (DIVERT, as
  *     Istio's TPROXY mode does), so they are routed locally.
  *
+ * The proxy's own calls to its pod's address (a Service that picked this pod) go to the inbound
+ * listener, as istio-iptables does; its inbound forwarding, from 127.0.0.6, does not.
+ *
  * Never captured: loopback, the proxy's own traffic (by uid and gid: no capture loop), replies
  * (`--ctdir REPLY`: an inbound SYN-ACK has no full socket to match by owner, mesh.md §2.3), HBONE
  * (15008) inbound, and whatever the exclusions name.
@@ -38,6 +41,7 @@ export const CHAINS = {
   divert: 'MESHGATE_DIVERT',
   output: 'MESHGATE_OUTPUT',
   redirect: 'MESHGATE_REDIRECT',
+  hairpin: 'MESHGATE_HAIRPIN',
 } as const;
 
 /** A destination port or an inclusive range of ports. */
@@ -262,13 +266,19 @@ export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chai
   const ofFamily = (cidrs: string[]) => cidrs.filter((c) => cidrFamily(c) === family);
   const mark = `${hex(o.mark)}/0xffffffff`;
   const inboundCaptured = o.inboundPorts === '*' || o.inboundPorts.length > 0;
-  const chains = inboundCaptured ? [C.prerouting, C.inbound, C.tproxy, C.divert, C.output, C.redirect] : [C.prerouting, C.divert, C.output, C.redirect];
+  const chains = inboundCaptured ? [C.prerouting, C.inbound, C.tproxy, C.divert, C.output, C.redirect, C.hairpin] : [C.prerouting, C.divert, C.output, C.redirect];
   const jumps = [`-A PREROUTING -p tcp -j ${C.prerouting}`, `-A OUTPUT -p tcp -j ${C.output}`];
   const r: string[] = [];
 
   // PREROUTING. Packets a transparent socket owns (connections already handed to the proxy) are marked
   // and accepted, so they route locally whatever their destination address.
   r.push(`-A ${C.prerouting} -p tcp -m socket --transparent -j ${C.divert}`);
+  // The proxy calling its own pod (hairpin, marked in OUTPUT): to the inbound listener, as Istio does,
+  // so a pod's calls to itself through a Service get inbound policy too. Only a local destination:
+  // the app's captured packets are for remote addresses.
+  if (inboundCaptured) {
+    r.push(`-A ${C.prerouting} -i lo -p tcp -m mark --mark ${mark} -m addrtype --dst-type LOCAL -j TPROXY --on-port ${o.inboundPort} --on-ip ${L.listen} --tproxy-mark ${mark}`);
+  }
   // Outbound: the app's packets, marked in OUTPUT and looped through lo by the policy route.
   r.push(`-A ${C.prerouting} -i lo -p tcp -m mark --mark ${mark} -j TPROXY --on-port ${o.outboundPort} --on-ip ${L.listen} --tproxy-mark ${mark}`);
   if (inboundCaptured) r.push(`-A ${C.prerouting} ! -i lo -p tcp -j ${C.inbound}`);
@@ -294,6 +304,12 @@ export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chai
 
   // OUTPUT, in precedence order. Replies first: the proxy's accepted sockets were created by root.
   r.push(`-A ${C.output} -m conntrack --ctdir REPLY -j RETURN`);
+  if (inboundCaptured) {
+    // The proxy's inbound forwarding to the app comes from 127.0.0.6 (IPv6 ::6): never hairpinned.
+    r.push(`-A ${C.output} -s ${L.passthrough} -o lo -j RETURN`);
+    r.push(`-A ${C.output} ! -d ${L.host} -o lo -p tcp -m owner --uid-owner ${o.proxyUid} -j ${C.hairpin}`);
+    r.push(`-A ${C.output} ! -d ${L.host} -o lo -p tcp -m owner --gid-owner ${o.proxyGid} -j ${C.hairpin}`);
+  }
   r.push(`-A ${C.output} -o lo -j RETURN`);
   r.push(`-A ${C.output} -m owner --uid-owner ${o.proxyUid} -j RETURN`);
   r.push(`-A ${C.output} -m owner --gid-owner ${o.proxyGid} -j RETURN`);
@@ -307,13 +323,24 @@ export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chai
   else for (const cidr of ofFamily(o.includeOutboundCidrs)) r.push(`-A ${C.output} -d ${cidr} -g ${C.redirect}`);
   r.push(`-A ${C.redirect} -j MARK --set-xmark ${mark}`);
 
+  if (inboundCaptured) {
+    // Hairpin: the same ports as inbound capture (HBONE and the excluded ports go straight through).
+    r.push(`-A ${C.hairpin} -p tcp --dport ${HBONE_PORT} -j RETURN`);
+    for (const p of o.excludeInboundPorts) r.push(`-A ${C.hairpin} -p tcp ${portMatch(p)} -j RETURN`);
+    if (o.inboundPorts === '*') r.push(`-A ${C.hairpin} -j MARK --set-xmark ${mark}`);
+    else for (const p of o.inboundPorts) r.push(`-A ${C.hairpin} -p tcp ${portMatch(p)} -j MARK --set-xmark ${mark}`);
+  }
+
   return { chains, jumps, rules: r };
 }
 
-/** Per family: the listeners' address (TPROXY `--on-ip`), the loopback host and the loopback range. */
-export const LOOPBACK: Record<Family, { listen: string; host: string; net: string }> = {
-  4: { listen: '127.0.0.1', host: '127.0.0.1/32', net: '127.0.0.0/8' },
-  6: { listen: '::1', host: '::1/128', net: '::1/128' },
+/**
+ * Per family: the listeners' address (TPROXY `--on-ip`), the loopback host and range, and the source
+ * address the proxy uses to forward inbound connections to the app (Istio's 127.0.0.6 and ::6).
+ */
+export const LOOPBACK: Record<Family, { listen: string; host: string; net: string; passthrough: string }> = {
+  4: { listen: '127.0.0.1', host: '127.0.0.1/32', net: '127.0.0.0/8', passthrough: '127.0.0.6/32' },
+  6: { listen: '::1', host: '::1/128', net: '::1/128', passthrough: '::6/128' },
 };
 
 /** The family's tools: `iptables-save`/`iptables-restore` or the ip6tables ones, and `ip -4`/`-6`. */
