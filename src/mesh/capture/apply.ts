@@ -106,7 +106,11 @@ function run(cmd: string, args: string[], input?: string): string {
     const missing = (r.error as NodeJS.ErrnoException).code === 'ENOENT';
     throw new CaptureCommandError(missing ? `${cmd} not found: install ${cmd.startsWith('ip') && cmd !== 'ip' ? 'iptables' : 'iproute2'}` : `${cmd}: ${r.error.message}`);
   }
-  if (r.status !== 0) throw new CaptureCommandError(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
+  if (r.status !== 0) {
+    const text = (r.stderr || r.stdout).trim();
+    const hint = /not permitted|permission denied/i.test(text) ? ' (capture needs root, or CAP_NET_ADMIN, in the pod\'s network namespace)' : '';
+    throw new CaptureCommandError(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${text}${hint}`);
+  }
   return r.stdout;
 }
 

@@ -63,6 +63,8 @@ const ROOT_CERT_VOLUME = 'istiod-ca-cert';
 const TMP_VOLUME = 'meshgate-tmp';
 const TOKEN_DIR = '/var/run/secrets/tokens';
 const ROOT_CERT_DIR = '/var/run/secrets/istio';
+/** Ports the sidecar and capture own in the pod. */
+const RESERVED_PORTS = [15000, 15001, 15006, 15008, 15020, 15021, 15090];
 /** Inbound ports never captured: 15020 (metrics), 15021 (health), 15090 (Envoy stats), as Istio's template. */
 const DEFAULT_EXCLUDE_INBOUND = ['15090', '15021', '15020'];
 
@@ -200,6 +202,26 @@ function injectDocument(
     problem('sidecar.istio.io/interceptionMode', 'REDIRECT is not supported (Node cannot read SO_ORIGINAL_DST); TPROXY is used', 'warning', 'MG_UNSUPPORTED');
   }
   const captureOn = mode !== 'NONE';
+  // An app port the sidecar or capture owns cannot work once injected (Istio's reserved ports).
+  containers.items.forEach((c, i) => {
+    const ports = isMap(c) ? c.get('ports') : undefined;
+    if (!isSeq(ports)) return;
+    ports.items.forEach((p, j) => {
+      const port = isMap(p) ? p.get('containerPort') : undefined;
+      if (typeof port === 'number' && RESERVED_PORTS.includes(port)) {
+        const node = (p as YAMLMap).get('containerPort', true) as { range?: [number] } | undefined;
+        diagnostics.push({
+          severity: 'warning',
+          reason: 'MG_PORT_CONFLICT',
+          object: ref,
+          field: `${fieldBase}spec.containers[${i}].ports[${j}].containerPort`,
+          file,
+          line: lineOf(node?.range?.[0]),
+          message: `port ${port} is reserved for the sidecar (15000 admin, 15001 outbound, 15006 inbound, 15008 HBONE, 15020 metrics, 15021 health, 15090 stats); injected anyway`,
+        });
+      }
+    });
+  });
   const image = annotations['sidecar.istio.io/proxyImage'] ?? o.image;
   const appContainer = str((containers.items[0] as YAMLMap).get('name'));
 
