@@ -17,6 +17,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, labRequired, labSkipReason, type LabProcess } from './lab.js';
 import { CLIENT, ECHO_APP, testProxyArgv } from './lab-programs.js';
+import { parseDocument } from 'yaml';
+import { injectManifests } from '../../src/mesh/inject/inject.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const skip = labSkipReason();
@@ -190,6 +192,29 @@ describe('meshgate capture in a network-namespace lab', { skip: skip ? `skipped:
     assert.equal(lab.exec('app', 'ip', ['rule', 'show']).split('\n').filter((l) => l.includes('fwmark 0x539 lookup 133')).length, 1);
     assert.equal(lab.exec('app', 'ip', ['route', 'show', 'table', '133']).trim().split('\n').length, 1);
     assert.equal((await call('app', '10.250.0.3:8080')).got, 'via outbound 10.250.0.3:8080\nping\n', 'still capturing');
+  });
+
+  test('the init container meshgate inject writes, run as is, captures what its annotations say', async () => {
+    const pod = [
+      'apiVersion: v1',
+      'kind: Pod',
+      'metadata:',
+      '  name: app',
+      '  annotations:',
+      '    traffic.sidecar.istio.io/excludeOutboundPorts: "8080"',
+      '    traffic.sidecar.istio.io/includeInboundPorts: "7071"',
+      'spec: {containers: [{name: app, image: app}]}',
+      '',
+    ].join('\n');
+    const doc = parseDocument(injectManifests(pod).output).toJS() as { spec: { initContainers: { name: string; args: string[] }[] } };
+    const init = doc.spec.initContainers.find((c) => c.name === 'istio-init')!;
+    lab.exec('app', process.execPath, [MAIN, ...init.args]);
+    const before = proxied().length;
+    assert.equal((await call('app', '10.250.0.3:8080')).got, 'ping\n', 'excludeOutboundPorts 8080');
+    assert.equal((await call('app', '10.250.0.3:9090')).got, 'via outbound 10.250.0.3:9090\nping\n');
+    assert.equal((await call('server', '10.250.0.2:7070')).got, 'ping\n', 'includeInboundPorts has only 7071');
+    assert.equal((await call('server', '10.250.0.2:7071')).got, 'via inbound 10.250.0.2:7071\nping\n');
+    assert.deepEqual(proxied().slice(before).map((e) => e.orig), ['10.250.0.3:9090', '10.250.0.2:7071']);
   });
 
   test('--inbound-ports with a list captures only those ports', async () => {
