@@ -2,7 +2,11 @@
  * Small Node programs the lab runs inside pods with `ip netns exec node -e`: an echo app, a one-shot
  * TCP client, and a TPROXY-receiving test proxy. Each prints JSON lines on stdout.
  */
+import { fileURLToPath } from 'node:url';
 import { transparentLauncherArgv } from '../../src/mesh/capture/transparent.js';
+
+/** The compiled transparent.ts, for the test proxy to import. */
+const TRANSPARENT_MODULE = fileURLToPath(new URL('../../src/mesh/capture/transparent.js', import.meta.url));
 
 /**
  * Echo app. ECHO_NAME names it; ECHO_LISTEN is `port` or `addr:port`, comma-separated. Per connection
@@ -55,11 +59,10 @@ setTimeout(() => done(JSON.stringify({ error: 'TIMEOUT' }) + '\n'), Number(proce
  */
 export const TEST_PROXY = String.raw`
 const net = require('net');
-const fds = new Map(process.env.MESHGATE_TRANSPARENT_FDS.split(',').map((x) => { const [k, v] = x.split('='); return [k, Number(v)]; }));
 const vips = JSON.parse(process.env.VIPS || '{}');
 const fmt = (a, p) => (a.includes(':') ? '[' + a + ']' : a) + ':' + p;
-function serve(spec, kind) {
-  net.createServer({ allowHalfOpen: true }, (s) => {
+function handle(kind) {
+  return (s) => {
     const orig = fmt(s.localAddress, s.localPort);
     const v6 = s.localAddress.includes(':');
     console.log(JSON.stringify({ kind, orig, peer: fmt(s.remoteAddress, s.remotePort), uid: process.getuid() }));
@@ -72,15 +75,22 @@ function serve(spec, kind) {
     up.pipe(s);
     s.on('error', () => up.destroy());
     up.on('error', () => s.destroy());
-  }).listen({ fd: fds.get(spec) }, () => console.log(JSON.stringify({ ready: spec, uid: process.getuid() })));
+  };
 }
-for (const spec of fds.keys()) serve(spec, spec.endsWith(':15001') ? 'outbound' : 'inbound');
+// The listeners come from src/mesh/capture/transparent.ts, as the sidecar's will.
+import(process.env.TRANSPARENT_MODULE).then(async ({ inheritedTransparentFds, listenTransparent }) => {
+  for (const spec of inheritedTransparentFds().keys()) {
+    const kind = spec.endsWith(':15001') ? 'outbound' : 'inbound';
+    await listenTransparent(net.createServer({ allowHalfOpen: true }, handle(kind)), spec);
+    console.log(JSON.stringify({ ready: spec, uid: process.getuid() }));
+  }
+});
 `;
 
 /** argv for the test proxy under the launcher, dropping to `uid`. */
 export function testProxyArgv(uid: number, ipv6 = false): string[] {
   const listeners = ['127.0.0.1:15001', '127.0.0.1:15006', ...(ipv6 ? ['[::1]:15001', '[::1]:15006'] : [])];
-  return transparentLauncherArgv({ listeners, uid, gid: uid, command: [process.execPath, '-e', TEST_PROXY] });
+  return transparentLauncherArgv({ listeners, uid, gid: uid, command: ['env', `TRANSPARENT_MODULE=${TRANSPARENT_MODULE}`, process.execPath, '-e', TEST_PROXY] });
 }
 
 /** A plain Node listener (no IP_TRANSPARENT): logs each accepted connection's local address. */
