@@ -20,10 +20,12 @@
  * (`kubectl logs -c istio-proxy`, Kiali, dashboards) keeps working, and a pod that istioctl already
  * injected is recognised as injected.
  *
- * The sidecar starts as root (uid 0, gid 1337) with NET_ADMIN, SETUID and SETGID only: TPROXY
- * listeners need IP_TRANSPARENT, which needs CAP_NET_ADMIN at bind time, and Kubernetes gives a
- * non-root container no effective capabilities. It binds its listeners, then drops to --proxy-uid
- * (1337), the uid capture exempts (the issue's contract for `meshgate sidecar`).
+ * The sidecar starts as root (uid 0, gid 1337) with NET_ADMIN, SETUID and SETGID only, as Istio's
+ * injection template does in TPROXY interception mode (`runAsUser: 0`, `runAsGroup: 1337`, NET_ADMIN):
+ * TPROXY listeners need IP_TRANSPARENT, which needs CAP_NET_ADMIN at bind time, and Kubernetes gives
+ * a non-root container no effective capabilities. It binds its listeners, then drops to --proxy-uid
+ * (1337), the uid capture exempts (the issue's contract for `meshgate sidecar`); gid 1337 exempts it
+ * from capture even before the drop.
  *
  * Documents that are not injected are copied byte for byte; injected ones keep their comments.
  */
