@@ -14,7 +14,9 @@
  *     /var/run/secrets/istio/root-cert.pem, as Istio mounts them;
  *   - labels `security.istio.io/tlsMode: istio` (auto-mTLS picks meshed endpoints by it) and the
  *     canonical service name and revision; annotations `sidecar.istio.io/status` (what was added:
- *     how a second run knows), kubectl's default container, Prometheus scraping of 15020.
+ *     how a second run knows), kubectl's default container, Prometheus scraping of 15020;
+ *   - the app's httpGet/tcpSocket/grpc probes rewritten to the sidecar's 15020
+ *     (`/app-health/<container>/readyz`), the originals in ISTIO_KUBE_APP_PROBERS, as Istio does.
  *
  * Container names are Istio's (`istio-init`, `istio-proxy`) so tooling that expects them
  * (`kubectl logs -c istio-proxy`, Kiali, dashboards) keeps working, and a pod that istioctl already
@@ -230,6 +232,13 @@ function injectDocument(
   const init = captureOn ? initContainer(image, o, capture) : undefined;
   const proxy = proxyContainer(image, o, annotations);
   if (o.nativeSidecar) proxy.restartPolicy = 'Always';
+  // Istio's rewriteAppHTTPProbers (on by default): the kubelet's probes go to the sidecar's 15020,
+  // which is never captured, and the sidecar probes the app itself; otherwise STRICT mTLS would refuse
+  // the kubelet's plaintext probes. `sidecar.istio.io/rewriteAppHTTPProbers: "false"` keeps them.
+  if ((annotations['sidecar.istio.io/rewriteAppHTTPProbers'] ?? 'true').toLowerCase() !== 'false') {
+    const probers = rewriteProbes(doc, containers);
+    if (Object.keys(probers).length > 0) (proxy.env as unknown[]).push({ name: APP_PROBERS_ENV, value: JSON.stringify(probers) });
+  }
   const addedInit = [...(init ? [init] : []), ...(o.nativeSidecar ? [proxy] : [])];
   if (addedInit.length > 0) {
     if (isSeq(initContainers)) (initContainers as YAMLSeq).items.unshift(...addedInit.map((c) => doc.createNode(c)));
@@ -279,6 +288,52 @@ function injectDocument(
   }
   outcome('injected');
   return true;
+}
+
+/** The env var that tells the sidecar the app's original probes (Istio's name and JSON shape). */
+export const APP_PROBERS_ENV = 'ISTIO_KUBE_APP_PROBERS';
+/** The sidecar's status port, where rewritten probes go (`/app-health/<container>/<readyz|livez|startupz>`). */
+export const STATUS_PORT = 15020;
+
+/**
+ * Rewrites every httpGet, tcpSocket and grpc probe of the app containers to
+ * `GET /app-health/<container>/<readyz|livez|startupz>` on the status port, and returns what each
+ * path stood for (`{path: {httpGet|tcpSocket|grpc: ..., timeoutSeconds}}`, named ports resolved), as
+ * Istio's injector does. exec probes are left alone.
+ */
+function rewriteProbes(doc: Document, containers: YAMLSeq): Record<string, unknown> {
+  const probers: Record<string, unknown> = {};
+  for (const c of containers.items) {
+    if (!isMap(c)) continue;
+    const name = str(c.get('name'));
+    if (!name) continue;
+    const named = new Map<string, number>();
+    const ports = c.get('ports');
+    if (isSeq(ports)) {
+      for (const p of ports.items) {
+        if (isMap(p) && typeof p.get('name') === 'string' && typeof p.get('containerPort') === 'number') named.set(p.get('name') as string, p.get('containerPort') as number);
+      }
+    }
+    const port = (v: unknown) => (typeof v === 'string' && named.has(v) ? named.get(v) : v);
+    for (const [field, suffix] of [['readinessProbe', 'readyz'], ['livenessProbe', 'livez'], ['startupProbe', 'startupz']] as const) {
+      const probe = c.get(field);
+      if (!isMap(probe)) continue;
+      const js = probe.toJSON() as Record<string, Record<string, unknown> | number | undefined>;
+      const timeoutSeconds = typeof js.timeoutSeconds === 'number' ? js.timeoutSeconds : 1;
+      let original: Record<string, unknown> | undefined;
+      if (js.httpGet && typeof js.httpGet === 'object') original = { httpGet: { ...js.httpGet, port: port(js.httpGet.port) } };
+      else if (js.tcpSocket && typeof js.tcpSocket === 'object') original = { tcpSocket: { ...js.tcpSocket, port: port(js.tcpSocket.port) } };
+      else if (js.grpc && typeof js.grpc === 'object') original = { grpc: { ...js.grpc } };
+      if (!original) continue;
+      const path = `/app-health/${name}/${suffix}`;
+      probers[path] = { ...original, timeoutSeconds };
+      for (const k of ['httpGet', 'tcpSocket', 'grpc']) probe.delete(k);
+      // httpGet first, where the handler was.
+      probe.items.unshift(doc.createPair('httpGet', { path, port: STATUS_PORT, scheme: 'HTTP' }));
+      probe.flow = false;
+    }
+  }
+  return probers;
 }
 
 function readStringMap(node: unknown): Record<string, string> {
