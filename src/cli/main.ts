@@ -35,6 +35,8 @@ import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservab
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
 import { parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
+import { CAPTURE_USAGE, captureCommand } from '../mesh/capture/apply.js';
+import { INJECT_USAGE, injectCommand } from '../mesh/inject/cli.js';
 
 export class UsageError extends Error {}
 
@@ -54,7 +56,7 @@ ${OBSERVABILITY_USAGE}
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
   meshgate demo
-`;
+${CAPTURE_USAGE}${INJECT_USAGE}`;
 
 const TRANSLATE_FLAGS = {
   'http-port': { type: 'string' },
@@ -275,6 +277,14 @@ export async function main(argv: string[]): Promise<number> {
       });
     case 'demo':
       return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
+    case 'capture':
+      return captureCommand(rest, (m) => {
+        throw new UsageError(m);
+      });
+    case 'inject':
+      return injectCommand(rest, (m) => {
+        throw new UsageError(m);
+      });
     case undefined:
     case 'help':
     case '--help':
