@@ -13,7 +13,7 @@ import type { TranslateContext } from '../types.js';
 import { GATEWAY_GROUP, type ReferenceGrants } from './refs.js';
 import { StatusRecorder, statusKey, type PolicyStatusOut } from './status.js';
 
-export type BackendProblem = { reason: 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol'; message: string };
+export type BackendProblem = { reason: 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol'; field: string; message: string };
 
 export type ResolvedBackend = { ok: true; cluster: string } | { ok: false; problem: BackendProblem };
 
@@ -34,17 +34,17 @@ export function resolveBackend(env: BackendEnv, route: KubeObject, ref: Obj, fie
   const name = str(ref.name) ?? '';
   const namespace = str(ref.namespace) || route.metadata.namespace;
   if (group !== '' || kind !== 'Service') {
-    return { ok: false, problem: { reason: 'InvalidKind', message: `${field}: backend kind ${group ? `${group}/` : ''}${kind} is not supported (only core Services)` } };
+    return { ok: false, problem: { reason: 'InvalidKind', field, message: `${field}: backend kind ${group ? `${group}/` : ''}${kind} is not supported (only core Services)` } };
   }
   if (!env.grants.permits({ group: GATEWAY_GROUP, kind: route.kind, namespace: route.metadata.namespace }, { group: '', kind: 'Service', namespace, name })) {
-    return { ok: false, problem: { reason: 'RefNotPermitted', message: `${field}: Service ${namespace}/${name} is in another namespace and no ReferenceGrant there allows ${route.kind}s from ${route.metadata.namespace}` } };
+    return { ok: false, problem: { reason: 'RefNotPermitted', field, message: `${field}: Service ${namespace}/${name} is in another namespace and no ReferenceGrant there allows ${route.kind}s from ${route.metadata.namespace}` } };
   }
   const svc = env.resources.get('Service', namespace, name);
-  if (!svc) return { ok: false, problem: { reason: 'BackendNotFound', message: `${field}: Service ${namespace}/${name} does not exist` } };
+  if (!svc) return { ok: false, problem: { reason: 'BackendNotFound', field, message: `${field}: Service ${namespace}/${name} does not exist` } };
   const port = num(ref.port);
-  if (port === undefined) return { ok: false, problem: { reason: 'BackendNotFound', message: `${field}: port is required for a Service backend` } };
+  if (port === undefined) return { ok: false, problem: { reason: 'BackendNotFound', field, message: `${field}: port is required for a Service backend` } };
   const sp = servicePorts(svc).find((p) => p.port === port);
-  if (!sp) return { ok: false, problem: { reason: 'BackendNotFound', message: `${field}: Service ${namespace}/${name} has no port ${port}` } };
+  if (!sp) return { ok: false, problem: { reason: 'BackendNotFound', field, message: `${field}: Service ${namespace}/${name} has no port ${port}` } };
   const tls = env.tlsPolicies.tlsFor(namespace, name, sp.name);
   const cluster = resolveCluster(env.ctx, env.resources, {
     service: { namespace, name, port: { number: port } },

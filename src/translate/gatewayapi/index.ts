@@ -256,16 +256,19 @@ function planListener(ctx: TranslateContext, resources: ResourceSet, rec: Status
   const mode = str(tls.mode) ?? 'Terminate';
   if (!hasTls) {
     p.accepted = false;
+    p.supportedKinds = status.supportedKinds = [];
     rec.set(cond, gw, 'Accepted', 'False', 'UnsupportedValue', `a ${p.kind} listener needs tls`, { code: 'MG_MISSING_FIELD', field: `${field}.tls` });
     return p;
   }
   if (mode !== 'Terminate' && mode !== 'Passthrough') {
     p.accepted = false;
+    p.supportedKinds = status.supportedKinds = [];
     rec.set(cond, gw, 'Accepted', 'False', 'UnsupportedValue', `tls.mode ${JSON.stringify(mode)} is not Terminate or Passthrough`, { code: 'MG_INVALID_FIELD', field: `${field}.tls.mode` });
     return p;
   }
   if (p.kind === 'HTTPS' && mode === 'Passthrough') {
     p.accepted = false;
+    p.supportedKinds = status.supportedKinds = [];
     rec.set(cond, gw, 'Accepted', 'False', 'UnsupportedValue', 'an HTTPS listener terminates TLS (use protocol TLS for passthrough)', { code: 'MG_INVALID_FIELD', field: `${field}.tls.mode` });
     return p;
   }
@@ -337,6 +340,7 @@ function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: R
     if (kinds.size > 1) {
       for (const l of list) {
         l.conflicted = true;
+        rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'ProtocolConflict', 'listener conflicts with another listener of the port');
         rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'ProtocolConflict', `port ${l.port} is wanted with different protocols (${[...kinds].sort().join(', ')}) by listeners of Gateways of this class; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.protocol` });
       }
       continue;
@@ -351,6 +355,7 @@ function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: R
       const names = same.map((l) => `${l.gateway.metadata.namespace}/${l.gateway.metadata.name}/${l.name}`).join(', ');
       for (const l of same) {
         l.conflicted = true;
+        rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'HostnameConflict', 'listener conflicts with another listener of the port');
         rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'HostnameConflict', `listeners ${names} share port ${l.port}${h ? ` and hostname ${h}` : ''}; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.hostname` });
       }
     }
@@ -447,7 +452,9 @@ function attachRoute(env: BackendEnv, rec: StatusRecorder, r: RouteInfo, listene
     rec.set(c, route, 'Accepted', 'True', 'Accepted', `attached to Gateway ${namespace}/${name}`);
     if (problems.length > 0) {
       const first = problems[0];
-      rec.set(c, route, 'ResolvedRefs', 'False', first.reason, problems.map((p) => p.message).join('; '), { code: first.reason === 'RefNotPermitted' ? 'MG_REF_NOT_PERMITTED' : 'MG_BACKEND_NOT_RESOLVED', field: 'spec.rules' });
+      rec.set(c, route, 'ResolvedRefs', 'False', first.reason, problems.map((p) => p.message).join('; '));
+      // One diagnostic per reference, at its own field (identical ones from other parents are merged by translate).
+      for (const p of problems) env.ctx.report('error', p.reason === 'RefNotPermitted' ? 'MG_REF_NOT_PERMITTED' : 'MG_BACKEND_NOT_RESOLVED', route, p.field, `ResolvedRefs=False ${p.reason}: ${p.message}`);
     } else rec.set(c, route, 'ResolvedRefs', 'True', 'ResolvedRefs', 'all backend references resolved');
   });
 }
@@ -486,15 +493,15 @@ function checkRef(env: BackendEnv, route: KubeObject, ref: Obj, field: string): 
   const kind = str(ref.kind) ?? 'Service';
   const name = str(ref.name) ?? '';
   const namespace = str(ref.namespace) || route.metadata.namespace;
-  if (group !== '' || kind !== 'Service') return { reason: 'InvalidKind', message: `${field}: backend kind ${group ? `${group}/` : ''}${kind} is not supported (only core Services)` };
+  if (group !== '' || kind !== 'Service') return { reason: 'InvalidKind', field, message: `${field}: backend kind ${group ? `${group}/` : ''}${kind} is not supported (only core Services)` };
   if (!env.grants.permits({ group: GATEWAY_GROUP, kind: route.kind, namespace: route.metadata.namespace }, { group: '', kind: 'Service', namespace, name })) {
-    return { reason: 'RefNotPermitted', message: `${field}: Service ${namespace}/${name} is in another namespace and no ReferenceGrant there allows ${route.kind}s from ${route.metadata.namespace}` };
+    return { reason: 'RefNotPermitted', field, message: `${field}: Service ${namespace}/${name} is in another namespace and no ReferenceGrant there allows ${route.kind}s from ${route.metadata.namespace}` };
   }
   const svc = env.resources.get('Service', namespace, name);
-  if (!svc) return { reason: 'BackendNotFound', message: `${field}: Service ${namespace}/${name} does not exist` };
+  if (!svc) return { reason: 'BackendNotFound', field, message: `${field}: Service ${namespace}/${name} does not exist` };
   const port = num(ref.port);
-  if (port === undefined) return { reason: 'BackendNotFound', message: `${field}: port is required for a Service backend` };
-  if (!arr(obj(svc.body.spec).ports).some((p) => num(obj(p).port) === port)) return { reason: 'BackendNotFound', message: `${field}: Service ${namespace}/${name} has no port ${port}` };
+  if (port === undefined) return { reason: 'BackendNotFound', field, message: `${field}: port is required for a Service backend` };
+  if (!arr(obj(svc.body.spec).ports).some((p) => num(obj(p).port) === port)) return { reason: 'BackendNotFound', field, message: `${field}: Service ${namespace}/${name} has no port ${port}` };
   return null;
 }
 
