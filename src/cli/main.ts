@@ -24,6 +24,7 @@ import { formatDiagnostic, hasErrors } from '../lib/diagnostic.js';
 import { Logger, type LogLevel } from '../lib/log.js';
 import { loadDirectory } from '../providers/file/load.js';
 import { ConfigPipeline } from '../control/pipeline.js';
+import { GATEWAY_API_FLAGS, formatGatewayApiStatus, gatewayApiOptions } from './gateway-api.js';
 import { Controller } from '../control/controller.js';
 import { DirectorySource } from '../control/source.js';
 import { ClusterDataPlane, InProcessDataPlane, runWorker, type DataPlane } from '../control/dataplane.js';
@@ -46,6 +47,7 @@ const USAGE = `usage:
                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
+               [--gateway-controller-name meshgate.io/gateway-controller]
 ${OBSERVABILITY_USAGE}
   meshgate validate DIR...
   meshgate translate DIR [--routes] [--clusters]
@@ -62,6 +64,7 @@ const TRANSLATE_FLAGS = {
   'gateway-labels': { type: 'string' },
   'bind-address': { type: 'string' },
   ...SECURITY_FLAGS,
+  ...GATEWAY_API_FLAGS,
 } as const;
 
 const RUN_FLAGS = {
@@ -145,6 +148,7 @@ function translateOptions(v: Record<string, string | boolean | string[] | undefi
     portMap: portMap(str('port-map')),
     bindAddress: str('bind-address') ?? DEFAULT_TRANSLATE_OPTIONS.bindAddress,
     ...securityOptions(str, (m) => new UsageError(m)),
+    ...gatewayApiOptions(str, (m) => new UsageError(m)),
   };
 }
 
@@ -208,6 +212,7 @@ async function validate(args: string[]): Promise<number> {
     const loaded = await loadDirectory(path.resolve(dir));
     const result = new ConfigPipeline(options).run(loaded);
     for (const d of result.diagnostics) process.stdout.write(`${positionals.length > 1 ? `${dir}: ` : ''}${formatDiagnostic(d)}\n`);
+    if (result.gatewayApiStatus) for (const line of formatGatewayApiStatus(result.gatewayApiStatus)) process.stdout.write(`${positionals.length > 1 ? `${dir}: ` : ''}${line}\n`);
     const errors = result.diagnostics.filter((d) => d.severity === 'error').length;
     const warnings = result.diagnostics.filter((d) => d.severity === 'warning').length;
     process.stdout.write(`${dir}: ${loaded.objects.length} objects, ${errors} errors, ${warnings} warnings\n`);

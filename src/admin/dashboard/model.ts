@@ -100,7 +100,7 @@ export function describeAction(a: RouteAction): string {
       return `-> ${dests}${a.timeoutMs !== null ? ` (timeout ${a.timeoutMs}ms)` : ''}`;
     }
     case 'redirect':
-      return `redirect ${a.responseCode}${a.scheme ? ` ${a.scheme}://` : ''}${a.authority ?? ''}`;
+      return `redirect ${a.responseCode}${a.scheme || a.authority ? ' ' : ''}${a.scheme ? `${a.scheme}://` : ''}${a.authority ?? ''}`;
     case 'direct':
       return `direct ${a.status}`;
   }
