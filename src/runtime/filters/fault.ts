@@ -5,7 +5,9 @@
  */
 
 import type { ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
 import type { FaultAbort, FaultInjection } from '../../ir/types.js';
+import { isHttp2 } from '../http/h2-compat.js';
 import { noteLocalReply } from '../../observability/record.js';
 import { sendLocalError, SERVER_NAME, FLAGS_HEADER, type LocalError } from '../http/local-reply.js';
 
@@ -29,6 +31,13 @@ const abortErrors = new Map<number, LocalError>();
 export function sendFaultAbort(res: ServerResponse, a: FaultAbort): void {
   if (a.kind === 'grpc') {
     noteLocalReply(res, 'FI', 0);
+    // HTTP/2: a trailers-only answer is one HEADERS frame that ends the stream (gRPC clients read
+    // grpc-status from it); written through the compat layer it would be HEADERS then an empty DATA.
+    if (res.req !== undefined && isHttp2(res.req)) {
+      const stream = (res as unknown as Http2ServerResponse).stream;
+      if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 200, server: SERVER_NAME, 'content-type': 'application/grpc', 'grpc-status': String(a.grpcStatus), 'grpc-message': 'fault filter abort', [FLAGS_HEADER]: 'FI' }, { endStream: true });
+      return;
+    }
     res.writeHead(200, ['server', SERVER_NAME, 'content-type', 'application/grpc', 'grpc-status', String(a.grpcStatus), 'grpc-message', 'fault filter abort', 'content-length', '0', FLAGS_HEADER, 'FI']);
     res.end();
     return;
