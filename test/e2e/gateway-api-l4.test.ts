@@ -106,6 +106,8 @@ spec:
     - matches: [{ method: { service: meshgate.test.Echo, method: Unary }, headers: [{ name: x-pick, value: g2 }] }]
       filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: x-from-gateway, value: "yes" }] } }]
       backendRefs: [{ name: g2, port: 50051 }]
+    - matches: [{ method: { service: meshgate.test.Echo, method: Unary }, headers: [{ name: x-split, value: "yes" }] }]
+      backendRefs: [{ name: g1, port: 50051, weight: 70 }, { name: g2, port: 50051, weight: 30 }]
     - matches: [{ method: { service: meshgate.test.Echo, method: Unary } }]
       backendRefs: [{ name: g1, port: 50051, weight: 1 }, { name: missing, port: 50051, weight: 1 }]
     - matches: [{ method: { service: meshgate.test.Echo } }]
@@ -201,6 +203,24 @@ spec:
       assert.equal(r.error?.code, grpc.status.UNIMPLEMENTED);
     } finally {
       stranger.close();
+    }
+  });
+
+  test('GRPCRoute weights: 70/30 within 5 points over 500 calls', async () => {
+    const client = grpcClient(gw.httpPort, 'grpc.example.com');
+    try {
+      const counts: Record<string, number> = {};
+      const md = new grpc.Metadata();
+      md.set('x-split', 'yes');
+      for (let i = 0; i < 500; i++) {
+        const r = await unary(client, { text: 'w' }, md);
+        const k = r.error ? `code ${r.error.code}` : (r.reply?.from ?? '?');
+        counts[k] = (counts[k] ?? 0) + 1;
+      }
+      assert.equal((counts.g1 ?? 0) + (counts.g2 ?? 0), 500, JSON.stringify(counts));
+      assert.ok(Math.abs((counts.g1 ?? 0) / 500 - 0.7) <= 0.05, JSON.stringify(counts));
+    } finally {
+      client.close();
     }
   });
 

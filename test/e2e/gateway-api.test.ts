@@ -108,6 +108,8 @@ spec:
       filters: [{ type: RequestRedirect, requestRedirect: { hostname: www.example.com } }]
     - matches: [{ path: { type: PathPrefix, value: /to-https } }]
       filters: [{ type: RequestRedirect, requestRedirect: { scheme: https, statusCode: 301, path: { type: ReplacePrefixMatch, replacePrefixMatch: /secure } } }]
+    - matches: [{ path: { type: PathPrefix, value: /port-redirect } }]
+      filters: [{ type: RequestRedirect, requestRedirect: { port: 8083, statusCode: 307, path: { type: ReplaceFullPath, replaceFullPath: /moved } } }]
     - matches: [{ path: { type: PathPrefix, value: /strip } }]
       filters: [{ type: URLRewrite, urlRewrite: { hostname: rewritten.internal, path: { type: ReplacePrefixMatch, replacePrefixMatch: / } } }]
       backendRefs: [{ name: v1, port: 80 }]
@@ -220,6 +222,9 @@ spec:
     const s = await shop('/to-https/page');
     assert.equal(s.status, 301);
     assert.equal(s.headers.location, 'https://shop.example.com/secure/page');
+    const p = await shop('/port-redirect/a?b=1');
+    assert.equal(p.status, 307);
+    assert.equal(p.headers.location, 'http://shop.example.com:8083/moved?b=1');
   });
 
   test('URLRewrite: ReplacePrefixMatch and hostname', async () => {
