@@ -129,4 +129,13 @@ describe('kubernetes source: Gateway API', { skip: REAL && 'uses the fake API se
     await gw.wiring.idle();
     assert.equal(statusWrites(), before, 'status was rewritten although it did not change');
   });
+
+  test('a route that stops naming our Gateway loses our parent entry; the other controller\'s stays', async () => {
+    await cluster.apply({ ...route('app', 'app.example.com'), spec: { parentRefs: [{ name: 'not-ours' }], hostnames: ['app.example.com'], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } });
+    await eventually('our parent entry removed', async () => {
+      const o = await cluster.get({ apiVersion: `${G}/v1`, kind: 'HTTPRoute', metadata: { name: 'app', namespace: ns } });
+      const parents = ((o?.status as Obj | undefined)?.parents as Obj[] | undefined) ?? [];
+      return parents.length === 1 && parents[0].controllerName === 'example.com/other';
+    });
+  });
 });

@@ -60,6 +60,8 @@ export class GatewayStatusWriter {
   #syncing: Promise<void> = Promise.resolve();
   #running = false;
   #again = false;
+  /** Routes this writer gave parent entries to (`kind/namespace/name`): when one drops out, its entries are removed. */
+  #routesWritten = new Map<string, Keyed>();
   /** Status writes done (tests, logs). */
   writes = 0;
 
@@ -121,6 +123,16 @@ export class GatewayStatusWriter {
       }));
     }
     for (const r of s.routes) await this.#write(r, ownEntries('parents'), (cur) => ({ ...cur, parents: mergeEntries(arr(cur.parents), r.parents.map((p) => ({ ref: p.parentRef, controllerName: p.controllerName, conditions: p.conditions })), 'parentRef', controller, this.#now()) }));
+    // Routes that no longer name a Gateway of ours: our (now stale) parent entries are removed.
+    const current = new Set(s.routes.map((r) => `${r.kind}/${r.namespace}/${r.name}`));
+    for (const [key, r] of this.#routesWritten) {
+      if (current.has(key)) continue;
+      const o = this.#opts.lookup(r.kind, r.namespace, r.name);
+      const generation = num(obj(o?.body.metadata).generation) ?? r.generation;
+      await this.#write({ ...r, generation }, () => [], (cur) => ({ ...cur, parents: arr(cur.parents).filter((p) => obj(p).controllerName !== controller) }));
+      this.#routesWritten.delete(key);
+    }
+    for (const r of s.routes) this.#routesWritten.set(`${r.kind}/${r.namespace}/${r.name}`, r);
     for (const p of s.policies) await this.#write(p, ownEntries('ancestors'), (cur) => ({ ...cur, ancestors: mergeEntries(arr(cur.ancestors), p.ancestors.map((a) => ({ ref: a.ancestorRef, controllerName: a.controllerName, conditions: a.conditions })), 'ancestorRef', controller, this.#now()) }));
   }
 
