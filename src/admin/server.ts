@@ -29,8 +29,11 @@ export async function startAdminServer(controller: Controller, port: number, hos
         return send(res, 200, { version: controller.serving?.version ?? null, diagnostics: controller.diagnostics });
       case '/reloads':
         return send(res, 200, { reloads: controller.reloads });
+      case '/gateway_api_status':
+        // Gateway API conditions as the leader writes them to /status (directory mode: only here and in `meshgate validate`).
+        return send(res, 200, { version: controller.serving?.version ?? null, status: controller.gatewayApiStatus });
       case '/':
-        return sendText(res, 200, 'meshgate admin\n  /ready\n  /healthz\n  /config_dump\n  /diagnostics\n  /reloads\n  /metrics\n  /dashboard\n');
+        return sendText(res, 200, 'meshgate admin\n  /ready\n  /healthz\n  /config_dump\n  /diagnostics\n  /reloads\n  /gateway_api_status\n  /metrics\n  /dashboard\n');
       default:
         // /metrics, /dashboard and its JSON (src/admin/dashboard/routes.ts).
         if (observability !== undefined && handleObservabilityRequest(path, res, controller, observability)) return;

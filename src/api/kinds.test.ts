@@ -60,9 +60,13 @@ describe('checkObjects: kinds and versions', () => {
   });
 
   test('Gateway of another group (Gateway API) is not the Istio Gateway', () => {
-    const r = check('apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec: { gatewayClassName: x }\n');
-    assert.deepEqual(r.accepted, []);
-    assert.equal(r.diagnostics[0].severity, 'info');
+    const r = check('apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec: { gatewayClassName: x, listeners: [{name: h, port: 80, protocol: HTTP}] }\n');
+    assert.deepEqual(r.diagnostics, []);
+    assert.equal(lookupKind('gateway.networking.k8s.io/v1', 'Gateway')?.group, 'gateway.networking.k8s.io');
+    // Istio's `servers` is not a Gateway API field.
+    const bad = check('apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec: { gatewayClassName: x, listeners: [], servers: [] }\n');
+    assert.deepEqual(bad.accepted, []);
+    assert.equal(bad.diagnostics[0].reason, 'MG_UNKNOWN_FIELD');
   });
 
   test('a read kind at an unknown version: MG_UNKNOWN_KIND warning naming the supported versions, dropped', () => {
@@ -90,7 +94,7 @@ describe('checkObjects: kinds and versions', () => {
     assert.deepEqual(splitApiVersion('networking.istio.io/v1beta1'), { group: 'networking.istio.io', version: 'v1beta1' });
     assert.equal(lookupKind('v1', 'Service')?.kind, 'Service');
     assert.equal(lookupKind('apps/v1', 'Service'), undefined);
-    assert.equal(KINDS.length, 16); // + WorkloadEntry (issue 3), RequestAuthentication and AuthorizationPolicy, ConfigMap (MeshConfig), Telemetry
+    assert.equal(KINDS.length, 26); // + 9 Gateway API kinds and Namespace (issue 13), WorkloadEntry (issue 3), RequestAuthentication and AuthorizationPolicy, ConfigMap (MeshConfig), Telemetry
   });
 });
 

@@ -11,6 +11,7 @@ import { parentPath } from './field-path.js';
 import * as istio from './istio/networking.js';
 import * as istioSecurity from './istio/security.js';
 import * as istioTelemetry from './istio/telemetry.js';
+import * as gatewayApi from './gatewayapi/schemas.js';
 import * as core from './kubernetes/core.js';
 import * as discovery from './kubernetes/discovery.js';
 import * as networking from './kubernetes/networking.js';
@@ -51,7 +52,28 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'security.istio.io', kind: 'RequestAuthentication', versions: ['v1', 'v1beta1'], schema: istioSecurity.requestAuthentication },
   { group: 'security.istio.io', kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], schema: istioSecurity.authorizationPolicy },
   { group: 'telemetry.istio.io', kind: 'Telemetry', versions: ['v1', 'v1alpha1'], schema: istioTelemetry.telemetry },
+  // Kubernetes Gateway API (translate/gatewayapi); Namespaces for allowedRoutes `from: Selector`.
+  ...GATEWAY_API_KINDS(),
 ];
+
+/** gateway.networking.k8s.io kinds, with the older versions clusters still serve. */
+function GATEWAY_API_KINDS(): KindInfo[] {
+  const g = 'gateway.networking.k8s.io';
+  return [
+    { group: g, kind: 'GatewayClass', versions: ['v1', 'v1beta1'], schema: gatewayApi.gatewayClass },
+    { group: g, kind: 'Gateway', versions: ['v1', 'v1beta1'], schema: gatewayApi.gateway },
+    { group: g, kind: 'HTTPRoute', versions: ['v1', 'v1beta1'], schema: gatewayApi.httpRoute },
+    { group: g, kind: 'GRPCRoute', versions: ['v1', 'v1alpha2'], schema: gatewayApi.grpcRoute },
+    { group: g, kind: 'TLSRoute', versions: ['v1', 'v1alpha3', 'v1alpha2'], schema: gatewayApi.tlsRoute },
+    { group: g, kind: 'TCPRoute', versions: ['v1', 'v1alpha2'], schema: gatewayApi.tcpRoute },
+    { group: g, kind: 'UDPRoute', versions: ['v1', 'v1alpha2'], schema: gatewayApi.udpRoute },
+    { group: g, kind: 'ReferenceGrant', versions: ['v1', 'v1beta1', 'v1alpha2'], schema: gatewayApi.referenceGrant },
+    { group: g, kind: 'BackendTLSPolicy', versions: ['v1', 'v1alpha3'], schema: gatewayApi.backendTLSPolicy },
+    { group: '', kind: 'Namespace', versions: ['v1'], schema: gatewayApi.namespace },
+  ];
+}
+
+export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
 
 const BY_GROUP_KIND = new Map(KINDS.map((k) => [`${k.group}/${k.kind}`, k]));
 

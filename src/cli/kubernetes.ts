@@ -21,6 +21,8 @@ import { EventRecorder } from '../providers/kubernetes/events.js';
 import { LeaderElector } from '../providers/kubernetes/leader.js';
 import { KubernetesSource } from '../providers/kubernetes/source.js';
 import { IngressStatusWriter } from '../providers/kubernetes/status.js';
+import { GatewayStatusWriter, type GatewayApiStatusInput } from '../providers/kubernetes/gateway-status.js';
+import { GATEWAY_API_GROUP } from '../providers/kubernetes/kinds.js';
 import type { KubernetesRunOptions } from './kubernetes-options.js';
 
 export { defaultNamespace, parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
@@ -40,9 +42,13 @@ export interface KubernetesWiring {
   source: KubernetesSource;
   elector: LeaderElector;
   status: IngressStatusWriter;
+  /** Gateway API status (`/status` of GatewayClasses, Gateways, routes, BackendTLSPolicies), leader only. */
+  gatewayStatus: GatewayStatusWriter;
   events: EventRecorder;
   /** Give to the Controller: runs after every reload. */
   onDiagnostics(diagnostics: Diagnostic[]): void;
+  /** Give to the Controller: the Gateway API status of every reload. */
+  onGatewayApiStatus(status: GatewayApiStatusInput): void;
   /** Start campaigning for the Lease and watching the publish Service (after the first load). */
   start(): void;
   /** Step down (releasing the Lease) and stop; the source is closed by the Controller. */
@@ -56,6 +62,13 @@ export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateO
   const identity = `${process.env.POD_NAME ?? os.hostname()}_${randomBytes(4).toString('hex')}`;
   const source = new KubernetesSource({ client, log: klog, watchNamespaces: opts.watchNamespaces, secretLabelSelector: opts.secretLabelSelector, debounceMs: timings.debounceMs, rediscoverMs: timings.rediscoverMs, backoff: timings.backoff });
   const status = new IngressStatusWriter({ client, log: klog, publish: opts.publish, backoff: timings.backoff });
+  const gatewayStatus = new GatewayStatusWriter({
+    client,
+    log: klog,
+    lookup: (k, ns, n) => source.lookupInGroup(GATEWAY_API_GROUP, k, ns, n),
+    // The publish Service or --publish-address, as for Ingress status; unknown: none.
+    addresses: () => status.addresses()?.map((a) => (a.ip ? { type: 'IPAddress', value: a.ip } : { type: 'Hostname', value: a.hostname ?? '' })) ?? null,
+  });
   const events = new EventRecorder({ client, log: klog, identity, lookup: (k, ns, n) => source.lookup(k, ns, n) });
   let diagnostics: Diagnostic[] = [];
   let eventWrites: Promise<void> = Promise.resolve();
@@ -74,6 +87,7 @@ export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateO
     log: klog,
     onChange: (leading) => {
       status.setLeading(leading);
+      gatewayStatus.setLeading(leading);
       if (leading) recordEvents();
     },
   });
@@ -82,7 +96,11 @@ export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateO
     source,
     elector,
     status,
+    gatewayStatus,
     events,
+    onGatewayApiStatus(s) {
+      gatewayStatus.setStatus(s);
+    },
     onDiagnostics(d) {
       diagnostics = d;
       recordEvents();
@@ -107,6 +125,7 @@ export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateO
     async idle() {
       await eventWrites;
       await status.idle();
+      await gatewayStatus.idle();
     },
   };
 }

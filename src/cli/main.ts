@@ -25,6 +25,7 @@ import { Logger, type LogLevel } from '../lib/log.js';
 import { compactHeapSoon } from '../lib/heap.js';
 import { loadDirectory } from '../providers/file/load.js';
 import { ConfigPipeline } from '../control/pipeline.js';
+import { GATEWAY_API_FLAGS, formatGatewayApiStatus, gatewayApiOptions } from './gateway-api.js';
 import { Controller } from '../control/controller.js';
 import { DirectorySource } from '../control/source.js';
 import type { DataPlane } from '../control/dataplane-types.js';
@@ -50,6 +51,7 @@ const USAGE = `usage:
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
                [--http1-engine meshgate|node]
+               [--gateway-controller-name meshgate.io/gateway-controller]
 ${OBSERVABILITY_USAGE}
   meshgate validate DIR...
   meshgate translate DIR [--routes] [--clusters]
@@ -66,6 +68,7 @@ const TRANSLATE_FLAGS = {
   'gateway-labels': { type: 'string' },
   'bind-address': { type: 'string' },
   ...SECURITY_FLAGS,
+  ...GATEWAY_API_FLAGS,
 } as const;
 
 const RUN_FLAGS = {
@@ -152,6 +155,7 @@ function translateOptions(v: Record<string, string | boolean | string[] | undefi
     portMap: portMap(str('port-map')),
     bindAddress: str('bind-address') ?? DEFAULT_TRANSLATE_OPTIONS.bindAddress,
     ...securityOptions(str, (m) => new UsageError(m)),
+    ...gatewayApiOptions(str, (m) => new UsageError(m)),
   };
 }
 
@@ -204,7 +208,7 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
   const k8s = opts.kubernetes ? (await import('./kubernetes.js')).wireKubernetes(opts.kubernetes, opts.translate, log) : null;
   const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
-  const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => {
+  const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onGatewayApiStatus: k8s?.onGatewayApiStatus, onReload: (r) => {
     controlMetrics.reloaded(r);
     // Idle memory after a new snapshot: one full GC once reloads settle (src/lib/heap.ts).
     if (r.outcome === 'applied') compactHeapSoon();
@@ -234,6 +238,7 @@ async function validate(args: string[]): Promise<number> {
     const loaded = await loadDirectory(path.resolve(dir));
     const result = new ConfigPipeline(options).run(loaded);
     for (const d of result.diagnostics) process.stdout.write(`${positionals.length > 1 ? `${dir}: ` : ''}${formatDiagnostic(d)}\n`);
+    if (result.gatewayApiStatus) for (const line of formatGatewayApiStatus(result.gatewayApiStatus)) process.stdout.write(`${positionals.length > 1 ? `${dir}: ` : ''}${line}\n`);
     const errors = result.diagnostics.filter((d) => d.severity === 'error').length;
     const warnings = result.diagnostics.filter((d) => d.severity === 'warning').length;
     process.stdout.write(`${dir}: ${loaded.objects.length} objects, ${errors} errors, ${warnings} warnings\n`);

@@ -2,6 +2,7 @@
  * The controller: provider -> debounce -> pipeline (check, translate, validate) -> dedupe by version
  * -> apply to the data plane -> status (diagnostics, reload history) for the admin server and logs.
  */
+import type { GatewayApiStatus } from '../translate/gatewayapi/status.js';
 import type { Diagnostic } from '../lib/diagnostic.js';
 import { formatDiagnostic } from '../lib/diagnostic.js';
 import type { Logger } from '../lib/log.js';
@@ -35,6 +36,8 @@ export interface ControllerOptions {
   onDiagnostics?: (diagnostics: LoadedConfig['diagnostics']) => void;
   /** Called after every reload with its record (e.g. to count reloads in metrics). */
   onReload?: (record: ReloadRecord) => void;
+  /** Called after every reload with the Gateway API status translation made (the Kubernetes status writer). */
+  onGatewayApiStatus?: (status: GatewayApiStatus) => void;
 }
 
 export class Controller {
@@ -50,6 +53,8 @@ export class Controller {
   /** Results of the last apply, one per runtime (bound listeners, bind errors). */
   lastApply: ApplyResult[] = [];
   diagnostics: Diagnostic[] = [];
+  /** Gateway API status of the last reload (`/gateway_api_status`); null before the first. */
+  gatewayApiStatus: GatewayApiStatus | null = null;
   readonly reloads: ReloadRecord[] = [];
 
   constructor(opts: ControllerOptions) {
@@ -108,6 +113,10 @@ export class Controller {
     const result = this.#pipeline.run(loaded);
     this.diagnostics = result.diagnostics;
     this.#opts.onDiagnostics?.(result.diagnostics);
+    if (result.gatewayApiStatus) {
+      this.gatewayApiStatus = result.gatewayApiStatus;
+      this.#opts.onGatewayApiStatus?.(result.gatewayApiStatus);
+    }
     const errors = result.diagnostics.filter((d) => d.severity === 'error').length;
     const warnings = result.diagnostics.filter((d) => d.severity === 'warning').length;
     for (const d of result.diagnostics) if (d.severity !== 'info') log[d.severity === 'error' ? 'error' : 'warn'](formatDiagnostic(d), { reason: d.reason });

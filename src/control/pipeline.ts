@@ -15,6 +15,7 @@ import { ResourceSet, objectKey } from '../resources/resource-set.js';
 import type { KubeObject } from '../resources/types.js';
 import { checkObjects } from '../api/kinds.js';
 import { translate, type TranslateOptions } from '../translate/index.js';
+import type { GatewayApiStatus } from '../translate/gatewayapi/status.js';
 
 export type { LoadedConfig } from '../providers/types.js';
 import type { LoadedConfig } from '../providers/types.js';
@@ -26,6 +27,8 @@ export interface PipelineResult {
   diagnostics: Diagnostic[];
   /** Objects that went into translation. */
   resources: ResourceSet;
+  /** Gateway API status made by this run's translation (written to Kubernetes by the leader, shown by validate and the admin API). */
+  gatewayApiStatus?: GatewayApiStatus;
 }
 
 export class ConfigPipeline {
@@ -87,6 +90,6 @@ export class ConfigPipeline {
     for (const file of [...this.#lastGoodByFile.keys()]) if (!byFile.has(file) && !brokenFiles.has(file)) this.#lastGoodByFile.delete(file);
     this.#lastGoodObjects = new Map(accepted);
 
-    return { snapshot: invalid ? null : result.ir, diagnostics: diagnostics.sort(compareDiagnostics), resources };
+    return { snapshot: invalid ? null : result.ir, diagnostics: diagnostics.sort(compareDiagnostics), resources, gatewayApiStatus: result.gatewayApiStatus };
   }
 }

@@ -31,7 +31,10 @@ export type DiagnosticReason =
   | 'MG_UNSUPPORTED' // a field meshgate reads but does not implement yet (warning)
   | 'MG_UNREACHABLE_ROUTE' // a route that can never match (after a catch-all)
   | 'MG_NOT_BOUND' // a route object that applies to no gateway of this proxy: mesh-only, or not exported to it (info)
-  | 'MG_INVALID_IR'; // the snapshot failed validation (a translator bug)
+  | 'MG_INVALID_IR' // the snapshot failed validation (a translator bug)
+  | 'MG_REF_NOT_PERMITTED' // Gateway API: a cross-namespace reference without a ReferenceGrant
+  | 'MG_ROUTE_NOT_ACCEPTED' // Gateway API: a route a parent Gateway does not accept (status Accepted=False)
+  | 'MG_BACKEND_NOT_RESOLVED'; // Gateway API: a backendRef that does not resolve (status ResolvedRefs=False)
 
 /** The object a diagnostic is about. */
 export interface ObjectRef {

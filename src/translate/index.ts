@@ -11,6 +11,8 @@ import type { ResourceSet } from '../resources/resource-set.js';
 import { translateIngresses } from './ingress/index.js';
 import { translateIstio } from './istio/index.js';
 import { translateIstioTcp } from './istio/tcp.js';
+import { translateGatewayApi } from './gatewayapi/index.js';
+import type { GatewayApiStatus } from './gatewayapi/status.js';
 import { mergeListeners } from './merge/listeners.js';
 import { translateSecurity } from './security/index.js';
 import { translateGatewayTopology } from './istio/gateway-topology.js';
@@ -21,15 +23,20 @@ import { TranslateContext, type TranslateOptions } from './types.js';
 export interface TranslateResult {
   ir: IRSnapshot;
   diagnostics: Diagnostic[];
+  /** Gateway API status (conditions made from the same findings as `diagnostics`), for `/status` subresources, validate and the admin API. */
+  gatewayApiStatus: GatewayApiStatus;
 }
 
 export function translate(resources: ResourceSet, options: TranslateOptions): TranslateResult {
   const ctx = new TranslateContext(options);
   // Istio drafts first: on a port shared with Ingress, Istio's routes for a host are tried first.
   const drafts = [...translateIstio(ctx, resources), ...translateIngresses(ctx, resources)];
-  const listeners = mergeListeners(ctx, drafts);
   // TCP and TLS passthrough servers, on ports no HTTP listener took.
-  const tcpListeners = translateIstioTcp(ctx, resources, new Set(listeners.map((l) => l.port)));
+  const istioTcp = translateIstioTcp(ctx, resources, new Set(drafts.map((d) => d.port)));
+  // Gateway API listeners: on ports Istio and Ingress leave free (a shared port is refused, never shadowed).
+  const gatewayApi = translateGatewayApi(ctx, resources, new Set([...drafts.map((d) => d.port), ...istioTcp.map((l) => l.port)]));
+  const listeners = mergeListeners(ctx, [...drafts, ...gatewayApi.drafts]);
+  const tcpListeners = [...istioTcp, ...gatewayApi.tcpListeners].sort((a, b) => a.port - b.port);
   const security = { ...translateSecurity(ctx, resources), ...translateGatewayTopology(ctx, resources) };
   const accessLogging = translateAccessLogging(ctx, resources);
   const tracing = translateTracing(ctx, resources);
@@ -40,7 +47,7 @@ export function translate(resources: ResourceSet, options: TranslateOptions): Tr
   for (const problem of validateIR(ir)) {
     ctx.diagnostics.push({ severity: 'error', reason: 'MG_INVALID_IR', object: null, field: null, file: null, line: null, message: `internal: ${problem}` });
   }
-  return { ir, diagnostics: dedupe(ctx.diagnostics).sort(compareDiagnostics) };
+  return { ir, diagnostics: dedupe(ctx.diagnostics).sort(compareDiagnostics), gatewayApiStatus: gatewayApi.status };
 }
 
 function dedupe(list: Diagnostic[]): Diagnostic[] {

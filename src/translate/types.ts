@@ -26,6 +26,10 @@ export interface TranslateOptions {
   escapedSlashes: EscapedSlashesAction;
   /** Header names with `_` (`--headers-with-underscores`); see ir/security.ts. */
   headersWithUnderscores: UnderscoreHeadersAction;
+  /** Gateway API: GatewayClasses with this `controllerName` are served (`--gateway-controller-name`; default `meshgate.io/gateway-controller`). */
+  gatewayControllerName?: string;
+  /** Gateway API: the addresses Gateways are reachable at, for Gateway `status.addresses` (the publish Service or `--publish-address`); absent = none known. */
+  gatewayAddresses?: string[];
 }
 
 export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = {

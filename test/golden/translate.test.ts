@@ -33,7 +33,10 @@ for (const api of readdirSync(root).sort()) {
       parseFile(file, text, objects, diagnostics);
       const result = new ConfigPipeline(DEFAULT_TRANSLATE_OPTIONS).run({ objects, diagnostics });
       // PEM blobs are long and say nothing to a reviewer: keep a fingerprint instead.
-      const shown = JSON.parse(JSON.stringify({ diagnostics: result.diagnostics, snapshot: result.snapshot }), (k, v) =>
+      // Gateway API cases also show the status translation made (other APIs have none).
+      const status = result.gatewayApiStatus;
+      const hasStatus = status !== undefined && (status.gatewayClasses.length > 0 || status.gateways.length > 0 || status.routes.length > 0 || status.policies.length > 0);
+      const shown = JSON.parse(JSON.stringify({ diagnostics: result.diagnostics, snapshot: result.snapshot, ...(hasStatus ? { gatewayApiStatus: status } : {}) }), (k, v) =>
         (k === 'certChain' || k === 'privateKey' || k === 'pem') && typeof v === 'string' ? `<pem sha256:${sha256Hex(v, 12)}>` : v,
       );
       const actual = stringify(omitEmpty(shown), { lineWidth: 0 });

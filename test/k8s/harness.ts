@@ -88,8 +88,8 @@ async function applyObject(client: ApiClient, o: Obj): Promise<Obj> {
   return (await client.expect('PUT', p, { ...o, metadata: { ...(o.metadata as Obj), resourceVersion: meta.resourceVersion } })) as Obj;
 }
 
-const PLURAL: Record<string, string> = { Ingress: 'ingresses', Endpoints: 'endpoints', AuthorizationPolicy: 'authorizationpolicies', IngressClass: 'ingressclasses', ServiceEntry: 'serviceentries', Namespace: 'namespaces' };
-const CLUSTER_SCOPED = new Set(['Namespace', 'IngressClass']);
+const PLURAL: Record<string, string> = { Ingress: 'ingresses', Endpoints: 'endpoints', AuthorizationPolicy: 'authorizationpolicies', IngressClass: 'ingressclasses', ServiceEntry: 'serviceentries', Namespace: 'namespaces', GatewayClass: 'gatewayclasses', BackendTLSPolicy: 'backendtlspolicies' };
+const CLUSTER_SCOPED = new Set(['Namespace', 'IngressClass', 'GatewayClass']);
 
 function collectionOf(o: Obj): string {
   const apiVersion = String(o.apiVersion);
@@ -126,7 +126,7 @@ export async function startGateway(cluster: Cluster, opts: GatewayOptions = {}):
   const log = level ? new Logger(level) : new Logger('error', {}, () => {});
   const k8s: KubernetesRunOptions = { kubeconfig: cluster.kubeconfig, watchNamespaces: [cluster.namespace], namespace: cluster.namespace, publish: null, secretLabelSelector: null, ...opts.k8s };
   const wiring = wireKubernetes(k8s, translate, log, { ...FAST, ...opts.timings });
-  const controller = new Controller({ source: wiring.source, translate, dataPlane: new InProcessDataPlane(), log, onDiagnostics: wiring.onDiagnostics });
+  const controller = new Controller({ source: wiring.source, translate, dataPlane: new InProcessDataPlane(), log, onDiagnostics: wiring.onDiagnostics, onGatewayApiStatus: wiring.onGatewayApiStatus });
   await controller.start();
   wiring.start();
   return {

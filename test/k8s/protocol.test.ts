@@ -48,7 +48,8 @@ describe('kubernetes list/watch protocol', { skip: REAL && 'needs the fake API s
     assert.equal(loaded, false, 'load() resolved before the EndpointSlice list was in');
     release();
     const result = await load;
-    assert.deepEqual(result.objects.map((o) => o.kind).sort(), ['EndpointSlice', 'Service']);
+    // Namespaces are always read (Gateway API allowedRoutes selectors); not part of this check.
+    assert.deepEqual(result.objects.map((o) => o.kind).filter((k) => k !== 'Namespace').sort(), ['EndpointSlice', 'Service']);
   });
 
   test('lists are read page by page (limit/continue) and items get apiVersion/kind and namespace', async () => {
@@ -129,7 +130,7 @@ describe('kubernetes list/watch protocol', { skip: REAL && 'needs the fake API s
     source = newSource(cluster);
     await cluster.apply(service(cluster.namespace, 'web', 1));
     const first = await source.load();
-    assert.deepEqual(first.objects.map((o) => o.kind), ['Service']);
+    assert.deepEqual(first.objects.map((o) => o.kind).filter((k) => k !== 'Namespace'), ['Service']);
     cluster.fake!.setServed('networking.istio.io', 'v1beta1', true);
     await cluster.apply({ apiVersion: 'networking.istio.io/v1beta1', kind: 'Gateway', metadata: { name: 'g', namespace: cluster.namespace }, spec: { selector: { istio: 'ingressgateway' }, servers: [] } });
     await eventually('the Gateway, read once v1beta1 is served', () => source!.items('Gateway').length === 1);
@@ -144,7 +145,8 @@ describe('kubernetes list/watch protocol', { skip: REAL && 'needs the fake API s
     await cluster.apply({ apiVersion: 'networking.k8s.io/v1', kind: 'IngressClass', metadata: { name: 'c' }, spec: { controller: 'x' } });
     source = newSource(cluster, { watchNamespaces: [cluster.namespace] });
     const { objects } = await source.load();
-    assert.deepEqual(objects.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`).sort(), ['IngressClass//c', `Service/${cluster.namespace}/mine`]);
+    // Namespaces are cluster-scoped (read for Gateway API allowedRoutes selectors), like IngressClass.
+    assert.deepEqual(objects.filter((o) => o.kind !== 'Namespace').map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`).sort(), ['IngressClass//c', `Service/${cluster.namespace}/mine`]);
     assert.ok(!cluster.fake!.requests.some((r) => r.startsWith('GET /api/v1/services')), 'a cluster-wide Service list was made');
   });
 

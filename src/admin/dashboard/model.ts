@@ -3,7 +3,7 @@
  * `meshgate routes` / `meshgate clusters` tables (live, from `/config_dump`, or offline, from
  * `meshgate translate DIR --routes`). Pure: IR in, rows out.
  */
-import type { Cluster, DomainMatch, IRSnapshot, PathMatch, Route, RouteAction, RouteMatch, SourceRef, StringMatch } from '../../ir/types.js';
+import type { Cluster, DomainMatch, IRSnapshot, PathMatch, Route, RouteAction, RouteMatch, SourceRef, StringMatch, TcpRoute } from '../../ir/types.js';
 
 export interface RouteRow {
   listener: string;
@@ -100,7 +100,7 @@ export function describeAction(a: RouteAction): string {
       return `-> ${dests}${a.timeoutMs !== null ? ` (timeout ${a.timeoutMs}ms)` : ''}`;
     }
     case 'redirect':
-      return `redirect ${a.responseCode}${a.scheme ? ` ${a.scheme}://` : ''}${a.authority ?? ''}`;
+      return `redirect ${a.responseCode}${a.scheme || a.authority ? ' ' : ''}${a.scheme ? `${a.scheme}://` : ''}${a.authority ?? ''}`;
     case 'direct':
       return `direct ${a.status}`;
   }
@@ -139,7 +139,30 @@ export function routeRows(ir: IRSnapshot): RouteRow[] {
       }
     }
   }
+  // TCP and TLS listeners (Istio tcp/tls routes, Gateway API TLSRoute and TCPRoute): one row per route.
+  for (const l of ir.tcpListeners ?? []) {
+    const groups = l.protocol === 'TLS_TERMINATE' ? l.tlsChains.map((c) => ({ name: c.name, routes: c.routes })) : [{ name: l.name, routes: l.routes }];
+    for (const g of groups) for (const r of g.routes) rows.push(tcpRouteRow(l.name, l.externalPort, l.protocol, g.name, r));
+  }
   return rows;
+}
+
+function tcpRouteRow(listener: string, port: number, protocol: string, group: string, r: TcpRoute): RouteRow {
+  const total = r.destinations.reduce((n, d) => n + d.weight, 0);
+  const sni = [...new Set(r.matches.flatMap((m) => m.sniHosts))];
+  return {
+    listener,
+    port,
+    protocol,
+    vhost: group,
+    domains: sni.join(',') || '*',
+    route: r.name,
+    match: r.matches.map((m) => [m.sniHosts.length ? `sni=${m.sniHosts.join(',')}` : '', m.destinationSubnets.length ? `dst=${m.destinationSubnets.join(',')}` : '', m.port !== null ? `port=${m.port}` : ''].filter(Boolean).join(' ') || '*').join(' | '),
+    action: r.destinations.map((d) => `-> ${d.cluster}${r.destinations.length > 1 ? ` (${pct(d.weight, total)}%)` : ''}`).join(', '),
+    destinations: r.destinations.map((d) => ({ cluster: d.cluster, weight: d.weight, percent: pct(d.weight, total) })),
+    source: describeSource(r.source),
+    sourceRef: r.source,
+  };
 }
 
 function routeRow(listener: string, port: number, protocol: string, vhost: string, domains: string, r: Route): RouteRow {

@@ -21,6 +21,20 @@ export interface WatchedResource {
 const ISTIO = ['v1', 'v1beta1'] as const;
 const istio = (resource: string, kind: string, group = 'networking.istio.io'): WatchedResource => ({ group, versions: ISTIO, resource, kind, namespaced: true, builtin: false });
 
+export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+const gatewayApi = (resource: string, kind: string, versions: readonly string[], namespaced = true): WatchedResource => ({ group: GATEWAY_API_GROUP, versions, resource, kind, namespaced, builtin: false });
+const GATEWAY_API: readonly WatchedResource[] = [
+  gatewayApi('gatewayclasses', 'GatewayClass', ['v1', 'v1beta1'], false),
+  gatewayApi('gateways', 'Gateway', ['v1', 'v1beta1']),
+  gatewayApi('httproutes', 'HTTPRoute', ['v1', 'v1beta1']),
+  gatewayApi('grpcroutes', 'GRPCRoute', ['v1', 'v1alpha2']),
+  gatewayApi('tlsroutes', 'TLSRoute', ['v1', 'v1alpha3', 'v1alpha2']),
+  gatewayApi('tcproutes', 'TCPRoute', ['v1', 'v1alpha2']),
+  gatewayApi('udproutes', 'UDPRoute', ['v1', 'v1alpha2']),
+  gatewayApi('referencegrants', 'ReferenceGrant', ['v1', 'v1beta1']),
+  gatewayApi('backendtlspolicies', 'BackendTLSPolicy', ['v1', 'v1alpha3']),
+];
+
 /** Every kind meshgate reads except Secret, which is watched by reference or label (see source.ts). */
 export const WATCHED: readonly WatchedResource[] = [
   { group: 'networking.k8s.io', versions: ['v1'], resource: 'ingresses', kind: 'Ingress', namespaced: true, builtin: true },
@@ -37,6 +51,10 @@ export const WATCHED: readonly WatchedResource[] = [
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
   { group: 'telemetry.istio.io', versions: ['v1', 'v1alpha1'], resource: 'telemetries', kind: 'Telemetry', namespaced: true, builtin: false },
+  // Kubernetes Gateway API (CRDs: a missing one is looked for again, as Istio's are), and Namespaces
+  // for listeners' `allowedRoutes.namespaces.from: Selector`.
+  ...GATEWAY_API,
+  { group: '', versions: ['v1'], resource: 'namespaces', kind: 'Namespace', namespaced: false, builtin: true },
 ];
 
 /** ConfigMaps: only Istio's MeshConfig (`MESH_CONFIG_NAMESPACE/MESH_CONFIG_NAME`) is watched, by name. */

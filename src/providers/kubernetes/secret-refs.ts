@@ -4,7 +4,8 @@
  * - Ingress `spec.tls[].secretName` and the ingress-nginx annotation `proxy-ssl-secret`;
  * - Istio Gateway `servers[].tls.credentialName` / `credentialNames`, and for each the
  *   `<name>-cacert` Secret that may hold the client CAs (MUTUAL, OPTIONAL_MUTUAL);
- * - DestinationRule `tls.credentialName` at rule, port and subset level (upstream TLS).
+ * - DestinationRule `tls.credentialName` at rule, port and subset level (upstream TLS);
+ * - Gateway API Gateway `listeners[].tls.certificateRefs` (core Secrets, in their own namespace).
  */
 import type { KubeObject } from '../../resources/types.js';
 import { arr, obj, str } from '../../lib/unknown.js';
@@ -23,6 +24,15 @@ export function referencedSecrets(objects: Iterable<KubeObject>): string[] {
         // Another namespace is refused by translate; only the Ingress's own namespace is read.
         if (slash === -1) add(out, ns, proxySsl);
         else if (proxySsl.slice(0, slash) === ns) add(out, ns, proxySsl.slice(slash + 1));
+      }
+    } else if (o.kind === 'Gateway' && o.apiVersion.startsWith('gateway.networking.k8s.io/')) {
+      // Gateway API listeners' tls.certificateRefs (another namespace: translate checks the ReferenceGrant).
+      for (const l of arr(spec.listeners)) {
+        for (const r of arr(obj(obj(l).tls).certificateRefs)) {
+          const ref = obj(r);
+          if ((str(ref.group) ?? '') !== '' || (str(ref.kind) ?? 'Secret') !== 'Secret') continue;
+          add(out, str(ref.namespace) || ns, str(ref.name));
+        }
       }
     } else if (o.kind === 'Gateway') {
       for (const s of arr(spec.servers)) {

@@ -20,7 +20,7 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ApiClient } from './api-client.js';
 import { Backoff, Sleeper, type BackoffOptions } from './backoff.js';
 import { discoverVersion } from './discovery.js';
-import { CONFIGMAPS, SECRETS, WATCHED, apiVersionOf, collectionPath, type WatchedResource } from './kinds.js';
+import { CONFIGMAPS, GATEWAY_API_GROUP, SECRETS, WATCHED, apiVersionOf, collectionPath, type WatchedResource } from './kinds.js';
 import { Reflector } from './reflector.js';
 import { referencedSecrets } from './secret-refs.js';
 
@@ -93,6 +93,16 @@ export class KubernetesSource implements ConfigSource {
     return undefined;
   }
 
+  /** The current copy of one object of `kind` from API group `group` (Gateway API and Istio share kind names). */
+  lookupInGroup(group: string, kind: string, namespace: string, name: string): KubeObject | undefined {
+    for (const [key, r] of this.#reflectors) {
+      if (!key.startsWith(`${kind}|`)) continue;
+      const o = r.get(namespace, name);
+      if (o && o.apiVersion.startsWith(`${group}/`)) return o;
+    }
+    return undefined;
+  }
+
   /** The current copy of every object of one kind. */
   items(kind: string): KubeObject[] {
     const out: KubeObject[] = [];
@@ -156,7 +166,21 @@ export class KubernetesSource implements ConfigSource {
     this.#rediscover.unref();
   }
 
+  #retrying = false;
+
   async #retryMissing(): Promise<void> {
+    // One pass at a time: with many missing APIs a pass outlasts the interval, and two passes would
+    // start two reflectors for one kind.
+    if (this.#retrying) return;
+    this.#retrying = true;
+    try {
+      await this.#retryMissingOnce();
+    } finally {
+      this.#retrying = false;
+    }
+  }
+
+  async #retryMissingOnce(): Promise<void> {
     for (const r of [...this.#missing]) {
       const version = await discoverVersion(this.#opts.client, r).catch(() => null);
       if (!version || this.#closed) continue;
@@ -174,7 +198,8 @@ export class KubernetesSource implements ConfigSource {
     const namespaces: (string | null)[] = r.namespaced && this.#opts.watchNamespaces ? this.#opts.watchNamespaces : [null];
     for (const ns of namespaces) {
       const reflector = this.#reflector(r, version, ns, { labelSelector });
-      this.#reflectors.set(`${r.kind}|${ns ?? '*'}`, reflector);
+      // Gateway API's Gateway and Istio's share a kind name: keep both reflectors (lookups by kind see both).
+      this.#reflectors.set(`${r.kind}|${ns ?? '*'}${r.group === GATEWAY_API_GROUP ? `|${r.group}` : ''}`, reflector);
       reflector.start();
     }
   }
