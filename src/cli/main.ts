@@ -33,7 +33,7 @@ import { runDemo } from './demo.js';
 import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservabilityOptions, snapshotTables } from './inspect.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
-import { parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
+import { parseKubernetesOptions, podNamespace, type KubernetesRunOptions } from './kubernetes-options.js';
 
 export class UsageError extends Error {}
 
@@ -157,6 +157,10 @@ export function parseRunOptions(args: string[]): RunOptions {
   if (workersRaw !== undefined && !/^\d+$/.test(workersRaw)) throw new UsageError(`--workers: "${workersRaw}" is not a whole number`);
   const level = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level: "${level}" is not one of debug, info, warn, error`);
+  const translate = translateOptions(values);
+  // In Kubernetes mode the gateway workload is this pod: its namespace is where Istio reads Gateway
+  // credentials and which policies apply, unless --gateway-namespace says otherwise.
+  if (values.kubernetes && values['gateway-namespace'] === undefined) translate.gatewayNamespace = podNamespace() ?? translate.gatewayNamespace;
   return {
     configDir: values.config ? path.resolve(values.config) : '',
     kubernetes: values.kubernetes
@@ -164,7 +168,7 @@ export function parseRunOptions(args: string[]): RunOptions {
           throw new UsageError(m);
         })
       : null,
-    translate: translateOptions(values),
+    translate,
     adminPort: port('admin-port', values['admin-port'], 15000, 0),
     workers: workersRaw === undefined ? os.availableParallelism() : Number(workersRaw),
     logLevel: level as LogLevel,

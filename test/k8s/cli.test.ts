@@ -98,7 +98,7 @@ test('Backoff: doubles, is jittered within [d/2, d], is capped, and resets', () 
   assert.equal(hi.next(), 100);
 });
 
-test('referencedSecrets: every Secret an Ingress, Gateway or DestinationRule names, in their namespaces', () => {
+test('referencedSecrets: every Secret an Ingress, Gateway or DestinationRule names; Gateway credentials in the gateway workload namespace', () => {
   const ing = toKubeObject({ metadata: { name: 'i', namespace: 'a', annotations: { 'nginx.ingress.kubernetes.io/proxy-ssl-secret': 'a/backend-ca' } }, spec: { tls: [{ secretName: 's1' }, { secretName: 'Bad Name' }, {}] } }, 'networking.k8s.io/v1', 'Ingress', true)!;
   const other = toKubeObject({ metadata: { name: 'j', namespace: 'a', annotations: { 'nginx.ingress.kubernetes.io/proxy-ssl-secret': 'z/not-ours' } }, spec: {} }, 'networking.k8s.io/v1', 'Ingress', true)!;
   const gw = toKubeObject({ metadata: { name: 'g', namespace: 'b' }, spec: { servers: [{ tls: { credentialName: 'c1' } }, { tls: { credentialNames: ['c2', 'c1'] } }] } }, 'networking.istio.io/v1', 'Gateway', true)!;
@@ -108,7 +108,8 @@ test('referencedSecrets: every Secret an Ingress, Gateway or DestinationRule nam
     'DestinationRule',
     true,
   )!;
-  assert.deepEqual(referencedSecrets([ing, other, gw, dr]), ['a/backend-ca', 'a/s1', 'b/c1', 'b/c1-cacert', 'b/c2', 'b/c2-cacert', 'c/up', 'c/up-port', 'c/up-v1']);
+  // The Gateway is in "b", its pods in "istio-system": Istio reads credentialName there only (CVE-2021-34824).
+  assert.deepEqual(referencedSecrets([ing, other, gw, dr], 'istio-system'), ['a/backend-ca', 'a/s1', 'c/up', 'c/up-port', 'c/up-v1', 'istio-system/c1', 'istio-system/c1-cacert', 'istio-system/c2', 'istio-system/c2-cacert']);
 });
 
 test('toKubeObject: type meta from the resource, namespace default, order from creation and uid, no managedFields', () => {

@@ -188,13 +188,14 @@ export function tlsContext(ctx: TranslateContext, resources: ResourceSet, gw: Ku
   });
   if (names.length === 0) {
     if (str(tls.serverCertificate)) ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.serverCertificate`, 'file-mounted certificates (serverCertificate/privateKey) are not supported; use credentialName; the server is not served');
-    else ctx.report('error', 'MG_MISSING_FIELD', gw, `${field}.credentialName`, 'tls.mode SIMPLE needs credentialName (a Secret in the Gateway namespace); the server is not served');
+    else ctx.report('error', 'MG_MISSING_FIELD', gw, `${field}.credentialName`, `tls.mode SIMPLE needs credentialName (a Secret in the gateway workload's namespace "${ctx.options.gatewayNamespace}"); the server is not served`);
     return null;
   }
   const certificates: TlsCertificate[] = [];
   for (const n of names) {
-    // Istio reads credentialName from the gateway's namespace.
-    const cert = loadTlsCertificate(ctx, resources, { namespace: gw.metadata.namespace, name: n.name, serverNames, from: gw, field: n.field });
+    // Istio reads credentialName from the namespace of the gateway workload (its pods), never from
+    // the Gateway object's: since CVE-2021-34824 a Gateway cannot reach Secrets of other namespaces.
+    const cert = loadTlsCertificate(ctx, resources, { namespace: ctx.options.gatewayNamespace, name: n.name, serverNames, from: gw, field: n.field });
     if (cert) certificates.push(cert);
   }
   if (certificates.length === 0) return null;

@@ -659,6 +659,25 @@ test('HTTPS SIMPLE with credentialName: certificate from the Gateway namespace, 
   assert.equal(diag(r, 'MG_UNSUPPORTED', 'spec.servers[0].tls.minProtocolVersion').severity, 'warning');
 });
 
+test('credentialName and <name>-cacert come from the gateway workload namespace, never the Gateway namespace (CVE-2021-34824)', () => {
+  // istio.io "Secure Gateways": the Secret in istio-system, the Gateway in default.
+  const simple = { port: { number: 443, name: 'https', protocol: 'HTTPS' }, hosts: ['*'], tls: { mode: 'SIMPLE', credentialName: 'web-cert' } };
+  const mutual = { port: { number: 444, name: 'https-m', protocol: 'HTTPS' }, hosts: ['*'], tls: { mode: 'MUTUAL', credentialName: 'web-cert' } };
+  const ca = (namespace: string) => k({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'web-cert-cacert', namespace }, data: { 'ca.crt': Buffer.from(CERT).toString('base64') } });
+  const r = run([gateway('gw', [simple, mutual], { namespace: 'default' }), tlsSecret('web-cert', 'istio-system'), ca('istio-system')]);
+  noErrors(r);
+  const chains = listener(r, 8443).filterChains;
+  assert.equal(chains[0].tls?.certificates[0].secret, 'istio-system/web-cert');
+  assert.equal(listener(r, 444).filterChains[0].tls?.clientValidation?.caSecret, 'istio-system/web-cert-cacert');
+  // The same names only in the Gateway's namespace: not used, the servers are not served.
+  const wrong = run([gateway('gw', [simple, mutual], { namespace: 'default' }), tlsSecret('web-cert', 'default'), ca('default')]);
+  assert.deepEqual(wrong.ir.listeners, []);
+  assert.match(diag(wrong, 'MG_SECRET_NOT_FOUND', 'spec.servers[0].tls.credentialName').message, /istio-system\/web-cert/);
+  // --gateway-namespace moves where they are read.
+  const moved = run([gateway('gw', [simple], { namespace: 'default' }), tlsSecret('web-cert', 'gw-ns')], { gatewayNamespace: 'gw-ns' });
+  assert.equal(listener(moved, 8443).filterChains[0].tls?.certificates[0].secret, 'gw-ns/web-cert');
+});
+
 test('HTTPS servers: PASSTHROUGH (also when mode is absent) and TCP are relayed, MUTUAL needs a client CA, a missing secret or tls block is not served', () => {
   const s = (mode: string | undefined, port: number, cred = 'web-cert') => ({ port: { number: port, name: `p${port}`, protocol: 'HTTPS' }, hosts: ['*'], tls: { ...(mode ? { mode } : {}), credentialName: cred } });
   const r = run([
