@@ -22,6 +22,7 @@ import { LeaderElector } from '../providers/kubernetes/leader.js';
 import { KubernetesSource } from '../providers/kubernetes/source.js';
 import { IngressStatusWriter } from '../providers/kubernetes/status.js';
 import type { KubernetesRunOptions } from './kubernetes-options.js';
+import { defaultPodLabelSources, ownPodLabels, type OwnPodLabels } from './pod-labels.js';
 
 export { defaultNamespace, parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
 
@@ -49,6 +50,8 @@ export interface KubernetesWiring {
   stop(): Promise<void>;
   /** Resolves when status and Event writes scheduled so far are done (tests). */
   idle(): Promise<void>;
+  /** The labels of meshgate's own Pod (downward API file, else a GET of the pod); null outside a cluster. */
+  ownPodLabels(): Promise<OwnPodLabels | null>;
 }
 
 export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateOptions, log: Logger, timings: KubernetesTimings = {}, client = ApiClient.load(opts.kubeconfig)): KubernetesWiring {
@@ -107,6 +110,9 @@ export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateO
     async idle() {
       await eventWrites;
       await status.idle();
+    },
+    ownPodLabels() {
+      return ownPodLabels(defaultPodLabelSources((ns, name) => client.expect('GET', `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`)));
     },
   };
 }

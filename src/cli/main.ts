@@ -91,6 +91,8 @@ export interface RunOptions {
   logLevel: LogLevel;
   /** Metrics, access log and tracing (`--metrics`, `--access-log`, `--tracing-*`). */
   observability: ObservabilityOptions;
+  /** `--kubernetes` without `--gateway-labels`: the gateway's labels are read from meshgate's own Pod. */
+  ownPodLabels?: boolean;
 }
 
 function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], options: T, positionals: boolean) {
@@ -175,6 +177,7 @@ export function parseRunOptions(args: string[]): RunOptions {
     observability: parseObservabilityOptions(values, (m) => {
       throw new UsageError(m);
     }),
+    ownPodLabels: !!values.kubernetes && values['gateway-labels'] === undefined,
   };
 }
 
@@ -186,7 +189,17 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
   const k8s = opts.kubernetes ? (await import('./kubernetes.js')).wireKubernetes(opts.kubernetes, opts.translate, log) : null;
   const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
-  const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
+  let translate = opts.translate;
+  if (k8s && opts.ownPodLabels) {
+    // The Gateways and policies that select the pods actually running are the ones applied.
+    const own = await k8s.ownPodLabels().catch((e: unknown) => {
+      log.warn('cannot read this pod\'s labels; using the --gateway-labels default', { error: (e as Error).message });
+      return null;
+    });
+    if (own) translate = { ...translate, gatewayLabels: own.labels };
+    log.info('gateway labels', { labels: translate.gatewayLabels, from: own?.from ?? 'default' });
+  }
+  const controller = new Controller({ source, translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
   controlMetrics.attach(controller);
   const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() });
   await controller.start();

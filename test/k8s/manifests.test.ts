@@ -128,6 +128,11 @@ test('the Deployment: 2 replicas, its ServiceAccount, probes on the admin port, 
   }
   // The Istio Gateway selector meshgate answers to by default.
   for (const [k, v] of Object.entries(DEFAULT_TRANSLATE_OPTIONS.gatewayLabels)) assert.equal(labels[k], v);
+  // meshgate reads its own labels from the downward API file (src/cli/pod-labels.ts).
+  const podinfo = pod.volumes.find((v: Obj) => v.downwardAPI);
+  assert.ok(podinfo, 'no downward API volume for the pod labels');
+  assert.deepEqual(podinfo.downwardAPI.items, [{ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }]);
+  assert.ok(c.volumeMounts.some((m: Obj) => m.name === podinfo.name && m.mountPath === '/etc/podinfo'));
 });
 
 test('the Service: LoadBalancer, 80 -> http (8080), 443 -> https (8443); the IngressClass is ours', () => {

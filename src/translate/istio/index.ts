@@ -24,6 +24,7 @@ import { compareByCreation } from '../../resources/resource-set.js';
 import { arr, isObj, num, obj, str, strMap } from '../../lib/unknown.js';
 import { matchesLabels } from '../backends.js';
 import { loadTlsCertificate } from '../secrets.js';
+import { selectsSomePod } from '../selection.js';
 import { sourceOf, type FilterChainDraft, type ListenerDraft, type TranslateContext, type VirtualHostDraft } from '../types.js';
 import { DestinationRuleIndex } from './destination-rules.js';
 import { intersectHosts, isIpAddress, namespaceAdmits, parseServerHost, type ServerHost } from './hosts.js';
@@ -80,7 +81,9 @@ export function selectGateways(ctx: TranslateContext, resources: ResourceSet): G
     if (!matchesLabels(ctx.options.gatewayLabels, selector)) {
       const want = Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(',');
       const have = Object.entries(ctx.options.gatewayLabels).map(([k, v]) => `${k}=${v}`).join(',') || '(none)';
-      ctx.report('info', 'MG_GATEWAY_NOT_SELECTED', gw, 'spec.selector', `selector ${want} does not select this gateway (labels ${have}); its servers are not served here`);
+      // Istio searches every namespace for the selected pods (PILOT_SCOPE_GATEWAY_TO_NAMESPACE off).
+      const elsewhere = selectsSomePod(resources, selector, null);
+      ctx.report(elsewhere ? 'info' : 'warning', 'MG_GATEWAY_NOT_SELECTED', gw, 'spec.selector', `selector ${want} does not select this gateway (labels ${have})${elsewhere ? '' : ' nor any Pod'}; its servers are not served here`);
       continue;
     }
     const allHosts: ServerHost[] = [];

@@ -150,11 +150,19 @@ test('unqualified gateway names resolve in the VirtualService namespace', () => 
   vhost(listener(r, 8080).filterChains[0], 'a.example.com');
 });
 
-test('Gateway whose selector does not match is not served; VS naming it gets an info', () => {
+test('Gateway whose selector does not match is not served: warning when it selects no Pod, info when it selects another gateway; VS naming it gets an info', () => {
   const r = run([gateway('other', [http80()], { selector: { istio: 'egressgateway' } }), vs('shop', { hosts: ['a.example.com'], gateways: ['istio-system/other'], http: [to('web')] }), ...web()]);
   assert.equal(r.ir.listeners.length, 0);
-  assert.equal(diag(r, 'MG_GATEWAY_NOT_SELECTED', 'spec.selector').severity, 'info');
+  assert.equal(diag(r, 'MG_GATEWAY_NOT_SELECTED', 'spec.selector').severity, 'warning');
+  const egress = run([gateway('other', [http80()], { selector: { istio: 'egressgateway' } }), pod('egress-1', '10.0.0.9', { istio: 'egressgateway' }, 'istio-system')]);
+  assert.equal(diag(egress, 'MG_GATEWAY_NOT_SELECTED', 'spec.selector').severity, 'info');
   assert.equal(diag(r, 'MG_GATEWAY_NOT_FOUND', 'spec.gateways[0]').severity, 'info');
+});
+
+test("default gateway labels are Istio's default ingress pods' labels", () => {
+  assert.deepEqual(DEFAULT_TRANSLATE_OPTIONS.gatewayLabels, { app: 'istio-ingressgateway', istio: 'ingressgateway' });
+  const r = run([gateway('gw', [http80()], { selector: { app: 'istio-ingressgateway' } }), vs('shop', { hosts: ['a.example.com'], gateways: ['istio-system/gw'], http: [to('web')] }), ...web()]);
+  vhost(listener(r, 8080).filterChains[0], 'a.example.com');
 });
 
 test('empty selector selects every gateway', () => {
