@@ -328,3 +328,38 @@ describe('checkObjects never throws', () => {
     );
   });
 });
+
+test('deprecated Istio fields are read with a warning naming the replacement (MG_DEPRECATED_FIELD)', () => {
+  const r = check(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin, namespace: default}
+spec:
+  host: httpbin
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user, minimumRingSize: 1024}
+    outlierDetection: {consecutiveErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin]
+  http:
+  - route: [{destination: {host: httpbin}}]
+    mirror: {host: httpbin-v2}
+    mirrorPercent: 50
+    fault: {delay: {percent: 10, fixedDelay: 5s}}
+    corsPolicy: {allowOrigin: [https://a.example]}
+`);
+  assert.deepEqual(r.accepted, ['DestinationRule/httpbin', 'VirtualService/httpbin']);
+  const deprecated = r.diagnostics.filter((d) => d.reason === 'MG_DEPRECATED_FIELD');
+  assert.ok(deprecated.every((d) => d.severity === 'warning'));
+  const byField = Object.fromEntries(deprecated.map((d) => [d.field, d.message]));
+  assert.match(byField['spec.trafficPolicy.outlierDetection.consecutiveErrors'], /use `consecutiveGatewayErrors`/);
+  assert.match(byField['spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize'], /ringHash\.minimumRingSize/);
+  assert.match(byField['spec.http[0].mirrorPercent'], /mirrorPercentage/);
+  assert.match(byField['spec.http[0].fault.delay.percent'], /`percent` is deprecated; use `percentage\.value`/);
+  assert.match(byField['spec.http[0].corsPolicy.allowOrigin'], /allowOrigins/);
+  assert.equal(deprecated.length, 5, deprecated.map((d) => d.field).join(', '));
+});

@@ -136,7 +136,7 @@ export function checkObject(o: KubeObject): Diagnostic[] {
     ];
   }
   return validate(o.body, info.schema).map((p) => ({
-    severity: 'error' as const,
+    severity: p.reason === 'MG_DEPRECATED_FIELD' ? ('warning' as const) : ('error' as const),
     reason: p.reason,
     object: ref,
     field: p.field,

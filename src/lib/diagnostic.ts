@@ -12,6 +12,7 @@ export type DiagnosticReason =
   | 'MG_DUPLICATE_OBJECT' // the same kind/namespace/name defined twice
   | 'MG_UNKNOWN_KIND' // a kind meshgate does not read (ignored)
   | 'MG_UNKNOWN_FIELD' // a field the API does not define
+  | 'MG_DEPRECATED_FIELD' // a field the API deprecates: still read, its replacement named (warning)
   | 'MG_INVALID_FIELD' // a field with a value of the wrong type or outside its range
   | 'MG_MISSING_FIELD' // a required field is absent
   | 'MG_INVALID_REGEX' // a regex that does not compile or uses what RE2 lacks

@@ -456,6 +456,21 @@ test('subsets from merged DestinationRules, weights, traffic policy', () => {
   assert.equal(v2.connectTimeoutMs, 2000);
 });
 
+test('deprecated consecutiveErrors counts gateway errors (502/503/504, connect failures), not every 5xx, as Istio maps it', () => {
+  const dr = (od: Record<string, unknown>) => k({ apiVersion: NET, kind: 'DestinationRule', metadata: { name: 'web', namespace: 'default' }, spec: { host: 'web', trafficPolicy: { outlierDetection: od } } });
+  const base = [gateway('gw', [http80()]), vs('shop', { hosts: ['a.example.com'], gateways: ['istio-system/gw'], http: [to('web')] }), ...web()];
+  // The istio.io circuit-breaking task's rule.
+  const legacy = cluster(run([...base, dr({ consecutiveErrors: 1, interval: '1s', baseEjectionTime: '3m', maxEjectionPercent: 100 })]), 'outbound|80||web.default.svc.cluster.local').outlierDetection;
+  assert.equal(legacy?.consecutive5xxErrors, 0);
+  assert.equal(legacy?.consecutiveGatewayErrors, 1);
+  assert.equal(legacy?.baseEjectionTimeMs, 180_000);
+  // Explicit new fields win over the legacy one.
+  const both = cluster(run([...base, dr({ consecutiveErrors: 2, consecutive5xxErrors: 7 })]), 'outbound|80||web.default.svc.cluster.local').outlierDetection;
+  assert.deepEqual([both?.consecutive5xxErrors, both?.consecutiveGatewayErrors], [7, 2]);
+  const modern = cluster(run([...base, dr({ consecutive5xxErrors: 3 })]), 'outbound|80||web.default.svc.cluster.local').outlierDetection;
+  assert.deepEqual([modern?.consecutive5xxErrors, modern?.consecutiveGatewayErrors], [3, 0]);
+});
+
 test('unknown subset: error and a missing cluster (503 NC)', () => {
   const r = run([gateway('gw', [http80()]), vs('a', { hosts: ['a.example.com'], gateways: ['istio-system/gw'], http: [to('web', { subset: 'v9' })] }), ...withSubsets()]);
   const d = diag(r, 'MG_SUBSET_NOT_FOUND', 'spec.http[0].route[0].destination.subset');
