@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { formatDiagnostic, hasErrors } from '../lib/diagnostic.js';
 import { Logger, type LogLevel } from '../lib/log.js';
 import { loadDirectory } from '../providers/file/load.js';
+import { configDirProblem } from '../providers/file/config-dir.js';
 import { ConfigPipeline } from '../control/pipeline.js';
 import { Controller } from '../control/controller.js';
 import { DirectorySource } from '../control/source.js';
@@ -36,6 +37,8 @@ import { ControlMetrics } from '../observability/control-metrics.js';
 import { parseKubernetesOptions, podNamespace, type KubernetesRunOptions } from './kubernetes-options.js';
 
 export class UsageError extends Error {}
+/** A user mistake that is not bad usage (a config path that is not a directory, a busy port): one line, exit 1. */
+export class UserError extends Error {}
 
 const USAGE = `usage:
   meshgate run (--config DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...
@@ -184,6 +187,10 @@ export function parseRunOptions(args: string[]): RunOptions {
 /** Run the gateway until SIGINT/SIGTERM. `--workers 0` serves in this process. */
 export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
+  if (opts.configDir) {
+    const problem = await configDirProblem(opts.configDir, '--config');
+    if (problem) throw new UserError(problem);
+  }
   const dataPlane: DataPlane = opts.workers === 0 ? new InProcessDataPlane(opts.observability) : new ClusterDataPlane(opts.workers, log, opts.observability);
   const controlMetrics = new ControlMetrics();
   // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
@@ -201,7 +208,12 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   }
   const controller = new Controller({ source, translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
   controlMetrics.attach(controller);
-  const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() });
+  const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() }).catch(async (e: NodeJS.ErrnoException) => {
+    await dataPlane.close(0);
+    if (e.code === 'EADDRINUSE') throw new UserError(`admin port ${opts.adminPort} is in use: change --admin-port (0 picks a free port)`);
+    if (e.code === 'EACCES') throw new UserError(`admin port ${opts.adminPort}: permission denied: change --admin-port`);
+    throw e;
+  });
   await controller.start();
   k8s?.start();
   log.info('meshgate started', { config: source.description, admin: admin.port, workers: opts.workers });
@@ -222,6 +234,12 @@ async function validate(args: string[]): Promise<number> {
   const options = translateOptions(values);
   let failed = false;
   for (const dir of positionals) {
+    const problem = await configDirProblem(path.resolve(dir), 'validate:');
+    if (problem) {
+      process.stderr.write(`meshgate: ${problem}\n`);
+      failed = true;
+      continue;
+    }
     const loaded = await loadDirectory(path.resolve(dir));
     const result = new ConfigPipeline(options).run(loaded);
     for (const d of result.diagnostics) process.stdout.write(`${positionals.length > 1 ? `${dir}: ` : ''}${formatDiagnostic(d)}\n`);
@@ -236,6 +254,8 @@ async function validate(args: string[]): Promise<number> {
 async function translateCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...TRANSLATE_FLAGS, routes: { type: 'boolean' }, clusters: { type: 'boolean' } }, true);
   if (positionals.length !== 1) throw new UsageError('translate: exactly one DIR is required');
+  const problem = await configDirProblem(path.resolve(positionals[0]), 'translate:');
+  if (problem) throw new UserError(problem);
   const loaded = await loadDirectory(path.resolve(positionals[0]));
   const result = new ConfigPipeline(translateOptions(values)).run(loaded);
   for (const d of result.diagnostics) if (d.severity !== 'info') process.stderr.write(`${formatDiagnostic(d)}\n`);
@@ -297,6 +317,10 @@ if (cluster.isWorker && process.env.MESHGATE_WORKER === '1') {
       if (e instanceof UsageError) {
         process.stderr.write(`meshgate: ${e.message}\n`);
         process.exit(2);
+      }
+      if (e instanceof UserError) {
+        process.stderr.write(`meshgate: ${e.message}\n`);
+        process.exit(1);
       }
       process.stderr.write(`meshgate: ${(e as Error).stack ?? String(e)}\n`);
       process.exit(1);

@@ -1,0 +1,98 @@
+/** The meshgate command on user mistakes: one clear line, exit 1, never a stack trace (#12). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { CLI, freePort, removeDir, tempDir, writeConfig } from '../helpers/gateway.js';
+
+function meshgate(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 20_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `run` until it exits (it must, on these mistakes), at most 20 s. */
+function runUntilExit(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+function oneLine(text: string, what: string): void {
+  assert.equal(text.trim().split('\n').length, 1, `${what}: one line expected, got:\n${text}`);
+  assert.doesNotMatch(text, /\n\s+at /, `${what}: a stack trace`);
+}
+
+test('a config path that is a file or is missing: validate, translate and run say so in one line and exit 1', async () => {
+  const dir = tempDir();
+  try {
+    writeConfig(dir, 'ingress.yaml', 'kind: Ingress\n');
+    const file = path.join(dir, 'ingress.yaml');
+    const missing = path.join(dir, 'nope');
+    for (const [args, want] of [
+      [['validate', file], /is a file, not a directory/],
+      [['validate', missing], /no such directory/],
+      [['translate', file], /is a file, not a directory/],
+      [['translate', missing], /no such directory/],
+    ] as const) {
+      const r = meshgate(...args);
+      assert.equal(r.code, 1, `meshgate ${args.join(' ')}: expected exit 1, got ${r.code}\n${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, want);
+      oneLine(r.stderr, args.join(' '));
+      assert.doesNotMatch(r.stdout, /0 objects/);
+    }
+    for (const [config, want] of [[file, /--config .*is a file/], [missing, /--config .*no such directory/]] as const) {
+      for (const workers of ['0', '1']) {
+        const r = await runUntilExit(['--config', config, '--workers', workers, '--admin-port', '0', '--http-port', String(await freePort())]);
+        assert.equal(r.code, 1, `run --config ${config}: expected exit 1, got ${r.code}\n${r.out}`);
+        assert.match(r.out, want);
+        oneLine(r.out, `run --config ${config}`);
+      }
+    }
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('an unreadable config directory is one line and exit 1', (t) => {
+  if (os.userInfo().uid === 0) return t.skip('running as root: every directory is readable (run as another user to check this)');
+  const dir = tempDir();
+  const locked = path.join(dir, 'locked');
+  mkdirSync(locked);
+  chmodSync(locked, 0);
+  try {
+    const r = meshgate('validate', locked);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /permission denied/);
+    oneLine(r.stderr, 'validate locked');
+  } finally {
+    chmodSync(locked, 0o700);
+    removeDir(dir);
+  }
+});
+
+test('a busy admin port names --admin-port, in one line, exit 1', async () => {
+  const dir = tempDir();
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const port = (busy.address() as net.AddressInfo).port;
+  try {
+    const r = await runUntilExit(['--config', dir, '--workers', '0', '--admin-port', String(port), '--http-port', String(await freePort())]);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /admin port \d+ is in use: change --admin-port/);
+    oneLine(r.out, 'busy admin port');
+  } finally {
+    busy.close();
+    removeDir(dir);
+  }
+});
