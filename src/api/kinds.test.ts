@@ -49,7 +49,7 @@ describe('checkObjects: samples pass clean', () => {
 });
 
 describe('checkObjects: kinds and versions', () => {
-  test('a kind meshgate does not read: MG_UNKNOWN_KIND info, dropped', () => {
+  test('a kind meshgate knowingly ignores (a workload): MG_UNKNOWN_KIND info, dropped', () => {
     const r = check('apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web }\nspec: { replicas: 1 }\n');
     assert.deepEqual(r.accepted, []);
     assert.equal(r.diagnostics.length, 1);
@@ -62,7 +62,24 @@ describe('checkObjects: kinds and versions', () => {
   test('Gateway of another group (Gateway API) is not the Istio Gateway', () => {
     const r = check('apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec: { gatewayClassName: x }\n');
     assert.deepEqual(r.accepted, []);
-    assert.equal(r.diagnostics[0].severity, 'info');
+    // Nothing is served from it: a warning, naming the Gateway meshgate reads.
+    assert.equal(r.diagnostics[0].severity, 'warning');
+    assert.match(r.diagnostics[0].message, /networking\.istio\.io\/v1/);
+  });
+
+  test('an unknown kind is a warning (nothing will be served), with a did-you-mean for a typo', () => {
+    const typo = check('apiVersion: networking.istio.io/v1\nkind: Virtualservice\nmetadata: { name: shop }\nspec: { hosts: [a] }\n');
+    assert.deepEqual(typo.accepted, []);
+    assert.equal(typo.diagnostics[0].severity, 'warning');
+    assert.equal(typo.diagnostics[0].reason, 'MG_UNKNOWN_KIND');
+    assert.match(typo.diagnostics[0].message, /did you mean `VirtualService`\?/);
+    const close = check('apiVersion: networking.istio.io/v1\nkind: DestinationRul\nmetadata: { name: shop }\nspec: {}\n');
+    assert.match(close.diagnostics[0].message, /did you mean `DestinationRule`\?/);
+    const unknown = check('apiVersion: example.com/v1\nkind: Frobnicator\nmetadata: { name: x }\n');
+    assert.equal(unknown.diagnostics[0].severity, 'warning');
+    assert.doesNotMatch(unknown.diagnostics[0].message, /did you mean/);
+    const mesh = check('apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: x }\nspec: {}\n');
+    assert.equal(mesh.diagnostics[0].severity, 'info');
   });
 
   test('a read kind at an unknown version: MG_UNKNOWN_KIND warning naming the supported versions, dropped', () => {

@@ -14,7 +14,8 @@ import * as istioTelemetry from './istio/telemetry.js';
 import * as core from './kubernetes/core.js';
 import * as discovery from './kubernetes/discovery.js';
 import * as networking from './kubernetes/networking.js';
-import { validate } from './schema.js';
+import { suggest, validate } from './schema.js';
+import { IGNORED_KINDS } from './ignored-kinds.js';
 import type { ObjectSchema } from './schema.js';
 
 export interface KindInfo {
@@ -84,7 +85,8 @@ export interface CheckResult {
 const checked = new WeakMap<KubeObject, Diagnostic[]>();
 
 /**
- * Keep the objects meshgate reads and that are valid. Unknown kinds: MG_UNKNOWN_KIND info, dropped.
+ * Keep the objects meshgate reads and that are valid. Unknown kinds: MG_UNKNOWN_KIND warning (info for
+ * the kinds it knowingly ignores, ignored-kinds.ts), dropped.
  * Known kind at an unknown version: MG_UNKNOWN_KIND warning, dropped. Schema violations:
  * MG_UNKNOWN_FIELD / MG_INVALID_FIELD / MG_MISSING_FIELD errors, and the object is dropped.
  */
@@ -110,14 +112,20 @@ export function checkObject(o: KubeObject): Diagnostic[] {
   const apiVersion = typeof o.apiVersion === 'string' ? o.apiVersion : '';
   const info = lookupKind(apiVersion, ref.kind);
   if (!info) {
+    // Nothing will be served from an unknown kind: a warning (with a did-you-mean for a typo), unless
+    // it is a kind meshgate knowingly ignores (workloads, RBAC: info).
+    const ignored = Object.hasOwn(IGNORED_KINDS, ref.kind) ? IGNORED_KINDS[ref.kind] : undefined;
+    const sameName = KINDS.filter((k) => k.kind === ref.kind).map((k) => (k.group ? `${k.group}/${k.versions[0]}` : k.versions[0]));
+    const hint = sameName.length === 0 && ignored === undefined ? suggest(ref.kind, KINDS.map((k) => k.kind)) : null;
+    const why = ignored !== undefined ? `: ${ignored}` : sameName.length > 0 ? ` (it reads ${ref.kind} as ${sameName.join(', ')})` : hint ? `; did you mean \`${hint}\`?` : '';
     return [
       {
-        severity: 'info',
+        severity: ignored !== undefined ? 'info' : 'warning',
         reason: 'MG_UNKNOWN_KIND',
         object: ref,
-        field: null,
-        ...at(null),
-        message: `meshgate does not read ${ref.kind} (${apiVersion || 'no apiVersion'}); ignored`,
+        field: ignored !== undefined ? null : 'kind',
+        ...at(ignored !== undefined ? null : 'kind'),
+        message: `meshgate does not read ${ref.kind} (${apiVersion || 'no apiVersion'})${why}; ignored`,
       },
     ];
   }
