@@ -2,6 +2,7 @@
  * The controller: provider -> debounce -> pipeline (check, translate, validate) -> dedupe by version
  * -> apply to the data plane -> status (diagnostics, reload history) for the admin server and logs.
  */
+import { snapshotSummary } from './snapshot-summary.js';
 import { busyPortHint } from './port-hint.js';
 import type { Diagnostic } from '../lib/diagnostic.js';
 import { formatDiagnostic } from '../lib/diagnostic.js';
@@ -123,7 +124,7 @@ export class Controller {
       this.serving = result.snapshot;
       outcome = 'applied';
       for (const r of this.lastApply) for (const e of r.errors) log.error('listener failed', { error: e, ...(busyPortHint(e, this.#opts.translate) ? { hint: busyPortHint(e, this.#opts.translate) } : {}) });
-      log.info('snapshot applied', { version: result.snapshot.version, listeners: result.snapshot.listeners.map((l) => `${l.protocol} ${l.address}:${l.port}`), clusters: result.snapshot.clusters.length, errors, warnings });
+      log.info('snapshot applied', { version: result.snapshot.version, ...snapshotSummary(result.snapshot), clusters: result.snapshot.clusters.length, errors, warnings });
     }
     this.reloads.push({ time: new Date().toISOString(), version: this.serving?.version ?? null, outcome, errors, warnings, durationMs: Math.round(performance.now() - started) });
     if (this.reloads.length > 100) this.reloads.shift();
