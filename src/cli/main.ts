@@ -31,6 +31,7 @@ import { ClusterDataPlane, InProcessDataPlane, runWorker, type DataPlane } from 
 import { startAdminServer } from '../admin/server.js';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
 import { runDemo } from './demo.js';
+import { commandHelp, packageVersion } from './help.js';
 import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservabilityOptions, snapshotTables } from './inspect.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
@@ -54,7 +55,9 @@ ${OBSERVABILITY_USAGE}
   meshgate translate DIR [--routes] [--clusters]
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
-  meshgate demo
+  meshgate demo [run flags]
+  meshgate --version
+  meshgate COMMAND --help
 `;
 
 const TRANSLATE_FLAGS = {
@@ -269,7 +272,17 @@ async function translateCommand(args: string[]): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `meshgate COMMAND --help` (or -h): that command's purpose and flags, exit 0.
+  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    const help = commandHelp(command, USAGE);
+    if (help !== null) return void process.stdout.write(help), 0;
+  }
   switch (command) {
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`meshgate ${packageVersion()}\n`);
+      return 0;
     case 'run': {
       const opts = parseRunOptions(rest);
       const gw = await runGateway(opts);

@@ -96,3 +96,21 @@ test('a busy admin port names --admin-port, in one line, exit 1', async () => {
     removeDir(dir);
   }
 });
+
+test('meshgate --version prints the package version; COMMAND --help prints its purpose and flags, exit 0', async () => {
+  const { readFileSync } = await import('node:fs');
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-v']) {
+    const v = meshgate(flag);
+    assert.equal(v.code, 0, v.stderr);
+    assert.equal(v.stdout.trim(), `meshgate ${pkg.version}`);
+  }
+  for (const cmd of ['run', 'validate', 'translate', 'routes', 'clusters', 'demo']) {
+    for (const flag of ['--help', '-h']) {
+      const r = meshgate(cmd, flag);
+      assert.equal(r.code, 0, `${cmd} ${flag}: exit ${r.code}\n${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`usage:\\n  meshgate ${cmd}\\b`), `${cmd} ${flag}:\n${r.stdout}`);
+      assert.equal(r.stderr, '');
+    }
+  }
+});
