@@ -5,8 +5,9 @@
  *   meshgate run (--config DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...
  *                [--namespace NS] [--publish-service NS/NAME | --publish-address IP]
  *                [--secret-label-selector a=b]) [--http-port 8080] [--https-port 8443] [--admin-port 15000]
- *                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
- *                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
+ *                [--admin-address 127.0.0.1] [--health-port 15021] [--port-map 80=8080,443=8443]
+ *                [--ingress-class meshgate] [--gateway-labels app=istio-ingressgateway,istio=ingressgateway]
+ *                [--workers N] [--log-level info]
  *   meshgate validate DIR...      print every diagnostic; exit 1 when any is an error
  *   meshgate translate DIR        print the IR snapshot as JSON
  *   meshgate demo                 echo backends + examples/ (what `npm start` runs)
@@ -29,6 +30,8 @@ import { Controller } from '../control/controller.js';
 import { DirectorySource } from '../control/source.js';
 import { ClusterDataPlane, InProcessDataPlane, runWorker, type DataPlane } from '../control/dataplane.js';
 import { startAdminServer } from '../admin/server.js';
+import { startHealthServer } from '../admin/health-server.js';
+import { isIP } from 'node:net';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
 import { runDemo } from './demo.js';
 import { commandHelp, packageVersion } from './help.js';
@@ -46,8 +49,10 @@ const USAGE = `usage:
                 [--namespace NS] [--publish-service NS/NAME | --publish-address IP]
                 [--secret-label-selector a=b])
                [--http-port 8080] [--https-port 8443] [--admin-port 15000]
+               [--admin-address 127.0.0.1] [--health-port 15021]
                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
-               [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
+               [--gateway-labels app=istio-ingressgateway,istio=ingressgateway]
+               [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
 ${OBSERVABILITY_USAGE}
@@ -75,6 +80,8 @@ const RUN_FLAGS = {
   ...OBSERVABILITY_FLAGS,
   config: { type: 'string' },
   'admin-port': { type: 'string' },
+  'admin-address': { type: 'string' },
+  'health-port': { type: 'string' },
   workers: { type: 'string' },
   'log-level': { type: 'string' },
   kubernetes: { type: 'boolean' },
@@ -93,6 +100,10 @@ export interface RunOptions {
   kubernetes: KubernetesRunOptions | null;
   translate: TranslateOptions;
   adminPort: number;
+  /** `--admin-address`: where the admin server binds (default 127.0.0.1, as Envoy's admin in Istio). */
+  adminAddress: string;
+  /** `--health-port`: /healthz/ready, /healthz and /stats/prometheus on all addresses; 0 = off (default 15021, Istio's). */
+  healthPort: number;
   workers: number;
   logLevel: LogLevel;
   /** Metrics, access log and tracing (`--metrics`, `--access-log`, `--tracing-*`). */
@@ -114,6 +125,12 @@ function port(name: string, value: string | undefined, fallback: number, min = 1
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > 65535) throw new UsageError(`--${name}: "${value}" is not a port number (${min}-65535)`);
   return Number(value);
+}
+
+function adminAddress(value: string | undefined): string {
+  if (value === undefined) return '127.0.0.1';
+  if (isIP(value) === 0 && value !== 'localhost') throw new UsageError(`--admin-address: "${value}" is not an IP address (127.0.0.1, 0.0.0.0, ::)`);
+  return value;
 }
 
 function portMap(value: string | undefined): Record<string, number> {
@@ -178,6 +195,8 @@ export function parseRunOptions(args: string[]): RunOptions {
       : null,
     translate,
     adminPort: port('admin-port', values['admin-port'], 15000, 0),
+    adminAddress: adminAddress(values['admin-address']),
+    healthPort: port('health-port', values['health-port'], 15021, 0),
     workers: workersRaw === undefined ? os.availableParallelism() : Number(workersRaw),
     logLevel: level as LogLevel,
     observability: parseObservabilityOptions(values, (m) => {
@@ -188,7 +207,7 @@ export function parseRunOptions(args: string[]): RunOptions {
 }
 
 /** Run the gateway until SIGINT/SIGTERM. `--workers 0` serves in this process. */
-export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
+export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; healthPort: number | null; controller: Controller }> {
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
   if (opts.configDir) {
     const problem = await configDirProblem(opts.configDir, '--config');
@@ -211,15 +230,22 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   }
   const controller = new Controller({ source, translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
   controlMetrics.attach(controller);
-  const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() }).catch(async (e: NodeJS.ErrnoException) => {
+  const observability = { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() };
+  const bindFailed = (what: string, flag: string, port: number) => async (e: NodeJS.ErrnoException) => {
     await dataPlane.close(0);
-    if (e.code === 'EADDRINUSE') throw new UserError(`admin port ${opts.adminPort} is in use: change --admin-port (0 picks a free port)`);
-    if (e.code === 'EACCES') throw new UserError(`admin port ${opts.adminPort}: permission denied: change --admin-port`);
+    if (e.code === 'EADDRINUSE') throw new UserError(`${what} port ${port} is in use (EADDRINUSE): change ${flag}${flag === '--health-port' ? ' (0 turns it off)' : ' (0 picks a free port)'}`);
+    if (e.code === 'EACCES') throw new UserError(`${what} port ${port}: permission denied: change ${flag}`);
+    if (e.code === 'EADDRNOTAVAIL') throw new UserError(`${what} address ${opts.adminAddress} is not an address of this machine: change --admin-address`);
     throw e;
+  };
+  const admin = await startAdminServer(controller, opts.adminPort, opts.adminAddress, observability).catch(bindFailed('admin', '--admin-port', opts.adminPort));
+  const health = opts.healthPort === 0 ? null : await startHealthServer(controller, opts.healthPort, opts.observability.metrics ? observability : undefined).catch(async (e: NodeJS.ErrnoException) => {
+    await admin.close();
+    return bindFailed('health', '--health-port', opts.healthPort)(e);
   });
   await controller.start();
   k8s?.start();
-  log.info('meshgate started', { config: source.description, admin: admin.port, workers: opts.workers });
+  log.info('meshgate started', { config: source.description, admin: `${opts.adminAddress}:${admin.port}`, health: health?.port ?? null, workers: opts.workers });
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
@@ -227,8 +253,9 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
       await k8s?.stop();
       await controller.stop(5000);
       await admin.close();
+      await health?.close();
     })());
-  return { stop, adminPort: admin.port, controller };
+  return { stop, adminPort: admin.port, healthPort: health?.port ?? null, controller };
 }
 
 async function validate(args: string[]): Promise<number> {

@@ -53,7 +53,7 @@ test('a config path that is a file or is missing: validate, translate and run sa
     }
     for (const [config, want] of [[file, /--config .*is a file/], [missing, /--config .*no such directory/]] as const) {
       for (const workers of ['0', '1']) {
-        const r = await runUntilExit(['--config', config, '--workers', workers, '--admin-port', '0', '--http-port', String(await freePort())]);
+        const r = await runUntilExit(['--config', config, '--workers', workers, '--admin-port', '0', '--http-port', String(await freePort()), '--health-port', '0']);
         assert.equal(r.code, 1, `run --config ${config}: expected exit 1, got ${r.code}\n${r.out}`);
         assert.match(r.out, want);
         oneLine(r.out, `run --config ${config}`);
@@ -87,9 +87,9 @@ test('a busy admin port names --admin-port, in one line, exit 1', async () => {
   await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
   const port = (busy.address() as net.AddressInfo).port;
   try {
-    const r = await runUntilExit(['--config', dir, '--workers', '0', '--admin-port', String(port), '--http-port', String(await freePort())]);
+    const r = await runUntilExit(['--config', dir, '--workers', '0', '--admin-port', String(port), '--http-port', String(await freePort()), '--health-port', '0']);
     assert.equal(r.code, 1, r.out);
-    assert.match(r.out, /admin port \d+ is in use: change --admin-port/);
+    assert.match(r.out, /admin port \d+ is in use \(EADDRINUSE\): change --admin-port/);
     oneLine(r.out, 'busy admin port');
   } finally {
     busy.close();

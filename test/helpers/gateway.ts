@@ -54,6 +54,8 @@ export interface GatewayProcess {
   httpPort: number;
   httpsPort: number;
   adminPort: number;
+  /** `--health-port` (/healthz/ready, /stats/prometheus on all addresses). */
+  healthPort: number;
   configDir: string;
   proc: ChildProcess;
   /** Everything the process wrote to stdout and stderr so far. */
@@ -86,10 +88,10 @@ export async function startGateway(opts: StartOptions): Promise<GatewayProcess> 
 }
 
 async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
-  const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const [httpPort, httpsPort, adminPort, healthPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const args = [
     CLI, 'run', '--config', opts.configDir,
-    '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort),
+    '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--health-port', String(healthPort),
     '--port-map', `80=${httpPort},443=${httpsPort}`, '--workers', String(opts.workers ?? 1), '--bind-address', '127.0.0.1',
     ...(opts.args ?? []),
   ];
@@ -102,6 +104,7 @@ async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
     httpPort,
     httpsPort,
     adminPort,
+    healthPort,
     configDir: opts.configDir,
     proc,
     output: () => out,

@@ -27,7 +27,7 @@ test('meshgate run --kubernetes --kubeconfig: serves the cluster and writes Ingr
   fake.apply(endpointSlice('apps', 'web', backend.port, '127.0.0.1'));
   fake.apply(ingress('apps', 'web', 'cli.test', 'web'));
   const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
-  const args = [CLI, 'run', '--kubernetes', '--kubeconfig', kubeconfig, '--namespace', 'apps', '--watch-namespace', 'apps', '--publish-address', '192.0.2.7', '--workers', '0', '--bind-address', '127.0.0.1', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--log-level', 'warn'];
+  const args = [CLI, 'run', '--kubernetes', '--kubeconfig', kubeconfig, '--namespace', 'apps', '--watch-namespace', 'apps', '--publish-address', '192.0.2.7', '--workers', '0', '--bind-address', '127.0.0.1', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--health-port', '0', '--log-level', 'warn'];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   proc.stdout.on('data', (c) => (output += c));
