@@ -382,7 +382,7 @@ test('invalid regex drops only that route, with the field path and line', () => 
   assert.deepEqual(routeNames(vhost(listener(r, 8080).filterChains[0], 'a.example.com')), ['virtualservice/default/a/http/2']);
 });
 
-test('sourceLabels blocks apply only when they select this gateway; JWT claim blocks never match', () => {
+test('sourceLabels blocks apply only when they select this gateway; JWT claim blocks need a RequestAuthentication', () => {
   const r = run([
     gateway('gw', [http80()]),
     vs('a', {
@@ -396,8 +396,35 @@ test('sourceLabels blocks apply only when they select this gateway; JWT claim bl
     }),
     ...web(),
   ]);
-  assert.deepEqual(routeNames(vhost(listener(r, 8080).filterChains[0], 'a.example.com')), ['virtualservice/default/a/http/1']);
-  assert.equal(diag(r, 'MG_UNSUPPORTED', 'spec.http[2].match[0].headers["@request.auth.claims.group"]').severity, 'warning');
+  assert.deepEqual(routeNames(vhost(listener(r, 8080).filterChains[0], 'a.example.com')), ['virtualservice/default/a/http/1', 'virtualservice/default/a/http/2']);
+  // No RequestAuthentication at the gateway: no request carries verified claims.
+  assert.match(diag(r, 'MG_UNSUPPORTED', 'spec.http[2].match[0].headers["@request.auth.claims.group"]').message, /no RequestAuthentication/);
+});
+
+test('JWT claim matches (Istio "JWT claim based routing") become claim conditions, names keep their case, nested with "."', () => {
+  const ra = k({ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'jwt', namespace: 'istio-system' }, spec: { selector: { matchLabels: { istio: 'ingressgateway' } }, jwtRules: [{ issuer: 'testing@secure.istio.io', jwksUri: 'https://raw.githubusercontent.com/istio/istio/release-1.24/security/tools/jwt/samples/jwks.json' }] } });
+  const r = run([
+    gateway('gw', [http80()]),
+    ra,
+    vs('a', {
+      hosts: ['a.example.com'],
+      gateways: ['istio-system/gw'],
+      http: [
+        { match: [{ uri: { prefix: '/headers' }, headers: { '@request.auth.claims.groups': { exact: 'group1' } } }], ...to('web') },
+        { match: [{ headers: { '@request.auth.claims.nested.Key': { prefix: 'v' } } }], ...to('web') },
+        { match: [{ withoutHeaders: { '@request.auth.claims.role': {} } }], ...to('web') },
+        { match: [{ headers: { '@request.auth.claims.': { exact: 'x' } } }], ...to('web') },
+      ],
+    }),
+    ...web(),
+  ]);
+  const v = vhost(listener(r, 8080).filterChains[0], 'a.example.com');
+  assert.deepEqual(v.routes[0].matches[0].headers, [{ name: '@request.auth.claims.groups', match: { kind: 'exact', value: 'group1', ignoreCase: false }, invert: false }]);
+  assert.deepEqual(v.routes[1].matches[0].headers.map((h) => h.name), ['@request.auth.claims.nested.Key']);
+  assert.deepEqual(v.routes[2].matches[0].headers.map((h) => [h.name, h.invert]), [['@request.auth.claims.role', true]]);
+  assert.equal(v.routes.length, 3, 'a claim path that names no claim never matches');
+  assert.equal(r.diagnostics.filter((d) => d.reason === 'MG_UNSUPPORTED' && d.field?.includes('@request.auth')).length, 0);
+  diag(r, 'MG_INVALID_FIELD', 'spec.http[3].match[0].headers["@request.auth.claims."]');
 });
 
 // ---- destinations -----------------------------------------------------------------------------
