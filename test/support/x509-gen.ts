@@ -14,6 +14,8 @@ export interface CertSpec {
   /** Name of the result (and CN unless `cn` is given). */
   name: string;
   cn?: string;
+  /** The whole subject, in encoding order (e.g. `[{ C: 'US' }, { O: 'Acme, Inc.' }, { CN: 'x' }]`); overrides `cn`. */
+  subject?: Record<string, string>[];
   /** A CA (basicConstraints CA:TRUE, keyCertSign) when true. */
   ca?: boolean;
   /** Name of an earlier CA spec that signs it; self-signed when absent. */
@@ -29,11 +31,14 @@ export interface CertSpec {
 }
 
 export interface CrlSpec {
-  /** The CA spec name that signs it. */
+  /** The CA spec (or external) name that signs it. */
   issuer: string;
-  /** Names of certificates it revokes. */
+  /** Names of certificates (specs or externals) it revokes. */
   revoked: string[];
 }
+
+/** Certificates made elsewhere, usable as issuers (with their key) and as revoked certificates. */
+export type External = Record<string, { cert: string; key?: string }>;
 
 export interface Pem {
   cert: string;
@@ -47,10 +52,19 @@ export interface GeneratedPki {
 
 const EKU: Record<string, string> = { serverAuth: x509.ExtendedKeyUsage.serverAuth, clientAuth: x509.ExtendedKeyUsage.clientAuth };
 
-async function generate(specs: CertSpec[], crlSpecs: CrlSpec[]): Promise<GeneratedPki> {
+async function generate(specs: CertSpec[], crlSpecs: CrlSpec[], external: External = {}): Promise<GeneratedPki> {
   x509.cryptoProvider.set(webcrypto as unknown as Crypto);
   const subtle = webcrypto.subtle;
   const made = new Map<string, { keys: CryptoKeyPair; cert: x509.X509Certificate; alg: Algorithm | EcdsaParams }>();
+  for (const [name, e] of Object.entries(external)) {
+    const cert = new x509.X509Certificate(e.cert);
+    const pub = cert.publicKey.algorithm as Algorithm & { namedCurve?: string };
+    const rsa = pub.name !== 'ECDSA' && pub.name !== 'EC';
+    const importAlg = rsa ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', namedCurve: pub.namedCurve ?? 'P-256' };
+    const privateKey = e.key === undefined ? (undefined as unknown as CryptoKey) : ((await subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(e.key), importAlg, true, ['sign'])) as unknown as CryptoKey);
+    const alg = rsa ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', hash: 'SHA-256' };
+    made.set(name, { keys: { privateKey, publicKey: (await cert.publicKey.export(importAlg, ['verify'])) as CryptoKey }, cert, alg });
+  }
   const certs: Record<string, Pem> = {};
   let serial = 1;
   for (const s of specs) {
@@ -73,7 +87,7 @@ async function generate(specs: CertSpec[], crlSpecs: CrlSpec[]): Promise<Generat
     if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
     if (s.eku && s.eku.length > 0) extensions.push(new x509.ExtendedKeyUsageExtension(s.eku.map((e) => EKU[e])));
     extensions.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey));
-    const subject = `CN=${s.cn ?? s.name}`;
+    const subject: x509.X509CertificateCreateParamsName = s.subject !== undefined ? s.subject.map((rdn) => Object.fromEntries(Object.entries(rdn).map(([k, v]) => [k, [v]]))) : `CN=${s.cn ?? s.name}`;
     const signingAlgorithm = rsa ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', hash: 'SHA-256' };
     const serialNumber = (serial++).toString(16).padStart(2, '0') + Buffer.from(webcrypto.getRandomValues(new Uint8Array(8))).toString('hex');
     let cert: x509.X509Certificate;
@@ -114,8 +128,8 @@ async function generate(specs: CertSpec[], crlSpecs: CrlSpec[]): Promise<Generat
 }
 
 /** Certificates (and CRLs) for `specs`, made synchronously (in a child Node process). */
-export function generatePkiSync(specs: CertSpec[], crls: CrlSpec[] = []): GeneratedPki {
-  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url)], { input: JSON.stringify({ specs, crls }), encoding: 'utf8', timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
+export function generatePkiSync(specs: CertSpec[], crls: CrlSpec[] = [], external: External = {}): GeneratedPki {
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url)], { input: JSON.stringify({ specs, crls, external }), encoding: 'utf8', timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
   return JSON.parse(out) as GeneratedPki;
 }
 
@@ -126,8 +140,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   const chunks: Buffer[] = [];
   process.stdin.on('data', (c: Buffer) => chunks.push(c));
   process.stdin.on('end', () => {
-    const req = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { specs: CertSpec[]; crls: CrlSpec[] };
-    generate(req.specs, req.crls ?? []).then(
+    const req = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { specs: CertSpec[]; crls: CrlSpec[]; external?: External };
+    generate(req.specs, req.crls ?? [], req.external ?? {}).then(
       (r) => process.stdout.write(JSON.stringify(r)),
       (e: unknown) => {
         process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
