@@ -358,8 +358,9 @@ if (cluster.isWorker && process.env.MESHGATE_WORKER === '1') {
         process.stderr.write(`meshgate: ${e.message}\n`);
         process.exit(2);
       }
-      if (e instanceof UserError) {
-        process.stderr.write(`meshgate: ${e.message}\n`);
+      // A user mistake, or a system error on something the user named (a path, a port): one line.
+      if (e instanceof UserError || /^E[A-Z]+$/.test(String((e as NodeJS.ErrnoException).code ?? ''))) {
+        process.stderr.write(`meshgate: ${(e as Error).message}\n`);
         process.exit(1);
       }
       process.stderr.write(`meshgate: ${(e as Error).stack ?? String(e)}\n`);

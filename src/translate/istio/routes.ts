@@ -226,7 +226,8 @@ function translateMatch(env: RouteEnv, block: Obj, field: string): RouteMatch | 
           continue;
         }
         if (!requestAuthenticationApplies(env)) {
-          ctx.report('warning', 'MG_UNSUPPORTED', vs, hf, `no RequestAuthentication applies to this gateway (namespace "${ctx.options.gatewayNamespace}" or "istio-system"), so requests carry no verified claims: ${invert ? 'this condition always holds' : 'this match block never matches'}`);
+          const where = [...new Set([ctx.options.gatewayNamespace, 'istio-system'])].map((n) => `"${n}"`).join(' or ');
+          ctx.report('warning', 'MG_UNSUPPORTED', vs, hf, `no RequestAuthentication applies to this gateway (namespace ${where}), so requests carry no verified claims: ${invert ? 'this condition always holds' : 'this match block never matches'}`);
         }
         headers.push({ name: `${CLAIM_PREFIX}${claim[1]}`, match: sm(value, hf), invert });
         continue;
