@@ -155,7 +155,7 @@ ports: [{ name: api, port: ${grpcPort} }]
 endpoints: [{ addresses: [127.0.0.1] }]
 `);
     const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
-    const mg = spawnTracked('meshgate', process.execPath, [MAIN, 'run', '--config', cfg, '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--port-map', `80=${httpPort},443=${httpsPort}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn'], { cpu: cpuProxy });
+    const mg = spawnTracked('meshgate', process.execPath, [MAIN, 'run', '--config', cfg, '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--health-port', '0', '--port-map', `80=${httpPort},443=${httpsPort}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn'], { cpu: cpuProxy });
     await waitFor('meshgate', () => tcpOpen(httpPort), 20_000, mg);
     await waitFor('meshgate https', () => tcpOpen(httpsPort), 20_000, mg);
     await new Promise((r) => setTimeout(r, 1000));

@@ -62,7 +62,7 @@ async function startGateway(v: Variant, dir: string, cfg: string): Promise<{ t: 
   mkdirSync(vdir, { recursive: true });
   const args = [
     GATEWAY_MAIN, 'run', '--config', cfg,
-    '--http-port', String(http), '--https-port', String(https), '--admin-port', String(admin),
+    '--http-port', String(http), '--https-port', String(https), '--admin-port', String(admin), '--health-port', '0',
     '--port-map', `80=${http}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn',
     ...v.args(vdir),
   ];

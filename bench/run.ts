@@ -273,7 +273,7 @@ async function startMeshgate(o: Options, dir: string, ports: { http: number; htt
   const args = [
     ...nodeArgs,
     GATEWAY_MAIN, 'run', '--config', cfg,
-    '--http-port', String(ports.http), '--https-port', String(ports.https), '--admin-port', String(ports.admin),
+    '--http-port', String(ports.http), '--https-port', String(ports.https), '--admin-port', String(ports.admin), '--health-port', '0',
     '--port-map', `80=${ports.http}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn',
     ...o.meshgateArgs,
   ];

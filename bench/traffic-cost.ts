@@ -169,7 +169,7 @@ async function main(): Promise<void> {
     mkdirSync(cfg, { recursive: true });
     writeFileSync(path.join(cfg, 'cost.yaml'), config(upPort, shadowPort, flakyPort));
     const mg = spawnTracked('meshgate', process.execPath, [
-      GATEWAY_MAIN, 'run', '--config', cfg, '--http-port', String(http), '--https-port', String(https), '--admin-port', String(admin),
+      GATEWAY_MAIN, 'run', '--config', cfg, '--http-port', String(http), '--https-port', String(https), '--admin-port', String(admin), '--health-port', '0',
       '--port-map', `80=${http}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn',
     ], { cpu: 1, cwd: REPO_ROOT });
     await waitFor('meshgate /ready', async () => {

@@ -49,7 +49,7 @@ describe('checkObjects: samples pass clean', () => {
 });
 
 describe('checkObjects: kinds and versions', () => {
-  test('a kind meshgate does not read: MG_UNKNOWN_KIND info, dropped', () => {
+  test('a kind meshgate knowingly ignores (a workload): MG_UNKNOWN_KIND info, dropped', () => {
     const r = check('apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web }\nspec: { replicas: 1 }\n');
     assert.deepEqual(r.accepted, []);
     assert.equal(r.diagnostics.length, 1);
@@ -67,6 +67,21 @@ describe('checkObjects: kinds and versions', () => {
     const bad = check('apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec: { gatewayClassName: x, listeners: [], servers: [] }\n');
     assert.deepEqual(bad.accepted, []);
     assert.equal(bad.diagnostics[0].reason, 'MG_UNKNOWN_FIELD');
+  });
+
+  test('an unknown kind is a warning (nothing will be served), with a did-you-mean for a typo', () => {
+    const typo = check('apiVersion: networking.istio.io/v1\nkind: Virtualservice\nmetadata: { name: shop }\nspec: { hosts: [a] }\n');
+    assert.deepEqual(typo.accepted, []);
+    assert.equal(typo.diagnostics[0].severity, 'warning');
+    assert.equal(typo.diagnostics[0].reason, 'MG_UNKNOWN_KIND');
+    assert.match(typo.diagnostics[0].message, /did you mean `VirtualService`\?/);
+    const close = check('apiVersion: networking.istio.io/v1\nkind: DestinationRul\nmetadata: { name: shop }\nspec: {}\n');
+    assert.match(close.diagnostics[0].message, /did you mean `DestinationRule`\?/);
+    const unknown = check('apiVersion: example.com/v1\nkind: Frobnicator\nmetadata: { name: x }\n');
+    assert.equal(unknown.diagnostics[0].severity, 'warning');
+    assert.doesNotMatch(unknown.diagnostics[0].message, /did you mean/);
+    const mesh = check('apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: x }\nspec: {}\n');
+    assert.equal(mesh.diagnostics[0].severity, 'info');
   });
 
   test('a read kind at an unknown version: MG_UNKNOWN_KIND warning naming the supported versions, dropped', () => {
@@ -331,4 +346,39 @@ describe('checkObjects never throws', () => {
       { numRuns: 500 },
     );
   });
+});
+
+test('deprecated Istio fields are read with a warning naming the replacement (MG_DEPRECATED_FIELD)', () => {
+  const r = check(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin, namespace: default}
+spec:
+  host: httpbin
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user, minimumRingSize: 1024}
+    outlierDetection: {consecutiveErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin]
+  http:
+  - route: [{destination: {host: httpbin}}]
+    mirror: {host: httpbin-v2}
+    mirrorPercent: 50
+    fault: {delay: {percent: 10, fixedDelay: 5s}}
+    corsPolicy: {allowOrigin: [https://a.example]}
+`);
+  assert.deepEqual(r.accepted, ['DestinationRule/httpbin', 'VirtualService/httpbin']);
+  const deprecated = r.diagnostics.filter((d) => d.reason === 'MG_DEPRECATED_FIELD');
+  assert.ok(deprecated.every((d) => d.severity === 'warning'));
+  const byField = Object.fromEntries(deprecated.map((d) => [d.field, d.message]));
+  assert.match(byField['spec.trafficPolicy.outlierDetection.consecutiveErrors'], /use `consecutiveGatewayErrors`/);
+  assert.match(byField['spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize'], /ringHash\.minimumRingSize/);
+  assert.match(byField['spec.http[0].mirrorPercent'], /mirrorPercentage/);
+  assert.match(byField['spec.http[0].fault.delay.percent'], /`percent` is deprecated; use `percentage\.value`/);
+  assert.match(byField['spec.http[0].corsPolicy.allowOrigin'], /allowOrigins/);
+  assert.equal(deprecated.length, 5, deprecated.map((d) => d.field).join(', '));
 });

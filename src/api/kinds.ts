@@ -15,7 +15,8 @@ import * as gatewayApi from './gatewayapi/schemas.js';
 import * as core from './kubernetes/core.js';
 import * as discovery from './kubernetes/discovery.js';
 import * as networking from './kubernetes/networking.js';
-import { validate } from './schema.js';
+import { suggest, validate } from './schema.js';
+import { IGNORED_KINDS } from './ignored-kinds.js';
 import type { ObjectSchema } from './schema.js';
 
 export interface KindInfo {
@@ -106,7 +107,8 @@ export interface CheckResult {
 const checked = new WeakMap<KubeObject, Diagnostic[]>();
 
 /**
- * Keep the objects meshgate reads and that are valid. Unknown kinds: MG_UNKNOWN_KIND info, dropped.
+ * Keep the objects meshgate reads and that are valid. Unknown kinds: MG_UNKNOWN_KIND warning (info for
+ * the kinds it knowingly ignores, ignored-kinds.ts), dropped.
  * Known kind at an unknown version: MG_UNKNOWN_KIND warning, dropped. Schema violations:
  * MG_UNKNOWN_FIELD / MG_INVALID_FIELD / MG_MISSING_FIELD errors, and the object is dropped.
  */
@@ -132,14 +134,20 @@ export function checkObject(o: KubeObject): Diagnostic[] {
   const apiVersion = typeof o.apiVersion === 'string' ? o.apiVersion : '';
   const info = lookupKind(apiVersion, ref.kind);
   if (!info) {
+    // Nothing will be served from an unknown kind: a warning (with a did-you-mean for a typo), unless
+    // it is a kind meshgate knowingly ignores (workloads, RBAC: info).
+    const ignored = Object.hasOwn(IGNORED_KINDS, ref.kind) ? IGNORED_KINDS[ref.kind] : undefined;
+    const sameName = KINDS.filter((k) => k.kind === ref.kind).map((k) => (k.group ? `${k.group}/${k.versions[0]}` : k.versions[0]));
+    const hint = sameName.length === 0 && ignored === undefined ? suggest(ref.kind, KINDS.map((k) => k.kind)) : null;
+    const why = ignored !== undefined ? `: ${ignored}` : sameName.length > 0 ? ` (it reads ${ref.kind} as ${sameName.join(', ')})` : hint ? `; did you mean \`${hint}\`?` : '';
     return [
       {
-        severity: 'info',
+        severity: ignored !== undefined ? 'info' : 'warning',
         reason: 'MG_UNKNOWN_KIND',
         object: ref,
-        field: null,
-        ...at(null),
-        message: `meshgate does not read ${ref.kind} (${apiVersion || 'no apiVersion'}); ignored`,
+        field: ignored !== undefined ? null : 'kind',
+        ...at(ignored !== undefined ? null : 'kind'),
+        message: `meshgate does not read ${ref.kind} (${apiVersion || 'no apiVersion'})${why}; ignored`,
       },
     ];
   }
@@ -158,7 +166,7 @@ export function checkObject(o: KubeObject): Diagnostic[] {
     ];
   }
   return validate(o.body, info.schema).map((p) => ({
-    severity: 'error' as const,
+    severity: p.reason === 'MG_DEPRECATED_FIELD' ? ('warning' as const) : ('error' as const),
     reason: p.reason,
     object: ref,
     field: p.field,

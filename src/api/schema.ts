@@ -20,7 +20,9 @@ export type Schema =
   | { readonly t: 'boolean' }
   | { readonly t: 'enum'; readonly values: readonly string[] }
   | { readonly t: 'int-or-string' }
-  | { readonly t: 'any' };
+  | { readonly t: 'any' }
+  /** A field the API deprecates: still read, with a warning naming `use`, its replacement. */
+  | { readonly t: 'deprecated'; readonly of: Schema; readonly use: string };
 
 export interface ObjectSchema {
   readonly t: 'object';
@@ -60,6 +62,8 @@ export const int32 = integer(-2147483648, 2147483647);
 export const uint32 = integer(0, 4294967295);
 export const uint64 = integer(0, Number.MAX_SAFE_INTEGER);
 export const portNumber = integer(1, 65535);
+/** `of`, deprecated in favour of `use` (a field name, or a short phrase). */
+export const deprecated = (of: Schema, use: string): Schema => ({ t: 'deprecated', of, use });
 
 /** Standard Kubernetes ObjectMeta fields (k8s.io/apimachinery/pkg/apis/meta/v1 ObjectMeta). */
 export const objectMeta = (open = false): ObjectSchema =>
@@ -87,7 +91,8 @@ export const objectMeta = (open = false): ObjectSchema =>
 // ---- validation --------------------------------------------------------------------------------
 
 export interface SchemaProblem {
-  reason: 'MG_UNKNOWN_FIELD' | 'MG_INVALID_FIELD' | 'MG_MISSING_FIELD';
+  /** MG_DEPRECATED_FIELD is a warning (the field is still read); the others are errors. */
+  reason: 'MG_UNKNOWN_FIELD' | 'MG_INVALID_FIELD' | 'MG_MISSING_FIELD' | 'MG_DEPRECATED_FIELD';
   /** Field path (`spec.rules[0].http`). */
   field: string;
   message: string;
@@ -179,6 +184,11 @@ function check(v: unknown, s: Schema, path: string, out: SchemaProblem[]): void 
         });
       }
       return;
+    case 'deprecated': {
+      const name = path.slice(Math.max(path.lastIndexOf('.'), 0)).replace(/^\./, '');
+      out.push({ reason: 'MG_DEPRECATED_FIELD', field: path, message: `\`${name}\` is deprecated; use ${s.use}` });
+      return check(v, s.of, path, out);
+    }
     case 'int-or-string':
       if (typeof v === 'string') return;
       if (typeof v !== 'number' || !Number.isInteger(v)) return bad(out, path, 'an integer or a string', v);

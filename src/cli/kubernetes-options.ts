@@ -50,6 +50,11 @@ export function parseKubernetesOptions(v: Values, fail: (message: string) => nev
 
 /** The pod's own namespace (POD_NAMESPACE, else the service account's), else `meshgate-system`. */
 export function defaultNamespace(env: NodeJS.ProcessEnv = process.env, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): string {
+  return podNamespace(env, read) ?? 'meshgate-system';
+}
+
+/** The namespace this pod runs in (POD_NAMESPACE, else the service account's); null outside a cluster. */
+export function podNamespace(env: NodeJS.ProcessEnv = process.env, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): string | null {
   if (env.POD_NAMESPACE) return env.POD_NAMESPACE.trim();
   try {
     const ns = read(SA_NAMESPACE_FILE).trim();
@@ -57,5 +62,5 @@ export function defaultNamespace(env: NodeJS.ProcessEnv = process.env, read: (pa
   } catch {
     // Not in a cluster.
   }
-  return 'meshgate-system';
+  return null;
 }

@@ -24,6 +24,7 @@ import { IngressStatusWriter } from '../providers/kubernetes/status.js';
 import { GatewayStatusWriter, type GatewayApiStatusInput } from '../providers/kubernetes/gateway-status.js';
 import { GATEWAY_API_GROUP } from '../providers/kubernetes/kinds.js';
 import type { KubernetesRunOptions } from './kubernetes-options.js';
+import { defaultPodLabelSources, ownPodLabels, type OwnPodLabels } from './pod-labels.js';
 
 export { defaultNamespace, parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
 
@@ -55,12 +56,14 @@ export interface KubernetesWiring {
   stop(): Promise<void>;
   /** Resolves when status and Event writes scheduled so far are done (tests). */
   idle(): Promise<void>;
+  /** The labels of meshgate's own Pod (downward API file, else a GET of the pod); null outside a cluster. */
+  ownPodLabels(): Promise<OwnPodLabels | null>;
 }
 
 export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateOptions, log: Logger, timings: KubernetesTimings = {}, client = ApiClient.load(opts.kubeconfig)): KubernetesWiring {
   const klog = log.child({ component: 'kubernetes' });
   const identity = `${process.env.POD_NAME ?? os.hostname()}_${randomBytes(4).toString('hex')}`;
-  const source = new KubernetesSource({ client, log: klog, watchNamespaces: opts.watchNamespaces, secretLabelSelector: opts.secretLabelSelector, debounceMs: timings.debounceMs, rediscoverMs: timings.rediscoverMs, backoff: timings.backoff });
+  const source = new KubernetesSource({ client, log: klog, watchNamespaces: opts.watchNamespaces, secretLabelSelector: opts.secretLabelSelector, gatewayNamespace: translate.gatewayNamespace, debounceMs: timings.debounceMs, rediscoverMs: timings.rediscoverMs, backoff: timings.backoff });
   const status = new IngressStatusWriter({ client, log: klog, publish: opts.publish, backoff: timings.backoff });
   const gatewayStatus = new GatewayStatusWriter({
     client,
@@ -126,6 +129,9 @@ export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateO
       await eventWrites;
       await status.idle();
       await gatewayStatus.idle();
+    },
+    ownPodLabels() {
+      return ownPodLabels(defaultPodLabelSources((ns, name) => client.expect('GET', `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`)));
     },
   };
 }

@@ -5,8 +5,9 @@
  *   meshgate run (--config DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...
  *                [--namespace NS] [--publish-service NS/NAME | --publish-address IP]
  *                [--secret-label-selector a=b]) [--http-port 8080] [--https-port 8443] [--admin-port 15000]
- *                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
- *                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
+ *                [--admin-address 127.0.0.1] [--health-port 15021] [--port-map 80=8080,443=8443]
+ *                [--ingress-class meshgate] [--gateway-labels app=istio-ingressgateway,istio=ingressgateway]
+ *                [--workers N] [--log-level info]
  *   meshgate validate DIR...      print every diagnostic; exit 1 when any is an error
  *   meshgate translate DIR        print the IR snapshot as JSON
  *   meshgate demo                 echo backends + examples/ (what `npm start` runs)
@@ -24,30 +25,38 @@ import { formatDiagnostic, hasErrors } from '../lib/diagnostic.js';
 import { Logger, type LogLevel } from '../lib/log.js';
 import { compactHeapSoon } from '../lib/heap.js';
 import { loadDirectory } from '../providers/file/load.js';
+import { configDirProblem } from '../providers/file/config-dir.js';
 import { ConfigPipeline } from '../control/pipeline.js';
 import { GATEWAY_API_FLAGS, formatGatewayApiStatus, gatewayApiOptions } from './gateway-api.js';
 import { Controller } from '../control/controller.js';
 import { DirectorySource } from '../control/source.js';
 import type { DataPlane } from '../control/dataplane-types.js';
 import { startAdminServer } from '../admin/server.js';
+import { startHealthServer } from '../admin/health-server.js';
+import { isIP } from 'node:net';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
 import { runDemo } from './demo.js';
+import { commandHelp, packageVersion } from './help.js';
 import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservabilityOptions, snapshotTables } from './inspect.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
-import { parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
+import { parseKubernetesOptions, podNamespace, type KubernetesRunOptions } from './kubernetes-options.js';
 import { CAPTURE_USAGE, captureCommand } from '../mesh/capture/apply.js';
 import { INJECT_USAGE, injectCommand } from '../mesh/inject/cli.js';
 
 export class UsageError extends Error {}
+/** A user mistake that is not bad usage (a config path that is not a directory, a busy port): one line, exit 1. */
+export class UserError extends Error {}
 
 const USAGE = `usage:
   meshgate run (--config DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...
                 [--namespace NS] [--publish-service NS/NAME | --publish-address IP]
                 [--secret-label-selector a=b])
                [--http-port 8080] [--https-port 8443] [--admin-port 15000]
+               [--admin-address 127.0.0.1] [--health-port 15021]
                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
-               [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
+               [--gateway-labels app=istio-ingressgateway,istio=ingressgateway]
+               [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
                [--http1-engine meshgate|node]
@@ -57,7 +66,9 @@ ${OBSERVABILITY_USAGE}
   meshgate translate DIR [--routes] [--clusters]
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
-  meshgate demo
+  meshgate demo [run flags]
+  meshgate --version
+  meshgate COMMAND --help
 ${CAPTURE_USAGE}${INJECT_USAGE}`;
 
 const TRANSLATE_FLAGS = {
@@ -76,6 +87,8 @@ const RUN_FLAGS = {
   ...OBSERVABILITY_FLAGS,
   config: { type: 'string' },
   'admin-port': { type: 'string' },
+  'admin-address': { type: 'string' },
+  'health-port': { type: 'string' },
   workers: { type: 'string' },
   'log-level': { type: 'string' },
   kubernetes: { type: 'boolean' },
@@ -95,12 +108,18 @@ export interface RunOptions {
   kubernetes: KubernetesRunOptions | null;
   translate: TranslateOptions;
   adminPort: number;
+  /** `--admin-address`: where the admin server binds (default 127.0.0.1, as Envoy's admin in Istio). */
+  adminAddress: string;
+  /** `--health-port`: /healthz/ready, /healthz and /stats/prometheus on all addresses; 0 = off (default 15021, Istio's). */
+  healthPort: number;
   workers: number;
   logLevel: LogLevel;
   /** Metrics, access log and tracing (`--metrics`, `--access-log`, `--tracing-*`). */
   observability: ObservabilityOptions;
   /** `--http1-engine meshgate|node`; null = MESHGATE_HTTP1_ENGINE or the default. */
   http1Engine?: 'meshgate' | 'node' | null;
+  /** `--kubernetes` without `--gateway-labels`: the gateway's labels are read from meshgate's own Pod. */
+  ownPodLabels?: boolean;
 }
 
 function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], options: T, positionals: boolean) {
@@ -116,6 +135,12 @@ function port(name: string, value: string | undefined, fallback: number, min = 1
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > 65535) throw new UsageError(`--${name}: "${value}" is not a port number (${min}-65535)`);
   return Number(value);
+}
+
+function adminAddress(value: string | undefined): string {
+  if (value === undefined) return '127.0.0.1';
+  if (isIP(value) === 0 && value !== 'localhost') throw new UsageError(`--admin-address: "${value}" is not an IP address (127.0.0.1, 0.0.0.0, ::)`);
+  return value;
 }
 
 function portMap(value: string | undefined): Record<string, number> {
@@ -168,6 +193,10 @@ export function parseRunOptions(args: string[]): RunOptions {
   if (workersRaw !== undefined && !/^\d+$/.test(workersRaw)) throw new UsageError(`--workers: "${workersRaw}" is not a whole number`);
   const level = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level: "${level}" is not one of debug, info, warn, error`);
+  const translate = translateOptions(values);
+  // In Kubernetes mode the gateway workload is this pod: its namespace is where Istio reads Gateway
+  // credentials and which policies apply, unless --gateway-namespace says otherwise.
+  if (values.kubernetes && values['gateway-namespace'] === undefined) translate.gatewayNamespace = podNamespace() ?? translate.gatewayNamespace;
   return {
     configDir: values.config ? path.resolve(values.config) : '',
     kubernetes: values.kubernetes
@@ -175,14 +204,17 @@ export function parseRunOptions(args: string[]): RunOptions {
           throw new UsageError(m);
         })
       : null,
-    translate: translateOptions(values),
+    translate,
     adminPort: port('admin-port', values['admin-port'], 15000, 0),
+    adminAddress: adminAddress(values['admin-address']),
+    healthPort: port('health-port', values['health-port'], 15021, 0),
     workers: workersRaw === undefined ? os.availableParallelism() : Number(workersRaw),
     logLevel: level as LogLevel,
     observability: parseObservabilityOptions(values, (m) => {
       throw new UsageError(m);
     }),
     http1Engine: http1EngineOption(values['http1-engine']),
+    ownPodLabels: !!values.kubernetes && values['gateway-labels'] === undefined,
   };
 }
 
@@ -194,8 +226,12 @@ function http1EngineOption(v: string | undefined): 'meshgate' | 'node' | null {
 }
 
 /** Run the gateway until SIGINT/SIGTERM. `--workers 0` serves in this process. */
-export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; controller: Controller }> {
+export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promise<void>; adminPort: number; healthPort: number | null; controller: Controller }> {
   const log = new Logger(opts.logLevel, { component: 'meshgate' });
+  if (opts.configDir) {
+    const problem = await configDirProblem(opts.configDir, '--config');
+    if (problem) throw new UserError(problem);
+  }
   // Read by every Runtime, in this process and in the workers it forks (runtime/listeners/http-front.ts).
   if (opts.http1Engine) process.env.MESHGATE_HTTP1_ENGINE = opts.http1Engine;
   // Each process loads only what it runs (docs/architecture.md, lean processes): the runtime only
@@ -208,16 +244,38 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
   const k8s = opts.kubernetes ? (await import('./kubernetes.js')).wireKubernetes(opts.kubernetes, opts.translate, log) : null;
   const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
-  const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onGatewayApiStatus: k8s?.onGatewayApiStatus, onReload: (r) => {
+  let translate = opts.translate;
+  if (k8s && opts.ownPodLabels) {
+    // The Gateways and policies that select the pods actually running are the ones applied.
+    const own = await k8s.ownPodLabels().catch((e: unknown) => {
+      log.warn('cannot read this pod\'s labels; using the --gateway-labels default', { error: (e as Error).message });
+      return null;
+    });
+    if (own) translate = { ...translate, gatewayLabels: own.labels };
+    log.info('gateway labels', { labels: translate.gatewayLabels, from: own?.from ?? 'default' });
+  }
+  const controller = new Controller({ source, translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onGatewayApiStatus: k8s?.onGatewayApiStatus, onReload: (r) => {
     controlMetrics.reloaded(r);
     // Idle memory after a new snapshot: one full GC once reloads settle (src/lib/heap.ts).
     if (r.outcome === 'applied') compactHeapSoon();
   } });
   controlMetrics.attach(controller);
-  const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() });
+  const observability = { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() };
+  const bindFailed = (what: string, flag: string, port: number) => async (e: NodeJS.ErrnoException) => {
+    await dataPlane.close(0);
+    if (e.code === 'EADDRINUSE') throw new UserError(`${what} port ${port} is in use (EADDRINUSE): change ${flag}${flag === '--health-port' ? ' (0 turns it off)' : ' (0 picks a free port)'}`);
+    if (e.code === 'EACCES') throw new UserError(`${what} port ${port}: permission denied: change ${flag}`);
+    if (e.code === 'EADDRNOTAVAIL') throw new UserError(`${what} address ${opts.adminAddress} is not an address of this machine: change --admin-address`);
+    throw e;
+  };
+  const admin = await startAdminServer(controller, opts.adminPort, opts.adminAddress, observability).catch(bindFailed('admin', '--admin-port', opts.adminPort));
+  const health = opts.healthPort === 0 ? null : await startHealthServer(controller, opts.healthPort, opts.observability.metrics ? observability : undefined).catch(async (e: NodeJS.ErrnoException) => {
+    await admin.close();
+    return bindFailed('health', '--health-port', opts.healthPort)(e);
+  });
   await controller.start();
   k8s?.start();
-  log.info('meshgate started', { config: source.description, admin: admin.port, workers: opts.workers });
+  log.info('meshgate started', { config: source.description, admin: `${opts.adminAddress}:${admin.port}`, health: health?.port ?? null, workers: opts.workers });
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
@@ -225,8 +283,9 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
       await k8s?.stop();
       await controller.stop(5000);
       await admin.close();
+      await health?.close();
     })());
-  return { stop, adminPort: admin.port, controller };
+  return { stop, adminPort: admin.port, healthPort: health?.port ?? null, controller };
 }
 
 async function validate(args: string[]): Promise<number> {
@@ -235,6 +294,12 @@ async function validate(args: string[]): Promise<number> {
   const options = translateOptions(values);
   let failed = false;
   for (const dir of positionals) {
+    const problem = await configDirProblem(path.resolve(dir), 'validate:');
+    if (problem) {
+      process.stderr.write(`meshgate: ${problem}\n`);
+      failed = true;
+      continue;
+    }
     const loaded = await loadDirectory(path.resolve(dir));
     const result = new ConfigPipeline(options).run(loaded);
     for (const d of result.diagnostics) process.stdout.write(`${positionals.length > 1 ? `${dir}: ` : ''}${formatDiagnostic(d)}\n`);
@@ -250,6 +315,8 @@ async function validate(args: string[]): Promise<number> {
 async function translateCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...TRANSLATE_FLAGS, routes: { type: 'boolean' }, clusters: { type: 'boolean' } }, true);
   if (positionals.length !== 1) throw new UsageError('translate: exactly one DIR is required');
+  const problem = await configDirProblem(path.resolve(positionals[0]), 'translate:');
+  if (problem) throw new UserError(problem);
   const loaded = await loadDirectory(path.resolve(positionals[0]));
   const result = new ConfigPipeline(translateOptions(values)).run(loaded);
   for (const d of result.diagnostics) if (d.severity !== 'info') process.stderr.write(`${formatDiagnostic(d)}\n`);
@@ -263,7 +330,17 @@ async function translateCommand(args: string[]): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `meshgate COMMAND --help` (or -h): that command's purpose and flags, exit 0.
+  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    const help = commandHelp(command, USAGE);
+    if (help !== null) return void process.stdout.write(help), 0;
+  }
   switch (command) {
+    case '--version':
+    case '-v':
+    case 'version':
+      process.stdout.write(`meshgate ${packageVersion()}\n`);
+      return 0;
     case 'run': {
       const opts = parseRunOptions(rest);
       const gw = await runGateway(opts);
@@ -320,6 +397,11 @@ if (cluster.isWorker && process.env.MESHGATE_WORKER === '1') {
       if (e instanceof UsageError) {
         process.stderr.write(`meshgate: ${e.message}\n`);
         process.exit(2);
+      }
+      // A user mistake, or a system error on something the user named (a path, a port): one line.
+      if (e instanceof UserError || /^E[A-Z]+$/.test(String((e as NodeJS.ErrnoException).code ?? ''))) {
+        process.stderr.write(`meshgate: ${(e as Error).message}\n`);
+        process.exit(1);
       }
       process.stderr.write(`meshgate: ${(e as Error).stack ?? String(e)}\n`);
       process.exit(1);

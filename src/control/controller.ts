@@ -3,6 +3,8 @@
  * -> apply to the data plane -> status (diagnostics, reload history) for the admin server and logs.
  */
 import type { GatewayApiStatus } from '../translate/gatewayapi/status.js';
+import { snapshotSummary } from './snapshot-summary.js';
+import { busyPortHint } from './port-hint.js';
 import type { Diagnostic } from '../lib/diagnostic.js';
 import { formatDiagnostic } from '../lib/diagnostic.js';
 import type { Logger } from '../lib/log.js';
@@ -132,8 +134,8 @@ export class Controller {
       this.lastApply = await this.#opts.dataPlane.apply(result.snapshot);
       this.serving = result.snapshot;
       outcome = 'applied';
-      for (const r of this.lastApply) for (const e of r.errors) log.error('listener failed', { error: e });
-      log.info('snapshot applied', { version: result.snapshot.version, listeners: result.snapshot.listeners.map((l) => `${l.protocol} ${l.address}:${l.port}`), clusters: result.snapshot.clusters.length, errors, warnings });
+      for (const r of this.lastApply) for (const e of r.errors) log.error('listener failed', { error: e, ...(busyPortHint(e, this.#opts.translate) ? { hint: busyPortHint(e, this.#opts.translate) } : {}) });
+      log.info('snapshot applied', { version: result.snapshot.version, ...snapshotSummary(result.snapshot), clusters: result.snapshot.clusters.length, errors, warnings });
     }
     this.reloads.push({ time: new Date().toISOString(), version: this.serving?.version ?? null, outcome, errors, warnings, durationMs: Math.round(performance.now() - started) });
     if (this.reloads.length > 100) this.reloads.shift();

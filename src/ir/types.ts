@@ -327,7 +327,13 @@ export type StringMatch =
   | { kind: 'regex'; regex: Regex };
 
 export interface HeaderMatch {
-  /** Lowercase header name. `cookie` matches the whole Cookie header value. */
+  /**
+   * Lowercase header name. `cookie` matches the whole Cookie header value. A name starting with
+   * `@request.auth.claims.` (never a header: `@` is not a token character) matches a claim of the
+   * JWT that RequestAuthentication verified for this request, `@request.auth.claims.a.b` the nested
+   * claim `b` of `a` (names keep their case); a list claim matches when one of its strings does;
+   * no verified token, or no such claim: absent (Istio "JWT claim based routing").
+   */
   name: string;
   /** null = the header must be present (any value). Several values of one header are joined with `,`. */
   match: StringMatch | null;

@@ -12,6 +12,7 @@ export type DiagnosticReason =
   | 'MG_DUPLICATE_OBJECT' // the same kind/namespace/name defined twice
   | 'MG_UNKNOWN_KIND' // a kind meshgate does not read (ignored)
   | 'MG_UNKNOWN_FIELD' // a field the API does not define
+  | 'MG_DEPRECATED_FIELD' // a field the API deprecates: still read, its replacement named (warning)
   | 'MG_INVALID_FIELD' // a field with a value of the wrong type or outside its range
   | 'MG_MISSING_FIELD' // a required field is absent
   | 'MG_INVALID_REGEX' // a regex that does not compile or uses what RE2 lacks
@@ -26,8 +27,8 @@ export type DiagnosticReason =
   | 'MG_GATEWAY_NOT_FOUND' // a VirtualService names a Gateway that does not exist or is not selected
   | 'MG_HOST_NOT_IN_GATEWAY' // a VirtualService host that no server of its gateways admits
   | 'MG_PORT_CONFLICT' // two listeners want one port with different protocols
-  | 'MG_INGRESS_CLASS_IGNORED' // an Ingress for another controller (info)
-  | 'MG_GATEWAY_NOT_SELECTED' // a Gateway whose selector does not select this proxy (info)
+  | 'MG_INGRESS_CLASS_IGNORED' // an Ingress for another controller (warning: nothing is served for it)
+  | 'MG_GATEWAY_NOT_SELECTED' // a Gateway whose selector does not select this proxy (warning; info when it selects other pods)
   | 'MG_UNSUPPORTED' // a field meshgate reads but does not implement yet (warning)
   | 'MG_UNREACHABLE_ROUTE' // a route that can never match (after a catch-all)
   | 'MG_NOT_BOUND' // a route object that applies to no gateway of this proxy: mesh-only, or not exported to it (info)

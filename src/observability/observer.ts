@@ -22,6 +22,7 @@ import { DEFAULT_IDENTITY, RequestMetrics, type WorkloadIdentity } from './metri
 import { RequestRecord, type RecordSink } from './record.js';
 import { tcpAccessLogEntry, type TcpObserver, type TcpRecord } from './tcp-record.js';
 import { replaceTraceHeaders, type Tracer, type TracerSettings, type TracingOptions } from './tracing.js';
+import { PropagatingTracer } from './propagating-tracer.js';
 
 /** Plain data (it travels to worker processes in an environment variable). */
 export interface ObservabilityOptions {
@@ -91,7 +92,8 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
     this.metrics = options.metrics ? new RequestMetrics(options.identity) : null;
     this.metrics?.register(this.registry);
     this.#logs = this.#operatorLogs();
-    this.#tracer = tracer;
+    // Without a collector, trace context is still made and passed on (as Istio's proxies do).
+    this.#tracer = tracer ?? new PropagatingTracer(options.tracing?.samplingPercentage ?? 1);
     this.#fixedTracer = tracer !== null;
   }
 
@@ -173,7 +175,10 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
     const gen = ++this.#tracingGen;
     const old = this.#tracer;
     if (endpoint === null) {
-      this.#tracer = null;
+      // No collector: trace context is still created and propagated, nothing is exported.
+      const local = new PropagatingTracer();
+      local.configure(settings);
+      this.#tracer = local;
       this.#tracerEndpoint = null;
       if (old !== null) void old.close();
       return;

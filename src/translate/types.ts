@@ -35,7 +35,8 @@ export interface TranslateOptions {
 export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = {
   ingressClass: 'meshgate',
   controllerName: 'meshgate.io/ingress-controller',
-  gatewayLabels: { istio: 'ingressgateway' },
+  // The labels of Istio's default ingress gateway pods (istio/manifests, the `default` profile).
+  gatewayLabels: { app: 'istio-ingressgateway', istio: 'ingressgateway' },
   httpPort: 8080,
   httpsPort: 8443,
   portMap: { '80': 8080, '443': 8443 },

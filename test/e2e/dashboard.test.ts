@@ -13,6 +13,7 @@ import { startEchoServer } from '../../src/demo/echo-server.js';
 import { CLI, freePort, get, removeDir, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { observabilityConfig } from '../support/observability-config.js';
 import { FLAKY_CLUSTER, FLAKY_HOST, outlierConfig, startFailingServer } from '../support/outlier-config.js';
+import { needs } from '../support/requires.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
@@ -50,7 +51,7 @@ describe('dashboard and route tables', () => {
     rmSync(profile, { recursive: true, force: true });
   });
 
-  test('the page shows listeners, routes with their source, clusters and live numbers', { skip: !existsSync(CHROMIUM) && 'chromium not installed' }, async () => {
+  test('the page shows listeners, routes with their source, clusters and live numbers', { skip: needs('chromium') }, async () => {
     const host = 'obs.example.com';
     const base = `http://127.0.0.1:${gw.httpPort}`;
     for (let i = 0; i < 50; i++) await get(`${base}/canary`, { host });

@@ -16,6 +16,7 @@ import { grpc, grpcClient, startGrpcEcho, unary, type GrpcEchoServer } from '../
 import { makePki, type Pem, type Pki } from '../support/mtls-certs.js';
 import { within } from '../support/http-client.js';
 import { open, startWsEcho, type WsEcho } from '../support/ws-echo.js';
+import { needs } from '../support/requires.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -182,14 +183,14 @@ spec:
     { desc: 'MUTUAL with CA B on the same port: a CA A certificate is refused (no cross-server trust)', host: 'other.example.com', client: 'client-a', ok: false },
   ];
   for (const c of cases) {
-    test(c.desc, async () => {
+    test(c.desc, { skip: needs('curl') }, async () => {
       const r = await https(c.host, c.client);
       if (c.ok) assert.equal(r.stdout, '200 2', `expected 200 over HTTP/2, got "${r.stdout}" (curl ${r.code}: ${r.stderr.trim()})`);
       else assert.ok(r.code !== 0 && !r.stdout.startsWith('200'), `expected the connection refused, got "${r.stdout}" (curl exit ${r.code})`);
     });
   }
 
-  test('MUTUAL over HTTP/1.1 and TLS 1.2 too', async () => {
+  test('MUTUAL over HTTP/1.1 and TLS 1.2 too', { skip: needs('curl') }, async () => {
     const r = await https('mtls.example.com', 'client-a', ['--http1.1', '--tls-max', '1.2']);
     assert.equal(r.stdout, '200 1.1', `got "${r.stdout}" ${r.stderr}`);
     const bad = await https('mtls.example.com', null, ['--http1.1', '--tls-max', '1.2']);

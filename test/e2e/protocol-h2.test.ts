@@ -20,6 +20,7 @@ import { closeH2Sessions, h2Request } from '../support/h2-client.js';
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
 import { freePort } from '../helpers/gateway.js';
 import { makeCerts, type TestCert } from '../support/tls-certs.js';
+import { needs } from '../support/requires.js';
 
 function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
   return new Promise((resolve) => {
@@ -84,7 +85,7 @@ describe('HTTP/2 downstream', { timeout: 90_000 }, () => {
     assert.equal(r.json?.path, '/h1-over-tls');
   });
 
-  test('curl --http2 over TLS and --http2-prior-knowledge on plaintext', async () => {
+  test('curl --http2 over TLS and --http2-prior-knowledge on plaintext', { skip: needs('curl') }, async () => {
     const viaTls = await run('curl', ['-sS', '-k', '--http2', '-w', '\n%{http_version} %{http_code}', '--resolve', `h2.example.com:${secure}:127.0.0.1`, `https://h2.example.com:${secure}/tls?x=1`]);
     assert.match(viaTls.stdout, /\n2 200$/, `curl --http2: expected HTTP/2 200, got ${viaTls.stdout.slice(-40)} ${viaTls.stderr}`);
     assert.equal((JSON.parse(viaTls.stdout.split('\n')[0]) as { url: string }).url, '/tls?x=1');
@@ -94,7 +95,7 @@ describe('HTTP/2 downstream', { timeout: 90_000 }, () => {
     assert.match(h1.stdout, /\n1\.1 200$/, 'plain HTTP/1.1 still works on the same port');
   });
 
-  test('nghttp: several streams on one connection', async () => {
+  test('nghttp: several streams on one connection', { skip: needs('nghttp') }, async () => {
     const r = await run('nghttp', ['-nv', '-m', '5', `http://127.0.0.1:${plain}/multi`]);
     assert.equal(r.code, 0, `nghttp failed: ${r.stderr}`);
     const statuses = r.stdout.split('\n').filter((l) => /:status: 200/.test(l)).length;
@@ -132,7 +133,7 @@ describe('HTTP/2 downstream', { timeout: 90_000 }, () => {
     assert.match(notPreface, /^HTTP\/1\.1 (400|404|405|501) /, `expected an HTTP/1.1 answer, got ${notPreface.slice(0, 30)}`);
   });
 
-  test('bodies both ways over HTTP/2: 5 MB upload and 5 MB download arrive whole', async () => {
+  test('bodies both ways over HTTP/2: 5 MB upload and 5 MB download arrive whole', { skip: needs('curl') }, async () => {
     const body = Buffer.alloc(5 * 1024 * 1024, 'y');
     const up = await h2Request(plain, { method: 'POST', path: '/upload', body });
     assert.equal(up.status, 200);
@@ -150,7 +151,7 @@ describe('HTTP/2 downstream', { timeout: 90_000 }, () => {
     assert.equal(r.json?.headers.host, 'h2.example.com');
   });
 
-  test('connections the client closes are closed by the gateway too (no CLOSE-WAIT), whatever stage they were at', async () => {
+  test('connections the client closes are closed by the gateway too (no CLOSE-WAIT), whatever stage they were at', { skip: needs('ss') }, async () => {
     // TLS: the client closes right after its side of the handshake, for each ALPN outcome.
     for (const offer of [['h2'], ['http/1.1'], undefined]) await alpnOf(secure, offer);
     // Plaintext: FIN before any byte; an h2c session used and destroyed.

@@ -19,6 +19,7 @@ import { type GatewayProcess, get, removeDir, serviceYaml, startGateway, tempDir
 import { within } from '../support/http-client.js';
 import { makeCerts } from '../support/tls-certs.js';
 import { startSummingBackend } from '../support/tcp-backends.js';
+import { needs } from '../support/requires.js';
 
 /** A TLS server that says which one it is and echoes. */
 async function startTlsBackend(name: string, cert: { certChain: string; privateKey: string }): Promise<{ port: number; close(): Promise<void> }> {
@@ -173,7 +174,7 @@ spec:
     }
   });
 
-  test('openssl s_client sees the backend certificate through the gateway', async () => {
+  test('openssl s_client sees the backend certificate through the gateway', { skip: needs('openssl') }, async () => {
     const out = await new Promise<string>((resolve) => {
       const p = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${gw.httpsPort}`, '-servername', 'a.example.com'], { timeout: 10_000 }, (_e, stdout) => resolve(stdout));
       p.stdin?.end('Q\n');

@@ -14,8 +14,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import net from 'node:net';
@@ -23,19 +22,14 @@ import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { type GatewayProcess, get, removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig } from '../helpers/gateway.js';
 import { makePki, type Pem, type Pki } from '../support/mtls-certs.js';
+import { generatePkiSync } from '../support/x509-gen.js';
 import { startSummingBackend } from '../support/tcp-backends.js';
 import { within } from '../support/http-client.js';
 
-/** A CRL of the PKI's CA A revoking `<name>.crt` of `pki.dir` (openssl ca with a throwaway database). */
+/** A CRL of the PKI's CA A revoking `<name>.crt` of `pki.dir` (made in JavaScript, support/x509-gen.ts). */
 function revoke(pki: Pki, name: string): string {
-  const d = pki.dir;
-  writeFileSync(join(d, 'index.txt'), '');
-  writeFileSync(join(d, 'crlnumber'), '01\n');
-  writeFileSync(join(d, 'ca.cnf'), `[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndatabase = ${join(d, 'index.txt')}\ncrlnumber = ${join(d, 'crlnumber')}\ndefault_md = sha256\ndefault_crl_days = 2\n`);
-  const ca = ['-config', join(d, 'ca.cnf'), '-keyfile', join(d, 'ca-a.key'), '-cert', join(d, 'ca-a.crt')];
-  execFileSync('openssl', ['ca', ...ca, '-revoke', join(d, `${name}.crt`)], { stdio: 'ignore', timeout: 20_000 });
-  execFileSync('openssl', ['ca', ...ca, '-gencrl', '-out', join(d, 'crl.pem')], { stdio: 'ignore', timeout: 20_000 });
-  return readFileSync(join(d, 'crl.pem'), 'utf8');
+  const cert = readFileSync(join(pki.dir, `${name}.crt`), 'utf8');
+  return generatePkiSync([], [{ issuer: 'ca-a', revoked: [name] }], { 'ca-a': pki.caA, [name]: { cert } }).crls['ca-a'];
 }
 
 /** A TCP Service on port 9000 with one endpoint, 127.0.0.1:`port`. */

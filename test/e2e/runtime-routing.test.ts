@@ -13,6 +13,7 @@ import { cluster, exact, forward, httpListener, match, ops, regex, route, snapsh
 import { rawExchange, request } from '../support/http-client.js';
 import { closeH2Sessions, h2Request } from '../support/h2-client.js';
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
+import { needs } from '../support/requires.js';
 
 /** execFile with stdin input, promisified by hand (util.promisify drops `input`). */
 function execFileP(cmd: string, args: string[], opts: { input: string }): Promise<{ stdout: string }> {
@@ -274,7 +275,7 @@ for (const via of TRANSPORTS) describe(`runtime routing end to end over ${via.na
     assert.equal(r.status, 431);
   });
 
-  test('curl: a POST with Expect: 100-continue goes through (expect is not forwarded)', h1Only, async () => {
+  test('curl: a POST with Expect: 100-continue goes through (expect is not forwarded)', { skip: h1Only.skip || needs('curl') }, async () => {
     const body = 'x'.repeat(200_000);
     const { stdout } = await execFileP(
       'curl',

@@ -73,9 +73,32 @@ describe('Telemetry tracing, applied on reload', () => {
     removeDir(dir);
   });
 
-  test('no Telemetry and no flag: no tracing', async () => {
+  test('no Telemetry and no flag: trace context is still made and propagated (W3C and B3), nothing exported', async () => {
+    // Istio's proxies make a span per request even without a tracing backend; apps rely on the headers.
     const h = await upstream();
-    assert.equal(h.traceparent, undefined, 'no trace context is made');
+    const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(h.traceparent ?? '');
+    assert.ok(m, `a new trace upstream: ${h.traceparent}`);
+    assert.equal(h['x-b3-traceid'], m[1]);
+    assert.equal(h['x-b3-spanid'], m[2]);
+    assert.match(h['x-b3-sampled'] ?? '', /^[01]$/);
+    assert.equal(h['x-b3-parentspanid'], undefined, 'a new trace has no parent');
+    // The client's W3C context is continued: same trace, sampled flag kept, a new parent span id.
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const client = '00f067aa0ba902b7';
+    const w = await upstream({ traceparent: `00-${traceId}-${client}-01` });
+    const wm = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(w.traceparent ?? '');
+    assert.ok(wm, `continued upstream: ${w.traceparent}`);
+    assert.equal(wm[1], traceId);
+    assert.notEqual(wm[2], client, 'the upstream must see the gateway span as its parent');
+    assert.equal(w['x-b3-parentspanid'], client);
+    // B3 multi-header from the client: continued likewise.
+    const b = await upstream({ 'x-b3-traceid': 'a3ce929d0e0e4736', 'x-b3-spanid': '1111222233334444', 'x-b3-sampled': '0' });
+    assert.match(b.traceparent ?? '', /^00-0000000000000000a3ce929d0e0e4736-[0-9a-f]{16}-00$/);
+    assert.notEqual(b['x-b3-spanid'], '1111222233334444');
+    assert.equal(b['x-b3-parentspanid'], '1111222233334444');
+    // Two requests, two spans.
+    assert.notEqual((await upstream()).traceparent, h.traceparent);
+    assert.equal(collector.spans.length, 0, 'no collector is configured yet: nothing exported');
   });
 
   test('a Telemetry naming the provider: sampled spans with custom tags reach the collector', async () => {

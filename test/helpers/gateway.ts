@@ -2,14 +2,15 @@
  * Helpers for end-to-end tests: run the real `meshgate run` command as a child process on loopback
  * against a temporary config directory, and talk to it with real HTTP clients.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generatePkiSync } from '../support/x509-gen.js';
 
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
@@ -54,6 +55,8 @@ export interface GatewayProcess {
   httpPort: number;
   httpsPort: number;
   adminPort: number;
+  /** `--health-port` (/healthz/ready, /stats/prometheus on all addresses). */
+  healthPort: number;
   configDir: string;
   proc: ChildProcess;
   /** Everything the process wrote to stdout and stderr so far. */
@@ -94,10 +97,10 @@ export const HTTP1_ENGINE: 'meshgate' | 'node' | null =
   process.env.MESHGATE_HTTP1_ENGINE === 'meshgate' || process.env.MESHGATE_HTTP1_ENGINE === 'node' ? process.env.MESHGATE_HTTP1_ENGINE : null;
 
 async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
-  const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const [httpPort, httpsPort, adminPort, healthPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const args = [
     ...(opts.nodeArgs ?? []), CLI, 'run', '--config', opts.configDir,
-    '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort),
+    '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--health-port', String(healthPort),
     '--port-map', `80=${httpPort},443=${httpsPort}`, '--workers', String(opts.workers ?? 1), '--bind-address', '127.0.0.1',
     // MESHGATE_HTTP1_ENGINE=meshgate|node runs the suites against that HTTP/1.1 engine (README).
     ...(HTTP1_ENGINE !== null && !(opts.args ?? []).includes('--http1-engine') ? ['--http1-engine', HTTP1_ENGINE] : []),
@@ -112,6 +115,7 @@ async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
     httpPort,
     httpsPort,
     adminPort,
+    healthPort,
     configDir: opts.configDir,
     proc,
     output: () => out,
@@ -230,11 +234,9 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** A self-signed certificate for `cn` (and SAN DNS names), made with openssl. */
-export function makeCert(dir: string, cn: string, sans: string[] = [cn]): { cert: string; key: string } {
-  const base = path.join(dir, cn.replace(/[^a-z0-9.-]/gi, '_'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${cn}`, '-addext', `subjectAltName=${sans.map((s) => `DNS:${s}`).join(',')}`, '-keyout', `${base}.key`, '-out', `${base}.crt`], { stdio: 'ignore' });
-  return { cert: readFileSync(`${base}.crt`, 'utf8'), key: readFileSync(`${base}.key`, 'utf8') };
+/** A self-signed certificate for `cn` (and SAN DNS names), made in JavaScript (support/x509-gen.ts). `dir` is unused (kept for callers). */
+export function makeCert(_dir: string, cn: string, sans: string[] = [cn]): { cert: string; key: string } {
+  return generatePkiSync([{ name: 'cert', cn, dns: sans }]).certs.cert;
 }
 
 /** A kubernetes.io/tls Secret manifest. */

@@ -27,7 +27,7 @@ test('meshgate run --kubernetes --kubeconfig: serves the cluster and writes Ingr
   fake.apply(endpointSlice('apps', 'web', backend.port, '127.0.0.1'));
   fake.apply(ingress('apps', 'web', 'cli.test', 'web'));
   const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
-  const args = [CLI, 'run', '--kubernetes', '--kubeconfig', kubeconfig, '--namespace', 'apps', '--watch-namespace', 'apps', '--publish-address', '192.0.2.7', '--workers', '0', '--bind-address', '127.0.0.1', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--log-level', 'warn'];
+  const args = [CLI, 'run', '--kubernetes', '--kubeconfig', kubeconfig, '--namespace', 'apps', '--watch-namespace', 'apps', '--publish-address', '192.0.2.7', '--workers', '0', '--bind-address', '127.0.0.1', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--admin-port', String(adminPort), '--health-port', '0', '--log-level', 'warn'];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   proc.stdout.on('data', (c) => (output += c));
@@ -98,7 +98,7 @@ test('Backoff: doubles, is jittered within [d/2, d], is capped, and resets', () 
   assert.equal(hi.next(), 100);
 });
 
-test('referencedSecrets: every Secret an Ingress, Gateway or DestinationRule names, in their namespaces', () => {
+test('referencedSecrets: every Secret an Ingress, Gateway or DestinationRule names; Gateway credentials in the gateway workload namespace', () => {
   const ing = toKubeObject({ metadata: { name: 'i', namespace: 'a', annotations: { 'nginx.ingress.kubernetes.io/proxy-ssl-secret': 'a/backend-ca' } }, spec: { tls: [{ secretName: 's1' }, { secretName: 'Bad Name' }, {}] } }, 'networking.k8s.io/v1', 'Ingress', true)!;
   const other = toKubeObject({ metadata: { name: 'j', namespace: 'a', annotations: { 'nginx.ingress.kubernetes.io/proxy-ssl-secret': 'z/not-ours' } }, spec: {} }, 'networking.k8s.io/v1', 'Ingress', true)!;
   const gw = toKubeObject({ metadata: { name: 'g', namespace: 'b' }, spec: { servers: [{ tls: { credentialName: 'c1' } }, { tls: { credentialNames: ['c2', 'c1'] } }] } }, 'networking.istio.io/v1', 'Gateway', true)!;
@@ -108,7 +108,8 @@ test('referencedSecrets: every Secret an Ingress, Gateway or DestinationRule nam
     'DestinationRule',
     true,
   )!;
-  assert.deepEqual(referencedSecrets([ing, other, gw, dr]), ['a/backend-ca', 'a/s1', 'b/c1', 'b/c1-cacert', 'b/c2', 'b/c2-cacert', 'c/up', 'c/up-port', 'c/up-v1']);
+  // The Gateway is in "b", its pods in "istio-system": Istio reads credentialName there only (CVE-2021-34824).
+  assert.deepEqual(referencedSecrets([ing, other, gw, dr], 'istio-system'), ['a/backend-ca', 'a/s1', 'c/up', 'c/up-port', 'c/up-v1', 'istio-system/c1', 'istio-system/c1-cacert', 'istio-system/c2', 'istio-system/c2-cacert']);
 });
 
 test('toKubeObject: type meta from the resource, namespace default, order from creation and uid, no managedFields', () => {

@@ -103,17 +103,21 @@ test('no document has a field the Kubernetes API does not know (client-node mode
   assert.deepEqual(probe, ['Deployment.spec.replicaz']);
 });
 
-test('the Deployment: 2 replicas, its ServiceAccount, probes on the admin port, args that parse, non-root', () => {
+test('the Deployment: 2 replicas, its ServiceAccount, probes and Prometheus on the health port, args that parse, non-root', () => {
   const dep = one('Deployment', 'meshgate');
   const pod = dep.spec.template.spec;
   const labels = dep.spec.template.metadata.labels;
   assert.equal(dep.spec.replicas, 2);
   one('ServiceAccount', pod.serviceAccountName);
   const c = pod.containers[0];
-  const admin = c.ports.find((p: Obj) => p.name === 'admin');
-  assert.equal(admin.containerPort, 15000);
-  assert.deepEqual([c.readinessProbe.httpGet.path, c.readinessProbe.httpGet.port], ['/ready', 'admin']);
-  assert.deepEqual([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.port], ['/healthz', 'admin']);
+  // The admin server binds 127.0.0.1: kubelet cannot reach it; probes use the health port.
+  const status = c.ports.find((p: Obj) => p.name === 'status-port');
+  assert.equal(status.containerPort, 15021);
+  assert.ok(!c.ports.some((p: Obj) => p.name === 'admin'), 'the admin port is loopback-only; do not publish it');
+  assert.deepEqual([c.readinessProbe.httpGet.path, c.readinessProbe.httpGet.port], ['/healthz/ready', 'status-port']);
+  assert.deepEqual([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.port], ['/healthz', 'status-port']);
+  const ann = dep.spec.template.metadata.annotations;
+  assert.deepEqual([ann['prometheus.io/port'], ann['prometheus.io/path']], ['15021', '/stats/prometheus']);
   assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory);
   assert.ok(pod.terminationGracePeriodSeconds >= 10);
   assert.equal(pod.securityContext.runAsNonRoot, true);
@@ -122,8 +126,9 @@ test('the Deployment: 2 replicas, its ServiceAccount, probes on the admin port, 
   assert.equal(c.args[0], 'run');
   const opts = parseRunOptions(c.args.slice(1));
   assert.deepEqual(opts.kubernetes?.publish, { service: { namespace: 'meshgate-system', name: 'meshgate' } });
-  assert.equal(opts.adminPort, admin.containerPort);
-  assert.deepEqual(c.ports.filter((p: Obj) => p.name !== 'admin').map((p: Obj) => p.containerPort), [opts.translate.httpPort, opts.translate.httpsPort]);
+  assert.equal(opts.healthPort, status.containerPort);
+  assert.equal(opts.adminAddress, '127.0.0.1');
+  assert.deepEqual(c.ports.filter((p: Obj) => p.name !== 'status-port').map((p: Obj) => p.containerPort), [opts.translate.httpPort, opts.translate.httpsPort]);
   for (const [what, sel] of [
     ['Deployment selector', dep.spec.selector.matchLabels],
     ['anti-affinity', pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.labelSelector.matchLabels],
@@ -134,6 +139,11 @@ test('the Deployment: 2 replicas, its ServiceAccount, probes on the admin port, 
   }
   // The Istio Gateway selector meshgate answers to by default.
   for (const [k, v] of Object.entries(DEFAULT_TRANSLATE_OPTIONS.gatewayLabels)) assert.equal(labels[k], v);
+  // meshgate reads its own labels from the downward API file (src/cli/pod-labels.ts).
+  const podinfo = pod.volumes.find((v: Obj) => v.downwardAPI);
+  assert.ok(podinfo, 'no downward API volume for the pod labels');
+  assert.deepEqual(podinfo.downwardAPI.items, [{ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }]);
+  assert.ok(c.volumeMounts.some((m: Obj) => m.name === podinfo.name && m.mountPath === '/etc/podinfo'));
 });
 
 test('the Service: LoadBalancer, 80 -> http (8080), 443 -> https (8443); the IngressClass is ours', () => {

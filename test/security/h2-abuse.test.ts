@@ -5,7 +5,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import http2 from 'node:http2';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,18 +13,10 @@ import { after, before, describe, test } from 'node:test';
 import type { RuntimeHarness } from '../support/runtime-harness.js';
 import { ResetTracker, H2_GUARD } from '../../src/runtime/listeners/h2-guard.js';
 import { startCatchAllRuntime, type RecordingUpstream } from './harness.js';
+import { needs } from '../support/requires.js';
 
 const SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/security/h2attack.py');
 const PY = '/usr/bin/python3';
-
-function hasH2(): boolean {
-  try {
-    execFileSync(PY, ['-c', 'import h2, hyperframe'], { stdio: 'ignore', timeout: 5000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface ProbeResult {
   sent: number;
@@ -81,7 +73,7 @@ describe('ResetTracker (rapid-reset rule)', () => {
   });
 });
 
-describe('HTTP/2 abuse on the h2c listener', { timeout: 60_000, skip: hasH2() ? false : 'needs python3-h2 (/usr/bin/python3)' }, () => {
+describe('HTTP/2 abuse on the h2c listener', { timeout: 60_000, skip: needs('python3-h2') }, () => {
   let rig: Awaited<ReturnType<typeof startCatchAllRuntime>>;
   let up: RecordingUpstream;
   let gw: RuntimeHarness;

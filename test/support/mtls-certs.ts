@@ -1,12 +1,13 @@
 /**
- * A small PKI made with the openssl CLI for mutual-TLS tests: two CAs, a server certificate and
- * client certificates (good, from the other CA, without the clientAuth EKU, with a given URI SAN).
+ * A small PKI for mutual-TLS tests, made in JavaScript (x509-gen.ts, @peculiar/x509; no openssl
+ * CLI): two CAs, a server certificate and client certificates (good, from the other CA, without the
+ * clientAuth EKU, with a given URI SAN). Each is also written to a temp dir (for curl).
  */
 
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generatePkiSync } from './x509-gen.js';
 
 export interface Pem {
   cert: string;
@@ -32,30 +33,27 @@ export interface Pki {
 
 export function makePki(serverNames: string[]): Pki {
   const dir = mkdtempSync(join(tmpdir(), 'meshgate-pki-'));
-  const ossl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', timeout: 20_000 });
-  const read = (name: string): Pem => ({ cert: readFileSync(join(dir, `${name}.crt`), 'utf8'), key: readFileSync(join(dir, `${name}.key`), 'utf8') });
-  const ca = (name: string) =>
-    ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`)]);
-  const leaf = (name: string, issuer: string, ext: string) => {
-    writeFileSync(join(dir, `${name}.ext`), ext);
-    ossl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${name}`, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.csr`)]);
-    ossl(['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, `${issuer}.crt`), '-CAkey', join(dir, `${issuer}.key`), '-CAcreateserial', '-days', '2', '-extfile', join(dir, `${name}.ext`), '-out', join(dir, `${name}.crt`)]);
-  };
-  ca('ca-a');
-  ca('ca-b');
-  leaf('server', 'ca-a', `subjectAltName=${serverNames.map((n) => `DNS:${n}`).join(',')}\nextendedKeyUsage=serverAuth\n`);
-  leaf('client-a', 'ca-a', 'subjectAltName=URI:spiffe://test/client-a\nextendedKeyUsage=clientAuth\n');
-  leaf('client-other-san', 'ca-a', 'subjectAltName=URI:spiffe://test/other\nextendedKeyUsage=clientAuth\n');
-  leaf('client-b', 'ca-b', 'subjectAltName=URI:spiffe://test/client-b\nextendedKeyUsage=clientAuth\n');
-  leaf('client-no-eku', 'ca-a', 'subjectAltName=URI:spiffe://test/client-a\nextendedKeyUsage=serverAuth\n');
+  const { certs } = generatePkiSync([
+    { name: 'ca-a', ca: true },
+    { name: 'ca-b', ca: true },
+    { name: 'server', issuer: 'ca-a', dns: serverNames, eku: ['serverAuth'] },
+    { name: 'client-a', issuer: 'ca-a', uris: ['spiffe://test/client-a'], eku: ['clientAuth'] },
+    { name: 'client-other-san', issuer: 'ca-a', uris: ['spiffe://test/other'], eku: ['clientAuth'] },
+    { name: 'client-b', issuer: 'ca-b', uris: ['spiffe://test/client-b'], eku: ['clientAuth'] },
+    { name: 'client-no-eku', issuer: 'ca-a', uris: ['spiffe://test/client-a'], eku: ['serverAuth'] },
+  ]);
+  for (const [name, p] of Object.entries(certs)) {
+    writeFileSync(join(dir, `${name}.crt`), p.cert);
+    writeFileSync(join(dir, `${name}.key`), p.key);
+  }
   return {
-    caA: read('ca-a'),
-    caB: read('ca-b'),
-    server: read('server'),
-    clientA: read('client-a'),
-    clientOtherSan: read('client-other-san'),
-    clientB: read('client-b'),
-    clientNoEku: read('client-no-eku'),
+    caA: certs['ca-a'],
+    caB: certs['ca-b'],
+    server: certs.server,
+    clientA: certs['client-a'],
+    clientOtherSan: certs['client-other-san'],
+    clientB: certs['client-b'],
+    clientNoEku: certs['client-no-eku'],
     dir,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };

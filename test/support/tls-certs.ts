@@ -1,11 +1,8 @@
 /**
- * Self-signed certificates made by `openssl req` in a temp dir, for HTTPS tests.
+ * Self-signed certificates for HTTPS tests, made in JavaScript (x509-gen.ts, @peculiar/x509): no
+ * openssl CLI needed.
  */
-
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { generatePkiSync } from './x509-gen.js';
 
 export interface TestCert {
   cn: string;
@@ -15,19 +12,6 @@ export interface TestCert {
 
 /** One RSA-2048 self-signed certificate per name, with the CN and a DNS SAN of that name. */
 export function makeCerts(names: string[]): TestCert[] {
-  const dir = mkdtempSync(join(tmpdir(), 'meshgate-tls-'));
-  try {
-    return names.map((cn, i) => {
-      const key = join(dir, `${i}.key`);
-      const crt = join(dir, `${i}.crt`);
-      execFileSync(
-        'openssl',
-        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '2', '-subj', `/CN=${cn}`, '-addext', `subjectAltName=DNS:${cn}`],
-        { stdio: 'ignore', timeout: 20_000 },
-      );
-      return { cn, certChain: readFileSync(crt, 'utf8'), privateKey: readFileSync(key, 'utf8') };
-    });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const { certs } = generatePkiSync(names.map((cn, i) => ({ name: String(i), cn, dns: [cn], key: 'rsa' as const })));
+  return names.map((cn, i) => ({ cn, certChain: certs[String(i)].cert, privateKey: certs[String(i)].key }));
 }

@@ -3,7 +3,7 @@
  * `meshgate routes` / `meshgate clusters` tables (live, from `/config_dump`, or offline, from
  * `meshgate translate DIR --routes`). Pure: IR in, rows out.
  */
-import type { Cluster, DomainMatch, IRSnapshot, PathMatch, Route, RouteAction, RouteMatch, SourceRef, StringMatch, TcpRoute } from '../../ir/types.js';
+import type { Cluster, DomainMatch, FaultInjection, IRSnapshot, Mirror, PathMatch, Route, RouteAction, RouteMatch, SourceRef, StringMatch, TcpMatch, TcpRoute } from '../../ir/types.js';
 
 export interface RouteRow {
   listener: string;
@@ -97,13 +97,37 @@ export function describeAction(a: RouteAction): string {
     case 'forward': {
       const total = a.destinations.reduce((n, d) => n + d.weight, 0);
       const dests = a.destinations.map((d) => (a.destinations.length === 1 ? d.cluster : `${d.cluster} ${pct(d.weight, total)}%`)).join(', ');
-      return `-> ${dests}${a.timeoutMs !== null ? ` (timeout ${a.timeoutMs}ms)` : ''}`;
+      return `-> ${dests}${a.timeoutMs !== null ? ` (timeout ${a.timeoutMs}ms)` : ''}${describeFault(a.fault)}${describeMirrors(a.mirrors)}`;
     }
     case 'redirect':
       return `redirect ${a.responseCode}${a.scheme || a.authority ? ' ' : ''}${a.scheme ? `${a.scheme}://` : ''}${a.authority ?? ''}`;
     case 'direct':
       return `direct ${a.status}`;
   }
+}
+
+/** ` fault: delay 5000ms 100%, abort 500 10%`; '' when none. */
+function describeFault(f: FaultInjection | null): string {
+  if (f === null) return '';
+  const parts: string[] = [];
+  if (f.delay !== null) parts.push(`delay ${f.delay.fixedDelayMs}ms ${f.delay.percentage}%`);
+  if (f.abort !== null) parts.push(`abort ${f.abort.kind === 'http' ? f.abort.status : `grpc ${f.abort.grpcStatus}`} ${f.abort.percentage}%`);
+  return ` fault: ${parts.join(', ')}`;
+}
+
+/** ` mirror: cluster 50%`; '' when none. */
+function describeMirrors(m: Mirror[]): string {
+  return m.length === 0 ? '' : ` mirror: ${m.map((x) => `${x.cluster} ${x.percentage}%`).join(', ')}`;
+}
+
+/** One TCP/TLS match as `sni:a.example.com & subnet:10.0.0.0/8 & port=31400`; `*` for a catch-all. */
+function describeTcpMatch(m: TcpMatch): string {
+  const parts: string[] = [];
+  if (m.sniHosts.length > 0) parts.push(`sni:${m.sniHosts.join(',')}`);
+  if (m.destinationSubnets.length > 0) parts.push(`subnet:${m.destinationSubnets.join(',')}`);
+  if (m.port !== null) parts.push(`port=${m.port}`);
+  if (m.applicationProtocols !== undefined) parts.push(`alpn:${m.applicationProtocols.join(',')}`);
+  return parts.length === 0 ? '*' : parts.join(' & ');
 }
 
 function pct(weight: number, total: number): number {
@@ -139,26 +163,25 @@ export function routeRows(ir: IRSnapshot): RouteRow[] {
       }
     }
   }
-  // TCP and TLS listeners (Istio tcp/tls routes, Gateway API TLSRoute and TCPRoute): one row per route.
+  // TCP, TLS passthrough and TLS-terminating listeners: their routes are matched per connection.
   for (const l of ir.tcpListeners ?? []) {
-    const groups = l.protocol === 'TLS_TERMINATE' ? l.tlsChains.map((c) => ({ name: c.name, routes: c.routes })) : [{ name: l.name, routes: l.routes }];
-    for (const g of groups) for (const r of g.routes) rows.push(tcpRouteRow(l.name, l.externalPort, l.protocol, g.name, r));
+    const chains = l.protocol === 'TLS_TERMINATE' ? l.tlsChains.map((c) => ({ vhost: c.name, domains: c.serverNames.join(',') || '*', routes: c.routes })) : [{ vhost: l.name, domains: '*', routes: l.routes }];
+    for (const c of chains) for (const r of c.routes) rows.push(tcpRouteRow(l.name, l.externalPort, l.protocol, c.vhost, c.domains, r));
   }
   return rows;
 }
 
-function tcpRouteRow(listener: string, port: number, protocol: string, group: string, r: TcpRoute): RouteRow {
+function tcpRouteRow(listener: string, port: number, protocol: string, vhost: string, domains: string, r: TcpRoute): RouteRow {
   const total = r.destinations.reduce((n, d) => n + d.weight, 0);
-  const sni = [...new Set(r.matches.flatMap((m) => m.sniHosts))];
   return {
     listener,
     port,
     protocol,
-    vhost: group,
-    domains: sni.join(',') || '*',
+    vhost,
+    domains,
     route: r.name,
-    match: r.matches.map((m) => [m.sniHosts.length ? `sni=${m.sniHosts.join(',')}` : '', m.destinationSubnets.length ? `dst=${m.destinationSubnets.join(',')}` : '', m.port !== null ? `port=${m.port}` : ''].filter(Boolean).join(' ') || '*').join(' | '),
-    action: r.destinations.map((d) => `-> ${d.cluster}${r.destinations.length > 1 ? ` (${pct(d.weight, total)}%)` : ''}`).join(', '),
+    match: r.matches.map(describeTcpMatch).join(' | '),
+    action: `-> ${r.destinations.map((d) => (r.destinations.length === 1 ? d.cluster : `${d.cluster} ${pct(d.weight, total)}%`)).join(', ')}`,
     destinations: r.destinations.map((d) => ({ cluster: d.cluster, weight: d.weight, percent: pct(d.weight, total) })),
     source: describeSource(r.source),
     sourceRef: r.source,

@@ -9,6 +9,7 @@
 
 import {
   any,
+  deprecated,
   arrayOf,
   boolean,
   duration,
@@ -69,7 +70,7 @@ const serverTLSSettings = object(
 );
 
 const gatewayPort = object(
-  { number: portNumber, protocol: string, name: string, targetPort: uint32 },
+  { number: portNumber, protocol: string, name: string, targetPort: deprecated(uint32, 'nothing: a Gateway port is the port the gateway listens on (targetPort only applies to ServiceEntry)') },
   { name: 'Port', required: ['number', 'protocol', 'name'] },
 );
 
@@ -153,7 +154,7 @@ const httpRetry = object(
 
 const corsPolicy = object(
   {
-    allowOrigin: strings,
+    allowOrigin: deprecated(strings, '`allowOrigins` (string matches: `exact`, `prefix`, `regex`)'),
     allowOrigins: arrayOf(stringMatch),
     allowMethods: strings,
     allowHeaders: strings,
@@ -168,7 +169,7 @@ const corsPolicy = object(
 const httpFaultInjection = object(
   {
     delay: object(
-      { percent: integer(0, 100), fixedDelay: duration, exponentialDelay: duration, percentage: percent },
+      { percent: deprecated(integer(0, 100), '`percentage.value`'), fixedDelay: duration, exponentialDelay: duration, percentage: percent },
       { name: 'Delay', oneOf: [['fixedDelay', 'exponentialDelay']] },
     ),
     abort: object(
@@ -195,7 +196,7 @@ const httpRoute = object(
     fault: httpFaultInjection,
     mirror: destination,
     mirrors: arrayOf(httpMirrorPolicy),
-    mirrorPercent: uint32,
+    mirrorPercent: deprecated(uint32, '`mirrorPercentage.value` (or `mirrors[].percentage`)'),
     mirrorPercentage: percent,
     corsPolicy,
     headers,
@@ -242,7 +243,7 @@ const consistentHash = object(
     httpQueryParameterName: string,
     ringHash: object({ minimumRingSize: uint64 }, { name: 'RingHash' }),
     maglev: object({ tableSize: uint64 }, { name: 'MagLev' }),
-    minimumRingSize: uint64,
+    minimumRingSize: deprecated(uint64, '`ringHash.minimumRingSize`'),
   },
   {
     name: 'ConsistentHashLB',
@@ -259,7 +260,7 @@ const loadBalancer = object(
     consistentHash,
     localityLbSetting: any,
     zoneAwareLbSetting: any,
-    warmupDurationSecs: duration,
+    warmupDurationSecs: deprecated(duration, '`warmup.duration`'),
     warmup: object(
       { duration, minimumPercent: number(0, 100), aggression: number() },
       { name: 'WarmupConfiguration', required: ['duration'] },
@@ -306,7 +307,7 @@ const connectionPool = object(
 
 const outlierDetection = object(
   {
-    consecutiveErrors: int32,
+    consecutiveErrors: deprecated(int32, '`consecutiveGatewayErrors` (what Istio maps it to: 502, 503, 504 and connection failures) or `consecutive5xxErrors`'),
     splitExternalLocalOriginErrors: boolean,
     consecutiveLocalOriginFailures: uint32,
     consecutiveGatewayErrors: uint32,

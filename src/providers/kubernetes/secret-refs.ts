@@ -3,15 +3,19 @@
  * those, each in the namespace of the object that names it (where translate looks for it):
  * - Ingress `spec.tls[].secretName` and the ingress-nginx annotation `proxy-ssl-secret`;
  * - Istio Gateway `servers[].tls.credentialName` / `credentialNames`, and for each the
- *   `<name>-cacert` Secret that may hold the client CAs (MUTUAL, OPTIONAL_MUTUAL);
+ *   `<name>-cacert` Secret that may hold the client CAs (MUTUAL, OPTIONAL_MUTUAL): these in the
+ *   gateway workload's namespace, not the Gateway's (Istio, since CVE-2021-34824);
  * - DestinationRule `tls.credentialName` at rule, port and subset level (upstream TLS);
  * - Gateway API Gateway `listeners[].tls.certificateRefs` (core Secrets, in their own namespace).
  */
 import type { KubeObject } from '../../resources/types.js';
 import { arr, obj, str } from '../../lib/unknown.js';
 
-/** `namespace/name` of every Secret referenced by these Ingresses and Gateways, sorted, no duplicates. */
-export function referencedSecrets(objects: Iterable<KubeObject>): string[] {
+/**
+ * `namespace/name` of every Secret referenced by these Ingresses and Gateways, sorted, no duplicates.
+ * `gatewayNamespace`: where the gateway's own pods run (Gateway credentials are read there).
+ */
+export function referencedSecrets(objects: Iterable<KubeObject>, gatewayNamespace: string): string[] {
   const out = new Set<string>();
   for (const o of objects) {
     const ns = o.metadata.namespace;
@@ -38,8 +42,8 @@ export function referencedSecrets(objects: Iterable<KubeObject>): string[] {
       for (const s of arr(spec.servers)) {
         const tls = obj(obj(s).tls);
         for (const n of [tls.credentialName, ...arr(tls.credentialNames)].map(str)) {
-          add(out, ns, n);
-          if (n) add(out, ns, `${n}-cacert`);
+          add(out, gatewayNamespace, n);
+          if (n) add(out, gatewayNamespace, `${n}-cacert`);
         }
       }
     } else if (o.kind === 'DestinationRule') {

@@ -31,6 +31,8 @@ export interface KubernetesSourceOptions {
   watchNamespaces: string[] | null;
   /** Read Secrets with these labels (`a=b,c`) instead of only the referenced ones. */
   secretLabelSelector: string | null;
+  /** The gateway workload's namespace: Gateway `credentialName` Secrets are read there (default istio-system). */
+  gatewayNamespace?: string;
   /** Changes arriving within this window become one reload (default 50 ms). */
   debounceMs?: number;
   /** How often missing optional APIs are looked for again (default 30 s). */
@@ -224,7 +226,9 @@ export class KubernetesSource implements ConfigSource {
     if (this.#opts.secretLabelSelector !== null || this.#closed) return false;
     const sources = ['Ingress', 'Gateway', 'DestinationRule'].flatMap((kind) => [...this.#reflectors].filter(([k]) => k.startsWith(`${kind}|`)).flatMap(([, r]) => [...r.items()]));
     const watched = this.#opts.watchNamespaces ? new Set(this.#opts.watchNamespaces) : null;
-    const wanted = new Set(referencedSecrets(sources).filter((ref) => !watched || watched.has(ref.split('/')[0])));
+    const gatewayNs = this.#opts.gatewayNamespace ?? 'istio-system';
+    // The gateway's own namespace is read even when not watched: its credentials live there.
+    const wanted = new Set(referencedSecrets(sources, gatewayNs).filter((ref) => !watched || watched.has(ref.split('/')[0]) || ref.split('/')[0] === gatewayNs));
     let started = false;
     for (const ref of wanted) {
       if (this.#secretReflectors.has(ref)) continue;

@@ -9,6 +9,7 @@ import type {
   Cluster,
   DomainMatch,
   FilterChain,
+  HeaderMatch,
   IRSnapshot,
   Listener,
   Route,
@@ -235,6 +236,10 @@ function compileMatch(m: RouteMatch, route: CompiledRoute): CompiledMatch {
     conditions.push((r) => test(r.authority));
   }
   for (const h of m.headers) {
+    if (h.name.startsWith(CLAIM_PREFIX)) {
+      conditions.push(compileClaimMatch(h));
+      continue;
+    }
     const name = h.name.toLowerCase();
     const invert = h.invert;
     if (h.match === null) {
@@ -260,6 +265,27 @@ function compileMatch(m: RouteMatch, route: CompiledRoute): CompiledMatch {
     }
   }
   return { route, path, conditions };
+}
+
+/** HeaderMatch names with this prefix match a verified JWT claim (ir/types.ts HeaderMatch). */
+const CLAIM_PREFIX = '@request.auth.claims.';
+
+/**
+ * A condition on a claim of the verified JWT (Istio "JWT claim based routing"): the claim at the
+ * `.`-separated path; a string claim is its value, a list claim matches when one of its strings
+ * does (Envoy's metadata list match); other types and missing claims are absent.
+ */
+function compileClaimMatch(h: HeaderMatch): MatchCondition {
+  const path = h.name.slice(CLAIM_PREFIX.length).split('.');
+  const invert = h.invert;
+  const test = h.match === null ? null : compileStringMatch(h.match);
+  return (r) => {
+    let v: unknown = r.jwtClaims ?? null;
+    for (const p of path) v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[p] : undefined;
+    const values = typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+    const hit = test === null ? v !== undefined && v !== null : values.some(test);
+    return hit !== invert;
+  };
 }
 
 function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): CompiledAction {

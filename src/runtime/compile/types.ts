@@ -39,6 +39,8 @@ export interface MatchInput {
    * value-less `?name`; null when absent.
    */
   queryParam(name: string): string | null;
+  /** Claims of the JWT authentication verified for this request; null/absent = none (no token, or no RequestAuthentication). */
+  readonly jwtClaims?: Record<string, unknown> | null;
 }
 
 export type MatchCondition = (r: MatchInput) => boolean;

@@ -119,6 +119,8 @@ export interface FilterRequest {
   queryParam(name: string): string | null;
   /** Upstream header edits decided by authentication; applied when the request is forwarded. */
   authEdits: AuthHeaderEdits | null;
+  /** Claims of the verified token, for routes matching `@request.auth.claims.*`; set by authentication. */
+  jwtClaims?: Record<string, unknown> | null;
 }
 
 /**
@@ -140,6 +142,7 @@ export function runRequestFilters(sec: CompiledSecurity, x: FilterRequest, next:
     if (x.d.destroyed || x.d.headersSent) return;
     if (!r.ok) return sendLocalError(x.d, jwtDenied(r.reason));
     x.authEdits = r.edits;
+    x.jwtClaims = r.identity.claims;
     authorizeThen(sec, f.authz, x, r.identity, next);
   });
 }

@@ -70,6 +70,8 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   record: RequestRecord | null = null;
   /** Upstream header edits decided by JWT authentication (filters/security.ts); null = none. */
   authEdits: AuthHeaderEdits | null = null;
+  /** Claims of the JWT verified for this request (filters/security.ts), for claim matches; null = none. */
+  jwtClaims: Record<string, unknown> | null = null;
   /** performance.now() when the upstream request was dispatched (for upstream service time). */
   #sentAt = 0;
   /** Retries, circuit breaking, outlier reporting (upstream/upstream-call.ts); null when the route and cluster use none. */

@@ -172,19 +172,19 @@ function isOurs(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject):
   if (className !== undefined) {
     const ic = classes.find((c) => c.metadata.name === className);
     const accepted = ic ? ours(ic) : className === ingressClass;
-    if (!accepted) ctx.report('info', 'MG_INGRESS_CLASS_IGNORED', ing, 'spec.ingressClassName', `IngressClass "${className}" ${ic ? `belongs to controller "${str(obj(ic.body.spec).controller) ?? ''}"` : 'does not exist'}; meshgate serves class "${ingressClass}" and IngressClasses with controller "${controllerName}"`);
+    if (!accepted) ctx.report('warning', 'MG_INGRESS_CLASS_IGNORED', ing, 'spec.ingressClassName', `IngressClass "${className}" ${ic ? `belongs to controller "${str(obj(ic.body.spec).controller) ?? ''}"` : 'does not exist'}; meshgate serves class "${ingressClass}" and IngressClasses with controller "${controllerName}"`);
     return accepted;
   }
   const annotated = ing.metadata.annotations[CLASS_ANNOTATION];
   if (annotated !== undefined) {
     const accepted = annotated === ingressClass || classes.some((c) => c.metadata.name === annotated && ours(c));
-    if (!accepted) ctx.report('info', 'MG_INGRESS_CLASS_IGNORED', ing, `metadata.annotations["${CLASS_ANNOTATION}"]`, `class "${annotated}" is not meshgate's ("${ingressClass}")`);
+    if (!accepted) ctx.report('warning', 'MG_INGRESS_CLASS_IGNORED', ing, `metadata.annotations["${CLASS_ANNOTATION}"]`, `class "${annotated}" is not meshgate's ("${ingressClass}")`);
     return accepted;
   }
   const defaults = classes.filter((c) => c.metadata.annotations[DEFAULT_CLASS_ANNOTATION] === 'true');
   if (defaults.length === 0) return true;
   const accepted = defaults.some(ours);
-  if (!accepted) ctx.report('info', 'MG_INGRESS_CLASS_IGNORED', ing, null, `no ingressClassName, and the default IngressClass "${defaults[0].metadata.name}" belongs to another controller`);
+  if (!accepted) ctx.report('warning', 'MG_INGRESS_CLASS_IGNORED', ing, null, `no ingressClassName, and the default IngressClass "${defaults[0].metadata.name}" belongs to another controller`);
   return accepted;
 }
 

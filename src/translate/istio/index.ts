@@ -24,6 +24,7 @@ import { compareByCreation } from '../../resources/resource-set.js';
 import { arr, isObj, num, obj, str, strMap } from '../../lib/unknown.js';
 import { matchesLabels } from '../backends.js';
 import { loadTlsCertificate } from '../secrets.js';
+import { selectsSomePod } from '../selection.js';
 import { sourceOf, type FilterChainDraft, type ListenerDraft, type TranslateContext, type VirtualHostDraft } from '../types.js';
 import { DestinationRuleIndex } from './destination-rules.js';
 import { intersectHosts, isIpAddress, namespaceAdmits, parseServerHost, type ServerHost } from './hosts.js';
@@ -80,7 +81,9 @@ export function selectGateways(ctx: TranslateContext, resources: ResourceSet): G
     if (!matchesLabels(ctx.options.gatewayLabels, selector)) {
       const want = Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(',');
       const have = Object.entries(ctx.options.gatewayLabels).map(([k, v]) => `${k}=${v}`).join(',') || '(none)';
-      ctx.report('info', 'MG_GATEWAY_NOT_SELECTED', gw, 'spec.selector', `selector ${want} does not select this gateway (labels ${have}); its servers are not served here`);
+      // Istio searches every namespace for the selected pods (PILOT_SCOPE_GATEWAY_TO_NAMESPACE off).
+      const elsewhere = selectsSomePod(resources, selector, null);
+      ctx.report(elsewhere ? 'info' : 'warning', 'MG_GATEWAY_NOT_SELECTED', gw, 'spec.selector', `selector ${want} does not select this gateway (labels ${have})${elsewhere ? '' : ' nor any Pod'}; its servers are not served here`);
       continue;
     }
     const allHosts: ServerHost[] = [];
@@ -188,13 +191,14 @@ export function tlsContext(ctx: TranslateContext, resources: ResourceSet, gw: Ku
   });
   if (names.length === 0) {
     if (str(tls.serverCertificate)) ctx.report('warning', 'MG_UNSUPPORTED', gw, `${field}.serverCertificate`, 'file-mounted certificates (serverCertificate/privateKey) are not supported; use credentialName; the server is not served');
-    else ctx.report('error', 'MG_MISSING_FIELD', gw, `${field}.credentialName`, 'tls.mode SIMPLE needs credentialName (a Secret in the Gateway namespace); the server is not served');
+    else ctx.report('error', 'MG_MISSING_FIELD', gw, `${field}.credentialName`, `tls.mode SIMPLE needs credentialName (a Secret in the gateway workload's namespace "${ctx.options.gatewayNamespace}"); the server is not served`);
     return null;
   }
   const certificates: TlsCertificate[] = [];
   for (const n of names) {
-    // Istio reads credentialName from the gateway's namespace.
-    const cert = loadTlsCertificate(ctx, resources, { namespace: gw.metadata.namespace, name: n.name, serverNames, from: gw, field: n.field });
+    // Istio reads credentialName from the namespace of the gateway workload (its pods), never from
+    // the Gateway object's: since CVE-2021-34824 a Gateway cannot reach Secrets of other namespaces.
+    const cert = loadTlsCertificate(ctx, resources, { namespace: ctx.options.gatewayNamespace, name: n.name, serverNames, from: gw, field: n.field });
     if (cert) certificates.push(cert);
   }
   if (certificates.length === 0) return null;

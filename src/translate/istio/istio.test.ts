@@ -150,11 +150,19 @@ test('unqualified gateway names resolve in the VirtualService namespace', () => 
   vhost(listener(r, 8080).filterChains[0], 'a.example.com');
 });
 
-test('Gateway whose selector does not match is not served; VS naming it gets an info', () => {
+test('Gateway whose selector does not match is not served: warning when it selects no Pod, info when it selects another gateway; VS naming it gets an info', () => {
   const r = run([gateway('other', [http80()], { selector: { istio: 'egressgateway' } }), vs('shop', { hosts: ['a.example.com'], gateways: ['istio-system/other'], http: [to('web')] }), ...web()]);
   assert.equal(r.ir.listeners.length, 0);
-  assert.equal(diag(r, 'MG_GATEWAY_NOT_SELECTED', 'spec.selector').severity, 'info');
+  assert.equal(diag(r, 'MG_GATEWAY_NOT_SELECTED', 'spec.selector').severity, 'warning');
+  const egress = run([gateway('other', [http80()], { selector: { istio: 'egressgateway' } }), pod('egress-1', '10.0.0.9', { istio: 'egressgateway' }, 'istio-system')]);
+  assert.equal(diag(egress, 'MG_GATEWAY_NOT_SELECTED', 'spec.selector').severity, 'info');
   assert.equal(diag(r, 'MG_GATEWAY_NOT_FOUND', 'spec.gateways[0]').severity, 'info');
+});
+
+test("default gateway labels are Istio's default ingress pods' labels", () => {
+  assert.deepEqual(DEFAULT_TRANSLATE_OPTIONS.gatewayLabels, { app: 'istio-ingressgateway', istio: 'ingressgateway' });
+  const r = run([gateway('gw', [http80()], { selector: { app: 'istio-ingressgateway' } }), vs('shop', { hosts: ['a.example.com'], gateways: ['istio-system/gw'], http: [to('web')] }), ...web()]);
+  vhost(listener(r, 8080).filterChains[0], 'a.example.com');
 });
 
 test('empty selector selects every gateway', () => {
@@ -374,7 +382,7 @@ test('invalid regex drops only that route, with the field path and line', () => 
   assert.deepEqual(routeNames(vhost(listener(r, 8080).filterChains[0], 'a.example.com')), ['virtualservice/default/a/http/2']);
 });
 
-test('sourceLabels blocks apply only when they select this gateway; JWT claim blocks never match', () => {
+test('sourceLabels blocks apply only when they select this gateway; JWT claim blocks need a RequestAuthentication', () => {
   const r = run([
     gateway('gw', [http80()]),
     vs('a', {
@@ -388,8 +396,35 @@ test('sourceLabels blocks apply only when they select this gateway; JWT claim bl
     }),
     ...web(),
   ]);
-  assert.deepEqual(routeNames(vhost(listener(r, 8080).filterChains[0], 'a.example.com')), ['virtualservice/default/a/http/1']);
-  assert.equal(diag(r, 'MG_UNSUPPORTED', 'spec.http[2].match[0].headers["@request.auth.claims.group"]').severity, 'warning');
+  assert.deepEqual(routeNames(vhost(listener(r, 8080).filterChains[0], 'a.example.com')), ['virtualservice/default/a/http/1', 'virtualservice/default/a/http/2']);
+  // No RequestAuthentication at the gateway: no request carries verified claims.
+  assert.match(diag(r, 'MG_UNSUPPORTED', 'spec.http[2].match[0].headers["@request.auth.claims.group"]').message, /no RequestAuthentication/);
+});
+
+test('JWT claim matches (Istio "JWT claim based routing") become claim conditions, names keep their case, nested with "."', () => {
+  const ra = k({ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'jwt', namespace: 'istio-system' }, spec: { selector: { matchLabels: { istio: 'ingressgateway' } }, jwtRules: [{ issuer: 'testing@secure.istio.io', jwksUri: 'https://raw.githubusercontent.com/istio/istio/release-1.24/security/tools/jwt/samples/jwks.json' }] } });
+  const r = run([
+    gateway('gw', [http80()]),
+    ra,
+    vs('a', {
+      hosts: ['a.example.com'],
+      gateways: ['istio-system/gw'],
+      http: [
+        { match: [{ uri: { prefix: '/headers' }, headers: { '@request.auth.claims.groups': { exact: 'group1' } } }], ...to('web') },
+        { match: [{ headers: { '@request.auth.claims.nested.Key': { prefix: 'v' } } }], ...to('web') },
+        { match: [{ withoutHeaders: { '@request.auth.claims.role': {} } }], ...to('web') },
+        { match: [{ headers: { '@request.auth.claims.': { exact: 'x' } } }], ...to('web') },
+      ],
+    }),
+    ...web(),
+  ]);
+  const v = vhost(listener(r, 8080).filterChains[0], 'a.example.com');
+  assert.deepEqual(v.routes[0].matches[0].headers, [{ name: '@request.auth.claims.groups', match: { kind: 'exact', value: 'group1', ignoreCase: false }, invert: false }]);
+  assert.deepEqual(v.routes[1].matches[0].headers.map((h) => h.name), ['@request.auth.claims.nested.Key']);
+  assert.deepEqual(v.routes[2].matches[0].headers.map((h) => [h.name, h.invert]), [['@request.auth.claims.role', true]]);
+  assert.equal(v.routes.length, 3, 'a claim path that names no claim never matches');
+  assert.equal(r.diagnostics.filter((d) => d.reason === 'MG_UNSUPPORTED' && d.field?.includes('@request.auth')).length, 0);
+  diag(r, 'MG_INVALID_FIELD', 'spec.http[3].match[0].headers["@request.auth.claims."]');
 });
 
 // ---- destinations -----------------------------------------------------------------------------
@@ -446,6 +481,21 @@ test('subsets from merged DestinationRules, weights, traffic policy', () => {
   assert.deepEqual(v2.endpoints.map((e) => e.address), ['10.0.0.2']);
   assert.equal(v2.lbPolicy, 'RANDOM');
   assert.equal(v2.connectTimeoutMs, 2000);
+});
+
+test('deprecated consecutiveErrors counts gateway errors (502/503/504, connect failures), not every 5xx, as Istio maps it', () => {
+  const dr = (od: Record<string, unknown>) => k({ apiVersion: NET, kind: 'DestinationRule', metadata: { name: 'web', namespace: 'default' }, spec: { host: 'web', trafficPolicy: { outlierDetection: od } } });
+  const base = [gateway('gw', [http80()]), vs('shop', { hosts: ['a.example.com'], gateways: ['istio-system/gw'], http: [to('web')] }), ...web()];
+  // The istio.io circuit-breaking task's rule.
+  const legacy = cluster(run([...base, dr({ consecutiveErrors: 1, interval: '1s', baseEjectionTime: '3m', maxEjectionPercent: 100 })]), 'outbound|80||web.default.svc.cluster.local').outlierDetection;
+  assert.equal(legacy?.consecutive5xxErrors, 0);
+  assert.equal(legacy?.consecutiveGatewayErrors, 1);
+  assert.equal(legacy?.baseEjectionTimeMs, 180_000);
+  // Explicit new fields win over the legacy one.
+  const both = cluster(run([...base, dr({ consecutiveErrors: 2, consecutive5xxErrors: 7 })]), 'outbound|80||web.default.svc.cluster.local').outlierDetection;
+  assert.deepEqual([both?.consecutive5xxErrors, both?.consecutiveGatewayErrors], [7, 2]);
+  const modern = cluster(run([...base, dr({ consecutive5xxErrors: 3 })]), 'outbound|80||web.default.svc.cluster.local').outlierDetection;
+  assert.deepEqual([modern?.consecutive5xxErrors, modern?.consecutiveGatewayErrors], [3, 0]);
 });
 
 test('unknown subset: error and a missing cluster (503 NC)', () => {
@@ -657,6 +707,25 @@ test('HTTPS SIMPLE with credentialName: certificate from the Gateway namespace, 
   vhost(main, 'a.example.com');
   vhost(all, 'a.example.com');
   assert.equal(diag(r, 'MG_UNSUPPORTED', 'spec.servers[0].tls.minProtocolVersion').severity, 'warning');
+});
+
+test('credentialName and <name>-cacert come from the gateway workload namespace, never the Gateway namespace (CVE-2021-34824)', () => {
+  // istio.io "Secure Gateways": the Secret in istio-system, the Gateway in default.
+  const simple = { port: { number: 443, name: 'https', protocol: 'HTTPS' }, hosts: ['*'], tls: { mode: 'SIMPLE', credentialName: 'web-cert' } };
+  const mutual = { port: { number: 444, name: 'https-m', protocol: 'HTTPS' }, hosts: ['*'], tls: { mode: 'MUTUAL', credentialName: 'web-cert' } };
+  const ca = (namespace: string) => k({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'web-cert-cacert', namespace }, data: { 'ca.crt': Buffer.from(CERT).toString('base64') } });
+  const r = run([gateway('gw', [simple, mutual], { namespace: 'default' }), tlsSecret('web-cert', 'istio-system'), ca('istio-system')]);
+  noErrors(r);
+  const chains = listener(r, 8443).filterChains;
+  assert.equal(chains[0].tls?.certificates[0].secret, 'istio-system/web-cert');
+  assert.equal(listener(r, 444).filterChains[0].tls?.clientValidation?.caSecret, 'istio-system/web-cert-cacert');
+  // The same names only in the Gateway's namespace: not used, the servers are not served.
+  const wrong = run([gateway('gw', [simple, mutual], { namespace: 'default' }), tlsSecret('web-cert', 'default'), ca('default')]);
+  assert.deepEqual(wrong.ir.listeners, []);
+  assert.match(diag(wrong, 'MG_SECRET_NOT_FOUND', 'spec.servers[0].tls.credentialName').message, /istio-system\/web-cert/);
+  // --gateway-namespace moves where they are read.
+  const moved = run([gateway('gw', [simple], { namespace: 'default' }), tlsSecret('web-cert', 'gw-ns')], { gatewayNamespace: 'gw-ns' });
+  assert.equal(listener(moved, 8443).filterChains[0].tls?.certificates[0].secret, 'gw-ns/web-cert');
 });
 
 test('HTTPS servers: PASSTHROUGH (also when mode is absent) and TCP are relayed, MUTUAL needs a client CA, a missing secret or tls block is not served', () => {

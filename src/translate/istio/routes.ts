@@ -45,6 +45,15 @@ import { translateCors, translateFault, translateMirrors, translateRetries } fro
 import { resolveServiceHost } from './objects.js';
 import { serviceEntryCluster } from './service-entry.js';
 
+/** HeaderMatch names with this prefix match a claim of the verified JWT (see ir/types.ts HeaderMatch). */
+const CLAIM_PREFIX = '@request.auth.claims.';
+
+/** Whether a RequestAuthentication (security.istio.io) applies at this gateway: claims can exist. */
+function requestAuthenticationApplies(env: RouteEnv): boolean {
+  const ns = env.ctx.options.gatewayNamespace;
+  return env.resources.ofKind('RequestAuthentication').some((o) => o.apiVersion.startsWith('security.istio.io/') && (o.metadata.namespace === ns || o.metadata.namespace === 'istio-system'));
+}
+
 export interface RouteEnv {
   ctx: TranslateContext;
   resources: ResourceSet;
@@ -208,9 +217,19 @@ function translateMatch(env: RouteEnv, block: Obj, field: string): RouteMatch | 
       const hf = `${field}.${key}[${JSON.stringify(rawName)}]`;
       const name = rawName.toLowerCase();
       if (name.startsWith('@request.auth.claims')) {
-        // Without a RequestAuthentication there are no claims to match: Istio's condition never holds.
-        ctx.report('warning', 'MG_UNSUPPORTED', vs, hf, `JWT claim matching (${rawName}) is not supported yet; this match block never matches`);
-        if (!invert) neverMatches = true;
+        // Istio "JWT claim based routing": the claims of the token RequestAuthentication verified,
+        // `@request.auth.claims.<name>`, nested with `.`; claim names keep their case.
+        const claim = /^@request\.auth\.claims\.(.+)$/i.exec(rawName);
+        if (claim === null || claim[1].split('.').some((p) => p === '')) {
+          ctx.report('warning', 'MG_INVALID_FIELD', vs, hf, `"${rawName}" names no claim (use @request.auth.claims.NAME, nested as NAME.SUB); this match block never matches`);
+          if (!invert) neverMatches = true;
+          continue;
+        }
+        if (!requestAuthenticationApplies(env)) {
+          const where = [...new Set([ctx.options.gatewayNamespace, 'istio-system'])].map((n) => `"${n}"`).join(' or ');
+          ctx.report('warning', 'MG_UNSUPPORTED', vs, hf, `no RequestAuthentication applies to this gateway (namespace ${where}), so requests carry no verified claims: ${invert ? 'this condition always holds' : 'this match block never matches'}`);
+        }
+        headers.push({ name: `${CLAIM_PREFIX}${claim[1]}`, match: sm(value, hf), invert });
         continue;
       }
       if (name.startsWith(':') || name === 'uri' || name === 'scheme' || name === 'method' || name === 'authority') {

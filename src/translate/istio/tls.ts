@@ -2,7 +2,7 @@
  * Gateway `tls.mode` MUTUAL and OPTIONAL_MUTUAL: where the CA for client certificates comes from,
  * as Istio reads it for `credentialName` ("Secure Gateways", mutual TLS): the credential Secret's own
  * `ca.crt` (or `cacert` in a generic Secret), else a Secret named `<credentialName>-cacert` in the
- * same namespace with `ca.crt` (or `cacert`). Revocation: that Secret's `ca.crl`, else `tls.caCrl`
+ * same namespace: the gateway workload's (`--gateway-namespace`), never the Gateway object's with `ca.crt` (or `cacert`). Revocation: that Secret's `ca.crl`, else `tls.caCrl`
  * (a file path; translate reads no files, the runtime does).
  */
 
@@ -58,7 +58,8 @@ export function clientValidationOf(
   field: string,
   mode: 'MUTUAL' | 'OPTIONAL_MUTUAL',
 ): ClientValidation | null {
-  const ns = gw.metadata.namespace;
+  // The gateway workload's namespace, as for the certificate itself (CVE-2021-34824).
+  const ns = ctx.options.gatewayNamespace;
   const credential = str(tls.credentialName) ?? str(arr(tls.credentialNames)[0]);
   if (credential === undefined) return null;
   let caSecret = `${ns}/${credential}`;

@@ -121,7 +121,7 @@ function overlay(c: Components, policy: Obj, field: string, port: number): Compo
   return out;
 }
 
-type Report = (field: string, message: string) => void;
+type Report = (field: string, message: string, severity?: 'warning' | 'error', reason?: DiagnosticReason) => void;
 
 function loadBalancer(lb: Obj, field: string, report: Report): LbPolicy {
   if (isObj(lb.consistentHash)) return consistentHash(lb.consistentHash, `${field}.consistentHash`, report) ?? DEFAULT_LB_POLICY;
@@ -130,7 +130,9 @@ function loadBalancer(lb: Obj, field: string, report: Report): LbPolicy {
     case 'ROUND_ROBIN':
       return 'ROUND_ROBIN';
     case 'LEAST_REQUEST':
-    case 'LEAST_CONN': // deprecated alias of LEAST_REQUEST
+      return 'LEAST_REQUEST';
+    case 'LEAST_CONN':
+      report(`${field}.simple`, 'LEAST_CONN is deprecated; use LEAST_REQUEST (what it means)', 'warning', 'MG_DEPRECATED_FIELD');
       return 'LEAST_REQUEST';
     case 'RANDOM':
       return 'RANDOM';
@@ -237,10 +239,13 @@ function outlierDetection(od: Obj, field: string, report: Report): OutlierDetect
     return n;
   };
   const d = OUTLIER_DEFAULTS;
+  // The deprecated consecutiveErrors counts gateway errors only (502, 503, 504 and connection
+  // failures), not every 5xx: Istio (cluster_traffic_policy.go, istio/api#617) sets Envoy's
+  // consecutive_gateway_failure to it, enforced at 100 %, and turns consecutive_5xx enforcement off.
+  const legacy = count(od.consecutiveErrors, `${field}.consecutiveErrors`, 0);
   const result: OutlierDetection = {
-    // consecutiveErrors is the deprecated name of consecutive5xxErrors.
-    consecutive5xxErrors: count(od.consecutive5xxErrors ?? od.consecutiveErrors, `${field}.consecutive5xxErrors`, d.consecutive5xxErrors),
-    consecutiveGatewayErrors: count(od.consecutiveGatewayErrors, `${field}.consecutiveGatewayErrors`, d.consecutiveGatewayErrors),
+    consecutive5xxErrors: count(od.consecutive5xxErrors, `${field}.consecutive5xxErrors`, legacy > 0 ? 0 : d.consecutive5xxErrors),
+    consecutiveGatewayErrors: count(od.consecutiveGatewayErrors, `${field}.consecutiveGatewayErrors`, legacy > 0 ? legacy : d.consecutiveGatewayErrors),
     intervalMs: duration(od.interval, `${field}.interval`, report, false) ?? d.intervalMs,
     baseEjectionTimeMs: duration(od.baseEjectionTime, `${field}.baseEjectionTime`, report, false) ?? d.baseEjectionTimeMs,
     maxEjectionPercent: percent(od.maxEjectionPercent, `${field}.maxEjectionPercent`, d.maxEjectionPercent),

@@ -16,6 +16,7 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { obj, strMap } from '../../lib/unknown.js';
 import { matchesLabels } from '../backends.js';
+import { selectsSomePod } from '../selection.js';
 import type { TranslateContext } from '../types.js';
 import { translateAuthorizationPolicy } from './authorization-policy.js';
 import { translateExtAuthzProviders } from './ext-authz.js';
@@ -50,12 +51,12 @@ function policies(ctx: TranslateContext, resources: ResourceSet, kind: string): 
   const out: KubeObject[] = [];
   for (const o of resources.ofKind(kind)) {
     if (!o.apiVersion.startsWith(`${SECURITY_GROUP}/`)) continue;
-    if (appliesHere(ctx, o)) out.push(o);
+    if (appliesHere(ctx, resources, o)) out.push(o);
   }
   return out.sort((a, b) => cmp(a.metadata.namespace, b.metadata.namespace) || cmp(a.metadata.name, b.metadata.name));
 }
 
-function appliesHere(ctx: TranslateContext, o: KubeObject): boolean {
+function appliesHere(ctx: TranslateContext, resources: ResourceSet, o: KubeObject): boolean {
   const spec = obj(o.body.spec);
   const ns = o.metadata.namespace;
   if (spec.targetRef !== undefined || spec.targetRefs !== undefined) {
@@ -68,7 +69,9 @@ function appliesHere(ctx: TranslateContext, o: KubeObject): boolean {
   }
   const selector = strMap(obj(spec.selector).matchLabels);
   if (!matchesLabels(ctx.options.gatewayLabels, selector)) {
-    ctx.report('info', 'MG_NOT_BOUND', o, 'spec.selector', `${o.kind} selector does not select this gateway (labels ${labelsText(ctx.options.gatewayLabels)})`);
+    // A selector picks workloads of the policy's namespace (every namespace from the root one).
+    const elsewhere = selectsSomePod(resources, selector, ns === ROOT_NAMESPACE ? null : ns);
+    ctx.report(elsewhere ? 'info' : 'warning', 'MG_NOT_BOUND', o, 'spec.selector', `${o.kind} selector does not select this gateway (labels ${labelsText(ctx.options.gatewayLabels)})${elsewhere ? '' : ' nor any Pod: it applies to nothing'}`);
     return false;
   }
   return true;

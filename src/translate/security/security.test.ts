@@ -55,6 +55,25 @@ describe('security translation', () => {
     assert.ok(r.diagnostics.some((d) => d.reason === 'MG_NOT_BOUND' && d.object?.name === 'not-selected'));
   });
 
+  test("default gateway labels are Istio's ingress pods' (app=istio-ingressgateway, istio=ingressgateway): the ingress authorization task's policy applies", () => {
+    // istio.io "Ingress gateway" authorization task: an IP allow-list selecting app: istio-ingressgateway.
+    const task = ap('ingress-policy', { selector: { matchLabels: { app: 'istio-ingressgateway' } }, action: 'ALLOW', rules: [{ from: [{ source: { ipBlocks: ['1.2.3.4'] } }] }] });
+    assert.deepEqual(run([task]).ir.security.authorizationPolicies.map((p) => p.name), ['authorizationpolicy/istio-system/ingress-policy']);
+    // The Helm gateway chart's label is not the default one, but --gateway-labels can say it.
+    const helm = ap('helm', { selector: { matchLabels: { istio: 'ingress' } }, rules: [{}] });
+    assert.deepEqual(run([helm]).ir.security.authorizationPolicies, []);
+    assert.equal(run([helm], { gatewayLabels: { app: 'istio-ingress', istio: 'ingress' } }).ir.security.authorizationPolicies.length, 1);
+  });
+
+  test('a selector that selects neither this gateway nor any Pod is a warning; one selecting another workload is info', () => {
+    const pod = k({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'reviews-1', namespace: 'istio-system' } });
+    pod.metadata.labels = { app: 'reviews' };
+    const nothing = run([ap('p', { selector: { matchLabels: { app: 'typo-gateway' } }, rules: [{}] })]).diagnostics.find((d) => d.object?.name === 'p');
+    assert.equal(nothing?.severity, 'warning', `got ${JSON.stringify(nothing)}`);
+    const other = run([ap('p', { selector: { matchLabels: { app: 'reviews' } }, rules: [{}] }), pod]).diagnostics.find((d) => d.object?.name === 'p');
+    assert.equal(other?.severity, 'info', `got ${JSON.stringify(other)}`);
+  });
+
   test('from/to/when become conditions; action defaults to ALLOW; dry-run annotation', () => {
     const r = run([
       ap('p', {

@@ -32,6 +32,7 @@ import { CelError, compileCel } from '../../formats/cel.js';
 import { LogFormatError, parseLogFormat } from '../../formats/log-format.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
+import { selectsSomePod } from '../selection.js';
 import type { KubeObject } from '../../resources/types.js';
 import { matchesLabels } from '../backends.js';
 import { readMeshConfig, type MeshConfig } from '../mesh-config.js';
@@ -145,7 +146,8 @@ export function telemetriesHere(ctx: TranslateContext, resources: ResourceSet, s
         continue;
       }
       if (!matchesLabels(ctx.options.gatewayLabels, selector)) {
-        ctx.report('info', 'MG_NOT_BOUND', o, 'spec.selector', 'Telemetry selector does not select this gateway');
+        const elsewhere = selectsSomePod(resources, selector, ns);
+        ctx.report(elsewhere ? 'info' : 'warning', 'MG_NOT_BOUND', o, 'spec.selector', `Telemetry selector does not select this gateway${elsewhere ? '' : ' nor any Pod: it applies to nothing'}`);
         continue;
       }
     }
