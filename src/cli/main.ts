@@ -52,6 +52,9 @@ ${OBSERVABILITY_USAGE}
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
   meshgate demo
+  meshgate control --config DIR --ca-dir DIR [--listen 0.0.0.0:15012] [--trust-domain cluster.local]
+                   [--admin-port 15014] [--cert-ttl 24h]
+  meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h]
 `;
 
 const TRANSLATE_FLAGS = {
@@ -249,6 +252,10 @@ export async function main(argv: string[]): Promise<number> {
       return inspectCommand(command, rest, (m) => {
         throw new UsageError(m);
       });
+    case 'control':
+      return (await import('./mesh-commands.js')).controlCommand(rest, usageFail, waitForSignal);
+    case 'token':
+      return (await import('./mesh-commands.js')).tokenCommand(rest, usageFail);
     case 'demo':
       return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
     case undefined:
@@ -258,8 +265,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters or demo)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, demo, control or token)`);
   }
+}
+
+function usageFail(message: string): never {
+  throw new UsageError(message);
 }
 
 function waitForSignal(): Promise<void> {

@@ -564,8 +564,15 @@ export type UpstreamProtocol = 'HTTP1' | 'HTTP2';
  * `response_code_details` (`...{connection_failure,TLS_error:...CERTIFICATE_VERIFY_FAILED...}`).
  */
 export interface UpstreamTls {
-  /** `SIMPLE`: server-authenticated TLS. `MUTUAL`: the gateway also presents `clientCertificate`. */
-  mode: 'SIMPLE' | 'MUTUAL';
+  /**
+   * `SIMPLE`: server-authenticated TLS. `MUTUAL`: the gateway also presents `clientCertificate`.
+   * `ISTIO_MUTUAL`: Istio mTLS with the gateway's mesh workload certificate (from `meshgate control`),
+   * verifying the server against the mesh roots; `caCertificates` and `clientCertificate` are null,
+   * `subjectAltNames` holds the SPIFFE IDs accepted (DestinationRule `subjectAltNames`, else the
+   * service accounts of the destination's pods; `[]` = the mesh chain alone), `sni` is
+   * `outbound_.<port>_.<subset>_.<fqdn>` unless the DestinationRule sets one, and ALPN is Istio's.
+   */
+  mode: 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
   /**
    * CAs the server certificate must chain to; null = the Node.js default root store. Istio
    * `credentialName` (Secret key `ca.crt`, or `cacert`) or `caCertificates` (a file path, read by the

@@ -1,0 +1,95 @@
+/**
+ * The mesh commands:
+ *
+ *   meshgate control --config DIR --ca-dir DIR [--listen 0.0.0.0:15012] [--trust-domain cluster.local]
+ *                    [--admin-port 15014] [--cert-ttl 24h] [--log-level info]
+ *   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h] [--trust-domain cluster.local]
+ *
+ * `token` prints the token alone on stdout; it creates the self-signed root exactly as `control`
+ * would when the directory holds no CA, so either may run first.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../api/duration.js';
+import { Logger, type LogLevel } from '../lib/log.js';
+import { DEFAULT_TRANSLATE_OPTIONS } from '../translate/index.js';
+import { loadOrCreateCaDirectory, MAX_WORKLOAD_CERT_TTL_S } from '../mesh/ca/ca.js';
+import { checkServiceAccount, issueToken } from '../mesh/ca/token.js';
+import type { ControlPlaneOptions } from '../control/control-plane.js';
+
+type Fail = (message: string) => never;
+
+function parse<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], options: T, fail: Fail) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    return fail((e as Error).message.split('\n')[0]);
+  }
+}
+
+/** A Go duration (`24h`, `90m`, `1h30m`) or whole days (`90d`), in whole seconds. */
+export function parseTtl(flag: string, value: string, fail: Fail): number {
+  const days = /^(\d+)d$/.exec(value);
+  const ms = days !== null ? Number(days[1]) * 86_400_000 : parseDuration(value);
+  if (ms === null || !(ms >= 1000)) return fail(`--${flag}: "${value}" is not a duration of at least 1s (e.g. 24h, 90m, 30d)`);
+  return Math.floor(ms / 1000);
+}
+
+const TRUST_DOMAIN_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function trustDomain(value: string | undefined, fail: Fail): string {
+  const td = value ?? 'cluster.local';
+  if (!TRUST_DOMAIN_RE.test(td)) return fail(`--trust-domain: "${td}" is not a valid trust domain (lowercase letters, digits, '-', '.')`);
+  return td;
+}
+
+export function parseControlOptions(args: string[], fail: Fail): ControlPlaneOptions & { logLevel: LogLevel } {
+  const v = parse(args, { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' } }, fail);
+  if (v.kubernetes) fail('control: --kubernetes is not available yet (the CA from the cacerts/istio-ca-secret Secrets and TokenReview); use --config and --ca-dir');
+  if (!v.config) fail('control: --config DIR is required');
+  if (!v['ca-dir']) fail('control: --ca-dir DIR is required');
+  const listen = v.listen ?? '0.0.0.0:15012';
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(listen);
+  if (m === null || Number(m[3]) > 65535) fail(`--listen: "${listen}" is not HOST:PORT (e.g. 0.0.0.0:15012)`);
+  const adminPort = v['admin-port'] ?? '15014';
+  if (!/^\d+$/.test(adminPort) || Number(adminPort) > 65535) fail(`--admin-port: "${adminPort}" is not a port number (0-65535)`);
+  const certTtl = parseTtl('cert-ttl', v['cert-ttl'] ?? '24h', fail);
+  if (certTtl > MAX_WORKLOAD_CERT_TTL_S) fail(`--cert-ttl: ${v['cert-ttl']} is longer than the maximum workload certificate TTL (90d)`);
+  const level = v['log-level'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) fail(`--log-level: "${level}" is not one of debug, info, warn, error`);
+  return {
+    configDir: path.resolve(v.config!),
+    caDir: path.resolve(v['ca-dir']!),
+    listenHost: m![1] ?? m![2],
+    listenPort: Number(m![3]),
+    trustDomain: trustDomain(v['trust-domain'], fail),
+    adminPort: Number(adminPort),
+    certTtlSeconds: certTtl,
+    translate: { ...DEFAULT_TRANSLATE_OPTIONS },
+    log: new Logger(level as LogLevel, { component: 'meshgate-control' }),
+    logLevel: level as LogLevel,
+  };
+}
+
+export async function tokenCommand(args: string[], fail: Fail): Promise<number> {
+  const v = parse(args, { 'ca-dir': { type: 'string' }, namespace: { type: 'string' }, 'service-account': { type: 'string' }, ttl: { type: 'string' }, 'trust-domain': { type: 'string' } }, fail);
+  if (!v['ca-dir']) fail('token: --ca-dir DIR is required');
+  if (!v.namespace) fail('token: --namespace NS is required');
+  if (!v['service-account']) fail('token: --service-account SA is required');
+  const sa = { namespace: v.namespace!, serviceAccount: v['service-account']! };
+  const bad = checkServiceAccount(sa);
+  if (bad !== null) fail(`token: ${bad}`);
+  const ttl = parseTtl('ttl', v.ttl ?? '1h', fail);
+  const material = await loadOrCreateCaDirectory(path.resolve(v['ca-dir']!), { trustDomain: trustDomain(v['trust-domain'], fail) });
+  process.stdout.write(`${await issueToken(material.signingKey, sa, ttl)}\n`);
+  return 0;
+}
+
+export async function controlCommand(args: string[], fail: Fail, waitForSignal: () => Promise<void>): Promise<number> {
+  const opts = parseControlOptions(args, fail);
+  const { startControlPlane } = await import('../control/control-plane.js');
+  const cp = await startControlPlane(opts);
+  await waitForSignal();
+  await cp.stop();
+  return 0;
+}
