@@ -34,6 +34,7 @@ import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservab
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
 import { parseKubernetesOptions, type KubernetesRunOptions } from './kubernetes-options.js';
+import { MESH_CLIENT_FLAGS, parseMeshClientOptions, type MeshClientOptions } from './mesh-commands.js';
 
 export class UsageError extends Error {}
 
@@ -81,6 +82,7 @@ const RUN_FLAGS = {
   'publish-service': { type: 'string' },
   'publish-address': { type: 'string' },
   'secret-label-selector': { type: 'string' },
+  ...MESH_CLIENT_FLAGS,
 } as const;
 
 export interface RunOptions {
@@ -94,6 +96,8 @@ export interface RunOptions {
   logLevel: LogLevel;
   /** Metrics, access log and tracing (`--metrics`, `--access-log`, `--tracing-*`). */
   observability: ObservabilityOptions;
+  /** `--control` and its flags: a mesh workload identity for Istio mTLS; null/absent = none. */
+  mesh?: MeshClientOptions | null;
 }
 
 function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], options: T, positionals: boolean) {
@@ -155,7 +159,8 @@ export function parseRunOptions(args: string[]): RunOptions {
   const { values } = parse(args, RUN_FLAGS, false);
   if (!values.config === !values.kubernetes) throw new UsageError('run: exactly one of --config DIR and --kubernetes is required');
   const k8sOnly = ['kubeconfig', 'watch-namespace', 'namespace', 'publish-service', 'publish-address', 'secret-label-selector'] as const;
-  for (const k of k8sOnly) if (!values.kubernetes && values[k] !== undefined) throw new UsageError(`--${k} needs --kubernetes`);
+  // --namespace also names the gateway's mesh identity with --control.
+  for (const k of k8sOnly) if (!values.kubernetes && values[k] !== undefined && !(k === 'namespace' && values.control !== undefined)) throw new UsageError(`--${k} needs --kubernetes`);
   const workersRaw = values.workers;
   if (workersRaw !== undefined && !/^\d+$/.test(workersRaw)) throw new UsageError(`--workers: "${workersRaw}" is not a whole number`);
   const level = values['log-level'] ?? 'info';
@@ -174,6 +179,7 @@ export function parseRunOptions(args: string[]): RunOptions {
     observability: parseObservabilityOptions(values, (m) => {
       throw new UsageError(m);
     }),
+    mesh: parseMeshClientOptions(values, usageFail),
   };
 }
 
@@ -187,6 +193,8 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
   const controller = new Controller({ source, translate: opts.translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onReload: (r) => controlMetrics.reloaded(r) });
   controlMetrics.attach(controller);
+  // A mesh client gets its workload certificate before serving, so ISTIO_MUTUAL works from the first request.
+  const identity = opts.mesh ? await (await import('../mesh/identity/start.js')).startMeshIdentity(opts.mesh, dataPlane, log) : null;
   const admin = await startAdminServer(controller, opts.adminPort, '0.0.0.0', { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() });
   await controller.start();
   k8s?.start();
@@ -196,6 +204,7 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
     (stopping ??= (async () => {
       log.info('draining');
       await k8s?.stop();
+      identity?.stop();
       await controller.stop(5000);
       await admin.close();
     })());

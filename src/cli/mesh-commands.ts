@@ -93,3 +93,48 @@ export async function controlCommand(args: string[], fail: Fail, waitForSignal: 
   await cp.stop();
   return 0;
 }
+
+/** `meshgate run` as a mesh client of `meshgate control` (Istio mTLS to meshed workloads). */
+export const MESH_CLIENT_FLAGS = {
+  control: { type: 'string' },
+  'root-cert': { type: 'string' },
+  'token-file': { type: 'string' },
+  'service-account': { type: 'string' },
+  'trust-domain': { type: 'string' },
+  'workload-cert-ttl': { type: 'string' },
+} as const;
+
+export interface MeshClientOptions {
+  /** `--control HOST:PORT`. */
+  address: string;
+  rootCertFile: string;
+  tokenFile: string;
+  namespace: string;
+  serviceAccount: string;
+  trustDomain: string;
+  /** Requested certificate lifetime, s (`--workload-cert-ttl`, default 24h like istio-agent's SECRET_TTL). */
+  ttlSeconds: number;
+}
+
+/** The mesh-client flags of `run`, or null without `--control`. `namespace` is `run`'s own `--namespace`. */
+export function parseMeshClientOptions(v: Record<string, unknown>, fail: Fail): MeshClientOptions | null {
+  const s = (k: string): string | undefined => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const control = s('control');
+  if (control === undefined) {
+    for (const k of ['root-cert', 'token-file', 'service-account', 'trust-domain', 'workload-cert-ttl']) if (s(k) !== undefined) fail(`--${k} needs --control HOST:PORT`);
+    return null;
+  }
+  if (!/^(?:\[[0-9a-fA-F:.]+\]|[^:\s/]+):\d{1,5}$/.test(control)) fail(`--control: "${control}" is not HOST:PORT (e.g. istiod.istio-system.svc:15012)`);
+  const rootCert = s('root-cert');
+  const tokenFile = s('token-file');
+  const namespace = s('namespace');
+  const serviceAccount = s('service-account');
+  if (!rootCert) fail('--control needs --root-cert FILE (the mesh root, root-cert.pem)');
+  if (!tokenFile) fail('--control needs --token-file FILE (from meshgate token)');
+  if (!namespace || !serviceAccount) fail('--control needs --namespace NS and --service-account SA (the gateway\'s identity)');
+  const bad = checkServiceAccount({ namespace: namespace!, serviceAccount: serviceAccount! });
+  if (bad !== null) fail(`--control: ${bad}`);
+  const ttl = parseTtl('workload-cert-ttl', s('workload-cert-ttl') ?? '24h', fail);
+  if (ttl > MAX_WORKLOAD_CERT_TTL_S) fail('--workload-cert-ttl: longer than 90d');
+  return { address: control, rootCertFile: path.resolve(rootCert!), tokenFile: path.resolve(tokenFile!), namespace: namespace!, serviceAccount: serviceAccount!, trustDomain: trustDomain(s('trust-domain'), fail), ttlSeconds: ttl };
+}

@@ -6,6 +6,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { IRSnapshot } from '../ir/types.js';
 import { Runtime, type ApplyResult } from '../runtime/runtime.js';
 import type { Logger } from '../lib/log.js';
+import { setMeshIdentity, type MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
 import { clusterMetrics, observabilityEnv, workerObservability } from '../observability/process.js';
 
@@ -16,6 +17,8 @@ export interface DataPlane {
   close(graceMs: number): Promise<void>;
   /** Data-plane metrics (every runtime's, summed) in the Prometheus text format. */
   metrics(): Promise<string>;
+  /** The mesh workload identity for Istio mTLS (each new certificate); absent on planes that serve no traffic. */
+  setMeshIdentity?(identity: MeshIdentityMaterial | null): void;
 }
 
 export class InProcessDataPlane implements DataPlane {
@@ -32,6 +35,10 @@ export class InProcessDataPlane implements DataPlane {
     return this.#obs.registry.metrics();
   }
 
+  setMeshIdentity(identity: MeshIdentityMaterial | null): void {
+    setMeshIdentity(identity);
+  }
+
   async apply(ir: IRSnapshot): Promise<ApplyResult[]> {
     return [await this.#runtime.apply(ir)];
   }
@@ -43,7 +50,7 @@ export class InProcessDataPlane implements DataPlane {
 }
 
 /** Messages between the primary and its workers. */
-type ToWorker = { type: 'snapshot'; seq: number; ir: IRSnapshot } | { type: 'shutdown'; graceMs: number };
+type ToWorker = { type: 'snapshot'; seq: number; ir: IRSnapshot } | { type: 'shutdown'; graceMs: number } | { type: 'mesh-identity'; identity: MeshIdentityMaterial | null };
 type FromWorker = { type: 'applied'; seq: number; result: ApplyResult } | { type: 'ready' };
 
 /**
@@ -56,6 +63,7 @@ export class ClusterDataPlane implements DataPlane {
   readonly #log: Logger;
   #seq = 0;
   #latest: { seq: number; ir: IRSnapshot } | null = null;
+  #identity: MeshIdentityMaterial | null = null;
   readonly #pending = new Map<number, { waiting: Set<number>; results: ApplyResult[]; resolve: (r: ApplyResult[]) => void }>();
   #closing = false;
   readonly #observability: ObservabilityOptions;
@@ -86,7 +94,8 @@ export class ClusterDataPlane implements DataPlane {
 
   #onMessage(worker: Worker, msg: FromWorker): void {
     if (msg.type === 'ready') {
-      // A new (or restarted) worker gets the current snapshot at once.
+      // A new (or restarted) worker gets the mesh identity and the current snapshot at once.
+      if (this.#identity !== null) this.#send(worker, { type: 'mesh-identity', identity: this.#identity });
       if (this.#latest) this.#send(worker, { type: 'snapshot', seq: this.#latest.seq, ir: this.#latest.ir });
       return;
     }
@@ -112,6 +121,11 @@ export class ClusterDataPlane implements DataPlane {
 
   metrics(): Promise<string> {
     return clusterMetrics();
+  }
+
+  setMeshIdentity(identity: MeshIdentityMaterial | null): void {
+    this.#identity = identity;
+    for (const w of this.#workers) this.#send(w, { type: 'mesh-identity', identity });
   }
 
   apply(ir: IRSnapshot): Promise<ApplyResult[]> {
@@ -165,6 +179,8 @@ export function runWorker(): void {
         }
         process.send?.({ type: 'applied', seq: msg.seq, result } satisfies FromWorker);
       });
+    } else if (msg.type === 'mesh-identity') {
+      setMeshIdentity(msg.identity);
     } else if (msg.type === 'shutdown') {
       chain = chain.then(async () => {
         await runtime.close(msg.graceMs);

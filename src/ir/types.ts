@@ -9,9 +9,11 @@
  */
 
 import type { SecurityConfig } from './security.js';
+import type { PeerAuthenticationPolicy } from './mesh.js';
 import type { AccessLogging, TracingConfig } from './telemetry.js';
 
 export type * from './security.js';
+export type * from './mesh.js';
 export type * from './telemetry.js';
 
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
@@ -45,6 +47,8 @@ export interface IRSnapshot {
   accessLogging: AccessLogging;
   /** Tracing from the Telemetry API (see `telemetry.ts`), on top of the `--tracing-*` flags; applied on every swap. */
   tracing: TracingConfig;
+  /** PeerAuthentication policies (see `mesh.ts`), mesh then namespace then workload scope; absent when there are none. */
+  peerAuthentication?: PeerAuthenticationPolicy[];
 }
 
 /**
@@ -554,6 +558,11 @@ export interface Cluster {
    * connections.
    */
   tls: UpstreamTls | null;
+  /**
+   * Auto mTLS (Istio `enableAutoMtls`): the ISTIO_MUTUAL settings used for the endpoints marked
+   * `tlsMode: 'istio'` when `tls` is null (no DestinationRule `tls`). Absent when no endpoint qualifies.
+   */
+  autoMtls?: UpstreamTls;
 }
 
 export type UpstreamProtocol = 'HTTP1' | 'HTTP2';
@@ -679,4 +688,9 @@ export interface Endpoint {
   port: number;
   /** EndpointSlice `conditions.ready` (absent counts as ready). */
   ready: boolean;
+  /**
+   * `istio`: the Pod is labelled `security.istio.io/tlsMode: istio` and its PeerAuthentication for this
+   * port is not DISABLE, so auto mTLS reaches it with `Cluster.autoMtls`. Absent: plaintext (or `Cluster.tls`).
+   */
+  tlsMode?: 'istio';
 }

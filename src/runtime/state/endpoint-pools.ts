@@ -91,8 +91,10 @@ export class EndpointPools {
     for (const cluster of snapshot.clusters.values()) {
       const prev = previous?.clusters.get(cluster.name);
       if (prev !== undefined) cluster.cursor = prev.cursor;
-      const settings = poolSettings(cluster);
+      const clusterSettings = poolSettings(cluster);
       for (const ep of cluster.endpoints) {
+        // Auto mTLS: an endpoint's TLS may differ from its cluster's.
+        const settings = ep.tls === cluster.tls ? clusterSettings : { ...clusterSettings, tls: ep.tls, tlsId: tlsIdentity(ep.tls) };
         // An endpoint shared by clusters with different pool settings gets one pool per
         // snapshot: the first cluster (in name order) sets them. TLS is the exception: the
         // TLS identity is part of the key, so differently secured clusters never share a pool.
@@ -121,7 +123,7 @@ export class EndpointPools {
       if (sameSettings(existing.settings, settings)) return existing;
       this.#close(existing);
     }
-    const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls);
+    const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls, settings.protocol, settings.connectTimeoutMs);
     const options: Pool.Options = {
       connections: this.#options.connections,
       connectTimeout: settings.connectTimeoutMs,
