@@ -83,3 +83,22 @@ export function meshTls(ctx: TranslateContext, resources: ResourceSet, svc: Kube
   const autoMtls = complete({ mode: 'ISTIO_MUTUAL', caCertificates: null, clientCertificate: null, sni: '', subjectAltNames: [], insecureSkipVerify: false });
   return { tls: null, autoMtls, meshEndpoints };
 }
+
+/**
+ * The TLS of a ServiceEntry cluster: ISTIO_MUTUAL completed (SANs: the rule's, else the entry's
+ * `subjectAltNames`); auto mTLS only for MESH_INTERNAL entries (a mesh-external service never gets
+ * Istio mTLS by default), per endpoint labelled tlsMode=istio whose PeerAuthentication is not DISABLE.
+ */
+export function serviceEntryMeshTls(ctx: TranslateContext, resources: ResourceSet, namespace: string, meshInternal: boolean, port: number, subset: string, fqdn: string, tls: UpstreamTls | null, tlsSet: boolean, entrySans: string[], endpoints: { address: string; port: number; labels: Record<string, string> }[]): MeshTlsResult {
+  const complete = (t: UpstreamTls): UpstreamTls => ({ ...t, sni: t.sni !== '' ? t.sni : istioSni(port, subset, fqdn), subjectAltNames: t.subjectAltNames.length > 0 ? t.subjectAltNames : [...entrySans].sort() });
+  if (tls !== null && tls.mode === 'ISTIO_MUTUAL') return { tls: complete(tls), autoMtls: null, meshEndpoints: new Set() };
+  if (tls !== null || tlsSet || !meshInternal || !autoMtlsEnabled(ctx, resources)) return { tls, autoMtls: null, meshEndpoints: new Set() };
+  const meshEndpoints = new Set<string>();
+  for (const e of endpoints) {
+    if (e.labels[TLS_MODE_LABEL] !== 'istio') continue;
+    if (effectivePeerAuthentication(ctx, resources, namespace, e.labels, e.port) === 'DISABLE') continue;
+    meshEndpoints.add(`${e.address}:${e.port}`);
+  }
+  if (meshEndpoints.size === 0) return { tls: null, autoMtls: null, meshEndpoints };
+  return { tls: null, autoMtls: complete({ mode: 'ISTIO_MUTUAL', caCertificates: null, clientCertificate: null, sni: '', subjectAltNames: [], insecureSkipVerify: false }), meshEndpoints };
+}
