@@ -1,8 +1,8 @@
 /**
  * The mesh commands:
  *
- *   meshgate control --config DIR --ca-dir DIR [--listen 0.0.0.0:15012] [--trust-domain cluster.local]
- *                    [--admin-port 15014] [--cert-ttl 24h] [--log-level info]
+ *   meshgate control (--config DIR --ca-dir DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]... [--ca-dir DIR])
+ *                    [--listen 0.0.0.0:15012] [--trust-domain cluster.local] [--admin-port 15014] [--cert-ttl 24h] [--log-level info]
  *   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h] [--trust-domain cluster.local]
  *
  * `token` prints the token alone on stdout; it creates the self-signed root exactly as `control`
@@ -43,26 +43,40 @@ function trustDomain(value: string | undefined, fail: Fail): string {
   return td;
 }
 
-export function parseControlOptions(args: string[], fail: Fail): ControlPlaneOptions & { logLevel: LogLevel } {
-  const v = parse(args, { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' } }, fail);
-  if (v.kubernetes) fail('control: --kubernetes is not available yet (the CA from the cacerts/istio-ca-secret Secrets and TokenReview); use --config and --ca-dir');
-  if (!v.config) fail('control: --config DIR is required');
-  if (!v['ca-dir']) fail('control: --ca-dir DIR is required');
-  const listen = v.listen ?? '0.0.0.0:15012';
+export interface ControlCommandOptions extends ControlPlaneOptions {
+  logLevel: LogLevel;
+  /** `--kubernetes [--kubeconfig PATH] [--watch-namespace NS]...`; null in directory mode. */
+  kubernetesFlags: { kubeconfig: string | null; watchNamespaces: string[] | null } | null;
+}
+
+export function parseControlOptions(args: string[], fail: Fail): ControlCommandOptions {
+  let v: Record<string, string | boolean | string[] | undefined>;
+  try {
+    v = parseArgs({ args, options: { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true } }, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    return fail((e as Error).message.split('\n')[0]);
+  }
+  const k8s = v.kubernetes === true;
+  if (!k8s && (v.kubeconfig !== undefined || v['watch-namespace'] !== undefined)) fail('--kubeconfig and --watch-namespace need --kubernetes');
+  if (k8s === (v.config !== undefined)) fail('control: exactly one of --config DIR and --kubernetes is required');
+  // With --kubernetes the CA comes from the cacerts / istio-ca-secret Secrets unless --ca-dir is given.
+  if (!k8s && !v['ca-dir']) fail('control: --ca-dir DIR is required (or --kubernetes)');
+  const listen = (v.listen as string | undefined) ?? '0.0.0.0:15012';
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(listen);
   if (m === null || Number(m[3]) > 65535) fail(`--listen: "${listen}" is not HOST:PORT (e.g. 0.0.0.0:15012)`);
-  const adminPort = v['admin-port'] ?? '15014';
+  const adminPort = (v['admin-port'] as string | undefined) ?? '15014';
   if (!/^\d+$/.test(adminPort) || Number(adminPort) > 65535) fail(`--admin-port: "${adminPort}" is not a port number (0-65535)`);
-  const certTtl = parseTtl('cert-ttl', v['cert-ttl'] ?? '24h', fail);
-  if (certTtl > MAX_WORKLOAD_CERT_TTL_S) fail(`--cert-ttl: ${v['cert-ttl']} is longer than the maximum workload certificate TTL (90d)`);
-  const level = v['log-level'] ?? 'info';
+  const certTtl = parseTtl('cert-ttl', (v['cert-ttl'] as string | undefined) ?? '24h', fail);
+  if (certTtl > MAX_WORKLOAD_CERT_TTL_S) fail(`--cert-ttl: ${String(v['cert-ttl'])} is longer than the maximum workload certificate TTL (90d)`);
+  const level = (v['log-level'] as string | undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) fail(`--log-level: "${level}" is not one of debug, info, warn, error`);
   return {
-    configDir: path.resolve(v.config!),
-    caDir: path.resolve(v['ca-dir']!),
+    configDir: k8s ? '' : path.resolve(v.config as string),
+    caDir: typeof v['ca-dir'] === 'string' ? path.resolve(v['ca-dir']) : '',
+    kubernetesFlags: k8s ? { kubeconfig: (v.kubeconfig as string | undefined) ?? null, watchNamespaces: (v['watch-namespace'] as string[] | undefined) ?? null } : null,
     listenHost: m![1] ?? m![2],
     listenPort: Number(m![3]),
-    trustDomain: trustDomain(v['trust-domain'], fail),
+    trustDomain: trustDomain(v['trust-domain'] as string | undefined, fail),
     adminPort: Number(adminPort),
     certTtlSeconds: certTtl,
     translate: { ...DEFAULT_TRANSLATE_OPTIONS },
@@ -88,7 +102,9 @@ export async function tokenCommand(args: string[], fail: Fail): Promise<number> 
 export async function controlCommand(args: string[], fail: Fail, waitForSignal: () => Promise<void>): Promise<number> {
   const opts = parseControlOptions(args, fail);
   const { startControlPlane } = await import('../control/control-plane.js');
-  const cp = await startControlPlane(opts);
+  // The Kubernetes client is loaded only with --kubernetes.
+  const kubernetes = opts.kubernetesFlags === null ? null : { client: (await import('../providers/kubernetes/api-client.js')).ApiClient.load(opts.kubernetesFlags.kubeconfig), watchNamespaces: opts.kubernetesFlags.watchNamespaces };
+  const cp = await startControlPlane({ ...opts, kubernetes });
   await waitForSignal();
   await cp.stop();
   return 0;

@@ -24,6 +24,9 @@ import { MeshCa, loadOrCreateCaDirectory } from '../mesh/ca/ca.js';
 import { TokenVerifier } from '../mesh/ca/token.js';
 import { caServiceHandlers, type Authenticator } from '../mesh/grpc/ca-service.js';
 import { istioCertificateService } from '../mesh/grpc/istioca-proto.js';
+import type { ApiClient } from '../providers/kubernetes/api-client.js';
+import { KubernetesSource } from '../providers/kubernetes/source.js';
+import { loadKubernetesCa, TokenReviewAuthenticator } from './mesh-kubernetes.js';
 
 /** The name istiod's serving certificate carries and mesh clients verify, whatever address they dial. */
 export const ISTIOD_SAN = 'istiod.istio-system.svc';
@@ -31,8 +34,12 @@ export const ISTIOD_SAN = 'istiod.istio-system.svc';
 const SERVING_TTL_S = 365 * 24 * 3600;
 
 export interface ControlPlaneOptions {
+  /** `--config DIR`; '' with `kubernetes`. */
   configDir: string;
+  /** `--ca-dir DIR`; '' = the CA from the cluster's Secrets (Kubernetes mode only). */
   caDir: string;
+  /** `--kubernetes`: config from the API server, callers checked by TokenReview. */
+  kubernetes?: { client: ApiClient; watchNamespaces: string[] | null } | null;
   listenHost: string;
   listenPort: number;
   trustDomain: string;
@@ -83,15 +90,21 @@ export class ViewSource implements DataPlane {
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.log;
   const views = new ViewSource();
-  const controller = new Controller({ source: new DirectorySource(opts.configDir), translate: opts.translate, dataPlane: views, log });
+  const k8s = opts.kubernetes ?? null;
+  const source = k8s !== null ? new KubernetesSource({ client: k8s.client, log: log.child({ component: 'kubernetes' }), watchNamespaces: k8s.watchNamespaces, secretLabelSelector: null }) : new DirectorySource(opts.configDir);
+  const controller = new Controller({ source, translate: opts.translate, dataPlane: views, log });
   const admin: AdminServer = await startAdminServer(controller, opts.adminPort, '0.0.0.0');
   const servers: { grpc: grpc.Server | null } = { grpc: null };
   try {
-    const material = await loadOrCreateCaDirectory(opts.caDir, { trustDomain: opts.trustDomain });
+    const material = opts.caDir !== '' || k8s === null ? await loadOrCreateCaDirectory(opts.caDir, { trustDomain: opts.trustDomain }) : await loadKubernetesCa(k8s.client, opts.trustDomain, log);
     const ca = new MeshCa(material);
-    log.info('mesh CA loaded', { dir: opts.caDir, source: material.source, signerNotAfter: ca.signingNotAfter.toISOString() });
-    const verifier = new TokenVerifier(material.signingKey);
-    const authenticator: Authenticator = { authenticate: (t) => verifier.verify(t) };
+    log.info('mesh CA loaded', { dir: opts.caDir || null, source: material.source, signerNotAfter: ca.signingNotAfter.toISOString() });
+    let authenticator: Authenticator;
+    if (k8s !== null) authenticator = new TokenReviewAuthenticator(k8s.client);
+    else {
+      const verifier = new TokenVerifier(material.signingKey);
+      authenticator = { authenticate: (t) => verifier.verify(t) };
+    }
     const serving = await ca.issueServing([ISTIOD_SAN], SERVING_TTL_S);
     const server = new grpc.Server();
     servers.grpc = server;

@@ -166,7 +166,8 @@ function selfSigned(certPem: string, keyPem: string): CaMaterial {
   return { source: 'self-signed', signingCertPem: certPem, signingKey: key, certChainPem: '', rootCertPem: certPem };
 }
 
-async function createSelfSignedRoot(trustDomain: string): Promise<{ certPem: string; keyPem: string }> {
+/** A new self-signed root (ECDSA P-256, 10 years, O=trust domain), PEM. */
+export async function createSelfSignedRoot(trustDomain: string): Promise<{ certPem: string; keyPem: string }> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const signingKey = await toCryptoPrivateKey(privateKey);
   const now = Date.now();
