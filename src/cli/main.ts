@@ -47,6 +47,8 @@ const USAGE = `usage:
                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
+               [--control HOST:15012 [--root-cert FILE] [--token-file FILE] [--namespace NS]
+                [--service-account SA] [--trust-domain cluster.local] [--workload-cert-ttl 24h]]
 ${OBSERVABILITY_USAGE}
   meshgate validate DIR...
   meshgate translate DIR [--routes] [--clusters]

@@ -14,7 +14,8 @@ import { parseDuration } from '../api/duration.js';
 import { Logger, type LogLevel } from '../lib/log.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../translate/index.js';
 import { loadOrCreateCaDirectory, MAX_WORKLOAD_CERT_TTL_S } from '../mesh/ca/ca.js';
-import { checkServiceAccount, issueToken } from '../mesh/ca/token.js';
+import { checkServiceAccount, issueToken, serviceAccountOfUsername } from '../mesh/ca/token.js';
+import { existsSync, readFileSync } from 'node:fs';
 import type { ControlPlaneOptions } from '../control/control-plane.js';
 
 type Fail = (message: string) => never;
@@ -110,6 +111,20 @@ export async function controlCommand(args: string[], fail: Fail, waitForSignal: 
   return 0;
 }
 
+/** Where Istio mounts the mesh root (ConfigMap istio-ca-root-cert) and the istio-ca token in a pod. */
+export const ISTIO_ROOT_CERT_FILE = '/var/run/secrets/istio/root-cert.pem';
+export const ISTIO_TOKEN_FILE = '/var/run/secrets/tokens/istio-token';
+
+/** The service account a JWT's `sub` names (read, not verified: the CA verifies the token). */
+function subjectOfToken(token: string): { namespace: string; serviceAccount: string } | null {
+  try {
+    const payload = JSON.parse(Buffer.from(token.trim().split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown };
+    return typeof payload.sub === 'string' ? serviceAccountOfUsername(payload.sub) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** `meshgate run` as a mesh client of `meshgate control` (Istio mTLS to meshed workloads). */
 export const MESH_CLIENT_FLAGS = {
   control: { type: 'string' },
@@ -141,16 +156,20 @@ export function parseMeshClientOptions(v: Record<string, unknown>, fail: Fail): 
     return null;
   }
   if (!/^(?:\[[0-9a-fA-F:.]+\]|[^:\s/]+):\d{1,5}$/.test(control)) fail(`--control: "${control}" is not HOST:PORT (e.g. istiod.istio-system.svc:15012)`);
-  const rootCert = s('root-cert');
-  const tokenFile = s('token-file');
-  const namespace = s('namespace');
-  const serviceAccount = s('service-account');
-  if (!rootCert) fail('--control needs --root-cert FILE (the mesh root, root-cert.pem)');
-  if (!tokenFile) fail('--control needs --token-file FILE (from meshgate token)');
-  if (!namespace || !serviceAccount) fail('--control needs --namespace NS and --service-account SA (the gateway\'s identity)');
+  // Istio's pod defaults (istio-agent): the trust bundle from ConfigMap istio-ca-root-cert and the
+  // projected token with audience istio-ca, at their usual mount paths.
+  const rootCert = s('root-cert') ?? ISTIO_ROOT_CERT_FILE;
+  const tokenFile = s('token-file') ?? ISTIO_TOKEN_FILE;
+  if (!existsSync(rootCert)) fail(`--control: the mesh root ${rootCert} does not exist (--root-cert FILE)`);
+  if (!existsSync(tokenFile)) fail(`--control: the token ${tokenFile} does not exist (--token-file FILE)`);
+  // Namespace and service account default to the token's subject (system:serviceaccount:<ns>:<sa>).
+  const fromToken = subjectOfToken(readFileSync(tokenFile, 'utf8'));
+  const namespace = s('namespace') ?? fromToken?.namespace;
+  const serviceAccount = s('service-account') ?? fromToken?.serviceAccount;
+  if (!namespace || !serviceAccount) fail('--control needs --namespace NS and --service-account SA (the gateway\'s identity) when the token does not name them');
   const bad = checkServiceAccount({ namespace: namespace!, serviceAccount: serviceAccount! });
   if (bad !== null) fail(`--control: ${bad}`);
   const ttl = parseTtl('workload-cert-ttl', s('workload-cert-ttl') ?? '24h', fail);
   if (ttl > MAX_WORKLOAD_CERT_TTL_S) fail('--workload-cert-ttl: longer than 90d');
-  return { address: control, rootCertFile: path.resolve(rootCert!), tokenFile: path.resolve(tokenFile!), namespace: namespace!, serviceAccount: serviceAccount!, trustDomain: trustDomain(s('trust-domain'), fail), ttlSeconds: ttl };
+  return { address: control, rootCertFile: path.resolve(rootCert), tokenFile: path.resolve(tokenFile), namespace: namespace!, serviceAccount: serviceAccount!, trustDomain: trustDomain(s('trust-domain'), fail), ttlSeconds: ttl };
 }

@@ -11,6 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
+import http2 from 'node:http2';
+import tls from 'node:tls';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -61,14 +63,32 @@ async function startMeshedBackend(ca: TestCa, identity: string, roots: string): 
   return { server, port: (server.address() as AddressInfo).port, seen };
 }
 
-function service(name: string, port: number, sa: string, labels: Record<string, string>): string {
+/** The same, speaking HTTP/2 (ALPN h2 chosen from an offer that must hold istio-h2). */
+async function startMeshedH2Backend(ca: TestCa, identity: string, roots: string): Promise<{ server: tls.Server; port: number }> {
+  const { certPem, keyPem } = await makeWorkloadCert(ca, identity);
+  const byPort = new Map<number, Seen>();
+  const h2 = http2.createServer((req, res) => {
+    const body = JSON.stringify({ ...byPort.get(req.socket.remotePort ?? 0), httpVersion: req.httpVersion });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(body);
+  });
+  let lastOffer: string[] = [];
+  const server = tls.createServer({ cert: certPem, key: keyPem, ca: roots, requestCert: true, rejectUnauthorized: true, ALPNCallback: ({ protocols }) => ((lastOffer = protocols), protocols.includes('istio-h2') ? 'h2' : undefined) }, (socket) => {
+    byPort.set(socket.remotePort ?? 0, { sni: (socket as TLSSocket & { servername?: string }).servername || null, alpnOffer: lastOffer, peer: socket.getPeerCertificate()?.subjectaltname ?? null });
+    h2.emit('connection', socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+function service(name: string, port: number, sa: string, labels: Record<string, string>, portName = 'http'): string {
   return `---
 apiVersion: v1
 kind: Service
 metadata: { name: ${name}, namespace: default }
 spec:
   selector: { app: ${name} }
-  ports: [{ name: http, port: 80, targetPort: ${port} }]
+  ports: [{ name: ${portName}, port: 80, targetPort: ${port} }]
 ---
 apiVersion: v1
 kind: Pod
@@ -82,7 +102,7 @@ describe('gateway as a mesh client: Istio mTLS to meshed workloads', { timeout: 
   let cp: ControlPlane;
   let gw: GatewayProcess;
   let meshCa: TestCa;
-  const backends: { server: http.Server | https.Server }[] = [];
+  const backends: { server: http.Server | https.Server | tls.Server }[] = [];
   let reviews: Awaited<ReturnType<typeof startMeshedBackend>>;
   let ratings: Awaited<ReturnType<typeof startMeshedBackend>>;
 
@@ -95,6 +115,8 @@ describe('gateway as a mesh client: Istio mTLS to meshed workloads', { timeout: 
     ratings = await startMeshedBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/ratings', roots);
     // Claims to be "reviews" but the details Pods run as "details": the gateway must refuse it.
     const impostor = await startMeshedBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/reviews', roots);
+    const grpcish = await startMeshedH2Backend(meshCa, 'spiffe://cluster.local/ns/default/sa/h2', roots);
+    backends.push(grpcish);
     const legacy = http.createServer((req, res) => res.end('plaintext legacy'));
     await new Promise<void>((r) => legacy.listen(0, '127.0.0.1', r));
     backends.push(reviews, ratings, impostor, { server: legacy });
@@ -130,6 +152,8 @@ spec:
       route: [{ destination: { host: details, port: { number: 80 } } }]
     - match: [{ uri: { prefix: /legacy } }]
       route: [{ destination: { host: legacy, port: { number: 80 } } }]
+    - match: [{ uri: { prefix: /h2 } }]
+      route: [{ destination: { host: h2svc, port: { number: 80 } } }]
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -144,12 +168,13 @@ metadata: { name: legacy, namespace: default }
 spec:
   selector: { matchLabels: { app: legacy } }
   mtls: { mode: DISABLE }
-${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.port, 'ratings', { 'security.istio.io/tlsMode': 'istio' })}${service('details', impostor.port, 'details', { 'security.istio.io/tlsMode': 'istio' })}${service('legacy', (legacy.address() as AddressInfo).port, 'legacy', { 'security.istio.io/tlsMode': 'istio' })}`,
+${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.port, 'ratings', { 'security.istio.io/tlsMode': 'istio' })}${service('details', impostor.port, 'details', { 'security.istio.io/tlsMode': 'istio' })}${service('legacy', (legacy.address() as AddressInfo).port, 'legacy', { 'security.istio.io/tlsMode': 'istio' })}${service('h2svc', grpcish.port, 'h2', { 'security.istio.io/tlsMode': 'istio' }, 'http2')}`,
     );
     gw = await startGateway({
       configDir,
       workers: 1,
-      args: ['--control', `127.0.0.1:${cp.grpcPort}`, '--root-cert', rootFile, '--token-file', tokenFile, '--namespace', 'istio-system', '--service-account', 'istio-ingressgateway', '--workload-cert-ttl', '6s'],
+      // Namespace and service account come from the token's subject.
+      args: ['--control', `127.0.0.1:${cp.grpcPort}`, '--root-cert', rootFile, '--token-file', tokenFile, '--workload-cert-ttl', '6s'],
     });
   });
 
@@ -173,6 +198,16 @@ ${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.p
     assert.equal(r.status, 200, `${r.status} ${r.body}`);
     const seen = JSON.parse(r.body) as Seen;
     assert.equal(seen.sni, 'outbound_.80_._.ratings.default.svc.cluster.local');
+    assert.equal(seen.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
+  });
+
+  test('HTTP/2 port: ALPN istio-h2, istio, h2 and the request goes as HTTP/2', async () => {
+    const r = await get(`http://127.0.0.1:${gw.httpPort}/h2`);
+    assert.equal(r.status, 200, `${r.status} ${r.body}`);
+    const seen = JSON.parse(r.body) as Seen & { httpVersion: string };
+    assert.deepEqual(seen.alpnOffer, ['istio-h2', 'istio', 'h2']);
+    assert.equal(seen.httpVersion, '2.0');
+    assert.equal(seen.sni, 'outbound_.80_._.h2svc.default.svc.cluster.local');
     assert.equal(seen.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
   });
 
