@@ -60,6 +60,7 @@ export const DEFAULT_RESOURCES: ResourceDef[] = [
   istio('workloadentries', 'WorkloadEntry'),
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
+  istio('peerauthentications', 'PeerAuthentication', 'security.istio.io'),
 ];
 
 export interface WriteRecord {

@@ -92,6 +92,11 @@ export class IdentityClient {
     }
   }
 
+  /** After a failed `start`: keep asking in the background; the first success installs the certificate. */
+  keepTrying(): void {
+    this.#schedule(5_000);
+  }
+
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
@@ -119,7 +124,8 @@ export class IdentityClient {
       this.renewals++;
       this.#install(m);
     } catch (e) {
-      const left = (this.#current?.notAfter ?? 0) - Date.now();
+      // While a certificate is valid, retry often enough to renew it in time; without one, every 5 s.
+      const left = this.#current === null ? 50_000 : this.#current.notAfter - Date.now();
       const retry = Math.max(200, Math.min(10_000, Math.floor(left / 10)));
       this.#opts.log.warn('workload certificate renewal failed; retrying', { error: (e as Error).message, validForMs: left, retryInMs: retry });
       this.#schedule(retry);

@@ -20,6 +20,12 @@ export async function startMeshIdentity(opts: MeshClientOptions, dataPlane: Data
     log: log.child({ component: 'mesh-identity' }),
     onCertificate: (m) => dataPlane.setMeshIdentity?.(m),
   });
-  await client.start();
+  try {
+    await client.start(60_000);
+  } catch (e) {
+    // Serve anyway: Istio mTLS routes answer 503 UF (MG_MESH_NO_IDENTITY) until a certificate arrives.
+    log.error('no workload certificate from the control plane; serving without one and retrying', { control: opts.address, error: (e as Error).message });
+    client.keepTrying();
+  }
   return client;
 }

@@ -36,6 +36,7 @@ export const WATCHED: readonly WatchedResource[] = [
   istio('workloadentries', 'WorkloadEntry'),
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
+  istio('peerauthentications', 'PeerAuthentication', 'security.istio.io'),
   { group: 'telemetry.istio.io', versions: ['v1', 'v1alpha1'], resource: 'telemetries', kind: 'Telemetry', namespaced: true, builtin: false },
 ];
 
