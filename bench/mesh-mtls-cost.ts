@@ -108,6 +108,7 @@ async function main(): Promise<void> {
     void killAll(2000).then(() => process.exit(2));
   }, (rounds * 2 * (duration + 3) + 180) * 1000);
   deadline.unref();
+  mkdirSync(path.join(dir, 'cp-config'));
   const cp = await startControlPlane({ configDir: path.join(dir, 'cp-config'), caDir: path.join(dir, 'ca'), listenHost: '127.0.0.1', listenPort: 0, trustDomain: 'cluster.local', adminPort: 0, certTtlSeconds: 86400, translate: { ...DEFAULT_TRANSLATE_OPTIONS }, log: new Logger('warn') });
   try {
     // nginx's serving certificate: a workload certificate for default/mtls, through the CA's CSR path.
