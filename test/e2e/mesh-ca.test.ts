@@ -15,7 +15,8 @@ import { issueToken } from '../../src/mesh/ca/token.js';
 import { splitPemCertificates, signatureParams, toCryptoPrivateKey, toCryptoPublicKey, x509 } from '../../src/mesh/ca/keys.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { IdentityClient, renewalDelayMs } from '../../src/mesh/identity/client.js';
-import { istioCertificateClient, type IstioCertificateResponse } from '../../src/mesh/grpc/istioca-proto.js';
+import { istioCertificateClient, istioCertificateService, type IstioCertificateResponse } from '../../src/mesh/grpc/istioca-proto.js';
+import { caServiceHandlers } from '../../src/mesh/grpc/ca-service.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { Logger } from '../../src/lib/log.js';
 import { makePlugInCa } from '../support/mesh-pki.js';
@@ -208,5 +209,43 @@ test('meshgate control: /ready 200 once the CA is loaded and the first snapshot 
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.once('exit', r));
+  }
+});
+
+test('the identity client refuses a control plane that does not chain to its mesh root', async () => {
+  const caDir = path.join(tempDir('meshgate-ca-'), 'ca');
+  const otherDir = path.join(tempDir('meshgate-ca-'), 'ca');
+  const cp = await control(caDir);
+  const other = await loadOrCreateCaDirectory(otherDir, { trustDomain: 'cluster.local' });
+  const work = tempDir('meshgate-token-');
+  const tokenFile = path.join(work, 'token');
+  writeFileSync(tokenFile, await issueToken(cp.ca.material.signingKey, { namespace: 'ns1', serviceAccount: 'sa1' }, 600));
+  const client = new IdentityClient({ address: `127.0.0.1:${cp.grpcPort}`, rootCertPem: other.rootCertPem, tokenFile, namespace: 'ns1', serviceAccount: 'sa1', trustDomain: 'cluster.local', ttlSeconds: 600, log: quiet, onCertificate: () => {}, callTimeoutMs: 5000 });
+  try {
+    await assert.rejects(client.fetch(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE, 'a control plane outside the mesh root was trusted');
+  } finally {
+    client.stop();
+    await cp.stop();
+  }
+});
+
+test('the identity client refuses a control plane whose certificate does not name istiod.istio-system.svc', async () => {
+  const caDir = path.join(tempDir('meshgate-ca-'), 'ca');
+  const cp = await control(caDir);
+  // Same CA, same API, but a serving certificate for another name.
+  const impostor = new grpc.Server();
+  impostor.addService(istioCertificateService(), caServiceHandlers({ ca: () => cp.ca, authenticator: { authenticate: async () => ({ namespace: 'ns1', serviceAccount: 'sa1' }) }, trustDomain: 'cluster.local', certTtlSeconds: 600, log: quiet }));
+  const serving = await cp.ca.issueServing(['not-istiod.example.com'], 600);
+  const port = await new Promise<number>((resolve, reject) => impostor.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certChainPem), private_key: Buffer.from(serving.keyPem) }], false), (e, p) => (e ? reject(e) : resolve(p))));
+  const work = tempDir('meshgate-token-');
+  const tokenFile = path.join(work, 'token');
+  writeFileSync(tokenFile, 'unused');
+  const client = new IdentityClient({ address: `127.0.0.1:${port}`, rootCertPem: cp.ca.rootCertPem, tokenFile, namespace: 'ns1', serviceAccount: 'sa1', trustDomain: 'cluster.local', ttlSeconds: 600, log: quiet, onCertificate: () => {}, callTimeoutMs: 5000 });
+  try {
+    await assert.rejects(client.fetch(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE, 'a serving certificate without istiod.istio-system.svc was accepted');
+  } finally {
+    client.stop();
+    impostor.forceShutdown();
+    await cp.stop();
   }
 });

@@ -17,7 +17,8 @@ import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { get, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import net from 'node:net';
+import { freePort, get, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
@@ -81,6 +82,18 @@ async function startMeshedH2Backend(ca: TestCa, identity: string, roots: string)
   return { server, port: (server.address() as AddressInfo).port };
 }
 
+/** A meshed TCP server: writes what it saw (SNI, ALPN offer, peer URI) as one line, then echoes. */
+async function startMeshedTcpBackend(ca: TestCa, identity: string, roots: string): Promise<{ server: tls.Server; port: number }> {
+  const { certPem, keyPem } = await makeWorkloadCert(ca, identity);
+  let lastOffer: string[] = [];
+  const server = tls.createServer({ cert: certPem, key: keyPem, ca: roots, requestCert: true, rejectUnauthorized: true, ALPNCallback: ({ protocols }) => ((lastOffer = protocols), protocols.includes('istio') ? 'istio' : undefined) }, (socket) => {
+    socket.write(`${JSON.stringify({ sni: (socket as TLSSocket & { servername?: string }).servername || null, alpnOffer: lastOffer, peer: socket.getPeerCertificate()?.subjectaltname ?? null })}\n`);
+    socket.pipe(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
 function service(name: string, port: number, sa: string, labels: Record<string, string>, portName = 'http'): string {
   return `---
 apiVersion: v1
@@ -103,6 +116,7 @@ describe('gateway as a mesh client: Istio mTLS to meshed workloads', { timeout: 
   let gw: GatewayProcess;
   let meshCa: TestCa;
   const backends: { server: http.Server | https.Server | tls.Server }[] = [];
+  let tcpPort = 0;
   let reviews: Awaited<ReturnType<typeof startMeshedBackend>>;
   let ratings: Awaited<ReturnType<typeof startMeshedBackend>>;
 
@@ -116,7 +130,9 @@ describe('gateway as a mesh client: Istio mTLS to meshed workloads', { timeout: 
     // Claims to be "reviews" but the details Pods run as "details": the gateway must refuse it.
     const impostor = await startMeshedBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/reviews', roots);
     const grpcish = await startMeshedH2Backend(meshCa, 'spiffe://cluster.local/ns/default/sa/h2', roots);
-    backends.push(grpcish);
+    const db = await startMeshedTcpBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/db', roots);
+    backends.push(grpcish, db);
+    tcpPort = await freePort();
     const legacy = http.createServer((req, res) => res.end('plaintext legacy'));
     await new Promise<void>((r) => legacy.listen(0, '127.0.0.1', r));
     backends.push(reviews, ratings, impostor, { server: legacy });
@@ -135,7 +151,17 @@ kind: Gateway
 metadata: { name: gw, namespace: istio-system }
 spec:
   selector: { istio: ingressgateway }
-  servers: [{ port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }]
+  servers:
+    - { port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }
+    - { port: { number: ${tcpPort}, name: tcp, protocol: TCP }, hosts: ["*"] }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: tcp, namespace: default }
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  tcp: [{ match: [{ port: ${tcpPort} }], route: [{ destination: { host: db, port: { number: 80 } } }] }]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -168,7 +194,7 @@ metadata: { name: legacy, namespace: default }
 spec:
   selector: { matchLabels: { app: legacy } }
   mtls: { mode: DISABLE }
-${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.port, 'ratings', { 'security.istio.io/tlsMode': 'istio' })}${service('details', impostor.port, 'details', { 'security.istio.io/tlsMode': 'istio' })}${service('legacy', (legacy.address() as AddressInfo).port, 'legacy', { 'security.istio.io/tlsMode': 'istio' })}${service('h2svc', grpcish.port, 'h2', { 'security.istio.io/tlsMode': 'istio' }, 'http2')}`,
+${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.port, 'ratings', { 'security.istio.io/tlsMode': 'istio' })}${service('details', impostor.port, 'details', { 'security.istio.io/tlsMode': 'istio' })}${service('legacy', (legacy.address() as AddressInfo).port, 'legacy', { 'security.istio.io/tlsMode': 'istio' })}${service('h2svc', grpcish.port, 'h2', { 'security.istio.io/tlsMode': 'istio' }, 'http2')}${service('db', db.port, 'db', { 'security.istio.io/tlsMode': 'istio' }, 'tcp')}`,
     );
     gw = await startGateway({
       configDir,
@@ -209,6 +235,27 @@ ${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.p
     assert.equal(seen.httpVersion, '2.0');
     assert.equal(seen.sni, 'outbound_.80_._.h2svc.default.svc.cluster.local');
     assert.equal(seen.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
+  });
+
+  test('TCP route: Istio mTLS with ALPN istio only, bytes relayed', async () => {
+    const socket = net.connect({ host: '127.0.0.1', port: tcpPort });
+    const lines: string[] = [];
+    let buf = '';
+    socket.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        lines.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    socket.write('ping\n');
+    await waitFor(() => lines.length >= 2, 10_000, 'the meshed TCP backend to answer and echo');
+    socket.destroy();
+    const seen = JSON.parse(lines[0]) as Seen;
+    assert.deepEqual(seen.alpnOffer, ['istio']);
+    assert.equal(seen.sni, 'outbound_.80_._.db.default.svc.cluster.local');
+    assert.equal(seen.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
+    assert.equal(lines[1], 'ping');
   });
 
   test('a server whose SPIFFE ID is not the service account of the destination Pods: 503 UF with the reason', async () => {
