@@ -18,6 +18,7 @@ import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import net from 'node:net';
+import WebSocket, { WebSocketServer } from 'ws';
 import { freePort, get, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
@@ -60,6 +61,15 @@ async function startMeshedBackend(ca: TestCa, identity: string, roots: string): 
       res.end(body);
     },
   );
+  // WebSocket upgrades: answered with one message saying who called, then echo.
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    const peer = (req.socket as TLSSocket).getPeerCertificate()?.subjectaltname ?? null;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.send(JSON.stringify({ peer, alpnOffer: lastOffer }));
+      ws.on('message', (m) => ws.send(String(m)));
+    });
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { server, port: (server.address() as AddressInfo).port, seen };
 }
@@ -256,6 +266,23 @@ ${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.p
     assert.equal(seen.sni, 'outbound_.80_._.db.default.svc.cluster.local');
     assert.equal(seen.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
     assert.equal(lines[1], 'ping');
+  });
+
+  test('WebSocket through ISTIO_MUTUAL: the tunnel is Istio mTLS with the HTTP/1.1 ALPN', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.httpPort}/reviews/ws`);
+    const messages: string[] = [];
+    ws.on('message', (m) => messages.push(String(m)));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    ws.send('hello');
+    await waitFor(() => messages.length >= 2, 10_000, 'the hello and the echo');
+    ws.close();
+    const first = JSON.parse(messages[0]) as { peer: string; alpnOffer: string[] };
+    assert.equal(first.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
+    assert.deepEqual(first.alpnOffer, ['istio-http/1.1', 'istio', 'http/1.1']);
+    assert.equal(messages[1], 'hello');
   });
 
   test('a server whose SPIFFE ID is not the service account of the destination Pods: 503 UF with the reason', async () => {
