@@ -26,7 +26,7 @@ import { caServiceHandlers, type Authenticator } from '../mesh/grpc/ca-service.j
 import { istioCertificateService } from '../mesh/grpc/istioca-proto.js';
 import type { ApiClient } from '../providers/kubernetes/api-client.js';
 import { KubernetesSource } from '../providers/kubernetes/source.js';
-import { loadKubernetesCa, TokenReviewAuthenticator } from './mesh-kubernetes.js';
+import { loadKubernetesCa, publishRootCert, TokenReviewAuthenticator } from './mesh-kubernetes.js';
 
 /** The name istiod's serving certificate carries and mesh clients verify, whatever address they dial. */
 export const ISTIOD_SAN = 'istiod.istio-system.svc';
@@ -55,6 +55,8 @@ export interface ControlPlane {
   ca: MeshCa;
   views: ViewSource;
   controller: Controller;
+  /** Kubernetes mode: resolves after the first pass writing ConfigMap istio-ca-root-cert everywhere. */
+  rootCertPublished: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -112,15 +114,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certChainPem), private_key: Buffer.from(serving.keyPem) }], false);
     const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync(`${opts.listenHost.includes(':') ? `[${opts.listenHost}]` : opts.listenHost}:${opts.listenPort}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
     await controller.start();
+    // Kubernetes mode: the trust bundle for every namespace, as istiod's namespace controller writes it.
+    const publisher = k8s !== null ? publishRootCert(k8s.client, ca.rootCertPem, log.child({ component: 'root-cert' })) : null;
     log.info('meshgate control started', { grpc: grpcPort, admin: admin.port, trustDomain: opts.trustDomain, certTtlSeconds: opts.certTtlSeconds });
     let stopping: Promise<void> | null = null;
     const stop = () =>
       (stopping ??= (async () => {
+        publisher?.stop();
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         await controller.stop(1000);
         await admin.close();
       })());
-    return { grpcPort, adminPort: admin.port, ca, views, controller, stop };
+    return { grpcPort, adminPort: admin.port, ca, views, controller, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
   } catch (e) {
     servers.grpc?.forceShutdown();
     await admin.close();

@@ -86,3 +86,59 @@ export class TokenReviewAuthenticator implements Authenticator {
     return sa;
   }
 }
+
+/** The trust bundle ConfigMap every namespace gets (Istio's namespace controller), key `root-cert.pem`. */
+export const ROOT_CERT_CONFIGMAP = 'istio-ca-root-cert';
+/** Namespaces Istio leaves alone (inject.IgnoredNamespaces). */
+const IGNORED_NAMESPACES = new Set(['kube-system', 'kube-public', 'kube-node-lease', 'local-path-storage']);
+
+/**
+ * Writes ConfigMap `istio-ca-root-cert` (`root-cert.pem`) into every namespace now and every
+ * `intervalMs` (new namespaces get it at the next pass), creating it or correcting its content.
+ * Replicas writing the same content converge (create 409 -> read -> update only when different).
+ */
+export function publishRootCert(client: ApiClient, rootCertPem: string, log: Logger, intervalMs = 30_000): { stop(): void; synced: Promise<void> } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  const syncOne = async (ns: string): Promise<void> => {
+    const path = `/api/v1/namespaces/${ns}/configmaps/${ROOT_CERT_CONFIGMAP}`;
+    const want = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: ROOT_CERT_CONFIGMAP, namespace: ns, labels: { 'istio.io/config': 'true' } }, data: { 'root-cert.pem': rootCertPem } };
+    const cur = await client.request('GET', path);
+    if (cur.status === 404) {
+      const res = await client.request('POST', `/api/v1/namespaces/${ns}/configmaps`, want);
+      if (res.status !== 409 && (res.status < 200 || res.status > 299)) throw new Error(`POST ConfigMap ${ns}/${ROOT_CERT_CONFIGMAP}: HTTP ${res.status}`);
+      return;
+    }
+    const body = cur.body as { metadata?: { resourceVersion?: string }; data?: Record<string, string> };
+    if (body.data?.['root-cert.pem'] === rootCertPem) return;
+    const res = await client.request('PUT', path, { ...want, metadata: { ...want.metadata, resourceVersion: body.metadata?.resourceVersion } });
+    if (res.status < 200 || res.status > 299) throw new Error(`PUT ConfigMap ${ns}/${ROOT_CERT_CONFIGMAP}: HTTP ${res.status}`);
+  };
+  const pass = async (): Promise<void> => {
+    try {
+      const res = await client.request('GET', '/api/v1/namespaces');
+      if (res.status < 200 || res.status > 299) throw new Error(`GET namespaces: HTTP ${res.status}`);
+      const items = ((res.body as { items?: { metadata?: { name?: string } }[] }).items ?? []).map((n) => n.metadata?.name ?? '').filter((n) => n !== '' && !IGNORED_NAMESPACES.has(n));
+      for (const ns of items) {
+        if (stopped) return;
+        await syncOne(ns).catch((e: unknown) => log.warn('cannot publish the mesh root', { namespace: ns, error: (e as Error).message }));
+      }
+    } catch (e) {
+      log.warn('cannot list namespaces to publish the mesh root', { error: (e as Error).message });
+    }
+  };
+  const loop = async (): Promise<void> => {
+    await pass();
+    if (!stopped) timer = setTimeout(() => void loop(), intervalMs);
+  };
+  const synced = pass().then(() => {
+    if (!stopped) timer = setTimeout(() => void loop(), intervalMs);
+  });
+  return {
+    synced,
+    stop: () => {
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+    },
+  };
+}

@@ -55,6 +55,10 @@ test('Kubernetes mode: istio-ca-secret created once and reused; TokenReview deci
     const secret = await cluster.get({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'istio-ca-secret', namespace: 'istio-system' } });
     assert.ok(secret, 'istio-ca-secret was not created');
     assert.equal((secret as { type?: string }).type, 'istio.io/ca-root');
+    // The trust bundle lands in every namespace (the test namespace included).
+    await a.rootCertPublished;
+    const cm = (await cluster.get({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio-ca-root-cert', namespace: cluster.namespace } })) as { data?: Record<string, string> } | null;
+    assert.equal(cm?.data?.['root-cert.pem'], a.ca.rootCertPem, 'istio-ca-root-cert not published');
     const res = await call(a, 'tok-reviews');
     assert.match(new X509Certificate(res.cert_chain[0]).subjectAltName ?? '', /URI:spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/reviews/);
     assert.deepEqual(reviews.at(-1)?.audiences, ['istio-ca']);
