@@ -109,7 +109,7 @@ describe('checkObjects: kinds and versions', () => {
     assert.deepEqual(splitApiVersion('networking.istio.io/v1beta1'), { group: 'networking.istio.io', version: 'v1beta1' });
     assert.equal(lookupKind('v1', 'Service')?.kind, 'Service');
     assert.equal(lookupKind('apps/v1', 'Service'), undefined);
-    assert.equal(KINDS.length, 26); // + 9 Gateway API kinds and Namespace (issue 13), WorkloadEntry (issue 3), RequestAuthentication and AuthorizationPolicy, ConfigMap (MeshConfig), Telemetry
+    assert.equal(KINDS.length, 27); // + 9 Gateway API kinds and Namespace (issue 13), WorkloadEntry (issue 3), RequestAuthentication and AuthorizationPolicy, ConfigMap (MeshConfig), Telemetry, PeerAuthentication (issue 15)
   });
 });
 

@@ -52,6 +52,7 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'networking.istio.io', kind: 'WorkloadEntry', versions: ISTIO_VERSIONS, schema: istio.workloadEntryKind },
   { group: 'security.istio.io', kind: 'RequestAuthentication', versions: ['v1', 'v1beta1'], schema: istioSecurity.requestAuthentication },
   { group: 'security.istio.io', kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], schema: istioSecurity.authorizationPolicy },
+  { group: 'security.istio.io', kind: 'PeerAuthentication', versions: ['v1', 'v1beta1'], schema: istioSecurity.peerAuthentication },
   { group: 'telemetry.istio.io', kind: 'Telemetry', versions: ['v1', 'v1alpha1'], schema: istioTelemetry.telemetry },
   // Kubernetes Gateway API (translate/gatewayapi); Namespaces for allowedRoutes `from: Selector`.
   ...GATEWAY_API_KINDS(),

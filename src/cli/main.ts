@@ -43,6 +43,7 @@ import { ControlMetrics } from '../observability/control-metrics.js';
 import { parseKubernetesOptions, podNamespace, type KubernetesRunOptions } from './kubernetes-options.js';
 import { CAPTURE_USAGE, captureCommand } from '../mesh/capture/apply.js';
 import { INJECT_USAGE, injectCommand } from '../mesh/inject/cli.js';
+import { MESH_CLIENT_FLAGS, parseMeshClientOptions, type MeshClientOptions } from './mesh-commands.js';
 
 export class UsageError extends Error {}
 /** A user mistake that is not bad usage (a config path that is not a directory, a busy port): one line, exit 1. */
@@ -61,12 +62,17 @@ const USAGE = `usage:
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
                [--http1-engine meshgate|node]
                [--gateway-controller-name meshgate.io/gateway-controller]
+               [--control HOST:15012 [--root-cert FILE] [--token-file FILE] [--namespace NS]
+                [--service-account SA] [--trust-domain cluster.local] [--workload-cert-ttl 24h]]
 ${OBSERVABILITY_USAGE}
   meshgate validate DIR...
   meshgate translate DIR [--routes] [--clusters]
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
   meshgate demo [run flags]
+  meshgate control --config DIR --ca-dir DIR [--listen 0.0.0.0:15012] [--trust-domain cluster.local]
+                   [--admin-port 15014] [--cert-ttl 24h]
+  meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h]
   meshgate --version
   meshgate COMMAND --help
 ${CAPTURE_USAGE}${INJECT_USAGE}`;
@@ -99,6 +105,7 @@ const RUN_FLAGS = {
   'publish-address': { type: 'string' },
   'secret-label-selector': { type: 'string' },
   'http1-engine': { type: 'string' },
+  ...MESH_CLIENT_FLAGS,
 } as const;
 
 export interface RunOptions {
@@ -120,6 +127,8 @@ export interface RunOptions {
   http1Engine?: 'meshgate' | 'node' | null;
   /** `--kubernetes` without `--gateway-labels`: the gateway's labels are read from meshgate's own Pod. */
   ownPodLabels?: boolean;
+  /** `--control` and its flags: a mesh workload identity for Istio mTLS; null/absent = none. */
+  mesh?: MeshClientOptions | null;
 }
 
 function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], options: T, positionals: boolean) {
@@ -188,7 +197,8 @@ export function parseRunOptions(args: string[]): RunOptions {
   const { values } = parse(args, RUN_FLAGS, false);
   if (!values.config === !values.kubernetes) throw new UsageError('run: exactly one of --config DIR and --kubernetes is required');
   const k8sOnly = ['kubeconfig', 'watch-namespace', 'namespace', 'publish-service', 'publish-address', 'secret-label-selector'] as const;
-  for (const k of k8sOnly) if (!values.kubernetes && values[k] !== undefined) throw new UsageError(`--${k} needs --kubernetes`);
+  // --namespace also names the gateway's mesh identity with --control.
+  for (const k of k8sOnly) if (!values.kubernetes && values[k] !== undefined && !(k === 'namespace' && values.control !== undefined)) throw new UsageError(`--${k} needs --kubernetes`);
   const workersRaw = values.workers;
   if (workersRaw !== undefined && !/^\d+$/.test(workersRaw)) throw new UsageError(`--workers: "${workersRaw}" is not a whole number`);
   const level = values['log-level'] ?? 'info';
@@ -215,6 +225,7 @@ export function parseRunOptions(args: string[]): RunOptions {
     }),
     http1Engine: http1EngineOption(values['http1-engine']),
     ownPodLabels: !!values.kubernetes && values['gateway-labels'] === undefined,
+    mesh: parseMeshClientOptions(values, usageFail),
   };
 }
 
@@ -260,6 +271,8 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
     if (r.outcome === 'applied') compactHeapSoon();
   } });
   controlMetrics.attach(controller);
+  // A mesh client gets its workload certificate before serving, so ISTIO_MUTUAL works from the first request.
+  const identity = opts.mesh ? await (await import('../mesh/identity/start.js')).startMeshIdentity(opts.mesh, dataPlane, log) : null;
   const observability = { dataPlaneMetrics: () => dataPlane.metrics(), controlMetrics: () => controlMetrics.registry.metrics() };
   const bindFailed = (what: string, flag: string, port: number) => async (e: NodeJS.ErrnoException) => {
     await dataPlane.close(0);
@@ -281,6 +294,7 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
     (stopping ??= (async () => {
       log.info('draining');
       await k8s?.stop();
+      identity?.stop();
       await controller.stop(5000);
       await admin.close();
       await health?.close();
@@ -357,6 +371,10 @@ export async function main(argv: string[]): Promise<number> {
       return inspectCommand(command, rest, (m) => {
         throw new UsageError(m);
       });
+    case 'control':
+      return (await import('./mesh-commands.js')).controlCommand(rest, usageFail, waitForSignal);
+    case 'token':
+      return (await import('./mesh-commands.js')).tokenCommand(rest, usageFail);
     case 'demo':
       return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
     case 'capture':
@@ -374,8 +392,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters or demo)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, demo, control or token)`);
   }
+}
+
+function usageFail(message: string): never {
+  throw new UsageError(message);
 }
 
 function waitForSignal(): Promise<void> {

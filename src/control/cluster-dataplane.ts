@@ -3,6 +3,7 @@
  * every snapshot as plain data over IPC. The primary never loads the runtime: workers start from
  * their own entry module (`src/cli/worker.ts`, given as `workerEntry`), not from the CLI's.
  */
+import type { MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
 import cluster, { type Worker } from 'node:cluster';
 import type { IRSnapshot } from '../ir/types.js';
 import type { ApplyResult } from '../runtime/runtime.js';
@@ -22,6 +23,7 @@ export class ClusterDataPlane implements DataPlane {
   readonly #log: Logger;
   #seq = 0;
   #latest: { seq: number; ir: IRSnapshot } | null = null;
+  #identity: MeshIdentityMaterial | null = null;
   readonly #pending = new Map<number, { waiting: Set<number>; results: ApplyResult[]; resolve: (r: ApplyResult[]) => void }>();
   #closing = false;
   readonly #observability: ObservabilityOptions;
@@ -57,7 +59,8 @@ export class ClusterDataPlane implements DataPlane {
 
   #onMessage(worker: Worker, msg: FromWorker): void {
     if (msg.type === 'ready') {
-      // A new (or restarted) worker gets the current snapshot at once.
+      // A new (or restarted) worker gets the mesh identity and the current snapshot at once.
+      if (this.#identity !== null) this.#send(worker, { type: 'mesh-identity', identity: this.#identity });
       if (this.#latest) this.#send(worker, { type: 'snapshot', seq: this.#latest.seq, ir: this.#latest.ir });
       return;
     }
@@ -83,6 +86,11 @@ export class ClusterDataPlane implements DataPlane {
 
   metrics(): Promise<string> {
     return clusterMetrics();
+  }
+
+  setMeshIdentity(identity: MeshIdentityMaterial | null): void {
+    this.#identity = identity;
+    for (const w of this.#workers) this.#send(w, { type: 'mesh-identity', identity });
   }
 
   apply(ir: IRSnapshot): Promise<ApplyResult[]> {

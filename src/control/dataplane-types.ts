@@ -1,6 +1,7 @@
 /** What the controller drives: one interface for the in-process and the multi-process data planes. */
 import type { IRSnapshot } from '../ir/types.js';
 import type { ApplyResult } from '../runtime/runtime.js';
+import type { MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
 
 export interface DataPlane {
   /** Serve `ir` everywhere; resolves when every runtime serves it. */
@@ -9,8 +10,10 @@ export interface DataPlane {
   close(graceMs: number): Promise<void>;
   /** Data-plane metrics (every runtime's, summed) in the Prometheus text format. */
   metrics(): Promise<string>;
+  /** The mesh workload identity for Istio mTLS (each new certificate); absent on planes that serve no traffic. */
+  setMeshIdentity?(identity: MeshIdentityMaterial | null): void;
 }
 
 /** Messages between the primary and its workers. */
-export type ToWorker = { type: 'snapshot'; seq: number; ir: IRSnapshot } | { type: 'shutdown'; graceMs: number };
+export type ToWorker = { type: 'snapshot'; seq: number; ir: IRSnapshot } | { type: 'shutdown'; graceMs: number } | { type: 'mesh-identity'; identity: MeshIdentityMaterial | null };
 export type FromWorker = { type: 'applied'; seq: number; result: ApplyResult } | { type: 'ready' };

@@ -9,6 +9,7 @@
  */
 import type { IRSnapshot } from '../ir/types.js';
 import { Runtime, type ApplyResult } from '../runtime/runtime.js';
+import { setMeshIdentity, type MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
 
 import type { DataPlane } from './dataplane-types.js';
@@ -27,6 +28,10 @@ export class InProcessDataPlane implements DataPlane {
 
   metrics(): Promise<string> {
     return this.#obs.registry.metrics();
+  }
+
+  setMeshIdentity(identity: MeshIdentityMaterial | null): void {
+    setMeshIdentity(identity);
   }
 
   async apply(ir: IRSnapshot): Promise<ApplyResult[]> {

@@ -4,6 +4,7 @@
  */
 import type { ApplyResult } from '../runtime/runtime.js';
 import { Runtime } from '../runtime/runtime.js';
+import { setMeshIdentity } from '../runtime/upstream/mesh-identity.js';
 import { workerObservability } from '../observability/worker.js';
 import { compactHeapSoon } from '../lib/heap.js';
 import type { FromWorker, ToWorker } from './dataplane-types.js';
@@ -29,6 +30,8 @@ export function runWorker(): void {
         // The IR is dropped once compiled; give its memory (and the compiler's garbage) back.
         if (result.applied) compactHeapSoon();
       });
+    } else if (msg.type === 'mesh-identity') {
+      setMeshIdentity(msg.identity);
     } else if (msg.type === 'shutdown') {
       chain = chain.then(async () => {
         await runtime.close(msg.graceMs);

@@ -10,9 +10,11 @@
 
 import type { Regex } from '../lib/re2.js';
 import type { SecurityConfig } from './security.js';
+import type { PeerAuthenticationPolicy } from './mesh.js';
 import type { AccessLogging, TracingConfig } from './telemetry.js';
 
 export type * from './security.js';
+export type * from './mesh.js';
 export type * from './telemetry.js';
 
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
@@ -46,6 +48,8 @@ export interface IRSnapshot {
   accessLogging: AccessLogging;
   /** Tracing from the Telemetry API (see `telemetry.ts`), on top of the `--tracing-*` flags; applied on every swap. */
   tracing: TracingConfig;
+  /** PeerAuthentication policies (see `mesh.ts`), mesh then namespace then workload scope; absent when there are none. */
+  peerAuthentication?: PeerAuthenticationPolicy[];
 }
 
 /**
@@ -552,6 +556,11 @@ export interface Cluster {
    * connections.
    */
   tls: UpstreamTls | null;
+  /**
+   * Auto mTLS (Istio `enableAutoMtls`): the ISTIO_MUTUAL settings used for the endpoints marked
+   * `tlsMode: 'istio'` when `tls` is null (no DestinationRule `tls`). Absent when no endpoint qualifies.
+   */
+  autoMtls?: UpstreamTls;
 }
 
 export type UpstreamProtocol = 'HTTP1' | 'HTTP2';
@@ -562,8 +571,15 @@ export type UpstreamProtocol = 'HTTP1' | 'HTTP2';
  * `response_code_details` (`...{connection_failure,TLS_error:...CERTIFICATE_VERIFY_FAILED...}`).
  */
 export interface UpstreamTls {
-  /** `SIMPLE`: server-authenticated TLS. `MUTUAL`: the gateway also presents `clientCertificate`. */
-  mode: 'SIMPLE' | 'MUTUAL';
+  /**
+   * `SIMPLE`: server-authenticated TLS. `MUTUAL`: the gateway also presents `clientCertificate`.
+   * `ISTIO_MUTUAL`: Istio mTLS with the gateway's mesh workload certificate (from `meshgate control`),
+   * verifying the server against the mesh roots; `caCertificates` and `clientCertificate` are null,
+   * `subjectAltNames` holds the SPIFFE IDs accepted (DestinationRule `subjectAltNames`, else the
+   * service accounts of the destination's pods; `[]` = the mesh chain alone), `sni` is
+   * `outbound_.<port>_.<subset>_.<fqdn>` unless the DestinationRule sets one, and ALPN is Istio's.
+   */
+  mode: 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
   /**
    * CAs the server certificate must chain to; null = the Node.js default root store. Istio
    * `credentialName` (Secret key `ca.crt`, or `cacert`) or `caCertificates` (a file path, read by the
@@ -670,4 +686,9 @@ export interface Endpoint {
   port: number;
   /** EndpointSlice `conditions.ready` (absent counts as ready). */
   ready: boolean;
+  /**
+   * `istio`: the Pod is labelled `security.istio.io/tlsMode: istio` and its PeerAuthentication for this
+   * port is not DISABLE, so auto mTLS reaches it with `Cluster.autoMtls`. Absent: plaintext (or `Cluster.tls`).
+   */
+  tlsMode?: 'istio';
 }

@@ -14,6 +14,7 @@ import type { ResourceSet } from '../resources/resource-set.js';
 import { arr, num, obj, str, strMap } from '../lib/unknown.js';
 import type { TranslateContext } from './types.js';
 import { upstreamProtocol, type H2UpgradePolicy } from './protocol.js';
+import { meshTls } from './istio/mesh-tls.js';
 
 export const CLUSTER_DOMAIN = 'svc.cluster.local';
 /** Istio's default connect timeout (mesh `connectTimeout`). */
@@ -44,6 +45,8 @@ export interface ClusterRequest {
   h2UpgradePolicy?: H2UpgradePolicy;
   /** Upstream TLS (DestinationRule `tls`); absent = plaintext. */
   tls?: UpstreamTls | null;
+  /** The DestinationRule set `tls` (DISABLE included): no auto mTLS (`istio/mesh-tls.ts`). */
+  tlsSet?: boolean;
   /** The object and field that refer to this backend, for diagnostics. */
   from: KubeObject;
   field: string;
@@ -94,10 +97,13 @@ export function resolveCluster(ctx: TranslateContext, resources: ResourceSet, re
   const name = clusterName(sp.port, subsetName, host);
   const existing = ctx.getCluster(name);
   if (existing) return existing.name;
-  let endpoints = serviceEndpoints(resources, svc, sp);
-  if (subset) endpoints = endpoints.filter((e) => e.labels !== null && matchesLabels(e.labels, subset.labels));
-  const ir: Endpoint[] = dedupeEndpoints(endpoints.map((e) => ({ address: e.address, port: e.port, ready: e.ready })));
-  return register(ctx, { name, service: { namespace: service.namespace, name: service.name, host, port: sp.port }, subset: subsetName, discovery: 'eds', lbPolicy: req.lbPolicy, endpoints: ir, connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: upstreamProtocol(sp, req.h2UpgradePolicy ?? 'DEFAULT'), tls: req.tls ?? null });
+  const all = serviceEndpoints(resources, svc, sp);
+  const endpoints = subset ? all.filter((e) => e.labels !== null && matchesLabels(e.labels, subset.labels)) : all;
+  // Istio mTLS: ISTIO_MUTUAL completed, or auto mTLS per endpoint (Pods labelled tlsMode=istio);
+  // the server identities are the service accounts of all the Service's Pods.
+  const mesh = meshTls(ctx, resources, svc, sp.port, subsetName, host, req.tls ?? null, req.tlsSet === true, endpoints, all);
+  const ir: Endpoint[] = dedupeEndpoints(endpoints.map((e) => ({ address: e.address, port: e.port, ready: e.ready, ...(mesh.meshEndpoints.has(`${e.address}:${e.port}`) ? { tlsMode: 'istio' as const } : {}) })));
+  return register(ctx, { name, service: { namespace: service.namespace, name: service.name, host, port: sp.port }, subset: subsetName, discovery: 'eds', lbPolicy: req.lbPolicy, endpoints: ir, connectTimeoutMs: req.connectTimeoutMs, connectionPool: req.connectionPool, outlierDetection: req.outlierDetection, protocol: upstreamProtocol(sp, req.h2UpgradePolicy ?? 'DEFAULT'), tls: mesh.tls, ...(mesh.autoMtls !== null ? { autoMtls: mesh.autoMtls } : {}) });
 }
 
 function register(ctx: TranslateContext, cluster: Cluster): string {
@@ -150,6 +156,14 @@ interface FoundEndpoint {
   ready: boolean;
   /** Labels of the Pod behind the endpoint, when known (needed for subsets). */
   labels: Record<string, string> | null;
+  /** The Pod's service account (`spec.serviceAccountName`, default `default`), when the Pod is known. */
+  serviceAccount?: string | null;
+}
+
+function podServiceAccount(pod: KubeObject | undefined): string | null {
+  if (pod === undefined) return null;
+  const spec = obj(pod.body.spec);
+  return str(spec.serviceAccountName) || str(spec.serviceAccount) || 'default';
 }
 
 function serviceEndpoints(resources: ResourceSet, svc: KubeObject, sp: ServicePort): FoundEndpoint[] {
@@ -174,7 +188,7 @@ function serviceEndpoints(resources: ResourceSet, svc: KubeObject, sp: ServicePo
           const address = str(a);
           if (!address) continue;
           const pod = str(ref.kind) === 'Pod' && str(ref.name) ? resources.get('Pod', str(ref.namespace) ?? ns, str(ref.name) as string) : podsByIp.get(address);
-          out.push({ address, port: portNumber, ready, labels: pod ? pod.metadata.labels : null });
+          out.push({ address, port: portNumber, ready, labels: pod ? pod.metadata.labels : null, serviceAccount: podServiceAccount(pod) });
         }
       }
     }
@@ -195,7 +209,7 @@ function serviceEndpoints(resources: ResourceSet, svc: KubeObject, sp: ServicePo
           if (!address) continue;
           const ref = obj(ao.targetRef);
           const pod = str(ref.kind) === 'Pod' && str(ref.name) ? resources.get('Pod', str(ref.namespace) ?? ns, str(ref.name) as string) : podsByIp.get(address);
-          out.push({ address, port: portNumber, ready, labels: pod ? pod.metadata.labels : null });
+          out.push({ address, port: portNumber, ready, labels: pod ? pod.metadata.labels : null, serviceAccount: podServiceAccount(pod) });
         }
       }
     }
@@ -215,7 +229,7 @@ function serviceEndpoints(resources: ResourceSet, svc: KubeObject, sp: ServicePo
     const port = typeof sp.targetPort === 'number' ? sp.targetPort : containerPort(pod, sp.targetPort);
     if (port === undefined) continue;
     const readyCond = arr(status.conditions).map(obj).find((c) => c.type === 'Ready');
-    out.push({ address: ip, port, ready: readyCond ? readyCond.status === 'True' : true, labels: pod.metadata.labels });
+    out.push({ address: ip, port, ready: readyCond ? readyCond.status === 'True' : true, labels: pod.metadata.labels, serviceAccount: podServiceAccount(pod) });
   }
   return out;
 }

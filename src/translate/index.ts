@@ -15,6 +15,7 @@ import { translateGatewayApi } from './gatewayapi/index.js';
 import type { GatewayApiStatus } from './gatewayapi/status.js';
 import { mergeListeners } from './merge/listeners.js';
 import { translateSecurity } from './security/index.js';
+import { translatePeerAuthentications } from './security/peer-authentication.js';
 import { translateGatewayTopology } from './istio/gateway-topology.js';
 import { translateAccessLogging } from './telemetry/access-logging.js';
 import { translateTracing } from './telemetry/tracing.js';
@@ -40,10 +41,13 @@ export function translate(resources: ResourceSet, options: TranslateOptions): Tr
   const security = { ...translateSecurity(ctx, resources), ...translateGatewayTopology(ctx, resources) };
   const accessLogging = translateAccessLogging(ctx, resources);
   const tracing = translateTracing(ctx, resources);
+  const peerAuthentication = translatePeerAuthentications(ctx, resources);
   const clusters = ctx.clusters();
   // Content only: source positions (file, line) are not part of the version (version.ts).
-  const version = snapshotVersion({ listeners, clusters, security, tcpListeners, accessLogging, tracing });
-  const ir: IRSnapshot = { version, listeners, clusters, security, tcpListeners, accessLogging, tracing };
+  // PeerAuthentication only when some exist, so snapshots without any keep their shape and version.
+  const mesh = peerAuthentication.length > 0 ? { peerAuthentication } : {};
+  const version = snapshotVersion({ listeners, clusters, security, tcpListeners, accessLogging, tracing, ...mesh });
+  const ir: IRSnapshot = { version, listeners, clusters, security, tcpListeners, accessLogging, tracing, ...mesh };
   for (const problem of validateIR(ir)) {
     ctx.diagnostics.push({ severity: 'error', reason: 'MG_INVALID_IR', object: null, field: null, file: null, line: null, message: `internal: ${problem}` });
   }

@@ -60,6 +60,7 @@ export const DEFAULT_RESOURCES: ResourceDef[] = [
   istio('workloadentries', 'WorkloadEntry'),
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
+  istio('peerauthentications', 'PeerAuthentication', 'security.istio.io'),
 ];
 
 export interface WriteRecord {
@@ -100,6 +101,8 @@ export interface FakeApiServerOptions {
   resources?: ResourceDef[];
   /** Serve HTTPS with a self-signed certificate (default true). */
   tls?: boolean;
+  /** Answers POST /apis/authentication.k8s.io/v1/tokenreviews: the review's `status` for its `spec`. */
+  tokenReview?: (spec: { token?: string; audiences?: string[] }) => Obj;
 }
 
 export class FakeApiServer {
@@ -120,6 +123,8 @@ export class FakeApiServer {
   /** Every request as `METHOD path?query` (tests count lists and watches). */
   readonly requests: string[] = [];
   url = '';
+  /** See FakeApiServerOptions.tokenReview; settable after start. */
+  tokenReview: FakeApiServerOptions['tokenReview'];
   ca = '';
 
   private constructor(defs: ResourceDef[], server: http.Server) {
@@ -146,6 +151,7 @@ export class FakeApiServer {
     }
     fake = new FakeApiServer(defs, server);
     fake.ca = ca;
+    fake.tokenReview = opts.tokenReview;
     server.on('connection', (s: Socket) => {
       fake!.#sockets.add(s);
       s.on('close', () => fake!.#sockets.delete(s));
@@ -327,6 +333,10 @@ export class FakeApiServer {
     const p = url.pathname;
     if (p === '/api') return send(res, 200, { kind: 'APIVersions', versions: ['v1'] });
     if (p === '/apis') return send(res, 200, this.#groupList());
+    if (p === '/apis/authentication.k8s.io/v1/tokenreviews' && method === 'POST' && this.tokenReview !== undefined) {
+      const spec = (body?.spec ?? {}) as { token?: string; audiences?: string[] };
+      return send(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec, status: this.tokenReview(spec) });
+    }
     const discovery = /^\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))$/.exec(p);
     if (discovery) return this.#resourceList(res, discovery[2] ?? '', discovery[1] ?? discovery[3]);
     const route = this.#parse(p);

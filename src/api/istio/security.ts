@@ -91,3 +91,11 @@ export const authorizationPolicy: ObjectSchema = securityKind(
     { name: 'AuthorizationPolicy', oneOf: [['selector', 'targetRef', 'targetRefs']] },
   ),
 );
+
+/** PeerAuthentication (istio/api security/v1beta1/peer_authentication.proto); `portLevelMtls` keys are port numbers (strings in JSON/YAML). */
+const peerMtls = object({ mode: oneOfStrings('UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT') }, { name: 'PeerAuthentication.MutualTLS' });
+
+export const peerAuthentication: ObjectSchema = securityKind(
+  'PeerAuthentication',
+  object({ selector: workloadSelector, mtls: peerMtls, portLevelMtls: any }, { name: 'PeerAuthentication' }),
+);

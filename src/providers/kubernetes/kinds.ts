@@ -50,6 +50,7 @@ export const WATCHED: readonly WatchedResource[] = [
   istio('workloadentries', 'WorkloadEntry'),
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
+  istio('peerauthentications', 'PeerAuthentication', 'security.istio.io'),
   { group: 'telemetry.istio.io', versions: ['v1', 'v1alpha1'], resource: 'telemetries', kind: 'Telemetry', namespaced: true, builtin: false },
   // Kubernetes Gateway API (CRDs: a missing one is looked for again, as Istio's are), and Namespaces
   // for listeners' `allowedRoutes.namespaces.from: Selector`.

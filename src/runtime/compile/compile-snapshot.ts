@@ -78,7 +78,8 @@ function compileCluster(c: Cluster): CompiledCluster {
     .filter((e) => e.ready)
     .map((e) => {
       const host = e.address.includes(':') ? `[${e.address}]` : e.address;
-      return { key: listenerKey(e.address, e.port), address: e.address, port: e.port, origin: `http://${host}:${e.port}`, handle: null };
+      const tls = c.tls ?? (e.tlsMode === 'istio' && c.autoMtls !== undefined ? c.autoMtls : null);
+      return { key: listenerKey(e.address, e.port), address: e.address, port: e.port, origin: `http://${host}:${e.port}`, tls, handle: null };
     });
   return {
     name: c.name,

@@ -213,6 +213,8 @@ export interface CompiledEndpoint {
   port: number;
   /** `http://address:port` (IPv6 in brackets). */
   origin: string;
+  /** TLS towards this endpoint: the cluster's `tls`, or its auto-mTLS settings for endpoints marked `tlsMode: istio`; null = plaintext. */
+  tls: UpstreamTls | null;
   /** Attached by the runtime at apply time; null in a freshly compiled snapshot. */
   handle: EndpointHandle | null;
 }

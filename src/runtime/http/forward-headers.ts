@@ -239,8 +239,9 @@ function sansOf(text: string | undefined, prefix: string): string[] {
  * wants) in RFC 2253 form, as OpenSSL's `XN_FLAG_RFC2253` prints it for Envoy: most specific
  * first, `,`-separated.
  */
-function rfc2253(subject: string): string {
-  return subject
+/** `subject` is undefined for a certificate with an empty subject (Istio workload certificates): "". */
+function rfc2253(subject: string | undefined): string {
+  return (subject ?? '')
     .split('\n')
     .filter((l) => l !== '')
     .reverse()

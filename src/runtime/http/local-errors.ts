@@ -150,6 +150,8 @@ export const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED', 'CERT_REJECTED',
   'CERT_REVOKED', 'INVALID_CA', 'INVALID_PURPOSE', 'CERT_CHAIN_TOO_LONG', 'PATH_LENGTH_EXCEEDED', 'HOSTNAME_MISMATCH',
   'ERR_TLS_CERT_ALTNAME_INVALID', 'MG_TLS_FILE_UNREADABLE',
+  // Istio mTLS (upstream/upstream-tls.ts): a server with another SPIFFE ID; no workload certificate yet.
+  'MG_TLS_SPIFFE_MISMATCH', 'MG_MESH_NO_IDENTITY',
 ]);
 
 /** One LocalError per TLS failure code (a small, fixed set of codes), built on first use. */

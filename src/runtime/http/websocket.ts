@@ -62,9 +62,14 @@ const tlsOptionsCache = new WeakMap<UpstreamTls, UpstreamTlsOptions>();
 
 /** Opens the connection to the endpoint: TCP, or TLS with the cluster's upstream TLS settings. */
 function connectUpstream(cluster: CompiledCluster, endpoint: CompiledEndpoint): { socket: net.Socket; ready: 'connect' | 'secureConnect' } | Error {
-  if (cluster.tls === null) return { socket: net.connect({ host: endpoint.address, port: endpoint.port }), ready: 'connect' };
-  let opts = tlsOptionsCache.get(cluster.tls);
-  if (opts === undefined) tlsOptionsCache.set(cluster.tls, (opts = upstreamTlsOptions(cluster.tls)));
+  const upstreamTls = endpoint.tls;
+  if (upstreamTls === null) return { socket: net.connect({ host: endpoint.address, port: endpoint.port }), ready: 'connect' };
+  let opts = tlsOptionsCache.get(upstreamTls);
+  if (opts === undefined) tlsOptionsCache.set(upstreamTls, (opts = upstreamTlsOptions(upstreamTls, 'HTTP1')));
+  // ISTIO_MUTUAL: options from the current workload certificate (Istio's HTTP/1.1 ALPN), or why there are none.
+  const dynamic = opts.istio?.();
+  if (dynamic instanceof Error) return dynamic;
+  if (dynamic !== undefined) return { socket: tls.connect({ ...dynamic, host: endpoint.address, port: endpoint.port }), ready: 'secureConnect' };
   if (typeof opts.connect === 'function') {
     // The failing connector of a cluster whose TLS files could not be read.
     let failure: Error = Object.assign(new Error('upstream TLS unavailable'), { code: 'MG_TLS_FILE_UNREADABLE' });

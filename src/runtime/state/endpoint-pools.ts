@@ -106,8 +106,10 @@ export class EndpointPools {
     for (const cluster of snapshot.clusters.values()) {
       const prev = previous?.clusters.get(cluster.name);
       if (prev !== undefined) cluster.cursor = prev.cursor;
-      const settings = poolSettings(cluster);
+      const clusterSettings = poolSettings(cluster);
       for (const ep of cluster.endpoints) {
+        // Auto mTLS: an endpoint's TLS may differ from its cluster's.
+        const settings = ep.tls === cluster.tls ? clusterSettings : { ...clusterSettings, tls: ep.tls, tlsId: tlsIdentity(ep.tls) };
         // An endpoint shared by clusters with different pool settings gets one pool per
         // snapshot: the first cluster (in name order) sets them. TLS is the exception: the
         // TLS identity is part of the key, so differently secured clusters never share a pool.
@@ -176,13 +178,9 @@ export class EndpointPools {
   }
 }
 
-/**
- * A pool to a TLS endpoint: every request carries the cluster's SNI. undici otherwise takes the SNI
- * from each request's Host and reconnects whenever it changes.
- */
 /** meshgate's client for an endpoint: HTTP/1.1 pool or HTTP/2 sessions, TLS as the cluster says. */
 function buildClient(host: string, port: number, settings: PoolSettings, options: EndpointPoolOptions): UpstreamClient {
-  const tls = settings.tls === null ? null : upstreamTlsConnect(settings.tls);
+  const tls = settings.tls === null ? null : upstreamTlsConnect(settings.tls, settings.protocol);
   const idle = settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : options.keepAliveTimeoutMs;
   const h1: H1ClientOptions = {
     host,
@@ -202,7 +200,7 @@ function buildClient(host: string, port: number, settings: PoolSettings, options
 
 /** The undici pool of an endpoint's ext-authz checks (the settings the request path had with undici). */
 function buildFetchPool(origin: string, settings: PoolSettings, defaults: EndpointPoolOptions): Pool {
-  const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls);
+  const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls, settings.protocol, settings.connectTimeoutMs);
   const options: Pool.Options = {
     connections: defaults.connections,
     connectTimeout: settings.connectTimeoutMs,
@@ -223,6 +221,10 @@ function buildFetchPool(origin: string, settings: PoolSettings, defaults: Endpoi
   return pool;
 }
 
+/**
+ * A pool to a TLS endpoint: every request carries the cluster's SNI. undici otherwise takes the SNI
+ * from each request's Host and reconnects whenever it changes.
+ */
 class SniPool extends Pool {
   readonly #servername: string;
   constructor(origin: string, options: Pool.Options, servername: string) {

@@ -20,7 +20,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import type { TcpListener, TcpRoute } from '../../ir/types.js';
+import type { TcpListener, TcpRoute, UpstreamTls } from '../../ir/types.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
 import { compileTls } from '../compile/compile-snapshot.js';
 import { selectCertificate } from '../compile/lookup.js';
@@ -211,7 +211,7 @@ class ListenerRecord {
 }
 
 /** Node's options for the upstream TLS of a cluster, built once per compiled cluster (files read then). */
-const upstreamTlsByCluster = new WeakMap<CompiledCluster, ReturnType<typeof upstreamTlsOptions>>();
+const upstreamTlsByCluster = new WeakMap<UpstreamTls, ReturnType<typeof upstreamTlsOptions>>();
 
 export class TcpListenerManager {
   readonly #records = new Map<string, ListenerRecord>();
@@ -446,20 +446,22 @@ export class TcpListenerManager {
     const handle = endpoint.handle;
     if (handle !== null) handle.active++;
     // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
-    const originate = cluster.tls !== null && l.ir.protocol !== 'TLS';
+    const originate = endpoint.tls !== null && l.ir.protocol !== 'TLS';
     let upstream: net.Socket;
     if (originate) {
-      let options = upstreamTlsByCluster.get(cluster);
-      if (options === undefined) upstreamTlsByCluster.set(cluster, (options = upstreamTlsOptions(cluster.tls!)));
+      let options = upstreamTlsByCluster.get(endpoint.tls!);
+      if (options === undefined) upstreamTlsByCluster.set(endpoint.tls!, (options = upstreamTlsOptions(endpoint.tls!)));
       const connect = options.connect;
-      if (typeof connect === 'function') {
-        // A TLS file that could not be read: never fall back to plaintext.
-        obs?.flag('UF', 'TLS_error:CERTIFICATE_VERIFY_FAILED:MG_TLS_FILE_UNREADABLE');
+      // ISTIO_MUTUAL: options from the current workload certificate, or the reason there is none.
+      const dynamic = options.istio?.();
+      if (dynamic instanceof Error || (dynamic === undefined && typeof connect === 'function')) {
+        // A TLS file that could not be read, or no mesh identity: never fall back to plaintext.
+        obs?.flag('UF', `TLS_error:CERTIFICATE_VERIFY_FAILED:${dynamic instanceof Error ? (dynamic as Error & { code: string }).code : 'MG_TLS_FILE_UNREADABLE'}`);
         if (handle !== null) handle.active--;
         return void client.destroy();
       }
       // allowHalfOpen is honoured by tls.connect (it builds the TLSSocket with it) though not typed.
-      const opts: tls.ConnectionOptions & { allowHalfOpen: boolean } = { ...(connect as tls.ConnectionOptions), host: endpoint.address, port: endpoint.port, allowHalfOpen: true };
+      const opts: tls.ConnectionOptions & { allowHalfOpen: boolean } = { ...((dynamic ?? connect) as tls.ConnectionOptions), host: endpoint.address, port: endpoint.port, allowHalfOpen: true };
       upstream = tls.connect(opts);
     } else {
       upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true });

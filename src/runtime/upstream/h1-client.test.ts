@@ -403,7 +403,7 @@ describe('H1Client: failures, timeouts, aborts', () => {
     // A TCP server that accepts and never speaks: the TLS handshake hangs.
     const server = net.createServer(() => {});
     const port = await listen(server);
-    const c = client(port, { connectTimeoutMs: 200, tls: { options: { rejectUnauthorized: false }, failure: null, servername: '' } });
+    const c = client(port, { connectTimeoutMs: 200, tls: { options: { rejectUnauthorized: false }, failure: null, servername: '', perConnection: null, alpn: null } });
     const t0 = Date.now();
     const r = await send(c, { path: '/' });
     assert.equal(r.error?.code, 'UND_ERR_CONNECT_TIMEOUT');

@@ -306,7 +306,10 @@ export class H1Client implements UpstreamClient {
       process.nextTick(destroyWith, socket, t.failure);
     } else {
       try {
-        socket = tls.connect({ ...t.options, host: o.host, port: o.port, ALPNProtocols: ['http/1.1'], session: this.#session });
+        // ISTIO_MUTUAL: the workload certificate current now (or why there is none).
+        const options = t.perConnection === null ? t.options : t.perConnection();
+        if (options instanceof Error) throw options;
+        socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['http/1.1'], session: this.#session });
       } catch (err) {
         // Options OpenSSL refuses (a malformed PEM): the connection fails with that error.
         socket = new net.Socket();

@@ -210,7 +210,10 @@ export class H2Client implements UpstreamClient {
     // TLS first, HTTP/2 only once ALPN chose h2 (a server choosing http/1.1 gets an HTTP/1.1 pool).
     let socket: TLSSocket;
     try {
-      socket = tls.connect({ ...t.options, host: o.host, port: o.port, ALPNProtocols: ['h2', 'http/1.1'], session: this.#tlsSession });
+      // ISTIO_MUTUAL: the workload certificate current now (or why there is none).
+      const options = t.perConnection === null ? t.options : t.perConnection();
+      if (options instanceof Error) throw options;
+      socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['h2', 'http/1.1'], session: this.#tlsSession });
     } catch (err) {
       // Options OpenSSL refuses (a malformed PEM): the connection fails with that error.
       s.error = err as Error;
@@ -226,7 +229,8 @@ export class H2Client implements UpstreamClient {
       if (s.session === null) this.#sessionClosed(s);
     });
     socket.once('secureConnect', () => {
-      if (socket.alpnProtocol !== 'h2') this.#fallBackToHttp1(socket, s);
+      // Istio sidecars answer `h2` to `istio-h2`; a peer echoing `istio-h2` speaks HTTP/2 too.
+      if (socket.alpnProtocol !== 'h2' && socket.alpnProtocol !== 'istio-h2') this.#fallBackToHttp1(socket, s);
       else this.#attach(s, http2.connect(this.#origin, { ...SESSION_OPTIONS, createConnection: () => socket }));
     });
   }

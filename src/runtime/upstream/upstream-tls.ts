@@ -18,9 +18,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type { ConnectionOptions, PeerCertificate } from 'node:tls';
+import tls, { type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import type { Pool } from 'undici';
-import type { PemSource, UpstreamTls } from '../../ir/types.js';
+import type { PemSource, UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
+import { meshIdentity } from './mesh-identity.js';
 
 /** Error code of a server certificate whose SANs match none of `subjectAltNames` (Node's own code for name mismatches). */
 const ALTNAME_INVALID = 'ERR_TLS_CERT_ALTNAME_INVALID';
@@ -35,9 +36,20 @@ export function tlsIdentity(tls: UpstreamTls | null): string {
 export interface UpstreamTlsOptions {
   connect: NonNullable<Pool.Options['connect']>;
   servername: string;
+  /**
+   * ISTIO_MUTUAL only: the `tls.connect` options of one new connection, built when it opens from the
+   * current workload identity (so a renewed certificate needs no pool rebuild), or the Error that
+   * fails it (no identity yet: `MG_MESH_NO_IDENTITY`). `connect` is then an undici connector using it.
+   */
+  istio?: () => ConnectionOptions | Error;
 }
 
-export function upstreamTlsOptions(tls: UpstreamTls): UpstreamTlsOptions {
+/**
+ * `protocol` picks Istio's ALPN for ISTIO_MUTUAL (`TCP` for raw TCP proxying); `connectTimeoutMs`
+ * bounds the handshake of the ISTIO_MUTUAL connector. Both are ignored for the other modes.
+ */
+export function upstreamTlsOptions(tls: UpstreamTls, protocol: UpstreamProtocol | 'TCP' = 'TCP', connectTimeoutMs = 10_000): UpstreamTlsOptions {
+  if (tls.mode === 'ISTIO_MUTUAL') return istioMutualOptions(tls, protocol, connectTimeoutMs);
   const c = upstreamTlsConnect(tls);
   if (c.failure !== null) {
     const failure = c.failure;
@@ -56,9 +68,20 @@ export interface UpstreamTlsConnect {
   options: ConnectionOptions;
   failure: Error | null;
   servername: string;
+  /**
+   * ISTIO_MUTUAL: the options of each new connection, from the workload certificate current when it
+   * opens (a renewal needs no client rebuild), or the Error that fails it; null = `options` as they are.
+   */
+  perConnection: (() => ConnectionOptions | Error) | null;
+  /** The ALPN list to offer instead of the client's own (Istio's `istio-*` entries); null = the client's. */
+  alpn: string[] | null;
 }
 
-export function upstreamTlsConnect(tls: UpstreamTls): UpstreamTlsConnect {
+export function upstreamTlsConnect(tls: UpstreamTls, protocol: UpstreamProtocol = 'HTTP1'): UpstreamTlsConnect {
+  if (tls.mode === 'ISTIO_MUTUAL') {
+    const istio = istioConnectionOptions(tls, protocol);
+    return { options: {}, failure: null, servername: tls.sni, perConnection: istio.build, alpn: istio.alpn };
+  }
   const options: ConnectionOptions = { rejectUnauthorized: !tls.insecureSkipVerify };
   // Node refuses an IP address as SNI (RFC 6066 §3); the ClientHello then carries none.
   if (tls.sni !== '' && isIP(tls.sni) === 0) options.servername = tls.sni;
@@ -72,13 +95,13 @@ export function upstreamTlsConnect(tls: UpstreamTls): UpstreamTlsConnect {
     }
   } catch (err) {
     const failure = Object.assign(new Error(`MG_TLS_FILE_UNREADABLE: ${(err as Error).message}`), { code: 'MG_TLS_FILE_UNREADABLE' });
-    return { options, failure, servername: tls.sni };
+    return { options, failure, servername: tls.sni, perConnection: null, alpn: null };
   }
   if (!tls.insecureSkipVerify) {
     const wanted = tls.subjectAltNames;
     options.checkServerIdentity = wanted.length === 0 ? chainOnly : (_host: string, cert: PeerCertificate): Error | undefined => checkSans(wanted, cert);
   }
-  return { options, failure: null, servername: tls.sni };
+  return { options, failure: null, servername: tls.sni, perConnection: null, alpn: null };
 }
 
 function readPem(src: PemSource): string {
@@ -101,4 +124,74 @@ function checkSans(wanted: string[], cert: PeerCertificate): Error | undefined {
     }
   }
   return Object.assign(new Error(`server certificate SANs [${sans.join(', ')}] match none of subjectAltNames [${wanted.join(', ')}]`), { code: ALTNAME_INVALID });
+}
+
+/**
+ * Istio's client ALPN per upstream protocol (Envoy's istio.alpn filter; reference/mesh.md §2.5):
+ * a sidecar selects its chain on the `istio*` entries and answers `h2` / `http/1.1`. TCP offers
+ * `istio` alone (`istio-peer-exchange` would announce the metadata-exchange preamble).
+ */
+export const ISTIO_ALPN: Readonly<Record<UpstreamProtocol | 'TCP', readonly string[]>> = {
+  HTTP1: ['istio-http/1.1', 'istio', 'http/1.1'],
+  HTTP2: ['istio-h2', 'istio', 'h2'],
+  TCP: ['istio'],
+};
+
+/** Error code of a server whose SPIFFE ID is not among the expected ones. */
+export const SPIFFE_MISMATCH = 'MG_TLS_SPIFFE_MISMATCH';
+/** Error code of an ISTIO_MUTUAL connection attempted before the process has a workload certificate. */
+export const NO_MESH_IDENTITY = 'MG_MESH_NO_IDENTITY';
+
+/** The per-connection options of ISTIO_MUTUAL (current workload certificate, Istio ALPN, SPIFFE check). */
+function istioConnectionOptions(ir: UpstreamTls, protocol: UpstreamProtocol | 'TCP'): { build: () => ConnectionOptions | Error; alpn: string[] } {
+  const wanted = ir.subjectAltNames;
+  const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => checkSpiffe(wanted, cert);
+  const ALPNProtocols = [...ISTIO_ALPN[protocol]];
+  // Node refuses an IP address as SNI; Istio's SNI is always `outbound_.<port>_.<subset>_.<fqdn>`.
+  const servername = ir.sni !== '' && isIP(ir.sni) === 0 ? ir.sni : undefined;
+  const build = (): ConnectionOptions | Error => {
+    const id = meshIdentity();
+    if (id === null) return Object.assign(new Error(`${NO_MESH_IDENTITY}: no workload certificate (yet) for Istio mTLS`), { code: NO_MESH_IDENTITY });
+    return { secureContext: id.secureContext, servername, ALPNProtocols, rejectUnauthorized: true, checkServerIdentity };
+  };
+  return { build, alpn: ALPNProtocols };
+}
+
+/** ISTIO_MUTUAL for the WebSocket and TCP paths (`istio`) and for undici (`connect`, ext-authz). */
+function istioMutualOptions(ir: UpstreamTls, protocol: UpstreamProtocol | 'TCP', connectTimeoutMs: number): UpstreamTlsOptions {
+  const { build } = istioConnectionOptions(ir, protocol);
+  const connect = (opts: { hostname: string; port: string | number }, callback: (err: Error | null, socket: tls.TLSSocket | null) => void): void => {
+    const o = build();
+    if (o instanceof Error) return void callback(o, null);
+    const socket = tls.connect({ ...o, host: opts.hostname, port: Number(opts.port) });
+    socket.setNoDelay(true);
+    let settled = false;
+    const finish = (err: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off('error', finish);
+      if (err !== null) {
+        socket.destroy();
+        return void callback(err, null);
+      }
+      socket.setKeepAlive(true, 60_000);
+      callback(null, socket);
+    };
+    const timer = setTimeout(() => finish(Object.assign(new Error('Connect Timeout Error'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), connectTimeoutMs);
+    socket.once('secureConnect', () => finish(null));
+    socket.once('error', finish);
+  };
+  return { connect: connect as unknown as NonNullable<Pool.Options['connect']>, servername: ir.sni, istio: build };
+}
+
+/**
+ * Istio's server identity check: the certificate's URI SANs must include one of `wanted` (exact,
+ * case-sensitive as SPIFFE IDs are); `[]` = the mesh chain alone (a service without known accounts).
+ */
+function checkSpiffe(wanted: string[], cert: PeerCertificate): Error | undefined {
+  if (wanted.length === 0) return undefined;
+  const uris = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+  if (uris.some((u) => wanted.includes(u))) return undefined;
+  return Object.assign(new Error(`${SPIFFE_MISMATCH}: server SPIFFE ID [${uris.join(', ')}] is none of [${wanted.join(', ')}]`), { code: SPIFFE_MISMATCH });
 }

@@ -469,6 +469,7 @@ export function destinationCluster(env: RouteEnv, dest: Obj, field: string): str
     connectionPool: policy.connectionPool,
     outlierDetection: policy.outlierDetection,
     tls: policy.tls,
+    tlsSet: policy.tlsSet,
     h2UpgradePolicy: h2UpgradePolicyOf(dr, subset, portNumber ?? (ports.length === 1 ? ports[0].port : 0)),
     from: vs,
     field,

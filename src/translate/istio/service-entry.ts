@@ -31,6 +31,7 @@ import type { TranslateContext } from '../types.js';
 import type { DestinationRuleIndex } from './destination-rules.js';
 import { istioObjects, resolveServiceHost } from './objects.js';
 import { resolveTrafficPolicy } from './traffic-policy.js';
+import { serviceEntryMeshTls } from './mesh-tls.js';
 
 interface EntryPort {
   number: number;
@@ -162,8 +163,12 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
     if (resolution === 'NONE') ctx.report('info', 'MG_UNSUPPORTED', se, 'spec.resolution', `resolution NONE forwards to the original destination, which a gateway does not have; ${fqdn} is resolved by DNS instead`);
     found2.push({ address: fqdn, port: port.targetPort ?? port.number, labels: {} });
   }
-  const endpoints: Endpoint[] = dedupe(found2.filter((e) => subsetLabels === null || matchesLabels(e.labels, subsetLabels)).map((e) => ({ address: e.address, port: e.port, ready: true })));
   const policy = resolveTrafficPolicy(ctx, dr, subset, port.number, { resources, host: fqdn });
+  const selected = found2.filter((e) => subsetLabels === null || matchesLabels(e.labels, subsetLabels));
+  // Istio mTLS: ISTIO_MUTUAL completed, or auto mTLS for MESH_INTERNAL entries (istio/mesh-tls.ts).
+  const entrySans = arr(spec.subjectAltNames).map(str).filter((x): x is string => x !== undefined && x !== '');
+  const mesh = serviceEntryMeshTls(ctx, resources, se.metadata.namespace, str(spec.location) === 'MESH_INTERNAL', port.number, subsetName, fqdn, policy.tls, policy.tlsSet === true, entrySans, selected);
+  const endpoints: Endpoint[] = dedupe(selected.map((e) => ({ address: e.address, port: e.port, ready: true, ...(mesh.meshEndpoints.has(`${e.address}:${e.port}`) ? { tlsMode: 'istio' as const } : {}) })));
   ctx.addCluster({
     name,
     service: { ...service, host: fqdn, port: port.number },
@@ -175,7 +180,8 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
     connectionPool: policy.connectionPool,
     outlierDetection: policy.outlierDetection,
     protocol: port.protocol === 'HTTP2' || port.protocol === 'GRPC' ? 'HTTP2' : 'HTTP1',
-    tls: policy.tls,
+    tls: mesh.tls,
+    ...(mesh.autoMtls !== null ? { autoMtls: mesh.autoMtls } : {}),
   });
   return name;
 }

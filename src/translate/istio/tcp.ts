@@ -231,7 +231,10 @@ function autoPassthroughRoutes(ctx: TranslateContext, resources: ResourceSet, dr
         if (base === undefined) continue;
         const mesh = t.service !== null ? labelledServiceEndpoints(resources, t.namespace, t.service, port, { [TLS_MODE_LABEL]: 'istio' }) : meshEntryAddresses(resources, t.namespace);
         const cluster = sni;
-        ctx.addCluster({ ...base, name: cluster, endpoints: base.endpoints.filter((e) => mesh.has(t.service !== null ? `${e.address}:${e.port}` : e.address)), tls: null });
+        // The client's own Istio mTLS passes through: no TLS of the gateway's (nor auto mTLS) on top.
+        const { autoMtls: _autoMtls, ...plain } = base;
+        const endpoints = base.endpoints.filter((e) => mesh.has(t.service !== null ? `${e.address}:${e.port}` : e.address)).map(({ tlsMode: _tlsMode, ...e }) => e);
+        ctx.addCluster({ ...plain, name: cluster, endpoints, tls: null });
         bySni.set(sni, {
           name: `gateway/${gw.metadata.namespace}/${gw.metadata.name}/${s.field.slice('spec.'.length)}/${sni}`,
           source: sourceOf(gw, `${s.field}.tls.mode`),

@@ -37,6 +37,8 @@ export interface TrafficPolicy {
   outlierDetection: OutlierDetection | null;
   /** Upstream TLS; null = plaintext (also when no `upstream` was given to `resolveTrafficPolicy`). */
   tls: UpstreamTls | null;
+  /** True when the rule set `tls` for this cluster (DISABLE included): auto mTLS then stays off. */
+  tlsSet?: boolean;
 }
 
 /** Istio default `minimumRingSize` (ringHash). */
@@ -97,6 +99,7 @@ export function resolveTrafficPolicy(ctx: TranslateContext, dr: MergedDestinatio
     connectionPool: c.connectionPool ? connectionPool(c.connectionPool.value, c.connectionPool.field, report) : null,
     outlierDetection: c.outlierDetection ? outlierDetection(c.outlierDetection.value, c.outlierDetection.field, report) : null,
     tls: c.tls && upstream ? upstreamTls(upstream.resources, ruleOf(c.tls.field), c.tls.value, c.tls.field, upstream.host, report) : null,
+    tlsSet: c.tls !== null,
   };
 }
 

@@ -1,8 +1,8 @@
 /**
  * DestinationRule `tls` (Istio ClientTLSSettings) -> IR `UpstreamTls`.
  *
- * Modes: DISABLE (plaintext, null), SIMPLE, MUTUAL. ISTIO_MUTUAL needs the mesh's workload identity,
- * which a standalone gateway does not have: reported, and the cluster stays plaintext.
+ * Modes: DISABLE (plaintext, null), SIMPLE, MUTUAL, ISTIO_MUTUAL (the gateway's mesh workload
+ * certificate; SNI and server SPIFFE IDs are completed per cluster by `mesh-tls.ts`).
  * Material comes, as in Istio, from `credentialName` (a Secret in the DestinationRule's namespace with
  * `ca.crt`, `tls.crt`, `tls.key`, or the generic `cacert`, `cert`, `key`) or from the file fields
  * (`caCertificates`, `clientCertificate`, `privateKey`), which translate keeps as paths: it reads no
@@ -22,8 +22,10 @@ export function upstreamTls(resources: ResourceSet, rule: KubeObject | null, tls
   const mode = str(tls.mode) ?? 'DISABLE';
   if (mode === 'DISABLE') return null;
   if (mode === 'ISTIO_MUTUAL') {
-    report(`${field}.mode`, 'ISTIO_MUTUAL needs the mesh workload identity, which meshgate does not have; use MUTUAL with credentialName. The cluster is reached in plaintext');
-    return null;
+    // Completed per cluster (SNI, the destination's SPIFFE IDs) by mesh-tls.ts; the material is the
+    // gateway's workload certificate (`meshgate run --control`), never files.
+    const sans = arr(tls.subjectAltNames).map(str).filter((s): s is string => typeof s === 'string' && s !== '');
+    return { mode: 'ISTIO_MUTUAL', caCertificates: null, clientCertificate: null, sni: str(tls.sni) ?? '', subjectAltNames: sans, insecureSkipVerify: false };
   }
   if (mode !== 'SIMPLE' && mode !== 'MUTUAL') {
     report(`${field}.mode`, `unknown TLS mode ${JSON.stringify(mode)}; the cluster is reached in plaintext`);

@@ -1,0 +1,134 @@
+/**
+ * `meshgate control` (istiod's role): the mesh CA and Istio's certificate API on one TLS gRPC
+ * listener (default :15012), and the config pipeline that will feed per-proxy views to sidecars.
+ *
+ * The listener is a single `grpc.Server` with the control plane's serving certificate (DNS SAN
+ * `istiod.istio-system.svc`, chained to the mesh root, as istiod's): services are added to it, so the
+ * config stream of the sidecar issue is one more `addService` on the same port, as in istiod where
+ * XDS and the CA share 15012. Snapshots translated from `--config` are kept by `ViewSource`, the
+ * place where that stream will take them from.
+ *
+ * Order at start: admin (503 until ready), CA loaded (or created), gRPC bound, first snapshot
+ * translated; `/ready` answers 200 only after the last step.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { IRSnapshot } from '../ir/types.js';
+import type { ApplyResult } from '../runtime/runtime.js';
+import type { Logger } from '../lib/log.js';
+import { Controller } from './controller.js';
+import { DirectorySource } from './source.js';
+import type { DataPlane } from './dataplane.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
+import type { TranslateOptions } from '../translate/index.js';
+import { MeshCa, loadOrCreateCaDirectory } from '../mesh/ca/ca.js';
+import { TokenVerifier } from '../mesh/ca/token.js';
+import { caServiceHandlers, type Authenticator } from '../mesh/grpc/ca-service.js';
+import { istioCertificateService } from '../mesh/grpc/istioca-proto.js';
+import type { ApiClient } from '../providers/kubernetes/api-client.js';
+import { KubernetesSource } from '../providers/kubernetes/source.js';
+import { loadKubernetesCa, publishRootCert, TokenReviewAuthenticator } from './mesh-kubernetes.js';
+
+/** The name istiod's serving certificate carries and mesh clients verify, whatever address they dial. */
+export const ISTIOD_SAN = 'istiod.istio-system.svc';
+/** Lifetime of the control plane's own serving certificate (clamped to the CA's). */
+const SERVING_TTL_S = 365 * 24 * 3600;
+
+export interface ControlPlaneOptions {
+  /** `--config DIR`; '' with `kubernetes`. */
+  configDir: string;
+  /** `--ca-dir DIR`; '' = the CA from the cluster's Secrets (Kubernetes mode only). */
+  caDir: string;
+  /** `--kubernetes`: config from the API server, callers checked by TokenReview. */
+  kubernetes?: { client: ApiClient; watchNamespaces: string[] | null } | null;
+  listenHost: string;
+  listenPort: number;
+  trustDomain: string;
+  adminPort: number;
+  certTtlSeconds: number;
+  translate: TranslateOptions;
+  log: Logger;
+}
+
+export interface ControlPlane {
+  grpcPort: number;
+  adminPort: number;
+  ca: MeshCa;
+  views: ViewSource;
+  controller: Controller;
+  /** Kubernetes mode: resolves after the first pass writing ConfigMap istio-ca-root-cert everywhere. */
+  rootCertPublished: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The "data plane" of the control plane: it serves no traffic, it keeps the latest snapshot and tells
+ * subscribers (the per-proxy config stream) about each new one.
+ */
+export class ViewSource implements DataPlane {
+  latest: IRSnapshot | null = null;
+  readonly #subscribers = new Set<(ir: IRSnapshot) => void>();
+
+  subscribe(fn: (ir: IRSnapshot) => void): () => void {
+    this.#subscribers.add(fn);
+    if (this.latest !== null) fn(this.latest);
+    return () => this.#subscribers.delete(fn);
+  }
+
+  async apply(ir: IRSnapshot): Promise<ApplyResult[]> {
+    this.latest = ir;
+    for (const fn of this.#subscribers) fn(ir);
+    return [{ version: ir.version, applied: true, errors: [], listeners: [] }];
+  }
+
+  async close(): Promise<void> {
+    this.#subscribers.clear();
+  }
+
+  async metrics(): Promise<string> {
+    return '';
+  }
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = opts.log;
+  const views = new ViewSource();
+  const k8s = opts.kubernetes ?? null;
+  const source = k8s !== null ? new KubernetesSource({ client: k8s.client, log: log.child({ component: 'kubernetes' }), watchNamespaces: k8s.watchNamespaces, secretLabelSelector: null }) : new DirectorySource(opts.configDir);
+  const controller = new Controller({ source, translate: opts.translate, dataPlane: views, log });
+  const admin: AdminServer = await startAdminServer(controller, opts.adminPort, '0.0.0.0');
+  const servers: { grpc: grpc.Server | null } = { grpc: null };
+  try {
+    const material = opts.caDir !== '' || k8s === null ? await loadOrCreateCaDirectory(opts.caDir, { trustDomain: opts.trustDomain }) : await loadKubernetesCa(k8s.client, opts.trustDomain, log);
+    const ca = new MeshCa(material);
+    log.info('mesh CA loaded', { dir: opts.caDir || null, source: material.source, signerNotAfter: ca.signingNotAfter.toISOString() });
+    let authenticator: Authenticator;
+    if (k8s !== null) authenticator = new TokenReviewAuthenticator(k8s.client);
+    else {
+      const verifier = new TokenVerifier(material.signingKey);
+      authenticator = { authenticate: (t) => verifier.verify(t) };
+    }
+    const serving = await ca.issueServing([ISTIOD_SAN], SERVING_TTL_S);
+    const server = new grpc.Server();
+    servers.grpc = server;
+    server.addService(istioCertificateService(), caServiceHandlers({ ca: () => ca, authenticator, trustDomain: opts.trustDomain, certTtlSeconds: opts.certTtlSeconds, log: log.child({ component: 'ca' }) }));
+    const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certChainPem), private_key: Buffer.from(serving.keyPem) }], false);
+    const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync(`${opts.listenHost.includes(':') ? `[${opts.listenHost}]` : opts.listenHost}:${opts.listenPort}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+    await controller.start();
+    // Kubernetes mode: the trust bundle for every namespace, as istiod's namespace controller writes it.
+    const publisher = k8s !== null ? publishRootCert(k8s.client, ca.rootCertPem, log.child({ component: 'root-cert' })) : null;
+    log.info('meshgate control started', { grpc: grpcPort, admin: admin.port, trustDomain: opts.trustDomain, certTtlSeconds: opts.certTtlSeconds });
+    let stopping: Promise<void> | null = null;
+    const stop = () =>
+      (stopping ??= (async () => {
+        publisher?.stop();
+        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        await controller.stop(1000);
+        await admin.close();
+      })());
+    return { grpcPort, adminPort: admin.port, ca, views, controller, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
+  } catch (e) {
+    servers.grpc?.forceShutdown();
+    await admin.close();
+    throw e;
+  }
+}
