@@ -10,9 +10,11 @@
 
 import type { SecurityConfig } from './security.js';
 import type { AccessLogging, TracingConfig } from './telemetry.js';
+import type { RouteFilters } from './route-filters.js';
 
 export type * from './security.js';
 export type * from './telemetry.js';
+export type * from './route-filters.js';
 
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
 export interface SourceRef {
@@ -262,6 +264,8 @@ export interface Route {
    * Origin get the CORS response headers added.
    */
   cors: CorsPolicy | null;
+  /** Ingress request filters (source ranges, body limit, Basic auth, per-client limits; see `route-filters.ts`); absent = none. */
+  filters?: RouteFilters;
 }
 
 /** CORS policy of a route (Istio CorsPolicy). */

@@ -26,6 +26,9 @@ import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster, serviceFqdn } from '../backends.js';
 import { BACKEND_PROTOCOL_ANNOTATION, backendSettings } from './backend-protocol.js';
 import { loadTlsCertificate } from '../secrets.js';
+import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js';
+import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
+import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
@@ -38,14 +41,26 @@ interface PathEntry {
   exact: boolean;
   route: Route;
   ingress: KubeObject;
+  /** ingress-nginx canary routes evaluated before `route` (same host and path). */
+  before?: Route[];
 }
 
 export function translateIngresses(ctx: TranslateContext, resources: ResourceSet): ListenerDraft[] {
-  const ingresses = resources
+  const ours = resources
     .ofKind('Ingress')
     .filter((ing) => isOurs(ctx, resources, ing))
     .sort(compareByCreation);
+  // ingress-nginx annotations (nginx/): an Ingress whose annotations fail is not served at all.
+  const nginx = new Map<KubeObject, NginxIngressConfig>();
+  for (const ing of ours) {
+    const cfg = parseNginxAnnotations(ctx, resources, ing).config;
+    if (cfg !== null) nginx.set(ing, cfg);
+  }
+  const regexHosts = nginxRegexHosts(ctx, nginx);
+  const ingresses = ours.filter((ing) => nginx.has(ing));
   if (ingresses.length === 0) return [];
+  const canaries: { host: string; path: string; exact: boolean; ing: KubeObject; route: Route; field: string }[] = [];
+  const extras: NginxHostExtras = new Map();
 
   const byHost = new Map<string, PathEntry[]>();
   const certificates: TlsCertificate[] = [];
@@ -54,6 +69,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   let defaultRoute: Route | null = null;
 
   for (const ing of ingresses) {
+    const cfg = nginx.get(ing)!;
     const spec = obj(ing.body.spec);
     const ns = ing.metadata.namespace;
     const base = `ingress/${ns}/${ing.metadata.name}`;
@@ -67,6 +83,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     rules.forEach((rule, ri) => {
       const rawHost = str(rule.host);
       const host = rawHost === undefined || rawHost === '' ? '*' : rawHost.toLowerCase();
+      if (cfg.canary === null) extras.set(host, [...(extras.get(host) ?? []), { ing, cfg, firstPath: str(obj(arr(obj(rule.http).paths)[0]).path) ?? '/' }]);
       const paths = arr(obj(rule.http).paths).map(obj);
       paths.forEach((p, pi) => {
         const field = `spec.rules[${ri}].http.paths[${pi}]`;
@@ -77,11 +94,18 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           return;
         }
         const exact = pathType === 'Exact';
-        if (!exact) path = trimTrailingSlashes(path);
-        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`);
+        const regexMode = regexHosts.has(host);
+        if (!exact && !regexMode) path = trimTrailingSlashes(path);
+        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, cfg);
         if (!action) return;
-        const match: RouteMatch = { ...catchAll()[0], path: exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
-        const route = makeRoute(`${base}/rule/${ri}/path/${pi}`, ing, field, [match], action);
+        const rx = regexMode ? regexPathMatch(path) : null;
+        const match: RouteMatch = { ...catchAll()[0], path: rx !== null && rx.ok ? rx.match : exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
+        const plain = makeRoute(`${base}/rule/${ri}/path/${pi}`, ing, field, [match], action);
+        if (cfg.canary !== null) {
+          canaries.push({ host, path, exact, ing, route: plain, field });
+          return;
+        }
+        const route = applyNginxToRoute(plain, cfg, path, regexMode, base, 503);
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);
@@ -107,9 +131,22 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       const cert = loadTlsCertificate(ctx, resources, { namespace: ns, name: secretName, serverNames: hosts, from: ing, field: `${field}.secretName` });
       if (!cert) return;
       certificates.push(cert);
-      const redirect = ing.metadata.annotations[SSL_REDIRECT_ANNOTATION] !== 'false';
+      const redirect = ing.metadata.annotations[SSL_REDIRECT_ANNOTATION]?.trim() !== 'false';
       for (const h of hosts) if (!tlsHosts.has(h)) tlsHosts.set(h, redirect);
     });
+  }
+
+  // ingress-nginx canaries: attached to the main (non-canary) path with the same host, path and type.
+  for (const c of canaries) {
+    const main = byHost.get(c.host)?.find((e) => e.path === c.path && e.exact === c.exact);
+    const cfg = nginx.get(c.ing)!;
+    if (main === undefined || main.route.action.kind !== 'forward' || c.route.action.kind !== 'forward') {
+      ctx.report('warning', 'MG_UNSUPPORTED', c.ing, `${c.field}.path`, `canary Ingress: no non-canary Ingress serves host "${c.host}" path "${c.path}"; a lone canary is not served (as ingress-nginx)`);
+      continue;
+    }
+    const made = canaryRoutes(main.route, c.route.action.destinations[0].cluster, cfg.canary!, c.route.name);
+    main.route = made.main;
+    main.before = [...(main.before ?? []), ...made.before];
   }
 
   // The default backend answers unknown hosts too.
@@ -121,7 +158,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   const httpHosts: VirtualHostDraft[] = [];
   const httpsHosts: VirtualHostDraft[] = [];
   for (const [host, entries] of [...byHost.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const routes = sortPaths(entries).map((e) => e.route);
+    const routes = sortPaths(entries).flatMap((e) => [...(e.before ?? []), e.route]);
     if (defaultRoute) routes.push(defaultRoute);
     const owner = entries[0]?.ingress ?? first;
     const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
@@ -129,6 +166,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal } } : vh);
     httpsHosts.push(vh);
   }
+  finishNginxHosts(ctx, extras, httpHosts, httpsHosts);
 
   const source = sourceOf(first);
   const drafts: ListenerDraft[] = [
@@ -189,7 +227,7 @@ function isOurs(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject):
 }
 
 /** The forward action for an IngressBackend, or null (reported) when it cannot be served. */
-function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string): Route['action'] | null {
+function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string, cfg?: NginxIngressConfig): Route['action'] | null {
   if (backend.resource !== undefined) {
     ctx.report('warning', 'MG_UNSUPPORTED', ing, `${field}.resource`, 'resource backends are not supported; only service backends are served');
     return null;
@@ -208,8 +246,8 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     ...settings,
     service: { namespace: ing.metadata.namespace, name, port: portNumber !== undefined ? { number: portNumber } : portName !== undefined ? { name: portName } : null },
     subset: null,
-    lbPolicy: 'ROUND_ROBIN',
-    connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    lbPolicy: cfg?.lbPolicy ?? 'ROUND_ROBIN',
+    connectTimeoutMs: cfg?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     connectionPool: null,
     outlierDetection: null,
     from: ing,
@@ -251,4 +289,27 @@ function trimTrailingSlashes(path: string): string {
 function externalPortOf(portMap: Record<string, number>, bindPort: number): number {
   for (const [ext, bind] of Object.entries(portMap)) if (bind === bindPort) return Number(ext);
   return bindPort;
+}
+
+/**
+ * ingress-nginx's host-wide regex mode: a host any of whose Ingresses sets `use-regex: "true"` or a
+ * `rewrite-target` has every path, from every Ingress, matched as `~* "^<path>"`. An Ingress whose
+ * path does not compile as a regex there is not served (reported).
+ */
+function nginxRegexHosts(ctx: TranslateContext, nginx: Map<KubeObject, NginxIngressConfig>): Set<string> {
+  const hostsOf = (ing: KubeObject): string[] => arr(obj(ing.body.spec).rules).map((r) => str(obj(r).host)?.toLowerCase() || '*');
+  const hosts = new Set<string>();
+  for (const [ing, cfg] of nginx) if (cfg.useRegex || cfg.rewriteTarget !== null) for (const h of hostsOf(ing)) hosts.add(h);
+  for (const ing of [...nginx.keys()]) {
+    arr(obj(ing.body.spec).rules).map(obj).forEach((rule, ri) => {
+      if (!hosts.has(str(rule.host)?.toLowerCase() || '*')) return;
+      arr(obj(rule.http).paths).map(obj).forEach((p, pi) => {
+        const r = regexPathMatch(str(p.path) ?? '/');
+        if (!r.ok && nginx.delete(ing)) {
+          ctx.report('error', 'MG_INVALID_REGEX', ing, `spec.rules[${ri}].http.paths[${pi}].path`, `path ${JSON.stringify(str(p.path))} is matched as a regex (use-regex or rewrite-target on this host) and ${r.message}; Ingress ${ing.metadata.namespace}/${ing.metadata.name} is not served`);
+        }
+      });
+    });
+  }
+  return hosts;
 }

@@ -1,0 +1,64 @@
+/**
+ * Per-route request filters that Istio's API has no field for, needed by Kubernetes Ingress with
+ * ingress-nginx annotations: source-address ACLs, a request body limit, Basic authentication and
+ * per-client request and concurrency limits. Plain data, like the rest of the IR.
+ *
+ * They run after the route is chosen and after CORS, only for routes that forward (a redirect route
+ * never reaches them, as nginx answers `return` in its rewrite phase before access checks). Order
+ * (nginx's phases): body size (by Content-Length) -> concurrency limit -> request rate -> deny/allow
+ * -> Basic auth.
+ */
+
+export interface RouteFilters {
+  /** Largest request body in bytes; a larger Content-Length is answered 413 before any upstream is contacted, a chunked body that grows past it is cut and answered 413 if no response started. null = no limit. */
+  maxRequestBodyBytes: number | null;
+  /** Per-client limits; null = none. */
+  requestLimit: RequestLimit | null;
+  /** Source-address ACL; null = any client. */
+  sourceRanges: SourceRanges | null;
+  /** HTTP Basic authentication; null = none. */
+  basicAuth: BasicAuth | null;
+}
+
+/** Client addresses (the connection's peer), as addresses or CIDR blocks, IPv4 or IPv6. */
+export interface SourceRanges {
+  /** A client inside one of these is answered 403 (checked first). */
+  deny: string[];
+  /** When non-empty, a client outside all of these is answered 403. */
+  allow: string[];
+}
+
+/**
+ * ingress-nginx `limit-rps`/`limit-rpm`/`limit-connections`: one zone per `zone` (the Ingress),
+ * keyed by client address, per gateway process (ingress-nginx: per replica).
+ */
+export interface RequestLimit {
+  /** Zone name, e.g. `ingress/default/web`; every route with the same zone shares the counters. */
+  zone: string;
+  /**
+   * Requests per `periodMs` (nginx `limit_req rate`) with `burst` extra requests allowed at once
+   * (`burst ... nodelay`): 1 + burst back-to-back requests pass, then one more every periodMs/rate.
+   * null = no rate limit.
+   */
+  rate: { requests: number; periodMs: number; burst: number } | null;
+  /** Requests in flight at once per client (`limit_conn`); null = no limit. */
+  maxConcurrent: number | null;
+  /** Clients (addresses or CIDRs) the limits never apply to. */
+  exempt: string[];
+  /** Status of a limited request (ConfigMap `limit-req-status-code`, default 503). */
+  status: number;
+}
+
+/** HTTP Basic authentication (ingress-nginx `auth-type: basic`). */
+export interface BasicAuth {
+  /** Realm in `WWW-Authenticate: Basic realm="..."` of the 401 answer. */
+  realm: string;
+  /**
+   * Users and their password hashes as htpasswd writes them: `$apr1$` / `$1$` (MD5-crypt),
+   * `{SHA}` (base64 SHA-1), `{PLAIN}` (clear text). Empty together with `unavailable` = every
+   * request is answered 503 (the Secret is missing or unusable, as ingress-nginx denies the location).
+   */
+  users: { name: string; hash: string }[];
+  /** true: the credentials could not be loaded; every request is answered 503. */
+  unavailable: boolean;
+}

@@ -1,0 +1,86 @@
+/**
+ * Host-level ingress-nginx annotations, applied to the virtual host drafts once every path is in
+ * place. PURE. They are server-level in ingress-nginx: the first Ingress of a host (creation order)
+ * that sets one decides.
+ *
+ * - app-root: `/` (exactly) answers 302 to `<scheme>://<Host><app-root>` (query not kept).
+ * - server-alias: extra names served by the host's routes (a name some rule defines keeps its own).
+ * - from-to-www-redirect: `www.<host>` (or `<host>` without `www.`) answers 308 to the other name,
+ *   path and query kept, unless some rule defines that name.
+ * - force-ssl-redirect: plain-HTTP requests to the Ingress's paths answer 308 to https, whether or
+ *   not the host has a certificate.
+ */
+
+import type { Route } from '../../../ir/types.js';
+import type { KubeObject } from '../../../resources/types.js';
+import { sourceOf, type TranslateContext, type VirtualHostDraft } from '../../types.js';
+import type { NginxIngressConfig } from './parse.js';
+
+/** Per host: its non-canary Ingresses in creation order. */
+export type NginxHostExtras = Map<string, { ing: KubeObject; cfg: NginxIngressConfig; firstPath: string }[]>;
+
+const anyMatch = () => ({ path: null, method: null, scheme: null, authority: null, headers: [], queryParams: [], port: null });
+
+export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[]): void {
+  const defined = new Set(httpHosts.map((v) => v.domain));
+  for (const [host, list] of extras) {
+    const http = httpHosts.find((v) => v.domain === host);
+    const https = httpsHosts.find((v) => v.domain === host);
+    if (http === undefined || https === undefined) continue;
+
+    // force-ssl-redirect: the Ingress's routes answer a redirect to https on the plain-HTTP listener.
+    const forced = new Set(list.filter((e) => e.cfg.forceSslRedirect).map((e) => `${e.ing.metadata.namespace}/${e.ing.metadata.name}`));
+    if (forced.size > 0 && http.httpsRedirect === null) {
+      http.routes = http.routes.map((r): Route => (forced.has(`${r.source.namespace}/${r.source.name}`) && r.action.kind === 'forward' ? { ...r, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308 }, filters: undefined } : r));
+      for (const r of http.routes) if (r.filters === undefined) delete r.filters;
+    }
+
+    const appRoot = list.find((e) => e.cfg.appRoot !== null);
+    if (appRoot !== undefined) {
+      const route: Route = {
+        name: `ingress/${appRoot.ing.metadata.namespace}/${appRoot.ing.metadata.name}/app-root`,
+        source: sourceOf(appRoot.ing, 'metadata.annotations["nginx.ingress.kubernetes.io/app-root"]'),
+        matches: [{ ...anyMatch(), path: { kind: 'exact', value: '/', ignoreCase: false } }],
+        // A trailing `?` in the replacement: the request's query string is not kept (nginx `return 302 $scheme://$http_host<root>`).
+        action: { kind: 'redirect', scheme: null, authority: null, port: null, path: { kind: 'full', value: `${appRoot.cfg.appRoot}?` }, responseCode: 302 },
+        requestHeaders: null,
+        responseHeaders: null,
+        cors: null,
+      };
+      http.routes = [route, ...http.routes];
+      https.routes = [route, ...https.routes];
+    }
+
+    const aliasOwner = list.find((e) => e.cfg.serverAliases.length > 0);
+    if (aliasOwner !== undefined) {
+      for (const alias of aliasOwner.cfg.serverAliases) {
+        if (defined.has(alias)) {
+          ctx.report('warning', 'MG_DUPLICATE_HOST', aliasOwner.ing, 'metadata.annotations["nginx.ingress.kubernetes.io/server-alias"]', `server-alias "${alias}" is a host some Ingress rule defines; that rule's routes serve it`);
+          continue;
+        }
+        defined.add(alias);
+        httpHosts.push({ ...http, domain: alias });
+        httpsHosts.push({ ...https, domain: alias });
+      }
+    }
+
+    const www = list.find((e) => e.cfg.fromToWww);
+    if (www !== undefined && !host.startsWith('*')) {
+      const twin = host.startsWith('www.') ? host.slice(4) : `www.${host}`;
+      if (!defined.has(twin)) {
+        defined.add(twin);
+        const route: Route = {
+          name: `ingress/${www.ing.metadata.namespace}/${www.ing.metadata.name}/from-to-www`,
+          source: sourceOf(www.ing, 'metadata.annotations["nginx.ingress.kubernetes.io/from-to-www-redirect"]'),
+          matches: [anyMatch()],
+          action: { kind: 'redirect', scheme: null, authority: host, port: null, path: null, responseCode: 308 },
+          requestHeaders: null,
+          responseHeaders: null,
+          cors: null,
+        };
+        httpHosts.push({ domain: twin, singleLabelWildcard: true, httpsRedirect: null, routes: [route], source: route.source });
+        httpsHosts.push({ domain: twin, singleLabelWildcard: true, httpsRedirect: null, routes: [route], source: route.source });
+      }
+    }
+  }
+}
