@@ -10,6 +10,7 @@ import type { CompiledSecurity } from '../filters/security.js';
 import type { Dispatcher } from 'undici';
 import type { ConnectionPool, FaultInjection, HttpsRedirect, LbPolicy, OutlierDetection, TlsVersion, UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
 import type { CompiledCors } from '../filters/cors.js';
+import type { CompiledRouteFilters } from '../filters/route-filters.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { CompiledMirror } from '../upstream/mirror.js';
 import type { CompiledRetryPolicy } from '../upstream/retry-policy.js';
@@ -120,6 +121,8 @@ export interface CompiledRoute {
   responseHeaders: CompiledHeaderOps | null;
   /** CORS policy (filters/cors.ts); null = none. */
   cors: CompiledCors | null;
+  /** Ingress request filters (filters/route-filters.ts); null = none. */
+  filters: CompiledRouteFilters | null;
 }
 
 /** One IR RouteMatch: every condition must hold. A catch-all has no conditions. */

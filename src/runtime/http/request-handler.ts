@@ -15,6 +15,7 @@ import type { CompiledForward, CompiledListener, CompiledMatch, CompiledRedirect
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { injectFault, startUpstreamPolicies } from '../upstream/forward-policies.js';
 import { handleCors } from '../filters/cors.js';
+import { admitRouteFilters } from '../filters/route-filters.js';
 import { Exchange } from './exchange.js';
 import { admitRateLimit, applyAuthEdits, runRequestFilters, screenRequest } from '../filters/security.js';
 import type { RequestRecord } from '../../observability/record.js';
@@ -125,6 +126,7 @@ function routeRequest(
   }
   if (listener.security.routeLimits !== null && !admitRateLimit(listener.security, match.route, x)) return;
   if (match.route.cors !== null && handleCors(match.route.cors, x)) return;
+  if (match.route.filters !== null && match.route.action.kind === 'forward' && !admitRouteFilters(match.route.filters, x)) return;
 
   const action = match.route.action;
   switch (action.kind) {

@@ -24,15 +24,21 @@ const anyMatch = () => ({ path: null, method: null, scheme: null, authority: nul
 export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[]): void {
   const defined = new Set(httpHosts.map((v) => v.domain));
   for (const [host, list] of extras) {
-    const http = httpHosts.find((v) => v.domain === host);
+    let http = httpHosts.find((v) => v.domain === host);
     const https = httpsHosts.find((v) => v.domain === host);
     if (http === undefined || https === undefined) continue;
+    // The two listeners may share one draft: give the plain-HTTP one its own before editing it.
+    if (http === https) httpHosts[httpHosts.indexOf(http)] = http = { ...http };
 
     // force-ssl-redirect: the Ingress's routes answer a redirect to https on the plain-HTTP listener.
     const forced = new Set(list.filter((e) => e.cfg.forceSslRedirect).map((e) => `${e.ing.metadata.namespace}/${e.ing.metadata.name}`));
     if (forced.size > 0 && http.httpsRedirect === null) {
-      http.routes = http.routes.map((r): Route => (forced.has(`${r.source.namespace}/${r.source.name}`) && r.action.kind === 'forward' ? { ...r, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308 }, filters: undefined } : r));
-      for (const r of http.routes) if (r.filters === undefined) delete r.filters;
+      http.routes = http.routes.map((r): Route => {
+        if (!forced.has(`${r.source.namespace}/${r.source.name}`) || r.action.kind !== 'forward') return r;
+        // A redirect route runs no request filters (nginx answers the redirect before access checks).
+        const { filters: _filters, ...rest } = r;
+        return { ...rest, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308 } };
+      });
     }
 
     const appRoot = list.find((e) => e.cfg.appRoot !== null);

@@ -1,0 +1,286 @@
+/**
+ * Per-route request filters (IR `Route.filters`, ir/route-filters.ts), with ingress-nginx's
+ * semantics: body size (413), per-client concurrency and request-rate limits (503 by default, nginx
+ * `limit_conn` / `limit_req ... burst nodelay`), source-address deny/allow (403) and HTTP Basic
+ * authentication (401 with `WWW-Authenticate`, 503 when the credentials are unavailable). Run once a
+ * forwarding route is chosen, in nginx's phase order.
+ *
+ * Limit counters are per process and survive snapshot swaps while a zone's settings are unchanged;
+ * keyed state is bounded (least recently used clients are forgotten first).
+ */
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { BasicAuth, RequestLimit, RouteFilters } from '../../ir/types.js';
+import { sendLocalError, type LocalError, type ResponseFlag } from '../http/local-reply.js';
+
+/** Keyed entries kept per zone. */
+const MAX_KEYS = 10_000;
+
+export interface CompiledRouteFilters {
+  maxBody: number | null;
+  limit: ZoneState | null;
+  deny: BlockList | null;
+  allow: BlockList | null;
+  auth: CompiledBasicAuth | null;
+}
+
+/** What the filters need from the request (the Exchange). */
+export interface RouteFilterInput {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  requestBody: Readable | null;
+  header(name: string): string | null;
+}
+
+function reply(status: number, flag: string, code: string, body: string): LocalError {
+  // Flags outside Envoy's upstream set (RL, UAEX-like) are carried as written.
+  return { status, flag: flag as ResponseFlag, code, body: Buffer.from(body) };
+}
+
+const Replies = {
+  tooLarge: reply(413, 'DPE', 'MG_ERR_BODY_TOO_LARGE', 'request entity too large'),
+  forbidden: reply(403, 'RBAC', 'MG_ERR_SOURCE_DENIED', 'access denied'),
+  unauthorized: reply(401, 'UAEX', 'MG_ERR_UNAUTHORIZED', 'authorization required'),
+  authUnavailable: reply(503, 'UAEX', 'MG_ERR_AUTH_UNAVAILABLE', 'authentication is not available'),
+};
+const limited = new Map<number, LocalError>();
+function limitedReply(status: number): LocalError {
+  let r = limited.get(status);
+  if (r === undefined) limited.set(status, (r = reply(status, 'RL', 'MG_ERR_RATE_LIMITED', 'rate limited')));
+  return r;
+}
+
+export function compileRouteFilters(f: RouteFilters): CompiledRouteFilters {
+  return {
+    maxBody: f.maxRequestBodyBytes,
+    limit: f.requestLimit === null ? null : zoneFor(f.requestLimit),
+    deny: f.sourceRanges === null || f.sourceRanges.deny.length === 0 ? null : blockList(f.sourceRanges.deny),
+    allow: f.sourceRanges === null || f.sourceRanges.allow.length === 0 ? null : blockList(f.sourceRanges.allow),
+    auth: f.basicAuth === null ? null : compileBasicAuth(f.basicAuth),
+  };
+}
+
+/**
+ * Runs the filters; true when the request goes on, false when it was answered here. May set
+ * `x.requestBody` (a chunked body counted against the size limit).
+ */
+export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput): boolean {
+  const res = x.res;
+  if (c.maxBody !== null) {
+    const cl = x.header('content-length');
+    if (cl !== null) {
+      if (Number(cl) > c.maxBody) {
+        sendLocalError(res, Replies.tooLarge, true);
+        return false;
+      }
+    } else if (x.header('transfer-encoding') !== null || (x.req.httpVersionMajor === 2 && !x.req.readableEnded)) {
+      x.requestBody = (x.requestBody ?? x.req).pipe(new BodyLimit(c.maxBody, res));
+    }
+  }
+  const ip = plainIp(x.req.socket.remoteAddress ?? '');
+  if (c.limit !== null && !admitLimit(c.limit, ip, res)) return false;
+  if ((c.deny !== null && inBlocks(c.deny, ip)) || (c.allow !== null && !inBlocks(c.allow, ip))) {
+    sendLocalError(res, Replies.forbidden);
+    return false;
+  }
+  if (c.auth !== null) {
+    if (c.auth.unavailable) {
+      sendLocalError(res, Replies.authUnavailable);
+      return false;
+    }
+    if (!checkBasic(c.auth, x.header('authorization'))) {
+      res.setHeader('www-authenticate', c.auth.challenge);
+      sendLocalError(res, Replies.unauthorized);
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Counts a streamed body; past the limit the upload is cut and, if nothing was answered yet, 413 is. */
+class BodyLimit extends Transform {
+  #seen = 0;
+  constructor(readonly limit: number, readonly res: ServerResponse) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen > this.limit) {
+      if (!this.res.headersSent) sendLocalError(this.res, Replies.tooLarge, true);
+      cb(new Error('request body larger than proxy-body-size'));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+// --- per-client limits (nginx limit_conn, limit_req with burst and nodelay) ---
+
+interface ZoneState {
+  settings: RequestLimit;
+  exempt: BlockList | null;
+  reply: LocalError;
+  /** Per client: nginx's `excess` in thousandths of a request, and when it was last updated (ms). */
+  rate: Map<string, { excess: number; at: number }>;
+  inFlight: Map<string, number>;
+}
+
+const zones = new Map<string, ZoneState>();
+
+function zoneFor(l: RequestLimit): ZoneState {
+  const id = JSON.stringify(l);
+  let z = zones.get(id);
+  if (z === undefined) {
+    z = { settings: l, exempt: l.exempt.length === 0 ? null : blockList(l.exempt), reply: limitedReply(l.status), rate: new Map(), inFlight: new Map() };
+    zones.set(id, z);
+    if (zones.size > 1000) zones.delete(zones.keys().next().value as string);
+  }
+  return z;
+}
+
+function admitLimit(z: ZoneState, ip: string, res: ServerResponse): boolean {
+  if (z.exempt !== null && inBlocks(z.exempt, ip)) return true;
+  const s = z.settings;
+  // nginx applies limit_conn before limit_req (preaccess phase order in the template).
+  if (s.maxConcurrent !== null) {
+    const n = z.inFlight.get(ip) ?? 0;
+    if (n >= s.maxConcurrent) {
+      sendLocalError(res, z.reply);
+      return false;
+    }
+  }
+  if (s.rate !== null) {
+    const now = Date.now();
+    const perMs = (s.rate.requests * 1000) / s.rate.periodMs; // thousandths of a request drained per ms
+    const st = z.rate.get(ip);
+    let excess = 0;
+    if (st !== undefined) {
+      excess = Math.max(0, st.excess - perMs * Math.max(0, now - st.at)) + 1000;
+      z.rate.delete(ip);
+    }
+    if (excess > s.rate.burst * 1000) {
+      if (st !== undefined) z.rate.set(ip, st);
+      sendLocalError(res, z.reply);
+      return false;
+    }
+    z.rate.set(ip, { excess, at: now });
+    if (z.rate.size > MAX_KEYS) z.rate.delete(z.rate.keys().next().value as string);
+  }
+  if (s.maxConcurrent !== null) {
+    z.inFlight.set(ip, (z.inFlight.get(ip) ?? 0) + 1);
+    res.once('close', () => {
+      const n = (z.inFlight.get(ip) ?? 1) - 1;
+      if (n <= 0) z.inFlight.delete(ip);
+      else z.inFlight.set(ip, n);
+    });
+  }
+  return true;
+}
+
+// --- source addresses ---
+
+function blockList(values: string[]): BlockList {
+  const list = new BlockList();
+  for (const v of values) {
+    const slash = v.indexOf('/');
+    const addr = slash === -1 ? v : v.slice(0, slash);
+    const type = isIPv4(addr) ? 'ipv4' : isIPv6(addr) ? 'ipv6' : null;
+    if (type === null) continue;
+    if (slash === -1) list.addAddress(addr, type);
+    else list.addSubnet(addr, Number(v.slice(slash + 1)), type);
+  }
+  return list;
+}
+
+function inBlocks(list: BlockList, ip: string): boolean {
+  if (isIPv4(ip)) return list.check(ip, 'ipv4');
+  if (isIPv6(ip)) return list.check(ip, 'ipv6');
+  return false;
+}
+
+function plainIp(addr: string): string {
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
+// --- Basic authentication ---
+
+interface CompiledBasicAuth {
+  challenge: string;
+  unavailable: boolean;
+  users: Map<string, string>;
+  /** Authorization values already verified (bounded): MD5-crypt costs 1000 rounds. */
+  verified: Set<string>;
+}
+
+function compileBasicAuth(a: BasicAuth): CompiledBasicAuth {
+  const users = new Map<string, string>();
+  for (const u of a.users) if (!users.has(u.name)) users.set(u.name, u.hash);
+  return { challenge: `Basic realm="${a.realm}"`, unavailable: a.unavailable, users, verified: new Set() };
+}
+
+function checkBasic(a: CompiledBasicAuth, header: string | null): boolean {
+  if (header === null || header.length < 7 || header.slice(0, 6).toLowerCase() !== 'basic ') return false;
+  if (a.verified.has(header)) return true;
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return false;
+  const hash = a.users.get(decoded.slice(0, colon));
+  if (hash === undefined || !verifyPassword(decoded.slice(colon + 1), hash)) return false;
+  if (a.verified.size >= 1000) a.verified.delete(a.verified.values().next().value as string);
+  a.verified.add(header);
+  return true;
+}
+
+/** htpasswd hashes: `$apr1$`/`$1$` MD5-crypt, `{SHA}`, `{PLAIN}`. Anything else never matches. */
+export function verifyPassword(password: string, hash: string): boolean {
+  let expected: string;
+  if (hash.startsWith('{PLAIN}')) expected = `{PLAIN}${password}`;
+  else if (hash.startsWith('{SHA}')) expected = `{SHA}${createHash('sha1').update(password).digest('base64')}`;
+  else if (hash.startsWith('$apr1$') || hash.startsWith('$1$')) {
+    const magic = hash.startsWith('$apr1$') ? '$apr1$' : '$1$';
+    const salt = hash.slice(magic.length).split('$')[0];
+    expected = md5Crypt(password, salt, magic);
+  } else return false;
+  const a = Buffer.from(expected);
+  const b = Buffer.from(hash);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+const ITOA64 = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** MD5-crypt (Poul-Henning Kamp's algorithm; `$apr1$` is Apache's variant with another magic). */
+export function md5Crypt(password: string, rawSalt: string, magic: string): string {
+  const pw = Buffer.from(password, 'utf8');
+  const salt = Buffer.from(rawSalt.slice(0, 8), 'utf8');
+  const md5 = () => createHash('md5');
+  const alt = md5().update(pw).update(salt).update(pw).digest();
+  const ctx = md5().update(pw).update(magic).update(salt);
+  for (let pl = pw.length; pl > 0; pl -= 16) ctx.update(alt.subarray(0, Math.min(pl, 16)));
+  for (let i = pw.length; i > 0; i >>= 1) ctx.update(i & 1 ? Buffer.from([0]) : pw.subarray(0, 1));
+  let fin = ctx.digest();
+  for (let i = 0; i < 1000; i++) {
+    const c = md5();
+    c.update(i & 1 ? pw : fin);
+    if (i % 3) c.update(salt);
+    if (i % 7) c.update(pw);
+    c.update(i & 1 ? fin : pw);
+    fin = c.digest();
+  }
+  let out = '';
+  const to64 = (v: number, n: number) => {
+    for (let k = 0; k < n; k++) {
+      out += ITOA64[v & 0x3f];
+      v >>= 6;
+    }
+  };
+  to64((fin[0] << 16) | (fin[6] << 8) | fin[12], 4);
+  to64((fin[1] << 16) | (fin[7] << 8) | fin[13], 4);
+  to64((fin[2] << 16) | (fin[8] << 8) | fin[14], 4);
+  to64((fin[3] << 16) | (fin[9] << 8) | fin[15], 4);
+  to64((fin[4] << 16) | (fin[10] << 8) | fin[5], 4);
+  to64(fin[11], 2);
+  return `${magic}${salt.toString('utf8')}$${out}`;
+}
