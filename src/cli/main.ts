@@ -9,6 +9,7 @@
  *                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
  *   meshgate validate DIR...      print every diagnostic; exit 1 when any is an error
  *   meshgate translate DIR        print the IR snapshot as JSON
+ *   meshgate migrate DIR|--kubernetes  ingress-nginx annotations: honoured/refused/unsupported/unknown; exit 1 when behaviour would change
  *   meshgate demo                 echo backends + examples/ (what `npm start` runs)
  *
  * Bad usage: a one-line error on stderr and exit code 2.
@@ -51,6 +52,8 @@ ${OBSERVABILITY_USAGE}
   meshgate translate DIR [--routes] [--clusters]
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
+  meshgate migrate (DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...) [--output text|json]
+               [--ingress-class nginx] [--ingress-controller-name k8s.io/ingress-nginx]
   meshgate demo
 `;
 
@@ -59,6 +62,8 @@ const TRANSLATE_FLAGS = {
   'https-port': { type: 'string' },
   'port-map': { type: 'string' },
   'ingress-class': { type: 'string' },
+  'ingress-controller-name': { type: 'string' },
+  'watch-ingress-nginx-class': { type: 'boolean' },
   'gateway-labels': { type: 'string' },
   'bind-address': { type: 'string' },
   ...SECURITY_FLAGS,
@@ -134,11 +139,16 @@ function labels(value: string | undefined): Record<string, string> {
 
 function translateOptions(v: Record<string, string | boolean | string[] | undefined>): TranslateOptions {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
-  const ingressClass = str('ingress-class') ?? DEFAULT_TRANSLATE_OPTIONS.ingressClass;
+  // --watch-ingress-nginx-class: take over from ingress-nginx (class `nginx`, IngressClasses of controller k8s.io/ingress-nginx).
+  const nginxTakeover = v['watch-ingress-nginx-class'] === true;
+  const ingressClass = str('ingress-class') ?? (nginxTakeover ? 'nginx' : DEFAULT_TRANSLATE_OPTIONS.ingressClass);
+  const controllerName = str('ingress-controller-name') ?? (nginxTakeover ? 'k8s.io/ingress-nginx' : DEFAULT_TRANSLATE_OPTIONS.controllerName);
+  if (!/^[a-z0-9.-]+(\/[A-Za-z0-9._-]+)+$/.test(controllerName)) throw new UsageError(`--ingress-controller-name: "${controllerName}" is not a controller name like example.com/controller`);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ingressClass)) throw new UsageError(`--ingress-class: "${ingressClass}" is not a valid IngressClass name`);
   return {
     ...DEFAULT_TRANSLATE_OPTIONS,
     ingressClass,
+    controllerName,
     gatewayLabels: labels(str('gateway-labels')),
     httpPort: port('http-port', str('http-port'), DEFAULT_TRANSLATE_OPTIONS.httpPort),
     httpsPort: port('https-port', str('https-port'), DEFAULT_TRANSLATE_OPTIONS.httpsPort),
@@ -249,6 +259,17 @@ export async function main(argv: string[]): Promise<number> {
       return inspectCommand(command, rest, (m) => {
         throw new UsageError(m);
       });
+    case 'migrate': {
+      const { values, positionals } = parse(rest, { ...TRANSLATE_FLAGS, output: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true } }, true);
+      if ((positionals.length === 1) === (values.kubernetes === true)) throw new UsageError('migrate: exactly one of DIR and --kubernetes is required');
+      const output = values.output ?? 'text';
+      if (output !== 'text' && output !== 'json') throw new UsageError(`--output: "${output}" is not text or json`);
+      // The report is about taking over ingress-nginx's Ingresses: class nginx unless told otherwise.
+      const options = translateOptions({ 'watch-ingress-nginx-class': values['ingress-class'] === undefined && values['ingress-controller-name'] === undefined, ...values });
+      const { loadForMigrate, migrateReport } = await import('./migrate.js');
+      const loaded = await loadForMigrate(positionals[0] ?? null, { kubeconfig: values.kubeconfig, watchNamespaces: values['watch-namespace'] ?? [] });
+      return migrateReport(loaded, options, output, (s) => process.stdout.write(s));
+    }
     case 'demo':
       return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
     case undefined:
@@ -258,7 +279,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters or demo)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate or demo)`);
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The Secrets the routes use, read from the objects that name them, so the source can watch exactly
  * those, each in the namespace of the object that names it (where translate looks for it):
- * - Ingress `spec.tls[].secretName` and the ingress-nginx annotation `proxy-ssl-secret`;
+ * - Ingress `spec.tls[].secretName` and the ingress-nginx annotations `proxy-ssl-secret` and `auth-secret`;
  * - Istio Gateway `servers[].tls.credentialName` / `credentialNames`, and for each the
  *   `<name>-cacert` Secret that may hold the client CAs (MUTUAL, OPTIONAL_MUTUAL);
  * - DestinationRule `tls.credentialName` at rule, port and subset level (upstream TLS).
@@ -17,12 +17,14 @@ export function referencedSecrets(objects: Iterable<KubeObject>): string[] {
     const spec = obj(o.body.spec);
     if (o.kind === 'Ingress') {
       for (const t of arr(spec.tls)) add(out, ns, str(obj(t).secretName));
-      const proxySsl = o.metadata.annotations['nginx.ingress.kubernetes.io/proxy-ssl-secret']?.trim();
-      if (proxySsl) {
-        const slash = proxySsl.indexOf('/');
+      // proxy-ssl-secret and (basic auth) auth-secret.
+      for (const key of ['proxy-ssl-secret', 'auth-secret']) {
+        const ref = o.metadata.annotations[`nginx.ingress.kubernetes.io/${key}`]?.trim();
+        if (!ref) continue;
+        const slash = ref.indexOf('/');
         // Another namespace is refused by translate; only the Ingress's own namespace is read.
-        if (slash === -1) add(out, ns, proxySsl);
-        else if (proxySsl.slice(0, slash) === ns) add(out, ns, proxySsl.slice(slash + 1));
+        if (slash === -1) add(out, ns, ref);
+        else if (ref.slice(0, slash) === ns) add(out, ns, ref.slice(slash + 1));
       }
     } else if (o.kind === 'Gateway') {
       for (const s of arr(spec.servers)) {
