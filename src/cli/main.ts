@@ -44,6 +44,7 @@ const USAGE = `usage:
                 [--secret-label-selector a=b])
                [--http-port 8080] [--https-port 8443] [--admin-port 15000]
                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
+               [--watch-ingress-nginx-class] [--ingress-controller-name NAME] [--nginx-configmap NS/NAME]
                [--gateway-labels istio=ingressgateway] [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
@@ -64,6 +65,7 @@ const TRANSLATE_FLAGS = {
   'ingress-class': { type: 'string' },
   'ingress-controller-name': { type: 'string' },
   'watch-ingress-nginx-class': { type: 'boolean' },
+  'nginx-configmap': { type: 'string' },
   'gateway-labels': { type: 'string' },
   'bind-address': { type: 'string' },
   ...SECURITY_FLAGS,
@@ -145,10 +147,14 @@ function translateOptions(v: Record<string, string | boolean | string[] | undefi
   const controllerName = str('ingress-controller-name') ?? (nginxTakeover ? 'k8s.io/ingress-nginx' : DEFAULT_TRANSLATE_OPTIONS.controllerName);
   if (!/^[a-z0-9.-]+(\/[A-Za-z0-9._-]+)+$/.test(controllerName)) throw new UsageError(`--ingress-controller-name: "${controllerName}" is not a controller name like example.com/controller`);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ingressClass)) throw new UsageError(`--ingress-class: "${ingressClass}" is not a valid IngressClass name`);
+  const cm = str('nginx-configmap');
+  const cmParts = cm === undefined ? null : /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/.exec(cm);
+  if (cm !== undefined && cmParts === null) throw new UsageError(`--nginx-configmap: "${cm}" is not NAMESPACE/NAME`);
   return {
     ...DEFAULT_TRANSLATE_OPTIONS,
     ingressClass,
     controllerName,
+    ...(cmParts ? { nginxConfigMap: { namespace: cmParts[1], name: cmParts[3] } } : {}),
     gatewayLabels: labels(str('gateway-labels')),
     httpPort: port('http-port', str('http-port'), DEFAULT_TRANSLATE_OPTIONS.httpPort),
     httpsPort: port('https-port', str('https-port'), DEFAULT_TRANSLATE_OPTIONS.httpsPort),
@@ -267,7 +273,7 @@ export async function main(argv: string[]): Promise<number> {
       // The report is about taking over ingress-nginx's Ingresses: class nginx unless told otherwise.
       const options = translateOptions({ 'watch-ingress-nginx-class': values['ingress-class'] === undefined && values['ingress-controller-name'] === undefined, ...values });
       const { loadForMigrate, migrateReport } = await import('./migrate.js');
-      const loaded = await loadForMigrate(positionals[0] ?? null, { kubeconfig: values.kubeconfig, watchNamespaces: values['watch-namespace'] ?? [] });
+      const loaded = await loadForMigrate(positionals[0] ?? null, { kubeconfig: values.kubeconfig, watchNamespaces: values['watch-namespace'] ?? [], configMaps: options.nginxConfigMap ? [options.nginxConfigMap] : [] });
       return migrateReport(loaded, options, output, (s) => process.stdout.write(s));
     }
     case 'demo':

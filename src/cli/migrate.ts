@@ -36,11 +36,11 @@ export interface MigrateIngress {
   changesBehaviour: boolean;
 }
 
-export async function loadForMigrate(dir: string | null, k8s: { kubeconfig?: string; watchNamespaces: string[] }): Promise<LoadedConfig> {
+export async function loadForMigrate(dir: string | null, k8s: { kubeconfig?: string; watchNamespaces: string[]; configMaps: { namespace: string; name: string }[] }): Promise<LoadedConfig> {
   if (dir !== null) return loadDirectory(path.resolve(dir));
   const { ApiClient } = await import('../providers/kubernetes/api-client.js');
   const { KubernetesSource } = await import('../providers/kubernetes/source.js');
-  const source = new KubernetesSource({ client: ApiClient.load(k8s.kubeconfig ?? null), log: new Logger('warn', { component: 'migrate' }), watchNamespaces: k8s.watchNamespaces.length > 0 ? k8s.watchNamespaces : null, secretLabelSelector: null });
+  const source = new KubernetesSource({ client: ApiClient.load(k8s.kubeconfig ?? null), log: new Logger('warn', { component: 'migrate' }), watchNamespaces: k8s.watchNamespaces.length > 0 ? k8s.watchNamespaces : null, secretLabelSelector: null, configMaps: k8s.configMaps });
   try {
     return await source.load();
   } finally {

@@ -18,6 +18,53 @@ export interface RouteFilters {
   sourceRanges: SourceRanges | null;
   /** HTTP Basic authentication; null = none. */
   basicAuth: BasicAuth | null;
+  /** Where the client address for `requestLimit` and `sourceRanges` comes from; absent = the connection's peer. */
+  clientAddress?: ClientAddress;
+  /** External authentication by subrequest (ingress-nginx `auth-url`), after Basic auth; absent = none. */
+  externalAuth?: ExternalAuth;
+}
+
+/**
+ * nginx `auth_request` (ingress-nginx `auth-url`): before proxying, a request without body goes to
+ * `cluster` with the client's headers plus `x-original-url`, `x-original-method`, `x-sent-from`,
+ * `x-real-ip`, `x-auth-request-redirect` and Host `authority`. A 2xx answer allows (the
+ * `responseHeaders` of the answer are set on the upstream request, a missing one removed; its
+ * Set-Cookie goes to the client); 401 is answered 401 (with the service's WWW-Authenticate), or a
+ * 302 to `signin` when set; 403 is answered 403; anything else, a connection error or `timeoutMs`: 500.
+ */
+export interface ExternalAuth {
+  /** Name of a Cluster in `IRSnapshot.clusters`. */
+  cluster: string;
+  /** Host header of the auth request (the URL's host[:port]). */
+  authority: string;
+  /** Path and query of the auth request (the URL's). */
+  path: string;
+  /** Method of the auth request; null = the client request's method. */
+  method: string | null;
+  /** Lowercase headers of the auth answer copied onto the upstream request. */
+  responseHeaders: string[];
+  /** Sign-in URL for 401 answers (`auth-signin`); null = the 401 is returned. */
+  signin: string | null;
+  /** Query parameter carrying the original URL on the sign-in redirect (default `rd`). */
+  signinRedirectParam: string;
+  /** Value of `x-auth-request-redirect`; null = the request URI. */
+  requestRedirect: string | null;
+  /** Copy the auth answer's Set-Cookie to the client on denials too (`auth-always-set-cookie`). */
+  alwaysSetCookie: boolean;
+  /** Most time for the whole auth answer, ms. */
+  timeoutMs: number;
+}
+
+/**
+ * nginx realip (ingress-nginx `use-forwarded-headers` with `forwarded-for-header` and
+ * `proxy-real-ip-cidr`): when the peer is inside `trusted`, the addresses of `header` are walked from
+ * the right and the first one not inside `trusted` is the client (the leftmost when all are).
+ */
+export interface ClientAddress {
+  /** Lowercase header name, e.g. `x-forwarded-for`. */
+  header: string;
+  /** Trusted proxies (addresses or CIDR blocks). */
+  trusted: string[];
 }
 
 /** Client addresses (the connection's peer), as addresses or CIDR blocks, IPv4 or IPv6. */

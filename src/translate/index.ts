@@ -15,6 +15,7 @@ import { mergeListeners } from './merge/listeners.js';
 import { translateSecurity } from './security/index.js';
 import { translateGatewayTopology } from './istio/gateway-topology.js';
 import { translateAccessLogging } from './telemetry/access-logging.js';
+import { withNginxAccessLog } from './ingress/nginx/configmap.js';
 import { translateTracing } from './telemetry/tracing.js';
 import { TranslateContext, type TranslateOptions } from './types.js';
 
@@ -31,7 +32,7 @@ export function translate(resources: ResourceSet, options: TranslateOptions): Tr
   // TCP and TLS passthrough servers, on ports no HTTP listener took.
   const tcpListeners = translateIstioTcp(ctx, resources, new Set(listeners.map((l) => l.port)));
   const security = { ...translateSecurity(ctx, resources), ...translateGatewayTopology(ctx, resources) };
-  const accessLogging = translateAccessLogging(ctx, resources);
+  const accessLogging = withNginxAccessLog(ctx, resources, translateAccessLogging(ctx, resources));
   const tracing = translateTracing(ctx, resources);
   const clusters = ctx.clusters();
   // The translator builds every object with a fixed key order, so plain JSON is already canonical

@@ -26,6 +26,8 @@ export interface TranslateOptions {
   escapedSlashes: EscapedSlashesAction;
   /** Header names with `_` (`--headers-with-underscores`); see ir/security.ts. */
   headersWithUnderscores: UnderscoreHeadersAction;
+  /** The ingress-nginx controller ConfigMap (`--nginx-configmap NS/NAME`); absent/null = none (translate/ingress/nginx/configmap.ts). */
+  nginxConfigMap?: { namespace: string; name: string } | null;
 }
 
 export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = {

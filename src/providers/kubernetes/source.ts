@@ -38,6 +38,8 @@ export interface KubernetesSourceOptions {
   rediscoverMs?: number;
   backoff?: BackoffOptions;
   pageSize?: number;
+  /** More ConfigMaps watched by name, whatever `watchNamespaces` says (the ingress-nginx controller ConfigMap). */
+  configMaps?: { namespace: string; name: string }[];
 }
 
 export class KubernetesSource implements ConfigSource {
@@ -148,6 +150,13 @@ export class KubernetesSource implements ConfigSource {
     const mesh = this.#reflector(CONFIGMAPS, 'v1', MESH_CONFIG_NAMESPACE, { fieldSelector: `metadata.name=${MESH_CONFIG_NAME}` });
     this.#reflectors.set(`ConfigMap|${MESH_CONFIG_NAMESPACE}`, mesh);
     mesh.start();
+    for (const c of this.#opts.configMaps ?? []) {
+      const key = `ConfigMap|${c.namespace}/${c.name}`;
+      if (this.#reflectors.has(key)) continue;
+      const r = this.#reflector(CONFIGMAPS, 'v1', c.namespace, { fieldSelector: `metadata.name=${c.name}` });
+      this.#reflectors.set(key, r);
+      r.start();
+    }
   }
 
   #markMissing(r: WatchedResource): void {

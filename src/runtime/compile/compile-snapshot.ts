@@ -207,7 +207,7 @@ function compileRoute(r: Route, clusters: Map<string, CompiledCluster>): Compile
     requestHeaders: compileHeaderOps(r.requestHeaders),
     responseHeaders: compileHeaderOps(r.responseHeaders),
     cors: r.cors === null ? null : compileCors(r.cors),
-    filters: r.filters === undefined ? null : compileRouteFilters(r.filters),
+    filters: r.filters === undefined ? null : compileRouteFilters(r.filters, clusters),
   };
   route.matches = r.matches.map((m) => compileMatch(m, route));
   return route;

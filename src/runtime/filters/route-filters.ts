@@ -15,6 +15,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { BasicAuth, RequestLimit, RouteFilters } from '../../ir/types.js';
 import { sendLocalError, type LocalError, type ResponseFlag } from '../http/local-reply.js';
+import type { CompiledCluster } from '../compile/types.js';
+import { compileExternalAuth, runExternalAuth, type CompiledExternalAuth, type ExternalAuthInput } from './external-auth.js';
 
 /** Keyed entries kept per zone. */
 const MAX_KEYS = 10_000;
@@ -25,10 +27,14 @@ export interface CompiledRouteFilters {
   deny: BlockList | null;
   allow: BlockList | null;
   auth: CompiledBasicAuth | null;
+  /** nginx realip: the client address from a header when the peer is trusted; null = the peer. */
+  realIp: { header: string; trusted: BlockList } | null;
+  /** auth-url; null = none. */
+  external: CompiledExternalAuth | null;
 }
 
 /** What the filters need from the request (the Exchange). */
-export interface RouteFilterInput {
+export interface RouteFilterInput extends ExternalAuthInput {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   requestBody: Readable | null;
@@ -53,34 +59,38 @@ function limitedReply(status: number): LocalError {
   return r;
 }
 
-export function compileRouteFilters(f: RouteFilters): CompiledRouteFilters {
+export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<string, CompiledCluster>): CompiledRouteFilters {
   return {
     maxBody: f.maxRequestBodyBytes,
     limit: f.requestLimit === null ? null : zoneFor(f.requestLimit),
     deny: f.sourceRanges === null || f.sourceRanges.deny.length === 0 ? null : blockList(f.sourceRanges.deny),
     allow: f.sourceRanges === null || f.sourceRanges.allow.length === 0 ? null : blockList(f.sourceRanges.allow),
     auth: f.basicAuth === null ? null : compileBasicAuth(f.basicAuth),
+    realIp: f.clientAddress === undefined ? null : { header: f.clientAddress.header, trusted: blockList(f.clientAddress.trusted) },
+    external: f.externalAuth === undefined ? null : compileExternalAuth(f.externalAuth, clusters),
   };
 }
 
 /**
- * Runs the filters; true when the request goes on, false when it was answered here. May set
- * `x.requestBody` (a chunked body counted against the size limit).
+ * Runs the filters; true when the request goes on now, false when it was answered here or waits for
+ * the external auth service (then `next` is called if it allows). May set `x.requestBody` (a chunked
+ * body counted against the size limit).
  */
-export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput): boolean {
+export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, next: () => void): boolean {
   const res = x.res;
   if (c.maxBody !== null) {
     const cl = x.header('content-length');
     if (cl !== null) {
       if (Number(cl) > c.maxBody) {
-        sendLocalError(res, Replies.tooLarge, true);
+        sendTooLarge(x.req, res);
         return false;
       }
     } else if (x.header('transfer-encoding') !== null || (x.req.httpVersionMajor === 2 && !x.req.readableEnded)) {
       x.requestBody = (x.requestBody ?? x.req).pipe(new BodyLimit(c.maxBody, res));
     }
   }
-  const ip = plainIp(x.req.socket.remoteAddress ?? '');
+  let ip = plainIp(x.req.socket.remoteAddress ?? '');
+  if (c.realIp !== null) ip = realClientIp(ip, x.header(c.realIp.header), c.realIp.trusted);
   if (c.limit !== null && !admitLimit(c.limit, ip, res)) return false;
   if ((c.deny !== null && inBlocks(c.deny, ip)) || (c.allow !== null && !inBlocks(c.allow, ip))) {
     sendLocalError(res, Replies.forbidden);
@@ -97,23 +107,61 @@ export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput):
       return false;
     }
   }
+  if (c.external !== null) {
+    runExternalAuth(c.external, x, ip, next);
+    return false;
+  }
   return true;
 }
 
-/** Counts a streamed body; past the limit the upload is cut and, if nothing was answered yet, 413 is. */
+/** Most time a refused upload is read and discarded after the 413 before the connection is closed. */
+const LINGER_MS = 5000;
+
+/**
+ * 413 without closing at once: the server reads and discards the rest of the upload (so the client,
+ * still sending, gets to read the answer instead of a reset), for at most LINGER_MS (nginx's
+ * lingering close).
+ */
+function sendTooLarge(req: IncomingMessage, res: ServerResponse): void {
+  sendLocalError(res, Replies.tooLarge);
+  // HTTP/2: the stream is reset by the engine once answered; only HTTP/1.1 connections linger.
+  if (req.httpVersionMajor === 2) return;
+  res.once('finish', () => {
+    if (req.readableEnded) return;
+    const t = setTimeout(() => req.socket.destroy(), LINGER_MS);
+    t.unref();
+    req.once('end', () => clearTimeout(t));
+    req.once('close', () => clearTimeout(t));
+  });
+}
+
+/**
+ * Counts a streamed body. Past the limit nothing more goes upstream (the body is never ended, so the
+ * backend cannot take the truncated upload for a whole one) and 413 is answered on a kept-alive
+ * connection: the server then reads and discards the rest of the upload, so the client sees the 413
+ * instead of a reset while it is still sending (nginx's lingering close); the answer's end aborts the
+ * upstream request. If the backend already answered, its answer stands and the upload is cut.
+ */
 class BodyLimit extends Transform {
   #seen = 0;
+  #over = false;
   constructor(readonly limit: number, readonly res: ServerResponse) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.#over) return cb();
     this.#seen += chunk.length;
     if (this.#seen > this.limit) {
-      if (!this.res.headersSent) sendLocalError(this.res, Replies.tooLarge, true);
-      cb(new Error('request body larger than proxy-body-size'));
-      return;
+      this.#over = true;
+      if (!this.res.headersSent) sendTooLarge(this.res.req, this.res);
+      else this.res.destroy();
+      return cb();
     }
     cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    // Past the limit the upstream body is never completed.
+    if (!this.#over) cb();
   }
 }
 
@@ -199,6 +247,15 @@ function inBlocks(list: BlockList, ip: string): boolean {
   if (isIPv4(ip)) return list.check(ip, 'ipv4');
   if (isIPv6(ip)) return list.check(ip, 'ipv6');
   return false;
+}
+
+/** nginx `real_ip_recursive on`: from the right, the first address not trusted (the leftmost when all are). */
+export function realClientIp(peer: string, header: string | null, trusted: BlockList): string {
+  if (header === null || !inBlocks(trusted, peer)) return peer;
+  const list = header.split(',').map((s) => plainIp(s.trim())).filter((s) => isIPv4(s) || isIPv6(s));
+  if (list.length === 0) return peer;
+  for (let i = list.length - 1; i >= 0; i--) if (!inBlocks(trusted, list[i])) return list[i];
+  return list[0];
 }
 
 function plainIp(addr: string): string {

@@ -126,11 +126,12 @@ function routeRequest(
   }
   if (listener.security.routeLimits !== null && !admitRateLimit(listener.security, match.route, x)) return;
   if (match.route.cors !== null && handleCors(match.route.cors, x)) return;
-  if (match.route.filters !== null && match.route.action.kind === 'forward' && !admitRouteFilters(match.route.filters, x)) return;
 
   const action = match.route.action;
   switch (action.kind) {
     case 'forward':
+      // Ingress request filters (filters/route-filters.ts): only for routes that forward.
+      if (match.route.filters !== null && !admitRouteFilters(match.route.filters, x, () => forward(env, listener, x, match, action, target))) return;
       return forward(env, listener, x, match, action, target);
     case 'redirect':
       return sendRedirect(res, action.responseCode, redirectLocation(action, match, listener, x, hostName, authority, query));

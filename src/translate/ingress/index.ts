@@ -29,11 +29,11 @@ import { loadTlsCertificate } from '../secrets.js';
 import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js';
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
+import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
 const DEFAULT_CLASS_ANNOTATION = 'ingressclass.kubernetes.io/is-default-class';
-const SSL_REDIRECT_ANNOTATION = 'nginx.ingress.kubernetes.io/ssl-redirect';
 
 interface PathEntry {
   host: string;
@@ -52,9 +52,10 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     .sort(compareByCreation);
   // ingress-nginx annotations (nginx/): an Ingress whose annotations fail is not served at all.
   const nginx = new Map<KubeObject, NginxIngressConfig>();
+  const global = readNginxConfigMap(ctx, resources);
   for (const ing of ours) {
     const cfg = parseNginxAnnotations(ctx, resources, ing).config;
-    if (cfg !== null) nginx.set(ing, cfg);
+    if (cfg !== null) nginx.set(ing, withGlobals(cfg, global, ing.metadata.annotations));
   }
   const regexHosts = nginxRegexHosts(ctx, nginx);
   const ingresses = ours.filter((ing) => nginx.has(ing));
@@ -105,7 +106,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           canaries.push({ host, path, exact, ing, route: plain, field });
           return;
         }
-        const route = applyNginxToRoute(plain, cfg, path, regexMode, base, 503);
+        const route = applyNginxToRoute(plain, cfg, path, regexMode, base, global?.limitStatus ?? 503, global?.realIp ?? null);
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);
@@ -131,7 +132,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       const cert = loadTlsCertificate(ctx, resources, { namespace: ns, name: secretName, serverNames: hosts, from: ing, field: `${field}.secretName` });
       if (!cert) return;
       certificates.push(cert);
-      const redirect = ing.metadata.annotations[SSL_REDIRECT_ANNOTATION]?.trim() !== 'false';
+      const redirect = cfg.sslRedirect;
       for (const h of hosts) if (!tlsHosts.has(h)) tlsHosts.set(h, redirect);
     });
   }
@@ -166,7 +167,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal } } : vh);
     httpsHosts.push(vh);
   }
-  finishNginxHosts(ctx, extras, httpHosts, httpsHosts);
+  finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));
 
   const source = sourceOf(first);
   const drafts: ListenerDraft[] = [
@@ -185,7 +186,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       port: opts.httpsPort,
       externalPort: externalPortOf(opts.portMap, opts.httpsPort),
       protocol: 'HTTPS',
-      chains: [{ name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: 'TLSv1.2', maxProtocolVersion: 'TLSv1.3', cipherSuites: [], clientValidation: null }, virtualHosts: httpsHosts }],
+      chains: [{ name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: null }, virtualHosts: httpsHosts }],
       source,
     });
   }

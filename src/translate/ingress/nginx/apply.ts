@@ -8,7 +8,7 @@
  * -> request `HeaderOps`. What Istio has no field for goes to `Route.filters` (route-filters.ts).
  */
 
-import type { ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
+import type { ClientAddress, ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import type { NginxIngressConfig } from './parse.js';
 
@@ -24,7 +24,7 @@ export function regexPathMatch(path: string): { ok: true; match: PathMatch } | {
  * regex mode (the path is a regex). `zone`: the Ingress's rate-limit zone. `limitStatus`: the status
  * of a limited request.
  */
-export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: string, regexMode: boolean, zone: string, limitStatus: number): Route {
+export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: string, regexMode: boolean, zone: string, limitStatus: number, realIp: ClientAddress | null = null): Route {
   if (cfg.redirect !== null) {
     const r = cfg.redirect;
     // nginx `return <code> <url>`: the URL verbatim. A trailing `?` in the IR replacement means "no
@@ -57,14 +57,17 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     requestHeaders = { set: requestHeaders?.set ?? [], add: requestHeaders?.add ?? [], remove: [...(requestHeaders?.remove ?? []), 'authorization'] };
   }
   const out: Route = { ...route, action, requestHeaders, cors: cfg.cors };
-  const hasFilters = cfg.maxBodyBytes !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null;
+  const maxBody = cfg.maxBodyBytes === 0 ? null : cfg.maxBodyBytes;
+  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null;
   if (hasFilters) {
     out.filters = {
-      maxRequestBodyBytes: cfg.maxBodyBytes,
+      maxRequestBodyBytes: maxBody,
       requestLimit: cfg.limit === null ? null : { zone, ...cfg.limit, status: limitStatus },
       sourceRanges: cfg.allow.length > 0 || cfg.deny.length > 0 ? { allow: cfg.allow, deny: cfg.deny } : null,
       basicAuth: cfg.basicAuth,
     };
+    if (realIp !== null) out.filters.clientAddress = realIp;
+    if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth;
   }
   return out;
 }

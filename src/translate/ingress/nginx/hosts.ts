@@ -21,7 +21,7 @@ export type NginxHostExtras = Map<string, { ing: KubeObject; cfg: NginxIngressCo
 
 const anyMatch = () => ({ path: null, method: null, scheme: null, authority: null, headers: [], queryParams: [], port: null });
 
-export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[]): void {
+export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set()): void {
   const defined = new Set(httpHosts.map((v) => v.domain));
   for (const [host, list] of extras) {
     let http = httpHosts.find((v) => v.domain === host);
@@ -87,6 +87,18 @@ export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras,
         httpHosts.push({ domain: twin, singleLabelWildcard: true, httpsRedirect: null, routes: [route], source: route.source });
         httpsHosts.push({ domain: twin, singleLabelWildcard: true, httpsRedirect: null, routes: [route], source: route.source });
       }
+    }
+  }
+
+  // ConfigMap hsts: Strict-Transport-Security on HTTPS responses of hosts that have a certificate.
+  if (hsts !== null) {
+    for (let i = 0; i < httpsHosts.length; i++) {
+      const vh = httpsHosts[i];
+      if (!tlsHosts.has(vh.domain)) continue;
+      const routes = vh.routes.map((r): Route => ({ ...r, responseHeaders: { set: [...(r.responseHeaders?.set ?? []).filter((h) => h.name !== 'strict-transport-security'), { name: 'strict-transport-security', value: hsts }], add: r.responseHeaders?.add ?? [], remove: r.responseHeaders?.remove ?? [] } }));
+      httpsHosts[i] = { ...vh, routes };
+      const j = httpHosts.indexOf(vh);
+      if (j !== -1) httpHosts[j] = { ...vh };
     }
   }
 }

@@ -9,7 +9,8 @@
  * unknown keys are warnings and the Ingress is served without them (registry.ts).
  */
 
-import type { BasicAuth, CorsPolicy, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch } from '../../../ir/types.js';
+import type { BasicAuth, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch } from '../../../ir/types.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../../backends.js';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import { ipFamily } from '../../../lib/ip.js';
 import { obj, str } from '../../../lib/unknown.js';
@@ -60,6 +61,7 @@ export interface NginxIngressConfig {
   redirect: RedirectConfig | null;
   fromToWww: boolean;
   serverAliases: string[];
+  /** Body limit in bytes; 0 = none (explicit), null = not set. */
   maxBodyBytes: number | null;
   connectTimeoutMs: number | null;
   readTimeoutMs: number | null;
@@ -67,6 +69,7 @@ export interface NginxIngressConfig {
   allow: string[];
   deny: string[];
   basicAuth: BasicAuth | null;
+  externalAuth: ExternalAuth | null;
   cors: CorsPolicy | null;
   limit: Omit<RequestLimit, 'zone' | 'status'> | null;
   lbPolicy: LbPolicy | null;
@@ -266,6 +269,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const allow = get('allowlist-source-range') ? cidrs('allowlist-source-range') : cidrs('whitelist-source-range');
   const deny = cidrs('denylist-source-range');
   const basicAuth = parseAuth(ctx, resources, ing, get, field, (name, m) => fail(name, m));
+  const externalAuth = parseAuthUrl(ctx, resources, ing, get, field, (name, m) => fail(name, m));
 
   const cors = bool('enable-cors', false) ? parseCors(get, (name, m) => fail(name, m)) : null;
 
@@ -299,13 +303,14 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       redirect,
       fromToWww,
       serverAliases,
-      maxBodyBytes: maxBody === null || maxBody === 0 ? null : maxBody,
+      maxBodyBytes: maxBody,
       connectTimeoutMs,
       readTimeoutMs,
       nextUpstream,
       allow,
       deny,
       basicAuth,
+      externalAuth,
       cors,
       limit,
       lbPolicy,
@@ -561,4 +566,91 @@ function secretData(secret: KubeObject): Record<string, string> {
     if (v !== undefined) out[k] = v;
   }
   return out;
+}
+
+/**
+ * auth-url (+ auth-method, auth-signin, auth-signin-redirect-param, auth-response-headers,
+ * auth-request-redirect, auth-always-set-cookie) -> ExternalAuth. The URL is parsed strictly
+ * (absolute http/https, no nginx variables: the CVE-2025-24514 class of injection cannot arise). Its
+ * host is a Service of the cluster when it names one (`svc`, `svc.ns`, `svc.ns.svc[.cluster.local]`),
+ * else an external host reached by DNS; https is originated without verifying the certificate, as
+ * nginx's `proxy_ssl_verify off` default.
+ */
+function parseAuthUrl(
+  ctx: TranslateContext,
+  resources: ResourceSet,
+  ing: KubeObject,
+  get: (n: string) => string | undefined,
+  field: (n: string) => string,
+  fail: (name: string, m: string) => void,
+): ExternalAuth | null {
+  const raw = get('auth-url');
+  if (raw === undefined || raw === '') {
+    for (const k of ['auth-signin', 'auth-response-headers', 'auth-method']) if (get(k) !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field(k), `${k} without auth-url has no effect (as in ingress-nginx)`);
+    return null;
+  }
+  const url = parseAbsoluteUrl(raw);
+  if (url === null) {
+    fail('auth-url', `auth-url ${JSON.stringify(raw)} must be an absolute http or https URL without nginx variables`);
+    return null;
+  }
+  const method = get('auth-method') || null;
+  if (method !== null && !/^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$/.test(method)) fail('auth-method', `auth-method ${JSON.stringify(method)} is not an HTTP method`);
+  let signin = get('auth-signin') || null;
+  if (signin !== null && parseAbsoluteUrl(signin) === null) {
+    fail('auth-signin', `auth-signin ${JSON.stringify(signin)} must be an absolute http or https URL (nginx variables are not accepted)`);
+    signin = null;
+  }
+  const param = get('auth-signin-redirect-param') || 'rd';
+  if (!/^[A-Za-z0-9_.-]+$/.test(param)) fail('auth-signin-redirect-param', `auth-signin-redirect-param ${JSON.stringify(param)} is not a query parameter name`);
+  const responseHeaders: string[] = [];
+  for (const h of (get('auth-response-headers') ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (!HEADER_NAME.test(h)) fail('auth-response-headers', `auth-response-headers: ${JSON.stringify(h)} is not a header name`);
+    else responseHeaders.push(h.toLowerCase());
+  }
+  const redirect = get('auth-request-redirect') || null;
+  if (redirect !== null && /[\s"'`\\{};$]/.test(redirect)) fail('auth-request-redirect', `auth-request-redirect ${JSON.stringify(redirect)} may not contain spaces, quotes, braces, ; or $`);
+  const always = get('auth-always-set-cookie');
+  if (always !== undefined && always !== 'true' && always !== 'false') fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
+  const cluster = authCluster(ctx, resources, ing, url, field('auth-url'));
+  return {
+    cluster,
+    authority: url.port === null ? url.host : `${url.host}:${url.port}`,
+    path: url.pathAndQuery,
+    method,
+    responseHeaders,
+    signin,
+    signinRedirectParam: param,
+    requestRedirect: redirect,
+    alwaysSetCookie: always === 'true',
+    timeoutMs: 60_000,
+  };
+}
+
+function parseAbsoluteUrl(raw: string): { scheme: string; host: string; port: number | null; pathAndQuery: string } | null {
+  if (/[\s"'`\\{};$]/.test(raw)) return null;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return null;
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '' || u.username !== '' || u.password !== '') return null;
+  return { scheme: u.protocol.slice(0, -1), host: u.hostname, port: u.port === '' ? null : Number(u.port), pathAndQuery: `${u.pathname}${u.search}` };
+}
+
+/** The cluster an auth URL's host stands for: a Service when the name is one, else the host by DNS. */
+function authCluster(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, url: { scheme: string; host: string; port: number | null }, field: string): string {
+  const port = url.port ?? (url.scheme === 'https' ? 443 : 80);
+  const tls = url.scheme === 'https' ? { mode: 'SIMPLE' as const, caCertificates: null, clientCertificate: null, sni: url.host, subjectAltNames: [], insecureSkipVerify: true } : undefined;
+  const labels = url.host.split('.');
+  const svcName = labels[0];
+  const ns = labels.length === 1 ? ing.metadata.namespace : labels[1];
+  const inCluster = labels.length === 1 || labels.length === 2 || (labels.length >= 3 && labels[2] === 'svc' && (labels.length === 3 || labels.slice(3).join('.') === 'cluster.local'));
+  if (inCluster && resources.get('Service', ns, svcName) !== undefined) {
+    return resolveCluster(ctx, resources, { service: { namespace: ns, name: svcName, port: { number: port } }, subset: null, lbPolicy: 'ROUND_ROBIN', connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, connectionPool: null, outlierDetection: null, tls, from: ing, field });
+  }
+  const name = `outbound|${port}||${url.host}`;
+  ctx.addCluster({ name, service: { namespace: ing.metadata.namespace, name: url.host, host: url.host, port }, subset: '', discovery: 'eds', lbPolicy: 'ROUND_ROBIN', endpoints: [{ address: url.host, port, ready: true }], connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, connectionPool: null, outlierDetection: null, protocol: 'HTTP1', tls: tls ?? null });
+  return name;
 }
