@@ -1,3 +1,5 @@
+import type { Regex } from './types.js';
+
 /**
  * Per-route request filters that Istio's API has no field for, needed by Kubernetes Ingress with
  * ingress-nginx annotations: source-address ACLs, a request body limit, Basic authentication and
@@ -22,6 +24,23 @@ export interface RouteFilters {
   clientAddress?: ClientAddress;
   /** External authentication by subrequest (ingress-nginx `auth-url`), after Basic auth; absent = none. */
   externalAuth?: ExternalAuth;
+  /**
+   * Client-certificate checks on HTTPS requests (ingress-nginx `auth-tls-*`), first of all filters.
+   * The chain's `clientValidation` (OPTIONAL) has already refused a presented certificate that does
+   * not verify; this enforces the rest. Absent = none.
+   */
+  clientCertificate?: ClientCertificatePolicy;
+}
+
+export interface ClientCertificatePolicy {
+  /** A request without a client certificate is answered 400 (or redirected to `errorPage`). */
+  required: boolean;
+  /** URL a request without a required certificate is redirected to (302); null = 400. */
+  errorPage: string | null;
+  /** The certificate subject (RFC 2253, e.g. `CN=client,O=Org`) must match (unanchored RE2); else 403. null = any. */
+  subjectPattern: Regex | null;
+  /** Send the URL-escaped PEM in `ssl-client-cert` upstream. */
+  passCertificate: boolean;
 }
 
 /**

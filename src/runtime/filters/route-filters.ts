@@ -9,11 +9,13 @@
  * keyed state is bounded (least recently used clients are forgotten first).
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import type { BasicAuth, RequestLimit, RouteFilters } from '../../ir/types.js';
+import type { TLSSocket } from 'node:tls';
+import type { BasicAuth, ClientCertificatePolicy, RequestLimit, RouteFilters } from '../../ir/types.js';
+import { compileRegex } from '../compile/string-match.js';
 import { sendLocalError, type LocalError, type ResponseFlag } from '../http/local-reply.js';
 import type { CompiledCluster } from '../compile/types.js';
 import { compileExternalAuth, runExternalAuth, type CompiledExternalAuth, type ExternalAuthInput } from './external-auth.js';
@@ -31,6 +33,8 @@ export interface CompiledRouteFilters {
   realIp: { header: string; trusted: BlockList } | null;
   /** auth-url; null = none. */
   external: CompiledExternalAuth | null;
+  /** auth-tls-*; null = none. */
+  clientCert: { policy: ClientCertificatePolicy; subject: RegExp | null } | null;
 }
 
 /** What the filters need from the request (the Exchange). */
@@ -51,7 +55,53 @@ const Replies = {
   forbidden: reply(403, 'RBAC', 'MG_ERR_SOURCE_DENIED', 'access denied'),
   unauthorized: reply(401, 'UAEX', 'MG_ERR_UNAUTHORIZED', 'authorization required'),
   authUnavailable: reply(503, 'UAEX', 'MG_ERR_AUTH_UNAVAILABLE', 'authentication is not available'),
+  noCertificate: reply(400, 'UAEX', 'MG_ERR_NO_CLIENT_CERTIFICATE', 'No required SSL certificate was sent'),
+  subjectDenied: reply(403, 'RBAC', 'MG_ERR_CLIENT_CERTIFICATE_DENIED', 'client certificate subject not allowed'),
 };
+
+const CERT_HEADERS = ['ssl-client-verify', 'ssl-client-subject-dn', 'ssl-client-issuer-dn', 'ssl-client-cert'];
+
+/** RFC 2253 form of Node's `CN=a\nO=b` distinguished names (most specific first). */
+function rfc2253(dn: string | undefined): string {
+  return dn === undefined ? '' : dn.split('\n').reverse().join(',');
+}
+
+/**
+ * auth-tls-*: a presented certificate was verified by the handshake (OPTIONAL client validation of
+ * the host's chain); here a missing one is refused when required, the subject checked, and the
+ * ssl-client-* headers set upstream (client-sent copies always removed).
+ */
+function admitClientCertificate(c: { policy: ClientCertificatePolicy; subject: RegExp | null }, x: RouteFilterInput): boolean {
+  const sock = x.req.socket as TLSSocket;
+  // Only a certificate the handshake verified counts (another chain on the port may not ask for one).
+  const peer = typeof sock.getPeerCertificate === 'function' && sock.authorized === true ? sock.getPeerCertificate() : null;
+  const has = peer !== null && peer.raw !== undefined;
+  if (!has && c.policy.required) {
+    if (c.policy.errorPage !== null) {
+      x.res.writeHead(302, ['server', 'meshgate', 'location', c.policy.errorPage, 'content-length', '0']);
+      x.res.end();
+    } else {
+      sendLocalError(x.res, Replies.noCertificate);
+    }
+    return false;
+  }
+  const set: [string, string][] = [];
+  if (has) {
+    const x509 = new X509Certificate(peer.raw);
+    const subject = rfc2253(x509.subject);
+    if (c.subject !== null && !c.subject.test(subject)) {
+      sendLocalError(x.res, Replies.subjectDenied);
+      return false;
+    }
+    set.push(['ssl-client-verify', 'SUCCESS'], ['ssl-client-subject-dn', subject], ['ssl-client-issuer-dn', rfc2253(x509.issuer)]);
+    if (c.policy.passCertificate) set.push(['ssl-client-cert', encodeURIComponent(x509.toString())]);
+  } else {
+    set.push(['ssl-client-verify', 'NONE']);
+  }
+  const remove = CERT_HEADERS.filter((h) => !set.some(([n]) => n === h));
+  x.authEdits = x.authEdits === null ? { set, remove } : { set: [...x.authEdits.set, ...set], remove: [...x.authEdits.remove, ...remove] };
+  return true;
+}
 const limited = new Map<number, LocalError>();
 function limitedReply(status: number): LocalError {
   let r = limited.get(status);
@@ -68,6 +118,7 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
     auth: f.basicAuth === null ? null : compileBasicAuth(f.basicAuth),
     realIp: f.clientAddress === undefined ? null : { header: f.clientAddress.header, trusted: blockList(f.clientAddress.trusted) },
     external: f.externalAuth === undefined ? null : compileExternalAuth(f.externalAuth, clusters),
+    clientCert: f.clientCertificate === undefined ? null : { policy: f.clientCertificate, subject: f.clientCertificate.subjectPattern === null ? null : compileRegex(f.clientCertificate.subjectPattern) },
   };
 }
 
@@ -78,6 +129,7 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
  */
 export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, next: () => void): boolean {
   const res = x.res;
+  if (c.clientCert !== null && !admitClientCertificate(c.clientCert, x)) return false;
   if (c.maxBody !== null) {
     const cl = x.header('content-length');
     if (cl !== null) {

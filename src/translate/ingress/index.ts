@@ -167,7 +167,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal } } : vh);
     httpsHosts.push(vh);
   }
-  finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));
+  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));
 
   const source = sourceOf(first);
   const drafts: ListenerDraft[] = [
@@ -186,7 +186,16 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       port: opts.httpsPort,
       externalPort: externalPortOf(opts.portMap, opts.httpsPort),
       protocol: 'HTTPS',
-      chains: [{ name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: null }, virtualHosts: httpsHosts }],
+      chains: [
+        // auth-tls-* hosts: a chain chosen by SNI that asks for (and verifies) client certificates.
+        ...clientTlsHosts.map((c) => ({
+          name: `ingress-https-client-tls-${c.host}`,
+          serverNames: [c.host],
+          tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: c.clientTls.verify ? { mode: 'OPTIONAL' as const, caCertificates: c.clientTls.caPem, caSecret: c.clientTls.caSecret, subjectAltNames: [], ...(c.clientTls.crlPem ? { caCrl: { kind: 'inline' as const, pem: c.clientTls.crlPem, secret: c.clientTls.caSecret } } : {}) } : null },
+          virtualHosts: [c.vhost],
+        })),
+        { name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: null }, virtualHosts: httpsHosts },
+      ],
       source,
     });
   }

@@ -21,7 +21,15 @@ export type NginxHostExtras = Map<string, { ing: KubeObject; cfg: NginxIngressCo
 
 const anyMatch = () => ({ path: null, method: null, scheme: null, authority: null, headers: [], queryParams: [], port: null });
 
-export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set()): void {
+/** A host with auth-tls-*: its HTTPS virtual host gets its own chain (by SNI) asking for client certificates. */
+export interface ClientTlsHost {
+  host: string;
+  vhost: VirtualHostDraft;
+  clientTls: NonNullable<NginxIngressConfig['clientTls']>;
+}
+
+export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set()): ClientTlsHost[] {
+  const clientTlsHosts: ClientTlsHost[] = [];
   const defined = new Set(httpHosts.map((v) => v.domain));
   for (const [host, list] of extras) {
     let http = httpHosts.find((v) => v.domain === host);
@@ -101,4 +109,20 @@ export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras,
       if (j !== -1) httpHosts[j] = { ...vh };
     }
   }
+
+  // auth-tls-*: server-level, the first Ingress of the host with a CA decides for every HTTPS path of the host.
+  for (const [host, list] of extras) {
+    const owner = list.find((e) => e.cfg.clientTls !== null);
+    if (owner === undefined) continue;
+    const i = httpsHosts.findIndex((v) => v.domain === host);
+    if (i === -1) continue;
+    const policy = owner.cfg.clientTls!.policy;
+    const vh = httpsHosts[i];
+    const routes = vh.routes.map((r): Route => ({ ...r, filters: { ...(r.filters ?? { maxRequestBodyBytes: null, requestLimit: null, sourceRanges: null, basicAuth: null }), clientCertificate: policy } }));
+    const j = httpHosts.indexOf(vh);
+    if (j !== -1) httpHosts[j] = { ...vh };
+    httpsHosts[i] = { ...vh, routes };
+    clientTlsHosts.push({ host, vhost: httpsHosts[i], clientTls: owner.cfg.clientTls! });
+  }
+  return clientTlsHosts;
 }

@@ -9,8 +9,9 @@
  * unknown keys are warnings and the Ingress is served without them (registry.ts).
  */
 
-import type { BasicAuth, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch } from '../../../ir/types.js';
+import type { BasicAuth, ClientCertificatePolicy, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch } from '../../../ir/types.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../../backends.js';
+import { X509Certificate } from 'node:crypto';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import { ipFamily } from '../../../lib/ip.js';
 import { obj, str } from '../../../lib/unknown.js';
@@ -70,6 +71,8 @@ export interface NginxIngressConfig {
   deny: string[];
   basicAuth: BasicAuth | null;
   externalAuth: ExternalAuth | null;
+  /** auth-tls-*: the CA bundle (and CRL) and the per-request policy; host-level (first Ingress of the host wins). */
+  clientTls: { caPem: string; caSecret: string; crlPem: string | null; policy: ClientCertificatePolicy; verify: boolean } | null;
   cors: CorsPolicy | null;
   limit: Omit<RequestLimit, 'zone' | 'status'> | null;
   lbPolicy: LbPolicy | null;
@@ -270,6 +273,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const deny = cidrs('denylist-source-range');
   const basicAuth = parseAuth(ctx, resources, ing, get, field, (name, m) => fail(name, m));
   const externalAuth = parseAuthUrl(ctx, resources, ing, get, field, (name, m) => fail(name, m));
+  const clientTls = parseAuthTls(ctx, resources, ing, get, field, (name, m) => fail(name, m));
 
   const cors = bool('enable-cors', false) ? parseCors(get, (name, m) => fail(name, m)) : null;
 
@@ -311,6 +315,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       deny,
       basicAuth,
       externalAuth,
+      clientTls,
       cors,
       limit,
       lbPolicy,
@@ -653,4 +658,79 @@ function authCluster(ctx: TranslateContext, resources: ResourceSet, ing: KubeObj
   const name = `outbound|${port}||${url.host}`;
   ctx.addCluster({ name, service: { namespace: ing.metadata.namespace, name: url.host, host: url.host, port }, subset: '', discovery: 'eds', lbPolicy: 'ROUND_ROBIN', endpoints: [{ address: url.host, port, ready: true }], connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, connectionPool: null, outlierDetection: null, protocol: 'HTTP1', tls: tls ?? null });
   return name;
+}
+
+/**
+ * auth-tls-secret (+ auth-tls-verify-client, -verify-depth, -error-page, -match-cn,
+ * -pass-certificate-to-upstream). The Secret must be in the Ingress's namespace and hold `ca.crt`
+ * (optional `ca.crl`); otherwise the Ingress is not served (ingress-nginx answers 403 for the host).
+ */
+function parseAuthTls(
+  ctx: TranslateContext,
+  resources: ResourceSet,
+  ing: KubeObject,
+  get: (n: string) => string | undefined,
+  field: (n: string) => string,
+  fail: (name: string, m: string) => void,
+): NginxIngressConfig['clientTls'] {
+  const ref = get('auth-tls-secret');
+  if (ref === undefined || ref === '') {
+    for (const k of ['auth-tls-verify-client', 'auth-tls-error-page', 'auth-tls-match-cn', 'auth-tls-pass-certificate-to-upstream', 'auth-tls-verify-depth']) if (get(k) !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field(k), `${k} without auth-tls-secret has no effect (as in ingress-nginx)`);
+    return null;
+  }
+  const slash = ref.indexOf('/');
+  const ns = slash === -1 ? ing.metadata.namespace : ref.slice(0, slash);
+  const name = slash === -1 ? ref : ref.slice(slash + 1);
+  if (ns !== ing.metadata.namespace) {
+    fail('auth-tls-secret', `auth-tls-secret ${ref} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace Secrets are refused`);
+    return null;
+  }
+  const verifyRaw = get('auth-tls-verify-client') ?? 'on';
+  if (!['on', 'off', 'optional', 'optional_no_ca'].includes(verifyRaw)) {
+    fail('auth-tls-verify-client', `auth-tls-verify-client must be on, off, optional or optional_no_ca, not ${JSON.stringify(verifyRaw)}`);
+    return null;
+  }
+  if (verifyRaw === 'optional_no_ca') {
+    fail('auth-tls-verify-client', 'auth-tls-verify-client optional_no_ca (accept certificates that do not verify) is not supported by meshgate');
+    return null;
+  }
+  const depth = get('auth-tls-verify-depth');
+  if (depth !== undefined && (!/^\d+$/.test(depth) || Number(depth) < 1)) fail('auth-tls-verify-depth', `auth-tls-verify-depth must be a positive integer, not ${JSON.stringify(depth)}`);
+  let errorPage = get('auth-tls-error-page') || null;
+  if (errorPage !== null && parseAbsoluteUrl(errorPage) === null) {
+    fail('auth-tls-error-page', `auth-tls-error-page ${JSON.stringify(errorPage)} must be an absolute http or https URL`);
+    errorPage = null;
+  }
+  const cn = get('auth-tls-match-cn') || null;
+  let subjectPattern: ClientCertificatePolicy['subjectPattern'] = null;
+  if (cn !== null) {
+    // Compiled as a regex, never pasted into configuration (CVE-2025-1097 was an injection through it).
+    const r = compileRe2Unanchored(cn);
+    if (!r.ok) fail('auth-tls-match-cn', `auth-tls-match-cn ${JSON.stringify(cn)}: ${r.message}`);
+    else subjectPattern = r.regex;
+  }
+  const pass = get('auth-tls-pass-certificate-to-upstream');
+  if (pass !== undefined && pass !== 'true' && pass !== 'false') fail('auth-tls-pass-certificate-to-upstream', `auth-tls-pass-certificate-to-upstream must be "true" or "false", not ${JSON.stringify(pass)}`);
+  const secret = resources.get('Secret', ns, name);
+  const data = secret === undefined ? {} : secretData(secret);
+  const ca = data['ca.crt'];
+  if (ca === undefined || !ca.includes('-----BEGIN CERTIFICATE-----')) {
+    fail('auth-tls-secret', secret === undefined ? `Secret ${ns}/${name} does not exist` : `Secret ${ns}/${name} has no PEM ca.crt`);
+    return null;
+  }
+  for (const block of ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+    try {
+      new X509Certificate(block);
+    } catch (e) {
+      fail('auth-tls-secret', `Secret ${ns}/${name}: a certificate of ca.crt does not parse (${(e as Error).message})`);
+      return null;
+    }
+  }
+  return {
+    caPem: ca,
+    caSecret: `${ns}/${name}`,
+    crlPem: data['ca.crl'] ?? null,
+    verify: verifyRaw !== 'off',
+    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass === 'true' },
+  };
 }
