@@ -13,7 +13,7 @@ import { get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type G
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 const P = 'nginx.ingress.kubernetes.io/';
 
-function ingress(name: string, host: string, service: string, annotations: Record<string, string>, paths: { path: string; type?: string; service?: string }[] = [{ path: '/' }]): string {
+function ingress(name: string, host: string, service: string, annotations: Record<string, string>, paths: { path: string; type?: string; service?: string; port?: number }[] = [{ path: '/' }]): string {
   return `apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: { name: ${name}, namespace: default, annotations: ${JSON.stringify(Object.fromEntries(Object.entries(annotations).map(([k, v]) => [P + k, v])))} }
@@ -22,19 +22,20 @@ spec:
     - host: ${host}
       http:
         paths:
-${paths.map((p) => `          - { path: ${JSON.stringify(p.path)}, pathType: ${p.type ?? 'Prefix'}, backend: { service: { name: ${p.service ?? service}, port: { number: 80 } } } }`).join('\n')}
+${paths.map((p) => `          - { path: ${JSON.stringify(p.path)}, pathType: ${p.type ?? 'Prefix'}, backend: { service: { name: ${p.service ?? service}, port: { number: ${p.port ?? 80} } } } }`).join('\n')}
 `;
 }
 
 /**
- * A request with a streamed (chunked) body of `size` bytes; resolves with the status. The gateway
- * answers 413 and closes while the client may still be writing: a write error after the answer
- * arrived is what a client sees then, so the answer's status counts.
+ * A request with a streamed (chunked) body of `size` bytes on a kept-alive connection (as curl and
+ * browsers send it); resolves with the status. The gateway answers 413 while the client is still
+ * writing and discards the rest of the upload.
  */
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
 function postChunked(port: number, host: string, path: string, size: number): Promise<number> {
   return new Promise((resolve, reject) => {
     let status = 0;
-    const req = http.request({ hostname: '127.0.0.1', port, path, method: 'POST', headers: { host, 'transfer-encoding': 'chunked' }, agent: false }, (res) => {
+    const req = http.request({ hostname: '127.0.0.1', port, path, method: 'POST', headers: { host, 'transfer-encoding': 'chunked' }, agent: keepAlive }, (res) => {
       status = res.statusCode ?? 0;
       res.resume();
       res.on('end', () => resolve(status));
@@ -63,8 +64,10 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
   // A backend that counts the requests (and body bytes) it receives.
   let counted = 0;
   let countedBytes = 0;
+  let lastCountedUrl = '';
   const counter = http.createServer((req, res) => {
     counted++;
+    lastCountedUrl = req.url ?? '';
     req.on('data', (c: Buffer) => (countedBytes += c.length));
     req.on('end', () => res.end('ok'));
   });
@@ -80,6 +83,11 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
       serviceYaml('other', [echoes.other.port]),
       serviceYaml('sticky', [echoes['sticky-a'].port, echoes['sticky-b'].port]),
       serviceYaml('counter', [counterPort]),
+      // ClusterIP 127.0.0.1:<web port>, endpoints on the "other" echo: service-upstream must reach "web".
+      serviceYaml('vip', [echoes.other.port], { servicePort: echoes.web.port }).replace('spec:\n', 'spec:\n  clusterIP: 127.0.0.1\n'),
+      serviceYaml('empty', [echoes.web.port], { notReady: [echoes.web.port] }),
+      serviceYaml('fallback', [echoes.other.port]),
+      serviceYaml('mirror', [counterPort]),
     ].join('---\n'));
     writeConfig(dir, 'secrets.yaml', `apiVersion: v1
 kind: Secret
@@ -110,7 +118,11 @@ stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
       ingress('timeout', 'timeout.example.com', 'web', { 'proxy-read-timeout': '1', 'proxy-next-upstream': 'off' }),
       ingress('sticky', 'sticky.example.com', 'sticky', { affinity: 'cookie', 'session-cookie-name': 'route' }),
       ingress('snippet', 'snippet.example.com', 'web', { 'configuration-snippet': 'return 200 "pwned";' }),
-      ingress('auth-tls', 'authtls.example.com', 'web', { 'auth-tls-secret': 'default/ca' }),
+      ingress('waf', 'waf.example.com', 'web', { 'enable-modsecurity': 'true' }),
+      ingress('vip', 'vip.example.com', 'vip', { 'service-upstream': 'true' }, [{ path: '/', port: echoes.web.port }]),
+      ingress('endpoints', 'endpoints.example.com', 'vip', {}, [{ path: '/', port: echoes.web.port }]),
+      ingress('fallback', 'fallback.example.com', 'empty', { 'default-backend': 'fallback' }),
+      ingress('mirrored', 'mirrored.example.com', 'web', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
   });
@@ -118,6 +130,7 @@ stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
   after(async () => {
     await gw?.stop();
     for (const e of Object.values(echoes)) await e.close();
+    keepAlive.destroy();
     counter.closeAllConnections();
     await new Promise<void>((r) => counter.close(() => r()));
     removeDir(dir);
@@ -266,12 +279,39 @@ stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
     assert.equal(names.size, 1, `one endpoint for one cookie, got ${[...names]}`);
   });
 
-  test('a configuration-snippet never changes what a request gets: its Ingress is not served; auth-tls-secret (not implemented) is not served unauthenticated', async () => {
+  test('a configuration-snippet never changes what a request gets: its Ingress is not served; enable-modsecurity (not implemented) is not served unprotected', async () => {
     const r = await get(url('/'), { host: 'snippet.example.com' });
     assert.equal(r.status, 404);
     assert.ok(!r.body.includes('pwned'));
-    assert.equal((await get(url('/'), { host: 'authtls.example.com' })).status, 404);
+    assert.equal((await get(url('/'), { host: 'waf.example.com' })).status, 404);
     // The other Ingresses are unaffected.
     assert.equal((await get(url('/'), { host: 'canary.example.com' })).status, 200);
+  });
+
+  test('service-upstream: requests go to the ClusterIP, not the endpoints', async () => {
+    assert.equal((await get(url('/'), { host: 'vip.example.com' })).json?.name, 'web');
+    assert.equal((await get(url('/'), { host: 'endpoints.example.com' })).json?.name, 'other');
+  });
+
+  test('default-backend: a Service without ready endpoints is replaced by the default backend, with X-Code and the names', async () => {
+    const r = await get(url('/page'), { host: 'fallback.example.com' });
+    assert.equal(r.status, 200);
+    assert.equal(r.json?.name, 'other');
+    assert.equal(r.json?.url, '/page');
+    assert.equal(r.json?.headers['x-code'], '503');
+    assert.equal(r.json?.headers['x-ingress-name'], 'fallback');
+    assert.equal(r.json?.headers['x-service-name'], 'empty');
+    assert.equal(r.json?.headers['x-namespace'], 'default');
+  });
+
+  test('mirror-target: every request is copied to the mirror, the client gets the main answer', async () => {
+    const before = counted;
+    const r = await get(url('/m?x=1'), { host: 'mirrored.example.com' });
+    assert.equal(r.status, 200);
+    assert.equal(r.json?.name, 'web');
+    const deadline = Date.now() + 5000;
+    while (counted === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(counted, before + 1, 'the mirror got one copy');
+    assert.equal(lastCountedUrl, '/m?x=1');
   });
 });

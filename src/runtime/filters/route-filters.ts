@@ -205,7 +205,11 @@ class BodyLimit extends Transform {
     this.#seen += chunk.length;
     if (this.#seen > this.limit) {
       this.#over = true;
-      if (!this.res.headersSent) sendTooLarge(this.res.req, this.res);
+      // The rest of the upload is read and discarded here, whatever happens to the upstream side.
+      const req = this.res.req;
+      req.unpipe(this);
+      req.resume();
+      if (!this.res.headersSent) sendTooLarge(req, this.res);
       else this.res.destroy();
       return cb();
     }

@@ -30,6 +30,7 @@ import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
+import { defaultBackendDestination, serviceUpstreamCluster } from './nginx/backends.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
@@ -269,7 +270,14 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
   if (made !== undefined && made.discovery === 'eds' && (JSON.stringify(made.tls) !== JSON.stringify(settings.tls ?? null) || (settings.h2UpgradePolicy === 'UPGRADE' && made.protocol !== 'HTTP2'))) {
     ctx.report('warning', 'MG_UNSUPPORTED', ing, `metadata.annotations["${BACKEND_PROTOCOL_ANNOTATION}"]`, `cluster ${cluster} is also used with other protocol or TLS settings, which win; this backend is reached as that cluster says`);
   }
-  return { kind: 'forward', destinations: [{ cluster, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
+  let target = cluster;
+  if (cfg?.serviceUpstream && made !== undefined) {
+    const upstream = serviceUpstreamCluster(ctx, resources, ing, made, `metadata.annotations["nginx.ingress.kubernetes.io/service-upstream"]`);
+    if (upstream === null) return null;
+    target = upstream;
+  }
+  const fallback = cfg?.defaultBackend && made !== undefined ? defaultBackendDestination(ctx, resources, ing, made, cfg.defaultBackend, `metadata.annotations["nginx.ingress.kubernetes.io/default-backend"]`) : null;
+  return { kind: 'forward', destinations: [fallback ?? { cluster: target, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
 }
 
 function makeRoute(name: string, ing: KubeObject, field: string, matches: RouteMatch[], action: Route['action']): Route {

@@ -42,6 +42,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     if (re.ok) action.rewrite = { path: { kind: 'regex', regex: re.regex, substitution: cfg.rewriteTarget.replace(/\$(\d)/g, '\\$1') }, authority: action.rewrite?.authority ?? null };
     if (cfg.xForwardedPrefix !== null) requestHeaders = { set: [{ name: 'x-forwarded-prefix', value: cfg.xForwardedPrefix }], add: [], remove: [] };
   }
+  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100 }];
   if (cfg.upstreamVhost !== null) action.rewrite = { path: action.rewrite?.path ?? null, authority: cfg.upstreamVhost };
   const nu = cfg.nextUpstream;
   if (nu !== null && nu.tries > 1) {

@@ -78,6 +78,11 @@ export interface NginxIngressConfig {
   lbPolicy: LbPolicy | null;
   /** Affinity cookie path given by session-cookie-path (else the Ingress path is used). */
   cookiePathSet: boolean;
+  serviceUpstream: boolean;
+  /** mirror-target: the cluster copies of each request go to; null = none. */
+  mirrorCluster: string | null;
+  /** default-backend: a Service name in the Ingress's namespace; null = none. */
+  defaultBackend: string | null;
 }
 
 export interface ParseResult {
@@ -292,6 +297,28 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   }
 
   const lbPolicy = parseLb(get, (name, m) => fail(name, m), seconds);
+  const serviceUpstream = bool('service-upstream', false);
+  let mirrorCluster: string | null = null;
+  const mirror = get('mirror-target');
+  if (mirror !== undefined && mirror !== '') {
+    // ingress-nginx's documented form `https://host$request_uri`: the copy keeps the request's URI.
+    const m = /^(https?:\/\/[^/$\s]+)\$request_uri$/.exec(mirror);
+    const url = m ? parseAbsoluteUrl(`${m[1]}/`) : null;
+    if (url === null) fail('mirror-target', `mirror-target ${JSON.stringify(mirror)} must be scheme://host[:port]$request_uri (the copy keeps the request URI; other nginx variables are refused)`);
+    else mirrorCluster = urlCluster(ctx, resources, ing, url, field('mirror-target'));
+  }
+  const mirrorBody = get('mirror-request-body');
+  if (mirrorBody !== undefined && mirrorBody !== 'on' && mirrorBody !== 'off') fail('mirror-request-body', `mirror-request-body must be "on" or "off", not ${JSON.stringify(mirrorBody)}`);
+  else if (mirrorBody === 'off') ctx.report('warning', 'MG_UNSUPPORTED', ing, field('mirror-request-body'), 'mirror-request-body "off": meshgate mirrors small bodies with the request copy (up to its replay limit), larger ones are not mirrored');
+
+  let defaultBackend = get('default-backend') || null;
+  if (defaultBackend !== null && defaultBackend.includes('/')) {
+    const [dns, dname] = defaultBackend.split('/', 2);
+    if (dns !== ing.metadata.namespace) fail('default-backend', `default-backend ${defaultBackend} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace references are refused`);
+    defaultBackend = dname;
+  }
+  if (defaultBackend !== null && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(defaultBackend)) fail('default-backend', `default-backend ${JSON.stringify(defaultBackend)} is not a Service name`);
+  else if (defaultBackend !== null && resources.get('Service', ing.metadata.namespace, defaultBackend) === undefined) fail('default-backend', `default-backend Service ${ing.metadata.namespace}/${defaultBackend} does not exist`);
 
   if (!ok) return { config: null };
   return {
@@ -320,6 +347,9 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       limit,
       lbPolicy,
       cookiePathSet: get('session-cookie-path') !== undefined,
+      serviceUpstream,
+      mirrorCluster,
+      defaultBackend,
     },
   };
 }
@@ -617,7 +647,7 @@ function parseAuthUrl(
   if (redirect !== null && /[\s"'`\\{};$]/.test(redirect)) fail('auth-request-redirect', `auth-request-redirect ${JSON.stringify(redirect)} may not contain spaces, quotes, braces, ; or $`);
   const always = get('auth-always-set-cookie');
   if (always !== undefined && always !== 'true' && always !== 'false') fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
-  const cluster = authCluster(ctx, resources, ing, url, field('auth-url'));
+  const cluster = urlCluster(ctx, resources, ing, url, field('auth-url'));
   return {
     cluster,
     authority: url.port === null ? url.host : `${url.host}:${url.port}`,
@@ -644,8 +674,8 @@ function parseAbsoluteUrl(raw: string): { scheme: string; host: string; port: nu
   return { scheme: u.protocol.slice(0, -1), host: u.hostname, port: u.port === '' ? null : Number(u.port), pathAndQuery: `${u.pathname}${u.search}` };
 }
 
-/** The cluster an auth URL's host stands for: a Service when the name is one, else the host by DNS. */
-function authCluster(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, url: { scheme: string; host: string; port: number | null }, field: string): string {
+/** The cluster a URL's host stands for (auth-url, mirror-target): a Service when the name is one, else the host by DNS. */
+function urlCluster(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, url: { scheme: string; host: string; port: number | null }, field: string): string {
   const port = url.port ?? (url.scheme === 'https' ? 443 : 80);
   const tls = url.scheme === 'https' ? { mode: 'SIMPLE' as const, caCertificates: null, clientCertificate: null, sni: url.host, subjectAltNames: [], insecureSkipVerify: true } : undefined;
   const labels = url.host.split('.');

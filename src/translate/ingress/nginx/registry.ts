@@ -120,7 +120,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'upstream-hash-by-subset': u('subset hashing is not implemented; the plain consistent hash is used'),
   'upstream-hash-by-subset-size': u('subset hashing is not implemented'),
   'load-balance': h('round_robin -> ROUND_ROBIN, ewma -> LEAST_REQUEST (fewer requests in flight of two random picks)'),
-  'service-upstream': u('requests always go to the endpoints, never to the ClusterIP'),
+  'service-upstream': h('the Service ClusterIP:port is the one endpoint (kube-proxy balances; no stickiness, no retry on another pod); headless Services are refused'),
   // Backends and TLS
   'backend-protocol': h('HTTP, HTTPS, GRPC, GRPCS; AUTO_HTTP and FCGI reported, served as HTTP'),
   'proxy-ssl-secret': h('CA and client certificate for TLS to the backend (same namespace only)'),
@@ -163,7 +163,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'modsecurity-transaction-id': u('no WAF in meshgate'),
   // Errors and default backends
   'custom-http-errors': u('error interception to a default backend is not implemented; the backend\'s own error responses are returned'),
-  'default-backend': u('a per-Ingress default backend is not implemented; spec.defaultBackend is'),
+  'default-backend': h('Service (same namespace, first port) that gets the requests when the path\'s Service has no ready endpoint, with X-Code 503, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port (not X-Original-URI, X-Format, X-Request-ID); ns/name elsewhere refused'),
   'disable-proxy-intercept-errors': u('there is no error interception to disable'),
   // Headers
   'custom-headers': u('response headers from a ConfigMap are not implemented'),
@@ -175,9 +175,9 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'use-port-in-redirects': u('redirects never carry the port (ingress-nginx default)'),
   'relative-redirects': u('Location rewriting is not implemented'),
   // Mirroring
-  'mirror-target': u('mirroring to a URL is not implemented; Istio VirtualService mirror is'),
-  'mirror-host': u('mirroring to a URL is not implemented'),
-  'mirror-request-body': u('mirroring to a URL is not implemented'),
+  'mirror-target': h('scheme://host[:port]$request_uri: every request copied there (fire and forget, answer ignored; a slow mirror never slows the original, unlike nginx); the host is a Service when it names one'),
+  'mirror-host': u('the copy carries the request Host with -shadow appended (Envoy mirror), not this value'),
+  'mirror-request-body': h('"on" (default): bodies are mirrored up to meshgate\'s replay limit; "off" is reported (bodies still go with the copy)'),
   // nginx tuning and observability
   'proxy-buffer-size': u('nginx buffer tuning; meshgate accepts response heads up to its own limit'),
   'proxy-buffers-number': u('nginx buffer tuning; no meaning for meshgate'),
