@@ -131,6 +131,23 @@ data:
   ssl-protocols: "TLSv1.3"
   http-snippet: "server { listen 9999; }"
   allow-snippet-annotations: "true"
+  add-headers: ingress-nginx/response-headers
+  proxy-set-headers: ingress-nginx/request-headers
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: response-headers, namespace: ingress-nginx }
+data: { X-Frame-Options: DENY }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: request-headers, namespace: ingress-nginx }
+data: { X-Gateway: meshgate }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: team-headers, namespace: default }
+data: { X-Team: shop }
 `;
 
   before(async () => {
@@ -140,7 +157,7 @@ data:
     writeConfig(dir, 'secrets.yaml', tlsSecret('secure-tls', 'default', cert));
     writeConfig(dir, 'configmap.yaml', configMap('1k'));
     writeConfig(dir, 'ingress.yaml', [
-      ingress('plain', 'plain.example.com', 'web', {}),
+      ingress('plain', 'plain.example.com', 'web', { 'custom-headers': 'team-headers' }),
       ingress('big', 'big.example.com', 'web', { 'proxy-body-size': '1m' }),
       ingress('limited', 'limited.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1' }),
       ingress('acl', 'acl.example.com', 'web', { 'whitelist-source-range': '10.0.0.0/8' }),
@@ -160,6 +177,17 @@ data:
     assert.equal((await get(url('/'), { host: 'plain.example.com', method: 'POST', body: 'a'.repeat(2000) })).status, 413);
     assert.equal((await get(url('/'), { host: 'plain.example.com', method: 'POST', body: 'a'.repeat(1000) })).status, 200);
     assert.equal((await get(url('/'), { host: 'big.example.com', method: 'POST', body: 'a'.repeat(2000) })).status, 200);
+  });
+
+  test('add-headers, proxy-set-headers (ConfigMap) and custom-headers (annotation)', async () => {
+    const r = await get(url('/'), { host: 'plain.example.com' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-frame-options'], 'DENY');
+    assert.equal(r.headers['x-team'], 'shop');
+    assert.equal(r.json?.headers['x-gateway'], 'meshgate');
+    const other = await get(url('/'), { host: 'big.example.com' });
+    assert.equal(other.headers['x-frame-options'], 'DENY');
+    assert.equal(other.headers['x-team'], undefined);
   });
 
   test('limit-req-status-code: rate-limited requests get the ConfigMap status', async () => {

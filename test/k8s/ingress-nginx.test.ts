@@ -54,6 +54,14 @@ describe('kubernetes source: ingress-nginx takeover', () => {
     await eventually('200 with the password', async () => (await status('basic.test', { authorization: basic('foo', 'bar') })) === 200);
   });
 
+  test('custom-headers: the ConfigMap it names is watched (created after the Ingress)', async () => {
+    await cluster.apply(ingress('headers', 'headers.test', { 'custom-headers': 'team-headers' }));
+    await cluster.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'team-headers', namespace: ns }, data: { 'X-Team': 'shop' } });
+    await eventually('the custom header on responses', async () => (await request(gw.httpPort, { host: 'headers.test', path: '/', timeoutMs: 5000 })).headers['x-team'] === 'shop');
+    await cluster.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'team-headers', namespace: ns }, data: { 'X-Team': 'checkout' } });
+    await eventually('the changed value', async () => (await request(gw.httpPort, { host: 'headers.test', path: '/', timeoutMs: 5000 })).headers['x-team'] === 'checkout');
+  });
+
   test('the controller ConfigMap is watched by name: a global allowlist applies and is lifted without a restart', async () => {
     await cluster.apply(configMap({ 'whitelist-source-range': '10.0.0.0/8' }));
     await eventually('403 under the global allowlist', async () => (await status('open.test')) === 403);

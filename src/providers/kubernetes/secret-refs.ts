@@ -49,3 +49,32 @@ function add(out: Set<string>, namespace: string, name: string | undefined): voi
   // A DNS-1123 subdomain: anything else cannot name a Secret (and must not reach a field selector).
   if (name && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) out.add(`${namespace}/${name}`);
 }
+
+/**
+ * `namespace/name` of the ConfigMaps ingress-nginx settings name, sorted, no duplicates: an Ingress's
+ * `custom-headers` (its own namespace only), and the controller ConfigMap's `add-headers` and
+ * `proxy-set-headers` (`controller` = `namespace/name` of that ConfigMap, or null).
+ */
+export function referencedConfigMaps(objects: Iterable<KubeObject>, controller: string | null): string[] {
+  const out = new Set<string>();
+  for (const o of objects) {
+    const ns = o.metadata.namespace;
+    if (o.kind === 'Ingress') {
+      const ref = o.metadata.annotations['nginx.ingress.kubernetes.io/custom-headers']?.trim();
+      if (!ref) continue;
+      const slash = ref.indexOf('/');
+      if (slash === -1) add(out, ns, ref);
+      else if (ref.slice(0, slash) === ns) add(out, ns, ref.slice(slash + 1));
+    } else if (o.kind === 'ConfigMap' && controller === `${ns}/${o.metadata.name}`) {
+      const data = obj(o.body.data);
+      for (const key of ['add-headers', 'proxy-set-headers']) {
+        const ref = str(data[key])?.trim();
+        if (!ref) continue;
+        const slash = ref.indexOf('/');
+        if (slash === -1) add(out, ns, ref);
+        else add(out, ref.slice(0, slash), ref.slice(slash + 1));
+      }
+    }
+  }
+  return [...out].sort();
+}

@@ -56,7 +56,11 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   const global = readNginxConfigMap(ctx, resources);
   for (const ing of ours) {
     const cfg = parseNginxAnnotations(ctx, resources, ing).config;
-    if (cfg !== null) nginx.set(ing, withGlobals(cfg, global, ing.metadata.annotations));
+    // custom-headers may set only the names the controller ConfigMap allows (ingress-nginx v1.12+).
+    const allowed = global?.allowedResponseHeaders ?? null;
+    const denied = cfg === null || allowed === null ? [] : cfg.customHeaders.filter((h) => !allowed.includes(h.name)).map((h) => h.name);
+    if (denied.length > 0) ctx.report('error', 'MG_INVALID_FIELD', ing, 'metadata.annotations["nginx.ingress.kubernetes.io/custom-headers"]', `custom-headers sets ${denied.join(', ')}, which global-allowed-response-headers of the controller ConfigMap does not list; Ingress ${ing.metadata.namespace}/${ing.metadata.name} is not served`);
+    else if (cfg !== null) nginx.set(ing, withGlobals(cfg, global, ing.metadata.annotations));
   }
   const regexHosts = nginxRegexHosts(ctx, nginx);
   const ingresses = ours.filter((ing) => nginx.has(ing));
@@ -98,7 +102,10 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
         const exact = pathType === 'Exact';
         const regexMode = regexHosts.has(host);
         if (!exact && !regexMode) path = trimTrailingSlashes(path);
-        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, cfg);
+        // Affinity cookie Path: session-cookie-path, else the Ingress path (ingress-nginx); the cluster is shared, its first path decides.
+        const lb = cfg.lbPolicy;
+        const pathCfg = lb !== null && typeof lb === 'object' && lb.hashOn.kind === 'cookie' && lb.hashOn.path === null && lb.hashOn.ttlSeconds !== null && !regexMode ? { ...cfg, lbPolicy: { ...lb, hashOn: { ...lb.hashOn, path } } } : cfg;
+        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, pathCfg);
         if (!action) return;
         const rx = regexMode ? regexPathMatch(path) : null;
         const match: RouteMatch = { ...catchAll()[0], path: rx !== null && rx.ok ? rx.match : exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
@@ -107,7 +114,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           canaries.push({ host, path, exact, ing, route: plain, field });
           return;
         }
-        const route = applyNginxToRoute(plain, cfg, path, regexMode, base, global?.limitStatus ?? 503, global?.realIp ?? null);
+        const route = applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [] });
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);

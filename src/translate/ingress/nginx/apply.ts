@@ -8,7 +8,7 @@
  * -> request `HeaderOps`. What Istio has no field for goes to `Route.filters` (route-filters.ts).
  */
 
-import type { ClientAddress, ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
+import type { ClientAddress, HeaderValue, ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import type { NginxIngressConfig } from './parse.js';
 
@@ -24,23 +24,33 @@ export function regexPathMatch(path: string): { ok: true; match: PathMatch } | {
  * regex mode (the path is a regex). `zone`: the Ingress's rate-limit zone. `limitStatus`: the status
  * of a limited request.
  */
-export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: string, regexMode: boolean, zone: string, limitStatus: number, realIp: ClientAddress | null = null): Route {
+export interface NginxRouteGlobals {
+  limitStatus: number;
+  realIp: ClientAddress | null;
+  addHeaders: HeaderValue[];
+  proxySetHeaders: HeaderValue[];
+}
+
+export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: string, regexMode: boolean, zone: string, globals: NginxRouteGlobals): Route {
+  const { limitStatus, realIp } = globals;
+  const responseSet = [...globals.addHeaders.filter((h) => !cfg.customHeaders.some((c) => c.name === h.name)), ...cfg.customHeaders];
+  const responseHeaders = responseSet.length === 0 ? route.responseHeaders : { set: responseSet, add: [], remove: [] };
   if (cfg.redirect !== null) {
     const r = cfg.redirect;
     // nginx `return <code> <url>`: the URL verbatim. A trailing `?` in the IR replacement means "no
     // query" (the request's query string is not appended).
     const pathAndQuery = r.pathAndQuery.includes('?') ? r.pathAndQuery : `${r.pathAndQuery}?`;
     const action: RedirectAction = { kind: 'redirect', scheme: r.scheme, authority: r.host, port: r.port ?? 'from-protocol', path: { kind: 'full', value: pathAndQuery }, responseCode: r.code };
-    return { ...route, action, cors: cfg.cors };
+    return { ...route, action, cors: cfg.cors, responseHeaders };
   }
   if (route.action.kind !== 'forward') return route;
   const action: ForwardAction = { ...route.action };
-  let requestHeaders = route.requestHeaders;
+  let requestHeaders = globals.proxySetHeaders.length === 0 ? route.requestHeaders : { set: globals.proxySetHeaders, add: [], remove: [] };
   if (cfg.rewriteTarget !== null && cfg.rewriteTarget !== path) {
     // nginx `rewrite "(?i)<path>" <target> break`: the whole URI is replaced; `$n` are the path's groups.
     const re = compileRe2Unanchored(`(?i)^(?:${regexMode ? path : escapeRegex(path)}).*`);
     if (re.ok) action.rewrite = { path: { kind: 'regex', regex: re.regex, substitution: cfg.rewriteTarget.replace(/\$(\d)/g, '\\$1') }, authority: action.rewrite?.authority ?? null };
-    if (cfg.xForwardedPrefix !== null) requestHeaders = { set: [{ name: 'x-forwarded-prefix', value: cfg.xForwardedPrefix }], add: [], remove: [] };
+    if (cfg.xForwardedPrefix !== null) requestHeaders = { set: [...(requestHeaders?.set ?? []), { name: 'x-forwarded-prefix', value: cfg.xForwardedPrefix }], add: requestHeaders?.add ?? [], remove: requestHeaders?.remove ?? [] };
   }
   if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100 }];
   if (cfg.upstreamVhost !== null) action.rewrite = { path: action.rewrite?.path ?? null, authority: cfg.upstreamVhost };
@@ -57,7 +67,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     // ingress-nginx: the Authorization header is not passed to the backend after basic auth.
     requestHeaders = { set: requestHeaders?.set ?? [], add: requestHeaders?.add ?? [], remove: [...(requestHeaders?.remove ?? []), 'authorization'] };
   }
-  const out: Route = { ...route, action, requestHeaders, cors: cfg.cors };
+  const out: Route = { ...route, action, requestHeaders, responseHeaders, cors: cfg.cors };
   const maxBody = cfg.maxBodyBytes === 0 ? null : cfg.maxBodyBytes;
   const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null;
   if (hasFilters) {

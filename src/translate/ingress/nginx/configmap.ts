@@ -20,6 +20,7 @@ import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { CONFIGMAP_SNIPPET_KEYS } from './registry.js';
+import { headersFromConfigMap } from './parse.js';
 
 export interface NginxGlobalConfig {
   /** The ConfigMap (null when the flag names one that does not exist: defaults only). */
@@ -45,6 +46,12 @@ export interface NginxGlobalConfig {
   realIp: { header: string; trusted: string[] } | null;
   /** Access log from log-format-upstream; null = unchanged. */
   accessLog: AccessLog | null;
+  /** add-headers: response headers on every Ingress response. */
+  addHeaders: { name: string; value: string }[];
+  /** proxy-set-headers: request headers sent upstream for every Ingress. */
+  proxySetHeaders: { name: string; value: string }[];
+  /** global-allowed-response-headers (lowercase); null = any name (key absent). */
+  allowedResponseHeaders: string[] | null;
 }
 
 /** Keys meshgate reads, with their meaning in one line (docs and the unknown-key check). */
@@ -78,12 +85,15 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'strict-validate-path-type': 'meshgate matches Prefix and Exact as Kubernetes defines them',
   'use-http2': 'HTTP/2 is always offered on HTTPS',
   'generate-request-id': 'x-request-id is always generated when absent',
+  'add-headers': 'NS/NAME of a ConfigMap of response headers added to every Ingress response',
+  'proxy-set-headers': 'NS/NAME of a ConfigMap of request headers sent upstream for every Ingress',
+  'global-allowed-response-headers': 'header names custom-headers may set (when the key is present)',
 };
 
 const UNSUPPORTED_KEYS = new Set([
   'custom-http-errors', 'use-gzip', 'gzip-level', 'gzip-types', 'enable-brotli', 'use-proxy-protocol', 'large-client-header-buffers',
   'client-header-buffer-size', 'client-body-buffer-size', 'upstream-keepalive-connections', 'upstream-keepalive-timeout',
-  'upstream-keepalive-requests', 'block-cidrs', 'block-user-agents', 'block-referers', 'proxy-set-headers', 'add-headers',
+  'upstream-keepalive-requests', 'block-cidrs', 'block-user-agents', 'block-referers',
   'global-auth-url', 'global-auth-signin', 'global-auth-response-headers', 'load-balance', 'keep-alive', 'keep-alive-requests',
   'enable-modsecurity', 'enable-owasp-modsecurity-crs', 'enable-opentelemetry', 'proxy-buffer-size', 'proxy-buffering',
   'worker-processes', 'max-worker-connections', 'server-tokens', 'ssl-session-cache', 'ssl-session-timeout', 'http-redirect-code',
@@ -114,6 +124,9 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     deny: [],
     realIp: null,
     accessLog: null,
+    addHeaders: [],
+    proxySetHeaders: [],
+    allowedResponseHeaders: null,
   };
   if (cm === null) return g;
   const data: Record<string, string> = {};
@@ -219,6 +232,15 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     const trusted = data['proxy-real-ip-cidr'] === undefined ? ['0.0.0.0/0', '::/0'] : cidrs('proxy-real-ip-cidr');
     g.realIp = { header: /^[a-z0-9-]+$/.test(header) ? header : 'x-forwarded-for', trusted };
   }
+  for (const [key, target] of [['add-headers', 'addHeaders'], ['proxy-set-headers', 'proxySetHeaders']] as const) {
+    const ref = data[key];
+    if (ref === undefined || ref === '') continue;
+    const r = headersFromConfigMap(resources, ref, cm.metadata.namespace, false);
+    if (typeof r === 'string') bad(key, `${key} ${ref}: ${r}`);
+    else g[target] = r;
+  }
+  const allowed = data['global-allowed-response-headers'];
+  if (allowed !== undefined) g.allowedResponseHeaders = allowed.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
   const fmt = data['log-format-upstream'];
   if (fmt !== undefined && fmt !== '') {
     const mapped = mapLogFormat(fmt);

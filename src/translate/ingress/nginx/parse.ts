@@ -81,6 +81,8 @@ export interface NginxIngressConfig {
   serviceUpstream: boolean;
   /** mirror-target: the cluster copies of each request go to; null = none. */
   mirrorCluster: string | null;
+  /** custom-headers: response headers from a ConfigMap (names lowercase); [] = none. */
+  customHeaders: { name: string; value: string }[];
   /** default-backend: a Service name in the Ingress's namespace; null = none. */
   defaultBackend: string | null;
 }
@@ -298,6 +300,13 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
 
   const lbPolicy = parseLb(get, (name, m) => fail(name, m), seconds);
   const serviceUpstream = bool('service-upstream', false);
+  let customHeaders: { name: string; value: string }[] = [];
+  const ch = get('custom-headers');
+  if (ch !== undefined && ch !== '') {
+    const r = headersFromConfigMap(resources, ch, ing.metadata.namespace, true);
+    if (typeof r === 'string') fail('custom-headers', `custom-headers ${ch}: ${r}`);
+    else customHeaders = r;
+  }
   let mirrorCluster: string | null = null;
   const mirror = get('mirror-target');
   if (mirror !== undefined && mirror !== '') {
@@ -349,6 +358,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       cookiePathSet: get('session-cookie-path') !== undefined,
       serviceUpstream,
       mirrorCluster,
+      customHeaders,
       defaultBackend,
     },
   };
@@ -763,4 +773,27 @@ function parseAuthTls(
     verify: verifyRaw !== 'off',
     policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass === 'true' },
   };
+}
+
+/**
+ * Header name -> value pairs of a ConfigMap named `ns/name` or `name` (in `namespace`), for
+ * custom-headers and the controller ConfigMap's add-headers / proxy-set-headers. Names must be
+ * header tokens and values free of line breaks and nginx variables; otherwise a message says why.
+ */
+export function headersFromConfigMap(resources: ResourceSet, ref: string, namespace: string, sameNamespaceOnly: boolean): { name: string; value: string }[] | string {
+  const slash = ref.indexOf('/');
+  const ns = slash === -1 ? namespace : ref.slice(0, slash);
+  const name = slash === -1 ? ref : ref.slice(slash + 1);
+  if (sameNamespaceOnly && ns !== namespace) return `ConfigMap ${ns}/${name} is in another namespace (${namespace}); cross-namespace references are refused`;
+  const cm = resources.get('ConfigMap', ns, name);
+  if (cm === undefined) return `ConfigMap ${ns}/${name} does not exist`;
+  const data = obj(cm.body.data);
+  const out: { name: string; value: string }[] = [];
+  for (const k of Object.keys(data).sort()) {
+    const v = str(data[k]) ?? '';
+    if (!HEADER_NAME.test(k)) return `key ${JSON.stringify(k)} of ConfigMap ${ns}/${name} is not a header name`;
+    if (/[\r\n\0]/.test(v) || /\$[a-z_{]/i.test(v)) return `the value of ${k} in ConfigMap ${ns}/${name} holds a line break or an nginx variable`;
+    out.push({ name: k.toLowerCase(), value: v });
+  }
+  return out;
 }

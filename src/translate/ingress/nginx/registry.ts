@@ -166,7 +166,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'default-backend': h('Service (same namespace, first port) that gets the requests when the path\'s Service has no ready endpoint, with X-Code 503, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port (not X-Original-URI, X-Format, X-Request-ID); ns/name elsewhere refused'),
   'disable-proxy-intercept-errors': u('there is no error interception to disable'),
   // Headers
-  'custom-headers': u('response headers from a ConfigMap are not implemented'),
+  'custom-headers': h('response headers from a ConfigMap (same namespace); with --nginx-configmap only names in global-allowed-response-headers (when that key is set); nginx variables in values are refused'),
   'connection-proxy-header': u('the Connection header sent upstream is managed by meshgate'),
   'proxy-cookie-domain': u('Set-Cookie rewriting is not implemented'),
   'proxy-cookie-path': u('Set-Cookie rewriting is not implemented'),
