@@ -115,8 +115,14 @@ export interface RequestLimit {
   status: number;
 }
 
-/** HTTP Basic authentication (ingress-nginx `auth-type: basic`). */
+/** HTTP Basic or Digest authentication (ingress-nginx `auth-type: basic` / `digest`). */
 export interface BasicAuth {
+  /**
+   * `basic` (absent): RFC 7617, `users[].hash` as htpasswd writes it. `digest`: RFC 7616 with MD5 and
+   * qop=auth, `users[].hash` the htdigest HA1 (hex MD5 of `user:realm:password`); nonces are stateless
+   * (time plus a per-process MAC), valid for 5 minutes; nonce counts are not tracked.
+   */
+  scheme?: 'basic' | 'digest';
   /** Realm in `WWW-Authenticate: Basic realm="..."` of the 401 answer. */
   realm: string;
   /**

@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { createHash } from 'node:crypto';
 import { startEchoServer } from '../../src/demo/echo-server.js';
 import { get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
@@ -93,6 +94,11 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
 kind: Secret
 metadata: { name: htpasswd, namespace: default }
 stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: htdigest, namespace: default }
+stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-realm:secret pw').digest('hex')}\\n" }
 `);
     writeConfig(dir, 'ingress.yaml', [
       ingress('rewrite', 'rw.example.com', 'web', { 'use-regex': 'true', 'rewrite-target': '/$2', 'x-forwarded-prefix': '/something' }, [{ path: '/something(/|$)(.*)', type: 'ImplementationSpecific' }]),
@@ -110,6 +116,7 @@ stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
       ingress('rps-exempt', 'rps-exempt.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1', 'limit-whitelist': '127.0.0.1, ::1' }),
       ingress('basic', 'basic.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'htpasswd', 'auth-realm': 'Authentication Required - foo' }),
       ingress('basic-missing', 'basic-missing.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'nope' }),
+      ingress('digest', 'digest.example.com', 'web', { 'auth-type': 'digest', 'auth-secret': 'htdigest', 'auth-realm': 'digest-realm' }),
       ingress('cors', 'cors.example.com', 'counter', { 'enable-cors': 'true', 'cors-allow-origin': 'https://app.example.com, https://*.example.org' }),
       ingress('main', 'canary.example.com', 'web', {}),
       ingress('canary', 'canary.example.com', 'canary', { canary: 'true', 'canary-by-header': 'X-Canary', 'canary-by-cookie': 'use_canary' }),
@@ -313,5 +320,24 @@ stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
     while (counted === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
     assert.equal(counted, before + 1, 'the mirror got one copy');
     assert.equal(lastCountedUrl, '/m?x=1');
+  });
+
+  test('auth-type digest: 401 with a Digest challenge; a correct MD5 qop=auth response passes, a wrong password or another URI does not', async () => {
+    const first = await get(url('/secret?a=1'), { host: 'digest.example.com' });
+    assert.equal(first.status, 401);
+    const challenge = String(first.headers['www-authenticate']);
+    assert.match(challenge, /^Digest algorithm="MD5", qop="auth", realm="digest-realm", nonce="[^"]+"$/);
+    const nonce = /nonce="([^"]+)"/.exec(challenge)![1];
+    const md5 = (s: string) => createHash('md5').update(s).digest('hex');
+    const auth = (password: string, uri: string) => {
+      const ha1 = md5(`foo:digest-realm:${password}`);
+      const response = md5(`${ha1}:${nonce}:00000001:abcdef:auth:${md5(`GET:${uri}`)}`);
+      return `Digest username="foo", realm="digest-realm", nonce="${nonce}", uri="${uri}", qop=auth, nc=00000001, cnonce="abcdef", response="${response}", algorithm=MD5`;
+    };
+    const ok = await get(url('/secret?a=1'), { host: 'digest.example.com', headers: { authorization: auth('secret pw', '/secret?a=1') } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.json?.headers.authorization, undefined);
+    assert.equal((await get(url('/secret?a=1'), { host: 'digest.example.com', headers: { authorization: auth('wrong', '/secret?a=1') } })).status, 401);
+    assert.equal((await get(url('/other'), { host: 'digest.example.com', headers: { authorization: auth('secret pw', '/secret?a=1') } })).status, 401);
   });
 });

@@ -9,7 +9,7 @@
  * keyed state is bounded (least recently used clients are forgotten first).
  */
 
-import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -39,6 +39,7 @@ export interface CompiledRouteFilters {
 
 /** What the filters need from the request (the Exchange). */
 export interface RouteFilterInput extends ExternalAuthInput {
+  readonly method: string;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   requestBody: Readable | null;
@@ -153,8 +154,8 @@ export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, 
       sendLocalError(res, Replies.authUnavailable);
       return false;
     }
-    if (!checkBasic(c.auth, x.header('authorization'))) {
-      res.setHeader('www-authenticate', c.auth.challenge);
+    if (c.auth.digest ? !checkDigest(c.auth, x.method, x.query === '' ? x.path : `${x.path}?${x.query}`, x.header('authorization')) : !checkBasic(c.auth, x.header('authorization'))) {
+      res.setHeader('www-authenticate', c.auth.digest ? digestChallenge(c.auth) : c.auth.challenge);
       sendLocalError(res, Replies.unauthorized);
       return false;
     }
@@ -321,6 +322,8 @@ function plainIp(addr: string): string {
 // --- Basic authentication ---
 
 interface CompiledBasicAuth {
+  digest: boolean;
+  realm: string;
   challenge: string;
   unavailable: boolean;
   users: Map<string, string>;
@@ -331,7 +334,7 @@ interface CompiledBasicAuth {
 function compileBasicAuth(a: BasicAuth): CompiledBasicAuth {
   const users = new Map<string, string>();
   for (const u of a.users) if (!users.has(u.name)) users.set(u.name, u.hash);
-  return { challenge: `Basic realm="${a.realm}"`, unavailable: a.unavailable, users, verified: new Set() };
+  return { digest: a.scheme === 'digest', realm: a.realm, challenge: `Basic realm="${a.realm}"`, unavailable: a.unavailable, users, verified: new Set() };
 }
 
 function checkBasic(a: CompiledBasicAuth, header: string | null): boolean {
@@ -345,6 +348,63 @@ function checkBasic(a: CompiledBasicAuth, header: string | null): boolean {
   if (a.verified.size >= 1000) a.verified.delete(a.verified.values().next().value as string);
   a.verified.add(header);
   return true;
+}
+
+// --- Digest authentication (RFC 7616, MD5, qop=auth) ---
+
+/** Per-process key of the stateless nonces. */
+const NONCE_KEY = randomBytes(32);
+const NONCE_TTL_MS = 5 * 60_000;
+
+function makeNonce(now: number): string {
+  const t = now.toString(16);
+  return `${t}.${createHmac('sha256', NONCE_KEY).update(t).digest('base64url').slice(0, 22)}`;
+}
+
+function nonceValid(nonce: string, now: number): boolean {
+  const dot = nonce.indexOf('.');
+  if (dot <= 0) return false;
+  const t = nonce.slice(0, dot);
+  const at = parseInt(t, 16);
+  if (!Number.isFinite(at) || now - at > NONCE_TTL_MS || at - now > 1000) return false;
+  const want = Buffer.from(makeNonce(at));
+  const got = Buffer.from(nonce);
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+function digestChallenge(a: CompiledBasicAuth): string {
+  return `Digest algorithm="MD5", qop="auth", realm="${a.realm}", nonce="${makeNonce(Date.now())}"`;
+}
+
+/** `k=v, k="v"` parameters of a Digest Authorization header. */
+function digestParams(header: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const re = /([a-zA-Z]+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(header)) !== null) out.set(m[1].toLowerCase(), m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]);
+  return out;
+}
+
+const md5hex = (s: string) => createHash('md5').update(s).digest('hex');
+
+export function checkDigest(a: CompiledBasicAuth, method: string, requestUri: string, header: string | null): boolean {
+  if (header === null || header.slice(0, 7).toLowerCase() !== 'digest ') return false;
+  const p = digestParams(header.slice(7));
+  const user = p.get('username');
+  const nonce = p.get('nonce');
+  const uri = p.get('uri');
+  const response = p.get('response');
+  if (user === undefined || nonce === undefined || uri === undefined || response === undefined) return false;
+  // The digest covers the URI it names: it must be this request's (RFC 7616 §3.4.6).
+  if (p.get('realm') !== a.realm || uri !== requestUri || !nonceValid(nonce, Date.now())) return false;
+  const ha1 = a.users.get(user);
+  if (ha1 === undefined) return false;
+  const ha2 = md5hex(`${method}:${uri}`);
+  const qop = p.get('qop');
+  const want = qop === 'auth' ? md5hex(`${ha1}:${nonce}:${p.get('nc') ?? ''}:${p.get('cnonce') ?? ''}:auth:${ha2}`) : qop === undefined ? md5hex(`${ha1}:${nonce}:${ha2}`) : '';
+  const w = Buffer.from(want);
+  const g = Buffer.from(response.toLowerCase());
+  return want !== '' && w.length === g.length && timingSafeEqual(w, g);
 }
 
 /** htpasswd hashes: `$apr1$`/`$1$` MD5-crypt, `{SHA}`, `{PLAIN}`. Anything else never matches. */

@@ -540,11 +540,7 @@ function parseAuth(
     if (get('auth-secret') !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field('auth-secret'), 'auth-secret without auth-type has no effect (as in ingress-nginx)');
     return null;
   }
-  if (type === 'digest') {
-    fail('auth-type', 'auth-type digest is not supported by meshgate (only basic); rather than serve the paths without authentication');
-    return null;
-  }
-  if (type !== 'basic') {
+  if (type !== 'basic' && type !== 'digest') {
     fail('auth-type', `auth-type must be "basic" or "digest", not ${JSON.stringify(type)}`);
     return null;
   }
@@ -570,7 +566,7 @@ function parseAuth(
   const unavailable = (why: string): BasicAuth => {
     // ingress-nginx denies the location (503 for every request) rather than serve it unauthenticated.
     ctx.report('error', 'MG_SECRET_INVALID', ing, field('auth-secret'), `${why}; every request to this Ingress's paths is answered 503`);
-    return { realm, users: [], unavailable: true };
+    return type === 'digest' ? { scheme: 'digest', realm, users: [], unavailable: true } : { realm, users: [], unavailable: true };
   };
   const secret = resources.get('Secret', ns, name);
   if (secret === undefined) return unavailable(`Secret ${ns}/${name} does not exist`);
@@ -584,18 +580,25 @@ function parseAuth(
       if (l === '' || l.startsWith('#')) continue;
       const colon = l.indexOf(':');
       if (colon <= 0) continue;
+      if (type === 'digest') {
+        // htdigest: user:realm:HA1; only lines of the configured realm count.
+        const parts = l.split(':');
+        if (parts.length === 3 && parts[1] === realm && /^[0-9a-f]{32}$/i.test(parts[2])) users.push({ name: parts[0], hash: parts[2].toLowerCase() });
+        else ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: line for ${JSON.stringify(parts[0])} is not user:${realm}:<32 hex digits> (htdigest for realm ${JSON.stringify(realm)}); that user is refused`);
+        continue;
+      }
       users.push({ name: l.slice(0, colon), hash: l.slice(colon + 1) });
     }
   } else {
     for (const k of Object.keys(data).sort()) users.push({ name: k, hash: data[k].trim() });
   }
   for (const u of users) {
-    if (!/^(\$apr1\$|\$1\$|\{SHA\}|\{PLAIN\})/.test(u.hash)) {
+    if (type === 'basic' && !/^(\$apr1\$|\$1\$|\{SHA\}|\{PLAIN\})/.test(u.hash)) {
       ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a password hash meshgate cannot check (it reads $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are not); that user is refused`);
     }
   }
   if (users.length === 0) return unavailable(`Secret ${ns}/${name} lists no users`);
-  return { realm, users, unavailable: false };
+  return type === 'digest' ? { scheme: 'digest', realm, users, unavailable: false } : { realm, users, unavailable: false };
 }
 
 function secretData(secret: KubeObject): Record<string, string> {

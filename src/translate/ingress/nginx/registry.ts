@@ -75,9 +75,9 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'whitelist-source-range': h('client address outside the CIDRs: 403 (alias of allowlist-source-range)'),
   'allowlist-source-range': h('client address outside the CIDRs: 403'),
   'denylist-source-range': h('client address inside the CIDRs: 403, checked before the allowlist'),
-  'auth-type': h('basic: 401 with WWW-Authenticate Basic realm; Authorization removed before proxying. digest is unsupported (Ingress not served)'),
+  'auth-type': h('basic: 401 with WWW-Authenticate Basic realm; digest: RFC 7616 MD5 qop=auth with htdigest HA1 lines (stateless 5-minute nonces, nonce counts not tracked); Authorization removed before proxying'),
   'auth-secret': h('Secret in the Ingress namespace (ns/name elsewhere is refused); missing Secret or key: every request 503 as ingress-nginx'),
-  'auth-secret-type': h('auth-file (htpasswd under key auth) or auth-map (key = user); hashes $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are reported and that user never matches'),
+  'auth-secret-type': h('auth-file (htpasswd, or htdigest for digest, under key auth) or auth-map (key = user); hashes $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are reported and that user never matches'),
   'auth-realm': h('realm of the Basic challenge'),
   // CORS
   'enable-cors': h('CORS answered by the gateway; preflights get 200 (nginx: 204) and the matching Origin is echoed even with * (nginx: *)'),
