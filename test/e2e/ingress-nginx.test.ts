@@ -73,10 +73,19 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
     req.on('end', () => res.end('ok'));
   });
   const hits = (_name: string) => counted;
+  // A backend whose every other answer is 502 (first try fails, the retry succeeds).
+  let flakyCalls = 0;
+  const flaky = http.createServer((req, res) => {
+    flakyCalls++;
+    req.resume();
+    res.writeHead(flakyCalls % 2 === 1 ? 502 : 200).end(flakyCalls % 2 === 1 ? 'bad gateway' : 'ok');
+  });
 
   before(async () => {
     for (const name of ['web', 'canary', 'other', 'sticky-a', 'sticky-b']) echoes[name] = await startEchoServer({ name });
     await new Promise<void>((r) => counter.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+    const flakyPort = (flaky.address() as import('node:net').AddressInfo).port;
     const counterPort = (counter.address() as import('node:net').AddressInfo).port;
     writeConfig(dir, 'services.yaml', [
       serviceYaml('web', [echoes.web.port]),
@@ -89,6 +98,7 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
       serviceYaml('empty', [echoes.web.port], { notReady: [echoes.web.port] }),
       serviceYaml('fallback', [echoes.other.port]),
       serviceYaml('mirror', [counterPort]),
+      serviceYaml('flaky', [flakyPort]),
     ].join('---\n'));
     writeConfig(dir, 'secrets.yaml', `apiVersion: v1
 kind: Secret
@@ -116,6 +126,13 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('rps-exempt', 'rps-exempt.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1', 'limit-whitelist': '127.0.0.1, ::1' }),
       ingress('basic', 'basic.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'htpasswd', 'auth-realm': 'Authentication Required - foo' }),
       ingress('basic-missing', 'basic-missing.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'nope' }),
+      ingress('retry', 'retry.example.com', 'flaky', { 'proxy-next-upstream': 'error timeout http_502', 'proxy-next-upstream-tries': '2' }),
+      ingress('noretry', 'noretry.example.com', 'flaky', { 'proxy-next-upstream': 'off' }),
+      ingress('conns', 'conns.example.com', 'web', { 'limit-connections': '1' }),
+      ingress('pattern-main', 'pattern.example.com', 'web', {}),
+      ingress('pattern-canary', 'pattern.example.com', 'canary', { canary: 'true', 'canary-by-header': 'X-Region', 'canary-by-header-pattern': '^(eu|us)-west$' }),
+      ingress('half-main', 'half.example.com', 'web', {}),
+      ingress('half-canary', 'half.example.com', 'canary', { canary: 'true', 'canary-weight': '300', 'canary-weight-total': '1000' }),
       ingress('digest', 'digest.example.com', 'web', { 'auth-type': 'digest', 'auth-secret': 'htdigest', 'auth-realm': 'digest-realm' }),
       ingress('cors', 'cors.example.com', 'counter', { 'enable-cors': 'true', 'cors-allow-origin': 'https://app.example.com, https://*.example.org' }),
       ingress('main', 'canary.example.com', 'web', {}),
@@ -138,6 +155,8 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     await gw?.stop();
     for (const e of Object.values(echoes)) await e.close();
     keepAlive.destroy();
+    flaky.closeAllConnections();
+    await new Promise<void>((r) => flaky.close(() => r()));
     counter.closeAllConnections();
     await new Promise<void>((r) => counter.close(() => r()));
     removeDir(dir);
@@ -339,5 +358,40 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     assert.equal(ok.json?.headers.authorization, undefined);
     assert.equal((await get(url('/secret?a=1'), { host: 'digest.example.com', headers: { authorization: auth('wrong', '/secret?a=1') } })).status, 401);
     assert.equal((await get(url('/other'), { host: 'digest.example.com', headers: { authorization: auth('secret pw', '/secret?a=1') } })).status, 401);
+  });
+
+  test('proxy-next-upstream http_502 with 2 tries: a 502 is retried and the client gets the second answer; "off" returns the 502', async () => {
+    const before = flakyCalls;
+    const r = await get(url('/x'), { host: 'retry.example.com' });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(flakyCalls - before, 2);
+    if (flakyCalls % 2 === 1) await get(url('/align'), { host: 'retry.example.com' });
+    const n = await get(url('/y'), { host: 'noretry.example.com' });
+    assert.equal(n.status, 502);
+  });
+
+  test('limit-connections 1: a second concurrent request of the same client is 503', async () => {
+    const slow = get(url('/delay/800'), { host: 'conns.example.com' });
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await get(url('/'), { host: 'conns.example.com' });
+    assert.equal(second.status, 503);
+    assert.equal((await slow).status, 200);
+    assert.equal((await get(url('/'), { host: 'conns.example.com' })).status, 200, 'the slot is free again');
+  });
+
+  test('canary-by-header-pattern: a matching value goes to the canary', async () => {
+    const name = async (v?: string) => (await get(url('/'), { host: 'pattern.example.com', headers: v === undefined ? {} : { 'x-region': v } })).json?.name;
+    assert.equal(await name('eu-west'), 'canary');
+    assert.equal(await name('us-west'), 'canary');
+    assert.equal(await name('ap-south'), 'web');
+    assert.equal(await name(), 'web');
+  });
+
+  test('canary-weight 300 of canary-weight-total 1000: about 30% of requests reach the canary', async () => {
+    let canary = 0;
+    const n = 200;
+    for (let i = 0; i < n; i++) if ((await get(url('/'), { host: 'half.example.com' })).json?.name === 'canary') canary++;
+    // Binomial(200, 0.3): mean 60, sd 6.5; the bounds are 4.6 sd away.
+    assert.ok(canary >= 30 && canary <= 90, `${canary} of ${n} went to the canary`);
   });
 });

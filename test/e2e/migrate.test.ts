@@ -53,6 +53,9 @@ test('migrate: snippets, unsupported, unknown and bad values change behaviour (e
     assert.equal(text.code, 1);
     assert.match(text.stdout, /Ingress default\/snip \(all\.yaml\): NOT SERVED, behaviour changes\n +refused +configuration-snippet/);
     assert.match(text.stdout, /unknown +made-up/);
+    // The refusal is the same diagnostic `meshgate validate` prints (and /diagnostics, Kubernetes Events).
+    const validate = await run(['validate', dir]);
+    assert.match(validate.stdout, /error MG_NGINX_SNIPPET_REFUSED Ingress\/default\/snip metadata\.annotations\["nginx\.ingress\.kubernetes\.io\/configuration-snippet"\] \(all\.yaml:\d+\)/);
     const json = await run(['migrate', dir, '--output', 'json']);
     assert.equal(json.code, 1);
     const report = JSON.parse(json.stdout) as { changesBehaviour: boolean; ingresses: { name: string; served: boolean; changesBehaviour: boolean; annotations: { annotation: string; status: string }[]; diagnostics: { reason: string; line: number | null }[] }[] };
