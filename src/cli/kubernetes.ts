@@ -63,7 +63,7 @@ export interface KubernetesWiring {
 export function wireKubernetes(opts: KubernetesRunOptions, translate: TranslateOptions, log: Logger, timings: KubernetesTimings = {}, client = ApiClient.load(opts.kubeconfig)): KubernetesWiring {
   const klog = log.child({ component: 'kubernetes' });
   const identity = `${process.env.POD_NAME ?? os.hostname()}_${randomBytes(4).toString('hex')}`;
-  const source = new KubernetesSource({ client, log: klog, watchNamespaces: opts.watchNamespaces, secretLabelSelector: opts.secretLabelSelector, gatewayNamespace: translate.gatewayNamespace, debounceMs: timings.debounceMs, rediscoverMs: timings.rediscoverMs, backoff: timings.backoff });
+  const source = new KubernetesSource({ client, log: klog, watchNamespaces: opts.watchNamespaces, secretLabelSelector: opts.secretLabelSelector, gatewayNamespace: translate.gatewayNamespace, configMaps: translate.nginxConfigMap ? [translate.nginxConfigMap] : [], debounceMs: timings.debounceMs, rediscoverMs: timings.rediscoverMs, backoff: timings.backoff });
   const status = new IngressStatusWriter({ client, log: klog, publish: opts.publish, backoff: timings.backoff });
   const gatewayStatus = new GatewayStatusWriter({
     client,

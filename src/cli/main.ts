@@ -10,6 +10,7 @@
  *                [--workers N] [--log-level info]
  *   meshgate validate DIR...      print every diagnostic; exit 1 when any is an error
  *   meshgate translate DIR        print the IR snapshot as JSON
+ *   meshgate migrate DIR|--kubernetes  ingress-nginx annotations: honoured/refused/unsupported/unknown; exit 1 when behaviour would change
  *   meshgate demo                 echo backends + examples/ (what `npm start` runs)
  *
  * Bad usage: a one-line error on stderr and exit code 2.
@@ -56,6 +57,7 @@ const USAGE = `usage:
                [--http-port 8080] [--https-port 8443] [--admin-port 15000]
                [--admin-address 127.0.0.1] [--health-port 15021]
                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
+               [--watch-ingress-nginx-class] [--ingress-controller-name NAME] [--nginx-configmap NS/NAME]
                [--gateway-labels app=istio-ingressgateway,istio=ingressgateway]
                [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
@@ -69,6 +71,8 @@ ${OBSERVABILITY_USAGE}
   meshgate translate DIR [--routes] [--clusters]
   meshgate routes [--admin http://127.0.0.1:15000]
   meshgate clusters [--admin http://127.0.0.1:15000]
+  meshgate migrate (DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...) [--output text|json]
+               [--ingress-class nginx] [--ingress-controller-name k8s.io/ingress-nginx]
   meshgate demo [run flags]
   meshgate control --config DIR --ca-dir DIR [--listen 0.0.0.0:15012] [--trust-domain cluster.local]
                    [--admin-port 15014] [--cert-ttl 24h]
@@ -82,6 +86,9 @@ const TRANSLATE_FLAGS = {
   'https-port': { type: 'string' },
   'port-map': { type: 'string' },
   'ingress-class': { type: 'string' },
+  'ingress-controller-name': { type: 'string' },
+  'watch-ingress-nginx-class': { type: 'boolean' },
+  'nginx-configmap': { type: 'string' },
   'gateway-labels': { type: 'string' },
   'bind-address': { type: 'string' },
   ...SECURITY_FLAGS,
@@ -178,11 +185,20 @@ function labels(value: string | undefined): Record<string, string> {
 
 function translateOptions(v: Record<string, string | boolean | string[] | undefined>): TranslateOptions {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
-  const ingressClass = str('ingress-class') ?? DEFAULT_TRANSLATE_OPTIONS.ingressClass;
+  // --watch-ingress-nginx-class: take over from ingress-nginx (class `nginx`, IngressClasses of controller k8s.io/ingress-nginx).
+  const nginxTakeover = v['watch-ingress-nginx-class'] === true;
+  const ingressClass = str('ingress-class') ?? (nginxTakeover ? 'nginx' : DEFAULT_TRANSLATE_OPTIONS.ingressClass);
+  const controllerName = str('ingress-controller-name') ?? (nginxTakeover ? 'k8s.io/ingress-nginx' : DEFAULT_TRANSLATE_OPTIONS.controllerName);
+  if (!/^[a-z0-9.-]+(\/[A-Za-z0-9._-]+)+$/.test(controllerName)) throw new UsageError(`--ingress-controller-name: "${controllerName}" is not a controller name like example.com/controller`);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ingressClass)) throw new UsageError(`--ingress-class: "${ingressClass}" is not a valid IngressClass name`);
+  const cm = str('nginx-configmap');
+  const cmParts = cm === undefined ? null : /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/.exec(cm);
+  if (cm !== undefined && cmParts === null) throw new UsageError(`--nginx-configmap: "${cm}" is not NAMESPACE/NAME`);
   return {
     ...DEFAULT_TRANSLATE_OPTIONS,
     ingressClass,
+    controllerName,
+    ...(cmParts ? { nginxConfigMap: { namespace: cmParts[1], name: cmParts[3] } } : {}),
     gatewayLabels: labels(str('gateway-labels')),
     httpPort: port('http-port', str('http-port'), DEFAULT_TRANSLATE_OPTIONS.httpPort),
     httpsPort: port('https-port', str('https-port'), DEFAULT_TRANSLATE_OPTIONS.httpsPort),
@@ -375,6 +391,17 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./mesh-commands.js')).controlCommand(rest, usageFail, waitForSignal);
     case 'token':
       return (await import('./mesh-commands.js')).tokenCommand(rest, usageFail);
+    case 'migrate': {
+      const { values, positionals } = parse(rest, { ...TRANSLATE_FLAGS, output: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true } }, true);
+      if ((positionals.length === 1) === (values.kubernetes === true)) throw new UsageError('migrate: exactly one of DIR and --kubernetes is required');
+      const output = values.output ?? 'text';
+      if (output !== 'text' && output !== 'json') throw new UsageError(`--output: "${output}" is not text or json`);
+      // The report is about taking over ingress-nginx's Ingresses: class nginx unless told otherwise.
+      const options = translateOptions({ 'watch-ingress-nginx-class': values['ingress-class'] === undefined && values['ingress-controller-name'] === undefined, ...values });
+      const { loadForMigrate, migrateReport } = await import('./migrate.js');
+      const loaded = await loadForMigrate(positionals[0] ?? null, { kubeconfig: values.kubeconfig, watchNamespaces: values['watch-namespace'] ?? [], configMaps: options.nginxConfigMap ? [options.nginxConfigMap] : [] });
+      return migrateReport(loaded, options, output, (s) => process.stdout.write(s));
+    }
     case 'demo':
       return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
     case 'capture':
@@ -392,7 +419,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, demo, control or token)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate, demo, control, token, capture or inject)`);
   }
 }
 

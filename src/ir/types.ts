@@ -12,10 +12,12 @@ import type { Regex } from '../lib/re2.js';
 import type { SecurityConfig } from './security.js';
 import type { PeerAuthenticationPolicy } from './mesh.js';
 import type { AccessLogging, TracingConfig } from './telemetry.js';
+import type { RouteFilters } from './route-filters.js';
 
 export type * from './security.js';
 export type * from './mesh.js';
 export type * from './telemetry.js';
+export type * from './route-filters.js';
 
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
 export interface SourceRef {
@@ -267,6 +269,8 @@ export interface Route {
    * Origin get the CORS response headers added.
    */
   cors: CorsPolicy | null;
+  /** Ingress request filters (source ranges, body limit, Basic auth, per-client limits; see `route-filters.ts`); absent = none. */
+  filters?: RouteFilters;
 }
 
 /** CORS policy of a route (Istio CorsPolicy). */

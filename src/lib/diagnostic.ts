@@ -31,6 +31,7 @@ export type DiagnosticReason =
   | 'MG_GATEWAY_NOT_SELECTED' // a Gateway whose selector does not select this proxy (warning; info when it selects other pods)
   | 'MG_UNSUPPORTED' // a field meshgate reads but does not implement yet (warning)
   | 'MG_UNREACHABLE_ROUTE' // a route that can never match (after a catch-all)
+  | 'MG_NGINX_SNIPPET_REFUSED' // an ingress-nginx *-snippet annotation or ConfigMap key: never executed, the Ingress is not served
   | 'MG_NOT_BOUND' // a route object that applies to no gateway of this proxy: mesh-only, or not exported to it (info)
   | 'MG_INVALID_IR' // the snapshot failed validation (a translator bug)
   | 'MG_REF_NOT_PERMITTED' // Gateway API: a cross-namespace reference without a ReferenceGrant

@@ -5,6 +5,7 @@
  */
 import type { CompiledSecurity } from './filters/security.js';
 import type { CompiledCors } from './filters/cors.js';
+import type { CompiledRouteFilters } from './filters/route-filters.js';
 import type { CompiledClientValidation } from './listeners/client-cert.js';
 import type { ClusterState } from './state/cluster-state.js';
 import type { CompiledMirror } from './upstream/mirror.js';
@@ -16,6 +17,7 @@ declare module './compile/types.js' {
   interface RuntimeSlots {
     security: CompiledSecurity;
     cors: CompiledCors;
+    routeFilters: CompiledRouteFilters;
     clientValidation: CompiledClientValidation;
     clusterState: ClusterState;
     mirror: CompiledMirror;

@@ -18,6 +18,7 @@ import { translateSecurity } from './security/index.js';
 import { translatePeerAuthentications } from './security/peer-authentication.js';
 import { translateGatewayTopology } from './istio/gateway-topology.js';
 import { translateAccessLogging } from './telemetry/access-logging.js';
+import { withNginxAccessLog } from './ingress/nginx/configmap.js';
 import { translateTracing } from './telemetry/tracing.js';
 import { TranslateContext, type TranslateOptions } from './types.js';
 
@@ -39,7 +40,7 @@ export function translate(resources: ResourceSet, options: TranslateOptions): Tr
   const listeners = mergeListeners(ctx, [...drafts, ...gatewayApi.drafts]);
   const tcpListeners = [...istioTcp, ...gatewayApi.tcpListeners].sort((a, b) => a.port - b.port);
   const security = { ...translateSecurity(ctx, resources), ...translateGatewayTopology(ctx, resources) };
-  const accessLogging = translateAccessLogging(ctx, resources);
+  const accessLogging = withNginxAccessLog(ctx, resources, translateAccessLogging(ctx, resources));
   const tracing = translateTracing(ctx, resources);
   const peerAuthentication = translatePeerAuthentications(ctx, resources);
   const clusters = ctx.clusters();

@@ -30,6 +30,8 @@ export interface TranslateOptions {
   gatewayControllerName?: string;
   /** Gateway API: the addresses Gateways are reachable at, for Gateway `status.addresses` (the publish Service or `--publish-address`); absent = none known. */
   gatewayAddresses?: string[];
+  /** The ingress-nginx controller ConfigMap (`--nginx-configmap NS/NAME`); absent/null = none (translate/ingress/nginx/configmap.ts). */
+  nginxConfigMap?: { namespace: string; name: string } | null;
 }
 
 export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = {

@@ -31,7 +31,9 @@ for (const api of readdirSync(root).sort()) {
       const objects: KubeObject[] = [];
       const diagnostics: Diagnostic[] = [];
       parseFile(file, text, objects, diagnostics);
-      const result = new ConfigPipeline(DEFAULT_TRANSLATE_OPTIONS).run({ objects, diagnostics });
+      // A `# translate-options: {json}` line in the leading comment overrides options for that case.
+      const opts = /^# translate-options: (.*)$/m.exec(text);
+      const result = new ConfigPipeline(opts ? { ...DEFAULT_TRANSLATE_OPTIONS, ...(JSON.parse(opts[1]) as object) } : DEFAULT_TRANSLATE_OPTIONS).run({ objects, diagnostics });
       // PEM blobs are long and say nothing to a reviewer: keep a fingerprint instead.
       // Gateway API cases also show the status translation made (other APIs have none).
       const status = result.gatewayApiStatus;

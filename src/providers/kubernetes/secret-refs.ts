@@ -1,7 +1,7 @@
 /**
  * The Secrets the routes use, read from the objects that name them, so the source can watch exactly
  * those, each in the namespace of the object that names it (where translate looks for it):
- * - Ingress `spec.tls[].secretName` and the ingress-nginx annotation `proxy-ssl-secret`;
+ * - Ingress `spec.tls[].secretName` and the ingress-nginx annotations `proxy-ssl-secret` and `auth-secret`;
  * - Istio Gateway `servers[].tls.credentialName` / `credentialNames`, and for each the
  *   `<name>-cacert` Secret that may hold the client CAs (MUTUAL, OPTIONAL_MUTUAL): these in the
  *   gateway workload's namespace, not the Gateway's (Istio, since CVE-2021-34824);
@@ -22,12 +22,14 @@ export function referencedSecrets(objects: Iterable<KubeObject>, gatewayNamespac
     const spec = obj(o.body.spec);
     if (o.kind === 'Ingress') {
       for (const t of arr(spec.tls)) add(out, ns, str(obj(t).secretName));
-      const proxySsl = o.metadata.annotations['nginx.ingress.kubernetes.io/proxy-ssl-secret']?.trim();
-      if (proxySsl) {
-        const slash = proxySsl.indexOf('/');
+      // proxy-ssl-secret and (basic auth) auth-secret.
+      for (const key of ['proxy-ssl-secret', 'auth-secret']) {
+        const ref = o.metadata.annotations[`nginx.ingress.kubernetes.io/${key}`]?.trim();
+        if (!ref) continue;
+        const slash = ref.indexOf('/');
         // Another namespace is refused by translate; only the Ingress's own namespace is read.
-        if (slash === -1) add(out, ns, proxySsl);
-        else if (proxySsl.slice(0, slash) === ns) add(out, ns, proxySsl.slice(slash + 1));
+        if (slash === -1) add(out, ns, ref);
+        else if (ref.slice(0, slash) === ns) add(out, ns, ref.slice(slash + 1));
       }
     } else if (o.kind === 'Gateway' && o.apiVersion.startsWith('gateway.networking.k8s.io/')) {
       // Gateway API listeners' tls.certificateRefs (another namespace: translate checks the ReferenceGrant).
@@ -60,4 +62,33 @@ export function referencedSecrets(objects: Iterable<KubeObject>, gatewayNamespac
 function add(out: Set<string>, namespace: string, name: string | undefined): void {
   // A DNS-1123 subdomain: anything else cannot name a Secret (and must not reach a field selector).
   if (name && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) out.add(`${namespace}/${name}`);
+}
+
+/**
+ * `namespace/name` of the ConfigMaps ingress-nginx settings name, sorted, no duplicates: an Ingress's
+ * `custom-headers` (its own namespace only), and the controller ConfigMap's `add-headers` and
+ * `proxy-set-headers` (`controller` = `namespace/name` of that ConfigMap, or null).
+ */
+export function referencedConfigMaps(objects: Iterable<KubeObject>, controller: string | null): string[] {
+  const out = new Set<string>();
+  for (const o of objects) {
+    const ns = o.metadata.namespace;
+    if (o.kind === 'Ingress') {
+      const ref = o.metadata.annotations['nginx.ingress.kubernetes.io/custom-headers']?.trim();
+      if (!ref) continue;
+      const slash = ref.indexOf('/');
+      if (slash === -1) add(out, ns, ref);
+      else if (ref.slice(0, slash) === ns) add(out, ns, ref.slice(slash + 1));
+    } else if (o.kind === 'ConfigMap' && controller === `${ns}/${o.metadata.name}`) {
+      const data = obj(o.body.data);
+      for (const key of ['add-headers', 'proxy-set-headers']) {
+        const ref = str(data[key])?.trim();
+        if (!ref) continue;
+        const slash = ref.indexOf('/');
+        if (slash === -1) add(out, ns, ref);
+        else add(out, ref.slice(0, slash), ref.slice(slash + 1));
+      }
+    }
+  }
+  return [...out].sort();
 }

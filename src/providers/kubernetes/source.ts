@@ -22,7 +22,7 @@ import { Backoff, Sleeper, type BackoffOptions } from './backoff.js';
 import { discoverVersion } from './discovery.js';
 import { CONFIGMAPS, GATEWAY_API_GROUP, SECRETS, WATCHED, apiVersionOf, collectionPath, type WatchedResource } from './kinds.js';
 import { Reflector } from './reflector.js';
-import { referencedSecrets } from './secret-refs.js';
+import { referencedConfigMaps, referencedSecrets } from './secret-refs.js';
 
 export interface KubernetesSourceOptions {
   client: ApiClient;
@@ -39,6 +39,8 @@ export interface KubernetesSourceOptions {
   rediscoverMs?: number;
   backoff?: BackoffOptions;
   pageSize?: number;
+  /** More ConfigMaps watched by name, whatever `watchNamespaces` says (the ingress-nginx controller ConfigMap). */
+  configMaps?: { namespace: string; name: string }[];
 }
 
 export class KubernetesSource implements ConfigSource {
@@ -91,7 +93,7 @@ export class KubernetesSource implements ConfigSource {
   /** The current copy of one object (for Events: its uid), if watched. */
   lookup(kind: string, namespace: string, name: string): KubeObject | undefined {
     for (const [key, r] of this.#reflectors) if (key.startsWith(`${kind}|`) && r.get(namespace, name)) return r.get(namespace, name);
-    if (kind === 'Secret') for (const r of this.#secretReflectors.values()) if (r.get(namespace, name)) return r.get(namespace, name);
+    for (const r of this.#secretReflectors.values()) if (r.get(namespace, name)?.kind === kind) return r.get(namespace, name);
     return undefined;
   }
 
@@ -109,7 +111,7 @@ export class KubernetesSource implements ConfigSource {
   items(kind: string): KubeObject[] {
     const out: KubeObject[] = [];
     for (const [key, r] of this.#reflectors) if (key.startsWith(`${kind}|`)) for (const o of r.items()) out.push(o);
-    if (kind === 'Secret') for (const r of this.#secretReflectors.values()) for (const o of r.items()) out.push(o);
+    for (const r of this.#secretReflectors.values()) for (const o of r.items()) if (o.kind === kind) out.push(o);
     return out;
   }
 
@@ -159,6 +161,13 @@ export class KubernetesSource implements ConfigSource {
     const mesh = this.#reflector(CONFIGMAPS, 'v1', MESH_CONFIG_NAMESPACE, { fieldSelector: `metadata.name=${MESH_CONFIG_NAME}` });
     this.#reflectors.set(`ConfigMap|${MESH_CONFIG_NAMESPACE}`, mesh);
     mesh.start();
+    for (const c of this.#opts.configMaps ?? []) {
+      const key = `ConfigMap|${c.namespace}/${c.name}`;
+      if (this.#reflectors.has(key)) continue;
+      const r = this.#reflector(CONFIGMAPS, 'v1', c.namespace, { fieldSelector: `metadata.name=${c.name}` });
+      this.#reflectors.set(key, r);
+      r.start();
+    }
   }
 
   #markMissing(r: WatchedResource): void {
@@ -229,11 +238,17 @@ export class KubernetesSource implements ConfigSource {
     const gatewayNs = this.#opts.gatewayNamespace ?? 'istio-system';
     // The gateway's own namespace is read even when not watched: its credentials live there.
     const wanted = new Set(referencedSecrets(sources, gatewayNs).filter((ref) => !watched || watched.has(ref.split('/')[0]) || ref.split('/')[0] === gatewayNs));
+    // ConfigMaps ingress-nginx settings name (custom-headers; the controller ConfigMap's add-headers
+    // and proxy-set-headers), keyed `ConfigMap:ns/name` in the same map of reference reflectors.
+    const controller = this.#opts.configMaps?.[0];
+    const cmSources = [...sources, ...[...this.#reflectors].filter(([k]) => k.startsWith('ConfigMap|')).flatMap(([, r]) => [...r.items()])];
+    for (const ref of referencedConfigMaps(cmSources, controller ? `${controller.namespace}/${controller.name}` : null)) wanted.add(`ConfigMap:${ref}`);
     let started = false;
     for (const ref of wanted) {
       if (this.#secretReflectors.has(ref)) continue;
-      const [ns, name] = ref.split('/');
-      const reflector = this.#reflector(SECRETS, 'v1', ns, { fieldSelector: `metadata.name=${name}` });
+      const isConfigMap = ref.startsWith('ConfigMap:');
+      const [ns, name] = (isConfigMap ? ref.slice('ConfigMap:'.length) : ref).split('/');
+      const reflector = this.#reflector(isConfigMap ? CONFIGMAPS : SECRETS, 'v1', ns, { fieldSelector: `metadata.name=${name}` });
       this.#secretReflectors.set(ref, reflector);
       reflector.start();
       started = true;

@@ -19,6 +19,7 @@ import type {
   VirtualHost,
 } from '../../ir/types.js';
 import { compileCors } from '../filters/cors.js';
+import { compileRouteFilters } from '../filters/route-filters.js';
 import { attachRateLimits, compileSecurity, type CompiledSecurity } from '../filters/security.js';
 import { compileMirrors } from '../upstream/mirror.js';
 import { compileRetryPolicy } from '../upstream/retry-policy.js';
@@ -208,6 +209,7 @@ function compileRoute(r: Route, clusters: Map<string, CompiledCluster>): Compile
     requestHeaders: compileHeaderOps(r.requestHeaders),
     responseHeaders: compileHeaderOps(r.responseHeaders),
     cors: r.cors === null ? null : compileCors(r.cors),
+    filters: r.filters === undefined ? null : compileRouteFilters(r.filters, clusters),
   };
   route.matches = r.matches.map((m) => compileMatch(m, route));
   return route;

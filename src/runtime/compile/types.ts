@@ -123,6 +123,8 @@ export interface CompiledRoute {
   responseHeaders: CompiledHeaderOps | null;
   /** CORS policy (filters/cors.ts); null = none. */
   cors: RuntimeSlots['cors'] | null;
+  /** Ingress request filters (filters/route-filters.ts); null = none. */
+  filters: RuntimeSlots['routeFilters'] | null;
 }
 
 /** One IR RouteMatch: every condition must hold. A catch-all has no conditions. */

@@ -60,6 +60,7 @@ export class H1Downstream implements Downstream {
   record: RequestRecord | null = null;
   owner: DownstreamOwner | null = null;
   replyHeaders: string[] | null = null;
+  closeHooks: (() => void)[] | null = null;
   upgrade: PendingUpgrade | null = null;
   /** The request asked to keep the connection (and nothing since decided otherwise). */
   keepAlive: boolean;

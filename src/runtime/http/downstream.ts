@@ -109,6 +109,8 @@ export interface Downstream {
   replyHeaders: string[] | null;
   /** A WebSocket upgrade waiting for its route; null when the request is no upgrade. */
   upgrade: PendingUpgrade | null;
+  /** Called once when the response is over (completed, reset or abandoned): per-client counters of filters; null = none. */
+  closeHooks: (() => void)[] | null;
 }
 
 /** First value of header `name` (lowercase) in a flat list, or null. */
@@ -163,4 +165,14 @@ export function closeDownstream(d: Downstream): void {
     d.owner = null;
     owner.responseClosed();
   }
+  const hooks = d.closeHooks;
+  if (hooks !== null) {
+    d.closeHooks = null;
+    for (const h of hooks) h();
+  }
+}
+
+/** Runs `hook` once when the response of `d` is over. */
+export function onDownstreamClose(d: Downstream, hook: () => void): void {
+  (d.closeHooks ??= []).push(hook);
 }

@@ -30,6 +30,7 @@ export class NodeDownstream implements Downstream {
   record: RequestRecord | null = null;
   owner: DownstreamOwner | null = null;
   replyHeaders: string[] | null = null;
+  closeHooks: (() => void)[] | null = null;
   upgrade: PendingUpgrade | null = null;
   #status = 0;
   #sent: string[] | null = null;

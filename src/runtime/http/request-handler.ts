@@ -13,6 +13,7 @@ import type { CompiledForward, CompiledListener, CompiledMatch, CompiledRedirect
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { injectFault, startUpstreamPolicies } from '../upstream/forward-policies.js';
 import { handleCors } from '../filters/cors.js';
+import { admitRouteFilters } from '../filters/route-filters.js';
 import { Exchange } from './exchange.js';
 import { admitRateLimit, applyAuthEdits, runRequestFilters, screenRequest } from '../filters/security.js';
 import type { RequestRecord } from '../../observability/record.js';
@@ -131,6 +132,8 @@ function routeRequest(
   const action = match.route.action;
   switch (action.kind) {
     case 'forward':
+      // Ingress request filters (filters/route-filters.ts): only for routes that forward.
+      if (match.route.filters !== null && !admitRouteFilters(match.route.filters, x, () => forward(env, listener, x, match, action, target))) return;
       return forward(env, listener, x, match, action, target);
     case 'redirect':
       return sendRedirect(d, action.responseCode, redirectLocation(action, match, listener, x, hostName, authority, query));

@@ -26,11 +26,15 @@ import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster, serviceFqdn } from '../backends.js';
 import { BACKEND_PROTOCOL_ANNOTATION, backendSettings } from './backend-protocol.js';
 import { loadTlsCertificate } from '../secrets.js';
+import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js';
+import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
+import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
+import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
+import { defaultBackendDestination, serviceUpstreamCluster } from './nginx/backends.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
 const DEFAULT_CLASS_ANNOTATION = 'ingressclass.kubernetes.io/is-default-class';
-const SSL_REDIRECT_ANNOTATION = 'nginx.ingress.kubernetes.io/ssl-redirect';
 
 interface PathEntry {
   host: string;
@@ -38,14 +42,31 @@ interface PathEntry {
   exact: boolean;
   route: Route;
   ingress: KubeObject;
+  /** ingress-nginx canary routes evaluated before `route` (same host and path). */
+  before?: Route[];
 }
 
 export function translateIngresses(ctx: TranslateContext, resources: ResourceSet): ListenerDraft[] {
-  const ingresses = resources
+  const ours = resources
     .ofKind('Ingress')
     .filter((ing) => isOurs(ctx, resources, ing))
     .sort(compareByCreation);
+  // ingress-nginx annotations (nginx/): an Ingress whose annotations fail is not served at all.
+  const nginx = new Map<KubeObject, NginxIngressConfig>();
+  const global = readNginxConfigMap(ctx, resources);
+  for (const ing of ours) {
+    const cfg = parseNginxAnnotations(ctx, resources, ing).config;
+    // custom-headers may set only the names the controller ConfigMap allows (ingress-nginx v1.12+).
+    const allowed = global?.allowedResponseHeaders ?? null;
+    const denied = cfg === null || allowed === null ? [] : cfg.customHeaders.filter((h) => !allowed.includes(h.name)).map((h) => h.name);
+    if (denied.length > 0) ctx.report('error', 'MG_INVALID_FIELD', ing, 'metadata.annotations["nginx.ingress.kubernetes.io/custom-headers"]', `custom-headers sets ${denied.join(', ')}, which global-allowed-response-headers of the controller ConfigMap does not list; Ingress ${ing.metadata.namespace}/${ing.metadata.name} is not served`);
+    else if (cfg !== null) nginx.set(ing, withGlobals(cfg, global, ing.metadata.annotations));
+  }
+  const regexHosts = nginxRegexHosts(ctx, nginx);
+  const ingresses = ours.filter((ing) => nginx.has(ing));
   if (ingresses.length === 0) return [];
+  const canaries: { host: string; path: string; exact: boolean; ing: KubeObject; route: Route; field: string }[] = [];
+  const extras: NginxHostExtras = new Map();
 
   const byHost = new Map<string, PathEntry[]>();
   const certificates: TlsCertificate[] = [];
@@ -54,6 +75,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   let defaultRoute: Route | null = null;
 
   for (const ing of ingresses) {
+    const cfg = nginx.get(ing)!;
     const spec = obj(ing.body.spec);
     const ns = ing.metadata.namespace;
     const base = `ingress/${ns}/${ing.metadata.name}`;
@@ -67,6 +89,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     rules.forEach((rule, ri) => {
       const rawHost = str(rule.host);
       const host = rawHost === undefined || rawHost === '' ? '*' : rawHost.toLowerCase();
+      if (cfg.canary === null) extras.set(host, [...(extras.get(host) ?? []), { ing, cfg, firstPath: str(obj(arr(obj(rule.http).paths)[0]).path) ?? '/' }]);
       const paths = arr(obj(rule.http).paths).map(obj);
       paths.forEach((p, pi) => {
         const field = `spec.rules[${ri}].http.paths[${pi}]`;
@@ -77,11 +100,21 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           return;
         }
         const exact = pathType === 'Exact';
-        if (!exact) path = trimTrailingSlashes(path);
-        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`);
+        const regexMode = regexHosts.has(host);
+        if (!exact && !regexMode) path = trimTrailingSlashes(path);
+        // Affinity cookie Path: session-cookie-path, else the Ingress path (ingress-nginx); the cluster is shared, its first path decides.
+        const lb = cfg.lbPolicy;
+        const pathCfg = lb !== null && typeof lb === 'object' && lb.hashOn.kind === 'cookie' && lb.hashOn.path === null && lb.hashOn.ttlSeconds !== null && !regexMode ? { ...cfg, lbPolicy: { ...lb, hashOn: { ...lb.hashOn, path } } } : cfg;
+        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, pathCfg);
         if (!action) return;
-        const match: RouteMatch = { ...catchAll()[0], path: exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
-        const route = makeRoute(`${base}/rule/${ri}/path/${pi}`, ing, field, [match], action);
+        const rx = regexMode ? regexPathMatch(path) : null;
+        const match: RouteMatch = { ...catchAll()[0], path: rx !== null && rx.ok ? rx.match : exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
+        const plain = makeRoute(`${base}/rule/${ri}/path/${pi}`, ing, field, [match], action);
+        if (cfg.canary !== null) {
+          canaries.push({ host, path, exact, ing, route: plain, field });
+          return;
+        }
+        const route = applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [] });
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);
@@ -107,9 +140,22 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       const cert = loadTlsCertificate(ctx, resources, { namespace: ns, name: secretName, serverNames: hosts, from: ing, field: `${field}.secretName` });
       if (!cert) return;
       certificates.push(cert);
-      const redirect = ing.metadata.annotations[SSL_REDIRECT_ANNOTATION] !== 'false';
+      const redirect = cfg.sslRedirect;
       for (const h of hosts) if (!tlsHosts.has(h)) tlsHosts.set(h, redirect);
     });
+  }
+
+  // ingress-nginx canaries: attached to the main (non-canary) path with the same host, path and type.
+  for (const c of canaries) {
+    const main = byHost.get(c.host)?.find((e) => e.path === c.path && e.exact === c.exact);
+    const cfg = nginx.get(c.ing)!;
+    if (main === undefined || main.route.action.kind !== 'forward' || c.route.action.kind !== 'forward') {
+      ctx.report('warning', 'MG_UNSUPPORTED', c.ing, `${c.field}.path`, `canary Ingress: no non-canary Ingress serves host "${c.host}" path "${c.path}"; a lone canary is not served (as ingress-nginx)`);
+      continue;
+    }
+    const made = canaryRoutes(main.route, c.route.action.destinations[0].cluster, cfg.canary!, c.route.name);
+    main.route = made.main;
+    main.before = [...(main.before ?? []), ...made.before];
   }
 
   // The default backend answers unknown hosts too.
@@ -121,7 +167,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   const httpHosts: VirtualHostDraft[] = [];
   const httpsHosts: VirtualHostDraft[] = [];
   for (const [host, entries] of [...byHost.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const routes = sortPaths(entries).map((e) => e.route);
+    const routes = sortPaths(entries).flatMap((e) => [...(e.before ?? []), e.route]);
     if (defaultRoute) routes.push(defaultRoute);
     const owner = entries[0]?.ingress ?? first;
     const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
@@ -129,6 +175,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal } } : vh);
     httpsHosts.push(vh);
   }
+  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));
 
   const source = sourceOf(first);
   const drafts: ListenerDraft[] = [
@@ -147,7 +194,16 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       port: opts.httpsPort,
       externalPort: externalPortOf(opts.portMap, opts.httpsPort),
       protocol: 'HTTPS',
-      chains: [{ name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: 'TLSv1.2', maxProtocolVersion: 'TLSv1.3', cipherSuites: [], clientValidation: null }, virtualHosts: httpsHosts }],
+      chains: [
+        // auth-tls-* hosts: a chain chosen by SNI that asks for (and verifies) client certificates.
+        ...clientTlsHosts.map((c) => ({
+          name: `ingress-https-client-tls-${c.host}`,
+          serverNames: [c.host],
+          tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: c.clientTls.verify ? { mode: 'OPTIONAL' as const, caCertificates: c.clientTls.caPem, caSecret: c.clientTls.caSecret, subjectAltNames: [], ...(c.clientTls.crlPem ? { caCrl: { kind: 'inline' as const, pem: c.clientTls.crlPem, secret: c.clientTls.caSecret } } : {}) } : null },
+          virtualHosts: [c.vhost],
+        })),
+        { name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: null }, virtualHosts: httpsHosts },
+      ],
       source,
     });
   }
@@ -189,7 +245,7 @@ function isOurs(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject):
 }
 
 /** The forward action for an IngressBackend, or null (reported) when it cannot be served. */
-function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string): Route['action'] | null {
+function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string, cfg?: NginxIngressConfig): Route['action'] | null {
   if (backend.resource !== undefined) {
     ctx.report('warning', 'MG_UNSUPPORTED', ing, `${field}.resource`, 'resource backends are not supported; only service backends are served');
     return null;
@@ -208,8 +264,8 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     ...settings,
     service: { namespace: ing.metadata.namespace, name, port: portNumber !== undefined ? { number: portNumber } : portName !== undefined ? { name: portName } : null },
     subset: null,
-    lbPolicy: 'ROUND_ROBIN',
-    connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    lbPolicy: cfg?.lbPolicy ?? 'ROUND_ROBIN',
+    connectTimeoutMs: cfg?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     connectionPool: null,
     outlierDetection: null,
     from: ing,
@@ -221,7 +277,14 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
   if (made !== undefined && made.discovery === 'eds' && (JSON.stringify(made.tls) !== JSON.stringify(settings.tls ?? null) || (settings.h2UpgradePolicy === 'UPGRADE' && made.protocol !== 'HTTP2'))) {
     ctx.report('warning', 'MG_UNSUPPORTED', ing, `metadata.annotations["${BACKEND_PROTOCOL_ANNOTATION}"]`, `cluster ${cluster} is also used with other protocol or TLS settings, which win; this backend is reached as that cluster says`);
   }
-  return { kind: 'forward', destinations: [{ cluster, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
+  let target = cluster;
+  if (cfg?.serviceUpstream && made !== undefined) {
+    const upstream = serviceUpstreamCluster(ctx, resources, ing, made, `metadata.annotations["nginx.ingress.kubernetes.io/service-upstream"]`);
+    if (upstream === null) return null;
+    target = upstream;
+  }
+  const fallback = cfg?.defaultBackend && made !== undefined ? defaultBackendDestination(ctx, resources, ing, made, cfg.defaultBackend, `metadata.annotations["nginx.ingress.kubernetes.io/default-backend"]`) : null;
+  return { kind: 'forward', destinations: [fallback ?? { cluster: target, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
 }
 
 function makeRoute(name: string, ing: KubeObject, field: string, matches: RouteMatch[], action: Route['action']): Route {
@@ -251,4 +314,27 @@ function trimTrailingSlashes(path: string): string {
 function externalPortOf(portMap: Record<string, number>, bindPort: number): number {
   for (const [ext, bind] of Object.entries(portMap)) if (bind === bindPort) return Number(ext);
   return bindPort;
+}
+
+/**
+ * ingress-nginx's host-wide regex mode: a host any of whose Ingresses sets `use-regex: "true"` or a
+ * `rewrite-target` has every path, from every Ingress, matched as `~* "^<path>"`. An Ingress whose
+ * path does not compile as a regex there is not served (reported).
+ */
+function nginxRegexHosts(ctx: TranslateContext, nginx: Map<KubeObject, NginxIngressConfig>): Set<string> {
+  const hostsOf = (ing: KubeObject): string[] => arr(obj(ing.body.spec).rules).map((r) => str(obj(r).host)?.toLowerCase() || '*');
+  const hosts = new Set<string>();
+  for (const [ing, cfg] of nginx) if (cfg.useRegex || cfg.rewriteTarget !== null) for (const h of hostsOf(ing)) hosts.add(h);
+  for (const ing of [...nginx.keys()]) {
+    arr(obj(ing.body.spec).rules).map(obj).forEach((rule, ri) => {
+      if (!hosts.has(str(rule.host)?.toLowerCase() || '*')) return;
+      arr(obj(rule.http).paths).map(obj).forEach((p, pi) => {
+        const r = regexPathMatch(str(p.path) ?? '/');
+        if (!r.ok && nginx.delete(ing)) {
+          ctx.report('error', 'MG_INVALID_REGEX', ing, `spec.rules[${ri}].http.paths[${pi}].path`, `path ${JSON.stringify(str(p.path))} is matched as a regex (use-regex or rewrite-target on this host) and ${r.message}; Ingress ${ing.metadata.namespace}/${ing.metadata.name} is not served`);
+        }
+      });
+    });
+  }
+  return hosts;
 }

@@ -1,0 +1,136 @@
+import type { Regex } from './types.js';
+
+/**
+ * Per-route request filters that Istio's API has no field for, needed by Kubernetes Ingress with
+ * ingress-nginx annotations: source-address ACLs, a request body limit, Basic authentication and
+ * per-client request and concurrency limits. Plain data, like the rest of the IR.
+ *
+ * They run after the route is chosen and after CORS, only for routes that forward (a redirect route
+ * never reaches them, as nginx answers `return` in its rewrite phase before access checks). Order
+ * (nginx's phases): body size (by Content-Length) -> concurrency limit -> request rate -> deny/allow
+ * -> Basic auth.
+ */
+
+export interface RouteFilters {
+  /** Largest request body in bytes; a larger Content-Length is answered 413 before any upstream is contacted, a chunked body that grows past it is cut and answered 413 if no response started. null = no limit. */
+  maxRequestBodyBytes: number | null;
+  /** Per-client limits; null = none. */
+  requestLimit: RequestLimit | null;
+  /** Source-address ACL; null = any client. */
+  sourceRanges: SourceRanges | null;
+  /** HTTP Basic authentication; null = none. */
+  basicAuth: BasicAuth | null;
+  /** Where the client address for `requestLimit` and `sourceRanges` comes from; absent = the connection's peer. */
+  clientAddress?: ClientAddress;
+  /** External authentication by subrequest (ingress-nginx `auth-url`), after Basic auth; absent = none. */
+  externalAuth?: ExternalAuth;
+  /**
+   * Client-certificate checks on HTTPS requests (ingress-nginx `auth-tls-*`), first of all filters.
+   * The chain's `clientValidation` (OPTIONAL) has already refused a presented certificate that does
+   * not verify; this enforces the rest. Absent = none.
+   */
+  clientCertificate?: ClientCertificatePolicy;
+}
+
+export interface ClientCertificatePolicy {
+  /** A request without a client certificate is answered 400 (or redirected to `errorPage`). */
+  required: boolean;
+  /** URL a request without a required certificate is redirected to (302); null = 400. */
+  errorPage: string | null;
+  /** The certificate subject (RFC 2253, e.g. `CN=client,O=Org`) must match (unanchored RE2); else 403. null = any. */
+  subjectPattern: Regex | null;
+  /** Send the URL-escaped PEM in `ssl-client-cert` upstream. */
+  passCertificate: boolean;
+}
+
+/**
+ * nginx `auth_request` (ingress-nginx `auth-url`): before proxying, a request without body goes to
+ * `cluster` with the client's headers plus `x-original-url`, `x-original-method`, `x-sent-from`,
+ * `x-real-ip`, `x-auth-request-redirect` and Host `authority`. A 2xx answer allows (the
+ * `responseHeaders` of the answer are set on the upstream request, a missing one removed; its
+ * Set-Cookie goes to the client); 401 is answered 401 (with the service's WWW-Authenticate), or a
+ * 302 to `signin` when set; 403 is answered 403; anything else, a connection error or `timeoutMs`: 500.
+ */
+export interface ExternalAuth {
+  /** Name of a Cluster in `IRSnapshot.clusters`. */
+  cluster: string;
+  /** Host header of the auth request (the URL's host[:port]). */
+  authority: string;
+  /** Path and query of the auth request (the URL's). */
+  path: string;
+  /** Method of the auth request; null = the client request's method. */
+  method: string | null;
+  /** Lowercase headers of the auth answer copied onto the upstream request. */
+  responseHeaders: string[];
+  /** Sign-in URL for 401 answers (`auth-signin`); null = the 401 is returned. */
+  signin: string | null;
+  /** Query parameter carrying the original URL on the sign-in redirect (default `rd`). */
+  signinRedirectParam: string;
+  /** Value of `x-auth-request-redirect`; null = the request URI. */
+  requestRedirect: string | null;
+  /** Copy the auth answer's Set-Cookie to the client on denials too (`auth-always-set-cookie`). */
+  alwaysSetCookie: boolean;
+  /** Most time for the whole auth answer, ms. */
+  timeoutMs: number;
+}
+
+/**
+ * nginx realip (ingress-nginx `use-forwarded-headers` with `forwarded-for-header` and
+ * `proxy-real-ip-cidr`): when the peer is inside `trusted`, the addresses of `header` are walked from
+ * the right and the first one not inside `trusted` is the client (the leftmost when all are).
+ */
+export interface ClientAddress {
+  /** Lowercase header name, e.g. `x-forwarded-for`. */
+  header: string;
+  /** Trusted proxies (addresses or CIDR blocks). */
+  trusted: string[];
+}
+
+/** Client addresses (the connection's peer), as addresses or CIDR blocks, IPv4 or IPv6. */
+export interface SourceRanges {
+  /** A client inside one of these is answered 403 (checked first). */
+  deny: string[];
+  /** When non-empty, a client outside all of these is answered 403. */
+  allow: string[];
+}
+
+/**
+ * ingress-nginx `limit-rps`/`limit-rpm`/`limit-connections`: one zone per `zone` (the Ingress),
+ * keyed by client address, per gateway process (ingress-nginx: per replica).
+ */
+export interface RequestLimit {
+  /** Zone name, e.g. `ingress/default/web`; every route with the same zone shares the counters. */
+  zone: string;
+  /**
+   * Requests per `periodMs` (nginx `limit_req rate`) with `burst` extra requests allowed at once
+   * (`burst ... nodelay`): 1 + burst back-to-back requests pass, then one more every periodMs/rate.
+   * null = no rate limit.
+   */
+  rate: { requests: number; periodMs: number; burst: number } | null;
+  /** Requests in flight at once per client (`limit_conn`); null = no limit. */
+  maxConcurrent: number | null;
+  /** Clients (addresses or CIDRs) the limits never apply to. */
+  exempt: string[];
+  /** Status of a limited request (ConfigMap `limit-req-status-code`, default 503). */
+  status: number;
+}
+
+/** HTTP Basic or Digest authentication (ingress-nginx `auth-type: basic` / `digest`). */
+export interface BasicAuth {
+  /**
+   * `basic` (absent): RFC 7617, `users[].hash` as htpasswd writes it. `digest`: RFC 7616 with MD5 and
+   * qop=auth, `users[].hash` the htdigest HA1 (hex MD5 of `user:realm:password`); nonces are stateless
+   * (time plus a per-process MAC), valid for 5 minutes; nonce counts are not tracked.
+   */
+  scheme?: 'basic' | 'digest';
+  /** Realm in `WWW-Authenticate: Basic realm="..."` of the 401 answer. */
+  realm: string;
+  /**
+   * Users and their password hashes as htpasswd writes them: `$apr1$` / `$1$` (MD5-crypt),
+   * `{SHA}` (base64 SHA-1), `{PLAIN}` (clear text). Empty together with `unavailable` = every
+   * request is answered 503 (the Secret is missing or unusable, as ingress-nginx denies the location).
+   */
+  users: { name: string; hash: string }[];
+  /** true: the credentials could not be loaded; every request is answered 503. */
+  unavailable: boolean;
+}

@@ -1,0 +1,120 @@
+/**
+ * External authentication by subrequest (IR `ExternalAuth`, ingress-nginx `auth-url`, nginx
+ * `auth_request`). See ir/route-filters.ts for the contract; this module sends the auth request
+ * through the cluster's long-lived endpoint pools and answers or lets the request go on.
+ */
+
+import type { ExternalAuth } from '../../ir/types.js';
+import type { CompiledCluster } from '../compile/types.js';
+import { FLAGS_HEADER, SERVER_NAME, sendLocalReply } from '../http/local-reply.js';
+import type { Downstream } from '../http/downstream.js';
+import { selectEndpoint } from '../upstream/load-balancer.js';
+import type { AuthHeaderEdits } from './jwt.js';
+
+export interface CompiledExternalAuth {
+  auth: ExternalAuth;
+  /** null when the snapshot has no such cluster: every request is answered 500. */
+  cluster: CompiledCluster | null;
+}
+
+export function compileExternalAuth(a: ExternalAuth, clusters: ReadonlyMap<string, CompiledCluster>): CompiledExternalAuth {
+  return { auth: a, cluster: clusters.get(a.cluster) ?? null };
+}
+
+/** What the check reads from the request (the Exchange). */
+export interface ExternalAuthInput {
+  readonly d: Downstream;
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  readonly scheme: string;
+  readonly authority: string;
+  authEdits: AuthHeaderEdits | null;
+  extraResponseHeaders: string[] | null;
+}
+
+/** Headers of the client request never copied into the auth request. */
+const SKIP = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'proxy-connection']);
+
+/** Runs the check; calls `next` when allowed, else answers the client. */
+export function runExternalAuth(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: string, next: () => void): void {
+  void check(c, x, clientIp).then((ok) => {
+    if (ok) next();
+  });
+}
+
+async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: string): Promise<boolean> {
+  const a = c.auth;
+  const requestUri = x.query === '' ? x.path : `${x.path}?${x.query}`;
+  const originalUrl = `${x.scheme}://${x.authority}${requestUri}`;
+  const headers: string[] = ['host', a.authority];
+  const raw = x.d.rawHeaders;
+  let xff: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i].toLowerCase();
+    if (SKIP.has(n) || n.startsWith(':')) continue;
+    if (n === 'x-forwarded-for') {
+      xff = xff === null ? raw[i + 1] : `${xff}, ${raw[i + 1]}`;
+      continue;
+    }
+    headers.push(n, raw[i + 1]);
+  }
+  headers.push(
+    'x-original-url', originalUrl,
+    'x-original-method', x.method,
+    'x-sent-from', 'nginx-ingress-controller',
+    'x-real-ip', clientIp,
+    'x-forwarded-for', xff === null ? clientIp : `${xff}, ${clientIp}`,
+    'x-auth-request-redirect', a.requestRedirect ?? requestUri,
+  );
+  if (a.method !== null) headers.push('x-original-uri', requestUri, 'x-scheme', x.scheme);
+  const endpoint = c.cluster === null || c.cluster.discovery === 'missing' ? null : selectEndpoint(c.cluster, Math.random);
+  if (endpoint === null || endpoint.handle === null) return fail(x.d, 500);
+  let status: number;
+  let resHeaders: Record<string, string | string[] | undefined>;
+  try {
+    const r = await endpoint.handle.fetcher().request({ method: (a.method ?? x.method) as 'GET', path: a.path, headers, signal: AbortSignal.timeout(a.timeoutMs), headersTimeout: 0, bodyTimeout: 0 });
+    await r.body.dump();
+    status = r.statusCode;
+    resHeaders = r.headers;
+  } catch {
+    return fail(x.d, 500);
+  }
+  if (x.d.destroyed || x.d.headersSent) return false;
+  const cookies = resHeaders['set-cookie'];
+  const cookieList = cookies === undefined ? [] : Array.isArray(cookies) ? cookies : [cookies];
+  if (status >= 200 && status < 300) {
+    const set: [string, string][] = [];
+    const remove: string[] = [];
+    for (const h of a.responseHeaders) {
+      const v = resHeaders[h];
+      if (v === undefined) remove.push(h);
+      else set.push([h, Array.isArray(v) ? v.join(', ') : v]);
+    }
+    if (set.length > 0 || remove.length > 0) x.authEdits = x.authEdits === null ? { set, remove } : { set: [...x.authEdits.set, ...set], remove: [...x.authEdits.remove, ...remove] };
+    if (cookieList.length > 0) {
+      const extra: string[] = [];
+      for (const v of cookieList) extra.push('set-cookie', v);
+      x.extraResponseHeaders = x.extraResponseHeaders === null ? extra : x.extraResponseHeaders.concat(extra);
+    }
+    return true;
+  }
+  const extra: string[] = [];
+  if (a.alwaysSetCookie) for (const v of cookieList) extra.push('set-cookie', v);
+  if (status === 401 && a.signin !== null) {
+    const sep = a.signin.includes('?') ? '&' : '?';
+    const location = new RegExp(`[?&]${a.signinRedirectParam}=`).test(a.signin) ? a.signin : `${a.signin}${sep}${a.signinRedirectParam}=${encodeURIComponent(originalUrl)}`;
+    return fail(x.d, 302, ['location', location, ...extra]);
+  }
+  if (status === 401) {
+    const w = resHeaders['www-authenticate'];
+    if (w !== undefined) for (const v of Array.isArray(w) ? w : [w]) extra.push('www-authenticate', v);
+    return fail(x.d, 401, extra);
+  }
+  return fail(x.d, status === 403 ? 403 : 500, extra);
+}
+
+function fail(d: Downstream, status: number, headers: string[] = []): false {
+  sendLocalReply(d, status, ['server', SERVER_NAME, ...headers, 'content-length', '0', FLAGS_HEADER, 'UAEX'], null, 'UAEX', null);
+  return false;
+}

@@ -1,0 +1,57 @@
+/**
+ * ingress-nginx backend annotations that change where a path's requests go. PURE.
+ *
+ * - service-upstream: the Service's ClusterIP:port is the one endpoint (kube-proxy balances), in a
+ *   cluster of its own (`outbound|<port>|service-upstream|<fqdn>`). A Service without a ClusterIP
+ *   (headless) cannot be used so: error, the Ingress is not served.
+ * - default-backend: when the path's Service has no ready endpoint, requests go to this Service (same
+ *   namespace, its first port) with `X-Code: 503`, `X-Namespace`, `X-Ingress-Name`, `X-Service-Name`
+ *   and `X-Service-Port`, as ingress-nginx's custom default backend receives them. Decided per
+ *   snapshot: endpoints coming back give a new snapshot that routes to the Service again.
+ */
+
+import type { Cluster, RouteDestination } from '../../../ir/types.js';
+import type { ResourceSet } from '../../../resources/resource-set.js';
+import type { KubeObject } from '../../../resources/types.js';
+import { obj, str } from '../../../lib/unknown.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, clusterName, resolveCluster, servicePorts } from '../../backends.js';
+import type { TranslateContext } from '../../types.js';
+
+/** The ClusterIP cluster of a Service port; null (reported) when the Service has no ClusterIP. */
+export function serviceUpstreamCluster(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, made: Cluster, field: string): string | null {
+  const svc = resources.get('Service', made.service.namespace, made.service.name);
+  const ip = svc === undefined ? undefined : str(obj(svc.body.spec).clusterIP);
+  if (ip === undefined || ip === '' || ip === 'None') {
+    ctx.report('error', 'MG_INVALID_FIELD', ing, field, `service-upstream: Service ${made.service.namespace}/${made.service.name} has no ClusterIP (headless or not allocated yet); Ingress ${ing.metadata.namespace}/${ing.metadata.name} is not served`);
+    return null;
+  }
+  const name = clusterName(made.service.port, 'service-upstream', made.service.host);
+  ctx.addCluster({ ...made, name, subset: 'service-upstream', discovery: 'eds', endpoints: [{ address: ip, port: made.service.port, ready: true }] });
+  return name;
+}
+
+/** The destination to use instead of `made` when it has no ready endpoint; null = keep `made`. */
+export function defaultBackendDestination(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, made: Cluster, backend: string, field: string): RouteDestination | null {
+  if (made.discovery === 'eds' && made.endpoints.some((e) => e.ready)) return null;
+  const svc = resources.get('Service', ing.metadata.namespace, backend);
+  const port = svc === undefined ? undefined : servicePorts(svc)[0]?.port;
+  const cluster = resolveCluster(ctx, resources, {
+    service: { namespace: ing.metadata.namespace, name: backend, port: port === undefined ? null : { number: port } },
+    subset: null,
+    lbPolicy: 'ROUND_ROBIN',
+    connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    connectionPool: null,
+    outlierDetection: null,
+    from: ing,
+    field,
+  });
+  const set = [
+    { name: 'x-code', value: '503' },
+    { name: 'x-namespace', value: ing.metadata.namespace },
+    { name: 'x-ingress-name', value: ing.metadata.name },
+    { name: 'x-service-name', value: made.service.name },
+    { name: 'x-service-port', value: String(made.service.port) },
+  ];
+  return { cluster, weight: 1, requestHeaders: { set, add: [], remove: [] }, responseHeaders: null };
+}
+

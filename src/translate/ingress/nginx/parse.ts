@@ -1,0 +1,802 @@
+/**
+ * ingress-nginx annotations of one Ingress -> `NginxIngressConfig`. PURE.
+ *
+ * Every value is parsed strictly, with ingress-nginx's syntax and defaults. A value that does not
+ * parse is an error naming the annotation (file:line) and the Ingress is not served: ingress-nginx
+ * drops an Ingress whose annotation fails validation too, and serving it with the annotation half
+ * applied (an allowlist ignored, a limit dropped) would be worse than not serving it. Refused
+ * (snippet) and fail-closed unsupported annotations also stop the Ingress; other unsupported and
+ * unknown keys are warnings and the Ingress is served without them (registry.ts).
+ */
+
+import type { BasicAuth, ClientCertificatePolicy, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch } from '../../../ir/types.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../../backends.js';
+import { X509Certificate } from 'node:crypto';
+import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
+import { ipFamily } from '../../../lib/ip.js';
+import { obj, str } from '../../../lib/unknown.js';
+import type { ResourceSet } from '../../../resources/resource-set.js';
+import type { KubeObject } from '../../../resources/types.js';
+import type { TranslateContext } from '../../types.js';
+import { classifyAnnotations, NGINX_PREFIX } from './registry.js';
+
+export interface CanaryConfig {
+  byHeader: string | null;
+  byHeaderValue: string | null;
+  /** RE2 pattern (unanchored), when -value is not set. */
+  byHeaderPattern: string | null;
+  byCookie: string | null;
+  weight: number;
+  weightTotal: number;
+}
+
+export interface RedirectConfig {
+  scheme: string;
+  host: string;
+  port: number | null;
+  /** Path and query of the URL, as written (`/a?b`), `/` when it has none. */
+  pathAndQuery: string;
+  code: number;
+}
+
+export interface NextUpstream {
+  retryOn: RetryOn[];
+  retriableStatusCodes: number[];
+  /** Total tries including the first. */
+  tries: number;
+  /** ms, 0 = none. */
+  timeoutMs: number;
+}
+
+/** What the annotations of one Ingress ask for; null fields = not set (ingress-nginx defaults apply). */
+export interface NginxIngressConfig {
+  canary: CanaryConfig | null;
+  rewriteTarget: string | null;
+  useRegex: boolean;
+  appRoot: string | null;
+  xForwardedPrefix: string | null;
+  upstreamVhost: string | null;
+  /** ssl-redirect (default true). */
+  sslRedirect: boolean;
+  forceSslRedirect: boolean;
+  redirect: RedirectConfig | null;
+  fromToWww: boolean;
+  serverAliases: string[];
+  /** Body limit in bytes; 0 = none (explicit), null = not set. */
+  maxBodyBytes: number | null;
+  connectTimeoutMs: number | null;
+  readTimeoutMs: number | null;
+  nextUpstream: NextUpstream | null;
+  allow: string[];
+  deny: string[];
+  basicAuth: BasicAuth | null;
+  externalAuth: ExternalAuth | null;
+  /** auth-tls-*: the CA bundle (and CRL) and the per-request policy; host-level (first Ingress of the host wins). */
+  clientTls: { caPem: string; caSecret: string; crlPem: string | null; policy: ClientCertificatePolicy; verify: boolean } | null;
+  cors: CorsPolicy | null;
+  limit: Omit<RequestLimit, 'zone' | 'status'> | null;
+  lbPolicy: LbPolicy | null;
+  /** Affinity cookie path given by session-cookie-path (else the Ingress path is used). */
+  cookiePathSet: boolean;
+  serviceUpstream: boolean;
+  /** mirror-target: the cluster copies of each request go to; null = none. */
+  mirrorCluster: string | null;
+  /** custom-headers: response headers from a ConfigMap (names lowercase); [] = none. */
+  customHeaders: { name: string; value: string }[];
+  /** default-backend: a Service name in the Ingress's namespace; null = none. */
+  defaultBackend: string | null;
+}
+
+export interface ParseResult {
+  /** null: the Ingress is not served (errors reported). */
+  config: NginxIngressConfig | null;
+}
+
+const SIZE = /^(\d+)([bkmg]?)$/i;
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 * 1024, g: 1024 * 1024 * 1024 };
+const REWRITE_TARGET = /^[-._~a-zA-Z0-9/:$]*$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HOST_NAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+export const CORS_DEFAULT_METHODS = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'];
+export const CORS_DEFAULT_HEADERS = 'DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization'.split(',');
+
+/** Parses the annotations of `ing`; reports every problem. */
+export function parseNginxAnnotations(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject): ParseResult {
+  const a = ing.metadata.annotations;
+  const field = (name: string) => `metadata.annotations["${NGINX_PREFIX}${name}"]`;
+  const ref = `Ingress ${ing.metadata.namespace}/${ing.metadata.name}`;
+  let ok = true;
+  const fail = (name: string, message: string): void => {
+    ctx.report('error', 'MG_INVALID_FIELD', ing, field(name), `${message}; ${ref} is not served`);
+    ok = false;
+  };
+
+  // Registry: refused, unsupported, unknown.
+  for (const c of classifyAnnotations(a)) {
+    if (c.status === 'refused') {
+      ctx.report('error', 'MG_NGINX_SNIPPET_REFUSED', ing, field(c.name), `${c.name} is refused: ${c.info?.note ?? ''}. meshgate never executes nginx snippets, whatever allow-snippet-annotations says; express it with typed annotations (custom headers, timeouts, redirects) or Istio/Gateway API resources`);
+      ok = false;
+    } else if (c.status === 'unsupported') {
+      if (c.info?.failClosed) {
+        ctx.report('error', 'MG_UNSUPPORTED', ing, field(c.name), `${c.name} is not supported: ${c.info.note}; ${ref} is not served`);
+        ok = false;
+      } else {
+        ctx.report('warning', 'MG_UNSUPPORTED', ing, field(c.name), `${c.name} is not supported: ${c.info?.note ?? ''}; the Ingress is served without it`);
+      }
+    } else if (c.status === 'unknown') {
+      ctx.report('warning', 'MG_UNSUPPORTED', ing, field(c.name), `${c.name} is not an ingress-nginx annotation meshgate knows; it is ignored`);
+    }
+  }
+
+  const get = (name: string): string | undefined => {
+    const v = a[NGINX_PREFIX + name];
+    return v === undefined ? undefined : v.trim();
+  };
+  const bool = (name: string, dflt: boolean): boolean => {
+    const v = get(name);
+    if (v === undefined) return dflt;
+    if (v === 'true') return true;
+    if (v === 'false') return false;
+    fail(name, `${name} must be "true" or "false", not ${JSON.stringify(v)}`);
+    return dflt;
+  };
+  const seconds = (name: string): number | null => {
+    const v = get(name);
+    if (v === undefined) return null;
+    if (!/^\d+$/.test(v)) {
+      fail(name, `${name} must be a whole number of seconds without unit (ingress-nginx syntax), not ${JSON.stringify(v)}`);
+      return null;
+    }
+    return Number(v) * 1000;
+  };
+  const int = (name: string, min: number, max: number): number | null => {
+    const v = get(name);
+    if (v === undefined) return null;
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      fail(name, `${name} must be an integer from ${min} to ${max}, not ${JSON.stringify(v)}`);
+      return null;
+    }
+    return Number(v);
+  };
+  const size = (name: string): number | null => {
+    const v = get(name);
+    if (v === undefined) return null;
+    const m = SIZE.exec(v);
+    if (!m) {
+      fail(name, `${name} must be an nginx size (digits with an optional k, m or g), not ${JSON.stringify(v)}`);
+      return null;
+    }
+    return Number(m[1]) * UNITS[m[2].toLowerCase()];
+  };
+  const cidrs = (name: string): string[] => {
+    const v = get(name);
+    if (v === undefined || v === '') return [];
+    const out: string[] = [];
+    for (const raw of v.split(',')) {
+      const c = raw.trim();
+      if (c === '') continue;
+      if (!isCidr(c)) {
+        fail(name, `${name}: ${JSON.stringify(c)} is not an IP address or CIDR block`);
+        continue;
+      }
+      out.push(c);
+    }
+    return out;
+  };
+
+  // Canary.
+  let canary: CanaryConfig | null = null;
+  if (bool('canary', false)) {
+    const byHeader = get('canary-by-header') || null;
+    if (byHeader !== null && !HEADER_NAME.test(byHeader)) fail('canary-by-header', `canary-by-header ${JSON.stringify(byHeader)} is not a header name`);
+    const pattern = get('canary-by-header-pattern') || null;
+    if (pattern !== null) {
+      const r = compileRe2Unanchored(pattern);
+      if (!r.ok) fail('canary-by-header-pattern', `canary-by-header-pattern ${JSON.stringify(pattern)}: ${r.message}`);
+    }
+    const weight = int('canary-weight', 0, 1_000_000) ?? 0;
+    const total = Math.max(100, int('canary-weight-total', 0, 1_000_000) ?? 100);
+    if (weight > total) fail('canary-weight', `canary-weight ${weight} is larger than canary-weight-total ${total}`);
+    canary = { byHeader, byHeaderValue: get('canary-by-header-value') || null, byHeaderPattern: pattern, byCookie: get('canary-by-cookie') || null, weight, weightTotal: total };
+  }
+
+  // Paths and rewrites.
+  const useRegex = bool('use-regex', false);
+  let rewriteTarget = get('rewrite-target') ?? null;
+  if (rewriteTarget !== null && !REWRITE_TARGET.test(rewriteTarget)) {
+    fail('rewrite-target', `rewrite-target ${JSON.stringify(rewriteTarget)} may hold only letters, digits, "-._~/:" and $n group references`);
+    rewriteTarget = null;
+  }
+  let appRoot = get('app-root') ?? null;
+  if (appRoot !== null && (!appRoot.startsWith('/') || !/^[-._~a-zA-Z0-9/]*$/.test(appRoot))) {
+    fail('app-root', `app-root ${JSON.stringify(appRoot)} must be an absolute path (letters, digits, "-._~/")`);
+    appRoot = null;
+  }
+  let xForwardedPrefix = get('x-forwarded-prefix') ?? null;
+  if (xForwardedPrefix !== null && !/^[-._~a-zA-Z0-9/]+$/.test(xForwardedPrefix)) {
+    fail('x-forwarded-prefix', `x-forwarded-prefix ${JSON.stringify(xForwardedPrefix)} must be a path`);
+    xForwardedPrefix = null;
+  }
+  let upstreamVhost = get('upstream-vhost') ?? null;
+  if (upstreamVhost !== null && !/^[a-zA-Z0-9]([-.a-zA-Z0-9]*)(:\d{1,5})?$/.test(upstreamVhost)) {
+    fail('upstream-vhost', `upstream-vhost ${JSON.stringify(upstreamVhost)} must be a host name with an optional port (nginx variables are not accepted)`);
+    upstreamVhost = null;
+  }
+  const pts = get('preserve-trailing-slash');
+  if (pts !== undefined) bool('preserve-trailing-slash', false);
+
+  // Redirects. temporal-redirect wins over permanent-redirect (ingress-nginx's redirect parser).
+  const sslRedirect = bool('ssl-redirect', true);
+  const forceSslRedirect = bool('force-ssl-redirect', false);
+  let redirect: RedirectConfig | null = null;
+  for (const [name, codeName, dflt, maxCode] of [['temporal-redirect', 'temporal-redirect-code', 302, 307], ['permanent-redirect', 'permanent-redirect-code', 301, 308]] as const) {
+    const url = get(name);
+    const code = int(codeName, 300, maxCode);
+    if (url === undefined || url === '' || redirect !== null) continue;
+    const parsed = parseRedirectUrl(url);
+    if (parsed === null) {
+      fail(name, `${name} ${JSON.stringify(url)} must be an absolute http or https URL`);
+      continue;
+    }
+    // IR redirects are 301, 302, 303, 307 or 308.
+    const c = code ?? dflt;
+    if (![301, 302, 303, 307, 308].includes(c)) {
+      fail(codeName, `${codeName} ${c} is a status meshgate does not redirect with (301, 302, 303, 307, 308)`);
+      continue;
+    }
+    redirect = { ...parsed, code: c };
+  }
+  const fromToWww = bool('from-to-www-redirect', false);
+  const serverAliases: string[] = [];
+  const aliasRaw = get('server-alias');
+  if (aliasRaw !== undefined && aliasRaw !== '') {
+    for (const raw of aliasRaw.split(',')) {
+      const name = raw.trim().toLowerCase();
+      if (name === '') continue;
+      if (!HOST_NAME.test(name)) fail('server-alias', `server-alias ${JSON.stringify(name)} is not a host name`);
+      else serverAliases.push(name);
+    }
+  }
+
+  // Limits and timeouts.
+  const maxBody = size('proxy-body-size');
+  size('client-body-buffer-size');
+  const connectTimeoutMs = seconds('proxy-connect-timeout');
+  const readTimeoutMs = seconds('proxy-read-timeout');
+  seconds('proxy-send-timeout');
+  const httpVersion = get('proxy-http-version');
+  if (httpVersion !== undefined && httpVersion !== '1.1') fail('proxy-http-version', `proxy-http-version ${JSON.stringify(httpVersion)}: meshgate speaks HTTP/1.1 (or HTTP/2) to backends; only "1.1" is accepted`);
+  for (const name of ['proxy-buffering', 'proxy-request-buffering']) {
+    const v = get(name);
+    if (v === undefined) continue;
+    if (v !== 'on' && v !== 'off') fail(name, `${name} must be "on" or "off", not ${JSON.stringify(v)}`);
+    else if (v === 'on' && name === 'proxy-buffering') ctx.report('info', 'MG_UNSUPPORTED', ing, field(name), 'proxy-buffering "on": meshgate streams responses as they arrive (nothing is buffered to disk)');
+  }
+  const nextUpstream = parseNextUpstream(get('proxy-next-upstream'), int('proxy-next-upstream-tries', 0, 100), seconds('proxy-next-upstream-timeout'), (m) => fail('proxy-next-upstream', m));
+
+  // Access control. allowlist-source-range is the current key; whitelist- is read when it is empty.
+  const allow = get('allowlist-source-range') ? cidrs('allowlist-source-range') : cidrs('whitelist-source-range');
+  const deny = cidrs('denylist-source-range');
+  const basicAuth = parseAuth(ctx, resources, ing, get, field, (name, m) => fail(name, m));
+  const externalAuth = parseAuthUrl(ctx, resources, ing, get, field, (name, m) => fail(name, m));
+  const clientTls = parseAuthTls(ctx, resources, ing, get, field, (name, m) => fail(name, m));
+
+  const cors = bool('enable-cors', false) ? parseCors(get, (name, m) => fail(name, m)) : null;
+
+  // Rate limits.
+  let limit: NginxIngressConfig['limit'] = null;
+  const rps = int('limit-rps', 0, 1_000_000);
+  const rpm = int('limit-rpm', 0, 1_000_000);
+  const conns = int('limit-connections', 0, 1_000_000);
+  const mult = int('limit-burst-multiplier', 1, 1000) ?? 5;
+  const exempt = cidrs('limit-whitelist');
+  if ((rps ?? 0) > 0 || (rpm ?? 0) > 0 || (conns ?? 0) > 0) {
+    // nginx applies both limit_req zones when both are set; the per-second one is the tighter in practice.
+    const rate = (rps ?? 0) > 0 ? { requests: rps!, periodMs: 1000, burst: rps! * mult } : (rpm ?? 0) > 0 ? { requests: rpm!, periodMs: 60_000, burst: rpm! * mult } : null;
+    if ((rps ?? 0) > 0 && (rpm ?? 0) > 0) ctx.report('warning', 'MG_UNSUPPORTED', ing, field('limit-rpm'), 'limit-rps and limit-rpm are both set; meshgate applies limit-rps only');
+    limit = { rate, maxConcurrent: (conns ?? 0) > 0 ? conns : null, exempt };
+  }
+
+  const lbPolicy = parseLb(get, (name, m) => fail(name, m), seconds);
+  const serviceUpstream = bool('service-upstream', false);
+  let customHeaders: { name: string; value: string }[] = [];
+  const ch = get('custom-headers');
+  if (ch !== undefined && ch !== '') {
+    const r = headersFromConfigMap(resources, ch, ing.metadata.namespace, true);
+    if (typeof r === 'string') fail('custom-headers', `custom-headers ${ch}: ${r}`);
+    else customHeaders = r;
+  }
+  let mirrorCluster: string | null = null;
+  const mirror = get('mirror-target');
+  if (mirror !== undefined && mirror !== '') {
+    // ingress-nginx's documented form `https://host$request_uri`: the copy keeps the request's URI.
+    const m = /^(https?:\/\/[^/$\s]+)\$request_uri$/.exec(mirror);
+    const url = m ? parseAbsoluteUrl(`${m[1]}/`) : null;
+    if (url === null) fail('mirror-target', `mirror-target ${JSON.stringify(mirror)} must be scheme://host[:port]$request_uri (the copy keeps the request URI; other nginx variables are refused)`);
+    else mirrorCluster = urlCluster(ctx, resources, ing, url, field('mirror-target'));
+  }
+  const mirrorBody = get('mirror-request-body');
+  if (mirrorBody !== undefined && mirrorBody !== 'on' && mirrorBody !== 'off') fail('mirror-request-body', `mirror-request-body must be "on" or "off", not ${JSON.stringify(mirrorBody)}`);
+  else if (mirrorBody === 'off') ctx.report('warning', 'MG_UNSUPPORTED', ing, field('mirror-request-body'), 'mirror-request-body "off": meshgate mirrors small bodies with the request copy (up to its replay limit), larger ones are not mirrored');
+
+  let defaultBackend = get('default-backend') || null;
+  if (defaultBackend !== null && defaultBackend.includes('/')) {
+    const [dns, dname] = defaultBackend.split('/', 2);
+    if (dns !== ing.metadata.namespace) fail('default-backend', `default-backend ${defaultBackend} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace references are refused`);
+    defaultBackend = dname;
+  }
+  if (defaultBackend !== null && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(defaultBackend)) fail('default-backend', `default-backend ${JSON.stringify(defaultBackend)} is not a Service name`);
+  else if (defaultBackend !== null && resources.get('Service', ing.metadata.namespace, defaultBackend) === undefined) fail('default-backend', `default-backend Service ${ing.metadata.namespace}/${defaultBackend} does not exist`);
+
+  if (!ok) return { config: null };
+  return {
+    config: {
+      canary,
+      rewriteTarget,
+      useRegex,
+      appRoot,
+      xForwardedPrefix,
+      upstreamVhost,
+      sslRedirect,
+      forceSslRedirect,
+      redirect,
+      fromToWww,
+      serverAliases,
+      maxBodyBytes: maxBody,
+      connectTimeoutMs,
+      readTimeoutMs,
+      nextUpstream,
+      allow,
+      deny,
+      basicAuth,
+      externalAuth,
+      clientTls,
+      cors,
+      limit,
+      lbPolicy,
+      cookiePathSet: get('session-cookie-path') !== undefined,
+      serviceUpstream,
+      mirrorCluster,
+      customHeaders,
+      defaultBackend,
+    },
+  };
+}
+
+function isCidr(s: string): boolean {
+  const slash = s.indexOf('/');
+  const addr = slash === -1 ? s : s.slice(0, slash);
+  const fam = ipFamily(addr);
+  if (fam === 0) return false;
+  if (slash === -1) return true;
+  const bits = s.slice(slash + 1);
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (fam === 4 ? 32 : 128);
+}
+
+function parseRedirectUrl(url: string): Omit<RedirectConfig, 'code'> | null {
+  if (/[\s"'`\\{};$]/.test(url)) return null;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '' || u.username !== '' || u.hash !== '') return null;
+  return { scheme: u.protocol.slice(0, -1), host: u.hostname, port: u.port === '' ? null : Number(u.port), pathAndQuery: `${u.pathname}${u.search}` };
+}
+
+/** nginx proxy_next_upstream conditions -> retry conditions. */
+function parseNextUpstream(raw: string | undefined, tries: number | null, timeoutMs: number | null, fail: (m: string) => void): NextUpstream | null {
+  if (raw === undefined && tries === null && timeoutMs === null) return null;
+  const words = (raw ?? 'error timeout').split(/\s+/).filter((w) => w !== '');
+  const retryOn = new Set<RetryOn>();
+  const codes = new Set<number>();
+  let off = false;
+  for (const w of words) {
+    switch (w) {
+      case 'off':
+        off = true;
+        break;
+      case 'error':
+        retryOn.add('connect-failure');
+        retryOn.add('reset');
+        break;
+      case 'timeout':
+      case 'invalid_header':
+        retryOn.add('reset');
+        break;
+      case 'non_idempotent':
+        break;
+      case 'http_500':
+      case 'http_502':
+      case 'http_503':
+      case 'http_504':
+      case 'http_403':
+      case 'http_404':
+      case 'http_429':
+        retryOn.add('retriable-status-codes');
+        codes.add(Number(w.slice(5)));
+        break;
+      default:
+        fail(`proxy-next-upstream: ${JSON.stringify(w)} is not one of error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent, off`);
+        return null;
+    }
+  }
+  // nginx counts the first try; tries 0 means unlimited (bounded here at 10).
+  const t = tries === null ? 3 : tries === 0 ? 10 : tries;
+  if (off || retryOn.size === 0 || t <= 1) return { retryOn: [], retriableStatusCodes: [], tries: 1, timeoutMs: timeoutMs ?? 0 };
+  return { retryOn: [...retryOn].sort(), retriableStatusCodes: [...codes].sort((x, y) => x - y), tries: t, timeoutMs: timeoutMs ?? 0 };
+}
+
+function parseCors(get: (n: string) => string | undefined, fail: (name: string, m: string) => void): CorsPolicy {
+  const origins: StringMatch[] = [];
+  const rawOrigins = get('cors-allow-origin') ?? '*';
+  for (const raw of rawOrigins.split(',')) {
+    const o = raw.trim();
+    if (o === '') continue;
+    if (o === '*') {
+      origins.push({ kind: 'exact', value: '*', ignoreCase: false });
+      continue;
+    }
+    const m = /^(https?):\/\/(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*)(:\d{1,5})?$/.exec(o);
+    if (!m) {
+      fail('cors-allow-origin', `cors-allow-origin: ${JSON.stringify(o)} is not "*" or scheme://host[:port] (one leading *. label allowed)`);
+      continue;
+    }
+    if (m[2] === undefined) {
+      origins.push({ kind: 'exact', value: o.toLowerCase(), ignoreCase: true });
+    } else {
+      // `*.` stands for exactly one DNS label, matched case-insensitively.
+      const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const r = compileRe2(`(?i)${esc(m[1])}://[a-z0-9-]+\\.${esc(m[3])}${esc(m[7] ?? '')}`);
+      if (r.ok) origins.push({ kind: 'regex', regex: r.regex });
+    }
+  }
+  const list = (name: string, dflt: string[], re: RegExp): string[] => {
+    const v = get(name);
+    if (v === undefined || v === '') return dflt;
+    const out: string[] = [];
+    for (const raw of v.split(',')) {
+      const x = raw.trim();
+      if (x === '') continue;
+      if (!re.test(x)) fail(name, `${name}: ${JSON.stringify(x)} is not valid`);
+      else out.push(x);
+    }
+    return out;
+  };
+  const methods = list('cors-allow-methods', CORS_DEFAULT_METHODS, /^[A-Za-z]+$/).map((m) => m.toUpperCase());
+  const headers = list('cors-allow-headers', CORS_DEFAULT_HEADERS, HEADER_NAME);
+  const expose = list('cors-expose-headers', [], /^([!#$%&'*+.^_`|~0-9A-Za-z-]+|\*)$/);
+  const credRaw = get('cors-allow-credentials');
+  let credentials = true;
+  if (credRaw !== undefined) {
+    if (credRaw === 'true' || credRaw === 'false') credentials = credRaw === 'true';
+    else fail('cors-allow-credentials', `cors-allow-credentials must be "true" or "false", not ${JSON.stringify(credRaw)}`);
+  }
+  let maxAge = 1728000;
+  const ageRaw = get('cors-max-age');
+  if (ageRaw !== undefined) {
+    if (/^\d+$/.test(ageRaw)) maxAge = Number(ageRaw);
+    else fail('cors-max-age', `cors-max-age must be a number of seconds, not ${JSON.stringify(ageRaw)}`);
+  }
+  return { allowOrigins: origins, allowMethods: methods, allowHeaders: headers, exposeHeaders: expose, maxAgeSeconds: maxAge, allowCredentials: credentials, unmatchedPreflights: 'forward' };
+}
+
+/** affinity, upstream-hash-by and load-balance -> the Service cluster's LB policy (upstream-hash-by wins over load-balance, affinity over both). */
+function parseLb(get: (n: string) => string | undefined, fail: (name: string, m: string) => void, seconds: (n: string) => number | null): LbPolicy | null {
+  const affinity = get('affinity');
+  if (affinity !== undefined && affinity !== '') {
+    if (affinity !== 'cookie') {
+      fail('affinity', `affinity ${JSON.stringify(affinity)}: only "cookie" exists`);
+      return null;
+    }
+    const mode = get('affinity-mode');
+    if (mode !== undefined && mode !== 'balanced' && mode !== 'persistent') fail('affinity-mode', `affinity-mode must be "balanced" or "persistent", not ${JSON.stringify(mode)}`);
+    const name = get('session-cookie-name') || 'INGRESSCOOKIE';
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) fail('session-cookie-name', `session-cookie-name ${JSON.stringify(name)} is not a cookie name`);
+    const path = get('session-cookie-path') ?? null;
+    if (path !== null && !/^\/[-._~a-zA-Z0-9/]*$/.test(path)) fail('session-cookie-path', `session-cookie-path ${JSON.stringify(path)} must be a plain absolute path`);
+    const maxAge = seconds('session-cookie-max-age');
+    const expires = seconds('session-cookie-expires');
+    const ttl = maxAge ?? expires;
+    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000 };
+    return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
+  }
+  const by = get('upstream-hash-by');
+  if (by !== undefined && by !== '') {
+    let hashOn: HashKey | null = null;
+    let m: RegExpExecArray | null;
+    if (by === '$remote_addr' || by === '$binary_remote_addr') hashOn = { kind: 'source-ip' };
+    else if ((m = /^\$http_([a-z0-9_]+)$/i.exec(by))) hashOn = { kind: 'header', name: m[1].toLowerCase().replace(/_/g, '-') };
+    else if ((m = /^\$cookie_([A-Za-z0-9_-]+)$/.exec(by))) hashOn = { kind: 'cookie', name: m[1], path: null, ttlSeconds: null };
+    else if ((m = /^\$arg_([A-Za-z0-9_-]+)$/.exec(by))) hashOn = { kind: 'query-parameter', name: m[1] };
+    if (hashOn === null) {
+      fail('upstream-hash-by', `upstream-hash-by ${JSON.stringify(by)}: meshgate hashes on one of $remote_addr, $binary_remote_addr, $http_<name>, $cookie_<name>, $arg_<name>`);
+      return null;
+    }
+    return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
+  }
+  const lb = get('load-balance');
+  if (lb !== undefined) {
+    if (lb === 'round_robin') return 'ROUND_ROBIN';
+    if (lb === 'ewma') return 'LEAST_REQUEST';
+    fail('load-balance', `load-balance must be "round_robin" or "ewma", not ${JSON.stringify(lb)}`);
+  }
+  return null;
+}
+
+/** auth-type basic with auth-secret (auth-file or auth-map) and auth-realm. */
+function parseAuth(
+  ctx: TranslateContext,
+  resources: ResourceSet,
+  ing: KubeObject,
+  get: (n: string) => string | undefined,
+  field: (n: string) => string,
+  fail: (name: string, m: string) => void,
+): BasicAuth | null {
+  const type = get('auth-type');
+  if (type === undefined || type === '') {
+    if (get('auth-secret') !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field('auth-secret'), 'auth-secret without auth-type has no effect (as in ingress-nginx)');
+    return null;
+  }
+  if (type !== 'basic' && type !== 'digest') {
+    fail('auth-type', `auth-type must be "basic" or "digest", not ${JSON.stringify(type)}`);
+    return null;
+  }
+  const realm = get('auth-realm') ?? '';
+  if (/["\\\r\n]/.test(realm)) fail('auth-realm', 'auth-realm may not contain quotes, backslashes or line breaks');
+  const secretType = get('auth-secret-type') ?? 'auth-file';
+  if (secretType !== 'auth-file' && secretType !== 'auth-map') {
+    fail('auth-secret-type', `auth-secret-type must be "auth-file" or "auth-map", not ${JSON.stringify(secretType)}`);
+    return null;
+  }
+  const ref = get('auth-secret');
+  if (ref === undefined || ref === '') {
+    fail('auth-secret', 'auth-type basic needs auth-secret');
+    return null;
+  }
+  const slash = ref.indexOf('/');
+  const ns = slash === -1 ? ing.metadata.namespace : ref.slice(0, slash);
+  const name = slash === -1 ? ref : ref.slice(slash + 1);
+  if (ns !== ing.metadata.namespace) {
+    fail('auth-secret', `auth-secret ${ref} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace Secrets are refused (ingress-nginx allow-cross-namespace-resources: false)`);
+    return null;
+  }
+  const unavailable = (why: string): BasicAuth => {
+    // ingress-nginx denies the location (503 for every request) rather than serve it unauthenticated.
+    ctx.report('error', 'MG_SECRET_INVALID', ing, field('auth-secret'), `${why}; every request to this Ingress's paths is answered 503`);
+    return type === 'digest' ? { scheme: 'digest', realm, users: [], unavailable: true } : { realm, users: [], unavailable: true };
+  };
+  const secret = resources.get('Secret', ns, name);
+  if (secret === undefined) return unavailable(`Secret ${ns}/${name} does not exist`);
+  const data = secretData(secret);
+  const users: BasicAuth['users'] = [];
+  if (secretType === 'auth-file') {
+    const text = data.auth;
+    if (text === undefined) return unavailable(`Secret ${ns}/${name} has no key "auth"`);
+    for (const line of text.split(/\r?\n/)) {
+      const l = line.trim();
+      if (l === '' || l.startsWith('#')) continue;
+      const colon = l.indexOf(':');
+      if (colon <= 0) continue;
+      if (type === 'digest') {
+        // htdigest: user:realm:HA1; only lines of the configured realm count.
+        const parts = l.split(':');
+        if (parts.length === 3 && parts[1] === realm && /^[0-9a-f]{32}$/i.test(parts[2])) users.push({ name: parts[0], hash: parts[2].toLowerCase() });
+        else ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: line for ${JSON.stringify(parts[0])} is not user:${realm}:<32 hex digits> (htdigest for realm ${JSON.stringify(realm)}); that user is refused`);
+        continue;
+      }
+      users.push({ name: l.slice(0, colon), hash: l.slice(colon + 1) });
+    }
+  } else {
+    for (const k of Object.keys(data).sort()) users.push({ name: k, hash: data[k].trim() });
+  }
+  for (const u of users) {
+    if (type === 'basic' && !/^(\$apr1\$|\$1\$|\{SHA\}|\{PLAIN\})/.test(u.hash)) {
+      ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a password hash meshgate cannot check (it reads $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are not); that user is refused`);
+    }
+  }
+  if (users.length === 0) return unavailable(`Secret ${ns}/${name} lists no users`);
+  return type === 'digest' ? { scheme: 'digest', realm, users, unavailable: false } : { realm, users, unavailable: false };
+}
+
+function secretData(secret: KubeObject): Record<string, string> {
+  const out: Record<string, string> = {};
+  const data = obj(secret.body.data);
+  for (const k of Object.keys(data)) {
+    const v = str(data[k]);
+    if (v !== undefined) out[k] = Buffer.from(v, 'base64').toString('utf8');
+  }
+  const sd = obj(secret.body.stringData);
+  for (const k of Object.keys(sd)) {
+    const v = str(sd[k]);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * auth-url (+ auth-method, auth-signin, auth-signin-redirect-param, auth-response-headers,
+ * auth-request-redirect, auth-always-set-cookie) -> ExternalAuth. The URL is parsed strictly
+ * (absolute http/https, no nginx variables: the CVE-2025-24514 class of injection cannot arise). Its
+ * host is a Service of the cluster when it names one (`svc`, `svc.ns`, `svc.ns.svc[.cluster.local]`),
+ * else an external host reached by DNS; https is originated without verifying the certificate, as
+ * nginx's `proxy_ssl_verify off` default.
+ */
+function parseAuthUrl(
+  ctx: TranslateContext,
+  resources: ResourceSet,
+  ing: KubeObject,
+  get: (n: string) => string | undefined,
+  field: (n: string) => string,
+  fail: (name: string, m: string) => void,
+): ExternalAuth | null {
+  const raw = get('auth-url');
+  if (raw === undefined || raw === '') {
+    for (const k of ['auth-signin', 'auth-response-headers', 'auth-method']) if (get(k) !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field(k), `${k} without auth-url has no effect (as in ingress-nginx)`);
+    return null;
+  }
+  const url = parseAbsoluteUrl(raw);
+  if (url === null) {
+    fail('auth-url', `auth-url ${JSON.stringify(raw)} must be an absolute http or https URL without nginx variables`);
+    return null;
+  }
+  const method = get('auth-method') || null;
+  if (method !== null && !/^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$/.test(method)) fail('auth-method', `auth-method ${JSON.stringify(method)} is not an HTTP method`);
+  let signin = get('auth-signin') || null;
+  if (signin !== null && parseAbsoluteUrl(signin) === null) {
+    fail('auth-signin', `auth-signin ${JSON.stringify(signin)} must be an absolute http or https URL (nginx variables are not accepted)`);
+    signin = null;
+  }
+  const param = get('auth-signin-redirect-param') || 'rd';
+  if (!/^[A-Za-z0-9_.-]+$/.test(param)) fail('auth-signin-redirect-param', `auth-signin-redirect-param ${JSON.stringify(param)} is not a query parameter name`);
+  const responseHeaders: string[] = [];
+  for (const h of (get('auth-response-headers') ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (!HEADER_NAME.test(h)) fail('auth-response-headers', `auth-response-headers: ${JSON.stringify(h)} is not a header name`);
+    else responseHeaders.push(h.toLowerCase());
+  }
+  const redirect = get('auth-request-redirect') || null;
+  if (redirect !== null && /[\s"'`\\{};$]/.test(redirect)) fail('auth-request-redirect', `auth-request-redirect ${JSON.stringify(redirect)} may not contain spaces, quotes, braces, ; or $`);
+  const always = get('auth-always-set-cookie');
+  if (always !== undefined && always !== 'true' && always !== 'false') fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
+  const cluster = urlCluster(ctx, resources, ing, url, field('auth-url'));
+  return {
+    cluster,
+    authority: url.port === null ? url.host : `${url.host}:${url.port}`,
+    path: url.pathAndQuery,
+    method,
+    responseHeaders,
+    signin,
+    signinRedirectParam: param,
+    requestRedirect: redirect,
+    alwaysSetCookie: always === 'true',
+    timeoutMs: 60_000,
+  };
+}
+
+function parseAbsoluteUrl(raw: string): { scheme: string; host: string; port: number | null; pathAndQuery: string } | null {
+  if (/[\s"'`\\{};$]/.test(raw)) return null;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return null;
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '' || u.username !== '' || u.password !== '') return null;
+  return { scheme: u.protocol.slice(0, -1), host: u.hostname, port: u.port === '' ? null : Number(u.port), pathAndQuery: `${u.pathname}${u.search}` };
+}
+
+/** The cluster a URL's host stands for (auth-url, mirror-target): a Service when the name is one, else the host by DNS. */
+function urlCluster(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, url: { scheme: string; host: string; port: number | null }, field: string): string {
+  const port = url.port ?? (url.scheme === 'https' ? 443 : 80);
+  const tls = url.scheme === 'https' ? { mode: 'SIMPLE' as const, caCertificates: null, clientCertificate: null, sni: url.host, subjectAltNames: [], insecureSkipVerify: true } : undefined;
+  const labels = url.host.split('.');
+  const svcName = labels[0];
+  const ns = labels.length === 1 ? ing.metadata.namespace : labels[1];
+  const inCluster = labels.length === 1 || labels.length === 2 || (labels.length >= 3 && labels[2] === 'svc' && (labels.length === 3 || labels.slice(3).join('.') === 'cluster.local'));
+  if (inCluster && resources.get('Service', ns, svcName) !== undefined) {
+    return resolveCluster(ctx, resources, { service: { namespace: ns, name: svcName, port: { number: port } }, subset: null, lbPolicy: 'ROUND_ROBIN', connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, connectionPool: null, outlierDetection: null, tls, from: ing, field });
+  }
+  const name = `outbound|${port}||${url.host}`;
+  ctx.addCluster({ name, service: { namespace: ing.metadata.namespace, name: url.host, host: url.host, port }, subset: '', discovery: 'eds', lbPolicy: 'ROUND_ROBIN', endpoints: [{ address: url.host, port, ready: true }], connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, connectionPool: null, outlierDetection: null, protocol: 'HTTP1', tls: tls ?? null });
+  return name;
+}
+
+/**
+ * auth-tls-secret (+ auth-tls-verify-client, -verify-depth, -error-page, -match-cn,
+ * -pass-certificate-to-upstream). The Secret must be in the Ingress's namespace and hold `ca.crt`
+ * (optional `ca.crl`); otherwise the Ingress is not served (ingress-nginx answers 403 for the host).
+ */
+function parseAuthTls(
+  ctx: TranslateContext,
+  resources: ResourceSet,
+  ing: KubeObject,
+  get: (n: string) => string | undefined,
+  field: (n: string) => string,
+  fail: (name: string, m: string) => void,
+): NginxIngressConfig['clientTls'] {
+  const ref = get('auth-tls-secret');
+  if (ref === undefined || ref === '') {
+    for (const k of ['auth-tls-verify-client', 'auth-tls-error-page', 'auth-tls-match-cn', 'auth-tls-pass-certificate-to-upstream', 'auth-tls-verify-depth']) if (get(k) !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field(k), `${k} without auth-tls-secret has no effect (as in ingress-nginx)`);
+    return null;
+  }
+  const slash = ref.indexOf('/');
+  const ns = slash === -1 ? ing.metadata.namespace : ref.slice(0, slash);
+  const name = slash === -1 ? ref : ref.slice(slash + 1);
+  if (ns !== ing.metadata.namespace) {
+    fail('auth-tls-secret', `auth-tls-secret ${ref} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace Secrets are refused`);
+    return null;
+  }
+  const verifyRaw = get('auth-tls-verify-client') ?? 'on';
+  if (!['on', 'off', 'optional', 'optional_no_ca'].includes(verifyRaw)) {
+    fail('auth-tls-verify-client', `auth-tls-verify-client must be on, off, optional or optional_no_ca, not ${JSON.stringify(verifyRaw)}`);
+    return null;
+  }
+  if (verifyRaw === 'optional_no_ca') {
+    fail('auth-tls-verify-client', 'auth-tls-verify-client optional_no_ca (accept certificates that do not verify) is not supported by meshgate');
+    return null;
+  }
+  const depth = get('auth-tls-verify-depth');
+  if (depth !== undefined && (!/^\d+$/.test(depth) || Number(depth) < 1)) fail('auth-tls-verify-depth', `auth-tls-verify-depth must be a positive integer, not ${JSON.stringify(depth)}`);
+  let errorPage = get('auth-tls-error-page') || null;
+  if (errorPage !== null && parseAbsoluteUrl(errorPage) === null) {
+    fail('auth-tls-error-page', `auth-tls-error-page ${JSON.stringify(errorPage)} must be an absolute http or https URL`);
+    errorPage = null;
+  }
+  const cn = get('auth-tls-match-cn') || null;
+  let subjectPattern: ClientCertificatePolicy['subjectPattern'] = null;
+  if (cn !== null) {
+    // Compiled as a regex, never pasted into configuration (CVE-2025-1097 was an injection through it).
+    const r = compileRe2Unanchored(cn);
+    if (!r.ok) fail('auth-tls-match-cn', `auth-tls-match-cn ${JSON.stringify(cn)}: ${r.message}`);
+    else subjectPattern = r.regex;
+  }
+  const pass = get('auth-tls-pass-certificate-to-upstream');
+  if (pass !== undefined && pass !== 'true' && pass !== 'false') fail('auth-tls-pass-certificate-to-upstream', `auth-tls-pass-certificate-to-upstream must be "true" or "false", not ${JSON.stringify(pass)}`);
+  const secret = resources.get('Secret', ns, name);
+  const data = secret === undefined ? {} : secretData(secret);
+  const ca = data['ca.crt'];
+  if (ca === undefined || !ca.includes('-----BEGIN CERTIFICATE-----')) {
+    fail('auth-tls-secret', secret === undefined ? `Secret ${ns}/${name} does not exist` : `Secret ${ns}/${name} has no PEM ca.crt`);
+    return null;
+  }
+  for (const block of ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+    try {
+      new X509Certificate(block);
+    } catch (e) {
+      fail('auth-tls-secret', `Secret ${ns}/${name}: a certificate of ca.crt does not parse (${(e as Error).message})`);
+      return null;
+    }
+  }
+  return {
+    caPem: ca,
+    caSecret: `${ns}/${name}`,
+    crlPem: data['ca.crl'] ?? null,
+    verify: verifyRaw !== 'off',
+    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass === 'true' },
+  };
+}
+
+/**
+ * Header name -> value pairs of a ConfigMap named `ns/name` or `name` (in `namespace`), for
+ * custom-headers and the controller ConfigMap's add-headers / proxy-set-headers. Names must be
+ * header tokens and values free of line breaks and nginx variables; otherwise a message says why.
+ */
+export function headersFromConfigMap(resources: ResourceSet, ref: string, namespace: string, sameNamespaceOnly: boolean): { name: string; value: string }[] | string {
+  const slash = ref.indexOf('/');
+  const ns = slash === -1 ? namespace : ref.slice(0, slash);
+  const name = slash === -1 ? ref : ref.slice(slash + 1);
+  if (sameNamespaceOnly && ns !== namespace) return `ConfigMap ${ns}/${name} is in another namespace (${namespace}); cross-namespace references are refused`;
+  const cm = resources.get('ConfigMap', ns, name);
+  if (cm === undefined) return `ConfigMap ${ns}/${name} does not exist`;
+  const data = obj(cm.body.data);
+  const out: { name: string; value: string }[] = [];
+  for (const k of Object.keys(data).sort()) {
+    const v = str(data[k]) ?? '';
+    if (!HEADER_NAME.test(k)) return `key ${JSON.stringify(k)} of ConfigMap ${ns}/${name} is not a header name`;
+    if (/[\r\n\0]/.test(v) || /\$[a-z_{]/i.test(v)) return `the value of ${k} in ConfigMap ${ns}/${name} holds a line break or an nginx variable`;
+    out.push({ name: k.toLowerCase(), value: v });
+  }
+  return out;
+}

@@ -1,0 +1,219 @@
+/**
+ * Every `nginx.ingress.kubernetes.io/*` annotation meshgate knows, with what meshgate does with it.
+ * PURE data. One table feeds translation (a diagnostic for everything not honoured), `meshgate
+ * migrate` and docs/ingress-nginx-annotations.md (a test checks the document lists every key).
+ *
+ * Status:
+ * - `honoured`: translated with ingress-nginx's semantics and defaults; a bad value is an error and
+ *   the Ingress is not served (ingress-nginx drops such an Ingress too).
+ * - `refused`: never executed, by design (nginx source text: the snippets). The Ingress is not served
+ *   (see `SNIPPET_POLICY`).
+ * - `unsupported`: meshgate does not implement it. A diagnostic says so. When ignoring it would open
+ *   access the annotation was meant to restrict (`failClosed`), the Ingress is not served; otherwise
+ *   it is served without that behaviour.
+ * Keys under the prefix that are not in this table are `unknown`: a warning, the Ingress is served.
+ */
+
+export const NGINX_PREFIX = 'nginx.ingress.kubernetes.io/';
+
+export type AnnotationStatus = 'honoured' | 'refused' | 'unsupported';
+
+export interface AnnotationInfo {
+  status: AnnotationStatus;
+  /**
+   * Only for `unsupported`: true when serving the Ingress without it would give access the author
+   * meant to restrict (authentication, client certificates, WAF): the Ingress is then not served.
+   */
+  failClosed?: boolean;
+  /** One sentence: what meshgate does, and how that differs from ingress-nginx. */
+  note: string;
+}
+
+/**
+ * Snippet policy: an Ingress carrying any `*-snippet` annotation is not served at all (error
+ * MG_NGINX_SNIPPET_REFUSED), whatever `allow-snippet-annotations` says. This is ingress-nginx's own
+ * default since v1.12 (`annotations-risk-level: High` rejects the Critical snippet keys), and the
+ * only safe choice: a snippet often restricts access (`deny`, `return 403`, header checks), so
+ * serving the rest of the Ingress without it could open what the author closed.
+ */
+export const SNIPPET_POLICY = 'ingress-not-served' as const;
+
+const h = (note: string): AnnotationInfo => ({ status: 'honoured', note });
+const u = (note: string, failClosed = false): AnnotationInfo => (failClosed ? { status: 'unsupported', failClosed, note } : { status: 'unsupported', note });
+const snippet = (where: string): AnnotationInfo => ({ status: 'refused', note: `raw nginx directives (${where}); never executed: the Ingress is not served (CVE-2021-25742, CVE-2025-1974 class)` });
+
+export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
+  // Paths and rewrites
+  'rewrite-target': h('whole path replaced by the target with $1..$n from the path regex; query kept; turns on regex mode for the host'),
+  'use-regex': h('paths are case-insensitive regexes anchored at the start (RE2: lookaround and backreferences are refused); regex mode for every path of the host'),
+  'app-root': h('GET of exactly / answered 302 to <scheme>://<host><app-root>'),
+  'x-forwarded-prefix': h('X-Forwarded-Prefix sent upstream, only together with rewrite-target (as the nginx template)'),
+  'preserve-trailing-slash': h('"true" keeps the trailing slash of the request URI in HTTPS redirects'),
+  'upstream-vhost': h('Host sent upstream; X-Forwarded-Host keeps the client\'s'),
+  // Redirects
+  'ssl-redirect': h('308 to https for hosts with a certificate, unless "false"'),
+  'force-ssl-redirect': h('308 to https even for hosts without a certificate (TLS offloaded in front)'),
+  'permanent-redirect': h('redirect to the URL verbatim (path and query not appended), before allowlists and auth'),
+  'permanent-redirect-code': h('300-308, default 301 (an out-of-range code is an error)'),
+  'temporal-redirect': h('redirect to the URL verbatim, wins over permanent-redirect'),
+  'temporal-redirect-code': h('300-307, default 302 (an out-of-range code is an error)'),
+  'from-to-www-redirect': h('the www. (or bare) twin of each host answers 308 to the host, unless another rule defines it'),
+  'server-alias': h('extra host names served like the Ingress host (first Ingress of the host; names defined by a rule keep their own rules)'),
+  // Limits and timeouts
+  'proxy-body-size': h('request bodies larger than the size answered 413 before the backend is contacted (Content-Length) or the upload is cut with 413 (chunked); 0 = no limit'),
+  'client-body-buffer-size': h('validated; meshgate streams request bodies and never spills them to disk, so there is no buffer to size'),
+  'proxy-connect-timeout': h('connect timeout of the Service\'s cluster (the first Ingress naming the Service decides, as the shared nginx upstream)'),
+  'proxy-read-timeout': h('time to wait for the response head of each try; exceeded: 504 (retried per proxy-next-upstream)'),
+  'proxy-send-timeout': h('validated; meshgate applies back-pressure instead of a per-write timeout, the read timeout bounds a stalled upload'),
+  'proxy-next-upstream': h('error/timeout/http_5xx/http_403/http_404/http_429 -> retry conditions; off = no retry; non_idempotent allows retrying POST'),
+  'proxy-next-upstream-tries': h('total tries including the first (default 3)'),
+  'proxy-next-upstream-timeout': h('limit on the time spent on all tries, seconds (0 = none)'),
+  'proxy-http-version': h('"1.1" (the default) honoured; "1.0" is an error (meshgate speaks HTTP/1.1 or HTTP/2 upstream)'),
+  'proxy-buffering': h('"off" (the default) is what meshgate does: responses are streamed; "on" is accepted and reported (info): responses are still streamed'),
+  'proxy-request-buffering': h('"off" streams the body (meshgate always does); "on" (the nginx default) is accepted: bodies are streamed, proxy-body-size still applies'),
+  // Access control
+  'whitelist-source-range': h('client address outside the CIDRs: 403 (alias of allowlist-source-range)'),
+  'allowlist-source-range': h('client address outside the CIDRs: 403'),
+  'denylist-source-range': h('client address inside the CIDRs: 403, checked before the allowlist'),
+  'auth-type': h('basic: 401 with WWW-Authenticate Basic realm; digest: RFC 7616 MD5 qop=auth with htdigest HA1 lines (stateless 5-minute nonces, nonce counts not tracked); Authorization removed before proxying'),
+  'auth-secret': h('Secret in the Ingress namespace (ns/name elsewhere is refused); missing Secret or key: every request 503 as ingress-nginx'),
+  'auth-secret-type': h('auth-file (htpasswd, or htdigest for digest, under key auth) or auth-map (key = user); hashes $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are reported and that user never matches'),
+  'auth-realm': h('realm of the Basic challenge'),
+  // CORS
+  'enable-cors': h('CORS answered by the gateway; preflights get 200 (nginx: 204) and the matching Origin is echoed even with * (nginx: *)'),
+  'cors-allow-origin': h('comma list of scheme://host[:port], one *. wildcard label each; * any'),
+  'cors-allow-methods': h('Access-Control-Allow-Methods on preflights'),
+  'cors-allow-headers': h('Access-Control-Allow-Headers on preflights'),
+  'cors-expose-headers': h('Access-Control-Expose-Headers on responses'),
+  'cors-allow-credentials': h('Access-Control-Allow-Credentials (default true)'),
+  'cors-max-age': h('Access-Control-Max-Age on preflights (default 1728000)'),
+  // Rate limits
+  'limit-rps': h('per client address and Ingress: burst rps*limit-burst-multiplier, then 503 (limit-req-status-code)'),
+  'limit-rpm': h('as limit-rps, per minute'),
+  'limit-burst-multiplier': h('burst = rate x multiplier (default 5)'),
+  'limit-connections': h('concurrent requests per client address and Ingress; more: 503'),
+  'limit-whitelist': h('CIDRs exempt from limit-rps/rpm/connections'),
+  'limit-rate': u('response bandwidth throttling is not implemented; responses go at full speed'),
+  'limit-rate-after': u('response bandwidth throttling is not implemented'),
+  // Canary
+  'canary': h('this Ingress is the canary of the non-canary Ingress with the same host and path; a lone canary is not served'),
+  'canary-by-header': h('header value always -> canary, never -> main, other -> next rule'),
+  'canary-by-header-value': h('exact value -> canary'),
+  'canary-by-header-pattern': h('regex (RE2) on the header value -> canary; ignored when -value is set'),
+  'canary-by-cookie': h('cookie value always -> canary, never -> main'),
+  'canary-weight': h('share of the remaining requests sent to the canary'),
+  'canary-weight-total': h('denominator of canary-weight (default 100; below 100 counts as 100)'),
+  // Load balancing
+  'affinity': h('cookie: sticky endpoint via a generated cookie (consistent hash on the cookie value)'),
+  'affinity-mode': h('balanced and persistent both keep a client on its endpoint while the endpoint set is unchanged; after scaling about 1/N of clients move'),
+  'affinity-canary-behavior': u('canary selection does not read the affinity cookie: a client is re-drawn on every request'),
+  'session-cookie-name': h('cookie name (default INGRESSCOOKIE)'),
+  'session-cookie-path': h('cookie Path (default the Ingress path)'),
+  'session-cookie-max-age': h('cookie Max-Age, seconds'),
+  'session-cookie-expires': h('cookie lifetime, seconds (used as Max-Age when session-cookie-max-age is absent)'),
+  'session-cookie-secure': u('the cookie attribute Secure is not set by meshgate'),
+  'session-cookie-domain': u('the cookie attribute Domain is not set by meshgate'),
+  'session-cookie-samesite': u('the cookie attribute SameSite is not set by meshgate'),
+  'session-cookie-conditional-samesite-none': u('the cookie attribute SameSite is not set by meshgate'),
+  'session-cookie-change-on-failure': u('a cookie naming a failed endpoint is not replaced'),
+  'upstream-hash-by': h('consistent hash on $remote_addr/$binary_remote_addr, $http_<name>, $cookie_<name> or $arg_<name>; other variables are an error'),
+  'upstream-hash-by-subset': u('subset hashing is not implemented; the plain consistent hash is used'),
+  'upstream-hash-by-subset-size': u('subset hashing is not implemented'),
+  'load-balance': h('round_robin -> ROUND_ROBIN, ewma -> LEAST_REQUEST (fewer requests in flight of two random picks)'),
+  'service-upstream': h('the Service ClusterIP:port is the one endpoint (kube-proxy balances; no stickiness, no retry on another pod); headless Services are refused'),
+  // Backends and TLS
+  'backend-protocol': h('HTTP, HTTPS, GRPC, GRPCS; AUTO_HTTP and FCGI reported, served as HTTP'),
+  'proxy-ssl-secret': h('CA and client certificate for TLS to the backend (same namespace only)'),
+  'proxy-ssl-verify': h('verify the backend certificate (default off)'),
+  'proxy-ssl-name': h('SNI and verified name of the backend'),
+  'proxy-ssl-server-name': h('meshgate always sends SNI; "off" is reported'),
+  'proxy-ssl-ciphers': u('upstream cipher list not configurable; meshgate\'s defaults are used'),
+  'proxy-ssl-protocols': u('upstream TLS versions not configurable; TLS 1.2 and 1.3'),
+  'proxy-ssl-verify-depth': u('chain depth not limited'),
+  'proxy-ssl-location-only': u('upstream TLS is per Service cluster'),
+  'ssl-passthrough': u('TLS passthrough for Ingress is not implemented; use an Istio Gateway with tls.mode PASSTHROUGH', true),
+  'ssl-ciphers': u('per-host ciphers not configurable; meshgate\'s defaults (ECDHE AEAD) are used'),
+  'ssl-prefer-server-ciphers': u('not configurable'),
+  'secure-verify-ca-secret': u('legacy key, replaced by proxy-ssl-secret'),
+  // Authentication and client certificates not implemented: fail closed.
+  'auth-url': h('external auth by subrequest (nginx auth_request): client headers plus X-Original-URL/-Method, no body; 2xx allows, 401/403 returned, anything else 500; https auth services are not certificate-checked (nginx default)'),
+  'auth-signin': h('401 from auth-url answered 302 to this URL with rd=<original URL> (nginx variables are refused)'),
+  'auth-signin-redirect-param': h('name of the sign-in redirect parameter (default rd)'),
+  'auth-method': h('method of the auth request (default: the client\'s); also sends X-Original-URI and X-Scheme'),
+  'auth-response-headers': h('headers of the auth answer set on the upstream request (absent: removed)'),
+  'auth-request-redirect': h('value of X-Auth-Request-Redirect (default the request URI)'),
+  'auth-always-set-cookie': h('the auth answer\'s Set-Cookie also on denials'),
+  'auth-cache-key': u('auth answers are not cached: every request is checked'),
+  'auth-cache-duration': u('auth answers are not cached: every request is checked'),
+  'auth-keepalive': h('connections to the auth service are always pooled'),
+  'auth-keepalive-requests': h('connections to the auth service are always pooled'),
+  'auth-keepalive-share-vars': u('no effect in meshgate'),
+  'auth-keepalive-timeout': h('connections to the auth service are always pooled'),
+  'auth-proxy-set-headers': u('extra auth-request headers from a ConfigMap are not sent; the auth service may deny'),
+  'enable-global-auth': u('there is no global auth-url in meshgate'),
+  'auth-tls-secret': h('client certificates verified against ca.crt (and ca.crl) of the Secret for every HTTPS request of the host (first Ingress of the host); a presented certificate that does not verify fails the handshake (nginx: 400)'),
+  'auth-tls-verify-client': h('on: a request without certificate is 400; optional: verified when presented; off: not asked; optional_no_ca is refused (Ingress not served)'),
+  'auth-tls-verify-depth': h('validated; intermediates the client sends are accepted at any depth'),
+  'auth-tls-error-page': h('a request without the required certificate is redirected (302) there'),
+  'auth-tls-match-cn': h('RE2 regex on the subject (RFC 2253, e.g. CN=a,O=b); no match: 403'),
+  'auth-tls-pass-certificate-to-upstream': h('URL-escaped PEM in ssl-client-cert; ssl-client-verify, ssl-client-subject-dn, ssl-client-issuer-dn are always set (client-sent values removed)'),
+  'satisfy': u('auth and allowlist are both required (satisfy all)', true),
+  'enable-modsecurity': u('no WAF in meshgate; the Ingress is not served rather than served unprotected', true),
+  'enable-owasp-core-rules': u('no WAF in meshgate', true),
+  'modsecurity-transaction-id': u('no WAF in meshgate'),
+  // Errors and default backends
+  'custom-http-errors': u('error interception to a default backend is not implemented; the backend\'s own error responses are returned'),
+  'default-backend': h('Service (same namespace, first port) that gets the requests when the path\'s Service has no ready endpoint, with X-Code 503, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port (not X-Original-URI, X-Format, X-Request-ID); ns/name elsewhere refused'),
+  'disable-proxy-intercept-errors': u('there is no error interception to disable'),
+  // Headers
+  'custom-headers': h('response headers from a ConfigMap (same namespace); with --nginx-configmap only names in global-allowed-response-headers (when that key is set); nginx variables in values are refused'),
+  'connection-proxy-header': u('the Connection header sent upstream is managed by meshgate'),
+  'proxy-cookie-domain': u('Set-Cookie rewriting is not implemented'),
+  'proxy-cookie-path': u('Set-Cookie rewriting is not implemented'),
+  'proxy-redirect-from': u('Location rewriting is not implemented'),
+  'proxy-redirect-to': u('Location rewriting is not implemented'),
+  'use-port-in-redirects': u('redirects never carry the port (ingress-nginx default)'),
+  'relative-redirects': u('Location rewriting is not implemented'),
+  // Mirroring
+  'mirror-target': h('scheme://host[:port]$request_uri: every request copied there (fire and forget, answer ignored; a slow mirror never slows the original, unlike nginx); the host is a Service when it names one'),
+  'mirror-host': u('the copy carries the request Host with -shadow appended (Envoy mirror), not this value'),
+  'mirror-request-body': h('"on" (default): bodies are mirrored up to meshgate\'s replay limit; "off" is reported (bodies still go with the copy)'),
+  // nginx tuning and observability
+  'proxy-buffer-size': u('nginx buffer tuning; meshgate accepts response heads up to its own limit'),
+  'proxy-buffers-number': u('nginx buffer tuning; no meaning for meshgate'),
+  'proxy-busy-buffers-size': u('nginx buffer tuning; no meaning for meshgate'),
+  'proxy-max-temp-file-size': u('nginx buffer tuning; no meaning for meshgate'),
+  'http2-push-preload': u('HTTP/2 push is not implemented (browsers dropped it)'),
+  'enable-rewrite-log': u('nginx debug logging'),
+  'enable-access-log': u('access logs are configured with MeshConfig or the Telemetry API'),
+  'enable-opentelemetry': u('tracing is configured with --tracing-* flags or the Telemetry API'),
+  'opentelemetry-trust-incoming-span': u('tracing is configured with --tracing-* flags or the Telemetry API'),
+  'opentelemetry-operation-name': u('tracing is configured with --tracing-* flags or the Telemetry API'),
+  'enable-opentracing': u('removed from ingress-nginx; use the Telemetry API'),
+  'fastcgi-index': u('FastCGI backends are not supported'),
+  'fastcgi-params-configmap': u('FastCGI backends are not supported'),
+  'secure-backends': u('legacy key, replaced by backend-protocol: HTTPS'),
+  // Snippets: refused.
+  'configuration-snippet': snippet('location block'),
+  'server-snippet': snippet('server block'),
+  'auth-snippet': snippet('auth subrequest location'),
+  'stream-snippet': snippet('stream block'),
+  'modsecurity-snippet': snippet('ModSecurity rules'),
+};
+
+/** The controller ConfigMap keys holding nginx text: refused (the ConfigMap is still read). */
+export const CONFIGMAP_SNIPPET_KEYS = ['main-snippet', 'http-snippet', 'server-snippet', 'location-snippet', 'stream-snippet'];
+
+export type Classification = { key: string; name: string; status: AnnotationStatus | 'unknown'; info: AnnotationInfo | null };
+
+/** Every `nginx.ingress.kubernetes.io/` annotation of an object, classified, sorted by name. */
+export function classifyAnnotations(annotations: Readonly<Record<string, string>>): Classification[] {
+  const out: Classification[] = [];
+  for (const key of Object.keys(annotations).sort()) {
+    if (!key.startsWith(NGINX_PREFIX)) continue;
+    const name = key.slice(NGINX_PREFIX.length);
+    const info = Object.hasOwn(ANNOTATIONS, name) ? ANNOTATIONS[name] : null;
+    out.push({ key, name, status: info?.status ?? 'unknown', info });
+  }
+  return out;
+}

@@ -1,0 +1,231 @@
+/**
+ * ingress-nginx external auth (`auth-url` and friends) against a real auth service on loopback, and
+ * the controller ConfigMap (`--nginx-configmap NS/NAME`): global body limit, limit-req-status-code,
+ * global allowlist with use-forwarded-headers, HSTS, ssl-protocols, a refused http-snippet, and a
+ * ConfigMap change picked up without a restart.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startEchoServer } from '../../src/demo/echo-server.js';
+import { get, getTls, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+
+type Echo = Awaited<ReturnType<typeof startEchoServer>>;
+const P = 'nginx.ingress.kubernetes.io/';
+
+function ingress(name: string, host: string, service: string, annotations: Record<string, string>, tls = ''): string {
+  return `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: { name: ${name}, namespace: default, annotations: ${JSON.stringify(Object.fromEntries(Object.entries(annotations).map(([k, v]) => [P + k, v])))} }
+spec:
+${tls}  rules:
+    - host: ${host}
+      http: { paths: [{ path: /, pathType: Prefix, backend: { service: { name: ${service}, port: { number: 80 } } } }] }
+`;
+}
+
+describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
+  const dir = tempDir();
+  let gw: GatewayProcess;
+  let web: Echo;
+  const seen: { url: string; method: string; headers: http.IncomingHttpHeaders; bodyBytes: number }[] = [];
+  const auth = http.createServer((req, res) => {
+    let bodyBytes = 0;
+    req.on('data', (c: Buffer) => (bodyBytes += c.length));
+    req.on('end', () => {
+      seen.push({ url: req.url ?? '', method: req.method ?? '', headers: req.headers, bodyBytes });
+      if (req.url === '/boom') return void res.writeHead(502).end();
+      if (req.url === '/forbid') return void res.writeHead(403).end();
+      if (req.headers['x-token'] === 'good') {
+        res.writeHead(202, { 'x-auth-user': 'alice', 'set-cookie': 'session=abc; Path=/' });
+        return void res.end();
+      }
+      res.writeHead(401, { 'www-authenticate': 'Bearer realm="test"' });
+      res.end('no');
+    });
+  });
+  const url = (p: string) => `http://127.0.0.1:${gw.httpPort}${p}`;
+
+  before(async () => {
+    web = await startEchoServer({ name: 'web' });
+    await new Promise<void>((r) => auth.listen(0, '127.0.0.1', r));
+    const authPort = (auth.address() as AddressInfo).port;
+    writeConfig(dir, 'services.yaml', [serviceYaml('web', [web.port]), serviceYaml('auth', [authPort])].join('---\n'));
+    writeConfig(dir, 'ingress.yaml', [
+      ingress('protected', 'protected.example.com', 'web', { 'auth-url': 'http://auth.default.svc.cluster.local/check', 'auth-response-headers': 'X-Auth-User' }),
+      ingress('signin', 'signin.example.com', 'web', { 'auth-url': 'http://auth.default.svc.cluster.local/check', 'auth-signin': 'https://login.example.com/start' }),
+      ingress('forbid', 'forbid.example.com', 'web', { 'auth-url': 'http://auth/forbid' }),
+      ingress('boom', 'boom.example.com', 'web', { 'auth-url': 'http://auth/boom' }),
+      ingress('post', 'post.example.com', 'web', { 'auth-url': 'http://auth/check', 'auth-method': 'GET' }),
+    ].join('---\n'));
+    gw = await startGateway({ configDir: dir });
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await web.close();
+    auth.closeAllConnections();
+    await new Promise<void>((r) => auth.close(() => r()));
+    removeDir(dir);
+  });
+
+  test('2xx from the auth service allows: auth-response-headers reach the backend (a client-sent value replaced), Set-Cookie reaches the client', async () => {
+    const r = await get(url('/page?a=b'), { host: 'protected.example.com', headers: { 'x-token': 'good', 'x-auth-user': 'mallory' } });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json?.headers['x-auth-user'], 'alice');
+    assert.equal(r.json?.url, '/page?a=b');
+    assert.match(String(r.headers['set-cookie']), /session=abc/);
+    const check = seen[seen.length - 1];
+    assert.equal(check.url, '/check');
+    assert.equal(check.headers['x-original-url'], 'http://protected.example.com/page?a=b');
+    assert.equal(check.headers['x-original-method'], 'GET');
+    assert.equal(check.headers['x-sent-from'], 'nginx-ingress-controller');
+    assert.equal(check.headers.host, 'auth.default.svc.cluster.local');
+  });
+
+  test('401 is returned with the service\'s WWW-Authenticate; the backend is not called', async () => {
+    const r = await get(url('/page'), { host: 'protected.example.com' });
+    assert.equal(r.status, 401);
+    assert.equal(r.headers['www-authenticate'], 'Bearer realm="test"');
+    assert.equal(r.json, null);
+  });
+
+  test('auth-signin: 401 becomes a 302 to the sign-in URL with rd=<original URL>', async () => {
+    const r = await get(url('/page?a=b'), { host: 'signin.example.com' });
+    assert.equal(r.status, 302);
+    assert.equal(r.headers.location, `https://login.example.com/start?rd=${encodeURIComponent('http://signin.example.com/page?a=b')}`);
+  });
+
+  test('403 from the auth service is 403; any other answer is 500', async () => {
+    assert.equal((await get(url('/'), { host: 'forbid.example.com' })).status, 403);
+    assert.equal((await get(url('/'), { host: 'boom.example.com' })).status, 500);
+  });
+
+  test('the auth request never carries the body; auth-method sets its method', async () => {
+    const r = await get(url('/submit'), { host: 'post.example.com', method: 'POST', body: 'secret body', headers: { 'x-token': 'good' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.json?.body, 'secret body');
+    const check = seen[seen.length - 1];
+    assert.equal(check.method, 'GET');
+    assert.equal(check.bodyBytes, 0);
+    assert.equal(check.headers['x-original-method'], 'POST');
+  });
+});
+
+describe('ingress-nginx controller ConfigMap', { timeout: 120_000 }, () => {
+  const dir = tempDir();
+  const certDir = tempDir();
+  let gw: GatewayProcess;
+  let web: Echo;
+  const url = (p: string) => `http://127.0.0.1:${gw.httpPort}${p}`;
+  const configMap = (bodySize: string) => `apiVersion: v1
+kind: ConfigMap
+metadata: { name: ingress-nginx-controller, namespace: ingress-nginx }
+data:
+  proxy-body-size: "${bodySize}"
+  limit-req-status-code: "429"
+  hsts-max-age: "100"
+  hsts-include-subdomains: "false"
+  use-forwarded-headers: "true"
+  ssl-protocols: "TLSv1.3"
+  http-snippet: "server { listen 9999; }"
+  allow-snippet-annotations: "true"
+  add-headers: ingress-nginx/response-headers
+  proxy-set-headers: ingress-nginx/request-headers
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: response-headers, namespace: ingress-nginx }
+data: { X-Frame-Options: DENY }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: request-headers, namespace: ingress-nginx }
+data: { X-Gateway: meshgate }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: team-headers, namespace: default }
+data: { X-Team: shop }
+`;
+
+  before(async () => {
+    web = await startEchoServer({ name: 'web' });
+    const cert = makeCert(certDir, 'secure.example.com');
+    writeConfig(dir, 'services.yaml', serviceYaml('web', [web.port]));
+    writeConfig(dir, 'secrets.yaml', tlsSecret('secure-tls', 'default', cert));
+    writeConfig(dir, 'configmap.yaml', configMap('1k'));
+    writeConfig(dir, 'ingress.yaml', [
+      ingress('plain', 'plain.example.com', 'web', { 'custom-headers': 'team-headers' }),
+      ingress('big', 'big.example.com', 'web', { 'proxy-body-size': '1m' }),
+      ingress('limited', 'limited.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1' }),
+      ingress('acl', 'acl.example.com', 'web', { 'whitelist-source-range': '10.0.0.0/8' }),
+      ingress('secure', 'secure.example.com', 'web', {}, '  tls: [{ hosts: [secure.example.com], secretName: secure-tls }]\n'),
+    ].join('---\n'));
+    gw = await startGateway({ configDir: dir, args: ['--nginx-configmap', 'ingress-nginx/ingress-nginx-controller'] });
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await web.close();
+    removeDir(dir);
+    removeDir(certDir);
+  });
+
+  test('proxy-body-size from the ConfigMap applies to Ingresses without the annotation; an annotation overrides it', async () => {
+    assert.equal((await get(url('/'), { host: 'plain.example.com', method: 'POST', body: 'a'.repeat(2000) })).status, 413);
+    assert.equal((await get(url('/'), { host: 'plain.example.com', method: 'POST', body: 'a'.repeat(1000) })).status, 200);
+    assert.equal((await get(url('/'), { host: 'big.example.com', method: 'POST', body: 'a'.repeat(2000) })).status, 200);
+  });
+
+  test('add-headers, proxy-set-headers (ConfigMap) and custom-headers (annotation)', async () => {
+    const r = await get(url('/'), { host: 'plain.example.com' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-frame-options'], 'DENY');
+    assert.equal(r.headers['x-team'], 'shop');
+    assert.equal(r.json?.headers['x-gateway'], 'meshgate');
+    const other = await get(url('/'), { host: 'big.example.com' });
+    assert.equal(other.headers['x-frame-options'], 'DENY');
+    assert.equal(other.headers['x-team'], undefined);
+  });
+
+  test('limit-req-status-code: rate-limited requests get the ConfigMap status', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await get(url(`/${i}`), { host: 'limited.example.com' })).status);
+    assert.deepEqual(statuses.slice(0, 2), [200, 200], `statuses ${statuses}`);
+    assert.ok(statuses.slice(2).includes(429), `statuses ${statuses}`);
+  });
+
+  test('use-forwarded-headers: the allowlist reads the client address from X-Forwarded-For', async () => {
+    assert.equal((await get(url('/'), { host: 'acl.example.com' })).status, 403);
+    assert.equal((await get(url('/'), { host: 'acl.example.com', headers: { 'x-forwarded-for': '10.1.2.3' } })).status, 200);
+    assert.equal((await get(url('/'), { host: 'acl.example.com', headers: { 'x-forwarded-for': '192.0.2.1' } })).status, 403);
+  });
+
+  test('HSTS on HTTPS responses of hosts with a certificate; ssl-protocols TLSv1.3 only; plain HTTP is redirected with 308', async () => {
+    const r = await getTls(gw.httpsPort, '/', { host: 'secure.example.com' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['strict-transport-security'], 'max-age=100');
+    const redirect = await get(url('/x'), { host: 'secure.example.com' });
+    assert.equal(redirect.status, 308);
+    assert.equal(redirect.headers['strict-transport-security'], undefined);
+    const tls12 = await new Promise<string>((resolve) => {
+      import('node:tls').then((tls) => {
+        const s = tls.connect({ host: '127.0.0.1', port: gw.httpsPort, servername: 'secure.example.com', rejectUnauthorized: false, maxVersion: 'TLSv1.2' });
+        s.on('secureConnect', () => {
+          const v = s.getProtocol() ?? '';
+          s.destroy();
+          resolve(v);
+        });
+        s.on('error', (e) => resolve(`error: ${e.message}`));
+      });
+    });
+    assert.ok(tls12.startsWith('error') || tls12 === '', `a TLS 1.2-only client must be refused, got ${tls12}`);
+  });
+
+  test('a ConfigMap change is applied without a restart', async () => {
+    writeConfig(dir, 'configmap.yaml', configMap('4k'));
+    await waitFor(async () => (await get(url('/'), { host: 'plain.example.com', method: 'POST', body: 'a'.repeat(2000) })).status === 200, 15_000, 'the new proxy-body-size to apply');
+  });
+});
