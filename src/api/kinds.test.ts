@@ -80,7 +80,7 @@ describe('checkObjects: kinds and versions', () => {
     const unknown = check('apiVersion: example.com/v1\nkind: Frobnicator\nmetadata: { name: x }\n');
     assert.equal(unknown.diagnostics[0].severity, 'warning');
     assert.doesNotMatch(unknown.diagnostics[0].message, /did you mean/);
-    const mesh = check('apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: x }\nspec: {}\n');
+    const mesh = check('apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: { name: x }\nspec: {}\n');
     assert.equal(mesh.diagnostics[0].severity, 'info');
   });
 

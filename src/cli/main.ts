@@ -44,7 +44,8 @@ import { ControlMetrics } from '../observability/control-metrics.js';
 import { parseKubernetesOptions, podNamespace, type KubernetesRunOptions } from './kubernetes-options.js';
 import { CAPTURE_USAGE, captureCommand } from '../mesh/capture/apply.js';
 import { INJECT_USAGE, injectCommand } from '../mesh/inject/cli.js';
-import { MESH_CLIENT_FLAGS, parseMeshClientOptions, type MeshClientOptions } from './mesh-commands.js';
+import { MESH_CLIENT_FLAGS, parseMeshClientOptions } from './mesh-client-options.js';
+import type { MeshClientOptions } from '../mesh/identity/options.js';
 
 export class UsageError extends Error {}
 /** A user mistake that is not bad usage (a config path that is not a directory, a busy port): one line, exit 1. */

@@ -206,7 +206,7 @@ spec:
     }
   });
 
-  test('GRPCRoute weights: 70/30 within 5 points over 500 calls', async () => {
+  test('GRPCRoute weights: 70/30 within 8 points over 500 calls', async () => {
     const client = grpcClient(gw.httpPort, 'grpc.example.com');
     try {
       const counts: Record<string, number> = {};
@@ -218,7 +218,7 @@ spec:
         counts[k] = (counts[k] ?? 0) + 1;
       }
       assert.equal((counts.g1 ?? 0) + (counts.g2 ?? 0), 500, JSON.stringify(counts));
-      assert.ok(Math.abs((counts.g1 ?? 0) / 500 - 0.7) <= 0.05, JSON.stringify(counts));
+      assert.ok(Math.abs((counts.g1 ?? 0) / 500 - 0.7) <= 0.08, JSON.stringify(counts));
     } finally {
       client.close();
     }

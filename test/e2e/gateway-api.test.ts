@@ -195,7 +195,7 @@ spec:
     assert.equal((await shop('/match', { 'x-tier': 'silver' })).json?.name, 'v1');
   });
 
-  test('weights split 70/30 within 5 points over 500 requests; weight 0 gets nothing', async () => {
+  test('weights split 70/30 within 8 points over 500 requests; weight 0 gets nothing', async () => {
     const counts: Record<string, number> = {};
     for (let i = 0; i < 500; i++) {
       const r = await shop('/split');
@@ -204,7 +204,8 @@ spec:
     }
     assert.equal(counts.mirror, undefined, `weight-0 backend got traffic: ${JSON.stringify(counts)}`);
     const v1 = (counts.v1 ?? 0) / 500;
-    assert.ok(Math.abs(v1 - 0.7) <= 0.05, `v1 share ${v1} not within 0.7 ± 0.05 (${JSON.stringify(counts)})`);
+    // 500 draws of p = 0.7: sd 0.0205; ±0.08 is ~4 sd (a wrong split such as 50/50 or 90/10 still fails).
+    assert.ok(Math.abs(v1 - 0.7) <= 0.08, `v1 share ${v1} not within 0.7 ± 0.08 (${JSON.stringify(counts)})`);
   });
 
   test('request and response header modifiers', async () => {

@@ -228,9 +228,14 @@ describe('JWT authentication (RequestAuthentication) end to end', { timeout: 60_
     await new Promise((r) => setTimeout(r, 350));
     const before = jwks.fetches;
     const tokens = await Promise.all(Array.from({ length: 40 }, (_, i) => sign({}, { kid: `random-${i}` })));
+    const t0 = Date.now();
     const replies = await Promise.all(tokens.map((t) => get('/open', { authorization: `Bearer ${t}` })));
+    const elapsed = Date.now() - t0;
     assert.ok(replies.every((r) => r.status === 401));
-    assert.ok(jwks.fetches - before <= 2, `fetches: ${jwks.fetches - before}`);
+    // At most one refetch per cooldown while the burst lasts (a loaded machine stretches it), never
+    // one per unknown kid.
+    const allowed = Math.max(2, 1 + Math.ceil(elapsed / JWKS_SETTINGS.unknownKidCooldownMs));
+    assert.ok(jwks.fetches - before <= allowed && jwks.fetches - before < tokens.length / 4, `fetches: ${jwks.fetches - before} for ${tokens.length} unknown kids in ${elapsed} ms (allowed ${allowed})`);
   });
 
   test('issuer down: the last good keys keep serving', async () => {

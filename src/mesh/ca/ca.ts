@@ -20,7 +20,9 @@ import path from 'node:path';
 import { privateKeyPem, signatureParams, splitPemCertificates, toCryptoPrivateKey, x509 } from './keys.js';
 
 /** Istio MAX_WORKLOAD_CERT_TTL: a longer request is an error, never clamped. */
-export const MAX_WORKLOAD_CERT_TTL_S = 90 * 24 * 3600;
+import { MAX_WORKLOAD_CERT_TTL_S } from '../identity/names.js';
+
+export { MAX_WORKLOAD_CERT_TTL_S };
 /** Istio DEFAULT_WORKLOAD_CERT_TTL. */
 export const DEFAULT_WORKLOAD_CERT_TTL_S = 24 * 3600;
 /** Istio CITADEL_SELF_SIGNED_CA_CERT_TTL (3650 d). */

@@ -7,16 +7,15 @@
 import type { KeyObject } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
 import { SignJWT, errors, jwtVerify } from 'jose';
+import { checkServiceAccount, serviceAccountOfUsername, type ServiceAccount } from '../identity/names.js';
+
+export { checkServiceAccount, serviceAccountOfUsername, type ServiceAccount } from '../identity/names.js';
 
 /** The audience istio-agent requests for its token (TOKEN_AUDIENCES) and istiod's TokenReview asks for. */
 export const ISTIO_CA_AUDIENCE = 'istio-ca';
 /** Issuer of meshgate's directory-mode tokens. */
 export const TOKEN_ISSUER = 'istio-ca';
 
-export interface ServiceAccount {
-  namespace: string;
-  serviceAccount: string;
-}
 
 /** The JWS algorithm for a CA key. */
 function jwsAlgorithm(key: KeyObject): string {
@@ -29,14 +28,7 @@ function jwsAlgorithm(key: KeyObject): string {
 }
 
 /** Kubernetes names: DNS-1123 labels (namespace) and subdomains (service account). */
-const NAMESPACE_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const SA_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
-export function checkServiceAccount(sa: ServiceAccount): string | null {
-  if (!NAMESPACE_RE.test(sa.namespace)) return `namespace "${sa.namespace}" is not a DNS-1123 label`;
-  if (!SA_RE.test(sa.serviceAccount)) return `service account "${sa.serviceAccount}" is not a DNS-1123 subdomain`;
-  return null;
-}
 
 export async function issueToken(signingKey: KeyObject, sa: ServiceAccount, ttlSeconds: number, audience = ISTIO_CA_AUDIENCE): Promise<string> {
   const bad = checkServiceAccount(sa);
@@ -60,11 +52,6 @@ export class TokenError extends Error {}
  * The service account of a Kubernetes username `system:serviceaccount:<ns>:<sa>` (exactly four
  * colon-separated parts, as istiod requires), else null.
  */
-export function serviceAccountOfUsername(username: string): ServiceAccount | null {
-  const parts = username.split(':');
-  if (parts.length !== 4 || parts[0] !== 'system' || parts[1] !== 'serviceaccount' || parts[2] === '' || parts[3] === '') return null;
-  return { namespace: parts[2], serviceAccount: parts[3] };
-}
 
 export class TokenVerifier {
   readonly #key: KeyObject;

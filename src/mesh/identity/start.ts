@@ -4,11 +4,16 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../../lib/log.js';
-import type { DataPlane } from '../../control/dataplane.js';
-import type { MeshClientOptions } from '../../cli/mesh-commands.js';
+import type { MeshClientOptions } from './options.js';
+import type { MeshIdentityMaterial } from '../../runtime/upstream/mesh-identity.js';
+
+/** Where certificates go: the data plane (which hands them to its runtimes). */
+export interface IdentitySink {
+  setMeshIdentity?(identity: MeshIdentityMaterial | null): void;
+}
 import { IdentityClient } from './client.js';
 
-export async function startMeshIdentity(opts: MeshClientOptions, dataPlane: DataPlane, log: Logger): Promise<IdentityClient> {
+export async function startMeshIdentity(opts: MeshClientOptions, dataPlane: IdentitySink, log: Logger): Promise<IdentityClient> {
   const client = new IdentityClient({
     address: opts.address,
     rootCertPem: readFileSync(opts.rootCertFile, 'utf8'),
