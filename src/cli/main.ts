@@ -30,7 +30,6 @@ import { DirectorySource } from '../control/source.js';
 import type { DataPlane } from '../control/dataplane-types.js';
 import { startAdminServer } from '../admin/server.js';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
-import { runDemo } from './demo.js';
 import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservabilityOptions, snapshotTables } from './inspect.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { ControlMetrics } from '../observability/control-metrics.js';
@@ -260,7 +259,7 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(m);
       });
     case 'demo':
-      return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
+      return (await import('./demo.js')).runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
     case undefined:
     case 'help':
     case '--help':
