@@ -10,7 +10,6 @@
 import type { IRSnapshot } from '../ir/types.js';
 import { Runtime, type ApplyResult } from '../runtime/runtime.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
-
 import type { DataPlane } from './dataplane-types.js';
 
 export type { DataPlane } from './dataplane-types.js';
