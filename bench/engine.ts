@@ -33,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { nginxUpstreamConf } from './config-gen.js';
-import { cpuMs, freePort, killAll, killAllSync, rssBytes, spawnTracked, stopTracked, tasksetAvailable, tcpOpen, trackedTree, waitFor, which, type Tracked } from './proc.js';
+import { cpuBusyMs, cpuMs, freePort, killAll, killAllSync, rssBytes, spawnTracked, stopTracked, tasksetAvailable, tcpOpen, trackedTree, waitFor, which, type Tracked } from './proc.js';
 import { formatRssTable, measureRss, RSS_CASES, type RssResult } from './rss.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -148,6 +148,8 @@ interface FixedRow {
   p999Ms: number;
   errors: number;
   cpuMsPer1k: number | null;
+  /** % of CPU1 (the proxy's) that other processes used during the run; null without pinning. */
+  othersCpu1: number | null;
 }
 interface H2Row {
   scenario: string;
@@ -155,6 +157,7 @@ interface H2Row {
   rps: number;
   failed: number;
   cpuMsPer1k: number;
+  othersCpu1: number | null;
 }
 interface GrpcRow {
   target: string;
@@ -169,6 +172,16 @@ function parseH2load(out: string): { rps: number; failed: number } {
   const rps = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
   const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
   return { rps, failed: req === null ? -1 : Number(req[5]) + Number(req[6]) };
+}
+
+/** % of CPU1 busy with other processes since `busy0` (its busy time minus the proxy's own CPU); null unpinned. */
+let pinned = false;
+function othersOnProxyCpu(busy0: Array<{ busy: number }>, wall0: number, proxyMs: number): number | null {
+  if (!pinned) return null;
+  const busy1 = cpuBusyMs();
+  const wall = performance.now() - wall0;
+  if (!busy0[1] || !busy1[1] || wall <= 0) return null;
+  return Math.max(0, ((busy1[1].busy - busy0[1].busy - proxyMs) / wall) * 100);
 }
 
 const f1 = (x: number) => x.toFixed(1);
@@ -187,6 +200,7 @@ async function main(): Promise<void> {
 
   const pin = tasksetAvailable(os.cpus().length);
   const [cpuProxy, cpuOther] = pin ? [1, 0] : [null, null];
+  pinned = pin;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshgate-engine-bench-'));
   const fixed: FixedRow[] = [];
   const h2: H2Row[] = [];
@@ -253,12 +267,15 @@ async function main(): Promise<void> {
       for (const t of targets) {
         log(`fixed rate ${rate} req/s over ${connections} connections: ${t.name}`);
         const before = t.proc ? cpuMs(trackedTree(t.proc)) : 0;
+        const busy0 = cpuBusyMs();
+        const wall0 = performance.now();
         const out = await run(process.execPath, [loadgen, String(t.port), 'bench.example.com', '/', String(rate), String(connections), String(duration), String(warmup)], cpuOther, (duration + warmup + 30) * 1000);
         const after = t.proc ? cpuMs(trackedTree(t.proc)) : 0;
+        const othersCpu1 = othersOnProxyCpu(busy0, wall0, after - before);
         const r = JSON.parse(out) as { completed: number; errors: number; achievedRate: number; p50Ms: number; p99Ms: number; p999Ms: number };
         // CPU over warm-up + measured run, divided by the requests of both (the rate is fixed).
         const requests = rate * (duration + warmup);
-        fixed.push({ target: t.name, achievedRate: r.achievedRate, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, errors: r.errors, cpuMsPer1k: t.proc ? ((after - before) / requests) * 1000 : null });
+        fixed.push({ target: t.name, achievedRate: r.achievedRate, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, errors: r.errors, cpuMsPer1k: t.proc ? ((after - before) / requests) * 1000 : null, othersCpu1 });
       }
     }
 
@@ -276,9 +293,11 @@ async function main(): Promise<void> {
         const args = ['-c', values.clients, '-m', values.streams, s.url];
         await run(h2load, ['-D', String(warmup), ...args], cpuOther, (warmup + 30) * 1000);
         const before = cpuMs(trackedTree(s.proc));
+        const busy0 = cpuBusyMs();
+        const wall0 = performance.now();
         const p = parseH2load(await run(h2load, ['-D', String(duration), ...args], cpuOther, (duration + 30) * 1000));
         const after = cpuMs(trackedTree(s.proc));
-        h2.push({ scenario: s.scenario, proxy: s.proxy, rps: p.rps, failed: p.failed, cpuMsPer1k: ((after - before) / (p.rps * duration)) * 1000 });
+        h2.push({ scenario: s.scenario, proxy: s.proxy, rps: p.rps, failed: p.failed, cpuMsPer1k: ((after - before) / (p.rps * duration)) * 1000, othersCpu1: othersOnProxyCpu(busy0, wall0, after - before) });
       }
     }
 
@@ -324,20 +343,20 @@ async function main(): Promise<void> {
     const direct = fixed[0];
     const ngxRow = fixed.find((r) => r.target.startsWith('nginx'));
     out.push('', `### Fixed rate: ${rate} req/s over ${connections} connections, ${duration} s measured after ${warmup} s (latency from the time each request was due)`, '');
-    out.push('| target | achieved req/s | p50 ms | p99 ms | p99.9 ms | added p50 / p99 vs direct ms | added p99 − nginx added p99 ms | CPU ms per 1k req | errors |', '|---|---|---|---|---|---|---|---|---|');
+    out.push('| target | achieved req/s | p50 ms | p99 ms | p99.9 ms | added p50 / p99 vs direct ms | added p99 − nginx added p99 ms | CPU ms per 1k req | errors | others on CPU1 % |', '|---|---|---|---|---|---|---|---|---|---|');
     for (const r of fixed) {
       const added = r === direct ? '—' : `${f2(r.p50Ms - direct.p50Ms)} / ${f2(r.p99Ms - direct.p99Ms)}`;
       const vsNginx = r === direct || !ngxRow || r === ngxRow ? '—' : f2(r.p99Ms - direct.p99Ms - (ngxRow.p99Ms - direct.p99Ms));
-      out.push(`| ${r.target} | ${int(r.achievedRate)} | ${f2(r.p50Ms)} | ${f2(r.p99Ms)} | ${f2(r.p999Ms)} | ${added} | ${vsNginx} | ${r.cpuMsPer1k === null ? '—' : f1(r.cpuMsPer1k)} | ${r.errors} |`);
+      out.push(`| ${r.target} | ${int(r.achievedRate)} | ${f2(r.p50Ms)} | ${f2(r.p99Ms)} | ${f2(r.p999Ms)} | ${added} | ${vsNginx} | ${r.cpuMsPer1k === null ? '—' : f1(r.cpuMsPer1k)} | ${r.errors} | ${r.othersCpu1 === null ? '—' : r.othersCpu1.toFixed(0)} |`);
     }
   }
   if (h2.length > 0) {
     out.push('', `### HTTP/2 front end: h2load -c ${values.clients} -m ${values.streams}, ${duration} s after ${warmup} s, HTTP/1.1 upstream`, '');
-    out.push('| scenario | proxy | requests/s | CPU ms per 1k req | req/s per core (from CPU) | meshgate ÷ nginx (per core) | failed |', '|---|---|---|---|---|---|---|');
+    out.push('| scenario | proxy | requests/s | CPU ms per 1k req | req/s per core (from CPU) | meshgate ÷ nginx (per core) | failed | others on CPU1 % |', '|---|---|---|---|---|---|---|---|');
     for (const r of h2) {
       const n = h2.find((x) => x.scenario === r.scenario && x.proxy === 'nginx');
       const ratio = r.proxy === 'meshgate' && n ? f2(n.cpuMsPer1k / r.cpuMsPer1k) : '—';
-      out.push(`| ${r.scenario} | ${r.proxy} | ${int(r.rps)} | ${f1(r.cpuMsPer1k)} | ${int(1e6 / r.cpuMsPer1k)} | ${ratio} | ${r.failed} |`);
+      out.push(`| ${r.scenario} | ${r.proxy} | ${int(r.rps)} | ${f1(r.cpuMsPer1k)} | ${int(1e6 / r.cpuMsPer1k)} | ${ratio} | ${r.failed} | ${r.othersCpu1 === null ? '—' : r.othersCpu1.toFixed(0)} |`);
     }
   }
   if (grpc.length > 0) {

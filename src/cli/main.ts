@@ -36,7 +36,6 @@ import { startAdminServer } from '../admin/server.js';
 import { startHealthServer } from '../admin/health-server.js';
 import { isIP } from 'node:net';
 import { DEFAULT_TRANSLATE_OPTIONS, type TranslateOptions } from '../translate/index.js';
-import { runDemo } from './demo.js';
 import { commandHelp, packageVersion } from './help.js';
 import { inspectCommand, OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, parseObservabilityOptions, snapshotTables } from './inspect.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
@@ -404,7 +403,7 @@ export async function main(argv: string[]): Promise<number> {
       return migrateReport(loaded, options, output, (s) => process.stdout.write(s));
     }
     case 'demo':
-      return runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
+      return (await import('./demo.js')).runDemo(rest, { runGateway, parseRunOptions, waitForSignal });
     case 'capture':
       return captureCommand(rest, (m) => {
         throw new UsageError(m);

@@ -12,7 +12,6 @@ import type { ObservabilityOptions } from '../observability/observer.js';
 import { clusterMetrics, observabilityEnv } from '../observability/process.js';
 import type { DataPlane, FromWorker, ToWorker } from './dataplane-types.js';
 
-
 /**
  * Worker processes sharing the listening sockets. Connections are spread by the kernel
  * (SCHED_NONE: every worker accepts on the shared socket), which costs the primary nothing per

@@ -11,7 +11,6 @@ import type { IRSnapshot } from '../ir/types.js';
 import { Runtime, type ApplyResult } from '../runtime/runtime.js';
 import { setMeshIdentity, type MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
-
 import type { DataPlane } from './dataplane-types.js';
 
 export type { DataPlane } from './dataplane-types.js';

@@ -2,14 +2,13 @@
  * The worker side of the multi-process data plane: run a Runtime and obey the primary. Loaded only in
  * worker processes (from `src/cli/worker.ts`).
  */
-import type { ApplyResult } from '../runtime/runtime.js';
-import { Runtime } from '../runtime/runtime.js';
+import { Runtime, type ApplyResult } from '../runtime/runtime.js';
 import { setMeshIdentity } from '../runtime/upstream/mesh-identity.js';
 import { workerObservability } from '../observability/worker.js';
 import { compactHeapSoon } from '../lib/heap.js';
 import type { FromWorker, ToWorker } from './dataplane-types.js';
 
-/** The worker side: run a Runtime and obey the primary. Called from the CLI entry in a worker process. */
+/** Run a Runtime and obey the primary. Called from `src/cli/worker.ts` (or the CLI entry, for a worker forked on it). */
 export function runWorker(): void {
   const obs = workerObservability();
   const runtime = new Runtime({ observer: obs.active ? obs : null });

@@ -37,6 +37,8 @@ for (const c of [
   { desc: 'ir imports runtime', i: imp('src/ir/x.ts', '../runtime/runtime.js', 'src/runtime/runtime.ts', true) },
   { desc: 'translate imports observability', i: imp('src/translate/telemetry/x.ts', '../../observability/cel.js', 'src/observability/cel.ts') },
   { desc: 'compile/types imports a runtime filter', i: imp('src/runtime/compile/types.ts', '../filters/security.js', 'src/runtime/filters/security.ts', true) },
+  { desc: 'compile/types loads the upstream client seam at run time', i: imp('src/runtime/compile/types.ts', '../upstream/client.js', 'src/runtime/upstream/client.ts') },
+  { desc: 'the upstream client seam imports a runtime module', i: imp('src/runtime/upstream/client.ts', './h1-pool.js', 'src/runtime/upstream/h1-pool.ts', true) },
   { desc: 'runtime wires itself to control', i: imp('src/runtime/x.ts', '../control/controller.js', 'src/control/controller.ts') },
 ]) {
   test(`a violation is reported: ${c.desc}`, () => {
@@ -50,6 +52,7 @@ for (const c of [
   { desc: 'translate parses log formats from formats/', i: imp('src/translate/telemetry/x.ts', '../../formats/cel.js', 'src/formats/cel.ts') },
   { desc: 'cli wires control', i: imp('src/cli/x.ts', '../control/controller.js', 'src/control/controller.ts') },
   { desc: 'a test file reads fixtures', i: imp('src/translate/x.test.ts', 'node:fs', null) },
+  { desc: 'compile/types names the upstream client seam (type-only)', i: imp('src/runtime/compile/types.ts', '../upstream/client.js', 'src/runtime/upstream/client.ts', true) },
 ]) {
   test(`allowed: ${c.desc}`, () => {
     assert.deepEqual(checkLayerRules([c.i]), []);
