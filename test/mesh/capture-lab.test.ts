@@ -238,6 +238,16 @@ describe('meshgate capture in a network-namespace lab', { skip: skip ? `skipped:
     assert.equal(proxied().length, before + 1);
   });
 
+  test('capture works under strict reverse-path filtering (rp_filter=1, as some CNIs set in pods)', async () => {
+    capture([]);
+    for (const k of ['all', 'default', 'lo', 'eth0']) lab.exec('app', 'sysctl', ['-qw', `net.ipv4.conf.${k}.rp_filter=1`]);
+    assert.match(lab.exec('app', 'sysctl', ['net.ipv4.conf.eth0.rp_filter']), /= 1/);
+    assert.equal((await call('app', '10.250.0.3:8080')).got, 'via outbound 10.250.0.3:8080\nping\n');
+    assert.equal((await call('app', '10.250.1.10:80')).got, 'via outbound 10.250.1.10:80\nping\n');
+    assert.equal((await call('server', '10.250.0.2:7070')).got, 'via inbound 10.250.0.2:7070\nping\n');
+    assert.equal((await call('app', '10.250.0.2:7070', 1337)).got, 'via inbound 10.250.0.2:7070\nping\n', 'hairpin');
+  });
+
   test('capture --clean leaves iptables-save and ip rule as before capture, and nothing is captured', async () => {
     capture(['--clean']);
     assert.deepEqual(normaliseSave(lab.exec('app', 'iptables-save', [])), foreignSave);
