@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, labRequired, labSkipReason, type LabProcess } from './lab.js';
-import { CLIENT, ECHO_APP, testProxyArgv } from './lab-programs.js';
+import { ECHO_APP, callFrom, testProxyArgv } from './lab-programs.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const skip = labSkipReason(['ip6tables-save', 'ip6tables-restore']);
@@ -43,9 +43,9 @@ describe('meshgate capture over IPv6 (dual stack)', { skip: skip ? `skipped: ${s
 
   const capture = (args: string[]) => lab.exec('app', process.execPath, [MAIN, 'capture', ...args]);
   const call = async (pod: string, target: string, asUid?: number): Promise<EchoReply> => {
-    const r = await lab.run(pod, [process.execPath, '-e', CLIENT], { TARGET: target, ...(asUid !== undefined ? { AS_UID: String(asUid) } : {}) });
+    const out = await callFrom(lab, pod, target, { asUid });
     await new Promise((resolve) => setTimeout(resolve, 100));
-    return JSON.parse(r.stdout.trim() || '{}') as EchoReply;
+    return JSON.parse(out.trim() || '{}') as EchoReply;
   };
   const proxied = () => proxy.stdout.map((l) => JSON.parse(l) as { kind?: string; orig?: string; peer?: string }).filter((e) => e.kind);
 

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, labRequired, labSkipReason, type LabProcess } from './lab.js';
-import { CLIENT, ECHO_APP, testProxyArgv } from './lab-programs.js';
+import { ECHO_APP, callFrom, testProxyArgv } from './lab-programs.js';
 import { parseDocument } from 'yaml';
 import { injectManifests } from '../../src/mesh/inject/inject.js';
 
@@ -61,10 +61,9 @@ describe('meshgate capture in a network-namespace lab', { skip: skip ? `skipped:
   const capture = (args: string[]) => lab.exec('app', process.execPath, [MAIN, 'capture', ...args]);
   /** One client connection from `pod` to `target`; then a short settle so the proxy's log lines are read. */
   const call = async (pod: string, target: string, asUid?: number): Promise<EchoReply> => {
-    const env: Record<string, string> = { TARGET: target, ...(asUid !== undefined ? { AS_UID: String(asUid) } : {}) };
-    const r = await lab.run(pod, [process.execPath, '-e', CLIENT], env);
+    const out = await callFrom(lab, pod, target, { asUid });
     await new Promise((resolve) => setTimeout(resolve, 100));
-    return JSON.parse(r.stdout.trim() || '{}') as EchoReply;
+    return JSON.parse(out.trim() || '{}') as EchoReply;
   };
   const proxied = () => proxy.stdout.map((l) => JSON.parse(l) as { kind?: string; orig?: string; peer?: string; uid?: number }).filter((e) => e.kind);
 
@@ -236,6 +235,16 @@ describe('meshgate capture in a network-namespace lab', { skip: skip ? `skipped:
     assert.equal((await call('app', '10.250.0.3:8080')).got, 'ping\n', 'pod range not included');
     assert.equal((await call('app', '10.250.1.10:80')).got, 'via outbound 10.250.1.10:80\nping\n');
     assert.equal(proxied().length, before + 1);
+  });
+
+  test('capture works under strict reverse-path filtering (rp_filter=1, as some CNIs set in pods)', async () => {
+    capture([]);
+    for (const k of ['all', 'default', 'lo', 'eth0']) lab.exec('app', 'sysctl', ['-qw', `net.ipv4.conf.${k}.rp_filter=1`]);
+    assert.match(lab.exec('app', 'sysctl', ['net.ipv4.conf.eth0.rp_filter']), /= 1/);
+    assert.equal((await call('app', '10.250.0.3:8080')).got, 'via outbound 10.250.0.3:8080\nping\n');
+    assert.equal((await call('app', '10.250.1.10:80')).got, 'via outbound 10.250.1.10:80\nping\n');
+    assert.equal((await call('server', '10.250.0.2:7070')).got, 'via inbound 10.250.0.2:7070\nping\n');
+    assert.equal((await call('app', '10.250.0.2:7070', 1337)).got, 'via inbound 10.250.0.2:7070\nping\n', 'hairpin');
   });
 
   test('capture --clean leaves iptables-save and ip rule as before capture, and nothing is captured', async () => {

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, labRequired, labSkipReason } from './lab.js';
-import { CLIENT, ECHO_APP, PLAIN_LISTENER } from './lab-programs.js';
+import { ECHO_APP, PLAIN_LISTENER, callFrom } from './lab-programs.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const skip = labSkipReason();
@@ -41,8 +41,8 @@ describe('capture variants seen from Node', { skip: skip ? `skipped: ${skip}` : 
     lab.exec('app', process.execPath, [MAIN, 'capture']);
     const p = await plainListener('127.0.0.1:15001');
     try {
-      const r = await lab.run('app', [process.execPath, '-e', CLIENT], { TARGET: '10.250.0.3:8080', CLIENT_TIMEOUT_MS: '1500' });
-      assert.equal(r.stdout.trim(), JSON.stringify({ error: 'TIMEOUT' }));
+      const out = await callFrom(lab, 'app', '10.250.0.3:8080', { timeoutMs: 1500 });
+      assert.equal(out.trim(), JSON.stringify({ error: 'TIMEOUT' }));
       assert.equal(p.stdout.filter((l) => l.includes('accepted')).length, 0);
     } finally {
       p.child.kill();
@@ -54,8 +54,8 @@ describe('capture variants seen from Node', { skip: skip ? `skipped: ${skip}` : 
     lab.exec('app', 'iptables-restore', ['--noflush'], '*nat\n-A OUTPUT -p tcp -d 10.250.0.3/32 -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001\nCOMMIT\n');
     const p = await plainListener('0.0.0.0:15001');
     try {
-      const r = await lab.run('app', [process.execPath, '-e', CLIENT], { TARGET: '10.250.0.3:8080' });
-      assert.equal(r.stdout.trim(), 'plain');
+      const out = await callFrom(lab, 'app', '10.250.0.3:8080');
+      assert.equal(out.trim(), 'plain');
       const deadline = Date.now() + 5000;
       while (!p.stdout.some((l) => l.includes('accepted')) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 25));
       assert.deepEqual(p.stdout.filter((l) => l.includes('accepted')), [JSON.stringify({ accepted: '127.0.0.1:15001' })]);

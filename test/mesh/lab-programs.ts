@@ -4,6 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { transparentLauncherArgv } from '../../src/mesh/capture/transparent.js';
+import type { Lab, LabProcess } from './lab.js';
 
 /** The compiled transparent.ts, for the test proxy to import. */
 const TRANSPARENT_MODULE = fileURLToPath(new URL('../../src/mesh/capture/transparent.js', import.meta.url));
@@ -48,6 +49,70 @@ s.on('close', () => done(out || JSON.stringify({ error: 'EMPTY' }) + '\n'));
 s.on('error', (e) => done(JSON.stringify({ error: e.code || String(e) }) + '\n'));
 setTimeout(() => done(JSON.stringify({ error: 'TIMEOUT' }) + '\n'), Number(process.env.CLIENT_TIMEOUT_MS || 5000)).unref();
 `;
+
+/**
+ * A client agent: one long-lived process per (pod, uid) that makes the CLIENT connection for every
+ * JSON line {"id","target","timeoutMs"} on stdin and answers {"id","out"}. A Node start per call costs
+ * ~0.3 s of CPU, which on a loaded 2-core CI machine slows every other test too.
+ */
+export const CLIENT_AGENT = String.raw`
+const net = require('net');
+if (process.env.AS_UID) { process.setgid(Number(process.env.AS_UID)); process.setuid(Number(process.env.AS_UID)); }
+function run({ id, target, timeoutMs }) {
+  const t = /^\[(.*)\]:(\d+)$/.exec(target) || /^(.*):(\d+)$/.exec(target);
+  let out = '';
+  let finished = false;
+  const s = net.connect({ host: t[1], port: Number(t[2]), allowHalfOpen: true });
+  const done = (text) => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    s.destroy();
+    console.log(JSON.stringify({ id, out: text }));
+  };
+  const timer = setTimeout(() => done(JSON.stringify({ error: 'TIMEOUT' }) + '\n'), timeoutMs);
+  s.setEncoding('utf8');
+  s.on('connect', () => s.end('ping\n'));
+  s.on('data', (d) => (out += d));
+  s.on('close', () => done(out || JSON.stringify({ error: 'EMPTY' }) + '\n'));
+  s.on('error', (e) => done(JSON.stringify({ error: e.code || String(e) }) + '\n'));
+}
+let buf = '';
+process.stdin.setEncoding('utf8').on('data', (d) => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf('\n')) >= 0) {
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    run(JSON.parse(line));
+  }
+});
+console.log(JSON.stringify({ agent: 'ready', uid: process.getuid() }));
+`;
+
+const agents = new WeakMap<Lab, Map<string, { proc: LabProcess; next: number }>>();
+
+/**
+ * One CLIENT connection from `pod` (as `asUid`, default root) to `target` (`addr:port` or
+ * `[v6]:port`) through that pod's agent; resolves with what the client printed.
+ */
+export async function callFrom(lab: Lab, pod: string, target: string, opts: { asUid?: number; timeoutMs?: number } = {}): Promise<string> {
+  let perLab = agents.get(lab);
+  if (!perLab) agents.set(lab, (perLab = new Map()));
+  const key = `${pod}/${opts.asUid ?? 0}`;
+  let agent = perLab.get(key);
+  if (!agent) {
+    const proc = lab.spawn(pod, [process.execPath, '-e', CLIENT_AGENT], opts.asUid !== undefined ? { AS_UID: String(opts.asUid) } : {}, { stdin: true });
+    await lab.waitForLine(proc, (l) => l.includes('"agent"'));
+    agent = { proc, next: 0 };
+    perLab.set(key, agent);
+  }
+  const id = ++agent.next;
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  agent.proc.child.stdin!.write(`${JSON.stringify({ id, target, timeoutMs })}\n`);
+  const line = await lab.waitForLine(agent.proc, (l) => l.startsWith(`{"id":${id},`), timeoutMs + 10_000);
+  return (JSON.parse(line) as { out: string }).out;
+}
 
 /**
  * The test proxy: listens on the transparent sockets the launcher passed (127.0.0.1:15001 outbound,

@@ -233,8 +233,8 @@ export class Lab {
   }
 
   /** Starts a long-running process in a pod; it is killed at close(). */
-  spawn(pod: string, argv: string[], env: Record<string, string> = {}): LabProcess {
-    const child = spawn('ip', ['netns', 'exec', this.ns(pod), ...argv], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawn(pod: string, argv: string[], env: Record<string, string> = {}, opts: { stdin?: boolean } = {}): LabProcess {
+    const child = spawn('ip', ['netns', 'exec', this.ns(pod), ...argv], { env: { ...process.env, ...env }, stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     const proc: LabProcess = {
       child,
       stdout: [],
