@@ -1,13 +1,15 @@
 /**
  * The protocols through the real `meshgate run` process and its YAML translation:
  * - Istio Gateway `tls.mode` MUTUAL and OPTIONAL_MUTUAL (CA from the credential's ca.crt or from
- *   `<credentialName>-cacert`, subjectAltNames), driven by curl with client certificates;
+ *   `<credentialName>-cacert`, subjectAltNames), driven by curl with client certificates (by
+ *   node:http2 / node:https when curl is not installed, so the cases never skip);
  * - gRPC to a Service whose port says so (`appProtocol: grpc`, or a `grpc-` port name);
  * - WebSocket on a VirtualService route and on an Ingress route.
  */
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startEchoServer, type EchoServer } from '../../src/demo/echo-server.js';
@@ -16,9 +18,53 @@ import { grpc, grpcClient, startGrpcEcho, unary, type GrpcEchoServer } from '../
 import { makePki, type Pem, type Pki } from '../support/mtls-certs.js';
 import { within } from '../support/http-client.js';
 import { open, startWsEcho, type WsEcho } from '../support/ws-echo.js';
-import { needs } from '../support/requires.js';
+import { hasProgram } from '../support/requires.js';
+import http2 from 'node:http2';
+import nodeHttps from 'node:https';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/**
+ * What `curl -o /dev/null -w '%{http_code} %{http_version}'` reports, with Node's clients: HTTP/2
+ * (ALPN h2) unless `http1`; `tls12` caps the version at TLS 1.2. A refused handshake is code 1.
+ */
+function nodeClient(port: number, host: string, ca: string, client: Pem | null, http1: boolean, tls12: boolean): Promise<{ code: number; stdout: string; stderr: string }> {
+  const tlsOptions = { servername: host, ca, ...(client === null ? {} : { cert: client.cert, key: client.key }), ...(tls12 ? { maxVersion: 'TLSv1.2' as const } : {}) };
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (r: { code: number; stdout: string; stderr: string }, cleanup: () => void) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      resolve(r);
+    };
+    if (http1) {
+      const req = nodeHttps.request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false, ...tlsOptions }, (res) => {
+        res.resume();
+        res.on('end', () => finish({ code: 0, stdout: `${res.statusCode} 1.1`, stderr: '' }, () => {}));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+      req.on('error', (e) => finish({ code: 1, stdout: '', stderr: e.message }, () => {}));
+      req.end();
+      return;
+    }
+    const session = http2.connect(`https://127.0.0.1:${port}`, tlsOptions);
+    const done = (r: { code: number; stdout: string; stderr: string }) => finish(r, () => session.destroy());
+    const timer = setTimeout(() => done({ code: 1, stdout: '', stderr: 'timed out' }), 10_000);
+    session.on('error', (e) => done({ code: 1, stdout: '', stderr: e.message }));
+    session.on('close', () => done({ code: 1, stdout: '', stderr: 'connection closed' }));
+    const req = session.request({ ':path': '/', ':authority': host });
+    let status = 0;
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('error', (e) => done({ code: 1, stdout: '', stderr: e.message }));
+    req.on('end', () => {
+      clearTimeout(timer);
+      done(status === 0 ? { code: 1, stdout: '', stderr: 'no response' } : { code: 0, stdout: `${status} 2`, stderr: '' });
+    });
+    req.resume();
+    req.end();
+  });
+}
 
 function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -158,8 +204,11 @@ spec:
     removeDir(dir);
   });
 
+  const clientPem = (name: string): Pem => ({ cert: readFileSync(join(pki.dir, `${name}.crt`), 'utf8'), key: readFileSync(join(pki.dir, `${name}.key`), 'utf8') });
   const https = (host: string, client: string | null, extra: string[] = []) =>
-    curl([
+    !hasProgram('curl')
+      ? nodeClient(gw.httpsPort, host, pki.caA.cert, client === null ? null : clientPem(client), extra.includes('--http1.1'), extra.includes('1.2'))
+      : curl([
       '--cacert', join(pki.dir, 'ca-a.crt'),
       '--resolve', `${host}:${gw.httpsPort}:127.0.0.1`,
       ...(client === null ? [] : ['--cert', join(pki.dir, `${client}.crt`), '--key', join(pki.dir, `${client}.key`)]),
@@ -183,14 +232,14 @@ spec:
     { desc: 'MUTUAL with CA B on the same port: a CA A certificate is refused (no cross-server trust)', host: 'other.example.com', client: 'client-a', ok: false },
   ];
   for (const c of cases) {
-    test(c.desc, { skip: needs('curl') }, async () => {
+    test(c.desc, async () => {
       const r = await https(c.host, c.client);
       if (c.ok) assert.equal(r.stdout, '200 2', `expected 200 over HTTP/2, got "${r.stdout}" (curl ${r.code}: ${r.stderr.trim()})`);
       else assert.ok(r.code !== 0 && !r.stdout.startsWith('200'), `expected the connection refused, got "${r.stdout}" (curl exit ${r.code})`);
     });
   }
 
-  test('MUTUAL over HTTP/1.1 and TLS 1.2 too', { skip: needs('curl') }, async () => {
+  test('MUTUAL over HTTP/1.1 and TLS 1.2 too', async () => {
     const r = await https('mtls.example.com', 'client-a', ['--http1.1', '--tls-max', '1.2']);
     assert.equal(r.stdout, '200 1.1', `got "${r.stdout}" ${r.stderr}`);
     const bad = await https('mtls.example.com', null, ['--http1.1', '--tls-max', '1.2']);
