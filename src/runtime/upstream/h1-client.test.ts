@@ -343,10 +343,17 @@ describe('H1Client: request bodies', () => {
     assert.equal(r.error?.code, 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH');
   });
 
-  test('a header value with CR/LF is refused before anything is sent', async () => {
-    const s = await rawServer(() => 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n');
-    const r = await send(client(s.port), { path: '/', headers: ['host', 'x', 'x-evil', 'a\r\nx-injected: 1'] });
-    assert.equal(r.error?.code, 'UND_ERR_INVALID_ARG');
+  test('a header value with CR/LF, or a target with a space or CR/LF, is refused before anything is sent', async () => {
+    const heads: string[] = [];
+    const s = await rawServer((_n, head) => {
+      heads.push(head);
+      return 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n';
+    });
+    const c = client(s.port);
+    assert.equal((await send(c, { path: '/', headers: ['host', 'x', 'x-evil', 'a\r\nx-injected: 1'] })).error?.code, 'UND_ERR_INVALID_ARG');
+    assert.equal((await send(c, { path: '/a b' })).error?.code, 'UND_ERR_INVALID_ARG');
+    assert.equal((await send(c, { path: '/a\r\nx-injected: 1' })).error?.code, 'UND_ERR_INVALID_ARG');
+    assert.deepEqual(heads, []);
   });
 });
 

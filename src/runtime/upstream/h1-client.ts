@@ -56,6 +56,8 @@ export interface H1ClientOptions {
 const ABORTED = 'UND_ERR_ABORTED';
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** A request target may not carry spaces or control characters (it would split the request line). */
+const INVALID_PATH = /[^\u0021-\u00ff]/;
 
 const enum ReqState {
   Queued,
@@ -415,6 +417,10 @@ export class H1Client implements UpstreamClient {
     conn.parser.start(opts.method === 'HEAD');
     const body = opts.body;
     const o = this.options;
+    if (!HEADER_NAME.test(opts.method) || INVALID_PATH.test(opts.path)) {
+      this.abortRequest(r, upstreamError('UND_ERR_INVALID_ARG', 'invalid request method or path'));
+      return;
+    }
     let head = `${opts.method} ${opts.path} HTTP/1.1\r\n`;
     const h = opts.headers;
     let contentLength = -1;
