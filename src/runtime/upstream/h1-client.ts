@@ -181,10 +181,6 @@ class H1Connection implements ResponseSink {
     else body.resume();
   }
 
-  get streamingBody(): boolean {
-    return this.#body !== null;
-  }
-
   /** Writes one body chunk with its framing; false when the socket is full. */
   writeBodyChunk(chunk: Buffer): boolean {
     const r = this.request!;
@@ -235,7 +231,7 @@ class H1Connection implements ResponseSink {
   }
 }
 
-/** Trailers and the request of a finished exchange are handed to onComplete after the socket is released. */
+/** The pool of one endpoint (see the file comment). */
 export class H1Client implements UpstreamClient {
   readonly options: H1ClientOptions;
   readonly stats: UpstreamClientStats = { connected: 0, pending: 0, running: 0 };
