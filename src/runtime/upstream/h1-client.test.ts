@@ -337,16 +337,50 @@ describe('H1Client: request bodies', () => {
     assert.match(firstReads[0], /\r\n\r\npayload!$/);
   });
 
+  test('an answer before the whole body was sent is relayed; the body is drained, the connection not reused', async () => {
+    let conns = 0;
+    const server = http.createServer((_req, res) => {
+      res.writeHead(413, { connection: 'keep-alive' });
+      res.end('too big');
+    });
+    server.on('connection', () => conns++);
+    const c = client(await listen(server));
+    let pulled = 0;
+    const total = 4 * 1024 * 1024;
+    const body = new Readable({
+      read() {
+        if (pulled >= total) return void this.push(null);
+        pulled += 64 * 1024;
+        setTimeout(() => this.push(Buffer.alloc(64 * 1024, 'x')), 2);
+      },
+    });
+    const r = await send(c, { path: '/', method: 'POST', headers: ['host', 'x', 'content-length', String(total)], body });
+    assert.equal(r.status, 413);
+    assert.equal(r.body, 'too big');
+    const until = Date.now() + 10_000;
+    while (!body.readableEnded && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(body.readableEnded, true, 'the rest of the body was read and dropped');
+    assert.equal((await send(c, { path: '/' })).status, 413);
+    assert.equal(conns, 2, 'the connection that had an unfinished body is not reused');
+  });
+
   test('a body shorter than its Content-Length fails with UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', async () => {
     const server = http.createServer((req) => req.resume());
     const r = await send(client(await listen(server)), { path: '/', method: 'POST', headers: ['host', 'x', 'content-length', '10'], body: Readable.from([Buffer.from('abc')]) });
     assert.equal(r.error?.code, 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH');
   });
 
-  test('a header value with CR/LF is refused before anything is sent', async () => {
-    const s = await rawServer(() => 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n');
-    const r = await send(client(s.port), { path: '/', headers: ['host', 'x', 'x-evil', 'a\r\nx-injected: 1'] });
-    assert.equal(r.error?.code, 'UND_ERR_INVALID_ARG');
+  test('a header value with CR/LF, or a target with a space or CR/LF, is refused before anything is sent', async () => {
+    const heads: string[] = [];
+    const s = await rawServer((_n, head) => {
+      heads.push(head);
+      return 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n';
+    });
+    const c = client(s.port);
+    assert.equal((await send(c, { path: '/', headers: ['host', 'x', 'x-evil', 'a\r\nx-injected: 1'] })).error?.code, 'UND_ERR_INVALID_ARG');
+    assert.equal((await send(c, { path: '/a b' })).error?.code, 'UND_ERR_INVALID_ARG');
+    assert.equal((await send(c, { path: '/a\r\nx-injected: 1' })).error?.code, 'UND_ERR_INVALID_ARG');
+    assert.deepEqual(heads, []);
   });
 });
 

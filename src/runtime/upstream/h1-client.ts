@@ -56,6 +56,8 @@ export interface H1ClientOptions {
 const ABORTED = 'UND_ERR_ABORTED';
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** A request target may not carry spaces or control characters (it would split the request line). */
+const INVALID_PATH = /[^\u0021-\u00ff]/;
 
 const enum ReqState {
   Queued,
@@ -179,10 +181,6 @@ class H1Connection implements ResponseSink {
     else body.resume();
   }
 
-  get streamingBody(): boolean {
-    return this.#body !== null;
-  }
-
   /** Writes one body chunk with its framing; false when the socket is full. */
   writeBodyChunk(chunk: Buffer): boolean {
     const r = this.request!;
@@ -233,7 +231,7 @@ class H1Connection implements ResponseSink {
   }
 }
 
-/** Trailers and the request of a finished exchange are handed to onComplete after the socket is released. */
+/** The pool of one endpoint (see the file comment). */
 export class H1Client implements UpstreamClient {
   readonly options: H1ClientOptions;
   readonly stats: UpstreamClientStats = { connected: 0, pending: 0, running: 0 };
@@ -418,6 +416,10 @@ export class H1Client implements UpstreamClient {
     conn.parser.start(opts.method === 'HEAD');
     const body = opts.body;
     const o = this.options;
+    if (!HEADER_NAME.test(opts.method) || INVALID_PATH.test(opts.path)) {
+      this.abortRequest(r, upstreamError('UND_ERR_INVALID_ARG', 'invalid request method or path'));
+      return;
+    }
     let head = `${opts.method} ${opts.path} HTTP/1.1\r\n`;
     const h = opts.headers;
     let contentLength = -1;

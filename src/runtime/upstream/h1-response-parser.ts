@@ -94,11 +94,6 @@ export class H1ResponseParser {
     this.halted = false;
   }
 
-  /** Whether a response is being read (its head may not have arrived yet). */
-  get busy(): boolean {
-    return this.#state !== State.Idle && this.#state !== State.Done;
-  }
-
   /** Whether any byte of the current answer has arrived. */
   get started(): boolean {
     return this.#state !== State.Head || this.#partial !== null;

@@ -4,7 +4,10 @@
  */
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import http2 from 'node:http2';
+import https from 'node:https';
+import type tls from 'node:tls';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
@@ -12,6 +15,17 @@ import type { UpstreamClient } from './client.js';
 import { H1Client } from './h1-client.js';
 import { H2Client, type H2ClientOptions } from './h2-client.js';
 import { send } from '../../../test/support/upstream-client.js';
+import { makeCerts } from '../../../test/support/tls-certs.js';
+import { upstreamTlsConnect } from './upstream-tls.js';
+
+const haveOpenssl = (() => {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 const servers: http2.Http2Server[] = [];
 const clients: UpstreamClient[] = [];
@@ -201,6 +215,47 @@ describe('H2Client', () => {
     assert.equal(reset, http2.constants.NGHTTP2_CANCEL);
     assert.equal((await send(c, { path: '/' })).body, 'fine');
     assert.equal(s.sessions(), 1);
+  });
+
+  test('100 streams per session: the 101st request opens a second session', async () => {
+    const held: http2.ServerHttp2Stream[] = [];
+    const s = await h2Server((stream) => {
+      held.push(stream);
+      if (held.length === 101) {
+        for (const h of held) {
+          h.respond({ ':status': 200 });
+          h.end();
+        }
+      }
+    });
+    const c = client(s.port);
+    const all = await Promise.all(Array.from({ length: 101 }, () => send(c, { path: '/' })));
+    assert.equal(all.filter((r) => r.status === 200).length, 101);
+    assert.equal(s.sessions(), 2);
+  });
+
+  test('over TLS, a server that chooses http/1.1 by ALPN is served by the HTTP/1.1 pool', { skip: haveOpenssl ? false : 'needs openssl (apt-get install openssl)' }, async () => {
+    const [cert] = makeCerts(['h1only.test']);
+    const server = https.createServer({ cert: cert.certChain, key: cert.privateKey }, (req, res) => res.end(`http/${req.httpVersion} ${req.url}`));
+    const alpn: (string | false | null)[] = [];
+    server.on('secureConnection', (sock: tls.TLSSocket) => alpn.push(sock.alpnProtocol));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const t = upstreamTlsConnect({ mode: 'SIMPLE', caCertificates: { kind: 'inline', pem: cert.certChain, secret: 'default/ca' }, clientCertificate: null, sni: 'h1only.test', subjectAltNames: [], insecureSkipVerify: false });
+    const c = client(port, {
+      tls: t,
+      http1Fallback: () => new H1Client({ host: '127.0.0.1', port, connections: 8, connectTimeoutMs: 2000, keepAliveTimeoutMs: 4000, keepAliveMaxTimeoutMs: 60_000, keepAliveTimeoutThresholdMs: 1000, maxRequestsPerConnection: 0, tls: t }),
+    });
+    try {
+      const all = await Promise.all([send(c, { path: '/a' }), send(c, { path: '/b' })]);
+      assert.deepEqual(all.map((r) => r.body), ['http/1.1 /a', 'http/1.1 /b']);
+      assert.equal((await send(c, { path: '/c' })).body, 'http/1.1 /c');
+      assert.equal(alpn[0], 'http/1.1');
+    } finally {
+      await c.destroy();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   test('an idle session is closed after idleTimeoutMs', async () => {

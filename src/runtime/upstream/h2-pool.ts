@@ -1,15 +1,16 @@
 /**
- * Upstream HTTP/2: the undici pool options for a cluster whose protocol is HTTP2. Plaintext
- * endpoints are reached with prior knowledge (h2c, as Envoy does for `http2`/`grpc` ports); each
- * connection multiplexes up to `H2_MAX_CONCURRENT_STREAMS` requests before the pool opens another,
- * so the pool's connection limit and the cluster's circuit breakers bound it as for HTTP/1.1.
+ * Upstream HTTP/2 for the undici pools that remain (ext-authz checks, `EndpointHandle.fetcher()`):
+ * the pool options for a cluster whose protocol is HTTP2. The request path uses meshgate's own
+ * node:http2 client (`h2-client.ts`) with the same rules: plaintext endpoints are reached with prior
+ * knowledge (h2c, as Envoy does for `http2`/`grpc` ports); each connection multiplexes up to
+ * `H2_MAX_CONCURRENT_STREAMS` requests before another opens.
  */
 
 import type { Pool } from 'undici';
 import type { UpstreamProtocol } from '../../ir/types.js';
+import { H2_MAX_CONCURRENT_STREAMS } from './h2-client.js';
 
-/** Streams per upstream HTTP/2 connection (Envoy's default is unlimited; gRPC servers commonly allow 100). */
-export const H2_MAX_CONCURRENT_STREAMS = 100;
+export { H2_MAX_CONCURRENT_STREAMS };
 
 /**
  * Extra undici Pool options for `protocol`; empty for HTTP/1.1 (today's pools unchanged). Over TLS

@@ -1,5 +1,6 @@
 /**
- * Upstream TLS origination (IR `Cluster.tls`): the TLS options of an endpoint's undici pool, and the
+ * Upstream TLS origination (IR `Cluster.tls`): the `tls.connect` options of an endpoint's upstream
+ * client (`upstreamTlsConnect`; `upstreamTlsOptions` for the undici pool of ext-authz checks), and the
  * pool's TLS identity (endpoints are pooled by address and identity, so two clusters with different
  * TLS to one address never share a connection).
  *
