@@ -227,7 +227,7 @@ export interface EndpointHandle {
   /** The endpoint's upstream client (`upstream/client.ts`): HTTP/1.1 pool or HTTP/2 sessions. */
   readonly dispatcher: RuntimeSlots['upstreamClient'];
   /** An undici dispatcher of the endpoint for Promise-style calls off the hot path (ext-authz), built on first use. */
-  fetcher(): RuntimeSlots['upstreamFetcher'];
+  fetcher(): Promise<RuntimeSlots['upstreamFetcher']>;
   /** Requests in flight to this endpoint (for LEAST_REQUEST). */
   active: number;
 }

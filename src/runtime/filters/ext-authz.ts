@@ -101,7 +101,7 @@ export async function checkExtAuthz(p: CompiledExtAuthz, r: CheckRequest): Promi
   headers.push(...p.additionalHeaders);
   const signal = AbortSignal.timeout(p.timeoutMs);
   try {
-    const res = await endpoint.handle.fetcher().request({ method: r.method, path: `${p.pathPrefix}${r.target}`, headers, signal, headersTimeout: 0, bodyTimeout: 0 });
+    const res = await (await endpoint.handle.fetcher()).request({ method: r.method, path: `${p.pathPrefix}${r.target}`, headers, signal, headersTimeout: 0, bodyTimeout: 0 });
     if (res.statusCode === 200) {
       await res.body.dump();
       const upstreamHeaders: [string, string][] = [];

@@ -73,7 +73,7 @@ async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: st
   let status: number;
   let resHeaders: Record<string, string | string[] | undefined>;
   try {
-    const r = await endpoint.handle.fetcher().request({ method: (a.method ?? x.method) as 'GET', path: a.path, headers, signal: AbortSignal.timeout(a.timeoutMs), headersTimeout: 0, bodyTimeout: 0 });
+    const r = await (await endpoint.handle.fetcher()).request({ method: (a.method ?? x.method) as 'GET', path: a.path, headers, signal: AbortSignal.timeout(a.timeoutMs), headersTimeout: 0, bodyTimeout: 0 });
     await r.body.dump();
     status = r.statusCode;
     resHeaders = r.headers;

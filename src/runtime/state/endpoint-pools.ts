@@ -11,7 +11,7 @@
  * in the same step so a snapshot is complete before any request sees it.
  */
 
-import { Pool, type Dispatcher } from 'undici';
+import type { Pool } from 'undici';
 import type { CompiledCluster, CompiledSnapshot, EndpointHandle } from '../compile/types.js';
 import type { UpstreamClient, UpstreamFetcher } from '../upstream/client.js';
 import { H1Client, type H1ClientOptions } from '../upstream/h1-client.js';
@@ -38,7 +38,7 @@ export interface EndpointPoolOptions {
 export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, keepAliveTimeoutMs: 4000, retireGraceMs: 10_000 };
 
 /** Pool settings that come from the cluster (connect timeout, connection pool); equal settings share a pool. */
-interface PoolSettings {
+export interface PoolSettings {
   connectTimeoutMs: number;
   /** Requests per connection before it is closed; 0 = unlimited. */
   maxRequestsPerConnection: number;
@@ -64,8 +64,9 @@ function sameSettings(a: PoolSettings, b: PoolSettings): boolean {
 class EndpointState implements EndpointHandle {
   active = 0;
   retireTimer: NodeJS.Timeout | null = null;
-  /** The undici pool of ext-authz checks, built on first use. */
+  /** The undici pool of ext-authz checks, built on first use (undici itself is loaded then: lean processes). */
   fetchPool: Pool | null = null;
+  #fetchLoading: Promise<UpstreamFetcher> | null = null;
   constructor(
     readonly key: string,
     readonly dispatcher: UpstreamClient,
@@ -74,8 +75,9 @@ class EndpointState implements EndpointHandle {
     readonly options: EndpointPoolOptions,
   ) {}
 
-  fetcher(): UpstreamFetcher {
-    return (this.fetchPool ??= buildFetchPool(this.origin, this.settings, this.options));
+  fetcher(): Promise<UpstreamFetcher> {
+    if (this.fetchPool !== null) return Promise.resolve(this.fetchPool);
+    return (this.#fetchLoading ??= import('../upstream/fetch-pool.js').then((m) => (this.fetchPool ??= m.buildFetchPool(this.origin, this.settings, this.options))));
   }
 }
 
@@ -196,45 +198,6 @@ function buildClient(host: string, port: number, settings: PoolSettings, options
   };
   if (settings.protocol !== 'HTTP2') return new H1Client(h1);
   return new H2Client({ host, port, connections: options.connections, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: idle, tls, http1Fallback: () => new H1Client(h1) });
-}
-
-/** The undici pool of an endpoint's ext-authz checks (the settings the request path had with undici). */
-function buildFetchPool(origin: string, settings: PoolSettings, defaults: EndpointPoolOptions): Pool {
-  const tls = settings.tls === null ? null : upstreamTlsOptions(settings.tls, settings.protocol, settings.connectTimeoutMs);
-  const options: Pool.Options = {
-    connections: defaults.connections,
-    connectTimeout: settings.connectTimeoutMs,
-    keepAliveTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : defaults.keepAliveTimeoutMs,
-    ...(settings.maxRequestsPerConnection > 0 ? { maxRequestsPerClient: settings.maxRequestsPerConnection } : {}),
-    keepAliveTimeoutThreshold: 1000,
-    keepAliveMaxTimeout: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : 60_000,
-    // The check's own timeout (AbortSignal) bounds it.
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    pipelining: 1,
-    ...upstreamProtocolOptions(settings.protocol, tls !== null),
-    ...(tls !== null ? { connect: tls.connect } : {}),
-  };
-  const pool = tls === null ? new Pool(origin, options) : new SniPool(origin, options, tls.servername);
-  // A pool error outside any request (e.g. after close) must not crash the process.
-  pool.on('connectionError', noop);
-  return pool;
-}
-
-/**
- * A pool to a TLS endpoint: every request carries the cluster's SNI. undici otherwise takes the SNI
- * from each request's Host and reconnects whenever it changes.
- */
-class SniPool extends Pool {
-  readonly #servername: string;
-  constructor(origin: string, options: Pool.Options, servername: string) {
-    super(origin, options);
-    this.#servername = servername;
-  }
-  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    (opts as { servername?: string }).servername = this.#servername;
-    return super.dispatch(opts, handler);
-  }
 }
 
 function retire(pools: EndpointPools, key: string): void {
