@@ -228,9 +228,13 @@ describe('JWT authentication (RequestAuthentication) end to end', { timeout: 60_
     await new Promise((r) => setTimeout(r, 350));
     const before = jwks.fetches;
     const tokens = await Promise.all(Array.from({ length: 40 }, (_, i) => sign({}, { kid: `random-${i}` })));
+    const t0 = Date.now();
     const replies = await Promise.all(tokens.map((t) => get('/open', { authorization: `Bearer ${t}` })));
+    const elapsed = Date.now() - t0;
     assert.ok(replies.every((r) => r.status === 401));
-    assert.ok(jwks.fetches - before <= 2, `fetches: ${jwks.fetches - before}`);
+    // At most one fetch per cooldown (300 ms here) while the 40 requests ran, however slow the machine.
+    const allowed = 2 + Math.floor(elapsed / 300);
+    assert.ok(jwks.fetches - before <= Math.min(allowed, 10), `fetches: ${jwks.fetches - before} in ${elapsed} ms (at most ${allowed})`);
   });
 
   test('issuer down: the last good keys keep serving', async () => {
