@@ -11,6 +11,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
 import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from '../http/downstream.js';
+import { SERVER_NAME } from '../http/local-reply.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
@@ -259,7 +260,7 @@ export function acceptH2Stream(stream: ServerHttp2Stream, rawHeaders: string[], 
   if (d.method === 'CONNECT') {
     const protocol = d.header(':protocol');
     if (protocol === null || protocol.toLowerCase() !== 'websocket') {
-      d.respond(405, ['server', 'meshgate', 'content-length', '0'], null);
+      d.respond(405, ['server', SERVER_NAME, 'content-length', '0'], null);
       return;
     }
     d.method = 'GET';
