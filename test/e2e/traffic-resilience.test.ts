@@ -62,10 +62,11 @@ describe('circuit breaking', { timeout: 60_000 }, () => {
     const uo = overflow[0];
     assert.equal(uo.headers['x-meshgate-flags'], 'UO');
     assert.equal(uo.headers['x-envoy-overloaded'], 'true');
-    assert.ok(uo.ms < 300, `overflow answered after ${uo.ms} ms: must not wait for a slot`);
     assert.equal(replies.filter((r) => r.status === 200).length, 2);
     // The pending one waited for the first: served one after the other, never two at once.
     const served = replies.filter((r) => r.status === 200).map((r) => r.ms).sort((a, b) => a - b);
+    // At once: before the first slot came back (a fixed bound in ms fails on a loaded machine).
+    assert.ok(uo.ms < served[0], `overflow answered after ${uo.ms} ms, the first request (400 ms upstream) after ${served[0]} ms: must not wait for a slot`);
     assert.ok(served[1] >= 750, `second request finished after ${served[1]} ms; the two must run one after the other`);
     assert.equal(slow.hits.length, 2, 'the refused request never reached the upstream');
   });

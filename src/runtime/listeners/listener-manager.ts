@@ -13,7 +13,9 @@ import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
 import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
-import { acceptExtendedConnect, acceptUpgrade, NodeDownstream } from '../http/node-downstream.js';
+import { acceptUpgrade, NodeDownstream } from '../http/node-downstream.js';
+import { acceptH2Stream } from '../h2/h2-downstream.js';
+import type { ServerHttp2Stream } from 'node:http2';
 import { checkClientCertificate } from './client-cert.js';
 import { createEngines, DEFAULT_HTTP1_ENGINE, dispatchTls, NodeHttp1Engine, SessionTracker, sniffPlaintext, type Http1Engine, type Http1EngineKind, type HttpEngines } from './http-front.js';
 import http from 'node:http';
@@ -115,8 +117,7 @@ class ListenerRecord {
 }
 
 /**
- * 'request' listener shared by every engine: `this` is the engine. HTTP/2 requests come through
- * Node's compatibility API, whose request and response objects stand in for the HTTP/1.1 ones.
+ * 'request' listener of node:http's HTTP/1.1 engine (`--http1-engine node`): `this` is the engine.
  */
 function onRequest(this: TaggedServer, req: IncomingMessage, res: ServerResponse): void {
   const rec = this[kRecord]!;
@@ -140,11 +141,10 @@ function onUpgrade(this: TaggedServer, req: IncomingMessage, socket: net.Socket,
   acceptUpgrade(req, socket, head, (d) => handleRequest(rec.env, listener, d));
 }
 
-/** 'connect' listener of the HTTP/2 engine: RFC 8441 extended CONNECT (WebSocket over HTTP/2). */
-function onExtendedConnect(this: TaggedServer, req: IncomingMessage, res: ServerResponse): void {
+/** 'stream' listener of the HTTP/2 engine: every HTTP/2 request, extended CONNECT (WebSocket) included. */
+function onH2Stream(this: TaggedServer, stream: ServerHttp2Stream, _headers: unknown, _flags: number, rawHeaders: string[]): void {
   const rec = this[kRecord]!;
-  const listener = rec.compiled;
-  acceptExtendedConnect(req, res, (d) => handleRequest(rec.env, listener, d));
+  acceptH2Stream(stream, rawHeaders, (d) => rec.serve(d));
 }
 
 function onPlainConnection(this: TaggedServer, socket: net.Socket): void {
@@ -228,8 +228,8 @@ export class ListenerManager {
     const { h2 } = rec.engines;
     (h2 as unknown as TaggedServer)[kRecord] = rec;
     if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
-    h2.on('request', onRequest as unknown as (req: unknown, res: unknown) => void);
-    h2.on('connect', onExtendedConnect as unknown as (req: unknown, res: unknown) => void);
+    // The core stream API (no 'request' listener: node:http2's compatibility layer is never set up).
+    h2.on('stream', onH2Stream as unknown as (stream: unknown, headers: unknown, flags: unknown, rawHeaders: unknown) => void);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

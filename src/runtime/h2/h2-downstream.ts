@@ -1,0 +1,270 @@
+/**
+ * HTTP/2 downstream requests on node:http2's core stream API (`session.on('stream')`), not its
+ * compatibility layer (`Http2ServerRequest`/`Http2ServerResponse`, which builds two stream
+ * objects and a headers object per request on top of the stream): one `H2Downstream` per stream,
+ * the request head from the stream's flat raw header list, the response through `stream.respond`,
+ * `stream.write`/`end`, and trailers through `wantTrailers`/`sendTrailers`.
+ */
+
+import http2, { type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { PassThrough, type Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { RequestRecord } from '../../observability/record.js';
+import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from '../http/downstream.js';
+import { SERVER_NAME } from '../http/local-reply.js';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+const kDownstream = Symbol('meshgate.h2');
+type TaggedStream = ServerHttp2Stream & { [kDownstream]?: H2Downstream };
+
+export class H2Downstream implements Downstream {
+  readonly #stream: ServerHttp2Stream;
+  method: string;
+  readonly target: string;
+  rawHeaders: string[];
+  readonly hasBody: boolean;
+  record: RequestRecord | null = null;
+  owner: DownstreamOwner | null = null;
+  replyHeaders: string[] | null = null;
+  upgrade: PendingUpgrade | null = null;
+  #status = 0;
+  #sent: string[] | null = null;
+  #ended = false;
+  #noBody = false;
+  #trailers: OutgoingHttpHeaders | null = null;
+  #draining = false;
+  #body: PassThrough | null = null;
+
+  constructor(stream: ServerHttp2Stream, rawHeaders: string[]) {
+    this.#stream = stream;
+    this.rawHeaders = rawHeaders;
+    let method = 'GET';
+    let target = '';
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const n = rawHeaders[i];
+      if (n.charCodeAt(0) !== 58) break; // pseudo-headers come first (RFC 9113 §8.3)
+      if (n === ':method') method = rawHeaders[i + 1];
+      else if (n === ':path') target = rawHeaders[i + 1];
+    }
+    this.method = method;
+    this.target = target;
+    this.hasBody = stream.endAfterHeaders !== true;
+    (stream as TaggedStream)[kDownstream] = this;
+    stream.on('close', onStreamClose);
+    stream.on('error', noop);
+  }
+
+  /** The stream (WebSocket over HTTP/2 splices it). */
+  get stream(): ServerHttp2Stream {
+    return this.#stream;
+  }
+
+  // ---- request head ----
+  get http2(): boolean {
+    return true;
+  }
+  get versionMajor(): number {
+    return 2;
+  }
+  get versionMinor(): number {
+    return 0;
+  }
+  /**
+   * The request body as a plain Readable fed from the stream (piped: back-pressure kept). Not the
+   * stream itself: the upstream client destroys a body it has read, which must not reset the stream
+   * the response still goes out on. A client that resets the stream aborts the body.
+   */
+  get body(): Readable {
+    let b = this.#body;
+    if (b === null) {
+      b = this.#body = new PassThrough();
+      const stream = this.#stream;
+      stream.pipe(b);
+    }
+    return b;
+  }
+  header(name: string): string | null {
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i];
+      if (n.length === name.length && (n === name || n.toLowerCase() === name)) return raw[i + 1];
+    }
+    return null;
+  }
+
+  // ---- connection facts (the session's socket) ----
+  get remoteAddress(): string {
+    return this.#stream.session?.socket?.remoteAddress ?? '';
+  }
+  get remotePort(): number {
+    return this.#stream.session?.socket?.remotePort ?? 0;
+  }
+  get localAddress(): string {
+    return this.#stream.session?.socket?.localAddress ?? '';
+  }
+  get localPort(): number {
+    return this.#stream.session?.socket?.localPort ?? 0;
+  }
+  get tls(): TLSSocket | null {
+    const s = this.#stream.session?.socket as TLSSocket | undefined;
+    return s !== undefined && s.encrypted === true ? s : null;
+  }
+
+  // ---- response ----
+  get status(): number {
+    return this.#status;
+  }
+  get sentHeaders(): string[] | null {
+    return this.#sent;
+  }
+  get headersSent(): boolean {
+    return this.#sent !== null || this.#stream.headersSent;
+  }
+  get ended(): boolean {
+    return this.#ended;
+  }
+  get finished(): boolean {
+    return this.#ended && this.#stream.rstCode === NGHTTP2_NO_ERROR;
+  }
+  get destroyed(): boolean {
+    return this.#stream.destroyed;
+  }
+  /** HTTP/2 streams are independent: nothing to close. */
+  closeAfterResponse(): void {}
+  rejectConnection(): void {}
+  get connectionRejected(): boolean {
+    return false;
+  }
+
+  respond(status: number, headers: string[], body: Buffer | null): void {
+    const stream = this.#stream;
+    if (this.headersSent || stream.destroyed) return;
+    this.#status = status;
+    this.#sent = headers;
+    this.#ended = true;
+    const noBody = body === null || body.length === 0 || this.method === 'HEAD' || status === 204 || status === 304;
+    stream.respond(headerObject(status, headers), { endStream: noBody });
+    if (!noBody) stream.end(body);
+  }
+
+  writeHead(status: number, headers: string[]): void {
+    const stream = this.#stream;
+    if (this.headersSent || stream.destroyed) return;
+    this.#status = status;
+    this.#sent = headers;
+    this.#noBody = this.method === 'HEAD' || status === 204 || status === 304;
+    if (this.#noBody) {
+      this.#ended = true;
+      stream.respond(headerObject(status, headers), { endStream: true });
+      return;
+    }
+    // Trailers (gRPC's grpc-status) are known only at the end: always ask for the chance to send them.
+    stream.respond(headerObject(status, headers), { waitForTrailers: true });
+    stream.once('wantTrailers', onWantTrailers);
+  }
+
+  write(chunk: Buffer): boolean {
+    const stream = this.#stream;
+    if (this.#noBody || this.#ended || stream.destroyed) return true;
+    const ok = stream.write(chunk);
+    if (!ok && !this.#draining) {
+      this.#draining = true;
+      stream.on('drain', onStreamDrain);
+    }
+    return ok;
+  }
+
+  end(chunk?: Buffer | null, trailers?: string[] | null): void {
+    const stream = this.#stream;
+    if (this.#ended || stream.destroyed) return;
+    if (this.#sent === null) this.writeHead(200, []);
+    if (this.#noBody) return;
+    this.#ended = true;
+    if (trailers != null && trailers.length > 0) this.#trailers = headerObject(-1, trailers);
+    if (chunk != null && chunk.length > 0) stream.end(chunk);
+    else stream.end();
+  }
+
+  reset(_err?: Error): void {
+    const stream = this.#stream;
+    if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+  }
+
+  /** 'wantTrailers': the body is out; the trailers (or none) end the stream. */
+  sendTrailers(): void {
+    const stream = this.#stream;
+    if (stream.destroyed) return;
+    try {
+      stream.sendTrailers(this.#trailers ?? {});
+    } catch {
+      // Trailers HTTP/2 forbids (connection-specific fields from an HTTP/1.1 upstream): end without them.
+      stream.sendTrailers({});
+    }
+  }
+
+  drained(): void {
+    if (this.owner !== null) this.owner.drained();
+  }
+
+  /** The stream closed: a request body still incomplete (the client reset the stream) is aborted. */
+  streamClosed(): void {
+    const b = this.#body;
+    if (b !== null && !b.writableEnded && !b.destroyed) b.destroy(ABORTED);
+  }
+}
+
+const ABORTED = Object.assign(new Error('meshgate: the client reset the HTTP/2 stream before the request body was complete'), { code: 'ECONNRESET' });
+
+
+/** Header object for `respond`/`sendTrailers` (repeated names as arrays); `status` < 0: none (trailers). */
+function headerObject(status: number, headers: string[]): OutgoingHttpHeaders {
+  const obj: OutgoingHttpHeaders = status < 0 ? {} : { ':status': status };
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i].toLowerCase();
+    const prev = obj[name];
+    obj[name] = prev === undefined ? headers[i + 1] : Array.isArray(prev) ? [...prev, headers[i + 1]] : [String(prev), headers[i + 1]];
+  }
+  return obj;
+}
+
+function onStreamClose(this: TaggedStream): void {
+  const d = this[kDownstream];
+  if (d === undefined) return;
+  this[kDownstream] = undefined;
+  d.streamClosed();
+  closeDownstream(d);
+}
+
+function onStreamDrain(this: TaggedStream): void {
+  this[kDownstream]?.drained();
+}
+
+function onWantTrailers(this: TaggedStream): void {
+  const d = this[kDownstream];
+  if (d !== undefined) d.sendTrailers();
+  else if (!this.destroyed) this.sendTrailers({});
+}
+
+function noop(): void {}
+
+const NO_BYTES = Buffer.alloc(0);
+
+/**
+ * The `stream` event of a listener's HTTP/2 engine: every request, and RFC 8441 extended CONNECT
+ * for `websocket` (routed as the `GET` it stands for, then spliced by websocket.ts); any other
+ * CONNECT is 405, as before.
+ */
+export function acceptH2Stream(stream: ServerHttp2Stream, rawHeaders: string[], serve: (d: Downstream) => void): void {
+  const d = new H2Downstream(stream, rawHeaders);
+  if (d.method === 'CONNECT') {
+    const protocol = d.header(':protocol');
+    if (protocol === null || protocol.toLowerCase() !== 'websocket') {
+      d.respond(405, ['server', SERVER_NAME, 'content-length', '0'], null);
+      return;
+    }
+    d.method = 'GET';
+    d.upgrade = { socket: null, head: NO_BYTES, stream };
+  }
+  serve(d);
+}
