@@ -27,6 +27,7 @@ export class H2Downstream implements Downstream {
   record: RequestRecord | null = null;
   owner: DownstreamOwner | null = null;
   replyHeaders: string[] | null = null;
+  closeHooks: (() => void)[] | null = null;
   upgrade: PendingUpgrade | null = null;
   #status = 0;
   #sent: string[] | null = null;
