@@ -12,6 +12,7 @@ import { isClusterScoped } from '../../api/kinds.js';
 import { compareDiagnostics } from '../../lib/diagnostic.js';
 import type { Diagnostic } from '../../lib/diagnostic.js';
 import type { KubeObject, ObjectMeta } from '../../resources/types.js';
+import type { EmptiedFiles } from './emptied.js';
 
 export interface LoadResult {
   /** Objects in file order (path, then document, then List item); duplicates removed. */
@@ -28,14 +29,17 @@ const CONFIG_FILE = /\.(ya?ml|json)$/i;
  * Load every *.yaml, *.yml and *.json under `dir` (recursively; dotfiles and dot-directories skipped;
  * symlinks followed, loops not). Rejects only when `dir` itself cannot be read.
  */
-export async function loadDirectory(dir: string): Promise<LoadResult> {
+export async function loadDirectory(dir: string, emptied: EmptiedFiles | null = null): Promise<LoadResult> {
   const files = await listConfigFiles(dir);
+  emptied?.retain(files);
   const objects: KubeObject[] = [];
   const diagnostics: Diagnostic[] = [];
   for (const file of files) {
     let text: string;
     try {
       text = await readFile(path.join(dir, file), 'utf8');
+      // A file truncated for a rewrite in place keeps its last content for a moment (emptied.ts).
+      if (emptied !== null) text = emptied.filter(file, text, Date.now());
     } catch (err) {
       diagnostics.push(fileDiagnostic('MG_PARSE_ERROR', file, null, `cannot read file: ${(err as Error).message}`));
       continue;

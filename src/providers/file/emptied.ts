@@ -1,0 +1,39 @@
+/**
+ * The loader's half of the emptied-file rule (watch.ts, EMPTIED_FILE_GRACE_MS). The watcher waits
+ * before it reports a file that became empty, but a writer can truncate the file again between the
+ * watcher's report of its previous write and the loader's read (a tool rewriting the file in place,
+ * twice in a row): the loader would then read nothing and the gateway would drop every object of the
+ * file for a moment. So the loader, too, keeps a file's last content while the file has been empty
+ * for less than the grace; once it has stayed empty that long, empty it is (the watcher reports it
+ * then, and the next load reads it as empty).
+ */
+import { EMPTIED_FILE_GRACE_MS } from './watch.js';
+
+export class EmptiedFiles {
+  readonly #last = new Map<string, { text: string; emptiedAt: number | null }>();
+  readonly #graceMs: number;
+
+  constructor(graceMs = EMPTIED_FILE_GRACE_MS) {
+    this.#graceMs = graceMs;
+  }
+
+  /** The text to parse for `file`, read as `text` at `now`. */
+  filter(file: string, text: string, now: number): string {
+    const last = this.#last.get(file);
+    if (text !== '') {
+      this.#last.set(file, { text, emptiedAt: null });
+      return text;
+    }
+    if (last === undefined) return text;
+    last.emptiedAt ??= now;
+    if (now - last.emptiedAt < this.#graceMs) return last.text;
+    this.#last.delete(file);
+    return text;
+  }
+
+  /** Forget files no longer in the directory. */
+  retain(files: readonly string[]): void {
+    const keep = new Set(files);
+    for (const f of this.#last.keys()) if (!keep.has(f)) this.#last.delete(f);
+  }
+}
