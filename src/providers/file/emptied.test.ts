@@ -23,6 +23,13 @@ describe('loader: a file truncated for a rewrite in place', () => {
       assert.equal((await loadDirectory(dir)).objects.length, 0);
       await new Promise((r) => setTimeout(r, 350));
       assert.equal((await loadDirectory(dir, emptied)).objects.length, 0, 'a file that stays empty is empty');
+      // Emptied on purpose, and the watcher reports it after the grace: the first read after it is empty
+      // (the grace counts from the truncation, not from the loader's first look).
+      writeFileSync(file, SERVICE);
+      assert.equal((await loadDirectory(dir, emptied)).objects.length, 1);
+      writeFileSync(file, '');
+      await new Promise((r) => setTimeout(r, 350));
+      assert.equal((await loadDirectory(dir, emptied)).objects.length, 0, 'an emptied file read after the grace kept its old objects');
       // Written again: read as written.
       writeFileSync(file, SERVICE);
       assert.equal((await loadDirectory(dir, emptied)).objects.length, 1);

@@ -10,23 +10,27 @@
 import { EMPTIED_FILE_GRACE_MS } from './watch.js';
 
 export class EmptiedFiles {
-  readonly #last = new Map<string, { text: string; emptiedAt: number | null }>();
+  readonly #last = new Map<string, { text: string }>();
+
   readonly #graceMs: number;
 
   constructor(graceMs = EMPTIED_FILE_GRACE_MS) {
     this.#graceMs = graceMs;
   }
 
-  /** The text to parse for `file`, read as `text` at `now`. */
-  filter(file: string, text: string, now: number): string {
-    const last = this.#last.get(file);
+  /**
+   * The text to parse for `file`, read as `text` at `now`; `emptiedAt` is the empty file's mtime
+   * (when it was truncated: the grace runs from there, as the watcher's does, so a file the watcher
+   * reports as emptied after the grace is read as empty at once).
+   */
+  filter(file: string, text: string, emptiedAt: number, now: number): string {
     if (text !== '') {
-      this.#last.set(file, { text, emptiedAt: null });
+      this.#last.set(file, { text });
       return text;
     }
+    const last = this.#last.get(file);
     if (last === undefined) return text;
-    last.emptiedAt ??= now;
-    if (now - last.emptiedAt < this.#graceMs) return last.text;
+    if (now - emptiedAt < this.#graceMs) return last.text;
     this.#last.delete(file);
     return text;
   }

@@ -39,7 +39,8 @@ export async function loadDirectory(dir: string, emptied: EmptiedFiles | null = 
     try {
       text = await readFile(path.join(dir, file), 'utf8');
       // A file truncated for a rewrite in place keeps its last content for a moment (emptied.ts).
-      if (emptied !== null) text = emptied.filter(file, text, Date.now());
+      if (emptied !== null && text === '') text = emptied.filter(file, text, (await stat(path.join(dir, file))).mtimeMs, Date.now());
+      else if (emptied !== null) emptied.filter(file, text, 0, 0);
     } catch (err) {
       diagnostics.push(fileDiagnostic('MG_PARSE_ERROR', file, null, `cannot read file: ${(err as Error).message}`));
       continue;
