@@ -67,11 +67,11 @@ export function labSkipReason(extraIptables: string[] = []): string | undefined 
 }
 
 /**
- * The lab must run in CI: `CI=true` or `MESHGATE_REQUIRE_NETNS=1` turn a skip into a failure
- * (reference §6.5), so a missing package cannot pass silently.
+ * The lab must run in CI: `MESHGATE_CI=1` (set by .ci/run), `CI=true` or `MESHGATE_REQUIRE_NETNS=1`
+ * turn a skip into a failure (reference §6.5), so a missing package or root cannot pass silently.
  */
 export function labRequired(): boolean {
-  return process.env.MESHGATE_REQUIRE_NETNS === '1' || process.env.CI === 'true';
+  return process.env.MESHGATE_CI === '1' || process.env.MESHGATE_REQUIRE_NETNS === '1' || process.env.CI === 'true';
 }
 
 function sh(cmd: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
