@@ -17,6 +17,7 @@ import { loadOrCreateCaDirectory, MAX_WORKLOAD_CERT_TTL_S } from '../mesh/ca/ca.
 import { checkServiceAccount, issueToken, serviceAccountOfUsername } from '../mesh/ca/token.js';
 import { existsSync, readFileSync } from 'node:fs';
 import type { ControlPlaneOptions } from '../control/control-plane.js';
+import type { MeshClientOptions } from '../mesh/identity/start.js';
 
 type Fail = (message: string) => never;
 
@@ -135,17 +136,7 @@ export const MESH_CLIENT_FLAGS = {
   'workload-cert-ttl': { type: 'string' },
 } as const;
 
-export interface MeshClientOptions {
-  /** `--control HOST:PORT`. */
-  address: string;
-  rootCertFile: string;
-  tokenFile: string;
-  namespace: string;
-  serviceAccount: string;
-  trustDomain: string;
-  /** Requested certificate lifetime, s (`--workload-cert-ttl`, default 24h like istio-agent's SECRET_TTL). */
-  ttlSeconds: number;
-}
+export type { MeshClientOptions } from '../mesh/identity/start.js';
 
 /** The mesh-client flags of `run`, or null without `--control`. `namespace` is `run`'s own `--namespace`. */
 export function parseMeshClientOptions(v: Record<string, unknown>, fail: Fail): MeshClientOptions | null {

@@ -4,11 +4,28 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../../lib/log.js';
-import type { DataPlane } from '../../control/dataplane.js';
-import type { MeshClientOptions } from '../../cli/mesh-commands.js';
+import type { MeshIdentityMaterial } from '../../runtime/upstream/mesh-identity.js';
 import { IdentityClient } from './client.js';
 
-export async function startMeshIdentity(opts: MeshClientOptions, dataPlane: DataPlane, log: Logger): Promise<IdentityClient> {
+/** `meshgate run --control ...` (parsed by cli/mesh-commands.ts). */
+export interface MeshClientOptions {
+  /** `--control HOST:PORT`. */
+  address: string;
+  rootCertFile: string;
+  tokenFile: string;
+  namespace: string;
+  serviceAccount: string;
+  trustDomain: string;
+  /** Requested certificate lifetime, s (`--workload-cert-ttl`, default 24h like istio-agent's SECRET_TTL). */
+  ttlSeconds: number;
+}
+
+/** Where certificates go: the data plane (control/dataplane.ts), which hands them to its runtimes. */
+export interface IdentitySink {
+  setMeshIdentity?(identity: MeshIdentityMaterial | null): void;
+}
+
+export async function startMeshIdentity(opts: MeshClientOptions, dataPlane: IdentitySink, log: Logger): Promise<IdentityClient> {
   const client = new IdentityClient({
     address: opts.address,
     rootCertPem: readFileSync(opts.rootCertFile, 'utf8'),
