@@ -24,14 +24,15 @@ import { MeshCa, loadOrCreateCaDirectory } from '../mesh/ca/ca.js';
 import { TokenVerifier } from '../mesh/ca/token.js';
 import { caServiceHandlers, type Authenticator } from '../mesh/grpc/ca-service.js';
 import { istioCertificateService } from '../mesh/grpc/istioca-proto.js';
+import { MemoryCertificateProvider } from '../mesh/grpc/serving-credentials.js';
 import type { ApiClient } from '../providers/kubernetes/api-client.js';
 import { KubernetesSource } from '../providers/kubernetes/source.js';
 import { loadKubernetesCa, publishRootCert, TokenReviewAuthenticator } from './mesh-kubernetes.js';
 
 /** The name istiod's serving certificate carries and mesh clients verify, whatever address they dial. */
 export const ISTIOD_SAN = 'istiod.istio-system.svc';
-/** Lifetime of the control plane's own serving certificate (clamped to the CA's). */
-const SERVING_TTL_S = 365 * 24 * 3600;
+/** Lifetime of the control plane's own serving certificate (clamped to the CA's); renewed at half of it. */
+const SERVING_TTL_S = 24 * 3600;
 
 export interface ControlPlaneOptions {
   /** `--config DIR`; '' with `kubernetes`. */
@@ -45,6 +46,8 @@ export interface ControlPlaneOptions {
   trustDomain: string;
   adminPort: number;
   certTtlSeconds: number;
+  /** Lifetime of the serving certificate, s (default 24 h; tests shorten it). */
+  servingTtlSeconds?: number;
   translate: TranslateOptions;
   log: Logger;
 }
@@ -107,11 +110,25 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const verifier = new TokenVerifier(material.signingKey);
       authenticator = { authenticate: (t) => verifier.verify(t) };
     }
-    const serving = await ca.issueServing([ISTIOD_SAN], SERVING_TTL_S);
+    // The serving certificate is renewed at half its life without rebinding (new handshakes get it).
+    const provider = new MemoryCertificateProvider();
+    let renewTimer: NodeJS.Timeout | null = null;
+    const issueServing = async (): Promise<void> => {
+      try {
+        const serving = await ca.issueServing([ISTIOD_SAN], opts.servingTtlSeconds ?? SERVING_TTL_S);
+        provider.set(serving.certChainPem, serving.keyPem, ca.rootCertPem);
+        renewTimer = setTimeout(() => void issueServing(), Math.max(1000, (serving.notAfter.getTime() - Date.now()) / 2));
+      } catch (e) {
+        log.error('cannot renew the serving certificate; retrying in 10 s', { error: (e as Error).message });
+        renewTimer = setTimeout(() => void issueServing(), 10_000);
+      }
+      renewTimer.unref();
+    };
+    await issueServing();
     const server = new grpc.Server();
     servers.grpc = server;
     server.addService(istioCertificateService(), caServiceHandlers({ ca: () => ca, authenticator, trustDomain: opts.trustDomain, certTtlSeconds: opts.certTtlSeconds, log: log.child({ component: 'ca' }) }));
-    const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certChainPem), private_key: Buffer.from(serving.keyPem) }], false);
+    const credentials = provider.credentials();
     const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync(`${opts.listenHost.includes(':') ? `[${opts.listenHost}]` : opts.listenHost}:${opts.listenPort}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
     await controller.start();
     // Kubernetes mode: the trust bundle for every namespace, as istiod's namespace controller writes it.
@@ -121,6 +138,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const stop = () =>
       (stopping ??= (async () => {
         publisher?.stop();
+        if (renewTimer !== null) clearTimeout(renewTimer);
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         await controller.stop(1000);
         await admin.close();

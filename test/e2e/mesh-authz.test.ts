@@ -50,7 +50,8 @@ describe('AuthorizationPolicy principals and namespaces for mesh workload certif
         },
       );
       req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
-      req.on('error', reject);
+      // A failed connection says what the gateway printed (and whether it is still running).
+      req.on('error', (e) => reject(new Error(`${e.message}; gateway exit code ${gw.proc.exitCode}, output:\n${gw.output()}`)));
       req.end();
     });
   }

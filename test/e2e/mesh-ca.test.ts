@@ -28,8 +28,9 @@ async function control(caDir: string, certTtlSeconds = 86400): Promise<ControlPl
   return startControlPlane({ configDir, caDir, listenHost: '127.0.0.1', listenPort: 0, trustDomain: 'cluster.local', adminPort: 0, certTtlSeconds, translate: { ...DEFAULT_TRANSLATE_OPTIONS }, log: quiet });
 }
 
-async function csrFor(uri: string): Promise<string> {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+/** A CSR as istio-agent sends it (RSA 2048 by default, or ECDSA P-256). */
+async function csrFor(uri: string, type: 'ec' | 'rsa' = 'ec'): Promise<string> {
+  const { privateKey } = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     keys: { privateKey: await toCryptoPrivateKey(privateKey), publicKey: await toCryptoPublicKey(privateKey) },
     signingAlgorithm: signatureParams(privateKey),
@@ -91,6 +92,10 @@ test('the identity comes from the token, never from the CSR', async () => {
     const token = await issueToken(cp.ca.material.signingKey, { namespace: 'web', serviceAccount: 'frontend' }, 600);
     const res = await createCertificate(cp, token, await csrFor('spiffe://cluster.local/ns/istio-system/sa/istiod'));
     const leaf = new X509Certificate(res.cert_chain[0]);
+    // istio-agent's default CSR key is RSA 2048: signed the same way.
+    const rsa = await createCertificate(cp, token, await csrFor('spiffe://cluster.local/ns/web/sa/frontend', 'rsa'));
+    assert.equal(new X509Certificate(rsa.cert_chain[0]).publicKey.asymmetricKeyType, 'rsa');
+    assert.deepEqual(uriSans(rsa.cert_chain[0]), ['spiffe://cluster.local/ns/web/sa/frontend']);
     assert.deepEqual(uriSans(res.cert_chain[0]), ['spiffe://cluster.local/ns/web/sa/frontend'], 'the CSR chose the identity');
     // Istio's leaf profile.
     assert.equal(leaf.ca, false);
@@ -246,6 +251,31 @@ test('the identity client refuses a control plane whose certificate does not nam
   } finally {
     client.stop();
     impostor.forceShutdown();
+    await cp.stop();
+  }
+});
+
+test('the control plane renews its serving certificate without rebinding', async () => {
+  const caDir = path.join(tempDir('meshgate-ca-'), 'ca');
+  const cp = await startControlPlane({ configDir: tempDir('meshgate-cp-config-'), caDir, listenHost: '127.0.0.1', listenPort: 0, trustDomain: 'cluster.local', adminPort: 0, certTtlSeconds: 600, servingTtlSeconds: 3, translate: { ...DEFAULT_TRANSLATE_OPTIONS }, log: quiet });
+  const tls = await import('node:tls');
+  const serial = () =>
+    new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: cp.grpcPort, ca: cp.ca.rootCertPem, servername: 'istiod.istio-system.svc', ALPNProtocols: ['h2'] }, () => {
+        const c = s.getPeerX509Certificate()!;
+        s.destroy();
+        resolve(c.serialNumber);
+      });
+      s.once('error', reject);
+    });
+  try {
+    const first = await serial();
+    await waitFor(async () => (await serial()) !== first, 15_000, 'a new serving certificate');
+    // Clients still get certificates after the swap.
+    const token = await issueToken(cp.ca.material.signingKey, { namespace: 'a', serviceAccount: 'b' }, 600);
+    const res = await createCertificate(cp, token, await csrFor('x'));
+    assert.ok(res.cert_chain.length >= 2);
+  } finally {
     await cp.stop();
   }
 });

@@ -129,12 +129,16 @@ async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
   };
   if (opts.waitReady !== false) {
     try {
+      const quietLogs = (opts.args ?? []).includes('--log-level');
       const deadline = Date.now() + 20_000;
       for (;;) {
         // A port taken by someone else fails the start at once (the caller retries with new ports).
         if (proc.exitCode !== null || /EADDRINUSE/.test(out)) throw new Error('gateway exited or could not bind');
         const r = await get(`http://127.0.0.1:${adminPort}/ready`).catch(() => null);
-        if (r?.status === 200) break;
+        // The 200 must come from this gateway: another test process may have drawn the same admin
+        // port and answer before this one fails to bind it (its "meshgate started" line names the port).
+        const ours = quietLogs || out.includes(`"admin":${adminPort},`);
+        if (r?.status === 200 && ours) break;
         if (r !== null && /is not bound/.test(r.body)) throw new Error(r.body.trim());
         if (Date.now() > deadline) throw new Error(`timed out after 20000 ms waiting for gateway /ready${r ? ` (${r.status} ${r.body.trim()})` : ''}`);
         await new Promise((resolve) => setTimeout(resolve, 50));

@@ -44,7 +44,7 @@ export async function makePlugInCa(dir: string): Promise<{ root: TestCa; interme
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'root-cert.pem'), root.certPem);
   writeFileSync(path.join(dir, 'ca-cert.pem'), intermediate.certPem);
-  // PKCS#1 on purpose for the RSA root is not used here; the intermediate key in SEC1, as openssl writes EC keys.
+  // The intermediate's key in SEC1 ("EC PRIVATE KEY"), as openssl writes EC keys.
   writeFileSync(path.join(dir, 'ca-key.pem'), intKey.export({ type: 'sec1', format: 'pem' }) as string);
   writeFileSync(path.join(dir, 'cert-chain.pem'), intermediate.certPem + root.certPem);
   return { root, intermediate };
