@@ -84,6 +84,19 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
     assert.equal(check.headers.host, 'auth.default.svc.cluster.local');
   });
 
+  test('headers meshgate sets for the auth service cannot be forged by the client (only meshgate\'s value reaches it)', async () => {
+    const forged = { 'x-token': 'good', 'x-original-url': 'http://protected.example.com/public/health', 'x-original-method': 'HEAD', 'x-original-uri': '/public/health', 'x-real-ip': '10.9.9.9', 'x-sent-from': 'evil', 'x-auth-request-redirect': '/evil' };
+    const r = await get(url('/admin/delete'), { host: 'protected.example.com', headers: forged });
+    assert.equal(r.status, 200, r.body);
+    const check = seen[seen.length - 1];
+    assert.equal(check.headers['x-original-url'], 'http://protected.example.com/admin/delete');
+    assert.equal(check.headers['x-original-method'], 'GET');
+    assert.equal(check.headers['x-sent-from'], 'nginx-ingress-controller');
+    assert.equal(check.headers['x-auth-request-redirect'], '/admin/delete');
+    assert.notEqual(check.headers['x-real-ip'], '10.9.9.9');
+    assert.doesNotMatch(String(check.headers['x-real-ip']), /,/);
+  });
+
   test('401 is returned with the service\'s WWW-Authenticate; the backend is not called', async () => {
     const r = await get(url('/page'), { host: 'protected.example.com' });
     assert.equal(r.status, 401);

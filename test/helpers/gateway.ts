@@ -137,7 +137,7 @@ async function startOnce(opts: StartOptions): Promise<GatewayProcess> {
         const r = await get(`http://127.0.0.1:${adminPort}/ready`).catch(() => null);
         // The 200 must come from this gateway: another test process may have drawn the same admin
         // port and answer before this one fails to bind it (its "meshgate started" line names the port).
-        const ours = quietLogs || out.includes(`"admin":${adminPort},`);
+        const ours = quietLogs || out.includes(`"admin":${adminPort},`) || new RegExp(`"admin":"[^"]*:${adminPort}"`).test(out);
         if (r?.status === 200 && ours) break;
         if (r !== null && /is not bound/.test(r.body)) throw new Error(r.body.trim());
         if (Date.now() > deadline) throw new Error(`timed out after 20000 ms waiting for gateway /ready${r ? ` (${r.status} ${r.body.trim()})` : ''}`);

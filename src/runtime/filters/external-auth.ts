@@ -33,8 +33,17 @@ export interface ExternalAuthInput {
   extraResponseHeaders: string[] | null;
 }
 
-/** Headers of the client request never copied into the auth request. */
-const SKIP = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'proxy-connection']);
+/**
+ * Headers of the client request never copied into the auth request: hop-by-hop ones, and every
+ * header meshgate sets itself, so the auth service sees only meshgate's value. A client must not be
+ * able to send its own `X-Original-URL` ahead of meshgate's: an auth service reading the first value
+ * (Go's Header.Get) would decide on the forged URL (ingress-nginx's `proxy_set_header` replaces them
+ * the same way).
+ */
+const SKIP = new Set([
+  'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'proxy-connection',
+  'x-original-url', 'x-original-method', 'x-original-uri', 'x-scheme', 'x-sent-from', 'x-real-ip', 'x-auth-request-redirect',
+]);
 
 /** Runs the check; calls `next` when allowed, else answers the client. */
 export function runExternalAuth(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: string, next: () => void): void {
