@@ -57,3 +57,19 @@ function add(out: Set<string>, namespace: string, name: string | undefined): voi
   // A DNS-1123 subdomain: anything else cannot name a Secret (and must not reach a field selector).
   if (name && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) out.add(`${namespace}/${name}`);
 }
+
+/**
+ * `namespace/name` of every ConfigMap BackendTLSPolicies name as CA certificates
+ * (`spec.validation.caCertificateRefs`, core ConfigMaps in the policy's namespace), sorted.
+ */
+export function referencedConfigMaps(policies: Iterable<KubeObject>): string[] {
+  const out = new Set<string>();
+  for (const p of policies) {
+    if (p.kind !== 'BackendTLSPolicy') continue;
+    for (const r of arr(obj(obj(p.body.spec).validation).caCertificateRefs)) {
+      const ref = obj(r);
+      if ((str(ref.group) ?? '') === '' && str(ref.kind) === 'ConfigMap') add(out, p.metadata.namespace, str(ref.name));
+    }
+  }
+  return [...out].sort();
+}
