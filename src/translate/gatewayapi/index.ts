@@ -82,6 +82,8 @@ interface PlannedListener {
   /** TLS material resolved (or not needed). */
   refsOk: boolean;
   attached: Attachment[];
+  /** The routes in `attached` (translation-time index only). */
+  attachedSet: Set<RouteInfo>;
 }
 
 interface RouteInfo {
@@ -210,6 +212,7 @@ function planListener(ctx: TranslateContext, resources: ResourceSet, rec: Status
     conflicted: false,
     refsOk: true,
     attached: [],
+    attachedSet: new Set(),
   };
   const cond = status.conditions;
   if (protocol === 'HTTP' || protocol === 'HTTPS' || protocol === 'TLS' || protocol === 'TCP') p.kind = protocol;
@@ -442,7 +445,11 @@ function attachRoute(env: BackendEnv, rec: StatusRecorder, r: RouteInfo, listene
     for (const l of allowed) {
       const hostnames = route.kind === 'TCPRoute' ? ['*'] : intersectHostnames(l.hostname, routeHostnames);
       if (hostnames.length === 0) continue;
-      if (!l.attached.some((a) => a.route === r)) l.attached.push({ route: r, hostnames });
+      // Two parentRefs of one route can select the same listener: it counts once.
+      if (!l.attachedSet.has(r)) {
+        l.attachedSet.add(r);
+        l.attached.push({ route: r, hostnames });
+      }
       attachedAny = true;
     }
     if (!attachedAny) {
@@ -520,7 +527,8 @@ function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedLi
   const drafts: ListenerDraft[] = [];
   for (const [bindPort, list] of [...byPort].sort((a, b) => a[0] - b[0])) {
     // Most specific listener first (exact hostnames, then longer wildcards, then none).
-    list.sort((a, b) => hostnameSpecificity(b.hostname) - hostnameSpecificity(a.hostname) || (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+    const specificity = new Map(list.map((l) => [l, hostnameSpecificity(l.hostname)]));
+    list.sort((a, b) => (specificity.get(b) ?? 0) - (specificity.get(a) ?? 0) || (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
     const first = list[0];
     const chains: FilterChainDraft[] = [];
     const httpVhosts: VirtualHostDraft[] = [];
@@ -532,8 +540,10 @@ function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedLi
       }
       // Plain HTTP: every listener of the port shares one chain; a virtual host that lies inside a
       // more specific listener's hostname belongs to that listener (listener isolation).
+      const mine = specificity.get(l) ?? 0;
+      const moreSpecific = list.filter((o) => (specificity.get(o) ?? 0) > mine);
       for (const vh of vhosts) {
-        const owner = list.find((o) => hostnameSpecificity(o.hostname) > hostnameSpecificity(l.hostname) && hostnameWithin(vh.domain, o.hostname));
+        const owner = moreSpecific.find((o) => hostnameWithin(vh.domain, o.hostname));
         if (owner !== undefined) continue;
         httpVhosts.push(vh);
       }
@@ -550,7 +560,11 @@ function listenerVirtualHosts(l: PlannedListener, build: (r: RouteInfo, port: nu
   for (const a of l.attached) {
     if (a.route.obj.kind !== 'HTTPRoute' && a.route.obj.kind !== 'GRPCRoute') continue;
     const built = build(a.route, l.port);
-    for (const h of a.hostnames) byDomain.set(h, [...(byDomain.get(h) ?? []), ...built.ranked]);
+    for (const h of a.hostnames) {
+      let list = byDomain.get(h);
+      if (list === undefined) byDomain.set(h, (list = []));
+      for (const r of built.ranked) list.push(r);
+    }
   }
   const source = sourceOf(l.gateway, l.field);
   return [...byDomain].map(([domain, ranked]) => ({
