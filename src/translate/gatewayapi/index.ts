@@ -356,10 +356,12 @@ function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: R
     for (const [h, same] of byHost) {
       if (same.length < 2) continue;
       const names = same.map((l) => `${l.gateway.metadata.namespace}/${l.gateway.metadata.name}/${l.name}`).join(', ');
+      const ports = [...new Set(same.map((l) => l.port))];
+      const where = ports.length > 1 ? `Gateway ports ${ports.join(', ')} (all bound as ${same[0].bindPort} by --port-map)` : `port ${same[0].port}`;
       for (const l of same) {
         l.conflicted = true;
         rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'HostnameConflict', 'listener conflicts with another listener of the port');
-        rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'HostnameConflict', `listeners ${names} share port ${l.port}${h ? ` and hostname ${h}` : ''}; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.hostname` });
+        rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'HostnameConflict', `listeners ${names} share ${where}${h ? ` and hostname ${h}` : ''}; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.hostname` });
       }
     }
     // HTTPS listeners of one port whose hostnames overlap (`*.example.com` and `a.example.com`).
