@@ -316,4 +316,13 @@ spec:
     assert.deepEqual(g.conditions.map((c) => `${c.type}=${c.status}`), ['Accepted=True', 'Programmed=True']);
     assert.deepEqual(Object.fromEntries(g.listeners.map((l) => [l.name, l.attachedRoutes])), { http: 2, wild: 1, foo: 1, https: 1 });
   });
+
+  test('the dashboard lists HTTPRoute rules with their object and file:line', async () => {
+    const r = await get(`http://127.0.0.1:${gw.adminPort}/api/overview`);
+    const rows = (JSON.parse(r.body) as { routes: { route: string; source: string; sourceRef: { kind: string } }[] }).routes;
+    const exact = rows.find((x) => x.route === 'httproute/default/shop/rule/0/match/0');
+    assert.ok(exact, `no row for the shop route's first rule in ${rows.length} rows`);
+    assert.equal(exact.sourceRef.kind, 'HTTPRoute');
+    assert.match(exact.source, /^HTTPRoute\/default\/shop \(routes\.yaml:\d+\)$/);
+  });
 });
