@@ -60,6 +60,7 @@ describe('Gateway API: HTTPRoute and HTTPS through meshgate run', { timeout: 120
       serviceYaml('wild', [e.wild.port]),
       serviceYaml('foo', [e.foo.port]),
       serviceYaml('down', [e.v1.port], { notReady: [e.v1.port] }),
+      serviceYaml('pair', [e.v1.port, e.v2.port]),
     ].join('---\n'));
     writeConfig(dir, 'secret.yaml', tlsSecret('secure-cert', 'infra', secure));
     writeConfig(dir, 'grant.yaml', grant(true));
@@ -130,6 +131,9 @@ spec:
     - matches: [{ path: { type: PathPrefix, value: /delay } }]
       timeouts: { request: 300ms }
       backendRefs: [{ name: v1, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /sticky } }]
+      sessionPersistence: { sessionName: shop-session }
+      backendRefs: [{ name: pair, port: 80 }]
     - matches: [{ path: { type: PathPrefix, value: /cross } }]
       backendRefs: [{ name: api, namespace: backend, port: 80 }]
 ---
@@ -324,5 +328,19 @@ spec:
     assert.ok(exact, `no row for the shop route's first rule in ${rows.length} rows`);
     assert.equal(exact.sourceRef.kind, 'HTTPRoute');
     assert.match(exact.source, /^HTTPRoute\/default\/shop \(routes\.yaml:\d+\)$/);
+  });
+
+  test('sessionPersistence (experimental): the cookie set on the first answer keeps a client on one endpoint', async () => {
+    const first = await shop('/sticky');
+    const setCookie = String(first.headers['set-cookie'] ?? '');
+    const m = /shop-session=([^;]+)/.exec(setCookie);
+    assert.ok(m, `no session cookie in ${JSON.stringify(first.headers['set-cookie'])}`);
+    const seen = new Set<string>();
+    for (let i = 0; i < 30; i++) seen.add((await shop('/sticky', { cookie: `shop-session=${m[1]}` })).json?.name ?? '?');
+    assert.equal(seen.size, 1, `one session reached ${[...seen].join(', ')}`);
+    // Without the cookie, requests spread over both endpoints.
+    const spread = new Set<string>();
+    for (let i = 0; i < 40; i++) spread.add((await shop('/sticky')).json?.name ?? '?');
+    assert.deepEqual([...spread].sort(), ['v1', 'v2']);
   });
 });
