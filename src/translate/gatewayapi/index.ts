@@ -444,15 +444,29 @@ function attachRoute(env: BackendEnv, rec: StatusRecorder, r: RouteInfo, listene
       return;
     }
     let attachedAny = false;
+    let rival: RouteInfo | null = null;
     for (const l of allowed) {
       const hostnames = route.kind === 'TCPRoute' ? ['*'] : intersectHostnames(l.hostname, routeHostnames);
       if (hostnames.length === 0) continue;
+      // An HTTPRoute and a GRPCRoute with intersecting hostnames on one listener: only the older one
+      // (routes come in creation then namespace/name order) is served there (the spec's GRPCRoute rule).
+      const other = route.kind === 'HTTPRoute' ? 'GRPCRoute' : route.kind === 'GRPCRoute' ? 'HTTPRoute' : null;
+      const clash = other === null ? undefined : l.attached.find((a) => a.route.obj.kind === other && a.hostnames.some((h) => hostnames.some((x) => hostnameWithin(h, x) || hostnameWithin(x, h))));
+      if (clash !== undefined) {
+        rival = clash.route;
+        continue;
+      }
       // Two parentRefs of one route can select the same listener: it counts once.
       if (!l.attachedSet.has(r)) {
         l.attachedSet.add(r);
         l.attached.push({ route: r, hostnames });
       }
       attachedAny = true;
+    }
+    if (!attachedAny && rival !== null) {
+      const o = rival.obj;
+      rec.set(c, route, 'Accepted', 'False', 'NotAllowedByListeners', `its hostnames are already served by the older ${o.kind} ${o.metadata.namespace}/${o.metadata.name} on the listeners of Gateway ${namespace}/${name}; an HTTPRoute and a GRPCRoute cannot share a hostname on one listener`, { code: 'MG_ROUTE_NOT_ACCEPTED', field: 'spec.hostnames' });
+      return;
     }
     if (!attachedAny) {
       rec.set(c, route, 'Accepted', 'False', 'NoMatchingListenerHostname', `hostnames ${routeHostnames.join(', ')} intersect no listener hostname of Gateway ${namespace}/${name}`, { code: 'MG_ROUTE_NOT_ACCEPTED', field: 'spec.hostnames' });
