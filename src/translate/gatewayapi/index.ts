@@ -618,7 +618,23 @@ function tcpListenersOf(ctx: TranslateContext, env: BackendEnv, listeners: Plann
       continue;
     }
     if (first.tlsMode === 'Passthrough') {
-      const routes = list.flatMap((l) => tlsRoutes(env, l));
+      // Listener isolation by SNI, as for HTTP hosts: a route hostname inside a more specific
+      // listener's hostname belongs to that listener; and an SNI a listener's hostname matches but
+      // none of its routes does is refused, not passed to a less specific listener's routes.
+      const spec = new Map(list.map((l) => [l, hostnameSpecificity(l.hostname)]));
+      const routes: SniRoute[] = [];
+      for (const l of list) {
+        const moreSpecific = list.filter((o) => (spec.get(o) ?? 0) > (spec.get(l) ?? 0));
+        for (const r of tlsRoutes(env, l)) if (!moreSpecific.some((o) => hostnameWithin(r.host, o.hostname))) routes.push(r);
+        if (l.hostname !== '*' && list.some((o) => (spec.get(o) ?? 0) < (spec.get(l) ?? 0))) {
+          const gw = l.gateway;
+          routes.push({
+            route: { name: `gateway/${gw.metadata.namespace}/${gw.metadata.name}/listener/${l.name}/no-route`, source: sourceOf(gw, l.field), matches: [{ sniHosts: [l.hostname], destinationSubnets: [], port: null }], destinations: [{ cluster: invalidBackendCluster(env, gw, `${l.field}.no-route`), weight: 1 }] },
+            host: l.hostname,
+            ordinal: Number.MAX_SAFE_INTEGER,
+          });
+        }
+      }
       out.push({ ...base, protocol: 'TLS', routes: sortBySni(routes), tlsChains: [] });
       continue;
     }
