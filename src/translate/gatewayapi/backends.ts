@@ -89,13 +89,13 @@ export class BackendTlsPolicies {
   readonly #byTarget = new Map<string, UpstreamTls | null>();
   readonly statuses: PolicyStatusOut[] = [];
 
-  constructor(ctx: TranslateContext, resources: ResourceSet, rec: StatusRecorder, controllerName: string) {
+  constructor(resources: ResourceSet, rec: StatusRecorder, controllerName: string) {
     const policies = resources.ofKind('BackendTLSPolicy').filter((p) => p.apiVersion.startsWith(`${GATEWAY_GROUP}/`));
     for (const p of [...policies].sort(compareByCreation)) {
       const spec = obj(p.body.spec);
       const validation = obj(spec.validation);
       const conditions: PolicyStatusOut['ancestors'][number]['conditions'] = [];
-      const tls = policyTls(ctx, resources, rec, p, validation, conditions);
+      const tls = policyTls(resources, rec, p, validation, conditions);
       let conflicted = false;
       arr(spec.targetRefs).forEach((t, i) => {
         const to = obj(t);
@@ -129,7 +129,7 @@ export class BackendTlsPolicies {
   }
 }
 
-function policyTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusRecorder, p: KubeObject, validation: Obj, conditions: PolicyStatusOut['ancestors'][number]['conditions']): UpstreamTls | null {
+function policyTls(resources: ResourceSet, rec: StatusRecorder, p: KubeObject, validation: Obj, conditions: PolicyStatusOut['ancestors'][number]['conditions']): UpstreamTls | null {
   const hostname = (str(validation.hostname) ?? '').toLowerCase();
   let ca: PemSource | null = null;
   const refs = arr(validation.caCertificateRefs).map(obj);
@@ -162,6 +162,5 @@ function policyTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusRec
     .map(obj)
     .map((s) => (str(s.type) === 'URI' ? str(s.uri) : str(s.hostname)))
     .filter((s): s is string => s !== undefined && s !== '');
-  void ctx;
   return { mode: 'SIMPLE', caCertificates: ca, clientCertificate: null, sni: hostname, subjectAltNames: sans.length > 0 ? sans : hostname ? [hostname] : [], insecureSkipVerify: false };
 }

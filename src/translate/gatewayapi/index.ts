@@ -125,7 +125,7 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
   const status = emptyStatus(controllerName);
   const rec = new StatusRecorder(ctx);
   const grants = new ReferenceGrants(resources);
-  const tlsPolicies = new BackendTlsPolicies(ctx, resources, rec, controllerName);
+  const tlsPolicies = new BackendTlsPolicies(resources, rec, controllerName);
   const env: BackendEnv = { ctx, resources, grants, tlsPolicies };
 
   // 1. classes
@@ -173,7 +173,7 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
     const key = `${gw.metadata.namespace}/${gw.metadata.name}`;
     const planned = listenersByGateway.get(key) ?? [];
     for (const l of planned) finishListener(rec, l);
-    finishGateway(ctx, rec, gw, planned, gatewayStatus.get(key) as GatewayStatusOut);
+    finishGateway(rec, gw, planned, gatewayStatus.get(key) as GatewayStatusOut);
   }
 
   // 4. IR
@@ -384,7 +384,7 @@ function finishListener(rec: StatusRecorder, l: PlannedListener): void {
   l.status.attachedRoutes = l.attached.length;
 }
 
-function finishGateway(ctx: TranslateContext, rec: StatusRecorder, gw: KubeObject, planned: PlannedListener[], gs: GatewayStatusOut): void {
+function finishGateway(rec: StatusRecorder, gw: KubeObject, planned: PlannedListener[], gs: GatewayStatusOut): void {
   const valid = planned.filter(isServed).length;
   if (planned.length > 0 && valid === planned.length) rec.set(gs.conditions, gw, 'Accepted', 'True', 'Accepted', 'all listeners are valid');
   else if (valid > 0) rec.set(gs.conditions, gw, 'Accepted', 'True', 'ListenersNotValid', `${planned.length - valid} of ${planned.length} listeners are not valid`);
@@ -396,7 +396,6 @@ function finishGateway(ctx: TranslateContext, rec: StatusRecorder, gw: KubeObjec
     rec.set(gs.conditions, gw, 'Programmed', 'False', 'AddressNotUsable', `meshgate cannot take the addresses ${unusable.join(', ')} (it serves ${[...mine].join(', ') || 'its own address'})`, { code: 'MG_UNSUPPORTED', field: 'spec.addresses', severity: 'warning' });
   } else if (valid > 0) rec.set(gs.conditions, gw, 'Programmed', 'True', 'Programmed', `${valid} listener(s) served`);
   else rec.set(gs.conditions, gw, 'Programmed', 'False', 'Invalid', 'no listener is served');
-  void ctx;
 }
 
 // ---- route attachment ---------------------------------------------------------------------------
