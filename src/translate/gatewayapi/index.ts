@@ -117,10 +117,36 @@ function compareCreation(a: KubeObject, b: KubeObject): number {
 }
 
 /**
- * `takenPorts`: bind ports Istio servers or Ingress already serve; Gateway API listeners there are
- * refused (PortUnavailable) rather than merged into another API's virtual hosts.
+ * What Istio servers and Ingress already serve on a bind port: `HTTP`/`HTTPS` with every host name
+ * (virtual-host domains and SNI names, `*` = any), or `TCP` (any relayed port; never shared).
  */
-export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSet, takenPorts: ReadonlySet<number>): GatewayApiResult {
+export interface PortUse {
+  protocol: 'HTTP' | 'HTTPS' | 'TCP';
+  hosts: string[];
+}
+
+/** What each bind port already serves, for the Gateway API translator. */
+export function portUses(drafts: ListenerDraft[], tcp: TcpListener[]): Map<number, PortUse> {
+  const out = new Map<number, PortUse>();
+  for (const d of drafts) {
+    const use = out.get(d.port) ?? { protocol: d.protocol, hosts: [] };
+    for (const c of d.chains) {
+      use.hosts.push(...(d.protocol === 'HTTPS' && c.serverNames.length === 0 ? ['*'] : c.serverNames));
+      for (const vh of c.virtualHosts) use.hosts.push(vh.domain);
+    }
+    out.set(d.port, use);
+  }
+  for (const l of tcp) out.set(l.port, { protocol: 'TCP', hosts: ['*'] });
+  return out;
+}
+
+/**
+ * `otherPorts`: bind ports Istio servers or Ingress already serve. A Gateway API listener shares
+ * such a port only when the protocol is the same and its hostname overlaps none of theirs (so every
+ * host is served by exactly one API); otherwise it is refused (PortUnavailable), never merged into
+ * another API's virtual hosts.
+ */
+export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSet, otherPorts: ReadonlyMap<number, PortUse>): GatewayApiResult {
   const controllerName = ctx.options.gatewayControllerName ?? DEFAULT_GATEWAY_CONTROLLER_NAME;
   const status = emptyStatus(controllerName);
   const rec = new StatusRecorder(ctx);
@@ -157,7 +183,7 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
     status.gateways.push(gs);
   }
   const all = [...listenersByGateway.values()].flat();
-  resolvePorts(rec, all, takenPorts);
+  resolvePorts(rec, all, otherPorts);
 
   // 3. routes
   const routes: RouteInfo[] = ROUTE_KINDS.flatMap((k) => resources.ofKind(k).filter(isGatewayApi))
@@ -324,14 +350,18 @@ function listenerTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusR
  * socket here), or the same hostname twice for one protocol, or two TCP listeners. None of the
  * conflicting listeners is served.
  */
-function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: ReadonlySet<number>): void {
+function resolvePorts(rec: StatusRecorder, all: PlannedListener[], otherPorts: ReadonlyMap<number, PortUse>): void {
   const byPort = new Map<number, PlannedListener[]>();
   for (const l of all) {
     if (l.kind === null || !l.accepted) continue;
-    if (takenPorts.has(l.bindPort)) {
-      l.accepted = false;
-      rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is already served by Istio Gateway servers or Ingress; a Gateway API listener cannot share it`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
-      continue;
+    const other = otherPorts.get(l.bindPort);
+    if (other !== undefined) {
+      const why = sharingProblem(l, other);
+      if (why !== null) {
+        l.accepted = false;
+        rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is already served by Istio Gateway servers or Ingress and ${why}`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
+        continue;
+      }
     }
     const list = byPort.get(l.bindPort) ?? [];
     list.push(l);
@@ -371,6 +401,15 @@ function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: R
       if (other) rec.set(l.status.conditions, l.gateway, 'OverlappingTLSConfig', 'True', 'OverlappingHostnames', `hostname ${l.hostname} overlaps ${other.hostname} of listener ${other.gateway.metadata.name}/${other.name} on port ${l.port}; the certificate is chosen by SNI`);
     }
   }
+}
+
+/** Why `l` cannot share a port with Istio/Ingress, or null when it can (same protocol, no host in common). */
+function sharingProblem(l: PlannedListener, other: PortUse): string | null {
+  if (other.protocol === 'TCP' || (l.kind !== 'HTTP' && l.kind !== 'HTTPS')) return 'a relayed (TCP/TLS) port is never shared between APIs';
+  if (other.protocol !== l.kind) return `it is served there as ${other.protocol}, not ${l.kind}`;
+  if (l.hostname === '*') return 'a listener without hostname would take their hosts; give the listener a hostname they do not serve';
+  const overlap = other.hosts.find((h) => hostnameWithin(h, l.hostname) || hostnameWithin(l.hostname, h));
+  return overlap === undefined ? null : `host ${overlap} there overlaps the listener hostname ${l.hostname}: one API would shadow the other`;
 }
 
 function finishListener(rec: StatusRecorder, l: PlannedListener): void {
