@@ -151,7 +151,7 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
   const status = emptyStatus(controllerName);
   const rec = new StatusRecorder(ctx);
   const grants = new ReferenceGrants(resources);
-  const tlsPolicies = new BackendTlsPolicies(resources, rec, controllerName);
+  const tlsPolicies = new BackendTlsPolicies(resources, rec);
   const env: BackendEnv = { ctx, resources, grants, tlsPolicies };
 
   // 1. classes
@@ -206,7 +206,7 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
   const servedListeners = all.filter(isServed);
   const drafts = httpDrafts(ctx, env, servedListeners);
   const tcpListeners = tcpListenersOf(ctx, env, servedListeners);
-  status.policies.push(...tlsPolicies.statuses);
+  status.policies.push(...tlsPolicies.statuses(gateways, controllerName));
   return { drafts, tcpListeners, status: sortStatus(status) };
 }
 
