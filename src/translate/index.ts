@@ -11,7 +11,7 @@ import type { ResourceSet } from '../resources/resource-set.js';
 import { translateIngresses } from './ingress/index.js';
 import { translateIstio } from './istio/index.js';
 import { translateIstioTcp } from './istio/tcp.js';
-import { translateGatewayApi } from './gatewayapi/index.js';
+import { portUses, translateGatewayApi } from './gatewayapi/index.js';
 import type { GatewayApiStatus } from './gatewayapi/status.js';
 import { mergeListeners } from './merge/listeners.js';
 import { translateSecurity } from './security/index.js';
@@ -35,8 +35,9 @@ export function translate(resources: ResourceSet, options: TranslateOptions): Tr
   const drafts = [...translateIstio(ctx, resources), ...translateIngresses(ctx, resources)];
   // TCP and TLS passthrough servers, on ports no HTTP listener took.
   const istioTcp = translateIstioTcp(ctx, resources, new Set(drafts.map((d) => d.port)));
-  // Gateway API listeners: on ports Istio and Ingress leave free (a shared port is refused, never shadowed).
-  const gatewayApi = translateGatewayApi(ctx, resources, new Set([...drafts.map((d) => d.port), ...istioTcp.map((l) => l.port)]));
+  // Gateway API listeners: a port Istio or Ingress serves is shared only without a host in common
+  // (refused otherwise, never shadowed).
+  const gatewayApi = translateGatewayApi(ctx, resources, portUses(drafts, istioTcp));
   const listeners = mergeListeners(ctx, [...drafts, ...gatewayApi.drafts]);
   const tcpListeners = [...istioTcp, ...gatewayApi.tcpListeners].sort((a, b) => a.port - b.port);
   const security = { ...translateSecurity(ctx, resources), ...translateGatewayTopology(ctx, resources) };

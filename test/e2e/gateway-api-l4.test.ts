@@ -11,7 +11,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { freePort, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
-import { grpc, grpcClient, startGrpcEcho, unary } from '../support/grpc-echo.js';
+import { grpc, grpcClient, grpcTlsClient, startGrpcEcho, unary } from '../support/grpc-echo.js';
 import { within } from '../support/http-client.js';
 import { startSummingBackend } from '../support/tcp-backends.js';
 import { makeCerts } from '../support/tls-certs.js';
@@ -64,12 +64,16 @@ describe('Gateway API: GRPCRoute (h2c), TLSRoute and TCPRoute through meshgate r
   let gw: GatewayProcess;
   let tcpPort = 0;
   let terminatePort = 0;
+  let grpcsPort = 0;
+  let grpcsCa = '';
   const closers: (() => Promise<void>)[] = [];
 
   before(async () => {
     const g1 = await startGrpcEcho('g1');
     const g2 = await startGrpcEcho('g2');
-    const [ca, cb, cdb] = makeCerts(['a.example.com', 'b.example.com', 'db.example.com']);
+    const [ca, cb, cdb, cgrpc] = makeCerts(['a.example.com', 'b.example.com', 'db.example.com', 'grpc.example.com']);
+    grpcsCa = cgrpc.certChain;
+    grpcsPort = await freePort();
     const a = await startTlsBackend('a', ca);
     const b = await startTlsBackend('b', cb);
     const sum = await startSummingBackend('sum');
@@ -79,7 +83,7 @@ describe('Gateway API: GRPCRoute (h2c), TLSRoute and TCPRoute through meshgate r
     terminatePort = await freePort();
     const svc = (name: string, port: number, servicePort: number) => serviceYaml(name, [port], { servicePort, portName: 'tcp' });
     writeConfig(dir, 'backends.yaml', [svc('g1', g1.port, 50051), svc('g2', g2.port, 50051), svc('tls-a', a.port, 443), svc('tls-b', b.port, 443), svc('sum', sum.port, 9000), svc('other', other.port, 9000)].join('---\n'));
-    writeConfig(dir, 'secret.yaml', tlsSecret('db-cert', 'default', { cert: cdb.certChain, key: cdb.privateKey }));
+    writeConfig(dir, 'secret.yaml', tlsSecret('db-cert', 'default', { cert: cdb.certChain, key: cdb.privateKey }) + '---\n' + tlsSecret('grpc-cert', 'default', { cert: cgrpc.certChain, key: cgrpc.privateKey }));
     writeConfig(dir, 'gateway.yaml', `
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -93,6 +97,7 @@ spec:
   gatewayClassName: meshgate
   listeners:
     - { name: grpc, port: 80, protocol: HTTP, hostname: grpc.example.com }
+    - { name: grpcs, port: ${grpcsPort}, protocol: HTTPS, hostname: grpc.example.com, tls: { certificateRefs: [{ name: grpc-cert }] } }
     - { name: pass, port: 443, protocol: TLS, hostname: "*.example.com", tls: { mode: Passthrough } }
     - { name: term, port: ${terminatePort}, protocol: TLS, hostname: db.example.com, tls: { mode: Terminate, certificateRefs: [{ name: db-cert }] } }
     - { name: tcp, port: ${tcpPort}, protocol: TCP }
@@ -101,7 +106,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: { name: echo, namespace: default }
 spec:
-  parentRefs: [{ name: gw, sectionName: grpc }]
+  parentRefs: [{ name: gw, sectionName: grpc }, { name: gw, sectionName: grpcs }]
   rules:
     - matches: [{ method: { service: meshgate.test.Echo, method: Unary }, headers: [{ name: x-pick, value: g2 }] }]
       filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: x-from-gateway, value: "yes" }] } }]
@@ -206,19 +211,32 @@ spec:
     }
   });
 
-  test('GRPCRoute weights: 70/30 within 8 points over 500 calls', async () => {
+  test('GRPCRoute weights: 70/30 within 4 points over 1500 calls', async () => {
     const client = grpcClient(gw.httpPort, 'grpc.example.com');
     try {
       const counts: Record<string, number> = {};
       const md = new grpc.Metadata();
       md.set('x-split', 'yes');
-      for (let i = 0; i < 500; i++) {
+      for (let i = 0; i < 1500; i++) {
         const r = await unary(client, { text: 'w' }, md);
         const k = r.error ? `code ${r.error.code}` : (r.reply?.from ?? '?');
         counts[k] = (counts[k] ?? 0) + 1;
       }
-      assert.equal((counts.g1 ?? 0) + (counts.g2 ?? 0), 500, JSON.stringify(counts));
-      assert.ok(Math.abs((counts.g1 ?? 0) / 500 - 0.7) <= 0.08, JSON.stringify(counts));
+      assert.equal((counts.g1 ?? 0) + (counts.g2 ?? 0), 1500, JSON.stringify(counts));
+      assert.ok(Math.abs((counts.g1 ?? 0) / 1500 - 0.7) <= 0.04, JSON.stringify(counts));
+    } finally {
+      client.close();
+    }
+  });
+
+  test('GRPCRoute on an HTTPS listener: TLS with HTTP/2 by ALPN', async () => {
+    const client = grpcTlsClient(grpcsPort, 'grpc.example.com', grpcsCa);
+    try {
+      const md = new grpc.Metadata();
+      md.set('x-pick', 'g2');
+      const r = await unary(client, { text: 'secure' }, md);
+      assert.equal(r.error, null, r.error?.message);
+      assert.equal(r.reply?.from, 'g2');
     } finally {
       client.close();
     }

@@ -22,6 +22,7 @@ const RESOURCES: ResourceDef[] = [
   gatewayApi('httproutes', 'HTTPRoute'),
   gatewayApi('grpcroutes', 'GRPCRoute'),
   gatewayApi('referencegrants', 'ReferenceGrant'),
+  gatewayApi('backendtlspolicies', 'BackendTLSPolicy'),
 ];
 
 const conditions = (o: Obj | null | undefined): Obj[] => ((o?.status as Obj | undefined)?.conditions as Obj[] | undefined) ?? [];
@@ -137,5 +138,20 @@ describe('kubernetes source: Gateway API', { skip: REAL && 'uses the fake API se
       const parents = ((o?.status as Obj | undefined)?.parents as Obj[] | undefined) ?? [];
       return parents.length === 1 && parents[0].controllerName === 'example.com/other';
     });
+  });
+
+  test('BackendTLSPolicy: the ConfigMap it names is read (by name only) and becomes the cluster\'s CA', async () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n';
+    await cluster.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'backend-ca', namespace: ns }, data: { 'ca.crt': pem } });
+    await cluster.apply({ apiVersion: `${G}/v1`, kind: 'BackendTLSPolicy', metadata: { name: 'web-tls', namespace: ns }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'web' }], validation: { caCertificateRefs: [{ group: '', kind: 'ConfigMap', name: 'backend-ca' }], hostname: 'web.internal' } } });
+    await cluster.apply(route('app', 'app.example.com'));
+    const tls = await eventually('the cluster with the policy\'s TLS', () => {
+      const c = gw.controller.serving?.clusters.find((x) => x.service.name === 'web' && x.service.namespace === ns);
+      return c?.tls?.caCertificates?.kind === 'inline' && c.tls.caCertificates.pem.includes('MIIBfake') ? c.tls : false;
+    });
+    assert.equal(tls.sni, 'web.internal');
+    // Lists and watches (the test's own apply is a GET by name and a POST).
+    const cmRequests = cluster.fake!.requests.filter((r) => r.startsWith('GET ') && r.includes('/configmaps?') && r.includes(`/namespaces/${ns}/`));
+    assert.ok(cmRequests.length > 0 && cmRequests.every((r) => r.includes('fieldSelector=metadata.name%3Dbackend-ca')), `ConfigMaps read beyond the named one: ${JSON.stringify(cmRequests)}`);
   });
 });

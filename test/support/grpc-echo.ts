@@ -127,6 +127,11 @@ export function grpcClient(port: number, authority: string): EchoClient {
   return new loaded.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority });
 }
 
+/** A TLS client (HTTP/2 by ALPN) to `127.0.0.1:port` trusting `ca`; `authority` is the SNI, the name checked and :authority. */
+export function grpcTlsClient(port: number, authority: string, ca: string): EchoClient {
+  return new loaded.Client(`127.0.0.1:${port}`, grpc.credentials.createSsl(Buffer.from(ca)), { 'grpc.default_authority': authority, 'grpc.ssl_target_name_override': authority });
+}
+
 export function unary(client: EchoClient, req: EchoRequest, md = new grpc.Metadata(), opts: grpc.CallOptions = {}): Promise<{ reply: EchoReply | null; error: grpc.ServiceError | null; headers: grpc.Metadata | null; status: grpc.StatusObject | null }> {
   return new Promise((resolve) => {
     let headers: grpc.Metadata | null = null;

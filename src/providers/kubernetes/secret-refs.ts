@@ -92,3 +92,19 @@ export function referencedConfigMaps(objects: Iterable<KubeObject>, controller: 
   }
   return [...out].sort();
 }
+
+/**
+ * `namespace/name` of every ConfigMap BackendTLSPolicies name as CA certificates
+ * (`spec.validation.caCertificateRefs`, core ConfigMaps in the policy's namespace), sorted.
+ */
+export function referencedCaConfigMaps(policies: Iterable<KubeObject>): string[] {
+  const out = new Set<string>();
+  for (const p of policies) {
+    if (p.kind !== 'BackendTLSPolicy') continue;
+    for (const r of arr(obj(obj(p.body.spec).validation).caCertificateRefs)) {
+      const ref = obj(r);
+      if ((str(ref.group) ?? '') === '' && str(ref.kind) === 'ConfigMap') add(out, p.metadata.namespace, str(ref.name));
+    }
+  }
+  return [...out].sort();
+}

@@ -22,7 +22,7 @@ import { Backoff, Sleeper, type BackoffOptions } from './backoff.js';
 import { discoverVersion } from './discovery.js';
 import { CONFIGMAPS, GATEWAY_API_GROUP, SECRETS, WATCHED, apiVersionOf, collectionPath, type WatchedResource } from './kinds.js';
 import { Reflector } from './reflector.js';
-import { referencedConfigMaps, referencedSecrets } from './secret-refs.js';
+import { referencedCaConfigMaps, referencedConfigMaps, referencedSecrets } from './secret-refs.js';
 
 export interface KubernetesSourceOptions {
   client: ApiClient;
@@ -50,6 +50,8 @@ export class KubernetesSource implements ConfigSource {
   readonly #reflectors = new Map<string, Reflector>();
   /** Referenced-Secret reflectors by `namespace/name`. */
   readonly #secretReflectors = new Map<string, Reflector>();
+  /** Referenced-ConfigMap reflectors by `namespace/name` (BackendTLSPolicy CA certificates). */
+  readonly #configMapReflectors = new Map<string, Reflector>();
   readonly #missing = new Set<WatchedResource>();
   readonly #listeners = new Set<() => void>();
   readonly #sleeper = new Sleeper();
@@ -77,7 +79,9 @@ export class KubernetesSource implements ConfigSource {
     // Referenced Secrets depend on Ingresses and Gateways: wait until a pass starts no new reflector.
     for (;;) {
       await Promise.all([...this.#allReflectors()].map((r) => r.synced));
-      if (!this.#reconcileSecrets()) break;
+      const secrets = this.#reconcileSecrets();
+      const configMaps = this.#reconcileConfigMaps();
+      if (!secrets && !configMaps) break;
     }
     const objects: KubeObject[] = [];
     for (const r of this.#allReflectors()) for (const o of r.items()) objects.push(o);
@@ -94,6 +98,7 @@ export class KubernetesSource implements ConfigSource {
   lookup(kind: string, namespace: string, name: string): KubeObject | undefined {
     for (const [key, r] of this.#reflectors) if (key.startsWith(`${kind}|`) && r.get(namespace, name)) return r.get(namespace, name);
     for (const r of this.#secretReflectors.values()) if (r.get(namespace, name)?.kind === kind) return r.get(namespace, name);
+    if (kind === 'ConfigMap') for (const r of this.#configMapReflectors.values()) if (r.get(namespace, name)) return r.get(namespace, name);
     return undefined;
   }
 
@@ -112,6 +117,7 @@ export class KubernetesSource implements ConfigSource {
     const out: KubeObject[] = [];
     for (const [key, r] of this.#reflectors) if (key.startsWith(`${kind}|`)) for (const o of r.items()) out.push(o);
     for (const r of this.#secretReflectors.values()) for (const o of r.items()) if (o.kind === kind) out.push(o);
+    if (kind === 'ConfigMap') for (const r of this.#configMapReflectors.values()) for (const o of r.items()) out.push(o);
     return out;
   }
 
@@ -132,6 +138,7 @@ export class KubernetesSource implements ConfigSource {
   *#allReflectors(): IterableIterator<Reflector> {
     yield* this.#reflectors.values();
     yield* this.#secretReflectors.values();
+    yield* this.#configMapReflectors.values();
   }
 
   /** Discovery until it answers (the first load waits for it), then the reflectors. */
@@ -261,6 +268,29 @@ export class KubernetesSource implements ConfigSource {
     return started;
   }
 
+  /** Same for the ConfigMaps BackendTLSPolicies name (by name, in the policy's namespace); true if any started. */
+  #reconcileConfigMaps(): boolean {
+    if (this.#closed) return false;
+    const policies = [...this.#reflectors].filter(([k]) => k.startsWith('BackendTLSPolicy|')).flatMap(([, r]) => [...r.items()]);
+    const watched = this.#opts.watchNamespaces ? new Set(this.#opts.watchNamespaces) : null;
+    const wanted = new Set(referencedCaConfigMaps(policies).filter((ref) => !watched || watched.has(ref.split('/')[0])));
+    let started = false;
+    for (const ref of wanted) {
+      if (this.#configMapReflectors.has(ref)) continue;
+      const [ns, name] = ref.split('/');
+      const reflector = this.#reflector(CONFIGMAPS, 'v1', ns, { fieldSelector: `metadata.name=${name}` });
+      this.#configMapReflectors.set(ref, reflector);
+      reflector.start();
+      started = true;
+    }
+    for (const [ref, r] of this.#configMapReflectors) {
+      if (wanted.has(ref)) continue;
+      r.stop();
+      this.#configMapReflectors.delete(ref);
+    }
+    return started;
+  }
+
   /** A reflector changed: one notification per debounce window (the first event opens it). */
   #changed(): void {
     this.#dirty = true;
@@ -268,6 +298,7 @@ export class KubernetesSource implements ConfigSource {
     this.#debounce = setTimeout(() => {
       this.#debounce = null;
       this.#reconcileSecrets();
+      this.#reconcileConfigMaps();
       for (const l of this.#listeners) l();
     }, this.#opts.debounceMs ?? 50);
   }

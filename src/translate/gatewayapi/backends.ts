@@ -87,15 +87,15 @@ export function invalidBackendCluster(env: BackendEnv, route: KubeObject, field:
  */
 export class BackendTlsPolicies {
   readonly #byTarget = new Map<string, UpstreamTls | null>();
-  readonly statuses: PolicyStatusOut[] = [];
+  readonly #conditions: { policy: KubeObject; conditions: PolicyStatusOut['ancestors'][number]['conditions'] }[] = [];
 
-  constructor(ctx: TranslateContext, resources: ResourceSet, rec: StatusRecorder, controllerName: string) {
+  constructor(resources: ResourceSet, rec: StatusRecorder) {
     const policies = resources.ofKind('BackendTLSPolicy').filter((p) => p.apiVersion.startsWith(`${GATEWAY_GROUP}/`));
     for (const p of [...policies].sort(compareByCreation)) {
       const spec = obj(p.body.spec);
       const validation = obj(spec.validation);
       const conditions: PolicyStatusOut['ancestors'][number]['conditions'] = [];
-      const tls = policyTls(ctx, resources, rec, p, validation, conditions);
+      const tls = policyTls(resources, rec, p, validation, conditions);
       let conflicted = false;
       arr(spec.targetRefs).forEach((t, i) => {
         const to = obj(t);
@@ -113,10 +113,18 @@ export class BackendTlsPolicies {
       if (conflicted) rec.set(conditions, p, 'Accepted', 'False', 'Conflicted', 'an older BackendTLSPolicy already targets this Service', { code: 'MG_UNSUPPORTED', field: 'spec.targetRefs', severity: 'warning' });
       if (!conditions.some((c) => c.type === 'Accepted')) rec.set(conditions, p, 'Accepted', 'True', 'Accepted', 'policy applies to the targeted Services');
       if (!conditions.some((c) => c.type === 'ResolvedRefs')) rec.set(conditions, p, 'ResolvedRefs', 'True', 'ResolvedRefs', 'CA certificates resolved');
-      // Policy status is reported per ancestor; meshgate's ancestor is every Gateway of its class, so
-      // the controller itself is named once with no Gateway reference.
-      this.statuses.push({ ...statusKey(p), ancestors: [{ ancestorRef: { group: GATEWAY_GROUP, kind: 'GatewayClass', namespace: '', name: controllerName }, controllerName, conditions }] });
+      this.#conditions.push({ policy: p, conditions });
     }
+  }
+
+  /**
+   * Policy status, reported per ancestor: the Gateways of meshgate's class (at most 16, the API's
+   * limit), each with the same conditions. No Gateway of ours: nothing to report.
+   */
+  statuses(gateways: KubeObject[], controllerName: string): PolicyStatusOut[] {
+    if (gateways.length === 0) return [];
+    const ancestors = gateways.slice(0, 16).map((g) => ({ group: GATEWAY_GROUP, kind: 'Gateway', namespace: g.metadata.namespace, name: g.metadata.name }));
+    return this.#conditions.map(({ policy, conditions }) => ({ ...statusKey(policy), ancestors: ancestors.map((ancestorRef) => ({ ancestorRef, controllerName, conditions })) }));
   }
 
   /** TLS for Service `namespace/name` port `portName`: a policy naming the port wins over one for the whole Service. */
@@ -129,7 +137,7 @@ export class BackendTlsPolicies {
   }
 }
 
-function policyTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusRecorder, p: KubeObject, validation: Obj, conditions: PolicyStatusOut['ancestors'][number]['conditions']): UpstreamTls | null {
+function policyTls(resources: ResourceSet, rec: StatusRecorder, p: KubeObject, validation: Obj, conditions: PolicyStatusOut['ancestors'][number]['conditions']): UpstreamTls | null {
   const hostname = (str(validation.hostname) ?? '').toLowerCase();
   let ca: PemSource | null = null;
   const refs = arr(validation.caCertificateRefs).map(obj);
@@ -162,6 +170,5 @@ function policyTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusRec
     .map(obj)
     .map((s) => (str(s.type) === 'URI' ? str(s.uri) : str(s.hostname)))
     .filter((s): s is string => s !== undefined && s !== '');
-  void ctx;
   return { mode: 'SIMPLE', caCertificates: ca, clientCertificate: null, sni: hostname, subjectAltNames: sans.length > 0 ? sans : hostname ? [hostname] : [], insecureSkipVerify: false };
 }

@@ -6,7 +6,7 @@
  * Invalid backendRefs answer 500 for their share of the weight (a fault abort of that percentage in
  * front of the valid backends; gRPC: UNAVAILABLE); a rule without usable backends answers 500.
  */
-import type { CorsPolicy, FaultInjection, HeaderMatch, HeaderOps, Mirror, PathMatch, PathRewrite, QueryParamMatch, RedirectAction, RetryPolicy, Rewrite, Route, RouteAction, RouteDestination, RouteMatch, StringMatch } from '../../ir/types.js';
+import type { CorsPolicy, FaultInjection, LbPolicy, HeaderMatch, HeaderOps, Mirror, PathMatch, PathRewrite, QueryParamMatch, RedirectAction, RetryPolicy, Rewrite, Route, RouteAction, RouteDestination, RouteMatch, StringMatch } from '../../ir/types.js';
 import { parseDuration } from '../../api/duration.js';
 import { compileRe2 } from '../../lib/re2.js';
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
@@ -122,9 +122,7 @@ function buildRule(env: BackendEnv, route: KubeObject, rule: Obj, field: string,
     return { ...headerParts, action: { kind: 'direct', status: 500, body: null, contentType: null } };
   }
   if (redirect !== null) return { ...headerParts, action: redirect };
-  if (isSet(rule.sessionPersistence)) {
-    ctx.report('warning', 'MG_UNSUPPORTED', route, `${field}.sessionPersistence`, 'sessionPersistence is not supported yet; requests are balanced round robin');
-  }
+  const sticky = isSet(rule.sessionPersistence) ? sessionLb(env, route, obj(rule.sessionPersistence), `${field}.sessionPersistence`) : null;
 
   // Backends: valid ones become destinations; the weight of invalid ones is answered with 500.
   const destinations: RouteDestination[] = [];
@@ -154,8 +152,12 @@ function buildRule(env: BackendEnv, route: KubeObject, rule: Obj, field: string,
       invalidWeight += weight;
       return;
     }
-    if (weight > 0) destinations.push({ cluster: res.cluster, weight, requestHeaders: reqOps, responseHeaders: respOps });
+    const cluster = sticky === null ? res.cluster : stickyCluster(env, res.cluster, sticky, `${route.metadata.namespace}.${route.metadata.name}.${field.replace(/\D+/g, '')}`);
+    if (weight > 0) destinations.push({ cluster, weight, requestHeaders: reqOps, responseHeaders: respOps });
   });
+  if (sticky !== null && destinations.length > 1) {
+    ctx.report('warning', 'MG_UNSUPPORTED', route, `${field}.sessionPersistence`, 'session persistence holds within each backend Service; the choice between several backendRefs stays by weight');
+  }
   const total = destinations.reduce((s, d) => s + d.weight, 0) + invalidWeight;
   if (destinations.length === 0) {
     if (!grpc) return { ...headerParts, action: { kind: 'direct', status: 500, body: null, contentType: null } };
@@ -169,6 +171,40 @@ function buildRule(env: BackendEnv, route: KubeObject, rule: Obj, field: string,
     fault = { delay: null, abort: grpc ? { kind: 'grpc', grpcStatus: 14, percentage } : { kind: 'http', status: 500, percentage } };
   }
   return { ...headerParts, action: forward(destinations, rewrite, rule, env, route, field, fault, mirrors) };
+}
+
+/**
+ * Experimental `sessionPersistence` on the engine's consistent hashing: `Cookie` (default) hashes on
+ * the cookie `sessionName` and, when a request has none, makes one up and sets it (session cookie, or
+ * `Max-Age` = absoluteTimeout with `lifetimeType: Permanent`); `Header` hashes on that header. The
+ * same key keeps reaching the same endpoint of a Service while its endpoint set is unchanged (not an
+ * encoded endpoint as Envoy Gateway's stateful sessions: a scale-out moves about 1/N of the
+ * sessions). Between several backendRefs the choice stays by weight (reported).
+ */
+function sessionLb(env: BackendEnv, route: KubeObject, sp: Obj, field: string): LbPolicy | null {
+  const type = str(sp.type) ?? 'Cookie';
+  const name = str(sp.sessionName) || 'meshgate-session';
+  const absolute = typeof sp.absoluteTimeout === 'string' ? parseDuration(sp.absoluteTimeout) : null;
+  if (sp.idleTimeout !== undefined) env.ctx.report('warning', 'MG_UNSUPPORTED', route, `${field}.idleTimeout`, 'idleTimeout is not supported; sessions last as long as the cookie or header');
+  const algorithm = { kind: 'ring-hash' as const, minimumRingSize: 1024 };
+  if (type === 'Header') return { kind: 'consistent-hash', hashOn: { kind: 'header', name: name.toLowerCase() }, algorithm };
+  if (type !== 'Cookie') {
+    env.ctx.report('warning', 'MG_UNSUPPORTED', route, `${field}.type`, `session persistence type ${JSON.stringify(type)} is not supported; requests are balanced round robin`);
+    return null;
+  }
+  const permanent = str(obj(sp.cookieConfig).lifetimeType) === 'Permanent';
+  const ttlSeconds = permanent && absolute !== null ? Math.max(1, Math.round(absolute / 1000)) : 0;
+  return { kind: 'consistent-hash', hashOn: { kind: 'cookie', name, path: '/', ttlSeconds }, algorithm };
+}
+
+/** A copy of `base` balanced by `lb`, for one rule's session persistence (other routes to the Service keep their balancing). */
+function stickyCluster(env: BackendEnv, base: string, lb: LbPolicy, key: string): string {
+  const cluster = env.ctx.getCluster(base);
+  if (cluster === undefined) return base;
+  const parts = base.split('|');
+  const name = parts.length === 4 ? `${parts[0]}|${parts[1]}|session-${key}|${parts[3]}` : `${base}|session-${key}`;
+  env.ctx.addCluster({ ...cluster, name, lbPolicy: lb });
+  return name;
 }
 
 function forward(destinations: RouteDestination[], rewrite: Rewrite | null, rule: Obj, env: BackendEnv, route: KubeObject, field: string, fault: FaultInjection | null, mirrors: Mirror[]): RouteAction {

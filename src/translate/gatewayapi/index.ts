@@ -82,6 +82,8 @@ interface PlannedListener {
   /** TLS material resolved (or not needed). */
   refsOk: boolean;
   attached: Attachment[];
+  /** The routes in `attached` (translation-time index only). */
+  attachedSet: Set<RouteInfo>;
 }
 
 interface RouteInfo {
@@ -115,15 +117,41 @@ function compareCreation(a: KubeObject, b: KubeObject): number {
 }
 
 /**
- * `takenPorts`: bind ports Istio servers or Ingress already serve; Gateway API listeners there are
- * refused (PortUnavailable) rather than merged into another API's virtual hosts.
+ * What Istio servers and Ingress already serve on a bind port: `HTTP`/`HTTPS` with every host name
+ * (virtual-host domains and SNI names, `*` = any), or `TCP` (any relayed port; never shared).
  */
-export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSet, takenPorts: ReadonlySet<number>): GatewayApiResult {
+export interface PortUse {
+  protocol: 'HTTP' | 'HTTPS' | 'TCP';
+  hosts: string[];
+}
+
+/** What each bind port already serves, for the Gateway API translator. */
+export function portUses(drafts: ListenerDraft[], tcp: TcpListener[]): Map<number, PortUse> {
+  const out = new Map<number, PortUse>();
+  for (const d of drafts) {
+    const use = out.get(d.port) ?? { protocol: d.protocol, hosts: [] };
+    for (const c of d.chains) {
+      use.hosts.push(...(d.protocol === 'HTTPS' && c.serverNames.length === 0 ? ['*'] : c.serverNames));
+      for (const vh of c.virtualHosts) use.hosts.push(vh.domain);
+    }
+    out.set(d.port, use);
+  }
+  for (const l of tcp) out.set(l.port, { protocol: 'TCP', hosts: ['*'] });
+  return out;
+}
+
+/**
+ * `otherPorts`: bind ports Istio servers or Ingress already serve. A Gateway API listener shares
+ * such a port only when the protocol is the same and its hostname overlaps none of theirs (so every
+ * host is served by exactly one API); otherwise it is refused (PortUnavailable), never merged into
+ * another API's virtual hosts.
+ */
+export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSet, otherPorts: ReadonlyMap<number, PortUse>): GatewayApiResult {
   const controllerName = ctx.options.gatewayControllerName ?? DEFAULT_GATEWAY_CONTROLLER_NAME;
   const status = emptyStatus(controllerName);
   const rec = new StatusRecorder(ctx);
   const grants = new ReferenceGrants(resources);
-  const tlsPolicies = new BackendTlsPolicies(ctx, resources, rec, controllerName);
+  const tlsPolicies = new BackendTlsPolicies(resources, rec);
   const env: BackendEnv = { ctx, resources, grants, tlsPolicies };
 
   // 1. classes
@@ -155,7 +183,7 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
     status.gateways.push(gs);
   }
   const all = [...listenersByGateway.values()].flat();
-  resolvePorts(rec, all, takenPorts);
+  resolvePorts(rec, all, otherPorts);
 
   // 3. routes
   const routes: RouteInfo[] = ROUTE_KINDS.flatMap((k) => resources.ofKind(k).filter(isGatewayApi))
@@ -171,14 +199,14 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
     const key = `${gw.metadata.namespace}/${gw.metadata.name}`;
     const planned = listenersByGateway.get(key) ?? [];
     for (const l of planned) finishListener(rec, l);
-    finishGateway(ctx, rec, gw, planned, gatewayStatus.get(key) as GatewayStatusOut);
+    finishGateway(rec, gw, planned, gatewayStatus.get(key) as GatewayStatusOut);
   }
 
   // 4. IR
   const servedListeners = all.filter(isServed);
   const drafts = httpDrafts(ctx, env, servedListeners);
   const tcpListeners = tcpListenersOf(ctx, env, servedListeners);
-  status.policies.push(...tlsPolicies.statuses);
+  status.policies.push(...tlsPolicies.statuses(gateways, controllerName));
   return { drafts, tcpListeners, status: sortStatus(status) };
 }
 
@@ -210,6 +238,7 @@ function planListener(ctx: TranslateContext, resources: ResourceSet, rec: Status
     conflicted: false,
     refsOk: true,
     attached: [],
+    attachedSet: new Set(),
   };
   const cond = status.conditions;
   if (protocol === 'HTTP' || protocol === 'HTTPS' || protocol === 'TLS' || protocol === 'TCP') p.kind = protocol;
@@ -321,14 +350,18 @@ function listenerTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusR
  * socket here), or the same hostname twice for one protocol, or two TCP listeners. None of the
  * conflicting listeners is served.
  */
-function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: ReadonlySet<number>): void {
+function resolvePorts(rec: StatusRecorder, all: PlannedListener[], otherPorts: ReadonlyMap<number, PortUse>): void {
   const byPort = new Map<number, PlannedListener[]>();
   for (const l of all) {
     if (l.kind === null || !l.accepted) continue;
-    if (takenPorts.has(l.bindPort)) {
-      l.accepted = false;
-      rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is already served by Istio Gateway servers or Ingress; a Gateway API listener cannot share it`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
-      continue;
+    const other = otherPorts.get(l.bindPort);
+    if (other !== undefined) {
+      const why = sharingProblem(l, other);
+      if (why !== null) {
+        l.accepted = false;
+        rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is already served by Istio Gateway servers or Ingress and ${why}`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
+        continue;
+      }
     }
     const list = byPort.get(l.bindPort) ?? [];
     list.push(l);
@@ -353,10 +386,12 @@ function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: R
     for (const [h, same] of byHost) {
       if (same.length < 2) continue;
       const names = same.map((l) => `${l.gateway.metadata.namespace}/${l.gateway.metadata.name}/${l.name}`).join(', ');
+      const ports = [...new Set(same.map((l) => l.port))];
+      const where = ports.length > 1 ? `Gateway ports ${ports.join(', ')} (all bound as ${same[0].bindPort} by --port-map)` : `port ${same[0].port}`;
       for (const l of same) {
         l.conflicted = true;
         rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'HostnameConflict', 'listener conflicts with another listener of the port');
-        rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'HostnameConflict', `listeners ${names} share port ${l.port}${h ? ` and hostname ${h}` : ''}; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.hostname` });
+        rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'HostnameConflict', `listeners ${names} share ${where}${h ? ` and hostname ${h}` : ''}; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.hostname` });
       }
     }
     // HTTPS listeners of one port whose hostnames overlap (`*.example.com` and `a.example.com`).
@@ -366,6 +401,15 @@ function resolvePorts(rec: StatusRecorder, all: PlannedListener[], takenPorts: R
       if (other) rec.set(l.status.conditions, l.gateway, 'OverlappingTLSConfig', 'True', 'OverlappingHostnames', `hostname ${l.hostname} overlaps ${other.hostname} of listener ${other.gateway.metadata.name}/${other.name} on port ${l.port}; the certificate is chosen by SNI`);
     }
   }
+}
+
+/** Why `l` cannot share a port with Istio/Ingress, or null when it can (same protocol, no host in common). */
+function sharingProblem(l: PlannedListener, other: PortUse): string | null {
+  if (other.protocol === 'TCP' || (l.kind !== 'HTTP' && l.kind !== 'HTTPS')) return 'a relayed (TCP/TLS) port is never shared between APIs';
+  if (other.protocol !== l.kind) return `it is served there as ${other.protocol}, not ${l.kind}`;
+  if (l.hostname === '*') return 'a listener without hostname would take their hosts; give the listener a hostname they do not serve';
+  const overlap = other.hosts.find((h) => hostnameWithin(h, l.hostname) || hostnameWithin(l.hostname, h));
+  return overlap === undefined ? null : `host ${overlap} there overlaps the listener hostname ${l.hostname}: one API would shadow the other`;
 }
 
 function finishListener(rec: StatusRecorder, l: PlannedListener): void {
@@ -379,7 +423,7 @@ function finishListener(rec: StatusRecorder, l: PlannedListener): void {
   l.status.attachedRoutes = l.attached.length;
 }
 
-function finishGateway(ctx: TranslateContext, rec: StatusRecorder, gw: KubeObject, planned: PlannedListener[], gs: GatewayStatusOut): void {
+function finishGateway(rec: StatusRecorder, gw: KubeObject, planned: PlannedListener[], gs: GatewayStatusOut): void {
   const valid = planned.filter(isServed).length;
   if (planned.length > 0 && valid === planned.length) rec.set(gs.conditions, gw, 'Accepted', 'True', 'Accepted', 'all listeners are valid');
   else if (valid > 0) rec.set(gs.conditions, gw, 'Accepted', 'True', 'ListenersNotValid', `${planned.length - valid} of ${planned.length} listeners are not valid`);
@@ -391,7 +435,6 @@ function finishGateway(ctx: TranslateContext, rec: StatusRecorder, gw: KubeObjec
     rec.set(gs.conditions, gw, 'Programmed', 'False', 'AddressNotUsable', `meshgate cannot take the addresses ${unusable.join(', ')} (it serves ${[...mine].join(', ') || 'its own address'})`, { code: 'MG_UNSUPPORTED', field: 'spec.addresses', severity: 'warning' });
   } else if (valid > 0) rec.set(gs.conditions, gw, 'Programmed', 'True', 'Programmed', `${valid} listener(s) served`);
   else rec.set(gs.conditions, gw, 'Programmed', 'False', 'Invalid', 'no listener is served');
-  void ctx;
 }
 
 // ---- route attachment ---------------------------------------------------------------------------
@@ -439,11 +482,29 @@ function attachRoute(env: BackendEnv, rec: StatusRecorder, r: RouteInfo, listene
       return;
     }
     let attachedAny = false;
+    let rival: RouteInfo | null = null;
     for (const l of allowed) {
       const hostnames = route.kind === 'TCPRoute' ? ['*'] : intersectHostnames(l.hostname, routeHostnames);
       if (hostnames.length === 0) continue;
-      if (!l.attached.some((a) => a.route === r)) l.attached.push({ route: r, hostnames });
+      // An HTTPRoute and a GRPCRoute with intersecting hostnames on one listener: only the older one
+      // (routes come in creation then namespace/name order) is served there (the spec's GRPCRoute rule).
+      const other = route.kind === 'HTTPRoute' ? 'GRPCRoute' : route.kind === 'GRPCRoute' ? 'HTTPRoute' : null;
+      const clash = other === null ? undefined : l.attached.find((a) => a.route.obj.kind === other && a.hostnames.some((h) => hostnames.some((x) => hostnameWithin(h, x) || hostnameWithin(x, h))));
+      if (clash !== undefined) {
+        rival = clash.route;
+        continue;
+      }
+      // Two parentRefs of one route can select the same listener: it counts once.
+      if (!l.attachedSet.has(r)) {
+        l.attachedSet.add(r);
+        l.attached.push({ route: r, hostnames });
+      }
       attachedAny = true;
+    }
+    if (!attachedAny && rival !== null) {
+      const o = rival.obj;
+      rec.set(c, route, 'Accepted', 'False', 'NotAllowedByListeners', `its hostnames are already served by the older ${o.kind} ${o.metadata.namespace}/${o.metadata.name} on the listeners of Gateway ${namespace}/${name}; an HTTPRoute and a GRPCRoute cannot share a hostname on one listener`, { code: 'MG_ROUTE_NOT_ACCEPTED', field: 'spec.hostnames' });
+      return;
     }
     if (!attachedAny) {
       rec.set(c, route, 'Accepted', 'False', 'NoMatchingListenerHostname', `hostnames ${routeHostnames.join(', ')} intersect no listener hostname of Gateway ${namespace}/${name}`, { code: 'MG_ROUTE_NOT_ACCEPTED', field: 'spec.hostnames' });
@@ -520,7 +581,8 @@ function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedLi
   const drafts: ListenerDraft[] = [];
   for (const [bindPort, list] of [...byPort].sort((a, b) => a[0] - b[0])) {
     // Most specific listener first (exact hostnames, then longer wildcards, then none).
-    list.sort((a, b) => hostnameSpecificity(b.hostname) - hostnameSpecificity(a.hostname) || (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+    const specificity = new Map(list.map((l) => [l, hostnameSpecificity(l.hostname)]));
+    list.sort((a, b) => (specificity.get(b) ?? 0) - (specificity.get(a) ?? 0) || (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
     const first = list[0];
     const chains: FilterChainDraft[] = [];
     const httpVhosts: VirtualHostDraft[] = [];
@@ -532,8 +594,10 @@ function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedLi
       }
       // Plain HTTP: every listener of the port shares one chain; a virtual host that lies inside a
       // more specific listener's hostname belongs to that listener (listener isolation).
+      const mine = specificity.get(l) ?? 0;
+      const moreSpecific = list.filter((o) => (specificity.get(o) ?? 0) > mine);
       for (const vh of vhosts) {
-        const owner = list.find((o) => hostnameSpecificity(o.hostname) > hostnameSpecificity(l.hostname) && hostnameWithin(vh.domain, o.hostname));
+        const owner = moreSpecific.find((o) => hostnameWithin(vh.domain, o.hostname));
         if (owner !== undefined) continue;
         httpVhosts.push(vh);
       }
@@ -550,7 +614,11 @@ function listenerVirtualHosts(l: PlannedListener, build: (r: RouteInfo, port: nu
   for (const a of l.attached) {
     if (a.route.obj.kind !== 'HTTPRoute' && a.route.obj.kind !== 'GRPCRoute') continue;
     const built = build(a.route, l.port);
-    for (const h of a.hostnames) byDomain.set(h, [...(byDomain.get(h) ?? []), ...built.ranked]);
+    for (const h of a.hostnames) {
+      let list = byDomain.get(h);
+      if (list === undefined) byDomain.set(h, (list = []));
+      for (const r of built.ranked) list.push(r);
+    }
   }
   const source = sourceOf(l.gateway, l.field);
   return [...byDomain].map(([domain, ranked]) => ({
@@ -588,7 +656,23 @@ function tcpListenersOf(ctx: TranslateContext, env: BackendEnv, listeners: Plann
       continue;
     }
     if (first.tlsMode === 'Passthrough') {
-      const routes = list.flatMap((l) => tlsRoutes(env, l));
+      // Listener isolation by SNI, as for HTTP hosts: a route hostname inside a more specific
+      // listener's hostname belongs to that listener; and an SNI a listener's hostname matches but
+      // none of its routes does is refused, not passed to a less specific listener's routes.
+      const spec = new Map(list.map((l) => [l, hostnameSpecificity(l.hostname)]));
+      const routes: SniRoute[] = [];
+      for (const l of list) {
+        const moreSpecific = list.filter((o) => (spec.get(o) ?? 0) > (spec.get(l) ?? 0));
+        for (const r of tlsRoutes(env, l)) if (!moreSpecific.some((o) => hostnameWithin(r.host, o.hostname))) routes.push(r);
+        if (l.hostname !== '*' && list.some((o) => (spec.get(o) ?? 0) < (spec.get(l) ?? 0))) {
+          const gw = l.gateway;
+          routes.push({
+            route: { name: `gateway/${gw.metadata.namespace}/${gw.metadata.name}/listener/${l.name}/no-route`, source: sourceOf(gw, l.field), matches: [{ sniHosts: [l.hostname], destinationSubnets: [], port: null }], destinations: [{ cluster: invalidBackendCluster(env, gw, `${l.field}.no-route`), weight: 1 }] },
+            host: l.hostname,
+            ordinal: Number.MAX_SAFE_INTEGER,
+          });
+        }
+      }
       out.push({ ...base, protocol: 'TLS', routes: sortBySni(routes), tlsChains: [] });
       continue;
     }
