@@ -54,7 +54,7 @@ test('migrate: snippets, unsupported, unknown and bad values change behaviour (e
     assert.match(text.stdout, /Ingress default\/snip \(all\.yaml\): NOT SERVED, behaviour changes\n +refused +configuration-snippet/);
     assert.match(text.stdout, /unknown +made-up/);
     // The refusal is the same diagnostic `meshgate validate` prints (and /diagnostics, Kubernetes Events).
-    const validate = await run(['validate', dir]);
+    const validate = await run(['validate', dir, '--watch-ingress-nginx-class']);
     assert.match(validate.stdout, /error MG_NGINX_SNIPPET_REFUSED Ingress\/default\/snip metadata\.annotations\["nginx\.ingress\.kubernetes\.io\/configuration-snippet"\] \(all\.yaml:\d+\)/);
     const json = await run(['migrate', dir, '--output', 'json']);
     assert.equal(json.code, 1);
