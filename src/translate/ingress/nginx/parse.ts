@@ -136,8 +136,8 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const bool = (name: string, dflt: boolean): boolean => {
     const v = get(name);
     if (v === undefined) return dflt;
-    if (v === 'true') return true;
-    if (v === 'false') return false;
+    const b = parseBool(v);
+    if (b !== null) return b;
     fail(name, `${name} must be "true" or "false", not ${JSON.stringify(v)}`);
     return dflt;
   };
@@ -471,7 +471,7 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
   const credRaw = get('cors-allow-credentials');
   let credentials = true;
   if (credRaw !== undefined) {
-    if (credRaw === 'true' || credRaw === 'false') credentials = credRaw === 'true';
+    if (parseBool(credRaw) !== null) credentials = parseBool(credRaw)!;
     else fail('cors-allow-credentials', `cors-allow-credentials must be "true" or "false", not ${JSON.stringify(credRaw)}`);
   }
   let maxAge = 1728000;
@@ -659,7 +659,7 @@ function parseAuthUrl(
   const redirect = get('auth-request-redirect') || null;
   if (redirect !== null && /[\s"'`\\{};$]/.test(redirect)) fail('auth-request-redirect', `auth-request-redirect ${JSON.stringify(redirect)} may not contain spaces, quotes, braces, ; or $`);
   const always = get('auth-always-set-cookie');
-  if (always !== undefined && always !== 'true' && always !== 'false') fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
+  if (always !== undefined && parseBool(always) === null) fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
   const cluster = urlCluster(ctx, resources, ing, url, field('auth-url'));
   return {
     cluster,
@@ -670,7 +670,7 @@ function parseAuthUrl(
     signin,
     signinRedirectParam: param,
     requestRedirect: redirect,
-    alwaysSetCookie: always === 'true',
+    alwaysSetCookie: always !== undefined && parseBool(always) === true,
     timeoutMs: 60_000,
   };
 }
@@ -753,7 +753,7 @@ function parseAuthTls(
     else subjectPattern = r.regex;
   }
   const pass = get('auth-tls-pass-certificate-to-upstream');
-  if (pass !== undefined && pass !== 'true' && pass !== 'false') fail('auth-tls-pass-certificate-to-upstream', `auth-tls-pass-certificate-to-upstream must be "true" or "false", not ${JSON.stringify(pass)}`);
+  if (pass !== undefined && parseBool(pass) === null) fail('auth-tls-pass-certificate-to-upstream', `auth-tls-pass-certificate-to-upstream must be "true" or "false", not ${JSON.stringify(pass)}`);
   const secret = resources.get('Secret', ns, name);
   const data = secret === undefined ? {} : secretData(secret);
   const ca = data['ca.crt'];
@@ -774,7 +774,7 @@ function parseAuthTls(
     caSecret: `${ns}/${name}`,
     crlPem: data['ca.crl'] ?? null,
     verify: verifyRaw !== 'off',
-    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass === 'true' },
+    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass !== undefined && parseBool(pass) === true },
   };
 }
 
@@ -799,4 +799,11 @@ export function headersFromConfigMap(resources: ResourceSet, ref: string, namesp
     out.push({ name: k.toLowerCase(), value: v });
   }
   return out;
+}
+
+/** Go's strconv.ParseBool, which ingress-nginx's annotation parser uses: 1 t T TRUE true True / 0 f F FALSE false False. */
+export function parseBool(v: string): boolean | null {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return null;
 }
