@@ -19,6 +19,7 @@ import { compileRegex } from '../compile/string-match.js';
 import { sendLocalError, type LocalError, type ResponseFlag } from '../http/local-reply.js';
 import type { CompiledCluster } from '../compile/types.js';
 import { compileExternalAuth, runExternalAuth, type CompiledExternalAuth, type ExternalAuthInput } from './external-auth.js';
+import { compileErrorPages, interceptErrors, type CompiledErrorPages } from './error-pages.js';
 
 /** Keyed entries kept per zone. */
 const MAX_KEYS = 10_000;
@@ -33,6 +34,8 @@ export interface CompiledRouteFilters {
   realIp: { header: string; trusted: BlockList } | null;
   /** auth-url; null = none. */
   external: CompiledExternalAuth | null;
+  /** custom-http-errors; null = none. */
+  errorPages: CompiledErrorPages | null;
   /** auth-tls-*; null = none. */
   clientCert: { policy: ClientCertificatePolicy; subject: RegExp | null } | null;
 }
@@ -119,6 +122,7 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
     auth: f.basicAuth === null ? null : compileBasicAuth(f.basicAuth),
     realIp: f.clientAddress === undefined ? null : { header: f.clientAddress.header, trusted: blockList(f.clientAddress.trusted) },
     external: f.externalAuth === undefined ? null : compileExternalAuth(f.externalAuth, clusters),
+    errorPages: f.errorPages === undefined ? null : compileErrorPages(f.errorPages, clusters),
     clientCert: f.clientCertificate === undefined ? null : { policy: f.clientCertificate, subject: f.clientCertificate.subjectPattern === null ? null : compileRegex(f.clientCertificate.subjectPattern) },
   };
 }
@@ -130,6 +134,8 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
  */
 export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, next: () => void): boolean {
   const res = x.res;
+  // First, so the filters' own answers (401, 403, 413, 503) get error pages too, as nginx's error_page.
+  if (c.errorPages !== null) interceptErrors(c.errorPages, x);
   if (c.clientCert !== null && !admitClientCertificate(c.clientCert, x)) return false;
   if (c.maxBody !== null) {
     const cl = x.header('content-length');

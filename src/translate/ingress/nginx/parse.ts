@@ -85,6 +85,8 @@ export interface NginxIngressConfig {
   customHeaders: { name: string; value: string }[];
   /** default-backend: a Service name in the Ingress's namespace; null = none. */
   defaultBackend: string | null;
+  /** custom-http-errors (with a default-backend, unless disable-proxy-intercept-errors); [] = none. */
+  customErrors: number[];
 }
 
 export interface ParseResult {
@@ -326,6 +328,19 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     if (dns !== ing.metadata.namespace) fail('default-backend', `default-backend ${defaultBackend} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace references are refused`);
     defaultBackend = dname;
   }
+  let customErrors: number[] = [];
+  const ce = get('custom-http-errors');
+  if (ce !== undefined && ce !== '') {
+    const codes = ce.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = codes.filter((c) => !/^[1-5]\d\d$/.test(c));
+    if (bad.length > 0) fail('custom-http-errors', `custom-http-errors: ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status`);
+    else customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
+    if (bool('disable-proxy-intercept-errors', false)) customErrors = [];
+    else if (customErrors.length > 0 && (get('default-backend') ?? '') === '') {
+      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation in meshgate (there is no global default backend); the backend\'s own error answers are returned');
+      customErrors = [];
+    }
+  }
   if (defaultBackend !== null && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(defaultBackend)) fail('default-backend', `default-backend ${JSON.stringify(defaultBackend)} is not a Service name`);
   else if (defaultBackend !== null && resources.get('Service', ing.metadata.namespace, defaultBackend) === undefined) fail('default-backend', `default-backend Service ${ing.metadata.namespace}/${defaultBackend} does not exist`);
 
@@ -359,6 +374,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       serviceUpstream,
       mirrorCluster,
       customHeaders,
+      customErrors,
       defaultBackend,
     },
   };

@@ -162,9 +162,9 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'enable-owasp-core-rules': u('no WAF in meshgate', true),
   'modsecurity-transaction-id': u('no WAF in meshgate'),
   // Errors and default backends
-  'custom-http-errors': u('error interception to a default backend is not implemented; the backend\'s own error responses are returned'),
+  'custom-http-errors': h('answers with a listed status are replaced by GET / to the default-backend Service with X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port, X-Request-ID; needs the default-backend annotation (no global default backend)'),
   'default-backend': h('Service (same namespace, first port) that gets the requests when the path\'s Service has no ready endpoint, with X-Code 503, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port (not X-Original-URI, X-Format, X-Request-ID); ns/name elsewhere refused'),
-  'disable-proxy-intercept-errors': u('there is no error interception to disable'),
+  'disable-proxy-intercept-errors': h('"true": custom-http-errors is not applied'),
   // Headers
   'custom-headers': h('response headers from a ConfigMap (same namespace); with --nginx-configmap only names in global-allowed-response-headers (when that key is set); nginx variables in values are refused'),
   'connection-proxy-header': u('the Connection header sent upstream is managed by meshgate'),
