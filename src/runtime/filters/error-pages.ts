@@ -69,7 +69,7 @@ export function interceptErrors(c: CompiledErrorPages, x: ErrorPageInput): void 
     res.writeHead = writeHead;
     res.write = write;
     res.end = end;
-    void fetchPage(c, x, status).then((page) => {
+    fetchPage(c, x, status).catch(() => ({ status, contentType: null, body: Buffer.alloc(0) })).then((page) => {
       if (res.destroyed) return;
       const h: string[] = ['server', SERVER_NAME, 'content-length', String(page.body.length), FLAGS_HEADER, 'custom-error'];
       if (page.contentType !== null) h.push('content-type', page.contentType);

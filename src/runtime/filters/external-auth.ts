@@ -39,9 +39,13 @@ const SKIP = new Set(['host', 'content-length', 'transfer-encoding', 'connection
 
 /** Runs the check; calls `next` when allowed, else answers the client. */
 export function runExternalAuth(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: string, next: () => void): void {
-  void check(c, x, clientIp).then((ok) => {
-    if (ok) next();
-  });
+  check(c, x, clientIp).then(
+    (ok) => {
+      if (ok) next();
+    },
+    // Never an unhandled rejection in a data-plane process: an unexpected failure denies (500).
+    () => void fail(x.res, 500),
+  );
 }
 
 async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: string): Promise<boolean> {
