@@ -151,7 +151,7 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('weighted-main', 'weighted.example.com', 'web', {}),
       ingress('weighted-canary', 'weighted.example.com', 'canary', { canary: 'true', 'canary-weight': '100' }),
       ingress('timeout', 'timeout.example.com', 'web', { 'proxy-read-timeout': '1', 'proxy-next-upstream': 'off' }),
-      ingress('sticky', 'sticky.example.com', 'sticky', { affinity: 'cookie', 'session-cookie-name': 'route' }),
+      ingress('sticky', 'sticky.example.com', 'sticky', { affinity: 'cookie', 'session-cookie-name': 'route', 'session-cookie-max-age': '600', 'session-cookie-samesite': 'Lax', 'session-cookie-secure': 'true' }),
       ingress('snippet', 'snippet.example.com', 'web', { 'configuration-snippet': 'return 200 "pwned";' }),
       ingress('waf', 'waf.example.com', 'web', { 'enable-modsecurity': 'true' }),
       ingress('vip', 'vip.example.com', 'vip', { 'service-upstream': 'true' }, [{ path: '/', port: echoes.web.port }]),
@@ -311,7 +311,7 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     const first = await get(url('/'), { host: 'sticky.example.com' });
     const setCookie = String(first.headers['set-cookie'] ?? '');
     assert.match(setCookie, /^route=[^;]+/);
-    assert.match(setCookie, /HttpOnly/);
+    assert.match(setCookie, /; Path=\/; Max-Age=600; HttpOnly; Secure; SameSite=Lax$/, 'Path defaults to the Ingress path; the session-cookie-* attributes follow');
     const cookie = setCookie.split(';')[0];
     const names = new Set<string>();
     for (let i = 0; i < 8; i++) names.add(String((await get(url('/'), { host: 'sticky.example.com', headers: { cookie } })).json?.name));

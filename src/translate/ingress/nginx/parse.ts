@@ -516,7 +516,25 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
     const maxAge = seconds('session-cookie-max-age');
     const expires = seconds('session-cookie-expires');
     const ttl = maxAge ?? expires;
-    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000 };
+    // session-cookie-secure / -samesite / -domain: attributes of the generated cookie.
+    let attributes = '';
+    const secure = get('session-cookie-secure');
+    if (secure !== undefined) {
+      const b = parseBool(secure);
+      if (b === null) fail('session-cookie-secure', `session-cookie-secure must be "true" or "false", not ${JSON.stringify(secure)}`);
+      else if (b) attributes += '; Secure';
+    }
+    const sameSite = get('session-cookie-samesite');
+    if (sameSite !== undefined && sameSite !== '') {
+      if (!['None', 'Lax', 'Strict'].includes(sameSite)) fail('session-cookie-samesite', `session-cookie-samesite must be None, Lax or Strict, not ${JSON.stringify(sameSite)}`);
+      else attributes += `; SameSite=${sameSite}`;
+    }
+    const domain = get('session-cookie-domain');
+    if (domain !== undefined && domain !== '') {
+      if (!/^\.?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$/.test(domain)) fail('session-cookie-domain', `session-cookie-domain ${JSON.stringify(domain)} is not a domain`);
+      else attributes += `; Domain=${domain}`;
+    }
+    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }) };
     return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
   }
   const by = get('upstream-hash-by');
