@@ -90,6 +90,8 @@ export interface ExternalAuth {
   alwaysSetCookie: boolean;
   /** Most time for the whole auth answer, ms. */
   timeoutMs: number;
+  /** Extra headers of the auth request (ingress-nginx `auth-proxy-set-headers` ConfigMap); absent = none. */
+  requestHeaders?: { name: string; value: string }[];
 }
 
 /**

@@ -73,6 +73,7 @@ async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: st
     'x-auth-request-redirect', a.requestRedirect ?? requestUri,
   );
   if (a.method !== null) headers.push('x-original-uri', requestUri, 'x-scheme', x.scheme);
+  if (a.requestHeaders !== undefined) for (const h of a.requestHeaders) headers.push(h.name, h.value);
   const endpoint = c.cluster === null || c.cluster.discovery === 'missing' ? null : selectEndpoint(c.cluster, Math.random);
   if (endpoint === null || endpoint.handle === null) return fail(x.res, 500);
   let status: number;

@@ -695,7 +695,15 @@ function parseAuthUrl(
   const always = get('auth-always-set-cookie');
   if (always !== undefined && parseBool(always) === null) fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
   const cluster = urlCluster(ctx, resources, ing, url, field('auth-url'));
+  let requestHeaders: { name: string; value: string }[] = [];
+  const aps = get('auth-proxy-set-headers');
+  if (aps !== undefined && aps !== '') {
+    const r = headersFromConfigMap(resources, aps, ing.metadata.namespace, true);
+    if (typeof r === 'string') fail('auth-proxy-set-headers', `auth-proxy-set-headers ${aps}: ${r}`);
+    else requestHeaders = r;
+  }
   return {
+    ...(requestHeaders.length > 0 ? { requestHeaders } : {}),
     cluster,
     authority: url.port === null ? url.host : `${url.host}:${url.port}`,
     path: url.pathAndQuery,

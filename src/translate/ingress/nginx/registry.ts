@@ -149,7 +149,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'auth-keepalive-requests': h('connections to the auth service are always pooled'),
   'auth-keepalive-share-vars': u('no effect in meshgate'),
   'auth-keepalive-timeout': h('connections to the auth service are always pooled'),
-  'auth-proxy-set-headers': u('extra auth-request headers from a ConfigMap are not sent; the auth service may deny'),
+  'auth-proxy-set-headers': h('headers of a ConfigMap (same namespace) added to the auth request (nginx variables refused)'),
   'enable-global-auth': u('there is no global auth-url in meshgate'),
   'auth-tls-secret': h('client certificates verified against ca.crt (and ca.crl) of the Secret for every HTTPS request of the host (first Ingress of the host); a presented certificate that does not verify fails the handshake (nginx: 400)'),
   'auth-tls-verify-client': h('on: a request without certificate is 400; optional: verified when presented; off: not asked; optional_no_ca is refused (Ingress not served)'),
