@@ -39,6 +39,11 @@ export interface RouteFilters {
    * Absent = none.
    */
   errorPages?: ErrorPages;
+  /**
+   * Location and Refresh headers of responses that start with `from` get `to` instead of that
+   * prefix (nginx `proxy_redirect from to`, ingress-nginx `proxy-redirect-from`/`-to`). Absent = none.
+   */
+  locationRewrite?: { from: string; to: string };
 }
 
 export interface ErrorPages {

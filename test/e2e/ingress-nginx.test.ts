@@ -136,6 +136,7 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('rps-exempt', 'rps-exempt.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1', 'limit-whitelist': '127.0.0.1, ::1' }),
       ingress('basic', 'basic.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'htpasswd', 'auth-realm': 'Authentication Required - foo' }),
       ingress('basic-missing', 'basic-missing.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'nope' }),
+      ingress('relocate', 'relocate.example.com', 'web', { 'proxy-redirect-from': 'http://internal:8080/', 'proxy-redirect-to': 'https://public.example.com/' }),
       ingress('errors', 'errors.example.com', 'web', { 'custom-http-errors': '404,503', 'default-backend': 'error-pages' }),
       ingress('retry', 'retry.example.com', 'flaky', { 'proxy-next-upstream': 'error timeout http_502', 'proxy-next-upstream-tries': '2' }),
       ingress('noretry', 'noretry.example.com', 'flaky', { 'proxy-next-upstream': 'off' }),
@@ -425,5 +426,12 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     const ok = await get(url('/fine'), { host: 'errors.example.com' });
     assert.equal(ok.status, 200);
     assert.equal(ok.json?.url, '/fine');
+  });
+
+  test('proxy-redirect-from/-to: a Location starting with the prefix is rewritten, others are kept', async () => {
+    const r = await get(url(`/headers?location=${encodeURIComponent('http://internal:8080/app/x?y=1')}`), { host: 'relocate.example.com' });
+    assert.equal(r.headers.location, 'https://public.example.com/app/x?y=1');
+    const other = await get(url(`/headers?location=${encodeURIComponent('https://elsewhere.example.com/')}`), { host: 'relocate.example.com' });
+    assert.equal(other.headers.location, 'https://elsewhere.example.com/');
   });
 });

@@ -85,6 +85,8 @@ export interface NginxIngressConfig {
   customHeaders: { name: string; value: string }[];
   /** default-backend: a Service name in the Ingress's namespace; null = none. */
   defaultBackend: string | null;
+  /** proxy-redirect-from/-to; null = none. */
+  locationRewrite: { from: string; to: string } | null;
   /** custom-http-errors (with a default-backend, unless disable-proxy-intercept-errors); [] = none. */
   customErrors: number[];
 }
@@ -328,6 +330,16 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     if (dns !== ing.metadata.namespace) fail('default-backend', `default-backend ${defaultBackend} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace references are refused`);
     defaultBackend = dname;
   }
+  let locationRewrite: NginxIngressConfig['locationRewrite'] = null;
+  const redirectFrom = get('proxy-redirect-from');
+  const redirectTo = get('proxy-redirect-to');
+  if (redirectFrom !== undefined && redirectFrom !== '' && redirectFrom !== 'off' && redirectFrom !== 'default') {
+    // nginx variables and regex forms (`~`) are refused: only a literal prefix and its replacement.
+    const literal = /^[^\s"'`\\{};$~]+$/;
+    if (!literal.test(redirectFrom)) fail('proxy-redirect-from', `proxy-redirect-from ${JSON.stringify(redirectFrom)} must be a literal URL prefix (no nginx variables or ~regex)`);
+    else if (redirectTo === undefined || redirectTo === '' || !literal.test(redirectTo)) fail('proxy-redirect-to', `proxy-redirect-to ${JSON.stringify(redirectTo ?? '')} must be a literal replacement when proxy-redirect-from is set`);
+    else locationRewrite = { from: redirectFrom, to: redirectTo };
+  }
   let customErrors: number[] = [];
   const ce = get('custom-http-errors');
   if (ce !== undefined && ce !== '') {
@@ -375,6 +387,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       mirrorCluster,
       customHeaders,
       customErrors,
+      locationRewrite,
       defaultBackend,
     },
   };

@@ -170,8 +170,8 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'connection-proxy-header': u('the Connection header sent upstream is managed by meshgate'),
   'proxy-cookie-domain': u('Set-Cookie rewriting is not implemented'),
   'proxy-cookie-path': u('Set-Cookie rewriting is not implemented'),
-  'proxy-redirect-from': u('Location rewriting is not implemented'),
-  'proxy-redirect-to': u('Location rewriting is not implemented'),
+  'proxy-redirect-from': h('Location and Refresh headers starting with this literal prefix are rewritten (off/default: none, as ingress-nginx\'s proxy_redirect off); ~regex and variables refused'),
+  'proxy-redirect-to': h('the replacement of the proxy-redirect-from prefix'),
   'use-port-in-redirects': u('redirects never carry the port (ingress-nginx default)'),
   'relative-redirects': u('Location rewriting is not implemented'),
   // Mirroring
