@@ -46,8 +46,10 @@ export type LogEntry = Record<string, string | number | null>;
 
 /** The fields of one access-log entry, keyed as Istio's JSON encoding names them. */
 export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {
-  const sock = rec.req.socket;
-  const sni = (sock as TLSSocket).encrypted ? (sock as TLSSocket).servername || null : null;
+  // The socket is gone (null) when the answer closed after Node detached it, e.g. a 413 sent before
+  // the upload was read: the entry then has no addresses rather than crashing the worker.
+  const sock = rec.req.socket as TLSSocket | null;
+  const sni = sock?.encrypted ? sock.servername || null : null;
   return {
     start_time: new Date(wallNow - rec.durationMs).toISOString(),
     route_name: rec.route === null ? null : rec.route.name,
@@ -71,8 +73,8 @@ export function accessLogEntry(rec: RequestRecord, wallNow: number): LogEntry {
     upstream_host: rec.upstreamHost,
     upstream_cluster: rec.clusterName,
     upstream_local_address: null,
-    downstream_local_address: address(sock.localAddress, sock.localPort),
-    downstream_remote_address: address(sock.remoteAddress, sock.remotePort),
+    downstream_local_address: address(sock?.localAddress, sock?.localPort),
+    downstream_remote_address: address(sock?.remoteAddress, sock?.remotePort),
     requested_server_name: sni,
   };
 }

@@ -327,8 +327,9 @@ class HttpLogSubject implements CelSubject {
     return this.rec.grpcStatus;
   }
   get mtls(): boolean {
-    const sock = this.rec.req.socket as TLSSocket;
-    return sock.encrypted === true && sock.authorized === true;
+    // null once Node detached the socket (an answer sent before the upload was read).
+    const sock = this.rec.req.socket as TLSSocket | null;
+    return sock?.encrypted === true && sock.authorized === true;
   }
 
   requestHeader(name: string): string | null {
@@ -341,7 +342,7 @@ class HttpLogSubject implements CelSubject {
       case ':authority':
         return header(this.rec, 'host') ?? header(this.rec, ':authority');
       case ':scheme':
-        return (req.socket as TLSSocket).encrypted === true ? 'https' : 'http';
+        return (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http';
       case 'x-request-id':
         return this.rec.requestId ?? header(this.rec, name);
       default:

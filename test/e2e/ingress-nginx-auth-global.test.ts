@@ -132,6 +132,7 @@ data:
   ssl-protocols: "TLSv1.3"
   http-snippet: "server { listen 9999; }"
   allow-snippet-annotations: "true"
+  log-format-upstream: 'nginxlog $host "$request" $status'
   add-headers: ingress-nginx/response-headers
   proxy-set-headers: ingress-nginx/request-headers
 ---
@@ -189,6 +190,11 @@ data: { X-Team: shop }
     const other = await get(url('/'), { host: 'big.example.com' });
     assert.equal(other.headers['x-frame-options'], 'DENY');
     assert.equal(other.headers['x-team'], undefined);
+  });
+
+  test('log-format-upstream becomes the access log (nginx variables mapped)', async () => {
+    await get(url('/logged-path?x=1'), { host: 'big.example.com' });
+    await waitFor(() => gw.output().includes('nginxlog big.example.com "GET /logged-path?x=1 HTTP/1.1" 200'), 10_000, 'the access-log line in nginx format');
   });
 
   test('limit-req-status-code: rate-limited requests get the ConfigMap status', async () => {

@@ -185,7 +185,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'proxy-max-temp-file-size': u('nginx buffer tuning; no meaning for meshgate'),
   'http2-push-preload': u('HTTP/2 push is not implemented (browsers dropped it)'),
   'enable-rewrite-log': u('nginx debug logging'),
-  'enable-access-log': u('access logs are configured with MeshConfig or the Telemetry API'),
+  'enable-access-log': u('per-Ingress access-log opt-out is not implemented (a CEL filter on xds.route_name would also drop requests that match no route); use a Telemetry accessLogging filter'),
   'enable-opentelemetry': u('tracing is configured with --tracing-* flags or the Telemetry API'),
   'opentelemetry-trust-incoming-span': u('tracing is configured with --tracing-* flags or the Telemetry API'),
   'opentelemetry-operation-name': u('tracing is configured with --tracing-* flags or the Telemetry API'),
