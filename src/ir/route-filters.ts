@@ -30,6 +30,29 @@ export interface RouteFilters {
    * not verify; this enforces the rest. Absent = none.
    */
   clientCertificate?: ClientCertificatePolicy;
+  /**
+   * Custom error pages (ingress-nginx `custom-http-errors` with a default backend): an answer whose
+   * status is listed (from the upstream or the gateway) is replaced by the answer of a `GET /` to
+   * `cluster` carrying `x-code`, `x-format` (the request's Accept), `x-original-uri`,
+   * `x-request-id` and `headers`. The client gets that answer's status, content type and body; when
+   * the error backend cannot be reached the original answer's status is sent with an empty body.
+   * Absent = none.
+   */
+  errorPages?: ErrorPages;
+  /**
+   * Location and Refresh headers of responses that start with `from` get `to` instead of that
+   * prefix (nginx `proxy_redirect from to`, ingress-nginx `proxy-redirect-from`/`-to`). Absent = none.
+   */
+  locationRewrite?: { from: string; to: string };
+}
+
+export interface ErrorPages {
+  /** Statuses intercepted, sorted. */
+  codes: number[];
+  /** Name of a Cluster in `IRSnapshot.clusters`. */
+  cluster: string;
+  /** Fixed headers of the error request (`x-namespace`, `x-ingress-name`, `x-service-name`, `x-service-port`). */
+  headers: { name: string; value: string }[];
 }
 
 export interface ClientCertificatePolicy {
@@ -72,6 +95,8 @@ export interface ExternalAuth {
   alwaysSetCookie: boolean;
   /** Most time for the whole auth answer, ms. */
   timeoutMs: number;
+  /** Extra headers of the auth request (ingress-nginx `auth-proxy-set-headers` ConfigMap); absent = none. */
+  requestHeaders?: { name: string; value: string }[];
 }
 
 /**

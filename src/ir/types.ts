@@ -642,8 +642,10 @@ export type HashKey =
   /**
    * The value of this cookie. When it is absent and `ttlSeconds` is not null, the gateway makes up a
    * value, hashes on it, and sets the cookie on the response (`Max-Age` = ttl; 0 = session cookie).
+   * `attributes`: extra attributes of that generated cookie, as written (`; Secure; SameSite=Lax`);
+   * absent = none (ingress-nginx session-cookie-secure/-samesite/-domain).
    */
-  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null }
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string }
   /** The client's IP address (the downstream peer). */
   | { kind: 'source-ip' }
   /** The raw value of this query parameter (first occurrence). */

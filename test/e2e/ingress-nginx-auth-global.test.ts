@@ -51,13 +51,13 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
     web = await startEchoServer({ name: 'web' });
     await new Promise<void>((r) => auth.listen(0, '127.0.0.1', r));
     const authPort = (auth.address() as AddressInfo).port;
-    writeConfig(dir, 'services.yaml', [serviceYaml('web', [web.port]), serviceYaml('auth', [authPort])].join('---\n'));
+    writeConfig(dir, 'services.yaml', [serviceYaml('web', [web.port]), serviceYaml('auth', [authPort]), 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: auth-headers, namespace: default }\ndata: { X-Auth-Client: shop }\n'].join('---\n'));
     writeConfig(dir, 'ingress.yaml', [
       ingress('protected', 'protected.example.com', 'web', { 'auth-url': 'http://auth.default.svc.cluster.local/check', 'auth-response-headers': 'X-Auth-User' }),
       ingress('signin', 'signin.example.com', 'web', { 'auth-url': 'http://auth.default.svc.cluster.local/check', 'auth-signin': 'https://login.example.com/start' }),
       ingress('forbid', 'forbid.example.com', 'web', { 'auth-url': 'http://auth/forbid' }),
       ingress('boom', 'boom.example.com', 'web', { 'auth-url': 'http://auth/boom' }),
-      ingress('post', 'post.example.com', 'web', { 'auth-url': 'http://auth/check', 'auth-method': 'GET' }),
+      ingress('post', 'post.example.com', 'web', { 'auth-url': 'http://auth/check', 'auth-method': 'GET', 'auth-proxy-set-headers': 'auth-headers' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
   });
@@ -115,7 +115,7 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
     assert.equal((await get(url('/'), { host: 'boom.example.com' })).status, 500);
   });
 
-  test('the auth request never carries the body; auth-method sets its method', async () => {
+  test('the auth request never carries the body; auth-method sets its method; auth-proxy-set-headers adds headers', async () => {
     const r = await get(url('/submit'), { host: 'post.example.com', method: 'POST', body: 'secret body', headers: { 'x-token': 'good' } });
     assert.equal(r.status, 200);
     assert.equal(r.json?.body, 'secret body');
@@ -123,6 +123,7 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
     assert.equal(check.method, 'GET');
     assert.equal(check.bodyBytes, 0);
     assert.equal(check.headers['x-original-method'], 'POST');
+    assert.equal(check.headers['x-auth-client'], 'shop', 'auth-proxy-set-headers');
   });
 });
 
@@ -144,6 +145,7 @@ data:
   ssl-protocols: "TLSv1.3"
   http-snippet: "server { listen 9999; }"
   allow-snippet-annotations: "true"
+  log-format-upstream: 'nginxlog $host "$request" $status'
   add-headers: ingress-nginx/response-headers
   proxy-set-headers: ingress-nginx/request-headers
 ---
@@ -201,6 +203,11 @@ data: { X-Team: shop }
     const other = await get(url('/'), { host: 'big.example.com' });
     assert.equal(other.headers['x-frame-options'], 'DENY');
     assert.equal(other.headers['x-team'], undefined);
+  });
+
+  test('log-format-upstream becomes the access log (nginx variables mapped)', async () => {
+    await get(url('/logged-path?x=1'), { host: 'big.example.com' });
+    await waitFor(() => gw.output().includes('nginxlog big.example.com "GET /logged-path?x=1 HTTP/1.1" 200'), 10_000, 'the access-log line in nginx format');
   });
 
   test('limit-req-status-code: rate-limited requests get the ConfigMap status', async () => {

@@ -7,7 +7,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import type { EchoServer } from '../../src/demo/echo-server.js';
+import assert from 'node:assert/strict';
 import { request } from '../support/http-client.js';
+import { loadForMigrate, migrateIngresses } from '../../src/cli/migrate.js';
+import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { echo, endpointSlice, eventually, service, startCluster, startGateway, type Cluster, type Gateway } from './harness.js';
 
 type Obj = Record<string, unknown>;
@@ -67,5 +70,19 @@ describe('kubernetes source: ingress-nginx takeover', () => {
     await eventually('403 under the global allowlist', async () => (await status('open.test')) === 403);
     await cluster.apply(configMap({ 'whitelist-source-range': '10.0.0.0/8, 127.0.0.1, ::1' }));
     await eventually('200 once loopback is allowed', async () => (await status('open.test')) === 200);
+  });
+
+  test('meshgate migrate --kubernetes: reads the cluster once and reports per Ingress and annotation', async () => {
+    await cluster.apply(ingress('snippet', 'snippet.test', { 'configuration-snippet': 'deny all;', 'proxy-body-size': '1m' }));
+    const loaded = await loadForMigrate(null, { kubeconfig: cluster.kubeconfig, watchNamespaces: [ns], configMaps: [] });
+    const report = migrateIngresses(loaded, { ...DEFAULT_TRANSLATE_OPTIONS, ingressClass: 'nginx', controllerName: 'k8s.io/ingress-nginx' });
+    const snippet = report.find((r) => r.name === 'snippet');
+    assert.ok(snippet, `report: ${JSON.stringify(report.map((r) => r.name))}`);
+    assert.equal(snippet.served, false);
+    assert.equal(snippet.changesBehaviour, true);
+    assert.deepEqual(snippet.annotations.map((a) => [a.annotation, a.status]), [['configuration-snippet', 'refused'], ['proxy-body-size', 'honoured']]);
+    const open = report.find((r) => r.name === 'open');
+    assert.equal(open?.served, true);
+    assert.equal(open?.changesBehaviour, false);
   });
 });

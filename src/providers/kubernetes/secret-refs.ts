@@ -66,7 +66,7 @@ function add(out: Set<string>, namespace: string, name: string | undefined): voi
 
 /**
  * `namespace/name` of the ConfigMaps ingress-nginx settings name, sorted, no duplicates: an Ingress's
- * `custom-headers` (its own namespace only), and the controller ConfigMap's `add-headers` and
+ * `custom-headers` and `auth-proxy-set-headers` (its own namespace only), and the controller ConfigMap's `add-headers` and
  * `proxy-set-headers` (`controller` = `namespace/name` of that ConfigMap, or null).
  */
 export function referencedConfigMaps(objects: Iterable<KubeObject>, controller: string | null): string[] {
@@ -74,11 +74,13 @@ export function referencedConfigMaps(objects: Iterable<KubeObject>, controller: 
   for (const o of objects) {
     const ns = o.metadata.namespace;
     if (o.kind === 'Ingress') {
-      const ref = o.metadata.annotations['nginx.ingress.kubernetes.io/custom-headers']?.trim();
-      if (!ref) continue;
-      const slash = ref.indexOf('/');
-      if (slash === -1) add(out, ns, ref);
-      else if (ref.slice(0, slash) === ns) add(out, ns, ref.slice(slash + 1));
+      for (const key of ['custom-headers', 'auth-proxy-set-headers']) {
+        const ref = o.metadata.annotations[`nginx.ingress.kubernetes.io/${key}`]?.trim();
+        if (!ref) continue;
+        const slash = ref.indexOf('/');
+        if (slash === -1) add(out, ns, ref);
+        else if (ref.slice(0, slash) === ns) add(out, ns, ref.slice(slash + 1));
+      }
     } else if (o.kind === 'ConfigMap' && controller === `${ns}/${o.metadata.name}`) {
       const data = obj(o.body.data);
       for (const key of ['add-headers', 'proxy-set-headers']) {

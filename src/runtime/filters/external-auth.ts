@@ -47,9 +47,13 @@ const SKIP = new Set([
 
 /** Runs the check; calls `next` when allowed, else answers the client. */
 export function runExternalAuth(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: string, next: () => void): void {
-  void check(c, x, clientIp).then((ok) => {
-    if (ok) next();
-  });
+  check(c, x, clientIp).then(
+    (ok) => {
+      if (ok) next();
+    },
+    // Never an unhandled rejection in a data-plane process: an unexpected failure denies (500).
+    () => void fail(x.d, 500),
+  );
 }
 
 async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: string): Promise<boolean> {
@@ -77,6 +81,7 @@ async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: st
     'x-auth-request-redirect', a.requestRedirect ?? requestUri,
   );
   if (a.method !== null) headers.push('x-original-uri', requestUri, 'x-scheme', x.scheme);
+  if (a.requestHeaders !== undefined) for (const h of a.requestHeaders) headers.push(h.name, h.value);
   const endpoint = c.cluster === null || c.cluster.discovery === 'missing' ? null : selectEndpoint(c.cluster, Math.random);
   if (endpoint === null || endpoint.handle === null) return fail(x.d, 500);
   let status: number;

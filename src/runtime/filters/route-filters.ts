@@ -18,6 +18,8 @@ import { addLocalReplyHeaders, sendLocalError, sendRedirect, type LocalError, ty
 import { onDownstreamClose, plainAddress, type Downstream } from '../http/downstream.js';
 import type { CompiledCluster } from '../compile/types.js';
 import { compileExternalAuth, runExternalAuth, type CompiledExternalAuth, type ExternalAuthInput } from './external-auth.js';
+import { compileErrorPages, interceptErrors, type CompiledErrorPages } from './error-pages.js';
+import { rewriteLocations } from './location-rewrite.js';
 
 /** Keyed entries kept per zone. */
 const MAX_KEYS = 10_000;
@@ -32,6 +34,10 @@ export interface CompiledRouteFilters {
   realIp: { header: string; trusted: BlockList } | null;
   /** auth-url; null = none. */
   external: CompiledExternalAuth | null;
+  /** proxy-redirect-from/-to; null = none. */
+  locationRewrite: { from: string; to: string } | null;
+  /** custom-http-errors; null = none. */
+  errorPages: CompiledErrorPages | null;
   /** auth-tls-*; null = none. */
   clientCert: { policy: ClientCertificatePolicy; subject: RegExp | null } | null;
 }
@@ -115,6 +121,8 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
     auth: f.basicAuth === null ? null : compileBasicAuth(f.basicAuth),
     realIp: f.clientAddress === undefined ? null : { header: f.clientAddress.header, trusted: blockList(f.clientAddress.trusted) },
     external: f.externalAuth === undefined ? null : compileExternalAuth(f.externalAuth, clusters),
+    errorPages: f.errorPages === undefined ? null : compileErrorPages(f.errorPages, clusters),
+    locationRewrite: f.locationRewrite ?? null,
     clientCert: f.clientCertificate === undefined ? null : { policy: f.clientCertificate, subject: f.clientCertificate.subjectPattern === null ? null : compileRegex(f.clientCertificate.subjectPattern) },
   };
 }
@@ -126,6 +134,9 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
  */
 export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, next: () => void): boolean {
   const d = x.d;
+  // First, so the filters' own answers (401, 403, 413, 503) get error pages too, as nginx's error_page.
+  if (c.errorPages !== null) interceptErrors(c.errorPages, x);
+  if (c.locationRewrite !== null) rewriteLocations(d, c.locationRewrite.from, c.locationRewrite.to);
   if (c.clientCert !== null && !admitClientCertificate(c.clientCert, x)) return false;
   if (c.maxBody !== null) {
     const cl = x.header('content-length');

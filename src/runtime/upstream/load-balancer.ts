@@ -173,7 +173,7 @@ function hashKey(policy: ConsistentHashLb, input: HashInput, random: () => numbe
       let cookie = `${on.name}=${value}`;
       if (on.path !== null) cookie += `; Path=${on.path}`;
       if (on.ttlSeconds > 0) cookie += `; Max-Age=${on.ttlSeconds}`;
-      input.setResponseCookie(`${cookie}; HttpOnly`, on.name, value);
+      input.setResponseCookie(`${cookie}; HttpOnly${on.attributes ?? ''}`, on.name, value);
       return value;
     }
   }

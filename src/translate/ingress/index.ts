@@ -30,7 +30,7 @@ import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
-import { defaultBackendDestination, serviceUpstreamCluster } from './nginx/backends.js';
+import { defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
@@ -114,7 +114,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           canaries.push({ host, path, exact, ing, route: plain, field });
           return;
         }
-        const route = applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [] });
+        const route = withErrorPages(ctx, resources, ing, cfg.customErrors, cfg.defaultBackend, applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [] }));
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);

@@ -69,7 +69,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
   }
   const out: Route = { ...route, action, requestHeaders, responseHeaders, cors: cfg.cors };
   const maxBody = cfg.maxBodyBytes === 0 ? null : cfg.maxBodyBytes;
-  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null;
+  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null || cfg.locationRewrite !== null;
   if (hasFilters) {
     out.filters = {
       maxRequestBodyBytes: maxBody,
@@ -79,6 +79,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     };
     if (realIp !== null) out.filters.clientAddress = realIp;
     if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth;
+    if (cfg.locationRewrite !== null) out.filters.locationRewrite = cfg.locationRewrite;
   }
   return out;
 }

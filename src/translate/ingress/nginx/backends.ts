@@ -10,7 +10,7 @@
  *   snapshot: endpoints coming back give a new snapshot that routes to the Service again.
  */
 
-import type { Cluster, RouteDestination } from '../../../ir/types.js';
+import type { Cluster, Route, RouteDestination, RouteFilters } from '../../../ir/types.js';
 import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import { obj, str } from '../../../lib/unknown.js';
@@ -55,3 +55,32 @@ export function defaultBackendDestination(ctx: TranslateContext, resources: Reso
   return { cluster, weight: 1, requestHeaders: { set, add: [], remove: [] }, responseHeaders: null };
 }
 
+
+/**
+ * custom-http-errors: the route's answers with a listed status are replaced by the default-backend
+ * Service's page (see IR `ErrorPages`). Needs `default-backend` (checked by the parser).
+ */
+export function withErrorPages(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, codes: number[], backend: string | null, route: Route): Route {
+  if (codes.length === 0 || backend === null || route.action.kind !== 'forward') return route;
+  const made = ctx.getCluster(route.action.destinations[0].cluster);
+  const svc = resources.get('Service', ing.metadata.namespace, backend);
+  const port = svc === undefined ? undefined : servicePorts(svc)[0]?.port;
+  const cluster = resolveCluster(ctx, resources, {
+    service: { namespace: ing.metadata.namespace, name: backend, port: port === undefined ? null : { number: port } },
+    subset: null,
+    lbPolicy: 'ROUND_ROBIN',
+    connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    connectionPool: null,
+    outlierDetection: null,
+    from: ing,
+    field: 'metadata.annotations["nginx.ingress.kubernetes.io/default-backend"]',
+  });
+  const headers = [
+    { name: 'x-namespace', value: ing.metadata.namespace },
+    { name: 'x-ingress-name', value: ing.metadata.name },
+    { name: 'x-service-name', value: made?.service.name ?? '' },
+    { name: 'x-service-port', value: String(made?.service.port ?? '') },
+  ];
+  const filters: RouteFilters = route.filters ?? { maxRequestBodyBytes: null, requestLimit: null, sourceRanges: null, basicAuth: null };
+  return { ...route, filters: { ...filters, errorPages: { codes, cluster, headers } } };
+}

@@ -20,7 +20,7 @@ import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { CONFIGMAP_SNIPPET_KEYS } from './registry.js';
-import { headersFromConfigMap } from './parse.js';
+import { headersFromConfigMap, parseBool } from './parse.js';
 
 export interface NginxGlobalConfig {
   /** The ConfigMap (null when the flag names one that does not exist: defaults only). */
@@ -141,7 +141,8 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
   const bool = (k: string, d: boolean): boolean => {
     const v = data[k];
     if (v === undefined) return d;
-    if (v === 'true' || v === 'false') return v === 'true';
+    const b = parseBool(v);
+    if (b !== null) return b;
     bad(k, `${k} must be "true" or "false", not ${JSON.stringify(v)}`);
     return d;
   };
@@ -172,8 +173,8 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
       ctx.report('warning', 'MG_UNSUPPORTED', cm, field(k), `${k} is not an ingress-nginx ConfigMap key meshgate knows; it is ignored`);
     }
   }
-  if (data['allow-snippet-annotations'] === 'true') ctx.report('warning', 'MG_NGINX_SNIPPET_REFUSED', cm, field('allow-snippet-annotations'), 'allow-snippet-annotations is "true", but meshgate never executes snippets: an Ingress with a *-snippet annotation is not served');
-  if (data['compute-full-forwarded-for'] === 'false') ctx.report('info', 'MG_UNSUPPORTED', cm, field('compute-full-forwarded-for'), 'meshgate always appends the peer to X-Forwarded-For (as compute-full-forwarded-for "true")');
+  if (parseBool(data['allow-snippet-annotations'] ?? '') === true) ctx.report('warning', 'MG_NGINX_SNIPPET_REFUSED', cm, field('allow-snippet-annotations'), 'allow-snippet-annotations is "true", but meshgate never executes snippets: an Ingress with a *-snippet annotation is not served');
+  if (parseBool(data['compute-full-forwarded-for'] ?? '') === false) ctx.report('info', 'MG_UNSUPPORTED', cm, field('compute-full-forwarded-for'), 'meshgate always appends the peer to X-Forwarded-For (as compute-full-forwarded-for "true")');
 
   const size = data['proxy-body-size'];
   if (size !== undefined) {

@@ -85,6 +85,10 @@ export interface NginxIngressConfig {
   customHeaders: { name: string; value: string }[];
   /** default-backend: a Service name in the Ingress's namespace; null = none. */
   defaultBackend: string | null;
+  /** proxy-redirect-from/-to; null = none. */
+  locationRewrite: { from: string; to: string } | null;
+  /** custom-http-errors (with a default-backend, unless disable-proxy-intercept-errors); [] = none. */
+  customErrors: number[];
 }
 
 export interface ParseResult {
@@ -136,8 +140,8 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const bool = (name: string, dflt: boolean): boolean => {
     const v = get(name);
     if (v === undefined) return dflt;
-    if (v === 'true') return true;
-    if (v === 'false') return false;
+    const b = parseBool(v);
+    if (b !== null) return b;
     fail(name, `${name} must be "true" or "false", not ${JSON.stringify(v)}`);
     return dflt;
   };
@@ -326,6 +330,29 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     if (dns !== ing.metadata.namespace) fail('default-backend', `default-backend ${defaultBackend} is in another namespace than the Ingress (${ing.metadata.namespace}); cross-namespace references are refused`);
     defaultBackend = dname;
   }
+  let locationRewrite: NginxIngressConfig['locationRewrite'] = null;
+  const redirectFrom = get('proxy-redirect-from');
+  const redirectTo = get('proxy-redirect-to');
+  if (redirectFrom !== undefined && redirectFrom !== '' && redirectFrom !== 'off' && redirectFrom !== 'default') {
+    // nginx variables and regex forms (`~`) are refused: only a literal prefix and its replacement.
+    const literal = /^[^\s"'`\\{};$~]+$/;
+    if (!literal.test(redirectFrom)) fail('proxy-redirect-from', `proxy-redirect-from ${JSON.stringify(redirectFrom)} must be a literal URL prefix (no nginx variables or ~regex)`);
+    else if (redirectTo === undefined || redirectTo === '' || !literal.test(redirectTo)) fail('proxy-redirect-to', `proxy-redirect-to ${JSON.stringify(redirectTo ?? '')} must be a literal replacement when proxy-redirect-from is set`);
+    else locationRewrite = { from: redirectFrom, to: redirectTo };
+  }
+  let customErrors: number[] = [];
+  const ce = get('custom-http-errors');
+  if (ce !== undefined && ce !== '') {
+    const codes = ce.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = codes.filter((c) => !/^[1-5]\d\d$/.test(c));
+    if (bad.length > 0) fail('custom-http-errors', `custom-http-errors: ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status`);
+    else customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
+    if (bool('disable-proxy-intercept-errors', false)) customErrors = [];
+    else if (customErrors.length > 0 && (get('default-backend') ?? '') === '') {
+      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation in meshgate (there is no global default backend); the backend\'s own error answers are returned');
+      customErrors = [];
+    }
+  }
   if (defaultBackend !== null && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(defaultBackend)) fail('default-backend', `default-backend ${JSON.stringify(defaultBackend)} is not a Service name`);
   else if (defaultBackend !== null && resources.get('Service', ing.metadata.namespace, defaultBackend) === undefined) fail('default-backend', `default-backend Service ${ing.metadata.namespace}/${defaultBackend} does not exist`);
 
@@ -359,6 +386,8 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       serviceUpstream,
       mirrorCluster,
       customHeaders,
+      customErrors,
+      locationRewrite,
       defaultBackend,
     },
   };
@@ -471,7 +500,7 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
   const credRaw = get('cors-allow-credentials');
   let credentials = true;
   if (credRaw !== undefined) {
-    if (credRaw === 'true' || credRaw === 'false') credentials = credRaw === 'true';
+    if (parseBool(credRaw) !== null) credentials = parseBool(credRaw)!;
     else fail('cors-allow-credentials', `cors-allow-credentials must be "true" or "false", not ${JSON.stringify(credRaw)}`);
   }
   let maxAge = 1728000;
@@ -500,7 +529,25 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
     const maxAge = seconds('session-cookie-max-age');
     const expires = seconds('session-cookie-expires');
     const ttl = maxAge ?? expires;
-    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000 };
+    // session-cookie-secure / -samesite / -domain: attributes of the generated cookie.
+    let attributes = '';
+    const secure = get('session-cookie-secure');
+    if (secure !== undefined) {
+      const b = parseBool(secure);
+      if (b === null) fail('session-cookie-secure', `session-cookie-secure must be "true" or "false", not ${JSON.stringify(secure)}`);
+      else if (b) attributes += '; Secure';
+    }
+    const sameSite = get('session-cookie-samesite');
+    if (sameSite !== undefined && sameSite !== '') {
+      if (!['None', 'Lax', 'Strict'].includes(sameSite)) fail('session-cookie-samesite', `session-cookie-samesite must be None, Lax or Strict, not ${JSON.stringify(sameSite)}`);
+      else attributes += `; SameSite=${sameSite}`;
+    }
+    const domain = get('session-cookie-domain');
+    if (domain !== undefined && domain !== '') {
+      if (!/^\.?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$/.test(domain)) fail('session-cookie-domain', `session-cookie-domain ${JSON.stringify(domain)} is not a domain`);
+      else attributes += `; Domain=${domain}`;
+    }
+    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }) };
     return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
   }
   const by = get('upstream-hash-by');
@@ -659,9 +706,17 @@ function parseAuthUrl(
   const redirect = get('auth-request-redirect') || null;
   if (redirect !== null && /[\s"'`\\{};$]/.test(redirect)) fail('auth-request-redirect', `auth-request-redirect ${JSON.stringify(redirect)} may not contain spaces, quotes, braces, ; or $`);
   const always = get('auth-always-set-cookie');
-  if (always !== undefined && always !== 'true' && always !== 'false') fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
+  if (always !== undefined && parseBool(always) === null) fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
   const cluster = urlCluster(ctx, resources, ing, url, field('auth-url'));
+  let requestHeaders: { name: string; value: string }[] = [];
+  const aps = get('auth-proxy-set-headers');
+  if (aps !== undefined && aps !== '') {
+    const r = headersFromConfigMap(resources, aps, ing.metadata.namespace, true);
+    if (typeof r === 'string') fail('auth-proxy-set-headers', `auth-proxy-set-headers ${aps}: ${r}`);
+    else requestHeaders = r;
+  }
   return {
+    ...(requestHeaders.length > 0 ? { requestHeaders } : {}),
     cluster,
     authority: url.port === null ? url.host : `${url.host}:${url.port}`,
     path: url.pathAndQuery,
@@ -670,7 +725,7 @@ function parseAuthUrl(
     signin,
     signinRedirectParam: param,
     requestRedirect: redirect,
-    alwaysSetCookie: always === 'true',
+    alwaysSetCookie: always !== undefined && parseBool(always) === true,
     timeoutMs: 60_000,
   };
 }
@@ -753,7 +808,7 @@ function parseAuthTls(
     else subjectPattern = r.regex;
   }
   const pass = get('auth-tls-pass-certificate-to-upstream');
-  if (pass !== undefined && pass !== 'true' && pass !== 'false') fail('auth-tls-pass-certificate-to-upstream', `auth-tls-pass-certificate-to-upstream must be "true" or "false", not ${JSON.stringify(pass)}`);
+  if (pass !== undefined && parseBool(pass) === null) fail('auth-tls-pass-certificate-to-upstream', `auth-tls-pass-certificate-to-upstream must be "true" or "false", not ${JSON.stringify(pass)}`);
   const secret = resources.get('Secret', ns, name);
   const data = secret === undefined ? {} : secretData(secret);
   const ca = data['ca.crt'];
@@ -774,7 +829,7 @@ function parseAuthTls(
     caSecret: `${ns}/${name}`,
     crlPem: data['ca.crl'] ?? null,
     verify: verifyRaw !== 'off',
-    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass === 'true' },
+    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass !== undefined && parseBool(pass) === true },
   };
 }
 
@@ -799,4 +854,11 @@ export function headersFromConfigMap(resources: ResourceSet, ref: string, namesp
     out.push({ name: k.toLowerCase(), value: v });
   }
   return out;
+}
+
+/** Go's strconv.ParseBool, which ingress-nginx's annotation parser uses: 1 t T TRUE true True / 0 f F FALSE false False. */
+export function parseBool(v: string): boolean | null {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return null;
 }
