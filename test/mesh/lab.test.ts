@@ -66,9 +66,11 @@ describe('network-namespace lab harness', { skip: skip ? `skipped: ${skip}` : fa
 
   test('a pod that cannot be built removes what was made before it', () => {
     const names = () => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
-    const before = names().split('\n').filter((l) => l.startsWith(LAB_PREFIX)).length;
+    // Only this process's namespaces: other test files build and remove labs at the same time.
+    const ours = () => names().split('\n').filter((l) => l.startsWith(`${LAB_PREFIX}${process.pid}-`)).length;
+    const before = ours();
     assert.throws(() => Lab.create({ nodeIp: '10.250.0.1', prefixLength: 24, pods: [{ name: 'a', ip: '10.250.0.2' }, { name: 'b', ip: 'not-an-address' }] }), /ip -n .* addr add not-an-address/);
-    assert.equal(names().split('\n').filter((l) => l.startsWith(LAB_PREFIX)).length, before);
+    assert.equal(ours(), before);
   });
 
   test("sweepLeftovers removes a dead process's namespaces and keeps a live lab's", () => {
