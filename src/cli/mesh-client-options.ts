@@ -51,10 +51,21 @@ export const MESH_CLIENT_FLAGS = {
 } as const;
 
 
-/** The mesh-client flags of `run`, or null without `--control`. `namespace` is `run`'s own `--namespace`. */
-export function parseMeshClientOptions(v: Record<string, unknown>, fail: Fail): MeshClientOptions | null {
+/** istiod's certificate and discovery address, as Istio's gateways and sidecars reach it by default. */
+export const ISTIOD_ADDRESS = 'istiod.istio-system.svc:15012';
+
+/**
+ * The mesh-client flags of `run`, or null when the gateway is no mesh client. `namespace` is
+ * `run`'s own `--namespace`. With `--kubernetes` and no `--control`, a pod that has Istio's mounts
+ * (the mesh root from ConfigMap istio-ca-root-cert and the istio-ca token, `mounts`) is a mesh client
+ * of istiod's Service, `$CA_ADDR` when set (as istio-agent), as Istio's gateways are;
+ * `--control none` turns that off.
+ */
+export function parseMeshClientOptions(v: Record<string, unknown>, fail: Fail, mounts: { rootCert: string; token: string } = { rootCert: ISTIO_ROOT_CERT_FILE, token: ISTIO_TOKEN_FILE }): MeshClientOptions | null {
   const s = (k: string): string | undefined => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
-  const control = s('control');
+  let control = s('control');
+  if (control === 'none') control = undefined;
+  else if (control === undefined && v.kubernetes === true && existsSync(mounts.rootCert) && existsSync(mounts.token)) control = process.env.CA_ADDR || ISTIOD_ADDRESS;
   if (control === undefined) {
     for (const k of ['root-cert', 'token-file', 'service-account', 'trust-domain', 'workload-cert-ttl']) if (s(k) !== undefined) fail(`--${k} needs --control HOST:PORT`);
     return null;
@@ -62,8 +73,8 @@ export function parseMeshClientOptions(v: Record<string, unknown>, fail: Fail): 
   if (!/^(?:\[[0-9a-fA-F:.]+\]|[^:\s/]+):\d{1,5}$/.test(control)) fail(`--control: "${control}" is not HOST:PORT (e.g. istiod.istio-system.svc:15012)`);
   // Istio's pod defaults (istio-agent): the trust bundle from ConfigMap istio-ca-root-cert and the
   // projected token with audience istio-ca, at their usual mount paths.
-  const rootCert = s('root-cert') ?? ISTIO_ROOT_CERT_FILE;
-  const tokenFile = s('token-file') ?? ISTIO_TOKEN_FILE;
+  const rootCert = s('root-cert') ?? mounts.rootCert;
+  const tokenFile = s('token-file') ?? mounts.token;
   if (!existsSync(rootCert)) fail(`--control: the mesh root ${rootCert} does not exist (--root-cert FILE)`);
   if (!existsSync(tokenFile)) fail(`--control: the token ${tokenFile} does not exist (--token-file FILE)`);
   // Namespace and service account default to the token's subject (system:serviceaccount:<ns>:<sa>).
