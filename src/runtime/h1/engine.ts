@@ -26,6 +26,8 @@ export interface H1EngineOptions {
   headersTimeout: number;
   /** An idle keep-alive connection closes after this long (ms). */
   keepAliveTimeout: number;
+  /** A request in progress whose connection reads and writes nothing for this long (ms) is closed (Envoy's stream idle timeout); 0 = never. */
+  streamIdleTimeout: number;
   /** Largest request head (bytes); more is 431. */
   maxHeaderSize: number;
   /** Header lines kept per request (more are dropped; the request path answers 431 above its limit). */
@@ -135,6 +137,8 @@ export class H1Connection implements H1Link, ParserHandler {
   #phase = Phase.Head;
   /** When the current phase started (head timeout, idle timeout). */
   #since = Date.now();
+  /** Bytes read + written when the tick last saw progress of the request in progress. */
+  #progress = -1;
   #current: H1Downstream | null = null;
   /** Bytes read past a complete request whose response is still under way. */
   #stash: Buffer | null = null;
@@ -225,6 +229,7 @@ export class H1Connection implements H1Link, ParserHandler {
 
   onHead(head: RequestHead): void {
     this.#phase = Phase.Active;
+    this.#progress = -1;
     if (head.method === 'CONNECT') {
       // As node:http with no `connect` listener: the connection is closed without an answer.
       this.#phase = Phase.Gone;
@@ -359,6 +364,16 @@ export class H1Connection implements H1Link, ParserHandler {
   check(now: number, o: H1EngineOptions): void {
     if (this.#phase === Phase.Head && now - this.#since > o.headersTimeout) this.#refuse(408);
     else if (this.#phase === Phase.Idle && now - this.#since > o.keepAliveTimeout) this.socket.destroy();
+    else if (this.#phase === Phase.Active && o.streamIdleTimeout > 0) {
+      // Progress is any byte read or handed to the socket; the first tick of a request only marks it.
+      const progress = this.socket.bytesRead + this.socket.bytesWritten;
+      if (progress !== this.#progress) {
+        this.#progress = progress;
+        this.#since = now;
+      } else if (now - this.#since > o.streamIdleTimeout) {
+        this.socket.destroy();
+      }
+    }
   }
 
   /** A refused request: answered (unless a response is already under way), then the connection closes. */

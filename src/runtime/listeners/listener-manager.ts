@@ -32,6 +32,13 @@ export const SERVER_OPTIONS = {
   requestTimeout: 0,
   /** Idle keep-alive connections close after 60 s (Envoy's idle timeout is 1 h; nginx 75 s). */
   keepAliveTimeout: 60_000,
+  /**
+   * A request in progress with no byte read from or written to its connection for this long is closed
+   * (Envoy's stream_idle_timeout default, 5 min; nginx's client_body_timeout/send_timeout are 60 s):
+   * a client trickling its body, or not reading its answer, cannot hold the connection forever.
+   * meshgate's HTTP/1.1 engine only.
+   */
+  streamIdleTimeout: 300_000,
   /** Node only enforces headersTimeout at this interval; its 30 s default lets slowloris in. */
   connectionsCheckingInterval: 1000,
   /** 64 KiB of request head; more is 431 (`onClientError`). */
@@ -95,6 +102,7 @@ class ListenerRecord {
       {
         headersTimeout: SERVER_OPTIONS.headersTimeout,
         keepAliveTimeout: SERVER_OPTIONS.keepAliveTimeout,
+        streamIdleTimeout: SERVER_OPTIONS.streamIdleTimeout,
         maxHeaderSize: SERVER_OPTIONS.maxHeaderSize,
         // One more than the limit, so the request path sees "too many" and answers 431.
         maxHeadersCount: MAX_REQUEST_HEADERS + 1,
