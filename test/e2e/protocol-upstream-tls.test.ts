@@ -80,6 +80,7 @@ describe('upstream TLS end to end', { timeout: 60_000 }, () => {
               route('mutual', forward(['mutual']), p('/mutual')),
               route('mutual-no-cert', forward(['mutual-no-cert']), p('/mutual-no-cert')),
               route('other-sni', forward(['other-sni']), p('/other-sni')),
+              route('stranger-sni', forward(['stranger-sni']), p('/stranger-sni')),
             ]),
           ]),
         ],
@@ -95,6 +96,7 @@ describe('upstream TLS end to end', { timeout: 60_000 }, () => {
           cluster('mutual', m, { tls: tls({ mode: 'MUTUAL', clientCertificate: clientA }) }),
           cluster('mutual-no-cert', m, { tls: tls({}) }),
           cluster('other-sni', s, { tls: tls({ sni: 'other.example.com' }) }),
+          cluster('stranger-sni', s, { tls: tls({ sni: 'stranger.example.com' }) }),
         ],
       ),
       { observer },
@@ -138,6 +140,13 @@ describe('upstream TLS end to end', { timeout: 60_000 }, () => {
     const ok = await request(port, { path: '/san-ok' });
     assert.equal(ok.status, 200, ok.body);
     const bad = await request(port, { path: '/san-mismatch' });
+    assert.equal(bad.status, 503, bad.body);
+    assert.equal(bad.headers['x-meshgate-flags'], 'UF');
+    assert.match(bad.body, /CERTIFICATE_VERIFY_FAILED:ERR_TLS_CERT_ALTNAME_INVALID$/);
+  });
+
+  test('without subjectAltNames the certificate must name the SNI: a trusted chain for another name is 503 UF', async () => {
+    const bad = await request(port, { path: '/stranger-sni' });
     assert.equal(bad.status, 503, bad.body);
     assert.equal(bad.headers['x-meshgate-flags'], 'UF');
     assert.match(bad.body, /CERTIFICATE_VERIFY_FAILED:ERR_TLS_CERT_ALTNAME_INVALID$/);

@@ -14,12 +14,13 @@
  *
  * Names: `sni` is sent in every ClientHello of the pool (the request's Host never replaces it, unlike
  * undici's default). With `subjectAltNames`, the server certificate must carry one of them; without,
- * the chain alone is verified (Envoy without `match_subject_alt_names`).
+ * it must name the SNI (Istio's automatic SAN validation, VERIFY_CERTIFICATE_AT_CLIENT); only an
+ * IP-address SNI (never sent) leaves the chain alone.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import tls, { type ConnectionOptions, type PeerCertificate } from 'node:tls';
+import tls, { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import type { Pool } from 'undici';
 import type { PemSource, UpstreamProtocol, UpstreamTls } from '../../ir/types.js';
 import { meshIdentity } from './mesh-identity.js';
@@ -100,7 +101,12 @@ export function upstreamTlsConnect(tls: UpstreamTls, protocol: UpstreamProtocol 
   }
   if (!tls.insecureSkipVerify) {
     const wanted = tls.subjectAltNames;
-    options.checkServerIdentity = wanted.length === 0 ? chainOnly : (_host: string, cert: PeerCertificate): Error | undefined => checkSans(wanted, cert);
+    // Without subjectAltNames the certificate must name the SNI (Istio's auto SAN validation with
+    // VERIFY_CERTIFICATE_AT_CLIENT; ingress-nginx proxy_ssl_name): a trusted chain alone would accept
+    // any certificate of the CA, for any name. An IP-address SNI is not sent, and the chain alone counts.
+    const sni = tls.sni;
+    options.checkServerIdentity =
+      wanted.length > 0 ? (_host: string, cert: PeerCertificate): Error | undefined => checkSans(wanted, cert) : sni !== '' && isIP(sni) === 0 ? (_host: string, cert: PeerCertificate): Error | undefined => checkServerIdentity(sni, cert) : chainOnly;
   }
   return { options, failure: null, servername: tls.sni, perConnection: null, alpn: null };
 }
