@@ -26,3 +26,8 @@ test('classifyAnnotations: only the nginx prefix, sorted, with status', () => {
   }).map((c) => [c.name, c.status]);
   assert.deepEqual(got, [['limit-rate', 'unsupported'], ['nope', 'unknown'], ['rewrite-target', 'honoured'], ['server-snippet', 'refused']]);
 });
+
+test('classifyAnnotations: a *-snippet annotation meshgate does not list is refused, never unknown (review L5)', () => {
+  const got = classifyAnnotations({ 'nginx.ingress.kubernetes.io/lua-snippet': 'ngx.exit(200)', 'nginx.ingress.kubernetes.io/snippets': 'x' }).map((c) => [c.name, c.status]);
+  assert.deepEqual(got, [['lua-snippet', 'refused'], ['snippets', 'unknown']]);
+});

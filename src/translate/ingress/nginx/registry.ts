@@ -212,7 +212,8 @@ export function classifyAnnotations(annotations: Readonly<Record<string, string>
   for (const key of Object.keys(annotations).sort()) {
     if (!key.startsWith(NGINX_PREFIX)) continue;
     const name = key.slice(NGINX_PREFIX.length);
-    const info = Object.hasOwn(ANNOTATIONS, name) ? ANNOTATIONS[name] : null;
+    // Any `*-snippet` meshgate does not list (a future or misspelt one) is nginx source text too: refused.
+    const info = Object.hasOwn(ANNOTATIONS, name) ? ANNOTATIONS[name] : name.endsWith('-snippet') ? snippet('unknown snippet') : null;
     out.push({ key, name, status: info?.status ?? 'unknown', info });
   }
   return out;
