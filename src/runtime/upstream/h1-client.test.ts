@@ -531,3 +531,46 @@ describe('H1Client: failures, timeouts, aborts', () => {
     assert.equal(after.error?.code, 'UND_ERR_CLOSED');
   });
 });
+
+describe('H1Client: bytes after a complete answer never answer another request (response desync)', () => {
+  // What an upstream (or an attacker it echoes) puts after the end of an answer, shaped as an answer.
+  const smuggled = 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPWNED!';
+  const cases: { name: string; method: string; answer: string; status: number; body: string }[] = [
+    { name: 'a body on a HEAD answer', method: 'HEAD', answer: `HTTP/1.1 200 OK\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`, status: 200, body: '' },
+    { name: 'a body on a 204', method: 'GET', answer: `HTTP/1.1 204 No Content\r\n\r\n${smuggled}`, status: 204, body: '' },
+    { name: 'a body on a 304', method: 'GET', answer: `HTTP/1.1 304 Not Modified\r\n\r\n${smuggled}`, status: 304, body: '' },
+    { name: 'more bytes than Content-Length', method: 'GET', answer: `HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok${smuggled}`, status: 200, body: 'ok' },
+    { name: 'a second answer after a chunked one in the same write', method: 'GET', answer: `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n${smuggled}`, status: 200, body: 'ok' },
+  ];
+  for (const k of cases) {
+    test(`${k.name}: the queued request gets its own answer from a fresh connection`, async () => {
+      // One connection, two requests: the second waits in the queue while the first is answered
+      // with trailing bytes in the same write.
+      const s = await rawServer((n, head) => {
+        if (n === 0) return k.answer;
+        const path = head.split(' ')[1];
+        const body = `real ${path}`;
+        return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+      });
+      const c = client(s.port, { connections: 1 });
+      const [a, b] = await Promise.all([send(c, { path: '/alice', method: k.method }), send(c, { path: '/bob' })]);
+      assert.equal(a.error, null);
+      assert.equal(a.status, k.status);
+      assert.equal(a.body, k.body);
+      assert.equal(b.error, null, `bob failed: ${b.error?.message}`);
+      assert.equal(b.body, 'real /bob', 'the queued request was answered by the trailing bytes of another answer');
+      assert.equal(s.connections(), 2, 'the connection with trailing bytes is not reused');
+    });
+  }
+
+  test('an answer that ends exactly at the end of the chunk still hands the connection to the queued request', async () => {
+    const s = await rawServer((_n, head) => {
+      const body = `real ${head.split(' ')[1]}`;
+      return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    });
+    const c = client(s.port, { connections: 1 });
+    const out = await Promise.all([send(c, { path: '/1' }), send(c, { path: '/2' }), send(c, { path: '/3' })]);
+    assert.deepEqual(out.map((o) => o.body), ['real /1', 'real /2', 'real /3']);
+    assert.equal(s.connections(), 1);
+  });
+});

@@ -16,6 +16,9 @@
  *   `Keep-Alive: timeout=N` hint minus `keepAliveTimeoutThresholdMs` (capped by
  *   `keepAliveMaxTimeoutMs`), so the gateway closes first and never races a request against the
  *   upstream's own close.
+ * - Bytes after the end of an answer in the same read (a body on HEAD, 204 or 304, more than the
+ *   Content-Length, a second answer): the answer is delivered, then the socket is closed; it is never
+ *   handed to the next request. A socket is handed on only after the whole read was parsed.
  * - Stale connections: when a reused socket closes before any byte of the answer arrived, the
  *   request is sent once more on another socket if nothing of its body was consumed (no body, a
  *   Buffer body, or a stream not read yet), as undici and Envoy do. Otherwise the failure is
@@ -112,6 +115,10 @@ class H1Connection implements ResponseSink {
   closed = false;
   /** Error seen on the socket before it closed. */
   error: Error | null = null;
+  /** The parser is running over a read (the answer callbacks run inside it). */
+  executing = false;
+  /** The answer ended during the current read: the socket is handed on once the read is parsed. */
+  releasePending = false;
   readonly resume: () => void;
   readonly #client: H1Client;
   /** Body of the request in flight while it is being streamed. */
@@ -489,12 +496,21 @@ export class H1Client implements UpstreamClient {
     if (keep) {
       // The answer may have paused the socket; an idle socket must read (to see its close).
       conn.socket.resume();
-      this.#release(conn);
+      // Inside a read, the rest of it must be parsed first: bytes after the end of the answer
+      // make the socket unusable, and must never be read as the next request's answer.
+      if (conn.executing) conn.releasePending = true;
+      else this.#release(conn);
     } else {
       conn.socket.destroy();
     }
     r.handler.onComplete(trailers);
     this.#checkClosed();
+  }
+
+  /** The read in which the answer on `conn` ended was parsed whole, with nothing after the answer. */
+  releaseAfterRead(conn: H1Connection): void {
+    if (conn.closed || conn.socket.destroyed) return;
+    this.#release(conn);
   }
 
   /** Ends `r` with `err` (abort from the handler, a body error, a bad header). */
@@ -625,10 +641,19 @@ function onSocketData(this: H1Connection, chunk: Buffer): void {
     this.socket.destroy();
     return;
   }
+  const client = this.request.client;
+  this.executing = true;
   const err = this.parser.execute(chunk);
-  if (err === null) return;
+  this.executing = false;
+  const release = this.releasePending;
+  this.releasePending = false;
+  if (err === null) {
+    if (release) client.releaseAfterRead(this);
+    return;
+  }
   const r = this.request;
-  // Bytes after a complete answer leave the socket unusable even with no request in flight.
+  // Bytes after a complete answer (already delivered) leave the socket unusable: it is closed,
+  // and the waiting requests go to other (new) sockets.
   if (r !== null) r.client.abortRequest(r, err);
   else this.socket.destroy();
 }
