@@ -573,4 +573,98 @@ describe('H1Client: bytes after a complete answer never answer another request (
     assert.deepEqual(out.map((o) => o.body), ['real /1', 'real /2', 'real /3']);
     assert.equal(s.connections(), 1);
   });
+
+  test('a request dispatched from onComplete (as the circuit breaker does) waits for the read to end, then reuses the connection', async () => {
+    const s = await rawServer((_n, head) => {
+      const body = `real ${head.split(' ')[1]}`;
+      return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    });
+    const c = client(s.port);
+    const bodies: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const next = (i: number): void => {
+        let body = '';
+        c.dispatch({ method: 'GET', path: `/${i}`, headers: ['host', 'x'], body: null }, {
+          onConnect() {},
+          onHeaders: () => true,
+          onData: (d) => {
+            body += d.toString();
+            return true;
+          },
+          onComplete() {
+            bodies.push(body);
+            if (i < 5) next(i + 1);
+            else resolve();
+          },
+          onError: reject,
+        });
+      };
+      next(1);
+    });
+    assert.deepEqual(bodies, ['real /1', 'real /2', 'real /3', 'real /4', 'real /5']);
+    assert.equal(s.connections(), 1, 'no extra connection for a socket about to be free');
+  });
+});
+
+describe('H1Client: the stale-connection retry never repeats a non-idempotent request', () => {
+  /**
+   * Each connection answers GETs; the first request with `method` it receives (over all
+   * connections) is read, then the connection is destroyed without an answer (a crash, or an idle
+   * close racing the reuse); later ones get a 201. `count()`: how many such requests arrived.
+   */
+  async function closingServer(method: string): Promise<{ port: number; count: () => number }> {
+    let count = 0;
+    const s = await rawServer((_n, head, socket) => {
+      if (head.startsWith('GET ')) return 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n';
+      if (!head.startsWith(`${method} `)) return 'HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n';
+      count++;
+      if (count === 1) {
+        // Let the body (sent in the same write) arrive, then close.
+        setTimeout(() => socket.destroy(), 20);
+        return null;
+      }
+      return 'HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n';
+    });
+    return { port: s.port, count: () => count };
+  }
+
+  test('a POST on a kept-alive connection closed after it was read is delivered once and fails with UND_ERR_SOCKET', async () => {
+    const s = await closingServer('POST');
+    const c = client(s.port, { connections: 1 });
+    assert.equal((await send(c, { path: '/warm' })).status, 200);
+    const r = await send(c, { path: '/pay', method: 'POST', body: Buffer.from('charge=100') });
+    assert.equal(r.error?.code, 'UND_ERR_SOCKET');
+    assert.equal(s.count(), 1, 'the POST was delivered twice');
+  });
+
+  test('PATCH (not idempotent) is not sent again either', async () => {
+    const s = await closingServer('PATCH');
+    const c = client(s.port, { connections: 1 });
+    assert.equal((await send(c, { path: '/warm' })).status, 200);
+    const r = await send(c, { path: '/x', method: 'PATCH', body: Buffer.from('{}') });
+    assert.equal(r.error?.code, 'UND_ERR_SOCKET');
+    assert.equal(s.count(), 1);
+  });
+
+  for (const method of ['PUT', 'DELETE', 'OPTIONS']) {
+    test(`${method} (idempotent, RFC 9110 §9.2.2) is sent once more on a new connection`, async () => {
+      const s = await closingServer(method);
+      const c = client(s.port, { connections: 1 });
+      assert.equal((await send(c, { path: '/warm' })).status, 200);
+      const r = await send(c, { path: '/x', method, body: method === 'PUT' ? Buffer.from('v') : null });
+      assert.equal(r.error, null, r.error?.message);
+      assert.equal(r.status, 201);
+      assert.equal(s.count(), 2);
+    });
+  }
+
+  test('a POST with an Idempotency-Key header is sent once more', async () => {
+    const s = await closingServer('POST');
+    const c = client(s.port, { connections: 1 });
+    assert.equal((await send(c, { path: '/warm' })).status, 200);
+    const r = await send(c, { path: '/pay', method: 'POST', headers: ['host', 'x', 'Idempotency-Key', '"8e03978e-40d5"'], body: Buffer.from('charge=100') });
+    assert.equal(r.error, null, r.error?.message);
+    assert.equal(r.status, 201);
+    assert.equal(s.count(), 2);
+  });
 });
