@@ -95,3 +95,18 @@ test('parser: refusals', () => {
   ];
   for (const c of cases) for (const step of [0, 1]) assert.equal(run(c.input, step).error, c.want, `${c.desc} (step ${step})`);
 });
+
+test('parser: Connection tokens accumulate over repeated lines (a later line never clears an earlier close)', () => {
+  const twoLines = run(`GET /a HTTP/1.1\r\n${H}Connection: close\r\nConnection: xclosex\r\n\r\n`);
+  assert.equal(twoLines.error, null);
+  assert.equal(twoLines.heads[0].keepAlive, false);
+  // The pipelined request after a "close" message is never served.
+  for (const step of [0, 1]) {
+    const piped = run(`GET /a HTTP/1.1\r\n${H}Connection: close\r\nConnection: xclosex\r\n\r\nGET /b HTTP/1.1\r\n${H}\r\n`, step);
+    assert.deepEqual(piped.heads.map((h) => h.target), ['/a'], `step ${step}`);
+    assert.equal(piped.error, '400 MG_H1_DATA_AFTER_CLOSE', `step ${step}`);
+  }
+  // Upgrade and keep-alive (HTTP/1.0) accumulate the same way.
+  assert.equal(run(`GET / HTTP/1.1\r\n${H}Connection: Upgrade\r\nConnection: xupgradex\r\nUpgrade: websocket\r\n\r\n`).heads[0].upgrade, true);
+  assert.equal(run(`GET / HTTP/1.0\r\n${H}Connection: keep-alive\r\nConnection: xkeep-alivex\r\n\r\n`).heads[0].keepAlive, true);
+});

@@ -499,9 +499,10 @@ export class H1Parser {
         case 10:
           if (name.toLowerCase() === 'connection') {
             const v = value.toLowerCase();
-            if (v.includes('close')) connClose = hasToken(v, 'close');
-            if (v.includes('keep-alive')) connKeepAlive = hasToken(v, 'keep-alive');
-            if (v.includes('upgrade')) connUpgrade = hasToken(v, 'upgrade');
+            // Tokens accumulate over repeated lines (as llhttp): a later line never clears an earlier one.
+            if (v.includes('close')) connClose ||= hasToken(v, 'close');
+            if (v.includes('keep-alive')) connKeepAlive ||= hasToken(v, 'keep-alive');
+            if (v.includes('upgrade')) connUpgrade ||= hasToken(v, 'upgrade');
           }
           break;
         case 7:
