@@ -34,6 +34,7 @@ describe('upstream engine through the gateway', { timeout: 90_000 }, () => {
   const servers: net.Server[] = [];
   let rawConnections = 0;
   let staleConnections = 0;
+  let stalePosts = 0;
   let h2Sessions = 0;
 
   async function listen<S extends net.Server>(s: S): Promise<number> {
@@ -65,6 +66,7 @@ describe('upstream engine through the gateway', { timeout: 90_000 }, () => {
       socket.on('error', () => {});
       socket.on('data', (d) => {
         if (!d.includes('\r\n\r\n')) return;
+        if (d.subarray(0, 5).toString('latin1') === 'POST ') stalePosts++;
         if (n++ === 0) socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh');
         else socket.destroy();
       });
@@ -163,6 +165,17 @@ describe('upstream engine through the gateway', { timeout: 90_000 }, () => {
     assert.equal(staleConnections, 3);
   });
 
+  for (const body of [undefined, 'charge=100']) {
+    test(`a POST${body === undefined ? '' : ' with a body'} on a kept-alive connection the upstream closed after reading it is not sent again: 503 (no retry policy)`, async () => {
+      const first = await request(port, { path: '/stale/warm' });
+      assert.equal(first.status, 200);
+      const before = stalePosts;
+      const r = await request(port, { path: '/stale/pay', method: 'POST', body, headers: body === undefined ? { 'content-length': '0' } : {} });
+      assert.equal(r.status, 503, r.body);
+      assert.equal(stalePosts - before, 1, 'the POST was delivered once');
+    });
+  }
+
   test('a TLS handshake that never completes: 503 UF after the connect timeout', async () => {
     const t0 = Date.now();
     const r = await request(port, { path: '/mute' });
@@ -192,4 +205,58 @@ describe('upstream engine through the gateway', { timeout: 90_000 }, () => {
       client.close();
     }
   });
+});
+
+describe('upstream engine through the gateway, one connection per endpoint: bytes after an answer', { timeout: 60_000 }, () => {
+  // The answer to the first request, then in the same write bytes shaped as another answer.
+  const smuggled = 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPWNED!';
+  const answers: Record<string, string> = {
+    '/smuggle': `HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok${smuggled}`,
+    '/no-content': `HTTP/1.1 204 No Content\r\n\r\n${smuggled}`,
+  };
+  let gw: RuntimeHarness;
+  let port: number;
+  let server: net.Server;
+
+  before(async () => {
+    server = net.createServer((socket) => {
+      let buf = '';
+      socket.on('error', () => {});
+      socket.on('data', (d) => {
+        buf += d.toString('latin1');
+        for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
+          const [, path] = buf.slice(0, end).split(' ');
+          buf = buf.slice(end + 4);
+          // The first answer waits, so the next requests queue behind it on the one connection.
+          if (path in answers) setTimeout(() => socket.write(answers[path]), 150);
+          else socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${path.length}\r\n\r\n${path}`);
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const upstream = (server.address() as net.AddressInfo).port;
+    gw = await startRuntime(snapshot([httpListener(0, [vhost('v', ['*'], [route('raw', forward(['raw']), [match()])])])], [cluster('raw', [{ port: upstream }])]), { pools: { connections: 1 } });
+    port = gw.port();
+  });
+
+  after(async () => {
+    await gw?.close(500);
+    server?.close();
+  });
+
+  for (const [path, method, status, body] of [
+    ['/smuggle', 'GET', 200, 'ok'],
+    ['/no-content', 'GET', 204, ''],
+  ] as const) {
+    test(`${method} ${path}: the requests queued behind it get their own answers`, async () => {
+      const first = request(port, { path, method });
+      await new Promise((r) => setTimeout(r, 50));
+      const others = [request(port, { path: '/victim-1' }), request(port, { path: '/victim-2' })];
+      const a = await first;
+      assert.equal(a.status, status);
+      assert.equal(a.body, body);
+      const got = await Promise.all(others);
+      assert.deepEqual(got.map((o) => `${o.status} ${o.body}`), ['200 /victim-1', '200 /victim-2'], 'another client got the trailing bytes of an answer');
+    });
+  }
 });

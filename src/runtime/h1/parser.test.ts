@@ -95,3 +95,64 @@ test('parser: refusals', () => {
   ];
   for (const c of cases) for (const step of [0, 1]) assert.equal(run(c.input, step).error, c.want, `${c.desc} (step ${step})`);
 });
+
+test('parser: Connection tokens accumulate over repeated lines (a later line never clears an earlier close)', () => {
+  const twoLines = run(`GET /a HTTP/1.1\r\n${H}Connection: close\r\nConnection: xclosex\r\n\r\n`);
+  assert.equal(twoLines.error, null);
+  assert.equal(twoLines.heads[0].keepAlive, false);
+  // The pipelined request after a "close" message is never served.
+  for (const step of [0, 1]) {
+    const piped = run(`GET /a HTTP/1.1\r\n${H}Connection: close\r\nConnection: xclosex\r\n\r\nGET /b HTTP/1.1\r\n${H}\r\n`, step);
+    assert.deepEqual(piped.heads.map((h) => h.target), ['/a'], `step ${step}`);
+    assert.equal(piped.error, '400 MG_H1_DATA_AFTER_CLOSE', `step ${step}`);
+  }
+  // Upgrade and keep-alive (HTTP/1.0) accumulate the same way.
+  assert.equal(run(`GET / HTTP/1.1\r\n${H}Connection: Upgrade\r\nConnection: xupgradex\r\nUpgrade: websocket\r\n\r\n`).heads[0].upgrade, true);
+  assert.equal(run(`GET / HTTP/1.0\r\n${H}Connection: keep-alive\r\nConnection: xkeep-alivex\r\n\r\n`).heads[0].keepAlive, true);
+});
+
+test('parser: Content-Length with leading zeros is accepted (as llhttp); past 2^53-1 it is refused', () => {
+  const zeros = run(`POST / HTTP/1.1\r\n${H}Content-Length: 00000000000000005\r\n\r\nhello`);
+  assert.equal(zeros.error, null);
+  assert.deepEqual(zeros.bodies, ['hello']);
+  assert.equal(run(`POST / HTTP/1.1\r\n${H}Content-Length: 0000000000000000000000000\r\n\r\n`).complete, 1);
+  assert.equal(run(`POST / HTTP/1.1\r\n${H}Content-Length: 0009007199254740991\r\n\r\n`).error, null);
+  assert.equal(run(`POST / HTTP/1.1\r\n${H}Content-Length: 9007199254740992\r\n\r\n`).error, '400 MG_H1_BAD_CONTENT_LENGTH');
+  assert.equal(run(`POST / HTTP/1.1\r\n${H}Content-Length: ${'9'.repeat(40)}\r\n\r\n`).error, '400 MG_H1_BAD_CONTENT_LENGTH');
+});
+
+test('parser: trailer lines are kept as one slice per read, not one Buffer per byte; split anywhere they parse the same', () => {
+  const trailer = `X-Long: ${'v'.repeat(8000)}\r\nX-T: w\r\n`;
+  const input = `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n${trailer}\r\n`;
+  const proto = Buffer.prototype as unknown as { subarray: (s?: number, e?: number) => Buffer };
+  const own = Object.prototype.hasOwnProperty.call(proto, 'subarray');
+  const original = proto.subarray;
+  let calls = 0;
+  proto.subarray = function (this: Buffer, s?: number, e?: number) {
+    calls++;
+    return original.call(this, s, e);
+  };
+  let got: Seen;
+  try {
+    got = run(input);
+  } finally {
+    if (own) proto.subarray = original;
+    else delete (proto as { subarray?: unknown }).subarray;
+  }
+  assert.equal(got.error, null);
+  assert.equal(got.complete, 1);
+  assert.ok(calls < 100, `${calls} slices for one request with an 8 KB trailer`);
+  for (const step of [1, 2, 7, 4096]) {
+    const r = run(input, step);
+    assert.equal(r.error, null, `step ${step}`);
+    assert.equal(r.complete, 1, `step ${step}`);
+  }
+  // Still validated whatever the split: a bad name, a bad value, a bare CR in a trailer line.
+  for (const [bad, want] of [
+    ['X Y: v\r\n', '400 MG_H1_BAD_TRAILER'],
+    ['X: a\x01b\r\n', '400 MG_H1_BAD_TRAILER'],
+    ['X: a\rb\r\n', '400 MG_H1_BARE_CR'],
+  ]) {
+    for (const step of [0, 1, 3]) assert.equal(run(`POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n${bad}\r\n`, step).error, want, `${JSON.stringify(bad)} step ${step}`);
+  }
+});

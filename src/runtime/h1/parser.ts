@@ -345,28 +345,36 @@ export class H1Parser {
           continue;
         case State.Trailers: {
           // Trailer fields: validated like header fields, then dropped (as node:http's server path did).
-          const c = buf[i];
-          i++;
-          if (++this.#trailerBytes > MAX_TRAILERS) return this.#fail(431, 'MG_H1_TRAILERS_TOO_LARGE');
-          if (c === 10) {
-            if (this.#prev !== 13) return this.#fail(400, 'MG_H1_BARE_LF');
-            this.#prev = 0;
-            if (this.#trailerLineLength === 0) {
+          // A line's bytes are kept as one slice per run within this read, never one per byte.
+          let run = -1;
+          while (i < n) {
+            const c = buf[i];
+            i++;
+            if (++this.#trailerBytes > MAX_TRAILERS) return this.#fail(431, 'MG_H1_TRAILERS_TOO_LARGE');
+            if (c === 10) {
+              if (this.#prev !== 13) return this.#fail(400, 'MG_H1_BARE_LF');
+              this.#prev = 0;
+              if (this.#trailerLineLength === 0) {
+                this.#head = [];
+                return this.#complete(i);
+              }
+              const line = Buffer.concat(this.#head).toString('latin1');
               this.#head = [];
-              return this.#complete(i);
+              this.#trailerLineLength = 0;
+              this.#checkTrailerLine(line);
+              continue;
             }
-            const line = Buffer.concat(this.#head).toString('latin1');
-            this.#head = [];
-            this.#trailerLineLength = 0;
-            this.#checkTrailerLine(line);
-            continue;
+            if (this.#prev === 13) return this.#fail(400, 'MG_H1_BARE_CR');
+            this.#prev = c;
+            if (c !== 13) {
+              this.#trailerLineLength++;
+              if (run === -1) run = i - 1;
+            } else if (run !== -1) {
+              this.#head.push(buf.subarray(run, i - 1));
+              run = -1;
+            }
           }
-          if (this.#prev === 13) return this.#fail(400, 'MG_H1_BARE_CR');
-          this.#prev = c;
-          if (c !== 13) {
-            this.#trailerLineLength++;
-            this.#head.push(buf.subarray(i - 1, i));
-          }
+          if (run !== -1) this.#head.push(buf.subarray(run, i));
           continue;
         }
         case State.Done:
@@ -479,14 +487,16 @@ export class H1Parser {
       switch (name.length) {
         case 14:
           if (name.toLowerCase() === 'content-length') {
-            if (cl !== -1 || value.length === 0 || value.length > 16) this.#fail(400, 'MG_H1_BAD_CONTENT_LENGTH');
+            // Leading zeros are accepted (as llhttp); the value itself is bounded by the checks below.
+            if (cl !== -1 || value.length === 0) this.#fail(400, 'MG_H1_BAD_CONTENT_LENGTH');
             let v = 0;
             for (let k = 0; k < value.length; k++) {
               const d = value.charCodeAt(k) - 48;
               if (d < 0 || d > 9) this.#fail(400, 'MG_H1_BAD_CONTENT_LENGTH');
               v = v * 10 + d;
+              // Checked at each digit, so the comparison is exact (v never grows past one digit beyond the safe range).
+              if (v > Number.MAX_SAFE_INTEGER) this.#fail(400, 'MG_H1_BAD_CONTENT_LENGTH');
             }
-            if (v > Number.MAX_SAFE_INTEGER) this.#fail(400, 'MG_H1_BAD_CONTENT_LENGTH');
             cl = v;
           }
           break;
@@ -499,9 +509,10 @@ export class H1Parser {
         case 10:
           if (name.toLowerCase() === 'connection') {
             const v = value.toLowerCase();
-            if (v.includes('close')) connClose = hasToken(v, 'close');
-            if (v.includes('keep-alive')) connKeepAlive = hasToken(v, 'keep-alive');
-            if (v.includes('upgrade')) connUpgrade = hasToken(v, 'upgrade');
+            // Tokens accumulate over repeated lines (as llhttp): a later line never clears an earlier one.
+            if (v.includes('close')) connClose ||= hasToken(v, 'close');
+            if (v.includes('keep-alive')) connKeepAlive ||= hasToken(v, 'keep-alive');
+            if (v.includes('upgrade')) connUpgrade ||= hasToken(v, 'upgrade');
           }
           break;
         case 7:

@@ -531,3 +531,140 @@ describe('H1Client: failures, timeouts, aborts', () => {
     assert.equal(after.error?.code, 'UND_ERR_CLOSED');
   });
 });
+
+describe('H1Client: bytes after a complete answer never answer another request (response desync)', () => {
+  // What an upstream (or an attacker it echoes) puts after the end of an answer, shaped as an answer.
+  const smuggled = 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPWNED!';
+  const cases: { name: string; method: string; answer: string; status: number; body: string }[] = [
+    { name: 'a body on a HEAD answer', method: 'HEAD', answer: `HTTP/1.1 200 OK\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`, status: 200, body: '' },
+    { name: 'a body on a 204', method: 'GET', answer: `HTTP/1.1 204 No Content\r\n\r\n${smuggled}`, status: 204, body: '' },
+    { name: 'a body on a 304', method: 'GET', answer: `HTTP/1.1 304 Not Modified\r\n\r\n${smuggled}`, status: 304, body: '' },
+    { name: 'more bytes than Content-Length', method: 'GET', answer: `HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok${smuggled}`, status: 200, body: 'ok' },
+    { name: 'a second answer after a chunked one in the same write', method: 'GET', answer: `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n${smuggled}`, status: 200, body: 'ok' },
+  ];
+  for (const k of cases) {
+    test(`${k.name}: the queued request gets its own answer from a fresh connection`, async () => {
+      // One connection, two requests: the second waits in the queue while the first is answered
+      // with trailing bytes in the same write.
+      const s = await rawServer((n, head) => {
+        if (n === 0) return k.answer;
+        const path = head.split(' ')[1];
+        const body = `real ${path}`;
+        return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+      });
+      const c = client(s.port, { connections: 1 });
+      const [a, b] = await Promise.all([send(c, { path: '/alice', method: k.method }), send(c, { path: '/bob' })]);
+      assert.equal(a.error, null);
+      assert.equal(a.status, k.status);
+      assert.equal(a.body, k.body);
+      assert.equal(b.error, null, `bob failed: ${b.error?.message}`);
+      assert.equal(b.body, 'real /bob', 'the queued request was answered by the trailing bytes of another answer');
+      assert.equal(s.connections(), 2, 'the connection with trailing bytes is not reused');
+    });
+  }
+
+  test('an answer that ends exactly at the end of the chunk still hands the connection to the queued request', async () => {
+    const s = await rawServer((_n, head) => {
+      const body = `real ${head.split(' ')[1]}`;
+      return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    });
+    const c = client(s.port, { connections: 1 });
+    const out = await Promise.all([send(c, { path: '/1' }), send(c, { path: '/2' }), send(c, { path: '/3' })]);
+    assert.deepEqual(out.map((o) => o.body), ['real /1', 'real /2', 'real /3']);
+    assert.equal(s.connections(), 1);
+  });
+
+  test('a request dispatched from onComplete (as the circuit breaker does) waits for the read to end, then reuses the connection', async () => {
+    const s = await rawServer((_n, head) => {
+      const body = `real ${head.split(' ')[1]}`;
+      return `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    });
+    const c = client(s.port);
+    const bodies: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const next = (i: number): void => {
+        let body = '';
+        c.dispatch({ method: 'GET', path: `/${i}`, headers: ['host', 'x'], body: null }, {
+          onConnect() {},
+          onHeaders: () => true,
+          onData: (d) => {
+            body += d.toString();
+            return true;
+          },
+          onComplete() {
+            bodies.push(body);
+            if (i < 5) next(i + 1);
+            else resolve();
+          },
+          onError: reject,
+        });
+      };
+      next(1);
+    });
+    assert.deepEqual(bodies, ['real /1', 'real /2', 'real /3', 'real /4', 'real /5']);
+    assert.equal(s.connections(), 1, 'no extra connection for a socket about to be free');
+  });
+});
+
+describe('H1Client: the stale-connection retry never repeats a non-idempotent request', () => {
+  /**
+   * Each connection answers GETs; the first request with `method` it receives (over all
+   * connections) is read, then the connection is destroyed without an answer (a crash, or an idle
+   * close racing the reuse); later ones get a 201. `count()`: how many such requests arrived.
+   */
+  async function closingServer(method: string): Promise<{ port: number; count: () => number }> {
+    let count = 0;
+    const s = await rawServer((_n, head, socket) => {
+      if (head.startsWith('GET ')) return 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n';
+      if (!head.startsWith(`${method} `)) return 'HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n';
+      count++;
+      if (count === 1) {
+        // Let the body (sent in the same write) arrive, then close.
+        setTimeout(() => socket.destroy(), 20);
+        return null;
+      }
+      return 'HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n';
+    });
+    return { port: s.port, count: () => count };
+  }
+
+  test('a POST on a kept-alive connection closed after it was read is delivered once and fails with UND_ERR_SOCKET', async () => {
+    const s = await closingServer('POST');
+    const c = client(s.port, { connections: 1 });
+    assert.equal((await send(c, { path: '/warm' })).status, 200);
+    const r = await send(c, { path: '/pay', method: 'POST', body: Buffer.from('charge=100') });
+    assert.equal(r.error?.code, 'UND_ERR_SOCKET');
+    assert.equal(s.count(), 1, 'the POST was delivered twice');
+  });
+
+  test('PATCH (not idempotent) is not sent again either', async () => {
+    const s = await closingServer('PATCH');
+    const c = client(s.port, { connections: 1 });
+    assert.equal((await send(c, { path: '/warm' })).status, 200);
+    const r = await send(c, { path: '/x', method: 'PATCH', body: Buffer.from('{}') });
+    assert.equal(r.error?.code, 'UND_ERR_SOCKET');
+    assert.equal(s.count(), 1);
+  });
+
+  for (const method of ['PUT', 'DELETE', 'OPTIONS']) {
+    test(`${method} (idempotent, RFC 9110 §9.2.2) is sent once more on a new connection`, async () => {
+      const s = await closingServer(method);
+      const c = client(s.port, { connections: 1 });
+      assert.equal((await send(c, { path: '/warm' })).status, 200);
+      const r = await send(c, { path: '/x', method, body: method === 'PUT' ? Buffer.from('v') : null });
+      assert.equal(r.error, null, r.error?.message);
+      assert.equal(r.status, 201);
+      assert.equal(s.count(), 2);
+    });
+  }
+
+  test('a POST with an Idempotency-Key header is sent once more', async () => {
+    const s = await closingServer('POST');
+    const c = client(s.port, { connections: 1 });
+    assert.equal((await send(c, { path: '/warm' })).status, 200);
+    const r = await send(c, { path: '/pay', method: 'POST', headers: ['host', 'x', 'Idempotency-Key', '"8e03978e-40d5"'], body: Buffer.from('charge=100') });
+    assert.equal(r.error, null, r.error?.message);
+    assert.equal(r.status, 201);
+    assert.equal(s.count(), 2);
+  });
+});

@@ -16,10 +16,16 @@
  *   `Keep-Alive: timeout=N` hint minus `keepAliveTimeoutThresholdMs` (capped by
  *   `keepAliveMaxTimeoutMs`), so the gateway closes first and never races a request against the
  *   upstream's own close.
+ * - Bytes after the end of an answer in the same read (a body on HEAD, 204 or 304, more than the
+ *   Content-Length, a second answer): the answer is delivered, then the socket is closed; it is never
+ *   handed to the next request. A socket is handed on only after the whole read was parsed.
  * - Stale connections: when a reused socket closes before any byte of the answer arrived, the
- *   request is sent once more on another socket if nothing of its body was consumed (no body, a
- *   Buffer body, or a stream not read yet), as undici and Envoy do. Otherwise the failure is
- *   `UND_ERR_SOCKET` (503 `UC`).
+ *   request is sent once more on another socket only when that cannot repeat an action: the method
+ *   is idempotent (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or the request carries
+ *   an `Idempotency-Key`, and nothing of its body was consumed (no body, a Buffer body, or a stream
+ *   not read yet). The upstream may have acted on a POST before closing, so otherwise the failure
+ *   is the socket's (`UND_ERR_SOCKET` or the reset, 503 `UC`) and the route's retry policy decides,
+ *   as with Envoy (which retries only under a retry policy). Go's net/http draws the same line.
  * - Timeouts: `connectTimeoutMs` covers TCP connect and TLS handshake (`UND_ERR_CONNECT_TIMEOUT`,
  *   503 `UF`). Request and response timing is the caller's (route timeout, per-try timeout), which
  *   aborts through the `abort` handed to onConnect.
@@ -59,6 +65,17 @@ const HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** A request target may not carry spaces or control characters (it would split the request line). */
 const INVALID_PATH = /[^\u0021-\u00ff]/;
 
+/** RFC 9110 §9.2.2 idempotent methods. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+function hasIdempotencyKey(headers: string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i];
+    if (name.length === 15 && name.toLowerCase() === 'idempotency-key') return true;
+  }
+  return false;
+}
+
 const enum ReqState {
   Queued,
   Active,
@@ -89,10 +106,10 @@ class H1Request {
     this.abort = (err?: Error): void => client.abortRequest(this, err ?? upstreamError(ABORTED, 'Request aborted'));
   }
 
-  /** Whether sending it again cannot duplicate or lose body bytes. */
+  /** Whether sending it again cannot repeat an action or duplicate or lose body bytes. */
   get replayable(): boolean {
     const body = this.opts.body;
-    return !this.retried && (body === null || Buffer.isBuffer(body) || this.bodyBytes === 0);
+    return !this.retried && (body === null || Buffer.isBuffer(body) || this.bodyBytes === 0) && (IDEMPOTENT.has(this.opts.method) || hasIdempotencyKey(this.opts.headers));
   }
 }
 
@@ -112,6 +129,10 @@ class H1Connection implements ResponseSink {
   closed = false;
   /** Error seen on the socket before it closed. */
   error: Error | null = null;
+  /** The parser is running over a read (the answer callbacks run inside it). */
+  executing = false;
+  /** The answer ended during the current read: the socket is handed on once the read is parsed. */
+  releasePending = false;
   readonly resume: () => void;
   readonly #client: H1Client;
   /** Body of the request in flight while it is being streamed. */
@@ -243,6 +264,8 @@ export class H1Client implements UpstreamClient {
   #queue: (H1Request | null)[] = [];
   #queueHead = 0;
   #connecting = 0;
+  /** Sockets whose answer ended in the read being parsed: free soon (no new socket for them). */
+  #releasing = 0;
   #session: Buffer | undefined = undefined;
   #onClosed: (() => void) | null = null;
   #closePromise: Promise<void> | null = null;
@@ -289,7 +312,7 @@ export class H1Client implements UpstreamClient {
 
   /** Opens sockets while waiting requests outnumber the sockets being opened. */
   #maybeConnect(): void {
-    while (this.stats.pending > this.#connecting && this.#all.size < this.options.connections) this.#connect();
+    while (this.stats.pending > this.#connecting + this.#releasing && this.#all.size < this.options.connections) this.#connect();
   }
 
   #connect(): void {
@@ -489,12 +512,33 @@ export class H1Client implements UpstreamClient {
     if (keep) {
       // The answer may have paused the socket; an idle socket must read (to see its close).
       conn.socket.resume();
-      this.#release(conn);
+      // Inside a read, the rest of it must be parsed first: bytes after the end of the answer
+      // make the socket unusable, and must never be read as the next request's answer.
+      if (conn.executing) {
+        conn.releasePending = true;
+        this.#releasing++;
+      } else {
+        this.#release(conn);
+      }
     } else {
       conn.socket.destroy();
     }
     r.handler.onComplete(trailers);
     this.#checkClosed();
+  }
+
+  /**
+   * The read in which the answer on `conn` ended is parsed: `clean` when nothing followed the
+   * answer, and the socket is handed on; otherwise it is closed (its waiting requests get new ones).
+   */
+  afterRead(conn: H1Connection, clean: boolean): void {
+    this.#releasing--;
+    if (conn.closed || conn.socket.destroyed) {
+      if (!this.#destroyed) this.#maybeConnect();
+      return;
+    }
+    if (clean) this.#release(conn);
+    else conn.socket.destroy();
   }
 
   /** Ends `r` with `err` (abort from the handler, a body error, a bad header). */
@@ -625,10 +669,18 @@ function onSocketData(this: H1Connection, chunk: Buffer): void {
     this.socket.destroy();
     return;
   }
+  const client = this.request.client;
+  this.executing = true;
   const err = this.parser.execute(chunk);
+  this.executing = false;
+  if (this.releasePending) {
+    this.releasePending = false;
+    client.afterRead(this, err === null);
+  }
   if (err === null) return;
   const r = this.request;
-  // Bytes after a complete answer leave the socket unusable even with no request in flight.
+  // Bytes after a complete answer (already delivered) leave the socket unusable: it is closed,
+  // and the waiting requests go to other (new) sockets.
   if (r !== null) r.client.abortRequest(r, err);
   else this.socket.destroy();
 }

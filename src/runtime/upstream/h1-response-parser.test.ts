@@ -91,3 +91,32 @@ describe('H1ResponseParser', () => {
     });
   }
 });
+
+describe('H1ResponseParser: bytes after the end of an answer', () => {
+  test('an owner that arms the parser again from onResponseEnd never gets the rest of the read as the next answer', () => {
+    const smuggled = 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPWNED!';
+    for (const [head, answer] of [
+      [false, `HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok${smuggled}`],
+      [true, `HTTP/1.1 200 OK\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`],
+      [false, `HTTP/1.1 204 No Content\r\n\r\n${smuggled}`],
+      [false, `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`],
+    ] as const) {
+      const heads: number[] = [];
+      let ends = 0;
+      const sink: ResponseSink = {
+        onResponseHead: (status) => void heads.push(status),
+        onResponseData: () => {},
+        onResponseEnd: () => {
+          ends++;
+          p.start(false);
+        },
+      };
+      const p = new H1ResponseParser(sink);
+      p.start(head);
+      const err = p.execute(Buffer.from(answer, 'latin1')) as (Error & { code?: string }) | null;
+      assert.equal(err?.code, 'HPE_INVALID_CONSTANT', answer);
+      assert.deepEqual(heads, [heads[0]], 'one answer parsed');
+      assert.equal(ends, 1);
+    }
+  });
+});

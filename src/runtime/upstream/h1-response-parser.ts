@@ -80,6 +80,8 @@ export class H1ResponseParser {
   keepAlive = false;
   /** Set by the owner when a callback ended the exchange (abort): parsing stops at once. */
   halted = false;
+  /** Counts `start()` calls: `execute` never parses bytes for an answer armed during its own run. */
+  #generation = 0;
 
   constructor(sink: ResponseSink) {
     this.#sink = sink;
@@ -92,6 +94,7 @@ export class H1ResponseParser {
     this.#partial = null;
     this.keepAlive = false;
     this.halted = false;
+    this.#generation++;
   }
 
   /** Whether any byte of the current answer has arrived. */
@@ -110,11 +113,19 @@ export class H1ResponseParser {
     return parseError('UND_ERR_SOCKET', 'other side closed');
   }
 
-  /** Parses `chunk`; returns an error when the input is not a valid answer (the connection is then unusable). */
+  /**
+   * Parses `chunk`; returns an error when the input is not a valid answer (the connection is then
+   * unusable). Bytes that follow the end of the answer (a body on HEAD, 204 or 304, more than the
+   * Content-Length, a second answer in the same read) are never parsed as the answer to another
+   * request: they are an `HPE_INVALID_CONSTANT` error returned after the answer was delivered, also
+   * when a callback armed the parser again for the next request meanwhile.
+   */
   execute(chunk: Buffer): Error | null {
     let pos = 0;
     const len = chunk.length;
+    const generation = this.#generation;
     while (pos < len && !this.halted) {
+      if (this.#generation !== generation) return parseError('HPE_INVALID_CONSTANT', 'data after the end of the response');
       switch (this.#state) {
         case State.Idle:
         case State.Done:
