@@ -11,7 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
 import type { Downstream, DownstreamOwner, PendingUpgrade } from '../http/downstream.js';
 import { Framing, type RequestHead } from './parser.js';
-import { isHeaderField } from '../http/header-chars.js';
+import { isHeaderField } from '../../lib/header-chars.js';
 
 /** What the response writer needs from its connection. */
 export interface H1Link {

@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
 import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from '../http/downstream.js';
 import { SERVER_NAME } from '../http/local-reply.js';
-import { H2_CONNECTION_SPECIFIC, H2_SINGLE_VALUE, isHeaderField } from '../http/header-chars.js';
+import { H2_CONNECTION_SPECIFIC, H2_SINGLE_VALUE, isHeaderField } from '../../lib/header-chars.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 

@@ -40,7 +40,7 @@ import type { CompiledCluster, CompiledDestination, CompiledEndpoint, CompiledRo
 import { upstreamTlsOptions, type UpstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { classifyUpstreamError, Errors, sendLocalError, SERVER_NAME } from './local-reply.js';
 import type { Downstream } from './downstream.js';
-import { isHeaderField, isHeaderName, isHeaderValue } from './header-chars.js';
+import { isHeaderField, isHeaderName, isHeaderValue } from '../../lib/header-chars.js';
 
 /** Idle time after which a tunnel is closed, in ms (Envoy's default stream idle timeout: 5 min). */
 export let WEBSOCKET_IDLE_TIMEOUT_MS = 300_000;

@@ -4,7 +4,7 @@
  * - a name is a token: `!#$%&'*+-.^_\`|~`, digits and letters, at least one;
  * - a value is `field-content` or empty: HTAB, SP, VCHAR and obs-text (0x80-0xff), no other CTL
  *   (so no NUL, CR or LF: no response splitting, and nothing node:http2 refuses).
- * Pure (no node imports): translate/ uses it too.
+ * In lib/ (pure, no node imports): translate/ validates config with it too.
  */
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
