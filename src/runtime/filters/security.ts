@@ -20,6 +20,7 @@ import type { CompiledCluster, CompiledListener, CompiledRoute } from '../compil
 import { checkRequestHead, DROP_UNDERSCORES, dropUnderscoreHeaders } from '../http/h1-guard.js';
 import { sendLocalError } from '../http/local-reply.js';
 import { Errors, extAuthzDenied, jwtDenied, rateLimited, rbacDenied, type LocalError } from '../http/local-errors.js';
+import { internalFailure } from '../http/internal-failure.js';
 import { headerLines, type Downstream } from '../http/downstream.js';
 import { compilePathNormalizer, normalizePath, type PathNormalizer } from '../http/normalize.js';
 import { compileJwt, extractToken, verifyToken, type AuthHeaderEdits, type CompiledJwt } from './jwt.js';
@@ -144,7 +145,7 @@ export function runRequestFilters(sec: CompiledSecurity, x: FilterRequest, next:
     x.authEdits = r.edits;
     x.jwtClaims = r.identity.claims;
     authorizeThen(sec, f.authz, x, r.identity, next);
-  });
+  }).catch((err: unknown) => internalFailure(x.d, err, 'JWT authentication'));
 }
 
 function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: FilterRequest, identity: JwtIdentity | null, next: () => void): void {
@@ -174,7 +175,7 @@ function authorizeThen(sec: CompiledSecurity, authz: CompiledAuthz | null, x: Fi
       x.authEdits = { remove: prev?.remove ?? [], set: [...(prev?.set.filter((s) => !r.upstreamHeaders.some((u) => u[0] === s[0])) ?? []), ...r.upstreamHeaders] };
     }
     next();
-  });
+  }).catch((err: unknown) => internalFailure(x.d, err, 'external authorization'));
 }
 
 function attributesOf(x: FilterRequest, identity: JwtIdentity | null, trustedHops: number): AuthzAttributes {

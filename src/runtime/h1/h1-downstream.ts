@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
 import type { Downstream, DownstreamOwner, PendingUpgrade } from '../http/downstream.js';
 import { Framing, type RequestHead } from './parser.js';
+import { isHeaderField } from '../../lib/header-chars.js';
 
 /** What the response writer needs from its connection. */
 export interface H1Link {
@@ -47,6 +48,8 @@ const EMPTY = new Readable({ read() {} });
 EMPTY.push(null);
 
 const CRLF = '\r\n';
+/** A Content-Length value as RFC 9110 §8.6 writes it: digits only. */
+const DIGITS = /^[0-9]+$/;
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 
 export class H1Downstream implements Downstream {
@@ -181,13 +184,19 @@ export class H1Downstream implements Downstream {
       const value = headers[i + 1];
       const lower = name.length === 14 || name.length === 17 || name.length === 10 || name.length === 4 ? name.toLowerCase() : name;
       if (lower === 'transfer-encoding' || lower === 'connection') continue; // the engine frames the message
+      // Response splitting and worse: a name that is not a token, or a value with a CR, LF, NUL or
+      // other CTL (config, an upgrade's upstream), never reaches the wire (RFC 9110 §5.1, §5.5).
+      if (!isHeaderField(name, value)) continue;
       if (lower === 'content-length') {
+        // One Content-Length, in canonical digits (not `0x10`, `1e3` or ` 5 `): the framing and
+        // the wire always agree. A second one (identical upstream duplicates) is not repeated.
+        if (length >= 0 || !DIGITS.test(value)) continue;
         const n = Number(value);
-        if (!Number.isSafeInteger(n) || n < 0) continue;
+        if (!Number.isSafeInteger(n)) continue;
         length = n;
+        head += `${name}: ${n}${CRLF}`;
+        continue;
       } else if (lower === 'date') hasDate = true;
-      // Response splitting: a CR or LF in a value never reaches the wire.
-      if (value.indexOf('\r') !== -1 || value.indexOf('\n') !== -1 || name.indexOf('\r') !== -1 || name.indexOf('\n') !== -1) continue;
       head += `${name}: ${value}${CRLF}`;
     }
     if (!hasDate) head += `date: ${this.#link.date()}${CRLF}`;

@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
 import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from '../http/downstream.js';
 import { SERVER_NAME } from '../http/local-reply.js';
+import { H2_CONNECTION_SPECIFIC, H2_SINGLE_VALUE, isHeaderField } from '../../lib/header-chars.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
@@ -141,28 +142,58 @@ export class H2Downstream implements Downstream {
   respond(status: number, headers: string[], body: Buffer | null): void {
     const stream = this.#stream;
     if (this.headersSent || stream.destroyed) return;
+    if (status < 200 || status > 599) status = 502; // HTTP/2 carries no other final status (node:http2 throws)
     this.#status = status;
     this.#sent = headers;
     this.#ended = true;
     const noBody = body === null || body.length === 0 || this.method === 'HEAD' || status === 204 || status === 304;
-    stream.respond(headerObject(status, headers), { endStream: noBody });
+    if (!this.#respond(status, headers, { endStream: noBody })) return;
     if (!noBody) stream.end(body);
   }
 
   writeHead(status: number, headers: string[]): void {
     const stream = this.#stream;
     if (this.headersSent || stream.destroyed) return;
+    if (status < 200 || status > 599) status = 502; // HTTP/2 carries no other final status (node:http2 throws)
     this.#status = status;
     this.#sent = headers;
     this.#noBody = this.method === 'HEAD' || status === 204 || status === 304;
     if (this.#noBody) {
       this.#ended = true;
-      stream.respond(headerObject(status, headers), { endStream: true });
+      this.#respond(status, headers, { endStream: true });
       return;
     }
     // Trailers (gRPC's grpc-status) are known only at the end: always ask for the chance to send them.
-    stream.respond(headerObject(status, headers), { waitForTrailers: true });
-    stream.once('wantTrailers', onWantTrailers);
+    if (this.#respond(status, headers, { waitForTrailers: true })) stream.once('wantTrailers', onWantTrailers);
+  }
+
+  /**
+   * `stream.respond` that never throws: `headerObject` already leaves out what node:http2 refuses,
+   * so a throw here is a case it missed. The stream is reset (INTERNAL_ERROR) and the request
+   * flagged, instead of the exception leaving an upstream socket's 'data' handler and ending the
+   * worker. False: the stream was reset.
+   */
+  #respond(status: number, headers: string[], options: { endStream?: boolean; waitForTrailers?: boolean }): boolean {
+    const stream = this.#stream;
+    try {
+      stream.respond(headerObject(status, headers), options);
+      return true;
+    } catch (err) {
+      this.#failed(err);
+      return false;
+    }
+  }
+
+  #failed(err: unknown): void {
+    this.#noBody = true;
+    this.#ended = true;
+    const rec = this.record;
+    if (rec !== null) {
+      const flag = 'UPE';
+      if (!rec.flags.split(',').includes(flag)) rec.flags = rec.flags === '-' ? flag : `${rec.flags},${flag}`;
+      if (rec.details === null) rec.details = `h2_response_refused{${(err as { code?: string }).code ?? 'error'}}`;
+    }
+    if (!this.#stream.destroyed) this.#stream.close(NGHTTP2_INTERNAL_ERROR);
   }
 
   write(chunk: Buffer): boolean {
@@ -199,8 +230,12 @@ export class H2Downstream implements Downstream {
     try {
       stream.sendTrailers(this.#trailers ?? {});
     } catch {
-      // Trailers HTTP/2 forbids (connection-specific fields from an HTTP/1.1 upstream): end without them.
-      stream.sendTrailers({});
+      // Trailers node:http2 still refuses: end without them; if even that fails, reset the stream.
+      try {
+        stream.sendTrailers({});
+      } catch (err) {
+        this.#failed(err);
+      }
     }
   }
 
@@ -218,13 +253,27 @@ export class H2Downstream implements Downstream {
 const ABORTED = Object.assign(new Error('meshgate: the client reset the HTTP/2 stream before the request body was complete'), { code: 'ECONNRESET' });
 
 
-/** Header object for `respond`/`sendTrailers` (repeated names as arrays); `status` < 0: none (trailers). */
-function headerObject(status: number, headers: string[]): OutgoingHttpHeaders {
-  const obj: OutgoingHttpHeaders = status < 0 ? {} : { ':status': status };
+/**
+ * Header object for `respond`/`sendTrailers` (repeated names as arrays); `status` < 0: none
+ * (trailers). Leaves out what node:http2 would throw on, as Envoy sends only what HTTP/2 can carry:
+ * names that are not tokens and values with CTL characters (RFC 9110 §5), connection-specific
+ * fields (RFC 9113 §8.2.2, `te` other than `trailers`), and a repeat of a single-value field (the
+ * first value is kept: an HTTP/1 upstream with two Content-Type or Location lines). A status
+ * HTTP/2 cannot carry as a final response (not 200-599) becomes 502.
+ */
+export function headerObject(status: number, headers: string[]): OutgoingHttpHeaders {
+  const obj: OutgoingHttpHeaders = Object.create(null) as OutgoingHttpHeaders;
+  if (status >= 0) obj[':status'] = status >= 200 && status <= 599 ? status : 502;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i].toLowerCase();
+    const value = headers[i + 1];
+    if (!isHeaderField(name, value) || H2_CONNECTION_SPECIFIC.has(name)) continue;
+    if (name === 'te' && value.trim().toLowerCase() !== 'trailers') continue;
     const prev = obj[name];
-    obj[name] = prev === undefined ? headers[i + 1] : Array.isArray(prev) ? [...prev, headers[i + 1]] : [String(prev), headers[i + 1]];
+    if (prev === undefined) obj[name] = value;
+    else if (H2_SINGLE_VALUE.has(name)) continue;
+    else if (Array.isArray(prev)) prev.push(value);
+    else obj[name] = [prev as string, value];
   }
   return obj;
 }

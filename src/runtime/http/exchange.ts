@@ -20,6 +20,7 @@ import { plainAddress, type Downstream, type DownstreamOwner } from './downstrea
 import { Base64Encoder, grpcWebResponseHeaders, grpcWebTrailerFrame, type GrpcWebMode } from './grpc-web.js';
 import type { RequestRecord } from '../../observability/record.js';
 import type { AuthHeaderEdits } from '../filters/jwt.js';
+import { internalFailure } from './internal-failure.js';
 
 /** Reasons passed to undici's abort; preallocated (no stack trace per request). */
 const TIMEOUT = Object.assign(new Error('meshgate: route timeout'), { code: 'MG_ERR_UPSTREAM_TIMEOUT' });
@@ -179,15 +180,78 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   }
 
   // --- undici handler ---
+  // Each callback runs inside the upstream client's socket handlers: a throw from the request
+  // path (a head the engine refuses, a filter) must not leave them (it would end the worker).
 
   onConnect(abort: (err?: Error) => void): void {
+    try {
+      this.#onConnect(abort);
+    } catch (err) {
+      this.#internalFailure(err);
+    }
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    try {
+      return this.#onHeaders(statusCode, rawHeaders, resume);
+    } catch (err) {
+      this.#internalFailure(err);
+      return false;
+    }
+  }
+
+  onData(chunk: Buffer): boolean {
+    try {
+      return this.#onData(chunk);
+    } catch (err) {
+      this.#internalFailure(err);
+      return false;
+    }
+  }
+
+  onComplete(trailers?: unknown): void {
+    try {
+      this.#onComplete(trailers);
+    } catch (err) {
+      this.#internalFailure(err);
+    }
+  }
+
+  onError(err: Error): void {
+    try {
+      this.#onError(err);
+    } catch (e) {
+      this.#internalFailure(e);
+    }
+  }
+
+  /** A callback threw: the upstream request is aborted, the client answered 500 or reset. */
+  #internalFailure(err: unknown): void {
+    const abort = this.#abort;
+    this.#abort = null;
+    try {
+      if (this.#phase !== Phase.Done) this.#finish();
+    } catch {
+      // keep going: the client must still get an answer
+    }
+    internalFailure(this.d, err, 'upstream response handling');
+    if (abort !== null) {
+      try {
+        abort(err instanceof Error ? err : new Error(String(err)));
+      } catch {
+        // the upstream connection is closed by its client either way
+      }
+    }
+  }
+
+  #onConnect(abort: (err?: Error) => void): void {
     this.#abort = abort;
     if (this.#call !== null) this.#call.connected(abort);
     // The request may have timed out or lost its client while it waited for a connection.
     if (this.#phase === Phase.Done) abort(DOWNSTREAM_GONE);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  #onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (this.#phase !== Phase.Waiting) return false;
     // 1xx interim responses are not relayed (Node answers `Expect: 100-continue` itself).
     if (statusCode < 200) return true;
@@ -228,7 +292,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     return true;
   }
 
-  onData(chunk: Buffer): boolean {
+  #onData(chunk: Buffer): boolean {
     if (this.#draining) return true;
     if (this.#phase !== Phase.Streaming) return false;
     if (this.#b64 !== null) chunk = this.#b64.encode(chunk);
@@ -237,7 +301,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     return this.d.write(chunk);
   }
 
-  onComplete(trailers?: unknown): void {
+  #onComplete(trailers?: unknown): void {
     if (this.#draining) return this.#retryAfterDrain();
     if (this.#phase !== Phase.Streaming) return;
     this.#finish();
@@ -253,7 +317,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     this.d.end(null, this.d.http2 ? trailerPairs(trailers) : null);
   }
 
-  onError(err: Error): void {
+  #onError(err: Error): void {
     const phase = this.#phase;
     if (phase === Phase.Done) return;
     if (this.#draining && err !== TIMEOUT) return this.#retryAfterDrain();

@@ -40,6 +40,7 @@ import type { CompiledCluster, CompiledDestination, CompiledEndpoint, CompiledRo
 import { upstreamTlsOptions, type UpstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { classifyUpstreamError, Errors, sendLocalError, SERVER_NAME } from './local-reply.js';
 import type { Downstream } from './downstream.js';
+import { isHeaderField, isHeaderName, isHeaderValue } from '../../lib/header-chars.js';
 
 /** Idle time after which a tunnel is closed, in ms (Envoy's default stream idle timeout: 5 min). */
 export let WEBSOCKET_IDLE_TIMEOUT_MS = 300_000;
@@ -97,6 +98,9 @@ export function forwardUpgrade(
 ): void {
   const up = d.upgrade;
   if (up === null) return sendLocalError(d, Errors.badRequest, true);
+  // The request line goes to the upstream as written: a (rewritten) target with a space or a
+  // control character would split it.
+  if (BAD_TARGET.test(target)) return sendLocalError(d, Errors.badRequest, true);
   d.upgrade = null;
   const rec = d.record;
   const client = up.socket;
@@ -131,6 +135,9 @@ export function forwardUpgrade(
   let head = `${d.method} ${target} HTTP/1.1\r\n`;
   let hasKey = false;
   for (let i = 0; i < headers.length; i += 2) {
+    // Same rules as every head writer: a name that is not a token, or a value with CR, LF, NUL or
+    // another CTL (a route's header ops, a rewritten authority), never reaches the upstream.
+    if (!isHeaderField(headers[i], headers[i + 1])) continue;
     if (headers[i] === 'sec-websocket-key') hasKey = true;
     head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   }
@@ -220,7 +227,7 @@ export function forwardUpgrade(
     if (route.responseHeaders !== null) out = applyHeaderOps(out, route.responseHeaders);
     if (client === null) return relayH2(parsed, out, rest);
     let text = `HTTP/1.1 ${parsed.status} ${parsed.reason}\r\n`;
-    for (let i = 0; i < out.length; i += 2) text += `${out[i]}: ${out[i + 1]}\r\n`;
+    for (let i = 0; i < out.length; i += 2) if (isHeaderField(out[i], out[i + 1])) text += `${out[i]}: ${out[i + 1]}\r\n`;
     client.write(`${text}\r\n`);
     if (rec !== null) rec.upgradeStatus = parsed.status;
     if (parsed.status === 101) {
@@ -352,6 +359,11 @@ function h2ResponseHeaders(list: string[]): string[] {
   return out;
 }
 
+/** A request target that would split the request line (SP, CTL, DEL). */
+const BAD_TARGET = /[\x00-\x20\x7f]/;
+/** Optional whitespace around a field value (SP and HTAB only, RFC 9110 §5.6.3). */
+const OWS_EDGES = /^[ \t]+|[ \t]+$/g;
+
 interface ParsedHead {
   status: number;
   reason: string;
@@ -363,24 +375,37 @@ interface ParsedHead {
 
 /**
  * Status line and headers of an HTTP/1.1 response head; hop-by-hop kept only for 101 (and
- * Transfer-Encoding, whose framing the relayed bytes still carry); `server` replaced.
+ * Transfer-Encoding, whose framing the relayed bytes still carry); `server` replaced. As the
+ * upstream client's response parser: a bare LF, a NUL or another CTL anywhere, a name that is not
+ * a token (or with whitespace before the colon), a non-digit or conflicting Content-Length make the
+ * head invalid (null: 502), so nothing a client could read as another line is relayed.
  */
 function parseHead(text: string): ParsedHead | null {
   const lines = text.split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]);
-  if (m === null) return null;
+  const m = /^HTTP\/1\.[01] ([1-9]\d{2})(?: (.*))?$/.exec(lines[0]);
+  if (m === null || !isHeaderValue(m[2] ?? '')) return null;
   const status = Number(m[1]);
   const headers: string[] = [];
   let contentLength: number | null = null;
   let chunked = false;
   for (let i = 1; i < lines.length; i++) {
-    const colon = lines[i].indexOf(':');
+    const line = lines[i];
+    const colon = line.indexOf(':');
     if (colon <= 0) return null;
-    const name = lines[i].slice(0, colon).trim().toLowerCase();
-    const value = lines[i].slice(colon + 1).trim();
+    const rawName = line.slice(0, colon);
+    if (!isHeaderName(rawName)) return null;
+    const name = rawName.toLowerCase();
+    const value = line.slice(colon + 1).replace(OWS_EDGES, '');
+    if (!isHeaderValue(value)) return null;
     if (name === 'server') continue;
     if (status !== 101 && (name === 'connection' || name === 'upgrade' || name === 'keep-alive')) continue;
-    if (name === 'content-length') contentLength = Number(value);
+    if (name === 'content-length') {
+      if (!/^[0-9]{1,15}$/.test(value)) return null;
+      const n = Number(value);
+      if (contentLength !== null && contentLength !== n) return null;
+      if (contentLength !== null) continue; // an identical repeat: relayed once
+      contentLength = n;
+    }
     if (name === 'transfer-encoding' && /(?:^|,)\s*chunked\s*$/i.test(value)) chunked = true;
     headers.push(name, value);
   }

@@ -15,11 +15,12 @@ import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/req
 import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
 import { acceptUpgrade, NodeDownstream } from '../http/node-downstream.js';
 import { acceptH2Stream } from '../h2/h2-downstream.js';
-import type { ServerHttp2Stream } from 'node:http2';
+import http2, { type ServerHttp2Stream } from 'node:http2';
 import { checkClientCertificate } from './client-cert.js';
 import { createEngines, DEFAULT_HTTP1_ENGINE, dispatchTls, NodeHttp1Engine, SessionTracker, sniffPlaintext, type Http1Engine, type Http1EngineKind, type HttpEngines } from './http-front.js';
 import http from 'node:http';
 import { H1Engine } from '../h1/engine.js';
+import { internalFailure } from '../http/internal-failure.js';
 import type { Downstream } from '../http/downstream.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
 import { EDGE_LIMITS } from './edge-limits.js';
@@ -94,7 +95,11 @@ class ListenerRecord {
     // The one read of the snapshot this request will use to the end.
     const listener = this.compiled;
     if (this.draining) d.closeAfterResponse();
-    handleRequest(this.env, listener, d);
+    try {
+      handleRequest(this.env, listener, d);
+    } catch (err) {
+      internalFailure(d, err, 'request path');
+    }
   }
 
   #meshgateEngine(): Http1Engine {
@@ -132,7 +137,12 @@ function onRequest(this: TaggedServer, req: IncomingMessage, res: ServerResponse
   // The one read of the snapshot this request will use to the end.
   const listener = rec.compiled;
   if (rec.draining) res.shouldKeepAlive = false;
-  handleRequest(rec.env, listener, new NodeDownstream(req, res));
+  const d = new NodeDownstream(req, res);
+  try {
+    handleRequest(rec.env, listener, d);
+  } catch (err) {
+    internalFailure(d, err, 'request path');
+  }
 }
 
 /** 'connection' listener of every accepting server (for TLS, the TCP socket under the handshake). */
@@ -146,13 +156,30 @@ function trackSocket(this: TaggedServer, socket: net.Socket): void {
 function onUpgrade(this: TaggedServer, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
   const rec = this[kRecord]!;
   const listener = rec.compiled;
-  acceptUpgrade(req, socket, head, (d) => handleRequest(rec.env, listener, d));
+  try {
+    acceptUpgrade(req, socket, head, (d) => {
+      try {
+        handleRequest(rec.env, listener, d);
+      } catch (err) {
+        internalFailure(d, err, 'request path (upgrade)');
+      }
+    });
+  } catch (err) {
+    internalFailure(null, err, 'upgrade');
+    socket.destroy();
+  }
 }
 
 /** 'stream' listener of the HTTP/2 engine: every HTTP/2 request, extended CONNECT (WebSocket) included. */
 function onH2Stream(this: TaggedServer, stream: ServerHttp2Stream, _headers: unknown, _flags: number, rawHeaders: string[]): void {
   const rec = this[kRecord]!;
-  acceptH2Stream(stream, rawHeaders, (d) => rec.serve(d));
+  try {
+    acceptH2Stream(stream, rawHeaders, (d) => rec.serve(d));
+  } catch (err) {
+    // rec.serve catches the request path; this is the stream's own setup (or its 405).
+    internalFailure(null, err, 'HTTP/2 stream');
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
 }
 
 function onPlainConnection(this: TaggedServer, socket: net.Socket): void {

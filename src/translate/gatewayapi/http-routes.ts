@@ -12,6 +12,7 @@ import { compileRe2 } from '../../lib/re2.js';
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
 import type { KubeObject } from '../../resources/types.js';
 import { sourceOf } from '../types.js';
+import { checkHeaderOps } from '../header-ops-check.js';
 import { invalidBackendCluster, resolveBackend, type BackendEnv, type BackendProblem } from './backends.js';
 
 /** One IR route with what the spec's precedence compares (bigger first, then smaller ordinals). */
@@ -77,10 +78,10 @@ function buildRule(env: BackendEnv, route: KubeObject, rule: Obj, field: string,
     const type = str(fo.type) ?? '';
     switch (type) {
       case 'RequestHeaderModifier':
-        requestHeaders = headerOps(fo.requestHeaderModifier);
+        requestHeaders = checkedHeaderOps(env, route, fo.requestHeaderModifier, `${ff}.requestHeaderModifier`);
         break;
       case 'ResponseHeaderModifier':
-        responseHeaders = headerOps(fo.responseHeaderModifier);
+        responseHeaders = checkedHeaderOps(env, route, fo.responseHeaderModifier, `${ff}.responseHeaderModifier`);
         break;
       case 'RequestRedirect':
         if (grpc) refuse ??= `${ff}: RequestRedirect is not a GRPCRoute filter`;
@@ -137,8 +138,8 @@ function buildRule(env: BackendEnv, route: KubeObject, rule: Obj, field: string,
     arr(bo.filters).forEach((f, k) => {
       const fo = obj(f);
       const type = str(fo.type) ?? '';
-      if (type === 'RequestHeaderModifier') reqOps = headerOps(fo.requestHeaderModifier);
-      else if (type === 'ResponseHeaderModifier') respOps = headerOps(fo.responseHeaderModifier);
+      if (type === 'RequestHeaderModifier') reqOps = checkedHeaderOps(env, route, fo.requestHeaderModifier, `${bf}.filters[${k}].requestHeaderModifier`);
+      else if (type === 'ResponseHeaderModifier') respOps = checkedHeaderOps(env, route, fo.responseHeaderModifier, `${bf}.filters[${k}].responseHeaderModifier`);
       else badFilter ??= `${bf}.filters[${k}]: filter type ${type} on a backendRef is not supported`;
     });
     const res = resolveBackend(env, route, bo, bf, grpc);
@@ -243,6 +244,11 @@ function durationMs(env: BackendEnv, route: KubeObject, v: unknown, field: strin
   }
   // Gateway API: `0s` disables the timeout.
   return ms === 0 ? null : Math.max(1, Math.round(ms));
+}
+
+/** `headerOps`, each name and value checked (header-ops-check.ts); `field` is the modifier's path. */
+function checkedHeaderOps(env: BackendEnv, route: KubeObject, v: unknown, field: string): HeaderOps {
+  return checkHeaderOps(env.ctx, route, headerOps(v), (list, i) => `${field}.${list}[${i}]`)!;
 }
 
 function headerOps(v: unknown): HeaderOps {

@@ -44,6 +44,7 @@ import { h2UpgradePolicyOf } from './protocol.js';
 import { translateCors, translateFault, translateMirrors, translateRetries } from './route-policies.js';
 import { resolveServiceHost } from './objects.js';
 import { serviceEntryCluster } from './service-entry.js';
+import { checkHeaderOps } from '../header-ops-check.js';
 
 /** HeaderMatch names with this prefix match a claim of the verified JWT (see ir/types.ts HeaderMatch). */
 const CLAIM_PREFIX = '@request.auth.claims.';
@@ -129,8 +130,8 @@ function translateHttpRoute(env: RouteEnv, http: Obj, index: number, field: stri
     source: sourceOf(vs, field),
     matches: m.matches,
     action,
-    requestHeaders: headerOps(headers.request),
-    responseHeaders: headerOps(headers.response),
+    requestHeaders: checkedHeaderOps(env, headers.request, `${field}.headers.request`),
+    responseHeaders: checkedHeaderOps(env, headers.response, `${field}.headers.response`),
     cors: translateCors(ctx, vs, http.corsPolicy, `${field}.corsPolicy`),
   };
   return { route, catchAll: m.catchAll, field };
@@ -421,8 +422,8 @@ function translateDestinations(env: RouteEnv, dests: unknown[], field: string): 
     out.push({
       cluster: destinationCluster(env, obj(d.destination), `${df}.destination`),
       weight: weights[k],
-      requestHeaders: headerOps(headers.request),
-      responseHeaders: headerOps(headers.response),
+      requestHeaders: checkedHeaderOps(env, headers.request, `${df}.headers.request`),
+      responseHeaders: checkedHeaderOps(env, headers.response, `${df}.headers.response`),
     });
   }
   return out;
@@ -484,6 +485,11 @@ function missingCluster(ctx: TranslateContext, service: { namespace: string; nam
 }
 
 // ---- headers ----------------------------------------------------------------------------------
+
+/** `headerOps`, each name and value checked (header-ops-check.ts); `field` is the HeaderOperations' path. */
+function checkedHeaderOps(env: RouteEnv, v: unknown, field: string): HeaderOps | null {
+  return checkHeaderOps(env.ctx, env.vs, headerOps(v), (list, i, name) => (list === 'remove' ? `${field}.remove[${i}]` : `${field}.${list}.${name}`));
+}
 
 /** Istio HeaderOperations -> IR; null when it changes nothing. Names lowercased. */
 function headerOps(v: unknown): HeaderOps | null {

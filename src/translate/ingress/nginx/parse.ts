@@ -19,6 +19,7 @@ import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { classifyAnnotations, NGINX_PREFIX } from './registry.js';
+import { isHeaderName, isHeaderValue } from '../../../lib/header-chars.js';
 
 export interface CanaryConfig {
   byHeader: string | null;
@@ -849,8 +850,9 @@ export function headersFromConfigMap(resources: ResourceSet, ref: string, namesp
   const out: { name: string; value: string }[] = [];
   for (const k of Object.keys(data).sort()) {
     const v = str(data[k]) ?? '';
-    if (!HEADER_NAME.test(k)) return `key ${JSON.stringify(k)} of ConfigMap ${ns}/${name} is not a header name`;
-    if (/[\r\n\0]/.test(v) || /\$[a-z_{]/i.test(v)) return `the value of ${k} in ConfigMap ${ns}/${name} holds a line break or an nginx variable`;
+    if (!isHeaderName(k)) return `key ${JSON.stringify(k)} of ConfigMap ${ns}/${name} is not a header name (an RFC 9110 token)`;
+    if (!isHeaderValue(v)) return `the value of ${k} in ConfigMap ${ns}/${name} holds a control character (a line break, NUL, ...)`;
+    if (/\$[a-z_{]/i.test(v)) return `the value of ${k} in ConfigMap ${ns}/${name} holds an nginx variable`;
     out.push({ name: k.toLowerCase(), value: v });
   }
   return out;
