@@ -670,12 +670,19 @@ function onSocketData(this: H1Connection, chunk: Buffer): void {
     return;
   }
   const client = this.request.client;
+  let err: Error | null = null;
+  let parsed = false;
   this.executing = true;
-  const err = this.parser.execute(chunk);
-  this.executing = false;
-  if (this.releasePending) {
-    this.releasePending = false;
-    client.afterRead(this, err === null);
+  try {
+    err = this.parser.execute(chunk);
+    parsed = true;
+  } finally {
+    this.executing = false;
+    // Hand the socket on now that the whole read is parsed (never if a callback threw).
+    if (this.releasePending) {
+      this.releasePending = false;
+      client.afterRead(this, parsed && err === null);
+    }
   }
   if (err === null) return;
   const r = this.request;
