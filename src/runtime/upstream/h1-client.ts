@@ -25,7 +25,8 @@
  *   an `Idempotency-Key`, and nothing of its body was consumed (no body, a Buffer body, or a stream
  *   not read yet). The upstream may have acted on a POST before closing, so otherwise the failure
  *   is the socket's (`UND_ERR_SOCKET` or the reset, 503 `UC`) and the route's retry policy decides,
- *   as with Envoy (which retries only under a retry policy). Go's net/http draws the same line.
+ *   as with Envoy (which retries only under a retry policy). Go's net/http is stricter still (GET,
+ *   HEAD, OPTIONS, TRACE, or an `Idempotency-Key`).
  * - Timeouts: `connectTimeoutMs` covers TCP connect and TLS handshake (`UND_ERR_CONNECT_TIMEOUT`,
  *   503 `UF`). Request and response timing is the caller's (route timeout, per-try timeout), which
  *   aborts through the `abort` handed to onConnect.
@@ -670,12 +671,19 @@ function onSocketData(this: H1Connection, chunk: Buffer): void {
     return;
   }
   const client = this.request.client;
+  let err: Error | null = null;
+  let parsed = false;
   this.executing = true;
-  const err = this.parser.execute(chunk);
-  this.executing = false;
-  if (this.releasePending) {
-    this.releasePending = false;
-    client.afterRead(this, err === null);
+  try {
+    err = this.parser.execute(chunk);
+    parsed = true;
+  } finally {
+    this.executing = false;
+    // Hand the socket on now that the whole read is parsed (never if a callback threw).
+    if (this.releasePending) {
+      this.releasePending = false;
+      client.afterRead(this, parsed && err === null);
+    }
   }
   if (err === null) return;
   const r = this.request;

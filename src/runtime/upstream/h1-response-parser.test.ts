@@ -76,6 +76,8 @@ const cases: { desc: string; raw: string; head?: boolean; eof?: boolean; want: P
   { desc: 'chunked twice', raw: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n', want: { error: 'HPE_INVALID_TRANSFER_ENCODING' } },
   { desc: 'chunk without CRLF after data', raw: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nab', want: { error: 'HPE_STRICT' } },
   { desc: 'chunk size line ended by a bare LF', raw: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\na\r\n', want: { error: 'HPE_INVALID_CHUNK_SIZE' } },
+  { desc: 'Content-Length with leading zeros (as llhttp)', raw: 'HTTP/1.1 200 OK\r\ncontent-length: 0000000000000000002\r\n\r\nok', want: { status: 200, body: 'ok', ended: true, keepAlive: true } },
+  { desc: 'Content-Length past 2^53-1', raw: 'HTTP/1.1 200 OK\r\ncontent-length: 9007199254740992\r\n\r\n', want: { error: 'HPE_UNEXPECTED_CONTENT_LENGTH' } },
   { desc: 'trailer without a colon', raw: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n', want: { error: 'HPE_INVALID_HEADER_TOKEN' } },
 ];
 

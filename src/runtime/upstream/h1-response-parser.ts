@@ -392,12 +392,15 @@ function parseContentLength(v: string): number {
   let out = -1;
   for (const part of v.split(',')) {
     const s = part.trim();
-    if (s.length === 0 || s.length > 15) return -1;
+    if (s.length === 0) return -1;
+    // Leading zeros are accepted (as llhttp); the bound is checked at each digit, so it is exact.
+    let n = 0;
     for (let i = 0; i < s.length; i++) {
       const c = s.charCodeAt(i);
       if (c < 48 || c > 57) return -1;
+      n = n * 10 + (c - 48);
+      if (n > Number.MAX_SAFE_INTEGER) return -1;
     }
-    const n = Number(s);
     if (out >= 0 && n !== out) return -1;
     out = n;
   }
