@@ -127,8 +127,11 @@ describe('runtime upstream end to end', { timeout: 90_000 }, () => {
     assert.ok(hangClosed.length > before, 'the upstream connection of the abandoned request was closed');
   });
 
-  test('20 MB upload and 20 MB download stream through without buffering', async (t) => {
-    const size = 20 * 1024 * 1024;
+  test('64 MB upload and 64 MB download stream through without buffering', async (t) => {
+    // 64 MB, so that holding a body (or most of it) cannot pass for transient buffers: on a loaded
+    // machine a 20 MB transfer showed up to 21 MiB of in-flight buffers in this one process
+    // (client, gateway and backend together), too close to the body size to tell them apart.
+    const size = 64 * 1024 * 1024;
     // Live memory, not RSS alone: RSS also counts freed-but-not-returned malloc memory and garbage
     // buffers not yet collected, which says little about buffering. Sampled after a forced GC.
     const live = (): number => {
@@ -194,7 +197,7 @@ describe('runtime upstream end to end', { timeout: 90_000 }, () => {
     const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
     t.diagnostic(`peak growth: live ${mib(peakLive - baseLive)} MiB, RSS ${mib(peakRss - baseRss)} MiB`);
     // Buffering one whole body would hold 20 MiB live; streaming holds socket-sized chunks.
-    assert.ok(peakLive - baseLive < 16 * 1024 * 1024, `live memory grew by ${mib(peakLive - baseLive)} MiB during a 20 MB transfer (expected < 16; the test rig alone accounts for about 4)`);
+    assert.ok(peakLive - baseLive < 40 * 1024 * 1024, `live memory grew by ${mib(peakLive - baseLive)} MiB during a 64 MB transfer (expected < 40; the test rig alone accounts for about 4)`);
     assert.ok(peakRss - baseRss < 64 * 1024 * 1024, `RSS grew by ${mib(peakRss - baseRss)} MiB (expected < 64)`);
   });
 
