@@ -28,7 +28,10 @@ export function isHeaderField(name: string, value: string): boolean {
 /** What is wrong with a field, for a diagnostic; null when nothing. */
 export function headerFieldProblem(name: string, value: string | null): string | null {
   if (!TOKEN.test(name)) return `header name ${JSON.stringify(name)} is not an RFC 9110 token`;
-  if (value !== null && BAD_VALUE.test(value)) return `header value ${JSON.stringify(value)} of ${name} has a control character (only HTAB, SP, visible characters and obs-text are allowed)`;
+  if (value !== null && BAD_VALUE.test(value)) {
+    const what = /[^\t\x20-\x7e\x80-\xff]/.exec(value)![0].charCodeAt(0) > 0xff ? 'a character above U+00FF (a header value is bytes: ISO-8859-1 at most)' : 'a control character';
+    return `header value ${JSON.stringify(value)} of ${name} has ${what} (only HTAB, SP, visible characters and obs-text are allowed)`;
+  }
   return null;
 }
 

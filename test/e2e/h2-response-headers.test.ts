@@ -14,7 +14,9 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { cluster, forward, httpListener, match, ops, route, snapshot, vhost } from '../support/ir-builders.js';
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
+import fc from 'fast-check';
 import { headerObject } from '../../src/runtime/h2/h2-downstream.js';
+import { H2_SINGLE_VALUE } from '../../src/lib/header-chars.js';
 
 const RESPONSES: Record<string, string> = {
   '/dup-ct': 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-type: text/html\r\ncontent-length: 2\r\n\r\nok',
@@ -164,5 +166,48 @@ describe('HTTP/2 downstream: response heads node:http2 would refuse', () => {
     assert.equal(Object.getOwnPropertyDescriptor(o, '__proto__')?.value, 'y');
     assert.deepEqual(o['x-a'], ['1', '2']);
     assert.equal(headerObject(101, [])[':status'], 502);
+  });
+
+  test('property: node:http2 accepts whatever headerObject builds (random names, values, repeats, statuses)', async () => {
+    const server = http2.createServer();
+    const thrown: string[] = [];
+    let next: { status: number; headers: string[] } = { status: 200, headers: [] };
+    server.on('stream', (stream) => {
+      try {
+        stream.respond(headerObject(next.status, next.headers), { endStream: true });
+      } catch (err) {
+        thrown.push(`${(err as { code?: string }).code}: ${JSON.stringify(next)}`);
+        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    client.on('error', () => {});
+    const names = fc.oneof(
+      fc.constantFrom(...H2_SINGLE_VALUE, 'set-cookie', 'vary', 'Content-Type', 'LOCATION', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'proxy-connection', 'http2-settings', ':status', ':path', 'x a', 'x:y', '', 'x\u0000', 'constructor', '__proto__'),
+      fc.string({ maxLength: 8 }),
+    );
+    const values = fc.oneof(fc.constantFrom('trailers', 'gzip', 'a', '', ' a ', 'a\tb', 'a\r\nb', 'a\u0000b', 'a\u007fb', 'caf\u00e9', '\u20ac'), fc.string({ maxLength: 8 }));
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 0, max: 999 }), fc.array(fc.tuple(names, values), { maxLength: 12 }), async (status, pairs) => {
+          next = { status, headers: pairs.flat() };
+          const before = thrown.length;
+          await new Promise<void>((resolve) => {
+            const req = client.request({ ':path': '/' });
+            req.on('error', () => {});
+            req.on('close', () => resolve());
+            req.resume();
+            req.end();
+          });
+          assert.equal(thrown.length, before, thrown.at(-1));
+        }),
+        { numRuns: 150 },
+      );
+    } finally {
+      client.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

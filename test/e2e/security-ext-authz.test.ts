@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { freePort, get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
@@ -50,6 +51,11 @@ describe('AuthorizationPolicy CUSTOM with an HTTP ext-authz service', { timeout:
         const t = setTimeout(() => res.writeHead(200).end(), 3000);
         res.on('close', () => clearTimeout(t));
         return;
+      }
+      if (url.startsWith('/check/secure/odd-status')) {
+        // A status HTTP/2 cannot carry, with a repeated single-value header (node:http2 threw on both).
+        res.writeHead(799, [['content-type', 'text/plain'], ['x-ext-authz-reason', 'odd'], ['content-type', 'text/html']].flat());
+        return res.end('odd');
       }
       if (url.startsWith('/check/secure/allow')) {
         res.writeHead(200, { 'x-user': 'alice', 'x-not-forwarded': 'no' });
@@ -219,5 +225,31 @@ spec:
     assert.ok(took < 2500, `answered after ${took} ms; the timeout is 300 ms`);
     assert.equal(authzSeen.length, 1);
     assert.equal(upstreamSeen.length, 0);
+  });
+
+  test('HTTP/2 client, a denial with status 799 and a repeated header: 502 on the stream, the gateway keeps serving', async () => {
+    reset();
+    const h2 = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const session = http2.connect(`http://127.0.0.1:${gw.httpPort}`);
+        session.on('error', reject);
+        const req = session.request({ ':path': path, ':authority': 'shop.example.com' });
+        let status = 0;
+        let body = '';
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.setEncoding('utf8');
+        req.on('data', (c: string) => (body += c));
+        req.on('error', () => {});
+        req.on('close', () => {
+          session.close();
+          resolve({ status, body });
+        });
+        req.end();
+      });
+    const odd = await h2('/secure/odd-status');
+    assert.equal(odd.status, 502);
+    const again = await h2('/secure/allow/after');
+    assert.equal(again.status, 200, again.body);
+    assert.equal((await shop('/open/x')).status, 200);
   });
 });
