@@ -13,11 +13,13 @@ import type { SecurityConfig } from './security.js';
 import type { PeerAuthenticationPolicy } from './mesh.js';
 import type { AccessLogging, TracingConfig } from './telemetry.js';
 import type { RouteFilters } from './route-filters.js';
+import type { SidecarView } from './sidecar.js';
 
 export type * from './security.js';
 export type * from './mesh.js';
 export type * from './telemetry.js';
 export type * from './route-filters.js';
+export type * from './sidecar.js';
 
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
 export interface SourceRef {
@@ -52,6 +54,8 @@ export interface IRSnapshot {
   tracing: TracingConfig;
   /** PeerAuthentication policies (see `mesh.ts`), mesh then namespace then workload scope; absent when there are none. */
   peerAuthentication?: PeerAuthenticationPolicy[];
+  /** Present only in a sidecar's view (translate/sidecar/, see `sidecar.ts`): its outbound and inbound tables; absent in a gateway's snapshot. */
+  sidecar?: SidecarView;
 }
 
 /**
