@@ -211,4 +211,38 @@ describe('HTTP/1.1 engine', { timeout: 60_000 }, () => {
       socket.destroy();
     }
   });
+  test('an Upgrade meshgate does not tunnel (h2c, as curl --http2 sends) is served as the plain request it is, body and keep-alive included', { skip: process.env.MESHGATE_HTTP1_ENGINE === 'node' ? 'node:http hands every Upgrade to the tunnel code (README, HTTP/1.1 engine)' : false }, async () => {
+    const h2c = `Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n`;
+    const r = await sendRaw(port, `POST /echo HTTP/1.1\r\n${H}${h2c}Content-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\n${H}Connection: close\r\n\r\n`, 5000);
+    const got = responses(r.text);
+    assert.equal(got.length, 2, r.text);
+    assert.equal(got[0].status, 200);
+    assert.equal(got[0].headers.upgrade, undefined, 'no switch is announced');
+    const echoed = JSON.parse(got[0].body) as { method: string; body: string; length: string | null };
+    assert.deepEqual([echoed.method, echoed.body, echoed.length], ['POST', 'hello', '5']);
+    assert.equal(JSON.parse(got[1].body).url, '/after');
+  });
+
+  test('the upstream never sees Upgrade or HTTP2-Settings of an untunnelled upgrade', { skip: process.env.MESHGATE_HTTP1_ENGINE === 'node' ? 'node:http hands every Upgrade to the tunnel code' : false }, async () => {
+    const seen = new Promise<http.IncomingHttpHeaders>((resolve) => {
+      const server = http.createServer((req, res) => {
+        resolve(req.headers);
+        res.end('ok');
+        server.close();
+      });
+      server.listen(0, '127.0.0.1', async () => {
+        const upPort = (server.address() as net.AddressInfo).port;
+        const gw2 = await startRuntime(snapshot([httpListener(0, [vhost('any', ['*'], [route('all', forward(['up2']))])])], [cluster('up2', [{ port: upPort }])]));
+        try {
+          await sendRaw(gw2.port(), `GET / HTTP/1.1\r\n${H}Connection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n`, 5000);
+        } finally {
+          await gw2.close();
+        }
+      });
+    });
+    const headers = await seen;
+    assert.equal(headers.upgrade, undefined);
+    assert.equal(headers['http2-settings'], undefined);
+    assert.ok(!/upgrade/i.test(String(headers.connection ?? '')), `connection: ${String(headers.connection)}`);
+  });
 });

@@ -14,7 +14,7 @@
  */
 
 import { createRequire } from 'node:module';
-import { H1Parser, ParseError, type ParserHandler, type RequestHead } from '../../src/runtime/h1/parser.js';
+import { H1Parser, ParseError, tunnelledUpgrade, type ParserHandler, type RequestHead } from '../../src/runtime/h1/parser.js';
 
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -47,6 +47,13 @@ export interface ParseOutcome {
   error: string | null;
 }
 
+/** The `Upgrade` header values of a flat raw header list, joined with `,`. */
+function upgradeValues(raw: string[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === 'upgrade') out.push(raw[i + 1]);
+  return out.join(',');
+}
+
 /** llhttp's reading of `input`. */
 export function parseWithLlhttp(input: Buffer): ParseOutcome {
   const { HTTPParser, methods } = llhttp;
@@ -71,12 +78,15 @@ export function parseWithLlhttp(input: Buffer): ParseOutcome {
     // llhttp's method numbers: `methods` lists 0..33 in order, then QUERY, whose number is 46.
     cur = { method: method === 46 ? 'QUERY' : methods[method], target: u, version: `${maj}.${min}`, headers: h, body: '', complete: false, upgrade };
     messages.push(cur);
-    // As node:http's server with an `upgrade` listener (meshgate has one): 2 = no body, the rest of
-    // the bytes are the tunnel's (`parserOnIncoming` returns 2 for upgrades and CONNECT).
-    if (upgrade || cur.method === 'CONNECT') {
+    // meshgate tunnels WebSocket upgrades and CONNECT: 2 = no body, the rest of the bytes are the
+    // tunnel's (as `parserOnIncoming` with an `upgrade` listener). Any other upgrade (h2c...) is a
+    // plain request to meshgate: llhttp reads its body, then pauses (its upgrade flag), and the
+    // execute loop below goes on with the next message, as meshgate does.
+    if ((upgrade && tunnelledUpgrade(upgradeValues(h))) || cur.method === 'CONNECT') {
       stopped = true;
       return 2;
     }
+    if (upgrade) cur.upgrade = false;
     return 0;
   };
   p[HTTPParser.kOnBody] = (b: Buffer) => {
@@ -85,7 +95,19 @@ export function parseWithLlhttp(input: Buffer): ParseOutcome {
   p[HTTPParser.kOnMessageComplete] = () => {
     if (cur !== null) cur.complete = true;
   };
-  const r = p.execute(input);
+  let r: number | Error = 0;
+  let offset = 0;
+  for (;;) {
+    r = p.execute(offset === 0 ? input : input.subarray(offset));
+    if (r instanceof Error || stopped) break;
+    // llhttp paused after a plain (non-tunnelled) upgrade request: go on after it.
+    const last = messages[messages.length - 1];
+    if (typeof r === 'number' && r > 0 && offset + r < input.length && last !== undefined && last.complete) {
+      offset += r;
+      continue;
+    }
+    break;
+  }
   p.close();
   const error = r instanceof Error ? String((r as Error & { code?: string }).code ?? r.message) : null;
   void stopped;

@@ -251,7 +251,8 @@ export class H1Connection implements H1Link, ParserHandler {
       d.requestComplete = true;
       d.keepAlive = false;
       this.#phase = Phase.Gone;
-      if (hasToken(d.header('upgrade'), 'websocket')) d.upgrade = { socket: this.socket, head: NO_BYTES, stream: null };
+      // The parser flags only upgrades meshgate tunnels (WebSocket); others are plain requests.
+      d.upgrade = { socket: this.socket, head: NO_BYTES, stream: null };
       // The tunnel's owner (websocket.ts) reads, writes and half-closes the socket from now on.
       this.socket.removeListener('data', onSocketData);
       this.socket.removeListener('drain', onSocketDrain);
@@ -436,8 +437,3 @@ function destroySocket(this: Socket): void {
 }
 function noop(): void {}
 
-function hasToken(v: string | null, token: string): boolean {
-  if (v === null) return false;
-  for (const part of v.toLowerCase().split(',')) if (part.trim() === token) return true;
-  return false;
-}

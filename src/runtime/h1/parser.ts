@@ -63,7 +63,12 @@ export interface RequestHead {
   contentLength: number;
   /** The connection stays open after this exchange (HTTP/1.1 without `close`, HTTP/1.0 with `keep-alive`). */
   keepAlive: boolean;
-  /** `Connection: upgrade` with an `Upgrade` header (a WebSocket handshake, h2c...). */
+  /**
+   * A protocol switch meshgate tunnels: `Connection: upgrade` with an `Upgrade` header listing
+   * `websocket`. Any other upgrade (h2c from `curl --http2`, TLS/1.0...) is read as the plain request
+   * it also is, body included, as Envoy and nginx do (RFC 9110 §7.8 lets a server ignore Upgrade);
+   * the forwarding code drops `Upgrade`, `HTTP2-Settings` and the Connection tokens.
+   */
   upgrade: boolean;
   /** `Expect: 100-continue` (HTTP/1.1). */
   expectContinue: boolean;
@@ -458,6 +463,7 @@ export class H1Parser {
     let connKeepAlive = false;
     let connUpgrade = false;
     let hasUpgrade = false;
+    let upgradeTo = '';
     let expect: string | null = null;
     while (i < len) {
       const c0 = s.charCodeAt(i);
@@ -516,7 +522,10 @@ export class H1Parser {
           }
           break;
         case 7:
-          if (name.toLowerCase() === 'upgrade') hasUpgrade = true;
+          if (name.toLowerCase() === 'upgrade') {
+            hasUpgrade = true;
+            upgradeTo = upgradeTo === '' ? value : `${upgradeTo},${value}`;
+          }
           break;
         case 6:
           if (name.toLowerCase() === 'expect') expect = value;
@@ -545,7 +554,7 @@ export class H1Parser {
     h.framing = framing;
     h.contentLength = cl === -1 ? 0 : cl;
     h.keepAlive = minor === 1 ? !connClose : connKeepAlive && !connClose;
-    h.upgrade = connUpgrade && hasUpgrade;
+    h.upgrade = connUpgrade && hasUpgrade && tunnelledUpgrade(upgradeTo);
     h.expectContinue = minor === 1 && expect !== null && expect.toLowerCase() === '100-continue';
     h.expectOther = expect !== null && !h.expectContinue && minor === 1;
   }
@@ -577,6 +586,19 @@ function validTarget(method: string, t: string): boolean {
 function authorityOk(t: string, from: number, to: number): boolean {
   for (let k = from; k < to; k++) if (NOT_AUTHORITY[t.charCodeAt(k)] === 1) return false;
   return true;
+}
+
+/**
+ * Whether an `Upgrade` value (comma-separated `protocol[/version]` list, RFC 9110 §7.8) names a
+ * protocol meshgate tunnels: WebSocket only (case-insensitive).
+ */
+export function tunnelledUpgrade(value: string): boolean {
+  for (const part of value.split(',')) {
+    const p = part.trim().toLowerCase();
+    const slash = p.indexOf('/');
+    if ((slash === -1 ? p : p.slice(0, slash)) === 'websocket') return true;
+  }
+  return false;
 }
 
 /** Whether the comma-separated list `v` (lowercase) holds `token`. */
