@@ -75,7 +75,8 @@ ${OBSERVABILITY_USAGE}
                [--ingress-class nginx] [--ingress-controller-name k8s.io/ingress-nginx]
   meshgate demo [run flags]
   meshgate control --config DIR --ca-dir DIR [--listen 0.0.0.0:15012] [--trust-domain cluster.local]
-                   [--admin-port 15014] [--cert-ttl 24h]
+                   [--admin-port 15014] [--cert-ttl 24h] [--webhook-port 15017 (default with --kubernetes; 0 = off)]
+                   [--webhook-config meshgate-sidecar-injector] [--inject-image IMAGE] [--inject-control HOST:PORT]
   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h]
   meshgate --version
   meshgate COMMAND --help

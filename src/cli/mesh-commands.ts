@@ -3,6 +3,7 @@
  *
  *   meshgate control (--config DIR --ca-dir DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]... [--ca-dir DIR])
  *                    [--listen 0.0.0.0:15012] [--trust-domain cluster.local] [--admin-port 15014] [--cert-ttl 24h] [--log-level info]
+ *                    [--webhook-port 15017] [--webhook-config meshgate-sidecar-injector] [--inject-image IMAGE] [--inject-control HOST:PORT]
  *   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h] [--trust-domain cluster.local]
  *
  * `token` prints the token alone on stdout; it creates the self-signed root exactly as `control`
@@ -18,6 +19,12 @@ import { loadOrCreateCaDirectory, MAX_WORKLOAD_CERT_TTL_S } from '../mesh/ca/ca.
 import { checkServiceAccount, issueToken, serviceAccountOfUsername } from '../mesh/ca/token.js';
 import { existsSync, readFileSync } from 'node:fs';
 import type { ControlPlaneOptions } from '../control/control-plane.js';
+import { DEFAULT_INJECT_OPTIONS, type InjectOptions } from '../mesh/inject/inject.js';
+
+/** The name the control plane's certificates carry (control-plane.ts ISTIOD_SAN; not imported, to keep that module lazy). */
+const ISTIOD_SAN = 'istiod.istio-system.svc';
+/** control/mesh-kubernetes.ts INJECTOR_WEBHOOK_CONFIG (same reason). */
+const INJECTOR_WEBHOOK_CONFIG = 'meshgate-sidecar-injector';
 
 type Fail = (message: string) => never;
 
@@ -35,12 +42,18 @@ export interface ControlCommandOptions extends ControlPlaneOptions {
   logLevel: LogLevel;
   /** `--kubernetes [--kubeconfig PATH] [--watch-namespace NS]...`; null in directory mode. */
   kubernetesFlags: { kubeconfig: string | null; watchNamespaces: string[] | null } | null;
+  /**
+   * The sidecar injection webhook (mesh/inject/webhook.ts): port (default 15017 with --kubernetes,
+   * off in directory mode unless given; 0 = off), the MutatingWebhookConfiguration whose caBundle
+   * control keeps, and what injected pods run.
+   */
+  webhook: { port: number; config: string; inject: InjectOptions } | null;
 }
 
 export function parseControlOptions(args: string[], fail: Fail): ControlCommandOptions {
   let v: Record<string, string | boolean | string[] | undefined>;
   try {
-    v = parseArgs({ args, options: { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true } }, strict: true, allowPositionals: false }).values;
+    v = parseArgs({ args, options: { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true }, 'webhook-port': { type: 'string' }, 'webhook-config': { type: 'string' }, 'inject-image': { type: 'string' }, 'inject-control': { type: 'string' } }, strict: true, allowPositionals: false }).values;
   } catch (e) {
     return fail((e as Error).message.split('\n')[0]);
   }
@@ -58,7 +71,13 @@ export function parseControlOptions(args: string[], fail: Fail): ControlCommandO
   if (certTtl > MAX_WORKLOAD_CERT_TTL_S) fail(`--cert-ttl: ${String(v['cert-ttl'])} is longer than the maximum workload certificate TTL (90d)`);
   const level = (v['log-level'] as string | undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) fail(`--log-level: "${level}" is not one of debug, info, warn, error`);
+  const webhookPort = (v['webhook-port'] as string | undefined) ?? (k8s ? '15017' : '0');
+  if (!/^\d+$/.test(webhookPort) || Number(webhookPort) > 65535) fail(`--webhook-port: "${webhookPort}" is not a port number (0-65535; 0 = no injection webhook)`);
+  const injectControl = (v['inject-control'] as string | undefined) ?? DEFAULT_INJECT_OPTIONS.control;
+  if (!/^(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):\d{1,5}$/.test(injectControl)) fail(`--inject-control: "${injectControl}" is not HOST:PORT`);
+  const webhook = Number(webhookPort) === 0 ? null : { port: Number(webhookPort), config: (v['webhook-config'] as string | undefined) ?? INJECTOR_WEBHOOK_CONFIG, inject: { ...DEFAULT_INJECT_OPTIONS, image: (v['inject-image'] as string | undefined) ?? DEFAULT_INJECT_OPTIONS.image, control: injectControl } };
   return {
+    webhook,
     configDir: k8s ? '' : path.resolve(v.config as string),
     caDir: typeof v['ca-dir'] === 'string' ? path.resolve(v['ca-dir']) : '',
     kubernetesFlags: k8s ? { kubeconfig: (v.kubeconfig as string | undefined) ?? null, watchNamespaces: (v['watch-namespace'] as string[] | undefined) ?? null } : null,
@@ -93,8 +112,21 @@ export async function controlCommand(args: string[], fail: Fail, waitForSignal: 
   // The Kubernetes client is loaded only with --kubernetes.
   const kubernetes = opts.kubernetesFlags === null ? null : { client: (await import('../providers/kubernetes/api-client.js')).ApiClient.load(opts.kubernetesFlags.kubeconfig), watchNamespaces: opts.kubernetesFlags.watchNamespaces };
   const cp = await startControlPlane({ ...opts, kubernetes });
-  await waitForSignal();
-  await cp.stop();
+  let webhook: { close(): Promise<void> } | null = null;
+  let caBundle: { stop(): void } | null = null;
+  try {
+    if (opts.webhook !== null) {
+      const { startInjectionWebhook } = await import('../mesh/inject/webhook.js');
+      webhook = await startInjectionWebhook({ host: opts.listenHost, port: opts.webhook.port, ca: () => cp.ca, dnsNames: [ISTIOD_SAN], inject: opts.webhook.inject, log: opts.log.child({ component: 'injection-webhook' }) });
+      opts.log.info('sidecar injection webhook started', { port: opts.webhook.port, path: '/inject' });
+      if (kubernetes !== null) caBundle = (await import('../control/mesh-kubernetes.js')).keepWebhookCaBundle(kubernetes.client, opts.webhook.config, cp.ca.rootCertPem, opts.log.child({ component: 'injection-webhook' }));
+    }
+    await waitForSignal();
+  } finally {
+    caBundle?.stop();
+    await webhook?.close();
+    await cp.stop();
+  }
   return 0;
 }
 

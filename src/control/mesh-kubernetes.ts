@@ -142,3 +142,51 @@ export function publishRootCert(client: ApiClient, rootCertPem: string, log: Log
     },
   };
 }
+
+/** The MutatingWebhookConfiguration of sidecar injection (deploy/mesh-control.yaml). */
+export const INJECTOR_WEBHOOK_CONFIG = 'meshgate-sidecar-injector';
+
+/**
+ * Keeps `clientConfig.caBundle` of every webhook in MutatingWebhookConfiguration `name` equal to the
+ * mesh root, now and every `intervalMs`, as istiod's webhook controller patches its injector's
+ * (the webhook serves a certificate from the mesh CA). A missing configuration is logged and retried.
+ */
+export function keepWebhookCaBundle(client: ApiClient, name: string, rootCertPem: string, log: Logger, intervalMs = 30_000): { stop(): void; synced: Promise<void> } {
+  const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${name}`;
+  const bundle = Buffer.from(rootCertPem).toString('base64');
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  const pass = async (): Promise<void> => {
+    try {
+      const cur = await client.request('GET', path);
+      if (cur.status === 404) {
+        log.warn('no MutatingWebhookConfiguration to give the mesh root to; sidecar injection is off until it exists', { name });
+        return;
+      }
+      if (cur.status < 200 || cur.status > 299) throw new Error(`GET MutatingWebhookConfiguration ${name}: HTTP ${cur.status}`);
+      const body = cur.body as { webhooks?: { clientConfig?: { caBundle?: string } }[] };
+      const hooks = body.webhooks ?? [];
+      if (hooks.every((h) => h.clientConfig?.caBundle === bundle)) return;
+      for (const h of hooks) h.clientConfig = { ...(h.clientConfig ?? {}), caBundle: bundle };
+      const res = await client.request('PUT', path, body);
+      if (res.status < 200 || res.status > 299) throw new Error(`PUT MutatingWebhookConfiguration ${name}: HTTP ${res.status}`);
+      log.info('injection webhook caBundle set to the mesh root', { name, webhooks: hooks.length });
+    } catch (e) {
+      log.warn('cannot set the injection webhook caBundle', { name, error: (e as Error).message });
+    }
+  };
+  const loop = async (): Promise<void> => {
+    await pass();
+    if (!stopped) (timer = setTimeout(() => void loop(), intervalMs)).unref();
+  };
+  const synced = pass().then(() => {
+    if (!stopped) (timer = setTimeout(() => void loop(), intervalMs)).unref();
+  });
+  return {
+    synced,
+    stop: () => {
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+    },
+  };
+}
