@@ -142,7 +142,8 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
   }
   const name = clusterName(port.number, subsetName, fqdn);
   if (ctx.getCluster(name)) return name;
-  if (port.protocol === 'HTTPS' || port.protocol === 'TLS') {
+  // (Sidecars relay TLS ports by SNI: no TLS origination is implied there.)
+  if (env.mesh === undefined && (port.protocol === 'HTTPS' || port.protocol === 'TLS')) {
     ctx.report('info', 'MG_UNSUPPORTED', se, 'spec.ports', `port ${port.number} is ${port.protocol}: the gateway originates TLS to it only when a DestinationRule for ${fqdn} sets trafficPolicy.tls; otherwise it sends plaintext HTTP`);
   }
 

@@ -110,7 +110,9 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
   for (const problem of validateIR(ir)) {
     ctx.diagnostics.push({ severity: 'error', reason: 'MG_INVALID_IR', object: null, field: null, file: null, line: null, message: `internal: ${problem}` });
   }
-  return { ir, diagnostics: dedupe(ctx.diagnostics).sort(compareDiagnostics) };
+  // The shared translators speak of the proxy they translate for as "the gateway".
+  const diagnostics = ctx.diagnostics.map((d) => (/\b(this|the) gateway\b/.test(d.message) ? { ...d, message: d.message.replace(/\b(this|the) gateway\b/g, '$1 sidecar') } : d));
+  return { ir, diagnostics: dedupe(diagnostics).sort(compareDiagnostics) };
 }
 
 function sortKeys(m: Record<string, string>): Record<string, string> {
