@@ -94,7 +94,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
       httpRoutes = `outbound_${c.port}`;
       let taken = domainsTaken.get(c.port);
       if (!taken) domainsTaken.set(c.port, (taken = new Set()));
-      const domains = vhostDomains(c.host, c.port, env.namespace, c.kube, c.vips).filter((d) => !taken.has(d));
+      const domains = vhostDomains(c.host, c.port, env.namespace, c.kube, c.vips, c.kube && c.endpointAddresses).filter((d) => !taken.has(d));
       for (const d of domains) taken.add(d);
       const routes = httpRoutesFor(env, c, vs, routeCache);
       let list = httpByPort.get(c.port);
@@ -194,12 +194,14 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
 }
 
 /**
- * Istio's virtual-host domains for a service port seen from `proxyNamespace`: the host and
- * `host:port`; for Kubernetes Services the short forms (`name` within the same namespace, `name.ns`,
- * `name.ns.svc`), each with and without `:port`; and every cluster IP with and without `:port`
- * (IPv6 in brackets with the port).
+ * Istio's virtual-host domains for a service port seen from `proxyNamespace`
+ * (generateVirtualHostDomains): the host and `host:port`; for Kubernetes Services the short forms
+ * (`name` within the same namespace, `name.ns`, `name.ns.svc`), each with and without `:port`; for
+ * headless Kubernetes Services also `*.<name>` of each name without port (StatefulSet pod names such
+ * as `db-0.db.ns.svc.cluster.local`); and every cluster IP with and without `:port` (IPv6 in
+ * brackets with the port).
  */
-export function vhostDomains(host: string, port: number, proxyNamespace: string, kube: boolean, vips: string[]): string[] {
+export function vhostDomains(host: string, port: number, proxyNamespace: string, kube: boolean, vips: string[], headless = false): string[] {
   const out: string[] = [];
   const add = (name: string): void => {
     for (const d of [name, withPort(name, port)]) if (!out.includes(d)) out.push(d);
@@ -213,6 +215,7 @@ export function vhostDomains(host: string, port: number, proxyNamespace: string,
     add(`${name}.${ns}`);
     add(`${name}.${ns}.svc`);
   }
+  if (headless) for (const d of out.filter((x) => !x.includes(':'))) out.push(`*.${d}`);
   for (const vip of vips) if (isIpAddress(vip)) add(vip);
   return out;
 }
