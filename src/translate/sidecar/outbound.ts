@@ -73,8 +73,20 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
   const candidates = visibleServicePorts(env);
   for (const c of candidates) c.cluster = destinationCluster(routeEnv(env, c.obj, c.port), { host: c.host, port: { number: c.port } }, c.field);
   const vss = meshVirtualServices(env);
+  // Exact host -> VirtualServices naming it, in creation order.
+  const byName = new Map<string, MeshVs[]>();
+  for (const v of vss) {
+    for (const h of v.hosts) {
+      if (h.wildcard) continue;
+      for (const n of h.names) {
+        const list = byName.get(n) ?? [];
+        if (!list.includes(v)) list.push(v);
+        byName.set(n, list);
+      }
+    }
+  }
   const chosen = new Map<string, KubeObject | null>();
-  for (const c of candidates) if (!chosen.has(c.host)) chosen.set(c.host, chooseVirtualService(env, vss, c.host));
+  for (const c of candidates) if (!chosen.has(c.host)) chosen.set(c.host, chooseVirtualService(env, vss, c.host, byName));
   reportUnusedVirtualServices(env, vss, candidates);
 
   const outbound: OutboundService[] = [];
@@ -230,6 +242,8 @@ interface MeshVs {
   vs: KubeObject;
   /** Hosts as the VS means them: patterns (`*.x`), literal names and their Service FQDNs; admitted by the Sidecar only. */
   hosts: { index: number; names: string[]; wildcard: boolean }[];
+  /** Some host is a wildcard. */
+  wildcard: boolean;
 }
 
 /** VirtualServices for sidecars (`gateways` empty or with `mesh`) exported to the proxy, in creation order. */
@@ -250,7 +264,7 @@ function meshVirtualServices(env: OutboundEnv): MeshVs[] {
       if (!names.some((n) => egressAdmits(env.scope, ns, n, null))) return;
       hosts.push({ index, names, wildcard });
     });
-    if (hosts.length > 0) out.push({ vs, hosts });
+    if (hosts.length > 0) out.push({ vs, hosts, wildcard: hosts.some((h) => h.wildcard) });
   }
   return out;
 }
@@ -260,9 +274,9 @@ function matchesHost(h: MeshVs['hosts'][number], host: string): boolean {
 }
 
 /** The VirtualService for `host`: the first with an exact host, else the first with a wildcard covering it. */
-function chooseVirtualService(env: OutboundEnv, vss: MeshVs[], host: string): KubeObject | null {
-  const exact = vss.filter((v) => v.hosts.some((h) => !h.wildcard && matchesHost(h, host)));
-  const wild = vss.filter((v) => v.hosts.some((h) => h.wildcard && matchesHost(h, host)));
+function chooseVirtualService(env: OutboundEnv, vss: MeshVs[], host: string, byName: Map<string, MeshVs[]>): KubeObject | null {
+  const exact = byName.get(host) ?? [];
+  const wild = vss.filter((v) => v.wildcard && v.hosts.some((h) => h.wildcard && matchesHost(h, host)));
   const ordered = [...exact, ...wild];
   if (ordered.length === 0) return null;
   const first = ordered[0].vs;
@@ -274,9 +288,10 @@ function chooseVirtualService(env: OutboundEnv, vss: MeshVs[], host: string): Ku
 }
 
 function reportUnusedVirtualServices(env: OutboundEnv, vss: MeshVs[], candidates: Candidate[]): void {
+  const hosts = new Set(candidates.map((c) => c.host));
   for (const v of vss) {
     for (const h of v.hosts) {
-      if (candidates.some((c) => matchesHost(h, c.host))) continue;
+      if (h.wildcard ? [...hosts].some((c) => hostCovers(h.names[0], c)) : h.names.some((n) => hosts.has(n))) continue;
       env.ctx.report('info', 'MG_SERVICE_NOT_FOUND', v.vs, `spec.hosts[${h.index}]`, `host ${h.names[h.names.length - 1]} is not a Service or ServiceEntry this sidecar sees (exportTo, Sidecar egress); it gets no routes here`);
     }
   }
