@@ -9,8 +9,8 @@
  *   endpoint IPs.
  * - VirtualServices that apply: `gateways` empty or naming `mesh`, exported to the proxy's
  *   namespace, hosts (relative to the VirtualService's namespace) admitted by the Sidecar. Per
- *   service host the first one wins (an exact host before a wildcard, then creation order): sidecars
- *   never merge VirtualServices; later ones get MG_DUPLICATE_HOST.
+ *   service host the oldest one naming or covering it (wildcard hosts) wins: sidecars never merge
+ *   VirtualServices; younger ones get MG_DUPLICATE_HOST.
  * - HTTP (and UNKNOWN) ports: table `outbound_<port>`, one virtual host per service with Istio's
  *   domains (`vhostDomains`); routes from the VirtualService (match blocks evaluated against this
  *   proxy: `mesh`, sourceLabels, sourceNamespace, port), else one default route to
@@ -273,16 +273,15 @@ function matchesHost(h: MeshVs['hosts'][number], host: string): boolean {
   return h.wildcard ? hostCovers(h.names[0], host) : h.names.includes(host);
 }
 
-/** The VirtualService for `host`: the first with an exact host, else the first with a wildcard covering it. */
+/** The VirtualService for `host`: the oldest whose hosts name or cover it (Istio: creation order, no merging). */
 function chooseVirtualService(env: OutboundEnv, vss: MeshVs[], host: string, byName: Map<string, MeshVs[]>): KubeObject | null {
   const exact = byName.get(host) ?? [];
-  const wild = vss.filter((v) => v.wildcard && v.hosts.some((h) => h.wildcard && matchesHost(h, host)));
-  const ordered = [...exact, ...wild];
+  const ordered = vss.filter((v) => exact.includes(v) || (v.wildcard && v.hosts.some((h) => h.wildcard && matchesHost(h, host))));
   if (ordered.length === 0) return null;
   const first = ordered[0].vs;
   for (const later of ordered.slice(1)) {
     const h = later.hosts.find((x) => matchesHost(x, host));
-    env.ctx.report('warning', 'MG_DUPLICATE_HOST', later.vs, h ? `spec.hosts[${h.index}]` : 'spec.hosts', `host ${host} is already routed by VirtualService ${first.metadata.namespace}/${first.metadata.name} (${exact.some((v) => v.vs === first) && !exact.some((v) => v.vs === later.vs) ? 'an exact host wins over a wildcard' : 'older'}); sidecars do not merge VirtualServices, so this one is ignored for that host`);
+    env.ctx.report('warning', 'MG_DUPLICATE_HOST', later.vs, h ? `spec.hosts[${h.index}]` : 'spec.hosts', `host ${host} is already routed by the older VirtualService ${first.metadata.namespace}/${first.metadata.name}; sidecars do not merge VirtualServices, so this one is ignored for that host`);
   }
   return first;
 }
