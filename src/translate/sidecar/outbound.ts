@@ -259,6 +259,11 @@ function meshVirtualServices(env: OutboundEnv): MeshVs[] {
     arr(spec.hosts).forEach((h, index) => {
       const raw = (str(h) ?? '').toLowerCase().replace(/\.$/, '');
       if (raw === '') return;
+      if (raw === '*') {
+        // Istio validation: "wildcard host * is not allowed for virtual services bound to the mesh gateway".
+        env.ctx.report('warning', 'MG_INVALID_FIELD', vs, `spec.hosts[${index}]`, 'host "*" is not allowed for VirtualServices that apply to sidecars (mesh); it is ignored here');
+        return;
+      }
       const wildcard = raw.includes('*');
       const names = wildcard ? [raw] : [...new Set([raw, ...(raw.includes('.') ? [] : [serviceFqdn(raw, ns)]), ...(raw.includes('.') ? [resolveServiceHost(raw, ns)?.fqdn].filter((x): x is string => x !== undefined) : [])])];
       if (!names.some((n) => egressAdmits(env.scope, ns, n, null))) return;
