@@ -34,7 +34,7 @@ import { TranslateContext, type TranslateOptions } from '../types.js';
 import { snapshotVersion } from '../version.js';
 import { translateInbound } from './inbound.js';
 import { translateOutbound } from './outbound.js';
-import { sidecarScope } from './scope.js';
+import { exportToDefaults, sidecarScope } from './scope.js';
 import { findProxyPod, meshWorkloads, podIps, workloadName } from './workloads.js';
 
 /** Who asks: what `meshgate sidecar` knows of itself (its flags), as the config push carries it. */
@@ -66,12 +66,13 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
   const drs = new DestinationRuleIndex(resources);
   const peerAuthentication = translatePeerAuthentications(ctx, resources);
 
-  const out = translateOutbound({ ctx, resources, drs, namespace: proxy.namespace, scope });
+  const meshConfig = readMeshConfig(ctx, resources)?.mesh ?? null;
+  const out = translateOutbound({ ctx, resources, drs, namespace: proxy.namespace, scope, exportTo: exportToDefaults(meshConfig) });
   const podIp = proxy.podIps[0] ?? (pod !== null ? (podIps(pod)[0] ?? null) : null);
   const inb = translateInbound(ctx, resources, pod, proxy.namespace, labels, podIp, peerAuthentication);
   for (const c of inb.clusters) ctx.addCluster(c);
 
-  const meshMode = str(obj(readMeshConfig(ctx, resources)?.mesh.outboundTrafficPolicy).mode);
+  const meshMode = str(obj(meshConfig?.outboundTrafficPolicy).mode);
   const outboundTrafficPolicy = scope.outboundTrafficPolicy ?? (meshMode === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY' : 'ALLOW_ANY');
 
   const me: SidecarProxy = {

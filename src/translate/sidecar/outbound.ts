@@ -33,7 +33,7 @@ import { isIpAddress } from '../istio/hosts.js';
 import { istioObjects, resolveServiceHost } from '../istio/objects.js';
 import { DEFAULT_RETRY_POLICY } from '../istio/route-policies.js';
 import { destinationCluster, translateVirtualServiceRoutes, type RouteEnv, type TranslatedRoute } from '../istio/routes.js';
-import { egressAdmits, exportedTo, exportToOf, hostCovers, type SidecarScope } from './scope.js';
+import { egressAdmits, exportedTo, exportToOf, hostCovers, type ExportToDefaults, type SidecarScope } from './scope.js';
 import { isHttpProtocol, serviceEntryPortProtocol, servicePortProtocol } from './protocol.js';
 
 export interface OutboundEnv {
@@ -43,6 +43,8 @@ export interface OutboundEnv {
   /** The proxy's namespace. */
   namespace: string;
   scope: SidecarScope;
+  /** MeshConfig's exportTo defaults. */
+  exportTo: ExportToDefaults;
 }
 
 /** A visible service port, before its tables are built. */
@@ -148,7 +150,7 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
   const services = resources.ofKind('Service').filter((s) => s.apiVersion === 'v1');
   for (const svc of [...services].sort((a, b) => cmp(a.metadata.namespace, b.metadata.namespace) || cmp(a.metadata.name, b.metadata.name))) {
     const ns = svc.metadata.namespace;
-    if (!exportedTo(exportToOf(svc), ns, namespace)) continue;
+    if (!exportedTo(exportToOf(svc, env.exportTo), ns, namespace)) continue;
     const spec = obj(svc.body.spec);
     const host = serviceFqdn(svc.metadata.name, ns);
     if (str(spec.type) === 'ExternalName') {
@@ -173,7 +175,7 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
   }
   for (const se of [...istioObjects(resources, 'ServiceEntry')].sort(compareByCreation)) {
     const ns = se.metadata.namespace;
-    if (!exportedTo(exportToOf(se), ns, namespace)) continue;
+    if (!exportedTo(exportToOf(se, env.exportTo), ns, namespace)) continue;
     const spec = obj(se.body.spec);
     const addresses = arr(spec.addresses).map(str).filter((x): x is string => x !== undefined && x !== '');
     arr(spec.hosts).forEach((h, k) => {
@@ -254,7 +256,7 @@ function meshVirtualServices(env: OutboundEnv): MeshVs[] {
     const gateways = arr(spec.gateways).map(str).filter((g): g is string => g !== undefined && g !== '');
     if (gateways.length > 0 && !gateways.includes('mesh')) continue;
     const ns = vs.metadata.namespace;
-    if (!exportedTo(exportToOf(vs), ns, env.namespace)) continue;
+    if (!exportedTo(exportToOf(vs, env.exportTo), ns, env.namespace)) continue;
     const hosts: MeshVs['hosts'] = [];
     arr(spec.hosts).forEach((h, index) => {
       const raw = (str(h) ?? '').toLowerCase().replace(/\.$/, '');

@@ -128,11 +128,30 @@ export function exportedTo(values: string[], owner: string, viewer: string): boo
   return v.includes(viewer);
 }
 
-/** exportTo of an object: the Service annotation, or `spec.exportTo` of an Istio kind. */
-export function exportToOf(o: KubeObject): string[] {
+/**
+ * exportTo of an object: the Service annotation, or `spec.exportTo` of an Istio kind; when it sets
+ * none, MeshConfig's default for the kind (`defaultServiceExportTo` for Services and
+ * ServiceEntries, `defaultVirtualServiceExportTo`; unset = everywhere).
+ */
+export function exportToOf(o: KubeObject, defaults: ExportToDefaults = NO_DEFAULTS): string[] {
+  let own: string[];
   if (o.kind === 'Service' && o.apiVersion === 'v1') {
     const a = o.metadata.annotations[EXPORT_TO_ANNOTATION];
-    return a === undefined ? [] : a.split(',');
-  }
-  return arr(obj(o.body.spec).exportTo).map((x) => str(x) ?? '');
+    own = a === undefined ? [] : a.split(',');
+  } else own = arr(obj(o.body.spec).exportTo).map((x) => str(x) ?? '');
+  if (own.some((x) => x.trim() !== '')) return own;
+  return o.kind === 'VirtualService' ? defaults.virtualService : defaults.service;
+}
+
+export interface ExportToDefaults {
+  service: string[];
+  virtualService: string[];
+}
+
+const NO_DEFAULTS: ExportToDefaults = { service: [], virtualService: [] };
+
+/** MeshConfig `defaultServiceExportTo` and `defaultVirtualServiceExportTo` (absent: everywhere). */
+export function exportToDefaults(mesh: Record<string, unknown> | null): ExportToDefaults {
+  const list = (v: unknown): string[] => arr(v).map((x) => str(x) ?? '').filter((x) => x !== '');
+  return { service: list(mesh?.defaultServiceExportTo), virtualService: list(mesh?.defaultVirtualServiceExportTo) };
 }

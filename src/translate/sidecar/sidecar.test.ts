@@ -195,3 +195,37 @@ spec: {egress: [{hosts: ["./*"]}]}
   assert.equal(r.ir.sidecar, undefined);
   assert.deepEqual(r.diagnostics.filter((d) => d.object?.kind === 'Sidecar'), []);
 });
+
+test('MeshConfig defaultServiceExportTo / defaultVirtualServiceExportTo apply to objects that set no exportTo', () => {
+  const mesh = `---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    defaultServiceExportTo: ["."]
+    defaultVirtualServiceExportTo: ["."]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shared, namespace: shop, annotations: {networking.istio.io/exportTo: "*"}}
+spec: {clusterIP: 10.96.2.9, ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shared, namespace: shop}
+spec:
+  hosts: [shared]
+  http:
+  - route: [{destination: {host: shared}}]
+    timeout: 4s
+`;
+  const r = translateSidecar(resources(BASE + mesh), SLEEP, DEFAULT_TRANSLATE_OPTIONS);
+  assert.deepEqual(r.ir.sidecar?.outbound.map((s) => s.host), ['shared.shop.svc.cluster.local'], 'web (no exportTo, default ".") is hidden from namespace default; shared (exportTo *) is seen');
+  const route = r.ir.sidecar?.outboundHttp[0].filterChains[0].virtualHosts[0].routes[0];
+  assert.equal(route?.name, 'default', 'the VirtualService (no exportTo, default ".") is not seen from namespace default');
+  const web = translateSidecar(resources(BASE + mesh), { namespace: 'shop', serviceAccount: 'web', podName: 'web-1', podIps: ['10.0.2.1'], trustDomain: 'cluster.local' }, DEFAULT_TRANSLATE_OPTIONS);
+  assert.deepEqual(web.ir.sidecar?.outbound.map((s) => `${s.host}:${s.port}`), ['shared.shop.svc.cluster.local:80', 'web.shop.svc.cluster.local:80', 'web.shop.svc.cluster.local:9000']);
+  const shared = web.ir.sidecar?.outboundHttp.find((t) => t.port === 80)?.filterChains[0].virtualHosts.find((v) => v.name.startsWith('shared.'))?.routes[0];
+  assert.equal(shared?.action.kind === 'forward' ? shared.action.timeoutMs : null, 4000);
+});
