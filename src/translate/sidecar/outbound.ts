@@ -9,8 +9,9 @@
  *   endpoint IPs.
  * - VirtualServices that apply: `gateways` empty or naming `mesh`, exported to the proxy's
  *   namespace, hosts (relative to the VirtualService's namespace) admitted by the Sidecar. Per
- *   service host the oldest one naming or covering it (wildcard hosts) wins: sidecars never merge
- *   VirtualServices; younger ones get MG_DUPLICATE_HOST.
+ *   service host the first one naming or covering it (wildcard hosts) wins, in Istio's order:
+ *   private to the proxy's namespace, exported to it by name, public, each by age. Sidecars never
+ *   merge VirtualServices; the others get MG_DUPLICATE_HOST.
  * - HTTP (and UNKNOWN) ports: table `outbound_<port>`, one virtual host per service with Istio's
  *   domains (`vhostDomains`); routes from the VirtualService (match blocks evaluated against this
  *   proxy: `mesh`, sourceLabels, sourceNamespace, port), else one default route to
@@ -248,15 +249,21 @@ interface MeshVs {
   wildcard: boolean;
 }
 
-/** VirtualServices for sidecars (`gateways` empty or with `mesh`) exported to the proxy, in creation order. */
+/**
+ * VirtualServices for sidecars (`gateways` empty or with `mesh`) exported to the proxy, in Istio's
+ * order (PushContext virtualServiceIndex): those private to the proxy's namespace (`exportTo: .`),
+ * then those exported to it by name, then public ones, each group in creation order.
+ */
 function meshVirtualServices(env: OutboundEnv): MeshVs[] {
-  const out: MeshVs[] = [];
+  const out: (MeshVs & { tier: number })[] = [];
   for (const vs of [...istioObjects(env.resources, 'VirtualService')].sort(compareByCreation)) {
     const spec = obj(vs.body.spec);
     const gateways = arr(spec.gateways).map(str).filter((g): g is string => g !== undefined && g !== '');
     if (gateways.length > 0 && !gateways.includes('mesh')) continue;
     const ns = vs.metadata.namespace;
-    if (!exportedTo(exportToOf(vs, env.exportTo), ns, env.namespace)) continue;
+    const exportTo = exportToOf(vs, env.exportTo).map((x) => x.trim());
+    if (!exportedTo(exportTo, ns, env.namespace)) continue;
+    const tier = exportTo.includes('*') || exportTo.every((x) => x === '') ? 2 : exportTo.includes('.') && ns === env.namespace ? 0 : 1;
     const hosts: MeshVs['hosts'] = [];
     arr(spec.hosts).forEach((h, index) => {
       const raw = (str(h) ?? '').toLowerCase().replace(/\.$/, '');
@@ -271,16 +278,17 @@ function meshVirtualServices(env: OutboundEnv): MeshVs[] {
       if (!names.some((n) => egressAdmits(env.scope, ns, n, null))) return;
       hosts.push({ index, names, wildcard });
     });
-    if (hosts.length > 0) out.push({ vs, hosts, wildcard: hosts.some((h) => h.wildcard) });
+    if (hosts.length > 0) out.push({ vs, hosts, wildcard: hosts.some((h) => h.wildcard), tier });
   }
-  return out;
+  // Array.prototype.sort is stable: creation order is kept within a tier.
+  return out.sort((a, b) => a.tier - b.tier);
 }
 
 function matchesHost(h: MeshVs['hosts'][number], host: string): boolean {
   return h.wildcard ? hostCovers(h.names[0], host) : h.names.includes(host);
 }
 
-/** The VirtualService for `host`: the oldest whose hosts name or cover it (Istio: creation order, no merging). */
+/** The VirtualService for `host`: the first (Istio's order, see meshVirtualServices) whose hosts name or cover it; no merging. */
 function chooseVirtualService(env: OutboundEnv, vss: MeshVs[], host: string, byName: Map<string, MeshVs[]>): KubeObject | null {
   const exact = byName.get(host) ?? [];
   const ordered = vss.filter((v) => exact.includes(v) || (v.wildcard && v.hosts.some((h) => h.wildcard && matchesHost(h, host))));
@@ -288,7 +296,7 @@ function chooseVirtualService(env: OutboundEnv, vss: MeshVs[], host: string, byN
   const first = ordered[0].vs;
   for (const later of ordered.slice(1)) {
     const h = later.hosts.find((x) => matchesHost(x, host));
-    env.ctx.report('warning', 'MG_DUPLICATE_HOST', later.vs, h ? `spec.hosts[${h.index}]` : 'spec.hosts', `host ${host} is already routed by the older VirtualService ${first.metadata.namespace}/${first.metadata.name}; sidecars do not merge VirtualServices, so this one is ignored for that host`);
+    env.ctx.report('warning', 'MG_DUPLICATE_HOST', later.vs, h ? `spec.hosts[${h.index}]` : 'spec.hosts', `host ${host} is already routed by VirtualService ${first.metadata.namespace}/${first.metadata.name} (first by Istio's order: private to this namespace, exported to it, public; then age); sidecars do not merge VirtualServices, so this one is ignored for that host`);
   }
   return first;
 }
