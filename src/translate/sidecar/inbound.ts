@@ -13,7 +13,8 @@
  *   plaintext, HTTP/2 for HTTP2/GRPC ports.
  * - HTTP (and UNKNOWN, once sniffed) ports: table `inbound_<port>` with one virtual host `*` and one
  *   route `default` forwarding to the cluster with no timeout and Istio's inbound retry policy
- *   (only `reset-before-request`).
+ *   (2 retries, only `reset-before-request`), or MeshConfig `defaultInboundHttpRetryPolicy` (`{}`
+ *   disables retries).
  */
 import type { Cluster, Listener, RetryPolicy, SourceRef } from '../../ir/types.js';
 import type { InboundPort, MeshPortProtocol } from '../../ir/sidecar.js';
@@ -43,7 +44,11 @@ export interface InboundResult {
   clusters: Cluster[];
 }
 
-export function translateInbound(ctx: TranslateContext, resources: ResourceSet, pod: KubeObject | null, namespace: string, labels: Record<string, string>, podIp: string | null, policies: readonly PeerAuthenticationPolicy[]): InboundResult {
+/**
+ * `retries`: the inbound routes' retry policy (INBOUND_RETRY_POLICY, or MeshConfig
+ * `defaultInboundHttpRetryPolicy`; null = none).
+ */
+export function translateInbound(ctx: TranslateContext, resources: ResourceSet, pod: KubeObject | null, namespace: string, labels: Record<string, string>, podIp: string | null, policies: readonly PeerAuthenticationPolicy[], retries: RetryPolicy | null = INBOUND_RETRY_POLICY): InboundResult {
   // The workload's mode without port-level overrides (port 0 is never a port-level key).
   const inboundDefault = resolvePeerAuthentication(policies, namespace, labels, 0);
   const ports = new Map<number, { protocol: MeshPortProtocol; svc: KubeObject; field: string }>();
@@ -104,13 +109,13 @@ export function translateInbound(ctx: TranslateContext, resources: ResourceSet, 
     });
     const http = isHttpProtocol(p.protocol) || p.protocol === 'UNKNOWN';
     const httpRoutes = http ? `inbound_${port}` : null;
-    if (httpRoutes !== null) inboundHttp.push(inboundTable(httpRoutes, port, cluster, sourceOf(p.svc, p.field)));
+    if (httpRoutes !== null) inboundHttp.push(inboundTable(httpRoutes, port, cluster, sourceOf(p.svc, p.field), retries));
     inbound.push({ port, protocol: p.protocol, mtls: resolvePeerAuthentication(policies, namespace, labels, port), httpRoutes, cluster });
   }
   return { inbound, inboundDefault, inboundHttp, clusters };
 }
 
-function inboundTable(name: string, port: number, cluster: string, source: SourceRef): Listener {
+function inboundTable(name: string, port: number, cluster: string, source: SourceRef, retries: RetryPolicy | null): Listener {
   return {
     name,
     address: '0.0.0.0',
@@ -132,7 +137,7 @@ function inboundTable(name: string, port: number, cluster: string, source: Sourc
                 name: 'default',
                 source,
                 matches: [{ path: null, method: null, scheme: null, authority: null, headers: [], queryParams: [], port: null }],
-                action: { kind: 'forward', destinations: [{ cluster, weight: 100, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: INBOUND_RETRY_POLICY, fault: null, mirrors: [] },
+                action: { kind: 'forward', destinations: [{ cluster, weight: 100, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries, fault: null, mirrors: [] },
                 requestHeaders: null,
                 responseHeaders: null,
                 cors: null,

@@ -26,13 +26,14 @@ import type { ResourceSet } from '../../resources/resource-set.js';
 import { obj, str } from '../../lib/unknown.js';
 import { readMeshConfig } from '../mesh-config.js';
 import { DestinationRuleIndex } from '../istio/destination-rules.js';
+import { translateRetries } from '../istio/route-policies.js';
 import { translateSecurity } from '../security/index.js';
 import { translatePeerAuthentications } from '../security/peer-authentication.js';
 import { translateAccessLogging } from '../telemetry/access-logging.js';
 import { translateTracing } from '../telemetry/tracing.js';
 import { TranslateContext, type TranslateOptions } from '../types.js';
 import { snapshotVersion } from '../version.js';
-import { translateInbound } from './inbound.js';
+import { INBOUND_RETRY_POLICY, translateInbound } from './inbound.js';
 import { translateOutbound } from './outbound.js';
 import { exportToDefaults, sidecarScope } from './scope.js';
 import { findProxyPod, meshWorkloads, podIps, workloadName } from './workloads.js';
@@ -69,7 +70,10 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
   const meshConfig = readMeshConfig(ctx, resources)?.mesh ?? null;
   const out = translateOutbound({ ctx, resources, drs, namespace: proxy.namespace, scope, exportTo: exportToDefaults(meshConfig) });
   const podIp = proxy.podIps[0] ?? (pod !== null ? (podIps(pod)[0] ?? null) : null);
-  const inb = translateInbound(ctx, resources, pod, proxy.namespace, labels, podIp, peerAuthentication);
+  const mc = readMeshConfig(ctx, resources);
+  const inboundRetryField = mc?.mesh.defaultInboundHttpRetryPolicy;
+  const inboundRetries = mc !== null && inboundRetryField !== undefined && inboundRetryField !== null ? translateRetries(ctx, mc.from, inboundRetryField, 'data.mesh') : INBOUND_RETRY_POLICY;
+  const inb = translateInbound(ctx, resources, pod, proxy.namespace, labels, podIp, peerAuthentication, inboundRetries);
   for (const c of inb.clusters) ctx.addCluster(c);
 
   const meshMode = str(obj(meshConfig?.outboundTrafficPolicy).mode);

@@ -62,7 +62,7 @@ interface Candidate {
   kube: boolean;
   obj: KubeObject;
   field: string;
-  /** `outbound|<port>||<host>`, filled by `defaultClusters`. */
+  /** `outbound|<port>||<host>`, filled by `translateOutbound`. */
   cluster: string;
 }
 
@@ -76,7 +76,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
   const candidates = visibleServicePorts(env);
   for (const c of candidates) c.cluster = destinationCluster(routeEnv(env, c.obj, c.port), { host: c.host, port: { number: c.port } }, c.field);
   const vss = meshVirtualServices(env);
-  // Exact host -> VirtualServices naming it, in creation order.
+  // Exact host -> VirtualServices naming it, in the order of `vss`.
   const byName = new Map<string, MeshVs[]>();
   for (const v of vss) {
     for (const h of v.hosts) {

@@ -229,3 +229,19 @@ spec:
   const shared = web.ir.sidecar?.outboundHttp.find((t) => t.port === 80)?.filterChains[0].virtualHosts.find((v) => v.name.startsWith('shared.'))?.routes[0];
   assert.equal(shared?.action.kind === 'forward' ? shared.action.timeoutMs : null, 4000);
 });
+
+test('MeshConfig defaultInboundHttpRetryPolicy replaces the inbound retry policy; {} disables inbound retries', () => {
+  const WEB: SidecarProxyMeta = { namespace: 'shop', serviceAccount: 'web', podName: 'web-1', podIps: ['10.0.2.1'], trustDomain: 'cluster.local' };
+  const inboundRetries = (extra: string): unknown => {
+    const r = translateSidecar(resources(BASE + extra), WEB, DEFAULT_TRANSLATE_OPTIONS);
+    const route = r.ir.sidecar?.inboundHttp[0].filterChains[0].virtualHosts[0].routes[0];
+    return route?.action.kind === 'forward' ? route.action.retries : 'none';
+  };
+  assert.deepEqual(inboundRetries(''), { numRetries: 2, perTryTimeoutMs: null, retryOn: ['reset-before-request'], retriableStatusCodes: [], backoffBaseMs: 25, ignorePreviousHosts: false });
+  const cm = (mesh: string): string => `---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    ${mesh}\n`;
+  assert.equal(inboundRetries(cm('defaultInboundHttpRetryPolicy: {}')), null);
+  const custom = inboundRetries(cm('defaultInboundHttpRetryPolicy: {attempts: 4, retryOn: "reset-before-request,503"}')) as { numRetries: number; retryOn: string[]; retriableStatusCodes: number[] };
+  assert.equal(custom.numRetries, 4);
+  assert.deepEqual(custom.retryOn, ['reset-before-request', 'retriable-status-codes']);
+  assert.deepEqual(custom.retriableStatusCodes, [503]);
+});
