@@ -7,8 +7,9 @@
  *  - `sidecar`: who the proxy is, its outbound service ports and their route tables and relays
  *    (outbound.ts), its inbound ports (inbound.ts), the workload table (workloads.ts), and the
  *    outbound traffic policy (MeshConfig `outboundTrafficPolicy.mode`, overridden by the Sidecar's);
- *  - `clusters`: `outbound|<port>|<subset>|<host>` for what its routes use (with DestinationRule
- *    policy and Istio mTLS / auto mTLS per endpoint, as at the gateway) and `inbound|<port>||`;
+ *  - `clusters`: `outbound|<port>|<subset>|<host>` for what its routes use (with the DestinationRules
+ *    a sidecar uses (destination-rules.ts: proxy namespace, then the service's, then the root
+ *    namespace), and Istio mTLS / auto mTLS per endpoint, as at the gateway) and `inbound|<port>||`;
  *  - `security`, `accessLogging`, `tracing`: the policies selecting this workload (its namespace and
  *    the root namespace, selector a subset of the pod's labels), for its inbound side;
  *  - `peerAuthentication`: every PeerAuthentication (present only when there are some).
@@ -25,7 +26,6 @@ import { validateIR } from '../../ir/validate.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { obj, str } from '../../lib/unknown.js';
 import { readMeshConfig } from '../mesh-config.js';
-import { DestinationRuleIndex } from '../istio/destination-rules.js';
 import { translateRetries } from '../istio/route-policies.js';
 import { translateSecurity } from '../security/index.js';
 import { translatePeerAuthentications } from '../security/peer-authentication.js';
@@ -33,6 +33,7 @@ import { translateAccessLogging } from '../telemetry/access-logging.js';
 import { translateTracing } from '../telemetry/tracing.js';
 import { TranslateContext, type TranslateOptions } from '../types.js';
 import { snapshotVersion } from '../version.js';
+import { MeshDestinationRuleIndex } from './destination-rules.js';
 import { INBOUND_RETRY_POLICY, translateInbound } from './inbound.js';
 import { translateOutbound } from './outbound.js';
 import { exportToDefaults, sidecarScope } from './scope.js';
@@ -64,7 +65,7 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
     ctx.diagnostics.push({ severity: 'warning', reason: 'MG_NOT_BOUND', object: { kind: 'Pod', namespace: proxy.namespace, name: proxy.podName }, field: null, file: null, line: null, message: `no Pod in namespace ${proxy.namespace} matches the proxy (${by}): its labels are taken as {} (workload-selected policies, Sidecar and sourceLabels do not apply) and it has no inbound ports` });
   }
   const scope = sidecarScope(ctx, resources, proxy.namespace, labels);
-  const drs = new DestinationRuleIndex(resources);
+  const drs = new MeshDestinationRuleIndex(resources, proxy.namespace, labels);
   const peerAuthentication = translatePeerAuthentications(ctx, resources);
 
   const meshConfig = readMeshConfig(ctx, resources)?.mesh ?? null;
