@@ -9,7 +9,9 @@
 import type { MeshWorkload } from '../../ir/sidecar.js';
 import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
-import { arr, obj, str } from '../../lib/unknown.js';
+import { arr, obj, str, strMap } from '../../lib/unknown.js';
+import { isIpAddress } from '../istio/hosts.js';
+import { istioObjects } from '../istio/objects.js';
 import { TLS_MODE_LABEL } from '../istio/mesh-tls.js';
 
 /** The pod's service account (`spec.serviceAccountName`, default `default`). */
@@ -42,7 +44,11 @@ export function podIps(pod: KubeObject): string[] {
   return one ? [one] : [];
 }
 
-/** One entry per pod IP, sorted by IP (a reused IP keeps the pod that comes first by namespace/name). */
+/**
+ * One entry per pod IP, then per WorkloadEntry IP address (labels from metadata and spec, name from
+ * the `app` label else the entry's name), sorted by IP; a reused IP keeps the first by
+ * namespace/name, pods before WorkloadEntries.
+ */
 export function meshWorkloads(resources: ResourceSet): MeshWorkload[] {
   const byIp = new Map<string, MeshWorkload>();
   const pods = [...resources.ofKind('Pod')].sort((a, b) => cmp(a.metadata.namespace, b.metadata.namespace) || cmp(a.metadata.name, b.metadata.name));
@@ -61,6 +67,23 @@ export function meshWorkloads(resources: ResourceSet): MeshWorkload[] {
         meshed: pod.metadata.labels[TLS_MODE_LABEL] === 'istio',
       });
     }
+  }
+  // WorkloadEntries (VMs and other non-Kubernetes workloads) whose address is an IP; a pod's IP wins.
+  const entries = [...istioObjects(resources, 'WorkloadEntry')].sort((a, b) => cmp(a.metadata.namespace, b.metadata.namespace) || cmp(a.metadata.name, b.metadata.name));
+  for (const we of entries) {
+    const spec = obj(we.body.spec);
+    const ip = str(spec.address);
+    if (!ip || !isIpAddress(ip) || byIp.has(ip)) continue;
+    const labels = { ...we.metadata.labels, ...strMap(spec.labels) };
+    byIp.set(ip, {
+      ip,
+      namespace: we.metadata.namespace,
+      name: labels.app || we.metadata.name,
+      serviceAccount: str(spec.serviceAccount) || 'default',
+      app: labels.app ?? '',
+      version: labels.version ?? '',
+      meshed: labels[TLS_MODE_LABEL] === 'istio',
+    });
   }
   return [...byIp.values()].sort((a, b) => cmp(a.ip, b.ip));
 }
