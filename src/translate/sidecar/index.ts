@@ -68,12 +68,12 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
   const drs = new MeshDestinationRuleIndex(resources, proxy.namespace, labels);
   const peerAuthentication = translatePeerAuthentications(ctx, resources);
 
-  const meshConfig = readMeshConfig(ctx, resources)?.mesh ?? null;
+  const mc = readMeshConfig(ctx, resources);
+  const meshConfig = mc?.mesh ?? null;
   const out = translateOutbound({ ctx, resources, drs, namespace: proxy.namespace, scope, exportTo: exportToDefaults(meshConfig) });
   const podIp = proxy.podIps[0] ?? (pod !== null ? (podIps(pod)[0] ?? null) : null);
-  const mc = readMeshConfig(ctx, resources);
-  const inboundRetryField = mc?.mesh.defaultInboundHttpRetryPolicy;
-  const inboundRetries = mc !== null && inboundRetryField !== undefined && inboundRetryField !== null ? translateRetries(ctx, mc.from, inboundRetryField, 'data.mesh') : INBOUND_RETRY_POLICY;
+  const inboundRetryField = meshConfig?.defaultInboundHttpRetryPolicy;
+  const inboundRetries = mc !== null && inboundRetryField !== undefined && inboundRetryField !== null ? translateRetries(ctx, mc.from, inboundRetryField, 'data.mesh.defaultInboundHttpRetryPolicy') : INBOUND_RETRY_POLICY;
   const inb = translateInbound(ctx, resources, pod, proxy.namespace, labels, podIp, peerAuthentication, inboundRetries);
   for (const c of inb.clusters) ctx.addCluster(c);
 
