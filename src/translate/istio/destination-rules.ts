@@ -55,25 +55,35 @@ export class DestinationRuleIndex {
 
   /** The merged DestinationRule for `fqdn` as seen from `namespace`, or null when none applies. */
   lookup(fqdn: string, namespace: string): MergedDestinationRule | null {
-    const visible = (this.#byHost.get(fqdn) ?? []).filter((dr) => isVisible(dr, namespace));
-    if (visible.length === 0) return null;
-    let trafficPolicy: Obj | null = null;
-    const subsets = new Map<string, Subset>();
-    for (const dr of visible) {
-      const spec = obj(dr.body.spec);
-      if (trafficPolicy === null && spec.trafficPolicy !== undefined && spec.trafficPolicy !== null) trafficPolicy = obj(spec.trafficPolicy);
-      for (const s of arr(spec.subsets)) {
-        const so = obj(s);
-        const name = str(so.name);
-        if (!name || subsets.has(name)) continue;
-        subsets.set(name, { name, labels: strMap(so.labels), trafficPolicy: so.trafficPolicy === undefined || so.trafficPolicy === null ? null : obj(so.trafficPolicy) });
-      }
-    }
-    return { rules: visible, trafficPolicy, subsets };
+    return mergeDestinationRules((this.#byHost.get(fqdn) ?? []).filter((dr) => isVisible(dr, namespace)));
+  }
+
+  /** Every DestinationRule for `fqdn` (any namespace, visible or not), in creation order. */
+  rulesFor(fqdn: string): readonly KubeObject[] {
+    return this.#byHost.get(fqdn) ?? [];
   }
 }
 
-function isVisible(dr: KubeObject, namespace: string): boolean {
+/** DestinationRules merged as Istio merges them (see the file comment); null for none. */
+export function mergeDestinationRules(visible: KubeObject[]): MergedDestinationRule | null {
+  if (visible.length === 0) return null;
+  let trafficPolicy: Obj | null = null;
+  const subsets = new Map<string, Subset>();
+  for (const dr of visible) {
+    const spec = obj(dr.body.spec);
+    if (trafficPolicy === null && spec.trafficPolicy !== undefined && spec.trafficPolicy !== null) trafficPolicy = obj(spec.trafficPolicy);
+    for (const s of arr(spec.subsets)) {
+      const so = obj(s);
+      const name = str(so.name);
+      if (!name || subsets.has(name)) continue;
+      subsets.set(name, { name, labels: strMap(so.labels), trafficPolicy: so.trafficPolicy === undefined || so.trafficPolicy === null ? null : obj(so.trafficPolicy) });
+    }
+  }
+  return { rules: visible, trafficPolicy, subsets };
+}
+
+/** Is a DestinationRule seen from `namespace` (its own, or exportTo absent, `*` or naming it)? */
+export function isVisible(dr: KubeObject, namespace: string): boolean {
   if (dr.metadata.namespace === namespace) return true;
   const exportTo = arr(obj(dr.body.spec).exportTo).map(str);
   if (exportTo.length === 0) return true;
