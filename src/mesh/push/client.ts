@@ -54,6 +54,7 @@ export class ConfigPushClient extends EventEmitter {
   #stream: Stream | null = null;
   #connected = false;
   #stopped = true;
+  #closed = false;
   #timer: NodeJS.Timeout | null = null;
   #failures = 0;
   #version: string | null = null;
@@ -110,7 +111,9 @@ export class ConfigPushClient extends EventEmitter {
     return this.#lastNack;
   }
 
+  /** Opens the stream (and keeps reopening it) until `stop()`. A stopped client cannot start again. */
   start(): void {
+    if (this.#closed) throw new Error('this ConfigPushClient was stopped; make a new one');
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#open();
@@ -135,6 +138,7 @@ export class ConfigPushClient extends EventEmitter {
   /** Closes the stream and the channel; the last view stays where `apply` put it. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#closed = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#pending = null;

@@ -80,6 +80,8 @@ export class ConfigPushServer {
   #nonce = 0;
   #connectionSeq = 0;
   #closed = false;
+  #pushing = false;
+  #pushAgain = false;
 
   constructor(opts: ConfigPushServerOptions) {
     this.#opts = opts;
@@ -262,8 +264,31 @@ export class ConfigPushServer {
     if (s !== undefined) this.#opts.onResponse(s, kind);
   }
 
+  /**
+   * Every proxy's view, one proxy per macrotask so ACKs and other streams are served between
+   * translations of a large mesh; a change arriving meanwhile restarts the round after this one
+   * (views computed from the older config are replaced by the newer right after).
+   */
   #pushAll(): void {
-    for (const c of this.#connections) this.#push(c);
+    if (this.#pushing) {
+      this.#pushAgain = true;
+      return;
+    }
+    this.#pushing = true;
+    void (async () => {
+      try {
+        do {
+          this.#pushAgain = false;
+          for (const c of [...this.#connections]) {
+            if (this.#closed) return;
+            this.#push(c);
+            await new Promise((r) => setImmediate(r));
+          }
+        } while (this.#pushAgain && !this.#closed);
+      } finally {
+        this.#pushing = false;
+      }
+    })();
   }
 
   /** Compute the proxy's view and send it if its version is new on this stream. */

@@ -61,7 +61,7 @@ export interface ProxyStatus {
 }
 
 export interface ProxyStatusReport {
-  /** Version of the config (ResourceSet) generation the control plane last computed views for; null before the first. */
+  /** Config generations received (one per control-plane reload; 0 before the first). */
   generation: number;
   proxies: ProxyStatus[];
 }
