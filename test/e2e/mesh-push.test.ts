@@ -19,45 +19,15 @@ import { issueToken } from '../../src/mesh/ca/token.js';
 import { createSelfSignedRoot } from '../../src/mesh/ca/ca.js';
 import { ConfigPushClient } from '../../src/mesh/push/client.js';
 import { configPushClient, type PushRequest, type PushResponse } from '../../src/mesh/push/proto.js';
-import type { ProxyStatusReport, SidecarProxyMeta, SidecarTranslate } from '../../src/mesh/push/types.js';
+import type { ProxyStatusReport, SidecarProxyMeta } from '../../src/mesh/push/types.js';
 import { formatProxyStatus } from '../../src/mesh/push/proxy-status.js';
 import { ResourceSet } from '../../src/resources/resource-set.js';
-import { translate, DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
-import { snapshotVersion } from '../../src/translate/version.js';
-import type { Cluster, IRSnapshot } from '../../src/ir/types.js';
-import type { SidecarView } from '../../src/ir/sidecar.js';
+import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
+import type { IRSnapshot } from '../../src/ir/types.js';
+import { clusterNames, testTranslate } from '../support/push-view.js';
 import { Logger } from '../../src/lib/log.js';
 
 const quiet = new Logger('error');
-const base = translate(new ResourceSet([]), DEFAULT_TRANSLATE_OPTIONS).ir;
-
-/** The test's per-proxy view: a cluster per Service port, the proxy's identity in the sidecar tables. */
-const testTranslate: SidecarTranslate = (resources, proxy) => {
-  const clusters: Cluster[] = [];
-  for (const svc of resources.ofKind('Service')) {
-    const spec = (svc.body.spec ?? {}) as { ports?: { port: number }[] };
-    const host = `${svc.metadata.name}.${svc.metadata.namespace}.svc.cluster.local`;
-    const poison = svc.metadata.annotations['test.meshgate.io/poison'] !== undefined;
-    for (const p of spec.ports ?? []) {
-      clusters.push({ name: `outbound|${p.port}||${host}`, service: { namespace: svc.metadata.namespace, name: svc.metadata.name, host, port: p.port }, subset: '', discovery: 'eds', endpoints: [{ address: '10.1.0.1', port: poison ? 0 : p.port }] } as unknown as Cluster);
-    }
-  }
-  const sidecar: SidecarView = {
-    proxy: { namespace: proxy.namespace, serviceAccount: proxy.serviceAccount, podName: proxy.podName, podIps: proxy.podIps, labels: {}, spiffeId: `spiffe://${proxy.trustDomain}/ns/${proxy.namespace}/sa/${proxy.serviceAccount}`, workload: proxy.podName },
-    outboundTrafficPolicy: 'ALLOW_ANY',
-    outbound: [],
-    outboundHttp: [],
-    outboundTcp: [],
-    inbound: [],
-    inboundDefault: 'PERMISSIVE',
-    inboundHttp: [],
-    workloads: [],
-  };
-  const ir: IRSnapshot = { ...base, listeners: [], tcpListeners: [], clusters, sidecar, version: '' };
-  ir.version = snapshotVersion({ ...ir, version: undefined });
-  return { ir, diagnostics: [] };
-};
-
 function serviceYaml(name: string, ports: number[], annotations: Record<string, string> = {}): string {
   const ann = Object.keys(annotations).length === 0 ? '' : `\n  annotations:\n${Object.entries(annotations).map(([k, v]) => `    ${k}: "${v}"`).join('\n')}`;
   return `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\n  namespace: shop${ann}\nspec:\n  selector:\n    app: ${name}\n  ports:\n${ports.map((p) => `  - name: http-${p}\n    port: ${p}`).join('\n')}\n`;
@@ -131,10 +101,6 @@ async function sidecar(cp: ControlPlane, meta: Partial<SidecarProxyMeta> & { ser
   });
   s.client.start();
   return s;
-}
-
-function clusterNames(ir: IRSnapshot | null): string[] {
-  return (ir?.clusters ?? []).map((c) => c.name).sort();
 }
 
 async function proxyStatus(cp: ControlPlane): Promise<ProxyStatusReport> {
