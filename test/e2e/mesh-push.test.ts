@@ -77,13 +77,15 @@ interface Sidecar {
   /** Each applied version with the time it was applied (performance.now()). */
   appliedAt: Map<string, number>;
   refuse: ((ir: IRSnapshot) => string | null) | null;
+  /** `connected` events seen (the control plane accepted a hello). */
+  accepted: number;
 }
 
 async function sidecar(cp: ControlPlane, meta: Partial<SidecarProxyMeta> & { serviceAccount: string; podName: string }, opts: { token?: string; rootCertPem?: string; address?: string } = {}): Promise<Sidecar> {
   const proxy: SidecarProxyMeta = { namespace: 'shop', podIps: ['10.1.0.9'], trustDomain: 'cluster.local', ...meta };
   const tokenFile = path.join(tempDir('meshgate-push-token-'), 'istio-token');
   writeFileSync(tokenFile, opts.token ?? (await issueToken(cp.ca.material.signingKey, { namespace: proxy.namespace, serviceAccount: proxy.serviceAccount }, 600)));
-  const s: Sidecar = { client: null as unknown as ConfigPushClient, serving: null, appliedAt: new Map(), refuse: null };
+  const s: Sidecar = { client: null as unknown as ConfigPushClient, serving: null, appliedAt: new Map(), refuse: null, accepted: 0 };
   s.client = new ConfigPushClient({
     address: opts.address ?? `127.0.0.1:${cp.grpcPort}`,
     rootCertPem: opts.rootCertPem ?? cp.ca.rootCertPem,
@@ -99,6 +101,7 @@ async function sidecar(cp: ControlPlane, meta: Partial<SidecarProxyMeta> & { ser
       s.appliedAt.set(ir.version, performance.now());
     },
   });
+  s.client.on('connected', () => s.accepted++);
   s.client.start();
   return s;
 }
@@ -315,6 +318,7 @@ test('refused streams: a forged token, another identity, another trust domain, a
     for (const c of cases) await waitFor(() => c.s.client.lastError !== null && c.s.client.connects >= 2, 10_000, `${c.name}: refused and retried`);
     for (const c of cases) {
       assert.equal(c.s.client.ready, false, `${c.name}: got a view`);
+      assert.equal(c.s.accepted, 0, `${c.name}: reported as connected`);
       assert.match(c.s.client.lastError ?? '', c.want, `${c.name}: ${c.s.client.lastError}`);
     }
     assert.deepEqual((await proxyStatus(env.cp)).proxies, [], 'a refused proxy is listed');
