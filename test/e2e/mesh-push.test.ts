@@ -19,8 +19,11 @@ import { issueToken } from '../../src/mesh/ca/token.js';
 import { createSelfSignedRoot } from '../../src/mesh/ca/ca.js';
 import { ConfigPushClient } from '../../src/mesh/push/client.js';
 import { configPushClient, type PushRequest, type PushResponse } from '../../src/mesh/push/proto.js';
-import type { ProxyStatusReport, SidecarProxyMeta } from '../../src/mesh/push/types.js';
+import type { Diagnostic } from '../../src/lib/diagnostic.js';
+import type { ProxyStatusReport, SidecarProxyMeta, SidecarTranslate } from '../../src/mesh/push/types.js';
 import { formatProxyStatus } from '../../src/mesh/push/proxy-status.js';
+import { ConfigPushServer } from '../../src/mesh/push/server.js';
+import { configPushService } from '../../src/mesh/push/proto.js';
 import { ResourceSet } from '../../src/resources/resource-set.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import type { IRSnapshot } from '../../src/ir/types.js';
@@ -40,7 +43,7 @@ interface Env {
   start(port?: number): Promise<ControlPlane>;
 }
 
-async function controlPlane(opts: { debounceAfterMs?: number; debounceMaxMs?: number; files?: Record<string, string> } = {}): Promise<Env> {
+async function controlPlane(opts: { debounceAfterMs?: number; debounceMaxMs?: number; files?: Record<string, string>; translate?: SidecarTranslate } = {}): Promise<Env> {
   const configDir = tempDir('meshgate-push-config-');
   const caDir = path.join(tempDir('meshgate-push-ca-'), 'ca');
   for (const [f, t] of Object.entries(opts.files ?? { 'svc.yaml': serviceYaml('reviews', [9080]) })) writeConfig(configDir, f, t);
@@ -59,7 +62,7 @@ async function controlPlane(opts: { debounceAfterMs?: number; debounceMaxMs?: nu
         certTtlSeconds: 3600,
         translate: { ...DEFAULT_TRANSLATE_OPTIONS },
         log: quiet,
-        sidecarTranslate: testTranslate,
+        sidecarTranslate: opts.translate ?? testTranslate,
         ...(opts.debounceAfterMs !== undefined ? { pushDebounce: { afterMs: opts.debounceAfterMs, maxMs: opts.debounceMaxMs ?? 10_000 } } : {}),
       });
       return env.cp;
@@ -405,5 +408,91 @@ test('debounce: a burst of config changes is pushed once, after the quiet time; 
   } finally {
     await a.client.stop();
     await env.cp.stop();
+  }
+});
+
+test('a view larger than gRPC\'s 4 MiB default message arrives whole', async () => {
+  // 40 000 clusters: about 6 MB of JSON.
+  const big: SidecarTranslate = (resources, proxy, options) => {
+    const out = testTranslate(resources, proxy, options);
+    const extra = Array.from({ length: 40_000 }, (_, i) => ({ ...out.ir.clusters[0], name: `outbound|${1000 + (i % 60000)}||padding-${i}.shop.svc.cluster.local` }));
+    const ir = { ...out.ir, clusters: [...out.ir.clusters, ...extra] };
+    return { ir: { ...ir, version: `${out.ir.version}-big` }, diagnostics: [] };
+  };
+  const env = await controlPlane({ translate: big });
+  const a = await sidecar(env.cp, { serviceAccount: 'cart', podName: 'cart-1' });
+  try {
+    await a.client.whenReady(20_000);
+    assert.equal(a.serving?.clusters.length, 40_001);
+    assert.ok(Buffer.byteLength(JSON.stringify(a.serving)) > 4 * 1024 * 1024, 'the view is not over 4 MiB');
+  } finally {
+    await a.client.stop();
+    await env.cp.stop();
+  }
+});
+
+test('a view the control plane cannot compute (translator throws, or marks it MG_INVALID_IR) is not sent: the sidecar keeps its view, proxy-status says why', async () => {
+  let mode: 'ok' | 'throw' | 'invalid' = 'ok';
+  const flaky: SidecarTranslate = (resources, proxy, options) => {
+    const out = testTranslate(resources, proxy, options);
+    if (mode === 'throw') throw new Error('Pod lookup exploded');
+    if (mode === 'invalid') {
+      const d: Diagnostic = { severity: 'error', reason: 'MG_INVALID_IR', object: null, field: null, file: null, line: null, message: 'route r: unknown cluster c' };
+      return { ir: out.ir, diagnostics: [d] };
+    }
+    return out;
+  };
+  const env = await controlPlane({ translate: flaky });
+  const a = await sidecar(env.cp, { serviceAccount: 'cart', podName: 'cart-1' });
+  try {
+    await a.client.whenReady(10_000);
+    const good = a.client.version;
+    mode = 'throw';
+    writeConfig(env.configDir, 'more.yaml', serviceYaml('details', [9090]));
+    await waitFor(async () => /Pod lookup exploded/.test((await proxyStatus(env.cp)).proxies[0]?.viewError ?? ''), 5000, 'viewError in proxy-status');
+    mode = 'invalid';
+    writeConfig(env.configDir, 'more.yaml', serviceYaml('details', [9091]));
+    await waitFor(async () => /MG_INVALID_IR/.test((await proxyStatus(env.cp)).proxies[0]?.viewError ?? ''), 5000, 'MG_INVALID_IR in proxy-status');
+    const p = (await proxyStatus(env.cp)).proxies[0];
+    assert.equal(p.pushes, 1, 'an uncomputable view was pushed');
+    assert.equal(p.state, 'SYNCED', 'the proxy still runs the last view sent');
+    assert.equal(a.client.version, good);
+    mode = 'ok';
+    writeConfig(env.configDir, 'more.yaml', serviceYaml('details', [9092]));
+    await nextApplied(a, has('outbound|9092||details.shop.svc.cluster.local'), 5000, 'the view once computable again');
+    assert.equal((await proxyStatus(env.cp)).proxies[0].viewError, null);
+  } finally {
+    await a.client.stop();
+    await env.cp.stop();
+  }
+});
+
+test('a stream that sends no hello is ended with DEADLINE_EXCEEDED after the hello timeout', async () => {
+  const push = new ConfigPushServer({ translate: testTranslate, translateOptions: DEFAULT_TRANSLATE_OPTIONS, authenticator: { authenticate: async () => ({ namespace: 'shop', serviceAccount: 'cart' }) }, trustDomain: 'cluster.local', log: quiet, helloTimeoutMs: 300 });
+  const server = new grpc.Server();
+  server.addService(configPushService(), push.handlers());
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const Client = configPushClient();
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Stream: (md: grpc.Metadata) => grpc.ClientDuplexStream<PushRequest, PushResponse> };
+  try {
+    const md = new grpc.Metadata();
+    md.set('authorization', 'Bearer t');
+    const t0 = Date.now();
+    const s = client.Stream(md);
+    const st = await new Promise<grpc.StatusObject>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no status within 10 s')), 10_000);
+      s.on('error', () => {});
+      s.on('status', (x: grpc.StatusObject) => {
+        clearTimeout(t);
+        resolve(x);
+      });
+    });
+    assert.equal(st.code, grpc.status.DEADLINE_EXCEEDED);
+    assert.match(st.details, /no hello/);
+    assert.ok(Date.now() - t0 >= 250, 'ended before the hello timeout');
+  } finally {
+    client.close();
+    push.close();
+    server.forceShutdown();
   }
 });
