@@ -191,13 +191,23 @@ test('first view, a file change and a rename-replace reach every connected sidec
     assert.equal(pa.lastNack, null);
 
     // The CLI prints them as a table.
-    const out = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, [CLI, 'proxy-status', '--admin', `127.0.0.1:${env.cp.adminPort}`], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
-    );
+    const cli = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, [CLI, 'proxy-status', ...args], { timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr })),
+      );
+    const run = await cli(['--admin', `127.0.0.1:${env.cp.adminPort}`]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = run.stdout;
     const lines = out.trim().split('\n');
     assert.match(lines[0], /^NAME\s+STATE\s+SENT\s+RUNNING\s+CONNECTED\s+IDENTITY\s+LAST NACK$/);
     assert.match(lines[1], new RegExp(`^cart-7d9f\\.shop\\s+SYNCED\\s+${a.client.version}\\s+${a.client.version}\\s+\\d+s\\s+spiffe://cluster\\.local/ns/shop/sa/cart\\s+-$`));
     assert.match(lines[2], /^web-5c4b\.shop\s+SYNCED\s/);
+    const json = await cli(['--admin', `127.0.0.1:${env.cp.adminPort}`, '--output', 'json']);
+    assert.deepEqual((JSON.parse(json.stdout) as ProxyStatusReport).proxies.map((p) => [p.name, p.ackedVersion]), [['cart-7d9f.shop', a.client.version], ['web-5c4b.shop', b.client.version]]);
+    // Nobody listening: exit 1 and say where it looked.
+    const down = await cli(['--admin', '127.0.0.1:1']);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /cannot reach the control plane's admin at 127\.0\.0\.1:1/);
 
     // A sidecar that leaves is no longer listed.
     await b.client.stop();
@@ -331,7 +341,7 @@ test('refused streams: a forged token, another identity, another trust domain, a
   }
 });
 
-test('protocol: the first message must be a hello; a stream with no hello is ended', async () => {
+test('protocol: the first message must be a hello; a stream closed before its hello is refused', async () => {
   const env = await controlPlane();
   const Client = configPushClient();
   const client = new Client(`127.0.0.1:${env.cp.grpcPort}`, grpc.credentials.createSsl(Buffer.from(env.cp.ca.rootCertPem)), { 'grpc.ssl_target_name_override': 'istiod.istio-system.svc', 'grpc.default_authority': 'istiod.istio-system.svc' }) as unknown as grpc.Client & { Stream: (md: grpc.Metadata) => grpc.ClientDuplexStream<PushRequest, PushResponse> };
