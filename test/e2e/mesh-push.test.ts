@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CLI, tempDir, waitFor, writeConfig } from '../helpers/gateway.js';
@@ -215,6 +215,33 @@ test('first view, a file change and a rename-replace reach every connected sidec
   } finally {
     await a.client.stop();
     await b.client.stop();
+    await env.cp.stop();
+  }
+});
+
+test('a ConfigMap volume update (the ..data symlink swapped by rename, as the kubelet does) reaches the sidecar in under 1 s', async () => {
+  const env = await controlPlane({ files: {} });
+  // The kubelet's layout: <dir>/..<timestamp>/file, ..data -> ..<timestamp>, file -> ..data/file.
+  const dir = env.configDir;
+  const version = (name: string, text: string) => {
+    mkdirSync(path.join(dir, name));
+    writeFileSync(path.join(dir, name, 'svc.yaml'), text);
+  };
+  version('..2026_12_07_11_00_00.1', serviceYaml('reviews', [9080]));
+  symlinkSync('..2026_12_07_11_00_00.1', path.join(dir, '..data'));
+  symlinkSync('..data/svc.yaml', path.join(dir, 'svc.yaml'));
+  const a = await sidecar(env.cp, { serviceAccount: 'cart', podName: 'cart-1' });
+  try {
+    await nextApplied(a, has('outbound|9080||reviews.shop.svc.cluster.local'), 10_000, 'the first view from the volume');
+    version('..2026_12_07_11_05_00.2', serviceYaml('reviews', [9080, 9443]));
+    const t0 = performance.now();
+    symlinkSync('..2026_12_07_11_05_00.2', path.join(dir, '..data_tmp'));
+    renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+    const t = (await nextApplied(a, has('outbound|9443||reviews.shop.svc.cluster.local'), 5000, 'the swapped volume')) - t0;
+    console.log(`# ConfigMap volume swap -> sidecar: ${t.toFixed(0)} ms`);
+    assert.ok(t < 1000, `the volume swap took ${t.toFixed(0)} ms to reach the sidecar (want < 1000)`);
+  } finally {
+    await a.client.stop();
     await env.cp.stop();
   }
 });
