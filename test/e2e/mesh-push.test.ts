@@ -533,3 +533,21 @@ test('a stream that sends no hello is ended with DEADLINE_EXCEEDED after the hel
     server.forceShutdown();
   }
 });
+
+test('a token file that appears late (projected token not mounted yet) is read at the next attempt', async () => {
+  const env = await controlPlane();
+  const tokenFile = path.join(tempDir('meshgate-push-token-'), 'istio-token');
+  let serving: IRSnapshot | null = null;
+  const client = new ConfigPushClient({ address: `127.0.0.1:${env.cp.grpcPort}`, rootCertPem: env.cp.ca.rootCertPem, tokenFile, proxy: { namespace: 'shop', serviceAccount: 'cart', podName: 'cart-1', podIps: ['10.1.0.9'], trustDomain: 'cluster.local' }, log: quiet, apply: (ir) => void (serving = ir), initialBackoffMs: 100, maxBackoffMs: 500 });
+  client.start();
+  try {
+    await waitFor(() => /cannot read the token/.test(client.lastError ?? ''), 5000, 'the missing token to be noticed');
+    assert.equal(client.ready, false);
+    writeFileSync(tokenFile, await issueToken(env.cp.ca.material.signingKey, { namespace: 'shop', serviceAccount: 'cart' }, 600));
+    await client.whenReady(10_000);
+    assert.deepEqual(clusterNames(serving), ['outbound|9080||reviews.shop.svc.cluster.local']);
+  } finally {
+    await client.stop();
+    await env.cp.stop();
+  }
+});
