@@ -18,7 +18,7 @@ import type { Logger } from '../lib/log.js';
 import { Controller } from './controller.js';
 import { DirectorySource } from './source.js';
 import type { DataPlane } from './dataplane.js';
-import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { AdminText, startAdminServer, type AdminServer } from '../admin/server.js';
 import type { TranslateOptions } from '../translate/index.js';
 import { MeshCa, loadOrCreateCaDirectory } from '../mesh/ca/ca.js';
 import { TokenVerifier } from '../mesh/ca/token.js';
@@ -115,6 +115,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const admin: AdminServer = await startAdminServer(controller, opts.adminPort, '0.0.0.0', undefined, {
     // istioctl proxy-status: every connected sidecar, the version sent and the one it runs.
     '/debug/proxy-status': () => servers.push?.status() ?? { generation: 0, proxies: [], push: 'disabled (no sidecar translation)' },
+    // The push's metrics (istiod's pilot_xds* equivalents), on the port Prometheus scrapes istiod at.
+    '/metrics': async () => new AdminText('text/plain; version=0.0.4; charset=utf-8', (await servers.push?.metrics.text()) ?? ''),
   });
   try {
     const material = opts.caDir !== '' || k8s === null ? await loadOrCreateCaDirectory(opts.caDir, { trustDomain: opts.trustDomain }) : await loadKubernetesCa(k8s.client, opts.trustDomain, log);

@@ -209,6 +209,15 @@ test('first view, a file change and a rename-replace reach every connected sidec
     assert.equal(down.code, 1);
     assert.match(down.stderr, /cannot reach the control plane's admin at 127\.0\.0\.1:1/);
 
+    // Prometheus metrics on the same admin port.
+    const metrics = await (await fetch(`http://127.0.0.1:${env.cp.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    assert.equal(metric('meshgate_push_connected_proxies'), 2, metrics);
+    assert.equal(metric('meshgate_push_views_total'), 6, 'two proxies, three versions each');
+    assert.equal(metric('meshgate_push_convergence_seconds_count'), 4, 'the two changes, for two proxies');
+    assert.ok(metric('meshgate_push_convergence_seconds_sum') < 4, `convergence sum ${metric('meshgate_push_convergence_seconds_sum')} s`);
+    assert.equal(metric('meshgate_push_nacks_total'), 0);
+
     // A sidecar that leaves is no longer listed.
     await b.client.stop();
     await waitFor(async () => (await proxyStatus(env.cp)).proxies.length === 1, 5000, 'the stopped proxy to leave proxy-status');
@@ -269,6 +278,7 @@ test('a view the sidecar rejects is NACKed with its error, shown in proxy-status
     assert.equal(p.lastNack?.version, version);
     assert.match(p.lastNack?.error ?? '', /invalid port 0/);
     assert.match(formatProxyStatus(await proxyStatus(env.cp)), /ERROR .*invalid view/);
+    assert.match(await (await fetch(`http://127.0.0.1:${env.cp.adminPort}/metrics`)).text(), /^meshgate_push_nacks_total 1$/m);
 
     // 2. A valid view the runtime refuses (apply throws): its message is the NACK's detail.
     a.refuse = (ir) => (clusterNames(ir).some((n) => n.includes('payments')) ? 'payments: port 8443 is reserved by the test runtime' : null);

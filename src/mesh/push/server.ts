@@ -25,6 +25,7 @@ import { spiffeId, type ServiceAccount } from '../ca/token.js';
 import type { Authenticator } from '../grpc/ca-service.js';
 import type { PushRequest, PushResponse, WireProxyMeta } from './proto.js';
 import type { ProxyStatus, ProxyStatusReport, SidecarProxyMeta, SidecarTranslate } from './types.js';
+import { PushMetrics } from './metrics.js';
 
 export interface ConfigPushServerOptions {
   /** The per-proxy view (translate/sidecar's `translateSidecar`). */
@@ -82,6 +83,10 @@ export class ConfigPushServer {
   #closed = false;
   #pushing = false;
   #pushAgain = false;
+  /** When the current config generation reached the push (convergence time). */
+  #generationAt = 0;
+  /** Prometheus metrics (`metrics.text()` for `/metrics`). */
+  readonly metrics = new PushMetrics();
 
   constructor(opts: ConfigPushServerOptions) {
     this.#opts = opts;
@@ -98,6 +103,8 @@ export class ConfigPushServer {
     const first = this.#resources === null;
     this.#resources = resources;
     this.#generation++;
+    // A burst keeps the time of its first change: convergence counts the debounce.
+    if (first || this.#debounceTimer === null) this.#generationAt = performance.now();
     // The first config is pushed at once: streams opened before it are waiting for any view.
     if (first) return this.#pushAll();
     const now = Date.now();
@@ -142,8 +149,7 @@ export class ConfigPushServer {
     this.#closed = true;
     if (this.#debounceTimer !== null) clearTimeout(this.#debounceTimer);
     this.#debounceTimer = null;
-    for (const c of this.#connections) this.#end(c, grpc.status.UNAVAILABLE, 'control plane shutting down');
-    this.#connections.clear();
+    for (const c of [...this.#connections]) this.#end(c, grpc.status.UNAVAILABLE, 'control plane shutting down');
   }
 
   #accept(call: Call): void {
@@ -201,6 +207,7 @@ export class ConfigPushServer {
       if (conn !== null && !conn.closed) {
         conn.closed = true;
         this.#connections.delete(conn);
+        this.metrics.connected.set(this.#connections.size);
         log.info('proxy disconnected', { proxy: conn.id, why, ackedVersion: conn.ackedVersion });
       }
     };
@@ -238,6 +245,7 @@ export class ConfigPushServer {
       closed: false,
     };
     this.#connections.add(conn);
+    this.metrics.connected.set(this.#connections.size);
     this.#opts.log.info('proxy connected', { proxy: conn.id, identity, peer, podIps: proxy.podIps });
     return conn;
   }
@@ -251,6 +259,7 @@ export class ConfigPushServer {
       this.#notify(conn, 'ack');
     } else if (msg.kind === 'nack' && msg.nack) {
       conn.lastNack = { version: msg.nack.version, error: msg.nack.error_detail, time: new Date() };
+      this.metrics.nacks.inc();
       log.warn('view NACKed: the proxy keeps its last good view', { proxy: conn.id, version: msg.nack.version, nonce: msg.nack.nonce, error: msg.nack.error_detail, running: conn.ackedVersion });
       this.#notify(conn, 'nack');
     } else {
@@ -306,12 +315,14 @@ export class ConfigPushServer {
       conn.diagnostics = { errors: out.diagnostics.filter((d) => d.severity === 'error').length, warnings: out.diagnostics.filter((d) => d.severity === 'warning').length };
       if (out.diagnostics.some((d) => d.reason === 'MG_INVALID_IR')) {
         conn.viewError = 'the translated view is invalid (MG_INVALID_IR); the proxy keeps its last view';
+        this.metrics.viewErrors.inc();
         log.error('view not pushed: it is invalid', { proxy: conn.id, problems: out.diagnostics.filter((d) => d.reason === 'MG_INVALID_IR').map((d) => d.message) });
         return;
       }
       conn.viewError = null;
     } catch (e) {
       conn.viewError = `cannot compute the view: ${(e as Error).message}`;
+      this.metrics.viewErrors.inc();
       log.error('cannot compute a proxy view; it keeps its last view', { proxy: conn.id, error: (e as Error).message });
       return;
     }
@@ -321,7 +332,10 @@ export class ConfigPushServer {
     conn.sentVersion = ir.version;
     conn.sentNonce = nonce;
     conn.sentAt = new Date();
+    // A stream's first view is not a convergence (nothing changed); later ones are.
+    if (conn.pushes > 0) this.metrics.convergence.observe((performance.now() - this.#generationAt) / 1000);
     conn.pushes++;
+    this.metrics.views.inc();
     conn.writing = true;
     log.info('view pushed', { proxy: conn.id, version: ir.version, bytes: view.length, nonce });
     conn.call.write({ version: ir.version, nonce, view } satisfies PushResponse, () => {
@@ -337,6 +351,7 @@ export class ConfigPushServer {
     if (conn.closed) return;
     conn.closed = true;
     this.#connections.delete(conn);
+    this.metrics.connected.set(this.#connections.size);
     if (code === grpc.status.OK) conn.call.end();
     else conn.call.emit('error', { code, details });
   }
