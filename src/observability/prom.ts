@@ -17,3 +17,5 @@ export type Gauge<T extends string = string> = Prom.Gauge<T>;
 export const Gauge = require('prom-client/lib/gauge') as typeof Prom.Gauge;
 export type AggregatorRegistry<T extends Prom.RegistryContentType = Prom.PrometheusContentType> = Prom.AggregatorRegistry<T>;
 export const AggregatorRegistry = require('prom-client/lib/cluster') as typeof Prom.AggregatorRegistry;
+export type Histogram<T extends string = string> = Prom.Histogram<T>;
+export const Histogram = require('prom-client/lib/histogram') as typeof Prom.Histogram;

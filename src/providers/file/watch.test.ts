@@ -58,6 +58,17 @@ describe('watchDirectory', () => {
     assert.ok(took < 1000, `took ${took} ms`);
   });
 
+  test('with a baseline taken before the caller read the directory, a change made before the watch starts is reported', async () => {
+    const { directorySignature } = await import('./watch.js');
+    const baseline = directorySignature(dir);
+    await baseline;
+    // Changed after the caller's read, before the watch starts: without the baseline this would be the starting state.
+    await writeFile(path.join(dir, 'a.yaml'), 'a: 22\n');
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { debounceMs: 20, baseline });
+    await waitForCalls(() => calls, 0, 2000);
+  });
+
   test('a new file in a new sub-directory, and an atomic rename, are seen', async () => {
     let calls = 0;
     watcher = watchDirectory(dir, () => calls++, { debounceMs: 20 });

@@ -22,6 +22,12 @@ export interface WatchOptions {
   pollMs?: number;
   /** Use fs.watch besides the poll. Default true; false polls only (tests, file systems without events). */
   fsWatch?: boolean;
+  /**
+   * The directory's signature (`directorySignature`) taken before the caller last read it: changes
+   * since are reported, even those made before the watch started. Default: the directory as found
+   * when the watch starts (a change made between the caller's read and then would be missed).
+   */
+  baseline?: Promise<string>;
 }
 
 export interface DirectoryWatcher {
@@ -54,7 +60,7 @@ export function watchDirectory(dir: string, onChange: () => void, opts: WatchOpt
   let emptiedSince: number | null = null;
 
   // Take the starting signature, so the first real change is seen as a change.
-  void signature(dir)
+  void (opts.baseline ?? signature(dir))
     .catch(() => '') // no directory yet: its appearance will be a change
     .then((sig) => {
       if (closed) return;
@@ -159,6 +165,8 @@ function emptiedFile(before: string, after: string): boolean {
 }
 
 /** One string that changes whenever a config file is added, removed, replaced or written. */
+export const directorySignature = (dir: string): Promise<string> => signature(dir);
+
 async function signature(dir: string): Promise<string> {
   const files = await listConfigFiles(dir);
   const parts: string[] = [];
