@@ -20,6 +20,7 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { loadOrCreateCaDirectory, MeshCa } from '../../src/mesh/ca/ca.js';
 import { privateKeyPem, signatureParams, splitPemCertificates, toCryptoPrivateKey, toCryptoPublicKey, x509 } from '../../src/mesh/ca/keys.js';
@@ -227,6 +228,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
   const servers: net.Server[] = [];
   let handler: InboundHandler;
   let obs: Observability;
+  const logFile = path.join(tempDir('meshgate-inbound-log-'), 'access.log');
   /** Port numbers (the same at the pod and at the app). */
   const P = { strictHttp: 0, permissiveAuto: 0, disableHttp: 0, strictTcp: 0, permissiveTcp: 0, undeclared: 0 };
 
@@ -244,7 +246,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
       ['permissiveTcp', echoApp(echoPeers)],
       ['undeclared', echoApp(echoPeers)],
     ];
-    obs = new Observability({ ...DEFAULT_OBSERVABILITY, metrics: true });
+    obs = new Observability({ ...DEFAULT_OBSERVABILITY, metrics: true, accessLog: { path: logFile, format: 'json' } });
     handler = new InboundHandler({ identity: () => identity, log: quiet, observer: obs, forwardTo: (_a, port) => ({ address: APP, port }), peekTimeoutMs: 2000 });
     for (const [name, app] of apps) {
       // Bind the app, then the same port on the pod address (retry with another port if taken there).
@@ -505,6 +507,27 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const sent = find('istio_tcp_sent_bytes_total', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns1/sa/client"`, 'destination_service="server.ns1.svc.cluster.local"');
     assert.ok(sent !== undefined && Number(sent.split(' ').at(-1)) > 0, `no bytes sent counted: ${sent}`);
     assert.ok(find('istio_tcp_connections_closed_total', 'reporter="destination"', 'destination_service_name="InboundPassthroughClusterIpv4"', 'connection_security_policy="none"'), 'no passthrough TCP series');
+  });
+
+  test('access log: one line per inbound request and TCP connection, with the inbound cluster', async () => {
+    const deadline = Date.now() + 10_000;
+    let entries: Record<string, unknown>[] = [];
+    while (Date.now() < deadline) {
+      entries = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) : [];
+      if (entries.some((e) => e.response_code === 0 && e.upstream_cluster === `inbound|${P.strictTcp}||`) && entries.some((e) => e.response_code === 403)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const denied = entries.find((e) => e.response_code === 403 && e.path === '/denied');
+    assert.ok(denied !== undefined, `no 403 line in ${entries.length} lines`);
+    assert.equal(denied.downstream_remote_address, `${STRANGER}:${String(denied.downstream_remote_address).split(':')[1]}`);
+    const allowed = entries.find((e) => e.response_code === 200 && e.path === '/allowed');
+    assert.ok(allowed !== undefined);
+    assert.equal(allowed.upstream_cluster, `inbound|${P.strictHttp}||`);
+    assert.equal(allowed.upstream_host, `${APP}:${P.strictHttp}`);
+    assert.equal(allowed.downstream_local_address, `${POD}:${P.strictHttp}`);
+    const tcp = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && Number(e.bytes_sent) > 0);
+    assert.ok(tcp !== undefined, 'no TCP line');
+    assert.equal(tcp.upstream_host, `${APP}:${P.strictTcp}`);
   });
 
   test('apply refuses a view it cannot serve and keeps the previous one', () => {

@@ -228,7 +228,11 @@ export class InboundHandler {
     const clustersByName = new Map(ir.clusters.map((c) => [c.name, c]));
     const tablesByName = new Map(view.inboundHttp.map((l) => [l.name, l]));
     const listeners: Listener[] = [];
-    const clusters = ir.clusters.filter((c) => !c.name.startsWith('inbound|'));
+    // Only what the inbound side calls: its `inbound|` clusters (rebuilt below) and the clusters of
+    // ext-authz providers. Outbound clusters belong to 15001 and are never dialled from here (every
+    // pool of this side binds 127.0.0.6, which cannot leave the pod).
+    const authzClusters = new Set((ir.security.extAuthzProviders ?? []).map((p) => p.cluster));
+    const clusters = ir.clusters.filter((c) => authzClusters.has(c.name) && !c.name.startsWith('inbound|'));
     const ports = new Map<number, ServedPort>();
     const podIp = view.proxy.podIps[0];
     for (const p of view.inbound) {

@@ -69,13 +69,16 @@ class EndpointState implements EndpointHandle {
   /** The undici pool of ext-authz checks, built on first use (undici itself is loaded then: lean processes). */
   fetchPool: Pool | null = null;
   #fetchLoading: Promise<UpstreamFetcher> | null = null;
+  readonly localAddress?: string;
   constructor(
     readonly key: string,
     readonly dispatcher: UpstreamClient,
     readonly settings: PoolSettings,
     readonly origin: string,
     readonly options: EndpointPoolOptions,
-  ) {}
+  ) {
+    if (options.localAddress !== undefined) this.localAddress = options.localAddress;
+  }
 
   fetcher(): Promise<UpstreamFetcher> {
     if (this.fetchPool !== null) return Promise.resolve(this.fetchPool);
