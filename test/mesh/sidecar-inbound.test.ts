@@ -442,6 +442,13 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(um.received, 'echo:u-mtls');
   });
 
+  test('PERMISSIVE TCP: a client that sends a few undecided bytes and half-closes is relayed, FIN included', async () => {
+    // "AB" could still become an HTTP method: the FIN decides (opaque TCP).
+    assert.equal(await rawExchangeHalfClose(P.permissiveTcp, 'AB'), 'echo:AB');
+    // On a STRICT port the same is refused.
+    assert.equal(await rawExchangeHalfClose(P.strictTcp, 'AB'), '');
+  });
+
   test('a renewed workload certificate serves the next handshakes', async () => {
     const renewed = await workloadCert(ca, 'ns1', 'server');
     const serialOf = (m: MeshIdentityMaterial) => new X509Certificate(splitPemCertificates(m.certChainPem)[0]).serialNumber;

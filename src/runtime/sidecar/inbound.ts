@@ -56,11 +56,17 @@ import { inboundLabels, type InboundTelemetryContext, type PortService } from '.
 /** Istio's inbound source address: the app sees connections from it, and capture never redirects its traffic. */
 export const INBOUND_SOURCE_ADDRESS = '127.0.0.6';
 
+/** The same for IPv6 original destinations (Istio's `::6`; it must be an address of `lo` in the pod). */
+export const INBOUND_SOURCE_ADDRESS6 = '::6';
+
 /** A connection must show what it is (ClientHello, HTTP, or other bytes) within this long (Envoy's listener filter timeout is 15 s). */
 export const DEFAULT_PEEK_TIMEOUT_MS = 10_000;
 
 /** mTLS handshakes must finish within 10 s (as the gateway's TLS listeners). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** How long connections of a port removed from the view may finish (as the gateway's listener drain). */
+const DRAIN_MS = 30_000;
 
 /** Connect timeout of relays to the app when the view's cluster does not say (Istio's `connectTimeout` default). */
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -130,6 +136,13 @@ class PortEngines {
     this.h1.close();
     this.sessions.destroyAll();
   }
+
+  /** Idle connections close now (HTTP/2: GOAWAY), the rest after `graceMs`. */
+  drain(graceMs: number): void {
+    this.h1.closeIdle();
+    this.sessions.closeAll();
+    setTimeout(() => this.close(), graceMs).unref();
+  }
 }
 
 export interface InboundHandlerOptions {
@@ -142,6 +155,8 @@ export interface InboundHandlerOptions {
   metrics?: RequestObserver | null;
   /** Source address of connections to the app. Default 127.0.0.6 (Istio). */
   sourceAddress?: string;
+  /** Source address of connections to the app at an IPv6 address. Default ::6 (Istio). */
+  sourceAddress6?: string;
   /**
    * Where the app is dialled for an original destination; default: the original destination itself
    * (Istio's ORIGINAL_DST inbound clusters). Tests and apps bound to a fixed address use it.
@@ -178,8 +193,11 @@ export class InboundHandler {
   readonly #env: RequestEnv;
   readonly #tcpObserver: TcpObserver | null;
   readonly #observer: RequestObserver | null;
-  readonly #pools: EndpointPools;
+  /** Pools of HTTP clients towards the app, from the source address of the pod IP's family. */
+  #pools: EndpointPools | null = null;
+  #poolsSource = '';
   readonly #sourceAddress: string;
+  readonly #sourceAddress6: string;
   readonly #peekTimeoutMs: number;
   /** TLS servers that never listen: one for HTTP inside (no half-open), one for TCP relays (half-open). */
   readonly #tlsHttp: tls.Server;
@@ -200,12 +218,12 @@ export class InboundHandler {
     this.#opts = opts;
     this.#log = opts.log;
     this.#sourceAddress = opts.sourceAddress ?? INBOUND_SOURCE_ADDRESS;
+    this.#sourceAddress6 = opts.sourceAddress6 ?? INBOUND_SOURCE_ADDRESS6;
     this.#peekTimeoutMs = opts.peekTimeoutMs ?? DEFAULT_PEEK_TIMEOUT_MS;
     const inner = opts.observer ?? opts.metrics ?? null;
     this.#observer = inner === null ? null : this.#wrapObserver(inner);
     this.#tcpObserver = tcpObserverOf(inner);
     this.#env = { random: opts.random ?? Math.random, observer: this.#observer };
-    this.#pools = new EndpointPools({ ...opts.pools, localAddress: this.#sourceAddress });
     this.#tlsHttp = this.#createTlsServer(false);
     this.#tlsTcp = this.#createTlsServer(true);
   }
@@ -285,7 +303,15 @@ export class InboundHandler {
     if (ir.security.jwtRules.length > 0) void loadJose().catch((err: unknown) => this.#log.error('inbound: cannot load jose', { error: (err as Error).message }));
     const workloadsByIp = new Map<string, MeshWorkload>();
     for (const w of view.workloads) workloadsByIp.set(w.ip, w);
-    this.#pools.bind(snapshot, this.#served?.snapshot ?? null);
+    // HTTP requests go to the first pod IP; its family decides the source address.
+    const source = this.#sourceFor(podIp);
+    if (this.#pools === null || this.#poolsSource !== source) {
+      const old = this.#pools;
+      this.#pools = new EndpointPools({ ...this.#opts.pools, localAddress: source });
+      this.#poolsSource = source;
+      this.#pools.bind(snapshot, null);
+      if (old !== null) void old.close(30_000);
+    } else this.#pools.bind(snapshot, this.#served?.snapshot ?? null);
     this.#served = {
       version: ir.version,
       view,
@@ -296,6 +322,12 @@ export class InboundHandler {
       telemetry: { proxy: view.proxy, workloadsByIp, clusterId: this.#opts.clusterId ?? 'unknown' },
     };
     for (const p of ports.values()) if (p.listener !== null && !this.#engines.has(p.port)) this.#engines.set(p.port, new PortEngines(p.port, (port, d) => this.#serve(port, d)));
+    // Ports no longer served over HTTP: their connections finish what they are doing, then close.
+    for (const [n, e] of this.#engines) {
+      if (ports.get(n)?.listener != null) continue;
+      this.#engines.delete(n);
+      e.drain(DRAIN_MS);
+    }
     this.#log.debug('inbound: view applied', { version: ir.version, ports: [...ports.keys()] });
   }
 
@@ -316,7 +348,16 @@ export class InboundHandler {
       this.stats.plaintext++;
       return this.#relay(served, port, socket, null, '', Buffer.alloc(0));
     }
-    this.#peek(socket, (head, first) => this.#dispatch(served, port, socket, head, first));
+    this.#peek(socket, (head, first, ended) => {
+      if (!ended) return this.#dispatch(served, port, socket, head, first);
+      // Bytes then FIN before anything could be decided: opaque TCP where plaintext is allowed.
+      if (port.mode === 'STRICT' || port.kind === 'HTTP') {
+        if (port.mode === 'STRICT') this.stats.refusedPlaintext++;
+        return void socket.destroy();
+      }
+      this.stats.plaintext++;
+      this.#relay(served, port, socket, null, '', head, true);
+    });
   }
 
   /** Stops handling: every connection is closed, the app pools too. */
@@ -326,7 +367,7 @@ export class InboundHandler {
     for (const e of this.#engines.values()) e.close();
     this.#engines.clear();
     this.#pendingTls.clear();
-    await this.#pools.close(1000);
+    await this.#pools?.close(1000);
   }
 
   // ---- per connection ------------------------------------------------------------------------
@@ -336,22 +377,30 @@ export class InboundHandler {
     return { port, mode: served.defaultMode, kind: 'TCP', service: null, connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, listener: null };
   }
 
+  /** The source address for a connection to `address`: 127.0.0.6, or ::6 for IPv6. */
+  #sourceFor(address: string): string {
+    return net.isIPv6(address) ? this.#sourceAddress6 : this.#sourceAddress;
+  }
+
   #forwardTarget(address: string, port: number): { address: string; port: number } {
     return this.#opts.forwardTo?.(address, port) ?? { address, port };
   }
 
-  /** Reads until the first bytes say what the connection is; `first` null = nothing within the peek timeout. */
-  #peek(socket: net.Socket, done: (head: Buffer, first: FirstBytes | null) => void): void {
+  /**
+   * Reads until the first bytes say what the connection is; `first` null = nothing within the peek
+   * timeout. A client that half-closes after a few undecided bytes is opaque (`ended`: its FIN was read).
+   */
+  #peek(socket: net.Socket, done: (head: Buffer, first: FirstBytes | null, ended: boolean) => void): void {
     let buffered: Buffer = Buffer.alloc(0);
     let finished = false;
-    const finish = (first: FirstBytes | null): void => {
+    const finish = (first: FirstBytes | null, ended = false): void => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('end', onEnd);
       socket.pause();
-      done(buffered, first);
+      done(buffered, first, ended);
     };
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
@@ -359,6 +408,7 @@ export class InboundHandler {
       if (first.kind !== 'need-more') finish(first);
     };
     const onEnd = (): void => {
+      if (buffered.length > 0) return finish({ kind: 'opaque' }, true);
       if (finished) return;
       finished = true;
       clearTimeout(timer);
@@ -508,7 +558,7 @@ export class InboundHandler {
    * Relays `client` (plain or the mTLS socket) to the original destination from the source address,
    * after the connection-level AuthorizationPolicy. `head`: bytes already read from a plain socket.
    */
-  #relay(served: ServedView, port: ServedPort, client: net.Socket, mtls: TLSSocket | null, sni: string, head: Buffer): void {
+  #relay(served: ServedView, port: ServedPort, client: net.Socket, mtls: TLSSocket | null, sni: string, head: Buffer, clientEnded = false): void {
     const dstAddress = plainIp(client.localAddress ?? '');
     const peerIp = plainIp(client.remoteAddress ?? '');
     const spiffe = mtls === null ? null : peerSpiffe(mtls);
@@ -547,7 +597,7 @@ export class InboundHandler {
       });
     }
     client.pause();
-    const upstream = net.connect({ host: target.address, port: target.port, localAddress: this.#sourceAddress, allowHalfOpen: true });
+    const upstream = net.connect({ host: target.address, port: target.port, localAddress: this.#sourceFor(target.address), allowHalfOpen: true });
     this.#sockets.add(upstream);
     upstream.setNoDelay(true);
     let connected = false;
@@ -560,7 +610,8 @@ export class InboundHandler {
       connected = true;
       if (head.length > 0) upstream.write(head);
       // Both ways with back-pressure; a FIN is relayed as a FIN (half-close), never as a close.
-      client.pipe(upstream);
+      if (clientEnded) upstream.end();
+      else client.pipe(upstream);
       upstream.pipe(client);
       client.resume();
     });
