@@ -409,6 +409,27 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(tlsHellos.at(-1), '127.0.0.6');
   });
 
+  test('PERMISSIVE (sniffed port): plaintext HTTP/2 with prior knowledge (h2c) is served', async () => {
+    const session = http2.connect(`http://${POD}:${P.permissiveAuto}`, { createConnection: () => net.connect({ host: POD, port: P.permissiveAuto, localAddress: CLIENT }) });
+    try {
+      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const st = session.request({ ':path': '/h2c', ':authority': SERVICE.host });
+        let status = 0;
+        let body = '';
+        st.on('response', (h) => (status = Number(h[':status'])));
+        st.setEncoding('utf8');
+        st.on('data', (c: string) => (body += c));
+        st.on('end', () => resolve({ status, body }));
+        st.on('error', reject);
+        st.end();
+      });
+      assert.equal(status, 200, body);
+      assert.equal((JSON.parse(body) as { remote: string }).remote, '127.0.0.6');
+    } finally {
+      session.destroy();
+    }
+  });
+
   test('port-level DISABLE: plaintext HTTP passes; an mTLS ClientHello is relayed as opaque bytes', async () => {
     const plain = await plainGet(P.disableHttp, CLIENT, '/disable');
     assert.equal(plain.status, 200);
