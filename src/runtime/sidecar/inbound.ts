@@ -341,6 +341,8 @@ export class InboundHandler {
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', noop);
     socket.setNoDelay(true);
+    // A client's FIN is relayed as a FIN (half-close), whatever the accepting server was told.
+    socket.allowHalfOpen = true;
     const dstPort = socket.localPort ?? 0;
     const port = served.ports.get(dstPort) ?? this.#passthroughPort(served, dstPort);
     // Plaintext-only TCP: nothing to look at (server-first protocols work).
