@@ -30,7 +30,7 @@ import type { InboundPort, SidecarView } from '../../src/ir/sidecar.js';
 import { InboundHandler } from '../../src/runtime/sidecar/inbound.js';
 import { Observability, DEFAULT_OBSERVABILITY } from '../../src/observability/observer.js';
 import { Logger } from '../../src/lib/log.js';
-import { cluster, forward, httpListener, route, snapshot, vhost } from '../support/ir-builders.js';
+import { cluster, forward, httpListener, named, route, snapshot, vhost } from '../support/ir-builders.js';
 import { tempDir } from '../helpers/gateway.js';
 
 const TD = 'cluster.local';
@@ -228,6 +228,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
   const servers: net.Server[] = [];
   let handler: InboundHandler;
   let obs: Observability;
+  let baseIr: IRSnapshot;
   const logFile = path.join(tempDir('meshgate-inbound-log-'), 'access.log');
   /** Port numbers (the same at the pod and at the app). */
   const P = { strictHttp: 0, permissiveAuto: 0, disableHttp: 0, strictTcp: 0, permissiveTcp: 0, undeclared: 0 };
@@ -274,7 +275,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const clusters = ports.map((p) => cluster(p.cluster, [], { service: SERVICE }));
     const principal = (v: string) => ({ key: 'source.principal', values: [v], notValues: [] });
     const port = (...ps: number[]) => ({ key: 'destination.port', values: ps.map(String), notValues: [] });
-    const ir: IRSnapshot = {
+    baseIr = {
       ...snapshot([], clusters, {
         authorizationPolicies: [
           {
@@ -294,7 +295,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
       }),
       sidecar: view(ports, 'PERMISSIVE'),
     };
-    handler.apply(ir);
+    handler.apply(baseIr);
   });
 
   after(async () => {
@@ -556,6 +557,45 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const tcp = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && Number(e.bytes_sent) > 0);
     assert.ok(tcp !== undefined, 'no TCP line');
     assert.equal(tcp.upstream_host, `${APP}:${P.strictTcp}`);
+  });
+
+  test('a new view applies to new connections and to the next request of a kept-alive one; the old one comes back', async () => {
+    const v = baseIr.sidecar!;
+    const swappedPorts = v.inbound.map((p) => (p.port === P.strictHttp ? { ...p, mtls: 'PERMISSIVE' as const } : p));
+    const swapped: IRSnapshot = {
+      ...baseIr,
+      version: 'swapped',
+      sidecar: {
+        ...v,
+        inbound: swappedPorts,
+        inboundHttp: v.inboundHttp.map((l) => (l.name === `inbound_${P.strictHttp}` ? httpListener(P.strictHttp, [vhost('inbound', ['*'], [named('swapped')])], { name: l.name, address: '0.0.0.0' }) : l)),
+      },
+    };
+    // A kept-alive mTLS connection opened under the old view.
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<string>((resolve, reject) => {
+        https.get({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, agent, path: '/ka', headers: { host: SERVICE.host } }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c));
+          res.on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+    try {
+      assert.match(await get(), /"remote":"127\.0\.0\.6"/);
+      handler.apply(swapped);
+      assert.equal(handler.version, 'swapped');
+      assert.equal(await get(), 'swapped', 'the kept-alive connection did not see the new route table');
+      // PERMISSIVE now admits plaintext (an HTTP answer, not a close), and the policy, which names a
+      // principal, denies it: a plaintext caller has none (Istio: `principals` effectively requires mTLS).
+      const plain = await plainGet(P.strictHttp, CLIENT);
+      assert.equal(plain.status, 403);
+      assert.equal(plain.body, 'RBAC: access denied');
+    } finally {
+      agent.destroy();
+      handler.apply(baseIr);
+    }
+    assert.equal((await rawExchange(P.strictHttp, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n')).received.length, 0, 'STRICT again');
   });
 
   test('apply refuses a view it cannot serve and keeps the previous one', () => {
