@@ -101,6 +101,13 @@ function inboundPort(port: number, protocol: InboundPort['protocol'], mtls: Inbo
   return { port, protocol, mtls, httpRoutes: protocol === 'TCP' ? null : `inbound_${port}`, cluster: `inbound|${port}||` };
 }
 
+/** The wire counters, in rule order. */
+const WIRE = [
+  { port: 8080, text: 'HTTP/1.1' },
+  { port: 8080, text: 'istio-http/1.1' },
+  { port: 8081, text: 'HTTP/1.1' },
+];
+
 if (skip && labRequired()) {
   test('sidecar inbound lab', async () => assert.fail(`the network-namespace lab cannot run but CI requires it: ${skip}`));
 }
@@ -115,6 +122,13 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     const r = await lab.run(pod, [process.execPath, '-e', CALL], env, 15_000);
     return JSON.parse(r.stdout.trim().split('\n').at(-1) || '{}') as Record<string, unknown>;
   };
+  /** Packets counted by each WIRE rule so far. */
+  const wire = (): number[] =>
+    lab
+      .exec('server', 'iptables', ['-t', 'raw', '-L', 'PREROUTING', '-v', '-x', '-n'])
+      .split('\n')
+      .filter((l) => l.includes('STRING match'))
+      .map((l) => Number(l.trim().split(/\s+/)[0]));
   const ask = async (cmd: 'metrics' | 'stats'): Promise<string> => {
     const n = sidecar.stdout.length;
     sidecar.child.stdin!.write(`${cmd}\n`);
@@ -189,6 +203,14 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     await lab.waitForLine(httpApp, (l) => l.includes('8081'));
     await lab.waitForLine(echo, (l) => l.includes('listening'));
     lab.exec('server', process.execPath, [MAIN, 'capture']);
+    // Wire counters (raw PREROUTING sees every packet arriving on eth0, before capture): plaintext
+    // HTTP request lines and Istio's ALPN value in ClientHellos, per port. Counting only (no target).
+    lab.exec('server', 'iptables-restore', ['--noflush'], [
+      '*raw',
+      ...WIRE.map((w) => `-A PREROUTING -i eth0 -p tcp --dport ${w.port} -m string --string "${w.text}" --algo bm`),
+      'COMMIT',
+      '',
+    ].join('\n'));
     sidecar = lab.spawn('server', transparentLauncherArgv({ listeners: ['127.0.0.1:15006'], uid: 1337, gid: 1337, command: [process.execPath, SIDECAR] }), { INBOUND_CONFIG: files['config.json'] }, { stdin: true });
     await lab.waitForLine(sidecar, (l) => l.includes('"ready"'), 20_000);
   });
@@ -208,6 +230,17 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     const body = JSON.parse(String(r.body)) as { remote: string; xfcc: string };
     assert.equal(body.remote, '127.0.0.6');
     assert.match(body.xfcc, /^By=spiffe:\/\/cluster\.local\/ns\/ns1\/sa\/server;Hash=[0-9a-f]{64};Subject="";URI=spiffe:\/\/cluster\.local\/ns\/ns1\/sa\/client$/);
+  });
+
+  test('on the wire: the mTLS call carries Istio ALPN and no plaintext HTTP; the plaintext control does', async () => {
+    const before = wire();
+    assert.equal(before.length, WIRE.length);
+    assert.equal((await call('client', `${SERVER_IP}:8080`, 'mtls-http')).status, 200);
+    const mid = wire();
+    assert.equal(mid[0] - before[0], 0, 'plaintext HTTP seen on the wire to the STRICT port');
+    assert.ok(mid[1] - before[1] >= 1, 'no ClientHello offering istio-http/1.1');
+    assert.equal((await call('plain', `${SERVER_IP}:8081`, 'plain-http')).status, 200);
+    assert.ok(wire()[2] - mid[2] >= 1, 'the control: a plaintext request line is counted');
   });
 
   test('AuthorizationPolicy: the wrong principal gets 403 RBAC: access denied', async () => {
