@@ -626,3 +626,57 @@ function rawExchangeHalfClose(port: number, payload: string): Promise<string> {
     });
   });
 }
+
+describe('sidecar inbound: IPv6 original destinations', () => {
+  test('HTTP and TCP to an IPv6 pod address are forwarded from the IPv6 source address', async (t) => {
+    const probe = net.createServer();
+    const v6 = await listen(probe, '::1').then(
+      () => true,
+      () => false,
+    );
+    probe.close();
+    if (!v6) return t.skip('no IPv6 loopback here (::1)');
+    const material = await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca6-'), 'ca'), { trustDomain: TD });
+    const ca6 = new MeshCa(material);
+    const server6 = await workloadCert(ca6, 'ns1', 'server');
+    const seen6: AppSeen[] = [];
+    const peers6: string[] = [];
+    const app = httpApp(seen6);
+    const echo = echoApp(peers6);
+    const [appPort, echoPort] = [await listen(app, '::1'), await listen(echo, '::1')];
+    const h = new InboundHandler({ identity: () => server6, log: quiet, sourceAddress6: '::1', forwardTo: (_a, port) => ({ address: '::1', port: port === podHttp ? appPort : echoPort }) });
+    const podServer = net.createServer({ allowHalfOpen: true }, (s) => h.handle(s));
+    const podHttp = await listen(podServer, '::1');
+    const podTcp = net.createServer({ allowHalfOpen: true }, (s) => h.handle(s));
+    const podTcpPort = await listen(podTcp, '::1');
+    try {
+      const port = inboundPort(podHttp, 'HTTP', 'PERMISSIVE');
+      const v = view([port]);
+      v.proxy.podIps = ['::1'];
+      h.apply({ ...snapshot([], [cluster(port.cluster, [], { service: SERVICE })]), sidecar: v });
+      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        http.get({ host: '::1', port: podHttp, path: '/v6', agent: false }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        }).on('error', reject);
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal((JSON.parse(r.body) as { remote: string }).remote, '::1');
+      // An undeclared port: relayed as TCP from the IPv6 source.
+      const out = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '::1', port: podTcpPort, allowHalfOpen: true });
+        let b = '';
+        s.on('connect', () => s.end('v6'));
+        s.on('data', (c: Buffer) => (b += c));
+        s.on('close', () => resolve(b));
+        s.on('error', reject);
+      });
+      assert.equal(out, 'echo:v6');
+      assert.equal(peers6.at(-1), '::1');
+    } finally {
+      await h.close();
+      for (const s of [app, echo, podServer, podTcp]) s.close();
+    }
+  });
+});
