@@ -371,6 +371,31 @@ describe('sidecar inbound (15006) over real sockets', () => {
     }
   });
 
+  test('a peer offering only Istio ALPN values (istio-h2 alone, istio-http/1.1 alone) is served HTTP/2 and HTTP/1.1', async () => {
+    const session = http2.connect(`https://${POD}:${P.strictHttp}`, { createConnection: () => tlsConnect({ ...mtlsOptions(client, P.strictHttp, ['istio-h2']), localAddress: CLIENT }) });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const st = session.request({ ':path': '/istio-h2', ':authority': SERVICE.host });
+        let status = 0;
+        st.on('response', (h) => (status = Number(h[':status'])));
+        st.resume();
+        st.on('end', () => resolve(status));
+        st.on('error', reject);
+        st.end();
+      });
+      assert.equal(status, 200);
+    } finally {
+      session.destroy();
+    }
+    const r = await new Promise<number>((resolve, reject) => {
+      https.get({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1']), localAddress: CLIENT, agent: false, path: '/istio-h1', headers: { host: SERVICE.host } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    });
+    assert.equal(r, 200);
+  });
+
   test('mTLS handshakes fail without a client certificate or with one from another CA', async () => {
     const noCert = await new Promise<string | null>((resolve) => {
       const s = tlsConnect({ host: POD, port: P.strictHttp, ca: server.rootsPem, ALPNProtocols: ['istio-http/1.1', 'istio', 'http/1.1'], servername: 'outbound_.80_._.x', ...TLS_CLIENT_DEFAULTS, localAddress: CLIENT });

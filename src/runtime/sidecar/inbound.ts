@@ -512,7 +512,11 @@ export class InboundHandler {
     const engines = this.#engines.get(port.port);
     if (engines === undefined) return void tlsSocket.destroy();
     this.stats.http++;
-    if (tlsSocket.alpnProtocol === 'h2' || tlsSocket.alpnProtocol === 'http/1.1' || tlsSocket.alpnProtocol === 'http/1.0') return dispatchTls(tlsSocket, engines.engines);
+    const alpn = tlsSocket.alpnProtocol;
+    if (alpn === 'h2' || alpn === 'http/1.1' || alpn === 'http/1.0') return dispatchTls(tlsSocket, engines.engines);
+    // A peer that offered only Istio's values got one of them back (the first it offered).
+    if (alpn === 'istio-h2') return void engines.engines.h2.emit('connection', tlsSocket);
+    if (alpn === 'istio-http/1.1' || alpn === 'istio-http/1.0') return engines.engines.h1.accept(tlsSocket, null);
     // ALPN `istio` (or none) on an HTTP port: the bytes inside say HTTP/1.1 or h2c.
     sniffPlaintext(tlsSocket, engines.engines);
   }
