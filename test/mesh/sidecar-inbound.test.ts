@@ -623,6 +623,56 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal((await rawExchange(P.strictHttp, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n')).received.length, 0, 'STRICT again');
   });
 
+  test('RequestAuthentication and AuthorizationPolicy together: the peer principal and the JWT principal', async () => {
+    const { generateKeyPair, exportJWK, SignJWT } = await import('jose');
+    const key = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(key.publicKey)), kid: 'k1', alg: 'ES256' };
+    const sign = (iss = 'https://issuer.test') => new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(iss).setIssuedAt().setExpirationTime('5m').sign(key.privateKey);
+    const src = { kind: 'RequestAuthentication', namespace: 'ns1', name: 'jwt', file: null, line: null };
+    const withJwt: IRSnapshot = {
+      ...baseIr,
+      version: 'jwt',
+      security: {
+        ...baseIr.security,
+        jwtRules: [
+          { name: 'requestauthentication/ns1/jwt/jwt/0', source: src, issuer: 'https://issuer.test', audiences: [], jwks: JSON.stringify({ keys: [jwk] }), jwksUri: null, jwksTimeoutMs: 1000, fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }], fromParams: [], fromCookies: [], outputPayloadToHeader: null, outputClaimToHeaders: [], forwardOriginalToken: false, spaceDelimitedClaims: [] },
+        ],
+        authorizationPolicies: [
+          ...baseIr.security.authorizationPolicies,
+          {
+            name: 'authorizationpolicy/ns1/require-jwt',
+            source: { ...src, kind: 'AuthorizationPolicy', name: 'require-jwt' },
+            action: 'DENY',
+            provider: null,
+            dryRun: false,
+            rules: [{ from: [[{ key: 'request.auth.principal', values: [], notValues: ['*'] }]], to: [[{ key: 'request.path', values: ['/secure/*'], notValues: [] }]], when: [] }],
+          },
+        ],
+      },
+    };
+    handler.apply(withJwt);
+    const call = (p: string, token: string | null) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        https.get({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, agent: false, path: p, headers: { host: SERVICE.host, ...(token === null ? {} : { authorization: `Bearer ${token}` }) } }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        }).on('error', reject);
+      });
+    try {
+      assert.equal((await call('/open', null)).status, 200, 'no token, no requirement');
+      assert.equal((await call('/secure/x', null)).status, 403, 'DENY without a request principal');
+      assert.equal((await call('/secure/x', await sign())).status, 200, 'a valid token from the allowed peer');
+      const bad = await call('/secure/x', await sign('https://other.test'));
+      assert.equal(bad.status, 401, bad.body);
+      // The peer principal still decides first: the intruder with a valid token is denied.
+      const intr = await mtlsGet(intruder, P.strictHttp, STRANGER, '/open');
+      assert.equal(intr.status, 403);
+    } finally {
+      handler.apply(baseIr);
+    }
+  });
+
   test('apply refuses a view it cannot serve and keeps the previous one', () => {
     const version = handler.version;
     const bad: IRSnapshot = { ...snapshot([], []), sidecar: view([inboundPort(P.strictHttp, 'HTTP', 'STRICT')]) };
