@@ -81,7 +81,7 @@ function httpApp(seen: AppSeen[], tlsHellos: string[] | null = null): net.Server
   const h = http.createServer((req, res) => {
     seen.push({ remoteAddress: req.socket.remoteAddress ?? '', xfcc: (req.headers['x-forwarded-client-cert'] as string | undefined) ?? null, path: req.url ?? '' });
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ remote: req.socket.remoteAddress, xfcc: req.headers['x-forwarded-client-cert'] ?? null }));
+    res.end(JSON.stringify({ remote: req.socket.remoteAddress, xfcc: req.headers['x-forwarded-client-cert'] ?? null, xff: req.headers['x-forwarded-for'] ?? null }));
   });
   h.keepAliveTimeout = 500;
   return net.createServer((s) => {
@@ -316,8 +316,9 @@ describe('sidecar inbound (15006) over real sockets', () => {
   test('STRICT HTTP: the allowed principal gets 200; the app sees 127.0.0.6 and Istio XFCC', async () => {
     const r = await mtlsGet(client, P.strictHttp, CLIENT, '/allowed');
     assert.equal(r.status, 200, r.body);
-    const app = JSON.parse(r.body) as { remote: string; xfcc: string | null };
+    const app = JSON.parse(r.body) as { remote: string; xfcc: string | null; xff: string | null };
     assert.equal(app.remote, '127.0.0.6');
+    assert.equal(app.xff, null, 'a sidecar inbound does not append the peer to x-forwarded-for (use_remote_address: false)');
     assert.ok(app.xfcc !== null, 'no x-forwarded-client-cert');
     const parts = app.xfcc.split(';');
     assert.equal(parts[0], `By=spiffe://${TD}/ns/ns1/sa/server`);
@@ -330,7 +331,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
 
   test('a client XFCC is kept and the sidecar appends its element (APPEND_FORWARD)', async () => {
     const r = await new Promise<string>((resolve, reject) => {
-      const req = https.request({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, path: '/xfcc', agent: false, headers: { host: SERVICE.host, 'x-forwarded-client-cert': 'By=spiffe://earlier;URI=spiffe://first' } }, (res) => {
+      const req = https.request({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, path: '/xfcc', agent: false, headers: { host: SERVICE.host, 'x-forwarded-client-cert': 'By=spiffe://earlier;URI=spiffe://first', 'x-forwarded-for': '192.0.2.7' } }, (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c));
         res.on('end', () => resolve(body));
@@ -338,7 +339,8 @@ describe('sidecar inbound (15006) over real sockets', () => {
       req.on('error', reject);
       req.end();
     });
-    const xfcc = (JSON.parse(r) as { xfcc: string }).xfcc;
+    const { xfcc, xff } = JSON.parse(r) as { xfcc: string; xff: string };
+    assert.equal(xff, '192.0.2.7', 'the client x-forwarded-for passes unchanged');
     assert.ok(xfcc.startsWith('By=spiffe://earlier;URI=spiffe://first,By=spiffe://'), xfcc);
   });
 

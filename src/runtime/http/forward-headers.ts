@@ -42,7 +42,8 @@ export function buildUpstreamRequestHeaders(
   host: string,
   originalAuthority: string,
   scheme: string,
-  remoteAddress: string,
+  /** Appended to x-forwarded-for; null = the client's x-forwarded-for is passed on unchanged (Envoy's `use_remote_address: false`, Istio's sidecar inbound). */
+  remoteAddress: string | null,
 ): DownstreamHeaders {
   const out: string[] = [];
   let xff: string | null = null;
@@ -86,9 +87,10 @@ export function buildUpstreamRequestHeaders(
     out.push(name, value);
   }
   if (connection !== null) removeConnectionTokens(out, connection);
+  out.push('host', host);
+  if (remoteAddress !== null) out.push('x-forwarded-for', xff === null ? remoteAddress : `${xff}, ${remoteAddress}`);
+  else if (xff !== null) out.push('x-forwarded-for', xff);
   out.push(
-    'host', host,
-    'x-forwarded-for', xff === null ? remoteAddress : `${xff}, ${remoteAddress}`,
     'x-forwarded-proto', scheme,
     'x-forwarded-host', originalAuthority,
     'x-request-id', (requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : randomUUID()),

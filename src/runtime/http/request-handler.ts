@@ -166,7 +166,7 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     action.rewriteAuthority ?? x.authority,
     x.authority,
     listener.scheme,
-    plainAddress(d.remoteAddress),
+    listener.security.appendXff === false ? null : plainAddress(d.remoteAddress),
   );
   let headers = built.headers;
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);

@@ -296,6 +296,8 @@ export class InboundHandler {
     }
     snapshot.listeners.forEach((l, i) => {
       l.security.xfccCert = false;
+      // Envoy's sidecar inbound (`use_remote_address: false`): the peer is not appended to x-forwarded-for.
+      l.security.appendXff = false;
       const port = ports.get(listeners[i].port);
       if (port !== undefined) port.listener = l;
     });
