@@ -20,10 +20,15 @@
  *     path (`handleRequest`) with the port's `inbound_<port>` route table: AuthorizationPolicy and
  *     RequestAuthentication of the workload (the peer certificate's SPIFFE ID is `source.principal`),
  *     x-forwarded-client-cert as Istio's sidecars set it (APPEND_FORWARD, `By`, `Hash`, `Subject`,
- *     `URI`, `DNS`), then the `inbound|<port>||` cluster, whose endpoint is the original destination,
- *     dialled from 127.0.0.6 (so the app sees the proxy, and capture lets the connection through).
+ *     `URI`, `DNS`), x-forwarded-for left as the peer sent it (Envoy's `use_remote_address: false`),
+ *     then the `inbound|<port>||` cluster, whose endpoint is the pod IP and the target port (the
+ *     first pod IP: a dual-stack pod's HTTP goes to its first address), dialled from 127.0.0.6 (::6
+ *     for IPv6), so the app sees the proxy and capture lets the connection through.
  *  4. TCP: the connection-level AuthorizationPolicy (`inbound-authz.ts`; a denial closes the
  *     connection), then a relay to the original destination from 127.0.0.6, half-close preserved.
+ *     Ports not in the view are relayed so too, under `inboundDefault` (InboundPassthroughCluster).
+ *     A plaintext client that says nothing (a server-first protocol) is relayed after the peek
+ *     timeout where plaintext is allowed; on a DISABLE TCP port at once (nothing to look at).
  * Telemetry: `reporter="destination"` labels per connection (`inbound-telemetry.ts`) on every HTTP
  * request record and TCP record; access logs and traces as at the gateway.
  */
