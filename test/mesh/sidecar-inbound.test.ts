@@ -99,6 +99,14 @@ function httpApp(seen: AppSeen[], tlsHellos: string[] | null = null): net.Server
   });
 }
 
+/** A server-first protocol (SMTP, MySQL...): the app speaks first and closes. */
+function bannerApp(): net.Server {
+  return net.createServer((s) => {
+    s.end('220 banner\r\n');
+    s.on('error', () => {});
+  });
+}
+
 function echoApp(peers: string[]): net.Server {
   return net.createServer({ allowHalfOpen: true }, (s) => {
     peers.push(s.remoteAddress ?? '');
@@ -231,7 +239,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
   let baseIr: IRSnapshot;
   const logFile = path.join(tempDir('meshgate-inbound-log-'), 'access.log');
   /** Port numbers (the same at the pod and at the app). */
-  const P = { strictHttp: 0, permissiveAuto: 0, disableHttp: 0, strictTcp: 0, permissiveTcp: 0, undeclared: 0 };
+  const P = { strictHttp: 0, permissiveAuto: 0, disableHttp: 0, strictTcp: 0, permissiveTcp: 0, undeclared: 0, bannerPermissive: 0, bannerDisable: 0 };
 
   before(async () => {
     const material = await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca-'), 'ca'), { trustDomain: TD });
@@ -246,6 +254,8 @@ describe('sidecar inbound (15006) over real sockets', () => {
       ['strictTcp', echoApp(echoPeers)],
       ['permissiveTcp', echoApp(echoPeers)],
       ['undeclared', echoApp(echoPeers)],
+      ['bannerPermissive', bannerApp()],
+      ['bannerDisable', bannerApp()],
     ];
     obs = new Observability({ ...DEFAULT_OBSERVABILITY, metrics: true, accessLog: { path: logFile, format: 'json' } });
     handler = new InboundHandler({ identity: () => identity, log: quiet, observer: obs, forwardTo: (_a, port) => ({ address: APP, port }), peekTimeoutMs: 2000 });
@@ -271,6 +281,8 @@ describe('sidecar inbound (15006) over real sockets', () => {
       inboundPort(P.disableHttp, 'HTTP', 'DISABLE'),
       inboundPort(P.strictTcp, 'TCP', 'STRICT'),
       inboundPort(P.permissiveTcp, 'TCP', 'PERMISSIVE'),
+      inboundPort(P.bannerPermissive, 'TCP', 'PERMISSIVE'),
+      inboundPort(P.bannerDisable, 'TCP', 'DISABLE'),
     ].sort((a, b) => a.port - b.port);
     const clusters = ports.map((p) => cluster(p.cluster, [], { service: SERVICE }));
     const principal = (v: string) => ({ key: 'source.principal', values: [v], notValues: [] });
@@ -288,7 +300,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
               // Only ns1/client may call the STRICT ports.
               { from: [[principal(`${TD}/ns/ns1/sa/client`)]], to: [[port(P.strictHttp, P.strictTcp)]], when: [] },
               // Anyone on the others.
-              { from: [], to: [[port(P.permissiveAuto, P.disableHttp, P.permissiveTcp, P.undeclared)]], when: [] },
+              { from: [], to: [[port(P.permissiveAuto, P.disableHttp, P.permissiveTcp, P.undeclared, P.bannerPermissive, P.bannerDisable)]], when: [] },
             ],
           },
         ],
@@ -496,6 +508,26 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(await rawExchangeHalfClose(P.permissiveTcp, 'AB'), 'echo:AB');
     // On a STRICT port the same is refused.
     assert.equal(await rawExchangeHalfClose(P.strictTcp, 'AB'), '');
+  });
+
+  test('server-first protocols: DISABLE relays at once; PERMISSIVE relays once the peek timeout says the client is silent', async () => {
+    const banner = (port: number) =>
+      new Promise<{ text: string; ms: number }>((resolve, reject) => {
+        const t0 = Date.now();
+        const s = net.connect({ host: POD, port, localAddress: CLIENT });
+        let text = '';
+        s.setEncoding('utf8');
+        s.on('data', (c: string) => (text += c));
+        s.on('close', () => resolve({ text, ms: Date.now() - t0 }));
+        s.on('error', reject);
+        setTimeout(() => s.destroy(), 15_000).unref();
+      });
+    const d = await banner(P.bannerDisable);
+    assert.equal(d.text, '220 banner\r\n');
+    assert.ok(d.ms < 1500, `DISABLE waited ${d.ms} ms`);
+    const p = await banner(P.bannerPermissive);
+    assert.equal(p.text, '220 banner\r\n');
+    assert.ok(p.ms >= 1900, `PERMISSIVE answered after ${p.ms} ms, before the 2 s peek timeout`);
   });
 
   test('a renewed workload certificate serves the next handshakes', async () => {
