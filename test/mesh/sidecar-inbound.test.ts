@@ -789,3 +789,55 @@ describe('sidecar inbound: IPv6 original destinations', () => {
     }
   });
 });
+
+describe('sidecar inbound: close with a grace period', () => {
+  test('an HTTP request in flight finishes; idle connections and new ones are closed', async () => {
+    const pod = `${net8}.22`;
+    const appAddr = `${net8}.23`;
+    const ca2 = new MeshCa(await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca3-'), 'ca'), { trustDomain: TD }));
+    const id = await workloadCert(ca2, 'ns1', 'server');
+    const slow = http.createServer((_req, res) => setTimeout(() => res.end('slow done'), 400));
+    const port = await listen(slow, appAddr);
+    const h = new InboundHandler({ identity: () => id, log: quiet, forwardTo: (_a, p) => ({ address: appAddr, port: p }) });
+    const podServer = net.createServer({ allowHalfOpen: true }, (s) => h.handle(s));
+    await listen(podServer, pod, port);
+    try {
+      const ip = inboundPort(port, 'HTTP', 'PERMISSIVE');
+      const v = view([ip]);
+      v.proxy.podIps = [pod];
+      h.apply({ ...snapshot([], [cluster(ip.cluster, [], { service: SERVICE })]), sidecar: v });
+      const inflight = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        http.get({ host: pod, port, path: '/slow', agent: false }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        }).on('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = Date.now();
+      const closing = h.close(5000);
+      const late = await rawExchangeTo(pod, port, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+      assert.equal(late.length, 0, 'a connection accepted after close was served');
+      const r = await inflight;
+      assert.equal(r.status, 200);
+      assert.equal(r.body, 'slow done');
+      await closing;
+      assert.ok(Date.now() - t0 < 4000, 'close waited for the whole grace period although nothing was left');
+    } finally {
+      podServer.close();
+      slow.close();
+    }
+  });
+});
+
+function rawExchangeTo(host: string, port: number, bytes: string): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const got: Buffer[] = [];
+    s.on('connect', () => s.write(bytes));
+    s.on('data', (c: Buffer) => got.push(c));
+    s.on('error', () => {});
+    s.on('close', () => resolve(Buffer.concat(got)));
+    setTimeout(() => s.destroy(), 10_000).unref();
+  });
+}

@@ -369,9 +369,23 @@ export class InboundHandler {
     });
   }
 
-  /** Stops handling: every connection is closed, the app pools too. */
-  async close(): Promise<void> {
+  /**
+   * Stops handling: new connections are closed at once; HTTP connections close when idle (HTTP/2:
+   * GOAWAY) and every connection still open after `graceMs` (default 0) is closed; then the app pools.
+   */
+  async close(graceMs = 0): Promise<void> {
     this.#closed = true;
+    if (graceMs > 0 && this.#sockets.size > 0) {
+      for (const e of this.#engines.values()) {
+        e.h1.closeIdle();
+        e.sessions.closeAll();
+      }
+      const deadline = Date.now() + graceMs;
+      while (this.#sockets.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+        for (const e of this.#engines.values()) e.h1.closeIdle();
+      }
+    }
     for (const s of this.#sockets) s.destroy();
     for (const e of this.#engines.values()) e.close();
     this.#engines.clear();
