@@ -616,6 +616,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const tcp = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && Number(e.bytes_sent) > 0);
     assert.ok(tcp !== undefined, 'no TCP line');
     assert.equal(tcp.upstream_host, `${APP}:${P.strictTcp}`);
+    assert.match(String(tcp.upstream_local_address), /^127\.0\.0\.6:\d+$/);
   });
 
   test('a new view applies to new connections and to the next request of a kept-alive one; the old one comes back', async () => {

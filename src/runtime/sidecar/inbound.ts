@@ -635,6 +635,7 @@ export class InboundHandler {
     upstream.once('connect', () => {
       clearTimeout(connectTimer);
       connected = true;
+      if (obs !== null) obs.upstreamLocal = socketAddress(upstream.localAddress, upstream.localPort);
       if (head.length > 0) upstream.write(head);
       // Both ways with back-pressure; a FIN is relayed as a FIN (half-close), never as a close.
       if (clientEnded) upstream.end();
