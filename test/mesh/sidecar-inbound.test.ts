@@ -530,6 +530,26 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.ok(p.ms >= 1900, `PERMISSIVE answered after ${p.ms} ms, before the 2 s peek timeout`);
   });
 
+  test('STRICT: a client silent past the protocol detection timeout may still start its mTLS handshake', async () => {
+    const raw = net.connect({ host: POD, port: P.strictTcp, localAddress: CLIENT, allowHalfOpen: true });
+    await new Promise<void>((resolve, reject) => {
+      raw.once('connect', () => resolve());
+      raw.once('error', reject);
+    });
+    // The harness's detection timeout is 2 s: a STRICT port cannot relay a silent client, so it waits longer.
+    await new Promise((r) => setTimeout(r, 2600));
+    const got = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ ...mtlsOptions(client, P.strictTcp, ['istio']), socket: raw, allowHalfOpen: true });
+      let b = '';
+      s.setEncoding('utf8');
+      s.on('secureConnect', () => s.end('late'));
+      s.on('data', (c: string) => (b += c));
+      s.on('error', () => resolve(`error, got ${b}`));
+      s.on('close', () => resolve(b));
+    });
+    assert.equal(got, 'echo:late');
+  });
+
   test('a renewed workload certificate serves the next handshakes', async () => {
     const renewed = await workloadCert(ca, 'ns1', 'server');
     const serialOf = (m: MeshIdentityMaterial) => new X509Certificate(splitPemCertificates(m.certChainPem)[0]).serialNumber;

@@ -171,8 +171,14 @@ export interface InboundHandlerOptions {
   random?: () => number;
   /** Pool settings of the HTTP clients towards the app. */
   pools?: Partial<EndpointPoolOptions>;
-  /** How long a connection may take to show its first bytes, ms. Default 10 000. */
+  /**
+   * Protocol detection timeout, ms (Istio's `protocolDetectionTimeout`): where plaintext TCP is
+   * allowed, a client silent this long is relayed as TCP (a server-first protocol). Default 10 000.
+   * Where it is not (STRICT, declared HTTP ports), a client gets at least 10 s to start.
+   */
   peekTimeoutMs?: number;
+  /** Same as `peekTimeoutMs` (the name of `meshgate sidecar --protocol-detection-timeout`'s option); `peekTimeoutMs` wins. */
+  detectionTimeoutMs?: number;
   /** Istio cluster ID for `source_cluster`/`destination_cluster`. Default `unknown` (as the gateway's). */
   clusterId?: string;
 }
@@ -224,7 +230,7 @@ export class InboundHandler {
     this.#log = opts.log;
     this.#sourceAddress = opts.sourceAddress ?? INBOUND_SOURCE_ADDRESS;
     this.#sourceAddress6 = opts.sourceAddress6 ?? INBOUND_SOURCE_ADDRESS6;
-    this.#peekTimeoutMs = opts.peekTimeoutMs ?? DEFAULT_PEEK_TIMEOUT_MS;
+    this.#peekTimeoutMs = opts.peekTimeoutMs ?? opts.detectionTimeoutMs ?? DEFAULT_PEEK_TIMEOUT_MS;
     const inner = opts.observer ?? opts.metrics ?? null;
     this.#observer = inner === null ? null : this.#wrapObserver(inner);
     this.#tcpObserver = tcpObserverOf(inner);
@@ -357,7 +363,10 @@ export class InboundHandler {
       this.stats.plaintext++;
       return this.#relay(served, port, socket, null, '', Buffer.alloc(0));
     }
-    this.#peek(socket, (head, first, ended) => {
+    // A silent client can only be relayed where plaintext TCP is allowed; elsewhere it gets longer to start.
+    const relaySilent = port.mode !== 'STRICT' && port.kind !== 'HTTP';
+    const peekMs = relaySilent ? this.#peekTimeoutMs : Math.max(this.#peekTimeoutMs, DEFAULT_PEEK_TIMEOUT_MS);
+    this.#peek(socket, peekMs, (head, first, ended) => {
       if (!ended) return this.#dispatch(served, port, socket, head, first);
       // Bytes then FIN before anything could be decided: opaque TCP where plaintext is allowed.
       if (port.mode === 'STRICT' || port.kind === 'HTTP') {
@@ -413,7 +422,7 @@ export class InboundHandler {
    * Reads until the first bytes say what the connection is; `first` null = nothing within the peek
    * timeout. A client that half-closes after a few undecided bytes is opaque (`ended`: its FIN was read).
    */
-  #peek(socket: net.Socket, done: (head: Buffer, first: FirstBytes | null, ended: boolean) => void): void {
+  #peek(socket: net.Socket, timeoutMs: number, done: (head: Buffer, first: FirstBytes | null, ended: boolean) => void): void {
     let buffered: Buffer = Buffer.alloc(0);
     let finished = false;
     const finish = (first: FirstBytes | null, ended = false): void => {
@@ -437,7 +446,7 @@ export class InboundHandler {
       clearTimeout(timer);
       socket.destroy();
     };
-    const timer = setTimeout(() => finish(buffered.length === 0 ? null : { kind: 'opaque' }), this.#peekTimeoutMs);
+    const timer = setTimeout(() => finish(buffered.length === 0 ? null : { kind: 'opaque' }), timeoutMs);
     socket.on('data', onData);
     socket.on('end', onEnd);
   }
