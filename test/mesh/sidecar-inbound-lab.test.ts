@@ -7,7 +7,7 @@
  * Topology (inside lab namespaces only):
  *   node    10.251.0.1  bridge
  *   server  10.251.0.2  capture + inbound sidecar + apps: HTTP 8080 (STRICT), HTTP 8081 (PERMISSIVE,
- *                       sniffed), TCP echo 9000 (STRICT)
+ *                       sniffed), HTTP 8082 (port-level DISABLE), TCP echo 9000 (STRICT)
  *   client  10.251.0.3  meshed caller (certificates for ns1/client and ns1/other), as its sidecar would call
  *   plain   10.251.0.4  not meshed (plaintext)
  */
@@ -152,7 +152,7 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     write('client.key', client.keyPem);
     write('other.cert', other.certChainPem);
     write('other.key', other.keyPem);
-    const ports = [inboundPort(8080, 'HTTP', 'STRICT'), inboundPort(8081, 'UNKNOWN', 'PERMISSIVE'), inboundPort(9000, 'TCP', 'STRICT')];
+    const ports = [inboundPort(8080, 'HTTP', 'STRICT'), inboundPort(8081, 'UNKNOWN', 'PERMISSIVE'), inboundPort(8082, 'HTTP', 'DISABLE'), inboundPort(9000, 'TCP', 'STRICT')];
     const service = { namespace: 'ns1', name: 'server', host: 'server.ns1.svc.cluster.local', port: 80 };
     const view: SidecarView = {
       proxy: { namespace: 'ns1', serviceAccount: 'server', podName: 'server-1', podIps: [SERVER_IP], labels: { app: 'server', version: 'v1' }, spiffeId: server.spiffeId, workload: 'server' },
@@ -180,7 +180,7 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
             dryRun: false,
             rules: [
               { from: [[principal]], to: [[{ key: 'destination.port', values: ['8080', '9000'], notValues: [] }]], when: [] },
-              { from: [], to: [[{ key: 'destination.port', values: ['8081'], notValues: [] }]], when: [] },
+              { from: [], to: [[{ key: 'destination.port', values: ['8081', '8082'], notValues: [] }]], when: [] },
             ],
           },
         ],
@@ -198,9 +198,9 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
         { name: 'plain', ip: PLAIN_IP },
       ],
     });
-    const httpApp = lab.spawn('server', [process.execPath, '-e', HTTP_APP], { PORTS: '8080,8081' });
+    const httpApp = lab.spawn('server', [process.execPath, '-e', HTTP_APP], { PORTS: '8080,8081,8082' });
     const echo = lab.spawn('server', [process.execPath, '-e', ECHO_APP], { ECHO_NAME: 'server', ECHO_LISTEN: '9000' });
-    await lab.waitForLine(httpApp, (l) => l.includes('8081'));
+    await lab.waitForLine(httpApp, (l) => l.includes('8082'));
     await lab.waitForLine(echo, (l) => l.includes('listening'));
     lab.exec('server', process.execPath, [MAIN, 'capture']);
     // Wire counters (raw PREROUTING sees every packet arriving on eth0, before capture): plaintext
@@ -255,6 +255,15 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     const body = JSON.parse(String(r.body)) as { remote: string; xfcc: string | null };
     assert.equal(body.remote, '127.0.0.6');
     assert.equal(body.xfcc, null);
+  });
+
+  test('port-level DISABLE: plaintext reaches the app; an mTLS call is not terminated (relayed as bytes to a plaintext app, it fails)', async () => {
+    const plain = await call('plain', `${SERVER_IP}:8082`, 'plain-http');
+    assert.equal(plain.status, 200, JSON.stringify(plain));
+    assert.equal((JSON.parse(String(plain.body)) as { remote: string }).remote, '127.0.0.6');
+    const m = await call('client', `${SERVER_IP}:8082`, 'mtls-http');
+    assert.equal(m.status, undefined, `the sidecar terminated mTLS on a DISABLE port: ${JSON.stringify(m)}`);
+    assert.ok(m.error !== undefined, JSON.stringify(m));
   });
 
   test('TCP over mTLS through capture; the wrong principal is closed', async () => {
