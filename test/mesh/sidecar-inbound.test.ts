@@ -811,6 +811,58 @@ describe('sidecar inbound: IPv6 original destinations', () => {
   });
 });
 
+describe('sidecar inbound: a dual-stack pod', () => {
+  test('HTTP sent to the IPv4 pod address goes to the app at IPv4 from 127.0.0.6; to the IPv6 one, at IPv6', async (t) => {
+    const probe = net.createServer();
+    const v6 = await listen(probe, '::1').then(
+      () => true,
+      () => false,
+    );
+    probe.close();
+    if (!v6) return t.skip('no IPv6 loopback here (::1)');
+    const pod4 = `${net8}.24`;
+    const app4 = `${net8}.25`;
+    const ca4 = new MeshCa(await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca4-'), 'ca'), { trustDomain: TD }));
+    const id = await workloadCert(ca4, 'ns1', 'server');
+    const seenDs: AppSeen[] = [];
+    // The app on both families (its IPv6 side on another port: the pod's ::1 port is the sidecar's).
+    const appV4 = httpApp(seenDs);
+    const port = await listen(appV4, app4);
+    const appV6 = httpApp(seenDs);
+    const port6 = await listen(appV6, '::1');
+    const h = new InboundHandler({ identity: () => id, log: quiet, sourceAddress6: '::1', forwardTo: (a, p) => (net.isIPv6(a) ? { address: '::1', port: port6 } : { address: app4, port: p }) });
+    const podV4 = net.createServer({ allowHalfOpen: true }, (s) => h.handle(s));
+    const podV6 = net.createServer({ allowHalfOpen: true }, (s) => h.handle(s));
+    try {
+      await listen(podV4, pod4, port);
+      // The pod's IPv6 listener must have the same port number (the target port) as the IPv4 one.
+      const ok6 = await listen(podV6, '::1', port).then(
+        () => true,
+        () => false,
+      );
+      if (!ok6) return t.skip(`port ${port} is taken on ::1`);
+      const ip = inboundPort(port, 'HTTP', 'PERMISSIVE');
+      const v = view([ip]);
+      v.proxy.podIps = [pod4, '::1'];
+      h.apply({ ...snapshot([], [cluster(ip.cluster, [], { service: SERVICE })]), sidecar: v });
+      const get = (host: string) =>
+        new Promise<{ remote: string }>((resolve, reject) => {
+          http.get({ host, port, path: '/ds', agent: false }, (res) => {
+            let b = '';
+            res.on('data', (c: Buffer) => (b += c));
+            res.on('end', () => resolve(JSON.parse(b) as { remote: string }));
+          }).on('error', reject);
+        });
+      assert.equal((await get(pod4)).remote, '127.0.0.6');
+      assert.equal((await get('::1')).remote, '::1');
+      assert.equal((await get(pod4)).remote, '127.0.0.6');
+    } finally {
+      await h.close();
+      for (const s of [appV4, appV6, podV4, podV6]) s.close();
+    }
+  });
+});
+
 describe('sidecar inbound: close with a grace period', () => {
   test('an HTTP request in flight finishes; idle connections and new ones are closed', async () => {
     const pod = `${net8}.22`;

@@ -21,9 +21,10 @@
  *     RequestAuthentication of the workload (the peer certificate's SPIFFE ID is `source.principal`),
  *     x-forwarded-client-cert as Istio's sidecars set it (APPEND_FORWARD, `By`, `Hash`, `Subject`,
  *     `URI`, `DNS`), x-forwarded-for left as the peer sent it (Envoy's `use_remote_address: false`),
- *     then the `inbound|<port>||` cluster, whose endpoint is the pod IP and the target port (the
- *     first pod IP: a dual-stack pod's HTTP goes to its first address), dialled from 127.0.0.6 (::6
- *     for IPv6), so the app sees the proxy and capture lets the connection through.
+ *     then the `inbound|<port>||` cluster, whose endpoint is the pod IP the connection was sent to
+ *     (of its family: a dual-stack pod has one compiled table per family) and the target port,
+ *     dialled from 127.0.0.6 (::6 for IPv6), so the app sees the proxy and capture lets the
+ *     connection through.
  *  4. TCP: the connection-level AuthorizationPolicy (`inbound-authz.ts`; a denial closes the
  *     connection), then a relay to the original destination from 127.0.0.6, half-close preserved.
  *     Ports not in the view are relayed so too, under `inboundDefault` (InboundPassthroughCluster).
@@ -36,7 +37,7 @@ import http2, { type ServerHttp2Stream } from 'node:http2';
 import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
-import type { IRSnapshot, Listener } from '../../ir/types.js';
+import type { Cluster, IRSnapshot, Listener } from '../../ir/types.js';
 import type { InboundPort, MeshWorkload, SidecarView } from '../../ir/sidecar.js';
 import type { MeshIdentityMaterial } from '../upstream/mesh-identity.js';
 import { compileSnapshot } from '../compile/compile-snapshot.js';
@@ -80,6 +81,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const MESH_CIPHERS = 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-GCM-SHA256';
 
 type Mode = InboundPort['mtls'];
+type Family = 4 | 6;
 /** How a port's traffic is handled: declared HTTP, declared TCP, or sniffed. */
 type PortKind = 'HTTP' | 'TCP' | 'AUTO';
 
@@ -91,8 +93,14 @@ interface ServedPort {
   /** `inbound|<port>||` cluster's Service, for `destination_service*`; null when none. */
   service: PortService | null;
   connectTimeoutMs: number;
-  /** The compiled `inbound_<port>` listener (HTTP ports), swapped by `apply`. */
-  listener: CompiledListener | null;
+  /** HTTP (declared or sniffed): served through the `inbound_<port>` table. */
+  http: boolean;
+  /**
+   * The compiled `inbound_<port>` table per address family of the pod IPs (HTTP ports; empty for
+   * TCP), swapped by `apply`: its cluster's endpoint is the pod IP of that family, so a request is
+   * forwarded to the address it was sent to, as Istio's ORIGINAL_DST inbound clusters do.
+   */
+  listeners: Map<Family, CompiledListener>;
 }
 
 /** What a view compiles to; swapped whole by `apply`. */
@@ -101,7 +109,8 @@ interface ServedView {
   view: SidecarView;
   ports: Map<number, ServedPort>;
   defaultMode: Mode;
-  snapshot: CompiledSnapshot;
+  /** Per address family of the pod IPs. */
+  snapshots: Map<Family, CompiledSnapshot>;
   tcpAuthz: CompiledAuthz | null;
   telemetry: InboundTelemetryContext;
 }
@@ -205,8 +214,7 @@ export class InboundHandler {
   readonly #tcpObserver: TcpObserver | null;
   readonly #observer: RequestObserver | null;
   /** Pools of HTTP clients towards the app, from the source address of the pod IP's family. */
-  #pools: EndpointPools | null = null;
-  #poolsSource = '';
+  readonly #pools = new Map<Family, EndpointPools>();
   readonly #sourceAddress: string;
   readonly #sourceAddress6: string;
   readonly #peekTimeoutMs: number;
@@ -261,9 +269,16 @@ export class InboundHandler {
     // ext-authz providers. Outbound clusters belong to 15001 and are never dialled from here (every
     // pool of this side binds 127.0.0.6, which cannot leave the pod).
     const authzClusters = new Set((ir.security.extAuthzProviders ?? []).map((p) => p.cluster));
-    const clusters = ir.clusters.filter((c) => authzClusters.has(c.name) && !c.name.startsWith('inbound|'));
+    const baseClusters = ir.clusters.filter((c) => authzClusters.has(c.name) && !c.name.startsWith('inbound|'));
+    /** The `inbound|<port>||` cluster of each listed port, by target port. */
+    const inboundClusters = new Map<number, Cluster>();
     const ports = new Map<number, ServedPort>();
-    const podIp = view.proxy.podIps[0];
+    // The first pod IP of each family: HTTP requests go to the one their connection was sent to.
+    const podIps = new Map<Family, string>();
+    for (const ip of view.proxy.podIps) {
+      const f: Family = net.isIPv6(ip) ? 6 : 4;
+      if (!podIps.has(f)) podIps.set(f, ip);
+    }
     for (const p of view.inbound) {
       if (ports.has(p.port)) throw new Error(`snapshot ${ir.version}: inbound port ${p.port} is listed twice`);
       const cluster = clustersByName.get(p.cluster);
@@ -277,9 +292,7 @@ export class InboundHandler {
         // Compiled under a per-port key; `destination.port` of authorization is the target port.
         listeners.push({ ...table, address: 'inbound', port: p.port, externalPort: p.port });
       }
-      // ORIGINAL_DST in Istio: the endpoint is the pod's own address and the target port.
-      const target = this.#forwardTarget(podIp, p.port);
-      clusters.push({ ...cluster, discovery: 'eds', endpoints: [{ address: target.address, port: target.port, ready: true }], tls: null, autoMtls: undefined });
+      inboundClusters.set(p.port, cluster);
       const svc = cluster.service;
       ports.set(p.port, {
         port: p.port,
@@ -287,57 +300,70 @@ export class InboundHandler {
         kind,
         service: svc !== undefined && svc.host !== '' ? { host: svc.host, name: svc.name, namespace: svc.namespace } : null,
         connectTimeoutMs: cluster.connectTimeoutMs > 0 ? cluster.connectTimeoutMs : DEFAULT_CONNECT_TIMEOUT_MS,
-        listener: null,
+        http: p.httpRoutes !== null,
+        listeners: new Map(),
       });
     }
-    clusters.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const inboundIr: IRSnapshot = {
-      ...ir,
-      listeners,
-      tcpListeners: [],
-      clusters,
-      // Istio's sidecars append their element to what the peer sent (APPEND_FORWARD).
-      security: { ...ir.security, forwardClientCertDetails: 'APPEND_FORWARD' },
-    };
-    let snapshot: CompiledSnapshot;
-    try {
-      snapshot = compileSnapshot(inboundIr);
-    } catch (err) {
-      throw new Error(`snapshot ${ir.version}: inbound side does not compile: ${(err as Error).message}`);
+    const snapshots = new Map<Family, CompiledSnapshot>();
+    for (const [family, podIp] of podIps) {
+      // ORIGINAL_DST in Istio: the endpoint is the pod's own address (of this family) and the target port.
+      const clusters = [...baseClusters];
+      for (const [port, c] of inboundClusters) {
+        if (clusters.some((x) => x.name === c.name)) continue;
+        const target = this.#forwardTarget(podIp, port);
+        clusters.push({ ...c, discovery: 'eds', endpoints: [{ address: target.address, port: target.port, ready: true }], tls: null, autoMtls: undefined });
+      }
+      clusters.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const inboundIr: IRSnapshot = {
+        ...ir,
+        listeners,
+        tcpListeners: [],
+        clusters,
+        // Istio's sidecars append their element to what the peer sent (APPEND_FORWARD).
+        security: { ...ir.security, forwardClientCertDetails: 'APPEND_FORWARD' },
+      };
+      let snapshot: CompiledSnapshot;
+      try {
+        snapshot = compileSnapshot(inboundIr);
+      } catch (err) {
+        throw new Error(`snapshot ${ir.version}: inbound side does not compile: ${(err as Error).message}`);
+      }
+      snapshot.listeners.forEach((l, i) => {
+        l.security.xfccCert = false;
+        // Envoy's sidecar inbound (`use_remote_address: false`): the peer is not appended to x-forwarded-for.
+        l.security.appendXff = false;
+        ports.get(listeners[i].port)?.listeners.set(family, l);
+      });
+      snapshots.set(family, snapshot);
     }
-    snapshot.listeners.forEach((l, i) => {
-      l.security.xfccCert = false;
-      // Envoy's sidecar inbound (`use_remote_address: false`): the peer is not appended to x-forwarded-for.
-      l.security.appendXff = false;
-      const port = ports.get(listeners[i].port);
-      if (port !== undefined) port.listener = l;
-    });
     const tcpAuthz = compileTcpAuthz(ir.security.authorizationPolicies);
     if (ir.security.jwtRules.length > 0) void loadJose().catch((err: unknown) => this.#log.error('inbound: cannot load jose', { error: (err as Error).message }));
     const workloadsByIp = new Map<string, MeshWorkload>();
     for (const w of view.workloads) workloadsByIp.set(w.ip, w);
-    // HTTP requests go to the first pod IP; its family decides the source address.
-    const source = this.#sourceFor(podIp);
-    if (this.#pools === null || this.#poolsSource !== source) {
-      const old = this.#pools;
-      this.#pools = new EndpointPools({ ...this.#opts.pools, localAddress: source });
-      this.#poolsSource = source;
-      this.#pools.bind(snapshot, null);
-      if (old !== null) void old.close(30_000);
-    } else this.#pools.bind(snapshot, this.#served?.snapshot ?? null);
+    // One pool set per family, dialling from that family's source address (127.0.0.6 or ::6).
+    for (const [family, snapshot] of snapshots) {
+      let pools = this.#pools.get(family);
+      if (pools === undefined) this.#pools.set(family, (pools = new EndpointPools({ ...this.#opts.pools, localAddress: family === 6 ? this.#sourceAddress6 : this.#sourceAddress })));
+      pools.bind(snapshot, this.#served?.snapshots.get(family) ?? null);
+    }
+    for (const [family, pools] of this.#pools) {
+      if (snapshots.has(family)) continue;
+      this.#pools.delete(family);
+      void pools.close(DRAIN_MS);
+    }
     this.#served = {
       version: ir.version,
       view,
       ports,
       defaultMode: view.inboundDefault,
-      snapshot,
+      snapshots,
       tcpAuthz,
       telemetry: { proxy: view.proxy, workloadsByIp, clusterId: this.#opts.clusterId ?? 'unknown' },
     };
-    for (const p of ports.values()) if (p.listener !== null && !this.#engines.has(p.port)) this.#engines.set(p.port, new PortEngines(p.port, (port, d) => this.#serve(port, d)));
+    for (const p of ports.values()) if (p.http && !this.#engines.has(p.port)) this.#engines.set(p.port, new PortEngines(p.port, (port, d) => this.#serve(port, d)));
     // Ports no longer served over HTTP: their connections finish what they are doing, then close.
     for (const [n, e] of this.#engines) {
-      if (ports.get(n)?.listener != null) continue;
+      if (ports.get(n)?.http === true) continue;
       this.#engines.delete(n);
       e.drain(DRAIN_MS);
     }
@@ -399,14 +425,15 @@ export class InboundHandler {
     for (const e of this.#engines.values()) e.close();
     this.#engines.clear();
     this.#pendingTls.clear();
-    await this.#pools?.close(1000);
+    await Promise.all([...this.#pools.values()].map((p) => p.close(1000)));
+    this.#pools.clear();
   }
 
   // ---- per connection ------------------------------------------------------------------------
 
   /** An undeclared port: relayed as TCP to the original destination (Istio's InboundPassthroughCluster), mTLS as `inboundDefault`. */
   #passthroughPort(served: ServedView, port: number): ServedPort {
-    return { port, mode: served.defaultMode, kind: 'TCP', service: null, connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, listener: null };
+    return { port, mode: served.defaultMode, kind: 'TCP', service: null, connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, http: false, listeners: new Map() };
   }
 
   /** The source address for a connection to `address`: 127.0.0.6, or ::6 for IPv6. */
@@ -554,7 +581,9 @@ export class InboundHandler {
   /** Every HTTP request on an inbound port starts here. */
   #serve(portNumber: number, d: Downstream): void {
     const served = this.#served;
-    const listener = served?.ports.get(portNumber)?.listener ?? null;
+    const listeners = served?.ports.get(portNumber)?.listeners;
+    const family: Family = net.isIPv6(plainIp(d.localAddress)) ? 6 : 4;
+    const listener = listeners?.get(family) ?? listeners?.get(family === 6 ? 4 : 6) ?? null;
     if (listener === null) return void d.reset(new Error(`inbound port ${portNumber} is no longer served`));
     try {
       handleRequest(this.#env, listener, d);
