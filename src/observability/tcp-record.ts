@@ -30,6 +30,8 @@ export class TcpRecord {
   cluster = '';
   /** `address:port` of the upstream endpoint. */
   upstreamHost: string | null = null;
+  /** `address:port` the upstream connection was made from (a sidecar's inbound side: 127.0.0.6:…); null when not recorded. */
+  upstreamLocal: string | null = null;
   /** Envoy response flag; null = none (`-`). */
   flags: string | null = null;
   /** Why the upstream transport failed (`TLS_error:...`), else null. */
@@ -43,6 +45,8 @@ export class TcpRecord {
   bytesSent = 0;
   /** True once `open` was reported (so `close` is reported once per opened connection too). */
   opened = false;
+  /** Istio labels fixed by the connection (a sidecar's inbound side, see `RequestRecord.meshLabels`); null = the gateway's labels of `cluster`. */
+  meshLabels: Readonly<Record<string, string>> | null = null;
 
   constructor(
     /** The TcpListener name. */
@@ -89,7 +93,7 @@ export function tcpAccessLogEntry(rec: TcpRecord): Record<string, string | numbe
     authority: null,
     upstream_host: rec.upstreamHost,
     upstream_cluster: rec.cluster === '' ? null : rec.cluster,
-    upstream_local_address: null,
+    upstream_local_address: rec.upstreamLocal,
     downstream_local_address: rec.downstreamLocal,
     downstream_remote_address: rec.downstreamRemote,
     requested_server_name: rec.sni === '' ? null : rec.sni,

@@ -55,7 +55,7 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Do
     } else if (n.length === 23 && n.toLowerCase() === 'x-forwarded-client-cert') xfcc = true;
   }
   // XFCC is settled before anything reads the request (Envoy: in the connection manager).
-  settleForwardClientCert(d, listener.security.xfcc, xfcc);
+  settleForwardClientCert(d, listener.security.xfcc, xfcc, listener.security.xfccCert !== false);
   if (h2) {
     // `:authority` when present (RFC 9113 §8.3.1: it wins over Host).
     const a = d.header(':authority');
@@ -166,7 +166,7 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     action.rewriteAuthority ?? x.authority,
     x.authority,
     listener.scheme,
-    plainAddress(d.remoteAddress),
+    listener.security.appendXff === false ? null : plainAddress(d.remoteAddress),
   );
   let headers = built.headers;
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);
