@@ -412,6 +412,10 @@ export async function main(argv: string[]): Promise<number> {
       return injectCommand(rest, (m) => {
         throw new UsageError(m);
       });
+    case 'sidecar':
+      return (await import('./sidecar.js')).sidecarCommand(rest, (m) => {
+        throw new UsageError(m);
+      }, waitForSignal);
     case undefined:
     case 'help':
     case '--help':
@@ -419,7 +423,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate, demo, control, token, capture or inject)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate, demo, control, token, capture, inject or sidecar)`);
   }
 }
 
