@@ -28,7 +28,7 @@
  */
 import net from 'node:net';
 import http2, { type ServerHttp2Stream } from 'node:http2';
-import type { Cluster, IRSnapshot, Listener, OutboundService, Route, SidecarView } from '../../ir/types.js';
+import type { Cluster, DomainMatch, IRSnapshot, Listener, OutboundService, Route, SidecarView } from '../../ir/types.js';
 import { defaultSecurityConfig } from '../../ir/security.js';
 import { compileSnapshot } from '../compile/compile-snapshot.js';
 import { normalizeHost, selectVirtualHost } from '../compile/lookup.js';
@@ -211,7 +211,7 @@ export class OutboundHandler {
     if (view === undefined) throw new Error(`snapshot ${ir.version} is not a sidecar view (no "sidecar")`);
     const outIr: IRSnapshot = {
       ...ir,
-      listeners: view.outboundHttp.map((l) => withCatchAll(l, view.outboundTrafficPolicy)),
+      listeners: view.outboundHttp.map((l) => withCatchAll(withPortlessDomains(l), view.outboundTrafficPolicy)),
       tcpListeners: [],
       // The view's security is for the inbound side (policies selecting this workload): never on outbound.
       security: { ...ir.security, jwtRules: [], authorizationPolicies: [], extAuthzProviders: [], rateLimits: [] },
@@ -518,6 +518,37 @@ function isVip(s: OutboundService, a: string): boolean {
 /** `::ffff:10.0.0.1` → `10.0.0.1`. */
 export function plainAddress(a: string): string {
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+/**
+ * Istio lists each service domain with and without `:<port>` (`reviews`, `reviews:9080`,
+ * `10.0.0.1:9080`); the request path matches the Host without its port (compile/lookup.ts), so each
+ * `host:<port of the table>` domain also stands for `host` (when no other virtual host of the chain
+ * claims it). Another port in a domain never matches this table's requests, as in Envoy.
+ */
+export function withPortlessDomains(l: Listener): Listener {
+  return {
+    ...l,
+    filterChains: l.filterChains.map((c) => {
+      const claimed = new Set<string>();
+      for (const v of c.virtualHosts) for (const d of v.domains) if (d.kind === 'exact') claimed.add(d.host.toLowerCase());
+      const suffix = `:${l.externalPort}`;
+      return {
+        ...c,
+        virtualHosts: c.virtualHosts.map((v) => {
+          const extra: DomainMatch[] = [];
+          for (const d of v.domains) {
+            if (d.kind !== 'exact' || !d.host.endsWith(suffix)) continue;
+            const bare = d.host.slice(0, -suffix.length).toLowerCase();
+            if (bare === '' || claimed.has(bare)) continue;
+            claimed.add(bare);
+            extra.push({ kind: 'exact', host: bare });
+          }
+          return extra.length === 0 ? v : { ...v, domains: [...v.domains, ...extra] };
+        }),
+      };
+    }),
+  };
 }
 
 /**
