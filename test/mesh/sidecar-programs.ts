@@ -8,7 +8,7 @@ import { cluster, forward, httpListener, match, route, snapshot, vhost } from '.
  * HTTP app. APP_NAME names it, APP_PORT is its port; with TLS_CERT/TLS_KEY/TLS_CA (PEM paths) it is
  * HTTPS and requires a client certificate issued by TLS_CA. Every request is logged as a JSON line
  * ({"seen": path, "remote"}); the answer is JSON with what it saw.
-*   .../fail-once/<key>  503 the first time, 200 after;
+ *   .../fail-once/<key>  503 the first time, 200 after;
  *   /slow             answers after 3 s.
  */
 export const HTTP_APP = String.raw`
@@ -174,6 +174,47 @@ export function clientView(a: LabAddresses, policy: SidecarView['outboundTraffic
     inboundDefault: 'PERMISSIVE',
     inboundHttp: [],
     workloads: [],
+  };
+  return { ...base, version, sidecar: view };
+}
+
+/**
+ * Two meshed pods (sidecar-mesh.test.ts): the client's view calls reviews:9080 (VIP 10.250.1.10) whose
+ * one endpoint (`server`) is labelled `security.istio.io/tlsMode: istio`, so auto mTLS applies.
+ */
+export function meshClientView(serverIp: string, version: string): IRSnapshot {
+  const reviews = meshCluster('reviews', 9080, '', [{ address: serverIp, port: 9080 }]);
+  reviews.endpoints = reviews.endpoints.map((e) => ({ ...e, tlsMode: 'istio' as const }));
+  reviews.autoMtls = istioMutual('reviews', 9080, ['spiffe://cluster.local/ns/default/sa/reviews']);
+  const base = snapshot([], [reviews]);
+  const view: SidecarView = {
+    proxy: { namespace: 'default', serviceAccount: 'client', podName: 'client-0', podIps: ['10.250.0.2'], labels: { app: 'client', version: 'v1' }, spiffeId: 'spiffe://cluster.local/ns/default/sa/client', workload: 'client' },
+    outboundTrafficPolicy: 'ALLOW_ANY',
+    outbound: [svc('reviews', 9080, 'HTTP', '10.250.1.10', true)],
+    outboundHttp: [outboundTable(9080, [vhost('reviews.default.svc.cluster.local:9080', domains('reviews', 9080, '10.250.1.10'), [route('default/reviews', forward([reviews.name]))])])],
+    outboundTcp: [],
+    inbound: [],
+    inboundDefault: 'PERMISSIVE',
+    inboundHttp: [],
+    workloads: [{ ip: serverIp, namespace: 'default', name: 'reviews', serviceAccount: 'reviews', app: 'reviews', version: 'v1', meshed: true }],
+  };
+  return { ...base, version, sidecar: view };
+}
+
+/** The server pod's view: inbound 9080 (HTTP, STRICT) forwarded to the app. */
+export function meshServerView(serverIp: string, clientIp: string, version: string): IRSnapshot {
+  const service = { namespace: 'default', name: 'reviews', host: 'reviews.default.svc.cluster.local', port: 9080 };
+  const base = snapshot([], [cluster('inbound|9080||', [], { service })]);
+  const view: SidecarView = {
+    proxy: { namespace: 'default', serviceAccount: 'reviews', podName: 'reviews-0', podIps: [serverIp], labels: { app: 'reviews', version: 'v1' }, spiffeId: 'spiffe://cluster.local/ns/default/sa/reviews', workload: 'reviews' },
+    outboundTrafficPolicy: 'ALLOW_ANY',
+    outbound: [],
+    outboundHttp: [],
+    outboundTcp: [],
+    inbound: [{ port: 9080, protocol: 'HTTP', mtls: 'STRICT', httpRoutes: 'inbound_9080', cluster: 'inbound|9080||' }],
+    inboundDefault: 'STRICT',
+    inboundHttp: [httpListener(9080, [vhost('inbound', ['*'], [route('default', forward(['inbound|9080||']))])], { name: 'inbound_9080', address: '0.0.0.0' })],
+    workloads: [{ ip: clientIp, namespace: 'default', name: 'client', serviceAccount: 'client', app: 'client', version: 'v1', meshed: true }],
   };
   return { ...base, version, sidecar: view };
 }

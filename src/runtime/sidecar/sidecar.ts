@@ -167,7 +167,7 @@ export class SidecarRuntime {
     });
     this.#obs.metrics?.attach(outbound);
     this.#outbound = outbound;
-    this.#inbound = await loadInbound({ identity: () => meshIdentity(), log: this.#log.child({ component: 'inbound' }), metrics: this.#obs.metrics, observer: this.#obs, random: Math.random });
+    this.#inbound = await loadInbound({ identity: () => meshIdentity(), log: this.#log.child({ component: 'inbound' }), metrics: this.#obs, observer: this.#obs, random: Math.random });
   }
 
   #accept(kind: 'outbound' | 'inbound', socket: net.Socket): void {
