@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { createPrivateKey } from 'node:crypto';
 import { Lab, labRequired, labSkipReason, type LabProcess } from './lab.js';
 import { callFrom, ECHO_APP } from './lab-programs.js';
-import { clientView, HOLD_CLIENT, HTTP_AGENT, HTTP_APP } from './sidecar-programs.js';
+import { BANNER_APP, clientView, H2C_CLIENT, HOLD_CLIENT, HTTP_AGENT, HTTP_APP, TLS_CLIENT, WAIT_GREETING } from './sidecar-programs.js';
 import { makePlugInCa, makeWorkloadCert } from '../support/mesh-pki.js';
 import { loadOrCreateCaDirectory } from '../../src/mesh/ca/ca.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
@@ -120,6 +120,8 @@ describe('meshgate sidecar outbound in a network-namespace lab', { skip: skip ? 
       v2: app('v2', 'v2', 9080),
       ext: app('ext', 'ext', 8080),
       secure: app('ext', 'secure', 8443, { TLS_CERT: path.join(dir, 'secure.crt'), TLS_KEY: path.join(dir, 'secure.key'), TLS_CA: path.join(caDir, 'root-cert.pem') }),
+      auto: app('v1', 'auto', 7000),
+      banner: lab.spawn('v2', [process.execPath, '-e', BANNER_APP], { APP_NAME: 'v2', APP_PORT: '7001' }),
       echoV1: lab.spawn('v1', [process.execPath, '-e', ECHO_APP], { ECHO_NAME: 'v1', ECHO_LISTEN: '9000' }),
       echoExt: lab.spawn('ext', [process.execPath, '-e', ECHO_APP], { ECHO_NAME: 'ext', ECHO_LISTEN: '9000' }),
     };
@@ -204,6 +206,37 @@ describe('meshgate sidecar outbound in a network-namespace lab', { skip: skip ? 
     assert.equal(reply.server, 'v1', out);
     assert.equal(reply.got, 'ping\n');
     assert.equal(reply.remote, '10.250.0.2');
+  });
+
+  test('sniffing an undeclared port: HTTP/1.1 and h2c are routed as HTTP', async () => {
+    const h1 = await one('10.250.1.14', 7000, '/h1');
+    assert.equal(h1.status, 200, JSON.stringify(h1));
+    assert.equal(body(h1).server, 'auto');
+    const r = await lab.run('client', [process.execPath, '-e', H2C_CLIENT], { TARGET: '10.250.1.14:7000', AUTHORITY: 'auto.default.svc.cluster.local:7000' });
+    const h2 = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { status?: number; body?: string };
+    assert.equal(h2.status, 200, r.stdout + r.stderr);
+    // The app speaks HTTP/1.1: the sidecar took the h2c request and forwarded it (its route, its x-request-id).
+    const b = JSON.parse(h2.body!) as { server: string; url: string; headers: Record<string, string> };
+    assert.equal(b.server, 'auto');
+    assert.equal(b.url, '/h2c');
+    assert.ok(b.headers['x-request-id']);
+  });
+
+  test('sniffing an undeclared port: a server-first protocol is relayed as TCP after the detection timeout', async () => {
+    const r = await lab.run('client', [process.execPath, '-e', WAIT_GREETING], { TARGET: '10.250.1.15:7001' });
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { line?: string; ms?: number; error?: string };
+    assert.equal(out.line, '220 banner from v2', r.stdout + r.stderr);
+    assert.ok(out.ms! >= 250, `greeting after ${out.ms} ms: the proxy waited for client bytes first`);
+  });
+
+  test('sniffing an undeclared port: a TLS ClientHello is relayed as TLS (the client\'s own TLS reaches the server)', async () => {
+    const r = await lab.run('client', [process.execPath, '-e', TLS_CLIENT], { TARGET: '10.250.1.16:7443', SNI: 'tlsapp.example', CERT: path.join(dir, 'secure.crt'), KEY: path.join(dir, 'secure.key'), CA: path.join(dir, 'ca', 'root-cert.pem') });
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { status?: number; body?: string };
+    assert.equal(out.status, 200, r.stdout + r.stderr);
+    const b = JSON.parse(out.body!) as { server: string; sni: string; url: string };
+    assert.equal(b.server, 'secure');
+    assert.equal(b.sni, 'tlsapp.example', 'not re-encrypted: the server saw the client\'s SNI');
+    assert.equal(b.url, '/tls');
   });
 
   test('ALLOW_ANY: unknown destinations pass through (HTTP and TCP)', async () => {

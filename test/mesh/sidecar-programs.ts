@@ -82,6 +82,51 @@ process.stdin.setEncoding('utf8').on('data', (d) => {
 console.log(JSON.stringify({ agent: 'ready', uid: process.getuid() }));
 `;
 
+/** A server-first TCP server: it greets every connection with "220 banner" and then echoes. */
+export const BANNER_APP = String.raw`
+require('net').createServer((s) => { s.write('220 banner from ' + process.env.APP_NAME + '\n'); s.pipe(s); s.on('error', () => {}); })
+  .listen(Number(process.env.APP_PORT), '0.0.0.0', () => console.log(JSON.stringify({ listening: Number(process.env.APP_PORT) })));
+`;
+
+/** One h2c request (HTTP/2 prior knowledge) to TARGET: prints {status, body} or {error}. */
+export const H2C_CLIENT = String.raw`
+const http2 = require('http2');
+const s = http2.connect('http://' + process.env.TARGET);
+s.on('error', (e) => { console.log(JSON.stringify({ error: e.code || String(e) })); process.exit(0); });
+const req = s.request({ ':path': '/h2c', ':authority': process.env.AUTHORITY || process.env.TARGET });
+let body = '', status = 0;
+req.setEncoding('utf8');
+req.on('response', (h) => (status = h[':status']));
+req.on('data', (d) => (body += d));
+req.on('end', () => { console.log(JSON.stringify({ status, body })); s.close(); });
+req.on('error', (e) => { console.log(JSON.stringify({ error: e.code || String(e) })); process.exit(0); });
+req.end();
+setTimeout(() => { console.log(JSON.stringify({ error: 'TIMEOUT' })); process.exit(0); }, 5000).unref();
+`;
+
+/** Server-first: connects to TARGET, sends nothing, prints the first line received or {error}. */
+export const WAIT_GREETING = String.raw`
+const s = require('net').connect(process.env.TARGET.split(':')[1], process.env.TARGET.split(':')[0]);
+const t0 = Date.now();
+s.setEncoding('utf8');
+s.on('data', (d) => { console.log(JSON.stringify({ line: d.split('\n')[0], ms: Date.now() - t0 })); process.exit(0); });
+s.on('error', (e) => { console.log(JSON.stringify({ error: e.code })); process.exit(0); });
+s.on('close', () => { console.log(JSON.stringify({ error: 'CLOSED' })); process.exit(0); });
+setTimeout(() => { console.log(JSON.stringify({ error: 'TIMEOUT' })); process.exit(0); }, 5000).unref();
+`;
+
+/** A TLS client with CERT/KEY/CA files: GET /tls over TLS with SNI `SNI` to TARGET; prints {status, body} or {error}. */
+export const TLS_CLIENT = String.raw`
+const https = require('https'), fs = require('fs');
+const [host, port] = process.env.TARGET.split(':');
+https.get({ host, port, path: '/tls', servername: process.env.SNI, cert: fs.readFileSync(process.env.CERT), key: fs.readFileSync(process.env.KEY), ca: fs.readFileSync(process.env.CA), checkServerIdentity: () => undefined, agent: false }, (res) => {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (d) => (body += d));
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, body })));
+}).on('error', (e) => console.log(JSON.stringify({ error: e.code || String(e) })));
+`;
+
 /**
  * A TCP client that holds one connection open: it connects to TARGET, writes "hello\n", then waits
  * for a line "finish" on stdin to write "bye\n" and half-close, and prints what came back.
@@ -120,6 +165,11 @@ function svc(name: string, port: number, protocol: OutboundService['protocol'], 
   return { host: FQDN(name), namespace: 'default', port, protocol, addresses: [vip], httpRoutes: http ? `outbound_${port}` : null, tcpRoutes: http ? null : `outbound_${port}_tcp_${FQDN(name)}` };
 }
 
+/** An undeclared (sniffed) service port: both an HTTP table and a TCP relay. */
+function auto2(name: string, port: number, vip: string): OutboundService {
+  return { host: FQDN(name), namespace: 'default', port, protocol: 'UNKNOWN', addresses: [vip], httpRoutes: `outbound_${port}`, tcpRoutes: `outbound_${port}_tcp_${FQDN(name)}` };
+}
+
 function meshCluster(name: string, port: number, subset: string, endpoints: { address: string; port: number }[], extra: Partial<Cluster> = {}): Cluster {
   const c = cluster(`outbound|${port}|${subset}|${FQDN(name)}`, endpoints, extra);
   return { ...c, service: { namespace: 'default', name, host: FQDN(name), port }, subset, connectTimeoutMs: 2000 };
@@ -147,6 +197,9 @@ export function clientView(a: LabAddresses, policy: SidecarView['outboundTraffic
   const echo = meshCluster('echo', 9000, '', [{ address: a.v1, port: 9000 }]);
   const secure = meshCluster('secure', 8443, '', [{ address: a.ext, port: 8443 }], { tls: istioMutual('secure', 8443, ['spiffe://cluster.local/ns/default/sa/secure']) });
   const wrong = meshCluster('wrongid', 8443, '', [{ address: a.ext, port: 8443 }], { tls: istioMutual('wrongid', 8443, ['spiffe://cluster.local/ns/default/sa/other']) });
+  const auto = meshCluster('auto', 7000, '', [{ address: a.v1, port: 7000 }]);
+  const banner = meshCluster('banner', 7001, '', [{ address: a.v2, port: 7001 }]);
+  const tlsapp = meshCluster('tlsapp', 7443, '', [{ address: a.ext, port: 8443 }]);
   const reviewsRoutes: Route[] = [
     route('vs/reviews/canary', forward([v2.name]), [match({ headers: [{ name: 'x-canary', match: { kind: 'exact', value: 'v2', ignoreCase: false }, invert: false }] })]),
     route('vs/reviews/retry', forward([v1.name], { retries: { numRetries: 3, perTryTimeoutMs: null, retryOn: ['5xx'], retriableStatusCodes: [], backoffBaseMs: 25, ignorePreviousHosts: true } }), [match({ path: { kind: 'prefix', value: '/retry', ignoreCase: false } })]),
@@ -159,15 +212,22 @@ export function clientView(a: LabAddresses, policy: SidecarView['outboundTraffic
   const outboundHttp = [
     outboundTable(8443, [vhost('secure.default.svc.cluster.local:8443', domains('secure', 8443, '10.250.1.12'), [route('default/secure', forward([secure.name]))]), vhost('wrongid.default.svc.cluster.local:8443', domains('wrongid', 8443, '10.250.1.13'), [route('default/wrongid', forward([wrong.name]))])]),
     outboundTable(9080, [vhost('reviews.default.svc.cluster.local:9080', domains('reviews', 9080, '10.250.1.10'), reviewsRoutes)]),
-  ];
+    outboundTable(7000, [vhost('auto.default.svc.cluster.local:7000', domains('auto', 7000, '10.250.1.14'), [route('default/auto', forward([auto.name]))])]),
+    outboundTable(7001, [vhost('banner.default.svc.cluster.local:7001', domains('banner', 7001, '10.250.1.15'), [route('default/banner', forward([banner.name]))])]),
+    outboundTable(7443, [vhost('tlsapp.default.svc.cluster.local:7443', domains('tlsapp', 7443, '10.250.1.16'), [route('default/tlsapp', forward([tlsapp.name]))])]),
+  ].sort((x, y) => x.port - y.port);
+  const tcpTo = (name: string, port: number, c: Cluster): TcpListener => ({ name: `outbound_${port}_tcp_${FQDN(name)}`, address: '0.0.0.0', port, externalPort: port, protocol: 'TCP', routes: [{ name: `default/${name}`, source: { kind: 'Service', namespace: 'default', name, file: null, line: null }, matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.name, weight: 1 }] }], tlsChains: [] });
   const outboundTcp: TcpListener[] = [
-    { name: `outbound_9000_tcp_${FQDN('echo')}`, address: '0.0.0.0', port: 9000, externalPort: 9000, protocol: 'TCP', routes: [{ name: 'default/echo', source: { kind: 'Service', namespace: 'default', name: 'echo', file: null, line: null }, matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: echo.name, weight: 1 }] }], tlsChains: [] },
+    tcpTo('auto', 7000, auto),
+    tcpTo('banner', 7001, banner),
+    tcpTo('tlsapp', 7443, tlsapp),
+    tcpTo('echo', 9000, echo),
   ];
-  const base = snapshot([], [all, v1, v2, echo, secure, wrong].sort((x, y) => x.name.localeCompare(y.name)));
+  const base = snapshot([], [all, v1, v2, echo, secure, wrong, auto, banner, tlsapp].sort((x, y) => x.name.localeCompare(y.name)));
   const view: SidecarView = {
     proxy: { namespace: 'default', serviceAccount: 'client', podName: 'client-0', podIps: ['10.250.0.2'], labels: { app: 'client', version: 'v7' }, spiffeId: 'spiffe://cluster.local/ns/default/sa/client', workload: 'client' },
     outboundTrafficPolicy: policy,
-    outbound: [svc('echo', 9000, 'TCP', '10.250.1.11', false), svc('reviews', 9080, 'HTTP', '10.250.1.10', true), svc('secure', 8443, 'HTTP', '10.250.1.12', true), svc('wrongid', 8443, 'HTTP', '10.250.1.13', true)],
+    outbound: [auto2('auto', 7000, '10.250.1.14'), auto2('banner', 7001, '10.250.1.15'), auto2('tlsapp', 7443, '10.250.1.16'), svc('echo', 9000, 'TCP', '10.250.1.11', false), svc('reviews', 9080, 'HTTP', '10.250.1.10', true), svc('secure', 8443, 'HTTP', '10.250.1.12', true), svc('wrongid', 8443, 'HTTP', '10.250.1.13', true)],
     outboundHttp,
     outboundTcp,
     inbound: [],

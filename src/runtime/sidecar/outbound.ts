@@ -486,9 +486,13 @@ const NO_ALPN: readonly string[] = [];
 const BLACKHOLE = 'block_all';
 const PASSTHROUGH = 'allow_any_';
 
-/** An HTTP/1.x method token followed by a space (RFC 9110 tchar, at most 20 of them). */
-const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20} /;
-const METHOD_PREFIX = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{0,20}$/;
+/** Longest HTTP/1.x request line waited for while sniffing (a longer one is relayed as TCP). */
+const REQUEST_LINE_LIMIT = 8192;
+
+/** A whole HTTP/1.x request line: method (RFC 9110 token), target, version (Envoy's http_inspector). */
+const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20} [^ \r\n]+ HTTP\/1\.[01]\r?\n$/;
+/** What a request line can start with: a method, a target, a version so far. */
+const REQUEST_LINE_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{0,20}(?: [^ \r\n]*(?: (.*))?)?$/s;
 
 /** What the first bytes of a connection say (mesh.md §2.4). */
 export function classify(b: Buffer): 'http' | 'tls' | 'tcp' | 'need-more' {
@@ -496,10 +500,14 @@ export function classify(b: Buffer): 'http' | 'tls' | 'tcp' | 'need-more' {
   if (b[0] === 0x16) return b.length < 2 ? 'need-more' : b[1] === 0x03 ? 'tls' : 'tcp';
   const n = Math.min(b.length, PREFACE.length);
   if (b.compare(PREFACE, 0, n, 0, n) === 0) return b.length >= PREFACE.length ? 'http' : 'need-more';
-  const head = b.subarray(0, 22).toString('latin1');
-  if (METHOD.test(head)) return 'http';
-  if (METHOD_PREFIX.test(head)) return 'need-more';
-  return 'tcp';
+  const s = b.subarray(0, REQUEST_LINE_LIMIT).toString('latin1');
+  const nl = s.indexOf('\n');
+  if (nl !== -1) return REQUEST_LINE.test(s.slice(0, nl + 1)) ? 'http' : 'tcp';
+  const m = REQUEST_LINE_START.exec(s);
+  if (m === null) return 'tcp';
+  const version = m[1];
+  if (version !== undefined && !'HTTP/1.1\r'.startsWith(version) && !'HTTP/1.0\r'.startsWith(version)) return 'tcp';
+  return b.length >= REQUEST_LINE_LIMIT ? 'tcp' : 'need-more';
 }
 
 function key(address: string, port: number): string {
