@@ -35,6 +35,7 @@ import { checkServiceAccount } from '../mesh/identity/names.js';
 import { parseTtl, trustDomain } from './mesh-client-options.js';
 import { TRANSPARENT_FDS_ENV, transparentLauncherArgv } from '../mesh/capture/transparent.js';
 import type { IRSnapshot } from '../ir/types.js';
+import { validateIR } from '../ir/validate.js';
 
 type Fail = (message: string) => never;
 
@@ -289,6 +290,8 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
       } catch (e) {
         return log.warn('the view file is not JSON', { file, error: (e as Error).message });
       }
+      const problems = validateIR(ir);
+      if (problems.length > 0) return log.warn('the view file is not a valid snapshot; the last good view keeps serving', { file, problems: problems.slice(0, 10) });
       await apply(ir, file).catch(() => undefined);
     };
     await load();

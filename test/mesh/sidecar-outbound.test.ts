@@ -131,7 +131,7 @@ describe('meshgate sidecar outbound in a network-namespace lab', { skip: skip ? 
       process.execPath, MAIN, 'sidecar',
       '--control', '10.250.0.6:15012', '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, 'token'),
       '--pod-ip', '10.250.0.2', '--namespace', 'default', '--service-account', 'client', '--pod-name', 'client-0',
-      '--view-file', viewFile, '--drain', '2s',
+      '--view-file', viewFile, '--drain', '2s', '--access-log', 'stdout',
     ]);
     const deadline = Date.now() + 20_000;
     while (!sidecarLog().includes('sidecar listening') && Date.now() < deadline && sidecar.child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
@@ -277,6 +277,22 @@ describe('meshgate sidecar outbound in a network-namespace lab', { skip: skip ? 
     assert.match(text, /istio_tcp_connections_opened_total\{[^}]*destination_service="echo\.default\.svc\.cluster\.local"/);
   });
 
+  test('access log: one line per request, as at the gateway (route, cluster, upstream host, original destination)', () => {
+    const line = sidecar.stdout.find((l) => l.includes('"GET /hello HTTP/1.1"'));
+    assert.ok(line, sidecar.stdout.slice(0, 20).join('\n'));
+    assert.match(line!, / 200 /);
+    assert.match(line!, /outbound\|9080\|v2\|reviews\.default\.svc\.cluster\.local/);
+    assert.match(line!, /10\.250\.0\.4:9080/);
+    assert.match(line!, /10\.250\.1\.10:9080 10\.250\.0\.2:\d+/);
+    assert.match(line!, /vs\/reviews\/canary/);
+  });
+
+  test('a sidecar whose --proxy-uid capture does not exempt refuses to start (its traffic would loop)', async () => {
+    const r = await lab.run('client', [process.execPath, MAIN, 'sidecar', '--view-file', viewFile, '--pod-ip', '10.250.0.2', '--namespace', 'default', '--service-account', 'client', '--proxy-uid', '1338', '--outbound-port', '25001', '--inbound-port', '25006', '--status-port', '25020', '--health-port', '25021']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /do not exempt uid 1338 \(they exempt 1337\)/);
+  });
+
   test('a new view applies without dropping an open connection; REGISTRY_ONLY then gives 502 and closes TCP', async () => {
     const hold = lab.spawn('client', [process.execPath, '-e', HOLD_CLIENT], { TARGET: '10.250.1.11:9000' }, { stdin: true });
     await lab.waitForLine(hold, (l) => l.includes('connected'));
@@ -295,5 +311,14 @@ describe('meshgate sidecar outbound in a network-namespace lab', { skip: skip ? 
     const done = JSON.parse(await lab.waitForLine(hold, (l) => l.includes('"out"'))) as { out: string };
     assert.equal(JSON.parse(done.out.trim()).got, 'hello\nbye\n');
     writeView(clientView(ADDR, 'ALLOW_ANY', 'view-3'));
+  });
+
+  test('SIGTERM: the root parent passes it on, the proxy drains and exits 0; its listeners are gone', async () => {
+    sidecar.child.kill('SIGTERM');
+    const code = await Promise.race([sidecar.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
+    assert.equal(code, 0, sidecarLog());
+    assert.match(sidecarLog(), /draining/);
+    const listening = lab.exec('client', 'ss', ['-Hltn']);
+    assert.doesNotMatch(listening, /:1500[16]|:1502[01]/, listening);
   });
 });
