@@ -7,7 +7,7 @@
  *                    [--view-file FILE] [--outbound-port 15001] [--inbound-port 15006]
  *                    [--status-port 15020] [--health-port 15021] [--protocol-detection-timeout 300ms]
  *                    [--access-log stdout|FILE] [--access-log-format text|json] [--drain 5s]
- *                    [--log-level info]
+ *                    [--cluster-id Kubernetes] [--log-level info]
  *
  * Runs as root in the pod's network namespace after `meshgate capture`. As root, it re-runs itself
  * through the transparent-socket launcher (mesh/capture/transparent.ts): the launcher makes the
@@ -44,7 +44,7 @@ export const SIDECAR_USAGE = `meshgate sidecar --control HOST:15012 --root-cert 
                  [--trust-domain cluster.local] [--workload-cert-ttl 24h] [--view-file FILE]
                  [--outbound-port 15001] [--inbound-port 15006] [--status-port 15020] [--health-port 15021]
                  [--protocol-detection-timeout 300ms] [--access-log stdout|FILE] [--access-log-format text|json]
-                 [--drain 5s] [--log-level info]`;
+                 [--drain 5s] [--cluster-id Kubernetes] [--log-level info]`;
 
 const FLAGS = {
   control: { type: 'string' },
@@ -68,6 +68,7 @@ const FLAGS = {
   'access-log-format': { type: 'string' },
   drain: { type: 'string' },
   'log-level': { type: 'string' },
+  'cluster-id': { type: 'string' },
 } as const;
 
 export interface SidecarOptions {
@@ -91,6 +92,8 @@ export interface SidecarOptions {
   accessLog: { path: string; format: 'text' | 'json' } | null;
   drainMs: number;
   logLevel: LogLevel;
+  /** Istio cluster ID (`--cluster-id`, Istio's default `Kubernetes`). */
+  clusterId: string;
 }
 
 function port(flag: string, v: string | undefined, dflt: number, fail: Fail): number {
@@ -160,6 +163,7 @@ export function parseSidecarOptions(args: string[], fail: Fail): SidecarOptions 
     accessLog: s('access-log') ? { path: s('access-log')!, format: fmt as 'text' | 'json' } : null,
     drainMs: drain!,
     logLevel: level as LogLevel,
+    clusterId: s('cluster-id') ?? 'Kubernetes',
   };
 }
 
@@ -236,6 +240,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     needsIdentity: o.control !== null,
     detectionTimeoutMs: o.detectionTimeoutMs,
     drainMs: o.drainMs,
+    clusterId: o.clusterId,
   });
   try {
     await rt.start();

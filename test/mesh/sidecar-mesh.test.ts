@@ -128,6 +128,11 @@ describe('two meshgate sidecars: outbound auto mTLS to a STRICT inbound', { skip
     const src = client.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes('reporter="source"') && l.includes('destination_service="reviews.default.svc.cluster.local"'));
     assert.ok(src, client.slice(0, 2000));
     assert.match(src!, /source_workload="client"/);
+    // The destination workload and its verified identity, from the endpoint that served the request.
+    assert.match(src!, /destination_workload="reviews"/);
+    assert.match(src!, /destination_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/reviews"/);
+    assert.match(src!, /source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"/);
+    assert.match(src!, /connection_security_policy="unknown"/);
     const dst = server.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes('reporter="destination"'));
     assert.ok(dst, server.slice(0, 2000));
     assert.match(dst!, /source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"/);

@@ -44,6 +44,7 @@ import { EndpointPools, type EndpointPoolOptions } from '../state/endpoint-pools
 import { TcpListenerManager } from '../tcp/tcp-listeners.js';
 import { parseClientHello } from '../tcp/client-hello.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
+import { outboundObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
 
 /** The HTTP/2 client connection preface (RFC 9113 §3.4). */
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -74,6 +75,8 @@ export interface OutboundOptions {
    * original destination is one of them is not relayed (it would loop back to the proxy).
    */
   isSelf?: (address: string, port: number) => boolean;
+  /** Istio cluster ID for `source_cluster` / `destination_cluster` (default `Kubernetes`, Istio's). */
+  clusterId?: string;
 }
 
 /** Counters for tests and the admin view. */
@@ -175,11 +178,16 @@ export class OutboundHandler {
   /** Sockets being sniffed or relayed by passthrough (closed at close()). */
   readonly #loose = new Set<net.Socket>();
   #state: State | null = null;
+  #telemetry: OutboundTelemetryContext | null = null;
+  readonly #clusterId: string;
   #closed = false;
   readonly counters: OutboundCounters = { http: 0, tcp: 0, tls: 0, passthrough: 0, blackhole: 0 };
 
   constructor(opts: OutboundOptions) {
-    this.#env = opts.env;
+    const observer = opts.env.observer;
+    // Requests are counted under Istio's source-side labels (outbound-telemetry.ts).
+    this.#env = { random: opts.env.random, observer: observer === null ? null : outboundObserver(observer, () => this.#telemetry) };
+    this.#clusterId = opts.clusterId ?? 'Kubernetes';
     this.#tcpObserver = opts.tcpObserver;
     this.#poolOptions = opts.pools;
     this.#pools = new EndpointPools(opts.pools);
@@ -240,6 +248,7 @@ export class OutboundHandler {
     }
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
     this.#state = { view, ir: outIr, compiled, services, tablesByPort };
+    this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
     // Passthrough listeners carry the view's access-log and tracing settings: rebuilt on demand.
     for (const [k, p] of this.#passthrough) {
       this.#passthrough.delete(k);

@@ -50,6 +50,8 @@ export interface SidecarRuntimeOptions {
   detectionTimeoutMs: number;
   /** Grace for connections of removed tables and at shutdown, ms. */
   drainMs: number;
+  /** Istio cluster ID (`source_cluster`/`destination_cluster`); default `Kubernetes`. */
+  clusterId?: string;
 }
 
 export class SidecarRuntime {
@@ -156,18 +158,19 @@ export class SidecarRuntime {
     const p = ir.sidecar!.proxy;
     const app = p.labels['service.istio.io/canonical-name'] ?? p.labels.app ?? p.workload;
     const version = p.labels['service.istio.io/canonical-revision'] ?? p.labels.version ?? 'unknown';
-    this.#obs = createObservability({ ...this.#o.observability, identity: { workload: p.workload, namespace: p.namespace, app, version, cluster: 'Kubernetes' } });
+    this.#obs = createObservability({ ...this.#o.observability, identity: { workload: p.workload, namespace: p.namespace, app, version, cluster: this.#o.clusterId ?? 'Kubernetes' } });
     this.#env.observer = this.#obs;
     const outbound = new OutboundHandler({
       env: this.#env,
       tcpObserver: this.#obs,
       detectionTimeoutMs: this.#o.detectionTimeoutMs,
       drainMs: this.#o.drainMs,
+      clusterId: this.#o.clusterId ?? 'Kubernetes',
       isSelf: (address, port) => this.#selfPorts.has(port) && (address.startsWith('127.') || address === '::1' || address === '0.0.0.0' || this.#o.podIps.includes(address)),
     });
     this.#obs.metrics?.attach(outbound);
     this.#outbound = outbound;
-    this.#inbound = await loadInbound({ identity: () => meshIdentity(), log: this.#log.child({ component: 'inbound' }), metrics: this.#obs, observer: this.#obs, random: Math.random });
+    this.#inbound = await loadInbound({ identity: () => meshIdentity(), log: this.#log.child({ component: 'inbound' }), metrics: this.#obs, observer: this.#obs, random: Math.random, clusterId: this.#o.clusterId ?? 'Kubernetes' });
   }
 
   #accept(kind: 'outbound' | 'inbound', socket: net.Socket): void {
