@@ -32,7 +32,7 @@ function ir(): IRSnapshot {
 
 test('source-side labels: the meshed endpoint gives its workload and SPIFFE principal; every Istio label but the per-request ones', () => {
   const ctx = outboundTelemetryContext(ir(), 'Kubernetes')!;
-  const l = outboundLabels(ctx, 'outbound|9080||reviews.default.svc.cluster.local', '10.0.0.3:9080');
+  const l = outboundLabels(ctx, 'outbound|9080||reviews.default.svc.cluster.local', '10.0.0.3:9080#tls=6855a48e11782028');
   assert.deepEqual(Object.keys(l).sort(), ISTIO_LABELS.filter((k) => !['request_protocol', 'response_code', 'grpc_response_status', 'response_flags'].includes(k)).sort());
   assert.equal(l.reporter, 'source');
   assert.equal(l.source_workload, 'web');

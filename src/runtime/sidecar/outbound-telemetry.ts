@@ -58,8 +58,11 @@ function addressOf(upstreamHost: string): string {
 }
 
 /** Every Istio label but the per-request ones, for a request that `cluster`'s endpoint `upstreamHost` served. */
-export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, upstreamHost: string): Record<string, string> {
+export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, endpoint: string): Record<string, string> {
   const p = ctx.proxy;
+  // The endpoint's pool key may carry its TLS identity (`10.0.0.3:9080#tls=…`).
+  const hash = endpoint.indexOf('#');
+  const upstreamHost = hash === -1 ? endpoint : endpoint.slice(0, hash);
   const w = ctx.workloadsByIp.get(addressOf(upstreamHost));
   const mtls = ctx.mtlsEndpoints.get(cluster)?.has(upstreamHost) === true;
   const d = destinationLabels(cluster);
