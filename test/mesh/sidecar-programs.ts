@@ -5,7 +5,7 @@ import type { Cluster, IRSnapshot, Listener, OutboundService, Route, SidecarView
 import { cluster, forward, httpListener, match, route, snapshot, vhost } from '../support/ir-builders.js';
 
 /**
- * HTTP app. APP_NAME names it, APP_PORT is its port; with TLS_CERT/TLS_KEY/TLS_CA (PEM paths) it is
+ * HTTP app. APP_NAME names it, APP_PORT is its port (on APP_HOST, default 0.0.0.0); with TLS_CERT/TLS_KEY/TLS_CA (PEM paths) it is
  * HTTPS and requires a client certificate issued by TLS_CA. Every request is logged as a JSON line
  * ({"seen": path, "remote"}); the answer is JSON with what it saw.
  *   .../fail-once/<key>  503 the first time, 200 after;
@@ -37,7 +37,7 @@ const handler = (req, res) => {
 };
 const tlsOpts = process.env.TLS_CERT ? { cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY), ca: fs.readFileSync(process.env.TLS_CA), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['http/1.1'] } : null;
 const server = tlsOpts ? https.createServer(tlsOpts, handler) : http.createServer(handler);
-server.listen(Number(process.env.APP_PORT), '0.0.0.0', () => console.log(JSON.stringify({ listening: Number(process.env.APP_PORT) })));
+server.listen(Number(process.env.APP_PORT), process.env.APP_HOST || '0.0.0.0', () => console.log(JSON.stringify({ listening: Number(process.env.APP_PORT) })));
 `;
 
 /**
@@ -275,6 +275,27 @@ export function meshServerView(serverIp: string, clientIp: string, version: stri
     inboundDefault: 'STRICT',
     inboundHttp: [httpListener(9080, [vhost('inbound', ['*'], [route('default', forward(['inbound|9080||']))])], { name: 'inbound_9080', address: '0.0.0.0' })],
     workloads: [{ ip: clientIp, namespace: 'default', name: 'client', serviceAccount: 'client', app: 'client', version: 'v1', meshed: true }],
+  };
+  return { ...base, version, sidecar: view };
+}
+
+/** A dual-stack client view: reviews:9080 at the IPv6 VIP fd00:250:1::10, served by `v6Endpoint`. */
+export function ipv6ClientView(v6Endpoint: string, version: string): IRSnapshot {
+  const c = meshCluster('reviews', 9080, '', [{ address: v6Endpoint, port: 9080 }]);
+  const vip = 'fd00:250:1::10';
+  const f = FQDN('reviews');
+  const names = [f, 'reviews', 'reviews.default', 'reviews.default.svc'];
+  const base = snapshot([], [c]);
+  const view: SidecarView = {
+    proxy: { namespace: 'default', serviceAccount: 'client', podName: 'client-0', podIps: ['10.250.0.2', 'fd00:250::2'], labels: { app: 'client' }, spiffeId: 'spiffe://cluster.local/ns/default/sa/client', workload: 'client' },
+    outboundTrafficPolicy: 'ALLOW_ANY',
+    outbound: [{ host: f, namespace: 'default', port: 9080, protocol: 'HTTP', addresses: [vip], httpRoutes: 'outbound_9080', tcpRoutes: null }],
+    outboundHttp: [outboundTable(9080, [vhost(`${f}:9080`, [...names, ...names.map((n) => `${n}:9080`), `[${vip}]:9080`], [route('default/reviews', forward([c.name]))])])],
+    outboundTcp: [],
+    inbound: [],
+    inboundDefault: 'PERMISSIVE',
+    inboundHttp: [],
+    workloads: [],
   };
   return { ...base, version, sidecar: view };
 }
