@@ -1,0 +1,128 @@
+/**
+ * Istio's standard labels as the source (client-side) sidecar reports them (reference/mesh.md §4):
+ * `reporter="source"`, this workload's `source_*`, the destination service from the cluster
+ * (`outbound|port|subset|fqdn`), and the destination workload from the endpoint that served the
+ * request, looked up by IP in the view's `workloads` (Istio learns it by metadata exchange; ztunnel
+ * by the same lookup). `destination_principal` is the SPIFFE ID the Istio mTLS connection verified
+ * (the workload's service account), `unknown` in plaintext; `connection_security_policy` is always
+ * `unknown` on the source side (istio_stats).
+ *
+ * The labels are given to the request's record as `meshLabels`, read when metrics count it (after
+ * the endpoint is known); a record without an upstream (local replies) keeps the gateway's labels.
+ */
+import type { Cluster, IRSnapshot, MeshWorkload, SidecarProxy } from '../../ir/types.js';
+import type { RequestObserver } from '../../observability/observer.js';
+import type { RequestRecord } from '../../observability/record.js';
+import { destinationLabels } from '../../observability/metrics.js';
+
+export interface OutboundTelemetryContext {
+  proxy: SidecarProxy;
+  /** Trust domain (from the proxy's SPIFFE ID). */
+  trustDomain: string;
+  workloadsByIp: Map<string, MeshWorkload>;
+  /** Cluster name → `address:port` of its endpoints reached with Istio mTLS. */
+  mtlsEndpoints: Map<string, Set<string>>;
+  /** Istio cluster ID for `source_cluster` / `destination_cluster`. */
+  clusterId: string;
+}
+
+export function outboundTelemetryContext(ir: IRSnapshot, clusterId: string): OutboundTelemetryContext | null {
+  const view = ir.sidecar;
+  if (view === undefined) return null;
+  const trustDomain = /^spiffe:\/\/([^/]+)\//.exec(view.proxy.spiffeId)?.[1] ?? 'cluster.local';
+  const mtlsEndpoints = new Map<string, Set<string>>();
+  for (const c of ir.clusters) {
+    const set = mtlsOf(c);
+    if (set.size > 0) mtlsEndpoints.set(c.name, set);
+  }
+  return { proxy: view.proxy, trustDomain, workloadsByIp: new Map(view.workloads.map((w) => [w.ip, w])), mtlsEndpoints, clusterId };
+}
+
+function mtlsOf(c: Cluster): Set<string> {
+  const out = new Set<string>();
+  for (const e of c.endpoints) {
+    const tls = c.tls ?? (e.tlsMode === 'istio' ? c.autoMtls ?? null : null);
+    if (tls !== null && tls.mode === 'ISTIO_MUTUAL') out.add(hostPort(e.address, e.port));
+  }
+  return out;
+}
+
+function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** `10.0.0.1:80` / `[fd00::1]:80` → the address. */
+function addressOf(upstreamHost: string): string {
+  const m = /^\[(.*)\]:\d+$/.exec(upstreamHost) ?? /^(.*):\d+$/.exec(upstreamHost);
+  return m === null ? upstreamHost : m[1];
+}
+
+/** Every Istio label but the per-request ones, for a request that `cluster`'s endpoint `upstreamHost` served. */
+export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, endpoint: string): Record<string, string> {
+  const p = ctx.proxy;
+  // The endpoint's pool key may carry its TLS identity (`10.0.0.3:9080#tls=…`).
+  const hash = endpoint.indexOf('#');
+  const upstreamHost = hash === -1 ? endpoint : endpoint.slice(0, hash);
+  const w = ctx.workloadsByIp.get(addressOf(upstreamHost));
+  const mtls = ctx.mtlsEndpoints.get(cluster)?.has(upstreamHost) === true;
+  const d = destinationLabels(cluster);
+  const srcCanonical = p.labels['service.istio.io/canonical-name'] ?? p.labels.app ?? p.workload;
+  const srcRevision = p.labels['service.istio.io/canonical-revision'] ?? p.labels.version ?? 'latest';
+  return {
+    reporter: 'source',
+    source_workload: p.workload,
+    source_canonical_service: srcCanonical,
+    source_canonical_revision: srcRevision,
+    source_workload_namespace: p.namespace,
+    source_principal: mtls ? p.spiffeId : 'unknown',
+    source_app: p.labels.app ?? 'unknown',
+    source_version: p.labels.version ?? 'unknown',
+    source_cluster: ctx.clusterId,
+    destination_workload: w?.name ?? 'unknown',
+    destination_workload_namespace: w?.namespace ?? String(d.destination_workload_namespace),
+    destination_principal: mtls && w !== undefined ? `spiffe://${ctx.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}` : 'unknown',
+    destination_app: w === undefined || w.app === '' ? 'unknown' : w.app,
+    destination_version: w === undefined || w.version === '' ? 'unknown' : w.version,
+    destination_service: String(d.destination_service),
+    destination_canonical_service: w === undefined ? String(d.destination_canonical_service) : w.app !== '' ? w.app : w.name,
+    destination_canonical_revision: w === undefined || w.version === '' ? 'latest' : w.version,
+    destination_service_name: String(d.destination_service_name),
+    destination_service_namespace: String(d.destination_service_namespace),
+    destination_cluster: w === undefined ? 'unknown' : ctx.clusterId,
+    connection_security_policy: 'unknown',
+  };
+}
+
+/**
+ * The request observer of the outbound side: each record gets its `meshLabels` computed when the
+ * metrics read them (the endpoint is known by then), cached per cluster and endpoint.
+ */
+export function outboundObserver(inner: RequestObserver, context: () => OutboundTelemetryContext | null): RequestObserver {
+  let cache = new Map<string, Record<string, string>>();
+  let cacheFor: OutboundTelemetryContext | null = null;
+  const labelsOf = (rec: RequestRecord): Record<string, string> | null => {
+    const ctx = context();
+    const cluster = rec.clusterName;
+    const host = rec.upstreamHost;
+    if (ctx === null || cluster === null || host === null) return null;
+    if (ctx !== cacheFor) {
+      cacheFor = ctx;
+      cache = new Map();
+    }
+    const key = `${cluster}\0${host}`;
+    let labels = cache.get(key);
+    if (labels === undefined) {
+      labels = outboundLabels(ctx, cluster, host);
+      if (cache.size < 10_000) cache.set(key, labels);
+    }
+    return labels;
+  };
+  return {
+    begin(listener, d) {
+      const rec = inner.begin(listener, d);
+      if (rec !== null) Object.defineProperty(rec, 'meshLabels', { get: () => labelsOf(rec), set: () => undefined, configurable: true, enumerable: true });
+      return rec;
+    },
+    upstreamTraceHeaders: (rec) => inner.upstreamTraceHeaders(rec),
+  };
+}
