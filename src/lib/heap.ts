@@ -6,9 +6,20 @@
  * 126 -> 118 MiB after one full collection, the primary to 82 MiB after two). So, once the reloads settle (`delayMs` after the last
  * call), a few full garbage collections run, never per request, once per burst of reloads.
  *
- * V8 exposes a collection to JavaScript only with `--expose-gc`; the flag is set at run time and the
- * `gc` function taken from a new context (it applies to contexts created after it is set), so
- * operators need no extra node flags.
+ * The collection that gives memory back is V8's memory-reducing one (it also shrinks the young
+ * generation, which a plain full collection leaves at its largest: 8-16 MiB committed per process).
+ * V8 runs one by itself only 8 s after the last full collection with little allocation (its memory
+ * reducer). From JavaScript, `v8.queryObjects` (Node.js >= 20.13, experimental) starts with exactly
+ * that collection (`CollectAllAvailableGarbage`, reason "heap profiler"); it is asked to count the
+ * instances of a class that has none, so what remains of its cost is one walk over the heap
+ * (measured on a loaded 2-core machine: two collections of 50-90 ms together, about what the three
+ * plain ones cost). `npm run bench:rss`, one route, 3 s after routing works: `--workers 0`
+ * 66.6 -> 62.9 MiB, primary + 1 worker 117.2 -> 114.3 MiB (docs/benchmarks.md).
+ *
+ * Without `v8.queryObjects`: V8 exposes a collection to JavaScript only with `--expose-gc`; the flag
+ * is set at run time and the `gc` function taken from a new context (it applies to contexts created
+ * after it is set), so operators need no extra node flags. Those full collections free the garbage
+ * but keep the young generation's pages.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -30,18 +41,44 @@ function collector(): (() => void) | null {
   return gc;
 }
 
+type QueryObjects = (ctor: abstract new () => unknown, options: { format: 'count' }) => number;
+const queryObjects = (v8 as unknown as { queryObjects?: QueryObjects }).queryObjects;
+
+/** A class never instantiated: counting its instances finds none, quickly. */
+class NeverInstantiated {}
+
+/**
+ * One memory-reducing full collection through `v8.queryObjects`; false when this Node.js has none
+ * (or it failed). The one-time ExperimentalWarning it emits in Node.js 20 is not printed.
+ */
+export function reduceMemory(): boolean {
+  if (typeof queryObjects !== 'function') return false;
+  const emitWarning = process.emitWarning;
+  process.emitWarning = () => {};
+  try {
+    queryObjects(NeverInstantiated, { format: 'count' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+}
+
 /** Full collections in a row; V8 shrinks the heap a step per collection (measured: 3 reach the floor). */
 const ROUNDS = 3;
 
 /**
- * Full collections `delayMs` after the last call (each call postpones them), `ROUNDS` of them 50 ms
- * apart (weak callbacks and finalizers run in between, and each round lets V8 lower its limits).
+ * Full collections `delayMs` after the last call (each call postpones them): one memory-reducing
+ * collection, or (without `v8.queryObjects`) `ROUNDS` plain ones 50 ms apart (weak callbacks and
+ * finalizers run in between, and each round lets V8 lower its limits).
  */
 export function compactHeapSoon(delayMs = 2000): void {
   if (timer !== null) clearTimeout(timer);
   let round = 0;
   const step = () => {
     timer = null;
+    if (round === 0 && reduceMemory()) return;
     const gc = collector();
     if (gc === null) return;
     gc();
