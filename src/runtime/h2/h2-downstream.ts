@@ -85,6 +85,8 @@ export class H2Downstream implements Downstream {
     if (b === null) {
       const stream = this.#stream as TaggedStream;
       b = this.#body = new Readable({ read: resumeStream.bind(stream) });
+      // Its consumer (the upstream client) listens for the abort; with none left, it is not an uncaught error.
+      b.on('error', noop);
       stream.on('data', onStreamData);
       stream.on('end', onStreamEnd);
     }

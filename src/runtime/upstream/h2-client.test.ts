@@ -231,6 +231,29 @@ describe('H2Client', () => {
     assert.equal(r.body, `${total}:${expect.digest('hex')}`);
   });
 
+  test('a body that fails mid-way (its client reset the stream) resets the upstream stream (CANCEL) and fails the request', async () => {
+    let seen: { bytes: number; rstCode: number } | null = null;
+    let closed: () => void = () => {};
+    const upstreamClosed = new Promise<void>((r) => (closed = r));
+    const s = await h2Server((stream) => {
+      let bytes = 0;
+      stream.on('data', (d: Buffer) => (bytes += d.length));
+      stream.on('close', () => {
+        seen = { bytes, rstCode: stream.rstCode };
+        closed();
+      });
+    });
+    const body = new Readable({ read() {} });
+    body.push(Buffer.alloc(1000, 1));
+    const pending = send(client(s.port), { path: '/', method: 'POST', headers: ['host', 'x'], body });
+    await new Promise((r) => setTimeout(r, 100));
+    body.destroy(Object.assign(new Error('the client reset the stream'), { code: 'ECONNRESET' }));
+    const r = await pending;
+    assert.equal(r.error?.message, 'the client reset the stream');
+    await Promise.race([upstreamClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the upstream stream stayed open')), 5000))]);
+    assert.deepEqual(seen, { bytes: 1000, rstCode: http2.constants.NGHTTP2_CANCEL });
+  });
+
   test("the server's SETTINGS_MAX_CONCURRENT_STREAMS is honoured: more sessions open", async () => {
     let open = 0;
     let maxOpen = 0;

@@ -16,6 +16,8 @@
  *   frame with END_STREAM, whose data and end node:http2 delivers in two callbacks) goes out as one
  *   DATA frame carrying END_STREAM instead of a DATA frame and an empty one in a second write.
  *   Response data goes through onData, a `false` pauses the stream until `resume()`.
+ * - A request body that fails (its client reset the stream) resets the upstream stream (CANCEL):
+ *   the upstream never sees END_STREAM after a truncated body.
  * - GOAWAY: the session takes no new stream. A stream the server refused before processing it
  *   (RST_STREAM REFUSED_STREAM, or an id above GOAWAY's last stream id) and with no body consumed is
  *   sent once more on another session. Other stream failures end the request (503 `UC`).
@@ -544,6 +546,7 @@ function startRelay(r: H2Request, body: Readable): void {
   (body as TaggedBody)[kRelay] = r;
   body.on('data', onBodyData);
   body.on('end', onBodyEnd);
+  body.on('error', onBodyError);
   body.resume();
 }
 
@@ -555,6 +558,7 @@ function stopRelay(r: H2Request): void {
   (body as TaggedBody)[kRelay] = undefined;
   body.removeListener('data', onBodyData);
   body.removeListener('end', onBodyEnd);
+  body.removeListener('error', onBodyError);
   if (r.waitingDrain) {
     r.waitingDrain = false;
     r.stream?.removeListener('drain', onStreamDrain);
@@ -610,6 +614,12 @@ function onBodyEnd(this: TaggedBody): void {
   // Written and ended in one go: node:http2 puts END_STREAM on that DATA frame.
   if (held !== null) stream.end(held);
   else stream.end();
+}
+
+/** The body failed (its client reset the stream): the upstream stream is reset too (CANCEL), never ended. */
+function onBodyError(this: TaggedBody, err: Error): void {
+  const r = this[kRelay];
+  if (r !== undefined && r.state === ReqState.Active) r.client.abortRequest(r, err);
 }
 
 function onStreamDrain(this: TaggedStream): void {
