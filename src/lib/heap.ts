@@ -12,9 +12,9 @@
  * reducer). From JavaScript, `v8.queryObjects` (Node.js >= 20.13, experimental) starts with exactly
  * that collection (`CollectAllAvailableGarbage`, reason "heap profiler"); it is asked to count the
  * instances of a class that has none, so what remains of its cost is one walk over the heap
- * (measured on a loaded 2-core machine: two collections of 50-90 ms together, about what the three
- * plain ones cost). `npm run bench:rss`, one route, 3 s after routing works: `--workers 0`
- * 66.6 -> 62.9 MiB, primary + 1 worker 117.2 -> 114.3 MiB (docs/benchmarks.md).
+ * (see `ReduceMode` for what it costs and where it is used). `npm run bench:rss`, 3 s after routing
+ * works: `--workers 0` one route 65.2 -> 61.7 MiB; primary of `--workers 1` with the 500-route bench
+ * table 79.3 -> 64.0 MiB (docs/benchmarks.md).
  *
  * Without `v8.queryObjects`: V8 exposes a collection to JavaScript only with `--expose-gc`; the flag
  * is set at run time and the `gc` function taken from a new context (it applies to contexts created
@@ -69,16 +69,30 @@ export function reduceMemory(): boolean {
 const ROUNDS = 3;
 
 /**
- * Full collections `delayMs` after the last call (each call postpones them): one memory-reducing
- * collection, or (without `v8.queryObjects`) `ROUNDS` plain ones 50 ms apart (weak callbacks and
- * finalizers run in between, and each round lets V8 lower its limits).
+ * How far to go (`reduce`). The memory-reducing collection walks the whole heap as well: measured
+ * ~8 ms per MiB of live heap (11 MiB: 90 ms, 69 MiB: 530 ms, 230 MiB: 1.8 s), 4-5x the three plain
+ * collections, in one pause. So:
+ *   - 'always': a process that serves no traffic (the primary of `--workers N`);
+ *   - 'small-heap': only while at most `SMALL_HEAP_BYTES` are live (`--workers 0`, which serves
+ *     traffic: a small install pays ~100 ms once after a reload; a large table gets plain ones);
+ *   - 'never': plain collections only (data-plane workers: no extra pause under traffic).
  */
-export function compactHeapSoon(delayMs = 2000): void {
+export type ReduceMode = 'always' | 'small-heap' | 'never';
+
+/** Live heap up to which 'small-heap' runs the memory-reducing collection (about 250 ms of pause). */
+export const SMALL_HEAP_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Full collections `delayMs` after the last call (each call postpones them): one memory-reducing
+ * collection (per `reduce`), or `ROUNDS` plain ones 50 ms apart (weak callbacks and finalizers run
+ * in between, and each round lets V8 lower its limits).
+ */
+export function compactHeapSoon(delayMs = 2000, reduce: ReduceMode = 'never'): void {
   if (timer !== null) clearTimeout(timer);
   let round = 0;
   const step = () => {
     timer = null;
-    if (round === 0 && reduceMemory()) return;
+    if (round === 0 && (reduce === 'always' || (reduce === 'small-heap' && process.memoryUsage().heapUsed <= SMALL_HEAP_BYTES)) && reduceMemory()) return;
     const gc = collector();
     if (gc === null) return;
     gc();
