@@ -107,7 +107,7 @@ async function startGateway(label: string, root: string, cfg: string): Promise<G
   const [http, https, admin] = await Promise.all([freePort(), freePort(), freePort()]);
   const t = spawnTracked(`meshgate ${label}`, process.execPath, [
     path.join(root, 'dist/src/cli/main.js'), 'run', '--config', cfg, '--http-port', String(http), '--https-port', String(https), '--admin-port', String(admin),
-    '--port-map', `80=${http}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn',
+    '--port-map', `80=${http}`, '--workers', '1', '--bind-address', '127.0.0.1', '--log-level', 'warn', '--health-port', '0',
   ], { cpu: 1, cwd: root });
   await waitFor(`meshgate ${label} /ready`, async () => {
     const r = await httpGet(admin, '/ready', 'localhost', 1000);

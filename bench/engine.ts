@@ -166,6 +166,9 @@ interface GrpcRow {
   p99Ms: number;
   errors: number;
   cpuMsPerCall: number | null;
+  /** CPU µs per call of the load generator and of the gRPC upstream (both on CPU0). */
+  clientUsPerCall: number | null;
+  upstreamUsPerCall: number | null;
 }
 
 function parseH2load(out: string): { rps: number; failed: number } {
@@ -310,9 +313,11 @@ async function main(): Promise<void> {
         const load = (ms: number) => run(process.execPath, [path.join(HERE, 'grpc-load.js'), String(t.port), 'grpc.bench', values['grpc-concurrency'], String(ms)], cpuOther, ms + 30_000);
         await load(warmup * 1000);
         const before = t.proc ? cpuMs(trackedTree(t.proc)) : 0;
-        const r = JSON.parse(await load(duration * 1000)) as { calls: number; errors: number; seconds: number; p50Ms: number; p99Ms: number };
+        const up0 = grpcProc.pid === undefined ? 0 : cpuMs([grpcProc.pid]);
+        const r = JSON.parse(await load(duration * 1000)) as { calls: number; errors: number; seconds: number; p50Ms: number; p99Ms: number; cpuMs?: number };
         const after = t.proc ? cpuMs(trackedTree(t.proc)) : 0;
-        grpc.push({ target: t.target, callsPerS: r.calls / r.seconds, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, cpuMsPerCall: t.proc && r.calls > 0 ? (after - before) / r.calls : null });
+        const up1 = grpcProc.pid === undefined ? 0 : cpuMs([grpcProc.pid]);
+        grpc.push({ target: t.target, callsPerS: r.calls / r.seconds, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, cpuMsPerCall: t.proc && r.calls > 0 ? (after - before) / r.calls : null, clientUsPerCall: r.cpuMs !== undefined && r.calls > 0 ? (r.cpuMs / r.calls) * 1000 : null, upstreamUsPerCall: grpcProc.pid !== undefined && r.calls > 0 ? ((up1 - up0) / r.calls) * 1000 : null });
       }
     }
 
@@ -362,8 +367,8 @@ async function main(): Promise<void> {
   if (grpc.length > 0) {
     const d = grpc[0];
     out.push('', `### gRPC unary: ${values['grpc-concurrency']} calls in flight on one channel, ${duration} s after ${warmup} s`, '');
-    out.push('| target | calls/s | ÷ direct | p50 / p99 ms | meshgate CPU ms per call | errors |', '|---|---|---|---|---|---|');
-    for (const r of grpc) out.push(`| ${r.target} | ${int(r.callsPerS)} | ${r === d ? '—' : f2(r.callsPerS / d.callsPerS)} | ${f2(r.p50Ms)} / ${f2(r.p99Ms)} | ${r.cpuMsPerCall === null ? '—' : f2(r.cpuMsPerCall)} | ${r.errors} |`);
+    out.push('| target | calls/s | ÷ direct | p50 / p99 ms | meshgate CPU ms per call | load generator / upstream CPU µs per call (CPU0) | errors |', '|---|---|---|---|---|---|---|');
+    for (const r of grpc) out.push(`| ${r.target} | ${int(r.callsPerS)} | ${r === d ? '—' : f2(r.callsPerS / d.callsPerS)} | ${f2(r.p50Ms)} / ${f2(r.p99Ms)} | ${r.cpuMsPerCall === null ? '—' : f2(r.cpuMsPerCall)} | ${r.clientUsPerCall === null ? '—' : r.clientUsPerCall.toFixed(0)} / ${r.upstreamUsPerCall === null ? '—' : r.upstreamUsPerCall.toFixed(0)} | ${r.errors} |`);
   }
   if (rss.length > 0) {
     out.push('', '### Idle RSS (VmRSS, summed over the process tree; median of 5 samples after 3 s idle)', '', formatRssTable(rss));

@@ -286,7 +286,7 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   const controller = new Controller({ source, translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onGatewayApiStatus: k8s?.onGatewayApiStatus, onReload: (r) => {
     controlMetrics.reloaded(r);
     // Idle memory after a new snapshot: one full GC once reloads settle (src/lib/heap.ts).
-    if (r.outcome === 'applied') compactHeapSoon();
+    if (r.outcome === 'applied') compactHeapSoon(2000, opts.workers === 0 ? 'small-heap' : 'always');
   } });
   controlMetrics.attach(controller);
   // A mesh client gets its workload certificate before serving, so ISTIO_MUTUAL works from the first request.
