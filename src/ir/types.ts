@@ -296,6 +296,17 @@ export interface CorsPolicy {
    * (Istio's default, `UNSPECIFIED`/`FORWARD`), or `ignore`: answer 200 without CORS headers.
    */
   unmatchedPreflights: 'forward' | 'ignore';
+  /**
+   * `ingress-nginx`: the semantics of ingress-nginx's `enable-cors` template instead of Envoy's. With
+   * an exact `*` origin every request counts as allowed (Origin or not) and the answer says
+   * `access-control-allow-origin: *`; otherwise an Origin matching `allowOrigins` is echoed. Allowed
+   * requests get every CORS header (allow-origin, -credentials, -methods joined with `, `, -headers,
+   * -expose-headers, -max-age) on their response, replacing the backend's; an allowed `OPTIONS`
+   * (with or without `Access-Control-Request-Method`) is answered 204 by the gateway
+   * (`content-type: text/plain charset=UTF-8`, `content-length: 0`); requests not allowed go on
+   * untouched (`unmatchedPreflights` is not read). Absent = Envoy/Istio semantics.
+   */
+  dialect?: 'ingress-nginx';
 }
 
 /** One match block: every non-null field must hold (AND). */

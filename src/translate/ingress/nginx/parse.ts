@@ -466,8 +466,10 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
     const o = raw.trim();
     if (o === '') continue;
     if (o === '*') {
+      // ingress-nginx's parser: `*` anywhere in the list means any origin, the rest is not read.
+      origins.length = 0;
       origins.push({ kind: 'exact', value: '*', ignoreCase: false });
-      continue;
+      break;
     }
     const m = /^(https?):\/\/(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*)(:\d{1,5})?$/.exec(o);
     if (!m) {
@@ -510,7 +512,7 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
     if (/^\d+$/.test(ageRaw)) maxAge = Number(ageRaw);
     else fail('cors-max-age', `cors-max-age must be a number of seconds, not ${JSON.stringify(ageRaw)}`);
   }
-  return { allowOrigins: origins, allowMethods: methods, allowHeaders: headers, exposeHeaders: expose, maxAgeSeconds: maxAge, allowCredentials: credentials, unmatchedPreflights: 'forward' };
+  return { allowOrigins: origins, allowMethods: methods, allowHeaders: headers, exposeHeaders: expose, maxAgeSeconds: maxAge, allowCredentials: credentials, unmatchedPreflights: 'forward', dialect: 'ingress-nginx' };
 }
 
 /** affinity, upstream-hash-by and load-balance -> the Service cluster's LB policy (upstream-hash-by wins over load-balance, affinity over both). */
