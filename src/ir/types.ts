@@ -147,6 +147,15 @@ export interface Listener {
    * then a chain with `serverNames: []`; a handshake that matches no chain is refused.
    */
   filterChains: FilterChain[];
+  /**
+   * HTTPS only: TLS passthrough on the same port (ingress-nginx `ssl-passthrough`). Each connection's
+   * ClientHello is read first (as a `TLS` TcpListener does); when its SNI matches one of these routes
+   * (first match, `sniHosts` exact or `*.` wildcard), the connection is relayed unterminated to the
+   * route's cluster (the ClientHello forwarded unchanged, a cluster's upstream `tls` not applied);
+   * any other connection is terminated by `filterChains` as usual. Absent or `[]` = every connection
+   * is terminated (and no ClientHello is read ahead).
+   */
+  passthrough?: TcpRoute[];
 }
 
 export interface FilterChain {

@@ -90,6 +90,8 @@ export interface NginxIngressConfig {
   locationRewrite: { from: string; to: string } | null;
   /** custom-http-errors (with a default-backend, unless disable-proxy-intercept-errors); [] = none. */
   customErrors: number[];
+  /** ssl-passthrough: the Ingress's hosts are relayed unterminated by SNI on the HTTPS port (server-level: any Ingress of the host turns it on). */
+  sslPassthrough: boolean;
 }
 
 export interface ParseResult {
@@ -253,6 +255,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     redirect = { ...parsed, code: c };
   }
   const fromToWww = bool('from-to-www-redirect', false);
+  const sslPassthrough = bool('ssl-passthrough', false);
   const serverAliases: string[] = [];
   const aliasRaw = get('server-alias');
   if (aliasRaw !== undefined && aliasRaw !== '') {
@@ -390,6 +393,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       customErrors,
       locationRewrite,
       defaultBackend,
+      sslPassthrough,
     },
   };
 }

@@ -131,7 +131,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'proxy-ssl-protocols': u('upstream TLS versions not configurable; TLS 1.2 and 1.3'),
   'proxy-ssl-verify-depth': u('chain depth not limited'),
   'proxy-ssl-location-only': u('upstream TLS is per Service cluster'),
-  'ssl-passthrough': u('TLS passthrough for Ingress is not implemented; use an Istio Gateway with tls.mode PASSTHROUGH', true),
+  'ssl-passthrough': h('"true": HTTPS connections whose SNI is the host are relayed unterminated (the ClientHello read, not answered) to the Service of the host\'s / path, on the same HTTPS port that terminates the other hosts, without --enable-ssl-passthrough; other paths and every other annotation of the Ingress are ignored for them; plain HTTP is still proxied'),
   'ssl-ciphers': u('per-host ciphers not configurable; meshgate\'s defaults (ECDHE AEAD) are used'),
   'ssl-prefer-server-ciphers': u('not configurable'),
   'secure-verify-ca-secret': u('legacy key, replaced by proxy-ssl-secret'),
