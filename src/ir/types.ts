@@ -447,6 +447,13 @@ export interface RetryPolicy {
    * tried when another endpoint is available.
    */
   ignorePreviousHosts: boolean;
+  /**
+   * true (ingress-nginx `proxy-next-upstream` without `non_idempotent`): a request whose method is not
+   * idempotent (POST, LOCK, PATCH, as nginx) is retried only when its try could not connect (nothing
+   * was sent); its answers, resets and timeouts are returned as they are. Absent/false = any method
+   * is retried (Envoy/Istio).
+   */
+  idempotentOnly?: boolean;
 }
 
 /** Istio HTTPFaultInjection. Percentages are 0-100 (fractions allowed); absent in Istio = 0. */

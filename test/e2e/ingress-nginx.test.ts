@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { startEchoServer } from '../../src/demo/echo-server.js';
-import { get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { freePort, get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 const P = 'nginx.ingress.kubernetes.io/';
@@ -88,7 +88,23 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
     res.writeHead(flakyCalls % 2 === 1 ? 502 : 200).end(flakyCalls % 2 === 1 ? 'bad gateway' : 'ok');
   });
 
+  // A backend that drops the connection of every odd request without answering (an upstream "error"
+  // for nginx) and answers the even ones; `resetMethods` records what it received.
+  let resetCalls = 0;
+  const resetMethods: string[] = [];
+  const resetter = http.createServer((req, res) => {
+    resetCalls++;
+    resetMethods.push(req.method ?? '');
+    if (resetCalls % 2 === 1) return void req.socket.destroy();
+    req.resume();
+    res.end('second try');
+  });
+  // A port nothing listens on (its connections are refused), next to a live echo backend.
+  let deadPort = 0;
+
   before(async () => {
+    deadPort = await freePort();
+    await new Promise<void>((r) => resetter.listen(0, '127.0.0.1', r));
     for (const name of ['web', 'canary', 'other', 'sticky-a', 'sticky-b']) echoes[name] = await startEchoServer({ name });
     await new Promise<void>((r) => counter.listen(0, '127.0.0.1', r));
     await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
@@ -108,6 +124,8 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
       serviceYaml('fallback', [echoes.other.port]),
       serviceYaml('mirror', [counterPort]),
       serviceYaml('flaky', [flakyPort]),
+      serviceYaml('resetter', [(resetter.address() as import('node:net').AddressInfo).port]),
+      serviceYaml('half-dead', [deadPort, echoes.web.port]),
       serviceYaml('error-pages', [errorPagesPort]),
     ].join('---\n'));
     writeConfig(dir, 'secrets.yaml', `apiVersion: v1
@@ -134,12 +152,17 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('deny', 'deny.example.com', 'web', { 'denylist-source-range': '127.0.0.1, ::1' }),
       ingress('rps', 'rps.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '2' }),
       ingress('rps-exempt', 'rps-exempt.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1', 'limit-whitelist': '127.0.0.1, ::1' }),
+      ingress('rps-allow', 'rps-allow.example.com', 'web', { 'limit-rpm': '1', 'limit-burst-multiplier': '1', 'limit-allowlist': '127.0.0.0/8, ::1/128' }),
+      ingress('rps-rpm', 'rps-rpm.example.com', 'web', { 'limit-rps': '10', 'limit-rpm': '2', 'limit-burst-multiplier': '1' }),
       ingress('basic', 'basic.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'htpasswd', 'auth-realm': 'Authentication Required - foo' }),
       ingress('basic-missing', 'basic-missing.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'nope' }),
       ingress('relocate', 'relocate.example.com', 'web', { 'proxy-redirect-from': 'http://internal:8080/', 'proxy-redirect-to': 'https://public.example.com/' }),
       ingress('errors', 'errors.example.com', 'web', { 'custom-http-errors': '404,503', 'default-backend': 'error-pages' }),
       ingress('retry', 'retry.example.com', 'flaky', { 'proxy-next-upstream': 'error timeout http_502', 'proxy-next-upstream-tries': '2' }),
       ingress('noretry', 'noretry.example.com', 'flaky', { 'proxy-next-upstream': 'off' }),
+      ingress('default-retry', 'default-retry.example.com', 'resetter', {}),
+      ingress('nonidem', 'nonidem.example.com', 'resetter', { 'proxy-next-upstream': 'error timeout non_idempotent' }),
+      ingress('half-dead', 'half-dead.example.com', 'half-dead', {}),
       ingress('conns', 'conns.example.com', 'web', { 'limit-connections': '1' }),
       ingress('pattern-main', 'pattern.example.com', 'web', {}),
       ingress('pattern-canary', 'pattern.example.com', 'canary', { canary: 'true', 'canary-by-header': 'X-Region', 'canary-by-header-pattern': '^(eu|us)-west$' }),
@@ -172,6 +195,8 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     await new Promise<void>((r) => errorPages.close(() => r()));
     flaky.closeAllConnections();
     await new Promise<void>((r) => flaky.close(() => r()));
+    resetter.closeAllConnections();
+    await new Promise<void>((r) => resetter.close(() => r()));
     counter.closeAllConnections();
     await new Promise<void>((r) => counter.close(() => r()));
     removeDir(dir);
@@ -258,6 +283,15 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     const exempt: number[] = [];
     for (let i = 0; i < 6; i++) exempt.push((await get(url(`/e${i}`), { host: 'rps-exempt.example.com' })).status);
     assert.deepEqual(exempt, [200, 200, 200, 200, 200, 200]);
+  });
+
+  test('limit-rps and limit-rpm together: both apply (rps 10 alone would pass 11 at once, rpm 2 with burst 2 passes 3), refused requests count against neither; limit-allowlist exempts', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await get(url(`/m${i}`), { host: 'rps-rpm.example.com' })).status);
+    assert.deepEqual(statuses, [200, 200, 200, 503, 503, 503, 503, 503], `statuses ${statuses}`);
+    const exempt: number[] = [];
+    for (let i = 0; i < 5; i++) exempt.push((await get(url(`/a${i}`), { host: 'rps-allow.example.com' })).status);
+    assert.deepEqual(exempt, [200, 200, 200, 200, 200]);
   });
 
   test('auth-type basic: 401 with the realm, 200 with the htpasswd user, Authorization not passed upstream; missing Secret 503', async () => {
@@ -417,6 +451,38 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     if (flakyCalls % 2 === 1) await get(url('/align'), { host: 'retry.example.com' });
     const n = await get(url('/y'), { host: 'noretry.example.com' });
     assert.equal(n.status, 502);
+  });
+
+  test('proxy-next-upstream default (error timeout, 3 tries): a GET whose connection broke is retried without any annotation', async () => {
+    if (resetCalls % 2 === 1) await get(url('/align'), { host: 'default-retry.example.com' });
+    const before = resetCalls;
+    const r = await get(url('/a'), { host: 'default-retry.example.com' });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.body, 'second try');
+    assert.equal(resetCalls - before, 2, 'the first try was dropped by the backend, the second answered');
+  });
+
+  test('proxy-next-upstream default: a POST that reached the backend is never retried (nginx non-idempotent rule); non_idempotent allows it', async () => {
+    if (resetCalls % 2 === 1) await get(url('/align'), { host: 'default-retry.example.com' });
+    const before = resetCalls;
+    const p = await get(url('/p'), { host: 'default-retry.example.com', method: 'POST', body: 'x=1' });
+    // meshgate answers an upstream reset 503 (Envoy's UC); nginx says 502. What matters: not sent twice.
+    assert.equal(p.status, 503, `a POST must not be sent twice: ${p.body}`);
+    assert.equal(resetCalls - before, 1);
+    assert.deepEqual(resetMethods.slice(-1), ['POST']);
+    if (resetCalls % 2 === 1) await get(url('/align'), { host: 'default-retry.example.com' });
+    const again = resetCalls;
+    const n = await get(url('/p'), { host: 'nonidem.example.com', method: 'POST', body: 'x=1' });
+    assert.equal(n.status, 200, n.body);
+    assert.equal(resetCalls - again, 2, 'with non_idempotent the POST is retried');
+  });
+
+  test('proxy-next-upstream default: a POST whose connection could not be made (nothing sent) is retried on the other endpoint', async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await get(url(`/post${i}`), { host: 'half-dead.example.com', method: 'POST', body: 'payload' });
+      assert.equal(r.status, 200, `POST ${i}: ${r.body}`);
+      assert.equal(r.json?.name, 'web');
+    }
   });
 
   test('limit-connections 1: a second concurrent request of the same client is 503', async () => {

@@ -19,6 +19,7 @@ import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { classifyAnnotations, NGINX_PREFIX } from './registry.js';
+import { DEFAULT_AUTH_CACHE_DURATION, parseAuthCacheDuration, parseAuthCacheKey } from './auth-cache.js';
 import { isHeaderName, isHeaderValue } from '../../../lib/header-chars.js';
 
 export interface CanaryConfig {
@@ -47,7 +48,19 @@ export interface NextUpstream {
   tries: number;
   /** ms, 0 = none. */
   timeoutMs: number;
+  /** `non_idempotent` listed: POST, LOCK and PATCH are retried like other methods. */
+  nonIdempotent: boolean;
 }
+
+/** proxy-next-upstream, -tries and -timeout as the Ingress sets them (null = not set: the controller ConfigMap's value, else ingress-nginx's default). */
+export interface NextUpstreamSet {
+  conditions: string | null;
+  tries: number | null;
+  timeoutMs: number | null;
+}
+
+/** ingress-nginx's defaults: `proxy-next-upstream: error timeout`, 3 tries, no time limit. */
+export const NEXT_UPSTREAM_DEFAULT = { conditions: 'error timeout', tries: 3, timeoutMs: 0 } as const;
 
 /** What the annotations of one Ingress ask for; null fields = not set (ingress-nginx defaults apply). */
 export interface NginxIngressConfig {
@@ -67,7 +80,9 @@ export interface NginxIngressConfig {
   maxBodyBytes: number | null;
   connectTimeoutMs: number | null;
   readTimeoutMs: number | null;
-  nextUpstream: NextUpstream | null;
+  /** Retries (ingress-nginx retries by default: `error timeout`, 3 tries); `nextUpstreamSet` is what the Ingress itself set. */
+  nextUpstream: NextUpstream;
+  nextUpstreamSet: NextUpstreamSet;
   allow: string[];
   deny: string[];
   basicAuth: BasicAuth | null;
@@ -281,7 +296,8 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     if (v !== 'on' && v !== 'off') fail(name, `${name} must be "on" or "off", not ${JSON.stringify(v)}`);
     else if (v === 'on' && name === 'proxy-buffering') ctx.report('info', 'MG_UNSUPPORTED', ing, field(name), 'proxy-buffering "on": meshgate streams responses as they arrive (nothing is buffered to disk)');
   }
-  const nextUpstream = parseNextUpstream(get('proxy-next-upstream'), int('proxy-next-upstream-tries', 0, 100), seconds('proxy-next-upstream-timeout'), (m) => fail('proxy-next-upstream', m));
+  const nextUpstreamSet: NextUpstreamSet = { conditions: get('proxy-next-upstream') ?? null, tries: int('proxy-next-upstream-tries', 0, 100), timeoutMs: seconds('proxy-next-upstream-timeout') };
+  const nextUpstream = resolveNextUpstream(nextUpstreamSet, NEXT_UPSTREAM_DEFAULT, (m) => fail('proxy-next-upstream', m));
 
   // Access control. allowlist-source-range is the current key; whitelist- is read when it is empty.
   const allow = get('allowlist-source-range') ? cidrs('allowlist-source-range') : cidrs('whitelist-source-range');
@@ -298,12 +314,14 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const rpm = int('limit-rpm', 0, 1_000_000);
   const conns = int('limit-connections', 0, 1_000_000);
   const mult = int('limit-burst-multiplier', 1, 1000) ?? 5;
-  const exempt = cidrs('limit-whitelist');
+  // limit-allowlist is the current key; limit-whitelist is read when it is empty (ingress-nginx alias).
+  const exempt = get('limit-allowlist') ? cidrs('limit-allowlist') : cidrs('limit-whitelist');
   if ((rps ?? 0) > 0 || (rpm ?? 0) > 0 || (conns ?? 0) > 0) {
-    // nginx applies both limit_req zones when both are set; the per-second one is the tighter in practice.
-    const rate = (rps ?? 0) > 0 ? { requests: rps!, periodMs: 1000, burst: rps! * mult } : (rpm ?? 0) > 0 ? { requests: rpm!, periodMs: 60_000, burst: rpm! * mult } : null;
-    if ((rps ?? 0) > 0 && (rpm ?? 0) > 0) ctx.report('warning', 'MG_UNSUPPORTED', ing, field('limit-rpm'), 'limit-rps and limit-rpm are both set; meshgate applies limit-rps only');
-    limit = { rate, maxConcurrent: (conns ?? 0) > 0 ? conns : null, exempt };
+    // The template's order: limit_conn, then limit_req for rps, then for rpm; nginx applies both
+    // limit_req zones (a request must pass each). Burst = limit x limit-burst-multiplier for each.
+    const rates = [...((rps ?? 0) > 0 ? [{ requests: rps!, periodMs: 1000, burst: rps! * mult }] : []), ...((rpm ?? 0) > 0 ? [{ requests: rpm!, periodMs: 60_000, burst: rpm! * mult }] : [])];
+    limit = { rate: rates[0] ?? null, maxConcurrent: (conns ?? 0) > 0 ? conns : null, exempt };
+    if (rates.length > 1) limit.moreRates = rates.slice(1);
   }
 
   const lbPolicy = parseLb(get, (name, m) => fail(name, m), seconds);
@@ -378,6 +396,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       connectTimeoutMs,
       readTimeoutMs,
       nextUpstream,
+      nextUpstreamSet,
       allow,
       deny,
       basicAuth,
@@ -420,10 +439,15 @@ function parseRedirectUrl(url: string): Omit<RedirectConfig, 'code'> | null {
   return { scheme: u.protocol.slice(0, -1), host: u.hostname, port: u.port === '' ? null : Number(u.port), pathAndQuery: `${u.pathname}${u.search}` };
 }
 
-/** nginx proxy_next_upstream conditions -> retry conditions. */
-function parseNextUpstream(raw: string | undefined, tries: number | null, timeoutMs: number | null, fail: (m: string) => void): NextUpstream | null {
-  if (raw === undefined && tries === null && timeoutMs === null) return null;
-  const words = (raw ?? 'error timeout').split(/\s+/).filter((w) => w !== '');
+/** What the Ingress set, each key falling back to `dflt` (the controller ConfigMap's, else ingress-nginx's defaults). */
+export function resolveNextUpstream(set: NextUpstreamSet, dflt: { conditions: string; tries: number; timeoutMs: number }, fail: (m: string) => void): NextUpstream {
+  return parseNextUpstream(set.conditions ?? dflt.conditions, set.tries ?? dflt.tries, set.timeoutMs ?? dflt.timeoutMs, fail) ?? parseNextUpstream(NEXT_UPSTREAM_DEFAULT.conditions, NEXT_UPSTREAM_DEFAULT.tries, 0, fail)!;
+}
+
+/** nginx proxy_next_upstream conditions -> retry conditions; null (reported) when a condition is unknown. */
+export function parseNextUpstream(raw: string, tries: number, timeoutMs: number, fail: (m: string) => void): NextUpstream | null {
+  const words = raw.split(/\s+/).filter((w) => w !== '');
+  let nonIdempotent = false;
   const retryOn = new Set<RetryOn>();
   const codes = new Set<number>();
   let off = false;
@@ -441,6 +465,7 @@ function parseNextUpstream(raw: string | undefined, tries: number | null, timeou
         retryOn.add('reset');
         break;
       case 'non_idempotent':
+        nonIdempotent = true;
         break;
       case 'http_500':
       case 'http_502':
@@ -458,9 +483,9 @@ function parseNextUpstream(raw: string | undefined, tries: number | null, timeou
     }
   }
   // nginx counts the first try; tries 0 means unlimited (bounded here at 10).
-  const t = tries === null ? 3 : tries === 0 ? 10 : tries;
-  if (off || retryOn.size === 0 || t <= 1) return { retryOn: [], retriableStatusCodes: [], tries: 1, timeoutMs: timeoutMs ?? 0 };
-  return { retryOn: [...retryOn].sort(), retriableStatusCodes: [...codes].sort((x, y) => x - y), tries: t, timeoutMs: timeoutMs ?? 0 };
+  const t = tries === 0 ? 10 : tries;
+  if (off || retryOn.size === 0 || t <= 1) return { retryOn: [], retriableStatusCodes: [], tries: 1, timeoutMs, nonIdempotent };
+  return { retryOn: [...retryOn].sort(), retriableStatusCodes: [...codes].sort((x, y) => x - y), tries: t, timeoutMs, nonIdempotent };
 }
 
 function parseCors(get: (n: string) => string | undefined, fail: (name: string, m: string) => void): CorsPolicy {
@@ -722,8 +747,22 @@ function parseAuthUrl(
     if (typeof r === 'string') fail('auth-proxy-set-headers', `auth-proxy-set-headers ${aps}: ${r}`);
     else requestHeaders = r;
   }
+  // auth-cache-key / auth-cache-duration: the zone is set per route (apply.ts), as nginx's key holds the location.
+  let cache: ExternalAuth['cache'];
+  const cacheKey = get('auth-cache-key');
+  const cacheDuration = get('auth-cache-duration');
+  if (cacheKey !== undefined && cacheKey !== '') {
+    const key = parseAuthCacheKey(cacheKey);
+    const valid = parseAuthCacheDuration(cacheDuration ?? DEFAULT_AUTH_CACHE_DURATION);
+    if (typeof key === 'string') fail('auth-cache-key', `auth-cache-key ${JSON.stringify(cacheKey)}: ${key}`);
+    else if (typeof valid === 'string') fail('auth-cache-duration', `auth-cache-duration ${valid}`);
+    else cache = { zone: '', key, valid };
+  } else if (cacheDuration !== undefined) {
+    ctx.report('warning', 'MG_INVALID_FIELD', ing, field('auth-cache-duration'), 'auth-cache-duration without auth-cache-key has no effect (as in ingress-nginx)');
+  }
   return {
     ...(requestHeaders.length > 0 ? { requestHeaders } : {}),
+    ...(cache !== undefined ? { cache } : {}),
     cluster,
     authority: url.port === null ? url.host : `${url.host}:${url.port}`,
     path: url.pathAndQuery,
