@@ -675,8 +675,12 @@ export type HashKey =
    * value, hashes on it, and sets the cookie on the response (`Max-Age` = ttl; 0 = session cookie).
    * `attributes`: extra attributes of that generated cookie, as written (`; Secure; SameSite=Lax`);
    * absent = none (ingress-nginx session-cookie-secure/-samesite/-domain).
+   * `conditionalSameSiteNone` (ingress-nginx session-cookie-conditional-samesite-none): `; SameSite=None`
+   * is left out of the attributes for user agents known to reject such cookies (ingress-nginx's list:
+   * `Chrome/4`, `Chrome/5`, `Chrome/6`, `CPU iPhone OS 12`, `iPad; CPU OS 12`, and Safari on
+   * `Intel Mac OS X 10_14` without Chrome); absent = always sent as written.
    */
-  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string }
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean }
   /** The client's IP address (the downstream peer). */
   | { kind: 'source-ip' }
   /** The raw value of this query parameter (first occurrence). */

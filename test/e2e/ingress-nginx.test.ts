@@ -117,6 +117,7 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
       serviceYaml('canary', [echoes.canary.port]),
       serviceYaml('other', [echoes.other.port]),
       serviceYaml('sticky', [echoes['sticky-a'].port, echoes['sticky-b'].port]),
+      serviceYaml('sticky-none', [echoes['sticky-a'].port, echoes['sticky-b'].port]),
       serviceYaml('counter', [counterPort]),
       // ClusterIP 127.0.0.1:<web port>, endpoints on the "other" echo: service-upstream must reach "web".
       serviceYaml('vip', [echoes.other.port], { servicePort: echoes.web.port }).replace('spec:\n', 'spec:\n  clusterIP: 127.0.0.1\n'),
@@ -177,6 +178,7 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('weighted-canary', 'weighted.example.com', 'canary', { canary: 'true', 'canary-weight': '100' }),
       ingress('timeout', 'timeout.example.com', 'web', { 'proxy-read-timeout': '1', 'proxy-next-upstream': 'off' }),
       ingress('sticky', 'sticky.example.com', 'sticky', { affinity: 'cookie', 'session-cookie-name': 'route', 'session-cookie-max-age': '600', 'session-cookie-samesite': 'Lax', 'session-cookie-secure': 'true' }),
+      ingress('samesite', 'samesite.example.com', 'sticky-none', { affinity: 'cookie', 'session-cookie-samesite': 'None', 'session-cookie-secure': 'true', 'session-cookie-conditional-samesite-none': 'true' }),
       ingress('snippet', 'snippet.example.com', 'web', { 'configuration-snippet': 'return 200 "pwned";' }),
       ingress('waf', 'waf.example.com', 'web', { 'enable-modsecurity': 'true' }),
       ingress('vip', 'vip.example.com', 'vip', { 'service-upstream': 'true' }, [{ path: '/', port: echoes.web.port }]),
@@ -386,6 +388,17 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     const names = new Set<string>();
     for (let i = 0; i < 8; i++) names.add(String((await get(url('/'), { host: 'sticky.example.com', headers: { cookie } })).json?.name));
     assert.equal(names.size, 1, `one endpoint for one cookie, got ${[...names]}`);
+  });
+
+  test('session-cookie-conditional-samesite-none: SameSite=None is left out for browsers that reject it, kept for others', async () => {
+    const cookieFor = async (ua: string | null) => String((await get(url('/'), { host: 'samesite.example.com', headers: ua === null ? {} : { 'user-agent': ua } })).headers['set-cookie'] ?? '');
+    const modern = await cookieFor('Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36');
+    assert.match(modern, /^INGRESSCOOKIE=[^;]+; Path=\/; HttpOnly; Secure; SameSite=None$/);
+    const chrome60 = await cookieFor('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/60.0.3112.113 Safari/537.36');
+    assert.match(chrome60, /^INGRESSCOOKIE=[^;]+; Path=\/; HttpOnly; Secure$/);
+    const ios12 = await cookieFor('Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1.2 Mobile/15E148 Safari/604.1');
+    assert.doesNotMatch(ios12, /SameSite/);
+    assert.match(await cookieFor(null), /SameSite=None$/, 'no User-Agent: sent as configured');
   });
 
   test('a configuration-snippet never changes what a request gets: its Ingress is not served; enable-modsecurity (not implemented) is not served unprotected', async () => {

@@ -579,7 +579,14 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
       if (!/^\.?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$/.test(domain)) fail('session-cookie-domain', `session-cookie-domain ${JSON.stringify(domain)} is not a domain`);
       else attributes += `; Domain=${domain}`;
     }
-    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }) };
+    const conditional = get('session-cookie-conditional-samesite-none');
+    let conditionalSameSiteNone = false;
+    if (conditional !== undefined) {
+      const b = parseBool(conditional);
+      if (b === null) fail('session-cookie-conditional-samesite-none', `session-cookie-conditional-samesite-none must be "true" or "false", not ${JSON.stringify(conditional)}`);
+      else conditionalSameSiteNone = b && sameSite === 'None';
+    }
+    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }), ...(conditionalSameSiteNone ? { conditionalSameSiteNone } : {}) };
     return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
   }
   const by = get('upstream-hash-by');
