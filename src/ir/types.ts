@@ -480,6 +480,10 @@ export interface Mirror {
   cluster: string;
   /** Share of requests mirrored, 0-100 (Istio: absent = 100). */
   percentage: number;
+  /** Host/:authority of the copy (ingress-nginx mirror-host, default the mirror-target's host); absent = the request's with `-shadow` appended (Envoy). */
+  authority?: string;
+  /** false (ingress-nginx mirror-request-body "off"): the copy is sent without the body (and without Content-Length / Transfer-Encoding), at once; absent = with the body. */
+  requestBody?: boolean;
 }
 
 export interface RouteDestination {

@@ -66,9 +66,14 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
   let counted = 0;
   let countedBytes = 0;
   let lastCountedUrl = '';
+  let lastCountedHeaders: http.IncomingHttpHeaders = {};
+  let lastCountedBody = 0;
   const counter = http.createServer((req, res) => {
     counted++;
     lastCountedUrl = req.url ?? '';
+    lastCountedHeaders = req.headers;
+    lastCountedBody = 0;
+    req.on('data', (c: Buffer) => (lastCountedBody += c.length));
     req.on('data', (c: Buffer) => (countedBytes += c.length));
     req.on('end', () => res.end('ok'));
   });
@@ -185,6 +190,7 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('endpoints', 'endpoints.example.com', 'vip', {}, [{ path: '/', port: echoes.web.port }]),
       ingress('fallback', 'fallback.example.com', 'empty', { 'default-backend': 'fallback' }),
       ingress('mirrored', 'mirrored.example.com', 'web', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri' }),
+      ingress('mirrored-nobody', 'mirrored-nobody.example.com', 'web', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri', 'mirror-host': 'copy.example.com', 'mirror-request-body': 'off' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
   });
@@ -435,6 +441,22 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     while (counted === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
     assert.equal(counted, before + 1, 'the mirror got one copy');
     assert.equal(lastCountedUrl, '/m?x=1');
+    assert.equal(lastCountedHeaders.host, 'mirror.default.svc.cluster.local', 'ingress-nginx: the copy\'s Host is the mirror-target\'s host');
+  });
+
+  test('mirror-host sets the copy\'s Host; mirror-request-body "off" sends the copy without the body', async () => {
+    const before = counted;
+    const r = await get(url('/post?y=2'), { host: 'mirrored-nobody.example.com', method: 'POST', body: 'payload-bytes' });
+    assert.equal(r.status, 200);
+    assert.equal(r.json?.body, 'payload-bytes', 'the backend gets the body');
+    const deadline = Date.now() + 5000;
+    while (counted === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(counted, before + 1);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(lastCountedUrl, '/post?y=2');
+    assert.equal(lastCountedHeaders.host, 'copy.example.com');
+    assert.equal(lastCountedBody, 0);
+    assert.equal(lastCountedHeaders['content-length'] ?? '0', '0');
   });
 
   test('auth-type digest: 401 with a Digest challenge; a correct MD5 qop=auth response passes, a wrong password or another URI does not', async () => {

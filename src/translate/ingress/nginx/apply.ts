@@ -54,7 +54,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     if (re.ok) action.rewrite = { path: { kind: 'regex', regex: re.regex, substitution: cfg.rewriteTarget.replace(/\$(\d)/g, '\\$1') }, authority: action.rewrite?.authority ?? null };
     if (cfg.xForwardedPrefix !== null) requestHeaders = { set: [...(requestHeaders?.set ?? []), { name: 'x-forwarded-prefix', value: cfg.xForwardedPrefix }], add: requestHeaders?.add ?? [], remove: requestHeaders?.remove ?? [] };
   }
-  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100 }];
+  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100, ...(cfg.mirrorHost !== null ? { authority: cfg.mirrorHost } : {}), ...(cfg.mirrorBody ? {} : { requestBody: false }) }];
   if (cfg.upstreamVhost !== null) action.rewrite = { path: action.rewrite?.path ?? null, authority: cfg.upstreamVhost };
   // proxy-next-upstream (ingress-nginx default `error timeout`, 3 tries): every try waits
   // proxy-read-timeout for its response head; proxy-next-upstream-timeout bounds all tries.

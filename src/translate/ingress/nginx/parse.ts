@@ -97,6 +97,10 @@ export interface NginxIngressConfig {
   serviceUpstream: boolean;
   /** mirror-target: the cluster copies of each request go to; null = none. */
   mirrorCluster: string | null;
+  /** Host of the copies (mirror-host, else the mirror-target's host). */
+  mirrorHost: string | null;
+  /** mirror-request-body (default "on"). */
+  mirrorBody: boolean;
   /** custom-headers: response headers from a ConfigMap (names lowercase); [] = none. */
   customHeaders: { name: string; value: string }[];
   /** default-backend: a Service name in the Ingress's namespace; null = none. */
@@ -334,17 +338,27 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     else customHeaders = r;
   }
   let mirrorCluster: string | null = null;
+  let mirrorHost: string | null = null;
   const mirror = get('mirror-target');
   if (mirror !== undefined && mirror !== '') {
     // ingress-nginx's documented form `https://host$request_uri`: the copy keeps the request's URI.
     const m = /^(https?:\/\/[^/$\s]+)\$request_uri$/.exec(mirror);
     const url = m ? parseAbsoluteUrl(`${m[1]}/`) : null;
     if (url === null) fail('mirror-target', `mirror-target ${JSON.stringify(mirror)} must be scheme://host[:port]$request_uri (the copy keeps the request URI; other nginx variables are refused)`);
-    else mirrorCluster = urlCluster(ctx, resources, ing, url, field('mirror-target'));
+    else {
+      mirrorCluster = urlCluster(ctx, resources, ing, url, field('mirror-target'));
+      // ingress-nginx: the copy's Host is mirror-host, else the target's host name (without port).
+      mirrorHost = url.host;
+    }
+  }
+  const mirrorHostRaw = get('mirror-host');
+  if (mirrorHostRaw !== undefined && mirrorHostRaw !== '') {
+    if (!/^[a-zA-Z0-9]([-.a-zA-Z0-9]*)(:\d{1,5})?$/.test(mirrorHostRaw)) fail('mirror-host', `mirror-host ${JSON.stringify(mirrorHostRaw)} must be a host name with an optional port (nginx variables are not accepted)`);
+    else if (mirrorCluster === null) ctx.report('warning', 'MG_INVALID_FIELD', ing, field('mirror-host'), 'mirror-host without mirror-target has no effect (as in ingress-nginx)');
+    else mirrorHost = mirrorHostRaw;
   }
   const mirrorBody = get('mirror-request-body');
   if (mirrorBody !== undefined && mirrorBody !== 'on' && mirrorBody !== 'off') fail('mirror-request-body', `mirror-request-body must be "on" or "off", not ${JSON.stringify(mirrorBody)}`);
-  else if (mirrorBody === 'off') ctx.report('warning', 'MG_UNSUPPORTED', ing, field('mirror-request-body'), 'mirror-request-body "off": meshgate mirrors small bodies with the request copy (up to its replay limit), larger ones are not mirrored');
 
   let defaultBackend = get('default-backend') || null;
   if (defaultBackend !== null && defaultBackend.includes('/')) {
@@ -408,6 +422,8 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       cookiePathSet: get('session-cookie-path') !== undefined,
       serviceUpstream,
       mirrorCluster,
+      mirrorHost,
+      mirrorBody: mirrorBody !== 'off',
       customHeaders,
       customErrors,
       locationRewrite,

@@ -177,8 +177,8 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'relative-redirects': u('Location rewriting is not implemented'),
   // Mirroring
   'mirror-target': h('scheme://host[:port]$request_uri: every request copied there (fire and forget, answer ignored; a slow mirror never slows the original, unlike nginx); the host is a Service when it names one'),
-  'mirror-host': u('the copy carries the request Host with -shadow appended (Envoy mirror), not this value'),
-  'mirror-request-body': h('"on" (default): bodies are mirrored up to meshgate\'s replay limit; "off" is reported (bodies still go with the copy)'),
+  'mirror-host': h('Host of the copies (default the mirror-target\'s host name, as ingress-nginx; nginx variables refused)'),
+  'mirror-request-body': h('"on" (default): bodies are mirrored up to meshgate\'s replay limit (64 KiB; larger bodies are not mirrored); "off": the copy goes at once without the body'),
   // nginx tuning and observability
   'proxy-buffer-size': u('nginx buffer tuning; meshgate accepts response heads up to its own limit'),
   'proxy-buffers-number': u('nginx buffer tuning; no meaning for meshgate'),
