@@ -191,7 +191,8 @@ export interface BasicAuth {
   realm: string;
   /**
    * Users and their password hashes as htpasswd writes them: `$apr1$` / `$1$` (MD5-crypt),
-   * `{SHA}` (base64 SHA-1), `{PLAIN}` (clear text). Empty together with `unavailable` = every
+   * `$5$` / `$6$` (SHA-crypt), `$2a$` / `$2b$` / `$2y$` (bcrypt, cost 4-14), `{SHA}` (base64
+   * SHA-1), `{PLAIN}` (clear text). Empty together with `unavailable` = every
    * request is answered 503 (the Secret is missing or unusable, as ingress-nginx denies the location).
    */
   users: { name: string; hash: string }[];

@@ -137,7 +137,7 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
     writeConfig(dir, 'secrets.yaml', `apiVersion: v1
 kind: Secret
 metadata: { name: htpasswd, namespace: default }
-stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
+stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\nbcrypt-user:$2y$05$zyxwvutsrqponmlkjihgfeglsAmPxizkh6XR.lRZ0ghu0eyvImhE6\\nsha-user:$6$e2esalt$1RzOQRLSxmsZX0If6c7QzHfQFC/3tP/1a1Dtrcp3jDlcli0aSAB73sFP4rmSSn5MM/jq5EfPSO7yNrb/xSbcK/\\n" }
 ---
 apiVersion: v1
 kind: Secret
@@ -312,6 +312,15 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     assert.equal(ok.status, 200);
     assert.equal(ok.json?.headers.authorization, undefined);
     assert.equal((await get(url('/'), { host: 'basic-missing.example.com' })).status, 503);
+  });
+
+  test('auth-type basic with bcrypt ($2y$) and SHA-512-crypt ($6$) htpasswd lines, as nginx checks them through crypt(3)', async () => {
+    const basic = (user: string, pw: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}` });
+    for (const user of ['bcrypt-user', 'sha-user']) {
+      assert.equal((await get(url('/'), { host: 'basic.example.com', headers: basic(user, 'secret pw') })).status, 200, user);
+      assert.equal((await get(url('/'), { host: 'basic.example.com', headers: basic(user, 'secret pw') })).status, 200, `${user} again (remembered)`);
+      assert.equal((await get(url('/'), { host: 'basic.example.com', headers: basic(user, 'wrong pw') })).status, 401, `${user} with a wrong password`);
+    }
   });
 
   test('enable-cors: a listed origin gets every CORS header; its OPTIONS is answered 204 by the gateway, others reach the backend', async () => {

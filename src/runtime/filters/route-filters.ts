@@ -13,6 +13,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual, X509Certificate }
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { BasicAuth, ClientCertificatePolicy, RequestLimit, RouteFilters } from '../../ir/types.js';
+import { bcryptCrypt, isCryptHash, shaCrypt } from './password-hashes.js';
 import { compileRegex } from '../compile/string-match.js';
 import { addLocalReplyHeaders, sendLocalError, sendRedirect, type LocalError, type ResponseFlag } from '../http/local-reply.js';
 import { onDownstreamClose, plainAddress, type Downstream } from '../http/downstream.js';
@@ -424,9 +425,31 @@ export function checkDigest(a: CompiledBasicAuth, method: string, requestUri: st
   return want !== '' && w.length === g.length && timingSafeEqual(w, g);
 }
 
-/** htpasswd hashes: `$apr1$`/`$1$` MD5-crypt, `{SHA}`, `{PLAIN}`. Anything else never matches. */
+/** Successful checks of the slow hashes (bcrypt, SHA-crypt), by SHA-256 of hash and password: a client sending the same credentials again is not hashed again. */
+const verifiedSlow = new Map<string, true>();
+const MAX_VERIFIED_SLOW = 1000;
+
+/**
+ * htpasswd hashes: `$apr1$`/`$1$` MD5-crypt, `{SHA}`, `{PLAIN}`, and what nginx accepts through
+ * crypt(3): `$5$`/`$6$` SHA-crypt and `$2a$`/`$2b$`/`$2y$` bcrypt (password-hashes.ts). Anything
+ * else never matches.
+ */
 export function verifyPassword(password: string, hash: string): boolean {
   let expected: string;
+  if (isCryptHash(hash)) {
+    const id = createHash('sha256').update(hash).update('\u0000').update(password).digest('base64');
+    if (verifiedSlow.has(id)) return true;
+    const computed = hash.startsWith('$2') ? bcryptCrypt(password, hash) : shaCrypt(password, hash);
+    if (computed === null) return false;
+    const a = Buffer.from(computed);
+    const b = Buffer.from(hash);
+    const ok = a.length === b.length && timingSafeEqual(a, b);
+    if (ok) {
+      verifiedSlow.set(id, true);
+      if (verifiedSlow.size > MAX_VERIFIED_SLOW) verifiedSlow.delete(verifiedSlow.keys().next().value as string);
+    }
+    return ok;
+  }
   if (hash.startsWith('{PLAIN}')) expected = `{PLAIN}${password}`;
   else if (hash.startsWith('{SHA}')) expected = `{SHA}${createHash('sha1').update(password).digest('base64')}`;
   else if (hash.startsWith('$apr1$') || hash.startsWith('$1$')) {

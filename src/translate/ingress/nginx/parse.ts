@@ -20,6 +20,9 @@ import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { classifyAnnotations, NGINX_PREFIX } from './registry.js';
 import { DEFAULT_AUTH_CACHE_DURATION, parseAuthCacheDuration, parseAuthCacheKey } from './auth-cache.js';
+
+/** Highest bcrypt cost meshgate checks (runtime/filters/password-hashes.ts MAX_BCRYPT_COST; translate does not import runtime). */
+const MAX_BCRYPT_COST = 14;
 import { isHeaderName, isHeaderValue } from '../../../lib/header-chars.js';
 
 export interface CanaryConfig {
@@ -695,8 +698,11 @@ function parseAuth(
     for (const k of Object.keys(data).sort()) users.push({ name: k, hash: data[k].trim() });
   }
   for (const u of users) {
-    if (type === 'basic' && !/^(\$apr1\$|\$1\$|\{SHA\}|\{PLAIN\})/.test(u.hash)) {
-      ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a password hash meshgate cannot check (it reads $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are not); that user is refused`);
+    const bcrypt = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/.exec(u.hash);
+    if (type === 'basic' && bcrypt !== null && (Number(bcrypt[1]) < 4 || Number(bcrypt[1]) > MAX_BCRYPT_COST)) {
+      ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a bcrypt hash of cost ${bcrypt[1]}; meshgate checks costs 4 to ${MAX_BCRYPT_COST} (a higher cost would stall the gateway on every check); that user is refused`);
+    } else if (type === 'basic' && bcrypt === null && !/^(\$apr1\$|\$1\$|\$5\$|\$6\$|\{SHA\}|\{PLAIN\})/.test(u.hash)) {
+      ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a password hash meshgate cannot check (it reads $apr1$, $1$, $5$, $6$, $2a$/$2b$/$2y$ bcrypt, {SHA}, {PLAIN}); that user is refused`);
     }
   }
   if (users.length === 0) return unavailable(`Secret ${ns}/${name} lists no users`);

@@ -77,7 +77,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'denylist-source-range': h('client address inside the CIDRs: 403, checked before the allowlist'),
   'auth-type': h('basic: 401 with WWW-Authenticate Basic realm; digest: RFC 7616 MD5 qop=auth with htdigest HA1 lines (stateless 5-minute nonces, nonce counts not tracked); Authorization removed before proxying'),
   'auth-secret': h('Secret in the Ingress namespace (ns/name elsewhere is refused); missing Secret or key: every request 503 as ingress-nginx'),
-  'auth-secret-type': h('auth-file (htpasswd, or htdigest for digest, under key auth) or auth-map (key = user); hashes $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are reported and that user never matches'),
+  'auth-secret-type': h('auth-file (htpasswd, or htdigest for digest, under key auth) or auth-map (key = user); hashes $apr1$, $1$, $5$, $6$ (SHA-crypt), $2a$/$2b$/$2y$ bcrypt (cost up to 14), {SHA}, {PLAIN}; other hashes are reported and that user never matches'),
   'auth-realm': h('realm of the Basic challenge'),
   // CORS
   'enable-cors': h('ingress-nginx\'s CORS template: an allowed request gets every CORS header on its answer (the backend\'s replaced); an allowed OPTIONS is answered 204 (text/plain, Content-Length 0) without calling the backend; with * every request is allowed and the answer says *'),
