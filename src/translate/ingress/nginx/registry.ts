@@ -116,7 +116,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'session-cookie-domain': h('cookie Domain'),
   'session-cookie-samesite': h('cookie SameSite (None, Lax, Strict)'),
   'session-cookie-conditional-samesite-none': h('"true" with session-cookie-samesite None: SameSite=None is left out for browsers known to reject it (Chrome 40-69, iOS 12, Safari on macOS 10.14), as ingress-nginx'),
-  'session-cookie-change-on-failure': u('a cookie naming a failed endpoint is not replaced'),
+  'session-cookie-change-on-failure': u('meshgate\'s cookie holds a key hashed onto the endpoint ring, not an endpoint: after a failure the retry goes to another endpoint but the cookie is kept, so the next request goes back to the failed endpoint while it is in the Service (an endpoint that leaves moves only its own clients)'),
   'upstream-hash-by': h('consistent hash on $remote_addr/$binary_remote_addr, $http_<name>, $cookie_<name> or $arg_<name>; other variables are an error'),
   'upstream-hash-by-subset': u('subset hashing is not implemented; the plain consistent hash is used'),
   'upstream-hash-by-subset-size': u('subset hashing is not implemented'),
