@@ -97,7 +97,38 @@ export interface ExternalAuth {
   timeoutMs: number;
   /** Extra headers of the auth request (ingress-nginx `auth-proxy-set-headers` ConfigMap); absent = none. */
   requestHeaders?: { name: string; value: string }[];
+  /** Cache of auth answers (ingress-nginx `auth-cache-key` / `auth-cache-duration`); absent = every request is checked. */
+  cache?: ExternalAuthCache;
 }
+
+/**
+ * ingress-nginx `auth-cache-key` and `auth-cache-duration` (nginx `proxy_cache` on the auth
+ * subrequest): an auth answer is kept per `zone` and evaluated `key` for the lifetime of the first
+ * `valid` rule that lists its status (no rule: not kept); while kept, requests with the same key get
+ * that answer without an auth request. As nginx, an answer is not kept when it sets a cookie or says
+ * `Cache-Control: no-store`, `no-cache` or `private`; its `Cache-Control: max-age` (or
+ * `X-Accel-Expires`) replaces the rule's lifetime (0 = not kept). Counters are per process.
+ */
+export interface ExternalAuthCache {
+  /** Answers are shared only within a zone (nginx: the server name and the auth location), e.g. the route name. */
+  zone: string;
+  /** The key: parts concatenated (the nginx variables of auth-cache-key). */
+  key: AuthCacheKeyPart[];
+  /** Lifetimes by status in order (nginx `proxy_cache_valid`); `any` = every status. */
+  valid: { statuses: number[] | 'any'; seconds: number }[];
+}
+
+/** One part of an auth cache key (an nginx variable, or literal text). */
+export type AuthCacheKeyPart =
+  | { kind: 'literal'; value: string }
+  /** `$http_<name>`: the request header (lowercase name), all values joined with `,`; '' when absent. */
+  | { kind: 'header'; name: string }
+  /** `$cookie_<name>`: the cookie's value; '' when absent. */
+  | { kind: 'cookie'; name: string }
+  /** `$arg_<name>`: the query parameter's value; '' when absent. */
+  | { kind: 'query'; name: string }
+  /** `$host`, `$remote_addr` (the client address), `$remote_user` (Basic credentials' user), `$request_uri`, `$uri`, `$args`, `$request_method`, `$scheme`. */
+  | { kind: 'request'; name: 'host' | 'remote_addr' | 'remote_user' | 'request_uri' | 'uri' | 'args' | 'request_method' | 'scheme' };
 
 /**
  * nginx realip (ingress-nginx `use-forwarded-headers` with `forwarded-for-header` and
@@ -138,6 +169,14 @@ export interface RequestLimit {
   exempt: string[];
   /** Status of a limited request (ConfigMap `limit-req-status-code`, default 503). */
   status: number;
+  /**
+   * Further rates checked together with `rate` (nginx applies every `limit_req` of a location, as
+   * ingress-nginx's limit-rps and limit-rpm together): a request passes only when every rate has
+   * room, and then counts against each; a refused request counts against none. Absent = `rate` only.
+   */
+  moreRates?: { requests: number; periodMs: number; burst: number }[];
+  /** Status of a request refused by `maxConcurrent` (ConfigMap `limit-conn-status-code`); absent = `status`. */
+  concurrencyStatus?: number;
 }
 
 /** HTTP Basic or Digest authentication (ingress-nginx `auth-type: basic` / `digest`). */
@@ -152,7 +191,8 @@ export interface BasicAuth {
   realm: string;
   /**
    * Users and their password hashes as htpasswd writes them: `$apr1$` / `$1$` (MD5-crypt),
-   * `{SHA}` (base64 SHA-1), `{PLAIN}` (clear text). Empty together with `unavailable` = every
+   * `$5$` / `$6$` (SHA-crypt), `$2a$` / `$2b$` / `$2y$` (bcrypt, cost 4-14), `{SHA}` (base64
+   * SHA-1), `{PLAIN}` (clear text). Empty together with `unavailable` = every
    * request is answered 503 (the Secret is missing or unusable, as ingress-nginx denies the location).
    */
   users: { name: string; hash: string }[];

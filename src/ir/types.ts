@@ -147,6 +147,15 @@ export interface Listener {
    * then a chain with `serverNames: []`; a handshake that matches no chain is refused.
    */
   filterChains: FilterChain[];
+  /**
+   * HTTPS only: TLS passthrough on the same port (ingress-nginx `ssl-passthrough`). Each connection's
+   * ClientHello is read first (as a `TLS` TcpListener does); when its SNI matches one of these routes
+   * (first match, `sniHosts` exact or `*.` wildcard), the connection is relayed unterminated to the
+   * route's cluster (the ClientHello forwarded unchanged, a cluster's upstream `tls` not applied);
+   * any other connection is terminated by `filterChains` as usual. Absent or `[]` = every connection
+   * is terminated (and no ClientHello is read ahead).
+   */
+  passthrough?: TcpRoute[];
 }
 
 export interface FilterChain {
@@ -296,6 +305,17 @@ export interface CorsPolicy {
    * (Istio's default, `UNSPECIFIED`/`FORWARD`), or `ignore`: answer 200 without CORS headers.
    */
   unmatchedPreflights: 'forward' | 'ignore';
+  /**
+   * `ingress-nginx`: the semantics of ingress-nginx's `enable-cors` template instead of Envoy's. With
+   * an exact `*` origin every request counts as allowed (Origin or not) and the answer says
+   * `access-control-allow-origin: *`; otherwise an Origin matching `allowOrigins` is echoed. Allowed
+   * requests get every CORS header (allow-origin, -credentials, -methods joined with `, `, -headers,
+   * -expose-headers, -max-age) on their response, replacing the backend's; an allowed `OPTIONS`
+   * (with or without `Access-Control-Request-Method`) is answered 204 by the gateway
+   * (`content-type: text/plain charset=UTF-8`, `content-length: 0`); requests not allowed go on
+   * untouched (`unmatchedPreflights` is not read). Absent = Envoy/Istio semantics.
+   */
+  dialect?: 'ingress-nginx';
 }
 
 /** One match block: every non-null field must hold (AND). */
@@ -427,6 +447,13 @@ export interface RetryPolicy {
    * tried when another endpoint is available.
    */
   ignorePreviousHosts: boolean;
+  /**
+   * true (ingress-nginx `proxy-next-upstream` without `non_idempotent`): a request whose method is not
+   * idempotent (POST, LOCK, PATCH, as nginx) is retried only when its try could not connect (nothing
+   * was sent); its answers, resets and timeouts are returned as they are. Absent/false = any method
+   * is retried (Envoy/Istio).
+   */
+  idempotentOnly?: boolean;
 }
 
 /** Istio HTTPFaultInjection. Percentages are 0-100 (fractions allowed); absent in Istio = 0. */
@@ -453,6 +480,10 @@ export interface Mirror {
   cluster: string;
   /** Share of requests mirrored, 0-100 (Istio: absent = 100). */
   percentage: number;
+  /** Host/:authority of the copy (ingress-nginx mirror-host, default the mirror-target's host); absent = the request's with `-shadow` appended (Envoy). */
+  authority?: string;
+  /** false (ingress-nginx mirror-request-body "off"): the copy is sent without the body (and without Content-Length / Transfer-Encoding), at once; absent = with the body. */
+  requestBody?: boolean;
 }
 
 export interface RouteDestination {
@@ -648,8 +679,12 @@ export type HashKey =
    * value, hashes on it, and sets the cookie on the response (`Max-Age` = ttl; 0 = session cookie).
    * `attributes`: extra attributes of that generated cookie, as written (`; Secure; SameSite=Lax`);
    * absent = none (ingress-nginx session-cookie-secure/-samesite/-domain).
+   * `conditionalSameSiteNone` (ingress-nginx session-cookie-conditional-samesite-none): `; SameSite=None`
+   * is left out of the attributes for user agents known to reject such cookies (ingress-nginx's list:
+   * `Chrome/4`, `Chrome/5`, `Chrome/6`, `CPU iPhone OS 12`, `iPad; CPU OS 12`, and Safari on
+   * `Intel Mac OS X 10_14` without Chrome); absent = always sent as written.
    */
-  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string }
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean }
   /** The client's IP address (the downstream peer). */
   | { kind: 'source-ip' }
   /** The raw value of this query parameter (first occurrence). */

@@ -37,6 +37,12 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
       seen.push({ url: req.url ?? '', method: req.method ?? '', headers: req.headers, bodyBytes });
       if (req.url === '/boom') return void res.writeHead(502).end();
       if (req.url === '/forbid') return void res.writeHead(403).end();
+      if (req.url === '/cached' || req.url === '/nostore') {
+        // Cacheable answers (no Set-Cookie); the header says which auth request produced them.
+        const extra = req.url === '/nostore' ? { 'cache-control': 'no-store' } : {};
+        if (req.headers['x-token'] === 'good') return void res.writeHead(200, { 'x-auth-user': `alice-${seen.length}`, ...extra }).end();
+        return void res.writeHead(401, { 'www-authenticate': 'Bearer realm="cached"', ...extra }).end();
+      }
       if (req.headers['x-token'] === 'good') {
         res.writeHead(202, { 'x-auth-user': 'alice', 'set-cookie': 'session=abc; Path=/' });
         return void res.end();
@@ -58,6 +64,8 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
       ingress('forbid', 'forbid.example.com', 'web', { 'auth-url': 'http://auth/forbid' }),
       ingress('boom', 'boom.example.com', 'web', { 'auth-url': 'http://auth/boom' }),
       ingress('post', 'post.example.com', 'web', { 'auth-url': 'http://auth/check', 'auth-method': 'GET', 'auth-proxy-set-headers': 'auth-headers' }),
+      ingress('cached', 'cached.example.com', 'web', { 'auth-url': 'http://auth/cached', 'auth-response-headers': 'X-Auth-User', 'auth-cache-key': '$http_x_token', 'auth-cache-duration': '200 2s, 401 1s' }),
+      ingress('nostore', 'nostore.example.com', 'web', { 'auth-url': 'http://auth/nostore', 'auth-cache-key': '$http_x_token' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
   });
@@ -110,6 +118,38 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
     assert.equal(r.headers.location, `https://login.example.com/start?rd=${encodeURIComponent('http://signin.example.com/page?a=b')}`);
   });
 
+  test('auth-cache-key/-duration: an answer is reused per evaluated key for its status\'s duration, then asked again', async () => {
+    const calls = () => seen.filter((s) => s.url === '/cached').length;
+    const before = calls();
+    const first = await get(url('/one'), { host: 'cached.example.com', headers: { 'x-token': 'good' } });
+    assert.equal(first.status, 200, first.body);
+    const user = first.json?.headers['x-auth-user'];
+    assert.match(String(user), /^alice-\d+$/);
+    const second = await get(url('/two'), { host: 'cached.example.com', headers: { 'x-token': 'good' } });
+    assert.equal(second.status, 200);
+    assert.equal(second.json?.headers['x-auth-user'], user, 'the kept answer\'s auth-response-headers are used');
+    assert.equal(calls() - before, 1, 'the second request with the same key was not sent to the auth service');
+    // Another key: its own answer (401, kept 1 s).
+    assert.equal((await get(url('/x'), { host: 'cached.example.com', headers: { 'x-token': 'bad' } })).status, 401);
+    const denied = await get(url('/x'), { host: 'cached.example.com', headers: { 'x-token': 'bad' } });
+    assert.equal(denied.status, 401);
+    assert.equal(denied.headers['www-authenticate'], 'Bearer realm="cached"');
+    assert.equal(calls() - before, 2);
+    // After the 200's 2 s the auth service is asked again.
+    await new Promise((r) => setTimeout(r, 2200));
+    const later = await get(url('/three'), { host: 'cached.example.com', headers: { 'x-token': 'good' } });
+    assert.equal(later.status, 200);
+    assert.equal(calls() - before, 3);
+    assert.notEqual(later.json?.headers['x-auth-user'], user);
+  });
+
+  test('auth-cache-key: an answer with Cache-Control no-store is not kept (nginx proxy_cache)', async () => {
+    const calls = () => seen.filter((s) => s.url === '/nostore').length;
+    const before = calls();
+    for (let i = 0; i < 3; i++) assert.equal((await get(url(`/n${i}`), { host: 'nostore.example.com', headers: { 'x-token': 'good' } })).status, 200);
+    assert.equal(calls() - before, 3);
+  });
+
   test('403 from the auth service is 403; any other answer is 500', async () => {
     assert.equal((await get(url('/'), { host: 'forbid.example.com' })).status, 403);
     assert.equal((await get(url('/'), { host: 'boom.example.com' })).status, 500);
@@ -139,6 +179,8 @@ metadata: { name: ingress-nginx-controller, namespace: ingress-nginx }
 data:
   proxy-body-size: "${bodySize}"
   limit-req-status-code: "429"
+  limit-conn-status-code: "509"
+  proxy-next-upstream-tries: "1"
   hsts-max-age: "100"
   hsts-include-subdomains: "false"
   use-forwarded-headers: "true"
@@ -165,16 +207,29 @@ metadata: { name: team-headers, namespace: default }
 data: { X-Team: shop }
 `;
 
+  // Drops the connection of every odd request without answering, answers the even ones.
+  let resetCalls = 0;
+  const resetter = http.createServer((req, res) => {
+    resetCalls++;
+    if (resetCalls % 2 === 1) return void req.socket.destroy();
+    req.resume();
+    res.end('second try');
+  });
+
   before(async () => {
     web = await startEchoServer({ name: 'web' });
+    await new Promise<void>((r) => resetter.listen(0, '127.0.0.1', r));
     const cert = makeCert(certDir, 'secure.example.com');
-    writeConfig(dir, 'services.yaml', serviceYaml('web', [web.port]));
+    writeConfig(dir, 'services.yaml', [serviceYaml('web', [web.port]), serviceYaml('resetter', [(resetter.address() as AddressInfo).port])].join('---\n'));
     writeConfig(dir, 'secrets.yaml', tlsSecret('secure-tls', 'default', cert));
     writeConfig(dir, 'configmap.yaml', configMap('1k'));
     writeConfig(dir, 'ingress.yaml', [
       ingress('plain', 'plain.example.com', 'web', { 'custom-headers': 'team-headers' }),
       ingress('big', 'big.example.com', 'web', { 'proxy-body-size': '1m' }),
       ingress('limited', 'limited.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1' }),
+      ingress('conns', 'conns.example.com', 'web', { 'limit-connections': '1' }),
+      ingress('once', 'once.example.com', 'resetter', {}),
+      ingress('twice', 'twice.example.com', 'resetter', { 'proxy-next-upstream-tries': '2' }),
       ingress('acl', 'acl.example.com', 'web', { 'whitelist-source-range': '10.0.0.0/8' }),
       ingress('secure', 'secure.example.com', 'web', {}, '  tls: [{ hosts: [secure.example.com], secretName: secure-tls }]\n'),
     ].join('---\n'));
@@ -184,6 +239,8 @@ data: { X-Team: shop }
   after(async () => {
     await gw?.stop();
     await web.close();
+    resetter.closeAllConnections();
+    await new Promise<void>((r) => resetter.close(() => r()));
     removeDir(dir);
     removeDir(certDir);
   });
@@ -215,6 +272,28 @@ data: { X-Team: shop }
     for (let i = 0; i < 5; i++) statuses.push((await get(url(`/${i}`), { host: 'limited.example.com' })).status);
     assert.deepEqual(statuses.slice(0, 2), [200, 200], `statuses ${statuses}`);
     assert.ok(statuses.slice(2).includes(429), `statuses ${statuses}`);
+  });
+
+  test('limit-conn-status-code: a request over limit-connections gets the ConfigMap status', async () => {
+    const slow = get(url('/delay/3000'), { host: 'conns.example.com' });
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal((await get(url('/'), { host: 'conns.example.com' })).status, 509);
+    assert.equal((await slow).status, 200);
+  });
+
+  test('proxy-next-upstream-tries "1" in the ConfigMap turns the default retry off; an annotation turns it back on', async () => {
+    if (resetCalls % 2 === 1) await get(url('/align'), { host: 'twice.example.com' });
+    const before = resetCalls;
+    const once = await get(url('/a'), { host: 'once.example.com' });
+    assert.equal(once.status, 503, once.body);
+    assert.equal(resetCalls - before, 1);
+    // Realign: the next request is dropped by the backend again.
+    if (resetCalls % 2 === 1) assert.equal((await get(url('/align'), { host: 'once.example.com' })).status, 200);
+    const mark = resetCalls;
+    const twice = await get(url('/b'), { host: 'twice.example.com' });
+    assert.equal(twice.status, 200, twice.body);
+    assert.equal(twice.body, 'second try');
+    assert.equal(resetCalls - mark, 2, 'the dropped try was retried once');
   });
 
   test('use-forwarded-headers: the allowlist reads the client address from X-Forwarded-For', async () => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { startEchoServer } from '../../src/demo/echo-server.js';
-import { get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { freePort, get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 const P = 'nginx.ingress.kubernetes.io/';
@@ -66,9 +66,14 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
   let counted = 0;
   let countedBytes = 0;
   let lastCountedUrl = '';
+  let lastCountedHeaders: http.IncomingHttpHeaders = {};
+  let lastCountedBody = 0;
   const counter = http.createServer((req, res) => {
     counted++;
     lastCountedUrl = req.url ?? '';
+    lastCountedHeaders = req.headers;
+    lastCountedBody = 0;
+    req.on('data', (c: Buffer) => (lastCountedBody += c.length));
     req.on('data', (c: Buffer) => (countedBytes += c.length));
     req.on('end', () => res.end('ok'));
   });
@@ -88,7 +93,23 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
     res.writeHead(flakyCalls % 2 === 1 ? 502 : 200).end(flakyCalls % 2 === 1 ? 'bad gateway' : 'ok');
   });
 
+  // A backend that drops the connection of every odd request without answering (an upstream "error"
+  // for nginx) and answers the even ones; `resetMethods` records what it received.
+  let resetCalls = 0;
+  const resetMethods: string[] = [];
+  const resetter = http.createServer((req, res) => {
+    resetCalls++;
+    resetMethods.push(req.method ?? '');
+    if (resetCalls % 2 === 1) return void req.socket.destroy();
+    req.resume();
+    res.end('second try');
+  });
+  // A port nothing listens on (its connections are refused), next to a live echo backend.
+  let deadPort = 0;
+
   before(async () => {
+    deadPort = await freePort();
+    await new Promise<void>((r) => resetter.listen(0, '127.0.0.1', r));
     for (const name of ['web', 'canary', 'other', 'sticky-a', 'sticky-b']) echoes[name] = await startEchoServer({ name });
     await new Promise<void>((r) => counter.listen(0, '127.0.0.1', r));
     await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
@@ -101,6 +122,7 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
       serviceYaml('canary', [echoes.canary.port]),
       serviceYaml('other', [echoes.other.port]),
       serviceYaml('sticky', [echoes['sticky-a'].port, echoes['sticky-b'].port]),
+      serviceYaml('sticky-none', [echoes['sticky-a'].port, echoes['sticky-b'].port]),
       serviceYaml('counter', [counterPort]),
       // ClusterIP 127.0.0.1:<web port>, endpoints on the "other" echo: service-upstream must reach "web".
       serviceYaml('vip', [echoes.other.port], { servicePort: echoes.web.port }).replace('spec:\n', 'spec:\n  clusterIP: 127.0.0.1\n'),
@@ -108,12 +130,14 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
       serviceYaml('fallback', [echoes.other.port]),
       serviceYaml('mirror', [counterPort]),
       serviceYaml('flaky', [flakyPort]),
+      serviceYaml('resetter', [(resetter.address() as import('node:net').AddressInfo).port]),
+      serviceYaml('half-dead', [deadPort, echoes.web.port]),
       serviceYaml('error-pages', [errorPagesPort]),
     ].join('---\n'));
     writeConfig(dir, 'secrets.yaml', `apiVersion: v1
 kind: Secret
 metadata: { name: htpasswd, namespace: default }
-stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\n" }
+stringData: { auth: "foo:$apr1$xyzSALT1$UtWQLD3Dm.MaSLGo6QUZ91\\nbcrypt-user:$2y$05$zyxwvutsrqponmlkjihgfeglsAmPxizkh6XR.lRZ0ghu0eyvImhE6\\nsha-user:$6$e2esalt$1RzOQRLSxmsZX0If6c7QzHfQFC/3tP/1a1Dtrcp3jDlcli0aSAB73sFP4rmSSn5MM/jq5EfPSO7yNrb/xSbcK/\\n" }
 ---
 apiVersion: v1
 kind: Secret
@@ -134,12 +158,17 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('deny', 'deny.example.com', 'web', { 'denylist-source-range': '127.0.0.1, ::1' }),
       ingress('rps', 'rps.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '2' }),
       ingress('rps-exempt', 'rps-exempt.example.com', 'web', { 'limit-rps': '1', 'limit-burst-multiplier': '1', 'limit-whitelist': '127.0.0.1, ::1' }),
+      ingress('rps-allow', 'rps-allow.example.com', 'web', { 'limit-rpm': '1', 'limit-burst-multiplier': '1', 'limit-allowlist': '127.0.0.0/8, ::1/128' }),
+      ingress('rps-rpm', 'rps-rpm.example.com', 'web', { 'limit-rps': '10', 'limit-rpm': '2', 'limit-burst-multiplier': '1' }),
       ingress('basic', 'basic.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'htpasswd', 'auth-realm': 'Authentication Required - foo' }),
       ingress('basic-missing', 'basic-missing.example.com', 'web', { 'auth-type': 'basic', 'auth-secret': 'nope' }),
       ingress('relocate', 'relocate.example.com', 'web', { 'proxy-redirect-from': 'http://internal:8080/', 'proxy-redirect-to': 'https://public.example.com/' }),
       ingress('errors', 'errors.example.com', 'web', { 'custom-http-errors': '404,503', 'default-backend': 'error-pages' }),
       ingress('retry', 'retry.example.com', 'flaky', { 'proxy-next-upstream': 'error timeout http_502', 'proxy-next-upstream-tries': '2' }),
       ingress('noretry', 'noretry.example.com', 'flaky', { 'proxy-next-upstream': 'off' }),
+      ingress('default-retry', 'default-retry.example.com', 'resetter', {}),
+      ingress('nonidem', 'nonidem.example.com', 'resetter', { 'proxy-next-upstream': 'error timeout non_idempotent' }),
+      ingress('half-dead', 'half-dead.example.com', 'half-dead', {}),
       ingress('conns', 'conns.example.com', 'web', { 'limit-connections': '1' }),
       ingress('pattern-main', 'pattern.example.com', 'web', {}),
       ingress('pattern-canary', 'pattern.example.com', 'canary', { canary: 'true', 'canary-by-header': 'X-Region', 'canary-by-header-pattern': '^(eu|us)-west$' }),
@@ -147,18 +176,21 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('half-canary', 'half.example.com', 'canary', { canary: 'true', 'canary-weight': '300', 'canary-weight-total': '1000' }),
       ingress('digest', 'digest.example.com', 'web', { 'auth-type': 'digest', 'auth-secret': 'htdigest', 'auth-realm': 'digest-realm' }),
       ingress('cors', 'cors.example.com', 'counter', { 'enable-cors': 'true', 'cors-allow-origin': 'https://app.example.com, https://*.example.org' }),
+      ingress('cors-any', 'cors-any.example.com', 'counter', { 'enable-cors': 'true', 'cors-allow-origin': '*, foo.bar.com', 'cors-allow-credentials': 'false', 'cors-allow-methods': 'POST, GET', 'cors-max-age': '200', 'cors-expose-headers': 'X-Total' }),
       ingress('main', 'canary.example.com', 'web', {}),
       ingress('canary', 'canary.example.com', 'canary', { canary: 'true', 'canary-by-header': 'X-Canary', 'canary-by-cookie': 'use_canary' }),
       ingress('weighted-main', 'weighted.example.com', 'web', {}),
       ingress('weighted-canary', 'weighted.example.com', 'canary', { canary: 'true', 'canary-weight': '100' }),
       ingress('timeout', 'timeout.example.com', 'web', { 'proxy-read-timeout': '1', 'proxy-next-upstream': 'off' }),
       ingress('sticky', 'sticky.example.com', 'sticky', { affinity: 'cookie', 'session-cookie-name': 'route', 'session-cookie-max-age': '600', 'session-cookie-samesite': 'Lax', 'session-cookie-secure': 'true' }),
+      ingress('samesite', 'samesite.example.com', 'sticky-none', { affinity: 'cookie', 'session-cookie-samesite': 'None', 'session-cookie-secure': 'true', 'session-cookie-conditional-samesite-none': 'true' }),
       ingress('snippet', 'snippet.example.com', 'web', { 'configuration-snippet': 'return 200 "pwned";' }),
       ingress('waf', 'waf.example.com', 'web', { 'enable-modsecurity': 'true' }),
       ingress('vip', 'vip.example.com', 'vip', { 'service-upstream': 'true' }, [{ path: '/', port: echoes.web.port }]),
       ingress('endpoints', 'endpoints.example.com', 'vip', {}, [{ path: '/', port: echoes.web.port }]),
       ingress('fallback', 'fallback.example.com', 'empty', { 'default-backend': 'fallback' }),
       ingress('mirrored', 'mirrored.example.com', 'web', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri' }),
+      ingress('mirrored-nobody', 'mirrored-nobody.example.com', 'web', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri', 'mirror-host': 'copy.example.com', 'mirror-request-body': 'off' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
   });
@@ -171,6 +203,8 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     await new Promise<void>((r) => errorPages.close(() => r()));
     flaky.closeAllConnections();
     await new Promise<void>((r) => flaky.close(() => r()));
+    resetter.closeAllConnections();
+    await new Promise<void>((r) => resetter.close(() => r()));
     counter.closeAllConnections();
     await new Promise<void>((r) => counter.close(() => r()));
     removeDir(dir);
@@ -259,6 +293,15 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     assert.deepEqual(exempt, [200, 200, 200, 200, 200, 200]);
   });
 
+  test('limit-rps and limit-rpm together: both apply (rps 10 alone would pass 11 at once, rpm 2 with burst 2 passes 3), refused requests count against neither; limit-allowlist exempts', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await get(url(`/m${i}`), { host: 'rps-rpm.example.com' })).status);
+    assert.deepEqual(statuses, [200, 200, 200, 503, 503, 503, 503, 503], `statuses ${statuses}`);
+    const exempt: number[] = [];
+    for (let i = 0; i < 5; i++) exempt.push((await get(url(`/a${i}`), { host: 'rps-allow.example.com' })).status);
+    assert.deepEqual(exempt, [200, 200, 200, 200, 200]);
+  });
+
   test('auth-type basic: 401 with the realm, 200 with the htpasswd user, Authorization not passed upstream; missing Secret 503', async () => {
     const none = await get(url('/'), { host: 'basic.example.com' });
     assert.equal(none.status, 401);
@@ -271,22 +314,64 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     assert.equal((await get(url('/'), { host: 'basic-missing.example.com' })).status, 503);
   });
 
-  test('enable-cors: allowed origins get CORS headers, a preflight is answered by the gateway', async () => {
+  test('auth-type basic with bcrypt ($2y$) and SHA-512-crypt ($6$) htpasswd lines, as nginx checks them through crypt(3)', async () => {
+    const basic = (user: string, pw: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}` });
+    for (const user of ['bcrypt-user', 'sha-user']) {
+      assert.equal((await get(url('/'), { host: 'basic.example.com', headers: basic(user, 'secret pw') })).status, 200, user);
+      assert.equal((await get(url('/'), { host: 'basic.example.com', headers: basic(user, 'secret pw') })).status, 200, `${user} again (remembered)`);
+      assert.equal((await get(url('/'), { host: 'basic.example.com', headers: basic(user, 'wrong pw') })).status, 401, `${user} with a wrong password`);
+    }
+  });
+
+  test('enable-cors: a listed origin gets every CORS header; its OPTIONS is answered 204 by the gateway, others reach the backend', async () => {
     const before = hits('web');
     const pre = await get(url('/api'), { host: 'cors.example.com', method: 'OPTIONS', headers: { origin: 'https://x.example.org', 'access-control-request-method': 'PUT' } });
-    assert.ok(pre.status === 200 || pre.status === 204, `preflight status ${pre.status}`);
+    // ingress-nginx's template: `return 204` with the CORS headers, text/plain and Content-Length 0.
+    assert.equal(pre.status, 204);
     assert.equal(pre.headers['access-control-allow-origin'], 'https://x.example.org');
-    assert.equal(pre.headers['access-control-allow-methods'], 'GET,PUT,POST,DELETE,PATCH,OPTIONS');
+    assert.equal(pre.headers['access-control-allow-methods'], 'GET, PUT, POST, DELETE, PATCH, OPTIONS');
+    assert.equal(pre.headers['access-control-allow-headers'], 'DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization');
     assert.equal(pre.headers['access-control-allow-credentials'], 'true');
     assert.equal(pre.headers['access-control-max-age'], '1728000');
+    assert.equal(pre.headers['content-type'], 'text/plain charset=UTF-8');
+    assert.equal(pre.headers['content-length'], '0');
+    assert.equal(hits('web'), before, 'the backend never sees an allowed preflight');
+    // Any OPTIONS from an allowed origin is a preflight for ingress-nginx (no Access-Control-Request-Method needed).
+    assert.equal((await get(url('/api'), { host: 'cors.example.com', method: 'OPTIONS', headers: { origin: 'https://app.example.com' } })).status, 204);
     assert.equal(hits('web'), before);
     const simple = await get(url('/api'), { host: 'cors.example.com', headers: { origin: 'https://app.example.com' } });
     assert.equal(simple.status, 200);
     assert.equal(simple.headers['access-control-allow-origin'], 'https://app.example.com');
+    assert.equal(simple.headers['access-control-allow-methods'], 'GET, PUT, POST, DELETE, PATCH, OPTIONS', 'nginx adds every CORS header to actual answers too');
+    assert.equal(simple.headers['access-control-max-age'], '1728000');
     const other = await get(url('/api'), { host: 'cors.example.com', headers: { origin: 'https://evil.example.net' } });
     assert.equal(other.headers['access-control-allow-origin'], undefined);
     const twoLabels = await get(url('/api'), { host: 'cors.example.com', headers: { origin: 'https://a.b.example.org' } });
     assert.equal(twoLabels.headers['access-control-allow-origin'], undefined, '*. stands for exactly one label');
+    // An OPTIONS from an origin not listed goes to the backend, without CORS headers.
+    const seen = counted;
+    const unlisted = await get(url('/api'), { host: 'cors.example.com', method: 'OPTIONS', headers: { origin: 'https://evil.example.net', 'access-control-request-method': 'PUT' } });
+    assert.equal(unlisted.status, 200);
+    assert.equal(unlisted.body, 'ok');
+    assert.equal(counted, seen + 1);
+    assert.equal(unlisted.headers['access-control-allow-origin'], undefined);
+  });
+
+  test('enable-cors with "*": every answer says Access-Control-Allow-Origin: *, even without Origin; any OPTIONS is 204', async () => {
+    const plain = await get(url('/x'), { host: 'cors-any.example.com' });
+    assert.equal(plain.status, 200);
+    assert.equal(plain.headers['access-control-allow-origin'], '*');
+    assert.equal(plain.headers['access-control-allow-credentials'], undefined, 'cors-allow-credentials "false"');
+    assert.equal(plain.headers['access-control-allow-methods'], 'POST, GET');
+    assert.equal(plain.headers['access-control-max-age'], '200');
+    assert.equal(plain.headers['access-control-expose-headers'], 'X-Total');
+    const withOrigin = await get(url('/x'), { host: 'cors-any.example.com', headers: { origin: 'https://anything.example' } });
+    assert.equal(withOrigin.headers['access-control-allow-origin'], '*');
+    const seen = counted;
+    const opt = await get(url('/x'), { host: 'cors-any.example.com', method: 'OPTIONS' });
+    assert.equal(opt.status, 204);
+    assert.equal(opt.headers['access-control-allow-origin'], '*');
+    assert.equal(counted, seen, 'the backend is not called');
   });
 
   test('canary by header (always/never) and cookie, attached to the main Ingress; weight 100 sends everything to the canary', async () => {
@@ -318,6 +403,17 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     const names = new Set<string>();
     for (let i = 0; i < 8; i++) names.add(String((await get(url('/'), { host: 'sticky.example.com', headers: { cookie } })).json?.name));
     assert.equal(names.size, 1, `one endpoint for one cookie, got ${[...names]}`);
+  });
+
+  test('session-cookie-conditional-samesite-none: SameSite=None is left out for browsers that reject it, kept for others', async () => {
+    const cookieFor = async (ua: string | null) => String((await get(url('/'), { host: 'samesite.example.com', headers: ua === null ? {} : { 'user-agent': ua } })).headers['set-cookie'] ?? '');
+    const modern = await cookieFor('Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36');
+    assert.match(modern, /^INGRESSCOOKIE=[^;]+; Path=\/; HttpOnly; Secure; SameSite=None$/);
+    const chrome60 = await cookieFor('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/60.0.3112.113 Safari/537.36');
+    assert.match(chrome60, /^INGRESSCOOKIE=[^;]+; Path=\/; HttpOnly; Secure$/);
+    const ios12 = await cookieFor('Mozilla/5.0 (iPhone; CPU iPhone OS 12_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1.2 Mobile/15E148 Safari/604.1');
+    assert.doesNotMatch(ios12, /SameSite/);
+    assert.match(await cookieFor(null), /SameSite=None$/, 'no User-Agent: sent as configured');
   });
 
   test('a configuration-snippet never changes what a request gets: its Ingress is not served; enable-modsecurity (not implemented) is not served unprotected', async () => {
@@ -354,6 +450,22 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     while (counted === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
     assert.equal(counted, before + 1, 'the mirror got one copy');
     assert.equal(lastCountedUrl, '/m?x=1');
+    assert.equal(lastCountedHeaders.host, 'mirror.default.svc.cluster.local', 'ingress-nginx: the copy\'s Host is the mirror-target\'s host');
+  });
+
+  test('mirror-host sets the copy\'s Host; mirror-request-body "off" sends the copy without the body', async () => {
+    const before = counted;
+    const r = await get(url('/post?y=2'), { host: 'mirrored-nobody.example.com', method: 'POST', body: 'payload-bytes' });
+    assert.equal(r.status, 200);
+    assert.equal(r.json?.body, 'payload-bytes', 'the backend gets the body');
+    const deadline = Date.now() + 5000;
+    while (counted === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(counted, before + 1);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(lastCountedUrl, '/post?y=2');
+    assert.equal(lastCountedHeaders.host, 'copy.example.com');
+    assert.equal(lastCountedBody, 0);
+    assert.equal(lastCountedHeaders['content-length'] ?? '0', '0');
   });
 
   test('auth-type digest: 401 with a Digest challenge; a correct MD5 qop=auth response passes, a wrong password or another URI does not', async () => {
@@ -383,6 +495,38 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     if (flakyCalls % 2 === 1) await get(url('/align'), { host: 'retry.example.com' });
     const n = await get(url('/y'), { host: 'noretry.example.com' });
     assert.equal(n.status, 502);
+  });
+
+  test('proxy-next-upstream default (error timeout, 3 tries): a GET whose connection broke is retried without any annotation', async () => {
+    if (resetCalls % 2 === 1) await get(url('/align'), { host: 'default-retry.example.com' });
+    const before = resetCalls;
+    const r = await get(url('/a'), { host: 'default-retry.example.com' });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.body, 'second try');
+    assert.equal(resetCalls - before, 2, 'the first try was dropped by the backend, the second answered');
+  });
+
+  test('proxy-next-upstream default: a POST that reached the backend is never retried (nginx non-idempotent rule); non_idempotent allows it', async () => {
+    if (resetCalls % 2 === 1) await get(url('/align'), { host: 'default-retry.example.com' });
+    const before = resetCalls;
+    const p = await get(url('/p'), { host: 'default-retry.example.com', method: 'POST', body: 'x=1' });
+    // meshgate answers an upstream reset 503 (Envoy's UC); nginx says 502. What matters: not sent twice.
+    assert.equal(p.status, 503, `a POST must not be sent twice: ${p.body}`);
+    assert.equal(resetCalls - before, 1);
+    assert.deepEqual(resetMethods.slice(-1), ['POST']);
+    if (resetCalls % 2 === 1) await get(url('/align'), { host: 'default-retry.example.com' });
+    const again = resetCalls;
+    const n = await get(url('/p'), { host: 'nonidem.example.com', method: 'POST', body: 'x=1' });
+    assert.equal(n.status, 200, n.body);
+    assert.equal(resetCalls - again, 2, 'with non_idempotent the POST is retried');
+  });
+
+  test('proxy-next-upstream default: a POST whose connection could not be made (nothing sent) is retried on the other endpoint', async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await get(url(`/post${i}`), { host: 'half-dead.example.com', method: 'POST', body: 'payload' });
+      assert.equal(r.status, 200, `POST ${i}: ${r.body}`);
+      assert.equal(r.json?.name, 'web');
+    }
   });
 
   test('limit-connections 1: a second concurrent request of the same client is 503', async () => {

@@ -10,6 +10,7 @@ import { FLAGS_HEADER, SERVER_NAME, sendLocalReply } from '../http/local-reply.j
 import type { Downstream } from '../http/downstream.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import type { AuthHeaderEdits } from './jwt.js';
+import { authCacheKey, lookupAuthAnswer, storeAuthAnswer } from './auth-cache.js';
 
 export interface CompiledExternalAuth {
   auth: ExternalAuth;
@@ -82,17 +83,26 @@ async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: st
   );
   if (a.method !== null) headers.push('x-original-uri', requestUri, 'x-scheme', x.scheme);
   if (a.requestHeaders !== undefined) for (const h of a.requestHeaders) headers.push(h.name, h.value);
-  const endpoint = c.cluster === null || c.cluster.discovery === 'missing' ? null : selectEndpoint(c.cluster, Math.random);
-  if (endpoint === null || endpoint.handle === null) return fail(x.d, 500);
   let status: number;
   let resHeaders: Record<string, string | string[] | undefined>;
-  try {
-    const r = await (await endpoint.handle.fetcher()).request({ method: (a.method ?? x.method) as 'GET', path: a.path, headers, signal: AbortSignal.timeout(a.timeoutMs), headersTimeout: 0, bodyTimeout: 0 });
-    await r.body.dump();
-    status = r.statusCode;
-    resHeaders = r.headers;
-  } catch {
-    return fail(x.d, 500);
+  // auth-cache-key: a kept answer for this key stands for the auth request (nginx proxy_cache).
+  const cacheKey = a.cache === undefined ? null : authCacheKey(a.cache, x, clientIp);
+  const cached = cacheKey === null ? null : lookupAuthAnswer(cacheKey, Date.now());
+  if (cached !== null) {
+    status = cached.status;
+    resHeaders = cached.headers;
+  } else {
+    const endpoint = c.cluster === null || c.cluster.discovery === 'missing' ? null : selectEndpoint(c.cluster, Math.random);
+    if (endpoint === null || endpoint.handle === null) return fail(x.d, 500);
+    try {
+      const r = await (await endpoint.handle.fetcher()).request({ method: (a.method ?? x.method) as 'GET', path: a.path, headers, signal: AbortSignal.timeout(a.timeoutMs), headersTimeout: 0, bodyTimeout: 0 });
+      await r.body.dump();
+      status = r.statusCode;
+      resHeaders = r.headers;
+    } catch {
+      return fail(x.d, 500);
+    }
+    if (cacheKey !== null) storeAuthAnswer(a.cache!, cacheKey, status, resHeaders, Date.now());
   }
   if (x.d.destroyed || x.d.headersSent) return false;
   const cookies = resHeaders['set-cookie'];

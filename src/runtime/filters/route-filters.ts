@@ -13,6 +13,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual, X509Certificate }
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { BasicAuth, ClientCertificatePolicy, RequestLimit, RouteFilters } from '../../ir/types.js';
+import { bcryptCrypt, isCryptHash, shaCrypt } from './password-hashes.js';
 import { compileRegex } from '../compile/string-match.js';
 import { addLocalReplyHeaders, sendLocalError, sendRedirect, type LocalError, type ResponseFlag } from '../http/local-reply.js';
 import { onDownstreamClose, plainAddress, type Downstream } from '../http/downstream.js';
@@ -236,8 +237,10 @@ interface ZoneState {
   settings: RequestLimit;
   exempt: BlockList | null;
   reply: LocalError;
-  /** Per client: nginx's `excess` in thousandths of a request, and when it was last updated (ms). */
-  rate: Map<string, { excess: number; at: number }>;
+  /** Answer of a request over `maxConcurrent`. */
+  connReply: LocalError;
+  /** `rate` then `moreRates`, each with its per-client state: nginx's `excess` in thousandths of a request, and when it was last updated (ms). */
+  rates: { requests: number; periodMs: number; burst: number; clients: Map<string, { excess: number; at: number }> }[];
   inFlight: Map<string, number>;
 }
 
@@ -247,7 +250,8 @@ function zoneFor(l: RequestLimit): ZoneState {
   const id = JSON.stringify(l);
   let z = zones.get(id);
   if (z === undefined) {
-    z = { settings: l, exempt: l.exempt.length === 0 ? null : blockList(l.exempt), reply: limitedReply(l.status), rate: new Map(), inFlight: new Map() };
+    const rates = [...(l.rate === null ? [] : [l.rate]), ...(l.moreRates ?? [])].map((r) => ({ ...r, clients: new Map<string, { excess: number; at: number }>() }));
+    z = { settings: l, exempt: l.exempt.length === 0 ? null : blockList(l.exempt), reply: limitedReply(l.status), connReply: limitedReply(l.concurrencyStatus ?? l.status), rates, inFlight: new Map() };
     zones.set(id, z);
     if (zones.size > 1000) zones.delete(zones.keys().next().value as string);
   }
@@ -261,26 +265,32 @@ function admitLimit(z: ZoneState, ip: string, d: Downstream): boolean {
   if (s.maxConcurrent !== null) {
     const n = z.inFlight.get(ip) ?? 0;
     if (n >= s.maxConcurrent) {
-      sendLocalError(d, z.reply);
+      sendLocalError(d, z.connReply);
       return false;
     }
   }
-  if (s.rate !== null) {
+  if (z.rates.length > 0) {
+    // nginx limit_req: every zone is looked up first; the request is counted in all only when all have room.
     const now = Date.now();
-    const perMs = (s.rate.requests * 1000) / s.rate.periodMs; // thousandths of a request drained per ms
-    const st = z.rate.get(ip);
-    let excess = 0;
-    if (st !== undefined) {
-      excess = Math.max(0, st.excess - perMs * Math.max(0, now - st.at)) + 1000;
-      z.rate.delete(ip);
+    let next: number[] | null = null;
+    for (let i = 0; i < z.rates.length; i++) {
+      const r = z.rates[i];
+      const perMs = (r.requests * 1000) / r.periodMs; // thousandths of a request drained per ms
+      const st = r.clients.get(ip);
+      const excess = st === undefined ? 0 : Math.max(0, st.excess - perMs * Math.max(0, now - st.at)) + 1000;
+      if (excess > r.burst * 1000) {
+        sendLocalError(d, z.reply);
+        return false;
+      }
+      (next ??= []).push(excess);
     }
-    if (excess > s.rate.burst * 1000) {
-      if (st !== undefined) z.rate.set(ip, st);
-      sendLocalError(d, z.reply);
-      return false;
+    for (let i = 0; i < z.rates.length; i++) {
+      const clients = z.rates[i].clients;
+      // Re-inserted so the Map's order is least recently used first (the oldest is evicted).
+      clients.delete(ip);
+      clients.set(ip, { excess: next![i], at: now });
+      if (clients.size > MAX_KEYS) clients.delete(clients.keys().next().value as string);
     }
-    z.rate.set(ip, { excess, at: now });
-    if (z.rate.size > MAX_KEYS) z.rate.delete(z.rate.keys().next().value as string);
   }
   if (s.maxConcurrent !== null) {
     z.inFlight.set(ip, (z.inFlight.get(ip) ?? 0) + 1);
@@ -415,9 +425,31 @@ export function checkDigest(a: CompiledBasicAuth, method: string, requestUri: st
   return want !== '' && w.length === g.length && timingSafeEqual(w, g);
 }
 
-/** htpasswd hashes: `$apr1$`/`$1$` MD5-crypt, `{SHA}`, `{PLAIN}`. Anything else never matches. */
+/** Successful checks of the slow hashes (bcrypt, SHA-crypt), by SHA-256 of hash and password: a client sending the same credentials again is not hashed again. */
+const verifiedSlow = new Map<string, true>();
+const MAX_VERIFIED_SLOW = 1000;
+
+/**
+ * htpasswd hashes: `$apr1$`/`$1$` MD5-crypt, `{SHA}`, `{PLAIN}`, and what nginx accepts through
+ * crypt(3): `$5$`/`$6$` SHA-crypt and `$2a$`/`$2b$`/`$2y$` bcrypt (password-hashes.ts). Anything
+ * else never matches.
+ */
 export function verifyPassword(password: string, hash: string): boolean {
   let expected: string;
+  if (isCryptHash(hash)) {
+    const id = createHash('sha256').update(hash).update('\u0000').update(password).digest('base64');
+    if (verifiedSlow.has(id)) return true;
+    const computed = hash.startsWith('$2') ? bcryptCrypt(password, hash) : shaCrypt(password, hash);
+    if (computed === null) return false;
+    const a = Buffer.from(computed);
+    const b = Buffer.from(hash);
+    const ok = a.length === b.length && timingSafeEqual(a, b);
+    if (ok) {
+      verifiedSlow.set(id, true);
+      if (verifiedSlow.size > MAX_VERIFIED_SLOW) verifiedSlow.delete(verifiedSlow.keys().next().value as string);
+    }
+    return ok;
+  }
   if (hash.startsWith('{PLAIN}')) expected = `{PLAIN}${password}`;
   else if (hash.startsWith('{SHA}')) expected = `{SHA}${createHash('sha1').update(password).digest('base64')}`;
   else if (hash.startsWith('$apr1$') || hash.startsWith('$1$')) {

@@ -13,6 +13,7 @@ import { faultAbort, faultDelayMs, sendFaultAbort } from '../filters/fault.js';
 import type { Exchange } from '../http/exchange.js';
 import { sendMirrors } from './mirror.js';
 import { ReplayableBody } from './request-body.js';
+import { nonIdempotent } from './retry-policy.js';
 import { UpstreamCall } from './upstream-call.js';
 
 /**
@@ -50,7 +51,9 @@ export function startUpstreamPolicies(
   timeoutMs: number,
 ): UpstreamCall | null {
   const mirrors = action.mirrors;
-  const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.requestBody ?? x.d.body) : null;
+  // A POST under an idempotent-only policy (ingress-nginx) is retried only when nothing was sent: no copy is kept.
+  const keep = mirrors === null && action.retry !== null && action.retry.idempotentOnly && nonIdempotent(x.method) ? 0 : undefined;
+  const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.requestBody ?? x.d.body, keep) : null;
   if (mirrors !== null) sendMirrors(mirrors, random, x.method, target, headers, body, timeoutMs);
   const state = cluster.state;
   if (action.retry === null && body === null && (state === null || (state.breaker.limits === null && state.outlier === null))) return null;

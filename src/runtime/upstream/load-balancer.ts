@@ -173,7 +173,9 @@ function hashKey(policy: ConsistentHashLb, input: HashInput, random: () => numbe
       let cookie = `${on.name}=${value}`;
       if (on.path !== null) cookie += `; Path=${on.path}`;
       if (on.ttlSeconds > 0) cookie += `; Max-Age=${on.ttlSeconds}`;
-      input.setResponseCookie(`${cookie}; HttpOnly${on.attributes ?? ''}`, on.name, value);
+      let attributes = on.attributes ?? '';
+      if (on.conditionalSameSiteNone === true && !sameSiteNoneCompatible(input.header('user-agent'))) attributes = attributes.replace('; SameSite=None', '');
+      input.setResponseCookie(`${cookie}; HttpOnly${attributes}`, on.name, value);
       return value;
     }
   }
@@ -255,4 +257,17 @@ export function hash32(s: string): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/**
+ * Whether a browser accepts `SameSite=None` cookies (ingress-nginx util/same_site.lua, after
+ * https://www.chromium.org/updates/same-site/incompatible-clients): false for Chrome 40-69, iOS 12
+ * and Safari on macOS 10.14, which reject or mistreat them; true without a User-Agent.
+ */
+export function sameSiteNoneCompatible(userAgent: string | null): boolean {
+  if (userAgent === null) return true;
+  if (userAgent.includes('Chrome/4') || userAgent.includes('Chrome/5') || userAgent.includes('Chrome/6')) return false;
+  if (userAgent.includes('CPU iPhone OS 12') || userAgent.includes('iPad; CPU OS 12')) return false;
+  if (userAgent.includes('Macintosh') && userAgent.includes('Intel Mac OS X 10_14') && userAgent.includes('Safari') && !userAgent.includes('Chrome')) return false;
+  return true;
 }

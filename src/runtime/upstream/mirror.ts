@@ -27,10 +27,14 @@ export interface CompiledMirror {
   cluster: CompiledCluster | null;
   /** Share of requests mirrored, 0-1. */
   fraction: number;
+  /** Host of the copy; null = the request's with `-shadow`. */
+  authority: string | null;
+  /** false: the copy goes without the body. */
+  withBody: boolean;
 }
 
 export function compileMirrors(mirrors: Mirror[], clusters: Map<string, CompiledCluster>): CompiledMirror[] {
-  return mirrors.map((m) => ({ clusterName: m.cluster, cluster: clusters.get(m.cluster) ?? null, fraction: m.percentage / 100 }));
+  return mirrors.map((m) => ({ clusterName: m.cluster, cluster: clusters.get(m.cluster) ?? null, fraction: m.percentage / 100, authority: m.authority ?? null, withBody: m.requestBody !== false }));
 }
 
 /** Mirror copies are cut after this long when the route has no timeout. */
@@ -116,9 +120,9 @@ export function sendMirrors(
     if (endpoint === null || endpoint.handle === null) continue;
     const client = endpoint.handle.dispatcher;
     const breaker = m.cluster.state?.breaker ?? null;
-    const shadowHeaders = shadow(headers);
+    const shadowHeaders = m.authority === null ? shadow(headers) : withHost(headers, m.authority, !m.withBody);
     const t = timeoutMs > 0 ? timeoutMs : DEFAULT_MIRROR_TIMEOUT_MS;
-    if (body === null) {
+    if (body === null || !m.withBody) {
       dispatchCopy(client, breaker, method, target, shadowHeaders, null, t);
       continue;
     }
@@ -143,6 +147,18 @@ function dispatchCopy(client: UpstreamClient, breaker: CircuitBreaker | null, me
   }
   mirrorStats.sent++;
   client.dispatch({ method, path, headers, body }, new ShadowCopy(held, timeoutMs));
+}
+
+/** A copy of `headers` with `host` replaced (and, `bodyless`, without the body's framing headers). */
+function withHost(headers: string[], host: string, bodyless: boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i];
+    if (n === 'host' || (bodyless && (n === 'content-length' || n === 'transfer-encoding'))) continue;
+    out.push(n, headers[i + 1]);
+  }
+  out.push('host', host);
+  return out;
 }
 
 /** A copy of `headers` with the host suffixed `-shadow` (before any port). */

@@ -72,6 +72,13 @@ export interface CompiledRetryPolicy {
   ignorePreviousHosts: boolean;
   /** True when a response header decides (`grpc-status`, `x-envoy-ratelimited`, retriable-headers). */
   needsHeaders: boolean;
+  /** IR `idempotentOnly`: POST, LOCK and PATCH are retried only after a connect failure. */
+  idempotentOnly: boolean;
+}
+
+/** nginx's non-idempotent methods (ngx_http_upstream_next: POST, LOCK, PATCH). */
+export function nonIdempotent(method: string): boolean {
+  return method === 'POST' || method === 'PATCH' || method === 'LOCK';
 }
 
 export function compileRetryPolicy(p: RetryPolicy): CompiledRetryPolicy | null {
@@ -87,6 +94,7 @@ export function compileRetryPolicy(p: RetryPolicy): CompiledRetryPolicy | null {
     backoffMaxMs: p.backoffBaseMs * 10,
     ignorePreviousHosts: p.ignorePreviousHosts,
     needsHeaders: (bits & (GRPC | On.RateLimited | On.Headers)) !== 0,
+    idempotentOnly: p.idempotentOnly === true,
   };
 }
 

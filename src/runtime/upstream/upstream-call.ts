@@ -26,7 +26,7 @@ import { Errors, TLS_VERIFY_CODES, type LocalError } from '../http/local-reply.j
 import { Admission, type SlotWaiter } from './circuit-breaker.js';
 import { selectEndpoint, type HashInput } from './load-balancer.js';
 import type { ReplayableBody } from './request-body.js';
-import { backoffMs, retriesFailure, retriesResponse, TryFailure, usesRetriableHeaders, type CompiledRetryPolicy } from './retry-policy.js';
+import { backoffMs, nonIdempotent, retriesFailure, retriesResponse, TryFailure, usesRetriableHeaders, type CompiledRetryPolicy } from './retry-policy.js';
 
 /** What the call needs from the Exchange. */
 export interface CallOwner extends HashInput {
@@ -36,6 +36,8 @@ export interface CallOwner extends HashInput {
   dispatchTo(endpoint: CompiledEndpoint, opts: UpstreamRequest): void;
   /** Ends the request with a local answer. */
   fail(e: LocalError): void;
+  /** The request method (for `idempotentOnly` policies). */
+  readonly method: string;
 }
 
 /** Abort reason when a response head is discarded to retry. */
@@ -168,6 +170,8 @@ export class UpstreamCall implements SlotWaiter {
     this.#endTry(status);
     const p = this.#retry;
     if (p === null || !retriesResponse(p, status, rawHeaders, this.#headerNames(p))) return ResponseVerdict.Relay;
+    // nginx: a non-idempotent request that reached the upstream is never passed to the next one.
+    if (p.idempotentOnly && nonIdempotent(this.#owner.method)) return ResponseVerdict.Relay;
     if (!this.#canRetry()) return ResponseVerdict.Relay;
     if (smallBody(rawHeaders)) return ResponseVerdict.DrainThenRetry;
     // Abort the try; the client reports RETRY_ABORT through onTryError, which schedules the retry.
@@ -195,7 +199,7 @@ export class UpstreamCall implements SlotWaiter {
     const p = this.#retry;
     if (p === null || !this.#owner.waiting) return false;
     const failure = err === PER_TRY_TIMEOUT ? TryFailure.PerTryTimeout : typeof code === 'string' && (CONNECT_CODES.has(code) || TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_SSL_')) ? TryFailure.Connect : TryFailure.Reset;
-    if (!retriesFailure(p, failure) || !this.#canRetry()) return false;
+    if (!retriesFailure(p, failure) || (failure !== TryFailure.Connect && p.idempotentOnly && nonIdempotent(this.#owner.method)) || !this.#canRetry()) return false;
     this.#scheduleRetry();
     return true;
   }

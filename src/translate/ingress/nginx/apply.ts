@@ -26,6 +26,8 @@ export function regexPathMatch(path: string): { ok: true; match: PathMatch } | {
  */
 export interface NginxRouteGlobals {
   limitStatus: number;
+  /** limit-conn-status-code; absent = limitStatus. */
+  limitConnStatus?: number;
   realIp: ClientAddress | null;
   addHeaders: HeaderValue[];
   proxySetHeaders: HeaderValue[];
@@ -52,15 +54,17 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     if (re.ok) action.rewrite = { path: { kind: 'regex', regex: re.regex, substitution: cfg.rewriteTarget.replace(/\$(\d)/g, '\\$1') }, authority: action.rewrite?.authority ?? null };
     if (cfg.xForwardedPrefix !== null) requestHeaders = { set: [...(requestHeaders?.set ?? []), { name: 'x-forwarded-prefix', value: cfg.xForwardedPrefix }], add: requestHeaders?.add ?? [], remove: requestHeaders?.remove ?? [] };
   }
-  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100 }];
+  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100, ...(cfg.mirrorHost !== null ? { authority: cfg.mirrorHost } : {}), ...(cfg.mirrorBody ? {} : { requestBody: false }) }];
   if (cfg.upstreamVhost !== null) action.rewrite = { path: action.rewrite?.path ?? null, authority: cfg.upstreamVhost };
+  // proxy-next-upstream (ingress-nginx default `error timeout`, 3 tries): every try waits
+  // proxy-read-timeout for its response head; proxy-next-upstream-timeout bounds all tries.
   const nu = cfg.nextUpstream;
-  if (nu !== null && nu.tries > 1) {
-    action.retries = { numRetries: nu.tries - 1, perTryTimeoutMs: cfg.readTimeoutMs, retryOn: nu.retryOn, retriableStatusCodes: nu.retriableStatusCodes, backoffBaseMs: 25, ignorePreviousHosts: true };
+  if (nu.tries > 1) {
+    action.retries = { numRetries: nu.tries - 1, perTryTimeoutMs: cfg.readTimeoutMs, retryOn: nu.retryOn, retriableStatusCodes: nu.retriableStatusCodes, backoffBaseMs: 25, ignorePreviousHosts: true, ...(nu.nonIdempotent ? {} : { idempotentOnly: true }) };
     if (nu.timeoutMs > 0) action.timeoutMs = nu.timeoutMs;
   } else if (cfg.readTimeoutMs !== null) {
-    action.timeoutMs = nu !== null && nu.timeoutMs > 0 ? Math.min(nu.timeoutMs, cfg.readTimeoutMs) : cfg.readTimeoutMs;
-  } else if (nu !== null && nu.timeoutMs > 0) {
+    action.timeoutMs = nu.timeoutMs > 0 ? Math.min(nu.timeoutMs, cfg.readTimeoutMs) : cfg.readTimeoutMs;
+  } else if (nu.timeoutMs > 0) {
     action.timeoutMs = nu.timeoutMs;
   }
   if (cfg.basicAuth !== null) {
@@ -73,12 +77,13 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
   if (hasFilters) {
     out.filters = {
       maxRequestBodyBytes: maxBody,
-      requestLimit: cfg.limit === null ? null : { zone, ...cfg.limit, status: limitStatus },
+      requestLimit: cfg.limit === null ? null : { zone, ...cfg.limit, status: limitStatus, ...(globals.limitConnStatus !== undefined && globals.limitConnStatus !== limitStatus && cfg.limit.maxConcurrent !== null ? { concurrencyStatus: globals.limitConnStatus } : {}) },
       sourceRanges: cfg.allow.length > 0 || cfg.deny.length > 0 ? { allow: cfg.allow, deny: cfg.deny } : null,
       basicAuth: cfg.basicAuth,
     };
     if (realIp !== null) out.filters.clientAddress = realIp;
-    if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth;
+    // The auth cache is per location in nginx (server name + auth location): here per route.
+    if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth.cache === undefined ? cfg.externalAuth : { ...cfg.externalAuth, cache: { ...cfg.externalAuth.cache, zone: route.name } };
     if (cfg.locationRewrite !== null) out.filters.locationRewrite = cfg.locationRewrite;
   }
   return out;

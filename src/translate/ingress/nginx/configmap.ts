@@ -20,7 +20,7 @@ import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { CONFIGMAP_SNIPPET_KEYS } from './registry.js';
-import { headersFromConfigMap, parseBool } from './parse.js';
+import { headersFromConfigMap, NEXT_UPSTREAM_DEFAULT, parseBool, parseNextUpstream, resolveNextUpstream, type NextUpstream, type NextUpstreamSet } from './parse.js';
 
 export interface NginxGlobalConfig {
   /** The ConfigMap (null when the flag names one that does not exist: defaults only). */
@@ -28,7 +28,11 @@ export interface NginxGlobalConfig {
   maxBodyBytes: number | null;
   connectTimeoutMs: number;
   readTimeoutMs: number;
+  /** proxy-next-upstream, -tries, -timeout (defaults `error timeout`, 3, 0); an Ingress annotation overrides each. */
+  nextUpstream: { conditions: string; tries: number; timeoutMs: number };
   limitStatus: number;
+  /** limit-conn-status-code (default 503): the answer to a request over limit-connections. */
+  limitConnStatus: number;
   sslRedirect: boolean;
   forceSslRedirect: boolean;
   /** `Strict-Transport-Security` value, or null (hsts "false"). */
@@ -60,8 +64,11 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'proxy-connect-timeout': 'connect timeout, seconds (default 5)',
   'proxy-read-timeout': 'response-head timeout, seconds (default 60)',
   'proxy-send-timeout': 'validated; meshgate applies back-pressure instead',
+  'proxy-next-upstream': 'retry conditions of every Ingress (default "error timeout"); POST, LOCK, PATCH only after a connect failure unless non_idempotent',
+  'proxy-next-upstream-tries': 'tries including the first (default 3; 0 = up to 10)',
+  'proxy-next-upstream-timeout': 'time limit of all tries, seconds (default 0 = none)',
   'limit-req-status-code': 'status of rate-limited requests (default 503)',
-  'limit-conn-status-code': 'status of requests over limit-connections (meshgate uses limit-req-status-code for both)',
+  'limit-conn-status-code': 'status of requests over limit-connections (default 503)',
   'ssl-redirect': 'HTTPS redirect for hosts with a certificate (default true)',
   'force-ssl-redirect': 'HTTPS redirect for every host (default false)',
   hsts: 'Strict-Transport-Security on HTTPS responses (default true)',
@@ -113,7 +120,9 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     maxBodyBytes: 1024 * 1024,
     connectTimeoutMs: 5000,
     readTimeoutMs: 60_000,
+    nextUpstream: { ...NEXT_UPSTREAM_DEFAULT },
     limitStatus: 503,
+    limitConnStatus: 503,
     sslRedirect: true,
     forceSslRedirect: false,
     hsts: 'max-age=31536000; includeSubDomains',
@@ -185,10 +194,25 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
   g.connectTimeoutMs = seconds('proxy-connect-timeout', 5000);
   g.readTimeoutMs = seconds('proxy-read-timeout', 60_000);
   seconds('proxy-send-timeout', 60_000);
+  const nuRaw = data['proxy-next-upstream'];
+  if (nuRaw !== undefined && nuRaw !== '') {
+    if (parseNextUpstream(nuRaw, 3, 0, (m) => bad('proxy-next-upstream', m)) !== null) g.nextUpstream.conditions = nuRaw;
+  }
+  const nuTries = data['proxy-next-upstream-tries'];
+  if (nuTries !== undefined) {
+    if (/^\d+$/.test(nuTries) && Number(nuTries) <= 100) g.nextUpstream.tries = Number(nuTries);
+    else bad('proxy-next-upstream-tries', `proxy-next-upstream-tries must be an integer from 0 to 100, not ${JSON.stringify(nuTries)}`);
+  }
+  g.nextUpstream.timeoutMs = seconds('proxy-next-upstream-timeout', 0);
   const code = data['limit-req-status-code'];
   if (code !== undefined) {
     if (/^[45]\d\d$/.test(code)) g.limitStatus = Number(code);
     else bad('limit-req-status-code', `limit-req-status-code must be a 4xx or 5xx status, not ${JSON.stringify(code)}`);
+  }
+  const connCode = data['limit-conn-status-code'];
+  if (connCode !== undefined) {
+    if (/^[45]\d\d$/.test(connCode)) g.limitConnStatus = Number(connCode);
+    else bad('limit-conn-status-code', `limit-conn-status-code must be a 4xx or 5xx status, not ${JSON.stringify(connCode)}`);
   }
   g.sslRedirect = bool('ssl-redirect', true);
   g.forceSslRedirect = bool('force-ssl-redirect', false);
@@ -317,7 +341,7 @@ function isCidr(s: string): boolean {
  * An Ingress's config with the ConfigMap's globals filling what its annotations leave unset
  * (annotations win, as in ingress-nginx).
  */
-export function withGlobals<C extends { maxBodyBytes: number | null; connectTimeoutMs: number | null; readTimeoutMs: number | null; sslRedirect: boolean; forceSslRedirect: boolean; allow: string[]; deny: string[] }>(cfg: C, g: NginxGlobalConfig | null, annotations: Readonly<Record<string, string>>): C {
+export function withGlobals<C extends { maxBodyBytes: number | null; connectTimeoutMs: number | null; readTimeoutMs: number | null; nextUpstream: NextUpstream; nextUpstreamSet: NextUpstreamSet; sslRedirect: boolean; forceSslRedirect: boolean; allow: string[]; deny: string[] }>(cfg: C, g: NginxGlobalConfig | null, annotations: Readonly<Record<string, string>>): C {
   if (g === null) return cfg;
   const has = (k: string) => annotations[`nginx.ingress.kubernetes.io/${k}`] !== undefined;
   const acl = has('whitelist-source-range') || has('allowlist-source-range') || has('denylist-source-range');
@@ -326,6 +350,8 @@ export function withGlobals<C extends { maxBodyBytes: number | null; connectTime
     maxBodyBytes: has('proxy-body-size') ? cfg.maxBodyBytes : g.maxBodyBytes,
     connectTimeoutMs: cfg.connectTimeoutMs ?? g.connectTimeoutMs,
     readTimeoutMs: cfg.readTimeoutMs ?? g.readTimeoutMs,
+    // Each proxy-next-upstream key the Ingress does not set comes from the ConfigMap (both were validated).
+    nextUpstream: resolveNextUpstream(cfg.nextUpstreamSet, g.nextUpstream, () => undefined),
     sslRedirect: has('ssl-redirect') ? cfg.sslRedirect : g.sslRedirect,
     forceSslRedirect: has('force-ssl-redirect') ? cfg.forceSslRedirect : g.forceSslRedirect,
     allow: acl ? cfg.allow : g.allow,

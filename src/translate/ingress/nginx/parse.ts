@@ -19,6 +19,10 @@ import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { classifyAnnotations, NGINX_PREFIX } from './registry.js';
+import { DEFAULT_AUTH_CACHE_DURATION, parseAuthCacheDuration, parseAuthCacheKey } from './auth-cache.js';
+
+/** Highest bcrypt cost meshgate checks (runtime/filters/password-hashes.ts MAX_BCRYPT_COST; translate does not import runtime). */
+const MAX_BCRYPT_COST = 14;
 import { isHeaderName, isHeaderValue } from '../../../lib/header-chars.js';
 
 export interface CanaryConfig {
@@ -47,7 +51,19 @@ export interface NextUpstream {
   tries: number;
   /** ms, 0 = none. */
   timeoutMs: number;
+  /** `non_idempotent` listed: POST, LOCK and PATCH are retried like other methods. */
+  nonIdempotent: boolean;
 }
+
+/** proxy-next-upstream, -tries and -timeout as the Ingress sets them (null = not set: the controller ConfigMap's value, else ingress-nginx's default). */
+export interface NextUpstreamSet {
+  conditions: string | null;
+  tries: number | null;
+  timeoutMs: number | null;
+}
+
+/** ingress-nginx's defaults: `proxy-next-upstream: error timeout`, 3 tries, no time limit. */
+export const NEXT_UPSTREAM_DEFAULT = { conditions: 'error timeout', tries: 3, timeoutMs: 0 } as const;
 
 /** What the annotations of one Ingress ask for; null fields = not set (ingress-nginx defaults apply). */
 export interface NginxIngressConfig {
@@ -67,7 +83,9 @@ export interface NginxIngressConfig {
   maxBodyBytes: number | null;
   connectTimeoutMs: number | null;
   readTimeoutMs: number | null;
-  nextUpstream: NextUpstream | null;
+  /** Retries (ingress-nginx retries by default: `error timeout`, 3 tries); `nextUpstreamSet` is what the Ingress itself set. */
+  nextUpstream: NextUpstream;
+  nextUpstreamSet: NextUpstreamSet;
   allow: string[];
   deny: string[];
   basicAuth: BasicAuth | null;
@@ -82,6 +100,10 @@ export interface NginxIngressConfig {
   serviceUpstream: boolean;
   /** mirror-target: the cluster copies of each request go to; null = none. */
   mirrorCluster: string | null;
+  /** Host of the copies (mirror-host, else the mirror-target's host). */
+  mirrorHost: string | null;
+  /** mirror-request-body (default "on"). */
+  mirrorBody: boolean;
   /** custom-headers: response headers from a ConfigMap (names lowercase); [] = none. */
   customHeaders: { name: string; value: string }[];
   /** default-backend: a Service name in the Ingress's namespace; null = none. */
@@ -90,6 +112,8 @@ export interface NginxIngressConfig {
   locationRewrite: { from: string; to: string } | null;
   /** custom-http-errors (with a default-backend, unless disable-proxy-intercept-errors); [] = none. */
   customErrors: number[];
+  /** ssl-passthrough: the Ingress's hosts are relayed unterminated by SNI on the HTTPS port (server-level: any Ingress of the host turns it on). */
+  sslPassthrough: boolean;
 }
 
 export interface ParseResult {
@@ -253,6 +277,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     redirect = { ...parsed, code: c };
   }
   const fromToWww = bool('from-to-www-redirect', false);
+  const sslPassthrough = bool('ssl-passthrough', false);
   const serverAliases: string[] = [];
   const aliasRaw = get('server-alias');
   if (aliasRaw !== undefined && aliasRaw !== '') {
@@ -278,7 +303,8 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     if (v !== 'on' && v !== 'off') fail(name, `${name} must be "on" or "off", not ${JSON.stringify(v)}`);
     else if (v === 'on' && name === 'proxy-buffering') ctx.report('info', 'MG_UNSUPPORTED', ing, field(name), 'proxy-buffering "on": meshgate streams responses as they arrive (nothing is buffered to disk)');
   }
-  const nextUpstream = parseNextUpstream(get('proxy-next-upstream'), int('proxy-next-upstream-tries', 0, 100), seconds('proxy-next-upstream-timeout'), (m) => fail('proxy-next-upstream', m));
+  const nextUpstreamSet: NextUpstreamSet = { conditions: get('proxy-next-upstream') ?? null, tries: int('proxy-next-upstream-tries', 0, 100), timeoutMs: seconds('proxy-next-upstream-timeout') };
+  const nextUpstream = resolveNextUpstream(nextUpstreamSet, NEXT_UPSTREAM_DEFAULT, (m) => fail('proxy-next-upstream', m));
 
   // Access control. allowlist-source-range is the current key; whitelist- is read when it is empty.
   const allow = get('allowlist-source-range') ? cidrs('allowlist-source-range') : cidrs('whitelist-source-range');
@@ -295,12 +321,14 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const rpm = int('limit-rpm', 0, 1_000_000);
   const conns = int('limit-connections', 0, 1_000_000);
   const mult = int('limit-burst-multiplier', 1, 1000) ?? 5;
-  const exempt = cidrs('limit-whitelist');
+  // limit-allowlist is the current key; limit-whitelist is read when it is empty (ingress-nginx alias).
+  const exempt = get('limit-allowlist') ? cidrs('limit-allowlist') : cidrs('limit-whitelist');
   if ((rps ?? 0) > 0 || (rpm ?? 0) > 0 || (conns ?? 0) > 0) {
-    // nginx applies both limit_req zones when both are set; the per-second one is the tighter in practice.
-    const rate = (rps ?? 0) > 0 ? { requests: rps!, periodMs: 1000, burst: rps! * mult } : (rpm ?? 0) > 0 ? { requests: rpm!, periodMs: 60_000, burst: rpm! * mult } : null;
-    if ((rps ?? 0) > 0 && (rpm ?? 0) > 0) ctx.report('warning', 'MG_UNSUPPORTED', ing, field('limit-rpm'), 'limit-rps and limit-rpm are both set; meshgate applies limit-rps only');
-    limit = { rate, maxConcurrent: (conns ?? 0) > 0 ? conns : null, exempt };
+    // The template's order: limit_conn, then limit_req for rps, then for rpm; nginx applies both
+    // limit_req zones (a request must pass each). Burst = limit x limit-burst-multiplier for each.
+    const rates = [...((rps ?? 0) > 0 ? [{ requests: rps!, periodMs: 1000, burst: rps! * mult }] : []), ...((rpm ?? 0) > 0 ? [{ requests: rpm!, periodMs: 60_000, burst: rpm! * mult }] : [])];
+    limit = { rate: rates[0] ?? null, maxConcurrent: (conns ?? 0) > 0 ? conns : null, exempt };
+    if (rates.length > 1) limit.moreRates = rates.slice(1);
   }
 
   const lbPolicy = parseLb(get, (name, m) => fail(name, m), seconds);
@@ -313,17 +341,27 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     else customHeaders = r;
   }
   let mirrorCluster: string | null = null;
+  let mirrorHost: string | null = null;
   const mirror = get('mirror-target');
   if (mirror !== undefined && mirror !== '') {
     // ingress-nginx's documented form `https://host$request_uri`: the copy keeps the request's URI.
     const m = /^(https?:\/\/[^/$\s]+)\$request_uri$/.exec(mirror);
     const url = m ? parseAbsoluteUrl(`${m[1]}/`) : null;
     if (url === null) fail('mirror-target', `mirror-target ${JSON.stringify(mirror)} must be scheme://host[:port]$request_uri (the copy keeps the request URI; other nginx variables are refused)`);
-    else mirrorCluster = urlCluster(ctx, resources, ing, url, field('mirror-target'));
+    else {
+      mirrorCluster = urlCluster(ctx, resources, ing, url, field('mirror-target'));
+      // ingress-nginx: the copy's Host is mirror-host, else the target's host name (without port).
+      mirrorHost = url.host;
+    }
+  }
+  const mirrorHostRaw = get('mirror-host');
+  if (mirrorHostRaw !== undefined && mirrorHostRaw !== '') {
+    if (!/^[a-zA-Z0-9]([-.a-zA-Z0-9]*)(:\d{1,5})?$/.test(mirrorHostRaw)) fail('mirror-host', `mirror-host ${JSON.stringify(mirrorHostRaw)} must be a host name with an optional port (nginx variables are not accepted)`);
+    else if (mirrorCluster === null) ctx.report('warning', 'MG_INVALID_FIELD', ing, field('mirror-host'), 'mirror-host without mirror-target has no effect (as in ingress-nginx)');
+    else mirrorHost = mirrorHostRaw;
   }
   const mirrorBody = get('mirror-request-body');
   if (mirrorBody !== undefined && mirrorBody !== 'on' && mirrorBody !== 'off') fail('mirror-request-body', `mirror-request-body must be "on" or "off", not ${JSON.stringify(mirrorBody)}`);
-  else if (mirrorBody === 'off') ctx.report('warning', 'MG_UNSUPPORTED', ing, field('mirror-request-body'), 'mirror-request-body "off": meshgate mirrors small bodies with the request copy (up to its replay limit), larger ones are not mirrored');
 
   let defaultBackend = get('default-backend') || null;
   if (defaultBackend !== null && defaultBackend.includes('/')) {
@@ -375,6 +413,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       connectTimeoutMs,
       readTimeoutMs,
       nextUpstream,
+      nextUpstreamSet,
       allow,
       deny,
       basicAuth,
@@ -386,10 +425,13 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       cookiePathSet: get('session-cookie-path') !== undefined,
       serviceUpstream,
       mirrorCluster,
+      mirrorHost,
+      mirrorBody: mirrorBody !== 'off',
       customHeaders,
       customErrors,
       locationRewrite,
       defaultBackend,
+      sslPassthrough,
     },
   };
 }
@@ -416,10 +458,15 @@ function parseRedirectUrl(url: string): Omit<RedirectConfig, 'code'> | null {
   return { scheme: u.protocol.slice(0, -1), host: u.hostname, port: u.port === '' ? null : Number(u.port), pathAndQuery: `${u.pathname}${u.search}` };
 }
 
-/** nginx proxy_next_upstream conditions -> retry conditions. */
-function parseNextUpstream(raw: string | undefined, tries: number | null, timeoutMs: number | null, fail: (m: string) => void): NextUpstream | null {
-  if (raw === undefined && tries === null && timeoutMs === null) return null;
-  const words = (raw ?? 'error timeout').split(/\s+/).filter((w) => w !== '');
+/** What the Ingress set, each key falling back to `dflt` (the controller ConfigMap's, else ingress-nginx's defaults). */
+export function resolveNextUpstream(set: NextUpstreamSet, dflt: { conditions: string; tries: number; timeoutMs: number }, fail: (m: string) => void): NextUpstream {
+  return parseNextUpstream(set.conditions ?? dflt.conditions, set.tries ?? dflt.tries, set.timeoutMs ?? dflt.timeoutMs, fail) ?? parseNextUpstream(NEXT_UPSTREAM_DEFAULT.conditions, NEXT_UPSTREAM_DEFAULT.tries, 0, fail)!;
+}
+
+/** nginx proxy_next_upstream conditions -> retry conditions; null (reported) when a condition is unknown. */
+export function parseNextUpstream(raw: string, tries: number, timeoutMs: number, fail: (m: string) => void): NextUpstream | null {
+  const words = raw.split(/\s+/).filter((w) => w !== '');
+  let nonIdempotent = false;
   const retryOn = new Set<RetryOn>();
   const codes = new Set<number>();
   let off = false;
@@ -437,6 +484,7 @@ function parseNextUpstream(raw: string | undefined, tries: number | null, timeou
         retryOn.add('reset');
         break;
       case 'non_idempotent':
+        nonIdempotent = true;
         break;
       case 'http_500':
       case 'http_502':
@@ -454,9 +502,9 @@ function parseNextUpstream(raw: string | undefined, tries: number | null, timeou
     }
   }
   // nginx counts the first try; tries 0 means unlimited (bounded here at 10).
-  const t = tries === null ? 3 : tries === 0 ? 10 : tries;
-  if (off || retryOn.size === 0 || t <= 1) return { retryOn: [], retriableStatusCodes: [], tries: 1, timeoutMs: timeoutMs ?? 0 };
-  return { retryOn: [...retryOn].sort(), retriableStatusCodes: [...codes].sort((x, y) => x - y), tries: t, timeoutMs: timeoutMs ?? 0 };
+  const t = tries === 0 ? 10 : tries;
+  if (off || retryOn.size === 0 || t <= 1) return { retryOn: [], retriableStatusCodes: [], tries: 1, timeoutMs, nonIdempotent };
+  return { retryOn: [...retryOn].sort(), retriableStatusCodes: [...codes].sort((x, y) => x - y), tries: t, timeoutMs, nonIdempotent };
 }
 
 function parseCors(get: (n: string) => string | undefined, fail: (name: string, m: string) => void): CorsPolicy {
@@ -466,8 +514,10 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
     const o = raw.trim();
     if (o === '') continue;
     if (o === '*') {
+      // ingress-nginx's parser: `*` anywhere in the list means any origin, the rest is not read.
+      origins.length = 0;
       origins.push({ kind: 'exact', value: '*', ignoreCase: false });
-      continue;
+      break;
     }
     const m = /^(https?):\/\/(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*)(:\d{1,5})?$/.exec(o);
     if (!m) {
@@ -510,7 +560,7 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
     if (/^\d+$/.test(ageRaw)) maxAge = Number(ageRaw);
     else fail('cors-max-age', `cors-max-age must be a number of seconds, not ${JSON.stringify(ageRaw)}`);
   }
-  return { allowOrigins: origins, allowMethods: methods, allowHeaders: headers, exposeHeaders: expose, maxAgeSeconds: maxAge, allowCredentials: credentials, unmatchedPreflights: 'forward' };
+  return { allowOrigins: origins, allowMethods: methods, allowHeaders: headers, exposeHeaders: expose, maxAgeSeconds: maxAge, allowCredentials: credentials, unmatchedPreflights: 'forward', dialect: 'ingress-nginx' };
 }
 
 /** affinity, upstream-hash-by and load-balance -> the Service cluster's LB policy (upstream-hash-by wins over load-balance, affinity over both). */
@@ -548,7 +598,14 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
       if (!/^\.?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$/.test(domain)) fail('session-cookie-domain', `session-cookie-domain ${JSON.stringify(domain)} is not a domain`);
       else attributes += `; Domain=${domain}`;
     }
-    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }) };
+    const conditional = get('session-cookie-conditional-samesite-none');
+    let conditionalSameSiteNone = false;
+    if (conditional !== undefined) {
+      const b = parseBool(conditional);
+      if (b === null) fail('session-cookie-conditional-samesite-none', `session-cookie-conditional-samesite-none must be "true" or "false", not ${JSON.stringify(conditional)}`);
+      else conditionalSameSiteNone = b && sameSite === 'None';
+    }
+    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }), ...(conditionalSameSiteNone ? { conditionalSameSiteNone } : {}) };
     return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
   }
   const by = get('upstream-hash-by');
@@ -641,8 +698,11 @@ function parseAuth(
     for (const k of Object.keys(data).sort()) users.push({ name: k, hash: data[k].trim() });
   }
   for (const u of users) {
-    if (type === 'basic' && !/^(\$apr1\$|\$1\$|\{SHA\}|\{PLAIN\})/.test(u.hash)) {
-      ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a password hash meshgate cannot check (it reads $apr1$, $1$, {SHA}, {PLAIN}; bcrypt and sha-crypt are not); that user is refused`);
+    const bcrypt = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/.exec(u.hash);
+    if (type === 'basic' && bcrypt !== null && (Number(bcrypt[1]) < 4 || Number(bcrypt[1]) > MAX_BCRYPT_COST)) {
+      ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a bcrypt hash of cost ${bcrypt[1]}; meshgate checks costs 4 to ${MAX_BCRYPT_COST} (a higher cost would stall the gateway on every check); that user is refused`);
+    } else if (type === 'basic' && bcrypt === null && !/^(\$apr1\$|\$1\$|\$5\$|\$6\$|\{SHA\}|\{PLAIN\})/.test(u.hash)) {
+      ctx.report('warning', 'MG_SECRET_INVALID', ing, field('auth-secret'), `Secret ${ns}/${name}: user ${JSON.stringify(u.name)} has a password hash meshgate cannot check (it reads $apr1$, $1$, $5$, $6$, $2a$/$2b$/$2y$ bcrypt, {SHA}, {PLAIN}); that user is refused`);
     }
   }
   if (users.length === 0) return unavailable(`Secret ${ns}/${name} lists no users`);
@@ -716,8 +776,22 @@ function parseAuthUrl(
     if (typeof r === 'string') fail('auth-proxy-set-headers', `auth-proxy-set-headers ${aps}: ${r}`);
     else requestHeaders = r;
   }
+  // auth-cache-key / auth-cache-duration: the zone is set per route (apply.ts), as nginx's key holds the location.
+  let cache: ExternalAuth['cache'];
+  const cacheKey = get('auth-cache-key');
+  const cacheDuration = get('auth-cache-duration');
+  if (cacheKey !== undefined && cacheKey !== '') {
+    const key = parseAuthCacheKey(cacheKey);
+    const valid = parseAuthCacheDuration(cacheDuration ?? DEFAULT_AUTH_CACHE_DURATION);
+    if (typeof key === 'string') fail('auth-cache-key', `auth-cache-key ${JSON.stringify(cacheKey)}: ${key}`);
+    else if (typeof valid === 'string') fail('auth-cache-duration', `auth-cache-duration ${valid}`);
+    else cache = { zone: '', key, valid };
+  } else if (cacheDuration !== undefined) {
+    ctx.report('warning', 'MG_INVALID_FIELD', ing, field('auth-cache-duration'), 'auth-cache-duration without auth-cache-key has no effect (as in ingress-nginx)');
+  }
   return {
     ...(requestHeaders.length > 0 ? { requestHeaders } : {}),
+    ...(cache !== undefined ? { cache } : {}),
     cluster,
     authority: url.port === null ? url.host : `${url.host}:${url.port}`,
     path: url.pathAndQuery,
