@@ -10,5 +10,5 @@ export const IGNORED_KINDS: Readonly<Record<string, string>> = Object.fromEntrie
   ...['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].map((k) => [k, 'access control of the cluster, not routing config']),
   ...['Namespace', 'PersistentVolume', 'PersistentVolumeClaim', 'StorageClass', 'LimitRange', 'ResourceQuota', 'PriorityClass', 'NetworkPolicy', 'CustomResourceDefinition', 'Node', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'Lease', 'Event'].map((k) => [k, 'cluster plumbing, not routing config']),
   // Istio kinds for sidecars only: a gateway does not use them.
-  ...['Sidecar', 'WorkloadGroup'].map((k) => [k, 'an Istio sidecar setting; it does not apply to an ingress gateway']),
+  ...['WorkloadGroup'].map((k) => [k, 'an Istio sidecar setting; it does not apply to an ingress gateway']),
 ]);

@@ -80,7 +80,7 @@ describe('checkObjects: kinds and versions', () => {
     const unknown = check('apiVersion: example.com/v1\nkind: Frobnicator\nmetadata: { name: x }\n');
     assert.equal(unknown.diagnostics[0].severity, 'warning');
     assert.doesNotMatch(unknown.diagnostics[0].message, /did you mean/);
-    const mesh = check('apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: { name: x }\nspec: {}\n');
+    const mesh = check('apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: { name: x }\nspec: {}\n');
     assert.equal(mesh.diagnostics[0].severity, 'info');
   });
 
@@ -109,7 +109,7 @@ describe('checkObjects: kinds and versions', () => {
     assert.deepEqual(splitApiVersion('networking.istio.io/v1beta1'), { group: 'networking.istio.io', version: 'v1beta1' });
     assert.equal(lookupKind('v1', 'Service')?.kind, 'Service');
     assert.equal(lookupKind('apps/v1', 'Service'), undefined);
-    assert.equal(KINDS.length, 27); // + 9 Gateway API kinds and Namespace (issue 13), WorkloadEntry (issue 3), RequestAuthentication and AuthorizationPolicy, ConfigMap (MeshConfig), Telemetry, PeerAuthentication (issue 15)
+    assert.equal(KINDS.length, 28); // + 9 Gateway API kinds and Namespace (issue 13), WorkloadEntry (issue 3), RequestAuthentication and AuthorizationPolicy, ConfigMap (MeshConfig), Telemetry, PeerAuthentication (issue 15), Sidecar (issue 16)
   });
 });
 

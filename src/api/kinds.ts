@@ -50,6 +50,8 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'networking.istio.io', kind: 'DestinationRule', versions: ISTIO_VERSIONS, schema: istio.destinationRule },
   { group: 'networking.istio.io', kind: 'ServiceEntry', versions: ISTIO_VERSIONS, schema: istio.serviceEntry },
   { group: 'networking.istio.io', kind: 'WorkloadEntry', versions: ISTIO_VERSIONS, schema: istio.workloadEntryKind },
+  // Read by the sidecar translation only (translate/sidecar/); gateways ignore it.
+  { group: 'networking.istio.io', kind: 'Sidecar', versions: ISTIO_VERSIONS, schema: istio.sidecar },
   { group: 'security.istio.io', kind: 'RequestAuthentication', versions: ['v1', 'v1beta1'], schema: istioSecurity.requestAuthentication },
   { group: 'security.istio.io', kind: 'AuthorizationPolicy', versions: ['v1', 'v1beta1'], schema: istioSecurity.authorizationPolicy },
   { group: 'security.istio.io', kind: 'PeerAuthentication', versions: ['v1', 'v1beta1'], schema: istioSecurity.peerAuthentication },

@@ -3,6 +3,7 @@
  * rejects; when one does, the control plane keeps serving the last good snapshot.
  */
 import type { IRSnapshot, Regex, RouteMatch, StringMatch } from './types.js';
+import { validateSidecarView } from './validate-sidecar.js';
 
 /** Problems found, as sentences; empty when the snapshot is sound. */
 export function validateIR(ir: IRSnapshot): string[] {
@@ -62,12 +63,13 @@ export function validateIR(ir: IRSnapshot): string[] {
     if (!clusters.has(p.cluster)) problems.push(`ext-authz provider ${p.name}: unknown cluster ${p.cluster}`);
     if (!(Number.isInteger(p.timeoutMs) && p.timeoutMs > 0)) problems.push(`ext-authz provider ${p.name}: timeoutMs ${p.timeoutMs} is not a positive integer`);
   }
+  if (ir.sidecar !== undefined) problems.push(...validateSidecarView(ir, ir.sidecar, clusters));
   const hops = ir.security.numTrustedProxies;
   if (hops !== undefined && !(Number.isInteger(hops) && hops >= 0)) problems.push(`security: numTrustedProxies ${hops} is not a non-negative integer`);
   return problems;
 }
 
-function checkMatch(m: RouteMatch, where: string, problems: string[]): void {
+export function checkMatch(m: RouteMatch, where: string, problems: string[]): void {
   if (m.path?.kind === 'regex') checkRegex(m.path.regex, where, problems);
   for (const s of [m.method, m.scheme, m.authority, ...m.headers.map((h) => h.match), ...m.queryParams.map((q) => q.match)]) checkString(s, where, problems);
 }

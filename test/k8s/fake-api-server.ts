@@ -58,6 +58,7 @@ export const DEFAULT_RESOURCES: ResourceDef[] = [
   istio('destinationrules', 'DestinationRule'),
   istio('serviceentries', 'ServiceEntry'),
   istio('workloadentries', 'WorkloadEntry'),
+  istio('sidecars', 'Sidecar'),
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
   istio('peerauthentications', 'PeerAuthentication', 'security.istio.io'),

@@ -408,3 +408,32 @@ export const serviceEntry: ObjectSchema = istioKind(
     { name: 'ServiceEntry', required: ['hosts'], oneOf: [['workloadSelector', 'endpoints']] },
   ),
 );
+
+// ---- sidecar.proto -------------------------------------------------------------------------------
+
+const sidecarPort = object({ number: portNumber, protocol: string, name: string, targetPort: portNumber }, { name: 'SidecarPort' });
+
+const istioEgressListener = object(
+  { port: sidecarPort, bind: string, captureMode: oneOfStrings('DEFAULT', 'IPTABLES', 'NONE'), hosts: strings },
+  { name: 'IstioEgressListener', required: ['hosts'] },
+);
+
+const istioIngressListener = object(
+  { port: sidecarPort, bind: string, captureMode: oneOfStrings('DEFAULT', 'IPTABLES', 'NONE'), defaultEndpoint: string, tls: any, connectionPool: any },
+  { name: 'IstioIngressListener', required: ['port'] },
+);
+
+/** Sidecar (networking.istio.io): what a sidecar proxy sees (translate/sidecar/ scoping). */
+export const sidecar: ObjectSchema = istioKind(
+  'Sidecar',
+  object(
+    {
+      workloadSelector: object({ labels: stringMap }, { name: 'WorkloadSelector' }),
+      ingress: arrayOf(istioIngressListener),
+      egress: arrayOf(istioEgressListener),
+      inboundConnectionPool: any,
+      outboundTrafficPolicy: object({ mode: oneOfStrings('REGISTRY_ONLY', 'ALLOW_ANY'), egressProxy: any }, { name: 'OutboundTrafficPolicy' }),
+    },
+    { name: 'Sidecar' },
+  ),
+);

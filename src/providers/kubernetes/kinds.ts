@@ -48,6 +48,8 @@ export const WATCHED: readonly WatchedResource[] = [
   istio('destinationrules', 'DestinationRule'),
   istio('serviceentries', 'ServiceEntry'),
   istio('workloadentries', 'WorkloadEntry'),
+  // Read by the per-sidecar translation (translate/sidecar/).
+  istio('sidecars', 'Sidecar'),
   istio('requestauthentications', 'RequestAuthentication', 'security.istio.io'),
   istio('authorizationpolicies', 'AuthorizationPolicy', 'security.istio.io'),
   istio('peerauthentications', 'PeerAuthentication', 'security.istio.io'),

@@ -68,6 +68,14 @@ export interface RouteEnv {
   gateways: string[];
   /** The server's port number (the listener's externalPort). */
   port: number;
+  /**
+   * Sidecar (`mesh`) translation (translate/sidecar/): the proxy's namespace. Then a match block
+   * applies when its `gateways` is empty or names `mesh`, `sourceNamespace` must equal this
+   * namespace, DestinationRules are the ones visible from it, and a destination without a port on a
+   * Service (or ServiceEntry) with several ports uses `port` (Istio GetDestinationCluster with the
+   * listener port). Absent for gateways.
+   */
+  mesh?: { namespace: string };
 }
 
 export interface TranslatedRoute {
@@ -168,6 +176,7 @@ function translateMatches(env: RouteEnv, http: Obj, field: string): { matches: R
 /** Does this match block exist on this Gateway and port (and for this proxy's labels)? */
 function blockApplies(env: RouteEnv, block: Obj, field: string): boolean {
   const gateways = arr(block.gateways).map(str).filter((g): g is string => g !== undefined);
+  if (env.mesh !== undefined) return meshBlockApplies(env, env.mesh.namespace, block, gateways);
   if (gateways.length > 0 && !gateways.some((g) => g !== 'mesh' && env.gateways.includes(qualifyGateway(g, env.vs.metadata.namespace)))) return false;
   const port = num(block.port);
   if (port !== undefined && port !== env.port) return false;
@@ -176,6 +185,18 @@ function blockApplies(env: RouteEnv, block: Obj, field: string): boolean {
   if (str(block.sourceNamespace) !== undefined) {
     env.ctx.report('info', 'MG_UNSUPPORTED', env.vs, `${field}.sourceNamespace`, 'sourceNamespace only applies to sidecars (mesh); it is ignored at the gateway');
   }
+  return true;
+}
+
+/** A match block on a sidecar: `mesh` among its gateways (or none), its port, and this proxy as the source (labels, namespace). */
+function meshBlockApplies(env: RouteEnv, namespace: string, block: Obj, gateways: string[]): boolean {
+  if (gateways.length > 0 && !gateways.includes('mesh')) return false;
+  const port = num(block.port);
+  if (port !== undefined && port !== env.port) return false;
+  // The sidecar's own labels are in `gatewayLabels` (translate/sidecar/ sets them).
+  if (block.sourceLabels !== undefined && block.sourceLabels !== null && !matchesLabels(env.ctx.options.gatewayLabels, strMap(block.sourceLabels))) return false;
+  const sourceNamespace = str(block.sourceNamespace);
+  if (sourceNamespace !== undefined && sourceNamespace !== '' && sourceNamespace !== namespace) return false;
   return true;
 }
 
@@ -433,19 +454,21 @@ function translateDestinations(env: RouteEnv, dests: unknown[], field: string): 
 export function destinationCluster(env: RouteEnv, dest: Obj, field: string): string {
   const { ctx, resources, vs } = env;
   const host = str(dest.host) ?? '';
-  const portNumber = num(obj(dest.port).number);
+  const portNumberSet = num(obj(dest.port).number);
   const subsetName = str(dest.subset) ?? '';
   // A ServiceEntry host wins over reading the host as a Service name (service-entry.ts).
-  const fromEntry = serviceEntryCluster({ ctx, resources, drs: env.drs, from: vs }, host, portNumber, subsetName, field);
+  const fromEntry = serviceEntryCluster({ ctx, resources, drs: env.drs, from: vs, ...(env.mesh ? { mesh: { namespace: env.mesh.namespace, listenerPort: env.port } } : {}) }, host, portNumberSet, subsetName, field);
   if (fromEntry !== null) return fromEntry;
   const svcName = resolveServiceHost(host, vs.metadata.namespace);
   if (!svcName) {
     ctx.report('error', 'MG_SERVICE_NOT_FOUND', vs, `${field}.host`, `host ${JSON.stringify(host)} is neither a Kubernetes Service name (name, name.namespace or name.namespace.svc.cluster.local) nor a ServiceEntry host; requests to it get 503 (NC)`);
-    return missingCluster(ctx, { namespace: '', name: host, host: host.toLowerCase(), port: portNumber ?? 0 }, subsetName);
+    return missingCluster(ctx, { namespace: '', name: host, host: host.toLowerCase(), port: portNumberSet ?? 0 }, subsetName);
   }
-  const dr = env.drs.lookup(svcName.fqdn, vs.metadata.namespace);
+  const dr = env.drs.lookup(svcName.fqdn, env.mesh?.namespace ?? vs.metadata.namespace);
   const svc = resources.get('Service', svcName.namespace, svcName.name);
   const ports = svc ? servicePorts(svc) : [];
+  let portNumber = portNumberSet;
+  if (env.mesh && portNumber === undefined && ports.length > 1 && ports.some((p) => p.port === env.port)) portNumber = env.port;
   if (svc && portNumber === undefined && ports.length > 1) {
     ctx.report('error', 'MG_MISSING_FIELD', vs, `${field}.port`, `Service ${svcName.namespace}/${svcName.name} has several ports (${ports.map((p) => p.port).join(', ')}): destination.port.number is required (Istio IST0112); requests to it get 503 (NC)`);
     return missingCluster(ctx, { namespace: svcName.namespace, name: svcName.name, host: svcName.fqdn, port: 0 }, subsetName);

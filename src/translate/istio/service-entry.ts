@@ -94,6 +94,11 @@ export interface ServiceEntryEnv {
   drs: DestinationRuleIndex;
   /** The object that names the destination, and its namespace. */
   from: KubeObject;
+  /**
+   * Sidecar translation: entries and DestinationRules are the ones visible from the proxy's
+   * namespace, and a destination without a port on an entry with several uses `listenerPort`.
+   */
+  mesh?: { namespace: string; listenerPort: number };
 }
 
 /**
@@ -103,6 +108,7 @@ export interface ServiceEntryEnv {
 export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumber: number | undefined, subsetName: string, field: string): string | null {
   const { ctx, resources, from } = env;
   const found = findServiceEntry(resources, host, from.metadata.namespace);
+  const viewer = env.mesh?.namespace ?? from.metadata.namespace;
   if (found === null) return null;
   const { se } = found;
   const spec = obj(se.body.spec);
@@ -112,10 +118,11 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
     return { number: num(po.number) ?? 0, name: str(po.name) ?? '', protocol: (str(po.protocol) ?? 'HTTP').toUpperCase(), targetPort: num(po.targetPort) ?? null };
   });
   const service = { namespace: se.metadata.namespace, name: se.metadata.name };
-  const port = portNumber !== undefined ? ports.find((p) => p.number === portNumber) : ports.length === 1 ? ports[0] : undefined;
+  const meshPort = env.mesh !== undefined && ports.length > 1 ? ports.find((p) => p.number === env.mesh?.listenerPort) : undefined;
+  const port = portNumber !== undefined ? ports.find((p) => p.number === portNumber) : ports.length === 1 ? ports[0] : meshPort;
   // DestinationRules are indexed by host, short names read as Services; try both spellings.
   const drKey = resolveServiceHost(fqdn, se.metadata.namespace)?.fqdn;
-  const dr = env.drs.lookup(fqdn, from.metadata.namespace) ?? (drKey ? env.drs.lookup(drKey, from.metadata.namespace) : null);
+  const dr = env.drs.lookup(fqdn, viewer) ?? (drKey ? env.drs.lookup(drKey, viewer) : null);
   const missing = (message: string, reason: 'MG_SERVICE_PORT_NOT_FOUND' | 'MG_SUBSET_NOT_FOUND' | 'MG_MISSING_FIELD', portNo: number): string => {
     ctx.report('error', reason, from, field, `${message}; requests to it get 503 (NC)`);
     const name = clusterName(portNo, subsetName, fqdn);
@@ -135,7 +142,8 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
   }
   const name = clusterName(port.number, subsetName, fqdn);
   if (ctx.getCluster(name)) return name;
-  if (port.protocol === 'HTTPS' || port.protocol === 'TLS') {
+  // (Sidecars relay TLS ports by SNI: no TLS origination is implied there.)
+  if (env.mesh === undefined && (port.protocol === 'HTTPS' || port.protocol === 'TLS')) {
     ctx.report('info', 'MG_UNSUPPORTED', se, 'spec.ports', `port ${port.number} is ${port.protocol}: the gateway originates TLS to it only when a DestinationRule for ${fqdn} sets trafficPolicy.tls; otherwise it sends plaintext HTTP`);
   }
 
