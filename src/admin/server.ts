@@ -13,10 +13,14 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export async function startAdminServer(controller: Controller, port: number, host = '0.0.0.0', observability?: AdminObservability): Promise<AdminServer> {
+/** More JSON endpoints by path (e.g. the control plane's `/debug/proxy-status`), each answered with what its function returns. */
+export type AdminRoutes = Record<string, () => unknown>;
+
+export async function startAdminServer(controller: Controller, port: number, host = '0.0.0.0', observability?: AdminObservability, routes: AdminRoutes = {}): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'method not allowed' });
+    if (Object.hasOwn(routes, path)) return send(res, 200, routes[path]());
     switch (path) {
       case '/ready':
       case '/healthz/ready':
@@ -33,7 +37,7 @@ export async function startAdminServer(controller: Controller, port: number, hos
         // Gateway API conditions as the leader writes them to /status (directory mode: only here and in `meshgate validate`).
         return send(res, 200, { version: controller.serving?.version ?? null, status: controller.gatewayApiStatus });
       case '/':
-        return sendText(res, 200, 'meshgate admin\n  /ready\n  /healthz\n  /config_dump\n  /diagnostics\n  /reloads\n  /gateway_api_status\n  /metrics\n  /dashboard\n');
+        return sendText(res, 200, `meshgate admin\n  /ready\n  /healthz\n  /config_dump\n  /diagnostics\n  /reloads\n  /gateway_api_status\n  /metrics\n  /dashboard\n${Object.keys(routes).map((r) => `  ${r}\n`).join('')}`);
       default:
         // /metrics, /dashboard and its JSON (src/admin/dashboard/routes.ts).
         if (observability !== undefined && handleObservabilityRequest(path, res, controller, observability)) return;

@@ -78,6 +78,7 @@ ${OBSERVABILITY_USAGE}
                    [--admin-port 15014] [--cert-ttl 24h] [--webhook-port 15017 (default with --kubernetes; 0 = off)]
                    [--webhook-config meshgate-sidecar-injector] [--inject-image IMAGE] [--inject-control HOST:PORT]
   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h]
+  meshgate proxy-status [--admin HOST:PORT] [--output table|json]
   meshgate --version
   meshgate COMMAND --help
 ${CAPTURE_USAGE}${INJECT_USAGE}`;
@@ -392,6 +393,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./mesh-commands.js')).controlCommand(rest, usageFail, waitForSignal);
     case 'token':
       return (await import('./mesh-commands.js')).tokenCommand(rest, usageFail);
+    case 'proxy-status':
+      return (await import('../mesh/push/proxy-status.js')).proxyStatusCommand(rest, usageFail);
     case 'migrate': {
       const { values, positionals } = parse(rest, { ...TRANSLATE_FLAGS, output: { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true } }, true);
       if ((positionals.length === 1) === (values.kubernetes === true)) throw new UsageError('migrate: exactly one of DIR and --kubernetes is required');
@@ -420,7 +423,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate, demo, control, token, capture or inject)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate, demo, control, token, proxy-status, capture or inject)`);
   }
 }
 

@@ -28,6 +28,9 @@ import { MemoryCertificateProvider } from '../mesh/grpc/serving-credentials.js';
 import type { ApiClient } from '../providers/kubernetes/api-client.js';
 import { KubernetesSource } from '../providers/kubernetes/source.js';
 import { loadKubernetesCa, publishRootCert, TokenReviewAuthenticator } from './mesh-kubernetes.js';
+import { ConfigPushServer } from '../mesh/push/server.js';
+import { configPushService } from '../mesh/push/proto.js';
+import type { SidecarTranslate } from '../mesh/push/types.js';
 
 /** The name istiod's serving certificate carries and mesh clients verify, whatever address they dial. */
 export const ISTIOD_SAN = 'istiod.istio-system.svc';
@@ -50,6 +53,13 @@ export interface ControlPlaneOptions {
   servingTtlSeconds?: number;
   translate: TranslateOptions;
   log: Logger;
+  /**
+   * The per-proxy view for the config push (`translateSidecar` of translate/sidecar/); absent = no
+   * ConfigPush service (sidecars get UNIMPLEMENTED).
+   */
+  sidecarTranslate?: SidecarTranslate;
+  /** Push debounce, ms (default 100 after the last change, at most 10 000: PILOT_DEBOUNCE_AFTER/MAX). */
+  pushDebounce?: { afterMs: number; maxMs: number };
 }
 
 export interface ControlPlane {
@@ -58,6 +68,8 @@ export interface ControlPlane {
   ca: MeshCa;
   views: ViewSource;
   controller: Controller;
+  /** The config push to sidecars; null without `sidecarTranslate`. */
+  push: ConfigPushServer | null;
   /** Kubernetes mode: resolves after the first pass writing ConfigMap istio-ca-root-cert everywhere. */
   rootCertPublished: Promise<void>;
   stop(): Promise<void>;
@@ -97,9 +109,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const views = new ViewSource();
   const k8s = opts.kubernetes ?? null;
   const source = k8s !== null ? new KubernetesSource({ client: k8s.client, log: log.child({ component: 'kubernetes' }), watchNamespaces: k8s.watchNamespaces, secretLabelSelector: null }) : new DirectorySource(opts.configDir);
-  const controller = new Controller({ source, translate: opts.translate, dataPlane: views, log });
-  const admin: AdminServer = await startAdminServer(controller, opts.adminPort, '0.0.0.0');
-  const servers: { grpc: grpc.Server | null } = { grpc: null };
+  const servers: { grpc: grpc.Server | null; push: ConfigPushServer | null } = { grpc: null, push: null };
+  // Each reload's objects go to the config push (created below, before the first reload).
+  const controller = new Controller({ source, translate: opts.translate, dataPlane: views, log, onResources: (r) => servers.push?.setResources(r) });
+  const admin: AdminServer = await startAdminServer(controller, opts.adminPort, '0.0.0.0', undefined, {
+    // istioctl proxy-status: every connected sidecar, the version sent and the one it runs.
+    '/debug/proxy-status': () => servers.push?.status() ?? { generation: 0, proxies: [], push: 'disabled (no sidecar translation)' },
+  });
   try {
     const material = opts.caDir !== '' || k8s === null ? await loadOrCreateCaDirectory(opts.caDir, { trustDomain: opts.trustDomain }) : await loadKubernetesCa(k8s.client, opts.trustDomain, log);
     const ca = new MeshCa(material);
@@ -125,9 +141,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       renewTimer.unref();
     };
     await issueServing();
-    const server = new grpc.Server();
+    // Keepalive pings notice sidecars that vanished without closing (their streams would look connected).
+    const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
     servers.grpc = server;
     server.addService(istioCertificateService(), caServiceHandlers({ ca: () => ca, authenticator, trustDomain: opts.trustDomain, certTtlSeconds: opts.certTtlSeconds, log: log.child({ component: 'ca' }) }));
+    if (opts.sidecarTranslate !== undefined) {
+      const push = new ConfigPushServer({ translate: opts.sidecarTranslate, translateOptions: opts.translate, authenticator, trustDomain: opts.trustDomain, log: log.child({ component: 'push' }), debounceAfterMs: opts.pushDebounce?.afterMs, debounceMaxMs: opts.pushDebounce?.maxMs });
+      servers.push = push;
+      server.addService(configPushService(), push.handlers());
+    }
     const credentials = provider.credentials();
     const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync(`${opts.listenHost.includes(':') ? `[${opts.listenHost}]` : opts.listenHost}:${opts.listenPort}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
     await controller.start();
@@ -139,12 +161,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       (stopping ??= (async () => {
         publisher?.stop();
         if (renewTimer !== null) clearTimeout(renewTimer);
-        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        // Config streams never end by themselves: close them first, and do not wait forever for stragglers.
+        servers.push?.close();
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 2000);
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
         await controller.stop(1000);
         await admin.close();
       })());
-    return { grpcPort, adminPort: admin.port, ca, views, controller, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
+    return { grpcPort, adminPort: admin.port, ca, views, controller, push: servers.push, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
   } catch (e) {
+    servers.push?.close();
     servers.grpc?.forceShutdown();
     await admin.close();
     throw e;

@@ -14,6 +14,7 @@ import type { TranslateOptions } from '../translate/index.js';
 import { ConfigPipeline, type LoadedConfig } from './pipeline.js';
 import type { DataPlane } from './dataplane.js';
 import type { ConfigSource } from './source.js';
+import type { ResourceSet } from '../resources/resource-set.js';
 
 export interface ReloadRecord {
   /** ISO time the reload finished. */
@@ -40,6 +41,12 @@ export interface ControllerOptions {
   onReload?: (record: ReloadRecord) => void;
   /** Called after every reload with the Gateway API status translation made (the Kubernetes status writer). */
   onGatewayApiStatus?: (status: GatewayApiStatus) => void;
+  /**
+   * Called after every reload with the objects that went into translation (checked, last-good
+   * fallbacks applied), whatever the gateway snapshot's outcome: the control plane computes each
+   * sidecar's view from them.
+   */
+  onResources?: (resources: ResourceSet) => void;
 }
 
 export class Controller {
@@ -58,6 +65,8 @@ export class Controller {
   /** Gateway API status of the last reload (`/gateway_api_status`); null before the first. */
   gatewayApiStatus: GatewayApiStatus | null = null;
   readonly reloads: ReloadRecord[] = [];
+  /** The objects of the last reload (see `onResources`); null before the first. */
+  resources: ResourceSet | null = null;
 
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
@@ -115,6 +124,8 @@ export class Controller {
     const result = this.#pipeline.run(loaded);
     this.diagnostics = result.diagnostics;
     this.#opts.onDiagnostics?.(result.diagnostics);
+    this.resources = result.resources;
+    this.#opts.onResources?.(result.resources);
     if (result.gatewayApiStatus) {
       this.gatewayApiStatus = result.gatewayApiStatus;
       this.#opts.onGatewayApiStatus?.(result.gatewayApiStatus);
