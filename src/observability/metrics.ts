@@ -162,6 +162,9 @@ export class RequestMetrics {
   readonly #flagIds = new Map<string, number>();
   readonly #tcp = new Map<string, TcpSeries>();
   readonly #upstream = new Map<string, number>();
+  /** Requests counted under connection-fixed labels (`RequestRecord.meshLabels`), by every label value. */
+  readonly #mesh = new Map<string, { labels: Labels; cell: Cell }>();
+  readonly #meshTcp = new Map<string, { labels: Labels; opened: number; closed: number; sent: number; received: number }>();
   /** Where upstream pool gauges are read from at scrape time. */
   #runtime: { readonly current: CompiledSnapshot | null; connectionCounts?(): Promise<{ listener: string; active: number }[]> } | null = null;
   /** Access-log lines dropped because the writer could not keep up. */
@@ -188,6 +191,7 @@ export class RequestMetrics {
   }
 
   observe(rec: RequestRecord): void {
+    if (rec.meshLabels !== null) return this.#observeMesh(rec, rec.meshLabels);
     const group = this.#groupOf(rec.route, rec.destination);
     const flags = rec.flags;
     let fid = this.#flagIds.get(flags);
@@ -214,6 +218,42 @@ export class RequestMetrics {
     cell.duration.observe(rec.durationMs);
     cell.requestBytes.observe(rec.bytesReceived);
     cell.responseBytes.observe(rec.bytesSent);
+  }
+
+  /** A request counted under labels its connection fixed (a sidecar's inbound side: `reporter="destination"`). */
+  #observeMesh(rec: RequestRecord, labels: Readonly<Record<string, string>>): void {
+    const key = `${meshKey(labels)}\0${rec.status}\0${rec.flags}\0${rec.protocol}\0${rec.grpcStatus}`;
+    let m = this.#mesh.get(key);
+    if (m === undefined) {
+      const all: Labels = { ...labels, request_protocol: rec.protocol, response_code: String(rec.status), grpc_response_status: rec.grpcStatus, response_flags: rec.flags };
+      this.#mesh.set(key, (m = { labels: ordered(all), cell: new Cell(rec.status, rec.flags, rec.protocol, rec.grpcStatus) }));
+    }
+    const cell = m.cell;
+    cell.count++;
+    cell.duration.observe(rec.durationMs);
+    cell.requestBytes.observe(rec.bytesReceived);
+    cell.responseBytes.observe(rec.bytesSent);
+  }
+
+  /** istio_tcp_* under labels the connection fixed (a sidecar's inbound side). */
+  meshTcpOpened(labels: Readonly<Record<string, string>>): void {
+    this.#meshTcpSeries(labels, '-').opened++;
+  }
+  meshTcpClosed(labels: Readonly<Record<string, string>>, sentBytes: number, receivedBytes: number, flags = '-'): void {
+    const s = this.#meshTcpSeries(labels, flags);
+    s.closed++;
+    s.sent += sentBytes;
+    s.received += receivedBytes;
+  }
+
+  #meshTcpSeries(labels: Readonly<Record<string, string>>, flags: string): { labels: Labels; opened: number; closed: number; sent: number; received: number } {
+    const key = `${meshKey(labels)}\0${flags}`;
+    let s = this.#meshTcp.get(key);
+    if (s === undefined) {
+      const all = ordered({ ...labels, request_protocol: 'tcp', response_flags: flags });
+      this.#meshTcp.set(key, (s = { labels: all, opened: 0, closed: 0, sent: 0, received: 0 }));
+    }
+    return s;
   }
 
   /** TCP proxy hooks (istio_tcp_*). */
@@ -326,6 +366,10 @@ export class RequestMetrics {
       if (what === 'count') out.push({ labels: m.labels, value: m.count });
       else pushHistogram(out, metricNameOf(what), m.labels, m.hist, m.count);
     }
+    for (const m of this.#mesh.values()) {
+      if (what === 'count') out.push({ labels: m.labels, value: m.cell.count });
+      else pushHistogram(out, metricNameOf(what), m.labels, m.cell[what], m.cell.count);
+    }
     return out;
   }
 
@@ -362,6 +406,7 @@ export class RequestMetrics {
       delete labels.grpc_response_status;
       out.push({ labels, value: s[what] });
     }
+    for (const s of this.#meshTcp.values()) out.push({ labels: s.labels, value: s[what] });
     return out;
   }
 
@@ -426,6 +471,13 @@ interface Value {
 
 function metricNameOf(what: 'duration' | 'requestBytes' | 'responseBytes'): string {
   return what === 'duration' ? 'istio_request_duration_milliseconds' : what === 'requestBytes' ? 'istio_request_bytes' : 'istio_response_bytes';
+}
+
+/** A map key of every label value, in Istio's order. */
+function meshKey(labels: Readonly<Record<string, string>>): string {
+  let k = '';
+  for (const n of ISTIO_LABELS) k += `${labels[n] ?? ''}\0`;
+  return k;
 }
 
 /** Labels in Istio's order (objects keep insertion order; exposition follows it). */

@@ -273,10 +273,12 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
   /** A TCP proxy connection (tcp-record.ts): `open` when routed, `close` once when it ends (metrics, then one access-log line). */
   observeTcp(rec: TcpRecord, phase: 'open' | 'close'): void {
     if (phase === 'open') {
-      this.metrics?.tcpOpened(rec.cluster);
+      if (rec.meshLabels !== null) this.metrics?.meshTcpOpened(rec.meshLabels);
+      else this.metrics?.tcpOpened(rec.cluster);
       return;
     }
-    this.metrics?.tcpClosed(rec.cluster, rec.bytesSent, rec.bytesReceived, rec.flags ?? '-');
+    if (rec.meshLabels !== null) this.metrics?.meshTcpClosed(rec.meshLabels, rec.bytesSent, rec.bytesReceived, rec.flags ?? '-');
+    else this.metrics?.tcpClosed(rec.cluster, rec.bytesSent, rec.bytesReceived, rec.flags ?? '-');
     const logs = this.#logs;
     if (logs.length > 0) this.#write(logs, new TcpLogSubject(rec, tcpAccessLogEntry(rec)));
   }

@@ -13,6 +13,9 @@
 import type { CompiledDestination, CompiledListener, CompiledRoute } from '../runtime/compile/types.js';
 import type { Downstream } from '../runtime/http/downstream.js';
 
+/** Every Istio label but the per-request ones (`request_protocol`, `response_code`, `grpc_response_status`, `response_flags`). */
+export type MeshLabels = Readonly<Record<string, string>>;
+
 /** Where a finished record goes. */
 export interface RecordSink {
   finish(rec: RequestRecord): void;
@@ -61,6 +64,13 @@ export class RequestRecord {
   status = 0;
   /** Opaque per-request state of the tracer (its span), when tracing is on. */
   span: unknown = null;
+  /**
+   * Istio labels fixed by the connection (a sidecar's inbound side: `reporter="destination"`, the
+   * peer's `source_*`, the workload's `destination_*`, `connection_security_policy`), set by whoever
+   * began the record; metrics then count the request under them instead of the gateway's route and
+   * cluster labels. null = the gateway's labels.
+   */
+  meshLabels: MeshLabels | null = null;
 
   constructor(listener: CompiledListener, d: Downstream, sink: RecordSink) {
     this.start = performance.now();

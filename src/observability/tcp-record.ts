@@ -43,6 +43,8 @@ export class TcpRecord {
   bytesSent = 0;
   /** True once `open` was reported (so `close` is reported once per opened connection too). */
   opened = false;
+  /** Istio labels fixed by the connection (a sidecar's inbound side, see `RequestRecord.meshLabels`); null = the gateway's labels of `cluster`. */
+  meshLabels: Readonly<Record<string, string>> | null = null;
 
   constructor(
     /** The TcpListener name. */

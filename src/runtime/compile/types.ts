@@ -230,4 +230,6 @@ export interface EndpointHandle {
   fetcher(): Promise<RuntimeSlots['upstreamFetcher']>;
   /** Requests in flight to this endpoint (for LEAST_REQUEST). */
   active: number;
+  /** Source address of connections to the endpoint (EndpointPoolOptions.localAddress); absent = the kernel's choice. */
+  readonly localAddress?: string;
 }

@@ -41,6 +41,8 @@ export interface CompiledSecurity {
   routeLimits: Map<CompiledRoute, CompiledRateLimit> | null;
   /** x-forwarded-client-cert handling (IR `forwardClientCertDetails`, default `SANITIZE_SET`). */
   xfcc: ForwardClientCertDetails;
+  /** The XFCC element carries `Cert` (the gateway's details); false on a sidecar's inbound side (Istio: Subject, URI, DNS). Absent = true. */
+  xfccCert?: boolean;
   /** IR `numTrustedProxies` (0 = the peer is the client). */
   trustedHops: number;
 }

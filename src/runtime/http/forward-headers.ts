@@ -167,7 +167,7 @@ const XFCC = 'x-forwarded-client-cert';
  * rawHeaders, and headers), so route matching, authorization, ext-authz, the upstream request and the
  * access log all see the one settled value. `present`: the caller's header scan saw the header.
  */
-export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: boolean): void {
+export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: boolean, withCert = true): void {
   if (mode === 'ALWAYS_FORWARD_ONLY') return;
   const tls = d.tls;
   const mtls = mode !== 'SANITIZE' && tls !== null && tls.authorized === true && typeof tls.getPeerX509Certificate === 'function';
@@ -176,7 +176,7 @@ export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: 
   if (mtls && tls !== null) {
     element = xfccElements.get(tls) ?? null;
     if (element === null) {
-      element = xfccElement(tls);
+      element = xfccElement(tls, withCert);
       if (element !== null) xfccElements.set(tls, element);
     }
   }
@@ -205,8 +205,9 @@ export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: 
 /**
  * Envoy's XFCC element with Istio's gateway details (Subject, Cert, URI, DNS; Hash always):
  * `By=…;Hash=…;Cert="…";Subject="…";URI=…;DNS=…`; null when no client certificate is there.
+ * `withCert` false: without `Cert`, as Istio's sidecars set it on inbound (Subject, URI, DNS).
  */
-export function xfccElement(socket: TLSSocket): string | null {
+export function xfccElement(socket: TLSSocket, withCert = true): string | null {
   const peer = socket.getPeerX509Certificate();
   if (peer === undefined) return null;
   const parts: string[] = [];
@@ -214,8 +215,7 @@ export function xfccElement(socket: TLSSocket): string | null {
   if (local !== undefined) for (const uri of sansOf(local.subjectAltName, 'URI:')) parts.push(`By=${uri}`);
   parts.push(`Hash=${createHash('sha256').update(peer.raw).digest('hex')}`);
   // Envoy's URL encoding of the PEM (ssl_handshaker urlEncodedPemEncodedPeerCertificate).
-  const pem = peer.toString().replace(/[\n +/=]/g, (c) => PEM_ESCAPES[c]);
-  parts.push(`Cert="${pem}"`);
+  if (withCert) parts.push(`Cert="${peer.toString().replace(/[\n +/=]/g, (c) => PEM_ESCAPES[c])}"`);
   parts.push(`Subject="${rfc2253(peer.subject)}"`);
   const uris = sansOf(peer.subjectAltName, 'URI:');
   if (uris.length === 0) parts.push('URI=');

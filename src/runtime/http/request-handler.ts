@@ -55,7 +55,7 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Do
     } else if (n.length === 23 && n.toLowerCase() === 'x-forwarded-client-cert') xfcc = true;
   }
   // XFCC is settled before anything reads the request (Envoy: in the connection manager).
-  settleForwardClientCert(d, listener.security.xfcc, xfcc);
+  settleForwardClientCert(d, listener.security.xfcc, xfcc, listener.security.xfccCert !== false);
   if (h2) {
     // `:authority` when present (RFC 9113 §8.3.1: it wins over Host).
     const a = d.header(':authority');

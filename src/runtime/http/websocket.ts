@@ -64,7 +64,8 @@ const tlsOptionsCache = new WeakMap<UpstreamTls, UpstreamTlsOptions>();
 /** Opens the connection to the endpoint: TCP, or TLS with the cluster's upstream TLS settings. */
 function connectUpstream(cluster: CompiledCluster, endpoint: CompiledEndpoint): { socket: net.Socket; ready: 'connect' | 'secureConnect' } | Error {
   const upstreamTls = endpoint.tls;
-  if (upstreamTls === null) return { socket: net.connect({ host: endpoint.address, port: endpoint.port }), ready: 'connect' };
+  const localAddress = endpoint.handle?.localAddress;
+  if (upstreamTls === null) return { socket: net.connect({ host: endpoint.address, port: endpoint.port, ...(localAddress === undefined ? {} : { localAddress }) }), ready: 'connect' };
   let opts = tlsOptionsCache.get(upstreamTls);
   if (opts === undefined) tlsOptionsCache.set(upstreamTls, (opts = upstreamTlsOptions(upstreamTls, 'HTTP1')));
   // ISTIO_MUTUAL: options from the current workload certificate (Istio's HTTP/1.1 ALPN), or why there are none.

@@ -33,6 +33,8 @@ export interface EndpointPoolOptions {
   keepAliveTimeoutMs: number;
   /** Time an unused pool lingers before it is closed, in ms. Default 10 000. */
   retireGraceMs: number;
+  /** Source address of every upstream connection (a sidecar's inbound pools dial the app from 127.0.0.6); absent = the kernel's choice. */
+  localAddress?: string;
 }
 
 export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, keepAliveTimeoutMs: 4000, retireGraceMs: 10_000 };
@@ -67,13 +69,16 @@ class EndpointState implements EndpointHandle {
   /** The undici pool of ext-authz checks, built on first use (undici itself is loaded then: lean processes). */
   fetchPool: Pool | null = null;
   #fetchLoading: Promise<UpstreamFetcher> | null = null;
+  readonly localAddress?: string;
   constructor(
     readonly key: string,
     readonly dispatcher: UpstreamClient,
     readonly settings: PoolSettings,
     readonly origin: string,
     readonly options: EndpointPoolOptions,
-  ) {}
+  ) {
+    if (options.localAddress !== undefined) this.localAddress = options.localAddress;
+  }
 
   fetcher(): Promise<UpstreamFetcher> {
     if (this.fetchPool !== null) return Promise.resolve(this.fetchPool);
@@ -195,9 +200,10 @@ function buildClient(host: string, port: number, settings: PoolSettings, options
     keepAliveMaxTimeoutMs: settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : 60_000,
     maxRequestsPerConnection: settings.maxRequestsPerConnection,
     tls,
+    ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
   };
   if (settings.protocol !== 'HTTP2') return new H1Client(h1);
-  return new H2Client({ host, port, connections: options.connections, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: idle, tls, http1Fallback: () => new H1Client(h1) });
+  return new H2Client({ host, port, connections: options.connections, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: idle, tls, http1Fallback: () => new H1Client(h1), ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) });
 }
 
 function retire(pools: EndpointPools, key: string): void {

@@ -58,6 +58,8 @@ export interface H1ClientOptions {
   maxRequestsPerConnection: number;
   /** TLS origination; null = plaintext. */
   tls: UpstreamTlsConnect | null;
+  /** Source address of upstream connections (the sidecar's inbound side dials its app from 127.0.0.6); absent = the kernel's choice. */
+  localAddress?: string;
 }
 
 const ABORTED = 'UND_ERR_ABORTED';
@@ -321,7 +323,7 @@ export class H1Client implements UpstreamClient {
     let socket: net.Socket;
     const t = o.tls;
     if (t === null) {
-      socket = net.connect({ host: o.host, port: o.port });
+      socket = net.connect({ host: o.host, port: o.port, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) });
     } else if (t.failure !== null) {
       // Unreadable TLS files: never fall back to plaintext; every connection fails.
       socket = new net.Socket();
@@ -331,7 +333,7 @@ export class H1Client implements UpstreamClient {
         // ISTIO_MUTUAL: the workload certificate current now (or why there is none).
         const options = t.perConnection === null ? t.options : t.perConnection();
         if (options instanceof Error) throw options;
-        socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['http/1.1'], session: this.#session });
+        socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['http/1.1'], session: this.#session, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) });
       } catch (err) {
         // Options OpenSSL refuses (a malformed PEM): the connection fails with that error.
         socket = new net.Socket();

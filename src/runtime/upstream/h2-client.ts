@@ -41,6 +41,8 @@ export interface H2ClientOptions {
   tls: UpstreamTlsConnect | null;
   /** Builds the HTTP/1.1 pool used when a TLS server chooses `http/1.1` by ALPN. */
   http1Fallback: () => H1Client;
+  /** Source address of upstream connections (as `H1ClientOptions.localAddress`); absent = the kernel's choice. */
+  localAddress?: string;
 }
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
@@ -199,7 +201,7 @@ export class H2Client implements UpstreamClient {
     if (t === null) {
       // The socket is ours (not node:http2's) so that destroying the session always closes it,
       // even when a GOAWAY left node:http2 waiting for the server to close first.
-      const plain = net.connect({ host: o.host, port: o.port });
+      const plain = net.connect({ host: o.host, port: o.port, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) });
       s.socket = plain;
       plain.on('error', (err: Error) => {
         s.error ??= err;
@@ -213,7 +215,7 @@ export class H2Client implements UpstreamClient {
       // ISTIO_MUTUAL: the workload certificate current now (or why there is none).
       const options = t.perConnection === null ? t.options : t.perConnection();
       if (options instanceof Error) throw options;
-      socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['h2', 'http/1.1'], session: this.#tlsSession });
+      socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['h2', 'http/1.1'], session: this.#tlsSession, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) });
     } catch (err) {
       // Options OpenSSL refuses (a malformed PEM): the connection fails with that error.
       s.error = err as Error;

@@ -1,0 +1,682 @@
+/**
+ * The sidecar's inbound side (InboundHandler, src/runtime/sidecar/inbound.ts) over real sockets: a
+ * plain listener on a loopback address stands for the pod (its address and port are the original
+ * destination, as TPROXY keeps them) and hands every accepted socket to the handler; the app listens
+ * on another loopback address (`forwardTo`). Peers hold certificates from a real MeshCa. Clients dial
+ * from their own loopback address, which the view's workload table knows.
+ *
+ * Proves: STRICT closes plaintext with nothing sent; PERMISSIVE admits mTLS and plaintext (HTTP and
+ * the app's own TLS); port-level DISABLE takes plaintext and relays an mTLS ClientHello as opaque
+ * bytes; AuthorizationPolicy by peer principal (403 `RBAC: access denied`, 200 for the allowed one;
+ * TCP closed); XFCC as Istio's sidecars set it; the app sees 127.0.0.6; HTTP/2 over mTLS; TCP over
+ * mTLS with half-close; no or foreign client certificates fail the handshake; a renewed workload
+ * certificate serves new handshakes; destination-side metrics labels.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import { loadOrCreateCaDirectory, MeshCa } from '../../src/mesh/ca/ca.js';
+import { privateKeyPem, signatureParams, splitPemCertificates, toCryptoPrivateKey, toCryptoPublicKey, x509 } from '../../src/mesh/ca/keys.js';
+import type { MeshIdentityMaterial } from '../../src/runtime/upstream/mesh-identity.js';
+import type { IRSnapshot } from '../../src/ir/types.js';
+import type { InboundPort, SidecarView } from '../../src/ir/sidecar.js';
+import { InboundHandler } from '../../src/runtime/sidecar/inbound.js';
+import { Observability, DEFAULT_OBSERVABILITY } from '../../src/observability/observer.js';
+import { Logger } from '../../src/lib/log.js';
+import { cluster, forward, httpListener, named, route, snapshot, vhost } from '../support/ir-builders.js';
+import { tempDir } from '../helpers/gateway.js';
+
+const TD = 'cluster.local';
+const quiet = new Logger('error', {}, () => {});
+
+/** Addresses of this run (127/8 is all loopback): the pod, the app, two clients. */
+const net8 = `127.${100 + (process.pid % 100)}.${1 + Math.floor(Math.random() * 250)}`;
+const POD = `${net8}.20`;
+const APP = `${net8}.21`;
+const CLIENT = `${net8}.30`;
+const STRANGER = `${net8}.31`;
+
+async function workloadCert(ca: MeshCa, ns: string, sa: string, ttlSeconds = 3600): Promise<MeshIdentityMaterial> {
+  const id = `spiffe://${TD}/ns/${ns}/sa/${sa}`;
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    keys: { privateKey: await toCryptoPrivateKey(privateKey), publicKey: await toCryptoPublicKey(privateKey) },
+    signingAlgorithm: signatureParams(privateKey),
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id }], true)],
+  });
+  const chain = await ca.signCsr(csr.toString('pem'), [id], ttlSeconds);
+  const certs = chain.flatMap((p) => splitPemCertificates(p));
+  const root = ca.rootCertPem;
+  const rootFp = new Set(splitPemCertificates(root).map((p) => new X509Certificate(p).fingerprint256));
+  const intermediates = certs.slice(1).filter((p) => !rootFp.has(new X509Certificate(p).fingerprint256));
+  return { spiffeId: id, certChainPem: [certs[0], ...intermediates].join(''), keyPem: privateKeyPem(privateKey), rootsPem: root, notAfter: new Date(new X509Certificate(certs[0]).validTo).getTime() };
+}
+
+/** Listens on `host:port` (0 = any) and resolves the bound port. */
+function listen(server: net.Server, host: string, port = 0): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}
+
+/** The app: an HTTP server answering what it saw, and a raw TCP echo; on DISABLE's port, a TLS ClientHello is recorded and closed. */
+interface AppSeen {
+  remoteAddress: string;
+  xfcc: string | null;
+  path: string;
+}
+
+function httpApp(seen: AppSeen[], tlsHellos: string[] | null = null): net.Server {
+  const h = http.createServer((req, res) => {
+    seen.push({ remoteAddress: req.socket.remoteAddress ?? '', xfcc: (req.headers['x-forwarded-client-cert'] as string | undefined) ?? null, path: req.url ?? '' });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ remote: req.socket.remoteAddress, xfcc: req.headers['x-forwarded-client-cert'] ?? null }));
+  });
+  h.keepAliveTimeout = 500;
+  return net.createServer((s) => {
+    s.once('data', (first: Buffer) => {
+      if (first[0] === 0x16 && tlsHellos !== null) {
+        tlsHellos.push(s.remoteAddress ?? '');
+        return void s.destroy();
+      }
+      s.pause();
+      s.unshift(first);
+      h.emit('connection', s);
+      s.resume();
+    });
+    s.on('error', () => {});
+  });
+}
+
+function echoApp(peers: string[]): net.Server {
+  return net.createServer({ allowHalfOpen: true }, (s) => {
+    peers.push(s.remoteAddress ?? '');
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    // Answers after the client's FIN: proves half-close is relayed both ways.
+    s.on('end', () => s.end(Buffer.concat([Buffer.from('echo:'), ...chunks])));
+    s.on('error', () => {});
+  });
+}
+
+const SERVICE = { namespace: 'ns1', name: 'server', host: 'server.ns1.svc.cluster.local', port: 80 };
+
+function inboundPort(port: number, protocol: InboundPort['protocol'], mtls: InboundPort['mtls']): InboundPort {
+  const http = protocol !== 'TCP' && protocol !== 'TLS';
+  return { port, protocol, mtls, httpRoutes: http ? `inbound_${port}` : null, cluster: `inbound|${port}||` };
+}
+
+function view(ports: InboundPort[], inboundDefault: SidecarView['inboundDefault'] = 'PERMISSIVE'): SidecarView {
+  return {
+    proxy: { namespace: 'ns1', serviceAccount: 'server', podName: 'server-1', podIps: [POD], labels: { app: 'server', version: 'v1' }, spiffeId: `spiffe://${TD}/ns/ns1/sa/server`, workload: 'server' },
+    outboundTrafficPolicy: 'ALLOW_ANY',
+    outbound: [],
+    outboundHttp: [],
+    outboundTcp: [],
+    inbound: ports,
+    inboundDefault,
+    inboundHttp: ports
+      .filter((p) => p.httpRoutes !== null)
+      .map((p) => httpListener(p.port, [vhost('inbound', ['*'], [route('default', forward([p.cluster]))])], { name: `inbound_${p.port}`, address: '0.0.0.0' })),
+    workloads: [
+      { ip: CLIENT, namespace: 'ns1', name: 'client', serviceAccount: 'client', app: 'client', version: 'v2', meshed: true },
+      { ip: STRANGER, namespace: 'ns2', name: 'intruder', serviceAccount: 'intruder', app: 'intruder', version: '', meshed: true },
+    ],
+  };
+}
+
+/** tls.connect honours `localAddress` (and `allowHalfOpen`) though its options type does not say so. */
+type TlsOptions = tls.ConnectionOptions & { localAddress?: string; allowHalfOpen?: boolean };
+function tlsConnect(o: TlsOptions): tls.TLSSocket {
+  return tls.connect(o);
+}
+
+const TLS_CLIENT_DEFAULTS = { checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => (String(cert.subjectaltname ?? '').includes(`URI:spiffe://${TD}/ns/ns1/sa/server`) ? undefined : new Error(`unexpected server identity ${cert.subjectaltname}`)) };
+
+function mtlsOptions(m: MeshIdentityMaterial, port: number, alpn: string[]): TlsOptions {
+  return { host: POD, port, cert: m.certChainPem, key: m.keyPem, ca: m.rootsPem, servername: `outbound_.80_._.${SERVICE.host}`, ALPNProtocols: alpn, ...TLS_CLIENT_DEFAULTS };
+}
+
+/** One HTTP/1.1 request over Istio mTLS (ALPN `istio-http/1.1, istio, http/1.1`). */
+function mtlsGet(m: MeshIdentityMaterial, port: number, from: string, p = '/'): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ ...mtlsOptions(m, port, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: from, path: p, agent: false, headers: { host: SERVICE.host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function plainGet(port: number, from: string, p = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: POD, port, localAddress: from, path: p, agent: false, headers: { host: SERVICE.host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Sends `bytes` on a raw connection; resolves what came back before the close. */
+function rawExchange(port: number, bytes: Buffer | string, from = CLIENT): Promise<{ received: Buffer; closedBy: 'end' | 'error' | 'close' }> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: POD, port, localAddress: from });
+    const got: Buffer[] = [];
+    const timer = setTimeout(() => s.destroy(), 10_000);
+    let how: 'end' | 'error' | 'close' = 'close';
+    s.on('data', (c: Buffer) => got.push(c));
+    s.on('end', () => (how = 'end'));
+    s.on('error', () => (how = 'error'));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ received: Buffer.concat(got), closedBy: how });
+    });
+    s.on('connect', () => s.write(bytes));
+  });
+}
+
+/** TCP over mTLS (ALPN `istio`): writes, half-closes, reads the answer. */
+function mtlsTcp(m: MeshIdentityMaterial, port: number, from: string, payload: string): Promise<{ ok: boolean; received: string; error: string | null }> {
+  return new Promise((resolve) => {
+    const s = tlsConnect({ ...mtlsOptions(m, port, ['istio']), localAddress: from, allowHalfOpen: true });
+    let received = '';
+    let error: string | null = null;
+    const timer = setTimeout(() => s.destroy(new Error('timeout')), 10_000);
+    s.setEncoding('utf8');
+    s.on('secureConnect', () => {
+      s.write(payload);
+      s.end();
+    });
+    s.on('data', (c: string) => (received += c));
+    s.on('error', (e) => (error = e.message));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ ok: error === null, received, error });
+    });
+  });
+}
+
+describe('sidecar inbound (15006) over real sockets', () => {
+  let ca: MeshCa;
+  let server: MeshIdentityMaterial;
+  let client: MeshIdentityMaterial;
+  let intruder: MeshIdentityMaterial;
+  let identity: MeshIdentityMaterial | null;
+  const seen: AppSeen[] = [];
+  const tlsHellos: string[] = [];
+  const echoPeers: string[] = [];
+  const servers: net.Server[] = [];
+  let handler: InboundHandler;
+  let obs: Observability;
+  let baseIr: IRSnapshot;
+  const logFile = path.join(tempDir('meshgate-inbound-log-'), 'access.log');
+  /** Port numbers (the same at the pod and at the app). */
+  const P = { strictHttp: 0, permissiveAuto: 0, disableHttp: 0, strictTcp: 0, permissiveTcp: 0, undeclared: 0 };
+
+  before(async () => {
+    const material = await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca-'), 'ca'), { trustDomain: TD });
+    ca = new MeshCa(material);
+    [server, client, intruder] = await Promise.all([workloadCert(ca, 'ns1', 'server'), workloadCert(ca, 'ns1', 'client'), workloadCert(ca, 'ns2', 'intruder')]);
+    identity = server;
+    // Apps on APP:<port>, each port then taken on POD as well.
+    const apps: [keyof typeof P, net.Server][] = [
+      ['strictHttp', httpApp(seen)],
+      ['permissiveAuto', httpApp(seen, tlsHellos)],
+      ['disableHttp', httpApp(seen, tlsHellos)],
+      ['strictTcp', echoApp(echoPeers)],
+      ['permissiveTcp', echoApp(echoPeers)],
+      ['undeclared', echoApp(echoPeers)],
+    ];
+    obs = new Observability({ ...DEFAULT_OBSERVABILITY, metrics: true, accessLog: { path: logFile, format: 'json' } });
+    handler = new InboundHandler({ identity: () => identity, log: quiet, observer: obs, forwardTo: (_a, port) => ({ address: APP, port }), peekTimeoutMs: 2000 });
+    for (const [name, app] of apps) {
+      // Bind the app, then the same port on the pod address (retry with another port if taken there).
+      for (let i = 0; ; i++) {
+        const port = await listen(app, APP);
+        const pod = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => handler.handle(s));
+        try {
+          await listen(pod, POD, port);
+          P[name] = port;
+          servers.push(app, pod);
+          break;
+        } catch (e) {
+          await new Promise<void>((r) => app.close(() => r()));
+          if (i > 10) throw e;
+        }
+      }
+    }
+    const ports = [
+      inboundPort(P.strictHttp, 'HTTP', 'STRICT'),
+      inboundPort(P.permissiveAuto, 'UNKNOWN', 'PERMISSIVE'),
+      inboundPort(P.disableHttp, 'HTTP', 'DISABLE'),
+      inboundPort(P.strictTcp, 'TCP', 'STRICT'),
+      inboundPort(P.permissiveTcp, 'TCP', 'PERMISSIVE'),
+    ].sort((a, b) => a.port - b.port);
+    const clusters = ports.map((p) => cluster(p.cluster, [], { service: SERVICE }));
+    const principal = (v: string) => ({ key: 'source.principal', values: [v], notValues: [] });
+    const port = (...ps: number[]) => ({ key: 'destination.port', values: ps.map(String), notValues: [] });
+    baseIr = {
+      ...snapshot([], clusters, {
+        authorizationPolicies: [
+          {
+            name: 'authorizationpolicy/ns1/server',
+            source: { kind: 'AuthorizationPolicy', namespace: 'ns1', name: 'server', file: null, line: null },
+            action: 'ALLOW',
+            provider: null,
+            dryRun: false,
+            rules: [
+              // Only ns1/client may call the STRICT ports.
+              { from: [[principal(`${TD}/ns/ns1/sa/client`)]], to: [[port(P.strictHttp, P.strictTcp)]], when: [] },
+              // Anyone on the others.
+              { from: [], to: [[port(P.permissiveAuto, P.disableHttp, P.permissiveTcp, P.undeclared)]], when: [] },
+            ],
+          },
+        ],
+      }),
+      sidecar: view(ports, 'PERMISSIVE'),
+    };
+    handler.apply(baseIr);
+  });
+
+  after(async () => {
+    await handler.close();
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await obs.close();
+  });
+
+  test('STRICT: plaintext is closed with no byte of answer', async () => {
+    const before = seen.length;
+    const r = await rawExchange(P.strictHttp, 'GET / HTTP/1.1\r\nhost: server\r\n\r\n');
+    assert.equal(r.received.length, 0, `got ${JSON.stringify(r.received.toString())}`);
+    const t = await rawExchange(P.strictTcp, 'hello');
+    assert.equal(t.received.length, 0);
+    assert.equal(seen.length, before, 'the app saw a plaintext request on a STRICT port');
+  });
+
+  test('STRICT HTTP: the allowed principal gets 200; the app sees 127.0.0.6 and Istio XFCC', async () => {
+    const r = await mtlsGet(client, P.strictHttp, CLIENT, '/allowed');
+    assert.equal(r.status, 200, r.body);
+    const app = JSON.parse(r.body) as { remote: string; xfcc: string | null };
+    assert.equal(app.remote, '127.0.0.6');
+    assert.ok(app.xfcc !== null, 'no x-forwarded-client-cert');
+    const parts = app.xfcc.split(';');
+    assert.equal(parts[0], `By=spiffe://${TD}/ns/ns1/sa/server`);
+    assert.match(parts[1], /^Hash=[0-9a-f]{64}$/);
+    assert.equal(parts[2], 'Subject=""');
+    assert.equal(parts[3], `URI=spiffe://${TD}/ns/ns1/sa/client`);
+    assert.equal(parts.length, 4, `XFCC has more than By, Hash, Subject, URI: ${app.xfcc}`);
+    assert.ok(!app.xfcc.includes('Cert='), 'sidecars do not forward the certificate');
+  });
+
+  test('a client XFCC is kept and the sidecar appends its element (APPEND_FORWARD)', async () => {
+    const r = await new Promise<string>((resolve, reject) => {
+      const req = https.request({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, path: '/xfcc', agent: false, headers: { host: SERVICE.host, 'x-forwarded-client-cert': 'By=spiffe://earlier;URI=spiffe://first' } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c));
+        res.on('end', () => resolve(body));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const xfcc = (JSON.parse(r) as { xfcc: string }).xfcc;
+    assert.ok(xfcc.startsWith('By=spiffe://earlier;URI=spiffe://first,By=spiffe://'), xfcc);
+  });
+
+  test('STRICT HTTP: the wrong principal gets 403 RBAC: access denied and the app sees nothing', async () => {
+    const before = seen.length;
+    const r = await mtlsGet(intruder, P.strictHttp, STRANGER, '/denied');
+    assert.equal(r.status, 403);
+    assert.equal(r.body, 'RBAC: access denied');
+    assert.equal(seen.length, before);
+  });
+
+  test('HTTP/2 over mTLS (ALPN istio-h2)', async () => {
+    const session = http2.connect(`https://${POD}:${P.strictHttp}`, { createConnection: () => tlsConnect({ ...mtlsOptions(client, P.strictHttp, ['istio-h2', 'istio', 'h2']), localAddress: CLIENT }) });
+    try {
+      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const st = session.request({ ':path': '/h2', ':authority': SERVICE.host });
+        let status = 0;
+        let body = '';
+        st.on('response', (h) => (status = Number(h[':status'])));
+        st.setEncoding('utf8');
+        st.on('data', (c: string) => (body += c));
+        st.on('end', () => resolve({ status, body }));
+        st.on('error', reject);
+        st.end();
+      });
+      assert.equal(status, 200, body);
+      assert.match((JSON.parse(body) as { xfcc: string }).xfcc, /URI=spiffe:\/\/cluster\.local\/ns\/ns1\/sa\/client$/);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test('mTLS handshakes fail without a client certificate or with one from another CA', async () => {
+    const noCert = await new Promise<string | null>((resolve) => {
+      const s = tlsConnect({ host: POD, port: P.strictHttp, ca: server.rootsPem, ALPNProtocols: ['istio-http/1.1', 'istio', 'http/1.1'], servername: 'outbound_.80_._.x', ...TLS_CLIENT_DEFAULTS, localAddress: CLIENT });
+      s.on('secureConnect', () => s.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
+      let data = '';
+      s.on('data', (c: Buffer) => (data += c));
+      s.on('error', (e) => resolve(e.message));
+      s.on('close', () => resolve(data === '' ? 'closed' : `answered: ${data}`));
+    });
+    assert.ok(noCert !== null && !noCert.startsWith('answered'), `a client without a certificate was served: ${noCert}`);
+    const otherCa = new MeshCa(await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca2-'), 'ca'), { trustDomain: TD }));
+    const forged = await workloadCert(otherCa, 'ns1', 'client');
+    const r = await mtlsGet({ ...forged, rootsPem: server.rootsPem }, P.strictHttp, CLIENT).then(
+      (x) => `answered ${x.status}`,
+      (e: Error) => e.message,
+    );
+    assert.ok(!r.startsWith('answered'), `a certificate from another CA was accepted: ${r}`);
+  });
+
+  test("PERMISSIVE (sniffed port): plaintext HTTP, mTLS HTTP and the app's own TLS all pass", async () => {
+    const plain = await plainGet(P.permissiveAuto, CLIENT, '/plain');
+    assert.equal(plain.status, 200);
+    const p = JSON.parse(plain.body) as { remote: string; xfcc: string | null };
+    assert.equal(p.remote, '127.0.0.6');
+    assert.equal(p.xfcc, null, 'plaintext requests carry no XFCC');
+    const m = await mtlsGet(client, P.permissiveAuto, CLIENT, '/mtls');
+    assert.equal(m.status, 200);
+    assert.match((JSON.parse(m.body) as { xfcc: string }).xfcc, /URI=spiffe:\/\/cluster\.local\/ns\/ns1\/sa\/client/);
+    // A ClientHello without Istio ALPN is the app's: relayed untouched (the app records it).
+    const before = tlsHellos.length;
+    await new Promise<void>((resolve) => {
+      const s = tlsConnect({ host: POD, port: P.permissiveAuto, localAddress: CLIENT, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], servername: 'app.example' });
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+    });
+    assert.equal(tlsHellos.length, before + 1, 'the app did not receive the TLS ClientHello');
+    assert.equal(tlsHellos.at(-1), '127.0.0.6');
+  });
+
+  test('PERMISSIVE (sniffed port): plaintext HTTP/2 with prior knowledge (h2c) is served', async () => {
+    const session = http2.connect(`http://${POD}:${P.permissiveAuto}`, { createConnection: () => net.connect({ host: POD, port: P.permissiveAuto, localAddress: CLIENT }) });
+    try {
+      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const st = session.request({ ':path': '/h2c', ':authority': SERVICE.host });
+        let status = 0;
+        let body = '';
+        st.on('response', (h) => (status = Number(h[':status'])));
+        st.setEncoding('utf8');
+        st.on('data', (c: string) => (body += c));
+        st.on('end', () => resolve({ status, body }));
+        st.on('error', reject);
+        st.end();
+      });
+      assert.equal(status, 200, body);
+      assert.equal((JSON.parse(body) as { remote: string }).remote, '127.0.0.6');
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test('port-level DISABLE: plaintext HTTP passes; an mTLS ClientHello is relayed as opaque bytes', async () => {
+    const plain = await plainGet(P.disableHttp, CLIENT, '/disable');
+    assert.equal(plain.status, 200);
+    const before = tlsHellos.length;
+    const r = await mtlsGet(client, P.disableHttp, CLIENT).then(
+      (x) => `answered ${x.status}`,
+      (e: Error) => e.message,
+    );
+    assert.ok(!r.startsWith('answered'), r);
+    assert.equal(tlsHellos.length, before + 1, 'the mTLS ClientHello did not reach the app');
+  });
+
+  test('TCP over mTLS: relayed with half-close; the app sees 127.0.0.6; the wrong principal is closed', async () => {
+    const before = echoPeers.length;
+    const ok = await mtlsTcp(client, P.strictTcp, CLIENT, 'ping');
+    assert.equal(ok.received, 'echo:ping', ok.error ?? '');
+    assert.equal(echoPeers.at(-1), '127.0.0.6');
+    const denied = await mtlsTcp(intruder, P.strictTcp, STRANGER, 'ping');
+    assert.equal(denied.received, '');
+    assert.equal(echoPeers.length, before + 1, 'the app saw the denied connection');
+  });
+
+  test('PERMISSIVE TCP and undeclared ports: plaintext relayed; mTLS (ALPN istio) terminated then relayed', async () => {
+    const plain = await rawExchangeHalfClose(P.permissiveTcp, 'abc');
+    assert.equal(plain, 'echo:abc');
+    const m = await mtlsTcp(client, P.permissiveTcp, CLIENT, 'xyz');
+    assert.equal(m.received, 'echo:xyz');
+    const u = await rawExchangeHalfClose(P.undeclared, 'undeclared');
+    assert.equal(u, 'echo:undeclared');
+    const um = await mtlsTcp(client, P.undeclared, CLIENT, 'u-mtls');
+    assert.equal(um.received, 'echo:u-mtls');
+  });
+
+  test('PERMISSIVE TCP: a client that sends a few undecided bytes and half-closes is relayed, FIN included', async () => {
+    // "AB" could still become an HTTP method: the FIN decides (opaque TCP).
+    assert.equal(await rawExchangeHalfClose(P.permissiveTcp, 'AB'), 'echo:AB');
+    // On a STRICT port the same is refused.
+    assert.equal(await rawExchangeHalfClose(P.strictTcp, 'AB'), '');
+  });
+
+  test('a renewed workload certificate serves the next handshakes', async () => {
+    const renewed = await workloadCert(ca, 'ns1', 'server');
+    const serialOf = (m: MeshIdentityMaterial) => new X509Certificate(splitPemCertificates(m.certChainPem)[0]).serialNumber;
+    const seenSerial = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = tlsConnect({ ...mtlsOptions(client, P.strictTcp, ['istio']), localAddress: CLIENT });
+        s.on('secureConnect', () => {
+          resolve(s.getPeerX509Certificate()!.serialNumber);
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+    assert.equal(await seenSerial(), serialOf(server));
+    identity = renewed;
+    try {
+      assert.equal(await seenSerial(), serialOf(renewed));
+    } finally {
+      identity = server;
+    }
+  });
+
+  test('without a workload certificate, mTLS connections are closed and plaintext still works where allowed', async () => {
+    identity = null;
+    try {
+      const r = await mtlsGet(client, P.permissiveAuto, CLIENT).then(
+        (x) => `answered ${x.status}`,
+        (e: Error) => e.message,
+      );
+      assert.ok(!r.startsWith('answered'), r);
+      assert.equal((await plainGet(P.permissiveAuto, CLIENT)).status, 200);
+    } finally {
+      identity = server;
+    }
+  });
+
+  test('metrics: reporter="destination" with SPIFFE principals, workloads and connection_security_policy', async () => {
+    const text = await obs.registry.metrics();
+    const lines = text.split('\n');
+    const find = (name: string, ...parts: string[]) => lines.find((l) => l.startsWith(`${name}{`) && parts.every((p) => l.includes(p)));
+    const mtls200 = find(
+      'istio_requests_total',
+      'reporter="destination"',
+      'source_workload="client"',
+      'source_workload_namespace="ns1"',
+      `source_principal="spiffe://${TD}/ns/ns1/sa/client"`,
+      'source_app="client"',
+      'source_version="v2"',
+      'destination_workload="server"',
+      `destination_principal="spiffe://${TD}/ns/ns1/sa/server"`,
+      'destination_service="server.ns1.svc.cluster.local"',
+      'destination_service_name="server"',
+      'destination_service_namespace="ns1"',
+      'request_protocol="http"',
+      'response_code="200"',
+      'connection_security_policy="mutual_tls"',
+    );
+    assert.ok(mtls200 !== undefined, `no mTLS 200 series in:\n${lines.filter((l) => l.startsWith('istio_requests_total')).join('\n')}`);
+    assert.ok(find('istio_requests_total', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns2/sa/intruder"`, 'source_workload="intruder"', 'response_code="403"', 'connection_security_policy="mutual_tls"'), 'no 403 series for the intruder');
+    assert.ok(find('istio_requests_total', 'reporter="destination"', 'source_principal="unknown"', 'source_workload="unknown"', 'destination_principal="unknown"', 'connection_security_policy="none"', 'response_code="200"'), 'no plaintext series');
+    assert.ok(find('istio_request_duration_milliseconds_count', 'reporter="destination"', 'connection_security_policy="mutual_tls"'), 'no duration histogram');
+    const tcpOpen = find('istio_tcp_connections_opened_total', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns1/sa/client"`, 'request_protocol="tcp"', 'connection_security_policy="mutual_tls"', 'destination_service="server.ns1.svc.cluster.local"');
+    assert.ok(tcpOpen !== undefined, `no TCP series in:\n${lines.filter((l) => l.startsWith('istio_tcp')).join('\n')}`);
+    const sent = find('istio_tcp_sent_bytes_total', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns1/sa/client"`, 'destination_service="server.ns1.svc.cluster.local"');
+    assert.ok(sent !== undefined && Number(sent.split(' ').at(-1)) > 0, `no bytes sent counted: ${sent}`);
+    assert.ok(find('istio_tcp_connections_closed_total', 'reporter="destination"', 'destination_service_name="InboundPassthroughClusterIpv4"', 'connection_security_policy="none"'), 'no passthrough TCP series');
+  });
+
+  test('access log: one line per inbound request and TCP connection, with the inbound cluster', async () => {
+    const deadline = Date.now() + 10_000;
+    let entries: Record<string, unknown>[] = [];
+    while (Date.now() < deadline) {
+      entries = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) : [];
+      if (entries.some((e) => e.response_code === 0 && e.upstream_cluster === `inbound|${P.strictTcp}||`) && entries.some((e) => e.response_code === 403)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const denied = entries.find((e) => e.response_code === 403 && e.path === '/denied');
+    assert.ok(denied !== undefined, `no 403 line in ${entries.length} lines`);
+    assert.equal(denied.downstream_remote_address, `${STRANGER}:${String(denied.downstream_remote_address).split(':')[1]}`);
+    const allowed = entries.find((e) => e.response_code === 200 && e.path === '/allowed');
+    assert.ok(allowed !== undefined);
+    assert.equal(allowed.upstream_cluster, `inbound|${P.strictHttp}||`);
+    assert.equal(allowed.upstream_host, `${APP}:${P.strictHttp}`);
+    assert.equal(allowed.downstream_local_address, `${POD}:${P.strictHttp}`);
+    const tcp = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && Number(e.bytes_sent) > 0);
+    assert.ok(tcp !== undefined, 'no TCP line');
+    assert.equal(tcp.upstream_host, `${APP}:${P.strictTcp}`);
+  });
+
+  test('a new view applies to new connections and to the next request of a kept-alive one; the old one comes back', async () => {
+    const v = baseIr.sidecar!;
+    const swappedPorts = v.inbound.map((p) => (p.port === P.strictHttp ? { ...p, mtls: 'PERMISSIVE' as const } : p));
+    const swapped: IRSnapshot = {
+      ...baseIr,
+      version: 'swapped',
+      sidecar: {
+        ...v,
+        inbound: swappedPorts,
+        inboundHttp: v.inboundHttp.map((l) => (l.name === `inbound_${P.strictHttp}` ? httpListener(P.strictHttp, [vhost('inbound', ['*'], [named('swapped')])], { name: l.name, address: '0.0.0.0' }) : l)),
+      },
+    };
+    // A kept-alive mTLS connection opened under the old view.
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<string>((resolve, reject) => {
+        https.get({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, agent, path: '/ka', headers: { host: SERVICE.host } }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c));
+          res.on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+    try {
+      assert.match(await get(), /"remote":"127\.0\.0\.6"/);
+      handler.apply(swapped);
+      assert.equal(handler.version, 'swapped');
+      assert.equal(await get(), 'swapped', 'the kept-alive connection did not see the new route table');
+      // PERMISSIVE now admits plaintext (an HTTP answer, not a close), and the policy, which names a
+      // principal, denies it: a plaintext caller has none (Istio: `principals` effectively requires mTLS).
+      const plain = await plainGet(P.strictHttp, CLIENT);
+      assert.equal(plain.status, 403);
+      assert.equal(plain.body, 'RBAC: access denied');
+    } finally {
+      agent.destroy();
+      handler.apply(baseIr);
+    }
+    assert.equal((await rawExchange(P.strictHttp, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n')).received.length, 0, 'STRICT again');
+  });
+
+  test('apply refuses a view it cannot serve and keeps the previous one', () => {
+    const version = handler.version;
+    const bad: IRSnapshot = { ...snapshot([], []), sidecar: view([inboundPort(P.strictHttp, 'HTTP', 'STRICT')]) };
+    assert.throws(() => handler.apply(bad), /cluster inbound\|\d+\|\| is not in the snapshot/);
+    assert.throws(() => handler.apply(snapshot([], [])), /no sidecar view/);
+    assert.equal(handler.version, version);
+  });
+});
+
+/** Plain TCP: write, half-close, read the answer. */
+function rawExchangeHalfClose(port: number, payload: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: POD, port, localAddress: CLIENT, allowHalfOpen: true });
+    let out = '';
+    const timer = setTimeout(() => s.destroy(new Error('timeout')), 10_000);
+    s.setEncoding('utf8');
+    s.on('connect', () => {
+      s.write(payload);
+      s.end();
+    });
+    s.on('data', (c: string) => (out += c));
+    s.on('error', reject);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+describe('sidecar inbound: IPv6 original destinations', () => {
+  test('HTTP and TCP to an IPv6 pod address are forwarded from the IPv6 source address', async (t) => {
+    const probe = net.createServer();
+    const v6 = await listen(probe, '::1').then(
+      () => true,
+      () => false,
+    );
+    probe.close();
+    if (!v6) return t.skip('no IPv6 loopback here (::1)');
+    const material = await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca6-'), 'ca'), { trustDomain: TD });
+    const ca6 = new MeshCa(material);
+    const server6 = await workloadCert(ca6, 'ns1', 'server');
+    const seen6: AppSeen[] = [];
+    const peers6: string[] = [];
+    const app = httpApp(seen6);
+    const echo = echoApp(peers6);
+    const [appPort, echoPort] = [await listen(app, '::1'), await listen(echo, '::1')];
+    const h = new InboundHandler({ identity: () => server6, log: quiet, sourceAddress6: '::1', forwardTo: (_a, port) => ({ address: '::1', port: port === podHttp ? appPort : echoPort }) });
+    const podServer = net.createServer({ allowHalfOpen: true }, (s) => h.handle(s));
+    const podHttp = await listen(podServer, '::1');
+    const podTcp = net.createServer({ allowHalfOpen: true }, (s) => h.handle(s));
+    const podTcpPort = await listen(podTcp, '::1');
+    try {
+      const port = inboundPort(podHttp, 'HTTP', 'PERMISSIVE');
+      const v = view([port]);
+      v.proxy.podIps = ['::1'];
+      h.apply({ ...snapshot([], [cluster(port.cluster, [], { service: SERVICE })]), sidecar: v });
+      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        http.get({ host: '::1', port: podHttp, path: '/v6', agent: false }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        }).on('error', reject);
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal((JSON.parse(r.body) as { remote: string }).remote, '::1');
+      // An undeclared port: relayed as TCP from the IPv6 source.
+      const out = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '::1', port: podTcpPort, allowHalfOpen: true });
+        let b = '';
+        s.on('connect', () => s.end('v6'));
+        s.on('data', (c: Buffer) => (b += c));
+        s.on('close', () => resolve(b));
+        s.on('error', reject);
+      });
+      assert.equal(out, 'echo:v6');
+      assert.equal(peers6.at(-1), '::1');
+    } finally {
+      await h.close();
+      for (const s of [app, echo, podServer, podTcp]) s.close();
+    }
+  });
+});
