@@ -416,6 +416,10 @@ export async function main(argv: string[]): Promise<number> {
       return injectCommand(rest, (m) => {
         throw new UsageError(m);
       });
+    case 'sidecar':
+      return (await import('./sidecar.js')).sidecarCommand(rest, (m) => {
+        throw new UsageError(m);
+      }, waitForSignal);
     case undefined:
     case 'help':
     case '--help':

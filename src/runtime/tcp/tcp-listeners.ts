@@ -215,6 +215,8 @@ const upstreamTlsByCluster = new WeakMap<UpstreamTls, ReturnType<typeof upstream
 
 export class TcpListenerManager {
   readonly #records = new Map<string, ListenerRecord>();
+  /** Never-bound relays by listener name (`syncUnbound`). */
+  readonly #unbound = new Map<string, ListenerRecord>();
   readonly #random: () => number;
   readonly #observer: TcpObserver | null;
   /** SecureContexts of terminating chains by content (certificate + settings), kept across swaps while used. */
@@ -348,7 +350,49 @@ export class TcpListenerManager {
   async close(graceMs: number): Promise<void> {
     const recs = [...this.#records.values()];
     this.#records.clear();
-    await Promise.all(recs.map((r) => drainTcp(r, graceMs)));
+    const unbound = [...this.#unbound.values()];
+    this.#unbound.clear();
+    await Promise.all([...recs.map((r) => drainTcp(r, graceMs)), ...unbound.map((r) => drainUnbound(r, graceMs))]);
+  }
+
+  /**
+   * TCP relays that are never bound (a sidecar's `outboundTcp`, runtime/sidecar/): compiled and kept
+   * by name, swapped like bound listeners (a connection keeps the routes it was matched with); the
+   * sidecar hands each connection to `relay` after reading its first bytes. Plain TCP relays only
+   * (protocol TCP, or TLS passthrough by the SNI the caller read).
+   */
+  syncUnbound(listeners: TcpListener[], compiled: CompiledSnapshot, drainMs: number): void {
+    const keep = new Set<string>();
+    for (const l of listeners) {
+      keep.add(l.name);
+      const c = compileTcpListener(l, compiled.clusters);
+      const rec = this.#unbound.get(l.name);
+      if (rec !== undefined) rec.compiled = c;
+      else this.#unbound.set(l.name, new ListenerRecord(c, UNBOUND_SERVER));
+    }
+    for (const [name, rec] of this.#unbound) {
+      if (keep.has(name)) continue;
+      this.#unbound.delete(name);
+      void drainUnbound(rec, drainMs);
+    }
+  }
+
+  /**
+   * Relays `client` with the unbound listener `name`: `head` (bytes already read) is written upstream
+   * first; `sni`/`alpn` from the ClientHello the caller parsed ('' / [] when not TLS). False when no
+   * such listener exists (the caller decides what to do with the connection).
+   */
+  relay(name: string, client: net.Socket, sni: string, alpn: readonly string[], head: Buffer): boolean {
+    const rec = this.#unbound.get(name);
+    if (rec === undefined) return false;
+    rec.sockets.add(client);
+    client.once('close', () => rec.sockets.delete(client));
+    client.on('error', noop);
+    client.setNoDelay(true);
+    client.pause();
+    const obs = this.#observer === null ? null : new TcpRecord(rec.compiled.ir.name, socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+    this.#route(rec, rec.compiled.routes, client, sni, alpn, head, obs);
+    return true;
   }
 
   #onConnection(rec: ListenerRecord, client: net.Socket): void {
@@ -536,6 +580,21 @@ function drainTcp(rec: ListenerRecord, graceMs: number): Promise<void> {
       clearTimeout(hard);
       resolve();
     });
+  });
+}
+
+/** The `server` of never-bound relays: it never listens. */
+const UNBOUND_SERVER = net.createServer();
+
+/** A never-bound relay left the snapshot: its connections may finish for `graceMs`, then are closed. */
+function drainUnbound(rec: ListenerRecord, graceMs: number): Promise<void> {
+  if (rec.sockets.size === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      for (const s of rec.sockets) s.destroy();
+      resolve();
+    }, graceMs);
+    t.unref();
   });
 }
 
