@@ -7,7 +7,7 @@
  */
 
 import http2, { type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { PassThrough, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
 import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from '../http/downstream.js';
@@ -36,7 +36,8 @@ export class H2Downstream implements Downstream {
   #noBody = false;
   #trailers: OutgoingHttpHeaders | null = null;
   #draining = false;
-  #body: PassThrough | null = null;
+  #body: Readable | null = null;
+  #bodyEnded = false;
 
   constructor(stream: ServerHttp2Stream, rawHeaders: string[]) {
     this.#stream = stream;
@@ -73,18 +74,33 @@ export class H2Downstream implements Downstream {
     return 0;
   }
   /**
-   * The request body as a plain Readable fed from the stream (piped: back-pressure kept). Not the
-   * stream itself: the upstream client destroys a body it has read, which must not reset the stream
-   * the response still goes out on. A client that resets the stream aborts the body.
+   * The request body as a plain Readable fed from the stream's 'data' events (back-pressure kept:
+   * the stream is paused while the body's buffer is full and resumed when it is read), without a
+   * PassThrough and a pipe in between. Not the stream itself: the upstream client destroys a body
+   * it has read, which must not reset the stream the response still goes out on. A client that
+   * resets the stream aborts the body.
    */
   get body(): Readable {
     let b = this.#body;
     if (b === null) {
-      b = this.#body = new PassThrough();
-      const stream = this.#stream;
-      stream.pipe(b);
+      const stream = this.#stream as TaggedStream;
+      b = this.#body = new Readable({ read: resumeStream.bind(stream) });
+      stream.on('data', onStreamData);
+      stream.on('end', onStreamEnd);
     }
     return b;
+  }
+
+  /** A chunk of the request body from the stream; false: the body's buffer is full. */
+  bodyData(chunk: Buffer): boolean {
+    const b = this.#body;
+    return b === null || b.destroyed || b.push(chunk);
+  }
+
+  bodyEnd(): void {
+    this.#bodyEnded = true;
+    const b = this.#body;
+    if (b !== null && !b.destroyed) b.push(null);
   }
   header(name: string): string | null {
     const raw = this.rawHeaders;
@@ -246,7 +262,7 @@ export class H2Downstream implements Downstream {
   /** The stream closed: a request body still incomplete (the client reset the stream) is aborted. */
   streamClosed(): void {
     const b = this.#body;
-    if (b !== null && !b.writableEnded && !b.destroyed) b.destroy(ABORTED);
+    if (b !== null && !this.#bodyEnded && !b.destroyed) b.destroy(ABORTED);
   }
 }
 
@@ -284,6 +300,19 @@ function onStreamClose(this: TaggedStream): void {
   this[kDownstream] = undefined;
   d.streamClosed();
   closeDownstream(d);
+}
+
+function onStreamData(this: TaggedStream, chunk: Buffer): void {
+  const d = this[kDownstream];
+  if (d !== undefined && !d.bodyData(chunk)) this.pause();
+}
+
+function onStreamEnd(this: TaggedStream): void {
+  this[kDownstream]?.bodyEnd();
+}
+
+function resumeStream(this: ServerHttp2Stream): void {
+  if (!this.destroyed) this.resume();
 }
 
 function onStreamDrain(this: TaggedStream): void {

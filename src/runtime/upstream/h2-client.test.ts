@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type tls from 'node:tls';
@@ -118,6 +119,116 @@ describe('H2Client', () => {
     const body = Readable.from([Buffer.from('one,'), Buffer.from('two,'), Buffer.from('three')]);
     const r = await send(client(s.port), { path: '/', method: 'POST', headers: ['host', 'x'], body });
     assert.equal(r.body, 'one,two,three');
+  });
+
+  test('a body that ends in the turn of the event loop its data came in goes out as one DATA frame with END_STREAM, in the write of its HEADERS', async () => {
+    const s = await h2Server((stream) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (d: Buffer) => chunks.push(d));
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 });
+        stream.end(Buffer.concat(chunks));
+      });
+    });
+    // A relay that records what the client sends, TCP read by TCP read.
+    const reads: Buffer[] = [];
+    const relay = net.createServer((c) => {
+      const u = net.connect(s.port, '127.0.0.1');
+      c.on('data', (d: Buffer) => {
+        reads.push(d);
+        u.write(d);
+      });
+      u.pipe(c);
+      c.on('error', () => u.destroy());
+      u.on('error', () => c.destroy());
+      c.on('close', () => u.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    after(() => relay.close());
+    const c = client((relay.address() as net.AddressInfo).port);
+    for (let i = 0; i < 3; i++) {
+      // As a gRPC message relayed from a downstream HTTP/2 stream: the data first, its end a little
+      // later in the same turn of the event loop (node:http2 delivers a DATA frame's data and its
+      // END_STREAM in two callbacks).
+      const body = new Readable({ read() {} });
+      body.push(Buffer.from(`message-${i}`));
+      const pending = send(c, { path: '/', method: 'POST', headers: ['host', 'x'], body });
+      await new Promise<void>((r) => process.nextTick(r));
+      await Promise.resolve();
+      body.push(null);
+      const r = await pending;
+      assert.equal(r.body, `message-${i}`);
+    }
+    const frames = h2Frames(Buffer.concat(reads));
+    for (const id of [1, 3, 5]) {
+      const data = frames.filter((f) => f.type === 0 && f.stream === id);
+      assert.deepEqual(data.map((f) => ({ length: f.length, endStream: (f.flags & 1) === 1 })), [{ length: 9, endStream: true }], `stream ${id}: one DATA frame carrying END_STREAM`);
+    }
+    // HEADERS and DATA of each request left in one write (one TCP read here on loopback).
+    const readWith = (type: number, id: number) => reads.findIndex((d) => h2Frames(d, true).some((f) => f.type === type && f.stream === id));
+    for (const id of [3, 5]) assert.equal(readWith(0, id), readWith(1, id), `stream ${id}: HEADERS and DATA in one write`);
+  });
+
+  test('a body that streams is relayed as it comes (a chunk is not held until the end) and arrives whole', async () => {
+    const got: string[] = [];
+    let firstSeen: () => void = () => {};
+    const first = new Promise<void>((r) => (firstSeen = r));
+    const s = await h2Server((stream) => {
+      stream.on('data', (d: Buffer) => {
+        got.push(d.toString());
+        firstSeen();
+      });
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 });
+        stream.end(got.join(''));
+      });
+    });
+    const body = new Readable({ read() {} });
+    body.push(Buffer.from('first;'));
+    const pending = send(client(s.port), { path: '/', method: 'POST', headers: ['host', 'x'], body });
+    // The body has not ended: its first chunk still reaches the server.
+    await Promise.race([first, new Promise((_, reject) => setTimeout(() => reject(new Error('the first chunk was held back')), 5000))]);
+    body.push(Buffer.from('second;'));
+    setTimeout(() => {
+      body.push(Buffer.from('third'));
+      body.push(null);
+    }, 20);
+    const r = await pending;
+    assert.equal(r.body, 'first;second;third');
+  });
+
+  test('a large relayed body keeps back-pressure with a slow reader and arrives intact', async () => {
+    const total = 8 * 1024 * 1024;
+    const s = await h2Server((stream) => {
+      let n = 0;
+      const hash = createHash('sha256');
+      stream.on('data', (d: Buffer) => {
+        n += d.length;
+        hash.update(d);
+        // A slow reader: pauses now and then.
+        stream.pause();
+        setImmediate(() => stream.resume());
+      });
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 });
+        stream.end(`${n}:${hash.digest('hex')}`);
+      });
+    });
+    let produced = 0;
+    const expect = createHash('sha256');
+    const body = new Readable({
+      read() {
+        if (produced >= total) return void this.push(null);
+        const chunk = Buffer.alloc(64 * 1024, (produced / (64 * 1024)) % 251);
+        for (let i = 0; i < chunk.length; i += 4099) chunk[i] = i % 256;
+        expect.update(chunk);
+        produced += chunk.length;
+        this.push(chunk);
+      },
+    });
+    const r = await send(client(s.port), { path: '/', method: 'POST', headers: ['host', 'x'], body });
+    assert.equal(r.error, null);
+    assert.equal(r.body, `${total}:${expect.digest('hex')}`);
   });
 
   test("the server's SETTINGS_MAX_CONCURRENT_STREAMS is honoured: more sessions open", async () => {
@@ -275,3 +386,17 @@ describe('H2Client', () => {
     assert.equal(closed, true);
   });
 });
+
+/** HTTP/2 frame headers in `buf` (after the client preface); `partial`: a chunk that may start mid-frame is scanned from its start only. */
+function h2Frames(buf: Buffer, partial = false): { type: number; flags: number; stream: number; length: number }[] {
+  const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+  let i = buf.subarray(0, PREFACE.length).toString('latin1') === PREFACE ? PREFACE.length : 0;
+  const out: { type: number; flags: number; stream: number; length: number }[] = [];
+  while (i + 9 <= buf.length) {
+    const length = buf.readUIntBE(i, 3);
+    out.push({ length, type: buf[i + 3], flags: buf[i + 4], stream: buf.readUInt32BE(i + 5) & 0x7fffffff });
+    i += 9 + length;
+  }
+  if (!partial) assert.equal(i, buf.length, 'whole frames');
+  return out;
+}

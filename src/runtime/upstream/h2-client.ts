@@ -10,8 +10,12 @@
  *   SETTINGS say so); beyond, another session opens, up to `connections` sessions; then requests
  *   wait in a FIFO queue.
  * - Trailers (gRPC's `grpc-status`) go to onComplete as the headers object node:http2 gives.
- * - Request bodies are piped into the stream (back-pressure by the stream's window); response
- *   data goes through onData, a `false` pauses the stream until `resume()`.
+ * - Request bodies are relayed into the stream (back-pressure by the stream's window), not piped:
+ *   the last chunk is held until the body ends or the event loop's check phase (setImmediate, one
+ *   for all requests), so a body that is complete when it arrives (a gRPC unary message: one DATA
+ *   frame with END_STREAM, whose data and end node:http2 delivers in two callbacks) goes out as one
+ *   DATA frame carrying END_STREAM instead of a DATA frame and an empty one in a second write.
+ *   Response data goes through onData, a `false` pauses the stream until `resume()`.
  * - GOAWAY: the session takes no new stream. A stream the server refused before processing it
  *   (RST_STREAM REFUSED_STREAM, or an id above GOAWAY's last stream id) and with no body consumed is
  *   sent once more on another session. Other stream failures end the request (503 `UC`).
@@ -47,8 +51,10 @@ export interface H2ClientOptions {
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
 const kRequest = Symbol('meshgate.h2request');
+const kRelay = Symbol('meshgate.h2relay');
 const SESSION_OPTIONS = { settings: { enablePush: false } };
 type TaggedStream = ClientHttp2Stream & { [kRequest]?: H2Request };
+type TaggedBody = Readable & { [kRelay]?: H2Request };
 
 const enum ReqState {
   Queued,
@@ -95,6 +101,11 @@ class H2Request {
   retried = false;
   trailers: IncomingHttpHeaders | null = null;
   error: Error | null = null;
+  /** The request body being relayed into `stream` (a Readable body), its chunk not yet written. */
+  body: Readable | null = null;
+  held: Buffer | null = null;
+  flushQueued = false;
+  waitingDrain = false;
   readonly abort: (err?: Error) => void;
   readonly resume: () => void;
 
@@ -341,7 +352,7 @@ export class H2Client implements UpstreamClient {
     stream.on('close', onStreamClose);
     if (body !== null && !(Buffer.isBuffer(body) && body.length === 0)) {
       if (Buffer.isBuffer(body)) stream.end(body);
-      else (body as Readable).pipe(stream);
+      else startRelay(r, body as Readable);
     }
   }
 
@@ -435,8 +446,7 @@ export class H2Client implements UpstreamClient {
     this.#stats.running--;
     const stream = r.stream!;
     (stream as TaggedStream)[kRequest] = undefined;
-    const body = r.opts.body;
-    if (body !== null && !Buffer.isBuffer(body)) (body as Readable).unpipe(stream);
+    if (r.body !== null) stopRelay(r);
     if (!s.draining && s.active < s.max) this.#drainQueue();
     // A session the server sent GOAWAY on is dropped once our last stream on it is over.
     if (s.draining && s.active === 0) s.destroy();
@@ -527,6 +537,88 @@ function onConnectTimeout(s: H2Session, ms: number): void {
   if (!s.connecting) return;
   s.error = upstreamError('UND_ERR_CONNECT_TIMEOUT', `Connect Timeout Error (timeout: ${ms} ms)`);
   s.destroy();
+}
+
+// Request body relay (`this` is the body; its request hangs off kRelay).
+
+function startRelay(r: H2Request, body: Readable): void {
+  r.body = body;
+  (body as TaggedBody)[kRelay] = r;
+  body.on('data', onBodyData);
+  body.on('end', onBodyEnd);
+  body.resume();
+}
+
+/** The request is over: the body is no longer relayed (and paused, as unpipe leaves a source). */
+function stopRelay(r: H2Request): void {
+  const body = r.body!;
+  r.body = null;
+  r.held = null;
+  (body as TaggedBody)[kRelay] = undefined;
+  body.removeListener('data', onBodyData);
+  body.removeListener('end', onBodyEnd);
+  if (r.waitingDrain) {
+    r.waitingDrain = false;
+    r.stream?.removeListener('drain', onStreamDrain);
+  }
+  if (!body.readableEnded) body.pause();
+}
+
+function relayWrite(r: H2Request, chunk: Buffer): void {
+  const stream = r.stream!;
+  if (stream.destroyed || stream.writableEnded) return;
+  if (!stream.write(chunk) && !r.waitingDrain) {
+    r.waitingDrain = true;
+    r.body!.pause();
+    stream.once('drain', onStreamDrain);
+  }
+}
+
+function onBodyData(this: TaggedBody, chunk: Buffer): void {
+  const r = this[kRelay];
+  if (r === undefined || r.state !== ReqState.Active) return;
+  const prev = r.held;
+  r.held = chunk;
+  if (prev !== null) relayWrite(r, prev);
+  if (!r.flushQueued) {
+    r.flushQueued = true;
+    if (toFlush.push(r) === 1) setImmediate(flushHeld);
+  }
+}
+
+/** Requests holding a chunk, flushed together in the next check phase. */
+let toFlush: H2Request[] = [];
+
+/** The body did not end in the I/O callbacks that brought the chunk: it goes out on its own. */
+function flushHeld(): void {
+  const list = toFlush;
+  toFlush = [];
+  for (const r of list) {
+    r.flushQueued = false;
+    const held = r.held;
+    if (held === null || r.state !== ReqState.Active || r.body === null) continue;
+    r.held = null;
+    relayWrite(r, held);
+  }
+}
+
+function onBodyEnd(this: TaggedBody): void {
+  const r = this[kRelay];
+  if (r === undefined || r.state !== ReqState.Active) return;
+  const stream = r.stream!;
+  const held = r.held;
+  r.held = null;
+  if (stream.destroyed || stream.writableEnded) return;
+  // Written and ended in one go: node:http2 puts END_STREAM on that DATA frame.
+  if (held !== null) stream.end(held);
+  else stream.end();
+}
+
+function onStreamDrain(this: TaggedStream): void {
+  const r = this[kRequest];
+  if (r === undefined || !r.waitingDrain) return;
+  r.waitingDrain = false;
+  r.body?.resume();
 }
 
 // Stream listeners (`this` is the stream; its request hangs off kRequest).
