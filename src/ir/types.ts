@@ -147,6 +147,15 @@ export interface Listener {
    * then a chain with `serverNames: []`; a handshake that matches no chain is refused.
    */
   filterChains: FilterChain[];
+  /**
+   * HTTPS only: TLS passthrough on the same port (ingress-nginx `ssl-passthrough`). Each connection's
+   * ClientHello is read first (as a `TLS` TcpListener does); when its SNI matches one of these routes
+   * (first match, `sniHosts` exact or `*.` wildcard), the connection is relayed unterminated to the
+   * route's cluster (the ClientHello forwarded unchanged, a cluster's upstream `tls` not applied);
+   * any other connection is terminated by `filterChains` as usual. Absent or `[]` = every connection
+   * is terminated (and no ClientHello is read ahead).
+   */
+  passthrough?: TcpRoute[];
 }
 
 export interface FilterChain {
@@ -296,6 +305,17 @@ export interface CorsPolicy {
    * (Istio's default, `UNSPECIFIED`/`FORWARD`), or `ignore`: answer 200 without CORS headers.
    */
   unmatchedPreflights: 'forward' | 'ignore';
+  /**
+   * `ingress-nginx`: the semantics of ingress-nginx's `enable-cors` template instead of Envoy's. With
+   * an exact `*` origin every request counts as allowed (Origin or not) and the answer says
+   * `access-control-allow-origin: *`; otherwise an Origin matching `allowOrigins` is echoed. Allowed
+   * requests get every CORS header (allow-origin, -credentials, -methods joined with `, `, -headers,
+   * -expose-headers, -max-age) on their response, replacing the backend's; an allowed `OPTIONS`
+   * (with or without `Access-Control-Request-Method`) is answered 204 by the gateway
+   * (`content-type: text/plain charset=UTF-8`, `content-length: 0`); requests not allowed go on
+   * untouched (`unmatchedPreflights` is not read). Absent = Envoy/Istio semantics.
+   */
+  dialect?: 'ingress-nginx';
 }
 
 /** One match block: every non-null field must hold (AND). */

@@ -45,6 +45,15 @@ export function validateIR(ir: IRSnapshot): string[] {
       }
     }
   }
+  for (const l of ir.listeners) {
+    if (l.passthrough === undefined || l.passthrough.length === 0) continue;
+    if (l.protocol !== 'HTTPS') problems.push(`listener ${l.name}: passthrough routes on a ${l.protocol} listener`);
+    for (const r of l.passthrough) {
+      if (r.matches.length === 0 || r.matches.some((m) => m.sniHosts.length === 0)) problems.push(`listener ${l.name} passthrough route ${r.name}: every match must name SNI hosts`);
+      if (r.destinations.length === 0) problems.push(`listener ${l.name} passthrough route ${r.name}: no destination`);
+      for (const d of r.destinations) if (!clusters.has(d.cluster)) problems.push(`listener ${l.name} passthrough route ${r.name}: unknown cluster ${d.cluster}`);
+    }
+  }
   for (const l of ir.tcpListeners) {
     if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
     ports.add(l.port);

@@ -10,7 +10,7 @@
  *   4. open new listeners, drain removed ones.
  */
 
-import type { IRSnapshot } from '../ir/types.js';
+import type { IRSnapshot, TcpListener } from '../ir/types.js';
 import { compileSnapshot } from './compile/compile-snapshot.js';
 import type { CompiledSnapshot } from './compile/types.js';
 import type { RequestEnv } from './http/request-handler.js';
@@ -66,8 +66,9 @@ export class Runtime {
   constructor(options: RuntimeOptions = {}) {
     this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null };
     this.#pools = new EndpointPools(options.pools);
-    this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv());
     this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer));
+    const tcp = this.#tcp;
+    this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv(), (key, socket, sni, alpn, head) => tcp.relayPassthrough(key, socket, sni, alpn, head));
     this.#drainMs = options.listenerDrainMs ?? 30_000;
   }
 
@@ -115,6 +116,8 @@ export class Runtime {
     } catch (err) {
       errors.push(`observability: ${(err as Error).message}`);
     }
+    // TLS passthrough on HTTPS ports (ingress-nginx ssl-passthrough): the routes are in place before the listeners switch.
+    this.#tcp.syncEmbedded(passthroughListeners(ir), compiled);
     const listeners = await this.#listeners.sync(compiled, this.#drainMs);
     for (const l of listeners) if (l.error !== null) errors.push(`listener ${l.name} (${l.key}): ${l.error}`);
     const tcpListeners = await this.#tcp.sync(ir.tcpListeners, compiled, this.#drainMs);
@@ -132,4 +135,14 @@ export class Runtime {
     await Promise.all([this.#listeners.close(graceMs), this.#tcp.close(graceMs)]);
     await this.#pools.close(Math.max(0, Math.min(graceMs, 1000)));
   }
+}
+
+/** The passthrough routes of each HTTPS listener, as the TLS listener the TCP manager relays them with. */
+function passthroughListeners(ir: IRSnapshot): TcpListener[] {
+  const out: TcpListener[] = [];
+  for (const l of ir.listeners) {
+    if (l.protocol !== 'HTTPS' || l.passthrough === undefined || l.passthrough.length === 0) continue;
+    out.push({ name: l.name, address: l.address, port: l.port, externalPort: l.externalPort, protocol: 'TLS', routes: l.passthrough, tlsChains: [] });
+  }
+  return out;
 }

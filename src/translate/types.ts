@@ -1,5 +1,5 @@
 import type { Diagnostic, DiagnosticReason, Severity } from '../lib/diagnostic.js';
-import type { Cluster, EscapedSlashesAction, FilterChain, HttpsRedirect, PathNormalizationMode, Route, SourceRef, TlsContext, UnderscoreHeadersAction } from '../ir/types.js';
+import type { Cluster, EscapedSlashesAction, FilterChain, HttpsRedirect, PathNormalizationMode, Route, SourceRef, TcpRoute, TlsContext, UnderscoreHeadersAction } from '../ir/types.js';
 import type { KubeObject } from '../resources/types.js';
 
 /** How this gateway instance is configured: everything translate needs besides the resources. */
@@ -80,6 +80,8 @@ export interface ListenerDraft {
   chains: FilterChainDraft[];
   /** The object that asked for this listener (for MG_PORT_CONFLICT). */
   source: SourceRef;
+  /** HTTPS: TLS passthrough routes on this port (IR `Listener.passthrough`); drafts of one port concatenate theirs. */
+  passthrough?: TcpRoute[];
 }
 
 export type { FilterChain, Cluster };

@@ -135,6 +135,7 @@ function compileListener(l: Listener, clusters: Map<string, CompiledCluster>, se
     wildcardChains,
     defaultChain,
     security,
+    passthrough: l.protocol === 'HTTPS' && (l.passthrough?.length ?? 0) > 0,
   };
 }
 

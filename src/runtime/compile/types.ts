@@ -72,6 +72,8 @@ export interface CompiledListener {
   defaultChain: CompiledFilterChain | null;
   /** The snapshot's edge security (shared by its listeners): normalization, JWT, authorization, rate limits. */
   security: RuntimeSlots['security'];
+  /** HTTPS with IR `passthrough` routes: the ClientHello is read first and matching SNIs are relayed unterminated (tcp-listeners.ts). */
+  passthrough: boolean;
 }
 
 export interface CompiledFilterChain {

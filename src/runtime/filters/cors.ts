@@ -9,6 +9,9 @@
  * - Any other request from an allowed Origin gets `access-control-allow-origin`,
  *   `-allow-credentials` and `-expose-headers` added to its response, whether proxied or answered
  *   by the gateway (redirect, direct response, local error), as Envoy's CORS filter does.
+ *
+ * Policies with `dialect: 'ingress-nginx'` follow ingress-nginx's CORS template instead
+ * (rootfs/etc/nginx/template/nginx.tmpl, `define "CORS"`): see `handleNginxCors`.
  */
 
 import type { CorsPolicy } from '../../ir/types.js';
@@ -25,6 +28,8 @@ export interface CompiledCors {
   /** Headers after allow-origin on other responses (pairs). */
   actual: string[];
   ignoreUnmatched: boolean;
+  /** ingress-nginx dialect: the headers after allow-origin on every allowed answer (pairs); null = Envoy semantics. */
+  nginx: string[] | null;
 }
 
 export function compileCors(p: CorsPolicy): CompiledCors {
@@ -39,7 +44,16 @@ export function compileCors(p: CorsPolicy): CompiledCors {
     actual.push('access-control-allow-credentials', 'true');
   }
   if (p.exposeHeaders.length > 0) actual.push('access-control-expose-headers', p.exposeHeaders.join(','));
-  return { origins: p.allowOrigins.map(compileStringMatch), anyOrigin, preflight, actual, ignoreUnmatched: p.unmatchedPreflights === 'ignore' };
+  let nginx: string[] | null = null;
+  if (p.dialect === 'ingress-nginx') {
+    // The template's order: credentials (when true), methods, headers, expose (when set), max-age.
+    nginx = [];
+    if (p.allowCredentials) nginx.push('access-control-allow-credentials', 'true');
+    nginx.push('access-control-allow-methods', p.allowMethods.join(', '), 'access-control-allow-headers', p.allowHeaders.join(','));
+    if (p.exposeHeaders.length > 0) nginx.push('access-control-expose-headers', p.exposeHeaders.join(','));
+    nginx.push('access-control-max-age', String(p.maxAgeSeconds ?? 0));
+  }
+  return { origins: p.allowOrigins.map(compileStringMatch), anyOrigin, preflight, actual, ignoreUnmatched: p.unmatchedPreflights === 'ignore', nginx };
 }
 
 export function originAllowed(c: CompiledCors, origin: string): boolean {
@@ -63,10 +77,10 @@ export function answerPreflight(c: CompiledCors, origin: string, d: Downstream):
 }
 
 /** A preflight answer is a local reply of its own: the route's other local-reply headers are not added. */
-function sendPreflight(d: Downstream, h: string[]): void {
+function sendPreflight(d: Downstream, h: string[], status = 200): void {
   const saved = d.replyHeaders;
   d.replyHeaders = null;
-  sendLocalReply(d, 200, h, null, null, null);
+  sendLocalReply(d, status, h, null, null, null);
   d.replyHeaders = saved;
 }
 
@@ -82,6 +96,8 @@ export interface CorsInput {
   readonly d: Downstream;
   header(name: string): string | null;
   extraResponseHeaders: string[] | null;
+  /** Lowercase names whose upstream values are dropped before `extraResponseHeaders` are added; null = none. */
+  replacedResponseHeaders: string[] | null;
 }
 
 /**
@@ -89,6 +105,7 @@ export interface CorsInput {
  * when it goes on (maybe with CORS headers queued for its response).
  */
 export function handleCors(c: CompiledCors, x: CorsInput): boolean {
+  if (c.nginx !== null) return handleNginxCors(c, c.nginx, x);
   const origin = x.header('origin');
   if (origin === null) return false;
   if (x.method === 'OPTIONS' && x.header('access-control-request-method') !== null) return answerPreflight(c, origin, x.d);
@@ -99,5 +116,33 @@ export function handleCors(c: CompiledCors, x: CorsInput): boolean {
     x.extraResponseHeaders = x.extraResponseHeaders === null ? h : x.extraResponseHeaders.concat(h);
     addLocalReplyHeaders(x.d, h);
   }
+  return false;
+}
+
+const NGINX_CORS_NAMES = ['access-control-allow-origin', 'access-control-allow-credentials', 'access-control-allow-methods', 'access-control-allow-headers', 'access-control-expose-headers', 'access-control-max-age'];
+
+/**
+ * ingress-nginx's CORS template: `$cors` is true for any request when the origin list is `*` (the
+ * answer then says `*`), else when the Origin matches; an allowed `OPTIONS` is `return 204` with every
+ * CORS header, `Content-Type: text/plain charset=UTF-8` and `Content-Length: 0`; any other allowed
+ * request gets the same CORS headers on its answer (`more_set_headers`: the backend's values are
+ * replaced). Not allowed: nothing is added and the request goes on (also an `OPTIONS`).
+ */
+function handleNginxCors(c: CompiledCors, rest: string[], x: CorsInput): boolean {
+  let allowOrigin: string;
+  if (c.anyOrigin) allowOrigin = '*';
+  else {
+    const origin = x.header('origin');
+    if (origin === null || !originAllowed(c, origin)) return false;
+    allowOrigin = origin;
+  }
+  const h = ['access-control-allow-origin', allowOrigin, ...rest];
+  if (x.method === 'OPTIONS') {
+    sendPreflight(x.d, ['server', SERVER_NAME, ...h, 'content-type', 'text/plain charset=UTF-8', 'content-length', '0'], 204);
+    return true;
+  }
+  x.extraResponseHeaders = x.extraResponseHeaders === null ? h : x.extraResponseHeaders.concat(h);
+  x.replacedResponseHeaders = x.replacedResponseHeaders === null ? NGINX_CORS_NAMES : x.replacedResponseHeaders.concat(NGINX_CORS_NAMES);
+  addLocalReplyHeaders(x.d, h);
   return false;
 }

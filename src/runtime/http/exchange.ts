@@ -79,6 +79,8 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   #call: UpstreamCall | null = null;
   /** Response headers added by the gateway (CORS, a generated sticky cookie), as name/value pairs; null = none. */
   extraResponseHeaders: string[] | null = null;
+  /** Lowercase names of upstream response headers dropped before `extraResponseHeaders` are added (ingress-nginx CORS replaces the backend's); null = none. */
+  replacedResponseHeaders: string[] | null = null;
   /** Reading and dropping the body of an answer that is being retried. */
   #draining = false;
   /** A sticky cookie generated for this request (consistent hash by cookie): name and value. */
@@ -270,6 +272,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     if (destOps !== null) headers = applyHeaderOps(headers, destOps);
     const routeOps = this.#route!.responseHeaders;
     if (routeOps !== null) headers = applyHeaderOps(headers, routeOps);
+    if (this.replacedResponseHeaders !== null) headers = dropHeaders(headers, this.replacedResponseHeaders);
     if (this.extraResponseHeaders !== null) for (const h of this.extraResponseHeaders) headers.push(h);
     const d = this.d;
     if (this.grpcWeb !== 0) {
@@ -418,4 +421,11 @@ function parseQuery(query: string): Map<string, string> {
     start = end + 1;
   }
   return params;
+}
+
+/** `headers` (name/value pairs) without the pairs whose lowercase name is in `names`. */
+function dropHeaders(headers: string[], names: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (!names.includes(headers[i].toLowerCase())) out.push(headers[i], headers[i + 1]);
+  return out;
 }

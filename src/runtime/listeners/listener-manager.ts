@@ -24,6 +24,7 @@ import { internalFailure } from '../http/internal-failure.js';
 import type { Downstream } from '../http/downstream.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
 import { EDGE_LIMITS } from './edge-limits.js';
+import { parseClientHello } from '../tcp/client-hello.js';
 
 /** Server settings for an edge proxy (hardening.md §3). */
 export const SERVER_OPTIONS = {
@@ -74,6 +75,8 @@ type TaggedServer = net.Server & { [kRecord]?: ListenerRecord };
 
 class ListenerRecord {
   draining = false;
+  /** The TLS handshake engine of an HTTPS listener: the accepting server itself, or (passthrough listeners) a never-listening one the front hands sockets to. */
+  tlsServer: tls.Server | null = null;
   boundPort: number | null = null;
   /** Key of the TLS settings the server's default (no-SNI) context was built from. */
   defaultTlsKey = '';
@@ -186,17 +189,66 @@ function onPlainConnection(this: TaggedServer, socket: net.Socket): void {
   sniffPlaintext(socket, this[kRecord]!.engines);
 }
 
+/**
+ * Relays a connection unterminated when its SNI matches one of the listener's passthrough routes
+ * (`address:port` of the listener, the connection, its SNI ('' = none), offered ALPN, the bytes read
+ * so far); false when no route matches (the caller terminates TLS).
+ */
+export type PassthroughRelay = (key: string, socket: net.Socket, sni: string, alpn: readonly string[], head: Buffer) => boolean;
+
+/** Time a client of a passthrough-capable HTTPS listener has to send its ClientHello (as TLS passthrough listeners). */
+const PEEK_TIMEOUT_MS = 10_000;
+
+/**
+ * Front of an HTTPS listener with passthrough routes (ingress-nginx ssl-passthrough): reads the
+ * ClientHello (nothing is written meanwhile); a passthrough SNI is relayed as is, anything else is
+ * put back (unshift) and handed to the TLS engine, which terminates it like any HTTPS connection.
+ */
+function onPassthroughFront(rec: ListenerRecord, relay: PassthroughRelay | null, socket: net.Socket): void {
+  socket.setNoDelay(true);
+  socket.on('error', noop);
+  let seen: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), PEEK_TIMEOUT_MS);
+  const onEnd = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+    const hello = parseClientHello(seen);
+    if (hello.kind === 'need-more') return;
+    socket.removeListener('data', onData);
+    socket.removeListener('end', onEnd);
+    clearTimeout(timer);
+    socket.pause();
+    const sni = hello.kind === 'sni' ? hello.serverName : '';
+    const alpn = hello.kind === 'sni' || hello.kind === 'no-sni' ? hello.alpn : [];
+    if (hello.kind === 'sni' && relay !== null && relay(rec.compiled.key, socket, sni, alpn, seen)) return;
+    const engine = rec.tlsServer;
+    if (engine === null) return void socket.destroy();
+    // As https.Server: a terminated connection is not half-open.
+    socket.allowHalfOpen = false;
+    socket.unshift(seen);
+    engine.emit('connection', socket);
+  };
+  socket.on('data', onData);
+  socket.once('end', onEnd);
+}
+
 export class ListenerManager {
   readonly #records = new Map<string, ListenerRecord>();
   readonly #env: RequestEnv;
   readonly #tls: TlsContextCache;
 
   readonly #http1: Http1EngineKind;
+  readonly #relay: PassthroughRelay | null;
 
-  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE) {
+  /** `relay`: where HTTPS listeners with passthrough routes send the connections whose SNI is passthrough (TcpListenerManager). */
+  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE, relay: PassthroughRelay | null = null) {
     this.#env = env;
     this.#tls = tls;
     this.#http1 = http1;
+    this.#relay = relay;
   }
 
   /** Applies the listeners of `snapshot`. Resolves when binds and unbinds have been attempted. */
@@ -207,7 +259,8 @@ export class ListenerManager {
     // First every surviving listener switches to the new snapshot, synchronously.
     for (const l of snapshot.listeners) {
       const rec = this.#records.get(l.key);
-      if (rec !== undefined && rec.compiled.protocol === l.protocol) {
+      // A listener that gains or loses passthrough routes changes its accepting server: reopened.
+      if (rec !== undefined && rec.compiled.protocol === l.protocol && rec.compiled.passthrough === l.passthrough) {
         rec.compiled = l;
         if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
       } else {
@@ -254,10 +307,18 @@ export class ListenerManager {
 
   async #open(l: CompiledListener): Promise<{ key: string; error: string | null }> {
     // Sockets are half-open capable and unbuffered, as `http.Server` makes them.
+    const front = l.protocol === 'HTTPS' && l.passthrough;
+    const tlsServer = l.protocol === 'HTTPS' ? this.#createTlsServer() : null;
     const server: TaggedServer =
-      l.protocol === 'HTTPS' ? this.#createTlsServer() : net.createServer({ allowHalfOpen: true, noDelay: true }, onPlainConnection);
+      front ? net.createServer({ allowHalfOpen: true, noDelay: true }) : tlsServer ?? net.createServer({ allowHalfOpen: true, noDelay: true }, onPlainConnection);
     const rec = new ListenerRecord(l, server, this.#env, this.#http1);
+    rec.tlsServer = tlsServer;
     server[kRecord] = rec;
+    if (tlsServer !== null) (tlsServer as TaggedServer)[kRecord] = rec;
+    if (front) {
+      const relay = this.#relay;
+      server.on('connection', (socket: net.Socket) => onPassthroughFront(rec, relay, socket));
+    }
     server.prependListener('connection', trackSocket);
     server.maxConnections = EDGE_LIMITS.maxConnectionsPerListener; // edge-limits.ts
     const { h2 } = rec.engines;
@@ -327,7 +388,8 @@ export class ListenerManager {
     // refused by OpenSSL itself (the chain's policy decides in onSecureConnection). The default
     // context trusts every client CA of the listener; each SNI context trusts its chain's.
     const clientCas = listenerClientCas(l);
-    const server = rec.server as tls.Server & { requestCert?: boolean; rejectUnauthorized?: boolean };
+    if (rec.tlsServer === null) return;
+    const server = rec.tlsServer as tls.Server & { requestCert?: boolean; rejectUnauthorized?: boolean };
     server.requestCert = clientCas !== '';
     server.rejectUnauthorized = false;
     const key = `${tls.minVersion}\n${tls.maxVersion}\n${tls.ciphers}\n${cert?.contextKey ?? ''}\n${clientCas}`;
@@ -335,7 +397,7 @@ export class ListenerManager {
     rec.defaultTlsKey = key;
     const opts = { ...secureContextOptions(widestVersions(l, tls), cert), ...(clientCas === '' ? {} : { ca: clientCas }) };
     try {
-      (rec.server as tls.Server).setSecureContext(opts);
+      server.setSecureContext(opts);
     } catch {
       // A bad default certificate: keep the previous context (the TLS cache reported the error).
     }

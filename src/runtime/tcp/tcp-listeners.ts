@@ -221,6 +221,12 @@ export class TcpListenerManager {
   readonly #observer: TcpObserver | null;
   /** SecureContexts of terminating chains by content (certificate + settings), kept across swaps while used. */
   #contexts = new Map<string, tls.SecureContext>();
+  /**
+   * Passthrough routes of HTTPS listeners (IR `Listener.passthrough`), as TLS listeners by
+   * `address:port`: the HTTPS listener owns the socket and hands over the connections whose SNI
+   * matches (`relayPassthrough`); their records never listen.
+   */
+  #embedded = new Map<string, ListenerRecord>();
 
   constructor(random: () => number, observer: TcpObserver | null = null) {
     this.#random = random;
@@ -347,7 +353,43 @@ export class TcpListenerManager {
     }
   }
 
+  /**
+   * Applies the passthrough routes of the snapshot's HTTPS listeners (`listeners`: one `TLS`
+   * TcpListener per such HTTPS listener, same address and port). Call before the HTTPS listeners
+   * switch to the snapshot. Relayed connections keep their upstream to the end.
+   */
+  syncEmbedded(listeners: TcpListener[], compiled: CompiledSnapshot): void {
+    const next = new Map<string, ListenerRecord>();
+    for (const ir of listeners) {
+      const l = compileTcpListener(ir, compiled.clusters);
+      const rec = this.#embedded.get(l.key) ?? new ListenerRecord(l, new net.Server());
+      rec.compiled = l;
+      next.set(l.key, rec);
+    }
+    this.#embedded = next;
+  }
+
+  /**
+   * An HTTPS listener's connection whose ClientHello was read (`head`): relayed unterminated when a
+   * passthrough route of that listener (`key` = `address:port`) matches its SNI; false otherwise
+   * (nothing done: the caller terminates TLS).
+   */
+  relayPassthrough(key: string, client: net.Socket, sni: string, alpn: readonly string[], head: Buffer): boolean {
+    const rec = this.#embedded.get(key);
+    if (rec === undefined || sni === '') return false;
+    const routes = rec.compiled.routes;
+    if (findTcpRoute(rec.compiled, routes, sni, alpn, client.localAddress ?? '') === null) return false;
+    rec.sockets.add(client);
+    client.once('close', () => rec.sockets.delete(client));
+    client.on('error', noop);
+    const obs = this.#observer === null ? null : new TcpRecord(rec.compiled.ir.name, socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+    this.#route(rec, routes, client, sni, alpn, head, obs);
+    return true;
+  }
+
   async close(graceMs: number): Promise<void> {
+    for (const rec of this.#embedded.values()) for (const s of rec.sockets) s.destroy();
+    this.#embedded.clear();
     const recs = [...this.#records.values()];
     this.#records.clear();
     const unbound = [...this.#unbound.values()];

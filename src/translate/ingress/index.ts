@@ -31,6 +31,7 @@ import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.j
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
 import { defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
+import { nginxPassthroughRoutes } from './nginx/passthrough.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
@@ -177,6 +178,15 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   }
   const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));
 
+  // ssl-passthrough hosts: relayed by SNI on the HTTPS port, before termination (nginx/passthrough.ts).
+  const passthrough = nginxPassthroughRoutes(
+    ctx,
+    ingresses,
+    nginx,
+    (host) => byHost.get(host)?.find((e) => e.path === '/')?.route ?? null,
+    (host) => (byHost.get(host) ?? []).map((e) => e.path),
+  );
+
   const source = sourceOf(first);
   const drafts: ListenerDraft[] = [
     {
@@ -188,13 +198,14 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       source,
     },
   ];
-  if (certificates.length > 0) {
+  if (certificates.length > 0 || passthrough.length > 0) {
     drafts.push({
       address: opts.bindAddress,
       port: opts.httpsPort,
       externalPort: externalPortOf(opts.portMap, opts.httpsPort),
       protocol: 'HTTPS',
-      chains: [
+      // Without a certificate the port serves passthrough hosts only.
+      chains: certificates.length === 0 ? [] : [
         // auth-tls-* hosts: a chain chosen by SNI that asks for (and verifies) client certificates.
         ...clientTlsHosts.map((c) => ({
           name: `ingress-https-client-tls-${c.host}`,
@@ -205,6 +216,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
         { name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: null }, virtualHosts: httpsHosts },
       ],
       source,
+      ...(passthrough.length > 0 ? { passthrough } : {}),
     });
   }
   return drafts;

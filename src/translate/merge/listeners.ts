@@ -10,15 +10,15 @@
  *    the first httpsRedirect wins. Drafts from different objects for one domain get MG_DUPLICATE_HOST
  *    (a warning: both sets of routes stay reachable, the earlier first).
  */
-import type { DomainMatch, FilterChain, Listener, VirtualHost } from '../../ir/types.js';
+import type { DomainMatch, FilterChain, Listener, TcpRoute, VirtualHost } from '../../ir/types.js';
 import type { FilterChainDraft, ListenerDraft, TranslateContext, VirtualHostDraft } from '../types.js';
 
 export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): Listener[] {
-  const byPort = new Map<number, { first: ListenerDraft; chains: FilterChainDraft[] }>();
+  const byPort = new Map<number, { first: ListenerDraft; chains: FilterChainDraft[]; passthrough: TcpRoute[] }>();
   for (const d of drafts) {
     const entry = byPort.get(d.port);
     if (!entry) {
-      byPort.set(d.port, { first: d, chains: [...d.chains] });
+      byPort.set(d.port, { first: d, chains: [...d.chains], passthrough: [...(d.passthrough ?? [])] });
       continue;
     }
     if (entry.first.protocol !== d.protocol) {
@@ -27,9 +27,10 @@ export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): 
       continue;
     }
     entry.chains.push(...d.chains);
+    if (d.passthrough !== undefined) entry.passthrough.push(...d.passthrough);
   }
   const listeners: Listener[] = [];
-  for (const [port, { first, chains }] of byPort) {
+  for (const [port, { first, chains, passthrough }] of byPort) {
     const groups = new Map<string, FilterChainDraft[]>();
     for (const c of chains) {
       const key = first.protocol === 'HTTP' ? '' : [...c.serverNames].sort().join(',');
@@ -39,7 +40,10 @@ export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): 
     }
     const filterChains: FilterChain[] = [];
     for (const group of groups.values()) filterChains.push(mergeChain(ctx, group, port));
-    listeners.push({ name: `${first.address}_${port}`, address: first.address, port, externalPort: first.externalPort, protocol: first.protocol, filterChains });
+    const listener: Listener = { name: `${first.address}_${port}`, address: first.address, port, externalPort: first.externalPort, protocol: first.protocol, filterChains };
+    // TLS passthrough by SNI on an HTTPS port (ingress-nginx ssl-passthrough).
+    if (first.protocol === 'HTTPS' && passthrough.length > 0) listener.passthrough = passthrough;
+    listeners.push(listener);
   }
   return listeners.sort((a, b) => a.port - b.port);
 }

@@ -90,6 +90,8 @@ export interface NginxIngressConfig {
   locationRewrite: { from: string; to: string } | null;
   /** custom-http-errors (with a default-backend, unless disable-proxy-intercept-errors); [] = none. */
   customErrors: number[];
+  /** ssl-passthrough: the Ingress's hosts are relayed unterminated by SNI on the HTTPS port (server-level: any Ingress of the host turns it on). */
+  sslPassthrough: boolean;
 }
 
 export interface ParseResult {
@@ -253,6 +255,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     redirect = { ...parsed, code: c };
   }
   const fromToWww = bool('from-to-www-redirect', false);
+  const sslPassthrough = bool('ssl-passthrough', false);
   const serverAliases: string[] = [];
   const aliasRaw = get('server-alias');
   if (aliasRaw !== undefined && aliasRaw !== '') {
@@ -390,6 +393,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       customErrors,
       locationRewrite,
       defaultBackend,
+      sslPassthrough,
     },
   };
 }
@@ -466,8 +470,10 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
     const o = raw.trim();
     if (o === '') continue;
     if (o === '*') {
+      // ingress-nginx's parser: `*` anywhere in the list means any origin, the rest is not read.
+      origins.length = 0;
       origins.push({ kind: 'exact', value: '*', ignoreCase: false });
-      continue;
+      break;
     }
     const m = /^(https?):\/\/(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*)(:\d{1,5})?$/.exec(o);
     if (!m) {
@@ -510,7 +516,7 @@ function parseCors(get: (n: string) => string | undefined, fail: (name: string, 
     if (/^\d+$/.test(ageRaw)) maxAge = Number(ageRaw);
     else fail('cors-max-age', `cors-max-age must be a number of seconds, not ${JSON.stringify(ageRaw)}`);
   }
-  return { allowOrigins: origins, allowMethods: methods, allowHeaders: headers, exposeHeaders: expose, maxAgeSeconds: maxAge, allowCredentials: credentials, unmatchedPreflights: 'forward' };
+  return { allowOrigins: origins, allowMethods: methods, allowHeaders: headers, exposeHeaders: expose, maxAgeSeconds: maxAge, allowCredentials: credentials, unmatchedPreflights: 'forward', dialect: 'ingress-nginx' };
 }
 
 /** affinity, upstream-hash-by and load-balance -> the Service cluster's LB policy (upstream-hash-by wins over load-balance, affinity over both). */
