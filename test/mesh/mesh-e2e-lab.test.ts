@@ -107,6 +107,15 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.ok(metricLines(server + ((await m.get('outside', pod('v2').ip, 15020, '/stats/prometheus')).body ?? ''), 'istio_tcp_connections_opened_total{', 'reporter="destination"', 'connection_security_policy="mutual_tls"').length > 0, 'TCP connection at the destination');
   });
 
+  test('app probes rewritten by meshgate inject are answered on 15020 under STRICT (the sidecar runs the original probe)', async () => {
+    const ready = await m.get('outside', pod('v1').ip, 15020, m.probes.readiness);
+    assert.equal(ready.status, 200, `${m.probes.readiness}: ${JSON.stringify(ready)} (env ${m.probes.env})`);
+    assert.ok(m.apps.get('v1')!.stdout.some((l) => l.includes('"seen":"/ready"')), 'the app got the original readiness probe');
+    const live = await m.get('outside', pod('v1').ip, 15020, m.probes.liveness);
+    assert.equal(live.status, 200, JSON.stringify(live));
+    assert.equal((await m.get('outside', pod('v1').ip, 15020, '/app-health/nope/readyz')).status, 404);
+  });
+
   test('proxy-status: every sidecar connected and SYNCED', async () => {
     const r = await m.lab.run('cp', [process.execPath, MAIN, 'proxy-status', '--admin', `${CP_IP}:15014`, '--output', 'json'], {}, 20_000);
     assert.equal(r.status, 0, r.stderr);

@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { Lab, type LabProcess } from './lab.js';
 import { ECHO_APP } from './lab-programs.js';
 import { HTTP_AGENT, HTTP_APP } from './sidecar-programs.js';
+import { parseAllDocuments } from 'yaml';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const MAIN = path.resolve(here, '../../src/cli/main.js');
@@ -179,6 +180,8 @@ export interface MeshLab {
   getMany(from: string, host: string, port: number, p: string, count: number, headers?: Record<string, string>, timeoutMs?: number): Promise<HttpResult[]>;
   /** Writes config files by rename (as a ConfigMap update or an editor does). */
   writeConfig(files: Record<string, string>): void;
+  /** The reviews pods' probes as `meshgate inject` rewrote them (path on 15020 per probe kind), and the env it gave the sidecar. */
+  probes: { readiness: string; liveness: string; env: string };
   /** What went to a sidecar's stderr (its log), for failure messages. */
   log(pod: string): string;
   close(): void;
@@ -255,6 +258,9 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
     // The root certificate (public) where the sidecars, which drop to uid 1337, can read it.
     copyFileSync(path.join(caDir, 'root-cert.pem'), path.join(dir, 'root-cert.pem'));
     chmodSync(path.join(dir, 'root-cert.pem'), 0o644);
+    // The reviews Pod as a user writes it, injected by `meshgate inject`: its sidecars get the env
+    // (ISTIO_KUBE_APP_PROBERS) inject wrote, so the rewritten probes can be asked on 15020.
+    const probes = injectedProbes(lab);
     say(`control plane: meshgate control --config ${configDir} --ca-dir ${caDir} --listen ${CP_IP}:15012`);
     const cp = lab.spawn('cp', [process.execPath, MAIN, 'control', '--config', configDir, '--ca-dir', caDir, '--listen', `${CP_IP}:15012`, '--admin-port', '15014', '--log-level', 'warn']);
     for (const p of pods.filter((x) => x.labels.app === 'reviews')) {
@@ -278,7 +284,7 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
         lab.spawn(p.name, [
           process.execPath, MAIN, 'sidecar', '--control', `${CP_IP}:15012`, '--root-cert', path.join(dir, 'root-cert.pem'), '--token-file', path.join(dir, `${p.name}.token`),
           '--pod-ip', p.ip, '--namespace', p.namespace, '--service-account', p.serviceAccount, '--pod-name', podName(p), '--drain', '1s', '--log-level', 'warn',
-        ]),
+        ], p.labels.app === 'reviews' ? { ISTIO_KUBE_APP_PROBERS: probes.env } : {}),
       );
     }
     // Ready = certificate + pushed view, asked by pod IP from the non-meshed pod, as a kubelet would.
@@ -289,7 +295,7 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
       while (Date.now() < deadline && (status = (await get(asker, p.ip, 15021, '/healthz/ready', {}, 2000)).status) !== 200) await sleep(200);
       if (status !== 200) throw new Error(`sidecar in ${p.name} not ready (${status}): ${sidecars.get(p.name)!.stderr.join('')}\ncontrol: ${cp.stderr.join('')}`);
     }
-    return { lab, dir, configDir, cp, sidecars, apps, get, getMany, writeConfig, log: (name) => sidecars.get(name)?.stderr.join('') ?? '', close };
+    return { lab, dir, configDir, cp, sidecars, apps, probes, get, getMany, writeConfig, log: (name) => sidecars.get(name)?.stderr.join('') ?? '', close };
   } catch (e) {
     close();
     throw e;
@@ -319,4 +325,31 @@ export function wireCounters(lab: Lab, podName: string): number[] {
 /** The `istio_*` sample lines of a Prometheus text matching every part. */
 export function metricLines(text: string, ...parts: string[]): string[] {
   return text.split('\n').filter((l) => parts.every((p) => l.includes(p)));
+}
+
+/** A reviews Deployment with an httpGet readiness probe (named port) and a tcpSocket liveness probe, through `meshgate inject`. */
+function injectedProbes(lab: Lab): { readiness: string; liveness: string; env: string } {
+  const input = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata: {labels: {app: reviews, version: v1}}
+    spec:
+      serviceAccountName: reviews
+      containers:
+      - name: reviews
+        image: reviews
+        ports: [{name: http, containerPort: 9080}, {name: tcp-echo, containerPort: 9000}]
+        readinessProbe: {httpGet: {path: /ready, port: http}, timeoutSeconds: 2}
+        livenessProbe: {tcpSocket: {port: 9000}}
+`;
+  const out = lab.exec('cp', process.execPath, [MAIN, 'inject', '-f', '-'], input);
+  const doc = parseAllDocuments(out)[0].toJSON() as { spec: { template: { spec: { containers: { name: string; env?: { name: string; value?: string }[]; readinessProbe?: { httpGet: { path: string; port: number } }; livenessProbe?: { httpGet: { path: string; port: number } } }[] } } } };
+  const containers = doc.spec.template.spec.containers;
+  const app = containers.find((c) => c.name === 'reviews')!;
+  const env = containers.find((c) => c.name === 'istio-proxy')?.env?.find((e) => e.name === 'ISTIO_KUBE_APP_PROBERS')?.value;
+  if (env === undefined || app.readinessProbe?.httpGet.port !== 15020 || app.livenessProbe?.httpGet.port !== 15020) throw new Error(`meshgate inject did not rewrite the probes as expected:\n${out}`);
+  return { readiness: app.readinessProbe.httpGet.path, liveness: app.livenessProbe.httpGet.path, env };
 }
