@@ -148,6 +148,47 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.equal(await probe({}), 200, 'the known service is still served');
   });
 
+  test('PeerAuthentication edited to PERMISSIVE: the plaintext pod is admitted (then denied by the policy: no principal); back to STRICT: refused again', async (t) => {
+    const security = meshConfigYaml()['security.yaml'];
+    const plain = () => m.get('outside', pod('v1').ip, 9080, '/permissive', {}, 3000);
+    const t0 = Date.now();
+    m.writeConfig({ 'security.yaml': security.replace('mode: STRICT', 'mode: PERMISSIVE') });
+    let r = await plain();
+    while (r.status === undefined && Date.now() - t0 < 10_000) r = await plain();
+    t.diagnostic(`STRICT -> PERMISSIVE served by the server sidecar: ${Date.now() - t0} ms`);
+    assert.equal(r.status, 403, JSON.stringify(r));
+    assert.equal(r.body, 'RBAC: access denied');
+    m.writeConfig({ 'security.yaml': security });
+    const t1 = Date.now();
+    while ((r = await plain()).status !== undefined && Date.now() - t1 < 10_000) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(r.status, undefined, JSON.stringify(r));
+    assert.equal((await m.get('client', REVIEWS_VIP, 9080, '/after-strict')).status, 200);
+  });
+
+  test('control plane down: the sidecars keep serving their last good view and stay ready; restarted, they reconnect and are SYNCED', async () => {
+    m.cp.child.kill('SIGKILL');
+    await m.cp.exited;
+    assert.equal((await m.get('client', REVIEWS_VIP, 9080, '/cp-down', { 'x-canary': 'v2' })).status, 200);
+    assert.equal((await m.get('outside', pod('client').ip, 15021, '/healthz/ready')).status, 200);
+    const r403 = await m.get('other', REVIEWS_VIP, 9080, '/cp-down');
+    assert.equal(r403.status, 403, 'policy still enforced');
+    m.restartControl();
+    const deadline = Date.now() + 40_000;
+    let synced = 0;
+    let last = '';
+    while (Date.now() < deadline) {
+      const s = await m.get('cp', CP_IP, 15014, '/debug/proxy-status', {}, 2000);
+      last = s.body ?? s.error ?? '';
+      if (s.status === 200) {
+        const report = JSON.parse(s.body!) as { proxies: { state: string }[] };
+        synced = report.proxies.filter((p) => p.state === 'SYNCED').length;
+        if (synced === 4) break;
+      }
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    assert.equal(synced, 4, last.slice(0, 2000));
+  });
+
   test('capture --clean leaves nothing: iptables and policy routing as before capture', async () => {
     // The intruder pod: stop its sidecar, then clean; compare with a namespace that never had capture.
     const norm = (s: string) => s.split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]')).join('\n');

@@ -178,6 +178,8 @@ export interface MeshLab {
   get(from: string, host: string, port: number, p: string, headers?: Record<string, string>, timeoutMs?: number): Promise<HttpResult>;
   /** `count` requests in turn on kept-alive connections. */
   getMany(from: string, host: string, port: number, p: string, count: number, headers?: Record<string, string>, timeoutMs?: number): Promise<HttpResult[]>;
+  /** Starts `meshgate control` again (after the test killed it), with the same flags; sets `cp`. */
+  restartControl(): LabProcess;
   /** Writes config files by rename (as a ConfigMap update or an editor does). */
   writeConfig(files: Record<string, string>): void;
   /** The reviews pods' probes as `meshgate inject` rewrote them (path on 15020 per probe kind), and the env it gave the sidecar. */
@@ -262,7 +264,8 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
     // (ISTIO_KUBE_APP_PROBERS) inject wrote, so the rewritten probes can be asked on 15020.
     const probes = injectedProbes(lab);
     say(`control plane: meshgate control --config ${configDir} --ca-dir ${caDir} --listen ${CP_IP}:15012`);
-    const cp = lab.spawn('cp', [process.execPath, MAIN, 'control', '--config', configDir, '--ca-dir', caDir, '--listen', `${CP_IP}:15012`, '--admin-port', '15014', '--log-level', 'warn']);
+    const startControl = () => lab.spawn('cp', [process.execPath, MAIN, 'control', '--config', configDir, '--ca-dir', caDir, '--listen', `${CP_IP}:15012`, '--admin-port', '15014', '--log-level', 'warn']);
+    const cp = startControl();
     for (const p of pods.filter((x) => x.labels.app === 'reviews')) {
       const app = lab.spawn(p.name, [process.execPath, '-e', HTTP_APP], { APP_NAME: `reviews-${p.name}`, APP_PORT: '9080' });
       const echo = lab.spawn(p.name, [process.execPath, '-e', ECHO_APP], { ECHO_NAME: `echo-${p.name}`, ECHO_LISTEN: '9000' });
@@ -295,7 +298,12 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
       while (Date.now() < deadline && (status = (await get(asker, p.ip, 15021, '/healthz/ready', {}, 2000)).status) !== 200) await sleep(200);
       if (status !== 200) throw new Error(`sidecar in ${p.name} not ready (${status}): ${sidecars.get(p.name)!.stderr.join('')}\ncontrol: ${cp.stderr.join('')}`);
     }
-    return { lab, dir, configDir, cp, sidecars, apps, probes, get, getMany, writeConfig, log: (name) => sidecars.get(name)?.stderr.join('') ?? '', close };
+    const restartControl = () => {
+      result.cp = startControl();
+      return result.cp;
+    };
+    const result: MeshLab = { lab, dir, configDir, cp, sidecars, apps, probes, get, getMany, writeConfig, restartControl, log: (name) => sidecars.get(name)?.stderr.join('') ?? '', close };
+    return result;
   } catch (e) {
     close();
     throw e;
