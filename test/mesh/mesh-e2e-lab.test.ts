@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labRequired, labSkipReason } from './lab.js';
 import { CLIENT } from './lab-programs.js';
-import { CP_IP, ECHO_VIP, installWireCounters, MAIN, meshConfigYaml, metricLines, pod, REVIEWS_VIP, startMeshLab, TD, wireCounters, type MeshLab } from './mesh-e2e-lab.js';
+import { CP_IP, ECHO_VIP, GRPC_VIP, H2C_CLIENT, installWireCounters, MAIN, meshConfigYaml, metricLines, pod, REVIEWS_VIP, startMeshLab, TD, wireCounters, type MeshLab } from './mesh-e2e-lab.js';
 
 const skip = labSkipReason(['iptables']);
 
@@ -92,6 +92,18 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.equal(reply.got, 'ping\n', `${r.stdout}\nclient: ${m.log('client')}`);
     assert.match(reply.server ?? '', /^echo-v[12]$/);
     assert.equal(reply.remote, '127.0.0.6');
+  });
+
+  test('HTTP/2 (h2c, a gRPC port) through both sidecars: body and trailers arrive, the app speaks h2 with the inbound sidecar', async () => {
+    const r = await m.lab.run('client', [process.execPath, '-e', H2C_CLIENT], { TARGET: `${GRPC_VIP}:9090`, BODY: 'h2-marker' }, 20_000);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { status?: number; body?: string; trailers?: Record<string, string>; error?: string };
+    assert.equal(out.status, 200, `${r.stdout} ${r.stderr}\nclient: ${m.log('client')}\nv1: ${m.log('v1')}`);
+    const b = JSON.parse(out.body!) as { server: string; version: string; remote: string; body: string };
+    assert.match(b.server, /^ratings-v[12]$/);
+    assert.equal(b.version, '2.0');
+    assert.equal(b.remote, '127.0.0.6');
+    assert.equal(b.body, 'h2-marker');
+    assert.equal(out.trailers?.['x-trailer'], 'yes');
   });
 
   test('metrics: reporter="source" at the client, reporter="destination" with principals and mutual_tls at the server', async () => {

@@ -34,6 +34,7 @@ export const MAIN = path.resolve(here, '../../src/cli/main.js');
 export const CP_IP = '10.252.0.9';
 export const REVIEWS_VIP = '10.252.1.10';
 export const ECHO_VIP = '10.252.1.11';
+export const GRPC_VIP = '10.252.1.12';
 export const TD = 'cluster.local';
 
 export interface PodInfo {
@@ -110,6 +111,15 @@ spec:
   selector: {app: reviews}
   ports: [{name: tcp-echo, port: 9000, targetPort: 9000}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: bookinfo}
+spec:
+  clusterIP: ${GRPC_VIP}
+  selector: {app: reviews}
+  ports: [{name: grpc, port: 9090, targetPort: 9090}]
+---
+${slice('ratings', 'grpc', 9090)}---
 ${slice('reviews', 'http', 9080)}---
 ${slice('echo', 'tcp-echo', 9000)}`,
     'routing.yaml': `apiVersion: networking.istio.io/v1
@@ -269,9 +279,11 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
     for (const p of pods.filter((x) => x.labels.app === 'reviews')) {
       const app = lab.spawn(p.name, [process.execPath, '-e', HTTP_APP], { APP_NAME: `reviews-${p.name}`, APP_PORT: '9080' });
       const echo = lab.spawn(p.name, [process.execPath, '-e', ECHO_APP], { ECHO_NAME: `echo-${p.name}`, ECHO_LISTEN: '9000' });
+      const h2 = lab.spawn(p.name, [process.execPath, '-e', H2C_APP], { APP_NAME: `ratings-${p.name}`, APP_PORT: '9090' });
       apps.set(p.name, app);
       await lab.waitForLine(app, (l) => l.includes('listening'));
       await lab.waitForLine(echo, (l) => l.includes('listening'));
+      await lab.waitForLine(h2, (l) => l.includes('listening'));
     }
     if (pods.some((p) => p.name === 'outside')) {
       const app = lab.spawn('outside', [process.execPath, '-e', HTTP_APP], { APP_NAME: 'legacy', APP_PORT: '8080' });
@@ -361,3 +373,35 @@ spec:
   if (env === undefined || app.readinessProbe?.httpGet.port !== 15020 || app.livenessProbe?.httpGet.port !== 15020) throw new Error(`meshgate inject did not rewrite the probes as expected:\n${out}`);
   return { readiness: app.readinessProbe.httpGet.path, liveness: app.livenessProbe.httpGet.path, env };
 }
+
+/** An h2c (prior knowledge) app, as a gRPC server is on the wire: answers JSON with its name, the protocol and the peer, and a trailer. */
+export const H2C_APP = String.raw`
+const http2 = require('http2');
+http2.createServer((req, res) => {
+  let body = '';
+  req.on('data', (d) => (body += d));
+  req.on('end', () => {
+    res.addTrailers({ 'x-trailer': 'yes' });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ server: process.env.APP_NAME, version: req.httpVersion, remote: req.socket.remoteAddress, body, path: req.url }));
+  });
+}).listen(Number(process.env.APP_PORT), '0.0.0.0', () => console.log(JSON.stringify({ listening: Number(process.env.APP_PORT) })));
+`;
+
+/** One h2c request (prior knowledge) to TARGET with BODY; prints {status, body, trailers} or {error}. */
+export const H2C_CLIENT = String.raw`
+const http2 = require('http2');
+const done = (o) => { process.stdout.write(JSON.stringify(o) + '\n'); process.exit(0); };
+setTimeout(() => done({ error: 'TIMEOUT' }), 8000).unref();
+const s = http2.connect('http://' + process.env.TARGET);
+s.on('error', (e) => done({ error: e.code || e.message }));
+const req = s.request({ ':method': 'POST', ':path': '/ratings.Ratings/Get', 'content-type': 'application/json' });
+let status = 0, body = '', trailers = null;
+req.on('response', (h) => (status = h[':status']));
+req.on('trailers', (t) => (trailers = t));
+req.setEncoding('utf8');
+req.on('data', (d) => (body += d));
+req.on('end', () => done({ status, body, trailers }));
+req.on('error', (e) => done({ error: e.code || e.message }));
+req.end(process.env.BODY || '');
+`;
