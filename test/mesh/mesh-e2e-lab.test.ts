@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labRequired, labSkipReason } from './lab.js';
 import { CLIENT } from './lab-programs.js';
-import { CP_IP, ECHO_VIP, GRPC_VIP, H2C_CLIENT, installWireCounters, MAIN, meshConfigYaml, metricLines, pod, REVIEWS_VIP, startMeshLab, TD, wireCounters, type MeshLab } from './mesh-e2e-lab.js';
+import { CP_IP, ECHO_VIP, GRPC_VIP, H2C_CLIENT, TLS_PEEK, installWireCounters, MAIN, meshConfigYaml, metricLines, pod, REVIEWS_VIP, startMeshLab, TD, wireCounters, type MeshLab } from './mesh-e2e-lab.js';
 
 const skip = labSkipReason(['iptables']);
 
@@ -34,7 +34,8 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
   let m: MeshLab;
 
   before(async () => {
-    m = await startMeshLab();
+    // Workload certificates live 20 s: every sidecar renews at ~10 s, while the tests run.
+    m = await startMeshLab({ certTtl: '20s' });
     installWireCounters(m.lab, 'v1', 9080);
   });
 
@@ -117,6 +118,35 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.ok(dst.length > 0, server.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n'));
     assert.ok(metricLines(server, 'istio_requests_total{', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/other/sa/intruder"`, 'response_code="403"').length + metricLines((await m.get('outside', pod('v2').ip, 15020, '/stats/prometheus')).body ?? '', 'istio_requests_total{', `source_principal="spiffe://${TD}/ns/other/sa/intruder"`, 'response_code="403"').length > 0, 'the denied call is counted at the destination');
     assert.ok(metricLines(server + ((await m.get('outside', pod('v2').ip, 15020, '/stats/prometheus')).body ?? ''), 'istio_tcp_connections_opened_total{', 'reporter="destination"', 'connection_security_policy="mutual_tls"').length > 0, 'TCP connection at the destination');
+  });
+
+  test('certificate rotation (20 s certificates, renewed at half life): v2 presents a new certificate, and a 5 rps loop through it sees no error', async (t) => {
+    const peek = async () => {
+      const r = await m.lab.run('outside', [process.execPath, '-e', TLS_PEEK], { TARGET: `${pod('v2').ip}:9080`, SNI: 'outbound_.9080_.v2_.reviews.bookinfo.svc.cluster.local' }, 10_000);
+      return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { serial?: string; san?: string; validFrom?: string; validTo?: string; error?: string };
+    };
+    const first = await peek();
+    assert.equal(first.san, `URI:spiffe://${TD}/ns/bookinfo/sa/reviews`, JSON.stringify(first));
+    const life = (Date.parse(first.validTo!) - Date.now()) / 1000;
+    assert.ok(life > 0 && life <= 21, `the certificate lives ${life} s more (--cert-ttl 20s)`);
+    const errors: string[] = [];
+    const t0 = Date.now();
+    let serial = first.serial;
+    let nextPeek = Date.now() + 1000;
+    while (Date.now() - t0 < 25_000 && serial === first.serial) {
+      const r = await m.get('client', REVIEWS_VIP, 9080, '/rotation', { 'x-canary': 'v2' }, 3000);
+      if (r.status !== 200) errors.push(JSON.stringify(r));
+      if (Date.now() >= nextPeek) {
+        serial = (await peek()).serial ?? serial;
+        nextPeek = Date.now() + 1000;
+      }
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    t.diagnostic(`v2's certificate changed ${Date.now() - t0} ms into the loop (it had ${life.toFixed(1)} s left at the start)`);
+    assert.notEqual(serial, first.serial, 'v2 never presented a new certificate in 25 s');
+    assert.deepEqual(errors, []);
+    // Requests after the rotation still pass (new connections use the new certificates).
+    assert.equal((await m.get('client', REVIEWS_VIP, 9080, '/after-rotation', { 'x-canary': 'v2' })).status, 200);
   });
 
   test('app probes rewritten by meshgate inject are answered on 15020 under STRICT (the sidecar runs the original probe)', async () => {

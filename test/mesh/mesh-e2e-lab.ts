@@ -212,7 +212,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Builds the lab and starts everything; resolves when every sidecar is ready (certificate and
  * pushed view). On failure everything it made is removed before the error is thrown.
  */
-export async function startMeshLab(opts: { pods?: string[]; say?: (line: string) => void } = {}): Promise<MeshLab> {
+export async function startMeshLab(opts: { pods?: string[]; say?: (line: string) => void; certTtl?: string } = {}): Promise<MeshLab> {
   const say = opts.say ?? (() => undefined);
   const pods = PODS.filter((p) => opts.pods === undefined || opts.pods.includes(p.name));
   const lab = Lab.create({
@@ -274,7 +274,7 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
     // (ISTIO_KUBE_APP_PROBERS) inject wrote, so the rewritten probes can be asked on 15020.
     const probes = injectedProbes(lab);
     say(`control plane: meshgate control --config ${configDir} --ca-dir ${caDir} --listen ${CP_IP}:15012`);
-    const startControl = () => lab.spawn('cp', [process.execPath, MAIN, 'control', '--config', configDir, '--ca-dir', caDir, '--listen', `${CP_IP}:15012`, '--admin-port', '15014', '--log-level', 'warn']);
+    const startControl = () => lab.spawn('cp', [process.execPath, MAIN, 'control', '--config', configDir, '--ca-dir', caDir, '--listen', `${CP_IP}:15012`, '--admin-port', '15014', '--log-level', 'warn', ...(opts.certTtl ? ['--cert-ttl', opts.certTtl] : [])]);
     const cp = startControl();
     for (const p of pods.filter((x) => x.labels.app === 'reviews')) {
       const app = lab.spawn(p.name, [process.execPath, '-e', HTTP_APP], { APP_NAME: `reviews-${p.name}`, APP_PORT: '9080' });
@@ -404,4 +404,15 @@ req.on('data', (d) => (body += d));
 req.on('end', () => done({ status, body, trailers }));
 req.on('error', (e) => done({ error: e.code || e.message }));
 req.end(process.env.BODY || '');
+`;
+
+/** A TLS handshake with TARGET as an Istio client would start it (SNI, ALPN; no client certificate): prints the server certificate's serial, SAN and validity. */
+export const TLS_PEEK = String.raw`
+const tls = require('tls');
+const [host, port] = process.env.TARGET.split(':');
+const done = (o) => { process.stdout.write(JSON.stringify(o) + '\n'); process.exit(0); };
+setTimeout(() => done({ error: 'TIMEOUT' }), 5000).unref();
+const s = tls.connect({ host, port: Number(port), servername: process.env.SNI, ALPNProtocols: ['istio-http/1.1', 'istio'], rejectUnauthorized: false });
+s.on('secureConnect', () => { const c = s.getPeerCertificate(); done({ serial: c.serialNumber, san: c.subjectaltname, validFrom: c.valid_from, validTo: c.valid_to, alpn: s.alpnProtocol }); });
+s.on('error', (e) => done({ error: e.code || e.message }));
 `;
