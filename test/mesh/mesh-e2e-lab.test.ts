@@ -87,6 +87,18 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.deepEqual([...new Set(canary.map((r) => serverOf(r.body)))], ['reviews-v2']);
   });
 
+  test('VirtualService retries (5xx, the app fails once) and timeout (500 ms against a 3 s answer: 504 UT)', async () => {
+    const r = await m.get('client', REVIEWS_VIP, 9080, '/fail-once/e2e');
+    assert.equal(r.status, 200, JSON.stringify(r));
+    assert.equal(m.apps.get('v1')!.stdout.filter((l) => l.includes('"seen":"/fail-once/e2e"')).length, 2, 'the app saw the request twice (one retry)');
+    const t0 = Date.now();
+    const slow = await m.get('client', REVIEWS_VIP, 9080, '/slow', {}, 5000);
+    const ms = Date.now() - t0;
+    assert.equal(slow.status, 504, JSON.stringify(slow));
+    assert.match(slow.body ?? '', /upstream request timeout/);
+    assert.ok(ms < 2500, `answered after ${ms} ms`);
+  });
+
   test('opaque TCP through both sidecars (mTLS between them), by service VIP', async () => {
     const r = await m.lab.run('client', [process.execPath, '-e', CLIENT], { TARGET: `${ECHO_VIP}:9000` }, 20_000);
     const reply = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { server?: string; got?: string; remote?: string; error?: string };

@@ -14,7 +14,8 @@
  *
  * Services (VIPs on 10.252.1.0/24): reviews.bookinfo:9080 (10.252.1.10, HTTP), echo.bookinfo:9000
  * (10.252.1.11, opaque TCP), both over the reviews pods, with EndpointSlices. Istio: a mesh
- * VirtualService (header `x-canary: v2` -> v2, else 90 % v1 / 10 % v2), its DestinationRule subsets,
+ * VirtualService (`/fail-once/` retried on 5xx, `/slow` with a 500 ms timeout, header `x-canary: v2`
+ * -> v2, else 90 % v1 / 10 % v2), its DestinationRule subsets,
  * PeerAuthentication STRICT in bookinfo, an AuthorizationPolicy on reviews allowing only
  * frontend/client, and the MeshConfig (istio-system/istio) whose outboundTrafficPolicy the test flips.
  * Tokens come from `meshgate token`, which also creates the self-signed CA `control` then loads.
@@ -129,6 +130,16 @@ spec:
   hosts: [reviews]
   http:
 ${teapot}  - match:
+    - uri: {prefix: /fail-once/}
+    route:
+    - destination: {host: reviews, subset: v1}
+    retries: {attempts: 3, retryOn: 5xx}
+  - match:
+    - uri: {exact: /slow}
+    route:
+    - destination: {host: reviews, subset: v1}
+    timeout: 500ms
+  - match:
     - headers:
         x-canary: {exact: v2}
     route:
