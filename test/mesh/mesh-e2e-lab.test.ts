@@ -6,9 +6,12 @@
  *
  * Proves: mTLS on the wire (iptables string-match counters: Istio SNI and ALPN in the ClientHello, no
  * plaintext request line), STRICT refusing the non-meshed pod, 403 `RBAC: access denied` for another
- * service account, the 90/10 VirtualService split and header routing, opaque TCP, metrics at both
- * ends, proxy-status, an edited YAML reaching the sidecars in < 1 s (a new route, then
- * REGISTRY_ONLY), and `capture --clean` leaving nothing.
+ * service account, the 90/10 VirtualService split, header routing, retries and a timeout, opaque TCP
+ * and h2c through both sidecars, metrics at both ends, certificate rotation under traffic (20 s
+ * certificates), the app probes `meshgate inject` rewrites answered on 15020, proxy-status, edited
+ * YAML reaching the sidecars in < 1 s (a new route, REGISTRY_ONLY, STRICT -> PERMISSIVE -> STRICT),
+ * the last good view with the control plane down and the reconnection after it returns, and
+ * `capture --clean` leaving nothing. About 30-45 s.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
