@@ -10,7 +10,7 @@
  *   MESH_LAB_HOLD=1 npm run lab   keeps the lab up until Ctrl-C (the commands to look around are printed).
  */
 import { labNamespacesOf, labSkipReason } from './lab.js';
-import { CP_IP, installWireCounters, MAIN, metricLines, pod, REVIEWS_VIP, startMeshLab, TD, wireCounters, WIRE_RULES, type MeshLab } from './mesh-e2e-lab.js';
+import { CP_IP, installWireCounters, MAIN, meshConfigYaml, metricLines, pod, REVIEWS_VIP, startMeshLab, TD, wireCounters, WIRE_RULES, type MeshLab } from './mesh-e2e-lab.js';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const head = (title: string) => out(`\n== ${title}`);
@@ -66,6 +66,22 @@ async function main(): Promise<void> {
   out(`  other/intruder (meshed, not allowed by the AuthorizationPolicy): HTTP ${denied.status} "${denied.body}"`);
   const strict = await m.get('outside', pod('v1').ip, 9080, '/reviews', {}, 3000);
   out(`  legacy pod outside the mesh, plaintext to ${pod('v1').ip}:9080 (PeerAuthentication STRICT): ${strict.status !== undefined ? `HTTP ${strict.status}` : `no HTTP answer (${strict.error})`}`);
+
+  head('a config change: routing.yaml edited to 50/50 (the control plane watches --config)');
+  const t1 = Date.now();
+  m.writeConfig({ 'routing.yaml': meshConfigYaml({ v2Weight: 50 })['routing.yaml'] });
+  // Served when the client's sidecar runs the new version (proxy-status) -- bounded.
+  const before50 = (await m.get('cp', CP_IP, 15014, '/debug/proxy-status')).body ?? '';
+  const clientVersion = (body: string) => (JSON.parse(body) as { proxies: { name: string; ackedVersion: string | null }[] }).proxies.find((p) => p.name === 'client-0.frontend')?.ackedVersion;
+  const old = clientVersion(before50);
+  let acked = old;
+  while (acked === old && Date.now() - t1 < 10_000) {
+    await new Promise((r) => setTimeout(r, 20));
+    acked = clientVersion((await m.get('cp', CP_IP, 15014, '/debug/proxy-status')).body ?? '{"proxies":[]}');
+  }
+  out(`  the client's sidecar runs the new view ${acked !== old ? `${Date.now() - t1} ms after the edit` : 'NOT within 10 s'}`);
+  const half = await m.getMany('client', REVIEWS_VIP, 9080, '/reviews', 100);
+  out(`  100 requests: v1 ${half.filter((x) => serverOf(x.body) === 'reviews-v1').length}, v2 ${half.filter((x) => serverOf(x.body) === 'reviews-v2').length}`);
 
   head('metrics (Prometheus /stats/prometheus on :15020 of each pod)');
   const client = (await m.get('outside', pod('client').ip, 15020, '/stats/prometheus')).body ?? '';

@@ -61,7 +61,8 @@ const podName = (p: PodInfo) => (p.labels.app === 'reviews' ? `reviews-${p.name}
 const yamlLabels = (l: Record<string, string>) => `{${Object.entries(l).map(([k, v]) => `${k}: ${v}`).join(', ')}}`;
 
 /** The objects `meshgate control` reads; `options` are the parts the test changes. */
-export function meshConfigYaml(options: { registryOnly?: boolean; teapotHeader?: boolean } = {}): Record<string, string> {
+export function meshConfigYaml(options: { registryOnly?: boolean; teapotHeader?: boolean; v2Weight?: number } = {}): Record<string, string> {
+  const v2Weight = options.v2Weight ?? 10;
   const pods = PODS.map((p) => {
     const labels = { ...p.labels, ...(p.meshed ? { 'security.istio.io/tlsMode': 'istio' } : {}) };
     const ports = p.labels.app === 'reviews' ? ', ports: [{name: http, containerPort: 9080}, {name: tcp-echo, containerPort: 9000}]' : '';
@@ -146,9 +147,9 @@ ${teapot}  - match:
     - destination: {host: reviews, subset: v2}
   - route:
     - destination: {host: reviews, subset: v1}
-      weight: 90
+      weight: ${100 - v2Weight}
     - destination: {host: reviews, subset: v2}
-      weight: 10
+      weight: ${v2Weight}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
