@@ -111,7 +111,9 @@ export async function controlCommand(args: string[], fail: Fail, waitForSignal: 
   const { startControlPlane } = await import('../control/control-plane.js');
   // The Kubernetes client is loaded only with --kubernetes.
   const kubernetes = opts.kubernetesFlags === null ? null : { client: (await import('../providers/kubernetes/api-client.js')).ApiClient.load(opts.kubernetesFlags.kubeconfig), watchNamespaces: opts.kubernetesFlags.watchNamespaces };
-  const cp = await startControlPlane({ ...opts, kubernetes });
+  // Each sidecar's view (config push): the real per-proxy translation, loaded with the control plane.
+  const { translateSidecar } = await import('../translate/sidecar/index.js');
+  const cp = await startControlPlane({ ...opts, kubernetes, sidecarTranslate: translateSidecar });
   let webhook: { close(): Promise<void> } | null = null;
   let caBundle: { stop(): void } | null = null;
   try {

@@ -23,6 +23,7 @@ import { createObservability, type Observability, type ObservabilityOptions } fr
 import { meshIdentity, setMeshIdentity, type MeshIdentityMaterial } from '../upstream/mesh-identity.js';
 import { inheritedTransparentFds, listenTransparent } from '../../mesh/capture/transparent.js';
 import { OutboundHandler, plainAddress } from './outbound.js';
+import { appProbeHandler } from './app-probe.js';
 
 /** What the sidecar needs of the inbound side (implemented by `./inbound.ts`, sc-inbound). */
 export interface InboundSide {
@@ -65,12 +66,15 @@ export class SidecarRuntime {
   readonly #servers: net.Server[] = [];
   readonly #selfPorts = new Set<number>();
   #closed = false;
+  /** The app's original probes, rewritten by inject to `/app-health/...` on 15020 (ISTIO_KUBE_APP_PROBERS). */
+  readonly #appProbes = appProbeHandler();
   /** Ports actually bound (tests pass 0). */
   readonly bound = { outbound: [] as number[], inbound: [] as number[], health: [] as number[], status: [] as number[] };
 
   constructor(o: SidecarRuntimeOptions) {
     this.#o = o;
     this.#log = o.log;
+    if (this.#appProbes.error !== null) this.#log.warn('app probes not served', { error: this.#appProbes.error });
   }
 
   /** The version being served; null before the first view. */
@@ -202,6 +206,7 @@ export class SidecarRuntime {
       res.writeHead(this.ready ? 200 : 503).end();
       return;
     }
+    if (kind === 'status' && (await this.#appProbes.serve(path, res))) return;
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
   }
 
