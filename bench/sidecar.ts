@@ -162,14 +162,22 @@ interface ProcMem {
   rssAnonKiB: number;
   /** File-backed resident pages (the node binary and libraries, shared with every other Node process). */
   rssFileKiB: number;
+  /** Proportional set size (/proc/PID/smaps_rollup): shared pages divided among the processes sharing them. */
+  pssKiB: number;
 }
 
 function readMem(pid: number): ProcMem | null {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? 0);
-    return { pid, uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1), command: cmd.map((a) => path.basename(a)).slice(0, 3).join(' '), vmRssKiB: kib('VmRSS'), rssAnonKiB: kib('RssAnon'), rssFileKiB: kib('RssFile') };
+    const kib = (k: string, text = status) => Number(new RegExp(`^${k}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? 0);
+    let rollup = '';
+    try {
+      rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    } catch {
+      // kernels without smaps_rollup: Pss reads 0
+    }
+    return { pid, uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1), command: cmd.map((a) => path.basename(a)).slice(0, 3).join(' '), vmRssKiB: kib('VmRSS'), rssAnonKiB: kib('RssAnon'), rssFileKiB: kib('RssFile'), pssKiB: kib('Pss', rollup) };
   } catch {
     return null;
   }
@@ -438,8 +446,8 @@ async function main(): Promise<number> {
     const proxy = mems.find((m) => m.uid !== 0) ?? null;
     return {
       processes: mems,
-      proxy: proxy === null ? null : { vmRssMiB: mib(proxy.vmRssKiB), rssAnonMiB: mib(proxy.rssAnonKiB), rssFileMiB: mib(proxy.rssFileKiB) },
-      total: { vmRssMiB: mib(mems.reduce((s, m) => s + m.vmRssKiB, 0)), rssAnonMiB: mib(mems.reduce((s, m) => s + m.rssAnonKiB, 0)), rssFileMiB: mib(mems.reduce((s, m) => s + m.rssFileKiB, 0)) },
+      proxy: proxy === null ? null : { vmRssMiB: mib(proxy.vmRssKiB), rssAnonMiB: mib(proxy.rssAnonKiB), rssFileMiB: mib(proxy.rssFileKiB), pssMiB: mib(proxy.pssKiB) },
+      total: { vmRssMiB: mib(mems.reduce((s, m) => s + m.vmRssKiB, 0)), rssAnonMiB: mib(mems.reduce((s, m) => s + m.rssAnonKiB, 0)), rssFileMiB: mib(mems.reduce((s, m) => s + m.rssFileKiB, 0)), pssMiB: mib(mems.reduce((s, m) => s + m.pssKiB, 0)) },
     };
   };
   const idle = { client: memSummary(idleMem.client), server: memSummary(idleMem.server) };
@@ -499,7 +507,7 @@ async function main(): Promise<number> {
     for (const pod of ['client', 'server'] as const) {
       const m = idle[pod];
       const l = afterLoad[pod];
-      out.push(`${pod} sidecar RSS idle (${idleSeconds} s, certificate + view): proxy process VmRSS ${f(m.proxy?.vmRssMiB ?? NaN, 1)} MiB (RssAnon ${f(m.proxy?.rssAnonMiB ?? NaN, 1)}, RssFile ${f(m.proxy?.rssFileMiB ?? NaN, 1)}); whole sidecar (${m.processes.map((p) => `${p.command} uid ${p.uid}`).join(', ')}) VmRSS ${f(m.total.vmRssMiB, 1)} MiB (RssAnon ${f(m.total.rssAnonMiB, 1)}); after the load: proxy ${f(l.proxy?.vmRssMiB ?? NaN, 1)} MiB, whole ${f(l.total.vmRssMiB, 1)} MiB`);
+      out.push(`${pod} sidecar RSS idle (${idleSeconds} s, certificate + view): proxy process VmRSS ${f(m.proxy?.vmRssMiB ?? NaN, 1)} MiB (RssAnon ${f(m.proxy?.rssAnonMiB ?? NaN, 1)}, RssFile ${f(m.proxy?.rssFileMiB ?? NaN, 1)}, Pss ${f(m.proxy?.pssMiB ?? NaN, 1)}); whole sidecar (${m.processes.map((p) => `${p.command} uid ${p.uid}`).join(', ')}) VmRSS ${f(m.total.vmRssMiB, 1)} MiB (RssAnon ${f(m.total.rssAnonMiB, 1)}, Pss ${f(m.total.pssMiB, 1)}); after the load: proxy ${f(l.proxy?.vmRssMiB ?? NaN, 1)} MiB, whole ${f(l.total.vmRssMiB, 1)} MiB`);
     }
     out.push('');
     out.push('targets (issue 16):');
