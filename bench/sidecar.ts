@@ -3,7 +3,7 @@
  * traffic through two `meshgate sidecar`s, in the network-namespace lab (test/mesh/lab.ts), same run.
  *
  *   node dist/bench/sidecar.js [--rate 500] [--connections 16] [--duration 10] [--warmup 3]
- *                              [--rounds 1] [--idle 5] [--body 1024] [--no-pin] [--timeout SECONDS] [--json]
+ *                              [--rounds 1] [--idle 5] [--body 1024] [--pin] [--timeout SECONDS] [--json]
  *
  * Lab (root, iproute2, iptables, perl, setpriv; reference/mesh.md §6):
  *   client   10.250.0.2  meshgate capture + sidecar (default/client, view meshClientView) + the load
@@ -27,9 +27,12 @@
  * over a window inside the measured part, divided by the requests the server app counted in that same
  * window; vCPU per 1000 req/s = CPU ms per 1k requests ÷ 1000. RSS: VmRSS and RssAnon
  * (/proc/PID/status) of each sidecar process after IDLE seconds idle, holding its certificate and view.
- * Pinning (taskset, unless --no-pin or one CPU): both sidecars on CPU1; the load, apps, control plane
- * and this harness on CPU0. The machine may be shared: the output gives the load average and the CPU
- * that processes outside this bench used during each measured window.
+ * Pinning (--pin, with taskset and 2+ CPUs): both sidecars on CPU1; the load, apps, control plane and
+ * this harness on CPU0, as bench/engine.ts does. Off by default: on a shared, busy 2-core machine two
+ * sidecars pinned to one contended core got too little of it and the mesh path fell to 200 req/s (a
+ * queue growing for seconds), while unpinned it kept 500 req/s in the same minutes. The output gives
+ * the load average and the CPU that processes outside this bench used during each measured window.
+ * A run whose load saw errors or fell behind is reported but left out of the medians.
  *
  * Every process started here is killed by PID, and the lab's namespaces deleted, at the end, on error,
  * on SIGINT/SIGTERM and when the overall time bound passes. Exit 1 when a run saw errors or failed,
@@ -62,7 +65,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     idle: { type: 'string', default: '5' },
     body: { type: 'string', default: '1024' },
-    'no-pin': { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
     timeout: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
@@ -152,6 +155,39 @@ interface RunResult {
   /** CPU (ms, per second of the window) of processes outside this bench, per CPU, and the machine's busy CPUs. */
   othersCpuPercent: number;
   machineBusyPercent: number[];
+  /** TCP counters of the client pod and the server pod over the whole run (warm-up included). */
+  tcp: { client: TcpCounters; server: TcpCounters };
+}
+
+interface TcpCounters {
+  activeOpens: number;
+  passiveOpens: number;
+  retransSegs: number;
+  listenOverflows: number;
+  listenDrops: number;
+}
+
+/** TCP counters of a network namespace (its /proc/net/snmp and /proc/net/netstat). */
+function tcpCounters(ns: string): TcpCounters {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp', '/proc/net/netstat'], { encoding: 'utf8', timeout: 10_000 });
+  const text = r.stdout ?? '';
+  const table = (prefix: string): Map<string, number> => {
+    const out = new Map<string, number>();
+    const lines = text.split('\n').filter((l) => l.startsWith(`${prefix}:`));
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const k = lines[i].split(/\s+/).slice(1);
+      const v = lines[i + 1].split(/\s+/).slice(1);
+      k.forEach((name, j) => out.set(name, Number(v[j])));
+    }
+    return out;
+  };
+  const tcp = table('Tcp');
+  const ext = table('TcpExt');
+  return { activeOpens: tcp.get('ActiveOpens') ?? 0, passiveOpens: tcp.get('PassiveOpens') ?? 0, retransSegs: tcp.get('RetransSegs') ?? 0, listenOverflows: ext.get('ListenOverflows') ?? 0, listenDrops: ext.get('ListenDrops') ?? 0 };
+}
+
+function tcpDelta(a: TcpCounters, b: TcpCounters): TcpCounters {
+  return { activeOpens: b.activeOpens - a.activeOpens, passiveOpens: b.passiveOpens - a.passiveOpens, retransSegs: b.retransSegs - a.retransSegs, listenOverflows: b.listenOverflows - a.listenOverflows, listenDrops: b.listenDrops - a.listenDrops };
 }
 
 interface ProcMem {
@@ -226,7 +262,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const cpus = os.cpus().length;
-  const pin = !values['no-pin'] && tasksetAvailable(cpus);
+  const pin = values.pin && tasksetAvailable(cpus);
   const onCpu = (cpu: number, argv: string[]) => (pin ? ['taskset', '-c', String(cpu), ...argv] : argv);
   if (pin) pinSelf(0);
   const loadAvgStart = os.loadavg();
@@ -356,6 +392,7 @@ async function main(): Promise<number> {
       const target = which === 'direct' ? IPS.dserver : IPS.vip;
       log(`round ${round}/${rounds}: ${which} (${rate} req/s, ${connections} connections, ${warmup} s warm-up + ${duration} s)`);
       const t0 = performance.now();
+      const tcpBefore = { client: tcpCounters(L.ns(pod)), server: tcpCounters(L.ns(appPod)) };
       const load = L.spawn(pod, onCpu(0, [process.execPath, '--import', CONNECT_SHIM, LOAD, '9080', HOST, '/', String(rate), String(connections), String(duration), String(warmup)]), { LOAD_CONNECT_HOST: target });
       const sidecarTrees = () => ({ client: processTree(sidecars.client.child.pid!), server: processTree(sidecars.server.child.pid!) });
       // The window: from the end of the warm-up (counted from the spawn, so it starts inside the
@@ -388,6 +425,7 @@ async function main(): Promise<number> {
       };
       const timer = setTimeout(() => load.child.kill('SIGKILL'), (perRunSeconds + 10) * 1000 - (performance.now() - t0));
       const code = await load.exited;
+      const tcp = { client: tcpDelta(tcpBefore.client, tcpCounters(L.ns(pod))), server: tcpDelta(tcpBefore.server, tcpCounters(L.ns(appPod))) };
       clearTimeout(timer);
       await new Promise<void>((resolve) => (load.child.stdout!.readableEnded ? resolve() : load.child.stdout!.once('close', () => resolve())));
       const line = load.stdout.find((l) => l.startsWith('{"sent"'));
@@ -415,6 +453,7 @@ async function main(): Promise<number> {
         loadCpuMsPer1k: per1k(b.loadCpu - a.loadCpu),
         othersCpuPercent: Math.max(0, ((machineBusyMs - (b.ours - a.ours)) / (windowSeconds * 1000)) * 100),
         machineBusyPercent: busyPercent,
+        tcp,
       });
       if (result.errors > 0 || result.completed === 0) failed = true;
       if (which === 'mesh' && b.app.xfcc - a.app.xfcc !== windowRequests) {
@@ -428,13 +467,14 @@ async function main(): Promise<number> {
   const loadAvgEnd = os.loadavg();
 
   // ---- summary ----
-  const of = (p: 'direct' | 'mesh') => runs.filter((r) => r.path === p);
+  const valid = (r: RunResult) => r.load.errors === 0 && r.load.completed > 0 && r.load.achievedRate >= rate * 0.98;
+  const of = (p: 'direct' | 'mesh') => runs.filter((r) => r.path === p && valid(r));
   const med = (p: 'direct' | 'mesh', k: keyof LoadResult) => median(of(p).map((r) => r.load[k]));
   const addedPerRound = (k: 'p50Ms' | 'p99Ms' | 'p999Ms') => {
     const out: number[] = [];
     for (let r = 1; r <= rounds; r++) {
-      const d = runs.find((x) => x.round === r && x.path === 'direct');
-      const m = runs.find((x) => x.round === r && x.path === 'mesh');
+      const d = runs.find((x) => x.round === r && x.path === 'direct' && valid(x));
+      const m = runs.find((x) => x.round === r && x.path === 'mesh' && valid(x));
       if (d && m) out.push(m.load[k] - d.load[k]);
     }
     return out;
@@ -474,6 +514,7 @@ async function main(): Promise<number> {
       idleRssMiB: idle,
       afterLoadRssMiB: afterLoad,
       othersCpuPercentMax: othersMax,
+      runsLeftOut: runs.filter((r) => !valid(r)).map((r) => `round ${r.round} ${r.path}`),
     },
     targets: {
       addedP99Ms: { target: TARGETS.addedP99Ms, measured: added.p99Ms, met: added.p99Ms <= TARGETS.addedP99Ms },
@@ -499,7 +540,11 @@ async function main(): Promise<number> {
       out.push(`| ${r.round} | ${r.path} | ${f(r.load.achievedRate, 1)} | ${r.load.errors} | ${f(r.load.p50Ms)} | ${f(r.load.p90Ms)} | ${f(r.load.p99Ms)} | ${f(r.load.p999Ms)} | ${f(r.load.maxMs)} | ${r.sidecarCpuMs === null ? '—' : `${f(r.sidecarCpuMsPer1k, 1)} (client ${f((r.sidecarCpuMs.client * 1000) / r.windowRequests, 1)} + server ${f((r.sidecarCpuMs.server * 1000) / r.windowRequests, 1)})`} | ${f(r.appCpuMsPer1k, 1)} | ${f(r.loadCpuMsPer1k, 1)} | ${r.othersCpuPercent.toFixed(0)}% |`);
     }
     out.push('');
+    const tcpText = (c: TcpCounters) => `${c.activeOpens} connects, ${c.passiveOpens} accepts, ${c.retransSegs} retransmitted segments, ${c.listenOverflows} listen overflows`;
+    for (const r of runs) out.push(`TCP, round ${r.round} ${r.path} (whole run): client pod ${tcpText(r.tcp.client)}; server pod ${tcpText(r.tcp.server)}`);
+    out.push('');
     const s = report.summary;
+    if (s.runsLeftOut.length > 0) out.push(`left out of the medians (errors, or below ${rate * 0.98} req/s): ${s.runsLeftOut.join(', ')}`);
     out.push(`direct: p50 ${f(s.direct.p50Ms)} ms, p99 ${f(s.direct.p99Ms)} ms, p99.9 ${f(s.direct.p999Ms)} ms`);
     out.push(`mesh:   p50 ${f(s.mesh.p50Ms)} ms, p99 ${f(s.mesh.p99Ms)} ms, p99.9 ${f(s.mesh.p999Ms)} ms`);
     out.push(`added by the two sidecars: p50 ${f(added.p50Ms)} ms, p99 ${f(added.p99Ms)} ms, p99.9 ${f(added.p999Ms)} ms`);
