@@ -464,6 +464,23 @@ async function main(): Promise<number> {
     }
   }
   const loadMem = { client: memOf('client'), server: memOf('server') };
+  // What the sidecars logged at warn or error level over the whole bench (deduplicated by message).
+  const sidecarWarnings = (pod: 'client' | 'server'): { count: number; messages: string[] } => {
+    const lines = [...sidecars[pod].stdout, ...sidecars[pod].stderr.join('').split('\n')].filter((l) => /"level":"(warn|error)"|\b(WARN|ERROR)\b/.test(l));
+    const messages = new Map<string, number>();
+    for (const l of lines) {
+      let key = l.slice(0, 200);
+      try {
+        const j = JSON.parse(l) as { msg?: string; message?: string; error?: string };
+        key = `${j.msg ?? j.message ?? ''}${j.error ? `: ${j.error}` : ''}`.slice(0, 200);
+      } catch {
+        // not JSON: the line itself
+      }
+      messages.set(key, (messages.get(key) ?? 0) + 1);
+    }
+    return { count: lines.length, messages: [...messages].slice(0, 8).map(([m, n]) => `${n}× ${m}`) };
+  };
+  const warnings = { client: sidecarWarnings('client'), server: sidecarWarnings('server') };
   const loadAvgEnd = os.loadavg();
 
   // ---- summary ----
@@ -514,6 +531,7 @@ async function main(): Promise<number> {
       idleRssMiB: idle,
       afterLoadRssMiB: afterLoad,
       othersCpuPercentMax: othersMax,
+      sidecarWarnings: warnings,
       runsLeftOut: runs.filter((r) => !valid(r)).map((r) => `round ${r.round} ${r.path}`),
     },
     targets: {
@@ -553,6 +571,9 @@ async function main(): Promise<number> {
       const m = idle[pod];
       const l = afterLoad[pod];
       out.push(`${pod} sidecar RSS idle (${idleSeconds} s, certificate + view): proxy process VmRSS ${f(m.proxy?.vmRssMiB ?? NaN, 1)} MiB (RssAnon ${f(m.proxy?.rssAnonMiB ?? NaN, 1)}, RssFile ${f(m.proxy?.rssFileMiB ?? NaN, 1)}, Pss ${f(m.proxy?.pssMiB ?? NaN, 1)}); whole sidecar (${m.processes.map((p) => `${p.command} uid ${p.uid}`).join(', ')}) VmRSS ${f(m.total.vmRssMiB, 1)} MiB (RssAnon ${f(m.total.rssAnonMiB, 1)}, Pss ${f(m.total.pssMiB, 1)}); after the load: proxy ${f(l.proxy?.vmRssMiB ?? NaN, 1)} MiB, whole ${f(l.total.vmRssMiB, 1)} MiB`);
+    }
+    for (const pod of ['client', 'server'] as const) {
+      if (warnings[pod].count > 0) out.push(`${pod} sidecar logged ${warnings[pod].count} warn/error lines: ${warnings[pod].messages.join('; ')}`);
     }
     out.push('');
     out.push('targets (issue 16):');
