@@ -43,6 +43,7 @@ import { ControlMetrics } from '../observability/control-metrics.js';
 import { parseKubernetesOptions, podNamespace, type KubernetesRunOptions } from './kubernetes-options.js';
 import { CAPTURE_USAGE, captureCommand } from '../mesh/capture/apply.js';
 import { INJECT_USAGE, injectCommand } from '../mesh/inject/cli.js';
+import { SIDECAR_USAGE } from './sidecar.js';
 import { MESH_CLIENT_FLAGS, parseMeshClientOptions } from './mesh-client-options.js';
 import type { MeshClientOptions } from '../mesh/identity/options.js';
 
@@ -81,7 +82,8 @@ ${OBSERVABILITY_USAGE}
   meshgate proxy-status [--admin HOST:PORT] [--output table|json]
   meshgate --version
   meshgate COMMAND --help
-${CAPTURE_USAGE}${INJECT_USAGE}`;
+${CAPTURE_USAGE}${INJECT_USAGE}  ${SIDECAR_USAGE}
+`;
 
 const TRANSLATE_FLAGS = {
   'http-port': { type: 'string' },
@@ -427,7 +429,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate, demo, control, token, proxy-status, capture or inject)`);
+      throw new UsageError(`unknown command "${command}" (expected run, validate, translate, routes, clusters, migrate, demo, control, token, proxy-status, capture, inject or sidecar)`);
   }
 }
 
