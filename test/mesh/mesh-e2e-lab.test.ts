@@ -129,6 +129,9 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.ok(src.length > 0, client.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n'));
     assert.match(src.join('\n'), /source_workload="client"/);
     assert.match(src.join('\n'), /source_workload_namespace="frontend"/);
+    // The destination side of the client's series comes from the view's workload table.
+    assert.match(src.join('\n'), new RegExp(`destination_principal="spiffe://${TD}/ns/bookinfo/sa/reviews"`));
+    assert.match(src.join('\n'), /destination_workload="reviews(-v[12])?"/);
     const dst = metricLines(server, 'istio_requests_total{', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/frontend/sa/client"`, `destination_principal="spiffe://${TD}/ns/bookinfo/sa/reviews"`, 'connection_security_policy="mutual_tls"', 'response_code="200"');
     assert.ok(dst.length > 0, server.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n'));
     assert.ok(metricLines(server, 'istio_requests_total{', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/other/sa/intruder"`, 'response_code="403"').length + metricLines((await m.get('outside', pod('v2').ip, 15020, '/stats/prometheus')).body ?? '', 'istio_requests_total{', `source_principal="spiffe://${TD}/ns/other/sa/intruder"`, 'response_code="403"').length > 0, 'the denied call is counted at the destination');
