@@ -206,5 +206,7 @@ test('the Dockerfile: node:20-slim, npm ci, build, non-root', () => {
   assert.match(text, /npm ci/);
   assert.match(text, /tsc -p tsconfig.json/);
   assert.match(text, /^USER 10001:10001$/m);
+  // The capture init container of injected pods runs iptables-restore and ip from this image.
+  assert.match(text, /apt-get install[^\n]*\biptables\b[^\n]*\biproute2\b/);
   assert.equal(one('Deployment', 'meshgate').spec.template.spec.securityContext.runAsUser, 10001);
 });
