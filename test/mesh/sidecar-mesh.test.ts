@@ -114,6 +114,8 @@ describe('two meshgate sidecars: outbound auto mTLS to a STRICT inbound', { skip
     assert.equal(b.remote, '127.0.0.6');
     assert.match(b.headers['x-forwarded-client-cert'] ?? '', /URI=spiffe:\/\/cluster\.local\/ns\/default\/sa\/client/);
     assert.match(b.headers['x-forwarded-client-cert'] ?? '', /By=spiffe:\/\/cluster\.local\/ns\/default\/sa\/reviews/);
+    // Neither sidecar appends its peer to x-forwarded-for (Envoy's sidecars: use_remote_address false).
+    assert.equal(b.headers['x-forwarded-for'], undefined);
   });
 
   test('STRICT: the non-meshed pod gets no HTTP answer from the server pod', async () => {

@@ -230,6 +230,9 @@ export class OutboundHandler {
     } catch (err) {
       throw new Error(`outbound tables of ${ir.version} do not compile: ${(err as Error).message}`);
     }
+    // Envoy's sidecar outbound (`use_remote_address: false`): the app's own address is not appended
+    // to x-forwarded-for, as the gateway does for its clients.
+    for (const l of compiled.listeners) l.security.appendXff = false;
     const services = new Map<string, OutboundService>();
     for (const s of view.outbound) for (const a of s.addresses) if (isVip(s, a)) setOnce(services, key(a, s.port), s);
     for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(a, s.port), s);
