@@ -1,17 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFile } from '../../providers/file/load.js';
-import { checkObjects } from '../../api/kinds.js';
-import { ResourceSet } from '../../resources/resource-set.js';
-import type { KubeObject } from '../../resources/types.js';
-import type { Diagnostic } from '../../lib/diagnostic.js';
-import { validateIR } from '../../ir/validate.js';
-import { translate, DEFAULT_TRANSLATE_OPTIONS } from '../index.js';
-import { TranslateContext } from '../types.js';
-import { translateSidecar, type SidecarProxyMeta } from './index.js';
-import { fromPortName, serviceEntryPortProtocol, servicePortProtocol } from './protocol.js';
-import { egressAdmits, exportedTo, parseEgressHost, sidecarScope } from './scope.js';
-import { vhostDomains } from './outbound.js';
+import { parseFile } from '../../src/providers/file/load.js';
+import { checkObjects } from '../../src/api/kinds.js';
+import { ResourceSet } from '../../src/resources/resource-set.js';
+import type { KubeObject } from '../../src/resources/types.js';
+import type { Diagnostic } from '../../src/lib/diagnostic.js';
+import { validateIR } from '../../src/ir/validate.js';
+import { translate, DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
+import { TranslateContext } from '../../src/translate/types.js';
+import { translateSidecar, type SidecarProxyMeta } from '../../src/translate/sidecar/index.js';
+import { fromPortName, serviceEntryPortProtocol, servicePortProtocol } from '../../src/translate/sidecar/protocol.js';
+import { egressAdmits, exportedTo, parseEgressHost, sidecarScope } from '../../src/translate/sidecar/scope.js';
+import { vhostDomains } from '../../src/translate/sidecar/outbound.js';
 
 function resources(yaml: string, file = 'test.yaml'): ResourceSet {
   const objects: KubeObject[] = [];
