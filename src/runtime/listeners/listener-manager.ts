@@ -24,7 +24,7 @@ import { internalFailure } from '../http/internal-failure.js';
 import type { Downstream } from '../http/downstream.js';
 import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
 import { EDGE_LIMITS } from './edge-limits.js';
-import { parseClientHello } from '../tcp/client-hello.js';
+import { peekClientHello } from '../tcp/client-hello.js';
 
 /** Server settings for an edge proxy (hardening.md §3). */
 export const SERVER_OPTIONS = {
@@ -207,20 +207,7 @@ const PEEK_TIMEOUT_MS = 10_000;
 function onPassthroughFront(rec: ListenerRecord, relay: PassthroughRelay | null, socket: net.Socket): void {
   socket.setNoDelay(true);
   socket.on('error', noop);
-  let seen: Buffer = Buffer.alloc(0);
-  const timer = setTimeout(() => socket.destroy(), PEEK_TIMEOUT_MS);
-  const onEnd = (): void => {
-    clearTimeout(timer);
-    socket.destroy();
-  };
-  const onData = (chunk: Buffer): void => {
-    seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
-    const hello = parseClientHello(seen);
-    if (hello.kind === 'need-more') return;
-    socket.removeListener('data', onData);
-    socket.removeListener('end', onEnd);
-    clearTimeout(timer);
-    socket.pause();
+  peekClientHello(socket, PEEK_TIMEOUT_MS, (hello, seen) => {
     const sni = hello.kind === 'sni' ? hello.serverName : '';
     const alpn = hello.kind === 'sni' || hello.kind === 'no-sni' ? hello.alpn : [];
     if (hello.kind === 'sni' && relay !== null && relay(rec.compiled.key, socket, sni, alpn, seen)) return;
@@ -230,9 +217,7 @@ function onPassthroughFront(rec: ListenerRecord, relay: PassthroughRelay | null,
     socket.allowHalfOpen = false;
     socket.unshift(seen);
     engine.emit('connection', socket);
-  };
-  socket.on('data', onData);
-  socket.once('end', onEnd);
+  });
 }
 
 export class ListenerManager {

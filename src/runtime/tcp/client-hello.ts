@@ -4,6 +4,8 @@
  * ClientHello record(s) arrived, `not-tls` for anything that is not a TLS handshake.
  */
 
+import type { Socket } from 'node:net';
+
 /** Largest ClientHello accepted (hardening T-03: over 16 KiB or malformed -> close). */
 export const MAX_CLIENT_HELLO = 16 * 1024;
 
@@ -96,4 +98,30 @@ function sniOf(h: Buffer): ClientHelloResult {
   } catch {
     return { kind: 'not-tls' };
   }
+}
+
+/**
+ * Reads a connection until its ClientHello is complete (or proves not to be one), writing nothing,
+ * then pauses it and calls `done` with the result and every byte read (to relay or put back). A
+ * client that half-closes first, or sends no whole ClientHello within `timeoutMs`, is destroyed.
+ */
+export function peekClientHello(socket: Socket, timeoutMs: number, done: (hello: Exclude<ClientHelloResult, { kind: 'need-more' }>, seen: Buffer) => void): void {
+  let seen: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  const onEnd = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+    const hello = parseClientHello(seen);
+    if (hello.kind === 'need-more') return;
+    socket.removeListener('data', onData);
+    socket.removeListener('end', onEnd);
+    clearTimeout(timer);
+    socket.pause();
+    done(hello, seen);
+  };
+  socket.on('data', onData);
+  socket.once('end', onEnd);
 }

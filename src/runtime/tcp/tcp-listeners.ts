@@ -30,7 +30,7 @@ import { checkClientCertificate } from '../listeners/client-cert.js';
 import { secureContextOptions } from '../listeners/tls-contexts.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { upstreamTlsOptions } from '../upstream/upstream-tls.js';
-import { parseClientHello } from './client-hello.js';
+import { peekClientHello } from './client-hello.js';
 
 /** Time a TLS passthrough connection has to send its ClientHello (Envoy's listener filter timeout is 15 s). */
 export const PEEK_TIMEOUT_MS = 10_000;
@@ -452,25 +452,10 @@ export class TcpListenerManager {
       return;
     }
     // TLS passthrough: read until the SNI is known; nothing is written to the client meanwhile.
-    let seen: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => client.destroy(), PEEK_TIMEOUT_MS);
-    const onData = (chunk: Buffer): void => {
-      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
-      const r = parseClientHello(seen);
-      if (r.kind === 'need-more') return;
-      client.removeListener('data', onData);
-      client.removeListener('end', onEnd);
-      clearTimeout(timer);
-      client.pause();
+    peekClientHello(client, PEEK_TIMEOUT_MS, (r, seen) => {
       if (r.kind === 'not-tls') return void client.destroy();
       this.#route(rec, rec.compiled.routes, client, r.kind === 'sni' ? r.serverName : '', r.alpn, seen, obs);
-    };
-    const onEnd = (): void => {
-      clearTimeout(timer);
-      client.destroy();
-    };
-    client.on('data', onData);
-    client.once('end', onEnd);
+    });
   }
 
   /** A terminated handshake: the chain's version range and client-certificate policy, then its routes. */
