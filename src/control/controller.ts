@@ -65,8 +65,6 @@ export class Controller {
   /** Gateway API status of the last reload (`/gateway_api_status`); null before the first. */
   gatewayApiStatus: GatewayApiStatus | null = null;
   readonly reloads: ReloadRecord[] = [];
-  /** The objects of the last reload (see `onResources`); null before the first. */
-  resources: ResourceSet | null = null;
 
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
@@ -124,7 +122,6 @@ export class Controller {
     const result = this.#pipeline.run(loaded);
     this.diagnostics = result.diagnostics;
     this.#opts.onDiagnostics?.(result.diagnostics);
-    this.resources = result.resources;
     this.#opts.onResources?.(result.resources);
     if (result.gatewayApiStatus) {
       this.gatewayApiStatus = result.gatewayApiStatus;
