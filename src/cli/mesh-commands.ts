@@ -21,10 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { ControlPlaneOptions } from '../control/control-plane.js';
 import { DEFAULT_INJECT_OPTIONS, type InjectOptions } from '../mesh/inject/inject.js';
 
-/** The name the control plane's certificates carry (control-plane.ts ISTIOD_SAN; not imported, to keep that module lazy). */
-const ISTIOD_SAN = 'istiod.istio-system.svc';
-/** control/mesh-kubernetes.ts INJECTOR_WEBHOOK_CONFIG (same reason). */
-const INJECTOR_WEBHOOK_CONFIG = 'meshgate-sidecar-injector';
+import { INJECTOR_WEBHOOK_CONFIG, startInjectionWebhook } from '../mesh/inject/webhook.js';
 
 type Fail = (message: string) => never;
 
@@ -108,7 +105,7 @@ export async function tokenCommand(args: string[], fail: Fail): Promise<number> 
 
 export async function controlCommand(args: string[], fail: Fail, waitForSignal: () => Promise<void>): Promise<number> {
   const opts = parseControlOptions(args, fail);
-  const { startControlPlane } = await import('../control/control-plane.js');
+  const { startControlPlane, ISTIOD_SAN } = await import('../control/control-plane.js');
   // The Kubernetes client is loaded only with --kubernetes.
   const kubernetes = opts.kubernetesFlags === null ? null : { client: (await import('../providers/kubernetes/api-client.js')).ApiClient.load(opts.kubernetesFlags.kubeconfig), watchNamespaces: opts.kubernetesFlags.watchNamespaces };
   // Each sidecar's view (config push): the real per-proxy translation, loaded with the control plane.
@@ -118,7 +115,6 @@ export async function controlCommand(args: string[], fail: Fail, waitForSignal: 
   let caBundle: { stop(): void } | null = null;
   try {
     if (opts.webhook !== null) {
-      const { startInjectionWebhook } = await import('../mesh/inject/webhook.js');
       webhook = await startInjectionWebhook({ host: opts.listenHost, port: opts.webhook.port, ca: () => cp.ca, dnsNames: [ISTIOD_SAN], inject: opts.webhook.inject, log: opts.log.child({ component: 'injection-webhook' }) });
       opts.log.info('sidecar injection webhook started', { port: opts.webhook.port, path: '/inject' });
       if (kubernetes !== null) caBundle = (await import('../control/mesh-kubernetes.js')).keepWebhookCaBundle(kubernetes.client, opts.webhook.config, cp.ca.rootCertPem, opts.log.child({ component: 'injection-webhook' }));

@@ -143,9 +143,6 @@ export function publishRootCert(client: ApiClient, rootCertPem: string, log: Log
   };
 }
 
-/** The MutatingWebhookConfiguration of sidecar injection (deploy/mesh-control.yaml). */
-export const INJECTOR_WEBHOOK_CONFIG = 'meshgate-sidecar-injector';
-
 /**
  * Keeps `clientConfig.caBundle` of every webhook in MutatingWebhookConfiguration `name` equal to the
  * mesh root, now and every `intervalMs`, as istiod's webhook controller patches its injector's

@@ -24,6 +24,8 @@ import { injectManifests, type InjectOptions } from './inject.js';
 /** istiod's webhook port and path. */
 export const WEBHOOK_PORT = 15017;
 export const WEBHOOK_PATH = '/inject';
+/** The MutatingWebhookConfiguration of sidecar injection (deploy/mesh-control.yaml), whose caBundle `control` keeps. */
+export const INJECTOR_WEBHOOK_CONFIG = 'meshgate-sidecar-injector';
 /** Largest AdmissionReview read (a Pod with its manifest is far smaller). */
 const MAX_BODY = 4 * 1024 * 1024;
 
