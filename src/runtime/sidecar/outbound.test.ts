@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { classify, plainAddress, withPortlessDomains } from './outbound.js';
+import { classify, withPortlessDomains } from './outbound.js';
+import { plainAddress } from '../http/downstream.js';
 import { httpListener, named, vhost } from '../../../test/support/ir-builders.js';
 
 test('classify: TLS, h2c preface, HTTP/1 methods, opaque bytes, and when more bytes are needed', () => {

@@ -35,7 +35,7 @@ import { normalizeHost, selectVirtualHost } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
 import { internalFailure } from '../http/internal-failure.js';
-import type { Downstream } from '../http/downstream.js';
+import { plainAddress, type Downstream } from '../http/downstream.js';
 import { acceptH2Stream } from '../h2/h2-downstream.js';
 import { H1Engine } from '../h1/engine.js';
 import { createEngines, SessionTracker, sniffPlaintext, type HttpEngines } from '../listeners/http-front.js';
@@ -535,10 +535,6 @@ function isVip(s: OutboundService, a: string): boolean {
   return s.addresses[0] === a;
 }
 
-/** `::ffff:10.0.0.1` → `10.0.0.1`. */
-export function plainAddress(a: string): string {
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
-}
 
 /**
  * Istio lists each service domain with and without `:<port>` (`reviews`, `reviews:9080`,

@@ -22,7 +22,8 @@ import type { Logger } from '../../lib/log.js';
 import { createObservability, type Observability, type ObservabilityOptions } from '../../observability/observer.js';
 import { meshIdentity, setMeshIdentity, type MeshIdentityMaterial } from '../upstream/mesh-identity.js';
 import { inheritedTransparentFds, listenTransparent } from '../../mesh/capture/transparent.js';
-import { OutboundHandler, plainAddress } from './outbound.js';
+import { OutboundHandler } from './outbound.js';
+import { plainAddress } from '../http/downstream.js';
 import { appProbeHandler } from './app-probe.js';
 
 /** What the sidecar needs of the inbound side (implemented by `./inbound.ts`, sc-inbound). */
