@@ -78,6 +78,7 @@ ${OBSERVABILITY_USAGE}
   meshgate control --config DIR --ca-dir DIR [--listen 0.0.0.0:15012] [--trust-domain cluster.local]
                    [--admin-port 15014] [--cert-ttl 24h] [--webhook-port 15017 (default with --kubernetes; 0 = off)]
                    [--webhook-config meshgate-sidecar-injector] [--inject-image IMAGE] [--inject-control HOST:PORT]
+                   [--mesh-graph-interval 10s (0 = off)] [--mesh-graph-window 1m] [--mesh-graph-port 15020]
   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h]
   meshgate proxy-status [--admin HOST:PORT] [--output table|json]
   meshgate --version

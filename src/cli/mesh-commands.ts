@@ -4,6 +4,7 @@
  *   meshgate control (--config DIR --ca-dir DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]... [--ca-dir DIR])
  *                    [--listen 0.0.0.0:15012] [--trust-domain cluster.local] [--admin-port 15014] [--cert-ttl 24h] [--log-level info]
  *                    [--webhook-port 15017] [--webhook-config meshgate-sidecar-injector] [--inject-image IMAGE] [--inject-control HOST:PORT]
+ *                    [--mesh-graph-interval 10s] [--mesh-graph-window 1m] [--mesh-graph-port 15020]
  *   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h] [--trust-domain cluster.local]
  *
  * `token` prints the token alone on stdout; it creates the self-signed root exactly as `control`
@@ -50,7 +51,7 @@ export interface ControlCommandOptions extends ControlPlaneOptions {
 export function parseControlOptions(args: string[], fail: Fail): ControlCommandOptions {
   let v: Record<string, string | boolean | string[] | undefined>;
   try {
-    v = parseArgs({ args, options: { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true }, 'webhook-port': { type: 'string' }, 'webhook-config': { type: 'string' }, 'inject-image': { type: 'string' }, 'inject-control': { type: 'string' } }, strict: true, allowPositionals: false }).values;
+    v = parseArgs({ args, options: { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true }, 'webhook-port': { type: 'string' }, 'webhook-config': { type: 'string' }, 'inject-image': { type: 'string' }, 'inject-control': { type: 'string' }, 'mesh-graph-interval': { type: 'string' }, 'mesh-graph-window': { type: 'string' }, 'mesh-graph-port': { type: 'string' } }, strict: true, allowPositionals: false }).values;
   } catch (e) {
     return fail((e as Error).message.split('\n')[0]);
   }
@@ -73,8 +74,10 @@ export function parseControlOptions(args: string[], fail: Fail): ControlCommandO
   const injectControl = (v['inject-control'] as string | undefined) ?? DEFAULT_INJECT_OPTIONS.control;
   if (!/^(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):\d{1,5}$/.test(injectControl)) fail(`--inject-control: "${injectControl}" is not HOST:PORT`);
   const webhook = Number(webhookPort) === 0 ? null : { port: Number(webhookPort), config: (v['webhook-config'] as string | undefined) ?? INJECTOR_WEBHOOK_CONFIG, inject: { ...DEFAULT_INJECT_OPTIONS, image: (v['inject-image'] as string | undefined) ?? DEFAULT_INJECT_OPTIONS.image, control: injectControl } };
+  const meshGraph = parseMeshGraphFlags(v, fail);
   return {
     webhook,
+    meshGraph,
     configDir: k8s ? '' : path.resolve(v.config as string),
     caDir: typeof v['ca-dir'] === 'string' ? path.resolve(v['ca-dir']) : '',
     kubernetesFlags: k8s ? { kubeconfig: (v.kubeconfig as string | undefined) ?? null, watchNamespaces: (v['watch-namespace'] as string[] | undefined) ?? null } : null,
@@ -87,6 +90,23 @@ export function parseControlOptions(args: string[], fail: Fail): ControlCommandO
     log: new Logger(level as LogLevel, { component: 'meshgate-control' }),
     logLevel: level as LogLevel,
   };
+}
+
+/**
+ * `--mesh-graph-interval 10s` (0 = no mesh graph), `--mesh-graph-window 1m` (at least one
+ * interval), `--mesh-graph-port 15020` (the sidecars' metrics port): the dashboard's Mesh view.
+ */
+function parseMeshGraphFlags(v: Record<string, string | boolean | string[] | undefined>, fail: Fail): ControlPlaneOptions['meshGraph'] {
+  const interval = parseDuration((v['mesh-graph-interval'] as string | undefined) ?? '10s');
+  if (interval === null || interval < 0) fail(`--mesh-graph-interval: "${String(v['mesh-graph-interval'])}" is not a duration like 10s (0 = no mesh graph)`);
+  if (interval === 0) return null;
+  if (interval < 100) fail(`--mesh-graph-interval: ${String(v['mesh-graph-interval'])} is shorter than 100ms`);
+  const window = parseDuration((v['mesh-graph-window'] as string | undefined) ?? '1m');
+  if (window === null || window <= 0) fail(`--mesh-graph-window: "${String(v['mesh-graph-window'])}" is not a duration like 1m`);
+  if (window < interval) fail(`--mesh-graph-window: ${String(v['mesh-graph-window'] ?? '1m')} is shorter than --mesh-graph-interval (a rate needs two scrapes in the window)`);
+  const port = (v['mesh-graph-port'] as string | undefined) ?? '15020';
+  if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) fail(`--mesh-graph-port: "${port}" is not a port number (1-65535)`);
+  return { intervalMs: interval, windowMs: window, port: Number(port) };
 }
 
 export async function tokenCommand(args: string[], fail: Fail): Promise<number> {

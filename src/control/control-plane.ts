@@ -31,6 +31,8 @@ import { loadKubernetesCa, publishRootCert, TokenReviewAuthenticator } from './m
 import { ConfigPushServer } from '../mesh/push/server.js';
 import { configPushService } from '../mesh/push/proto.js';
 import type { SidecarTranslate } from '../mesh/push/types.js';
+import { DEFAULT_GRAPH_INTERVAL_MS, DEFAULT_GRAPH_WINDOW_MS, DEFAULT_SIDECAR_STATS_PORT, MeshGraphScraper, proxyTargets } from './mesh-graph/scraper.js';
+import { MESH_DASHBOARD_HTML, MESH_DASHBOARD_JS } from '../admin/dashboard/mesh-page.js';
 
 /** The name istiod's serving certificate carries and mesh clients verify, whatever address they dial. */
 export const ISTIOD_SAN = 'istiod.istio-system.svc';
@@ -60,6 +62,12 @@ export interface ControlPlaneOptions {
   sidecarTranslate?: SidecarTranslate;
   /** Push debounce, ms (default 100 after the last change, at most 10 000: PILOT_DEBOUNCE_AFTER/MAX). */
   pushDebounce?: { afterMs: number; maxMs: number };
+  /**
+   * The mesh graph (control/mesh-graph/, the dashboard's Mesh view): connected sidecars' metrics
+   * scraped every `intervalMs` at `port` of their pod IP, rates over `windowMs`. Default 10 s,
+   * 60 s, 15020; null = off.
+   */
+  meshGraph?: { intervalMs: number; windowMs: number; port: number } | null;
 }
 
 export interface ControlPlane {
@@ -70,6 +78,8 @@ export interface ControlPlane {
   controller: Controller;
   /** The config push to sidecars; null without `sidecarTranslate`. */
   push: ConfigPushServer | null;
+  /** The mesh graph's scraper; null when off or without the config push. */
+  meshGraph: MeshGraphScraper | null;
   /** Kubernetes mode: resolves after the first pass writing ConfigMap istio-ca-root-cert everywhere. */
   rootCertPublished: Promise<void>;
   stop(): Promise<void>;
@@ -109,7 +119,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const views = new ViewSource();
   const k8s = opts.kubernetes ?? null;
   const source = k8s !== null ? new KubernetesSource({ client: k8s.client, log: log.child({ component: 'kubernetes' }), watchNamespaces: k8s.watchNamespaces, secretLabelSelector: null }) : new DirectorySource(opts.configDir);
-  const servers: { grpc: grpc.Server | null; push: ConfigPushServer | null } = { grpc: null, push: null };
+  const servers: { grpc: grpc.Server | null; push: ConfigPushServer | null; graph: MeshGraphScraper | null } = { grpc: null, push: null, graph: null };
   // Each reload's objects go to the config push (created below, before the first reload).
   const controller = new Controller({ source, translate: opts.translate, dataPlane: views, log, onResources: (r) => servers.push?.setResources(r) });
   const admin: AdminServer = await startAdminServer(controller, opts.adminPort, '0.0.0.0', undefined, {
@@ -117,6 +127,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     '/debug/proxy-status': () => servers.push?.status() ?? { generation: 0, proxies: [], push: 'disabled (no sidecar translation)' },
     // The push's metrics (istiod's pilot_xds* equivalents), on the port Prometheus scrapes istiod at.
     '/metrics': async () => new AdminText('text/plain; version=0.0.4; charset=utf-8', (await servers.push?.metrics.text()) ?? ''),
+    // The mesh as Kiali draws it, from the sidecars' metrics (control/mesh-graph/), and the page drawing it.
+    '/mesh/graph': () => servers.graph?.graph() ?? { error: 'mesh graph disabled', nodes: [], edges: [], targets: [] },
+    '/debug/mesh-graph': () => servers.graph?.graph() ?? { error: 'mesh graph disabled', nodes: [], edges: [], targets: [] },
+    '/dashboard': () => new AdminText('text/html; charset=utf-8', MESH_DASHBOARD_HTML),
+    '/dashboard/': () => new AdminText('text/html; charset=utf-8', MESH_DASHBOARD_HTML),
+    '/dashboard/mesh.js': () => new AdminText('text/javascript; charset=utf-8', MESH_DASHBOARD_JS),
   });
   try {
     const material = opts.caDir !== '' || k8s === null ? await loadOrCreateCaDirectory(opts.caDir, { trustDomain: opts.trustDomain }) : await loadKubernetesCa(k8s.client, opts.trustDomain, log);
@@ -151,10 +167,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const push = new ConfigPushServer({ translate: opts.sidecarTranslate, translateOptions: opts.translate, authenticator, trustDomain: opts.trustDomain, log: log.child({ component: 'push' }), debounceAfterMs: opts.pushDebounce?.afterMs, debounceMaxMs: opts.pushDebounce?.maxMs });
       servers.push = push;
       server.addService(configPushService(), push.handlers());
+      const g = opts.meshGraph === undefined ? { intervalMs: DEFAULT_GRAPH_INTERVAL_MS, windowMs: DEFAULT_GRAPH_WINDOW_MS, port: DEFAULT_SIDECAR_STATS_PORT } : opts.meshGraph;
+      if (g !== null) servers.graph = new MeshGraphScraper({ targets: () => proxyTargets(push.status().proxies, g.port), intervalMs: g.intervalMs, windowMs: g.windowMs, log: log.child({ component: 'mesh-graph' }) });
     }
     const credentials = provider.credentials();
     const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync(`${opts.listenHost.includes(':') ? `[${opts.listenHost}]` : opts.listenHost}:${opts.listenPort}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
     await controller.start();
+    servers.graph?.start();
     // Kubernetes mode: the trust bundle for every namespace, as istiod's namespace controller writes it.
     const publisher = k8s !== null ? publishRootCert(k8s.client, ca.rootCertPem, log.child({ component: 'root-cert' })) : null;
     log.info('meshgate control started', { grpc: grpcPort, admin: admin.port, trustDomain: opts.trustDomain, certTtlSeconds: opts.certTtlSeconds });
@@ -162,6 +181,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const stop = () =>
       (stopping ??= (async () => {
         publisher?.stop();
+        servers.graph?.stop();
         if (renewTimer !== null) clearTimeout(renewTimer);
         // Config streams never end by themselves: close them first, and do not wait forever for stragglers.
         servers.push?.close();
@@ -178,8 +198,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         await controller.stop(1000);
         await admin.close();
       })());
-    return { grpcPort, adminPort: admin.port, ca, views, controller, push: servers.push, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
+    return { grpcPort, adminPort: admin.port, ca, views, controller, push: servers.push, meshGraph: servers.graph, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
   } catch (e) {
+    servers.graph?.stop();
     servers.push?.close();
     servers.grpc?.forceShutdown();
     await admin.close();
