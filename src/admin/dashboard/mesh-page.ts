@@ -37,6 +37,7 @@ export const MESH_DASHBOARD_HTML = `<!doctype html>
   svg .node-ns { fill: var(--muted); font-size: 11px; }
   svg .edge path { fill: none; stroke-width: 2; }
   svg .edge-label { font-size: 11px; paint-order: stroke; stroke: #fff; stroke-width: 4px; stroke-linejoin: round; }
+  svg .edge-label .err-degraded { fill: var(--warn); font-weight: 600; } svg .edge-label .err-failing { fill: var(--bad); font-weight: 600; }
   svg .healthy { stroke: var(--ok); } svg .degraded { stroke: var(--warn); } svg .failing { stroke: var(--bad); } svg .idle { stroke: var(--idle); }
   svg .shape { fill: #fff; stroke-width: 3; }
   svg .shape.nosidecar { stroke-dasharray: 5 3; }
@@ -48,7 +49,7 @@ export const MESH_DASHBOARD_HTML = `<!doctype html>
 <main>
 <div id="view-mesh">
 <section><h2>Mesh</h2>
-<div class="legend muted"><span>● workload</span><span>▲ service</span><span>dashed: no sidecar</span><span>🔒 mTLS</span><span class="ok">healthy</span><span class="warn">degraded ≥ 0.1 % errors</span><span class="bad">failing ≥ 20 % errors</span></div>
+<div class="legend muted"><span>● workload</span><span>▲ service</span><span>dashed: no sidecar</span><span><svg width="10" height="12" viewBox="0 0 10 12"><path d="M2,5 V3.5 a3,3 0 0 1 6,0 V5" fill="none" stroke="#344054" stroke-width="1.5"/><rect x="0" y="5" width="10" height="7" rx="1.5" fill="#344054"/></svg> mTLS</span><span class="ok">healthy</span><span class="warn">degraded ≥ 0.1 % errors</span><span class="bad">failing ≥ 20 % errors</span></div>
 <div id="graph-empty" class="muted">No traffic in the window yet.</div>
 <svg id="mesh-graph" xmlns="http://www.w3.org/2000/svg" width="0" height="0"></svg>
 </section>
@@ -98,7 +99,19 @@ export const MESH_DASHBOARD_JS = String.raw`'use strict';
   }
   function fmtPct(x) { return x == null ? '–' : (x * 100).toFixed(1) + '%'; }
   function fmtMs(x) { return x == null ? '–' : x.toFixed(1); }
-  function lockText(e) { return e.mtls === 'all' ? '🔒' : e.mtls === 'some' ? '🔒 ' + e.mtlsPercent + '%' : ''; }
+  function lockText(e) { return e.mtls === 'all' ? 'mTLS' : e.mtls === 'some' ? 'mTLS ' + e.mtlsPercent + '%' : ''; }
+  // Kiali's lock, drawn (no emoji font needed): after the label's text, with the share when partial.
+  function lockIcon(label, e) {
+    var box = label.getBBox();
+    var x = box.x + box.width + 4, y = box.y + box.height / 2 - 6;
+    var g = sv('g', { 'class': 'lock', transform: 'translate(' + x + ',' + y + ')', 'data-mtls-percent': String(e.mtlsPercent) }, [
+      sv('title', { text: 'mTLS: ' + e.mtlsPercent + '% of the traffic (' + e.mtlsFrom + ' reports)' }),
+      sv('path', { d: 'M2,5 V3.5 a3,3 0 0 1 6,0 V5', fill: 'none', stroke: '#344054', 'stroke-width': '1.5' }),
+      sv('rect', { x: '0', y: '5', width: '10', height: '7', rx: '1.5', fill: '#344054' }),
+      e.mtls === 'some' ? sv('text', { 'class': 'edge-label', x: '13', y: '11', text: e.mtlsPercent + '%' }) : null,
+    ]);
+    label.parentNode.appendChild(g);
+  }
   function short(id) { return id === 'unknown' ? 'unknown' : id.split('/').slice(2).join('/'); }
 
   function nodeShape(n) {
@@ -127,26 +140,26 @@ export const MESH_DASHBOARD_JS = String.raw`'use strict';
       var dx = b.x - a.x, dy = b.y - a.y, len = Math.max(1, Math.sqrt(dx * dx + dy * dy));
       var ux = dx / len, uy = dy / len;
       var x1 = a.x + ux * R, y1 = a.y + uy * R, x2 = b.x - ux * (R + 2), y2 = b.y - uy * (R + 2);
-      var bend = (i - 1) * 40 * (e.source < e.target ? 1 : -1) + (a.x >= b.x ? 60 : 0);
+      // Fanned out when several edges join two nodes; bent around the layers an edge skips, and when it goes back left.
+      var skipped = Math.max(0, Math.round(Math.abs(dx) / 300) - 1);
+      var bend = (i - 1) * 40 * (e.source < e.target ? 1 : -1) + (a.x >= b.x ? 60 : 0) + skipped * 150;
       var mx = (x1 + x2) / 2 - uy * bend, my = (y1 + y2) / 2 + ux * bend;
       var d = e.source === e.target
         ? 'M' + (a.x - 10) + ',' + (a.y - R) + ' C' + (a.x - 50) + ',' + (a.y - R - 70) + ' ' + (a.x + 50) + ',' + (a.y - R - 70) + ' ' + (a.x + 10) + ',' + (a.y - R)
         : 'M' + x1 + ',' + y1 + ' Q' + mx + ',' + my + ' ' + x2 + ',' + y2;
-      var lx = e.source === e.target ? a.x : (x1 + 2 * mx + x2) / 4, ly = e.source === e.target ? a.y - R - 55 : (y1 + 2 * my + y2) / 4 - 6;
+      var lx = e.source === e.target ? a.x : (x1 + 2 * mx + x2) / 4, ly = e.source === e.target ? a.y - R - 55 : (y1 + 2 * my + y2) / 4 + (skipped > 0 ? 16 : -6);
       var label;
       if (e.http) {
         label = sv('text', { 'class': 'edge-label', x: lx, y: ly, 'text-anchor': 'middle' }, [
           sv('tspan', { 'class': 'rate', text: (e.http.rate == null ? e.http.requests + ' req' : fmtRate(e.http.rate) + ' rps') }),
-          sv('tspan', { 'class': 'err ' + e.health, text: ' · ' + fmtPct(e.http.errorRatio) + ' err' }),
+          sv('tspan', { 'class': 'err err-' + e.health, text: ' · ' + fmtPct(e.http.errorRatio) + ' err' }),
           sv('tspan', { 'class': 'p99', text: ' · p99 ' + (e.http.p99Ms == null ? '–' : fmtMs(e.http.p99Ms) + ' ms') }),
-          lockText(e) ? sv('tspan', { 'class': 'lock', text: ' ' + lockText(e) }) : null,
         ]);
       } else {
         var rate = e.tcp.sentBytesRate == null ? null : e.tcp.sentBytesRate + e.tcp.receivedBytesRate;
         label = sv('text', { 'class': 'edge-label', x: lx, y: ly, 'text-anchor': 'middle' }, [
           sv('tspan', { 'class': 'rate', text: rate == null ? (e.tcp.sentBytes + e.tcp.receivedBytes) + ' B' : fmtBytes(rate) }),
           sv('tspan', { 'class': 'proto', text: ' tcp' }),
-          lockText(e) ? sv('tspan', { 'class': 'lock', text: ' ' + lockText(e) }) : null,
         ]);
       }
       return sv('g', { 'class': 'edge', 'data-edge': e.id, 'data-source': e.source, 'data-target': e.target, 'data-protocol': e.protocol, 'data-mtls': e.mtls, 'data-health': e.health }, [
@@ -164,6 +177,8 @@ export const MESH_DASHBOARD_JS = String.raw`'use strict';
       ]);
     });
     svg.replaceChildren.apply(svg, [defs].concat(edges, nodes));
+    // Locks need the labels' rendered size.
+    g.edges.forEach(function (e, i) { if (e.mtls === 'all' || e.mtls === 'some') lockIcon(edges[i].querySelector('.edge-label'), e); });
     svg.setAttribute('data-polls', String(polls));
   }
 
