@@ -184,6 +184,28 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.ok(report.proxies.every((p) => p.state === 'SYNCED' && p.ackedVersion !== null), r.stdout);
   });
 
+  test('mesh graph: the control plane scrapes the sidecars and draws client -> reviews with rate, p99 and mTLS', async () => {
+    interface Edge { source: string; target: string; protocol: string; mtls: string; mtlsFrom: string | null; http: { rate: number | null; p99Ms: number | null; errorRatio: number } | null }
+    interface Graph { basis: string; edges: Edge[]; targets: { name: string; lastError: string | null }[] }
+    let graph = null as Graph | null;
+    const t0 = Date.now();
+    let edge: Edge | undefined;
+    while (Date.now() - t0 < 15_000 && edge === undefined) {
+      for (let i = 0; i < 5; i++) await m.get('client', REVIEWS_VIP, 9080, '/graph', {}, 3000);
+      const r = await m.get('cp', CP_IP, 15014, '/mesh/graph', {}, 3000);
+      graph = r.status === 200 ? (JSON.parse(r.body ?? '{}') as Graph) : null;
+      edge = graph?.edges.find((e) => e.source === 'workload/frontend/client' && /^workload\/bookinfo\/reviews/.test(e.target) && e.http !== null && (e.http.rate ?? 0) > 0 && e.mtlsFrom === 'destination');
+      if (edge === undefined) await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.ok(edge, `no client -> reviews edge with a rate and destination mTLS evidence: ${JSON.stringify(graph)}`);
+    assert.equal(graph!.basis, 'window');
+    assert.equal(edge.mtls, 'all');
+    assert.ok(edge.http!.p99Ms !== null && edge.http!.p99Ms > 0, JSON.stringify(edge));
+    // Every sidecar is scraped by pod IP on 15020 (the capture leaves 15020 alone).
+    assert.deepEqual(graph!.targets.filter((x) => x.lastError !== null), []);
+    assert.deepEqual(graph!.targets.map((x) => x.name).sort(), ['client-0.frontend', 'other-0.other', 'reviews-v1-0.bookinfo', 'reviews-v2-0.bookinfo']);
+  });
+
   test('an edited YAML reaches the sidecars in under 1 s: a new route, then REGISTRY_ONLY', async (t) => {
     const probe = async (hdr: Record<string, string>) => (await m.get('client', REVIEWS_VIP, 9080, '/change', hdr, 3000)).status;
     assert.equal(await probe({ 'x-e2e-change': '1' }), 200);

@@ -286,7 +286,7 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
     // (ISTIO_KUBE_APP_PROBERS) inject wrote, so the rewritten probes can be asked on 15020.
     const probes = injectedProbes(lab);
     say(`control plane: meshgate control --config ${configDir} --ca-dir ${caDir} --listen ${CP_IP}:15012`);
-    const startControl = () => lab.spawn('cp', [process.execPath, MAIN, 'control', '--config', configDir, '--ca-dir', caDir, '--listen', `${CP_IP}:15012`, '--admin-port', '15014', '--log-level', 'warn', ...(opts.certTtl ? ['--cert-ttl', opts.certTtl] : [])]);
+    const startControl = () => lab.spawn('cp', [process.execPath, MAIN, 'control', '--config', configDir, '--ca-dir', caDir, '--listen', `${CP_IP}:15012`, '--admin-port', '15014', '--log-level', 'warn', '--mesh-graph-interval', '1s', '--mesh-graph-window', '20s', ...(opts.certTtl ? ['--cert-ttl', opts.certTtl] : [])]);
     const cp = startControl();
     for (const p of pods.filter((x) => x.labels.app === 'reviews')) {
       const app = lab.spawn(p.name, [process.execPath, '-e', HTTP_APP], { APP_NAME: `reviews-${p.name}`, APP_PORT: '9080' });
