@@ -162,7 +162,8 @@ export class MeshGraphScraper {
         res.on('data', (c: Buffer) => {
           size += c.length;
           if (size > this.#maxBytes) {
-            req.destroy(new Error(`answer larger than ${this.#maxBytes} bytes`));
+            reject(new Error(`answer larger than ${this.#maxBytes} bytes`));
+            req.destroy();
             return;
           }
           chunks.push(c);
