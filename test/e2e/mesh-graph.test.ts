@@ -271,10 +271,18 @@ describe('mesh graph from the sidecars metrics', () => {
 
   test('a sidecar that leaves stays until its data leaves the window', async () => {
     pods.rat.push!.stop();
-    await waitFor(async () => (await graph()).targets.find((t) => t.name === 'ratings-v1-9a8b.shop')?.connected === false, 15_000, 'ratings marked disconnected');
-    const left = Date.now();
+    let lastScrape = 0;
+    await waitFor(async () => {
+      const t = (await graph()).targets.find((x) => x.name === 'ratings-v1-9a8b.shop');
+      lastScrape = Date.parse(t?.lastScrapeAt ?? '');
+      return t?.connected === false;
+    }, 15_000, 'ratings marked disconnected');
+    // Not scraped any more, but kept until its last scrape is a window old.
+    await new Promise((r) => setTimeout(r, 3 * INTERVAL_MS));
+    const still = (await graph()).targets.find((x) => x.name === 'ratings-v1-9a8b.shop');
+    assert.ok(still === undefined ? Date.now() >= lastScrape + WINDOW_MS : Date.parse(still.lastScrapeAt ?? '') === lastScrape, `a disconnected sidecar is not scraped: ${JSON.stringify(still)}`);
     await waitFor(async () => (await graph()).targets.every((t) => t.name !== 'ratings-v1-9a8b.shop'), WINDOW_MS + 10_000, 'ratings gone from the targets');
-    assert.ok(Date.now() - left >= WINDOW_MS - INTERVAL_MS - 200, `left after ${Date.now() - left} ms, before the window passed`);
+    assert.ok(Date.now() >= lastScrape + WINDOW_MS, `gone ${Date.now() - lastScrape} ms after its last scrape, before the window (${WINDOW_MS} ms) passed`);
     // Its destination reports are gone; the frontend → ratings edge now comes from the frontend's source reports alone.
     const g = await graph();
     const e = edgeOf(g, 'workload/shop/frontend', 'workload/shop/ratings-v1');
