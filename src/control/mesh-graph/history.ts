@@ -21,6 +21,7 @@ export const GRAPH_METRICS: ReadonlySet<string> = new Set([
 ]);
 
 export interface Series {
+  key: string;
   name: string;
   labels: Readonly<Record<string, string>>;
 }
@@ -41,8 +42,11 @@ export class TargetHistory {
     const values = new Map<string, number>();
     for (const s of exposition.samples) {
       if (!GRAPH_METRICS.has(s.name) || !Number.isFinite(s.value)) continue;
-      const key = seriesKey(s.name, s.labels);
-      if (!this.series.has(key)) this.series.set(key, { name: s.name, labels: s.labels });
+      let key = seriesKey(s.name, s.labels);
+      // Every scrape keys its values by the first scrape's string: long keys are held once, not per scrape.
+      const known = this.series.get(key);
+      if (known === undefined) this.series.set(key, { key, name: s.name, labels: s.labels });
+      else key = known.key;
       // A repeated series in one exposition is summed (prom-client never repeats; a merge of workers could).
       values.set(key, (values.get(key) ?? 0) + s.value);
     }

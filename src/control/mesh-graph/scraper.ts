@@ -65,6 +65,7 @@ export class MeshGraphScraper {
   #timer: NodeJS.Timeout | null = null;
   #round: Promise<void> | null = null;
   #stopped = false;
+  #cache: { round: number; graph: MeshGraph } | null = null;
   /** Completed scrape rounds (tests wait on it). */
   rounds = 0;
 
@@ -178,14 +179,17 @@ export class MeshGraphScraper {
     });
   }
 
-  /** The graph of the current window. */
+  /** The graph of the current window (computed once per scrape round: nothing changes between rounds). */
   graph(): MeshGraph {
+    if (this.#cache !== null && this.#cache.round === this.rounds) return this.#cache.graph;
     const now = this.#now();
     const inputs = [...this.#states.values()].map((s) => {
       s.history.prune(now, this.windowMs);
       return { name: s.target.name, address: s.target.address, port: s.target.port, connected: s.connected, lastError: s.lastError, history: s.history };
     });
-    return buildMeshGraph(inputs, { now, windowMs: this.windowMs, intervalMs: this.intervalMs });
+    const graph = buildMeshGraph(inputs, { now, windowMs: this.windowMs, intervalMs: this.intervalMs });
+    this.#cache = { round: this.rounds, graph };
+    return graph;
   }
 }
 
