@@ -5,7 +5,7 @@
  * `meshgate sidecar` in meshed pods (client, reviews v1 and v2, an intruder with another service
  * account) and one pod outside the mesh. It prints what it shows: the mTLS handshake as seen on the
  * wire and by the app, the 90/10 canary split, a header route, the denied calls, the metrics of both
- * ends and proxy-status. Everything is removed at the end, on Ctrl-C and on errors.
+ * ends, proxy-status and the mesh graph. Everything is removed at the end, on Ctrl-C and on errors.
  *
  *   MESH_LAB_HOLD=1 npm run lab   keeps the lab up until Ctrl-C (the commands to look around are printed).
  */
@@ -94,11 +94,15 @@ async function main(): Promise<void> {
   const ps = await m.lab.run('cp', [process.execPath, MAIN, 'proxy-status', '--admin', `${CP_IP}:15014`], {}, 20_000);
   for (const l of ps.stdout.trimEnd().split('\n')) out(`  ${l}`);
 
+  head(`the mesh graph, as the control plane's dashboard draws it (http://${CP_IP}:15014/dashboard, JSON at /mesh/graph)`);
+  for (const l of await meshGraphLines(m)) out(`  ${l}`);
+
   if (process.env.MESH_LAB_HOLD === '1') {
     head('the lab stays up until Ctrl-C; look around, e.g.:');
     out(`  ip netns exec ${m.lab.ns('client')} iptables-save -t mangle`);
     out(`  ip netns exec ${m.lab.ns('outside')} curl -s http://${pod('client').ip}:15020/stats/prometheus | grep istio_requests_total`);
     out(`  edit ${m.configDir}/routing.yaml (the sidecars get the change within a second)`);
+    out(`  ip netns exec ${m.lab.ns('cp')} curl -s http://${CP_IP}:15014/mesh/graph`);
     await new Promise<void>((resolve) => process.once('SIGINT', resolve));
   }
   head('tearing down');
@@ -106,6 +110,25 @@ async function main(): Promise<void> {
   lab = null;
   const left = labNamespacesOf(m.lab.id);
   out(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${left.length === 0 ? 'no lab namespace left' : `LEFT BEHIND: ${left.join(', ')}`}`);
+}
+
+/** One line per edge of `/mesh/graph`, once the control plane has two scrapes of the sidecars (bounded). */
+async function meshGraphLines(m: MeshLab): Promise<string[]> {
+  interface Edge { source: string; target: string; protocol: string; mtls: string; http: { rate: number | null; errorRatio: number; p99Ms: number | null } | null; tcp: { sentBytesRate: number | null; receivedBytesRate: number | null } | null }
+  const name = (id: string) => (id === 'unknown' ? 'unknown' : id.split('/').slice(1).join('/'));
+  let g: { basis: string; edges: Edge[] } = { basis: 'cumulative', edges: [] };
+  for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 500))) {
+    await m.get('client', REVIEWS_VIP, 9080, '/graph');
+    const r = await m.get('cp', CP_IP, 15014, '/mesh/graph');
+    if (r.status === 200) g = JSON.parse(r.body ?? '{}') as typeof g;
+    if (g.basis === 'window' && g.edges.length > 0) break;
+  }
+  return g.edges.map((e) => {
+    const nums = e.http !== null
+      ? `${(e.http.rate ?? 0).toFixed(1)} req/s  ${(e.http.errorRatio * 100).toFixed(1)} % errors  p99 ${e.http.p99Ms === null ? '-' : `${e.http.p99Ms.toFixed(1)} ms`}`
+      : `${(((e.tcp?.sentBytesRate ?? 0) + (e.tcp?.receivedBytesRate ?? 0)) / 1024).toFixed(1)} kB/s`;
+    return `${name(e.source).padEnd(20)} -> ${name(e.target).padEnd(28)} ${e.protocol.padEnd(5)} ${nums}${e.mtls === 'all' ? '  mTLS' : e.mtls === 'some' ? '  partly mTLS' : ''}`;
+  });
 }
 
 main().then(
