@@ -268,3 +268,10 @@ test('layout: callers left of callees, unknown first, same positions whatever th
   const cyc = layoutGraph(['b', 'a'], [['a', 'b'], ['b', 'a']]);
   assert.ok(cyc.positions.get('a')!.x < cyc.positions.get('b')!.x);
 });
+
+test('series equal on the labels the graph reads are summed and kept once', () => {
+  const flags = (f: string, n: number) => req(AB, n).replace('response_flags="-"', `response_flags="${f}"`);
+  const a = target('a', [[flags('-', 10), flags('URX', 1)].join('\n'), [flags('-', 15), flags('URX', 3)].join('\n')]);
+  assert.equal(a.history.series.size, 1);
+  assert.equal(edge(graph([a]), 'workload/shop/frontend', 'workload/shop/reviews-v1').http!.requests, 7);
+});

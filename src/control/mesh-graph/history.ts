@@ -20,6 +20,28 @@ export const GRAPH_METRICS: ReadonlySet<string> = new Set([
   'istio_tcp_connections_opened_total',
 ]);
 
+/**
+ * The labels the graph reads; a scrape's series that differ only in others (response_flags,
+ * versions, canonical names, clusters…) are summed into one, which keeps a sidecar's history small.
+ * The sum of counters is a counter: a restart resets all of a sidecar's series at once.
+ */
+export const GRAPH_LABELS: readonly string[] = [
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_service',
+  'destination_service_name',
+  'destination_service_namespace',
+  'destination_principal',
+  'request_protocol',
+  'response_code',
+  'grpc_response_status',
+  'connection_security_policy',
+  'le',
+];
+
 export interface Series {
   key: string;
   name: string;
@@ -37,17 +59,41 @@ export class TargetHistory {
   /** Every series seen in the kept scrapes, by key. */
   readonly series = new Map<string, Series>();
 
+  /** Label names and values, held once (many series share them) and as copies, not as slices of a scrape's text. */
+  readonly #strings = new Map<string, string>();
+
+  #intern(v: string): string {
+    let s = this.#strings.get(v);
+    if (s === undefined) {
+      // A fresh flat string: a slice would keep the whole scraped text alive.
+      s = (JSON.parse(JSON.stringify(v)) as string);
+      this.#strings.set(s, s);
+    }
+    return s;
+  }
+
+  #internLabels(labels: Readonly<Record<string, string>>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(labels)) out[this.#intern(k)] = this.#intern(v);
+    return out;
+  }
+
   /** Records one successful scrape (only the graph's metric families). */
   add(t: number, exposition: PromExposition): void {
     const values = new Map<string, number>();
     for (const s of exposition.samples) {
       if (!GRAPH_METRICS.has(s.name) || !Number.isFinite(s.value)) continue;
-      let key = seriesKey(s.name, s.labels);
+      const labels: Record<string, string> = {};
+      for (const l of GRAPH_LABELS) {
+        const v = s.labels[l];
+        if (v !== undefined) labels[l] = v;
+      }
+      let key = seriesKey(s.name, labels);
       // Every scrape keys its values by the first scrape's string: long keys are held once, not per scrape.
       const known = this.series.get(key);
-      if (known === undefined) this.series.set(key, { key, name: s.name, labels: s.labels });
+      if (known === undefined) this.series.set(key, { key, name: this.#intern(s.name), labels: this.#internLabels(labels) });
       else key = known.key;
-      // A repeated series in one exposition is summed (prom-client never repeats; a merge of workers could).
+      // Series equal on the graph's labels are summed (so is a repeated series, which a merge of workers could give).
       values.set(key, (values.get(key) ?? 0) + s.value);
     }
     this.scrapes.push({ t, values });
@@ -67,6 +113,7 @@ export class TargetHistory {
       const live = new Set<string>();
       for (const s of this.scrapes) for (const k of s.values.keys()) live.add(k);
       for (const k of this.series.keys()) if (!live.has(k)) this.series.delete(k);
+      if (this.series.size === 0) this.#strings.clear();
     }
   }
 

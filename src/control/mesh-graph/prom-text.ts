@@ -37,10 +37,22 @@ export class PromParseError extends Error {
 }
 
 const TYPES = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped']);
-const NAME_START = /[a-zA-Z_:]/;
-const NAME_CHAR = /[a-zA-Z0-9_:]/;
-const LABEL_START = /[a-zA-Z_]/;
-const LABEL_CHAR = /[a-zA-Z0-9_]/;
+/** [a-zA-Z_] */
+function isLabelStart(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f;
+}
+/** [a-zA-Z0-9_] */
+function isLabelChar(c: number): boolean {
+  return isLabelStart(c) || (c >= 0x30 && c <= 0x39);
+}
+/** [a-zA-Z_:] */
+function isNameStart(c: number): boolean {
+  return isLabelStart(c) || c === 0x3a;
+}
+/** [a-zA-Z0-9_:] */
+function isNameChar(c: number): boolean {
+  return isLabelChar(c) || c === 0x3a;
+}
 const FLOAT = /^[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)$/;
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
@@ -81,8 +93,8 @@ function parseSampleLine(line: string, n: number): PromSample {
   };
   skipBlanks();
   const nameStart = p;
-  if (p >= len || !NAME_START.test(line[p])) throw new PromParseError(n, `expected a metric name, got "${line.slice(p, p + 20)}"`);
-  while (p < len && NAME_CHAR.test(line[p])) p++;
+  if (p >= len || !isNameStart(line.charCodeAt(p))) throw new PromParseError(n, `expected a metric name, got "${line.slice(p, p + 20)}"`);
+  while (p < len && isNameChar(line.charCodeAt(p))) p++;
   const name = line.slice(nameStart, p);
   const labels: Record<string, string> = {};
   const afterName = p;
@@ -98,8 +110,8 @@ function parseSampleLine(line: string, n: number): PromSample {
         break;
       }
       const ls = p;
-      if (p >= len || !LABEL_START.test(line[p])) throw new PromParseError(n, `expected a label name in ${name}{…}, got "${line.slice(p, p + 20)}"`);
-      while (p < len && LABEL_CHAR.test(line[p])) p++;
+      if (p >= len || !isLabelStart(line.charCodeAt(p))) throw new PromParseError(n, `expected a label name in ${name}{…}, got "${line.slice(p, p + 20)}"`);
+      while (p < len && isLabelChar(line.charCodeAt(p))) p++;
       const label = line.slice(ls, p);
       skipBlanks();
       if (line[p] !== '=') throw new PromParseError(n, `expected "=" after label ${label} of ${name}`);
@@ -109,19 +121,28 @@ function parseSampleLine(line: string, n: number): PromSample {
       p++;
       let value = '';
       let closed = false;
+      // Runs without escapes are sliced whole (label values rarely have any).
+      let run = p;
       while (p < len) {
-        const c = line[p++];
-        if (c === '"') {
+        const c = line.charCodeAt(p);
+        if (c === 0x22 /* " */) {
+          value += line.slice(run, p);
+          p++;
           closed = true;
           break;
         }
-        if (c === '\\') {
-          const e = line[p++];
+        if (c === 0x5c /* \\ */) {
+          value += line.slice(run, p);
+          const e = line[p + 1];
           if (e === '\\') value += '\\';
           else if (e === '"') value += '"';
           else if (e === 'n') value += '\n';
           else throw new PromParseError(n, `invalid escape "\\${e ?? ''}" in the value of label ${label} of ${name}`);
-        } else value += c;
+          p += 2;
+          run = p;
+          continue;
+        }
+        p++;
       }
       if (!closed) throw new PromParseError(n, `unterminated value of label ${label} of ${name}`);
       if (Object.hasOwn(labels, label)) throw new PromParseError(n, `label ${label} repeated in ${name}`);
