@@ -36,6 +36,8 @@ import { MESH_DASHBOARD_HTML, MESH_DASHBOARD_JS } from '../admin/dashboard/mesh-
 
 /** The name istiod's serving certificate carries and mesh clients verify, whatever address they dial. */
 export const ISTIOD_SAN = 'istiod.istio-system.svc';
+/** `/mesh/graph` when there is no graph. */
+const MESH_GRAPH_OFF = { error: 'mesh graph off (--mesh-graph-interval 0, or no config push)', nodes: [], edges: [], targets: [], width: 0, height: 0 };
 /** Lifetime of the control plane's own serving certificate (clamped to the CA's); renewed at half of it. */
 const SERVING_TTL_S = 24 * 3600;
 
@@ -128,8 +130,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     // The push's metrics (istiod's pilot_xds* equivalents), on the port Prometheus scrapes istiod at.
     '/metrics': async () => new AdminText('text/plain; version=0.0.4; charset=utf-8', (await servers.push?.metrics.text()) ?? ''),
     // The mesh as Kiali draws it, from the sidecars' metrics (control/mesh-graph/), and the page drawing it.
-    '/mesh/graph': () => servers.graph?.graph() ?? { error: 'mesh graph disabled', nodes: [], edges: [], targets: [] },
-    '/debug/mesh-graph': () => servers.graph?.graph() ?? { error: 'mesh graph disabled', nodes: [], edges: [], targets: [] },
+    '/mesh/graph': () => servers.graph?.graph() ?? MESH_GRAPH_OFF,
+    '/debug/mesh-graph': () => servers.graph?.graph() ?? MESH_GRAPH_OFF,
     '/dashboard': () => new AdminText('text/html; charset=utf-8', MESH_DASHBOARD_HTML),
     '/dashboard/': () => new AdminText('text/html; charset=utf-8', MESH_DASHBOARD_HTML),
     '/dashboard/mesh.js': () => new AdminText('text/javascript; charset=utf-8', MESH_DASHBOARD_JS),

@@ -183,7 +183,7 @@ export const MESH_DASHBOARD_JS = String.raw`'use strict';
   }
 
   function render(g) {
-    document.getElementById('basis').textContent = g.basis === 'window' ? 'last ' + g.windowSeconds + ' s (scrape every ' + g.intervalSeconds + ' s)' : 'cumulative since the sidecars started (one scrape so far)';
+    document.getElementById('basis').textContent = g.error ? g.error : g.basis === 'window' ? 'last ' + g.windowSeconds + ' s (scrape every ' + g.intervalSeconds + ' s)' : 'cumulative since the sidecars started (one scrape so far)';
     document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     drawGraph(g);
     fill('edges', g.edges.map(function (e) {
