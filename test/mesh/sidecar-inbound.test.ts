@@ -370,9 +370,9 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const app = JSON.parse(second.body) as { xfcc: string | null };
     assert.ok(app.xfcc?.includes(`;URI=spiffe://${TD}/ns/ns1/sa/client`), `XFCC of the resumed connection: ${app.xfcc}`);
     // The identity comes from the resumed session, not from whoever resumed first.
-    const firstIntruder = await mtlsGetResuming(intruder, P.strictHttp, CLIENT, '/denied', undefined);
+    const firstIntruder = await mtlsGetResuming(intruder, P.strictHttp, STRANGER, '/denied', undefined);
     assert.equal(firstIntruder.status, 403);
-    const resumedIntruder = await mtlsGetResuming(intruder, P.strictHttp, CLIENT, '/denied', firstIntruder.session);
+    const resumedIntruder = await mtlsGetResuming(intruder, P.strictHttp, STRANGER, '/denied', firstIntruder.session);
     assert.equal(resumedIntruder.reused, true, 'the intruder did not resume');
     assert.equal(resumedIntruder.status, 403, 'a resumed session of the wrong principal is still denied');
   });
