@@ -4,6 +4,7 @@
  *
  *   node dist/bench/sidecar.js [--rate 500] [--connections 16] [--duration 10] [--warmup 3]
  *                              [--rounds 1] [--idle 5] [--body 1024] [--pin] [--timeout SECONDS] [--json]
+ *                              [--sidecar-node-args='--cpu-prof --cpu-prof-dir=DIR']
  *
  * Lab (root, iproute2, iptables, perl, setpriv; reference/mesh.md §6):
  *   client   10.250.0.2  meshgate capture + sidecar (default/client, view meshClientView) + the load
@@ -33,6 +34,11 @@
  * queue growing for seconds), while unpinned it kept 500 req/s in the same minutes. The output gives
  * the load average and the CPU that processes outside this bench used during each measured window.
  * A run whose load saw errors or fell behind is reported but left out of the medians.
+ *
+ * Profiling: --sidecar-node-args adds Node options to both sidecars' command lines (the root waiter
+ * passes them on to the proxy process); the sidecars then get SIGTERM after the last run and are
+ * waited for (drain, exit), so a `--cpu-prof` profile is written. DIR must be writable by the proxy
+ * uid (1337).
  *
  * Every process started here is killed by PID, and the lab's namespaces deleted, at the end, on error,
  * on SIGINT/SIGTERM and when the overall time bound passes. Exit 1 when a run saw errors or failed,
@@ -68,6 +74,7 @@ const { values } = parseArgs({
     pin: { type: 'boolean', default: false },
     timeout: { type: 'string' },
     json: { type: 'boolean', default: false },
+    'sidecar-node-args': { type: 'string', default: '' },
   },
 });
 const rate = Number(values.rate);
@@ -76,6 +83,7 @@ const duration = Number(values.duration);
 const warmup = Number(values.warmup);
 const rounds = Number(values.rounds);
 const idleSeconds = Number(values.idle);
+const sidecarNodeArgs = values['sidecar-node-args'].split(' ').filter((a) => a !== '');
 const bodyBytes = Number(values.body);
 for (const [name, v, min] of [['rate', rate, 1], ['connections', connections, 1], ['duration', duration, 2], ['warmup', warmup, 1], ['rounds', rounds, 1], ['idle', idleSeconds, 0], ['body', bodyBytes, 0]] as const) {
   if (!Number.isFinite(v) || v < min) {
@@ -310,7 +318,7 @@ async function main(): Promise<number> {
   ] as const) {
     L.exec(pod, process.execPath, [MAIN, 'capture']);
     sidecars[pod] = L.spawn(pod, onCpu(1, [
-      process.execPath, MAIN, 'sidecar', '--control', `${IPS.cp}:15012`, '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
+      process.execPath, ...sidecarNodeArgs, MAIN, 'sidecar', '--control', `${IPS.cp}:15012`, '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
       '--pod-ip', ip, '--namespace', 'default', '--service-account', sa, '--pod-name', `${pod}-0`, '--view-file', path.join(dir, `${pod}.json`), '--drain', '1s',
     ]));
   }
@@ -481,6 +489,12 @@ async function main(): Promise<number> {
     return { count: lines.length, messages: [...messages].slice(0, 8).map(([m, n]) => `${n}× ${m}`) };
   };
   const warnings = { client: sidecarWarnings('client'), server: sidecarWarnings('server') };
+  if (sidecarNodeArgs.length > 0) {
+    // A clean exit, so what the extra options write at exit (--cpu-prof) is written.
+    for (const s of Object.values(sidecars)) s.child.kill('SIGTERM');
+    await Promise.race([Promise.all(Object.values(sidecars).map((s) => s.exited)), sleep(20_000)]);
+    log(`sidecars stopped (node args: ${sidecarNodeArgs.join(' ')})`);
+  }
   const loadAvgEnd = os.loadavg();
 
   // ---- summary ----

@@ -705,7 +705,7 @@ export interface ConnectionPool {
   maxRequestsPerConnection: number | null;
   /** Max retries in progress at once (`http.maxRetries`); beyond it a failure is returned instead of retried. */
   maxRetries: number | null;
-  /** Idle upstream connections are closed after this many ms (`http.idleTimeout`, else `tcp.idleTimeout`); null = meshgate's pool default (4 s, shorter than Istio's 1 h to avoid keep-alive races). */
+  /** Idle upstream connections are closed after this many ms (`http.idleTimeout`, else `tcp.idleTimeout`); null = meshgate's pool default (4 s, shorter than Istio's 1 h to avoid keep-alive races; 55 s on Istio mTLS connections, whose peer is a sidecar). */
   idleTimeoutMs: number | null;
 }
 

@@ -164,6 +164,8 @@ export class RequestMetrics {
   readonly #upstream = new Map<string, number>();
   /** Requests counted under connection-fixed labels (`RequestRecord.meshLabels`), by every label value. */
   readonly #mesh = new Map<string, { labels: Labels; cell: Cell }>();
+  /** The same series by label object, then by the per-request values (`status\0flags\0protocol\0grpc`). */
+  readonly #meshByLabels = new WeakMap<object, Map<string, { labels: Labels; cell: Cell }>>();
   readonly #meshTcp = new Map<string, { labels: Labels; opened: number; closed: number; sent: number; received: number }>();
   /** Where upstream pool gauges are read from at scrape time. */
   #runtime: { readonly current: CompiledSnapshot | null; connectionCounts?(): Promise<{ listener: string; active: number }[]> } | null = null;
@@ -191,7 +193,8 @@ export class RequestMetrics {
   }
 
   observe(rec: RequestRecord): void {
-    if (rec.meshLabels !== null) return this.#observeMesh(rec, rec.meshLabels);
+    const meshLabels = rec.meshLabels;
+    if (meshLabels !== null) return this.#observeMesh(rec, meshLabels);
     const group = this.#groupOf(rec.route, rec.destination);
     const flags = rec.flags;
     let fid = this.#flagIds.get(flags);
@@ -222,11 +225,20 @@ export class RequestMetrics {
 
   /** A request counted under labels its connection fixed (a sidecar's inbound side: `reporter="destination"`). */
   #observeMesh(rec: RequestRecord, labels: Readonly<Record<string, string>>): void {
-    const key = `${meshKey(labels)}\0${rec.status}\0${rec.flags}\0${rec.protocol}\0${rec.grpcStatus}`;
-    let m = this.#mesh.get(key);
+    // Label objects are made once per connection or endpoint: their series are found by the object
+    // and the per-request values, without joining every label value for each request.
+    let byRequest = this.#meshByLabels.get(labels);
+    if (byRequest === undefined) this.#meshByLabels.set(labels, (byRequest = new Map()));
+    const perRequest = `${rec.status}\0${rec.flags}\0${rec.protocol}\0${rec.grpcStatus}`;
+    let m = byRequest.get(perRequest);
     if (m === undefined) {
-      const all: Labels = { ...labels, request_protocol: rec.protocol, response_code: String(rec.status), grpc_response_status: rec.grpcStatus, response_flags: rec.flags };
-      this.#mesh.set(key, (m = { labels: ordered(all), cell: new Cell(rec.status, rec.flags, rec.protocol, rec.grpcStatus) }));
+      const key = `${meshKey(labels)}\0${perRequest}`;
+      m = this.#mesh.get(key);
+      if (m === undefined) {
+        const all: Labels = { ...labels, request_protocol: rec.protocol, response_code: String(rec.status), grpc_response_status: rec.grpcStatus, response_flags: rec.flags };
+        this.#mesh.set(key, (m = { labels: ordered(all), cell: new Cell(rec.status, rec.flags, rec.protocol, rec.grpcStatus) }));
+      }
+      byRequest.set(perRequest, m);
     }
     const cell = m.cell;
     cell.count++;

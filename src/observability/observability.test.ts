@@ -21,6 +21,11 @@ test('parseTraceparent', () => {
     { desc: 'version ff', input: 'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', want: null },
     { desc: 'short trace id', input: '00-4bf92f3577b34da6-00f067aa0ba902b7-01', want: null },
     { desc: 'absent', input: undefined, want: null },
+    { desc: 'other flag bits: only sampled is kept', input: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03', want: { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 } },
+    { desc: 'a non-hex character', input: '00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01', want: null },
+    { desc: 'non-hex flags', input: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x', want: null },
+    { desc: 'wrong separator', input: '00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01', want: null },
+    { desc: 'surrounding spaces are trimmed', input: ' 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ', want: { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 } },
   ];
   for (const c of cases) {
     const got = parseTraceparent(c.input);

@@ -68,9 +68,18 @@ export class RequestRecord {
    * Istio labels fixed by the connection (a sidecar's inbound side: `reporter="destination"`, the
    * peer's `source_*`, the workload's `destination_*`, `connection_security_policy`), set by whoever
    * began the record; metrics then count the request under them instead of the gateway's route and
-   * cluster labels. null = the gateway's labels.
+   * cluster labels. null = the gateway's labels. When `meshLabelsOf` is set and no labels were, they
+   * are its answer, asked when read (a sidecar's outbound side: they depend on the endpoint picked).
    */
-  meshLabels: MeshLabels | null = null;
+  get meshLabels(): MeshLabels | null {
+    return this.#meshLabels ?? (this.meshLabelsOf === null ? null : this.meshLabelsOf(this));
+  }
+  set meshLabels(labels: MeshLabels | null) {
+    this.#meshLabels = labels;
+  }
+  #meshLabels: MeshLabels | null = null;
+  /** Computes `meshLabels` when they are read (one function per observer, not per request: no per-record property). */
+  meshLabelsOf: ((rec: RequestRecord) => MeshLabels | null) | null = null;
 
   constructor(listener: CompiledListener, d: Downstream, sink: RecordSink) {
     this.start = performance.now();

@@ -61,12 +61,35 @@ const ZERO16 = '0'.repeat(16);
 /** W3C Trace Context `traceparent` (version 00 and future versions read as 00); null when invalid. */
 export function parseTraceparent(value: string | undefined): SpanContext | null {
   if (value === undefined) return null;
+  // The usual form (what proxies send): version 00, lowercase, nothing around it; checked by char codes.
+  if (value.length === 55) {
+    const fast = traceparent00(value);
+    if (fast !== undefined) return fast;
+  }
   const parts = value.trim().toLowerCase().split('-');
   if (parts.length < 4) return null;
   const [version, traceId, spanId, flags] = parts;
   if (!/^[0-9a-f]{2}$/.test(version) || version === 'ff' || (version === '00' && parts.length !== 4)) return null;
   if (!HEX32.test(traceId) || traceId === ZERO32 || !HEX16.test(spanId) || spanId === ZERO16 || !/^[0-9a-f]{2}$/.test(flags)) return null;
   return { traceId, spanId, traceFlags: parseInt(flags, 16) & TraceFlags.SAMPLED, isRemote: true };
+}
+
+/** `00-<32 hex>-<16 hex>-<2 hex>` in lowercase: its context (null when an id is all zeros); undefined = another form (the general parser decides). */
+function traceparent00(v: string): SpanContext | null | undefined {
+  if (v.charCodeAt(0) !== 48 || v.charCodeAt(1) !== 48 || v.charCodeAt(2) !== 45 || v.charCodeAt(35) !== 45 || v.charCodeAt(52) !== 45) return undefined;
+  let traceZero = true;
+  let spanZero = true;
+  for (let i = 3; i < 55; i++) {
+    if (i === 35 || i === 52) continue;
+    const c = v.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return undefined;
+    if (c !== 48) {
+      if (i < 35) traceZero = false;
+      else if (i < 52) spanZero = false;
+    }
+  }
+  if (traceZero || spanZero) return null;
+  return { traceId: v.slice(3, 35), spanId: v.slice(36, 52), traceFlags: parseInt(v.slice(53, 55), 16) & TraceFlags.SAMPLED, isRemote: true };
 }
 
 /**

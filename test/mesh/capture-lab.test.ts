@@ -147,6 +147,29 @@ describe('meshgate capture in a network-namespace lab', { skip: skip ? `skipped:
     assert.equal(proxied().length, before);
   });
 
+  test("the proxy's connections it has closed end cleanly: their last ACK and RST leave the pod (no peer stuck in LAST-ACK)", async () => {
+    // A closed socket's last packets (the ACK of the peer's FIN, an RST for data after the close) have
+    // no owner uid, so only the connection's first packet can say it is the proxy's (connmark): before,
+    // they were captured to 15001 and dropped, and the server pod retransmitted its FIN for minutes.
+    const CLOSE_EARLY = String.raw`
+const net = require('net');
+process.setgid(1337); process.setuid(1337);
+const s = net.connect(8080, '10.250.0.3', () => { const port = s.localPort; s.end('ping\n'); s.destroy(); console.log(JSON.stringify({ port })); });
+s.on('error', () => {});
+`;
+    const ports: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = lab.spawn('app', [process.execPath, '-e', CLOSE_EARLY]);
+      ports.push((JSON.parse(await lab.waitForLine(p, (l) => l.includes('"port"'))) as { port: number }).port);
+      await p.exited;
+    }
+    const stuck = () => lab.exec('server', 'ss', ['-Htn', 'state', 'last-ack', 'dst', '10.250.0.2']).split('\n').filter((l) => ports.some((port) => l.includes(`10.250.0.2:${port}`)));
+    // The echo server answers after the client's FIN; the client, closed, answers that with an RST.
+    const deadline = Date.now() + 5000;
+    while (stuck().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(stuck(), [], 'connections of the proxy uid left in LAST-ACK on the server');
+  });
+
   test('the proxy uid calling its own pod address goes to the inbound listener (hairpin), except excluded ports', async () => {
     const before = proxied().length;
     const reply = await call('app', '10.250.0.2:7070', 1337);

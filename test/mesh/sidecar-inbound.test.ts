@@ -171,6 +171,25 @@ function mtlsGet(m: MeshIdentityMaterial, port: number, from: string, p = '/'): 
   });
 }
 
+/** mtlsGet offering `session` for resumption; says whether the handshake resumed and the session ticket the sidecar sent. */
+function mtlsGetResuming(m: MeshIdentityMaterial, port: number, from: string, p: string, session: Buffer | undefined): Promise<{ status: number; body: string; reused: boolean; session: Buffer | undefined }> {
+  return new Promise((resolve, reject) => {
+    let ticket: Buffer | undefined;
+    // `session` is passed on to tls.connect (https.RequestOptions does not list it).
+    const options: https.RequestOptions & { session?: Buffer } = { ...mtlsOptions(m, port, ['istio-http/1.1', 'istio', 'http/1.1']), session, localAddress: from, path: p, agent: false, headers: { host: SERVICE.host } };
+    const req = https.request(options, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: (res.socket as tls.TLSSocket).isSessionReused(), session: ticket }));
+    });
+    req.on('socket', (s) => s.on('session', (t: Buffer) => (ticket = t)));
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function plainGet(port: number, from: string, p = '/'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: POD, port, localAddress: from, path: p, agent: false, headers: { host: SERVICE.host } }, (res) => {
@@ -339,6 +358,23 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(parts[3], `URI=spiffe://${TD}/ns/ns1/sa/client`);
     assert.equal(parts.length, 4, `XFCC has more than By, Hash, Subject, URI: ${app.xfcc}`);
     assert.ok(!app.xfcc.includes('Cert='), 'sidecars do not forward the certificate');
+  });
+
+  test('a resumed mTLS session (session ticket, as Envoy peers resume) keeps the peer identity: XFCC URI, AuthorizationPolicy by principal', async () => {
+    const first = await mtlsGetResuming(client, P.strictHttp, CLIENT, '/allowed', undefined);
+    assert.equal(first.status, 200, first.body);
+    assert.ok(first.session !== undefined, 'the sidecar sent no session ticket');
+    const second = await mtlsGetResuming(client, P.strictHttp, CLIENT, '/allowed', first.session);
+    assert.equal(second.reused, true, 'the second handshake did not resume the session');
+    assert.equal(second.status, 200, second.body);
+    const app = JSON.parse(second.body) as { xfcc: string | null };
+    assert.ok(app.xfcc?.includes(`;URI=spiffe://${TD}/ns/ns1/sa/client`), `XFCC of the resumed connection: ${app.xfcc}`);
+    // The identity comes from the resumed session, not from whoever resumed first.
+    const firstIntruder = await mtlsGetResuming(intruder, P.strictHttp, STRANGER, '/denied', undefined);
+    assert.equal(firstIntruder.status, 403);
+    const resumedIntruder = await mtlsGetResuming(intruder, P.strictHttp, STRANGER, '/denied', firstIntruder.session);
+    assert.equal(resumedIntruder.reused, true, 'the intruder did not resume');
+    assert.equal(resumedIntruder.status, 403, 'a resumed session of the wrong principal is still denied');
   });
 
   test('a client XFCC is kept and the sidecar appends its element (APPEND_FORWARD)', async () => {

@@ -304,6 +304,13 @@ export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chai
 
   // OUTPUT, in precedence order. Replies first: the proxy's accepted sockets were created by root.
   r.push(`-A ${C.output} -m conntrack --ctdir REPLY -j RETURN`);
+  // A connection is captured or not by its first packet, as with istio-iptables' nat REDIRECT (nat
+  // sees only that packet); MESHGATE_REDIRECT keeps the decision in the connmark. A later packet of a
+  // connection not captured then is never captured: the packets a socket sends after its owner closed
+  // it (the ACK of the peer's FIN, an RST) have no owner uid, so the proxy's own connections would fall
+  // to the rules below and be captured to the outbound listener, which drops them; the peer (another
+  // pod's inbound side) then retransmits its FIN in LAST-ACK for minutes.
+  r.push(`-A ${C.output} -m conntrack --ctstate ESTABLISHED,RELATED -m connmark ! --mark ${mark} -j RETURN`);
   if (inboundCaptured) {
     // The proxy's inbound forwarding to the app comes from 127.0.0.6 (IPv6 ::6): never hairpinned.
     r.push(`-A ${C.output} -s ${L.passthrough} -o lo -j RETURN`);
@@ -322,13 +329,15 @@ export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chai
   // A list names each family's own ranges: a family with none has no range-based capture.
   else for (const cidr of ofFamily(o.includeOutboundCidrs)) r.push(`-A ${C.output} -d ${cidr} -g ${C.redirect}`);
   r.push(`-A ${C.redirect} -j MARK --set-xmark ${mark}`);
+  r.push(`-A ${C.redirect} -j CONNMARK --set-xmark ${mark}`);
 
   if (inboundCaptured) {
     // Hairpin: the same ports as inbound capture (HBONE and the excluded ports go straight through).
     r.push(`-A ${C.hairpin} -p tcp --dport ${HBONE_PORT} -j RETURN`);
     for (const p of o.excludeInboundPorts) r.push(`-A ${C.hairpin} -p tcp ${portMatch(p)} -j RETURN`);
-    if (o.inboundPorts === '*') r.push(`-A ${C.hairpin} -j MARK --set-xmark ${mark}`);
-    else for (const p of o.inboundPorts) r.push(`-A ${C.hairpin} -p tcp ${portMatch(p)} -j MARK --set-xmark ${mark}`);
+    // The connmark too, so the connection's later packets get here (see MESHGATE_OUTPUT's second rule).
+    if (o.inboundPorts === '*') r.push(`-A ${C.hairpin} -j MARK --set-xmark ${mark}`, `-A ${C.hairpin} -j CONNMARK --set-xmark ${mark}`);
+    else for (const p of o.inboundPorts) r.push(`-A ${C.hairpin} -p tcp ${portMatch(p)} -j MARK --set-xmark ${mark}`, `-A ${C.hairpin} -p tcp ${portMatch(p)} -j CONNMARK --set-xmark ${mark}`);
   }
 
   return { chains, jumps, rules: r };

@@ -582,7 +582,8 @@ export class InboundHandler {
   #serve(portNumber: number, d: Downstream): void {
     const served = this.#served;
     const listeners = served?.ports.get(portNumber)?.listeners;
-    const family: Family = net.isIPv6(plainIp(d.localAddress)) ? 6 : 4;
+    // A local address is an IP (the socket's): a colon after plainIp means IPv6 (no regex per request).
+    const family: Family = plainIp(d.localAddress).includes(':') ? 6 : 4;
     const listener = listeners?.get(family) ?? listeners?.get(family === 6 ? 4 : 6) ?? null;
     if (listener === null) return void d.reset(new Error(`inbound port ${portNumber} is no longer served`));
     try {

@@ -120,7 +120,7 @@ export function outboundObserver(inner: RequestObserver, context: () => Outbound
   return {
     begin(listener, d) {
       const rec = inner.begin(listener, d);
-      if (rec !== null) Object.defineProperty(rec, 'meshLabels', { get: () => labelsOf(rec), set: () => undefined, configurable: true, enumerable: true });
+      if (rec !== null) rec.meshLabelsOf = labelsOf;
       return rec;
     },
     upstreamTraceHeaders: (rec) => inner.upstreamTraceHeaders(rec),

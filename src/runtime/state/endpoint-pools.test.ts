@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cluster, snapshot } from '../../../test/support/ir-builders.js';
 import { compileSnapshot } from '../compile/compile-snapshot.js';
-import { EndpointPools } from './endpoint-pools.js';
+import { DEFAULT_POOL_OPTIONS, EndpointPools } from './endpoint-pools.js';
+import type { H1Client } from '../upstream/h1-client.js';
+import type { UpstreamTls } from '../../ir/types.js';
+import { SERVER_OPTIONS } from '../listeners/listener-manager.js';
 
 test('pools are reused across swaps and closed after the grace period once unused', async () => {
   const pools = new EndpointPools({ retireGraceMs: 50 });
@@ -51,6 +54,25 @@ test('an endpoint in two clusters with different connect timeouts gets one live 
     const b = snap.clusters.get('b')!.endpoints[0].handle!;
     assert.equal(a, b);
     assert.equal((a.dispatcher as unknown as { closed: boolean }).closed, false);
+  } finally {
+    await pools.close(100);
+  }
+});
+
+test('Istio mTLS connections (the peer is a sidecar) stay idle longer than plaintext ones; a DestinationRule idleTimeout wins over both', async () => {
+  const pools = new EndpointPools();
+  try {
+    const istio: UpstreamTls = { mode: 'ISTIO_MUTUAL', caCertificates: null, clientCertificate: null, sni: 'outbound_.80_._.a.default.svc.cluster.local', subjectAltNames: [], insecureSkipVerify: false };
+    const idle = { maxConnections: null, maxPendingRequests: null, maxRequests: null, maxRequestsPerConnection: null, maxRetries: null, idleTimeoutMs: 7000 };
+    const snap = compileSnapshot(
+      snapshot([], [cluster('plain', [{ port: 1001 }]), cluster('mtls', [{ port: 1002 }], { tls: istio }), cluster('mtls-dr', [{ port: 1003 }], { tls: istio, connectionPool: idle })]),
+    );
+    pools.bind(snap, null);
+    const keepAlive = (name: string) => (snap.clusters.get(name)!.endpoints[0].handle!.dispatcher as unknown as H1Client).options.keepAliveTimeoutMs;
+    assert.equal(keepAlive('plain'), DEFAULT_POOL_OPTIONS.keepAliveTimeoutMs);
+    assert.equal(keepAlive('mtls'), DEFAULT_POOL_OPTIONS.meshKeepAliveTimeoutMs);
+    assert.ok(DEFAULT_POOL_OPTIONS.meshKeepAliveTimeoutMs < SERVER_OPTIONS.keepAliveTimeout, "below a meshgate sidecar inbound's idle close, so the client closes first");
+    assert.equal(keepAlive('mtls-dr'), 7000);
   } finally {
     await pools.close(100);
   }

@@ -31,13 +31,20 @@ export interface EndpointPoolOptions {
    * Default 4000.
    */
   keepAliveTimeoutMs: number;
+  /**
+   * The same for Istio mTLS (ISTIO_MUTUAL) connections, whose peer is a sidecar: meshgate's inbound
+   * side keeps an idle connection 60 s (`SERVER_OPTIONS.keepAliveTimeout`), Envoy's 1 h, and neither
+   * sends a hint. Closing them after 4 s would pay a new mTLS handshake (ms of CPU at both ends) for
+   * every connection that a burst opened and that the steady load then leaves idle. Default 55 000.
+   */
+  meshKeepAliveTimeoutMs: number;
   /** Time an unused pool lingers before it is closed, in ms. Default 10 000. */
   retireGraceMs: number;
   /** Source address of every upstream connection (a sidecar's inbound pools dial the app from 127.0.0.6); absent = the kernel's choice. */
   localAddress?: string;
 }
 
-export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, keepAliveTimeoutMs: 4000, retireGraceMs: 10_000 };
+export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, keepAliveTimeoutMs: 4000, meshKeepAliveTimeoutMs: 55_000, retireGraceMs: 10_000 };
 
 /** Pool settings that come from the cluster (connect timeout, connection pool); equal settings share a pool. */
 export interface PoolSettings {
@@ -188,7 +195,7 @@ export class EndpointPools {
 /** meshgate's client for an endpoint: HTTP/1.1 pool or HTTP/2 sessions, TLS as the cluster says. */
 function buildClient(host: string, port: number, settings: PoolSettings, options: EndpointPoolOptions): UpstreamClient {
   const tls = settings.tls === null ? null : upstreamTlsConnect(settings.tls, settings.protocol);
-  const idle = settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : options.keepAliveTimeoutMs;
+  const idle = settings.idleTimeoutMs > 0 ? settings.idleTimeoutMs : settings.tls?.mode === 'ISTIO_MUTUAL' ? options.meshKeepAliveTimeoutMs : options.keepAliveTimeoutMs;
   const h1: H1ClientOptions = {
     host,
     port,
