@@ -50,6 +50,7 @@ import { makePlugInCa } from '../test/support/mesh-pki.js';
 import { loadOrCreateCaDirectory } from '../src/mesh/ca/ca.js';
 import { issueToken } from '../src/mesh/ca/token.js';
 import { cpuBusyMs, cpuMs, pinSelf, processTree, tasksetAvailable } from './proc.js';
+import { MESHGATE } from '../test/mesh/meshgate-bin.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(HERE, '../src/cli/main.js');
@@ -310,7 +311,7 @@ async function main(): Promise<number> {
   ] as const) {
     L.exec(pod, process.execPath, [MAIN, 'capture']);
     sidecars[pod] = L.spawn(pod, onCpu(1, [
-      process.execPath, MAIN, 'sidecar', '--control', `${IPS.cp}:15012`, '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
+      MESHGATE, 'sidecar', '--control', `${IPS.cp}:15012`, '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
       '--pod-ip', ip, '--namespace', 'default', '--service-account', sa, '--pod-name', `${pod}-0`, '--view-file', path.join(dir, `${pod}.json`), '--drain', '1s',
     ]));
   }

@@ -12,9 +12,9 @@ import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../lib/log.js';
-import { privateKeyPem, signatureParams, splitPemCertificates, toCryptoPrivateKey, toCryptoPublicKey, x509 } from '../ca/keys.js';
-import { chainsTo } from '../ca/ca.js';
-import { spiffeId } from '../ca/token.js';
+import { chainsTo, splitPemCertificates } from '../ca/chain.js';
+import { spiffeId } from './names.js';
+import { workloadCsrPem } from './csr.js';
 import { istioCertificateClient, type IstioCertificateResponse } from '../grpc/istioca-proto.js';
 import type { MeshIdentityMaterial } from '../../runtime/upstream/mesh-identity.js';
 
@@ -137,15 +137,11 @@ export class IdentityClient {
     const token = readFileSync(this.#opts.tokenFile, 'utf8').trim();
     const id = this.spiffeId;
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      keys: { privateKey: await toCryptoPrivateKey(privateKey), publicKey: await toCryptoPublicKey(privateKey) },
-      signingAlgorithm: signatureParams(privateKey),
-      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id }], true)],
-    });
+    const csr = workloadCsrPem(privateKey, id);
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token}`);
     const res = await new Promise<IstioCertificateResponse>((resolve, reject) =>
-      this.#client.CreateCertificate({ csr: csr.toString('pem'), validity_duration: String(this.#opts.ttlSeconds), metadata: null }, md, { deadline: Date.now() + (this.#opts.callTimeoutMs ?? 10_000) }, (err, r) => (err ? reject(err) : resolve(r!))),
+      this.#client.CreateCertificate({ csr, validity_duration: String(this.#opts.ttlSeconds), metadata: null }, md, { deadline: Date.now() + (this.#opts.callTimeoutMs ?? 10_000) }, (err, r) => (err ? reject(err) : resolve(r!))),
     );
     const chain = res.cert_chain ?? [];
     if (chain.length < 2) throw new Error(`CreateCertificate returned ${chain.length} certificates (want leaf ... root)`);
@@ -157,6 +153,6 @@ export class IdentityClient {
     // Leaf and intermediates are sent to peers; the root (last element) is not.
     const rootFingerprints = new Set(roots.map((r) => r.fingerprint256));
     const intermediates = certs.slice(1).filter((p) => !rootFingerprints.has(new X509Certificate(p).fingerprint256));
-    return { spiffeId: id, certChainPem: [certs[0], ...intermediates].join(''), keyPem: privateKeyPem(privateKey), rootsPem: this.#opts.rootCertPem, notAfter: new Date(leaf.validTo).getTime() };
+    return { spiffeId: id, certChainPem: [certs[0], ...intermediates].join(''), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, rootsPem: this.#opts.rootCertPem, notAfter: new Date(leaf.validTo).getTime() };
   }
 }
