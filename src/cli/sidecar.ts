@@ -44,6 +44,7 @@ import { parseTtl, trustDomain } from './mesh-client-options.js';
 import { TRANSPARENT_FDS_ENV, transparentLauncherArgv } from '../mesh/capture/transparent.js';
 import type { IRSnapshot } from '../ir/types.js';
 import { validateIR } from '../ir/validate.js';
+import { compactHeapSoon } from '../lib/heap.js';
 
 type Fail = (message: string) => never;
 
@@ -317,6 +318,11 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   }
   log.info('sidecar listening', { uid: process.getuid?.(), outbound: rt.bound.outbound, inbound: rt.bound.inbound, health: rt.bound.health, status: rt.bound.status });
   const stops: (() => Promise<void> | void)[] = [];
+  // Memory back once the view and the certificate settle (start-up, a push, a renewal): parsing and
+  // compiling a view leaves garbage and a grown young generation that V8 would keep committed while
+  // the proxy idles. lib/heap.ts: one memory-reducing collection 2 s after the last change, while the
+  // live heap is small (a sidecar's is: a few MiB), else plain full collections; never per request.
+  const settled = () => compactHeapSoon(2000, 'small-heap');
   // Identity first (in the background: readiness says 503 meanwhile).
   if (o.control !== null) {
     const { IdentityClient } = await import('../mesh/identity/client.js');
@@ -329,7 +335,10 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
       trustDomain: o.trustDomain,
       ttlSeconds: o.ttlSeconds,
       log: log.child({ component: 'mesh-identity' }),
-      onCertificate: (m) => rt.setIdentity(m),
+      onCertificate: (m) => {
+        rt.setIdentity(m);
+        settled();
+      },
     });
     stops.push(() => identity.stop());
     identity.start(365 * 86_400_000).catch((e: unknown) => log.error('no workload certificate', { error: (e as Error).message }));
@@ -338,6 +347,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     try {
       await rt.apply(ir);
       log.info('view applied', { version: ir.version, from });
+      settled();
     } catch (e) {
       log.warn('view refused; the last good one keeps serving', { version: ir.version, from, error: (e as Error).message });
       throw e;
