@@ -27,7 +27,8 @@
  * entry exec into it, so after startup the tree is that one process)
  * over a window inside the measured part, divided by the requests the server app counted in that same
  * window; vCPU per 1000 req/s = CPU ms per 1k requests ÷ 1000. RSS: VmRSS and RssAnon
- * (/proc/PID/status) of each sidecar process after IDLE seconds idle, holding its certificate and view.
+ * (/proc/PID/status) of each sidecar process after IDLE seconds idle, holding its certificate and view,
+ * right after the load, and after the load and IDLE more seconds idle (what the proxy gives back).
  * Pinning (--pin, with taskset and 2+ CPUs): both sidecars on CPU1; the load, apps, control plane and
  * this harness on CPU0, as bench/engine.ts does. Off by default: on a shared, busy 2-core machine two
  * sidecars pinned to one contended core got too little of it and the mesh path fell to 200 req/s (a
@@ -86,7 +87,7 @@ for (const [name, v, min] of [['rate', rate, 1], ['connections', connections, 1]
   }
 }
 const perRunSeconds = warmup + duration + 20;
-const timeoutSeconds = values.timeout !== undefined ? Number(values.timeout) : 150 + idleSeconds + rounds * 2 * perRunSeconds;
+const timeoutSeconds = values.timeout !== undefined ? Number(values.timeout) : 150 + 2 * idleSeconds + rounds * 2 * perRunSeconds;
 
 const TARGETS = { addedP99Ms: 2, pairVcpuPer1000Rps: 0.25, idleRssMiB: 70 };
 const HOST = 'reviews.default.svc.cluster.local';
@@ -466,6 +467,9 @@ async function main(): Promise<number> {
     }
   }
   const loadMem = { client: memOf('client'), server: memOf('server') };
+  // And once more after IDLE seconds without traffic: what the proxy gives back by itself.
+  await sleep(idleSeconds * 1000);
+  const settledMem = { client: memOf('client'), server: memOf('server') };
   // What the sidecars logged at warn or error level over the whole bench (deduplicated by message).
   const sidecarWarnings = (pod: 'client' | 'server'): { count: number; messages: string[] } => {
     const lines = [...sidecars[pod].stdout, ...sidecars[pod].stderr.join('').split('\n')].filter((l) => /"level":"(warn|error)"|\b(WARN|ERROR)\b/.test(l));
@@ -511,6 +515,7 @@ async function main(): Promise<number> {
   };
   const idle = { client: memSummary(idleMem.client), server: memSummary(idleMem.server) };
   const afterLoad = { client: memSummary(loadMem.client), server: memSummary(loadMem.server) };
+  const afterLoadIdle = { client: memSummary(settledMem.client), server: memSummary(settledMem.server) };
   const idleProxyMax = Math.max(idle.client.proxy?.vmRssMiB ?? NaN, idle.server.proxy?.vmRssMiB ?? NaN);
   const idleTotalMax = Math.max(idle.client.total.vmRssMiB, idle.server.total.vmRssMiB);
   const othersMax = Math.max(...runs.map((r) => r.othersCpuPercent));
@@ -532,6 +537,7 @@ async function main(): Promise<number> {
       pairIdleCpuMsPerSecond: idleCpuMsPerSecond,
       idleRssMiB: idle,
       afterLoadRssMiB: afterLoad,
+      afterLoadIdleRssMiB: afterLoadIdle,
       othersCpuPercentMax: othersMax,
       sidecarWarnings: warnings,
       runsLeftOut: runs.filter((r) => !valid(r)).map((r) => `round ${r.round} ${r.path}`),
@@ -572,7 +578,7 @@ async function main(): Promise<number> {
     for (const pod of ['client', 'server'] as const) {
       const m = idle[pod];
       const l = afterLoad[pod];
-      out.push(`${pod} sidecar RSS idle (${idleSeconds} s, certificate + view): proxy process VmRSS ${f(m.proxy?.vmRssMiB ?? NaN, 1)} MiB (RssAnon ${f(m.proxy?.rssAnonMiB ?? NaN, 1)}, RssFile ${f(m.proxy?.rssFileMiB ?? NaN, 1)}, Pss ${f(m.proxy?.pssMiB ?? NaN, 1)}); whole sidecar (${m.processes.map((p) => `${p.command} uid ${p.uid}`).join(', ')}) VmRSS ${f(m.total.vmRssMiB, 1)} MiB (RssAnon ${f(m.total.rssAnonMiB, 1)}, Pss ${f(m.total.pssMiB, 1)}); after the load: proxy ${f(l.proxy?.vmRssMiB ?? NaN, 1)} MiB, whole ${f(l.total.vmRssMiB, 1)} MiB`);
+      out.push(`${pod} sidecar RSS idle (${idleSeconds} s, certificate + view): proxy process VmRSS ${f(m.proxy?.vmRssMiB ?? NaN, 1)} MiB (RssAnon ${f(m.proxy?.rssAnonMiB ?? NaN, 1)}, RssFile ${f(m.proxy?.rssFileMiB ?? NaN, 1)}, Pss ${f(m.proxy?.pssMiB ?? NaN, 1)}); whole sidecar (${m.processes.map((p) => `${p.command} uid ${p.uid}`).join(', ')}) VmRSS ${f(m.total.vmRssMiB, 1)} MiB (RssAnon ${f(m.total.rssAnonMiB, 1)}, Pss ${f(m.total.pssMiB, 1)}); after the load: proxy ${f(l.proxy?.vmRssMiB ?? NaN, 1)} MiB, whole ${f(l.total.vmRssMiB, 1)} MiB; after the load and ${idleSeconds} s idle: proxy ${f(afterLoadIdle[pod].proxy?.vmRssMiB ?? NaN, 1)} MiB (RssAnon ${f(afterLoadIdle[pod].proxy?.rssAnonMiB ?? NaN, 1)})`);
     }
     for (const pod of ['client', 'server'] as const) {
       if (warnings[pod].count > 0) out.push(`${pod} sidecar logged ${warnings[pod].count} warn/error lines: ${warnings[pod].messages.join('; ')}`);
