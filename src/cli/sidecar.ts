@@ -323,6 +323,9 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   // the proxy idles. lib/heap.ts: one memory-reducing collection 2 s after the last change, while the
   // live heap is small (a sidecar's is: a few MiB), else plain full collections; never per request.
   const settled = () => compactHeapSoon(2000, 'small-heap');
+  // And after a burst of traffic, once the proxy is idle again (runtime/sidecar/idle-memory.ts).
+  const { compactAfterTraffic } = await import('../runtime/sidecar/idle-memory.js');
+  stops.push(compactAfterTraffic({ compact: () => compactHeapSoon(0, 'small-heap') }));
   // Identity first (in the background: readiness says 503 meanwhile).
   if (o.control !== null) {
     const { IdentityClient } = await import('../mesh/identity/client.js');
