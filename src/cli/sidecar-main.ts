@@ -11,7 +11,7 @@
  *
  * Exit codes as main.ts: 2 for a usage error, 1 for a failure, else the command's.
  */
-import { launchPlan, parseSidecarOptions, shellQuote, sidecarCommand } from './sidecar.js';
+import { launchPlan, parseSidecarOptions, shellQuote, SIDECAR_ENTRY, sidecarCommand, SIDECAR_USAGE } from './sidecar.js';
 
 class UsageError extends Error {}
 const fail = (message: string): never => {
@@ -28,6 +28,12 @@ function waitForSignal(): Promise<void> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
+  if (args.includes('--help') || args.includes('-h')) {
+    // The plan for --help is the entry printing the usage (bin/meshgate execs what the plan prints).
+    if (command === 'plan-sidecar') process.stdout.write(`${shellQuote([process.execPath, ...process.execArgv, SIDECAR_ENTRY, 'sidecar', '--help'])}\n`);
+    else process.stdout.write(`usage: ${SIDECAR_USAGE}\n`);
+    return 0;
+  }
   if (command === 'plan-sidecar') {
     const plan = launchPlan(parseSidecarOptions(args, fail), args, fail);
     process.stdout.write(`${shellQuote(plan.argv)}\n`);

@@ -72,6 +72,9 @@ test('bin/meshgate: other commands run main.js; a bad sidecar command line exits
   const help = spawnSync(BIN, ['help'], { encoding: 'utf8', env, timeout: 60_000 });
   assert.equal(help.status, 0, help.stderr);
   assert.match(help.stdout, /meshgate sidecar --control HOST:15012/);
+  const usage = spawnSync(BIN, ['sidecar', '--help'], { encoding: 'utf8', env, timeout: 60_000 });
+  assert.equal(usage.status, 0, usage.stderr);
+  assert.match(usage.stdout, /^usage: meshgate sidecar --control HOST:15012 --root-cert FILE --token-file FILE --pod-ip IP/);
   const bad = spawnSync(BIN, ['sidecar', '--pod-ip', '10.0.0.2', '--namespace', 'default'], { encoding: 'utf8', env, timeout: 60_000 });
   assert.equal(bad.status, 2, bad.stderr);
   assert.match(bad.stderr, /^meshgate: sidecar: --control HOST:PORT is required/);
