@@ -3,8 +3,8 @@
  * process every meshed pod keeps for its whole life): started as bin/meshgate starts it (the lean
  * entry dist/src/cli/sidecar-main.js), with a certificate client and a view, it never loads main.ts's
  * other commands (translate/, providers/, api/, resources/, admin/, control/), YAML, the Kubernetes
- * client, OpenTelemetry (tracing off), jose (no RequestAuthentication in the view) or the ASN.1 stack
- * of @peculiar/x509 (the CSR is built with node:crypto).
+ * client, OpenTelemetry (tracing off), jose (no RequestAuthentication in the view), the ASN.1 stack
+ * of @peculiar/x509 (the CSR is built with node:crypto) or, with `--view-file`, grpc-js and protobufjs.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -34,6 +34,10 @@ const FORBIDDEN: Record<string, RegExp> = {
   jose: /\/node_modules\/jose\//,
   peculiar: /\/node_modules\/@peculiar\//,
   tsyringe: /\/node_modules\/tsyringe\//,
+  // The certificate client speaks gRPC over node:http2 (mesh/grpc/h2-unary.ts); with --view-file
+  // nothing else uses gRPC (the config push client, mesh/push/, still runs on grpc-js).
+  'grpc-js': /\/node_modules\/@grpc\//,
+  protobufjs: /\/node_modules\/protobufjs\//,
 };
 
 test('the sidecar proxy process (bin/meshgate, lean entry): none of the other commands\' modules, no jose, no @peculiar/x509', { timeout: 120_000 }, async () => {

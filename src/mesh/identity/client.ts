@@ -10,12 +10,12 @@
  */
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../lib/log.js';
 import { chainsTo, splitPemCertificates } from '../ca/chain.js';
 import { spiffeId } from './names.js';
 import { workloadCsrPem } from './csr.js';
-import { istioCertificateClient, type IstioCertificateResponse } from '../grpc/istioca-proto.js';
+import { GrpcH2Client } from '../grpc/h2-unary.js';
+import { CREATE_CERTIFICATE_PATH, decodeCertificateResponse, encodeCertificateRequest } from '../grpc/istioca-wire.js';
 import type { MeshIdentityMaterial } from '../../runtime/upstream/mesh-identity.js';
 
 export const ISTIOD_NAME = 'istiod.istio-system.svc';
@@ -48,11 +48,9 @@ export function renewalDelayMs(receivedAt: number, notAfter: number, ratio = 0.5
   return Math.floor(life * r);
 }
 
-type CaClient = grpc.Client & { CreateCertificate: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: IstioCertificateResponse) => void) => void };
-
 export class IdentityClient {
   readonly #opts: IdentityClientOptions;
-  readonly #client: CaClient;
+  readonly #client: GrpcH2Client;
   #timer: NodeJS.Timeout | null = null;
   #current: MeshIdentityMaterial | null = null;
   #stopped = false;
@@ -61,9 +59,8 @@ export class IdentityClient {
 
   constructor(opts: IdentityClientOptions) {
     this.#opts = opts;
-    const Client = istioCertificateClient();
-    const creds = grpc.credentials.createSsl(Buffer.from(opts.rootCertPem));
-    this.#client = new Client(opts.address, creds, { 'grpc.ssl_target_name_override': ISTIOD_NAME, 'grpc.default_authority': ISTIOD_NAME }) as unknown as CaClient;
+    // gRPC over node:http2 (grpc/h2-unary.ts), not grpc-js: the proxy process keeps what it loads.
+    this.#client = new GrpcH2Client({ address: opts.address, rootCertPem: opts.rootCertPem, servername: ISTIOD_NAME });
   }
 
   get spiffeId(): string {
@@ -138,11 +135,7 @@ export class IdentityClient {
     const id = this.spiffeId;
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const csr = workloadCsrPem(privateKey, id);
-    const md = new grpc.Metadata();
-    md.set('authorization', `Bearer ${token}`);
-    const res = await new Promise<IstioCertificateResponse>((resolve, reject) =>
-      this.#client.CreateCertificate({ csr, validity_duration: String(this.#opts.ttlSeconds), metadata: null }, md, { deadline: Date.now() + (this.#opts.callTimeoutMs ?? 10_000) }, (err, r) => (err ? reject(err) : resolve(r!))),
-    );
+    const res = decodeCertificateResponse(await this.#client.unary(CREATE_CERTIFICATE_PATH, encodeCertificateRequest(csr, this.#opts.ttlSeconds), { authorization: `Bearer ${token}` }, this.#opts.callTimeoutMs ?? 10_000));
     const chain = res.cert_chain ?? [];
     if (chain.length < 2) throw new Error(`CreateCertificate returned ${chain.length} certificates (want leaf ... root)`);
     const certs = chain.flatMap((p) => splitPemCertificates(p));
