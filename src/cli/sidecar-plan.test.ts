@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -61,6 +61,11 @@ test('unreadableBy: the owner, group and other bits the proxy uid/gid meet, and 
     writeFileSync(path.join(inner, 'cert.pem'), 'x', { mode: 0o644 });
     chmodSync(inner, 0o700);
     assert.equal(unreadableBy(path.join(inner, 'cert.pem'), other.uid, other.gid), `no search permission on ${inner}`);
+    // A Kubernetes-style mount: the file is a symlink into a directory the proxy cannot search.
+    symlinkSync(path.join(inner, 'cert.pem'), path.join(dir, 'link.pem'));
+    assert.equal(unreadableBy(path.join(dir, 'link.pem'), other.uid, other.gid), `no search permission on ${inner}`);
+    chmodSync(inner, 0o755);
+    assert.equal(unreadableBy(path.join(dir, 'link.pem'), other.uid, other.gid), null);
     assert.match(unreadableBy(path.join(dir, 'missing'), other.uid, other.gid) ?? '', /ENOENT/);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -32,7 +32,7 @@
  * is needed for readiness, and Istio mTLS upstreams answer 503 UF).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, realpathSync, statSync, unwatchFile, watchFile } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -256,9 +256,13 @@ export function unreadableBy(file: string, uid: number, gid: number): string | n
     return ((st.mode >> cls) & bit) !== 0;
   };
   const abs = path.resolve(file);
-  for (let dir = path.dirname(abs); ; dir = path.dirname(dir)) {
-    if (!allowed(dir, 1)) return `no search permission on ${dir}`;
-    if (dir === path.dirname(dir)) break;
+  // The directories of the path as given and of the file it resolves to (Kubernetes mounts Secret,
+  // ConfigMap and projected files as symlinks into a `..data` directory).
+  for (const p of new Set([abs, realpathSync(abs)])) {
+    for (let dir = path.dirname(p); ; dir = path.dirname(dir)) {
+      if (!allowed(dir, 1)) return `no search permission on ${dir}`;
+      if (dir === path.dirname(dir)) break;
+    }
   }
   if (!allowed(abs, 4)) {
     const st = statSync(abs);
