@@ -9,13 +9,21 @@
  *                    [--access-log stdout|FILE] [--access-log-format text|json] [--drain 5s]
  *                    [--cluster-id Kubernetes] [--log-level info]
  *
- * Runs as root in the pod's network namespace after `meshgate capture`. As root, it re-runs itself
+ * Runs as root in the pod's network namespace after `meshgate capture`. As root, it runs the proxy
  * through the transparent-socket launcher (mesh/capture/transparent.ts): the launcher makes the
  * IP_TRANSPARENT capture listeners (127.0.0.1:15001 and :15006, and [::1] with an IPv6 pod address),
- * drops to `--proxy-uid`/`--proxy-gid` and execs this command again, which finds the sockets in
- * MESHGATE_TRANSPARENT_FDS. The root parent only waits for it and passes signals on. Before that, it
- * checks that the capture rules in the namespace exempt the proxy's uid (else every upstream
- * connection of the proxy would be captured again: a loop) and refuses to start when they do not.
+ * drops to `--proxy-uid`/`--proxy-gid` and execs the proxy (`node sidecar-main.js sidecar ...`, the
+ * lean entry), which finds the sockets in MESHGATE_TRANSPARENT_FDS. Before that, it checks that the
+ * capture rules in the namespace exempt the proxy's uid (else every upstream connection of the proxy
+ * would be captured again: a loop) and that the proxy uid can read --root-cert and --token-file, and
+ * refuses to start when not.
+ *
+ * Process model (`launchPlan`): the `meshgate` command (bin/meshgate, the image's entrypoint) asks
+ * `node sidecar-main.js plan-sidecar ARGS` for the command line and execs it, so the launcher and then
+ * the proxy replace the entry process: after startup one process remains, the proxy (uid 1337), with
+ * the container's PID, its signals (SIGTERM: drain) and its exit code. Node.js 20 cannot exec, so
+ * `node dist/src/cli/main.js sidecar` as root still works but keeps a root Node.js process that waits
+ * for the proxy and passes signals on (`relaunch`).
  *
  * Identity: the workload certificate from `--control` (mesh/identity/client.ts), renewed at half its
  * life. Config: the view pushed by the control plane (mesh/push/client.ts, `ConfigPushClient`), or
@@ -24,7 +32,7 @@
  * is needed for readiness, and Istio mTLS upstreams answer 503 UF).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, realpathSync, statSync, unwatchFile, watchFile } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -36,6 +44,7 @@ import { parseTtl, trustDomain } from './mesh-client-options.js';
 import { TRANSPARENT_FDS_ENV, transparentLauncherArgv } from '../mesh/capture/transparent.js';
 import type { IRSnapshot } from '../ir/types.js';
 import { validateIR } from '../ir/validate.js';
+import { compactHeapSoon } from '../lib/heap.js';
 
 type Fail = (message: string) => never;
 
@@ -193,22 +202,84 @@ export function captureLoopProblem(uid: number): string | null {
 export async function sidecarCommand(args: string[], fail: Fail, waitForSignal: () => Promise<void>): Promise<number> {
   const o = parseSidecarOptions(args, fail);
   const log = new Logger(o.logLevel, { component: 'meshgate-sidecar' });
-  const listeners = captureListeners(o);
-  const root = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (root && process.env[TRANSPARENT_FDS_ENV] === undefined && o.proxyUid !== 0) {
-    const loop = captureLoopProblem(o.proxyUid);
-    if (loop !== null) fail(`sidecar: ${loop}`);
-    return relaunch(o, args, [...listeners.outbound, ...listeners.inbound], log);
+  const plan = launchPlan(o, args, fail);
+  if (plan.launcher) {
+    log.info('started by node as root: this process stays as a root waiter next to the proxy; start the sidecar with the meshgate command (bin/meshgate) to have only the proxy process', { proxyUid: o.proxyUid });
+    return relaunch(plan.argv, log);
   }
-  return serve(o, listeners, log, waitForSignal);
+  return serve(o, captureListeners(o), log, waitForSignal);
 }
 
-/** As root: the launcher makes the transparent sockets, drops to the proxy uid and runs this command again. */
-async function relaunch(o: SidecarOptions, args: string[], specs: string[], log: Logger): Promise<number> {
-  const main = fileURLToPath(new URL('./main.js', import.meta.url));
-  const argv = transparentLauncherArgv({ listeners: specs, uid: o.proxyUid, gid: o.proxyGid, command: [process.execPath, ...process.execArgv, main, 'sidecar', ...args] });
+/** The lean proxy entry (sidecar-main.ts): loads the sidecar only, not every command of main.ts. */
+export const SIDECAR_ENTRY = fileURLToPath(new URL('./sidecar-main.js', import.meta.url));
+
+/**
+ * How to start the proxy for these arguments: as root (and not already the launched proxy, and a
+ * proxy uid other than 0), the transparent-socket launcher running the lean entry as the proxy uid;
+ * else the lean entry itself. Checks first what would make the proxy fail after the drop (a capture
+ * loop, unreadable files) and fails with the reason.
+ */
+export function launchPlan(o: SidecarOptions, args: string[], fail: Fail): { launcher: boolean; argv: string[] } {
+  const proxy = [process.execPath, ...proxyNodeFlags(), SIDECAR_ENTRY, 'sidecar', ...args];
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!root || process.env[TRANSPARENT_FDS_ENV] !== undefined || o.proxyUid === 0) return { launcher: false, argv: proxy };
+  const loop = captureLoopProblem(o.proxyUid);
+  if (loop !== null) fail(`sidecar: ${loop}`);
+  for (const [flag, file] of [['--root-cert', o.rootCertFile], ['--token-file', o.tokenFile], ['--view-file', o.viewFile]] as const) {
+    if (file === null) continue;
+    const why = unreadableBy(file, o.proxyUid, o.proxyGid);
+    if (why !== null) fail(`sidecar: ${flag} ${file}: the proxy runs as uid ${o.proxyUid} gid ${o.proxyGid} after binding its listeners and could not read it (${why})`);
+  }
+  const listeners = captureListeners(o);
+  return { launcher: true, argv: transparentLauncherArgv({ listeners: [...listeners.outbound, ...listeners.inbound], uid: o.proxyUid, gid: o.proxyGid, command: proxy }) };
+}
+
+/** The proxy's node flags: the ones this process was started with (an operator's `--max-old-space-size`, a `--import`). */
+function proxyNodeFlags(): string[] {
+  return process.execArgv;
+}
+
+/**
+ * Why `uid`/`gid` (and no supplementary group: the launcher sets only `gid`) cannot read `file`, or
+ * null: read permission on the file and search permission on every directory above it, by the
+ * owner, group or other bits that apply. Root's own access is checked too (a missing file).
+ */
+export function unreadableBy(file: string, uid: number, gid: number): string | null {
+  try {
+    accessSync(file, fsConstants.R_OK);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const allowed = (p: string, bit: number): boolean => {
+    const st = statSync(p);
+    const cls = st.uid === uid ? 6 : st.gid === gid ? 3 : 0;
+    return ((st.mode >> cls) & bit) !== 0;
+  };
+  const abs = path.resolve(file);
+  // The directories of the path as given and of the file it resolves to (Kubernetes mounts Secret,
+  // ConfigMap and projected files as symlinks into a `..data` directory).
+  for (const p of new Set([abs, realpathSync(abs)])) {
+    for (let dir = path.dirname(p); ; dir = path.dirname(dir)) {
+      if (!allowed(dir, 1)) return `no search permission on ${dir}`;
+      if (dir === path.dirname(dir)) break;
+    }
+  }
+  if (!allowed(abs, 4)) {
+    const st = statSync(abs);
+    return `mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, owner ${st.uid}:${st.gid}`;
+  }
+  return null;
+}
+
+/** Shell words (POSIX single quotes), for the meshgate command to `eval exec` the plan. */
+export function shellQuote(argv: string[]): string {
+  return argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+}
+
+/** Started by node as root: the launcher makes the transparent sockets, drops to the proxy uid and runs the proxy; this process waits. */
+async function relaunch(argv: string[], log: Logger): Promise<number> {
   const child = spawn(argv[0], argv.slice(1), { stdio: 'inherit', env: { ...process.env, MESHGATE_SIDECAR_PARENT: String(process.pid) } });
-  log.debug('launched the proxy process', { pid: child.pid, uid: o.proxyUid, listeners: specs });
+  log.debug('launched the proxy process', { pid: child.pid });
   const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
   const onTerm = forward('SIGTERM');
   const onInt = forward('SIGINT');
@@ -251,6 +322,14 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   }
   log.info('sidecar listening', { uid: process.getuid?.(), outbound: rt.bound.outbound, inbound: rt.bound.inbound, health: rt.bound.health, status: rt.bound.status });
   const stops: (() => Promise<void> | void)[] = [];
+  // Memory back once the view and the certificate settle (start-up, a push, a renewal): parsing and
+  // compiling a view leaves garbage and a grown young generation that V8 would keep committed while
+  // the proxy idles. lib/heap.ts: one memory-reducing collection 2 s after the last change, while the
+  // live heap is small (a sidecar's is: a few MiB), else plain full collections; never per request.
+  const settled = () => compactHeapSoon(2000, 'small-heap');
+  // And after a burst of traffic, once the proxy is idle again (runtime/sidecar/idle-memory.ts).
+  const { compactAfterTraffic } = await import('../runtime/sidecar/idle-memory.js');
+  stops.push(compactAfterTraffic({ compact: () => compactHeapSoon(0, 'small-heap') }));
   // Identity first (in the background: readiness says 503 meanwhile).
   if (o.control !== null) {
     const { IdentityClient } = await import('../mesh/identity/client.js');
@@ -263,7 +342,10 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
       trustDomain: o.trustDomain,
       ttlSeconds: o.ttlSeconds,
       log: log.child({ component: 'mesh-identity' }),
-      onCertificate: (m) => rt.setIdentity(m),
+      onCertificate: (m) => {
+        rt.setIdentity(m);
+        settled();
+      },
     });
     stops.push(() => identity.stop());
     identity.start(365 * 86_400_000).catch((e: unknown) => log.error('no workload certificate', { error: (e as Error).message }));
@@ -272,6 +354,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     try {
       await rt.apply(ir);
       log.info('view applied', { version: ir.version, from });
+      settled();
     } catch (e) {
       log.warn('view refused; the last good one keeps serving', { version: ir.version, from, error: (e as Error).message });
       throw e;

@@ -210,3 +210,9 @@ test('the Dockerfile: node:20-slim, npm ci, build, non-root', () => {
   assert.match(text, /apt-get install[^\n]*\biptables\b[^\n]*\biproute2\b/);
   assert.equal(one('Deployment', 'meshgate').spec.template.spec.securityContext.runAsUser, 10001);
 });
+
+test('the Dockerfile: bin/meshgate is the entrypoint (a sidecar container keeps one process, the proxy)', () => {
+  const text = readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8');
+  assert.match(text, /^COPY bin \.\/bin$/m);
+  assert.match(text, /^ENTRYPOINT \["\/app\/bin\/meshgate"\]$/m);
+});

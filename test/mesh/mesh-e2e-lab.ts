@@ -28,6 +28,7 @@ import { Lab, type LabProcess } from './lab.js';
 import { ECHO_APP } from './lab-programs.js';
 import { HTTP_AGENT, HTTP_APP } from './sidecar-programs.js';
 import { parseAllDocuments } from 'yaml';
+import { MESHGATE } from './meshgate-bin.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const MAIN = path.resolve(here, '../../src/cli/main.js');
@@ -309,7 +310,7 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
       sidecars.set(
         p.name,
         lab.spawn(p.name, [
-          process.execPath, MAIN, 'sidecar', '--control', `${CP_IP}:15012`, '--root-cert', path.join(dir, 'root-cert.pem'), '--token-file', path.join(dir, `${p.name}.token`),
+          MESHGATE, 'sidecar', '--control', `${CP_IP}:15012`, '--root-cert', path.join(dir, 'root-cert.pem'), '--token-file', path.join(dir, `${p.name}.token`),
           '--pod-ip', p.ip, '--namespace', p.namespace, '--service-account', p.serviceAccount, '--pod-name', podName(p), '--drain', '1s', '--log-level', 'warn',
         ], p.labels.app === 'reviews' ? { ISTIO_KUBE_APP_PROBERS: probes.env } : {}),
       );

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Lab, labRequired, labSkipReason, type LabProcess } from './lab.js';
 import { callFrom, ECHO_APP } from './lab-programs.js';
 import { HTTP_APP, ipv6ClientView } from './sidecar-programs.js';
+import { MESHGATE } from './meshgate-bin.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const skip = labSkipReason(['ip6tables-save', 'ip6tables-restore']);
@@ -55,7 +56,7 @@ describe('meshgate sidecar with IPv6', { skip: skip ? `skipped: ${skip}` : false
     await lab.waitForLine(app, (l) => l.includes('listening'));
     await lab.waitForLine(echo, (l) => l.includes('listening'));
     lab.exec('client', process.execPath, [MAIN, 'capture']);
-    sidecar = lab.spawn('client', [process.execPath, MAIN, 'sidecar', '--view-file', path.join(dir, 'view.json'), '--pod-ip', '10.250.0.2', '--pod-ip', 'fd00:250::2', '--namespace', 'default', '--service-account', 'client']);
+    sidecar = lab.spawn('client', [MESHGATE, 'sidecar', '--view-file', path.join(dir, 'view.json'), '--pod-ip', '10.250.0.2', '--pod-ip', 'fd00:250::2', '--namespace', 'default', '--service-account', 'client']);
     const deadline = Date.now() + 20_000;
     while (!sidecar.stderr.join('').includes('view applied') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.match(sidecar.stderr.join(''), /view applied/, sidecar.stderr.join(''));

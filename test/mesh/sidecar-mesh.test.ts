@@ -21,6 +21,7 @@ import { HTTP_AGENT, HTTP_APP, meshClientView, meshServerView } from './sidecar-
 import { makePlugInCa } from '../support/mesh-pki.js';
 import { loadOrCreateCaDirectory } from '../../src/mesh/ca/ca.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
+import { MESHGATE } from './meshgate-bin.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(here, '../../src/cli/main.js');
@@ -88,7 +89,7 @@ describe('two meshgate sidecars: outbound auto mTLS to a STRICT inbound', { skip
     ] as const) {
       lab.exec(pod, process.execPath, [MAIN, 'capture']);
       sidecars[pod] = lab.spawn(pod, [
-        process.execPath, MAIN, 'sidecar', '--control', '10.250.0.5:15012', '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
+        MESHGATE, 'sidecar', '--control', '10.250.0.5:15012', '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
         '--pod-ip', ip, '--namespace', 'default', '--service-account', sa, '--pod-name', `${pod}-0`, '--view-file', path.join(dir, `${pod}.json`), '--drain', '1s',
       ]);
     }

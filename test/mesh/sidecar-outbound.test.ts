@@ -26,6 +26,7 @@ import { makePlugInCa, makeWorkloadCert } from '../support/mesh-pki.js';
 import { loadOrCreateCaDirectory } from '../../src/mesh/ca/ca.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
 import type { IRSnapshot } from '../../src/ir/types.js';
+import { MESHGATE } from './meshgate-bin.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const skip = labSkipReason();
@@ -128,7 +129,7 @@ describe('meshgate sidecar outbound in a network-namespace lab', { skip: skip ? 
     for (const a of Object.values(apps)) await lab.waitForLine(a, (l) => l.includes('listening'));
     lab.exec('client', process.execPath, [MAIN, 'capture']);
     sidecar = lab.spawn('client', [
-      process.execPath, MAIN, 'sidecar',
+      MESHGATE, 'sidecar',
       '--control', '10.250.0.6:15012', '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, 'token'),
       '--pod-ip', '10.250.0.2', '--namespace', 'default', '--service-account', 'client', '--pod-name', 'client-0',
       '--view-file', viewFile, '--drain', '2s', '--access-log', 'stdout',

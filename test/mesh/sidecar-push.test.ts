@@ -20,6 +20,7 @@ import { makePlugInCa } from '../support/mesh-pki.js';
 import { loadOrCreateCaDirectory } from '../../src/mesh/ca/ca.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
 import type { IRSnapshot } from '../../src/ir/types.js';
+import { MESHGATE } from './meshgate-bin.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(here, '../../src/cli/main.js');
@@ -98,7 +99,7 @@ describe('meshgate sidecar with its view pushed by the control plane', { skip: s
     await lab.waitForLine(cp, (l) => l.includes('"up"'), 20_000);
     lab.exec('client', process.execPath, [MAIN, 'capture']);
     sidecar = lab.spawn('client', [
-      process.execPath, MAIN, 'sidecar', '--control', '10.250.0.6:15012', '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, 'token'),
+      MESHGATE, 'sidecar', '--control', '10.250.0.6:15012', '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, 'token'),
       '--pod-ip', '10.250.0.2', '--namespace', 'default', '--service-account', 'client', '--pod-name', 'client-0', '--drain', '1s',
     ]);
     agent = lab.spawn('client', [process.execPath, '-e', HTTP_AGENT], {}, { stdin: true });

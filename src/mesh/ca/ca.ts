@@ -21,6 +21,9 @@ import { privateKeyPem, signatureParams, splitPemCertificates, toCryptoPrivateKe
 
 /** Istio MAX_WORKLOAD_CERT_TTL: a longer request is an error, never clamped. */
 import { MAX_WORKLOAD_CERT_TTL_S } from '../identity/names.js';
+import { chainsTo } from './chain.js';
+
+export { chainsTo };
 
 export { MAX_WORKLOAD_CERT_TTL_S };
 /** Istio DEFAULT_WORKLOAD_CERT_TTL. */
@@ -128,18 +131,6 @@ function checkPlugIn(certPem: string, keyPem: string, chainPem: string, rootPem:
   const chain = splitPemCertificates(chainPem).map((p) => new X509Certificate(p));
   if (!chainsTo(cert, chain, roots)) throw new CaError('MG_CA_MATERIAL_INVALID', `${where}: ${CA_FILES.cert} does not chain to ${CA_FILES.root} through ${CA_FILES.chain}`);
   return { source: 'plug-in', signingCertPem: certPem, signingKey: key, certChainPem: chainPem, rootCertPem: rootPem };
-}
-
-/** True when `leaf` verifies up to one of `roots`, using `intermediates` as needed. */
-export function chainsTo(leaf: X509Certificate, intermediates: X509Certificate[], roots: X509Certificate[]): boolean {
-  let current = leaf;
-  for (let hops = 0; hops <= intermediates.length + 1; hops++) {
-    if (roots.some((r) => current.checkIssued(r) && current.verify(r.publicKey))) return true;
-    const next = intermediates.find((c) => c !== current && c.ca && current.checkIssued(c) && current.verify(c.publicKey));
-    if (next === undefined) return false;
-    current = next;
-  }
-  return false;
 }
 
 async function waitForSelfSigned(dir: string, waitMs: number): Promise<CaMaterial> {

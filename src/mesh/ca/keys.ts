@@ -52,7 +52,4 @@ export function parsePrivateKey(pem: string): KeyObject {
   return createPrivateKey(pem);
 }
 
-/** Every `CERTIFICATE` PEM block of `text`, each normalised to end with one newline. */
-export function splitPemCertificates(text: string): string[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => `${m[0]}\n`);
-}
+export { splitPemCertificates } from './chain.js';

@@ -77,6 +77,4 @@ export class TokenVerifier {
   }
 }
 
-export function spiffeId(trustDomain: string, sa: ServiceAccount): string {
-  return `spiffe://${trustDomain}/ns/${sa.namespace}/sa/${sa.serviceAccount}`;
-}
+export { spiffeId } from '../identity/names.js';

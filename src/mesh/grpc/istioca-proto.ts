@@ -77,7 +77,7 @@ export interface IstioCertificateResponse {
   cert_chain: string[];
 }
 
-export const CREATE_CERTIFICATE_PATH = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
+export { CREATE_CERTIFICATE_PATH } from './istioca-wire.js';
 
 /** The service definition for `grpc.Server.addService` and `makeGenericClientConstructor`. */
 export function istioCertificateService(): grpc.ServiceDefinition {

@@ -10,12 +10,12 @@
  */
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../lib/log.js';
-import { privateKeyPem, signatureParams, splitPemCertificates, toCryptoPrivateKey, toCryptoPublicKey, x509 } from '../ca/keys.js';
-import { chainsTo } from '../ca/ca.js';
-import { spiffeId } from '../ca/token.js';
-import { istioCertificateClient, type IstioCertificateResponse } from '../grpc/istioca-proto.js';
+import { chainsTo, splitPemCertificates } from '../ca/chain.js';
+import { spiffeId } from './names.js';
+import { workloadCsrPem } from './csr.js';
+import { GrpcH2Client } from '../grpc/h2-unary.js';
+import { CREATE_CERTIFICATE_PATH, decodeCertificateResponse, encodeCertificateRequest } from '../grpc/istioca-wire.js';
 import type { MeshIdentityMaterial } from '../../runtime/upstream/mesh-identity.js';
 
 export const ISTIOD_NAME = 'istiod.istio-system.svc';
@@ -48,11 +48,9 @@ export function renewalDelayMs(receivedAt: number, notAfter: number, ratio = 0.5
   return Math.floor(life * r);
 }
 
-type CaClient = grpc.Client & { CreateCertificate: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: IstioCertificateResponse) => void) => void };
-
 export class IdentityClient {
   readonly #opts: IdentityClientOptions;
-  readonly #client: CaClient;
+  readonly #client: GrpcH2Client;
   #timer: NodeJS.Timeout | null = null;
   #current: MeshIdentityMaterial | null = null;
   #stopped = false;
@@ -61,9 +59,8 @@ export class IdentityClient {
 
   constructor(opts: IdentityClientOptions) {
     this.#opts = opts;
-    const Client = istioCertificateClient();
-    const creds = grpc.credentials.createSsl(Buffer.from(opts.rootCertPem));
-    this.#client = new Client(opts.address, creds, { 'grpc.ssl_target_name_override': ISTIOD_NAME, 'grpc.default_authority': ISTIOD_NAME }) as unknown as CaClient;
+    // gRPC over node:http2 (grpc/h2-unary.ts), not grpc-js: the proxy process keeps what it loads.
+    this.#client = new GrpcH2Client({ address: opts.address, rootCertPem: opts.rootCertPem, servername: ISTIOD_NAME });
   }
 
   get spiffeId(): string {
@@ -137,16 +134,8 @@ export class IdentityClient {
     const token = readFileSync(this.#opts.tokenFile, 'utf8').trim();
     const id = this.spiffeId;
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      keys: { privateKey: await toCryptoPrivateKey(privateKey), publicKey: await toCryptoPublicKey(privateKey) },
-      signingAlgorithm: signatureParams(privateKey),
-      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id }], true)],
-    });
-    const md = new grpc.Metadata();
-    md.set('authorization', `Bearer ${token}`);
-    const res = await new Promise<IstioCertificateResponse>((resolve, reject) =>
-      this.#client.CreateCertificate({ csr: csr.toString('pem'), validity_duration: String(this.#opts.ttlSeconds), metadata: null }, md, { deadline: Date.now() + (this.#opts.callTimeoutMs ?? 10_000) }, (err, r) => (err ? reject(err) : resolve(r!))),
-    );
+    const csr = workloadCsrPem(privateKey, id);
+    const res = decodeCertificateResponse(await this.#client.unary(CREATE_CERTIFICATE_PATH, encodeCertificateRequest(csr, this.#opts.ttlSeconds), { authorization: `Bearer ${token}` }, this.#opts.callTimeoutMs ?? 10_000));
     const chain = res.cert_chain ?? [];
     if (chain.length < 2) throw new Error(`CreateCertificate returned ${chain.length} certificates (want leaf ... root)`);
     const certs = chain.flatMap((p) => splitPemCertificates(p));
@@ -157,6 +146,6 @@ export class IdentityClient {
     // Leaf and intermediates are sent to peers; the root (last element) is not.
     const rootFingerprints = new Set(roots.map((r) => r.fingerprint256));
     const intermediates = certs.slice(1).filter((p) => !rootFingerprints.has(new X509Certificate(p).fingerprint256));
-    return { spiffeId: id, certChainPem: [certs[0], ...intermediates].join(''), keyPem: privateKeyPem(privateKey), rootsPem: this.#opts.rootCertPem, notAfter: new Date(leaf.validTo).getTime() };
+    return { spiffeId: id, certChainPem: [certs[0], ...intermediates].join(''), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, rootsPem: this.#opts.rootCertPem, notAfter: new Date(leaf.validTo).getTime() };
   }
 }

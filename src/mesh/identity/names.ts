@@ -26,3 +26,8 @@ export function serviceAccountOfUsername(username: string): ServiceAccount | nul
 
 /** Longest workload certificate lifetime (Istio's max-workload-cert-ttl, 90 d), s. */
 export const MAX_WORKLOAD_CERT_TTL_S = 90 * 24 * 3600;
+
+/** The SPIFFE ID of a service account: `spiffe://TRUST_DOMAIN/ns/NS/sa/SA`. */
+export function spiffeId(trustDomain: string, sa: ServiceAccount): string {
+  return `spiffe://${trustDomain}/ns/${sa.namespace}/sa/${sa.serviceAccount}`;
+}
