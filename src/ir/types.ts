@@ -684,11 +684,35 @@ export type HashKey =
    * `Chrome/4`, `Chrome/5`, `Chrome/6`, `CPU iPhone OS 12`, `iPad; CPU OS 12`, and Safari on
    * `Intel Mac OS X 10_14` without Chrome); absent = always sent as written.
    */
-  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean }
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean; affinity?: CookieAffinity }
   /** The client's IP address (the downstream peer). */
   | { kind: 'source-ip' }
   /** The raw value of this query parameter (first occurrence). */
   | { kind: 'query-parameter'; name: string };
+
+/**
+ * ingress-nginx session affinity on a generated cookie (annotations affinity-mode,
+ * session-cookie-change-on-failure; balancer/sticky*.lua). The cookie's value is
+ * `<key>|<backendKey>`; only `<key>` selects the endpoint.
+ */
+export interface CookieAffinity {
+  /**
+   * `balanced` (default): `<key>` is a random value hashed onto the ring, so after a scale-up about
+   * (n-c)/n clients move to the new endpoints. `persistent`: `<key>` names one endpoint (a hash of
+   * the cluster name and the endpoint's `address:port`): a client stays on it for as long as it
+   * exists, whatever endpoints are added; a key naming no available endpoint picks a random one and
+   * re-issues the cookie.
+   */
+  mode: 'balanced' | 'persistent';
+  /**
+   * When a try fails and the request is retried: true = the retry goes to another endpoint and the
+   * cookie is re-issued to name it (ingress-nginx session-cookie-change-on-failure); false (default) =
+   * the retry goes to another endpoint and the cookie is kept.
+   */
+  changeOnFailure: boolean;
+  /** Identifies the cluster in the cookie (ingress-nginx: md5(md5(backend) + backend)); canaries read it. */
+  backendKey: string;
+}
 
 /**
  * Istio ConnectionPoolSettings. Every limit is per cluster; null = unlimited. A request over a limit

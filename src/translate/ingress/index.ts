@@ -30,7 +30,7 @@ import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
-import { defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
+import { completeNginxAffinity, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
 import { nginxPassthroughRoutes } from './nginx/passthrough.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
@@ -154,7 +154,17 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       ctx.report('warning', 'MG_UNSUPPORTED', c.ing, `${c.field}.path`, `canary Ingress: no non-canary Ingress serves host "${c.host}" path "${c.path}"; a lone canary is not served (as ingress-nginx)`);
       continue;
     }
-    const made = canaryRoutes(main.route, c.route.action.destinations[0].cluster, cfg.canary!, c.route.name);
+    const canaryCluster = c.route.action.destinations[0].cluster;
+    // affinity-canary-behavior sticky (ingress-nginx's default): the canary's upstream takes the main's session affinity.
+    const mainLb = ctx.getCluster(main.route.action.destinations[0]?.cluster ?? '')?.lbPolicy;
+    const mainCookie = typeof mainLb === 'object' && mainLb.hashOn.kind === 'cookie' && mainLb.hashOn.affinity !== undefined ? mainLb.hashOn : null;
+    if (mainCookie !== null && typeof mainLb === 'object' && cfg.canary!.affinityBehavior === 'sticky') completeNginxAffinity(ctx, canaryCluster, mainLb);
+    const canaryLb = ctx.getCluster(canaryCluster)?.lbPolicy;
+    const affinity = {
+      main: mainCookie,
+      canary: typeof canaryLb === 'object' && canaryLb.hashOn.kind === 'cookie' && canaryLb.hashOn.affinity !== undefined ? canaryLb.hashOn : null,
+    };
+    const made = canaryRoutes(main.route, canaryCluster, cfg.canary!, c.route.name, affinity);
     main.route = made.main;
     main.before = [...(main.before ?? []), ...made.before];
   }
@@ -283,6 +293,7 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     from: ing,
     field: `${field}.service`,
   });
+  completeNginxAffinity(ctx, cluster);
   // Clusters are shared by Service port: a backend asking for another protocol or TLS than the
   // cluster already has (another Ingress, a VirtualService) cannot get it.
   const made = ctx.getCluster(cluster);

@@ -8,7 +8,7 @@
  * -> request `HeaderOps`. What Istio has no field for goes to `Route.filters` (route-filters.ts).
  */
 
-import type { ClientAddress, HeaderValue, ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
+import type { ClientAddress, HashKey, HeaderValue, ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import type { NginxIngressConfig } from './parse.js';
 
@@ -95,7 +95,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
  * the canary Ingress's backend cluster. Returns the routes to put before `main` and the main route with
  * the weighted split.
  */
-export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<NginxIngressConfig['canary']>, name: string): { before: Route[]; main: Route } {
+export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<NginxIngressConfig['canary']>, name: string, affinity: CanaryAffinity = { main: null, canary: null }): { before: Route[]; main: Route } {
   if (main.action.kind !== 'forward') return { before: [], main };
   const fwd = main.action;
   const toCanary: ForwardAction = { ...fwd, destinations: [{ cluster: canaryCluster, weight: 1, requestHeaders: null, responseHeaders: null }] };
@@ -106,6 +106,19 @@ export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<
     action,
   });
   const before: Route[] = [];
+  // balancer.lua route_to_alternative_balancer: a request whose affinity cookie was issued by the main
+  // stays on the main, one issued by the canary goes to the canary, before the header, cookie and
+  // weight rules (the cookie is `<key>|<backend key>`).
+  const affinityCookie = (hashOn: CookieHash): HeaderMatch | null => {
+    const key = hashOn.affinity?.backendKey ?? '';
+    if (key === '') return null;
+    const r = compileRe2(`(?:.*[;,]\\s*)?${escapeRegex(hashOn.name)}=[^;,|]*\\|${key}(?:\\s*[;,].*)?`);
+    return r.ok ? { name: 'cookie', match: { kind: 'regex', regex: r.regex }, invert: false } : null;
+  };
+  const mainSticky = affinity.main === null ? null : affinityCookie(affinity.main);
+  if (mainSticky !== null) before.push(mk('canary-affinity-main', [mainSticky], fwd));
+  const canarySticky = affinity.canary === null ? null : affinityCookie(affinity.canary);
+  if (canarySticky !== null) before.push(mk('canary-affinity', [canarySticky], toCanary));
   if (c.byHeader !== null) {
     const h = c.byHeader.toLowerCase();
     if (c.byHeaderValue !== null) {
@@ -136,6 +149,14 @@ export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<
     weighted = { ...main, action: { ...fwd, destinations } };
   }
   return { before, main: weighted };
+}
+
+type CookieHash = Extract<HashKey, { kind: 'cookie' }>;
+
+/** The affinity cookies of a canary's main and canary clusters (null: that side is not sticky). */
+export interface CanaryAffinity {
+  main: CookieHash | null;
+  canary: CookieHash | null;
 }
 
 export function escapeRegex(s: string): string {

@@ -10,7 +10,8 @@
  *   snapshot: endpoints coming back give a new snapshot that routes to the Service again.
  */
 
-import type { Cluster, Route, RouteDestination, RouteFilters } from '../../../ir/types.js';
+import { createHash } from 'node:crypto';
+import type { Cluster, LbPolicy, Route, RouteDestination, RouteFilters } from '../../../ir/types.js';
 import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import { obj, str } from '../../../lib/unknown.js';
@@ -83,4 +84,29 @@ export function withErrorPages(ctx: TranslateContext, resources: ResourceSet, in
   ];
   const filters: RouteFilters = route.filters ?? { maxRequestBodyBytes: null, requestLimit: null, sourceRanges: null, basicAuth: null };
   return { ...route, filters: { ...filters, errorPages: { codes, cluster, headers } } };
+}
+
+/**
+ * ingress-nginx's backend key of an affinity cookie (`<key>|<backend key>`, balancer/sticky.lua:
+ * md5(md5(name) .. name)), here over the cluster name. A canary reads it to keep a client on the side
+ * that issued its cookie.
+ */
+export function nginxAffinityBackendKey(clusterName: string): string {
+  const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
+  return md5(md5(clusterName) + clusterName);
+}
+
+/**
+ * Completes the affinity cookie of a cluster registered from an Ingress: its backend key. A cluster
+ * is shared by Service port (the first Ingress naming it decides, as the shared nginx upstream), so an
+ * already completed cluster is left alone. `from` overrides the cluster's policy (a sticky canary
+ * takes the main's affinity settings).
+ */
+export function completeNginxAffinity(ctx: TranslateContext, name: string, from?: LbPolicy): void {
+  const cluster = ctx.getCluster(name);
+  if (cluster === undefined) return;
+  const lb = from ?? cluster.lbPolicy;
+  if (typeof lb !== 'object' || lb.hashOn.kind !== 'cookie' || lb.hashOn.affinity === undefined) return;
+  if (from === undefined && lb.hashOn.affinity.backendKey !== '') return;
+  cluster.lbPolicy = { ...lb, hashOn: { ...lb.hashOn, affinity: { ...lb.hashOn.affinity, backendKey: nginxAffinityBackendKey(name) } } };
 }

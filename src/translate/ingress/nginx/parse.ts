@@ -33,6 +33,12 @@ export interface CanaryConfig {
   byCookie: string | null;
   weight: number;
   weightTotal: number;
+  /**
+   * affinity-canary-behavior: `sticky` (default) = the canary cluster gets the main's affinity cookie
+   * settings and a cookie issued by one side keeps the client there, before every canary rule;
+   * `legacy` = the canary sets no affinity cookie of its own (a main cookie still keeps the client on main).
+   */
+  affinityBehavior: 'sticky' | 'legacy';
 }
 
 export interface RedirectConfig {
@@ -227,7 +233,9 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     const weight = int('canary-weight', 0, 1_000_000) ?? 0;
     const total = Math.max(100, int('canary-weight-total', 0, 1_000_000) ?? 100);
     if (weight > total) fail('canary-weight', `canary-weight ${weight} is larger than canary-weight-total ${total}`);
-    canary = { byHeader, byHeaderValue: get('canary-by-header-value') || null, byHeaderPattern: pattern, byCookie: get('canary-by-cookie') || null, weight, weightTotal: total };
+    const behavior = get('affinity-canary-behavior');
+    if (behavior !== undefined && behavior !== '' && behavior !== 'sticky' && behavior !== 'legacy') fail('affinity-canary-behavior', `affinity-canary-behavior must be "sticky" or "legacy", not ${JSON.stringify(behavior)}`);
+    canary = { byHeader, byHeaderValue: get('canary-by-header-value') || null, byHeaderPattern: pattern, byCookie: get('canary-by-cookie') || null, weight, weightTotal: total, affinityBehavior: behavior === 'legacy' ? 'legacy' : 'sticky' };
   }
 
   // Paths and rewrites.
@@ -605,7 +613,16 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
       if (b === null) fail('session-cookie-conditional-samesite-none', `session-cookie-conditional-samesite-none must be "true" or "false", not ${JSON.stringify(conditional)}`);
       else conditionalSameSiteNone = b && sameSite === 'None';
     }
-    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }), ...(conditionalSameSiteNone ? { conditionalSameSiteNone } : {}) };
+    const cof = get('session-cookie-change-on-failure');
+    let changeOnFailure = false;
+    if (cof !== undefined) {
+      const b = parseBool(cof);
+      if (b === null) fail('session-cookie-change-on-failure', `session-cookie-change-on-failure must be "true" or "false", not ${JSON.stringify(cof)}`);
+      else changeOnFailure = b;
+    }
+    // backendKey is filled in once the cluster is known (ingress/index.ts, nginxAffinityBackendKey).
+    const sticky = { mode: mode === 'persistent' ? ('persistent' as const) : ('balanced' as const), changeOnFailure, backendKey: '' };
+    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }), ...(conditionalSameSiteNone ? { conditionalSameSiteNone } : {}), affinity: sticky };
     return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
   }
   const by = get('upstream-hash-by');
