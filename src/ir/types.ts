@@ -398,6 +398,15 @@ export interface ForwardAction {
   fault: FaultInjection | null;
   /** Traffic mirrors (Istio `mirror`/`mirrors`), fire-and-forget; [] = none. */
   mirrors: Mirror[];
+  /**
+   * HTTP version of the request to HTTP/1.x endpoints (ingress-nginx proxy-http-version); absent =
+   * HTTP/1.1. `1.0`: an `HTTP/1.0` request line, no keep-alive, and a body of unknown length read whole
+   * (at most `http10BodyLimitBytes`, default 16 MiB; more: 413) and sent with a Content-Length.
+   * HTTP/2 clusters ignore it.
+   */
+  httpVersion?: '1.0';
+  /** Body bound of `httpVersion: '1.0'`, bytes; absent = 16 MiB. */
+  http10BodyLimitBytes?: number;
 }
 
 /**
@@ -484,6 +493,12 @@ export interface Mirror {
   authority?: string;
   /** false (ingress-nginx mirror-request-body "off"): the copy is sent without the body (and without Content-Length / Transfer-Encoding), at once; absent = with the body. */
   requestBody?: boolean;
+  /**
+   * Bodies up to this many bytes are kept in memory and mirrored once complete (larger ones are not
+   * mirrored: the request is proxied, no copy is sent); absent = 64 KiB. The same bound applies to
+   * the body kept for retries of that route.
+   */
+  requestBodyLimitBytes?: number;
 }
 
 export interface RouteDestination {

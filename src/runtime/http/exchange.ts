@@ -180,6 +180,11 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       headers,
       body: hasBody ? (this.requestBody ?? this.d.body) : null,
     };
+    const http10 = route.action.kind === 'forward' ? route.action.http10 : undefined;
+    if (http10 !== undefined) {
+      opts.http10 = true;
+      opts.http10BodyLimit = http10.bodyLimit;
+    }
     this.#call = call;
     if (call === null) endpoint.dispatcher.dispatch(opts, this);
     else call.begin(opts);

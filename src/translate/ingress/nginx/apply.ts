@@ -33,6 +33,10 @@ export interface NginxRouteGlobals {
   proxySetHeaders: HeaderValue[];
 }
 
+/** Bound of a mirrored body without proxy-body-size, and the most any mirror keeps (bytes). */
+const MIRROR_BODY_DEFAULT = 8 * 1024 * 1024;
+const MIRROR_BODY_MAX = 64 * 1024 * 1024;
+
 export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: string, regexMode: boolean, zone: string, globals: NginxRouteGlobals): Route {
   const { limitStatus, realIp } = globals;
   const responseSet = [...globals.addHeaders.filter((h) => !cfg.customHeaders.some((c) => c.name === h.name)), ...cfg.customHeaders];
@@ -54,8 +58,17 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     if (re.ok) action.rewrite = { path: { kind: 'regex', regex: re.regex, substitution: cfg.rewriteTarget.replace(/\$(\d)/g, '\\$1') }, authority: action.rewrite?.authority ?? null };
     if (cfg.xForwardedPrefix !== null) requestHeaders = { set: [...(requestHeaders?.set ?? []), { name: 'x-forwarded-prefix', value: cfg.xForwardedPrefix }], add: requestHeaders?.add ?? [], remove: requestHeaders?.remove ?? [] };
   }
-  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100, ...(cfg.mirrorHost !== null ? { authority: cfg.mirrorHost } : {}), ...(cfg.mirrorBody ? {} : { requestBody: false }) }];
+  // mirror-request-body on: nginx reads the whole body (spooling it to disk past client-body-buffer-size)
+  // and mirrors it, up to proxy-body-size. meshgate keeps it in memory: up to proxy-body-size, at most
+  // 64 MiB, 8 MiB when there is no body limit; a larger body is proxied but not mirrored.
+  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100, ...(cfg.mirrorHost !== null ? { authority: cfg.mirrorHost } : {}), ...(cfg.mirrorBody ? { requestBodyLimitBytes: cfg.maxBodyBytes !== null && cfg.maxBodyBytes > 0 ? Math.min(cfg.maxBodyBytes, MIRROR_BODY_MAX) : MIRROR_BODY_DEFAULT } : { requestBody: false }) }];
   if (cfg.upstreamVhost !== null) action.rewrite = { path: action.rewrite?.path ?? null, authority: cfg.upstreamVhost };
+  // proxy-http-version 1.0: no chunked coding, so a body of unknown length is read whole first
+  // (nginx buffers it); proxy-body-size bounds it, else meshgate's 16 MiB.
+  if (cfg.http10) {
+    action.httpVersion = '1.0';
+    if (cfg.maxBodyBytes !== null && cfg.maxBodyBytes > 0) action.http10BodyLimitBytes = cfg.maxBodyBytes;
+  }
   // proxy-next-upstream (ingress-nginx default `error timeout`, 3 tries): every try waits
   // proxy-read-timeout for its response head; proxy-next-upstream-timeout bounds all tries.
   const nu = cfg.nextUpstream;

@@ -120,6 +120,8 @@ export interface NginxIngressConfig {
   customErrors: number[];
   /** ssl-passthrough: the Ingress's hosts are relayed unterminated by SNI on the HTTPS port (server-level: any Ingress of the host turns it on). */
   sslPassthrough: boolean;
+  /** proxy-http-version "1.0": requests go upstream as HTTP/1.0. */
+  http10: boolean;
 }
 
 export interface ParseResult {
@@ -304,7 +306,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const readTimeoutMs = seconds('proxy-read-timeout');
   seconds('proxy-send-timeout');
   const httpVersion = get('proxy-http-version');
-  if (httpVersion !== undefined && httpVersion !== '1.1') fail('proxy-http-version', `proxy-http-version ${JSON.stringify(httpVersion)}: meshgate speaks HTTP/1.1 (or HTTP/2) to backends; only "1.1" is accepted`);
+  if (httpVersion !== undefined && httpVersion !== '1.1' && httpVersion !== '1.0') fail('proxy-http-version', `proxy-http-version must be "1.0" or "1.1", not ${JSON.stringify(httpVersion)}`);
   for (const name of ['proxy-buffering', 'proxy-request-buffering']) {
     const v = get(name);
     if (v === undefined) continue;
@@ -440,6 +442,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       locationRewrite,
       defaultBackend,
       sslPassthrough,
+      http10: httpVersion === '1.0',
     },
   };
 }

@@ -68,7 +68,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'proxy-next-upstream': h('retry conditions, default "error timeout" (the ConfigMap key, else ingress-nginx\'s default: every Ingress retries a broken or timed-out try); http_5xx/http_403/http_404/http_429 retry those answers; off = no retry; POST, LOCK and PATCH are retried only when the connection could not be made, unless non_idempotent'),
   'proxy-next-upstream-tries': h('total tries including the first (default 3, or the ConfigMap key; 0 = up to 10)'),
   'proxy-next-upstream-timeout': h('limit on the time spent on all tries, seconds (default 0 = none, or the ConfigMap key)'),
-  'proxy-http-version': h('"1.1" (the default) honoured; "1.0" is an error (meshgate speaks HTTP/1.1 or HTTP/2 upstream)'),
+  'proxy-http-version': h('"1.1" (default) or "1.0": an HTTP/1.0 request line, no keep-alive (one connection per request), no chunked body: a body without Content-Length is read whole first (as nginx buffers it; at most proxy-body-size, else 16 MiB, more is 413) and sent with its Content-Length; ignored for HTTP/2 and gRPC backends'),
   'proxy-buffering': h('"off" (the default) is what meshgate does: responses are streamed; "on" is accepted and reported (info): responses are still streamed'),
   'proxy-request-buffering': h('"off" streams the body (meshgate always does); "on" (the nginx default) is accepted: bodies are streamed, proxy-body-size still applies'),
   // Access control
@@ -178,7 +178,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   // Mirroring
   'mirror-target': h('scheme://host[:port]$request_uri: every request copied there (fire and forget, answer ignored; a slow mirror never slows the original, unlike nginx); the host is a Service when it names one'),
   'mirror-host': h('Host of the copies (default the mirror-target\'s host name, as ingress-nginx; nginx variables refused)'),
-  'mirror-request-body': h('"on" (default): bodies are mirrored up to meshgate\'s replay limit (64 KiB; larger bodies are not mirrored); "off": the copy goes at once without the body'),
+  'mirror-request-body': h('"on" (default): the whole body is mirrored once it has arrived (nginx buffers it for the mirror subrequest), kept in memory up to proxy-body-size (at most 64 MiB; 8 MiB without a body limit); a larger body is proxied but not mirrored; "off": the copy goes at once without the body'),
   // nginx tuning and observability
   'proxy-buffer-size': u('nginx buffer tuning; meshgate accepts response heads up to its own limit'),
   'proxy-buffers-number': u('nginx buffer tuning; no meaning for meshgate'),
