@@ -9,17 +9,17 @@
  * unknown keys are warnings and the Ingress is served without them (registry.ts).
  */
 
-import type { BasicAuth, ClientCertificatePolicy, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch } from '../../../ir/types.js';
+import type { BasicAuth, ClientCertificatePolicy, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch, UrlTemplatePart } from '../../../ir/types.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../../backends.js';
 import { X509Certificate } from 'node:crypto';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import { ipFamily } from '../../../lib/ip.js';
-import { obj, str } from '../../../lib/unknown.js';
+import { arr, obj, str } from '../../../lib/unknown.js';
 import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { classifyAnnotations, NGINX_PREFIX } from './registry.js';
-import { DEFAULT_AUTH_CACHE_DURATION, parseAuthCacheDuration, parseAuthCacheKey } from './auth-cache.js';
+import { DEFAULT_AUTH_CACHE_DURATION, parseAuthCacheDuration, parseAuthCacheKey, parseUrlTemplate } from './auth-cache.js';
 
 /** Highest bcrypt cost meshgate checks (runtime/filters/password-hashes.ts MAX_BCRYPT_COST; translate does not import runtime). */
 const MAX_BCRYPT_COST = 14;
@@ -765,20 +765,32 @@ function parseAuthUrl(
     for (const k of ['auth-signin', 'auth-response-headers', 'auth-method']) if (get(k) !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field(k), `${k} without auth-url has no effect (as in ingress-nginx)`);
     return null;
   }
-  const url = parseAbsoluteUrl(raw);
+  const withVars = raw.includes('$') ? parseAuthUrlTemplate(raw) : null;
+  if (typeof withVars === 'string') {
+    fail('auth-url', `auth-url ${JSON.stringify(raw)}: ${withVars}`);
+    return null;
+  }
+  const url = withVars !== null ? withVars.url : parseAbsoluteUrl(raw);
   if (url === null) {
-    fail('auth-url', `auth-url ${JSON.stringify(raw)} must be an absolute http or https URL without nginx variables`);
+    fail('auth-url', `auth-url ${JSON.stringify(raw)} must be an absolute http or https URL`);
     return null;
   }
   const method = get('auth-method') || null;
   if (method !== null && !/^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$/.test(method)) fail('auth-method', `auth-method ${JSON.stringify(method)} is not an HTTP method`);
-  let signin = get('auth-signin') || null;
-  if (signin !== null && parseAbsoluteUrl(signin) === null) {
-    fail('auth-signin', `auth-signin ${JSON.stringify(signin)} must be an absolute http or https URL (nginx variables are not accepted)`);
-    signin = null;
-  }
   const param = get('auth-signin-redirect-param') || 'rd';
   if (!/^[A-Za-z0-9_.-]+$/.test(param)) fail('auth-signin-redirect-param', `auth-signin-redirect-param ${JSON.stringify(param)} is not a query parameter name`);
+  let signin = get('auth-signin') || null;
+  let signinTemplate: UrlTemplatePart[] | undefined;
+  if (signin !== null && signin.includes('$')) {
+    const t = parseSigninTemplate(signin, param);
+    if (typeof t === 'string') {
+      fail('auth-signin', `auth-signin ${JSON.stringify(signin)}: ${t}`);
+      signin = null;
+    } else signinTemplate = t;
+  } else if (signin !== null && parseAbsoluteUrl(signin) === null) {
+    fail('auth-signin', `auth-signin ${JSON.stringify(signin)} must be an absolute http or https URL`);
+    signin = null;
+  }
   const responseHeaders: string[] = [];
   for (const h of (get('auth-response-headers') ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
     if (!HEADER_NAME.test(h)) fail('auth-response-headers', `auth-response-headers: ${JSON.stringify(h)} is not a header name`);
@@ -788,7 +800,18 @@ function parseAuthUrl(
   if (redirect !== null && /[\s"'`\\{};$]/.test(redirect)) fail('auth-request-redirect', `auth-request-redirect ${JSON.stringify(redirect)} may not contain spaces, quotes, braces, ; or $`);
   const always = get('auth-always-set-cookie');
   if (always !== undefined && parseBool(always) === null) fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
-  const cluster = urlCluster(ctx, resources, ing, url, field('auth-url'));
+  // auth-url "https://$host/...": one target per host of the Ingress, resolved now (as nginx resolves
+  // the name); a request can never make meshgate call a host the Ingress does not name.
+  let hosts: ExternalAuth['hosts'];
+  if (withVars !== null && withVars.hostVariable) {
+    const names = [...new Set(arr(obj(ing.body.spec).rules).map((r) => str(obj(r).host)?.toLowerCase()).filter((h): h is string => h !== undefined && h !== '' && !h.includes('*')))].sort();
+    if (names.length === 0) {
+      fail('auth-url', `auth-url ${JSON.stringify(raw)}: $host in the host part needs rules with hosts (not wildcards): meshgate resolves the auth service of each host when translating, never from what a client sends`);
+      return null;
+    }
+    hosts = names.map((h) => ({ host: h, cluster: urlCluster(ctx, resources, ing, { ...url, host: h }, field('auth-url')), authority: url.port === null ? h : `${h}:${url.port}` }));
+  }
+  const cluster = hosts !== undefined ? hosts[0].cluster : urlCluster(ctx, resources, ing, url, field('auth-url'));
   let requestHeaders: { name: string; value: string }[] = [];
   const aps = get('auth-proxy-set-headers');
   if (aps !== undefined && aps !== '') {
@@ -812,8 +835,11 @@ function parseAuthUrl(
   return {
     ...(requestHeaders.length > 0 ? { requestHeaders } : {}),
     ...(cache !== undefined ? { cache } : {}),
+    ...(withVars?.pathTemplate !== undefined ? { pathTemplate: withVars.pathTemplate } : {}),
+    ...(hosts !== undefined ? { hosts } : {}),
+    ...(signinTemplate !== undefined ? { signinTemplate } : {}),
     cluster,
-    authority: url.port === null ? url.host : `${url.host}:${url.port}`,
+    authority: hosts !== undefined ? hosts[0].authority : url.port === null ? url.host : `${url.host}:${url.port}`,
     path: url.pathAndQuery,
     method,
     responseHeaders,
@@ -823,6 +849,46 @@ function parseAuthUrl(
     alwaysSetCookie: always !== undefined && parseBool(always) === true,
     timeoutMs: 60_000,
   };
+}
+
+/**
+ * auth-url with nginx variables (ingress-nginx's URLWithNginxVariableRegex): a literal http or https
+ * scheme; a literal host, or `$host` / `$http_host` (with an optional literal port) standing for the
+ * request's host; variables in the path and query (`parseUrlTemplate`). An error sentence otherwise.
+ */
+function parseAuthUrlTemplate(raw: string): { url: { scheme: string; host: string; port: number | null; pathAndQuery: string }; hostVariable: boolean; pathTemplate?: UrlTemplatePart[] } | string {
+  const m = /^(https?):\/\/([^/?#]*)([/?][^#]*)?$/.exec(raw);
+  if (m === null) return 'must be an absolute http or https URL (the scheme cannot be a variable)';
+  const [, scheme, authority, rest = '/'] = m;
+  const hm = /^\$(?:\{(?:http_)?host\}|(?:http_)?host)(?::(\d{1,5}))?$/.exec(authority);
+  if (hm === null && authority.includes('$')) return 'only $host or $http_host (with an optional port) may stand for the host';
+  const base = parseAbsoluteUrl(`${scheme}://${hm !== null ? `host.invalid${hm[1] !== undefined ? `:${hm[1]}` : ''}` : authority}/`);
+  if (base === null) return 'must be an absolute http or https URL';
+  const pathAndQuery = rest.startsWith('?') ? `/${rest}` : rest;
+  const parts = parseUrlTemplate(pathAndQuery);
+  if (typeof parts === 'string') return parts;
+  const url = { scheme, host: base.host, port: base.port, pathAndQuery };
+  return parts.some((p) => p.kind !== 'literal') ? { url, hostVariable: hm !== null, pathTemplate: parts } : { url, hostVariable: hm !== null };
+}
+
+/**
+ * auth-signin with nginx variables: the whole Location as a template, with ingress-nginx's
+ * `<param>=$pass_access_scheme://$http_host$escaped_request_uri` appended (buildAuthSignURL) unless the
+ * URL already gives the parameter a value. An error sentence when it does not parse.
+ */
+function parseSigninTemplate(raw: string, param: string): UrlTemplatePart[] | string {
+  if (!/^(https?|\$scheme|\$pass_access_scheme|\$\{scheme\}|\$\{pass_access_scheme\}):\/\/[^/?#]+/.test(raw)) return 'must be an absolute http or https URL with a host';
+  const parts = parseUrlTemplate(raw);
+  if (typeof parts === 'string') return parts;
+  if (new RegExp(`[?&]${param.replace(/\./g, '\\.')}=[^&]`).test(raw)) return parts;
+  return [
+    ...parts,
+    { kind: 'literal', value: `${raw.includes('?') ? '&' : '?'}${param}=` },
+    { kind: 'request', name: 'pass_access_scheme' },
+    { kind: 'literal', value: '://' },
+    { kind: 'request', name: 'http_host' },
+    { kind: 'request', name: 'escaped_request_uri' },
+  ];
 }
 
 function parseAbsoluteUrl(raw: string): { scheme: string; host: string; port: number | null; pathAndQuery: string } | null {

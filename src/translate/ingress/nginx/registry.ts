@@ -137,8 +137,8 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'ssl-prefer-server-ciphers': u('not configurable'),
   'secure-verify-ca-secret': u('legacy key, replaced by proxy-ssl-secret'),
   // Authentication and client certificates not implemented: fail closed.
-  'auth-url': h('external auth by subrequest (nginx auth_request): client headers plus X-Original-URL/-Method, no body; 2xx allows, 401/403 returned, anything else 500; https auth services are not certificate-checked (nginx default)'),
-  'auth-signin': h('401 from auth-url answered 302 to this URL with rd=<original URL> (nginx variables are refused)'),
+  'auth-url': h('external auth by subrequest (nginx auth_request): client headers plus X-Original-URL/-Method, no body; 2xx allows, 401/403 returned, anything else 500; https auth services are not certificate-checked (nginx default); nginx variables: $host/$http_host as the host (resolved per rule host of the Ingress, never from what a client sends; wildcard-only Ingresses refused), $request_uri, $escaped_request_uri, $uri, $args, $arg_*, $http_*, $cookie_*, $host, $scheme, $pass_access_scheme, $remote_addr, $remote_user, $request_method in path and query (header and cookie values percent-encoded, so they cannot add parameters); any other variable is an error'),
+  'auth-signin': h('401 from auth-url answered 302 to this URL with rd=$pass_access_scheme://$http_host$escaped_request_uri appended unless the URL sets rd (ingress-nginx buildAuthSignURL); the same nginx variables as auth-url, evaluated per request'),
   'auth-signin-redirect-param': h('name of the sign-in redirect parameter (default rd)'),
   'auth-method': h('method of the auth request (default: the client\'s); also sends X-Original-URI and X-Scheme'),
   'auth-response-headers': h('headers of the auth answer set on the upstream request (absent: removed)'),
