@@ -30,7 +30,7 @@ import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
-import { completeNginxAffinity, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
+import { completeNginxAffinity, nginxErrorPages, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
 import { nginxPassthroughRoutes } from './nginx/passthrough.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
@@ -115,7 +115,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           canaries.push({ host, path, exact, ing, route: plain, field });
           return;
         }
-        const route = withErrorPages(ctx, resources, ing, cfg.customErrors, cfg.defaultBackend, applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, limitConnStatus: global?.limitConnStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [] }));
+        const pages = nginxErrorPages(ctx, ing, cfg.customErrors, cfg.defaultBackend, global, cfg.interceptErrorsDisabled);
+        const route = withErrorPages(ctx, resources, ing, pages?.codes ?? [], pages?.backend.name ?? null, applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, limitConnStatus: global?.limitConnStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [] }), pages?.backend.namespace);
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);

@@ -61,13 +61,31 @@ export function defaultBackendDestination(ctx: TranslateContext, resources: Reso
  * custom-http-errors: the route's answers with a listed status are replaced by the default-backend
  * Service's page (see IR `ErrorPages`). Needs `default-backend` (checked by the parser).
  */
-export function withErrorPages(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, codes: number[], backend: string | null, route: Route): Route {
+/**
+ * The error pages of a path (ingress-nginx error_page to the default backend): the Ingress's own
+ * custom-http-errors go to its default-backend annotation, else to the global default backend
+ * (`--default-backend-service`); without codes of its own, the ConfigMap's custom-http-errors (http-level
+ * error_page in nginx.tmpl) go to the global default backend. disable-proxy-intercept-errors (the
+ * annotation or the ConfigMap key) turns both off. null = no error pages.
+ */
+export function nginxErrorPages(ctx: TranslateContext, ing: KubeObject, own: number[], ownBackend: string | null, global: { customErrors: number[]; disableInterceptErrors: boolean } | null, disabled: boolean): { codes: number[]; backend: { namespace: string; name: string } } | null {
+  const fallback = ctx.options.nginxDefaultBackend ?? null;
+  if (disabled || global?.disableInterceptErrors === true) return null;
+  if (own.length > 0) {
+    if (ownBackend !== null) return { codes: own, backend: { namespace: ing.metadata.namespace, name: ownBackend } };
+    return fallback === null ? null : { codes: own, backend: fallback };
+  }
+  if (global !== null && global.customErrors.length > 0 && fallback !== null) return { codes: global.customErrors, backend: fallback };
+  return null;
+}
+
+export function withErrorPages(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, codes: number[], backend: string | null, route: Route, backendNamespace: string = ing.metadata.namespace): Route {
   if (codes.length === 0 || backend === null || route.action.kind !== 'forward') return route;
   const made = ctx.getCluster(route.action.destinations[0].cluster);
-  const svc = resources.get('Service', ing.metadata.namespace, backend);
+  const svc = resources.get('Service', backendNamespace, backend);
   const port = svc === undefined ? undefined : servicePorts(svc)[0]?.port;
   const cluster = resolveCluster(ctx, resources, {
-    service: { namespace: ing.metadata.namespace, name: backend, port: port === undefined ? null : { number: port } },
+    service: { namespace: backendNamespace, name: backend, port: port === undefined ? null : { number: port } },
     subset: null,
     lbPolicy: 'ROUND_ROBIN',
     connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,

@@ -56,6 +56,10 @@ export interface NginxGlobalConfig {
   proxySetHeaders: { name: string; value: string }[];
   /** global-allowed-response-headers (lowercase); null = any name (key absent). */
   allowedResponseHeaders: string[] | null;
+  /** custom-http-errors: answers with these statuses (300-599) go to the global default backend; [] = none. */
+  customErrors: number[];
+  /** disable-proxy-intercept-errors (default false): custom-http-errors is not applied. */
+  disableInterceptErrors: boolean;
 }
 
 /** Keys meshgate reads, with their meaning in one line (docs and the unknown-key check). */
@@ -95,10 +99,12 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'add-headers': 'NS/NAME of a ConfigMap of response headers added to every Ingress response',
   'proxy-set-headers': 'NS/NAME of a ConfigMap of request headers sent upstream for every Ingress',
   'global-allowed-response-headers': 'header names custom-headers may set (when the key is present)',
+  'custom-http-errors': 'answers with a listed status (300-599) of every Ingress without its own custom-http-errors are replaced by the --default-backend-service answer (GET / with X-Code and the names)',
+  'disable-proxy-intercept-errors': 'true: custom-http-errors is not applied',
 };
 
 const UNSUPPORTED_KEYS = new Set([
-  'custom-http-errors', 'use-gzip', 'gzip-level', 'gzip-types', 'enable-brotli', 'use-proxy-protocol', 'large-client-header-buffers',
+  'use-gzip', 'gzip-level', 'gzip-types', 'enable-brotli', 'use-proxy-protocol', 'large-client-header-buffers',
   'client-header-buffer-size', 'client-body-buffer-size', 'upstream-keepalive-connections', 'upstream-keepalive-timeout',
   'upstream-keepalive-requests', 'block-cidrs', 'block-user-agents', 'block-referers',
   'global-auth-url', 'global-auth-signin', 'global-auth-response-headers', 'load-balance', 'keep-alive', 'keep-alive-requests',
@@ -136,6 +142,8 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     addHeaders: [],
     proxySetHeaders: [],
     allowedResponseHeaders: null,
+    customErrors: [],
+    disableInterceptErrors: false,
   };
   if (cm === null) return g;
   const data: Record<string, string> = {};
@@ -191,6 +199,20 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     if (m) g.maxBodyBytes = Number(m[1]) === 0 ? null : Number(m[1]) * UNITS[m[2].toLowerCase()];
     else bad('proxy-body-size', `proxy-body-size must be an nginx size, not ${JSON.stringify(size)}`);
   }
+  // custom-http-errors (ingress-nginx filterErrors: 300-599 only); the error pages come from the
+  // global default backend (--default-backend-service), else they are not applied (reported).
+  const ce = data['custom-http-errors'];
+  if (ce !== undefined && ce !== '') {
+    const codes = ce.split(',').map((s) => s.trim()).filter(Boolean);
+    const badCodes = codes.filter((c) => !/^\d{3}$/.test(c) || Number(c) < 300 || Number(c) > 599);
+    if (badCodes.length > 0) bad('custom-http-errors', `custom-http-errors: ${badCodes.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status from 300 to 599`);
+    else g.customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
+    if (g.customErrors.length > 0 && (ctx.options.nginxDefaultBackend ?? null) === null) {
+      ctx.report('warning', 'MG_UNSUPPORTED', cm, field('custom-http-errors'), 'custom-http-errors needs --default-backend-service NS/NAME (ingress-nginx\'s default backend, which serves the error pages); without it the backends\' own answers are returned');
+      g.customErrors = [];
+    }
+  }
+  g.disableInterceptErrors = bool('disable-proxy-intercept-errors', false);
   g.connectTimeoutMs = seconds('proxy-connect-timeout', 5000);
   g.readTimeoutMs = seconds('proxy-read-timeout', 60_000);
   seconds('proxy-send-timeout', 60_000);

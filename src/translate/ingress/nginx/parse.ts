@@ -122,6 +122,8 @@ export interface NginxIngressConfig {
   sslPassthrough: boolean;
   /** proxy-http-version "1.0": requests go upstream as HTTP/1.0. */
   http10: boolean;
+  /** disable-proxy-intercept-errors "true": no error pages, neither this Ingress's nor the ConfigMap's custom-http-errors. */
+  interceptErrorsDisabled: boolean;
 }
 
 export interface ParseResult {
@@ -397,11 +399,12 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     if (bad.length > 0) fail('custom-http-errors', `custom-http-errors: ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status`);
     else customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
     if (bool('disable-proxy-intercept-errors', false)) customErrors = [];
-    else if (customErrors.length > 0 && (get('default-backend') ?? '') === '') {
-      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation in meshgate (there is no global default backend); the backend\'s own error answers are returned');
+    else if (customErrors.length > 0 && (get('default-backend') ?? '') === '' && (ctx.options.nginxDefaultBackend ?? null) === null) {
+      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation or --default-backend-service NS/NAME (ingress-nginx\'s default backend); the backend\'s own error answers are returned');
       customErrors = [];
     }
   }
+  const interceptErrorsDisabled = get('disable-proxy-intercept-errors') !== undefined && parseBool(get('disable-proxy-intercept-errors')!) === true;
   if (defaultBackend !== null && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(defaultBackend)) fail('default-backend', `default-backend ${JSON.stringify(defaultBackend)} is not a Service name`);
   else if (defaultBackend !== null && resources.get('Service', ing.metadata.namespace, defaultBackend) === undefined) fail('default-backend', `default-backend Service ${ing.metadata.namespace}/${defaultBackend} does not exist`);
 
@@ -443,6 +446,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       defaultBackend,
       sslPassthrough,
       http10: httpVersion === '1.0',
+      interceptErrorsDisabled,
     },
   };
 }
