@@ -64,6 +64,18 @@ export interface ClientCertificatePolicy {
   subjectPattern: Regex | null;
   /** Send the URL-escaped PEM in `ssl-client-cert` upstream. */
   passCertificate: boolean;
+  /**
+   * ingress-nginx `auth-tls-verify-client: optional_no_ca`: a presented certificate is accepted
+   * whether or not it verifies (`ssl-client-verify: FAILED:<reason>` upstream); absent = a presented
+   * certificate must verify (else 400 or `errorPage`).
+   */
+  acceptUnverified?: boolean;
+  /**
+   * `namespace/name` of the CA Secret the certificate must have been verified against (the host's
+   * client-TLS chain's `caSecret`): a connection verified by another chain's CAs counts as not
+   * verified. Absent = the connection's own verification.
+   */
+  caSecret?: string;
 }
 
 /**

@@ -213,6 +213,18 @@ export interface ClientValidation {
    * the TLS context; unreadable = every handshake of the chain fails). Absent = no revocation check.
    */
   caCrl?: PemSource;
+  /**
+   * Most intermediate CA certificates between the client certificate and the trust anchor (OpenSSL
+   * verify depth, as nginx's ssl_verify_depth / ingress-nginx auth-tls-verify-depth); a longer chain
+   * fails verification ("certificate chain too long"). Absent = no limit.
+   */
+  verifyDepth?: number;
+  /**
+   * true (ingress-nginx): a presented certificate that fails verification does not close the
+   * connection; the verdict is kept on the connection and the route's `clientCertificate` policy
+   * answers (400, or the error page), as nginx does after the handshake. Absent = refused at once.
+   */
+  deferFailures?: boolean;
 }
 
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';

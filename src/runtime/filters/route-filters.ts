@@ -21,6 +21,8 @@ import type { CompiledCluster } from '../compile/types.js';
 import { compileExternalAuth, runExternalAuth, type CompiledExternalAuth, type ExternalAuthInput } from './external-auth.js';
 import { compileErrorPages, interceptErrors, type CompiledErrorPages } from './error-pages.js';
 import { rewriteLocations } from './location-rewrite.js';
+import { clientCertificateVerdict } from '../listeners/client-cert.js';
+import type { TLSSocket } from 'node:tls';
 
 /** Keyed entries kept per zone. */
 const MAX_KEYS = 10_000;
@@ -61,6 +63,8 @@ const Replies = {
   unauthorized: reply(401, 'UAEX', 'MG_ERR_UNAUTHORIZED', 'authorization required'),
   authUnavailable: reply(503, 'UAEX', 'MG_ERR_AUTH_UNAVAILABLE', 'authentication is not available'),
   noCertificate: reply(400, 'UAEX', 'MG_ERR_NO_CLIENT_CERTIFICATE', 'No required SSL certificate was sent'),
+  /** nginx's answer to its internal 495 (a presented certificate failed verification). */
+  certificateError: reply(400, 'UAEX', 'MG_ERR_CLIENT_CERTIFICATE_ERROR', 'The SSL certificate error'),
   subjectDenied: reply(403, 'RBAC', 'MG_ERR_CLIENT_CERTIFICATE_DENIED', 'client certificate subject not allowed'),
 };
 
@@ -78,9 +82,28 @@ function rfc2253(dn: string | undefined): string {
  */
 function admitClientCertificate(c: { policy: ClientCertificatePolicy; subject: RegExp | null }, x: RouteFilterInput): boolean {
   const sock = x.d.tls;
-  // Only a certificate the handshake verified counts (another chain on the port may not ask for one).
-  const peer = sock !== null && sock.authorized === true ? sock.getPeerCertificate() : null;
-  const has = peer !== null && peer.raw !== undefined;
+  let peer: ReturnType<TLSSocket['getPeerCertificate']> | null = null;
+  let failure: string | null = null;
+  if (c.policy.caSecret !== undefined) {
+    // The verdict of the host's own client-TLS chain (nginx $ssl_client_verify); a connection made
+    // through another chain (another SNI, other CAs) counts as without certificate.
+    const v = sock === null ? null : clientCertificateVerdict(sock);
+    if (v !== null && v.caSecret === c.policy.caSecret && v.status !== 'NONE') {
+      peer = sock!.getPeerCertificate();
+      if (v.status === 'FAILED') failure = v.reason;
+    }
+  } else if (sock !== null && sock.authorized === true) {
+    // Only a certificate the handshake verified counts (another chain on the port may not ask for one).
+    peer = sock.getPeerCertificate();
+  }
+  if (peer !== null && peer.raw === undefined) peer = null;
+  if (failure !== null && c.policy.acceptUnverified !== true) {
+    // nginx 495 -> 400 "The SSL certificate error", or auth-tls-error-page.
+    if (c.policy.errorPage !== null) sendRedirect(x.d, 302, c.policy.errorPage);
+    else sendLocalError(x.d, Replies.certificateError);
+    return false;
+  }
+  const has = peer !== null;
   if (!has && c.policy.required) {
     if (c.policy.errorPage !== null) {
       sendRedirect(x.d, 302, c.policy.errorPage);
@@ -91,13 +114,13 @@ function admitClientCertificate(c: { policy: ClientCertificatePolicy; subject: R
   }
   const set: [string, string][] = [];
   if (has) {
-    const x509 = new X509Certificate(peer.raw);
+    const x509 = new X509Certificate(peer!.raw);
     const subject = rfc2253(x509.subject);
     if (c.subject !== null && !c.subject.test(subject)) {
       sendLocalError(x.d, Replies.subjectDenied);
       return false;
     }
-    set.push(['ssl-client-verify', 'SUCCESS'], ['ssl-client-subject-dn', subject], ['ssl-client-issuer-dn', rfc2253(x509.issuer)]);
+    set.push(['ssl-client-verify', failure === null ? 'SUCCESS' : `FAILED:${failure}`], ['ssl-client-subject-dn', subject], ['ssl-client-issuer-dn', rfc2253(x509.issuer)]);
     if (c.policy.passCertificate) set.push(['ssl-client-cert', encodeURIComponent(x509.toString())]);
   } else {
     set.push(['ssl-client-verify', 'NONE']);

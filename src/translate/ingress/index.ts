@@ -221,7 +221,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
         ...clientTlsHosts.map((c) => ({
           name: `ingress-https-client-tls-${c.host}`,
           serverNames: [c.host],
-          tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: c.clientTls.verify ? { mode: 'OPTIONAL' as const, caCertificates: c.clientTls.caPem, caSecret: c.clientTls.caSecret, subjectAltNames: [], ...(c.clientTls.crlPem ? { caCrl: { kind: 'inline' as const, pem: c.clientTls.crlPem, secret: c.clientTls.caSecret } } : {}) } : null },
+          tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: c.clientTls.verify ? { mode: 'OPTIONAL' as const, caCertificates: c.clientTls.caPem, caSecret: c.clientTls.caSecret, subjectAltNames: [], ...(c.clientTls.crlPem ? { caCrl: { kind: 'inline' as const, pem: c.clientTls.crlPem, secret: c.clientTls.caSecret } } : {}), verifyDepth: c.clientTls.verifyDepth, deferFailures: true } : null },
           virtualHosts: [c.vhost],
         })),
         { name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: null }, virtualHosts: httpsHosts },

@@ -97,7 +97,7 @@ export interface NginxIngressConfig {
   basicAuth: BasicAuth | null;
   externalAuth: ExternalAuth | null;
   /** auth-tls-*: the CA bundle (and CRL) and the per-request policy; host-level (first Ingress of the host wins). */
-  clientTls: { caPem: string; caSecret: string; crlPem: string | null; policy: ClientCertificatePolicy; verify: boolean } | null;
+  clientTls: { caPem: string; caSecret: string; crlPem: string | null; policy: ClientCertificatePolicy; verify: boolean; verifyDepth: number } | null;
   cors: CorsPolicy | null;
   limit: Omit<RequestLimit, 'zone' | 'status'> | null;
   lbPolicy: LbPolicy | null;
@@ -953,12 +953,10 @@ function parseAuthTls(
     fail('auth-tls-verify-client', `auth-tls-verify-client must be on, off, optional or optional_no_ca, not ${JSON.stringify(verifyRaw)}`);
     return null;
   }
-  if (verifyRaw === 'optional_no_ca') {
-    fail('auth-tls-verify-client', 'auth-tls-verify-client optional_no_ca (accept certificates that do not verify) is not supported by meshgate');
-    return null;
-  }
+  // auth-tls-verify-depth: nginx ssl_verify_depth (ingress-nginx default 1): intermediates allowed between the certificate and the CA.
   const depth = get('auth-tls-verify-depth');
-  if (depth !== undefined && (!/^\d+$/.test(depth) || Number(depth) < 1)) fail('auth-tls-verify-depth', `auth-tls-verify-depth must be a positive integer, not ${JSON.stringify(depth)}`);
+  if (depth !== undefined && (!/^\d+$/.test(depth) || Number(depth) < 1 || Number(depth) > 100)) fail('auth-tls-verify-depth', `auth-tls-verify-depth must be an integer from 1 to 100, not ${JSON.stringify(depth)}`);
+  const verifyDepth = depth !== undefined && /^\d+$/.test(depth) ? Number(depth) : 1;
   let errorPage = get('auth-tls-error-page') || null;
   if (errorPage !== null && parseAbsoluteUrl(errorPage) === null) {
     fail('auth-tls-error-page', `auth-tls-error-page ${JSON.stringify(errorPage)} must be an absolute http or https URL`);
@@ -994,7 +992,15 @@ function parseAuthTls(
     caSecret: `${ns}/${name}`,
     crlPem: data['ca.crl'] ?? null,
     verify: verifyRaw !== 'off',
-    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass !== undefined && parseBool(pass) === true },
+    verifyDepth,
+    policy: {
+      required: verifyRaw === 'on',
+      errorPage,
+      subjectPattern,
+      passCertificate: pass !== undefined && parseBool(pass) === true,
+      ...(verifyRaw === 'optional_no_ca' ? { acceptUnverified: true } : {}),
+      ...(verifyRaw !== 'off' ? { caSecret: `${ns}/${name}` } : {}),
+    },
   };
 }
 
