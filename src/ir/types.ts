@@ -696,6 +696,12 @@ export interface ConsistentHashLb {
    * `maglev`: Maglev lookup table of `tableSize` entries, a prime (Envoy default 65537).
    */
   algorithm: { kind: 'ring-hash'; minimumRingSize: number } | { kind: 'maglev'; tableSize: number };
+  /**
+   * ingress-nginx upstream-hash-by-subset (balancer/chashsubset.lua): the endpoints, in order, are
+   * cut into groups of this size (the last one filled up from the start), the key picks a group on
+   * the ring, and a random endpoint of the group serves the request. Absent = the key picks one endpoint.
+   */
+  subsetSize?: number;
 }
 
 export type HashKey =

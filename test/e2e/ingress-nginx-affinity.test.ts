@@ -60,6 +60,7 @@ describe('ingress-nginx session affinity', { timeout: 120_000 }, () => {
       serviceYaml('canary', [echoes[1].port]),
       serviceYaml('main-legacy', [echoes[2].port]),
       serviceYaml('canary-legacy', [echoes[3].port]),
+      serviceYaml('subset', echoes.map((e) => e.port)),
     ].join('---\n');
   }
 
@@ -82,6 +83,7 @@ describe('ingress-nginx session affinity', { timeout: 120_000 }, () => {
       ingress('persist', 'persist.example.com', 'persist', { affinity: 'cookie', 'affinity-mode': 'persistent' }),
       ingress('balance', 'balance.example.com', 'balance', { affinity: 'cookie', 'affinity-mode': 'balanced' }),
       ingress('probe', 'probe.example.com', 'probe', {}),
+      ingress('subset', 'subset.example.com', 'subset', { 'upstream-hash-by': '$arg_user', 'upstream-hash-by-subset': 'true' }),
       ingress('flip-change', 'flip-change.example.com', 'flip-change', { affinity: 'cookie', 'session-cookie-change-on-failure': 'true', 'session-cookie-name': 'sticky' }),
       ingress('flip-keep', 'flip-keep.example.com', 'flip-keep', { affinity: 'cookie', 'affinity-mode': 'persistent', 'session-cookie-name': 'sticky' }),
       ingress('main', 'canary.example.com', 'main', { affinity: 'cookie', 'session-cookie-name': 'affinity' }),
@@ -205,6 +207,17 @@ describe('ingress-nginx session affinity', { timeout: 120_000 }, () => {
     assert.notEqual(mainCookie.split('|')[1], canaryCookie.split('|')[1], 'the backend keys differ');
     const r = await get(url('/info'), { host: 'canary.example.com', headers: { cookie: mainCookie, forcecanary: 'yes' } });
     assert.equal(r.json?.name, 'e0', 'a main cookie wins over the canary header (balancer.lua checks affinity first)');
+  });
+
+  test('upstream-hash-by-subset: one key is spread over one subset of 3 endpoints (random inside it); keys cover both subsets of 5 endpoints', async () => {
+    const union = new Set<string>();
+    for (let u = 0; u < 16; u++) {
+      const seen = new Set<string>();
+      for (let i = 0; i < 24; i++) seen.add(String((await get(url(`/?user=user${u}`), { host: 'subset.example.com' })).json?.name));
+      assert.ok(seen.size >= 2 && seen.size <= 3, `user${u} reached ${[...seen]} (a subset of 3, picked at random)`);
+      for (const n of seen) union.add(n);
+    }
+    assert.equal(union.size, 5, `the two subsets of 5 endpoints cover them all: ${[...union]}`);
   });
 
   test('affinity-canary-behavior legacy: the canary sets no affinity cookie, and clients without one are split by weight', async () => {

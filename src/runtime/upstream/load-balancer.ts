@@ -131,6 +131,7 @@ function selectByHash(
     const e = eps[Math.floor(random() * eps.length)];
     return tried !== null && tried.includes(e) ? firstUntried(eps, tried, e) : e;
   }
+  if (policy.subsetSize !== undefined) return selectInSubset(cluster, policy, policy.subsetSize, eps, key, random, tried);
   const table = hashTable(cluster, policy, eps);
   let h = hash32(key);
   let e = eps[lookup(table, h)];
@@ -151,6 +152,36 @@ function hashTable(cluster: CompiledCluster, policy: ConsistentHashLb, eps: Comp
     cache.tableFor = eps;
   }
   return cache.table;
+}
+
+// ---- ingress-nginx upstream-hash-by-subset (balancer/chashsubset.lua) -----------------------------
+
+interface SubsetCache {
+  for: CompiledEndpoint[];
+  subsets: CompiledEndpoint[][];
+  table: HashTable;
+}
+const subsetCaches = new WeakMap<CompiledCluster, SubsetCache>();
+
+/** The key picks a subset (ring over `set1`..`setN`), a random endpoint of it serves (not one tried yet when another is left). */
+function selectInSubset(cluster: CompiledCluster, policy: ConsistentHashLb, size: number, eps: CompiledEndpoint[], key: string, random: () => number, tried: CompiledEndpoint[] | null): CompiledEndpoint {
+  let c = subsetCaches.get(cluster);
+  if (c === undefined || c.for !== eps) {
+    const count = Math.ceil(eps.length / size);
+    const subsets: CompiledEndpoint[][] = [];
+    for (let i = 0; i < count; i++) {
+      const s: CompiledEndpoint[] = [];
+      for (let j = 0; j < size; j++) s.push(eps[(i * size + j) % eps.length]);
+      subsets.push(s);
+    }
+    const minRing = policy.algorithm.kind === 'ring-hash' ? policy.algorithm.minimumRingSize : 1024;
+    c = { for: eps, subsets, table: buildRingKeys(subsets.map((_, i) => `set${i + 1}`), minRing) };
+    subsetCaches.set(cluster, c);
+  }
+  const subset = c.subsets[lookup(c.table, hash32(key))];
+  const pool = tried === null ? subset : subset.filter((e) => !tried.includes(e));
+  if (pool.length > 0) return pool[Math.floor(random() * pool.length)];
+  return firstUntried(eps, tried!, subset[0]);
 }
 
 // ---- ingress-nginx session affinity (balancer/sticky.lua, sticky_balanced.lua, sticky_persistent.lua) ----
@@ -300,14 +331,19 @@ export function cookieValue(header: string | null, name: string): string | null 
 
 /** Ketama ring: each endpoint gets the same power-of-two number of points, at least minRingSize in all. */
 function buildRing(eps: CompiledEndpoint[], minRingSize: number): HashTable {
+  return buildRingKeys(eps.map((e) => e.key), minRingSize);
+}
+
+/** Ketama ring over stable keys; `owners` are indexes into `keys`. */
+function buildRingKeys(keys: string[], minRingSize: number): HashTable {
   let perHost = 1;
   // A power of two per endpoint, so that adding or removing one endpoint rarely changes it (which
   // would move extra keys).
-  while (perHost * eps.length < minRingSize) perHost *= 2;
-  const total = perHost * eps.length;
+  while (perHost * keys.length < minRingSize) perHost *= 2;
+  const total = perHost * keys.length;
   const points = new Float64Array(total);
-  for (let i = 0; i < eps.length; i++) {
-    const key = eps[i].key;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
     for (let v = 0; v < perHost; v++) points[i * perHost + v] = hash32(`${key}_${v}`) * 65536 + i;
   }
   points.sort();

@@ -644,7 +644,14 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
       fail('upstream-hash-by', `upstream-hash-by ${JSON.stringify(by)}: meshgate hashes on one of $remote_addr, $binary_remote_addr, $http_<name>, $cookie_<name>, $arg_<name>`);
       return null;
     }
-    return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
+    // upstream-hash-by-subset (+ -subset-size, default 3): the key picks a group of endpoints, then one at random.
+    const subsetRaw = get('upstream-hash-by-subset');
+    const subset = subsetRaw === undefined ? false : parseBool(subsetRaw);
+    if (subset === null) fail('upstream-hash-by-subset', `upstream-hash-by-subset must be "true" or "false", not ${JSON.stringify(subsetRaw)}`);
+    const sizeRaw = get('upstream-hash-by-subset-size');
+    if (sizeRaw !== undefined && (!/^\d+$/.test(sizeRaw) || Number(sizeRaw) < 1 || Number(sizeRaw) > 1000)) fail('upstream-hash-by-subset-size', `upstream-hash-by-subset-size must be an integer from 1 to 1000, not ${JSON.stringify(sizeRaw)}`);
+    const subsetSize = subset === true ? (sizeRaw !== undefined && /^\d+$/.test(sizeRaw) ? Number(sizeRaw) : 3) : undefined;
+    return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 }, ...(subsetSize !== undefined ? { subsetSize } : {}) };
   }
   const lb = get('load-balance');
   if (lb !== undefined) {

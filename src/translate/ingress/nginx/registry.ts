@@ -118,8 +118,8 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'session-cookie-conditional-samesite-none': h('"true" with session-cookie-samesite None: SameSite=None is left out for browsers known to reject it (Chrome 40-69, iOS 12, Safari on macOS 10.14), as ingress-nginx'),
   'session-cookie-change-on-failure': h('"true": a retried request (proxy-next-upstream) goes to an endpoint not tried yet and the answer re-issues the cookie naming it; "false" (default): the retry goes to another endpoint but the cookie is kept (ingress-nginx retries the same endpoint)'),
   'upstream-hash-by': h('consistent hash on $remote_addr/$binary_remote_addr, $http_<name>, $cookie_<name> or $arg_<name>; other variables are an error'),
-  'upstream-hash-by-subset': u('subset hashing is not implemented; the plain consistent hash is used'),
-  'upstream-hash-by-subset-size': u('subset hashing is not implemented'),
+  'upstream-hash-by-subset': h('"true": the endpoints are cut into groups of upstream-hash-by-subset-size (the last filled up from the start, as chashsubset.lua), the upstream-hash-by key picks a group on the ring and a random endpoint of it serves'),
+  'upstream-hash-by-subset-size': h('size of the groups of upstream-hash-by-subset (default 3)'),
   'load-balance': h('round_robin -> ROUND_ROBIN, ewma -> LEAST_REQUEST (fewer requests in flight of two random picks)'),
   'service-upstream': h('the Service ClusterIP:port is the one endpoint (kube-proxy balances; no stickiness, no retry on another pod); headless Services are refused'),
   // Backends and TLS
