@@ -25,9 +25,9 @@ export interface RouteFilters {
   /** External authentication by subrequest (ingress-nginx `auth-url`), after Basic auth; absent = none. */
   externalAuth?: ExternalAuth;
   /**
-   * Client-certificate checks on HTTPS requests (ingress-nginx `auth-tls-*`), first of all filters.
-   * The chain's `clientValidation` (OPTIONAL) has already refused a presented certificate that does
-   * not verify; this enforces the rest. Absent = none.
+   * Client-certificate checks on HTTPS requests (ingress-nginx `auth-tls-*`), first of all filters:
+   * the verdict the chain's `clientValidation` (OPTIONAL, deferFailures) kept for the connection is
+   * enforced here (400, the error page, or accepted unverified). Absent = none.
    */
   clientCertificate?: ClientCertificatePolicy;
   /**
@@ -44,6 +44,13 @@ export interface RouteFilters {
    * prefix (nginx `proxy_redirect from to`, ingress-nginx `proxy-redirect-from`/`-to`). Absent = none.
    */
   locationRewrite?: { from: string; to: string };
+  /**
+   * `replace` (ingress-nginx `compute-full-forwarded-for: "false"`, its default): the
+   * x-forwarded-for sent upstream is the client address alone (`clientAddress`'s, else the peer),
+   * and the client's own x-forwarded-for goes in x-original-forwarded-for. Absent = the client's
+   * list with the peer appended (Envoy).
+   */
+  forwardedFor?: 'replace';
 }
 
 export interface ErrorPages {

@@ -1,7 +1,7 @@
 /**
  * The ingress-nginx ConfigMap's global `custom-http-errors` with `--default-backend-service` (the
- * controller's default backend, which serves the error pages): real `meshgate run`, an echo backend and
- * an error-page backend on loopback.
+ * controller's default backend, which serves the error pages), and `compute-full-forwarded-for`: real
+ * `meshgate run`, an echo backend and an error-page backend on loopback.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,10 +23,10 @@ spec:
 `;
 }
 
-const configMap = (codes: string) => `apiVersion: v1
+const configMap = (codes: string, extra = '') => `apiVersion: v1
 kind: ConfigMap
 metadata: { name: ingress-nginx-controller, namespace: ingress-nginx }
-data: { custom-http-errors: "${codes}" }
+data: { custom-http-errors: "${codes}"${extra} }
 `;
 
 describe('ingress-nginx ConfigMap custom-http-errors', { timeout: 120_000 }, () => {
@@ -88,6 +88,17 @@ describe('ingress-nginx ConfigMap custom-http-errors', { timeout: 120_000 }, () 
     assert.equal(notFound.status, 404);
     assert.equal(notFound.json?.name, 'web', 'the global 404 does not apply to an Ingress with its own list');
     assert.equal(errorCalls, before);
+  });
+
+  test('compute-full-forwarded-for "false" (default with the ConfigMap): X-Forwarded-For is the client address, the client\'s list in X-Original-Forwarded-For; "true" appends', async () => {
+    const r = await get(url('/xff'), { host: 'plain.example.com', headers: { 'x-forwarded-for': '203.0.113.9' } });
+    assert.equal(r.status, 200);
+    assert.match(String(r.json?.headers['x-forwarded-for']), /^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/, 'a spoofed X-Forwarded-For is not passed on');
+    assert.equal(r.json?.headers['x-original-forwarded-for'], '203.0.113.9');
+    const none = await get(url('/xff'), { host: 'plain.example.com', headers: { 'x-original-forwarded-for': 'forged' } });
+    assert.equal(none.json?.headers['x-original-forwarded-for'], undefined, 'a client-sent X-Original-Forwarded-For is dropped');
+    writeConfig(dir, 'configmap.yaml', configMap('404,503', ', compute-full-forwarded-for: "true"'));
+    await waitFor(async () => String((await get(url('/xff'), { host: 'plain.example.com', headers: { 'x-forwarded-for': '203.0.113.9' } })).json?.headers['x-forwarded-for']).startsWith('203.0.113.9, '), 15_000, 'compute-full-forwarded-for "true"');
   });
 
   test('disable-proxy-intercept-errors opts an Ingress out; a ConfigMap change applies without a restart', async () => {

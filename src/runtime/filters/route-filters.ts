@@ -43,6 +43,8 @@ export interface CompiledRouteFilters {
   errorPages: CompiledErrorPages | null;
   /** auth-tls-*; null = none. */
   clientCert: { policy: ClientCertificatePolicy; subject: RegExp | null } | null;
+  /** compute-full-forwarded-for "false": x-forwarded-for is the client address alone. */
+  replaceForwardedFor: boolean;
 }
 
 /** What the filters need from the request (the Exchange). */
@@ -148,6 +150,7 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
     errorPages: f.errorPages === undefined ? null : compileErrorPages(f.errorPages, clusters),
     locationRewrite: f.locationRewrite ?? null,
     clientCert: f.clientCertificate === undefined ? null : { policy: f.clientCertificate, subject: f.clientCertificate.subjectPattern === null ? null : compileRegex(f.clientCertificate.subjectPattern) },
+    replaceForwardedFor: f.forwardedFor === 'replace',
   };
 }
 
@@ -175,6 +178,13 @@ export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, 
   }
   let ip = plainAddress(d.remoteAddress);
   if (c.realIp !== null) ip = realClientIp(ip, x.header(c.realIp.header), c.realIp.trusted);
+  if (c.replaceForwardedFor) {
+    // ingress-nginx: proxy_set_header X-Forwarded-For $remote_addr; X-Original-Forwarded-For $http_x_forwarded_for.
+    const original = x.header('x-forwarded-for');
+    const set: [string, string][] = original === null ? [['x-forwarded-for', ip]] : [['x-forwarded-for', ip], ['x-original-forwarded-for', original]];
+    const remove = original === null ? ['x-original-forwarded-for'] : [];
+    x.authEdits = x.authEdits === null ? { set, remove } : { set: [...x.authEdits.set, ...set], remove: [...x.authEdits.remove, ...remove] };
+  }
   if (c.limit !== null && !admitLimit(c.limit, ip, d)) return false;
   if ((c.deny !== null && inBlocks(c.deny, ip)) || (c.allow !== null && !inBlocks(c.allow, ip))) {
     sendLocalError(d, Replies.forbidden);

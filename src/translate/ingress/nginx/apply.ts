@@ -31,6 +31,8 @@ export interface NginxRouteGlobals {
   realIp: ClientAddress | null;
   addHeaders: HeaderValue[];
   proxySetHeaders: HeaderValue[];
+  /** The ConfigMap's compute-full-forwarded-for is "false" (ingress-nginx's default): X-Forwarded-For is replaced. */
+  replaceForwardedFor?: boolean;
 }
 
 /** Bound of a mirrored body without proxy-body-size, and the most any mirror keeps (bytes). */
@@ -86,7 +88,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
   }
   const out: Route = { ...route, action, requestHeaders, responseHeaders, cors: cfg.cors };
   const maxBody = cfg.maxBodyBytes === 0 ? null : cfg.maxBodyBytes;
-  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null || cfg.locationRewrite !== null;
+  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null || cfg.locationRewrite !== null || globals.replaceForwardedFor === true;
   if (hasFilters) {
     out.filters = {
       maxRequestBodyBytes: maxBody,
@@ -98,6 +100,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     // The auth cache is per location in nginx (server name + auth location): here per route.
     if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth.cache === undefined ? cfg.externalAuth : { ...cfg.externalAuth, cache: { ...cfg.externalAuth.cache, zone: route.name } };
     if (cfg.locationRewrite !== null) out.filters.locationRewrite = cfg.locationRewrite;
+    if (globals.replaceForwardedFor === true) out.filters.forwardedFor = 'replace';
   }
   return out;
 }

@@ -56,6 +56,8 @@ export interface NginxGlobalConfig {
   proxySetHeaders: { name: string; value: string }[];
   /** global-allowed-response-headers (lowercase); null = any name (key absent). */
   allowedResponseHeaders: string[] | null;
+  /** compute-full-forwarded-for (default false: X-Forwarded-For is replaced by the client address). */
+  computeFullForwardedFor: boolean;
   /** custom-http-errors: answers with these statuses (300-599) go to the global default backend; [] = none. */
   customErrors: number[];
   /** disable-proxy-intercept-errors (default false): custom-http-errors is not applied. */
@@ -85,7 +87,7 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'enable-real-ip': 'as use-forwarded-headers, for the client address only',
   'forwarded-for-header': 'header holding the client address (default X-Forwarded-For)',
   'proxy-real-ip-cidr': 'proxies trusted to set it (default 0.0.0.0/0)',
-  'compute-full-forwarded-for': 'meshgate always appends the peer to X-Forwarded-For ("true"); "false" is reported',
+  'compute-full-forwarded-for': '"false" (default): X-Forwarded-For sent upstream is the client address alone (the forwarded-for-header address with use-forwarded-headers), the client\'s list in X-Original-Forwarded-For; "true": the client\'s list with the peer appended',
   'whitelist-source-range': 'global allowlist (an Ingress annotation overrides it)',
   'denylist-source-range': 'global denylist (an Ingress annotation overrides it)',
   'log-format-upstream': 'access-log line, nginx variables mapped onto meshgate log operators',
@@ -144,6 +146,7 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     allowedResponseHeaders: null,
     customErrors: [],
     disableInterceptErrors: false,
+    computeFullForwardedFor: false,
   };
   if (cm === null) return g;
   const data: Record<string, string> = {};
@@ -191,7 +194,7 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     }
   }
   if (parseBool(data['allow-snippet-annotations'] ?? '') === true) ctx.report('warning', 'MG_NGINX_SNIPPET_REFUSED', cm, field('allow-snippet-annotations'), 'allow-snippet-annotations is "true", but meshgate never executes snippets: an Ingress with a *-snippet annotation is not served');
-  if (parseBool(data['compute-full-forwarded-for'] ?? '') === false) ctx.report('info', 'MG_UNSUPPORTED', cm, field('compute-full-forwarded-for'), 'meshgate always appends the peer to X-Forwarded-For (as compute-full-forwarded-for "true")');
+  g.computeFullForwardedFor = bool('compute-full-forwarded-for', false);
 
   const size = data['proxy-body-size'];
   if (size !== undefined) {
