@@ -1,23 +1,26 @@
 /**
  * ingress-nginx annotations that change the upstream request itself, end to end with a raw TCP
  * backend that reports the bytes it received: proxy-http-version "1.0" (request line, no keep-alive,
- * no chunked body) and mirror-request-body with bodies over 64 KiB.
+ * no chunked body), mirror-request-body with bodies over 64 KiB, and backend-protocol AUTO_HTTP (the
+ * client's scheme to a backend port that speaks both).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { createHash } from 'node:crypto';
-import { removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
+import { get, getTls, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
 const P = 'nginx.ingress.kubernetes.io/';
 
-function ingress(name: string, host: string, service: string, annotations: Record<string, string>): string {
+function ingress(name: string, host: string, service: string, annotations: Record<string, string>, tlsSecretName = ''): string {
   return `apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: { name: ${name}, namespace: default, annotations: ${JSON.stringify(Object.fromEntries(Object.entries(annotations).map(([k, v]) => [P + k, v])))} }
 spec:
-  rules:
+${tlsSecretName === '' ? '' : `  tls: [{ hosts: [${host}], secretName: ${tlsSecretName} }]\n`}  rules:
     - host: ${host}
       http: { paths: [{ path: /, pathType: Prefix, backend: { service: { name: ${service}, port: { number: 80 } } } }] }
 `;
@@ -120,6 +123,41 @@ function send(port: number, host: string, path: string, body: Buffer | null, chu
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/** One port that speaks HTTP in clear and over TLS (the first byte tells), answering which one carried the request. */
+function dualBackend(pair: { cert: string; key: string }): net.Server {
+  const web = http.createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ name: (req.socket as tls.TLSSocket).encrypted === true ? 'tls' : 'clear', method: req.method, url: req.url, path: req.url, headers: req.headers, body: '' }));
+  });
+  const secureContext = tls.createSecureContext(pair);
+  return net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', (first: Buffer) => {
+      // The sniffed bytes are replayed through a stream the HTTP or TLS layer reads from.
+      const duplex = new Duplex({
+        read() {
+          socket.resume();
+        },
+        write(chunk: Buffer, _enc, cb) {
+          socket.write(chunk, cb);
+        },
+        final(cb) {
+          socket.end();
+          cb();
+        },
+      });
+      duplex.on('error', () => {});
+      duplex.push(first);
+      socket.on('data', (d: Buffer) => {
+        if (!duplex.push(d)) socket.pause();
+      });
+      socket.on('end', () => duplex.push(null));
+      socket.on('close', () => duplex.destroy());
+      web.emit('connection', first[0] === 0x16 ? new tls.TLSSocket(duplex as unknown as net.Socket, { isServer: true, secureContext }) : duplex);
+    });
+  });
+}
+
 describe('ingress-nginx upstream request annotations', { timeout: 120_000 }, () => {
   const dir = tempDir();
   let gw: GatewayProcess;
@@ -127,18 +165,21 @@ describe('ingress-nginx upstream request annotations', { timeout: 120_000 }, () 
   const mirrored: Seen[] = [];
   const backend = rawBackend(seen);
   const mirror = rawBackend(mirrored);
+  const dual = dualBackend(makeCert('', 'dual.default.svc.cluster.local'));
 
   before(async () => {
     await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
     await new Promise<void>((r) => mirror.listen(0, '127.0.0.1', r));
     const port = (backend.address() as net.AddressInfo).port;
     const mirrorPort = (mirror.address() as net.AddressInfo).port;
-    writeConfig(dir, 'services.yaml', [serviceYaml('raw', [port]), serviceYaml('mirror', [mirrorPort])].join('---\n'));
+    await new Promise<void>((r) => dual.listen(0, '127.0.0.1', r));
+    writeConfig(dir, 'services.yaml', [serviceYaml('raw', [port]), serviceYaml('mirror', [mirrorPort]), serviceYaml('dual', [(dual.address() as net.AddressInfo).port]), tlsSecret('auto-tls', 'default', makeCert('', 'auto.example.com'))].join('---\n'));
     writeConfig(dir, 'ingress.yaml', [
       ingress('old', 'old.example.com', 'raw', { 'proxy-http-version': '1.0' }),
       ingress('old-bounded', 'bounded.example.com', 'raw', { 'proxy-http-version': '1.0', 'proxy-body-size': '64k' }),
       ingress('current', 'current.example.com', 'raw', {}),
       ingress('mirrored', 'mirrored.example.com', 'raw', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri', 'proxy-body-size': '4m' }),
+      ingress('auto', 'auto.example.com', 'dual', { 'backend-protocol': 'AUTO_HTTP', 'ssl-redirect': 'false' }, 'auto-tls'),
       ingress('mirrored-unbounded', 'mirrored-unbounded.example.com', 'raw', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri', 'proxy-body-size': '0' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
@@ -148,6 +189,7 @@ describe('ingress-nginx upstream request annotations', { timeout: 120_000 }, () 
     await gw?.stop();
     backend.close();
     mirror.close();
+    dual.close();
     removeDir(dir);
   });
 
@@ -222,5 +264,15 @@ describe('ingress-nginx upstream request annotations', { timeout: 120_000 }, () 
     await waitFor(() => mirrored.length > before, 10_000, 'the copy of the small body');
     await new Promise((res) => setTimeout(res, 200));
     assert.deepEqual(mirrored.slice(before).map((m) => [m.requestLine, m.bodySha]), [['POST /small HTTP/1.1', sha(small)]], 'only the body within the bound was mirrored');
+  });
+
+  test('backend-protocol AUTO_HTTP: a request that came over HTTPS reaches the backend over TLS, one over HTTP in clear (nginx $scheme)', async () => {
+    const secure = await getTls(gw.httpsPort, '/a', { host: 'auto.example.com' });
+    assert.equal(secure.status, 200, secure.body);
+    assert.equal(secure.json?.name, 'tls');
+    const clear = await get(`http://127.0.0.1:${gw.httpPort}/b`, { host: 'auto.example.com' });
+    assert.equal(clear.status, 200, clear.body);
+    assert.equal(clear.json?.name, 'clear');
+    assert.equal(clear.json?.url, '/b');
   });
 });

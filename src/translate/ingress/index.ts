@@ -30,7 +30,7 @@ import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
-import { completeNginxAffinity, nginxErrorPages, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
+import { autoHttpsCluster, autoHttpsRoute, completeNginxAffinity, nginxErrorPages, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
 import { nginxPassthroughRoutes } from './nginx/passthrough.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
@@ -45,6 +45,8 @@ interface PathEntry {
   ingress: KubeObject;
   /** ingress-nginx canary routes evaluated before `route` (same host and path). */
   before?: Route[];
+  /** backend-protocol AUTO_HTTP: the twin of `route` for HTTPS requests (TLS to the backend), right before it. */
+  autoHttps?: Route;
 }
 
 export function translateIngresses(ctx: TranslateContext, resources: ResourceSet): ListenerDraft[] {
@@ -106,7 +108,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
         // Affinity cookie Path: session-cookie-path, else the Ingress path (ingress-nginx); the cluster is shared, its first path decides.
         const lb = cfg.lbPolicy;
         const pathCfg = lb !== null && typeof lb === 'object' && lb.hashOn.kind === 'cookie' && lb.hashOn.path === null && lb.hashOn.ttlSeconds !== null && !regexMode ? { ...cfg, lbPolicy: { ...lb, hashOn: { ...lb.hashOn, path } } } : cfg;
-        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, pathCfg);
+        const auto: AutoHttpsOut = {};
+        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, pathCfg, auto);
         if (!action) return;
         const rx = regexMode ? regexPathMatch(path) : null;
         const match: RouteMatch = { ...catchAll()[0], path: rx !== null && rx.ok ? rx.match : exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
@@ -124,7 +127,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           ctx.report('warning', 'MG_DUPLICATE_PATH', ing, `${field}.path`, `${pathType} path "${path}" for host "${host}" is already defined by Ingress ${dup.ingress.metadata.namespace}/${dup.ingress.metadata.name}, which wins`);
           return;
         }
-        list.push({ host, path, exact, route, ingress: ing });
+        const twin = auto.autoHttps === undefined ? null : autoHttpsRoute(route, auto.autoHttps.from, auto.autoHttps.to);
+        list.push({ host, path, exact, route, ingress: ing, ...(twin !== null ? { autoHttps: twin } : {}) });
       });
       if (!byHost.has(host)) byHost.set(host, []);
     });
@@ -179,7 +183,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   const httpHosts: VirtualHostDraft[] = [];
   const httpsHosts: VirtualHostDraft[] = [];
   for (const [host, entries] of [...byHost.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const routes = sortPaths(entries).flatMap((e) => [...(e.before ?? []), e.route]);
+    const routes = sortPaths(entries).flatMap((e) => [...(e.before ?? []), ...(e.autoHttps !== undefined ? [e.autoHttps] : []), e.route]);
     if (defaultRoute) routes.push(defaultRoute);
     const owner = entries[0]?.ingress ?? first;
     const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
@@ -268,7 +272,12 @@ function isOurs(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject):
 }
 
 /** The forward action for an IngressBackend, or null (reported) when it cannot be served. */
-function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string, cfg?: NginxIngressConfig): Route['action'] | null {
+/** What backendAction adds for backend-protocol AUTO_HTTP: the plain cluster and its TLS twin. */
+interface AutoHttpsOut {
+  autoHttps?: { from: string; to: string };
+}
+
+function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string, cfg?: NginxIngressConfig, auto?: AutoHttpsOut): Route['action'] | null {
   if (backend.resource !== undefined) {
     ctx.report('warning', 'MG_UNSUPPORTED', ing, `${field}.resource`, 'resource backends are not supported; only service backends are served');
     return null;
@@ -307,6 +316,7 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     if (upstream === null) return null;
     target = upstream;
   }
+  if (settings.autoHttps !== undefined && auto !== undefined && made !== undefined && made.discovery === 'eds' && made.tls === null && target === cluster) auto.autoHttps = { from: cluster, to: autoHttpsCluster(ctx, made, settings.autoHttps) };
   const fallback = cfg?.defaultBackend && made !== undefined ? defaultBackendDestination(ctx, resources, ing, made, cfg.defaultBackend, `metadata.annotations["nginx.ingress.kubernetes.io/default-backend"]`) : null;
   return { kind: 'forward', destinations: [fallback ?? { cluster: target, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
 }

@@ -11,7 +11,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import type { Cluster, LbPolicy, Route, RouteDestination, RouteFilters } from '../../../ir/types.js';
+import type { Cluster, LbPolicy, Route, RouteDestination, RouteFilters, UpstreamTls } from '../../../ir/types.js';
 import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import { obj, str } from '../../../lib/unknown.js';
@@ -29,6 +29,27 @@ export function serviceUpstreamCluster(ctx: TranslateContext, resources: Resourc
   const name = clusterName(made.service.port, 'service-upstream', made.service.host);
   ctx.addCluster({ ...made, name, subset: 'service-upstream', discovery: 'eds', endpoints: [{ address: ip, port: made.service.port, ready: true }] });
   return name;
+}
+
+/**
+ * backend-protocol AUTO_HTTP: the TLS twin of a Service cluster (`outbound|<port>|auto-https|<fqdn>`,
+ * the same endpoints, TLS origination with `tls`), for the requests that came over HTTPS.
+ */
+export function autoHttpsCluster(ctx: TranslateContext, made: Cluster, tls: UpstreamTls): string {
+  const name = clusterName(made.service.port, 'auto-https', made.service.host);
+  ctx.addCluster({ ...made, name, subset: 'auto-https', tls });
+  return name;
+}
+
+/** The twin of `route` for HTTPS requests: the same, matching scheme https, `from` replaced by `to`. */
+export function autoHttpsRoute(route: Route, from: string, to: string): Route | null {
+  if (route.action.kind !== 'forward' || !route.action.destinations.some((d) => d.cluster === from)) return null;
+  return {
+    ...route,
+    name: `${route.name}/auto-https`,
+    matches: route.matches.map((m) => ({ ...m, scheme: { kind: 'exact', value: 'https', ignoreCase: false } })),
+    action: { ...route.action, destinations: route.action.destinations.map((d) => (d.cluster === from ? { ...d, cluster: to } : d)) },
+  };
 }
 
 /** The destination to use instead of `made` when it has no ready endpoint; null = keep `made`. */

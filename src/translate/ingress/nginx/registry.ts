@@ -123,7 +123,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'load-balance': h('round_robin -> ROUND_ROBIN, ewma -> LEAST_REQUEST (fewer requests in flight of two random picks)'),
   'service-upstream': h('the Service ClusterIP:port is the one endpoint (kube-proxy balances; no stickiness, no retry on another pod); headless Services are refused'),
   // Backends and TLS
-  'backend-protocol': h('HTTP, HTTPS, GRPC, GRPCS; AUTO_HTTP and FCGI reported, served as HTTP'),
+  'backend-protocol': h('HTTP, HTTPS, GRPC, GRPCS; AUTO_HTTP: requests that came over HTTPS go to the backend over TLS (certificate checked as proxy-ssl-* say), the others in clear, as nginx\'s $scheme; FCGI reported, served as HTTP'),
   'proxy-ssl-secret': h('CA and client certificate for TLS to the backend (same namespace only)'),
   'proxy-ssl-verify': h('verify the backend certificate (default off)'),
   'proxy-ssl-name': h('SNI and verified name of the backend'),
