@@ -274,6 +274,12 @@ export interface HttpsRedirect {
   responseCode: 301 | 308;
   /** Port in the Location header; null = the https default (443, omitted). */
   port: number | null;
+  /**
+   * ingress-nginx (lua_ingress.lua, unless preserve-trailing-slash): one trailing `/` of the request
+   * URI as sent (path and query) is left out of the Location (`/dir/` -> `/dir`, `/` -> nothing).
+   * Absent = the request URI as sent.
+   */
+  stripTrailingSlash?: boolean;
 }
 
 export interface Route {
@@ -554,6 +560,8 @@ export interface RedirectAction {
   path: PathRewrite | null;
   /** 301, 302, 303, 307 or 308; Istio's default is 301. */
   responseCode: number;
+  /** As `HttpsRedirect.stripTrailingSlash` (ingress-nginx force-ssl-redirect); absent = false. */
+  stripTrailingSlash?: boolean;
 }
 
 export interface DirectResponseAction {

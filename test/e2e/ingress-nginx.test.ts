@@ -151,6 +151,7 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('moved', 'moved.example.com', 'counter', { 'permanent-redirect': 'https://new.example.com/landing' }),
       ingress('temp', 'temp.example.com', 'counter', { 'temporal-redirect': 'https://b.example.com/tmp', 'temporal-redirect-code': '307' }),
       ingress('force', 'force.example.com', 'web', { 'force-ssl-redirect': 'true' }),
+      ingress('force-keep', 'force-keep.example.com', 'web', { 'force-ssl-redirect': 'true', 'preserve-trailing-slash': 'true' }),
       ingress('www', 'example.com', 'web', { 'from-to-www-redirect': 'true', 'server-alias': 'alias.example.com' }),
       ingress('body', 'body.example.com', 'counter', { 'proxy-body-size': '8k' }),
       ingress('allow', 'allow.example.com', 'web', { 'whitelist-source-range': '10.0.0.0/8' }),
@@ -252,6 +253,10 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     const r = await get(url('/p?q=1'), { host: 'force.example.com' });
     assert.equal(r.status, 308);
     assert.equal(r.headers.location, 'https://force.example.com/p?q=1');
+    // lua_ingress.lua: one trailing slash of the request URI is left out, unless preserve-trailing-slash.
+    assert.equal((await get(url('/dir/'), { host: 'force.example.com' })).headers.location, 'https://force.example.com/dir');
+    assert.equal((await get(url('/'), { host: 'force.example.com' })).headers.location, 'https://force.example.com');
+    assert.equal((await get(url('/dir/'), { host: 'force-keep.example.com' })).headers.location, 'https://force-keep.example.com/dir/');
   });
 
   test('from-to-www-redirect and server-alias', async () => {

@@ -330,6 +330,7 @@ function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): 
         port: a.port,
         path: a.path === null ? null : compilePathRewrite(a.path),
         responseCode: a.responseCode,
+        ...(a.stripTrailingSlash === true ? { stripTrailingSlash: true } : {}),
       };
     case 'direct':
       return {

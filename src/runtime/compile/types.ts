@@ -176,6 +176,8 @@ export interface CompiledRedirect {
   port: number | 'from-protocol' | 'from-request' | null;
   path: PathRewriter | null;
   responseCode: number;
+  /** IR `stripTrailingSlash`. */
+  stripTrailingSlash?: boolean;
 }
 
 export interface CompiledDirect {

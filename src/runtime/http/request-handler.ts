@@ -198,7 +198,7 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
 /** `https://host[:port]/path?query` (Istio `httpsRedirect`, ingress-nginx ssl-redirect). */
 function httpsRedirectLocation(r: HttpsRedirect, hostName: string, target: string): string {
   const port = r.port === null || r.port === 443 ? '' : `:${r.port}`;
-  return `https://${hostName}${port}${target}`;
+  return `https://${hostName}${port}${r.stripTrailingSlash === true && target.endsWith('/') ? target.slice(0, -1) : target}`;
 }
 
 /** The Location of a RedirectAction (Envoy `RedirectAction` semantics). */
@@ -238,7 +238,8 @@ function redirectLocation(
       path = path.slice(0, i);
     }
   }
-  return `${scheme}://${host}${port === null ? '' : `:${port}`}${path}${q === '' ? '' : `?${q}`}`;
+  const uri = `${path}${q === '' ? '' : `?${q}`}`;
+  return `${scheme}://${host}${port === null ? '' : `:${port}`}${a.stripTrailingSlash === true && uri.endsWith('/') ? uri.slice(0, -1) : uri}`;
 }
 
 function defaultPort(scheme: string): number {

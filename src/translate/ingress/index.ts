@@ -75,6 +75,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   const certificates: TlsCertificate[] = [];
   /** Hosts that have a usable certificate, and whether their Ingress allows the HTTPS redirect. */
   const tlsHosts = new Map<string, boolean>();
+  /** preserve-trailing-slash of the Ingress that supplies each host's certificate (as its ssl-redirect). */
+  const preserveSlash = new Map<string, boolean>();
   let defaultRoute: Route | null = null;
 
   for (const ing of ingresses) {
@@ -147,7 +149,11 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       if (!cert) return;
       certificates.push(cert);
       const redirect = cfg.sslRedirect;
-      for (const h of hosts) if (!tlsHosts.has(h)) tlsHosts.set(h, redirect);
+      for (const h of hosts) {
+        if (tlsHosts.has(h)) continue;
+        tlsHosts.set(h, redirect);
+        preserveSlash.set(h, cfg.preserveTrailingSlash);
+      }
     });
   }
 
@@ -188,7 +194,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     const owner = entries[0]?.ingress ?? first;
     const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
     const redirect = certificates.length > 0 && tlsHosts.get(host) === true;
-    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal } } : vh);
+    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal, ...(preserveSlash.get(host) === true ? {} : { stripTrailingSlash: true }) } } : vh);
     httpsHosts.push(vh);
   }
   const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));

@@ -45,7 +45,8 @@ export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras,
         if (!forced.has(`${r.source.namespace}/${r.source.name}`) || r.action.kind !== 'forward') return r;
         // A redirect route runs no request filters (nginx answers the redirect before access checks).
         const { filters: _filters, ...rest } = r;
-        return { ...rest, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308 } };
+        const preserve = list.some((e) => e.cfg.preserveTrailingSlash && `${e.ing.metadata.namespace}/${e.ing.metadata.name}` === `${r.source.namespace}/${r.source.name}`);
+        return { ...rest, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308, ...(preserve ? {} : { stripTrailingSlash: true }) } };
       });
     }
 

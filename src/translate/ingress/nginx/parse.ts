@@ -122,6 +122,8 @@ export interface NginxIngressConfig {
   sslPassthrough: boolean;
   /** proxy-http-version "1.0": requests go upstream as HTTP/1.0. */
   http10: boolean;
+  /** preserve-trailing-slash (default false: HTTPS redirects leave out one trailing slash). */
+  preserveTrailingSlash: boolean;
   /** disable-proxy-intercept-errors "true": no error pages, neither this Ingress's nor the ConfigMap's custom-http-errors. */
   interceptErrorsDisabled: boolean;
 }
@@ -264,8 +266,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     fail('upstream-vhost', `upstream-vhost ${JSON.stringify(upstreamVhost)} must be a host name with an optional port (nginx variables are not accepted)`);
     upstreamVhost = null;
   }
-  const pts = get('preserve-trailing-slash');
-  if (pts !== undefined) bool('preserve-trailing-slash', false);
+  const preserveTrailingSlash = bool('preserve-trailing-slash', false);
 
   // Redirects. temporal-redirect wins over permanent-redirect (ingress-nginx's redirect parser).
   const sslRedirect = bool('ssl-redirect', true);
@@ -446,6 +447,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       defaultBackend,
       sslPassthrough,
       http10: httpVersion === '1.0',
+      preserveTrailingSlash,
       interceptErrorsDisabled,
     },
   };

@@ -48,7 +48,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'use-regex': h('paths are case-insensitive regexes anchored at the start (RE2: lookaround and backreferences are refused); regex mode for every path of the host'),
   'app-root': h('GET of exactly / answered 302 to <scheme>://<host><app-root>'),
   'x-forwarded-prefix': h('X-Forwarded-Prefix sent upstream, only together with rewrite-target (as the nginx template)'),
-  'preserve-trailing-slash': h('"true" keeps the trailing slash of the request URI in HTTPS redirects'),
+  'preserve-trailing-slash': h('"true" keeps the trailing slash of the request URI in HTTPS redirects (ssl-redirect, read from the Ingress that supplies the host\'s certificate, and force-ssl-redirect); by default one trailing / is left out (/dir/ -> /dir), as lua_ingress.lua'),
   'upstream-vhost': h('Host sent upstream; X-Forwarded-Host keeps the client\'s'),
   // Redirects
   'ssl-redirect': h('308 to https for hosts with a certificate, unless "false"'),
