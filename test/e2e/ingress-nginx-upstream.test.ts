@@ -173,13 +173,16 @@ describe('ingress-nginx upstream request annotations', { timeout: 120_000 }, () 
     const port = (backend.address() as net.AddressInfo).port;
     const mirrorPort = (mirror.address() as net.AddressInfo).port;
     await new Promise<void>((r) => dual.listen(0, '127.0.0.1', r));
-    writeConfig(dir, 'services.yaml', [serviceYaml('raw', [port]), serviceYaml('mirror', [mirrorPort]), serviceYaml('dual', [(dual.address() as net.AddressInfo).port]), tlsSecret('auto-tls', 'default', makeCert('', 'auto.example.com'))].join('---\n'));
+    writeConfig(dir, 'services.yaml', [serviceYaml('raw', [port]), serviceYaml('mirror', [mirrorPort]), serviceYaml('dual', [(dual.address() as net.AddressInfo).port]), tlsSecret('auto-tls', 'default', makeCert('', 'auto.example.com')), tlsSecret('redir-tls', 'default', makeCert('', 'redir.example.com'))].join('---\n'));
     writeConfig(dir, 'ingress.yaml', [
       ingress('old', 'old.example.com', 'raw', { 'proxy-http-version': '1.0' }),
       ingress('old-bounded', 'bounded.example.com', 'raw', { 'proxy-http-version': '1.0', 'proxy-body-size': '64k' }),
       ingress('current', 'current.example.com', 'raw', {}),
       ingress('mirrored', 'mirrored.example.com', 'raw', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri', 'proxy-body-size': '4m' }),
       ingress('auto', 'auto.example.com', 'dual', { 'backend-protocol': 'AUTO_HTTP', 'ssl-redirect': 'false' }, 'auto-tls'),
+      ingress('redir', 'redir.example.com', 'raw', {}, 'redir-tls'),
+      // cert-manager's HTTP-01 solver: its own Ingress on the host, an Exact path under /.well-known/acme-challenge.
+      ingress('acme-solver', 'redir.example.com', 'raw', {}).replace('path: /, pathType: Prefix', 'path: /.well-known/acme-challenge/tok3n, pathType: Exact'),
       ingress('mirrored-unbounded', 'mirrored-unbounded.example.com', 'raw', { 'mirror-target': 'http://mirror.default.svc.cluster.local$request_uri', 'proxy-body-size': '0' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
@@ -274,5 +277,17 @@ describe('ingress-nginx upstream request annotations', { timeout: 120_000 }, () 
     assert.equal(clear.status, 200, clear.body);
     assert.equal(clear.json?.name, 'clear');
     assert.equal(clear.json?.url, '/b');
+  });
+
+  test('ssl-redirect: 308 to https without one trailing slash; the ACME HTTP-01 path (no-tls-redirect-locations) is served over HTTP', async () => {
+    const r = await get(`http://127.0.0.1:${gw.httpPort}/dir/?a=1`, { host: 'redir.example.com' });
+    assert.equal(r.status, 308);
+    assert.equal(r.headers.location, 'https://redir.example.com/dir/?a=1', 'the slash is not the last character of the request URI');
+    const slash = await get(`http://127.0.0.1:${gw.httpPort}/dir/`, { host: 'redir.example.com' });
+    assert.equal(slash.headers.location, 'https://redir.example.com/dir');
+    const before = seen.length;
+    const acme = await get(`http://127.0.0.1:${gw.httpPort}/.well-known/acme-challenge/tok3n`, { host: 'redir.example.com' });
+    assert.equal(acme.status, 200, 'the challenge is answered over plain HTTP');
+    assert.equal(seen[before]?.requestLine, 'GET /.well-known/acme-challenge/tok3n HTTP/1.1');
   });
 });

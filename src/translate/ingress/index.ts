@@ -29,7 +29,7 @@ import { loadTlsCertificate } from '../secrets.js';
 import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js';
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
-import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
+import { NO_TLS_REDIRECT_DEFAULT, readNginxConfigMap, withGlobals } from './nginx/configmap.js';
 import { autoHttpsCluster, autoHttpsRoute, completeNginxAffinity, nginxErrorPages, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
 import { nginxPassthroughRoutes } from './nginx/passthrough.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
@@ -194,10 +194,13 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     const owner = entries[0]?.ingress ?? first;
     const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
     const redirect = certificates.length > 0 && tlsHosts.get(host) === true;
-    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal, ...(preserveSlash.get(host) === true ? {} : { stripTrailingSlash: true }) } } : vh);
+    // no-tls-redirect-locations: the paths of this host under them (ACME HTTP-01 solvers) are routed, not redirected.
+    const noRedirect = global?.noTlsRedirectLocations ?? NO_TLS_REDIRECT_DEFAULT;
+    const except = [...new Set(entries.map((e) => e.path).filter((p) => noRedirect.some((l) => p.startsWith(l))))].sort();
+    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal, ...(preserveSlash.get(host) === true ? {} : { stripTrailingSlash: true }), ...(except.length > 0 ? { exceptPathPrefixes: except } : {}) } } : vh);
     httpsHosts.push(vh);
   }
-  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));
+  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []), global?.noTlsRedirectLocations ?? NO_TLS_REDIRECT_DEFAULT);
 
   // ssl-passthrough hosts: relayed by SNI on the HTTPS port, before termination (nginx/passthrough.ts).
   const passthrough = nginxPassthroughRoutes(

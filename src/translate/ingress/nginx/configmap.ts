@@ -56,6 +56,8 @@ export interface NginxGlobalConfig {
   proxySetHeaders: { name: string; value: string }[];
   /** global-allowed-response-headers (lowercase); null = any name (key absent). */
   allowedResponseHeaders: string[] | null;
+  /** no-tls-redirect-locations: Ingress paths starting with one of these are not redirected to HTTPS. */
+  noTlsRedirectLocations: string[];
   /** compute-full-forwarded-for (default false: X-Forwarded-For is replaced by the client address). */
   computeFullForwardedFor: boolean;
   /** custom-http-errors: answers with these statuses (300-599) go to the global default backend; [] = none. */
@@ -103,6 +105,7 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'global-allowed-response-headers': 'header names custom-headers may set (when the key is present)',
   'custom-http-errors': 'answers with a listed status (300-599) of every Ingress without its own custom-http-errors are replaced by the --default-backend-service answer (GET / with X-Code and the names)',
   'disable-proxy-intercept-errors': 'true: custom-http-errors is not applied',
+  'no-tls-redirect-locations': 'comma list of path prefixes never redirected to HTTPS (default /.well-known/acme-challenge, the ACME HTTP-01 solvers)',
 };
 
 const UNSUPPORTED_KEYS = new Set([
@@ -112,8 +115,11 @@ const UNSUPPORTED_KEYS = new Set([
   'global-auth-url', 'global-auth-signin', 'global-auth-response-headers', 'load-balance', 'keep-alive', 'keep-alive-requests',
   'enable-modsecurity', 'enable-owasp-modsecurity-crs', 'enable-opentelemetry', 'proxy-buffer-size', 'proxy-buffering',
   'worker-processes', 'max-worker-connections', 'server-tokens', 'ssl-session-cache', 'ssl-session-timeout', 'http-redirect-code',
-  'no-tls-redirect-locations', 'global-rate-limit-memcached-host', 'disable-access-log', 'access-log-path', 'error-log-path',
+  'global-rate-limit-memcached-host', 'disable-access-log', 'access-log-path', 'error-log-path',
 ]);
+
+/** ingress-nginx's no-tls-redirect-locations default (the ACME HTTP-01 challenge path). */
+export const NO_TLS_REDIRECT_DEFAULT: readonly string[] = ['/.well-known/acme-challenge'];
 
 const SIZE = /^(\d+)([bkmg]?)$/i;
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 * 1024, g: 1024 * 1024 * 1024 };
@@ -147,6 +153,7 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     customErrors: [],
     disableInterceptErrors: false,
     computeFullForwardedFor: false,
+    noTlsRedirectLocations: [...NO_TLS_REDIRECT_DEFAULT],
   };
   if (cm === null) return g;
   const data: Record<string, string> = {};
@@ -195,6 +202,13 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
   }
   if (parseBool(data['allow-snippet-annotations'] ?? '') === true) ctx.report('warning', 'MG_NGINX_SNIPPET_REFUSED', cm, field('allow-snippet-annotations'), 'allow-snippet-annotations is "true", but meshgate never executes snippets: an Ingress with a *-snippet annotation is not served');
   g.computeFullForwardedFor = bool('compute-full-forwarded-for', false);
+  const ntr = data['no-tls-redirect-locations'];
+  if (ntr !== undefined) {
+    const locs = ntr.split(',').map((l) => l.trim()).filter(Boolean);
+    const badLocs = locs.filter((l) => !/^\/[-._~A-Za-z0-9/]*$/.test(l));
+    if (badLocs.length > 0) bad('no-tls-redirect-locations', `no-tls-redirect-locations: ${badLocs.map((b) => JSON.stringify(b)).join(', ')} is not a plain absolute path`);
+    else g.noTlsRedirectLocations = locs;
+  }
 
   const size = data['proxy-body-size'];
   if (size !== undefined) {
