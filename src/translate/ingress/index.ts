@@ -157,7 +157,11 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     });
   }
 
-  // ingress-nginx canaries: attached to the main (non-canary) path with the same host, path and type.
+  // ingress-nginx canaries: found by the main (non-canary) path with the same host, path and type, and
+  // attached to that path's Service upstream (Q3): every path of any host that proxies to the same
+  // Service gets the canary rules; only the first canary of a Service counts (balancer.lua uses
+  // alternative_backends[1]).
+  const attached = new Map<string, string>();
   for (const c of canaries) {
     const main = byHost.get(c.host)?.find((e) => e.path === c.path && e.exact === c.exact);
     const cfg = nginx.get(c.ing)!;
@@ -166,6 +170,13 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       continue;
     }
     const canaryCluster = c.route.action.destinations[0].cluster;
+    const mainCluster = main.route.action.destinations[0].cluster;
+    const first = attached.get(mainCluster);
+    if (first !== undefined) {
+      ctx.report('warning', 'MG_UNSUPPORTED', c.ing, `${c.field}.path`, `canary Ingress: the Service of host "${c.host}" path "${c.path}" (${mainCluster}) already has the canary of Ingress ${first}; ingress-nginx uses only the first canary of a Service, so this one is not served`);
+      continue;
+    }
+    attached.set(mainCluster, `${c.ing.metadata.namespace}/${c.ing.metadata.name}`);
     // affinity-canary-behavior sticky (ingress-nginx's default): the canary's upstream takes the main's session affinity.
     const mainLb = ctx.getCluster(main.route.action.destinations[0]?.cluster ?? '')?.lbPolicy;
     const mainCookie = typeof mainLb === 'object' && mainLb.hashOn.kind === 'cookie' && mainLb.hashOn.affinity !== undefined ? mainLb.hashOn : null;
@@ -178,6 +189,14 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     const made = canaryRoutes(main.route, canaryCluster, cfg.canary!, c.route.name, affinity);
     main.route = made.main;
     main.before = [...(main.before ?? []), ...made.before];
+    for (const entries of byHost.values()) {
+      for (const e of entries) {
+        if (e === main || e.route.action.kind !== 'forward' || e.route.action.destinations.length !== 1 || e.route.action.destinations[0].cluster !== mainCluster) continue;
+        const other = canaryRoutes(e.route, canaryCluster, cfg.canary!, `${c.route.name}/on/${e.route.name}`, affinity);
+        e.route = other.main;
+        e.before = [...(e.before ?? []), ...other.before];
+      }
+    }
   }
 
   // The default backend answers unknown hosts too.

@@ -97,7 +97,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'limit-rate': u('response bandwidth throttling is not implemented; responses go at full speed'),
   'limit-rate-after': u('response bandwidth throttling is not implemented'),
   // Canary
-  'canary': h('this Ingress is the canary of the non-canary Ingress with the same host and path; a lone canary is not served'),
+  'canary': h('this Ingress is the canary of the non-canary Ingress with the same host and path, attached to that path\'s Service: every path of any host proxying to that Service gets the canary rules, and only the first canary of a Service is served (as ingress-nginx\'s upstream alternatives); a lone canary is not served'),
   'canary-by-header': h('header value always -> canary, never -> main, other -> next rule'),
   'canary-by-header-value': h('exact value -> canary'),
   'canary-by-header-pattern': h('regex (RE2) on the header value -> canary; ignored when -value is set'),
