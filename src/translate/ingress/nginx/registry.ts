@@ -163,7 +163,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'enable-owasp-core-rules': u('no WAF in meshgate', true),
   'modsecurity-transaction-id': u('no WAF in meshgate'),
   // Errors and default backends
-  'custom-http-errors': h('answers with a listed status are replaced by GET / to the default-backend Service with X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port, X-Request-ID; needs the default-backend annotation (no global default backend)'),
+  'custom-http-errors': h('answers with a listed status are replaced by GET / to the default backend with X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port, X-Request-ID: the default-backend annotation\'s Service, else --default-backend-service (ingress-nginx\'s flag; without either it is reported and not applied); replaces the ConfigMap\'s custom-http-errors for this Ingress'),
   'default-backend': h('Service (same namespace, first port) that gets the requests when the path\'s Service has no ready endpoint, with X-Code 503, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port (not X-Original-URI, X-Format, X-Request-ID); ns/name elsewhere refused'),
   'disable-proxy-intercept-errors': h('"true": custom-http-errors is not applied'),
   // Headers
