@@ -189,12 +189,15 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     const made = canaryRoutes(main.route, canaryCluster, cfg.canary!, c.route.name, affinity);
     main.route = made.main;
     main.before = [...(main.before ?? []), ...made.before];
+    // The AUTO_HTTP twin (HTTPS requests) takes the weighted split too; the header and cookie rules come before it.
+    if (main.autoHttps !== undefined) main.autoHttps = canaryRoutes(main.autoHttps, canaryCluster, cfg.canary!, c.route.name, affinity).main;
     for (const entries of byHost.values()) {
       for (const e of entries) {
         if (e === main || e.route.action.kind !== 'forward' || e.route.action.destinations.length !== 1 || e.route.action.destinations[0].cluster !== mainCluster) continue;
         const other = canaryRoutes(e.route, canaryCluster, cfg.canary!, `${c.route.name}/on/${e.route.name}`, affinity);
         e.route = other.main;
         e.before = [...(e.before ?? []), ...other.before];
+        if (e.autoHttps !== undefined) e.autoHttps = canaryRoutes(e.autoHttps, canaryCluster, cfg.canary!, c.route.name, affinity).main;
       }
     }
   }
