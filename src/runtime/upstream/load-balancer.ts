@@ -42,8 +42,9 @@ export interface LbCache {
   /** Hash table and the endpoint list it was built over. */
   table: HashTable | null;
   tableFor: CompiledEndpoint[] | null;
-  /** Persistent affinity: endpoint id -> endpoint, over `idsFor` (absent until first needed). */
+  /** Persistent affinity: endpoint id -> endpoint and back, over `idsFor` (absent until first needed). */
   ids?: Map<string, CompiledEndpoint>;
+  idOf?: Map<CompiledEndpoint, string>;
   idsFor?: CompiledEndpoint[];
 }
 
@@ -236,7 +237,8 @@ function selectByAffinity(
     const candidates = tried === null ? eps : eps.filter((e) => !tried.includes(e));
     const pool = candidates.length > 0 ? candidates : eps;
     picked = pool[Math.floor(random() * pool.length)];
-    newKey = endpointId(cluster.name, picked);
+    endpointIds(cluster, eps);
+    newKey = cluster.lbCache!.idOf!.get(picked) ?? endpointId(cluster.name, picked);
   } else {
     const table = hashTable(cluster, policy, eps);
     newKey = randomKey(random);
@@ -264,7 +266,8 @@ function endpointId(clusterName: string, e: CompiledEndpoint): string {
 function endpointIds(cluster: CompiledCluster, eps: CompiledEndpoint[]): Map<string, CompiledEndpoint> {
   const cache = (cluster.lbCache ??= { gen: -1, healthy: cluster.endpoints, table: null, tableFor: null });
   if (cache.idsFor !== eps || cache.ids === undefined) {
-    cache.ids = new Map(eps.map((e) => [endpointId(cluster.name, e), e]));
+    cache.idOf = new Map(eps.map((e) => [e, endpointId(cluster.name, e)]));
+    cache.ids = new Map([...cache.idOf].map(([e, id]) => [id, e]));
     cache.idsFor = eps;
   }
   return cache.ids;
