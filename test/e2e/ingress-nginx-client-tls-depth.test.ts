@@ -170,4 +170,30 @@ describe('ingress-nginx auth-tls-verify-depth and optional_no_ca', { timeout: 12
     assert.equal(none.status, 200);
     assert.equal(none.json?.headers['ssl-client-verify'], 'NONE');
   });
+
+  test('a client that tries to resume its TLS session gets a full handshake: the chain and its depth are checked on every connection', async () => {
+    // One agent without keep-alive: the second request opens a new connection offering the first one's session.
+    const agent = new https.Agent({ keepAlive: false, maxCachedSessions: 10 });
+    const once = (client: Pem) =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = https.request({ hostname: '127.0.0.1', port: gw.httpsPort, path: '/', headers: { host: 'depth1.example.com' }, servername: 'depth1.example.com', rejectUnauthorized: false, agent, cert: client.cert, key: client.key }, (res) => {
+          const reused = (res.socket as import('node:tls').TLSSocket).isSessionReused();
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused }));
+        });
+        req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+        req.on('error', reject);
+        req.end();
+      });
+    const one = chain('one', 'int1');
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await once(one);
+        assert.equal(r.status, 200, `connection ${i}`);
+        assert.equal(r.reused, false, 'no session resumption where client certificates are checked');
+      }
+    } finally {
+      agent.destroy();
+    }
+  });
 });
