@@ -139,9 +139,9 @@ export interface ExternalAuth {
 
 /**
  * One part of a URL written with nginx variables (ingress-nginx auth-url, auth-signin). Values are
- * inserted so that they cannot change the URL's structure: `$request_uri`, `$uri`, `$args` and
- * `$arg_<name>` as received (they are URI text already; a byte outside printable ASCII is
- * percent-encoded), `$escaped_request_uri` with everything but `A-Za-z0-9-._~` percent-encoded (nginx
+ * inserted so that they cannot change the URL's structure: `$request_uri`, `$uri` and `$args` as
+ * received (they are URI text already; a byte outside printable ASCII is percent-encoded),
+ * `$arg_<name>` likewise with `/` and `?` percent-encoded too, `$escaped_request_uri` with everything but `A-Za-z0-9-._~` percent-encoded (nginx
  * set_escape_uri), `$host`, `$http_host`, `$scheme`, `$pass_access_scheme`, `$request_method` and
  * `$remote_addr` as they are when they hold only host characters, and `$http_<name>`,
  * `$cookie_<name>`, `$remote_user` percent-encoded like `$escaped_request_uri` (nginx inserts them raw).

@@ -128,6 +128,8 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
     const check = seen[seen.length - 1];
     assert.equal(check.url, `/check?uri=${encodeURIComponent('/page?a=b&user=bob')}&team=${encodeURIComponent('red&admin=1#x')}&u=bob`, 'a header value cannot add a query parameter or a fragment');
     assert.equal(check.headers.host, 'auth.default.svc.cluster.local');
+    await get(url('/page?user=../../admin'), { host: 'auth.default.svc.cluster.local', headers: { 'x-token': 'good' } });
+    assert.equal(seen[seen.length - 1].url, `/check?uri=${encodeURIComponent('/page?user=../../admin')}&team=&u=..%2F..%2Fadmin`, 'an $arg_ value cannot climb a path');
     // A server-alias of the host has no auth target resolved for it: denied (500), never sent elsewhere.
     const before = seen.length;
     const alias = await get(url('/page'), { host: 'alias.example.com', headers: { 'x-token': 'good' } });

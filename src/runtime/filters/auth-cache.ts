@@ -101,7 +101,8 @@ export function evaluateUrlTemplate(parts: readonly UrlTemplatePart[], x: AuthCa
         out += v;
         break;
       case 'query':
-        out += escapeUnsafe(v);
+        // Already URI text; `/` and `?` encoded too, so a value cannot climb or split a path it is put in.
+        out += escapeUnsafe(v).replace(/[/?]/g, (c) => (c === '/' ? '%2F' : '%3F'));
         break;
       case 'request':
         if (p.name === 'request_uri' || p.name === 'uri' || p.name === 'args') out += escapeUnsafe(v);
