@@ -59,6 +59,7 @@ const USAGE = `usage:
                [--admin-address 127.0.0.1] [--health-port 15021]
                [--port-map 80=8080,443=8443] [--ingress-class meshgate]
                [--watch-ingress-nginx-class] [--ingress-controller-name NAME] [--nginx-configmap NS/NAME]
+               [--default-backend-service NS/NAME]
                [--gateway-labels app=istio-ingressgateway,istio=ingressgateway]
                [--workers N] [--log-level info]
                [--path-normalization MERGE_SLASHES] [--escaped-slashes REJECT]
@@ -94,6 +95,7 @@ const TRANSLATE_FLAGS = {
   'ingress-controller-name': { type: 'string' },
   'watch-ingress-nginx-class': { type: 'boolean' },
   'nginx-configmap': { type: 'string' },
+  'default-backend-service': { type: 'string' },
   'gateway-labels': { type: 'string' },
   'bind-address': { type: 'string' },
   ...SECURITY_FLAGS,
@@ -199,11 +201,15 @@ function translateOptions(v: Record<string, string | boolean | string[] | undefi
   const cm = str('nginx-configmap');
   const cmParts = cm === undefined ? null : /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/.exec(cm);
   if (cm !== undefined && cmParts === null) throw new UsageError(`--nginx-configmap: "${cm}" is not NAMESPACE/NAME`);
+  const db = str('default-backend-service');
+  const dbParts = db === undefined ? null : /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/.exec(db);
+  if (db !== undefined && dbParts === null) throw new UsageError(`--default-backend-service: "${db}" is not NAMESPACE/NAME of a Service`);
   return {
     ...DEFAULT_TRANSLATE_OPTIONS,
     ingressClass,
     controllerName,
     ...(cmParts ? { nginxConfigMap: { namespace: cmParts[1], name: cmParts[3] } } : {}),
+    ...(dbParts ? { nginxDefaultBackend: { namespace: dbParts[1], name: dbParts[3] } } : {}),
     gatewayLabels: labels(str('gateway-labels')),
     httpPort: port('http-port', str('http-port'), DEFAULT_TRANSLATE_OPTIONS.httpPort),
     httpsPort: port('https-port', str('https-port'), DEFAULT_TRANSLATE_OPTIONS.httpsPort),

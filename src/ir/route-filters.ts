@@ -25,9 +25,9 @@ export interface RouteFilters {
   /** External authentication by subrequest (ingress-nginx `auth-url`), after Basic auth; absent = none. */
   externalAuth?: ExternalAuth;
   /**
-   * Client-certificate checks on HTTPS requests (ingress-nginx `auth-tls-*`), first of all filters.
-   * The chain's `clientValidation` (OPTIONAL) has already refused a presented certificate that does
-   * not verify; this enforces the rest. Absent = none.
+   * Client-certificate checks on HTTPS requests (ingress-nginx `auth-tls-*`), first of all filters:
+   * the verdict the chain's `clientValidation` (OPTIONAL, deferFailures) kept for the connection is
+   * enforced here (400, the error page, or accepted unverified). Absent = none.
    */
   clientCertificate?: ClientCertificatePolicy;
   /**
@@ -44,6 +44,13 @@ export interface RouteFilters {
    * prefix (nginx `proxy_redirect from to`, ingress-nginx `proxy-redirect-from`/`-to`). Absent = none.
    */
   locationRewrite?: { from: string; to: string };
+  /**
+   * `replace` (ingress-nginx `compute-full-forwarded-for: "false"`, its default): the
+   * x-forwarded-for sent upstream is the client address alone (`clientAddress`'s, else the peer),
+   * and the client's own x-forwarded-for goes in x-original-forwarded-for. Absent = the client's
+   * list with the peer appended (Envoy).
+   */
+  forwardedFor?: 'replace';
 }
 
 export interface ErrorPages {
@@ -64,6 +71,18 @@ export interface ClientCertificatePolicy {
   subjectPattern: Regex | null;
   /** Send the URL-escaped PEM in `ssl-client-cert` upstream. */
   passCertificate: boolean;
+  /**
+   * ingress-nginx `auth-tls-verify-client: optional_no_ca`: a presented certificate is accepted
+   * whether or not it verifies (`ssl-client-verify: FAILED:<reason>` upstream); absent = a presented
+   * certificate must verify (else 400 or `errorPage`).
+   */
+  acceptUnverified?: boolean;
+  /**
+   * `namespace/name` of the CA Secret the certificate must have been verified against (the host's
+   * client-TLS chain's `caSecret`): a connection verified by another chain's CAs counts as not
+   * verified. Absent = the connection's own verification.
+   */
+  caSecret?: string;
 }
 
 /**
@@ -99,7 +118,35 @@ export interface ExternalAuth {
   requestHeaders?: { name: string; value: string }[];
   /** Cache of auth answers (ingress-nginx `auth-cache-key` / `auth-cache-duration`); absent = every request is checked. */
   cache?: ExternalAuthCache;
+  /**
+   * auth-url with nginx variables in its path or query: evaluated per request (see `UrlTemplatePart`)
+   * and used instead of `path`; absent = `path` as written.
+   */
+  pathTemplate?: UrlTemplatePart[];
+  /**
+   * auth-url whose host is `$host` (or `$http_host`): one target per host of the Ingress's rules
+   * (resolved when translating, as nginx resolves the name), chosen by the request's host (lowercase,
+   * without port); a request for another host (a server-alias) is answered 500. `cluster` and
+   * `authority` above are those of the first. Absent = `cluster` and `authority` for every request.
+   */
+  hosts?: { host: string; cluster: string; authority: string }[];
+  /**
+   * auth-signin with nginx variables: the whole Location, evaluated per request, the redirect
+   * parameter already appended when ingress-nginx appends it; absent = `signin` as written.
+   */
+  signinTemplate?: UrlTemplatePart[];
 }
+
+/**
+ * One part of a URL written with nginx variables (ingress-nginx auth-url, auth-signin). Values are
+ * inserted so that they cannot change the URL's structure: `$request_uri`, `$uri` and `$args` as
+ * received (they are URI text already; a byte outside printable ASCII is percent-encoded),
+ * `$arg_<name>` likewise with `/` and `?` percent-encoded too, `$escaped_request_uri` with everything but `A-Za-z0-9-._~` percent-encoded (nginx
+ * set_escape_uri), `$host`, `$http_host`, `$scheme`, `$pass_access_scheme`, `$request_method` and
+ * `$remote_addr` as they are when they hold only host characters, and `$http_<name>`,
+ * `$cookie_<name>`, `$remote_user` percent-encoded like `$escaped_request_uri` (nginx inserts them raw).
+ */
+export type UrlTemplatePart = AuthCacheKeyPart;
 
 /**
  * ingress-nginx `auth-cache-key` and `auth-cache-duration` (nginx `proxy_cache` on the auth
@@ -127,8 +174,11 @@ export type AuthCacheKeyPart =
   | { kind: 'cookie'; name: string }
   /** `$arg_<name>`: the query parameter's value; '' when absent. */
   | { kind: 'query'; name: string }
-  /** `$host`, `$remote_addr` (the client address), `$remote_user` (Basic credentials' user), `$request_uri`, `$uri`, `$args`, `$request_method`, `$scheme`. */
-  | { kind: 'request'; name: 'host' | 'remote_addr' | 'remote_user' | 'request_uri' | 'uri' | 'args' | 'request_method' | 'scheme' };
+  /**
+   * `$host`, `$remote_addr` (the client address), `$remote_user` (Basic credentials' user), `$request_uri`, `$uri`, `$args`, `$request_method`, `$scheme`;
+   * in URLs also `$escaped_request_uri` (ingress-nginx), `$pass_access_scheme` (the scheme), `$http_host` (the Host / :authority as sent).
+   */
+  | { kind: 'request'; name: 'host' | 'remote_addr' | 'remote_user' | 'request_uri' | 'uri' | 'args' | 'request_method' | 'scheme' | 'escaped_request_uri' | 'pass_access_scheme' | 'http_host' };
 
 /**
  * nginx realip (ingress-nginx `use-forwarded-headers` with `forwarded-for-header` and

@@ -213,6 +213,18 @@ export interface ClientValidation {
    * the TLS context; unreadable = every handshake of the chain fails). Absent = no revocation check.
    */
   caCrl?: PemSource;
+  /**
+   * Most intermediate CA certificates between the client certificate and the trust anchor (OpenSSL
+   * verify depth, as nginx's ssl_verify_depth / ingress-nginx auth-tls-verify-depth); a longer chain
+   * fails verification ("certificate chain too long"). Absent = no limit.
+   */
+  verifyDepth?: number;
+  /**
+   * true (ingress-nginx): a presented certificate that fails verification does not close the
+   * connection; the verdict is kept on the connection and the route's `clientCertificate` policy
+   * answers (400, or the error page), as nginx does after the handshake. Absent = refused at once.
+   */
+  deferFailures?: boolean;
 }
 
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
@@ -262,6 +274,18 @@ export interface HttpsRedirect {
   responseCode: 301 | 308;
   /** Port in the Location header; null = the https default (443, omitted). */
   port: number | null;
+  /**
+   * ingress-nginx (lua_ingress.lua, unless preserve-trailing-slash): one trailing `/` of the request
+   * URI as sent (path and query) is left out of the Location (`/dir/` -> `/dir`, `/` -> nothing).
+   * Absent = the request URI as sent.
+   */
+  stripTrailingSlash?: boolean;
+  /**
+   * Requests whose path starts with one of these are not redirected but routed (ingress-nginx
+   * no-tls-redirect-locations, default `/.well-known/acme-challenge`: the locations of ACME HTTP-01
+   * solvers). Absent = every request is redirected.
+   */
+  exceptPathPrefixes?: string[];
 }
 
 export interface Route {
@@ -398,6 +422,15 @@ export interface ForwardAction {
   fault: FaultInjection | null;
   /** Traffic mirrors (Istio `mirror`/`mirrors`), fire-and-forget; [] = none. */
   mirrors: Mirror[];
+  /**
+   * HTTP version of the request to HTTP/1.x endpoints (ingress-nginx proxy-http-version); absent =
+   * HTTP/1.1. `1.0`: an `HTTP/1.0` request line, no keep-alive, and a body of unknown length read whole
+   * (at most `http10BodyLimitBytes`, default 16 MiB; more: 413) and sent with a Content-Length.
+   * HTTP/2 clusters ignore it.
+   */
+  httpVersion?: '1.0';
+  /** Body bound of `httpVersion: '1.0'`, bytes; absent = 16 MiB. */
+  http10BodyLimitBytes?: number;
 }
 
 /**
@@ -484,6 +517,12 @@ export interface Mirror {
   authority?: string;
   /** false (ingress-nginx mirror-request-body "off"): the copy is sent without the body (and without Content-Length / Transfer-Encoding), at once; absent = with the body. */
   requestBody?: boolean;
+  /**
+   * Bodies up to this many bytes are kept in memory and mirrored once complete (larger ones are not
+   * mirrored: the request is proxied, no copy is sent); absent = 64 KiB. The same bound applies to
+   * the body kept for retries of that route.
+   */
+  requestBodyLimitBytes?: number;
 }
 
 export interface RouteDestination {
@@ -527,6 +566,8 @@ export interface RedirectAction {
   path: PathRewrite | null;
   /** 301, 302, 303, 307 or 308; Istio's default is 301. */
   responseCode: number;
+  /** As `HttpsRedirect.stripTrailingSlash` (ingress-nginx force-ssl-redirect); absent = false. */
+  stripTrailingSlash?: boolean;
 }
 
 export interface DirectResponseAction {
@@ -669,6 +710,12 @@ export interface ConsistentHashLb {
    * `maglev`: Maglev lookup table of `tableSize` entries, a prime (Envoy default 65537).
    */
   algorithm: { kind: 'ring-hash'; minimumRingSize: number } | { kind: 'maglev'; tableSize: number };
+  /**
+   * ingress-nginx upstream-hash-by-subset (balancer/chashsubset.lua): the endpoints, in order, are
+   * cut into groups of this size (the last one filled up from the start), the key picks a group on
+   * the ring, and a random endpoint of the group serves the request. Absent = the key picks one endpoint.
+   */
+  subsetSize?: number;
 }
 
 export type HashKey =
@@ -684,11 +731,35 @@ export type HashKey =
    * `Chrome/4`, `Chrome/5`, `Chrome/6`, `CPU iPhone OS 12`, `iPad; CPU OS 12`, and Safari on
    * `Intel Mac OS X 10_14` without Chrome); absent = always sent as written.
    */
-  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean }
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean; affinity?: CookieAffinity }
   /** The client's IP address (the downstream peer). */
   | { kind: 'source-ip' }
   /** The raw value of this query parameter (first occurrence). */
   | { kind: 'query-parameter'; name: string };
+
+/**
+ * ingress-nginx session affinity on a generated cookie (annotations affinity-mode,
+ * session-cookie-change-on-failure; balancer/sticky*.lua). The cookie's value is
+ * `<key>|<backendKey>`; only `<key>` selects the endpoint.
+ */
+export interface CookieAffinity {
+  /**
+   * `balanced` (default): `<key>` is a random value hashed onto the ring, so after a scale-up about
+   * (n-c)/n clients move to the new endpoints. `persistent`: `<key>` names one endpoint (a hash of
+   * the cluster name and the endpoint's `address:port`): a client stays on it for as long as it
+   * exists, whatever endpoints are added; a key naming no available endpoint picks a random one and
+   * re-issues the cookie.
+   */
+  mode: 'balanced' | 'persistent';
+  /**
+   * When a try fails and the request is retried: true = the retry goes to another endpoint and the
+   * cookie is re-issued to name it (ingress-nginx session-cookie-change-on-failure); false (default) =
+   * the retry goes to another endpoint and the cookie is kept.
+   */
+  changeOnFailure: boolean;
+  /** Identifies the cluster in the cookie (ingress-nginx: md5(md5(backend) + backend)); canaries read it. */
+  backendKey: string;
+}
 
 /**
  * Istio ConnectionPoolSettings. Every limit is per cluster; null = unlimited. A request over a limit

@@ -32,6 +32,8 @@ export interface TranslateOptions {
   gatewayAddresses?: string[];
   /** The ingress-nginx controller ConfigMap (`--nginx-configmap NS/NAME`); absent/null = none (translate/ingress/nginx/configmap.ts). */
   nginxConfigMap?: { namespace: string; name: string } | null;
+  /** ingress-nginx's global default backend (`--default-backend-service NS/NAME`): custom error pages without a default-backend annotation; absent/null = none. */
+  nginxDefaultBackend?: { namespace: string; name: string } | null;
 }
 
 export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = {

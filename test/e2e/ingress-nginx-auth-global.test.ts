@@ -66,6 +66,9 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
       ingress('post', 'post.example.com', 'web', { 'auth-url': 'http://auth/check', 'auth-method': 'GET', 'auth-proxy-set-headers': 'auth-headers' }),
       ingress('cached', 'cached.example.com', 'web', { 'auth-url': 'http://auth/cached', 'auth-response-headers': 'X-Auth-User', 'auth-cache-key': '$http_x_token', 'auth-cache-duration': '200 2s, 401 1s' }),
       ingress('nostore', 'nostore.example.com', 'web', { 'auth-url': 'http://auth/nostore', 'auth-cache-key': '$http_x_token' }),
+      // The oauth2-proxy pattern: $host in the auth-url's host (resolved per rule host: here the auth Service's name).
+      ingress('vars', 'auth.default.svc.cluster.local', 'web', { 'auth-url': 'http://$host/check?uri=$escaped_request_uri&team=$http_x_team&u=$arg_user', 'auth-signin': 'https://$host/oauth2/start?rd=$escaped_request_uri', 'server-alias': 'alias.example.com' }),
+      ingress('vars-signin', 'vars-signin.example.com', 'web', { 'auth-url': 'http://auth/check', 'auth-signin': 'http://$host/auth/start' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
   });
@@ -115,7 +118,33 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
   test('auth-signin: 401 becomes a 302 to the sign-in URL with rd=<original URL>', async () => {
     const r = await get(url('/page?a=b'), { host: 'signin.example.com' });
     assert.equal(r.status, 302);
-    assert.equal(r.headers.location, `https://login.example.com/start?rd=${encodeURIComponent('http://signin.example.com/page?a=b')}`);
+    // ingress-nginx: rd=$pass_access_scheme://$http_host$escaped_request_uri (e2e annotations/auth.go).
+    assert.equal(r.headers.location, `https://login.example.com/start?rd=http://signin.example.com${encodeURIComponent('/page?a=b')}`);
+  });
+
+  test('nginx variables in auth-url: $host picks the auth target of the request\'s host; path and query variables are evaluated and escaped', async () => {
+    const r = await get(url('/page?a=b&user=bob'), { host: 'auth.default.svc.cluster.local', headers: { 'x-token': 'good', 'x-team': 'red&admin=1#x' } });
+    assert.equal(r.status, 200, r.body);
+    const check = seen[seen.length - 1];
+    assert.equal(check.url, `/check?uri=${encodeURIComponent('/page?a=b&user=bob')}&team=${encodeURIComponent('red&admin=1#x')}&u=bob`, 'a header value cannot add a query parameter or a fragment');
+    assert.equal(check.headers.host, 'auth.default.svc.cluster.local');
+    await get(url('/page?user=../../admin'), { host: 'auth.default.svc.cluster.local', headers: { 'x-token': 'good' } });
+    assert.equal(seen[seen.length - 1].url, `/check?uri=${encodeURIComponent('/page?user=../../admin')}&team=&u=..%2F..%2Fadmin`, 'an $arg_ value cannot climb a path');
+    // A server-alias of the host has no auth target resolved for it: denied (500), never sent elsewhere.
+    const before = seen.length;
+    const alias = await get(url('/page'), { host: 'alias.example.com', headers: { 'x-token': 'good' } });
+    assert.equal(alias.status, 500);
+    assert.equal(seen.length, before, 'no auth request for an unresolved host');
+  });
+
+  test('nginx variables in auth-signin: evaluated per request; rd appended as ingress-nginx does unless the URL sets it', async () => {
+    const own = await get(url('/page?a=b&user=bob'), { host: 'auth.default.svc.cluster.local' });
+    assert.equal(own.status, 302);
+    assert.equal(own.headers.location, `https://auth.default.svc.cluster.local/oauth2/start?rd=${encodeURIComponent('/page?a=b&user=bob')}`);
+    const appended = await get(url('/?a=b&c=d'), { host: 'vars-signin.example.com' });
+    assert.equal(appended.status, 302);
+    // The exact Location of ingress-nginx's e2e ("should redirect to signin url when not signed in").
+    assert.equal(appended.headers.location, `http://vars-signin.example.com/auth/start?rd=http://vars-signin.example.com${encodeURIComponent('/?a=b&c=d')}`);
   });
 
   test('auth-cache-key/-duration: an answer is reused per evaluated key for its status\'s duration, then asked again', async () => {

@@ -119,6 +119,9 @@ describe('ingress-nginx annotations', { timeout: 120_000 }, () => {
     const counterPort = (counter.address() as import('node:net').AddressInfo).port;
     writeConfig(dir, 'services.yaml', [
       serviceYaml('web', [echoes.web.port]),
+      // Each canary's main path has a Service of its own: a canary attaches to its main's Service, so
+      // every path proxying to that Service gets the canary rules (ingress-nginx).
+      ...['web-pattern', 'web-half', 'web-main', 'web-weighted'].map((n) => serviceYaml(n, [echoes.web.port])),
       serviceYaml('canary', [echoes.canary.port]),
       serviceYaml('other', [echoes.other.port]),
       serviceYaml('sticky', [echoes['sticky-a'].port, echoes['sticky-b'].port]),
@@ -151,6 +154,7 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('moved', 'moved.example.com', 'counter', { 'permanent-redirect': 'https://new.example.com/landing' }),
       ingress('temp', 'temp.example.com', 'counter', { 'temporal-redirect': 'https://b.example.com/tmp', 'temporal-redirect-code': '307' }),
       ingress('force', 'force.example.com', 'web', { 'force-ssl-redirect': 'true' }),
+      ingress('force-keep', 'force-keep.example.com', 'web', { 'force-ssl-redirect': 'true', 'preserve-trailing-slash': 'true' }),
       ingress('www', 'example.com', 'web', { 'from-to-www-redirect': 'true', 'server-alias': 'alias.example.com' }),
       ingress('body', 'body.example.com', 'counter', { 'proxy-body-size': '8k' }),
       ingress('allow', 'allow.example.com', 'web', { 'whitelist-source-range': '10.0.0.0/8' }),
@@ -170,16 +174,17 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
       ingress('nonidem', 'nonidem.example.com', 'resetter', { 'proxy-next-upstream': 'error timeout non_idempotent' }),
       ingress('half-dead', 'half-dead.example.com', 'half-dead', {}),
       ingress('conns', 'conns.example.com', 'web', { 'limit-connections': '1' }),
-      ingress('pattern-main', 'pattern.example.com', 'web', {}),
+      ingress('pattern-main', 'pattern.example.com', 'web-pattern', {}),
       ingress('pattern-canary', 'pattern.example.com', 'canary', { canary: 'true', 'canary-by-header': 'X-Region', 'canary-by-header-pattern': '^(eu|us)-west$' }),
-      ingress('half-main', 'half.example.com', 'web', {}),
+      ingress('half-main', 'half.example.com', 'web-half', {}),
       ingress('half-canary', 'half.example.com', 'canary', { canary: 'true', 'canary-weight': '300', 'canary-weight-total': '1000' }),
       ingress('digest', 'digest.example.com', 'web', { 'auth-type': 'digest', 'auth-secret': 'htdigest', 'auth-realm': 'digest-realm' }),
       ingress('cors', 'cors.example.com', 'counter', { 'enable-cors': 'true', 'cors-allow-origin': 'https://app.example.com, https://*.example.org' }),
       ingress('cors-any', 'cors-any.example.com', 'counter', { 'enable-cors': 'true', 'cors-allow-origin': '*, foo.bar.com', 'cors-allow-credentials': 'false', 'cors-allow-methods': 'POST, GET', 'cors-max-age': '200', 'cors-expose-headers': 'X-Total' }),
-      ingress('main', 'canary.example.com', 'web', {}),
+      ingress('main', 'canary.example.com', 'web-main', {}),
+      ingress('attached', 'attached.example.com', 'web-main', {}),
       ingress('canary', 'canary.example.com', 'canary', { canary: 'true', 'canary-by-header': 'X-Canary', 'canary-by-cookie': 'use_canary' }),
-      ingress('weighted-main', 'weighted.example.com', 'web', {}),
+      ingress('weighted-main', 'weighted.example.com', 'web-weighted', {}),
       ingress('weighted-canary', 'weighted.example.com', 'canary', { canary: 'true', 'canary-weight': '100' }),
       ingress('timeout', 'timeout.example.com', 'web', { 'proxy-read-timeout': '1', 'proxy-next-upstream': 'off' }),
       ingress('sticky', 'sticky.example.com', 'sticky', { affinity: 'cookie', 'session-cookie-name': 'route', 'session-cookie-max-age': '600', 'session-cookie-samesite': 'Lax', 'session-cookie-secure': 'true' }),
@@ -252,6 +257,10 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     const r = await get(url('/p?q=1'), { host: 'force.example.com' });
     assert.equal(r.status, 308);
     assert.equal(r.headers.location, 'https://force.example.com/p?q=1');
+    // lua_ingress.lua: one trailing slash of the request URI is left out, unless preserve-trailing-slash.
+    assert.equal((await get(url('/dir/'), { host: 'force.example.com' })).headers.location, 'https://force.example.com/dir');
+    assert.equal((await get(url('/'), { host: 'force.example.com' })).headers.location, 'https://force.example.com');
+    assert.equal((await get(url('/dir/'), { host: 'force-keep.example.com' })).headers.location, 'https://force-keep.example.com/dir/');
   });
 
   test('from-to-www-redirect and server-alias', async () => {
@@ -385,7 +394,13 @@ stringData: { auth: "foo:digest-realm:${createHash('md5').update('foo:digest-rea
     for (let i = 0; i < 5; i++) assert.equal((await get(url('/'), { host: 'weighted.example.com' })).json?.name, 'canary');
   });
 
-  test('proxy-read-timeout 1 with proxy-next-upstream off: 504 after about a second', async () => {
+  test('a canary attaches to its main path\'s Service: another host proxying to that Service gets the canary rules too (ingress-nginx upstream alternatives)', async () => {
+    const name = async (headers: Record<string, string>) => (await get(url('/'), { host: 'attached.example.com', headers })).json?.name;
+    assert.equal(await name({}), 'web');
+    assert.equal(await name({ 'x-canary': 'always' }), 'canary', 'the canary of canary.example.com applies to every path of its main Service');
+  });
+
+    test('proxy-read-timeout 1 with proxy-next-upstream off: 504 after about a second', async () => {
     const t0 = Date.now();
     const r = await get(url('/delay/8000'), { host: 'timeout.example.com' });
     const took = Date.now() - t0;

@@ -319,6 +319,7 @@ function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): 
         retry: a.retries === null ? null : compileRetryPolicy(a.retries),
         fault: a.fault,
         mirrors: a.mirrors.length === 0 ? null : compileMirrors(a.mirrors, clusters),
+        ...(a.httpVersion === '1.0' ? { http10: { bodyLimit: a.http10BodyLimitBytes ?? 16 * 1024 * 1024 } } : {}),
       };
     }
     case 'redirect':
@@ -329,6 +330,7 @@ function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): 
         port: a.port,
         path: a.path === null ? null : compilePathRewrite(a.path),
         responseCode: a.responseCode,
+        ...(a.stripTrailingSlash === true ? { stripTrailingSlash: true } : {}),
       };
     case 'direct':
       return {

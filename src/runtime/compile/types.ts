@@ -156,6 +156,8 @@ export interface CompiledForward {
   fault: FaultInjection | null;
   /** Mirrors (upstream/mirror.ts); null = none. */
   mirrors: RuntimeSlots['mirror'][] | null;
+  /** IR `httpVersion: '1.0'`: requests go to HTTP/1.x endpoints as HTTP/1.0; absent = HTTP/1.1. */
+  http10?: { bodyLimit: number };
 }
 
 export interface CompiledDestination {
@@ -174,6 +176,8 @@ export interface CompiledRedirect {
   port: number | 'from-protocol' | 'from-request' | null;
   path: PathRewriter | null;
   responseCode: number;
+  /** IR `stripTrailingSlash`. */
+  stripTrailingSlash?: boolean;
 }
 
 export interface CompiledDirect {

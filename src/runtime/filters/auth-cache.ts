@@ -5,7 +5,7 @@
  * (nginx's cache survives reloads) while the zone keeps its name.
  */
 
-import type { AuthCacheKeyPart, ExternalAuthCache } from '../../ir/types.js';
+import type { AuthCacheKeyPart, ExternalAuthCache, UrlTemplatePart } from '../../ir/types.js';
 import type { Downstream } from '../http/downstream.js';
 
 /** Bound of the whole cache (nginx: keys_zone 10m, about 80 000 keys; max_size 128m). */
@@ -77,9 +77,57 @@ function part(p: AuthCacheKeyPart, x: AuthCacheKeyInput, clientIp: string): stri
         case 'request_method':
           return x.method;
         case 'scheme':
+        case 'pass_access_scheme':
           return x.scheme;
+        case 'http_host':
+          return x.authority;
+        case 'escaped_request_uri':
+          return escapeUri(x.query === '' ? x.path : `${x.path}?${x.query}`);
       }
   }
+}
+
+/**
+ * A URL written with nginx variables, evaluated for this request (IR `UrlTemplatePart`): request text
+ * that is URI text already goes in as received, host-like values as they are, anything else
+ * percent-encoded, so no value can add a query parameter, a fragment, a path segment or a header line.
+ */
+export function evaluateUrlTemplate(parts: readonly UrlTemplatePart[], x: AuthCacheKeyInput, clientIp: string): string {
+  let out = '';
+  for (const p of parts) {
+    const v = part(p, x, clientIp);
+    switch (p.kind) {
+      case 'literal':
+        out += v;
+        break;
+      case 'query':
+        // Already URI text; `/` and `?` encoded too, so a value cannot climb or split a path it is put in.
+        out += escapeUnsafe(v).replace(/[/?]/g, (c) => (c === '/' ? '%2F' : '%3F'));
+        break;
+      case 'request':
+        if (p.name === 'request_uri' || p.name === 'uri' || p.name === 'args') out += escapeUnsafe(v);
+        else if (p.name === 'escaped_request_uri') out += v;
+        else if (p.name === 'remote_user') out += escapeUri(v);
+        else out += HOST_LIKE.test(v) ? v : escapeUri(v);
+        break;
+      default:
+        out += escapeUri(v);
+    }
+  }
+  return out;
+}
+
+/** Characters of host names, addresses (IPv6 in brackets), ports, schemes and methods. */
+const HOST_LIKE = /^[A-Za-z0-9.:_[\]-]*$/;
+
+/** nginx set_escape_uri: every byte but `A-Za-z0-9-._~` percent-encoded (UTF-8). */
+export function escapeUri(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** URI text as received: bytes outside printable ASCII (and `#`, which would start a fragment) percent-encoded. */
+function escapeUnsafe(s: string): string {
+  return /^[\x21-\x22\x24-\x7e]*$/.test(s) ? s : s.replace(/[^\x21-\x22\x24-\x7e]+/g, (m) => escapeUri(m));
 }
 
 /** All values of a request header joined with `,` (nginx `$http_*` gives the first; joining keeps distinct requests apart), or null. */

@@ -10,16 +10,19 @@ import { FLAGS_HEADER, SERVER_NAME, sendLocalReply } from '../http/local-reply.j
 import type { Downstream } from '../http/downstream.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import type { AuthHeaderEdits } from './jwt.js';
-import { authCacheKey, lookupAuthAnswer, storeAuthAnswer } from './auth-cache.js';
+import { authCacheKey, escapeUri, evaluateUrlTemplate, lookupAuthAnswer, storeAuthAnswer } from './auth-cache.js';
 
 export interface CompiledExternalAuth {
   auth: ExternalAuth;
   /** null when the snapshot has no such cluster: every request is answered 500. */
   cluster: CompiledCluster | null;
+  /** `auth.hosts` by host: the target of a `$host` auth-url; null = `cluster` for every request. */
+  byHost: Map<string, { cluster: CompiledCluster | null; authority: string }> | null;
 }
 
 export function compileExternalAuth(a: ExternalAuth, clusters: ReadonlyMap<string, CompiledCluster>): CompiledExternalAuth {
-  return { auth: a, cluster: clusters.get(a.cluster) ?? null };
+  const byHost = a.hosts === undefined ? null : new Map(a.hosts.map((h) => [h.host, { cluster: clusters.get(h.cluster) ?? null, authority: h.authority }]));
+  return { auth: a, cluster: clusters.get(a.cluster) ?? null, byHost };
 }
 
 /** What the check reads from the request (the Exchange). */
@@ -61,7 +64,17 @@ async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: st
   const a = c.auth;
   const requestUri = x.query === '' ? x.path : `${x.path}?${x.query}`;
   const originalUrl = `${x.scheme}://${x.authority}${requestUri}`;
-  const headers: string[] = ['host', a.authority];
+  // auth-url with $host: the target resolved for the request's host (never a host the Ingress does not name).
+  let cluster = c.cluster;
+  let authority = a.authority;
+  if (c.byHost !== null) {
+    const t = c.byHost.get(x.authority.replace(/:\d+$/, '').toLowerCase());
+    if (t === undefined) return fail(x.d, 500);
+    cluster = t.cluster;
+    authority = t.authority;
+  }
+  const path = a.pathTemplate === undefined ? a.path : evaluateUrlTemplate(a.pathTemplate, x, clientIp);
+  const headers: string[] = ['host', authority];
   const raw = x.d.rawHeaders;
   let xff: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
@@ -92,10 +105,10 @@ async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: st
     status = cached.status;
     resHeaders = cached.headers;
   } else {
-    const endpoint = c.cluster === null || c.cluster.discovery === 'missing' ? null : selectEndpoint(c.cluster, Math.random);
+    const endpoint = cluster === null || cluster.discovery === 'missing' ? null : selectEndpoint(cluster, Math.random);
     if (endpoint === null || endpoint.handle === null) return fail(x.d, 500);
     try {
-      const r = await (await endpoint.handle.fetcher()).request({ method: (a.method ?? x.method) as 'GET', path: a.path, headers, signal: AbortSignal.timeout(a.timeoutMs), headersTimeout: 0, bodyTimeout: 0 });
+      const r = await (await endpoint.handle.fetcher()).request({ method: (a.method ?? x.method) as 'GET', path, headers, signal: AbortSignal.timeout(a.timeoutMs), headersTimeout: 0, bodyTimeout: 0 });
       await r.body.dump();
       status = r.statusCode;
       resHeaders = r.headers;
@@ -126,8 +139,14 @@ async function check(c: CompiledExternalAuth, x: ExternalAuthInput, clientIp: st
   const extra: string[] = [];
   if (a.alwaysSetCookie) for (const v of cookieList) extra.push('set-cookie', v);
   if (status === 401 && a.signin !== null) {
-    const sep = a.signin.includes('?') ? '&' : '?';
-    const location = new RegExp(`[?&]${a.signinRedirectParam}=`).test(a.signin) ? a.signin : `${a.signin}${sep}${a.signinRedirectParam}=${encodeURIComponent(originalUrl)}`;
+    // ingress-nginx buildAuthSignURL: `<param>=$pass_access_scheme://$http_host$escaped_request_uri` is
+    // appended unless the sign-in URL already gives the parameter a value.
+    let location: string;
+    if (a.signinTemplate !== undefined) location = evaluateUrlTemplate(a.signinTemplate, x, clientIp);
+    else {
+      const sep = a.signin.includes('?') ? '&' : '?';
+      location = new RegExp(`[?&]${a.signinRedirectParam}=[^&]`).test(a.signin) ? a.signin : `${a.signin}${sep}${a.signinRedirectParam}=${x.scheme}://${x.authority}${escapeUri(requestUri)}`;
+    }
     return fail(x.d, 302, ['location', location, ...extra]);
   }
   if (status === 401) {

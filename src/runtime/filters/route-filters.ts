@@ -21,6 +21,8 @@ import type { CompiledCluster } from '../compile/types.js';
 import { compileExternalAuth, runExternalAuth, type CompiledExternalAuth, type ExternalAuthInput } from './external-auth.js';
 import { compileErrorPages, interceptErrors, type CompiledErrorPages } from './error-pages.js';
 import { rewriteLocations } from './location-rewrite.js';
+import { clientCertificateVerdict } from '../listeners/client-cert.js';
+import type { TLSSocket } from 'node:tls';
 
 /** Keyed entries kept per zone. */
 const MAX_KEYS = 10_000;
@@ -41,6 +43,8 @@ export interface CompiledRouteFilters {
   errorPages: CompiledErrorPages | null;
   /** auth-tls-*; null = none. */
   clientCert: { policy: ClientCertificatePolicy; subject: RegExp | null } | null;
+  /** compute-full-forwarded-for "false": x-forwarded-for is the client address alone. */
+  replaceForwardedFor: boolean;
 }
 
 /** What the filters need from the request (the Exchange). */
@@ -61,6 +65,8 @@ const Replies = {
   unauthorized: reply(401, 'UAEX', 'MG_ERR_UNAUTHORIZED', 'authorization required'),
   authUnavailable: reply(503, 'UAEX', 'MG_ERR_AUTH_UNAVAILABLE', 'authentication is not available'),
   noCertificate: reply(400, 'UAEX', 'MG_ERR_NO_CLIENT_CERTIFICATE', 'No required SSL certificate was sent'),
+  /** nginx's answer to its internal 495 (a presented certificate failed verification). */
+  certificateError: reply(400, 'UAEX', 'MG_ERR_CLIENT_CERTIFICATE_ERROR', 'The SSL certificate error'),
   subjectDenied: reply(403, 'RBAC', 'MG_ERR_CLIENT_CERTIFICATE_DENIED', 'client certificate subject not allowed'),
 };
 
@@ -78,9 +84,28 @@ function rfc2253(dn: string | undefined): string {
  */
 function admitClientCertificate(c: { policy: ClientCertificatePolicy; subject: RegExp | null }, x: RouteFilterInput): boolean {
   const sock = x.d.tls;
-  // Only a certificate the handshake verified counts (another chain on the port may not ask for one).
-  const peer = sock !== null && sock.authorized === true ? sock.getPeerCertificate() : null;
-  const has = peer !== null && peer.raw !== undefined;
+  let peer: ReturnType<TLSSocket['getPeerCertificate']> | null = null;
+  let failure: string | null = null;
+  if (c.policy.caSecret !== undefined) {
+    // The verdict of the host's own client-TLS chain (nginx $ssl_client_verify); a connection made
+    // through another chain (another SNI, other CAs) counts as without certificate.
+    const v = sock === null ? null : clientCertificateVerdict(sock);
+    if (v !== null && v.caSecret === c.policy.caSecret && v.status !== 'NONE') {
+      peer = sock!.getPeerCertificate();
+      if (v.status === 'FAILED') failure = v.reason;
+    }
+  } else if (sock !== null && sock.authorized === true) {
+    // Only a certificate the handshake verified counts (another chain on the port may not ask for one).
+    peer = sock.getPeerCertificate();
+  }
+  if (peer !== null && peer.raw === undefined) peer = null;
+  if (failure !== null && c.policy.acceptUnverified !== true) {
+    // nginx 495 -> 400 "The SSL certificate error", or auth-tls-error-page.
+    if (c.policy.errorPage !== null) sendRedirect(x.d, 302, c.policy.errorPage);
+    else sendLocalError(x.d, Replies.certificateError);
+    return false;
+  }
+  const has = peer !== null;
   if (!has && c.policy.required) {
     if (c.policy.errorPage !== null) {
       sendRedirect(x.d, 302, c.policy.errorPage);
@@ -91,13 +116,13 @@ function admitClientCertificate(c: { policy: ClientCertificatePolicy; subject: R
   }
   const set: [string, string][] = [];
   if (has) {
-    const x509 = new X509Certificate(peer.raw);
+    const x509 = new X509Certificate(peer!.raw);
     const subject = rfc2253(x509.subject);
     if (c.subject !== null && !c.subject.test(subject)) {
       sendLocalError(x.d, Replies.subjectDenied);
       return false;
     }
-    set.push(['ssl-client-verify', 'SUCCESS'], ['ssl-client-subject-dn', subject], ['ssl-client-issuer-dn', rfc2253(x509.issuer)]);
+    set.push(['ssl-client-verify', failure === null ? 'SUCCESS' : `FAILED:${failure}`], ['ssl-client-subject-dn', subject], ['ssl-client-issuer-dn', rfc2253(x509.issuer)]);
     if (c.policy.passCertificate) set.push(['ssl-client-cert', encodeURIComponent(x509.toString())]);
   } else {
     set.push(['ssl-client-verify', 'NONE']);
@@ -125,6 +150,7 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
     errorPages: f.errorPages === undefined ? null : compileErrorPages(f.errorPages, clusters),
     locationRewrite: f.locationRewrite ?? null,
     clientCert: f.clientCertificate === undefined ? null : { policy: f.clientCertificate, subject: f.clientCertificate.subjectPattern === null ? null : compileRegex(f.clientCertificate.subjectPattern) },
+    replaceForwardedFor: f.forwardedFor === 'replace',
   };
 }
 
@@ -152,6 +178,13 @@ export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, 
   }
   let ip = plainAddress(d.remoteAddress);
   if (c.realIp !== null) ip = realClientIp(ip, x.header(c.realIp.header), c.realIp.trusted);
+  if (c.replaceForwardedFor) {
+    // ingress-nginx: proxy_set_header X-Forwarded-For $remote_addr; X-Original-Forwarded-For $http_x_forwarded_for.
+    const original = x.header('x-forwarded-for');
+    const set: [string, string][] = original === null ? [['x-forwarded-for', ip]] : [['x-forwarded-for', ip], ['x-original-forwarded-for', original]];
+    const remove = original === null ? ['x-original-forwarded-for'] : [];
+    x.authEdits = x.authEdits === null ? { set, remove } : { set: [...x.authEdits.set, ...set], remove: [...x.authEdits.remove, ...remove] };
+  }
   if (c.limit !== null && !admitLimit(c.limit, ip, d)) return false;
   if ((c.deny !== null && inBlocks(c.deny, ip)) || (c.allow !== null && !inBlocks(c.allow, ip))) {
     sendLocalError(d, Replies.forbidden);

@@ -119,7 +119,11 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   }
 
   setResponseCookie(setCookie: string, name: string, value: string): void {
-    (this.extraResponseHeaders ??= []).push('set-cookie', setCookie);
+    const extra = (this.extraResponseHeaders ??= []);
+    // A cookie re-issued by a retry (session-cookie-change-on-failure) replaces the one of the failed try.
+    const previous = this.#sticky !== null && this.#sticky[0] === name ? extra.findIndex((v, i) => i % 2 === 1 && extra[i - 1] === 'set-cookie' && v.startsWith(`${name}=`)) : -1;
+    if (previous !== -1) extra[previous] = setCookie;
+    else extra.push('set-cookie', setCookie);
     this.#sticky = [name, value];
   }
 
@@ -176,6 +180,11 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       headers,
       body: hasBody ? (this.requestBody ?? this.d.body) : null,
     };
+    const http10 = route.action.kind === 'forward' ? route.action.http10 : undefined;
+    if (http10 !== undefined) {
+      opts.http10 = true;
+      opts.http10BodyLimit = http10.bodyLimit;
+    }
     this.#call = call;
     if (call === null) endpoint.dispatcher.dispatch(opts, this);
     else call.begin(opts);

@@ -54,6 +54,8 @@ const OVERLOADED_HEADERS = ['x-envoy-overloaded', 'true'] as const;
 export const Errors = {
   // ---- downstream: the request itself (the connection closes after these) ----
   badRequest: localError(400, 'DPE', 'MG_ERR_BAD_REQUEST', 'bad request'),
+  /** A body too large to be buffered for an HTTP/1.0 upstream request. */
+  bodyTooLarge: localError(413, 'DPE', 'MG_ERR_BODY_TOO_LARGE', 'request entity too large'),
   badPath: localError(400, 'DPE', 'MG_ERR_BAD_PATH', 'bad request'),
   tooManyHeaders: localError(431, 'DPE', 'MG_ERR_TOO_MANY_HEADERS', 'too many request headers'),
   headerUnderscore: localError(400, 'DPE', 'MG_ERR_HEADER_UNDERSCORE', 'header name with underscore'),
@@ -192,6 +194,8 @@ export function classifyUpstreamError(err: unknown): LocalError {
       return Errors.timeout;
     case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
       return Errors.badRequest;
+    case 'MG_ERR_BODY_TOO_LARGE':
+      return Errors.bodyTooLarge;
     default:
       if (TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_SSL_')) return tlsFailure(code);
       if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return Errors.protocolError;

@@ -96,7 +96,7 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Do
   const vhost = selectVirtualHost(chain, hostName);
   if (vhost === null) return sendLocalError(d, Errors.noRoute);
 
-  if (vhost.httpsRedirect !== null) {
+  if (vhost.httpsRedirect !== null && !redirectExempt(vhost.httpsRedirect, path)) {
     return sendRedirect(d, vhost.httpsRedirect.responseCode, httpsRedirectLocation(vhost.httpsRedirect, hostName, target));
   }
 
@@ -195,10 +195,17 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   x.forward(endpoint.handle, route, dest, upstreamTarget, headers, hasBody, timeoutMs, call);
 }
 
+function redirectExempt(r: HttpsRedirect, path: string): boolean {
+  const except = r.exceptPathPrefixes;
+  if (except === undefined) return false;
+  for (const p of except) if (path.startsWith(p)) return true;
+  return false;
+}
+
 /** `https://host[:port]/path?query` (Istio `httpsRedirect`, ingress-nginx ssl-redirect). */
 function httpsRedirectLocation(r: HttpsRedirect, hostName: string, target: string): string {
   const port = r.port === null || r.port === 443 ? '' : `:${r.port}`;
-  return `https://${hostName}${port}${target}`;
+  return `https://${hostName}${port}${r.stripTrailingSlash === true && target.endsWith('/') ? target.slice(0, -1) : target}`;
 }
 
 /** The Location of a RedirectAction (Envoy `RedirectAction` semantics). */
@@ -238,7 +245,8 @@ function redirectLocation(
       path = path.slice(0, i);
     }
   }
-  return `${scheme}://${host}${port === null ? '' : `:${port}`}${path}${q === '' ? '' : `?${q}`}`;
+  const uri = `${path}${q === '' ? '' : `?${q}`}`;
+  return `${scheme}://${host}${port === null ? '' : `:${port}`}${a.stripTrailingSlash === true && uri.endsWith('/') ? uri.slice(0, -1) : uri}`;
 }
 
 function defaultPort(scheme: string): number {

@@ -22,7 +22,7 @@ import http from 'node:http';
 import { H1Engine } from '../h1/engine.js';
 import { internalFailure } from '../http/internal-failure.js';
 import type { Downstream } from '../http/downstream.js';
-import { secureContextOptions, type TlsContextCache } from './tls-contexts.js';
+import { NO_RESUMPTION, secureContextOptions, type TlsContextCache } from './tls-contexts.js';
 import { EDGE_LIMITS } from './edge-limits.js';
 import { peekClientHello } from '../tcp/client-hello.js';
 
@@ -380,7 +380,7 @@ export class ListenerManager {
     const key = `${tls.minVersion}\n${tls.maxVersion}\n${tls.ciphers}\n${cert?.contextKey ?? ''}\n${clientCas}`;
     if (key === rec.defaultTlsKey) return;
     rec.defaultTlsKey = key;
-    const opts = { ...secureContextOptions(widestVersions(l, tls), cert), ...(clientCas === '' ? {} : { ca: clientCas }) };
+    const opts = { ...secureContextOptions(widestVersions(l, tls), cert), ...(clientCas === '' ? {} : { ca: clientCas, secureOptions: NO_RESUMPTION }) };
     try {
       server.setSecureContext(opts);
     } catch {

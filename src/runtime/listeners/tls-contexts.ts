@@ -4,6 +4,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { constants as cryptoConstants } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { PemSource } from '../../ir/types.js';
 import type { CompiledCertificate, CompiledSnapshot, CompiledTls } from '../compile/types.js';
@@ -46,6 +47,14 @@ export class TlsContextCache {
   }
 }
 
+/**
+ * No session tickets where client certificates are checked: a resumed session carries only the
+ * client's leaf certificate (OpenSSL keeps no peer chain in the session), so the chain's own CAs and
+ * the verify depth (client-cert.ts) could not be checked again; every such connection gets a full
+ * handshake instead.
+ */
+export const NO_RESUMPTION = cryptoConstants.SSL_OP_NO_TICKET;
+
 export function secureContextOptions(tls: CompiledTls, cert: CompiledCertificate | null) {
   return {
     minVersion: tls.minVersion,
@@ -54,7 +63,7 @@ export function secureContextOptions(tls: CompiledTls, cert: CompiledCertificate
     honorCipherOrder: true,
     ...(cert === null ? {} : { cert: cert.certChain, key: cert.privateKey }),
     // Client certificates are verified against these CAs (and their names sent in CertificateRequest).
-    ...(tls.clientValidation === null ? {} : { ca: tls.clientValidation.caPem }),
+    ...(tls.clientValidation === null ? {} : { ca: tls.clientValidation.caPem, secureOptions: NO_RESUMPTION }),
     // Revoked client certificates are not authorized. A CRL file is read here, when the context is
     // built; an unreadable one throws, so the chain's handshakes fail rather than skip the check.
     ...(tls.clientValidation?.crl == null ? {} : { crl: readCrl(tls.clientValidation.crl) }),

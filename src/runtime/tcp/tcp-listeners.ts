@@ -27,7 +27,7 @@ import { selectCertificate } from '../compile/lookup.js';
 import type { CompiledCluster, CompiledSnapshot, CompiledTls } from '../compile/types.js';
 import { TLS_VERIFY_CODES } from '../http/local-reply.js';
 import { checkClientCertificate } from '../listeners/client-cert.js';
-import { secureContextOptions } from '../listeners/tls-contexts.js';
+import { NO_RESUMPTION, secureContextOptions } from '../listeners/tls-contexts.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { upstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { peekClientHello } from './client-hello.js';
@@ -347,7 +347,7 @@ export class TcpListenerManager {
     if (key === rec.defaultTlsKey) return;
     rec.defaultTlsKey = key;
     try {
-      server.setSecureContext({ ...secureContextOptions({ ...base, minVersion: min, maxVersion: max }, cert), ...(cas === '' ? {} : { ca: cas }) });
+      server.setSecureContext({ ...secureContextOptions({ ...base, minVersion: min, maxVersion: max }, cert), ...(cas === '' ? {} : { ca: cas, secureOptions: NO_RESUMPTION }) });
     } catch {
       // A bad default certificate: keep the previous context (prepare reported the error).
     }

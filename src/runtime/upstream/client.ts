@@ -30,6 +30,14 @@ export interface UpstreamRequest {
   headers: string[];
   /** Streamed with back-pressure; a Buffer is sent whole (with a Content-Length); null = none. */
   body: Readable | Buffer | null;
+  /**
+   * Send as HTTP/1.0 (ingress-nginx proxy-http-version "1.0"): `HTTP/1.0` request line, no
+   * Connection header, the connection not reused, and a body without Content-Length read whole
+   * first (no chunked coding in HTTP/1.0). HTTP/1.1 clients only; HTTP/2 ignores it.
+   */
+  http10?: boolean;
+  /** Most body bytes read into memory for `http10` (default 16 MiB); more: `MG_ERR_BODY_TOO_LARGE`. */
+  http10BodyLimit?: number;
 }
 
 /** Trailers of a response: flat `[name, value, ...]` Buffers (HTTP/1.1) or a headers object (HTTP/2). */

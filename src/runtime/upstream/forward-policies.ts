@@ -34,6 +34,13 @@ export function injectFault(f: FaultInjection, random: () => number, d: Downstre
   setTimeout(go, delay);
 }
 
+/** The body kept for the copies: the largest bound of the mirrors that send one. */
+function mirrorBodyLimit(mirrors: CompiledForward['mirrors'] & object): number | undefined {
+  let limit: number | undefined;
+  for (const m of mirrors) if (m.withBody && (limit === undefined || m.bodyLimit > limit)) limit = m.bodyLimit;
+  return limit;
+}
+
 /**
  * Starts what the upstream request needs beyond a plain dispatch: mirrors are sent, and an
  * UpstreamCall is returned when there is a retry policy, a body to keep for copies, connection
@@ -52,7 +59,7 @@ export function startUpstreamPolicies(
 ): UpstreamCall | null {
   const mirrors = action.mirrors;
   // A POST under an idempotent-only policy (ingress-nginx) is retried only when nothing was sent: no copy is kept.
-  const keep = mirrors === null && action.retry !== null && action.retry.idempotentOnly && nonIdempotent(x.method) ? 0 : undefined;
+  const keep = mirrors === null ? (action.retry !== null && action.retry.idempotentOnly && nonIdempotent(x.method) ? 0 : undefined) : mirrorBodyLimit(mirrors);
   const body = hasBody && (action.retry !== null || mirrors !== null) ? new ReplayableBody(x.requestBody ?? x.d.body, keep) : null;
   if (mirrors !== null) sendMirrors(mirrors, random, x.method, target, headers, body, timeoutMs);
   const state = cluster.state;

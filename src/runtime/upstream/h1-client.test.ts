@@ -668,3 +668,44 @@ describe('H1Client: the stale-connection retry never repeats a non-idempotent re
     assert.equal(s.count(), 2);
   });
 });
+
+describe('H1Client: HTTP/1.0 requests (ingress-nginx proxy-http-version "1.0")', () => {
+  test('the request line says HTTP/1.0, no Connection options go out, and every request gets its own connection', async () => {
+    const heads: string[] = [];
+    const s = await rawServer((_n, head) => {
+      heads.push(head);
+      return 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+    });
+    const c = client(s.port);
+    for (let i = 0; i < 2; i++) {
+      const r = await send(c, { path: `/p${i}`, headers: ['host', 'a', 'connection', 'keep-alive', 'keep-alive', 'timeout=5'], http10: true });
+      assert.equal(r.error, null);
+      assert.equal(r.body, 'ok');
+    }
+    assert.deepEqual(heads.map((h) => h.split('\r\n')[0]), ['GET /p0 HTTP/1.0', 'GET /p1 HTTP/1.0']);
+    for (const h of heads) assert.doesNotMatch(h, /\r\n(connection|keep-alive):/i);
+    assert.equal(s.connections(), 2, 'no keep-alive with HTTP/1.0');
+  });
+
+  test('a streamed body without Content-Length is read whole and sent with one; over the bound it fails with MG_ERR_BODY_TOO_LARGE before any connection', async () => {
+    let received = '';
+    const server = http.createServer((req, res) => {
+      received = `${req.httpVersion} ${req.headers['content-length']} ${req.headers['transfer-encoding'] ?? '-'}`;
+      let n = 0;
+      req.on('data', (d: Buffer) => (n += d.length));
+      req.on('end', () => res.end(String(n)));
+    });
+    let conns = 0;
+    server.on('connection', () => conns++);
+    const c = client(await listen(server));
+    const body = Readable.from([Buffer.alloc(3000, 1), Buffer.alloc(2000, 2)]);
+    const r = await send(c, { path: '/up', method: 'POST', headers: ['host', 'a'], body, http10: true });
+    assert.equal(r.error, null);
+    assert.equal(r.body, '5000');
+    assert.equal(received, '1.0 5000 -');
+    const before = conns;
+    const big = await send(c, { path: '/up', method: 'POST', headers: ['host', 'a'], body: Readable.from([Buffer.alloc(3000, 1), Buffer.alloc(3000, 2)]), http10: true, http10BodyLimit: 4096 });
+    assert.equal(big.error?.code, 'MG_ERR_BODY_TOO_LARGE');
+    assert.equal(conns, before, 'no connection was opened for it');
+  });
+});

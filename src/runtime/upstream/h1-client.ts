@@ -63,6 +63,8 @@ export interface H1ClientOptions {
 }
 
 const ABORTED = 'UND_ERR_ABORTED';
+/** Most bytes of a body of unknown length read into memory to send it as HTTP/1.0 (see `UpstreamRequest.http10BodyLimit`). */
+export const HTTP10_BODY_LIMIT = 16 * 1024 * 1024;
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** A request target may not carry spaces or control characters (it would split the request line). */
@@ -70,6 +72,11 @@ const INVALID_PATH = /[^\u0021-\u00ff]/;
 
 /** RFC 9110 §9.2.2 idempotent methods. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+function hasContentLength(headers: string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') return true;
+  return false;
+}
 
 function hasIdempotencyKey(headers: string[]): boolean {
   for (let i = 0; i < headers.length; i += 2) {
@@ -97,6 +104,8 @@ class H1Request {
   bodyLength = -1;
   /** Already sent once more after a stale connection. */
   retried = false;
+  /** The body to send: the request's, or the whole of it read into memory (HTTP/1.0 without Content-Length). */
+  body: Readable | Buffer | null;
   readonly abort: (err?: Error) => void;
 
   constructor(
@@ -107,11 +116,12 @@ class H1Request {
     // The one function handed out per request: it must stay bound to this request, never to
     // whatever the socket carries later.
     this.abort = (err?: Error): void => client.abortRequest(this, err ?? upstreamError(ABORTED, 'Request aborted'));
+    this.body = opts.body;
   }
 
   /** Whether sending it again cannot repeat an action or duplicate or lose body bytes. */
   get replayable(): boolean {
-    const body = this.opts.body;
+    const body = this.body;
     return !this.retried && (body === null || Buffer.isBuffer(body) || this.bodyBytes === 0) && (IDEMPOTENT.has(this.opts.method) || hasIdempotencyKey(this.opts.headers));
   }
 }
@@ -292,8 +302,57 @@ export class H1Client implements UpstreamClient {
     this.stats.pending++;
     handler.onConnect(r.abort);
     if (r.state === ReqState.Done) return true;
+    if (opts.http10 === true && opts.body !== null && !Buffer.isBuffer(opts.body) && !hasContentLength(opts.headers)) {
+      this.#readWhole(r, opts.body, opts.http10BodyLimit ?? HTTP10_BODY_LIMIT);
+      return true;
+    }
     this.#enqueue(r, false);
     return true;
+  }
+
+  /**
+   * HTTP/1.0 has no chunked coding: a body of unknown length is read whole (at most `limit` bytes),
+   * before a socket is taken, and sent with a Content-Length, as nginx buffers it for
+   * `proxy_http_version 1.0`. Over the limit: `MG_ERR_BODY_TOO_LARGE` (413).
+   */
+  #readWhole(r: H1Request, body: Readable, limit: number): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (): void => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+    };
+    const onData = (chunk: Buffer | string): void => {
+      if (r.state !== ReqState.Queued) {
+        done();
+        body.resume();
+        return;
+      }
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
+      size += buf.length;
+      if (size > limit) {
+        done();
+        body.resume();
+        this.abortRequest(r, upstreamError('MG_ERR_BODY_TOO_LARGE', `request body over ${limit} bytes cannot be sent as HTTP/1.0`));
+        return;
+      }
+      chunks.push(buf);
+    };
+    const onEnd = (): void => {
+      done();
+      if (r.state !== ReqState.Queued) return;
+      r.body = Buffer.concat(chunks, size);
+      this.#enqueue(r, false);
+    };
+    const onError = (err: Error): void => {
+      done();
+      this.abortRequest(r, err);
+    };
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+    body.resume();
   }
 
   /** Sends `r` on an idle socket, or queues it (opening a socket when the limit allows). */
@@ -440,13 +499,14 @@ export class H1Client implements UpstreamClient {
     this.stats.running++;
     const opts = r.opts;
     conn.parser.start(opts.method === 'HEAD');
-    const body = opts.body;
+    const body = r.body;
+    const http10 = opts.http10 === true;
     const o = this.options;
     if (!HEADER_NAME.test(opts.method) || INVALID_PATH.test(opts.path)) {
       this.abortRequest(r, upstreamError('UND_ERR_INVALID_ARG', 'invalid request method or path'));
       return;
     }
-    let head = `${opts.method} ${opts.path} HTTP/1.1\r\n`;
+    let head = http10 ? `${opts.method} ${opts.path} HTTP/1.0\r\n` : `${opts.method} ${opts.path} HTTP/1.1\r\n`;
     const h = opts.headers;
     let contentLength = -1;
     for (let i = 0; i < h.length; i += 2) {
@@ -457,9 +517,15 @@ export class H1Client implements UpstreamClient {
         return;
       }
       if (name.length === 14 && name === 'content-length') contentLength = Number(value);
+      // HTTP/1.0: no connection options (the connection closes after the answer).
+      if (http10 && (name === 'connection' || name === 'keep-alive')) continue;
       head += `${name}: ${value}\r\n`;
     }
-    if (o.maxRequestsPerConnection > 0 && conn.served + 1 >= o.maxRequestsPerConnection) {
+    if (http10) {
+      // nginx's proxy_http_version 1.0: no keep-alive, one request per connection (ingress-nginx
+      // sends no Connection header: HTTP/1.0 closes by default).
+      conn.reusable = false;
+    } else if (o.maxRequestsPerConnection > 0 && conn.served + 1 >= o.maxRequestsPerConnection) {
       conn.reusable = false;
       head += 'connection: close\r\n';
     }

@@ -14,7 +14,8 @@
  * `minHealthPercent` ejections are ignored (Envoy panic mode).
  */
 
-import type { ConsistentHashLb } from '../../ir/types.js';
+import { createHash } from 'node:crypto';
+import type { ConsistentHashLb, CookieAffinity, HashKey } from '../../ir/types.js';
 import type { CompiledCluster, CompiledEndpoint } from '../compile/types.js';
 import { HOST_SELECTION_ATTEMPTS } from './retry-policy.js';
 
@@ -41,6 +42,10 @@ export interface LbCache {
   /** Hash table and the endpoint list it was built over. */
   table: HashTable | null;
   tableFor: CompiledEndpoint[] | null;
+  /** Persistent affinity: endpoint id -> endpoint and back, over `idsFor` (absent until first needed). */
+  ids?: Map<string, CompiledEndpoint>;
+  idOf?: Map<CompiledEndpoint, string>;
+  idsFor?: CompiledEndpoint[];
 }
 
 interface HashTable {
@@ -58,8 +63,10 @@ interface HashTable {
 export function selectEndpoint(cluster: CompiledCluster, random: () => number, input: HashInput | null = null, tried: CompiledEndpoint[] | null = null): CompiledEndpoint | null {
   const eps = availableEndpoints(cluster);
   const n = eps.length;
-  if (n <= 1) return n === 1 ? eps[0] : null;
+  if (n === 0) return null;
   const policy = cluster.lbPolicy;
+  // A generated affinity cookie is issued even with one endpoint (ingress-nginx, Envoy), so the client keeps it through a scale-up.
+  if (n === 1 && (typeof policy !== 'object' || policy.hashOn.kind !== 'cookie' || policy.hashOn.ttlSeconds === null)) return eps[0];
   if (typeof policy === 'object') return selectByHash(cluster, policy, eps, random, input, tried);
   let pick = pickSimple(cluster, eps, random);
   if (tried === null) return pick;
@@ -117,18 +124,16 @@ function selectByHash(
   input: HashInput | null,
   tried: CompiledEndpoint[] | null,
 ): CompiledEndpoint {
+  const on = policy.hashOn;
+  if (on.kind === 'cookie' && on.affinity !== undefined && input !== null) return selectByAffinity(cluster, policy, on, on.affinity, eps, random, input, tried);
   const key = input === null ? null : hashKey(policy, input, random);
   if (key === null) {
     // No key in the request: Envoy picks at random.
     const e = eps[Math.floor(random() * eps.length)];
     return tried !== null && tried.includes(e) ? firstUntried(eps, tried, e) : e;
   }
-  const cache = (cluster.lbCache ??= { gen: -1, healthy: cluster.endpoints, table: null, tableFor: null });
-  if (cache.tableFor !== eps || cache.table === null) {
-    cache.table = policy.algorithm.kind === 'maglev' ? buildMaglev(eps, policy.algorithm.tableSize) : buildRing(eps, policy.algorithm.minimumRingSize);
-    cache.tableFor = eps;
-  }
-  const table = cache.table;
+  if (policy.subsetSize !== undefined) return selectInSubset(cluster, policy, policy.subsetSize, eps, key, random, tried);
+  const table = hashTable(cluster, policy, eps);
   let h = hash32(key);
   let e = eps[lookup(table, h)];
   if (tried === null || !tried.includes(e)) return e;
@@ -139,6 +144,143 @@ function selectByHash(
     if (!tried.includes(e)) return e;
   }
   return firstUntried(eps, tried, e);
+}
+
+function hashTable(cluster: CompiledCluster, policy: ConsistentHashLb, eps: CompiledEndpoint[]): HashTable {
+  const cache = (cluster.lbCache ??= { gen: -1, healthy: cluster.endpoints, table: null, tableFor: null });
+  if (cache.tableFor !== eps || cache.table === null) {
+    cache.table = policy.algorithm.kind === 'maglev' ? buildMaglev(eps, policy.algorithm.tableSize) : buildRing(eps, policy.algorithm.minimumRingSize);
+    cache.tableFor = eps;
+  }
+  return cache.table;
+}
+
+// ---- ingress-nginx upstream-hash-by-subset (balancer/chashsubset.lua) -----------------------------
+
+interface SubsetCache {
+  for: CompiledEndpoint[];
+  subsets: CompiledEndpoint[][];
+  table: HashTable;
+}
+const subsetCaches = new WeakMap<CompiledCluster, SubsetCache>();
+
+/** The key picks a subset (ring over `set1`..`setN`), a random endpoint of it serves (not one tried yet when another is left). */
+function selectInSubset(cluster: CompiledCluster, policy: ConsistentHashLb, size: number, eps: CompiledEndpoint[], key: string, random: () => number, tried: CompiledEndpoint[] | null): CompiledEndpoint {
+  let c = subsetCaches.get(cluster);
+  if (c === undefined || c.for !== eps) {
+    const count = Math.ceil(eps.length / size);
+    const subsets: CompiledEndpoint[][] = [];
+    for (let i = 0; i < count; i++) {
+      const s: CompiledEndpoint[] = [];
+      for (let j = 0; j < size; j++) s.push(eps[(i * size + j) % eps.length]);
+      subsets.push(s);
+    }
+    const minRing = policy.algorithm.kind === 'ring-hash' ? policy.algorithm.minimumRingSize : 1024;
+    c = { for: eps, subsets, table: buildRingKeys(subsets.map((_, i) => `set${i + 1}`), minRing) };
+    subsetCaches.set(cluster, c);
+  }
+  const subset = c.subsets[lookup(c.table, hash32(key))];
+  const pool = tried === null ? subset : subset.filter((e) => !tried.includes(e));
+  if (pool.length > 0) return pool[Math.floor(random() * pool.length)];
+  return firstUntried(eps, tried!, subset[0]);
+}
+
+// ---- ingress-nginx session affinity (balancer/sticky.lua, sticky_balanced.lua, sticky_persistent.lua) ----
+
+/** sticky_balanced.lua MAX_UPSTREAM_CHECKS_COUNT: random keys tried to land on an endpoint not tried yet. */
+const MAX_UPSTREAM_CHECKS = 20;
+
+/**
+ * The endpoint of a request under ingress-nginx cookie affinity. The cookie is `<key>|<backendKey>`:
+ * - balanced: `<key>` is hashed onto the ring (a random key for a new client);
+ * - persistent: `<key>` is the id of one endpoint (md5 of the cluster name and `address:port`, as
+ *   util/nodemap.lua), so endpoints added later never take a client; a key naming no available
+ *   endpoint gets a random endpoint and a new cookie.
+ * A retry (`tried` holds the cookie's endpoint): with `changeOnFailure` a new endpoint is picked among
+ * those not tried and the cookie re-issued to name it; without, another endpoint serves the retry and
+ * the cookie is kept (ingress-nginx would send the retry to the same endpoint again).
+ */
+function selectByAffinity(
+  cluster: CompiledCluster,
+  policy: ConsistentHashLb,
+  on: CookieHash,
+  affinity: CookieAffinity,
+  eps: CompiledEndpoint[],
+  random: () => number,
+  input: HashInput,
+  tried: CompiledEndpoint[] | null,
+): CompiledEndpoint {
+  const issued = input.stickyCookie(on.name);
+  let key: string | null = issued;
+  if (key === null) {
+    const raw = cookieValue(input.header('cookie'), on.name);
+    if (raw !== null) {
+      const bar = raw.indexOf('|');
+      key = bar === -1 ? raw : raw.slice(0, bar);
+      if (key === '') key = null;
+    }
+  }
+  const persistent = affinity.mode === 'persistent';
+  let current: CompiledEndpoint | null = null;
+  if (key !== null) current = persistent ? (endpointIds(cluster, eps).get(key) ?? null) : eps[lookup(hashTable(cluster, policy, eps), hash32(key))];
+  const failed = current !== null && tried !== null && tried.includes(current);
+  if (current !== null && !failed) return current;
+  if (current !== null && failed && !affinity.changeOnFailure) {
+    // Keep the cookie; serve this try from another endpoint.
+    const e = eps[Math.floor(random() * eps.length)];
+    return tried!.includes(e) ? firstUntried(eps, tried!, e) : e;
+  }
+  // A new client, a persistent key naming no endpoint, or change-on-failure after a failed try.
+  let picked: CompiledEndpoint;
+  let newKey: string;
+  if (persistent) {
+    const candidates = tried === null ? eps : eps.filter((e) => !tried.includes(e));
+    const pool = candidates.length > 0 ? candidates : eps;
+    picked = pool[Math.floor(random() * pool.length)];
+    endpointIds(cluster, eps);
+    newKey = cluster.lbCache!.idOf!.get(picked) ?? endpointId(cluster.name, picked);
+  } else {
+    const table = hashTable(cluster, policy, eps);
+    newKey = randomKey(random);
+    picked = eps[lookup(table, hash32(newKey))];
+    for (let i = 1; i < MAX_UPSTREAM_CHECKS && tried !== null && tried.includes(picked); i++) {
+      newKey = randomKey(random);
+      picked = eps[lookup(table, hash32(newKey))];
+    }
+  }
+  if (on.ttlSeconds !== null) input.setResponseCookie(affinityCookie(on, affinity, newKey, input), on.name, newKey);
+  return picked;
+}
+
+type CookieHash = Extract<HashKey, { kind: 'cookie' }>;
+
+function randomKey(random: () => number): string {
+  return Math.floor(random() * 0x1_0000_0000).toString(16).padStart(8, '0') + Math.floor(random() * 0x1_0000_0000).toString(16).padStart(8, '0');
+}
+
+/** util/nodemap.lua: md5(salt .. endpoint), the salt being the backend (here the cluster) name. */
+function endpointId(clusterName: string, e: CompiledEndpoint): string {
+  return createHash('md5').update(clusterName + e.key).digest('hex');
+}
+
+function endpointIds(cluster: CompiledCluster, eps: CompiledEndpoint[]): Map<string, CompiledEndpoint> {
+  const cache = (cluster.lbCache ??= { gen: -1, healthy: cluster.endpoints, table: null, tableFor: null });
+  if (cache.idsFor !== eps || cache.ids === undefined) {
+    cache.idOf = new Map(eps.map((e) => [e, endpointId(cluster.name, e)]));
+    cache.ids = new Map([...cache.idOf].map(([e, id]) => [id, e]));
+    cache.idsFor = eps;
+  }
+  return cache.ids;
+}
+
+/** The Set-Cookie of a generated affinity cookie (sticky.lua set_cookie). */
+function affinityCookie(on: CookieHash, affinity: CookieAffinity | undefined, key: string, input: HashInput): string {
+  let cookie = `${on.name}=${key}${affinity !== undefined && affinity.backendKey !== '' ? `|${affinity.backendKey}` : ''}`;
+  if (on.path !== null) cookie += `; Path=${on.path}`;
+  if (on.ttlSeconds !== null && on.ttlSeconds > 0) cookie += `; Max-Age=${on.ttlSeconds}`;
+  let attributes = on.attributes ?? '';
+  if (on.conditionalSameSiteNone === true && !sameSiteNoneCompatible(input.header('user-agent'))) attributes = attributes.replace('; SameSite=None', '');
+  return `${cookie}; HttpOnly${attributes}`;
 }
 
 function lookup(t: HashTable, h: number): number {
@@ -169,13 +311,8 @@ function hashKey(policy: ConsistentHashLb, input: HashInput, random: () => numbe
       const v = cookieValue(input.header('cookie'), on.name) ?? input.stickyCookie(on.name);
       if (v !== null || on.ttlSeconds === null) return v;
       // Generated cookie: a random value, hashed like a sent one, and returned to the client.
-      const value = (Math.floor(random() * 0x1_0000_0000).toString(16).padStart(8, '0') + Math.floor(random() * 0x1_0000_0000).toString(16).padStart(8, '0'));
-      let cookie = `${on.name}=${value}`;
-      if (on.path !== null) cookie += `; Path=${on.path}`;
-      if (on.ttlSeconds > 0) cookie += `; Max-Age=${on.ttlSeconds}`;
-      let attributes = on.attributes ?? '';
-      if (on.conditionalSameSiteNone === true && !sameSiteNoneCompatible(input.header('user-agent'))) attributes = attributes.replace('; SameSite=None', '');
-      input.setResponseCookie(`${cookie}; HttpOnly${attributes}`, on.name, value);
+      const value = randomKey(random);
+      input.setResponseCookie(affinityCookie(on, undefined, value, input), on.name, value);
       return value;
     }
   }
@@ -197,14 +334,19 @@ export function cookieValue(header: string | null, name: string): string | null 
 
 /** Ketama ring: each endpoint gets the same power-of-two number of points, at least minRingSize in all. */
 function buildRing(eps: CompiledEndpoint[], minRingSize: number): HashTable {
+  return buildRingKeys(eps.map((e) => e.key), minRingSize);
+}
+
+/** Ketama ring over stable keys; `owners` are indexes into `keys`. */
+function buildRingKeys(keys: string[], minRingSize: number): HashTable {
   let perHost = 1;
   // A power of two per endpoint, so that adding or removing one endpoint rarely changes it (which
   // would move extra keys).
-  while (perHost * eps.length < minRingSize) perHost *= 2;
-  const total = perHost * eps.length;
+  while (perHost * keys.length < minRingSize) perHost *= 2;
+  const total = perHost * keys.length;
   const points = new Float64Array(total);
-  for (let i = 0; i < eps.length; i++) {
-    const key = eps[i].key;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
     for (let v = 0; v < perHost; v++) points[i * perHost + v] = hash32(`${key}_${v}`) * 65536 + i;
   }
   points.sort();

@@ -6,8 +6,9 @@
  * - It never affects the client: its answer is read and dropped, its errors are swallowed, it is
  *   bounded in time (the route timeout, else 30 s), and the client's request never waits for it.
  * - Bodies: a request without a body is mirrored at once; a body is mirrored only when it is at most
- *   `MAX_REPLAY_BODY_BYTES`, once it has fully arrived (the copy is sent from memory). Larger bodies
- *   are not mirrored (the copy would need an unbounded buffer or would slow the client down).
+ *   the mirror's `bodyLimit` (default `MAX_REPLAY_BODY_BYTES`; ingress-nginx mirrors raise it to
+ *   proxy-body-size), once it has fully arrived (the copy is sent from memory). Larger bodies are not
+ *   mirrored (the copy would need an unbounded buffer or would slow the client down).
  * - A copy takes a slot of the mirror cluster's circuit breaker (Envoy sends shadows through the
  *   cluster's connection pool and its circuit breakers) but never waits for one: when the cluster's
  *   limits are reached the copy is dropped (`mirrorStats.overflow`, and the breaker's overflow
@@ -18,7 +19,7 @@ import type { Mirror } from '../../ir/types.js';
 import type { CompiledCluster } from '../compile/types.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import { selectEndpoint } from './load-balancer.js';
-import type { ReplayableBody } from './request-body.js';
+import { MAX_REPLAY_BODY_BYTES, type ReplayableBody } from './request-body.js';
 import type { UpstreamClient, UpstreamHandler } from './client.js';
 
 export interface CompiledMirror {
@@ -31,10 +32,12 @@ export interface CompiledMirror {
   authority: string | null;
   /** false: the copy goes without the body. */
   withBody: boolean;
+  /** Largest body mirrored, bytes (IR `requestBodyLimitBytes`, default MAX_REPLAY_BODY_BYTES). */
+  bodyLimit: number;
 }
 
 export function compileMirrors(mirrors: Mirror[], clusters: Map<string, CompiledCluster>): CompiledMirror[] {
-  return mirrors.map((m) => ({ clusterName: m.cluster, cluster: clusters.get(m.cluster) ?? null, fraction: m.percentage / 100, authority: m.authority ?? null, withBody: m.requestBody !== false }));
+  return mirrors.map((m) => ({ clusterName: m.cluster, cluster: clusters.get(m.cluster) ?? null, fraction: m.percentage / 100, authority: m.authority ?? null, withBody: m.requestBody !== false, bodyLimit: m.requestBodyLimitBytes ?? MAX_REPLAY_BODY_BYTES }));
 }
 
 /** Mirror copies are cut after this long when the route has no timeout. */
@@ -127,7 +130,7 @@ export function sendMirrors(
       continue;
     }
     body.whenComplete((buf) => {
-      if (buf === null) {
+      if (buf === null || buf.length > m.bodyLimit) {
         mirrorStats.skippedBody++;
         return;
       }

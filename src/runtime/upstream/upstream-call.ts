@@ -74,7 +74,7 @@ function smallBody(rawHeaders: Buffer[]): boolean {
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET_BEFORE_CONNECT']);
 
 /** Errors that are not the endpoint's fault (not reported to outlier detection, never retried). */
-const LOCAL_CODES = new Set(['MG_ERR_UPSTREAM_TIMEOUT', 'MG_ERR_DOWNSTREAM_CLOSED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'UND_ERR_ABORTED']);
+const LOCAL_CODES = new Set(['MG_ERR_UPSTREAM_TIMEOUT', 'MG_ERR_DOWNSTREAM_CLOSED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'UND_ERR_ABORTED', 'MG_ERR_BODY_TOO_LARGE']);
 
 export class UpstreamCall implements SlotWaiter {
   readonly #owner: CallOwner;

@@ -4,8 +4,9 @@
  *
  * - `nginx.ingress.kubernetes.io/backend-protocol` (case-insensitive, ingress-nginx's values):
  *   `HTTP` (default) HTTP/1.1 in clear; `HTTPS` HTTP/1.1 over TLS; `GRPC` HTTP/2 in clear (h2c);
- *   `GRPCS` HTTP/2 over TLS. `AUTO_HTTP` and `FCGI` are not supported (warning; HTTP is used), nor
- *   is any other value (error; HTTP).
+ *   `GRPCS` HTTP/2 over TLS; `AUTO_HTTP` the client's scheme (HTTPS requests over TLS to a twin
+ *   cluster, the others in clear). `FCGI` is not supported (warning; HTTP is used), nor is any other
+ *   value (error; HTTP).
  * - Backend TLS ("Backend Certificate Authentication"), read only for HTTPS/GRPCS:
  *   - `proxy-ssl-verify: "on"` verifies the backend certificate against `ca.crt` of
  *     `proxy-ssl-secret`; ingress-nginx's default `off` does not verify (`insecureSkipVerify`).
@@ -31,6 +32,11 @@ export interface BackendSettings {
   /** `UPGRADE` for GRPC/GRPCS: the cluster speaks HTTP/2. */
   h2UpgradePolicy?: 'UPGRADE';
   tls?: UpstreamTls;
+  /**
+   * AUTO_HTTP (nginx `proxy_pass $scheme://...`): requests that reached the gateway over HTTPS go to
+   * the backend over TLS with these settings (a twin cluster), the others in clear.
+   */
+  autoHttps?: UpstreamTls;
 }
 
 /** The backend settings of `ing`'s annotations; `host` is the Service's FQDN (default SNI). */
@@ -51,6 +57,7 @@ export function backendSettings(ctx: TranslateContext, resources: ResourceSet, i
       return proto === 'GRPCS' ? { h2UpgradePolicy: 'UPGRADE', tls } : { tls };
     }
     case 'AUTO_HTTP':
+      return { autoHttps: backendTls(ctx, resources, ing, host, field) };
     case 'FCGI':
       ctx.report('warning', 'MG_UNSUPPORTED', ing, field('backend-protocol'), `backend-protocol ${proto} is not supported; the backend is reached over HTTP/1.1 in clear`);
       return {};

@@ -29,8 +29,8 @@ import { loadTlsCertificate } from '../secrets.js';
 import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js';
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
 import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
-import { readNginxConfigMap, withGlobals } from './nginx/configmap.js';
-import { defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
+import { NO_TLS_REDIRECT_DEFAULT, readNginxConfigMap, withGlobals } from './nginx/configmap.js';
+import { autoHttpsCluster, autoHttpsRoute, completeNginxAffinity, nginxErrorPages, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
 import { nginxPassthroughRoutes } from './nginx/passthrough.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
@@ -45,6 +45,8 @@ interface PathEntry {
   ingress: KubeObject;
   /** ingress-nginx canary routes evaluated before `route` (same host and path). */
   before?: Route[];
+  /** backend-protocol AUTO_HTTP: the twin of `route` for HTTPS requests (TLS to the backend), right before it. */
+  autoHttps?: Route;
 }
 
 export function translateIngresses(ctx: TranslateContext, resources: ResourceSet): ListenerDraft[] {
@@ -73,6 +75,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   const certificates: TlsCertificate[] = [];
   /** Hosts that have a usable certificate, and whether their Ingress allows the HTTPS redirect. */
   const tlsHosts = new Map<string, boolean>();
+  /** preserve-trailing-slash of the Ingress that supplies each host's certificate (as its ssl-redirect). */
+  const preserveSlash = new Map<string, boolean>();
   let defaultRoute: Route | null = null;
 
   for (const ing of ingresses) {
@@ -106,7 +110,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
         // Affinity cookie Path: session-cookie-path, else the Ingress path (ingress-nginx); the cluster is shared, its first path decides.
         const lb = cfg.lbPolicy;
         const pathCfg = lb !== null && typeof lb === 'object' && lb.hashOn.kind === 'cookie' && lb.hashOn.path === null && lb.hashOn.ttlSeconds !== null && !regexMode ? { ...cfg, lbPolicy: { ...lb, hashOn: { ...lb.hashOn, path } } } : cfg;
-        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, pathCfg);
+        const auto: AutoHttpsOut = {};
+        const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, pathCfg, auto);
         if (!action) return;
         const rx = regexMode ? regexPathMatch(path) : null;
         const match: RouteMatch = { ...catchAll()[0], path: rx !== null && rx.ok ? rx.match : exact ? { kind: 'exact', value: path, ignoreCase: false } : { kind: 'segment-prefix', value: path, ignoreCase: false } };
@@ -115,7 +120,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           canaries.push({ host, path, exact, ing, route: plain, field });
           return;
         }
-        const route = withErrorPages(ctx, resources, ing, cfg.customErrors, cfg.defaultBackend, applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, limitConnStatus: global?.limitConnStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [] }));
+        const pages = nginxErrorPages(ctx, ing, cfg.customErrors, cfg.defaultBackend, global, cfg.interceptErrorsDisabled);
+        const route = withErrorPages(ctx, resources, ing, pages?.codes ?? [], pages?.backend.name ?? null, applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, limitConnStatus: global?.limitConnStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [], replaceForwardedFor: global !== null && !global.computeFullForwardedFor }), pages?.backend.namespace);
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);
@@ -123,7 +129,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           ctx.report('warning', 'MG_DUPLICATE_PATH', ing, `${field}.path`, `${pathType} path "${path}" for host "${host}" is already defined by Ingress ${dup.ingress.metadata.namespace}/${dup.ingress.metadata.name}, which wins`);
           return;
         }
-        list.push({ host, path, exact, route, ingress: ing });
+        const twin = auto.autoHttps === undefined ? null : autoHttpsRoute(route, auto.autoHttps.from, auto.autoHttps.to);
+        list.push({ host, path, exact, route, ingress: ing, ...(twin !== null ? { autoHttps: twin } : {}) });
       });
       if (!byHost.has(host)) byHost.set(host, []);
     });
@@ -142,11 +149,19 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       if (!cert) return;
       certificates.push(cert);
       const redirect = cfg.sslRedirect;
-      for (const h of hosts) if (!tlsHosts.has(h)) tlsHosts.set(h, redirect);
+      for (const h of hosts) {
+        if (tlsHosts.has(h)) continue;
+        tlsHosts.set(h, redirect);
+        preserveSlash.set(h, cfg.preserveTrailingSlash);
+      }
     });
   }
 
-  // ingress-nginx canaries: attached to the main (non-canary) path with the same host, path and type.
+  // ingress-nginx canaries: found by the main (non-canary) path with the same host, path and type, and
+  // attached to that path's Service upstream (Q3): every path of any host that proxies to the same
+  // Service gets the canary rules; only the first canary of a Service counts (balancer.lua uses
+  // alternative_backends[1]).
+  const attached = new Map<string, string>();
   for (const c of canaries) {
     const main = byHost.get(c.host)?.find((e) => e.path === c.path && e.exact === c.exact);
     const cfg = nginx.get(c.ing)!;
@@ -154,9 +169,37 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       ctx.report('warning', 'MG_UNSUPPORTED', c.ing, `${c.field}.path`, `canary Ingress: no non-canary Ingress serves host "${c.host}" path "${c.path}"; a lone canary is not served (as ingress-nginx)`);
       continue;
     }
-    const made = canaryRoutes(main.route, c.route.action.destinations[0].cluster, cfg.canary!, c.route.name);
+    const canaryCluster = c.route.action.destinations[0].cluster;
+    const mainCluster = main.route.action.destinations[0].cluster;
+    const first = attached.get(mainCluster);
+    if (first !== undefined) {
+      ctx.report('warning', 'MG_UNSUPPORTED', c.ing, `${c.field}.path`, `canary Ingress: the Service of host "${c.host}" path "${c.path}" (${mainCluster}) already has the canary of Ingress ${first}; ingress-nginx uses only the first canary of a Service, so this one is not served`);
+      continue;
+    }
+    attached.set(mainCluster, `${c.ing.metadata.namespace}/${c.ing.metadata.name}`);
+    // affinity-canary-behavior sticky (ingress-nginx's default): the canary's upstream takes the main's session affinity.
+    const mainLb = ctx.getCluster(main.route.action.destinations[0]?.cluster ?? '')?.lbPolicy;
+    const mainCookie = typeof mainLb === 'object' && mainLb.hashOn.kind === 'cookie' && mainLb.hashOn.affinity !== undefined ? mainLb.hashOn : null;
+    if (mainCookie !== null && typeof mainLb === 'object' && cfg.canary!.affinityBehavior === 'sticky') completeNginxAffinity(ctx, canaryCluster, mainLb);
+    const canaryLb = ctx.getCluster(canaryCluster)?.lbPolicy;
+    const affinity = {
+      main: mainCookie,
+      canary: typeof canaryLb === 'object' && canaryLb.hashOn.kind === 'cookie' && canaryLb.hashOn.affinity !== undefined ? canaryLb.hashOn : null,
+    };
+    const made = canaryRoutes(main.route, canaryCluster, cfg.canary!, c.route.name, affinity);
     main.route = made.main;
     main.before = [...(main.before ?? []), ...made.before];
+    // The AUTO_HTTP twin (HTTPS requests) takes the weighted split too; the header and cookie rules come before it.
+    if (main.autoHttps !== undefined) main.autoHttps = canaryRoutes(main.autoHttps, canaryCluster, cfg.canary!, c.route.name, affinity).main;
+    for (const entries of byHost.values()) {
+      for (const e of entries) {
+        if (e === main || e.route.action.kind !== 'forward' || e.route.action.destinations.length !== 1 || e.route.action.destinations[0].cluster !== mainCluster) continue;
+        const other = canaryRoutes(e.route, canaryCluster, cfg.canary!, `${c.route.name}/on/${e.route.name}`, affinity);
+        e.route = other.main;
+        e.before = [...(e.before ?? []), ...other.before];
+        if (e.autoHttps !== undefined) e.autoHttps = canaryRoutes(e.autoHttps, canaryCluster, cfg.canary!, c.route.name, affinity).main;
+      }
+    }
   }
 
   // The default backend answers unknown hosts too.
@@ -168,15 +211,18 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   const httpHosts: VirtualHostDraft[] = [];
   const httpsHosts: VirtualHostDraft[] = [];
   for (const [host, entries] of [...byHost.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const routes = sortPaths(entries).flatMap((e) => [...(e.before ?? []), e.route]);
+    const routes = sortPaths(entries).flatMap((e) => [...(e.before ?? []), ...(e.autoHttps !== undefined ? [e.autoHttps] : []), e.route]);
     if (defaultRoute) routes.push(defaultRoute);
     const owner = entries[0]?.ingress ?? first;
     const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
     const redirect = certificates.length > 0 && tlsHosts.get(host) === true;
-    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal } } : vh);
+    // no-tls-redirect-locations: the paths of this host under them (ACME HTTP-01 solvers) are routed, not redirected.
+    const noRedirect = global?.noTlsRedirectLocations ?? NO_TLS_REDIRECT_DEFAULT;
+    const except = [...new Set(entries.map((e) => e.path).filter((p) => noRedirect.some((l) => p.startsWith(l))))].sort();
+    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal, ...(preserveSlash.get(host) === true ? {} : { stripTrailingSlash: true }), ...(except.length > 0 ? { exceptPathPrefixes: except } : {}) } } : vh);
     httpsHosts.push(vh);
   }
-  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []));
+  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []), global?.noTlsRedirectLocations ?? NO_TLS_REDIRECT_DEFAULT);
 
   // ssl-passthrough hosts: relayed by SNI on the HTTPS port, before termination (nginx/passthrough.ts).
   const passthrough = nginxPassthroughRoutes(
@@ -210,7 +256,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
         ...clientTlsHosts.map((c) => ({
           name: `ingress-https-client-tls-${c.host}`,
           serverNames: [c.host],
-          tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: c.clientTls.verify ? { mode: 'OPTIONAL' as const, caCertificates: c.clientTls.caPem, caSecret: c.clientTls.caSecret, subjectAltNames: [], ...(c.clientTls.crlPem ? { caCrl: { kind: 'inline' as const, pem: c.clientTls.crlPem, secret: c.clientTls.caSecret } } : {}) } : null },
+          tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: c.clientTls.verify ? { mode: 'OPTIONAL' as const, caCertificates: c.clientTls.caPem, caSecret: c.clientTls.caSecret, subjectAltNames: [], ...(c.clientTls.crlPem ? { caCrl: { kind: 'inline' as const, pem: c.clientTls.crlPem, secret: c.clientTls.caSecret } } : {}), verifyDepth: c.clientTls.verifyDepth, deferFailures: true } : null },
           virtualHosts: [c.vhost],
         })),
         { name: 'ingress-https', serverNames: [], tls: { certificates, minProtocolVersion: global?.tlsMin ?? 'TLSv1.2', maxProtocolVersion: global?.tlsMax ?? 'TLSv1.3', cipherSuites: global?.ciphers ?? [], clientValidation: null }, virtualHosts: httpsHosts },
@@ -257,7 +303,12 @@ function isOurs(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject):
 }
 
 /** The forward action for an IngressBackend, or null (reported) when it cannot be served. */
-function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string, cfg?: NginxIngressConfig): Route['action'] | null {
+/** What backendAction adds for backend-protocol AUTO_HTTP: the plain cluster and its TLS twin. */
+interface AutoHttpsOut {
+  autoHttps?: { from: string; to: string };
+}
+
+function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, backend: Obj, field: string, cfg?: NginxIngressConfig, auto?: AutoHttpsOut): Route['action'] | null {
   if (backend.resource !== undefined) {
     ctx.report('warning', 'MG_UNSUPPORTED', ing, `${field}.resource`, 'resource backends are not supported; only service backends are served');
     return null;
@@ -283,6 +334,7 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     from: ing,
     field: `${field}.service`,
   });
+  completeNginxAffinity(ctx, cluster);
   // Clusters are shared by Service port: a backend asking for another protocol or TLS than the
   // cluster already has (another Ingress, a VirtualService) cannot get it.
   const made = ctx.getCluster(cluster);
@@ -295,6 +347,7 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
     if (upstream === null) return null;
     target = upstream;
   }
+  if (settings.autoHttps !== undefined && auto !== undefined && made !== undefined && made.discovery === 'eds' && made.tls === null && target === cluster) auto.autoHttps = { from: cluster, to: autoHttpsCluster(ctx, made, settings.autoHttps) };
   const fallback = cfg?.defaultBackend && made !== undefined ? defaultBackendDestination(ctx, resources, ing, made, cfg.defaultBackend, `metadata.annotations["nginx.ingress.kubernetes.io/default-backend"]`) : null;
   return { kind: 'forward', destinations: [fallback ?? { cluster: target, weight: 1, requestHeaders: null, responseHeaders: null }], rewrite: null, timeoutMs: null, retries: null, fault: null, mirrors: [] };
 }

@@ -8,7 +8,7 @@
  * -> request `HeaderOps`. What Istio has no field for goes to `Route.filters` (route-filters.ts).
  */
 
-import type { ClientAddress, HeaderValue, ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
+import type { ClientAddress, HashKey, HeaderValue, ForwardAction, HeaderMatch, PathMatch, RedirectAction, Route, RouteMatch } from '../../../ir/types.js';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import type { NginxIngressConfig } from './parse.js';
 
@@ -31,7 +31,13 @@ export interface NginxRouteGlobals {
   realIp: ClientAddress | null;
   addHeaders: HeaderValue[];
   proxySetHeaders: HeaderValue[];
+  /** The ConfigMap's compute-full-forwarded-for is "false" (ingress-nginx's default): X-Forwarded-For is replaced. */
+  replaceForwardedFor?: boolean;
 }
+
+/** Bound of a mirrored body without proxy-body-size, and the most any mirror keeps (bytes). */
+const MIRROR_BODY_DEFAULT = 8 * 1024 * 1024;
+const MIRROR_BODY_MAX = 64 * 1024 * 1024;
 
 export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: string, regexMode: boolean, zone: string, globals: NginxRouteGlobals): Route {
   const { limitStatus, realIp } = globals;
@@ -54,8 +60,17 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     if (re.ok) action.rewrite = { path: { kind: 'regex', regex: re.regex, substitution: cfg.rewriteTarget.replace(/\$(\d)/g, '\\$1') }, authority: action.rewrite?.authority ?? null };
     if (cfg.xForwardedPrefix !== null) requestHeaders = { set: [...(requestHeaders?.set ?? []), { name: 'x-forwarded-prefix', value: cfg.xForwardedPrefix }], add: requestHeaders?.add ?? [], remove: requestHeaders?.remove ?? [] };
   }
-  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100, ...(cfg.mirrorHost !== null ? { authority: cfg.mirrorHost } : {}), ...(cfg.mirrorBody ? {} : { requestBody: false }) }];
+  // mirror-request-body on: nginx reads the whole body (spooling it to disk past client-body-buffer-size)
+  // and mirrors it, up to proxy-body-size. meshgate keeps it in memory: up to proxy-body-size, at most
+  // 64 MiB, 8 MiB when there is no body limit; a larger body is proxied but not mirrored.
+  if (cfg.mirrorCluster !== null) action.mirrors = [{ cluster: cfg.mirrorCluster, percentage: 100, ...(cfg.mirrorHost !== null ? { authority: cfg.mirrorHost } : {}), ...(cfg.mirrorBody ? { requestBodyLimitBytes: cfg.maxBodyBytes !== null && cfg.maxBodyBytes > 0 ? Math.min(cfg.maxBodyBytes, MIRROR_BODY_MAX) : MIRROR_BODY_DEFAULT } : { requestBody: false }) }];
   if (cfg.upstreamVhost !== null) action.rewrite = { path: action.rewrite?.path ?? null, authority: cfg.upstreamVhost };
+  // proxy-http-version 1.0: no chunked coding, so a body of unknown length is read whole first
+  // (nginx buffers it); proxy-body-size bounds it, else meshgate's 16 MiB.
+  if (cfg.http10) {
+    action.httpVersion = '1.0';
+    if (cfg.maxBodyBytes !== null && cfg.maxBodyBytes > 0) action.http10BodyLimitBytes = cfg.maxBodyBytes;
+  }
   // proxy-next-upstream (ingress-nginx default `error timeout`, 3 tries): every try waits
   // proxy-read-timeout for its response head; proxy-next-upstream-timeout bounds all tries.
   const nu = cfg.nextUpstream;
@@ -73,7 +88,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
   }
   const out: Route = { ...route, action, requestHeaders, responseHeaders, cors: cfg.cors };
   const maxBody = cfg.maxBodyBytes === 0 ? null : cfg.maxBodyBytes;
-  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null || cfg.locationRewrite !== null;
+  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null || cfg.locationRewrite !== null || globals.replaceForwardedFor === true;
   if (hasFilters) {
     out.filters = {
       maxRequestBodyBytes: maxBody,
@@ -85,6 +100,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     // The auth cache is per location in nginx (server name + auth location): here per route.
     if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth.cache === undefined ? cfg.externalAuth : { ...cfg.externalAuth, cache: { ...cfg.externalAuth.cache, zone: route.name } };
     if (cfg.locationRewrite !== null) out.filters.locationRewrite = cfg.locationRewrite;
+    if (globals.replaceForwardedFor === true) out.filters.forwardedFor = 'replace';
   }
   return out;
 }
@@ -95,7 +111,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
  * the canary Ingress's backend cluster. Returns the routes to put before `main` and the main route with
  * the weighted split.
  */
-export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<NginxIngressConfig['canary']>, name: string): { before: Route[]; main: Route } {
+export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<NginxIngressConfig['canary']>, name: string, affinity: CanaryAffinity = { main: null, canary: null }): { before: Route[]; main: Route } {
   if (main.action.kind !== 'forward') return { before: [], main };
   const fwd = main.action;
   const toCanary: ForwardAction = { ...fwd, destinations: [{ cluster: canaryCluster, weight: 1, requestHeaders: null, responseHeaders: null }] };
@@ -106,6 +122,19 @@ export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<
     action,
   });
   const before: Route[] = [];
+  // balancer.lua route_to_alternative_balancer: a request whose affinity cookie was issued by the main
+  // stays on the main, one issued by the canary goes to the canary, before the header, cookie and
+  // weight rules (the cookie is `<key>|<backend key>`).
+  const affinityCookie = (hashOn: CookieHash): HeaderMatch | null => {
+    const key = hashOn.affinity?.backendKey ?? '';
+    if (key === '') return null;
+    const r = compileRe2(`(?:.*[;,]\\s*)?${escapeRegex(hashOn.name)}=[^;,|]*\\|${key}(?:\\s*[;,].*)?`);
+    return r.ok ? { name: 'cookie', match: { kind: 'regex', regex: r.regex }, invert: false } : null;
+  };
+  const mainSticky = affinity.main === null ? null : affinityCookie(affinity.main);
+  if (mainSticky !== null) before.push(mk('canary-affinity-main', [mainSticky], fwd));
+  const canarySticky = affinity.canary === null ? null : affinityCookie(affinity.canary);
+  if (canarySticky !== null) before.push(mk('canary-affinity', [canarySticky], toCanary));
   if (c.byHeader !== null) {
     const h = c.byHeader.toLowerCase();
     if (c.byHeaderValue !== null) {
@@ -136,6 +165,14 @@ export function canaryRoutes(main: Route, canaryCluster: string, c: NonNullable<
     weighted = { ...main, action: { ...fwd, destinations } };
   }
   return { before, main: weighted };
+}
+
+type CookieHash = Extract<HashKey, { kind: 'cookie' }>;
+
+/** The affinity cookies of a canary's main and canary clusters (null: that side is not sticky). */
+export interface CanaryAffinity {
+  main: CookieHash | null;
+  canary: CookieHash | null;
 }
 
 export function escapeRegex(s: string): string {

@@ -11,7 +11,7 @@
  * location then).
  */
 
-import type { AuthCacheKeyPart, ExternalAuthCache } from '../../../ir/types.js';
+import type { AuthCacheKeyPart, ExternalAuthCache, UrlTemplatePart } from '../../../ir/types.js';
 
 export const DEFAULT_AUTH_CACHE_DURATION = '200 202 401 5m';
 
@@ -37,6 +37,37 @@ export function parseAuthCacheKey(raw: string): AuthCacheKeyPart[] | string {
   if (last < raw.length) parts.push({ kind: 'literal', value: raw.slice(last) });
   if (raw.includes('$') && parts.some((p) => p.kind === 'literal' && p.value.includes('$'))) return 'a "$" that does not start a variable name';
   if (/[\s"'`\\{};]/.test(parts.filter((p) => p.kind === 'literal').map((p) => (p as { value: string }).value).join(''))) return 'spaces, quotes, braces and ";" are not allowed';
+  return parts;
+}
+
+const URL_VARS = new Set([...REQUEST_VARS, 'escaped_request_uri', 'pass_access_scheme', 'http_host']);
+
+/**
+ * The parts of URL text written with nginx variables (auth-url's path and query, auth-signin), or an
+ * error sentence. Variables: $http_<name>, $cookie_<name>, $arg_<name>, $host, $http_host, $scheme,
+ * $pass_access_scheme, $request_uri, $escaped_request_uri, $uri, $args, $request_method, $remote_addr,
+ * $remote_user (also as ${name}); any other is an error (meshgate never evaluates a variable it does
+ * not know). The literal text may hold URL characters only.
+ */
+export function parseUrlTemplate(raw: string): UrlTemplatePart[] | string {
+  const parts: UrlTemplatePart[] = [];
+  const re = /\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))/g;
+  let last = 0;
+  for (let m = re.exec(raw); m !== null; m = re.exec(raw)) {
+    if (m.index > last) parts.push({ kind: 'literal', value: raw.slice(last, m.index) });
+    last = m.index + m[0].length;
+    const written = m[1] ?? m[2];
+    const name = written.toLowerCase();
+    if (URL_VARS.has(name)) parts.push({ kind: 'request', name: name as Extract<UrlTemplatePart, { kind: 'request' }>['name'] });
+    else if (name.startsWith('http_') && name.length > 5) parts.push({ kind: 'header', name: name.slice(5).replace(/_/g, '-') });
+    else if (name.startsWith('cookie_') && name.length > 7) parts.push({ kind: 'cookie', name: written.slice(7) });
+    else if (name.startsWith('arg_') && name.length > 4) parts.push({ kind: 'query', name: written.slice(4) });
+    else return `the nginx variable $${written} is not one meshgate evaluates in URLs ($host, $http_host, $scheme, $pass_access_scheme, $request_uri, $escaped_request_uri, $uri, $args, $arg_<name>, $http_<name>, $cookie_<name>, $remote_addr, $remote_user, $request_method)`;
+  }
+  if (last < raw.length) parts.push({ kind: 'literal', value: raw.slice(last) });
+  const literal = parts.filter((p): p is Extract<UrlTemplatePart, { kind: 'literal' }> => p.kind === 'literal').map((p) => p.value).join('');
+  if (literal.includes('$')) return 'a "$" that does not start a variable name';
+  if (!/^[A-Za-z0-9\-._~:/?#[\]@!&'()*+,=%]*$/.test(literal)) return 'only URL characters are allowed (no spaces, quotes, braces, backslashes or ";")';
   return parts;
 }
 

@@ -10,7 +10,8 @@
  *   snapshot: endpoints coming back give a new snapshot that routes to the Service again.
  */
 
-import type { Cluster, Route, RouteDestination, RouteFilters } from '../../../ir/types.js';
+import { createHash } from 'node:crypto';
+import type { Cluster, LbPolicy, Route, RouteDestination, RouteFilters, UpstreamTls } from '../../../ir/types.js';
 import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import { obj, str } from '../../../lib/unknown.js';
@@ -28,6 +29,27 @@ export function serviceUpstreamCluster(ctx: TranslateContext, resources: Resourc
   const name = clusterName(made.service.port, 'service-upstream', made.service.host);
   ctx.addCluster({ ...made, name, subset: 'service-upstream', discovery: 'eds', endpoints: [{ address: ip, port: made.service.port, ready: true }] });
   return name;
+}
+
+/**
+ * backend-protocol AUTO_HTTP: the TLS twin of a Service cluster (`outbound|<port>|auto-https|<fqdn>`,
+ * the same endpoints, TLS origination with `tls`), for the requests that came over HTTPS.
+ */
+export function autoHttpsCluster(ctx: TranslateContext, made: Cluster, tls: UpstreamTls): string {
+  const name = clusterName(made.service.port, 'auto-https', made.service.host);
+  ctx.addCluster({ ...made, name, subset: 'auto-https', tls });
+  return name;
+}
+
+/** The twin of `route` for HTTPS requests: the same, matching scheme https, `from` replaced by `to`. */
+export function autoHttpsRoute(route: Route, from: string, to: string): Route | null {
+  if (route.action.kind !== 'forward' || !route.action.destinations.some((d) => d.cluster === from)) return null;
+  return {
+    ...route,
+    name: `${route.name}/auto-https`,
+    matches: route.matches.map((m) => ({ ...m, scheme: { kind: 'exact', value: 'https', ignoreCase: false } })),
+    action: { ...route.action, destinations: route.action.destinations.map((d) => (d.cluster === from ? { ...d, cluster: to } : d)) },
+  };
 }
 
 /** The destination to use instead of `made` when it has no ready endpoint; null = keep `made`. */
@@ -60,13 +82,31 @@ export function defaultBackendDestination(ctx: TranslateContext, resources: Reso
  * custom-http-errors: the route's answers with a listed status are replaced by the default-backend
  * Service's page (see IR `ErrorPages`). Needs `default-backend` (checked by the parser).
  */
-export function withErrorPages(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, codes: number[], backend: string | null, route: Route): Route {
+/**
+ * The error pages of a path (ingress-nginx error_page to the default backend): the Ingress's own
+ * custom-http-errors go to its default-backend annotation, else to the global default backend
+ * (`--default-backend-service`); without codes of its own, the ConfigMap's custom-http-errors (http-level
+ * error_page in nginx.tmpl) go to the global default backend. disable-proxy-intercept-errors (the
+ * annotation or the ConfigMap key) turns both off. null = no error pages.
+ */
+export function nginxErrorPages(ctx: TranslateContext, ing: KubeObject, own: number[], ownBackend: string | null, global: { customErrors: number[]; disableInterceptErrors: boolean } | null, disabled: boolean): { codes: number[]; backend: { namespace: string; name: string } } | null {
+  const fallback = ctx.options.nginxDefaultBackend ?? null;
+  if (disabled || global?.disableInterceptErrors === true) return null;
+  if (own.length > 0) {
+    if (ownBackend !== null) return { codes: own, backend: { namespace: ing.metadata.namespace, name: ownBackend } };
+    return fallback === null ? null : { codes: own, backend: fallback };
+  }
+  if (global !== null && global.customErrors.length > 0 && fallback !== null) return { codes: global.customErrors, backend: fallback };
+  return null;
+}
+
+export function withErrorPages(ctx: TranslateContext, resources: ResourceSet, ing: KubeObject, codes: number[], backend: string | null, route: Route, backendNamespace: string = ing.metadata.namespace): Route {
   if (codes.length === 0 || backend === null || route.action.kind !== 'forward') return route;
   const made = ctx.getCluster(route.action.destinations[0].cluster);
-  const svc = resources.get('Service', ing.metadata.namespace, backend);
+  const svc = resources.get('Service', backendNamespace, backend);
   const port = svc === undefined ? undefined : servicePorts(svc)[0]?.port;
   const cluster = resolveCluster(ctx, resources, {
-    service: { namespace: ing.metadata.namespace, name: backend, port: port === undefined ? null : { number: port } },
+    service: { namespace: backendNamespace, name: backend, port: port === undefined ? null : { number: port } },
     subset: null,
     lbPolicy: 'ROUND_ROBIN',
     connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
@@ -83,4 +123,29 @@ export function withErrorPages(ctx: TranslateContext, resources: ResourceSet, in
   ];
   const filters: RouteFilters = route.filters ?? { maxRequestBodyBytes: null, requestLimit: null, sourceRanges: null, basicAuth: null };
   return { ...route, filters: { ...filters, errorPages: { codes, cluster, headers } } };
+}
+
+/**
+ * ingress-nginx's backend key of an affinity cookie (`<key>|<backend key>`, balancer/sticky.lua:
+ * md5(md5(name) .. name)), here over the cluster name. A canary reads it to keep a client on the side
+ * that issued its cookie.
+ */
+export function nginxAffinityBackendKey(clusterName: string): string {
+  const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
+  return md5(md5(clusterName) + clusterName);
+}
+
+/**
+ * Completes the affinity cookie of a cluster registered from an Ingress: its backend key. A cluster
+ * is shared by Service port (the first Ingress naming it decides, as the shared nginx upstream), so an
+ * already completed cluster is left alone. `from` overrides the cluster's policy (a sticky canary
+ * takes the main's affinity settings).
+ */
+export function completeNginxAffinity(ctx: TranslateContext, name: string, from?: LbPolicy): void {
+  const cluster = ctx.getCluster(name);
+  if (cluster === undefined) return;
+  const lb = from ?? cluster.lbPolicy;
+  if (typeof lb !== 'object' || lb.hashOn.kind !== 'cookie' || lb.hashOn.affinity === undefined) return;
+  if (from === undefined && lb.hashOn.affinity.backendKey !== '') return;
+  cluster.lbPolicy = { ...lb, hashOn: { ...lb.hashOn, affinity: { ...lb.hashOn.affinity, backendKey: nginxAffinityBackendKey(name) } } };
 }

@@ -56,6 +56,14 @@ export interface NginxGlobalConfig {
   proxySetHeaders: { name: string; value: string }[];
   /** global-allowed-response-headers (lowercase); null = any name (key absent). */
   allowedResponseHeaders: string[] | null;
+  /** no-tls-redirect-locations: Ingress paths starting with one of these are not redirected to HTTPS. */
+  noTlsRedirectLocations: string[];
+  /** compute-full-forwarded-for (default false: X-Forwarded-For is replaced by the client address). */
+  computeFullForwardedFor: boolean;
+  /** custom-http-errors: answers with these statuses (300-599) go to the global default backend; [] = none. */
+  customErrors: number[];
+  /** disable-proxy-intercept-errors (default false): custom-http-errors is not applied. */
+  disableInterceptErrors: boolean;
 }
 
 /** Keys meshgate reads, with their meaning in one line (docs and the unknown-key check). */
@@ -81,7 +89,7 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'enable-real-ip': 'as use-forwarded-headers, for the client address only',
   'forwarded-for-header': 'header holding the client address (default X-Forwarded-For)',
   'proxy-real-ip-cidr': 'proxies trusted to set it (default 0.0.0.0/0)',
-  'compute-full-forwarded-for': 'meshgate always appends the peer to X-Forwarded-For ("true"); "false" is reported',
+  'compute-full-forwarded-for': '"false" (default): X-Forwarded-For sent upstream is the client address alone (the forwarded-for-header address with use-forwarded-headers), the client\'s list in X-Original-Forwarded-For; "true": the client\'s list with the peer appended',
   'whitelist-source-range': 'global allowlist (an Ingress annotation overrides it)',
   'denylist-source-range': 'global denylist (an Ingress annotation overrides it)',
   'log-format-upstream': 'access-log line, nginx variables mapped onto meshgate log operators',
@@ -95,17 +103,23 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'add-headers': 'NS/NAME of a ConfigMap of response headers added to every Ingress response',
   'proxy-set-headers': 'NS/NAME of a ConfigMap of request headers sent upstream for every Ingress',
   'global-allowed-response-headers': 'header names custom-headers may set (when the key is present)',
+  'custom-http-errors': 'answers with a listed status (300-599) of every Ingress without its own custom-http-errors are replaced by the --default-backend-service answer (GET / with X-Code and the names)',
+  'disable-proxy-intercept-errors': 'true: custom-http-errors is not applied',
+  'no-tls-redirect-locations': 'comma list of path prefixes never redirected to HTTPS (default /.well-known/acme-challenge, the ACME HTTP-01 solvers)',
 };
 
 const UNSUPPORTED_KEYS = new Set([
-  'custom-http-errors', 'use-gzip', 'gzip-level', 'gzip-types', 'enable-brotli', 'use-proxy-protocol', 'large-client-header-buffers',
+  'use-gzip', 'gzip-level', 'gzip-types', 'enable-brotli', 'use-proxy-protocol', 'large-client-header-buffers',
   'client-header-buffer-size', 'client-body-buffer-size', 'upstream-keepalive-connections', 'upstream-keepalive-timeout',
   'upstream-keepalive-requests', 'block-cidrs', 'block-user-agents', 'block-referers',
   'global-auth-url', 'global-auth-signin', 'global-auth-response-headers', 'load-balance', 'keep-alive', 'keep-alive-requests',
   'enable-modsecurity', 'enable-owasp-modsecurity-crs', 'enable-opentelemetry', 'proxy-buffer-size', 'proxy-buffering',
   'worker-processes', 'max-worker-connections', 'server-tokens', 'ssl-session-cache', 'ssl-session-timeout', 'http-redirect-code',
-  'no-tls-redirect-locations', 'global-rate-limit-memcached-host', 'disable-access-log', 'access-log-path', 'error-log-path',
+  'global-rate-limit-memcached-host', 'disable-access-log', 'access-log-path', 'error-log-path',
 ]);
+
+/** ingress-nginx's no-tls-redirect-locations default (the ACME HTTP-01 challenge path). */
+export const NO_TLS_REDIRECT_DEFAULT: readonly string[] = ['/.well-known/acme-challenge'];
 
 const SIZE = /^(\d+)([bkmg]?)$/i;
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 * 1024, g: 1024 * 1024 * 1024 };
@@ -136,6 +150,10 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     addHeaders: [],
     proxySetHeaders: [],
     allowedResponseHeaders: null,
+    customErrors: [],
+    disableInterceptErrors: false,
+    computeFullForwardedFor: false,
+    noTlsRedirectLocations: [...NO_TLS_REDIRECT_DEFAULT],
   };
   if (cm === null) return g;
   const data: Record<string, string> = {};
@@ -183,7 +201,14 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     }
   }
   if (parseBool(data['allow-snippet-annotations'] ?? '') === true) ctx.report('warning', 'MG_NGINX_SNIPPET_REFUSED', cm, field('allow-snippet-annotations'), 'allow-snippet-annotations is "true", but meshgate never executes snippets: an Ingress with a *-snippet annotation is not served');
-  if (parseBool(data['compute-full-forwarded-for'] ?? '') === false) ctx.report('info', 'MG_UNSUPPORTED', cm, field('compute-full-forwarded-for'), 'meshgate always appends the peer to X-Forwarded-For (as compute-full-forwarded-for "true")');
+  g.computeFullForwardedFor = bool('compute-full-forwarded-for', false);
+  const ntr = data['no-tls-redirect-locations'];
+  if (ntr !== undefined) {
+    const locs = ntr.split(',').map((l) => l.trim()).filter(Boolean);
+    const badLocs = locs.filter((l) => !/^\/[-._~A-Za-z0-9/]*$/.test(l));
+    if (badLocs.length > 0) bad('no-tls-redirect-locations', `no-tls-redirect-locations: ${badLocs.map((b) => JSON.stringify(b)).join(', ')} is not a plain absolute path`);
+    else g.noTlsRedirectLocations = locs;
+  }
 
   const size = data['proxy-body-size'];
   if (size !== undefined) {
@@ -191,6 +216,20 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     if (m) g.maxBodyBytes = Number(m[1]) === 0 ? null : Number(m[1]) * UNITS[m[2].toLowerCase()];
     else bad('proxy-body-size', `proxy-body-size must be an nginx size, not ${JSON.stringify(size)}`);
   }
+  // custom-http-errors (ingress-nginx filterErrors: 300-599 only); the error pages come from the
+  // global default backend (--default-backend-service), else they are not applied (reported).
+  const ce = data['custom-http-errors'];
+  if (ce !== undefined && ce !== '') {
+    const codes = ce.split(',').map((s) => s.trim()).filter(Boolean);
+    const badCodes = codes.filter((c) => !/^\d{3}$/.test(c) || Number(c) < 300 || Number(c) > 599);
+    if (badCodes.length > 0) bad('custom-http-errors', `custom-http-errors: ${badCodes.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status from 300 to 599`);
+    else g.customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
+    if (g.customErrors.length > 0 && (ctx.options.nginxDefaultBackend ?? null) === null) {
+      ctx.report('warning', 'MG_UNSUPPORTED', cm, field('custom-http-errors'), 'custom-http-errors needs --default-backend-service NS/NAME (ingress-nginx\'s default backend, which serves the error pages); without it the backends\' own answers are returned');
+      g.customErrors = [];
+    }
+  }
+  g.disableInterceptErrors = bool('disable-proxy-intercept-errors', false);
   g.connectTimeoutMs = seconds('proxy-connect-timeout', 5000);
   g.readTimeoutMs = seconds('proxy-read-timeout', 60_000);
   seconds('proxy-send-timeout', 60_000);

@@ -28,7 +28,7 @@ export interface ClientTlsHost {
   clientTls: NonNullable<NginxIngressConfig['clientTls']>;
 }
 
-export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set()): ClientTlsHost[] {
+export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set(), noTlsRedirect: readonly string[] = []): ClientTlsHost[] {
   const clientTlsHosts: ClientTlsHost[] = [];
   const defined = new Set(httpHosts.map((v) => v.domain));
   for (const [host, list] of extras) {
@@ -43,9 +43,13 @@ export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras,
     if (forced.size > 0 && http.httpsRedirect === null) {
       http.routes = http.routes.map((r): Route => {
         if (!forced.has(`${r.source.namespace}/${r.source.name}`) || r.action.kind !== 'forward') return r;
+        // no-tls-redirect-locations (ACME HTTP-01 solvers): never redirected.
+        const p = r.matches[0]?.path ?? null;
+        if (p !== null && p.kind !== 'regex' && noTlsRedirect.some((l) => p.value.startsWith(l))) return r;
         // A redirect route runs no request filters (nginx answers the redirect before access checks).
         const { filters: _filters, ...rest } = r;
-        return { ...rest, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308 } };
+        const preserve = list.some((e) => e.cfg.preserveTrailingSlash && `${e.ing.metadata.namespace}/${e.ing.metadata.name}` === `${r.source.namespace}/${r.source.name}`);
+        return { ...rest, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308, ...(preserve ? {} : { stripTrailingSlash: true }) } };
       });
     }
 

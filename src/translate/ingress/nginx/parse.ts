@@ -9,17 +9,17 @@
  * unknown keys are warnings and the Ingress is served without them (registry.ts).
  */
 
-import type { BasicAuth, ClientCertificatePolicy, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch } from '../../../ir/types.js';
+import type { BasicAuth, ClientCertificatePolicy, CorsPolicy, ExternalAuth, HashKey, LbPolicy, RequestLimit, RetryOn, StringMatch, UrlTemplatePart } from '../../../ir/types.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster } from '../../backends.js';
 import { X509Certificate } from 'node:crypto';
 import { compileRe2, compileRe2Unanchored } from '../../../lib/re2.js';
 import { ipFamily } from '../../../lib/ip.js';
-import { obj, str } from '../../../lib/unknown.js';
+import { arr, obj, str } from '../../../lib/unknown.js';
 import type { ResourceSet } from '../../../resources/resource-set.js';
 import type { KubeObject } from '../../../resources/types.js';
 import type { TranslateContext } from '../../types.js';
 import { classifyAnnotations, NGINX_PREFIX } from './registry.js';
-import { DEFAULT_AUTH_CACHE_DURATION, parseAuthCacheDuration, parseAuthCacheKey } from './auth-cache.js';
+import { DEFAULT_AUTH_CACHE_DURATION, parseAuthCacheDuration, parseAuthCacheKey, parseUrlTemplate } from './auth-cache.js';
 
 /** Highest bcrypt cost meshgate checks (runtime/filters/password-hashes.ts MAX_BCRYPT_COST; translate does not import runtime). */
 const MAX_BCRYPT_COST = 14;
@@ -33,6 +33,12 @@ export interface CanaryConfig {
   byCookie: string | null;
   weight: number;
   weightTotal: number;
+  /**
+   * affinity-canary-behavior: `sticky` (default) = the canary cluster gets the main's affinity cookie
+   * settings and a cookie issued by one side keeps the client there, before every canary rule;
+   * `legacy` = the canary sets no affinity cookie of its own (a main cookie still keeps the client on main).
+   */
+  affinityBehavior: 'sticky' | 'legacy';
 }
 
 export interface RedirectConfig {
@@ -91,7 +97,7 @@ export interface NginxIngressConfig {
   basicAuth: BasicAuth | null;
   externalAuth: ExternalAuth | null;
   /** auth-tls-*: the CA bundle (and CRL) and the per-request policy; host-level (first Ingress of the host wins). */
-  clientTls: { caPem: string; caSecret: string; crlPem: string | null; policy: ClientCertificatePolicy; verify: boolean } | null;
+  clientTls: { caPem: string; caSecret: string; crlPem: string | null; policy: ClientCertificatePolicy; verify: boolean; verifyDepth: number } | null;
   cors: CorsPolicy | null;
   limit: Omit<RequestLimit, 'zone' | 'status'> | null;
   lbPolicy: LbPolicy | null;
@@ -114,6 +120,12 @@ export interface NginxIngressConfig {
   customErrors: number[];
   /** ssl-passthrough: the Ingress's hosts are relayed unterminated by SNI on the HTTPS port (server-level: any Ingress of the host turns it on). */
   sslPassthrough: boolean;
+  /** proxy-http-version "1.0": requests go upstream as HTTP/1.0. */
+  http10: boolean;
+  /** preserve-trailing-slash (default false: HTTPS redirects leave out one trailing slash). */
+  preserveTrailingSlash: boolean;
+  /** disable-proxy-intercept-errors "true": no error pages, neither this Ingress's nor the ConfigMap's custom-http-errors. */
+  interceptErrorsDisabled: boolean;
 }
 
 export interface ParseResult {
@@ -227,7 +239,9 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     const weight = int('canary-weight', 0, 1_000_000) ?? 0;
     const total = Math.max(100, int('canary-weight-total', 0, 1_000_000) ?? 100);
     if (weight > total) fail('canary-weight', `canary-weight ${weight} is larger than canary-weight-total ${total}`);
-    canary = { byHeader, byHeaderValue: get('canary-by-header-value') || null, byHeaderPattern: pattern, byCookie: get('canary-by-cookie') || null, weight, weightTotal: total };
+    const behavior = get('affinity-canary-behavior');
+    if (behavior !== undefined && behavior !== '' && behavior !== 'sticky' && behavior !== 'legacy') fail('affinity-canary-behavior', `affinity-canary-behavior must be "sticky" or "legacy", not ${JSON.stringify(behavior)}`);
+    canary = { byHeader, byHeaderValue: get('canary-by-header-value') || null, byHeaderPattern: pattern, byCookie: get('canary-by-cookie') || null, weight, weightTotal: total, affinityBehavior: behavior === 'legacy' ? 'legacy' : 'sticky' };
   }
 
   // Paths and rewrites.
@@ -252,8 +266,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     fail('upstream-vhost', `upstream-vhost ${JSON.stringify(upstreamVhost)} must be a host name with an optional port (nginx variables are not accepted)`);
     upstreamVhost = null;
   }
-  const pts = get('preserve-trailing-slash');
-  if (pts !== undefined) bool('preserve-trailing-slash', false);
+  const preserveTrailingSlash = bool('preserve-trailing-slash', false);
 
   // Redirects. temporal-redirect wins over permanent-redirect (ingress-nginx's redirect parser).
   const sslRedirect = bool('ssl-redirect', true);
@@ -296,7 +309,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
   const readTimeoutMs = seconds('proxy-read-timeout');
   seconds('proxy-send-timeout');
   const httpVersion = get('proxy-http-version');
-  if (httpVersion !== undefined && httpVersion !== '1.1') fail('proxy-http-version', `proxy-http-version ${JSON.stringify(httpVersion)}: meshgate speaks HTTP/1.1 (or HTTP/2) to backends; only "1.1" is accepted`);
+  if (httpVersion !== undefined && httpVersion !== '1.1' && httpVersion !== '1.0') fail('proxy-http-version', `proxy-http-version must be "1.0" or "1.1", not ${JSON.stringify(httpVersion)}`);
   for (const name of ['proxy-buffering', 'proxy-request-buffering']) {
     const v = get(name);
     if (v === undefined) continue;
@@ -387,11 +400,12 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     if (bad.length > 0) fail('custom-http-errors', `custom-http-errors: ${bad.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status`);
     else customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
     if (bool('disable-proxy-intercept-errors', false)) customErrors = [];
-    else if (customErrors.length > 0 && (get('default-backend') ?? '') === '') {
-      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation in meshgate (there is no global default backend); the backend\'s own error answers are returned');
+    else if (customErrors.length > 0 && (get('default-backend') ?? '') === '' && (ctx.options.nginxDefaultBackend ?? null) === null) {
+      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation or --default-backend-service NS/NAME (ingress-nginx\'s default backend); the backend\'s own error answers are returned');
       customErrors = [];
     }
   }
+  const interceptErrorsDisabled = get('disable-proxy-intercept-errors') !== undefined && parseBool(get('disable-proxy-intercept-errors')!) === true;
   if (defaultBackend !== null && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(defaultBackend)) fail('default-backend', `default-backend ${JSON.stringify(defaultBackend)} is not a Service name`);
   else if (defaultBackend !== null && resources.get('Service', ing.metadata.namespace, defaultBackend) === undefined) fail('default-backend', `default-backend Service ${ing.metadata.namespace}/${defaultBackend} does not exist`);
 
@@ -432,6 +446,9 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       locationRewrite,
       defaultBackend,
       sslPassthrough,
+      http10: httpVersion === '1.0',
+      preserveTrailingSlash,
+      interceptErrorsDisabled,
     },
   };
 }
@@ -605,7 +622,16 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
       if (b === null) fail('session-cookie-conditional-samesite-none', `session-cookie-conditional-samesite-none must be "true" or "false", not ${JSON.stringify(conditional)}`);
       else conditionalSameSiteNone = b && sameSite === 'None';
     }
-    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }), ...(conditionalSameSiteNone ? { conditionalSameSiteNone } : {}) };
+    const cof = get('session-cookie-change-on-failure');
+    let changeOnFailure = false;
+    if (cof !== undefined) {
+      const b = parseBool(cof);
+      if (b === null) fail('session-cookie-change-on-failure', `session-cookie-change-on-failure must be "true" or "false", not ${JSON.stringify(cof)}`);
+      else changeOnFailure = b;
+    }
+    // backendKey is filled in once the cluster is known (ingress/index.ts, nginxAffinityBackendKey).
+    const sticky = { mode: mode === 'persistent' ? ('persistent' as const) : ('balanced' as const), changeOnFailure, backendKey: '' };
+    const hashOn: HashKey = { kind: 'cookie', name, path, ttlSeconds: ttl === null ? 0 : ttl / 1000, ...(attributes === '' ? {} : { attributes }), ...(conditionalSameSiteNone ? { conditionalSameSiteNone } : {}), affinity: sticky };
     return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
   }
   const by = get('upstream-hash-by');
@@ -620,7 +646,14 @@ function parseLb(get: (n: string) => string | undefined, fail: (name: string, m:
       fail('upstream-hash-by', `upstream-hash-by ${JSON.stringify(by)}: meshgate hashes on one of $remote_addr, $binary_remote_addr, $http_<name>, $cookie_<name>, $arg_<name>`);
       return null;
     }
-    return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 } };
+    // upstream-hash-by-subset (+ -subset-size, default 3): the key picks a group of endpoints, then one at random.
+    const subsetRaw = get('upstream-hash-by-subset');
+    const subset = subsetRaw === undefined ? false : parseBool(subsetRaw);
+    if (subset === null) fail('upstream-hash-by-subset', `upstream-hash-by-subset must be "true" or "false", not ${JSON.stringify(subsetRaw)}`);
+    const sizeRaw = get('upstream-hash-by-subset-size');
+    if (sizeRaw !== undefined && (!/^\d+$/.test(sizeRaw) || Number(sizeRaw) < 1 || Number(sizeRaw) > 1000)) fail('upstream-hash-by-subset-size', `upstream-hash-by-subset-size must be an integer from 1 to 1000, not ${JSON.stringify(sizeRaw)}`);
+    const subsetSize = subset === true ? (sizeRaw !== undefined && /^\d+$/.test(sizeRaw) ? Number(sizeRaw) : 3) : undefined;
+    return { kind: 'consistent-hash', hashOn, algorithm: { kind: 'ring-hash', minimumRingSize: 1024 }, ...(subsetSize !== undefined ? { subsetSize } : {}) };
   }
   const lb = get('load-balance');
   if (lb !== undefined) {
@@ -745,20 +778,32 @@ function parseAuthUrl(
     for (const k of ['auth-signin', 'auth-response-headers', 'auth-method']) if (get(k) !== undefined) ctx.report('warning', 'MG_INVALID_FIELD', ing, field(k), `${k} without auth-url has no effect (as in ingress-nginx)`);
     return null;
   }
-  const url = parseAbsoluteUrl(raw);
+  const withVars = raw.includes('$') ? parseAuthUrlTemplate(raw) : null;
+  if (typeof withVars === 'string') {
+    fail('auth-url', `auth-url ${JSON.stringify(raw)}: ${withVars}`);
+    return null;
+  }
+  const url = withVars !== null ? withVars.url : parseAbsoluteUrl(raw);
   if (url === null) {
-    fail('auth-url', `auth-url ${JSON.stringify(raw)} must be an absolute http or https URL without nginx variables`);
+    fail('auth-url', `auth-url ${JSON.stringify(raw)} must be an absolute http or https URL`);
     return null;
   }
   const method = get('auth-method') || null;
   if (method !== null && !/^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$/.test(method)) fail('auth-method', `auth-method ${JSON.stringify(method)} is not an HTTP method`);
-  let signin = get('auth-signin') || null;
-  if (signin !== null && parseAbsoluteUrl(signin) === null) {
-    fail('auth-signin', `auth-signin ${JSON.stringify(signin)} must be an absolute http or https URL (nginx variables are not accepted)`);
-    signin = null;
-  }
   const param = get('auth-signin-redirect-param') || 'rd';
   if (!/^[A-Za-z0-9_.-]+$/.test(param)) fail('auth-signin-redirect-param', `auth-signin-redirect-param ${JSON.stringify(param)} is not a query parameter name`);
+  let signin = get('auth-signin') || null;
+  let signinTemplate: UrlTemplatePart[] | undefined;
+  if (signin !== null && signin.includes('$')) {
+    const t = parseSigninTemplate(signin, param);
+    if (typeof t === 'string') {
+      fail('auth-signin', `auth-signin ${JSON.stringify(signin)}: ${t}`);
+      signin = null;
+    } else signinTemplate = t;
+  } else if (signin !== null && parseAbsoluteUrl(signin) === null) {
+    fail('auth-signin', `auth-signin ${JSON.stringify(signin)} must be an absolute http or https URL`);
+    signin = null;
+  }
   const responseHeaders: string[] = [];
   for (const h of (get('auth-response-headers') ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
     if (!HEADER_NAME.test(h)) fail('auth-response-headers', `auth-response-headers: ${JSON.stringify(h)} is not a header name`);
@@ -768,7 +813,18 @@ function parseAuthUrl(
   if (redirect !== null && /[\s"'`\\{};$]/.test(redirect)) fail('auth-request-redirect', `auth-request-redirect ${JSON.stringify(redirect)} may not contain spaces, quotes, braces, ; or $`);
   const always = get('auth-always-set-cookie');
   if (always !== undefined && parseBool(always) === null) fail('auth-always-set-cookie', `auth-always-set-cookie must be "true" or "false", not ${JSON.stringify(always)}`);
-  const cluster = urlCluster(ctx, resources, ing, url, field('auth-url'));
+  // auth-url "https://$host/...": one target per host of the Ingress, resolved now (as nginx resolves
+  // the name); a request can never make meshgate call a host the Ingress does not name.
+  let hosts: ExternalAuth['hosts'];
+  if (withVars !== null && withVars.hostVariable) {
+    const names = [...new Set(arr(obj(ing.body.spec).rules).map((r) => str(obj(r).host)?.toLowerCase()).filter((h): h is string => h !== undefined && h !== '' && !h.includes('*')))].sort();
+    if (names.length === 0) {
+      fail('auth-url', `auth-url ${JSON.stringify(raw)}: $host in the host part needs rules with hosts (not wildcards): meshgate resolves the auth service of each host when translating, never from what a client sends`);
+      return null;
+    }
+    hosts = names.map((h) => ({ host: h, cluster: urlCluster(ctx, resources, ing, { ...url, host: h }, field('auth-url')), authority: url.port === null ? h : `${h}:${url.port}` }));
+  }
+  const cluster = hosts !== undefined ? hosts[0].cluster : urlCluster(ctx, resources, ing, url, field('auth-url'));
   let requestHeaders: { name: string; value: string }[] = [];
   const aps = get('auth-proxy-set-headers');
   if (aps !== undefined && aps !== '') {
@@ -792,8 +848,11 @@ function parseAuthUrl(
   return {
     ...(requestHeaders.length > 0 ? { requestHeaders } : {}),
     ...(cache !== undefined ? { cache } : {}),
+    ...(withVars?.pathTemplate !== undefined ? { pathTemplate: withVars.pathTemplate } : {}),
+    ...(hosts !== undefined ? { hosts } : {}),
+    ...(signinTemplate !== undefined ? { signinTemplate } : {}),
     cluster,
-    authority: url.port === null ? url.host : `${url.host}:${url.port}`,
+    authority: hosts !== undefined ? hosts[0].authority : url.port === null ? url.host : `${url.host}:${url.port}`,
     path: url.pathAndQuery,
     method,
     responseHeaders,
@@ -803,6 +862,46 @@ function parseAuthUrl(
     alwaysSetCookie: always !== undefined && parseBool(always) === true,
     timeoutMs: 60_000,
   };
+}
+
+/**
+ * auth-url with nginx variables (ingress-nginx's URLWithNginxVariableRegex): a literal http or https
+ * scheme; a literal host, or `$host` / `$http_host` (with an optional literal port) standing for the
+ * request's host; variables in the path and query (`parseUrlTemplate`). An error sentence otherwise.
+ */
+function parseAuthUrlTemplate(raw: string): { url: { scheme: string; host: string; port: number | null; pathAndQuery: string }; hostVariable: boolean; pathTemplate?: UrlTemplatePart[] } | string {
+  const m = /^(https?):\/\/([^/?#]*)([/?][^#]*)?$/.exec(raw);
+  if (m === null) return 'must be an absolute http or https URL (the scheme cannot be a variable)';
+  const [, scheme, authority, rest = '/'] = m;
+  const hm = /^\$(?:\{(?:http_)?host\}|(?:http_)?host)(?::(\d{1,5}))?$/.exec(authority);
+  if (hm === null && authority.includes('$')) return 'only $host or $http_host (with an optional port) may stand for the host';
+  const base = parseAbsoluteUrl(`${scheme}://${hm !== null ? `host.invalid${hm[1] !== undefined ? `:${hm[1]}` : ''}` : authority}/`);
+  if (base === null) return 'must be an absolute http or https URL';
+  const pathAndQuery = rest.startsWith('?') ? `/${rest}` : rest;
+  const parts = parseUrlTemplate(pathAndQuery);
+  if (typeof parts === 'string') return parts;
+  const url = { scheme, host: base.host, port: base.port, pathAndQuery };
+  return parts.some((p) => p.kind !== 'literal') ? { url, hostVariable: hm !== null, pathTemplate: parts } : { url, hostVariable: hm !== null };
+}
+
+/**
+ * auth-signin with nginx variables: the whole Location as a template, with ingress-nginx's
+ * `<param>=$pass_access_scheme://$http_host$escaped_request_uri` appended (buildAuthSignURL) unless the
+ * URL already gives the parameter a value. An error sentence when it does not parse.
+ */
+function parseSigninTemplate(raw: string, param: string): UrlTemplatePart[] | string {
+  if (!/^(https?|\$scheme|\$pass_access_scheme|\$\{scheme\}|\$\{pass_access_scheme\}):\/\/[^/?#]+/.test(raw)) return 'must be an absolute http or https URL with a host';
+  const parts = parseUrlTemplate(raw);
+  if (typeof parts === 'string') return parts;
+  if (new RegExp(`[?&]${param.replace(/\./g, '\\.')}=[^&]`).test(raw)) return parts;
+  return [
+    ...parts,
+    { kind: 'literal', value: `${raw.includes('?') ? '&' : '?'}${param}=` },
+    { kind: 'request', name: 'pass_access_scheme' },
+    { kind: 'literal', value: '://' },
+    { kind: 'request', name: 'http_host' },
+    { kind: 'request', name: 'escaped_request_uri' },
+  ];
 }
 
 function parseAbsoluteUrl(raw: string): { scheme: string; host: string; port: number | null; pathAndQuery: string } | null {
@@ -863,12 +962,10 @@ function parseAuthTls(
     fail('auth-tls-verify-client', `auth-tls-verify-client must be on, off, optional or optional_no_ca, not ${JSON.stringify(verifyRaw)}`);
     return null;
   }
-  if (verifyRaw === 'optional_no_ca') {
-    fail('auth-tls-verify-client', 'auth-tls-verify-client optional_no_ca (accept certificates that do not verify) is not supported by meshgate');
-    return null;
-  }
+  // auth-tls-verify-depth: nginx ssl_verify_depth (ingress-nginx default 1): intermediates allowed between the certificate and the CA.
   const depth = get('auth-tls-verify-depth');
-  if (depth !== undefined && (!/^\d+$/.test(depth) || Number(depth) < 1)) fail('auth-tls-verify-depth', `auth-tls-verify-depth must be a positive integer, not ${JSON.stringify(depth)}`);
+  if (depth !== undefined && (!/^\d+$/.test(depth) || Number(depth) < 1 || Number(depth) > 100)) fail('auth-tls-verify-depth', `auth-tls-verify-depth must be an integer from 1 to 100, not ${JSON.stringify(depth)}`);
+  const verifyDepth = depth !== undefined && /^\d+$/.test(depth) ? Number(depth) : 1;
   let errorPage = get('auth-tls-error-page') || null;
   if (errorPage !== null && parseAbsoluteUrl(errorPage) === null) {
     fail('auth-tls-error-page', `auth-tls-error-page ${JSON.stringify(errorPage)} must be an absolute http or https URL`);
@@ -904,7 +1001,15 @@ function parseAuthTls(
     caSecret: `${ns}/${name}`,
     crlPem: data['ca.crl'] ?? null,
     verify: verifyRaw !== 'off',
-    policy: { required: verifyRaw === 'on', errorPage, subjectPattern, passCertificate: pass !== undefined && parseBool(pass) === true },
+    verifyDepth,
+    policy: {
+      required: verifyRaw === 'on',
+      errorPage,
+      subjectPattern,
+      passCertificate: pass !== undefined && parseBool(pass) === true,
+      ...(verifyRaw === 'optional_no_ca' ? { acceptUnverified: true } : {}),
+      ...(verifyRaw !== 'off' ? { caSecret: `${ns}/${name}` } : {}),
+    },
   };
 }
 
