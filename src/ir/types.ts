@@ -167,6 +167,15 @@ export interface FilterChain {
   tls: TlsContext | null;
   /** Virtual hosts, chosen by the request's Host/:authority (lowercased, port stripped). */
   virtualHosts: VirtualHost[];
+  /**
+   * HTTPS only: answer 421 Misdirected Request when the request's Host/:authority would select
+   * (by the same `serverNames` rule as the SNI) another chain of the listener than the one the
+   * connection's SNI selected: the Host belongs to another listener and certificate (Gateway API
+   * GatewayHTTPSListenerDetectMisdirectedRequests; RFC 9110 §15.5.20). This also keeps an HTTP/2
+   * connection coalesced by a client for a second authority from reaching another chain's routes.
+   * Absent = false (Istio and Ingress chains: the SNI's chain serves whatever Host it has).
+   */
+  rejectMisdirected?: boolean;
 }
 
 export interface TlsContext {

@@ -6,6 +6,11 @@ import type { IRSnapshot, Regex, RouteMatch, StringMatch } from './types.js';
 import { validateSidecarView } from './validate-sidecar.js';
 
 /** Problems found, as sentences; empty when the snapshot is sound. */
+/** `0.0.0.0`, `::` (and their long forms): a socket bound there takes the port on every address. */
+export function isWildcardAddress(address: string): boolean {
+  return address === '0.0.0.0' || /^[0:]+$/.test(address);
+}
+
 export function validateIR(ir: IRSnapshot): string[] {
   const problems: string[] = [];
   const clusters = new Set<string>();
@@ -14,10 +19,16 @@ export function validateIR(ir: IRSnapshot): string[] {
     clusters.add(c.name);
     for (const e of c.endpoints) if (!(e.port > 0 && e.port < 65536)) problems.push(`cluster ${c.name}: endpoint ${e.address} has invalid port ${e.port}`);
   }
-  const ports = new Set<number>();
+  // One socket per address and port; a wildcard address (0.0.0.0, ::) takes the port on every address.
+  const ports = new Map<number, string[]>();
+  const claim = (address: string, port: number): void => {
+    const held = ports.get(port) ?? [];
+    if (held.some((a) => a === address || isWildcardAddress(a) || isWildcardAddress(address))) problems.push(`port ${port} has two listeners`);
+    held.push(address);
+    ports.set(port, held);
+  };
   for (const l of ir.listeners) {
-    if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
-    ports.add(l.port);
+    claim(l.address, l.port);
     if (l.protocol === 'HTTP' && l.filterChains.length !== 1) problems.push(`listener ${l.name}: HTTP listeners have exactly one filter chain`);
     for (const chain of l.filterChains) {
       if (l.protocol === 'HTTPS' && (!chain.tls || chain.tls.certificates.length === 0)) problems.push(`listener ${l.name} chain ${chain.name}: HTTPS without a certificate`);
@@ -55,8 +66,7 @@ export function validateIR(ir: IRSnapshot): string[] {
     }
   }
   for (const l of ir.tcpListeners) {
-    if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
-    ports.add(l.port);
+    claim(l.address, l.port);
     if (l.protocol === 'TLS_TERMINATE' && l.tlsChains.length === 0) problems.push(`tcp listener ${l.name}: TLS_TERMINATE without a chain`);
     for (const c of l.tlsChains) if (c.tls.certificates.length === 0) problems.push(`tcp listener ${l.name} chain ${c.name}: no certificate`);
     for (const r of [...l.routes, ...l.tlsChains.flatMap((c) => c.routes)]) {
