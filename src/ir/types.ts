@@ -681,8 +681,12 @@ export interface ConsistentHashLb {
 }
 
 export type HashKey =
-  /** The value of this request header (lowercase name). */
-  | { kind: 'header'; name: string }
+  /**
+   * The value of this request header (lowercase name). With `session` (Gateway API
+   * sessionPersistence type Header): a request without the header gets a new session key, returned
+   * in that response header for the client to send back.
+   */
+  | { kind: 'header'; name: string; session?: SessionKey }
   /**
    * The value of this cookie. When it is absent and `ttlSeconds` is not null, the gateway makes up a
    * value, hashes on it, and sets the cookie on the response (`Max-Age` = ttl; 0 = session cookie).
@@ -693,11 +697,24 @@ export type HashKey =
    * `Chrome/4`, `Chrome/5`, `Chrome/6`, `CPU iPhone OS 12`, `iPad; CPU OS 12`, and Safari on
    * `Intel Mac OS X 10_14` without Chrome); absent = always sent as written.
    */
-  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean }
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean; session?: SessionKey }
   /** The client's IP address (the downstream peer). */
   | { kind: 'source-ip' }
   /** The raw value of this query parameter (first occurrence). */
   | { kind: 'query-parameter'; name: string };
+
+/**
+ * Gateway API `sessionPersistence`: the gateway issues the session key (cookie or header value) as
+ * `<id>.<issued>.<last>` (base-36 epoch milliseconds) and hashes on `<id>`. A key past a timeout, or
+ * not in that form, starts a new session (a new id, so possibly another endpoint). With an idle
+ * timeout the key is issued again (new `<last>`) on an answer at least a second after the previous one.
+ */
+export interface SessionKey {
+  /** The session ends this many seconds after it began (`absoluteTimeout`); null = never. */
+  absoluteTimeoutSeconds: number | null;
+  /** The session ends after this many seconds without a request (`idleTimeout`, Gateway API up to v1.5); null = never. */
+  idleTimeoutSeconds: number | null;
+}
 
 /**
  * Istio ConnectionPoolSettings. Every limit is per cluster; null = unlimited. A request over a limit
