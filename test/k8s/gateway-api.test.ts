@@ -4,7 +4,7 @@
  * leader writes their status through `/status` subresources (read-modify-write: another controller's
  * route parent and a foreign Gateway condition survive; addresses from --publish-address;
  * observedGeneration; nothing rewritten while nothing changes); a Gateway listener certificate from
- * a referenced Secret is served.
+ * a referenced Secret is served; listeners added and removed show in status at the new generation.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -153,5 +153,33 @@ describe('kubernetes source: Gateway API', { skip: REAL && 'uses the fake API se
     // Lists and watches (the test's own apply is a GET by name and a POST).
     const cmRequests = cluster.fake!.requests.filter((r) => r.startsWith('GET ') && r.includes('/configmaps?') && r.includes(`/namespaces/${ns}/`));
     assert.ok(cmRequests.length > 0 && cmRequests.every((r) => r.includes('fieldSelector=metadata.name%3Dbackend-ca')), `ConfigMaps read beyond the named one: ${JSON.stringify(cmRequests)}`);
+  });
+  test('GatewayModifyListeners and GatewayObservedGenerationBump: a listener added, then removed; every condition carries the new generation', async () => {
+    const gateway = (generation: number, listeners: Obj[]): Obj => ({ apiVersion: `${G}/v1`, kind: 'Gateway', metadata: { name: 'gw', namespace: ns, generation }, spec: { gatewayClassName: className, listeners } });
+    const http = { name: 'http', port: 80, protocol: 'HTTP' };
+    const read = () => cluster.get({ apiVersion: `${G}/v1`, kind: 'Gateway', metadata: { name: 'gw', namespace: ns } });
+    const generations = (o: Obj): number[] => {
+      const st = (o.status ?? {}) as Obj;
+      const own = conditions(o).filter((c) => !String(c.type).includes('/'));
+      return [...own, ...((st.listeners as Obj[] | undefined) ?? []).flatMap((l) => l.conditions as Obj[])].map((c) => c.observedGeneration as number);
+    };
+    await cluster.apply(gateway(2, [http, { name: 'extra', port: 80, protocol: 'HTTP', hostname: 'extra.example.com' }]));
+    const added = await eventually('the added listener in status, at generation 2', async () => {
+      const o = await read();
+      const names = (((o?.status as Obj | undefined)?.listeners as Obj[] | undefined) ?? []).map((l) => l.name);
+      return o && names.join(',') === 'http,extra' && generations(o).every((g) => g === 2) ? o : false;
+    });
+    const extra = ((added.status as Obj).listeners as Obj[])[1];
+    assert.deepEqual(extra.supportedKinds, [{ group: G, kind: 'HTTPRoute' }, { group: G, kind: 'GRPCRoute' }]);
+    for (const t of ['Accepted', 'ResolvedRefs', 'Programmed']) assert.equal(cond(extra.conditions as Obj[], t), `True/${t}`, t);
+    assert.equal(cond(extra.conditions as Obj[], 'Conflicted'), 'False/NoConflicts');
+    assert.equal(cond(conditions(added), 'Programmed'), 'True/Programmed');
+    assert.equal(cond(conditions(added), 'example.com/Audited'), 'True/Audited', 'a foreign condition is kept');
+    await cluster.apply(gateway(3, [http]));
+    await eventually('the removed listener gone from status, at generation 3', async () => {
+      const o = await read();
+      const names = (((o?.status as Obj | undefined)?.listeners as Obj[] | undefined) ?? []).map((l) => l.name);
+      return o !== null && o !== undefined && names.join(',') === 'http' && generations(o).every((g) => g === 3);
+    });
   });
 });
