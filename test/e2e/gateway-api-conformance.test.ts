@@ -5,11 +5,15 @@
  * As in the suite, every Gateway has an address of its own (127.0.0.x on port 80, with
  * --gateway-bind-addresses), so each test sees only its own routes. Covered:
  * HTTPRouteExactPathMatching, HTTPRouteHeaderMatching, HTTPRouteQueryParamMatching,
- * HTTPRouteMethodMatching, HTTPRouteHostnameIntersection (traffic, route status, attachedRoutes).
+ * HTTPRouteMethodMatching, HTTPRouteHostnameIntersection (traffic, route status, attachedRoutes),
+ * HTTPRouteRequestHeaderModifierBackendWeights, HTTPRouteRequestMultipleMirrors,
+ * HTTPRouteRequestPercentageMirror, HTTPRoute303Redirect, HTTPRoute308Redirect,
+ * GatewayNameMaximumLength.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import http, { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startEchoServer } from '../../src/demo/echo-server.js';
 import { get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
@@ -37,6 +41,14 @@ function send(address: string, port: number, c: Case): Promise<string> {
   });
 }
 
+async function waitUntil(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 interface Case {
   path: string;
   host?: string;
@@ -60,7 +72,11 @@ const ADDR = {
   method: '127.0.0.24',
   intersection: '127.0.0.25',
   intersectionAll: '127.0.0.26',
+  filters: '127.0.0.27',
+  longName: '127.0.0.28',
 };
+
+const LONG_NAME = `gateway-name-maximum-length-${'a'.repeat(253 - 'gateway-name-maximum-length-'.length)}`;
 
 const gateway = (name: string, address: string, listeners = '[{ name: http, port: 80, protocol: HTTP }]') => `
 apiVersion: gateway.networking.k8s.io/v1
@@ -183,16 +199,66 @@ spec:
   parentRefs: [{ name: httproute-hostname-intersection-all }]
   hostnames: [first.com, sub.first.com, second.com, sub.second.com]
   rules: [{ backendRefs: [{ name: v2, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: request-header-modifier-backend-weights, namespace: infra }
+spec:
+  parentRefs: [{ name: filters }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /weights } }]
+      backendRefs:
+        - { name: v1, port: 80, weight: 10, filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: Backend, value: infra-backend-v1 }] } }] }
+        - { name: v2, port: 80, weight: 10, filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: Backend, value: infra-backend-v2 }] } }] }
+    - matches: [{ path: { type: PathPrefix, value: /multi-mirror } }]
+      filters:
+        - { type: RequestMirror, requestMirror: { backendRef: { name: mirror-a, port: 80 } } }
+        - { type: RequestMirror, requestMirror: { backendRef: { name: mirror-b, port: 80 } } }
+      backendRefs: [{ name: v1, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /percent-mirror } }]
+      filters: [{ type: RequestMirror, requestMirror: { backendRef: { name: mirror-a, port: 80 }, percent: 20 } }]
+      backendRefs: [{ name: v1, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /fraction-mirror } }]
+      filters: [{ type: RequestMirror, requestMirror: { backendRef: { name: mirror-b, port: 80 }, fraction: { numerator: 25, denominator: 50 } } }]
+      backendRefs: [{ name: v1, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /redirect-303 } }]
+      filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org, statusCode: 303 } }]
+    - matches: [{ path: { type: PathPrefix, value: /redirect-308 } }]
+      filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org, statusCode: 308 } }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: long-name, namespace: infra }
+spec:
+  parentRefs: [{ name: ${LONG_NAME} }]
+  rules: [{ backendRefs: [{ name: v3, port: 80 }] }]
 `;
 
 describe('Gateway API conformance tables, one address per Gateway', { timeout: 120_000 }, () => {
   const dir = tempDir();
   let gw: GatewayProcess;
   const e: Record<string, Echo> = {};
+  /** Paths each mirror backend received. */
+  const mirrored: Record<string, string[]> = { 'mirror-a': [], 'mirror-b': [] };
+  const mirrors: Server[] = [];
 
   before(async () => {
     for (const name of ['v1', 'v2', 'v3']) e[name] = await startEchoServer({ name });
-    writeConfig(dir, 'backends.yaml', ['v1', 'v2', 'v3'].map((n) => serviceYaml(n, [e[n].port], { namespace: 'infra' })).join('---\n'));
+    const mirrorPorts: number[] = [];
+    for (const name of ['mirror-a', 'mirror-b']) {
+      const server = createServer((req, res) => {
+        mirrored[name].push(req.url ?? '');
+        res.end('mirror');
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      mirrors.push(server);
+      mirrorPorts.push((server.address() as AddressInfo).port);
+    }
+    writeConfig(dir, 'backends.yaml', [
+      ...['v1', 'v2', 'v3'].map((n) => serviceYaml(n, [e[n].port], { namespace: 'infra' })),
+      serviceYaml('mirror-a', [mirrorPorts[0]], { namespace: 'infra' }),
+      serviceYaml('mirror-b', [mirrorPorts[1]], { namespace: 'infra' }),
+    ].join('---\n'));
     const http = (name: string, hostname: string) => `{ name: ${name}, port: 80, protocol: HTTP, hostname: "${hostname}", allowedRoutes: { namespaces: { from: Same } } }`;
     writeConfig(dir, 'gateways.yaml', [
       `apiVersion: gateway.networking.k8s.io/v1
@@ -206,6 +272,8 @@ spec: { controllerName: meshgate.io/gateway-controller }
       gateway('method', ADDR.method),
       gateway('httproute-hostname-intersection', ADDR.intersection, `[${http('listener-1', 'very.specific.com')}, ${http('listener-2', '*.wildcard.io')}, ${http('listener-3', '*.anotherwildcard.io')}]`),
       gateway('httproute-hostname-intersection-all', ADDR.intersectionAll),
+      gateway('filters', ADDR.filters),
+      gateway(LONG_NAME, ADDR.longName),
     ].join('---\n'));
     writeConfig(dir, 'routes.yaml', ROUTES);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
@@ -214,6 +282,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
   after(async () => {
     await gw?.stop();
     for (const x of Object.values(e)) await x.close();
+    for (const m of mirrors) await new Promise<void>((r) => m.close(() => r()));
     removeDir(dir);
   });
 
@@ -330,5 +399,59 @@ spec: { controllerName: meshgate.io/gateway-controller }
     assert.deepEqual(Object.fromEntries((g?.listeners ?? []).map((l) => [l.name, l.attachedRoutes])), { 'listener-1': 2, 'listener-2': 1, 'listener-3': 1 });
     const none = s.routes.find((r) => r.name === 'no-intersecting-hosts');
     assert.deepEqual(none?.parents.map((p) => p.conditions.filter((c) => c.type === 'Accepted').map((c) => `${c.status}/${c.reason}`)), [['False/NoMatchingListenerHostname']]);
+  });
+
+  test('HTTPRouteRequestHeaderModifierBackendWeights: each backend sees only its own backendRef filter; both get traffic', async () => {
+    const seen: Record<string, number> = {};
+    for (let i = 0; i < 60; i++) {
+      const r = await get(`http://${ADDR.filters}:${gw.httpPort}/weights`, { host: 'example.com' });
+      const name = r.json?.name ?? '?';
+      assert.equal(r.json?.headers.backend, `infra-backend-${name}`, `backend ${name} received Backend: ${String(r.json?.headers.backend)}`);
+      seen[name] = (seen[name] ?? 0) + 1;
+    }
+    assert.deepEqual(Object.keys(seen).sort(), ['v1', 'v2']);
+    assert.ok((seen.v1 ?? 0) >= 10 && (seen.v2 ?? 0) >= 10, `10/10 weights split 60 requests as ${JSON.stringify(seen)}`);
+  });
+
+  test('HTTPRouteRequestMultipleMirrors: both mirrors receive each request, the client gets the primary\'s answer', async () => {
+    for (const k of Object.keys(mirrored)) mirrored[k].length = 0;
+    for (let i = 0; i < 3; i++) {
+      const r = await get(`http://${ADDR.filters}:${gw.httpPort}/multi-mirror/${i}`, { host: 'example.com' });
+      assert.equal(r.json?.name, 'v1');
+    }
+    await waitUntil(() => mirrored['mirror-a'].length === 3 && mirrored['mirror-b'].length === 3, 'both mirrors to receive 3 requests');
+    assert.deepEqual(mirrored['mirror-a'].sort(), ['/multi-mirror/0', '/multi-mirror/1', '/multi-mirror/2']);
+    assert.deepEqual(mirrored['mirror-b'].sort(), ['/multi-mirror/0', '/multi-mirror/1', '/multi-mirror/2']);
+  });
+
+  test('HTTPRouteRequestPercentageMirror: percent 20 and fraction 25/50 mirror about that share', async () => {
+    for (const k of Object.keys(mirrored)) mirrored[k].length = 0;
+    const n = 300;
+    for (let i = 0; i < n; i++) {
+      assert.equal((await get(`http://${ADDR.filters}:${gw.httpPort}/percent-mirror`, { host: 'example.com' })).json?.name, 'v1');
+      assert.equal((await get(`http://${ADDR.filters}:${gw.httpPort}/fraction-mirror`, { host: 'example.com' })).json?.name, 'v1');
+    }
+    // Mirrors are sent without waiting: let the last ones land.
+    await new Promise((r) => setTimeout(r, 300));
+    const a = mirrored['mirror-a'].length;
+    const b = mirrored['mirror-b'].length;
+    // Binomial(300, p): more than 4 standard deviations out is a failure (20%: 60 +- 28; 50%: 150 +- 35).
+    assert.ok(a >= 32 && a <= 88, `percent 20 mirrored ${a} of ${n}`);
+    assert.ok(b >= 115 && b <= 185, `fraction 25/50 mirrored ${b} of ${n}`);
+  });
+
+  test('HTTPRoute303Redirect and HTTPRoute308Redirect: those status codes, absolute Location', async () => {
+    for (const code of [303, 308]) {
+      const r = await get(`http://${ADDR.filters}:${gw.httpPort}/redirect-${code}`, { host: 'example.com' });
+      assert.equal(r.status, code);
+      assert.equal(r.headers.location, `http://example.org/redirect-${code}`);
+    }
+  });
+
+  test('GatewayNameMaximumLength: a Gateway with a 253-character name is served and has its conditions', async () => {
+    assert.equal(await send(ADDR.longName, gw.httpPort, { path: '/', want: '' }), '200 v3');
+    const s = (JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/gateway_api_status`)).body) as { status: { gateways: { name: string; conditions: { type: string; status: string; observedGeneration: number }[] }[] } }).status;
+    const g = s.gateways.find((x) => x.name === LONG_NAME);
+    assert.deepEqual(g?.conditions.map((c) => `${c.type}=${c.status}@${c.observedGeneration}`), ['Accepted=True@1', 'Programmed=True@1']);
   });
 });

@@ -25,6 +25,19 @@ const RESOURCES: ResourceDef[] = [
   gatewayApi('backendtlspolicies', 'BackendTLSPolicy'),
 ];
 
+/** cluster.apply, again on 409: meshgate's status writes race the test's read-then-PUT of the same object. */
+async function applyRetrying(cluster: Cluster, o: Obj): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cluster.apply(o);
+      return;
+    } catch (e) {
+      if (attempt >= 10 || !/\b409\b/.test((e as Error).message)) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 const conditions = (o: Obj | null | undefined): Obj[] => ((o?.status as Obj | undefined)?.conditions as Obj[] | undefined) ?? [];
 const cond = (list: Obj[], type: string): string => {
   const c = list.find((x) => x.type === type);
@@ -163,7 +176,7 @@ describe('kubernetes source: Gateway API', { skip: REAL && 'uses the fake API se
       const own = conditions(o).filter((c) => !String(c.type).includes('/'));
       return [...own, ...((st.listeners as Obj[] | undefined) ?? []).flatMap((l) => l.conditions as Obj[])].map((c) => c.observedGeneration as number);
     };
-    await cluster.apply(gateway(2, [http, { name: 'extra', port: 80, protocol: 'HTTP', hostname: 'extra.example.com' }]));
+    await applyRetrying(cluster, gateway(2, [http, { name: 'extra', port: 80, protocol: 'HTTP', hostname: 'extra.example.com' }]));
     const added = await eventually('the added listener in status, at generation 2', async () => {
       const o = await read();
       const names = (((o?.status as Obj | undefined)?.listeners as Obj[] | undefined) ?? []).map((l) => l.name);
@@ -175,11 +188,31 @@ describe('kubernetes source: Gateway API', { skip: REAL && 'uses the fake API se
     assert.equal(cond(extra.conditions as Obj[], 'Conflicted'), 'False/NoConflicts');
     assert.equal(cond(conditions(added), 'Programmed'), 'True/Programmed');
     assert.equal(cond(conditions(added), 'example.com/Audited'), 'True/Audited', 'a foreign condition is kept');
-    await cluster.apply(gateway(3, [http]));
+    await applyRetrying(cluster, gateway(3, [http]));
     await eventually('the removed listener gone from status, at generation 3', async () => {
       const o = await read();
       const names = (((o?.status as Obj | undefined)?.listeners as Obj[] | undefined) ?? []).map((l) => l.name);
       return o !== null && o !== undefined && names.join(',') === 'http' && generations(o).every((g) => g === 3);
     });
+  });
+  test('GatewayClassObservedGenerationBump and BackendTLSPolicyObservedGenerationBump: a spec edit moves observedGeneration', async () => {
+    await applyRetrying(cluster, { apiVersion: `${G}/v1`, kind: 'GatewayClass', metadata: { name: className, generation: 2 }, spec: { controllerName: 'meshgate.io/gateway-controller', description: 'edited' } });
+    await eventually('GatewayClass Accepted at generation 2', async () => {
+      const o = await cluster.get({ apiVersion: `${G}/v1`, kind: 'GatewayClass', metadata: { name: className } });
+      const c = conditions(o).find((x) => x.type === 'Accepted');
+      return c?.status === 'True' && c.observedGeneration === 2;
+    });
+    const policy = (generation: number, hostname: string): Obj => ({ apiVersion: `${G}/v1`, kind: 'BackendTLSPolicy', metadata: { name: 'web-tls', namespace: ns, generation }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'web' }], validation: { caCertificateRefs: [{ group: '', kind: 'ConfigMap', name: 'backend-ca' }], hostname } } });
+    await applyRetrying(cluster, policy(2, 'web2.internal'));
+    const ancestorGenerations = async (): Promise<number[]> => {
+      const o = await cluster.get({ apiVersion: `${G}/v1`, kind: 'BackendTLSPolicy', metadata: { name: 'web-tls', namespace: ns } });
+      const ancestors = (((o?.status as Obj | undefined)?.ancestors as Obj[] | undefined) ?? []);
+      return ancestors.flatMap((a) => (a.conditions as Obj[]).map((c) => c.observedGeneration as number));
+    };
+    await eventually('BackendTLSPolicy conditions at generation 2', async () => {
+      const g = await ancestorGenerations();
+      return g.length > 0 && g.every((x) => x === 2);
+    });
+    assert.equal(gw.controller.serving?.clusters.find((x) => x.service.name === 'web' && x.service.namespace === ns)?.tls?.sni, 'web2.internal');
   });
 });
