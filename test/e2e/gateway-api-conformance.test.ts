@@ -8,12 +8,14 @@
  * HTTPRouteMethodMatching, HTTPRouteHostnameIntersection (traffic, route status, attachedRoutes),
  * HTTPRouteRequestHeaderModifierBackendWeights, HTTPRouteRequestMultipleMirrors,
  * HTTPRouteRequestPercentageMirror, HTTPRoute303Redirect, HTTPRoute308Redirect,
- * GatewayNameMaximumLength.
+ * GatewayNameMaximumLength, HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { createServer, type Server } from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import WebSocket, { WebSocketServer } from 'ws';
 import { startEchoServer } from '../../src/demo/echo-server.js';
 import { get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
@@ -74,6 +76,7 @@ const ADDR = {
   intersectionAll: '127.0.0.26',
   filters: '127.0.0.27',
   longName: '127.0.0.28',
+  protocols: '127.0.0.29',
 };
 
 const LONG_NAME = `gateway-name-maximum-length-${'a'.repeat(253 - 'gateway-name-maximum-length-'.length)}`;
@@ -228,6 +231,20 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: { name: backend-protocol-h2c, namespace: infra }
+spec:
+  parentRefs: [{ name: protocols }]
+  rules: [{ matches: [{ path: { type: PathPrefix, value: /h2c } }], backendRefs: [{ name: h2c-backend, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: backend-protocol-ws, namespace: infra }
+spec:
+  parentRefs: [{ name: protocols }]
+  rules: [{ matches: [{ path: { type: PathPrefix, value: /ws } }], backendRefs: [{ name: ws-backend, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: { name: long-name, namespace: infra }
 spec:
   parentRefs: [{ name: ${LONG_NAME} }]
@@ -241,6 +258,8 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
   /** Paths each mirror backend received. */
   const mirrored: Record<string, string[]> = { 'mirror-a': [], 'mirror-b': [] };
   const mirrors: Server[] = [];
+  let h2cServer: http2.Http2Server;
+  let wsServer: WebSocketServer;
 
   before(async () => {
     for (const name of ['v1', 'v2', 'v3']) e[name] = await startEchoServer({ name });
@@ -254,7 +273,17 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
       mirrors.push(server);
       mirrorPorts.push((server.address() as AddressInfo).port);
     }
+    // appProtocol kubernetes.io/h2c: an HTTP/2 cleartext (prior knowledge) backend that says which protocol it got.
+    h2cServer = http2.createServer((req, res) => res.end(JSON.stringify({ name: 'h2c', httpVersion: req.httpVersion })));
+    await new Promise<void>((r) => h2cServer.listen(0, '127.0.0.1', r));
+    // appProtocol kubernetes.io/ws: a WebSocket echo backend.
+    wsServer = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    wsServer.on('connection', (socket) => socket.on('message', (m) => socket.send(`echo:${String(m)}`)));
+    await new Promise<void>((r) => wsServer.once('listening', () => r()));
+    const withAppProtocol = (yaml: string, appProtocol: string) => yaml.replace('ports: [{ name: http, port: 80 }]', `ports: [{ name: http, port: 80, appProtocol: ${appProtocol} }]`);
     writeConfig(dir, 'backends.yaml', [
+      withAppProtocol(serviceYaml('h2c-backend', [(h2cServer.address() as AddressInfo).port], { namespace: 'infra' }), 'kubernetes.io/h2c'),
+      withAppProtocol(serviceYaml('ws-backend', [(wsServer.address() as AddressInfo).port], { namespace: 'infra' }), 'kubernetes.io/ws'),
       ...['v1', 'v2', 'v3'].map((n) => serviceYaml(n, [e[n].port], { namespace: 'infra' })),
       serviceYaml('mirror-a', [mirrorPorts[0]], { namespace: 'infra' }),
       serviceYaml('mirror-b', [mirrorPorts[1]], { namespace: 'infra' }),
@@ -274,6 +303,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
       gateway('httproute-hostname-intersection-all', ADDR.intersectionAll),
       gateway('filters', ADDR.filters),
       gateway(LONG_NAME, ADDR.longName),
+      gateway('protocols', ADDR.protocols),
     ].join('---\n'));
     writeConfig(dir, 'routes.yaml', ROUTES);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
@@ -283,6 +313,8 @@ spec: { controllerName: meshgate.io/gateway-controller }
     await gw?.stop();
     for (const x of Object.values(e)) await x.close();
     for (const m of mirrors) await new Promise<void>((r) => m.close(() => r()));
+    await new Promise<void>((r) => (h2cServer ? h2cServer.close(() => r()) : r()));
+    await new Promise<void>((r) => (wsServer ? wsServer.close(() => r()) : r()));
     removeDir(dir);
   });
 
@@ -453,5 +485,32 @@ spec: { controllerName: meshgate.io/gateway-controller }
     const s = (JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/gateway_api_status`)).body) as { status: { gateways: { name: string; conditions: { type: string; status: string; observedGeneration: number }[] }[] } }).status;
     const g = s.gateways.find((x) => x.name === LONG_NAME);
     assert.deepEqual(g?.conditions.map((c) => `${c.type}=${c.status}@${c.observedGeneration}`), ['Accepted=True@1', 'Programmed=True@1']);
+  });
+
+  test('HTTPRouteBackendProtocolH2C: a Service port with appProtocol kubernetes.io/h2c is reached over HTTP/2 cleartext', async () => {
+    const r = await get(`http://${ADDR.protocols}:${gw.httpPort}/h2c`, { host: 'example.com' });
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(JSON.parse(r.body), { name: 'h2c', httpVersion: '2.0' });
+  });
+
+  test('HTTPRouteBackendProtocolWebSocket: a WebSocket through a Service port with appProtocol kubernetes.io/ws', async () => {
+    const ws = new WebSocket(`ws://${ADDR.protocols}:${gw.httpPort}/ws`, { headers: { host: 'example.com' } });
+    try {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no WebSocket echo within 10 s')), 10_000);
+        ws.once('open', () => ws.send('hello'));
+        ws.once('message', (m) => {
+          clearTimeout(timer);
+          resolve(String(m));
+        });
+        ws.once('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+      });
+      assert.equal(reply, 'echo:hello');
+    } finally {
+      ws.close();
+    }
   });
 });
