@@ -17,7 +17,9 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startEchoServer } from '../../src/demo/echo-server.js';
-import { get, removeDir, serviceYaml, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import https from 'node:https';
+import net from 'node:net';
+import { get, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 
@@ -512,5 +514,131 @@ spec: { controllerName: meshgate.io/gateway-controller }
     } finally {
       ws.close();
     }
+  });
+});
+
+/** Whether `address:port` can be bound now (the 8080 listener binds that port itself). */
+async function bindable(address: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen({ host: address, port }, () => s.close(() => resolve(true)));
+  });
+}
+
+describe('Gateway API conformance: HTTPRouteRedirectPortAndScheme and GatewayWithAttachedRoutesWithPort8080', { timeout: 120_000 }, async () => {
+  const a80 = '127.0.0.31';
+  const a8080 = '127.0.0.32';
+  const a443 = '127.0.0.33';
+  // The listener on Gateway port 8080 is not in --port-map: it binds 127.0.0.32:8080 itself.
+  const free = await bindable(a8080, 8080);
+  const dir = tempDir();
+  let gw: GatewayProcess;
+
+  const redirect = (path: string, fields: string) => `    - { matches: [{ path: { type: PathPrefix, value: ${path} } }], filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org${fields} } }] }`;
+
+  before(async () => {
+    if (!free) return;
+    writeConfig(dir, 'secret.yaml', tlsSecret('cert', 'infra', makeCert(dir, 'example.org')));
+    writeConfig(dir, 'gateways.yaml', `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: { name: meshgate }
+spec: { controllerName: meshgate.io/gateway-controller }
+---
+${gateway('same-namespace', a80)}---
+${gateway('same-namespace-with-http-listener-on-8080', a8080, '[{ name: http, port: 8080, protocol: HTTP }]')}---
+${gateway('same-namespace-with-https-listener', a443, '[{ name: https, port: 443, protocol: HTTPS, tls: { certificateRefs: [{ name: cert }] } }]')}`);
+    writeConfig(dir, 'routes.yaml', `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: http-route-for-listener-on-port-80, namespace: infra }
+spec:
+  parentRefs: [{ name: same-namespace }]
+  rules:
+${redirect('/scheme-nil-and-port-nil', '')}
+${redirect('/scheme-nil-and-port-80', ', port: 80')}
+${redirect('/scheme-nil-and-port-8080', ', port: 8080')}
+${redirect('/scheme-https-and-port-nil', ', scheme: https')}
+${redirect('/scheme-https-and-port-443', ', scheme: https, port: 443')}
+${redirect('/scheme-https-and-port-8443', ', scheme: https, port: 8443')}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: http-route-for-listener-on-port-8080, namespace: infra }
+spec:
+  parentRefs: [{ name: same-namespace-with-http-listener-on-8080 }]
+  rules:
+${redirect('/scheme-nil-and-port-nil', '')}
+${redirect('/scheme-nil-and-port-80', ', port: 80')}
+${redirect('/scheme-https-and-port-nil', ', scheme: https')}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: http-route-for-listener-on-port-443, namespace: infra }
+spec:
+  parentRefs: [{ name: same-namespace-with-https-listener }]
+  rules:
+${redirect('/scheme-nil-and-port-nil', '')}
+${redirect('/scheme-nil-and-port-443', ', port: 443')}
+${redirect('/scheme-nil-and-port-8443', ', port: 8443')}
+${redirect('/scheme-http-and-port-nil', ', scheme: http')}
+${redirect('/scheme-http-and-port-80', ', scheme: http, port: 80')}
+${redirect('/scheme-http-and-port-8080', ', scheme: http, port: 8080')}
+`);
+    gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
+  });
+
+  after(async () => {
+    await gw?.stop();
+    removeDir(dir);
+  });
+
+  /** Status and Location of one request (HTTPS to the Gateway's own address, SNI and Host example.org). */
+  const location = async (url: string, tls = false): Promise<string> => {
+    const u = new URL(url);
+    if (!tls) {
+      const r = await get(url, { host: 'example.com' });
+      return `${r.status} ${String(r.headers.location)}`;
+    }
+    return new Promise((resolve, reject) => {
+      const req = https.request({ host: u.hostname, port: u.port, path: u.pathname, servername: 'example.org', headers: { host: 'example.org' }, rejectUnauthorized: false, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(`${res.statusCode} ${String(res.headers.location)}`));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+      req.on('error', reject);
+      req.end();
+    });
+  };
+
+  test('the default port of a redirect is the listener port (80, 8080, 443), omitted when it is the scheme\'s default', { skip: !free && `127.0.0.32:8080 is taken on this machine; free it to run this test` }, async () => {
+    const got: string[] = [];
+    const want: string[] = [];
+    const check = async (base: string, path: string, expected: string, tls = false) => {
+      got.push(`${base}${path} -> ${await location(`${base}${path}`, tls)}`);
+      want.push(`${base}${path} -> 302 ${expected}${path}`);
+    };
+    const h80 = `http://${a80}:${gw.httpPort}`;
+    await check(h80, '/scheme-nil-and-port-nil', 'http://example.org');
+    await check(h80, '/scheme-nil-and-port-80', 'http://example.org');
+    await check(h80, '/scheme-nil-and-port-8080', 'http://example.org:8080');
+    await check(h80, '/scheme-https-and-port-nil', 'https://example.org');
+    await check(h80, '/scheme-https-and-port-443', 'https://example.org');
+    await check(h80, '/scheme-https-and-port-8443', 'https://example.org:8443');
+    const h8080 = `http://${a8080}:8080`;
+    await check(h8080, '/scheme-nil-and-port-nil', 'http://example.org:8080');
+    await check(h8080, '/scheme-nil-and-port-80', 'http://example.org');
+    await check(h8080, '/scheme-https-and-port-nil', 'https://example.org');
+    const h443 = `https://${a443}:${gw.httpsPort}`;
+    await check(h443, '/scheme-nil-and-port-nil', 'https://example.org', true);
+    await check(h443, '/scheme-nil-and-port-443', 'https://example.org', true);
+    await check(h443, '/scheme-nil-and-port-8443', 'https://example.org:8443', true);
+    await check(h443, '/scheme-http-and-port-nil', 'http://example.org', true);
+    await check(h443, '/scheme-http-and-port-80', 'http://example.org', true);
+    await check(h443, '/scheme-http-and-port-8080', 'http://example.org:8080', true);
+    assert.deepEqual(got, want);
+    const s = (JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/gateway_api_status`)).body) as { status: { gateways: { name: string; listeners: { name: string; attachedRoutes: number; conditions: { type: string; status: string }[] }[] }[] } }).status;
+    const l8080 = s.gateways.find((g) => g.name === 'same-namespace-with-http-listener-on-8080')?.listeners[0];
+    assert.equal(l8080?.attachedRoutes, 1, 'GatewayWithAttachedRoutesWithPort8080: attachedRoutes');
+    assert.deepEqual(l8080?.conditions.filter((c) => c.type === 'Programmed').map((c) => c.status), ['True']);
   });
 });
