@@ -194,9 +194,18 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
   const gatewayStatus = new Map<string, GatewayStatusOut>();
   for (const gw of gateways) {
     const key = `${gw.metadata.namespace}/${gw.metadata.name}`;
-    const own = ownAddresses(ctx, gw);
+    const own = unsupportedAddressTypes(gw).length > 0 ? [] : ownAddresses(ctx, gw);
     const planned = arr(obj(gw.body.spec).listeners).map((l, i) => planListener(ctx, resources, rec, grants, gw, obj(l), i, own));
     listenersByGateway.set(key, planned);
+    // An address type meshgate does not know: the Gateway is not accepted, none of its listeners served.
+    const badTypes = unsupportedAddressTypes(gw);
+    if (badTypes.length > 0) {
+      for (const p of planned) {
+        if (p.kind === null || !p.accepted) continue;
+        p.accepted = false;
+        rec.set(p.status.conditions, gw, 'Accepted', 'False', 'UnsupportedValue', `the Gateway is not accepted: spec.addresses type ${badTypes.join(', ')} is not supported`);
+      }
+    }
     const addresses =
       own.length > 0
         ? own.map((a) => ({ type: 'IPAddress', value: a }))
@@ -526,8 +535,21 @@ function finishListener(rec: StatusRecorder, l: PlannedListener): void {
   l.status.attachedRoutes = l.attached.length;
 }
 
+/** `spec.addresses` types other than IPAddress (the default) and Hostname. */
+function unsupportedAddressTypes(gw: KubeObject): string[] {
+  return arr(obj(gw.body.spec).addresses)
+    .map((a) => str(obj(a).type) ?? 'IPAddress')
+    .filter((t) => t !== 'IPAddress' && t !== 'Hostname');
+}
+
 function finishGateway(rec: StatusRecorder, gw: KubeObject, planned: PlannedListener[], gs: GatewayStatusOut): void {
   const valid = planned.filter(isServed).length;
+  const badTypes = unsupportedAddressTypes(gw);
+  if (badTypes.length > 0) {
+    rec.set(gs.conditions, gw, 'Accepted', 'False', 'UnsupportedAddress', `spec.addresses type ${badTypes.map((t) => JSON.stringify(t)).join(', ')} is not supported (IPAddress and Hostname are); the Gateway is not served`, { code: 'MG_UNSUPPORTED', field: 'spec.addresses', severity: 'warning' });
+    rec.set(gs.conditions, gw, 'Programmed', 'False', 'Invalid', 'the Gateway is not accepted');
+    return;
+  }
   if (planned.length > 0 && valid === planned.length) rec.set(gs.conditions, gw, 'Accepted', 'True', 'Accepted', 'all listeners are valid');
   else if (valid > 0) rec.set(gs.conditions, gw, 'Accepted', 'True', 'ListenersNotValid', `${planned.length - valid} of ${planned.length} listeners are not valid`);
   else rec.set(gs.conditions, gw, 'Accepted', 'False', 'ListenersNotValid', 'no listener is valid', { code: 'MG_UNSUPPORTED', field: 'spec.listeners', severity: 'warning' });
