@@ -8,7 +8,8 @@
  * HTTPRouteMethodMatching, HTTPRouteHostnameIntersection (traffic, route status, attachedRoutes),
  * HTTPRouteRequestHeaderModifierBackendWeights, HTTPRouteRequestMultipleMirrors,
  * HTTPRouteRequestPercentageMirror, HTTPRoute303Redirect, HTTPRoute308Redirect,
- * GatewayNameMaximumLength, HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket.
+ * GatewayNameMaximumLength, HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket,
+ * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -79,7 +80,30 @@ const ADDR = {
   filters: '127.0.0.27',
   longName: '127.0.0.28',
   protocols: '127.0.0.29',
+  serviceTypes: '127.0.0.30',
 };
+
+/** A Service (`clusterIP: None` when headless) on port 8080 -> targetPort 3000, with manually managed EndpointSlices. */
+function manualService(name: string, headless: boolean, slices: { family: 'IPv4' | 'IPv6'; address: string; port: number }[]): string {
+  return [
+    `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: infra }
+spec:
+  ${headless ? 'clusterIP: None' : 'clusterIP: 10.96.0.40'}
+  ports: [{ name: first-port, port: 8080, targetPort: 3000 }]
+`,
+    ...slices.map(
+      (sl) => `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${name}-${sl.family.toLowerCase()}, namespace: infra, labels: { kubernetes.io/service-name: ${name} } }
+addressType: ${sl.family}
+ports: [{ name: first-port, port: ${sl.port} }]
+endpoints: [{ addresses: ["${sl.address}"], conditions: { ready: true } }]
+`,
+    ),
+  ].join('---\n');
+}
 
 const LONG_NAME = `gateway-name-maximum-length-${'a'.repeat(253 - 'gateway-name-maximum-length-'.length)}`;
 
@@ -247,6 +271,16 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: { name: service-types, namespace: infra }
+spec:
+  parentRefs: [{ name: service-types }]
+  rules:
+    - { matches: [{ path: { type: Exact, value: /manual-endpointslices } }], backendRefs: [{ name: manual-endpointslices, port: 8080 }] }
+    - { matches: [{ path: { type: Exact, value: /headless } }], backendRefs: [{ name: headless, port: 8080 }] }
+    - { matches: [{ path: { type: Exact, value: /headless-manual-endpointslices } }], backendRefs: [{ name: headless-manual-endpointslices, port: 8080 }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: { name: long-name, namespace: infra }
 spec:
   parentRefs: [{ name: ${LONG_NAME} }]
@@ -265,6 +299,7 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
 
   before(async () => {
     for (const name of ['v1', 'v2', 'v3']) e[name] = await startEchoServer({ name });
+    e.v6 = await startEchoServer({ name: 'v6', host: '::1' });
     const mirrorPorts: number[] = [];
     for (const name of ['mirror-a', 'mirror-b']) {
       const server = createServer((req, res) => {
@@ -289,6 +324,10 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
       ...['v1', 'v2', 'v3'].map((n) => serviceYaml(n, [e[n].port], { namespace: 'infra' })),
       serviceYaml('mirror-a', [mirrorPorts[0]], { namespace: 'infra' }),
       serviceYaml('mirror-b', [mirrorPorts[1]], { namespace: 'infra' }),
+      // HTTPRouteServiceTypes: IPv4 and IPv6 endpoints of one Service; headless Services.
+      manualService('manual-endpointslices', false, [{ family: 'IPv4', address: '127.0.0.1', port: e.v1.port }, { family: 'IPv6', address: '::1', port: e.v6.port }]),
+      manualService('headless', true, [{ family: 'IPv4', address: '127.0.0.1', port: e.v2.port }]),
+      manualService('headless-manual-endpointslices', true, [{ family: 'IPv4', address: '127.0.0.1', port: e.v3.port }, { family: 'IPv6', address: '::1', port: e.v6.port }]),
     ].join('---\n'));
     const http = (name: string, hostname: string) => `{ name: ${name}, port: 80, protocol: HTTP, hostname: "${hostname}", allowedRoutes: { namespaces: { from: Same } } }`;
     writeConfig(dir, 'gateways.yaml', [
@@ -306,6 +345,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
       gateway('filters', ADDR.filters),
       gateway(LONG_NAME, ADDR.longName),
       gateway('protocols', ADDR.protocols),
+      gateway('service-types', ADDR.serviceTypes),
     ].join('---\n'));
     writeConfig(dir, 'routes.yaml', ROUTES);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
@@ -514,6 +554,20 @@ spec: { controllerName: meshgate.io/gateway-controller }
     } finally {
       ws.close();
     }
+  });
+
+  test('HTTPRouteServiceTypes: a Service with IPv4 and IPv6 EndpointSlices reaches both; headless Services are served', async () => {
+    const names = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const r = await get(`http://${ADDR.serviceTypes}:${gw.httpPort}/manual-endpointslices`, { host: 'example.com' });
+      assert.equal(r.status, 200, r.body);
+      names.add(r.json?.name ?? '?');
+    }
+    assert.deepEqual([...names].sort(), ['v1', 'v6'], 'both the IPv4 and the IPv6 endpoint answer');
+    assert.equal((await get(`http://${ADDR.serviceTypes}:${gw.httpPort}/headless`, { host: 'example.com' })).json?.name, 'v2');
+    const headless = new Set<string>();
+    for (let i = 0; i < 40; i++) headless.add((await get(`http://${ADDR.serviceTypes}:${gw.httpPort}/headless-manual-endpointslices`, { host: 'example.com' })).json?.name ?? '?');
+    assert.deepEqual([...headless].sort(), ['v3', 'v6']);
   });
 });
 
