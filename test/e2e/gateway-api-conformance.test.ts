@@ -9,7 +9,7 @@
  * HTTPRouteRequestHeaderModifierBackendWeights, HTTPRouteRequestMultipleMirrors,
  * HTTPRouteRequestPercentageMirror, HTTPRoute303Redirect, HTTPRoute308Redirect,
  * GatewayNameMaximumLength, HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket,
- * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services).
+ * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services), HTTPRouteNamedRule.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -278,6 +278,15 @@ spec:
     - { matches: [{ path: { type: Exact, value: /manual-endpointslices } }], backendRefs: [{ name: manual-endpointslices, port: 8080 }] }
     - { matches: [{ path: { type: Exact, value: /headless } }], backendRefs: [{ name: headless, port: 8080 }] }
     - { matches: [{ path: { type: Exact, value: /headless-manual-endpointslices } }], backendRefs: [{ name: headless-manual-endpointslices, port: 8080 }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: http-named-rules, namespace: infra }
+spec:
+  parentRefs: [{ name: filters }]
+  rules:
+    - { name: named-rule, matches: [{ path: { type: PathPrefix, value: /named } }], backendRefs: [{ name: v1, port: 80 }] }
+    - { matches: [{ path: { type: PathPrefix, value: /unnamed } }], backendRefs: [{ name: v2, port: 80 }] }
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -568,6 +577,15 @@ spec: { controllerName: meshgate.io/gateway-controller }
     const headless = new Set<string>();
     for (let i = 0; i < 40; i++) headless.add((await get(`http://${ADDR.serviceTypes}:${gw.httpPort}/headless-manual-endpointslices`, { host: 'example.com' })).json?.name ?? '?');
     assert.deepEqual([...headless].sort(), ['v3', 'v6']);
+  });
+
+  test('HTTPRouteNamedRule: a named and an unnamed rule both route; the name shows in the route table', async () => {
+    await table(ADDR.filters, gw.httpPort, [
+      { path: '/named', want: '200 v1' },
+      { path: '/unnamed', want: '200 v2' },
+    ]);
+    const dump = (await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body;
+    assert.match(dump, /httproute\/infra\/http-named-rules\/rule\/0:named-rule\/match\/0/, 'the rule name is part of the route name');
   });
 });
 
