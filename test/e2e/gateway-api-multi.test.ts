@@ -5,6 +5,9 @@
  *    their own sockets, each serving only its own routes plus the route shared by both; two Gateways
  *    without an address and identical listeners on the shared address serve the union of their
  *    routes, both Accepted/Programmed (not Conflicted);
+ *  - with --bind-address 0.0.0.0, a Gateway with its own address beside a Gateway on every address:
+ *    the wildcard socket hands connections to the own address's listeners (HTTP and HTTPS), across
+ *    reloads that add and remove it;
  *  - an Istio Gateway and a Gateway API Gateway with the same namespace/name are both served;
  *  - HTTPRouteHTTPSListenerDetectMisdirectedRequests: the conformance test's table of (SNI, Host) ->
  *    200 from the right backend, 421 or 404, over HTTP/2 and HTTP/1.1; an HTTP/2 connection reused
@@ -14,8 +17,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
 import { startEchoServer } from '../../src/demo/echo-server.js';
-import { get, getTls, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { get, getTls, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 
@@ -339,3 +343,92 @@ function h2Get(session: http2.ClientHttp2Session, authority: string, path: strin
     req.end();
   });
 }
+
+describe('Gateway API: a Gateway with its own address beside Gateways on every address (--bind-address 0.0.0.0)', { timeout: 120_000 }, () => {
+  const dir = tempDir();
+  let gw: GatewayProcess;
+  const e: Record<string, Echo> = {};
+
+  const gateways = (withOwn: boolean) => `${CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: shared, namespace: infra }
+spec:
+  gatewayClassName: meshgate
+  listeners:
+    - { name: http, port: 80, protocol: HTTP }
+    - { name: https, port: 443, protocol: HTTPS, tls: { certificateRefs: [{ name: shared-cert }] } }
+${withOwn ? `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: own, namespace: infra }
+spec:
+  gatewayClassName: meshgate
+  addresses: [{ value: 127.0.0.7 }]
+  listeners:
+    - { name: http, port: 80, protocol: HTTP }
+    - { name: https, port: 443, protocol: HTTPS, tls: { certificateRefs: [{ name: own-cert }] } }
+` : ''}`;
+
+  before(async () => {
+    for (const name of ['shared', 'own']) e[name] = await startEchoServer({ name });
+    writeConfig(dir, 'backends.yaml', ['shared', 'own'].map((n) => serviceYaml(n, [e[n].port], { namespace: 'infra' })).join('---\n'));
+    writeConfig(dir, 'secrets.yaml', `${tlsSecret('shared-cert', 'infra', makeCert(dir, 'shared.example.com'))}---\n${tlsSecret('own-cert', 'infra', makeCert(dir, 'own.example.com'))}`);
+    writeConfig(dir, 'gateways.yaml', gateways(true));
+    writeConfig(dir, 'routes.yaml', `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: shared, namespace: infra }
+spec:
+  parentRefs: [{ name: shared }]
+  rules: [{ backendRefs: [{ name: shared, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: own, namespace: infra }
+spec:
+  parentRefs: [{ name: own }]
+  rules: [{ backendRefs: [{ name: own, port: 80 }] }]
+`);
+    gw = await startGateway({ configDir: dir, args: ['--bind-address', '0.0.0.0', '--gateway-bind-addresses', '127.0.0.0/8'] });
+  });
+
+  after(async () => {
+    await gw?.stop();
+    for (const x of Object.values(e)) await x.close();
+    removeDir(dir);
+  });
+
+  /** HTTPS to `address`: the backend that answered and the certificate's CN. */
+  const tlsAt = (address: string) =>
+    new Promise<string>((resolve, reject) => {
+      const req = https.request({ host: address, port: gw.httpsPort, path: '/', servername: 'any.example.com', headers: { host: 'any.example.com' }, rejectUnauthorized: false, agent: false }, (res) => {
+        const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(`${(JSON.parse(body) as { name: string }).name} ${String(cert.subject?.CN)}`));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error(`HTTPS to ${address} timed out`)));
+      req.on('error', reject);
+      req.end();
+    });
+
+  test('connections to the own address reach only that Gateway (HTTP and HTTPS with its certificate); every other address the shared one', async () => {
+    assert.deepEqual(await getAt('127.0.0.7', gw.httpPort, '/', 'any.test'), { status: 200, name: 'own' });
+    assert.deepEqual(await getAt('127.0.0.1', gw.httpPort, '/', 'any.test'), { status: 200, name: 'shared' });
+    assert.deepEqual(await getAt('127.0.0.9', gw.httpPort, '/', 'any.test'), { status: 200, name: 'shared' });
+    assert.equal(await tlsAt('127.0.0.7'), 'own own.example.com');
+    assert.equal(await tlsAt('127.0.0.1'), 'shared shared.example.com');
+    const s = (JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/gateway_api_status`)).body) as { status: Status }).status;
+    assert.deepEqual(s.gateways.find((g) => g.name === 'own')?.conditions.map((c) => `${c.type}=${c.status}`), ['Accepted=True', 'Programmed=True']);
+  });
+
+  test('the own-address Gateway removed and added back: its address falls back to the shared Gateway, then is its own again', async () => {
+    writeConfig(dir, 'gateways.yaml', gateways(false));
+    await waitFor(async () => (await getAt('127.0.0.7', gw.httpPort, '/', 'any.test').catch(() => null))?.name === 'shared', 15_000, '127.0.0.7 served by the shared Gateway');
+    writeConfig(dir, 'gateways.yaml', gateways(true));
+    await waitFor(async () => (await getAt('127.0.0.7', gw.httpPort, '/', 'any.test').catch(() => null))?.name === 'own', 15_000, '127.0.0.7 served by its own Gateway again');
+    assert.deepEqual(await getAt('127.0.0.1', gw.httpPort, '/', 'any.test'), { status: 200, name: 'shared' });
+    assert.equal(await tlsAt('127.0.0.7'), 'own own.example.com');
+  });
+});

@@ -412,21 +412,29 @@ function listenerTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusR
  */
 function resolvePorts(ctx: TranslateContext, rec: StatusRecorder, all: PlannedListener[], otherPorts: ReadonlyMap<string, PortUse>): void {
   const live = all.filter((l) => l.kind !== null && l.accepted);
-  // Ports some shared (wildcard-bound) listener takes on every address.
-  const wildcardPorts = new Set<number>();
-  for (const l of live) if (!l.ownAddress && l.addresses.some(isWildcardAddress)) wildcardPorts.add(l.bindPort);
-  for (const u of otherPorts.values()) if (isWildcardAddress(u.address)) wildcardPorts.add(u.port);
+  // Ports some shared listener takes on every address (a wildcard bind address): HTTP(S) ones hand
+  // the connections that arrive at a Gateway's own address to its HTTP(S) listeners (the runtime
+  // dispatches by local address); relayed (TLS/TCP) ones hand nothing over.
+  const wildcardHttp = new Set<number>();
+  const wildcardRelay = new Set<number>();
+  for (const l of live) if (!l.ownAddress && l.addresses.some(isWildcardAddress)) (l.kind === 'HTTP' || l.kind === 'HTTPS' ? wildcardHttp : wildcardRelay).add(l.bindPort);
+  for (const u of otherPorts.values()) if (isWildcardAddress(u.address)) (u.protocol === 'TCP' ? wildcardRelay : wildcardHttp).add(u.port);
   const bySocket = new Map<string, PlannedListener[]>();
   for (const l of live) {
-    if (l.ownAddress && wildcardPorts.has(l.bindPort)) {
+    const http = l.kind === 'HTTP' || l.kind === 'HTTPS';
+    if (l.ownAddress && (wildcardRelay.has(l.bindPort) || (!http && wildcardHttp.has(l.bindPort)))) {
       l.accepted = false;
-      rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is taken on every address (bind address ${ctx.options.bindAddress}) by other listeners, so the Gateway's own address ${l.addresses.join(', ')} cannot have a socket there; map the port elsewhere (--port-map) or bind a specific address (--bind-address)`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
+      const by = wildcardRelay.has(l.bindPort) ? 'TCP/TLS listeners, which relay every connection of the port' : 'HTTP listeners, which can hand on HTTP connections only';
+      rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is taken on every address (bind address ${ctx.options.bindAddress}) by ${by}, so the Gateway's own address ${l.addresses.join(', ')} cannot have this ${l.kind} listener there; map the port elsewhere (--port-map) or bind a specific address (--bind-address)`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
       continue;
     }
     let refused = false;
     for (const address of l.addresses) {
       const other = usesAt(otherPorts, address, l.bindPort);
-      const why = other === null ? null : l.ownAddress ? 'a Gateway with its own address does not share its sockets with another API' : sharingProblem(l, other);
+      // An HTTP(S) listener on a Gateway's own address beside another API's HTTP(S) listener on every
+      // address is a listener of its own (served through that socket, by local address).
+      const beside = other !== null && l.ownAddress && http && other.protocol !== 'TCP' && isWildcardAddress(other.address) && other.address !== address;
+      const why = other === null || beside ? null : l.ownAddress ? 'a Gateway with its own address does not share its sockets with another API' : sharingProblem(l, other);
       if (why !== null) {
         l.accepted = false;
         refused = true;

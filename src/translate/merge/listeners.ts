@@ -12,23 +12,14 @@
  */
 import type { DomainMatch, FilterChain, Listener, TcpRoute, VirtualHost } from '../../ir/types.js';
 import type { FilterChainDraft, ListenerDraft, TranslateContext, VirtualHostDraft } from '../types.js';
-import { isWildcardAddress } from '../../ir/validate.js';
 
 export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): Listener[] {
-  // One socket per address and port: drafts for two different specific addresses (a Gateway API
-  // Gateway with its own address) stay apart; a draft on the same address, or where either address
-  // is a wildcard, joins the port's first listener (and its address).
+  // One listener per address and port: a draft for another address of the port (a Gateway API
+  // Gateway's own address, an Istio server's `bind`) is a listener of its own; beside a wildcard
+  // listener of the port it is served through that socket, by the address a connection arrived at.
   const byPort = new Map<string, { first: ListenerDraft; chains: FilterChainDraft[]; passthrough: TcpRoute[] }>();
   for (const d of drafts) {
-    let entry = byPort.get(`${d.address}_${d.port}`);
-    if (!entry) {
-      for (const e of byPort.values()) {
-        if (e.first.port === d.port && (isWildcardAddress(e.first.address) || isWildcardAddress(d.address))) {
-          entry = e;
-          break;
-        }
-      }
-    }
+    const entry = byPort.get(`${d.address}_${d.port}`);
     if (!entry) {
       byPort.set(`${d.address}_${d.port}`, { first: d, chains: [...d.chains], passthrough: [...(d.passthrough ?? [])] });
       continue;
