@@ -323,8 +323,12 @@ export interface CorsPolicy {
    * (with or without `Access-Control-Request-Method`) is answered 204 by the gateway
    * (`content-type: text/plain charset=UTF-8`, `content-length: 0`); requests not allowed go on
    * untouched (`unmatchedPreflights` is not read). Absent = Envoy/Istio semantics.
+   * `gateway-api`: Envoy's semantics plus the Gateway API HTTPRoute CORS filter's: a preflight answer
+   * also carries `access-control-expose-headers`; with `allowCredentials`, a `*` in `allowMethods` or
+   * `allowHeaders` is answered with the preflight's requested method or headers (a browser ignores
+   * `*` on credentialed requests).
    */
-  dialect?: 'ingress-nginx';
+  dialect?: 'ingress-nginx' | 'gateway-api';
 }
 
 /** One match block: every non-null field must hold (AND). */

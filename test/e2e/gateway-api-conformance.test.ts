@@ -9,7 +9,8 @@
  * HTTPRouteRequestHeaderModifierBackendWeights, HTTPRouteRequestMultipleMirrors,
  * HTTPRouteRequestPercentageMirror, HTTPRoute303Redirect, HTTPRoute308Redirect,
  * GatewayNameMaximumLength, HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket,
- * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services), HTTPRouteNamedRule.
+ * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services), HTTPRouteNamedRule,
+ * HTTPRouteCORS (credentials cases).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,6 +82,7 @@ const ADDR = {
   longName: '127.0.0.28',
   protocols: '127.0.0.29',
   serviceTypes: '127.0.0.30',
+  cors: '127.0.0.34',
 };
 
 /** A Service (`clusterIP: None` when headless) on port 8080 -> targetPort 3000, with manually managed EndpointSlices. */
@@ -290,6 +292,30 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: { name: cors, namespace: infra }
+spec:
+  parentRefs: [{ name: cors }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /cors-1 } }]
+      filters:
+        - type: CORS
+          cors:
+            allowOrigins: ["https://www.foo.com", "https://*.bar.com"]
+            allowMethods: [GET, OPTIONS]
+            allowHeaders: [x-header-1, x-header-2]
+            exposeHeaders: [x-header-3, x-header-4]
+            allowCredentials: true
+            maxAge: 3600
+      backendRefs: [{ name: v1, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /cors-wildcard-methods-headers } }]
+      filters: [{ type: CORS, cors: { allowOrigins: ["*"], allowMethods: ["*"], allowHeaders: ["*"], allowCredentials: true } }]
+      backendRefs: [{ name: v1, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /cors-wildcard-methods-headers-unauth } }]
+      filters: [{ type: CORS, cors: { allowOrigins: ["*"], allowMethods: ["*"], allowHeaders: ["*"], allowCredentials: false } }]
+      backendRefs: [{ name: v1, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: { name: long-name, namespace: infra }
 spec:
   parentRefs: [{ name: ${LONG_NAME} }]
@@ -355,6 +381,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
       gateway(LONG_NAME, ADDR.longName),
       gateway('protocols', ADDR.protocols),
       gateway('service-types', ADDR.serviceTypes),
+      gateway('cors', ADDR.cors),
     ].join('---\n'));
     writeConfig(dir, 'routes.yaml', ROUTES);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
@@ -586,6 +613,45 @@ spec: { controllerName: meshgate.io/gateway-controller }
     ]);
     const dump = (await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body;
     assert.match(dump, /httproute\/infra\/http-named-rules\/rule\/0:named-rule\/match\/0/, 'the rule name is part of the route name');
+  });
+
+  test('HTTPRouteCORS: origins exact and wildcard, credentials echo the origin, method and headers instead of `*`', async () => {
+    const at = (path: string, method: string, headers: Record<string, string>) => get(`http://${ADDR.cors}:${gw.httpPort}${path}`, { host: 'example.com', method, headers });
+    const preflight = { 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-header-1, x-header-2' };
+    for (const origin of ['https://www.foo.com', 'https://www.bar.com', 'https://xpto.www.bar.com']) {
+      const r = await at('/cors-1', 'OPTIONS', { origin, ...preflight });
+      assert.ok(r.status === 200 || r.status === 204, `preflight from ${origin}: ${r.status}`);
+      assert.equal(r.headers['access-control-allow-origin'], origin);
+      assert.deepEqual(String(r.headers['access-control-allow-methods']).split(/,\s*/).sort(), ['GET', 'OPTIONS']);
+      assert.deepEqual(String(r.headers['access-control-allow-headers']).split(/,\s*/).map((h) => h.toLowerCase()).sort(), ['x-header-1', 'x-header-2']);
+      assert.deepEqual(String(r.headers['access-control-expose-headers']).split(/,\s*/).map((h) => h.toLowerCase()).sort(), ['x-header-3', 'x-header-4']);
+      assert.equal(r.headers['access-control-max-age'], '3600');
+      assert.equal(r.headers['access-control-allow-credentials'], 'true');
+    }
+    const denied = await at('/cors-1', 'OPTIONS', { origin: 'https://foobar.com', 'access-control-request-method': 'GET' });
+    assert.ok([200, 204, 403].includes(denied.status), `non-matching preflight: ${denied.status}`);
+    assert.equal(denied.headers['access-control-allow-origin'], undefined);
+    const simple = await at('/cors-1', 'GET', { origin: 'https://www.bar.com' });
+    assert.equal(simple.status, 200);
+    assert.equal(simple.headers['access-control-allow-origin'], 'https://www.bar.com');
+    const notAllowed = await at('/cors-1', 'GET', { origin: 'https://foobar.com' });
+    assert.equal(notAllowed.headers['access-control-allow-origin'], undefined);
+    // Wildcards with credentials: the origin, method and headers are echoed, never `*`.
+    const wild = await at('/cors-wildcard-methods-headers', 'OPTIONS', { origin: 'https://other.foo.com', 'access-control-request-method': 'PUT', 'access-control-request-headers': 'x-header-1, x-header-2' });
+    assert.ok(wild.status === 200 || wild.status === 204, String(wild.status));
+    assert.equal(wild.headers['access-control-allow-origin'], 'https://other.foo.com');
+    assert.equal(wild.headers['access-control-allow-methods'], 'PUT');
+    assert.deepEqual(String(wild.headers['access-control-allow-headers']).split(/,\s*/).map((h) => h.toLowerCase()).sort(), ['x-header-1', 'x-header-2']);
+    assert.equal(wild.headers['access-control-allow-credentials'], 'true');
+    const unauth = await at('/cors-wildcard-methods-headers-unauth', 'OPTIONS', { origin: 'https://other.foo.com', 'access-control-request-method': 'PUT', 'access-control-request-headers': 'x-header-1, x-header-2' });
+    assert.ok(['https://other.foo.com', '*'].includes(String(unauth.headers['access-control-allow-origin'])), String(unauth.headers['access-control-allow-origin']));
+    assert.equal(unauth.headers['access-control-allow-credentials'], undefined);
+    const withCreds = await at('/cors-wildcard-methods-headers', 'GET', { origin: 'https://other.foo.com' });
+    assert.equal(withCreds.headers['access-control-allow-origin'], 'https://other.foo.com');
+    assert.equal(withCreds.headers['access-control-allow-credentials'], 'true');
+    const noCreds = await at('/cors-wildcard-methods-headers-unauth', 'GET', { origin: 'https://other.foo.com' });
+    assert.ok(['https://other.foo.com', '*'].includes(String(noCreds.headers['access-control-allow-origin'])));
+    assert.equal(noCreds.headers['access-control-allow-credentials'], undefined);
   });
 });
 

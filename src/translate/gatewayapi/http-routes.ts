@@ -339,6 +339,7 @@ function corsOf(c: Obj): CorsPolicy {
     maxAgeSeconds: num(c.maxAge) ?? 5,
     allowCredentials: c.allowCredentials === true,
     unmatchedPreflights: 'ignore',
+    dialect: 'gateway-api',
   };
 }
 
