@@ -10,7 +10,7 @@
  * HTTPRouteRequestPercentageMirror, HTTPRoute303Redirect, HTTPRoute308Redirect,
  * GatewayNameMaximumLength, HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket,
  * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services), HTTPRouteNamedRule,
- * HTTPRouteCORS (credentials cases).
+ * HTTPRouteCORS (credentials cases), HTTPRouteRetry.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -83,6 +83,7 @@ const ADDR = {
   protocols: '127.0.0.29',
   serviceTypes: '127.0.0.30',
   cors: '127.0.0.34',
+  retry: '127.0.0.35',
 };
 
 /** A Service (`clusterIP: None` when headless) on port 8080 -> targetPort 3000, with manually managed EndpointSlices. */
@@ -316,6 +317,19 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: { name: retries, namespace: infra }
+spec:
+  parentRefs: [{ name: retry }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /retry/code-500-attempts-3 } }]
+      retry: { codes: [500], attempts: 3 }
+      backendRefs: [{ name: flaky, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /retry/code-all-attempts-2 } }]
+      retry: { codes: [500, 502, 503, 504], attempts: 2 }
+      backendRefs: [{ name: flaky, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: { name: long-name, namespace: infra }
 spec:
   parentRefs: [{ name: ${LONG_NAME} }]
@@ -330,6 +344,9 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
   const mirrored: Record<string, string[]> = { 'mirror-a': [], 'mirror-b': [] };
   const mirrors: Server[] = [];
   let h2cServer: http2.Http2Server;
+  /** Tries per request id; `?id=X&fail=N&code=C`: the first N tries of id X answer C, then 200. */
+  const tries = new Map<string, number>();
+  let flakyServer: Server;
   let wsServer: WebSocketServer;
 
   before(async () => {
@@ -353,7 +370,17 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
     wsServer.on('connection', (socket) => socket.on('message', (m) => socket.send(`echo:${String(m)}`)));
     await new Promise<void>((r) => wsServer.once('listening', () => r()));
     const withAppProtocol = (yaml: string, appProtocol: string) => yaml.replace('ports: [{ name: http, port: 80 }]', `ports: [{ name: http, port: 80, appProtocol: ${appProtocol} }]`);
+    flakyServer = createServer((req, res) => {
+      const q = new URL(req.url ?? '/', 'http://x').searchParams;
+      const id = q.get('id') ?? '';
+      const n = (tries.get(id) ?? 0) + 1;
+      tries.set(id, n);
+      res.writeHead(n <= Number(q.get('fail') ?? 0) ? Number(q.get('code') ?? 500) : 200, { 'content-type': 'text/plain' });
+      res.end(`try ${n}`);
+    });
+    await new Promise<void>((r) => flakyServer.listen(0, '127.0.0.1', r));
     writeConfig(dir, 'backends.yaml', [
+      serviceYaml('flaky', [(flakyServer.address() as AddressInfo).port], { namespace: 'infra' }),
       withAppProtocol(serviceYaml('h2c-backend', [(h2cServer.address() as AddressInfo).port], { namespace: 'infra' }), 'kubernetes.io/h2c'),
       withAppProtocol(serviceYaml('ws-backend', [(wsServer.address() as AddressInfo).port], { namespace: 'infra' }), 'kubernetes.io/ws'),
       ...['v1', 'v2', 'v3'].map((n) => serviceYaml(n, [e[n].port], { namespace: 'infra' })),
@@ -382,6 +409,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
       gateway('protocols', ADDR.protocols),
       gateway('service-types', ADDR.serviceTypes),
       gateway('cors', ADDR.cors),
+      gateway('retry', ADDR.retry),
     ].join('---\n'));
     writeConfig(dir, 'routes.yaml', ROUTES);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
@@ -392,6 +420,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
     for (const x of Object.values(e)) await x.close();
     for (const m of mirrors) await new Promise<void>((r) => m.close(() => r()));
     await new Promise<void>((r) => (h2cServer ? h2cServer.close(() => r()) : r()));
+    await new Promise<void>((r) => (flakyServer ? flakyServer.close(() => r()) : r()));
     await new Promise<void>((r) => (wsServer ? wsServer.close(() => r()) : r()));
     removeDir(dir);
   });
@@ -652,6 +681,29 @@ spec: { controllerName: meshgate.io/gateway-controller }
     const noCreds = await at('/cors-wildcard-methods-headers-unauth', 'GET', { origin: 'https://other.foo.com' });
     assert.ok(['https://other.foo.com', '*'].includes(String(noCreds.headers['access-control-allow-origin'])));
     assert.equal(noCreds.headers['access-control-allow-credentials'], undefined);
+  });
+
+  test('HTTPRouteRetry: the listed codes are retried `attempts` times (tries = attempts + 1); other codes and exhausted retries surface the backend\'s answer', async () => {
+    let n = 0;
+    const run = async (path: string, fail: number, code: number): Promise<string> => {
+      const id = `r${n++}`;
+      const r = await get(`http://${ADDR.retry}:${gw.httpPort}${path}?id=${id}&fail=${fail}&code=${code}`, { host: 'example.com' });
+      return `${r.status} after ${tries.get(id) ?? 0} tries`;
+    };
+    const got: string[] = [];
+    const want: string[] = [];
+    const check = async (path: string, fail: number, code: number, expected: string) => {
+      got.push(`${path} fail ${fail}x${code}: ${await run(path, fail, code)}`);
+      want.push(`${path} fail ${fail}x${code}: ${expected}`);
+    };
+    await check('/retry/code-500-attempts-3', 2, 500, '200 after 3 tries');
+    await check('/retry/code-500-attempts-3', 4, 500, '500 after 4 tries');
+    await check('/retry/code-500-attempts-3', 1, 503, '503 after 1 tries');
+    for (const code of [500, 502, 503, 504]) {
+      await check('/retry/code-all-attempts-2', 1, code, '200 after 2 tries');
+      await check('/retry/code-all-attempts-2', 3, code, `${code} after 3 tries`);
+    }
+    assert.deepEqual(got, want);
   });
 });
 
