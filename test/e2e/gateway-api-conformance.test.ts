@@ -10,7 +10,9 @@
  * HTTPRouteRequestPercentageMirror, HTTPRoute303Redirect, HTTPRoute308Redirect,
  * GatewayNameMaximumLength, HTTPRouteBackendProtocolH2C, HTTPRouteBackendProtocolWebSocket,
  * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services), HTTPRouteNamedRule,
- * HTTPRouteCORS (credentials cases), HTTPRouteRetry.
+ * HTTPRouteCORS (credentials cases), HTTPRouteRetry, and in a second process (listeners on ports 8080
+ * and 8090 at their own addresses) HTTPRouteRedirectPortAndScheme, GatewayWithAttachedRoutesWithPort8080,
+ * HTTPRouteListenerPortMatching.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -716,19 +718,22 @@ async function bindable(address: string, port: number): Promise<boolean> {
   });
 }
 
-describe('Gateway API conformance: HTTPRouteRedirectPortAndScheme and GatewayWithAttachedRoutesWithPort8080', { timeout: 120_000 }, async () => {
+describe('Gateway API conformance: HTTPRouteRedirectPortAndScheme, GatewayWithAttachedRoutesWithPort8080, HTTPRouteListenerPortMatching', { timeout: 120_000 }, async () => {
   const a80 = '127.0.0.31';
   const a8080 = '127.0.0.32';
   const a443 = '127.0.0.33';
-  // The listener on Gateway port 8080 is not in --port-map: it binds 127.0.0.32:8080 itself.
-  const free = await bindable(a8080, 8080);
+  const aPorts = '127.0.0.36';
+  // Listeners on Gateway ports 8080 and 8090 are not in --port-map: they bind those ports themselves.
+  const free = (await bindable(a8080, 8080)) && (await bindable(aPorts, 8080)) && (await bindable(aPorts, 8090));
   const dir = tempDir();
   let gw: GatewayProcess;
+  const e: Record<string, Echo> = {};
 
   const redirect = (path: string, fields: string) => `    - { matches: [{ path: { type: PathPrefix, value: ${path} } }], filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org${fields} } }] }`;
 
   before(async () => {
     if (!free) return;
+    for (const name of ['v1', 'v2', 'v3']) e[name] = await startEchoServer({ name });
     writeConfig(dir, 'secret.yaml', tlsSecret('cert', 'infra', makeCert(dir, 'example.org')));
     writeConfig(dir, 'gateways.yaml', `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -737,7 +742,9 @@ spec: { controllerName: meshgate.io/gateway-controller }
 ---
 ${gateway('same-namespace', a80)}---
 ${gateway('same-namespace-with-http-listener-on-8080', a8080, '[{ name: http, port: 8080, protocol: HTTP }]')}---
-${gateway('same-namespace-with-https-listener', a443, '[{ name: https, port: 443, protocol: HTTPS, tls: { certificateRefs: [{ name: cert }] } }]')}`);
+${gateway('same-namespace-with-https-listener', a443, '[{ name: https, port: 443, protocol: HTTPS, tls: { certificateRefs: [{ name: cert }] } }]')}---
+${gateway('httproute-listener-port-matching', aPorts, `[${[['listener-1', 80, 'foo.com'], ['listener-2', 8080, 'foo.com'], ['listener-3', 8080, 'bar.com'], ['listener-4', 8090, 'foo.com'], ['listener-5', 8090, 'bar.com']].map(([n, p, h]) => `{ name: ${n}, port: ${p}, protocol: HTTP, hostname: ${h} }`).join(', ')}]`)}`);
+    writeConfig(dir, 'backends.yaml', ['v1', 'v2', 'v3'].map((n) => serviceYaml(n, [e[n].port], { namespace: 'infra' })).join('---\n'));
     writeConfig(dir, 'routes.yaml', `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: http-route-for-listener-on-port-80, namespace: infra }
@@ -773,13 +780,47 @@ ${redirect('/scheme-nil-and-port-8443', ', port: 8443')}
 ${redirect('/scheme-http-and-port-nil', ', scheme: http')}
 ${redirect('/scheme-http-and-port-80', ', scheme: http, port: 80')}
 ${redirect('/scheme-http-and-port-8080', ', scheme: http, port: 8080')}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: backend-v1, namespace: infra }
+spec:
+  parentRefs: [{ name: httproute-listener-port-matching, port: 80 }]
+  rules: [{ backendRefs: [{ name: v1, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: backend-v2, namespace: infra }
+spec:
+  parentRefs: [{ name: httproute-listener-port-matching, port: 8080 }]
+  rules: [{ backendRefs: [{ name: v2, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: backend-v3, namespace: infra }
+spec:
+  parentRefs: [{ name: httproute-listener-port-matching, port: 8090, sectionName: listener-4 }]
+  rules: [{ backendRefs: [{ name: v3, port: 80 }] }]
 `);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
   });
 
   after(async () => {
     await gw?.stop();
+    for (const x of Object.values(e)) await x.close();
     removeDir(dir);
+  });
+
+  test('HTTPRouteListenerPortMatching: parentRef port selects the listeners of that port (and sectionName narrows it)', { skip: !free && 'port 8080 or 8090 is taken on 127.0.0.32/127.0.0.36; free it to run this test' }, async () => {
+    await table(aPorts, gw.httpPort, [{ host: 'foo.com', path: '/', want: '200 v1' }]);
+    await table(aPorts, 8080, [
+      { host: 'foo.com:8080', path: '/', want: '200 v2' },
+      { host: 'bar.com:8080', path: '/', want: '200 v2' },
+    ]);
+    await table(aPorts, 8090, [
+      { host: 'foo.com:8090', path: '/', want: '200 v3' },
+      { host: 'bar.com:8090', path: '/', want: '404' },
+    ]);
   });
 
   /** Status and Location of one request (HTTPS to the Gateway's own address, SNI and Host example.org). */
