@@ -12,7 +12,8 @@
  * HTTPRouteServiceTypes (IPv4 and IPv6 EndpointSlices, headless Services), HTTPRouteNamedRule,
  * HTTPRouteCORS (credentials cases), HTTPRouteRetry, and in a second process (listeners on ports 8080
  * and 8090 at their own addresses) HTTPRouteRedirectPortAndScheme, GatewayWithAttachedRoutesWithPort8080,
- * HTTPRouteListenerPortMatching.
+ * HTTPRouteListenerPortMatching; and gRPC (h2c): GRPCRouteHeaderMatching, GRPCRouteListenerHostnameMatching,
+ * GRPCRouteNamedRule.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +25,7 @@ import { startEchoServer } from '../../src/demo/echo-server.js';
 import https from 'node:https';
 import net from 'node:net';
 import { get, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { grpc, grpcClient, startGrpcEcho, unary, type GrpcEchoServer } from '../support/grpc-echo.js';
 
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 
@@ -871,5 +873,116 @@ spec:
     const l8080 = s.gateways.find((g) => g.name === 'same-namespace-with-http-listener-on-8080')?.listeners[0];
     assert.equal(l8080?.attachedRoutes, 1, 'GatewayWithAttachedRoutesWithPort8080: attachedRoutes');
     assert.deepEqual(l8080?.conditions.filter((c) => c.type === 'Programmed').map((c) => c.status), ['True']);
+  });
+});
+
+describe('Gateway API conformance: GRPCRouteHeaderMatching, GRPCRouteListenerHostnameMatching, GRPCRouteNamedRule (h2c, @grpc/grpc-js)', { timeout: 120_000 }, () => {
+  const headersAt = '127.0.0.41';
+  const hostnamesAt = '127.0.0.42';
+  const dir = tempDir();
+  let gw: GatewayProcess;
+  const g: Record<string, GrpcEchoServer> = {};
+
+  before(async () => {
+    for (const name of ['grpc-infra-backend-v1', 'grpc-infra-backend-v2', 'grpc-infra-backend-v3']) g[name] = await startGrpcEcho(name);
+    const grpcService = (name: string) => serviceYaml(name, [g[name].port], { namespace: 'infra', portName: 'grpc' });
+    writeConfig(dir, 'backends.yaml', Object.keys(g).map(grpcService).join('---\n'));
+    const host = (n: string, h: string) => `{ name: ${n}, port: 80, protocol: HTTP, hostname: "${h}" }`;
+    writeConfig(dir, 'gateways.yaml', `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: { name: meshgate }
+spec: { controllerName: meshgate.io/gateway-controller }
+---
+${gateway('grpc-header-matching', headersAt)}---
+${gateway('grpcroute-listener-hostname-matching', hostnamesAt, `[${host('listener-1', 'bar.com')}, ${host('listener-2', 'foo.bar.com')}, ${host('listener-3', '*.bar.com')}, ${host('listener-4', '*.foo.com')}]`)}`);
+    const rule = (headers: string, backend: string, name = '') => `    - { ${name ? `name: ${name}, ` : ''}matches: [${headers}], backendRefs: [{ name: ${backend}, port: 80 }] }`;
+    writeConfig(dir, 'routes.yaml', `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: grpc-header-matching, namespace: infra }
+spec:
+  parentRefs: [{ name: grpc-header-matching }]
+  rules:
+${rule('{ headers: [{ name: version, value: one }] }', 'grpc-infra-backend-v1', 'version-one')}
+${rule('{ headers: [{ name: version, value: two }] }', 'grpc-infra-backend-v2')}
+${rule('{ headers: [{ name: version, value: two }, { name: color, value: orange }] }', 'grpc-infra-backend-v1')}
+${rule('{ headers: [{ name: color, value: blue }] }, { headers: [{ name: color, value: green }] }', 'grpc-infra-backend-v1')}
+${rule('{ headers: [{ name: color, value: red }] }, { headers: [{ name: color, value: yellow }] }', 'grpc-infra-backend-v2')}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: backend-v1, namespace: infra }
+spec:
+  parentRefs: [{ name: grpcroute-listener-hostname-matching, sectionName: listener-1 }]
+  rules: [{ backendRefs: [{ name: grpc-infra-backend-v1, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: backend-v2, namespace: infra }
+spec:
+  parentRefs: [{ name: grpcroute-listener-hostname-matching, sectionName: listener-2 }]
+  rules: [{ backendRefs: [{ name: grpc-infra-backend-v2, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: backend-v3, namespace: infra }
+spec:
+  parentRefs: [{ name: grpcroute-listener-hostname-matching, sectionName: listener-3 }, { name: grpcroute-listener-hostname-matching, sectionName: listener-4 }]
+  rules: [{ backendRefs: [{ name: grpc-infra-backend-v3, port: 80 }] }]
+`);
+    gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
+  });
+
+  after(async () => {
+    await gw?.stop();
+    for (const x of Object.values(g)) await x.close();
+    removeDir(dir);
+  });
+
+  /** One unary call: the backend that answered, or the gRPC status name. */
+  async function call(address: string, authority: string, metadata: Record<string, string> = {}): Promise<string> {
+    const client = grpcClient(gw.httpPort, authority, address);
+    try {
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+      const r = await unary(client, { text: 'conformance' }, md, { deadline: Date.now() + 10_000 });
+      return r.reply !== null ? r.reply.from : grpc.status[r.error?.code ?? grpc.status.UNKNOWN];
+    } finally {
+      client.close();
+    }
+  }
+
+  test('GRPCRouteHeaderMatching (and a named rule): the suite\'s table, misses are UNIMPLEMENTED', async () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ version: 'one' }, 'grpc-infra-backend-v1'],
+      [{ version: 'two' }, 'grpc-infra-backend-v2'],
+      [{ version: 'two', color: 'orange' }, 'grpc-infra-backend-v1'],
+      [{ version: 'two', color: 'blue' }, 'grpc-infra-backend-v2'],
+      [{ color: 'orange' }, 'UNIMPLEMENTED'],
+      [{ 'some-other-header': 'one' }, 'UNIMPLEMENTED'],
+      [{ color: 'blue' }, 'grpc-infra-backend-v1'],
+      [{ color: 'green' }, 'grpc-infra-backend-v1'],
+      [{ color: 'red' }, 'grpc-infra-backend-v2'],
+      [{ color: 'yellow' }, 'grpc-infra-backend-v2'],
+      [{ color: 'purple' }, 'UNIMPLEMENTED'],
+    ];
+    const got: string[] = [];
+    for (const [md] of cases) got.push(`${JSON.stringify(md)} -> ${await call(headersAt, 'grpc.example.com', md)}`);
+    assert.deepEqual(got, cases.map(([md, want]) => `${JSON.stringify(md)} -> ${want}`));
+  });
+
+  test('GRPCRouteListenerHostnameMatching: :authority picks the most specific listener; none matching is UNIMPLEMENTED', async () => {
+    const cases: [string, string][] = [
+      ['bar.com', 'grpc-infra-backend-v1'],
+      ['foo.bar.com', 'grpc-infra-backend-v2'],
+      ['baz.bar.com', 'grpc-infra-backend-v3'],
+      ['boo.bar.com', 'grpc-infra-backend-v3'],
+      ['multiple.prefixes.bar.com', 'grpc-infra-backend-v3'],
+      ['multiple.prefixes.foo.com', 'grpc-infra-backend-v3'],
+      ['foo.com', 'UNIMPLEMENTED'],
+      ['no.matching.host', 'UNIMPLEMENTED'],
+    ];
+    const got: string[] = [];
+    for (const [authority] of cases) got.push(`${authority} -> ${await call(hostnamesAt, authority)}`);
+    assert.deepEqual(got, cases.map(([a, want]) => `${a} -> ${want}`));
   });
 });
