@@ -331,6 +331,17 @@ spec:
     - matches: [{ path: { type: PathPrefix, value: /retry/code-all-attempts-2 } }]
       retry: { codes: [500, 502, 503, 504], attempts: 2 }
       backendRefs: [{ name: flaky, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /retry/no-status-code-attempts-3 } }]
+      retry: { attempts: 3 }
+      backendRefs: [{ name: flaky, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /retry/backend-request-timeout-200ms } }]
+      retry: { attempts: 2 }
+      timeouts: { backendRequest: 200ms }
+      backendRefs: [{ name: flaky, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /retry/request-timeout-200ms } }]
+      retry: { codes: [500], attempts: 5 }
+      timeouts: { backendRequest: 200ms, request: 400ms }
+      backendRefs: [{ name: flaky, port: 80 }]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -348,7 +359,10 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
   const mirrored: Record<string, string[]> = { 'mirror-a': [], 'mirror-b': [] };
   const mirrors: Server[] = [];
   let h2cServer: http2.Http2Server;
-  /** Tries per request id; `?id=X&fail=N&code=C`: the first N tries of id X answer C, then 200. */
+  /**
+   * Tries per request id; `?id=X&fail=N&code=C`: the first N tries of id X answer C (after `delay`
+   * ms; `reset=1`: the connection is reset instead), then 200.
+   */
   const tries = new Map<string, number>();
   let flakyServer: Server;
   let wsServer: WebSocketServer;
@@ -379,8 +393,17 @@ describe('Gateway API conformance tables, one address per Gateway', { timeout: 1
       const id = q.get('id') ?? '';
       const n = (tries.get(id) ?? 0) + 1;
       tries.set(id, n);
-      res.writeHead(n <= Number(q.get('fail') ?? 0) ? Number(q.get('code') ?? 500) : 200, { 'content-type': 'text/plain' });
-      res.end(`try ${n}`);
+      const failing = n <= Number(q.get('fail') ?? 0);
+      if (failing && q.get('reset') === '1') return void req.socket.resetAndDestroy();
+      const answer = () => {
+        if (res.destroyed) return;
+        // No keep-alive: every try is a fresh connection, so the tries counted are the retry policy's
+        // alone (a reset on a reused idle connection is resent once by the upstream pool first).
+        res.writeHead(failing ? Number(q.get('code') ?? 500) : 200, { 'content-type': 'text/plain', connection: 'close' });
+        res.end(`try ${n}`);
+      };
+      if (failing && q.get('delay') !== null) setTimeout(answer, Number(q.get('delay')));
+      else answer();
     });
     await new Promise<void>((r) => flakyServer.listen(0, '127.0.0.1', r));
     writeConfig(dir, 'backends.yaml', [
@@ -707,6 +730,33 @@ spec: { controllerName: meshgate.io/gateway-controller }
       await check('/retry/code-all-attempts-2', 1, code, '200 after 2 tries');
       await check('/retry/code-all-attempts-2', 3, code, `${code} after 3 tries`);
     }
+    assert.deepEqual(got, want);
+  });
+
+  test('HTTPRouteRetryConnectionError and HTTPRouteRetryWithTimeouts: resets and per-try timeouts are retried within attempts and the request timeout', async () => {
+    let n = 0;
+    const run = async (path: string, params: string): Promise<string> => {
+      const id = `t${n++}`;
+      const r = await get(`http://${ADDR.retry}:${gw.httpPort}${path}?id=${id}&${params}`, { host: 'example.com' });
+      return `${r.status} after ${tries.get(id) ?? 0} tries`;
+    };
+    const got: string[] = [];
+    const want: string[] = [];
+    const check = async (path: string, params: string, expected: RegExp | string) => {
+      const result = await run(path, params);
+      const ok = typeof expected === 'string' ? result === expected : expected.test(result);
+      got.push(`${path}?${params}: ${ok ? 'as expected' : result}`);
+      want.push(`${path}?${params}: as expected`);
+    };
+    // Connection resets: attempts 3, no codes.
+    await check('/retry/no-status-code-attempts-3', 'fail=2&reset=1', '200 after 3 tries');
+    await check('/retry/no-status-code-attempts-3', 'fail=4&reset=1', /^(500|502|503) after 4 tries$/);
+    // A try longer than backendRequest (200 ms) is retried: attempts 2 = 3 tries.
+    await check('/retry/backend-request-timeout-200ms', 'fail=2&code=500&delay=300', '200 after 3 tries');
+    await check('/retry/backend-request-timeout-200ms', 'fail=3&code=500&delay=300', '504 after 3 tries');
+    // Retries stop at the request timeout (400 ms): 4 failures of 100 ms each do not fit.
+    await check('/retry/request-timeout-200ms', 'fail=1&code=500', '200 after 2 tries');
+    await check('/retry/request-timeout-200ms', 'fail=4&code=500&delay=100', /^504 after [1-4] tries$/);
     assert.deepEqual(got, want);
   });
 });
