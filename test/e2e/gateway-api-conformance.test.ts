@@ -13,7 +13,7 @@
  * HTTPRouteCORS (credentials cases), HTTPRouteRetry, and in a second process (listeners on ports 8080
  * and 8090 at their own addresses) HTTPRouteRedirectPortAndScheme, GatewayWithAttachedRoutesWithPort8080,
  * HTTPRouteListenerPortMatching; and gRPC (h2c): GRPCRouteHeaderMatching, GRPCRouteListenerHostnameMatching,
- * GRPCRouteNamedRule.
+ * GRPCRouteNamedRule; TCP: TCPRouteWeightedRouting, TCPRouteParentRefAttachAll.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +26,8 @@ import https from 'node:https';
 import net from 'node:net';
 import { get, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { grpc, grpcClient, startGrpcEcho, unary, type GrpcEchoServer } from '../support/grpc-echo.js';
+import { startSummingBackend } from '../support/tcp-backends.js';
+import { freePort } from '../helpers/gateway.js';
 
 type Echo = Awaited<ReturnType<typeof startEchoServer>>;
 
@@ -929,14 +931,21 @@ spec:
 describe('Gateway API conformance: GRPCRouteHeaderMatching, GRPCRouteListenerHostnameMatching, GRPCRouteNamedRule (h2c, @grpc/grpc-js)', { timeout: 120_000 }, () => {
   const headersAt = '127.0.0.41';
   const hostnamesAt = '127.0.0.42';
+  const tcpAt = '127.0.0.43';
+  const tcpPorts: number[] = [];
   const dir = tempDir();
   let gw: GatewayProcess;
   const g: Record<string, GrpcEchoServer> = {};
+  const tcpBackends: { close(): Promise<void> }[] = [];
 
   before(async () => {
+    const sums = { 'tcp-v1': await startSummingBackend('tcp-v1'), 'tcp-v2': await startSummingBackend('tcp-v2') };
+    tcpBackends.push(...Object.values(sums));
+    // TCP listener ports are not in --port-map: each binds its own port at the Gateway's address.
+    tcpPorts.push(await freePort(), await freePort());
     for (const name of ['grpc-infra-backend-v1', 'grpc-infra-backend-v2', 'grpc-infra-backend-v3']) g[name] = await startGrpcEcho(name);
     const grpcService = (name: string) => serviceYaml(name, [g[name].port], { namespace: 'infra', portName: 'grpc' });
-    writeConfig(dir, 'backends.yaml', Object.keys(g).map(grpcService).join('---\n'));
+    writeConfig(dir, 'backends.yaml', [...Object.keys(g).map(grpcService), serviceYaml('tcp-v1', [sums['tcp-v1'].port], { namespace: 'infra', servicePort: 9000 }), serviceYaml('tcp-v2', [sums['tcp-v2'].port], { namespace: 'infra', servicePort: 9000 })].join('---\n'));
     const host = (n: string, h: string) => `{ name: ${n}, port: 80, protocol: HTTP, hostname: "${h}" }`;
     writeConfig(dir, 'gateways.yaml', `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -944,7 +953,8 @@ metadata: { name: meshgate }
 spec: { controllerName: meshgate.io/gateway-controller }
 ---
 ${gateway('grpc-header-matching', headersAt)}---
-${gateway('grpcroute-listener-hostname-matching', hostnamesAt, `[${host('listener-1', 'bar.com')}, ${host('listener-2', 'foo.bar.com')}, ${host('listener-3', '*.bar.com')}, ${host('listener-4', '*.foo.com')}]`)}`);
+${gateway('grpcroute-listener-hostname-matching', hostnamesAt, `[${host('listener-1', 'bar.com')}, ${host('listener-2', 'foo.bar.com')}, ${host('listener-3', '*.bar.com')}, ${host('listener-4', '*.foo.com')}]`)}---
+${gateway('tcp', tcpAt, `[{ name: tcp-1, port: ${tcpPorts[0]}, protocol: TCP }, { name: tcp-2, port: ${tcpPorts[1]}, protocol: TCP }]`)}`);
     const rule = (headers: string, backend: string, name = '') => `    - { ${name ? `name: ${name}, ` : ''}matches: [${headers}], backendRefs: [{ name: ${backend}, port: 80 }] }`;
     writeConfig(dir, 'routes.yaml', `apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -978,6 +988,13 @@ metadata: { name: backend-v3, namespace: infra }
 spec:
   parentRefs: [{ name: grpcroute-listener-hostname-matching, sectionName: listener-3 }, { name: grpcroute-listener-hostname-matching, sectionName: listener-4 }]
   rules: [{ backendRefs: [{ name: grpc-infra-backend-v3, port: 80 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: { name: tcp-weighted, namespace: infra }
+spec:
+  parentRefs: [{ name: tcp }]
+  rules: [{ backendRefs: [{ name: tcp-v1, port: 9000, weight: 70 }, { name: tcp-v2, port: 9000, weight: 30 }] }]
 `);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
   });
@@ -985,7 +1002,39 @@ spec:
   after(async () => {
     await gw?.stop();
     for (const x of Object.values(g)) await x.close();
+    for (const x of tcpBackends) await x.close();
     removeDir(dir);
+  });
+
+  /** One TCP connection to `port` at the Gateway's address: the backend's name from its answer. */
+  const tcpCall = (port: number) =>
+    new Promise<string>((resolve, reject) => {
+      const sock = net.connect({ host: tcpAt, port, allowHalfOpen: true });
+      let out = '';
+      sock.setEncoding('utf8');
+      sock.setTimeout(10_000, () => sock.destroy(new Error(`TCP to ${tcpAt}:${port} timed out`)));
+      sock.on('data', (d: string) => (out += d));
+      sock.on('end', () => {
+        sock.end();
+        resolve(out.split(' ')[0]);
+      });
+      sock.on('error', reject);
+      sock.on('connect', () => sock.end('ping'));
+    });
+
+  test('TCPRouteWeightedRouting and TCPRouteParentRefAttachAll: 70/30 per connection, on every TCP listener of the Gateway', async () => {
+    for (const port of tcpPorts) {
+      const count: Record<string, number> = {};
+      const n = 300;
+      for (let i = 0; i < n; i++) {
+        const name = await tcpCall(port);
+        count[name] = (count[name] ?? 0) + 1;
+      }
+      const v1 = ((count['tcp-v1'] ?? 0) / n) * 100;
+      assert.deepEqual(Object.keys(count).sort(), ['tcp-v1', 'tcp-v2'], `port ${port}: ${JSON.stringify(count)}`);
+      // Binomial(300, 0.7): 4 standard deviations are 10.6 points.
+      assert.ok(Math.abs(v1 - 70) <= 10.6, `port ${port}: tcp-v1 got ${v1.toFixed(1)}% of ${n} connections`);
+    }
   });
 
   /** One unary call: the backend that answered, or the gRPC status name. */
