@@ -347,6 +347,29 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: { name: request-header-modifier-backend, namespace: infra }
+spec:
+  parentRefs: [{ name: filters }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /backend-filter/set } }]
+      backendRefs: [{ name: v1, port: 80, filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: X-Header-Set, value: set-overwrites-values }] } }] }]
+    - matches: [{ path: { type: PathPrefix, value: /backend-filter/add } }]
+      backendRefs: [{ name: v1, port: 80, filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { add: [{ name: X-Header-Add, value: add-appends-values }] } }] }]
+    - matches: [{ path: { type: PathPrefix, value: /backend-filter/remove } }]
+      backendRefs: [{ name: v1, port: 80, filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { remove: [X-Header-Remove] } }] }]
+    - matches: [{ path: { type: PathPrefix, value: /backend-filter/multiple } }]
+      backendRefs:
+        - name: v1
+          port: 80
+          filters:
+            - type: RequestHeaderModifier
+              requestHeaderModifier:
+                set: [{ name: X-Header-Set-1, value: header-set-1 }, { name: X-Header-Set-2, value: header-set-2 }]
+                add: [{ name: X-Header-Add-1, value: header-add-1 }, { name: X-Header-Add-2, value: header-add-2 }, { name: X-Header-Add-3, value: header-add-3 }]
+                remove: [X-Header-Remove-1, X-Header-Remove-2]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: { name: long-name, namespace: infra }
 spec:
   parentRefs: [{ name: ${LONG_NAME} }]
@@ -760,6 +783,26 @@ spec: { controllerName: meshgate.io/gateway-controller }
     await check('/retry/request-timeout-200ms', 'fail=1&code=500', '200 after 2 tries');
     await check('/retry/request-timeout-200ms', 'fail=4&code=500&delay=100', /^504 after [1-4] tries$/);
     assert.deepEqual(got, want);
+  });
+
+  test('HTTPRouteBackendRequestHeaderModifier: set, add and remove on a backendRef reach its backend', async () => {
+    const seen = async (path: string, headers: Record<string, string>) => {
+      const r = await get(`http://${ADDR.filters}:${gw.httpPort}${path}`, { host: 'example.com', headers });
+      assert.equal(r.json?.name, 'v1', `${path}: ${r.status} ${r.body}`);
+      return r.json?.headers ?? {};
+    };
+    assert.equal((await seen('/backend-filter/set', { 'Some-Other-Header': 'val' }))['x-header-set'], 'set-overwrites-values');
+    assert.equal((await seen('/backend-filter/set', { 'X-Header-Set': 'some-other-value' }))['x-header-set'], 'set-overwrites-values');
+    assert.equal((await seen('/backend-filter/add', {}))['x-header-add'], 'add-appends-values');
+    const added = (await seen('/backend-filter/add', { 'X-Header-Add': 'some-other-value' }))['x-header-add'];
+    assert.deepEqual(Array.isArray(added) ? added.join(',') : String(added).replace(/,\s*/g, ','), 'some-other-value,add-appends-values');
+    assert.equal((await seen('/backend-filter/remove', { 'X-Header-Remove': 'val' }))['x-header-remove'], undefined);
+    const m = await seen('/backend-filter/multiple', { 'X-Header-Set-2': 'set-val-2', 'X-Header-Add-2': 'add-val-2', 'X-Header-Remove-2': 'remove-val-2', 'Another-Header': 'another-header-val' });
+    const flat = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v).replace(/,\s*/g, ','));
+    assert.deepEqual(
+      Object.fromEntries(['x-header-set-1', 'x-header-set-2', 'x-header-add-1', 'x-header-add-2', 'x-header-add-3', 'another-header', 'x-header-remove-1', 'x-header-remove-2'].map((k) => [k, m[k] === undefined ? null : flat(m[k])])),
+      { 'x-header-set-1': 'header-set-1', 'x-header-set-2': 'header-set-2', 'x-header-add-1': 'header-add-1', 'x-header-add-2': 'add-val-2,header-add-2', 'x-header-add-3': 'header-add-3', 'another-header': 'another-header-val', 'x-header-remove-1': null, 'x-header-remove-2': null },
+    );
   });
 });
 
