@@ -13,7 +13,7 @@
  * HTTPRouteCORS (credentials cases), HTTPRouteRetry, and in a second process (listeners on ports 8080
  * and 8090 at their own addresses) HTTPRouteRedirectPortAndScheme, GatewayWithAttachedRoutesWithPort8080,
  * HTTPRouteListenerPortMatching; and gRPC (h2c): GRPCRouteHeaderMatching, GRPCRouteListenerHostnameMatching,
- * GRPCRouteNamedRule; TCP: TCPRouteWeightedRouting, TCPRouteParentRefAttachAll.
+ * GRPCRouteNamedRule; TCP: TCPRouteWeightedRouting, TCPRouteParentRefAttachAll, TCPRouteParentRefPortAndSectionName.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -975,6 +975,7 @@ describe('Gateway API conformance: GRPCRouteHeaderMatching, GRPCRouteListenerHos
   const headersAt = '127.0.0.41';
   const hostnamesAt = '127.0.0.42';
   const tcpAt = '127.0.0.43';
+  const sectionsAt = '127.0.0.44';
   const tcpPorts: number[] = [];
   const dir = tempDir();
   let gw: GatewayProcess;
@@ -985,7 +986,7 @@ describe('Gateway API conformance: GRPCRouteHeaderMatching, GRPCRouteListenerHos
     const sums = { 'tcp-v1': await startSummingBackend('tcp-v1'), 'tcp-v2': await startSummingBackend('tcp-v2') };
     tcpBackends.push(...Object.values(sums));
     // TCP listener ports are not in --port-map: each binds its own port at the Gateway's address.
-    tcpPorts.push(await freePort(), await freePort());
+    tcpPorts.push(await freePort(), await freePort(), await freePort(), await freePort());
     for (const name of ['grpc-infra-backend-v1', 'grpc-infra-backend-v2', 'grpc-infra-backend-v3']) g[name] = await startGrpcEcho(name);
     const grpcService = (name: string) => serviceYaml(name, [g[name].port], { namespace: 'infra', portName: 'grpc' });
     writeConfig(dir, 'backends.yaml', [...Object.keys(g).map(grpcService), serviceYaml('tcp-v1', [sums['tcp-v1'].port], { namespace: 'infra', servicePort: 9000 }), serviceYaml('tcp-v2', [sums['tcp-v2'].port], { namespace: 'infra', servicePort: 9000 })].join('---\n'));
@@ -997,7 +998,8 @@ spec: { controllerName: meshgate.io/gateway-controller }
 ---
 ${gateway('grpc-header-matching', headersAt)}---
 ${gateway('grpcroute-listener-hostname-matching', hostnamesAt, `[${host('listener-1', 'bar.com')}, ${host('listener-2', 'foo.bar.com')}, ${host('listener-3', '*.bar.com')}, ${host('listener-4', '*.foo.com')}]`)}---
-${gateway('tcp', tcpAt, `[{ name: tcp-1, port: ${tcpPorts[0]}, protocol: TCP }, { name: tcp-2, port: ${tcpPorts[1]}, protocol: TCP }]`)}`);
+${gateway('tcp', tcpAt, `[{ name: tcp-1, port: ${tcpPorts[0]}, protocol: TCP }, { name: tcp-2, port: ${tcpPorts[1]}, protocol: TCP }]`)}---
+${gateway('tcp-sections', sectionsAt, `[{ name: tcp-1, port: ${tcpPorts[2]}, protocol: TCP }, { name: tcp-2, port: ${tcpPorts[3]}, protocol: TCP }]`)}`);
     const rule = (headers: string, backend: string, name = '') => `    - { ${name ? `name: ${name}, ` : ''}matches: [${headers}], backendRefs: [{ name: ${backend}, port: 80 }] }`;
     writeConfig(dir, 'routes.yaml', `apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -1038,6 +1040,13 @@ metadata: { name: tcp-weighted, namespace: infra }
 spec:
   parentRefs: [{ name: tcp }]
   rules: [{ backendRefs: [{ name: tcp-v1, port: 9000, weight: 70 }, { name: tcp-v2, port: 9000, weight: 30 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: { name: tcp-port-and-section, namespace: infra }
+spec:
+  parentRefs: [{ name: tcp-sections, port: ${tcpPorts[2]}, sectionName: tcp-1 }]
+  rules: [{ backendRefs: [{ name: tcp-v2, port: 9000 }] }]
 `);
     gw = await startGateway({ configDir: dir, args: ['--gateway-bind-addresses', '127.0.0.0/8'] });
   });
@@ -1050,9 +1059,9 @@ spec:
   });
 
   /** One TCP connection to `port` at the Gateway's address: the backend's name from its answer. */
-  const tcpCall = (port: number) =>
+  const tcpCall = (port: number, host = tcpAt) =>
     new Promise<string>((resolve, reject) => {
-      const sock = net.connect({ host: tcpAt, port, allowHalfOpen: true });
+      const sock = net.connect({ host, port, allowHalfOpen: true });
       let out = '';
       sock.setEncoding('utf8');
       sock.setTimeout(10_000, () => sock.destroy(new Error(`TCP to ${tcpAt}:${port} timed out`)));
@@ -1061,12 +1070,21 @@ spec:
         sock.end();
         resolve(out.split(' ')[0]);
       });
-      sock.on('error', reject);
+      sock.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve('(closed)') : reject(err)));
       sock.on('connect', () => sock.end('ping'));
     });
 
+  test('TCPRouteParentRefPortAndSectionName: a parentRef with port and sectionName attaches to that listener only', async () => {
+    assert.equal(await tcpCall(tcpPorts[2], sectionsAt), 'tcp-v2');
+    // The other TCP listener of that Gateway has no route: its connections are closed unanswered.
+    const other = await tcpCall(tcpPorts[3], sectionsAt);
+    assert.ok(other === '' || other === '(closed)', `the listener without a route answered ${JSON.stringify(other)}`);
+    const s = (JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/gateway_api_status`)).body) as { status: { gateways: { name: string; listeners: { name: string; attachedRoutes: number }[] }[] } }).status;
+    assert.deepEqual(Object.fromEntries((s.gateways.find((x) => x.name === 'tcp-sections')?.listeners ?? []).map((l) => [l.name, l.attachedRoutes])), { 'tcp-1': 1, 'tcp-2': 0 });
+  });
+
   test('TCPRouteWeightedRouting and TCPRouteParentRefAttachAll: 70/30 per connection, on every TCP listener of the Gateway', async () => {
-    for (const port of tcpPorts) {
+    for (const port of tcpPorts.slice(0, 2)) {
       const count: Record<string, number> = {};
       const n = 300;
       for (let i = 0; i < n; i++) {
