@@ -66,6 +66,7 @@ const USAGE = `usage:
                [--headers-with-underscores REJECT_REQUEST] [--gateway-namespace istio-system]
                [--http1-engine meshgate|node]
                [--gateway-controller-name meshgate.io/gateway-controller]
+               [--gateway-bind-addresses IP/CIDR,...|none]
                [--control HOST:15012 [--root-cert FILE] [--token-file FILE] [--namespace NS]
                 [--service-account SA] [--trust-domain cluster.local] [--workload-cert-ttl 24h]]
 ${OBSERVABILITY_USAGE}

@@ -11,7 +11,7 @@
 import type { Diagnostic } from '../lib/diagnostic.js';
 import { compareDiagnostics } from '../lib/diagnostic.js';
 import type { IRSnapshot } from '../ir/types.js';
-import { ResourceSet, objectKey } from '../resources/resource-set.js';
+import { ResourceSet, objectIdentity, objectKey } from '../resources/resource-set.js';
 import type { KubeObject } from '../resources/types.js';
 import { checkObjects } from '../api/kinds.js';
 import { translate, type TranslateOptions } from '../translate/index.js';
@@ -67,14 +67,14 @@ export class ConfigPipeline {
     const checked = checkObjects(candidates);
     diagnostics.push(...checked.diagnostics);
     const accepted = new Map<string, KubeObject>();
-    for (const o of checked.accepted) accepted.set(objectKey(o.kind, o.metadata.namespace, o.metadata.name), o);
+    // Keyed by API group too: an Istio Gateway and a Gateway API Gateway may share a name.
+    for (const o of checked.accepted) accepted.set(objectIdentity(o), o);
     // Objects rejected by the schema check keep their last accepted version.
     const rejectedKeys = new Set(
       checked.diagnostics.filter((d) => d.severity === 'error' && d.object).map((d) => objectKey(d.object!.kind, d.object!.namespace, d.object!.name)),
     );
-    for (const key of rejectedKeys) {
-      const previous = this.#lastGoodObjects.get(key);
-      if (previous && !accepted.has(key)) {
+    for (const [key, previous] of this.#lastGoodObjects) {
+      if (rejectedKeys.has(objectKey(previous.kind, previous.metadata.namespace, previous.metadata.name)) && !accepted.has(key)) {
         accepted.set(key, previous);
         diagnostics.push({ severity: 'warning', reason: 'MG_INVALID_OBJECT', object: { kind: previous.kind, namespace: previous.metadata.namespace, name: previous.metadata.name }, field: null, file: previous.origin.file, line: previous.origin.line, message: 'this object has errors; its last accepted version keeps serving' });
       }

@@ -167,6 +167,15 @@ export interface FilterChain {
   tls: TlsContext | null;
   /** Virtual hosts, chosen by the request's Host/:authority (lowercased, port stripped). */
   virtualHosts: VirtualHost[];
+  /**
+   * HTTPS only: answer 421 Misdirected Request when the request's Host/:authority would select
+   * (by the same `serverNames` rule as the SNI) another chain of the listener than the one the
+   * connection's SNI selected: the Host belongs to another listener and certificate (Gateway API
+   * GatewayHTTPSListenerDetectMisdirectedRequests; RFC 9110 §15.5.20). This also keeps an HTTP/2
+   * connection coalesced by a client for a second authority from reaching another chain's routes.
+   * Absent = false (Istio and Ingress chains: the SNI's chain serves whatever Host it has).
+   */
+  rejectMisdirected?: boolean;
 }
 
 export interface TlsContext {
@@ -338,8 +347,12 @@ export interface CorsPolicy {
    * (with or without `Access-Control-Request-Method`) is answered 204 by the gateway
    * (`content-type: text/plain charset=UTF-8`, `content-length: 0`); requests not allowed go on
    * untouched (`unmatchedPreflights` is not read). Absent = Envoy/Istio semantics.
+   * `gateway-api`: Envoy's semantics plus the Gateway API HTTPRoute CORS filter's: a preflight answer
+   * also carries `access-control-expose-headers`; with `allowCredentials`, a `*` in `allowMethods` or
+   * `allowHeaders` is answered with the preflight's requested method or headers (a browser ignores
+   * `*` on credentialed requests).
    */
-  dialect?: 'ingress-nginx';
+  dialect?: 'ingress-nginx' | 'gateway-api';
 }
 
 /** One match block: every non-null field must hold (AND). */
@@ -719,8 +732,12 @@ export interface ConsistentHashLb {
 }
 
 export type HashKey =
-  /** The value of this request header (lowercase name). */
-  | { kind: 'header'; name: string }
+  /**
+   * The value of this request header (lowercase name). With `session` (Gateway API
+   * sessionPersistence type Header): a request without the header gets a new session key, returned
+   * in that response header for the client to send back.
+   */
+  | { kind: 'header'; name: string; session?: SessionKey }
   /**
    * The value of this cookie. When it is absent and `ttlSeconds` is not null, the gateway makes up a
    * value, hashes on it, and sets the cookie on the response (`Max-Age` = ttl; 0 = session cookie).
@@ -731,7 +748,7 @@ export type HashKey =
    * `Chrome/4`, `Chrome/5`, `Chrome/6`, `CPU iPhone OS 12`, `iPad; CPU OS 12`, and Safari on
    * `Intel Mac OS X 10_14` without Chrome); absent = always sent as written.
    */
-  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean; affinity?: CookieAffinity }
+  | { kind: 'cookie'; name: string; path: string | null; ttlSeconds: number | null; attributes?: string; conditionalSameSiteNone?: boolean; affinity?: CookieAffinity; session?: SessionKey }
   /** The client's IP address (the downstream peer). */
   | { kind: 'source-ip' }
   /** The raw value of this query parameter (first occurrence). */
@@ -759,6 +776,19 @@ export interface CookieAffinity {
   changeOnFailure: boolean;
   /** Identifies the cluster in the cookie (ingress-nginx: md5(md5(backend) + backend)); canaries read it. */
   backendKey: string;
+}
+
+/**
+ * Gateway API `sessionPersistence`: the gateway issues the session key (cookie or header value) as
+ * `<id>.<issued>.<last>` (base-36 epoch milliseconds) and hashes on `<id>`. A key past a timeout, or
+ * not in that form, starts a new session (a new id, so possibly another endpoint). With an idle
+ * timeout the key is issued again (new `<last>`) on an answer at least a second after the previous one.
+ */
+export interface SessionKey {
+  /** The session ends this many seconds after it began (`absoluteTimeout`); null = never. */
+  absoluteTimeoutSeconds: number | null;
+  /** The session ends after this many seconds without a request (`idleTimeout`, Gateway API up to v1.5); null = never. */
+  idleTimeoutSeconds: number | null;
 }
 
 /**

@@ -6,6 +6,11 @@ import type { IRSnapshot, Regex, RouteMatch, StringMatch } from './types.js';
 import { validateSidecarView } from './validate-sidecar.js';
 
 /** Problems found, as sentences; empty when the snapshot is sound. */
+/** `0.0.0.0`, `::` (and their long forms): a socket bound there takes the port on every address. */
+export function isWildcardAddress(address: string): boolean {
+  return address === '0.0.0.0' || /^[0:]+$/.test(address);
+}
+
 export function validateIR(ir: IRSnapshot): string[] {
   const problems: string[] = [];
   const clusters = new Set<string>();
@@ -14,10 +19,20 @@ export function validateIR(ir: IRSnapshot): string[] {
     clusters.add(c.name);
     for (const e of c.endpoints) if (!(e.port > 0 && e.port < 65536)) problems.push(`cluster ${c.name}: endpoint ${e.address} has invalid port ${e.port}`);
   }
-  const ports = new Set<number>();
+  // One listener per address and port. HTTP/HTTPS listeners may pair a wildcard address (0.0.0.0,
+  // ::) with specific ones on a port: the wildcard socket hands each connection to the listener of
+  // the address it arrived at (runtime/listeners). A TCP listener takes its port on every address
+  // it overlaps.
+  const ports = new Map<number, { address: string; tcp: boolean }[]>();
+  const claim = (address: string, port: number, tcp: boolean): void => {
+    const held = ports.get(port) ?? [];
+    const clash = held.some((h) => h.address === address || ((tcp || h.tcp) && (isWildcardAddress(h.address) || isWildcardAddress(address))));
+    if (clash) problems.push(`port ${port} has two listeners`);
+    held.push({ address, tcp });
+    ports.set(port, held);
+  };
   for (const l of ir.listeners) {
-    if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
-    ports.add(l.port);
+    claim(l.address, l.port, false);
     if (l.protocol === 'HTTP' && l.filterChains.length !== 1) problems.push(`listener ${l.name}: HTTP listeners have exactly one filter chain`);
     for (const chain of l.filterChains) {
       if (l.protocol === 'HTTPS' && (!chain.tls || chain.tls.certificates.length === 0)) problems.push(`listener ${l.name} chain ${chain.name}: HTTPS without a certificate`);
@@ -55,8 +70,7 @@ export function validateIR(ir: IRSnapshot): string[] {
     }
   }
   for (const l of ir.tcpListeners) {
-    if (ports.has(l.port)) problems.push(`port ${l.port} has two listeners`);
-    ports.add(l.port);
+    claim(l.address, l.port, true);
     if (l.protocol === 'TLS_TERMINATE' && l.tlsChains.length === 0) problems.push(`tcp listener ${l.name}: TLS_TERMINATE without a chain`);
     for (const c of l.tlsChains) if (c.tls.certificates.length === 0) problems.push(`tcp listener ${l.name} chain ${c.name}: no certificate`);
     for (const r of [...l.routes, ...l.tlsChains.flatMap((c) => c.routes)]) {

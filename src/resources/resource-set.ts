@@ -8,15 +8,25 @@ export class ResourceSet {
   readonly #all: readonly KubeObject[];
   readonly #byKind = new Map<string, KubeObject[]>();
   readonly #byKey = new Map<string, KubeObject>();
+  /** kind/namespace/name -> the objects of every API group with that name (Istio's and Gateway API's `Gateway`). */
+  readonly #byName = new Map<string, KubeObject[]>();
 
-  /** Objects with the same kind/namespace/name: the one with the smallest origin.order is kept. */
+  /**
+   * Objects with the same API group, kind, namespace and name: the one with the smallest
+   * origin.order is kept. The group is part of an object's identity: an Istio `Gateway` and a
+   * Gateway API `Gateway` may share a namespace and name.
+   */
   constructor(objects: Iterable<KubeObject>) {
     const sorted = [...objects].sort(compareObjects);
     const kept: KubeObject[] = [];
     for (const o of sorted) {
-      const key = objectKey(o.kind, o.metadata.namespace, o.metadata.name);
+      const key = objectIdentity(o);
       if (this.#byKey.has(key)) continue;
       this.#byKey.set(key, o);
+      const nameKey = objectKey(o.kind, o.metadata.namespace, o.metadata.name);
+      const same = this.#byName.get(nameKey);
+      if (same) same.push(o);
+      else this.#byName.set(nameKey, [o]);
       kept.push(o);
       let list = this.#byKind.get(o.kind);
       if (!list) this.#byKind.set(o.kind, (list = []));
@@ -34,8 +44,14 @@ export class ResourceSet {
     return this.#byKind.get(kind) ?? [];
   }
 
+  /** The object of `kind` with that namespace and name (the first API group in canonical order when several groups have the kind). */
   get(kind: string, namespace: string, name: string): KubeObject | undefined {
-    return this.#byKey.get(objectKey(kind, namespace, name));
+    return this.#byName.get(objectKey(kind, namespace, name))?.[0];
+  }
+
+  /** Every object of `kind` with that namespace and name, one per API group, in canonical order. */
+  getAll(kind: string, namespace: string, name: string): readonly KubeObject[] {
+    return this.#byName.get(objectKey(kind, namespace, name)) ?? [];
   }
 
   // Read-only indexes, built on first use (the set never changes), so translation stays linear in the
@@ -91,11 +107,23 @@ export function objectKey(kind: string, namespace: string, name: string): string
   return `${kind}/${namespace}/${name}`;
 }
 
+/** API group of an `apiVersion` (`networking.istio.io/v1` -> `networking.istio.io`, `v1` -> ``). */
+export function apiGroupOf(apiVersion: string): string {
+  const slash = apiVersion.indexOf('/');
+  return slash === -1 ? '' : apiVersion.slice(0, slash);
+}
+
+/** What makes an object unique: API group, kind, namespace, name (`group|kind/namespace/name`). */
+export function objectIdentity(o: { apiVersion: string; kind: string; metadata: { namespace: string; name: string } }): string {
+  return `${apiGroupOf(o.apiVersion)}|${objectKey(o.kind, o.metadata.namespace, o.metadata.name)}`;
+}
+
 function compareObjects(a: KubeObject, b: KubeObject): number {
   return (
     cmp(a.kind, b.kind) ||
     cmp(a.metadata.namespace, b.metadata.namespace) ||
     cmp(a.metadata.name, b.metadata.name) ||
+    cmp(apiGroupOf(a.apiVersion), apiGroupOf(b.apiVersion)) ||
     cmp(a.origin.order, b.origin.order)
   );
 }

@@ -30,6 +30,12 @@ export interface TranslateOptions {
   gatewayControllerName?: string;
   /** Gateway API: the addresses Gateways are reachable at, for Gateway `status.addresses` (the publish Service or `--publish-address`); absent = none known. */
   gatewayAddresses?: string[];
+  /**
+   * Gateway API: addresses this machine can bind (IPs or CIDRs, `127.0.0.0/8`), for Gateways whose
+   * `spec.addresses` name an IPAddress of their own: such a Gateway gets its own sockets there,
+   * isolated from other Gateways on the same port. Absent = none (every Gateway shares `bindAddress`).
+   */
+  gatewayBindableAddresses?: string[];
   /** The ingress-nginx controller ConfigMap (`--nginx-configmap NS/NAME`); absent/null = none (translate/ingress/nginx/configmap.ts). */
   nginxConfigMap?: { namespace: string; name: string } | null;
   /** ingress-nginx's global default backend (`--default-backend-service NS/NAME`): custom error pages without a default-backend annotation; absent/null = none. */
@@ -71,6 +77,8 @@ export interface FilterChainDraft {
   serverNames: string[];
   tls: TlsContext | null;
   virtualHosts: VirtualHostDraft[];
+  /** IR `FilterChain.rejectMisdirected` (Gateway API HTTPS listeners); absent = false. */
+  rejectMisdirected?: boolean;
 }
 
 /** What a translator wants served on one port. */

@@ -3,7 +3,8 @@
  * endpoint speaks HTTPS with a certificate from a test CA. With a policy naming that CA (ConfigMap
  * `ca.crt`) and the hostname, the gateway originates TLS with that SNI and verifies the certificate;
  * a policy with another CA fails the handshake (503); a policy whose ConfigMap is missing fails too
- * (never falls back to plaintext or to the system roots).
+ * (never falls back to plaintext or to the system roots). `subjectAltNames` (BackendTLSPolicySANValidation):
+ * a certificate without the listed name fails although the chain and `hostname` check out.
  */
 import assert from 'node:assert/strict';
 import https from 'node:https';
@@ -26,7 +27,7 @@ data:
   ca.crt: |
 ${pem.trim().split('\n').map((l) => `    ${l}`).join('\n')}
 `;
-  const policy = (name: string, service: string, ca: string) => `apiVersion: gateway.networking.k8s.io/v1
+  const policy = (name: string, service: string, ca: string, sans = '') => `apiVersion: gateway.networking.k8s.io/v1
 kind: BackendTLSPolicy
 metadata: { name: ${name}, namespace: default }
 spec:
@@ -34,7 +35,8 @@ spec:
   validation:
     caCertificateRefs: [{ group: "", kind: ConfigMap, name: ${ca} }]
     hostname: api.example.com
-`;
+${sans ? `    subjectAltNames: ${sans}
+` : ''}`;
 
   before(async () => {
     pki = makePki(['api.example.com']);
@@ -49,11 +51,15 @@ spec:
       serviceYaml('good', [port], { servicePort: 443, portName: 'https' }),
       serviceYaml('wrong-ca', [port], { servicePort: 443, portName: 'https' }),
       serviceYaml('no-ca', [port], { servicePort: 443, portName: 'https' }),
+      serviceYaml('san-good', [port], { servicePort: 443, portName: 'https' }),
+      serviceYaml('san-bad', [port], { servicePort: 443, portName: 'https' }),
       configMap('ca-a', pki.caA.cert),
       configMap('ca-b', pki.caB.cert),
       policy('good', 'good', 'ca-a'),
       policy('wrong-ca', 'wrong-ca', 'ca-b'),
       policy('no-ca', 'no-ca', 'missing'),
+      policy('san-good', 'san-good', 'ca-a', '[{ type: Hostname, hostname: other.example.com }, { type: Hostname, hostname: api.example.com }]'),
+      policy('san-bad', 'san-bad', 'ca-a', '[{ type: Hostname, hostname: other.example.com }, { type: URI, uri: "spiffe://cluster.local/ns/default/sa/other" }]'),
       `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: { name: meshgate }
@@ -78,6 +84,10 @@ spec:
       backendRefs: [{ name: wrong-ca, port: 443 }]
     - matches: [{ path: { type: PathPrefix, value: /no-ca } }]
       backendRefs: [{ name: no-ca, port: 443 }]
+    - matches: [{ path: { type: PathPrefix, value: /san-good } }]
+      backendRefs: [{ name: san-good, port: 443 }]
+    - matches: [{ path: { type: PathPrefix, value: /san-bad } }]
+      backendRefs: [{ name: san-bad, port: 443 }]
 `,
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
@@ -105,5 +115,13 @@ spec:
   test('a missing CA ConfigMap: no fallback to plaintext or system roots, the request fails', async () => {
     const r = await get(`http://127.0.0.1:${gw.httpPort}/no-ca/x`, { host: 'any.example.com' });
     assert.ok(r.status >= 500, `status ${r.status}: ${r.body}`);
+  });
+
+  test('BackendTLSPolicySANValidation: one listed subjectAltName on the certificate is enough; none listed there fails the handshake', async () => {
+    const good = await get(`http://127.0.0.1:${gw.httpPort}/san-good/x`, { host: 'any.example.com' });
+    assert.equal(good.status, 200, good.body);
+    assert.equal(good.json?.name, 'secure');
+    const bad = await get(`http://127.0.0.1:${gw.httpPort}/san-bad/x`, { host: 'any.example.com' });
+    assert.equal(bad.status, 503, bad.body);
   });
 });

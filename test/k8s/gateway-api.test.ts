@@ -4,7 +4,7 @@
  * leader writes their status through `/status` subresources (read-modify-write: another controller's
  * route parent and a foreign Gateway condition survive; addresses from --publish-address;
  * observedGeneration; nothing rewritten while nothing changes); a Gateway listener certificate from
- * a referenced Secret is served.
+ * a referenced Secret is served; listeners added and removed show in status at the new generation.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -24,6 +24,19 @@ const RESOURCES: ResourceDef[] = [
   gatewayApi('referencegrants', 'ReferenceGrant'),
   gatewayApi('backendtlspolicies', 'BackendTLSPolicy'),
 ];
+
+/** cluster.apply, again on 409: meshgate's status writes race the test's read-then-PUT of the same object. */
+async function applyRetrying(cluster: Cluster, o: Obj): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cluster.apply(o);
+      return;
+    } catch (e) {
+      if (attempt >= 10 || !/\b409\b/.test((e as Error).message)) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
 
 const conditions = (o: Obj | null | undefined): Obj[] => ((o?.status as Obj | undefined)?.conditions as Obj[] | undefined) ?? [];
 const cond = (list: Obj[], type: string): string => {
@@ -153,5 +166,53 @@ describe('kubernetes source: Gateway API', { skip: REAL && 'uses the fake API se
     // Lists and watches (the test's own apply is a GET by name and a POST).
     const cmRequests = cluster.fake!.requests.filter((r) => r.startsWith('GET ') && r.includes('/configmaps?') && r.includes(`/namespaces/${ns}/`));
     assert.ok(cmRequests.length > 0 && cmRequests.every((r) => r.includes('fieldSelector=metadata.name%3Dbackend-ca')), `ConfigMaps read beyond the named one: ${JSON.stringify(cmRequests)}`);
+  });
+  test('GatewayModifyListeners and GatewayObservedGenerationBump: a listener added, then removed; every condition carries the new generation', async () => {
+    const gateway = (generation: number, listeners: Obj[]): Obj => ({ apiVersion: `${G}/v1`, kind: 'Gateway', metadata: { name: 'gw', namespace: ns, generation }, spec: { gatewayClassName: className, listeners } });
+    const http = { name: 'http', port: 80, protocol: 'HTTP' };
+    const read = () => cluster.get({ apiVersion: `${G}/v1`, kind: 'Gateway', metadata: { name: 'gw', namespace: ns } });
+    const generations = (o: Obj): number[] => {
+      const st = (o.status ?? {}) as Obj;
+      const own = conditions(o).filter((c) => !String(c.type).includes('/'));
+      return [...own, ...((st.listeners as Obj[] | undefined) ?? []).flatMap((l) => l.conditions as Obj[])].map((c) => c.observedGeneration as number);
+    };
+    await applyRetrying(cluster, gateway(2, [http, { name: 'extra', port: 80, protocol: 'HTTP', hostname: 'extra.example.com' }]));
+    const added = await eventually('the added listener in status, at generation 2', async () => {
+      const o = await read();
+      const names = (((o?.status as Obj | undefined)?.listeners as Obj[] | undefined) ?? []).map((l) => l.name);
+      return o && names.join(',') === 'http,extra' && generations(o).every((g) => g === 2) ? o : false;
+    });
+    const extra = ((added.status as Obj).listeners as Obj[])[1];
+    assert.deepEqual(extra.supportedKinds, [{ group: G, kind: 'HTTPRoute' }, { group: G, kind: 'GRPCRoute' }]);
+    for (const t of ['Accepted', 'ResolvedRefs', 'Programmed']) assert.equal(cond(extra.conditions as Obj[], t), `True/${t}`, t);
+    assert.equal(cond(extra.conditions as Obj[], 'Conflicted'), 'False/NoConflicts');
+    assert.equal(cond(conditions(added), 'Programmed'), 'True/Programmed');
+    assert.equal(cond(conditions(added), 'example.com/Audited'), 'True/Audited', 'a foreign condition is kept');
+    await applyRetrying(cluster, gateway(3, [http]));
+    await eventually('the removed listener gone from status, at generation 3', async () => {
+      const o = await read();
+      const names = (((o?.status as Obj | undefined)?.listeners as Obj[] | undefined) ?? []).map((l) => l.name);
+      return o !== null && o !== undefined && names.join(',') === 'http' && generations(o).every((g) => g === 3);
+    });
+  });
+  test('GatewayClassObservedGenerationBump and BackendTLSPolicyObservedGenerationBump: a spec edit moves observedGeneration', async () => {
+    await applyRetrying(cluster, { apiVersion: `${G}/v1`, kind: 'GatewayClass', metadata: { name: className, generation: 2 }, spec: { controllerName: 'meshgate.io/gateway-controller', description: 'edited' } });
+    await eventually('GatewayClass Accepted at generation 2', async () => {
+      const o = await cluster.get({ apiVersion: `${G}/v1`, kind: 'GatewayClass', metadata: { name: className } });
+      const c = conditions(o).find((x) => x.type === 'Accepted');
+      return c?.status === 'True' && c.observedGeneration === 2;
+    });
+    const policy = (generation: number, hostname: string): Obj => ({ apiVersion: `${G}/v1`, kind: 'BackendTLSPolicy', metadata: { name: 'web-tls', namespace: ns, generation }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'web' }], validation: { caCertificateRefs: [{ group: '', kind: 'ConfigMap', name: 'backend-ca' }], hostname } } });
+    await applyRetrying(cluster, policy(2, 'web2.internal'));
+    const ancestorGenerations = async (): Promise<number[]> => {
+      const o = await cluster.get({ apiVersion: `${G}/v1`, kind: 'BackendTLSPolicy', metadata: { name: 'web-tls', namespace: ns } });
+      const ancestors = (((o?.status as Obj | undefined)?.ancestors as Obj[] | undefined) ?? []);
+      return ancestors.flatMap((a) => (a.conditions as Obj[]).map((c) => c.observedGeneration as number));
+    };
+    await eventually('BackendTLSPolicy conditions at generation 2', async () => {
+      const g = await ancestorGenerations();
+      return g.length > 0 && g.every((x) => x === 2);
+    });
+    assert.equal(gw.controller.serving?.clusters.find((x) => x.service.name === 'web' && x.service.namespace === ns)?.tls?.sni, 'web2.internal');
   });
 });

@@ -122,9 +122,9 @@ export async function startGrpcEcho(name: string): Promise<GrpcEchoServer> {
   } as GrpcEchoServer;
 }
 
-/** A plaintext (h2c) client to `127.0.0.1:port`; `authority` is sent as :authority. */
-export function grpcClient(port: number, authority: string): EchoClient {
-  return new loaded.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority });
+/** A plaintext (h2c) client to `host:port` (default 127.0.0.1); `authority` is sent as :authority. */
+export function grpcClient(port: number, authority: string, host = '127.0.0.1'): EchoClient {
+  return new loaded.Client(`${host}:${port}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority });
 }
 
 /** A TLS client (HTTP/2 by ALPN) to `127.0.0.1:port` trusting `ca`; `authority` is the SNI, the name checked and :authority. */

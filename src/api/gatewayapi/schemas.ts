@@ -93,8 +93,9 @@ const sessionPersistence: Schema = object(
     idleTimeout: duration,
     type: string,
     cookieConfig: object({ lifetimeType: string }, { name: 'CookieConfig' }),
-    cookie: any,
-    header: any,
+    // The shape after v1.6.1: cookie {name, path, lifetimeType}, header {name}.
+    cookie: object({ name: string, path: string, lifetimeType: string }, { name: 'CookieConfig' }),
+    header: object({ name: string }, { name: 'HeaderConfig' }),
   },
   { name: 'SessionPersistence' },
 );

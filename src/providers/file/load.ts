@@ -244,12 +244,16 @@ function addObject(
   objects.push({ apiVersion: value.apiVersion as string, kind, metadata, body: value, origin: { file, line, order, fieldLines } });
 }
 
-/** The first definition (in path order) of each kind/namespace/name wins; later ones get MG_DUPLICATE_OBJECT. */
+/**
+ * The first definition (in path order) of each API group + kind/namespace/name wins; later ones get
+ * MG_DUPLICATE_OBJECT. The group counts: an Istio Gateway and a Gateway API Gateway may share a name.
+ */
 function dropDuplicates(objects: KubeObject[], diagnostics: Diagnostic[]): KubeObject[] {
   const first = new Map<string, KubeObject>();
   const kept: KubeObject[] = [];
   for (const o of objects) {
-    const key = `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
+    const slash = o.apiVersion.indexOf('/');
+    const key = `${slash === -1 ? '' : o.apiVersion.slice(0, slash)}|${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
     const earlier = first.get(key);
     if (!earlier) {
       first.set(key, o);

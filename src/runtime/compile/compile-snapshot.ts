@@ -166,7 +166,7 @@ function compileFilterChain(fc: FilterChain, clusters: Map<string, CompiledClust
     }
   }
   hostSuffixes.sort((a, b) => b.suffix.length - a.suffix.length);
-  return { name: fc.name, tls: fc.tls === null ? null : compileTls(fc.tls), virtualHosts, hostsExact, hostSuffixes, hostAny };
+  return { name: fc.name, tls: fc.tls === null ? null : compileTls(fc.tls), virtualHosts, hostsExact, hostSuffixes, hostAny, rejectMisdirected: fc.rejectMisdirected === true };
 }
 
 /** Also used for the TLS-terminating chains of TCP listeners (runtime/tcp). */

@@ -85,6 +85,8 @@ export interface CompiledFilterChain {
   /** Suffix wildcards, longest suffix first (ties keep IR order). */
   hostSuffixes: { suffix: string; singleLabel: boolean; vhost: CompiledVirtualHost }[];
   hostAny: CompiledVirtualHost | null;
+  /** IR `FilterChain.rejectMisdirected`: 421 when the Host selects another chain than the SNI did. */
+  rejectMisdirected: boolean;
 }
 
 export interface CompiledTls {

@@ -11,7 +11,9 @@
  *   by the gateway (redirect, direct response, local error), as Envoy's CORS filter does.
  *
  * Policies with `dialect: 'ingress-nginx'` follow ingress-nginx's CORS template instead
- * (rootfs/etc/nginx/template/nginx.tmpl, `define "CORS"`): see `handleNginxCors`.
+ * (rootfs/etc/nginx/template/nginx.tmpl, `define "CORS"`): see `handleNginxCors`. With
+ * `dialect: 'gateway-api'` a preflight answer also carries `-expose-headers`, and with credentials
+ * a `*` method or header list is answered with what the preflight asked for.
  */
 
 import type { CorsPolicy } from '../../ir/types.js';
@@ -30,14 +32,21 @@ export interface CompiledCors {
   ignoreUnmatched: boolean;
   /** ingress-nginx dialect: the headers after allow-origin on every allowed answer (pairs); null = Envoy semantics. */
   nginx: string[] | null;
+  /** Gateway API with credentials: answer `*` methods / headers with the preflight's requested ones. */
+  echoMethods: boolean;
+  echoHeaders: boolean;
 }
 
 export function compileCors(p: CorsPolicy): CompiledCors {
   const anyOrigin = p.allowOrigins.some((o) => o.kind === 'exact' && o.value === '*');
   const preflight: string[] = [];
   const actual: string[] = [];
-  if (p.allowMethods.length > 0) preflight.push('access-control-allow-methods', p.allowMethods.join(','));
-  if (p.allowHeaders.length > 0) preflight.push('access-control-allow-headers', p.allowHeaders.join(','));
+  const gatewayApi = p.dialect === 'gateway-api';
+  const echoMethods = gatewayApi && p.allowCredentials && p.allowMethods.includes('*');
+  const echoHeaders = gatewayApi && p.allowCredentials && p.allowHeaders.includes('*');
+  if (p.allowMethods.length > 0 && !echoMethods) preflight.push('access-control-allow-methods', p.allowMethods.join(','));
+  if (p.allowHeaders.length > 0 && !echoHeaders) preflight.push('access-control-allow-headers', p.allowHeaders.join(','));
+  if (gatewayApi && p.exposeHeaders.length > 0) preflight.push('access-control-expose-headers', p.exposeHeaders.join(','));
   if (p.maxAgeSeconds !== null) preflight.push('access-control-max-age', String(p.maxAgeSeconds));
   if (p.allowCredentials) {
     preflight.push('access-control-allow-credentials', 'true');
@@ -53,7 +62,7 @@ export function compileCors(p: CorsPolicy): CompiledCors {
     if (p.exposeHeaders.length > 0) nginx.push('access-control-expose-headers', p.exposeHeaders.join(','));
     nginx.push('access-control-max-age', String(p.maxAgeSeconds ?? 0));
   }
-  return { origins: p.allowOrigins.map(compileStringMatch), anyOrigin, preflight, actual, ignoreUnmatched: p.unmatchedPreflights === 'ignore', nginx };
+  return { origins: p.allowOrigins.map(compileStringMatch), anyOrigin, preflight, actual, ignoreUnmatched: p.unmatchedPreflights === 'ignore', nginx, echoMethods, echoHeaders };
 }
 
 export function originAllowed(c: CompiledCors, origin: string): boolean {
@@ -65,9 +74,18 @@ export function originAllowed(c: CompiledCors, origin: string): boolean {
 /**
  * Handles a preflight; true when it was answered here, false when it must be forwarded upstream.
  */
-export function answerPreflight(c: CompiledCors, origin: string, d: Downstream): boolean {
+export function answerPreflight(c: CompiledCors, origin: string, d: Downstream, requested: CorsInput | null = null): boolean {
   if (originAllowed(c, origin)) {
-    const h = ['server', SERVER_NAME, 'access-control-allow-origin', origin, ...c.preflight, 'content-length', '0'];
+    const h = ['server', SERVER_NAME, 'access-control-allow-origin', origin, ...c.preflight];
+    if (requested !== null && c.echoMethods) {
+      const m = requested.header('access-control-request-method');
+      if (m !== null && m !== '') h.push('access-control-allow-methods', m);
+    }
+    if (requested !== null && c.echoHeaders) {
+      const hs = requested.header('access-control-request-headers');
+      if (hs !== null && hs !== '') h.push('access-control-allow-headers', hs);
+    }
+    h.push('content-length', '0');
     sendPreflight(d, h);
     return true;
   }
@@ -108,7 +126,7 @@ export function handleCors(c: CompiledCors, x: CorsInput): boolean {
   if (c.nginx !== null) return handleNginxCors(c, c.nginx, x);
   const origin = x.header('origin');
   if (origin === null) return false;
-  if (x.method === 'OPTIONS' && x.header('access-control-request-method') !== null) return answerPreflight(c, origin, x.d);
+  if (x.method === 'OPTIONS' && x.header('access-control-request-method') !== null) return answerPreflight(c, origin, x.d, c.echoMethods || c.echoHeaders ? x : null);
   const h = corsResponseHeaders(c, origin);
   if (h !== null) {
     // Proxied responses read extraResponseHeaders; the gateway's own answers (redirect, direct

@@ -127,6 +127,11 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     this.#sticky = [name, value];
   }
 
+  setResponseSession(name: string, value: string): void {
+    (this.extraResponseHeaders ??= []).push(name, value);
+    this.#sticky = [name, value];
+  }
+
   stickyCookie(name: string): string | null {
     return this.#sticky !== null && this.#sticky[0] === name ? this.#sticky[1] : null;
   }

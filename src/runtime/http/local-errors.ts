@@ -62,6 +62,8 @@ export const Errors = {
   transferCoding: localError(501, 'DPE', 'MG_ERR_TRANSFER_CODING', 'transfer coding not implemented'),
   // ---- routing ----
   noRoute: localError(404, 'NR', 'MG_ERR_ROUTE_NO_MATCH', ''),
+  /** HTTPS: the Host/:authority belongs to another listener (certificate) of the port than the SNI chose (RFC 9110 §15.5.20). */
+  misdirected: localError(421, 'NR', 'MG_ERR_MISDIRECTED_REQUEST', 'misdirected request', 'misdirected_request'),
   noCluster: localError(503, 'NC', 'MG_ERR_CLUSTER_NOT_FOUND', 'cluster not found'),
   noHealthyUpstream: localError(503, 'UH', 'MG_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream'),
   // ---- upstream ----

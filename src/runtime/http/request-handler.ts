@@ -93,6 +93,10 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Do
       : listener.defaultChain;
   if (chain === null) return sendLocalError(d, Errors.noRoute);
   const hostName = normalizeHost(authority);
+  // The Host belongs to another chain (listener, certificate) of this port than the SNI chose: 421,
+  // so the client opens a connection for it (also what stops HTTP/2 connection coalescing from
+  // reaching another listener's routes).
+  if (chain.rejectMisdirected && selectFilterChain(listener, hostName) !== chain) return sendLocalError(d, Errors.misdirected);
   const vhost = selectVirtualHost(chain, hostName);
   if (vhost === null) return sendLocalError(d, Errors.noRoute);
 

@@ -3,6 +3,12 @@
  * listener at its new compiled listener (one reference assignment, so requests see the old or the
  * new snapshot, never a mix); listeners that left the IR drain and close; new ones bind. A bind
  * failure is reported, never thrown, and leaves the other listeners alone.
+ *
+ * A listener on a specific address whose port also has a wildcard listener (0.0.0.0, ::) cannot
+ * bind its own socket (the kernel refuses it next to a listening wildcard socket): it is *hosted*
+ * by the wildcard listener, which accepts every connection of the port and hands each one, by the
+ * address it arrived at (getsockname, as nginx does for `listen 80` beside `listen 10.0.0.5:80`),
+ * to the hosted listener of that address, or keeps it.
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -25,6 +31,8 @@ import type { Downstream } from '../http/downstream.js';
 import { NO_RESUMPTION, secureContextOptions, type TlsContextCache } from './tls-contexts.js';
 import { EDGE_LIMITS } from './edge-limits.js';
 import { peekClientHello } from '../tcp/client-hello.js';
+import { plainAddress } from '../http/downstream.js';
+import { listenerKey } from '../compile/compile-snapshot.js';
 
 /** Server settings for an edge proxy (hardening.md §3). */
 export const SERVER_OPTIONS = {
@@ -75,6 +83,10 @@ type TaggedServer = net.Server & { [kRecord]?: ListenerRecord };
 
 class ListenerRecord {
   draining = false;
+  /** Bound by no socket of its own: the wildcard listener of its port hands it its connections. */
+  hosted = false;
+  /** A wildcard listener that hosts others: its accepting server hands connections out by local address. */
+  dispatching = false;
   /** The TLS handshake engine of an HTTPS listener: the accepting server itself, or (passthrough listeners) a never-listening one the front hands sockets to. */
   tlsServer: tls.Server | null = null;
   boundPort: number | null = null;
@@ -220,6 +232,53 @@ function onPassthroughFront(rec: ListenerRecord, relay: PassthroughRelay | null,
   });
 }
 
+/** Hands an accepted connection to a listener's own handling (what its accepting server would do). */
+function acceptInto(rec: ListenerRecord, relay: PassthroughRelay | null, socket: net.Socket): void {
+  const l = rec.compiled;
+  if (l.protocol === 'HTTP') return sniffPlaintext(socket, rec.engines);
+  if (l.passthrough) return onPassthroughFront(rec, relay, socket);
+  const engine = rec.tlsServer;
+  if (engine === null) return void socket.destroy();
+  // As https.Server: a terminated connection is not half-open.
+  socket.allowHalfOpen = false;
+  engine.emit('connection', socket);
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
+
+/**
+ * The key of the wildcard listener that hosts `l` (a specific address) among `keys`: `0.0.0.0` of
+ * its port for IPv4 (else `::`, dual-stack), `::` for IPv6; null when there is none.
+ */
+function hostKeyOf(l: CompiledListener, keys: { has(key: string): boolean }): string | null {
+  if (isWildcard(l.address)) return null;
+  const candidates = l.address.includes(':') ? ['::'] : ['0.0.0.0', '::'];
+  for (const w of candidates) {
+    const key = listenerKey(w, l.port);
+    if (keys.has(key)) return key;
+  }
+  return null;
+}
+
+/**
+ * Listeners on a specific address whose port has a wildcard listener of the same family (hosted),
+ * and the wildcard listeners that host them (dispatching).
+ */
+function hostingOf(listeners: readonly CompiledListener[]): { hosted: Set<string>; dispatching: Set<string> } {
+  const hosted = new Set<string>();
+  const dispatching = new Set<string>();
+  const keys = new Set(listeners.map((l) => l.key));
+  for (const l of listeners) {
+    const host = hostKeyOf(l, keys);
+    if (host === null) continue;
+    hosted.add(l.key);
+    dispatching.add(host);
+  }
+  return { hosted, dispatching };
+}
+
 export class ListenerManager {
   readonly #records = new Map<string, ListenerRecord>();
   readonly #env: RequestEnv;
@@ -241,11 +300,12 @@ export class ListenerManager {
     const statuses: ListenerStatus[] = [];
     const toOpen: CompiledListener[] = [];
     const toClose: ListenerRecord[] = [];
+    const { hosted, dispatching } = hostingOf(snapshot.listeners);
     // First every surviving listener switches to the new snapshot, synchronously.
     for (const l of snapshot.listeners) {
       const rec = this.#records.get(l.key);
       // A listener that gains or loses passthrough routes changes its accepting server: reopened.
-      if (rec !== undefined && rec.compiled.protocol === l.protocol && rec.compiled.passthrough === l.passthrough) {
+      if (rec !== undefined && rec.compiled.protocol === l.protocol && rec.compiled.passthrough === l.passthrough && rec.hosted === hosted.has(l.key) && rec.dispatching === dispatching.has(l.key)) {
         rec.compiled = l;
         if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
       } else {
@@ -257,11 +317,25 @@ export class ListenerManager {
     for (const rec of toClose) this.#records.delete(rec.compiled.key);
     // Stop listening on replaced ports before binding them again; connections drain meanwhile.
     const drains = toClose.map((rec) => drain(rec, drainMs));
-    const opened = await Promise.all(toOpen.map((l) => this.#open(l)));
+    // Hosted listeners first: the wildcard listener that hands them connections may accept at once.
+    const opened = [
+      ...toOpen.filter((l) => hosted.has(l.key)).map((l) => this.#openHosted(l)),
+      ...(await Promise.all(toOpen.filter((l) => !hosted.has(l.key)).map((l) => this.#open(l, dispatching.has(l.key))))),
+    ];
     void Promise.all(drains);
     for (const l of snapshot.listeners) {
-      const rec = this.#records.get(l.key);
-      const failed = opened.find((o) => o.key === l.key && o.error !== null);
+      let rec = this.#records.get(l.key);
+      let failed = opened.find((o) => o.key === l.key && o.error !== null)?.error;
+      if (rec !== undefined && rec.hosted) {
+        // Served through the wildcard listener of its port: listening when that one is.
+        const hostKey = hostKeyOf(l, this.#records);
+        const host = hostKey === null ? undefined : this.#records.get(hostKey);
+        rec.boundPort = host?.boundPort ?? null;
+        if (host === undefined) {
+          failed = `the wildcard listener of port ${l.port} that hosts it is not bound`;
+          rec = undefined;
+        }
+      }
       statuses.push({
         name: l.name,
         key: l.key,
@@ -270,7 +344,7 @@ export class ListenerManager {
         boundPort: rec?.boundPort ?? null,
         protocol: l.protocol,
         state: rec !== undefined ? 'listening' : 'failed',
-        error: rec !== undefined ? null : failed?.error ?? 'not bound',
+        error: rec !== undefined ? null : failed ?? 'not bound',
       });
     }
     return statuses;
@@ -290,18 +364,51 @@ export class ListenerManager {
     await Promise.all(recs.map((rec) => drain(rec, graceMs)));
   }
 
-  async #open(l: CompiledListener): Promise<{ key: string; error: string | null }> {
+  /** A listener hosted by the wildcard listener of its port: engines and TLS, no socket of its own. */
+  #openHosted(l: CompiledListener): { key: string; error: string | null } {
+    const tlsServer = l.protocol === 'HTTPS' ? this.#createTlsServer() : null;
+    const rec = new ListenerRecord(l, net.createServer(), this.#env, this.#http1);
+    rec.hosted = true;
+    rec.tlsServer = tlsServer;
+    rec.server[kRecord] = rec;
+    if (tlsServer !== null) (tlsServer as TaggedServer)[kRecord] = rec;
+    (rec.engines.h2 as unknown as TaggedServer)[kRecord] = rec;
+    if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
+    rec.engines.h2.on('stream', onH2Stream as unknown as (stream: unknown, headers: unknown, flags: unknown, rawHeaders: unknown) => void);
+    this.#records.set(l.key, rec);
+    return { key: l.key, error: null };
+  }
+
+  /** Where a connection accepted by a dispatching wildcard listener goes: the hosted listener of the address it arrived at, else that listener. */
+  #hostFor(rec: ListenerRecord, socket: net.Socket): ListenerRecord {
+    const local = socket.localAddress;
+    if (local === undefined) return rec;
+    const target = this.#records.get(listenerKey(plainAddress(local), rec.compiled.port));
+    return target !== undefined && target.hosted && !target.draining ? target : rec;
+  }
+
+  async #open(l: CompiledListener, dispatching = false): Promise<{ key: string; error: string | null }> {
     // Sockets are half-open capable and unbuffered, as `http.Server` makes them.
-    const front = l.protocol === 'HTTPS' && l.passthrough;
+    const front = (l.protocol === 'HTTPS' && l.passthrough) || dispatching;
     const tlsServer = l.protocol === 'HTTPS' ? this.#createTlsServer() : null;
     const server: TaggedServer =
       front ? net.createServer({ allowHalfOpen: true, noDelay: true }) : tlsServer ?? net.createServer({ allowHalfOpen: true, noDelay: true }, onPlainConnection);
     const rec = new ListenerRecord(l, server, this.#env, this.#http1);
+    rec.dispatching = dispatching;
     rec.tlsServer = tlsServer;
     server[kRecord] = rec;
     if (tlsServer !== null) (tlsServer as TaggedServer)[kRecord] = rec;
-    if (front) {
-      const relay = this.#relay;
+    const relay = this.#relay;
+    if (dispatching) {
+      server.on('connection', (socket: net.Socket) => {
+        const target = this.#hostFor(rec, socket);
+        if (target !== rec) {
+          target.sockets.add(socket);
+          socket.once('close', () => target.sockets.delete(socket));
+        }
+        acceptInto(target, relay, socket);
+      });
+    } else if (front) {
       server.on('connection', (socket: net.Socket) => onPassthroughFront(rec, relay, socket));
     }
     server.prependListener('connection', trackSocket);
@@ -440,6 +547,7 @@ function onSecureConnection(this: TaggedServer, socket: TLSSocket): void {
  */
 function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
   rec.draining = true;
+  if (rec.hosted) return drainHosted(rec, graceMs);
   const server = rec.server;
   const { h1 } = rec.engines;
   return new Promise((resolve) => {
@@ -459,6 +567,26 @@ function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
     });
     h1.closeIdle();
     rec.sessions.closeAll();
+  });
+}
+
+/** A hosted listener has no server to close: its connections are let finish, then closed after `graceMs`. */
+function drainHosted(rec: ListenerRecord, graceMs: number): Promise<void> {
+  const { h1 } = rec.engines;
+  h1.closeIdle();
+  rec.sessions.closeAll();
+  const deadline = Date.now() + graceMs;
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      h1.closeIdle();
+      if (rec.sockets.size > 0 && Date.now() < deadline) return;
+      clearInterval(timer);
+      h1.closeAll();
+      rec.sessions.destroyAll();
+      for (const s of rec.sockets) s.destroy();
+      h1.close();
+      resolve();
+    }, 50);
   });
 }
 

@@ -9,6 +9,7 @@
 import type { CorsPolicy, FaultInjection, LbPolicy, HeaderMatch, HeaderOps, Mirror, PathMatch, PathRewrite, QueryParamMatch, RedirectAction, RetryPolicy, Rewrite, Route, RouteAction, RouteDestination, RouteMatch, StringMatch } from '../../ir/types.js';
 import { parseDuration } from '../../api/duration.js';
 import { compileRe2 } from '../../lib/re2.js';
+import { sha256Hex } from '../../lib/hash.js';
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
 import type { KubeObject } from '../../resources/types.js';
 import { sourceOf } from '../types.js';
@@ -123,7 +124,7 @@ function buildRule(env: BackendEnv, route: KubeObject, rule: Obj, field: string,
     return { ...headerParts, action: { kind: 'direct', status: 500, body: null, contentType: null } };
   }
   if (redirect !== null) return { ...headerParts, action: redirect };
-  const sticky = isSet(rule.sessionPersistence) ? sessionLb(env, route, obj(rule.sessionPersistence), `${field}.sessionPersistence`) : null;
+  const sticky = isSet(rule.sessionPersistence) ? sessionLb(env, route, obj(rule.sessionPersistence), `${field}.sessionPersistence`, `${route.kind}/${route.metadata.namespace}/${route.metadata.name}/${field}`) : null;
 
   // Backends: valid ones become destinations; the weight of invalid ones is answered with 500.
   const destinations: RouteDestination[] = [];
@@ -175,27 +176,49 @@ function buildRule(env: BackendEnv, route: KubeObject, rule: Obj, field: string,
 }
 
 /**
- * Experimental `sessionPersistence` on the engine's consistent hashing: `Cookie` (default) hashes on
- * the cookie `sessionName` and, when a request has none, makes one up and sets it (session cookie, or
- * `Max-Age` = absoluteTimeout with `lifetimeType: Permanent`); `Header` hashes on that header. The
- * same key keeps reaching the same endpoint of a Service while its endpoint set is unchanged (not an
- * encoded endpoint as Envoy Gateway's stateful sessions: a scale-out moves about 1/N of the
- * sessions). Between several backendRefs the choice stays by weight (reported).
+ * Experimental `sessionPersistence` on the engine's consistent hashing, with the gateway issuing
+ * and checking the session key (IR SessionKey): `Cookie` (default) hashes on the session cookie and,
+ * when a request has none (or one past a timeout), starts a session and sets the cookie (a session
+ * cookie, or `Max-Age` = absoluteTimeout with `lifetimeType: Permanent`); `Header` does the same
+ * with a response header the client sends back. `absoluteTimeout` ends a session that long after it
+ * began, `idleTimeout` (API up to v1.5) after that long without a request. Both shapes are read:
+ * v1.6 (`sessionName`, `cookieConfig.lifetimeType`) and the later one (`cookie: {name, path,
+ * lifetimeType}`, `header: {name}`). The same key keeps reaching the same endpoint of a Service
+ * while its endpoint set is unchanged (not an encoded endpoint as Envoy Gateway's stateful
+ * sessions: a scale-out moves about 1/N of the sessions). Between several backendRefs the choice
+ * stays by weight (reported).
  */
-function sessionLb(env: BackendEnv, route: KubeObject, sp: Obj, field: string): LbPolicy | null {
+function sessionLb(env: BackendEnv, route: KubeObject, sp: Obj, field: string, ruleKey: string): LbPolicy | null {
   const type = str(sp.type) ?? 'Cookie';
-  const name = str(sp.sessionName) || 'meshgate-session';
-  const absolute = typeof sp.absoluteTimeout === 'string' ? parseDuration(sp.absoluteTimeout) : null;
-  if (sp.idleTimeout !== undefined) env.ctx.report('warning', 'MG_UNSUPPORTED', route, `${field}.idleTimeout`, 'idleTimeout is not supported; sessions last as long as the cookie or header');
+  const cookie = obj(sp.cookie);
+  const header = obj(sp.header);
+  // "If not specified, a unique cookie name SHOULD be generated": one per rule.
+  const name = str(sp.sessionName) || str(type === 'Header' ? header.name : cookie.name) || `mg-session-${sha256Hex(ruleKey, 8)}`;
+  const timeout = (key: 'absoluteTimeout' | 'idleTimeout'): number | null => {
+    const v = sp[key];
+    if (typeof v !== 'string') return null;
+    const ms = parseDuration(v);
+    if (ms === null || ms <= 0) {
+      env.ctx.report('warning', 'MG_INVALID_FIELD', route, `${field}.${key}`, `${key} ${JSON.stringify(v)} is not a positive duration; it is ignored`);
+      return null;
+    }
+    return Math.max(1, Math.ceil(ms / 1000));
+  };
+  const session = { absoluteTimeoutSeconds: timeout('absoluteTimeout'), idleTimeoutSeconds: timeout('idleTimeout') };
   const algorithm = { kind: 'ring-hash' as const, minimumRingSize: 1024 };
-  if (type === 'Header') return { kind: 'consistent-hash', hashOn: { kind: 'header', name: name.toLowerCase() }, algorithm };
+  if (type === 'Header') return { kind: 'consistent-hash', hashOn: { kind: 'header', name: name.toLowerCase(), session }, algorithm };
   if (type !== 'Cookie') {
     env.ctx.report('warning', 'MG_UNSUPPORTED', route, `${field}.type`, `session persistence type ${JSON.stringify(type)} is not supported; requests are balanced round robin`);
     return null;
   }
-  const permanent = str(obj(sp.cookieConfig).lifetimeType) === 'Permanent';
-  const ttlSeconds = permanent && absolute !== null ? Math.max(1, Math.round(absolute / 1000)) : 0;
-  return { kind: 'consistent-hash', hashOn: { kind: 'cookie', name, path: '/', ttlSeconds }, algorithm };
+  const lifetime = str(obj(sp.cookieConfig).lifetimeType) ?? str(cookie.lifetimeType) ?? 'Session';
+  let ttlSeconds = 0;
+  if (lifetime === 'Permanent') {
+    if (session.absoluteTimeoutSeconds === null) env.ctx.report('warning', 'MG_MISSING_FIELD', route, `${field}.absoluteTimeout`, 'a Permanent session cookie needs absoluteTimeout (its Max-Age); a session cookie is set instead');
+    else ttlSeconds = session.absoluteTimeoutSeconds;
+  } else if (lifetime !== 'Session') env.ctx.report('warning', 'MG_INVALID_FIELD', route, `${field}.cookieConfig.lifetimeType`, `lifetimeType ${JSON.stringify(lifetime)} is not Session or Permanent; a session cookie is set`);
+  const path = str(cookie.path) || '/';
+  return { kind: 'consistent-hash', hashOn: { kind: 'cookie', name, path, ttlSeconds, session }, algorithm };
 }
 
 /** A copy of `base` balanced by `lb`, for one rule's session persistence (other routes to the Service keep their balancing). */
@@ -316,6 +339,7 @@ function corsOf(c: Obj): CorsPolicy {
     maxAgeSeconds: num(c.maxAge) ?? 5,
     allowCredentials: c.allowCredentials === true,
     unmatchedPreflights: 'ignore',
+    dialect: 'gateway-api',
   };
 }
 

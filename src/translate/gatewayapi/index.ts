@@ -26,6 +26,9 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
 import { loadTlsCertificate } from '../secrets.js';
+import { ipFamily } from '../../lib/ip.js';
+import { isWildcardAddress } from '../../ir/validate.js';
+import { addressInCidr, sameAddress } from './addresses.js';
 import { sourceOf, type FilterChainDraft, type ListenerDraft, type TranslateContext, type VirtualHostDraft } from '../types.js';
 import { BackendTlsPolicies, invalidBackendCluster, resolveBackend, type BackendEnv, type BackendProblem } from './backends.js';
 import { hostnameProblem, hostnameSpecificity, hostnameWithin, intersectHostnames, normalizeHostname } from './hostnames.js';
@@ -70,6 +73,19 @@ interface PlannedListener {
   hostname: string;
   port: number;
   bindPort: number;
+  /**
+   * Addresses the listener is bound at: the Gateway's own bindable `spec.addresses`, else
+   * `[bindAddress]`, shared with every Gateway of the class.
+   */
+  addresses: string[];
+  /** The Gateway has addresses of its own (its listeners have their own sockets). */
+  ownAddress: boolean;
+  /**
+   * Identical listeners of other Gateways on the same address and port are served as one: the
+   * oldest Gateway's listener leads and serves the union of the routes of all of them (`members`).
+   */
+  leader: PlannedListener | null;
+  members: PlannedListener[];
   /** null: the protocol is not supported (listener Accepted=False). */
   kind: ListenerKind | null;
   tlsMode: 'Terminate' | 'Passthrough' | null;
@@ -121,22 +137,25 @@ function compareCreation(a: KubeObject, b: KubeObject): number {
  * (virtual-host domains and SNI names, `*` = any), or `TCP` (any relayed port; never shared).
  */
 export interface PortUse {
+  address: string;
+  port: number;
   protocol: 'HTTP' | 'HTTPS' | 'TCP';
   hosts: string[];
 }
 
-/** What each bind port already serves, for the Gateway API translator. */
-export function portUses(drafts: ListenerDraft[], tcp: TcpListener[]): Map<number, PortUse> {
-  const out = new Map<number, PortUse>();
+/** What each bind address and port already serves (keyed `address|port`), for the Gateway API translator. */
+export function portUses(drafts: ListenerDraft[], tcp: TcpListener[]): Map<string, PortUse> {
+  const out = new Map<string, PortUse>();
   for (const d of drafts) {
-    const use = out.get(d.port) ?? { protocol: d.protocol, hosts: [] };
+    const key = `${d.address}|${d.port}`;
+    const use = out.get(key) ?? { address: d.address, port: d.port, protocol: d.protocol, hosts: [] };
     for (const c of d.chains) {
       use.hosts.push(...(d.protocol === 'HTTPS' && c.serverNames.length === 0 ? ['*'] : c.serverNames));
       for (const vh of c.virtualHosts) use.hosts.push(vh.domain);
     }
-    out.set(d.port, use);
+    out.set(key, use);
   }
-  for (const l of tcp) out.set(l.port, { protocol: 'TCP', hosts: ['*'] });
+  for (const l of tcp) out.set(`${l.address}|${l.port}`, { address: l.address, port: l.port, protocol: 'TCP', hosts: ['*'] });
   return out;
 }
 
@@ -146,7 +165,7 @@ export function portUses(drafts: ListenerDraft[], tcp: TcpListener[]): Map<numbe
  * host is served by exactly one API); otherwise it is refused (PortUnavailable), never merged into
  * another API's virtual hosts.
  */
-export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSet, otherPorts: ReadonlyMap<number, PortUse>): GatewayApiResult {
+export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSet, otherPorts: ReadonlyMap<string, PortUse>): GatewayApiResult {
   const controllerName = ctx.options.gatewayControllerName ?? DEFAULT_GATEWAY_CONTROLLER_NAME;
   const status = emptyStatus(controllerName);
   const rec = new StatusRecorder(ctx);
@@ -175,15 +194,28 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
   const gatewayStatus = new Map<string, GatewayStatusOut>();
   for (const gw of gateways) {
     const key = `${gw.metadata.namespace}/${gw.metadata.name}`;
-    const planned = arr(obj(gw.body.spec).listeners).map((l, i) => planListener(ctx, resources, rec, grants, gw, obj(l), i));
+    const own = unsupportedAddressTypes(gw).length > 0 ? [] : ownAddresses(ctx, gw);
+    const planned = arr(obj(gw.body.spec).listeners).map((l, i) => planListener(ctx, resources, rec, grants, gw, obj(l), i, own));
     listenersByGateway.set(key, planned);
-    const addresses = (ctx.options.gatewayAddresses ?? []).map((a) => ({ type: /^[\d.]+$|:/.test(a) ? 'IPAddress' : 'Hostname', value: a }));
+    // An address type meshgate does not know: the Gateway is not accepted, none of its listeners served.
+    const badTypes = unsupportedAddressTypes(gw);
+    if (badTypes.length > 0) {
+      for (const p of planned) {
+        if (p.kind === null || !p.accepted) continue;
+        p.accepted = false;
+        rec.set(p.status.conditions, gw, 'Accepted', 'False', 'UnsupportedValue', `the Gateway is not accepted: spec.addresses type ${badTypes.join(', ')} is not supported`);
+      }
+    }
+    const addresses =
+      own.length > 0
+        ? own.map((a) => ({ type: 'IPAddress', value: a }))
+        : (ctx.options.gatewayAddresses ?? []).map((a) => ({ type: /^[\d.]+$|:/.test(a) ? 'IPAddress' : 'Hostname', value: a }));
     const gs: GatewayStatusOut = { ...statusKey(gw), addresses, conditions: [], listeners: planned.map((p) => p.status) };
     gatewayStatus.set(key, gs);
     status.gateways.push(gs);
   }
   const all = [...listenersByGateway.values()].flat();
-  resolvePorts(rec, all, otherPorts);
+  resolvePorts(ctx, rec, all, otherPorts);
 
   // 3. routes
   const routes: RouteInfo[] = ROUTE_KINDS.flatMap((k) => resources.ofKind(k).filter(isGatewayApi))
@@ -205,7 +237,7 @@ export function translateGatewayApi(ctx: TranslateContext, resources: ResourceSe
   // 4. IR
   const servedListeners = all.filter(isServed);
   const drafts = httpDrafts(ctx, env, servedListeners);
-  const tcpListeners = tcpListenersOf(ctx, env, servedListeners);
+  const tcpListeners = tcpListenersOf(env, servedListeners);
   status.policies.push(...tlsPolicies.statuses(gateways, controllerName));
   return { drafts, tcpListeners, status: sortStatus(status) };
 }
@@ -214,9 +246,27 @@ function isServed(l: PlannedListener): boolean {
   return l.kind !== null && l.accepted && !l.conflicted && l.refsOk;
 }
 
+/**
+ * `spec.addresses` of type IPAddress (the default) that this machine can bind
+ * (`gatewayBindableAddresses`) and that are not the shared bind address: the Gateway gets its own
+ * sockets there. Other addresses are reported in finishGateway (AddressNotUsable).
+ */
+function ownAddresses(ctx: TranslateContext, gw: KubeObject): string[] {
+  const bindable = ctx.options.gatewayBindableAddresses ?? [];
+  const out: string[] = [];
+  for (const a of arr(obj(gw.body.spec).addresses).map(obj)) {
+    const type = str(a.type) ?? 'IPAddress';
+    const value = str(a.value) ?? '';
+    if (type !== 'IPAddress' || ipFamily(value) === 0) continue;
+    if (sameAddress(value, ctx.options.bindAddress) || (ctx.options.gatewayAddresses ?? []).some((m) => sameAddress(m, value))) continue;
+    if (bindable.some((c) => addressInCidr(value, c)) && !out.some((o) => sameAddress(o, value))) out.push(value);
+  }
+  return out;
+}
+
 // ---- listeners ----------------------------------------------------------------------------------
 
-function planListener(ctx: TranslateContext, resources: ResourceSet, rec: StatusRecorder, grants: ReferenceGrants, gw: KubeObject, l: Obj, i: number): PlannedListener {
+function planListener(ctx: TranslateContext, resources: ResourceSet, rec: StatusRecorder, grants: ReferenceGrants, gw: KubeObject, l: Obj, i: number, own: string[]): PlannedListener {
   const field = `spec.listeners[${i}]`;
   const protocol = str(l.protocol) ?? '';
   const port = num(l.port) ?? 0;
@@ -228,6 +278,10 @@ function planListener(ctx: TranslateContext, resources: ResourceSet, rec: Status
     hostname: normalizeHostname(str(l.hostname)),
     port,
     bindPort: ctx.options.portMap[String(port)] ?? port,
+    addresses: own.length > 0 ? own : [ctx.options.bindAddress],
+    ownAddress: own.length > 0,
+    leader: null,
+    members: [],
     kind: null,
     tlsMode: null,
     tls: null,
@@ -345,30 +399,60 @@ function listenerTls(ctx: TranslateContext, resources: ResourceSet, rec: StatusR
 }
 
 /**
- * Listeners of every Gateway merged per bind port. Not distinct (Gateway API "Conflicted"): a
- * second protocol on a port (HTTP, HTTPS, TLS-passthrough, TLS-terminate, TCP are each one kind of
- * socket here), or the same hostname twice for one protocol, or two TCP listeners. None of the
- * conflicting listeners is served.
+ * Listeners of every Gateway placed on their sockets (bind address and port). Gateways without an
+ * address of their own share `bindAddress`; one with its own address has its own sockets, and
+ * cannot have them on a port something else holds on every address (a wildcard bind address).
+ *
+ * On one socket, listeners that are not distinct (Gateway API "Conflicted": a second protocol on
+ * the socket (HTTP, HTTPS, TLS-passthrough, TLS-terminate, TCP are each one kind of socket here), or
+ * the same hostname twice for one protocol, or two TCP listeners) are not served, with one
+ * exception: identical listeners of *different* Gateways (same port, protocol, hostname and
+ * certificates) are compatible, as in Envoy Gateway's merged gateways; the oldest Gateway's listener
+ * serves the union of their routes (MG_LISTENERS_MERGED), and each keeps its own status.
  */
-function resolvePorts(rec: StatusRecorder, all: PlannedListener[], otherPorts: ReadonlyMap<number, PortUse>): void {
-  const byPort = new Map<number, PlannedListener[]>();
-  for (const l of all) {
-    if (l.kind === null || !l.accepted) continue;
-    const other = otherPorts.get(l.bindPort);
-    if (other !== undefined) {
-      const why = sharingProblem(l, other);
+function resolvePorts(ctx: TranslateContext, rec: StatusRecorder, all: PlannedListener[], otherPorts: ReadonlyMap<string, PortUse>): void {
+  const live = all.filter((l) => l.kind !== null && l.accepted);
+  // Ports some shared listener takes on every address (a wildcard bind address): HTTP(S) ones hand
+  // the connections that arrive at a Gateway's own address to its HTTP(S) listeners (the runtime
+  // dispatches by local address); relayed (TLS/TCP) ones hand nothing over.
+  const wildcardHttp = new Set<number>();
+  const wildcardRelay = new Set<number>();
+  for (const l of live) if (!l.ownAddress && l.addresses.some(isWildcardAddress)) (l.kind === 'HTTP' || l.kind === 'HTTPS' ? wildcardHttp : wildcardRelay).add(l.bindPort);
+  for (const u of otherPorts.values()) if (isWildcardAddress(u.address)) (u.protocol === 'TCP' ? wildcardRelay : wildcardHttp).add(u.port);
+  const bySocket = new Map<string, PlannedListener[]>();
+  for (const l of live) {
+    const http = l.kind === 'HTTP' || l.kind === 'HTTPS';
+    if (l.ownAddress && (wildcardRelay.has(l.bindPort) || (!http && wildcardHttp.has(l.bindPort)))) {
+      l.accepted = false;
+      const by = wildcardRelay.has(l.bindPort) ? 'TCP/TLS listeners, which relay every connection of the port' : 'HTTP listeners, which can hand on HTTP connections only';
+      rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is taken on every address (bind address ${ctx.options.bindAddress}) by ${by}, so the Gateway's own address ${l.addresses.join(', ')} cannot have this ${l.kind} listener there; map the port elsewhere (--port-map) or bind a specific address (--bind-address)`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
+      continue;
+    }
+    let refused = false;
+    for (const address of l.addresses) {
+      const other = usesAt(otherPorts, address, l.bindPort);
+      // An HTTP(S) listener on a Gateway's own address beside another API's HTTP(S) listener on every
+      // address is a listener of its own (served through that socket, by local address).
+      const beside = other !== null && l.ownAddress && http && other.protocol !== 'TCP' && isWildcardAddress(other.address) && other.address !== address;
+      const why = other === null || beside ? null : l.ownAddress ? 'a Gateway with its own address does not share its sockets with another API' : sharingProblem(l, other);
       if (why !== null) {
         l.accepted = false;
+        refused = true;
         rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'PortUnavailable', `port ${l.port} (bound as ${l.bindPort}) is already served by Istio Gateway servers or Ingress and ${why}`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.port` });
-        continue;
+        break;
       }
     }
-    const list = byPort.get(l.bindPort) ?? [];
-    list.push(l);
-    byPort.set(l.bindPort, list);
+    if (refused) continue;
+    for (const address of l.addresses) {
+      const key = `${address}|${l.bindPort}`;
+      const list = bySocket.get(key) ?? [];
+      list.push(l);
+      bySocket.set(key, list);
+    }
   }
   const socketKind = (l: PlannedListener): string => (l.kind === 'TLS' ? `TLS-${l.tlsMode}` : (l.kind as string));
-  for (const list of byPort.values()) {
+  const describe = (l: PlannedListener): string => `${l.gateway.metadata.namespace}/${l.gateway.metadata.name}/${l.name}`;
+  for (const list of bySocket.values()) {
     const kinds = new Set(list.map(socketKind));
     if (kinds.size > 1) {
       for (const l of list) {
@@ -385,22 +469,53 @@ function resolvePorts(rec: StatusRecorder, all: PlannedListener[], otherPorts: R
     }
     for (const [h, same] of byHost) {
       if (same.length < 2) continue;
-      const names = same.map((l) => `${l.gateway.metadata.namespace}/${l.gateway.metadata.name}/${l.name}`).join(', ');
-      const ports = [...new Set(same.map((l) => l.port))];
-      const where = ports.length > 1 ? `Gateway ports ${ports.join(', ')} (all bound as ${same[0].bindPort} by --port-map)` : `port ${same[0].port}`;
-      for (const l of same) {
+      // Listeners whose certificates do not resolve are not served anyway: they neither conflict
+      // with nor join the others.
+      const ready = same.filter((l) => l.refsOk);
+      if (ready.length < 2) continue;
+      const lead = ready[0];
+      const compatible = ready.every((l) => l.port === lead.port && tlsSignature(l) === tlsSignature(lead)) && new Set(ready.map((l) => l.gateway)).size === ready.length;
+      if (compatible) {
+        if (lead.leader !== null) continue; // merged on another of its addresses already
+        for (const l of ready.slice(1)) {
+          l.leader = lead;
+          lead.members.push(l);
+        }
+        const names = ready.map(describe).join(', ');
+        for (const l of ready) {
+          ctx.report('info', 'MG_LISTENERS_MERGED', l.gateway, l.field, `listeners ${names} are identical (port ${l.port}${h ? `, hostname ${h}` : ', no hostname'}, protocol ${l.kind}) on the shared address ${l.addresses.join(', ')}: they are served together, each request by the union of their routes in the Gateway API's precedence order; give a Gateway an address of its own (spec.addresses) to keep its routes apart`);
+        }
+        continue;
+      }
+      const names = ready.map(describe).join(', ');
+      const ports = [...new Set(ready.map((l) => l.port))];
+      const where = ports.length > 1 ? `Gateway ports ${ports.join(', ')} (all bound as ${ready[0].bindPort} by --port-map)` : `port ${ready[0].port}`;
+      const sameGateway = new Set(ready.map((l) => l.gateway)).size < ready.length;
+      const why = ports.length > 1 || sameGateway ? '' : ' with different certificates';
+      for (const l of ready) {
         l.conflicted = true;
         rec.set(l.status.conditions, l.gateway, 'Accepted', 'False', 'HostnameConflict', 'listener conflicts with another listener of the port');
-        rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'HostnameConflict', `listeners ${names} share ${where}${h ? ` and hostname ${h}` : ''}; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.hostname` });
+        rec.set(l.status.conditions, l.gateway, 'Conflicted', 'True', 'HostnameConflict', `listeners ${names} share ${where}${h ? ` and hostname ${h}` : ''}${why}; none of them is served`, { code: 'MG_PORT_CONFLICT', field: `${l.field}.hostname` });
       }
     }
     // HTTPS listeners of one port whose hostnames overlap (`*.example.com` and `a.example.com`).
-    const https = list.filter((l) => l.kind === 'HTTPS' && !l.conflicted);
+    const https = list.filter((l) => l.kind === 'HTTPS' && !l.conflicted && l.leader === null);
     for (const l of https) {
       const other = https.find((o) => o !== l && (hostnameWithin(o.hostname, l.hostname) || hostnameWithin(l.hostname, o.hostname)));
       if (other) rec.set(l.status.conditions, l.gateway, 'OverlappingTLSConfig', 'True', 'OverlappingHostnames', `hostname ${l.hostname} overlaps ${other.hostname} of listener ${other.gateway.metadata.name}/${other.name} on port ${l.port}; the certificate is chosen by SNI`);
     }
   }
+}
+
+/** What must be equal for two listeners' TLS to be one: the certificates' Secrets (and the mode). */
+function tlsSignature(l: PlannedListener): string {
+  return `${l.tlsMode ?? ''}|${(l.tls?.certificates ?? []).map((c) => c.secret).sort().join(',')}`;
+}
+
+/** What other APIs serve on the socket `address:port` (or on a wildcard address of that port). */
+function usesAt(uses: ReadonlyMap<string, PortUse>, address: string, port: number): PortUse | null {
+  for (const u of uses.values()) if (u.port === port && (u.address === address || isWildcardAddress(u.address) || isWildcardAddress(address))) return u;
+  return null;
 }
 
 /** Why `l` cannot share a port with Istio/Ingress, or null when it can (same protocol, no host in common). */
@@ -418,13 +533,31 @@ function finishListener(rec: StatusRecorder, l: PlannedListener): void {
   if (!c.some((x) => x.type === 'Accepted')) rec.set(c, gw, 'Accepted', 'True', 'Accepted', 'listener accepted');
   if (!c.some((x) => x.type === 'ResolvedRefs')) rec.set(c, gw, 'ResolvedRefs', 'True', 'ResolvedRefs', 'all references resolved');
   if (!c.some((x) => x.type === 'Conflicted')) rec.set(c, gw, 'Conflicted', 'False', 'NoConflicts', 'no conflicts');
-  if (isServed(l)) rec.set(c, gw, 'Programmed', 'True', 'Programmed', `served on port ${l.bindPort}`);
+  if (isServed(l)) {
+    const lead = l.leader ?? l;
+    const together = [lead, ...lead.members].filter((o) => o !== l && isServed(o)).map((o) => `${o.gateway.metadata.namespace}/${o.gateway.metadata.name}/${o.name}`);
+    const at = l.ownAddress ? ` at ${l.addresses.join(', ')}` : '';
+    rec.set(c, gw, 'Programmed', 'True', 'Programmed', `served on port ${l.bindPort}${at}${together.length > 0 ? ` together with the identical listener(s) ${together.join(', ')}` : ''}`);
+  }
   else rec.set(c, gw, 'Programmed', 'False', 'Invalid', 'listener is not served (see its other conditions)');
   l.status.attachedRoutes = l.attached.length;
 }
 
+/** `spec.addresses` types other than IPAddress (the default) and Hostname. */
+function unsupportedAddressTypes(gw: KubeObject): string[] {
+  return arr(obj(gw.body.spec).addresses)
+    .map((a) => str(obj(a).type) ?? 'IPAddress')
+    .filter((t) => t !== 'IPAddress' && t !== 'Hostname');
+}
+
 function finishGateway(rec: StatusRecorder, gw: KubeObject, planned: PlannedListener[], gs: GatewayStatusOut): void {
   const valid = planned.filter(isServed).length;
+  const badTypes = unsupportedAddressTypes(gw);
+  if (badTypes.length > 0) {
+    rec.set(gs.conditions, gw, 'Accepted', 'False', 'UnsupportedAddress', `spec.addresses type ${badTypes.map((t) => JSON.stringify(t)).join(', ')} is not supported (IPAddress and Hostname are); the Gateway is not served`, { code: 'MG_UNSUPPORTED', field: 'spec.addresses', severity: 'warning' });
+    rec.set(gs.conditions, gw, 'Programmed', 'False', 'Invalid', 'the Gateway is not accepted');
+    return;
+  }
   if (planned.length > 0 && valid === planned.length) rec.set(gs.conditions, gw, 'Accepted', 'True', 'Accepted', 'all listeners are valid');
   else if (valid > 0) rec.set(gs.conditions, gw, 'Accepted', 'True', 'ListenersNotValid', `${planned.length - valid} of ${planned.length} listeners are not valid`);
   else rec.set(gs.conditions, gw, 'Accepted', 'False', 'ListenersNotValid', 'no listener is valid', { code: 'MG_UNSUPPORTED', field: 'spec.listeners', severity: 'warning' });
@@ -568,9 +701,30 @@ function checkRef(env: BackendEnv, route: KubeObject, ref: Obj, field: string): 
 
 // ---- HTTP and HTTPS listeners -------------------------------------------------------------------
 
+/**
+ * The served listeners by socket (`address|bindPort`), leaders only (a merged listener's routes are
+ * served by its leader), most specific hostname first.
+ */
+function bySocket(listeners: PlannedListener[], kinds: readonly ListenerKind[]): { address: string; bindPort: number; list: PlannedListener[] }[] {
+  const out = new Map<string, { address: string; bindPort: number; list: PlannedListener[] }>();
+  for (const l of listeners) {
+    if (l.kind === null || !kinds.includes(l.kind) || l.leader !== null) continue;
+    for (const address of l.addresses) {
+      const key = `${address}|${l.bindPort}`;
+      let entry = out.get(key);
+      if (entry === undefined) out.set(key, (entry = { address, bindPort: l.bindPort, list: [] }));
+      entry.list.push(l);
+    }
+  }
+  return [...out.values()].sort((a, b) => a.bindPort - b.bindPort || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+}
+
+/** A leader and the served listeners merged into it. */
+function groupOf(l: PlannedListener): PlannedListener[] {
+  return [l, ...l.members.filter(isServed)];
+}
+
 function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedListener[]): ListenerDraft[] {
-  const byPort = new Map<number, PlannedListener[]>();
-  for (const l of listeners) if (l.kind === 'HTTP' || l.kind === 'HTTPS') byPort.set(l.bindPort, [...(byPort.get(l.bindPort) ?? []), l]);
   const cache = new Map<string, BuiltRoute>();
   const build = (r: RouteInfo, port: number): BuiltRoute => {
     const key = `${r.ordinal}|${port}`;
@@ -579,7 +733,7 @@ function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedLi
     return b;
   };
   const drafts: ListenerDraft[] = [];
-  for (const [bindPort, list] of [...byPort].sort((a, b) => a[0] - b[0])) {
+  for (const { address, bindPort, list } of bySocket(listeners, ['HTTP', 'HTTPS'])) {
     // Most specific listener first (exact hostnames, then longer wildcards, then none).
     const specificity = new Map(list.map((l) => [l, hostnameSpecificity(l.hostname)]));
     list.sort((a, b) => (specificity.get(b) ?? 0) - (specificity.get(a) ?? 0) || (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
@@ -587,9 +741,11 @@ function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedLi
     const chains: FilterChainDraft[] = [];
     const httpVhosts: VirtualHostDraft[] = [];
     for (const l of list) {
-      const vhosts = listenerVirtualHosts(l, build);
+      const vhosts = listenerVirtualHosts(groupOf(l), build);
       if (l.kind === 'HTTPS') {
-        chains.push({ name: `https.${l.port}.${l.name}.${l.gateway.metadata.name}.${l.gateway.metadata.namespace}`, serverNames: l.hostname === '*' ? [] : [l.hostname], tls: l.tls, virtualHosts: vhosts });
+        // Gateway API chains answer 421 to a request whose Host belongs to another chain of the
+        // port than its SNI chose (GatewayHTTPSListenerDetectMisdirectedRequests).
+        chains.push({ name: `gatewayapi.https.${l.port}.${l.name}.${l.gateway.metadata.name}.${l.gateway.metadata.namespace}`, serverNames: l.hostname === '*' ? [] : [l.hostname], tls: l.tls, virtualHosts: vhosts, rejectMisdirected: true });
         continue;
       }
       // Plain HTTP: every listener of the port shares one chain; a virtual host that lies inside a
@@ -603,21 +759,32 @@ function httpDrafts(ctx: TranslateContext, env: BackendEnv, listeners: PlannedLi
       }
     }
     if (first.kind === 'HTTP') chains.push({ name: `http.${first.port}`, serverNames: [], tls: null, virtualHosts: httpVhosts });
-    drafts.push({ address: ctx.options.bindAddress, port: bindPort, externalPort: first.port, protocol: first.kind === 'HTTPS' ? 'HTTPS' : 'HTTP', chains, source: sourceOf(first.gateway, first.field) });
+    drafts.push({ address, port: bindPort, externalPort: first.port, protocol: first.kind === 'HTTPS' ? 'HTTPS' : 'HTTP', chains, source: sourceOf(first.gateway, first.field) });
   }
   return drafts;
 }
 
-/** A listener's virtual hosts: one per intersected hostname, plus the listener's own (possibly without routes: 404). */
-function listenerVirtualHosts(l: PlannedListener, build: (r: RouteInfo, port: number) => BuiltRoute): VirtualHostDraft[] {
+/**
+ * The virtual hosts of a listener (with the identical listeners merged into it): one per intersected
+ * hostname, plus the listener's own (possibly without routes: 404). A route attached to several of
+ * the merged listeners counts once; the routes of all of them are ordered together by the spec's
+ * precedence.
+ */
+function listenerVirtualHosts(group: PlannedListener[], build: (r: RouteInfo, port: number) => BuiltRoute): VirtualHostDraft[] {
+  const l = group[0];
   const byDomain = new Map<string, RankedRoute[]>([[l.hostname, []]]);
-  for (const a of l.attached) {
-    if (a.route.obj.kind !== 'HTTPRoute' && a.route.obj.kind !== 'GRPCRoute') continue;
-    const built = build(a.route, l.port);
-    for (const h of a.hostnames) {
-      let list = byDomain.get(h);
-      if (list === undefined) byDomain.set(h, (list = []));
-      for (const r of built.ranked) list.push(r);
+  const seen = new Set<string>();
+  for (const m of group) {
+    for (const a of m.attached) {
+      if (a.route.obj.kind !== 'HTTPRoute' && a.route.obj.kind !== 'GRPCRoute') continue;
+      const built = build(a.route, l.port);
+      for (const h of a.hostnames) {
+        if (seen.has(`${a.route.ordinal}|${h}`)) continue;
+        seen.add(`${a.route.ordinal}|${h}`);
+        let list = byDomain.get(h);
+        if (list === undefined) byDomain.set(h, (list = []));
+        for (const r of built.ranked) list.push(r);
+      }
     }
   }
   const source = sourceOf(l.gateway, l.field);
@@ -640,17 +807,16 @@ function compareKeys(a: number[], b: number[]): number {
 
 // ---- TLS and TCP listeners ----------------------------------------------------------------------
 
-function tcpListenersOf(ctx: TranslateContext, env: BackendEnv, listeners: PlannedListener[]): TcpListener[] {
-  const byPort = new Map<number, PlannedListener[]>();
-  for (const l of listeners) if (l.kind === 'TLS' || l.kind === 'TCP') byPort.set(l.bindPort, [...(byPort.get(l.bindPort) ?? []), l]);
+function tcpListenersOf(env: BackendEnv, listeners: PlannedListener[]): TcpListener[] {
   const out: TcpListener[] = [];
-  for (const [bindPort, list] of [...byPort].sort((a, b) => a[0] - b[0])) {
+  for (const { address, bindPort, list } of bySocket(listeners, ['TLS', 'TCP'])) {
     list.sort((a, b) => hostnameSpecificity(b.hostname) - hostnameSpecificity(a.hostname));
     const first = list[0];
-    const base = { name: `${ctx.options.bindAddress}_${bindPort}`, address: ctx.options.bindAddress, port: bindPort, externalPort: first.port };
+    const base = { name: `${address}_${bindPort}`, address, port: bindPort, externalPort: first.port };
     if (first.kind === 'TCP') {
-      // Two TCPRoutes on one listener: both are accepted, the oldest gets the connections.
-      const oldest = [...first.attached].sort((a, b) => a.route.ordinal - b.route.ordinal)[0];
+      // Two TCPRoutes on one listener (or on identical listeners of several Gateways): all are
+      // accepted, the oldest gets the connections.
+      const oldest = groupOf(first).flatMap((m) => m.attached).sort((a, b) => a.route.ordinal - b.route.ordinal)[0];
       const routes = oldest ? [l4Route(env, oldest.route, null)] : [];
       out.push({ ...base, protocol: 'TCP', routes, tlsChains: [] });
       continue;
@@ -677,7 +843,7 @@ function tcpListenersOf(ctx: TranslateContext, env: BackendEnv, listeners: Plann
       continue;
     }
     const tlsChains = list.map((l) => ({
-      name: `tls.${l.port}.${l.name}.${l.gateway.metadata.name}.${l.gateway.metadata.namespace}`,
+      name: `gatewayapi.tls.${l.port}.${l.name}.${l.gateway.metadata.name}.${l.gateway.metadata.namespace}`,
       serverNames: l.hostname === '*' ? [] : [l.hostname],
       tls: l.tls as TlsContext,
       routes: sortBySni(tlsRoutes(env, l)),
@@ -693,11 +859,19 @@ interface SniRoute {
   ordinal: number;
 }
 
+/** The SNI routes of a listener and of the identical listeners merged into it (a route attached to several counts once). */
 function tlsRoutes(env: BackendEnv, l: PlannedListener): SniRoute[] {
   const out: SniRoute[] = [];
-  for (const a of l.attached) {
-    if (a.route.obj.kind !== 'TLSRoute') continue;
-    for (const h of a.hostnames) out.push({ route: l4Route(env, a.route, h), host: h, ordinal: a.route.ordinal });
+  const seen = new Set<string>();
+  for (const m of groupOf(l)) {
+    for (const a of m.attached) {
+      if (a.route.obj.kind !== 'TLSRoute') continue;
+      for (const h of a.hostnames) {
+        if (seen.has(`${a.route.ordinal}|${h}`)) continue;
+        seen.add(`${a.route.ordinal}|${h}`);
+        out.push({ route: l4Route(env, a.route, h), host: h, ordinal: a.route.ordinal });
+      }
+    }
   }
   return out;
 }

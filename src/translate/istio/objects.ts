@@ -19,8 +19,7 @@ export function istioObjects(resources: ResourceSet, kind: string): KubeObject[]
 }
 
 export function getIstioObject(resources: ResourceSet, kind: string, namespace: string, name: string): KubeObject | undefined {
-  const o = resources.get(kind, namespace, name);
-  return o && isIstioNetworking(o) ? o : undefined;
+  return resources.getAll(kind, namespace, name).find(isIstioNetworking);
 }
 
 export interface ServiceName {

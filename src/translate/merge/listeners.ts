@@ -2,7 +2,7 @@
  * Combine what the Ingress and Istio translators want served into one list of listeners.
  *
  * Precedence (decided here, once):
- *  - One listener per bind port. Drafts arrive Istio first, then Ingress; a draft whose protocol differs
+ *  - One listener per bind address and port. Drafts arrive Istio first, then Ingress; a draft whose protocol differs
  *    from the port's first draft is dropped with MG_PORT_CONFLICT.
  *  - HTTP: every draft's chains merge into one chain (SNI does not exist on plaintext).
  *  - HTTPS: chains with the same server-name set merge; others stay separate (picked by SNI).
@@ -14,11 +14,14 @@ import type { DomainMatch, FilterChain, Listener, TcpRoute, VirtualHost } from '
 import type { FilterChainDraft, ListenerDraft, TranslateContext, VirtualHostDraft } from '../types.js';
 
 export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): Listener[] {
-  const byPort = new Map<number, { first: ListenerDraft; chains: FilterChainDraft[]; passthrough: TcpRoute[] }>();
+  // One listener per address and port: a draft for another address of the port (a Gateway API
+  // Gateway's own address, an Istio server's `bind`) is a listener of its own; beside a wildcard
+  // listener of the port it is served through that socket, by the address a connection arrived at.
+  const byPort = new Map<string, { first: ListenerDraft; chains: FilterChainDraft[]; passthrough: TcpRoute[] }>();
   for (const d of drafts) {
-    const entry = byPort.get(d.port);
+    const entry = byPort.get(`${d.address}_${d.port}`);
     if (!entry) {
-      byPort.set(d.port, { first: d, chains: [...d.chains], passthrough: [...(d.passthrough ?? [])] });
+      byPort.set(`${d.address}_${d.port}`, { first: d, chains: [...d.chains], passthrough: [...(d.passthrough ?? [])] });
       continue;
     }
     if (entry.first.protocol !== d.protocol) {
@@ -30,7 +33,8 @@ export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): 
     if (d.passthrough !== undefined) entry.passthrough.push(...d.passthrough);
   }
   const listeners: Listener[] = [];
-  for (const [port, { first, chains, passthrough }] of byPort) {
+  for (const { first, chains, passthrough } of byPort.values()) {
+    const port = first.port;
     const groups = new Map<string, FilterChainDraft[]>();
     for (const c of chains) {
       const key = first.protocol === 'HTTP' ? '' : [...c.serverNames].sort().join(',');
@@ -45,7 +49,7 @@ export function mergeListeners(ctx: TranslateContext, drafts: ListenerDraft[]): 
     if (first.protocol === 'HTTPS' && passthrough.length > 0) listener.passthrough = passthrough;
     listeners.push(listener);
   }
-  return listeners.sort((a, b) => a.port - b.port);
+  return listeners.sort((a, b) => a.port - b.port || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
 }
 
 function mergeChain(ctx: TranslateContext, group: FilterChainDraft[], port: number): FilterChain {
@@ -76,7 +80,9 @@ function mergeChain(ctx: TranslateContext, group: FilterChainDraft[], port: numb
   }));
   virtualHosts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const tls = first.tls ? { ...first.tls, certificates: dedupeCerts(group.flatMap((c) => c.tls?.certificates ?? [])) } : null;
-  return { name: first.name, serverNames: [...first.serverNames].sort(), tls, virtualHosts };
+  const chain: FilterChain = { name: first.name, serverNames: [...first.serverNames].sort(), tls, virtualHosts };
+  if (first.rejectMisdirected === true) chain.rejectMisdirected = true;
+  return chain;
 }
 
 function dedupeCerts<T extends { secret: string; serverNames: string[] }>(certs: T[]): T[] {
