@@ -81,7 +81,8 @@ function httpApp(seen: AppSeen[], tlsHellos: string[] | null = null): net.Server
   const h = http.createServer((req, res) => {
     seen.push({ remoteAddress: req.socket.remoteAddress ?? '', xfcc: (req.headers['x-forwarded-client-cert'] as string | undefined) ?? null, path: req.url ?? '' });
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ remote: req.socket.remoteAddress, xfcc: req.headers['x-forwarded-client-cert'] ?? null, xff: req.headers['x-forwarded-for'] ?? null }));
+    res.setHeader('x-envoy-peer-metadata-id', 'sidecar~10.0.0.9~server~ns1');
+    res.end(JSON.stringify({ remote: req.socket.remoteAddress, xfcc: req.headers['x-forwarded-client-cert'] ?? null, xff: req.headers['x-forwarded-for'] ?? null, headers: req.headers }));
   });
   h.keepAliveTimeout = 500;
   return net.createServer((s) => {
@@ -339,6 +340,32 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(parts[3], `URI=spiffe://${TD}/ns/ns1/sa/client`);
     assert.equal(parts.length, 4, `XFCC has more than By, Hash, Subject, URI: ${app.xfcc}`);
     assert.ok(!app.xfcc.includes('Cert='), 'sidecars do not forward the certificate');
+  });
+
+  test("inbound forwarding headers are Envoy's sidecar inbound ones: the peer's kept, nothing of the gateway added, metadata exchange consumed", async () => {
+    const ask = (headers: Record<string, string>) =>
+      new Promise<{ headers: Record<string, string>; response: http.IncomingHttpHeaders }>((resolve, reject) => {
+        const req = https.request({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, path: '/fwd', agent: false, headers: { host: SERVICE.host, ...headers } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c));
+          res.on('end', () => resolve({ headers: (JSON.parse(body) as { headers: Record<string, string> }).headers, response: res.headers }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    // What a client sidecar sends (Envoy outbound): its x-forwarded-proto, x-request-id, attempt count, metadata exchange.
+    const peer = await ask({ 'x-forwarded-proto': 'http', 'x-request-id': 'req-1', 'x-envoy-attempt-count': '2', 'x-envoy-peer-metadata': 'ChgKBE5BTUUSEBoOY2xpZW50', 'x-envoy-peer-metadata-id': 'sidecar~127.0.0.1~client~ns1' });
+    assert.equal(peer.headers['x-forwarded-proto'], 'http', "the peer's x-forwarded-proto is kept");
+    assert.equal(peer.headers['x-request-id'], 'req-1');
+    assert.equal(peer.headers['x-envoy-attempt-count'], '2', 'the client sidecar\'s attempt count reaches the app');
+    assert.equal(peer.headers['x-forwarded-host'], undefined, 'no x-forwarded-host added');
+    assert.equal(peer.headers['x-envoy-peer-metadata'], undefined, 'metadata exchange headers never reach the app');
+    assert.equal(peer.headers['x-envoy-peer-metadata-id'], undefined);
+    assert.equal(peer.response['x-envoy-peer-metadata-id'], undefined, 'nor leave towards the peer from the app');
+    // Nothing sent: x-forwarded-proto from the connection (mTLS: https), x-request-id generated.
+    const bare = await ask({});
+    assert.equal(bare.headers['x-forwarded-proto'], 'https');
+    assert.match(bare.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
   });
 
   test('a client XFCC is kept and the sidecar appends its element (APPEND_FORWARD)', async () => {
@@ -615,6 +642,38 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const sent = find('istio_tcp_sent_bytes_total', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns1/sa/client"`, 'destination_service="server.ns1.svc.cluster.local"');
     assert.ok(sent !== undefined && Number(sent.split(' ').at(-1)) > 0, `no bytes sent counted: ${sent}`);
     assert.ok(find('istio_tcp_connections_closed_total', 'reporter="destination"', 'destination_service_name="InboundPassthroughClusterIpv4"', 'connection_security_policy="none"'), 'no passthrough TCP series');
+    // A TCP connection denied by AuthorizationPolicy is counted too (Envoy's network RBAC closes a
+    // connection istio_stats already counts), under every standard TCP label.
+    for (const name of ['istio_tcp_connections_opened_total', 'istio_tcp_connections_closed_total']) {
+      const denied = find(name, 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns2/sa/intruder"`, 'request_protocol="tcp"');
+      assert.ok(denied !== undefined, `no denied TCP series for ${name} in:\n${lines.filter((l) => l.startsWith('istio_tcp')).join('\n')}`);
+      const labels = Object.fromEntries([...denied.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+      assert.deepEqual(labels, {
+        reporter: 'destination',
+        source_workload: 'intruder',
+        source_canonical_service: 'intruder',
+        source_canonical_revision: 'latest',
+        source_workload_namespace: 'ns2',
+        source_principal: `spiffe://${TD}/ns/ns2/sa/intruder`,
+        source_app: 'intruder',
+        source_version: 'unknown',
+        source_cluster: 'unknown',
+        destination_workload: 'server',
+        destination_workload_namespace: 'ns1',
+        destination_principal: `spiffe://${TD}/ns/ns1/sa/server`,
+        destination_app: 'server',
+        destination_version: 'v1',
+        destination_service: 'server.ns1.svc.cluster.local',
+        destination_canonical_service: 'server',
+        destination_canonical_revision: 'v1',
+        destination_service_name: 'server',
+        destination_service_namespace: 'ns1',
+        destination_cluster: 'unknown',
+        request_protocol: 'tcp',
+        response_flags: '-',
+        connection_security_policy: 'mutual_tls',
+      });
+    }
   });
 
   test('access log: one line per inbound request and TCP connection, with the inbound cluster', async () => {
@@ -633,6 +692,10 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(allowed.upstream_cluster, `inbound|${P.strictHttp}||`);
     assert.equal(allowed.upstream_host, `${APP}:${P.strictHttp}`);
     assert.equal(allowed.downstream_local_address, `${POD}:${P.strictHttp}`);
+    const rbac = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && e.downstream_remote_address !== null && String(e.downstream_remote_address).startsWith(`${STRANGER}:`));
+    assert.ok(rbac !== undefined, 'no access-log line for the TCP connection AuthorizationPolicy denied');
+    assert.match(String(rbac.connection_termination_details), /^rbac_access_denied_matched_policy\[.+\]$/);
+    assert.equal(rbac.upstream_host, null, 'a denied connection never reaches the app');
     const tcp = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && Number(e.bytes_sent) > 0);
     assert.ok(tcp !== undefined, 'no TCP line');
     assert.equal(tcp.upstream_host, `${APP}:${P.strictTcp}`);

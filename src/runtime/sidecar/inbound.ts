@@ -332,6 +332,7 @@ export class InboundHandler {
         l.security.xfccCert = false;
         // Envoy's sidecar inbound (`use_remote_address: false`): the peer is not appended to x-forwarded-for.
         l.security.appendXff = false;
+        l.security.forwardMode = 'sidecar-inbound';
         ports.get(listeners[i].port)?.listeners.set(family, l);
       });
       snapshots.set(family, snapshot);
@@ -637,14 +638,34 @@ export class InboundHandler {
       });
       if (!decision.allowed) {
         this.stats.tcpDenied++;
+        const details = `rbac_access_denied_matched_policy[${decision.policy ?? 'none'}]`;
         this.#log.debug('inbound: TCP connection denied by AuthorizationPolicy', { port: port.port, peer: peerIp, policy: decision.policy });
+        // Envoy's network RBAC filter closes the connection with these termination details; the
+        // connection is still counted (istio_tcp_connections_opened/closed_total) and logged.
+        const observer = this.#tcpObserver;
+        if (observer !== null) {
+          const obs = new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+          obs.sni = sni;
+          obs.route = inboundCluster(port, dstAddress);
+          obs.cluster = obs.route;
+          obs.terminationDetails = details;
+          obs.meshLabels = inboundLabels(served.telemetry, port.service, peerIp, spiffe);
+          obs.opened = true;
+          observer.observeTcp(obs, 'open');
+          client.once('close', () => {
+            obs.durationMs = performance.now() - obs.start;
+            obs.bytesReceived = client.bytesRead;
+            obs.bytesSent = client.bytesWritten;
+            observer.observeTcp(obs, 'close');
+          });
+        }
         return void client.destroy();
       }
     }
     this.stats.tcpRelayed++;
     const target = this.#forwardTarget(dstAddress, port.port);
     const observer = this.#tcpObserver;
-    const cluster = port.service === null ? (dstAddress.includes(':') ? 'InboundPassthroughClusterIpv6' : 'InboundPassthroughClusterIpv4') : `inbound|${port.port}||`;
+    const cluster = inboundCluster(port, dstAddress);
     const obs = observer === null ? null : new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
     if (obs !== null) {
       obs.sni = sni;
@@ -704,6 +725,12 @@ export class InboundHandler {
       if (!upstream.destroyed && !upstream.writableEnded) upstream.destroy();
     });
   }
+}
+
+/** The cluster a TCP connection of `port` goes to: `inbound|<port>||`, or InboundPassthroughCluster of the address's family. */
+function inboundCluster(port: ServedPort, dstAddress: string): string {
+  if (port.service !== null) return `inbound|${port.port}||`;
+  return dstAddress.includes(':') ? 'InboundPassthroughClusterIpv6' : 'InboundPassthroughClusterIpv4';
 }
 
 /** `remote|port|local|port` of a connection (a TLS socket reports its transport's). */

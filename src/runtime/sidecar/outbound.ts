@@ -44,7 +44,7 @@ import { EndpointPools, type EndpointPoolOptions } from '../state/endpoint-pools
 import { TcpListenerManager } from '../tcp/tcp-listeners.js';
 import { parseClientHello } from '../tcp/client-hello.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
-import { outboundObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
+import { outboundObserver, outboundTcpObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
 
 /** The HTTP/2 client connection preface (RFC 9113 §3.4). */
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -188,10 +188,11 @@ export class OutboundHandler {
     // Requests are counted under Istio's source-side labels (outbound-telemetry.ts).
     this.#env = { random: opts.env.random, observer: observer === null ? null : outboundObserver(observer, () => this.#telemetry) };
     this.#clusterId = opts.clusterId ?? 'Kubernetes';
-    this.#tcpObserver = opts.tcpObserver;
+    // TCP connections too (relays, PassthroughCluster, BlackHoleCluster).
+    this.#tcpObserver = opts.tcpObserver === null ? null : outboundTcpObserver(opts.tcpObserver, () => this.#telemetry);
     this.#poolOptions = opts.pools;
     this.#pools = new EndpointPools(opts.pools);
-    this.#tcp = new TcpListenerManager(opts.env.random, opts.tcpObserver);
+    this.#tcp = new TcpListenerManager(opts.env.random, this.#tcpObserver);
     this.#detectMs = opts.detectionTimeoutMs ?? DEFAULT_DETECTION_TIMEOUT_MS;
     this.#drainMs = opts.drainMs ?? 30_000;
     this.#isSelf = opts.isSelf ?? (() => false);
@@ -232,7 +233,7 @@ export class OutboundHandler {
     }
     // Envoy's sidecar outbound (`use_remote_address: false`): the app's own address is not appended
     // to x-forwarded-for, as the gateway does for its clients.
-    for (const l of compiled.listeners) l.security.appendXff = false;
+    for (const l of compiled.listeners) asSidecarOutbound(l);
     const services = new Map<string, OutboundService>();
     for (const s of view.outbound) for (const a of s.addresses) if (isVip(s, a)) setOnce(services, key(a, s.port), s);
     for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(a, s.port), s);
@@ -354,6 +355,7 @@ export class OutboundHandler {
     }
     const ir = miniSnapshot(`passthrough-${k}`, [passthroughListener(address, port)], [passthroughCluster(address, port)], state.ir);
     const compiled = compileSnapshot(ir);
+    asSidecarOutbound(compiled.listeners[0]);
     const pools = new EndpointPools(this.#poolOptions);
     pools.bind(compiled, null);
     const front = new Front(compiled.listeners[0], (f, d) => this.#serveFront(f, d));
@@ -520,6 +522,12 @@ export function classify(b: Buffer): 'http' | 'tls' | 'tcp' | 'need-more' {
   const version = m[1];
   if (version !== undefined && !'HTTP/1.1\r'.startsWith(version) && !'HTTP/1.0\r'.startsWith(version)) return 'tcp';
   return b.length >= REQUEST_LINE_LIMIT ? 'tcp' : 'need-more';
+}
+
+/** Forwarding headers as Envoy's sidecar outbound connection manager sets them (forward-headers.ts `ForwardMode`). */
+function asSidecarOutbound(l: CompiledListener): void {
+  l.security.appendXff = false;
+  l.security.forwardMode = 'sidecar-outbound';
 }
 
 function key(address: string, port: number): string {
