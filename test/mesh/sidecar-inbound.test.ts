@@ -557,6 +557,62 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.ok(p.ms >= 1900, `PERMISSIVE answered after ${p.ms} ms, before the 2 s peek timeout`);
   });
 
+  test('PERMISSIVE: a client silent past the detection timeout is not taken for plaintext when it then sends a ClientHello or a request', async () => {
+    const silentThen = async (port: number): Promise<net.Socket> => {
+      const raw = net.connect({ host: POD, port, localAddress: CLIENT, allowHalfOpen: true });
+      await new Promise<void>((resolve, reject) => {
+        raw.once('connect', () => resolve());
+        raw.once('error', reject);
+      });
+      // The harness's detection timeout is 2 s; the apps behind these ports wait for their client.
+      await new Promise((r) => setTimeout(r, 2600));
+      return raw;
+    };
+    const hellosBefore = tlsHellos.length;
+    // TCP port: mTLS (ALPN istio) terminated, then relayed.
+    const raw = await silentThen(P.permissiveTcp);
+    const got = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ ...mtlsOptions(client, P.permissiveTcp, ['istio']), socket: raw, allowHalfOpen: true });
+      let b = '';
+      s.setEncoding('utf8');
+      s.on('secureConnect', () => s.end('late'));
+      s.on('data', (c: string) => (b += c));
+      s.on('error', (e) => resolve(`error ${e.message}, got ${b}`));
+      s.on('close', () => resolve(b));
+      setTimeout(() => s.destroy(), 10_000).unref();
+    });
+    assert.equal(got, 'echo:late');
+    assert.equal(echoPeers.at(-1), '127.0.0.6');
+    // Sniffed port: a late mTLS HTTP request is terminated (the app sees XFCC, never a ClientHello)...
+    const raw2 = await silentThen(P.permissiveAuto);
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request({ ...mtlsOptions(client, P.permissiveAuto, ['istio-http/1.1', 'istio', 'http/1.1']), createConnection: () => tlsConnect({ ...mtlsOptions(client, P.permissiveAuto, ['istio-http/1.1', 'istio', 'http/1.1']), socket: raw2 }), path: '/late-tls', headers: { host: SERVICE.host } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(r.status, 200, r.body);
+    assert.match((JSON.parse(r.body) as { xfcc: string }).xfcc, /URI=spiffe:\/\/cluster\.local\/ns\/ns1\/sa\/client/);
+    assert.equal(tlsHellos.length, hellosBefore, 'a ClientHello was relayed to the app as plaintext');
+    // ...and a late plaintext request is served as HTTP.
+    const raw3 = await silentThen(P.permissiveAuto);
+    const plain = await new Promise<string>((resolve) => {
+      let b = '';
+      raw3.setEncoding('utf8');
+      raw3.on('data', (c: string) => (b += c));
+      raw3.on('close', () => resolve(b));
+      raw3.write(`GET /late-plain HTTP/1.1\r\nhost: ${SERVICE.host}\r\nconnection: close\r\n\r\n`);
+      setTimeout(() => raw3.destroy(), 10_000).unref();
+    });
+    assert.match(plain, /^HTTP\/1\.1 200 /);
+    assert.equal(seen.at(-1)?.path, '/late-plain');
+  });
+
   test('STRICT: a client silent past the protocol detection timeout may still start its mTLS handshake', async () => {
     const raw = net.connect({ host: POD, port: P.strictTcp, localAddress: CLIENT, allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
