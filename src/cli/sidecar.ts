@@ -251,6 +251,8 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   }
   log.info('sidecar listening', { uid: process.getuid?.(), outbound: rt.bound.outbound, inbound: rt.bound.inbound, health: rt.bound.health, status: rt.bound.status });
   const stops: (() => Promise<void> | void)[] = [];
+  // The workload certificate now: also the config push's client certificate (an alternative to the token).
+  let workloadCert: { certChainPem: string; keyPem: string } | null = null;
   // Identity first (in the background: readiness says 503 meanwhile).
   if (o.control !== null) {
     const { IdentityClient } = await import('../mesh/identity/client.js');
@@ -263,7 +265,10 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
       trustDomain: o.trustDomain,
       ttlSeconds: o.ttlSeconds,
       log: log.child({ component: 'mesh-identity' }),
-      onCertificate: (m) => rt.setIdentity(m),
+      onCertificate: (m) => {
+        workloadCert = m;
+        rt.setIdentity(m);
+      },
     });
     stops.push(() => identity.stop());
     identity.start(365 * 86_400_000).catch((e: unknown) => log.error('no workload certificate', { error: (e as Error).message }));
@@ -304,7 +309,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     watchFile(file, { interval: 200 }, () => void load());
     stops.push(() => unwatchFile(file));
   } else if (o.control !== null) {
-    stops.push(await startConfigPush(o, (ir) => apply(ir, 'control plane'), log));
+    stops.push(await startConfigPush(o, (ir) => apply(ir, 'control plane'), log, () => workloadCert));
   }
   // Started by the root launcher parent: when that parent is gone, so is this process.
   const parent = Number(process.env.MESHGATE_SIDECAR_PARENT ?? 0);
@@ -324,7 +329,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
  * The config push client (sc-push's `src/mesh/push/client.ts`), loaded by URL so this file builds
  * with or without it. Without it, `--control` alone gives a certificate but no view: say so.
  */
-async function startConfigPush(o: SidecarOptions, apply: (ir: IRSnapshot) => Promise<void>, log: Logger): Promise<() => Promise<void>> {
+async function startConfigPush(o: SidecarOptions, apply: (ir: IRSnapshot) => Promise<void>, log: Logger, clientCertificate: () => { certChainPem: string; keyPem: string } | null): Promise<() => Promise<void>> {
   let mod: { ConfigPushClient?: new (opts: unknown) => { start(): void; stop(): Promise<void> } };
   try {
     mod = (await import(new URL('../mesh/push/client.js', import.meta.url).href)) as typeof mod;
@@ -343,6 +348,7 @@ async function startConfigPush(o: SidecarOptions, apply: (ir: IRSnapshot) => Pro
     proxy: { namespace: o.namespace, serviceAccount: o.serviceAccount, podName: o.podName, podIps: o.podIps, trustDomain: o.trustDomain },
     log: log.child({ component: 'config-push' }),
     apply,
+    clientCertificate,
   });
   client.start();
   return () => client.stop();
