@@ -327,9 +327,11 @@ export class ConfigPushServer {
     }
     const log = this.#opts.log;
     let ir;
+    let json: Buffer | undefined;
     try {
       const out = this.#opts.translate(this.#resources, conn.proxy, this.#opts.translateOptions);
       ir = out.ir;
+      json = out.json;
       conn.diagnostics = { errors: out.diagnostics.filter((d) => d.severity === 'error').length, warnings: out.diagnostics.filter((d) => d.severity === 'warning').length };
       if (out.diagnostics.some((d) => d.reason === 'MG_INVALID_IR')) {
         conn.viewError = 'the translated view is invalid (MG_INVALID_IR); the proxy keeps its last view';
@@ -344,9 +346,13 @@ export class ConfigPushServer {
       log.error('cannot compute a proxy view; it keeps its last view', { proxy: conn.id, error: (e as Error).message });
       return;
     }
-    if (ir.version === conn.sentVersion) return;
+    // Nothing new for this proxy (its part of the mesh did not change): nothing sent.
+    if (ir.version === conn.sentVersion) {
+      this.metrics.unchanged.inc();
+      return;
+    }
     const nonce = String(++this.#nonce);
-    const view = Buffer.from(JSON.stringify(ir));
+    const view = json ?? Buffer.from(JSON.stringify(ir));
     conn.sentVersion = ir.version;
     conn.sentNonce = nonce;
     conn.sentAt = new Date();
