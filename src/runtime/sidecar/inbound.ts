@@ -472,6 +472,8 @@ export class InboundHandler {
         this.stats.plaintext++;
         this.#relay(served, port, socket, null, '', EMPTY);
       });
+    // Connected: both may now stay quiet as long as they like (a relayed idle connection, as in Envoy).
+    upstream.once('connect', () => clearTimeout(timer));
     upstream.on('data', onApp);
     upstream.once('error', onAppGone);
     upstream.once('close', onAppGone);
