@@ -256,6 +256,57 @@ describe('sidecar outbound over loopback: forwarding headers and source-side TCP
     }
   });
 
+  test('HTTP to an unknown Host: PassthroughCluster (ALLOW_ANY) and BlackHoleCluster (REGISTRY_ONLY) with the Host as destination_service', async (t) => {
+    // An HTTP app at OTHER on the table's port: the original destination of an unknown Host.
+    const app = http.createServer((req, res) => res.end(`other ${req.url}`));
+    try {
+      await listen(app, OTHER, P.http);
+    } catch (e) {
+      t.skip(`port ${P.http} is taken on ${OTHER}: ${(e as Error).message}`);
+      return;
+    }
+    servers.push(app);
+    const front = net.createServer((s) => {
+      Object.defineProperty(s, 'localAddress', { value: OTHER });
+      Object.defineProperty(s, 'localPort', { value: P.http });
+      handler.handle(s);
+    });
+    const frontPort = await listen(front, VIP);
+    servers.push(front);
+    const ask = () =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.get({ host: VIP, port: frontPort, path: '/x', headers: { host: 'unknown.example:8080', connection: 'close' }, timeout: 5000 }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+      });
+    const passed = await ask();
+    assert.equal(passed.status, 200, passed.body);
+    assert.equal(passed.body, 'other /x');
+    handler.apply(view(P.http, P.tcp, P.appHttp, P.appTcp, 'REGISTRY_ONLY'));
+    try {
+      assert.equal((await ask()).status, 502);
+    } finally {
+      handler.apply(view(P.http, P.tcp, P.appHttp, P.appTcp, 'ALLOW_ANY'));
+    }
+    const lines = (await obs.registry.metrics()).split('\n');
+    const series = (name: string) => lines.find((l) => l.startsWith('istio_requests_total{') && l.includes(`destination_service_name="${name}"`));
+    const pass = series('PassthroughCluster');
+    assert.ok(pass !== undefined, lines.filter((l) => l.startsWith('istio_requests_total')).join('\n'));
+    assert.match(pass, /destination_service="unknown\.example:8080"/);
+    assert.match(pass, /destination_workload="old-db"/);
+    assert.match(pass, /reporter="source"/);
+    assert.match(pass, /response_code="200"/);
+    const hole = series('BlackHoleCluster');
+    assert.ok(hole !== undefined, lines.filter((l) => l.startsWith('istio_requests_total')).join('\n'));
+    assert.match(hole, /destination_service="unknown\.example:8080"/);
+    assert.match(hole, /response_code="502"/);
+    assert.match(hole, /source_workload="web"/);
+  });
+
   test('PassthroughCluster and BlackHoleCluster connections: the catch-all cluster as destination_service_name, the peer workload when known', async () => {
     // An unknown original destination: the listener stands for it (its socket says OTHER:<app port>, as TPROXY would).
     const pass = net.createServer({ allowHalfOpen: true }, (s) => {

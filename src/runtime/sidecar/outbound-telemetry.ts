@@ -110,17 +110,24 @@ export function outboundObserver(inner: RequestObserver, context: () => Outbound
   let cacheFor: OutboundTelemetryContext | null = null;
   const labelsOf = (rec: RequestRecord): Record<string, string> | null => {
     const ctx = context();
-    const cluster = rec.clusterName;
+    if (ctx === null) return null;
+    let cluster = rec.clusterName;
     const host = rec.upstreamHost;
-    if (ctx === null || cluster === null || host === null) return null;
+    // Istio's catch-all routes (allow_any, block_all) have no service: istio_stats reports the
+    // request's Host as destination_service (its host header fallback).
+    const catchAll = cluster === 'PassthroughCluster' || (cluster === null && rec.route?.name === 'block_all');
+    if (cluster === null && catchAll) cluster = 'BlackHoleCluster';
+    if (cluster === null || (host === null && !catchAll)) return null;
     if (ctx !== cacheFor) {
       cacheFor = ctx;
       cache = new Map();
     }
-    const key = `${cluster}\0${host}`;
+    const authority = catchAll ? ((rec.d.http2 ? rec.d.header(':authority') : null) ?? rec.d.header('host') ?? '') : '';
+    const key = `${cluster}\0${host ?? ''}\0${authority}`;
     let labels = cache.get(key);
     if (labels === undefined) {
       labels = outboundLabels(ctx, cluster, host);
+      if (catchAll && authority !== '') labels = { ...labels, destination_service: authority };
       if (cache.size < 10_000) cache.set(key, labels);
     }
     return labels;
