@@ -9,7 +9,8 @@
  * - the headers an app sees from the client sidecar are Envoy's sidecar outbound ones: the app's
  *   x-forwarded-proto, x-forwarded-host and x-request-id kept (x-forwarded-proto `http` and a new
  *   x-request-id when it sent none), no x-forwarded-host added, x-forwarded-for not appended,
- *   x-envoy-attempt-count 1 then 2 on a retry, metadata-exchange headers dropped both ways;
+ *   x-envoy-attempt-count 1 then 2 on a retry, x-envoy-expected-rq-timeout-ms with a route timeout,
+ *   metadata-exchange headers dropped both ways;
  * - istio_tcp_* at `reporter="source"` carry every standard label, destination_workload included,
  *   for a TCP service, PassthroughCluster and BlackHoleCluster.
  */
@@ -58,7 +59,7 @@ function view(httpPort: number, tcpPort: number, appHttp: number, appTcp: number
     httpPort,
     [
       vhost(`${FQDN('reviews')}:${httpPort}`, [...names, ...names.map((n) => `${n}:${httpPort}`), `${VIP}:${httpPort}`], [
-        route('vs/reviews/retry', forward([reviews.name], { retries: { numRetries: 2, perTryTimeoutMs: null, retryOn: ['5xx'], retriableStatusCodes: [], backoffBaseMs: 5, ignorePreviousHosts: false } }), [match({ path: { kind: 'prefix', value: '/retry', ignoreCase: false } })]),
+        route('vs/reviews/retry', forward([reviews.name], { timeoutMs: 3000, retries: { numRetries: 2, perTryTimeoutMs: null, retryOn: ['5xx'], retriableStatusCodes: [], backoffBaseMs: 5, ignorePreviousHosts: false } }), [match({ path: { kind: 'prefix', value: '/retry', ignoreCase: false } })]),
         route('default/reviews', forward([reviews.name])),
       ]),
     ],
@@ -187,6 +188,7 @@ describe('sidecar outbound over loopback: forwarding headers and source-side TCP
     assert.equal(h['x-forwarded-for'], undefined, 'x-forwarded-for appended');
     assert.match(String(h['x-request-id']), /^[0-9a-f-]{36}$/, 'x-request-id generated');
     assert.equal(h['x-envoy-attempt-count'], '1');
+    assert.equal(h['x-envoy-expected-rq-timeout-ms'], undefined, 'no timeout on the route: no expected timeout');
     assert.equal(h.host, `reviews:${P.http}`);
     // The upstream's metadata-exchange answer stops at the sidecar.
     assert.equal(r.headers['x-envoy-peer-metadata'], undefined);
@@ -209,6 +211,7 @@ describe('sidecar outbound over loopback: forwarding headers and source-side TCP
     assert.equal(r.status, 200, r.body);
     const tries = seen.slice(before).map((s) => s.headers['x-envoy-attempt-count']);
     assert.deepEqual(tries, ['1', '2']);
+    assert.deepEqual(seen.slice(before).map((s) => s.headers['x-envoy-expected-rq-timeout-ms']), ['3000', '3000'], "the route's 3 s timeout");
     assert.equal(seen[before].headers['x-request-id'], seen[before + 1].headers['x-request-id'], 'one x-request-id for every try');
   });
 

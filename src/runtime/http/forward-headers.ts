@@ -28,6 +28,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  *   (no route asks `append_x_forwarded_host`), so a sidecar passes the client's on unchanged;
  * - x-envoy-attempt-count: a sidecar's outbound side sets it (Istio's `include_request_attempt_count`
  *   on every outbound virtual host), 1 and then the try number on retries; inbound passes it on;
+ * - x-envoy-expected-rq-timeout-ms: a sidecar's outbound side sets it to the per-try timeout, else
+ *   the route timeout, when there is one (Envoy's router; request-handler.ts); inbound passes it on;
  * - x-envoy-peer-metadata / x-envoy-peer-metadata-id (Istio's HTTP metadata exchange): consumed by
  *   sidecars and never forwarded (meshgate learns peers from its view instead of the exchange).
  */
@@ -95,6 +97,7 @@ export function buildUpstreamRequestHeaders(
         if (sidecar) continue;
         break;
       case 'x-envoy-attempt-count':
+      case 'x-envoy-expected-rq-timeout-ms':
         if (mode === 'sidecar-outbound') continue;
         break;
       case 'connection':

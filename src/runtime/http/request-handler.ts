@@ -171,7 +171,16 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     listener.security.appendXff === false ? null : plainAddress(d.remoteAddress),
     mode,
   );
-  if (mode !== 'gateway') x.sidecarMode = mode;
+  if (mode !== 'gateway') {
+    x.sidecarMode = mode;
+    // Envoy's router (Istio sidecars do not suppress Envoy headers) tells the upstream how long it
+    // will wait: the per-try timeout, else the route timeout; nothing without either.
+    if (mode === 'sidecar-outbound') {
+      const perTry = action.retry?.perTryTimeoutMs ?? 0;
+      const expected = perTry > 0 ? perTry : (action.timeoutMs ?? 0);
+      if (expected > 0) built.headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
+    }
+  }
   let headers = built.headers;
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);
   // Requests: route-level edits first, then destination-level (IR HeaderOps order).
