@@ -108,9 +108,14 @@ function bannerApp(): net.Server {
   });
 }
 
+/** Connections the echo apps saw closed, by their app-side port (source port of the sidecar's connection). */
+const echoClosed = new Set<number>();
+
 function echoApp(peers: string[]): net.Server {
   return net.createServer({ allowHalfOpen: true }, (s) => {
     peers.push(s.remoteAddress ?? '');
+    const remotePort = s.remotePort ?? 0;
+    s.on('close', () => echoClosed.add(remotePort));
     const chunks: Buffer[] = [];
     s.on('data', (c: Buffer) => chunks.push(c));
     // Answers after the client's FIN: proves half-close is relayed both ways.
@@ -611,6 +616,26 @@ describe('sidecar inbound (15006) over real sockets', () => {
     });
     assert.match(plain, /^HTTP\/1\.1 200 /);
     assert.equal(seen.at(-1)?.path, '/late-plain');
+  });
+
+  test('PERMISSIVE: a client that stays silent past the detection timeout and resets closes the app connection opened for it', async () => {
+    const before = echoPeers.length;
+    const raw = net.connect({ host: POD, port: P.permissiveTcp, localAddress: CLIENT });
+    raw.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      raw.once('connect', () => resolve());
+      raw.once('error', reject);
+    });
+    // Past the harness's 2 s detection timeout the app is dialled (it might be the one to speak first).
+    const deadline = Date.now() + 6000;
+    while (echoPeers.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(echoPeers.length, before + 1, 'the app was not dialled for a silent client');
+    const closedBefore = echoClosed.size;
+    // A reset, not a FIN (a FIN is relayed: the app would close on it anyway).
+    raw.resetAndDestroy();
+    const until = Date.now() + 5000;
+    while (echoClosed.size === closedBefore && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(echoClosed.size, closedBefore + 1, 'the app connection outlived its client');
   });
 
   test('STRICT: a client silent past the protocol detection timeout may still start its mTLS handshake', async () => {

@@ -433,6 +433,7 @@ export class InboundHandler {
       clearTimeout(timer);
       socket.removeListener('data', onClient);
       socket.removeListener('end', onClientEnd);
+      socket.removeListener('close', onClientGone);
       upstream.removeListener('data', onApp);
       upstream.removeListener('error', onAppGone);
       upstream.removeListener('close', onAppGone);
@@ -464,6 +465,12 @@ export class InboundHandler {
         this.stats.plaintext++;
         this.#relay(served, port, socket, null, '', EMPTY, true, upstream);
       });
+    // The client went away having said nothing (reset, or closed both ways): so does the app connection.
+    const onClientGone = (): void =>
+      settle(() => {
+        this.#sockets.delete(upstream);
+        upstream.destroy();
+      });
     // The app refused or closed before a word: the relay path reports it (connect failure, UF).
     const onAppGone = (): void =>
       settle(() => {
@@ -479,6 +486,7 @@ export class InboundHandler {
     upstream.once('close', onAppGone);
     socket.on('data', onClient);
     socket.once('end', onClientEnd);
+    socket.once('close', onClientGone);
     socket.resume();
   }
 
