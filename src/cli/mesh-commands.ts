@@ -128,9 +128,11 @@ export async function controlCommand(args: string[], fail: Fail, waitForSignal: 
   const { startControlPlane, ISTIOD_SAN } = await import('../control/control-plane.js');
   // The Kubernetes client is loaded only with --kubernetes.
   const kubernetes = opts.kubernetesFlags === null ? null : { client: (await import('../providers/kubernetes/api-client.js')).ApiClient.load(opts.kubernetesFlags.kubeconfig), watchNamespaces: opts.kubernetesFlags.watchNamespaces };
-  // Each sidecar's view (config push): the real per-proxy translation, loaded with the control plane.
-  const { translateSidecar } = await import('../translate/sidecar/index.js');
-  const cp = await startControlPlane({ ...opts, kubernetes, sidecarTranslate: translateSidecar });
+  // Each sidecar's view (config push): the real per-proxy translation, loaded with the control plane,
+  // computed once per group of proxies that see the same mesh (translate/sidecar/view-cache.ts).
+  const { SidecarViewCache } = await import('../translate/sidecar/view-cache.js');
+  const views = new SidecarViewCache();
+  const cp = await startControlPlane({ ...opts, kubernetes, sidecarTranslate: (resources, proxy, options) => views.translate(resources, proxy, options) });
   let webhook: { close(): Promise<void> } | null = null;
   let caBundle: { stop(): void } | null = null;
   try {

@@ -330,6 +330,8 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   // And after a burst of traffic, once the proxy is idle again (runtime/sidecar/idle-memory.ts).
   const { compactAfterTraffic } = await import('../runtime/sidecar/idle-memory.js');
   stops.push(compactAfterTraffic({ compact: () => compactHeapSoon(0, 'small-heap') }));
+  // The workload certificate now: also the config push's client certificate (an alternative to the token).
+  let workloadCert: { certChainPem: string; keyPem: string } | null = null;
   // Identity first (in the background: readiness says 503 meanwhile).
   if (o.control !== null) {
     const { IdentityClient } = await import('../mesh/identity/client.js');
@@ -343,6 +345,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
       ttlSeconds: o.ttlSeconds,
       log: log.child({ component: 'mesh-identity' }),
       onCertificate: (m) => {
+        workloadCert = m;
         rt.setIdentity(m);
         settled();
       },
@@ -387,7 +390,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     watchFile(file, { interval: 200 }, () => void load());
     stops.push(() => unwatchFile(file));
   } else if (o.control !== null) {
-    stops.push(await startConfigPush(o, (ir) => apply(ir, 'control plane'), log));
+    stops.push(await startConfigPush(o, (ir) => apply(ir, 'control plane'), log, () => workloadCert));
   }
   // Started by the root launcher parent: when that parent is gone, so is this process.
   const parent = Number(process.env.MESHGATE_SIDECAR_PARENT ?? 0);
@@ -407,7 +410,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
  * The config push client (sc-push's `src/mesh/push/client.ts`), loaded by URL so this file builds
  * with or without it. Without it, `--control` alone gives a certificate but no view: say so.
  */
-async function startConfigPush(o: SidecarOptions, apply: (ir: IRSnapshot) => Promise<void>, log: Logger): Promise<() => Promise<void>> {
+async function startConfigPush(o: SidecarOptions, apply: (ir: IRSnapshot) => Promise<void>, log: Logger, clientCertificate: () => { certChainPem: string; keyPem: string } | null): Promise<() => Promise<void>> {
   let mod: { ConfigPushClient?: new (opts: unknown) => { start(): void; stop(): Promise<void> } };
   try {
     mod = (await import(new URL('../mesh/push/client.js', import.meta.url).href)) as typeof mod;
@@ -426,6 +429,7 @@ async function startConfigPush(o: SidecarOptions, apply: (ir: IRSnapshot) => Pro
     proxy: { namespace: o.namespace, serviceAccount: o.serviceAccount, podName: o.podName, podIps: o.podIps, trustDomain: o.trustDomain },
     log: log.child({ component: 'config-push' }),
     apply,
+    clientCertificate,
   });
   client.start();
   return () => client.stop();

@@ -36,6 +36,8 @@ export class TcpRecord {
   flags: string | null = null;
   /** Why the upstream transport failed (`TLS_error:...`), else null. */
   upstreamFailure: string | null = null;
+  /** Why the proxy closed the connection itself (Envoy's `connection_termination_details`, e.g. `rbac_access_denied_matched_policy[...]`), else null. */
+  terminationDetails: string | null = null;
   /** SNI of the client's ClientHello (passthrough or terminated), '' when none. */
   sni = '';
   durationMs = 0;
@@ -81,7 +83,7 @@ export function tcpAccessLogEntry(rec: TcpRecord): Record<string, string | numbe
     response_code: 0,
     response_flags: rec.flags,
     response_code_details: null,
-    connection_termination_details: null,
+    connection_termination_details: rec.terminationDetails,
     upstream_transport_failure_reason: rec.upstreamFailure,
     bytes_received: rec.bytesReceived,
     bytes_sent: rec.bytesSent,

@@ -84,10 +84,11 @@ interface Sidecar {
   accepted: number;
 }
 
-async function sidecar(cp: ControlPlane, meta: Partial<SidecarProxyMeta> & { serviceAccount: string; podName: string }, opts: { token?: string; rootCertPem?: string; address?: string } = {}): Promise<Sidecar> {
+async function sidecar(cp: ControlPlane, meta: Partial<SidecarProxyMeta> & { serviceAccount: string; podName: string }, opts: { token?: string | null; rootCertPem?: string; address?: string; clientCertificate?: { certChainPem: string; keyPem: string } } = {}): Promise<Sidecar> {
   const proxy: SidecarProxyMeta = { namespace: 'shop', podIps: ['10.1.0.9'], trustDomain: 'cluster.local', ...meta };
   const tokenFile = path.join(tempDir('meshgate-push-token-'), 'istio-token');
-  writeFileSync(tokenFile, opts.token ?? (await issueToken(cp.ca.material.signingKey, { namespace: proxy.namespace, serviceAccount: proxy.serviceAccount }, 600)));
+  // token null: no token file at all (the certificate is the only credential).
+  if (opts.token !== null) writeFileSync(tokenFile, opts.token ?? (await issueToken(cp.ca.material.signingKey, { namespace: proxy.namespace, serviceAccount: proxy.serviceAccount }, 600)));
   const s: Sidecar = { client: null as unknown as ConfigPushClient, serving: null, appliedAt: new Map(), refuse: null, accepted: 0 };
   s.client = new ConfigPushClient({
     address: opts.address ?? `127.0.0.1:${cp.grpcPort}`,
@@ -97,6 +98,7 @@ async function sidecar(cp: ControlPlane, meta: Partial<SidecarProxyMeta> & { ser
     log: quiet,
     initialBackoffMs: 100,
     maxBackoffMs: 1000,
+    ...(opts.clientCertificate !== undefined ? { clientCertificate: () => opts.clientCertificate! } : {}),
     apply: (ir) => {
       const why = s.refuse?.(ir) ?? null;
       if (why !== null) throw new Error(why);
@@ -372,6 +374,49 @@ test('refused streams: a forged token, another identity, another trust domain, a
       assert.match(c.s.client.lastError ?? '', c.want, `${c.name}: ${c.s.client.lastError}`);
     }
     assert.deepEqual((await proxyStatus(env.cp)).proxies, [], 'a refused proxy is listed');
+  } finally {
+    for (const s of sidecars) await s.client.stop();
+    await env.cp.stop();
+  }
+});
+
+/** A workload certificate for `uri` from `ca` (a MeshCa, or another CA's signer for an untrusted one). */
+async function workloadCertificate(ca: { signCsr(csr: string, uris: string[], ttl: number): Promise<string[]> }, uri: string): Promise<{ certChainPem: string; keyPem: string }> {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { privateKeyPem, signatureParams, toCryptoPrivateKey, toCryptoPublicKey, x509 } = await import('../../src/mesh/ca/keys.js');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    keys: { privateKey: await toCryptoPrivateKey(privateKey), publicKey: await toCryptoPublicKey(privateKey) },
+    signingAlgorithm: signatureParams(privateKey),
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }], true)],
+  });
+  const chain = await ca.signCsr(csr.toString('pem'), [uri], 3600);
+  return { certChainPem: chain.slice(0, -1).join('') || chain[0], keyPem: privateKeyPem(privateKey) };
+}
+
+test('the workload certificate authenticates a sidecar without a token; its SPIFFE ID must be the proxy\'s namespace and service account', async () => {
+  const env = await controlPlane();
+  const sidecars: Sidecar[] = [];
+  try {
+    const cart = await workloadCertificate(env.cp.ca, 'spiffe://cluster.local/ns/shop/sa/cart');
+    const ok = await sidecar(env.cp, { serviceAccount: 'cart', podName: 'cert-ok' }, { token: null, clientCertificate: cart });
+    sidecars.push(ok);
+    await ok.client.whenReady(10_000);
+    const listed = (await proxyStatus(env.cp)).proxies.find((p) => p.proxy.podName === 'cert-ok');
+    assert.equal(listed?.identity, 'spiffe://cluster.local/ns/shop/sa/cart');
+    // The certificate's identity is not the hello's: refused, naming both.
+    const wrong = await sidecar(env.cp, { serviceAccount: 'payments', podName: 'cert-wrong' }, { token: null, clientCertificate: cart });
+    sidecars.push(wrong);
+    // A certificate of another mesh (not verified by the mesh roots) proves nothing.
+    const { MeshCa, loadOrCreateCaDirectory } = await import('../../src/mesh/ca/ca.js');
+    const foreign = new MeshCa(await loadOrCreateCaDirectory(path.join(tempDir('meshgate-push-foreign-ca-'), 'ca'), { trustDomain: 'cluster.local' }));
+    const stranger = await sidecar(env.cp, { serviceAccount: 'cart', podName: 'cert-foreign' }, { token: null, clientCertificate: await workloadCertificate(foreign, 'spiffe://cluster.local/ns/shop/sa/cart') });
+    sidecars.push(stranger);
+    await waitFor(() => wrong.client.lastError !== null && wrong.client.connects >= 2 && stranger.client.lastError !== null && stranger.client.connects >= 2, 10_000, 'refused and retried');
+    assert.match(wrong.client.lastError ?? '', /^PERMISSION_DENIED: the client certificate's identity \(spiffe:\/\/cluster\.local\/ns\/shop\/sa\/cart\) shop\/cart is not the proxy's shop\/payments/);
+    assert.equal(wrong.accepted, 0);
+    assert.match(stranger.client.lastError ?? '', /^(UNAUTHENTICATED|UNAVAILABLE)/, stranger.client.lastError ?? '');
+    assert.equal(stranger.accepted, 0);
   } finally {
     for (const s of sidecars) await s.client.stop();
     await env.cp.stop();

@@ -136,6 +136,10 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.ok(dst.length > 0, server.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n'));
     assert.ok(metricLines(server, 'istio_requests_total{', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/other/sa/intruder"`, 'response_code="403"').length + metricLines((await m.get('outside', pod('v2').ip, 15020, '/stats/prometheus')).body ?? '', 'istio_requests_total{', `source_principal="spiffe://${TD}/ns/other/sa/intruder"`, 'response_code="403"').length > 0, 'the denied call is counted at the destination');
     assert.ok(metricLines(server + ((await m.get('outside', pod('v2').ip, 15020, '/stats/prometheus')).body ?? ''), 'istio_tcp_connections_opened_total{', 'reporter="destination"', 'connection_security_policy="mutual_tls"').length > 0, 'TCP connection at the destination');
+    // The client's TCP series carry the destination workload and principals as its HTTP ones do.
+    const tcpSrc = metricLines(client, 'istio_tcp_connections_closed_total{', 'reporter="source"', 'request_protocol="tcp"', `source_principal="spiffe://${TD}/ns/frontend/sa/client"`, `destination_principal="spiffe://${TD}/ns/bookinfo/sa/reviews"`, 'destination_workload_namespace="bookinfo"');
+    assert.ok(tcpSrc.length > 0, client.split('\n').filter((l) => l.startsWith('istio_tcp')).join('\n'));
+    assert.match(tcpSrc.join('\n'), /destination_workload="reviews(-v[12])?"/);
   });
 
   test('certificate rotation (20 s certificates, renewed at half life): v2 presents a new certificate, and a 5 rps loop through it sees no error', async (t) => {

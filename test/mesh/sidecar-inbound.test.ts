@@ -81,7 +81,8 @@ function httpApp(seen: AppSeen[], tlsHellos: string[] | null = null): net.Server
   const h = http.createServer((req, res) => {
     seen.push({ remoteAddress: req.socket.remoteAddress ?? '', xfcc: (req.headers['x-forwarded-client-cert'] as string | undefined) ?? null, path: req.url ?? '' });
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ remote: req.socket.remoteAddress, xfcc: req.headers['x-forwarded-client-cert'] ?? null, xff: req.headers['x-forwarded-for'] ?? null }));
+    res.setHeader('x-envoy-peer-metadata-id', 'sidecar~10.0.0.9~server~ns1');
+    res.end(JSON.stringify({ remote: req.socket.remoteAddress, xfcc: req.headers['x-forwarded-client-cert'] ?? null, xff: req.headers['x-forwarded-for'] ?? null, headers: req.headers }));
   });
   h.keepAliveTimeout = 500;
   return net.createServer((s) => {
@@ -107,9 +108,14 @@ function bannerApp(): net.Server {
   });
 }
 
+/** Connections the echo apps saw closed, by their app-side port (source port of the sidecar's connection). */
+const echoClosed = new Set<number>();
+
 function echoApp(peers: string[]): net.Server {
   return net.createServer({ allowHalfOpen: true }, (s) => {
     peers.push(s.remoteAddress ?? '');
+    const remotePort = s.remotePort ?? 0;
+    s.on('close', () => echoClosed.add(remotePort));
     const chunks: Buffer[] = [];
     s.on('data', (c: Buffer) => chunks.push(c));
     // Answers after the client's FIN: proves half-close is relayed both ways.
@@ -377,6 +383,32 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(resumedIntruder.status, 403, 'a resumed session of the wrong principal is still denied');
   });
 
+  test("inbound forwarding headers are Envoy's sidecar inbound ones: the peer's kept, nothing of the gateway added, metadata exchange consumed", async () => {
+    const ask = (headers: Record<string, string>) =>
+      new Promise<{ headers: Record<string, string>; response: http.IncomingHttpHeaders }>((resolve, reject) => {
+        const req = https.request({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, path: '/fwd', agent: false, headers: { host: SERVICE.host, ...headers } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c));
+          res.on('end', () => resolve({ headers: (JSON.parse(body) as { headers: Record<string, string> }).headers, response: res.headers }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    // What a client sidecar sends (Envoy outbound): its x-forwarded-proto, x-request-id, attempt count, metadata exchange.
+    const peer = await ask({ 'x-forwarded-proto': 'http', 'x-request-id': 'req-1', 'x-envoy-attempt-count': '2', 'x-envoy-peer-metadata': 'ChgKBE5BTUUSEBoOY2xpZW50', 'x-envoy-peer-metadata-id': 'sidecar~127.0.0.1~client~ns1' });
+    assert.equal(peer.headers['x-forwarded-proto'], 'http', "the peer's x-forwarded-proto is kept");
+    assert.equal(peer.headers['x-request-id'], 'req-1');
+    assert.equal(peer.headers['x-envoy-attempt-count'], '2', 'the client sidecar\'s attempt count reaches the app');
+    assert.equal(peer.headers['x-forwarded-host'], undefined, 'no x-forwarded-host added');
+    assert.equal(peer.headers['x-envoy-peer-metadata'], undefined, 'metadata exchange headers never reach the app');
+    assert.equal(peer.headers['x-envoy-peer-metadata-id'], undefined);
+    assert.equal(peer.response['x-envoy-peer-metadata-id'], undefined, 'nor leave towards the peer from the app');
+    // Nothing sent: x-forwarded-proto from the connection (mTLS: https), x-request-id generated.
+    const bare = await ask({});
+    assert.equal(bare.headers['x-forwarded-proto'], 'https');
+    assert.match(bare.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+  });
+
   test('a client XFCC is kept and the sidecar appends its element (APPEND_FORWARD)', async () => {
     const r = await new Promise<string>((resolve, reject) => {
       const req = https.request({ ...mtlsOptions(client, P.strictHttp, ['istio-http/1.1', 'istio', 'http/1.1']), localAddress: CLIENT, path: '/xfcc', agent: false, headers: { host: SERVICE.host, 'x-forwarded-client-cert': 'By=spiffe://earlier;URI=spiffe://first', 'x-forwarded-for': '192.0.2.7' } }, (res) => {
@@ -566,6 +598,82 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.ok(p.ms >= 1900, `PERMISSIVE answered after ${p.ms} ms, before the 2 s peek timeout`);
   });
 
+  test('PERMISSIVE: a client silent past the detection timeout is not taken for plaintext when it then sends a ClientHello or a request', async () => {
+    const silentThen = async (port: number): Promise<net.Socket> => {
+      const raw = net.connect({ host: POD, port, localAddress: CLIENT, allowHalfOpen: true });
+      await new Promise<void>((resolve, reject) => {
+        raw.once('connect', () => resolve());
+        raw.once('error', reject);
+      });
+      // The harness's detection timeout is 2 s; the apps behind these ports wait for their client.
+      await new Promise((r) => setTimeout(r, 2600));
+      return raw;
+    };
+    const hellosBefore = tlsHellos.length;
+    // TCP port: mTLS (ALPN istio) terminated, then relayed.
+    const raw = await silentThen(P.permissiveTcp);
+    const got = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ ...mtlsOptions(client, P.permissiveTcp, ['istio']), socket: raw, allowHalfOpen: true });
+      let b = '';
+      s.setEncoding('utf8');
+      s.on('secureConnect', () => s.end('late'));
+      s.on('data', (c: string) => (b += c));
+      s.on('error', (e) => resolve(`error ${e.message}, got ${b}`));
+      s.on('close', () => resolve(b));
+      setTimeout(() => s.destroy(), 10_000).unref();
+    });
+    assert.equal(got, 'echo:late');
+    assert.equal(echoPeers.at(-1), '127.0.0.6');
+    // Sniffed port: a late mTLS HTTP request is terminated (the app sees XFCC, never a ClientHello)...
+    const raw2 = await silentThen(P.permissiveAuto);
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request({ ...mtlsOptions(client, P.permissiveAuto, ['istio-http/1.1', 'istio', 'http/1.1']), createConnection: () => tlsConnect({ ...mtlsOptions(client, P.permissiveAuto, ['istio-http/1.1', 'istio', 'http/1.1']), socket: raw2 }), path: '/late-tls', headers: { host: SERVICE.host } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(r.status, 200, r.body);
+    assert.match((JSON.parse(r.body) as { xfcc: string }).xfcc, /URI=spiffe:\/\/cluster\.local\/ns\/ns1\/sa\/client/);
+    assert.equal(tlsHellos.length, hellosBefore, 'a ClientHello was relayed to the app as plaintext');
+    // ...and a late plaintext request is served as HTTP.
+    const raw3 = await silentThen(P.permissiveAuto);
+    const plain = await new Promise<string>((resolve) => {
+      let b = '';
+      raw3.setEncoding('utf8');
+      raw3.on('data', (c: string) => (b += c));
+      raw3.on('close', () => resolve(b));
+      raw3.write(`GET /late-plain HTTP/1.1\r\nhost: ${SERVICE.host}\r\nconnection: close\r\n\r\n`);
+      setTimeout(() => raw3.destroy(), 10_000).unref();
+    });
+    assert.match(plain, /^HTTP\/1\.1 200 /);
+    assert.equal(seen.at(-1)?.path, '/late-plain');
+  });
+
+  test('PERMISSIVE: a client that stays silent past the detection timeout and resets closes the app connection opened for it', async () => {
+    const before = echoPeers.length;
+    const raw = net.connect({ host: POD, port: P.permissiveTcp, localAddress: CLIENT });
+    raw.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      raw.once('connect', () => resolve());
+      raw.once('error', reject);
+    });
+    // Past the harness's 2 s detection timeout the app is dialled (it might be the one to speak first).
+    const deadline = Date.now() + 6000;
+    while (echoPeers.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(echoPeers.length, before + 1, 'the app was not dialled for a silent client');
+    const closedBefore = echoClosed.size;
+    // A reset, not a FIN (a FIN is relayed: the app would close on it anyway).
+    raw.resetAndDestroy();
+    const until = Date.now() + 5000;
+    while (echoClosed.size === closedBefore && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(echoClosed.size, closedBefore + 1, 'the app connection outlived its client');
+  });
+
   test('STRICT: a client silent past the protocol detection timeout may still start its mTLS handshake', async () => {
     const raw = net.connect({ host: POD, port: P.strictTcp, localAddress: CLIENT, allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
@@ -651,6 +759,38 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const sent = find('istio_tcp_sent_bytes_total', 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns1/sa/client"`, 'destination_service="server.ns1.svc.cluster.local"');
     assert.ok(sent !== undefined && Number(sent.split(' ').at(-1)) > 0, `no bytes sent counted: ${sent}`);
     assert.ok(find('istio_tcp_connections_closed_total', 'reporter="destination"', 'destination_service_name="InboundPassthroughClusterIpv4"', 'connection_security_policy="none"'), 'no passthrough TCP series');
+    // A TCP connection denied by AuthorizationPolicy is counted too (Envoy's network RBAC closes a
+    // connection istio_stats already counts), under every standard TCP label.
+    for (const name of ['istio_tcp_connections_opened_total', 'istio_tcp_connections_closed_total']) {
+      const denied = find(name, 'reporter="destination"', `source_principal="spiffe://${TD}/ns/ns2/sa/intruder"`, 'request_protocol="tcp"');
+      assert.ok(denied !== undefined, `no denied TCP series for ${name} in:\n${lines.filter((l) => l.startsWith('istio_tcp')).join('\n')}`);
+      const labels = Object.fromEntries([...denied.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+      assert.deepEqual(labels, {
+        reporter: 'destination',
+        source_workload: 'intruder',
+        source_canonical_service: 'intruder',
+        source_canonical_revision: 'latest',
+        source_workload_namespace: 'ns2',
+        source_principal: `spiffe://${TD}/ns/ns2/sa/intruder`,
+        source_app: 'intruder',
+        source_version: 'unknown',
+        source_cluster: 'unknown',
+        destination_workload: 'server',
+        destination_workload_namespace: 'ns1',
+        destination_principal: `spiffe://${TD}/ns/ns1/sa/server`,
+        destination_app: 'server',
+        destination_version: 'v1',
+        destination_service: 'server.ns1.svc.cluster.local',
+        destination_canonical_service: 'server',
+        destination_canonical_revision: 'v1',
+        destination_service_name: 'server',
+        destination_service_namespace: 'ns1',
+        destination_cluster: 'unknown',
+        request_protocol: 'tcp',
+        response_flags: '-',
+        connection_security_policy: 'mutual_tls',
+      });
+    }
   });
 
   test('access log: one line per inbound request and TCP connection, with the inbound cluster', async () => {
@@ -669,6 +809,10 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(allowed.upstream_cluster, `inbound|${P.strictHttp}||`);
     assert.equal(allowed.upstream_host, `${APP}:${P.strictHttp}`);
     assert.equal(allowed.downstream_local_address, `${POD}:${P.strictHttp}`);
+    const rbac = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && e.downstream_remote_address !== null && String(e.downstream_remote_address).startsWith(`${STRANGER}:`));
+    assert.ok(rbac !== undefined, 'no access-log line for the TCP connection AuthorizationPolicy denied');
+    assert.match(String(rbac.connection_termination_details), /^rbac_access_denied_matched_policy\[.+\]$/);
+    assert.equal(rbac.upstream_host, null, 'a denied connection never reaches the app');
     const tcp = entries.find((e) => e.upstream_cluster === `inbound|${P.strictTcp}||` && Number(e.bytes_sent) > 0);
     assert.ok(tcp !== undefined, 'no TCP line');
     assert.equal(tcp.upstream_host, `${APP}:${P.strictTcp}`);

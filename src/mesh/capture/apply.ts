@@ -13,7 +13,9 @@ import {
   DEFAULT_CAPTURE_OPTIONS,
   buildCaptureRules,
   countPolicyRules,
+  hasInboundSourceAddress,
   hasLocalRoute,
+  inboundSourceAddress,
   parseCidrList,
   parseInboundPorts,
   parseIncludeCidrs,
@@ -160,6 +162,12 @@ export function applyCapture(o: CaptureOptions, families: Family[] = captureFami
   for (const family of families) {
     const t = TOOLS[family];
     const { rule, route } = policyRouting(o, family);
+    // IPv6: the proxy forwards inbound connections to the app from ::6, which lo must hold.
+    const address = inboundSourceAddress(family);
+    if (address !== null && !hasInboundSourceAddress(run('ip', ['-6', 'addr', 'show', 'dev', 'lo']))) {
+      run('ip', address);
+      ipCommands.push(address);
+    }
     if (!hasLocalRoute(showRouteTable(o.routeTable, family))) {
       run('ip', route);
       ipCommands.push(route);
@@ -209,6 +217,11 @@ export function cleanCapture(o: Pick<CaptureOptions, 'mark' | 'routeTable'>): Ca
       run('ip', del(route));
       ipCommands.push(del(route));
     }
+    const address = inboundSourceAddress(family);
+    if (address !== null && hasInboundSourceAddress(run('ip', ['-6', 'addr', 'show', 'dev', 'lo']))) {
+      run('ip', del(address));
+      ipCommands.push(del(address));
+    }
   }
   return { restoreInput, ipCommands, families };
 }
@@ -232,7 +245,8 @@ export function captureCommand(args: string[], fail: (message: string) => never)
       for (const family of [4, 6] as const) {
         const { rule, route } = policyRouting(options, family);
         const del = (a: string[]) => a.map((x) => (x === 'add' ? 'del' : x)).join(' ');
-        process.stdout.write(`# ${TOOLS[family].restore} --noflush\n${planClean(safeSave(family))}# ip ${del(rule)}\n# ip ${del(route)}\n`);
+        const address = inboundSourceAddress(family);
+        process.stdout.write(`# ${TOOLS[family].restore} --noflush\n${planClean(safeSave(family))}# ip ${del(rule)}\n# ip ${del(route)}\n${address === null ? '' : `# ip ${del(address)}\n`}`);
       }
     } else {
       process.stdout.write(renderPlan(options, captureFamilies(options)));

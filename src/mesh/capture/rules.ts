@@ -378,9 +378,24 @@ export function renderPlan(o: CaptureOptions, families: Family[] = [4]): string 
   return families
     .map((f) => {
       const { rule, route } = policyRouting(o, f);
-      return `# ip ${route.join(' ')}\n# ip ${rule.join(' ')}\n# ${TOOLS[f].restore} --noflush\n${renderRestore(o, {}, f)}`;
+      const address = inboundSourceAddress(f);
+      return `${address === null ? '' : `# ip ${address.join(' ')}\n`}# ip ${route.join(' ')}\n# ip ${rule.join(' ')}\n# ${TOOLS[f].restore} --noflush\n${renderRestore(o, {}, f)}`;
     })
     .join('');
+}
+
+/**
+ * The `ip` arguments that give `lo` the address the proxy forwards inbound IPv6 connections from
+ * (`::6`, as istio-iptables runs `ip -6 addr add ::6/128 dev lo`); null for IPv4, whose 127.0.0.6 is
+ * already local (all of 127.0.0.0/8 is).
+ */
+export function inboundSourceAddress(family: Family): string[] | null {
+  return family === 6 ? ['-6', 'addr', 'add', LOOPBACK[6].passthrough, 'dev', 'lo'] : null;
+}
+
+/** Does `ip -6 addr show dev lo` output hold `::6/128`? */
+export function hasInboundSourceAddress(ipAddrShow: string): boolean {
+  return /\binet6 ::6\/128\b/.test(ipAddrShow);
 }
 
 /** The policy rule and route (each an `ip` argument list) that deliver marked packets locally. */

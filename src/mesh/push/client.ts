@@ -33,6 +33,12 @@ export interface ConfigPushClientOptions {
   rootCertPem: string;
   /** Where the bearer token is read before each connection. */
   tokenFile: string;
+  /**
+   * The workload certificate now, presented as the TLS client certificate (the control plane
+   * accepts it as the credential when there is no valid token, as istiod does); null while there
+   * is none. Read at each (re)connection, so a renewed certificate is used from the next stream.
+   */
+  clientCertificate?: () => { certChainPem: string; keyPem: string } | null;
   proxy: SidecarProxyMeta;
   log: Logger;
   /** Installs a view; throws (or rejects) to refuse it, the message becoming the NACK's detail. */
@@ -50,7 +56,9 @@ type PushClient = grpc.Client & { Stream: (metadata: grpc.Metadata, options?: gr
 
 export class ConfigPushClient extends EventEmitter {
   readonly #opts: ConfigPushClientOptions;
-  readonly #client: PushClient;
+  #client: PushClient;
+  /** The client certificate the channel was made with (null: none). */
+  #clientCert: { certChainPem: string; keyPem: string } | null = null;
   #stream: Stream | null = null;
   #connected = false;
   #stopped = true;
@@ -71,9 +79,15 @@ export class ConfigPushClient extends EventEmitter {
   constructor(opts: ConfigPushClientOptions) {
     super();
     this.#opts = opts;
+    this.#client = this.#channel(null);
+  }
+
+  /** A channel to the control plane, presenting `cert` as the client certificate when given. */
+  #channel(cert: { certChainPem: string; keyPem: string } | null): PushClient {
+    const opts = this.#opts;
     const Client = configPushClient();
-    const creds = grpc.credentials.createSsl(Buffer.from(opts.rootCertPem));
-    this.#client = new Client(opts.address, creds, {
+    const creds = cert === null ? grpc.credentials.createSsl(Buffer.from(opts.rootCertPem)) : grpc.credentials.createSsl(Buffer.from(opts.rootCertPem), Buffer.from(cert.keyPem), Buffer.from(cert.certChainPem));
+    return new Client(opts.address, creds, {
       'grpc.ssl_target_name_override': ISTIOD_NAME,
       'grpc.default_authority': ISTIOD_NAME,
       'grpc.max_receive_message_length': opts.maxViewBytes ?? 256 * 1024 * 1024,
@@ -156,16 +170,26 @@ export class ConfigPushClient extends EventEmitter {
   #open(): void {
     if (this.#stopped) return;
     const log = this.#opts.log;
-    let token: string;
+    const cert = this.#opts.clientCertificate?.() ?? null;
+    if (cert !== this.#clientCert) {
+      // A new (or renewed) workload certificate: a new channel presents it.
+      this.#client.close();
+      this.#client = this.#channel(cert);
+      this.#clientCert = cert;
+    }
+    let token: string | null = null;
     try {
       token = readFileSync(this.#opts.tokenFile, 'utf8').trim();
     } catch (e) {
       this.#lastError = `cannot read the token: ${(e as Error).message}`;
-      log.warn('config stream not opened', { error: this.#lastError });
-      return this.#retry();
+      if (cert === null) {
+        log.warn('config stream not opened', { error: this.#lastError });
+        return this.#retry();
+      }
+      log.warn('no token: authenticating with the workload certificate', { error: this.#lastError });
     }
     const md = new grpc.Metadata();
-    md.set('authorization', `Bearer ${token}`);
+    if (token !== null) md.set('authorization', `Bearer ${token}`);
     this.connects++;
     const stream = this.#client.Stream(md);
     this.#stream = stream;

@@ -2,9 +2,11 @@
  * The control plane's side of the config push (reference/mesh.md §2.11): one bidi stream per
  * sidecar on the control gRPC port, each carrying that proxy's own view.
  *
- * - Authentication as the CA service: `authorization: Bearer <token>` (TokenReview in Kubernetes
- *   mode, a meshgate-issued JWT in directory mode). The hello's namespace and service account must
- *   be the token's identity (`PERMISSION_DENIED` otherwise), and its trust domain the mesh's.
+ * - Authentication as istiod's: `authorization: Bearer <token>` (TokenReview in Kubernetes mode, a
+ *   meshgate-issued JWT in directory mode), or else the workload's client certificate, verified
+ *   against the mesh roots, whose SPIFFE ID names the caller. The hello's namespace and service
+ *   account must be that identity's (`PERMISSION_DENIED` otherwise, naming both), and its trust
+ *   domain the mesh's.
  * - Views: `translate(resources, proxy, options)` per proxy, pushed whole (JSON) and only when its
  *   version differs from the last one sent on that stream; a new stream always gets the current
  *   view (as istiod's first push after a reconnect). A view the translator marks invalid
@@ -163,6 +165,9 @@ export class ConfigPushServer {
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header);
     // Authentication starts at once; the hello is checked against it when it arrives.
     const caller: Promise<ServiceAccount | Error> = bearer === null ? Promise.resolve(new Error('no bearer token')) : this.#opts.authenticator.authenticate(bearer[1]).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    // The other credential istiod accepts: a workload certificate (verified against the mesh roots by
+    // the TLS handshake), whose SPIFFE ID is the caller's identity.
+    const certified = peerIdentity(call);
     let conn: Connection | null = null;
     let done = false;
     const fail = (code: grpc.status, details: string, reason: string): void => {
@@ -181,11 +186,24 @@ export class ConfigPushServer {
         if (done && conn === null) return;
         if (conn === null) {
           if (msg.kind !== 'hello' || !msg.hello?.proxy) return fail(grpc.status.INVALID_ARGUMENT, 'the first message must be a hello with the proxy metadata', 'first message is not a hello');
-          const sa = await caller;
-          if (sa instanceof Error) return fail(grpc.status.UNAUTHENTICATED, 'request authenticate failure', sa.message);
+          const byToken = await caller;
+          // Either credential authenticates (istiod tries its authenticators in turn); the token first.
+          let sa: ServiceAccount;
+          let credential: string;
+          if (!(byToken instanceof Error)) {
+            sa = byToken;
+            credential = "the token's identity";
+          } else if (certified !== null) {
+            if (certified.trustDomain !== this.#opts.trustDomain) {
+              return fail(grpc.status.PERMISSION_DENIED, `the client certificate's trust domain "${certified.trustDomain}" is not the mesh's ("${this.#opts.trustDomain}")`, 'certificate trust domain mismatch');
+            }
+            sa = certified;
+            credential = `the client certificate's identity (${certified.uri})`;
+          } else return fail(grpc.status.UNAUTHENTICATED, 'request authenticate failure', byToken.message);
           const proxy = proxyMeta(msg.hello.proxy, this.#opts.trustDomain);
+          // As istiod's checkConnectionIdentity: the proxy's namespace and service account are the credential's.
           if (proxy.namespace !== sa.namespace || proxy.serviceAccount !== sa.serviceAccount) {
-            return fail(grpc.status.PERMISSION_DENIED, `the token's identity ${sa.namespace}/${sa.serviceAccount} is not the proxy's ${proxy.namespace}/${proxy.serviceAccount}`, 'identity mismatch');
+            return fail(grpc.status.PERMISSION_DENIED, `${credential} ${sa.namespace}/${sa.serviceAccount} is not the proxy's ${proxy.namespace}/${proxy.serviceAccount}`, 'identity mismatch');
           }
           if (proxy.trustDomain !== this.#opts.trustDomain) {
             return fail(grpc.status.PERMISSION_DENIED, `trust domain "${proxy.trustDomain}" is not the mesh's ("${this.#opts.trustDomain}")`, 'trust domain mismatch');
@@ -309,9 +327,11 @@ export class ConfigPushServer {
     }
     const log = this.#opts.log;
     let ir;
+    let json: Buffer | undefined;
     try {
       const out = this.#opts.translate(this.#resources, conn.proxy, this.#opts.translateOptions);
       ir = out.ir;
+      json = out.json;
       conn.diagnostics = { errors: out.diagnostics.filter((d) => d.severity === 'error').length, warnings: out.diagnostics.filter((d) => d.severity === 'warning').length };
       if (out.diagnostics.some((d) => d.reason === 'MG_INVALID_IR')) {
         conn.viewError = 'the translated view is invalid (MG_INVALID_IR); the proxy keeps its last view';
@@ -326,9 +346,13 @@ export class ConfigPushServer {
       log.error('cannot compute a proxy view; it keeps its last view', { proxy: conn.id, error: (e as Error).message });
       return;
     }
-    if (ir.version === conn.sentVersion) return;
+    // Nothing new for this proxy (its part of the mesh did not change): nothing sent.
+    if (ir.version === conn.sentVersion) {
+      this.metrics.unchanged.inc();
+      return;
+    }
     const nonce = String(++this.#nonce);
-    const view = Buffer.from(JSON.stringify(ir));
+    const view = json ?? Buffer.from(JSON.stringify(ir));
     conn.sentVersion = ir.version;
     conn.sentNonce = nonce;
     conn.sentAt = new Date();
@@ -355,6 +379,17 @@ export class ConfigPushServer {
     if (code === grpc.status.OK) conn.call.end();
     else conn.call.emit('error', { code, details });
   }
+}
+
+/** The verified client certificate's SPIFFE identity (`spiffe://<td>/ns/<ns>/sa/<sa>`), or null. */
+function peerIdentity(call: Call): (ServiceAccount & { trustDomain: string; uri: string }) | null {
+  const cert = call.getAuthContext().sslPeerCertificate;
+  if (cert === undefined) return null;
+  for (const part of (cert.subjectaltname ?? '').split(', ')) {
+    const m = /^URI:(spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+))$/.exec(part);
+    if (m !== null) return { uri: m[1], trustDomain: m[2], namespace: m[3], serviceAccount: m[4] };
+  }
+  return null;
 }
 
 /** The hello's proxy metadata; an empty trust domain means the mesh's. */

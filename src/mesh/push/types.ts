@@ -22,7 +22,12 @@ export interface SidecarProxyMeta {
 }
 
 /** A proxy's view of the mesh: `translateSidecar` (translate/sidecar/) in production, anything of this type in tests. */
-export type SidecarTranslate = (resources: ResourceSet, proxy: SidecarProxyMeta, options: TranslateOptions) => { ir: IRSnapshot; diagnostics: Diagnostic[] };
+export type SidecarTranslate = (resources: ResourceSet, proxy: SidecarProxyMeta, options: TranslateOptions) => {
+  ir: IRSnapshot;
+  diagnostics: Diagnostic[];
+  /** `JSON.stringify(ir)` when the translator has it already (a cached view's); else the push serializes `ir`. */
+  json?: Buffer;
+};
 
 /**
  * Sync state of one proxy, with Istio's words (istioctl proxy-status): `SYNCED` the last version

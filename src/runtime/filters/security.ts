@@ -13,6 +13,7 @@
  * With no policies, (2) and (3) are null and cost one comparison per request.
  */
 
+import type { ForwardMode } from '../http/forward-headers.js';
 import type { TLSSocket } from 'node:tls';
 import type { IRSnapshot, SecurityConfig, UnderscoreHeadersAction } from '../../ir/types.js';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
@@ -47,6 +48,8 @@ export interface CompiledSecurity {
   appendXff?: boolean;
   /** IR `numTrustedProxies` (0 = the peer is the client). */
   trustedHops: number;
+  /** Forwarding headers as a gateway or as a sidecar's outbound/inbound side (http/forward-headers.ts `ForwardMode`). Absent = gateway. */
+  forwardMode?: ForwardMode;
 }
 
 /** `clusters`: the snapshot's compiled clusters (ext-authz providers call theirs). */

@@ -13,7 +13,7 @@ import { applyHeaderOps } from '../compile/header-ops.js';
 import type { CompiledDestination, CompiledEndpoint, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
 import type { UpstreamRequest } from '../upstream/client.js';
 import { ResponseVerdict, type CallOwner, type UpstreamCall } from '../upstream/upstream-call.js';
-import { buildDownstreamResponseHeaders } from './forward-headers.js';
+import { buildDownstreamResponseHeaders, PEER_METADATA_HEADERS, setAttemptCount, type ForwardMode } from './forward-headers.js';
 import { classifyUpstreamError, Errors, sendLocalError, type LocalError } from './local-reply.js';
 import { endGrpcCallDeadline, isTrailersOnly, trailerPairs } from './grpc.js';
 import { plainAddress, type Downstream, type DownstreamOwner } from './downstream.js';
@@ -81,6 +81,8 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   extraResponseHeaders: string[] | null = null;
   /** Lowercase names of upstream response headers dropped before `extraResponseHeaders` are added (ingress-nginx CORS replaces the backend's); null = none. */
   replacedResponseHeaders: string[] | null = null;
+  /** Set on a sidecar's requests (forward-headers.ts `ForwardMode`): attempt counting, metadata-exchange headers dropped from answers. */
+  sidecarMode: ForwardMode | null = null;
   /** Reading and dropping the body of an answer that is being retried. */
   #draining = false;
   /** A sticky cookie generated for this request (consistent hash by cookie): name and value. */
@@ -153,6 +155,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       this.record.upstreamHost = endpoint.key;
       if (this.#call!.tries > 1) this.record.attempts++;
     }
+    if (this.sidecarMode === 'sidecar-outbound' && this.#call!.tries > 1) setAttemptCount(opts.headers, this.#call!.tries);
     handle.dispatcher.dispatch(opts, this);
   }
 
@@ -287,6 +290,8 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     const routeOps = this.#route!.responseHeaders;
     if (routeOps !== null) headers = applyHeaderOps(headers, routeOps);
     if (this.replacedResponseHeaders !== null) headers = dropHeaders(headers, this.replacedResponseHeaders);
+    // Istio's metadata exchange answers (x-envoy-peer-metadata*) stop at the sidecar, as Envoy's filter consumes them.
+    if (this.sidecarMode !== null) headers = dropHeaders(headers, PEER_METADATA_HEADERS);
     if (this.extraResponseHeaders !== null) for (const h of this.extraResponseHeaders) headers.push(h);
     const d = this.d;
     if (this.grpcWeb !== 0) {
@@ -438,7 +443,7 @@ function parseQuery(query: string): Map<string, string> {
 }
 
 /** `headers` (name/value pairs) without the pairs whose lowercase name is in `names`. */
-function dropHeaders(headers: string[], names: string[]): string[] {
+function dropHeaders(headers: string[], names: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < headers.length; i += 2) if (!names.includes(headers[i].toLowerCase())) out.push(headers[i], headers[i + 1]);
   return out;

@@ -18,6 +18,26 @@ import type { Downstream } from './downstream.js';
 /** A client-supplied x-request-id is kept when it is this shape (Envoy keeps any; we bound it). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * Who forwards: the gateway (Istio's gateways, ingress-nginx), or a sidecar's outbound or inbound
+ * side, whose HTTP connection manager Istio configures differently (Envoy `use_remote_address:
+ * false`; reference/mesh.md §2.4-2.6):
+ * - x-forwarded-proto: the gateway sets its own scheme; a sidecar keeps the one the client sent and
+ *   sets it only when absent (Envoy: `https` for a TLS downstream connection, else `http`);
+ * - x-forwarded-host: the gateway sets the original Host (as ingress-nginx); Envoy never adds it
+ *   (no route asks `append_x_forwarded_host`), so a sidecar passes the client's on unchanged;
+ * - x-envoy-attempt-count: a sidecar's outbound side sets it (Istio's `include_request_attempt_count`
+ *   on every outbound virtual host), 1 and then the try number on retries; inbound passes it on;
+ * - x-envoy-expected-rq-timeout-ms: a sidecar's outbound side sets it to the per-try timeout, else
+ *   the route timeout, when there is one (Envoy's router; request-handler.ts); inbound passes it on;
+ * - x-envoy-peer-metadata / x-envoy-peer-metadata-id (Istio's HTTP metadata exchange): consumed by
+ *   sidecars and never forwarded (meshgate learns peers from its view instead of the exchange).
+ */
+export type ForwardMode = 'gateway' | 'sidecar-outbound' | 'sidecar-inbound';
+
+/** Istio's HTTP metadata-exchange headers, removed by sidecars both ways. */
+export const PEER_METADATA_HEADERS: readonly string[] = ['x-envoy-peer-metadata', 'x-envoy-peer-metadata-id'];
+
 /** What the request-side pass learned besides the header list. */
 export interface DownstreamHeaders {
   /** Upstream request headers (lowercase names), without host and forwarding headers yet. */
@@ -44,9 +64,12 @@ export function buildUpstreamRequestHeaders(
   scheme: string,
   /** Appended to x-forwarded-for; null = the client's x-forwarded-for is passed on unchanged (Envoy's `use_remote_address: false`, Istio's sidecar inbound). */
   remoteAddress: string | null,
+  mode: ForwardMode = 'gateway',
 ): DownstreamHeaders {
   const out: string[] = [];
+  const sidecar = mode !== 'gateway';
   let xff: string | null = null;
+  let xfp: string | null = null;
   let requestId: string | null = null;
   let connection: string | null = null;
   let hasBody = false;
@@ -62,9 +85,21 @@ export function buildUpstreamRequestHeaders(
       case 'upgrade':
       case 'expect':
       case 'http2-settings':
-      case 'x-forwarded-proto':
-      case 'x-forwarded-host':
         continue;
+      case 'x-forwarded-proto':
+        if (sidecar && xfp === null) xfp = value;
+        continue;
+      case 'x-forwarded-host':
+        if (sidecar) break;
+        continue;
+      case 'x-envoy-peer-metadata':
+      case 'x-envoy-peer-metadata-id':
+        if (sidecar) continue;
+        break;
+      case 'x-envoy-attempt-count':
+      case 'x-envoy-expected-rq-timeout-ms':
+        if (mode === 'sidecar-outbound') continue;
+        break;
       case 'connection':
         connection = connection === null ? value : `${connection},${value}`;
         continue;
@@ -90,12 +125,24 @@ export function buildUpstreamRequestHeaders(
   out.push('host', host);
   if (remoteAddress !== null) out.push('x-forwarded-for', xff === null ? remoteAddress : `${xff}, ${remoteAddress}`);
   else if (xff !== null) out.push('x-forwarded-for', xff);
-  out.push(
-    'x-forwarded-proto', scheme,
-    'x-forwarded-host', originalAuthority,
-    'x-request-id', (requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : randomUUID()),
-  );
+  requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : randomUUID();
+  if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority, 'x-request-id', requestId);
+  else {
+    out.push('x-forwarded-proto', xfp ?? scheme, 'x-request-id', requestId);
+    // The first try; a retry rewrites it (setAttemptCount).
+    if (mode === 'sidecar-outbound') out.push('x-envoy-attempt-count', '1');
+  }
   return { headers: out, hasBody, requestId };
+}
+
+/** Sets x-envoy-attempt-count to `tries` where the request has one (sidecar outbound: Envoy counts every try). */
+export function setAttemptCount(headers: string[], tries: number): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === 'x-envoy-attempt-count') {
+      headers[i + 1] = String(tries);
+      return;
+    }
+  }
 }
 
 /**

@@ -165,13 +165,26 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     upstreamTarget = x.query === '' ? rewritten : `${rewritten}?${x.query}`;
   }
   const route = match.route;
+  const mode = listener.security.forwardMode ?? 'gateway';
   const built = buildUpstreamRequestHeaders(
     d.rawHeaders,
     action.rewriteAuthority ?? x.authority,
     x.authority,
-    listener.scheme,
+    // A sidecar sets x-forwarded-proto (when the client did not) from its downstream connection, as Envoy.
+    mode === 'gateway' ? listener.scheme : d.tls !== null ? 'https' : 'http',
     listener.security.appendXff === false ? null : plainAddress(d.remoteAddress),
+    mode,
   );
+  if (mode !== 'gateway') {
+    x.sidecarMode = mode;
+    // Envoy's router (Istio sidecars do not suppress Envoy headers) tells the upstream how long it
+    // will wait: the per-try timeout, else the route timeout; nothing without either.
+    if (mode === 'sidecar-outbound') {
+      const perTry = action.retry?.perTryTimeoutMs ?? 0;
+      const expected = perTry > 0 ? perTry : (action.timeoutMs ?? 0);
+      if (expected > 0) built.headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
+    }
+  }
   let headers = built.headers;
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);
   // Requests: route-level edits first, then destination-level (IR HeaderOps order).

@@ -46,7 +46,7 @@ export function inboundLabels(
     reporter: 'destination',
     source_workload: peer?.name ?? 'unknown',
     source_canonical_service: peer === undefined ? 'unknown' : peer.app !== '' ? peer.app : peer.name,
-    source_canonical_revision: peer === undefined ? 'unknown' : peer.version !== '' ? peer.version : 'latest',
+    source_canonical_revision: peer === undefined || peer.version === '' ? 'latest' : peer.version,
     source_workload_namespace: peer?.namespace ?? parsed?.[1] ?? 'unknown',
     source_principal: peerSpiffe ?? 'unknown',
     source_app: peer === undefined || peer.app === '' ? 'unknown' : peer.app,
@@ -57,7 +57,8 @@ export function inboundLabels(
     destination_principal: mtls ? p.spiffeId : 'unknown',
     destination_app: labels.app ?? 'unknown',
     destination_version: labels.version ?? 'unknown',
-    destination_service: service?.host ?? 'unknown',
+    // No Service on the port (InboundPassthroughCluster): istio_stats reports the canonical name.
+    destination_service: service?.host ?? dstCanonical,
     destination_canonical_service: dstCanonical,
     destination_canonical_revision: dstRevision,
     destination_service_name: service?.name ?? (peerIp.includes(':') ? 'InboundPassthroughClusterIpv6' : 'InboundPassthroughClusterIpv4'),

@@ -29,7 +29,9 @@
  *     connection), then a relay to the original destination from 127.0.0.6, half-close preserved.
  *     Ports not in the view are relayed so too, under `inboundDefault` (InboundPassthroughCluster).
  *     A plaintext client that says nothing (a server-first protocol) is relayed after the peek
- *     timeout where plaintext is allowed; on a DISABLE TCP port at once (nothing to look at).
+ *     timeout where plaintext is allowed, once the app speaks first (`#awaitFirstSpeaker`: a client
+ *     that speaks first, even late, is classified by its bytes, so a slow TLS client still gets
+ *     mTLS); on a DISABLE TCP port at once (nothing to look at).
  * Telemetry: `reporter="destination"` labels per connection (`inbound-telemetry.ts`) on every HTTP
  * request record and TCP record; access logs and traces as at the gateway.
  */
@@ -332,6 +334,7 @@ export class InboundHandler {
         l.security.xfccCert = false;
         // Envoy's sidecar inbound (`use_remote_address: false`): the peer is not appended to x-forwarded-for.
         l.security.appendXff = false;
+        l.security.forwardMode = 'sidecar-inbound';
         ports.get(listeners[i].port)?.listeners.set(family, l);
       });
       snapshots.set(family, snapshot);
@@ -392,16 +395,99 @@ export class InboundHandler {
     // A silent client can only be relayed where plaintext TCP is allowed; elsewhere it gets longer to start.
     const relaySilent = port.mode !== 'STRICT' && port.kind !== 'HTTP';
     const peekMs = relaySilent ? this.#peekTimeoutMs : Math.max(this.#peekTimeoutMs, DEFAULT_PEEK_TIMEOUT_MS);
-    this.#peek(socket, peekMs, (head, first, ended) => {
-      if (!ended) return this.#dispatch(served, port, socket, head, first);
-      // Bytes then FIN before anything could be decided: opaque TCP where plaintext is allowed.
-      if (port.mode === 'STRICT' || port.kind === 'HTTP') {
-        if (port.mode === 'STRICT') this.stats.refusedPlaintext++;
-        return void socket.destroy();
-      }
-      this.stats.plaintext++;
-      this.#relay(served, port, socket, null, '', head, true);
-    });
+    this.#peek(socket, peekMs, (head, first, ended) => this.#peeked(served, port, socket, peekMs, head, first, ended));
+  }
+
+  #peeked(served: ServedView, port: ServedPort, socket: net.Socket, peekMs: number, head: Buffer, first: FirstBytes | null, ended: boolean): void {
+    if (!ended) return this.#dispatch(served, port, socket, head, first, peekMs);
+    // Bytes then FIN before anything could be decided: opaque TCP where plaintext is allowed.
+    if (port.mode === 'STRICT' || port.kind === 'HTTP') {
+      if (port.mode === 'STRICT') this.stats.refusedPlaintext++;
+      return void socket.destroy();
+    }
+    this.stats.plaintext++;
+    this.#relay(served, port, socket, null, '', head, true);
+  }
+
+  /**
+   * A client silent past the detection timeout where plaintext TCP is allowed. Envoy then takes the
+   * plaintext TCP chain (`continue_on_listener_filters_timeout`), so server-first protocols (MySQL,
+   * SMTP...) work: the app is dialled and its greeting relayed. But a timeout alone does not make the
+   * client plaintext: until the app has said something, the client's first bytes are still looked
+   * at, and a late ClientHello (mTLS) or HTTP request is handled as if it had come in time (the app
+   * connection opened meanwhile is closed unused, before any byte of the client reached it).
+   */
+  #awaitFirstSpeaker(served: ServedView, port: ServedPort, socket: net.Socket, peekMs: number): void {
+    const dstAddress = plainIp(socket.localAddress ?? '');
+    const target = this.#forwardTarget(dstAddress, port.port);
+    const upstream = net.connect({ host: target.address, port: target.port, localAddress: this.#sourceFor(target.address), allowHalfOpen: true });
+    this.#sockets.add(upstream);
+    upstream.setNoDelay(true);
+    let settled = false;
+    upstream.on('error', noop);
+    // The app never answered the connect: the relay path reports it (its own connect fails the same way).
+    const timer = setTimeout(() => onAppGone(), port.connectTimeoutMs);
+    const settle = (then: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('data', onClient);
+      socket.removeListener('end', onClientEnd);
+      socket.removeListener('close', onClientGone);
+      upstream.removeListener('data', onApp);
+      upstream.removeListener('error', onAppGone);
+      upstream.removeListener('close', onAppGone);
+      socket.pause();
+      upstream.pause();
+      then();
+    };
+    // The app spoke first: a server-first protocol, relayed over this connection.
+    const onApp = (chunk: Buffer): void => {
+      settle(() => {
+        upstream.unshift(chunk);
+        this.stats.plaintext++;
+        this.#relay(served, port, socket, null, '', EMPTY, false, upstream);
+      });
+    };
+    // The client spoke first: its bytes decide, as if they had come before the timeout.
+    const onClient = (chunk: Buffer): void => {
+      settle(() => {
+        this.#sockets.delete(upstream);
+        upstream.destroy();
+        socket.unshift(chunk);
+        this.#peek(socket, peekMs, (head, first, ended) => this.#peeked(served, port, socket, peekMs, head, first, ended));
+        socket.resume();
+      });
+    };
+    // The client half-closed having said nothing: relayed (the app may still answer).
+    const onClientEnd = (): void =>
+      settle(() => {
+        this.stats.plaintext++;
+        this.#relay(served, port, socket, null, '', EMPTY, true, upstream);
+      });
+    // The client went away having said nothing (reset, or closed both ways): so does the app connection.
+    const onClientGone = (): void =>
+      settle(() => {
+        this.#sockets.delete(upstream);
+        upstream.destroy();
+      });
+    // The app refused or closed before a word: the relay path reports it (connect failure, UF).
+    const onAppGone = (): void =>
+      settle(() => {
+        this.#sockets.delete(upstream);
+        upstream.destroy();
+        this.stats.plaintext++;
+        this.#relay(served, port, socket, null, '', EMPTY);
+      });
+    // Connected: both may now stay quiet as long as they like (a relayed idle connection, as in Envoy).
+    upstream.once('connect', () => clearTimeout(timer));
+    upstream.on('data', onApp);
+    upstream.once('error', onAppGone);
+    upstream.once('close', onAppGone);
+    socket.on('data', onClient);
+    socket.once('end', onClientEnd);
+    socket.once('close', onClientGone);
+    socket.resume();
   }
 
   /**
@@ -478,7 +564,7 @@ export class InboundHandler {
     socket.on('end', onEnd);
   }
 
-  #dispatch(served: ServedView, port: ServedPort, socket: net.Socket, head: Buffer, first: FirstBytes | null): void {
+  #dispatch(served: ServedView, port: ServedPort, socket: net.Socket, head: Buffer, first: FirstBytes | null, peekMs: number): void {
     if (socket.destroyed) return;
     if (first !== null && first.kind === 'tls') {
       const istio = first.alpn.some((p) => ISTIO_ALPN.has(p));
@@ -495,12 +581,12 @@ export class InboundHandler {
       this.stats.refusedPlaintext++;
       return void socket.destroy();
     }
-    this.stats.plaintext++;
     if (first === null) {
-      // Nothing said within the peek timeout: a server-first protocol on a TCP port, else closed.
+      // Nothing said within the peek timeout: maybe a server-first protocol on a TCP port, else closed.
       if (port.kind === 'HTTP') return void socket.destroy();
-      return this.#relay(served, port, socket, null, '', head);
+      return this.#awaitFirstSpeaker(served, port, socket, peekMs);
     }
+    this.stats.plaintext++;
     const http = port.kind === 'HTTP' || (port.kind === 'AUTO' && (first.kind === 'h2' || first.kind === 'http1'));
     if (!http) return this.#relay(served, port, socket, null, '', head);
     this.stats.http++;
@@ -624,7 +710,7 @@ export class InboundHandler {
    * Relays `client` (plain or the mTLS socket) to the original destination from the source address,
    * after the connection-level AuthorizationPolicy. `head`: bytes already read from a plain socket.
    */
-  #relay(served: ServedView, port: ServedPort, client: net.Socket, mtls: TLSSocket | null, sni: string, head: Buffer, clientEnded = false): void {
+  #relay(served: ServedView, port: ServedPort, client: net.Socket, mtls: TLSSocket | null, sni: string, head: Buffer, clientEnded = false, connected: net.Socket | null = null): void {
     const dstAddress = plainIp(client.localAddress ?? '');
     const peerIp = plainIp(client.remoteAddress ?? '');
     const spiffe = mtls === null ? null : peerSpiffe(mtls);
@@ -638,14 +724,35 @@ export class InboundHandler {
       });
       if (!decision.allowed) {
         this.stats.tcpDenied++;
+        const details = `rbac_access_denied_matched_policy[${decision.policy ?? 'none'}]`;
         this.#log.debug('inbound: TCP connection denied by AuthorizationPolicy', { port: port.port, peer: peerIp, policy: decision.policy });
+        // Envoy's network RBAC filter closes the connection with these termination details; the
+        // connection is still counted (istio_tcp_connections_opened/closed_total) and logged.
+        const observer = this.#tcpObserver;
+        if (observer !== null) {
+          const obs = new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+          obs.sni = sni;
+          obs.route = inboundCluster(port, dstAddress);
+          obs.cluster = obs.route;
+          obs.terminationDetails = details;
+          obs.meshLabels = inboundLabels(served.telemetry, port.service, peerIp, spiffe);
+          obs.opened = true;
+          observer.observeTcp(obs, 'open');
+          client.once('close', () => {
+            obs.durationMs = performance.now() - obs.start;
+            obs.bytesReceived = client.bytesRead;
+            obs.bytesSent = client.bytesWritten;
+            observer.observeTcp(obs, 'close');
+          });
+        }
+        connected?.destroy();
         return void client.destroy();
       }
     }
     this.stats.tcpRelayed++;
     const target = this.#forwardTarget(dstAddress, port.port);
     const observer = this.#tcpObserver;
-    const cluster = port.service === null ? (dstAddress.includes(':') ? 'InboundPassthroughClusterIpv6' : 'InboundPassthroughClusterIpv4') : `inbound|${port.port}||`;
+    const cluster = inboundCluster(port, dstAddress);
     const obs = observer === null ? null : new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
     if (obs !== null) {
       obs.sni = sni;
@@ -663,27 +770,31 @@ export class InboundHandler {
       });
     }
     client.pause();
-    const upstream = net.connect({ host: target.address, port: target.port, localAddress: this.#sourceFor(target.address), allowHalfOpen: true });
+    // `connected`: the app was already dialled (a server-first protocol's greeting is waiting in it).
+    const upstream = connected ?? net.connect({ host: target.address, port: target.port, localAddress: this.#sourceFor(target.address), allowHalfOpen: true });
     this.#sockets.add(upstream);
     upstream.setNoDelay(true);
-    let connected = false;
+    let isConnected = false;
     const connectTimer = setTimeout(() => {
       obs?.flag('UF');
       upstream.destroy();
     }, port.connectTimeoutMs);
-    upstream.once('connect', () => {
+    const onConnect = (): void => {
       clearTimeout(connectTimer);
-      connected = true;
+      isConnected = true;
       if (obs !== null) obs.upstreamLocal = socketAddress(upstream.localAddress, upstream.localPort);
       if (head.length > 0) upstream.write(head);
       // Both ways with back-pressure; a FIN is relayed as a FIN (half-close), never as a close.
       if (clientEnded) upstream.end();
       else client.pipe(upstream);
       upstream.pipe(client);
+      upstream.resume();
       client.resume();
-    });
+    };
+    if (connected !== null) onConnect();
+    else upstream.once('connect', onConnect);
     upstream.on('error', (err: NodeJS.ErrnoException) => {
-      obs?.flag(connected ? 'UC' : 'UF', connected ? null : (err.code ?? null));
+      obs?.flag(isConnected ? 'UC' : 'UF', isConnected ? null : (err.code ?? null));
       clearTimeout(connectTimer);
       client.destroy();
       upstream.destroy();
@@ -697,7 +808,7 @@ export class InboundHandler {
     upstream.on('close', () => {
       this.#sockets.delete(upstream);
       clearTimeout(connectTimer);
-      if (!connected) obs?.flag('UF');
+      if (!isConnected) obs?.flag('UF');
       if (!client.destroyed && client.writableFinished) client.destroy();
       else if (!client.writableEnded) client.destroy();
     });
@@ -705,6 +816,12 @@ export class InboundHandler {
       if (!upstream.destroyed && !upstream.writableEnded) upstream.destroy();
     });
   }
+}
+
+/** The cluster a TCP connection of `port` goes to: `inbound|<port>||`, or InboundPassthroughCluster of the address's family. */
+function inboundCluster(port: ServedPort, dstAddress: string): string {
+  if (port.service !== null) return `inbound|${port.port}||`;
+  return dstAddress.includes(':') ? 'InboundPassthroughClusterIpv6' : 'InboundPassthroughClusterIpv4';
 }
 
 /** `remote|port|local|port` of a connection (a TLS socket reports its transport's). */
@@ -719,5 +836,7 @@ function peerSpiffe(s: TLSSocket): string | null {
   for (const part of san.split(', ')) if (part.startsWith('URI:spiffe://')) return part.slice(4);
   return null;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function noop(): void {}

@@ -58,6 +58,9 @@ test('source-side labels: a plaintext endpoint has no principals; an unknown one
   assert.equal(plain.destination_app, 'unknown');
   const unknown = outboundLabels(ctx, 'PassthroughCluster', '192.0.2.1:80');
   assert.equal(unknown.destination_workload, 'unknown');
-  assert.equal(unknown.destination_service, 'PassthroughCluster');
+  // istio_stats: the catch-all cluster has no service; its name is destination_service_name.
+  assert.equal(unknown.destination_service, 'unknown');
+  assert.equal(unknown.destination_service_name, 'PassthroughCluster');
+  assert.equal(unknown.destination_canonical_service, 'unknown');
   assert.equal(unknown.destination_cluster, 'unknown');
 });

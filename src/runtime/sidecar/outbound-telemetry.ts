@@ -13,6 +13,7 @@
 import type { Cluster, IRSnapshot, MeshWorkload, SidecarProxy } from '../../ir/types.js';
 import type { RequestObserver } from '../../observability/observer.js';
 import type { RequestRecord } from '../../observability/record.js';
+import type { TcpObserver } from '../../observability/tcp-record.js';
 import { destinationLabels } from '../../observability/metrics.js';
 
 export interface OutboundTelemetryContext {
@@ -51,6 +52,9 @@ function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
+/** Clusters Istio reports by name in `destination_service_name`, with no service. */
+const SPECIAL_CLUSTERS: ReadonlySet<string> = new Set(['PassthroughCluster', 'BlackHoleCluster']);
+
 /** `10.0.0.1:80` / `[fd00::1]:80` → the address. */
 function addressOf(upstreamHost: string): string {
   const m = /^\[(.*)\]:\d+$/.exec(upstreamHost) ?? /^(.*):\d+$/.exec(upstreamHost);
@@ -58,14 +62,18 @@ function addressOf(upstreamHost: string): string {
 }
 
 /** Every Istio label but the per-request ones, for a request that `cluster`'s endpoint `upstreamHost` served. */
-export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, endpoint: string): Record<string, string> {
+export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, endpoint: string | null): Record<string, string> {
   const p = ctx.proxy;
   // The endpoint's pool key may carry its TLS identity (`10.0.0.3:9080#tls=…`).
-  const hash = endpoint.indexOf('#');
-  const upstreamHost = hash === -1 ? endpoint : endpoint.slice(0, hash);
-  const w = ctx.workloadsByIp.get(addressOf(upstreamHost));
+  const hash = endpoint === null ? -1 : endpoint.indexOf('#');
+  const upstreamHost = endpoint === null ? '' : hash === -1 ? endpoint : endpoint.slice(0, hash);
+  const w = endpoint === null ? undefined : ctx.workloadsByIp.get(addressOf(upstreamHost));
   const mtls = ctx.mtlsEndpoints.get(cluster)?.has(upstreamHost) === true;
-  const d = destinationLabels(cluster);
+  // Istio's catch-all clusters carry no service: `destination_service` is unknown and
+  // `destination_service_name` the cluster's name (istio_stats, client side).
+  const special = SPECIAL_CLUSTERS.has(cluster);
+  const d = special ? null : destinationLabels(cluster);
+  const peerNamespace = w?.namespace ?? (d === null || d.destination_workload_namespace === 'unknown' ? 'unknown' : String(d.destination_workload_namespace));
   const srcCanonical = p.labels['service.istio.io/canonical-name'] ?? p.labels.app ?? p.workload;
   const srcRevision = p.labels['service.istio.io/canonical-revision'] ?? p.labels.version ?? 'latest';
   return {
@@ -79,15 +87,15 @@ export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, e
     source_version: p.labels.version ?? 'unknown',
     source_cluster: ctx.clusterId,
     destination_workload: w?.name ?? 'unknown',
-    destination_workload_namespace: w?.namespace ?? String(d.destination_workload_namespace),
+    destination_workload_namespace: peerNamespace,
     destination_principal: mtls && w !== undefined ? `spiffe://${ctx.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}` : 'unknown',
     destination_app: w === undefined || w.app === '' ? 'unknown' : w.app,
     destination_version: w === undefined || w.version === '' ? 'unknown' : w.version,
-    destination_service: String(d.destination_service),
-    destination_canonical_service: w === undefined ? String(d.destination_canonical_service) : w.app !== '' ? w.app : w.name,
+    destination_service: d === null ? 'unknown' : String(d.destination_service),
+    destination_canonical_service: w !== undefined ? (w.app !== '' ? w.app : w.name) : d === null ? 'unknown' : String(d.destination_canonical_service),
     destination_canonical_revision: w === undefined || w.version === '' ? 'latest' : w.version,
-    destination_service_name: String(d.destination_service_name),
-    destination_service_namespace: String(d.destination_service_namespace),
+    destination_service_name: d === null ? cluster : String(d.destination_service_name),
+    destination_service_namespace: d === null || d.destination_service_namespace === 'unknown' ? peerNamespace : String(d.destination_service_namespace),
     destination_cluster: w === undefined ? 'unknown' : ctx.clusterId,
     connection_security_policy: 'unknown',
   };
@@ -102,17 +110,24 @@ export function outboundObserver(inner: RequestObserver, context: () => Outbound
   let cacheFor: OutboundTelemetryContext | null = null;
   const labelsOf = (rec: RequestRecord): Record<string, string> | null => {
     const ctx = context();
-    const cluster = rec.clusterName;
+    if (ctx === null) return null;
+    let cluster = rec.clusterName;
     const host = rec.upstreamHost;
-    if (ctx === null || cluster === null || host === null) return null;
+    // Istio's catch-all routes (allow_any, block_all) have no service: istio_stats reports the
+    // request's Host as destination_service (its host header fallback).
+    const catchAll = cluster === 'PassthroughCluster' || (cluster === null && rec.route?.name === 'block_all');
+    if (cluster === null && catchAll) cluster = 'BlackHoleCluster';
+    if (cluster === null || (host === null && !catchAll)) return null;
     if (ctx !== cacheFor) {
       cacheFor = ctx;
       cache = new Map();
     }
-    const key = `${cluster}\0${host}`;
+    const authority = catchAll ? ((rec.d.http2 ? rec.d.header(':authority') : null) ?? rec.d.header('host') ?? '') : '';
+    const key = `${cluster}\0${host ?? ''}\0${authority}`;
     let labels = cache.get(key);
     if (labels === undefined) {
       labels = outboundLabels(ctx, cluster, host);
+      if (catchAll && authority !== '') labels = { ...labels, destination_service: authority };
       if (cache.size < 10_000) cache.set(key, labels);
     }
     return labels;
@@ -124,5 +139,24 @@ export function outboundObserver(inner: RequestObserver, context: () => Outbound
       return rec;
     },
     upstreamTraceHeaders: (rec) => inner.upstreamTraceHeaders(rec),
+  };
+}
+
+/**
+ * The TCP observer of the outbound side: each connection record (relays of TCP/TLS services,
+ * PassthroughCluster, BlackHoleCluster) gets the same source-side labels as HTTP requests
+ * (`reporter="source"`, `destination_workload` and `destination_principal` from the endpoint that
+ * was dialled), fixed when the connection is first reported so that all four istio_tcp_* series of
+ * one connection share them, as istio_stats does.
+ */
+export function outboundTcpObserver(inner: TcpObserver, context: () => OutboundTelemetryContext | null): TcpObserver {
+  return {
+    observeTcp(rec, phase) {
+      if (rec.meshLabels === null) {
+        const ctx = context();
+        if (ctx !== null && rec.cluster !== '') rec.meshLabels = outboundLabels(ctx, rec.cluster, rec.upstreamHost);
+      }
+      inner.observeTcp(rec, phase);
+    },
   };
 }

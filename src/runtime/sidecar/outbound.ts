@@ -43,11 +43,9 @@ import { SERVER_OPTIONS } from '../listeners/listener-manager.js';
 import { EndpointPools, type EndpointPoolOptions } from '../state/endpoint-pools.js';
 import { TcpListenerManager } from '../tcp/tcp-listeners.js';
 import { parseClientHello } from '../tcp/client-hello.js';
+import { sniffKind } from './protocol-sniff.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
-import { outboundObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
-
-/** The HTTP/2 client connection preface (RFC 9113 §3.4). */
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+import { outboundObserver, outboundTcpObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
 
 /** Default protocol detection timeout for undeclared ports (a server-first protocol is TCP after it). */
 export const DEFAULT_DETECTION_TIMEOUT_MS = 300;
@@ -188,10 +186,11 @@ export class OutboundHandler {
     // Requests are counted under Istio's source-side labels (outbound-telemetry.ts).
     this.#env = { random: opts.env.random, observer: observer === null ? null : outboundObserver(observer, () => this.#telemetry) };
     this.#clusterId = opts.clusterId ?? 'Kubernetes';
-    this.#tcpObserver = opts.tcpObserver;
+    // TCP connections too (relays, PassthroughCluster, BlackHoleCluster).
+    this.#tcpObserver = opts.tcpObserver === null ? null : outboundTcpObserver(opts.tcpObserver, () => this.#telemetry);
     this.#poolOptions = opts.pools;
     this.#pools = new EndpointPools(opts.pools);
-    this.#tcp = new TcpListenerManager(opts.env.random, opts.tcpObserver);
+    this.#tcp = new TcpListenerManager(opts.env.random, this.#tcpObserver);
     this.#detectMs = opts.detectionTimeoutMs ?? DEFAULT_DETECTION_TIMEOUT_MS;
     this.#drainMs = opts.drainMs ?? 30_000;
     this.#isSelf = opts.isSelf ?? (() => false);
@@ -232,7 +231,7 @@ export class OutboundHandler {
     }
     // Envoy's sidecar outbound (`use_remote_address: false`): the app's own address is not appended
     // to x-forwarded-for, as the gateway does for its clients.
-    for (const l of compiled.listeners) l.security.appendXff = false;
+    for (const l of compiled.listeners) asSidecarOutbound(l);
     const services = new Map<string, OutboundService>();
     for (const s of view.outbound) for (const a of s.addresses) if (isVip(s, a)) setOnce(services, key(a, s.port), s);
     for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(a, s.port), s);
@@ -354,6 +353,7 @@ export class OutboundHandler {
     }
     const ir = miniSnapshot(`passthrough-${k}`, [passthroughListener(address, port)], [passthroughCluster(address, port)], state.ir);
     const compiled = compileSnapshot(ir);
+    asSidecarOutbound(compiled.listeners[0]);
     const pools = new EndpointPools(this.#poolOptions);
     pools.bind(compiled, null);
     const front = new Front(compiled.listeners[0], (f, d) => this.#serveFront(f, d));
@@ -498,28 +498,16 @@ const NO_ALPN: readonly string[] = [];
 const BLACKHOLE = 'block_all';
 const PASSTHROUGH = 'allow_any_';
 
-/** Longest HTTP/1.x request line waited for while sniffing (a longer one is relayed as TCP). */
-const REQUEST_LINE_LIMIT = 8192;
-
-/** A whole HTTP/1.x request line: method (RFC 9110 token), target, version (Envoy's http_inspector). */
-const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20} [^ \r\n]+ HTTP\/1\.[01]\r?\n$/;
-/** What a request line can start with: a method, a target, a version so far. */
-const REQUEST_LINE_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{0,20}(?: [^ \r\n]*(?: (.*))?)?$/s;
-
-/** What the first bytes of a connection say (mesh.md §2.4). */
+/** What the first bytes of a connection say (protocol-sniff.ts, the rule the inbound side uses too). */
 export function classify(b: Buffer): 'http' | 'tls' | 'tcp' | 'need-more' {
-  if (b.length === 0) return 'need-more';
-  if (b[0] === 0x16) return b.length < 2 ? 'need-more' : b[1] === 0x03 ? 'tls' : 'tcp';
-  const n = Math.min(b.length, PREFACE.length);
-  if (b.compare(PREFACE, 0, n, 0, n) === 0) return b.length >= PREFACE.length ? 'http' : 'need-more';
-  const s = b.subarray(0, REQUEST_LINE_LIMIT).toString('latin1');
-  const nl = s.indexOf('\n');
-  if (nl !== -1) return REQUEST_LINE.test(s.slice(0, nl + 1)) ? 'http' : 'tcp';
-  const m = REQUEST_LINE_START.exec(s);
-  if (m === null) return 'tcp';
-  const version = m[1];
-  if (version !== undefined && !'HTTP/1.1\r'.startsWith(version) && !'HTTP/1.0\r'.startsWith(version)) return 'tcp';
-  return b.length >= REQUEST_LINE_LIMIT ? 'tcp' : 'need-more';
+  const k = sniffKind(b);
+  return k === 'h2' || k === 'http1' ? 'http' : k === 'opaque' ? 'tcp' : k;
+}
+
+/** Forwarding headers as Envoy's sidecar outbound connection manager sets them (forward-headers.ts `ForwardMode`). */
+function asSidecarOutbound(l: CompiledListener): void {
+  l.security.appendXff = false;
+  l.security.forwardMode = 'sidecar-outbound';
 }
 
 function key(address: string, port: number): string {

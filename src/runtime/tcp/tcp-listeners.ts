@@ -501,8 +501,6 @@ export class TcpListenerManager {
     if (obs !== null) {
       obs.route = route.name;
       obs.cluster = cluster?.name ?? '';
-      obs.opened = true;
-      observer!.observeTcp(obs, 'open');
     }
     if (cluster === null || cluster.discovery === 'missing') {
       obs?.flag('NC');
@@ -513,7 +511,13 @@ export class TcpListenerManager {
       obs?.flag('UH');
       return void client.destroy();
     }
-    if (obs !== null) obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
+    // Reported open once the endpoint is chosen (a sidecar labels the connection with its workload);
+    // NC/UH connections are reported open at close.
+    if (obs !== null) {
+      obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
+      obs.opened = true;
+      observer!.observeTcp(obs, 'open');
+    }
     const handle = endpoint.handle;
     if (handle !== null) handle.active++;
     // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
