@@ -116,7 +116,7 @@ export const ANNOTATIONS: Readonly<Record<string, AnnotationInfo>> = {
   'session-cookie-domain': h('cookie Domain'),
   'session-cookie-samesite': h('cookie SameSite (None, Lax, Strict)'),
   'session-cookie-conditional-samesite-none': h('"true" with session-cookie-samesite None: SameSite=None is left out for browsers known to reject it (Chrome 40-69, iOS 12, Safari on macOS 10.14), as ingress-nginx'),
-  'session-cookie-change-on-failure': h('"true": a retried request (proxy-next-upstream) goes to an endpoint not tried yet and the answer re-issues the cookie naming it; "false" (default): the retry goes to another endpoint but the cookie is kept (ingress-nginx retries the same endpoint)'),
+  'session-cookie-change-on-failure': h('"true": a retried request (proxy-next-upstream) goes to an endpoint not tried yet and the answer re-issues the cookie naming it; "false" (default): every try of a request carrying a valid cookie goes to the cookie\'s endpoint (up to proxy-next-upstream-tries) and the cookie is kept, as sticky.lua; a client without a cookie is retried on another endpoint and gets a cookie naming it'),
   'upstream-hash-by': h('consistent hash on $remote_addr/$binary_remote_addr, $http_<name>, $cookie_<name> or $arg_<name>; other variables are an error'),
   'upstream-hash-by-subset': h('"true": the endpoints are cut into groups of upstream-hash-by-subset-size (the last filled up from the start, as chashsubset.lua), the upstream-hash-by key picks a group on the ring and a random endpoint of it serves'),
   'upstream-hash-by-subset-size': h('size of the groups of upstream-hash-by-subset (default 3)'),
