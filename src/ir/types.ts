@@ -581,6 +581,11 @@ export interface RedirectAction {
   responseCode: number;
   /** As `HttpsRedirect.stripTrailingSlash` (ingress-nginx force-ssl-redirect); absent = false. */
   stripTrailingSlash?: boolean;
+  /**
+   * A numeric `port` is written even when it is the scheme's default (ingress-nginx
+   * use-port-in-redirects: `https://host:443/p`). Absent = false.
+   */
+  keepDefaultPort?: boolean;
 }
 
 export interface DirectResponseAction {

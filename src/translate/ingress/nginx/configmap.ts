@@ -35,6 +35,10 @@ export interface NginxGlobalConfig {
   limitConnStatus: number;
   sslRedirect: boolean;
   forceSslRedirect: boolean;
+  /** use-port-in-redirects (default false): HTTPS redirects name the HTTPS port; an annotation overrides it. */
+  usePortInRedirects: boolean;
+  /** http-redirect-code (301, 302, 307 or 308; default 308): the status of the HTTPS and from-to-www redirects. */
+  httpRedirectCode: 301 | 302 | 307 | 308;
   /** `Strict-Transport-Security` value, or null (hsts "false"). */
   hsts: string | null;
   tlsMin: TlsVersion;
@@ -79,6 +83,8 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'limit-conn-status-code': 'status of requests over limit-connections (default 503)',
   'ssl-redirect': 'HTTPS redirect for hosts with a certificate (default true)',
   'force-ssl-redirect': 'HTTPS redirect for every host (default false)',
+  'use-port-in-redirects': '"true": HTTPS redirects name meshgate\'s HTTPS port as clients reach it (--port-map aware), 443 included, as lua_ingress.lua with --https-port; "false" (default): never, whatever the port (an annotation overrides it)',
+  'http-redirect-code': 'status of the HTTPS and from-to-www redirects: 301, 302, 307 or 308 (default 308)',
   hsts: 'Strict-Transport-Security on HTTPS responses (default true)',
   'hsts-max-age': 'max-age (default 31536000)',
   'hsts-include-subdomains': 'includeSubDomains (default true)',
@@ -114,7 +120,7 @@ const UNSUPPORTED_KEYS = new Set([
   'upstream-keepalive-requests', 'block-cidrs', 'block-user-agents', 'block-referers',
   'global-auth-url', 'global-auth-signin', 'global-auth-response-headers', 'load-balance', 'keep-alive', 'keep-alive-requests',
   'enable-modsecurity', 'enable-owasp-modsecurity-crs', 'enable-opentelemetry', 'proxy-buffer-size', 'proxy-buffering',
-  'worker-processes', 'max-worker-connections', 'server-tokens', 'ssl-session-cache', 'ssl-session-timeout', 'http-redirect-code',
+  'worker-processes', 'max-worker-connections', 'server-tokens', 'ssl-session-cache', 'ssl-session-timeout',
   'global-rate-limit-memcached-host', 'disable-access-log', 'access-log-path', 'error-log-path',
 ]);
 
@@ -139,6 +145,8 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     limitConnStatus: 503,
     sslRedirect: true,
     forceSslRedirect: false,
+    usePortInRedirects: false,
+    httpRedirectCode: 308,
     hsts: 'max-age=31536000; includeSubDomains',
     tlsMin: 'TLSv1.2',
     tlsMax: 'TLSv1.3',
@@ -255,6 +263,12 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
   }
   g.sslRedirect = bool('ssl-redirect', true);
   g.forceSslRedirect = bool('force-ssl-redirect', false);
+  g.usePortInRedirects = bool('use-port-in-redirects', false);
+  const redirectCode = data['http-redirect-code'];
+  if (redirectCode !== undefined) {
+    if (redirectCode === '301' || redirectCode === '302' || redirectCode === '307' || redirectCode === '308') g.httpRedirectCode = Number(redirectCode) as 301 | 302 | 307 | 308;
+    else bad('http-redirect-code', `http-redirect-code must be 301, 302, 307 or 308, not ${JSON.stringify(redirectCode)}`);
+  }
   if (bool('hsts', true)) {
     let age = 31536000;
     const a = data['hsts-max-age'];
@@ -380,7 +394,7 @@ function isCidr(s: string): boolean {
  * An Ingress's config with the ConfigMap's globals filling what its annotations leave unset
  * (annotations win, as in ingress-nginx).
  */
-export function withGlobals<C extends { maxBodyBytes: number | null; connectTimeoutMs: number | null; readTimeoutMs: number | null; nextUpstream: NextUpstream; nextUpstreamSet: NextUpstreamSet; sslRedirect: boolean; forceSslRedirect: boolean; allow: string[]; deny: string[] }>(cfg: C, g: NginxGlobalConfig | null, annotations: Readonly<Record<string, string>>): C {
+export function withGlobals<C extends { maxBodyBytes: number | null; connectTimeoutMs: number | null; readTimeoutMs: number | null; nextUpstream: NextUpstream; nextUpstreamSet: NextUpstreamSet; sslRedirect: boolean; forceSslRedirect: boolean; usePortInRedirects: boolean; allow: string[]; deny: string[] }>(cfg: C, g: NginxGlobalConfig | null, annotations: Readonly<Record<string, string>>): C {
   if (g === null) return cfg;
   const has = (k: string) => annotations[`nginx.ingress.kubernetes.io/${k}`] !== undefined;
   const acl = has('whitelist-source-range') || has('allowlist-source-range') || has('denylist-source-range');
@@ -393,6 +407,7 @@ export function withGlobals<C extends { maxBodyBytes: number | null; connectTime
     nextUpstream: resolveNextUpstream(cfg.nextUpstreamSet, g.nextUpstream, () => undefined),
     sslRedirect: has('ssl-redirect') ? cfg.sslRedirect : g.sslRedirect,
     forceSslRedirect: has('force-ssl-redirect') ? cfg.forceSslRedirect : g.forceSslRedirect,
+    usePortInRedirects: has('use-port-in-redirects') ? cfg.usePortInRedirects : g.usePortInRedirects,
     allow: acl ? cfg.allow : g.allow,
     deny: acl ? cfg.deny : g.deny,
   };

@@ -124,6 +124,11 @@ export interface NginxIngressConfig {
   http10: boolean;
   /** preserve-trailing-slash (default false: HTTPS redirects leave out one trailing slash). */
   preserveTrailingSlash: boolean;
+  /**
+   * use-port-in-redirects (default false, or the ConfigMap's): HTTPS redirects of this Ingress's paths
+   * name the HTTPS port, 443 included (lua_ingress.lua `https://host:<https port><uri>`); false: never.
+   */
+  usePortInRedirects: boolean;
   /** disable-proxy-intercept-errors "true": no error pages, neither this Ingress's nor the ConfigMap's custom-http-errors. */
   interceptErrorsDisabled: boolean;
 }
@@ -267,6 +272,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     upstreamVhost = null;
   }
   const preserveTrailingSlash = bool('preserve-trailing-slash', false);
+  const usePortInRedirects = bool('use-port-in-redirects', false);
 
   // Redirects. temporal-redirect wins over permanent-redirect (ingress-nginx's redirect parser).
   const sslRedirect = bool('ssl-redirect', true);
@@ -448,6 +454,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       sslPassthrough,
       http10: httpVersion === '1.0',
       preserveTrailingSlash,
+      usePortInRedirects,
       interceptErrorsDisabled,
     },
   };
