@@ -30,6 +30,7 @@ export interface ClientTlsHost {
 export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set(), redirectCode: 301 | 302 | 307 | 308 = 308): ClientTlsHost[] {
   const clientTlsHosts: ClientTlsHost[] = [];
   const defined = new Set(httpHosts.map((v) => v.domain));
+  const aliasedBy = new Map<string, KubeObject>();
   for (const [host, list] of extras) {
     let http = httpHosts.find((v) => v.domain === host);
     const https = httpsHosts.find((v) => v.domain === host);
@@ -56,11 +57,14 @@ export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras,
     const aliasOwner = list.find((e) => e.cfg.serverAliases.length > 0);
     if (aliasOwner !== undefined) {
       for (const alias of aliasOwner.cfg.serverAliases) {
+        // The same Ingress's other rule host already took it (nginx: the first server with the alias keeps it).
+        if (aliasedBy.get(alias) === aliasOwner.ing) continue;
         if (defined.has(alias)) {
           ctx.report('warning', 'MG_DUPLICATE_HOST', aliasOwner.ing, 'metadata.annotations["nginx.ingress.kubernetes.io/server-alias"]', `server-alias "${alias}" is a host some Ingress rule defines; that rule's routes serve it`);
           continue;
         }
         defined.add(alias);
+        aliasedBy.set(alias, aliasOwner.ing);
         httpHosts.push({ ...http, domain: alias });
         httpsHosts.push({ ...https, domain: alias });
       }
