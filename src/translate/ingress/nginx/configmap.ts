@@ -233,7 +233,7 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     if (badCodes.length > 0) bad('custom-http-errors', `custom-http-errors: ${badCodes.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status from 300 to 599`);
     else g.customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
     if (g.customErrors.length > 0 && (ctx.options.nginxDefaultBackend ?? null) === null) {
-      ctx.report('warning', 'MG_UNSUPPORTED', cm, field('custom-http-errors'), 'custom-http-errors needs --default-backend-service NS/NAME (ingress-nginx\'s default backend, which serves the error pages); without it the backends\' own answers are returned');
+      ctx.report('warning', 'MG_UNSUPPORTED', cm, field('custom-http-errors'), 'custom-http-errors needs --default-backend-service NS/NAME (ingress-nginx\'s default backend, which serves the error pages); without it ingress-nginx answers every listed status with its internal server\'s "404 Not Found" page, meshgate returns the backends\' own answers (status and body) instead');
       g.customErrors = [];
     }
   }

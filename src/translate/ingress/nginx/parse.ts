@@ -407,7 +407,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     else customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
     if (bool('disable-proxy-intercept-errors', false)) customErrors = [];
     else if (customErrors.length > 0 && (get('default-backend') ?? '') === '' && (ctx.options.nginxDefaultBackend ?? null) === null) {
-      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation or --default-backend-service NS/NAME (ingress-nginx\'s default backend); the backend\'s own error answers are returned');
+      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation or --default-backend-service NS/NAME (ingress-nginx\'s default backend); without one ingress-nginx answers every listed status with its internal server\'s "404 Not Found" page, meshgate returns the backend\'s own answers (status and body) instead');
       customErrors = [];
     }
   }
