@@ -66,7 +66,7 @@ describe('ingress-nginx HTTPS redirects', { timeout: 120_000 }, () => {
         'configmap.yaml': `apiVersion: v1
 kind: ConfigMap
 metadata: { name: ingress-nginx-controller, namespace: ingress-nginx }
-data: { use-port-in-redirects: "true", http-redirect-code: "301" }
+data: { use-port-in-redirects: "true", http-redirect-code: "301", use-forwarded-headers: "true" }
 `,
         'ingress.yaml': [
           ingress('first', '2026-01-01T00:00:00Z', 'other.example.com', '/a', {}, true),
@@ -121,5 +121,15 @@ data: { use-port-in-redirects: "true", http-redirect-code: "301" }
     const b = await get(url('/b/x'), { host: 'other.example.com' });
     assert.equal(b.status, 301, b.body);
     assert.equal(b.headers.location, 'https://other.example.com/b/x');
+  });
+
+  test('use-forwarded-headers: X-Forwarded-Proto https (TLS offloaded in front) is proxied; http or none is redirected', async () => {
+    const url = (p: string) => `http://127.0.0.1:${mapped.httpPort}${p}`;
+    const offloaded = await get(url('/a/x'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'https' } });
+    assert.equal(offloaded.status, 200, `no redirect loop behind a TLS-offloading proxy: ${offloaded.status} ${String(offloaded.headers.location)}`);
+    assert.equal(offloaded.json?.name, 'web');
+    assert.equal((await get(url('/a/x'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'http' } })).status, 301);
+    assert.equal((await get(url('/nowhere'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'https' } })).status, 404, 'no path and no default backend: 404, not a redirect');
+    assert.equal((await get(url('/nowhere'), { host: 'other.example.com' })).status, 301);
   });
 });

@@ -221,6 +221,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     code: global?.httpRedirectCode ?? 308,
     httpsPort: externalPortOf(opts.portMap, opts.httpsPort),
     defaultRouteName: defaultRoute?.name ?? null,
+    trustForwardedProto: global?.useForwardedHeaders ?? false,
   });
   const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, certificates.length > 0 ? tlsHosts : new Set(), global?.httpRedirectCode ?? 308);
 

@@ -35,6 +35,8 @@ export interface NginxGlobalConfig {
   limitConnStatus: number;
   sslRedirect: boolean;
   forceSslRedirect: boolean;
+  /** use-forwarded-headers (default false): X-Forwarded-Proto decides whether a request is redirected to HTTPS. */
+  useForwardedHeaders: boolean;
   /** use-port-in-redirects (default false): HTTPS redirects name the HTTPS port; an annotation overrides it. */
   usePortInRedirects: boolean;
   /** http-redirect-code (301, 302, 307 or 308; default 308): the status of the HTTPS and from-to-www redirects. */
@@ -91,7 +93,7 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'hsts-preload': 'preload (default false)',
   'ssl-protocols': 'TLS versions of the Ingress HTTPS listener (TLSv1.2, TLSv1.3)',
   'ssl-ciphers': 'TLS 1.2 ciphers (OpenSSL names, colon-separated)',
-  'use-forwarded-headers': 'client address from forwarded-for-header for source ranges and limits',
+  'use-forwarded-headers': 'client address from forwarded-for-header for source ranges and limits; X-Forwarded-Proto other than "http" turns off the HTTPS redirect (TLS offloaded in front)',
   'enable-real-ip': 'as use-forwarded-headers, for the client address only',
   'forwarded-for-header': 'header holding the client address (default X-Forwarded-For)',
   'proxy-real-ip-cidr': 'proxies trusted to set it (default 0.0.0.0/0)',
@@ -145,6 +147,7 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     limitConnStatus: 503,
     sslRedirect: true,
     forceSslRedirect: false,
+    useForwardedHeaders: false,
     usePortInRedirects: false,
     httpRedirectCode: 308,
     hsts: 'max-age=31536000; includeSubDomains',
@@ -304,7 +307,8 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
   }
   g.allow = cidrs('whitelist-source-range');
   g.deny = cidrs('denylist-source-range');
-  if (bool('use-forwarded-headers', false) || bool('enable-real-ip', false)) {
+  g.useForwardedHeaders = bool('use-forwarded-headers', false);
+  if (g.useForwardedHeaders || bool('enable-real-ip', false)) {
     const header = (data['forwarded-for-header'] || 'X-Forwarded-For').toLowerCase();
     if (!/^[a-z0-9-]+$/.test(header)) bad('forwarded-for-header', `forwarded-for-header ${JSON.stringify(header)} is not a header name`);
     const trusted = data['proxy-real-ip-cidr'] === undefined ? ['0.0.0.0/0', '::/0'] : cidrs('proxy-real-ip-cidr');

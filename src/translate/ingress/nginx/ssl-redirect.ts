@@ -40,6 +40,12 @@ export interface NginxHttpsRedirectOptions {
   httpsPort: number;
   /** The spec.defaultBackend catch-all route (the implicit root location's backend), if any. */
   defaultRouteName: string | null;
+  /**
+   * The ConfigMap's use-forwarded-headers: the request's scheme is its X-Forwarded-Proto when sent
+   * (lua_ingress.lua pass_access_scheme), so only a request without it, or with exactly "http", is
+   * redirected; a TLS-offloading proxy in front sending "https" gets the route (no redirect loop).
+   */
+  trustForwardedProto: boolean;
 }
 
 const keyOf = (ns: string, name: string) => `${ns}/${name}`;
@@ -53,21 +59,22 @@ export function applyNginxHttpsRedirects(httpHosts: VirtualHostDraft[], o: Nginx
     const owner = o.owners.get(vh.domain);
     const ownerCfg = owner === undefined ? undefined : o.configs.get(keyOf(owner.metadata.namespace, owner.metadata.name));
     let changed = false;
-    const routes = vh.routes.map((r): Route => {
-      if (r.action.kind !== 'forward') return r;
+    const routes = vh.routes.flatMap((r): Route[] => {
+      if (r.action.kind !== 'forward') return [r];
       const isRoot = r.name === o.defaultRouteName;
       const cfg = isRoot ? ownerCfg : o.configs.get(keyOf(r.source.namespace, r.source.name));
-      if (!redirects(cfg)) return r;
+      if (!redirects(cfg)) return [r];
       const p = r.matches[0]?.path ?? null;
-      if (!isRoot && p !== null && p.kind !== 'regex' && o.noTlsRedirectLocations.some((l) => p.value.startsWith(l))) return r;
+      if (!isRoot && p !== null && p.kind !== 'regex' && o.noTlsRedirectLocations.some((l) => p.value.startsWith(l))) return [r];
       changed = true;
       const { filters: _filters, ...rest } = r;
-      return { ...rest, action: redirectAction(cfg!, o) };
+      const redirect: Route = { ...rest, action: redirectAction(cfg!, o) };
+      return o.trustForwardedProto ? [...forwardedHttpOnly(redirect), r] : [redirect];
     });
     // No path matched and no default backend: the implicit root location of the first Ingress.
     if (o.defaultRouteName === null && owner !== undefined && redirects(ownerCfg) && !vh.routes.some(servesEverything)) {
       changed = true;
-      routes.push({
+      const root: Route = {
         name: `ingress/${owner.metadata.namespace}/${owner.metadata.name}/ssl-redirect`,
         source: sourceOf(owner, `metadata.annotations["nginx.ingress.kubernetes.io/${ownerCfg!.forceSslRedirect ? 'force-ssl-redirect' : 'ssl-redirect'}"]`),
         matches: [{ path: null, method: null, scheme: null, authority: null, headers: [], queryParams: [], port: null }],
@@ -75,10 +82,24 @@ export function applyNginxHttpsRedirects(httpHosts: VirtualHostDraft[], o: Nginx
         requestHeaders: null,
         responseHeaders: null,
         cors: null,
-      });
+      };
+      routes.push(...(o.trustForwardedProto ? forwardedHttpOnly(root) : [root]));
     }
     if (changed) httpHosts[i] = { ...vh, httpsRedirect: null, routes };
   }
+}
+
+/**
+ * The redirect route split in two, for use-forwarded-headers: one for requests without
+ * X-Forwarded-Proto, one for X-Forwarded-Proto exactly "http" (lua_ingress.lua redirects only when
+ * pass_access_scheme is "http"); any other value falls through to the route that follows.
+ */
+function forwardedHttpOnly(r: Route): Route[] {
+  const withHeader = (suffix: string, h: Route['matches'][number]['headers'][number]): Route => ({ ...r, name: `${r.name}/${suffix}`, matches: r.matches.map((m) => ({ ...m, headers: [...m.headers, h] })) });
+  return [
+    withHeader('no-forwarded-proto', { name: 'x-forwarded-proto', match: null, invert: true }),
+    withHeader('forwarded-proto-http', { name: 'x-forwarded-proto', match: { kind: 'exact', value: 'http', ignoreCase: false }, invert: false }),
+  ];
 }
 
 /** A route whose match takes every request (a `/` prefix path): the implicit root is never reached. */
