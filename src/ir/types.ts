@@ -581,6 +581,11 @@ export interface RedirectAction {
   responseCode: number;
   /** As `HttpsRedirect.stripTrailingSlash` (ingress-nginx force-ssl-redirect); absent = false. */
   stripTrailingSlash?: boolean;
+  /**
+   * A numeric `port` is written even when it is the scheme's default (ingress-nginx
+   * use-port-in-redirects: `https://host:443/p`). Absent = false.
+   */
+  keepDefaultPort?: boolean;
 }
 
 export interface DirectResponseAction {
@@ -771,7 +776,7 @@ export interface CookieAffinity {
   /**
    * When a try fails and the request is retried: true = the retry goes to another endpoint and the
    * cookie is re-issued to name it (ingress-nginx session-cookie-change-on-failure); false (default) =
-   * the retry goes to another endpoint and the cookie is kept.
+   * a request that sent a valid cookie is retried on the cookie's endpoint, the cookie kept (sticky.lua).
    */
   changeOnFailure: boolean;
   /** Identifies the cluster in the cookie (ingress-nginx: md5(md5(backend) + backend)); canaries read it. */

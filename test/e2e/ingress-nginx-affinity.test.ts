@@ -152,7 +152,7 @@ describe('ingress-nginx session affinity', { timeout: 120_000 }, () => {
     }
   });
 
-  test('session-cookie-change-on-failure: the retry re-issues the cookie for the new endpoint; without it the cookie is kept', async () => {
+  test('session-cookie-change-on-failure: the retry re-issues the cookie for the new endpoint; without it every try goes to the cookie\'s endpoint and the cookie is kept', async () => {
     failing = false;
     // A client whose cookie points at the toggle backend, on each host.
     const stuckOn = async (host: string): Promise<string> => {
@@ -182,10 +182,30 @@ describe('ingress-nginx session affinity', { timeout: 120_000 }, () => {
       }
       assert.equal(toggleHits, hitsNow, 'the failed endpoint is not tried again with the new cookie');
 
+      // Without change-on-failure (sticky.lua balance()): every try of a client with a cookie goes to
+      // the cookie's endpoint, proxy-next-upstream-tries (3) times, and the cookie is kept.
+      const keepBefore = toggleHits;
       const k = await get(url('/'), { host: 'flip-keep.example.com', headers: { cookie: keep } });
-      assert.equal(k.status, 200, k.body);
-      assert.equal(k.json?.name, 'e0');
+      // (nginx answers 502 here; meshgate answers a reset upstream as Envoy does, 503 UC.)
+      assert.equal(k.status, 503, `all tries failed on the cookie's endpoint: ${k.status} ${k.body}`);
+      assert.equal(toggleHits - keepBefore, 3, 'the three tries all went to the cookie\'s endpoint');
       assert.equal(cookieOf(k.headers['set-cookie'], 'sticky'), null, 'without change-on-failure the cookie is kept');
+      // A client without a cookie: its retry goes to another endpoint, and the cookie names the one that answered.
+      let retried = 0;
+      for (let i = 0; i < 30 && retried === 0; i++) {
+        const hits = toggleHits;
+        const n = await get(url('/'), { host: 'flip-keep.example.com' });
+        assert.equal(n.status, 200, n.body);
+        assert.equal(n.json?.name, 'e0');
+        if (toggleHits === hits) continue;
+        retried++;
+        const fresh = cookieOf(n.headers['set-cookie'], 'sticky');
+        assert.ok(fresh !== null, 'a new client gets a cookie');
+        const again = await get(url('/'), { host: 'flip-keep.example.com', headers: { cookie: fresh } });
+        assert.equal(again.json?.name, 'e0', 'the cookie issued on the retry names the endpoint that answered');
+        assert.equal(toggleHits, hits + 1, 'the failed endpoint is not tried again with that cookie');
+      }
+      assert.equal(retried, 1, 'in 30 new clients at least one first try went to the failing endpoint');
     } finally {
       failing = false;
     }

@@ -67,7 +67,7 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
       ingress('cached', 'cached.example.com', 'web', { 'auth-url': 'http://auth/cached', 'auth-response-headers': 'X-Auth-User', 'auth-cache-key': '$http_x_token', 'auth-cache-duration': '200 2s, 401 1s' }),
       ingress('nostore', 'nostore.example.com', 'web', { 'auth-url': 'http://auth/nostore', 'auth-cache-key': '$http_x_token' }),
       // The oauth2-proxy pattern: $host in the auth-url's host (resolved per rule host: here the auth Service's name).
-      ingress('vars', 'auth.default.svc.cluster.local', 'web', { 'auth-url': 'http://$host/check?uri=$escaped_request_uri&team=$http_x_team&u=$arg_user', 'auth-signin': 'https://$host/oauth2/start?rd=$escaped_request_uri', 'server-alias': 'alias.example.com' }),
+      ingress('vars', 'auth.default.svc.cluster.local', 'web', { 'auth-url': 'http://$host/check?uri=$escaped_request_uri&team=$http_x_team&u=$arg_user', 'auth-signin': 'https://$host/oauth2/start?rd=$escaped_request_uri', 'server-alias': 'auth.default.svc' }),
       ingress('vars-signin', 'vars-signin.example.com', 'web', { 'auth-url': 'http://auth/check', 'auth-signin': 'http://$host/auth/start' }),
     ].join('---\n'));
     gw = await startGateway({ configDir: dir });
@@ -130,11 +130,13 @@ describe('ingress-nginx auth-url', { timeout: 120_000 }, () => {
     assert.equal(check.headers.host, 'auth.default.svc.cluster.local');
     await get(url('/page?user=../../admin'), { host: 'auth.default.svc.cluster.local', headers: { 'x-token': 'good' } });
     assert.equal(seen[seen.length - 1].url, `/check?uri=${encodeURIComponent('/page?user=../../admin')}&team=&u=..%2F..%2Fadmin`, 'an $arg_ value cannot climb a path');
-    // A server-alias of the host has no auth target resolved for it: denied (500), never sent elsewhere.
+    // A server-alias of the host: $host is the alias, resolved like a rule host (nginx resolves $host of the server's names).
     const before = seen.length;
-    const alias = await get(url('/page'), { host: 'alias.example.com', headers: { 'x-token': 'good' } });
-    assert.equal(alias.status, 500);
-    assert.equal(seen.length, before, 'no auth request for an unresolved host');
+    const alias = await get(url('/page?user=al'), { host: 'auth.default.svc', headers: { 'x-token': 'good' } });
+    assert.equal(alias.status, 200, alias.body);
+    assert.equal(seen.length, before + 1, 'one auth request for the alias');
+    assert.equal(seen[seen.length - 1].headers.host, 'auth.default.svc');
+    assert.equal(seen[seen.length - 1].url, `/check?uri=${encodeURIComponent('/page?user=al')}&team=&u=al`);
   });
 
   test('nginx variables in auth-signin: evaluated per request; rd appended as ingress-nginx does unless the URL sets it', async () => {

@@ -331,6 +331,7 @@ function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): 
         path: a.path === null ? null : compilePathRewrite(a.path),
         responseCode: a.responseCode,
         ...(a.stripTrailingSlash === true ? { stripTrailingSlash: true } : {}),
+        ...(a.keepDefaultPort === true ? { keepDefaultPort: true } : {}),
       };
     case 'direct':
       return {

@@ -180,6 +180,8 @@ export interface CompiledRedirect {
   responseCode: number;
   /** IR `stripTrailingSlash`. */
   stripTrailingSlash?: boolean;
+  /** IR `keepDefaultPort`. */
+  keepDefaultPort?: boolean;
 }
 
 export interface CompiledDirect {

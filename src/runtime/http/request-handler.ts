@@ -250,7 +250,7 @@ function redirectLocation(
   } else {
     port = a.port;
   }
-  if (port !== null && port === defaultPort(scheme)) port = null;
+  if (port !== null && port === defaultPort(scheme) && a.keepDefaultPort !== true) port = null;
   let path = x.path;
   let q = query;
   if (a.path !== null) {

@@ -202,9 +202,11 @@ const MAX_UPSTREAM_CHECKS = 20;
  * - persistent: `<key>` is the id of one endpoint (md5 of the cluster name and `address:port`, as
  *   util/nodemap.lua), so endpoints added later never take a client; a key naming no available
  *   endpoint gets a random endpoint and a new cookie.
- * A retry (`tried` holds the cookie's endpoint): with `changeOnFailure` a new endpoint is picked among
- * those not tried and the cookie re-issued to name it; without, another endpoint serves the retry and
- * the cookie is kept (ingress-nginx would send the retry to the same endpoint again).
+ * A retry (`tried` holds the cookie's endpoint), as sticky.lua `balance()`: with `changeOnFailure` a new
+ * endpoint is picked among those not tried and the cookie re-issued to name it; without, a cookie the
+ * client sent keeps naming its endpoint and every try (up to proxy-next-upstream-tries) goes to that
+ * same endpoint, the cookie unchanged. A client that sent no valid cookie gets a new endpoint on each
+ * try (sticky.lua reads the request's cookie, not the one it set), the cookie re-issued to name it.
  */
 function selectByAffinity(
   cluster: CompiledCluster,
@@ -231,12 +233,9 @@ function selectByAffinity(
   if (key !== null) current = persistent ? (endpointIds(cluster, eps).get(key) ?? null) : eps[lookup(hashTable(cluster, policy, eps), hash32(key))];
   const failed = current !== null && tried !== null && tried.includes(current);
   if (current !== null && !failed) return current;
-  if (current !== null && failed && !affinity.changeOnFailure) {
-    // Keep the cookie; serve this try from another endpoint.
-    const e = eps[Math.floor(random() * eps.length)];
-    return tried!.includes(e) ? firstUntried(eps, tried!, e) : e;
-  }
-  // A new client, a persistent key naming no endpoint, or change-on-failure after a failed try.
+  // sticky.lua: should_pick_new_upstream = last_failure ~= nil and change_on_failure or upstream_from_cookie == nil.
+  if (current !== null && failed && !affinity.changeOnFailure && issued === null) return current;
+  // A new client (also on its retries), a persistent key naming no endpoint, or change-on-failure after a failed try.
   let picked: CompiledEndpoint;
   let newKey: string;
   if (persistent) {

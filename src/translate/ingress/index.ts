@@ -16,8 +16,9 @@
  * - Backends: `nginx.ingress.kubernetes.io/backend-protocol` (HTTP, HTTPS, GRPC, GRPCS) and the
  *   `proxy-ssl-*` annotations set the cluster's upstream protocol and TLS (backend-protocol.ts).
  * - TLS: certificates from `spec.tls[].secretName`, chosen by SNI on the HTTPS listener; plain-HTTP
- *   requests for a host with a certificate are redirected to HTTPS with 308 (ingress-nginx), unless the
- *   Ingress says `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
+ *   requests to the paths of a host with a certificate are redirected to HTTPS with 308 (ingress-nginx),
+ *   per path: unless the path's Ingress says `nginx.ingress.kubernetes.io/ssl-redirect: "false"`
+ *   (nginx/ssl-redirect.ts).
  */
 import type { Route, RouteMatch, TlsCertificate } from '../../ir/types.js';
 import type { KubeObject } from '../../resources/types.js';
@@ -32,6 +33,7 @@ import { finishNginxHosts, type NginxHostExtras } from './nginx/hosts.js';
 import { NO_TLS_REDIRECT_DEFAULT, readNginxConfigMap, withGlobals } from './nginx/configmap.js';
 import { autoHttpsCluster, autoHttpsRoute, completeNginxAffinity, nginxErrorPages, defaultBackendDestination, serviceUpstreamCluster, withErrorPages } from './nginx/backends.js';
 import { nginxPassthroughRoutes } from './nginx/passthrough.js';
+import { applyNginxHttpsRedirects } from './nginx/ssl-redirect.js';
 import { TranslateContext, sourceOf, type ListenerDraft, type TranslateOptions, type VirtualHostDraft } from '../types.js';
 
 const CLASS_ANNOTATION = 'kubernetes.io/ingress.class';
@@ -73,10 +75,8 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
 
   const byHost = new Map<string, PathEntry[]>();
   const certificates: TlsCertificate[] = [];
-  /** Hosts that have a usable certificate, and whether their Ingress allows the HTTPS redirect. */
-  const tlsHosts = new Map<string, boolean>();
-  /** preserve-trailing-slash of the Ingress that supplies each host's certificate (as its ssl-redirect). */
-  const preserveSlash = new Map<string, boolean>();
+  /** Hosts that have a usable certificate. */
+  const tlsHosts = new Set<string>();
   let defaultRoute: Route | null = null;
 
   for (const ing of ingresses) {
@@ -148,12 +148,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
       const cert = loadTlsCertificate(ctx, resources, { namespace: ns, name: secretName, serverNames: hosts, from: ing, field: `${field}.secretName` });
       if (!cert) return;
       certificates.push(cert);
-      const redirect = cfg.sslRedirect;
-      for (const h of hosts) {
-        if (tlsHosts.has(h)) continue;
-        tlsHosts.set(h, redirect);
-        preserveSlash.set(h, cfg.preserveTrailingSlash);
-      }
+      for (const h of hosts) tlsHosts.add(h);
     });
   }
 
@@ -206,7 +201,6 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
   if (defaultRoute && !byHost.has('*')) byHost.set('*', []);
 
   const opts = ctx.options;
-  const httpsPortExternal = opts.portMap['443'] === opts.httpsPort ? null : opts.httpsPort;
   const first = ingresses[0];
   const httpHosts: VirtualHostDraft[] = [];
   const httpsHosts: VirtualHostDraft[] = [];
@@ -215,14 +209,21 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
     if (defaultRoute) routes.push(defaultRoute);
     const owner = entries[0]?.ingress ?? first;
     const vh: VirtualHostDraft = { domain: host, singleLabelWildcard: true, httpsRedirect: null, routes, source: sourceOf(owner) };
-    const redirect = certificates.length > 0 && tlsHosts.get(host) === true;
-    // no-tls-redirect-locations: the paths of this host under them (ACME HTTP-01 solvers) are routed, not redirected.
-    const noRedirect = global?.noTlsRedirectLocations ?? NO_TLS_REDIRECT_DEFAULT;
-    const except = [...new Set(entries.map((e) => e.path).filter((p) => noRedirect.some((l) => p.startsWith(l))))].sort();
-    httpHosts.push(redirect ? { ...vh, httpsRedirect: { responseCode: 308, port: httpsPortExternal, ...(preserveSlash.get(host) === true ? {} : { stripTrailingSlash: true }), ...(except.length > 0 ? { exceptPathPrefixes: except } : {}) } } : vh);
+    httpHosts.push(vh);
     httpsHosts.push(vh);
   }
-  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, new Set(certificates.length > 0 ? tlsHosts.keys() : []), global?.noTlsRedirectLocations ?? NO_TLS_REDIRECT_DEFAULT);
+  // ssl-redirect / force-ssl-redirect: per path, as ingress-nginx's locations (nginx/ssl-redirect.ts).
+  applyNginxHttpsRedirects(httpHosts, {
+    configs: new Map([...nginx].map(([ing, c]) => [`${ing.metadata.namespace}/${ing.metadata.name}`, c])),
+    owners: new Map([...extras].map(([host, list]) => [host, list[0].ing])),
+    tlsHosts: certificates.length > 0 ? tlsHosts : new Set(),
+    noTlsRedirectLocations: global?.noTlsRedirectLocations ?? NO_TLS_REDIRECT_DEFAULT,
+    code: global?.httpRedirectCode ?? 308,
+    httpsPort: externalPortOf(opts.portMap, opts.httpsPort),
+    defaultRouteName: defaultRoute?.name ?? null,
+    trustForwardedProto: global?.useForwardedHeaders ?? false,
+  });
+  const clientTlsHosts = finishNginxHosts(ctx, extras, httpHosts, httpsHosts, global?.hsts ?? null, certificates.length > 0 ? tlsHosts : new Set(), global?.httpRedirectCode ?? 308);
 
   // ssl-passthrough hosts: relayed by SNI on the HTTPS port, before termination (nginx/passthrough.ts).
   const passthrough = nginxPassthroughRoutes(

@@ -35,6 +35,12 @@ export interface NginxGlobalConfig {
   limitConnStatus: number;
   sslRedirect: boolean;
   forceSslRedirect: boolean;
+  /** use-forwarded-headers (default false): X-Forwarded-Proto decides whether a request is redirected to HTTPS. */
+  useForwardedHeaders: boolean;
+  /** use-port-in-redirects (default false): HTTPS redirects name the HTTPS port; an annotation overrides it. */
+  usePortInRedirects: boolean;
+  /** http-redirect-code (301, 302, 307 or 308; default 308): the status of the HTTPS and from-to-www redirects. */
+  httpRedirectCode: 301 | 302 | 307 | 308;
   /** `Strict-Transport-Security` value, or null (hsts "false"). */
   hsts: string | null;
   tlsMin: TlsVersion;
@@ -79,13 +85,15 @@ export const CONFIGMAP_KEYS: Readonly<Record<string, string>> = {
   'limit-conn-status-code': 'status of requests over limit-connections (default 503)',
   'ssl-redirect': 'HTTPS redirect for hosts with a certificate (default true)',
   'force-ssl-redirect': 'HTTPS redirect for every host (default false)',
+  'use-port-in-redirects': '"true": HTTPS redirects name meshgate\'s HTTPS port as clients reach it (--port-map aware), 443 included, as lua_ingress.lua with --https-port; "false" (default): never, whatever the port (an annotation overrides it)',
+  'http-redirect-code': 'status of the HTTPS and from-to-www redirects: 301, 302, 307 or 308 (default 308)',
   hsts: 'Strict-Transport-Security on HTTPS responses (default true)',
   'hsts-max-age': 'max-age (default 31536000)',
   'hsts-include-subdomains': 'includeSubDomains (default true)',
   'hsts-preload': 'preload (default false)',
   'ssl-protocols': 'TLS versions of the Ingress HTTPS listener (TLSv1.2, TLSv1.3)',
   'ssl-ciphers': 'TLS 1.2 ciphers (OpenSSL names, colon-separated)',
-  'use-forwarded-headers': 'client address from forwarded-for-header for source ranges and limits',
+  'use-forwarded-headers': 'client address from forwarded-for-header for source ranges and limits; X-Forwarded-Proto other than "http" turns off the HTTPS redirect (TLS offloaded in front)',
   'enable-real-ip': 'as use-forwarded-headers, for the client address only',
   'forwarded-for-header': 'header holding the client address (default X-Forwarded-For)',
   'proxy-real-ip-cidr': 'proxies trusted to set it (default 0.0.0.0/0)',
@@ -114,7 +122,7 @@ const UNSUPPORTED_KEYS = new Set([
   'upstream-keepalive-requests', 'block-cidrs', 'block-user-agents', 'block-referers',
   'global-auth-url', 'global-auth-signin', 'global-auth-response-headers', 'load-balance', 'keep-alive', 'keep-alive-requests',
   'enable-modsecurity', 'enable-owasp-modsecurity-crs', 'enable-opentelemetry', 'proxy-buffer-size', 'proxy-buffering',
-  'worker-processes', 'max-worker-connections', 'server-tokens', 'ssl-session-cache', 'ssl-session-timeout', 'http-redirect-code',
+  'worker-processes', 'max-worker-connections', 'server-tokens', 'ssl-session-cache', 'ssl-session-timeout',
   'global-rate-limit-memcached-host', 'disable-access-log', 'access-log-path', 'error-log-path',
 ]);
 
@@ -139,6 +147,9 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     limitConnStatus: 503,
     sslRedirect: true,
     forceSslRedirect: false,
+    useForwardedHeaders: false,
+    usePortInRedirects: false,
+    httpRedirectCode: 308,
     hsts: 'max-age=31536000; includeSubDomains',
     tlsMin: 'TLSv1.2',
     tlsMax: 'TLSv1.3',
@@ -225,7 +236,7 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
     if (badCodes.length > 0) bad('custom-http-errors', `custom-http-errors: ${badCodes.map((b) => JSON.stringify(b)).join(', ')} is not an HTTP status from 300 to 599`);
     else g.customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
     if (g.customErrors.length > 0 && (ctx.options.nginxDefaultBackend ?? null) === null) {
-      ctx.report('warning', 'MG_UNSUPPORTED', cm, field('custom-http-errors'), 'custom-http-errors needs --default-backend-service NS/NAME (ingress-nginx\'s default backend, which serves the error pages); without it the backends\' own answers are returned');
+      ctx.report('warning', 'MG_UNSUPPORTED', cm, field('custom-http-errors'), 'custom-http-errors needs --default-backend-service NS/NAME (ingress-nginx\'s default backend, which serves the error pages); without it ingress-nginx answers every listed status with its internal server\'s "404 Not Found" page, meshgate returns the backends\' own answers (status and body) instead');
       g.customErrors = [];
     }
   }
@@ -255,6 +266,12 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
   }
   g.sslRedirect = bool('ssl-redirect', true);
   g.forceSslRedirect = bool('force-ssl-redirect', false);
+  g.usePortInRedirects = bool('use-port-in-redirects', false);
+  const redirectCode = data['http-redirect-code'];
+  if (redirectCode !== undefined) {
+    if (redirectCode === '301' || redirectCode === '302' || redirectCode === '307' || redirectCode === '308') g.httpRedirectCode = Number(redirectCode) as 301 | 302 | 307 | 308;
+    else bad('http-redirect-code', `http-redirect-code must be 301, 302, 307 or 308, not ${JSON.stringify(redirectCode)}`);
+  }
   if (bool('hsts', true)) {
     let age = 31536000;
     const a = data['hsts-max-age'];
@@ -290,7 +307,8 @@ export function readNginxConfigMap(ctx: TranslateContext, resources: ResourceSet
   }
   g.allow = cidrs('whitelist-source-range');
   g.deny = cidrs('denylist-source-range');
-  if (bool('use-forwarded-headers', false) || bool('enable-real-ip', false)) {
+  g.useForwardedHeaders = bool('use-forwarded-headers', false);
+  if (g.useForwardedHeaders || bool('enable-real-ip', false)) {
     const header = (data['forwarded-for-header'] || 'X-Forwarded-For').toLowerCase();
     if (!/^[a-z0-9-]+$/.test(header)) bad('forwarded-for-header', `forwarded-for-header ${JSON.stringify(header)} is not a header name`);
     const trusted = data['proxy-real-ip-cidr'] === undefined ? ['0.0.0.0/0', '::/0'] : cidrs('proxy-real-ip-cidr');
@@ -380,7 +398,7 @@ function isCidr(s: string): boolean {
  * An Ingress's config with the ConfigMap's globals filling what its annotations leave unset
  * (annotations win, as in ingress-nginx).
  */
-export function withGlobals<C extends { maxBodyBytes: number | null; connectTimeoutMs: number | null; readTimeoutMs: number | null; nextUpstream: NextUpstream; nextUpstreamSet: NextUpstreamSet; sslRedirect: boolean; forceSslRedirect: boolean; allow: string[]; deny: string[] }>(cfg: C, g: NginxGlobalConfig | null, annotations: Readonly<Record<string, string>>): C {
+export function withGlobals<C extends { maxBodyBytes: number | null; connectTimeoutMs: number | null; readTimeoutMs: number | null; nextUpstream: NextUpstream; nextUpstreamSet: NextUpstreamSet; sslRedirect: boolean; forceSslRedirect: boolean; usePortInRedirects: boolean; allow: string[]; deny: string[] }>(cfg: C, g: NginxGlobalConfig | null, annotations: Readonly<Record<string, string>>): C {
   if (g === null) return cfg;
   const has = (k: string) => annotations[`nginx.ingress.kubernetes.io/${k}`] !== undefined;
   const acl = has('whitelist-source-range') || has('allowlist-source-range') || has('denylist-source-range');
@@ -393,6 +411,7 @@ export function withGlobals<C extends { maxBodyBytes: number | null; connectTime
     nextUpstream: resolveNextUpstream(cfg.nextUpstreamSet, g.nextUpstream, () => undefined),
     sslRedirect: has('ssl-redirect') ? cfg.sslRedirect : g.sslRedirect,
     forceSslRedirect: has('force-ssl-redirect') ? cfg.forceSslRedirect : g.forceSslRedirect,
+    usePortInRedirects: has('use-port-in-redirects') ? cfg.usePortInRedirects : g.usePortInRedirects,
     allow: acl ? cfg.allow : g.allow,
     deny: acl ? cfg.deny : g.deny,
   };

@@ -7,8 +7,7 @@
  * - server-alias: extra names served by the host's routes (a name some rule defines keeps its own).
  * - from-to-www-redirect: `www.<host>` (or `<host>` without `www.`) answers 308 to the other name,
  *   path and query kept, unless some rule defines that name.
- * - force-ssl-redirect: plain-HTTP requests to the Ingress's paths answer 308 to https, whether or
- *   not the host has a certificate.
+ * (ssl-redirect and force-ssl-redirect are per path: ssl-redirect.ts.)
  */
 
 import type { Route } from '../../../ir/types.js';
@@ -28,30 +27,16 @@ export interface ClientTlsHost {
   clientTls: NonNullable<NginxIngressConfig['clientTls']>;
 }
 
-export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set(), noTlsRedirect: readonly string[] = []): ClientTlsHost[] {
+export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras, httpHosts: VirtualHostDraft[], httpsHosts: VirtualHostDraft[], hsts: string | null = null, tlsHosts: ReadonlySet<string> = new Set(), redirectCode: 301 | 302 | 307 | 308 = 308): ClientTlsHost[] {
   const clientTlsHosts: ClientTlsHost[] = [];
   const defined = new Set(httpHosts.map((v) => v.domain));
+  const aliasedBy = new Map<string, KubeObject>();
   for (const [host, list] of extras) {
     let http = httpHosts.find((v) => v.domain === host);
     const https = httpsHosts.find((v) => v.domain === host);
     if (http === undefined || https === undefined) continue;
     // The two listeners may share one draft: give the plain-HTTP one its own before editing it.
     if (http === https) httpHosts[httpHosts.indexOf(http)] = http = { ...http };
-
-    // force-ssl-redirect: the Ingress's routes answer a redirect to https on the plain-HTTP listener.
-    const forced = new Set(list.filter((e) => e.cfg.forceSslRedirect).map((e) => `${e.ing.metadata.namespace}/${e.ing.metadata.name}`));
-    if (forced.size > 0 && http.httpsRedirect === null) {
-      http.routes = http.routes.map((r): Route => {
-        if (!forced.has(`${r.source.namespace}/${r.source.name}`) || r.action.kind !== 'forward') return r;
-        // no-tls-redirect-locations (ACME HTTP-01 solvers): never redirected.
-        const p = r.matches[0]?.path ?? null;
-        if (p !== null && p.kind !== 'regex' && noTlsRedirect.some((l) => p.value.startsWith(l))) return r;
-        // A redirect route runs no request filters (nginx answers the redirect before access checks).
-        const { filters: _filters, ...rest } = r;
-        const preserve = list.some((e) => e.cfg.preserveTrailingSlash && `${e.ing.metadata.namespace}/${e.ing.metadata.name}` === `${r.source.namespace}/${r.source.name}`);
-        return { ...rest, action: { kind: 'redirect', scheme: 'https', authority: null, port: 'from-protocol', path: null, responseCode: 308, ...(preserve ? {} : { stripTrailingSlash: true }) } };
-      });
-    }
 
     const appRoot = list.find((e) => e.cfg.appRoot !== null);
     if (appRoot !== undefined) {
@@ -72,11 +57,14 @@ export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras,
     const aliasOwner = list.find((e) => e.cfg.serverAliases.length > 0);
     if (aliasOwner !== undefined) {
       for (const alias of aliasOwner.cfg.serverAliases) {
+        // The same Ingress's other rule host already took it (nginx: the first server with the alias keeps it).
+        if (aliasedBy.get(alias) === aliasOwner.ing) continue;
         if (defined.has(alias)) {
           ctx.report('warning', 'MG_DUPLICATE_HOST', aliasOwner.ing, 'metadata.annotations["nginx.ingress.kubernetes.io/server-alias"]', `server-alias "${alias}" is a host some Ingress rule defines; that rule's routes serve it`);
           continue;
         }
         defined.add(alias);
+        aliasedBy.set(alias, aliasOwner.ing);
         httpHosts.push({ ...http, domain: alias });
         httpsHosts.push({ ...https, domain: alias });
       }
@@ -91,7 +79,7 @@ export function finishNginxHosts(ctx: TranslateContext, extras: NginxHostExtras,
           name: `ingress/${www.ing.metadata.namespace}/${www.ing.metadata.name}/from-to-www`,
           source: sourceOf(www.ing, 'metadata.annotations["nginx.ingress.kubernetes.io/from-to-www-redirect"]'),
           matches: [anyMatch()],
-          action: { kind: 'redirect', scheme: null, authority: host, port: null, path: null, responseCode: 308 },
+          action: { kind: 'redirect', scheme: null, authority: host, port: null, path: null, responseCode: redirectCode },
           requestHeaders: null,
           responseHeaders: null,
           cors: null,

@@ -124,6 +124,11 @@ export interface NginxIngressConfig {
   http10: boolean;
   /** preserve-trailing-slash (default false: HTTPS redirects leave out one trailing slash). */
   preserveTrailingSlash: boolean;
+  /**
+   * use-port-in-redirects (default false, or the ConfigMap's): HTTPS redirects of this Ingress's paths
+   * name the HTTPS port, 443 included (lua_ingress.lua `https://host:<https port><uri>`); false: never.
+   */
+  usePortInRedirects: boolean;
   /** disable-proxy-intercept-errors "true": no error pages, neither this Ingress's nor the ConfigMap's custom-http-errors. */
   interceptErrorsDisabled: boolean;
 }
@@ -267,6 +272,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     upstreamVhost = null;
   }
   const preserveTrailingSlash = bool('preserve-trailing-slash', false);
+  const usePortInRedirects = bool('use-port-in-redirects', false);
 
   // Redirects. temporal-redirect wins over permanent-redirect (ingress-nginx's redirect parser).
   const sslRedirect = bool('ssl-redirect', true);
@@ -401,7 +407,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
     else customErrors = [...new Set(codes.map(Number))].sort((a, b) => a - b);
     if (bool('disable-proxy-intercept-errors', false)) customErrors = [];
     else if (customErrors.length > 0 && (get('default-backend') ?? '') === '' && (ctx.options.nginxDefaultBackend ?? null) === null) {
-      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation or --default-backend-service NS/NAME (ingress-nginx\'s default backend); the backend\'s own error answers are returned');
+      ctx.report('warning', 'MG_UNSUPPORTED', ing, field('custom-http-errors'), 'custom-http-errors needs a default-backend annotation or --default-backend-service NS/NAME (ingress-nginx\'s default backend); without one ingress-nginx answers every listed status with its internal server\'s "404 Not Found" page, meshgate returns the backend\'s own answers (status and body) instead');
       customErrors = [];
     }
   }
@@ -448,6 +454,7 @@ export function parseNginxAnnotations(ctx: TranslateContext, resources: Resource
       sslPassthrough,
       http10: httpVersion === '1.0',
       preserveTrailingSlash,
+      usePortInRedirects,
       interceptErrorsDisabled,
     },
   };
@@ -817,7 +824,9 @@ function parseAuthUrl(
   // the name); a request can never make meshgate call a host the Ingress does not name.
   let hosts: ExternalAuth['hosts'];
   if (withVars !== null && withVars.hostVariable) {
-    const names = [...new Set(arr(obj(ing.body.spec).rules).map((r) => str(obj(r).host)?.toLowerCase()).filter((h): h is string => h !== undefined && h !== '' && !h.includes('*')))].sort();
+    const ruleHosts = ruleHostsOf(ing);
+    // server-alias names serve the routes of every Ingress of the host (one nginx server): each needs its target too.
+    const names = ruleHosts.length === 0 ? [] : [...new Set([...ruleHosts, ...aliasesSharing(resources, ruleHosts)])].sort();
     if (names.length === 0) {
       fail('auth-url', `auth-url ${JSON.stringify(raw)}: $host in the host part needs rules with hosts (not wildcards): meshgate resolves the auth service of each host when translating, never from what a client sends`);
       return null;
@@ -1042,4 +1051,27 @@ export function parseBool(v: string): boolean | null {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
   return null;
+}
+
+/** The exact (non-wildcard) rule hosts of an Ingress, lowercased. */
+function ruleHostsOf(ing: KubeObject): string[] {
+  return [...new Set(arr(obj(ing.body.spec).rules).map((r) => str(obj(r).host)?.toLowerCase()).filter((h): h is string => h !== undefined && h !== '' && !h.includes('*')))];
+}
+
+/**
+ * The valid server-alias names of every Ingress that shares a rule host with `hosts` (in nginx the
+ * aliases of a host's first Ingress name the whole server). A superset is harmless: a name only
+ * reaches these routes when the alias is served.
+ */
+function aliasesSharing(resources: ResourceSet, hosts: string[]): string[] {
+  const out: string[] = [];
+  for (const other of resources.ofKind('Ingress')) {
+    const raw = other.metadata.annotations[`${NGINX_PREFIX}server-alias`];
+    if (raw === undefined || raw === '' || !ruleHostsOf(other).some((h) => hosts.includes(h))) continue;
+    for (const a of raw.split(',')) {
+      const name = a.trim().toLowerCase();
+      if (name !== '' && !name.includes('*') && HOST_NAME.test(name)) out.push(name);
+    }
+  }
+  return out;
 }

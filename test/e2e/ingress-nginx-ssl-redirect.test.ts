@@ -1,0 +1,135 @@
+/**
+ * ingress-nginx HTTPS redirects end to end, as lua_ingress.lua `rewrite()` answers them: ssl-redirect
+ * per path (two Ingresses on one host, one with ssl-redirect "false"), the Location without the port
+ * (whatever port meshgate serves HTTPS on) unless use-port-in-redirects, then with the HTTPS port even
+ * when it is 443, http-redirect-code from the ConfigMap, and requests matching no path following the
+ * first Ingress of the host. Real `meshgate run`, echo backends on loopback.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startEchoServer } from '../../src/demo/echo-server.js';
+import { get, getTls, makeCert, removeDir, serviceYaml, startGateway, tempDir, tlsSecret, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+
+type Echo = Awaited<ReturnType<typeof startEchoServer>>;
+const P = 'nginx.ingress.kubernetes.io/';
+
+function ingress(name: string, created: string, host: string, path: string, annotations: Record<string, string>, tls = false): string {
+  return `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: { name: ${name}, namespace: default, creationTimestamp: "${created}", annotations: ${JSON.stringify(Object.fromEntries(Object.entries(annotations).map(([k, v]) => [P + k, v])))} }
+spec:
+${tls ? `  tls: [{ hosts: [${host}], secretName: demo-tls }]\n` : ''}  rules:
+    - host: ${host}
+      http: { paths: [{ path: ${path}, pathType: Prefix, backend: { service: { name: web, port: { number: 80 } } } }] }
+`;
+}
+
+describe('ingress-nginx HTTPS redirects', { timeout: 120_000 }, () => {
+  let echo: Echo;
+  const dirs: string[] = [];
+  const gws: GatewayProcess[] = [];
+
+  async function start(files: Record<string, string>, args: string[]): Promise<GatewayProcess> {
+    const dir = tempDir();
+    dirs.push(dir);
+    for (const [name, text] of Object.entries(files)) writeConfig(dir, name, text);
+    const gw = await startGateway({ configDir: dir, args });
+    gws.push(gw);
+    return gw;
+  }
+
+  // HTTPS port not reachable as 443 (no --port-map entry for it).
+  let odd: GatewayProcess;
+  // HTTPS port mapped from 443 (the helper's --port-map), ConfigMap use-port-in-redirects and http-redirect-code.
+  let mapped: GatewayProcess;
+
+  before(async () => {
+    echo = await startEchoServer({ name: 'web' });
+    const secret = tlsSecret('demo-tls', 'default', makeCert('', 'demo.example.com', ['demo.example.com', 'other.example.com']));
+    odd = await start(
+      {
+        'services.yaml': serviceYaml('web', [echo.port]),
+        'secrets.yaml': secret,
+        'ingress.yaml': [
+          ingress('secure', '2026-01-01T00:00:00Z', 'demo.example.com', '/app', {}, true),
+          ingress('plain', '2026-01-02T00:00:00Z', 'demo.example.com', '/public', { 'ssl-redirect': 'false' }),
+          ingress('ported', '2026-01-03T00:00:00Z', 'demo.example.com', '/ported', { 'use-port-in-redirects': 'true', 'preserve-trailing-slash': 'true' }),
+        ].join('---\n'),
+      },
+      // The last --port-map wins: nothing maps to the HTTPS port, so clients reach it as itself.
+      ['--port-map', '81=1'],
+    );
+    mapped = await start(
+      {
+        'services.yaml': serviceYaml('web', [echo.port]),
+        'secrets.yaml': secret,
+        'configmap.yaml': `apiVersion: v1
+kind: ConfigMap
+metadata: { name: ingress-nginx-controller, namespace: ingress-nginx }
+data: { use-port-in-redirects: "true", http-redirect-code: "301", use-forwarded-headers: "true" }
+`,
+        'ingress.yaml': [
+          ingress('first', '2026-01-01T00:00:00Z', 'other.example.com', '/a', {}, true),
+          ingress('second', '2026-01-02T00:00:00Z', 'other.example.com', '/b', { 'use-port-in-redirects': 'false' }),
+        ].join('---\n'),
+      },
+      ['--nginx-configmap', 'ingress-nginx/ingress-nginx-controller'],
+    );
+  });
+
+  after(async () => {
+    for (const gw of gws) await gw.stop();
+    await echo?.close();
+    for (const d of dirs) removeDir(d);
+  });
+
+  test('ssl-redirect is per path: two Ingresses on one host, the one with ssl-redirect "false" is proxied over HTTP', async () => {
+    const url = (p: string) => `http://127.0.0.1:${odd.httpPort}${p}`;
+    const r = await get(url('/app/x?y=1'), { host: 'demo.example.com' });
+    assert.equal(r.status, 308, r.body);
+    assert.equal(r.headers.location, 'https://demo.example.com/app/x?y=1', 'no port in the Location, though meshgate serves HTTPS on another port than 443');
+    const p = await get(url('/public/x?y=1'), { host: 'demo.example.com' });
+    assert.equal(p.status, 200, `the path of the ssl-redirect "false" Ingress is proxied: ${p.status} ${String(p.headers.location)}`);
+    assert.equal(p.json?.name, 'web');
+    assert.equal(p.json?.path, '/public/x');
+    // The host's port in Host is left out; one trailing slash is left out (preserve-trailing-slash false).
+    const h = await get(url('/app/dir/'), { host: `demo.example.com:${odd.httpPort}` });
+    assert.equal(h.headers.location, 'https://demo.example.com/app/dir');
+    // A path no Ingress defines: the implicit root location of the host's first Ingress ("secure") redirects.
+    const none = await get(url('/nowhere'), { host: 'demo.example.com' });
+    assert.equal(none.status, 308);
+    assert.equal(none.headers.location, 'https://demo.example.com/nowhere');
+    // Over HTTPS every path is proxied.
+    assert.equal((await getTls(odd.httpsPort, '/app/x', { host: 'demo.example.com' })).json?.name, 'web');
+  });
+
+  test('use-port-in-redirects: the Location names the HTTPS port, and it is where the request is served', async () => {
+    const r = await get(`http://127.0.0.1:${odd.httpPort}/ported/y/`, { host: 'demo.example.com' });
+    assert.equal(r.status, 308, r.body);
+    assert.equal(r.headers.location, `https://demo.example.com:${odd.httpsPort}/ported/y/`, 'the HTTPS port, and the slash kept (preserve-trailing-slash on this path only)');
+    const loc = new URL(String(r.headers.location));
+    const followed = await getTls(Number(loc.port), `${loc.pathname}${loc.search}`, { host: loc.hostname });
+    assert.equal(followed.status, 200);
+    assert.equal(followed.json?.path, '/ported/y/');
+  });
+
+  test('ConfigMap use-port-in-redirects names 443 too, an annotation "false" overrides it, and http-redirect-code sets the status', async () => {
+    const url = (p: string) => `http://127.0.0.1:${mapped.httpPort}${p}`;
+    const a = await get(url('/a/x'), { host: 'other.example.com' });
+    assert.equal(a.status, 301, a.body);
+    assert.equal(a.headers.location, 'https://other.example.com:443/a/x', 'use-port-in-redirects writes the HTTPS port as clients reach it (--port-map 443), 443 included');
+    const b = await get(url('/b/x'), { host: 'other.example.com' });
+    assert.equal(b.status, 301, b.body);
+    assert.equal(b.headers.location, 'https://other.example.com/b/x');
+  });
+
+  test('use-forwarded-headers: X-Forwarded-Proto https (TLS offloaded in front) is proxied; http or none is redirected', async () => {
+    const url = (p: string) => `http://127.0.0.1:${mapped.httpPort}${p}`;
+    const offloaded = await get(url('/a/x'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'https' } });
+    assert.equal(offloaded.status, 200, `no redirect loop behind a TLS-offloading proxy: ${offloaded.status} ${String(offloaded.headers.location)}`);
+    assert.equal(offloaded.json?.name, 'web');
+    assert.equal((await get(url('/a/x'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'http' } })).status, 301);
+    assert.equal((await get(url('/nowhere'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'https' } })).status, 404, 'no path and no default backend: 404, not a redirect');
+    assert.equal((await get(url('/nowhere'), { host: 'other.example.com' })).status, 301);
+  });
+});
