@@ -149,7 +149,10 @@ describe('mesh graph from the sidecars metrics', () => {
     const e = edgeOf(graphNow, 'workload/shop/frontend', 'workload/shop/reviews-v1')!;
     assert.equal(e.reporter, 'source');
     // Ten requests per 100 ms tick at most: up to 100 req/s (fewer when the loaded machine delays ticks).
-    assert.ok(e.http!.rate! > 5 && e.http!.rate! <= 110, `rate ${e.http!.rate}`);
+    // 100 req/s are sent (10 every 100 ms). The rate is an increase divided by the time between two
+    // scrapes as the control plane saw them, which jitters on a loaded machine (125 was seen); the
+    // bound still catches counting an edge twice (both reporters: 200) or a wrong time base.
+    assert.ok(e.http!.rate! > 5 && e.http!.rate! <= 150, `rate ${e.http!.rate}`);
     // Each tick adds 9 × 200 and 1 × 503 at once, so any window holds exactly 10 % errors.
     assert.ok(Math.abs(e.http!.errorRatio - 0.1) < 1e-9, `error ratio ${e.http!.errorRatio}`);
     // 90 % take 42 ms (bucket 25–50 ms), 10 % 3 ms: p99 lies in (25, 50].
@@ -262,7 +265,7 @@ describe('mesh graph from the sidecars metrics', () => {
     while (Date.now() - start < 2 * INTERVAL_MS + 200) {
       const g = await graph();
       const e = edgeOf(g, 'workload/shop/frontend', 'workload/shop/reviews-v1')!;
-      assert.ok(e.http!.rate! > 0 && e.http!.rate! <= 110, `rate after a reset ${e.http!.rate}`);
+      assert.ok(e.http!.rate! > 0 && e.http!.rate! <= 150, `rate after a reset ${e.http!.rate}`);
       assert.ok(Math.abs(e.http!.errorRatio - 0.1) < 1e-9, `error ratio after a reset ${e.http!.errorRatio}`);
       for (const x of g.edges) assert.ok((x.http?.requests ?? 0) >= 0 && (x.http?.rate ?? 0) >= 0, `no negative numbers: ${JSON.stringify(x)}`);
       await new Promise((r) => setTimeout(r, 100));
