@@ -93,3 +93,10 @@ test('proxy-status rows become targets by their first pod IP', () => {
     [{ name: 'a.ns', address: '10.0.0.1', port: 15020 }, { name: 'c.ns', address: 'fd00::3', port: 15020 }],
   );
 });
+
+test('a pod IP that is not an IP address (a host name a proxy wrote in its hello) is never scraped', () => {
+  assert.deepEqual(
+    proxyTargets([{ name: 'a.ns', proxy: { podIps: ['metadata.google.internal'] } }, { name: 'b.ns', proxy: { podIps: ['localhost', '10.0.0.2'] } }, { name: 'c.ns', proxy: { podIps: ['10.0.0.3'] } }], 15020),
+    [{ name: 'c.ns', address: '10.0.0.3', port: 15020 }],
+  );
+});

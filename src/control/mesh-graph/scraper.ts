@@ -13,6 +13,7 @@
  *   and counter resets of a restarted sidecar are taken as such.
  */
 import http from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from '../../lib/log.js';
 import { TargetHistory } from './history.js';
 import { buildMeshGraph, type MeshGraph } from './graph.js';
@@ -193,12 +194,16 @@ export class MeshGraphScraper {
   }
 }
 
-/** The scrape targets of connected proxies (proxy-status rows): each pod's first IP, one target per address. */
+/**
+ * The scrape targets of connected proxies (proxy-status rows): each pod's first IP, one target per
+ * address. The pod IPs are what the proxy's hello says: only an IP address is scraped, never a host
+ * name (the control plane would resolve and connect to any name a proxy wrote there).
+ */
 export function proxyTargets(proxies: readonly { name: string; proxy: { podIps: readonly string[] } }[], port: number): ScrapeTarget[] {
   const out: ScrapeTarget[] = [];
   for (const p of proxies) {
     const address = p.proxy.podIps[0];
-    if (address !== undefined && address !== '') out.push({ name: p.name, address, port });
+    if (address !== undefined && isIP(address) !== 0) out.push({ name: p.name, address, port });
   }
   return out;
 }
