@@ -81,6 +81,13 @@ export class GrpcH2Client {
       const ms = Math.max(1, Math.ceil(deadlineMs));
       const timer = setTimeout(() => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
+        // A session that never finished its TCP connect or TLS handshake (a black-holed address, a
+        // server that accepts and says nothing) is not kept: the next call dials again, as grpc-js
+        // reconnects, instead of queueing on the same stuck connection forever.
+        if (session.connecting) {
+          if (this.#session === session) this.#session = null;
+          session.destroy();
+        }
         finish(new GrpcCallError(4, 'Deadline exceeded'));
       }, ms);
       const stream = session.request({
