@@ -137,3 +137,14 @@ test('a connection whose handshake never completes is not reused after the deadl
     await new Promise((r) => silent.close(r));
   }
 });
+
+test('metadata node:http2 refuses fails the call at once, and nothing fires after it', async () => {
+  const client = new GrpcH2Client({ address: `127.0.0.1:${port}`, rootCertPem: pair.cert, servername: NAME });
+  try {
+    await assert.rejects(client.unary('/echo/Ok', Buffer.alloc(0), { ':bogus': '1' }, 100), (e: unknown) => e instanceof GrpcCallError && e.code === 13);
+    // Past the deadline: the call's timer must not run (it would touch the stream that was never made).
+    await new Promise((r) => setTimeout(r, 250));
+  } finally {
+    client.close();
+  }
+});
