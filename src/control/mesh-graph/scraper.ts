@@ -174,7 +174,13 @@ export class MeshGraphScraper {
         res.on('error', reject);
       });
       this.#inFlight.add(req);
-      req.on('close', () => this.#inFlight.delete(req));
+      // The whole scrape is bounded, not only its idle time: a sidecar that trickles its answer
+      // would otherwise hold the round (and every later one) open.
+      const deadline = setTimeout(() => req.destroy(new Error(`timed out after ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      req.on('close', () => {
+        clearTimeout(deadline);
+        this.#inFlight.delete(req);
+      });
       req.on('timeout', () => req.destroy(new Error(`timed out after ${this.#timeoutMs} ms`)));
       req.on('error', reject);
     });
