@@ -140,9 +140,12 @@ export class MeshGraphScraper {
   }
 
   async #scrape(s: TargetState): Promise<void> {
+    // The scrape's time is when it started (as Prometheus stamps its samples): the sidecar renders its
+    // counters when asked, and a slow transfer on a loaded machine must not shorten the rate's span.
+    const started = this.#now();
     try {
       const text = await this.#fetch(s.target);
-      s.history.add(this.#now(), parsePromText(text));
+      s.history.add(started, parsePromText(text));
       s.lastError = null;
     } catch (e) {
       const msg = (e as Error).message;
