@@ -298,6 +298,9 @@ async function relaunch(argv: string[], log: Logger): Promise<number> {
 }
 
 async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound: string[] }, log: Logger, waitForSignal: () => Promise<void>): Promise<number> {
+  // The signal handlers first: a SIGTERM while the proxy starts (the pod deleted at once) is a
+  // graceful stop once started, never the default action (killed, exit by signal).
+  const signalled = waitForSignal();
   const { SidecarRuntime } = await import('../runtime/sidecar/sidecar.js');
   const rt = new SidecarRuntime({
     log,
@@ -398,7 +401,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   const orphaned = new Promise<void>((resolve) => (parentGone = resolve));
   const watch = parent > 0 ? setInterval(() => process.ppid !== parent && parentGone!(), 1000) : null;
   watch?.unref();
-  await Promise.race([waitForSignal(), orphaned]);
+  await Promise.race([signalled, orphaned]);
   if (watch !== null) clearInterval(watch);
   log.info('draining');
   for (const stop of stops) await stop();

@@ -93,3 +93,32 @@ test('proxy-status rows become targets by their first pod IP', () => {
     [{ name: 'a.ns', address: '10.0.0.1', port: 15020 }, { name: 'c.ns', address: 'fd00::3', port: 15020 }],
   );
 });
+
+test('a pod IP that is not an IP address (a host name a proxy wrote in its hello) is never scraped', () => {
+  assert.deepEqual(
+    proxyTargets([{ name: 'a.ns', proxy: { podIps: ['metadata.google.internal'] } }, { name: 'b.ns', proxy: { podIps: ['localhost', '10.0.0.2'] } }, { name: 'c.ns', proxy: { podIps: ['10.0.0.3'] } }], 15020),
+    [{ name: 'c.ns', address: '10.0.0.3', port: 15020 }],
+  );
+});
+
+test('a sidecar that trickles its answer is cut at the timeout (the whole scrape, not the idle time), so the round ends', async () => {
+  const timers: NodeJS.Timeout[] = [];
+  const trickle = await server((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('# a\n');
+    timers.push(setInterval(() => res.write('#\n'), 50));
+  });
+  const scraper = new MeshGraphScraper({ targets: () => [{ name: 'trickle', address: '127.0.0.1', port: trickle.port }], intervalMs: 1000, timeoutMs: 300, log: quiet });
+  try {
+    const t0 = Date.now();
+    const round = scraper.scrapeOnce();
+    const bound = new Promise<'bound'>((r) => setTimeout(() => r('bound'), 3000));
+    assert.notEqual(await Promise.race([round.then(() => 'round'), bound]), 'bound', 'the round did not end');
+    assert.ok(Date.now() - t0 < 2000);
+    assert.equal(scraper.graph().targets[0].lastError, 'timed out after 300 ms');
+  } finally {
+    scraper.stop();
+    for (const t of timers) clearInterval(t);
+    await trickle.close();
+  }
+});

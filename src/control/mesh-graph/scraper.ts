@@ -13,6 +13,7 @@
  *   and counter resets of a restarted sidecar are taken as such.
  */
 import http from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from '../../lib/log.js';
 import { TargetHistory } from './history.js';
 import { buildMeshGraph, type MeshGraph } from './graph.js';
@@ -139,9 +140,12 @@ export class MeshGraphScraper {
   }
 
   async #scrape(s: TargetState): Promise<void> {
+    // The scrape's time is when it started (as Prometheus stamps its samples): the sidecar renders its
+    // counters when asked, and a slow transfer on a loaded machine must not shorten the rate's span.
+    const started = this.#now();
     try {
       const text = await this.#fetch(s.target);
-      s.history.add(this.#now(), parsePromText(text));
+      s.history.add(started, parsePromText(text));
       s.lastError = null;
     } catch (e) {
       const msg = (e as Error).message;
@@ -173,7 +177,13 @@ export class MeshGraphScraper {
         res.on('error', reject);
       });
       this.#inFlight.add(req);
-      req.on('close', () => this.#inFlight.delete(req));
+      // The whole scrape is bounded, not only its idle time: a sidecar that trickles its answer
+      // would otherwise hold the round (and every later one) open.
+      const deadline = setTimeout(() => req.destroy(new Error(`timed out after ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      req.on('close', () => {
+        clearTimeout(deadline);
+        this.#inFlight.delete(req);
+      });
       req.on('timeout', () => req.destroy(new Error(`timed out after ${this.#timeoutMs} ms`)));
       req.on('error', reject);
     });
@@ -193,12 +203,16 @@ export class MeshGraphScraper {
   }
 }
 
-/** The scrape targets of connected proxies (proxy-status rows): each pod's first IP, one target per address. */
+/**
+ * The scrape targets of connected proxies (proxy-status rows): each pod's first IP, one target per
+ * address. The pod IPs are what the proxy's hello says: only an IP address is scraped, never a host
+ * name (the control plane would resolve and connect to any name a proxy wrote there).
+ */
 export function proxyTargets(proxies: readonly { name: string; proxy: { podIps: readonly string[] } }[], port: number): ScrapeTarget[] {
   const out: ScrapeTarget[] = [];
   for (const p of proxies) {
     const address = p.proxy.podIps[0];
-    if (address !== undefined && address !== '') out.push({ name: p.name, address, port });
+    if (address !== undefined && isIP(address) !== 0) out.push({ name: p.name, address, port });
   }
   return out;
 }

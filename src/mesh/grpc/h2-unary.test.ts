@@ -117,3 +117,34 @@ test('protobuf helpers: varints up to 64 bits, length-delimited fields, unknown 
   assert.deepEqual(decodeCertificateResponse(res).cert_chain, ['leaf', 'root']);
   assert.throws(() => pbFields(Buffer.from([0x0a, 5, 1])), /truncated/);
 });
+
+test('a connection whose handshake never completes is not reused after the deadline: the next call dials again', async () => {
+  const net = await import('node:net');
+  const accepted: import('node:net').Socket[] = [];
+  const silent = net.createServer((s) => accepted.push(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const client = new GrpcH2Client({ address: `127.0.0.1:${(silent.address() as AddressInfo).port}`, rootCertPem: pair.cert, servername: NAME });
+  try {
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(client.unary('/echo/Ok', Buffer.alloc(0), {}, 150), (e: unknown) => e instanceof GrpcCallError && e.code === 4);
+    }
+    const t0 = Date.now();
+    while (accepted.length < 2 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(accepted.length, 2);
+  } finally {
+    client.close();
+    for (const s of accepted) s.destroy();
+    await new Promise((r) => silent.close(r));
+  }
+});
+
+test('metadata node:http2 refuses fails the call at once, and nothing fires after it', async () => {
+  const client = new GrpcH2Client({ address: `127.0.0.1:${port}`, rootCertPem: pair.cert, servername: NAME });
+  try {
+    await assert.rejects(client.unary('/echo/Ok', Buffer.alloc(0), { ':bogus': '1' }, 100), (e: unknown) => e instanceof GrpcCallError && e.code === 13);
+    // Past the deadline: the call's timer must not run (it would touch the stream that was never made).
+    await new Promise((r) => setTimeout(r, 250));
+  } finally {
+    client.close();
+  }
+});

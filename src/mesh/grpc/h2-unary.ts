@@ -81,17 +81,31 @@ export class GrpcH2Client {
       const ms = Math.max(1, Math.ceil(deadlineMs));
       const timer = setTimeout(() => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
+        // A session that never finished its TCP connect or TLS handshake (a black-holed address, a
+        // server that accepts and says nothing) is not kept: the next call dials again, as grpc-js
+        // reconnects, instead of queueing on the same stuck connection forever.
+        if (session.connecting) {
+          if (this.#session === session) this.#session = null;
+          session.destroy();
+        }
         finish(new GrpcCallError(4, 'Deadline exceeded'));
       }, ms);
-      const stream = session.request({
-        ':method': 'POST',
-        ':path': path,
-        ':authority': this.#t.servername,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-        'grpc-timeout': `${ms}m`,
-        ...metadata,
-      });
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session.request({
+          ':method': 'POST',
+          ':path': path,
+          ':authority': this.#t.servername,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          'grpc-timeout': `${ms}m`,
+          ...metadata,
+        });
+      } catch (e) {
+        // A header node:http2 refuses (or a session that can take no stream): the call fails now,
+        // and the deadline timer goes with it (it would otherwise fire on a stream never made).
+        return finish(new GrpcCallError(13, (e as Error).message));
+      }
       const chunks: Buffer[] = [];
       let status: number | null = null;
       let statusMessage = '';

@@ -153,4 +153,22 @@ describe('selectEndpoint', () => {
     const c = compiled('RANDOM');
     assert.equal(selectEndpoint(c, () => 0.99)!.port, 2002);
   });
+  test('a Gateway API session is issued with one endpoint too (cookie and header), so it holds through a scale-up', () => {
+    const session = { absoluteTimeoutSeconds: null, idleTimeoutSeconds: null };
+    const algorithm = { kind: 'ring-hash' as const, minimumRingSize: 1024 };
+    for (const hashOn of [{ kind: 'header' as const, name: 'x-s', session }, { kind: 'cookie' as const, name: 's', path: '/', ttlSeconds: 0, session }]) {
+      const c = compileSnapshot(snapshot([], [cluster('c', [{ port: 2000 }], { lbPolicy: { kind: 'consistent-hash', hashOn, algorithm } })])).clusters.get('c')!;
+      const issued: string[] = [];
+      const input = {
+        header: () => null,
+        queryParam: () => null,
+        clientAddress: '127.0.0.1',
+        setResponseCookie: (_line: string, name: string) => void issued.push(name),
+        stickyCookie: () => null,
+        setResponseSession: (name: string) => void issued.push(name),
+      };
+      assert.equal(selectEndpoint(c, Math.random, input)!.port, 2000);
+      assert.deepEqual(issued, [hashOn.name], hashOn.kind);
+    }
+  });
 });

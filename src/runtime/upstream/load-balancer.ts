@@ -71,8 +71,8 @@ export function selectEndpoint(cluster: CompiledCluster, random: () => number, i
   const n = eps.length;
   if (n === 0) return null;
   const policy = cluster.lbPolicy;
-  // A generated affinity cookie is issued even with one endpoint (ingress-nginx, Envoy), so the client keeps it through a scale-up.
-  if (n === 1 && (typeof policy !== 'object' || policy.hashOn.kind !== 'cookie' || policy.hashOn.ttlSeconds === null)) return eps[0];
+  // A generated affinity cookie or session key is issued even with one endpoint (ingress-nginx, Envoy), so the client keeps it through a scale-up.
+  if (n === 1 && (typeof policy !== 'object' || !issuesKey(policy.hashOn))) return eps[0];
   if (typeof policy === 'object') return selectByHash(cluster, policy, eps, random, input, tried);
   let pick = pickSimple(cluster, eps, random);
   if (tried === null) return pick;
@@ -150,6 +150,11 @@ function selectByHash(
     if (!tried.includes(e)) return e;
   }
   return firstUntried(eps, tried, e);
+}
+
+/** Whether hashing on `on` may issue a key to the client: a generated cookie, or a Gateway API header session. */
+function issuesKey(on: HashKey): boolean {
+  return (on.kind === 'cookie' && on.ttlSeconds !== null) || (on.kind === 'header' && on.session !== undefined);
 }
 
 function hashTable(cluster: CompiledCluster, policy: ConsistentHashLb, eps: CompiledEndpoint[]): HashTable {

@@ -193,7 +193,15 @@ function sessionLb(env: BackendEnv, route: KubeObject, sp: Obj, field: string, r
   const cookie = obj(sp.cookie);
   const header = obj(sp.header);
   // "If not specified, a unique cookie name SHOULD be generated": one per rule.
-  const name = str(sp.sessionName) || str(type === 'Header' ? header.name : cookie.name) || `mg-session-${sha256Hex(ruleKey, 8)}`;
+  const generated = `mg-session-${sha256Hex(ruleKey, 8)}`;
+  let name = str(sp.sessionName) || str(type === 'Header' ? header.name : cookie.name) || generated;
+  // The name goes into Set-Cookie (or a response header) as written: only a token (RFC 6265 cookie-name,
+  // RFC 9110 field-name), so a route cannot add cookie attributes (`; Domain=...`) or break the head.
+  if (!TOKEN.test(name)) {
+    const at = str(sp.sessionName) ? 'sessionName' : type === 'Header' ? 'header.name' : 'cookie.name';
+    env.ctx.report('warning', 'MG_INVALID_FIELD', route, `${field}.${at}`, `session name ${JSON.stringify(name)} is not a ${type === 'Header' ? 'header' : 'cookie'} name (a token); ${generated} is used`);
+    name = generated;
+  }
   const timeout = (key: 'absoluteTimeout' | 'idleTimeout'): number | null => {
     const v = sp[key];
     if (typeof v !== 'string') return null;
@@ -217,9 +225,19 @@ function sessionLb(env: BackendEnv, route: KubeObject, sp: Obj, field: string, r
     if (session.absoluteTimeoutSeconds === null) env.ctx.report('warning', 'MG_MISSING_FIELD', route, `${field}.absoluteTimeout`, 'a Permanent session cookie needs absoluteTimeout (its Max-Age); a session cookie is set instead');
     else ttlSeconds = session.absoluteTimeoutSeconds;
   } else if (lifetime !== 'Session') env.ctx.report('warning', 'MG_INVALID_FIELD', route, `${field}.cookieConfig.lifetimeType`, `lifetimeType ${JSON.stringify(lifetime)} is not Session or Permanent; a session cookie is set`);
-  const path = str(cookie.path) || '/';
+  let path = str(cookie.path) || '/';
+  // The cookie's Path attribute: a path, nothing that would end the attribute (`;`) or the header.
+  if (!COOKIE_PATH.test(path)) {
+    env.ctx.report('warning', 'MG_INVALID_FIELD', route, `${field}.cookie.path`, `cookie path ${JSON.stringify(path)} is not an absolute path without ";", spaces or control characters; "/" is used`);
+    path = '/';
+  }
   return { kind: 'consistent-hash', hashOn: { kind: 'cookie', name, path, ttlSeconds, session }, algorithm };
 }
+
+/** RFC 9110 token: a cookie name (RFC 6265) or a header name. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** RFC 6265 path-value, absolute: any CHAR but CTLs and `;` (and no space, which nginx and browsers trim). */
+const COOKIE_PATH = /^\/[\x21-\x3a\x3c-\x7e]*$/;
 
 /** A copy of `base` balanced by `lb`, for one rule's session persistence (other routes to the Service keep their balancing). */
 function stickyCluster(env: BackendEnv, base: string, lb: LbPolicy, key: string): string {
