@@ -108,8 +108,10 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
         const regexMode = regexHosts.has(host);
         if (!exact && !regexMode) path = trimTrailingSlashes(path);
         // Affinity cookie Path: session-cookie-path, else the Ingress path (ingress-nginx); the cluster is shared, its first path decides.
+        // Only a plain path is written into Set-Cookie (an ImplementationSpecific path such as `/a; Domain=x` would add attributes).
         const lb = cfg.lbPolicy;
-        const pathCfg = lb !== null && typeof lb === 'object' && lb.hashOn.kind === 'cookie' && lb.hashOn.path === null && lb.hashOn.ttlSeconds !== null && !regexMode ? { ...cfg, lbPolicy: { ...lb, hashOn: { ...lb.hashOn, path } } } : cfg;
+        const plainPath = /^\/[-._~a-zA-Z0-9/%]*$/.test(path);
+        const pathCfg = lb !== null && typeof lb === 'object' && lb.hashOn.kind === 'cookie' && lb.hashOn.path === null && lb.hashOn.ttlSeconds !== null && !regexMode && plainPath ? { ...cfg, lbPolicy: { ...lb, hashOn: { ...lb.hashOn, path } } } : cfg;
         const auto: AutoHttpsOut = {};
         const action = backendAction(ctx, resources, ing, obj(p.backend), `${field}.backend`, pathCfg, auto);
         if (!action) return;
