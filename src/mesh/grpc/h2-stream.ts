@@ -116,7 +116,12 @@ export class GrpcH2Stream extends EventEmitter {
       return true;
     };
     stream.on('end', () => {
-      if (!serverDone()) this.#finish({ code: 13, details: 'the server ended the stream without a grpc-status' });
+      // 'trailers' is emitted on a later tick than the end of the data: look once both are in.
+      setImmediate(() => {
+        if (serverDone()) return;
+        if (this.#session.destroyed || this.#session.closed) return this.#finish({ code: 14, details: 'the connection closed' });
+        this.#finish({ code: 13, details: 'the server ended the stream without a grpc-status' });
+      });
     });
     stream.on('close', () => {
       if (serverDone()) return;
