@@ -1,7 +1,7 @@
 /**
  * A gRPC bidirectional-streaming call on node:http2, for the sidecar's config push (the unary
  * certificate call is h2-unary.ts; same reasons: grpc-js, proto-loader and protobufjs cost a sidecar
- * about 7 MiB of idle RSS for one stream). The wire is gRPC over HTTP/2 (PROTOCOL-HTTP2.md of
+ * about 5 MiB of idle RSS for one stream (docs/benchmarks.md)). The wire is gRPC over HTTP/2 (PROTOCOL-HTTP2.md of
  * grpc/grpc): POST `path` with `content-type: application/grpc`, `te: trailers` and the caller's
  * metadata; each message either way is length-prefixed (1 byte compressed flag, 4 bytes big-endian
  * length); the status is `grpc-status`/`grpc-message`, in the trailers or in the headers of a

@@ -3,9 +3,11 @@
  *
  * - Dials the control plane over TLS, verifying it with the mesh root and the name
  *   `istiod.istio-system.svc` whatever address is dialled, presenting the workload certificate when
- *   it holds one. The stream is gRPC over node:http2 (mesh/grpc/h2-stream.ts) with the messages
- *   encoded by hand (wire.ts): grpc-js and protobufjs would cost every sidecar ~7 MiB of idle RSS; authenticates with the bearer token,
- *   read again at every (re)connection (projected tokens rotate); sends its hello first.
+ *   it holds one; authenticates with the bearer token, read again at every (re)connection
+ *   (projected tokens rotate); sends its hello first. The stream is gRPC over node:http2
+ *   (mesh/grpc/h2-stream.ts: keepalive PINGs every 30 s, 10 s to answer) with the messages encoded
+ *   by hand (wire.ts): grpc-js and protobufjs cost every sidecar ~5 MiB of idle RSS. A message that
+ *   cannot be parsed ends the stream (INTERNAL), as a gRPC client's would; the next one is retried.
  * - Each view received is parsed, checked (the version it was sent with, `ir.sidecar` present,
  *   `validateIR`) and handed to `apply`. Success is ACKed; any failure is NACKed with its error as
  *   the detail, and the last good view keeps serving. A view equal to the running one (same
