@@ -301,6 +301,15 @@ test('stream errors: a server certificate from another root is UNAVAILABLE; stop
   } finally {
     await c.stop();
   }
+  // An address that cannot be dialled at all: said, and retried (no exception out of a timer).
+  const bad = client({ address: 'not a host:15012' });
+  try {
+    bad.start();
+    await waitFor(() => bad.connects >= 2, 10_000, 'retried');
+    assert.match(bad.lastError ?? '', /^UNAVAILABLE: .*Invalid URL/);
+  } finally {
+    await bad.stop();
+  }
   let closed = false;
   behave = (s) => {
     s.respond({ ':status': 200, 'content-type': 'application/grpc' });

@@ -79,6 +79,10 @@ export class GrpcH2Stream extends EventEmitter {
       if (code !== http2.constants.NGHTTP2_NO_ERROR) this.#finish({ code: 14, details: `the server closed the connection (GOAWAY ${code})` });
     });
     session.on('close', () => this.#finish({ code: 14, details: 'the connection closed' }));
+    // The connection's window too (64 KiB by default), so a large view is not paced by window updates.
+    session.once('connect', () => {
+      if (!session.destroyed) session.setLocalWindowSize(4 * 1024 * 1024);
+    });
     if (o.connectTimeoutMs !== undefined && o.connectTimeoutMs > 0) {
       this.#connectTimer = setTimeout(() => this.#finish({ code: 14, details: `no connection within ${o.connectTimeoutMs} ms` }), o.connectTimeoutMs);
       this.#connectTimer.unref();

@@ -169,20 +169,15 @@ export class ConfigPushClient extends EventEmitter {
       log.warn('no token: authenticating with the workload certificate', { error: this.#lastError });
     }
     this.connects++;
-    const stream = new GrpcH2Stream({
-      address: this.#opts.address,
-      rootCertPem: this.#opts.rootCertPem,
-      // The control plane is verified as istiod.istio-system.svc whatever address is dialled.
-      servername: ISTIOD_NAME,
-      path: CONFIG_PUSH_STREAM_PATH,
-      metadata: token !== null ? { authorization: `Bearer ${token}` } : {},
-      clientCertificate: cert,
-      maxReceiveBytes: this.#opts.maxViewBytes ?? 256 * 1024 * 1024,
-      // A control plane that vanished without closing (host down, partition) is noticed in ~40 s.
-      keepaliveTimeMs: 30_000,
-      keepaliveTimeoutMs: 10_000,
-      connectTimeoutMs: 20_000,
-    });
+    let stream: GrpcH2Stream;
+    try {
+      stream = this.#dial(token, cert);
+    } catch (e) {
+      // An address node:http2 cannot dial (malformed): said, and tried again like any failure.
+      this.#lastError = `UNAVAILABLE: ${(e as Error).message}`;
+      log.warn('config stream not opened', { error: this.#lastError });
+      return this.#retry();
+    }
     this.#stream = stream;
     let gotView = false;
     stream.on('headers', () => {
@@ -218,6 +213,23 @@ export class ConfigPushClient extends EventEmitter {
       },
     };
     stream.write(encodePushRequest(hello));
+  }
+
+  #dial(token: string | null, cert: { certChainPem: string; keyPem: string } | null): GrpcH2Stream {
+    return new GrpcH2Stream({
+      address: this.#opts.address,
+      rootCertPem: this.#opts.rootCertPem,
+      // The control plane is verified as istiod.istio-system.svc whatever address is dialled.
+      servername: ISTIOD_NAME,
+      path: CONFIG_PUSH_STREAM_PATH,
+      metadata: token !== null ? { authorization: `Bearer ${token}` } : {},
+      clientCertificate: cert,
+      maxReceiveBytes: this.#opts.maxViewBytes ?? 256 * 1024 * 1024,
+      // A control plane that vanished without closing (host down, partition) is noticed in ~40 s.
+      keepaliveTimeMs: 30_000,
+      keepaliveTimeoutMs: 10_000,
+      connectTimeoutMs: 20_000,
+    });
   }
 
   #setConnected(value: boolean, why: string | null): void {
