@@ -72,6 +72,10 @@ async function checkProxyModules(control: { address: string; rootCertPem: string
     while (!stderr.includes('view applied') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     assert.match(stderr, /view applied/, stderr);
     if (control !== null) assert.match(stderr, /connected to the control plane/, stderr);
+    // With --view-file the view is applied just before the proxy installs its SIGTERM handler
+    // (cli/sidecar.ts waits for the signal after loading the view): a SIGTERM in between kills it
+    // without a drain (exit null). Give it a moment.
+    await new Promise((r) => setTimeout(r, 500));
     child.kill('SIGTERM');
     assert.equal(await exited, 0, stderr);
     // The proxy is the process with the sidecar's inbound side loaded (the plan process is the other one).
