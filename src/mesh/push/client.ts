@@ -2,8 +2,12 @@
  * The sidecar's side of the config push (reference/mesh.md §2.11), as istio-agent's xDS proxy:
  *
  * - Dials the control plane over TLS, verifying it with the mesh root and the name
- *   `istiod.istio-system.svc` whatever address is dialled; authenticates with the bearer token,
- *   read again at every (re)connection (projected tokens rotate); sends its hello first.
+ *   `istiod.istio-system.svc` whatever address is dialled, presenting the workload certificate when
+ *   it holds one; authenticates with the bearer token, read again at every (re)connection
+ *   (projected tokens rotate); sends its hello first. The stream is gRPC over node:http2
+ *   (mesh/grpc/h2-stream.ts: keepalive PINGs every 30 s, 10 s to answer) with the messages encoded
+ *   by hand (wire.ts): grpc-js and protobufjs cost every sidecar ~5 MiB of idle RSS. A message that
+ *   cannot be parsed ends the stream (INTERNAL), as a gRPC client's would; the next one is retried.
  * - Each view received is parsed, checked (the version it was sent with, `ir.sidecar` present,
  *   `validateIR`) and handed to `apply`. Success is ACKed; any failure is NACKed with its error as
  *   the detail, and the last good view keeps serving. A view equal to the running one (same
@@ -18,12 +22,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
 import type { IRSnapshot } from '../../ir/types.js';
 import { validateIR } from '../../ir/validate.js';
 import type { Logger } from '../../lib/log.js';
 import { ISTIOD_NAME } from '../identity/client.js';
-import { configPushClient, type PushRequest, type PushResponse } from './proto.js';
+import { GRPC_STATUS_NAMES } from '../grpc/h2-unary.js';
+import { GrpcH2Stream, type GrpcStatus } from '../grpc/h2-stream.js';
+import type { PushRequest, PushResponse } from './proto.js';
+import { CONFIG_PUSH_STREAM_PATH, decodePushResponse, encodePushRequest } from './wire.js';
 import type { SidecarProxyMeta } from './types.js';
 
 export interface ConfigPushClientOptions {
@@ -51,14 +57,14 @@ export interface ConfigPushClientOptions {
   maxViewBytes?: number;
 }
 
-type Stream = grpc.ClientDuplexStream<PushRequest, PushResponse>;
-type PushClient = grpc.Client & { Stream: (metadata: grpc.Metadata, options?: grpc.CallOptions) => Stream };
+type Stream = GrpcH2Stream;
+
+const PERMISSION_DENIED = 7;
+const UNAUTHENTICATED = 16;
+const INVALID_ARGUMENT = 3;
 
 export class ConfigPushClient extends EventEmitter {
   readonly #opts: ConfigPushClientOptions;
-  #client: PushClient;
-  /** The client certificate the channel was made with (null: none). */
-  #clientCert: { certChainPem: string; keyPem: string } | null = null;
   #stream: Stream | null = null;
   #connected = false;
   #stopped = true;
@@ -79,25 +85,6 @@ export class ConfigPushClient extends EventEmitter {
   constructor(opts: ConfigPushClientOptions) {
     super();
     this.#opts = opts;
-    this.#client = this.#channel(null);
-  }
-
-  /** A channel to the control plane, presenting `cert` as the client certificate when given. */
-  #channel(cert: { certChainPem: string; keyPem: string } | null): PushClient {
-    const opts = this.#opts;
-    const Client = configPushClient();
-    const creds = cert === null ? grpc.credentials.createSsl(Buffer.from(opts.rootCertPem)) : grpc.credentials.createSsl(Buffer.from(opts.rootCertPem), Buffer.from(cert.keyPem), Buffer.from(cert.certChainPem));
-    return new Client(opts.address, creds, {
-      'grpc.ssl_target_name_override': ISTIOD_NAME,
-      'grpc.default_authority': ISTIOD_NAME,
-      'grpc.max_receive_message_length': opts.maxViewBytes ?? 256 * 1024 * 1024,
-      // A control plane that vanished without closing (host down, partition) is noticed in ~40 s.
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      // Reconnection pacing is ours (below); the channel itself retries quickly.
-      'grpc.initial_reconnect_backoff_ms': 200,
-      'grpc.max_reconnect_backoff_ms': opts.maxBackoffMs ?? 15_000,
-    }) as unknown as PushClient;
   }
 
   /** Version of the view serving now (last applied); null before the first. */
@@ -149,7 +136,7 @@ export class ConfigPushClient extends EventEmitter {
     });
   }
 
-  /** Closes the stream and the channel; the last view stays where `apply` put it. */
+  /** Closes the stream and its connection; the last view stays where `apply` put it. */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#closed = true;
@@ -159,24 +146,17 @@ export class ConfigPushClient extends EventEmitter {
     const s = this.#stream;
     this.#stream = null;
     if (s !== null) {
-      s.removeAllListeners('data');
-      s.on('error', () => {});
-      s.cancel();
+      s.removeAllListeners('message');
+      s.cancel('the sidecar is stopping');
     }
     this.#setConnected(false, 'stopped');
-    this.#client.close();
   }
 
   #open(): void {
     if (this.#stopped) return;
     const log = this.#opts.log;
+    // Each stream has its own connection, which presents the workload certificate of the moment.
     const cert = this.#opts.clientCertificate?.() ?? null;
-    if (cert !== this.#clientCert) {
-      // A new (or renewed) workload certificate: a new channel presents it.
-      this.#client.close();
-      this.#client = this.#channel(cert);
-      this.#clientCert = cert;
-    }
     let token: string | null = null;
     try {
       token = readFileSync(this.#opts.tokenFile, 'utf8').trim();
@@ -188,36 +168,43 @@ export class ConfigPushClient extends EventEmitter {
       }
       log.warn('no token: authenticating with the workload certificate', { error: this.#lastError });
     }
-    const md = new grpc.Metadata();
-    if (token !== null) md.set('authorization', `Bearer ${token}`);
     this.connects++;
-    const stream = this.#client.Stream(md);
+    let stream: GrpcH2Stream;
+    try {
+      stream = this.#dial(token, cert);
+    } catch (e) {
+      // An address node:http2 cannot dial (malformed): said, and tried again like any failure.
+      this.#lastError = `UNAVAILABLE: ${(e as Error).message}`;
+      log.warn('config stream not opened', { error: this.#lastError });
+      return this.#retry();
+    }
     this.#stream = stream;
     let gotView = false;
-    stream.on('metadata', () => {
+    stream.on('headers', () => {
       if (this.#stream === stream) this.#setConnected(true, null);
     });
-    stream.on('data', (msg: PushResponse) => {
+    stream.on('message', (bytes: Buffer) => {
       if (this.#stream !== stream) return;
+      let msg: PushResponse;
+      try {
+        msg = decodePushResponse(bytes);
+      } catch (e) {
+        // As a gRPC client that cannot parse a response: the call fails (INTERNAL), and is made again.
+        return stream.cancel(`cannot parse the server's message: ${(e as Error).message}`, 13);
+      }
       gotView = true;
       this.#enqueue(msg, stream);
     });
-    const ended = (why: string, code: grpc.status | null) => {
+    stream.on('status', (s: GrpcStatus) => {
       if (this.#stream !== stream) return;
       this.#stream = null;
+      const why = s.code === 0 ? 'the control plane ended the stream' : `${GRPC_STATUS_NAMES[s.code] ?? s.code}: ${s.details}`;
       this.#lastError = why;
       this.#setConnected(false, why);
       if (gotView) this.#failures = 0;
-      const level = code === grpc.status.PERMISSION_DENIED || code === grpc.status.UNAUTHENTICATED || code === grpc.status.INVALID_ARGUMENT ? 'error' : 'warn';
+      const level = s.code === PERMISSION_DENIED || s.code === UNAUTHENTICATED || s.code === INVALID_ARGUMENT ? 'error' : 'warn';
       log[level]('config stream ended; serving the last good view', { why, version: this.#version });
       this.#retry();
-    };
-    stream.on('error', (e: grpc.ServiceError) => ended(`${grpc.status[e.code] ?? e.code}: ${e.details ?? e.message}`, e.code));
-    stream.on('status', (s: grpc.StatusObject) => {
-      if (s.code === grpc.status.OK) ended('the control plane ended the stream', s.code);
-    });
-    stream.on('end', () => {
-      // The server half-closed; 'status' or 'error' follows with the reason.
     });
     const hello: PushRequest = {
       hello: {
@@ -225,7 +212,24 @@ export class ConfigPushClient extends EventEmitter {
         meshgate_version: '',
       },
     };
-    stream.write(hello);
+    stream.write(encodePushRequest(hello));
+  }
+
+  #dial(token: string | null, cert: { certChainPem: string; keyPem: string } | null): GrpcH2Stream {
+    return new GrpcH2Stream({
+      address: this.#opts.address,
+      rootCertPem: this.#opts.rootCertPem,
+      // The control plane is verified as istiod.istio-system.svc whatever address is dialled.
+      servername: ISTIOD_NAME,
+      path: CONFIG_PUSH_STREAM_PATH,
+      metadata: token !== null ? { authorization: `Bearer ${token}` } : {},
+      clientCertificate: cert,
+      maxReceiveBytes: this.#opts.maxViewBytes ?? 256 * 1024 * 1024,
+      // A control plane that vanished without closing (host down, partition) is noticed in ~40 s.
+      keepaliveTimeMs: 30_000,
+      keepaliveTimeoutMs: 10_000,
+      connectTimeoutMs: 20_000,
+    });
   }
 
   #setConnected(value: boolean, why: string | null): void {
@@ -265,8 +269,8 @@ export class ConfigPushClient extends EventEmitter {
         const outcome = await this.#applyOne(msg);
         // Answer on the stream the view came on, if it is still open (a new stream gets a fresh push).
         if (stream !== this.#stream) continue;
-        if (outcome === null) stream.write({ ack: { version: msg.version, nonce: msg.nonce } });
-        else stream.write({ nack: { version: msg.version, nonce: msg.nonce, error_detail: outcome } });
+        if (outcome === null) stream.write(encodePushRequest({ ack: { version: msg.version, nonce: msg.nonce } }));
+        else stream.write(encodePushRequest({ nack: { version: msg.version, nonce: msg.nonce, error_detail: outcome } }));
       }
     } finally {
       this.#applying = false;

@@ -82,7 +82,7 @@ export interface PushResponse {
   view: Buffer;
 }
 
-export const CONFIG_PUSH_STREAM_PATH = '/meshgate.mesh.v1.ConfigPush/Stream';
+export { CONFIG_PUSH_STREAM_PATH } from './wire.js';
 
 function load(): grpc.ServiceClientConstructor {
   const pkg = grpc.loadPackageDefinition(protoLoader.fromJSON(DESCRIPTOR as Parameters<typeof protoLoader.fromJSON>[0], LOAD_OPTIONS)) as unknown as {
