@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFile } from '../../providers/file/load.js';
-import { checkObjects } from '../../api/kinds.js';
-import { ResourceSet } from '../../resources/resource-set.js';
-import type { KubeObject } from '../../resources/types.js';
-import type { Diagnostic } from '../../lib/diagnostic.js';
-import type { IRSnapshot } from '../../ir/types.js';
-import { DEFAULT_TRANSLATE_OPTIONS } from '../index.js';
-import { translateSidecar, type SidecarProxyMeta } from './index.js';
-import { SidecarViewCache } from './view-cache.js';
+import { parseFile } from '../../src/providers/file/load.js';
+import { checkObjects } from '../../src/api/kinds.js';
+import { ResourceSet } from '../../src/resources/resource-set.js';
+import type { KubeObject } from '../../src/resources/types.js';
+import type { Diagnostic } from '../../src/lib/diagnostic.js';
+import type { IRSnapshot } from '../../src/ir/types.js';
+import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
+import { translateSidecar, type SidecarProxyMeta } from '../../src/translate/sidecar/index.js';
+import { SidecarViewCache } from '../../src/translate/sidecar/view-cache.js';
 
 const YAML = `
 apiVersion: v1
