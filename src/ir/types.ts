@@ -289,12 +289,6 @@ export interface HttpsRedirect {
    * Absent = the request URI as sent.
    */
   stripTrailingSlash?: boolean;
-  /**
-   * Requests whose path starts with one of these are not redirected but routed (ingress-nginx
-   * no-tls-redirect-locations, default `/.well-known/acme-challenge`: the locations of ACME HTTP-01
-   * solvers). Absent = every request is redirected.
-   */
-  exceptPathPrefixes?: string[];
 }
 
 export interface Route {

@@ -100,7 +100,7 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Do
   const vhost = selectVirtualHost(chain, hostName);
   if (vhost === null) return sendLocalError(d, Errors.noRoute);
 
-  if (vhost.httpsRedirect !== null && !redirectExempt(vhost.httpsRedirect, path)) {
+  if (vhost.httpsRedirect !== null) {
     return sendRedirect(d, vhost.httpsRedirect.responseCode, httpsRedirectLocation(vhost.httpsRedirect, hostName, target));
   }
 
@@ -210,13 +210,6 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   if (d.upgrade !== null) return forwardUpgrade(d, cluster, endpoint, route, dest, upstreamTarget, headers);
   const call = startUpstreamPolicies(env.random, x, cluster, endpoint, action, upstreamTarget, headers, hasBody, timeoutMs);
   x.forward(endpoint.handle, route, dest, upstreamTarget, headers, hasBody, timeoutMs, call);
-}
-
-function redirectExempt(r: HttpsRedirect, path: string): boolean {
-  const except = r.exceptPathPrefixes;
-  if (except === undefined) return false;
-  for (const p of except) if (path.startsWith(p)) return true;
-  return false;
 }
 
 /** `https://host[:port]/path?query` (Istio `httpsRedirect`, ingress-nginx ssl-redirect). */
