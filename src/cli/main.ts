@@ -47,9 +47,8 @@ import { SIDECAR_USAGE } from './sidecar.js';
 import { MESH_CLIENT_FLAGS, parseMeshClientOptions } from './mesh-client-options.js';
 import type { MeshClientOptions } from '../mesh/identity/options.js';
 
-export class UsageError extends Error {}
-/** A user mistake that is not bad usage (a config path that is not a directory, a busy port): one line, exit 1. */
-export class UserError extends Error {}
+import { runEntry, usageFail, UsageError, UserError, waitForSignal } from './entry.js';
+export { UsageError, UserError } from './entry.js';
 
 const USAGE = `usage:
   meshgate run (--config DIR | --kubernetes [--kubeconfig PATH] [--watch-namespace NS]...
@@ -441,39 +440,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function usageFail(message: string): never {
-  throw new UsageError(message);
-}
-
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => resolve();
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
-}
-
 const isEntry = process.argv[1] !== undefined && safeRealpath(process.argv[1]) === fileURLToPath(import.meta.url);
 if (cluster.isWorker && process.env.MESHGATE_WORKER === '1') {
   // A worker forked on this file (an embedder's ClusterDataPlane without a worker entry).
   void import('../control/worker.js').then((m) => m.runWorker());
 } else if (isEntry) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: unknown) => {
-      if (e instanceof UsageError) {
-        process.stderr.write(`meshgate: ${e.message}\n`);
-        process.exit(2);
-      }
-      // A user mistake, or a system error on something the user named (a path, a port): one line.
-      if (e instanceof UserError || /^E[A-Z]+$/.test(String((e as NodeJS.ErrnoException).code ?? ''))) {
-        process.stderr.write(`meshgate: ${(e as Error).message}\n`);
-        process.exit(1);
-      }
-      process.stderr.write(`meshgate: ${(e as Error).stack ?? String(e)}\n`);
-      process.exit(1);
-    },
-  );
+  runEntry(main);
 }
 
 function safeRealpath(p: string): string {

@@ -11,20 +11,8 @@
  *
  * Exit codes as main.ts: 2 for a usage error, 1 for a failure, else the command's.
  */
+import { runEntry, usageFail as fail, UsageError, waitForSignal } from './entry.js';
 import { launchPlan, parseSidecarOptions, shellQuote, SIDECAR_ENTRY, sidecarCommand, SIDECAR_USAGE } from './sidecar.js';
-
-class UsageError extends Error {}
-const fail = (message: string): never => {
-  throw new UsageError(message);
-};
-
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => resolve();
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
-}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
@@ -43,18 +31,4 @@ async function main(argv: string[]): Promise<number> {
   throw new UsageError(`sidecar-main.js runs "sidecar" or "plan-sidecar", not "${command ?? ''}" (use the meshgate command)`);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`meshgate: ${e.message}\n`);
-      process.exit(2);
-    }
-    if (/^E[A-Z]+$/.test(String((e as NodeJS.ErrnoException).code ?? ''))) {
-      process.stderr.write(`meshgate: ${(e as Error).message}\n`);
-      process.exit(1);
-    }
-    process.stderr.write(`meshgate: ${(e as Error).stack ?? String(e)}\n`);
-    process.exit(1);
-  },
-);
+runEntry(main);
