@@ -161,12 +161,15 @@ export class ConfigPushClient extends EventEmitter {
     try {
       token = readFileSync(this.#opts.tokenFile, 'utf8').trim();
     } catch (e) {
-      this.#lastError = `cannot read the token: ${(e as Error).message}`;
+      const why = `cannot read the token: ${(e as Error).message}`;
       if (cert === null) {
-        log.warn('config stream not opened', { error: this.#lastError });
+        this.#lastError = why;
+        log.warn('config stream not opened', { error: why });
         return this.#retry();
       }
-      log.warn('no token: authenticating with the workload certificate', { error: this.#lastError });
+      // Not an error of this attempt: the certificate is the credential. lastError keeps the
+      // outcome of the last stream, which this attempt's own outcome replaces.
+      log.warn('no token: authenticating with the workload certificate', { error: why });
     }
     this.connects++;
     let stream: GrpcH2Stream;
