@@ -37,8 +37,9 @@
  * the load average and the CPU that processes outside this bench used during each measured window.
  * A run whose load saw errors or fell behind is reported but left out of the medians.
  *
- * Profiling: --sidecar-node-args gives Node options to both sidecars as NODE_OPTIONS (bin/meshgate, the
- * launcher and the proxy process inherit it); the sidecars then get SIGTERM after the last run and are
+ * Profiling: --sidecar-node-args gives Node options to both sidecars through a MESHGATE_NODE wrapper
+ * (bin/meshgate runs the launcher with them, which passes its execArgv on to the proxy; NODE_OPTIONS
+ * would refuse --cpu-prof); the sidecars then get SIGTERM after the last run and are
  * waited for (drain, exit), so a `--cpu-prof` profile is written. DIR must be writable by the proxy
  * uid (1337).
  *
@@ -61,6 +62,18 @@ import { cpuBusyMs, cpuMs, pinSelf, processTree, tasksetAvailable } from './proc
 import { MESHGATE } from '../test/mesh/meshgate-bin.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+/**
+ * A node that runs with `args` first, for bin/meshgate's MESHGATE_NODE: the launcher passes its own
+ * execArgv on to the proxy it execs, so options Node refuses in NODE_OPTIONS (--cpu-prof) reach it.
+ */
+function nodeWrapper(dir: string, args: string[]): string {
+  const file = path.join(dir, 'node-with-args.sh');
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  writeFileSync(file, `#!/bin/sh\nexec ${[process.execPath, ...args].map(q).join(' ')} "$@"\n`);
+  chmodSync(file, 0o755);
+  return file;
+}
 const MAIN = path.resolve(HERE, '../src/cli/main.js');
 const LOAD = path.join(HERE, 'fixed-rate-load.js');
 const CONNECT_SHIM = pathToFileURL(path.join(HERE, 'sidecar-connect.js')).href;
@@ -321,7 +334,7 @@ async function main(): Promise<number> {
   ] as const) {
     L.exec(pod, process.execPath, [MAIN, 'capture']);
     sidecars[pod] = L.spawn(pod, onCpu(1, [
-      ...(sidecarNodeArgs.length > 0 ? ['env', `NODE_OPTIONS=${sidecarNodeArgs.join(' ')}`] : []), MESHGATE, 'sidecar', '--control', `${IPS.cp}:15012`, '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
+      ...(sidecarNodeArgs.length > 0 ? ['env', `MESHGATE_NODE=${nodeWrapper(dir, sidecarNodeArgs)}`] : []), MESHGATE, 'sidecar', '--control', `${IPS.cp}:15012`, '--root-cert', path.join(caDir, 'root-cert.pem'), '--token-file', path.join(dir, `${pod}.token`),
       '--pod-ip', ip, '--namespace', 'default', '--service-account', sa, '--pod-name', `${pod}-0`, '--view-file', path.join(dir, `${pod}.json`), '--drain', '1s',
     ]));
   }
