@@ -4,7 +4,7 @@
  *
  *   node dist/bench/sidecar.js [--rate 500] [--connections 16] [--duration 10] [--warmup 3]
  *                              [--rounds 1] [--idle 5] [--body 1024] [--pin] [--timeout SECONDS] [--json]
- *                              [--sidecar-node-args='--cpu-prof --cpu-prof-dir=DIR']
+ *                              [--sidecar-node-args='--cpu-prof --cpu-prof-dir=DIR'] [--floor]
  *
  * Lab (root, iproute2, iptables, perl, setpriv; reference/mesh.md §6):
  *   client   10.250.0.2  meshgate capture + sidecar (default/client, view meshClientView) + the load
@@ -37,10 +37,14 @@
  * the load average and the CPU that processes outside this bench used during each measured window.
  * A run whose load saw errors or fell behind is reported but left out of the medians.
  *
+ * Floor (--floor): a third path in each round, dclient → two bare Node.js relays (mutual TLS between
+ * them, no HTTP; see RELAY) → the dserver app, measured like the sidecars: what Node.js's own socket
+ * and TLS path costs between the same pods, so the sidecars' figure can be read against it.
+ *
  * Profiling: --sidecar-node-args gives Node options to both sidecars through a MESHGATE_NODE wrapper
  * (bin/meshgate runs the launcher with them, which passes its execArgv on to the proxy; NODE_OPTIONS
  * would refuse --cpu-prof); the sidecars then get SIGTERM after the last run and are
- * waited for (drain, exit), so a `--cpu-prof` profile is written. DIR must be writable by the proxy
+ * waited for (drain, exit), so a `--cpu-prof` profile is written. With --floor the relays get them too. DIR must be writable by the proxy
  * uid (1337).
  *
  * Every process started here is killed by PID, and the lab's namespaces deleted, at the end, on error,
@@ -91,8 +95,10 @@ const { values } = parseArgs({
     timeout: { type: 'string' },
     json: { type: 'boolean', default: false },
     'sidecar-node-args': { type: 'string', default: '' },
+    floor: { type: 'boolean', default: false },
   },
 });
+const floor = values.floor;
 const rate = Number(values.rate);
 const connections = Number(values.connections);
 const duration = Number(values.duration);
@@ -151,6 +157,36 @@ process.stdin.setEncoding('utf8').on('data', (d) => {
 });
 `;
 
+/**
+ * `--floor`: the cost of Node.js's own socket and TLS path between the same pods, with no HTTP at
+ * all. RELAY_MODE=out (in dclient) listens on 127.0.0.1:9080 and opens one mutual-TLS connection
+ * (TLS 1.3, P-256 workload certificates, ALPN istio-http/1.1, as the sidecars use) to dserver:15006
+ * per client connection; RELAY_MODE=in (in dserver) terminates it and opens one plaintext connection
+ * to the app from 127.0.0.6. Each relays bytes both ways as they come (a read, then a write), which
+ * is the least any Node.js proxy does per request: 2 reads and 2 writes, one side TLS.
+ */
+const RELAY = String.raw`
+const net = require('net'), tls = require('tls'), fs = require('fs');
+const e = process.env;
+const creds = { cert: fs.readFileSync(e.CERT), key: fs.readFileSync(e.KEY), ca: fs.readFileSync(e.CA) };
+const join = (a, b) => {
+  a.setNoDelay(true);
+  b.setNoDelay(true);
+  const relay = (from, to) => from.on('data', (d) => { if (!to.write(d)) { from.pause(); to.once('drain', () => from.resume()); } });
+  relay(a, b);
+  relay(b, a);
+  const close = () => { a.destroy(); b.destroy(); };
+  for (const s of [a, b]) { s.on('error', close); s.on('close', close); }
+};
+const ready = (port) => console.log(JSON.stringify({ listening: port }));
+process.on('SIGTERM', () => process.exit(0));
+if (e.RELAY_MODE === 'out') {
+  net.createServer((down) => join(down, tls.connect({ host: e.UP_HOST, port: 15006, ...creds, rejectUnauthorized: false, ALPNProtocols: ['istio-http/1.1'], minVersion: 'TLSv1.3' }))).listen(9080, '127.0.0.1', () => ready(9080));
+} else {
+  tls.createServer({ ...creds, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['istio-http/1.1'], minVersion: 'TLSv1.3' }, (down) => join(down, net.connect({ host: '127.0.0.1', port: 9080, localAddress: '127.0.0.6' }))).listen(15006, '0.0.0.0', () => ready(15006));
+}
+`;
+
 interface LoadResult {
   sent: number;
   completed: number;
@@ -164,14 +200,16 @@ interface LoadResult {
   maxMs: number;
 }
 
+type Path = 'direct' | 'mesh' | 'relay';
+
 interface RunResult {
   round: number;
-  path: 'direct' | 'mesh';
+  path: Path;
   load: LoadResult;
   /** The CPU window inside the measured part. */
   windowSeconds: number;
   windowRequests: number;
-  /** Both sidecars' CPU ms in the window (mesh only). */
+  /** Both sidecars' CPU ms in the window (mesh; relay: both relays). */
   sidecarCpuMs: { client: number; server: number } | null;
   sidecarCpuMsPer1k: number | null;
   appCpuMsPer1k: number;
@@ -362,6 +400,27 @@ async function main(): Promise<number> {
   }
   log('both sidecars ready (workload certificate and view)');
 
+  let relays: Record<'client' | 'server', LabProcess> | null = null;
+  if (floor) {
+    const { makeWorkloadCert } = await import('../test/support/mesh-pki.js');
+    const pki = await makePlugInCa(path.join(dir, 'relay-ca'));
+    const files: Record<string, string> = {};
+    for (const side of ['out', 'in'] as const) {
+      const w = await makeWorkloadCert(pki.intermediate, `spiffe://cluster.local/ns/default/sa/relay-${side}`);
+      files[`${side}.crt`] = path.join(dir, `relay-${side}.crt`);
+      files[`${side}.key`] = path.join(dir, `relay-${side}.key`);
+      writeFileSync(files[`${side}.crt`], w.certPem + pki.intermediate.certPem);
+      writeFileSync(files[`${side}.key`], w.keyPem, { mode: 0o600 });
+    }
+    const ca = path.join(dir, 'relay-ca', 'root-cert.pem');
+    relays = {
+      server: L.spawn('dserver', onCpu(1, [process.execPath, ...sidecarNodeArgs, '-e', RELAY]), { RELAY_MODE: 'in', CERT: files['in.crt'], KEY: files['in.key'], CA: ca }),
+      client: L.spawn('dclient', onCpu(1, [process.execPath, ...sidecarNodeArgs, '-e', RELAY]), { RELAY_MODE: 'out', UP_HOST: IPS.dserver, CERT: files['out.crt'], KEY: files['out.key'], CA: ca }),
+    };
+    for (const r of Object.values(relays)) await L.waitForLine(r, (l) => l.includes('listening'), 60_000);
+    log('floor relays ready (dclient 127.0.0.1:9080 → mutual TLS → dserver:15006 → app from 127.0.0.6)');
+  }
+
   let appQuery = 0;
   const appCounts = async (pod: 'server' | 'dserver'): Promise<{ total: number; inbound: number; xfcc: number }> => {
     const id = `q${++appQuery}`;
@@ -373,6 +432,12 @@ async function main(): Promise<number> {
   const direct = await get('dclient', IPS.dserver, 9080, '/check', { host: HOST });
   if (direct.status !== 200) throw new Error(`direct check request: ${JSON.stringify(direct)}`);
   const meshBefore = await appCounts('server');
+  if (floor) {
+    const before = await appCounts('dserver');
+    const relayed = await get('dclient', '127.0.0.1', 9080, '/check', { host: HOST });
+    const after = await appCounts('dserver');
+    if (relayed.status !== 200 || after.inbound - before.inbound !== 1) throw new Error(`floor relay check request: ${JSON.stringify({ relayed, before, after })}`);
+  }
   const mesh = await get('client', IPS.vip, 9080, '/check', { host: HOST });
   if (mesh.status !== 200) throw new Error(`mesh check request: ${JSON.stringify(mesh)}\n${sidecarLog()}`);
   const meshAfter = await appCounts('server');
@@ -409,16 +474,18 @@ async function main(): Promise<number> {
   const runs: RunResult[] = [];
   let failed = false;
   for (let round = 1; round <= rounds; round++) {
-    const order: ('direct' | 'mesh')[] = round % 2 === 1 ? ['direct', 'mesh'] : ['mesh', 'direct'];
+    const paths: Path[] = floor ? ['direct', 'mesh', 'relay'] : ['direct', 'mesh'];
+    const order = round % 2 === 1 ? paths : [...paths].reverse();
     for (const which of order) {
-      const pod = which === 'direct' ? 'dclient' : 'client';
-      const appPod = which === 'direct' ? 'dserver' : 'server';
-      const target = which === 'direct' ? IPS.dserver : IPS.vip;
+      const pod = which === 'mesh' ? 'client' : 'dclient';
+      const appPod = which === 'mesh' ? 'server' : 'dserver';
+      const target = which === 'direct' ? IPS.dserver : which === 'relay' ? '127.0.0.1' : IPS.vip;
       log(`round ${round}/${rounds}: ${which} (${rate} req/s, ${connections} connections, ${warmup} s warm-up + ${duration} s)`);
       const t0 = performance.now();
       const tcpBefore = { client: tcpCounters(L.ns(pod)), server: tcpCounters(L.ns(appPod)) };
       const load = L.spawn(pod, onCpu(0, [process.execPath, '--import', CONNECT_SHIM, LOAD, '9080', HOST, '/', String(rate), String(connections), String(duration), String(warmup)]), { LOAD_CONNECT_HOST: target });
-      const sidecarTrees = () => ({ client: processTree(sidecars.client.child.pid!), server: processTree(sidecars.server.child.pid!) });
+      const proxies = which === 'relay' && relays !== null ? relays : sidecars;
+      const sidecarTrees = () => ({ client: processTree(proxies.client.child.pid!), server: processTree(proxies.server.child.pid!) });
       // The window: from the end of the warm-up (counted from the spawn, so it starts inside the
       // sending period even if Node starts slowly) for DURATION - 1 s, which ends before sending does.
       await sleep(200 + warmup * 1000);
@@ -462,7 +529,7 @@ async function main(): Promise<number> {
       const windowSeconds = (b.t - a.t) / 1000;
       const windowRequests = b.app.total - a.app.total;
       const per1k = (ms: number) => (windowRequests > 0 ? (ms * 1000) / windowRequests : NaN);
-      const sc = which === 'mesh' ? { client: b.client - a.client, server: b.server - a.server } : null;
+      const sc = which !== 'direct' ? { client: b.client - a.client, server: b.server - a.server } : null;
       const busyPercent = b.busy.map((x, i) => ((x.busy - (a.busy[i]?.busy ?? 0)) / (windowSeconds * 1000)) * 100);
       const machineBusyMs = b.busy.reduce((s, x, i) => s + x.busy - (a.busy[i]?.busy ?? 0), 0);
       runs.push({
@@ -510,16 +577,17 @@ async function main(): Promise<number> {
   const warnings = { client: sidecarWarnings('client'), server: sidecarWarnings('server') };
   if (sidecarNodeArgs.length > 0) {
     // A clean exit, so what the extra options write at exit (--cpu-prof) is written.
-    for (const s of Object.values(sidecars)) s.child.kill('SIGTERM');
-    await Promise.race([Promise.all(Object.values(sidecars).map((s) => s.exited)), sleep(20_000)]);
+    const all = [...Object.values(sidecars), ...(relays === null ? [] : Object.values(relays))];
+    for (const s of all) s.child.kill('SIGTERM');
+    await Promise.race([Promise.all(all.map((s) => s.exited)), sleep(20_000)]);
     log(`sidecars stopped (node args: ${sidecarNodeArgs.join(' ')})`);
   }
   const loadAvgEnd = os.loadavg();
 
   // ---- summary ----
   const valid = (r: RunResult) => r.load.errors === 0 && r.load.completed > 0 && r.load.achievedRate >= rate * 0.98;
-  const of = (p: 'direct' | 'mesh') => runs.filter((r) => r.path === p && valid(r));
-  const med = (p: 'direct' | 'mesh', k: keyof LoadResult) => median(of(p).map((r) => r.load[k]));
+  const of = (p: Path) => runs.filter((r) => r.path === p && valid(r));
+  const med = (p: Path, k: keyof LoadResult) => median(of(p).map((r) => r.load[k]));
   const addedPerRound = (k: 'p50Ms' | 'p99Ms' | 'p999Ms') => {
     const out: number[] = [];
     for (let r = 1; r <= rounds; r++) {
@@ -532,6 +600,13 @@ async function main(): Promise<number> {
   const added = { p50Ms: median(addedPerRound('p50Ms')), p99Ms: median(addedPerRound('p99Ms')), p999Ms: median(addedPerRound('p999Ms')) };
   const pairCpuMsPer1k = median(of('mesh').map((r) => r.sidecarCpuMsPer1k ?? NaN));
   const pairVcpuPer1000Rps = pairCpuMsPer1k / 1000;
+  const relayCpuMsPer1k = floor ? median(of('relay').map((r) => r.sidecarCpuMsPer1k ?? NaN)) : null;
+  // Per round, so both figures saw the same minutes of the shared machine.
+  const meshOverRelay = floor ? median(Array.from({ length: rounds }, (_, i) => {
+    const m = runs.find((x) => x.round === i + 1 && x.path === 'mesh' && valid(x));
+    const r = runs.find((x) => x.round === i + 1 && x.path === 'relay' && valid(x));
+    return m && r && r.sidecarCpuMsPer1k ? (m.sidecarCpuMsPer1k ?? NaN) / r.sidecarCpuMsPer1k : NaN;
+  }).filter(Number.isFinite)) : null;
   const memSummary = (mems: ProcMem[]) => {
     const proxy = mems.find((m) => m.uid !== 0) ?? null;
     return {
@@ -562,6 +637,7 @@ async function main(): Promise<number> {
       pairCpuMsPer1kRequests: pairCpuMsPer1k,
       pairVcpuPer1000Rps,
       pairIdleCpuMsPerSecond: idleCpuMsPerSecond,
+      floor: floor ? { relayPairCpuMsPer1kRequests: relayCpuMsPer1k, relay: { p50Ms: med('relay', 'p50Ms'), p99Ms: med('relay', 'p99Ms') }, meshOverRelayCpu: meshOverRelay } : null,
       idleRssMiB: idle,
       afterLoadRssMiB: afterLoad,
       afterLoadIdleRssMiB: afterLoadIdle,
@@ -587,7 +663,7 @@ async function main(): Promise<number> {
     out.push(`load average: start ${loadAvgStart.map((x) => x.toFixed(2)).join(' ')}, end ${loadAvgEnd.map((x) => x.toFixed(2)).join(' ')}; CPU used by processes outside this bench during the measured windows: ${runs.map((r) => `${r.path} ${r.othersCpuPercent.toFixed(0)}%`).join(', ')} (of ${cpus * 100}%)${othersMax > 20 ? '  ** shared machine busy: figures are indicative **' : ''}`);
     out.push(`${rate} req/s fixed rate, ${connections} HTTP/1.1 keep-alive connections, ${warmup} s warm-up + ${duration} s measured, ${rounds} round(s), ${bodyBytes}-byte responses; latency from when each request was due`);
     out.push('');
-    out.push('| round | path | achieved req/s | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | sidecar pair CPU ms / 1k req | app CPU ms / 1k | load CPU ms / 1k | others\' CPU |');
+    out.push('| round | path | achieved req/s | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | sidecar (relay) pair CPU ms / 1k req | app CPU ms / 1k | load CPU ms / 1k | others\' CPU |');
     out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of runs) {
       out.push(`| ${r.round} | ${r.path} | ${f(r.load.achievedRate, 1)} | ${r.load.errors} | ${f(r.load.p50Ms)} | ${f(r.load.p90Ms)} | ${f(r.load.p99Ms)} | ${f(r.load.p999Ms)} | ${f(r.load.maxMs)} | ${r.sidecarCpuMs === null ? '—' : `${f(r.sidecarCpuMsPer1k, 1)} (client ${f((r.sidecarCpuMs.client * 1000) / r.windowRequests, 1)} + server ${f((r.sidecarCpuMs.server * 1000) / r.windowRequests, 1)})`} | ${f(r.appCpuMsPer1k, 1)} | ${f(r.loadCpuMsPer1k, 1)} | ${r.othersCpuPercent.toFixed(0)}% |`);
@@ -602,6 +678,7 @@ async function main(): Promise<number> {
     out.push(`mesh:   p50 ${f(s.mesh.p50Ms)} ms, p99 ${f(s.mesh.p99Ms)} ms, p99.9 ${f(s.mesh.p999Ms)} ms`);
     out.push(`added by the two sidecars: p50 ${f(added.p50Ms)} ms, p99 ${f(added.p99Ms)} ms, p99.9 ${f(added.p999Ms)} ms`);
     out.push(`sidecar pair CPU: ${f(pairCpuMsPer1k, 1)} ms per 1k requests = ${f(pairVcpuPer1000Rps, 3)} vCPU per 1000 req/s (idle, before the load: ${f(idleCpuMsPerSecond, 1)} ms per second for the pair)`);
+    if (floor) out.push(`floor (two bare Node.js relays, mutual TLS between them, no HTTP): ${f(relayCpuMsPer1k, 1)} ms per 1k requests = ${f((relayCpuMsPer1k ?? NaN) / 1000, 3)} vCPU per 1000 req/s; p50 ${f(med('relay', 'p50Ms'))} ms, p99 ${f(med('relay', 'p99Ms'))} ms; sidecars ÷ relays, median of rounds: ${f(meshOverRelay, 2)}x`);
     for (const pod of ['client', 'server'] as const) {
       const m = idle[pod];
       const l = afterLoad[pod];

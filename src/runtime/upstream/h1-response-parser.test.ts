@@ -78,6 +78,13 @@ const cases: { desc: string; raw: string; head?: boolean; eof?: boolean; want: P
   { desc: 'chunk size line ended by a bare LF', raw: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\na\r\n', want: { error: 'HPE_INVALID_CHUNK_SIZE' } },
   { desc: 'Content-Length with leading zeros (as llhttp)', raw: 'HTTP/1.1 200 OK\r\ncontent-length: 0000000000000000002\r\n\r\nok', want: { status: 200, body: 'ok', ended: true, keepAlive: true } },
   { desc: 'Content-Length past 2^53-1', raw: 'HTTP/1.1 200 OK\r\ncontent-length: 9007199254740992\r\n\r\n', want: { error: 'HPE_UNEXPECTED_CONTENT_LENGTH' } },
+  { desc: 'Content-Length as a list of identical values', raw: 'HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\n\r\nok', want: { status: 200, body: 'ok', ended: true } },
+  { desc: 'Content-Length list with different values', raw: 'HTTP/1.1 200 OK\r\ncontent-length: 2,3\r\n\r\nok', want: { error: 'HPE_UNEXPECTED_CONTENT_LENGTH' } },
+  { desc: 'Content-Length with a sign', raw: 'HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok', want: { error: 'HPE_UNEXPECTED_CONTENT_LENGTH' } },
+  { desc: 'Keep-Alive timeout alone (as Node.js sends it)', raw: 'HTTP/1.1 200 OK\r\nKeep-Alive: timeout=120\r\ncontent-length: 0\r\n\r\n', want: { ended: true, keepAlive: true, keepAliveMs: 120000 } },
+  { desc: 'Keep-Alive timeout with spaces and another parameter', raw: 'HTTP/1.1 200 OK\r\nkeep-alive: max=3, TIMEOUT = 9\r\ncontent-length: 0\r\n\r\n', want: { ended: true, keepAliveMs: 9000 } },
+  { desc: 'Keep-Alive timeout not a number', raw: 'HTTP/1.1 200 OK\r\nkeep-alive: timeout=5s\r\ncontent-length: 0\r\n\r\n', want: { ended: true, keepAliveMs: 5000 } },
+  { desc: 'Keep-Alive timeout of ten digits', raw: 'HTTP/1.1 200 OK\r\nkeep-alive: timeout=1234567890\r\ncontent-length: 0\r\n\r\n', want: { ended: true, keepAliveMs: 123456789000 } },
   { desc: 'trailer without a colon', raw: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n', want: { error: 'HPE_INVALID_HEADER_TOKEN' } },
 ];
 

@@ -294,7 +294,7 @@ export class H1ResponseParser {
       raw.push(name, value);
       const nl = colon - p;
       if (nl === 14 && equalsLower(buf, p, 'content-length')) {
-        const n = parseContentLength(buf.toString('latin1', vs, ve));
+        const n = contentLengthAt(buf, vs, ve);
         if (n < 0 || (contentLength >= 0 && n !== contentLength)) return parseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'invalid or conflicting Content-Length');
         contentLength = n;
       } else if (nl === 17 && equalsLower(buf, p, 'transfer-encoding')) {
@@ -311,7 +311,7 @@ export class H1ResponseParser {
         if (hasToken(v, 'close')) close = true;
         else if (minor === 0x30 && hasToken(v, 'keep-alive')) close = false;
       } else if (nl === 10 && equalsLower(buf, p, 'keep-alive')) {
-        keepAliveMs = keepAliveTimeoutMs(buf.toString('latin1', vs, ve));
+        keepAliveMs = keepAliveAt(buf, vs, ve);
       }
       p = eol + 2;
     }
@@ -385,6 +385,34 @@ function equalsLower(buf: Buffer, at: number, lower: string): boolean {
     if ((buf[at + i] | 0x20) !== lower.charCodeAt(i)) return false;
   }
   return true;
+}
+
+/** Content-Length read from the buffer when it is only digits (every response), else `parseContentLength`. */
+function contentLengthAt(buf: Buffer, vs: number, ve: number): number {
+  if (ve === vs) return -1;
+  let n = 0;
+  for (let i = vs; i < ve; i++) {
+    const c = buf[i];
+    if (c < 48 || c > 57) return parseContentLength(buf.toString('latin1', vs, ve));
+    n = n * 10 + (c - 48);
+    if (n > Number.MAX_SAFE_INTEGER) return -1;
+  }
+  return n;
+}
+
+/** Keep-Alive's `timeout=N` read from the buffer when the value is only that (as Node.js sends it), else `keepAliveTimeoutMs`. */
+function keepAliveAt(buf: Buffer, vs: number, ve: number): number {
+  if (ve - vs > 8 && ve - vs <= 17 && equalsLower(buf, vs, 'timeout=')) {
+    let n = 0;
+    let i = vs + 8;
+    for (; i < ve; i++) {
+      const c = buf[i];
+      if (c < 48 || c > 57) break;
+      n = n * 10 + (c - 48);
+    }
+    if (i === ve) return n * 1000;
+  }
+  return keepAliveTimeoutMs(buf.toString('latin1', vs, ve));
 }
 
 /** A Content-Length value (a list of identical values is one value, RFC 9110 §8.6); -1 when invalid. */
