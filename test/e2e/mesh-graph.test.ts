@@ -74,7 +74,8 @@ describe('mesh graph from the sidecars metrics', () => {
   async function connect(pod: Pod): Promise<void> {
     const tokenFile = path.join(tempDir('meshgate-graph-token-'), 'istio-token');
     writeFileSync(tokenFile, await issueToken(cp.ca.material.signingKey, { namespace: 'shop', serviceAccount: pod.sa }, 600));
-    pod.push = new ConfigPushClient({ address: `127.0.0.1:${cp.grpcPort}`, rootCertPem: cp.ca.rootCertPem, tokenFile, proxy: { namespace: 'shop', serviceAccount: pod.sa, podName: pod.name, podIps: [pod.ip], trustDomain: 'cluster.local' }, log: quiet, initialBackoffMs: 100, maxBackoffMs: 1000, apply: () => undefined });
+    // From the pod IP, as a sidecar in a pod connects: the control plane scrapes only that address.
+    pod.push = new ConfigPushClient({ address: `127.0.0.1:${cp.grpcPort}`, localAddress: pod.ip, rootCertPem: cp.ca.rootCertPem, tokenFile, proxy: { namespace: 'shop', serviceAccount: pod.sa, podName: pod.name, podIps: [pod.ip], trustDomain: 'cluster.local' }, log: quiet, initialBackoffMs: 100, maxBackoffMs: 1000, apply: () => undefined });
     pod.push.start();
   }
 

@@ -87,17 +87,65 @@ test('stop() ends a scrape in flight and no round follows', async () => {
   await slow.close();
 });
 
-test('proxy-status rows become targets by their first pod IP', () => {
+test('proxy-status rows become targets at the claimed pod IP their config stream comes from', () => {
   assert.deepEqual(
-    proxyTargets([{ name: 'a.ns', proxy: { podIps: ['10.0.0.1', 'fd00::1'] } }, { name: 'b.ns', proxy: { podIps: [] } }, { name: 'c.ns', proxy: { podIps: ['fd00::3'] } }], 15020),
-    [{ name: 'a.ns', address: '10.0.0.1', port: 15020 }, { name: 'c.ns', address: 'fd00::3', port: 15020 }],
+    proxyTargets(
+      [
+        { name: 'a.ns', peer: '10.0.0.1:40001', proxy: { podIps: ['10.0.0.1', 'fd00::1'] } },
+        { name: 'b.ns', peer: '10.0.0.2:40002', proxy: { podIps: [] } },
+        { name: 'c.ns', peer: '[fd00::3]:40003', proxy: { podIps: ['10.0.0.3', 'fd00::3'] } },
+        { name: 'd.ns', peer: '[::ffff:10.0.0.4]:40004', proxy: { podIps: ['10.0.0.4'] } },
+        { name: 'e.ns', peer: 'ipv4:10.0.0.5:40005', proxy: { podIps: ['10.0.0.5'] } },
+      ],
+      15020,
+    ),
+    [
+      { name: 'a.ns', address: '10.0.0.1', port: 15020 },
+      { name: 'c.ns', address: 'fd00::3', port: 15020 },
+      { name: 'd.ns', address: '10.0.0.4', port: 15020 },
+      { name: 'e.ns', address: '10.0.0.5', port: 15020 },
+    ],
   );
+});
+
+test('a proxy claiming a pod IP it does not connect from is listed with the reason and never dialled', async () => {
+  // A valid sidecar credential must not make the control plane connect wherever the hello points.
+  const t = proxyTargets([{ name: 'evil.ns', peer: '10.0.0.9:40009', proxy: { podIps: ['169.254.169.254'] } }], 15020);
+  assert.equal(t.length, 1);
+  assert.equal(t[0].address, '169.254.169.254');
+  assert.match(t[0].refused ?? '', /comes from 10\.0\.0\.9, which is not one of the pod IPs the proxy claims \(169\.254\.169\.254\)/);
+  // The scraper records the refusal without connecting: a listener at the claimed address sees nothing.
+  let hits = 0;
+  const victim = await server((_req, res) => {
+    hits++;
+    res.end('');
+  });
+  try {
+    const scraper = new MeshGraphScraper({ targets: () => proxyTargets([{ name: 'evil.ns', peer: '127.0.0.9:40009', proxy: { podIps: ['127.0.0.1'] } }], victim.port), intervalMs: 60_000, log: quiet });
+    await scraper.scrapeOnce();
+    assert.equal(hits, 0);
+    const row = scraper.graph().targets.find((x) => x.name === 'evil.ns');
+    assert.match(row?.lastError ?? '', /not scraped: the config stream comes from 127\.0\.0\.9/);
+    scraper.stop();
+  } finally {
+    await victim.close();
+  }
 });
 
 test('a pod IP that is not an IP address (a host name a proxy wrote in its hello) is never scraped', () => {
   assert.deepEqual(
-    proxyTargets([{ name: 'a.ns', proxy: { podIps: ['metadata.google.internal'] } }, { name: 'b.ns', proxy: { podIps: ['localhost', '10.0.0.2'] } }, { name: 'c.ns', proxy: { podIps: ['10.0.0.3'] } }], 15020),
-    [{ name: 'c.ns', address: '10.0.0.3', port: 15020 }],
+    proxyTargets(
+      [
+        { name: 'a.ns', peer: '10.0.0.1:1', proxy: { podIps: ['metadata.google.internal'] } },
+        { name: 'b.ns', peer: '10.0.0.2:1', proxy: { podIps: ['localhost', '10.0.0.2'] } },
+        { name: 'c.ns', peer: '10.0.0.3:1', proxy: { podIps: ['10.0.0.3'] } },
+      ],
+      15020,
+    ),
+    [
+      { name: 'b.ns', address: '10.0.0.2', port: 15020 },
+      { name: 'c.ns', address: '10.0.0.3', port: 15020 },
+    ],
   );
 });
 

@@ -24,6 +24,8 @@ export interface ScrapeTarget {
   name: string;
   address: string;
   port: number;
+  /** Why this proxy is listed but not scraped (its claimed pod IP is not where it connects from). */
+  refused?: string;
 }
 
 export interface MeshGraphOptions {
@@ -144,6 +146,7 @@ export class MeshGraphScraper {
     // counters when asked, and a slow transfer on a loaded machine must not shorten the rate's span.
     const started = this.#now();
     try {
+      if (s.target.refused !== undefined) throw new Error(s.target.refused);
       const text = await this.#fetch(s.target);
       s.history.add(started, parsePromText(text));
       s.lastError = null;
@@ -204,15 +207,37 @@ export class MeshGraphScraper {
 }
 
 /**
- * The scrape targets of connected proxies (proxy-status rows): each pod's first IP, one target per
- * address. The pod IPs are what the proxy's hello says: only an IP address is scraped, never a host
- * name (the control plane would resolve and connect to any name a proxy wrote there).
+ * The scrape targets of connected proxies (proxy-status rows): one per proxy, at the pod IP its
+ * config stream comes from. The pod IPs are only what the proxy's hello claims, and a proxy with a
+ * valid credential could name any address there (another pod, a node, a cloud metadata service) and
+ * have the control plane connect to it. So a proxy is scraped only when the stream's source address
+ * (`peer`, as gRPC reports it) is one of its claimed pod IPs; otherwise it is listed with the reason
+ * (`refused`) and never dialled. In a cluster a sidecar reaches the control plane from its pod IP
+ * (pod-to-Service traffic is not source-NATed); a proxy behind NAT is not drawn. Only IP literals are
+ * ever targets, never host names.
  */
-export function proxyTargets(proxies: readonly { name: string; proxy: { podIps: readonly string[] } }[], port: number): ScrapeTarget[] {
+export function proxyTargets(proxies: readonly { name: string; peer: string; proxy: { podIps: readonly string[] } }[], port: number): ScrapeTarget[] {
   const out: ScrapeTarget[] = [];
   for (const p of proxies) {
-    const address = p.proxy.podIps[0];
-    if (address !== undefined && isIP(address) !== 0) out.push({ name: p.name, address, port });
+    const claimed = p.proxy.podIps.filter((ip) => isIP(ip) !== 0);
+    const from = peerIp(p.peer);
+    const address = from === null ? undefined : claimed.find((ip) => sameIp(ip, from));
+    if (address !== undefined) out.push({ name: p.name, address, port });
+    else if (claimed.length > 0) out.push({ name: p.name, address: claimed[0], port, refused: `not scraped: the config stream comes from ${from ?? `an unknown address (${p.peer})`}, which is not one of the pod IPs the proxy claims (${claimed.join(', ')})` });
   }
   return out;
+}
+
+/** The IP of a gRPC peer string (`1.2.3.4:5`, `[fd00::1]:5`, `ipv4:1.2.3.4:5`, `ipv6:[::1]:5`), or null. */
+export function peerIp(peer: string): string | null {
+  const s = peer.replace(/^ipv[46]:/, '');
+  const m = /^\[([^\]]+)\]:\d+$/.exec(s) ?? /^([^:]+):\d+$/.exec(s);
+  const ip = m?.[1] ?? s;
+  return isIP(ip) !== 0 ? ip : null;
+}
+
+/** Equal addresses, an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) being its IPv4 address. */
+function sameIp(a: string, b: string): boolean {
+  const plain = (x: string) => x.toLowerCase().replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+  return plain(a) === plain(b);
 }

@@ -40,6 +40,8 @@ export interface GrpcH2StreamOptions {
   keepaliveTimeoutMs: number;
   /** TCP + TLS + HTTP/2 settings must complete within this, ms (UNAVAILABLE otherwise). */
   connectTimeoutMs?: number;
+  /** Local address to connect from (default: the kernel's choice). */
+  localAddress?: string;
 }
 
 export interface GrpcStatus {
@@ -69,6 +71,7 @@ export class GrpcH2Stream extends EventEmitter {
       servername: o.servername,
       ALPNProtocols: ['h2'],
       ...(cert !== null ? { cert: cert.certChainPem, key: cert.keyPem } : {}),
+      ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
       // Views can be large: let the server send without waiting for window updates.
       settings: { initialWindowSize: 4 * 1024 * 1024 },
     });

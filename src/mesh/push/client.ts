@@ -35,6 +35,11 @@ import type { SidecarProxyMeta } from './types.js';
 export interface ConfigPushClientOptions {
   /** `HOST:PORT` of the control plane (15012). */
   address: string;
+  /**
+   * The address the stream is opened from (default: the kernel's choice, the pod IP in a pod). The
+   * control plane scrapes a proxy's metrics for the mesh graph only at the pod IP the stream came from.
+   */
+  localAddress?: string;
   /** PEM of the mesh root(s): the trust anchor for the control plane. */
   rootCertPem: string;
   /** Where the bearer token is read before each connection. */
@@ -221,6 +226,7 @@ export class ConfigPushClient extends EventEmitter {
   #dial(token: string | null, cert: { certChainPem: string; keyPem: string } | null): GrpcH2Stream {
     return new GrpcH2Stream({
       address: this.#opts.address,
+      ...(this.#opts.localAddress !== undefined ? { localAddress: this.#opts.localAddress } : {}),
       rootCertPem: this.#opts.rootCertPem,
       // The control plane is verified as istiod.istio-system.svc whatever address is dialled.
       servername: ISTIOD_NAME,
