@@ -438,6 +438,12 @@ export interface ForwardAction {
   httpVersion?: '1.0';
   /** Body bound of `httpVersion: '1.0'`, bytes; absent = 16 MiB. */
   http10BodyLimitBytes?: number;
+  /**
+   * Statuses of the gateway's own answers to upstream failures. Absent: Envoy's (a refused or reset
+   * connection 503 `UF`/`UC`). `nginx` (every Ingress route, as ingress-nginx answers): a refused,
+   * reset or TLS-failed connection 502, a connect timeout 504; flags and details stay Envoy's.
+   */
+  upstreamErrorStatuses?: 'nginx';
 }
 
 /**

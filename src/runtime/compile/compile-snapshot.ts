@@ -320,6 +320,7 @@ function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): 
         fault: a.fault,
         mirrors: a.mirrors.length === 0 ? null : compileMirrors(a.mirrors, clusters),
         ...(a.httpVersion === '1.0' ? { http10: { bodyLimit: a.http10BodyLimitBytes ?? 16 * 1024 * 1024 } } : {}),
+        ...(a.upstreamErrorStatuses === 'nginx' ? { nginxErrors: true as const } : {}),
       };
     }
     case 'redirect':

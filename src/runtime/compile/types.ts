@@ -160,6 +160,8 @@ export interface CompiledForward {
   mirrors: RuntimeSlots['mirror'][] | null;
   /** IR `httpVersion: '1.0'`: requests go to HTTP/1.x endpoints as HTTP/1.0; absent = HTTP/1.1. */
   http10?: { bodyLimit: number };
+  /** IR `upstreamErrorStatuses: 'nginx'`: answers to upstream failures get nginx's statuses (local-errors.ts `nginxStatus`). */
+  nginxErrors?: true;
 }
 
 export interface CompiledDestination {

@@ -14,7 +14,7 @@ import type { CompiledDestination, CompiledEndpoint, CompiledRoute, EndpointHand
 import type { UpstreamRequest } from '../upstream/client.js';
 import { ResponseVerdict, type CallOwner, type UpstreamCall } from '../upstream/upstream-call.js';
 import { buildDownstreamResponseHeaders, PEER_METADATA_HEADERS, setAttemptCount, type ForwardMode } from './forward-headers.js';
-import { classifyUpstreamError, Errors, sendLocalError, type LocalError } from './local-reply.js';
+import { classifyUpstreamError, Errors, nginxStatus, sendLocalError, type LocalError } from './local-reply.js';
 import { endGrpcCallDeadline, isTrailersOnly, trailerPairs } from './grpc.js';
 import { plainAddress, type Downstream, type DownstreamOwner } from './downstream.js';
 import { Base64Encoder, grpcWebResponseHeaders, grpcWebTrailerFrame, type GrpcWebMode } from './grpc-web.js';
@@ -356,7 +356,8 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       this.d.reset(err);
       return;
     }
-    const e = err === TIMEOUT ? Errors.timeout : classifyUpstreamError(err);
+    const envoy = err === TIMEOUT ? Errors.timeout : classifyUpstreamError(err);
+    const e = this.#route?.action.kind === 'forward' && this.#route.action.nginxErrors === true ? nginxStatus(envoy) : envoy;
     sendLocalError(this.d, e, e === Errors.badRequest);
     // Envoy `URX` (after the failure's own flag, as Envoy orders them: `UF,URX`): retries were spent.
     if (retried && this.record !== null) this.record.flags = this.record.flags === '-' ? 'URX' : `${this.record.flags},URX`;

@@ -176,6 +176,27 @@ export function tlsFailure(code: string): LocalError {
   return e;
 }
 
+/** nginx's answer for each failure whose status differs from Envoy's, built on first use. */
+const nginxAnswers = new Map<LocalError, LocalError>();
+
+/**
+ * The answer ingress-nginx gives for an upstream failure Envoy answers with `e`
+ * (ngx_http_upstream_next): a connect timeout is 504, a refused, reset or TLS-failed connection 502
+ * ("connect() failed", "upstream prematurely closed connection", "SSL_do_handshake() failed");
+ * everything else (timeouts 504, no endpoints 503, protocol errors 502) is already the same. The
+ * response flag, code and details stay Envoy's, so logs and metrics read alike on every route.
+ */
+export function nginxStatus(e: LocalError): LocalError {
+  const status = e === Errors.connectTimeout ? 504 : e.flag === 'UF' || e.flag === 'UC' ? 502 : e.status;
+  if (status === e.status) return e;
+  let n = nginxAnswers.get(e);
+  if (n === undefined) {
+    n = { ...e, status };
+    if (nginxAnswers.size < 256) nginxAnswers.set(e, n);
+  }
+  return n;
+}
+
 /**
  * Maps an upstream client or socket error raised before the response headers to the answer Envoy
  * would give.

@@ -11,7 +11,7 @@ import { noteLocalReply } from '../../observability/record.js';
 import { isGrpcRequest, grpcLocalErrorHeaders } from './grpc.js';
 import type { LocalError } from './local-errors.js';
 
-export { Errors, classifyUpstreamError, TLS_VERIFY_CODES, type LocalError, type ResponseFlag } from './local-errors.js';
+export { Errors, classifyUpstreamError, nginxStatus, TLS_VERIFY_CODES, type LocalError, type ResponseFlag } from './local-errors.js';
 
 /** The server header on every response, proxied or local (Envoy writes `server: istio-envoy`). */
 export const SERVER_NAME = 'meshgate';

@@ -52,7 +52,8 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     return { ...route, action, cors: cfg.cors, responseHeaders };
   }
   if (route.action.kind !== 'forward') return route;
-  const action: ForwardAction = { ...route.action };
+  // ingress-nginx's own answers to upstream failures: 502 for a refused or reset connection, 504 for a connect timeout.
+  const action: ForwardAction = { ...route.action, upstreamErrorStatuses: 'nginx' };
   let requestHeaders = globals.proxySetHeaders.length === 0 ? route.requestHeaders : { set: globals.proxySetHeaders, add: [], remove: [] };
   if (cfg.rewriteTarget !== null && cfg.rewriteTarget !== path) {
     // nginx `rewrite "(?i)<path>" <target> break`: the whole URI is replaced; `$n` are the path's groups.
