@@ -221,8 +221,8 @@ export class DestinationRuleIndex {
   readonly #local = new Map<string, Pool>();
   readonly #exported = new Map<string, Pool>();
   readonly #rootPrivate = newPool();
-  /** Every rule and the host keys it is indexed under, for diagnostics. */
-  readonly #rules: { dr: KubeObject; keys: string[]; exportTo: Set<string>; local: boolean; exported: boolean }[] = [];
+  /** Every rule by each exact host key it is indexed under, for diagnostics. */
+  readonly #rulesByHost = new Map<string, { dr: KubeObject; exportTo: Set<string>; local: boolean; exported: boolean }[]>();
   readonly #cache = new Map<string, MergedDestinationRule | null>();
 
   constructor(
@@ -250,7 +250,12 @@ export class DestinationRuleIndex {
         if (!privateOnly) mergeInto(this.#pool(this.#exported, ns), key, dr, exportTo);
         else if (ns === this.rootNamespace) mergeInto(this.#rootPrivate, key, dr, exportTo);
       }
-      this.#rules.push({ dr, keys, exportTo, local, exported: !privateOnly });
+      for (const key of keys) {
+        if (key.includes('*')) continue;
+        let list = this.#rulesByHost.get(key);
+        if (list === undefined) this.#rulesByHost.set(key, (list = []));
+        list.push({ dr, exportTo, local, exported: !privateOnly });
+      }
     }
   }
 
@@ -316,8 +321,8 @@ export class DestinationRuleIndex {
     const used = new Set(choice?.entry?.rules ?? []);
     const p = this.proxy.namespace;
     const who = `the ${this.proxy.kind ?? 'gateway'} in namespace "${p}"`;
-    for (const r of this.#rules) {
-      if (used.has(r.dr) || !r.keys.includes(host)) continue;
+    for (const r of this.#rulesByHost.get(host) ?? []) {
+      if (used.has(r.dr)) continue;
       const id = `${r.dr.metadata.namespace}/${r.dr.metadata.name}|${host}`;
       if (seen.has(id)) continue;
       const ns = r.dr.metadata.namespace;
