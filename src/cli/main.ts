@@ -80,6 +80,7 @@ ${OBSERVABILITY_USAGE}
                    [--admin-port 15014] [--cert-ttl 24h] [--webhook-port 15017 (default with --kubernetes; 0 = off)]
                    [--webhook-config meshgate-sidecar-injector] [--inject-image IMAGE] [--inject-control HOST:PORT]
                    [--mesh-graph-interval 10s (0 = off)] [--mesh-graph-window 1m] [--mesh-graph-port 15020]
+                   [--token-audiences istio-ca (comma-separated; a caller's token must be for one of them)]
   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h]
   meshgate proxy-status [--admin HOST:PORT] [--output table|json]
   meshgate --version

@@ -5,6 +5,7 @@
  *                    [--listen 0.0.0.0:15012] [--trust-domain cluster.local] [--admin-port 15014] [--cert-ttl 24h] [--log-level info]
  *                    [--webhook-port 15017] [--webhook-config meshgate-sidecar-injector] [--inject-image IMAGE] [--inject-control HOST:PORT]
  *                    [--mesh-graph-interval 10s] [--mesh-graph-window 1m] [--mesh-graph-port 15020]
+ *                    [--token-audiences istio-ca]
  *   meshgate token --ca-dir DIR --namespace NS --service-account SA [--ttl 1h] [--trust-domain cluster.local]
  *
  * `token` prints the token alone on stdout; it creates the self-signed root exactly as `control`
@@ -51,7 +52,7 @@ export interface ControlCommandOptions extends ControlPlaneOptions {
 export function parseControlOptions(args: string[], fail: Fail): ControlCommandOptions {
   let v: Record<string, string | boolean | string[] | undefined>;
   try {
-    v = parseArgs({ args, options: { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true }, 'webhook-port': { type: 'string' }, 'webhook-config': { type: 'string' }, 'inject-image': { type: 'string' }, 'inject-control': { type: 'string' }, 'mesh-graph-interval': { type: 'string' }, 'mesh-graph-window': { type: 'string' }, 'mesh-graph-port': { type: 'string' } }, strict: true, allowPositionals: false }).values;
+    v = parseArgs({ args, options: { config: { type: 'string' }, 'ca-dir': { type: 'string' }, listen: { type: 'string' }, 'trust-domain': { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-ttl': { type: 'string' }, 'log-level': { type: 'string' }, kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'watch-namespace': { type: 'string', multiple: true }, 'webhook-port': { type: 'string' }, 'webhook-config': { type: 'string' }, 'inject-image': { type: 'string' }, 'inject-control': { type: 'string' }, 'mesh-graph-interval': { type: 'string' }, 'mesh-graph-window': { type: 'string' }, 'mesh-graph-port': { type: 'string' }, 'token-audiences': { type: 'string' } }, strict: true, allowPositionals: false }).values;
   } catch (e) {
     return fail((e as Error).message.split('\n')[0]);
   }
@@ -75,7 +76,9 @@ export function parseControlOptions(args: string[], fail: Fail): ControlCommandO
   if (!/^(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):\d{1,5}$/.test(injectControl)) fail(`--inject-control: "${injectControl}" is not HOST:PORT`);
   const webhook = Number(webhookPort) === 0 ? null : { port: Number(webhookPort), config: (v['webhook-config'] as string | undefined) ?? INJECTOR_WEBHOOK_CONFIG, inject: { ...DEFAULT_INJECT_OPTIONS, image: (v['inject-image'] as string | undefined) ?? DEFAULT_INJECT_OPTIONS.image, control: injectControl } };
   const meshGraph = parseMeshGraphFlags(v, fail);
+  const tokenAudiences = parseTokenAudiences(v['token-audiences'] as string | undefined, fail);
   return {
+    tokenAudiences,
     webhook,
     meshGraph,
     configDir: k8s ? '' : path.resolve(v.config as string),
@@ -90,6 +93,18 @@ export function parseControlOptions(args: string[], fail: Fail): ControlCommandO
     log: new Logger(level as LogLevel, { component: 'meshgate-control' }),
     logLevel: level as LogLevel,
   };
+}
+
+/**
+ * `--token-audiences a,b` (istiod's TOKEN_AUDIENCES, read when the flag is absent): the audiences a
+ * caller's token must be for; default `istio-ca`.
+ */
+export function parseTokenAudiences(flag: string | undefined, fail: Fail, env: NodeJS.ProcessEnv = process.env): string[] {
+  const raw = flag ?? env.TOKEN_AUDIENCES ?? 'istio-ca';
+  const from = flag !== undefined ? '--token-audiences' : env.TOKEN_AUDIENCES !== undefined ? 'TOKEN_AUDIENCES' : 'default';
+  const list = raw.split(',').map((a) => a.trim());
+  if (list.some((a) => a === '')) fail(`${from}: "${raw}" is not a comma-separated list of audiences (an empty entry)`);
+  return [...new Set(list)];
 }
 
 /**

@@ -51,6 +51,12 @@ export interface ControlPlaneOptions {
   listenHost: string;
   listenPort: number;
   trustDomain: string;
+  /**
+   * Audiences a caller's token must carry (at least one): sent as TokenReview `spec.audiences` and
+   * required in `status.audiences` (Kubernetes mode), or in the JWT `aud` (directory mode).
+   * `--token-audiences`; default `["istio-ca"]` (istiod's TOKEN_AUDIENCES).
+   */
+  tokenAudiences?: string[];
   adminPort: number;
   certTtlSeconds: number;
   /** Lifetime of the serving certificate, s (default 24 h; tests shorten it). */
@@ -141,9 +147,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const ca = new MeshCa(material);
     log.info('mesh CA loaded', { dir: opts.caDir || null, source: material.source, signerNotAfter: ca.signingNotAfter.toISOString() });
     let authenticator: Authenticator;
-    if (k8s !== null) authenticator = new TokenReviewAuthenticator(k8s.client);
+    if (k8s !== null) authenticator = new TokenReviewAuthenticator(k8s.client, opts.tokenAudiences);
     else {
-      const verifier = new TokenVerifier(material.signingKey);
+      const verifier = new TokenVerifier(material.signingKey, opts.tokenAudiences);
       authenticator = { authenticate: (t) => verifier.verify(t) };
     }
     // The serving certificate is renewed at half its life without rebinding (new handshakes get it).

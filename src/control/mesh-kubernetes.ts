@@ -6,9 +6,13 @@
  *   `istio.io/ca-root`, `ca-cert.pem` + `ca-key.pem`, the self-signed root); else a new self-signed
  *   root is stored as `istio-ca-secret`. Creation is create-if-absent: when replicas race, the API
  *   server accepts one POST (409 for the others), and every replica then reads that one.
- * - Callers: a TokenReview of the bearer token with `audiences: ["istio-ca"]`; accepted when
- *   authenticated, in group `system:serviceaccounts`, with a username `system:serviceaccount:<ns>:<sa>`
- *   and (when the API server reports them) the audience `istio-ca` among the token's audiences.
+ * - Callers: a TokenReview of the bearer token with `spec.audiences` = the expected audiences
+ *   (`--token-audiences`, istiod's TOKEN_AUDIENCES, default `istio-ca`); accepted when authenticated,
+ *   in group `system:serviceaccounts`, with a username `system:serviceaccount:<ns>:<sa>`, and when
+ *   `status.audiences` intersects the expected ones. Kubernetes (TokenReviewStatus.audiences): a
+ *   client that sets `spec.audiences` must check that a compatible audience comes back; an empty
+ *   `status.audiences` means the token is valid for the API server's own audience only, or that the
+ *   server is not audience-aware: refused either way.
  */
 import type { ApiClient } from '../providers/kubernetes/api-client.js';
 import type { Logger } from '../lib/log.js';
@@ -70,16 +74,25 @@ export async function loadKubernetesCa(client: ApiClient, trustDomain: string, l
 }
 
 export class TokenReviewAuthenticator implements Authenticator {
-  constructor(readonly client: ApiClient) {}
+  readonly audiences: readonly string[];
+
+  /** `audiences`: what a caller's token must be for (at least one of them); default `istio-ca`. */
+  constructor(readonly client: ApiClient, audiences: readonly string[] = [ISTIO_CA_AUDIENCE]) {
+    if (audiences.length === 0) throw new Error('TokenReviewAuthenticator: at least one audience is required');
+    this.audiences = [...audiences];
+  }
 
   async authenticate(token: string): Promise<ServiceAccount> {
-    const review = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [ISTIO_CA_AUDIENCE] } };
+    const review = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [...this.audiences] } };
     const res = await this.client.request('POST', '/apis/authentication.k8s.io/v1/tokenreviews', review);
     if (res.status < 200 || res.status > 299) throw new TokenError(`TokenReview failed: HTTP ${res.status}`);
     const status = ((res.body as Obj)?.status ?? {}) as { authenticated?: boolean; error?: string; audiences?: string[]; user?: { username?: string; groups?: string[] } };
     if (status.error) throw new TokenError(`TokenReview: ${status.error}`);
     if (status.authenticated !== true) throw new TokenError('TokenReview: not authenticated');
-    if (Array.isArray(status.audiences) && !status.audiences.includes(ISTIO_CA_AUDIENCE)) throw new TokenError(`TokenReview: token audiences [${status.audiences.join(', ')}] lack ${ISTIO_CA_AUDIENCE}`);
+    const granted = Array.isArray(status.audiences) ? status.audiences.filter((a): a is string => typeof a === 'string') : [];
+    if (!granted.some((a) => this.audiences.includes(a))) {
+      throw new TokenError(granted.length === 0 ? `TokenReview: no audience returned (the token is not for ${this.audiences.join(', ')}, or the API server is not audience-aware)` : `TokenReview: token audiences [${granted.join(', ')}] include none of ${this.audiences.join(', ')}`);
+    }
     if (!(status.user?.groups ?? []).includes('system:serviceaccounts')) throw new TokenError('TokenReview: the caller is not a service account (group system:serviceaccounts)');
     const sa = serviceAccountOfUsername(status.user?.username ?? '');
     if (sa === null) throw new TokenError(`TokenReview: username "${status.user?.username ?? ''}" is not system:serviceaccount:<ns>:<sa>`);

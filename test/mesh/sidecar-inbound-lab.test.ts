@@ -7,7 +7,9 @@
  * Topology (inside lab namespaces only):
  *   node    10.251.0.1  bridge
  *   server  10.251.0.2  capture + inbound sidecar + apps: HTTP 8080 (STRICT), HTTP 8081 (PERMISSIVE,
- *                       sniffed), HTTP 8082 (port-level DISABLE), TCP echo 9000 (STRICT)
+ *                       sniffed), HTTP 8082 (port-level DISABLE), TCP echo 9000 (STRICT), a
+ *                       server-speaks-first app on 3306 (PERMISSIVE TCP, allowed from the client pod's
+ *                       address only)
  *   client  10.251.0.3  meshed caller (certificates for ns1/client and ns1/other), as its sidecar would call
  *   plain   10.251.0.4  not meshed (plaintext)
  */
@@ -48,17 +50,27 @@ for (const port of process.env.PORTS.split(',')) {
 }
 `;
 
+/** A server-speaks-first app (a MySQL-like greeting) on PORT; prints `{"accept": peer}` per connection. */
+const GREETING_APP = String.raw`
+require('net').createServer((s) => {
+  console.log(JSON.stringify({ accept: s.remoteAddress }));
+  s.on('error', () => {});
+  s.end('greeting\n');
+}).listen(Number(process.env.PORT), '0.0.0.0', () => console.log(JSON.stringify({ listening: process.env.PORT })));
+`;
+
 /**
  * One call: MODE `mtls-http` (Istio ALPN, workload certificate from CERT/KEY/CA files), `plain-http`,
  * `mtls-tcp` (ALPN istio, sends "ping\n", half-closes) or `raw` (sends an HTTP request in plaintext
- * and reports what came back). Prints one JSON line.
+ * and reports what came back) or `silent` (sends nothing, reports what came back before the close).
+ * Prints one JSON line; gives up after CALL_TIMEOUT_MS (default 8 s).
  */
 const CALL = String.raw`
 const fs = require('fs'), tls = require('tls'), net = require('net'), http = require('http'), https = require('https');
 const [host, port] = process.env.TARGET.split(':');
 const mode = process.env.MODE;
 const done = (o) => { process.stdout.write(JSON.stringify(o) + '\n'); process.exit(0); };
-setTimeout(() => done({ error: 'TIMEOUT' }), 8000).unref();
+setTimeout(() => done({ error: 'TIMEOUT' }), Number(process.env.CALL_TIMEOUT_MS || 8000)).unref();
 const creds = () => ({ cert: fs.readFileSync(process.env.CERT), key: fs.readFileSync(process.env.KEY), ca: fs.readFileSync(process.env.CA),
   servername: 'outbound_.' + port + '_._.server.ns1.svc.cluster.local',
   checkServerIdentity: (h, c) => (String(c.subjectaltname).includes('URI:spiffe://cluster.local/ns/ns1/sa/server') ? undefined : new Error('bad server identity ' + c.subjectaltname)) });
@@ -73,6 +85,14 @@ else if (mode === 'mtls-tcp') {
   s.on('data', (c) => (b += c));
   s.on('error', (e) => done({ error: e.code || e.message, got: b }));
   s.on('close', () => done({ got: b }));
+} else if (mode === 'silent') {
+  const t0 = Date.now();
+  const s = net.connect({ host, port: Number(port) });
+  let b = '';
+  s.setEncoding('utf8');
+  s.on('data', (c) => (b += c));
+  s.on('error', (e) => done({ error: e.code || e.message, got: b, ms: Date.now() - t0 }));
+  s.on('close', () => done({ closed: true, got: b, ms: Date.now() - t0 }));
 } else {
   const s = net.connect({ host, port: Number(port) });
   let n = 0;
@@ -117,9 +137,10 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
   let sidecar: LabProcess;
   const files: Record<string, string> = {};
 
-  const call = async (pod: string, target: string, mode: string, who = 'client'): Promise<Record<string, unknown>> => {
-    const env = { TARGET: target, MODE: mode, CERT: files[`${who}.cert`] ?? '', KEY: files[`${who}.key`] ?? '', CA: files.root ?? '' };
-    const r = await lab.run(pod, [process.execPath, '-e', CALL], env, 15_000);
+  let greeting: LabProcess;
+  const call = async (pod: string, target: string, mode: string, who = 'client', timeoutMs = 8000): Promise<Record<string, unknown>> => {
+    const env = { TARGET: target, MODE: mode, CERT: files[`${who}.cert`] ?? '', KEY: files[`${who}.key`] ?? '', CA: files.root ?? '', CALL_TIMEOUT_MS: String(timeoutMs) };
+    const r = await lab.run(pod, [process.execPath, '-e', CALL], env, timeoutMs + 7000);
     return JSON.parse(r.stdout.trim().split('\n').at(-1) || '{}') as Record<string, unknown>;
   };
   /** Packets counted by each WIRE rule so far. */
@@ -132,7 +153,8 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
   const ask = async (cmd: 'metrics' | 'stats'): Promise<string> => {
     const n = sidecar.stdout.length;
     sidecar.child.stdin!.write(`${cmd}\n`);
-    const line = await lab.waitForLine(sidecar, (l) => sidecar.stdout.indexOf(l) >= n && l.startsWith(`{"${cmd}"`));
+    // lastIndexOf: an answer may repeat an earlier one word for word (the same stats twice).
+    const line = await lab.waitForLine(sidecar, (l) => sidecar.stdout.lastIndexOf(l) >= n && l.startsWith(`{"${cmd}"`));
     const v = (JSON.parse(line) as Record<string, unknown>)[cmd];
     return typeof v === 'string' ? v : JSON.stringify(v);
   };
@@ -152,7 +174,7 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     write('client.key', client.keyPem);
     write('other.cert', other.certChainPem);
     write('other.key', other.keyPem);
-    const ports = [inboundPort(8080, 'HTTP', 'STRICT'), inboundPort(8081, 'UNKNOWN', 'PERMISSIVE'), inboundPort(8082, 'HTTP', 'DISABLE'), inboundPort(9000, 'TCP', 'STRICT')];
+    const ports = [inboundPort(3306, 'TCP', 'PERMISSIVE'), inboundPort(8080, 'HTTP', 'STRICT'), inboundPort(8081, 'UNKNOWN', 'PERMISSIVE'), inboundPort(8082, 'HTTP', 'DISABLE'), inboundPort(9000, 'TCP', 'STRICT')];
     const service = { namespace: 'ns1', name: 'server', host: 'server.ns1.svc.cluster.local', port: 80 };
     const view: SidecarView = {
       proxy: { namespace: 'ns1', serviceAccount: 'server', podName: 'server-1', podIps: [SERVER_IP], labels: { app: 'server', version: 'v1' }, spiffeId: server.spiffeId, workload: 'server' },
@@ -181,6 +203,8 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
             rules: [
               { from: [[principal]], to: [[{ key: 'destination.port', values: ['8080', '9000'], notValues: [] }]], when: [] },
               { from: [], to: [[{ key: 'destination.port', values: ['8081', '8082'], notValues: [] }]], when: [] },
+              // The server-first app: from the client pod's address only (the plain pod is denied).
+              { from: [[{ key: 'source.ip', values: [CLIENT_IP], notValues: [] }]], to: [[{ key: 'destination.port', values: ['3306'], notValues: [] }]], when: [] },
             ],
           },
         ],
@@ -202,6 +226,8 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     const echo = lab.spawn('server', [process.execPath, '-e', ECHO_APP], { ECHO_NAME: 'server', ECHO_LISTEN: '9000' });
     await lab.waitForLine(httpApp, (l) => l.includes('8082'));
     await lab.waitForLine(echo, (l) => l.includes('listening'));
+    greeting = lab.spawn('server', [process.execPath, '-e', GREETING_APP], { PORT: '3306' });
+    await lab.waitForLine(greeting, (l) => l.includes('listening'));
     lab.exec('server', process.execPath, [MAIN, 'capture']);
     // Wire counters (raw PREROUTING sees every packet arriving on eth0, before capture): plaintext
     // HTTP request lines and Istio's ALPN value in ClientHellos, per port. Counting only (no target).
@@ -274,6 +300,23 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
     assert.equal(reply.local, `${SERVER_IP}:9000`, 'forwarded to the original destination');
     const denied = await call('client', `${SERVER_IP}:9000`, 'mtls-tcp', 'other');
     assert.equal(denied.got ?? '', '', JSON.stringify(denied));
+  });
+
+  test('PERMISSIVE server-first TCP: a silent client the policy denies never reaches the app; an allowed one gets its greeting', async () => {
+    const accepts = () => greeting.stdout.filter((l) => l.includes('"accept"')).length;
+    const deniedBefore = (JSON.parse(await ask('stats')) as { tcpDenied: number }).tcpDenied;
+    const before = accepts();
+    // Both silent: the allowed one is relayed after the protocol detection timeout (10 s), the
+    // denied one closed after the same wait (it might still have started mTLS).
+    const [allowed, denied] = await Promise.all([call('client', `${SERVER_IP}:3306`, 'silent', 'client', 25_000), call('plain', `${SERVER_IP}:3306`, 'silent', 'client', 25_000)]);
+    assert.equal(allowed.got, 'greeting\n', JSON.stringify(allowed));
+    assert.equal(denied.got, '', JSON.stringify(denied));
+    assert.equal(denied.closed, true, `the denied client was not closed: ${JSON.stringify(denied)}`);
+    // The app's stdout line may trail the call's end by a moment.
+    for (const until = Date.now() + 2000; accepts() - before < 1 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(accepts() - before, 1, `the app accepted ${accepts() - before} connections, want 1 (the allowed client's): ${greeting.stdout.join(' ')}`);
+    const deniedAfter = (JSON.parse(await ask('stats')) as { tcpDenied: number }).tcpDenied;
+    assert.equal(deniedAfter - deniedBefore, 1, 'the denial was not counted');
   });
 
   test('metrics at the destination: reporter, SPIFFE principals, source workload by IP, mutual_tls and none', async () => {

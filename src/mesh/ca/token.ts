@@ -56,16 +56,19 @@ export class TokenError extends Error {}
 export class TokenVerifier {
   readonly #key: KeyObject;
   readonly #alg: string;
+  readonly #audiences: string[];
 
-  constructor(signingKey: KeyObject) {
+  /** `audiences`: the token's `aud` must contain one of them (default `istio-ca`). */
+  constructor(signingKey: KeyObject, audiences: readonly string[] = [ISTIO_CA_AUDIENCE]) {
     this.#key = createPublicKey(signingKey);
     this.#alg = jwsAlgorithm(signingKey);
+    this.#audiences = audiences.length > 0 ? [...audiences] : [ISTIO_CA_AUDIENCE];
   }
 
   async verify(token: string): Promise<ServiceAccount> {
     let payload;
     try {
-      ({ payload } = await jwtVerify(token, this.#key, { algorithms: [this.#alg], issuer: TOKEN_ISSUER, audience: ISTIO_CA_AUDIENCE, requiredClaims: ['exp', 'sub'] }));
+      ({ payload } = await jwtVerify(token, this.#key, { algorithms: [this.#alg], issuer: TOKEN_ISSUER, audience: this.#audiences, requiredClaims: ['exp', 'sub'] }));
     } catch (e) {
       if (e instanceof errors.JWTExpired) throw new TokenError('token expired');
       if (e instanceof errors.JWSSignatureVerificationFailed) throw new TokenError('token signature does not verify');

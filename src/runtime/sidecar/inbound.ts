@@ -31,7 +31,13 @@
  *     A plaintext client that says nothing (a server-first protocol) is relayed after the peek
  *     timeout where plaintext is allowed, once the app speaks first (`#awaitFirstSpeaker`: a client
  *     that speaks first, even late, is classified by its bytes, so a slow TLS client still gets
- *     mTLS); on a DISABLE TCP port at once (nothing to look at).
+ *     mTLS); on a DISABLE TCP port at once (nothing to look at). The app is never dialled for a
+ *     connection the TCP AuthorizationPolicy denies: a plaintext connection's attributes (addresses,
+ *     port; no principal, no SNI) are all known at accept, so the policy is checked before any dial,
+ *     and a silent plaintext client it denies waits like one on a STRICT port (a late ClientHello may
+ *     still bring a principal the policy allows) and is then closed as a denial. Envoy's network RBAC
+ *     filter decides on the first downstream bytes while tcp_proxy dials at once (envoyproxy/envoy
+ *     #9023; its `upstream_connect_mode` opt-in waits): meshgate always waits.
  * Telemetry: `reporter="destination"` labels per connection (`inbound-telemetry.ts`) on every HTTP
  * request record and TCP record; access logs and traces as at the gateway.
  */
@@ -392,8 +398,9 @@ export class InboundHandler {
       this.stats.plaintext++;
       return this.#relay(served, port, socket, null, '', Buffer.alloc(0));
     }
-    // A silent client can only be relayed where plaintext TCP is allowed; elsewhere it gets longer to start.
-    const relaySilent = port.mode !== 'STRICT' && port.kind !== 'HTTP';
+    // A silent client can only be relayed where plaintext TCP is allowed (by the port's mode and by
+    // AuthorizationPolicy); elsewhere it gets longer to start.
+    const relaySilent = port.mode !== 'STRICT' && port.kind !== 'HTTP' && this.#plaintextDecision(served, port, socket).allowed;
     const peekMs = relaySilent ? this.#peekTimeoutMs : Math.max(this.#peekTimeoutMs, DEFAULT_PEEK_TIMEOUT_MS);
     this.#peek(socket, peekMs, (head, first, ended) => this.#peeked(served, port, socket, peekMs, head, first, ended));
   }
@@ -584,6 +591,9 @@ export class InboundHandler {
     if (first === null) {
       // Nothing said within the peek timeout: maybe a server-first protocol on a TCP port, else closed.
       if (port.kind === 'HTTP') return void socket.destroy();
+      // A plaintext connection the policy denies is closed as a denial, the app never dialled.
+      const decision = this.#plaintextDecision(served, port, socket);
+      if (!decision.allowed) return this.#deny(served, port, socket, '', null, decision.policy);
       return this.#awaitFirstSpeaker(served, port, socket, peekMs);
     }
     this.stats.plaintext++;
@@ -707,6 +717,46 @@ export class InboundHandler {
   }
 
   /**
+   * Whether the TCP AuthorizationPolicy admits `socket` as a plaintext connection (no principal, no
+   * SNI): every attribute it has is known at accept, so this is the answer the relay would give.
+   */
+  #plaintextDecision(served: ServedView, port: ServedPort, socket: net.Socket): { allowed: boolean; policy: string | null } {
+    if (served.tcpAuthz === null) return ALLOWED;
+    return authorizeTcp(served.tcpAuthz, { peerIp: plainIp(socket.remoteAddress ?? ''), localIp: plainIp(socket.localAddress ?? ''), port: port.port, sni: '', peerPrincipal: null });
+  }
+
+  /**
+   * Closes a TCP connection AuthorizationPolicy denied (`policy`: the deciding policy), before any
+   * connection to the app. Envoy's network RBAC filter closes it with these termination details; it
+   * is still counted (istio_tcp_connections_opened/closed_total) and logged.
+   */
+  #deny(served: ServedView, port: ServedPort, client: net.Socket, sni: string, spiffe: string | null, policy: string | null): void {
+    this.stats.tcpDenied++;
+    const dstAddress = plainIp(client.localAddress ?? '');
+    const peerIp = plainIp(client.remoteAddress ?? '');
+    const details = `rbac_access_denied_matched_policy[${policy ?? 'none'}]`;
+    this.#log.debug('inbound: TCP connection denied by AuthorizationPolicy', { port: port.port, peer: peerIp, policy });
+    const observer = this.#tcpObserver;
+    if (observer !== null) {
+      const obs = new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+      obs.sni = sni;
+      obs.route = inboundCluster(port, dstAddress);
+      obs.cluster = obs.route;
+      obs.terminationDetails = details;
+      obs.meshLabels = inboundLabels(served.telemetry, port.service, peerIp, spiffe);
+      obs.opened = true;
+      observer.observeTcp(obs, 'open');
+      client.once('close', () => {
+        obs.durationMs = performance.now() - obs.start;
+        obs.bytesReceived = client.bytesRead;
+        obs.bytesSent = client.bytesWritten;
+        observer.observeTcp(obs, 'close');
+      });
+    }
+    client.destroy();
+  }
+
+  /**
    * Relays `client` (plain or the mTLS socket) to the original destination from the source address,
    * after the connection-level AuthorizationPolicy. `head`: bytes already read from a plain socket.
    */
@@ -723,30 +773,8 @@ export class InboundHandler {
         peerPrincipal: spiffe === null ? null : spiffe.slice('spiffe://'.length),
       });
       if (!decision.allowed) {
-        this.stats.tcpDenied++;
-        const details = `rbac_access_denied_matched_policy[${decision.policy ?? 'none'}]`;
-        this.#log.debug('inbound: TCP connection denied by AuthorizationPolicy', { port: port.port, peer: peerIp, policy: decision.policy });
-        // Envoy's network RBAC filter closes the connection with these termination details; the
-        // connection is still counted (istio_tcp_connections_opened/closed_total) and logged.
-        const observer = this.#tcpObserver;
-        if (observer !== null) {
-          const obs = new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
-          obs.sni = sni;
-          obs.route = inboundCluster(port, dstAddress);
-          obs.cluster = obs.route;
-          obs.terminationDetails = details;
-          obs.meshLabels = inboundLabels(served.telemetry, port.service, peerIp, spiffe);
-          obs.opened = true;
-          observer.observeTcp(obs, 'open');
-          client.once('close', () => {
-            obs.durationMs = performance.now() - obs.start;
-            obs.bytesReceived = client.bytesRead;
-            obs.bytesSent = client.bytesWritten;
-            observer.observeTcp(obs, 'close');
-          });
-        }
         connected?.destroy();
-        return void client.destroy();
+        return this.#deny(served, port, client, sni, spiffe, decision.policy);
       }
     }
     this.stats.tcpRelayed++;
@@ -838,5 +866,7 @@ function peerSpiffe(s: TLSSocket): string | null {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+const ALLOWED: { allowed: boolean; policy: string | null } = { allowed: true, policy: null };
 
 function noop(): void {}

@@ -26,7 +26,7 @@ import { matchesLabels } from '../backends.js';
 import { loadTlsCertificate } from '../secrets.js';
 import { selectsSomePod } from '../selection.js';
 import { sourceOf, type FilterChainDraft, type ListenerDraft, type TranslateContext, type VirtualHostDraft } from '../types.js';
-import { DestinationRuleIndex } from './destination-rules.js';
+import { destinationRulesFor, type DestinationRuleIndex } from './destination-rules.js';
 import { intersectHosts, isIpAddress, namespaceAdmits, parseServerHost, type ServerHost } from './hosts.js';
 import { getIstioObject, istioObjects } from './objects.js';
 import { qualifyGateway, translateVirtualServiceRoutes, type TranslatedRoute } from './routes.js';
@@ -66,7 +66,7 @@ export function translateIstio(ctx: TranslateContext, resources: ResourceSet): L
   const gateways = selectGateways(ctx, resources);
   const servers = gateways.flatMap((g) => planServers(ctx, resources, g));
   const bound = bindVirtualServices(ctx, resources, gateways);
-  const drs = new DestinationRuleIndex(resources);
+  const drs = destinationRulesFor(ctx, resources);
   return buildDrafts(ctx, resources, drs, servers, bound);
 }
 

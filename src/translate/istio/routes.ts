@@ -464,7 +464,7 @@ export function destinationCluster(env: RouteEnv, dest: Obj, field: string): str
     ctx.report('error', 'MG_SERVICE_NOT_FOUND', vs, `${field}.host`, `host ${JSON.stringify(host)} is neither a Kubernetes Service name (name, name.namespace or name.namespace.svc.cluster.local) nor a ServiceEntry host; requests to it get 503 (NC)`);
     return missingCluster(ctx, { namespace: '', name: host, host: host.toLowerCase(), port: portNumberSet ?? 0 }, subsetName);
   }
-  const dr = env.drs.lookup(svcName.fqdn, env.mesh?.namespace ?? vs.metadata.namespace);
+  const dr = env.drs.lookup(svcName.fqdn, svcName.namespace);
   const svc = resources.get('Service', svcName.namespace, svcName.name);
   const ports = svc ? servicePorts(svc) : [];
   let portNumber = portNumberSet;
@@ -478,7 +478,7 @@ export function destinationCluster(env: RouteEnv, dest: Obj, field: string): str
     subset = dr?.subsets.get(subsetName) ?? null;
     if (!subset) {
       const known = dr ? [...dr.subsets.keys()] : [];
-      const where = dr ? `the DestinationRules for ${svcName.fqdn} define ${known.length ? known.join(', ') : 'no subsets'}` : `no DestinationRule visible from namespace ${vs.metadata.namespace} is for ${svcName.fqdn}`;
+      const where = dr ? `the DestinationRules for ${svcName.fqdn} define ${known.length ? known.join(', ') : 'no subsets'}` : `no DestinationRule for ${svcName.fqdn} applies to the proxy in namespace ${env.drs.proxy.namespace}`;
       ctx.report('error', 'MG_SUBSET_NOT_FOUND', vs, `${field}.subset`, `subset "${subsetName}" does not exist: ${where}; requests to it get 503 (NC)`);
       const port = portNumber ?? (ports.length === 1 ? ports[0].port : 0);
       return missingCluster(ctx, { namespace: svcName.namespace, name: svcName.name, host: svcName.fqdn, port }, subsetName);

@@ -29,7 +29,7 @@ import { arr, num, obj, str, strMap, type Obj } from '../../lib/unknown.js';
 import { clusterName, matchesLabels, serviceFqdn } from '../backends.js';
 import type { TranslateContext } from '../types.js';
 import type { DestinationRuleIndex } from './destination-rules.js';
-import { istioObjects, resolveServiceHost } from './objects.js';
+import { istioObjects } from './objects.js';
 import { resolveTrafficPolicy } from './traffic-policy.js';
 import { serviceEntryMeshTls } from './mesh-tls.js';
 
@@ -108,7 +108,6 @@ export interface ServiceEntryEnv {
 export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumber: number | undefined, subsetName: string, field: string): string | null {
   const { ctx, resources, from } = env;
   const found = findServiceEntry(resources, host, from.metadata.namespace);
-  const viewer = env.mesh?.namespace ?? from.metadata.namespace;
   if (found === null) return null;
   const { se } = found;
   const spec = obj(se.body.spec);
@@ -120,9 +119,8 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
   const service = { namespace: se.metadata.namespace, name: se.metadata.name };
   const meshPort = env.mesh !== undefined && ports.length > 1 ? ports.find((p) => p.number === env.mesh?.listenerPort) : undefined;
   const port = portNumber !== undefined ? ports.find((p) => p.number === portNumber) : ports.length === 1 ? ports[0] : meshPort;
-  // DestinationRules are indexed by host, short names read as Services; try both spellings.
-  const drKey = resolveServiceHost(fqdn, se.metadata.namespace)?.fqdn;
-  const dr = env.drs.lookup(fqdn, viewer) ?? (drKey ? env.drs.lookup(drKey, viewer) : null);
+  // The proxy's rule for the entry's host; the entry's namespace is the service's (Istio).
+  const dr = env.drs.lookup(fqdn, se.metadata.namespace);
   const missing = (message: string, reason: 'MG_SERVICE_PORT_NOT_FOUND' | 'MG_SUBSET_NOT_FOUND' | 'MG_MISSING_FIELD', portNo: number): string => {
     ctx.report('error', reason, from, field, `${message}; requests to it get 503 (NC)`);
     const name = clusterName(portNo, subsetName, fqdn);

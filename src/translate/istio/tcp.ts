@@ -27,7 +27,7 @@ import { compareByCreation } from '../../resources/resource-set.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import type { KubeObject } from '../../resources/types.js';
 import { sourceOf, type TranslateContext } from '../types.js';
-import { DestinationRuleIndex } from './destination-rules.js';
+import { destinationRulesFor, type DestinationRuleIndex } from './destination-rules.js';
 import { intersectHosts, namespaceAdmits, parseServerHost, type ServerHost } from './hosts.js';
 import { bindVirtualServices, selectGateways, tlsContext, type GatewayInfo } from './index.js';
 import { istioObjects } from './objects.js';
@@ -54,7 +54,7 @@ export function translateIstioTcp(ctx: TranslateContext, resources: ResourceSet,
   const servers = gateways.flatMap((g) => tcpServers(ctx, resources, g));
   if (servers.length === 0) return [];
   const bound = bindVirtualServices(ctx, resources, gateways);
-  const drs = new DestinationRuleIndex(resources);
+  const drs = destinationRulesFor(ctx, resources);
   const byPort = new Map<number, { listener: TcpListener; first: TcpServer }>();
   for (const s of servers) {
     const src = sourceOf(s.gateway.obj, s.field);
@@ -222,7 +222,7 @@ function autoPassthroughRoutes(ctx: TranslateContext, resources: ResourceSet, dr
   const env = { ctx, resources, drs, vs: gw, gateways: [s.gateway.key], port: s.port };
   for (const t of targets) {
     if (!s.hosts.some((sh) => namespaceAdmits(sh, t.namespace) && intersectHosts(sh.dnsName, t.fqdn) === t.fqdn)) continue;
-    const subsets = ['', ...[...(drs.lookup(t.fqdn, gw.metadata.namespace)?.subsets.keys() ?? [])]];
+    const subsets = ['', ...[...(drs.lookup(t.fqdn, t.namespace)?.subsets.keys() ?? [])]];
     for (const port of [...new Set(t.ports)]) {
       for (const subset of subsets) {
         const sni = `outbound_.${port}_.${subset}_.${t.fqdn}`.toLowerCase();

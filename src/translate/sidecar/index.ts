@@ -33,7 +33,7 @@ import { translateAccessLogging } from '../telemetry/access-logging.js';
 import { translateTracing } from '../telemetry/tracing.js';
 import { TranslateContext, type TranslateOptions } from '../types.js';
 import { snapshotVersion } from '../version.js';
-import { MeshDestinationRuleIndex } from './destination-rules.js';
+import { destinationRulesFor } from '../istio/destination-rules.js';
 import { INBOUND_RETRY_POLICY, translateInbound } from './inbound.js';
 import { translateOutbound } from './outbound.js';
 import { exportToDefaults, sidecarScope } from './scope.js';
@@ -65,7 +65,8 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
     ctx.diagnostics.push({ severity: 'warning', reason: 'MG_NOT_BOUND', object: { kind: 'Pod', namespace: proxy.namespace, name: proxy.podName }, field: null, file: null, line: null, message: `no Pod in namespace ${proxy.namespace} matches the proxy (${by}): its labels are taken as {} (workload-selected policies, Sidecar and sourceLabels do not apply) and it has no inbound ports` });
   }
   const scope = sidecarScope(ctx, resources, proxy.namespace, labels);
-  const drs = new MeshDestinationRuleIndex(resources, proxy.namespace, labels);
+  // The same lookup as the gateway's, for this proxy (ctx stands for it: its namespace and labels).
+  const drs = destinationRulesFor(ctx, resources, 'sidecar');
   const peerAuthentication = translatePeerAuthentications(ctx, resources);
 
   const mc = readMeshConfig(ctx, resources);
