@@ -92,6 +92,7 @@ describe('reloads keep listening sockets: no connection refused or reset', { tim
   const dir = tempDir();
   let gw: GatewayProcess;
   let xPort: number;
+  let yPort: number;
   const echo: Record<string, Echo> = {};
   const backendCert = makeCert(dir, 'backend.internal', ['pass.example.com']);
   // The backend of pass.example.com, on one port: TLS with its own certificate (what passthrough
@@ -157,10 +158,30 @@ spec:
   http: [{ route: [{ destination: { host: xport } }] }]
 `;
 
+  /** Port Y: an Istio server switching between HTTP (routed by the gateway) and TCP (relayed as bytes). */
+  const yGateway = (tcp: boolean) => `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: ygw, namespace: istio-system }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+    - port: { number: ${yPort}, name: y, protocol: ${tcp ? 'TCP' : 'HTTP'} }
+      hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: y, namespace: istio-system }
+spec:
+  hosts: ["*"]
+  gateways: [ygw]
+${tcp ? '  tcp: [{ route: [{ destination: { host: xport } }] }]' : '  http: [{ route: [{ destination: { host: xport } }] }]'}
+`;
+
   before(async () => {
     for (const name of ['plain', 'web', 'own', 'xport']) echo[name] = await startEchoServer({ name });
     await new Promise<void>((r) => dualBackend.listen(0, '127.0.0.1', r));
     xPort = await freePort();
+    yPort = await freePort();
     writeConfig(dir, 'backends.yaml', [
       serviceYaml('plain', [echo.plain.port]),
       serviceYaml('web', [echo.web.port]),
@@ -180,6 +201,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
     writeConfig(dir, 'own.yaml', ownGateway(false));
     writeConfig(dir, 'pass.yaml', passIngress(false));
     writeConfig(dir, 'x.yaml', xGateway(false));
+    writeConfig(dir, 'y.yaml', yGateway(false));
     gw = await startGateway({ configDir: dir, args: ['--bind-address', '0.0.0.0', '--gateway-bind-addresses', '127.0.0.0/8'] });
   });
 
@@ -340,5 +362,66 @@ spec: { controllerName: meshgate.io/gateway-controller }
     assert.deepEqual([...(seen['HTTP 127.0.0.7 (short)'] ?? [])].sort(), ['200 own', '200 plain'], summary);
     assert.deepEqual([...(seen['HTTPS 127.0.0.1 pass (short)'] ?? [])].sort(), ['200 secure gateway.example.com', '200 tls-backend backend.internal'], summary);
     assert.deepEqual([...(seen['port X (HTTP or HTTPS)'] ?? [])].sort(), ['200 xport http', '200 xport https'], summary);
+  });
+
+  test('a port switched between an HTTP server and a TCP server under client load: every connection accepted and answered', async () => {
+    const adminUrl = `http://127.0.0.1:${gw.adminPort}/reloads`;
+    const applied = async () => ((JSON.parse((await get(adminUrl)).body) as { reloads: { outcome: string }[] }).reloads.filter((r) => r.outcome === 'applied').length);
+    const failures: string[] = [];
+    const seen = new Set<string>();
+    let requests = 0;
+    let stop = false;
+    // The same HTTP request either way: routed by the gateway (which adds x-forwarded-for on its way to the backend) or relayed to the backend as bytes.
+    const loop = async () => {
+      while (!stop) {
+        try {
+          const r = await new Promise<string>((resolve, reject) => {
+            const req = http.request({ host: '127.0.0.1', port: yPort, path: '/', headers: { host: 'y.example.com' }, agent: false }, (res) => {
+              let body = '';
+              res.on('data', (c: Buffer) => (body += c.toString()));
+              res.on('end', () => {
+                let routed = false;
+                try {
+                  routed = (JSON.parse(body) as { headers: Record<string, unknown> }).headers['x-forwarded-for'] !== undefined;
+                } catch {
+                  // Not the echo backend's JSON: answerOf says what it was.
+                }
+                resolve(`${res.statusCode} ${answerOf(res.statusCode ?? 0, body, null).who} ${routed ? 'http' : 'tcp'}`);
+              });
+              res.on('error', reject);
+            });
+            req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+            req.on('error', reject);
+            req.end();
+          });
+          requests++;
+          seen.add(r);
+          if (!r.startsWith('200 xport')) failures.push(`answered ${r}`);
+        } catch (e) {
+          if (failures.length < 50) failures.push(`${(e as NodeJS.ErrnoException).code ?? ''} ${(e as Error).message}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    };
+    const clients = [loop(), loop(), loop()];
+    let tcp = false;
+    const t0 = Date.now();
+    try {
+      for (let step = 0; Date.now() - t0 < 3000 || step < 4; step++) {
+        const before = await applied();
+        writeConfig(dir, 'y.yaml', yGateway((tcp = !tcp)));
+        const deadline = Date.now() + 10_000;
+        while ((await applied()) <= before) {
+          if (Date.now() > deadline) throw new Error(`step ${step}: no reload applied within 10 s`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await new Promise((r) => setTimeout(r, 150));
+      }
+    } finally {
+      stop = true;
+      await Promise.all(clients);
+    }
+    assert.deepEqual(failures, [], `failed connections or requests (${requests} answered: ${[...seen].join(' | ')})\ngateway output:\n${gw.output().slice(-3000)}`);
+    assert.deepEqual([...seen].sort(), ['200 xport http', '200 xport tcp']);
   });
 });

@@ -3,11 +3,12 @@
  * nginx's reload keep listening sockets: only the handling changes).
  *
  * Two layers:
- * - a *socket* (`Acceptor`) per bound `address:port`. It lives while some listener of the snapshot
- *   binds that address and port, whatever else changes: protocol (HTTP <-> HTTPS), TLS settings,
- *   passthrough routes, hosted listeners. Only an address:port that leaves the snapshot (or that
- *   becomes hosted by a wildcard socket, or stops being so) closes a socket; a connection is never
- *   refused because of a reload that keeps its port.
+ * - a *socket* per bound `address:port` (`SocketTable`, shared with the TCP listeners, so a port
+ *   moving between an HTTP(S) and a TCP/TLS listener keeps its socket too). It lives while some
+ *   listener of the snapshot binds that address and port, whatever else changes: protocol (HTTP
+ *   <-> HTTPS), TLS settings, passthrough routes, hosted listeners. Only an address:port that
+ *   leaves the snapshot (or whose listener becomes hosted by a wildcard socket, or stops being so)
+ *   closes a socket; a connection is never refused because of a reload that keeps its port.
  * - a *listener record* per IR listener: the compiled listener, its HTTP engines, its TLS handshake
  *   engine, its open connections. A swap points each record at its new compiled listener (one
  *   reference assignment, so requests see the old or the new snapshot, never a mix) and each socket
@@ -26,7 +27,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
@@ -43,7 +44,7 @@ import { H1Engine } from '../h1/engine.js';
 import { internalFailure } from '../http/internal-failure.js';
 import type { Downstream } from '../http/downstream.js';
 import { NO_RESUMPTION, secureContextOptions, type TlsContextCache } from './tls-contexts.js';
-import { EDGE_LIMITS } from './edge-limits.js';
+import { SocketTable, type ConnectionHandler } from './socket-table.js';
 import { peekClientHello } from '../tcp/client-hello.js';
 import { plainAddress } from '../http/downstream.js';
 import { listenerKey } from '../compile/compile-snapshot.js';
@@ -293,30 +294,34 @@ function hostingOf(listeners: readonly CompiledListener[]): { hosted: Set<string
 }
 
 /**
- * A listening socket, kept by `address:port` across swaps. Its accepting server is plain `net`
- * for every protocol (TLS is a handshake engine the socket is handed to), so nothing about the
- * listener it serves can require another socket.
+ * A socket of the table this manager serves: where its connections go. The table hands each
+ * accepted connection to `handler`, which reads `target` and `dispatching` of the moment.
  */
 class Acceptor {
-  /** The listener of this address:port: where accepted connections go (swapped on reload). */
+  /** The listener of this address:port (swapped on reload). */
   target: ListenerRecord;
   /** The port has hosted listeners: each connection goes to the listener of the address it arrived at (else `target`). */
   dispatching = false;
-  boundPort: number | null = null;
+  readonly handler: ConnectionHandler;
   constructor(
-    readonly key: string,
-    readonly server: net.Server,
+    /** The socket's key in the SocketTable. */
+    readonly tableKey: string,
     target: ListenerRecord,
+    dispatch: (a: Acceptor, socket: net.Socket) => void,
   ) {
     this.target = target;
+    this.handler = (socket) => dispatch(this, socket);
   }
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 export class ListenerManager {
   /** Every listener of the current snapshot, by `address:port` (hosted ones and those whose bind failed included). */
   readonly #records = new Map<string, ListenerRecord>();
-  /** Bound sockets by `address:port`. */
+  /** The sockets this manager serves, by listener key. */
   readonly #acceptors = new Map<string, Acceptor>();
+  readonly #sockets: SocketTable;
   /** Records replaced or removed and not yet drained (closed with the manager). */
   readonly #draining = new Set<Promise<void>>();
   readonly #env: RequestEnv;
@@ -326,7 +331,9 @@ export class ListenerManager {
   readonly #relay: PassthroughRelay | null;
 
   /** `relay`: where HTTPS listeners with passthrough routes send the connections whose SNI is passthrough (TcpListenerManager). */
-  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE, relay: PassthroughRelay | null = null) {
+  /** `sockets`: the runtime's socket table, shared with its TCP listeners. */
+  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE, relay: PassthroughRelay | null = null, sockets: SocketTable = new SocketTable()) {
+    this.#sockets = sockets;
     this.#env = env;
     this.#tls = tls;
     this.#http1 = http1;
@@ -335,9 +342,11 @@ export class ListenerManager {
 
   /**
    * Applies the listeners of `snapshot`. Resolves when binds have been attempted (drains of
-   * replaced or removed listeners go on in the background for up to `drainMs`).
+   * replaced or removed listeners go on in the background for up to `drainMs`). `tcpKeys`: the
+   * socket keys the TCP listeners of the same snapshot bind (synced after this): a socket this
+   * manager gives up to them stays open for them to take, one they give up is taken here.
    */
-  async sync(snapshot: CompiledSnapshot, drainMs: number): Promise<ListenerStatus[]> {
+  async sync(snapshot: CompiledSnapshot, drainMs: number, tcpKeys: ReadonlySet<string> = NONE): Promise<ListenerStatus[]> {
     const { hosted, dispatching } = hostingOf(snapshot.listeners);
     const retired: ListenerRecord[] = [];
     // 1. Every listener switches to its new compiled listener, synchronously (no await before 2).
@@ -373,20 +382,32 @@ export class ListenerManager {
       const rec = hosted.has(key) ? undefined : this.#records.get(key);
       if (rec === undefined) {
         this.#acceptors.delete(key);
-        a.server.close();
+        // Taken over by a TCP listener of this snapshot: until it is, connections still reach the (draining) listener.
+        this.#sockets.release(a.tableKey, 'http', tcpKeys.has(a.tableKey));
         continue;
       }
       a.target = rec;
       a.dispatching = dispatching.has(key);
     }
     for (const rec of retired) this.#drain(rec, drainMs);
-    // 3. New sockets: addresses and ports not bound yet (or whose bind failed before).
-    const toBind = snapshot.listeners.filter((l) => !hosted.has(l.key) && !this.#acceptors.has(l.key));
+    // 3. New sockets: addresses and ports this manager does not serve yet (or whose bind failed
+    // before). A socket a TCP listener gives up in this snapshot is taken over (synchronously,
+    // before any await); the others are bound.
+    const toBind: Acceptor[] = [];
+    for (const l of snapshot.listeners) {
+      if (hosted.has(l.key) || this.#acceptors.has(l.key)) continue;
+      const a = new Acceptor(SocketTable.key('http', l.address, l.port), this.#records.get(l.key)!, this.#dispatch);
+      a.dispatching = dispatching.has(l.key);
+      if (this.#sockets.take(a.tableKey, 'http', a.handler, tcpKeys)) this.#acceptors.set(l.key, a);
+      else toBind.push(a);
+    }
     const bindErrors = new Map<string, string>();
     await Promise.all(
-      toBind.map(async (l) => {
-        const error = await this.#bind(l, dispatching.has(l.key));
+      toBind.map(async (a) => {
+        const l = a.target.compiled;
+        const error = await this.#sockets.bind(a.tableKey, 'http', l.address, l.port, a.handler);
         if (error !== null) bindErrors.set(l.key, error);
+        else this.#acceptors.set(l.key, a);
       }),
     );
     const statuses: ListenerStatus[] = [];
@@ -406,7 +427,7 @@ export class ListenerManager {
         key: l.key,
         address: l.address,
         port: l.port,
-        boundPort: a?.boundPort ?? null,
+        boundPort: a === undefined ? null : this.#sockets.boundPort(a.tableKey),
         protocol: l.protocol,
         state: a !== undefined ? 'listening' : 'failed',
         error: a !== undefined ? null : failed ?? 'not bound',
@@ -422,7 +443,7 @@ export class ListenerManager {
 
   /** Stops accepting everywhere, lets in-flight requests finish for up to `graceMs`, then closes. */
   async close(graceMs: number): Promise<void> {
-    for (const a of this.#acceptors.values()) a.server.close();
+    for (const a of this.#acceptors.values()) this.#sockets.release(a.tableKey, 'http');
     this.#acceptors.clear();
     const recs = [...this.#records.values()];
     this.#records.clear();
@@ -461,42 +482,10 @@ export class ListenerManager {
     return hostedRec !== undefined && hostedRec.hosted ? hostedRec : target;
   }
 
-  /** Binds the socket of `l`'s address and port; the error message when that fails. */
-  async #bind(l: CompiledListener, dispatching: boolean): Promise<string | null> {
-    const rec = this.#records.get(l.key)!;
-    // Sockets are half-open capable and unbuffered, as `http.Server` makes them; TLS and HTTP/2
-    // connections turn half-open off when they are handed to their engine.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-    const a = new Acceptor(l.key, server, rec);
-    a.dispatching = dispatching;
-    const relay = this.#relay;
-    // Each connection reads the socket's current listener once, when it is accepted.
-    server.on('connection', (socket: net.Socket) => acceptInto(a.dispatching ? this.#hostFor(a.target, socket) : a.target, relay, socket));
-    server.maxConnections = EDGE_LIMITS.maxConnectionsPerListener; // edge-limits.ts
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: l.address, port: l.port }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (err) {
-      server.close();
-      return (err as Error).message;
-    }
-    // After listening, an error on the server must not crash the process.
-    server.on('error', noop);
-    a.boundPort = (server.address() as AddressInfo).port;
-    // A newer sync may have bound or dropped this key meanwhile: keep the first socket only.
-    if (this.#acceptors.has(l.key) || !this.#records.has(l.key)) {
-      server.close();
-      return null;
-    }
-    a.target = this.#records.get(l.key)!;
-    this.#acceptors.set(l.key, a);
-    return null;
-  }
+  /** Each accepted connection: to the acceptor's listener, or (dispatching) the hosted listener of the address it arrived at. Reads the acceptor once. */
+  readonly #dispatch = (a: Acceptor, socket: net.Socket): void => {
+    acceptInto(a.dispatching ? this.#hostFor(a.target, socket) : a.target, this.#relay, socket);
+  };
 
   #createTlsServer(): tls.Server {
     const tlsCache = this.#tls;
@@ -559,11 +548,12 @@ export class ListenerManager {
   /** The bound port of a listener (for tests and the admin API). */
   boundPort(key: string): number | null {
     const own = this.#acceptors.get(key);
-    if (own !== undefined) return own.boundPort;
+    if (own !== undefined) return this.#sockets.boundPort(own.tableKey);
     const rec = this.#records.get(key);
     if (rec === undefined || !rec.hosted) return null;
     const hostKey = hostKeyOf(rec.compiled, this.#records);
-    return (hostKey === null ? undefined : this.#acceptors.get(hostKey))?.boundPort ?? null;
+    const host = hostKey === null ? undefined : this.#acceptors.get(hostKey);
+    return host === undefined ? null : this.#sockets.boundPort(host.tableKey);
   }
 }
 
