@@ -10,8 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { startEchoServer, type EchoServer } from '../../src/demo/echo-server.js';
 import type { IRSnapshot } from '../../src/ir/types.js';
 import { Runtime } from '../../src/runtime/runtime.js';
-import { cluster, forward, httpListener, match, route, snapshot, vhost } from '../support/ir-builders.js';
-import { request, within } from '../support/http-client.js';
+import { chain, cluster, forward, httpListener, httpsListener, match, route, snapshot, tlsContext, vhost } from '../support/ir-builders.js';
+import { httpsRequest, request, within } from '../support/http-client.js';
+import { makeCerts } from '../support/tls-certs.js';
 import { startRuntime } from '../support/runtime-harness.js';
 
 function connectRefused(port: number): Promise<boolean> {
@@ -117,6 +118,41 @@ describe('runtime swaps and shutdown', { timeout: 60_000 }, () => {
       });
       assert.equal(refused, true, 'the removed listener no longer accepts');
       assert.equal((await request(gw.port(0), {})).status, 200, 'the other listener still serves');
+    } finally {
+      await gw.close(500);
+    }
+  });
+
+  test('a listener switched from HTTP to HTTPS keeps its socket: an in-flight request finishes on the plaintext config, new connections are TLS', async () => {
+    const [cert] = makeCerts(['swap.example.com']);
+    const vh = [vhost('v', ['*'], [route('r', forward(['a']))])];
+    const plain = snapshot([httpListener(0, vh)], [cluster('a', [{ port: echo.a.port }])]);
+    const gw = await startRuntime(plain);
+    try {
+      const port = gw.port();
+      const inflight = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path: '/delay/400', agent: new http.Agent({ keepAlive: true }) }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+        }).on('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      const secure = snapshot(
+        [httpsListener(0, [chain('tls', vh, [], tlsContext([{ secret: 'default/swap', serverNames: [], certChain: cert.certChain, privateKey: cert.privateKey }]))])],
+        [cluster('a', [{ port: echo.a.port }])],
+      );
+      const result = await gw.apply(secure);
+      assert.deepEqual(result.errors, []);
+      assert.equal(gw.port(), port, 'the same socket serves HTTPS');
+      const r = await within(3000, inflight, 'in-flight request');
+      assert.deepEqual(r, { status: 200, connection: 'close' }, 'the plaintext request finishes, and its connection closes after it');
+      const tlsReply = await httpsRequest(port, { servername: 'swap.example.com' });
+      assert.equal(tlsReply.status, 200);
+      assert.equal(tlsReply.peerCN, 'swap.example.com');
+      // And back: the socket stays again, plaintext is served again.
+      await gw.apply(plain);
+      assert.equal(gw.port(), port);
+      assert.equal((await request(port, {})).status, 200);
     } finally {
       await gw.close(500);
     }
