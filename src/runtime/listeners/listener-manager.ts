@@ -103,6 +103,8 @@ type TaggedServer = net.Server & { [kRecord]?: ListenerRecord };
  */
 class ListenerRecord {
   draining = false;
+  /** Draining: when whatever connections are left are closed (ms since the epoch). */
+  drainDeadline = Infinity;
   /** Bound by no socket of its own: the wildcard socket of its port hands it the connections of its address. */
   hosted = false;
   /** HTTPS: the TLS handshake engine, a never-listening server the accepted sockets are handed to. */
@@ -322,16 +324,18 @@ export class ListenerManager {
   /** The sockets this manager serves, by listener key. */
   readonly #acceptors = new Map<string, Acceptor>();
   readonly #sockets: SocketTable;
-  /** Records replaced or removed and not yet drained (closed with the manager). */
-  readonly #draining = new Set<Promise<void>>();
+  /** Records replaced or removed and not yet drained, with their drains (cut short by `close`). */
+  readonly #draining = new Map<ListenerRecord, Promise<void>>();
   readonly #env: RequestEnv;
   readonly #tls: TlsContextCache;
 
   readonly #http1: Http1EngineKind;
   readonly #relay: PassthroughRelay | null;
 
-  /** `relay`: where HTTPS listeners with passthrough routes send the connections whose SNI is passthrough (TcpListenerManager). */
-  /** `sockets`: the runtime's socket table, shared with its TCP listeners. */
+  /**
+   * `relay`: where HTTPS listeners with passthrough routes send the connections whose SNI is
+   * passthrough (TcpListenerManager); `sockets`: the runtime's socket table, shared with its TCP listeners.
+   */
   constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE, relay: PassthroughRelay | null = null, sockets: SocketTable = new SocketTable()) {
     this.#sockets = sockets;
     this.#env = env;
@@ -447,9 +451,11 @@ export class ListenerManager {
     this.#acceptors.clear();
     const recs = [...this.#records.values()];
     this.#records.clear();
+    // Drains of earlier swaps end within the same grace period.
+    const deadline = Date.now() + graceMs;
+    for (const rec of this.#draining.keys()) rec.drainDeadline = Math.min(rec.drainDeadline, deadline);
     for (const rec of recs) this.#drain(rec, graceMs);
-    // Drains of earlier swaps are cut short by the same grace period.
-    await Promise.all([...this.#draining]);
+    await Promise.all([...this.#draining.values()]);
   }
 
   /** A listener's handling: engines and, for HTTPS, its TLS handshake engine. */
@@ -470,8 +476,8 @@ export class ListenerManager {
   #drain(rec: ListenerRecord, graceMs: number): void {
     if (rec.tlsServer !== null) rec.pinned = this.#tls.pin(rec.compiled.chains);
     const done = drain(rec, graceMs);
-    this.#draining.add(done);
-    void done.then(() => this.#draining.delete(done));
+    this.#draining.set(rec, done);
+    void done.then(() => this.#draining.delete(rec));
   }
 
   /** Where a connection accepted by a dispatching wildcard socket goes: the hosted listener of the address it arrived at, else the socket's own listener. */
@@ -608,7 +614,7 @@ function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
   const { h1 } = rec.engines;
   h1.closeIdle();
   rec.sessions.closeAll();
-  const deadline = Date.now() + graceMs;
+  rec.drainDeadline = Date.now() + graceMs;
   return new Promise((resolve) => {
     const finish = (): void => {
       h1.closeAll();
@@ -621,7 +627,7 @@ function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
     if (rec.sockets.size === 0) return finish();
     const timer = setInterval(() => {
       h1.closeIdle();
-      if (rec.sockets.size > 0 && Date.now() < deadline) return;
+      if (rec.sockets.size > 0 && Date.now() < rec.drainDeadline) return;
       clearInterval(timer);
       finish();
     }, 50);
