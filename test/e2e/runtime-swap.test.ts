@@ -158,6 +158,29 @@ describe('runtime swaps and shutdown', { timeout: 60_000 }, () => {
     }
   });
 
+  test('close: a listener still draining from an earlier swap is cut at the end of the close grace period', async () => {
+    const withSecond = snapshot(
+      [httpListener(0, [vhost('v', ['*'], [route('r', forward(['a']))])]), httpListener(0, [vhost('v', ['*'], [route('r2', forward(['a']))])], { address: '127.0.0.2', name: 'second' })],
+      [cluster('a', [{ port: echo.a.port }])],
+    );
+    const gw = await startRuntime(withSecond, { listenerDrainMs: 60_000 });
+    const second = gw.port(1);
+    // A request that outlives the close: its listener is removed (a 60 s drain), then the runtime closes with 300 ms.
+    const cut = new Promise<string>((resolve) => {
+      http.get({ host: '127.0.0.2', port: second, path: '/delay/20000', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve('finished'));
+        res.on('error', () => resolve('cut'));
+      }).on('error', () => resolve('cut'));
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    await gw.apply(snapshot([withSecond.listeners[0]], withSecond.clusters));
+    const started = Date.now();
+    await within(5000, gw.close(300), 'close');
+    assert.ok(Date.now() - started < 3000, `close took ${Date.now() - started} ms (the earlier drain has 60 s)`);
+    assert.equal(await within(3000, cut, 'the cut request'), 'cut');
+  });
+
   test('a bind failure is reported and the other listeners still serve', async () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
