@@ -214,7 +214,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
     removeDir(dir);
   });
 
-  test('own-address Gateway, passthrough routes and HTTP/HTTPS switched repeatedly under client load: zero connection errors, zero failed requests', async () => {
+  test('own-address Gateway, passthrough routes and HTTP/HTTPS switched repeatedly under client load: zero connection errors, zero failed requests', async (t) => {
     const adminUrl = `http://127.0.0.1:${gw.adminPort}/reloads`;
     const applied = async () => ((JSON.parse((await get(adminUrl)).body) as { reloads: { outcome: string }[] }).reloads.filter((r) => r.outcome === 'applied').length);
     // The starting config serves before the clients start.
@@ -356,6 +356,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
     }
 
     const summary = Object.entries(seen).map(([k, v]) => `${k}: ${[...v].join(' | ')}`).join('\n');
+    t.diagnostic(`${requests} requests answered across ${reloads} reloads in ${Date.now() - t0} ms`);
     assert.deepEqual(failures, [], `failed connections or requests during ${reloads} reloads (${requests} requests answered):\n${summary}\ngateway output:\n${gw.output().slice(-3000)}`);
     assert.ok(requests > 200, `only ${requests} requests answered in ${reloads} reloads`);
     // The transitions really happened while the clients ran.
@@ -364,7 +365,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
     assert.deepEqual([...(seen['port X (HTTP or HTTPS)'] ?? [])].sort(), ['200 xport http', '200 xport https'], summary);
   });
 
-  test('a port switched between an HTTP server and a TCP server under client load: every connection accepted and answered', async () => {
+  test('a port switched between an HTTP server and a TCP server under client load: every connection accepted and answered', async (t) => {
     const adminUrl = `http://127.0.0.1:${gw.adminPort}/reloads`;
     const applied = async () => ((JSON.parse((await get(adminUrl)).body) as { reloads: { outcome: string }[] }).reloads.filter((r) => r.outcome === 'applied').length);
     const failures: string[] = [];
@@ -405,6 +406,7 @@ spec: { controllerName: meshgate.io/gateway-controller }
     };
     const clients = [loop(), loop(), loop()];
     let tcp = false;
+    let reloads = 0;
     const t0 = Date.now();
     try {
       for (let step = 0; Date.now() - t0 < 3000 || step < 4; step++) {
@@ -415,12 +417,14 @@ spec: { controllerName: meshgate.io/gateway-controller }
           if (Date.now() > deadline) throw new Error(`step ${step}: no reload applied within 10 s`);
           await new Promise((r) => setTimeout(r, 20));
         }
+        reloads++;
         await new Promise((r) => setTimeout(r, 150));
       }
     } finally {
       stop = true;
       await Promise.all(clients);
     }
+    t.diagnostic(`${requests} requests answered across ${reloads} reloads in ${Date.now() - t0} ms`);
     assert.deepEqual(failures, [], `failed connections or requests (${requests} answered: ${[...seen].join(' | ')})\ngateway output:\n${gw.output().slice(-3000)}`);
     assert.deepEqual([...seen].sort(), ['200 xport http', '200 xport tcp']);
   });
