@@ -6,7 +6,9 @@
  *    wildcard listeners gain their first and lose their last hosted listener);
  *  - an ssl-passthrough Ingress switched on and off (the HTTPS listener gains its first and loses
  *    its last passthrough route);
- *  - an Istio Gateway server switched between HTTP and HTTPS on the same port.
+ *  - an Istio Gateway server switched between HTTP and HTTPS on the same port;
+ *  - (second test) an Istio Gateway server switched between HTTP and TCP on the same port (the port
+ *    moves between the HTTP and the TCP listener managers, which share one socket table).
  * Meanwhile clients open many short connections (HTTP, HTTPS, both addresses) and keep some open
  * (HTTP/1.1 keep-alive, HTTPS keep-alive, one HTTP/2 session). Every connection must be accepted
  * and every request answered; only the answers the transitions change may change (which backend,
