@@ -16,6 +16,7 @@ import type { CompiledSnapshot } from './compile/types.js';
 import type { RequestEnv } from './http/request-handler.js';
 import type { RequestObserver } from '../observability/observer.js';
 import { ListenerManager, type ListenerStatus } from './listeners/listener-manager.js';
+import { SocketTable } from './listeners/socket-table.js';
 import { TlsContextCache } from './listeners/tls-contexts.js';
 import { EndpointPools, type EndpointPoolOptions } from './state/endpoint-pools.js';
 import { TcpListenerManager, type TcpListenerStatus } from './tcp/tcp-listeners.js';
@@ -57,6 +58,8 @@ export class Runtime {
   readonly #tls = new TlsContextCache();
   readonly #listeners: ListenerManager;
   readonly #tcp: TcpListenerManager;
+  /** Listening sockets by address:port, shared by both listener managers (a port can move between them and keep its socket). */
+  readonly #sockets = new SocketTable();
   readonly #drainMs: number;
   #current: CompiledSnapshot | null = null;
   /** Applies run one at a time, in call order. */
@@ -66,9 +69,9 @@ export class Runtime {
   constructor(options: RuntimeOptions = {}) {
     this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null };
     this.#pools = new EndpointPools(options.pools);
-    this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer));
+    this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer), this.#sockets);
     const tcp = this.#tcp;
-    this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv(), (key, socket, sni, alpn, head) => tcp.relayPassthrough(key, socket, sni, alpn, head));
+    this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv(), (key, socket, sni, alpn, head) => tcp.relayPassthrough(key, socket, sni, alpn, head), this.#sockets);
     this.#drainMs = options.listenerDrainMs ?? 30_000;
   }
 
@@ -118,9 +121,14 @@ export class Runtime {
     }
     // TLS passthrough on HTTPS ports (ingress-nginx ssl-passthrough): the routes are in place before the listeners switch.
     this.#tcp.syncEmbedded(passthroughListeners(ir), compiled);
-    const listeners = await this.#listeners.sync(compiled, this.#drainMs);
+    // HTTP(S) listeners first, then TCP listeners: a port moving from one to the other keeps its
+    // socket (the first gives it up for the second to take, or takes it from it); the sweep closes
+    // a socket given up and not taken.
+    const tcpKeys = new Set(ir.tcpListeners.map((l) => SocketTable.key('tcp', l.address, l.port)));
+    const listeners = await this.#listeners.sync(compiled, this.#drainMs, tcpKeys);
     for (const l of listeners) if (l.error !== null) errors.push(`listener ${l.name} (${l.key}): ${l.error}`);
     const tcpListeners = await this.#tcp.sync(ir.tcpListeners, compiled, this.#drainMs);
+    this.#sockets.sweep();
     for (const l of tcpListeners) if (l.error !== null) errors.push(`tcp listener ${l.name} (${l.key}): ${l.error}`);
     return { version: ir.version, applied: true, errors, listeners, tcpListeners };
   }

@@ -10,8 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { startEchoServer, type EchoServer } from '../../src/demo/echo-server.js';
 import type { IRSnapshot } from '../../src/ir/types.js';
 import { Runtime } from '../../src/runtime/runtime.js';
-import { cluster, forward, httpListener, match, route, snapshot, vhost } from '../support/ir-builders.js';
-import { request, within } from '../support/http-client.js';
+import { chain, cluster, forward, httpListener, httpsListener, match, route, snapshot, tlsContext, vhost } from '../support/ir-builders.js';
+import { httpsRequest, request, within } from '../support/http-client.js';
+import { makeCerts } from '../support/tls-certs.js';
 import { startRuntime } from '../support/runtime-harness.js';
 
 function connectRefused(port: number): Promise<boolean> {
@@ -120,6 +121,64 @@ describe('runtime swaps and shutdown', { timeout: 60_000 }, () => {
     } finally {
       await gw.close(500);
     }
+  });
+
+  test('a listener switched from HTTP to HTTPS keeps its socket: an in-flight request finishes on the plaintext config, new connections are TLS', async () => {
+    const [cert] = makeCerts(['swap.example.com']);
+    const vh = [vhost('v', ['*'], [route('r', forward(['a']))])];
+    const plain = snapshot([httpListener(0, vh)], [cluster('a', [{ port: echo.a.port }])]);
+    const gw = await startRuntime(plain);
+    try {
+      const port = gw.port();
+      const inflight = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path: '/delay/400', agent: new http.Agent({ keepAlive: true }) }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+        }).on('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      const secure = snapshot(
+        [httpsListener(0, [chain('tls', vh, [], tlsContext([{ secret: 'default/swap', serverNames: [], certChain: cert.certChain, privateKey: cert.privateKey }]))])],
+        [cluster('a', [{ port: echo.a.port }])],
+      );
+      const result = await gw.apply(secure);
+      assert.deepEqual(result.errors, []);
+      assert.equal(gw.port(), port, 'the same socket serves HTTPS');
+      const r = await within(3000, inflight, 'in-flight request');
+      assert.deepEqual(r, { status: 200, connection: 'close' }, 'the plaintext request finishes, and its connection closes after it');
+      const tlsReply = await httpsRequest(port, { servername: 'swap.example.com' });
+      assert.equal(tlsReply.status, 200);
+      assert.equal(tlsReply.peerCN, 'swap.example.com');
+      // And back: the socket stays again, plaintext is served again.
+      await gw.apply(plain);
+      assert.equal(gw.port(), port);
+      assert.equal((await request(port, {})).status, 200);
+    } finally {
+      await gw.close(500);
+    }
+  });
+
+  test('close: a listener still draining from an earlier swap is cut at the end of the close grace period', async () => {
+    const withSecond = snapshot(
+      [httpListener(0, [vhost('v', ['*'], [route('r', forward(['a']))])]), httpListener(0, [vhost('v', ['*'], [route('r2', forward(['a']))])], { address: '127.0.0.2', name: 'second' })],
+      [cluster('a', [{ port: echo.a.port }])],
+    );
+    const gw = await startRuntime(withSecond, { listenerDrainMs: 60_000 });
+    const second = gw.port(1);
+    // A request that outlives the close: its listener is removed (a 60 s drain), then the runtime closes with 300 ms.
+    const cut = new Promise<string>((resolve) => {
+      http.get({ host: '127.0.0.2', port: second, path: '/delay/20000', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve('finished'));
+        res.on('error', () => resolve('cut'));
+      }).on('error', () => resolve('cut'));
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    await gw.apply(snapshot([withSecond.listeners[0]], withSecond.clusters));
+    const started = Date.now();
+    await within(5000, gw.close(300), 'close');
+    assert.ok(Date.now() - started < 3000, `close took ${Date.now() - started} ms (the earlier drain has 60 s)`);
+    assert.equal(await within(3000, cut, 'the cut request'), 'cut');
   });
 
   test('a bind failure is reported and the other listeners still serve', async () => {

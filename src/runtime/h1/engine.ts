@@ -355,9 +355,15 @@ export class H1Connection implements H1Link, ParserHandler {
     }
   }
 
-  /** Drain: close when no request is in progress. */
+  /**
+   * Drain: close a keep-alive connection waiting between requests; a request in progress closes
+   * the connection after its response. A connection that has not sent its first request yet (a
+   * TLS connection just past its handshake) is left to send it (its answer closes the connection):
+   * closing it would fail a request the client already sent. The head timeout, or the end of the
+   * drain, closes one that sends nothing.
+   */
   closeIfIdle(): void {
-    if (this.#phase === Phase.Idle || (this.#phase === Phase.Head && this.#parser.idle && this.#current === null)) this.socket.destroy();
+    if (this.#phase === Phase.Idle) this.socket.destroy();
     else if (this.#current !== null) this.#current.closeAfterResponse();
   }
 

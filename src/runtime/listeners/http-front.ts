@@ -126,8 +126,8 @@ export class SessionTracker {
       });
       session.once('close', () => this.sessions.delete(session));
       session.on('error', noop);
-      if (this.#closing) session.close();
-      else lastSession = session;
+      if (this.#closing) closeAfterFirstStreams(session);
+      lastSession = session;
     });
   }
 
@@ -140,6 +140,23 @@ export class SessionTracker {
   destroyAll(): void {
     for (const s of this.sessions) s.destroy();
   }
+}
+
+/**
+ * A session that starts on a draining listener (its connection was accepted before the swap): the
+ * requests the client sent with its preface are served, then GOAWAY. A GOAWAY before any stream
+ * would fail the request the client already sent (a client refuses its own pending streams on
+ * GOAWAY); one that sends nothing is closed after the sniffing timeout (or at the end of the drain).
+ */
+function closeAfterFirstStreams(session: http2.ServerHttp2Session): void {
+  const timer = setTimeout(() => session.close(), SNIFF_TIMEOUT_MS);
+  timer.unref();
+  session.once('close', () => clearTimeout(timer));
+  session.once('stream', () => {
+    clearTimeout(timer);
+    // After the other streams of the same read: close() answers what was received.
+    setImmediate(() => session.close());
+  });
 }
 
 /** Set synchronously by the `session` listener while `connection` is being emitted. */

@@ -1,18 +1,33 @@
 /**
- * Sockets keyed by `address:port`, kept across snapshot swaps. A swap points each surviving
- * listener at its new compiled listener (one reference assignment, so requests see the old or the
- * new snapshot, never a mix); listeners that left the IR drain and close; new ones bind. A bind
- * failure is reported, never thrown, and leaves the other listeners alone.
+ * Listeners and their sockets, kept across snapshot swaps (the way Envoy's listener manager and
+ * nginx's reload keep listening sockets: only the handling changes).
+ *
+ * Two layers:
+ * - a *socket* per bound `address:port` (`SocketTable`, shared with the TCP listeners, so a port
+ *   moving between an HTTP(S) and a TCP/TLS listener keeps its socket too). It lives while some
+ *   listener of the snapshot binds that address and port, whatever else changes: protocol (HTTP
+ *   <-> HTTPS), TLS settings, passthrough routes, hosted listeners. Only an address:port that
+ *   leaves the snapshot (or whose listener becomes hosted by a wildcard socket, or stops being so)
+ *   closes a socket; a connection is never refused because of a reload that keeps its port.
+ * - a *listener record* per IR listener: the compiled listener, its HTTP engines, its TLS handshake
+ *   engine, its open connections. A swap points each record at its new compiled listener (one
+ *   reference assignment, so requests see the old or the new snapshot, never a mix) and each socket
+ *   at its record. A record whose connections cannot carry on under the new listener (its protocol
+ *   changed: a plaintext keep-alive connection cannot become TLS) is replaced: new connections go to
+ *   the new record while the old one drains (its in-flight requests finish on the config they
+ *   started with; idle keep-alive connections close; HTTP/2 sessions get GOAWAY).
+ * A bind failure is reported, never thrown, and leaves the other listeners alone.
  *
  * A listener on a specific address whose port also has a wildcard listener (0.0.0.0, ::) cannot
  * bind its own socket (the kernel refuses it next to a listening wildcard socket): it is *hosted*
- * by the wildcard listener, which accepts every connection of the port and hands each one, by the
- * address it arrived at (getsockname, as nginx does for `listen 80` beside `listen 10.0.0.5:80`),
- * to the hosted listener of that address, or keeps it.
+ * by the wildcard listener's socket, which accepts every connection of the port and hands each one,
+ * by the address it arrived at (getsockname, as nginx does for `listen 80` beside `listen
+ * 10.0.0.5:80`), to the hosted listener of that address, or keeps it. Gaining the first or losing
+ * the last hosted listener only switches that hand-out on or off.
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import { selectCertificate, selectFilterChain } from '../compile/lookup.js';
@@ -29,7 +44,7 @@ import { H1Engine } from '../h1/engine.js';
 import { internalFailure } from '../http/internal-failure.js';
 import type { Downstream } from '../http/downstream.js';
 import { NO_RESUMPTION, secureContextOptions, type TlsContextCache } from './tls-contexts.js';
-import { EDGE_LIMITS } from './edge-limits.js';
+import { SocketTable, type ConnectionHandler } from './socket-table.js';
 import { peekClientHello } from '../tcp/client-hello.js';
 import { plainAddress } from '../http/downstream.js';
 import { listenerKey } from '../compile/compile-snapshot.js';
@@ -78,27 +93,32 @@ export interface ListenerStatus {
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 const kRecord = Symbol('meshgate.listener');
-/** The accepting server (`net` for plaintext, `tls` for HTTPS) or one of the two engines. */
+/** A listener's TLS handshake engine or one of its two HTTP engines (they never listen). */
 type TaggedServer = net.Server & { [kRecord]?: ListenerRecord };
 
+/**
+ * One IR listener's handling: its compiled listener (swapped on reload), engines and connections.
+ * It owns no socket: the socket of its address:port (or, hosted, of its port's wildcard) hands it
+ * the connections it accepts.
+ */
 class ListenerRecord {
   draining = false;
-  /** Bound by no socket of its own: the wildcard listener of its port hands it its connections. */
+  /** Draining: when whatever connections are left are closed (ms since the epoch). */
+  drainDeadline = Infinity;
+  /** Bound by no socket of its own: the wildcard socket of its port hands it the connections of its address. */
   hosted = false;
-  /** A wildcard listener that hosts others: its accepting server hands connections out by local address. */
-  dispatching = false;
-  /** The TLS handshake engine of an HTTPS listener: the accepting server itself, or (passthrough listeners) a never-listening one the front hands sockets to. */
+  /** HTTPS: the TLS handshake engine, a never-listening server the accepted sockets are handed to. */
   tlsServer: tls.Server | null = null;
-  boundPort: number | null = null;
   /** Key of the TLS settings the server's default (no-SNI) context was built from. */
   defaultTlsKey = '';
+  /** Draining: the SecureContexts of its certificates, kept for the handshakes it still runs (the cache keeps only the current snapshot's). */
+  pinned: Map<string, tls.SecureContext> | null = null;
   readonly sessions = new SessionTracker();
-  /** Every socket the listener accepted and that is still open, whatever stage it is at (TLS handshake, protocol sniffing, engine). */
+  /** Every socket handed to the listener and still open, whatever stage it is at (TLS handshake, protocol sniffing, engine). */
   readonly sockets = new Set<net.Socket>();
   readonly engines: HttpEngines;
   constructor(
     public compiled: CompiledListener,
-    readonly server: TaggedServer,
     readonly env: RequestEnv,
     kind: Http1EngineKind,
   ) {
@@ -160,13 +180,6 @@ function onRequest(this: TaggedServer, req: IncomingMessage, res: ServerResponse
   }
 }
 
-/** 'connection' listener of every accepting server (for TLS, the TCP socket under the handshake). */
-function trackSocket(this: TaggedServer, socket: net.Socket): void {
-  const sockets = this[kRecord]!.sockets;
-  sockets.add(socket);
-  socket.once('close', () => sockets.delete(socket));
-}
-
 /** 'upgrade' listener of the HTTP/1.1 engine (WebSocket): the request path decides, then splices. */
 function onUpgrade(this: TaggedServer, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
   const rec = this[kRecord]!;
@@ -195,10 +208,6 @@ function onH2Stream(this: TaggedServer, stream: ServerHttp2Stream, _headers: unk
     internalFailure(null, err, 'HTTP/2 stream');
     if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   }
-}
-
-function onPlainConnection(this: TaggedServer, socket: net.Socket): void {
-  sniffPlaintext(socket, this[kRecord]!.engines);
 }
 
 /**
@@ -232,8 +241,15 @@ function onPassthroughFront(rec: ListenerRecord, relay: PassthroughRelay | null,
   });
 }
 
-/** Hands an accepted connection to a listener's own handling (what its accepting server would do). */
+/**
+ * Hands an accepted connection to a listener: counted as its connection, then handled as the
+ * listener's current compiled listener says (plaintext sniffing, the ClientHello front of
+ * passthrough routes, or the TLS handshake).
+ */
 function acceptInto(rec: ListenerRecord, relay: PassthroughRelay | null, socket: net.Socket): void {
+  const sockets = rec.sockets;
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
   const l = rec.compiled;
   if (l.protocol === 'HTTP') return sniffPlaintext(socket, rec.engines);
   if (l.passthrough) return onPassthroughFront(rec, relay, socket);
@@ -279,163 +295,203 @@ function hostingOf(listeners: readonly CompiledListener[]): { hosted: Set<string
   return { hosted, dispatching };
 }
 
+/**
+ * A socket of the table this manager serves: where its connections go. The table hands each
+ * accepted connection to `handler`, which reads `target` and `dispatching` of the moment.
+ */
+class Acceptor {
+  /** The listener of this address:port (swapped on reload). */
+  target: ListenerRecord;
+  /** The port has hosted listeners: each connection goes to the listener of the address it arrived at (else `target`). */
+  dispatching = false;
+  readonly handler: ConnectionHandler;
+  constructor(
+    /** The socket's key in the SocketTable. */
+    readonly tableKey: string,
+    target: ListenerRecord,
+    dispatch: (a: Acceptor, socket: net.Socket) => void,
+  ) {
+    this.target = target;
+    this.handler = (socket) => dispatch(this, socket);
+  }
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
 export class ListenerManager {
+  /** Every listener of the current snapshot, by `address:port` (hosted ones and those whose bind failed included). */
   readonly #records = new Map<string, ListenerRecord>();
+  /** The sockets this manager serves, by listener key. */
+  readonly #acceptors = new Map<string, Acceptor>();
+  readonly #sockets: SocketTable;
+  /** Records replaced or removed and not yet drained, with their drains (cut short by `close`). */
+  readonly #draining = new Map<ListenerRecord, Promise<void>>();
   readonly #env: RequestEnv;
   readonly #tls: TlsContextCache;
 
   readonly #http1: Http1EngineKind;
   readonly #relay: PassthroughRelay | null;
 
-  /** `relay`: where HTTPS listeners with passthrough routes send the connections whose SNI is passthrough (TcpListenerManager). */
-  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE, relay: PassthroughRelay | null = null) {
+  /**
+   * `relay`: where HTTPS listeners with passthrough routes send the connections whose SNI is
+   * passthrough (TcpListenerManager); `sockets`: the runtime's socket table, shared with its TCP listeners.
+   */
+  constructor(env: RequestEnv, tls: TlsContextCache, http1: Http1EngineKind = DEFAULT_HTTP1_ENGINE, relay: PassthroughRelay | null = null, sockets: SocketTable = new SocketTable()) {
+    this.#sockets = sockets;
     this.#env = env;
     this.#tls = tls;
     this.#http1 = http1;
     this.#relay = relay;
   }
 
-  /** Applies the listeners of `snapshot`. Resolves when binds and unbinds have been attempted. */
-  async sync(snapshot: CompiledSnapshot, drainMs: number): Promise<ListenerStatus[]> {
-    const statuses: ListenerStatus[] = [];
-    const toOpen: CompiledListener[] = [];
-    const toClose: ListenerRecord[] = [];
+  /**
+   * Applies the listeners of `snapshot`. Resolves when binds have been attempted (drains of
+   * replaced or removed listeners go on in the background for up to `drainMs`). `tcpKeys`: the
+   * socket keys the TCP listeners of the same snapshot bind (synced after this): a socket this
+   * manager gives up to them stays open for them to take, one they give up is taken here.
+   */
+  async sync(snapshot: CompiledSnapshot, drainMs: number, tcpKeys: ReadonlySet<string> = NONE): Promise<ListenerStatus[]> {
     const { hosted, dispatching } = hostingOf(snapshot.listeners);
-    // First every surviving listener switches to the new snapshot, synchronously.
-    for (const l of snapshot.listeners) {
-      const rec = this.#records.get(l.key);
-      // A listener that gains or loses passthrough routes changes its accepting server: reopened.
-      if (rec !== undefined && rec.compiled.protocol === l.protocol && rec.compiled.passthrough === l.passthrough && rec.hosted === hosted.has(l.key) && rec.dispatching === dispatching.has(l.key)) {
-        rec.compiled = l;
-        if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
-      } else {
-        if (rec !== undefined) toClose.push(rec);
-        toOpen.push(l);
-      }
-    }
-    for (const [key, rec] of this.#records) if (!snapshot.listenersByKey.has(key)) toClose.push(rec);
-    for (const rec of toClose) this.#records.delete(rec.compiled.key);
-    // Stop listening on replaced ports before binding them again; connections drain meanwhile.
-    const drains = toClose.map((rec) => drain(rec, drainMs));
-    // Hosted listeners first: the wildcard listener that hands them connections may accept at once.
-    const opened = [
-      ...toOpen.filter((l) => hosted.has(l.key)).map((l) => this.#openHosted(l)),
-      ...(await Promise.all(toOpen.filter((l) => !hosted.has(l.key)).map((l) => this.#open(l, dispatching.has(l.key))))),
-    ];
-    void Promise.all(drains);
+    const retired: ListenerRecord[] = [];
+    // 1. Every listener switches to its new compiled listener, synchronously (no await before 2).
     for (const l of snapshot.listeners) {
       let rec = this.#records.get(l.key);
-      let failed = opened.find((o) => o.key === l.key && o.error !== null)?.error;
-      if (rec !== undefined && rec.hosted) {
-        // Served through the wildcard listener of its port: listening when that one is.
-        const hostKey = hostKeyOf(l, this.#records);
-        const host = hostKey === null ? undefined : this.#records.get(hostKey);
-        rec.boundPort = host?.boundPort ?? null;
-        if (host === undefined) {
-          failed = `the wildcard listener of port ${l.port} that hosts it is not bound`;
-          rec = undefined;
-        }
+      // A connection cannot change protocol: a listener that does gets a new record (new
+      // connections go there) while the old one drains. Anything else changes in place: TLS
+      // settings (the default context here, SNI contexts per handshake), passthrough routes
+      // (read per connection by acceptInto), being hosted or not.
+      if (rec !== undefined && rec.compiled.protocol !== l.protocol) {
+        retired.push(rec);
+        rec = undefined;
+      }
+      if (rec === undefined) {
+        rec = this.#createRecord(l);
+        this.#records.set(l.key, rec);
+      } else {
+        rec.compiled = l;
+        if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
+      }
+      rec.hosted = hosted.has(l.key);
+    }
+    for (const [key, rec] of this.#records) {
+      if (snapshot.listenersByKey.has(key)) continue;
+      this.#records.delete(key);
+      retired.push(rec);
+    }
+    // 2. Every socket that stays points at its listener; a socket whose address:port left the
+    // snapshot, or whose listener is now hosted by the wildcard socket of its port, stops
+    // accepting now, before any bind below (a wildcard and a specific address of one port
+    // cannot both listen).
+    for (const [key, a] of this.#acceptors) {
+      const rec = hosted.has(key) ? undefined : this.#records.get(key);
+      if (rec === undefined) {
+        this.#acceptors.delete(key);
+        // Taken over by a TCP listener of this snapshot: until it is, connections still reach the (draining) listener.
+        this.#sockets.release(a.tableKey, 'http', tcpKeys.has(a.tableKey));
+        continue;
+      }
+      a.target = rec;
+      a.dispatching = dispatching.has(key);
+    }
+    for (const rec of retired) this.#drain(rec, drainMs);
+    // 3. New sockets: addresses and ports this manager does not serve yet (or whose bind failed
+    // before). A socket a TCP listener gives up in this snapshot is taken over (synchronously,
+    // before any await); the others are bound.
+    const toBind: Acceptor[] = [];
+    for (const l of snapshot.listeners) {
+      if (hosted.has(l.key) || this.#acceptors.has(l.key)) continue;
+      const a = new Acceptor(SocketTable.key('http', l.address, l.port), this.#records.get(l.key)!, this.#dispatch);
+      a.dispatching = dispatching.has(l.key);
+      if (this.#sockets.take(a.tableKey, 'http', a.handler, tcpKeys)) this.#acceptors.set(l.key, a);
+      else toBind.push(a);
+    }
+    const bindErrors = new Map<string, string>();
+    await Promise.all(
+      toBind.map(async (a) => {
+        const l = a.target.compiled;
+        const error = await this.#sockets.bind(a.tableKey, 'http', l.address, l.port, a.handler);
+        if (error !== null) bindErrors.set(l.key, error);
+        else this.#acceptors.set(l.key, a);
+      }),
+    );
+    const statuses: ListenerStatus[] = [];
+    for (const l of snapshot.listeners) {
+      let failed = bindErrors.get(l.key) ?? null;
+      let a: Acceptor | undefined;
+      if (hosted.has(l.key)) {
+        // Served through the wildcard socket of its port: listening when that one is.
+        const hostKey = hostKeyOf(l, snapshot.listenersByKey);
+        a = hostKey === null ? undefined : this.#acceptors.get(hostKey);
+        if (a === undefined) failed = `the wildcard listener of port ${l.port} that hosts it is not bound`;
+      } else {
+        a = this.#acceptors.get(l.key);
       }
       statuses.push({
         name: l.name,
         key: l.key,
         address: l.address,
         port: l.port,
-        boundPort: rec?.boundPort ?? null,
+        boundPort: a === undefined ? null : this.#sockets.boundPort(a.tableKey),
         protocol: l.protocol,
-        state: rec !== undefined ? 'listening' : 'failed',
-        error: rec !== undefined ? null : failed ?? 'not bound',
+        state: a !== undefined ? 'listening' : 'failed',
+        error: a !== undefined ? null : failed ?? 'not bound',
       });
     }
     return statuses;
   }
 
-  /** Open downstream connections of each bound listener, by listener name. */
+  /** Open downstream connections of each listener, by listener name. */
   async connectionCounts(): Promise<{ listener: string; active: number }[]> {
-    const recs = [...this.#records.values()];
-    const counts = await Promise.all(recs.map((rec) => new Promise<number>((resolve) => rec.server.getConnections((err, n) => resolve(err ? 0 : n)))));
-    return recs.map((rec, i) => ({ listener: rec.compiled.name, active: counts[i] }));
+    return [...this.#records.values()].map((rec) => ({ listener: rec.compiled.name, active: rec.sockets.size }));
   }
 
   /** Stops accepting everywhere, lets in-flight requests finish for up to `graceMs`, then closes. */
   async close(graceMs: number): Promise<void> {
+    for (const a of this.#acceptors.values()) this.#sockets.release(a.tableKey, 'http');
+    this.#acceptors.clear();
     const recs = [...this.#records.values()];
     this.#records.clear();
-    await Promise.all(recs.map((rec) => drain(rec, graceMs)));
+    // Drains of earlier swaps end within the same grace period.
+    const deadline = Date.now() + graceMs;
+    for (const rec of this.#draining.keys()) rec.drainDeadline = Math.min(rec.drainDeadline, deadline);
+    for (const rec of recs) this.#drain(rec, graceMs);
+    await Promise.all([...this.#draining.values()]);
   }
 
-  /** A listener hosted by the wildcard listener of its port: engines and TLS, no socket of its own. */
-  #openHosted(l: CompiledListener): { key: string; error: string | null } {
-    const tlsServer = l.protocol === 'HTTPS' ? this.#createTlsServer() : null;
-    const rec = new ListenerRecord(l, net.createServer(), this.#env, this.#http1);
-    rec.hosted = true;
-    rec.tlsServer = tlsServer;
-    rec.server[kRecord] = rec;
-    if (tlsServer !== null) (tlsServer as TaggedServer)[kRecord] = rec;
+  /** A listener's handling: engines and, for HTTPS, its TLS handshake engine. */
+  #createRecord(l: CompiledListener): ListenerRecord {
+    const rec = new ListenerRecord(l, this.#env, this.#http1);
+    if (l.protocol === 'HTTPS') {
+      rec.tlsServer = this.#createTlsServer();
+      (rec.tlsServer as TaggedServer)[kRecord] = rec;
+    }
     (rec.engines.h2 as unknown as TaggedServer)[kRecord] = rec;
-    if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
-    rec.engines.h2.on('stream', onH2Stream as unknown as (stream: unknown, headers: unknown, flags: unknown, rawHeaders: unknown) => void);
-    this.#records.set(l.key, rec);
-    return { key: l.key, error: null };
-  }
-
-  /** Where a connection accepted by a dispatching wildcard listener goes: the hosted listener of the address it arrived at, else that listener. */
-  #hostFor(rec: ListenerRecord, socket: net.Socket): ListenerRecord {
-    const local = socket.localAddress;
-    if (local === undefined) return rec;
-    const target = this.#records.get(listenerKey(plainAddress(local), rec.compiled.port));
-    return target !== undefined && target.hosted && !target.draining ? target : rec;
-  }
-
-  async #open(l: CompiledListener, dispatching = false): Promise<{ key: string; error: string | null }> {
-    // Sockets are half-open capable and unbuffered, as `http.Server` makes them.
-    const front = (l.protocol === 'HTTPS' && l.passthrough) || dispatching;
-    const tlsServer = l.protocol === 'HTTPS' ? this.#createTlsServer() : null;
-    const server: TaggedServer =
-      front ? net.createServer({ allowHalfOpen: true, noDelay: true }) : tlsServer ?? net.createServer({ allowHalfOpen: true, noDelay: true }, onPlainConnection);
-    const rec = new ListenerRecord(l, server, this.#env, this.#http1);
-    rec.dispatching = dispatching;
-    rec.tlsServer = tlsServer;
-    server[kRecord] = rec;
-    if (tlsServer !== null) (tlsServer as TaggedServer)[kRecord] = rec;
-    const relay = this.#relay;
-    if (dispatching) {
-      server.on('connection', (socket: net.Socket) => {
-        const target = this.#hostFor(rec, socket);
-        if (target !== rec) {
-          target.sockets.add(socket);
-          socket.once('close', () => target.sockets.delete(socket));
-        }
-        acceptInto(target, relay, socket);
-      });
-    } else if (front) {
-      server.on('connection', (socket: net.Socket) => onPassthroughFront(rec, relay, socket));
-    }
-    server.prependListener('connection', trackSocket);
-    server.maxConnections = EDGE_LIMITS.maxConnectionsPerListener; // edge-limits.ts
-    const { h2 } = rec.engines;
-    (h2 as unknown as TaggedServer)[kRecord] = rec;
-    if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
     // The core stream API (no 'request' listener: node:http2's compatibility layer is never set up).
-    h2.on('stream', onH2Stream as unknown as (stream: unknown, headers: unknown, flags: unknown, rawHeaders: unknown) => void);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: l.address, port: l.port }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } catch (err) {
-      server.close();
-      return { key: l.key, error: (err as Error).message };
-    }
-    // After listening, an error on the server must not crash the process.
-    server.on('error', noop);
-    rec.boundPort = (server.address() as AddressInfo).port;
-    this.#records.set(l.key, rec);
-    return { key: l.key, error: null };
+    rec.engines.h2.on('stream', onH2Stream as unknown as (stream: unknown, headers: unknown, flags: unknown, rawHeaders: unknown) => void);
+    if (l.protocol === 'HTTPS') this.#updateDefaultContext(rec);
+    return rec;
   }
+
+  /** Drains a listener no socket hands connections to any more (tracked, so `close` waits for it). */
+  #drain(rec: ListenerRecord, graceMs: number): void {
+    if (rec.tlsServer !== null) rec.pinned = this.#tls.pin(rec.compiled.chains);
+    const done = drain(rec, graceMs);
+    this.#draining.set(rec, done);
+    void done.then(() => this.#draining.delete(rec));
+  }
+
+  /** Where a connection accepted by a dispatching wildcard socket goes: the hosted listener of the address it arrived at, else the socket's own listener. */
+  #hostFor(target: ListenerRecord, socket: net.Socket): ListenerRecord {
+    const local = socket.localAddress;
+    if (local === undefined) return target;
+    const hostedRec = this.#records.get(listenerKey(plainAddress(local), target.compiled.port));
+    return hostedRec !== undefined && hostedRec.hosted ? hostedRec : target;
+  }
+
+  /** Each accepted connection: to the acceptor's listener, or (dispatching) the hosted listener of the address it arrived at. Reads the acceptor once. */
+  readonly #dispatch = (a: Acceptor, socket: net.Socket): void => {
+    acceptInto(a.dispatching ? this.#hostFor(a.target, socket) : a.target, this.#relay, socket);
+  };
 
   #createTlsServer(): tls.Server {
     const tlsCache = this.#tls;
@@ -453,7 +509,7 @@ export class ListenerManager {
         const sni = servername.toLowerCase();
         const chain = selectFilterChain(rec.compiled, sni);
         const cert = chain?.tls ? selectCertificate(chain.tls, sni) : null;
-        const ctx = cert === null ? undefined : tlsCache.get(cert);
+        const ctx = cert === null ? undefined : (rec.pinned?.get(cert.contextKey) ?? tlsCache.get(cert));
         if (ctx === undefined) return cb(new Error(`meshgate: no filter chain for server name "${servername}"`));
         cb(null, ctx);
       },
@@ -497,7 +553,13 @@ export class ListenerManager {
 
   /** The bound port of a listener (for tests and the admin API). */
   boundPort(key: string): number | null {
-    return this.#records.get(key)?.boundPort ?? null;
+    const own = this.#acceptors.get(key);
+    if (own !== undefined) return this.#sockets.boundPort(own.tableKey);
+    const rec = this.#records.get(key);
+    if (rec === undefined || !rec.hosted) return null;
+    const hostKey = hostKeyOf(rec.compiled, this.#records);
+    const host = hostKey === null ? undefined : this.#acceptors.get(hostKey);
+    return host === undefined ? null : this.#sockets.boundPort(host.tableKey);
   }
 }
 
@@ -541,51 +603,33 @@ function onSecureConnection(this: TaggedServer, socket: TLSSocket): void {
 }
 
 /**
- * Stops accepting now (the port is free for a new bind at once), closes keep-alive connections as
- * they become idle, and after `graceMs` closes whatever is left. Resolves when every connection is
- * gone.
+ * Lets a listener's connections finish: keep-alive connections close as they become idle (and
+ * every response from now on says `connection: close`), HTTP/2 sessions get GOAWAY (open streams
+ * finish); after `graceMs` whatever is left is closed. Resolves when every connection is gone. No
+ * socket hands the listener new connections any more (its socket was closed, or now serves its
+ * replacement).
  */
 function drain(rec: ListenerRecord, graceMs: number): Promise<void> {
   rec.draining = true;
-  if (rec.hosted) return drainHosted(rec, graceMs);
-  const server = rec.server;
-  const { h1 } = rec.engines;
-  return new Promise((resolve) => {
-    const idle = setInterval(() => h1.closeIdle(), 50);
-    const hard = setTimeout(() => {
-      h1.closeAll();
-      rec.sessions.destroyAll();
-      // Sockets no engine owns yet (handshake, sniffing) or that an engine let linger.
-      for (const s of rec.sockets) s.destroy();
-    }, graceMs);
-    // The callback runs once the last accepted connection has closed (or at once if none is open).
-    server.close(() => {
-      clearInterval(idle);
-      clearTimeout(hard);
-      h1.close();
-      resolve();
-    });
-    h1.closeIdle();
-    rec.sessions.closeAll();
-  });
-}
-
-/** A hosted listener has no server to close: its connections are let finish, then closed after `graceMs`. */
-function drainHosted(rec: ListenerRecord, graceMs: number): Promise<void> {
   const { h1 } = rec.engines;
   h1.closeIdle();
   rec.sessions.closeAll();
-  const deadline = Date.now() + graceMs;
+  rec.drainDeadline = Date.now() + graceMs;
   return new Promise((resolve) => {
-    const timer = setInterval(() => {
-      h1.closeIdle();
-      if (rec.sockets.size > 0 && Date.now() < deadline) return;
-      clearInterval(timer);
+    const finish = (): void => {
       h1.closeAll();
       rec.sessions.destroyAll();
+      // Sockets no engine owns yet (handshake, sniffing, passthrough relays) or that an engine let linger.
       for (const s of rec.sockets) s.destroy();
       h1.close();
       resolve();
+    };
+    if (rec.sockets.size === 0) return finish();
+    const timer = setInterval(() => {
+      h1.closeIdle();
+      if (rec.sockets.size > 0 && Date.now() < rec.drainDeadline) return;
+      clearInterval(timer);
+      finish();
     }, 50);
   });
 }

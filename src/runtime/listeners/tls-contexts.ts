@@ -11,6 +11,11 @@ import type { CompiledCertificate, CompiledSnapshot, CompiledTls } from '../comp
 
 export class TlsContextCache {
   #byKey = new Map<string, SecureContext>();
+  /**
+   * The contexts of the previous snapshot, until the next `prepare`: listeners that left with it
+   * pin theirs (`pin`) so the handshakes they still run finish with the certificate they started with.
+   */
+  #previous = new Map<string, SecureContext>();
 
   /**
    * Builds the contexts of every certificate in the snapshot (reusing cached ones) and forgets
@@ -38,12 +43,25 @@ export class TlsContextCache {
         }
       }
     }
+    this.#previous = this.#byKey;
     this.#byKey = next;
     return errors;
   }
 
   get(cert: CompiledCertificate): SecureContext | undefined {
     return this.#byKey.get(cert.contextKey);
+  }
+
+  /** The contexts of a listener's certificates as the current or the previous snapshot had them, by context key. */
+  pin(chains: readonly { tls: CompiledTls | null }[]): Map<string, SecureContext> {
+    const pinned = new Map<string, SecureContext>();
+    for (const chain of chains) {
+      for (const cert of chain.tls?.certificates ?? []) {
+        const ctx = this.#byKey.get(cert.contextKey) ?? this.#previous.get(cert.contextKey);
+        if (ctx !== undefined) pinned.set(cert.contextKey, ctx);
+      }
+    }
+    return pinned;
   }
 }
 

@@ -28,6 +28,7 @@ import type { CompiledCluster, CompiledSnapshot, CompiledTls } from '../compile/
 import { TLS_VERIFY_CODES } from '../http/local-reply.js';
 import { checkClientCertificate } from '../listeners/client-cert.js';
 import { NO_RESUMPTION, secureContextOptions } from '../listeners/tls-contexts.js';
+import { SocketTable } from '../listeners/socket-table.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { upstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { peekClientHello } from './client-hello.js';
@@ -198,16 +199,16 @@ function firstMatch(l: CompiledTcpListener, routes: CompiledTcpRoute[], candidat
 }
 
 class ListenerRecord {
-  boundPort: number | null = null;
+  /** Its socket's key in the SocketTable ('' for records that never listen). */
+  tableKey = '';
   readonly sockets = new Set<net.Socket>();
   /** TLS_TERMINATE: the handshake engine (never listens; accepted sockets are handed to it). */
   tlsServer: tls.Server | null = null;
   /** Settings of the tlsServer's own (no-SNI) context, to rebuild it only when they change. */
   defaultTlsKey = '';
-  constructor(
-    public compiled: CompiledTcpListener,
-    readonly server: net.Server,
-  ) {}
+  /** Removed: the SecureContexts it had, for the handshakes it still runs. */
+  pinned: Map<string, tls.SecureContext> | null = null;
+  constructor(public compiled: CompiledTcpListener) {}
 }
 
 /** Node's options for the upstream TLS of a cluster, built once per compiled cluster (files read then). */
@@ -228,54 +229,69 @@ export class TcpListenerManager {
    */
   #embedded = new Map<string, ListenerRecord>();
 
-  constructor(random: () => number, observer: TcpObserver | null = null) {
+  readonly #sockets: SocketTable;
+
+  /** `sockets`: the runtime's socket table, shared with its HTTP(S) listeners. */
+  constructor(random: () => number, observer: TcpObserver | null = null, sockets: SocketTable = new SocketTable()) {
     this.#random = random;
     this.#observer = observer;
+    this.#sockets = sockets;
   }
 
-  /** Applies the TCP listeners of a snapshot; `compiled` supplies the clusters (with their pools' endpoints). */
+  /**
+   * Applies the TCP listeners of a snapshot; `compiled` supplies the clusters (with their pools'
+   * endpoints). Runs after the HTTP(S) listeners of the same snapshot are synced: a socket they
+   * gave up is taken over, one they took from a removed TCP listener stays theirs.
+   */
   async sync(listeners: TcpListener[], compiled: CompiledSnapshot, drainMs: number): Promise<TcpListenerStatus[]> {
     const next = listeners.map((l) => compileTcpListener(l, compiled.clusters));
+    const previousContexts = this.#contexts;
     const contextErrors = this.#prepareContexts(next);
     const keep = new Set(next.map((l) => l.key));
     for (const [key, rec] of this.#records) {
       if (keep.has(key)) continue;
       this.#records.delete(key);
+      // Stops accepting now, unless an HTTP(S) listener took the socket over.
+      this.#sockets.release(rec.tableKey, 'tcp');
+      if (rec.tlsServer !== null) rec.pinned = previousContexts;
       void drainTcp(rec, drainMs);
     }
     const statuses: TcpListenerStatus[] = [];
+    const toBind: ListenerRecord[] = [];
     for (const l of next) {
-      const err = contextErrors.get(l.key) ?? null;
       let rec = this.#records.get(l.key);
       if (rec !== undefined) {
         rec.compiled = l;
         this.#updateTls(rec);
-        statuses.push({ name: l.ir.name, key: l.key, boundPort: rec.boundPort, error: err });
         continue;
       }
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
-      rec = new ListenerRecord(l, server);
-      const r = rec;
-      server.on('connection', (socket) => this.#onConnection(r, socket));
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ host: l.ir.address, port: l.ir.port }, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
-      } catch (e) {
-        statuses.push({ name: l.ir.name, key: l.key, boundPort: null, error: (e as Error).message });
-        continue;
-      }
-      server.on('error', noop);
-      rec.boundPort = (server.address() as net.AddressInfo).port;
-      this.#records.set(l.key, rec);
+      rec = new ListenerRecord(l);
+      rec.tableKey = SocketTable.key('tcp', l.ir.address, l.ir.port);
       this.#updateTls(rec);
-      statuses.push({ name: l.ir.name, key: l.key, boundPort: rec.boundPort, error: err });
+      // A socket an HTTP(S) listener gave up in this snapshot: taken over at once.
+      if (this.#sockets.take(rec.tableKey, 'tcp', this.#handler(rec), ALL)) this.#records.set(l.key, rec);
+      else toBind.push(rec);
+    }
+    const bindErrors = new Map<string, string>();
+    await Promise.all(
+      toBind.map(async (rec) => {
+        const l = rec.compiled;
+        const error = await this.#sockets.bind(rec.tableKey, 'tcp', l.ir.address, l.ir.port, this.#handler(rec));
+        if (error !== null) bindErrors.set(l.key, error);
+        else this.#records.set(l.key, rec);
+      }),
+    );
+    for (const l of next) {
+      const rec = this.#records.get(l.key);
+      const boundPort = rec === undefined ? null : this.#sockets.boundPort(rec.tableKey);
+      statuses.push({ name: l.ir.name, key: l.key, boundPort, error: bindErrors.get(l.key) ?? contextErrors.get(l.key) ?? null });
     }
     return statuses;
+  }
+
+  /** The connection handler of a record's socket. */
+  #handler(rec: ListenerRecord): (socket: net.Socket) => void {
+    return (socket) => this.#onConnection(rec, socket);
   }
 
   /** Builds (or reuses) the SecureContext of every certificate of every terminating chain; errors by listener key. */
@@ -320,7 +336,7 @@ export class TcpListenerManager {
           const sni = servername.toLowerCase();
           const chain = selectTcpChain(rec.compiled, sni);
           const cert = chain === null ? null : selectCertificate(chain.tls, sni);
-          const ctx = cert === null ? undefined : contexts().get(cert.contextKey);
+          const ctx = cert === null ? undefined : (rec.pinned ?? contexts()).get(cert.contextKey);
           if (ctx === undefined) return cb(new Error(`meshgate: no TLS chain for server name "${servername}"`));
           cb(null, ctx);
         },
@@ -362,7 +378,7 @@ export class TcpListenerManager {
     const next = new Map<string, ListenerRecord>();
     for (const ir of listeners) {
       const l = compileTcpListener(ir, compiled.clusters);
-      const rec = this.#embedded.get(l.key) ?? new ListenerRecord(l, new net.Server());
+      const rec = this.#embedded.get(l.key) ?? new ListenerRecord(l);
       rec.compiled = l;
       next.set(l.key, rec);
     }
@@ -392,6 +408,7 @@ export class TcpListenerManager {
     this.#embedded.clear();
     const recs = [...this.#records.values()];
     this.#records.clear();
+    for (const r of recs) this.#sockets.release(r.tableKey, 'tcp');
     const unbound = [...this.#unbound.values()];
     this.#unbound.clear();
     await Promise.all([...recs.map((r) => drainTcp(r, graceMs)), ...unbound.map((r) => drainUnbound(r, graceMs))]);
@@ -410,7 +427,7 @@ export class TcpListenerManager {
       const c = compileTcpListener(l, compiled.clusters);
       const rec = this.#unbound.get(l.name);
       if (rec !== undefined) rec.compiled = c;
-      else this.#unbound.set(l.name, new ListenerRecord(c, UNBOUND_SERVER));
+      else this.#unbound.set(l.name, new ListenerRecord(c));
     }
     for (const [name, rec] of this.#unbound) {
       if (keep.has(name)) continue;
@@ -598,24 +615,23 @@ export class TcpListenerManager {
   }
 
   boundPort(key: string): number | null {
-    return this.#records.get(key)?.boundPort ?? null;
+    const rec = this.#records.get(key);
+    return rec === undefined ? null : this.#sockets.boundPort(rec.tableKey);
   }
 }
 
 function drainTcp(rec: ListenerRecord, graceMs: number): Promise<void> {
+  if (rec.sockets.size === 0) return Promise.resolve();
+  const deadline = Date.now() + graceMs;
   return new Promise((resolve) => {
-    const hard = setTimeout(() => {
+    const timer = setInterval(() => {
+      if (rec.sockets.size > 0 && Date.now() < deadline) return;
+      clearInterval(timer);
       for (const s of rec.sockets) s.destroy();
-    }, graceMs);
-    rec.server.close(() => {
-      clearTimeout(hard);
       resolve();
-    });
+    }, 50);
   });
 }
-
-/** The `server` of never-bound relays: it never listens. */
-const UNBOUND_SERVER = net.createServer();
 
 /** A never-bound relay left the snapshot: its connections may finish for `graceMs`, then are closed. */
 function drainUnbound(rec: ListenerRecord, graceMs: number): Promise<void> {
@@ -630,3 +646,6 @@ function drainUnbound(rec: ListenerRecord, graceMs: number): Promise<void> {
 }
 
 function noop(): void {}
+
+/** The HTTP(S) listeners, synced first, keep every socket they still own. */
+const ALL: ReadonlySet<string> = { has: () => true } as unknown as ReadonlySet<string>;
