@@ -33,7 +33,9 @@
  *     that speaks first, even late, is classified by its bytes, so a slow TLS client still gets
  *     mTLS); on a DISABLE TCP port at once (nothing to look at).
  * Telemetry: `reporter="destination"` labels per connection (`inbound-telemetry.ts`) on every HTTP
- * request record and TCP record; access logs and traces as at the gateway.
+ * request record and TCP record, the caller's workload taken from Istio's metadata exchange when the
+ * view does not know it (`peer-metadata.ts`, which also answers such a peer with this proxy's);
+ * access logs and traces as at the gateway.
  */
 import http2, { type ServerHttp2Stream } from 'node:http2';
 import net from 'node:net';
@@ -60,6 +62,7 @@ import { socketAddress, TcpRecord, tcpObserverOf, type TcpObserver } from '../..
 import { classify, ISTIO_ALPN, ISTIO_HTTP_ALPN, selectAlpn, type FirstBytes } from './inbound-sniff.js';
 import { authorizeTcp, compileTcpAuthz } from './inbound-authz.js';
 import { inboundLabels, type InboundTelemetryContext, type PortService } from './inbound-telemetry.js';
+import { localPeerMetadata, PEER_METADATA, peerMetadataOf, withSourcePeer } from './peer-metadata.js';
 
 /** Istio's inbound source address: the app sees connections from it, and capture never redirects its traffic. */
 export const INBOUND_SOURCE_ADDRESS = '127.0.0.6';
@@ -244,7 +247,7 @@ export class InboundHandler {
     const inner = opts.observer ?? opts.metrics ?? null;
     this.#observer = inner === null ? null : this.#wrapObserver(inner);
     this.#tcpObserver = tcpObserverOf(inner);
-    this.#env = { random: opts.random ?? Math.random, observer: this.#observer };
+    this.#env = { random: opts.random ?? Math.random, observer: this.#observer, peerMetadata: null };
     this.#tlsHttp = this.#createTlsServer(false);
     this.#tlsTcp = this.#createTlsServer(true);
   }
@@ -363,6 +366,8 @@ export class InboundHandler {
       tcpAuthz,
       telemetry: { proxy: view.proxy, workloadsByIp, clusterId: this.#opts.clusterId ?? 'unknown' },
     };
+    // Istio's metadata exchange: this proxy's answer to peers that send theirs (peer-metadata.ts), encoded once per view.
+    this.#env.peerMetadata = localPeerMetadata(view.proxy, this.#opts.clusterId ?? 'unknown');
     for (const p of ports.values()) if (p.http && !this.#engines.has(p.port)) this.#engines.set(p.port, new PortEngines(p.port, (port, d) => this.#serve(port, d)));
     // Ports no longer served over HTTP: their connections finish what they are doing, then close.
     for (const [n, e] of this.#engines) {
@@ -698,7 +703,16 @@ export class InboundHandler {
     const wrapped: RequestObserver = {
       begin: (listener, d) => {
         const rec: RequestRecord | null = inner.begin(listener, d);
-        if (rec !== null) rec.meshLabels = this.#labelsFor(d);
+        if (rec !== null) {
+          let labels = this.#labelsFor(d);
+          // A caller the view does not know: an Istio client sidecar says who it is (metadata exchange).
+          if (labels !== null && labels.source_workload === 'unknown') {
+            const mx = d.header(PEER_METADATA);
+            const peer = mx === null ? null : peerMetadataOf(mx);
+            if (peer !== null) labels = withSourcePeer(labels, peer);
+          }
+          rec.meshLabels = labels;
+        }
         return rec;
       },
       upstreamTraceHeaders: (rec) => inner.upstreamTraceHeaders(rec),
