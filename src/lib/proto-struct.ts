@@ -251,3 +251,22 @@ function decodeStructAt(buf: Buffer, start: number, end: number, depth: number):
 export function decodeStruct(buf: Buffer): StructObject {
   return decodeStructAt(buf, 0, buf.length, 0);
 }
+
+/**
+ * The length-delimited fields of a message by number (the last of a repeated one wins; other wire
+ * types are skipped), for small fixed messages such as `google.protobuf.Any`; throws on malformed bytes.
+ */
+export function lengthDelimitedFields(buf: Buffer): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  const r = new Reader(buf, 0, buf.length);
+  while (!r.done) {
+    const key = r.varint();
+    if ((key & 7) !== 2) {
+      r.skip(key & 7);
+      continue;
+    }
+    const [s, e] = r.span();
+    out.set(Math.floor(key / 8), buf.subarray(s, e));
+  }
+  return out;
+}

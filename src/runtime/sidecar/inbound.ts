@@ -62,7 +62,8 @@ import { socketAddress, TcpRecord, tcpObserverOf, type TcpObserver } from '../..
 import { classify, ISTIO_ALPN, ISTIO_HTTP_ALPN, selectAlpn, type FirstBytes } from './inbound-sniff.js';
 import { authorizeTcp, compileTcpAuthz } from './inbound-authz.js';
 import { inboundLabels, type InboundTelemetryContext, type PortService } from './inbound-telemetry.js';
-import { localPeerMetadata, PEER_METADATA, peerMetadataOf, withSourcePeer } from './peer-metadata.js';
+import { localPeerMetadata, PEER_METADATA, peerMetadataOf, peerWorkloadOf, withSourcePeer } from './peer-metadata.js';
+import { PEER_EXCHANGE_ALPN, readPeerPreamble } from '../tcp/peer-exchange.js';
 
 /** Istio's inbound source address: the app sees connections from it, and capture never redirects its traffic. */
 export const INBOUND_SOURCE_ADDRESS = '127.0.0.6';
@@ -638,7 +639,8 @@ export class InboundHandler {
       allowHalfOpen: halfOpen,
       noDelay: true,
       minVersion: 'TLSv1.2',
-      ALPNCallback: ({ protocols }) => selectAlpn(protocols),
+      // Istio's TCP chains answer `istio-peer-exchange` first (the metadata exchange preamble follows); HTTP chains never.
+      ALPNCallback: ({ protocols }) => (halfOpen && protocols.includes(PEER_EXCHANGE_ALPN) ? PEER_EXCHANGE_ALPN : selectAlpn(protocols)),
     });
     server.on('secureConnection', (tlsSocket: TLSSocket) => this.#secured(tlsSocket));
     server.on('tlsClientError', (err: Error, tlsSocket: TLSSocket) => {
@@ -767,23 +769,62 @@ export class InboundHandler {
     const target = this.#forwardTarget(dstAddress, port.port);
     const observer = this.#tcpObserver;
     const cluster = inboundCluster(port, dstAddress);
+    // Istio's TCP metadata exchange, when the peer's sidecar chose it by ALPN (runtime/tcp/peer-exchange.ts).
+    const exchange = mtls !== null && mtls.alpnProtocol === PEER_EXCHANGE_ALPN ? this.#env.peerMetadata ?? null : null;
     const obs = observer === null ? null : new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+    const reportOpen = (): void => {
+      if (obs === null || obs.opened) return;
+      obs.opened = true;
+      observer!.observeTcp(obs, 'open');
+    };
     if (obs !== null) {
       obs.sni = sni;
       obs.route = cluster;
       obs.cluster = cluster;
       obs.upstreamHost = socketAddress(target.address, target.port);
       obs.meshLabels = inboundLabels(served.telemetry, port.service, peerIp, spiffe);
-      obs.opened = true;
-      observer!.observeTcp(obs, 'open');
+      // With the exchange, the connection is reported open once the peer said who it is (istio_stats).
+      if (exchange === null) reportOpen();
       client.once('close', () => {
         obs.durationMs = performance.now() - obs.start;
         obs.bytesReceived = client.bytesRead;
         obs.bytesSent = client.bytesWritten;
+        reportOpen();
         observer!.observeTcp(obs, 'close');
       });
     }
     client.pause();
+    /** The client's bytes may go to the app: no exchange, or the peer's preamble read. */
+    let clientReady = exchange === null;
+    let appConnected = false;
+    const startClient = (): void => {
+      if (!clientReady || !appConnected) return;
+      if (clientEnded) upstream.end();
+      else client.pipe(upstream);
+      client.resume();
+    };
+    if (exchange !== null) {
+      // This side's preamble goes first; the peer's is read off its first bytes.
+      client.write(exchange.preamble);
+      readPeerPreamble(client, (r) => {
+        if (r.kind === 'error') {
+          obs?.flag('DPE', 'metadata_exchange_error');
+          reportOpen();
+          upstream.destroy();
+          return void client.destroy();
+        }
+        if (r.kind === 'peer' && r.peer.metadata !== null && obs !== null && obs.meshLabels !== null) obs.meshLabels = withSourcePeer(obs.meshLabels, peerWorkloadOf(r.peer.metadata));
+        reportOpen();
+        if (r.kind === 'ended') {
+          // The peer half-closed before a whole preamble: what it sent goes on, then its FIN.
+          if (r.rest.length > 0) head = head.length === 0 ? r.rest : Buffer.concat([head, r.rest]);
+          clientEnded = true;
+          if (appConnected && r.rest.length > 0) upstream.write(r.rest);
+        }
+        clientReady = true;
+        startClient();
+      });
+    }
     // `connected`: the app was already dialled (a server-first protocol's greeting is waiting in it).
     const upstream = connected ?? net.connect({ host: target.address, port: target.port, localAddress: this.#sourceFor(target.address), allowHalfOpen: true });
     this.#sockets.add(upstream);
@@ -799,11 +840,10 @@ export class InboundHandler {
       if (obs !== null) obs.upstreamLocal = socketAddress(upstream.localAddress, upstream.localPort);
       if (head.length > 0) upstream.write(head);
       // Both ways with back-pressure; a FIN is relayed as a FIN (half-close), never as a close.
-      if (clientEnded) upstream.end();
-      else client.pipe(upstream);
       upstream.pipe(client);
       upstream.resume();
-      client.resume();
+      appConnected = true;
+      startClient();
     };
     if (connected !== null) onConnect();
     else upstream.once('connect', onConnect);

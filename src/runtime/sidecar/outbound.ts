@@ -253,8 +253,9 @@ export class OutboundHandler {
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
     this.#state = { view, ir: outIr, compiled, services, tablesByPort };
     this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
-    // Istio's metadata exchange headers of this proxy, encoded once per view (peer-metadata.ts).
+    // Istio's metadata exchange (HTTP headers, TCP preamble) of this proxy, encoded once per view (peer-metadata.ts).
     this.#env.peerMetadata = localPeerMetadata(view.proxy, this.#clusterId);
+    this.#tcp.peerExchange = this.#env.peerMetadata;
     // Passthrough listeners carry the view's access-log and tracing settings: rebuilt on demand.
     for (const [k, p] of this.#passthrough) {
       this.#passthrough.delete(k);

@@ -29,6 +29,7 @@
 import type { SidecarProxy } from '../../ir/sidecar.js';
 import type { MeshLabels } from '../../observability/record.js';
 import { decodeStruct, encodeStruct, type StructObject, type StructValue } from '../../lib/proto-struct.js';
+import { encodePeerPreamble } from '../tcp/peer-exchange.js';
 
 export const PEER_METADATA = 'x-envoy-peer-metadata';
 export const PEER_METADATA_ID = 'x-envoy-peer-metadata-id';
@@ -50,6 +51,8 @@ export interface LocalPeerMetadata {
    * header, bit 2: the metadata header): Istio sends each only when the peer sent it.
    */
   readonly reply: readonly (readonly string[])[];
+  /** The TCP metadata exchange preamble (`runtime/tcp/peer-exchange.ts`) with the same metadata and ID. */
+  readonly preamble: Buffer;
 }
 
 /** What a peer's `x-envoy-peer-metadata` says, as Istio's `WorkloadMetadataObject` reads it ('' = absent). */
@@ -112,12 +115,14 @@ export function localPeerMetadata(proxy: SidecarProxy, clusterId: string): Local
   let m = byCluster.get(clusterId);
   if (m === undefined) {
     const id = proxyNodeId(proxy);
-    const value = encodeStruct(localPeerStruct(proxy, clusterId)).toString('base64');
+    const struct = localPeerStruct(proxy, clusterId);
+    const value = encodeStruct(struct).toString('base64');
     m = {
       id,
       value,
       request: [PEER_METADATA_ID, id, PEER_METADATA, value],
       reply: [[], [PEER_METADATA_ID, id], [PEER_METADATA, value], [PEER_METADATA_ID, id, PEER_METADATA, value]],
+      preamble: encodePeerPreamble(struct, id),
     };
     byCluster.set(clusterId, m);
   }

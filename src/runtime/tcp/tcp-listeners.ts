@@ -31,6 +31,7 @@ import { NO_RESUMPTION, secureContextOptions } from '../listeners/tls-contexts.j
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { upstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { peekClientHello } from './client-hello.js';
+import { PEER_EXCHANGE_ALPN, PEER_EXCHANGE_OFFER, readPeerPreamble, type TcpPeerExchange } from './peer-exchange.js';
 
 /** Time a TLS passthrough connection has to send its ClientHello (Envoy's listener filter timeout is 15 s). */
 export const PEEK_TIMEOUT_MS = 10_000;
@@ -227,6 +228,13 @@ export class TcpListenerManager {
    * matches (`relayPassthrough`); their records never listen.
    */
   #embedded = new Map<string, ListenerRecord>();
+
+  /**
+   * A sidecar's side of Istio's TCP metadata exchange (peer-exchange.ts), set per view: relays to
+   * Istio mTLS endpoints offer ALPN `istio-peer-exchange` and exchange preambles when the server
+   * takes it. null (the gateway): never offered.
+   */
+  peerExchange: TcpPeerExchange | null = null;
 
   constructor(random: () => number, observer: TcpObserver | null = null) {
     this.#random = random;
@@ -523,6 +531,7 @@ export class TcpListenerManager {
     // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
     const originate = endpoint.tls !== null && l.ir.protocol !== 'TLS';
     let upstream: net.Socket;
+    let exchange: TcpPeerExchange | null = null;
     if (originate) {
       let options = upstreamTlsByCluster.get(endpoint.tls!);
       if (options === undefined) upstreamTlsByCluster.set(endpoint.tls!, (options = upstreamTlsOptions(endpoint.tls!)));
@@ -537,6 +546,11 @@ export class TcpListenerManager {
       }
       // allowHalfOpen is honoured by tls.connect (it builds the TLSSocket with it) though not typed.
       const opts: tls.ConnectionOptions & { allowHalfOpen: boolean } = { ...((dynamic ?? connect) as tls.ConnectionOptions), host: endpoint.address, port: endpoint.port, allowHalfOpen: true };
+      // A sidecar offers Istio's TCP metadata exchange to mesh peers (peer-exchange.ts).
+      if (this.peerExchange !== null && endpoint.tls!.mode === 'ISTIO_MUTUAL') {
+        exchange = this.peerExchange;
+        opts.ALPNProtocols = PEER_EXCHANGE_OFFER as string[];
+      }
       upstream = tls.connect(opts);
     } else {
       upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true });
@@ -557,10 +571,24 @@ export class TcpListenerManager {
     upstream.on(originate ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer);
       connected = true;
+      // The server chose the exchange: this side's preamble goes first, the server's is read off
+      // before its bytes reach the client.
+      const mx = exchange !== null && (upstream as tls.TLSSocket).alpnProtocol === PEER_EXCHANGE_ALPN ? exchange : null;
+      if (mx !== null) upstream.write(mx.preamble);
       if (head.length > 0) upstream.write(head);
       // Bytes both ways with back-pressure; a FIN is relayed as a FIN (end: true), never as a close.
       client.pipe(upstream);
-      upstream.pipe(client);
+      if (mx === null) upstream.pipe(client);
+      else {
+        readPeerPreamble(upstream, (r) => {
+          if (r.kind === 'error') {
+            obs?.flag('UPE', 'metadata_exchange_error');
+            return destroyBoth();
+          }
+          if (r.kind === 'ended') return void client.end(r.rest);
+          upstream.pipe(client);
+        });
+      }
       client.resume();
     });
     const destroyBoth = (): void => {
