@@ -94,13 +94,15 @@ export type PreambleResult =
 export function readPeerPreamble(socket: net.Socket, done: (r: PreambleResult) => void): void {
   let buf: Buffer = Buffer.alloc(0);
   let finished = false;
-  const finish = (r: PreambleResult): void => {
+  /** `back`: bytes to put back into the socket, once nothing here listens (a flowing socket re-emits them at once). */
+  const finish = (r: PreambleResult, back: Buffer | null = null): void => {
     if (finished) return;
     finished = true;
     socket.removeListener('data', onData);
     socket.removeListener('end', onEnd);
     socket.removeListener('close', onClose);
     socket.pause();
+    if (back !== null && back.length > 0) socket.unshift(back);
     done(r);
   };
   const onData = (chunk: Buffer): void => {
@@ -108,10 +110,7 @@ export function readPeerPreamble(socket: net.Socket, done: (r: PreambleResult) =
     // The magic is decided on its first bytes: anything else is passed through at once.
     const seen = Math.min(buf.length, 4);
     for (let i = 0; i < seen; i++) {
-      if (buf[i] !== ((PEER_EXCHANGE_MAGIC >>> (24 - 8 * i)) & 0xff)) {
-        socket.unshift(buf);
-        return finish({ kind: 'none' });
-      }
+      if (buf[i] !== ((PEER_EXCHANGE_MAGIC >>> (24 - 8 * i)) & 0xff)) return finish({ kind: 'none' }, buf);
     }
     if (buf.length < 8) return;
     const length = buf.readUInt32BE(4);
@@ -123,9 +122,7 @@ export function readPeerPreamble(socket: net.Socket, done: (r: PreambleResult) =
     } catch (err) {
       return finish({ kind: 'error', error: err as Error });
     }
-    const rest = buf.subarray(8 + length);
-    if (rest.length > 0) socket.unshift(rest);
-    finish({ kind: 'peer', peer });
+    finish({ kind: 'peer', peer }, buf.subarray(8 + length));
   };
   const onEnd = (): void => finish({ kind: 'ended', rest: buf });
   const onClose = (): void => finish({ kind: 'ended', rest: buf });
