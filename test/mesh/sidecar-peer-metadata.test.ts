@@ -319,8 +319,8 @@ describe('metadata exchange with Envoy sidecars', () => {
         canonicalRevision: 'v3',
         app: 'web',
         version: 'v3',
-        serviceAccount: 'web',
-        meshId: TD,
+        serviceAccount: '',
+        meshId: '',
       });
       const pb = protobufStruct();
       if (pb === null) return t.skip('protobufjs (installed with @grpc/proto-loader) is missing: the independent decoding is not checked');
