@@ -15,7 +15,8 @@
  * for meshgate as the server sidecar (InboundHandler):
  * - an Envoy client's headers fill `source_*` of `reporter="destination"` metrics for a caller the
  *   view does not know, never reach the app, and are answered with meshgate's own headers (each only
- *   when the client sent it); a value claiming another namespace than the client certificate is ignored.
+ *   when the client sent it, local 403 replies included); a value claiming another namespace than
+ *   the client certificate is ignored.
  * And Istio's TCP metadata exchange (ALPN `istio-peer-exchange`, runtime/tcp/peer-exchange.ts):
  * - meshgate's outbound TCP relay to an Istio mTLS endpoint offers it; with a server that takes it
  *   the server reads meshgate's preamble (node ID, metadata) before the app's bytes and the app
@@ -474,7 +475,16 @@ describe('metadata exchange with Envoy sidecars', () => {
         // The view does not know the caller's pod.
         workloads: [],
       };
-      handler.apply({ ...snapshot([], [cluster(inbound.cluster, [], { service: svc }), cluster(inboundTcp.cluster, [], { service: { ...svc, port: 5432 } })]), version: 'peer-metadata-inbound', sidecar });
+      // A DENY policy for /deny on the HTTP port: local 403 replies.
+      const deny = {
+        name: 'authorizationpolicy/ns1/deny',
+        source: { kind: 'AuthorizationPolicy', namespace: 'ns1', name: 'deny', file: null, line: null },
+        action: 'DENY' as const,
+        provider: null,
+        dryRun: false,
+        rules: [{ from: [], to: [[{ key: 'request.path', values: ['/deny'], notValues: [] }, { key: 'destination.port', values: [String(port)], notValues: [] }]], when: [] }],
+      };
+      handler.apply({ ...snapshot([], [cluster(inbound.cluster, [], { service: svc }), cluster(inboundTcp.cluster, [], { service: { ...svc, port: 5432 } })], { authorizationPolicies: [deny] }), version: 'peer-metadata-inbound', sidecar });
     });
 
     after(async () => {
@@ -531,6 +541,17 @@ describe('metadata exchange with Envoy sidecars', () => {
       assert.deepEqual(p && [p.workload, p.namespace, p.app, p.version, p.canonicalService, p.canonicalRevision, p.clusterId], ['server', 'ns1', 'server', 'v1', 'server', 'v1', 'west']);
     });
 
+    test('a local reply (403 from AuthorizationPolicy) answers the peer’s metadata exchange too', async () => {
+      const r = await envoyGet(envoyClient, { 'x-envoy-peer-metadata': PRODUCTPAGE_MX, 'x-envoy-peer-metadata-id': 'sidecar~1.2.3.4~x.books~books.svc.cluster.local' }, '/deny');
+      assert.equal(r.status, 403, r.body);
+      assert.equal(r.body, 'RBAC: access denied');
+      assert.equal(r.headers['x-envoy-peer-metadata-id'], `sidecar~${SERVER}~server-0.ns1~ns1.svc.cluster.local`);
+      assert.equal(parsePeerMetadata(String(r.headers['x-envoy-peer-metadata']))?.workload, 'server');
+      const none = await envoyGet(envoyClient, {}, '/deny');
+      assert.equal(none.status, 403);
+      assert.equal(none.headers['x-envoy-peer-metadata-id'], undefined, 'a 403 to a client that sent nothing carries nothing');
+    });
+
     test('each header is answered only when the client sent it (Istio’s downstream propagation)', async () => {
       const onlyId = await envoyGet(envoyClient, { 'x-envoy-peer-metadata-id': 'sidecar~1.2.3.4~x.books~books.svc.cluster.local' });
       assert.equal(onlyId.headers['x-envoy-peer-metadata-id'], `sidecar~${SERVER}~server-0.ns1~ns1.svc.cluster.local`);
@@ -543,8 +564,10 @@ describe('metadata exchange with Envoy sidecars', () => {
     test('the Envoy client’s workload labels appear in reporter="destination" metrics', async () => {
       await envoyGet(envoyClient, { 'x-envoy-peer-metadata': PRODUCTPAGE_MX }, '/labels');
       const text = await obsIn.registry.metrics();
-      const found = series(text, 'istio_requests_total', 'reporter="destination"', `source_principal="${spiffe('books', 'productpage')}"`, 'source_workload="productpage-v1"');
+      const found = series(text, 'istio_requests_total', 'reporter="destination"', `source_principal="${spiffe('books', 'productpage')}"`, 'source_workload="productpage-v1"', 'response_code="200"');
       assert.equal(found.length, 1, `expected one series, got:\n${series(text, 'istio_requests_total').join('\n')}`);
+      // The denied request of the earlier test is counted under the peer's workload too (its 403 is a local reply).
+      assert.equal(series(text, 'istio_requests_total', 'reporter="destination"', 'source_workload="productpage-v1"', 'response_code="403"').length, 1, 'the 403 is not counted under the peer');
       for (const label of [
         'source_workload_namespace="books"',
         'source_app="productpage"',

@@ -62,7 +62,8 @@ import { socketAddress, TcpRecord, tcpObserverOf, type TcpObserver } from '../..
 import { classify, ISTIO_ALPN, ISTIO_HTTP_ALPN, selectAlpn, type FirstBytes } from './inbound-sniff.js';
 import { authorizeTcp, compileTcpAuthz } from './inbound-authz.js';
 import { inboundLabels, type InboundTelemetryContext, type PortService } from './inbound-telemetry.js';
-import { localPeerMetadata, PEER_METADATA, peerMetadataOf, peerWorkloadOf, withSourcePeer } from './peer-metadata.js';
+import { localPeerMetadata, PEER_METADATA, peerHeaderBits, peerMetadataOf, peerWorkloadOf, withSourcePeer } from './peer-metadata.js';
+import { addLocalReplyHeaders } from '../http/local-reply.js';
 import { PEER_EXCHANGE_ALPN, readPeerPreamble } from '../tcp/peer-exchange.js';
 
 /** Istio's inbound source address: the app sees connections from it, and capture never redirects its traffic. */
@@ -679,6 +680,13 @@ export class InboundHandler {
     const family: Family = plainIp(d.localAddress).includes(':') ? 6 : 4;
     const listener = listeners?.get(family) ?? listeners?.get(family === 6 ? 4 : 6) ?? null;
     if (listener === null) return void d.reset(new Error(`inbound port ${portNumber} is no longer served`));
+    // A peer that sent metadata-exchange headers gets this proxy's on local replies too (403, 503...),
+    // as Envoy's filter encodes every answer; forwarded answers get them from the Exchange.
+    const mx = this.#env.peerMetadata;
+    if (mx != null) {
+      const bits = peerHeaderBits(d.rawHeaders);
+      if (bits !== 0) addLocalReplyHeaders(d, mx.reply[bits].slice());
+    }
     try {
       handleRequest(this.#env, listener, d);
     } catch (err) {

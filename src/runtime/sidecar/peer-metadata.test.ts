@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { SidecarProxy } from '../../ir/sidecar.js';
 import { decodeStruct, encodeStruct } from '../../lib/proto-struct.js';
-import { localPeerMetadata, localPeerStruct, parsePeerMetadata, PEER_METADATA, PEER_METADATA_ID, peerMetadataOf, proxyNodeId, syncRequestPeerMetadata, takePeerMetadata, withDestinationPeer, withSourcePeer } from './peer-metadata.js';
+import { localPeerMetadata, localPeerStruct, parsePeerMetadata, PEER_METADATA, PEER_METADATA_ID, peerHeaderBits, peerMetadataOf, proxyNodeId, syncRequestPeerMetadata, takePeerMetadata, withDestinationPeer, withSourcePeer } from './peer-metadata.js';
 
 /**
  * A real `x-envoy-peer-metadata` of an Istio 1.16.1 sidecar (pod `client` in namespace `foo`, pod IP
@@ -142,6 +142,18 @@ describe('Istio metadata exchange: peers', () => {
     assert.equal(takePeerMetadata(none), null);
     assert.deepEqual(none, ['a', '1']);
   });
+
+  const bits: { desc: string; raw: string[]; want: number }[] = [
+    { desc: 'none', raw: ['host', 'a', 'x-envoy-peer-metadatx', 'v'], want: 0 },
+    { desc: 'the id only, any case', raw: ['X-Envoy-Peer-Metadata-Id', 'i'], want: 1 },
+    { desc: 'the metadata only', raw: [':authority', 'a', 'x-envoy-peer-metadata', 'v'], want: 2 },
+    { desc: 'both', raw: ['x-envoy-peer-metadata', 'v', 'accept', '*/*', 'x-envoy-peer-metadata-id', 'i'], want: 3 },
+  ];
+  for (const b of bits) {
+    test(`peerHeaderBits: ${b.desc}`, () => {
+      assert.equal(peerHeaderBits(b.raw), b.want);
+    });
+  }
 
   test('syncRequestPeerMetadata adds or removes this proxy’s request headers', () => {
     const m = localPeerMetadata(PROXY, 'k');

@@ -212,6 +212,23 @@ export function takePeerMetadata(headers: string[]): string | null {
   return value;
 }
 
+/**
+ * Which metadata-exchange headers a request carries (raw name/value pairs, any case): bit 1 the id,
+ * bit 2 the metadata (the index of `LocalPeerMetadata.reply`).
+ */
+export function peerHeaderBits(raw: readonly string[]): number {
+  let bits = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i];
+    // Only the two lengths can match: no lowercasing of other names.
+    if (n.length !== 21 && n.length !== 24) continue;
+    const lc = n.toLowerCase();
+    if (lc === PEER_METADATA) bits |= 2;
+    else if (lc === PEER_METADATA_ID) bits |= 1;
+  }
+  return bits;
+}
+
 /** Adds or removes this proxy's request headers (a retry to an endpoint of another TLS mode). */
 export function syncRequestPeerMetadata(headers: string[], mx: LocalPeerMetadata, on: boolean): void {
   const has = headers.includes(PEER_METADATA_ID);
