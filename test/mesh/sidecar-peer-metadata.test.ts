@@ -19,8 +19,9 @@
  *   the client certificate is ignored.
  * And Istio's TCP metadata exchange (ALPN `istio-peer-exchange`, runtime/tcp/peer-exchange.ts):
  * - meshgate's outbound TCP relay to an Istio mTLS endpoint offers it; with a server that takes it
- *   the server reads meshgate's preamble (node ID, metadata) before the app's bytes and the app
- *   never sees the server's; with a server that answers `istio` nothing extra is sent;
+ *   the server reads meshgate's preamble (node ID, metadata) before the app's bytes, the app never
+ *   sees the server's, and the server's names the destination in `istio_tcp_*`; with a server that
+ *   answers `istio` nothing extra is sent;
  * - meshgate's inbound TCP port answers it to an Envoy client: its preamble comes first, the
  *   client's never reaches the app, and `istio_tcp_*` carry the client's workload labels.
  */
@@ -382,6 +383,20 @@ describe('metadata exchange with Envoy sidecars', () => {
       assert.equal(seen.preamble.id, `sidecar~${WEB}~web-0.shop~shop.svc.cluster.local`);
       const p = peerWorkloadOf(seen.preamble.metadata);
       assert.deepEqual([p.workload, p.namespace, p.app, p.version, p.clusterId], ['web', 'shop', 'web', 'v3', 'west']);
+      // The view does not know the endpoint: the server's preamble names it in istio_tcp_* (reporter="source").
+      const deadline = Date.now() + 5000;
+      let found: string[] = [];
+      while (Date.now() < deadline) {
+        found = series(await obs.registry.metrics(), 'istio_tcp_connections_closed_total', 'reporter="source"', `destination_service="${FQDN('db', 'books')}"`);
+        if (found.length > 0) break;
+        await new Promise((x) => setTimeout(x, 50));
+      }
+      assert.equal(found.length, 1, series(await obs.registry.metrics(), 'istio_tcp_connections_closed_total').join('\n'));
+      for (const label of ['destination_workload="ratings-v1"', 'destination_app="ratings"', 'destination_canonical_service="ratings"', 'destination_cluster="east"', 'source_workload="web"']) {
+        assert.ok(found[0].includes(label), `${label} missing in ${found[0]}`);
+      }
+      const opened = series(await obs.registry.metrics(), 'istio_tcp_connections_opened_total', 'reporter="source"', `destination_service="${FQDN('db', 'books')}"`, 'destination_workload="ratings-v1"');
+      assert.equal(opened.length, 1, 'opened counted under the same labels');
     });
 
     test('TCP to a server that does not choose the exchange: no preamble either way', async () => {

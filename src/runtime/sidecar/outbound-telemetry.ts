@@ -16,7 +16,7 @@ import type { RequestObserver } from '../../observability/observer.js';
 import type { RequestRecord } from '../../observability/record.js';
 import type { TcpObserver } from '../../observability/tcp-record.js';
 import { destinationLabels } from '../../observability/metrics.js';
-import { peerMetadataOf, withDestinationPeer } from './peer-metadata.js';
+import { peerMetadataOf, peerWorkloadOf, withDestinationPeer } from './peer-metadata.js';
 
 export interface OutboundTelemetryContext {
   proxy: SidecarProxy;
@@ -162,7 +162,11 @@ export function outboundTcpObserver(inner: TcpObserver, context: () => OutboundT
     observeTcp(rec, phase) {
       if (rec.meshLabels === null) {
         const ctx = context();
-        if (ctx !== null && rec.cluster !== '') rec.meshLabels = outboundLabels(ctx, rec.cluster, rec.upstreamHost);
+        if (ctx !== null && rec.cluster !== '') {
+          const labels = outboundLabels(ctx, rec.cluster, rec.upstreamHost);
+          // An endpoint the view does not know, whose Istio sidecar told who it is in its TCP preamble.
+          rec.meshLabels = rec.peerMetadata === null ? labels : withDestinationPeer(labels, peerWorkloadOf(rec.peerMetadata));
+        }
       }
       inner.observeTcp(rec, phase);
     },

@@ -520,12 +520,16 @@ export class TcpListenerManager {
       return void client.destroy();
     }
     // Reported open once the endpoint is chosen (a sidecar labels the connection with its workload);
+    // with Istio's metadata exchange offered, once the server's preamble says who it is (istio_stats);
     // NC/UH connections are reported open at close.
-    if (obs !== null) {
-      obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
+    const reportOpen = (): void => {
+      if (obs === null || obs.opened) return;
       obs.opened = true;
       observer!.observeTcp(obs, 'open');
-    }
+    };
+    if (obs !== null) obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
+    const offerExchange = this.peerExchange !== null && endpoint.tls !== null && endpoint.tls.mode === 'ISTIO_MUTUAL' && l.ir.protocol !== 'TLS';
+    if (!offerExchange) reportOpen();
     const handle = endpoint.handle;
     if (handle !== null) handle.active++;
     // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
@@ -547,7 +551,7 @@ export class TcpListenerManager {
       // allowHalfOpen is honoured by tls.connect (it builds the TLSSocket with it) though not typed.
       const opts: tls.ConnectionOptions & { allowHalfOpen: boolean } = { ...((dynamic ?? connect) as tls.ConnectionOptions), host: endpoint.address, port: endpoint.port, allowHalfOpen: true };
       // A sidecar offers Istio's TCP metadata exchange to mesh peers (peer-exchange.ts).
-      if (this.peerExchange !== null && endpoint.tls!.mode === 'ISTIO_MUTUAL') {
+      if (offerExchange) {
         exchange = this.peerExchange;
         opts.ALPNProtocols = PEER_EXCHANGE_OFFER as string[];
       }
@@ -575,12 +579,15 @@ export class TcpListenerManager {
       // before its bytes reach the client.
       const mx = exchange !== null && (upstream as tls.TLSSocket).alpnProtocol === PEER_EXCHANGE_ALPN ? exchange : null;
       if (mx !== null) upstream.write(mx.preamble);
+      else reportOpen();
       if (head.length > 0) upstream.write(head);
       // Bytes both ways with back-pressure; a FIN is relayed as a FIN (end: true), never as a close.
       client.pipe(upstream);
       if (mx === null) upstream.pipe(client);
       else {
         readPeerPreamble(upstream, (r) => {
+          if (r.kind === 'peer' && obs !== null) obs.peerMetadata = r.peer.metadata;
+          reportOpen();
           if (r.kind === 'error') {
             obs?.flag('UPE', 'metadata_exchange_error');
             return destroyBoth();
