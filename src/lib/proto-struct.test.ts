@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decodeStruct, encodeStruct, type StructObject } from './proto-struct.js';
+import fc from 'fast-check';
+import { decodeStruct, encodeStruct, type StructObject, type StructValue } from './proto-struct.js';
 
 /** Hex with spaces and line breaks for reading; compared without them. */
 function hex(s: string): Buffer {
@@ -10,6 +11,13 @@ function hex(s: string): Buffer {
 /** Plain objects (the decoder's are null-prototype), for deep comparison. */
 function plain(v: unknown): unknown {
   return JSON.parse(JSON.stringify(v)) as unknown;
+}
+
+/** A deep copy into ordinary objects (numbers kept exactly: -0, Infinity), for strict comparison. */
+function copy(v: StructValue): StructValue {
+  if (Array.isArray(v)) return v.map(copy);
+  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, copy(x)])) as StructObject;
+  return v;
 }
 
 /** Vectors worked out by hand from the protobuf encoding spec and struct.proto (see proto-struct.ts). */
@@ -98,5 +106,43 @@ describe('google.protobuf.Struct codec', () => {
   test('round trip of non-ASCII text and large lists', () => {
     const input: StructObject = { 'clé': 'välue ✓', list: Array.from({ length: 300 }, (_, i) => `item-${i}`), big: 1e300, neg: -2 };
     assert.deepEqual({ ...decodeStruct(encodeStruct(input)) }, input);
+  });
+
+  // Values as a Struct holds them (doubles without NaN, which equality cannot compare; -0 and infinities included).
+  const value: fc.Arbitrary<StructValue> = fc.letrec<{ v: StructValue }>((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      fc.constant(null),
+      fc.boolean(),
+      fc.double({ noNaN: true }),
+      fc.string({ unit: 'grapheme' }),
+      fc.array(tie('v'), { maxLength: 4 }),
+      fc.dictionary(fc.string(), tie('v'), { maxKeys: 4 }),
+    ),
+  })).v;
+
+  test('property: decode(encode(s)) is s, and encoding is deterministic whatever the key order', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), value, { maxKeys: 6 }), (s) => {
+        const bytes = encodeStruct(s);
+        assert.deepStrictEqual(copy(decodeStruct(bytes)), copy(s));
+        const reversed = Object.fromEntries(Object.entries(s).reverse()) as StructObject;
+        assert.equal(encodeStruct(reversed).toString('hex'), bytes.toString('hex'));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('property: any bytes decode to a Struct or throw an Error, never anything else', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (b) => {
+        try {
+          decodeStruct(Buffer.from(b));
+        } catch (e) {
+          assert.ok(e instanceof Error);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
