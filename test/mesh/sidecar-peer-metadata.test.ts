@@ -567,6 +567,27 @@ describe('metadata exchange with Envoy sidecars', () => {
       assert.equal(none.headers['x-envoy-peer-metadata-id'], undefined, 'a 403 to a client that sent nothing carries nothing');
     });
 
+    test('a plaintext request (PERMISSIVE) is not answered with meshgate’s metadata; its own still names the caller', async () => {
+      const r = await new Promise<{ status: number; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+        const req = http.get({ host: SERVER, port, path: '/plain', localAddress: ENVOY_CLIENT, headers: { host: FQDN('server', 'ns1'), 'x-envoy-peer-metadata': PRODUCTPAGE_MX, 'x-envoy-peer-metadata-id': 'sidecar~1.2.3.4~x.books~books.svc.cluster.local' }, timeout: 5000 }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+      });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['x-envoy-peer-metadata'], undefined, 'metadata sent in clear text');
+      assert.equal(r.headers['x-envoy-peer-metadata-id'], undefined);
+      const h = atApp.at(-1)!.headers;
+      assert.equal(h['x-envoy-peer-metadata'], undefined, 'x-envoy-peer-metadata reached the app');
+      const text = await obsIn.registry.metrics();
+      const found = series(text, 'istio_requests_total', 'reporter="destination"', 'source_principal="unknown"', 'source_workload="productpage-v1"');
+      assert.equal(found.length, 1, series(text, 'istio_requests_total').join('\n'));
+      assert.ok(found[0].includes('connection_security_policy="none"'), found[0]);
+      assert.ok(found[0].includes('source_workload_namespace="books"'), found[0]);
+    });
+
     test('each header is answered only when the client sent it (Istio’s downstream propagation)', async () => {
       const onlyId = await envoyGet(envoyClient, { 'x-envoy-peer-metadata-id': 'sidecar~1.2.3.4~x.books~books.svc.cluster.local' });
       assert.equal(onlyId.headers['x-envoy-peer-metadata-id'], `sidecar~${SERVER}~server-0.ns1~ns1.svc.cluster.local`);

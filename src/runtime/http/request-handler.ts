@@ -185,13 +185,13 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   if (mode !== 'gateway') {
     x.sidecarMode = mode;
     // Istio's metadata exchange (sidecar/peer-metadata.ts): ours to a meshed (Istio mTLS) endpoint;
-    // an inbound peer that sent its own gets ours back.
+    // an inbound peer that sent its own over mTLS gets ours back (never in clear text).
     const mx = env.peerMetadata;
     if (mx != null) {
       if (mode === 'sidecar-outbound') {
         x.peerMetadata = mx;
         if (endpoint.tls?.mode === 'ISTIO_MUTUAL') for (const h of mx.request) built.headers.push(h);
-      } else if (built.peer !== 0) x.peerMetadataReply = mx.reply[built.peer];
+      } else if (built.peer !== 0 && d.tls !== null) x.peerMetadataReply = mx.reply[built.peer];
     }
     // Envoy's router (Istio sidecars do not suppress Envoy headers) tells the upstream how long it
     // will wait: the per-try timeout, else the route timeout; nothing without either.

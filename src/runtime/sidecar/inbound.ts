@@ -680,10 +680,11 @@ export class InboundHandler {
     const family: Family = plainIp(d.localAddress).includes(':') ? 6 : 4;
     const listener = listeners?.get(family) ?? listeners?.get(family === 6 ? 4 : 6) ?? null;
     if (listener === null) return void d.reset(new Error(`inbound port ${portNumber} is no longer served`));
-    // A peer that sent metadata-exchange headers gets this proxy's on local replies too (403, 503...),
-    // as Envoy's filter encodes every answer; forwarded answers get them from the Exchange.
+    // A peer that sent metadata-exchange headers over mTLS gets this proxy's on local replies too
+    // (403, 503...), as Envoy's filter encodes every answer; forwarded answers get them from the
+    // Exchange. Never in clear text.
     const mx = this.#env.peerMetadata;
-    if (mx != null) {
+    if (mx != null && d.tls !== null) {
       const bits = peerHeaderBits(d.rawHeaders);
       if (bits !== 0) addLocalReplyHeaders(d, mx.reply[bits].slice());
     }
