@@ -8,6 +8,7 @@
  * cluster does not exist, `UH` no healthy endpoint, `UF` connect failure (a connect timeout is
  * `UF` too) or upstream TLS failure, `UC` upstream reset after connecting, `DC` downstream reset.
  */
+import type { StructObject } from '../lib/proto-struct.js';
 
 /** What the TCP proxy calls; `Observability.observeTcp` implements it. */
 export interface TcpObserver {
@@ -49,6 +50,8 @@ export class TcpRecord {
   opened = false;
   /** Istio labels fixed by the connection (a sidecar's inbound side, see `RequestRecord.meshLabels`); null = the gateway's labels of `cluster`. */
   meshLabels: Readonly<Record<string, string>> | null = null;
+  /** The workload Struct the server's Istio TCP metadata exchange preamble carried (a sidecar's outbound side); null = none. */
+  peerMetadata: StructObject | null = null;
 
   constructor(
     /** The TcpListener name. */

@@ -402,9 +402,13 @@ describe('sidecar inbound (15006) over real sockets', () => {
     assert.equal(peer.headers['x-forwarded-host'], undefined, 'no x-forwarded-host added');
     assert.equal(peer.headers['x-envoy-peer-metadata'], undefined, 'metadata exchange headers never reach the app');
     assert.equal(peer.headers['x-envoy-peer-metadata-id'], undefined);
-    assert.equal(peer.response['x-envoy-peer-metadata-id'], undefined, 'nor leave towards the peer from the app');
+    // The peer sent both: the proxy answers with its own (Istio's downstream propagation), never the app's.
+    assert.equal(peer.response['x-envoy-peer-metadata-id'], `sidecar~${POD}~server-1.ns1~ns1.svc.cluster.local`, "the proxy's node ID, not the app's header");
+    assert.match(String(peer.response['x-envoy-peer-metadata']), /^[A-Za-z0-9+/]+={0,2}$/);
     // Nothing sent: x-forwarded-proto from the connection (mTLS: https), x-request-id generated.
     const bare = await ask({});
+    assert.equal(bare.response['x-envoy-peer-metadata-id'], undefined, 'a peer that sent no metadata exchange gets none (nor the app’s)');
+    assert.equal(bare.response['x-envoy-peer-metadata'], undefined);
     assert.equal(bare.headers['x-forwarded-proto'], 'https');
     assert.match(bare.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
   });

@@ -13,7 +13,8 @@ import { applyHeaderOps } from '../compile/header-ops.js';
 import type { CompiledDestination, CompiledEndpoint, CompiledRoute, EndpointHandle, MatchInput } from '../compile/types.js';
 import type { UpstreamRequest } from '../upstream/client.js';
 import { ResponseVerdict, type CallOwner, type UpstreamCall } from '../upstream/upstream-call.js';
-import { buildDownstreamResponseHeaders, PEER_METADATA_HEADERS, setAttemptCount, type ForwardMode } from './forward-headers.js';
+import { buildDownstreamResponseHeaders, setAttemptCount, type ForwardMode } from './forward-headers.js';
+import { syncRequestPeerMetadata, takePeerMetadata, type LocalPeerMetadata } from '../sidecar/peer-metadata.js';
 import { classifyUpstreamError, Errors, nginxStatus, sendLocalError, type LocalError } from './local-reply.js';
 import { endGrpcCallDeadline, isTrailersOnly, trailerPairs } from './grpc.js';
 import { plainAddress, type Downstream, type DownstreamOwner } from './downstream.js';
@@ -83,6 +84,10 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   replacedResponseHeaders: string[] | null = null;
   /** Set on a sidecar's requests (forward-headers.ts `ForwardMode`): attempt counting, metadata-exchange headers dropped from answers. */
   sidecarMode: ForwardMode | null = null;
+  /** A sidecar's outbound request: the proxy's metadata-exchange headers, sent to Istio mTLS endpoints only (kept right across retries). */
+  peerMetadata: LocalPeerMetadata | null = null;
+  /** A sidecar's inbound request from a peer that sent metadata-exchange headers: the proxy's own to answer with. */
+  peerMetadataReply: readonly string[] | null = null;
   /** Reading and dropping the body of an answer that is being retried. */
   #draining = false;
   /** A sticky cookie generated for this request (consistent hash by cookie): name and value. */
@@ -155,7 +160,11 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       this.record.upstreamHost = endpoint.key;
       if (this.#call!.tries > 1) this.record.attempts++;
     }
-    if (this.sidecarMode === 'sidecar-outbound' && this.#call!.tries > 1) setAttemptCount(opts.headers, this.#call!.tries);
+    if (this.sidecarMode === 'sidecar-outbound' && this.#call!.tries > 1) {
+      setAttemptCount(opts.headers, this.#call!.tries);
+      // A retry may go to an endpoint of another TLS mode (auto mTLS is per endpoint).
+      if (this.peerMetadata !== null) syncRequestPeerMetadata(opts.headers, this.peerMetadata, endpoint.tls?.mode === 'ISTIO_MUTUAL');
+    }
     handle.dispatcher.dispatch(opts, this);
   }
 
@@ -290,8 +299,14 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     const routeOps = this.#route!.responseHeaders;
     if (routeOps !== null) headers = applyHeaderOps(headers, routeOps);
     if (this.replacedResponseHeaders !== null) headers = dropHeaders(headers, this.replacedResponseHeaders);
-    // Istio's metadata exchange answers (x-envoy-peer-metadata*) stop at the sidecar, as Envoy's filter consumes them.
-    if (this.sidecarMode !== null) headers = dropHeaders(headers, PEER_METADATA_HEADERS);
+    // Istio's metadata exchange (x-envoy-peer-metadata*) stops at the sidecar, as Envoy's filter
+    // consumes it: a destination sidecar's answer says who served (outbound telemetry); an inbound
+    // peer that sent its own gets this proxy's (the app's own are never relayed).
+    if (this.sidecarMode !== null) {
+      const peer = takePeerMetadata(headers);
+      if (peer !== null && this.record !== null && this.sidecarMode === 'sidecar-outbound') this.record.upstreamPeerMetadata = peer;
+      if (this.peerMetadataReply !== null) for (const h of this.peerMetadataReply) headers.push(h);
+    }
     if (this.extraResponseHeaders !== null) for (const h of this.extraResponseHeaders) headers.push(h);
     const d = this.d;
     if (this.grpcWeb !== 0) {

@@ -31,7 +31,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  * - x-envoy-expected-rq-timeout-ms: a sidecar's outbound side sets it to the per-try timeout, else
  *   the route timeout, when there is one (Envoy's router; request-handler.ts); inbound passes it on;
  * - x-envoy-peer-metadata / x-envoy-peer-metadata-id (Istio's HTTP metadata exchange): consumed by
- *   sidecars and never forwarded (meshgate learns peers from its view instead of the exchange).
+ *   sidecars and never forwarded; the sidecar adds its own where Istio's would
+ *   (runtime/sidecar/peer-metadata.ts).
  */
 export type ForwardMode = 'gateway' | 'sidecar-outbound' | 'sidecar-inbound';
 
@@ -46,6 +47,11 @@ export interface DownstreamHeaders {
   hasBody: boolean;
   /** The x-request-id sent upstream (the client's, or generated), for logs and traces. */
   requestId: string;
+  /**
+   * Sidecars: which metadata-exchange headers the request carried (dropped from `headers`): bit 1
+   * x-envoy-peer-metadata-id, bit 2 x-envoy-peer-metadata. 0 otherwise.
+   */
+  peer: number;
 }
 
 /**
@@ -73,6 +79,7 @@ export function buildUpstreamRequestHeaders(
   let requestId: string | null = null;
   let connection: string | null = null;
   let hasBody = false;
+  let peer = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     const value = raw[i + 1];
@@ -94,7 +101,10 @@ export function buildUpstreamRequestHeaders(
         continue;
       case 'x-envoy-peer-metadata':
       case 'x-envoy-peer-metadata-id':
-        if (sidecar) continue;
+        if (sidecar) {
+          peer |= name.length === 21 ? 2 : 1;
+          continue;
+        }
         break;
       case 'x-envoy-attempt-count':
       case 'x-envoy-expected-rq-timeout-ms':
@@ -132,7 +142,7 @@ export function buildUpstreamRequestHeaders(
     // The first try; a retry rewrites it (setAttemptCount).
     if (mode === 'sidecar-outbound') out.push('x-envoy-attempt-count', '1');
   }
-  return { headers: out, hasBody, requestId };
+  return { headers: out, hasBody, requestId, peer };
 }
 
 /** Sets x-envoy-attempt-count to `tries` where the request has one (sidecar outbound: Envoy counts every try). */

@@ -24,6 +24,7 @@ import { forwardUpgrade } from './websocket.js';
 import { buildUpstreamRequestHeaders, settleForwardClientCert } from './forward-headers.js';
 import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
 import { observeForward, type RequestObserver } from '../../observability/observer.js';
+import type { LocalPeerMetadata } from '../sidecar/peer-metadata.js';
 
 /** What the request path needs from the runtime besides the snapshot. */
 export interface RequestEnv {
@@ -31,6 +32,12 @@ export interface RequestEnv {
   random: () => number;
   /** Metrics, access log and tracing; null when all are off (then nothing per request). */
   observer: RequestObserver | null;
+  /**
+   * A sidecar's Istio metadata-exchange headers (runtime/sidecar/peer-metadata.ts), swapped with
+   * each view: added to outbound requests over Istio mTLS and to inbound answers to peers that sent
+   * theirs. Absent or null: none (the gateway).
+   */
+  peerMetadata?: LocalPeerMetadata | null;
 }
 
 /** Most request headers accepted; more is 431 (Envoy `max_headers_count` default 100). */
@@ -177,6 +184,15 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
   );
   if (mode !== 'gateway') {
     x.sidecarMode = mode;
+    // Istio's metadata exchange (sidecar/peer-metadata.ts): ours to a meshed (Istio mTLS) endpoint;
+    // an inbound peer that sent its own over mTLS gets ours back (never in clear text).
+    const mx = env.peerMetadata;
+    if (mx != null) {
+      if (mode === 'sidecar-outbound') {
+        x.peerMetadata = mx;
+        if (endpoint.tls?.mode === 'ISTIO_MUTUAL') for (const h of mx.request) built.headers.push(h);
+      } else if (built.peer !== 0 && d.tls !== null) x.peerMetadataReply = mx.reply[built.peer];
+    }
     // Envoy's router (Istio sidecars do not suppress Envoy headers) tells the upstream how long it
     // will wait: the per-try timeout, else the route timeout; nothing without either.
     if (mode === 'sidecar-outbound') {

@@ -39,7 +39,9 @@
  *     filter decides on the first downstream bytes while tcp_proxy dials at once (envoyproxy/envoy
  *     #9023; its `upstream_connect_mode` opt-in waits): meshgate always waits.
  * Telemetry: `reporter="destination"` labels per connection (`inbound-telemetry.ts`) on every HTTP
- * request record and TCP record; access logs and traces as at the gateway.
+ * request record and TCP record, the caller's workload taken from Istio's metadata exchange when the
+ * view does not know it (`peer-metadata.ts`, which also answers such a peer with this proxy's);
+ * access logs and traces as at the gateway.
  */
 import http2, { type ServerHttp2Stream } from 'node:http2';
 import net from 'node:net';
@@ -66,6 +68,9 @@ import { socketAddress, TcpRecord, tcpObserverOf, type TcpObserver } from '../..
 import { classify, ISTIO_ALPN, ISTIO_HTTP_ALPN, selectAlpn, type FirstBytes } from './inbound-sniff.js';
 import { authorizeTcp, compileTcpAuthz } from './inbound-authz.js';
 import { inboundLabels, type InboundTelemetryContext, type PortService } from './inbound-telemetry.js';
+import { localPeerMetadata, PEER_METADATA, peerHeaderBits, peerMetadataOf, peerWorkloadOf, withSourcePeer } from './peer-metadata.js';
+import { addLocalReplyHeaders } from '../http/local-reply.js';
+import { PEER_EXCHANGE_ALPN, readPeerPreamble } from '../tcp/peer-exchange.js';
 
 /** Istio's inbound source address: the app sees connections from it, and capture never redirects its traffic. */
 export const INBOUND_SOURCE_ADDRESS = '127.0.0.6';
@@ -250,7 +255,7 @@ export class InboundHandler {
     const inner = opts.observer ?? opts.metrics ?? null;
     this.#observer = inner === null ? null : this.#wrapObserver(inner);
     this.#tcpObserver = tcpObserverOf(inner);
-    this.#env = { random: opts.random ?? Math.random, observer: this.#observer };
+    this.#env = { random: opts.random ?? Math.random, observer: this.#observer, peerMetadata: null };
     this.#tlsHttp = this.#createTlsServer(false);
     this.#tlsTcp = this.#createTlsServer(true);
   }
@@ -369,6 +374,8 @@ export class InboundHandler {
       tcpAuthz,
       telemetry: { proxy: view.proxy, workloadsByIp, clusterId: this.#opts.clusterId ?? 'unknown' },
     };
+    // Istio's metadata exchange: this proxy's answer to peers that send theirs (peer-metadata.ts), encoded once per view.
+    this.#env.peerMetadata = localPeerMetadata(view.proxy, this.#opts.clusterId ?? 'unknown');
     for (const p of ports.values()) if (p.http && !this.#engines.has(p.port)) this.#engines.set(p.port, new PortEngines(p.port, (port, d) => this.#serve(port, d)));
     // Ports no longer served over HTTP: their connections finish what they are doing, then close.
     for (const [n, e] of this.#engines) {
@@ -643,7 +650,8 @@ export class InboundHandler {
       allowHalfOpen: halfOpen,
       noDelay: true,
       minVersion: 'TLSv1.2',
-      ALPNCallback: ({ protocols }) => selectAlpn(protocols),
+      // Istio's TCP chains answer `istio-peer-exchange` first (the metadata exchange preamble follows); HTTP chains never.
+      ALPNCallback: ({ protocols }) => (halfOpen && protocols.includes(PEER_EXCHANGE_ALPN) ? PEER_EXCHANGE_ALPN : selectAlpn(protocols)),
     });
     server.on('secureConnection', (tlsSocket: TLSSocket) => this.#secured(tlsSocket));
     server.on('tlsClientError', (err: Error, tlsSocket: TLSSocket) => {
@@ -682,6 +690,14 @@ export class InboundHandler {
     const family: Family = plainIp(d.localAddress).includes(':') ? 6 : 4;
     const listener = listeners?.get(family) ?? listeners?.get(family === 6 ? 4 : 6) ?? null;
     if (listener === null) return void d.reset(new Error(`inbound port ${portNumber} is no longer served`));
+    // A peer that sent metadata-exchange headers over mTLS gets this proxy's on local replies too
+    // (403, 503...), as Envoy's filter encodes every answer; forwarded answers get them from the
+    // Exchange. Never in clear text.
+    const mx = this.#env.peerMetadata;
+    if (mx != null && d.tls !== null) {
+      const bits = peerHeaderBits(d.rawHeaders);
+      if (bits !== 0) addLocalReplyHeaders(d, mx.reply[bits].slice());
+    }
     try {
       handleRequest(this.#env, listener, d);
     } catch (err) {
@@ -708,7 +724,16 @@ export class InboundHandler {
     const wrapped: RequestObserver = {
       begin: (listener, d) => {
         const rec: RequestRecord | null = inner.begin(listener, d);
-        if (rec !== null) rec.meshLabels = this.#labelsFor(d);
+        if (rec !== null) {
+          let labels = this.#labelsFor(d);
+          // A caller the view does not know: an Istio client sidecar says who it is (metadata exchange).
+          if (labels !== null && labels.source_workload === 'unknown') {
+            const mx = d.header(PEER_METADATA);
+            const peer = mx === null ? null : peerMetadataOf(mx);
+            if (peer !== null) labels = withSourcePeer(labels, peer);
+          }
+          rec.meshLabels = labels;
+        }
         return rec;
       },
       upstreamTraceHeaders: (rec) => inner.upstreamTraceHeaders(rec),
@@ -781,23 +806,62 @@ export class InboundHandler {
     const target = this.#forwardTarget(dstAddress, port.port);
     const observer = this.#tcpObserver;
     const cluster = inboundCluster(port, dstAddress);
+    // Istio's TCP metadata exchange, when the peer's sidecar chose it by ALPN (runtime/tcp/peer-exchange.ts).
+    const exchange = mtls !== null && mtls.alpnProtocol === PEER_EXCHANGE_ALPN ? this.#env.peerMetadata ?? null : null;
     const obs = observer === null ? null : new TcpRecord('virtualInbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
+    const reportOpen = (): void => {
+      if (obs === null || obs.opened) return;
+      obs.opened = true;
+      observer!.observeTcp(obs, 'open');
+    };
     if (obs !== null) {
       obs.sni = sni;
       obs.route = cluster;
       obs.cluster = cluster;
       obs.upstreamHost = socketAddress(target.address, target.port);
       obs.meshLabels = inboundLabels(served.telemetry, port.service, peerIp, spiffe);
-      obs.opened = true;
-      observer!.observeTcp(obs, 'open');
+      // With the exchange, the connection is reported open once the peer said who it is (istio_stats).
+      if (exchange === null) reportOpen();
       client.once('close', () => {
         obs.durationMs = performance.now() - obs.start;
         obs.bytesReceived = client.bytesRead;
         obs.bytesSent = client.bytesWritten;
+        reportOpen();
         observer!.observeTcp(obs, 'close');
       });
     }
     client.pause();
+    /** The client's bytes may go to the app: no exchange, or the peer's preamble read. */
+    let clientReady = exchange === null;
+    let appConnected = false;
+    const startClient = (): void => {
+      if (!clientReady || !appConnected) return;
+      if (clientEnded) upstream.end();
+      else client.pipe(upstream);
+      client.resume();
+    };
+    if (exchange !== null) {
+      // This side's preamble goes first; the peer's is read off its first bytes.
+      client.write(exchange.preamble);
+      readPeerPreamble(client, (r) => {
+        if (r.kind === 'error') {
+          obs?.flag('DPE', 'metadata_exchange_error');
+          reportOpen();
+          upstream.destroy();
+          return void client.destroy();
+        }
+        if (r.kind === 'peer' && r.peer.metadata !== null && obs !== null && obs.meshLabels !== null) obs.meshLabels = withSourcePeer(obs.meshLabels, peerWorkloadOf(r.peer.metadata));
+        reportOpen();
+        if (r.kind === 'ended') {
+          // The peer half-closed before a whole preamble: what it sent goes on, then its FIN.
+          if (r.rest.length > 0) head = head.length === 0 ? r.rest : Buffer.concat([head, r.rest]);
+          clientEnded = true;
+          if (appConnected && r.rest.length > 0) upstream.write(r.rest);
+        }
+        clientReady = true;
+        startClient();
+      });
+    }
     // `connected`: the app was already dialled (a server-first protocol's greeting is waiting in it).
     const upstream = connected ?? net.connect({ host: target.address, port: target.port, localAddress: this.#sourceFor(target.address), allowHalfOpen: true });
     this.#sockets.add(upstream);
@@ -813,11 +877,10 @@ export class InboundHandler {
       if (obs !== null) obs.upstreamLocal = socketAddress(upstream.localAddress, upstream.localPort);
       if (head.length > 0) upstream.write(head);
       // Both ways with back-pressure; a FIN is relayed as a FIN (half-close), never as a close.
-      if (clientEnded) upstream.end();
-      else client.pipe(upstream);
       upstream.pipe(client);
       upstream.resume();
-      client.resume();
+      appConnected = true;
+      startClient();
     };
     if (connected !== null) onConnect();
     else upstream.once('connect', onConnect);

@@ -2,8 +2,9 @@
  * Istio's standard labels as the source (client-side) sidecar reports them (reference/mesh.md §4):
  * `reporter="source"`, this workload's `source_*`, the destination service from the cluster
  * (`outbound|port|subset|fqdn`), and the destination workload from the endpoint that served the
- * request, looked up by IP in the view's `workloads` (Istio learns it by metadata exchange; ztunnel
- * by the same lookup). `destination_principal` is the SPIFFE ID the Istio mTLS connection verified
+ * request, looked up by IP in the view's `workloads` (ztunnel does the same lookup), else from the
+ * `x-envoy-peer-metadata` an Istio destination sidecar answered with (Istio's metadata exchange,
+ * `peer-metadata.ts`). `destination_principal` is the SPIFFE ID the Istio mTLS connection verified
  * (the workload's service account), `unknown` in plaintext; `connection_security_policy` is always
  * `unknown` on the source side (istio_stats).
  *
@@ -15,6 +16,7 @@ import type { RequestObserver } from '../../observability/observer.js';
 import type { RequestRecord } from '../../observability/record.js';
 import type { TcpObserver } from '../../observability/tcp-record.js';
 import { destinationLabels } from '../../observability/metrics.js';
+import { peerMetadataOf, peerWorkloadOf, withDestinationPeer } from './peer-metadata.js';
 
 export interface OutboundTelemetryContext {
   proxy: SidecarProxy;
@@ -130,6 +132,12 @@ export function outboundObserver(inner: RequestObserver, context: () => Outbound
       if (catchAll && authority !== '') labels = { ...labels, destination_service: authority };
       if (cache.size < 10_000) cache.set(key, labels);
     }
+    // An endpoint the view does not know, answered by an Istio sidecar: its metadata exchange says who it is.
+    const mx = rec.upstreamPeerMetadata;
+    if (mx !== null && labels.destination_workload === 'unknown') {
+      const peer = peerMetadataOf(mx);
+      if (peer !== null) return withDestinationPeer(labels, peer);
+    }
     return labels;
   };
   return {
@@ -154,7 +162,11 @@ export function outboundTcpObserver(inner: TcpObserver, context: () => OutboundT
     observeTcp(rec, phase) {
       if (rec.meshLabels === null) {
         const ctx = context();
-        if (ctx !== null && rec.cluster !== '') rec.meshLabels = outboundLabels(ctx, rec.cluster, rec.upstreamHost);
+        if (ctx !== null && rec.cluster !== '') {
+          const labels = outboundLabels(ctx, rec.cluster, rec.upstreamHost);
+          // An endpoint the view does not know, whose Istio sidecar told who it is in its TCP preamble.
+          rec.meshLabels = rec.peerMetadata === null ? labels : withDestinationPeer(labels, peerWorkloadOf(rec.peerMetadata));
+        }
       }
       inner.observeTcp(rec, phase);
     },

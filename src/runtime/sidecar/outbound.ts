@@ -12,7 +12,8 @@
  *      timeout (a server-first protocol), → opaque TCP.
  *   3. HTTP requests are served by the gateway's request path (routes, retries, timeouts, faults,
  *      circuit breakers, outlier detection, Istio mTLS by the clusters' `tls`/`autoMtls` and the
- *      process's workload certificate) with the port's route table (`outboundHttp`), compiled like a
+ *      process's workload certificate, Istio's metadata exchange headers to mTLS endpoints:
+ *      `peer-metadata.ts`) with the port's route table (`outboundHttp`), compiled like a
  *      gateway listener but never bound. A Host no virtual host of the table knows is Istio's
  *      `allow_any` (forwarded as is to the original destination: PassthroughCluster) or `block_all`
  *      (502, REGISTRY_ONLY).
@@ -46,6 +47,7 @@ import { parseClientHello } from '../tcp/client-hello.js';
 import { sniffKind } from './protocol-sniff.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
 import { outboundObserver, outboundTcpObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
+import { localPeerMetadata } from './peer-metadata.js';
 
 /** Default protocol detection timeout for undeclared ports (a server-first protocol is TCP after it). */
 export const DEFAULT_DETECTION_TIMEOUT_MS = 300;
@@ -184,7 +186,7 @@ export class OutboundHandler {
   constructor(opts: OutboundOptions) {
     const observer = opts.env.observer;
     // Requests are counted under Istio's source-side labels (outbound-telemetry.ts).
-    this.#env = { random: opts.env.random, observer: observer === null ? null : outboundObserver(observer, () => this.#telemetry) };
+    this.#env = { random: opts.env.random, observer: observer === null ? null : outboundObserver(observer, () => this.#telemetry), peerMetadata: null };
     this.#clusterId = opts.clusterId ?? 'Kubernetes';
     // TCP connections too (relays, PassthroughCluster, BlackHoleCluster).
     this.#tcpObserver = opts.tcpObserver === null ? null : outboundTcpObserver(opts.tcpObserver, () => this.#telemetry);
@@ -251,6 +253,9 @@ export class OutboundHandler {
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
     this.#state = { view, ir: outIr, compiled, services, tablesByPort };
     this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
+    // Istio's metadata exchange (HTTP headers, TCP preamble) of this proxy, encoded once per view (peer-metadata.ts).
+    this.#env.peerMetadata = localPeerMetadata(view.proxy, this.#clusterId);
+    this.#tcp.peerExchange = this.#env.peerMetadata;
     // Passthrough listeners carry the view's access-log and tracing settings: rebuilt on demand.
     for (const [k, p] of this.#passthrough) {
       this.#passthrough.delete(k);

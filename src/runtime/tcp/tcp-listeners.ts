@@ -32,6 +32,7 @@ import { SocketTable } from '../listeners/socket-table.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 import { upstreamTlsOptions } from '../upstream/upstream-tls.js';
 import { peekClientHello } from './client-hello.js';
+import { PEER_EXCHANGE_ALPN, PEER_EXCHANGE_OFFER, readPeerPreamble, type TcpPeerExchange } from './peer-exchange.js';
 
 /** Time a TLS passthrough connection has to send its ClientHello (Envoy's listener filter timeout is 15 s). */
 export const PEEK_TIMEOUT_MS = 10_000;
@@ -230,6 +231,13 @@ export class TcpListenerManager {
   #embedded = new Map<string, ListenerRecord>();
 
   readonly #sockets: SocketTable;
+
+  /**
+   * A sidecar's side of Istio's TCP metadata exchange (peer-exchange.ts), set per view: relays to
+   * Istio mTLS endpoints offer ALPN `istio-peer-exchange` and exchange preambles when the server
+   * takes it. null (the gateway): never offered.
+   */
+  peerExchange: TcpPeerExchange | null = null;
 
   /** `sockets`: the runtime's socket table, shared with its HTTP(S) listeners. */
   constructor(random: () => number, observer: TcpObserver | null = null, sockets: SocketTable = new SocketTable()) {
@@ -529,17 +537,22 @@ export class TcpListenerManager {
       return void client.destroy();
     }
     // Reported open once the endpoint is chosen (a sidecar labels the connection with its workload);
+    // with Istio's metadata exchange offered, once the server's preamble says who it is (istio_stats);
     // NC/UH connections are reported open at close.
-    if (obs !== null) {
-      obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
+    const reportOpen = (): void => {
+      if (obs === null || obs.opened) return;
       obs.opened = true;
       observer!.observeTcp(obs, 'open');
-    }
+    };
+    if (obs !== null) obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
+    const offerExchange = this.peerExchange !== null && endpoint.tls !== null && endpoint.tls.mode === 'ISTIO_MUTUAL' && l.ir.protocol !== 'TLS';
+    if (!offerExchange) reportOpen();
     const handle = endpoint.handle;
     if (handle !== null) handle.active++;
     // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
     const originate = endpoint.tls !== null && l.ir.protocol !== 'TLS';
     let upstream: net.Socket;
+    let exchange: TcpPeerExchange | null = null;
     if (originate) {
       let options = upstreamTlsByCluster.get(endpoint.tls!);
       if (options === undefined) upstreamTlsByCluster.set(endpoint.tls!, (options = upstreamTlsOptions(endpoint.tls!)));
@@ -554,6 +567,11 @@ export class TcpListenerManager {
       }
       // allowHalfOpen is honoured by tls.connect (it builds the TLSSocket with it) though not typed.
       const opts: tls.ConnectionOptions & { allowHalfOpen: boolean } = { ...((dynamic ?? connect) as tls.ConnectionOptions), host: endpoint.address, port: endpoint.port, allowHalfOpen: true };
+      // A sidecar offers Istio's TCP metadata exchange to mesh peers (peer-exchange.ts).
+      if (offerExchange) {
+        exchange = this.peerExchange;
+        opts.ALPNProtocols = PEER_EXCHANGE_OFFER as string[];
+      }
       upstream = tls.connect(opts);
     } else {
       upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true });
@@ -574,10 +592,27 @@ export class TcpListenerManager {
     upstream.on(originate ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer);
       connected = true;
+      // The server chose the exchange: this side's preamble goes first, the server's is read off
+      // before its bytes reach the client.
+      const mx = exchange !== null && (upstream as tls.TLSSocket).alpnProtocol === PEER_EXCHANGE_ALPN ? exchange : null;
+      if (mx !== null) upstream.write(mx.preamble);
+      else reportOpen();
       if (head.length > 0) upstream.write(head);
       // Bytes both ways with back-pressure; a FIN is relayed as a FIN (end: true), never as a close.
       client.pipe(upstream);
-      upstream.pipe(client);
+      if (mx === null) upstream.pipe(client);
+      else {
+        readPeerPreamble(upstream, (r) => {
+          if (r.kind === 'peer' && obs !== null) obs.peerMetadata = r.peer.metadata;
+          reportOpen();
+          if (r.kind === 'error') {
+            obs?.flag('UPE', 'metadata_exchange_error');
+            return destroyBoth();
+          }
+          if (r.kind === 'ended') return void client.end(r.rest);
+          upstream.pipe(client);
+        });
+      }
       client.resume();
     });
     const destroyBoth = (): void => {

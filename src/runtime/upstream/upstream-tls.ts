@@ -136,7 +136,8 @@ function checkSans(wanted: string[], cert: PeerCertificate): Error | undefined {
 /**
  * Istio's client ALPN per upstream protocol (Envoy's istio.alpn filter; reference/mesh.md §2.5):
  * a sidecar selects its chain on the `istio*` entries and answers `h2` / `http/1.1`. TCP offers
- * `istio` alone (`istio-peer-exchange` would announce the metadata-exchange preamble).
+ * `istio` alone here (`istio-peer-exchange` announces the metadata-exchange preamble): a sidecar's
+ * TCP relays, which do the exchange, offer it themselves (tcp/tcp-listeners.ts, tcp/peer-exchange.ts).
  */
 export const ISTIO_ALPN: Readonly<Record<UpstreamProtocol | 'TCP', readonly string[]>> = {
   HTTP1: ['istio-http/1.1', 'istio', 'http/1.1'],
