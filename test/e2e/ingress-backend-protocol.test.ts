@@ -118,9 +118,9 @@ spec:
     assert.equal((JSON.parse(r.body) as { sni: string }).sni, 'backend.internal');
   });
 
-  test('proxy-ssl-verify on with another CA: 503 UF with the TLS reason', async () => {
+  test('proxy-ssl-verify on with another CA: 502 (nginx) with flag UF and the TLS reason', async () => {
     const r = await get(`http://127.0.0.1:${gw.httpPort}/x`, { host: 'wrongca.example.com' });
-    assert.equal(r.status, 503);
+    assert.equal(r.status, 502);
     assert.equal(r.headers['x-meshgate-flags'], 'UF');
     assert.match(r.body, /CERTIFICATE_VERIFY_FAILED/);
   });
