@@ -128,21 +128,37 @@ export class DnsProxy {
   }
 
   async start(): Promise<void> {
-    for (const addr of this.#o.listen) {
-      const { host, port } = splitHostPort(addr);
-      const udp = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
-      await new Promise<void>((resolve, reject) => {
-        udp.once('error', reject);
-        udp.bind({ address: host, port, exclusive: true }, () => {
-          udp.off('error', reject);
-          resolve();
-        });
+    try {
+      for (const addr of this.#o.listen) {
+        const { host, port } = splitHostPort(addr);
+        // UDP and TCP on one port; with port 0 (tests) the TCP side of the UDP port may be taken: retry.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await this.#bind(host, port);
+            break;
+          } catch (e) {
+            if (port !== 0 || attempt >= 20 || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+          }
+        }
+      }
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  async #bind(host: string, port: number): Promise<void> {
+    const udp = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind({ address: host, port, exclusive: true }, () => {
+        udp.off('error', reject);
+        resolve();
       });
-      udp.on('error', (e) => this.#o.log.warn('DNS proxy UDP socket error', { error: e.message }));
-      udp.on('message', (msg, rinfo) => this.#onUdp(udp, msg, rinfo));
-      this.#udp.push(udp);
-      const boundPort = udp.address().port;
-      const tcp = net.createServer((s) => this.#onTcp(s));
+    });
+    const boundPort = udp.address().port;
+    const tcp = net.createServer((s) => this.#onTcp(s));
+    try {
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
         tcp.listen({ host, port: boundPort, exclusive: true }, () => {
@@ -150,9 +166,15 @@ export class DnsProxy {
           resolve();
         });
       });
-      this.#tcp.push(tcp);
-      this.bound.push(net.isIPv6(host) ? `[${host}]:${boundPort}` : `${host}:${boundPort}`);
+    } catch (e) {
+      udp.close();
+      throw e;
     }
+    udp.on('error', (e) => this.#o.log.warn('DNS proxy UDP socket error', { error: e.message }));
+    udp.on('message', (msg, rinfo) => this.#onUdp(udp, msg, rinfo));
+    this.#udp.push(udp);
+    this.#tcp.push(tcp);
+    this.bound.push(net.isIPv6(host) ? `[${host}]:${boundPort}` : `${host}:${boundPort}`);
   }
 
   async close(): Promise<void> {

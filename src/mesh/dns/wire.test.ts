@@ -22,44 +22,7 @@ import {
   UDP_PLAIN_LIMIT,
   type DnsAnswer,
 } from './wire.js';
-
-/** A query as a stub resolver sends it: RD set, one question, optionally an OPT record. */
-export function buildQuery(id: number, name: string, type: number, opts: { edns?: number; flags?: number } = {}): Buffer {
-  const labels = splitName(name);
-  const parts: Buffer[] = [];
-  const head = Buffer.alloc(12);
-  head.writeUInt16BE(id, 0);
-  head.writeUInt16BE(opts.flags ?? 0x0100, 2);
-  head.writeUInt16BE(1, 4);
-  head.writeUInt16BE(opts.edns === undefined ? 0 : 1, 10);
-  parts.push(head);
-  for (const l of labels) parts.push(Buffer.from([l.length]), Buffer.from(l));
-  parts.push(Buffer.from([0, type >> 8, type & 0xff, 0, 1]));
-  if (opts.edns !== undefined) parts.push(Buffer.from([0, 0, 41, opts.edns >> 8, opts.edns & 0xff, 0, 0, 0, 0, 0, 0]));
-  return Buffer.concat(parts);
-}
-
-/** Reads every answer record of a response (names decompressed). */
-export function readAnswers(buf: Buffer): { name: string; type: number; ttl: number; data: string }[] {
-  const { header, end } = parseFirstQuestion(buf);
-  let pos = end;
-  const out: { name: string; type: number; ttl: number; data: string }[] = [];
-  for (let i = 0; i < header.ancount; i++) {
-    const { name, next } = readName(buf, pos);
-    const type = buf.readUInt16BE(next);
-    const ttl = buf.readUInt32BE(next + 4);
-    const len = buf.readUInt16BE(next + 8);
-    const rdata = buf.subarray(next + 10, next + 10 + len);
-    let data: string;
-    if (type === TYPE_A) data = [...rdata].join('.');
-    else if (type === TYPE_AAAA) data = Array.from({ length: 8 }, (_, k) => rdata.readUInt16BE(2 * k).toString(16)).join(':');
-    else if (type === TYPE_CNAME) data = readName(buf, next + 10).name;
-    else data = rdata.toString('hex');
-    out.push({ name, type, ttl, data });
-    pos = next + 10 + len;
-  }
-  return out;
-}
+import { buildQuery, readAnswers } from '../../../test/support/dns-client.js';
 
 test('parseQuery reads a plain query: id, RD, the question with its case kept, no EDNS', () => {
   const q = parseQuery(buildQuery(0x1234, 'ReViews.default.svc.cluster.local', TYPE_A));
