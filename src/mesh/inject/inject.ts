@@ -379,7 +379,25 @@ function captureArgs(a: Record<string, string>, o: InjectOptions, fail: (key: st
   if (includeOutPorts) args.push('--include-outbound-ports', includeOutPorts);
   if (excludeCidrs) args.push('--exclude-outbound-cidrs', excludeCidrs);
   if (includeCidrs && includeCidrs !== '*') args.push('--include-outbound-cidrs', includeCidrs);
+  // DNS capture: the pod's ProxyConfig (`proxy.istio.io/config` proxyMetadata ISTIO_META_DNS_CAPTURE),
+  // which istio-iptables reads as REDIRECT_DNS; MeshConfig's value is the control plane's to apply.
+  const dns = dnsCaptureOf(a['proxy.istio.io/config'], (message) => fail('proxy.istio.io/config', message));
+  if (dns === null) return null;
+  if (dns) args.push('--redirect-dns');
   return args;
+}
+
+/** `proxyMetadata.ISTIO_META_DNS_CAPTURE` of a `proxy.istio.io/config` annotation (Go booleans); null when the annotation is not ProxyConfig YAML. */
+function dnsCaptureOf(text: string | undefined, fail: (message: string) => void): boolean | null {
+  if (text === undefined) return false;
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    fail(`not valid ProxyConfig YAML (${doc.errors[0].message.split('\n')[0]})`);
+    return null;
+  }
+  const value: unknown = doc.getIn(['proxyMetadata', 'ISTIO_META_DNS_CAPTURE']);
+  const v = typeof value === 'boolean' ? String(value) : typeof value === 'string' ? value : undefined;
+  return v !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v);
 }
 
 function initContainer(image: string, o: InjectOptions, args: string[]): Record<string, unknown> {
