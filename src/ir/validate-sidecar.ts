@@ -5,7 +5,7 @@
  */
 import type { IRSnapshot, Listener, TcpListener } from './types.js';
 import type { SidecarView } from './sidecar.js';
-import { isIP } from 'node:net';
+import { ipFamily } from '../lib/ip.js';
 import { checkMatch } from './validate.js';
 
 export function validateSidecarView(ir: IRSnapshot, view: SidecarView, clusters: ReadonlySet<string>): string[] {
@@ -49,7 +49,7 @@ function checkDns(dns: NonNullable<SidecarView['dns']>, problems: string[]): voi
     hosts.add(h.host);
     if (!/^(?:\*\.)?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/.test(h.host) || h.host.length > 253) problems.push(`sidecar view: DNS host "${h.host}" is not a lowercase domain name`);
     if (h.addresses.length === 0) problems.push(`sidecar view: DNS host ${h.host} has no address`);
-    for (const a of h.addresses) if (isIP(a) === 0) problems.push(`sidecar view: DNS host ${h.host}: "${a}" is not an IP address`);
+    for (const a of h.addresses) if (ipFamily(a) === 0) problems.push(`sidecar view: DNS host ${h.host}: "${a}" is not an IP address`);
   }
 }
 

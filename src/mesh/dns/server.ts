@@ -44,6 +44,8 @@ export const DNS_PROXY_PORT = 15053;
 const TCP_IDLE_MS = 10_000;
 /** Queries answered at once per TCP connection (more wait for a slot to free: back-pressure). */
 const TCP_INFLIGHT = 16;
+/** Upstream exchanges at once; a query beyond gets SERVFAIL at once (a flood of unknown names cannot open sockets without bound). */
+const UPSTREAM_INFLIGHT = 512;
 
 export interface ResolvConf {
   /** `host:port` of each `nameserver` (port 53), in file order. */
@@ -284,6 +286,7 @@ export class DnsProxy {
 
   /** The first valid answer of the resolv.conf servers, in turn; null when none answers. */
   async #upstream(msg: Buffer, proto: 'udp' | 'tcp', q: DnsQuery): Promise<Buffer | null> {
+    if (this.#pending.size >= UPSTREAM_INFLIGHT) return null;
     const timeout = this.#o.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
     for (const server of this.#o.resolv.servers) {
       if (this.#closed) return null;

@@ -305,10 +305,11 @@ export function encodeResponse(r: DnsResponse, limit = MAX_MESSAGE): Buffer {
       out.u16(r.question.class);
     }
   };
-  for (let n = r.answers.length; n >= 0; n--) {
+  const encode = (n: number): Buffer => {
     const w = new Writer();
     head(n, n < r.answers.length, w);
-    for (const a of r.answers.slice(0, n)) {
+    for (let i = 0; i < n; i++) {
+      const a = r.answers[i];
       w.name(a.name);
       w.u16(a.type);
       w.u16(CLASS_IN);
@@ -322,9 +323,19 @@ export function encodeResponse(r: DnsResponse, limit = MAX_MESSAGE): Buffer {
         w.bytes(a.address);
       }
     }
-    if (w.length <= limit || n === 0) return w.result();
+    return w.result();
+  };
+  const whole = encode(r.answers.length);
+  if (whole.length <= limit) return whole;
+  // The most records that fit (the size grows with n): binary search, O(log n) encodings.
+  let lo = 0;
+  let hi = r.answers.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (encode(mid).length <= limit) lo = mid;
+    else hi = mid - 1;
   }
-  throw new Error('unreachable');
+  return encode(lo);
 }
 
 /** `1.2.3.4` → 4 bytes, an IPv6 text → 16 bytes; null when not an address. */
