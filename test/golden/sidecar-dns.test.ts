@@ -14,7 +14,7 @@ import { checkObjects } from '../../src/api/kinds.js';
 import { ResourceSet } from '../../src/resources/resource-set.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { translateSidecar, type SidecarProxyMeta } from '../../src/translate/sidecar/index.js';
-import { autoAllocatedAddresses } from '../../src/translate/sidecar/dns.js';
+import { autoAllocatedAddresses, meshDnsCapture } from '../../src/translate/sidecar/dns.js';
 import { SidecarViewCache } from '../../src/translate/sidecar/view-cache.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
@@ -119,4 +119,10 @@ status: {phase: Running, podIP: ${ip}}
   assert.equal(one.ir.sidecar!.dns, undefined);
   assert.deepEqual(two.ir.sidecar!.dns, { capture: true, autoAllocate: false, hosts: [] });
   assert.deepEqual(JSON.parse(two.json.toString()), two.ir);
+});
+
+test('meshDnsCapture reads MeshConfig alone (what the injection webhook gives pods without their own proxy.istio.io/config)', () => {
+  assert.equal(meshDnsCapture(resources(MESH)), true);
+  assert.equal(meshDnsCapture(resources(MESH.replace('ISTIO_META_DNS_CAPTURE: "true"', 'ISTIO_META_DNS_CAPTURE: "0"'))), false);
+  assert.equal(meshDnsCapture(resources(entry('default', 'api.example.com'))), false);
 });

@@ -49,6 +49,12 @@ export interface InjectOptions {
    * the proxy and Jobs end when their app does.
    */
   nativeSidecar: boolean;
+  /**
+   * The mesh-wide DNS capture (MeshConfig `defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE`, which
+   * the control plane's webhook passes): capture gets `--redirect-dns`. A pod's
+   * `proxy.istio.io/config` overrides it. Default off.
+   */
+  dnsCapture?: boolean;
 }
 
 export const DEFAULT_INJECT_OPTIONS: InjectOptions = {
@@ -381,15 +387,15 @@ function captureArgs(a: Record<string, string>, o: InjectOptions, fail: (key: st
   if (includeCidrs && includeCidrs !== '*') args.push('--include-outbound-cidrs', includeCidrs);
   // DNS capture: the pod's ProxyConfig (`proxy.istio.io/config` proxyMetadata ISTIO_META_DNS_CAPTURE),
   // which istio-iptables reads as REDIRECT_DNS; MeshConfig's value is the control plane's to apply.
-  const dns = dnsCaptureOf(a['proxy.istio.io/config'], (message) => fail('proxy.istio.io/config', message));
+  const dns = dnsCaptureOf(a['proxy.istio.io/config'], o.dnsCapture === true, (message) => fail('proxy.istio.io/config', message));
   if (dns === null) return null;
   if (dns) args.push('--redirect-dns');
   return args;
 }
 
-/** `proxyMetadata.ISTIO_META_DNS_CAPTURE` of a `proxy.istio.io/config` annotation (Go booleans); null when the annotation is not ProxyConfig YAML. */
-function dnsCaptureOf(text: string | undefined, fail: (message: string) => void): boolean | null {
-  if (text === undefined) return false;
+/** `proxyMetadata.ISTIO_META_DNS_CAPTURE` of a `proxy.istio.io/config` annotation (Go booleans), else `mesh`; null when the annotation is not ProxyConfig YAML. */
+function dnsCaptureOf(text: string | undefined, mesh: boolean, fail: (message: string) => void): boolean | null {
+  if (text === undefined) return mesh;
   const doc = parseDocument(text);
   if (doc.errors.length > 0) {
     fail(`not valid ProxyConfig YAML (${doc.errors[0].message.split('\n')[0]})`);
@@ -397,7 +403,9 @@ function dnsCaptureOf(text: string | undefined, fail: (message: string) => void)
   }
   const value: unknown = doc.getIn(['proxyMetadata', 'ISTIO_META_DNS_CAPTURE']);
   const v = typeof value === 'boolean' ? String(value) : typeof value === 'string' ? value : undefined;
-  return v !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v);
+  if (v !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (v !== undefined && ['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return mesh;
 }
 
 function initContainer(image: string, o: InjectOptions, args: string[]): Record<string, unknown> {

@@ -28,7 +28,7 @@ import type { KubeObject } from '../../resources/types.js';
 import { istioObjects } from '../istio/objects.js';
 import { isIpAddress } from '../istio/hosts.js';
 import { readMeshConfig } from '../mesh-config.js';
-import type { TranslateContext } from '../types.js';
+import { DEFAULT_TRANSLATE_OPTIONS, TranslateContext } from '../types.js';
 
 const PROXY_CONFIG_ANNOTATION = 'proxy.istio.io/config';
 export const DNS_CAPTURE_META = 'ISTIO_META_DNS_CAPTURE';
@@ -73,6 +73,11 @@ export function dnsProxyConfig(ctx: TranslateContext, resources: ResourceSet, po
     return value;
   };
   return { capture: read(DNS_CAPTURE_META), autoAllocate: read(DNS_AUTO_ALLOCATE_META) };
+}
+
+/** MeshConfig's own `ISTIO_META_DNS_CAPTURE` (no pod): what injection gives pods without a `proxy.istio.io/config` override. */
+export function meshDnsCapture(resources: ResourceSet): boolean {
+  return dnsProxyConfig(new TranslateContext({ ...DEFAULT_TRANSLATE_OPTIONS }), resources, null).capture;
 }
 
 /** Slots of the allocation (Istio's maxIPs, 256*254) and the prime of its second hash. */
