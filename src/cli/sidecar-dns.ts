@@ -25,6 +25,8 @@ export interface SidecarDns {
   stop(): Promise<void>;
   /** The bound addresses, once started. */
   readonly bound: string[];
+  /** The DNS proxy's metrics ('' before it starts). */
+  metrics(): string;
 }
 
 export async function startSidecarDns(o: SidecarDnsOptions): Promise<SidecarDns> {
@@ -45,6 +47,7 @@ export async function startSidecarDns(o: SidecarDnsOptions): Promise<SidecarDns>
   if (o.always) await start();
   return {
     bound,
+    metrics: () => proxy?.metricsText() ?? '',
     async onView(ir) {
       const dns = ir.sidecar?.dns;
       if (proxy === null && dns?.capture === true) {

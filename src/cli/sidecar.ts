@@ -308,6 +308,8 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   // The signal handlers first: a SIGTERM while the proxy starts (the pod deleted at once) is a
   // graceful stop once started, never the default action (killed, exit by signal).
   const signalled = waitForSignal();
+  // The DNS proxy's metrics join /stats/prometheus once it exists.
+  let dnsMetrics = (): string => '';
   const { SidecarRuntime } = await import('../runtime/sidecar/sidecar.js');
   const rt = new SidecarRuntime({
     log,
@@ -322,6 +324,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     detectionTimeoutMs: o.detectionTimeoutMs,
     drainMs: o.drainMs,
     clusterId: o.clusterId,
+    extraMetrics: () => dnsMetrics(),
   });
   try {
     await rt.start();
@@ -374,7 +377,10 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     await rt.close(0);
     return 1;
   }
-  if (dns !== null) stops.push(() => dns.stop());
+  if (dns !== null) {
+    stops.push(() => dns.stop());
+    dnsMetrics = () => dns.metrics();
+  }
   const apply = async (ir: IRSnapshot, from: string): Promise<void> => {
     try {
       await rt.apply(ir);

@@ -185,6 +185,13 @@ describe('DNS proxying in a lab: a ServiceEntry host in no real DNS, resolved an
     assert.deepEqual((await app({ NAME: 'upstream.test', PORT: '' }, path.join(dir, 'app-resolv-tcp.conf'))).addresses, ['10.251.0.3']);
   });
 
+  test('the DNS proxy\'s metrics are on 15020 with istio-agent\'s names', async () => {
+    const r = await lab.run('ext', [process.execPath, '-e', "require('node:http').get('http://10.251.0.2:15020/stats/prometheus', (res) => { let b = ''; res.on('data', (c) => b += c); res.on('end', () => console.log(b)); }).on('error', (e) => console.log('error ' + e.message))"]);
+    const requests = Number(/^istio_agent_dns_requests_total (\d+)$/m.exec(r.stdout)?.[1] ?? -1);
+    assert.ok(requests >= 4, r.stdout.slice(0, 3000));
+    assert.match(r.stdout, /^istio_agent_dns_upstream_requests_total [1-9]\d*$/m);
+  });
+
   test('capture --clean removes the DNS rules (nat and raw) with the rest', () => {
     const before = lab.exec('app', 'iptables-save', []);
     assert.match(before, /MESHGATE_OUTPUT_DNS/);

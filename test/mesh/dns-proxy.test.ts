@@ -170,6 +170,12 @@ test('dns proxy: other names and other types are relayed from upstream byte for 
     const mx = await ask(p, 'reviews.default.svc.cluster.local', MX);
     assert.equal(parseFirstQuestion(mx).header.authoritative, false);
     assert.deepEqual(up.seen, ['udp www.example.org 1', 'udp nothing.invalid 1', 'udp reviews.default.svc.cluster.local 15']);
+    // istio-agent's metric names.
+    const m = p.metricsText();
+    assert.match(m, /^istio_agent_dns_requests_total 3$/m);
+    assert.match(m, /^istio_agent_dns_upstream_requests_total 3$/m);
+    assert.match(m, /^istio_agent_dns_upstream_failures_total 0$/m);
+    assert.match(m, /^istio_agent_dns_upstream_request_duration_seconds_count 3$/m);
     // Over TCP the upstream is asked over TCP.
     const t = await tcpQuery(portOf(p), [buildQuery(7, 'www.example.org', TYPE_A)]);
     assert.equal(t.answers.length, 1);
@@ -234,6 +240,7 @@ test('dns proxy: SERVFAIL before the first view, and when no upstream answers', 
     const t0 = Date.now();
     const out = await udpQuery(portOf(proxy), buildQuery(5, 'www.example.org', TYPE_A));
     assert.equal(parseFirstQuestion(out!).header.rcode, RCODE_SERVFAIL);
+    assert.match(proxy.metricsText(), /^istio_agent_dns_upstream_failures_total 1$/m);
     assert.ok(Date.now() - t0 < 2500, 'bounded by the upstream timeout');
     const tcp = await tcpQuery(portOf(proxy), [buildQuery(6, 'www.example.org', TYPE_A)]);
     assert.equal(parseFirstQuestion(tcp.answers[0]).header.rcode, RCODE_SERVFAIL);
