@@ -187,6 +187,34 @@ export class NameTableBuilder {
     else if (prev.kube === null) prev.addresses = [...new Set([...prev.addresses, ...addresses])];
   }
 
+  /**
+   * A headless Service's pods by name (Kubernetes' `<hostname>.<service>.<ns>.svc.<domain>`, for pods
+   * with `hostname` and `subdomain`: StatefulSets), from the EndpointSlice endpoints' `hostname`,
+   * ready ones (all with `publishNotReadyAddresses`), as Istio's name table has them.
+   */
+  addHeadlessPods(resources: ResourceSet, svc: KubeObject, serviceHost: string): void {
+    const ns = svc.metadata.namespace;
+    const name = svc.metadata.name;
+    const publishNotReady = obj(svc.body.spec).publishNotReadyAddresses === true;
+    const suffix = serviceHost.slice(name.length + 1); // `<ns>.svc.<domain>`
+    const byHost = new Map<string, string[]>();
+    for (const slice of resources.endpointSlicesOf(ns, name)) {
+      for (const e of arr(slice.body.endpoints)) {
+        const eo = obj(e);
+        const hostname = str(eo.hostname);
+        if (hostname === undefined || !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(hostname)) continue;
+        if (obj(eo.conditions).ready === false && !publishNotReady) continue;
+        const ips = arr(eo.addresses).map(str).filter((a): a is string => a !== undefined && isIpAddress(a));
+        byHost.set(hostname, [...(byHost.get(hostname) ?? []), ...ips]);
+      }
+    }
+    for (const [hostname, ips] of byHost) {
+      const host = `${hostname}.${name}.${suffix}`;
+      if (ips.length === 0 || this.#hosts.has(host)) continue;
+      this.#hosts.set(host, { host, addresses: [...new Set(ips)], kube: { name: `${hostname}.${name}`, namespace: ns } });
+    }
+  }
+
   hosts(): DnsHost[] {
     return [...this.#hosts.values()].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
   }

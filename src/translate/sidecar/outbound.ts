@@ -112,6 +112,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
       const kube = c.kube ? { name: c.obj.metadata.name, namespace: c.namespace } : null;
       const publishNotReady = c.kube && obj(c.obj.body.spec).publishNotReadyAddresses === true;
       names.add(c.host, kube, c.vips, c.passthrough, () => (cluster ? cluster.endpoints.filter((e) => e.ready || publishNotReady).map((e) => e.address) : []));
+      if (c.kube && c.passthrough) names.addHeadlessPods(env.resources, c.obj, c.host);
     }
     const endpointIps = c.endpointAddresses && cluster ? cluster.endpoints.map((e) => e.address).filter(isIpAddress) : [];
     const addresses = [...new Set([...c.vips, ...endpointIps])];
