@@ -254,3 +254,26 @@ test('parseResolvConf: nameservers (at most 3), the last search line, comments',
   assert.deepEqual(r.servers.map((s) => s.host), ['10.96.0.10', 'fe80::1%eth0', '1.1.1.1']);
   assert.deepEqual(r.search, ['ns.svc.cluster.local', 'cluster.local']);
 });
+
+test('dns proxy on [::1] (an IPv6 pod): AAAA over UDP and TCP', async (t) => {
+  const probe = dgram.createSocket('udp6');
+  const v6 = await new Promise<boolean>((r) => {
+    probe.once('error', () => r(false));
+    probe.bind(0, '::1', () => r(true));
+  });
+  probe.close();
+  if (!v6) return t.skip('no IPv6 loopback here (::1): enable IPv6 on lo to run this test');
+  const proxy = new DnsProxy({ listen: ['[::1]:0'], resolv: { servers: [], search: [] }, namespace: 'default', log });
+  try {
+    await proxy.start();
+    proxy.setTable({ capture: true, autoAllocate: true, hosts: [{ host: 'api.example.com', addresses: ['2001:2::f0f0:1'], kube: null }] });
+    assert.match(proxy.bound[0], /^\[::1\]:\d+$/);
+    const port = Number(proxy.bound[0].split(':').pop());
+    const udp = await udpQuery(port, buildQuery(1, 'api.example.com', TYPE_AAAA), 3000, '::1');
+    assert.deepEqual(readAnswers(udp!).map((a) => a.data), ['2001:2:0:0:0:0:f0f0:1']);
+    const tcp = await tcpQuery(port, [buildQuery(2, 'api.example.com', TYPE_AAAA)], 3000, '::1');
+    assert.deepEqual(readAnswers(tcp.answers[0]).map((a) => a.data), ['2001:2:0:0:0:0:f0f0:1']);
+  } finally {
+    await proxy.close();
+  }
+});
