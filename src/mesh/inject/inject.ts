@@ -237,6 +237,9 @@ function injectDocument(
 
   const init = captureOn ? initContainer(image, o, capture) : undefined;
   const proxy = proxyContainer(image, o, annotations);
+  // Capture redirecting DNS to 15053 needs the DNS proxy listening whatever the view says (a view
+  // without DNS, or none yet, must not leave the app without DNS): the sidecar gets --dns-capture.
+  if (captureOn && capture.includes('--redirect-dns')) (proxy.args as string[]).push('--dns-capture');
   if (o.nativeSidecar) proxy.restartPolicy = 'Always';
   // Istio's rewriteAppHTTPProbers (on by default): the kubelet's probes go to the sidecar's 15020,
   // which is never captured, and the sidecar probes the app itself; otherwise STRICT mTLS would refuse
