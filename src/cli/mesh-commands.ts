@@ -152,7 +152,10 @@ export async function controlCommand(args: string[], fail: Fail, waitForSignal: 
   let caBundle: { stop(): void } | null = null;
   try {
     if (opts.webhook !== null) {
-      webhook = await startInjectionWebhook({ host: opts.listenHost, port: opts.webhook.port, ca: () => cp.ca, dnsNames: [ISTIOD_SAN], inject: opts.webhook.inject, log: opts.log.child({ component: 'injection-webhook' }) });
+      // DNS capture set mesh-wide (MeshConfig proxyMetadata) gives injected pods `capture --redirect-dns`.
+      const { meshDnsCapture } = await import('../translate/sidecar/dns.js');
+      const inject = opts.webhook.inject;
+      webhook = await startInjectionWebhook({ host: opts.listenHost, port: opts.webhook.port, ca: () => cp.ca, dnsNames: [ISTIOD_SAN], inject: () => { const r = cp.resources(); return r === null ? inject : { ...inject, dnsCapture: meshDnsCapture(r) }; }, log: opts.log.child({ component: 'injection-webhook' }) });
       opts.log.info('sidecar injection webhook started', { port: opts.webhook.port, path: '/inject' });
       if (kubernetes !== null) caBundle = (await import('../control/mesh-kubernetes.js')).keepWebhookCaBundle(kubernetes.client, opts.webhook.config, cp.ca.rootCertPem, opts.log.child({ component: 'injection-webhook' }));
     }

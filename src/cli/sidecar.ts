@@ -53,7 +53,8 @@ export const SIDECAR_USAGE = `meshgate sidecar --control HOST:15012 --root-cert 
                  [--trust-domain cluster.local] [--workload-cert-ttl 24h] [--view-file FILE]
                  [--outbound-port 15001] [--inbound-port 15006] [--status-port 15020] [--health-port 15021]
                  [--protocol-detection-timeout 300ms] [--access-log stdout|FILE] [--access-log-format text|json]
-                 [--drain 5s] [--cluster-id Kubernetes] [--log-level info]`;
+                 [--drain 5s] [--cluster-id Kubernetes] [--log-level info]
+                 [--dns-capture] [--dns-port 15053] [--resolv-conf /etc/resolv.conf]`;
 
 const FLAGS = {
   control: { type: 'string' },
@@ -78,6 +79,9 @@ const FLAGS = {
   drain: { type: 'string' },
   'log-level': { type: 'string' },
   'cluster-id': { type: 'string' },
+  'dns-capture': { type: 'boolean' },
+  'dns-port': { type: 'string' },
+  'resolv-conf': { type: 'string' },
 } as const;
 
 export interface SidecarOptions {
@@ -103,6 +107,8 @@ export interface SidecarOptions {
   logLevel: LogLevel;
   /** Istio cluster ID (`--cluster-id`, Istio's default `Kubernetes`). */
   clusterId: string;
+  /** DNS proxying (sidecar-dns.ts): `--dns-capture` serves from the start (else when the view turns it on), on `--dns-port`, forwarding to `--resolv-conf`'s servers. */
+  dns: { always: boolean; port: number; resolvConf: string };
 }
 
 function port(flag: string, v: string | undefined, dflt: number, fail: Fail): number {
@@ -173,6 +179,7 @@ export function parseSidecarOptions(args: string[], fail: Fail): SidecarOptions 
     drainMs: drain!,
     logLevel: level as LogLevel,
     clusterId: s('cluster-id') ?? 'Kubernetes',
+    dns: { always: v['dns-capture'] === true, port: port('dns-port', s('dns-port'), 15053, fail), resolvConf: path.resolve(s('resolv-conf') ?? '/etc/resolv.conf') },
   };
 }
 
@@ -301,6 +308,8 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   // The signal handlers first: a SIGTERM while the proxy starts (the pod deleted at once) is a
   // graceful stop once started, never the default action (killed, exit by signal).
   const signalled = waitForSignal();
+  // The DNS proxy's metrics join /stats/prometheus once it exists.
+  let dnsMetrics = (): string => '';
   const { SidecarRuntime } = await import('../runtime/sidecar/sidecar.js');
   const rt = new SidecarRuntime({
     log,
@@ -315,6 +324,7 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     detectionTimeoutMs: o.detectionTimeoutMs,
     drainMs: o.drainMs,
     clusterId: o.clusterId,
+    extraMetrics: () => dnsMetrics(),
   });
   try {
     await rt.start();
@@ -356,9 +366,25 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
     stops.push(() => identity.stop());
     identity.start(365 * 86_400_000).catch((e: unknown) => log.error('no workload certificate', { error: (e as Error).message }));
   }
+  // DNS proxying: with --dns-capture now, else when a view turns it on.
+  const { startSidecarDns } = await import('./sidecar-dns.js');
+  const dns = await startSidecarDns({ ...o.dns, namespace: o.namespace, ipv6: o.podIps.some((ip) => net.isIPv6(ip)), log: log.child({ component: 'dns-proxy' }) }).catch((e: Error) => {
+    log.error('cannot start the DNS proxy', { port: o.dns.port, error: e.message });
+    return null;
+  });
+  if (o.dns.always && dns === null) {
+    for (const stop of stops) await stop();
+    await rt.close(0);
+    return 1;
+  }
+  if (dns !== null) {
+    stops.push(() => dns.stop());
+    dnsMetrics = () => dns.metrics();
+  }
   const apply = async (ir: IRSnapshot, from: string): Promise<void> => {
     try {
       await rt.apply(ir);
+      await dns?.onView(ir);
       log.info('view applied', { version: ir.version, from });
       settled();
     } catch (e) {

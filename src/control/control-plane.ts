@@ -31,6 +31,7 @@ import { loadKubernetesCa, publishRootCert, TokenReviewAuthenticator } from './m
 import { ConfigPushServer } from '../mesh/push/server.js';
 import { configPushService } from '../mesh/push/proto.js';
 import type { SidecarTranslate } from '../mesh/push/types.js';
+import type { ResourceSet } from '../resources/resource-set.js';
 import { DEFAULT_GRAPH_INTERVAL_MS, DEFAULT_GRAPH_WINDOW_MS, DEFAULT_SIDECAR_STATS_PORT, MeshGraphScraper, proxyTargets } from './mesh-graph/scraper.js';
 import { MESH_DASHBOARD_HTML, MESH_DASHBOARD_JS } from '../admin/dashboard/mesh-page.js';
 
@@ -90,6 +91,8 @@ export interface ControlPlane {
   meshGraph: MeshGraphScraper | null;
   /** Kubernetes mode: resolves after the first pass writing ConfigMap istio-ca-root-cert everywhere. */
   rootCertPublished: Promise<void>;
+  /** The objects of the last reload (null before the first): what the injection webhook reads MeshConfig from. */
+  resources(): ResourceSet | null;
   stop(): Promise<void>;
 }
 
@@ -129,7 +132,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const source = k8s !== null ? new KubernetesSource({ client: k8s.client, log: log.child({ component: 'kubernetes' }), watchNamespaces: k8s.watchNamespaces, secretLabelSelector: null }) : new DirectorySource(opts.configDir);
   const servers: { grpc: grpc.Server | null; push: ConfigPushServer | null; graph: MeshGraphScraper | null } = { grpc: null, push: null, graph: null };
   // Each reload's objects go to the config push (created below, before the first reload).
-  const controller = new Controller({ source, translate: opts.translate, dataPlane: views, log, onResources: (r) => servers.push?.setResources(r) });
+  let latestResources: ResourceSet | null = null;
+  const controller = new Controller({ source, translate: opts.translate, dataPlane: views, log, onResources: (r) => ((latestResources = r), servers.push?.setResources(r)) });
   const admin: AdminServer = await startAdminServer(controller, opts.adminPort, '0.0.0.0', undefined, {
     // istioctl proxy-status: every connected sidecar, the version sent and the one it runs.
     '/debug/proxy-status': () => servers.push?.status() ?? { generation: 0, proxies: [], push: 'disabled (no sidecar translation)' },
@@ -206,7 +210,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         await controller.stop(1000);
         await admin.close();
       })());
-    return { grpcPort, adminPort: admin.port, ca, views, controller, push: servers.push, meshGraph: servers.graph, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
+    return { grpcPort, adminPort: admin.port, ca, views, controller, push: servers.push, meshGraph: servers.graph, resources: () => latestResources, stop, rootCertPublished: publisher?.synced ?? Promise.resolve() };
   } catch (e) {
     servers.graph?.stop();
     servers.push?.close();

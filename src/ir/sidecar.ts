@@ -123,4 +123,37 @@ export interface SidecarView {
   inboundHttp: Listener[];
   /** Peers by IP, sorted by IP. */
   workloads: MeshWorkload[];
+  /**
+   * DNS proxying (Istio's "smart DNS proxy"): present only when the proxy's ProxyConfig turns DNS
+   * capture on (`proxyMetadata.ISTIO_META_DNS_CAPTURE`), as Istio sends its name table (NDS) only
+   * to such proxies.
+   */
+  dns?: SidecarDns;
+}
+
+/** What the sidecar's DNS proxy (127.0.0.1:15053) answers from, instead of the upstream resolvers. */
+export interface SidecarDns {
+  /** `ISTIO_META_DNS_CAPTURE`: the proxy serves DNS (the capture rules redirect the app's port 53 to it). */
+  capture: boolean;
+  /**
+   * `ISTIO_META_DNS_AUTO_ALLOCATE`: ServiceEntries without `addresses` (resolution STATIC or DNS,
+   * non-wildcard hosts) got a VIP from 240.240.0.0/16 (and 2001:2::/48 for an IPv6 pod); those VIPs
+   * are in `outbound[].addresses` too, so a connection to one is routed to the entry.
+   */
+  autoAllocate: boolean;
+  /** Istio's name table (BuildNameTable), sorted by host. */
+  hosts: DnsHost[];
+}
+
+/** One name the DNS proxy answers for. */
+export interface DnsHost {
+  /** FQDN without the final dot, lowercase (`reviews.default.svc.cluster.local`, `api.example.com`). */
+  host: string;
+  /** IPv4 and IPv6 addresses: A and AAAA answers (VIPs; endpoint IPs for headless services). */
+  addresses: string[];
+  /**
+   * A Kubernetes Service: its name and namespace, so the proxy also answers `name.ns`, `name.ns.svc`
+   * and, in the proxy's own namespace, `name` (Istio's alternate hosts); null for ServiceEntry hosts.
+   */
+  kube: { name: string; namespace: string } | null;
 }

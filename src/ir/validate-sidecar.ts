@@ -5,6 +5,7 @@
  */
 import type { IRSnapshot, Listener, TcpListener } from './types.js';
 import type { SidecarView } from './sidecar.js';
+import { ipFamily } from '../lib/ip.js';
 import { checkMatch } from './validate.js';
 
 export function validateSidecarView(ir: IRSnapshot, view: SidecarView, clusters: ReadonlySet<string>): string[] {
@@ -37,7 +38,19 @@ export function validateSidecarView(ir: IRSnapshot, view: SidecarView, clusters:
     if (!clusters.has(p.cluster)) problems.push(`sidecar view: inbound port ${p.port}: unknown cluster ${p.cluster}`);
     if (p.httpRoutes !== null && !inboundHttp.has(p.httpRoutes)) problems.push(`sidecar view: inbound port ${p.port}: unknown HTTP table ${p.httpRoutes}`);
   }
+  if (view.dns !== undefined) checkDns(view.dns, problems);
   return problems;
+}
+
+function checkDns(dns: NonNullable<SidecarView['dns']>, problems: string[]): void {
+  const hosts = new Set<string>();
+  for (const h of dns.hosts) {
+    if (hosts.has(h.host)) problems.push(`sidecar view: DNS host ${h.host} listed twice`);
+    hosts.add(h.host);
+    if (!/^(?:\*\.)?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/.test(h.host) || h.host.length > 253) problems.push(`sidecar view: DNS host "${h.host}" is not a lowercase domain name`);
+    if (h.addresses.length === 0) problems.push(`sidecar view: DNS host ${h.host} has no address`);
+    for (const a of h.addresses) if (ipFamily(a) === 0) problems.push(`sidecar view: DNS host ${h.host}: "${a}" is not an IP address`);
+  }
 }
 
 function tables(list: Listener[], what: string, problems: string[]): Set<string> {

@@ -7,11 +7,12 @@
  * alone: nothing carries the mark yet), then the iptables transaction. `--clean` does the reverse.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   CaptureOptionError,
   DEFAULT_CAPTURE_OPTIONS,
-  buildCaptureRules,
+  buildAllRules,
   countPolicyRules,
   hasInboundSourceAddress,
   hasLocalRoute,
@@ -35,7 +36,8 @@ export const CAPTURE_USAGE = `  meshgate capture [--proxy-uid 1337] [--proxy-gid
                    [--exclude-inbound-ports 15020,15021,15090] [--exclude-outbound-ports P,...]
                    [--exclude-outbound-cidrs CIDR,...] [--include-outbound-cidrs '*'|CIDR,...]
                    [--include-outbound-ports P,...] [--outbound-port 15001] [--inbound-port 15006]
-                   [--mark 1337] [--route-table 133] [--ipv6 auto|on|off] [--dry-run]
+                   [--mark 1337] [--route-table 133] [--ipv6 auto|on|off]
+                   [--redirect-dns [--capture-all-dns | --dns-servers IP,...] [--dns-port 15053]] [--dry-run]
   meshgate capture --clean [--mark 1337] [--route-table 133] [--dry-run]
 `;
 
@@ -53,6 +55,10 @@ const CAPTURE_FLAGS = {
   mark: { type: 'string' },
   'route-table': { type: 'string' },
   ipv6: { type: 'string' },
+  'redirect-dns': { type: 'boolean' },
+  'capture-all-dns': { type: 'boolean' },
+  'dns-servers': { type: 'string' },
+  'dns-port': { type: 'string' },
   clean: { type: 'boolean' },
   'dry-run': { type: 'boolean' },
 } as const;
@@ -88,9 +94,33 @@ export function parseCaptureArgs(args: string[]): { options: CaptureOptions; cle
     mark: num('mark', d.mark),
     routeTable: num('route-table', d.routeTable),
     ipv6: ipv6Mode(str('ipv6')),
+    redirectDns: values['redirect-dns'] === true,
+    captureAllDns: values['capture-all-dns'] === true,
+    dnsServers: [],
+    dnsPort: num('dns-port', d.dnsPort),
   };
+  if (!options.redirectDns && (options.captureAllDns || str('dns-servers') !== undefined)) throw new CaptureOptionError(`--${options.captureAllDns ? 'capture-all-dns' : 'dns-servers'} needs --redirect-dns`);
+  if (options.captureAllDns && str('dns-servers') !== undefined) throw new CaptureOptionError('--capture-all-dns and --dns-servers: choose one (all port-53 traffic, or to these servers)');
+  // istio-iptables: the servers of /etc/resolv.conf (the init container shares the pod's).
+  if (options.redirectDns && !options.captureAllDns) options.dnsServers = parseCidrList('--dns-servers', str('dns-servers') ?? resolvConfServers()).map((c) => c.replace(/\/(32|128)$/, ''));
   validateCaptureOptions(options);
   return { options, clean: values.clean === true, dryRun: values['dry-run'] === true };
+}
+
+/** The `nameserver` addresses of /etc/resolv.conf, comma-separated ('' when unreadable). */
+function resolvConfServers(): string {
+  let text = '';
+  try {
+    text = readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*nameserver\s+([0-9a-fA-F.:]+)(?:%\S+)?\s*$/.exec(line);
+    if (m) out.push(m[1]);
+  }
+  return out.join(',');
 }
 
 function ipv6Mode(v: string | undefined): CaptureOptions['ipv6'] {
@@ -157,6 +187,10 @@ export interface CaptureReport {
 
 /** Installs capture in the current network namespace, per family; idempotent. */
 export function applyCapture(o: CaptureOptions, families: Family[] = captureFamilies(o)): CaptureReport {
+  if (o.redirectDns && !o.captureAllDns && o.dnsServers.length === 0) {
+    // istio-iptables: "REDIRECT_DNS is set, but CAPTURE_ALL_DNS is false, and no DNS servers provided. DNS capture disabled."
+    process.stderr.write('meshgate capture: --redirect-dns without --capture-all-dns and no nameserver in /etc/resolv.conf (nor --dns-servers): DNS is not captured\n');
+  }
   const ipCommands: string[][] = [];
   let restoreInput = '';
   for (const family of families) {
@@ -181,12 +215,13 @@ export function applyCapture(o: CaptureOptions, families: Family[] = captureFami
     restoreInput += input;
     // Read back: every chain exists and holds the rules we wrote (catches a kernel without TPROXY or
     // xt_socket, where iptables-nft may accept rules it cannot load).
-    const after = parseIptablesSave(run(t.save, ['-t', 'mangle'])).tables.get('mangle');
-    const { chains, rules } = buildCaptureRules(o, family);
-    const missing = chains.filter((c) => !after?.chains.includes(c));
-    const got = after?.rules.filter((l) => chains.some((c) => l.startsWith(`-A ${c} `))).length ?? 0;
-    if (missing.length > 0 || got !== rules.length) {
-      throw new CaptureCommandError(`${t.save} after ${t.restore} shows ${got}/${rules.length} rules (missing chains: ${missing.join(', ') || 'none'})`);
+    for (const [table, { chains, rules }] of buildAllRules(o, family)) {
+      const after = parseIptablesSave(run(t.save, ['-t', table])).tables.get(table);
+      const missing = chains.filter((c) => !after?.chains.includes(c));
+      const got = after?.rules.filter((l) => chains.some((c) => l.startsWith(`-A ${c} `))).length ?? 0;
+      if (missing.length > 0 || got !== rules.length) {
+        throw new CaptureCommandError(`${t.save} -t ${table} after ${t.restore} shows ${got}/${rules.length} rules (missing chains: ${missing.join(', ') || 'none'})`);
+      }
     }
   }
   return { restoreInput, ipCommands, families };

@@ -42,6 +42,11 @@ export const CHAINS = {
   output: 'MESHGATE_OUTPUT',
   redirect: 'MESHGATE_REDIRECT',
   hairpin: 'MESHGATE_HAIRPIN',
+  /** nat: the app's DNS to the DNS proxy (Istio's ISTIO_OUTPUT_DNS). */
+  dnsRedirect: 'MESHGATE_OUTPUT_DNS',
+  /** raw: conntrack zones splitting app↔proxy from proxy↔resolver DNS flows (Istio's raw ISTIO_OUTPUT_DNS, ISTIO_INBOUND). */
+  dnsZonesOut: 'MESHGATE_DNS_ZONES_OUT',
+  dnsZonesIn: 'MESHGATE_DNS_ZONES_IN',
 } as const;
 
 /** A destination port or an inclusive range of ports. */
@@ -80,6 +85,22 @@ export interface CaptureOptions {
    * global IPv6 address, so a dual-stack pod cannot bypass the sidecar over IPv6.
    */
   ipv6: 'auto' | 'on' | 'off';
+  /**
+   * DNS capture (istio-iptables `--redirect-dns`, what `ISTIO_META_DNS_CAPTURE` turns on): the app's
+   * UDP and TCP port 53 to the DNS servers goes to the sidecar's DNS proxy (`dnsPort`), by nat OUTPUT
+   * REDIRECT; the proxy's own queries (its uid and gid) go out untouched. Default off.
+   */
+  redirectDns: boolean;
+  /** With `redirectDns`, port 53 to any address (istio-iptables `--capture-all-dns`); else only to `dnsServers`. */
+  captureAllDns: boolean;
+  /**
+   * With `redirectDns` and not `captureAllDns`: the DNS servers whose traffic is captured (`--dns-servers`,
+   * default the `nameserver`s of /etc/resolv.conf, as istio-iptables reads them). Other port-53
+   * destinations (a local dnsmasq's upstream) are not captured, so a resolver chain cannot loop.
+   */
+  dnsServers: string[];
+  /** The DNS proxy's port (Istio's 15053). */
+  dnsPort: number;
 }
 
 /** An address family of the rules: 4 (iptables, `ip -4`) or 6 (ip6tables, `ip -6`). */
@@ -103,6 +124,10 @@ export const DEFAULT_CAPTURE_OPTIONS: CaptureOptions = {
   mark: 1337,
   routeTable: 133,
   ipv6: 'auto',
+  redirectDns: false,
+  captureAllDns: false,
+  dnsServers: [],
+  dnsPort: 15053,
 };
 
 /** HBONE (Istio's mTLS tunnel port) is never captured inbound, as istio-iptables does. */
@@ -250,6 +275,8 @@ export function validateCaptureOptions(o: CaptureOptions): void {
   int('--mark', o.mark, 1, 0xffffffff);
   // 253-255 are default, main and local; 0 is unspec.
   int('--route-table', o.routeTable, 1, 252);
+  int('--dns-port', o.dnsPort, 1, 65535);
+  if (o.redirectDns && (o.dnsPort === o.outboundPort || o.dnsPort === o.inboundPort)) throw new CaptureOptionError(`--dns-port ${o.dnsPort} is also a capture listener's port`);
   if (o.outboundPort === o.inboundPort) throw new CaptureOptionError(`--outbound-port and --inbound-port are both ${o.inboundPort}`);
   if (o.proxyUid === 0) throw new CaptureOptionError('--proxy-uid 0: root traffic would never be captured and the proxy must not run as root');
 }
@@ -321,6 +348,9 @@ export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chai
   r.push(`-A ${C.output} -m owner --uid-owner ${o.proxyUid} -j RETURN`);
   r.push(`-A ${C.output} -m owner --gid-owner ${o.proxyGid} -j RETURN`);
   r.push(`-A ${C.output} -d ${L.net} -j RETURN`);
+  // DNS capture: TCP port 53 to the captured servers is not marked here: nat OUTPUT redirects it to
+  // the DNS proxy (a marked packet would be routed to the outbound listener instead).
+  if (o.redirectDns) for (const d of dnsDestinations(o, family)) r.push(`-A ${C.output}${d === null ? '' : ` -d ${d}`} -p tcp --dport 53 -j RETURN`);
   for (const p of o.excludeOutboundPorts) r.push(`-A ${C.output} -p tcp ${portMatch(p)} -j RETURN`);
   // `-g`: once marked, leave MESHGATE_OUTPUT (back to OUTPUT's next rule).
   for (const p of o.includeOutboundPorts) r.push(`-A ${C.output} -p tcp ${portMatch(p)} -g ${C.redirect}`);
@@ -343,6 +373,59 @@ export function buildCaptureRules(o: CaptureOptions, family: Family = 4): { chai
   return { chains, jumps, rules: r };
 }
 
+/** One table's part of the rules: chains to declare, jumps from built-in chains, rules of our chains. */
+export interface TableRules {
+  chains: string[];
+  jumps: string[];
+  rules: string[];
+}
+
+/**
+ * The DNS servers captured in a family: `[null]` (any address) with `captureAllDns`, else the
+ * family's `dnsServers` as /32 or /128 (none: nothing captured in that family).
+ */
+function dnsDestinations(o: CaptureOptions, family: Family): (string | null)[] {
+  if (o.captureAllDns) return [null];
+  return o.dnsServers.filter((s) => cidrFamily(s) === family).map((s) => (s.includes('/') ? s : `${s}/${family === 4 ? 32 : 128}`));
+}
+
+/**
+ * DNS capture's tables (empty without `redirectDns`, or with no server of this family), as
+ * istio-iptables makes them:
+ *  - nat: OUTPUT's port-53 packets go to MESHGATE_OUTPUT_DNS, which returns the proxy's (uid, gid:
+ *    its queries to the upstream resolvers) and REDIRECTs the app's UDP and TCP to the DNS proxy;
+ *  - raw: conntrack zones, so the app's redirected flow (zone 2) and the proxy's own flow to the
+ *    same resolver (zone 1) never share a conntrack entry (Istio's fix of UDP conntrack races).
+ *    The first CT rule a packet meets sets its zone (a later CT does nothing to a packet that has one).
+ */
+export function buildDnsRules(o: CaptureOptions, family: Family = 4): Map<string, TableRules> {
+  const out = new Map<string, TableRules>();
+  const dests = o.redirectDns ? dnsDestinations(o, family) : [];
+  if (dests.length === 0) return out;
+  const C = CHAINS;
+  const d = (x: string | null) => (x === null ? '' : ` -d ${x}`);
+  const src = (x: string | null) => (x === null ? '' : ` -s ${x}`);
+  const owners = [`-m owner --uid-owner ${o.proxyUid}`, `-m owner --gid-owner ${o.proxyGid}`];
+  const nat: string[] = owners.map((m) => `-A ${C.dnsRedirect} ${m} -j RETURN`);
+  for (const x of dests) for (const p of ['udp', 'tcp']) nat.push(`-A ${C.dnsRedirect}${d(x)} -p ${p} --dport 53 -j REDIRECT --to-ports ${o.dnsPort}`);
+  out.set('nat', { chains: [C.dnsRedirect], jumps: [`-A OUTPUT -p udp --dport 53 -j ${C.dnsRedirect}`, `-A OUTPUT -p tcp --dport 53 -j ${C.dnsRedirect}`], rules: nat });
+  const raw: string[] = [];
+  for (const m of owners) raw.push(`-A ${C.dnsZonesOut} -p udp --dport 53 ${m} -j CT --zone 1`, `-A ${C.dnsZonesOut} -p udp --sport ${o.dnsPort} ${m} -j CT --zone 2`);
+  for (const x of dests) raw.push(`-A ${C.dnsZonesOut}${d(x)} -p udp --dport 53 -j CT --zone 2`);
+  for (const x of dests) raw.push(`-A ${C.dnsZonesIn}${src(x)} -p udp --sport 53 -j CT --zone 1`);
+  out.set('raw', { chains: [C.dnsZonesOut, C.dnsZonesIn], jumps: [`-A OUTPUT -p udp -j ${C.dnsZonesOut}`, `-A PREROUTING -p udp -j ${C.dnsZonesIn}`], rules: raw });
+  return out;
+}
+
+/** Every table's rules for a family: mangle (always) first, then DNS capture's nat and raw. */
+export function buildAllRules(o: CaptureOptions, family: Family = 4): Map<string, TableRules> {
+  return new Map<string, TableRules>([['mangle', buildCaptureRules(o, family)], ...buildDnsRules(o, family)]);
+}
+
+function renderTable(table: string, t: TableRules, deletions: string[]): string {
+  return [`*${table}`, ...t.chains.map((c) => `:${c} - [0:0]`), ...deletions, ...t.jumps, ...t.rules, 'COMMIT', ''].join('\n');
+}
+
 /**
  * Per family: the listeners' address (TPROXY `--on-ip`), the loopback host and range, and the source
  * address the proxy uses to forward inbound connections to the app (Istio's 127.0.0.6 and ::6).
@@ -359,18 +442,11 @@ export const TOOLS: Record<Family, { save: string; restore: string; ip: string }
 };
 
 /** The complete `iptables-restore --noflush` input for a fresh namespace (what `--dry-run` prints). */
-export function renderRestore(o: CaptureOptions, extra: { deletions?: string[] } = {}, family: Family = 4): string {
-  const { chains, jumps, rules } = buildCaptureRules(o, family);
-  return [
-    '*mangle',
-    // Declaring a chain creates it, or flushes it when it exists (a previous run's rules).
-    ...chains.map((c) => `:${c} - [0:0]`),
-    ...(extra.deletions ?? []),
-    ...jumps,
-    ...rules,
-    'COMMIT',
-    '',
-  ].join('\n');
+export function renderRestore(o: CaptureOptions, extra: { deletions?: string[]; tableDeletions?: Record<string, string[]> } = {}, family: Family = 4): string {
+  let text = '';
+  // Declaring a chain creates it, or flushes it when it exists (a previous run's rules).
+  for (const [table, t] of buildAllRules(o, family)) text += renderTable(table, t, table === 'mangle' ? (extra.deletions ?? []) : (extra.tableDeletions?.[table] ?? []));
+  return text;
 }
 
 /** What `capture --dry-run` prints per family: the `ip` commands (as comments) and the restore input. */
@@ -450,18 +526,21 @@ export function findOwnRules(saved: SavedTables): Map<string, { chains: string[]
  */
 export function planApply(o: CaptureOptions, saveOutput: string, family: Family = 4): string {
   const own = findOwnRules(parseIptablesSave(saveOutput));
-  const wanted = new Set<string>(buildCaptureRules(o, family).chains);
+  const tables = buildAllRules(o, family);
   let text = '';
   for (const [table, found] of own) {
-    if (table === 'mangle') continue;
+    if (tables.has(table)) continue;
     text += removalBlock(table, found);
   }
-  const mangle = own.get('mangle');
-  const stale = (mangle?.chains ?? []).filter((c) => !wanted.has(c));
-  const body = renderRestore(o, { deletions: mangle?.deletions ?? [] }, family);
-  if (stale.length === 0) return text + body;
+  const tableDeletions: Record<string, string[]> = {};
+  for (const [table, found] of own) tableDeletions[table] = found.deletions;
+  text += renderRestore(o, { deletions: own.get('mangle')?.deletions ?? [], tableDeletions }, family);
   // Stale chains (another version's names) must lose their references before -X: a second block.
-  return text + body + ['*mangle', ...stale.map((c) => `-F ${c}`), ...stale.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+  for (const [table, t] of tables) {
+    const stale = (own.get(table)?.chains ?? []).filter((c) => !t.chains.includes(c));
+    if (stale.length > 0) text += [`*${table}`, ...stale.map((c) => `-F ${c}`), ...stale.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+  }
+  return text;
 }
 
 /** The `iptables-restore --noflush` input that removes everything of ours in a dump, or '' for nothing. */

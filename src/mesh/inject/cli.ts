@@ -10,6 +10,7 @@ import { DEFAULT_INJECT_OPTIONS, injectManifests, type InjectOptions } from './i
 
 export const INJECT_USAGE = `  meshgate inject -f FILE [-o FILE] [--image meshgate:0.1.0] [--image-pull-policy IfNotPresent]
                   [--control istiod.istio-system.svc:15012] [--proxy-uid 1337] [--native-sidecar]
+                  [--dns-capture]
 `;
 
 export function injectCommand(args: string[], fail: (message: string) => never): number {
@@ -25,6 +26,7 @@ export function injectCommand(args: string[], fail: (message: string) => never):
         control: { type: 'string' },
         'proxy-uid': { type: 'string' },
         'native-sidecar': { type: 'boolean' },
+        'dns-capture': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
@@ -46,6 +48,8 @@ export function injectCommand(args: string[], fail: (message: string) => never):
     control,
     proxyUid: Number(uidText),
     nativeSidecar: values['native-sidecar'] === true,
+    // As MeshConfig proxyMetadata ISTIO_META_DNS_CAPTURE for these pods (a pod's proxy.istio.io/config still decides).
+    dnsCapture: values['dns-capture'] === true,
   };
   let text: string;
   try {

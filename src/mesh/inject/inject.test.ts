@@ -26,7 +26,7 @@ const update = process.env.UPDATE_GOLDEN === '1';
 
 function optionsOf(text: string): InjectOptions {
   const line = /^# options: (.*)$/m.exec(text)?.[1] ?? '';
-  return { ...DEFAULT_INJECT_OPTIONS, nativeSidecar: line.includes('--native-sidecar') };
+  return { ...DEFAULT_INJECT_OPTIONS, nativeSidecar: line.includes('--native-sidecar'), dnsCapture: line.includes('--dns-capture') };
 }
 
 const cases = readdirSync(dir)

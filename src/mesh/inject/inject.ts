@@ -49,6 +49,12 @@ export interface InjectOptions {
    * the proxy and Jobs end when their app does.
    */
   nativeSidecar: boolean;
+  /**
+   * The mesh-wide DNS capture (MeshConfig `defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE`, which
+   * the control plane's webhook passes): capture gets `--redirect-dns`. A pod's
+   * `proxy.istio.io/config` overrides it. Default off.
+   */
+  dnsCapture?: boolean;
 }
 
 export const DEFAULT_INJECT_OPTIONS: InjectOptions = {
@@ -231,6 +237,9 @@ function injectDocument(
 
   const init = captureOn ? initContainer(image, o, capture) : undefined;
   const proxy = proxyContainer(image, o, annotations);
+  // Capture redirecting DNS to 15053 needs the DNS proxy listening whatever the view says (a view
+  // without DNS, or none yet, must not leave the app without DNS): the sidecar gets --dns-capture.
+  if (captureOn && capture.includes('--redirect-dns')) (proxy.args as string[]).push('--dns-capture');
   if (o.nativeSidecar) proxy.restartPolicy = 'Always';
   // Istio's rewriteAppHTTPProbers (on by default): the kubelet's probes go to the sidecar's 15020,
   // which is never captured, and the sidecar probes the app itself; otherwise STRICT mTLS would refuse
@@ -379,7 +388,27 @@ function captureArgs(a: Record<string, string>, o: InjectOptions, fail: (key: st
   if (includeOutPorts) args.push('--include-outbound-ports', includeOutPorts);
   if (excludeCidrs) args.push('--exclude-outbound-cidrs', excludeCidrs);
   if (includeCidrs && includeCidrs !== '*') args.push('--include-outbound-cidrs', includeCidrs);
+  // DNS capture: the pod's ProxyConfig (`proxy.istio.io/config` proxyMetadata ISTIO_META_DNS_CAPTURE),
+  // which istio-iptables reads as REDIRECT_DNS; MeshConfig's value is the control plane's to apply.
+  const dns = dnsCaptureOf(a['proxy.istio.io/config'], o.dnsCapture === true, (message) => fail('proxy.istio.io/config', message));
+  if (dns === null) return null;
+  if (dns) args.push('--redirect-dns');
   return args;
+}
+
+/** `proxyMetadata.ISTIO_META_DNS_CAPTURE` of a `proxy.istio.io/config` annotation (Go booleans), else `mesh`; null when the annotation is not ProxyConfig YAML. */
+function dnsCaptureOf(text: string | undefined, mesh: boolean, fail: (message: string) => void): boolean | null {
+  if (text === undefined) return mesh;
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    fail(`not valid ProxyConfig YAML (${doc.errors[0].message.split('\n')[0]})`);
+    return null;
+  }
+  const value: unknown = doc.getIn(['proxyMetadata', 'ISTIO_META_DNS_CAPTURE']);
+  const v = typeof value === 'boolean' ? String(value) : typeof value === 'string' ? value : undefined;
+  if (v !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (v !== undefined && ['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return mesh;
 }
 
 function initContainer(image: string, o: InjectOptions, args: string[]): Record<string, unknown> {

@@ -95,7 +95,8 @@ export interface InjectionWebhookOptions {
   ca: () => MeshCa;
   /** DNS names of the serving certificate: the control plane's Service names. */
   dnsNames: string[];
-  inject: InjectOptions;
+  /** What injected pods run; a function is read per review (the control plane's current MeshConfig). */
+  inject: InjectOptions | (() => InjectOptions);
   log: Logger;
   /** Serving certificate lifetime, s (default 24 h); renewed at half of it. */
   servingTtlSeconds?: number;
@@ -137,7 +138,7 @@ export async function startInjectionWebhook(opts: InjectionWebhookOptions): Prom
       } catch (e) {
         return reply(400, { error: `the body is not JSON: ${(e as Error).message}` });
       }
-      const answer = reviewAdmission(review, opts.inject);
+      const answer = reviewAdmission(review, typeof opts.inject === 'function' ? opts.inject() : opts.inject);
       const r = answer.response;
       opts.log.info('injection webhook', { uid: r.uid, allowed: r.allowed, patched: r.patch !== undefined, ...(r.status ? { reason: r.status.message } : {}) });
       reply(200, answer);

@@ -54,6 +54,8 @@ export interface SidecarRuntimeOptions {
   drainMs: number;
   /** Istio cluster ID (`source_cluster`/`destination_cluster`); default `Kubernetes`. */
   clusterId?: string;
+  /** More Prometheus text for `/stats/prometheus` (the DNS proxy's, as istio-agent's metrics are merged there). */
+  extraMetrics?: () => string;
 }
 
 export class SidecarRuntime {
@@ -198,7 +200,7 @@ export class SidecarRuntime {
       return;
     }
     if (kind === 'status' && (path === '/stats/prometheus' || path === '/metrics')) {
-      const text = this.#obs === null ? '' : await this.#obs.registry.metrics();
+      const text = (this.#obs === null ? '' : await this.#obs.registry.metrics()) + (this.#o.extraMetrics?.() ?? '');
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text);
       return;
     }

@@ -37,6 +37,7 @@ import { destinationRulesFor } from '../istio/destination-rules.js';
 import { INBOUND_RETRY_POLICY, translateInbound } from './inbound.js';
 import { translateOutbound } from './outbound.js';
 import { exportToDefaults, sidecarScope } from './scope.js';
+import { dnsProxyConfig } from './dns.js';
 import { findProxyPod, meshWorkloads, podIps, workloadName } from './workloads.js';
 
 /** Who asks: what `meshgate sidecar` knows of itself (its flags), as the config push carries it. */
@@ -71,7 +72,10 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
 
   const mc = readMeshConfig(ctx, resources);
   const meshConfig = mc?.mesh ?? null;
-  const out = translateOutbound({ ctx, resources, drs, namespace: proxy.namespace, scope, exportTo: exportToDefaults(meshConfig) });
+  // DNS proxying (dns.ts): the pod's ProxyConfig says; its VIPs feed routing and the name table alike.
+  const dnsConfig = dnsProxyConfig(ctx, resources, pod);
+  const dnsEnv = dnsConfig.capture ? { autoAllocate: dnsConfig.autoAllocate, podIps: proxy.podIps.length > 0 ? proxy.podIps : pod !== null ? podIps(pod) : [] } : null;
+  const out = translateOutbound({ ctx, resources, drs, namespace: proxy.namespace, scope, exportTo: exportToDefaults(meshConfig), dns: dnsEnv });
   const podIp = proxy.podIps[0] ?? (pod !== null ? (podIps(pod)[0] ?? null) : null);
   const inboundRetryField = meshConfig?.defaultInboundHttpRetryPolicy;
   const inboundRetries = mc !== null && inboundRetryField !== undefined && inboundRetryField !== null ? translateRetries(ctx, mc.from, inboundRetryField, 'data.mesh.defaultInboundHttpRetryPolicy') : INBOUND_RETRY_POLICY;
@@ -104,6 +108,7 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
     inboundDefault: inb.inboundDefault,
     inboundHttp: inb.inboundHttp,
     workloads: meshWorkloads(resources),
+    ...(dnsConfig.capture ? { dns: { capture: true, autoAllocate: dnsConfig.autoAllocate, hosts: out.dnsHosts } } : {}),
   };
   const security = translateSecurity(ctx, resources);
   const accessLogging = translateAccessLogging(ctx, resources);

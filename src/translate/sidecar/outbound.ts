@@ -21,7 +21,7 @@
  *   every connection.
  */
 import type { Listener, Route, TcpListener, TcpMatch, TcpRoute, VirtualHost } from '../../ir/types.js';
-import type { MeshPortProtocol, OutboundService } from '../../ir/sidecar.js';
+import type { DnsHost, MeshPortProtocol, OutboundService } from '../../ir/sidecar.js';
 import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
@@ -36,6 +36,7 @@ import { DEFAULT_RETRY_POLICY } from '../istio/route-policies.js';
 import { destinationCluster, translateVirtualServiceRoutes, type RouteEnv, type TranslatedRoute } from '../istio/routes.js';
 import { egressAdmits, exportedTo, exportToOf, hostCovers, type ExportToDefaults, type SidecarScope } from './scope.js';
 import { isHttpProtocol, serviceEntryPortProtocol, servicePortProtocol } from './protocol.js';
+import { autoAllocatedAddresses, NameTableBuilder, proxyAutoVips } from './dns.js';
 
 export interface OutboundEnv {
   ctx: TranslateContext;
@@ -46,6 +47,8 @@ export interface OutboundEnv {
   scope: SidecarScope;
   /** MeshConfig's exportTo defaults. */
   exportTo: ExportToDefaults;
+  /** DNS proxying (dns.ts): null when off; else whether this proxy uses auto-allocated VIPs, and its pod IPs (their families pick the VIPs). */
+  dns?: { autoAllocate: boolean; podIps: string[] } | null;
 }
 
 /** A visible service port, before its tables are built. */
@@ -64,12 +67,16 @@ interface Candidate {
   field: string;
   /** `outbound|<port>||<host>`, filled by `translateOutbound`. */
   cluster: string;
+  /** A passthrough service for DNS (headless Service, ServiceEntry resolution NONE): its name answers its endpoint IPs. */
+  passthrough: boolean;
 }
 
 export interface OutboundResult {
   outbound: OutboundService[];
   outboundHttp: Listener[];
   outboundTcp: TcpListener[];
+  /** The DNS name table of what the proxy sees (dns.ts), sorted by host; [] when DNS proxying is off. */
+  dnsHosts: DnsHost[];
 }
 
 export function translateOutbound(env: OutboundEnv): OutboundResult {
@@ -97,9 +104,16 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
   const domainsTaken = new Map<number, Set<string>>();
   const outboundTcp: TcpListener[] = [];
   const routeCache = new Map<string, TranslatedRoute[]>();
+  const names = new NameTableBuilder();
   for (const c of candidates) {
     const vs = chosen.get(c.host) ?? null;
     const cluster = env.ctx.getCluster(c.cluster);
+    if (env.dns) {
+      const kube = c.kube ? { name: c.obj.metadata.name, namespace: c.namespace } : null;
+      const publishNotReady = c.kube && obj(c.obj.body.spec).publishNotReadyAddresses === true;
+      names.add(c.host, kube, c.vips, c.passthrough, () => (cluster ? cluster.endpoints.filter((e) => e.ready || publishNotReady).map((e) => e.address) : []));
+      if (c.kube && c.passthrough) names.addHeadlessPods(env.resources, c.obj, c.host);
+    }
     const endpointIps = c.endpointAddresses && cluster ? cluster.endpoints.map((e) => e.address).filter(isIpAddress) : [];
     const addresses = [...new Set([...c.vips, ...endpointIps])];
     const http = isHttpProtocol(c.protocol) || c.protocol === 'UNKNOWN';
@@ -135,7 +149,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
     }));
   outbound.sort((a, b) => cmp(a.host, b.host) || a.port - b.port);
   outboundTcp.sort((a, b) => a.port - b.port || cmp(a.name, b.name));
-  return { outbound, outboundHttp, outboundTcp };
+  return { outbound, outboundHttp, outboundTcp, dnsHosts: env.dns ? names.hosts() : [] };
 }
 
 function routeEnv(env: OutboundEnv, vs: KubeObject, port: number): RouteEnv {
@@ -169,7 +183,7 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
       if (!egressAdmits(scope, ns, host, port)) return;
       const key = `${host}|${port}`;
       if (seen.has(key)) return;
-      const c: Candidate = { host, namespace: ns, port, protocol, vips: [...new Set(clusterIps)].sort(), endpointAddresses: headless, kube: true, obj: svc, field: `spec.ports[${i}]`, cluster: '' };
+      const c: Candidate = { host, namespace: ns, port, protocol, vips: [...new Set(clusterIps)].sort(), endpointAddresses: headless, kube: true, obj: svc, field: `spec.ports[${i}]`, cluster: '', passthrough: headless };
       seen.set(key, c);
       out.push(c);
     });
@@ -179,6 +193,7 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
     if (!exportedTo(exportToOf(se, env.exportTo), ns, namespace)) continue;
     const spec = obj(se.body.spec);
     const addresses = arr(spec.addresses).map(str).filter((x): x is string => x !== undefined && x !== '');
+    const resolution = str(spec.resolution) ?? 'NONE';
     arr(spec.hosts).forEach((h, k) => {
       const host = (str(h) ?? '').toLowerCase().replace(/\.$/, '');
       if (host === '') return;
@@ -199,7 +214,10 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
           if (prev.obj !== se) ctx.report('warning', 'MG_DUPLICATE_HOST', se, `spec.hosts[${k}]`, `${host} port ${port} is already defined by ${prev.obj.kind} ${prev.obj.metadata.namespace}/${prev.obj.metadata.name}; this entry is ignored for it on sidecars`);
           return;
         }
-        const c: Candidate = { host, namespace: ns, port, protocol, vips: [...addresses].sort(), endpointAddresses: addresses.length === 0, kube: false, obj: se, field: `spec.hosts[${k}]`, cluster: '' };
+        // A VIP auto-allocated for DNS proxying (dns.ts) stands where `addresses` would: routing
+        // matches it, the DNS proxy answers it.
+        const vips = addresses.length > 0 ? [...addresses].sort() : env.dns?.autoAllocate ? proxyAutoVips(autoAllocatedAddresses(resources).get(`${ns}/${host}`), env.dns.podIps) : [];
+        const c: Candidate = { host, namespace: ns, port, protocol, vips, endpointAddresses: addresses.length === 0, kube: false, obj: se, field: `spec.hosts[${k}]`, cluster: '', passthrough: resolution === 'NONE' };
         seen.set(key, c);
         out.push(c);
       });

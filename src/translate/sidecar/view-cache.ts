@@ -5,7 +5,8 @@
  * `translateSidecar` depends on the proxy through: its namespace and service account, its Pod's
  * labels (workload selectors, the Sidecar resource that scopes it, sourceLabels), the Pod's container
  * ports (inbound ports), its workload name and the Pod's own service account (a warning), the trust
- * domain, and whether it has a pod IP and of which family. Pods of one Deployment agree on all of
+ * domain, whether it has a pod IP and of which family, and (DNS proxying) its `proxy.istio.io/config`
+ * annotation and the families of all its IPs. Pods of one Deployment agree on all of
  * that; they differ only in their pod name and IPs, which appear in the view in exactly two places:
  * `sidecar.proxy` and the endpoint address of the `inbound|<port>||` clusters. So:
  *
@@ -106,7 +107,10 @@ function groupKey(proxy: SidecarProxyMeta, pod: KubeObject, podIp: string | null
   const labels = Object.entries(pod.metadata.labels).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const ports = arr(obj(pod.body.spec).containers).map((c) => obj(c).ports ?? null);
   const family = podIp === null ? 'none' : podIp.includes(':') ? '6' : '4';
-  return JSON.stringify([proxy.namespace, proxy.serviceAccount, proxy.trustDomain, labels, ports, workloadName(pod), podServiceAccount(pod), family]);
+  // DNS proxying: the pod's ProxyConfig (proxyMetadata) and the families of all its IPs (auto-allocated VIPs).
+  const proxyConfig = pod.metadata.annotations['proxy.istio.io/config'] ?? null;
+  const families = [...new Set(proxy.podIps.map((ip) => (ip.includes(':') ? '6' : '4')))].sort().join('');
+  return JSON.stringify([proxy.namespace, proxy.serviceAccount, proxy.trustDomain, labels, ports, workloadName(pod), podServiceAccount(pod), family, proxyConfig, families]);
 }
 
 /** The template of `ir`, or null when the pod IP shows up where the template does not expect it (then nothing is shared). */

@@ -1,0 +1,47 @@
+/**
+ * The DNS proxy's lookup table (Istio's BuildAlternateHosts and lookupHost), as a decision table:
+ * name and type asked -> found or not, and the answers.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DnsLookupTable } from './table.js';
+import { TYPE_A, TYPE_AAAA, TYPE_CNAME } from './wire.js';
+import type { DnsHost } from '../../ir/sidecar.js';
+
+const HOSTS: DnsHost[] = [
+  { host: 'reviews.default.svc.cluster.local', addresses: ['10.96.0.20', 'fd00::20'], kube: { name: 'reviews', namespace: 'default' } },
+  { host: 'ratings.shop.svc.cluster.local', addresses: ['10.96.0.30'], kube: { name: 'ratings', namespace: 'shop' } },
+  { host: 'remote.default.svc.other.domain', addresses: ['10.97.0.1'], kube: { name: 'remote', namespace: 'default' } },
+  { host: 'api.example.com', addresses: ['240.240.0.1'], kube: null },
+  { host: '*.wild.example.com', addresses: ['240.240.0.2'], kube: null },
+];
+const table = new DnsLookupTable(HOSTS, { namespace: 'default', serviceDomain: 'svc.cluster.local', search: ['default.svc.cluster.local', 'svc.cluster.local', 'cluster.local'] });
+
+function show(type: number, name: string): string {
+  const r = table.lookup(type, name);
+  if (!r.found) return 'upstream';
+  return r.answers.map((a) => (a.type === TYPE_CNAME ? `CNAME ${a.name}->${a.target}` : `${a.name}=${[...a.address].join(a.type === TYPE_A ? '.' : ',')}`)).join(' ') || 'nodata';
+}
+
+const cases: { desc: string; type: number; name: string; want: string }[] = [
+  { desc: 'FQDN', type: TYPE_A, name: 'reviews.default.svc.cluster.local', want: 'reviews.default.svc.cluster.local=10.96.0.20' },
+  { desc: 'FQDN with the final dot and other case', type: TYPE_A, name: 'Reviews.Default.svc.cluster.local.', want: 'Reviews.Default.svc.cluster.local.=10.96.0.20' },
+  { desc: 'short name in the proxy namespace', type: TYPE_A, name: 'reviews', want: 'reviews=10.96.0.20' },
+  { desc: 'name.ns', type: TYPE_A, name: 'reviews.default', want: 'reviews.default=10.96.0.20' },
+  { desc: 'name.ns.svc', type: TYPE_A, name: 'reviews.default.svc', want: 'reviews.default.svc=10.96.0.20' },
+  { desc: 'AAAA', type: TYPE_AAAA, name: 'reviews', want: 'reviews=253,0,0,0,0,0,0,0,0,0,0,0,0,0,0,32' },
+  { desc: 'short name of another namespace is not ours', type: TYPE_A, name: 'ratings', want: 'upstream' },
+  { desc: 'name.ns of another namespace', type: TYPE_A, name: 'ratings.shop', want: 'ratings.shop=10.96.0.30' },
+  { desc: 'known name, no address of the family: no data, not NXDOMAIN', type: TYPE_AAAA, name: 'ratings.shop.svc.cluster.local', want: 'nodata' },
+  { desc: 'another cluster domain: FQDN only', type: TYPE_A, name: 'remote.default', want: 'upstream' },
+  { desc: 'another cluster domain FQDN', type: TYPE_A, name: 'remote.default.svc.other.domain', want: 'remote.default.svc.other.domain=10.97.0.1' },
+  { desc: 'first search domain appended: CNAME then the address', type: TYPE_A, name: 'api.example.com.default.svc.cluster.local', want: 'CNAME api.example.com.default.svc.cluster.local->api.example.com api.example.com=240.240.0.1' },
+  { desc: 'second search domain appended: upstream (only the first is expanded, as Istio)', type: TYPE_A, name: 'api.example.com.svc.cluster.local', want: 'upstream' },
+  { desc: 'short name with search domain is the FQDN itself', type: TYPE_A, name: 'reviews.default.svc.cluster.local', want: 'reviews.default.svc.cluster.local=10.96.0.20' },
+  { desc: 'wildcard entry covers a subdomain, answered under the name asked', type: TYPE_A, name: 'a.b.wild.example.com', want: 'a.b.wild.example.com=240.240.0.2' },
+  { desc: 'MX for a known name: upstream', type: 15, name: 'api.example.com', want: 'upstream' },
+  { desc: 'unknown name', type: TYPE_A, name: 'www.google.com', want: 'upstream' },
+];
+for (const c of cases) {
+  test(`lookup: ${c.desc}`, () => assert.equal(show(c.type, c.name), c.want));
+}

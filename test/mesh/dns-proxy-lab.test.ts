@@ -1,0 +1,204 @@
+/**
+ * DNS proxying in a network-namespace lab: an app in a meshed pod resolves a ServiceEntry host that
+ * exists in no real DNS, through its ordinary resolver (getaddrinfo and /etc/resolv.conf), and
+ * reaches it through the sidecar.
+ *
+ *   app   10.251.0.2  capture --redirect-dns --dns-servers 10.251.0.4 + sidecar (view with
+ *                     ISTIO_META_DNS_CAPTURE and ISTIO_META_DNS_AUTO_ALLOCATE) + the app
+ *   ext   10.251.0.3  the ServiceEntry's endpoint: an HTTP server on 8080
+ *   dns   10.251.0.4  the pod's "cluster DNS": answers upstream.test, NXDOMAIN for every other name
+ *
+ * Proves: the app's query for `api.mesh-only.test` (port 53 to 10.251.0.4) is answered by the
+ * sidecar with the auto-allocated VIP of the view; the app's HTTP call to that VIP is captured and
+ * routed to the entry's endpoint; names the view does not know are forwarded by the sidecar (whose
+ * own query is not captured again: no loop) and the upstream's answer, NXDOMAIN included, reaches
+ * the app; over TCP too; `capture --clean` removes the DNS rules with the rest.
+ */
+import { after, before, describe, test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab, labRequired, labSkipReason, type LabProcess } from './lab.js';
+import { MESHGATE } from './meshgate-bin.js';
+import { parseFile } from '../../src/providers/file/load.js';
+import { checkObjects } from '../../src/api/kinds.js';
+import { ResourceSet } from '../../src/resources/resource-set.js';
+import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
+import { translateSidecar } from '../../src/translate/sidecar/index.js';
+import type { KubeObject } from '../../src/resources/types.js';
+import type { Diagnostic } from '../../src/lib/diagnostic.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const MAIN = path.resolve(here, '../../src/cli/main.js');
+const WIRE = path.resolve(here, '../../src/mesh/dns/wire.js');
+// The app gets its own resolv.conf by a bind mount inside `ip netns exec`'s private mount namespace.
+const skip = labSkipReason() ?? (spawnSync('sh', ['-c', 'command -v mount']).status === 0 ? undefined : 'the DNS lab needs mount: apt-get install mount');
+
+if (skip && labRequired()) {
+  test('DNS proxy lab', async () => assert.fail(`the network-namespace lab cannot run but CI requires it: ${skip}`));
+}
+
+const MESH = `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    defaultConfig:
+      proxyMetadata:
+        ISTIO_META_DNS_CAPTURE: "true"
+        ISTIO_META_DNS_AUTO_ALLOCATE: "true"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app-0, namespace: default, labels: {app: sleep}}
+spec: {serviceAccountName: sleep, containers: [{name: sleep, image: curl}]}
+status: {phase: Running, podIP: 10.251.0.2}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mesh-only, namespace: default}
+spec:
+  hosts: [api.mesh-only.test]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.251.0.3}]
+`;
+
+/** The app: resolves NAME with getaddrinfo (all families), then GETs http://NAME:PORT/ unless PORT is empty; prints one JSON line. */
+const APP = `
+const dns = require('node:dns'); const http = require('node:http');
+const name = process.env.NAME, port = process.env.PORT;
+dns.lookup(name, { all: true }, (err, addrs) => {
+  if (err) { console.log(JSON.stringify({ error: err.code })); return; }
+  if (!port) { console.log(JSON.stringify({ addresses: addrs.map((a) => a.address) })); return; }
+  const req = http.get({ host: name, port: Number(port), path: '/hello', timeout: 5000 }, (res) => {
+    let body = ''; res.on('data', (c) => body += c); res.on('end', () => console.log(JSON.stringify({ addresses: addrs.map((a) => a.address), status: res.statusCode, body })));
+  });
+  req.on('error', (e) => console.log(JSON.stringify({ addresses: addrs.map((a) => a.address), error: e.code || e.message })));
+  req.on('timeout', () => req.destroy(new Error('timeout')));
+});
+`;
+
+/** The endpoint: says who it is and who called. */
+const EXT = `
+require('node:http').createServer((req, res) => res.end(JSON.stringify({ server: 'ext', host: req.headers.host, remote: req.socket.remoteAddress })))
+  .listen(8080, '0.0.0.0', () => console.log('listening'));
+`;
+
+/** The cluster DNS: upstream.test A 10.251.0.3, NXDOMAIN else; UDP and TCP on 53; logs each question. */
+const RESOLVER = `
+const dgram = require('node:dgram'); const net = require('node:net');
+import(process.env.WIRE).then((w) => {
+  const answer = (msg) => {
+    const q = w.parseQuery(msg); const qu = q.questions[0];
+    const ok = qu.name.toLowerCase() === 'upstream.test';
+    console.log('question ' + qu.name + ' ' + qu.type);
+    return w.encodeResponse({ id: q.header.id, opcode: 0, authoritative: true, recursionDesired: q.header.recursionDesired, recursionAvailable: true, checkingDisabled: false,
+      rcode: ok ? 0 : 3, question: qu, answers: ok && qu.type === 1 ? [{ type: 1, name: qu.name, ttl: 60, address: Uint8Array.of(10, 251, 0, 3) }] : [] });
+  };
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (m, r) => udp.send(answer(m), r.port, r.address));
+  udp.bind(53, '10.251.0.4', () => {
+    net.createServer((s) => { let b = Buffer.alloc(0); s.on('data', (c) => { b = Buffer.concat([b, c]);
+      while (b.length >= 2 && b.length >= 2 + b.readUInt16BE(0)) { const out = answer(b.subarray(2, 2 + b.readUInt16BE(0))); b = b.subarray(2 + b.readUInt16BE(0)); s.write(Buffer.concat([Buffer.from([out.length >> 8, out.length & 255]), out])); } }); s.on('error', () => {}); })
+      .listen(53, '10.251.0.4', () => console.log('listening'));
+  });
+});
+`;
+
+describe('DNS proxying in a lab: a ServiceEntry host in no real DNS, resolved and reached through the sidecar', { skip: skip ? `skipped: ${skip}` : false }, () => {
+  let lab: Lab;
+  let dir: string;
+  let sidecar: LabProcess;
+  let resolver: LabProcess;
+  let vip = '';
+
+  /** Runs the app in the app pod with /etc/resolv.conf bind-mounted from `resolvConf` (in ip netns exec's private mount namespace only). */
+  const app = async (env: Record<string, string>, resolvConf = path.join(dir, 'app-resolv.conf')): Promise<Record<string, unknown>> => {
+    const r = await lab.run('app', ['sh', '-c', 'mount --bind "$RESOLV" /etc/resolv.conf && exec "$@"', 'sh', process.execPath, '-e', APP], { ...env, RESOLV: resolvConf }, 20_000);
+    const line = r.stdout.trim().split('\n').pop() ?? '';
+    assert.ok(line.startsWith('{'), `app printed ${JSON.stringify(r.stdout)} (stderr ${r.stderr}); sidecar: ${sidecar.stderr.join('')}`);
+    return JSON.parse(line) as Record<string, unknown>;
+  };
+
+  before(async () => {
+    lab = Lab.create({
+      nodeIp: '10.251.0.1',
+      prefixLength: 24,
+      // The auto-allocated VIP range must be routable for connect() to reach OUTPUT (and capture).
+      pods: [{ name: 'app', ip: '10.251.0.2', routes: ['240.240.0.0/16'] }, { name: 'ext', ip: '10.251.0.3' }, { name: 'dns', ip: '10.251.0.4' }],
+    });
+    dir = mkdtempSync(path.join(os.tmpdir(), 'mg-dns-lab-'));
+    chmodSync(dir, 0o755);
+    // The view the control plane would push to this pod.
+    const objects: KubeObject[] = [];
+    const diagnostics: Diagnostic[] = [];
+    parseFile('mesh.yaml', MESH, objects, diagnostics);
+    const { ir } = translateSidecar(new ResourceSet(checkObjects(objects).accepted), { namespace: 'default', serviceAccount: 'sleep', podName: 'app-0', podIps: ['10.251.0.2'], trustDomain: 'cluster.local' }, DEFAULT_TRANSLATE_OPTIONS);
+    vip = ir.sidecar?.dns?.hosts.find((h) => h.host === 'api.mesh-only.test')?.addresses[0] ?? '';
+    assert.match(vip, /^240\.240\.\d+\.\d+$/, JSON.stringify(ir.sidecar?.dns));
+    writeFileSync(path.join(dir, 'view.json'), JSON.stringify(ir), { mode: 0o644 });
+    const resolv = 'nameserver 10.251.0.4\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 attempts:1 timeout:3\n';
+    writeFileSync(path.join(dir, 'app-resolv.conf'), resolv, { mode: 0o644 });
+    writeFileSync(path.join(dir, 'app-resolv-tcp.conf'), `${resolv}options use-vc\n`, { mode: 0o644 });
+    const ext = lab.spawn('ext', [process.execPath, '-e', EXT]);
+    await lab.waitForLine(ext, (l) => l.includes('listening'));
+    resolver = lab.spawn('dns', [process.execPath, '-e', RESOLVER], { WIRE });
+    await lab.waitForLine(resolver, (l) => l.includes('listening'));
+    lab.exec('app', process.execPath, [MAIN, 'capture', '--redirect-dns', '--dns-servers', '10.251.0.4']);
+    // No --dns-capture: the view's ProxyConfig turns the DNS proxy on.
+    sidecar = lab.spawn('app', [MESHGATE, 'sidecar', '--view-file', path.join(dir, 'view.json'), '--pod-ip', '10.251.0.2', '--namespace', 'default', '--service-account', 'sleep', '--pod-name', 'app-0', '--resolv-conf', path.join(dir, 'app-resolv.conf'), '--drain', '0s']);
+    // The sidecar logs to stderr: its DNS proxy and the view (bounded wait).
+    const deadline = Date.now() + 30_000;
+    while (!sidecar.stderr.join('').includes('"view applied"') && sidecar.child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.match(sidecar.stderr.join(''), /"DNS proxy listening"[\s\S]*"view applied"/, `sidecar: ${sidecar.stderr.join('')}`);
+  });
+
+  after(() => {
+    lab?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the app resolves the ServiceEntry host to its auto-allocated VIP and reaches the endpoint through the sidecar', async () => {
+    const r = await app({ NAME: 'api.mesh-only.test', PORT: '8080' });
+    assert.deepEqual(r.addresses, [vip], JSON.stringify(r));
+    assert.equal(r.status, 200, `${JSON.stringify(r)}\nsidecar: ${sidecar.stderr.join('')}`);
+    const body = JSON.parse(r.body as string) as { server: string; host: string; remote: string };
+    assert.equal(body.server, 'ext');
+    assert.equal(body.host, 'api.mesh-only.test:8080');
+    // The sidecar dialled the endpoint: the app's own address, not the VIP's, is the source.
+    assert.equal(body.remote, '10.251.0.2');
+    assert.ok(!resolver.stdout.join('').includes('api.mesh-only.test'), `the cluster DNS was asked for the mesh-only name: ${resolver.stdout.join('')}`);
+  });
+
+  test('unknown names go to the pod\'s resolver through the sidecar (no loop); its NXDOMAIN reaches the app; TCP too', async () => {
+    assert.deepEqual((await app({ NAME: 'upstream.test', PORT: '' })).addresses, ['10.251.0.3']);
+    assert.equal((await app({ NAME: 'nothing.test', PORT: '' })).error, 'ENOTFOUND');
+    const asked = resolver.stdout.join('');
+    assert.match(asked, /question upstream\.test 1/);
+    assert.match(asked, /question nothing\.test 1/);
+    // glibc over TCP (options use-vc): redirected to the sidecar's TCP listener, forwarded over TCP.
+    assert.deepEqual((await app({ NAME: 'api.mesh-only.test', PORT: '' }, path.join(dir, 'app-resolv-tcp.conf'))).addresses, [vip]);
+    assert.deepEqual((await app({ NAME: 'upstream.test', PORT: '' }, path.join(dir, 'app-resolv-tcp.conf'))).addresses, ['10.251.0.3']);
+  });
+
+  test('the DNS proxy\'s metrics are on 15020 with istio-agent\'s names', async () => {
+    const r = await lab.run('ext', [process.execPath, '-e', "require('node:http').get('http://10.251.0.2:15020/stats/prometheus', (res) => { let b = ''; res.on('data', (c) => b += c); res.on('end', () => console.log(b)); }).on('error', (e) => console.log('error ' + e.message))"]);
+    const requests = Number(/^istio_agent_dns_requests_total (\d+)$/m.exec(r.stdout)?.[1] ?? -1);
+    assert.ok(requests >= 4, r.stdout.slice(0, 3000));
+    assert.match(r.stdout, /^istio_agent_dns_upstream_requests_total [1-9]\d*$/m);
+  });
+
+  test('capture --clean removes the DNS rules (nat and raw) with the rest', () => {
+    const before = lab.exec('app', 'iptables-save', []);
+    assert.match(before, /MESHGATE_OUTPUT_DNS/);
+    assert.match(before, /MESHGATE_DNS_ZONES_OUT/);
+    lab.exec('app', process.execPath, [MAIN, 'capture', '--clean']);
+    assert.doesNotMatch(lab.exec('app', 'iptables-save', []), /MESHGATE/);
+  });
+});
