@@ -36,9 +36,6 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  */
 export type ForwardMode = 'gateway' | 'sidecar-outbound' | 'sidecar-inbound';
 
-/** Istio's HTTP metadata-exchange headers, removed by sidecars both ways. */
-export const PEER_METADATA_HEADERS: readonly string[] = ['x-envoy-peer-metadata', 'x-envoy-peer-metadata-id'];
-
 /** What the request-side pass learned besides the header list. */
 export interface DownstreamHeaders {
   /** Upstream request headers (lowercase names), without host and forwarding headers yet. */
