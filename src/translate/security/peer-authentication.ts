@@ -4,7 +4,8 @@
  * PURE.
  *
  * - Scope: mesh (root namespace: MeshConfig `rootNamespace`, default `istio-system`; no selector) < namespace (no selector) < workload
- *   (selector matching the Pod's labels). Among policies of one scope, the oldest wins (Istio keeps
+ *   (selector matching the Pod's labels, not in the root namespace: one with a selector there is
+ *   ignored, as Istio does, with a warning). Among policies of one scope, the oldest wins (Istio keeps
  *   the first by creation and ignores the rest; reported).
  * - `UNSET` (or no `mtls`) inherits from the wider scope; nothing anywhere means PERMISSIVE.
  * - `portLevelMtls` is keyed by target port and only valid with a selector (Istio's validation);
@@ -54,6 +55,12 @@ function translateOne(ctx: TranslateContext, o: KubeObject, root: string): PeerA
   const labels = obj(obj(spec.selector).matchLabels);
   const selector: Record<string, string> | null = spec.selector === undefined ? null : Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, String(v)]));
   const hasSelector = selector !== null && Object.keys(selector).length > 0;
+  if (hasSelector && ns === root) {
+    // Istio's ComposePeerAuthentication: a workload-level policy is one with a selector *not* in the
+    // root namespace; one with a selector in the root namespace is neither mesh nor workload level.
+    ctx.report('warning', 'MG_NOT_BOUND', o, 'spec.selector', `a PeerAuthentication with a selector in the root namespace ("${root}") applies to no workload (Istio ignores it); put it in the workload's namespace, or drop the selector to make it mesh-wide`);
+    return null;
+  }
   const mode = modeOf(ctx, o, obj(spec.mtls).mode, 'spec.mtls.mode');
   const portLevelMtls: { port: number; mode: MtlsMode }[] = [];
   const pl = obj(spec.portLevelMtls);
