@@ -12,7 +12,8 @@
  *   without the rule the same backend is spoken to in plaintext and fails;
  * - a BackendTLSPolicy with the wrong CA under a DestinationRule whose tls has the right one: the
  *   rule's TLS is used (Istio: the DestinationRule's fields win); a BackendTLSPolicy under a rule
- *   setting only a connection pool: the policy's TLS is used.
+ *   setting only a connection pool: the policy's TLS is used, also while an Ingress reaches the same
+ *   Service port in plaintext.
  */
 import assert from 'node:assert/strict';
 import https from 'node:https';
@@ -122,7 +123,7 @@ kind: Gateway
 metadata: { name: gw, namespace: default }
 spec:
   gatewayClassName: meshgate
-  listeners: [{ name: http, port: 80, protocol: HTTP }]
+  listeners: [{ name: http, port: 80, protocol: HTTP, hostname: "*.example.com" }]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -131,6 +132,16 @@ spec:
   parentRefs: [{ name: gw }]
   rules:
 ${routes.map((n) => `    - matches: [{ path: { type: PathPrefix, value: /${n}/ } }]\n      backendRefs: [{ name: ${n}, port: ${n.startsWith('tls-') ? 443 : 80} }]`).join('\n')}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: { name: legacy, namespace: default }
+spec:
+  ingressClassName: meshgate
+  rules:
+    - host: legacy.example.org
+      http:
+        paths: [{ path: /, pathType: Prefix, backend: { service: { name: tls-btp-under-dr, port: { number: 443 } } } }]
 `,
       ].join('---\n'),
     );
@@ -200,6 +211,8 @@ ${routes.map((n) => `    - matches: [{ path: { type: PathPrefix, value: /${n}/ }
   test('DestinationRule tls over a BackendTLSPolicy (wrong CA): the rule wins; a rule without tls leaves the policy in charge', async () => {
     const over = await at('tls-dr-over-btp');
     assert.equal(over.status, 200, `the DestinationRule's CA verifies the backend; the BackendTLSPolicy's would not: ${over.status} ${over.body}`);
+    // An Ingress (which does not read BackendTLSPolicy) routes to the same Service port in plaintext:
+    // the HTTPRoute still gets the policy's TLS (its own twin cluster).
     const under = await at('tls-btp-under-dr');
     assert.equal(under.status, 200, under.body);
     assert.equal((under.json as unknown as { sni: string }).sni, 'api.example.com');

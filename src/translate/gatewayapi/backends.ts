@@ -16,20 +16,26 @@
  * otherwise, as Istio merges them (istio/istio#60432, "a DestinationRule and a Gateway API backend
  * policy targeting the same host: the DestinationRule fields take precedence and the backend policy
  * only fills in fields the DestinationRule leaves unset, regardless of which was created first").
- * The overridden policy gets a warning naming the rule.
+ * The overridden policy gets a warning naming the rule. BackendTLSPolicy applies to Gateway API
+ * routes only (Istio applies it to every client of the Service); when an Ingress or Istio route made
+ * the Service port's cluster without the policy's TLS, the Gateway API route gets a twin cluster
+ * (subset `backendtlspolicy`) with it.
  */
 import type { UpstreamTls, PemSource } from '../../ir/types.js';
 import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster, serviceFqdn, servicePorts } from '../backends.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, clusterName, resolveCluster, serviceFqdn, servicePorts } from '../backends.js';
 import { destinationRulesFor } from '../istio/destination-rules.js';
 import { h2UpgradePolicyOf } from '../istio/protocol.js';
 import { resolveTrafficPolicy } from '../istio/traffic-policy.js';
 import type { TranslateContext } from '../types.js';
 import { GATEWAY_GROUP, type ReferenceGrants } from './refs.js';
 import { StatusRecorder, statusKey, type PolicyStatusOut } from './status.js';
+
+/** Subset name of the twin cluster a BackendTLSPolicy gets when another API made the Service port's cluster without its TLS. */
+export const BACKEND_TLS_SUBSET = 'backendtlspolicy';
 
 export type BackendProblem = { reason: 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol'; field: string; message: string };
 
@@ -67,10 +73,26 @@ export function resolveBackend(env: BackendEnv, route: KubeObject, ref: Obj, fie
   const dr = destinationRulesFor(env.ctx, env.resources).lookup(fqdn, namespace);
   const policy = resolveTrafficPolicy(env.ctx, dr, null, port, { resources: env.resources, host: fqdn });
   let tls = policy.tls;
+  let fromPolicy = false;
   const btp = env.tlsPolicies.policyFor(namespace, name, sp.name);
   if (btp !== null) {
     if (policy.tlsSet === true) env.tlsPolicies.overridden(env.ctx, btp.policy, dr?.rules[0] ?? null, fqdn, port);
-    else tls = btp.tls;
+    else {
+      tls = btp.tls;
+      fromPolicy = true;
+    }
+  }
+  // A cluster is shared by Service port across APIs, and Ingress and Istio routes (translated
+  // first) do not read BackendTLSPolicy: when one of them already made this cluster without the
+  // policy's TLS, the route gets a twin with it, never the plaintext one.
+  const shared = fromPolicy ? env.ctx.getCluster(clusterName(port, '', fqdn)) : undefined;
+  if (shared !== undefined && shared.discovery === 'eds' && JSON.stringify(shared.tls) !== JSON.stringify(tls)) {
+    const twin = clusterName(port, BACKEND_TLS_SUBSET, fqdn);
+    if (env.ctx.getCluster(twin) === undefined) {
+      const { autoMtls: _auto, ...rest } = shared;
+      env.ctx.addCluster({ ...rest, name: twin, subset: BACKEND_TLS_SUBSET, tls, endpoints: shared.endpoints.map(({ tlsMode: _m, ...e }) => e) });
+    }
+    return { ok: true, cluster: twin };
   }
   const cluster = resolveCluster(env.ctx, env.resources, {
     service: { namespace, name, port: { number: port } },
