@@ -4,7 +4,7 @@
  *   --path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES   (default MERGE_SLASHES)
  *   --escaped-slashes REJECT|DECODE|KEEP                                  (default REJECT)
  *   --headers-with-underscores REJECT_REQUEST|DROP_HEADER|ALLOW           (default REJECT_REQUEST)
- *   --gateway-namespace NS   namespace whose security policies apply besides istio-system (default istio-system)
+ *   --gateway-namespace NS   namespace whose security policies apply besides the root namespace (MeshConfig rootNamespace, default istio-system) (default istio-system)
  */
 
 import type { EscapedSlashesAction, PathNormalizationMode, UnderscoreHeadersAction } from '../ir/types.js';

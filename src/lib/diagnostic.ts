@@ -38,7 +38,8 @@ export type DiagnosticReason =
   | 'MG_ROUTE_NOT_ACCEPTED' // Gateway API: a route a parent Gateway does not accept (status Accepted=False)
   | 'MG_BACKEND_NOT_RESOLVED' // Gateway API: a backendRef that does not resolve (status ResolvedRefs=False)
   | 'MG_LISTENERS_MERGED' // Gateway API: identical listeners of several Gateways on one address and port serve the union of their routes (info)
-  | 'MG_DESTINATION_RULE_IGNORED'; // a DestinationRule covering a host a proxy routes to that Istio's lookup does not use for that proxy (warning)
+  | 'MG_DESTINATION_RULE_IGNORED' // a DestinationRule covering a host a proxy routes to that Istio's lookup does not use for that proxy (warning)
+  | 'MG_POLICY_OVERRIDDEN'; // a policy whose settings another one with precedence replaces for some target (BackendTLSPolicy under a DestinationRule's tls) (warning)
 
 /** The object a diagnostic is about. */
 export interface ObjectRef {

@@ -42,3 +42,38 @@ export function readMeshConfig(ctx: TranslateContext, resources: ResourceSet): M
   cache.set(ctx, out);
   return out;
 }
+
+/**
+ * Istio's default root namespace (MeshConfig `rootNamespace`): its config namespace, where
+ * selector-less PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry and
+ * Sidecar objects apply mesh-wide and DestinationRules are the last resort. Not the same thing as the
+ * control plane's namespace (where the MeshConfig ConfigMap, istiod and the CA live) nor the gateway's
+ * (`--gateway-namespace`): all three are `istio-system` by default, but only this one moves with
+ * MeshConfig `rootNamespace`.
+ */
+export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
+
+const roots = new WeakMap<TranslateContext, string>();
+
+/** A Kubernetes namespace name (RFC 1123 label). */
+const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * The root namespace of this translation: MeshConfig `rootNamespace`, else `istio-system` (Istio
+ * pilot: `meshConfig.rootNamespace`, defaulted to the istiod namespace's default). A value that is not
+ * a namespace name is reported once and the default is used.
+ */
+export function rootNamespaceOf(ctx: TranslateContext, resources: ResourceSet): string {
+  const hit = roots.get(ctx);
+  if (hit !== undefined) return hit;
+  const mc = readMeshConfig(ctx, resources);
+  let root = DEFAULT_ROOT_NAMESPACE;
+  const v = mc?.mesh.rootNamespace;
+  if (mc !== null && v !== undefined && v !== null && v !== '') {
+    const s = str(v);
+    if (s !== undefined && s.length <= 63 && NAMESPACE_NAME.test(s)) root = s;
+    else ctx.report('error', 'MG_INVALID_FIELD', mc.from, 'data.mesh', `MeshConfig rootNamespace ${JSON.stringify(v)} is not a namespace name (lowercase RFC 1123 label); the root namespace stays "${DEFAULT_ROOT_NAMESPACE}"`);
+  }
+  roots.set(ctx, root);
+  return root;
+}

@@ -18,7 +18,7 @@ export interface TranslateOptions {
   portMap: Record<string, number>;
   /** Address listeners bind to. */
   bindAddress: string;
-  /** Namespace the gateway runs in: policies there (and in `istio-system`) apply to it (`--gateway-namespace`). */
+  /** Namespace the gateway runs in: policies there (and in the root namespace, MeshConfig `rootNamespace`) apply to it (`--gateway-namespace`). */
   gatewayNamespace: string;
   /** Path normalization (Istio MeshConfig `pathNormalization`, `--path-normalization`); see ir/security.ts. */
   pathNormalization: PathNormalizationMode;

@@ -28,6 +28,8 @@ export interface Backend {
   name: string;
   port: number;
   hits: Hit[];
+  /** TCP connections accepted so far. */
+  connections: number;
   /** Replace the behaviour (`hit` is the request about to be answered). */
   behave: (hit: Hit) => Action;
   close(): Promise<void>;
@@ -39,6 +41,7 @@ export async function startBackend(name: string, behave: (hit: Hit) => Action = 
     name,
     port: 0,
     hits: [],
+    connections: 0,
     behave,
     close: async () => {
       for (const s of sockets) s.destroy();
@@ -55,6 +58,7 @@ export async function startBackend(name: string, behave: (hit: Hit) => Action = 
     });
   });
   server.on('connection', (s) => {
+    b.connections++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });

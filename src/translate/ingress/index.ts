@@ -26,6 +26,7 @@ import { compareByCreation, type ResourceSet } from '../../resources/resource-se
 import { arr, num, obj, str, type Obj } from '../../lib/unknown.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, resolveCluster, serviceFqdn } from '../backends.js';
 import { BACKEND_PROTOCOL_ANNOTATION, backendSettings } from './backend-protocol.js';
+import { ingressBackendPolicy } from './destination-rules.js';
 import { loadTlsCertificate } from '../secrets.js';
 import { parseNginxAnnotations, type NginxIngressConfig } from './nginx/parse.js';
 import { applyNginxToRoute, canaryRoutes, regexPathMatch } from './nginx/apply.js';
@@ -326,14 +327,20 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
   const portNumber = num(port.number);
   const portName = str(port.name);
   const settings = backendSettings(ctx, resources, ing, serviceFqdn(name, ing.metadata.namespace));
+  const servicePort = portNumber !== undefined ? { number: portNumber } : portName !== undefined ? { name: portName } : null;
+  // DestinationRules apply to Ingress backends as Istio applies them; annotations win per component (ingress/destination-rules.ts).
+  const dr = ingressBackendPolicy(ctx, resources, ing.metadata.namespace, name, servicePort);
   const cluster = resolveCluster(ctx, resources, {
     ...settings,
-    service: { namespace: ing.metadata.namespace, name, port: portNumber !== undefined ? { number: portNumber } : portName !== undefined ? { name: portName } : null },
+    service: { namespace: ing.metadata.namespace, name, port: servicePort },
     subset: null,
-    lbPolicy: cfg?.lbPolicy ?? 'ROUND_ROBIN',
-    connectTimeoutMs: cfg?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    connectionPool: null,
-    outlierDetection: null,
+    lbPolicy: cfg?.lbPolicy ?? dr.policy?.lbPolicy ?? 'ROUND_ROBIN',
+    connectTimeoutMs: cfg?.connectTimeoutMs ?? dr.policy?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    connectionPool: dr.policy?.connectionPool ?? null,
+    outlierDetection: dr.policy?.outlierDetection ?? null,
+    tls: settings.tls !== undefined ? settings.tls : (dr.policy?.tls ?? null),
+    tlsSet: settings.tls !== undefined || dr.policy?.tlsSet === true,
+    h2UpgradePolicy: settings.h2UpgradePolicy ?? dr.h2UpgradePolicy,
     from: ing,
     field: `${field}.service`,
   });
@@ -341,7 +348,9 @@ function backendAction(ctx: TranslateContext, resources: ResourceSet, ing: KubeO
   // Clusters are shared by Service port: a backend asking for another protocol or TLS than the
   // cluster already has (another Ingress, a VirtualService) cannot get it.
   const made = ctx.getCluster(cluster);
-  if (made !== undefined && made.discovery === 'eds' && (JSON.stringify(made.tls) !== JSON.stringify(settings.tls ?? null) || (settings.h2UpgradePolicy === 'UPGRADE' && made.protocol !== 'HTTP2'))) {
+  // (TLS a DestinationRule sets is the same for every API: not a conflict.)
+  const tlsConflict = settings.tls !== undefined ? JSON.stringify(made?.tls) !== JSON.stringify(settings.tls) : dr.policy?.tlsSet !== true && made?.tls !== null;
+  if (made !== undefined && made.discovery === 'eds' && (tlsConflict || (settings.h2UpgradePolicy === 'UPGRADE' && made.protocol !== 'HTTP2'))) {
     ctx.report('warning', 'MG_UNSUPPORTED', ing, `metadata.annotations["${BACKEND_PROTOCOL_ANNOTATION}"]`, `cluster ${cluster} is also used with other protocol or TLS settings, which win; this backend is reached as that cluster says`);
   }
   let target = cluster;

@@ -34,7 +34,7 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { arr, isObj, obj, str, strMap, type Obj } from '../../lib/unknown.js';
 import { matchesLabels } from '../backends.js';
-import { readMeshConfig } from '../mesh-config.js';
+import { readMeshConfig, rootNamespaceOf } from '../mesh-config.js';
 import type { TranslateContext } from '../types.js';
 import { istioObjects, resolveServiceHost } from './objects.js';
 
@@ -58,8 +58,7 @@ export interface MergedDestinationRule {
  */
 export const DEFAULT_LB_POLICY: LbPolicy = 'ROUND_ROBIN';
 
-/** Istio's default root namespace (MeshConfig `rootNamespace`). */
-export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
+export { DEFAULT_ROOT_NAMESPACE } from '../mesh-config.js';
 
 /** The proxy a lookup is for: its namespace (Istio's ConfigNamespace) and its workload labels. */
 export interface DestinationRuleProxy {
@@ -231,7 +230,7 @@ export class DestinationRuleIndex {
     readonly proxy: DestinationRuleProxy,
   ) {
     const mesh = readMeshConfig(ctx, resources)?.mesh ?? {};
-    this.rootNamespace = str(mesh.rootNamespace) || DEFAULT_ROOT_NAMESPACE;
+    this.rootNamespace = rootNamespaceOf(ctx, resources);
     // MeshConfig defaultDestinationRuleExportTo: only `.` and `*` are honoured (Istio).
     const defaultPrivate = arr(mesh.defaultDestinationRuleExportTo).map(str).includes('.');
     for (const dr of [...istioObjects(resources, 'DestinationRule')].sort(compareRules)) {

@@ -45,6 +45,7 @@ import { translateCors, translateFault, translateMirrors, translateRetries } fro
 import { resolveServiceHost } from './objects.js';
 import { serviceEntryCluster } from './service-entry.js';
 import { checkHeaderOps } from '../header-ops-check.js';
+import { rootNamespaceOf } from '../mesh-config.js';
 
 /** HeaderMatch names with this prefix match a claim of the verified JWT (see ir/types.ts HeaderMatch). */
 const CLAIM_PREFIX = '@request.auth.claims.';
@@ -52,7 +53,8 @@ const CLAIM_PREFIX = '@request.auth.claims.';
 /** Whether a RequestAuthentication (security.istio.io) applies at this gateway: claims can exist. */
 function requestAuthenticationApplies(env: RouteEnv): boolean {
   const ns = env.ctx.options.gatewayNamespace;
-  return env.resources.ofKind('RequestAuthentication').some((o) => o.apiVersion.startsWith('security.istio.io/') && (o.metadata.namespace === ns || o.metadata.namespace === 'istio-system'));
+  const root = rootNamespaceOf(env.ctx, env.resources);
+  return env.resources.ofKind('RequestAuthentication').some((o) => o.apiVersion.startsWith('security.istio.io/') && (o.metadata.namespace === ns || o.metadata.namespace === root));
 }
 
 export interface RouteEnv {
@@ -248,7 +250,7 @@ function translateMatch(env: RouteEnv, block: Obj, field: string): RouteMatch | 
           continue;
         }
         if (!requestAuthenticationApplies(env)) {
-          const where = [...new Set([ctx.options.gatewayNamespace, 'istio-system'])].map((n) => `"${n}"`).join(' or ');
+          const where = [...new Set([ctx.options.gatewayNamespace, rootNamespaceOf(ctx, env.resources)])].map((n) => `"${n}"`).join(' or ');
           ctx.report('warning', 'MG_UNSUPPORTED', vs, hf, `no RequestAuthentication applies to this gateway (namespace ${where}), so requests carry no verified claims: ${invert ? 'this condition always holds' : 'this match block never matches'}`);
         }
         headers.push({ name: `${CLAIM_PREFIX}${claim[1]}`, match: sm(value, hf), invert });

@@ -2,8 +2,8 @@
  * security.istio.io RequestAuthentication and AuthorizationPolicy (v1, v1beta1), the
  * `meshgate.io/local-rate-limit` annotation, and the edge options -> the IR's SecurityConfig. PURE.
  *
- * Scoping (Istio): a policy applies to this gateway when it is in the root namespace (`istio-system`,
- * mesh-wide) or in the gateway's own namespace (`gatewayNamespace`), and its `selector.matchLabels`
+ * Scoping (Istio): a policy applies to this gateway when it is in the root namespace (MeshConfig
+ * `rootNamespace`, default `istio-system`: mesh-wide) or in the gateway's own namespace (`gatewayNamespace`), and its `selector.matchLabels`
  * (none = every workload) is a subset of `--gateway-labels`. `targetRef(s)` name Gateway API
  * Gateways or Services (waypoints); meshgate serves Istio Gateways, so such policies do not apply
  * here and say so with a warning.
@@ -16,15 +16,13 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { obj, strMap } from '../../lib/unknown.js';
 import { matchesLabels } from '../backends.js';
+import { rootNamespaceOf } from '../mesh-config.js';
 import { selectsSomePod } from '../selection.js';
 import type { TranslateContext } from '../types.js';
 import { translateAuthorizationPolicy } from './authorization-policy.js';
 import { translateExtAuthzProviders } from './ext-authz.js';
 import { rateLimitAnnotationsOf } from './rate-limit.js';
 import { translateRequestAuthentication } from './request-authentication.js';
-
-/** Istio's root namespace: policies there apply mesh-wide. */
-export const ROOT_NAMESPACE = 'istio-system';
 
 export const SECURITY_GROUP = 'security.istio.io';
 
@@ -63,14 +61,15 @@ function appliesHere(ctx: TranslateContext, resources: ResourceSet, o: KubeObjec
     ctx.report('warning', 'MG_UNSUPPORTED', o, spec.targetRef !== undefined ? 'spec.targetRef' : 'spec.targetRefs', `${o.kind} with targetRef applies to Gateway API gateways and waypoints, not to this Istio gateway; use spec.selector`);
     return false;
   }
-  if (ns !== ROOT_NAMESPACE && ns !== ctx.options.gatewayNamespace) {
-    ctx.report('info', 'MG_NOT_BOUND', o, null, `${o.kind} in namespace "${ns}" does not apply to the gateway (namespace "${ctx.options.gatewayNamespace}", root namespace "${ROOT_NAMESPACE}")`);
+  const root = rootNamespaceOf(ctx, resources);
+  if (ns !== root && ns !== ctx.options.gatewayNamespace) {
+    ctx.report('info', 'MG_NOT_BOUND', o, null, `${o.kind} in namespace "${ns}" does not apply to the gateway (namespace "${ctx.options.gatewayNamespace}", root namespace "${root}")`);
     return false;
   }
   const selector = strMap(obj(spec.selector).matchLabels);
   if (!matchesLabels(ctx.options.gatewayLabels, selector)) {
     // A selector picks workloads of the policy's namespace (every namespace from the root one).
-    const elsewhere = selectsSomePod(resources, selector, ns === ROOT_NAMESPACE ? null : ns);
+    const elsewhere = selectsSomePod(resources, selector, ns === root ? null : ns);
     ctx.report(elsewhere ? 'info' : 'warning', 'MG_NOT_BOUND', o, 'spec.selector', `${o.kind} selector does not select this gateway (labels ${labelsText(ctx.options.gatewayLabels)})${elsewhere ? '' : ' nor any Pod: it applies to nothing'}`);
     return false;
   }

@@ -3,8 +3,9 @@
  * effective mTLS mode of a workload port (Istio pilot/pkg/security/authn: ComposePeerAuthentication).
  * PURE.
  *
- * - Scope: mesh (root namespace `istio-system`, no selector) < namespace (no selector) < workload
- *   (selector matching the Pod's labels). Among policies of one scope, the oldest wins (Istio keeps
+ * - Scope: mesh (root namespace: MeshConfig `rootNamespace`, default `istio-system`; no selector) < namespace (no selector) < workload
+ *   (selector matching the Pod's labels, not in the root namespace: one with a selector there is
+ *   ignored, as Istio does, with a warning). Among policies of one scope, the oldest wins (Istio keeps
  *   the first by creation and ignores the rest; reported).
  * - `UNSET` (or no `mtls`) inherits from the wider scope; nothing anywhere means PERMISSIVE.
  * - `portLevelMtls` is keyed by target port and only valid with a selector (Istio's validation);
@@ -15,9 +16,9 @@ import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
 import type { KubeObject } from '../../resources/types.js';
 import { obj, str } from '../../lib/unknown.js';
+import { rootNamespaceOf } from '../mesh-config.js';
 import type { TranslateContext } from '../types.js';
 
-export const PEER_AUTHN_ROOT_NAMESPACE = 'istio-system';
 const MODES: readonly MtlsMode[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
 
 const cache = new WeakMap<TranslateContext, PeerAuthenticationPolicy[]>();
@@ -27,9 +28,10 @@ export function translatePeerAuthentications(ctx: TranslateContext, resources: R
   const hit = cache.get(ctx);
   if (hit !== undefined) return hit;
   const objects = [...resources.ofKind('PeerAuthentication')].filter((o) => o.apiVersion.startsWith('security.istio.io/')).sort(compareByCreation);
+  const root = rootNamespaceOf(ctx, resources);
   const out: PeerAuthenticationPolicy[] = [];
   for (const o of objects) {
-    const p = translateOne(ctx, o);
+    const p = translateOne(ctx, o, root);
     if (p !== null) out.push(p);
   }
   // One mesh policy and one namespace policy count: later ones are shadowed (Istio uses the oldest).
@@ -47,12 +49,18 @@ export function translatePeerAuthentications(ctx: TranslateContext, resources: R
   return sorted;
 }
 
-function translateOne(ctx: TranslateContext, o: KubeObject): PeerAuthenticationPolicy | null {
+function translateOne(ctx: TranslateContext, o: KubeObject, root: string): PeerAuthenticationPolicy | null {
   const spec = obj(o.body.spec);
   const ns = o.metadata.namespace;
   const labels = obj(obj(spec.selector).matchLabels);
   const selector: Record<string, string> | null = spec.selector === undefined ? null : Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, String(v)]));
   const hasSelector = selector !== null && Object.keys(selector).length > 0;
+  if (hasSelector && ns === root) {
+    // Istio's ComposePeerAuthentication: a workload-level policy is one with a selector *not* in the
+    // root namespace; one with a selector in the root namespace is neither mesh nor workload level.
+    ctx.report('warning', 'MG_NOT_BOUND', o, 'spec.selector', `a PeerAuthentication with a selector in the root namespace ("${root}") applies to no workload (Istio ignores it); put it in the workload's namespace, or drop the selector to make it mesh-wide`);
+    return null;
+  }
   const mode = modeOf(ctx, o, obj(spec.mtls).mode, 'spec.mtls.mode');
   const portLevelMtls: { port: number; mode: MtlsMode }[] = [];
   const pl = obj(spec.portLevelMtls);
@@ -72,7 +80,7 @@ function translateOne(ctx: TranslateContext, o: KubeObject): PeerAuthenticationP
   return {
     name: `peerauthentication/${ns}/${o.metadata.name}`,
     namespace: ns,
-    scope: hasSelector ? 'workload' : ns === PEER_AUTHN_ROOT_NAMESPACE ? 'mesh' : 'namespace',
+    scope: hasSelector ? 'workload' : ns === root ? 'mesh' : 'namespace',
     selector: hasSelector ? selector : null,
     mode,
     portLevelMtls,

@@ -5,9 +5,10 @@
  * - The Sidecar that applies: in the proxy's namespace, the oldest one whose
  *   `workloadSelector.labels` is a non-empty subset of the pod's labels; else the oldest one of that
  *   namespace without a selector; else the oldest selector-less one in the root namespace
- *   (`istio-system`, the mesh default). None: the proxy sees everything exported to it.
- * - `egress[].hosts` entries are `namespace/dnsName`: namespace `*` (any), `.` (the Sidecar's own
- *   namespace) or a name, `~` meaning none; dnsName `*`, `*.suffix` or an exact FQDN. An entry with a
+ *   (MeshConfig `rootNamespace`, default `istio-system`: the mesh default). None: the proxy sees everything exported to it.
+ * - `egress[].hosts` entries are `namespace/dnsName`: namespace `*` (any), `.` (the proxy's namespace:
+ *   the Sidecar's own, or the proxy's when the root namespace's default applies, as Istio resolves it
+ *   against the config namespace in sidecar.go convertIstioListenerToWrapper) or a name, `~` meaning none; dnsName `*`, `*.suffix` or an exact FQDN. An entry with a
  *   `port` admits only that service port.
  * - exportTo: Service annotation `networking.istio.io/exportTo` (comma-separated), `spec.exportTo`
  *   of the Istio kinds: `*` (default: everywhere), `.` (own namespace), `~` (nowhere), or names.
@@ -19,8 +20,8 @@ import { arr, num, obj, str, strMap } from '../../lib/unknown.js';
 import { matchesLabels } from '../backends.js';
 import type { TranslateContext } from '../types.js';
 import { istioObjects } from '../istio/objects.js';
+import { rootNamespaceOf } from '../mesh-config.js';
 
-export const SIDECAR_ROOT_NAMESPACE = 'istio-system';
 export const EXPORT_TO_ANNOTATION = 'networking.istio.io/exportTo';
 
 /** One `egress[].hosts` entry. */
@@ -56,7 +57,8 @@ export function sidecarScope(ctx: TranslateContext, resources: ResourceSet, name
     return sel !== null && matchesLabels(labels, sel);
   });
   const defaults = own.filter((o) => selectorOf(o) === null);
-  const rootDefaults = namespace === SIDECAR_ROOT_NAMESPACE ? [] : all.filter((o) => o.metadata.namespace === SIDECAR_ROOT_NAMESPACE && selectorOf(o) === null);
+  const root = rootNamespaceOf(ctx, resources);
+  const rootDefaults = namespace === root ? [] : all.filter((o) => o.metadata.namespace === root && selectorOf(o) === null);
   for (const list of [selecting, defaults, rootDefaults]) {
     for (const extra of list.slice(1)) {
       ctx.report('warning', 'MG_DUPLICATE_OBJECT', extra, extra === list[0] ? null : 'spec.workloadSelector', `Sidecar ${list[0].metadata.namespace}/${list[0].metadata.name} is older and also applies to this proxy; this one is ignored for it (Istio uses the oldest)`);
@@ -76,7 +78,7 @@ export function sidecarScope(ctx: TranslateContext, resources: ResourceSet, name
       const lo = obj(l);
       const port = num(obj(lo.port).number) ?? null;
       arr(lo.hosts).forEach((h, k) => {
-        const parsed = parseEgressHost(str(h) ?? '', sidecar.metadata.namespace);
+        const parsed = parseEgressHost(str(h) ?? '', namespace);
         if (parsed === null) {
           ctx.report('warning', 'MG_INVALID_FIELD', sidecar, `spec.egress[${i}].hosts[${k}]`, `${JSON.stringify(h)} is not namespace/dnsName (namespace *, ., ~ or a name; dnsName *, *.suffix or a name); ignored`);
           return;
@@ -90,7 +92,7 @@ export function sidecarScope(ctx: TranslateContext, resources: ResourceSet, name
 }
 
 /** `ns/dnsName`; a bare dnsName is read with namespace `*`. */
-export function parseEgressHost(entry: string, sidecarNamespace: string): { namespace: string; dnsName: string } | null {
+export function parseEgressHost(entry: string, proxyNamespace: string): { namespace: string; dnsName: string } | null {
   const e = entry.trim();
   if (e === '') return null;
   const slash = e.indexOf('/');
@@ -98,7 +100,7 @@ export function parseEgressHost(entry: string, sidecarNamespace: string): { name
   const dnsName = (slash < 0 ? e : e.slice(slash + 1)).toLowerCase();
   if (ns === '' || dnsName === '' || dnsName.includes('/')) return null;
   if (dnsName.includes('*') && dnsName !== '*' && !(dnsName.startsWith('*.') && !dnsName.slice(2).includes('*'))) return null;
-  return { namespace: ns === '.' ? sidecarNamespace : ns, dnsName };
+  return { namespace: ns === '.' ? proxyNamespace : ns, dnsName };
 }
 
 /** Does a host pattern (`*`, `*.suffix`, exact) cover `host` (exact or `*.suffix`)? */

@@ -3,7 +3,7 @@
  *
  * Sources (Istio 1.2x semantics, pilot/pkg/model/telemetry.go and networking/core/accesslog.go):
  *  - Telemetry (`telemetry.istio.io/v1`, `v1alpha1`) `spec.accessLogging[]` applying to this gateway:
- *    the root namespace (`istio-system`) without selector (mesh-wide), the gateway's namespace
+ *    the root namespace (MeshConfig `rootNamespace`, default `istio-system`) without selector (mesh-wide), the gateway's namespace
  *    without selector, and one in the gateway's namespace whose `selector.matchLabels` selects the
  *    gateway's labels (`--gateway-labels`), from least to most specific; an empty `matchLabels` is
  *    namespace-wide. Within one level the oldest object (creation order) wins; the others get a
@@ -35,8 +35,7 @@ import { compareByCreation } from '../../resources/resource-set.js';
 import { selectsSomePod } from '../selection.js';
 import type { KubeObject } from '../../resources/types.js';
 import { matchesLabels } from '../backends.js';
-import { readMeshConfig, type MeshConfig } from '../mesh-config.js';
-import { ROOT_NAMESPACE } from '../security/index.js';
+import { readMeshConfig, rootNamespaceOf, type MeshConfig } from '../mesh-config.js';
 import { sourceOf, type TranslateContext } from '../types.js';
 
 export const TELEMETRY_GROUP = 'telemetry.istio.io';
@@ -123,6 +122,7 @@ export function translateAccessLogging(ctx: TranslateContext, resources: Resourc
 /** The Telemetry objects with `section` applying to this gateway, least specific first (root, namespace, selector). */
 export function telemetriesHere(ctx: TranslateContext, resources: ResourceSet, section: 'accessLogging' | 'tracing'): KubeObject[] {
   const levels: KubeObject[][] = [[], [], []];
+  const root = rootNamespaceOf(ctx, resources);
   for (const o of [...resources.ofKind('Telemetry')].sort(compareByCreation)) {
     if (!o.apiVersion.startsWith(`${TELEMETRY_GROUP}/`)) continue;
     const spec = obj(o.body.spec);
@@ -132,8 +132,8 @@ export function telemetriesHere(ctx: TranslateContext, resources: ResourceSet, s
       continue;
     }
     const ns = o.metadata.namespace;
-    if (ns !== ROOT_NAMESPACE && ns !== ctx.options.gatewayNamespace) {
-      ctx.report('info', 'MG_NOT_BOUND', o, null, `Telemetry in namespace "${ns}" does not apply to the gateway (namespace "${ctx.options.gatewayNamespace}", root namespace "${ROOT_NAMESPACE}")`);
+    if (ns !== root && ns !== ctx.options.gatewayNamespace) {
+      ctx.report('info', 'MG_NOT_BOUND', o, null, `Telemetry in namespace "${ns}" does not apply to the gateway (namespace "${ctx.options.gatewayNamespace}", root namespace "${root}")`);
       continue;
     }
     // Istio (pilot/pkg/model/telemetry.go): an empty matchLabels is namespace-wide; a selector only
@@ -151,7 +151,7 @@ export function telemetriesHere(ctx: TranslateContext, resources: ResourceSet, s
         continue;
       }
     }
-    levels[hasSelector ? 2 : ns === ROOT_NAMESPACE ? 0 : 1].push(o);
+    levels[hasSelector ? 2 : ns === root ? 0 : 1].push(o);
   }
   const out: KubeObject[] = [];
   for (const level of levels) {
