@@ -45,15 +45,35 @@ test('round-robin cursors carry over across swaps by cluster name', () => {
   void pools.close(10);
 });
 
-test('an endpoint in two clusters with different connect timeouts gets one live pool', async () => {
+test('an endpoint in two clusters shares one pool when their pool settings are equal, and gets one per cluster when they differ (Envoy: a pool per cluster)', async () => {
   const pools = new EndpointPools();
   try {
-    const snap = compileSnapshot(snapshot([], [cluster('a', [{ port: 1001 }], { connectTimeoutMs: 1000 }), cluster('b', [{ port: 1001 }], { connectTimeoutMs: 2000 })]));
+    const limit = (n: number) => ({ maxConnections: null, maxPendingRequests: null, maxRequests: null, maxRequestsPerConnection: n, maxRetries: null, idleTimeoutMs: null });
+    const snap = compileSnapshot(
+      snapshot([], [
+        cluster('a', [{ port: 1001 }], { connectTimeoutMs: 1000 }),
+        cluster('b', [{ port: 1001 }], { connectTimeoutMs: 2000 }),
+        cluster('c', [{ port: 1001 }], { connectTimeoutMs: 1000 }),
+        cluster('d', [{ port: 1001 }], { connectTimeoutMs: 1000, connectionPool: limit(1) }),
+        cluster('e', [{ port: 1001 }], { connectTimeoutMs: 1000, protocol: 'HTTP2' }),
+      ]),
+    );
     pools.bind(snap, null);
-    const a = snap.clusters.get('a')!.endpoints[0].handle!;
-    const b = snap.clusters.get('b')!.endpoints[0].handle!;
-    assert.equal(a, b);
-    assert.equal((a.dispatcher as unknown as { closed: boolean }).closed, false);
+    const handle = (name: string) => snap.clusters.get(name)!.endpoints[0].handle!;
+    const client = (name: string) => handle(name).dispatcher as unknown as H1Client & { closed: boolean };
+    assert.equal(handle('a'), handle('c'), 'equal settings share the pool');
+    assert.notEqual(handle('a'), handle('b'));
+    assert.equal(client('a').options.connectTimeoutMs, 1000);
+    assert.equal(client('b').options.connectTimeoutMs, 2000, "b's connect timeout is b's, not the first cluster's");
+    assert.equal(client('d').options.maxRequestsPerConnection, 1);
+    assert.equal(client('a').options.maxRequestsPerConnection, 0);
+    assert.notEqual(handle('e'), handle('a'), 'an HTTP/2 cluster never sends over an HTTP/1.1 pool');
+    for (const n of ['a', 'b', 'd']) assert.equal(client(n).closed, false);
+    assert.equal(pools.size, 4);
+    // A reload that changes a cluster's settings moves it to a new pool; the old one is retired after the grace period.
+    const next = compileSnapshot(snapshot([], [cluster('a', [{ port: 1001 }], { connectTimeoutMs: 3000 })]));
+    pools.bind(next, snap);
+    assert.equal((next.clusters.get('a')!.endpoints[0].handle!.dispatcher as unknown as H1Client).options.connectTimeoutMs, 3000);
   } finally {
     await pools.close(100);
   }

@@ -46,7 +46,13 @@ export interface EndpointPoolOptions {
 
 export const DEFAULT_POOL_OPTIONS: EndpointPoolOptions = { connections: 512, keepAliveTimeoutMs: 4000, meshKeepAliveTimeoutMs: 55_000, retireGraceMs: 10_000 };
 
-/** Pool settings that come from the cluster (connect timeout, connection pool); equal settings share a pool. */
+/**
+ * Pool settings that come from the cluster (connect timeout, connection pool, protocol, TLS). Pools
+ * are keyed by endpoint and these (`poolKey`): clusters with equal settings share an endpoint's
+ * connections, and a cluster whose settings differ gets its own, as Envoy keeps a connection pool
+ * per cluster (a DestinationRule's maxRequestsPerConnection, idleTimeout, connectTimeout or
+ * h2UpgradePolicy holds for its cluster even when another cluster reaches the same pods).
+ */
 export interface PoolSettings {
   connectTimeoutMs: number;
   /** Requests per connection before it is closed; 0 = unlimited. */
@@ -57,8 +63,14 @@ export interface PoolSettings {
   protocol: UpstreamProtocol;
   /** Upstream TLS (`upstream/upstream-tls.ts`); null = plaintext. */
   tls: UpstreamTls | null;
-  /** `tlsIdentity(tls)`: '' for plaintext. Pools are keyed by endpoint and this. */
+  /** `tlsIdentity(tls)`: '' for plaintext. */
   tlsId: string;
+}
+
+/** An endpoint's pool key: its `address:port` and every pool setting (`sameSettings` in a string). */
+function poolKey(endpointKey: string, s: PoolSettings): string {
+  const key = `${endpointKey}#${s.protocol},${s.connectTimeoutMs},${s.maxRequestsPerConnection},${s.idleTimeoutMs}`;
+  return s.tlsId === '' ? key : `${key}#tls=${s.tlsId}`;
 }
 
 function poolSettings(cluster: CompiledCluster): PoolSettings {
@@ -124,10 +136,8 @@ export class EndpointPools {
       for (const ep of cluster.endpoints) {
         // Auto mTLS: an endpoint's TLS may differ from its cluster's.
         const settings = ep.tls === cluster.tls ? clusterSettings : { ...clusterSettings, tls: ep.tls, tlsId: tlsIdentity(ep.tls) };
-        // An endpoint shared by clusters with different pool settings gets one pool per
-        // snapshot: the first cluster (in name order) sets them. TLS is the exception: the
-        // TLS identity is part of the key, so differently secured clusters never share a pool.
-        const key = settings.tlsId === '' ? ep.key : `${ep.key}#tls=${settings.tlsId}`;
+        // Clusters share an endpoint's pool only when their pool settings are equal.
+        const key = poolKey(ep.key, settings);
         const state = used.has(key) ? this.#byKey.get(key) : undefined;
         ep.handle = state ?? this.#acquire(key, ep.address, ep.port, settings.tls === null ? ep.origin : ep.origin.replace('http:', 'https:'), settings);
         used.add(key);
