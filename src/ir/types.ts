@@ -586,6 +586,13 @@ export interface RedirectAction {
    * use-port-in-redirects: `https://host:443/p`). Absent = false.
    */
   keepDefaultPort?: boolean;
+  /**
+   * When `authority` is null: the host is the first entry of this request header when it holds a
+   * valid host (its port dropped), else the request's host. ingress-nginx with the ConfigMap's
+   * use-forwarded-headers redirects to `X-Forwarded-Host` (lua_ingress.lua `best_http_host`).
+   * Absent = the request's host.
+   */
+  authorityFromHeader?: 'x-forwarded-host';
 }
 
 export interface DirectResponseAction {

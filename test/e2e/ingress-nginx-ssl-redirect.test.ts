@@ -132,4 +132,20 @@ data: { use-port-in-redirects: "true", http-redirect-code: "301", use-forwarded-
     assert.equal((await get(url('/nowhere'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'https' } })).status, 404, 'no path and no default backend: 404, not a redirect');
     assert.equal((await get(url('/nowhere'), { host: 'other.example.com' })).status, 301);
   });
+
+  test('use-forwarded-headers: the redirect goes to X-Forwarded-Host (its first entry, port dropped); an invalid one is ignored', async () => {
+    const url = (p: string) => `http://127.0.0.1:${mapped.httpPort}${p}`;
+    const xfh = await get(url('/b/x'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'http', 'x-forwarded-host': 'shop.example.org:8080, inner.example.com' } });
+    assert.equal(xfh.status, 301, xfh.body);
+    assert.equal(xfh.headers.location, 'https://shop.example.org/b/x', 'lua_ingress.lua redirect_host(): best_http_host without its port');
+    const portInRedirect = await get(url('/a/x'), { host: 'other.example.com', headers: { 'x-forwarded-host': 'shop.example.org' } });
+    assert.equal(portInRedirect.headers.location, 'https://shop.example.org:443/a/x');
+    // Only a host name or IP literal is ever written into Location.
+    for (const bad of ['evil.example.com/x', 'a b', 'user@evil.example.com', '']) {
+      const r = await get(url('/b/x'), { host: 'other.example.com', headers: { 'x-forwarded-host': bad } });
+      assert.equal(r.headers.location, 'https://other.example.com/b/x', `X-Forwarded-Host ${JSON.stringify(bad)}`);
+    }
+    const v6 = await get(url('/b/x'), { host: 'other.example.com', headers: { 'x-forwarded-host': '[2001:db8::1]:8443' } });
+    assert.equal(v6.headers.location, 'https://[2001:db8::1]/b/x');
+  });
 });

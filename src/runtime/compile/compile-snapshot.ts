@@ -333,6 +333,7 @@ function compileAction(a: RouteAction, clusters: Map<string, CompiledCluster>): 
         responseCode: a.responseCode,
         ...(a.stripTrailingSlash === true ? { stripTrailingSlash: true } : {}),
         ...(a.keepDefaultPort === true ? { keepDefaultPort: true } : {}),
+        ...(a.authorityFromHeader !== undefined ? { authorityFromHeader: a.authorityFromHeader } : {}),
       };
     case 'direct':
       return {

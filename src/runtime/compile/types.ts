@@ -184,6 +184,8 @@ export interface CompiledRedirect {
   stripTrailingSlash?: boolean;
   /** IR `keepDefaultPort`. */
   keepDefaultPort?: boolean;
+  /** IR `authorityFromHeader`. */
+  authorityFromHeader?: string;
 }
 
 export interface CompiledDirect {

@@ -245,7 +245,7 @@ function redirectLocation(
   query: string,
 ): string {
   const scheme = a.scheme ?? x.scheme;
-  const host = a.authority ?? hostName;
+  const host = a.authority ?? (a.authorityFromHeader !== undefined ? forwardedHost(x.d.header(a.authorityFromHeader)) : null) ?? hostName;
   const sentPort = portOf(authority);
   let port: number | null;
   if (a.port === null) {
@@ -273,6 +273,18 @@ function redirectLocation(
   }
   const uri = `${path}${q === '' ? '' : `?${q}`}`;
   return `${scheme}://${host}${port === null ? '' : `:${port}`}${a.stripTrailingSlash === true && uri.endsWith('/') ? uri.slice(0, -1) : uri}`;
+}
+
+/**
+ * The host of an X-Forwarded-Host value: its first entry without the port (lua_ingress.lua
+ * parse_x_forwarded_host, redirect_host), or null when absent or not a host name or IP literal (the
+ * value goes into Location, so nothing else is ever written there).
+ */
+function forwardedHost(v: string | null): string | null {
+  if (v === null) return null;
+  const first = v.split(',')[0].trim();
+  const host = first.startsWith('[') ? first.slice(0, first.indexOf(']') + 1) : first.split(':')[0];
+  return /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]+\])$/.test(host) && host.length <= 253 ? host : null;
 }
 
 function defaultPort(scheme: string): number {

@@ -117,5 +117,7 @@ function redirectAction(cfg: NginxIngressConfig, o: NginxHttpsRedirectOptions): 
     responseCode: o.code,
     ...(cfg.usePortInRedirects ? { keepDefaultPort: true } : {}),
     ...(cfg.preserveTrailingSlash ? {} : { stripTrailingSlash: true }),
+    // use-forwarded-headers: the redirect goes to X-Forwarded-Host when a proxy in front sent one.
+    ...(o.trustForwardedProto ? { authorityFromHeader: 'x-forwarded-host' as const } : {}),
   };
 }
