@@ -51,6 +51,16 @@ export interface RouteFilters {
    * list with the peer appended (Envoy).
    */
   forwardedFor?: 'replace';
+  /**
+   * ingress-nginx's upstream request headers (nginx.tmpl `proxy_set_header`), on every Ingress route:
+   * X-Real-IP (the client address), X-Forwarded-Host (`best_http_host`), X-Forwarded-Port,
+   * X-Forwarded-Proto, X-Forwarded-Scheme and X-Scheme (`pass_access_scheme`),
+   * X-Original-Forwarded-Host (the client's X-Forwarded-Host), and `Proxy` removed (httpoxy).
+   * `trustForwarded` (the ConfigMap's use-forwarded-headers): the scheme, port and host come from the
+   * client's X-Forwarded-Proto, X-Forwarded-Port and X-Forwarded-Host (its first entry) when sent;
+   * `host` then also sends that host as Host (not when upstream-vhost sets it). Absent = none.
+   */
+  nginxProxyHeaders?: { trustForwarded: boolean; host: boolean };
 }
 
 export interface ErrorPages {

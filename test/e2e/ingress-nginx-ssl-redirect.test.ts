@@ -133,6 +133,22 @@ data: { use-port-in-redirects: "true", http-redirect-code: "301", use-forwarded-
     assert.equal((await get(url('/nowhere'), { host: 'other.example.com' })).status, 301);
   });
 
+  test('use-forwarded-headers: the upstream gets X-Forwarded-Proto/-Port/-Host and Host from the proxy in front (pass_access_scheme, pass_port, best_http_host)', async () => {
+    const url = (p: string) => `http://127.0.0.1:${mapped.httpPort}${p}`;
+    const r = await get(url('/a/x'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'https', 'x-forwarded-port': '8443', 'x-forwarded-host': 'shop.example.org, inner', proxy: 'http://evil.example:3128' } });
+    assert.equal(r.status, 200, r.body);
+    const h = r.json!.headers;
+    assert.equal(h['x-forwarded-proto'], 'https');
+    assert.equal(h['x-forwarded-scheme'], 'https');
+    assert.equal(h['x-scheme'], 'https');
+    assert.equal(h['x-forwarded-port'], '8443');
+    assert.equal(h['x-forwarded-host'], 'shop.example.org');
+    assert.equal(h.host, 'shop.example.org', 'proxy_set_header Host $best_http_host');
+    assert.equal(h['x-original-forwarded-host'], 'shop.example.org, inner');
+    assert.equal(h['x-real-ip'], '127.0.0.1');
+    assert.equal(h.proxy, undefined, 'httpoxy: the Proxy header never reaches the backend');
+  });
+
   test('use-forwarded-headers: the redirect goes to X-Forwarded-Host (its first entry, port dropped); an invalid one is ignored', async () => {
     const url = (p: string) => `http://127.0.0.1:${mapped.httpPort}${p}`;
     const xfh = await get(url('/b/x'), { host: 'other.example.com', headers: { 'x-forwarded-proto': 'http', 'x-forwarded-host': 'shop.example.org:8080, inner.example.com' } });

@@ -196,6 +196,36 @@ describe('ingress-nginx upstream request annotations', { timeout: 120_000 }, () 
     removeDir(dir);
   });
 
+  test("ingress-nginx's upstream headers: X-Real-IP, X-Forwarded-Host/-Port/-Proto/-Scheme, X-Scheme; the client's forwarded values are not trusted without use-forwarded-headers; Proxy removed", async () => {
+    const r = await send(gw.httpPort, 'current.example.com', '/headers', null, false);
+    assert.equal(r.status, 200, r.body);
+    const plain = seen[seen.length - 1].headers;
+    assert.equal(plain['x-real-ip'], '127.0.0.1');
+    assert.equal(plain['x-forwarded-host'], 'current.example.com');
+    assert.equal(plain['x-forwarded-port'], '80', 'the port clients reach (the Ingress HTTP port), not the local one');
+    assert.equal(plain['x-forwarded-proto'], 'http');
+    assert.equal(plain['x-forwarded-scheme'], 'http');
+    assert.equal(plain['x-scheme'], 'http');
+    assert.equal(plain['x-original-forwarded-host'], undefined);
+    // A client's own forwarded headers change nothing but X-Original-Forwarded-Host; Proxy (httpoxy) is dropped.
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ hostname: '127.0.0.1', port: gw.httpPort, path: '/forged', headers: { host: 'current.example.com', 'x-forwarded-proto': 'https', 'x-forwarded-port': '443', 'x-forwarded-host': 'evil.example', 'x-real-ip': '6.6.6.6', proxy: 'http://evil.example:3128' }, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve());
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const forged = seen[seen.length - 1].headers;
+    assert.equal(forged['x-forwarded-proto'], 'http');
+    assert.equal(forged['x-forwarded-port'], '80');
+    assert.equal(forged['x-forwarded-host'], 'current.example.com');
+    assert.equal(forged.host, 'current.example.com');
+    assert.equal(forged['x-real-ip'], '127.0.0.1');
+    assert.equal(forged['x-original-forwarded-host'], 'evil.example');
+    assert.equal(forged.proxy, undefined);
+  });
+
   test('proxy-http-version 1.0: HTTP/1.0 request line, no keep-alive (a connection per request), no Connection options', async () => {
     const before = seen.length;
     for (let i = 0; i < 3; i++) assert.equal((await send(gw.httpPort, 'old.example.com', `/old${i}`, null, false)).status, 200);

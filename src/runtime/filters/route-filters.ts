@@ -45,6 +45,8 @@ export interface CompiledRouteFilters {
   clientCert: { policy: ClientCertificatePolicy; subject: RegExp | null } | null;
   /** compute-full-forwarded-for "false": x-forwarded-for is the client address alone. */
   replaceForwardedFor: boolean;
+  /** IR `nginxProxyHeaders`; null = none. */
+  nginxProxyHeaders: { trustForwarded: boolean; host: boolean } | null;
 }
 
 /** What the filters need from the request (the Exchange). */
@@ -151,6 +153,7 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
     locationRewrite: f.locationRewrite ?? null,
     clientCert: f.clientCertificate === undefined ? null : { policy: f.clientCertificate, subject: f.clientCertificate.subjectPattern === null ? null : compileRegex(f.clientCertificate.subjectPattern) },
     replaceForwardedFor: f.forwardedFor === 'replace',
+    nginxProxyHeaders: f.nginxProxyHeaders ?? null,
   };
 }
 
@@ -159,7 +162,7 @@ export function compileRouteFilters(f: RouteFilters, clusters: ReadonlyMap<strin
  * the external auth service (then `next` is called if it allows). May set `x.requestBody` (a chunked
  * body counted against the size limit).
  */
-export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, next: () => void): boolean {
+export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, next: () => void, listenerPort = 0): boolean {
   const d = x.d;
   // First, so the filters' own answers (401, 403, 413, 503) get error pages too, as nginx's error_page.
   if (c.errorPages !== null) interceptErrors(c.errorPages, x);
@@ -185,6 +188,7 @@ export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, 
     const remove = original === null ? ['x-original-forwarded-for'] : [];
     x.authEdits = x.authEdits === null ? { set, remove } : { set: [...x.authEdits.set, ...set], remove: [...x.authEdits.remove, ...remove] };
   }
+  if (c.nginxProxyHeaders !== null) nginxProxyHeaders(c.nginxProxyHeaders, x, ip, listenerPort);
   if (c.limit !== null && !admitLimit(c.limit, ip, d)) return false;
   if ((c.deny !== null && inBlocks(c.deny, ip)) || (c.allow !== null && !inBlocks(c.allow, ip))) {
     sendLocalError(d, Replies.forbidden);
@@ -206,6 +210,34 @@ export function admitRouteFilters(c: CompiledRouteFilters, x: RouteFilterInput, 
     return false;
   }
   return true;
+}
+
+/**
+ * ingress-nginx's `proxy_set_header` list (nginx.tmpl; lua_ingress.lua `pass_access_scheme`,
+ * `pass_port`, `best_http_host`), as edits of the upstream request: they replace what the client
+ * sent under those names.
+ */
+function nginxProxyHeaders(h: { trustForwarded: boolean; host: boolean }, x: RouteFilterInput, ip: string, listenerPort: number): void {
+  const forwardedHost = x.header('x-forwarded-host');
+  const proto = h.trustForwarded ? x.header('x-forwarded-proto') : null;
+  const scheme = proto !== null && proto !== '' ? proto : x.scheme;
+  const fport = h.trustForwarded ? x.header('x-forwarded-port') : null;
+  const port = fport !== null && fport !== '' ? fport : String(listenerPort);
+  const fhost = h.trustForwarded && forwardedHost !== null ? forwardedHost.split(',')[0] : '';
+  const best = fhost !== '' ? fhost : x.authority;
+  const set: [string, string][] = [
+    ['x-real-ip', ip],
+    ['x-forwarded-host', best],
+    ['x-forwarded-port', port],
+    ['x-forwarded-proto', scheme],
+    ['x-forwarded-scheme', scheme],
+    ['x-scheme', scheme],
+  ];
+  const remove = ['proxy'];
+  if (forwardedHost !== null && forwardedHost !== '') set.push(['x-original-forwarded-host', forwardedHost]);
+  else remove.push('x-original-forwarded-host');
+  if (h.host && fhost !== '') set.push(['host', fhost]);
+  x.authEdits = x.authEdits === null ? { set, remove } : { set: [...x.authEdits.set.filter((s) => !set.some((n) => n[0] === s[0])), ...set], remove: [...x.authEdits.remove, ...remove] };
 }
 
 /** Most time a refused upload is read and discarded after the 413 before the connection is closed. */

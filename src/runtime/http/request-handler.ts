@@ -144,7 +144,7 @@ function routeRequest(
   switch (action.kind) {
     case 'forward':
       // Ingress request filters (filters/route-filters.ts): only for routes that forward.
-      if (match.route.filters !== null && !admitRouteFilters(match.route.filters, x, () => forward(env, listener, x, match, action, target))) return;
+      if (match.route.filters !== null && !admitRouteFilters(match.route.filters, x, () => forward(env, listener, x, match, action, target), listener.externalPort)) return;
       return forward(env, listener, x, match, action, target);
     case 'redirect':
       return sendRedirect(d, action.responseCode, redirectLocation(action, match, listener, x, hostName, authority, query));

@@ -124,7 +124,7 @@ export function translateIngresses(ctx: TranslateContext, resources: ResourceSet
           return;
         }
         const pages = nginxErrorPages(ctx, ing, cfg.customErrors, cfg.defaultBackend, global, cfg.interceptErrorsDisabled);
-        const route = withErrorPages(ctx, resources, ing, pages?.codes ?? [], pages?.backend.name ?? null, applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, limitConnStatus: global?.limitConnStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [], replaceForwardedFor: global !== null && !global.computeFullForwardedFor }), pages?.backend.namespace);
+        const route = withErrorPages(ctx, resources, ing, pages?.codes ?? [], pages?.backend.name ?? null, applyNginxToRoute(plain, cfg, path, regexMode, base, { limitStatus: global?.limitStatus ?? 503, limitConnStatus: global?.limitConnStatus ?? 503, realIp: global?.realIp ?? null, addHeaders: global?.addHeaders ?? [], proxySetHeaders: global?.proxySetHeaders ?? [], replaceForwardedFor: global !== null && !global.computeFullForwardedFor, useForwardedHeaders: global?.useForwardedHeaders ?? false }), pages?.backend.namespace);
         let list = byHost.get(host);
         if (!list) byHost.set(host, (list = []));
         const dup = list.find((e) => e.path === path && e.exact === exact);

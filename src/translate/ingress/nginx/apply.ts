@@ -33,6 +33,8 @@ export interface NginxRouteGlobals {
   proxySetHeaders: HeaderValue[];
   /** The ConfigMap's compute-full-forwarded-for is "false" (ingress-nginx's default): X-Forwarded-For is replaced. */
   replaceForwardedFor?: boolean;
+  /** The ConfigMap's use-forwarded-headers: X-Forwarded-Proto/-Port/-Host are trusted for the upstream headers. */
+  useForwardedHeaders?: boolean;
 }
 
 /** Bound of a mirrored body without proxy-body-size, and the most any mirror keeps (bytes). */
@@ -89,8 +91,8 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
   }
   const out: Route = { ...route, action, requestHeaders, responseHeaders, cors: cfg.cors };
   const maxBody = cfg.maxBodyBytes === 0 ? null : cfg.maxBodyBytes;
-  const hasFilters = maxBody !== null || cfg.limit !== null || cfg.allow.length > 0 || cfg.deny.length > 0 || cfg.basicAuth !== null || cfg.externalAuth !== null || cfg.locationRewrite !== null || globals.replaceForwardedFor === true;
-  if (hasFilters) {
+  // Every Ingress route sends ingress-nginx's upstream headers (X-Real-IP, X-Forwarded-Port...).
+  {
     out.filters = {
       maxRequestBodyBytes: maxBody,
       requestLimit: cfg.limit === null ? null : { zone, ...cfg.limit, status: limitStatus, ...(globals.limitConnStatus !== undefined && globals.limitConnStatus !== limitStatus && cfg.limit.maxConcurrent !== null ? { concurrencyStatus: globals.limitConnStatus } : {}) },
@@ -102,6 +104,7 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
     if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth.cache === undefined ? cfg.externalAuth : { ...cfg.externalAuth, cache: { ...cfg.externalAuth.cache, zone: route.name } };
     if (cfg.locationRewrite !== null) out.filters.locationRewrite = cfg.locationRewrite;
     if (globals.replaceForwardedFor === true) out.filters.forwardedFor = 'replace';
+    out.filters.nginxProxyHeaders = { trustForwarded: globals.useForwardedHeaders === true, host: globals.useForwardedHeaders === true && cfg.upstreamVhost === null };
   }
   return out;
 }
