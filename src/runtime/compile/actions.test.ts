@@ -143,8 +143,8 @@ describe('selectEndpoint', () => {
   });
   test('least request prefers the endpoint with fewer requests in flight', () => {
     const c = compiled('LEAST_REQUEST', [true, true]);
-    c.endpoints[0].handle = { key: 'a', active: 5, dispatcher: null as never, fetcher: null as never };
-    c.endpoints[1].handle = { key: 'b', active: 1, dispatcher: null as never, fetcher: null as never };
+    c.endpoints[0].handle = { key: 'a', host: 'a', active: 5, dispatcher: null as never, fetcher: null as never };
+    c.endpoints[1].handle = { key: 'b', host: 'b', active: 1, dispatcher: null as never, fetcher: null as never };
     const seq = [0, 0.9];
     let i = 0;
     assert.equal(selectEndpoint(c, () => seq[i++ % 2])!.port, 2001);

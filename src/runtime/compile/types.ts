@@ -237,7 +237,10 @@ export interface CompiledEndpoint {
 
 /** Long-lived per-endpoint state (see `state/endpoint-pools.ts`). */
 export interface EndpointHandle {
+  /** The pool's key: the endpoint's `address:port` and its pool settings (state/endpoint-pools.ts). */
   readonly key: string;
+  /** The endpoint's `address:port` (access logs' upstream host, telemetry). */
+  readonly host: string;
   /** The endpoint's upstream client (`upstream/client.ts`): HTTP/1.1 pool or HTTP/2 sessions. */
   readonly dispatcher: RuntimeSlots['upstreamClient'];
   /** An undici dispatcher of the endpoint for Promise-style calls off the hot path (ext-authz), built on first use. */

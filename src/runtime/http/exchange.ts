@@ -185,7 +185,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     this.#destination = destination;
     endpoint.active++;
     if (this.record !== null) {
-      this.record.upstreamHost = endpoint.key;
+      this.record.upstreamHost = endpoint.host;
       this.record.attempts++;
       this.#sentAt = performance.now();
     }

@@ -91,6 +91,7 @@ class EndpointState implements EndpointHandle {
   readonly localAddress?: string;
   constructor(
     readonly key: string,
+    readonly host: string,
     readonly dispatcher: UpstreamClient,
     readonly settings: PoolSettings,
     readonly origin: string,
@@ -139,7 +140,7 @@ export class EndpointPools {
         // Clusters share an endpoint's pool only when their pool settings are equal.
         const key = poolKey(ep.key, settings);
         const state = used.has(key) ? this.#byKey.get(key) : undefined;
-        ep.handle = state ?? this.#acquire(key, ep.address, ep.port, settings.tls === null ? ep.origin : ep.origin.replace('http:', 'https:'), settings);
+        ep.handle = state ?? this.#acquire(key, ep.key, ep.address, ep.port, settings.tls === null ? ep.origin : ep.origin.replace('http:', 'https:'), settings);
         used.add(key);
       }
     }
@@ -151,7 +152,7 @@ export class EndpointPools {
     }
   }
 
-  #acquire(key: string, host: string, port: number, origin: string, settings: PoolSettings): EndpointState {
+  #acquire(key: string, endpointKey: string, host: string, port: number, origin: string, settings: PoolSettings): EndpointState {
     const existing = this.#byKey.get(key);
     if (existing !== undefined) {
       if (existing.retireTimer !== null) {
@@ -162,7 +163,7 @@ export class EndpointPools {
       if (sameSettings(existing.settings, settings)) return existing;
       this.#close(existing);
     }
-    const state = new EndpointState(key, buildClient(host, port, settings, this.#options), settings, origin, this.#options);
+    const state = new EndpointState(key, endpointKey, buildClient(host, port, settings, this.#options), settings, origin, this.#options);
     this.#byKey.set(key, state);
     return state;
   }
