@@ -8,7 +8,7 @@
  * `src/cli/worker.ts`, which never loads translate, providers, YAML or the admin server.
  */
 import type { IRSnapshot } from '../ir/types.js';
-import { Runtime, type ApplyResult } from '../runtime/runtime.js';
+import { gatewayPeerMetadataOf, Runtime, type ApplyResult } from '../runtime/runtime.js';
 import { setMeshIdentity, type MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
 import type { DataPlane } from './dataplane-types.js';
@@ -21,7 +21,7 @@ export class InProcessDataPlane implements DataPlane {
 
   constructor(observability: ObservabilityOptions = DEFAULT_OBSERVABILITY) {
     this.#obs = createObservability(observability);
-    this.#runtime = new Runtime({ observer: this.#obs.active ? this.#obs : null });
+    this.#runtime = new Runtime({ observer: this.#obs.active ? this.#obs : null, peerMetadata: gatewayPeerMetadataOf(observability.identity) });
     this.#obs.metrics?.attach(this.#runtime);
   }
 

@@ -2,7 +2,7 @@
  * The worker side of the multi-process data plane: run a Runtime and obey the primary. Loaded only in
  * worker processes (from `src/cli/worker.ts`).
  */
-import { Runtime, type ApplyResult } from '../runtime/runtime.js';
+import { gatewayPeerMetadataOf, Runtime, type ApplyResult } from '../runtime/runtime.js';
 import { setMeshIdentity } from '../runtime/upstream/mesh-identity.js';
 import { workerObservability } from '../observability/worker.js';
 import { compactHeapSoon } from '../lib/heap.js';
@@ -11,7 +11,7 @@ import type { FromWorker, ToWorker } from './dataplane-types.js';
 /** Run a Runtime and obey the primary. Called from `src/cli/worker.ts` (or the CLI entry, for a worker forked on it). */
 export function runWorker(): void {
   const obs = workerObservability();
-  const runtime = new Runtime({ observer: obs.active ? obs : null });
+  const runtime = new Runtime({ observer: obs.active ? obs : null, peerMetadata: gatewayPeerMetadataOf(obs.options.identity) });
   obs.metrics?.attach(runtime);
   let chain: Promise<unknown> = Promise.resolve();
   process.on('message', (msg: ToWorker) => {
