@@ -12,7 +12,8 @@
 import type { Registry } from 'prom-client';
 import type { CompiledDestination, CompiledRoute, CompiledSnapshot } from '../runtime/compile/types.js';
 import type { RequestRecord } from './record.js';
-import { peerMetadataOf, withDestinationPeer } from '../runtime/sidecar/peer-metadata.js';
+import { peerMetadataOf, peerWorkloadOf, withDestinationPeer } from '../runtime/sidecar/peer-metadata.js';
+import type { StructObject } from '../lib/proto-struct.js';
 
 /** Envoy's default histogram buckets, which Istio's duration and size histograms use. */
 export const ISTIO_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
@@ -313,6 +314,20 @@ export class RequestMetrics {
     }
     return s;
   }
+
+  /**
+   * The gateway's labels of a TCP connection to `cluster` whose server sent Istio's TCP metadata
+   * exchange preamble: `destination_*` from its workload (istio_stats fills them from the upstream peer).
+   */
+  tcpPeerLabels(cluster: string, peer: StructObject): Readonly<Record<string, string>> {
+    let base = this.#tcpBase.get(cluster);
+    if (base === undefined) {
+      base = { ...this.#identity, ...destinationLabels(cluster), connection_security_policy: 'unknown' } as Record<string, string>;
+      if (this.#tcpBase.size < 10_000) this.#tcpBase.set(cluster, base);
+    }
+    return withDestinationPeer(base, peerWorkloadOf(peer));
+  }
+  readonly #tcpBase = new Map<string, Readonly<Record<string, string>>>();
 
   /** TCP proxy hooks (istio_tcp_*). */
   tcpOpened(cluster: string): void {

@@ -81,6 +81,9 @@ export class Runtime {
     this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null, peerMetadata: options.peerMetadata ?? null };
     this.#pools = new EndpointPools(options.pools);
     this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer), this.#sockets);
+    // The gateway as a mesh client offers Istio's TCP metadata exchange to Istio mTLS endpoints, as
+    // Istio's gateway clusters do (ALPN istio-peer-exchange and the `istio.metadata_exchange` cluster filter).
+    this.#tcp.peerExchange = this.#env.peerMetadata ?? null;
     const tcp = this.#tcp;
     this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv(), (key, socket, sni, alpn, head) => tcp.relayPassthrough(key, socket, sni, alpn, head), this.#sockets);
     this.#drainMs = options.listenerDrainMs ?? 30_000;

@@ -15,7 +15,11 @@
  *   those names; the app's own `server` is replaced, as Envoy's OVERWRITE does;
  * - the gateway's `istio_requests_total{reporter="source"}` names the destination workload its
  *   sidecar told (`destination_workload`, `_app`, `_version`, `_canonical_*`, `_cluster`) and the
- *   route counters still count those requests.
+ *   route counters still count those requests;
+ * - TCP to an Istio mTLS endpoint offers ALPN `istio-peer-exchange, istio` (Istio's gateway clusters
+ *   carry the TCP `istio.metadata_exchange` filter); a server that takes it reads the gateway's
+ *   preamble before the client's bytes, the client never sees the server's, and `istio_tcp_*` name
+ *   the server's workload.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,13 +28,16 @@ import https from 'node:https';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { get, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import WebSocket, { WebSocketServer } from 'ws';
+import { freePort, get, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { Logger } from '../../src/lib/log.js';
 import { encodeStruct } from '../../src/lib/proto-struct.js';
+import { decodePeerPreambleBody, encodePeerPreamble } from '../../src/runtime/tcp/peer-exchange.js';
 import { makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
 
 const MX = 'x-envoy-peer-metadata';
@@ -73,18 +80,62 @@ async function startEnvoyLikeBackend(ca: TestCa, identity: string, roots: string
       res.end('reviews');
     },
   );
+  // WebSocket: the upgrade's answer carries the sidecar's headers too (Envoy's filter sees a 101 like any answer).
+  const wss = new WebSocketServer({ noServer: true });
+  wss.on('headers', (headers, req) => {
+    if (req.headers[MX] !== undefined) headers.push(`${MX}: ${REVIEWS_MX}`);
+    if (req.headers[MX_ID] !== undefined) headers.push(`${MX_ID}: ${REVIEWS_ID}`);
+  });
+  server.on('upgrade', (req, socket, head) => {
+    seen.push({ headers: { ...req.headers } });
+    wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (m) => ws.send(String(m))));
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { server, port: (server.address() as AddressInfo).port, seen };
 }
 
-function service(name: string, port: number, sa: string, labels: Record<string, string>): string {
+/** An Envoy inbound TCP chain: Istio mTLS; with ALPN istio-peer-exchange, the preamble both ways, then an echo. */
+async function startEnvoyLikeTcpBackend(ca: TestCa, identity: string, roots: string): Promise<{ server: tls.Server; port: number; seen: { offer: string[]; preamble: Buffer | null; app: string }[] }> {
+  const { certPem, keyPem } = await makeWorkloadCert(ca, identity);
+  const seen: { offer: string[]; preamble: Buffer | null; app: string }[] = [];
+  let lastOffer: string[] = [];
+  const server = tls.createServer(
+    { cert: certPem, key: keyPem, ca: roots, requestCert: true, rejectUnauthorized: true, ALPNCallback: ({ protocols }) => ((lastOffer = protocols), protocols.includes('istio-peer-exchange') ? 'istio-peer-exchange' : protocols.includes('istio') ? 'istio' : undefined) },
+    (socket) => {
+      const entry = { offer: lastOffer, preamble: null as Buffer | null, app: '' };
+      seen.push(entry);
+      const exchange = socket.alpnProtocol === 'istio-peer-exchange';
+      if (exchange) socket.write(encodePeerPreamble({ NAME: 'db-0', NAMESPACE: 'default', WORKLOAD_NAME: 'db-v1', CLUSTER_ID: 'east-1', LABELS: { app: 'db', version: 'v1' } }, 'sidecar~10.4.0.9~db-0.default~default.svc.cluster.local'));
+      let buf = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (exchange && entry.preamble === null) {
+          if (buf.length < 8) return;
+          const len = buf.readUInt32BE(4);
+          if (buf.length < 8 + len) return;
+          entry.preamble = buf.subarray(0, 8 + len);
+          buf = buf.subarray(8 + len);
+        }
+        if (buf.length > 0) {
+          entry.app += buf.toString();
+          socket.write(buf);
+          buf = Buffer.alloc(0);
+        }
+      });
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port, seen };
+}
+
+function service(name: string, port: number, sa: string, labels: Record<string, string>, portName = 'http'): string {
   return `---
 apiVersion: v1
 kind: Service
 metadata: { name: ${name}, namespace: default }
 spec:
   selector: { app: ${name} }
-  ports: [{ name: http, port: 80, targetPort: ${port} }]
+  ports: [{ name: ${portName}, port: 80, targetPort: ${port} }]
 ---
 apiVersion: v1
 kind: Pod
@@ -125,6 +176,8 @@ describe('gateway as a mesh client: Istio metadata exchange', { timeout: 120_000
   let reviews: Awaited<ReturnType<typeof startEnvoyLikeBackend>>;
   let legacy: http.Server;
   const legacySeen: Seen[] = [];
+  let db: Awaited<ReturnType<typeof startEnvoyLikeTcpBackend>>;
+  let tcpPort = 0;
 
   before(async () => {
     const caDir = path.join(tempDir('meshgate-mx-ca-'), 'ca');
@@ -132,6 +185,8 @@ describe('gateway as a mesh client: Istio metadata exchange', { timeout: 120_000
     const meshCa: TestCa = { certPem: cp.ca.material.signingCertPem, key: cp.ca.material.signingKey };
     const roots = cp.ca.rootCertPem;
     reviews = await startEnvoyLikeBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/reviews', roots);
+    db = await startEnvoyLikeTcpBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/db', roots);
+    tcpPort = await freePort();
     // A plaintext app that (wrongly) answers with headers of those names itself.
     legacy = http.createServer((req, res) => {
       legacySeen.push({ headers: { ...req.headers } });
@@ -154,7 +209,17 @@ kind: Gateway
 metadata: { name: gw, namespace: istio-system }
 spec:
   selector: { istio: ingressgateway }
-  servers: [{ port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }]
+  servers:
+    - { port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }
+    - { port: { number: ${tcpPort}, name: tcp, protocol: TCP }, hosts: ["*"] }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: tcp, namespace: default }
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  tcp: [{ match: [{ port: ${tcpPort} }], route: [{ destination: { host: db, port: { number: 80 } } }] }]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -174,7 +239,7 @@ metadata: { name: legacy, namespace: default }
 spec:
   selector: { matchLabels: { app: legacy } }
   mtls: { mode: DISABLE }
-${service('reviews', reviews.port, 'reviews', { version: 'v2', 'security.istio.io/tlsMode': 'istio' })}${service('legacy', (legacy.address() as AddressInfo).port, 'legacy', { 'security.istio.io/tlsMode': 'istio' })}`,
+${service('reviews', reviews.port, 'reviews', { version: 'v2', 'security.istio.io/tlsMode': 'istio' })}${service('legacy', (legacy.address() as AddressInfo).port, 'legacy', { 'security.istio.io/tlsMode': 'istio' })}${service('db', db.port, 'db', { 'security.istio.io/tlsMode': 'istio' }, 'tcp')}`,
     );
     gw = await startGateway({
       configDir,
@@ -192,6 +257,7 @@ ${service('reviews', reviews.port, 'reviews', { version: 'v2', 'security.istio.i
     await gw?.stop();
     await cp?.stop();
     reviews?.server.close();
+    db?.server.close();
     legacy?.close();
   });
 
@@ -259,5 +325,54 @@ ${service('reviews', reviews.port, 'reviews', { version: 'v2', 'security.istio.i
     const route = series(text, 'meshgate_route_requests_total', 'destination_cluster="outbound|80||reviews.default.svc.cluster.local"', 'response_code="200"');
     assert.equal(route.length, 1, route.join('\n'));
     assert.ok(Number(route[0].split(' ').pop()) >= 4, route[0]);
+  });
+
+  test('TCP over Istio mTLS: ALPN istio-peer-exchange, preambles both ways, the server\'s workload in istio_tcp_*', async () => {
+    const n = db.seen.length;
+    const socket = net.connect({ host: '127.0.0.1', port: tcpPort });
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    socket.write('ping\n');
+    await waitFor(() => got.length >= 5, 10_000, 'the echo through the gateway');
+    assert.equal(got, 'ping\n', 'the server\'s preamble never reaches the client');
+    const seen = db.seen[n];
+    assert.deepEqual(seen.offer, ['istio-peer-exchange', 'istio']);
+    assert.equal(seen.app, 'ping\n', 'the client\'s bytes come after the gateway\'s preamble, untouched');
+    assert.ok(seen.preamble !== null && seen.preamble.readUInt32BE(0) === 0x3d230467, 'the gateway sent the preamble first');
+    const body = decodePeerPreambleBody(seen.preamble.subarray(8));
+    assert.equal(body.id, 'router~10.1.2.3~istio-ingressgateway-5d9f-x7k2p.istio-system~istio-system.svc.cluster.local');
+    assert.equal(body.metadata?.WORKLOAD_NAME, 'istio-ingressgateway');
+    assert.equal(body.metadata?.NAMESPACE, 'istio-system');
+    socket.end();
+    let text = '';
+    await waitFor(async () => {
+      text = (await get(`http://127.0.0.1:${gw.healthPort}/stats/prometheus`)).body;
+      return series(text, 'istio_tcp_connections_closed_total', 'destination_workload="db-v1"').length > 0;
+    }, 15_000, 'the peer-labelled TCP series');
+    for (const metric of ['istio_tcp_connections_opened_total', 'istio_tcp_connections_closed_total', 'istio_tcp_sent_bytes_total']) {
+      const lines = series(text, metric, 'destination_workload="db-v1"');
+      assert.equal(lines.length, 1, `${metric}\n${text}`);
+      for (const part of ['reporter="source"', 'source_workload="istio-ingressgateway"', 'destination_app="db"', 'destination_version="v1"', 'destination_cluster="east-1"', 'destination_service="db.default.svc.cluster.local"']) assert.ok(lines[0].includes(part), `${part} in ${lines[0]}`);
+    }
+  });
+
+  test('WebSocket over Istio mTLS: the upgrade carries the gateway\'s headers; the 101 keeps the sidecar\'s from the client', async () => {
+    const n = reviews.seen.length;
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.httpPort}/reviews/ws`);
+    let headers: Record<string, string | string[] | undefined> = {};
+    ws.once('upgrade', (res) => (headers = res.headers));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+      setTimeout(() => reject(new Error(`no WebSocket open in 10 s\n${gw.output()}`)), 10_000).unref();
+    });
+    const echo = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
+    ws.send('hello');
+    assert.equal(await echo, 'hello');
+    ws.close();
+    assert.equal(reviews.seen[n].headers[MX_ID], 'router~10.1.2.3~istio-ingressgateway-5d9f-x7k2p.istio-system~istio-system.svc.cluster.local');
+    assert.equal(typeof reviews.seen[n].headers[MX], 'string');
+    assert.equal(headers[MX], undefined);
+    assert.equal(headers[MX_ID], undefined);
   });
 });
