@@ -375,4 +375,10 @@ ${service('reviews', reviews.port, 'reviews', { version: 'v2', 'security.istio.i
     assert.equal(headers[MX], undefined);
     assert.equal(headers[MX_ID], undefined);
   });
+
+  test('a local reply (404, no route) names the proxy in server, as Envoy\'s local replies do', async () => {
+    const r = await get(`http://127.0.0.1:${gw.httpPort}/nowhere`);
+    assert.equal(r.status, 404);
+    assert.equal(r.headers.server, 'meshgate');
+  });
 });
