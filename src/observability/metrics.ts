@@ -12,7 +12,6 @@
 import type { Registry } from 'prom-client';
 import type { CompiledDestination, CompiledRoute, CompiledSnapshot } from '../runtime/compile/types.js';
 import type { RequestRecord } from './record.js';
-import { peerMetadataOf, peerWorkloadOf, withDestinationPeer } from '../runtime/sidecar/peer-metadata.js';
 import type { StructObject } from '../lib/proto-struct.js';
 
 /** Envoy's default histogram buckets, which Istio's duration and size histograms use. */
@@ -142,23 +141,13 @@ function* allGroups(groups: Iterable<SeriesGroup>): Generator<SeriesGroup> {
 const MAX_PEER_GROUPS = 1000;
 
 /**
- * The sub-group of `g` for a destination whose sidecar sent `x-envoy-peer-metadata` (decoded once
- * per value, runtime/sidecar/peer-metadata.ts); `g` itself when the value says nothing usable.
+ * How a peer's metadata names the destination (Istio's metadata exchange): `base` labels with the
+ * `destination_*` of the workload in `peer` (an `x-envoy-peer-metadata` value, or the Struct of a
+ * TCP preamble); `base` itself when it says nothing usable. The same object for the same base and
+ * value. Given by the runtime (runtime/sidecar/peer-metadata.ts `destinationPeerLabels`) in the
+ * processes that serve, so that observability loads no runtime code.
  */
-function peerGroup(g: SeriesGroup, value: string): SeriesGroup {
-  const peer = peerMetadataOf(value);
-  if (peer === null) return g;
-  // Memoized per (labels, peer): the same object for every request to that workload.
-  const labels = withDestinationPeer(g.destination as Readonly<Record<string, string>>, peer) as Labels;
-  if (labels === g.destination) return g;
-  g.peers ??= new Map();
-  let sub = g.peers.get(labels);
-  if (sub === undefined) {
-    if (g.peers.size >= MAX_PEER_GROUPS) return g;
-    g.peers.set(labels, (sub = new SeriesGroup(g.route, g.cluster, labels)));
-  }
-  return sub;
-}
+export type DestinationPeerLabels = (base: Readonly<Record<string, string>>, peer: string | StructObject) => Readonly<Record<string, string>>;
 
 /** Counters of upstream behaviour per cluster (filled by retries and circuit breakers; outlier ejections are read from the trackers). */
 export type UpstreamEvent = 'retry' | 'overflow';
@@ -242,7 +231,7 @@ export class RequestMetrics {
     let group = this.#groupOf(rec.route, rec.destination);
     // The gateway as a mesh client: the destination workload its sidecar told (reporter="source"
     // destination_* labels, as istio_stats fills them from the upstream peer).
-    if (rec.upstreamPeerMetadata !== null) group = peerGroup(group, rec.upstreamPeerMetadata);
+    if (rec.upstreamPeerMetadata !== null && this.destinationPeer !== null) group = this.#peerGroup(group, rec.upstreamPeerMetadata, this.destinationPeer);
     const flags = rec.flags;
     let fid = this.#flagIds.get(flags);
     if (fid === undefined) {
@@ -319,15 +308,32 @@ export class RequestMetrics {
    * The gateway's labels of a TCP connection to `cluster` whose server sent Istio's TCP metadata
    * exchange preamble: `destination_*` from its workload (istio_stats fills them from the upstream peer).
    */
-  tcpPeerLabels(cluster: string, peer: StructObject): Readonly<Record<string, string>> {
+  tcpPeerLabels(cluster: string, peer: StructObject): Readonly<Record<string, string>> | null {
+    if (this.destinationPeer === null) return null;
     let base = this.#tcpBase.get(cluster);
     if (base === undefined) {
       base = { ...this.#identity, ...destinationLabels(cluster), connection_security_policy: 'unknown' } as Record<string, string>;
       if (this.#tcpBase.size < 10_000) this.#tcpBase.set(cluster, base);
     }
-    return withDestinationPeer(base, peerWorkloadOf(peer));
+    return this.destinationPeer(base, peer);
   }
   readonly #tcpBase = new Map<string, Readonly<Record<string, string>>>();
+
+  /** Istio's metadata exchange at the gateway (`DestinationPeerLabels`); null = not read (then peers are not named). */
+  destinationPeer: DestinationPeerLabels | null = null;
+
+  /** The sub-group of `g` for a destination whose sidecar sent `value`; `g` itself when it says nothing usable. */
+  #peerGroup(g: SeriesGroup, value: string, merge: DestinationPeerLabels): SeriesGroup {
+    const labels = merge(g.destination as Readonly<Record<string, string>>, value) as Labels;
+    if (labels === g.destination) return g;
+    g.peers ??= new Map();
+    let sub = g.peers.get(labels);
+    if (sub === undefined) {
+      if (g.peers.size >= MAX_PEER_GROUPS) return g;
+      g.peers.set(labels, (sub = new SeriesGroup(g.route, g.cluster, labels)));
+    }
+    return sub;
+  }
 
   /** TCP proxy hooks (istio_tcp_*). */
   tcpOpened(cluster: string): void {

@@ -331,3 +331,13 @@ export function withSourcePeer(base: MeshLabels, peer: PeerWorkload): MeshLabels
     source_cluster: peer.clusterId !== '' ? peer.clusterId : 'unknown',
   }));
 }
+
+/**
+ * The gateway's metrics (observability/metrics.ts `DestinationPeerLabels`): `base` with the
+ * destination workload a peer told, from an `x-envoy-peer-metadata` value (decoded once) or a TCP
+ * preamble's Struct; `base` when the value says nothing usable.
+ */
+export function destinationPeerLabels(base: MeshLabels, peer: string | StructObject): MeshLabels {
+  const p = typeof peer === 'string' ? peerMetadataOf(peer) : peerWorkloadOf(peer);
+  return p === null ? base : withDestinationPeer(base, p);
+}
