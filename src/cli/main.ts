@@ -45,6 +45,7 @@ import { CAPTURE_USAGE, captureCommand } from '../mesh/capture/apply.js';
 import { INJECT_USAGE, injectCommand } from '../mesh/inject/cli.js';
 import { SIDECAR_USAGE } from './sidecar.js';
 import { MESH_CLIENT_FLAGS, parseMeshClientOptions } from './mesh-client-options.js';
+import { GATEWAY_EXCHANGE_FLAGS, withGatewayExchange } from './gateway-exchange-options.js';
 import type { MeshClientOptions } from '../mesh/identity/options.js';
 
 import { runEntry, usageFail, UsageError, UserError, waitForSignal } from './entry.js';
@@ -67,7 +68,8 @@ const USAGE = `usage:
                [--gateway-controller-name meshgate.io/gateway-controller]
                [--gateway-bind-addresses IP/CIDR,...|none]
                [--control HOST:15012 [--root-cert FILE] [--token-file FILE] [--namespace NS]
-                [--service-account SA] [--trust-domain cluster.local] [--workload-cert-ttl 24h]]
+                [--service-account SA] [--trust-domain cluster.local] [--workload-cert-ttl 24h]
+                [--pod-name NAME] [--pod-ip IP] [--cluster-id Kubernetes] (Istio's metadata exchange)]
 ${OBSERVABILITY_USAGE}
   meshgate validate DIR...
   meshgate translate DIR [--routes] [--clusters]
@@ -121,6 +123,7 @@ const RUN_FLAGS = {
   'secret-label-selector': { type: 'string' },
   'http1-engine': { type: 'string' },
   ...MESH_CLIENT_FLAGS,
+  ...GATEWAY_EXCHANGE_FLAGS,
 } as const;
 
 export interface RunOptions {
@@ -235,6 +238,7 @@ export function parseRunOptions(args: string[]): RunOptions {
   // In Kubernetes mode the gateway workload is this pod: its namespace is where Istio reads Gateway
   // credentials and which policies apply, unless --gateway-namespace says otherwise.
   if (values.kubernetes && values['gateway-namespace'] === undefined) translate.gatewayNamespace = podNamespace() ?? translate.gatewayNamespace;
+  const mesh = parseMeshClientOptions(values, usageFail);
   return {
     configDir: values.config ? path.resolve(values.config) : '',
     kubernetes: values.kubernetes
@@ -248,12 +252,19 @@ export function parseRunOptions(args: string[]): RunOptions {
     healthPort: port('health-port', values['health-port'], 15021, 0),
     workers: workersRaw === undefined ? os.availableParallelism() : Number(workersRaw),
     logLevel: level as LogLevel,
-    observability: parseObservabilityOptions(values, (m) => {
-      throw new UsageError(m);
-    }),
+    // As a mesh client, the gateway tells destination sidecars who it is (Istio's metadata exchange).
+    observability: withGatewayExchange(
+      parseObservabilityOptions(values, (m) => {
+        throw new UsageError(m);
+      }),
+      values,
+      mesh?.namespace ?? null,
+      translate.gatewayLabels,
+      usageFail,
+    ),
     http1Engine: http1EngineOption(values['http1-engine']),
     ownPodLabels: !!values.kubernetes && values['gateway-labels'] === undefined,
-    mesh: parseMeshClientOptions(values, usageFail),
+    mesh,
   };
 }
 
@@ -273,17 +284,11 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
   }
   // Read by every Runtime, in this process and in the workers it forks (runtime/listeners/http-front.ts).
   if (opts.http1Engine) process.env.MESHGATE_HTTP1_ENGINE = opts.http1Engine;
-  // Each process loads only what it runs (docs/architecture.md, lean processes): the runtime only
-  // with --workers 0; with workers, the primary forks them on src/cli/worker.ts.
-  const dataPlane: DataPlane =
-    opts.workers === 0
-      ? new (await import('../control/dataplane.js')).InProcessDataPlane(opts.observability)
-      : new (await import('../control/cluster-dataplane.js')).ClusterDataPlane(opts.workers, log, opts.observability, fileURLToPath(new URL('./worker.js', import.meta.url)));
-  const controlMetrics = new ControlMetrics();
   // Imported here, not at the top: workers (and `--config` runs) never load the Kubernetes client.
   const k8s = opts.kubernetes ? (await import('./kubernetes.js')).wireKubernetes(opts.kubernetes, opts.translate, log) : null;
   const source = k8s ? k8s.source : new DirectorySource(opts.configDir);
   let translate = opts.translate;
+  let observabilityOptions = opts.observability;
   if (k8s && opts.ownPodLabels) {
     // The Gateways and policies that select the pods actually running are the ones applied.
     const own = await k8s.ownPodLabels().catch((e: unknown) => {
@@ -292,7 +297,17 @@ export async function runGateway(opts: RunOptions): Promise<{ stop: () => Promis
     });
     if (own) translate = { ...translate, gatewayLabels: own.labels };
     log.info('gateway labels', { labels: translate.gatewayLabels, from: own?.from ?? 'default' });
+    // The metadata exchange tells the pod's own labels too (read before the data plane starts).
+    const x = observabilityOptions.identity.exchange;
+    if (own && x) observabilityOptions = { ...observabilityOptions, identity: { ...observabilityOptions.identity, exchange: { ...x, labels: { ...own.labels } } } };
   }
+  // Each process loads only what it runs (docs/architecture.md, lean processes): the runtime only
+  // with --workers 0; with workers, the primary forks them on src/cli/worker.ts.
+  const dataPlane: DataPlane =
+    opts.workers === 0
+      ? new (await import('../control/dataplane.js')).InProcessDataPlane(observabilityOptions)
+      : new (await import('../control/cluster-dataplane.js')).ClusterDataPlane(opts.workers, log, observabilityOptions, fileURLToPath(new URL('./worker.js', import.meta.url)));
+  const controlMetrics = new ControlMetrics();
   const controller = new Controller({ source, translate, dataPlane, log, onDiagnostics: k8s?.onDiagnostics, onGatewayApiStatus: k8s?.onGatewayApiStatus, onReload: (r) => {
     controlMetrics.reloaded(r);
     // Idle memory after a new snapshot: one full GC once reloads settle (src/lib/heap.ts).

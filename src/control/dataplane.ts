@@ -8,8 +8,9 @@
  * `src/cli/worker.ts`, which never loads translate, providers, YAML or the admin server.
  */
 import type { IRSnapshot } from '../ir/types.js';
-import { Runtime, type ApplyResult } from '../runtime/runtime.js';
+import { gatewayPeerMetadataOf, Runtime, type ApplyResult } from '../runtime/runtime.js';
 import { setMeshIdentity, type MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
+import { destinationPeerLabels } from '../runtime/sidecar/peer-metadata.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
 import type { DataPlane } from './dataplane-types.js';
 
@@ -21,8 +22,11 @@ export class InProcessDataPlane implements DataPlane {
 
   constructor(observability: ObservabilityOptions = DEFAULT_OBSERVABILITY) {
     this.#obs = createObservability(observability);
-    this.#runtime = new Runtime({ observer: this.#obs.active ? this.#obs : null });
+    const peerMetadata = gatewayPeerMetadataOf(observability.identity);
+    this.#runtime = new Runtime({ observer: this.#obs.active ? this.#obs : null, peerMetadata });
     this.#obs.metrics?.attach(this.#runtime);
+    // The gateway as a mesh client names the destinations that told who they are (Istio's metadata exchange).
+    if (peerMetadata !== null && this.#obs.metrics) this.#obs.metrics.destinationPeer = destinationPeerLabels;
   }
 
   metrics(): Promise<string> {

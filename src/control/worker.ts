@@ -2,8 +2,9 @@
  * The worker side of the multi-process data plane: run a Runtime and obey the primary. Loaded only in
  * worker processes (from `src/cli/worker.ts`).
  */
-import { Runtime, type ApplyResult } from '../runtime/runtime.js';
+import { gatewayPeerMetadataOf, Runtime, type ApplyResult } from '../runtime/runtime.js';
 import { setMeshIdentity } from '../runtime/upstream/mesh-identity.js';
+import { destinationPeerLabels } from '../runtime/sidecar/peer-metadata.js';
 import { workerObservability } from '../observability/worker.js';
 import { compactHeapSoon } from '../lib/heap.js';
 import type { FromWorker, ToWorker } from './dataplane-types.js';
@@ -11,8 +12,11 @@ import type { FromWorker, ToWorker } from './dataplane-types.js';
 /** Run a Runtime and obey the primary. Called from `src/cli/worker.ts` (or the CLI entry, for a worker forked on it). */
 export function runWorker(): void {
   const obs = workerObservability();
-  const runtime = new Runtime({ observer: obs.active ? obs : null });
+  const peerMetadata = gatewayPeerMetadataOf(obs.options.identity);
+  const runtime = new Runtime({ observer: obs.active ? obs : null, peerMetadata });
   obs.metrics?.attach(runtime);
+  // The gateway as a mesh client names the destinations that told who they are (Istio's metadata exchange).
+  if (peerMetadata !== null && obs.metrics) obs.metrics.destinationPeer = destinationPeerLabels;
   let chain: Promise<unknown> = Promise.resolve();
   process.on('message', (msg: ToWorker) => {
     if (msg.type === 'snapshot') {

@@ -12,6 +12,7 @@
 import type { Registry } from 'prom-client';
 import type { CompiledDestination, CompiledRoute, CompiledSnapshot } from '../runtime/compile/types.js';
 import type { RequestRecord } from './record.js';
+import type { StructObject } from '../lib/proto-struct.js';
 
 /** Envoy's default histogram buckets, which Istio's duration and size histograms use. */
 export const ISTIO_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
@@ -23,6 +24,12 @@ export interface WorkloadIdentity {
   app: string;
   version: string;
   cluster: string;
+  /**
+   * The gateway as a mesh client (`run --control`): what else Istio's metadata exchange tells
+   * destination sidecars of this workload (runtime/sidecar/peer-metadata.ts `gatewayPeerMetadata`);
+   * absent = no exchange.
+   */
+  exchange?: { podName: string; podIp: string; labels: Record<string, string> };
 }
 
 export const DEFAULT_IDENTITY: WorkloadIdentity = { workload: 'meshgate', namespace: 'unknown', app: 'meshgate', version: 'unknown', cluster: 'unknown' };
@@ -95,11 +102,17 @@ class SeriesGroup {
   readonly cells = new Map<number, Cell>();
   /** Istio destination labels (everything but the per-request ones). */
   readonly destination: Labels;
+  /**
+   * The gateway as a mesh client: the same route and cluster, answered by workloads whose sidecars
+   * said who they are (Istio's metadata exchange), by their destination labels; null = none yet.
+   */
+  peers: Map<Labels, SeriesGroup> | null = null;
   constructor(
     readonly route: string,
     readonly cluster: string,
+    destination?: Labels,
   ) {
-    this.destination = destinationLabels(cluster);
+    this.destination = destination ?? destinationLabels(cluster);
   }
 }
 
@@ -115,6 +128,26 @@ class TcpSeries {
     readonly flags: string,
   ) {}
 }
+
+/** Each group, then its peer sub-groups. */
+function* allGroups(groups: Iterable<SeriesGroup>): Generator<SeriesGroup> {
+  for (const g of groups) {
+    yield g;
+    if (g.peers !== null) yield* g.peers.values();
+  }
+}
+
+/** Most peer sub-groups per route and cluster (workloads behind one Service); later peers count under the group. */
+const MAX_PEER_GROUPS = 1000;
+
+/**
+ * How a peer's metadata names the destination (Istio's metadata exchange): `base` labels with the
+ * `destination_*` of the workload in `peer` (an `x-envoy-peer-metadata` value, or the Struct of a
+ * TCP preamble); `base` itself when it says nothing usable. The same object for the same base and
+ * value. Given by the runtime (runtime/sidecar/peer-metadata.ts `destinationPeerLabels`) in the
+ * processes that serve, so that observability loads no runtime code.
+ */
+export type DestinationPeerLabels = (base: Readonly<Record<string, string>>, peer: string | StructObject) => Readonly<Record<string, string>>;
 
 /** Counters of upstream behaviour per cluster (filled by retries and circuit breakers; outlier ejections are read from the trackers). */
 export type UpstreamEvent = 'retry' | 'overflow';
@@ -195,7 +228,10 @@ export class RequestMetrics {
   observe(rec: RequestRecord): void {
     const meshLabels = rec.meshLabels;
     if (meshLabels !== null) return this.#observeMesh(rec, meshLabels);
-    const group = this.#groupOf(rec.route, rec.destination);
+    let group = this.#groupOf(rec.route, rec.destination);
+    // The gateway as a mesh client: the destination workload its sidecar told (reporter="source"
+    // destination_* labels, as istio_stats fills them from the upstream peer).
+    if (rec.upstreamPeerMetadata !== null && this.destinationPeer !== null) group = this.#peerGroup(group, rec.upstreamPeerMetadata, this.destinationPeer);
     const flags = rec.flags;
     let fid = this.#flagIds.get(flags);
     if (fid === undefined) {
@@ -266,6 +302,37 @@ export class RequestMetrics {
       this.#meshTcp.set(key, (s = { labels: all, opened: 0, closed: 0, sent: 0, received: 0 }));
     }
     return s;
+  }
+
+  /**
+   * The gateway's labels of a TCP connection to `cluster` whose server sent Istio's TCP metadata
+   * exchange preamble: `destination_*` from its workload (istio_stats fills them from the upstream peer).
+   */
+  tcpPeerLabels(cluster: string, peer: StructObject): Readonly<Record<string, string>> | null {
+    if (this.destinationPeer === null) return null;
+    let base = this.#tcpBase.get(cluster);
+    if (base === undefined) {
+      base = { ...this.#identity, ...destinationLabels(cluster), connection_security_policy: 'unknown' } as Record<string, string>;
+      if (this.#tcpBase.size < 10_000) this.#tcpBase.set(cluster, base);
+    }
+    return this.destinationPeer(base, peer);
+  }
+  readonly #tcpBase = new Map<string, Readonly<Record<string, string>>>();
+
+  /** Istio's metadata exchange at the gateway (`DestinationPeerLabels`); null = not read (then peers are not named). */
+  destinationPeer: DestinationPeerLabels | null = null;
+
+  /** The sub-group of `g` for a destination whose sidecar sent `value`; `g` itself when it says nothing usable. */
+  #peerGroup(g: SeriesGroup, value: string, merge: DestinationPeerLabels): SeriesGroup {
+    const labels = merge(g.destination as Readonly<Record<string, string>>, value) as Labels;
+    if (labels === g.destination) return g;
+    g.peers ??= new Map();
+    let sub = g.peers.get(labels);
+    if (sub === undefined) {
+      if (g.peers.size >= MAX_PEER_GROUPS) return g;
+      g.peers.set(labels, (sub = new SeriesGroup(g.route, g.cluster, labels)));
+    }
+    return sub;
   }
 
   /** TCP proxy hooks (istio_tcp_*). */
@@ -353,9 +420,10 @@ export class RequestMetrics {
   #istioValues(what: 'count' | 'duration' | 'requestBytes' | 'responseBytes'): Value[] {
     // Groups of different routes to one cluster share Istio labels: sum them.
     const merged = new Map<string, { labels: Labels; count: number; hist: Histogram }>();
-    for (const g of this.#groups.values()) {
+    for (const g of allGroups(this.#groups.values())) {
+      const workload = g.destination.destination_workload;
       for (const cell of g.cells.values()) {
-        const key = `${g.cluster}\0${cell.status}\0${cell.flags}\0${cell.protocol}\0${cell.grpcStatus}`;
+        const key = `${g.cluster}\0${workload === 'unknown' ? '' : `${g.destination.destination_workload_namespace}/${workload}/${meshKey(g.destination as Readonly<Record<string, string>>)}`}\0${cell.status}\0${cell.flags}\0${cell.protocol}\0${cell.grpcStatus}`;
         let m = merged.get(key);
         if (m === undefined) {
           const labels: Labels = {
@@ -388,9 +456,17 @@ export class RequestMetrics {
   #routeCounts(): Value[] {
     const out: Value[] = [];
     for (const g of this.#groups.values()) {
-      for (const cell of g.cells.values()) {
-        out.push({ labels: { route: g.route, destination_cluster: g.cluster, response_code: String(cell.status), response_flags: cell.flags }, value: cell.count });
+      // A group's peer sub-groups (the gateway's metadata exchange) count under the same route labels.
+      const byCode = new Map<string, Value>();
+      for (const sub of allGroups([g])) {
+        for (const cell of sub.cells.values()) {
+          const k = `${cell.status}\0${cell.flags}`;
+          const v = byCode.get(k);
+          if (v !== undefined) v.value += cell.count;
+          else byCode.set(k, { labels: { route: g.route, destination_cluster: g.cluster, response_code: String(cell.status), response_flags: cell.flags }, value: cell.count });
+        }
       }
+      for (const v of byCode.values()) out.push(v);
     }
     return out;
   }
@@ -398,13 +474,15 @@ export class RequestMetrics {
   #routeDurations(): Value[] {
     const out: Value[] = [];
     for (const g of this.#groups.values()) {
-      if (g.cells.size === 0) continue;
       const hist = new Histogram();
       let count = 0;
-      for (const cell of g.cells.values()) {
-        cell.duration.addTo(hist);
-        count += cell.count;
+      for (const sub of allGroups([g])) {
+        for (const cell of sub.cells.values()) {
+          cell.duration.addTo(hist);
+          count += cell.count;
+        }
       }
+      if (count === 0) continue;
       pushHistogram(out, 'meshgate_route_request_duration_milliseconds', { route: g.route, destination_cluster: g.cluster }, hist, count);
     }
     return out;

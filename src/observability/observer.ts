@@ -273,6 +273,8 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
   /** A TCP proxy connection (tcp-record.ts): `open` when routed, `close` once when it ends (metrics, then one access-log line). */
   observeTcp(rec: TcpRecord, phase: 'open' | 'close'): void {
     if (phase === 'open') {
+      // The gateway's relay to a server that told who it is in Istio's TCP metadata exchange.
+      if (rec.meshLabels === null && rec.peerMetadata !== null && this.metrics !== null) rec.meshLabels = this.metrics.tcpPeerLabels(rec.cluster, rec.peerMetadata);
       if (rec.meshLabels !== null) this.metrics?.meshTcpOpened(rec.meshLabels);
       else this.metrics?.tcpOpened(rec.cluster);
       return;

@@ -40,7 +40,7 @@ export class RequestRecord {
   flags = '-';
   /** Envoy `%RESPONSE_CODE_DETAILS%`; null = `via_upstream` when forwarded, else derived from flags. */
   details: string | null = null;
-  /** A sidecar's outbound request: the `x-envoy-peer-metadata` the destination's sidecar answered with (Istio's metadata exchange); null = none. */
+  /** A sidecar's outbound request (or the gateway's as a mesh client): the `x-envoy-peer-metadata` the destination's sidecar answered with (Istio's metadata exchange); null = none. */
   upstreamPeerMetadata: string | null = null;
   /** Response body bytes written downstream. */
   bytesSent = 0;

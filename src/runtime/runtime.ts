@@ -23,6 +23,8 @@ import { TcpListenerManager, type TcpListenerStatus } from './tcp/tcp-listeners.
 import { tcpObserverOf } from '../observability/tcp-record.js';
 import { loadJose } from './filters/jwt.js';
 import { http1EngineFromEnv, type Http1EngineKind } from './listeners/http-front.js';
+import { gatewayPeerMetadata, type LocalPeerMetadata } from './sidecar/peer-metadata.js';
+import type { WorkloadIdentity } from '../observability/metrics.js';
 
 export type { ListenerStatus } from './listeners/listener-manager.js';
 
@@ -50,6 +52,15 @@ export interface RuntimeOptions {
   observer?: RequestObserver | null;
   /** HTTP/1.1 server engine (`--http1-engine`); default from MESHGATE_HTTP1_ENGINE, else DEFAULT_HTTP1_ENGINE. */
   http1Engine?: Http1EngineKind;
+  /** The gateway's Istio metadata-exchange headers as a mesh client (`gatewayPeerMetadataOf`); null or absent = none. */
+  peerMetadata?: LocalPeerMetadata | null;
+}
+
+/** The gateway's metadata-exchange headers for its identity, encoded once; null when it is no mesh client. */
+export function gatewayPeerMetadataOf(identity: WorkloadIdentity | undefined): LocalPeerMetadata | null {
+  const x = identity?.exchange;
+  if (identity === undefined || x === undefined) return null;
+  return gatewayPeerMetadata({ podName: x.podName, podIp: x.podIp, labels: x.labels, namespace: identity.namespace, workload: identity.workload, clusterId: identity.cluster });
 }
 
 export class Runtime {
@@ -67,9 +78,12 @@ export class Runtime {
   #closed = false;
 
   constructor(options: RuntimeOptions = {}) {
-    this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null };
+    this.#env = { random: options.random ?? Math.random, observer: options.observer ?? null, peerMetadata: options.peerMetadata ?? null };
     this.#pools = new EndpointPools(options.pools);
     this.#tcp = new TcpListenerManager(this.#env.random, tcpObserverOf(this.#env.observer), this.#sockets);
+    // The gateway as a mesh client offers Istio's TCP metadata exchange to Istio mTLS endpoints, as
+    // Istio's gateway clusters do (ALPN istio-peer-exchange and the `istio.metadata_exchange` cluster filter).
+    this.#tcp.peerExchange = this.#env.peerMetadata ?? null;
     const tcp = this.#tcp;
     this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv(), (key, socket, sni, alpn, head) => tcp.relayPassthrough(key, socket, sni, alpn, head), this.#sockets);
     this.#drainMs = options.listenerDrainMs ?? 30_000;

@@ -247,7 +247,7 @@ ${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.p
     assert.equal(seen.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
   });
 
-  test('TCP route: Istio mTLS with ALPN istio only, bytes relayed', async () => {
+  test('TCP route: Istio mTLS offering istio-peer-exchange, istio (Istio\'s gateway clusters); a server that picks istio gets the bytes as they are', async () => {
     const socket = net.connect({ host: '127.0.0.1', port: tcpPort });
     const lines: string[] = [];
     let buf = '';
@@ -262,7 +262,7 @@ ${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.p
     await waitFor(() => lines.length >= 2, 10_000, 'the meshed TCP backend to answer and echo');
     socket.destroy();
     const seen = JSON.parse(lines[0]) as Seen;
-    assert.deepEqual(seen.alpnOffer, ['istio']);
+    assert.deepEqual(seen.alpnOffer, ['istio-peer-exchange', 'istio']);
     assert.equal(seen.sni, 'outbound_.80_._.db.default.svc.cluster.local');
     assert.equal(seen.peer, 'URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway');
     assert.equal(lines[1], 'ping');

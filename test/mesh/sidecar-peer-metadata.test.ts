@@ -222,6 +222,8 @@ describe('metadata exchange with Envoy sidecars', () => {
         atRatings.push({ headers: req.headers });
         if (req.headers['x-envoy-peer-metadata-id'] !== undefined) res.setHeader('x-envoy-peer-metadata-id', RATINGS_ID);
         if (req.headers['x-envoy-peer-metadata'] !== undefined) res.setHeader('x-envoy-peer-metadata', RATINGS_MX);
+        // What an Istio inbound sidecar's answer carries (server_name istio-envoy, OVERWRITE).
+        res.setHeader('server', 'istio-envoy');
         res.end('ratings');
       });
       ratings.keepAliveTimeout = 500;
@@ -341,6 +343,8 @@ describe('metadata exchange with Envoy sidecars', () => {
       assert.equal(r.status, 200);
       assert.equal(r.headers['x-envoy-peer-metadata'], undefined, 'x-envoy-peer-metadata reached the app');
       assert.equal(r.headers['x-envoy-peer-metadata-id'], undefined, 'x-envoy-peer-metadata-id reached the app');
+      // Envoy's OVERWRITE (Istio's outbound listeners): the upstream's server header is replaced by the proxy's name.
+      assert.equal(r.headers.server, 'meshgate');
       const text = await obs.registry.metrics();
       const found = series(text, 'istio_requests_total', 'reporter="source"', `destination_service="${FQDN('ratings', 'books')}"`, 'response_code="200"');
       assert.equal(found.length, 1, `expected one series, got:\n${series(text, 'istio_requests_total').join('\n')}`);
@@ -437,6 +441,7 @@ describe('metadata exchange with Envoy sidecars', () => {
         atApp.push({ headers: req.headers });
         // An app setting these itself: never relayed to the peer.
         res.setHeader('x-envoy-peer-metadata-id', 'app-made');
+        res.setHeader('server', 'app-server/1.0');
         res.end('served');
       });
       app.keepAliveTimeout = 500;
@@ -554,12 +559,15 @@ describe('metadata exchange with Envoy sidecars', () => {
       assert.equal(r.headers['x-envoy-peer-metadata-id'], `sidecar~${SERVER}~server-0.ns1~ns1.svc.cluster.local`, 'the proxy’s node ID, not the app’s header');
       const p = parsePeerMetadata(String(r.headers['x-envoy-peer-metadata']));
       assert.deepEqual(p && [p.workload, p.namespace, p.app, p.version, p.canonicalService, p.canonicalRevision, p.clusterId], ['server', 'ns1', 'server', 'v1', 'server', 'v1', 'west']);
+      // Envoy's OVERWRITE (Istio's inbound listeners): the app's own server header never leaves the pod.
+      assert.equal(r.headers.server, 'meshgate');
     });
 
     test('a local reply (403 from AuthorizationPolicy) answers the peer’s metadata exchange too', async () => {
       const r = await envoyGet(envoyClient, { 'x-envoy-peer-metadata': PRODUCTPAGE_MX, 'x-envoy-peer-metadata-id': 'sidecar~1.2.3.4~x.books~books.svc.cluster.local' }, '/deny');
       assert.equal(r.status, 403, r.body);
       assert.equal(r.body, 'RBAC: access denied');
+      assert.equal(r.headers.server, 'meshgate', 'a local reply names the proxy, as Envoy\'s do');
       assert.equal(r.headers['x-envoy-peer-metadata-id'], `sidecar~${SERVER}~server-0.ns1~ns1.svc.cluster.local`);
       assert.equal(parsePeerMetadata(String(r.headers['x-envoy-peer-metadata']))?.workload, 'server');
       const none = await envoyGet(envoyClient, {}, '/deny');

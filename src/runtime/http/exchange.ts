@@ -84,7 +84,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   replacedResponseHeaders: string[] | null = null;
   /** Set on a sidecar's requests (forward-headers.ts `ForwardMode`): attempt counting, metadata-exchange headers dropped from answers. */
   sidecarMode: ForwardMode | null = null;
-  /** A sidecar's outbound request: the proxy's metadata-exchange headers, sent to Istio mTLS endpoints only (kept right across retries). */
+  /** A sidecar's outbound request, or the gateway's as a mesh client: the proxy's metadata-exchange headers, sent to Istio mTLS endpoints only (kept right across retries). */
   peerMetadata: LocalPeerMetadata | null = null;
   /** A sidecar's inbound request from a peer that sent metadata-exchange headers: the proxy's own to answer with. */
   peerMetadataReply: readonly string[] | null = null;
@@ -164,6 +164,9 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       setAttemptCount(opts.headers, this.#call!.tries);
       // A retry may go to an endpoint of another TLS mode (auto mTLS is per endpoint).
       if (this.peerMetadata !== null) syncRequestPeerMetadata(opts.headers, this.peerMetadata, endpoint.tls?.mode === 'ISTIO_MUTUAL');
+    } else if (this.sidecarMode === null && this.peerMetadata !== null && this.#call!.tries > 1) {
+      // The gateway as a mesh client: the same, per endpoint.
+      syncRequestPeerMetadata(opts.headers, this.peerMetadata, endpoint.tls?.mode === 'ISTIO_MUTUAL');
     }
     handle.dispatcher.dispatch(opts, this);
   }
@@ -306,6 +309,11 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       const peer = takePeerMetadata(headers);
       if (peer !== null && this.record !== null && this.sidecarMode === 'sidecar-outbound') this.record.upstreamPeerMetadata = peer;
       if (this.peerMetadataReply !== null) for (const h of this.peerMetadataReply) headers.push(h);
+    } else if (this.peerMetadata !== null) {
+      // The gateway as a mesh client reads and strips them as Istio's gateways do (their filter has
+      // upstream discovery): the destination's workload for reporter="source"; never to the client.
+      const peer = takePeerMetadata(headers);
+      if (peer !== null && this.record !== null) this.record.upstreamPeerMetadata = peer;
     }
     if (this.extraResponseHeaders !== null) for (const h of this.extraResponseHeaders) headers.push(h);
     const d = this.d;

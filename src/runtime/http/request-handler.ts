@@ -24,7 +24,7 @@ import { forwardUpgrade } from './websocket.js';
 import { buildUpstreamRequestHeaders, settleForwardClientCert } from './forward-headers.js';
 import { Errors, sendDirect, sendLocalError, sendRedirect } from './local-reply.js';
 import { observeForward, type RequestObserver } from '../../observability/observer.js';
-import type { LocalPeerMetadata } from '../sidecar/peer-metadata.js';
+import { takePeerMetadata, type LocalPeerMetadata } from '../sidecar/peer-metadata.js';
 
 /** What the request path needs from the runtime besides the snapshot. */
 export interface RequestEnv {
@@ -35,7 +35,8 @@ export interface RequestEnv {
   /**
    * A sidecar's Istio metadata-exchange headers (runtime/sidecar/peer-metadata.ts), swapped with
    * each view: added to outbound requests over Istio mTLS and to inbound answers to peers that sent
-   * theirs. Absent or null: none (the gateway).
+   * theirs. The gateway as a mesh client has its own (`gatewayPeerMetadata`): added to its requests
+   * over Istio mTLS, as Istio's gateways do. Absent or null: none.
    */
   peerMetadata?: LocalPeerMetadata | null;
 }
@@ -200,6 +201,13 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
       const expected = perTry > 0 ? perTry : (action.timeoutMs ?? 0);
       if (expected > 0) built.headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
     }
+  } else if (env.peerMetadata != null) {
+    // The gateway as a mesh client: Istio's gateways run the same metadata exchange as a client
+    // sidecar (upstream propagation and discovery), so destination sidecars know who called.
+    // A client's own values of those names never pass for the gateway's (Istio's filter replaces them).
+    x.peerMetadata = env.peerMetadata;
+    takePeerMetadata(built.headers);
+    if (endpoint.tls?.mode === 'ISTIO_MUTUAL') for (const h of env.peerMetadata.request) built.headers.push(h);
   }
   let headers = built.headers;
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);

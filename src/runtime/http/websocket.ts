@@ -399,6 +399,9 @@ function parseHead(text: string): ParsedHead | null {
     const value = line.slice(colon + 1).replace(OWS_EDGES, '');
     if (!isHeaderValue(value)) return null;
     if (name === 'server') continue;
+    // Istio's metadata exchange stops at the proxy (sidecar/peer-metadata.ts): a destination
+    // sidecar's answer to the upgrade never reaches the client.
+    if (name.length >= 21 && (name === 'x-envoy-peer-metadata' || name === 'x-envoy-peer-metadata-id')) continue;
     if (status !== 101 && (name === 'connection' || name === 'upgrade' || name === 'keep-alive')) continue;
     if (name === 'content-length') {
       if (!/^[0-9]{1,15}$/.test(value)) return null;

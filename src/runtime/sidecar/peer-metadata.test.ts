@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { SidecarProxy } from '../../ir/sidecar.js';
 import { decodeStruct, encodeStruct } from '../../lib/proto-struct.js';
-import { localPeerMetadata, localPeerStruct, parsePeerMetadata, PEER_METADATA, PEER_METADATA_ID, peerHeaderBits, peerMetadataOf, proxyNodeId, syncRequestPeerMetadata, takePeerMetadata, withDestinationPeer, withSourcePeer } from './peer-metadata.js';
+import { gatewayPeerMetadata, localPeerMetadata, localPeerStruct, parsePeerMetadata, PEER_METADATA, PEER_METADATA_ID, peerHeaderBits, peerMetadataOf, proxyNodeId, syncRequestPeerMetadata, takePeerMetadata, withDestinationPeer, withSourcePeer } from './peer-metadata.js';
 
 /**
  * A real `x-envoy-peer-metadata` of an Istio 1.16.1 sidecar (pod `client` in namespace `foo`, pod IP
@@ -210,5 +210,29 @@ describe('Istio metadata exchange: peers', () => {
     const out = withDestinationPeer(base, p);
     assert.deepEqual(out, { ...base, destination_workload: 'web', destination_app: 'web', destination_version: 'v3', destination_canonical_service: 'web', destination_canonical_revision: 'v3', destination_cluster: 'c2' });
     assert.equal(withDestinationPeer(base, p), out, 'merged once per base and peer');
+  });
+});
+
+describe('Istio metadata exchange: the gateway', () => {
+  const info = { podName: 'istio-ingressgateway-5d9f-x7k2p', podIp: '10.0.0.9', namespace: 'istio-system', workload: 'istio-ingressgateway', labels: { app: 'istio-ingressgateway', istio: 'ingressgateway' }, clusterId: 'Kubernetes' };
+
+  test('node ID router~IP~POD.NS~NS.svc.cluster.local and the same Struct as a sidecar’s', () => {
+    const m = gatewayPeerMetadata(info);
+    assert.equal(m.id, 'router~10.0.0.9~istio-ingressgateway-5d9f-x7k2p.istio-system~istio-system.svc.cluster.local');
+    assert.deepEqual(m.request, [PEER_METADATA_ID, m.id, PEER_METADATA, m.value]);
+    assert.deepEqual(JSON.parse(JSON.stringify({ ...decodeStruct(Buffer.from(m.value, 'base64')) })), {
+      CLUSTER_ID: 'Kubernetes',
+      LABELS: { app: 'istio-ingressgateway', 'service.istio.io/canonical-name': 'istio-ingressgateway', 'service.istio.io/canonical-revision': 'latest' },
+      NAME: 'istio-ingressgateway-5d9f-x7k2p',
+      NAMESPACE: 'istio-system',
+      WORKLOAD_NAME: 'istio-ingressgateway',
+    });
+    const p = parsePeerMetadata(m.value)!;
+    assert.equal(p.workload, 'istio-ingressgateway');
+  });
+
+  test('a sidecar and a gateway of the same pod facts keep separate encodings', () => {
+    assert.ok(localPeerMetadata(PROXY, 'k', 'router').id.startsWith('router~'));
+    assert.ok(localPeerMetadata(PROXY, 'k').id.startsWith('sidecar~'));
   });
 });

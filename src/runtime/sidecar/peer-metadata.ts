@@ -77,10 +77,16 @@ export interface PeerWorkload {
 
 // ---- this proxy -------------------------------------------------------------------------------
 
-/** Istio's node ID of a sidecar (pilot `model.ServiceNode`): `sidecar~IP~POD.NS~NS.svc.<domain>`. */
-export function proxyNodeId(proxy: SidecarProxy, domain = 'cluster.local'): string {
+/**
+ * Istio's node types (pilot `model.NodeType`): `sidecar` for a sidecar, `router` for a gateway
+ * (Istio's ingress and egress gateways run `proxy router`).
+ */
+export type ProxyNodeType = 'sidecar' | 'router';
+
+/** Istio's node ID of a proxy (pilot `model.ServiceNode`): `<type>~IP~POD.NS~NS.svc.<domain>`. */
+export function proxyNodeId(proxy: SidecarProxy, domain = 'cluster.local', type: ProxyNodeType = 'sidecar'): string {
   const pod = proxy.podName !== '' ? proxy.podName : proxy.workload;
-  return `sidecar~${proxy.podIps[0] ?? ''}~${pod}.${proxy.namespace}~${proxy.namespace}.svc.${domain}`;
+  return `${type}~${proxy.podIps[0] ?? ''}~${pod}.${proxy.namespace}~${proxy.namespace}.svc.${domain}`;
 }
 
 /**
@@ -106,13 +112,17 @@ export function localPeerStruct(proxy: SidecarProxy, clusterId: string): StructO
 
 const localMemo = new WeakMap<SidecarProxy, Map<string, LocalPeerMetadata>>();
 
-/** This proxy's headers for a view (`proxy` is the view's object): encoded once, then remembered. */
-export function localPeerMetadata(proxy: SidecarProxy, clusterId: string): LocalPeerMetadata {
+/**
+ * This proxy's headers for a view (`proxy` is the view's object): encoded once, then remembered.
+ * `type` is `router` for the gateway (`gatewayPeerMetadata`).
+ */
+export function localPeerMetadata(proxy: SidecarProxy, clusterId: string, type: ProxyNodeType = 'sidecar'): LocalPeerMetadata {
   let byCluster = localMemo.get(proxy);
   if (byCluster === undefined) localMemo.set(proxy, (byCluster = new Map()));
-  let m = byCluster.get(clusterId);
+  const key = type === 'sidecar' ? clusterId : `${type}\0${clusterId}`;
+  let m = byCluster.get(key);
   if (m === undefined) {
-    const id = proxyNodeId(proxy);
+    const id = proxyNodeId(proxy, 'cluster.local', type);
     const struct = localPeerStruct(proxy, clusterId);
     const value = encodeStruct(struct).toString('base64');
     m = {
@@ -122,9 +132,41 @@ export function localPeerMetadata(proxy: SidecarProxy, clusterId: string): Local
       reply: [[], [PEER_METADATA_ID, id], [PEER_METADATA, value], [PEER_METADATA_ID, id, PEER_METADATA, value]],
       preamble: encodePeerPreamble(struct, id),
     };
-    byCluster.set(clusterId, m);
+    byCluster.set(key, m);
   }
   return m;
+}
+
+/** What the gateway (`meshgate run` as a mesh client) knows of its own workload (plain data). */
+export interface GatewayPeerInfo {
+  /** Pod name (`--pod-name`, `$POD_NAME`, else the host name). */
+  podName: string;
+  /** Pod IP (`--pod-ip`, `$INSTANCE_IP`/`$POD_IP`); '' when not known. */
+  podIp: string;
+  namespace: string;
+  /** `WORKLOAD_NAME`: the gateway's workload (`--workload-name`). */
+  workload: string;
+  /** The gateway pod's labels (`--gateway-labels`, or the pod's own in Kubernetes mode). */
+  labels: Record<string, string>;
+  /** `CLUSTER_ID` (`--cluster-id`). */
+  clusterId: string;
+}
+
+/**
+ * The gateway's headers, as Istio's gateways send them (node ID `router~IP~POD.NS~NS.svc.cluster.local`,
+ * the same Struct as a sidecar's): built once per data plane, never per request.
+ */
+export function gatewayPeerMetadata(info: GatewayPeerInfo): LocalPeerMetadata {
+  const proxy: SidecarProxy = {
+    namespace: info.namespace,
+    serviceAccount: '',
+    podName: info.podName,
+    podIps: info.podIp === '' ? [] : [info.podIp],
+    labels: info.labels,
+    spiffeId: '',
+    workload: info.workload,
+  };
+  return localPeerMetadata(proxy, info.clusterId, 'router');
 }
 
 // ---- peers --------------------------------------------------------------------------------------
@@ -288,4 +330,14 @@ export function withSourcePeer(base: MeshLabels, peer: PeerWorkload): MeshLabels
     source_version: peer.version !== '' ? peer.version : 'unknown',
     source_cluster: peer.clusterId !== '' ? peer.clusterId : 'unknown',
   }));
+}
+
+/**
+ * The gateway's metrics (observability/metrics.ts `DestinationPeerLabels`): `base` with the
+ * destination workload a peer told, from an `x-envoy-peer-metadata` value (decoded once) or a TCP
+ * preamble's Struct; `base` when the value says nothing usable.
+ */
+export function destinationPeerLabels(base: MeshLabels, peer: string | StructObject): MeshLabels {
+  const p = typeof peer === 'string' ? peerMetadataOf(peer) : peerWorkloadOf(peer);
+  return p === null ? base : withDestinationPeer(base, p);
 }
