@@ -2,11 +2,14 @@
  * A sidecar's outbound side (reference/mesh.md §2.7, §2.8, §2.10): the service ports it may call,
  * their per-port HTTP route tables and their TCP/TLS relays. PURE.
  *
- * - Service ports: every Kubernetes Service port (not UDP/SCTP, not ExternalName) and ServiceEntry
+ * - Service ports: every Kubernetes Service port (not UDP/SCTP) and ServiceEntry
  *   host/port exported to the proxy's namespace and admitted by the Sidecar's `egress[].hosts`.
  *   A ServiceEntry host equal to an earlier service's is ignored (reported).
  * - Addresses: cluster IPs; for headless Services and ServiceEntries without `addresses`, the
- *   endpoint IPs.
+ *   endpoint IPs. An ExternalName Service has none (Istio: resolution DNS, address 0.0.0.0): its
+ *   HTTP ports are reached by Host on the port's table (kube-dns answers the name with a CNAME to
+ *   the external name, so the original destination is the external host's address), its cluster's
+ *   endpoint is the external name, resolved when connecting.
  * - VirtualServices that apply: `gateways` empty or naming `mesh`, exported to the proxy's
  *   namespace, hosts (relative to the VirtualService's namespace) admitted by the Sidecar. Per
  *   service host the first one naming or covering it (wildcard hosts) wins, in Istio's order:
@@ -26,7 +29,7 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
 import { arr, num, obj, str, strMap, type Obj } from '../../lib/unknown.js';
-import { CLUSTER_DOMAIN, matchesLabels, serviceFqdn } from '../backends.js';
+import { CLUSTER_DOMAIN, externalNameOf, matchesLabels, serviceFqdn } from '../backends.js';
 import { sourceOf, type TranslateContext } from '../types.js';
 import { domainMatch } from '../merge/listeners.js';
 import type { DestinationRuleIndex } from '../istio/destination-rules.js';
@@ -168,12 +171,15 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
     if (!exportedTo(exportToOf(svc, env.exportTo), ns, namespace)) continue;
     const spec = obj(svc.body.spec);
     const host = serviceFqdn(svc.metadata.name, ns);
-    if (str(spec.type) === 'ExternalName') {
-      if (egressAdmits(scope, ns, host, null)) ctx.report('info', 'MG_UNSUPPORTED', svc, 'spec.type', 'ExternalName Services are not served on sidecars yet (use a ServiceEntry with resolution DNS)');
+    // ExternalName: a DNS-resolved service (Istio's kube registry): no VIP, its endpoint is the
+    // external name on each service port (backends.ts); HTTP reaches it by Host on the port's table.
+    const externalName = str(spec.type) === 'ExternalName';
+    if (externalName && externalNameOf(svc) === null) {
+      if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_MISSING_FIELD', svc, 'spec.externalName', 'an ExternalName Service needs spec.externalName; it is not served on sidecars');
       continue;
     }
-    const clusterIps = [...arr(spec.clusterIPs).map(str), str(spec.clusterIP)].filter((x): x is string => x !== undefined && x !== '' && x !== 'None');
-    const headless = str(spec.clusterIP) === 'None';
+    const clusterIps = externalName ? [] : [...arr(spec.clusterIPs).map(str), str(spec.clusterIP)].filter((x): x is string => x !== undefined && x !== '' && x !== 'None');
+    const headless = !externalName && str(spec.clusterIP) === 'None';
     arr(spec.ports).forEach((p, i) => {
       const po = obj(p);
       const port = num(po.port);
