@@ -72,6 +72,8 @@ interface Candidate {
   cluster: string;
   /** A passthrough service for DNS (headless Service, ServiceEntry resolution NONE): its name answers its endpoint IPs. */
   passthrough: boolean;
+  /** Wildcard ServiceEntry hosts served per connection (OutboundService.forward). */
+  forward?: 'original-dst' | 'dynamic-dns';
 }
 
 export interface OutboundResult {
@@ -111,7 +113,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
   for (const c of candidates) {
     const vs = chosen.get(c.host) ?? null;
     const cluster = env.ctx.getCluster(c.cluster);
-    if (env.dns) {
+    if (env.dns && c.forward === undefined) {
       const kube = c.kube ? { name: c.obj.metadata.name, namespace: c.namespace } : null;
       const publishNotReady = c.kube && obj(c.obj.body.spec).publishNotReadyAddresses === true;
       names.add(c.host, kube, c.vips, c.passthrough, () => (cluster ? cluster.endpoints.filter((e) => e.ready || publishNotReady).map((e) => e.address) : []));
@@ -138,7 +140,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
       tcpRoutes = `outbound_${c.port}_tcp_${c.host}`;
       outboundTcp.push({ name: tcpRoutes, address: '0.0.0.0', port: c.port, externalPort: c.port, protocol: c.protocol === 'TLS' ? 'TLS' : 'TCP', routes: tcpRoutesFor(env, c, vs), tlsChains: [] });
     }
-    outbound.push({ host: c.host, namespace: c.namespace, port: c.port, protocol: c.protocol, addresses, httpRoutes, tcpRoutes });
+    outbound.push({ host: c.host, namespace: c.namespace, port: c.port, protocol: c.protocol, addresses, httpRoutes, tcpRoutes, ...(c.forward !== undefined ? { forward: c.forward } : {}) });
   }
   const outboundHttp: Listener[] = [...httpByPort.entries()]
     .sort((a, b) => a[0] - b[0])
@@ -203,9 +205,22 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
     arr(spec.hosts).forEach((h, k) => {
       const host = (str(h) ?? '').toLowerCase().replace(/\.$/, '');
       if (host === '') return;
+      let forward: Candidate['forward'];
       if (host.includes('*')) {
-        if (egressAdmits(scope, ns, host, null)) ctx.report('info', 'MG_UNSUPPORTED', se, `spec.hosts[${k}]`, `wildcard host ${host} is not routed by sidecars yet: its traffic follows the outbound traffic policy (passthrough with ALLOW_ANY)`);
-        return;
+        if (host === '*' || !host.startsWith('*.') || host.slice(2).includes('*')) {
+          if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_INVALID_FIELD', se, `spec.hosts[${k}]`, `host ${JSON.stringify(host)} is not a valid ServiceEntry host (a wildcard host is *.suffix); not served on sidecars`);
+          return;
+        }
+        // Istio: a wildcard host's traffic goes to the original destination (NONE) or to the name
+        // asked for (DYNAMIC_DNS); DNS resolution needs endpoints (validation: a wildcard is not a
+        // name to resolve); STATIC and DNS with endpoints are served by their endpoints.
+        const hasEndpoints = arr(spec.endpoints).length > 0 || (spec.workloadSelector !== undefined && spec.workloadSelector !== null);
+        if (resolution === 'NONE' && !hasEndpoints) forward = 'original-dst';
+        else if (resolution === 'DYNAMIC_DNS') forward = 'dynamic-dns';
+        else if ((resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && !hasEndpoints) {
+          if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_INVALID_FIELD', se, 'spec.resolution', `wildcard host ${host} with resolution ${resolution} and no endpoints has nothing to resolve (Istio: use DYNAMIC_DNS or NONE); not served on sidecars`);
+          return;
+        }
       }
       arr(spec.ports).forEach((p) => {
         const po = obj(p);
@@ -222,8 +237,8 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
         }
         // A VIP auto-allocated for DNS proxying (dns.ts) stands where `addresses` would: routing
         // matches it, the DNS proxy answers it.
-        const vips = addresses.length > 0 ? [...addresses].sort() : env.dns?.autoAllocate ? proxyAutoVips(autoAllocatedAddresses(resources).get(`${ns}/${host}`), env.dns.podIps) : [];
-        const c: Candidate = { host, namespace: ns, port, protocol, vips, endpointAddresses: addresses.length === 0, kube: false, obj: se, field: `spec.hosts[${k}]`, cluster: '', passthrough: resolution === 'NONE' };
+        const vips = addresses.length > 0 ? [...addresses].sort() : env.dns?.autoAllocate && forward === undefined ? proxyAutoVips(autoAllocatedAddresses(resources).get(`${ns}/${host}`), env.dns.podIps) : [];
+        const c: Candidate = { host, namespace: ns, port, protocol, vips, endpointAddresses: addresses.length === 0 && forward === undefined, kube: false, obj: se, field: `spec.hosts[${k}]`, cluster: '', passthrough: resolution === 'NONE' && forward === undefined, ...(forward !== undefined ? { forward } : {}) };
         seen.set(key, c);
         out.push(c);
       });
