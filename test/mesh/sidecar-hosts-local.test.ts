@@ -9,6 +9,8 @@
  * - a wildcard ServiceEntry host (`*.example.com`, resolution NONE) is served by Host with its
  *   VirtualService (header) and forwarded to the original destination; the exact host
  *   `api.example.com` goes to its own endpoint with its own VirtualService (exact before wildcard);
+ * - an ExternalName naming a host the mesh knows (`shop-api` -> `api.example.com`) is its alias: its
+ *   requests are routed as that host's (its VirtualService, its endpoint);
  * - DYNAMIC_DNS (`*.invalid`): the request goes to the Host asked for, not the original destination
  *   (a name that does not resolve: 503);
  * - TLS to a wildcard host (NONE) is relayed by SNI to the original destination.
@@ -120,6 +122,11 @@ spec:
   - headers: {request: {set: {x-via: wildcard}}}
     route: [{destination: {host: "*.example.com", port: {number: ${p.web}}}}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: shop-api, namespace: default}
+spec: {type: ExternalName, externalName: api.example.com}
+---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: dyn, namespace: default}
@@ -211,6 +218,12 @@ describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry host
     const e = (await asIfTo({ address: ORIG, port: P.web }, (port) => fetchRaw(CLIENT_SIDE, port, 'api.example.com'))) as { status: number; body: string };
     assert.equal(e.status, 200, e.body);
     assert.deepEqual(JSON.parse(e.body), { who: 'exact', host: 'api.example.com', via: 'exact' });
+  });
+
+  test('ExternalName naming a mesh host: an alias, routed as that host', async () => {
+    const r = (await asIfTo({ address: ORIG, port: P.web }, (port) => fetchRaw(CLIENT_SIDE, port, 'shop-api.default.svc.cluster.local'))) as { status: number; body: string };
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(JSON.parse(r.body), { who: 'exact', host: 'shop-api.default.svc.cluster.local', via: 'exact' });
   });
 
   test('wildcard host (NONE), TLS: relayed by SNI to the original destination', async () => {

@@ -74,6 +74,8 @@ interface Candidate {
   passthrough: boolean;
   /** Wildcard ServiceEntry hosts served per connection (OutboundService.forward). */
   forward?: 'original-dst' | 'dynamic-dns';
+  /** ExternalName Services: the external name (lowercase, no trailing dot). */
+  externalName?: string;
 }
 
 export interface OutboundResult {
@@ -85,7 +87,7 @@ export interface OutboundResult {
 }
 
 export function translateOutbound(env: OutboundEnv): OutboundResult {
-  const candidates = visibleServicePorts(env);
+  const { candidates, aliases } = externalNameAliases(env, visibleServicePorts(env));
   for (const c of candidates) c.cluster = destinationCluster(routeEnv(env, c.obj, c.port), { host: c.host, port: { number: c.port } }, c.field);
   const vss = meshVirtualServices(env);
   // Exact host -> VirtualServices naming it, in the order of `vss`.
@@ -128,7 +130,8 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
       httpRoutes = `outbound_${c.port}`;
       let taken = domainsTaken.get(c.port);
       if (!taken) domainsTaken.set(c.port, (taken = new Set()));
-      const domains = vhostDomains(c.host, c.port, env.namespace, c.kube, c.vips, c.kube && c.endpointAddresses).filter((d) => !taken.has(d));
+      const aliasDomains = (aliases.get(c.host) ?? []).flatMap((a) => vhostDomains(a, c.port, env.namespace, true, []));
+      const domains = [...new Set([...vhostDomains(c.host, c.port, env.namespace, c.kube, c.vips, c.kube && c.endpointAddresses), ...aliasDomains])].filter((d) => !taken.has(d));
       for (const d of domains) taken.add(d);
       const routes = httpRoutesFor(env, c, vs, routeCache);
       let list = httpByPort.get(c.port);
@@ -191,7 +194,7 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
       if (!egressAdmits(scope, ns, host, port)) return;
       const key = `${host}|${port}`;
       if (seen.has(key)) return;
-      const c: Candidate = { host, namespace: ns, port, protocol, vips: [...new Set(clusterIps)].sort(), endpointAddresses: headless, kube: true, obj: svc, field: `spec.ports[${i}]`, cluster: '', passthrough: headless };
+      const c: Candidate = { host, namespace: ns, port, protocol, vips: [...new Set(clusterIps)].sort(), endpointAddresses: headless, kube: true, obj: svc, field: `spec.ports[${i}]`, cluster: '', passthrough: headless, ...(externalName ? { externalName: externalNameOf(svc)! } : {}) };
       seen.set(key, c);
       out.push(c);
     });
@@ -245,6 +248,50 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
     });
   }
   return out;
+}
+
+/**
+ * ExternalName Services whose external name is a service this proxy sees (a Service FQDN or an exact
+ * ServiceEntry host) are aliases of it, as Istio serves them (ENABLE_EXTERNAL_NAME_ALIAS, on by
+ * default since 1.21): their names join the concrete service's virtual hosts on every port of it
+ * (its VirtualService, DestinationRule and mTLS apply), and they get nothing of their own. Others
+ * stay DNS-resolved services of their own (Istio's behaviour before aliases): `aliases` maps a
+ * concrete host to the FQDNs of its aliases, through chains of ExternalNames.
+ */
+function externalNameAliases(env: OutboundEnv, all: Candidate[]): { candidates: Candidate[]; aliases: Map<string, string[]> } {
+  const concrete = new Set(all.filter((c) => c.externalName === undefined).map((c) => c.host));
+  // Every ExternalName the proxy sees, with ports or without (an alias needs none).
+  const next = new Map<string, string>();
+  const objs = new Map<string, KubeObject>();
+  for (const svc of env.resources.ofKind('Service')) {
+    const name = svc.apiVersion === 'v1' ? externalNameOf(svc) : null;
+    if (name === null) continue;
+    const ns = svc.metadata.namespace;
+    const host = serviceFqdn(svc.metadata.name, ns);
+    if (!exportedTo(exportToOf(svc, env.exportTo), ns, env.namespace) || !egressAdmits(env.scope, ns, host, null)) continue;
+    next.set(host, name);
+    objs.set(host, svc);
+  }
+  const aliases = new Map<string, string[]>();
+  const aliased = new Set<string>();
+  for (const [alias, first] of next) {
+    let target = first;
+    const seen = new Set([alias]);
+    while (next.has(target) && !seen.has(target)) {
+      seen.add(target);
+      target = next.get(target)!;
+    }
+    if (!concrete.has(target)) continue;
+    aliased.add(alias);
+    const list = aliases.get(target) ?? [];
+    list.push(alias);
+    aliases.set(target, list.sort());
+  }
+  for (const alias of [...aliased].sort()) {
+    const target = [...aliases].find(([, l]) => l.includes(alias))?.[0];
+    env.ctx.report('info', 'MG_ALIAS', objs.get(alias)!, 'spec.externalName', `ExternalName ${alias} is an alias of ${target} (Istio): its requests are routed as that service's, on that service's ports; its own ports, VirtualServices and DestinationRules do not apply`);
+  }
+  return { candidates: all.filter((c) => !aliased.has(c.host)), aliases };
 }
 
 /**
