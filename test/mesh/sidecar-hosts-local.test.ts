@@ -11,9 +11,11 @@
  *   `api.example.com` goes to its own endpoint with its own VirtualService (exact before wildcard);
  * - an ExternalName naming a host the mesh knows (`shop-api` -> `api.example.com`) is its alias: its
  *   requests are routed as that host's (its VirtualService, its endpoint);
+ * - a TCP port of an ExternalName (server-first protocol) is relayed to the external name;
  * - DYNAMIC_DNS (`*.invalid`): the request goes to the Host asked for, not the original destination
  *   (a name that does not resolve: 503);
- * - TLS to a wildcard host (NONE) is relayed by SNI to the original destination.
+ * - TLS to a wildcard host (NONE) is relayed by SNI to the original destination;
+ * - with REGISTRY_ONLY a wildcard host is still served while another Host gets 502.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -65,7 +67,7 @@ function u16(n: number): Buffer {
   return b;
 }
 
-function config(p: { web: number; pay: number; dyn: number; tls: number }): string {
+function config(p: { web: number; pay: number; dyn: number; tls: number; db: number }): string {
   return `
 apiVersion: v1
 kind: Pod
@@ -124,6 +126,11 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: warehouse-db, namespace: default}
+spec: {type: ExternalName, externalName: localhost, ports: [{name: tcp-db, port: ${p.db}}]}
+---
+apiVersion: v1
+kind: Service
 metadata: {name: shop-api, namespace: default}
 spec: {type: ExternalName, externalName: api.example.com}
 ---
@@ -140,7 +147,8 @@ spec:
 describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry hosts', () => {
   const servers: net.Server[] = [];
   let handler: OutboundHandler;
-  const P = { web: 0, pay: 0, dyn: 0, tls: 0 };
+  let ir: import('../../src/ir/types.js').IRSnapshot;
+  const P = { web: 0, pay: 0, dyn: 0, tls: 0, db: 0 };
   const app = (who: string) =>
     http.createServer((req, res) => {
       res.setHeader('content-type', 'application/json');
@@ -174,12 +182,22 @@ describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry host
     });
     P.tls = await listen(tlsOrig, ORIG);
     servers.push(tlsOrig);
+    // A TCP ExternalName: a server-first database on localhost, reached through Istio's 0.0.0.0_<port> relay.
+    const db = net.createServer((c) => {
+      c.end('db hello\n');
+      c.on('error', () => {});
+    });
+    P.db = await listen(db, '127.0.0.1');
+    const dbCap = capture();
+    await listen(dbCap, CLIENT_SIDE, P.db);
+    servers.push(db, dbCap);
     const objects: KubeObject[] = [];
     const diags: Diagnostic[] = [];
     parseFile('hosts.yaml', config(P), objects, diags);
     const checked = checkObjects(objects);
     const r = translateSidecar(new ResourceSet(checked.accepted), { namespace: 'default', serviceAccount: 'sleep', podName: 'sleep-1', podIps: [CLIENT_SIDE], trustDomain: 'cluster.local' }, DEFAULT_TRANSLATE_OPTIONS);
     handler.apply(r.ir);
+    ir = r.ir;
   });
 
   after(async () => {
@@ -224,6 +242,32 @@ describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry host
     const r = (await asIfTo({ address: ORIG, port: P.web }, (port) => fetchRaw(CLIENT_SIDE, port, 'shop-api.default.svc.cluster.local'))) as { status: number; body: string };
     assert.equal(r.status, 200, r.body);
     assert.deepEqual(JSON.parse(r.body), { who: 'exact', host: 'shop-api.default.svc.cluster.local', via: 'exact' });
+  });
+
+  test('ExternalName TCP port: a server-first connection is relayed to the external name', async () => {
+    const got = await new Promise<string>((resolve, reject) => {
+      const c = net.connect({ host: CLIENT_SIDE, port: P.db });
+      let out = '';
+      c.setEncoding('utf8');
+      c.on('data', (d: string) => (out += d));
+      c.on('close', () => resolve(out));
+      c.on('error', reject);
+      c.setTimeout(10_000, () => c.destroy(new Error('timeout')));
+    });
+    assert.equal(got, 'db hello\n');
+  });
+
+  test('REGISTRY_ONLY: the wildcard host is in the registry, another Host is not (502)', async () => {
+    handler.apply({ ...ir, version: 'registry-only', sidecar: { ...ir.sidecar!, outboundTrafficPolicy: 'REGISTRY_ONLY' } });
+    try {
+      const ok = (await asIfTo({ address: ORIG, port: P.web }, (port) => fetchRaw(CLIENT_SIDE, port, 'www.example.com'))) as { status: number; body: string };
+      assert.equal(ok.status, 200, ok.body);
+      assert.equal(JSON.parse(ok.body).via, 'wildcard');
+      const blocked = (await asIfTo({ address: ORIG, port: P.web }, (port) => fetchRaw(CLIENT_SIDE, port, 'www.example.org'))) as { status: number; body: string };
+      assert.equal(blocked.status, 502);
+    } finally {
+      handler.apply(ir);
+    }
   });
 
   test('wildcard host (NONE), TLS: relayed by SNI to the original destination', async () => {

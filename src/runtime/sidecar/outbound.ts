@@ -18,6 +18,11 @@
  *      `allow_any` (forwarded as is to the original destination: PassthroughCluster) or `block_all`
  *      (502, REGISTRY_ONLY).
  *   4. TCP and TLS are relayed by the runtime's TCP proxy (`outboundTcp`, runtime/tcp/).
+ *      Services without an address are found by name (wildcard-hosts.ts): a virtual host routing to a
+ *      wildcard ServiceEntry host with resolution NONE / DYNAMIC_DNS is served with its destination
+ *      (original destination / the Host) as the endpoint; TLS to an unknown destination whose SNI a
+ *      wildcard host of the port covers is relayed to it; other bytes on the port of an address-less
+ *      non-HTTP service (ExternalName) go to its relay (Istio's `0.0.0.0_<port>` TCP listener).
  *   5. A destination no service means: ALLOW_ANY relays the bytes to it (PassthroughCluster, as Envoy's
  *      virtualOutbound does), except HTTP on a port that has a route table, which that table serves
  *      (Istio's `0.0.0.0_<port>` listener); REGISTRY_ONLY answers HTTP with 502 (BlackHoleCluster)
