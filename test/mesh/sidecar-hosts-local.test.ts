@@ -22,7 +22,8 @@ import { after, before, describe, test } from 'node:test';
 import http from 'node:http';
 import net from 'node:net';
 import { OutboundHandler } from '../../src/runtime/sidecar/outbound.js';
-import { wildcardTarget } from '../../src/runtime/sidecar/wildcard-hosts.js';
+import { hostOnlyServices, matchWildcard, wildcardTarget } from '../../src/runtime/sidecar/wildcard-hosts.js';
+import type { OutboundService } from '../../src/ir/types.js';
 import { parseFile } from '../../src/providers/file/load.js';
 import { checkObjects } from '../../src/api/kinds.js';
 import { ResourceSet } from '../../src/resources/resource-set.js';
@@ -314,4 +315,16 @@ describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry host
     assert.deepEqual(wildcardTarget({ host: '*.x.io', namespace: 'd', port: 80, protocol: 'HTTP', addresses: [], httpRoutes: 't', tcpRoutes: null, forward: 'dynamic-dns' }, 'a.x.io', '10.0.0.1', 80), { address: 'a.x.io', port: 80 });
     assert.deepEqual(wildcardTarget({ host: '*.x.io', namespace: 'd', port: 80, protocol: 'HTTP', addresses: [], httpRoutes: 't', tcpRoutes: null, forward: 'original-dst' }, 'a.x.io', '10.0.0.1', 81), { address: '10.0.0.1', port: 81 });
   });
+});
+
+test('TLS by SNI on a port: the exact host first, then the longest wildcard; TCP catch-all only for address-less TCP services', () => {
+  const svc = (host: string, protocol: OutboundService['protocol'], addresses: string[] = []): OutboundService => ({ host, namespace: 'd', port: 443, protocol, addresses, httpRoutes: null, tcpRoutes: `outbound_443_tcp_${host}`, ...(host.startsWith('*.') ? { forward: 'original-dst' as const } : {}) });
+  const { wildcardTls, addresslessTcp } = hostOnlyServices([svc('*.example.com', 'TLS'), svc('*.api.example.com', 'TLS'), svc('api.example.com', 'TLS'), svc('vip.example.com', 'TLS', ['10.0.0.1']), svc('db.example.com', 'TCP')]);
+  const list = wildcardTls.get(443);
+  assert.equal(matchWildcard(list, 'api.example.com')?.host, 'api.example.com');
+  assert.equal(matchWildcard(list, 'v1.api.example.com')?.host, '*.api.example.com');
+  assert.equal(matchWildcard(list, 'www.example.com.')?.host, '*.example.com');
+  assert.equal(matchWildcard(list, 'example.com'), undefined);
+  assert.equal(matchWildcard(list, 'vip.example.com')?.host, '*.example.com');
+  assert.equal(addresslessTcp.get(443)?.host, 'db.example.com');
 });

@@ -20,9 +20,10 @@
  *   4. TCP and TLS are relayed by the runtime's TCP proxy (`outboundTcp`, runtime/tcp/).
  *      Services without an address are found by name (wildcard-hosts.ts): a virtual host routing to a
  *      wildcard ServiceEntry host with resolution NONE / DYNAMIC_DNS is served with its destination
- *      (original destination / the Host) as the endpoint; TLS to an unknown destination whose SNI a
- *      wildcard host of the port covers is relayed to it; other bytes on the port of an address-less
- *      non-HTTP service (ExternalName) go to its relay (Istio's `0.0.0.0_<port>` TCP listener).
+ *      (original destination / the Host) as the endpoint; TLS to an unknown destination whose SNI an
+ *      address-less host of the port names or covers is relayed to it; other bytes on the port of an
+ *      address-less TCP service (ExternalName, DNS ServiceEntry) go to its relay (Istio's
+ *      `0.0.0.0_<port>` TCP listener).
  *   5. A destination no service means: ALLOW_ANY relays the bytes to it (PassthroughCluster, as Envoy's
  *      virtualOutbound does), except HTTP on a port that has a route table, which that table serves
  *      (Istio's `0.0.0.0_<port>` listener); REGISTRY_ONLY answers HTTP with 502 (BlackHoleCluster)
@@ -168,7 +169,7 @@ interface State {
   tablesByPort: Map<number, string>;
   /** Virtual hosts routing to a wildcard host served per connection (`forward`), by name (wildcard-hosts.ts). */
   wildcardVhosts: Map<string, OutboundService>;
-  /** Wildcard hosts with a relay, by port, most specific first: TLS to an unknown destination is matched by SNI. */
+  /** Address-less hosts with a relay (wildcards, exact TLS hosts), by port, most specific first: TLS to an unknown destination is matched by SNI. */
   wildcardTls: Map<number, OutboundService[]>;
   /** Non-HTTP services without any address (ExternalName): Istio's `0.0.0.0_<port>` TCP listener, first by host. */
   addresslessTcp: Map<number, OutboundService>;
@@ -319,7 +320,7 @@ export class OutboundHandler {
     // Not a known service: Istio's `0.0.0.0_<port>` HTTP listener still serves HTTP by Host.
     const table = state.tablesByPort.get(port);
     if (kind === 'http' && table !== undefined) return this.#http(table, socket, head);
-    // TLS by SNI to a wildcard host of this port; other bytes to an address-less service's relay.
+    // TLS by SNI to an address-less host of this port (exact, then wildcard); other bytes to an address-less TCP service's relay.
     if (kind === 'tls' && sni !== '') {
       const w = matchWildcard(state.wildcardTls.get(port), sni);
       if (w !== undefined) {

@@ -16,6 +16,7 @@ import { normalizeHost } from '../compile/lookup.js';
 
 export interface HostOnlyServices {
   wildcardVhosts: Map<string, OutboundService>;
+  /** Address-less services matched by SNI on their port: exact TLS hosts first, then wildcards, longest first. */
   wildcardTls: Map<number, OutboundService[]>;
   addresslessTcp: Map<number, OutboundService>;
 }
@@ -51,23 +52,27 @@ export function hostOnlyServices(outbound: readonly OutboundService[], tables: r
   const addresslessTcp = new Map<number, OutboundService>();
   for (const s of outbound) {
     const wildcard = s.host.startsWith('*.');
-    if (wildcard && s.tcpRoutes !== null && s.addresses.length === 0) {
+    if (s.addresses.length > 0 || s.tcpRoutes === null) continue;
+    // TLS: by SNI (Istio's filter chains of `0.0.0.0_<port>` by server name), wildcard hosts of any
+    // declared protocol with a relay, exact hosts of TLS ports.
+    if (wildcard || s.protocol === 'TLS') {
       const list = wildcardTls.get(s.port) ?? [];
       list.push(s);
       wildcardTls.set(s.port, list);
     }
-    if (!wildcard && s.addresses.length === 0 && s.tcpRoutes !== null && s.protocol !== 'UNKNOWN' && !addresslessTcp.has(s.port)) addresslessTcp.set(s.port, s);
+    // TCP: Istio's `0.0.0.0_<port>` TCP listener takes every connection on the port (first by host).
+    if (!wildcard && s.protocol === 'TCP' && !addresslessTcp.has(s.port)) addresslessTcp.set(s.port, s);
   }
-  // Longest suffix first: the most specific wildcard wins.
-  for (const list of wildcardTls.values()) list.sort((a, b) => b.host.length - a.host.length);
+  // Exact names first, then the longest suffix: the most specific wins.
+  for (const list of wildcardTls.values()) list.sort((a, b) => Number(a.host.startsWith('*.')) - Number(b.host.startsWith('*.')) || b.host.length - a.host.length);
   return { wildcardVhosts, wildcardTls, addresslessTcp };
 }
 
-/** The first (most specific) wildcard service covering `name`. */
+/** The first (most specific) service naming or, for wildcards, covering `name`. */
 export function matchWildcard(list: readonly OutboundService[] | undefined, name: string): OutboundService | undefined {
   if (list === undefined) return undefined;
   const n = name.toLowerCase().replace(/\.$/, '');
-  return list.find((s) => n.length > s.host.length - 1 && n.endsWith(s.host.slice(1)));
+  return list.find((s) => (s.host.startsWith('*.') ? n.length > s.host.length - 1 && n.endsWith(s.host.slice(1)) : n === s.host));
 }
 
 /**
