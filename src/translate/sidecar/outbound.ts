@@ -429,6 +429,10 @@ function defaultHttpRoute(c: Candidate): Route {
 
 function tcpRoutesFor(env: OutboundEnv, c: Candidate, vs: KubeObject | null): TcpRoute[] {
   const routes: TcpRoute[] = vs !== null ? vsTcpRoutes(env, c, vs, c.protocol === 'TLS' ? 'tls' : 'tcp') : [];
+  // A wildcard host served per connection is relayed straight to its destination (runtime/sidecar/wildcard-hosts.ts).
+  if (c.forward !== undefined && routes.length > 0 && vs !== null) {
+    env.ctx.report('info', 'MG_UNSUPPORTED', vs, `spec.${c.protocol === 'TLS' ? 'tls' : 'tcp'}`, `the ${c.protocol === 'TLS' ? 'tls' : 'tcp'} routes of wildcard host ${c.host} (resolution ${c.forward === 'original-dst' ? 'NONE' : 'DYNAMIC_DNS'}) are not applied on sidecars: its connections go by SNI to ${c.forward === 'original-dst' ? 'their original destination' : 'the name asked for'}`);
+  }
   const catchAll = routes.some((r) => r.matches.some((m) => m.sniHosts.length === 0 && m.destinationSubnets.length === 0 && m.port === null));
   if (!catchAll) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
   return routes;
