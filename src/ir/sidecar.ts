@@ -63,6 +63,14 @@ export interface OutboundService {
    * host, else the default route to `outbound|port||host`). null only when no relay exists.
    */
   tcpRoutes: string | null;
+  /**
+   * A wildcard ServiceEntry host (`*.example.com`) whose cluster has no endpoints of its own: where
+   * the proxy sends each connection (Envoy's ORIGINAL_DST cluster / dynamic forward proxy).
+   * `original-dst` (resolution NONE): the original destination; `dynamic-dns` (DYNAMIC_DNS): the
+   * request's Host (HTTP) or the ClientHello's SNI (TLS), resolved when connecting, on the Host's
+   * port else the service port. Absent for every other service.
+   */
+  forward?: 'original-dst' | 'dynamic-dns';
 }
 
 /** One inbound port of the workload: what arrives at `<pod IP>:<port>` through 15006. */

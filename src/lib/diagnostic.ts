@@ -23,6 +23,7 @@ export type DiagnosticReason =
   | 'MG_SECRET_NOT_FOUND' // a TLS Secret that does not exist
   | 'MG_SECRET_INVALID' // a Secret without usable tls.crt/tls.key
   | 'MG_DUPLICATE_HOST' // two objects claim the same host on one listener
+  | 'MG_ALIAS' // an ExternalName Service served as an alias of the service it names (info)
   | 'MG_DUPLICATE_PATH' // two Ingress paths with the same host, path and pathType (the first wins)
   | 'MG_GATEWAY_NOT_FOUND' // a VirtualService names a Gateway that does not exist or is not selected
   | 'MG_HOST_NOT_IN_GATEWAY' // a VirtualService host that no server of its gateways admits

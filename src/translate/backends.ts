@@ -150,6 +150,14 @@ export function matchesLabels(labels: Record<string, string>, selector: Record<s
   return true;
 }
 
+/** The `spec.externalName` of a Service of type ExternalName (lowercase, no trailing dot); null for other Services. */
+export function externalNameOf(svc: KubeObject): string | null {
+  const spec = obj(svc.body.spec);
+  if (str(spec.type) !== 'ExternalName') return null;
+  const name = (str(spec.externalName) ?? '').trim().toLowerCase().replace(/\.$/, '');
+  return name === '' ? null : name;
+}
+
 interface FoundEndpoint {
   address: string;
   port: number;
@@ -168,6 +176,10 @@ function podServiceAccount(pod: KubeObject | undefined): string | null {
 
 function serviceEndpoints(resources: ResourceSet, svc: KubeObject, sp: ServicePort): FoundEndpoint[] {
   const ns = svc.metadata.namespace;
+  // An ExternalName Service is DNS-resolved (Istio's kube registry): its one endpoint is the
+  // external name on the service port, resolved when connecting.
+  const externalName = externalNameOf(svc);
+  if (externalName !== null) return [{ address: externalName, port: sp.port, ready: true, labels: null }];
   const podsByIp = { get: (ip: string) => resources.podByIp(ns, ip) };
   const slices = resources.endpointSlicesOf(ns, svc.metadata.name);
   if (slices.length > 0) {

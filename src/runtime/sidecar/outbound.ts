@@ -18,6 +18,12 @@
  *      `allow_any` (forwarded as is to the original destination: PassthroughCluster) or `block_all`
  *      (502, REGISTRY_ONLY).
  *   4. TCP and TLS are relayed by the runtime's TCP proxy (`outboundTcp`, runtime/tcp/).
+ *      Services without an address are found by name (wildcard-hosts.ts): a virtual host routing to a
+ *      wildcard ServiceEntry host with resolution NONE / DYNAMIC_DNS is served with its destination
+ *      (original destination / the Host) as the endpoint; TLS to an unknown destination whose SNI an
+ *      address-less host of the port names or covers is relayed to it; other bytes on the port of an
+ *      address-less TCP service (ExternalName, DNS ServiceEntry) go to its relay (Istio's
+ *      `0.0.0.0_<port>` TCP listener).
  *   5. A destination no service means: ALLOW_ANY relays the bytes to it (PassthroughCluster, as Envoy's
  *      virtualOutbound does), except HTTP on a port that has a route table, which that table serves
  *      (Istio's `0.0.0.0_<port>` listener); REGISTRY_ONLY answers HTTP with 502 (BlackHoleCluster)
@@ -48,6 +54,7 @@ import { sniffKind } from './protocol-sniff.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
 import { outboundObserver, outboundTcpObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
 import { localPeerMetadata } from './peer-metadata.js';
+import { hostOnlyServices, matchWildcard, wildcardSnapshot, wildcardTarget } from './wildcard-hosts.js';
 
 /** Default protocol detection timeout for undeclared ports (a server-first protocol is TCP after it). */
 export const DEFAULT_DETECTION_TIMEOUT_MS = 300;
@@ -160,6 +167,12 @@ interface State {
   services: Map<string, OutboundService>;
   /** Ports that have a route table (`0.0.0.0_<port>`), for unknown destinations. */
   tablesByPort: Map<number, string>;
+  /** Virtual hosts routing to a wildcard host served per connection (`forward`), by name (wildcard-hosts.ts). */
+  wildcardVhosts: Map<string, OutboundService>;
+  /** Address-less hosts with a relay (wildcards, exact TLS hosts), by port, most specific first: TLS to an unknown destination is matched by SNI. */
+  wildcardTls: Map<number, OutboundService[]>;
+  /** Non-HTTP services without any address (ExternalName): Istio's `0.0.0.0_<port>` TCP listener, first by host. */
+  addresslessTcp: Map<number, OutboundService>;
 }
 
 export class OutboundHandler {
@@ -175,6 +188,8 @@ export class OutboundHandler {
   /** allow_any: one never-bound listener and pool set per original destination (`ip:port`), in use order. */
   readonly #passthrough = new Map<string, { front: Front; pools: EndpointPools; compiled: CompiledSnapshot }>();
   readonly #blackhole: Front;
+  /** Wildcard hosts: one never-bound table and pool set per virtual host and destination, in use order (wildcard-hosts.ts). */
+  readonly #wildcard = new Map<string, { compiled: CompiledSnapshot; pools: EndpointPools }>();
   /** Sockets being sniffed or relayed by passthrough (closed at close()). */
   readonly #loose = new Set<net.Socket>();
   #state: State | null = null;
@@ -239,6 +254,7 @@ export class OutboundHandler {
     for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(a, s.port), s);
     const tablesByPort = new Map<number, string>();
     for (const l of view.outboundHttp) tablesByPort.set(l.port, l.name);
+    const { wildcardVhosts, wildcardTls, addresslessTcp } = hostOnlyServices(view.outbound, view.outboundHttp, ir.clusters);
     this.#pools.bind(compiled, this.#state?.compiled ?? null);
     this.#tcp.syncUnbound(view.outboundTcp, compiled, this.#drainMs);
     const byName = new Map(compiled.listeners.map((l) => [l.name, l]));
@@ -251,7 +267,7 @@ export class OutboundHandler {
       }
     }
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
-    this.#state = { view, ir: outIr, compiled, services, tablesByPort };
+    this.#state = { view, ir: outIr, compiled, services, tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp };
     this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
     // Istio's metadata exchange (HTTP headers, TCP preamble) of this proxy, encoded once per view (peer-metadata.ts).
     this.#env.peerMetadata = localPeerMetadata(view.proxy, this.#clusterId);
@@ -262,6 +278,9 @@ export class OutboundHandler {
       p.front.drain(this.#drainMs);
       void p.pools.close(this.#drainMs);
     }
+    // Per-destination tables of wildcard hosts are rebuilt from the new view on demand.
+    for (const w of this.#wildcard.values()) void w.pools.close(this.#drainMs);
+    this.#wildcard.clear();
   }
 
   /** A connection accepted on the outbound listener. */
@@ -301,6 +320,19 @@ export class OutboundHandler {
     // Not a known service: Istio's `0.0.0.0_<port>` HTTP listener still serves HTTP by Host.
     const table = state.tablesByPort.get(port);
     if (kind === 'http' && table !== undefined) return this.#http(table, socket, head);
+    // TLS by SNI to an address-less host of this port (exact, then wildcard); other bytes to an address-less TCP service's relay.
+    if (kind === 'tls' && sni !== '') {
+      const w = matchWildcard(state.wildcardTls.get(port), sni);
+      if (w !== undefined) {
+        if (w.forward === undefined) return this.#relay(w.tcpRoutes!, socket, sni, alpn, head, 'tls');
+        this.counters.tls++;
+        return this.#passthroughRelay(socket, w.forward === 'dynamic-dns' ? sni : address, port, head, `outbound|${port}||${w.host}`);
+      }
+    }
+    if (kind !== 'http') {
+      const t = state.addresslessTcp.get(port);
+      if (t !== undefined && t.tcpRoutes !== null) return this.#relay(t.tcpRoutes, socket, sni, alpn, head, kind === 'tls' ? 'tls' : 'tcp');
+    }
     if (state.view.outboundTrafficPolicy === 'REGISTRY_ONLY') {
       this.counters.blackhole++;
       if (kind === 'http') return this.#blackhole.accept(socket, head);
@@ -327,21 +359,57 @@ export class OutboundHandler {
     const listener = front.compiled;
     if (front.draining) d.closeAfterResponse();
     try {
-      if (listener.name !== BLACKHOLE && !listener.name.startsWith(PASSTHROUGH) && this.#state?.view.outboundTrafficPolicy === 'ALLOW_ANY') {
+      const state = this.#state;
+      if (listener.name !== BLACKHOLE && !listener.name.startsWith(PASSTHROUGH) && state !== null && (state.view.outboundTrafficPolicy === 'ALLOW_ANY' || state.wildcardVhosts.size > 0)) {
         const chain = listener.defaultChain;
         const authority = d.http2 ? d.header(':authority') ?? d.header('host') : d.header('host');
-        if (chain !== null && authority !== null && selectVirtualHost(chain, normalizeHost(authority)) === null) {
+        const vhost = chain !== null && authority !== null ? selectVirtualHost(chain, normalizeHost(authority)) : undefined;
+        if (vhost === null && state.view.outboundTrafficPolicy === 'ALLOW_ANY') {
           const pt = this.#passthroughFront(plainAddress(d.localAddress), d.localPort);
           if (pt !== null) {
             this.counters.passthrough++;
             return handleRequest(this.#env, pt.compiled, d);
           }
         }
+        // A wildcard host: its routes with the destination of this request (wildcard-hosts.ts).
+        const w = vhost != null && state.wildcardVhosts.size > 0 ? state.wildcardVhosts.get(vhost.name) : undefined;
+        if (w !== undefined) {
+          // Nothing to reach (no Host name, the proxy itself): the table's own cluster has no endpoints, 503 UH.
+          const l = this.#wildcardListener(state, vhost!.name, w, authority!, d);
+          if (l !== null) return handleRequest(this.#env, l, d);
+        }
       }
       handleRequest(this.#env, listener, d);
     } catch (err) {
       internalFailure(d, err, 'request path');
     }
+  }
+
+  /** The table of wildcard host `svc` for this request's destination (original or the Host asked for); null when there is none to reach. */
+  #wildcardListener(state: State, vhostName: string, svc: OutboundService, authority: string, d: Downstream): CompiledListener | null {
+    const target = wildcardTarget(svc, authority, plainAddress(d.localAddress), d.localPort);
+    if (target === null || (svc.forward === 'original-dst' && this.#isSelf(target.address, target.port))) return null;
+    const k = `${vhostName}|${target.address}|${target.port}`;
+    let hit = this.#wildcard.get(k);
+    if (hit !== undefined) {
+      this.#wildcard.delete(k);
+      this.#wildcard.set(k, hit);
+      return hit.compiled.listeners[0] ?? null;
+    }
+    const ir = wildcardSnapshot(state.ir, vhostName, svc, target);
+    if (ir === null) return null;
+    const compiled = compileSnapshot(ir);
+    asSidecarOutbound(compiled.listeners[0]);
+    const pools = new EndpointPools(this.#poolOptions);
+    pools.bind(compiled, null);
+    hit = { compiled, pools };
+    this.#wildcard.set(k, hit);
+    if (this.#wildcard.size > PASSTHROUGH_LIMIT) {
+      const [oldKey, old] = this.#wildcard.entries().next().value as [string, { pools: EndpointPools }];
+      this.#wildcard.delete(oldKey);
+      void old.pools.close(this.#drainMs);
+    }
+    return compiled.listeners[0];
   }
 
   /** allow_any for HTTP: a never-bound listener forwarding every request to `address:port` (PassthroughCluster). */
@@ -373,12 +441,12 @@ export class OutboundHandler {
   }
 
   /** ALLOW_ANY for anything but HTTP on a known port: the bytes are relayed to the original destination. */
-  #passthroughRelay(client: net.Socket, address: string, port: number, head: Buffer): void {
-    this.counters.passthrough++;
+  #passthroughRelay(client: net.Socket, address: string, port: number, head: Buffer, cluster?: string): void {
+    if (cluster === undefined) this.counters.passthrough++;
     const obs = this.#tcpObserver === null ? null : new TcpRecord('virtualOutbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
     if (obs !== null) {
-      obs.route = 'PassthroughCluster';
-      obs.cluster = 'PassthroughCluster';
+      obs.route = cluster ?? 'PassthroughCluster';
+      obs.cluster = cluster ?? 'PassthroughCluster';
       obs.upstreamHost = socketAddress(address, port);
       obs.opened = true;
       this.#tcpObserver!.observeTcp(obs, 'open');
@@ -491,8 +559,9 @@ export class OutboundHandler {
     for (const p of this.#passthrough.values()) p.front.drain(graceMs);
     for (const s of this.#loose) s.destroy();
     await this.#tcp.close(graceMs);
-    await Promise.all([this.#pools.close(Math.min(graceMs, 1000)), ...[...this.#passthrough.values()].map((p) => p.pools.close(Math.min(graceMs, 1000)))]);
+    await Promise.all([this.#pools.close(Math.min(graceMs, 1000)), ...[...this.#passthrough.values(), ...this.#wildcard.values()].map((p) => p.pools.close(Math.min(graceMs, 1000)))]);
     this.#passthrough.clear();
+    this.#wildcard.clear();
   }
 }
 

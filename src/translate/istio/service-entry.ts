@@ -165,6 +165,9 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
       const address = str(weSpec.address);
       if (address) found2.push({ address, port: targetOf(weSpec), labels });
     }
+  } else if (env.mesh !== undefined && fqdn.startsWith('*') && (resolution === 'NONE' || resolution === 'DYNAMIC_DNS')) {
+    // A sidecar sends a wildcard host's connections to their original destination (NONE) or to the
+    // name asked for (DYNAMIC_DNS) per connection (runtime/sidecar/outbound.ts): no endpoints here.
   } else if (resolution !== 'STATIC') {
     if (resolution === 'NONE') ctx.report('info', 'MG_UNSUPPORTED', se, 'spec.resolution', `resolution NONE forwards to the original destination, which a gateway does not have; ${fqdn} is resolved by DNS instead`);
     found2.push({ address: fqdn, port: port.targetPort ?? port.number, labels: {} });

@@ -2,11 +2,14 @@
  * A sidecar's outbound side (reference/mesh.md §2.7, §2.8, §2.10): the service ports it may call,
  * their per-port HTTP route tables and their TCP/TLS relays. PURE.
  *
- * - Service ports: every Kubernetes Service port (not UDP/SCTP, not ExternalName) and ServiceEntry
+ * - Service ports: every Kubernetes Service port (not UDP/SCTP) and ServiceEntry
  *   host/port exported to the proxy's namespace and admitted by the Sidecar's `egress[].hosts`.
  *   A ServiceEntry host equal to an earlier service's is ignored (reported).
  * - Addresses: cluster IPs; for headless Services and ServiceEntries without `addresses`, the
- *   endpoint IPs.
+ *   endpoint IPs. An ExternalName Service has none (Istio: resolution DNS, address 0.0.0.0): its
+ *   HTTP ports are reached by Host on the port's table (kube-dns answers the name with a CNAME to
+ *   the external name, so the original destination is the external host's address), its cluster's
+ *   endpoint is the external name, resolved when connecting.
  * - VirtualServices that apply: `gateways` empty or naming `mesh`, exported to the proxy's
  *   namespace, hosts (relative to the VirtualService's namespace) admitted by the Sidecar. Per
  *   service host the first one naming or covering it (wildcard hosts) wins, in Istio's order:
@@ -26,7 +29,7 @@ import type { KubeObject } from '../../resources/types.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import { compareByCreation } from '../../resources/resource-set.js';
 import { arr, num, obj, str, strMap, type Obj } from '../../lib/unknown.js';
-import { CLUSTER_DOMAIN, matchesLabels, serviceFqdn } from '../backends.js';
+import { CLUSTER_DOMAIN, externalNameOf, matchesLabels, serviceFqdn } from '../backends.js';
 import { sourceOf, type TranslateContext } from '../types.js';
 import { domainMatch } from '../merge/listeners.js';
 import type { DestinationRuleIndex } from '../istio/destination-rules.js';
@@ -69,6 +72,10 @@ interface Candidate {
   cluster: string;
   /** A passthrough service for DNS (headless Service, ServiceEntry resolution NONE): its name answers its endpoint IPs. */
   passthrough: boolean;
+  /** Wildcard ServiceEntry hosts served per connection (OutboundService.forward). */
+  forward?: 'original-dst' | 'dynamic-dns';
+  /** ExternalName Services: the external name (lowercase, no trailing dot). */
+  externalName?: string;
 }
 
 export interface OutboundResult {
@@ -80,7 +87,7 @@ export interface OutboundResult {
 }
 
 export function translateOutbound(env: OutboundEnv): OutboundResult {
-  const candidates = visibleServicePorts(env);
+  const { candidates, aliases } = externalNameAliases(env, visibleServicePorts(env));
   for (const c of candidates) c.cluster = destinationCluster(routeEnv(env, c.obj, c.port), { host: c.host, port: { number: c.port } }, c.field);
   const vss = meshVirtualServices(env);
   // Exact host -> VirtualServices naming it, in the order of `vss`.
@@ -108,7 +115,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
   for (const c of candidates) {
     const vs = chosen.get(c.host) ?? null;
     const cluster = env.ctx.getCluster(c.cluster);
-    if (env.dns) {
+    if (env.dns && c.forward === undefined) {
       const kube = c.kube ? { name: c.obj.metadata.name, namespace: c.namespace } : null;
       const publishNotReady = c.kube && obj(c.obj.body.spec).publishNotReadyAddresses === true;
       names.add(c.host, kube, c.vips, c.passthrough, () => (cluster ? cluster.endpoints.filter((e) => e.ready || publishNotReady).map((e) => e.address) : []));
@@ -123,7 +130,8 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
       httpRoutes = `outbound_${c.port}`;
       let taken = domainsTaken.get(c.port);
       if (!taken) domainsTaken.set(c.port, (taken = new Set()));
-      const domains = vhostDomains(c.host, c.port, env.namespace, c.kube, c.vips, c.kube && c.endpointAddresses).filter((d) => !taken.has(d));
+      const aliasDomains = (aliases.get(c.host) ?? []).flatMap((a) => vhostDomains(a, c.port, env.namespace, true, []));
+      const domains = [...new Set([...vhostDomains(c.host, c.port, env.namespace, c.kube, c.vips, c.kube && c.endpointAddresses), ...aliasDomains])].filter((d) => !taken.has(d));
       for (const d of domains) taken.add(d);
       const routes = httpRoutesFor(env, c, vs, routeCache);
       let list = httpByPort.get(c.port);
@@ -135,7 +143,7 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
       tcpRoutes = `outbound_${c.port}_tcp_${c.host}`;
       outboundTcp.push({ name: tcpRoutes, address: '0.0.0.0', port: c.port, externalPort: c.port, protocol: c.protocol === 'TLS' ? 'TLS' : 'TCP', routes: tcpRoutesFor(env, c, vs), tlsChains: [] });
     }
-    outbound.push({ host: c.host, namespace: c.namespace, port: c.port, protocol: c.protocol, addresses, httpRoutes, tcpRoutes });
+    outbound.push({ host: c.host, namespace: c.namespace, port: c.port, protocol: c.protocol, addresses, httpRoutes, tcpRoutes, ...(c.forward !== undefined ? { forward: c.forward } : {}) });
   }
   const outboundHttp: Listener[] = [...httpByPort.entries()]
     .sort((a, b) => a[0] - b[0])
@@ -168,12 +176,15 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
     if (!exportedTo(exportToOf(svc, env.exportTo), ns, namespace)) continue;
     const spec = obj(svc.body.spec);
     const host = serviceFqdn(svc.metadata.name, ns);
-    if (str(spec.type) === 'ExternalName') {
-      if (egressAdmits(scope, ns, host, null)) ctx.report('info', 'MG_UNSUPPORTED', svc, 'spec.type', 'ExternalName Services are not served on sidecars yet (use a ServiceEntry with resolution DNS)');
+    // ExternalName: a DNS-resolved service (Istio's kube registry): no VIP, its endpoint is the
+    // external name on each service port (backends.ts); HTTP reaches it by Host on the port's table.
+    const externalName = str(spec.type) === 'ExternalName';
+    if (externalName && externalNameOf(svc) === null) {
+      if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_MISSING_FIELD', svc, 'spec.externalName', 'an ExternalName Service needs spec.externalName; it is not served on sidecars');
       continue;
     }
-    const clusterIps = [...arr(spec.clusterIPs).map(str), str(spec.clusterIP)].filter((x): x is string => x !== undefined && x !== '' && x !== 'None');
-    const headless = str(spec.clusterIP) === 'None';
+    const clusterIps = externalName ? [] : [...arr(spec.clusterIPs).map(str), str(spec.clusterIP)].filter((x): x is string => x !== undefined && x !== '' && x !== 'None');
+    const headless = !externalName && str(spec.clusterIP) === 'None';
     arr(spec.ports).forEach((p, i) => {
       const po = obj(p);
       const port = num(po.port);
@@ -183,7 +194,7 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
       if (!egressAdmits(scope, ns, host, port)) return;
       const key = `${host}|${port}`;
       if (seen.has(key)) return;
-      const c: Candidate = { host, namespace: ns, port, protocol, vips: [...new Set(clusterIps)].sort(), endpointAddresses: headless, kube: true, obj: svc, field: `spec.ports[${i}]`, cluster: '', passthrough: headless };
+      const c: Candidate = { host, namespace: ns, port, protocol, vips: [...new Set(clusterIps)].sort(), endpointAddresses: headless, kube: true, obj: svc, field: `spec.ports[${i}]`, cluster: '', passthrough: headless, ...(externalName ? { externalName: externalNameOf(svc)! } : {}) };
       seen.set(key, c);
       out.push(c);
     });
@@ -197,9 +208,22 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
     arr(spec.hosts).forEach((h, k) => {
       const host = (str(h) ?? '').toLowerCase().replace(/\.$/, '');
       if (host === '') return;
+      let forward: Candidate['forward'];
       if (host.includes('*')) {
-        if (egressAdmits(scope, ns, host, null)) ctx.report('info', 'MG_UNSUPPORTED', se, `spec.hosts[${k}]`, `wildcard host ${host} is not routed by sidecars yet: its traffic follows the outbound traffic policy (passthrough with ALLOW_ANY)`);
-        return;
+        if (host === '*' || !host.startsWith('*.') || host.slice(2).includes('*')) {
+          if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_INVALID_FIELD', se, `spec.hosts[${k}]`, `host ${JSON.stringify(host)} is not a valid ServiceEntry host (a wildcard host is *.suffix); not served on sidecars`);
+          return;
+        }
+        // Istio: a wildcard host's traffic goes to the original destination (NONE) or to the name
+        // asked for (DYNAMIC_DNS); DNS resolution needs endpoints (validation: a wildcard is not a
+        // name to resolve); STATIC and DNS with endpoints are served by their endpoints.
+        const hasEndpoints = arr(spec.endpoints).length > 0 || (spec.workloadSelector !== undefined && spec.workloadSelector !== null);
+        if (resolution === 'NONE' && !hasEndpoints) forward = 'original-dst';
+        else if (resolution === 'DYNAMIC_DNS') forward = 'dynamic-dns';
+        else if ((resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && !hasEndpoints) {
+          if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_INVALID_FIELD', se, 'spec.resolution', `wildcard host ${host} with resolution ${resolution} and no endpoints has nothing to resolve (Istio: use DYNAMIC_DNS or NONE); not served on sidecars`);
+          return;
+        }
       }
       arr(spec.ports).forEach((p) => {
         const po = obj(p);
@@ -216,14 +240,58 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
         }
         // A VIP auto-allocated for DNS proxying (dns.ts) stands where `addresses` would: routing
         // matches it, the DNS proxy answers it.
-        const vips = addresses.length > 0 ? [...addresses].sort() : env.dns?.autoAllocate ? proxyAutoVips(autoAllocatedAddresses(resources).get(`${ns}/${host}`), env.dns.podIps) : [];
-        const c: Candidate = { host, namespace: ns, port, protocol, vips, endpointAddresses: addresses.length === 0, kube: false, obj: se, field: `spec.hosts[${k}]`, cluster: '', passthrough: resolution === 'NONE' };
+        const vips = addresses.length > 0 ? [...addresses].sort() : env.dns?.autoAllocate && forward === undefined ? proxyAutoVips(autoAllocatedAddresses(resources).get(`${ns}/${host}`), env.dns.podIps) : [];
+        const c: Candidate = { host, namespace: ns, port, protocol, vips, endpointAddresses: addresses.length === 0 && forward === undefined, kube: false, obj: se, field: `spec.hosts[${k}]`, cluster: '', passthrough: resolution === 'NONE' && forward === undefined, ...(forward !== undefined ? { forward } : {}) };
         seen.set(key, c);
         out.push(c);
       });
     });
   }
   return out;
+}
+
+/**
+ * ExternalName Services whose external name is a service this proxy sees (a Service FQDN or an exact
+ * ServiceEntry host) are aliases of it, as Istio serves them (ENABLE_EXTERNAL_NAME_ALIAS, on by
+ * default since 1.21): their names join the concrete service's virtual hosts on every port of it
+ * (its VirtualService, DestinationRule and mTLS apply), and they get nothing of their own. Others
+ * stay DNS-resolved services of their own (Istio's behaviour before aliases): `aliases` maps a
+ * concrete host to the FQDNs of its aliases, through chains of ExternalNames.
+ */
+function externalNameAliases(env: OutboundEnv, all: Candidate[]): { candidates: Candidate[]; aliases: Map<string, string[]> } {
+  const concrete = new Set(all.filter((c) => c.externalName === undefined).map((c) => c.host));
+  // Every ExternalName the proxy sees, with ports or without (an alias needs none).
+  const next = new Map<string, string>();
+  const objs = new Map<string, KubeObject>();
+  for (const svc of env.resources.ofKind('Service')) {
+    const name = svc.apiVersion === 'v1' ? externalNameOf(svc) : null;
+    if (name === null) continue;
+    const ns = svc.metadata.namespace;
+    const host = serviceFqdn(svc.metadata.name, ns);
+    if (!exportedTo(exportToOf(svc, env.exportTo), ns, env.namespace) || !egressAdmits(env.scope, ns, host, null)) continue;
+    next.set(host, name);
+    objs.set(host, svc);
+  }
+  const aliases = new Map<string, string[]>();
+  const aliased = new Set<string>();
+  for (const [alias, first] of next) {
+    let target = first;
+    const seen = new Set([alias]);
+    while (next.has(target) && !seen.has(target)) {
+      seen.add(target);
+      target = next.get(target)!;
+    }
+    if (!concrete.has(target)) continue;
+    aliased.add(alias);
+    const list = aliases.get(target) ?? [];
+    list.push(alias);
+    aliases.set(target, list.sort());
+  }
+  for (const alias of [...aliased].sort()) {
+    const target = [...aliases].find(([, l]) => l.includes(alias))?.[0];
+    env.ctx.report('info', 'MG_ALIAS', objs.get(alias)!, 'spec.externalName', `ExternalName ${alias} is an alias of ${target} (Istio): its requests are routed as that service's, on that service's ports; its own ports, VirtualServices and DestinationRules do not apply`);
+  }
+  return { candidates: all.filter((c) => !aliased.has(c.host)), aliases };
 }
 
 /**
@@ -361,6 +429,10 @@ function defaultHttpRoute(c: Candidate): Route {
 
 function tcpRoutesFor(env: OutboundEnv, c: Candidate, vs: KubeObject | null): TcpRoute[] {
   const routes: TcpRoute[] = vs !== null ? vsTcpRoutes(env, c, vs, c.protocol === 'TLS' ? 'tls' : 'tcp') : [];
+  // A wildcard host served per connection is relayed straight to its destination (runtime/sidecar/wildcard-hosts.ts).
+  if (c.forward !== undefined && routes.length > 0 && vs !== null) {
+    env.ctx.report('info', 'MG_UNSUPPORTED', vs, `spec.${c.protocol === 'TLS' ? 'tls' : 'tcp'}`, `the ${c.protocol === 'TLS' ? 'tls' : 'tcp'} routes of wildcard host ${c.host} (resolution ${c.forward === 'original-dst' ? 'NONE' : 'DYNAMIC_DNS'}) are not applied on sidecars: its connections go by SNI to ${c.forward === 'original-dst' ? 'their original destination' : 'the name asked for'}`);
+  }
   const catchAll = routes.some((r) => r.matches.some((m) => m.sniHosts.length === 0 && m.destinationSubnets.length === 0 && m.port === null));
   if (!catchAll) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
   return routes;
