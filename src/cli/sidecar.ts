@@ -340,9 +340,13 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   // the proxy idles. lib/heap.ts: one memory-reducing collection 2 s after the last change, while the
   // live heap is small (a sidecar's is: a few MiB), else plain full collections; never per request.
   const settled = () => compactHeapSoon(2000, 'small-heap');
-  // And after a burst of traffic, once the proxy is idle again (runtime/sidecar/idle-memory.ts).
+  // And after a burst of traffic, once the proxy is idle again (runtime/sidecar/idle-memory.ts):
+  // plain full collections. The memory-reducing one also drops compiled code, and the next burst
+  // then cost 10-40 % more CPU until it was compiled again (bench:sidecar, round 2 after an idle
+  // period, 7 of 7 runs; plain collections: +5 % on average, 3 runs); they keep 1-5 MiB more after a
+  // burst (65-69 MiB 3 s after 500 req/s, docs/benchmarks.md).
   const { compactAfterTraffic } = await import('../runtime/sidecar/idle-memory.js');
-  stops.push(compactAfterTraffic({ compact: () => compactHeapSoon(0, 'small-heap') }));
+  stops.push(compactAfterTraffic({ compact: () => compactHeapSoon(0, 'never') }));
   // The workload certificate now: also the config push's client certificate (an alternative to the token).
   let workloadCert: { certChainPem: string; keyPem: string } | null = null;
   // Identity first (in the background: readiness says 503 meanwhile).

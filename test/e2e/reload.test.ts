@@ -72,7 +72,15 @@ describe('hot reload', () => {
     writeConfig(dir, 'app.yaml', vs('green'));
     // The previous test left green (with /new) serving: wait for this write itself to be served.
     await waitFor(async () => (await who()) === 'green' && (await get(url('/new'), { host: 'app.example.com' })).json?.name === 'green', 2000, 'green without /new');
-    const before = JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body).version as string;
+    // The version once it holds still (an in-place write can be seen as two changes, reloaded apart).
+    const version = async () => JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body).version as string;
+    let before = await version();
+    for (let stable = 0; stable < 3; ) {
+      await new Promise((r) => setTimeout(r, 200));
+      const v = await version();
+      stable = v === before ? stable + 1 : 0;
+      before = v;
+    }
     writeConfig(dir, 'app.yaml', 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: app\n  broken: [');
     await waitFor(async () => {
       const d = JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/diagnostics`)).body) as { diagnostics: { reason: string; file: string | null }[] };

@@ -6,8 +6,9 @@
  * stayed at 100 MiB, 5 s after a 500 req/s burst, against 65 MiB before it). So: every `intervalMs` (3 s),
  * when this process spent at least `busyRatio` of a CPU in the previous interval and less than
  * `idleRatio` in the last one (traffic stopped), and V8's committed heap grew by `growthBytes` since
- * the last compaction, `compact` runs once (the sidecar passes lib/heap.ts `compactHeapSoon`, the
- * memory-reducing collection). No cost per request; one timer (unref'd), one `cpuUsage` and one
+ * the last compaction, `compact` runs once (the sidecar passes lib/heap.ts `compactHeapSoon` with
+ * plain full collections: the memory-reducing one also drops compiled code, which the next burst
+ * paid for; src/cli/sidecar.ts). No cost per request; one timer (unref'd), one `cpuUsage` and one
  * `getHeapStatistics` per interval; nothing runs under steady traffic.
  */
 import v8 from 'node:v8';
