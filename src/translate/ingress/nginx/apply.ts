@@ -92,20 +92,18 @@ export function applyNginxToRoute(route: Route, cfg: NginxIngressConfig, path: s
   const out: Route = { ...route, action, requestHeaders, responseHeaders, cors: cfg.cors };
   const maxBody = cfg.maxBodyBytes === 0 ? null : cfg.maxBodyBytes;
   // Every Ingress route sends ingress-nginx's upstream headers (X-Real-IP, X-Forwarded-Port...).
-  {
-    out.filters = {
-      maxRequestBodyBytes: maxBody,
-      requestLimit: cfg.limit === null ? null : { zone, ...cfg.limit, status: limitStatus, ...(globals.limitConnStatus !== undefined && globals.limitConnStatus !== limitStatus && cfg.limit.maxConcurrent !== null ? { concurrencyStatus: globals.limitConnStatus } : {}) },
-      sourceRanges: cfg.allow.length > 0 || cfg.deny.length > 0 ? { allow: cfg.allow, deny: cfg.deny } : null,
-      basicAuth: cfg.basicAuth,
-    };
-    if (realIp !== null) out.filters.clientAddress = realIp;
-    // The auth cache is per location in nginx (server name + auth location): here per route.
-    if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth.cache === undefined ? cfg.externalAuth : { ...cfg.externalAuth, cache: { ...cfg.externalAuth.cache, zone: route.name } };
-    if (cfg.locationRewrite !== null) out.filters.locationRewrite = cfg.locationRewrite;
-    if (globals.replaceForwardedFor === true) out.filters.forwardedFor = 'replace';
-    out.filters.nginxProxyHeaders = { trustForwarded: globals.useForwardedHeaders === true, host: globals.useForwardedHeaders === true && cfg.upstreamVhost === null };
-  }
+  out.filters = {
+    maxRequestBodyBytes: maxBody,
+    requestLimit: cfg.limit === null ? null : { zone, ...cfg.limit, status: limitStatus, ...(globals.limitConnStatus !== undefined && globals.limitConnStatus !== limitStatus && cfg.limit.maxConcurrent !== null ? { concurrencyStatus: globals.limitConnStatus } : {}) },
+    sourceRanges: cfg.allow.length > 0 || cfg.deny.length > 0 ? { allow: cfg.allow, deny: cfg.deny } : null,
+    basicAuth: cfg.basicAuth,
+  };
+  if (realIp !== null) out.filters.clientAddress = realIp;
+  // The auth cache is per location in nginx (server name + auth location): here per route.
+  if (cfg.externalAuth !== null) out.filters.externalAuth = cfg.externalAuth.cache === undefined ? cfg.externalAuth : { ...cfg.externalAuth, cache: { ...cfg.externalAuth.cache, zone: route.name } };
+  if (cfg.locationRewrite !== null) out.filters.locationRewrite = cfg.locationRewrite;
+  if (globals.replaceForwardedFor === true) out.filters.forwardedFor = 'replace';
+  out.filters.nginxProxyHeaders = { trustForwarded: globals.useForwardedHeaders === true, host: globals.useForwardedHeaders === true && cfg.upstreamVhost === null };
   return out;
 }
 
