@@ -198,7 +198,7 @@ export class RequestMetrics {
   /** Requests counted under connection-fixed labels (`RequestRecord.meshLabels`), by every label value. */
   readonly #mesh = new Map<string, { labels: Labels; cell: Cell }>();
   /** The same series by label object, then by the per-request values (`status\0flags\0protocol\0grpc`). */
-  readonly #meshByLabels = new WeakMap<object, Map<string, { labels: Labels; cell: Cell }>>();
+  readonly #meshByLabels = new WeakMap<object, Map<number, { labels: Labels; cell: Cell }>>();
   readonly #meshTcp = new Map<string, { labels: Labels; opened: number; closed: number; sent: number; received: number }>();
   /** Where upstream pool gauges are read from at scrape time. */
   #runtime: { readonly current: CompiledSnapshot | null; connectionCounts?(): Promise<{ listener: string; active: number }[]> } | null = null;
@@ -233,13 +233,7 @@ export class RequestMetrics {
     // destination_* labels, as istio_stats fills them from the upstream peer).
     if (rec.upstreamPeerMetadata !== null && this.destinationPeer !== null) group = this.#peerGroup(group, rec.upstreamPeerMetadata, this.destinationPeer);
     const flags = rec.flags;
-    let fid = this.#flagIds.get(flags);
-    if (fid === undefined) {
-      fid = this.#flagIds.size;
-      this.#flagIds.set(flags, fid);
-    }
-    // status (0-999) x flags x protocol (http or not) x gRPC status ('' or 0-16): one number.
-    const key = ((rec.status * 4096 + fid) * 2 + (rec.protocol === 'http' ? 0 : 1)) * 18 + (rec.grpcStatus === '' ? 0 : Number(rec.grpcStatus) + 1);
+    const key = this.#requestKey(rec);
     let cell = group.cells.get(key);
     if (cell === undefined) {
       cell = new Cell(rec.status, flags, rec.protocol, rec.grpcStatus);
@@ -259,16 +253,27 @@ export class RequestMetrics {
     cell.responseBytes.observe(rec.bytesSent);
   }
 
+  /** status (0-999) x flags x protocol (http or not) x gRPC status ('' or 0-16): one number. */
+  #requestKey(rec: RequestRecord): number {
+    const flags = rec.flags;
+    let fid = this.#flagIds.get(flags);
+    if (fid === undefined) {
+      fid = this.#flagIds.size;
+      this.#flagIds.set(flags, fid);
+    }
+    return ((rec.status * 4096 + fid) * 2 + (rec.protocol === 'http' ? 0 : 1)) * 18 + (rec.grpcStatus === '' ? 0 : Number(rec.grpcStatus) + 1);
+  }
+
   /** A request counted under labels its connection fixed (a sidecar's inbound side: `reporter="destination"`). */
   #observeMesh(rec: RequestRecord, labels: Readonly<Record<string, string>>): void {
     // Label objects are made once per connection or endpoint: their series are found by the object
     // and the per-request values, without joining every label value for each request.
     let byRequest = this.#meshByLabels.get(labels);
     if (byRequest === undefined) this.#meshByLabels.set(labels, (byRequest = new Map()));
-    const perRequest = `${rec.status}\0${rec.flags}\0${rec.protocol}\0${rec.grpcStatus}`;
+    const perRequest = this.#requestKey(rec);
     let m = byRequest.get(perRequest);
     if (m === undefined) {
-      const key = `${meshKey(labels)}\0${perRequest}`;
+      const key = `${meshKey(labels)}\0${rec.status}\0${rec.flags}\0${rec.protocol}\0${rec.grpcStatus}`;
       m = this.#mesh.get(key);
       if (m === undefined) {
         const all: Labels = { ...labels, request_protocol: rec.protocol, response_code: String(rec.status), grpc_response_status: rec.grpcStatus, response_flags: rec.flags };

@@ -381,8 +381,11 @@ export class H1Client implements UpstreamClient {
     const o = this.options;
     let socket: net.Socket;
     const t = o.tls;
+    // Reads land in one shared buffer and are copied out (see `READ_BUFFER`).
+    const link: ReadLink = { conn: null };
+    const onread: net.OnReadOpts = { buffer: READ_BUFFER, callback: onSocketRead.bind(link) };
     if (t === null) {
-      socket = net.connect({ host: o.host, port: o.port, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) });
+      socket = net.connect({ host: o.host, port: o.port, onread, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) });
     } else if (t.failure !== null) {
       // Unreadable TLS files: never fall back to plaintext; every connection fails.
       socket = new net.Socket();
@@ -392,14 +395,14 @@ export class H1Client implements UpstreamClient {
         // ISTIO_MUTUAL: the workload certificate current now (or why there is none).
         const options = t.perConnection === null ? t.options : t.perConnection();
         if (options instanceof Error) throw options;
-        socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['http/1.1'], session: this.#session, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) });
+        socket = tls.connect({ ...options, host: o.host, port: o.port, ALPNProtocols: t.alpn ?? ['http/1.1'], session: this.#session, onread, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) } as tls.ConnectionOptions);
       } catch (err) {
         // Options OpenSSL refuses (a malformed PEM): the connection fails with that error.
         socket = new net.Socket();
         process.nextTick(destroyWith, socket, err as Error);
       }
     }
-    this.#adopt(socket, true);
+    link.conn = this.#adopt(socket, true, true);
   }
 
   /**
@@ -407,14 +410,15 @@ export class H1Client implements UpstreamClient {
    * HTTP/1.1 for an HTTP/2 client).
    */
   adopt(socket: net.Socket): void {
-    this.#adopt(socket, false);
+    this.#adopt(socket, false, false);
   }
 
-  #adopt(socket: net.Socket, connecting: boolean): void {
+  /** `userBuffer`: the socket reads through `onSocketRead` (`onread`), not 'data' events. */
+  #adopt(socket: net.Socket, connecting: boolean, userBuffer: boolean): H1Connection {
     const conn = new H1Connection(this, socket, this.options.keepAliveTimeoutMs);
     this.#all.add(conn);
     this.stats.connected++;
-    socket.on('data', onSocketData.bind(conn));
+    if (!userBuffer) socket.on('data', onSocketData.bind(conn));
     socket.on('end', onSocketEnd.bind(conn));
     socket.on('error', onSocketError.bind(conn));
     socket.on('close', onSocketClose.bind(conn, this.#onConnectionClose));
@@ -423,7 +427,7 @@ export class H1Client implements UpstreamClient {
     if (isTls) socket.on('session', (s: Buffer) => (this.#session = s));
     if (!connecting) {
       this.#connected(conn);
-      return;
+      return conn;
     }
     this.#connecting++;
     if (this.options.connectTimeoutMs > 0) socket.setTimeout(this.options.connectTimeoutMs);
@@ -431,6 +435,7 @@ export class H1Client implements UpstreamClient {
       this.#connecting--;
       this.#connected(conn);
     });
+    return conn;
   }
 
   #connected(conn: H1Connection): void {
@@ -728,6 +733,29 @@ export class H1Client implements UpstreamClient {
 
 function destroyWith(socket: net.Socket, err: Error): void {
   socket.destroy(err);
+}
+
+/**
+ * Where the client's own sockets read (`onread`): Node reads into this one buffer instead of a new
+ * allocation per read, and hands it over without the Readable stream's push/'data'/read-more steps
+ * (a response is usually one read). Each read is copied out at once into a pooled Buffer (what the
+ * parser and the handlers get may outlive the read: a body chunk queued on a slow downstream), so
+ * one buffer serves every socket of the process.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+interface ReadLink {
+  conn: H1Connection | null;
+}
+
+/** Always true: backpressure pauses the socket itself (`socket.pause()`, which stops `onread` reads too). */
+function onSocketRead(this: ReadLink, n: number, buf: Uint8Array): boolean {
+  const conn = this.conn;
+  if (conn === null) return true;
+  const chunk = Buffer.allocUnsafe(n);
+  chunk.set(buf.subarray(0, n));
+  onSocketData.call(conn, chunk);
+  return true;
 }
 
 // Socket listeners, bound once per connection (`this` is the H1Connection).
