@@ -693,6 +693,11 @@ function drainTcp(rec: ListenerRecord, graceMs: number): Promise<void> {
 /** A never-bound relay left the snapshot: its connections may finish for `graceMs`, then are closed. */
 function drainUnbound(rec: ListenerRecord, graceMs: number): Promise<void> {
   if (rec.sockets.size === 0) return Promise.resolve();
+  // No grace: closed now (the timer below is unref'd, so a process with nothing else to do would never settle it).
+  if (graceMs <= 0) {
+    for (const s of rec.sockets) s.destroy();
+    return Promise.resolve();
+  }
   return new Promise((resolve) => {
     const t = setTimeout(() => {
       for (const s of rec.sockets) s.destroy();
