@@ -26,7 +26,8 @@ import dns from 'node:dns';
 import net from 'node:net';
 import tls from 'node:tls';
 import { OutboundHandler } from '../../src/runtime/sidecar/outbound.js';
-import type { IRSnapshot } from '../../src/ir/types.js';
+import { forwardTarget, perConnectionClusters } from '../../src/runtime/sidecar/wildcard-hosts.js';
+import type { Cluster, IRSnapshot, OutboundService } from '../../src/ir/types.js';
 import { parseFile } from '../../src/providers/file/load.js';
 import { checkObjects } from '../../src/api/kinds.js';
 import { ResourceSet } from '../../src/resources/resource-set.js';
@@ -334,4 +335,23 @@ describe('sidecar outbound: tls and tcp routes of wildcard ServiceEntry hosts', 
   test('DYNAMIC_DNS TCP port: closed (no name to forward to), though the original destination listens', async () => {
     assert.equal(await asIfTo({ address: ORIG, port: P.dtcp }, (port) => tcpCall(port)), '');
   });
+});
+
+test('perConnectionClusters / forwardTarget: NONE to the original destination, DYNAMIC_DNS to the SNI name on TLS ports only', () => {
+  const svc = (host: string, port: number, protocol: OutboundService['protocol'], forward: OutboundService['forward']): OutboundService => ({ host, namespace: 'd', port, protocol, addresses: [], httpRoutes: null, tcpRoutes: `outbound_${port}_tcp_${host}`, ...(forward ? { forward } : {}) });
+  const cluster = (host: string, port: number, subset = '', endpoints: Cluster['endpoints'] = []): Cluster => ({ name: `outbound|${port}|${subset}|${host}`, service: { namespace: 'd', name: host, host, port }, subset, discovery: 'eds', lbPolicy: 'ROUND_ROBIN', endpoints, connectTimeoutMs: 1000, connectionPool: null, outlierDetection: null, protocol: 'HTTP1', tls: null });
+  const m = perConnectionClusters(
+    [svc('*.a.io', 443, 'TLS', 'original-dst'), svc('*.a.io', 5432, 'TCP', 'original-dst'), svc('*.d.io', 443, 'TLS', 'dynamic-dns'), svc('*.d.io', 7000, 'TCP', 'dynamic-dns'), svc('*.s.io', 443, 'TLS', undefined)],
+    [cluster('*.a.io', 443), cluster('*.a.io', 443, 'v1'), cluster('*.a.io', 5432), cluster('*.d.io', 443), cluster('*.d.io', 7000), cluster('*.s.io', 443, '', [{ address: '10.0.0.1', port: 443, ready: true }]), cluster('db.a.io', 5432)],
+  );
+  assert.deepEqual([...m.keys()].sort(), ['outbound|443|v1|*.a.io', 'outbound|443||*.a.io', 'outbound|443||*.d.io', 'outbound|5432||*.a.io', 'outbound|7000||*.d.io']);
+  const cases: { desc: string; cluster: string; sni: string; want: { address: string; port: number } | null }[] = [
+    { desc: 'NONE: the original destination, whatever the SNI', cluster: 'outbound|443||*.a.io', sni: 'x.a.io', want: { address: '10.1.1.1', port: 8443 } },
+    { desc: 'NONE subset: the original destination', cluster: 'outbound|443|v1|*.a.io', sni: '', want: { address: '10.1.1.1', port: 8443 } },
+    { desc: 'NONE TCP: the original destination', cluster: 'outbound|5432||*.a.io', sni: '', want: { address: '10.1.1.1', port: 8443 } },
+    { desc: 'DYNAMIC_DNS TLS: the SNI name on the cluster port', cluster: 'outbound|443||*.d.io', sni: 'img.d.io', want: { address: 'img.d.io', port: 443 } },
+    { desc: 'DYNAMIC_DNS without SNI: nothing', cluster: 'outbound|443||*.d.io', sni: '', want: null },
+    { desc: 'DYNAMIC_DNS TCP port: nothing, even with an SNI', cluster: 'outbound|7000||*.d.io', sni: 'img.d.io', want: null },
+  ];
+  for (const c of cases) assert.deepEqual(forwardTarget(m.get(c.cluster)!, '10.1.1.1', 8443, c.sni), c.want, c.desc);
 });

@@ -55,9 +55,8 @@ export function hostOnlyServices(outbound: readonly OutboundService[], tables: r
     const wildcard = s.host.startsWith('*.');
     if (s.addresses.length > 0 || s.tcpRoutes === null) continue;
     // TLS: by SNI (Istio's filter chains of `0.0.0.0_<port>` by server name), wildcard hosts of any
-    // declared protocol with a relay (but DYNAMIC_DNS only on TLS ports: Istio has no SNI chain, and
-    // no dynamic forward proxy, for its other ports), exact hosts of TLS ports.
-    if ((wildcard && (s.forward !== 'dynamic-dns' || s.protocol === 'TLS')) || s.protocol === 'TLS') {
+    // declared protocol with a relay, exact hosts of TLS ports.
+    if (wildcard || s.protocol === 'TLS') {
       const list = wildcardTls.get(s.port) ?? [];
       list.push(s);
       wildcardTls.set(s.port, list);
@@ -81,7 +80,7 @@ export interface PerConnectionCluster {
   forward: 'original-dst' | 'dynamic-dns';
   /** The cluster's service port (DYNAMIC_DNS: the port the SNI name is dialled on). */
   port: number;
-  /** DYNAMIC_DNS on a port that is not TLS: Istio builds no dynamic forward proxy cluster for it, there is nothing to reach. */
+  /** DYNAMIC_DNS on a TCP or undeclared port: Istio builds no dynamic forward proxy cluster for it (HTTP, HTTP2, GRPC, TLS only), there is nothing to reach. */
   unreachable: boolean;
 }
 

@@ -233,10 +233,11 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
         if (protocol === null) return;
         if (!egressAdmits(scope, ns, host, port)) return;
         // Istio builds a dynamic forward proxy cluster for HTTP, HTTP2, GRPC and TLS ports only: a TCP
-        // port has no name (Host, SNI) to forward to, and its 0.0.0.0_<port> listener's own chain
-        // leads nowhere.
-        if (forward === 'dynamic-dns' && protocol === 'TCP' && !seen.has(`${host}|${port}`)) {
-          ctx.report('warning', 'MG_UNSUPPORTED', se, `spec.ports[${j}]`, `TCP port ${port} of wildcard host ${host} with resolution DYNAMIC_DNS has no name to forward to (Istio's dynamic forward proxy serves HTTP, HTTP2, GRPC and TLS ports only): TCP connections to an unknown destination on port ${port} are closed, unless a tcp route of its VirtualService sends them to another service`);
+        // (or undeclared) port's relay has nothing to forward to, and its 0.0.0.0_<port> listener's
+        // own chain leads nowhere.
+        if (forward === 'dynamic-dns' && (protocol === 'TCP' || protocol === 'UNKNOWN') && !seen.has(`${host}|${port}`)) {
+          const closed = protocol === 'TCP' ? `connections to an unknown destination on port ${port}` : `TLS connections on port ${port} whose SNI it covers`;
+          ctx.report('warning', 'MG_UNSUPPORTED', se, `spec.ports[${j}]`, `${protocol === 'TCP' ? 'TCP port' : 'port (protocol not declared)'} ${port} of wildcard host ${host} with resolution DYNAMIC_DNS: Istio's dynamic forward proxy serves HTTP, HTTP2, GRPC and TLS ports only, so ${closed} have nothing to reach and are closed, unless a tcp route of its VirtualService sends them to another service`);
         }
         const key = `${host}|${port}`;
         const prev = seen.get(key);
