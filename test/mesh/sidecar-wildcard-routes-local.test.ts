@@ -19,6 +19,8 @@
  *   original destination; another tls route of it sends one name to another Service;
  * - its TCP port closes connections (no name to forward to), though a server listens at the
  *   original destination.
+ * And: connection records (istio_tcp_*, access log) name the route, the wildcard host's cluster and
+ * the endpoint each connection reached (UH when none); a table test of the per-connection endpoint.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -36,6 +38,7 @@ import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import { generatePkiSync } from '../support/x509-gen.js';
+import type { TcpRecord } from '../../src/observability/tcp-record.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** Original destinations the app dials (TPROXY keeps them). */
@@ -188,11 +191,13 @@ describe('sidecar outbound: tls and tcp routes of wildcard ServiceEntry hosts', 
   let handler: OutboundHandler;
   let ir: IRSnapshot;
   let diagnostics: Diagnostic[] = [];
+  /** Closed TCP connection records (istio_tcp_*, access log) of the handler. */
+  const records: TcpRecord[] = [];
   const P = { tls: 0, org: 0, pg: 0, dyn: 0, dtcp: 0, egTls: 0, egPg: 0 };
   const realLookup = dns.lookup;
 
   before(async () => {
-    handler = new OutboundHandler({ env: { random: Math.random, observer: null }, tcpObserver: null, detectionTimeoutMs: 200 });
+    handler = new OutboundHandler({ env: { random: Math.random, observer: null }, tcpObserver: { observeTcp: (rec, phase) => void (phase === 'close' && records.push(rec)) }, detectionTimeoutMs: 200 });
     // The original destinations: a TLS server for *.example.com / *.example.org, a database.
     const orig = tlsBackend('original');
     P.tls = await listen(orig, ORIG);
@@ -334,6 +339,22 @@ describe('sidecar outbound: tls and tcp routes of wildcard ServiceEntry hosts', 
 
   test('DYNAMIC_DNS TCP port: closed (no name to forward to), though the original destination listens', async () => {
     assert.equal(await asIfTo({ address: ORIG, port: P.dtcp }, (port) => tcpCall(port)), '');
+  });
+
+  test('telemetry: relayed connections name the route, the wildcard host\'s cluster and the endpoint reached', async () => {
+    records.length = 0;
+    await asIfTo({ address: ORIG, port: P.tls }, (port) => tlsCall(port, 'www.example.com'));
+    await asIfTo({ address: ORIG, port: P.dyn }, (port) => tlsCall(port, 'img.cdn.example.test'));
+    await asIfTo({ address: ORIG, port: P.dtcp }, (port) => tcpCall(port));
+    // A record is reported when the sidecar's side of the connection has closed: wait for the three.
+    const deadline = Date.now() + 5000;
+    while (records.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const seen = records.map((r) => ({ route: r.route, cluster: r.cluster, upstreamHost: r.upstreamHost, flags: r.flags, service: r.meshLabels?.destination_service })).sort((a, b) => String(a.route).localeCompare(String(b.route)));
+    assert.deepEqual(seen, [
+      { route: 'default', cluster: `outbound|${P.dtcp}||*.cdn.example.test`, upstreamHost: null, flags: 'UH', service: '*.cdn.example.test' },
+      { route: 'virtualservice/default/any/tls/3', cluster: `outbound|${P.tls}|v1|*.example.com`, upstreamHost: `${ORIG}:${P.tls}`, flags: null, service: '*.example.com' },
+      { route: 'virtualservice/default/cdn/tls/1', cluster: `outbound|${P.dyn}||*.cdn.example.test`, upstreamHost: `img.cdn.example.test:${P.dyn}`, flags: null, service: '*.cdn.example.test' },
+    ]);
   });
 });
 
