@@ -21,9 +21,11 @@
  *      Services without an address are found by name (wildcard-hosts.ts): a virtual host routing to a
  *      wildcard ServiceEntry host with resolution NONE / DYNAMIC_DNS is served with its destination
  *      (original destination / the Host) as the endpoint; TLS to an unknown destination whose SNI an
- *      address-less host of the port names or covers is relayed to it; other bytes on the port of an
- *      address-less TCP service (ExternalName, DNS ServiceEntry) go to its relay (Istio's
- *      `0.0.0.0_<port>` TCP listener).
+ *      address-less host of the port names or covers is relayed by that host's relay (its
+ *      VirtualService's `tls` routes, when one matches); other bytes on the port of an address-less
+ *      TCP service (ExternalName, DNS ServiceEntry, wildcard host) go to its relay (Istio's
+ *      `0.0.0.0_<port>` TCP listener). A relay's cluster of a wildcard host has no endpoints: each
+ *      connection's is its original destination (NONE) or its SNI name (DYNAMIC_DNS).
  *   5. A destination no service means: ALLOW_ANY relays the bytes to it (PassthroughCluster, as Envoy's
  *      virtualOutbound does), except HTTP on a port that has a route table, which that table serves
  *      (Istio's `0.0.0.0_<port>` listener); REGISTRY_ONLY answers HTTP with 502 (BlackHoleCluster)
@@ -54,7 +56,7 @@ import { sniffKind } from './protocol-sniff.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
 import { outboundObserver, outboundTcpObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
 import { localPeerMetadata } from './peer-metadata.js';
-import { hostOnlyServices, matchWildcard, wildcardSnapshot, wildcardTarget } from './wildcard-hosts.js';
+import { forwardTarget, hostOnlyServices, matchWildcards, perConnectionClusters, wildcardSnapshot, wildcardTarget, type PerConnectionCluster } from './wildcard-hosts.js';
 
 /** Default protocol detection timeout for undeclared ports (a server-first protocol is TCP after it). */
 export const DEFAULT_DETECTION_TIMEOUT_MS = 300;
@@ -171,8 +173,10 @@ interface State {
   wildcardVhosts: Map<string, OutboundService>;
   /** Address-less hosts with a relay (wildcards, exact TLS hosts), by port, most specific first: TLS to an unknown destination is matched by SNI. */
   wildcardTls: Map<number, OutboundService[]>;
-  /** Non-HTTP services without any address (ExternalName): Istio's `0.0.0.0_<port>` TCP listener, first by host. */
+  /** Non-HTTP services without any address (ExternalName, wildcard hosts): Istio's `0.0.0.0_<port>` TCP listener, first by host. */
   addresslessTcp: Map<number, OutboundService>;
+  /** Clusters of wildcard hosts whose endpoint is decided per connection (ORIGINAL_DST, SNI dynamic forward proxy), by name. */
+  perConnection: Map<string, PerConnectionCluster>;
 }
 
 export class OutboundHandler {
@@ -208,6 +212,8 @@ export class OutboundHandler {
     this.#poolOptions = opts.pools;
     this.#pools = new EndpointPools(opts.pools);
     this.#tcp = new TcpListenerManager(opts.env.random, this.#tcpObserver);
+    // Relays to a wildcard host's clusters (tls/tcp routes, default routes): the endpoint per connection.
+    this.#tcp.perConnectionEndpoint = (cluster, client, sni) => this.#perConnectionEndpoint(cluster, client, sni);
     this.#detectMs = opts.detectionTimeoutMs ?? DEFAULT_DETECTION_TIMEOUT_MS;
     this.#drainMs = opts.drainMs ?? 30_000;
     this.#isSelf = opts.isSelf ?? (() => false);
@@ -267,7 +273,7 @@ export class OutboundHandler {
       }
     }
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
-    this.#state = { view, ir: outIr, compiled, services, tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp };
+    this.#state = { view, ir: outIr, compiled, services, tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp, perConnection: perConnectionClusters(view.outbound, ir.clusters) };
     this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
     // Istio's metadata exchange (HTTP headers, TCP preamble) of this proxy, encoded once per view (peer-metadata.ts).
     this.#env.peerMetadata = localPeerMetadata(view.proxy, this.#clusterId);
@@ -320,13 +326,12 @@ export class OutboundHandler {
     // Not a known service: Istio's `0.0.0.0_<port>` HTTP listener still serves HTTP by Host.
     const table = state.tablesByPort.get(port);
     if (kind === 'http' && table !== undefined) return this.#http(table, socket, head);
-    // TLS by SNI to an address-less host of this port (exact, then wildcard); other bytes to an address-less TCP service's relay.
+    // TLS by SNI to an address-less host of this port (exact, then the longest wildcard) whose relay
+    // has a route for it (its VirtualService's tls matches: SNI, port, destination subnets); other
+    // bytes to an address-less TCP service's relay.
     if (kind === 'tls' && sni !== '') {
-      const w = matchWildcard(state.wildcardTls.get(port), sni);
-      if (w !== undefined) {
-        if (w.forward === undefined) return this.#relay(w.tcpRoutes!, socket, sni, alpn, head, 'tls');
-        this.counters.tls++;
-        return this.#passthroughRelay(socket, w.forward === 'dynamic-dns' ? sni : address, port, head, `outbound|${port}||${w.host}`);
+      for (const w of matchWildcards(state.wildcardTls.get(port), sni)) {
+        if (this.#tcp.hasRoute(w.tcpRoutes!, sni, alpn, address)) return this.#relay(w.tcpRoutes!, socket, sni, alpn, head, 'tls');
       }
     }
     if (kind !== 'http') {
@@ -385,6 +390,14 @@ export class OutboundHandler {
     }
   }
 
+  /** The endpoint of one relayed connection to a wildcard host's cluster (wildcard-hosts.ts `forwardTarget`); null: nothing to reach (closed, UH). */
+  #perConnectionEndpoint(cluster: string, client: net.Socket, sni: string): { address: string; port: number } | null {
+    const c = this.#state?.perConnection.get(cluster);
+    if (c === undefined) return null;
+    const t = forwardTarget(c, plainAddress(client.localAddress ?? ''), client.localPort ?? 0, sni);
+    return t === null || (c.forward === 'original-dst' && this.#isSelf(t.address, t.port)) ? null : t;
+  }
+
   /** The table of wildcard host `svc` for this request's destination (original or the Host asked for); null when there is none to reach. */
   #wildcardListener(state: State, vhostName: string, svc: OutboundService, authority: string, d: Downstream): CompiledListener | null {
     const target = wildcardTarget(svc, authority, plainAddress(d.localAddress), d.localPort);
@@ -441,12 +454,12 @@ export class OutboundHandler {
   }
 
   /** ALLOW_ANY for anything but HTTP on a known port: the bytes are relayed to the original destination. */
-  #passthroughRelay(client: net.Socket, address: string, port: number, head: Buffer, cluster?: string): void {
-    if (cluster === undefined) this.counters.passthrough++;
+  #passthroughRelay(client: net.Socket, address: string, port: number, head: Buffer): void {
+    this.counters.passthrough++;
     const obs = this.#tcpObserver === null ? null : new TcpRecord('virtualOutbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
     if (obs !== null) {
-      obs.route = cluster ?? 'PassthroughCluster';
-      obs.cluster = cluster ?? 'PassthroughCluster';
+      obs.route = 'PassthroughCluster';
+      obs.cluster = 'PassthroughCluster';
       obs.upstreamHost = socketAddress(address, port);
       obs.opened = true;
       this.#tcpObserver!.observeTcp(obs, 'open');

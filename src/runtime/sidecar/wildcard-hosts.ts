@@ -50,6 +50,7 @@ export function hostOnlyServices(outbound: readonly OutboundService[], tables: r
   }
   const wildcardTls = new Map<number, OutboundService[]>();
   const addresslessTcp = new Map<number, OutboundService>();
+  const wildcardTcp: OutboundService[] = [];
   for (const s of outbound) {
     const wildcard = s.host.startsWith('*.');
     if (s.addresses.length > 0 || s.tcpRoutes === null) continue;
@@ -60,19 +61,84 @@ export function hostOnlyServices(outbound: readonly OutboundService[], tables: r
       list.push(s);
       wildcardTls.set(s.port, list);
     }
-    // TCP: Istio's `0.0.0.0_<port>` TCP listener takes every connection on the port (first by host).
-    if (!wildcard && s.protocol === 'TCP' && !addresslessTcp.has(s.port)) addresslessTcp.set(s.port, s);
+    // TCP: Istio's `0.0.0.0_<port>` TCP listener takes every connection on the port: first by host,
+    // exact hosts before wildcard ones (whose relay goes to the original destination, or for
+    // DYNAMIC_DNS nowhere: Istio builds no cluster for it).
+    if (s.protocol === 'TCP') {
+      if (wildcard) wildcardTcp.push(s);
+      else if (!addresslessTcp.has(s.port)) addresslessTcp.set(s.port, s);
+    }
   }
+  for (const s of wildcardTcp) if (!addresslessTcp.has(s.port)) addresslessTcp.set(s.port, s);
   // Exact names first, then the longest suffix: the most specific wins.
   for (const list of wildcardTls.values()) list.sort((a, b) => Number(a.host.startsWith('*.')) - Number(b.host.startsWith('*.')) || b.host.length - a.host.length);
   return { wildcardVhosts, wildcardTls, addresslessTcp };
+}
+
+/** How a cluster's endpoint is found per connection (`perConnectionClusters`). */
+export interface PerConnectionCluster {
+  forward: 'original-dst' | 'dynamic-dns';
+  /** The cluster's service port (DYNAMIC_DNS: the port the SNI name is dialled on). */
+  port: number;
+  /** DYNAMIC_DNS on a TCP or undeclared port: Istio builds no dynamic forward proxy cluster for it (HTTP, HTTP2, GRPC, TLS only), there is nothing to reach. */
+  unreachable: boolean;
+}
+
+/**
+ * The view's clusters of wildcard hosts served per connection (`forward`), subsets included, by
+ * name: Envoy's ORIGINAL_DST cluster (NONE) and dynamic forward proxy cluster (DYNAMIC_DNS). TCP
+ * and TLS relays (runtime/tcp/) ask for their endpoint per connection (`forwardTarget`).
+ */
+export function perConnectionClusters(outbound: readonly OutboundService[], clusters: readonly Cluster[]): Map<string, PerConnectionCluster> {
+  const out = new Map<string, PerConnectionCluster>();
+  const byHost = new Map<string, 'original-dst' | 'dynamic-dns'>();
+  const ports = new Map<string, OutboundService>();
+  for (const s of outbound) {
+    if (s.forward === undefined) continue;
+    if (!byHost.has(s.host)) byHost.set(s.host, s.forward);
+    ports.set(`${s.host}|${s.port}`, s);
+  }
+  if (byHost.size === 0) return out;
+  for (const c of clusters) {
+    const forward = byHost.get(c.service.host);
+    if (forward === undefined || c.discovery !== 'eds' || c.endpoints.length > 0) continue;
+    const protocol = ports.get(`${c.service.host}|${c.service.port}`)?.protocol;
+    out.set(c.name, { forward, port: c.service.port, unreachable: forward === 'dynamic-dns' && protocol !== 'TLS' });
+  }
+  return out;
+}
+
+/**
+ * Where one connection relayed to cluster `c` goes: its original destination (NONE), or the SNI
+ * name on the cluster's port (DYNAMIC_DNS, Envoy's sni_dynamic_forward_proxy); null when there is
+ * nothing to reach (no SNI, no original destination).
+ */
+export function forwardTarget(c: PerConnectionCluster, localAddress: string, localPort: number, sni: string): { address: string; port: number } | null {
+  if (c.forward === 'original-dst') return localAddress === '' || localPort === 0 ? null : { address: localAddress, port: localPort };
+  if (c.unreachable || sni === '') return null;
+  return { address: sni, port: c.port };
 }
 
 /** The first (most specific) service naming or, for wildcards, covering `name`. */
 export function matchWildcard(list: readonly OutboundService[] | undefined, name: string): OutboundService | undefined {
   if (list === undefined) return undefined;
   const n = name.toLowerCase().replace(/\.$/, '');
-  return list.find((s) => (s.host.startsWith('*.') ? n.length > s.host.length - 1 && n.endsWith(s.host.slice(1)) : n === s.host));
+  return list.find((s) => covers(s, n));
+}
+
+/**
+ * Every service naming or covering `name`, most specific first: the first whose relay has a route
+ * for the connection takes it (outbound.ts), since Istio's filter chains of `0.0.0.0_<port>` carry
+ * the server names of the VirtualService's `tls` matches, not the service's host.
+ */
+export function matchWildcards(list: readonly OutboundService[] | undefined, name: string): OutboundService[] {
+  if (list === undefined) return [];
+  const n = name.toLowerCase().replace(/\.$/, '');
+  return list.filter((s) => covers(s, n));
+}
+
+function covers(s: OutboundService, n: string): boolean {
+  return s.host.startsWith('*.') ? n.length > s.host.length - 1 && n.endsWith(s.host.slice(1)) : n === s.host;
 }
 
 /**

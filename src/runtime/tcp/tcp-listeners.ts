@@ -239,6 +239,15 @@ export class TcpListenerManager {
    */
   peerExchange: TcpPeerExchange | null = null;
 
+  /**
+   * A sidecar's clusters whose endpoint is decided per connection (wildcard ServiceEntry hosts:
+   * Envoy's ORIGINAL_DST cluster for resolution NONE, its SNI dynamic forward proxy for DYNAMIC_DNS;
+   * runtime/sidecar/wildcard-hosts.ts). Asked only when a chosen cluster has no endpoint at all:
+   * the connection's endpoint, or null when there is none (the connection is closed, UH). null
+   * (the gateway): never asked.
+   */
+  perConnectionEndpoint: ((cluster: string, client: net.Socket, sni: string) => { address: string; port: number } | null) | null = null;
+
   /** `sockets`: the runtime's socket table, shared with its HTTP(S) listeners. */
   constructor(random: () => number, observer: TcpObserver | null = null, sockets: SocketTable = new SocketTable()) {
     this.#random = random;
@@ -445,6 +454,15 @@ export class TcpListenerManager {
   }
 
   /**
+   * Whether the unbound relay `name` has a route for a connection with this SNI and ALPN to
+   * `localAddress` (a sidecar tries the next relay by SNI when not, as Envoy's filter chains).
+   */
+  hasRoute(name: string, sni: string, alpn: readonly string[], localAddress: string): boolean {
+    const rec = this.#unbound.get(name);
+    return rec !== undefined && findTcpRoute(rec.compiled, rec.compiled.routes, sni, alpn, localAddress) !== null;
+  }
+
+  /**
    * Relays `client` with the unbound listener `name`: `head` (bytes already read) is written upstream
    * first; `sni`/`alpn` from the ClientHello the caller parsed ('' / [] when not TLS). False when no
    * such listener exists (the caller decides what to do with the connection).
@@ -531,7 +549,11 @@ export class TcpListenerManager {
       obs?.flag('NC');
       return void client.destroy();
     }
-    const endpoint = selectEndpoint(cluster, this.#random);
+    let endpoint = selectEndpoint(cluster, this.#random);
+    if (endpoint === null && cluster.endpoints.length === 0 && this.perConnectionEndpoint !== null) {
+      const t = this.perConnectionEndpoint(cluster.name, client, sni);
+      if (t !== null) endpoint = { key: `${t.address}:${t.port}`, address: t.address, port: t.port, origin: '', tls: cluster.tls, handle: null };
+    }
     if (endpoint === null) {
       obs?.flag('UH');
       return void client.destroy();
@@ -671,6 +693,11 @@ function drainTcp(rec: ListenerRecord, graceMs: number): Promise<void> {
 /** A never-bound relay left the snapshot: its connections may finish for `graceMs`, then are closed. */
 function drainUnbound(rec: ListenerRecord, graceMs: number): Promise<void> {
   if (rec.sockets.size === 0) return Promise.resolve();
+  // No grace: closed now (the timer below is unref'd, so a process with nothing else to do would never settle it).
+  if (graceMs <= 0) {
+    for (const s of rec.sockets) s.destroy();
+    return Promise.resolve();
+  }
   return new Promise((resolve) => {
     const t = setTimeout(() => {
       for (const s of rec.sockets) s.destroy();

@@ -121,7 +121,7 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
   const port = portNumber !== undefined ? ports.find((p) => p.number === portNumber) : ports.length === 1 ? ports[0] : meshPort;
   // The proxy's rule for the entry's host; the entry's namespace is the service's (Istio).
   const dr = env.drs.lookup(fqdn, se.metadata.namespace);
-  const missing = (message: string, reason: 'MG_SERVICE_PORT_NOT_FOUND' | 'MG_SUBSET_NOT_FOUND' | 'MG_MISSING_FIELD', portNo: number): string => {
+  const missing = (message: string, reason: 'MG_SERVICE_PORT_NOT_FOUND' | 'MG_SUBSET_NOT_FOUND' | 'MG_MISSING_FIELD' | 'MG_UNSUPPORTED', portNo: number): string => {
     ctx.report('error', reason, from, field, `${message}; requests to it get 503 (NC)`);
     const name = clusterName(portNo, subsetName, fqdn);
     ctx.addCluster({ name, service: { ...service, host: fqdn, port: portNo }, subset: subsetName, discovery: 'missing', lbPolicy: 'ROUND_ROBIN', endpoints: [], connectTimeoutMs: resolveTrafficPolicy(ctx, null, null, portNo).connectTimeoutMs, connectionPool: null, outlierDetection: null, protocol: 'HTTP1', tls: null });
@@ -131,6 +131,13 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
     const have = ports.map((p) => `${p.number} (${p.name})`).join(', ') || 'none';
     if (portNumber === undefined) return missing(`ServiceEntry ${se.metadata.namespace}/${se.metadata.name} has several ports (${have}): destination.port.number is required`, 'MG_MISSING_FIELD', 0);
     return missing(`ServiceEntry ${se.metadata.namespace}/${se.metadata.name} has no port ${portNumber}; it has ${have}`, 'MG_SERVICE_PORT_NOT_FOUND', portNumber);
+  }
+  const resolution = str(spec.resolution) ?? 'NONE';
+  const hasEndpoints = arr(spec.endpoints).length > 0 || (spec.workloadSelector !== undefined && spec.workloadSelector !== null);
+  // Istio builds no subset clusters for a DYNAMIC_DNS wildcard host (its dynamic forward proxy
+  // cluster, cluster_builder.go): a route to one reaches nothing.
+  if (env.mesh !== undefined && subsetName !== '' && fqdn.startsWith('*') && resolution === 'DYNAMIC_DNS' && !hasEndpoints) {
+    return missing(`subset "${subsetName}" of wildcard host ${fqdn}: a DYNAMIC_DNS wildcard host has no subsets on sidecars (Istio builds no subset clusters for its dynamic forward proxy; route to the host without a subset)`, 'MG_UNSUPPORTED', port.number);
   }
   let subsetLabels: Record<string, string> | null = null;
   const subset = subsetName === '' ? null : (dr?.subsets.get(subsetName) ?? null);
@@ -145,7 +152,6 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
     ctx.report('info', 'MG_UNSUPPORTED', se, 'spec.ports', `port ${port.number} is ${port.protocol}: the gateway originates TLS to it only when a DestinationRule for ${fqdn} sets trafficPolicy.tls; otherwise it sends plaintext HTTP`);
   }
 
-  const resolution = str(spec.resolution) ?? 'NONE';
   const found2: { address: string; port: number; labels: Record<string, string> }[] = [];
   const targetOf = (eo: Obj): number => num(obj(eo.ports)[port.name]) ?? port.targetPort ?? port.number;
   const inline = arr(spec.endpoints).map(obj);

@@ -225,13 +225,20 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
           return;
         }
       }
-      arr(spec.ports).forEach((p) => {
+      arr(spec.ports).forEach((p, j) => {
         const po = obj(p);
         const port = num(po.number);
         if (port === undefined) return;
         const protocol = serviceEntryPortProtocol({ name: str(po.name) ?? '', protocol: str(po.protocol) ?? '' });
         if (protocol === null) return;
         if (!egressAdmits(scope, ns, host, port)) return;
+        // Istio builds a dynamic forward proxy cluster for HTTP, HTTP2, GRPC and TLS ports only: a TCP
+        // (or undeclared) port's relay has nothing to forward to, and its 0.0.0.0_<port> listener's
+        // own chain leads nowhere.
+        if (forward === 'dynamic-dns' && (protocol === 'TCP' || protocol === 'UNKNOWN') && !seen.has(`${host}|${port}`)) {
+          const closed = protocol === 'TCP' ? `connections to an unknown destination on port ${port}` : `TLS connections on port ${port} whose SNI it covers`;
+          ctx.report('warning', 'MG_UNSUPPORTED', se, `spec.ports[${j}]`, `${protocol === 'TCP' ? 'TCP port' : 'port (protocol not declared)'} ${port} of wildcard host ${host} with resolution DYNAMIC_DNS: Istio's dynamic forward proxy serves HTTP, HTTP2, GRPC and TLS ports only, so ${closed} have nothing to reach and are closed, unless a tcp route of its VirtualService sends them to another service`);
+        }
         const key = `${host}|${port}`;
         const prev = seen.get(key);
         if (prev) {
@@ -428,11 +435,13 @@ function defaultHttpRoute(c: Candidate): Route {
 // ---- TCP and TLS --------------------------------------------------------------------------------
 
 function tcpRoutesFor(env: OutboundEnv, c: Candidate, vs: KubeObject | null): TcpRoute[] {
-  const routes: TcpRoute[] = vs !== null ? vsTcpRoutes(env, c, vs, c.protocol === 'TLS' ? 'tls' : 'tcp') : [];
-  // A wildcard host served per connection is relayed straight to its destination (runtime/sidecar/wildcard-hosts.ts).
-  if (c.forward !== undefined && routes.length > 0 && vs !== null) {
-    env.ctx.report('info', 'MG_UNSUPPORTED', vs, `spec.${c.protocol === 'TLS' ? 'tls' : 'tcp'}`, `the ${c.protocol === 'TLS' ? 'tls' : 'tcp'} routes of wildcard host ${c.host} (resolution ${c.forward === 'original-dst' ? 'NONE' : 'DYNAMIC_DNS'}) are not applied on sidecars: its connections go by SNI to ${c.forward === 'original-dst' ? 'their original destination' : 'the name asked for'}`);
-  }
+  const section = c.protocol === 'TLS' ? 'tls' : 'tcp';
+  const routes: TcpRoute[] = vs !== null ? vsTcpRoutes(env, c, vs, section) : [];
+  // A wildcard host's TLS port is matched by SNI only (no address): Istio
+  // (buildSidecarOutboundTLSFilterChainOpts) gives it the filter chains of its VirtualService's tls
+  // matches when one holds for this proxy, and its own SNI chain only when none does. A connection
+  // no route matches follows the outbound traffic policy (the listener's passthrough chain).
+  if (c.forward !== undefined && section === 'tls' && routes.length > 0) return routes;
   const catchAll = routes.some((r) => r.matches.some((m) => m.sniHosts.length === 0 && m.destinationSubnets.length === 0 && m.port === null));
   if (!catchAll) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
   return routes;
