@@ -14,6 +14,8 @@ const HOSTS: DnsHost[] = [
   { host: 'remote.default.svc.other.domain', addresses: ['10.97.0.1'], kube: { name: 'remote', namespace: 'default' } },
   { host: 'api.example.com', addresses: ['240.240.0.1'], kube: null },
   { host: '*.wild.example.com', addresses: ['240.240.0.2'], kube: null },
+  { host: '*.b.wild.example.com', addresses: ['192.0.2.3', 'fd00::3'], kube: null },
+  { host: 'exact.wild.example.com', addresses: ['192.0.2.4'], kube: null },
 ];
 const table = new DnsLookupTable(HOSTS, { namespace: 'default', serviceDomain: 'svc.cluster.local', search: ['default.svc.cluster.local', 'svc.cluster.local', 'cluster.local'] });
 
@@ -38,10 +40,38 @@ const cases: { desc: string; type: number; name: string; want: string }[] = [
   { desc: 'first search domain appended: CNAME then the address', type: TYPE_A, name: 'api.example.com.default.svc.cluster.local', want: 'CNAME api.example.com.default.svc.cluster.local->api.example.com api.example.com=240.240.0.1' },
   { desc: 'second search domain appended: upstream (only the first is expanded, as Istio)', type: TYPE_A, name: 'api.example.com.svc.cluster.local', want: 'upstream' },
   { desc: 'short name with search domain is the FQDN itself', type: TYPE_A, name: 'reviews.default.svc.cluster.local', want: 'reviews.default.svc.cluster.local=10.96.0.20' },
-  { desc: 'wildcard entry covers a subdomain, answered under the name asked', type: TYPE_A, name: 'a.b.wild.example.com', want: 'a.b.wild.example.com=240.240.0.2' },
+  { desc: 'wildcard entry covers a subdomain, answered under the name asked', type: TYPE_A, name: 'a.c.wild.example.com', want: 'a.c.wild.example.com=240.240.0.2' },
+  { desc: 'wildcard: one label under it', type: TYPE_A, name: 'www.wild.example.com', want: 'www.wild.example.com=240.240.0.2' },
+  { desc: 'wildcard: the name asked keeps its case in the answer', type: TYPE_A, name: 'WWW.Wild.example.com.', want: 'WWW.Wild.example.com.=240.240.0.2' },
+  { desc: 'wildcard: an exact name under it wins', type: TYPE_A, name: 'exact.wild.example.com', want: 'exact.wild.example.com=192.0.2.4' },
+  { desc: 'wildcard: the closest wildcard wins', type: TYPE_A, name: 'x.y.b.wild.example.com', want: 'x.y.b.wild.example.com=192.0.2.3' },
+  { desc: 'wildcard: its own suffix is not covered', type: TYPE_A, name: 'wild.example.com', want: 'upstream' },
+  { desc: 'wildcard: the closest one\'s suffix falls to the next wildcard', type: TYPE_A, name: 'b.wild.example.com', want: 'b.wild.example.com=240.240.0.2' },
+  { desc: 'wildcard: the name itself, as written', type: TYPE_A, name: '*.wild.example.com', want: '*.wild.example.com=240.240.0.2' },
+  { desc: 'wildcard: AAAA of a wildcard with IPv6', type: TYPE_AAAA, name: 'a.b.wild.example.com', want: 'a.b.wild.example.com=253,0,0,0,0,0,0,0,0,0,0,0,0,0,0,3' },
+  { desc: 'wildcard: AAAA of a wildcard without IPv6: no data', type: TYPE_AAAA, name: 'a.wild.example.com', want: 'nodata' },
+  { desc: 'wildcard: a suffix-lookalike label is not a subdomain', type: TYPE_A, name: 'notwild.example.com', want: 'upstream' },
+  {
+    desc: 'wildcard with the first search domain: Istio\'s chained answer, a CNAME to the wildcard and its addresses under it',
+    type: TYPE_A,
+    name: 'a.b.wild.example.com.default.svc.cluster.local',
+    want: 'CNAME a.b.wild.example.com.default.svc.cluster.local->*.b.wild.example.com *.b.wild.example.com=192.0.2.3',
+  },
+  { desc: 'wildcard with the first search domain: an exact name under it still wins', type: TYPE_A, name: 'exact.wild.example.com.default.svc.cluster.local', want: 'CNAME exact.wild.example.com.default.svc.cluster.local->exact.wild.example.com exact.wild.example.com=192.0.2.4' },
+  { desc: 'wildcard with the second search domain: upstream', type: TYPE_A, name: 'a.wild.example.com.svc.cluster.local', want: 'upstream' },
   { desc: 'MX for a known name: upstream', type: 15, name: 'api.example.com', want: 'upstream' },
+  { desc: 'MX under a wildcard: upstream', type: 15, name: 'a.wild.example.com', want: 'upstream' },
   { desc: 'unknown name', type: TYPE_A, name: 'www.google.com', want: 'upstream' },
 ];
 for (const c of cases) {
   test(`lookup: ${c.desc}`, () => assert.equal(show(c.type, c.name), c.want));
 }
+
+test('lookup: a table without wildcards sends every miss upstream; one with them only the names under none', () => {
+  const plain = new DnsLookupTable([{ host: 'api.example.com', addresses: ['240.240.0.1'], kube: null }], { namespace: 'default', serviceDomain: 'svc.cluster.local', search: [] });
+  assert.deepEqual(plain.lookup(TYPE_A, 'a.api.example.com'), { found: false });
+  assert.deepEqual(plain.lookup(TYPE_A, ''), { found: false });
+  assert.deepEqual(table.lookup(TYPE_A, ''), { found: false });
+  assert.deepEqual(table.lookup(TYPE_A, 'com'), { found: false });
+  assert.deepEqual(table.lookup(TYPE_A, 'a.example.org'), { found: false });
+});
