@@ -15,7 +15,8 @@
  *   closest wildcard. Its first-search-domain name (`*.example.com.<search>`) is a wildcard too, so
  *   `a.example.com.<search>` gets Istio's chained answer: a CNAME to `*.example.com` and the addresses
  *   under `*.example.com` (pkg/dns/client lookupHost, what its tests expect; glibc and musl take it);
- * - a known name asked for a family it has no address of gets NOERROR with no answer, never
+ * - a known name asked for a family it has no address of gets NOERROR with no answer (not even the
+ *   CNAME of a search-domain name, as Istio), never
  *   NXDOMAIN (a client asking A and AAAA in parallel would take NXDOMAIN for the whole name,
  *   istio/istio#31250); a query of another type, or for an unknown name, goes upstream;
  * - answers have TTL 30 s (Istio's defaultTTLInSeconds) and rotate between queries (DNS load
@@ -105,12 +106,15 @@ export class DnsLookupTable {
     const answers: DnsAnswer[] = [];
     // A wildcard's addresses answer under the name asked.
     let owner = qname;
-    if (entry.cname !== null) {
-      answers.push({ type: TYPE_CNAME, name: qname, ttl: DNS_TTL_S, target: entry.cname });
-      owner = entry.cname;
-      entry = this.#names.get(entry.cname)!;
+    const cname = entry.cname;
+    if (cname !== null) {
+      owner = cname;
+      entry = this.#names.get(cname)!;
     }
     const list = qtype === TYPE_A ? entry.v4 : entry.v6;
+    // No address of the family: no data, the CNAME left out too (Istio's lookupHost).
+    if (list.length === 0) return { found: true, answers };
+    if (cname !== null) answers.push({ type: TYPE_CNAME, name: qname, ttl: DNS_TTL_S, target: cname });
     const start = list.length > 1 ? this.#turn++ % list.length : 0;
     for (let i = 0; i < list.length; i++) {
       const address = list[(start + i) % list.length];
