@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import dns from 'node:dns/promises';
 import { DnsProxy, parseResolvConf } from '../../src/mesh/dns/server.js';
 import type { SidecarDns } from '../../src/ir/sidecar.js';
 import { Logger } from '../../src/lib/log.js';
@@ -169,6 +170,11 @@ test('dns proxy: a wildcard host answers the names under it under the name asked
       { name: 'a.wild.example.org.default.svc.cluster.local', type: TYPE_CNAME, ttl: 30, data: '*.wild.example.org' },
       { name: '*.wild.example.org', type: TYPE_A, ttl: 30, data: '192.0.2.7' },
     ]);
+    // c-ares (Node's dns.Resolver) follows the chain to the addresses.
+    const resolver = new dns.Resolver({ timeout: 3000, tries: 1 });
+    resolver.setServers([`127.0.0.1:${portOf(p)}`]);
+    assert.deepEqual(await resolver.resolve4('a.wild.example.org.default.svc.cluster.local'), ['192.0.2.7']);
+    assert.deepEqual(await resolver.resolve4('a.b.wild.example.org'), ['192.0.2.7']);
     // Over TCP alike.
     const tcp = await tcpQuery(portOf(p), [buildQuery(7, 'x.wild.example.org', TYPE_A)]);
     assert.equal(tcp.answers.length, 1);
