@@ -14,7 +14,7 @@
  *   (`a.b.example.com`, not `example.com`), under the name asked; an exact name wins, then the
  *   closest wildcard. Its first-search-domain name (`*.example.com.<search>`) is a wildcard too, so
  *   `a.example.com.<search>` gets Istio's chained answer: a CNAME to `*.example.com` and the addresses
- *   under `*.example.com` (pkg/dns/client lookupHost, what its tests expect; glibc and musl take it);
+ *   under `*.example.com` (pkg/dns/client lookupHost, what its tests expect; glibc and c-ares take it);
  * - a known name asked for a family it has no address of gets NOERROR with no answer (not even the
  *   CNAME of a search-domain name, as Istio), never
  *   NXDOMAIN (a client asking A and AAAA in parallel would take NXDOMAIN for the whole name,

@@ -301,7 +301,8 @@ export class OutboundHandler {
           if (svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, EMPTY);
           break;
         case 'TCP':
-          if (svc.tcpRoutes !== null && svc.forward === undefined) return this.#relay(svc.tcpRoutes, socket, '', NO_ALPN, EMPTY, 'tcp');
+          if (svc.forward !== undefined) return this.#perConnection(svc, socket, 'tcp', '', address, port, EMPTY);
+          if (svc.tcpRoutes !== null) return this.#relay(svc.tcpRoutes, socket, '', NO_ALPN, EMPTY, 'tcp');
           break;
         default:
           break;
