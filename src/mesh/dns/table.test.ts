@@ -4,6 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { DnsLookupTable } from './table.js';
 import { TYPE_A, TYPE_AAAA, TYPE_CNAME } from './wire.js';
 import type { DnsHost } from '../../ir/sidecar.js';
@@ -77,4 +78,69 @@ test('lookup: a table without wildcards sends every miss upstream; one with them
   assert.deepEqual(table.lookup(TYPE_A, ''), { found: false });
   assert.deepEqual(table.lookup(TYPE_A, 'com'), { found: false });
   assert.deepEqual(table.lookup(TYPE_A, 'a.example.org'), { found: false });
+});
+
+/**
+ * Istio's lookupHost (pkg/dns/client/dns.go) written out linearly, for ServiceEntry hosts and A
+ * queries: every host and its first-search-domain name in one set, the exact name first, then
+ * `*.` + each suffix after a label, the closest first; a CNAME when the name found is an expanded
+ * one; addresses under the name asked for a wildcard, under the CNAME target after a CNAME; no
+ * address of the family asked: no answer at all.
+ */
+function istioLookup(hosts: DnsHost[], search: string, qtype: number, q: string): string {
+  const all = new Set<string>();
+  const names = new Map<string, string[]>();
+  const cname = new Map<string, string>();
+  for (const h of hosts) {
+    all.add(h.host);
+    names.set(h.host, h.addresses.filter((a) => a.includes(':') === (qtype === TYPE_AAAA)));
+    if (!`${h.host}.`.endsWith(`${search}.`)) {
+      cname.set(`${h.host}.${search}`, h.host);
+      all.add(`${h.host}.${search}`);
+    }
+  }
+  let hostname = q;
+  let wildcard = false;
+  let found = all.has(q);
+  if (!found) {
+    const labels = q.split('.');
+    for (let idx = 0; idx < labels.length && !found; idx++) {
+      const qhost = `*.${labels.slice(idx + 1).join('.')}`;
+      if (all.has(qhost)) [found, wildcard, hostname] = [true, true, qhost];
+    }
+  }
+  if (!found) return 'upstream';
+  const out: string[] = [];
+  const target = cname.get(hostname);
+  if (target !== undefined) hostname = target;
+  const ips = names.get(hostname) ?? [];
+  if (ips.length === 0) return 'nodata';
+  if (target !== undefined) out.push(`CNAME ${q}->${target}`);
+  const owner = wildcard && target === undefined ? q : hostname;
+  out.push(...[...ips].sort().map((ip) => `${owner}=${ip}`));
+  return out.join(' ');
+}
+
+test('lookup: the indexed table (exact map, then wildcards by suffix) answers as Istio\'s linear lookupHost', () => {
+  const label = fc.constantFrom('a', 'b', 'c');
+  const name = fc.array(label, { minLength: 1, maxLength: 3 }).map((l) => l.join('.'));
+  const host = fc.tuple(fc.boolean(), name).map(([w, n]) => (w ? `*.${n}` : n));
+  // The search domain's labels are not the hosts': no host is another's search-domain name.
+  const query = fc.tuple(fc.array(label, { minLength: 1, maxLength: 5 }), fc.constantFrom('', '.s.t', '.t', '.s')).map(([l, suffix]) => `${l.join('.')}${suffix}`);
+  fc.assert(
+    fc.property(fc.uniqueArray(host, { maxLength: 8 }), fc.array(query, { minLength: 1, maxLength: 20 }), (names, queries) => {
+      // IPv4 and IPv6, IPv4 only or IPv6 only, by position.
+      const hosts: DnsHost[] = names.map((h, i) => ({ host: h, addresses: [...(i % 3 !== 2 ? [`10.0.0.${i + 1}`, `10.1.0.${i + 1}`] : []), ...(i % 3 !== 1 ? [`fd00::${i + 1}`] : [])], kube: null }));
+      const t = new DnsLookupTable(hosts, { namespace: 'default', serviceDomain: 'svc.cluster.local', search: ['s.t', 'x.y'] });
+      for (const [k, q] of queries.entries()) {
+        const qtype = k % 2 === 0 ? TYPE_A : TYPE_AAAA;
+        const r = t.lookup(qtype, q);
+        const records = r.found ? r.answers : [];
+        const show = (a: (typeof records)[number]): string => (a.type === TYPE_CNAME ? `CNAME ${a.name}->${a.target}` : `${a.name}=${a.type === TYPE_A ? [...a.address].join('.') : `fd00::${a.address[15]}`}`);
+        const got = !r.found ? 'upstream' : records.length === 0 ? 'nodata' : [...records.filter((a) => a.type === TYPE_CNAME).map(show), ...records.filter((a) => a.type !== TYPE_CNAME).map(show).sort()].join(' ');
+        assert.equal(got, istioLookup(hosts, 's.t', qtype, q), `${qtype === TYPE_A ? 'A' : 'AAAA'} ${q} over ${JSON.stringify(hosts)}`);
+      }
+    }),
+    { numRuns: 300, seed: 91 },
+  );
 });
