@@ -155,7 +155,7 @@ export interface SidecarDns {
 
 /** One name the DNS proxy answers for. */
 export interface DnsHost {
-  /** FQDN without the final dot, lowercase (`reviews.default.svc.cluster.local`, `api.example.com`). */
+  /** FQDN without the final dot, lowercase (`reviews.default.svc.cluster.local`, `api.example.com`), or a ServiceEntry's wildcard (`*.example.com`: every name under it). */
   host: string;
   /** IPv4 and IPv6 addresses: A and AAAA answers (VIPs; endpoint IPs for headless services). */
   addresses: string[];

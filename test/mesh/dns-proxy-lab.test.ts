@@ -67,6 +67,35 @@ spec:
   resolution: STATIC
   ports: [{number: 8080, name: http, protocol: HTTP}]
   endpoints: [{address: 10.251.0.3}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: wild, namespace: default}
+spec:
+  hosts: ["*.wild.test"]
+  addresses: [10.251.0.3]
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: wild, namespace: default}
+spec:
+  hosts: ["*.wild.test"]
+  http:
+  - headers: {request: {set: {x-via: wildcard}}}
+    route: [{destination: {host: "*.wild.test"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: default}
+spec: {type: ExternalName, externalName: upstream.test}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mesh-alias, namespace: default}
+spec: {type: ExternalName, externalName: api.mesh-only.test}
 `;
 
 /** The app: resolves NAME with getaddrinfo (all families), then GETs http://NAME:PORT/ unless PORT is empty; prints one JSON line. */
@@ -86,20 +115,28 @@ dns.lookup(name, { all: true }, (err, addrs) => {
 
 /** The endpoint: says who it is and who called. */
 const EXT = `
-require('node:http').createServer((req, res) => res.end(JSON.stringify({ server: 'ext', host: req.headers.host, remote: req.socket.remoteAddress })))
+require('node:http').createServer((req, res) => res.end(JSON.stringify({ server: 'ext', host: req.headers.host, remote: req.socket.remoteAddress, via: req.headers['x-via'] ?? null })))
   .listen(8080, '0.0.0.0', () => console.log('listening'));
 `;
 
-/** The cluster DNS: upstream.test A 10.251.0.3, NXDOMAIN else; UDP and TCP on 53; logs each question. */
+/**
+ * The cluster DNS: upstream.test A 10.251.0.3; the ExternalName legacy.default.svc.cluster.local as
+ * kube-dns answers it, a CNAME to upstream.test with its A record; NXDOMAIN else; UDP and TCP on 53;
+ * logs each question.
+ */
 const RESOLVER = `
 const dgram = require('node:dgram'); const net = require('node:net');
 import(process.env.WIRE).then((w) => {
   const answer = (msg) => {
     const q = w.parseQuery(msg); const qu = q.questions[0];
-    const ok = qu.name.toLowerCase() === 'upstream.test';
+    const name = qu.name.toLowerCase();
+    const legacy = name === 'legacy.default.svc.cluster.local';
+    const ok = name === 'upstream.test' || legacy;
     console.log('question ' + qu.name + ' ' + qu.type);
+    const answers = legacy ? [{ type: 5, name: qu.name, ttl: 5, target: 'upstream.test' }] : [];
+    if (ok && qu.type === 1) answers.push({ type: 1, name: legacy ? 'upstream.test' : qu.name, ttl: 60, address: Uint8Array.of(10, 251, 0, 3) });
     return w.encodeResponse({ id: q.header.id, opcode: 0, authoritative: true, recursionDesired: q.header.recursionDesired, recursionAvailable: true, checkingDisabled: false,
-      rcode: ok ? 0 : 3, question: qu, answers: ok && qu.type === 1 ? [{ type: 1, name: qu.name, ttl: 60, address: Uint8Array.of(10, 251, 0, 3) }] : [] });
+      rcode: ok ? 0 : 3, question: qu, answers });
   };
   const udp = dgram.createSocket('udp4');
   udp.on('message', (m, r) => udp.send(answer(m), r.port, r.address));
@@ -185,6 +222,28 @@ describe('DNS proxying in a lab: a ServiceEntry host in no real DNS, resolved an
     // glibc over TCP (options use-vc): redirected to the sidecar's TCP listener, forwarded over TCP.
     assert.deepEqual((await app({ NAME: 'api.mesh-only.test', PORT: '' }, path.join(dir, 'app-resolv-tcp.conf'))).addresses, [vip]);
     assert.deepEqual((await app({ NAME: 'upstream.test', PORT: '' }, path.join(dir, 'app-resolv-tcp.conf'))).addresses, ['10.251.0.3']);
+  });
+
+  test('a wildcard ServiceEntry host with an address: getaddrinfo takes Istio\'s chained answer to the search-domain name, and the call is routed by the wildcard\'s VirtualService', async () => {
+    // ndots:5: glibc asks www.wild.test.default.svc.cluster.local first, answered with a CNAME to
+    // *.wild.test and the address under *.wild.test, which it accepts.
+    const r = await app({ NAME: 'www.wild.test', PORT: '8080' });
+    assert.deepEqual(r.addresses, ['10.251.0.3'], JSON.stringify(r));
+    assert.equal(r.status, 200, `${JSON.stringify(r)}\nsidecar: ${sidecar.stderr.join('')}`);
+    assert.deepEqual(JSON.parse(r.body as string), { server: 'ext', host: 'www.wild.test:8080', remote: '10.251.0.2', via: 'wildcard' });
+    // Deeper names too, and over TCP; never asked upstream.
+    assert.deepEqual((await app({ NAME: 'a.b.wild.test', PORT: '' }, path.join(dir, 'app-resolv-tcp.conf'))).addresses, ['10.251.0.3']);
+    assert.ok(!resolver.stdout.join('').includes('wild.test'), `the cluster DNS was asked for a wildcard name: ${resolver.stdout.join('')}`);
+  });
+
+  test('ExternalName Services are not answered by the sidecar (as Istio): the cluster DNS answers them, alias or not', async () => {
+    // The outside-host form: kube-dns' CNAME and the target's address reach the app.
+    assert.deepEqual((await app({ NAME: 'legacy', PORT: '' })).addresses, ['10.251.0.3']);
+    assert.match(resolver.stdout.join(''), /question legacy\.default\.svc\.cluster\.local 1/);
+    // The alias of a ServiceEntry host in no DNS: the sidecar does not answer it either, so it does
+    // not resolve (Istio's DNS proxy behaves the same); its target does.
+    assert.equal((await app({ NAME: 'mesh-alias', PORT: '' })).error, 'ENOTFOUND');
+    assert.match(resolver.stdout.join(''), /question mesh-alias\.default\.svc\.cluster\.local 1/);
   });
 
   test('the DNS proxy\'s metrics are on 15020 with istio-agent\'s names', async () => {

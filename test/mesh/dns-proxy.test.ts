@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import dns from 'node:dns/promises';
 import { DnsProxy, parseResolvConf } from '../../src/mesh/dns/server.js';
 import type { SidecarDns } from '../../src/ir/sidecar.js';
 import { Logger } from '../../src/lib/log.js';
@@ -30,6 +31,7 @@ const TABLE: SidecarDns = {
     { host: 'reviews.default.svc.cluster.local', addresses: ['10.96.0.20'], kube: { name: 'reviews', namespace: 'default' } },
     { host: 'ratings.other.svc.cluster.local', addresses: ['10.96.0.30', 'fd00::30'], kube: { name: 'ratings', namespace: 'other' } },
     { host: 'api.example.com', addresses: ['240.240.0.1'], kube: null },
+    { host: '*.wild.example.org', addresses: ['192.0.2.7'], kube: null },
     { host: 'db.default.svc.cluster.local', addresses: Array.from({ length: 60 }, (_, i) => `10.1.0.${i + 1}`), kube: { name: 'db', namespace: 'default' } },
   ],
 };
@@ -156,6 +158,30 @@ test('dns proxy: a name followed by the first search domain gets a CNAME to the 
       { name: 'api.example.com.default.svc.cluster.local', type: TYPE_CNAME, ttl: 30, data: 'api.example.com' },
       { name: 'api.example.com', type: TYPE_A, ttl: 30, data: '240.240.0.1' },
     ]);
+  });
+});
+
+test('dns proxy: a wildcard host answers the names under it under the name asked; with the first search domain, a CNAME to the wildcard and its addresses; its own suffix goes upstream', async () => {
+  await withProxy(async (p, up) => {
+    assert.deepEqual(readAnswers(await ask(p, 'a.b.Wild.example.org', TYPE_A)), [{ name: 'a.b.Wild.example.org', type: TYPE_A, ttl: 30, data: '192.0.2.7' }]);
+    const aaaa = parseFirstQuestion(await ask(p, 'a.wild.example.org', TYPE_AAAA)).header;
+    assert.deepEqual([aaaa.rcode, aaaa.ancount, aaaa.authoritative], [RCODE_NOERROR, 0, true]);
+    assert.deepEqual(readAnswers(await ask(p, 'a.wild.example.org.default.svc.cluster.local', TYPE_A)), [
+      { name: 'a.wild.example.org.default.svc.cluster.local', type: TYPE_CNAME, ttl: 30, data: '*.wild.example.org' },
+      { name: '*.wild.example.org', type: TYPE_A, ttl: 30, data: '192.0.2.7' },
+    ]);
+    // c-ares (Node's dns.Resolver) follows the chain to the addresses.
+    const resolver = new dns.Resolver({ timeout: 3000, tries: 1 });
+    resolver.setServers([`127.0.0.1:${portOf(p)}`]);
+    assert.deepEqual(await resolver.resolve4('a.wild.example.org.default.svc.cluster.local'), ['192.0.2.7']);
+    assert.deepEqual(await resolver.resolve4('a.b.wild.example.org'), ['192.0.2.7']);
+    // Over TCP alike.
+    const tcp = await tcpQuery(portOf(p), [buildQuery(7, 'x.wild.example.org', TYPE_A)]);
+    assert.equal(tcp.answers.length, 1);
+    assert.deepEqual(readAnswers(tcp.answers[0]).map((a) => `${a.name} ${a.data}`), ['x.wild.example.org 192.0.2.7']);
+    assert.deepEqual(up.seen, []);
+    assert.equal(parseFirstQuestion(await ask(p, 'wild.example.org', TYPE_A)).header.rcode, RCODE_NXDOMAIN);
+    assert.deepEqual(up.seen, ['udp wild.example.org 1']);
   });
 });
 

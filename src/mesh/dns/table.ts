@@ -10,7 +10,13 @@
  *   (`api.example.com.default.svc.cluster.local.`: what a resolver asks first for a name with fewer
  *   dots than `ndots`) answers a CNAME to the name, with its addresses, so the search ends at the
  *   first query instead of going upstream once per search domain;
- * - a known name asked for a family it has no address of gets NOERROR with no answer, never
+ * - a wildcard host (`*.example.com`, a ServiceEntry's) answers every name under it, at any depth
+ *   (`a.b.example.com`, not `example.com`), under the name asked; an exact name wins, then the
+ *   closest wildcard. Its first-search-domain name (`*.example.com.<search>`) is a wildcard too, so
+ *   `a.example.com.<search>` gets Istio's chained answer: a CNAME to `*.example.com` and the addresses
+ *   under `*.example.com` (pkg/dns/client lookupHost, what its tests expect; glibc and c-ares take it);
+ * - a known name asked for a family it has no address of gets NOERROR with no answer (not even the
+ *   CNAME of a search-domain name, as Istio), never
  *   NXDOMAIN (a client asking A and AAAA in parallel would take NXDOMAIN for the whole name,
  *   istio/istio#31250); a query of another type, or for an unknown name, goes upstream;
  * - answers have TTL 30 s (Istio's defaultTTLInSeconds) and rotate between queries (DNS load
@@ -48,6 +54,8 @@ export function canonicalName(name: string): string {
 
 export class DnsLookupTable {
   readonly #names = new Map<string, Entry>();
+  /** The wildcard names of `#names` (`*.example.com`) by their suffix (`.example.com`): looked at only when the exact name misses. */
+  readonly #wildcards = new Map<string, Entry>();
   #turn = 0;
 
   constructor(hosts: DnsHost[], o: LookupOptions) {
@@ -78,6 +86,7 @@ export class DnsLookupTable {
         }
       }
     }
+    for (const [n, e] of this.#names) if (n.startsWith('*.')) this.#wildcards.set(n.slice(1), e);
   }
 
   get size(): number {
@@ -89,23 +98,23 @@ export class DnsLookupTable {
     if (qtype !== TYPE_A && qtype !== TYPE_AAAA) return { found: false };
     const name = canonicalName(qname);
     let entry = this.#names.get(name);
-    if (entry === undefined) {
-      // `*.example.com` covers `a.b.example.com` (the closest wildcard first).
-      const labels = name.split('.');
-      for (let i = 1; i < labels.length && entry === undefined; i++) {
-        entry = this.#names.get(`*.${labels.slice(i).join('.')}`);
-      }
+    if (entry === undefined && this.#wildcards.size > 0) {
+      // `*.example.com` covers `a.b.example.com`: each suffix after a dot, the closest first.
+      for (let dot = name.indexOf('.'); dot >= 0 && entry === undefined; dot = name.indexOf('.', dot + 1)) entry = this.#wildcards.get(name.slice(dot));
     }
     if (entry === undefined) return { found: false };
     const answers: DnsAnswer[] = [];
     // A wildcard's addresses answer under the name asked.
     let owner = qname;
-    if (entry.cname !== null) {
-      answers.push({ type: TYPE_CNAME, name: qname, ttl: DNS_TTL_S, target: entry.cname });
-      owner = entry.cname;
-      entry = this.#names.get(entry.cname)!;
+    const cname = entry.cname;
+    if (cname !== null) {
+      owner = cname;
+      entry = this.#names.get(cname)!;
     }
     const list = qtype === TYPE_A ? entry.v4 : entry.v6;
+    // No address of the family: no data, the CNAME left out too (Istio's lookupHost).
+    if (list.length === 0) return { found: true, answers };
+    if (cname !== null) answers.push({ type: TYPE_CNAME, name: qname, ttl: DNS_TTL_S, target: cname });
     const start = list.length > 1 ? this.#turn++ % list.length : 0;
     for (let i = 0; i < list.length; i++) {
       const address = list[(start + i) % list.length];

@@ -307,6 +307,7 @@ export class OutboundHandler {
           if (svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, EMPTY);
           break;
         case 'TCP':
+          if (svc.forward !== undefined) return this.#perConnection(svc, socket, 'tcp', '', address, port, EMPTY);
           if (svc.tcpRoutes !== null) return this.#relay(svc.tcpRoutes, socket, '', NO_ALPN, EMPTY, 'tcp');
           break;
         default:
@@ -319,6 +320,7 @@ export class OutboundHandler {
   #route(state: State, svc: OutboundService | undefined, socket: net.Socket, kind: Sniffed, head: Buffer, sni: string, alpn: readonly string[], address: string, port: number): void {
     if (svc !== undefined) {
       if (kind === 'http' && svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, head);
+      if (svc.forward !== undefined) return this.#perConnection(svc, socket, kind, sni, address, port, head);
       if (svc.tcpRoutes !== null) return this.#relay(svc.tcpRoutes, socket, sni, alpn, head, kind === 'tls' ? 'tls' : 'tcp');
       if (svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, head);
       return void socket.destroy();
@@ -345,6 +347,18 @@ export class OutboundHandler {
       return void socket.destroy();
     }
     this.#passthroughRelay(socket, address, port, head);
+  }
+
+  /**
+   * TLS or TCP to the address of a wildcard host served per connection (its `addresses`, which the
+   * DNS proxy answers): as Istio's listener on that address, to the original destination (NONE:
+   * ORIGINAL_DST) or to the SNI name (DYNAMIC_DNS: no SNI, nothing to reach, closed).
+   */
+  #perConnection(svc: OutboundService, socket: net.Socket, kind: Sniffed, sni: string, address: string, port: number, head: Buffer): void {
+    const target = svc.forward === 'dynamic-dns' ? sni : address;
+    if (target === '') return void socket.destroy();
+    this.counters[kind === 'tls' ? 'tls' : 'tcp']++;
+    this.#passthroughRelay(socket, target, port, head, `outbound|${port}||${svc.host}`);
   }
 
   #http(table: string, socket: net.Socket, head: Buffer): void {

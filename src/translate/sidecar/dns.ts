@@ -171,6 +171,12 @@ export function proxyAutoVips(a: AutoAllocated | undefined, podIps: string[]): s
  *  - without one, only a passthrough service (headless Service, entry with resolution NONE) is in
  *    the table, answering its endpoint IPs (ready ones, or all with `publishNotReadyAddresses`);
  *  - anything else (an entry with resolution DNS and no VIP) is not: its queries go upstream;
+ *  - wildcard hosts (`*.example.com`) by the same rules, as written: with `addresses` those, with
+ *    resolution NONE and endpoints their IPs, else none (never auto-allocated; one served per
+ *    connection, NONE or DYNAMIC_DNS without addresses, has nothing to answer); the proxy answers
+ *    every name under the wildcard (mesh/dns/table.ts);
+ *  - ExternalName Services are never in it (Istio: address 0.0.0.0, resolution Alias or DNS, not
+ *    passthrough), alias or not: their names go upstream, where kube-dns answers the CNAME;
  *  - a host seen twice: a Kubernetes Service wins over an entry; two entries merge their addresses.
  */
 export class NameTableBuilder {

@@ -115,7 +115,9 @@ export function translateOutbound(env: OutboundEnv): OutboundResult {
   for (const c of candidates) {
     const vs = chosen.get(c.host) ?? null;
     const cluster = env.ctx.getCluster(c.cluster);
-    if (env.dns && c.forward === undefined) {
+    // Wildcard hosts too (Istio's BuildNameTable has no exception for them): with `addresses` they
+    // answer those; served per connection (`forward`) without addresses they have none, so no entry.
+    if (env.dns) {
       const kube = c.kube ? { name: c.obj.metadata.name, namespace: c.namespace } : null;
       const publishNotReady = c.kube && obj(c.obj.body.spec).publishNotReadyAddresses === true;
       names.add(c.host, kube, c.vips, c.passthrough, () => (cluster ? cluster.endpoints.filter((e) => e.ready || publishNotReady).map((e) => e.address) : []));
