@@ -468,12 +468,12 @@ export class OutboundHandler {
   }
 
   /** ALLOW_ANY for anything but HTTP on a known port: the bytes are relayed to the original destination. */
-  #passthroughRelay(client: net.Socket, address: string, port: number, head: Buffer): void {
-    this.counters.passthrough++;
+  #passthroughRelay(client: net.Socket, address: string, port: number, head: Buffer, cluster?: string): void {
+    if (cluster === undefined) this.counters.passthrough++;
     const obs = this.#tcpObserver === null ? null : new TcpRecord('virtualOutbound', socketAddress(client.localAddress, client.localPort), socketAddress(client.remoteAddress, client.remotePort));
     if (obs !== null) {
-      obs.route = 'PassthroughCluster';
-      obs.cluster = 'PassthroughCluster';
+      obs.route = cluster ?? 'PassthroughCluster';
+      obs.cluster = cluster ?? 'PassthroughCluster';
       obs.upstreamHost = socketAddress(address, port);
       obs.opened = true;
       this.#tcpObserver!.observeTcp(obs, 'open');
