@@ -24,7 +24,7 @@ export function send(client: UpstreamClient, req: Partial<UpstreamRequest> & { p
       },
       onHeaders(status, raw) {
         out.status = status;
-        for (let i = 0; i < raw.length; i += 2) out.headers[raw[i].toString('latin1').toLowerCase()] = raw[i + 1].toString('latin1');
+        for (let i = 0; i < raw.length; i += 2) out.headers[raw[i].toLowerCase()] = raw[i + 1];
         return true;
       },
       onData(chunk) {

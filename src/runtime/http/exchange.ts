@@ -222,7 +222,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     }
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void): boolean {
     try {
       return this.#onHeaders(statusCode, rawHeaders, resume);
     } catch (err) {
@@ -282,7 +282,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     if (this.#phase === Phase.Done) abort(DOWNSTREAM_GONE);
   }
 
-  #onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  #onHeaders(statusCode: number, rawHeaders: string[], resume: () => void): boolean {
     if (this.#phase !== Phase.Waiting) return false;
     // 1xx interim responses are not relayed (Node answers `Expect: 100-continue` itself).
     if (statusCode < 200) return true;

@@ -8,7 +8,8 @@
  * (`trustedClientAddress`).
  */
 
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { uuid4 } from '../../lib/uuid.js';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
@@ -132,7 +133,7 @@ export function buildUpstreamRequestHeaders(
   out.push('host', host);
   if (remoteAddress !== null) out.push('x-forwarded-for', xff === null ? remoteAddress : `${xff}, ${remoteAddress}`);
   else if (xff !== null) out.push('x-forwarded-for', xff);
-  requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : randomUUID();
+  requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : uuid4();
   if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority, 'x-request-id', requestId);
   else {
     out.push('x-forwarded-proto', xfp ?? scheme, 'x-request-id', requestId);
@@ -155,16 +156,16 @@ export function setAttemptCount(headers: string[], tries: number): void {
 /**
  * The upstream response headers for the client: hop-by-hop removed (and every name listed in
  * Connection), `server` replaced by ours, trailers dropped (HTTP/1.1 trailers are not relayed).
- * Values are decoded as latin1 so their bytes go out unchanged (Node writes heads as latin1).
+ * Values are latin1 strings (the parsers' decoding) so their bytes go out unchanged (heads are written as latin1).
  */
-export function buildDownstreamResponseHeaders(raw: Buffer[]): string[] {
+export function buildDownstreamResponseHeaders(raw: string[]): string[] {
   const out: string[] = [];
   let connection: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toString('latin1').toLowerCase();
+    const name = raw[i].toLowerCase();
     switch (name) {
       case 'connection': {
-        const v = raw[i + 1].toString('latin1');
+        const v = raw[i + 1];
         connection = connection === null ? v : `${connection},${v}`;
         continue;
       }
@@ -177,7 +178,7 @@ export function buildDownstreamResponseHeaders(raw: Buffer[]): string[] {
       case 'server':
         continue;
     }
-    out.push(name, raw[i + 1].toString('latin1'));
+    out.push(name, raw[i + 1]);
   }
   if (connection !== null) removeConnectionTokens(out, connection);
   out.push('server', SERVER_NAME);

@@ -54,7 +54,7 @@ export interface UpstreamHandler {
    * The final response head (interim 1xx answers are not reported). `rawHeaders` are flat name /
    * value Buffers as received. Returning false pauses reading until `resume()` is called.
    */
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean;
+  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void): boolean;
   /** A piece of the response body; false pauses reading until `resume()`. */
   onData(chunk: Buffer): boolean;
   /** The response ended, with its trailers (null when none). */

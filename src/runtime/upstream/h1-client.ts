@@ -167,7 +167,7 @@ class H1Connection implements ResponseSink {
 
   // --- response (H1ResponseParser sink) ---
 
-  onResponseHead(status: number, rawHeaders: Buffer[], keepAliveMs: number): void {
+  onResponseHead(status: number, rawHeaders: string[], keepAliveMs: number): void {
     const r = this.request!;
     if (keepAliveMs >= 0) {
       const o = this.#client.options;

@@ -23,7 +23,7 @@ function parse(pieces: Buffer[], head = false, eof = false): Parsed {
   const sink: ResponseSink = {
     onResponseHead(status, raw, keepAliveMs) {
       out.status = status;
-      out.headers = raw.map((b) => b.toString('latin1'));
+      out.headers = raw;
       out.keepAliveMs = keepAliveMs;
     },
     onResponseData(chunk) {

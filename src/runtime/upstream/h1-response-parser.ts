@@ -24,7 +24,7 @@ export const MAX_HEAD_BYTES = 16 * 1024;
 /** Where the parsed response goes (the connection that owns the parser). */
 export interface ResponseSink {
   /** The final head. `keepAliveMs`: the `Keep-Alive: timeout=N` hint in ms, -1 when none. */
-  onResponseHead(status: number, rawHeaders: Buffer[], keepAliveMs: number): void;
+  onResponseHead(status: number, rawHeaders: string[], keepAliveMs: number): void;
   onResponseData(chunk: Buffer): void;
   onResponseEnd(trailers: Buffer[] | null): void;
 }
@@ -60,6 +60,9 @@ for (let c = 0; c < 6; c++) {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+
+/** `buf`'s bytes [start, end) as a latin1 string: Buffer's own slice, without `toString`'s argument checks. */
+const latin1 = (buf: Buffer, start: number, end: number): string => (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
 
 function parseError(code: string, message: string): Error {
   return upstreamError(code, `upstream response: ${message}`);
@@ -260,8 +263,8 @@ export class H1ResponseParser {
       if ((c < 32 && c !== 9) || c === 127) return parseError('HPE_INVALID_STATUS', 'invalid reason phrase');
     }
     const status = d0 * 100 + d1 * 10 + d2;
-    // Header lines.
-    const raw: Buffer[] = [];
+    // Header lines (names and values as latin1 strings: their bytes unchanged).
+    const raw: string[] = [];
     let contentLength = -1;
     let chunked = false;
     let te = false;
@@ -289,9 +292,7 @@ export class H1ResponseParser {
         const c = buf[i];
         if ((c < 32 && c !== 9) || c === 127) return parseError('HPE_INVALID_HEADER_TOKEN', 'invalid header value');
       }
-      const name = buf.subarray(p, colon);
-      const value = buf.subarray(vs, ve);
-      raw.push(name, value);
+      raw.push(latin1(buf, p, colon), latin1(buf, vs, ve));
       const nl = colon - p;
       if (nl === 14 && equalsLower(buf, p, 'content-length')) {
         const n = contentLengthAt(buf, vs, ve);

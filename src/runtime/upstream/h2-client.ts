@@ -394,13 +394,13 @@ export class H2Client implements UpstreamClient {
   streamResponse(r: H2Request, headers: IncomingHttpHeaders): void {
     if (r.state !== ReqState.Active) return;
     r.responded = true;
-    const raw: Buffer[] = [];
+    const raw: string[] = [];
     for (const name in headers) {
       if (name.charCodeAt(0) === 58) continue;
       const v = headers[name];
       if (v === undefined) continue;
-      if (Array.isArray(v)) for (const one of v) raw.push(Buffer.from(name, 'latin1'), Buffer.from(one, 'latin1'));
-      else raw.push(Buffer.from(name, 'latin1'), Buffer.from(String(v), 'latin1'));
+      if (Array.isArray(v)) for (const one of v) raw.push(name, one);
+      else raw.push(name, String(v));
     }
     const status = Number(headers[':status']);
     if (r.handler.onHeaders(status, raw, r.resume) === false && r.state === ReqState.Active) r.stream!.pause();

@@ -106,10 +106,10 @@ export function retriesFailure(p: CompiledRetryPolicy, f: TryFailure): boolean {
 }
 
 /**
- * Whether a response head is retried by `p`. `rawHeaders` are undici's (name, value) buffers;
+ * Whether a response head is retried by `p`. `rawHeaders` are the upstream's flat (name, value) strings;
  * `retriableHeaderNames` is the request's `x-envoy-retriable-header-names` (lowercase), or null.
  */
-export function retriesResponse(p: CompiledRetryPolicy, status: number, rawHeaders: Buffer[], retriableHeaderNames: string[] | null): boolean {
+export function retriesResponse(p: CompiledRetryPolicy, status: number, rawHeaders: string[], retriableHeaderNames: string[] | null): boolean {
   const b = p.bits;
   if (status >= 500) {
     if ((b & On.Any5xx) !== 0) return true;
@@ -121,11 +121,11 @@ export function retriesResponse(p: CompiledRetryPolicy, status: number, rawHeade
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     const len = name.length;
-    if (len === 11 && (b & GRPC) !== 0 && name.toString('latin1').toLowerCase() === 'grpc-status') {
-      if ((b & grpcBit(Number(rawHeaders[i + 1].toString('latin1')))) !== 0) return true;
-    } else if (len === 19 && (b & On.RateLimited) !== 0 && name.toString('latin1').toLowerCase() === 'x-envoy-ratelimited') {
+    if (len === 11 && (b & GRPC) !== 0 && name.toLowerCase() === 'grpc-status') {
+      if ((b & grpcBit(Number(rawHeaders[i + 1]))) !== 0) return true;
+    } else if (len === 19 && (b & On.RateLimited) !== 0 && name.toLowerCase() === 'x-envoy-ratelimited') {
       return true;
-    } else if (retriableHeaderNames !== null && (b & On.Headers) !== 0 && retriableHeaderNames.includes(name.toString('latin1').toLowerCase())) {
+    } else if (retriableHeaderNames !== null && (b & On.Headers) !== 0 && retriableHeaderNames.includes(name.toLowerCase())) {
       return true;
     }
   }

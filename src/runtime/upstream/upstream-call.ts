@@ -59,11 +59,11 @@ export const enum ResponseVerdict {
 const MAX_DRAIN_BYTES = 16 * 1024;
 
 /** Whether the answer says it has a body of at most MAX_DRAIN_BYTES (Content-Length). */
-function smallBody(rawHeaders: Buffer[]): boolean {
+function smallBody(rawHeaders: string[]): boolean {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
-    if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length') {
-      const n = Number(rawHeaders[i + 1].toString('latin1'));
+    if (name.length === 14 && name.toLowerCase() === 'content-length') {
+      const n = Number(rawHeaders[i + 1]);
       return Number.isInteger(n) && n >= 0 && n <= MAX_DRAIN_BYTES;
     }
   }
@@ -166,7 +166,7 @@ export class UpstreamCall implements SlotWaiter {
    * it: relay it, nothing (the try was aborted for a retry), or read and drop its small body, then
    * call `drained()` (the connection stays usable: cheaper than aborting it).
    */
-  onResponse(status: number, rawHeaders: Buffer[]): ResponseVerdict {
+  onResponse(status: number, rawHeaders: string[]): ResponseVerdict {
     this.#endTry(status);
     const p = this.#retry;
     if (p === null || !retriesResponse(p, status, rawHeaders, this.#headerNames(p))) return ResponseVerdict.Relay;
