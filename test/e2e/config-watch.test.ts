@@ -75,7 +75,7 @@ describe('config directory watching (meshgate run --config)', () => {
    * Make a change and check it is served (`/marker` of `host` answers `expect`) and reloaded exactly
    * once, as `outcome`. Returns the reloads it made.
    */
-  async function change(what: string, host: string, expect: string, act: () => void | Promise<void>, outcome: Reload['outcome'] = 'applied'): Promise<Reload[]> {
+  async function change(what: string, host: string, expect: string, act: () => void | Promise<void>, outcome: Reload['outcome'] = 'applied', opts: { laterUnchanged?: boolean } = {}): Promise<Reload[]> {
     const seen = await reloads();
     assert.ok(seen.length < 90, 'the admin keeps the last 100 reloads: this test must stay below');
     const t0 = Date.now();
@@ -85,6 +85,10 @@ describe('config directory watching (meshgate run --config)', () => {
     await waitFor(async () => (await reloads()).length > seen.length, SERVED_WITHIN_MS, `${what}: its reload to be recorded`);
     await sleep(QUIET_MS);
     const made = (await reloads()).slice(seen.length);
+    // A writer paused longer than the debounce (a timer late on a loaded machine) is a settled change:
+    // the load finds the file being written again, reads it once settled, and the watcher then reports
+    // the end of the write, read as unchanged. Where a test allows that, it is the only extra reload.
+    if (opts.laterUnchanged && made.length > 1 && made.slice(1).every((r) => r.outcome === 'unchanged' && r.version === made[0].version)) made.length = 1;
     assert.deepEqual(
       made.map((r) => r.outcome),
       [outcome],
@@ -204,36 +208,38 @@ describe('config directory watching (meshgate run --config)', () => {
     });
   });
 
-  test('a file written slowly, in 14 parts 60 ms apart, is never served half-written', async () => {
+  test('a file written slowly, in 26 parts 25 ms apart, is never served half-written', async () => {
     const app = file('app.yaml');
     await change('baseline', 'app.example.com', 'h0', () => writeFileSync(app, vs('app', 'app.example.com', 'h0')));
     const full = vs('app', 'app.example.com', 'h1');
     // Every prefix ending in the comment lines parses on its own: the VirtualService without its /marker route.
     const cut = full.indexOf('    - match: [{ uri: { exact: /marker } }]');
     assert.ok(cut > 0);
-    const parts = [full.slice(0, cut), ...Array.from({ length: 12 }, (_, i) => `    # part ${i + 1} of a slow writer\n`), full.slice(cut)];
+    const parts = [full.slice(0, cut), ...Array.from({ length: 24 }, (_, i) => `    # part ${i + 1} of a slow writer\n`), full.slice(cut)];
     // Watch what is served all along: only h0, then h1; never a half (no /marker: the 404 of no route).
     const answers = new Set<string>();
     let watching = true;
+    const watchUntil = Date.now() + 30_000;
     const watcher = (async () => {
-      while (watching) {
+      while (watching && Date.now() < watchUntil) {
         answers.add(await marker('app.example.com'));
         await sleep(5);
       }
     })();
     try {
       // Longer than the debounce's cap (5 x 100 ms): a stream of events no longer postpones the check.
-      await change('14 parts, 60 ms apart', 'app.example.com', 'h1', async () => {
+      // Pauses well below the 100 ms debounce, so a timer late by 70 ms on a loaded machine still passes.
+      await change('26 parts, 25 ms apart', 'app.example.com', 'h1', async () => {
         const fd = openSync(app, 'w');
         try {
           for (const [i, part] of parts.entries()) {
-            if (i > 0) await sleep(60);
+            if (i > 0) await sleep(25);
             writeSync(fd, part);
           }
         } finally {
           closeSync(fd);
         }
-      });
+      }, 'applied', { laterUnchanged: true });
     } finally {
       watching = false;
       await watcher;

@@ -58,8 +58,7 @@ describe('loader: files still being written', () => {
       const file = path.join(dir, 'svc.yaml');
       writeFileSync(file, svc('old'));
       const emptied = new EmptiedFiles();
-      await sleep(120);
-      assert.deepEqual((await loadDirectory(dir, emptied, { settleMs: 100 })).objects.map((o) => o.metadata.name), ['old']);
+      assert.deepEqual((await loadDirectory(dir, emptied, { settleMs: 400 })).objects.map((o) => o.metadata.name), ['old']);
       const fh = await open(file, 'w');
       await fh.write(svc('half'));
       let writing = true;
@@ -69,7 +68,8 @@ describe('loader: files still being written', () => {
           await fh.write(`# still writing ${i}\n`);
         }
       })();
-      const loaded = await loadDirectory(dir, emptied, { settleMs: 100, settleMaxMs: 300 });
+      // Writes 20 ms apart against a settle time of 400 ms: still changing on a loaded machine too.
+      const loaded = await loadDirectory(dir, emptied, { settleMs: 400, settleMaxMs: 600 });
       writing = false;
       await writer;
       await fh.close();

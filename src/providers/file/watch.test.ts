@@ -187,16 +187,17 @@ describe('watchDirectory', () => {
 
   test('a file written in parts for longer than the debounce\'s cap is reported once, after the last part', async () => {
     let calls = 0;
-    watcher = watchDirectory(dir, () => calls++, { debounceMs: 50, pollMs: 100 });
+    watcher = watchDirectory(dir, () => calls++, { debounceMs: 100, pollMs: 100 });
     await sleep(150);
     const { open } = await import('node:fs/promises');
     const fh = await open(path.join(dir, 'a.yaml'), 'w');
     try {
-      // 12 parts 40 ms apart: 440 ms, past the cap of 5 x 50 ms and across several polls.
-      for (let i = 0; i < 12; i++) {
-        if (i > 0) await sleep(40);
+      // 24 parts 25 ms apart: 575 ms, past the cap of 5 x 100 ms and across several polls; pauses
+      // well below the debounce, so a timer late by 70 ms on a loaded machine still passes.
+      for (let i = 0; i < 24; i++) {
+        if (i > 0) await sleep(25);
         await fh.write(`p${i}: ${i}\n`);
-        assert.equal(calls, 0, `reported after part ${i} of 12, while still being written`);
+        assert.equal(calls, 0, `reported after part ${i} of 24, while still being written`);
       }
     } finally {
       await fh.close();
