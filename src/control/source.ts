@@ -3,7 +3,7 @@
  * Both feed the same pipeline.
  */
 import { loadDirectory } from '../providers/file/load.js';
-import { directorySignature, watchDirectory } from '../providers/file/watch.js';
+import { DEFAULT_DEBOUNCE_MS, directorySignature, watchDirectory } from '../providers/file/watch.js';
 import { EmptiedFiles } from '../providers/file/emptied.js';
 import type { ConfigSource, LoadedConfig } from '../providers/types.js';
 
@@ -23,7 +23,8 @@ export class DirectorySource implements ConfigSource {
     // the first load or before watch() is called is reported, not taken as the starting state.
     if (!this.#watching) this.#baseline = directorySignature(this.dir).catch(() => '');
     await this.#baseline;
-    return loadDirectory(this.dir, this.#emptied);
+    // A file written just now may still be being written: read it once it has settled, as the watcher reports it.
+    return loadDirectory(this.dir, this.#emptied, { settleMs: DEFAULT_DEBOUNCE_MS });
   }
   watch(onChange: () => void): { close(): void } {
     this.#watching = true;

@@ -8,6 +8,7 @@ export type Severity = 'error' | 'warning' | 'info';
 /** Stable reason codes. Add new ones here; never rename an existing one. */
 export type DiagnosticReason =
   | 'MG_PARSE_ERROR' // a file is not valid YAML/JSON
+  | 'MG_FILE_UNSETTLED' // a config file still being written when loaded: its last content read whole is used (warning)
   | 'MG_INVALID_OBJECT' // not a Kubernetes object (no apiVersion/kind/metadata.name)
   | 'MG_DUPLICATE_OBJECT' // the same kind/namespace/name defined twice
   | 'MG_UNKNOWN_KIND' // a kind meshgate does not read (ignored)

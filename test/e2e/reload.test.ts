@@ -72,7 +72,8 @@ describe('hot reload', () => {
     writeConfig(dir, 'app.yaml', vs('green'));
     // The previous test left green (with /new) serving: wait for this write itself to be served.
     await waitFor(async () => (await who()) === 'green' && (await get(url('/new'), { host: 'app.example.com' })).json?.name === 'green', 2000, 'green without /new');
-    // The version once it holds still (an in-place write can be seen as two changes, reloaded apart).
+    // The version once it holds still: /config_dump names a version once every worker runs it, and
+    // one worker can serve it before the other has (the flake this wait fixed; not two reloads).
     const version = async () => JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body).version as string;
     let before = await version();
     for (let stable = 0; stable < 3; ) {

@@ -35,6 +35,11 @@ export class EmptiedFiles {
     return text;
   }
 
+  /** The last non-empty text read of `file`, if any (what serves while the file is still being written). */
+  lastText(file: string): string | undefined {
+    return this.#last.get(file)?.text;
+  }
+
   /** Forget files no longer in the directory. */
   retain(files: readonly string[]): void {
     const keep = new Set(files);

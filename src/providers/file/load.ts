@@ -5,6 +5,7 @@
 
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
 import type { Node as YamlNode } from 'yaml';
 import { fieldIndex, fieldKey } from '../../api/field-path.js';
@@ -25,19 +26,47 @@ export interface LoadResult {
 
 const CONFIG_FILE = /\.(ya?ml|json)$/i;
 
+export interface LoadOptions {
+  /**
+   * Read a file only once it has been unchanged this long, in ms (by its mtime and ctime, and the
+   * same before and after the read): a file being written is not parsed half-written. 0 (the
+   * default) reads at once (`validate`, `translate`). The watcher's debounce for a watched directory.
+   */
+  settleMs?: number;
+  /** Longest one load waits for files to settle, in ms. Default 1000. */
+  settleMaxMs?: number;
+}
+
+/** A file's times further in the future than this (a file server's clock ahead of ours) say nothing about its age. */
+const CLOCK_SKEW_MS = 2000;
+
 /**
  * Load every *.yaml, *.yml and *.json under `dir` (recursively; dotfiles and dot-directories skipped;
  * symlinks followed, loops not). Rejects only when `dir` itself cannot be read.
  */
-export async function loadDirectory(dir: string, emptied: EmptiedFiles | null = null): Promise<LoadResult> {
-  const files = await listConfigFiles(dir);
+export async function loadDirectory(dir: string, emptied: EmptiedFiles | null = null, opts: LoadOptions = {}): Promise<LoadResult> {
+  const settleMs = opts.settleMs ?? 0;
+  const deadline = Date.now() + (opts.settleMaxMs ?? 1000);
+  const files = settleMs > 0 ? await listSettledFiles(dir, settleMs, deadline) : await listConfigFiles(dir);
   emptied?.retain(files);
   const objects: KubeObject[] = [];
   const diagnostics: Diagnostic[] = [];
   for (const file of files) {
     let text: string;
     try {
-      text = await readFile(path.join(dir, file), 'utf8');
+      const read = settleMs > 0 ? await readSettled(path.join(dir, file), settleMs, deadline) : { text: await readFile(path.join(dir, file), 'utf8'), settled: true };
+      if (!read.settled) {
+        // Still being written when the wait ran out: its last content read whole serves until it
+        // settles (the watcher reports it then and the next load reads it).
+        const last = emptied?.lastText(file);
+        diagnostics.push(
+          fileDiagnostic('MG_FILE_UNSETTLED', file, null, `${file} was still being written after ${opts.settleMaxMs ?? 1000} ms; ${last !== undefined ? 'its last content read whole keeps serving' : 'it is not read yet'} until it has been unchanged for ${settleMs} ms`, 'warning'),
+        );
+        if (last === undefined) continue;
+        parseFile(file, last, objects, diagnostics);
+        continue;
+      }
+      text = read.text;
       // A file truncated for a rewrite in place keeps its last content for a moment (emptied.ts).
       if (emptied !== null && text === '') text = emptied.filter(file, text, (await stat(path.join(dir, file))).mtimeMs, Date.now());
       else if (emptied !== null) emptied.filter(file, text, 0, 0);
@@ -53,12 +82,72 @@ export async function loadDirectory(dir: string, emptied: EmptiedFiles | null = 
 }
 
 /**
+ * The config files under `dir` once no directory walked has changed its entries for `settleMs`
+ * (waiting until `deadline` at most): a file renamed away for a moment (an editor's backup, a
+ * delete then re-create) is not taken as removed.
+ */
+async function listSettledFiles(dir: string, settleMs: number, deadline: number): Promise<string[]> {
+  for (;;) {
+    const tree = await walkConfigDirectory(dir);
+    let newest = 0;
+    for (const d of tree.directories) {
+      const st = await stat(d).catch(() => null);
+      if (st !== null) newest = Math.max(newest, st.mtimeMs, st.ctimeMs);
+    }
+    const age = Date.now() - newest;
+    if (age >= settleMs || age < -CLOCK_SKEW_MS || Date.now() >= deadline) return tree.files;
+    await sleep(Math.min(settleMs - Math.max(age, 0), Math.max(1, deadline - Date.now())) + 1);
+  }
+}
+
+/**
+ * Read `file` once it has been unchanged for `settleMs` (mtime and ctime that old, and the same
+ * before and after the read), waiting until `deadline` at most; `settled` false when the file was
+ * still changing then (`text` is then what was there, possibly half-written).
+ */
+async function readSettled(file: string, settleMs: number, deadline: number): Promise<{ text: string; settled: boolean }> {
+  for (;;) {
+    const before = await stat(file);
+    const age = Date.now() - Math.max(before.mtimeMs, before.ctimeMs);
+    const fresh = age < settleMs && age >= -CLOCK_SKEW_MS;
+    if (fresh && Date.now() < deadline) {
+      await sleep(Math.min(settleMs - Math.max(age, 0), Math.max(1, deadline - Date.now())) + 1);
+      continue;
+    }
+    const text = await readFile(file, 'utf8');
+    const after = await stat(file);
+    const same = after.ino === before.ino && after.dev === before.dev && after.size === before.size && after.mtimeMs === before.mtimeMs && after.ctimeMs === before.ctimeMs;
+    if (same && !fresh) return { text, settled: true };
+    if (Date.now() >= deadline) return { text, settled: false };
+  }
+}
+
+/**
  * Relative paths (with `/`) of the config files under `dir`, sorted. Shared with the watcher, so it
  * watches exactly what the loader reads.
  */
 export async function listConfigFiles(dir: string): Promise<string[]> {
+  return (await walkConfigDirectory(dir)).files;
+}
+
+export interface ConfigDirectoryTree {
+  /** Relative paths (with `/`) of the config files, sorted. */
+  files: string[];
+  /**
+   * Real paths of every directory whose entries decide what is read: `dir` and each sub-directory
+   * walked (symlinked ones resolved), and the directory holding the target of each symlinked config
+   * file (a Kubernetes ConfigMap volume's `..2026_…` directory, or a file linked from elsewhere).
+   * Sorted. A change of what is read is a change of an entry of one of these directories.
+   */
+  directories: string[];
+}
+
+/** The config files under `dir` and the directories to watch for them (see ConfigDirectoryTree). */
+export async function walkConfigDirectory(dir: string): Promise<ConfigDirectoryTree> {
   const out: string[] = [];
-  const seenDirs = new Set<string>([await realpath(dir)]);
+  const root = await realpath(dir);
+  const seenDirs = new Set<string>([root]);
+  const watched = new Set<string>([root]);
   async function walk(abs: string, rel: string): Promise<void> {
     let entries;
     try {
@@ -90,14 +179,21 @@ export async function listConfigFiles(dir: string): Promise<string[]> {
         }
         if (seenDirs.has(real)) continue; // a symlink loop or a second link to the same tree
         seenDirs.add(real);
+        watched.add(real);
         await walk(childAbs, childRel);
       } else if (isFile && CONFIG_FILE.test(e.name)) {
         out.push(childRel);
+        if (e.isSymbolicLink()) {
+          // The link's target can be written in place where no watch of this tree sees it.
+          const target = await realpath(childAbs).catch(() => null);
+          if (target !== null) watched.add(path.dirname(target));
+        }
       }
     }
   }
   await walk(dir, '');
-  return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+  return { files: out.sort(byName), directories: [...watched].sort(byName) };
 }
 
 /** Parse one file's text (YAML, multi-document, or JSON) into objects and diagnostics. */
@@ -277,8 +373,8 @@ function where(o: KubeObject): string {
   return `${o.origin.file}${o.origin.line !== null ? `:${o.origin.line}` : ''}`;
 }
 
-function fileDiagnostic(reason: Diagnostic['reason'], file: string, line: number | null, message: string): Diagnostic {
-  return { severity: 'error', reason, object: null, field: null, file, line, message };
+function fileDiagnostic(reason: Diagnostic['reason'], file: string, line: number | null, message: string, severity: Diagnostic['severity'] = 'error'): Diagnostic {
+  return { severity, reason, object: null, field: null, file, line, message };
 }
 
 function stringEntries(v: unknown): Record<string, string> {

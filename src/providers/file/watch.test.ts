@@ -129,4 +129,81 @@ describe('watchDirectory', () => {
     assert.equal(calls, atClose, 'callbacks after close');
     watcher.close(); // idempotent
   });
+
+  test('events alone (no poll): after a rename over a file, writes in place, a delete and a re-creation are each reported once', async () => {
+    let calls = 0;
+    // A poll that never runs in this test: only the directory watch can see these.
+    watcher = watchDirectory(dir, () => calls++, { debounceMs: 30, pollMs: 600_000 });
+    await sleep(150);
+    const a = path.join(dir, 'a.yaml');
+    const steps: [string, () => Promise<void>][] = [
+      ['rename over', async () => {
+        await writeFile(path.join(dir, '.a.tmp'), 'a: renamed\n');
+        await rename(path.join(dir, '.a.tmp'), a);
+      }],
+      ['write in place after the rename', () => writeFile(a, 'a: after rename\n')],
+      ['write in place again', () => writeFile(a, 'a: again\n')],
+      ['delete', () => rm(a)],
+      ['re-create', () => writeFile(a, 'a: re-created\n')],
+      ['write in place after re-creating', () => writeFile(a, 'a: last\n')],
+    ];
+    for (const [what, act] of steps) {
+      const before = calls;
+      await act();
+      await waitForCalls(() => calls, before, 3000).catch((e: Error) => assert.fail(`${what}: ${e.message}`));
+      await sleep(200);
+      assert.equal(calls, before + 1, `${what}: reported ${calls - before} times`);
+    }
+  });
+
+  test('events alone: a Kubernetes ..data symlink swap is reported, and a symlinked file\'s target written in place', async () => {
+    const { mkdir, symlink, readlink } = await import('node:fs/promises');
+    let n = 0;
+    const publish = async (text: string): Promise<void> => {
+      const stamp = `..2026_12_07_${n++}`;
+      await mkdir(path.join(dir, stamp));
+      await writeFile(path.join(dir, stamp, 'k.yaml'), text);
+      await symlink(stamp, path.join(dir, '..data_tmp'));
+      await rename(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+    };
+    await publish('k: 1\n');
+    await symlink('..data/k.yaml', path.join(dir, 'k.yaml'));
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { debounceMs: 30, pollMs: 600_000 });
+    await sleep(150);
+    for (let i = 2; i <= 4; i++) {
+      const before = calls;
+      const old = await readlink(path.join(dir, '..data'));
+      await publish(`k: ${i}\n`);
+      await rm(path.join(dir, old), { recursive: true });
+      await waitForCalls(() => calls, before, 3000);
+      await sleep(200);
+      assert.equal(calls, before + 1, `swap ${i}: reported ${calls - before} times`);
+    }
+    const before = calls;
+    await writeFile(path.join(dir, await readlink(path.join(dir, '..data')), 'k.yaml'), 'k: in place\n');
+    await waitForCalls(() => calls, before, 3000);
+  });
+
+  test('a file written in parts for longer than the debounce\'s cap is reported once, after the last part', async () => {
+    let calls = 0;
+    watcher = watchDirectory(dir, () => calls++, { debounceMs: 100, pollMs: 100 });
+    await sleep(150);
+    const { open } = await import('node:fs/promises');
+    const fh = await open(path.join(dir, 'a.yaml'), 'w');
+    try {
+      // 24 parts 25 ms apart: 575 ms, past the cap of 5 x 100 ms and across several polls; pauses
+      // well below the debounce, so a timer late by 70 ms on a loaded machine still passes.
+      for (let i = 0; i < 24; i++) {
+        if (i > 0) await sleep(25);
+        await fh.write(`p${i}: ${i}\n`);
+        assert.equal(calls, 0, `reported after part ${i} of 24, while still being written`);
+      }
+    } finally {
+      await fh.close();
+    }
+    await waitForCalls(() => calls, 0, 2000);
+    await sleep(300);
+    assert.equal(calls, 1);
+  });
 });
