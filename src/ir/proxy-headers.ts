@@ -15,11 +15,11 @@ export interface ProxyHeaders {
   /**
    * The `server` response header (Envoy `server_name` and `server_header_transformation`).
    * Absent: `OVERWRITE` with `meshgate` (meshgate's default: docs/sidecar.md, "The server header").
-   * A string: `OVERWRITE` with that name (`proxyHeaders.server.value`), on relayed and local answers.
-   * null: `PASS_THROUGH` (`proxyHeaders.server.disabled: true`): the upstream's own `server` header is
-   * relayed unchanged (none when it sent none) and local answers carry none.
+   * `overwrite`: with `name` (`proxyHeaders.server.value`), on relayed and local answers.
+   * `pass-through` (`proxyHeaders.server.disabled: true`, Envoy `PASS_THROUGH`): the upstream's own
+   * `server` header is relayed unchanged (none when it sent none) and local answers carry none.
    */
-  server?: string | null;
+  server?: { mode: 'overwrite'; name: string } | { mode: 'pass-through' };
   /**
    * false: no `x-request-id` is generated (`proxyHeaders.requestId.disabled: true`, Envoy
    * `generate_request_id: false`); a client's own is still passed on. Absent = true.

@@ -32,7 +32,7 @@ export interface CompiledProxyHeaders {
 /** null when nothing differs from the defaults per request (`metadataExchange` and the XFCC fields never do). */
 export function compileProxyHeaders(p: ProxyHeaders | undefined): CompiledProxyHeaders | null {
   if (p === undefined) return null;
-  const server = p.server === undefined ? SERVER_NAME : p.server;
+  const server = p.server === undefined ? SERVER_NAME : p.server.mode === 'pass-through' ? null : p.server.name;
   const requestId = p.requestId !== false;
   const attemptCount = p.attemptCount !== false;
   const debugHeaders = p.envoyDebugHeaders !== false;

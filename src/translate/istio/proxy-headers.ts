@@ -89,11 +89,11 @@ export function translateProxyHeaders(ctx: TranslateContext, resources: Resource
 
   // server: disabled wins over value (proxy_headers.go checks it first).
   const server = merged.get('server');
-  if (flag('server', 'disabled') === true) out.server = null;
+  if (flag('server', 'disabled') === true) out.server = { mode: 'pass-through' };
   else if (server !== undefined && isObj(server.value) && server.value.value !== undefined && server.value.value !== null && server.value.value !== '') {
     const v = server.value.value;
     if (typeof v !== 'string' || !SERVER_VALUE.test(v)) report(server, 'server.value', `${JSON.stringify(v)} is not a header value (visible ASCII, no leading or trailing space); the server header stays meshgate`);
-    else if (v !== 'meshgate') out.server = v;
+    else if (v !== 'meshgate') out.server = { mode: 'overwrite', name: v };
   }
   if (flag('requestId', 'disabled') === true) out.requestId = false;
   if (flag('attemptCount', 'disabled') === true) out.attemptCount = false;
