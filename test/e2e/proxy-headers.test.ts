@@ -7,13 +7,16 @@
  * - the gateway pod's `proxy.istio.io/config` annotation with `server.disabled`: the upstream's own
  *   `server` header passes through, local answers carry none (Envoy's PASS_THROUGH), while
  *   MeshConfig's requestId.disabled stays (Istio's merge);
+ * - a WebSocket upgrade's 101 follows the same rule (named, nothing added on pass-through);
  * - with proxyHeaders gone, meshgate's defaults are back (`server: meshgate`, an id generated,
  *   x-meshgate-flags on local answers).
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
 import { startEchoServer } from '../../src/demo/echo-server.js';
+import { startWsEcho, type WsEcho } from '../support/ws-echo.js';
 import { get, removeDir, serviceYaml, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 
 const HOST = 'shop.example.com';
@@ -34,7 +37,10 @@ metadata: { name: shop, namespace: default }
 spec:
   hosts: [${HOST}]
   gateways: [istio-system/public]
-  http: [{ route: [{ destination: { host: web } }] }]
+  http:
+    - match: [{ uri: { prefix: /ws } }]
+      route: [{ destination: { host: wsecho } }]
+    - route: [{ destination: { host: web } }]
 `;
 
 function meshConfig(proxyHeaders: string | null): string {
@@ -63,6 +69,21 @@ metadata:
 status: { phase: Running, podIP: 10.0.0.10 }
 `;
 
+/** The `server` header of a WebSocket upgrade's 101 through the gateway (undefined when absent). */
+function wsServerHeader(port: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { host: HOST } });
+    let server: string | undefined;
+    ws.once('upgrade', (res) => (server = res.headers.server as string | undefined));
+    ws.once('message', () => {
+      ws.terminate();
+      resolve(server);
+    });
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
 /** One HTTP/2 (h2c) request; resolves with the response head. */
 function h2Request(port: number, headers: http2.OutgoingHttpHeaders): Promise<http2.IncomingHttpHeaders> {
   return new Promise((resolve, reject) => {
@@ -85,11 +106,14 @@ describe('ProxyConfig proxyHeaders at the gateway', { timeout: 90_000 }, () => {
   const dir = tempDir();
   let gw: GatewayProcess;
   let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let wsEcho: WsEcho;
   let base = '';
 
   before(async () => {
     echo = await startEchoServer({ name: 'web' });
+    wsEcho = await startWsEcho('ws');
     writeConfig(dir, 'backends.yaml', serviceYaml('web', [echo.port]));
+    writeConfig(dir, 'ws-backend.yaml', serviceYaml('wsecho', [wsEcho.port]));
     writeConfig(dir, 'routes.yaml', ROUTES);
     writeConfig(dir, 'mesh.yaml', meshConfig('proxyHeaders:\n  server: { value: edge }\n  requestId: { disabled: true }\n  envoyDebugHeaders: { disabled: true }'));
     gw = await startGateway({ configDir: dir });
@@ -99,6 +123,7 @@ describe('ProxyConfig proxyHeaders at the gateway', { timeout: 90_000 }, () => {
   after(async () => {
     await gw?.stop();
     await echo?.close();
+    await wsEcho?.close();
     removeDir(dir);
   });
 
@@ -119,6 +144,7 @@ describe('ProxyConfig proxyHeaders at the gateway', { timeout: 90_000 }, () => {
     const h2nr = await h2Request(gw.httpPort, { ':path': '/e', ':authority': 'nowhere.example.com' });
     assert.equal(h2nr[':status'], 404);
     assert.equal(h2nr.server, 'edge');
+    assert.equal(await wsServerHeader(gw.httpPort), 'edge', "a WebSocket upgrade's 101 too");
   });
 
   test("the gateway pod's annotation: server passed through (upstream's on relayed answers, none on local ones)", async () => {
@@ -134,6 +160,7 @@ describe('ProxyConfig proxyHeaders at the gateway', { timeout: 90_000 }, () => {
     assert.equal(nr.headers['x-meshgate-flags'], undefined);
     const h2 = await h2Request(gw.httpPort, { ':path': '/i', ':authority': HOST });
     assert.equal(h2.server, 'echo');
+    assert.equal(await wsServerHeader(gw.httpPort), undefined, 'the WebSocket backend sends none: none is added');
   });
 
   test("without proxyHeaders, meshgate's defaults are back", async () => {
@@ -145,5 +172,6 @@ describe('ProxyConfig proxyHeaders at the gateway', { timeout: 90_000 }, () => {
     const nr = await get(`${base}/l`, { host: 'nowhere.example.com' });
     assert.equal(nr.headers.server, 'meshgate');
     assert.equal(nr.headers['x-meshgate-flags'], 'NR');
+    assert.equal(await wsServerHeader(gw.httpPort), 'meshgate');
   });
 });
