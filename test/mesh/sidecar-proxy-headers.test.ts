@@ -281,8 +281,9 @@ describe('ProxyConfig proxyHeaders in a sidecar', () => {
     }
     assert.equal(r.headers.server, 'mesh-proxy', "MeshConfig's server name, the app's replaced");
     seenOut.length = 0;
-    await request(VIP, P.http, '/plain', { host: 'reviews' });
+    await request(VIP, P.http, '/plain', { host: 'reviews', 'x-envoy-expected-rq-timeout-ms': '777' });
     assert.equal(seenOut[0].headers['x-envoy-attempt-count'], undefined, 'none set by the sidecar');
+    assert.equal(seenOut[0].headers['x-envoy-expected-rq-timeout-ms'], '777', "the app's own expected timeout passes (the sidecar sets none)");
   });
 
   test('outbound, the defaults (for contrast): attempt count 1 then 2, the expected timeout, server meshgate', async () => {

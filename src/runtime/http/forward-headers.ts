@@ -19,6 +19,8 @@ import type { Downstream } from './downstream.js';
 export const NO_REQUEST_ID = 1;
 /** `buildUpstreamRequestHeaders` flags: a sidecar's outbound side neither sets nor drops x-envoy-attempt-count. */
 export const NO_ATTEMPT_COUNT = 2;
+/** `buildUpstreamRequestHeaders` flags: envoyDebugHeaders disabled: a sidecar's outbound side passes the app's x-envoy-expected-rq-timeout-ms (it sets none). */
+export const NO_DEBUG_HEADERS = 4;
 
 /** A client-supplied x-request-id is kept when it is this shape (Envoy keeps any; we bound it). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -73,7 +75,7 @@ export function buildUpstreamRequestHeaders(
   /** Appended to x-forwarded-for; null = the client's x-forwarded-for is passed on unchanged (Envoy's `use_remote_address: false`, Istio's sidecar inbound). */
   remoteAddress: string | null,
   mode: ForwardMode = 'gateway',
-  /** ProxyConfig `proxyHeaders` (proxy-headers.ts `NO_REQUEST_ID`, `NO_ATTEMPT_COUNT`); 0 = the defaults. */
+  /** ProxyConfig `proxyHeaders` (`NO_REQUEST_ID`, `NO_ATTEMPT_COUNT`, `NO_DEBUG_HEADERS`; proxy-headers.ts); 0 = the defaults. */
   flags = 0,
 ): DownstreamHeaders {
   const out: string[] = [];
@@ -115,7 +117,7 @@ export function buildUpstreamRequestHeaders(
         if (mode === 'sidecar-outbound' && (flags & NO_ATTEMPT_COUNT) === 0) continue;
         break;
       case 'x-envoy-expected-rq-timeout-ms':
-        if (mode === 'sidecar-outbound') continue;
+        if (mode === 'sidecar-outbound' && (flags & NO_DEBUG_HEADERS) === 0) continue;
         break;
       case 'connection':
         connection = connection === null ? value : `${connection},${value}`;

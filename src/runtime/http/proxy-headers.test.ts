@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildDownstreamResponseHeaders, buildUpstreamRequestHeaders, NO_ATTEMPT_COUNT, NO_REQUEST_ID, XFCC_CERT, XFCC_CHAIN, XFCC_DNS, XFCC_SIDECAR, XFCC_SUBJECT, XFCC_URI, type ForwardMode } from './forward-headers.js';
+import { buildDownstreamResponseHeaders, buildUpstreamRequestHeaders, NO_ATTEMPT_COUNT, NO_DEBUG_HEADERS, NO_REQUEST_ID, XFCC_CERT, XFCC_CHAIN, XFCC_DNS, XFCC_SIDECAR, XFCC_SUBJECT, XFCC_URI, type ForwardMode } from './forward-headers.js';
 import { compileProxyHeaders, xfccDetailsOf } from './proxy-headers.js';
 import { applyLocalReplyPolicy } from './local-reply.js';
 import type { ProxyHeaders } from '../../ir/proxy-headers.js';
@@ -18,7 +18,7 @@ const table: { desc: string; input: ProxyHeaders | undefined; want: ReturnType<t
   { desc: 'server pass-through', input: { server: { mode: 'pass-through' } }, want: { server: null, attemptCount: true, debugHeaders: true, forwardFlags: 0 } },
   { desc: 'requestId disabled', input: { requestId: false }, want: { server: 'meshgate', attemptCount: true, debugHeaders: true, forwardFlags: NO_REQUEST_ID } },
   { desc: 'attemptCount disabled', input: { attemptCount: false }, want: { server: 'meshgate', attemptCount: false, debugHeaders: true, forwardFlags: NO_ATTEMPT_COUNT } },
-  { desc: 'envoyDebugHeaders disabled', input: { envoyDebugHeaders: false }, want: { server: 'meshgate', attemptCount: true, debugHeaders: false, forwardFlags: 0 } },
+  { desc: 'envoyDebugHeaders disabled', input: { envoyDebugHeaders: false }, want: { server: 'meshgate', attemptCount: true, debugHeaders: false, forwardFlags: NO_DEBUG_HEADERS } },
 ];
 for (const c of table) {
   test(`compileProxyHeaders: ${c.desc}`, () => assert.deepEqual(compileProxyHeaders(c.input), c.want));
@@ -63,6 +63,12 @@ test('attemptCount disabled, sidecar outbound: not set; the app\'s own passes un
   assert.equal(own['x-envoy-attempt-count'], '5');
   const both = asMap(buildUpstreamRequestHeaders(['host', 'a', 'x-envoy-attempt-count', '5'], 'a', 'a', 'http', null, 'sidecar-outbound', NO_ATTEMPT_COUNT | NO_REQUEST_ID).headers);
   assert.deepEqual(both, { host: 'a', 'x-envoy-attempt-count': '5', 'x-forwarded-proto': 'http' });
+});
+
+test("envoyDebugHeaders disabled, sidecar outbound: the app's x-envoy-expected-rq-timeout-ms passes (dropped by default)", () => {
+  const raw = ['host', 'a', 'x-envoy-expected-rq-timeout-ms', '250'];
+  assert.equal(asMap(buildUpstreamRequestHeaders([...raw], 'a', 'a', 'http', null, 'sidecar-outbound', NO_DEBUG_HEADERS).headers)['x-envoy-expected-rq-timeout-ms'], '250');
+  assert.equal(asMap(buildUpstreamRequestHeaders([...raw], 'a', 'a', 'http', null, 'sidecar-outbound').headers)['x-envoy-expected-rq-timeout-ms'], undefined);
 });
 
 const upstream = (pairs: string[]): Buffer[] => pairs.map((s) => Buffer.from(s, 'latin1'));

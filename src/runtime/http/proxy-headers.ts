@@ -7,8 +7,9 @@
  * Where each part acts:
  * - `server`: `buildDownstreamResponseHeaders` (relayed answers, forward-headers.ts), the WebSocket
  *   101 (websocket.ts) and `sendLocalReply` (every local answer, local-reply.ts);
- * - `forwardFlags` (`requestId`, `attemptCount`): `buildUpstreamRequestHeaders`; retries do not
- *   rewrite a header the sidecar did not set (exchange.ts);
+ * - `forwardFlags` (`requestId`, `attemptCount`, `envoyDebugHeaders`): `buildUpstreamRequestHeaders`
+ *   (what is made, and which of the app's own `x-envoy-*` a sidecar's outbound side passes on);
+ *   retries do not rewrite a header the sidecar did not set (exchange.ts);
  * - `debugHeaders`: `x-envoy-expected-rq-timeout-ms` (request-handler.ts), `x-envoy-overloaded` and
  *   `x-meshgate-flags` on local answers (local-reply.ts `applyLocalReplyPolicy`);
  * - `forwardClientCertDetails` / `clientCertDetails`: read when a sidecar compiles its inbound side
@@ -16,7 +17,7 @@
  */
 import type { ProxyHeaders } from '../../ir/proxy-headers.js';
 import { SERVER_NAME } from './local-reply.js';
-import { NO_ATTEMPT_COUNT, NO_REQUEST_ID, XFCC_CERT, XFCC_CHAIN, XFCC_DNS, XFCC_SIDECAR, XFCC_SUBJECT, XFCC_URI } from './forward-headers.js';
+import { NO_ATTEMPT_COUNT, NO_DEBUG_HEADERS, NO_REQUEST_ID, XFCC_CERT, XFCC_CHAIN, XFCC_DNS, XFCC_SIDECAR, XFCC_SUBJECT, XFCC_URI } from './forward-headers.js';
 
 export interface CompiledProxyHeaders {
   /** The `server` header to write on every answer; null = the upstream's passes through, local answers carry none. */
@@ -25,7 +26,7 @@ export interface CompiledProxyHeaders {
   readonly attemptCount: boolean;
   /** The router's `x-envoy-*` headers and `x-meshgate-flags` are added. */
   readonly debugHeaders: boolean;
-  /** `NO_REQUEST_ID | NO_ATTEMPT_COUNT`, for `buildUpstreamRequestHeaders`. */
+  /** `NO_REQUEST_ID | NO_ATTEMPT_COUNT | NO_DEBUG_HEADERS`, for `buildUpstreamRequestHeaders`. */
   readonly forwardFlags: number;
 }
 
@@ -37,7 +38,7 @@ export function compileProxyHeaders(p: ProxyHeaders | undefined): CompiledProxyH
   const attemptCount = p.attemptCount !== false;
   const debugHeaders = p.envoyDebugHeaders !== false;
   if (server === SERVER_NAME && requestId && attemptCount && debugHeaders) return null;
-  return { server, attemptCount, debugHeaders, forwardFlags: (requestId ? 0 : NO_REQUEST_ID) | (attemptCount ? 0 : NO_ATTEMPT_COUNT) };
+  return { server, attemptCount, debugHeaders, forwardFlags: (requestId ? 0 : NO_REQUEST_ID) | (attemptCount ? 0 : NO_ATTEMPT_COUNT) | (debugHeaders ? 0 : NO_DEBUG_HEADERS) };
 }
 
 /** A sidecar inbound side's XFCC element parts (`forward-headers.ts` XFCC_* bits) from IR `clientCertDetails`. */
