@@ -246,8 +246,8 @@ export const XFCC_GATEWAY = XFCC_SUBJECT | XFCC_CERT | XFCC_DNS | XFCC_URI;
 /** Istio's sidecars' inbound side by default: Subject, URI, DNS. */
 export const XFCC_SIDECAR = XFCC_SUBJECT | XFCC_DNS | XFCC_URI;
 
-/** The gateway's XFCC element per mTLS connection (built once per connection, on its first request). */
-const xfccElements = new WeakMap<object, string>();
+/** The XFCC element per mTLS connection (built once per connection, on its first request), with the parts it was built with (a reload may ask for others). */
+const xfccElements = new WeakMap<object, { details: number; element: string }>();
 
 const XFCC = 'x-forwarded-client-cert';
 
@@ -267,10 +267,11 @@ export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: 
   if (!present && !mtls) return;
   let element: string | null = null;
   if (mtls && tls !== null) {
-    element = xfccElements.get(tls) ?? null;
-    if (element === null) {
+    const cached = xfccElements.get(tls);
+    if (cached !== undefined && cached.details === details) element = cached.element;
+    else {
       element = xfccElement(tls, details);
-      if (element !== null) xfccElements.set(tls, element);
+      if (element !== null) xfccElements.set(tls, { details, element });
     }
   }
   const raw = d.rawHeaders;
