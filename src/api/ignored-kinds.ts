@@ -11,4 +11,8 @@ export const IGNORED_KINDS: Readonly<Record<string, string>> = Object.fromEntrie
   ...['Namespace', 'PersistentVolume', 'PersistentVolumeClaim', 'StorageClass', 'LimitRange', 'ResourceQuota', 'PriorityClass', 'NetworkPolicy', 'CustomResourceDefinition', 'Node', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'Lease', 'Event'].map((k) => [k, 'cluster plumbing, not routing config']),
   // Istio kinds for sidecars only: a gateway does not use them.
   ...['WorkloadGroup'].map((k) => [k, 'an Istio sidecar setting; it does not apply to an ingress gateway']),
+  // Istio's ProxyConfig resource (networking.istio.io/v1beta1) holds concurrency, environment
+  // variables and the image of the proxy container; its namesake in MeshConfig (proxyHeaders,
+  // gatewayTopology, proxyMetadata) is read from defaultConfig and the pod annotation instead.
+  ['ProxyConfig', "Istio's proxy deployment settings (concurrency, environment variables, image), which meshgate does not apply; ProxyConfig proxyHeaders, gatewayTopology and proxyMetadata are read from MeshConfig defaultConfig and the pod annotation proxy.istio.io/config"],
 ]);

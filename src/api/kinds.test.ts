@@ -82,6 +82,11 @@ describe('checkObjects: kinds and versions', () => {
     assert.doesNotMatch(unknown.diagnostics[0].message, /did you mean/);
     const mesh = check('apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: { name: x }\nspec: {}\n');
     assert.equal(mesh.diagnostics[0].severity, 'info');
+    // Istio's ProxyConfig resource has no proxyHeaders: an info that says where those are read.
+    const pc = check('apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata: { name: x, namespace: istio-system }\nspec: { concurrency: 2 }\n');
+    assert.deepEqual(pc.accepted, []);
+    assert.equal(pc.diagnostics[0].severity, 'info');
+    assert.match(pc.diagnostics[0].message, /proxy\.istio\.io\/config/);
   });
 
   test('a read kind at an unknown version: MG_UNKNOWN_KIND warning naming the supported versions, dropped', () => {

@@ -8,6 +8,7 @@
  * the `destination.port` attribute.
  */
 
+import type { ProxyHeaders } from './proxy-headers.js';
 import type { SourceRef } from './types.js';
 
 /**
@@ -97,6 +98,11 @@ export interface SecurityConfig {
    * client's list with the peer appended. Absent = 0.
    */
   numTrustedProxies?: number;
+  /**
+   * Istio ProxyConfig `proxyHeaders` of the proxy this snapshot serves (the gateway workload, or a
+   * sidecar's pod): see `proxy-headers.ts`. Absent = every default (nothing to do per request).
+   */
+  proxyHeaders?: ProxyHeaders;
 }
 
 /** One `jwtRules[]` entry of a RequestAuthentication. */

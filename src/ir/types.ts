@@ -20,6 +20,7 @@ export type * from './mesh.js';
 export type * from './telemetry.js';
 export type * from './route-filters.js';
 export type * from './sidecar.js';
+export type * from './proxy-headers.js';
 
 /** Where a piece of IR came from, for diagnostics, the dashboard and `/config_dump`. */
 export interface SourceRef {

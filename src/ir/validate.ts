@@ -89,6 +89,10 @@ export function validateIR(ir: IRSnapshot): string[] {
   if (ir.sidecar !== undefined) problems.push(...validateSidecarView(ir, ir.sidecar, clusters));
   const hops = ir.security.numTrustedProxies;
   if (hops !== undefined && !(Number.isInteger(hops) && hops >= 0)) problems.push(`security: numTrustedProxies ${hops} is not a non-negative integer`);
+  // A server name goes out as a header value: no control characters, no leading or trailing space.
+  const ps = ir.security.proxyHeaders?.server;
+  const server = ps?.mode === 'overwrite' ? ps.name : null;
+  if (server !== null && !/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(server)) problems.push(`security: proxyHeaders.server ${JSON.stringify(server)} is not a header value`);
   return problems;
 }
 

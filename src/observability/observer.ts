@@ -303,7 +303,7 @@ export class Observability implements RequestObserver, RecordSink, TcpObserver {
  * Called by the request path once the upstream request headers are final: records the request id
  * and puts the trace context of the gateway's span in place of the client's.
  */
-export function observeForward(observer: RequestObserver, rec: RequestRecord, headers: string[], requestId: string): string[] {
+export function observeForward(observer: RequestObserver, rec: RequestRecord, headers: string[], requestId: string | null): string[] {
   rec.requestId = requestId;
   const trace = observer.upstreamTraceHeaders(rec);
   return trace === null ? headers : replaceTraceHeaders(headers, trace);

@@ -17,6 +17,7 @@ import { mergeListeners } from './merge/listeners.js';
 import { translateSecurity } from './security/index.js';
 import { translatePeerAuthentications } from './security/peer-authentication.js';
 import { translateGatewayTopology } from './istio/gateway-topology.js';
+import { gatewayPods, translateProxyHeaders } from './istio/proxy-headers.js';
 import { translateAccessLogging } from './telemetry/access-logging.js';
 import { withNginxAccessLog } from './ingress/nginx/configmap.js';
 import { translateTracing } from './telemetry/tracing.js';
@@ -40,7 +41,11 @@ export function translate(resources: ResourceSet, options: TranslateOptions): Tr
   const gatewayApi = translateGatewayApi(ctx, resources, portUses(drafts, istioTcp));
   const listeners = mergeListeners(ctx, [...drafts, ...gatewayApi.drafts]);
   const tcpListeners = [...istioTcp, ...gatewayApi.tcpListeners].sort((a, b) => a.port - b.port);
-  const security = { ...translateSecurity(ctx, resources), ...translateGatewayTopology(ctx, resources) };
+  const security = {
+    ...translateSecurity(ctx, resources),
+    ...translateGatewayTopology(ctx, resources),
+    ...translateProxyHeaders(ctx, resources, 'gateway', gatewayPods(ctx, resources)),
+  };
   const accessLogging = withNginxAccessLog(ctx, resources, translateAccessLogging(ctx, resources));
   const tracing = translateTracing(ctx, resources);
   const peerAuthentication = translatePeerAuthentications(ctx, resources);

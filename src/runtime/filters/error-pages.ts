@@ -11,7 +11,7 @@
 import type { Downstream } from '../http/downstream.js';
 import type { ErrorPages } from '../../ir/types.js';
 import type { CompiledCluster } from '../compile/types.js';
-import { FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
+import { applyLocalReplyPolicy, FLAGS_HEADER, SERVER_NAME } from '../http/local-reply.js';
 import { selectEndpoint } from '../upstream/load-balancer.js';
 
 /** Largest error page relayed; the rest is dropped. */
@@ -64,6 +64,7 @@ export function interceptErrors(c: CompiledErrorPages, x: ErrorPageInput): void 
         if (d.destroyed || d.headersSent) return;
         const h: string[] = ['server', SERVER_NAME, 'content-length', String(page.body.length), FLAGS_HEADER, 'custom-error'];
         if (page.contentType !== null) h.push('content-type', page.contentType);
+        if (d.proxyHeaders !== null) applyLocalReplyPolicy(h, d.proxyHeaders);
         respond.call(d, page.status, h, page.body);
       });
   };

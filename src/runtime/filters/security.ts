@@ -26,7 +26,8 @@ import { headerLines, type Downstream } from '../http/downstream.js';
 import { compilePathNormalizer, normalizePath, type PathNormalizer } from '../http/normalize.js';
 import { compileJwt, extractToken, verifyToken, type AuthHeaderEdits, type CompiledJwt } from './jwt.js';
 import { checkExtAuthz, compileExtAuthz, type CompiledExtAuthz } from './ext-authz.js';
-import { trustedClientAddress } from '../http/forward-headers.js';
+import { trustedClientAddress, XFCC_GATEWAY } from '../http/forward-headers.js';
+import { compileProxyHeaders, type CompiledProxyHeaders } from '../http/proxy-headers.js';
 import { authorize, compileAuthz, plainIp, type AuthzAttributes, type CompiledAuthz, type JwtIdentity } from './rbac.js';
 import { isOverloaded } from './overload.js';
 import { compileRateLimit, rateLimitKey, type CompiledRateLimit } from './rate-limit.js';
@@ -42,8 +43,10 @@ export interface CompiledSecurity {
   routeLimits: Map<CompiledRoute, CompiledRateLimit> | null;
   /** x-forwarded-client-cert handling (IR `forwardClientCertDetails`, default `SANITIZE_SET`). */
   xfcc: ForwardClientCertDetails;
-  /** The XFCC element carries `Cert` (the gateway's details); false on a sidecar's inbound side (Istio: Subject, URI, DNS). Absent = true. */
-  xfccCert?: boolean;
+  /** Parts of the XFCC element (http/forward-headers.ts `XFCC_*`): the gateway's (Subject, Cert, URI, DNS); a sidecar's inbound side sets its own (Istio: Subject, URI, DNS). */
+  xfccDetails: number;
+  /** ProxyConfig `proxyHeaders` (http/proxy-headers.ts); null = the defaults. */
+  proxyHeaders: CompiledProxyHeaders | null;
   /** The peer address is appended to x-forwarded-for (the gateway); false on a sidecar's inbound side (Envoy `use_remote_address: false`). Absent = true. */
   appendXff?: boolean;
   /** IR `numTrustedProxies` (0 = the peer is the client). */
@@ -65,6 +68,8 @@ export function compileSecurity(s: SecurityConfig, clusters: ReadonlyMap<string,
     extAuthz,
     routeLimits: null,
     xfcc: s.forwardClientCertDetails ?? 'SANITIZE_SET',
+    xfccDetails: XFCC_GATEWAY,
+    proxyHeaders: compileProxyHeaders(s.proxyHeaders),
     trustedHops: s.numTrustedProxies ?? 0,
   };
 }

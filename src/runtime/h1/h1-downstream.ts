@@ -12,6 +12,7 @@ import type { RequestRecord } from '../../observability/record.js';
 import type { Downstream, DownstreamOwner, PendingUpgrade } from '../http/downstream.js';
 import { Framing, type RequestHead } from './parser.js';
 import { isHeaderField } from '../../lib/header-chars.js';
+import type { CompiledProxyHeaders } from '../http/proxy-headers.js';
 
 /** What the response writer needs from its connection. */
 export interface H1Link {
@@ -63,6 +64,7 @@ export class H1Downstream implements Downstream {
   record: RequestRecord | null = null;
   owner: DownstreamOwner | null = null;
   replyHeaders: string[] | null = null;
+  proxyHeaders: CompiledProxyHeaders | null = null;
   closeHooks: (() => void)[] | null = null;
   upgrade: PendingUpgrade | null = null;
   /** The request asked to keep the connection (and nothing since decided otherwise). */

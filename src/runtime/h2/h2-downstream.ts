@@ -13,6 +13,7 @@ import type { RequestRecord } from '../../observability/record.js';
 import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from '../http/downstream.js';
 import { SERVER_NAME } from '../http/local-reply.js';
 import { H2_CONNECTION_SPECIFIC, H2_SINGLE_VALUE, isHeaderField } from '../../lib/header-chars.js';
+import type { CompiledProxyHeaders } from '../http/proxy-headers.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
@@ -28,6 +29,7 @@ export class H2Downstream implements Downstream {
   record: RequestRecord | null = null;
   owner: DownstreamOwner | null = null;
   replyHeaders: string[] | null = null;
+  proxyHeaders: CompiledProxyHeaders | null = null;
   closeHooks: (() => void)[] | null = null;
   upgrade: PendingUpgrade | null = null;
   #status = 0;

@@ -23,6 +23,7 @@ import type { Readable } from 'node:stream';
 import type { ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
+import type { CompiledProxyHeaders } from './proxy-headers.js';
 
 /** Told by the engine about the response's progress (the Exchange implements it). */
 export interface DownstreamOwner {
@@ -107,6 +108,8 @@ export interface Downstream {
   owner: DownstreamOwner | null;
   /** Headers every local reply to this request carries (CORS of the matched route); null = none. */
   replyHeaders: string[] | null;
+  /** The listener's ProxyConfig `proxyHeaders` (proxy-headers.ts), set by `handleRequest`; null = the defaults. */
+  proxyHeaders: CompiledProxyHeaders | null;
   /** A WebSocket upgrade waiting for its route; null when the request is no upgrade. */
   upgrade: PendingUpgrade | null;
   /** Called once when the response is over (completed, reset or abandoned): per-client counters of filters; null = none. */

@@ -161,7 +161,8 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       if (this.#call!.tries > 1) this.record.attempts++;
     }
     if (this.sidecarMode === 'sidecar-outbound' && this.#call!.tries > 1) {
-      setAttemptCount(opts.headers, this.#call!.tries);
+      // With ProxyConfig attemptCount disabled the header is the app's own, passed on unchanged.
+      if (this.d.proxyHeaders === null || this.d.proxyHeaders.attemptCount) setAttemptCount(opts.headers, this.#call!.tries);
       // A retry may go to an endpoint of another TLS mode (auto mTLS is per endpoint).
       if (this.peerMetadata !== null) syncRequestPeerMetadata(opts.headers, this.peerMetadata, endpoint.tls?.mode === 'ISTIO_MUTUAL');
     } else if (this.sidecarMode === null && this.peerMetadata !== null && this.#call!.tries > 1) {
@@ -295,7 +296,8 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     this.#phase = Phase.Streaming;
     if (this.record !== null) this.record.upstreamServiceTime = performance.now() - this.#sentAt;
     this.#resume = resume;
-    let headers = buildDownstreamResponseHeaders(rawHeaders);
+    const ph = this.d.proxyHeaders;
+    let headers = buildDownstreamResponseHeaders(rawHeaders, ph === null ? undefined : ph.server);
     // Responses: destination-level edits first, then route-level (IR HeaderOps order).
     const destOps = this.#destination!.responseHeaders;
     if (destOps !== null) headers = applyHeaderOps(headers, destOps);

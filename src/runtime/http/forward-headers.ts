@@ -8,13 +8,20 @@
  * (`trustedClientAddress`).
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import { uuid4 } from '../../lib/uuid.js';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
 import { SERVER_NAME } from './local-reply.js';
 import type { Downstream } from './downstream.js';
+
+/** `buildUpstreamRequestHeaders` flags (ProxyConfig `proxyHeaders`, proxy-headers.ts): no x-request-id is generated. */
+export const NO_REQUEST_ID = 1;
+/** `buildUpstreamRequestHeaders` flags: a sidecar's outbound side neither sets nor drops x-envoy-attempt-count. */
+export const NO_ATTEMPT_COUNT = 2;
+/** `buildUpstreamRequestHeaders` flags: envoyDebugHeaders disabled: a sidecar's outbound side passes the app's x-envoy-expected-rq-timeout-ms (it sets none). */
+export const NO_DEBUG_HEADERS = 4;
 
 /** A client-supplied x-request-id is kept when it is this shape (Envoy keeps any; we bound it). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -43,8 +50,8 @@ export interface DownstreamHeaders {
   headers: string[];
   /** Whether the request has a body (Content-Length or Transfer-Encoding present). */
   hasBody: boolean;
-  /** The x-request-id sent upstream (the client's, or generated), for logs and traces. */
-  requestId: string;
+  /** The x-request-id sent upstream (the client's, or generated), for logs and traces; null when none (ProxyConfig `requestId.disabled`). */
+  requestId: string | null;
   /**
    * Sidecars: which metadata-exchange headers the request carried (dropped from `headers`): bit 1
    * x-envoy-peer-metadata-id, bit 2 x-envoy-peer-metadata. 0 otherwise.
@@ -69,6 +76,8 @@ export function buildUpstreamRequestHeaders(
   /** Appended to x-forwarded-for; null = the client's x-forwarded-for is passed on unchanged (Envoy's `use_remote_address: false`, Istio's sidecar inbound). */
   remoteAddress: string | null,
   mode: ForwardMode = 'gateway',
+  /** ProxyConfig `proxyHeaders` (`NO_REQUEST_ID`, `NO_ATTEMPT_COUNT`, `NO_DEBUG_HEADERS`; proxy-headers.ts); 0 = the defaults. */
+  flags = 0,
 ): DownstreamHeaders {
   const out: string[] = [];
   const sidecar = mode !== 'gateway';
@@ -105,8 +114,11 @@ export function buildUpstreamRequestHeaders(
         }
         break;
       case 'x-envoy-attempt-count':
+        // The sidecar sets its own; with attemptCount disabled the app's passes (Envoy's router leaves it).
+        if (mode === 'sidecar-outbound' && (flags & NO_ATTEMPT_COUNT) === 0) continue;
+        break;
       case 'x-envoy-expected-rq-timeout-ms':
-        if (mode === 'sidecar-outbound') continue;
+        if (mode === 'sidecar-outbound' && (flags & NO_DEBUG_HEADERS) === 0) continue;
         break;
       case 'connection':
         connection = connection === null ? value : `${connection},${value}`;
@@ -133,13 +145,23 @@ export function buildUpstreamRequestHeaders(
   out.push('host', host);
   if (remoteAddress !== null) out.push('x-forwarded-for', xff === null ? remoteAddress : `${xff}, ${remoteAddress}`);
   else if (xff !== null) out.push('x-forwarded-for', xff);
-  requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : uuid4();
-  if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority, 'x-request-id', requestId);
-  else {
-    out.push('x-forwarded-proto', xfp ?? scheme, 'x-request-id', requestId);
-    // The first try; a retry rewrites it (setAttemptCount).
-    if (mode === 'sidecar-outbound') out.push('x-envoy-attempt-count', '1');
+  if (flags === 0) {
+    requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : uuid4();
+    if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority, 'x-request-id', requestId);
+    else {
+      out.push('x-forwarded-proto', xfp ?? scheme, 'x-request-id', requestId);
+      // The first try; a retry rewrites it (setAttemptCount).
+      if (mode === 'sidecar-outbound') out.push('x-envoy-attempt-count', '1');
+    }
+    return { headers: out, hasBody, requestId, peer };
   }
+  // ProxyConfig proxyHeaders: requestId disabled keeps a client's id (of the accepted shape) and
+  // makes none (Envoy `generate_request_id: false`); attemptCount disabled sets no attempt count.
+  requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : (flags & NO_REQUEST_ID) !== 0 ? null : uuid4();
+  if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority);
+  else out.push('x-forwarded-proto', xfp ?? scheme);
+  if (requestId !== null) out.push('x-request-id', requestId);
+  if (mode === 'sidecar-outbound' && (flags & NO_ATTEMPT_COUNT) === 0) out.push('x-envoy-attempt-count', '1');
   return { headers: out, hasBody, requestId, peer };
 }
 
@@ -155,10 +177,12 @@ export function setAttemptCount(headers: string[], tries: number): void {
 
 /**
  * The upstream response headers for the client: hop-by-hop removed (and every name listed in
- * Connection), `server` replaced by ours, trailers dropped (HTTP/1.1 trailers are not relayed).
- * Values are latin1 strings (the parsers' decoding) so their bytes go out unchanged (heads are written as latin1).
+ * Connection), `server` replaced by `server` (ours, `meshgate`, unless ProxyConfig `proxyHeaders.server`
+ * names another; null: the upstream's passes through, Envoy's `PASS_THROUGH`), trailers dropped
+ * (HTTP/1.1 trailers are not relayed). Values are latin1 strings (the parsers' decoding) so their bytes go
+ * out unchanged (heads are written as latin1).
  */
-export function buildDownstreamResponseHeaders(raw: string[]): string[] {
+export function buildDownstreamResponseHeaders(raw: string[], server: string | null = SERVER_NAME): string[] {
   const out: string[] = [];
   let connection: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
@@ -175,13 +199,15 @@ export function buildDownstreamResponseHeaders(raw: string[]): string[] {
       case 'upgrade':
       case 'te':
       case 'trailer':
-      case 'server':
         continue;
+      case 'server':
+        if (server !== null) continue;
+        break;
     }
     out.push(name, raw[i + 1]);
   }
   if (connection !== null) removeConnectionTokens(out, connection);
-  out.push('server', SERVER_NAME);
+  if (server !== null) out.push('server', server);
   return out;
 }
 
@@ -210,8 +236,19 @@ function removeConnectionTokens(headers: string[], connection: string): void {
 /** XFCC modes, as IR `SecurityConfig.forwardClientCertDetails`. */
 export type XfccMode = ForwardClientCertDetails;
 
-/** The gateway's XFCC element per mTLS connection (built once per connection, on its first request). */
-const xfccElements = new WeakMap<object, string>();
+/** Parts of the XFCC element (Envoy `set_current_client_cert_details`), as bits. `Hash` and `By` are always there. */
+export const XFCC_SUBJECT = 1;
+export const XFCC_CERT = 2;
+export const XFCC_CHAIN = 4;
+export const XFCC_DNS = 8;
+export const XFCC_URI = 16;
+/** Istio's gateways: Subject, Cert, URI, DNS. */
+export const XFCC_GATEWAY = XFCC_SUBJECT | XFCC_CERT | XFCC_DNS | XFCC_URI;
+/** Istio's sidecars' inbound side by default: Subject, URI, DNS. */
+export const XFCC_SIDECAR = XFCC_SUBJECT | XFCC_DNS | XFCC_URI;
+
+/** The XFCC element per mTLS connection (built once per connection, on its first request), with the parts it was built with (a reload may ask for others). */
+const xfccElements = new WeakMap<object, { details: number; element: string }>();
 
 const XFCC = 'x-forwarded-client-cert';
 
@@ -224,17 +261,18 @@ const XFCC = 'x-forwarded-client-cert';
  * rawHeaders, and headers), so route matching, authorization, ext-authz, the upstream request and the
  * access log all see the one settled value. `present`: the caller's header scan saw the header.
  */
-export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: boolean, withCert = true): void {
+export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: boolean, details = XFCC_GATEWAY): void {
   if (mode === 'ALWAYS_FORWARD_ONLY') return;
   const tls = d.tls;
   const mtls = mode !== 'SANITIZE' && tls !== null && tls.authorized === true && typeof tls.getPeerX509Certificate === 'function';
   if (!present && !mtls) return;
   let element: string | null = null;
   if (mtls && tls !== null) {
-    element = xfccElements.get(tls) ?? null;
-    if (element === null) {
-      element = xfccElement(tls, withCert);
-      if (element !== null) xfccElements.set(tls, element);
+    const cached = xfccElements.get(tls);
+    if (cached !== undefined && cached.details === details) element = cached.element;
+    else {
+      element = xfccElement(tls, details);
+      if (element !== null) xfccElements.set(tls, { details, element });
     }
   }
   const raw = d.rawHeaders;
@@ -260,11 +298,13 @@ export function settleForwardClientCert(d: Downstream, mode: XfccMode, present: 
 }
 
 /**
- * Envoy's XFCC element with Istio's gateway details (Subject, Cert, URI, DNS; Hash always):
- * `By=…;Hash=…;Cert="…";Subject="…";URI=…;DNS=…`; null when no client certificate is there.
- * `withCert` false: without `Cert`, as Istio's sidecars set it on inbound (Subject, URI, DNS).
+ * Envoy's XFCC element, in Envoy's order: `By=…;Hash=…;Cert="…";Chain="…";Subject="…";URI=…;DNS=…`
+ * with the parts `details` asks for (`XFCC_*`; `By` and `Hash` always); null when no client
+ * certificate is there. Istio's gateways ask for Subject, Cert, URI and DNS (`XFCC_GATEWAY`), its
+ * sidecars' inbound side for Subject, URI and DNS (`XFCC_SIDECAR`), unless ProxyConfig
+ * `proxyHeaders.setCurrentClientCertDetails` says otherwise.
  */
-export function xfccElement(socket: TLSSocket, withCert = true): string | null {
+export function xfccElement(socket: TLSSocket, details = XFCC_GATEWAY): string | null {
   const peer = socket.getPeerX509Certificate();
   if (peer === undefined) return null;
   const parts: string[] = [];
@@ -272,13 +312,37 @@ export function xfccElement(socket: TLSSocket, withCert = true): string | null {
   if (local !== undefined) for (const uri of sansOf(local.subjectAltName, 'URI:')) parts.push(`By=${uri}`);
   parts.push(`Hash=${createHash('sha256').update(peer.raw).digest('hex')}`);
   // Envoy's URL encoding of the PEM (ssl_handshaker urlEncodedPemEncodedPeerCertificate).
-  if (withCert) parts.push(`Cert="${peer.toString().replace(/[\n +/=]/g, (c) => PEM_ESCAPES[c])}"`);
-  parts.push(`Subject="${rfc2253(peer.subject)}"`);
-  const uris = sansOf(peer.subjectAltName, 'URI:');
-  if (uris.length === 0) parts.push('URI=');
-  for (const u of uris) parts.push(`URI=${u}`);
-  for (const d of sansOf(peer.subjectAltName, 'DNS:')) parts.push(`DNS=${d}`);
+  if ((details & XFCC_CERT) !== 0) parts.push(`Cert="${urlEncodedPem(peer.toString())}"`);
+  if ((details & XFCC_CHAIN) !== 0) parts.push(`Chain="${urlEncodedPem(peerChain(peer))}"`);
+  if ((details & XFCC_SUBJECT) !== 0) parts.push(`Subject="${rfc2253(peer.subject)}"`);
+  if ((details & XFCC_URI) !== 0) {
+    const uris = sansOf(peer.subjectAltName, 'URI:');
+    if (uris.length === 0) parts.push('URI=');
+    for (const u of uris) parts.push(`URI=${u}`);
+  }
+  if ((details & XFCC_DNS) !== 0) for (const d of sansOf(peer.subjectAltName, 'DNS:')) parts.push(`DNS=${d}`);
   return parts.join(';');
+}
+
+function urlEncodedPem(pem: string): string {
+  return pem.replace(/[\n +/=]/g, (c) => PEM_ESCAPES[c]);
+}
+
+/**
+ * The client's chain, leaf first, as PEM (Envoy's `Chain`: what the client sent). Node links the
+ * peer's certificates by issuer and may complete the chain with a root from the trust store, which
+ * the client did not send: a self-signed last certificate is left out.
+ */
+function peerChain(leaf: X509Certificate): string {
+  let pem = '';
+  const seen = new Set<string>();
+  for (let c: X509Certificate | undefined = leaf; c !== undefined && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    const selfSigned = c.subject === c.issuer && c !== leaf;
+    if (selfSigned) break;
+    pem += c.toString();
+  }
+  return pem;
 }
 
 const PEM_ESCAPES: Record<string, string> = { '\n': '%0A', ' ': '%20', '+': '%2B', '/': '%2F', '=': '%3D' };

@@ -10,6 +10,7 @@ import type { Downstream } from './downstream.js';
 import { noteLocalReply } from '../../observability/record.js';
 import { isGrpcRequest, grpcLocalErrorHeaders } from './grpc.js';
 import type { LocalError } from './local-errors.js';
+import type { CompiledProxyHeaders } from './proxy-headers.js';
 
 export { Errors, classifyUpstreamError, nginxStatus, TLS_VERIFY_CODES, type LocalError, type ResponseFlag } from './local-errors.js';
 
@@ -35,6 +36,8 @@ export function addLocalReplyHeaders(d: Downstream, pairs: string[]): void {
 export function sendLocalReply(d: Downstream, status: number, headers: string[], body: Buffer | null, flag: string | null, details: string | null): void {
   if (d.headersSent || d.destroyed) return;
   noteLocalReply(d.record, flag, body === null ? 0 : body.length, details);
+  // ProxyConfig proxyHeaders (proxy-headers.ts): null unless the proxy's differ from the defaults.
+  if (d.proxyHeaders !== null) applyLocalReplyPolicy(headers, d.proxyHeaders);
   const extra = d.replyHeaders;
   if (extra !== null) for (let i = 0; i < extra.length; i++) headers.push(extra[i]);
   d.respond(status, headers, body);
@@ -78,4 +81,24 @@ export function sendDirect(d: Downstream, status: number, contentType: string, b
 function hasName(headers: readonly string[], name: string): boolean {
   for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() === name) return true;
   return false;
+}
+
+/**
+ * A local answer's header list under a policy that is not the default: `server` set to the policy's
+ * name or removed (pass-through: a local answer has no upstream header to pass), the debug headers
+ * removed when they are off. Edits `headers` in place.
+ */
+export function applyLocalReplyPolicy(headers: string[], ph: CompiledProxyHeaders): void {
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    const n = headers[r];
+    if (n === 'server') {
+      if (ph.server === null) continue;
+      headers[r + 1] = ph.server;
+    } else if (!ph.debugHeaders && (n === FLAGS_HEADER || n === 'x-envoy-overloaded')) continue;
+    headers[w] = n;
+    headers[w + 1] = headers[r + 1];
+    w += 2;
+  }
+  headers.length = w;
 }

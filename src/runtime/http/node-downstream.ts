@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { RequestRecord } from '../../observability/record.js';
 import { closeDownstream, type Downstream, type DownstreamOwner, type PendingUpgrade } from './downstream.js';
+import type { CompiledProxyHeaders } from './proxy-headers.js';
 
 const kDownstream = Symbol('meshgate.downstream');
 type TaggedResponse = ServerResponse & { [kDownstream]?: NodeDownstream };
@@ -25,6 +26,7 @@ export class NodeDownstream implements Downstream {
   record: RequestRecord | null = null;
   owner: DownstreamOwner | null = null;
   replyHeaders: string[] | null = null;
+  proxyHeaders: CompiledProxyHeaders | null = null;
   closeHooks: (() => void)[] | null = null;
   upgrade: PendingUpgrade | null = null;
   #status = 0;

@@ -45,6 +45,8 @@ export interface RequestEnv {
 export const MAX_REQUEST_HEADERS = 100;
 
 export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Downstream): void {
+  // ProxyConfig proxyHeaders (proxy-headers.ts): every answer to this request follows them, local ones included.
+  if (listener.security.proxyHeaders !== null) d.proxyHeaders = listener.security.proxyHeaders;
   const raw = d.rawHeaders;
   const rec = env.observer === null ? null : env.observer.begin(listener, d);
   const h2 = d.http2;
@@ -63,7 +65,7 @@ export function handleRequest(env: RequestEnv, listener: CompiledListener, d: Do
     } else if (n.length === 23 && n.toLowerCase() === 'x-forwarded-client-cert') xfcc = true;
   }
   // XFCC is settled before anything reads the request (Envoy: in the connection manager).
-  settleForwardClientCert(d, listener.security.xfcc, xfcc, listener.security.xfccCert !== false);
+  settleForwardClientCert(d, listener.security.xfcc, xfcc, listener.security.xfccDetails);
   if (h2) {
     // `:authority` when present (RFC 9113 §8.3.1: it wins over Host).
     const a = d.header(':authority');
@@ -182,6 +184,7 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     mode === 'gateway' ? listener.scheme : d.tls !== null ? 'https' : 'http',
     listener.security.appendXff === false ? null : plainAddress(d.remoteAddress),
     mode,
+    d.proxyHeaders === null ? 0 : d.proxyHeaders.forwardFlags,
   );
   if (mode !== 'gateway') {
     x.sidecarMode = mode;
@@ -194,9 +197,10 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
         if (endpoint.tls?.mode === 'ISTIO_MUTUAL') for (const h of mx.request) built.headers.push(h);
       } else if (built.peer !== 0 && d.tls !== null) x.peerMetadataReply = mx.reply[built.peer];
     }
-    // Envoy's router (Istio sidecars do not suppress Envoy headers) tells the upstream how long it
-    // will wait: the per-try timeout, else the route timeout; nothing without either.
-    if (mode === 'sidecar-outbound') {
+    // Envoy's router (Istio sidecars do not suppress Envoy headers, unless ProxyConfig
+    // envoyDebugHeaders is disabled) tells the upstream how long it will wait: the per-try
+    // timeout, else the route timeout; nothing without either.
+    if (mode === 'sidecar-outbound' && (d.proxyHeaders === null || d.proxyHeaders.debugHeaders)) {
       const perTry = action.retry?.perTryTimeoutMs ?? 0;
       const expected = perTry > 0 ? perTry : (action.timeoutMs ?? 0);
       if (expected > 0) built.headers.push('x-envoy-expected-rq-timeout-ms', String(expected));

@@ -215,7 +215,7 @@ export function forwardUpgrade(
     upstream.pause();
     answered = true;
     if (rec !== null) rec.upstreamServiceTime = performance.now() - started;
-    const parsed = parseHead(buffered.subarray(0, end).toString('latin1'));
+    const parsed = parseHead(buffered.subarray(0, end).toString('latin1'), d.proxyHeaders === null ? SERVER_NAME : d.proxyHeaders.server);
     const rest = buffered.subarray(end + 4);
     if (parsed === null) {
       upstream.destroy();
@@ -376,12 +376,13 @@ interface ParsedHead {
 
 /**
  * Status line and headers of an HTTP/1.1 response head; hop-by-hop kept only for 101 (and
- * Transfer-Encoding, whose framing the relayed bytes still carry); `server` replaced. As the
+ * Transfer-Encoding, whose framing the relayed bytes still carry); `server` replaced by `server` (kept
+ * when null: ProxyConfig `proxyHeaders.server.disabled`). As the
  * upstream client's response parser: a bare LF, a NUL or another CTL anywhere, a name that is not
  * a token (or with whitespace before the colon), a non-digit or conflicting Content-Length make the
  * head invalid (null: 502), so nothing a client could read as another line is relayed.
  */
-function parseHead(text: string): ParsedHead | null {
+function parseHead(text: string, server: string | null): ParsedHead | null {
   const lines = text.split('\r\n');
   const m = /^HTTP\/1\.[01] ([1-9]\d{2})(?: (.*))?$/.exec(lines[0]);
   if (m === null || !isHeaderValue(m[2] ?? '')) return null;
@@ -398,7 +399,8 @@ function parseHead(text: string): ParsedHead | null {
     const name = rawName.toLowerCase();
     const value = line.slice(colon + 1).replace(OWS_EDGES, '');
     if (!isHeaderValue(value)) return null;
-    if (name === 'server') continue;
+    // `server` is ours, unless ProxyConfig proxyHeaders.server is disabled (null: the upstream's passes).
+    if (name === 'server' && server !== null) continue;
     // Istio's metadata exchange stops at the proxy (sidecar/peer-metadata.ts): a destination
     // sidecar's answer to the upgrade never reaches the client.
     if (name.length >= 21 && (name === 'x-envoy-peer-metadata' || name === 'x-envoy-peer-metadata-id')) continue;
@@ -413,7 +415,7 @@ function parseHead(text: string): ParsedHead | null {
     if (name === 'transfer-encoding' && /(?:^|,)\s*chunked\s*$/i.test(value)) chunked = true;
     headers.push(name, value);
   }
-  headers.push('server', SERVER_NAME);
+  if (server !== null) headers.push('server', server);
   if (status !== 101) headers.push('connection', 'close');
   // RFC 9112 §6.3: chunked framing wins over Content-Length.
   return { status, reason: m[2] ?? '', headers, contentLength: chunked ? null : contentLength, chunked };

@@ -70,6 +70,7 @@ import { authorizeTcp, compileTcpAuthz } from './inbound-authz.js';
 import { inboundLabels, type InboundTelemetryContext, type PortService } from './inbound-telemetry.js';
 import { localPeerMetadata, PEER_METADATA, peerHeaderBits, peerMetadataOf, peerWorkloadOf, withSourcePeer } from './peer-metadata.js';
 import { addLocalReplyHeaders } from '../http/local-reply.js';
+import { xfccDetailsOf } from '../http/proxy-headers.js';
 import { PEER_EXCHANGE_ALPN, readPeerPreamble } from '../tcp/peer-exchange.js';
 
 /** Istio's inbound source address: the app sees connections from it, and capture never redirects its traffic. */
@@ -332,8 +333,9 @@ export class InboundHandler {
         listeners,
         tcpListeners: [],
         clusters,
-        // Istio's sidecars append their element to what the peer sent (APPEND_FORWARD).
-        security: { ...ir.security, forwardClientCertDetails: 'APPEND_FORWARD' },
+        // Istio's sidecars append their element to what the peer sent (APPEND_FORWARD), unless the
+        // proxy's ProxyConfig proxyHeaders.forwardedClientCert says otherwise.
+        security: { ...ir.security, forwardClientCertDetails: ir.security.proxyHeaders?.forwardClientCertDetails ?? 'APPEND_FORWARD' },
       };
       let snapshot: CompiledSnapshot;
       try {
@@ -342,7 +344,8 @@ export class InboundHandler {
         throw new Error(`snapshot ${ir.version}: inbound side does not compile: ${(err as Error).message}`);
       }
       snapshot.listeners.forEach((l, i) => {
-        l.security.xfccCert = false;
+        // Istio's inbound element: Subject, URI, DNS, or ProxyConfig setCurrentClientCertDetails.
+        l.security.xfccDetails = xfccDetailsOf(ir.security.proxyHeaders);
         // Envoy's sidecar inbound (`use_remote_address: false`): the peer is not appended to x-forwarded-for.
         l.security.appendXff = false;
         l.security.forwardMode = 'sidecar-inbound';

@@ -40,6 +40,7 @@ import http2, { type ServerHttp2Stream } from 'node:http2';
 import type { Cluster, DomainMatch, IRSnapshot, Listener, OutboundService, Route, SidecarView } from '../../ir/types.js';
 import { defaultSecurityConfig } from '../../ir/security.js';
 import { compileSnapshot } from '../compile/compile-snapshot.js';
+import { compileProxyHeaders } from '../http/proxy-headers.js';
 import { normalizeHost, selectVirtualHost } from '../compile/lookup.js';
 import type { CompiledListener, CompiledSnapshot } from '../compile/types.js';
 import { handleRequest, MAX_REQUEST_HEADERS, type RequestEnv } from '../http/request-handler.js';
@@ -275,6 +276,8 @@ export class OutboundHandler {
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
     this.#state = { view, ir: outIr, compiled, services, tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp, perConnection: perConnectionClusters(view.outbound, ir.clusters) };
     this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
+    // REGISTRY_ONLY's 502 follows the view's ProxyConfig proxyHeaders too (server, debug headers).
+    this.#blackhole.compiled.security.proxyHeaders = compileProxyHeaders(ir.security.proxyHeaders);
     // Istio's metadata exchange (HTTP headers, TCP preamble) of this proxy, encoded once per view (peer-metadata.ts).
     this.#env.peerMetadata = localPeerMetadata(view.proxy, this.#clusterId);
     this.#tcp.peerExchange = this.#env.peerMetadata;

@@ -38,6 +38,7 @@ import { INBOUND_RETRY_POLICY, translateInbound } from './inbound.js';
 import { translateOutbound } from './outbound.js';
 import { exportToDefaults, sidecarScope } from './scope.js';
 import { dnsProxyConfig } from './dns.js';
+import { translateProxyHeaders } from '../istio/proxy-headers.js';
 import { findProxyPod, meshWorkloads, podIps, workloadName } from './workloads.js';
 
 /** Who asks: what `meshgate sidecar` knows of itself (its flags), as the config push carries it. */
@@ -110,7 +111,8 @@ export function translateSidecar(resources: ResourceSet, proxy: SidecarProxyMeta
     workloads: meshWorkloads(resources),
     ...(dnsConfig.capture ? { dns: { capture: true, autoAllocate: dnsConfig.autoAllocate, hosts: out.dnsHosts } } : {}),
   };
-  const security = translateSecurity(ctx, resources);
+  // ProxyConfig `proxyHeaders` of MeshConfig and the pod's annotation (istio/proxy-headers.ts).
+  const security = { ...translateSecurity(ctx, resources), ...translateProxyHeaders(ctx, resources, 'sidecar', pod !== null ? [pod] : []) };
   const accessLogging = translateAccessLogging(ctx, resources);
   const tracing = translateTracing(ctx, resources);
   const clusters = ctx.clusters();
