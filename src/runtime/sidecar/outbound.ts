@@ -208,6 +208,8 @@ export class OutboundHandler {
     this.#poolOptions = opts.pools;
     this.#pools = new EndpointPools(opts.pools);
     this.#tcp = new TcpListenerManager(opts.env.random, this.#tcpObserver);
+    // TLS relays wrap the app's TLS in the cluster's TLS (auto mTLS per endpoint, DestinationRule), as Envoy's clusters do.
+    this.#tcp.wrapClientTls = true;
     this.#detectMs = opts.detectionTimeoutMs ?? DEFAULT_DETECTION_TIMEOUT_MS;
     this.#drainMs = opts.drainMs ?? 30_000;
     this.#isSelf = opts.isSelf ?? (() => false);

@@ -239,6 +239,15 @@ export class TcpListenerManager {
    */
   peerExchange: TcpPeerExchange | null = null;
 
+  /**
+   * A sidecar's relays: Envoy applies a cluster's transport socket whatever its listener sniffed, so
+   * a `TLS` relay originates the cluster's upstream TLS (DestinationRule `tls`, auto mTLS per
+   * endpoint; with Istio's metadata exchange) around the client's own TLS, as a `TCP` relay does
+   * (Istio pilot cluster_tls.go). false (the gateway): `TLS` listeners forward the client's TLS
+   * unwrapped (IR `TcpListener.protocol`).
+   */
+  wrapClientTls = false;
+
   /** `sockets`: the runtime's socket table, shared with its HTTP(S) listeners. */
   constructor(random: () => number, observer: TcpObserver | null = null, sockets: SocketTable = new SocketTable()) {
     this.#random = random;
@@ -545,12 +554,12 @@ export class TcpListenerManager {
       observer!.observeTcp(obs, 'open');
     };
     if (obs !== null) obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
-    const offerExchange = this.peerExchange !== null && endpoint.tls !== null && endpoint.tls.mode === 'ISTIO_MUTUAL' && l.ir.protocol !== 'TLS';
+    // Upstream TLS (DestinationRule tls, auto mTLS) is originated unless the listener forwards the client's own TLS as is.
+    const originate = endpoint.tls !== null && (l.ir.protocol !== 'TLS' || this.wrapClientTls);
+    const offerExchange = originate && this.peerExchange !== null && endpoint.tls!.mode === 'ISTIO_MUTUAL';
     if (!offerExchange) reportOpen();
     const handle = endpoint.handle;
     if (handle !== null) handle.active++;
-    // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
-    const originate = endpoint.tls !== null && l.ir.protocol !== 'TLS';
     let upstream: net.Socket;
     let exchange: TcpPeerExchange | null = null;
     if (originate) {
