@@ -19,7 +19,8 @@
  *   `destination_principal` and the server's workload (from the metadata exchange and the view);
  * - a VirtualService `tls` route by SNI to a subset whose DestinationRule says DISABLE: the app's TLS
  *   goes unwrapped to a PERMISSIVE workload, which relays it (`connection_security_policy="none"`);
- *   the same workload reached by auto mTLS gets Istio mTLS;
+ *   the same workload reached by auto mTLS gets Istio mTLS; an SNI no `tls` route names is closed
+ *   (no default route beside `tls` routes, as in Istio);
  * - a non-meshed endpoint (no tlsMode label) gets the app's TLS as is;
  * - DestinationRule ISTIO_MUTUAL wraps it to a workload the registry does not label as meshed;
  * - a non-meshed client's own TLS straight to the PERMISSIVE workload is relayed to its app, and to
@@ -323,6 +324,10 @@ describe('sidecar TLS relays: the app TLS wrapped in Istio mTLS per endpoint', (
     const o = obsIn.get('ratings')!;
     assert.equal((await waitSeries(o, 'istio_tcp_connections_closed_total', 'reporter="destination"', 'connection_security_policy="none"', 'source_principal="unknown"')).length, 1);
     assert.equal((await waitSeries(o, 'istio_tcp_connections_closed_total', 'reporter="destination"', 'connection_security_policy="mutual_tls"', `source_principal="${spiffe('sleep')}"`)).length, 1);
+    // An SNI no tls route names: no default route once a tls route applies (Istio), closed before any upstream.
+    const seen = wire.length;
+    await assert.rejects(get(VIP.ratings, 'other.ratings.example', FQDN('ratings')), /socket hang up|ECONNRESET|disconnected/);
+    assert.equal(wire.length, seen, 'the unrouted connection reached a pod');
   });
 
   test('a non-meshed endpoint gets the app TLS unwrapped', async () => {
