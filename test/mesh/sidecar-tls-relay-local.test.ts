@@ -21,6 +21,7 @@
  *   goes unwrapped to a PERMISSIVE workload, which relays it (`connection_security_policy="none"`);
  *   the same workload reached by auto mTLS gets Istio mTLS; an SNI no `tls` route names is closed
  *   (no default route beside `tls` routes, as in Istio);
+ * - TLS sniffed on an undeclared port is wrapped the same way;
  * - a non-meshed endpoint (no tlsMode label) gets the app's TLS as is;
  * - DestinationRule ISTIO_MUTUAL wraps it to a workload the registry does not label as meshed;
  * - a non-meshed client's own TLS straight to the PERMISSIVE workload is relayed to its app, and to
@@ -50,7 +51,7 @@ import { makeCerts } from '../support/tls-certs.js';
 const TD = 'cluster.local';
 const net8 = `127.${100 + ((process.pid >> 5) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 const SLEEP = `${net8}.2`;
-const VIP = { reviews: `${net8}.10`, ratings: `${net8}.11`, legacy: `${net8}.12`, secure: `${net8}.13` };
+const VIP = { reviews: `${net8}.10`, ratings: `${net8}.11`, legacy: `${net8}.12`, secure: `${net8}.13`, auto: `${net8}.14` };
 /** Pod IPs (the server sidecars' inbound capture, or the app itself for legacy) and the apps behind the sidecars. */
 const POD = { reviews: `${net8}.20`, ratings: `${net8}.30`, legacy: `${net8}.40`, secure: `${net8}.50` };
 const APP = { reviews: `${net8}.21`, ratings: `${net8}.31`, secure: `${net8}.51` };
@@ -65,10 +66,10 @@ metadata: {name: ${name}, namespace: default, labels: {app: ${app}, version: v1$
 spec: {serviceAccountName: ${app}, containers: [{name: app, image: app}]}
 status: {phase: Running, podIP: ${ip}}
 `;
-  const service = (name: string, portName: string): string => `apiVersion: v1
+  const service = (name: string, portName: string, app = name): string => `apiVersion: v1
 kind: Service
 metadata: {name: ${name}, namespace: default}
-spec: {clusterIP: ${VIP[name as keyof typeof VIP]}, selector: {app: ${name}}, ports: [{name: ${portName}, port: ${port}, targetPort: ${port}}]}
+spec: {clusterIP: ${VIP[name as keyof typeof VIP]}, selector: {app: ${app}}, ports: [{name: ${portName}, port: ${port}, targetPort: ${port}}]}
 `;
   return [
     pod('sleep-1', 'sleep', SLEEP, true),
@@ -81,6 +82,8 @@ spec: {clusterIP: ${VIP[name as keyof typeof VIP]}, selector: {app: ${name}}, po
     service('ratings', 'https-ratings'),
     service('legacy', 'tls'),
     service('secure', 'https'),
+    // An undeclared port (`web`) over the reviews pod: its TLS is sniffed, relayed by the tcp relay.
+    service('auto', 'web', 'reviews'),
     `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: default}
@@ -204,7 +207,7 @@ describe('sidecar TLS relays: the app TLS wrapped in Istio mTLS per endpoint', (
           await listen(pod, POD[name], p);
           bound.push(pod);
         }
-        for (const name of ['reviews', 'ratings', 'legacy', 'secure'] as const) {
+        for (const name of ['reviews', 'ratings', 'legacy', 'secure', 'auto'] as const) {
           const vip = net.createServer({ allowHalfOpen: true }, (s) => outbound.handle(s));
           await listen(vip, VIP[name], p);
           bound.push(vip);
@@ -328,6 +331,12 @@ describe('sidecar TLS relays: the app TLS wrapped in Istio mTLS per endpoint', (
     const seen = wire.length;
     await assert.rejects(get(VIP.ratings, 'other.ratings.example', FQDN('ratings')), /socket hang up|ECONNRESET|disconnected/);
     assert.equal(wire.length, seen, 'the unrouted connection reached a pod');
+  });
+
+  test('an undeclared port: the sniffed TLS is wrapped too', async () => {
+    const r = await get(VIP.auto, FQDN('reviews'));
+    assert.deepEqual(r, { who: 'reviews', sni: FQDN('reviews'), remote: '127.0.0.6' });
+    assert.deepEqual(lastWire('reviews'), { pod: 'reviews', sni: `outbound_.${port}_._.${FQDN('auto')}`, alpn: ['istio-peer-exchange', 'istio'] });
   });
 
   test('a non-meshed endpoint gets the app TLS unwrapped', async () => {
