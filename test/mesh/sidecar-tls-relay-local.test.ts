@@ -225,7 +225,7 @@ describe('sidecar TLS relays: the app TLS wrapped in Istio mTLS per endpoint', (
   /** An HTTPS app answering who it is, the SNI its client sent and the address it came from. */
   function appServer(who: string): https.Server {
     const cert = appCerts.find((c) => c.cn === FQDN(who))!;
-    const server = https.createServer({ cert: cert.certChain, key: cert.privateKey, SNICallback: (_n, cb) => cb(null, tls.createSecureContext({ cert: cert.certChain, key: cert.privateKey })) }, (req, res) => {
+    const server = https.createServer({ cert: cert.certChain, key: cert.privateKey }, (req, res) => {
       const s = req.socket as tls.TLSSocket;
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ who, sni: typeof s.servername === 'string' ? s.servername : null, remote: s.remoteAddress ?? '' } satisfies Answer));
