@@ -7,7 +7,8 @@
  * Proves: mTLS on the wire (iptables string-match counters: Istio SNI and ALPN in the ClientHello, no
  * plaintext request line), STRICT refusing the non-meshed pod, 403 `RBAC: access denied` for another
  * service account, the 90/10 VirtualService split, header routing, retries and a timeout, opaque TCP
- * and h2c through both sidecars, metrics at both ends, certificate rotation under traffic (20 s
+ * and h2c through both sidecars, an app's own HTTPS wrapped in Istio mTLS (port `https`, STRICT, policy by
+ * principal), metrics at both ends, certificate rotation under traffic (20 s
  * certificates), the app probes `meshgate inject` rewrites answered on 15020, proxy-status, edited
  * YAML reaching the sidecars in < 1 s (a new route, REGISTRY_ONLY, STRICT -> PERMISSIVE -> STRICT),
  * the last good view with the control plane down and the reconnection after it returns, and
@@ -17,7 +18,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labRequired, labSkipReason } from './lab.js';
 import { CLIENT } from './lab-programs.js';
-import { CP_IP, ECHO_VIP, GRPC_VIP, H2C_CLIENT, TLS_PEEK, installWireCounters, MAIN, meshConfigYaml, metricLines, pod, REVIEWS_VIP, startMeshLab, TD, wireCounters, type MeshLab } from './mesh-e2e-lab.js';
+import path from 'node:path';
+import { CP_IP, ECHO_VIP, GRPC_VIP, H2C_CLIENT, HTTPS_CLIENT, TLS_PEEK, installTlsWireCounters, installWireCounters, MAIN, meshConfigYaml, metricLines, pod, REVIEWS_VIP, SECURE_HOST, SECURE_VIP, startMeshLab, TD, tlsWireCounters, wireCounters, type MeshLab } from './mesh-e2e-lab.js';
 
 const skip = labSkipReason(['iptables']);
 
@@ -40,6 +42,7 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     // Workload certificates live 20 s: every sidecar renews at ~10 s, while the tests run.
     m = await startMeshLab({ certTtl: '20s' });
     installWireCounters(m.lab, 'v1', 9080);
+    for (const p of ['v1', 'v2']) installTlsWireCounters(m.lab, p, 9443, SECURE_HOST);
   });
 
   after(() => m?.close());
@@ -108,6 +111,30 @@ describe('the mesh end to end: control plane, capture and sidecars from real Kub
     assert.equal(reply.got, 'ping\n', `${r.stdout}\nclient: ${m.log('client')}`);
     assert.match(reply.server ?? '', /^echo-v[12]$/);
     assert.equal(reply.remote, '127.0.0.6');
+  });
+
+  test('HTTPS (the app\'s own TLS, port `https`) through both sidecars under STRICT: Istio mTLS around it on the wire, the app gets the client\'s TLS; AuthorizationPolicy by principal applies', async () => {
+    const https = (from: string, target: string) => m.lab.run(from, [process.execPath, '-e', HTTPS_CLIENT], { TARGET: target, SNI: SECURE_HOST, CA: path.join(m.dir, 'secure.crt') }, 20_000);
+    const sum = (): number[] => ['v1', 'v2'].map((p) => tlsWireCounters(m.lab, p)).reduce((a, b) => a.map((x, i) => x + b[i]));
+    const before = sum();
+    const r = await https('client', `${SECURE_VIP}:9443`);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { status?: number; body?: string; error?: string };
+    assert.equal(out.status, 200, `${r.stdout} ${r.stderr}\nclient: ${m.log('client')}\nv1: ${m.log('v1')}`);
+    const b = JSON.parse(out.body!) as { server: string; sni: string; remote: string };
+    assert.match(b.server, /^secure-v[12]$/);
+    assert.equal(b.sni, SECURE_HOST);
+    assert.equal(b.remote, '127.0.0.6');
+    const after = sum();
+    assert.ok(after[0] - before[0] >= 1, `no ClientHello with SNI outbound_.9443_._.${SECURE_HOST} reached the reviews pods`);
+    assert.ok(after[1] - before[1] >= 1, 'no ClientHello offering istio-peer-exchange reached the reviews pods');
+    // The non-meshed pod's own TLS straight to a pod: STRICT refuses it; another service account: denied by the policy.
+    const outside = JSON.parse((await https('outside', `${pod('v1').ip}:9443`)).stdout.trim().split('\n').at(-1) ?? '{}') as { status?: number; error?: string };
+    assert.equal(outside.status, undefined, JSON.stringify(outside));
+    const other = JSON.parse((await https('other', `${SECURE_VIP}:9443`)).stdout.trim().split('\n').at(-1) ?? '{}') as { status?: number; error?: string };
+    assert.equal(other.status, undefined, JSON.stringify(other));
+    const server = ((await m.get('outside', pod('v1').ip, 15020, '/stats/prometheus')).body ?? '') + ((await m.get('outside', pod('v2').ip, 15020, '/stats/prometheus')).body ?? '');
+    const dst = metricLines(server, 'istio_tcp_connections_opened_total{', 'reporter="destination"', `destination_service="${SECURE_HOST}"`, 'connection_security_policy="mutual_tls"', `source_principal="spiffe://${TD}/ns/frontend/sa/client"`, `destination_principal="spiffe://${TD}/ns/bookinfo/sa/reviews"`);
+    assert.ok(dst.length > 0, server.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total')).join('\n'));
   });
 
   test('HTTP/2 (h2c, a gRPC port) through both sidecars: body and trailers arrive, the app speaks h2 with the inbound sidecar', async () => {

@@ -6,14 +6,15 @@
  *
  *   node      10.252.0.1  bridge
  *   client    10.252.0.2  frontend/client    meshed: capture + sidecar + HTTP agent; VIP route 10.252.1.0/24
- *   v1        10.252.0.3  bookinfo/reviews   meshed: reviews v1 (HTTP :9080, TCP echo :9000)
+ *   v1        10.252.0.3  bookinfo/reviews   meshed: reviews v1 (HTTP :9080, TCP echo :9000, HTTPS :9443)
  *   v2        10.252.0.4  bookinfo/reviews   meshed: reviews v2 (same apps)
  *   other     10.252.0.5  other/intruder     meshed, another service account (denied by policy)
  *   outside   10.252.0.6  not meshed: plaintext caller, and an HTTP app :8080 outside the registry
  *   cp        10.252.0.9  meshgate control --config DIR --ca-dir DIR (gRPC :15012, admin :15014)
  *
  * Services (VIPs on 10.252.1.0/24): reviews.bookinfo:9080 (10.252.1.10, HTTP), echo.bookinfo:9000
- * (10.252.1.11, opaque TCP), both over the reviews pods, with EndpointSlices. Istio: a mesh
+ * (10.252.1.11, opaque TCP), secure.bookinfo:9443 (10.252.1.13, `https`: the app's own TLS, relayed
+ * by SNI), all over the reviews pods, with EndpointSlices. Istio: a mesh
  * VirtualService (`/fail-once/` retried on 5xx, `/slow` with a 500 ms timeout, header `x-canary: v2`
  * -> v2, else 90 % v1 / 10 % v2), its DestinationRule subsets,
  * PeerAuthentication STRICT in bookinfo, an AuthorizationPolicy on reviews allowing only
@@ -29,6 +30,7 @@ import { ECHO_APP } from './lab-programs.js';
 import { HTTP_AGENT, HTTP_APP } from './sidecar-programs.js';
 import { parseAllDocuments } from 'yaml';
 import { MESHGATE } from './meshgate-bin.js';
+import { makeCerts } from '../support/tls-certs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const MAIN = path.resolve(here, '../../src/cli/main.js');
@@ -37,6 +39,9 @@ export const CP_IP = '10.252.0.9';
 export const REVIEWS_VIP = '10.252.1.10';
 export const ECHO_VIP = '10.252.1.11';
 export const GRPC_VIP = '10.252.1.12';
+export const SECURE_VIP = '10.252.1.13';
+/** The name the HTTPS app's certificate is for (its clients' SNI). */
+export const SECURE_HOST = 'secure.bookinfo.svc.cluster.local';
 export const TD = 'cluster.local';
 
 export interface PodInfo {
@@ -66,7 +71,7 @@ export function meshConfigYaml(options: { registryOnly?: boolean; teapotHeader?:
   const v2Weight = options.v2Weight ?? 10;
   const pods = PODS.map((p) => {
     const labels = { ...p.labels, ...(p.meshed ? { 'security.istio.io/tlsMode': 'istio' } : {}) };
-    const ports = p.labels.app === 'reviews' ? ', ports: [{name: http, containerPort: 9080}, {name: tcp-echo, containerPort: 9000}]' : '';
+    const ports = p.labels.app === 'reviews' ? ', ports: [{name: http, containerPort: 9080}, {name: tcp-echo, containerPort: 9000}, {name: https, containerPort: 9443}]' : '';
     return `apiVersion: v1
 kind: Pod
 metadata: {name: ${podName(p)}, namespace: ${p.namespace}, labels: ${yamlLabels(labels)}}
@@ -122,6 +127,15 @@ spec:
   selector: {app: reviews}
   ports: [{name: grpc, port: 9090, targetPort: 9090}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: secure, namespace: bookinfo}
+spec:
+  clusterIP: ${SECURE_VIP}
+  selector: {app: reviews}
+  ports: [{name: https, port: 9443, targetPort: 9443}]
+---
+${slice('secure', 'https', 9443)}---
 ${slice('ratings', 'grpc', 9090)}---
 ${slice('reviews', 'http', 9080)}---
 ${slice('echo', 'tcp-echo', 9000)}`,
@@ -272,6 +286,10 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
   try {
     chmodSync(dir, 0o755);
     mkdirSync(configDir);
+    // The HTTPS app's own certificate (self-signed, for SECURE_HOST): its clients trust it, the mesh knows nothing of it.
+    const [appCert] = makeCerts([SECURE_HOST]);
+    writeFileSync(path.join(dir, 'secure.crt'), appCert.certChain, { mode: 0o644 });
+    writeFileSync(path.join(dir, 'secure.key'), appCert.privateKey, { mode: 0o600 });
     writeConfig(meshConfigYaml());
     // `meshgate token` creates the CA (self-signed root) on first use, as `control` would.
     const caDir = path.join(dir, 'ca');
@@ -293,10 +311,12 @@ export async function startMeshLab(opts: { pods?: string[]; say?: (line: string)
       const app = lab.spawn(p.name, [process.execPath, '-e', HTTP_APP], { APP_NAME: `reviews-${p.name}`, APP_PORT: '9080' });
       const echo = lab.spawn(p.name, [process.execPath, '-e', ECHO_APP], { ECHO_NAME: `echo-${p.name}`, ECHO_LISTEN: '9000' });
       const h2 = lab.spawn(p.name, [process.execPath, '-e', H2C_APP], { APP_NAME: `ratings-${p.name}`, APP_PORT: '9090' });
+      const secure = lab.spawn(p.name, [process.execPath, '-e', HTTPS_APP], { APP_NAME: `secure-${p.name}`, APP_PORT: '9443', TLS_CERT: path.join(dir, 'secure.crt'), TLS_KEY: path.join(dir, 'secure.key') });
       apps.set(p.name, app);
       await lab.waitForLine(app, (l) => l.includes('listening'));
       await lab.waitForLine(echo, (l) => l.includes('listening'));
       await lab.waitForLine(h2, (l) => l.includes('listening'));
+      await lab.waitForLine(secure, (l) => l.includes('listening'));
     }
     if (pods.some((p) => p.name === 'outside')) {
       const app = lab.spawn('outside', [process.execPath, '-e', HTTP_APP], { APP_NAME: 'legacy', APP_PORT: '8080' });
@@ -429,3 +449,44 @@ const s = tls.connect({ host, port: Number(port), servername: process.env.SNI, A
 s.on('secureConnect', () => { const c = s.getPeerCertificate(); done({ serial: c.serialNumber, san: c.subjectaltname, validFrom: c.valid_from, validTo: c.valid_to, alpn: s.alpnProtocol }); });
 s.on('error', (e) => done({ error: e.code || e.message }));
 `;
+
+/** An HTTPS app with its own certificate (TLS_CERT, TLS_KEY): answers JSON with its name, the SNI it got and the peer. */
+export const HTTPS_APP = String.raw`
+const https = require('https');
+const fs = require('fs');
+https.createServer({ cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY) }, (req, res) => {
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ server: process.env.APP_NAME, sni: req.socket.servername || null, remote: req.socket.remoteAddress, path: req.url }));
+}).listen(Number(process.env.APP_PORT), '0.0.0.0', () => console.log(JSON.stringify({ listening: Number(process.env.APP_PORT) })));
+`;
+
+/** One HTTPS GET to TARGET with SNI, trusting only CA (the app's certificate): prints {status, body} or {error}. */
+export const HTTPS_CLIENT = String.raw`
+const https = require('https');
+const fs = require('fs');
+const [host, port] = process.env.TARGET.split(':');
+const done = (o) => { process.stdout.write(JSON.stringify(o) + '\n'); process.exit(0); };
+setTimeout(() => done({ error: 'TIMEOUT' }), 8000).unref();
+const req = https.request({ host, port: Number(port), path: '/tls-marker', servername: process.env.SNI, ca: fs.readFileSync(process.env.CA), agent: false }, (res) => {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (d) => (body += d));
+  res.on('end', () => done({ status: res.statusCode, body }));
+});
+req.on('error', (e) => done({ error: e.code || e.message }));
+req.end();
+`;
+
+/** Counters (raw table, chain MG_TLS_WIRE, apart from WIRE_RULES) of Istio's SNI and ALPN for `host`:`port` arriving in `podName`. */
+export function installTlsWireCounters(lab: Lab, podName: string, port: number, host: string): void {
+  const texts = [`outbound_.${port}_._.${host}`, 'istio-peer-exchange'];
+  lab.exec(podName, 'iptables-restore', ['--noflush'], ['*raw', ':MG_TLS_WIRE - [0:0]', `-A PREROUTING -i eth0 -p tcp --dport ${port} -j MG_TLS_WIRE`, ...texts.map((t) => `-A MG_TLS_WIRE -m string --string "${t}" --algo bm`), 'COMMIT', ''].join('\n'));
+}
+
+export function tlsWireCounters(lab: Lab, podName: string): number[] {
+  return lab
+    .exec(podName, 'iptables', ['-t', 'raw', '-L', 'MG_TLS_WIRE', '-v', '-x', '-n'])
+    .split('\n')
+    .filter((l) => l.includes('STRING match'))
+    .map((l) => Number(l.trim().split(/\s+/)[0]));
+}

@@ -17,7 +17,9 @@
  *      gateway listener but never bound. A Host no virtual host of the table knows is Istio's
  *      `allow_any` (forwarded as is to the original destination: PassthroughCluster) or `block_all`
  *      (502, REGISTRY_ONLY).
- *   4. TCP and TLS are relayed by the runtime's TCP proxy (`outboundTcp`, runtime/tcp/).
+ *   4. TCP and TLS are relayed by the runtime's TCP proxy (`outboundTcp`, runtime/tcp/), with the
+ *      cluster's TLS per endpoint (Istio mTLS to meshed endpoints, TCP metadata exchange,
+ *      DestinationRule `tls`): a TLS relay wraps the app's own TLS in it, as Envoy's clusters do.
  *      Services without an address are found by name (wildcard-hosts.ts): a virtual host routing to a
  *      wildcard ServiceEntry host with resolution NONE / DYNAMIC_DNS is served with its destination
  *      (original destination / the Host) as the endpoint; TLS to an unknown destination whose SNI an
@@ -215,6 +217,8 @@ export class OutboundHandler {
     this.#tcp = new TcpListenerManager(opts.env.random, this.#tcpObserver);
     // Relays to a wildcard host's clusters (tls/tcp routes, default routes): the endpoint per connection.
     this.#tcp.perConnectionEndpoint = (cluster, client, sni) => this.#perConnectionEndpoint(cluster, client, sni);
+    // TLS relays wrap the app's TLS in the cluster's TLS (auto mTLS per endpoint, DestinationRule), as Envoy's clusters do.
+    this.#tcp.wrapClientTls = true;
     this.#detectMs = opts.detectionTimeoutMs ?? DEFAULT_DETECTION_TIMEOUT_MS;
     this.#drainMs = opts.drainMs ?? 30_000;
     this.#isSelf = opts.isSelf ?? (() => false);

@@ -11,7 +11,8 @@
  * chain's TLS versions and client-certificate policy are checked as on HTTPS listeners. Then the
  * first matching route, weighted destination, endpoint by the cluster's load balancer, connect (the
  * cluster's connect timeout; with TLS when the cluster has upstream `tls`, except on passthrough
- * listeners, which forward the client's own TLS), write what was read, then splice both ways.
+ * listeners, which forward the client's own TLS, unless `wrapClientTls` (a sidecar) wraps it in the
+ * cluster's), write what was read, then splice both ways.
  * A FIN from one side is passed to the other (half-close) and the socket stays open for the
  * other direction; an error or reset on either side destroys both. No route, no endpoint, a
  * failed connect or upstream TLS handshake: the client connection is closed (as Envoy's tcp_proxy
@@ -247,6 +248,15 @@ export class TcpListenerManager {
    * (the gateway): never asked.
    */
   perConnectionEndpoint: ((cluster: string, client: net.Socket, sni: string) => { address: string; port: number } | null) | null = null;
+
+  /**
+   * A sidecar's relays: Envoy applies a cluster's transport socket whatever its listener sniffed, so
+   * a `TLS` relay originates the cluster's upstream TLS (DestinationRule `tls`, auto mTLS per
+   * endpoint; with Istio's metadata exchange) around the client's own TLS, as a `TCP` relay does
+   * (Istio pilot cluster_tls.go). false (the gateway): `TLS` listeners forward the client's TLS
+   * unwrapped (IR `TcpListener.protocol`).
+   */
+  wrapClientTls = false;
 
   /** `sockets`: the runtime's socket table, shared with its HTTP(S) listeners. */
   constructor(random: () => number, observer: TcpObserver | null = null, sockets: SocketTable = new SocketTable()) {
@@ -567,12 +577,12 @@ export class TcpListenerManager {
       observer!.observeTcp(obs, 'open');
     };
     if (obs !== null) obs.upstreamHost = socketAddress(endpoint.address, endpoint.port);
-    const offerExchange = this.peerExchange !== null && endpoint.tls !== null && endpoint.tls.mode === 'ISTIO_MUTUAL' && l.ir.protocol !== 'TLS';
+    // Upstream TLS (DestinationRule tls, auto mTLS) is originated unless the listener forwards the client's own TLS as is.
+    const originate = endpoint.tls !== null && (l.ir.protocol !== 'TLS' || this.wrapClientTls);
+    const offerExchange = originate && this.peerExchange !== null && endpoint.tls!.mode === 'ISTIO_MUTUAL';
     if (!offerExchange) reportOpen();
     const handle = endpoint.handle;
     if (handle !== null) handle.active++;
-    // Upstream TLS (DestinationRule tls) is originated unless the listener forwards the client's own TLS.
-    const originate = endpoint.tls !== null && l.ir.protocol !== 'TLS';
     let upstream: net.Socket;
     let exchange: TcpPeerExchange | null = null;
     if (originate) {

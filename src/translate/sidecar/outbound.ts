@@ -20,8 +20,10 @@
  *   proxy: `mesh`, sourceLabels, sourceNamespace, port), else one default route to
  *   `outbound|<port>||<host>` with Istio's default retry policy and no timeout.
  * - TCP, TLS (and UNKNOWN) ports: relay `outbound_<port>_tcp_<host>` with the VirtualService's `tcp`
- *   (or, for TLS, `tls`) routes that apply, then the default route unless one of them matches
- *   every connection.
+ *   (or, for TLS, `tls`) routes that apply, then the default route: on TCP (and UNKNOWN) ports unless
+ *   one of them matches every connection; on TLS ports only when none applies (Istio
+ *   buildSidecarOutboundTLSFilterChainOpts: a ClientHello no `tls` route matches finds no filter
+ *   chain and is closed).
  */
 import type { Listener, Route, TcpListener, TcpMatch, TcpRoute, VirtualHost } from '../../ir/types.js';
 import type { DnsHost, MeshPortProtocol, OutboundService } from '../../ir/sidecar.js';
@@ -445,7 +447,9 @@ function tcpRoutesFor(env: OutboundEnv, c: Candidate, vs: KubeObject | null): Tc
   // no route matches follows the outbound traffic policy (the listener's passthrough chain).
   if (c.forward !== undefined && section === 'tls' && routes.length > 0) return routes;
   const catchAll = routes.some((r) => r.matches.some((m) => m.sniHosts.length === 0 && m.destinationSubnets.length === 0 && m.port === null));
-  if (!catchAll) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
+  // Istio adds a TLS port's default filter chain only when no `tls` route applies (tls.go `hasTLSMatch`).
+  const tlsRouted = c.protocol === 'TLS' && c.forward === undefined && routes.length > 0;
+  if (!catchAll && !tlsRouted) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
   return routes;
 }
 
