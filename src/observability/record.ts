@@ -16,6 +16,44 @@ import type { Downstream } from '../runtime/http/downstream.js';
 /** Every Istio label but the per-request ones (`request_protocol`, `response_code`, `grpc_response_status`, `response_flags`). */
 export type MeshLabels = Readonly<Record<string, string>>;
 
+/**
+ * Envoy's `Grpc::Common::hasGrpcContentType`: `application/grpc`, or it followed by `+` or `;`
+ * (gRPC-Web's `application/grpc-web` is not, so Istio counts it as `http`).
+ */
+function isGrpcContentType(ct: string | null): boolean {
+  if (ct === null || ct.length < 16 || !ct.startsWith('application/grpc')) return false;
+  if (ct.length === 16) return true;
+  const next = ct.charCodeAt(16);
+  return next === 43 /* + */ || next === 59 /* ; */;
+}
+
+function headerGrpcStatus(headers: string[] | null): string | null {
+  if (headers === null) return null;
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'grpc-status') return headers[i + 1];
+  return null;
+}
+
+/** Envoy's `Grpc::Utility::httpToGrpcStatus` (grpc/doc/http-grpc-status-mapping.md). */
+function httpToGrpcStatus(status: number): number {
+  switch (status) {
+    case 400:
+      return 13; // INTERNAL
+    case 401:
+      return 16; // UNAUTHENTICATED
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 404:
+      return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
+}
+
 /** Where a finished record goes. */
 export interface RecordSink {
   finish(rec: RequestRecord): void;
@@ -48,10 +86,15 @@ export class RequestRecord {
   upstreamServiceTime = -1;
   /** Upstream attempts made (retries add to it). */
   attempts = 0;
-  /** Istio `request_protocol`: `http`, or `grpc` (set by the gRPC path). */
+  /** Istio `request_protocol`: `http`, or `grpc` for a gRPC request (settled when the record closes). */
   protocol = 'http';
-  /** gRPC status for `grpc_response_status`; '' when not gRPC. */
+  /** gRPC status for `grpc_response_status` (settled when the record closes); '' when not gRPC. */
   grpcStatus = '';
+  /**
+   * The `grpc-status` of the response's trailers, set by the request path when they end the answer
+   * (the upstream's, relayed or not, or the gateway's own DEADLINE_EXCEEDED); null = none.
+   */
+  trailerGrpcStatus: string | null = null;
   /**
    * WebSocket (runtime/http/websocket.ts): the status the endpoint's answer to an upgrade was relayed
    * with outside the response object: 101 (200 for an HTTP/2 extended CONNECT) when a tunnel was
@@ -103,6 +146,13 @@ export class RequestRecord {
       // The client went away before the response was complete (Envoy `DC`); 0 when no head was sent.
       this.status = d.headersSent ? d.status : 0;
       if (this.flags === '-') this.flags = 'DC';
+    }
+    if (isGrpcContentType(d.header('content-type'))) {
+      // Istio's stats filter: request_protocol "grpc" for a gRPC request, and its grpc_response_status
+      // from the trailers, else the headers (a trailers-only answer), else mapped from the HTTP status
+      // (Envoy Grpc::Common::getGrpcStatus); '' when no answer was sent.
+      this.protocol = 'grpc';
+      this.grpcStatus = this.trailerGrpcStatus ?? headerGrpcStatus(d.sentHeaders) ?? (this.status > 0 ? String(httpToGrpcStatus(this.status)) : '');
     }
     this.sink.finish(this);
   }

@@ -12,6 +12,8 @@ import { cluster, exact, forward, httpListener, match, route, snapshot, vhost } 
 import { startRuntime, type RuntimeHarness } from '../support/runtime-harness.js';
 import { grpc, grpcClient, startGrpcEcho, unary, type EchoClient, type EchoReply, type GrpcEchoServer } from '../support/grpc-echo.js';
 import { within } from '../support/http-client.js';
+import { RequestRecord } from '../../src/observability/record.js';
+import type { RequestObserver } from '../../src/observability/observer.js';
 
 /** A port that refuses connections (bound, then closed). */
 async function closedPort(): Promise<number> {
@@ -49,6 +51,12 @@ describe('gRPC through the gateway', { timeout: 60_000 }, () => {
   let gw: RuntimeHarness;
   let client: EchoClient;
   let port: number;
+  /** Every finished request's record (what istio_requests_total and the access log read). */
+  const records: RequestRecord[] = [];
+  const observer: RequestObserver = {
+    begin: (listener, d) => new RequestRecord(listener, d, { finish: (rec) => records.push(rec) }),
+    upstreamTraceHeaders: () => null,
+  };
 
   before(async () => {
     upstream = await startGrpcEcho('g1');
@@ -66,6 +74,7 @@ describe('gRPC through the gateway', { timeout: 60_000 }, () => {
               route('broken/refused', forward(['refused']), [match({ headers: [{ name: 'x-case', match: exact('refused'), invert: false }] })]),
               route('broken/timeout', forward(['grpc'], { timeoutMs: 300 }), [match({ headers: [{ name: 'x-case', match: exact('timeout'), invert: false }] })]),
               route('broken/other', forward(['grpc']), [match({ path: prefix('/other') })]),
+              route('broken/direct', { kind: 'direct', status: 503, body: 'down', contentType: null }, [match({ headers: [{ name: 'x-case', match: exact('direct'), invert: false }] })]),
             ]),
           ]),
         ],
@@ -75,6 +84,7 @@ describe('gRPC through the gateway', { timeout: 60_000 }, () => {
           cluster('refused', [{ port: refused }], { protocol: 'HTTP2' }),
         ],
       ),
+      { observer },
     );
     port = gw.port();
     client = grpcClient(port, 'grpc.example.com');
@@ -83,6 +93,34 @@ describe('gRPC through the gateway', { timeout: 60_000 }, () => {
     client?.close();
     await gw?.close(500);
     await upstream?.close();
+  });
+
+  test("istio_requests_total labels: request_protocol grpc, grpc_response_status from trailers, headers or the HTTP status", async () => {
+    /** The record of the next request made by `call`. */
+    const recordOf = async (call: () => Promise<unknown>): Promise<RequestRecord> => {
+      const before = records.length;
+      await call();
+      const deadline = Date.now() + 5000;
+      while (records.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(records.length, before + 1, 'one record per call');
+      return records[before];
+    };
+    const label = (r: RequestRecord) => [r.protocol, r.status, r.grpcStatus];
+    // OK: grpc-status 0 in the upstream's trailers.
+    assert.deepEqual(label(await recordOf(() => unary(client, { text: 'ok' }))), ['grpc', 200, '0']);
+    // The server's NOT_FOUND in its trailers.
+    assert.deepEqual(label(await recordOf(() => unary(client, { text: 'fail:5' }))), ['grpc', 200, '5']);
+    // The gateway's own trailers-only answer (no healthy upstream): grpc-status 14 in the headers.
+    assert.deepEqual(label(await recordOf(() => rawGrpc(port, 'broken.example.com', '/meshgate.test.Echo/Unary', { 'x-case': 'empty' }))), ['grpc', 200, '14']);
+    // An HTTP 503 without grpc-status (a route's direct answer): mapped from the status (UNAVAILABLE).
+    const direct = await recordOf(() => rawGrpc(port, 'broken.example.com', '/meshgate.test.Echo/Unary', { 'x-case': 'direct' }));
+    assert.deepEqual(label(direct), ['grpc', 503, '14']);
+    // A plain HTTP/2 request is 'http' with no gRPC status.
+    const plain = await recordOf(() => rawGrpc(port, 'grpc.example.com', '/meshgate.test.Echo/Unary', { 'content-type': 'text/plain' }));
+    assert.deepEqual([plain.protocol, plain.grpcStatus], ['http', '']);
+    // gRPC-Web is not gRPC to Istio's stats (Envoy's hasGrpcContentType).
+    const web = await recordOf(() => rawGrpc(port, 'grpc.example.com', '/meshgate.test.Echo/Unary', { 'content-type': 'application/grpc-web+proto' }));
+    assert.equal(web.protocol, 'http');
   });
 
   test('unary: message, request metadata, response headers and trailers all cross', async () => {

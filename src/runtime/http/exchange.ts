@@ -16,7 +16,7 @@ import { ResponseVerdict, type CallOwner, type UpstreamCall } from '../upstream/
 import { buildDownstreamResponseHeaders, setAttemptCount, type ForwardMode } from './forward-headers.js';
 import { syncRequestPeerMetadata, takePeerMetadata, type LocalPeerMetadata } from '../sidecar/peer-metadata.js';
 import { classifyUpstreamError, Errors, nginxStatus, sendLocalError, type LocalError } from './local-reply.js';
-import { endGrpcCallDeadline, isTrailersOnly, trailerPairs } from './grpc.js';
+import { endGrpcCallDeadline, grpcStatusIn, isTrailersOnly, trailerPairs } from './grpc.js';
 import { plainAddress, type Downstream, type DownstreamOwner } from './downstream.js';
 import { Base64Encoder, grpcWebResponseHeaders, grpcWebTrailerFrame, type GrpcWebMode } from './grpc-web.js';
 import type { RequestRecord } from '../../observability/record.js';
@@ -352,6 +352,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     if (this.#draining) return this.#retryAfterDrain();
     if (this.#phase !== Phase.Streaming) return;
     this.#finish();
+    if (this.record !== null && trailers != null) this.record.trailerGrpcStatus = grpcStatusIn(trailers);
     if (this.grpcWeb !== 0) {
       // gRPC-Web: the trailers travel as the body's last frame.
       const frame = grpcWebTrailerFrame(trailers);
@@ -398,6 +399,7 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       const abort = this.#abort;
       this.#finish();
       if (abort !== null) abort(TIMEOUT);
+      if (this.record !== null) this.record.trailerGrpcStatus = '4'; // DEADLINE_EXCEEDED
       endGrpcCallDeadline(this.d);
       return;
     }

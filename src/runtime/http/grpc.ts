@@ -104,6 +104,20 @@ export function isTrailersOnly(headers: string[]): boolean {
  * list (HTTP/1.1, Buffers or strings) or a headers object (HTTP/2). Pseudo fields are never
  * trailers. Null when there are none.
  */
+/** The `grpc-status` of trailers in either shape `trailerPairs` reads; null when absent. */
+export function grpcStatusIn(trailers: unknown): string | null {
+  if (Array.isArray(trailers)) {
+    for (let i = 0; i + 1 < trailers.length; i += 2) if (String(trailers[i]).toLowerCase() === 'grpc-status') return String(trailers[i + 1]);
+    return null;
+  }
+  if (trailers !== null && typeof trailers === 'object') {
+    const v = (trailers as Record<string, unknown>)['grpc-status'];
+    if (v === undefined || v === null) return null;
+    return String(Array.isArray(v) ? v[0] : v);
+  }
+  return null;
+}
+
 export function trailerPairs(trailers: unknown): string[] | null {
   if (trailers === null || trailers === undefined) return null;
   const out: string[] = [];
