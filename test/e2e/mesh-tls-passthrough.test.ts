@@ -11,7 +11,8 @@
  * Proves:
  * - VirtualService tls route to a meshed Service (auto mTLS): the inbound sees Istio's SNI and ALPN and
  *   the gateway's SPIFFE ID; the inner bytes are the client's own ClientHello (its SNI), and the client
- *   completes its handshake with the app's certificate through both layers, then echoes;
+ *   completes its handshake with the app's certificate through both layers, then echoes; Istio's TCP
+ *   metadata exchange runs first when the pod takes ALPN istio-peer-exchange (as Envoy does);
  * - the same over a Gateway API TLSRoute;
  * - a non-meshed endpoint, and a meshed one whose DestinationRule says tls DISABLE, get the client's
  *   TLS as is (the app terminates it directly);
@@ -29,6 +30,7 @@ import { freePort, startGateway, tempDir, writeConfig, type GatewayProcess } fro
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { issueToken } from '../../src/mesh/ca/token.js';
 import { parseClientHello } from '../../src/runtime/tcp/client-hello.js';
+import { encodePeerPreamble, readPeerPreamble } from '../../src/runtime/tcp/peer-exchange.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { Logger } from '../../src/lib/log.js';
 import { makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
@@ -43,6 +45,8 @@ interface Outer {
   alpn: string | false;
   peer: string | null;
   innerSni: string | null;
+  /** The node ID in the gateway's metadata-exchange preamble (null: none). */
+  peerId: string | null;
 }
 
 /** An app's own TLS server: says who it is and the SNI it got, then echoes. */
@@ -72,20 +76,32 @@ async function startMeshedPod(ca: TestCa, identity: string, roots: string, appPo
       ca: roots,
       requestCert: true,
       rejectUnauthorized: true,
-      ALPNCallback: ({ protocols }) => ((lastOffer = protocols), protocols.includes('istio') ? 'istio' : undefined),
+      // Envoy's inbound takes the metadata exchange when offered (Istio's ALPN list holds istio-peer-exchange).
+      ALPNCallback: ({ protocols }) => ((lastOffer = protocols), protocols.includes('istio-peer-exchange') ? 'istio-peer-exchange' : protocols.includes('istio') ? 'istio' : undefined),
     },
     (s) => {
-      const o: Outer = { sni: (s as tls.TLSSocket & { servername?: string }).servername || null, alpnOffer: lastOffer, alpn: s.alpnProtocol ?? false, peer: s.getPeerCertificate()?.subjectaltname ?? null, innerSni: null };
+      const o: Outer = { sni: (s as tls.TLSSocket & { servername?: string }).servername || null, alpnOffer: lastOffer, alpn: s.alpnProtocol ?? false, peer: s.getPeerCertificate()?.subjectaltname ?? null, innerSni: null, peerId: null };
       seen.push(o);
-      // A tap on the decrypted stream: the first inner bytes must be the client's own ClientHello.
-      s.once('data', (b: Buffer) => {
-        const h = parseClientHello(b);
-        o.innerSni = h.kind === 'sni' ? h.serverName : `(${h.kind})`;
+      s.on('error', () => undefined);
+      const relay = (): void => {
+        // A tap on the decrypted stream: the first inner bytes must be the client's own ClientHello.
+        s.once('data', (b: Buffer) => {
+          const h = parseClientHello(b);
+          o.innerSni = h.kind === 'sni' ? h.serverName : `(${h.kind})`;
+        });
+        const app = net.connect({ host: '127.0.0.1', port: appPort });
+        app.on('error', () => s.destroy());
+        s.on('error', () => app.destroy());
+        s.pipe(app).pipe(s);
+      };
+      if (s.alpnProtocol !== 'istio-peer-exchange') return relay();
+      // The exchange: this side's preamble at once, the gateway's read off before the inner bytes.
+      s.write(encodePeerPreamble({ NAME: 'meshed-0', NAMESPACE: 'default', WORKLOAD_NAME: 'meshed', LABELS: { app: 'meshed' } }, 'sidecar~127.0.0.1~meshed-0.default~default.svc.cluster.local'));
+      readPeerPreamble(s, (r) => {
+        if (r.kind !== 'peer') return void s.destroy();
+        o.peerId = r.peer.id;
+        relay();
       });
-      const app = net.connect({ host: '127.0.0.1', port: appPort });
-      app.on('error', () => s.destroy());
-      s.on('error', () => app.destroy());
-      s.pipe(app).pipe(s);
     },
   );
   server.on('tlsClientError', () => undefined);
@@ -246,8 +262,11 @@ ${service('meshed', meshed.port, true)}${service('plain', plain.port, false)}${s
     const o = meshed.seen[before];
     assert.equal(o.sni, 'outbound_.443_._.meshed.default.svc.cluster.local');
     assert.deepEqual(o.alpnOffer, ['istio-peer-exchange', 'istio']);
-    assert.equal(o.alpn, 'istio');
+    assert.equal(o.alpn, 'istio-peer-exchange');
     assert.equal(o.peer, GATEWAY_ID);
+    // The gateway's preamble came first (its node ID, as Istio's gateway: router~IP~POD.NS~...), the
+    // pod's never reached the client (its handshake would have failed).
+    assert.match(o.peerId ?? '', /^router~/);
     assert.equal(o.innerSni, 'meshed.example.com');
   });
 
