@@ -78,8 +78,8 @@ export interface TcpListener {
    * terminating TLS, and the ClientHello is forwarded unchanged: by a gateway outside the mesh as
    * is (a cluster's upstream `tls` is not applied); a sidecar's outbound relays, and a gateway that
    * is a mesh client (`run --control`), apply the cluster's `tls` (auto mTLS per endpoint included),
-   * wrapping the client's TLS in the cluster's, as Envoy's clusters do; a ClientHello without SNI matches only routes with
-   * `sniHosts: []`. `TLS_TERMINATE`: protocol TLS with `tls.mode` SIMPLE, MUTUAL or
+   * wrapping the client's TLS in the cluster's, as Envoy's clusters do; a ClientHello without SNI
+   * matches only routes with `sniHosts: []`. `TLS_TERMINATE`: protocol TLS with `tls.mode` SIMPLE, MUTUAL or
    * OPTIONAL_MUTUAL: the gateway terminates TLS with the chain `tlsChains` selects by SNI and relays
    * the decrypted bytes with that chain's routes (plaintext, or TLS originated per the cluster's `tls`).
    */

@@ -11,8 +11,8 @@
  * chain's TLS versions and client-certificate policy are checked as on HTTPS listeners. Then the
  * first matching route, weighted destination, endpoint by the cluster's load balancer, connect (the
  * cluster's connect timeout; with TLS when the cluster has upstream `tls`, except on passthrough
- * listeners, which forward the client's own TLS, unless `wrapClientTls` (a sidecar, a mesh-client gateway) wraps it in the
- * cluster's), write what was read, then splice both ways.
+ * listeners, which forward the client's own TLS, unless `wrapClientTls` (a sidecar, a mesh-client
+ * gateway) wraps it in the cluster's), write what was read, then splice both ways.
  * A FIN from one side is passed to the other (half-close) and the socket stays open for the
  * other direction; an error or reset on either side destroys both. No route, no endpoint, a
  * failed connect or upstream TLS handshake: the client connection is closed (as Envoy's tcp_proxy
