@@ -17,7 +17,9 @@
  * - a non-meshed endpoint, and a meshed one whose DestinationRule says tls DISABLE, get the client's
  *   TLS as is (the app terminates it directly);
  * - a gateway without mesh identity (no `--control`) forwards the client's TLS unwrapped even to an
- *   endpoint labelled as meshed.
+ *   endpoint labelled as meshed;
+ * - AUTO_PASSTHROUGH on the mesh-client gateway is not wrapped: the client's own Istio mTLS reaches
+ *   the pod (the pod sees the client's SPIFFE ID, not the gateway's).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -184,12 +186,15 @@ describe('gateway as a mesh client: TLS passthrough wrapped in Istio mTLS to mes
   let tlsPort = 0;
   let tlsRoutePort = 0;
   let outsidePort = 0;
+  let autoPort = 0;
+  let meshCa: TestCa;
+  let roots = '';
 
   before(async () => {
     const caDir = path.join(tempDir('meshgate-mesh-ca-'), 'ca');
     cp = await startControlPlane({ configDir: tempDir('meshgate-cp-'), caDir, listenHost: '127.0.0.1', listenPort: 0, trustDomain: 'cluster.local', adminPort: 0, certTtlSeconds: 3600, translate: { ...DEFAULT_TRANSLATE_OPTIONS }, log: new Logger('error') });
-    const meshCa: TestCa = { certPem: cp.ca.material.signingCertPem, key: cp.ca.material.signingKey };
-    const roots = cp.ca.rootCertPem;
+    meshCa = { certPem: cp.ca.material.signingCertPem, key: cp.ca.material.signingKey };
+    roots = cp.ca.rootCertPem;
     const certs = makeCerts(['meshed.example.com', 'plain.example.com', 'disabled.example.com']);
     appCa = certs.map((c) => c.certChain).join('\n');
     // The meshed pod's app: reached only through its inbound stand-in (the Pod's port, STRICT).
@@ -200,7 +205,7 @@ describe('gateway as a mesh client: TLS passthrough wrapped in Istio mTLS to mes
     // What the gateway outside the mesh reaches: the meshed app's own TLS, listening directly.
     const direct = await startApp('direct', certs[0]);
     servers.push(meshedApp.server, meshed.server, plain.server, disabled.server, direct.server);
-    [tlsPort, tlsRoutePort, outsidePort] = [await freePort(), await freePort(), await freePort()];
+    [tlsPort, tlsRoutePort, outsidePort, autoPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
 
     const work = tempDir('meshgate-gw-mesh-');
     const tokenFile = path.join(work, 'token');
@@ -216,6 +221,14 @@ apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: disabled, namespace: default }
 spec: { host: disabled, trafficPolicy: { tls: { mode: DISABLE } } }
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: eastwest, namespace: istio-system }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+    - { port: { number: ${autoPort}, name: tls-auto, protocol: TLS }, hosts: ["*.local"], tls: { mode: AUTO_PASSTHROUGH } }
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -298,5 +311,43 @@ ${service('meshed', meshed.port, true)}${service('plain', plain.port, false)}${s
     assert.equal(r.cn, 'meshed.example.com');
     assert.deepEqual(r.lines, ['app:direct sni:meshed.example.com', 'ping']);
     assert.equal(meshed.seen.length, before);
+  });
+
+  test('AUTO_PASSTHROUGH is not wrapped: the client\'s own Istio mTLS reaches the pod', async () => {
+    const before = meshed.seen.length;
+    const { certPem, keyPem } = await makeWorkloadCert(meshCa, 'spiffe://cluster.local/ns/default/sa/sleep');
+    // A sidecar on another network: Istio mTLS with its own certificate and Istio's SNI and ALPN, the app's TLS inside.
+    const outer = tls.connect({ host: '127.0.0.1', port: autoPort, servername: 'outbound_.443_._.meshed.default.svc.cluster.local', ALPNProtocols: ['istio'], cert: certPem, key: keyPem, ca: roots, checkServerIdentity: () => undefined });
+    try {
+      const lines = await new Promise<string[]>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no echo through AUTO_PASSTHROUGH within 10 s\n${gw.output()}`)), 10_000);
+        outer.once('error', (e) => (clearTimeout(timer), reject(e)));
+        outer.once('secureConnect', () => {
+          assert.equal(outer.alpnProtocol, 'istio');
+          const inner = tls.connect({ socket: outer, servername: 'meshed.example.com', ca: appCa });
+          const got: string[] = [];
+          let buf = '';
+          inner.once('error', (e) => (clearTimeout(timer), reject(e)));
+          inner.once('secureConnect', () => inner.write('ping\n'));
+          inner.on('data', (d: Buffer) => {
+            buf += d.toString();
+            for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+              got.push(buf.slice(0, i));
+              buf = buf.slice(i + 1);
+            }
+            if (got.length >= 2) (clearTimeout(timer), resolve(got));
+          });
+        });
+      });
+      assert.deepEqual(lines, ['app:meshed sni:meshed.example.com', 'ping']);
+    } finally {
+      outer.destroy();
+    }
+    assert.equal(meshed.seen.length, before + 1);
+    const o = meshed.seen[before];
+    assert.equal(o.peer, 'URI:spiffe://cluster.local/ns/default/sa/sleep');
+    assert.equal(o.sni, 'outbound_.443_._.meshed.default.svc.cluster.local');
+    assert.equal(o.alpn, 'istio');
+    assert.equal(o.innerSni, 'meshed.example.com');
   });
 });
