@@ -154,7 +154,8 @@ export interface Listener {
    * HTTPS only: TLS passthrough on the same port (ingress-nginx `ssl-passthrough`). Each connection's
    * ClientHello is read first (as a `TLS` TcpListener does); when its SNI matches one of these routes
    * (first match, `sniHosts` exact or `*.` wildcard), the connection is relayed unterminated to the
-   * route's cluster (the ClientHello forwarded unchanged, a cluster's upstream `tls` not applied);
+   * route's cluster (the ClientHello forwarded unchanged; a cluster's upstream `tls` applied around
+   * it only by a gateway that is a mesh client, as for `TcpListener.protocol` `TLS`);
    * any other connection is terminated by `filterChains` as usual. Absent or `[]` = every connection
    * is terminated (and no ClientHello is read ahead).
    */
