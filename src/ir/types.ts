@@ -75,10 +75,11 @@ export interface TcpListener {
   /**
    * `TCP`: opaque bytes (Istio protocol TCP). `TLS`: TLS passthrough (protocol TLS or HTTPS with
    * `tls.mode: PASSTHROUGH` or `AUTO_PASSTHROUGH`): the SNI is read from the ClientHello without
-   * terminating TLS, and the ClientHello is forwarded unchanged (never re-encrypted: a cluster's
-   * upstream `tls` is not applied; a sidecar's outbound relays do apply it, wrapping the app's TLS in
-   * the cluster's, as Envoy's clusters do); a ClientHello without SNI matches only routes with
-   * `sniHosts: []`. `TLS_TERMINATE`: protocol TLS with `tls.mode` SIMPLE, MUTUAL or
+   * terminating TLS, and the ClientHello is forwarded unchanged: by a gateway outside the mesh as
+   * is (a cluster's upstream `tls` is not applied); a sidecar's outbound relays, and a gateway that
+   * is a mesh client (`run --control`), apply the cluster's `tls` (auto mTLS per endpoint included),
+   * wrapping the client's TLS in the cluster's, as Envoy's clusters do; a ClientHello without SNI
+   * matches only routes with `sniHosts: []`. `TLS_TERMINATE`: protocol TLS with `tls.mode` SIMPLE, MUTUAL or
    * OPTIONAL_MUTUAL: the gateway terminates TLS with the chain `tlsChains` selects by SNI and relays
    * the decrypted bytes with that chain's routes (plaintext, or TLS originated per the cluster's `tls`).
    */
@@ -153,7 +154,8 @@ export interface Listener {
    * HTTPS only: TLS passthrough on the same port (ingress-nginx `ssl-passthrough`). Each connection's
    * ClientHello is read first (as a `TLS` TcpListener does); when its SNI matches one of these routes
    * (first match, `sniHosts` exact or `*.` wildcard), the connection is relayed unterminated to the
-   * route's cluster (the ClientHello forwarded unchanged, a cluster's upstream `tls` not applied);
+   * route's cluster (the ClientHello forwarded unchanged; a cluster's upstream `tls` applied around
+   * it only by a gateway that is a mesh client, as for `TcpListener.protocol` `TLS`);
    * any other connection is terminated by `filterChains` as usual. Absent or `[]` = every connection
    * is terminated (and no ClientHello is read ahead).
    */

@@ -84,6 +84,10 @@ export class Runtime {
     // The gateway as a mesh client offers Istio's TCP metadata exchange to Istio mTLS endpoints, as
     // Istio's gateway clusters do (ALPN istio-peer-exchange and the `istio.metadata_exchange` cluster filter).
     this.#tcp.peerExchange = this.#env.peerMetadata ?? null;
+    // ...and, like them, wraps TLS passthrough to meshed endpoints in Istio mTLS (the cluster's TLS:
+    // auto mTLS per endpoint, DestinationRule ISTIO_MUTUAL/DISABLE) around the client's own TLS
+    // (istio/istio#29107). A gateway outside the mesh forwards the client's TLS unwrapped.
+    this.#tcp.wrapClientTls = this.#env.peerMetadata !== null;
     const tcp = this.#tcp;
     this.#listeners = new ListenerManager(this.#env, this.#tls, options.http1Engine ?? http1EngineFromEnv(), (key, socket, sni, alpn, head) => tcp.relayPassthrough(key, socket, sni, alpn, head), this.#sockets);
     this.#drainMs = options.listenerDrainMs ?? 30_000;

@@ -11,8 +11,8 @@
  * chain's TLS versions and client-certificate policy are checked as on HTTPS listeners. Then the
  * first matching route, weighted destination, endpoint by the cluster's load balancer, connect (the
  * cluster's connect timeout; with TLS when the cluster has upstream `tls`, except on passthrough
- * listeners, which forward the client's own TLS, unless `wrapClientTls` (a sidecar) wraps it in the
- * cluster's), write what was read, then splice both ways.
+ * listeners, which forward the client's own TLS, unless `wrapClientTls` (a sidecar, a mesh-client
+ * gateway) wraps it in the cluster's), write what was read, then splice both ways.
  * A FIN from one side is passed to the other (half-close) and the socket stays open for the
  * other direction; an error or reset on either side destroys both. No route, no endpoint, a
  * failed connect or upstream TLS handshake: the client connection is closed (as Envoy's tcp_proxy
@@ -250,10 +250,11 @@ export class TcpListenerManager {
   perConnectionEndpoint: ((cluster: string, client: net.Socket, sni: string) => { address: string; port: number } | null) | null = null;
 
   /**
-   * A sidecar's relays: Envoy applies a cluster's transport socket whatever its listener sniffed, so
-   * a `TLS` relay originates the cluster's upstream TLS (DestinationRule `tls`, auto mTLS per
-   * endpoint; with Istio's metadata exchange) around the client's own TLS, as a `TCP` relay does
-   * (Istio pilot cluster_tls.go). false (the gateway): `TLS` listeners forward the client's TLS
+   * A sidecar's relays, and the gateway's when it is a mesh client (`run --control`): Envoy applies
+   * a cluster's transport socket whatever its listener sniffed, so a `TLS` relay originates the
+   * cluster's upstream TLS (DestinationRule `tls`, auto mTLS per endpoint; with Istio's metadata
+   * exchange) around the client's own TLS, as a `TCP` relay does (Istio pilot cluster_tls.go,
+   * istio/istio#29107). false (a gateway outside the mesh): `TLS` listeners forward the client's TLS
    * unwrapped (IR `TcpListener.protocol`).
    */
   wrapClientTls = false;
