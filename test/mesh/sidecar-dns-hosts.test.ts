@@ -28,6 +28,7 @@ import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
+import { LoopbackServers, tlsClientHello } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** The address `*.fixed.test` is declared with: also its original destination (a real server). */
@@ -36,32 +37,8 @@ const FIXED = `${net8}.30`;
 const DYN = `${net8}.31`;
 const CLIENT_SIDE = `${net8}.32`;
 
-const conns = new Set<net.Socket>();
-function listen(server: net.Server, host: string, port = 0): Promise<number> {
-  server.on('connection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-    c.on('error', () => {});
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
-
-/** A minimal TLS 1.2 ClientHello with one SNI name. */
-function clientHello(name: string): Buffer {
-  const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
-  const host = Buffer.from(name);
-  const sniEntry = Buffer.concat([Buffer.from([0]), u16(host.length), host]);
-  const sniExt = Buffer.concat([u16(0), u16(sniEntry.length + 2), u16(sniEntry.length), sniEntry]);
-  const body = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 1), Buffer.from([0]), u16(2), Buffer.from([0x00, 0x2f]), Buffer.from([1, 0]), u16(sniExt.length), sniExt]);
-  const hs = Buffer.concat([Buffer.from([1, 0]), u16(body.length), body]);
-  return Buffer.concat([Buffer.from([0x16, 3, 1]), u16(hs.length), hs]);
-}
+const loopback = new LoopbackServers();
+const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
 function config(p: { tls: number; tcp: number; dyn: number }): string {
   return `
@@ -159,7 +136,7 @@ describe('sidecar DNS: wildcard ServiceEntry hosts and ExternalName Services, an
 
   after(async () => {
     for (const s of servers) s.close();
-    for (const c of conns) c.destroy();
+    loopback.destroyConnections();
     await handler.close(0);
   });
 
@@ -217,7 +194,7 @@ describe('sidecar DNS: wildcard ServiceEntry hosts and ExternalName Services, an
   });
 
   test('TLS and TCP to the address answered for a NONE wildcard go to that original destination', async () => {
-    assert.equal(await connectAsIfTo(FIXED, P.tls, clientHello('api.fixed.test')), 'fixed got 22');
+    assert.equal(await connectAsIfTo(FIXED, P.tls, tlsClientHello('api.fixed.test')), 'fixed got 22');
     // A TCP port is relayed at once, with no protocol detection: the server speaks first, well
     // before the detection timeout (4 s) would have ended.
     const start = Date.now();
@@ -228,7 +205,7 @@ describe('sidecar DNS: wildcard ServiceEntry hosts and ExternalName Services, an
 
   test('TLS to the address answered for a DYNAMIC_DNS wildcard goes to the SNI name, never to the address', async () => {
     // The SNI name does not resolve: the connection is closed without reaching the address.
-    assert.equal(await connectAsIfTo(DYN, P.dyn, clientHello('nothing.dyn.test')), '');
+    assert.equal(await connectAsIfTo(DYN, P.dyn, tlsClientHello('nothing.dyn.test')), '');
     assert.deepEqual(opened.splice(0), [`outbound|${P.dyn}||*.dyn.test nothing.dyn.test:${P.dyn}`]);
     // No SNI: no name to go to, closed (Envoy's SNI dynamic forward proxy); the address is never dialled.
     assert.equal(await connectAsIfTo(DYN, P.dyn, Buffer.from('plain bytes\r\n')), '');

@@ -31,42 +31,15 @@ import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
+import { LoopbackServers, tlsClientHello } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 const ORIG = `${net8}.20`;
 const EXACT = `${net8}.21`;
 const CLIENT_SIDE = `${net8}.22`;
 
-const conns = new Set<net.Socket>();
-function listen(server: net.Server, host: string, port = 0): Promise<number> {
-  server.on('connection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
-
-/** A minimal TLS 1.2 ClientHello with one SNI name. */
-function clientHello(name: string): Buffer {
-  const host = Buffer.from(name);
-  const sniEntry = Buffer.concat([Buffer.from([0]), u16(host.length), host]);
-  const sniExt = Buffer.concat([u16(0), u16(sniEntry.length + 2), u16(sniEntry.length), sniEntry]);
-  const body = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 1), Buffer.from([0]), u16(2), Buffer.from([0x00, 0x2f]), Buffer.from([1, 0]), u16(sniExt.length), sniExt]);
-  const hs = Buffer.concat([Buffer.from([1, 0]), u16(body.length), body]);
-  return Buffer.concat([Buffer.from([0x16, 3, 1]), u16(hs.length), hs]);
-}
-
-function u16(n: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(n);
-  return b;
-}
+const loopback = new LoopbackServers();
+const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
 function config(p: { web: number; pay: number; dyn: number; tls: number; db: number }): string {
   return `
@@ -203,7 +176,7 @@ describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry host
 
   after(async () => {
     for (const s of servers) s.close();
-    for (const c of conns) c.destroy();
+    loopback.destroyConnections();
     await handler.close(0);
   });
 
@@ -272,7 +245,7 @@ describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry host
   });
 
   test('wildcard host (NONE), TLS: relayed by SNI to the original destination', async () => {
-    const hello = clientHello('svc.example.com');
+    const hello = tlsClientHello('svc.example.com');
     const got = (await asIfTo({ address: ORIG, port: P.tls }, (port) =>
       new Promise<string>((resolve, reject) => {
         const c = net.connect({ host: CLIENT_SIDE, port }, () => c.write(hello));

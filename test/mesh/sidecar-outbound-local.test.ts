@@ -22,6 +22,7 @@ import { OutboundHandler } from '../../src/runtime/sidecar/outbound.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability } from '../../src/observability/observer.js';
 import type { Cluster, IRSnapshot, Listener, OutboundService, SidecarView, TcpListener } from '../../src/ir/types.js';
 import { cluster, forward, httpListener, match, route, snapshot, vhost } from '../support/ir-builders.js';
+import { LoopbackServers } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 const VIP = `${net8}.10`;
@@ -30,21 +31,8 @@ const OTHER = `${net8}.12`;
 const FQDN = (name: string) => `${name}.default.svc.cluster.local`;
 
 /** Every connection any server of this file accepted (destroyed at the end). */
-const conns = new Set<net.Socket>();
-
-function listen(server: net.Server, host: string, port = 0): Promise<number> {
-  server.on('connection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
+const loopback = new LoopbackServers();
+const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
 function meshCluster(name: string, port: number, endpoints: { address: string; port: number }[]): Cluster {
   const c = cluster(`outbound|${port}||${FQDN(name)}`, endpoints);
@@ -150,7 +138,7 @@ describe('sidecar outbound over loopback: forwarding headers and source-side TCP
     await handler.close(0);
     const closing = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of servers) if (s instanceof http.Server) s.closeAllConnections();
-    for (const c of conns) c.destroy();
+    loopback.destroyConnections();
     await Promise.all(closing);
     await obs.close();
   });

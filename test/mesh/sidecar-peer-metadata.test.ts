@@ -44,6 +44,7 @@ import type { Cluster, IRSnapshot, Listener, OutboundService, SidecarView, TcpLi
 import type { InboundPort } from '../../src/ir/sidecar.js';
 import { cluster, forward, httpListener, route, snapshot, vhost } from '../support/ir-builders.js';
 import { makeCa, makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
+import { LoopbackServers } from '../support/loopback-servers.js';
 
 const TD = 'cluster.local';
 const net8 = `127.${100 + ((process.pid >> 4) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
@@ -72,25 +73,8 @@ const RATINGS_MX = encodeStruct({
 }).toString('base64');
 
 /** Every connection a server of this file accepted (destroyed at the end). */
-const conns = new Set<net.Socket>();
-
-function listen(server: net.Server, host: string, port = 0): Promise<number> {
-  server.on('connection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  server.on('secureConnection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
+const loopback = new LoopbackServers();
+const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
 function istioMutual(host: string, port: number, sans: string[]): UpstreamTls {
   return { mode: 'ISTIO_MUTUAL', caCertificates: null, clientCertificate: null, sni: `outbound_.${port}_._.${host}`, subjectAltNames: sans, insecureSkipVerify: false };
@@ -195,7 +179,7 @@ describe('metadata exchange with Envoy sidecars', () => {
   after(async () => {
     setMeshIdentity(null);
     const closing = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
-    for (const c of conns) c.destroy();
+    loopback.destroyConnections();
     await Promise.all(closing);
     await obs?.close();
   });

@@ -38,6 +38,7 @@ import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import type { IRSnapshot } from '../../src/ir/types.js';
 import type { MeshIdentityMaterial } from '../../src/runtime/upstream/mesh-identity.js';
 import { makeCa, makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
+import { LoopbackServers } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 2) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** The client pods (outbound), the reviews VIP and its app, the server pod and its app, an unknown destination. */
@@ -50,24 +51,8 @@ const SERVER_APP = `${net8}.21`;
 const CLIENT = `${net8}.30`;
 const UNKNOWN = `${net8}.40`;
 
-const conns = new Set<net.Socket>();
-function listen(server: net.Server, host: string, port = 0): Promise<number> {
-  server.on('connection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  server.on('secureConnection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
+const loopback = new LoopbackServers();
+const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
 function config(p: { http: number; app: number; inbound: number }): string {
   return `
@@ -263,7 +248,7 @@ describe('ProxyConfig proxyHeaders in a sidecar', () => {
 
   after(async () => {
     for (const s of servers) s.close();
-    for (const c of conns) c.destroy();
+    loopback.destroyConnections();
     await out.close(0);
     await inb.close(0);
   });

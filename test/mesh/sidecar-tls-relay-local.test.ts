@@ -47,6 +47,7 @@ import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import { makeCa, makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
 import { makeCerts } from '../support/tls-certs.js';
+import { LoopbackServers } from '../support/loopback-servers.js';
 
 const TD = 'cluster.local';
 const net8 = `127.${100 + ((process.pid >> 5) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
@@ -121,25 +122,8 @@ spec: {host: secure, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
   ].join('---\n');
 }
 
-const conns = new Set<net.Socket>();
-
-function listen(server: net.Server, host: string, port = 0): Promise<number> {
-  server.on('connection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  server.on('secureConnection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
+const loopback = new LoopbackServers();
+const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
 function close(server: net.Server): Promise<void> {
   return new Promise((r) => server.close(() => r()));
@@ -264,7 +248,7 @@ describe('sidecar TLS relays: the app TLS wrapped in Istio mTLS per endpoint', (
 
   after(async () => {
     setMeshIdentity(null);
-    for (const c of conns) c.destroy();
+    loopback.destroyConnections();
     await Promise.all(servers.map(close));
     await outbound.close(0);
     for (const h of inbound.values()) await h.close(0);

@@ -39,6 +39,7 @@ import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import { generatePkiSync } from '../support/x509-gen.js';
 import type { TcpRecord } from '../../src/observability/tcp-record.js';
+import { LoopbackServers } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** Original destinations the app dials (TPROXY keeps them). */
@@ -54,20 +55,8 @@ const NAMES = ['*.example.com', '*.example.org', '*.cdn.example.test'];
 const pki = generatePkiSync([{ name: 'server', cn: 'backends', dns: NAMES, key: 'ec' }]);
 const CERT = pki.certs.server;
 
-const conns = new Set<net.Socket>();
-function listen(server: net.Server, host: string, port = 0): Promise<number> {
-  server.on('connection', (c: net.Socket) => {
-    conns.add(c);
-    c.once('close', () => conns.delete(c));
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
-}
+const loopback = new LoopbackServers();
+const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
 /** A TLS server that answers `<who> <SNI it saw>` and closes. */
 function tlsBackend(who: string): tls.Server {
@@ -239,7 +228,7 @@ describe('sidecar outbound: tls and tcp routes of wildcard ServiceEntry hosts', 
   after(async () => {
     (dns as { lookup: unknown }).lookup = realLookup;
     for (const s of servers) s.close();
-    for (const c of conns) c.destroy();
+    loopback.destroyConnections();
     await handler.close(0);
   });
 
