@@ -11,7 +11,8 @@
  * `grpcStatus`.
  */
 import type { CompiledDestination, CompiledListener, CompiledRoute } from '../runtime/compile/types.js';
-import type { Downstream } from '../runtime/http/downstream.js';
+import { sentHeader, type Downstream } from '../runtime/http/downstream.js';
+import { httpToGrpcStatus } from '../runtime/http/grpc.js';
 
 /** Every Istio label but the per-request ones (`request_protocol`, `response_code`, `grpc_response_status`, `response_flags`). */
 export type MeshLabels = Readonly<Record<string, string>>;
@@ -25,33 +26,6 @@ function isGrpcContentType(ct: string | null): boolean {
   if (ct.length === 16) return true;
   const next = ct.charCodeAt(16);
   return next === 43 /* + */ || next === 59 /* ; */;
-}
-
-function headerGrpcStatus(headers: string[] | null): string | null {
-  if (headers === null) return null;
-  for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'grpc-status') return headers[i + 1];
-  return null;
-}
-
-/** Envoy's `Grpc::Utility::httpToGrpcStatus` (grpc/doc/http-grpc-status-mapping.md). */
-function httpToGrpcStatus(status: number): number {
-  switch (status) {
-    case 400:
-      return 13; // INTERNAL
-    case 401:
-      return 16; // UNAUTHENTICATED
-    case 403:
-      return 7; // PERMISSION_DENIED
-    case 404:
-      return 12; // UNIMPLEMENTED
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return 14; // UNAVAILABLE
-    default:
-      return 2; // UNKNOWN
-  }
 }
 
 /** Where a finished record goes. */
@@ -152,7 +126,7 @@ export class RequestRecord {
       // from the trailers, else the headers (a trailers-only answer), else mapped from the HTTP status
       // (Envoy Grpc::Common::getGrpcStatus); '' when no answer was sent.
       this.protocol = 'grpc';
-      this.grpcStatus = this.trailerGrpcStatus ?? headerGrpcStatus(d.sentHeaders) ?? (this.status > 0 ? String(httpToGrpcStatus(this.status)) : '');
+      this.grpcStatus = this.trailerGrpcStatus ?? sentHeader(d, 'grpc-status') ?? (this.status > 0 ? String(httpToGrpcStatus(this.status)) : '');
     }
     this.sink.finish(this);
   }

@@ -36,7 +36,12 @@ export function isGrpcRequest(d: Downstream): boolean {
 export function grpcStatusOf(e: LocalError): number {
   if (e.grpcStatus !== undefined) return e.grpcStatus;
   if (e.flag === 'UT') return GrpcStatus.DEADLINE_EXCEEDED;
-  switch (e.status) {
+  return httpToGrpcStatus(e.status);
+}
+
+/** Envoy's `Grpc::Utility::httpToGrpcStatus` table (grpc/doc/http-grpc-status-mapping.md). */
+export function httpToGrpcStatus(status: number): number {
+  switch (status) {
     case 400:
       return GrpcStatus.INTERNAL;
     case 401:
