@@ -25,17 +25,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
-import path from 'node:path';
 import { createRequire } from 'node:module';
-import { writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import WebSocket, { WebSocketServer } from 'ws';
 import { freePort, get, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { issueToken } from '../../src/mesh/ca/token.js';
-import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
-import { Logger } from '../../src/lib/log.js';
+import { gatewayMeshArgs, startTestControlPlane } from '../support/mesh-control.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
 import { encodeStruct } from '../../src/lib/proto-struct.js';
 import { decodePeerPreambleBody, encodePeerPreamble } from '../../src/runtime/tcp/peer-exchange.js';
 import { makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
@@ -180,8 +176,7 @@ describe('gateway as a mesh client: Istio metadata exchange', { timeout: 120_000
   let tcpPort = 0;
 
   before(async () => {
-    const caDir = path.join(tempDir('meshgate-mx-ca-'), 'ca');
-    cp = await startControlPlane({ configDir: tempDir('meshgate-mx-cp-'), caDir, listenHost: '127.0.0.1', listenPort: 0, trustDomain: 'cluster.local', adminPort: 0, certTtlSeconds: 3600, translate: { ...DEFAULT_TRANSLATE_OPTIONS }, log: new Logger('error') });
+    cp = await startTestControlPlane('meshgate-mx', 3600);
     const meshCa: TestCa = { certPem: cp.ca.material.signingCertPem, key: cp.ca.material.signingKey };
     const roots = cp.ca.rootCertPem;
     reviews = await startEnvoyLikeBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/reviews', roots);
@@ -195,11 +190,7 @@ describe('gateway as a mesh client: Istio metadata exchange', { timeout: 120_000
     });
     await new Promise<void>((r) => legacy.listen(0, '127.0.0.1', r));
 
-    const work = tempDir('meshgate-mx-gw-');
-    const tokenFile = path.join(work, 'token');
-    writeFileSync(tokenFile, await issueToken(cp.ca.material.signingKey, { namespace: 'istio-system', serviceAccount: 'istio-ingressgateway' }, 3600));
-    const rootFile = path.join(work, 'root-cert.pem');
-    writeFileSync(rootFile, roots);
+    const meshArgs = await gatewayMeshArgs(cp, 'meshgate-mx');
     const configDir = tempDir('meshgate-mx-config-');
     writeConfig(
       configDir,
@@ -245,7 +236,7 @@ ${service('reviews', reviews.port, 'reviews', { version: 'v2', 'security.istio.i
       configDir,
       workers: 1,
       args: [
-        '--control', `127.0.0.1:${cp.grpcPort}`, '--root-cert', rootFile, '--token-file', tokenFile,
+        ...meshArgs,
         '--workload-name', 'istio-ingressgateway', '--pod-name', 'istio-ingressgateway-5d9f-x7k2p', '--pod-ip', '10.1.2.3', '--cluster-id', 'east-1',
       ],
       // Proves the flags win over the environment.

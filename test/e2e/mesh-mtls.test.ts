@@ -13,17 +13,13 @@ import http from 'node:http';
 import https from 'node:https';
 import http2 from 'node:http2';
 import tls from 'node:tls';
-import path from 'node:path';
-import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { freePort, get, startGateway, tempDir, waitFor, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { issueToken } from '../../src/mesh/ca/token.js';
-import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
-import { Logger } from '../../src/lib/log.js';
+import { gatewayMeshArgs, startTestControlPlane } from '../support/mesh-control.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
 import { makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
 
 interface Seen {
@@ -131,8 +127,7 @@ describe('gateway as a mesh client: Istio mTLS to meshed workloads', { timeout: 
   let ratings: Awaited<ReturnType<typeof startMeshedBackend>>;
 
   before(async () => {
-    const caDir = path.join(tempDir('meshgate-mesh-ca-'), 'ca');
-    cp = await startControlPlane({ configDir: tempDir('meshgate-cp-'), caDir, listenHost: '127.0.0.1', listenPort: 0, trustDomain: 'cluster.local', adminPort: 0, certTtlSeconds: 6, translate: { ...DEFAULT_TRANSLATE_OPTIONS }, log: new Logger('error') });
+    cp = await startTestControlPlane('meshgate-mesh', 6);
     meshCa = { certPem: cp.ca.material.signingCertPem, key: cp.ca.material.signingKey };
     const roots = cp.ca.rootCertPem;
     reviews = await startMeshedBackend(meshCa, 'spiffe://cluster.local/ns/default/sa/reviews', roots);
@@ -147,11 +142,7 @@ describe('gateway as a mesh client: Istio mTLS to meshed workloads', { timeout: 
     await new Promise<void>((r) => legacy.listen(0, '127.0.0.1', r));
     backends.push(reviews, ratings, impostor, { server: legacy });
 
-    const work = tempDir('meshgate-gw-mesh-');
-    const tokenFile = path.join(work, 'token');
-    writeFileSync(tokenFile, await issueToken(cp.ca.material.signingKey, { namespace: 'istio-system', serviceAccount: 'istio-ingressgateway' }, 3600));
-    const rootFile = path.join(work, 'root-cert.pem');
-    writeFileSync(rootFile, roots);
+    const meshArgs = await gatewayMeshArgs(cp, 'meshgate-mesh');
     const configDir = tempDir('meshgate-gw-config-');
     writeConfig(
       configDir,
@@ -210,7 +201,7 @@ ${service('reviews', reviews.port, 'reviews', {})}${service('ratings', ratings.p
       configDir,
       workers: 1,
       // Namespace and service account come from the token's subject.
-      args: ['--control', `127.0.0.1:${cp.grpcPort}`, '--root-cert', rootFile, '--token-file', tokenFile, '--workload-cert-ttl', '6s'],
+      args: [...meshArgs, '--workload-cert-ttl', '6s'],
     });
   });
 

@@ -25,16 +25,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import path from 'node:path';
-import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { freePort, startGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { issueToken } from '../../src/mesh/ca/token.js';
+import { gatewayMeshArgs, startTestControlPlane } from '../support/mesh-control.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
 import { parseClientHello } from '../../src/runtime/tcp/client-hello.js';
 import { encodePeerPreamble, readPeerPreamble } from '../../src/runtime/tcp/peer-exchange.js';
-import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
-import { Logger } from '../../src/lib/log.js';
 import { makeWorkloadCert, type TestCa } from '../support/mesh-pki.js';
 import { makeCerts, type TestCert } from '../support/tls-certs.js';
 
@@ -191,8 +187,7 @@ describe('gateway as a mesh client: TLS passthrough wrapped in Istio mTLS to mes
   let roots = '';
 
   before(async () => {
-    const caDir = path.join(tempDir('meshgate-mesh-ca-'), 'ca');
-    cp = await startControlPlane({ configDir: tempDir('meshgate-cp-'), caDir, listenHost: '127.0.0.1', listenPort: 0, trustDomain: 'cluster.local', adminPort: 0, certTtlSeconds: 3600, translate: { ...DEFAULT_TRANSLATE_OPTIONS }, log: new Logger('error') });
+    cp = await startTestControlPlane('meshgate-mesh', 3600);
     meshCa = { certPem: cp.ca.material.signingCertPem, key: cp.ca.material.signingKey };
     roots = cp.ca.rootCertPem;
     const certs = makeCerts(['meshed.example.com', 'plain.example.com', 'disabled.example.com']);
@@ -207,11 +202,7 @@ describe('gateway as a mesh client: TLS passthrough wrapped in Istio mTLS to mes
     servers.push(meshedApp.server, meshed.server, plain.server, disabled.server, direct.server);
     [tlsPort, tlsRoutePort, outsidePort, autoPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
 
-    const work = tempDir('meshgate-gw-mesh-');
-    const tokenFile = path.join(work, 'token');
-    writeFileSync(tokenFile, await issueToken(cp.ca.material.signingKey, { namespace: 'istio-system', serviceAccount: 'istio-ingressgateway' }, 3600));
-    const rootFile = path.join(work, 'root-cert.pem');
-    writeFileSync(rootFile, roots);
+    const meshArgs = await gatewayMeshArgs(cp, 'meshgate-mesh');
     const configDir = tempDir('meshgate-gw-config-');
     writeConfig(
       configDir,
@@ -255,7 +246,7 @@ ${service('meshed', meshed.port, true)}${service('plain', plain.port, false)}${s
     // The Pod is labelled as meshed (its cluster has auto mTLS), but this gateway has no mesh identity.
     writeConfig(outsideDir, 'outside.yaml', `${passthroughGateway(outsidePort, [['meshed.example.com', 'meshed']])}${service('meshed', direct.port, true)}`);
     [gw, outside] = await Promise.all([
-      startGateway({ configDir, workers: 1, args: ['--control', `127.0.0.1:${cp.grpcPort}`, '--root-cert', rootFile, '--token-file', tokenFile] }),
+      startGateway({ configDir, workers: 1, args: meshArgs }),
       startGateway({ configDir: outsideDir, workers: 1 }),
     ]);
   });
