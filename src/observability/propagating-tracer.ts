@@ -32,13 +32,19 @@ class IdSource {
         randomFillSync(this.#pool);
         this.#at = 0;
       }
-      const id = this.#pool.toString('hex', this.#at, this.#at + bytes);
+      const pool = this.#pool;
+      const at = this.#at;
       this.#at += bytes;
       // All-zero ids are invalid in both W3C and B3.
-      if (!/^0+$/.test(id)) return id;
+      let zero = true;
+      for (let i = at; i < at + bytes && zero; i++) zero = pool[i] === 0;
+      if (!zero) return pool.toString('hex', at, at + bytes);
     }
   }
 }
+
+/** The B3 headers (multi-header form and the single `b3`). */
+const B3_HEADERS = new Set(['b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-sampled', 'x-b3-flags']);
 
 export class PropagatingTracer implements Tracer {
   readonly #ids = new IdSource();
@@ -54,7 +60,18 @@ export class PropagatingTracer implements Tracer {
 
   start(rec: RequestRecord): void {
     const d = rec.d;
-    const w3c = parseTraceparent(d.header('traceparent') ?? undefined);
+    // One pass over the head for every trace header (most requests carry only traceparent, or none).
+    const raw = d.rawHeaders;
+    let traceparent: string | undefined;
+    let hasB3 = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i];
+      const len = n.length;
+      // The first traceparent, as `Downstream.header` reads it.
+      if (len === 11 && traceparent === undefined && (n === 'traceparent' || n.toLowerCase() === 'traceparent')) traceparent = raw[i + 1];
+      else if (len === 2 || ((len === 10 || len === 11 || len === 12) && (n.charCodeAt(0) | 32) === 120 /* x */ && n.charCodeAt(3) === 51 /* 3 */)) hasB3 ||= B3_HEADERS.has(n.toLowerCase());
+    }
+    const w3c = parseTraceparent(traceparent);
     let traceId: string;
     let parentSpanId: string | null = null;
     let sampled: boolean;
@@ -63,7 +80,7 @@ export class PropagatingTracer implements Tracer {
       parentSpanId = w3c.spanId;
       sampled = (w3c.traceFlags & 1) === 1;
     } else {
-      const b3 = parseB3({ b3: d.header('b3') ?? undefined, 'x-b3-traceid': d.header('x-b3-traceid') ?? undefined, 'x-b3-spanid': d.header('x-b3-spanid') ?? undefined, 'x-b3-sampled': d.header('x-b3-sampled') ?? undefined, 'x-b3-flags': d.header('x-b3-flags') ?? undefined });
+      const b3 = hasB3 ? parseB3({ b3: d.header('b3') ?? undefined, 'x-b3-traceid': d.header('x-b3-traceid') ?? undefined, 'x-b3-spanid': d.header('x-b3-spanid') ?? undefined, 'x-b3-sampled': d.header('x-b3-sampled') ?? undefined, 'x-b3-flags': d.header('x-b3-flags') ?? undefined }) : null;
       if (b3 !== null) {
         traceId = b3.context.traceId;
         parentSpanId = b3.context.spanId;

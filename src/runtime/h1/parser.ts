@@ -516,9 +516,14 @@ export class H1Parser {
           if (name.toLowerCase() === 'connection') {
             const v = value.toLowerCase();
             // Tokens accumulate over repeated lines (as llhttp): a later line never clears an earlier one.
-            if (v.includes('close')) connClose ||= hasToken(v, 'close');
-            if (v.includes('keep-alive')) connKeepAlive ||= hasToken(v, 'keep-alive');
-            if (v.includes('upgrade')) connUpgrade ||= hasToken(v, 'upgrade');
+            // The usual values are one token: no split.
+            if (v === 'keep-alive') connKeepAlive = true;
+            else if (v === 'close') connClose = true;
+            else {
+              if (v.includes('close')) connClose ||= hasToken(v, 'close');
+              if (v.includes('keep-alive')) connKeepAlive ||= hasToken(v, 'keep-alive');
+              if (v.includes('upgrade')) connUpgrade ||= hasToken(v, 'upgrade');
+            }
           }
           break;
         case 7:

@@ -108,7 +108,11 @@ export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, e
  * metrics read them (the endpoint is known by then), cached per cluster and endpoint.
  */
 export function outboundObserver(inner: RequestObserver, context: () => OutboundTelemetryContext | null): RequestObserver {
+  // Catch-all requests by cluster, endpoint and Host; the others by cluster, then endpoint: both
+  // strings come from the compiled destination and endpoint (hashed once), so a request joins none.
   let cache = new Map<string, Record<string, string>>();
+  let byCluster = new Map<string, Map<string, Record<string, string>>>();
+  let cached = 0;
   let cacheFor: OutboundTelemetryContext | null = null;
   const labelsOf = (rec: RequestRecord): Record<string, string> | null => {
     const ctx = context();
@@ -123,14 +127,33 @@ export function outboundObserver(inner: RequestObserver, context: () => Outbound
     if (ctx !== cacheFor) {
       cacheFor = ctx;
       cache = new Map();
+      byCluster = new Map();
+      cached = 0;
     }
-    const authority = catchAll ? ((rec.d.http2 ? rec.d.header(':authority') : null) ?? rec.d.header('host') ?? '') : '';
-    const key = `${cluster}\0${host ?? ''}\0${authority}`;
-    let labels = cache.get(key);
-    if (labels === undefined) {
-      labels = outboundLabels(ctx, cluster, host);
-      if (catchAll && authority !== '') labels = { ...labels, destination_service: authority };
-      if (cache.size < 10_000) cache.set(key, labels);
+    let labels: Record<string, string> | undefined;
+    if (catchAll) {
+      const authority = (rec.d.http2 ? rec.d.header(':authority') : null) ?? rec.d.header('host') ?? '';
+      const key = `${cluster}\0${host ?? ''}\0${authority}`;
+      labels = cache.get(key);
+      if (labels === undefined) {
+        labels = outboundLabels(ctx, cluster, host);
+        if (authority !== '') labels = { ...labels, destination_service: authority };
+        if (cached < 10_000) {
+          cache.set(key, labels);
+          cached++;
+        }
+      }
+    } else {
+      let byHost = byCluster.get(cluster);
+      labels = byHost?.get(host!);
+      if (labels === undefined) {
+        labels = outboundLabels(ctx, cluster, host);
+        if (cached < 10_000) {
+          if (byHost === undefined) byCluster.set(cluster, (byHost = new Map()));
+          byHost.set(host!, labels);
+          cached++;
+        }
+      }
     }
     // An endpoint the view does not know, answered by an Istio sidecar: its metadata exchange says who it is.
     const mx = rec.upstreamPeerMetadata;

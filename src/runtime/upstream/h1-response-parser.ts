@@ -437,6 +437,7 @@ function parseContentLength(v: string): number {
 }
 
 function hasToken(list: string, token: string): boolean {
+  if (list === token) return true;
   for (const t of list.split(',')) if (t.trim() === token) return true;
   return false;
 }
