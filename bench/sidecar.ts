@@ -4,7 +4,7 @@
  *
  *   node dist/bench/sidecar.js [--rate 500] [--connections 16] [--duration 10] [--warmup 3]
  *                              [--rounds 1] [--idle 5] [--body 1024] [--pin] [--timeout SECONDS] [--json]
- *                              [--sidecar-node-args='--cpu-prof --cpu-prof-dir=DIR'] [--floor]
+ *                              [--sidecar-node-args='--cpu-prof --cpu-prof-dir=DIR'] [--floor] [--floor-http]
  *
  * Lab (root, iproute2, iptables, perl, setpriv; reference/mesh.md §6):
  *   client   10.250.0.2  meshgate capture + sidecar (default/client, view meshClientView) + the load
@@ -96,9 +96,11 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     'sidecar-node-args': { type: 'string', default: '' },
     floor: { type: 'boolean', default: false },
+    'floor-http': { type: 'boolean', default: false },
   },
 });
-const floor = values.floor;
+const floorHttp = values['floor-http'];
+const floor = values.floor || floorHttp;
 const rate = Number(values.rate);
 const connections = Number(values.connections);
 const duration = Number(values.duration);
@@ -164,15 +166,57 @@ process.stdin.setEncoding('utf8').on('data', (d) => {
  * per client connection; RELAY_MODE=in (in dserver) terminates it and opens one plaintext connection
  * to the app from 127.0.0.6. Each relays bytes both ways as they come (a read, then a write), which
  * is the least any Node.js proxy does per request: 2 reads and 2 writes, one side TLS.
+ * `--floor-http` (implies --floor): the relays also parse each message head into lines and write it
+ * again with one header added (names lowercased, Connection and Keep-Alive dropped, bodies framed by
+ * Content-Length): about the least an HTTP-aware Node.js proxy does, without routing, policy or telemetry.
  */
 const RELAY = String.raw`
 const net = require('net'), tls = require('tls'), fs = require('fs');
 const e = process.env;
 const creds = { cert: fs.readFileSync(e.CERT), key: fs.readFileSync(e.KEY), ca: fs.readFileSync(e.CA) };
+// RELAY_HTTP=1: each message head is parsed into lines, its names lowercased, Connection and
+// Keep-Alive dropped, one header added, and written again with the body's first bytes; bodies are
+// framed by Content-Length (anything else is relayed as bytes from then on).
+const CRLF2 = Buffer.from('\r\n\r\n');
+const framer = (extra) => {
+  let remaining = 0;
+  let bytes = false;
+  return (d) => {
+    if (bytes) return d;
+    if (remaining >= d.length) { remaining -= d.length; return d; }
+    if (remaining > 0) { bytes = true; return d; } // a head after body bytes in one read: not in this bench
+    const end = d.indexOf(CRLF2);
+    if (end < 0) { bytes = true; return d; }
+    const lines = d.latin1Slice(0, end).split('\r\n');
+    let head = lines[0] + '\r\n';
+    let length = 0;
+    for (let i = 1; i < lines.length; i++) {
+      const l = lines[i];
+      const c = l.indexOf(':');
+      const name = l.slice(0, c).toLowerCase();
+      const value = l.slice(c + 1).trim();
+      if (name === 'connection' || name === 'keep-alive') continue;
+      if (name === 'content-length') length = Number(value);
+      else if (name === 'transfer-encoding') bytes = true;
+      head += name + ': ' + value + '\r\n';
+    }
+    head += extra + '\r\n\r\n';
+    const body = d.subarray(end + 4);
+    remaining = Math.max(0, length - body.length);
+    const out = Buffer.allocUnsafe(head.length + body.length);
+    out.latin1Write(head, 0);
+    body.copy(out, head.length);
+    return out;
+  };
+};
 const join = (a, b) => {
   a.setNoDelay(true);
   b.setNoDelay(true);
-  const relay = (from, to) => from.on('data', (d) => { if (!to.write(d)) { from.pause(); to.once('drain', () => from.resume()); } });
+  const http = e.RELAY_HTTP === '1';
+  const relay = (from, to) => {
+    const f = http ? framer(from === a ? 'x-floor-request: 1' : 'x-floor-response: 1') : (d) => d;
+    from.on('data', (d) => { if (!to.write(f(d))) { from.pause(); to.once('drain', () => from.resume()); } });
+  };
   relay(a, b);
   relay(b, a);
   const close = () => { a.destroy(); b.destroy(); };
@@ -414,8 +458,8 @@ async function main(): Promise<number> {
     }
     const ca = path.join(dir, 'relay-ca', 'root-cert.pem');
     relays = {
-      server: L.spawn('dserver', onCpu(1, [process.execPath, ...sidecarNodeArgs, '-e', RELAY]), { RELAY_MODE: 'in', CERT: files['in.crt'], KEY: files['in.key'], CA: ca }),
-      client: L.spawn('dclient', onCpu(1, [process.execPath, ...sidecarNodeArgs, '-e', RELAY]), { RELAY_MODE: 'out', UP_HOST: IPS.dserver, CERT: files['out.crt'], KEY: files['out.key'], CA: ca }),
+      server: L.spawn('dserver', onCpu(1, [process.execPath, ...sidecarNodeArgs, '-e', RELAY]), { RELAY_MODE: 'in', RELAY_HTTP: floorHttp ? '1' : '0', CERT: files['in.crt'], KEY: files['in.key'], CA: ca }),
+      client: L.spawn('dclient', onCpu(1, [process.execPath, ...sidecarNodeArgs, '-e', RELAY]), { RELAY_MODE: 'out', RELAY_HTTP: floorHttp ? '1' : '0', UP_HOST: IPS.dserver, CERT: files['out.crt'], KEY: files['out.key'], CA: ca }),
     };
     for (const r of Object.values(relays)) await L.waitForLine(r, (l) => l.includes('listening'), 60_000);
     log('floor relays ready (dclient 127.0.0.1:9080 → mutual TLS → dserver:15006 → app from 127.0.0.6)');
@@ -678,7 +722,7 @@ async function main(): Promise<number> {
     out.push(`mesh:   p50 ${f(s.mesh.p50Ms)} ms, p99 ${f(s.mesh.p99Ms)} ms, p99.9 ${f(s.mesh.p999Ms)} ms`);
     out.push(`added by the two sidecars: p50 ${f(added.p50Ms)} ms, p99 ${f(added.p99Ms)} ms, p99.9 ${f(added.p999Ms)} ms`);
     out.push(`sidecar pair CPU: ${f(pairCpuMsPer1k, 1)} ms per 1k requests = ${f(pairVcpuPer1000Rps, 3)} vCPU per 1000 req/s (idle, before the load: ${f(idleCpuMsPerSecond, 1)} ms per second for the pair)`);
-    if (floor) out.push(`floor (two bare Node.js relays, mutual TLS between them, no HTTP): ${f(relayCpuMsPer1k, 1)} ms per 1k requests = ${f((relayCpuMsPer1k ?? NaN) / 1000, 3)} vCPU per 1000 req/s; p50 ${f(med('relay', 'p50Ms'))} ms, p99 ${f(med('relay', 'p99Ms'))} ms; sidecars ÷ relays, median of rounds: ${f(meshOverRelay, 2)}x`);
+    if (floor) out.push(`floor (two bare Node.js relays, mutual TLS between them, ${floorHttp ? 'each message head parsed and rewritten' : 'no HTTP'}): ${f(relayCpuMsPer1k, 1)} ms per 1k requests = ${f((relayCpuMsPer1k ?? NaN) / 1000, 3)} vCPU per 1000 req/s; p50 ${f(med('relay', 'p50Ms'))} ms, p99 ${f(med('relay', 'p99Ms'))} ms; sidecars ÷ relays, median of rounds: ${f(meshOverRelay, 2)}x`);
     for (const pod of ['client', 'server'] as const) {
       const m = idle[pod];
       const l = afterLoad[pod];
