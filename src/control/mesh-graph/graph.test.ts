@@ -158,7 +158,9 @@ test('callers without a sidecar come from the destination report, as node "unkno
   const e = edge(g, 'unknown', 'workload/shop/reviews-v1');
   assert.equal(e.reporter, 'destination');
   assert.equal(e.http!.requests, 15);
-  assert.equal(e.http!.errorRatio, 0, '4xx is not an error');
+  // Kiali counts 4xx as errors (graph/protocol.go: http4xx IsErr); 33 % of 4xx fails its 20 % tolerance.
+  assert.equal(e.http!.errorRatio, 5 / 15);
+  assert.equal(e.health, 'failing');
   assert.equal(e.mtls, 'none');
   assert.deepEqual(g.nodes.map((n) => [n.id, n.kind]), [['unknown', 'unknown'], ['workload/shop/reviews-v1', 'workload']]);
 });
@@ -274,4 +276,45 @@ test('series equal on the labels the graph reads are summed and kept once', () =
   const a = target('a', [[flags('-', 10), flags('URX', 1)].join('\n'), [flags('-', 15), flags('URX', 3)].join('\n')]);
   assert.equal(a.history.series.size, 1);
   assert.equal(edge(graph([a]), 'workload/shop/frontend', 'workload/shop/reviews-v1').http!.requests, 7);
+});
+
+test("health follows Kiali's default tolerances: 5xx degrade above 0 % and fail from 10 %, 4xx degrade from 10 % and fail from 20 %", () => {
+  const cases: [string, [string, number][], 'healthy' | 'degraded' | 'failing', number][] = [
+    ['all 2xx', [['200', 100]], 'healthy', 0],
+    ['3xx are no errors', [['200', 50], ['304', 50]], 'healthy', 0],
+    ['one 5xx in 1000', [['200', 999], ['503', 1]], 'degraded', 0.001],
+    ['5xx at 10 %', [['200', 90], ['503', 10]], 'failing', 0.1],
+    ['4xx under 10 %', [['200', 91], ['404', 9]], 'healthy', 0.09],
+    ['4xx at 10 %', [['200', 90], ['404', 10]], 'degraded', 0.1],
+    ['4xx at 20 %', [['200', 80], ['403', 20]], 'failing', 0.2],
+    ['no response (DC, UF...): response_code 0', [['200', 95], ['0', 5]], 'degraded', 0.05],
+  ];
+  for (const [what, codes, health, ratio] of cases) {
+    const a = target('a', ['', codes.map(([code, n]) => req({ ...AB, code }, n)).join('\n')]);
+    const e = edge(graph([a]), 'workload/shop/frontend', 'workload/shop/reviews-v1');
+    assert.equal(e.health, health, what);
+    assert.ok(Math.abs(e.http!.errorRatio - ratio) < 1e-12, `${what}: error ratio ${e.http!.errorRatio}`);
+  }
+});
+
+test("gRPC health: statuses 1-16 degrade above 0 % and fail from 10 %; an HTTP 4xx counts as an error but not against Kiali's HTTP-only tolerances", () => {
+  const g: Req = { ...AB, proto: 'grpc', grpc: '0' };
+  const of = (series: string[]) => edge(graph([target('a', ['', series.join('\n')])]), 'workload/shop/frontend', 'workload/shop/reviews-v1', 'grpc');
+  assert.equal(of([req(g, 99), req({ ...g, grpc: '5' }, 1)]).health, 'degraded');
+  assert.equal(of([req(g, 90), req({ ...g, grpc: '14' }, 10)]).health, 'failing');
+  const http4xx = of([req(g, 90), req({ ...g, code: '429', grpc: '' }, 10)]);
+  assert.equal(http4xx.http!.errorRatio, 0.1);
+  assert.equal(http4xx.health, 'healthy');
+});
+
+test("a node's health is its inbound requests' worst, per protocol", () => {
+  const c: Req = { ...AB, src: ['shop', 'checkout'] };
+  // frontend -> reviews: 8 % 4xx (healthy); checkout -> reviews: 4 % 4xx. Together 6 %: healthy, while
+  // a gRPC caller's single UNAVAILABLE degrades the node.
+  const a = target('a', ['', [req({ ...AB, code: '200' }, 92), req({ ...AB, code: '404' }, 8), req({ ...c, code: '200' }, 96), req({ ...c, code: '404' }, 4)].join('\n')]);
+  const node = (g: MeshGraph) => g.nodes.find((n) => n.id === 'workload/shop/reviews-v1')!;
+  assert.equal(node(graph([a])).health, 'healthy');
+  const grpc: Req = { ...AB, src: ['shop', 'ratings'], proto: 'grpc', grpc: '0' };
+  const b = target('b', ['', [req(grpc, 999), req({ ...grpc, grpc: '14' }, 1)].join('\n')]);
+  assert.equal(node(graph([a, b])).health, 'degraded');
 });

@@ -14,8 +14,13 @@
  *   read sidecars rather than a Prometheus that has all of them: a destination report whose source
  *   workload has no scraped sidecar stands for that edge.
  * - **Rates** are increases over the window (history.ts) divided by each sidecar's scrape span.
- *   **Error ratio**: responses 5xx or none at all (`response_code` 0), and for gRPC any status but
- *   OK (`grpc_response_status`) or an HTTP 4xx/5xx, over all requests. **p99** from the duration
+ *   **Error ratio** (Kiali's `httpPercentErr` / `grpcPercentErr`, graph/protocol.go): HTTP 4xx,
+ *   5xx and no response at all (`response_code` 0, Kiali's `-`); for gRPC any status but OK
+ *   (`grpc_response_status`), an HTTP 4xx/5xx or no response; over all requests. **Health**, of
+ *   edges and of nodes (their inbound requests, per protocol), with Kiali's default tolerances
+ *   (config.go `AddHealthDefault`, checked as frontend types/Health.ts `ascendingThresholdCheck`):
+ *   HTTP 5xx degraded above 0 %, failing from 10 %; HTTP 4xx degraded from 10 %, failing from 20 %;
+ *   gRPC statuses 1-16 and no response degraded above 0 %, failing from 10 %. **p99** from the duration
  *   histogram's bucket increases, interpolated as Prometheus's histogram_quantile; when the window
  *   holds no bucket increase for an edge that has requests, the cumulative buckets are used and the
  *   edge says so (`p99Basis`).
@@ -34,9 +39,16 @@ export type NodeKind = 'workload' | 'service' | 'unknown';
 export type Health = 'healthy' | 'degraded' | 'failing' | 'idle';
 export type MtlsState = 'all' | 'some' | 'none' | 'unknown';
 
-/** Error ratio at or above which a node or edge is degraded / failing. */
-export const DEGRADED_RATIO = 0.001;
-export const FAILING_RATIO = 0.2;
+/**
+ * Kiali's default request health tolerances (config.go `AddHealthDefault`), as shares of the
+ * requests of one protocol: degraded above `degraded` (0: any), failing from `failure`.
+ */
+export const HEALTH_TOLERANCES = {
+  http5xx: { degraded: 0, failure: 0.1 },
+  http4xx: { degraded: 0.1, failure: 0.2 },
+  grpcError: { degraded: 0, failure: 0.1 },
+  noResponse: { degraded: 0, failure: 0.1 },
+} as const;
 
 export interface GraphNode {
   id: string;
@@ -45,7 +57,7 @@ export interface GraphNode {
   name: string;
   /** A scraped sidecar reports as this workload. */
   sidecar: boolean;
-  /** From the error ratio of the requests it received (`idle`: none in the window). */
+  /** Kiali's health of the requests it received, per protocol (`idle`: none in the window). */
   health: Health;
   inbound: { requests: number; rate: number | null; errorRatio: number | null };
   /** Position of the node's centre in the drawing (layout.ts). */
@@ -130,6 +142,63 @@ export interface TargetInput {
   history: TargetHistory;
 }
 
+/** Requests of one protocol by what Kiali's error ratio and health count. */
+interface Outcomes {
+  requests: number;
+  /** Kiali's errors: the error ratio's numerator. */
+  errors: number;
+  noResponse: number;
+  http4xx: number;
+  http5xx: number;
+  /** gRPC statuses 1-16 (Kiali's gRPC tolerance). */
+  grpcError: number;
+}
+
+function outcomes(): Outcomes {
+  return { requests: 0, errors: 0, noResponse: 0, http4xx: 0, http5xx: 0, grpcError: 0 };
+}
+
+function addOutcomes(into: Outcomes, o: Outcomes): void {
+  into.requests += o.requests;
+  into.errors += o.errors;
+  into.noResponse += o.noResponse;
+  into.http4xx += o.http4xx;
+  into.http5xx += o.http5xx;
+  into.grpcError += o.grpcError;
+}
+
+/**
+ * Counts `amount` requests of a series into `o` as Kiali reads them: the response code is `-` when
+ * Istio reported none (`response_code` 0), else the HTTP code for HTTP, for gRPC answered with an
+ * HTTP 4xx/5xx or without a gRPC status, else the gRPC status (graph/telemetry/istio/util
+ * `HandleResponseCode`); errors are HTTP 4xx, 5xx and `-` (`IsHTTPErr`), for gRPC every code but 0
+ * (`IsGRPCErr`).
+ */
+function countOutcome(o: Outcomes, l: Readonly<Record<string, string>>, protocol: Protocol, amount: number): void {
+  o.requests += amount;
+  const rc = l.response_code ?? '';
+  if (rc === '0' || rc === '') {
+    o.noResponse += amount;
+    o.errors += amount;
+    return;
+  }
+  const httpError = rc.startsWith('4') || rc.startsWith('5');
+  const grpcStatus = l.grpc_response_status;
+  if (protocol !== 'grpc' || httpError || grpcStatus === undefined || grpcStatus === '') {
+    if (!httpError) return;
+    o.errors += amount;
+    // Kiali's 4XX and 5XX tolerances are for HTTP only.
+    if (protocol !== 'grpc') {
+      if (rc.startsWith('4')) o.http4xx += amount;
+      else o.http5xx += amount;
+    }
+    return;
+  }
+  if (grpcStatus === '0') return;
+  o.errors += amount;
+  if (/^(?:[1-9]|1[0-6])$/.test(grpcStatus)) o.grpcError += amount;
+}
+
 interface EdgeAcc {
   source: string;
   target: string;
@@ -138,7 +207,7 @@ interface EdgeAcc {
   services: Set<string>;
   requests: number;
   rate: number;
-  errors: number;
+  outcomes: Outcomes;
   codes: Map<string, number>;
   buckets: Map<number, number>;
   count: number;
@@ -182,16 +251,6 @@ export function reportingWorkload(series: Iterable<Series>): string | null {
   return null;
 }
 
-function isError(l: Readonly<Record<string, string>>, protocol: Protocol): boolean {
-  const code = l.response_code ?? '';
-  if (code === '0' || code === '' || code.startsWith('5')) return true;
-  if (protocol === 'grpc') {
-    if (code.startsWith('4')) return true;
-    const g = l.grpc_response_status;
-    if (g !== undefined && g !== '' && g !== '0') return true;
-  }
-  return false;
-}
 
 /**
  * histogram_quantile as Prometheus computes it: buckets (upper bound → cumulative count) summed over
@@ -225,10 +284,33 @@ export function histogramQuantile(q: number, buckets: ReadonlyMap<number, number
   return inBucket <= 0 ? upper : lower + ((upper - lower) * (rank - below)) / inBucket;
 }
 
-function healthOf(errors: number, requests: number): Health {
-  if (requests <= 0) return 'idle';
-  const r = errors / requests;
-  return r >= FAILING_RATIO ? 'failing' : r >= DEGRADED_RATIO ? 'degraded' : 'healthy';
+const HEALTH_ORDER: Record<Health, number> = { idle: 0, healthy: 1, degraded: 2, failing: 3 };
+
+/** The worst status over Kiali's tolerances (`ascendingThresholdCheck`: a share above 0 at or above failure fails, else at or above degraded degrades). */
+function healthOf(o: Outcomes): Health {
+  if (o.requests <= 0) return 'idle';
+  let worst: Health = 'healthy';
+  const check = (count: number, t: { degraded: number; failure: number }) => {
+    const share = count / o.requests;
+    if (share <= 0) return;
+    const h: Health = share >= t.failure ? 'failing' : share >= t.degraded ? 'degraded' : 'healthy';
+    if (HEALTH_ORDER[h] > HEALTH_ORDER[worst]) worst = h;
+  };
+  check(o.http5xx, HEALTH_TOLERANCES.http5xx);
+  check(o.http4xx, HEALTH_TOLERANCES.http4xx);
+  check(o.grpcError, HEALTH_TOLERANCES.grpcError);
+  check(o.noResponse, HEALTH_TOLERANCES.noResponse);
+  return worst;
+}
+
+/** A node's health: the worst of its inbound requests' health per protocol (Kiali's health reads each protocol's requests apart). */
+function nodeHealthOf(byProtocol: ReadonlyMap<Protocol, Outcomes>): Health {
+  let worst: Health = 'idle';
+  for (const o of byProtocol.values()) {
+    const h = healthOf(o);
+    if (HEALTH_ORDER[h] > HEALTH_ORDER[worst]) worst = h;
+  }
+  return worst;
 }
 
 function nodeOf(id: string): Pick<GraphNode, 'id' | 'kind' | 'namespace' | 'name'> {
@@ -280,7 +362,7 @@ export function buildMeshGraph(targets: readonly TargetInput[], opts: { now: num
       const id = `${src}\0${dst}\0${protocol}`;
       let e = edges.get(id);
       if (e === undefined) {
-        e = { source: src, target: dst, protocol, reporter, services: new Set(), requests: 0, rate: 0, errors: 0, codes: new Map(), buckets: new Map(), count: 0, cumBuckets: new Map(), cumCount: 0, sent: 0, received: 0, opened: 0, sentRate: 0, receivedRate: 0, openedRate: 0, srcMtls: 0, srcOther: 0 };
+        e = { source: src, target: dst, protocol, reporter, services: new Set(), requests: 0, rate: 0, outcomes: outcomes(), codes: new Map(), buckets: new Map(), count: 0, cumBuckets: new Map(), cumCount: 0, sent: 0, received: 0, opened: 0, sentRate: 0, receivedRate: 0, openedRate: 0, srcMtls: 0, srcOther: 0 };
         edges.set(id, e);
       }
       if (known(l.destination_service)) e.services.add(l.destination_service);
@@ -289,7 +371,7 @@ export function buildMeshGraph(targets: readonly TargetInput[], opts: { now: num
         case 'istio_requests_total': {
           e.requests += amount;
           e.rate += rate;
-          if (isError(l, protocol)) e.errors += amount;
+          countOutcome(e.outcomes, l, protocol, amount);
           const code = l.response_code ?? '';
           e.codes.set(code, (e.codes.get(code) ?? 0) + amount);
           if (protocol === 'grpc' && l.grpc_response_status !== undefined && l.grpc_response_status !== '') e.codes.set(`grpc:${l.grpc_response_status}`, (e.codes.get(`grpc:${l.grpc_response_status}`) ?? 0) + amount);
@@ -345,10 +427,10 @@ export function buildMeshGraph(targets: readonly TargetInput[], opts: { now: num
     }
   }
 
-  const nodeAcc = new Map<string, { requests: number; rate: number; errors: number }>();
+  const nodeAcc = new Map<string, { requests: number; rate: number; errors: number; byProtocol: Map<Protocol, Outcomes> }>();
   const touch = (id: string) => {
     let n = nodeAcc.get(id);
-    if (n === undefined) nodeAcc.set(id, (n = { requests: 0, rate: 0, errors: 0 }));
+    if (n === undefined) nodeAcc.set(id, (n = { requests: 0, rate: 0, errors: 0, byProtocol: new Map() }));
     return n;
   };
   const out: GraphEdge[] = [];
@@ -361,14 +443,17 @@ export function buildMeshGraph(targets: readonly TargetInput[], opts: { now: num
     if (!isTcp) {
       dst.requests += e.requests;
       dst.rate += e.rate;
-      dst.errors += e.errors;
+      dst.errors += e.outcomes.errors;
+      let inbound = dst.byProtocol.get(e.protocol);
+      if (inbound === undefined) dst.byProtocol.set(e.protocol, (inbound = outcomes()));
+      addOutcomes(inbound, e.outcomes);
       let p99 = histogramQuantile(0.99, e.buckets, e.count > 0 ? e.count : null);
       let p99Basis: 'window' | 'cumulative' | null = p99 === null ? null : basis;
       if (p99 === null && basis === 'window') {
         p99 = histogramQuantile(0.99, e.cumBuckets, e.cumCount > 0 ? e.cumCount : null);
         p99Basis = p99 === null ? null : 'cumulative';
       }
-      http = { requests: e.requests, rate: basis === 'window' ? e.rate : null, errors: e.errors, errorRatio: e.errors / e.requests, codes: Object.fromEntries([...e.codes].sort()), p99Ms: p99, p99Basis };
+      http = { requests: e.requests, rate: basis === 'window' ? e.rate : null, errors: e.outcomes.errors, errorRatio: e.outcomes.errors / e.requests, codes: Object.fromEntries([...e.codes].sort()), p99Ms: p99, p99Basis };
     }
     const ev = dstMtls.get(`${e.source}\0${e.target}\0${isTcp ? 'tcp' : 'http'}`);
     let share: number | null = null;
@@ -392,7 +477,7 @@ export function buildMeshGraph(targets: readonly TargetInput[], opts: { now: num
       mtls: share === null ? 'unknown' : share >= 1 ? 'all' : share <= 0 ? 'none' : 'some',
       mtlsPercent: share === null ? null : Math.round(share * 1000) / 10,
       mtlsFrom,
-      health: http === null ? 'healthy' : healthOf(http.errors, http.requests),
+      health: http === null ? 'healthy' : healthOf(e.outcomes),
     });
   }
   const ids = [...nodeAcc.keys()].sort();
@@ -403,7 +488,7 @@ export function buildMeshGraph(targets: readonly TargetInput[], opts: { now: num
     return {
       ...nodeOf(id),
       sidecar: sidecars.has(id),
-      health: healthOf(n.errors, n.requests),
+      health: nodeHealthOf(n.byProtocol),
       inbound: { requests: n.requests, rate: basis === 'window' && n.requests > 0 ? n.rate : null, errorRatio: n.requests > 0 ? n.errors / n.requests : null },
       x: pos.x,
       y: pos.y,
