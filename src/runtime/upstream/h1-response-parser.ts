@@ -309,7 +309,10 @@ export class H1ResponseParser {
         te = true;
       } else if (nl === 10 && equalsLower(buf, p, 'connection')) {
         const v = buf.toString('latin1', vs, ve).toLowerCase();
-        if (hasToken(v, 'close')) close = true;
+        // The usual values are one token (Node.js and most servers send `keep-alive`): no split.
+        if (v === 'keep-alive') {
+          if (minor === 0x30) close = false;
+        } else if (hasToken(v, 'close')) close = true;
         else if (minor === 0x30 && hasToken(v, 'keep-alive')) close = false;
       } else if (nl === 10 && equalsLower(buf, p, 'keep-alive')) {
         keepAliveMs = keepAliveAt(buf, vs, ve);
