@@ -49,8 +49,28 @@ const EMPTY = new Readable({ read() {} });
 EMPTY.push(null);
 
 const CRLF = '\r\n';
+
+/** `HTTP/1.1 <status> <reason>\r\n` by status, made once per status (no lookup in node:http's table and no join per answer). */
+const STATUS_LINES: string[] = [];
+export function statusLine(status: number): string {
+  return (STATUS_LINES[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`);
+}
+
+/** A Content-Length value of canonical digits as a number; -1 when it is not one (empty, a sign, `0x10`, `1e3`, spaces, beyond 2^53). */
+export function canonicalLength(value: string): number {
+  const len = value.length;
+  if (len === 0) return -1;
+  let n = 0;
+  for (let i = 0; i < len; i++) {
+    const d = value.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+    // Checked at each digit, so the bound is exact (leading zeros are fine).
+    if (n > Number.MAX_SAFE_INTEGER) return -1;
+  }
+  return n;
+}
 /** A Content-Length value as RFC 9110 §8.6 writes it: digits only. */
-const DIGITS = /^[0-9]+$/;
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 
 export class H1Downstream implements Downstream {
@@ -178,7 +198,7 @@ export class H1Downstream implements Downstream {
     this.#sent = headers;
     // RFC 9112 §6.3: HEAD, 1xx, 204 and 304 answers have no body whatever their headers say.
     this.#noBody = this.method === 'HEAD' || status < 200 || status === 204 || status === 304;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+    let head = Number.isInteger(status) && status >= 100 && status <= 999 ? statusLine(status) : `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
     let length = -1;
     let hasDate = false;
     for (let i = 0; i < headers.length; i += 2) {
@@ -192,9 +212,9 @@ export class H1Downstream implements Downstream {
       if (lower === 'content-length') {
         // One Content-Length, in canonical digits (not `0x10`, `1e3` or ` 5 `): the framing and
         // the wire always agree. A second one (identical upstream duplicates) is not repeated.
-        if (length >= 0 || !DIGITS.test(value)) continue;
-        const n = Number(value);
-        if (!Number.isSafeInteger(n)) continue;
+        if (length >= 0) continue;
+        const n = canonicalLength(value);
+        if (n < 0) continue;
         length = n;
         head += `${name}: ${n}${CRLF}`;
         continue;
