@@ -43,8 +43,17 @@ export async function startAdminServer(controller: Controller, port: number, hos
         return controller.ready ? sendText(res, 200, 'ready\n') : sendText(res, 503, `not ready: ${controller.notReadyReason() ?? 'starting'}\n`);
       case '/healthz':
         return sendText(res, 200, 'ok\n');
-      case '/config_dump':
-        return send(res, 200, { version: controller.serving?.version ?? null, snapshot: controller.serving ? redact(controller.serving) : null, listeners: controller.lastApply });
+      case '/config_dump': {
+        // What is served: the oldest version a runtime serves and its snapshot, and each runtime's version.
+        const s = controller.servedState();
+        return send(res, 200, {
+          version: s.version,
+          snapshot: s.snapshot ? redact(s.snapshot) : null,
+          listeners: controller.lastApply,
+          converged: s.converged,
+          workers: s.runtimes.map((r) => ({ runtime: r.runtime, pid: r.pid, version: r.version })),
+        });
+      }
       case '/diagnostics':
         return send(res, 200, { version: controller.serving?.version ?? null, diagnostics: controller.diagnostics });
       case '/reloads':

@@ -10,7 +10,7 @@ import type { ApplyResult } from '../runtime/runtime.js';
 import type { Logger } from '../lib/log.js';
 import type { ObservabilityOptions } from '../observability/observer.js';
 import { clusterMetrics, observabilityEnv } from '../observability/process.js';
-import type { DataPlane, FromWorker, ToWorker } from './dataplane-types.js';
+import type { DataPlane, FromWorker, RuntimeServing, ToWorker } from './dataplane-types.js';
 
 /**
  * Worker processes sharing the listening sockets. Connections are spread by the kernel
@@ -24,6 +24,8 @@ export class ClusterDataPlane implements DataPlane {
   #latest: { seq: number; ir: IRSnapshot } | null = null;
   #identity: MeshIdentityMaterial | null = null;
   readonly #pending = new Map<number, { waiting: Set<number>; results: ApplyResult[]; resolve: (r: ApplyResult[]) => void }>();
+  /** By worker id: the snapshot it last applied (its own `applied` answers); a worker that exits leaves. */
+  readonly #served = new Map<number, { version: string; seq: number }>();
   #closing = false;
   readonly #observability: ObservabilityOptions;
 
@@ -46,6 +48,7 @@ export class ClusterDataPlane implements DataPlane {
     worker.on('exit', (code, signal) => {
       const idx = this.#workers.indexOf(worker);
       if (idx >= 0) this.#workers.splice(idx, 1);
+      this.#served.delete(worker.id);
       for (const [, p] of this.#pending) {
         p.waiting.delete(worker.id);
         this.#settle();
@@ -64,6 +67,9 @@ export class ClusterDataPlane implements DataPlane {
       return;
     }
     if (msg.type === 'applied') {
+      // A refused snapshot leaves the worker on its previous one (Runtime.apply).
+      const was = this.#served.get(worker.id);
+      if (msg.result.applied && (was === undefined || was.seq <= msg.seq)) this.#served.set(worker.id, { version: msg.result.version, seq: msg.seq });
       const p = this.#pending.get(msg.seq);
       if (p && p.waiting.delete(worker.id)) p.results.push(msg.result);
       this.#settle();
@@ -92,12 +98,25 @@ export class ClusterDataPlane implements DataPlane {
     for (const w of this.#workers) this.#send(w, { type: 'mesh-identity', identity });
   }
 
+  served(): RuntimeServing[] {
+    return this.#workers.map((w) => {
+      const s = this.#served.get(w.id);
+      return { runtime: `worker ${w.id}`, pid: w.process.pid ?? null, version: s?.version ?? null, seq: s?.seq ?? 0 };
+    });
+  }
+
   apply(ir: IRSnapshot): Promise<ApplyResult[]> {
     const seq = ++this.#seq;
+    const previous = this.#latest;
     this.#latest = { seq, ir };
     return new Promise((resolve) => {
       const waiting = new Set(this.#workers.filter((w) => w.isConnected()).map((w) => w.id));
-      this.#pending.set(seq, { waiting, results: [], resolve });
+      const done = (results: ApplyResult[]): void => {
+        // Refused by every worker: a worker started later gets the snapshot they all still serve.
+        if (results.length > 0 && !results.some((r) => r.applied) && this.#latest?.seq === seq) this.#latest = previous;
+        resolve(results);
+      };
+      this.#pending.set(seq, { waiting, results: [], resolve: done });
       for (const w of this.#workers) this.#send(w, { type: 'snapshot', seq, ir });
       this.#settle();
     });

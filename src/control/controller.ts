@@ -13,8 +13,24 @@ import type { ApplyResult } from '../runtime/runtime.js';
 import type { TranslateOptions } from '../translate/index.js';
 import { ConfigPipeline, type LoadedConfig } from './pipeline.js';
 import type { DataPlane } from './dataplane.js';
+import type { RuntimeServing } from './dataplane-types.js';
 import type { ConfigSource } from './source.js';
 import type { ResourceSet } from '../resources/resource-set.js';
+
+/** What the runtimes serve right now (`/config_dump`). */
+export interface ServedState {
+  /**
+   * The oldest version any runtime serves (a client may still get it); the serving snapshot's
+   * version on planes that do not report per runtime; null while none serves anything.
+   */
+  version: string | null;
+  /** That version's snapshot (kept while a runtime serves it); null when none. */
+  snapshot: IRSnapshot | null;
+  /** Every runtime serves `version`. */
+  converged: boolean;
+  /** Each runtime and the version it serves (empty on planes that do not report it). */
+  runtimes: RuntimeServing[];
+}
 
 export interface ReloadRecord {
   /** ISO time the reload finished. */
@@ -57,8 +73,13 @@ export class Controller {
   #again = false;
   #busy = false;
 
-  /** The snapshot every runtime serves; null until the first apply. */
+  /**
+   * The newest snapshot the runtimes were given and did not all refuse (every runtime serves it once
+   * its apply settled, unless one refused it); null until the first apply.
+   */
   serving: IRSnapshot | null = null;
+  /** Snapshots by version while some runtime may still serve them (`servedState`); pruned after each apply. */
+  readonly #retained = new Map<string, IRSnapshot>();
   /** Results of the last apply, one per runtime (bound listeners, bind errors). */
   lastApply: ApplyResult[] = [];
   diagnostics: Diagnostic[] = [];
@@ -138,16 +159,48 @@ export class Controller {
       outcome = 'unchanged';
       // Same content (the version ignores source positions): nothing to apply, but dumps show the new file:line.
       this.serving = result.snapshot;
+      this.#retained.set(result.snapshot.version, result.snapshot);
     } else {
-      this.lastApply = await this.#opts.dataPlane.apply(result.snapshot);
-      this.serving = result.snapshot;
-      outcome = 'applied';
-      for (const r of this.lastApply) for (const e of r.errors) log.error('listener failed', { error: e, ...(busyPortHint(e, this.#opts.translate) ? { hint: busyPortHint(e, this.#opts.translate) } : {}) });
-      log.info('snapshot applied', { version: result.snapshot.version, ...snapshotSummary(result.snapshot), clusters: result.snapshot.clusters.length, errors, warnings });
+      const applied = await this.#opts.dataPlane.apply(result.snapshot);
+      this.lastApply = applied;
+      if (applied.length > 0 && !applied.some((r) => r.applied)) {
+        // Every runtime refused it (Runtime.apply: it did not compile): they keep the last good one.
+        outcome = 'rejected';
+        log.error('snapshot refused by the data plane; the last good snapshot keeps serving', { version: result.snapshot.version, serving: this.serving?.version ?? null, errors: [...new Set(applied.flatMap((r) => r.errors))] });
+      } else {
+        this.serving = result.snapshot;
+        this.#retained.set(result.snapshot.version, result.snapshot);
+        outcome = 'applied';
+        for (const r of applied) for (const e of r.errors) log.error(r.applied ? 'listener failed' : 'snapshot refused by a runtime', { error: e, ...(busyPortHint(e, this.#opts.translate) ? { hint: busyPortHint(e, this.#opts.translate) } : {}) });
+        log.info('snapshot applied', { version: result.snapshot.version, ...snapshotSummary(result.snapshot), clusters: result.snapshot.clusters.length, errors, warnings });
+      }
+      this.#prune();
     }
     this.reloads.push({ time: new Date().toISOString(), version: this.serving?.version ?? null, outcome, errors, warnings, durationMs: Math.round(performance.now() - started) });
     if (this.reloads.length > 100) this.reloads.shift();
     this.#opts.onReload?.(this.reloads[this.reloads.length - 1]);
+  }
+
+  /**
+   * What the runtimes serve now, from their own answers: each one's version and the oldest of them,
+   * as Envoy's config_dump tells what a proxy has accepted. A reload in progress, a runtime that
+   * refused a snapshot, or a worker restarting shows here; `serving` is the newest snapshot given.
+   */
+  servedState(): ServedState {
+    const runtimes = this.#opts.dataPlane.served?.() ?? null;
+    if (runtimes === null) return { version: this.serving?.version ?? null, snapshot: this.serving, converged: true, runtimes: [] };
+    let oldest: RuntimeServing | null = null;
+    for (const r of runtimes) if (r.version !== null && (oldest === null || r.seq < oldest.seq)) oldest = r;
+    const version = oldest?.version ?? null;
+    const snapshot = version === null ? null : version === this.serving?.version ? this.serving : (this.#retained.get(version) ?? null);
+    return { version, snapshot, converged: runtimes.length > 0 && runtimes.every((r) => r.version === version), runtimes };
+  }
+
+  /** Keeps the snapshots some runtime serves, and the serving one. */
+  #prune(): void {
+    const keep = new Set((this.#opts.dataPlane.served?.() ?? []).map((r) => r.version));
+    if (this.serving !== null) keep.add(this.serving.version);
+    for (const v of this.#retained.keys()) if (!keep.has(v)) this.#retained.delete(v);
   }
 
   async stop(graceMs: number): Promise<void> {

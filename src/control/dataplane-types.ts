@@ -12,6 +12,23 @@ export interface DataPlane {
   metrics(): Promise<string>;
   /** The mesh workload identity for Istio mTLS (each new certificate); absent on planes that serve no traffic. */
   setMeshIdentity?(identity: MeshIdentityMaterial | null): void;
+  /**
+   * What each runtime serves right now (`/config_dump` `workers`, like `istioctl proxy-status` for
+   * the worker processes): its last applied snapshot, from its own answers. Absent on planes that
+   * do not track it.
+   */
+  served?(): RuntimeServing[];
+}
+
+/** One runtime (worker process, or the in-process one) and the snapshot it serves. */
+export interface RuntimeServing {
+  /** `worker <id>` (node:cluster worker id) or `in-process`. */
+  runtime: string;
+  pid: number | null;
+  /** The version it serves; null while it serves none (a worker just started). */
+  version: string | null;
+  /** Order of that snapshot among those sent (higher = newer); 0 when none. */
+  seq: number;
 }
 
 /** Messages between the primary and its workers. */

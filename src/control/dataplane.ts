@@ -12,13 +12,16 @@ import { gatewayPeerMetadataOf, Runtime, type ApplyResult } from '../runtime/run
 import { setMeshIdentity, type MeshIdentityMaterial } from '../runtime/upstream/mesh-identity.js';
 import { destinationPeerLabels } from '../runtime/sidecar/peer-metadata.js';
 import { createObservability, DEFAULT_OBSERVABILITY, type Observability, type ObservabilityOptions } from '../observability/observer.js';
-import type { DataPlane } from './dataplane-types.js';
+import type { DataPlane, RuntimeServing } from './dataplane-types.js';
 
 export type { DataPlane } from './dataplane-types.js';
 
 export class InProcessDataPlane implements DataPlane {
   readonly #obs: Observability;
   readonly #runtime: Runtime;
+  /** The snapshot the runtime last applied (a refused one leaves the previous serving). */
+  #served: { version: string; seq: number } | null = null;
+  #seq = 0;
 
   constructor(observability: ObservabilityOptions = DEFAULT_OBSERVABILITY) {
     this.#obs = createObservability(observability);
@@ -38,7 +41,14 @@ export class InProcessDataPlane implements DataPlane {
   }
 
   async apply(ir: IRSnapshot): Promise<ApplyResult[]> {
-    return [await this.#runtime.apply(ir)];
+    const seq = ++this.#seq;
+    const result = await this.#runtime.apply(ir);
+    if (result.applied) this.#served = { version: result.version, seq };
+    return [result];
+  }
+
+  served(): RuntimeServing[] {
+    return [{ runtime: 'in-process', pid: process.pid, version: this.#served?.version ?? null, seq: this.#served?.seq ?? 0 }];
   }
 
   async close(graceMs: number): Promise<void> {

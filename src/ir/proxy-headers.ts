@@ -26,15 +26,17 @@ export interface ProxyHeaders {
    */
   requestId?: false;
   /**
-   * false: the sidecar's outbound side no longer sets `x-envoy-attempt-count` on upstream requests
-   * (`proxyHeaders.attemptCount.disabled: true`, Envoy `include_request_attempt_count: false`); an
-   * app's own header is then passed on unchanged. Absent = true. meshgate's gateway never sets it.
+   * false: the gateway and the sidecar's outbound side no longer set `x-envoy-attempt-count` on
+   * upstream requests (`proxyHeaders.attemptCount.disabled: true`, Envoy
+   * `include_request_attempt_count: false`); a client's own header is then passed on unchanged.
+   * Absent = true.
    */
   attemptCount?: false;
   /**
    * false: the router's `x-envoy-*` headers are not added (`proxyHeaders.envoyDebugHeaders.disabled:
-   * true`, Envoy router `suppress_envoy_headers`): `x-envoy-expected-rq-timeout-ms` on a sidecar's
-   * outbound requests, `x-envoy-overloaded` on circuit-breaker answers, and meshgate's own
+   * true`, Envoy router `suppress_envoy_headers`): `x-envoy-expected-rq-timeout-ms` on the gateway's
+   * and a sidecar's outbound requests, `x-envoy-upstream-service-time` on the gateway's relayed
+   * answers, `x-envoy-overloaded` on circuit-breaker answers, and meshgate's own
    * `x-meshgate-flags` on local answers. Absent = true.
    */
   envoyDebugHeaders?: false;

@@ -27,7 +27,11 @@ export interface SidecarProxy {
   labels: Record<string, string>;
   /** `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`. */
   spiffeId: string;
-  /** Workload name for telemetry (`app` label, else the pod's owner name, else the pod name). */
+  /**
+   * Workload name for telemetry and peer metadata, as Istio derives it (`GetWorkloadMetaFromPod`):
+   * the `service.istio.io/workload-name` label, else the controller of a pod with a generated name
+   * (a ReplicaSet's Deployment, a Job's CronJob...), else the pod name. Never the `app` label.
+   */
   workload: string;
 }
 
@@ -95,12 +99,19 @@ export interface InboundPort {
 export interface MeshWorkload {
   ip: string;
   namespace: string;
-  /** Workload name (as `SidecarProxy.workload`). */
+  /** Workload name (as `SidecarProxy.workload`; a WorkloadEntry's as Istio's `WorkloadNameFromWorkloadEntry`). */
   name: string;
   serviceAccount: string;
-  /** `app` / `version` labels (canonical service name/revision as Istio derives them); '' when absent. */
+  /** `app` / `version` labels (the `*_app` / `*_version` metric labels); '' when absent. */
   app: string;
   version: string;
+  /**
+   * Istio's canonical service (`service.istio.io/canonical-name`, `app.kubernetes.io/name`, `app`,
+   * else the workload name) and revision (`service.istio.io/canonical-revision`,
+   * `app.kubernetes.io/version`, `version`, else `latest`).
+   */
+  canonicalService: string;
+  canonicalRevision: string;
   /** Labelled `security.istio.io/tlsMode: istio` (has a sidecar). */
   meshed: boolean;
 }

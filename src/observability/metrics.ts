@@ -25,6 +25,12 @@ export interface WorkloadIdentity {
   version: string;
   cluster: string;
   /**
+   * `source_canonical_service` / `source_canonical_revision` when they differ from `app` /
+   * `version` (a sidecar: Istio's canonical-service labels and fallbacks); absent = `app` / `version`.
+   */
+  canonicalService?: string;
+  canonicalRevision?: string;
+  /**
    * The gateway as a mesh client (`run --control`): what else Istio's metadata exchange tells
    * destination sidecars of this workload (runtime/sidecar/peer-metadata.ts `gatewayPeerMetadata`);
    * absent = no exchange.
@@ -209,8 +215,8 @@ export class RequestMetrics {
     this.#identity = {
       reporter: 'source',
       source_workload: identity.workload,
-      source_canonical_service: identity.app,
-      source_canonical_revision: identity.version === 'unknown' ? 'latest' : identity.version,
+      source_canonical_service: identity.canonicalService ?? identity.app,
+      source_canonical_revision: identity.canonicalRevision ?? (identity.version === 'unknown' ? 'latest' : identity.version),
       source_workload_namespace: identity.namespace,
       source_principal: 'unknown',
       source_app: identity.app,

@@ -72,15 +72,18 @@ describe('hot reload', () => {
     writeConfig(dir, 'app.yaml', vs('green'));
     // The previous test left green (with /new) serving: wait for this write itself to be served.
     await waitFor(async () => (await who()) === 'green' && (await get(url('/new'), { host: 'app.example.com' })).json?.name === 'green', 2000, 'green without /new');
-    // The version once it holds still: /config_dump names a version once every worker runs it, and
-    // one worker can serve it before the other has (the flake this wait fixed; not two reloads).
-    const version = async () => JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body).version as string;
-    let before = await version();
-    for (let stable = 0; stable < 3; ) {
-      await new Promise((r) => setTimeout(r, 200));
-      const v = await version();
-      stable = v === before ? stable + 1 : 0;
-      before = v;
+    // /config_dump says what each worker serves; `version` is the oldest of them. One worker can serve
+    // a snapshot before the other has: wait until both serve the same one.
+    type Dump = { version: string; converged: boolean; workers: { runtime: string; pid: number; version: string | null }[] };
+    const dump = async () => JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body) as Dump;
+    await waitFor(async () => (await dump()).converged, 3000, 'both workers to serve one snapshot');
+    const settled = await dump();
+    const before = settled.version;
+    assert.equal(settled.workers.length, 2, JSON.stringify(settled.workers));
+    for (const w of settled.workers) {
+      assert.match(w.runtime, /^worker \d+$/);
+      assert.ok(Number.isInteger(w.pid) && w.pid !== gw.proc.pid, `a worker's pid: ${w.pid}`);
+      assert.equal(w.version, before);
     }
     writeConfig(dir, 'app.yaml', 'apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: app\n  broken: [');
     await waitFor(async () => {
@@ -88,8 +91,9 @@ describe('hot reload', () => {
       return d.diagnostics.some((x) => x.reason === 'MG_PARSE_ERROR' && x.file === 'app.yaml');
     }, 3000, 'the parse error to be reported');
     assert.equal(await who(), 'green', 'the last good routes keep serving');
-    const afterVersion = JSON.parse((await get(`http://127.0.0.1:${gw.adminPort}/config_dump`)).body).version as string;
-    assert.equal(afterVersion, before);
+    const after = await dump();
+    assert.equal(after.version, before);
+    assert.deepEqual(after.workers.map((w) => w.version), [before, before]);
     // An object with a schema error keeps its last accepted version too.
     writeConfig(dir, 'app.yaml', vs('blue').replace('gateways: [gw]', 'gateways: [gw]\n  bogusField: 1'));
     await waitFor(async () => {

@@ -13,13 +13,13 @@ import { SidecarViewCache } from '../../src/translate/sidecar/view-cache.js';
 const YAML = `
 apiVersion: v1
 kind: Pod
-metadata: {name: reviews-a, namespace: default, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
+metadata: {name: reviews-a, generateName: reviews-v1-7f9c-, namespace: default, labels: {app: reviews, version: v1, pod-template-hash: 7f9c, security.istio.io/tlsMode: istio}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: reviews-v1-7f9c, uid: rs-1, controller: true}]}
 spec: {serviceAccountName: reviews, containers: [{name: app, image: x, ports: [{name: http, containerPort: 9080}]}]}
 status: {phase: Running, podIP: 10.0.0.21}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: reviews-b, namespace: default, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
+metadata: {name: reviews-b, generateName: reviews-v1-7f9c-, namespace: default, labels: {app: reviews, version: v1, pod-template-hash: 7f9c, security.istio.io/tlsMode: istio}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: reviews-v1-7f9c, uid: rs-1, controller: true}]}
 spec: {serviceAccountName: reviews, containers: [{name: app, image: x, ports: [{name: http, containerPort: 9080}]}]}
 status: {phase: Running, podIP: 10.0.0.22}
 ---

@@ -62,7 +62,9 @@ export const PODS: PodInfo[] = [
 ];
 
 export const pod = (name: string): PodInfo => PODS.find((p) => p.name === name)!;
-const podName = (p: PodInfo) => (p.labels.app === 'reviews' ? `reviews-${p.name}-0` : `${p.name}-0`);
+/** Each pod is the first of a StatefulSet (`<set>-0`): Istio names its workload after the set. */
+const setName = (p: PodInfo) => (p.labels.app === 'reviews' ? `reviews-${p.name}` : p.name);
+const podName = (p: PodInfo) => `${setName(p)}-0`;
 
 const yamlLabels = (l: Record<string, string>) => `{${Object.entries(l).map(([k, v]) => `${k}: ${v}`).join(', ')}}`;
 
@@ -74,7 +76,12 @@ export function meshConfigYaml(options: { registryOnly?: boolean; teapotHeader?:
     const ports = p.labels.app === 'reviews' ? ', ports: [{name: http, containerPort: 9080}, {name: tcp-echo, containerPort: 9000}, {name: https, containerPort: 9443}]' : '';
     return `apiVersion: v1
 kind: Pod
-metadata: {name: ${podName(p)}, namespace: ${p.namespace}, labels: ${yamlLabels(labels)}}
+metadata:
+  name: ${podName(p)}
+  generateName: ${setName(p)}-
+  namespace: ${p.namespace}
+  labels: ${yamlLabels(labels)}
+  ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: ${setName(p)}, uid: ${setName(p)}-uid, controller: true}]
 spec: {serviceAccountName: ${p.serviceAccount}, containers: [{name: app, image: app${ports}}]}
 status: {phase: Running, podIP: ${p.ip}, podIPs: [{ip: ${p.ip}}]}
 `;

@@ -186,8 +186,8 @@ describe('sidecar inbound behind capture in a network-namespace lab', { skip: sk
       inboundDefault: 'PERMISSIVE',
       inboundHttp: ports.filter((p) => p.httpRoutes !== null).map((p) => httpListener(p.port, [vhost('inbound', ['*'], [route('default', forward([p.cluster]))])], { name: `inbound_${p.port}`, address: '0.0.0.0' })),
       workloads: [
-        { ip: CLIENT_IP, namespace: 'ns1', name: 'client', serviceAccount: 'client', app: 'client', version: 'v1', meshed: true },
-        { ip: PLAIN_IP, namespace: 'ns1', name: 'plain', serviceAccount: 'default', app: 'plain', version: '', meshed: false },
+        { ip: CLIENT_IP, namespace: 'ns1', name: 'client', serviceAccount: 'client', app: 'client', version: 'v1', canonicalService: 'client', canonicalRevision: 'v1', meshed: true },
+        { ip: PLAIN_IP, namespace: 'ns1', name: 'plain', serviceAccount: 'default', app: 'plain', version: '', canonicalService: 'plain', canonicalRevision: 'latest', meshed: false },
       ],
     };
     const principal = { key: 'source.principal', values: [`${TD}/ns/ns1/sa/client`], notValues: [] };

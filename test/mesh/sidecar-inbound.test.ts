@@ -144,8 +144,8 @@ function view(ports: InboundPort[], inboundDefault: SidecarView['inboundDefault'
       .filter((p) => p.httpRoutes !== null)
       .map((p) => httpListener(p.port, [vhost('inbound', ['*'], [route('default', forward([p.cluster]))])], { name: `inbound_${p.port}`, address: '0.0.0.0' })),
     workloads: [
-      { ip: CLIENT, namespace: 'ns1', name: 'client', serviceAccount: 'client', app: 'client', version: 'v2', meshed: true },
-      { ip: STRANGER, namespace: 'ns2', name: 'intruder', serviceAccount: 'intruder', app: 'intruder', version: '', meshed: true },
+      { ip: CLIENT, namespace: 'ns1', name: 'client', serviceAccount: 'client', app: 'client', version: 'v2', canonicalService: 'client', canonicalRevision: 'v2', meshed: true },
+      { ip: STRANGER, namespace: 'ns2', name: 'intruder', serviceAccount: 'intruder', app: 'intruder', version: '', canonicalService: 'intruder', canonicalRevision: 'latest', meshed: true },
     ],
   };
 }

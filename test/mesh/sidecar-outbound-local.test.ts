@@ -76,8 +76,8 @@ function view(httpPort: number, tcpPort: number, appHttp: number, appTcp: number
     inboundDefault: 'PERMISSIVE',
     inboundHttp: [],
     workloads: [
-      { ip: APP, namespace: 'default', name: 'reviews-v1', serviceAccount: 'reviews', app: 'reviews', version: 'v1', meshed: false },
-      { ip: OTHER, namespace: 'legacy', name: 'old-db', serviceAccount: 'default', app: '', version: '', meshed: false },
+      { ip: APP, namespace: 'default', name: 'reviews-v1', serviceAccount: 'reviews', app: 'reviews', version: 'v1', canonicalService: 'reviews', canonicalRevision: 'v1', meshed: false },
+      { ip: OTHER, namespace: 'legacy', name: 'old-db', serviceAccount: 'default', app: '', version: '', canonicalService: 'old-db', canonicalRevision: 'latest', meshed: false },
     ],
   };
   return { ...snapshot([], [echo, reviews]), version: `v-${policy}`, sidecar };

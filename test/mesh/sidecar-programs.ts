@@ -256,7 +256,7 @@ export function meshClientView(serverIp: string, version: string): IRSnapshot {
     inbound: [],
     inboundDefault: 'PERMISSIVE',
     inboundHttp: [],
-    workloads: [{ ip: serverIp, namespace: 'default', name: 'reviews', serviceAccount: 'reviews', app: 'reviews', version: 'v1', meshed: true }],
+    workloads: [{ ip: serverIp, namespace: 'default', name: 'reviews', serviceAccount: 'reviews', app: 'reviews', version: 'v1', canonicalService: 'reviews', canonicalRevision: 'v1', meshed: true }],
   };
   return { ...base, version, sidecar: view };
 }
@@ -274,7 +274,7 @@ export function meshServerView(serverIp: string, clientIp: string, version: stri
     inbound: [{ port: 9080, protocol: 'HTTP', mtls: 'STRICT', httpRoutes: 'inbound_9080', cluster: 'inbound|9080||' }],
     inboundDefault: 'STRICT',
     inboundHttp: [httpListener(9080, [vhost('inbound', ['*'], [route('default', forward(['inbound|9080||']))])], { name: 'inbound_9080', address: '0.0.0.0' })],
-    workloads: [{ ip: clientIp, namespace: 'default', name: 'client', serviceAccount: 'client', app: 'client', version: 'v1', meshed: true }],
+    workloads: [{ ip: clientIp, namespace: 'default', name: 'client', serviceAccount: 'client', app: 'client', version: 'v1', canonicalService: 'client', canonicalRevision: 'v1', meshed: true }],
   };
   return { ...base, version, sidecar: view };
 }

@@ -294,9 +294,9 @@ describe('sidecar TLS relays: the app TLS wrapped in Istio mTLS per endpoint', (
     assert.deepEqual(r, { who: 'reviews', sni: FQDN('reviews'), remote: '127.0.0.6' });
     assert.deepEqual(lastWire('reviews'), { pod: 'reviews', sni: `outbound_.${port}_._.${FQDN('reviews')}`, alpn: ['istio-peer-exchange', 'istio'] });
     const inTcp = obsIn.get('reviews')!;
-    const opened = await waitSeries(inTcp, 'istio_tcp_connections_closed_total', 'reporter="destination"', 'connection_security_policy="mutual_tls"', `source_principal="${spiffe('sleep')}"`, `destination_principal="${spiffe('reviews')}"`, 'source_workload="sleep"');
+    const opened = await waitSeries(inTcp, 'istio_tcp_connections_closed_total', 'reporter="destination"', 'connection_security_policy="mutual_tls"', `source_principal="${spiffe('sleep')}"`, `destination_principal="${spiffe('reviews')}"`, 'source_workload="sleep-1"', 'source_app="sleep"');
     assert.equal(opened.length, 1, series(await inTcp.registry.metrics(), 'istio_tcp_connections_closed_total').join('\n'));
-    const src = await waitSeries(obsOut, 'istio_tcp_connections_closed_total', 'reporter="source"', `destination_service="${FQDN('reviews')}"`, `destination_principal="${spiffe('reviews')}"`, `source_principal="${spiffe('sleep')}"`, 'destination_workload="reviews"');
+    const src = await waitSeries(obsOut, 'istio_tcp_connections_closed_total', 'reporter="source"', `destination_service="${FQDN('reviews')}"`, `destination_principal="${spiffe('reviews')}"`, `source_principal="${spiffe('sleep')}"`, 'destination_workload="reviews-v1"', 'destination_app="reviews"');
     assert.equal(src.length, 1, series(await obsOut.registry.metrics(), 'istio_tcp_connections_closed_total').join('\n'));
   });
 

@@ -28,7 +28,9 @@ function show(type: number, name: string): string {
 
 const cases: { desc: string; type: number; name: string; want: string }[] = [
   { desc: 'FQDN', type: TYPE_A, name: 'reviews.default.svc.cluster.local', want: 'reviews.default.svc.cluster.local=10.96.0.20' },
-  { desc: 'FQDN with the final dot and other case', type: TYPE_A, name: 'Reviews.Default.svc.cluster.local.', want: 'Reviews.Default.svc.cluster.local.=10.96.0.20' },
+  { desc: 'FQDN with the final dot and other case: the answer in lowercase (Istio)', type: TYPE_A, name: 'Reviews.Default.svc.cluster.local.', want: 'reviews.default.svc.cluster.local=10.96.0.20' },
+  { desc: 'short name in other case: the answer in lowercase', type: TYPE_A, name: 'REVIEWS', want: 'reviews=10.96.0.20' },
+  { desc: 'first search domain appended, mixed case: the CNAME owner and the address in lowercase', type: TYPE_A, name: 'API.Example.com.Default.svc.cluster.local.', want: 'CNAME api.example.com.default.svc.cluster.local->api.example.com api.example.com=240.240.0.1' },
   { desc: 'short name in the proxy namespace', type: TYPE_A, name: 'reviews', want: 'reviews=10.96.0.20' },
   { desc: 'name.ns', type: TYPE_A, name: 'reviews.default', want: 'reviews.default=10.96.0.20' },
   { desc: 'name.ns.svc', type: TYPE_A, name: 'reviews.default.svc', want: 'reviews.default.svc=10.96.0.20' },
@@ -43,7 +45,7 @@ const cases: { desc: string; type: number; name: string; want: string }[] = [
   { desc: 'short name with search domain is the FQDN itself', type: TYPE_A, name: 'reviews.default.svc.cluster.local', want: 'reviews.default.svc.cluster.local=10.96.0.20' },
   { desc: 'wildcard entry covers a subdomain, answered under the name asked', type: TYPE_A, name: 'a.c.wild.example.com', want: 'a.c.wild.example.com=240.240.0.2' },
   { desc: 'wildcard: one label under it', type: TYPE_A, name: 'www.wild.example.com', want: 'www.wild.example.com=240.240.0.2' },
-  { desc: 'wildcard: the name asked keeps its case in the answer', type: TYPE_A, name: 'WWW.Wild.example.com.', want: 'WWW.Wild.example.com.=240.240.0.2' },
+  { desc: 'wildcard: the name asked answers, lowercased (Istio)', type: TYPE_A, name: 'WWW.Wild.example.com.', want: 'www.wild.example.com=240.240.0.2' },
   { desc: 'wildcard: an exact name under it wins', type: TYPE_A, name: 'exact.wild.example.com', want: 'exact.wild.example.com=192.0.2.4' },
   { desc: 'wildcard: the closest wildcard wins', type: TYPE_A, name: 'x.y.b.wild.example.com', want: 'x.y.b.wild.example.com=192.0.2.3' },
   { desc: 'wildcard: its own suffix is not covered', type: TYPE_A, name: 'wild.example.com', want: 'upstream' },
@@ -99,6 +101,8 @@ function istioLookup(hosts: DnsHost[], search: string, qtype: number, q: string)
       all.add(`${h.host}.${search}`);
     }
   }
+  // ServeDNS: strings.ToLower(req.Question[0].Name) before lookupHost.
+  q = q.toLowerCase();
   let hostname = q;
   let wildcard = false;
   let found = all.has(q);
@@ -123,10 +127,11 @@ function istioLookup(hosts: DnsHost[], search: string, qtype: number, q: string)
 
 test('lookup: the indexed table (exact map, then wildcards by suffix) answers as Istio\'s linear lookupHost', () => {
   const label = fc.constantFrom('a', 'b', 'c');
+  const anyCase = fc.constantFrom('a', 'B', 'c', 'C');
   const name = fc.array(label, { minLength: 1, maxLength: 3 }).map((l) => l.join('.'));
   const host = fc.tuple(fc.boolean(), name).map(([w, n]) => (w ? `*.${n}` : n));
   // The search domain's labels are not the hosts': no host is another's search-domain name.
-  const query = fc.tuple(fc.array(label, { minLength: 1, maxLength: 5 }), fc.constantFrom('', '.s.t', '.t', '.s')).map(([l, suffix]) => `${l.join('.')}${suffix}`);
+  const query = fc.tuple(fc.array(anyCase, { minLength: 1, maxLength: 5 }), fc.constantFrom('', '.s.t', '.t', '.s', '.S.t')).map(([l, suffix]) => `${l.join('.')}${suffix}`);
   fc.assert(
     fc.property(fc.uniqueArray(host, { maxLength: 8 }), fc.array(query, { minLength: 1, maxLength: 20 }), (names, queries) => {
       // IPv4 and IPv6, IPv4 only or IPv6 only, by position.

@@ -93,7 +93,12 @@ export class DnsLookupTable {
     return this.#names.size;
   }
 
-  /** The answers for a query, or `found: false` when the question must go upstream. `qname` as sent (its case is kept in the answer). */
+  /**
+   * The answers for a query, or `found: false` when the question must go upstream. `qname` as sent;
+   * the answer records are named in lowercase, as Istio's proxy names them (pkg/dns/client/dns.go:
+   * ServeDNS lowercases the name before lookupHost, whose records and CNAME owners are lowercase),
+   * while the question section keeps the client's case (the server copies it).
+   */
   lookup(qtype: number, qname: string): LookupResult {
     if (qtype !== TYPE_A && qtype !== TYPE_AAAA) return { found: false };
     const name = canonicalName(qname);
@@ -104,8 +109,8 @@ export class DnsLookupTable {
     }
     if (entry === undefined) return { found: false };
     const answers: DnsAnswer[] = [];
-    // A wildcard's addresses answer under the name asked.
-    let owner = qname;
+    // A wildcard's addresses answer under the name asked (lowercased).
+    let owner = name;
     const cname = entry.cname;
     if (cname !== null) {
       owner = cname;
@@ -114,7 +119,7 @@ export class DnsLookupTable {
     const list = qtype === TYPE_A ? entry.v4 : entry.v6;
     // No address of the family: no data, the CNAME left out too (Istio's lookupHost).
     if (list.length === 0) return { found: true, answers };
-    if (cname !== null) answers.push({ type: TYPE_CNAME, name: qname, ttl: DNS_TTL_S, target: cname });
+    if (cname !== null) answers.push({ type: TYPE_CNAME, name, ttl: DNS_TTL_S, target: cname });
     const start = list.length > 1 ? this.#turn++ % list.length : 0;
     for (let i = 0; i < list.length; i++) {
       const address = list[(start + i) % list.length];

@@ -245,10 +245,15 @@ class Writer {
   }
 }
 
-/** Pointers compare names case-insensitively (RFC 1035 §2.3.3); the first spelling written is kept. */
+/**
+ * Pointers reuse only a suffix of the very same octets, case included (as miekg/dns, which Istio's
+ * DNS proxy packs with: its compression map is keyed by the exact name), so each name goes out in
+ * the case it was given: lowercase answers after a question in the client's case
+ * (table.ts `lookup`).
+ */
 function suffixKey(labels: Uint8Array[], from: number): string {
   let key = '';
-  for (let i = from; i < labels.length; i++) key += `${labels[i].length}:${Buffer.from(labels[i]).toString('latin1').replace(/[A-Z]+/g, (m) => m.toLowerCase())}`;
+  for (let i = from; i < labels.length; i++) key += `${labels[i].length}:${Buffer.from(labels[i]).toString('latin1')}`;
   return key;
 }
 

@@ -189,3 +189,25 @@ test('meshgate inject: -f FILE to stdout, -o FILE, -f - from stdin, exit 1 on an
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test("a Pod's canonical-name label falls back to its workload as Istio names it (a ReplicaSet's Deployment, a Job's CronJob), not its generated name", () => {
+  const podYaml = (generateName: string, ownerKind: string, owner: string, labels: string) => `apiVersion: v1
+kind: Pod
+metadata:
+  generateName: ${generateName}
+  namespace: shop
+  labels: {${labels}}
+  ownerReferences: [{apiVersion: apps/v1, kind: ${ownerKind}, name: ${owner}, uid: u1, controller: true}]
+spec:
+  containers: [{name: app, image: app}]
+`;
+  const labelsOf = (text: string) => (parseAllDocuments(injectManifests(text).output)[0].toJS() as { metadata: { labels: Record<string, string> } }).metadata.labels;
+  const rs = labelsOf(podYaml('reviews-v1-7f9c-', 'ReplicaSet', 'reviews-v1-7f9c', 'pod-template-hash: "7f9c"'));
+  assert.equal(rs['service.istio.io/canonical-name'], 'reviews-v1');
+  assert.equal(rs['service.istio.io/canonical-revision'], 'latest');
+  const job = labelsOf(podYaml('backup-28123456-', 'Job', 'backup-28123456', 'version: ""'));
+  assert.equal(job['service.istio.io/canonical-name'], 'backup');
+  // An empty label counts as absent (the template's `default`).
+  const empty = labelsOf(podYaml('web-5d8f-', 'ReplicaSet', 'web-5d8f', 'app: "", app.kubernetes.io/name: "", pod-template-hash: "5d8f"'));
+  assert.equal(empty['service.istio.io/canonical-name'], 'web');
+});

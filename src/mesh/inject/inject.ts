@@ -33,6 +33,7 @@
  */
 import { Document, isMap, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { Diagnostic } from '../../lib/diagnostic.js';
+import { podDeployName } from '../../lib/workload-name.js';
 import { CaptureOptionError, parseCidrList, parseInboundPorts, parseIncludeCidrs, parsePortList } from '../capture/rules.js';
 
 export interface InjectOptions {
@@ -159,6 +160,15 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+function firstNonEmpty(...values: (string | undefined)[]): string | undefined {
+  return values.find((v) => v !== undefined && v !== '');
+}
+
+/** A YAML node (or scalar) as plain data. */
+function yamlToJs(node: unknown): unknown {
+  return node !== null && typeof node === 'object' && 'toJSON' in node && typeof node.toJSON === 'function' ? (node.toJSON as () => unknown)() : node;
+}
+
 /** Injects the object at `base` (the document root, or a List item). Returns whether anything changed. */
 function injectDocument(
   doc: Document,
@@ -260,13 +270,21 @@ function injectDocument(
   else doc.setIn([...tpl, 'spec', 'volumes'], doc.createNode(vols));
 
   // Labels the control plane and peers read (reference mesh.md §2.7 and §4).
-  const workload = ref.name.replace(/-$/, '');
+  // Istio's DeploymentMeta.Name: the object's own name, but for a Pod the controller's (its
+  // Deployment, CronJob...) as pkg/kube/util.go GetDeployMetaFromPod derives it.
+  const workload =
+    kind === 'Pod'
+      ? podDeployName({ name: ref.name, generateName: str(doc.getIn([...base, 'metadata', 'generateName'])), labels, ownerReferences: yamlToJs(doc.getIn([...base, 'metadata', 'ownerReferences'])) })
+      : ref.name.replace(/-$/, '');
   const setLabel = (k: string, v: string) => {
     if (labels[k] === undefined) doc.setIn([...tpl, 'metadata', 'labels', k], v);
   };
   setLabel('security.istio.io/tlsMode', 'istio');
-  setLabel('service.istio.io/canonical-name', labels['app.kubernetes.io/name'] ?? labels.app ?? workload);
-  setLabel('service.istio.io/canonical-revision', labels['app.kubernetes.io/version'] ?? labels.version ?? 'latest');
+  // Istio's template: the first non-empty of the labels, else the workload name, cut to 63 characters
+  // and trimmed of '-', '_' and '.' (a label value's limits).
+  const canonicalName = (firstNonEmpty(labels['app.kubernetes.io/name'], labels.app) ?? workload).slice(0, 63).replace(/^[-_.]+|[-_.]+$/g, '');
+  setLabel('service.istio.io/canonical-name', canonicalName);
+  setLabel('service.istio.io/canonical-revision', firstNonEmpty(labels['app.kubernetes.io/version'], labels.version) ?? 'latest');
   const setAnnotation = (k: string, v: string) => {
     if (annotations[k] === undefined) doc.setIn([...tpl, 'metadata', 'annotations', k], v);
   };

@@ -76,6 +76,12 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   jwtClaims: Record<string, unknown> | null = null;
   /** performance.now() when the upstream request was dispatched (for upstream service time). */
   #sentAt = 0;
+  /**
+   * The gateway with Envoy's debug headers on: performance.now() when the downstream request was
+   * complete (its end received), for x-envoy-upstream-service-time; 0 = not complete (yet), -1 =
+   * no header to set (a sidecar, or ProxyConfig envoyDebugHeaders disabled).
+   */
+  #requestDoneAt = -1;
   /** Retries, circuit breaking, outlier reporting (upstream/upstream-call.ts); null when the route and cluster use none. */
   #call: UpstreamCall | null = null;
   /** Response headers added by the gateway (CORS, a generated sticky cookie), as name/value pairs; null = none. */
@@ -160,14 +166,12 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       this.record.upstreamHost = endpoint.key;
       if (this.#call!.tries > 1) this.record.attempts++;
     }
-    if (this.sidecarMode === 'sidecar-outbound' && this.#call!.tries > 1) {
-      // With ProxyConfig attemptCount disabled the header is the app's own, passed on unchanged.
+    // The gateway (sidecarMode null) and a sidecar's outbound side count tries.
+    if (this.#call!.tries > 1 && this.sidecarMode !== 'sidecar-inbound') {
+      // With ProxyConfig attemptCount disabled the header is the client's own, passed on unchanged.
       if (this.d.proxyHeaders === null || this.d.proxyHeaders.attemptCount) setAttemptCount(opts.headers, this.#call!.tries);
       // A retry may go to an endpoint of another TLS mode (auto mTLS is per endpoint).
       if (this.peerMetadata !== null) syncRequestPeerMetadata(opts.headers, this.peerMetadata, endpoint.tls?.mode === 'ISTIO_MUTUAL');
-    } else if (this.sidecarMode === null && this.peerMetadata !== null && this.#call!.tries > 1) {
-      // The gateway as a mesh client: the same, per endpoint.
-      syncRequestPeerMetadata(opts.headers, this.peerMetadata, endpoint.tls?.mode === 'ISTIO_MUTUAL');
     }
     handle.dispatcher.dispatch(opts, this);
   }
@@ -194,6 +198,10 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       this.#sentAt = performance.now();
     }
     this.d.owner = this;
+    // Envoy's router on Istio's gateways (not suppressed unless ProxyConfig envoyDebugHeaders is
+    // disabled: gateway.go) answers with x-envoy-upstream-service-time, measured from the moment the
+    // downstream request was complete.
+    if (this.sidecarMode === null && (this.d.proxyHeaders === null || this.d.proxyHeaders.debugHeaders)) this.#watchRequestEnd(hasBody);
     if (timeoutMs > 0) this.#timer = setTimeout(onTimeout, timeoutMs, this);
     const opts: UpstreamRequest = {
       path: target,
@@ -209,6 +217,18 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     this.#call = call;
     if (call === null) endpoint.dispatcher.dispatch(opts, this);
     else call.begin(opts);
+  }
+
+  #watchRequestEnd(hasBody: boolean): void {
+    const body = hasBody ? this.d.body : null;
+    if (body === null || body.readableEnded) {
+      this.#requestDoneAt = performance.now();
+      return;
+    }
+    this.#requestDoneAt = 0;
+    body.once('end', () => {
+      this.#requestDoneAt = performance.now();
+    });
   }
 
   // --- undici handler ---
@@ -297,7 +317,11 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     if (this.record !== null) this.record.upstreamServiceTime = performance.now() - this.#sentAt;
     this.#resume = resume;
     const ph = this.d.proxyHeaders;
-    let headers = buildDownstreamResponseHeaders(rawHeaders, ph === null ? undefined : ph.server);
+    // Envoy sets x-envoy-upstream-service-time (whole ms) only when the request was complete before
+    // the answer came (router.cc onUpstreamHeaders); the upstream's own is replaced.
+    const doneAt = this.#requestDoneAt;
+    let headers = buildDownstreamResponseHeaders(rawHeaders, ph === null ? undefined : ph.server, doneAt > 0);
+    if (doneAt > 0) headers.push('x-envoy-upstream-service-time', String(Math.floor(performance.now() - doneAt)));
     // Responses: destination-level edits first, then route-level (IR HeaderOps order).
     const destOps = this.#destination!.responseHeaders;
     if (destOps !== null) headers = applyHeaderOps(headers, destOps);

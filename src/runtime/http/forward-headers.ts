@@ -18,7 +18,7 @@ import type { Downstream } from './downstream.js';
 
 /** `buildUpstreamRequestHeaders` flags (ProxyConfig `proxyHeaders`, proxy-headers.ts): no x-request-id is generated. */
 export const NO_REQUEST_ID = 1;
-/** `buildUpstreamRequestHeaders` flags: a sidecar's outbound side neither sets nor drops x-envoy-attempt-count. */
+/** `buildUpstreamRequestHeaders` flags: the gateway or a sidecar's outbound side neither sets nor drops x-envoy-attempt-count. */
 export const NO_ATTEMPT_COUNT = 2;
 /** `buildUpstreamRequestHeaders` flags: envoyDebugHeaders disabled: a sidecar's outbound side passes the app's x-envoy-expected-rq-timeout-ms (it sets none). */
 export const NO_DEBUG_HEADERS = 4;
@@ -34,10 +34,14 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  *   sets it only when absent (Envoy: `https` for a TLS downstream connection, else `http`);
  * - x-forwarded-host: the gateway sets the original Host (as ingress-nginx); Envoy never adds it
  *   (no route asks `append_x_forwarded_host`), so a sidecar passes the client's on unchanged;
- * - x-envoy-attempt-count: a sidecar's outbound side sets it (Istio's `include_request_attempt_count`
- *   on every outbound virtual host), 1 and then the try number on retries; inbound passes it on;
- * - x-envoy-expected-rq-timeout-ms: a sidecar's outbound side sets it to the per-try timeout, else
- *   the route timeout, when there is one (Envoy's router; request-handler.ts); inbound passes it on;
+ * - x-envoy-attempt-count: the gateway and a sidecar's outbound side set it (Istio's
+ *   `include_request_attempt_count` on every gateway virtual host, gateway.go, and every outbound
+ *   one, httproute.go), 1 and then the try number on retries; inbound passes it on;
+ * - x-envoy-expected-rq-timeout-ms: the gateway and a sidecar's outbound side set it to the per-try
+ *   timeout, else the route timeout, when there is one (Envoy's router, not suppressed by Istio
+ *   unless `envoyDebugHeaders` is disabled; request-handler.ts); a sidecar's outbound side drops
+ *   the app's own; the gateway drops the client's (Envoy sanitizes it on external requests:
+ *   header_sanitizing.rst); inbound passes it on;
  * - x-envoy-peer-metadata / x-envoy-peer-metadata-id (Istio's HTTP metadata exchange): consumed by
  *   sidecars and never forwarded; the sidecar adds its own where Istio's would
  *   (runtime/sidecar/peer-metadata.ts).
@@ -114,11 +118,11 @@ export function buildUpstreamRequestHeaders(
         }
         break;
       case 'x-envoy-attempt-count':
-        // The sidecar sets its own; with attemptCount disabled the app's passes (Envoy's router leaves it).
-        if (mode === 'sidecar-outbound' && (flags & NO_ATTEMPT_COUNT) === 0) continue;
+        // The proxy sets its own; with attemptCount disabled the client's passes (Envoy's router leaves it).
+        if (mode !== 'sidecar-inbound' && (flags & NO_ATTEMPT_COUNT) === 0) continue;
         break;
       case 'x-envoy-expected-rq-timeout-ms':
-        if (mode === 'sidecar-outbound' && (flags & NO_DEBUG_HEADERS) === 0) continue;
+        if (mode === 'gateway' || (mode === 'sidecar-outbound' && (flags & NO_DEBUG_HEADERS) === 0)) continue;
         break;
       case 'connection':
         connection = connection === null ? value : `${connection},${value}`;
@@ -147,7 +151,7 @@ export function buildUpstreamRequestHeaders(
   else if (xff !== null) out.push('x-forwarded-for', xff);
   if (flags === 0) {
     requestId = requestId !== null && REQUEST_ID.test(requestId) ? requestId : uuid4();
-    if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority, 'x-request-id', requestId);
+    if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority, 'x-request-id', requestId, 'x-envoy-attempt-count', '1');
     else {
       out.push('x-forwarded-proto', xfp ?? scheme, 'x-request-id', requestId);
       // The first try; a retry rewrites it (setAttemptCount).
@@ -161,11 +165,11 @@ export function buildUpstreamRequestHeaders(
   if (!sidecar) out.push('x-forwarded-proto', scheme, 'x-forwarded-host', originalAuthority);
   else out.push('x-forwarded-proto', xfp ?? scheme);
   if (requestId !== null) out.push('x-request-id', requestId);
-  if (mode === 'sidecar-outbound' && (flags & NO_ATTEMPT_COUNT) === 0) out.push('x-envoy-attempt-count', '1');
+  if (mode !== 'sidecar-inbound' && (flags & NO_ATTEMPT_COUNT) === 0) out.push('x-envoy-attempt-count', '1');
   return { headers: out, hasBody, requestId, peer };
 }
 
-/** Sets x-envoy-attempt-count to `tries` where the request has one (sidecar outbound: Envoy counts every try). */
+/** Sets x-envoy-attempt-count to `tries` where the request has one (gateway and sidecar outbound: Envoy counts every try). */
 export function setAttemptCount(headers: string[], tries: number): void {
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i] === 'x-envoy-attempt-count') {
@@ -182,7 +186,12 @@ export function setAttemptCount(headers: string[], tries: number): void {
  * (HTTP/1.1 trailers are not relayed). Values are latin1 strings (the parsers' decoding) so their bytes go
  * out unchanged (heads are written as latin1).
  */
-export function buildDownstreamResponseHeaders(raw: string[], server: string | null = SERVER_NAME): string[] {
+export function buildDownstreamResponseHeaders(
+  raw: string[],
+  server: string | null = SERVER_NAME,
+  /** Envoy's router sets its own x-envoy-upstream-service-time (the gateway's, exchange.ts): the upstream's is dropped. */
+  ownServiceTime = false,
+): string[] {
   const out: string[] = [];
   let connection: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
@@ -202,6 +211,9 @@ export function buildDownstreamResponseHeaders(raw: string[], server: string | n
         continue;
       case 'server':
         if (server !== null) continue;
+        break;
+      case 'x-envoy-upstream-service-time':
+        if (ownServiceTime) continue;
         break;
     }
     out.push(name, raw[i + 1]);

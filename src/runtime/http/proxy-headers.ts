@@ -10,7 +10,8 @@
  * - `forwardFlags` (`requestId`, `attemptCount`, `envoyDebugHeaders`): `buildUpstreamRequestHeaders`
  *   (what is made, and which of the app's own `x-envoy-*` a sidecar's outbound side passes on);
  *   retries do not rewrite a header the sidecar did not set (exchange.ts);
- * - `debugHeaders`: `x-envoy-expected-rq-timeout-ms` (request-handler.ts), `x-envoy-overloaded` and
+ * - `debugHeaders`: `x-envoy-expected-rq-timeout-ms` (request-handler.ts), the gateway's
+ *   `x-envoy-upstream-service-time` (exchange.ts), `x-envoy-overloaded` and
  *   `x-meshgate-flags` on local answers (local-reply.ts `applyLocalReplyPolicy`);
  * - `forwardClientCertDetails` / `clientCertDetails`: read when a sidecar compiles its inbound side
  *   (sidecar/inbound.ts), into `CompiledSecurity.xfcc` / `xfccDetails`.
@@ -22,7 +23,7 @@ import { NO_ATTEMPT_COUNT, NO_DEBUG_HEADERS, NO_REQUEST_ID, XFCC_CERT, XFCC_CHAI
 export interface CompiledProxyHeaders {
   /** The `server` header to write on every answer; null = the upstream's passes through, local answers carry none. */
   readonly server: string | null;
-  /** x-envoy-attempt-count is set (sidecar outbound). */
+  /** x-envoy-attempt-count is set (gateway and sidecar outbound). */
   readonly attemptCount: boolean;
   /** The router's `x-envoy-*` headers and `x-meshgate-flags` are added. */
   readonly debugHeaders: boolean;

@@ -197,14 +197,6 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
         if (endpoint.tls?.mode === 'ISTIO_MUTUAL') for (const h of mx.request) built.headers.push(h);
       } else if (built.peer !== 0 && d.tls !== null) x.peerMetadataReply = mx.reply[built.peer];
     }
-    // Envoy's router (Istio sidecars do not suppress Envoy headers, unless ProxyConfig
-    // envoyDebugHeaders is disabled) tells the upstream how long it will wait: the per-try
-    // timeout, else the route timeout; nothing without either.
-    if (mode === 'sidecar-outbound' && (d.proxyHeaders === null || d.proxyHeaders.debugHeaders)) {
-      const perTry = action.retry?.perTryTimeoutMs ?? 0;
-      const expected = perTry > 0 ? perTry : (action.timeoutMs ?? 0);
-      if (expected > 0) built.headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
-    }
   } else if (env.peerMetadata != null) {
     // The gateway as a mesh client: Istio's gateways run the same metadata exchange as a client
     // sidecar (upstream propagation and discovery), so destination sidecars know who called.
@@ -212,6 +204,14 @@ function forward(env: RequestEnv, listener: CompiledListener, x: Exchange, match
     x.peerMetadata = env.peerMetadata;
     takePeerMetadata(built.headers);
     if (endpoint.tls?.mode === 'ISTIO_MUTUAL') for (const h of env.peerMetadata.request) built.headers.push(h);
+  }
+  // Envoy's router (Istio's gateways and sidecars do not suppress Envoy headers, unless ProxyConfig
+  // envoyDebugHeaders is disabled: gateway.go, listener_builder.go) tells the upstream how long it
+  // will wait: the per-try timeout, else the route timeout; nothing without either.
+  if (mode !== 'sidecar-inbound' && (d.proxyHeaders === null || d.proxyHeaders.debugHeaders)) {
+    const perTry = action.retry?.perTryTimeoutMs ?? 0;
+    const expected = perTry > 0 ? perTry : (action.timeoutMs ?? 0);
+    if (expected > 0) built.headers.push('x-envoy-expected-rq-timeout-ms', String(expected));
   }
   let headers = built.headers;
   if (x.authEdits !== null) headers = applyAuthEdits(headers, x.authEdits);

@@ -12,6 +12,7 @@
  * `response_flags`) are added by the metrics (observability/metrics.ts).
  */
 import type { MeshWorkload, SidecarProxy } from '../../ir/sidecar.js';
+import { canonicalServiceName, canonicalServiceRevision } from '../../lib/canonical-service.js';
 
 export interface PortService {
   host: string;
@@ -39,14 +40,14 @@ export function inboundLabels(
   const w = ctx.workloadsByIp.get(peerIp);
   const peer = w !== undefined && parsed !== null && w.namespace === parsed[1] && w.serviceAccount === parsed[2] ? w : undefined;
   const labels = p.labels;
-  const dstCanonical = labels['service.istio.io/canonical-name'] ?? labels.app ?? p.workload;
-  const dstRevision = labels['service.istio.io/canonical-revision'] ?? labels.version ?? 'latest';
+  const dstCanonical = canonicalServiceName(labels, p.workload);
+  const dstRevision = canonicalServiceRevision(labels);
   const mtls = peerSpiffe !== null;
   return {
     reporter: 'destination',
     source_workload: peer?.name ?? 'unknown',
-    source_canonical_service: peer === undefined ? 'unknown' : peer.app !== '' ? peer.app : peer.name,
-    source_canonical_revision: peer === undefined || peer.version === '' ? 'latest' : peer.version,
+    source_canonical_service: peer === undefined ? 'unknown' : peer.canonicalService,
+    source_canonical_revision: peer === undefined ? 'latest' : peer.canonicalRevision,
     source_workload_namespace: peer?.namespace ?? parsed?.[1] ?? 'unknown',
     source_principal: peerSpiffe ?? 'unknown',
     source_app: peer === undefined || peer.app === '' ? 'unknown' : peer.app,

@@ -23,8 +23,8 @@ function ir(): IRSnapshot {
     inboundDefault: 'PERMISSIVE',
     inboundHttp: [],
     workloads: [
-      { ip: '10.0.0.3', namespace: 'default', name: 'reviews-v1', serviceAccount: 'reviews', app: 'reviews', version: 'v1', meshed: true },
-      { ip: '10.0.0.4', namespace: 'default', name: 'legacy', serviceAccount: 'default', app: '', version: '', meshed: false },
+      { ip: '10.0.0.3', namespace: 'default', name: 'reviews-v1', serviceAccount: 'reviews', app: 'reviews', version: 'v1', canonicalService: 'reviews', canonicalRevision: 'v1', meshed: true },
+      { ip: '10.0.0.4', namespace: 'default', name: 'legacy', serviceAccount: 'default', app: '', version: '', canonicalService: 'legacy', canonicalRevision: 'latest', meshed: false },
     ],
   };
   return { ...snapshot([], [c]), sidecar: view };

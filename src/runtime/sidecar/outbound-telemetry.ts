@@ -16,6 +16,7 @@ import type { RequestObserver } from '../../observability/observer.js';
 import type { RequestRecord } from '../../observability/record.js';
 import type { TcpObserver } from '../../observability/tcp-record.js';
 import { destinationLabels } from '../../observability/metrics.js';
+import { canonicalServiceName, canonicalServiceRevision } from '../../lib/canonical-service.js';
 import { peerMetadataOf, peerWorkloadOf, withDestinationPeer } from './peer-metadata.js';
 
 export interface OutboundTelemetryContext {
@@ -76,8 +77,8 @@ export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, e
   const special = SPECIAL_CLUSTERS.has(cluster);
   const d = special ? null : destinationLabels(cluster);
   const peerNamespace = w?.namespace ?? (d === null || d.destination_workload_namespace === 'unknown' ? 'unknown' : String(d.destination_workload_namespace));
-  const srcCanonical = p.labels['service.istio.io/canonical-name'] ?? p.labels.app ?? p.workload;
-  const srcRevision = p.labels['service.istio.io/canonical-revision'] ?? p.labels.version ?? 'latest';
+  const srcCanonical = canonicalServiceName(p.labels, p.workload);
+  const srcRevision = canonicalServiceRevision(p.labels);
   return {
     reporter: 'source',
     source_workload: p.workload,
@@ -94,8 +95,8 @@ export function outboundLabels(ctx: OutboundTelemetryContext, cluster: string, e
     destination_app: w === undefined || w.app === '' ? 'unknown' : w.app,
     destination_version: w === undefined || w.version === '' ? 'unknown' : w.version,
     destination_service: d === null ? 'unknown' : String(d.destination_service),
-    destination_canonical_service: w !== undefined ? (w.app !== '' ? w.app : w.name) : d === null ? 'unknown' : String(d.destination_canonical_service),
-    destination_canonical_revision: w === undefined || w.version === '' ? 'latest' : w.version,
+    destination_canonical_service: w !== undefined ? w.canonicalService : d === null ? 'unknown' : String(d.destination_canonical_service),
+    destination_canonical_revision: w === undefined ? 'latest' : w.canonicalRevision,
     destination_service_name: d === null ? cluster : String(d.destination_service_name),
     destination_service_namespace: d === null || d.destination_service_namespace === 'unknown' ? peerNamespace : String(d.destination_service_namespace),
     destination_cluster: w === undefined ? 'unknown' : ctx.clusterId,

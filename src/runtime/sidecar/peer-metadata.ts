@@ -30,13 +30,14 @@ import type { SidecarProxy } from '../../ir/sidecar.js';
 import type { MeshLabels } from '../../observability/record.js';
 import { decodeStruct, encodeStruct, type StructObject, type StructValue } from '../../lib/proto-struct.js';
 import { encodePeerPreamble } from '../tcp/peer-exchange.js';
+import { CANONICAL_NAME_LABEL, CANONICAL_REVISION_LABEL, canonicalServiceName, canonicalServiceRevision } from '../../lib/canonical-service.js';
 
 export const PEER_METADATA = 'x-envoy-peer-metadata';
 export const PEER_METADATA_ID = 'x-envoy-peer-metadata-id';
 
 /** Istio's canonical-service labels (set on every injected pod by Istio's injector). */
-const CANONICAL_NAME = 'service.istio.io/canonical-name';
-const CANONICAL_REVISION = 'service.istio.io/canonical-revision';
+const CANONICAL_NAME = CANONICAL_NAME_LABEL;
+const CANONICAL_REVISION = CANONICAL_REVISION_LABEL;
 
 /** This proxy's two header values, computed once per view. */
 export interface LocalPeerMetadata {
@@ -99,9 +100,9 @@ export function proxyNodeId(proxy: SidecarProxy, domain = 'cluster.local', type:
 export function localPeerStruct(proxy: SidecarProxy, clusterId: string): StructObject {
   const l = proxy.labels;
   const labels: StructObject = {
-    // Istio's injector fallbacks (canonical-name, app.kubernetes.io/name, app, then the workload).
-    [CANONICAL_NAME]: l[CANONICAL_NAME] ?? l['app.kubernetes.io/name'] ?? l.app ?? proxy.workload,
-    [CANONICAL_REVISION]: l[CANONICAL_REVISION] ?? l['app.kubernetes.io/version'] ?? l.version ?? 'latest',
+    // Istio's fallbacks (canonical-name, app.kubernetes.io/name, app, then the workload).
+    [CANONICAL_NAME]: canonicalServiceName(l, proxy.workload),
+    [CANONICAL_REVISION]: canonicalServiceRevision(l),
   };
   if (l.app !== undefined) labels.app = l.app;
   if (l.version !== undefined) labels.version = l.version;

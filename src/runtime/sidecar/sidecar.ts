@@ -25,6 +25,7 @@ import { inheritedTransparentFds, listenTransparent } from '../../mesh/capture/t
 import { OutboundHandler } from './outbound.js';
 import { plainAddress } from '../http/downstream.js';
 import { appProbeHandler } from './app-probe.js';
+import { canonicalServiceName, canonicalServiceRevision } from '../../lib/canonical-service.js';
 
 /** What the sidecar needs of the inbound side (implemented by `./inbound.ts`, sc-inbound). */
 export interface InboundSide {
@@ -163,9 +164,17 @@ export class SidecarRuntime {
   /** The first view: who this workload is (the `source_*` labels), then both sides. */
   async #init(ir: IRSnapshot): Promise<void> {
     const p = ir.sidecar!.proxy;
-    const app = p.labels['service.istio.io/canonical-name'] ?? p.labels.app ?? p.workload;
-    const version = p.labels['service.istio.io/canonical-revision'] ?? p.labels.version ?? 'unknown';
-    this.#obs = createObservability({ ...this.#o.observability, identity: { workload: p.workload, namespace: p.namespace, app, version, cluster: this.#o.clusterId ?? 'Kubernetes' } });
+    // `source_app`/`source_version` are the labels; the canonical service has Istio's fallbacks.
+    const identity = {
+      workload: p.workload,
+      namespace: p.namespace,
+      app: p.labels.app ?? 'unknown',
+      version: p.labels.version ?? 'unknown',
+      canonicalService: canonicalServiceName(p.labels, p.workload),
+      canonicalRevision: canonicalServiceRevision(p.labels),
+      cluster: this.#o.clusterId ?? 'Kubernetes',
+    };
+    this.#obs = createObservability({ ...this.#o.observability, identity });
     this.#env.observer = this.#obs;
     const outbound = new OutboundHandler({
       env: this.#env,

@@ -7,15 +7,23 @@
  *   (pilot `buildGatewayConnectionManager`).
  * - `numTrustedProxies` (Envoy `xff_num_trusted_hops`) -> IR `SecurityConfig.numTrustedProxies`
  *   (written when non-zero): which x-forwarded-for entry is the client for `remote.ip`.
+ * - `proxyProtocol`: not honoured (a warning).
  *
- * The gateway pods' `proxy.istio.io/config` annotation (ProxyConfig YAML) overrides MeshConfig field
- * by field, as Istio merges it: the pods are the Pods of the gateway namespace that carry the gateway
- * labels (`--gateway-namespace`, `--gateway-labels`). meshgate translates once for the whole gateway
- * workload, so pods whose annotations disagree are reported and MeshConfig alone applies.
+ * The gateway pods' `proxy.istio.io/config` annotation (ProxyConfig YAML) overrides MeshConfig's
+ * `gatewayTopology` whole when it has one, as Istio merges ProxyConfig (pkg/config/mesh
+ * `MergeProxyConfig`: the annotation's YAML is applied with jsonpb, which sets every field present
+ * in the overlay to the overlay's value, a nested message included: "merging is done by
+ * replacement", pilot-agent `getMeshConfig`). So an annotation `gatewayTopology:
+ * {forwardClientCertDetails: FORWARD_ONLY}` leaves `numTrustedProxies` at 0 whatever MeshConfig
+ * says, and `gatewayTopology: {}` restores every default; an annotation without `gatewayTopology`
+ * (or with `null`) keeps MeshConfig's. The pods are the Pods of the gateway namespace that carry
+ * the gateway labels (`--gateway-namespace`, `--gateway-labels`). meshgate translates once for the
+ * whole gateway workload, so pods whose annotations disagree are reported and MeshConfig alone
+ * applies.
  */
 import { parse } from 'yaml';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
-import { num, obj, str, type Obj } from '../../lib/unknown.js';
+import { isObj, num, obj, str, type Obj } from '../../lib/unknown.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import type { KubeObject } from '../../resources/types.js';
 import { matchesLabels } from '../backends.js';
@@ -32,11 +40,13 @@ export function translateGatewayTopology(ctx: TranslateContext, resources: Resou
   const mesh = readMeshConfig(ctx, resources);
   const fromPods = podTopology(ctx, resources);
   if (mesh === null && fromPods === null) return {};
-  const topology: Obj = { ...obj(obj(mesh?.mesh.defaultConfig).gatewayTopology), ...(fromPods?.topology ?? {}) };
+  // The annotation's gatewayTopology replaces MeshConfig's whole (Istio's ProxyConfig merge).
+  const own = fromPods?.topology ?? null;
+  const topology: Obj = own ?? obj(obj(mesh?.mesh.defaultConfig).gatewayTopology);
   // Diagnostics name the object the value came from.
   const where = (key: string): { from: KubeObject; field: string } =>
-    fromPods !== null && fromPods.topology[key] !== undefined
-      ? { from: fromPods.pod, field: `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: gatewayTopology.${key}` }
+    own !== null
+      ? { from: fromPods!.pod, field: `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: gatewayTopology.${key}` }
       : { from: mesh!.from, field: `data.mesh: defaultConfig.gatewayTopology.${key}` };
   const out: { forwardClientCertDetails?: ForwardClientCertDetails; numTrustedProxies?: number } = {};
   const raw = topology.forwardClientCertDetails;
@@ -55,12 +65,19 @@ export function translateGatewayTopology(ctx: TranslateContext, resources: Resou
       ctx.report('error', 'MG_INVALID_FIELD', w.from, w.field, `numTrustedProxies ${JSON.stringify(trusted)} is not an integer from 0 to 64; 0 applies`);
     } else if (n > 0) out.numTrustedProxies = n;
   }
+  // Istio's gateways then expect a PROXY protocol header on every connection (its listener filter);
+  // meshgate reads no PROXY protocol: said, not silently ignored.
+  if (topology.proxyProtocol !== undefined && topology.proxyProtocol !== null) {
+    const w = where('proxyProtocol');
+    ctx.report('warning', 'MG_UNSUPPORTED', w.from, w.field, 'not honoured: meshgate does not read the PROXY protocol; connections are taken as they arrive, and the client address is the peer\'s (or x-forwarded-for with numTrustedProxies)');
+  }
   return out;
 }
 
 /**
- * `gatewayTopology` of the gateway pods' `proxy.istio.io/config` annotation; null when no pod sets
- * one, or when the pods disagree (reported).
+ * `gatewayTopology` of the gateway pods' `proxy.istio.io/config` annotation (`{}` included); null
+ * when no pod's annotation has one, when an annotation is not valid (reported), or when the pods
+ * disagree (reported).
  */
 function podTopology(ctx: TranslateContext, resources: ResourceSet): { pod: KubeObject; topology: Obj } | null {
   const pods = resources
@@ -68,11 +85,17 @@ function podTopology(ctx: TranslateContext, resources: ResourceSet): { pod: Kube
     .filter((p) => p.metadata.namespace === ctx.options.gatewayNamespace && matchesLabels(p.metadata.labels, ctx.options.gatewayLabels))
     .filter((p) => p.metadata.annotations[PROXY_CONFIG_ANNOTATION] !== undefined);
   if (pods.length === 0) return null;
-  let first: { pod: KubeObject; topology: Obj; text: string } | null = null;
+  let first: { pod: KubeObject; topology: Obj | null; text: string } | null = null;
   for (const pod of pods) {
-    let topology: Obj;
+    let topology: Obj | null;
     try {
-      topology = obj(obj(parse(pod.metadata.annotations[PROXY_CONFIG_ANNOTATION])).gatewayTopology);
+      const raw = obj(parse(pod.metadata.annotations[PROXY_CONFIG_ANNOTATION])).gatewayTopology;
+      if (raw !== undefined && raw !== null && !isObj(raw)) {
+        // Istio's agent refuses such an annotation (jsonpb cannot read it into the message).
+        ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: gatewayTopology`, `${JSON.stringify(raw)} is not an object; MeshConfig's gatewayTopology applies`);
+        return null;
+      }
+      topology = raw === undefined || raw === null ? null : raw;
     } catch (e) {
       ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]`, `not valid ProxyConfig YAML (${(e as Error).message.split('\n')[0]}); MeshConfig's gatewayTopology applies`);
       return null;
@@ -84,5 +107,5 @@ function podTopology(ctx: TranslateContext, resources: ResourceSet): { pod: Kube
       return null;
     }
   }
-  return first === null || Object.keys(first.topology).length === 0 ? null : { pod: first.pod, topology: first.topology };
+  return first === null || first.topology === null ? null : { pod: first.pod, topology: first.topology };
 }

@@ -19,7 +19,7 @@
  *
  * Per listener class (`pilot/pkg/networking/util/proxy_headers.go` and its callers):
  * - `server`, `requestId`, `envoyDebugHeaders`, `metadataExchangeHeaders`: gateway and sidecar;
- * - `attemptCount`: gateway and sidecar outbound in Istio; meshgate's gateway never sends the header;
+ * - `attemptCount`: gateway and sidecar outbound, in Istio and meshgate;
  * - `forwardedClientCert`, `setCurrentClientCertDetails`: a sidecar's inbound side only; Istio's
  *   gateways use `gatewayTopology.forwardClientCertDetails` instead (reported as not applying).
  * - `preserveHttp1HeaderCase`, `xForwardedHost`, `xForwardedPort`: not honoured; reported when set.

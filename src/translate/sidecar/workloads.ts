@@ -2,9 +2,8 @@
  * Pods as mesh workloads (reference/mesh.md §4): the IP -> workload table a sidecar's telemetry
  * uses for its peers, and the proxy's own pod. PURE.
  *
- * Workload name, as the contract (ir/sidecar.ts) asks: the `app` label, else the controlling
- * owner's name (a ReplicaSet's Deployment, the pod-template-hash suffix cut, as Istio's telemetry
- * names workloads), else the pod's name.
+ * Workload names and canonical services as Istio derives them (`workloadName`, `workloadEntryName`,
+ * lib/canonical-service.ts).
  */
 import type { MeshWorkload } from '../../ir/sidecar.js';
 import type { KubeObject } from '../../resources/types.js';
@@ -13,6 +12,8 @@ import { arr, obj, str, strMap } from '../../lib/unknown.js';
 import { isIpAddress } from '../istio/hosts.js';
 import { istioObjects } from '../istio/objects.js';
 import { TLS_MODE_LABEL } from '../istio/mesh-tls.js';
+import { canonicalServiceName, canonicalServiceRevision } from '../../lib/canonical-service.js';
+import { podWorkloadName, WORKLOAD_NAME_LABEL } from '../../lib/workload-name.js';
 
 /** The pod's service account (`spec.serviceAccountName`, default `default`). */
 export function podServiceAccount(pod: KubeObject): string {
@@ -20,19 +21,31 @@ export function podServiceAccount(pod: KubeObject): string {
   return str(spec.serviceAccountName) || str(spec.serviceAccount) || 'default';
 }
 
-/** `app` label, else the controlling owner's name (a ReplicaSet's hash suffix cut), else the pod's name. */
+/** WorkloadEntries registered from a WorkloadGroup name it here (annotation.IoIstioAutoRegistrationGroup). */
+const AUTO_REGISTRATION_GROUP = 'istio.io/autoRegistrationGroup';
+
+/**
+ * The pod's workload name, as Istio names it in telemetry (`source_workload`/`destination_workload`),
+ * peer metadata (`WORKLOAD_NAME`) and endpoint metadata: pkg/kube/util.go `GetWorkloadMetaFromPod`
+ * (lib/workload-name.ts): the `service.istio.io/workload-name` label, else the controller of a pod
+ * with a generated name (a ReplicaSet's Deployment, a Job's CronJob...), else the pod's name. The
+ * `app` label plays no part (it feeds `*_app` and the canonical service).
+ */
 export function workloadName(pod: KubeObject): string {
-  const app = pod.metadata.labels.app;
-  if (app) return app;
-  const owners = arr(obj(pod.body.metadata).ownerReferences).map(obj);
-  const owner = owners.find((o) => o.controller === true) ?? owners[0];
-  const name = owner ? str(owner.name) : undefined;
-  if (name) {
-    const hash = pod.metadata.labels['pod-template-hash'];
-    if (str(owner?.kind) === 'ReplicaSet' && hash && name.endsWith(`-${hash}`)) return name.slice(0, -hash.length - 1);
-    return name;
-  }
-  return pod.metadata.name;
+  const meta = obj(pod.body.metadata);
+  return podWorkloadName({ name: pod.metadata.name, generateName: str(meta.generateName), labels: pod.metadata.labels, ownerReferences: meta.ownerReferences });
+}
+
+/**
+ * A WorkloadEntry's workload name (Istio's pkg/kube/labels `WorkloadNameFromWorkloadEntry`): its
+ * WorkloadGroup when auto-registered (annotation `istio.io/autoRegistrationGroup`), else the label
+ * `service.istio.io/workload-name`, else the entry's name.
+ */
+export function workloadEntryName(we: KubeObject): string {
+  const annotations = we.metadata.annotations;
+  if (Object.hasOwn(annotations, AUTO_REGISTRATION_GROUP)) return annotations[AUTO_REGISTRATION_GROUP];
+  if (Object.hasOwn(we.metadata.labels, WORKLOAD_NAME_LABEL)) return we.metadata.labels[WORKLOAD_NAME_LABEL];
+  return we.metadata.name;
 }
 
 /** The pod's IPs: `status.podIPs[].ip`, else `status.podIP`. */
@@ -45,8 +58,8 @@ export function podIps(pod: KubeObject): string[] {
 }
 
 /**
- * One entry per pod IP, then per WorkloadEntry IP address (labels from metadata and spec, name from
- * the `app` label else the entry's name), sorted by IP; a reused IP keeps the first by
+ * One entry per pod IP, then per WorkloadEntry IP address (labels from metadata and spec, name as
+ * `workloadEntryName`), sorted by IP; a reused IP keeps the first by
  * namespace/name, pods before WorkloadEntries.
  */
 export function meshWorkloads(resources: ResourceSet): MeshWorkload[] {
@@ -57,14 +70,18 @@ export function meshWorkloads(resources: ResourceSet): MeshWorkload[] {
     if (phase === 'Succeeded' || phase === 'Failed') continue;
     for (const ip of podIps(pod)) {
       if (byIp.has(ip)) continue;
+      const labels = pod.metadata.labels;
+      const name = workloadName(pod);
       byIp.set(ip, {
         ip,
         namespace: pod.metadata.namespace,
-        name: workloadName(pod),
+        name,
         serviceAccount: podServiceAccount(pod),
-        app: pod.metadata.labels.app ?? '',
-        version: pod.metadata.labels.version ?? '',
-        meshed: pod.metadata.labels[TLS_MODE_LABEL] === 'istio',
+        app: labels.app ?? '',
+        version: labels.version ?? '',
+        canonicalService: canonicalServiceName(labels, name),
+        canonicalRevision: canonicalServiceRevision(labels),
+        meshed: labels[TLS_MODE_LABEL] === 'istio',
       });
     }
   }
@@ -75,13 +92,16 @@ export function meshWorkloads(resources: ResourceSet): MeshWorkload[] {
     const ip = str(spec.address);
     if (!ip || !isIpAddress(ip) || byIp.has(ip)) continue;
     const labels = { ...we.metadata.labels, ...strMap(spec.labels) };
+    const name = workloadEntryName(we);
     byIp.set(ip, {
       ip,
       namespace: we.metadata.namespace,
-      name: labels.app || we.metadata.name,
+      name,
       serviceAccount: str(spec.serviceAccount) || 'default',
       app: labels.app ?? '',
       version: labels.version ?? '',
+      canonicalService: canonicalServiceName(labels, name),
+      canonicalRevision: canonicalServiceRevision(labels),
       meshed: labels[TLS_MODE_LABEL] === 'istio',
     });
   }
