@@ -35,7 +35,7 @@ export interface ProxyHeaders {
   /**
    * false: the router's `x-envoy-*` headers are not added (`proxyHeaders.envoyDebugHeaders.disabled:
    * true`, Envoy router `suppress_envoy_headers`): `x-envoy-expected-rq-timeout-ms` on the gateway's
-   * and a sidecar's outbound requests, `x-envoy-upstream-service-time` on the gateway's relayed
+   * and a sidecar's outbound requests, `x-envoy-upstream-service-time` on relayed
    * answers, `x-envoy-overloaded` on circuit-breaker answers, and meshgate's own
    * `x-meshgate-flags` on local answers. Absent = true.
    */

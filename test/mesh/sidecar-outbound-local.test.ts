@@ -104,6 +104,8 @@ describe('sidecar outbound over loopback: forwarding headers and source-side TCP
         res.writeHead(503).end('try again');
         return;
       }
+      // An upstream's own service time never reaches the app: the sidecar sets its own.
+      res.setHeader('x-envoy-upstream-service-time', 'upstream');
       res.setHeader('x-envoy-peer-metadata', 'Cg0KB25hbWUSAhoA');
       res.setHeader('x-envoy-peer-metadata-id', 'sidecar~10.0.0.1~x~y');
       res.end('ok');
@@ -178,6 +180,8 @@ describe('sidecar outbound over loopback: forwarding headers and source-side TCP
     assert.equal(h['x-envoy-attempt-count'], '1');
     assert.equal(h['x-envoy-expected-rq-timeout-ms'], undefined, 'no timeout on the route: no expected timeout');
     assert.equal(h.host, `reviews:${P.http}`);
+    // Envoy's router on the sidecar answers with its own upstream service time (whole ms).
+    assert.match(String(r.headers['x-envoy-upstream-service-time']), /^\d+$/);
     // The upstream's metadata-exchange answer stops at the sidecar.
     assert.equal(r.headers['x-envoy-peer-metadata'], undefined);
     assert.equal(r.headers['x-envoy-peer-metadata-id'], undefined);

@@ -77,9 +77,9 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
   /** performance.now() when the upstream request was dispatched (for upstream service time). */
   #sentAt = 0;
   /**
-   * The gateway with Envoy's debug headers on: performance.now() when the downstream request was
-   * complete (its end received), for x-envoy-upstream-service-time; 0 = not complete (yet), -1 =
-   * no header to set (a sidecar, or ProxyConfig envoyDebugHeaders disabled).
+   * Envoy's debug headers on: performance.now() when the downstream request was complete (its end
+   * received), for x-envoy-upstream-service-time; 0 = not complete (yet), -1 = no header to set
+   * (ProxyConfig envoyDebugHeaders disabled).
    */
   #requestDoneAt = -1;
   /** Retries, circuit breaking, outlier reporting (upstream/upstream-call.ts); null when the route and cluster use none. */
@@ -198,10 +198,10 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
       this.#sentAt = performance.now();
     }
     this.d.owner = this;
-    // Envoy's router on Istio's gateways (not suppressed unless ProxyConfig envoyDebugHeaders is
-    // disabled: gateway.go) answers with x-envoy-upstream-service-time, measured from the moment the
-    // downstream request was complete.
-    if (this.sidecarMode === null && (this.d.proxyHeaders === null || this.d.proxyHeaders.debugHeaders)) this.#watchRequestEnd(hasBody);
+    // Envoy's router on Istio's gateways and sidecars, both sides (not suppressed unless ProxyConfig
+    // envoyDebugHeaders is disabled: gateway.go, listener.go, listener_inbound.go) answers with
+    // x-envoy-upstream-service-time, measured from the moment the downstream request was complete.
+    if (this.d.proxyHeaders === null || this.d.proxyHeaders.debugHeaders) this.#watchRequestEnd(hasBody);
     if (timeoutMs > 0) this.#timer = setTimeout(onTimeout, timeoutMs, this);
     const opts: UpstreamRequest = {
       path: target,

@@ -189,7 +189,7 @@ export function setAttemptCount(headers: string[], tries: number): void {
 export function buildDownstreamResponseHeaders(
   raw: string[],
   server: string | null = SERVER_NAME,
-  /** Envoy's router sets its own x-envoy-upstream-service-time (the gateway's, exchange.ts): the upstream's is dropped. */
+  /** Envoy's router sets its own x-envoy-upstream-service-time (exchange.ts): the upstream's is dropped. */
   ownServiceTime = false,
 ): string[] {
   const out: string[] = [];
