@@ -314,8 +314,8 @@ export class OutboundHandler {
           if (svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, EMPTY);
           break;
         case 'TCP':
-          if (svc.forward !== undefined) return this.#perConnection(svc, socket, 'tcp', '', address, port, EMPTY);
-          if (svc.tcpRoutes !== null) return this.#relay(svc.tcpRoutes, socket, '', NO_ALPN, EMPTY, 'tcp');
+          // No protocol detection (server-first protocols work): Istio's TCP listener has no inspector.
+          if (svc.tcpRoutes !== null) return this.#byAddress(state, svc.tcpRoutes, socket, 'tcp', EMPTY, '', NO_ALPN, address, port);
           break;
         default:
           break;
@@ -327,8 +327,7 @@ export class OutboundHandler {
   #route(state: State, svc: OutboundService | undefined, socket: net.Socket, kind: Sniffed, head: Buffer, sni: string, alpn: readonly string[], address: string, port: number): void {
     if (svc !== undefined) {
       if (kind === 'http' && svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, head);
-      if (svc.forward !== undefined) return this.#perConnection(svc, socket, kind, sni, address, port, head);
-      if (svc.tcpRoutes !== null) return this.#relay(svc.tcpRoutes, socket, sni, alpn, head, kind === 'tls' ? 'tls' : 'tcp');
+      if (svc.tcpRoutes !== null) return this.#byAddress(state, svc.tcpRoutes, socket, kind, head, sni, alpn, address, port);
       if (svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, head);
       return void socket.destroy();
     }
@@ -357,15 +356,24 @@ export class OutboundHandler {
   }
 
   /**
-   * TLS or TCP to the address of a wildcard host served per connection (its `addresses`, which the
-   * DNS proxy answers): as Istio's listener on that address, to the original destination (NONE:
-   * ORIGINAL_DST) or to the SNI name (DYNAMIC_DNS: no SNI, nothing to reach, closed).
+   * TLS or TCP to a service's own address (Istio's listener `<address>_<port>`): its relay's routes
+   * (VirtualService `tls`/`tcp` routes, then the default route, wildcard hosts included: a wildcard
+   * host's cluster reaches the original destination (NONE) or the SNI name (DYNAMIC_DNS) per
+   * connection, `#perConnectionEndpoint`). A connection no route matches takes the listener's default
+   * filter chain, Istio's PassthroughFilterChain: ALLOW_ANY relays it to its original destination,
+   * REGISTRY_ONLY closes it (listener.go buildListenerFromEntry, listener_builder.go
+   * buildOutboundCatchAllNetworkFiltersOnly). That happens on a TLS port whose `tls` routes replace
+   * the default chain, and for a DYNAMIC_DNS wildcard host's TLS port, whose default chain matches
+   * the SNIs the host covers only (tls.go buildSidecarOutboundTLSFilterChainOpts).
    */
-  #perConnection(svc: OutboundService, socket: net.Socket, kind: Sniffed, sni: string, address: string, port: number, head: Buffer): void {
-    const target = svc.forward === 'dynamic-dns' ? sni : address;
-    if (target === '') return void socket.destroy();
-    this.counters[kind === 'tls' ? 'tls' : 'tcp']++;
-    this.#passthroughRelay(socket, target, port, head, `outbound|${port}||${svc.host}`);
+  #byAddress(state: State, relay: string, socket: net.Socket, kind: Sniffed, head: Buffer, sni: string, alpn: readonly string[], address: string, port: number): void {
+    if (this.#tcp.hasRoute(relay, sni, alpn, address)) return this.#relay(relay, socket, sni, alpn, head, kind === 'tls' ? 'tls' : 'tcp');
+    if (state.view.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      this.counters.blackhole++;
+      this.#observeBlackholeTcp(socket);
+      return void socket.destroy();
+    }
+    this.#passthroughRelay(socket, address, port, head);
   }
 
   #http(table: string, socket: net.Socket, head: Buffer): void {

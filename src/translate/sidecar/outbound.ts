@@ -449,7 +449,11 @@ function tcpRoutesFor(env: OutboundEnv, c: Candidate, vs: KubeObject | null): Tc
   const catchAll = routes.some((r) => r.matches.some((m) => m.sniHosts.length === 0 && m.destinationSubnets.length === 0 && m.port === null));
   // Istio adds a TLS port's default filter chain only when no `tls` route applies (tls.go `hasTLSMatch`).
   const tlsRouted = c.protocol === 'TLS' && c.forward === undefined && routes.length > 0;
-  if (!catchAll && !tlsRouted) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
+  // A DYNAMIC_DNS wildcard host's TLS default chain matches the SNIs the host covers, also on the
+  // listener of its own address (tls.go, case 4 of the default chain's SNI); other TLS there (no
+  // SNI, another name) finds no chain and takes the outbound traffic policy.
+  const sniHosts = c.forward === 'dynamic-dns' && section === 'tls' ? [c.host] : [];
+  if (!catchAll && !tlsRouted) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts, destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
   return routes;
 }
 
