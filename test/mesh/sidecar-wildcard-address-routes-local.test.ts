@@ -19,7 +19,10 @@
  * - no route matching: on a TLS port whose tls routes replace the host's default chain, a covered
  *   SNI no route names, or no SNI, takes the passthrough chain: ALLOW_ANY relays it to the original
  *   destination (the address), REGISTRY_ONLY closes it while routed names still pass; on a TCP port
- *   the host's default route takes what no tcp route matches, under REGISTRY_ONLY too.
+ *   the host's default route takes what no tcp route matches, under REGISTRY_ONLY too; a Service's
+ *   cluster IP with tls routes is served the same way;
+ * - a DYNAMIC_DNS host's undeclared port: TLS to its address is closed, as Istio's TCP chain to a
+ *   cluster it never builds (cluster.go buildOutboundClusters: HTTP, HTTP2, GRPC and TLS ports only).
  * Connection records name the route, the cluster and the endpoint reached.
  */
 import assert from 'node:assert/strict';
@@ -51,8 +54,10 @@ const DYN = `${net8}.43`;
 /** The endpoint of Service `egress`. */
 const EGRESS = `${net8}.44`;
 const CLIENT_SIDE = `${net8}.45`;
+/** Service vault's cluster IP (a real server stands for what kube-proxy would reach). */
+const VAULT = `${net8}.46`;
 
-const pki = generatePkiSync([{ name: 'server', cn: 'backends', dns: ['*.api.test', '*.cdn.test'], key: 'ec' }]);
+const pki = generatePkiSync([{ name: 'server', cn: 'backends', dns: ['*.api.test', '*.cdn.test', 'vault.default.svc.cluster.local'], key: 'ec' }]);
 const CERT = pki.certs.server;
 
 const loopback = new LoopbackServers();
@@ -76,7 +81,7 @@ function tcpBackend(who: string): net.Server {
   });
 }
 
-function config(p: { tls: number; tcp: number; dtls: number; dtcp: number; egTls: number; egPg: number }): string {
+function config(p: { tls: number; tcp: number; dtls: number; dtcp: number; dany: number; svc: number; egTls: number; egPg: number }): string {
   return `
 apiVersion: v1
 kind: Pod
@@ -138,7 +143,7 @@ spec:
   hosts: ["*.cdn.test"]
   addresses: [${CDN}]
   resolution: DYNAMIC_DNS
-  ports: [{number: ${p.dtls}, name: tls, protocol: TLS}, {number: ${p.dtcp}, name: tcp, protocol: TCP}]
+  ports: [{number: ${p.dtls}, name: tls, protocol: TLS}, {number: ${p.dtcp}, name: tcp, protocol: TCP}, {number: ${p.dany}, name: any}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -151,7 +156,31 @@ spec:
   - match: [{sniHosts: [img.cdn.test]}]
     route: [{destination: {host: "*.cdn.test", port: {number: ${p.dtls}}}}]
   tcp:
-  - route: [{destination: {host: egress, port: {number: 5432}}}]
+  - match: [{port: ${p.dtcp}}]
+    route: [{destination: {host: egress, port: {number: 5432}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: vault, namespace: default}
+spec:
+  clusterIP: ${VAULT}
+  ports: [{name: tls, port: ${p.svc}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: vault-1, namespace: default, labels: {kubernetes.io/service-name: vault}}
+addressType: IPv4
+ports: [{name: tls, port: ${p.svc}}]
+endpoints: [{addresses: [${VAULT}], conditions: {ready: true}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vault, namespace: default}
+spec:
+  hosts: [vault]
+  tls:
+  - match: [{sniHosts: [vault.default.svc.cluster.local]}]
+    route: [{destination: {host: egress, port: {number: 9443}}}]
 `;
 }
 
@@ -162,7 +191,7 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
   let diagnostics: Diagnostic[] = [];
   /** Closed TCP connection records (istio_tcp_*, access log) of the handler. */
   const records: TcpRecord[] = [];
-  const P = { tls: 0, tcp: 0, dtls: 0, dtcp: 0, egTls: 0, egPg: 0 };
+  const P = { tls: 0, tcp: 0, dtls: 0, dtcp: 0, dany: 0, svc: 0, egTls: 0, egPg: 0 };
   const realLookup = dns.lookup;
 
   before(async () => {
@@ -178,8 +207,15 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
     const cdnPg = tcpBackend('cdn-address-pg');
     P.dtcp = await listen(cdnPg, CDN);
     // The SNI names of `*.cdn.test` resolve to DYN, on the same port.
+    const cdnAny = tlsBackend('cdn-address-any');
+    P.dany = await listen(cdnAny, CDN);
     const dyn = tlsBackend('dynamic');
     await listen(dyn, DYN, P.dtls);
+    const dynAny = tlsBackend('dynamic-any');
+    await listen(dynAny, DYN, P.dany);
+    const vault = tlsBackend('vault');
+    P.svc = await listen(vault, VAULT);
+    servers.push(cdnAny, dynAny, vault);
     // Service egress's endpoint.
     const egTls = tlsBackend('egress');
     P.egTls = await listen(egTls, EGRESS);
@@ -274,7 +310,7 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
 
   test('translation: the routes apply; only the DYNAMIC_DNS TCP port is reported', () => {
     const reported = diagnostics.filter((d) => d.severity !== 'info').map((d) => `${d.reason} ${d.object?.kind}/${d.object?.name} ${d.field}`);
-    assert.deepEqual(reported, ['MG_UNSUPPORTED ServiceEntry/cdn spec.ports[1]']);
+    assert.deepEqual(reported, ['MG_UNSUPPORTED ServiceEntry/cdn spec.ports[1]', 'MG_UNSUPPORTED ServiceEntry/cdn spec.ports[2]']);
     const api = new Map(ir.sidecar!.outbound.filter((s) => s.host === '*.api.test').map((s) => [s.port, s.addresses]));
     assert.deepEqual(api, new Map([[P.tls, [API, API2]], [P.tcp, [API, API2]]]));
   });
@@ -309,6 +345,19 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
 
   test('address + tcp routes (DYNAMIC_DNS TCP port): the tcp route takes every connection to another Service', async () => {
     assert.equal(await tcpTo(CDN, P.dtcp), 'egress-pg\n');
+  });
+
+  test('DYNAMIC_DNS undeclared port: TLS to the address is closed (Istio builds no dynamic forward proxy cluster for it), neither the SNI name nor the address reached', async () => {
+    assert.match(await tlsTo(CDN, P.dany, 'img.cdn.test'), /^closed: /);
+    assert.match(await tlsTo(CDN, P.dany, null), /^closed: /);
+  });
+
+  test('a Service\'s cluster IP with tls routes: an SNI no route matches takes the passthrough chain too (ALLOW_ANY), closed under REGISTRY_ONLY', async () => {
+    assert.equal(await tlsTo(VAULT, P.svc, 'vault.default.svc.cluster.local'), 'egress vault.default.svc.cluster.local');
+    assert.equal(await tlsTo(VAULT, P.svc, 'other.api.test'), 'vault other.api.test');
+    await registryOnly(async () => {
+      assert.match(await tlsTo(VAULT, P.svc, 'other.api.test'), /^closed: /);
+    });
   });
 
   test('no tls route matching, ALLOW_ANY: the passthrough chain relays to the original destination (the address)', async () => {

@@ -27,7 +27,9 @@
  *      VirtualService's `tls` routes, when one matches); other bytes on the port of an address-less
  *      TCP service (ExternalName, DNS ServiceEntry, wildcard host) go to its relay (Istio's
  *      `0.0.0.0_<port>` TCP listener). A relay's cluster of a wildcard host has no endpoints: each
- *      connection's is its original destination (NONE) or its SNI name (DYNAMIC_DNS).
+ *      connection's is its original destination (NONE) or its SNI name (DYNAMIC_DNS). TLS and TCP to
+ *      a service's own address (a wildcard host's `addresses` included) go through its relay too,
+ *      and what no route of it matches follows the outbound traffic policy (`#byAddress`).
  *   5. A destination no service means: ALLOW_ANY relays the bytes to it (PassthroughCluster, as Envoy's
  *      virtualOutbound does), except HTTP on a port that has a route table, which that table serves
  *      (Istio's `0.0.0.0_<port>` listener); REGISTRY_ONLY answers HTTP with 502 (BlackHoleCluster)
