@@ -4,7 +4,8 @@
  * `socket.localAddress:localPort` is the original destination.
  *
  *   1. The destination is looked up in the view's `outbound` services: cluster IP (VIP) and port
- *      first, then endpoint address and port (headless services, ServiceEntry addresses).
+ *      first, then endpoint address and port (headless services, ServiceEntry addresses), then the
+ *      longest ServiceEntry address range (CIDR) covering it (address-ranges.ts).
  *   2. The protocol: a declared HTTP/HTTP2/GRPC port goes to the HTTP engines (h2c by its preface,
  *      else HTTP/1.1), a TCP port is relayed at once (server-first protocols work), a TLS port is
  *      relayed by the SNI of its ClientHello. An undeclared (`UNKNOWN`) port is sniffed: `0x16 0x03`
@@ -61,6 +62,7 @@ import { sniffKind } from './protocol-sniff.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
 import { outboundObserver, outboundTcpObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
 import { localPeerMetadata } from './peer-metadata.js';
+import { addressRanges, hostAddress, matchAddressRange, type AddressRange } from './address-ranges.js';
 import { forwardTarget, hostOnlyServices, matchWildcards, perConnectionClusters, wildcardSnapshot, wildcardTarget, type PerConnectionCluster } from './wildcard-hosts.js';
 
 /** Default protocol detection timeout for undeclared ports (a server-first protocol is TCP after it). */
@@ -172,6 +174,8 @@ interface State {
   compiled: CompiledSnapshot;
   /** `address|port` → service (VIP entries first, then endpoint addresses). */
   services: Map<string, OutboundService>;
+  /** ServiceEntry address ranges (CIDRs) by port, longest first: tried when no address matches (address-ranges.ts). */
+  ranges: Map<number, AddressRange[]>;
   /** Ports that have a route table (`0.0.0.0_<port>`), for unknown destinations. */
   tablesByPort: Map<number, string>;
   /** Virtual hosts routing to a wildcard host served per connection (`forward`), by name (wildcard-hosts.ts). */
@@ -263,8 +267,8 @@ export class OutboundHandler {
     // to x-forwarded-for, as the gateway does for its clients.
     for (const l of compiled.listeners) asSidecarOutbound(l);
     const services = new Map<string, OutboundService>();
-    for (const s of view.outbound) for (const a of s.addresses) if (isVip(s, a)) setOnce(services, key(a, s.port), s);
-    for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(a, s.port), s);
+    for (const s of view.outbound) for (const a of s.addresses) if (isVip(s, a)) setOnce(services, key(hostAddress(a) ?? a, s.port), s);
+    for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(hostAddress(a) ?? a, s.port), s);
     const tablesByPort = new Map<number, string>();
     for (const l of view.outboundHttp) tablesByPort.set(l.port, l.name);
     const { wildcardVhosts, wildcardTls, addresslessTcp } = hostOnlyServices(view.outbound, view.outboundHttp, ir.clusters);
@@ -280,7 +284,7 @@ export class OutboundHandler {
       }
     }
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
-    this.#state = { view, ir: outIr, compiled, services, tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp, perConnection: perConnectionClusters(view.outbound, ir.clusters) };
+    this.#state = { view, ir: outIr, compiled, services, ranges: addressRanges(view.outbound), tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp, perConnection: perConnectionClusters(view.outbound, ir.clusters) };
     this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
     // REGISTRY_ONLY's 502 follows the view's ProxyConfig proxyHeaders too (server, debug headers).
     this.#blackhole.compiled.security.proxyHeaders = compileProxyHeaders(ir.security.proxyHeaders);
@@ -307,7 +311,7 @@ export class OutboundHandler {
     const port = socket.localPort ?? 0;
     // No view yet: nothing can be routed (readiness is 503 meanwhile).
     if (state === null || address === '' || this.#isSelf(address, port)) return void socket.destroy();
-    const svc = state.services.get(key(address, port));
+    const svc = state.services.get(key(address, port)) ?? (state.ranges.size === 0 ? undefined : matchAddressRange(state.ranges, address, port));
     if (svc !== undefined) {
       switch (svc.protocol) {
         case 'HTTP':

@@ -449,12 +449,37 @@ function tcpRoutesFor(env: OutboundEnv, c: Candidate, vs: KubeObject | null): Tc
   const catchAll = routes.some((r) => r.matches.some((m) => m.sniHosts.length === 0 && m.destinationSubnets.length === 0 && m.port === null));
   // Istio adds a TLS port's default filter chain only when no `tls` route applies (tls.go `hasTLSMatch`).
   const tlsRouted = c.protocol === 'TLS' && c.forward === undefined && routes.length > 0;
-  // A DYNAMIC_DNS wildcard host's TLS default chain matches the SNIs the host covers, also on the
-  // listener of its own address (tls.go, case 4 of the default chain's SNI); other TLS there (no
-  // SNI, another name) finds no chain and takes the outbound traffic policy.
-  const sniHosts = c.forward === 'dynamic-dns' && section === 'tls' ? [c.host] : [];
-  if (!catchAll && !tlsRouted) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts, destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
+  if (!catchAll && !tlsRouted) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: defaultTlsMatches(c, section), destinations: [{ cluster: c.cluster, weight: 100 }] });
   return routes;
+}
+
+/**
+ * The default route's matches. On a TLS port the default filter chain names the service's host as
+ * its SNI where the destination alone does not say the service (tls.go
+ * buildSidecarOutboundTLSFilterChainOpts): a DYNAMIC_DNS wildcard host (also on the listener of its
+ * own address), and an address range (a CIDR of `addresses`: Istio makes one service per address,
+ * a range's chains on `0.0.0.0_<port>` match its prefix). A plain address takes every connection.
+ * A connection no chain takes follows the outbound traffic policy (the listener's passthrough chain).
+ */
+function defaultTlsMatches(c: Candidate, section: 'tcp' | 'tls'): TcpMatch[] {
+  const any: TcpMatch = { sniHosts: [], destinationSubnets: [], port: null };
+  if (section !== 'tls') return [any];
+  const byName: TcpMatch = { sniHosts: [c.host], destinationSubnets: [], port: null };
+  if (c.forward === 'dynamic-dns') return [byName];
+  const ranges = c.vips.filter(isAddressRange);
+  if (ranges.length === 0) return [any];
+  // The plain addresses (their own listeners) take every connection; the ranges the host's SNI only.
+  const plain = c.vips.filter((a) => !isAddressRange(a));
+  return plain.length === 0 ? [byName] : [{ ...any, destinationSubnets: plain }, byName];
+}
+
+/** A CIDR that is not a single address (Istio's conversion.go turns a /32 or /128 into the address). */
+function isAddressRange(a: string): boolean {
+  const slash = a.indexOf('/');
+  if (slash < 0) return false;
+  const ip = a.slice(0, slash);
+  const bits = Number(a.slice(slash + 1));
+  return isIpAddress(ip) && bits !== (ip.includes(':') ? 128 : 32);
 }
 
 /** The `tcp`/`tls` routes of a VirtualService that apply to this sidecar for one service port. */
