@@ -23,11 +23,14 @@
  *   cluster IP with tls routes is served the same way;
  * - a DYNAMIC_DNS host's undeclared port: TLS to its address is closed, as Istio's TCP chain to a
  *   cluster it never builds (cluster.go buildOutboundClusters: HTTP, HTTP2, GRPC and TLS ports only).
+ * HTTP to an address (Host: the address) is routed by the wildcard host's virtual host (every
+ * address of a service is a domain of it: httproute.go generateVirtualHostDomains).
  * Connection records name the route, the cluster and the endpoint reached.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import dns from 'node:dns';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { OutboundHandler } from '../../src/runtime/sidecar/outbound.js';
@@ -81,7 +84,7 @@ function tcpBackend(who: string): net.Server {
   });
 }
 
-function config(p: { tls: number; tcp: number; dtls: number; dtcp: number; dany: number; svc: number; egTls: number; egPg: number }): string {
+function config(p: { tls: number; tcp: number; http: number; dtls: number; dtcp: number; dany: number; svc: number; egTls: number; egPg: number }): string {
   return `
 apiVersion: v1
 kind: Pod
@@ -110,13 +113,16 @@ spec:
   hosts: ["*.api.test"]
   addresses: [${API}, ${API2}]
   resolution: NONE
-  ports: [{number: ${p.tls}, name: tls, protocol: TLS}, {number: ${p.tcp}, name: tcp-pg, protocol: TCP}]
+  ports: [{number: ${p.tls}, name: tls, protocol: TLS}, {number: ${p.tcp}, name: tcp-pg, protocol: TCP}, {number: ${p.http}, name: http, protocol: HTTP}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: api, namespace: default}
 spec:
   hosts: ["*.api.test"]
+  http:
+  - headers: {request: {set: {x-via: api-vs}}}
+    route: [{destination: {host: "*.api.test", port: {number: ${p.http}}}}]
   tls:
   - match: [{sniHosts: [pay.api.test], port: ${p.tls}}]
     route:
@@ -191,7 +197,7 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
   let diagnostics: Diagnostic[] = [];
   /** Closed TCP connection records (istio_tcp_*, access log) of the handler. */
   const records: TcpRecord[] = [];
-  const P = { tls: 0, tcp: 0, dtls: 0, dtcp: 0, dany: 0, svc: 0, egTls: 0, egPg: 0 };
+  const P = { tls: 0, tcp: 0, http: 0, dtls: 0, dtcp: 0, dany: 0, svc: 0, egTls: 0, egPg: 0 };
   const realLookup = dns.lookup;
 
   before(async () => {
@@ -201,6 +207,9 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
     P.tls = await listen(orig, API);
     const pg = tcpBackend('original-pg');
     P.tcp = await listen(pg, API);
+    const web = http.createServer((req, res) => res.end(`original-http host=${req.headers.host} via=${req.headers['x-via'] ?? '-'}`));
+    P.http = await listen(web, API);
+    servers.push(web);
     // At `*.cdn.test`'s address: reached only by the passthrough chain (or never, for its TCP port).
     const cdn = tlsBackend('cdn-address');
     P.dtls = await listen(cdn, CDN);
@@ -312,7 +321,7 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
     const reported = diagnostics.filter((d) => d.severity !== 'info').map((d) => `${d.reason} ${d.object?.kind}/${d.object?.name} ${d.field}`);
     assert.deepEqual(reported, ['MG_UNSUPPORTED ServiceEntry/cdn spec.ports[1]', 'MG_UNSUPPORTED ServiceEntry/cdn spec.ports[2]']);
     const api = new Map(ir.sidecar!.outbound.filter((s) => s.host === '*.api.test').map((s) => [s.port, s.addresses]));
-    assert.deepEqual(api, new Map([[P.tls, [API, API2]], [P.tcp, [API, API2]]]));
+    assert.deepEqual(api, new Map([[P.tls, [API, API2]], [P.tcp, [API, API2]], [P.http, [API, API2]]]));
   });
 
   test('address + tls routes (NONE): an exact SNI split by weight between the original destination and another Service', async () => {
@@ -358,6 +367,22 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
     await registryOnly(async () => {
       assert.match(await tlsTo(VAULT, P.svc, 'other.api.test'), /^closed: /);
     });
+  });
+
+  test('HTTP by address (Host: the address): the wildcard host\'s virtual host and VirtualService, under REGISTRY_ONLY too', async () => {
+    const get = (): Promise<string> =>
+      asIfTo(API, P.http, (port) => new Promise((resolve, reject) => {
+        const c = net.connect({ host: CLIENT_SIDE, port }, () => c.write(`GET / HTTP/1.1\r\nhost: ${API}:${P.http}\r\nconnection: close\r\n\r\n`));
+        let out = '';
+        c.setEncoding('utf8');
+        c.on('data', (d: string) => (out += d));
+        c.on('close', () => resolve(out.slice(out.indexOf('\r\n\r\n') + 4)));
+        c.on('error', reject);
+        c.setTimeout(10_000, () => c.destroy(new Error('no answer within 10 s')));
+      }));
+    // httproute.go generateVirtualHostDomains: every address of the service is a domain of its virtual host.
+    assert.equal(await get(), `original-http host=${API}:${P.http} via=api-vs`);
+    await registryOnly(async () => assert.equal(await get(), `original-http host=${API}:${P.http} via=api-vs`));
   });
 
   test('no tls route matching, ALLOW_ANY: the passthrough chain relays to the original destination (the address)', async () => {

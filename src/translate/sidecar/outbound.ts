@@ -311,14 +311,20 @@ function externalNameAliases(env: OutboundEnv, all: Candidate[]): { candidates: 
  * (`name` within the same namespace, `name.ns`, `name.ns.svc`), each with and without `:port`; for
  * headless Kubernetes Services also `*.<name>` of each name without port (StatefulSet pod names such
  * as `db-0.db.ns.svc.cluster.local`); and every cluster IP with and without `:port` (IPv6 in
- * brackets with the port).
+ * brackets with the port). A wildcard host: itself and its addresses.
  */
 export function vhostDomains(host: string, port: number, proxyNamespace: string, kube: boolean, vips: string[], headless = false): string[] {
   const out: string[] = [];
   const add = (name: string): void => {
     for (const d of [name, withPort(name, port)]) if (!out.includes(d)) out.push(d);
   };
-  if (host.startsWith('*')) return [host];
+  if (host.startsWith('*')) {
+    // A wildcard host's addresses are its domains too (httproute.go generateVirtualHostDomains adds
+    // every address of the service): HTTP to one of them by address is routed as the host's.
+    out.push(host);
+    for (const vip of vips) if (isIpAddress(vip)) add(vip);
+    return out;
+  }
   add(host);
   const suffix = `.svc.${CLUSTER_DOMAIN.slice('svc.'.length)}`;
   if (kube && host.endsWith(suffix)) {
