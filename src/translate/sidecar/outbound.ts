@@ -213,6 +213,11 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
       const host = (str(h) ?? '').toLowerCase().replace(/\.$/, '');
       if (host === '') return;
       let forward: Candidate['forward'];
+      const hasEndpoints = arr(spec.endpoints).length > 0 || (spec.workloadSelector !== undefined && spec.workloadSelector !== null);
+      // Istio gives a sidecar an ORIGINAL_DST cluster for resolution NONE (cluster.go
+      // convertResolution: Passthrough): without endpoints, an exact host's connections go to their
+      // original destination, as a wildcard's do.
+      if (!host.includes('*') && resolution === 'NONE' && !hasEndpoints) forward = 'original-dst';
       if (host.includes('*')) {
         if (host === '*' || !host.startsWith('*.') || host.slice(2).includes('*')) {
           if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_INVALID_FIELD', se, `spec.hosts[${k}]`, `host ${JSON.stringify(host)} is not a valid ServiceEntry host (a wildcard host is *.suffix); not served on sidecars`);
@@ -221,7 +226,6 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
         // Istio: a wildcard host's traffic goes to the original destination (NONE) or to the name
         // asked for (DYNAMIC_DNS); DNS resolution needs endpoints (validation: a wildcard is not a
         // name to resolve); STATIC and DNS with endpoints are served by their endpoints.
-        const hasEndpoints = arr(spec.endpoints).length > 0 || (spec.workloadSelector !== undefined && spec.workloadSelector !== null);
         if (resolution === 'NONE' && !hasEndpoints) forward = 'original-dst';
         else if (resolution === 'DYNAMIC_DNS') forward = 'dynamic-dns';
         else if ((resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && !hasEndpoints) {
