@@ -68,8 +68,9 @@ export interface OutboundService {
    */
   tcpRoutes: string | null;
   /**
-   * A wildcard ServiceEntry host (`*.example.com`) whose cluster has no endpoints of its own: where
-   * the proxy sends each connection (Envoy's ORIGINAL_DST cluster / dynamic forward proxy).
+   * A wildcard ServiceEntry host (`*.example.com`), or an exact one with resolution NONE and no
+   * endpoints, whose cluster has no endpoints of its own: where the proxy sends each connection
+   * (Envoy's ORIGINAL_DST cluster / dynamic forward proxy).
    * `original-dst` (resolution NONE): the original destination; `dynamic-dns` (DYNAMIC_DNS): the
    * request's Host (HTTP) or the ClientHello's SNI (TLS), resolved when connecting, on the Host's
    * port else the service port. Absent for every other service.

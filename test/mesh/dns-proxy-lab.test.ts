@@ -5,14 +5,18 @@
  *
  *   app   10.251.0.2  capture --redirect-dns --dns-servers 10.251.0.4 + sidecar (view with
  *                     ISTIO_META_DNS_CAPTURE and ISTIO_META_DNS_AUTO_ALLOCATE) + the app
- *   ext   10.251.0.3  the ServiceEntry's endpoint: an HTTP server on 8080
- *   dns   10.251.0.4  the pod's "cluster DNS": answers upstream.test, NXDOMAIN for every other name
+ *   ext   10.251.0.3  the ServiceEntry's endpoint: an HTTP server on 8080; a TLS server on 8443
+ *   dns   10.251.0.4  the pod's "cluster DNS": answers upstream.test, NXDOMAIN for every other name;
+ *                     a TLS server on 8443 (ServiceEntry other.mesh-only.test)
  *
  * Proves: the app's query for `api.mesh-only.test` (port 53 to 10.251.0.4) is answered by the
  * sidecar with the auto-allocated VIP of the view; the app's HTTP call to that VIP is captured and
  * routed to the entry's endpoint; names the view does not know are forwarded by the sidecar (whose
  * own query is not captured again: no loop) and the upstream's answer, NXDOMAIN included, reaches
- * the app; over TCP too; `capture --clean` removes the DNS rules with the rest.
+ * the app; over TCP too; `capture --clean` removes the DNS rules with the rest. TLS to the address
+ * answered for the wildcard host `*.wild.test` goes by its VirtualService's `tls` routes (an SNI to
+ * another ServiceEntry, another to the host itself: the original destination), and an SNI no route
+ * names takes Istio's passthrough chain (PassthroughCluster in the sidecar's metrics).
  */
 import { after, before, describe, test } from 'node:test';
 import { spawnSync } from 'node:child_process';
@@ -30,6 +34,7 @@ import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
+import { generatePkiSync } from '../support/x509-gen.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(here, '../../src/cli/main.js');
@@ -76,7 +81,17 @@ spec:
   addresses: [10.251.0.3]
   location: MESH_EXTERNAL
   resolution: NONE
-  ports: [{number: 8080, name: http, protocol: HTTP}]
+  ports: [{number: 8080, name: http, protocol: HTTP}, {number: 8443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: other, namespace: default}
+spec:
+  hosts: [other.mesh-only.test]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 8443, name: tls, protocol: TLS}]
+  endpoints: [{address: 10.251.0.4}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -85,7 +100,12 @@ spec:
   hosts: ["*.wild.test"]
   http:
   - headers: {request: {set: {x-via: wildcard}}}
-    route: [{destination: {host: "*.wild.test"}}]
+    route: [{destination: {host: "*.wild.test", port: {number: 8080}}}]
+  tls:
+  - match: [{sniHosts: [pay.wild.test]}]
+    route: [{destination: {host: other.mesh-only.test, port: {number: 8443}}}]
+  - match: [{sniHosts: [www.wild.test]}]
+    route: [{destination: {host: "*.wild.test", port: {number: 8443}}}]
 ---
 apiVersion: v1
 kind: Service
@@ -111,6 +131,26 @@ dns.lookup(name, { all: true }, (err, addrs) => {
   req.on('error', (e) => console.log(JSON.stringify({ addresses: addrs.map((a) => a.address), error: e.code || e.message })));
   req.on('timeout', () => req.destroy(new Error('timeout')));
 });
+`;
+
+/** The app over TLS: resolves NAME, connects to NAME:PORT with SNI SNI, prints what the server said (or how it ended). */
+const TLS_APP = `
+const dns = require('node:dns'); const tls = require('node:tls');
+dns.lookup(process.env.NAME, (err, address) => {
+  if (err) { console.log(JSON.stringify({ error: err.code })); return; }
+  const s = tls.connect({ host: address, port: Number(process.env.PORT), servername: process.env.SNI, rejectUnauthorized: false });
+  let said = ''; s.setEncoding('utf8'); s.on('data', (c) => said += c);
+  s.on('close', () => console.log(JSON.stringify({ address, said })));
+  s.on('error', (e) => { console.log(JSON.stringify({ address, error: e.code || e.message })); s.destroy(); });
+  s.setTimeout(5000, () => s.destroy(new Error('timeout')));
+});
+`;
+
+/** A TLS server on 8443 that answers `<WHO> <SNI>` and closes. */
+const TLS_SERVER = `
+const fs = require('node:fs');
+require('node:tls').createServer({ cert: fs.readFileSync(process.env.CERT), key: fs.readFileSync(process.env.KEY) }, (s) => { s.on('error', () => {}); s.end(process.env.WHO + ' ' + (s.servername || '-')); })
+  .listen(8443, '0.0.0.0', () => console.log('listening'));
 `;
 
 /** The endpoint: says who it is and who called. */
@@ -185,6 +225,11 @@ describe('DNS proxying in a lab: a ServiceEntry host in no real DNS, resolved an
     writeFileSync(path.join(dir, 'app-resolv-tcp.conf'), `${resolv}options use-vc\n`, { mode: 0o644 });
     const ext = lab.spawn('ext', [process.execPath, '-e', EXT]);
     await lab.waitForLine(ext, (l) => l.includes('listening'));
+    const pki = generatePkiSync([{ name: 'server', cn: 'lab', dns: ['*.wild.test', 'other.mesh-only.test'], key: 'ec' }]);
+    writeFileSync(path.join(dir, 'tls.crt'), pki.certs.server.cert, { mode: 0o644 });
+    writeFileSync(path.join(dir, 'tls.key'), pki.certs.server.key, { mode: 0o644 });
+    const tlsFiles = { CERT: path.join(dir, 'tls.crt'), KEY: path.join(dir, 'tls.key') };
+    for (const [pod, who] of [['ext', 'ext'], ['dns', 'other']] as const) await lab.waitForLine(lab.spawn(pod, [process.execPath, '-e', TLS_SERVER], { ...tlsFiles, WHO: who }), (l) => l.includes('listening'));
     resolver = lab.spawn('dns', [process.execPath, '-e', RESOLVER], { WIRE });
     await lab.waitForLine(resolver, (l) => l.includes('listening'));
     lab.exec('app', process.execPath, [MAIN, 'capture', '--redirect-dns', '--dns-servers', '10.251.0.4']);
@@ -234,6 +279,26 @@ describe('DNS proxying in a lab: a ServiceEntry host in no real DNS, resolved an
     // Deeper names too, and over TCP; never asked upstream.
     assert.deepEqual((await app({ NAME: 'a.b.wild.test', PORT: '' }, path.join(dir, 'app-resolv-tcp.conf'))).addresses, ['10.251.0.3']);
     assert.ok(!resolver.stdout.join('').includes('wild.test'), `the cluster DNS was asked for a wildcard name: ${resolver.stdout.join('')}`);
+  });
+
+  test('TLS to the address answered for a wildcard host goes by its tls routes; an SNI no route names takes the passthrough chain', async () => {
+    const tlsApp = async (name: string, sni: string): Promise<Record<string, unknown>> => {
+      const r = await lab.run('app', ['sh', '-c', 'mount --bind "$RESOLV" /etc/resolv.conf && exec "$@"', 'sh', process.execPath, '-e', TLS_APP], { NAME: name, SNI: sni, PORT: '8443', RESOLV: path.join(dir, 'app-resolv.conf') }, 20_000);
+      const line = r.stdout.trim().split('\n').pop() ?? '';
+      assert.ok(line.startsWith('{'), `app printed ${JSON.stringify(r.stdout)} (stderr ${r.stderr}); sidecar: ${sidecar.stderr.join('')}`);
+      return JSON.parse(line) as Record<string, unknown>;
+    };
+    // The route by SNI to another ServiceEntry: the connection to 10.251.0.3 reaches 10.251.0.4.
+    assert.deepEqual(await tlsApp('pay.wild.test', 'pay.wild.test'), { address: '10.251.0.3', said: 'other pay.wild.test' });
+    // The route to the host itself: the original destination.
+    assert.deepEqual(await tlsApp('www.wild.test', 'www.wild.test'), { address: '10.251.0.3', said: 'ext www.wild.test' });
+    // No route: Istio's PassthroughFilterChain (ALLOW_ANY) to the original destination.
+    assert.deepEqual(await tlsApp('misc.wild.test', 'misc.wild.test'), { address: '10.251.0.3', said: 'ext misc.wild.test' });
+    const m = await lab.run('ext', [process.execPath, '-e', "require('node:http').get('http://10.251.0.2:15020/stats/prometheus', (res) => { let b = ''; res.on('data', (c) => b += c); res.on('end', () => console.log(b)); }).on('error', (e) => console.log('error ' + e.message))"]);
+    const opened = m.stdout.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('reporter="source"'));
+    assert.ok(opened.some((l) => l.includes('destination_service="other.mesh-only.test"')), opened.join('\n'));
+    assert.ok(opened.some((l) => l.includes('destination_service="*.wild.test"')), opened.join('\n'));
+    assert.ok(opened.some((l) => l.includes('PassthroughCluster')), opened.join('\n'));
   });
 
   test('ExternalName Services are not answered by the sidecar (as Istio): the cluster DNS answers them, alias or not', async () => {

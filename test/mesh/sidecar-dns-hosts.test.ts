@@ -8,8 +8,12 @@
  * - `*.fixed.test` (resolution NONE, `addresses`) answers its address for names under it, at any
  *   depth, with the first search domain as a CNAME to the wildcard; a TLS or TCP connection to that
  *   address goes to the original destination (the address itself), as Istio's ORIGINAL_DST cluster;
- * - `*.dyn.test` (DYNAMIC_DNS, `addresses`) answers its address; TLS to it goes to the SNI name asked
- *   for, never to the address (here a name that does not resolve: the connection is closed);
+ * - `*.dyn.test` (DYNAMIC_DNS, `addresses`) answers its address; TLS to it whose SNI the host covers
+ *   goes to the SNI name asked for, never to the address (here a name that does not resolve: the
+ *   connection is closed); TLS without such an SNI, or other bytes, finds no filter chain on Istio's
+ *   listener `<address>_<port>` (its default chain matches the host's SNIs only: tls.go
+ *   buildSidecarOutboundTLSFilterChainOpts) and takes its PassthroughFilterChain (listener.go
+ *   buildListenerFromEntry): ALLOW_ANY relays it to the address, REGISTRY_ONLY closes it;
  * - `*.none.test` (NONE, no addresses) and `*.cdn.test` (DYNAMIC_DNS, no addresses) are not answered,
  *   even with auto-allocation on: their queries go upstream;
  * - ExternalName Services are not answered, an alias (`reviews-alias` -> reviews) or an outside
@@ -27,6 +31,7 @@ import { ResourceSet } from '../../src/resources/resource-set.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
+import type { IRSnapshot } from '../../src/ir/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import { LoopbackServers, tlsClientHello } from '../support/loopback-servers.js';
 
@@ -111,6 +116,7 @@ describe('sidecar DNS: wildcard ServiceEntry hosts and ExternalName Services, an
   const servers: net.Server[] = [];
   let handler: OutboundHandler;
   let table: DnsLookupTable;
+  let r0: IRSnapshot;
   const P = { tls: 0, tcp: 0, dyn: 0 };
   /** `cluster upstream` of every connection the handler opened (its TCP observer). */
   const opened: string[] = [];
@@ -130,6 +136,7 @@ describe('sidecar DNS: wildcard ServiceEntry hosts and ExternalName Services, an
     parseFile('dns-hosts.yaml', config(P), objects, diags);
     assert.deepEqual(diags, []);
     const r = translateSidecar(new ResourceSet(checkObjects(objects).accepted), { namespace: 'default', serviceAccount: 'sleep', podName: 'sleep-1', podIps: [CLIENT_SIDE], trustDomain: 'cluster.local' }, DEFAULT_TRANSLATE_OPTIONS);
+    r0 = r.ir;
     handler.apply(r.ir);
     table = new DnsLookupTable(r.ir.sidecar!.dns!.hosts, { namespace: 'default', serviceDomain: 'svc.cluster.local', search: ['default.svc.cluster.local', 'svc.cluster.local', 'cluster.local'] });
   });
@@ -207,8 +214,25 @@ describe('sidecar DNS: wildcard ServiceEntry hosts and ExternalName Services, an
     // The SNI name does not resolve: the connection is closed without reaching the address.
     assert.equal(await connectAsIfTo(DYN, P.dyn, tlsClientHello('nothing.dyn.test')), '');
     assert.deepEqual(opened.splice(0), [`outbound|${P.dyn}||*.dyn.test nothing.dyn.test:${P.dyn}`]);
-    // No SNI: no name to go to, closed (Envoy's SNI dynamic forward proxy); the address is never dialled.
-    assert.equal(await connectAsIfTo(DYN, P.dyn, Buffer.from('plain bytes\r\n')), '');
-    assert.deepEqual(opened.splice(0), []);
+    // No SNI, or one the host does not cover: no filter chain of the host's; Istio's passthrough chain
+    // (ALLOW_ANY) relays it to the original destination, the address itself.
+    assert.equal(await connectAsIfTo(DYN, P.dyn, Buffer.from('plain bytes\r\n')), 'dyn address reached');
+    assert.equal(await connectAsIfTo(DYN, P.dyn, tlsClientHello('www.example.net')), 'dyn address reached');
+    assert.deepEqual(opened.splice(0), [`PassthroughCluster ${DYN}:${P.dyn}`, `PassthroughCluster ${DYN}:${P.dyn}`]);
+  });
+
+  test('REGISTRY_ONLY: TLS to a DYNAMIC_DNS wildcard address without an SNI the host covers is closed, the address never dialled', async () => {
+    const ir = r0;
+    handler.apply({ ...ir, version: 'registry-only', sidecar: { ...ir.sidecar!, outboundTrafficPolicy: 'REGISTRY_ONLY' } });
+    try {
+      assert.equal(await connectAsIfTo(DYN, P.dyn, Buffer.from('plain bytes\r\n')), '');
+      assert.equal(await connectAsIfTo(DYN, P.dyn, tlsClientHello('www.example.net')), '');
+      assert.deepEqual(opened.splice(0), ['BlackHoleCluster null', 'BlackHoleCluster null']);
+      // The host's own names still go to the SNI name.
+      assert.equal(await connectAsIfTo(DYN, P.dyn, tlsClientHello('nothing.dyn.test')), '');
+      assert.deepEqual(opened.splice(0), [`outbound|${P.dyn}||*.dyn.test nothing.dyn.test:${P.dyn}`]);
+    } finally {
+      handler.apply(r0);
+    }
   });
 });

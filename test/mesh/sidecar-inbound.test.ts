@@ -5,9 +5,9 @@
  * on another loopback address (`forwardTo`). Peers hold certificates from a real MeshCa. Clients dial
  * from their own loopback address, which the view's workload table knows.
  *
- * Proves: STRICT closes plaintext with nothing sent; PERMISSIVE admits mTLS and plaintext (HTTP and
- * the app's own TLS); port-level DISABLE takes plaintext and relays an mTLS ClientHello as opaque
- * bytes; AuthorizationPolicy by peer principal (403 `RBAC: access denied`, 200 for the allowed one;
+ * Proves: STRICT closes plaintext with nothing sent; PERMISSIVE admits mTLS and plaintext (HTTP and,
+ * on an undeclared port, the app's own TLS; a declared HTTP port closes TLS without Istio's ALPN);
+ * port-level DISABLE takes plaintext and closes an mTLS ClientHello on its HTTP port; AuthorizationPolicy by peer principal (403 `RBAC: access denied`, 200 for the allowed one;
  * TCP closed); XFCC as Istio's sidecars set it; the app sees 127.0.0.6; HTTP/2 over mTLS; TCP over
  * mTLS with half-close; no or foreign client certificates fail the handshake; a renewed workload
  * certificate serves new handshakes; destination-side metrics labels.
@@ -32,6 +32,7 @@ import { Observability, DEFAULT_OBSERVABILITY } from '../../src/observability/ob
 import { Logger } from '../../src/lib/log.js';
 import { cluster, forward, httpListener, named, route, snapshot, vhost } from '../support/ir-builders.js';
 import { tempDir } from '../helpers/gateway.js';
+import { tlsClientHello } from '../support/loopback-servers.js';
 
 const TD = 'cluster.local';
 const quiet = new Logger('error', {}, () => {});
@@ -264,7 +265,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
   let baseIr: IRSnapshot;
   const logFile = path.join(tempDir('meshgate-inbound-log-'), 'access.log');
   /** Port numbers (the same at the pod and at the app). */
-  const P = { strictHttp: 0, permissiveAuto: 0, disableHttp: 0, strictTcp: 0, permissiveTcp: 0, undeclared: 0, bannerPermissive: 0, bannerDisable: 0 };
+  const P = { strictHttp: 0, permissiveAuto: 0, permissiveHttp: 0, disableHttp: 0, strictTcp: 0, permissiveTcp: 0, undeclared: 0, bannerPermissive: 0, bannerDisable: 0 };
 
   before(async () => {
     const material = await loadOrCreateCaDirectory(path.join(tempDir('meshgate-inbound-ca-'), 'ca'), { trustDomain: TD });
@@ -275,6 +276,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const apps: [keyof typeof P, net.Server][] = [
       ['strictHttp', httpApp(seen)],
       ['permissiveAuto', httpApp(seen, tlsHellos)],
+      ['permissiveHttp', httpApp(seen, tlsHellos)],
       ['disableHttp', httpApp(seen, tlsHellos)],
       ['strictTcp', echoApp(echoPeers)],
       ['permissiveTcp', echoApp(echoPeers)],
@@ -303,6 +305,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
     const ports = [
       inboundPort(P.strictHttp, 'HTTP', 'STRICT'),
       inboundPort(P.permissiveAuto, 'UNKNOWN', 'PERMISSIVE'),
+      inboundPort(P.permissiveHttp, 'HTTP', 'PERMISSIVE'),
       inboundPort(P.disableHttp, 'HTTP', 'DISABLE'),
       inboundPort(P.strictTcp, 'TCP', 'STRICT'),
       inboundPort(P.permissiveTcp, 'TCP', 'PERMISSIVE'),
@@ -325,7 +328,7 @@ describe('sidecar inbound (15006) over real sockets', () => {
               // Only ns1/client may call the STRICT ports.
               { from: [[principal(`${TD}/ns/ns1/sa/client`)]], to: [[port(P.strictHttp, P.strictTcp)]], when: [] },
               // Anyone on the others.
-              { from: [], to: [[port(P.permissiveAuto, P.disableHttp, P.permissiveTcp, P.undeclared, P.bannerPermissive, P.bannerDisable)]], when: [] },
+              { from: [], to: [[port(P.permissiveAuto, P.permissiveHttp, P.disableHttp, P.permissiveTcp, P.undeclared, P.bannerPermissive, P.bannerDisable)]], when: [] },
             ],
           },
         ],
@@ -542,7 +545,31 @@ describe('sidecar inbound (15006) over real sockets', () => {
     }
   });
 
-  test('port-level DISABLE: plaintext HTTP passes; an mTLS ClientHello is relayed as opaque bytes', async () => {
+  test("PERMISSIVE declared HTTP port: plaintext HTTP and mTLS HTTP pass; TLS without Istio's ALPN is closed, never relayed to the app", async () => {
+    assert.equal((await plainGet(P.permissiveHttp, CLIENT, '/plain')).status, 200);
+    const m = await mtlsGet(client, P.permissiveHttp, CLIENT, '/mtls');
+    assert.equal(m.status, 200, m.body);
+    // Istio's chains for a declared HTTP port under PERMISSIVE take mTLS with its ALPN and plaintext
+    // HTTP only (filterchain_options.go inboundPermissiveHTTPFilterChainMatchWithMxcOptions): another
+    // ClientHello matches no chain and the connection is closed.
+    const before = tlsHellos.length;
+    const refused = handler.stats.refusedTls;
+    for (const ALPNProtocols of [['http/1.1'], ['h2', 'http/1.1'], []]) {
+      const r = await new Promise<string>((resolve) => {
+        const s = tlsConnect({ host: POD, port: P.permissiveHttp, localAddress: CLIENT, rejectUnauthorized: false, ALPNProtocols, servername: 'app.example' });
+        s.on('secureConnect', () => resolve('handshake completed'));
+        s.on('error', (e: NodeJS.ErrnoException) => resolve(`closed: ${e.code ?? e.message}`));
+        s.on('close', () => resolve('closed'));
+        s.setTimeout(10_000, () => s.destroy(new Error('timeout')));
+      });
+      assert.match(r, /^closed/, `ALPN ${JSON.stringify(ALPNProtocols)}: ${r}`);
+    }
+    assert.equal(tlsHellos.length, before, 'a ClientHello reached the app on a PERMISSIVE HTTP port');
+    assert.equal(handler.stats.refusedTls, refused + 3);
+    // The same on the undeclared PERMISSIVE port is the app's own TLS (the test above).
+  });
+
+  test('port-level DISABLE: plaintext HTTP passes; an mTLS ClientHello on its HTTP port is closed, never relayed to the app', async () => {
     const plain = await plainGet(P.disableHttp, CLIENT, '/disable');
     assert.equal(plain.status, 200);
     const before = tlsHellos.length;
@@ -551,7 +578,15 @@ describe('sidecar inbound (15006) over real sockets', () => {
       (e: Error) => e.message,
     );
     assert.ok(!r.startsWith('answered'), r);
-    assert.equal(tlsHellos.length, before + 1, 'the mTLS ClientHello did not reach the app');
+    // Istio's only chain there is plaintext HTTP and its TLS inspector is off for the port
+    // (listener_inbound.go populateListenerFilters): Envoy's HTTP codec reads the ClientHello, answers
+    // 400 and closes; it never reaches the app. meshgate closes it.
+    assert.equal(tlsHellos.length, before, 'the mTLS ClientHello reached the app');
+    const refused = handler.stats.refusedTls;
+    const raw = await rawExchange(P.disableHttp, tlsClientHello('server.ns1.svc.cluster.local'));
+    assert.equal(raw.received.length, 0, raw.received.toString('latin1'));
+    assert.equal(tlsHellos.length, before, 'the ClientHello reached the app');
+    assert.equal(handler.stats.refusedTls, refused + 1);
   });
 
   test('TCP over mTLS: relayed with half-close; the app sees 127.0.0.6; the wrong principal is closed', async () => {

@@ -10,8 +10,8 @@
  *  2. The first bytes (`inbound-sniff.ts`), as Envoy's TLS and HTTP inspectors:
  *     | mode \ arrives | TLS offering Istio ALPN | other TLS            | plaintext     |
  *     | STRICT         | mTLS                   | mTLS (needs a mesh certificate) | closed, nothing sent |
- *     | PERMISSIVE     | mTLS                   | relayed as TCP (app's TLS) | HTTP or TCP |
- *     | DISABLE        | relayed as TCP         | relayed as TCP       | HTTP or TCP   |
+ *     | PERMISSIVE     | mTLS                   | relayed as TCP (app's TLS); declared HTTP port: closed | HTTP or TCP |
+ *     | DISABLE        | relayed as TCP; declared HTTP port: closed | the same | HTTP or TCP |
  *     mTLS: the handshake uses the workload certificate current at that moment (`identity()`; a
  *     renewed certificate serves new handshakes), requires a client certificate chaining to the mesh
  *     roots, and answers ALPN `h2`/`http/1.1`/`istio` from the client's offer. Inside, declared HTTP
@@ -213,6 +213,8 @@ export interface InboundStats {
   plaintext: number;
   /** Plaintext refused under STRICT. */
   refusedPlaintext: number;
+  /** TLS closed on a declared HTTP port: without Istio's ALPN under PERMISSIVE, any under DISABLE (no filter chain of Istio's relays it). */
+  refusedTls: number;
   /** mTLS handshakes that failed (no or untrusted client certificate, no workload certificate). */
   handshakeFailures: number;
   /** TCP connections refused by AuthorizationPolicy. */
@@ -245,7 +247,7 @@ export class InboundHandler {
   readonly #pendingTls = new Map<string, { port: ServedPort; served: ServedView; inner: 'HTTP' | 'TCP'; sni: string }>();
   #served: ServedView | null = null;
   #closed = false;
-  readonly stats: InboundStats = { accepted: 0, mtls: 0, plaintext: 0, refusedPlaintext: 0, handshakeFailures: 0, tcpDenied: 0, tcpRelayed: 0, http: 0 };
+  readonly stats: InboundStats = { accepted: 0, mtls: 0, plaintext: 0, refusedPlaintext: 0, refusedTls: 0, handshakeFailures: 0, tcpDenied: 0, tcpRelayed: 0, http: 0 };
 
   constructor(opts: InboundHandlerOptions) {
     this.#opts = opts;
@@ -585,6 +587,16 @@ export class InboundHandler {
     if (socket.destroyed) return;
     if (first !== null && first.kind === 'tls') {
       const istio = first.alpn.some((p) => ISTIO_ALPN.has(p));
+      // A declared HTTP port has HTTP filter chains only (filterchain_options.go
+      // inboundPermissiveHTTPFilterChainMatchWithMxcOptions, inboundPlainTextHTTPFilterChainMatchOptions):
+      // under PERMISSIVE, mTLS with Istio's ALPN and plaintext HTTP, so other TLS matches no chain and
+      // is closed; under DISABLE, plaintext HTTP only with the TLS inspector off for the port
+      // (listener_inbound.go populateListenerFilters), so Envoy's HTTP codec reads the ClientHello,
+      // answers 400 and closes. Neither relays it to the app; here both are closed.
+      if (port.kind === 'HTTP' && (port.mode === 'DISABLE' || (port.mode === 'PERMISSIVE' && !istio))) {
+        this.stats.refusedTls++;
+        return void socket.destroy();
+      }
       if (port.mode === 'DISABLE' || (port.mode === 'PERMISSIVE' && !istio)) {
         // Not ours to terminate: the app's own TLS, or mTLS sent to a DISABLE port (Envoy relays it as bytes).
         this.stats.plaintext++;

@@ -4,7 +4,8 @@
  * `socket.localAddress:localPort` is the original destination.
  *
  *   1. The destination is looked up in the view's `outbound` services: cluster IP (VIP) and port
- *      first, then endpoint address and port (headless services, ServiceEntry addresses).
+ *      first, then endpoint address and port (headless services, ServiceEntry addresses), then the
+ *      longest ServiceEntry address range (CIDR) covering it (address-ranges.ts).
  *   2. The protocol: a declared HTTP/HTTP2/GRPC port goes to the HTTP engines (h2c by its preface,
  *      else HTTP/1.1), a TCP port is relayed at once (server-first protocols work), a TLS port is
  *      relayed by the SNI of its ClientHello. An undeclared (`UNKNOWN`) port is sniffed: `0x16 0x03`
@@ -27,7 +28,9 @@
  *      VirtualService's `tls` routes, when one matches); other bytes on the port of an address-less
  *      TCP service (ExternalName, DNS ServiceEntry, wildcard host) go to its relay (Istio's
  *      `0.0.0.0_<port>` TCP listener). A relay's cluster of a wildcard host has no endpoints: each
- *      connection's is its original destination (NONE) or its SNI name (DYNAMIC_DNS).
+ *      connection's is its original destination (NONE) or its SNI name (DYNAMIC_DNS). TLS and TCP to
+ *      a service's own address (a wildcard host's `addresses` included) go through its relay too,
+ *      and what no route of it matches follows the outbound traffic policy (`#byAddress`).
  *   5. A destination no service means: ALLOW_ANY relays the bytes to it (PassthroughCluster, as Envoy's
  *      virtualOutbound does), except HTTP on a port that has a route table, which that table serves
  *      (Istio's `0.0.0.0_<port>` listener); REGISTRY_ONLY answers HTTP with 502 (BlackHoleCluster)
@@ -59,6 +62,7 @@ import { sniffKind } from './protocol-sniff.js';
 import { socketAddress, TcpRecord, type TcpObserver } from '../../observability/tcp-record.js';
 import { outboundObserver, outboundTcpObserver, outboundTelemetryContext, type OutboundTelemetryContext } from './outbound-telemetry.js';
 import { localPeerMetadata } from './peer-metadata.js';
+import { addressRanges, hostAddress, matchAddressRange, type AddressRange } from './address-ranges.js';
 import { forwardTarget, hostOnlyServices, matchWildcards, perConnectionClusters, wildcardSnapshot, wildcardTarget, type PerConnectionCluster } from './wildcard-hosts.js';
 
 /** Default protocol detection timeout for undeclared ports (a server-first protocol is TCP after it). */
@@ -170,6 +174,8 @@ interface State {
   compiled: CompiledSnapshot;
   /** `address|port` → service (VIP entries first, then endpoint addresses). */
   services: Map<string, OutboundService>;
+  /** ServiceEntry address ranges (CIDRs) by port, longest first: tried when no address matches (address-ranges.ts). */
+  ranges: Map<number, AddressRange[]>;
   /** Ports that have a route table (`0.0.0.0_<port>`), for unknown destinations. */
   tablesByPort: Map<number, string>;
   /** Virtual hosts routing to a wildcard host served per connection (`forward`), by name (wildcard-hosts.ts). */
@@ -261,8 +267,8 @@ export class OutboundHandler {
     // to x-forwarded-for, as the gateway does for its clients.
     for (const l of compiled.listeners) asSidecarOutbound(l);
     const services = new Map<string, OutboundService>();
-    for (const s of view.outbound) for (const a of s.addresses) if (isVip(s, a)) setOnce(services, key(a, s.port), s);
-    for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(a, s.port), s);
+    for (const s of view.outbound) for (const a of s.addresses) if (isVip(s, a)) setOnce(services, key(hostAddress(a) ?? a, s.port), s);
+    for (const s of view.outbound) for (const a of s.addresses) setOnce(services, key(hostAddress(a) ?? a, s.port), s);
     const tablesByPort = new Map<number, string>();
     for (const l of view.outboundHttp) tablesByPort.set(l.port, l.name);
     const { wildcardVhosts, wildcardTls, addresslessTcp } = hostOnlyServices(view.outbound, view.outboundHttp, ir.clusters);
@@ -278,7 +284,7 @@ export class OutboundHandler {
       }
     }
     for (const l of compiled.listeners) if (!this.#fronts.has(l.name)) this.#fronts.set(l.name, new Front(l, (front, d) => this.#serveFront(front, d)));
-    this.#state = { view, ir: outIr, compiled, services, tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp, perConnection: perConnectionClusters(view.outbound, ir.clusters) };
+    this.#state = { view, ir: outIr, compiled, services, ranges: addressRanges(view.outbound), tablesByPort, wildcardVhosts, wildcardTls, addresslessTcp, perConnection: perConnectionClusters(view.outbound, ir.clusters) };
     this.#telemetry = outboundTelemetryContext(ir, this.#clusterId);
     // REGISTRY_ONLY's 502 follows the view's ProxyConfig proxyHeaders too (server, debug headers).
     this.#blackhole.compiled.security.proxyHeaders = compileProxyHeaders(ir.security.proxyHeaders);
@@ -305,7 +311,7 @@ export class OutboundHandler {
     const port = socket.localPort ?? 0;
     // No view yet: nothing can be routed (readiness is 503 meanwhile).
     if (state === null || address === '' || this.#isSelf(address, port)) return void socket.destroy();
-    const svc = state.services.get(key(address, port));
+    const svc = state.services.get(key(address, port)) ?? (state.ranges.size === 0 ? undefined : matchAddressRange(state.ranges, address, port));
     if (svc !== undefined) {
       switch (svc.protocol) {
         case 'HTTP':
@@ -314,8 +320,8 @@ export class OutboundHandler {
           if (svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, EMPTY);
           break;
         case 'TCP':
-          if (svc.forward !== undefined) return this.#perConnection(svc, socket, 'tcp', '', address, port, EMPTY);
-          if (svc.tcpRoutes !== null) return this.#relay(svc.tcpRoutes, socket, '', NO_ALPN, EMPTY, 'tcp');
+          // No protocol detection (server-first protocols work): Istio's TCP listener has no inspector.
+          if (svc.tcpRoutes !== null) return this.#byAddress(state, svc.tcpRoutes, socket, 'tcp', EMPTY, '', NO_ALPN, address, port);
           break;
         default:
           break;
@@ -327,8 +333,7 @@ export class OutboundHandler {
   #route(state: State, svc: OutboundService | undefined, socket: net.Socket, kind: Sniffed, head: Buffer, sni: string, alpn: readonly string[], address: string, port: number): void {
     if (svc !== undefined) {
       if (kind === 'http' && svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, head);
-      if (svc.forward !== undefined) return this.#perConnection(svc, socket, kind, sni, address, port, head);
-      if (svc.tcpRoutes !== null) return this.#relay(svc.tcpRoutes, socket, sni, alpn, head, kind === 'tls' ? 'tls' : 'tcp');
+      if (svc.tcpRoutes !== null) return this.#byAddress(state, svc.tcpRoutes, socket, kind, head, sni, alpn, address, port);
       if (svc.httpRoutes !== null) return this.#http(svc.httpRoutes, socket, head);
       return void socket.destroy();
     }
@@ -357,15 +362,24 @@ export class OutboundHandler {
   }
 
   /**
-   * TLS or TCP to the address of a wildcard host served per connection (its `addresses`, which the
-   * DNS proxy answers): as Istio's listener on that address, to the original destination (NONE:
-   * ORIGINAL_DST) or to the SNI name (DYNAMIC_DNS: no SNI, nothing to reach, closed).
+   * TLS or TCP to a service's own address (Istio's listener `<address>_<port>`): its relay's routes
+   * (VirtualService `tls`/`tcp` routes, then the default route, wildcard hosts included: a wildcard
+   * host's cluster reaches the original destination (NONE) or the SNI name (DYNAMIC_DNS) per
+   * connection, `#perConnectionEndpoint`). A connection no route matches takes the listener's default
+   * filter chain, Istio's PassthroughFilterChain: ALLOW_ANY relays it to its original destination,
+   * REGISTRY_ONLY closes it (listener.go buildListenerFromEntry, listener_builder.go
+   * buildOutboundCatchAllNetworkFiltersOnly). That happens on a TLS port whose `tls` routes replace
+   * the default chain, and for a DYNAMIC_DNS wildcard host's TLS port, whose default chain matches
+   * the SNIs the host covers only (tls.go buildSidecarOutboundTLSFilterChainOpts).
    */
-  #perConnection(svc: OutboundService, socket: net.Socket, kind: Sniffed, sni: string, address: string, port: number, head: Buffer): void {
-    const target = svc.forward === 'dynamic-dns' ? sni : address;
-    if (target === '') return void socket.destroy();
-    this.counters[kind === 'tls' ? 'tls' : 'tcp']++;
-    this.#passthroughRelay(socket, target, port, head, `outbound|${port}||${svc.host}`);
+  #byAddress(state: State, relay: string, socket: net.Socket, kind: Sniffed, head: Buffer, sni: string, alpn: readonly string[], address: string, port: number): void {
+    if (this.#tcp.hasRoute(relay, sni, alpn, address)) return this.#relay(relay, socket, sni, alpn, head, kind === 'tls' ? 'tls' : 'tcp');
+    if (state.view.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      this.counters.blackhole++;
+      this.#observeBlackholeTcp(socket);
+      return void socket.destroy();
+    }
+    this.#passthroughRelay(socket, address, port, head);
   }
 
   #http(table: string, socket: net.Socket, head: Buffer): void {

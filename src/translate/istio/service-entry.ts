@@ -171,9 +171,10 @@ export function serviceEntryCluster(env: ServiceEntryEnv, host: string, portNumb
       const address = str(weSpec.address);
       if (address) found2.push({ address, port: targetOf(weSpec), labels });
     }
-  } else if (env.mesh !== undefined && fqdn.startsWith('*') && (resolution === 'NONE' || resolution === 'DYNAMIC_DNS')) {
+  } else if (env.mesh !== undefined && (resolution === 'NONE' || (fqdn.startsWith('*') && resolution === 'DYNAMIC_DNS'))) {
     // A sidecar sends a wildcard host's connections to their original destination (NONE) or to the
     // name asked for (DYNAMIC_DNS) per connection (runtime/sidecar/outbound.ts): no endpoints here.
+    // So does an exact host with resolution NONE and no endpoints (Istio's ORIGINAL_DST cluster).
   } else if (resolution !== 'STATIC') {
     if (resolution === 'NONE') ctx.report('info', 'MG_UNSUPPORTED', se, 'spec.resolution', `resolution NONE forwards to the original destination, which a gateway does not have; ${fqdn} is resolved by DNS instead`);
     found2.push({ address: fqdn, port: port.targetPort ?? port.number, labels: {} });

@@ -213,6 +213,11 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
       const host = (str(h) ?? '').toLowerCase().replace(/\.$/, '');
       if (host === '') return;
       let forward: Candidate['forward'];
+      const hasEndpoints = arr(spec.endpoints).length > 0 || (spec.workloadSelector !== undefined && spec.workloadSelector !== null);
+      // Istio gives a sidecar an ORIGINAL_DST cluster for resolution NONE (cluster.go
+      // convertResolution: Passthrough): without endpoints, an exact host's connections go to their
+      // original destination, as a wildcard's do.
+      if (!host.includes('*') && resolution === 'NONE' && !hasEndpoints) forward = 'original-dst';
       if (host.includes('*')) {
         if (host === '*' || !host.startsWith('*.') || host.slice(2).includes('*')) {
           if (egressAdmits(scope, ns, host, null)) ctx.report('warning', 'MG_INVALID_FIELD', se, `spec.hosts[${k}]`, `host ${JSON.stringify(host)} is not a valid ServiceEntry host (a wildcard host is *.suffix); not served on sidecars`);
@@ -221,7 +226,6 @@ function visibleServicePorts(env: OutboundEnv): Candidate[] {
         // Istio: a wildcard host's traffic goes to the original destination (NONE) or to the name
         // asked for (DYNAMIC_DNS); DNS resolution needs endpoints (validation: a wildcard is not a
         // name to resolve); STATIC and DNS with endpoints are served by their endpoints.
-        const hasEndpoints = arr(spec.endpoints).length > 0 || (spec.workloadSelector !== undefined && spec.workloadSelector !== null);
         if (resolution === 'NONE' && !hasEndpoints) forward = 'original-dst';
         else if (resolution === 'DYNAMIC_DNS') forward = 'dynamic-dns';
         else if ((resolution === 'DNS' || resolution === 'DNS_ROUND_ROBIN') && !hasEndpoints) {
@@ -311,14 +315,20 @@ function externalNameAliases(env: OutboundEnv, all: Candidate[]): { candidates: 
  * (`name` within the same namespace, `name.ns`, `name.ns.svc`), each with and without `:port`; for
  * headless Kubernetes Services also `*.<name>` of each name without port (StatefulSet pod names such
  * as `db-0.db.ns.svc.cluster.local`); and every cluster IP with and without `:port` (IPv6 in
- * brackets with the port).
+ * brackets with the port). A wildcard host: itself and its addresses.
  */
 export function vhostDomains(host: string, port: number, proxyNamespace: string, kube: boolean, vips: string[], headless = false): string[] {
   const out: string[] = [];
   const add = (name: string): void => {
     for (const d of [name, withPort(name, port)]) if (!out.includes(d)) out.push(d);
   };
-  if (host.startsWith('*')) return [host];
+  if (host.startsWith('*')) {
+    // A wildcard host's addresses are its domains too (httproute.go generateVirtualHostDomains adds
+    // every address of the service): HTTP to one of them by address is routed as the host's.
+    out.push(host);
+    for (const vip of vips) if (isIpAddress(vip)) add(vip);
+    return out;
+  }
   add(host);
   const suffix = `.svc.${CLUSTER_DOMAIN.slice('svc.'.length)}`;
   if (kube && host.endsWith(suffix)) {
@@ -449,8 +459,37 @@ function tcpRoutesFor(env: OutboundEnv, c: Candidate, vs: KubeObject | null): Tc
   const catchAll = routes.some((r) => r.matches.some((m) => m.sniHosts.length === 0 && m.destinationSubnets.length === 0 && m.port === null));
   // Istio adds a TLS port's default filter chain only when no `tls` route applies (tls.go `hasTLSMatch`).
   const tlsRouted = c.protocol === 'TLS' && c.forward === undefined && routes.length > 0;
-  if (!catchAll && !tlsRouted) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: [{ sniHosts: [], destinationSubnets: [], port: null }], destinations: [{ cluster: c.cluster, weight: 100 }] });
+  if (!catchAll && !tlsRouted) routes.push({ name: 'default', source: sourceOf(c.obj, c.field), matches: defaultTlsMatches(c, section), destinations: [{ cluster: c.cluster, weight: 100 }] });
   return routes;
+}
+
+/**
+ * The default route's matches. On a TLS port the default filter chain names the service's host as
+ * its SNI where the destination alone does not say the service (tls.go
+ * buildSidecarOutboundTLSFilterChainOpts): a DYNAMIC_DNS wildcard host (also on the listener of its
+ * own address), and an address range (a CIDR of `addresses`: Istio makes one service per address,
+ * a range's chains on `0.0.0.0_<port>` match its prefix). A plain address takes every connection.
+ * A connection no chain takes follows the outbound traffic policy (the listener's passthrough chain).
+ */
+function defaultTlsMatches(c: Candidate, section: 'tcp' | 'tls'): TcpMatch[] {
+  const any: TcpMatch = { sniHosts: [], destinationSubnets: [], port: null };
+  if (section !== 'tls') return [any];
+  const byName: TcpMatch = { sniHosts: [c.host], destinationSubnets: [], port: null };
+  if (c.forward === 'dynamic-dns') return [byName];
+  const ranges = c.vips.filter(isAddressRange);
+  if (ranges.length === 0) return [any];
+  // The plain addresses (their own listeners) take every connection; the ranges the host's SNI only.
+  const plain = c.vips.filter((a) => !isAddressRange(a));
+  return plain.length === 0 ? [byName] : [{ ...any, destinationSubnets: plain }, byName];
+}
+
+/** A CIDR that is not a single address (Istio's conversion.go turns a /32 or /128 into the address). */
+function isAddressRange(a: string): boolean {
+  const slash = a.indexOf('/');
+  if (slash < 0) return false;
+  const ip = a.slice(0, slash);
+  const bits = Number(a.slice(slash + 1));
+  return isIpAddress(ip) && bits !== (ip.includes(':') ? 128 : 32);
 }
 
 /** The `tcp`/`tls` routes of a VirtualService that apply to this sidecar for one service port. */
