@@ -28,7 +28,7 @@ import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import type { TcpRecord } from '../../src/observability/tcp-record.js';
 import { generatePkiSync } from '../support/x509-gen.js';
-import { LoopbackServers } from '../support/loopback-servers.js';
+import { LoopbackServers, sniEchoServer, viaCapture } from '../support/loopback-servers.js';
 
 const net16 = `127.${100 + ((process.pid >> 3) % 100)}`;
 const third = 1 + Math.floor(Math.random() * 250);
@@ -44,14 +44,7 @@ const CERT = pki.certs.server;
 const loopback = new LoopbackServers();
 const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
-function tlsBackend(who: string): tls.Server {
-  const s = tls.createServer({ cert: CERT.cert, key: CERT.key }, (c) => {
-    c.on('error', () => {});
-    c.end(`${who} ${c.servername === false || c.servername === undefined ? '-' : c.servername}`);
-  });
-  s.on('tlsClientError', () => {});
-  return s;
-}
+const tlsBackend = (who: string): tls.Server => sniEchoServer(CERT, who);
 
 describe('sidecar outbound: ServiceEntry address ranges (CIDR)', () => {
   const servers: net.Server[] = [];
@@ -105,19 +98,7 @@ spec:
     await handler.close(0);
   });
 
-  async function asIfTo<T>(address: string, port: number, send: (capPort: number) => Promise<T>): Promise<T> {
-    const cap = net.createServer({ allowHalfOpen: true }, (s) => {
-      Object.defineProperty(s, 'localAddress', { value: address });
-      Object.defineProperty(s, 'localPort', { value: port });
-      handler.handle(s);
-    });
-    const capPort = await listen(cap, CLIENT_SIDE);
-    try {
-      return await send(capPort);
-    } finally {
-      cap.close();
-    }
-  }
+  const asIfTo = <T>(address: string, port: number, send: (capPort: number) => Promise<T>): Promise<T> => viaCapture(loopback, CLIENT_SIDE, (s) => handler.handle(s), address, port, send);
 
   /** What the server said, or `closed: <reason>` when the connection ended before a handshake; `sni` null: none. */
   const tlsTo = (address: string, port: number, sni: string | null): Promise<string> =>

@@ -31,7 +31,7 @@ import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/translate/index.js';
 import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
-import { LoopbackServers, tlsClientHello } from '../support/loopback-servers.js';
+import { LoopbackServers, tlsClientHello, viaCapture as throughCapture } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 const ORIG = `${net8}.20`;
@@ -185,23 +185,8 @@ describe('sidecar outbound: ExternalName Services and wildcard ServiceEntry host
     return fetchRaw(dest, port, host);
   }
 
-  /**
-   * A request whose original destination is `orig` while the app listens there: captured on another
-   * address, the socket's local address is presented as `orig` (what TPROXY gives the sidecar).
-   */
-  async function asIfTo(orig: { address: string; port: number }, send: (port: number) => Promise<unknown>): Promise<unknown> {
-    const cap = net.createServer({ allowHalfOpen: true }, (s) => {
-      Object.defineProperty(s, 'localAddress', { value: orig.address });
-      Object.defineProperty(s, 'localPort', { value: orig.port });
-      handler.handle(s);
-    });
-    const port = await listen(cap, CLIENT_SIDE);
-    try {
-      return await send(port);
-    } finally {
-      cap.close();
-    }
-  }
+  /** A request whose original destination is `orig` while the app listens there (what TPROXY gives the sidecar). */
+  const asIfTo = <T>(orig: { address: string; port: number }, send: (port: number) => Promise<T>): Promise<T> => throughCapture(loopback, CLIENT_SIDE, (s) => handler.handle(s), orig.address, orig.port, send);
 
   test('wildcard host (NONE): by Host with its VirtualService, to the original destination; the exact host first', async () => {
     const r = (await asIfTo({ address: ORIG, port: P.web }, (port) => fetchRaw(CLIENT_SIDE, port, `www.example.com:${P.web}`))) as { status: number; body: string };

@@ -26,7 +26,7 @@ import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import { generatePkiSync } from '../support/x509-gen.js';
-import { LoopbackServers } from '../support/loopback-servers.js';
+import { LoopbackServers, sniEchoServer, viaCapture } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** legacy.none.test's address: its servers (the original destination). */
@@ -43,14 +43,7 @@ const CERT = pki.certs.server;
 const loopback = new LoopbackServers();
 const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
-function tlsBackend(who: string): tls.Server {
-  const s = tls.createServer({ cert: CERT.cert, key: CERT.key }, (c) => {
-    c.on('error', () => {});
-    c.end(`${who} ${c.servername === false || c.servername === undefined ? '-' : c.servername}`);
-  });
-  s.on('tlsClientError', () => {});
-  return s;
-}
+const tlsBackend = (who: string): tls.Server => sniEchoServer(CERT, who);
 
 describe('sidecar outbound: exact ServiceEntry hosts with resolution NONE reach the original destination', () => {
   const servers: net.Server[] = [];
@@ -141,19 +134,7 @@ spec:
     await handler.close(0);
   });
 
-  async function asIfTo<T>(address: string, port: number, send: (capPort: number) => Promise<T>): Promise<T> {
-    const cap = net.createServer({ allowHalfOpen: true }, (s) => {
-      Object.defineProperty(s, 'localAddress', { value: address });
-      Object.defineProperty(s, 'localPort', { value: port });
-      handler.handle(s);
-    });
-    const capPort = await listen(cap, CLIENT_SIDE);
-    try {
-      return await send(capPort);
-    } finally {
-      cap.close();
-    }
-  }
+  const asIfTo = <T>(address: string, port: number, send: (capPort: number) => Promise<T>): Promise<T> => viaCapture(loopback, CLIENT_SIDE, (s) => handler.handle(s), address, port, send);
 
   const tlsTo = (address: string, port: number, sni: string): Promise<string> =>
     asIfTo(address, port, (p) => new Promise((resolve, reject) => {

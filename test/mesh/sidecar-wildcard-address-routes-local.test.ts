@@ -44,7 +44,7 @@ import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import type { TcpRecord } from '../../src/observability/tcp-record.js';
 import { generatePkiSync } from '../support/x509-gen.js';
-import { LoopbackServers } from '../support/loopback-servers.js';
+import { LoopbackServers, sniEchoServer, tcpRead, tlsRead, viaCapture } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** `*.api.test`'s addresses (NONE): the first has real servers (the original destination). */
@@ -66,15 +66,7 @@ const CERT = pki.certs.server;
 const loopback = new LoopbackServers();
 const listen = (server: net.Server, host: string, port = 0): Promise<number> => loopback.listen(server, host, port);
 
-/** A TLS server that answers `<who> <SNI it saw>` and closes. */
-function tlsBackend(who: string): tls.Server {
-  const s = tls.createServer({ cert: CERT.cert, key: CERT.key }, (c) => {
-    c.on('error', () => {});
-    c.end(`${who} ${c.servername === false || c.servername === undefined ? '-' : c.servername}`);
-  });
-  s.on('tlsClientError', () => {});
-  return s;
-}
+const tlsBackend = (who: string): tls.Server => sniEchoServer(CERT, who);
 
 /** A server-first TCP server (a database greeting). */
 function tcpBackend(who: string): net.Server {
@@ -255,54 +247,11 @@ describe('sidecar outbound: tls and tcp routes of wildcard hosts, for connection
     await handler.close(0);
   });
 
-  /** Runs `send` against a capture listener whose sockets are presented as connections to `address:port`. */
-  async function asIfTo<T>(address: string, port: number, send: (capPort: number) => Promise<T>): Promise<T> {
-    const cap = net.createServer({ allowHalfOpen: true }, (s) => {
-      Object.defineProperty(s, 'localAddress', { value: address });
-      Object.defineProperty(s, 'localPort', { value: port });
-      handler.handle(s);
-    });
-    const capPort = await listen(cap, CLIENT_SIDE);
-    try {
-      return await send(capPort);
-    } finally {
-      cap.close();
-    }
-  }
+  const asIfTo = <T>(address: string, port: number, send: (capPort: number) => Promise<T>): Promise<T> => viaCapture(loopback, CLIENT_SIDE, (s) => handler.handle(s), address, port, send);
 
-  /**
-   * A TLS client with SNI `sni` (null: none, and the server's name is not checked); what the server
-   * said, or `closed: <reason>` when the connection ended before a handshake.
-   */
-  function tlsCall(port: number, sni: string | null): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const c = tls.connect(sni === null ? { host: CLIENT_SIDE, port, rejectUnauthorized: false } : { host: CLIENT_SIDE, port, servername: sni, ca: CERT.cert });
-      let out = '';
-      let secure = false;
-      c.setEncoding('utf8');
-      c.once('secureConnect', () => (secure = true));
-      c.on('data', (d: string) => (out += d));
-      c.on('close', () => resolve(secure ? out : `closed: ${out}`));
-      c.on('error', (err: NodeJS.ErrnoException) => {
-        if (secure) reject(err);
-        else resolve(`closed: ${err.code ?? err.message}`);
-      });
-      c.setTimeout(10_000, () => c.destroy(new Error(`no answer for ${sni} within 10 s`)));
-    });
-  }
+  const tlsCall = (port: number, sni: string | null): Promise<string> => tlsRead(CLIENT_SIDE, port, sni, CERT.cert);
 
-  /** A plain TCP client: everything the server sent before the connection closed. */
-  function tcpCall(port: number): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const c = net.connect({ host: CLIENT_SIDE, port });
-      let out = '';
-      c.setEncoding('utf8');
-      c.on('data', (d: string) => (out += d));
-      c.on('close', () => resolve(out));
-      c.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(out) : reject(err)));
-      c.setTimeout(10_000, () => c.destroy(new Error('no answer within 10 s')));
-    });
-  }
+  const tcpCall = (port: number): Promise<string> => tcpRead(CLIENT_SIDE, port);
 
   const tlsTo = (address: string, port: number, sni: string | null): Promise<string> => asIfTo(address, port, (p) => tlsCall(p, sni));
   const tcpTo = (address: string, port: number): Promise<string> => asIfTo(address, port, (p) => tcpCall(p));
