@@ -50,8 +50,10 @@ EMPTY.push(null);
 
 const CRLF = '\r\n';
 
-/** `HTTP/1.1 <status> <reason>\r\n` by status, made once per status (no lookup in node:http's table and no join per answer). */
-const STATUS_LINES: string[] = [];
+/** Status lines by status (100-999), made on first use. */
+const STATUS_LINES: (string | undefined)[] = new Array<string | undefined>(1000).fill(undefined);
+
+/** `HTTP/1.1 <status> <reason>\r\n` for a status of 100-999, made once per status (no lookup in node:http's table and no join per answer). */
 export function statusLine(status: number): string {
   return (STATUS_LINES[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`);
 }
