@@ -344,7 +344,8 @@ async function serve(o: SidecarOptions, listeners: { outbound: string[]; inbound
   // plain full collections. The memory-reducing one also drops compiled code, and the next burst
   // then cost 10-40 % more CPU until it was compiled again (bench:sidecar, round 2 after an idle
   // period, 7 of 7 runs; plain collections: +5 % on average, 3 runs); they keep 1-5 MiB more after a
-  // burst (65-69 MiB 3 s after 500 req/s, docs/benchmarks.md).
+  // burst (65-69 MiB 3 s after 500 req/s, docs/benchmarks.md). Even plain ones let V8 drop optimized
+  // code, so they wait for 60 s of quiet: pauses between bursts keep their compiled code.
   const { compactAfterTraffic } = await import('../runtime/sidecar/idle-memory.js');
   stops.push(compactAfterTraffic({ compact: () => compactHeapSoon(0, 'never') }));
   // The workload certificate now: also the config push's client certificate (an alternative to the token).
