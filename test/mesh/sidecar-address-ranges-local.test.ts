@@ -28,7 +28,7 @@ import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import type { TcpRecord } from '../../src/observability/tcp-record.js';
 import { generatePkiSync } from '../support/x509-gen.js';
-import { LoopbackServers, sniEchoServer, viaCapture } from '../support/loopback-servers.js';
+import { LoopbackServers, sniEchoServer, viaCapture, greetingServer } from '../support/loopback-servers.js';
 
 const net16 = `127.${100 + ((process.pid >> 3) % 100)}`;
 const third = 1 + Math.floor(Math.random() * 250);
@@ -58,10 +58,7 @@ describe('sidecar outbound: ServiceEntry address ranges (CIDR)', () => {
     P.tls = await listen(inRange, IN_RANGE);
     const single = tlsBackend('single');
     await listen(single, SINGLE, P.tls);
-    const pg = net.createServer((c) => {
-      c.on('error', () => {});
-      c.end('in-range-pg\n');
-    });
+    const pg = greetingServer('in-range-pg\n');
     P.tcp = await listen(pg, IN_RANGE);
     // A port of an address in the range that no service declares.
     const other = tlsBackend('undeclared-port');

@@ -26,7 +26,7 @@ import { translateSidecar } from '../../src/translate/sidecar/index.js';
 import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import { generatePkiSync } from '../support/x509-gen.js';
-import { LoopbackServers, sniEchoServer, viaCapture } from '../support/loopback-servers.js';
+import { LoopbackServers, sniEchoServer, viaCapture, greetingServer } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** legacy.none.test's address: its servers (the original destination). */
@@ -57,10 +57,7 @@ describe('sidecar outbound: exact ServiceEntry hosts with resolution NONE reach 
     P.tls = await listen(legacyTls, LEGACY);
     const vault = tlsBackend('vault');
     await listen(vault, VAULT, P.tls);
-    const legacyTcp = net.createServer((c) => {
-      c.on('error', () => {});
-      c.end('legacy-tcp\n');
-    });
+    const legacyTcp = greetingServer('legacy-tcp\n');
     P.tcp = await listen(legacyTcp, LEGACY);
     const web = http.createServer((req, res) => res.end(`web host=${req.headers.host} via=${req.headers['x-via'] ?? '-'}`));
     P.http = await listen(web, WEB);

@@ -44,7 +44,7 @@ import type { KubeObject } from '../../src/resources/types.js';
 import type { Diagnostic } from '../../src/lib/diagnostic.js';
 import type { TcpRecord } from '../../src/observability/tcp-record.js';
 import { generatePkiSync } from '../support/x509-gen.js';
-import { LoopbackServers, sniEchoServer, tcpRead, tlsRead, viaCapture } from '../support/loopback-servers.js';
+import { LoopbackServers, sniEchoServer, tcpRead, tlsRead, viaCapture, greetingServer } from '../support/loopback-servers.js';
 
 const net8 = `127.${100 + ((process.pid >> 3) % 100)}.${1 + Math.floor(Math.random() * 250)}`;
 /** `*.api.test`'s addresses (NONE): the first has real servers (the original destination). */
@@ -69,12 +69,7 @@ const listen = (server: net.Server, host: string, port = 0): Promise<number> => 
 const tlsBackend = (who: string): tls.Server => sniEchoServer(CERT, who);
 
 /** A server-first TCP server (a database greeting). */
-function tcpBackend(who: string): net.Server {
-  return net.createServer((c) => {
-    c.on('error', () => {});
-    c.end(`${who}\n`);
-  });
-}
+const tcpBackend = (who: string): net.Server => greetingServer(`${who}\n`);
 
 function config(p: { tls: number; tcp: number; http: number; dtls: number; dtcp: number; dany: number; svc: number; egTls: number; egPg: number }): string {
   return `

@@ -56,6 +56,14 @@ export function sniEchoServer(cert: { cert: string; key: string }, who: string):
   return s;
 }
 
+/** A server-first TCP server (a database greeting): sends `greeting` and closes every connection. */
+export function greetingServer(greeting: string): net.Server {
+  return net.createServer((c) => {
+    c.on('error', () => {});
+    c.end(greeting);
+  });
+}
+
 /**
  * Runs `send` against a stand-in for the capture: a listener on `clientSide` whose accepted
  * connections say they were addressed to `address:port` (the original destination) and go to
