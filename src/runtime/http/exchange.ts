@@ -314,14 +314,16 @@ export class Exchange implements MatchInput, CallOwner, DownstreamOwner {
     }
     if (!this.grpcDeadline) this.#clearTimer();
     this.#phase = Phase.Streaming;
-    if (this.record !== null) this.record.upstreamServiceTime = performance.now() - this.#sentAt;
+    // Envoy sets x-envoy-upstream-service-time (whole ms) only when the request was complete before
+    // the answer came (router.cc onUpstreamHeaders); the upstream's own is replaced. One clock read
+    // serves it and the record.
+    const doneAt = this.#requestDoneAt;
+    const now = doneAt > 0 || this.record !== null ? performance.now() : 0;
+    if (this.record !== null) this.record.upstreamServiceTime = now - this.#sentAt;
     this.#resume = resume;
     const ph = this.d.proxyHeaders;
-    // Envoy sets x-envoy-upstream-service-time (whole ms) only when the request was complete before
-    // the answer came (router.cc onUpstreamHeaders); the upstream's own is replaced.
-    const doneAt = this.#requestDoneAt;
     let headers = buildDownstreamResponseHeaders(rawHeaders, ph === null ? undefined : ph.server, doneAt > 0);
-    if (doneAt > 0) headers.push('x-envoy-upstream-service-time', String(Math.floor(performance.now() - doneAt)));
+    if (doneAt > 0) headers.push('x-envoy-upstream-service-time', String(Math.floor(now - doneAt)));
     // Responses: destination-level edits first, then route-level (IR HeaderOps order).
     const destOps = this.#destination!.responseHeaders;
     if (destOps !== null) headers = applyHeaderOps(headers, destOps);
