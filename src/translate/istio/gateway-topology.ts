@@ -21,13 +21,12 @@
  * whole gateway workload, so pods whose annotations disagree are reported and MeshConfig alone
  * applies.
  */
-import { parse } from 'yaml';
 import type { ForwardClientCertDetails } from '../../ir/security.js';
-import { isObj, num, obj, str, type Obj } from '../../lib/unknown.js';
+import { num, obj, str, type Obj } from '../../lib/unknown.js';
 import type { ResourceSet } from '../../resources/resource-set.js';
 import type { KubeObject } from '../../resources/types.js';
-import { matchesLabels } from '../backends.js';
 import { readMeshConfig } from '../mesh-config.js';
+import { gatewayPods, podProxyConfigField } from './proxy-headers.js';
 import type { TranslateContext } from '../types.js';
 
 /** Istio's per-pod ProxyConfig override. */
@@ -38,10 +37,10 @@ const MODES: readonly ForwardClientCertDetails[] = ['SANITIZE', 'FORWARD_ONLY', 
 /** The IR security fields MeshConfig's gateway topology sets; `{}` when it sets none. */
 export function translateGatewayTopology(ctx: TranslateContext, resources: ResourceSet): { forwardClientCertDetails?: ForwardClientCertDetails; numTrustedProxies?: number } {
   const mesh = readMeshConfig(ctx, resources);
-  const fromPods = podTopology(ctx, resources);
+  const fromPods = podProxyConfigField(ctx, gatewayPods(ctx, resources), 'gatewayTopology');
   if (mesh === null && fromPods === null) return {};
   // The annotation's gatewayTopology replaces MeshConfig's whole (Istio's ProxyConfig merge).
-  const own = fromPods?.topology ?? null;
+  const own = fromPods?.value ?? null;
   const topology: Obj = own ?? obj(obj(mesh?.mesh.defaultConfig).gatewayTopology);
   // Diagnostics name the object the value came from.
   const where = (key: string): { from: KubeObject; field: string } =>
@@ -74,38 +73,3 @@ export function translateGatewayTopology(ctx: TranslateContext, resources: Resou
   return out;
 }
 
-/**
- * `gatewayTopology` of the gateway pods' `proxy.istio.io/config` annotation (`{}` included); null
- * when no pod's annotation has one, when an annotation is not valid (reported), or when the pods
- * disagree (reported).
- */
-function podTopology(ctx: TranslateContext, resources: ResourceSet): { pod: KubeObject; topology: Obj } | null {
-  const pods = resources
-    .ofKind('Pod')
-    .filter((p) => p.metadata.namespace === ctx.options.gatewayNamespace && matchesLabels(p.metadata.labels, ctx.options.gatewayLabels))
-    .filter((p) => p.metadata.annotations[PROXY_CONFIG_ANNOTATION] !== undefined);
-  if (pods.length === 0) return null;
-  let first: { pod: KubeObject; topology: Obj | null; text: string } | null = null;
-  for (const pod of pods) {
-    let topology: Obj | null;
-    try {
-      const raw = obj(parse(pod.metadata.annotations[PROXY_CONFIG_ANNOTATION])).gatewayTopology;
-      if (raw !== undefined && raw !== null && !isObj(raw)) {
-        // Istio's agent refuses such an annotation (jsonpb cannot read it into the message).
-        ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: gatewayTopology`, `${JSON.stringify(raw)} is not an object; MeshConfig's gatewayTopology applies`);
-        return null;
-      }
-      topology = raw === undefined || raw === null ? null : raw;
-    } catch (e) {
-      ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]`, `not valid ProxyConfig YAML (${(e as Error).message.split('\n')[0]}); MeshConfig's gatewayTopology applies`);
-      return null;
-    }
-    const text = JSON.stringify(topology);
-    if (first === null) first = { pod, topology, text };
-    else if (first.text !== text) {
-      ctx.report('warning', 'MG_UNSUPPORTED', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]`, `gatewayTopology differs from pod ${first.pod.metadata.name}'s; one snapshot serves every gateway pod, so MeshConfig's gatewayTopology applies`);
-      return null;
-    }
-  }
-  return first === null || first.topology === null ? null : { pod: first.pod, topology: first.topology };
-}

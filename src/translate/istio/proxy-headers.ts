@@ -174,11 +174,11 @@ function mergedProxyHeaders(ctx: TranslateContext, resources: ResourceSet, pods:
     if (raw !== undefined && raw !== null && !isObj(raw)) ctx.report('error', 'MG_INVALID_FIELD', mesh.from, 'data.mesh: defaultConfig.proxyHeaders', `${JSON.stringify(raw)} is not an object; it is ignored`);
     for (const [k, v] of Object.entries(obj(raw))) base.set(k, { value: v, from: mesh.from, field: 'data.mesh: defaultConfig.proxyHeaders' });
   }
-  const overlay = podProxyHeaders(ctx, pods);
+  const overlay = podProxyConfigField(ctx, pods, 'proxyHeaders');
   let out = base;
   if (overlay !== null) {
     out = new Map();
-    for (const [k, v] of Object.entries(overlay.headers)) out.set(k, { value: v, from: overlay.pod, field: `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: proxyHeaders` });
+    for (const [k, v] of Object.entries(overlay.value)) out.set(k, { value: v, from: overlay.pod, field: `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: proxyHeaders` });
     for (const k of CORRECTED) {
       const own = out.get(k);
       const absent = own === undefined || own.value === null || (k === 'forwardedClientCert' && (own.value === 'UNDEFINED' || own.value === 0));
@@ -193,34 +193,36 @@ function mergedProxyHeaders(ctx: TranslateContext, resources: ResourceSet, pods:
 }
 
 /**
- * The `proxyHeaders` of the pods' annotation; null when none of them has `proxyHeaders` in it, when
- * one annotation is not YAML (reported), or when the pods disagree (reported).
+ * ProxyConfig field `field` of the pods' `proxy.istio.io/config` annotation (`{}` included); null
+ * when no pod's annotation has it, when an annotation is not valid (reported: Istio's agent refuses
+ * it, jsonpb cannot read it into the message), or when the pods disagree (reported: one snapshot
+ * serves every gateway pod). Then MeshConfig's `defaultConfig` applies.
  */
-function podProxyHeaders(ctx: TranslateContext, pods: readonly KubeObject[]): { pod: KubeObject; headers: Obj } | null {
-  let first: { pod: KubeObject; headers: Obj | null; text: string } | null = null;
+export function podProxyConfigField(ctx: TranslateContext, pods: readonly KubeObject[], field: 'proxyHeaders' | 'gatewayTopology'): { pod: KubeObject; value: Obj } | null {
+  let first: { pod: KubeObject; value: Obj | null; text: string } | null = null;
   for (const pod of pods) {
     const annotation = pod.metadata.annotations[PROXY_CONFIG_ANNOTATION];
     if (annotation === undefined) continue;
-    let headers: Obj | null;
+    let value: Obj | null;
     try {
-      const raw = obj(parse(annotation)).proxyHeaders;
+      const raw = obj(parse(annotation))[field];
       if (raw !== undefined && raw !== null && !isObj(raw)) {
-        ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: proxyHeaders`, `${JSON.stringify(raw)} is not an object; MeshConfig's proxyHeaders applies`);
+        ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]: ${field}`, `${JSON.stringify(raw)} is not an object; MeshConfig's ${field} applies`);
         return null;
       }
-      headers = raw === undefined || raw === null ? null : raw;
+      value = raw === undefined || raw === null ? null : raw;
     } catch (e) {
-      ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]`, `not valid ProxyConfig YAML (${(e as Error).message.split('\n')[0]}); MeshConfig's proxyHeaders applies`);
+      ctx.report('error', 'MG_INVALID_FIELD', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]`, `not valid ProxyConfig YAML (${(e as Error).message.split('\n')[0]}); MeshConfig's ${field} applies`);
       return null;
     }
-    const text = JSON.stringify(headers);
-    if (first === null) first = { pod, headers, text };
+    const text = JSON.stringify(value);
+    if (first === null) first = { pod, value, text };
     else if (first.text !== text) {
-      ctx.report('warning', 'MG_UNSUPPORTED', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]`, `proxyHeaders differs from pod ${first.pod.metadata.name}'s; one snapshot serves every gateway pod, so MeshConfig's proxyHeaders applies`);
+      ctx.report('warning', 'MG_UNSUPPORTED', pod, `metadata.annotations["${PROXY_CONFIG_ANNOTATION}"]`, `${field} differs from pod ${first.pod.metadata.name}'s; one snapshot serves every gateway pod, so MeshConfig's ${field} applies`);
       return null;
     }
   }
-  return first === null || first.headers === null ? null : { pod: first.pod, headers: first.headers };
+  return first === null || first.value === null ? null : { pod: first.pod, value: first.value };
 }
 
 /** The gateway's Pods (gateway namespace, gateway labels), whose annotation applies to the gateway. */
